@@ -1,0 +1,81 @@
+"""The one pydantic base for every MNEMOS resource and config model."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic import ValidationError as PydanticValidationError
+from pydantic.alias_generators import to_camel
+
+from mnemos.errors import ValidationError
+
+__all__ = ["CoreModel", "Duration", "to_validation_error"]
+
+
+class CoreModel(BaseModel):
+    """Base of every resource and settings model.
+
+    ``extra="forbid"`` is deliberate: a typo in YAML (``engin:``) is reported with its path
+    instead of being silently dropped. Fields are snake_case in Python and camelCase in YAML,
+    as in Kubernetes and the seed's Helm values; both spellings are accepted on input.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        alias_generator=to_camel,
+        validate_assignment=True,
+    )
+
+    def dump(self) -> dict[str, Any]:
+        """The document as users write it: camelCase keys, no unset optionals."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def _parse_duration(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _UNITS[match.group(2)]
+        raise ValueError(f"{value!r} is not a duration: use a number of seconds or '500ms', '30s', '5m', '1h', '1d'")
+    return value
+
+
+def _format_duration(seconds: float) -> str:
+    for unit in ("d", "h", "m", "s"):
+        size = _UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds * 1000)}ms" if seconds < 1 else f"{seconds}s"
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(_parse_duration),
+    PlainSerializer(_format_duration, return_type=str, when_used="json"),
+]
+"""Seconds, written as in the seed: ``1s``, ``30s``, ``5m``, ``1h`` (plain numbers are seconds)."""
+
+
+def to_validation_error(exc: PydanticValidationError, prefix: str = "") -> ValidationError:
+    """Turn pydantic's error into ours, naming the first failing field path."""
+    lines = []
+    first_path = None
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"])
+        if prefix:
+            path = f"{prefix}.{path}" if path else prefix
+        first_path = first_path or path
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "extra field not permitted"
+        lines.append(f"{path}: {msg}" if path else msg)
+    return ValidationError("; ".join(lines), param=first_path)

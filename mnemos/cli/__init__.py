@@ -1,0 +1,59 @@
+"""The ``mnemos`` command line: one module per command group.
+
+Every ``MnemosError`` is printed as ``error: <message>`` on stderr, without a traceback, and
+the process exits with the error's exit code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from mnemos.errors import MnemosError
+
+app = typer.Typer(
+    name="mnemos",
+    help="MNEMOS: an AI-operations platform on Ray.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Modules whose `register(app)` adds top-level commands.
+_COMMAND_MODULES = ["mnemos.cli.platform", "mnemos.cli.resources"]
+# (group name, module exposing `app`) for `mnemos <group> ...`.
+_GROUPS: list[tuple[str, str]] = [
+    ("kuberay", "mnemos.cli.kuberay"),
+]
+
+for _module in _COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
+for _name, _module in _GROUPS:
+    try:
+        app.add_typer(importlib.import_module(_module).app, name=_name)
+    except ModuleNotFoundError as exc:  # a group still being written
+        if exc.name != _module:
+            raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; a user-fixable error ends with its message and exit code, no traceback."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except MnemosError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,75 @@
+"""``mnemos up|down|status``: bootstrap and tear down the platform (CRADLE)."""
+
+from __future__ import annotations
+
+import typer
+
+from mnemos.cli._output import Output, console, emit
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(up)
+    app.command()(down)
+    app.command()(status)
+
+
+def up(
+    address: str | None = typer.Option(None, envvar="MNEMOS_RAY_ADDRESS", help="Existing cluster to use."),
+) -> None:
+    """Start a local Ray cluster (or connect to ADDRESS) and the control plane."""
+    import mnemos
+    from mnemos.config import load_settings
+    from mnemos.cradle import COMPONENTS, start_local, up as control_up
+
+    settings = load_settings()
+    if not address and not settings.ray.address:
+        info = start_local(settings)
+        address = info["address"]
+        console.print(f"ray: local cluster at {address} (dashboard {info['dashboard']})")
+    client = mnemos.connect(address, settings=settings)
+    control_up(settings, client.engram)
+    for name, _ in COMPONENTS:
+        console.print(f"{name}: up")
+    for hook in _UP_HOOKS:
+        hook(client)
+    console.print(f"engram: {client.engram.uri}")
+
+
+# Components that print something once on `up` (e.g. SOUL's bootstrap credential) add a hook.
+_UP_HOOKS: list = []
+
+
+def down() -> None:
+    """Stop the control plane and the local cluster `mnemos up` started."""
+    from mnemos.cli._session import platform_address
+    from mnemos.cradle import down as control_down
+    from mnemos.cradle import stop_local
+
+    if platform_address():
+        import mnemos
+
+        mnemos.connect(platform_address())
+        for name in control_down():
+            console.print(f"{name}: stopped")
+        import ray
+
+        ray.shutdown()
+    if stop_local():
+        console.print("ray: local cluster stopped")
+    else:
+        console.print("ray: no local cluster was running")
+
+
+def status(output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
+    """Cluster, control-plane actors and registry counts."""
+    from mnemos.cli._session import open_client, platform_address
+
+    client = open_client(connect=bool(platform_address()))
+    data = client.status()
+    rows = [("engram", data["engram"]), ("platform", "up" if data["connected"] else "down")]
+    if data["connected"]:
+        rows.append(("ray", data["ray"]["address"]))
+        rows.extend((f"  {k}", v) for k, v in data["ray"]["resources"].items())
+        rows.extend((f"actor {k}", v) for k, v in data["control_plane"].items())
+    rows.extend((f"resources {k}", v) for k, v in sorted(data["resources"].items()))
+    emit(data, output, ("", ""), rows)

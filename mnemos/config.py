@@ -1,0 +1,253 @@
+"""MNEMOS settings: one ``Settings`` read from ``MNEMOS_*`` variables and an optional ``mnemos.yaml``.
+
+Field names follow the seed's Helm values (``cortex.queues.default.concurrency``,
+``relay.rateLimit.requestsPerSecond``, ``soul.jwt.rotateHours`` …). In YAML use camelCase as the
+seed does; in the environment use ``MNEMOS_`` and ``__`` between levels, e.g.
+``MNEMOS_CORTEX__QUEUES__DEFAULT__CONCURRENCY=50`` or ``MNEMOS_ENGRAM__URI=s3://bucket/root``.
+The YAML file is ``$MNEMOS_CONFIG`` or ``./mnemos.yaml`` when it exists.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+from mnemos._model import CoreModel, Duration
+
+__all__ = [
+    "AdapterRoute",
+    "Backoff",
+    "CortexSettings",
+    "CradleSettings",
+    "CronJob",
+    "EngramSettings",
+    "NeuronSettings",
+    "PoolConfig",
+    "QueueConfig",
+    "RelaySettings",
+    "Settings",
+    "SoulSettings",
+    "TraceSettings",
+    "WraithSettings",
+    "default_home",
+    "load_settings",
+]
+
+
+def default_home() -> Path:
+    """``$MNEMOS_HOME`` or ``~/.mnemos``: local state (ENGRAM root, cluster address)."""
+    return Path(os.environ.get("MNEMOS_HOME") or Path.home() / ".mnemos")
+
+
+class Backoff(CoreModel):
+    """Retry backoff: doubles from ``min`` up to ``max``."""
+
+    min: Duration = Field(1.0, description="First retry delay.")
+    max: Duration = Field(30.0, description="Largest retry delay.")
+
+
+class QueueConfig(CoreModel):
+    """One named CORTEX queue."""
+
+    concurrency: int = Field(100, ge=1, description="Jobs of this queue running at once.")
+    backoff: Backoff = Field(default_factory=Backoff)
+    max_attempts: int = Field(3, ge=1, description="Default attempts per job.")
+    timeout: Duration | None = Field(None, description="Default job timeout; none by default.")
+
+
+class Affinity(CoreModel):
+    gpu_preferred: bool = Field(True, description="Jobs that can use either go to GPU pools first.")
+
+
+class CortexSettings(CoreModel):
+    replicas: int = 2
+    queues: dict[str, QueueConfig] = Field(
+        default_factory=lambda: {"default": QueueConfig(), "wraith": QueueConfig(concurrency=10)},
+        description="Named queues; `default` and `wraith` always exist.",
+    )
+    affinity: Affinity = Field(default_factory=Affinity)
+    journal_batch_ms: float = Field(5.0, ge=0, description="Group-commit window of the job journal.")
+    inline_result_bytes: int = Field(64 * 1024, description="Results larger than this go to ENGRAM.")
+
+
+class PoolConfig(CoreModel):
+    """A NEURON pool: Ray actors grouped by capability."""
+
+    name: str
+    selector: dict[str, str] = Field(default_factory=dict)
+    size: int = Field(2, ge=0, description="Workers in the pool (0: the pool is declared but empty).")
+    num_cpus: float = Field(0.5, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    max_concurrency: int = Field(16, ge=1, description="Jobs one worker runs at once.")
+
+
+def _default_pools() -> list[PoolConfig]:
+    return [
+        PoolConfig(name="cpu-a", selector={"accelerator": "cpu"}, size=2),
+        PoolConfig(name="gpu-a", selector={"accelerator": "nvidia"}, size=1, num_cpus=0, num_gpus=1),
+    ]
+
+
+class NeuronSettings(CoreModel):
+    replicas: int = 3
+    pools: list[PoolConfig] = Field(default_factory=_default_pools)
+
+
+class EngramBackups(CoreModel):
+    schedule: str = "0 */6 * * *"
+    retention_days: int = 30
+    destination: str | None = Field(None, description="Backup URI; default <engram root>/../backups.")
+
+
+class EngramSettings(CoreModel):
+    uri: str = Field("", description="ENGRAM root: a local path, file:// or s3:// URI.")
+    retention_days: int = Field(30, ge=1)
+    backups: EngramBackups = Field(default_factory=EngramBackups)
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (endpoint_url…).")
+
+    def root(self) -> str:
+        return self.uri or str(default_home() / "engram")
+
+
+class RateLimit(CoreModel):
+    requests_per_second: float = Field(50.0, gt=0)
+    burst: int = Field(100, ge=1)
+
+
+class AdapterRoute(CoreModel):
+    match: str
+    timeout: Duration = 60.0
+
+
+class RelaySettings(CoreModel):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    max_body_bytes: int = Field(1024 * 1024, description="Larger request bodies get 413.")
+    auth: bool = Field(True, description="Require a token or API key on every route but health.")
+    redact_prompts: bool = Field(False, description="Redact PII in prompts too, not only in lineage.")
+
+
+class JwtSettings(CoreModel):
+    issuer: str = "soul.mnemos"
+    rotate_hours: float = 24.0
+
+
+class SoulPolicies(CoreModel):
+    m_tls: str = Field("enabled", alias="mTLS")
+    token_ttl: Duration = 3600.0
+
+
+class VaultSettings(CoreModel):
+    address: str = "https://vault.mnemos.svc:8200"
+    mount: str = "mnemos/"
+
+
+class SoulSettings(CoreModel):
+    vault: VaultSettings = Field(default_factory=VaultSettings)
+    jwt: JwtSettings = Field(default_factory=JwtSettings)
+    policies: SoulPolicies = Field(default_factory=SoulPolicies)
+    secret_store: str = Field("file", description="file, env or vault.")
+
+
+class TraceSettings(CoreModel):
+    otlp_endpoint: str = Field("", description="OTLP endpoint; empty: spans are not exported.")
+    service_name: str = "mnemos"
+
+
+class CronJob(CoreModel):
+    name: str
+    schedule: str
+    enabled: bool = True
+
+
+def _default_cronjobs() -> list[CronJob]:
+    return [
+        CronJob(name="compact-logs", schedule="0 3 * * *"),
+        CronJob(name="replay-events", schedule="*/15 * * * *"),
+        CronJob(name="retention", schedule="30 3 * * *"),
+        CronJob(name="backup", schedule="0 */6 * * *"),
+    ]
+
+
+class WraithSettings(CoreModel):
+    cronjobs: list[CronJob] = Field(default_factory=_default_cronjobs)
+
+
+class Guardrails(CoreModel):
+    require_gitops: bool = False
+
+
+class CradleSettings(CoreModel):
+    guardrails: Guardrails = Field(default_factory=Guardrails)
+
+
+class RaySettings(CoreModel):
+    address: str | None = Field(None, description="ray://… or host:port; none: embedded local cluster.")
+    namespace: str = "mnemos"
+    num_cpus: int = Field(8, description="Logical CPUs of the embedded cluster (Serve replicas need room).")
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with the seed's defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MNEMOS_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        populate_by_name=True,
+        alias_generator=None,
+    )
+
+    ray: RaySettings = Field(default_factory=RaySettings)
+    engram: EngramSettings = Field(default_factory=EngramSettings)
+    cortex: CortexSettings = Field(default_factory=CortexSettings)
+    neuron: NeuronSettings = Field(default_factory=NeuronSettings)
+    relay: RelaySettings = Field(default_factory=RelaySettings)
+    soul: SoulSettings = Field(default_factory=SoulSettings)
+    trace: TraceSettings = Field(default_factory=TraceSettings)
+    wraith: WraithSettings = Field(default_factory=WraithSettings)
+    cradle: CradleSettings = Field(default_factory=CradleSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = os.environ.get("MNEMOS_CONFIG") or "mnemos.yaml"
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if Path(path).is_file():
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    def queue(self, name: str) -> QueueConfig:
+        """The queue named ``name``; an unknown name lists the valid ones."""
+        from mnemos.errors import NotFoundError
+
+        try:
+            return self.cortex.queues[name]
+        except KeyError:
+            raise NotFoundError(
+                f"queue {name!r} is not declared; declared queues: {', '.join(sorted(self.cortex.queues))}",
+                param="queue",
+            ) from None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings, turning a bad value into a ``ValidationError`` that names the field."""
+    from pydantic import ValidationError as PydanticValidationError
+
+    from mnemos._model import to_validation_error
+
+    try:
+        return Settings(**overrides)
+    except PydanticValidationError as exc:
+        raise to_validation_error(exc, prefix="settings") from None

@@ -1,0 +1,138 @@
+"""The Ray cluster under MNEMOS: connect to one, or start and stop a local one for ``mnemos up``.
+
+Order of precedence for the address: the explicit argument, ``MNEMOS_RAY_ADDRESS`` (or
+``settings.ray.address``), the cluster that ``mnemos up`` started (``$MNEMOS_HOME/cluster.json``),
+else an embedded cluster inside this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mnemos.config import Settings, default_home
+from mnemos.errors import UnavailableError
+
+NAMESPACE = "mnemos"
+
+
+def cluster_file() -> Path:
+    return default_home() / "cluster.json"
+
+
+def read_cluster() -> dict[str, Any] | None:
+    """The cluster ``mnemos up`` started, if its head process is still alive."""
+    path = cluster_file()
+    if not path.is_file():
+        return None
+    info = json.loads(path.read_text())
+    pid = info.get("pid")
+    if pid is not None:
+        try:
+            os.kill(int(pid), 0)
+        except OSError:
+            path.unlink(missing_ok=True)
+            return None
+    return info
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_local(settings: Settings, *, dashboard_port: int = 8265, timeout: float = 60.0) -> dict[str, Any]:
+    """Start a local Ray head bound to 127.0.0.1 in its own process group and record it."""
+    if info := read_cluster():
+        return info
+    port = _free_port()
+    home = default_home()
+    home.mkdir(parents=True, exist_ok=True)
+    log = open(home / "ray-head.log", "ab")  # noqa: SIM115 - handed to the child process
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    cmd = [
+        ray_bin, "start", "--head", "--block",
+        "--node-ip-address=127.0.0.1", f"--port={port}",
+        f"--num-cpus={settings.ray.num_cpus}",
+        "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
+        "--disable-usage-stats",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise UnavailableError(f"ray start exited with {proc.returncode}; see {home / 'ray-head.log'}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise UnavailableError(f"the local Ray head did not start within {timeout:.0f}s")
+    info = {
+        "address": address,
+        "pid": proc.pid,
+        "dashboard": f"http://127.0.0.1:{dashboard_port}",
+        "started": time.time(),
+    }
+    cluster_file().write_text(json.dumps(info))
+    return info
+
+
+def stop_local(timeout: float = 30.0) -> bool:
+    """Stop the cluster ``mnemos up`` started; ``False`` when there was none."""
+    info = read_cluster()
+    if info is None:
+        return False
+    pid = int(info["pid"])
+    try:
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            os.killpg(pid, 0)
+            time.sleep(0.2)
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    cluster_file().unlink(missing_ok=True)
+    return True
+
+
+def resolve_address(address: str | None, settings: Settings) -> str | None:
+    """The address to connect to, or ``None`` for an embedded cluster."""
+    if address:
+        return address
+    if settings.ray.address:
+        return settings.ray.address
+    env = os.environ.get("MNEMOS_RAY_ADDRESS")
+    if env:
+        return env
+    info = read_cluster()
+    return info["address"] if info else None
+
+
+def init_ray(address: str | None, settings: Settings) -> None:
+    """Connect this process to Ray (a no-op when it already is)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    target = resolve_address(address, settings)
+    kwargs: dict[str, Any] = {"namespace": NAMESPACE, "log_to_driver": False, "logging_level": "WARNING"}
+    try:
+        if target:
+            ray.init(address=target, **kwargs)
+        else:
+            ray.init(num_cpus=settings.ray.num_cpus, include_dashboard=False, **kwargs)
+    except (ConnectionError, RuntimeError) as exc:
+        raise UnavailableError(f"cannot connect to Ray at {target or 'a new local cluster'}: {exc}") from None

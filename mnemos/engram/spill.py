@@ -1,0 +1,51 @@
+"""Ray object spilling into ENGRAM's object store."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mnemos.errors import UnavailableError, ValidationError
+
+
+def spilling_config(uri: str, storage_options: dict[str, Any] | None = None) -> dict[str, str]:
+    """The ``_system_config`` entries that make Ray spill objects to ``uri``.
+
+    An ``s3://bucket/prefix`` URI spills through smart_open; the bucket is checked first,
+    because Ray would otherwise hang retrying ``NoSuchBucket`` on the first spill. A local
+    path spills to that folder. ``storage_options`` (s3fs style: ``endpoint_url``, ``key``,
+    ``secret``, ``client_kwargs.region_name``) are passed to the S3 client of the spill workers.
+    """
+    opts = dict(storage_options or {})
+    if uri.startswith("s3://"):
+        import s3fs
+
+        bucket = uri[5:].split("/", 1)[0]
+        if not bucket:
+            raise ValidationError(f"spill URI {uri!r} names no bucket", param="uri")
+        fs = s3fs.S3FileSystem(**opts)
+        try:
+            exists = fs.exists(bucket)
+        except Exception as exc:  # noqa: BLE001 - any client failure means unreachable
+            raise UnavailableError(f"cannot reach the spill bucket {bucket!r}: {exc}") from None
+        if not exists:
+            raise UnavailableError(f"spill bucket {bucket!r} does not exist: create it before starting Ray")
+        client: dict[str, Any] = {}
+        if opts.get("endpoint_url"):
+            client["endpoint_url"] = opts["endpoint_url"]
+        if opts.get("key"):
+            client["aws_access_key_id"] = opts["key"]
+        if opts.get("secret"):
+            client["aws_secret_access_key"] = opts["secret"]
+        region = (opts.get("client_kwargs") or {}).get("region_name")
+        if region:
+            client["region_name"] = region
+        params: dict[str, Any] = {"uri": uri.rstrip("/")}
+        if client:
+            params["override_transport_params"] = {"client_kwargs": {"S3.Client": client}}
+        spec = {"type": "smart_open", "params": params}
+    elif "://" not in uri or uri.startswith("file://"):
+        spec = {"type": "filesystem", "params": {"directory_path": uri.removeprefix("file://")}}
+    else:
+        raise ValidationError(f"spill URI {uri!r}: use s3://bucket/prefix or a local folder", param="uri")
+    return {"object_spilling_config": json.dumps(spec)}

@@ -1,0 +1,387 @@
+"""``Engram``: content-addressed blobs, named refs, JSON documents and segmented logs on fsspec.
+
+Layout under the root URI (see DESIGN.md)::
+
+    blobs/sha256/<2 hex>/<hex>     content-addressed, verified on read
+    refs/<name>                    name -> digest
+    <prefix>/<seq>.json            segments of append-only logs (journal/…, lineage/…)
+    anything/else.json             JSON documents (registry/…)
+
+Object stores cannot append, so logs are written as new segments, named so that they sort in
+write order, and merged later by WRAITH.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import queue
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from mnemos.engram.keys import normalize_digest, validate_key
+from mnemos.errors import IntegrityError, NotFoundError, UnavailableError
+
+CHUNK = 8 * 1024 * 1024
+
+__all__ = ["BlobReader", "Engram"]
+
+
+def _new_segment_id() -> str:
+    return f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+
+
+class BlobReader(io.RawIOBase):
+    """A file-like stream over a blob that checks its digest when the end is reached."""
+
+    def __init__(self, handle: IO[bytes], digest: str) -> None:
+        self._handle = handle
+        self._digest = digest
+        self._hash = hashlib.sha256()
+        self._verified = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._handle.read(len(buffer))
+        if not data:
+            self._verify()
+            return 0
+        self._hash.update(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _verify(self) -> None:
+        if not self._verified:
+            self._verified = True
+            if "sha256:" + self._hash.hexdigest() != self._digest:
+                raise IntegrityError(f"blob {self._digest} is corrupted: its content no longer matches its digest")
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
+
+
+class Engram:
+    """A store over any fsspec URI: a local folder, ``file://…`` or ``s3://bucket/prefix``.
+
+    Args:
+        uri: the root; a plain path is a local folder (created on demand).
+        storage_options: passed to fsspec (``endpoint_url``, ``key``, ``secret`` … for s3fs).
+    """
+
+    def __init__(self, uri: str, storage_options: dict[str, Any] | None = None) -> None:
+        if not uri:
+            raise NotFoundError("ENGRAM root URI is empty: set MNEMOS_ENGRAM__URI or pass uri", param="uri")
+        self.uri = uri
+        self.storage_options = dict(storage_options or {})
+        self._fs: fsspec.AbstractFileSystem | None = None
+        if "://" not in uri or uri.startswith("file://"):
+            path = uri[7:] if uri.startswith("file://") else uri
+            self._root = str(Path(path).expanduser().resolve())
+        else:
+            self._root = uri.split("://", 1)[1].rstrip("/")
+        self.is_local = "://" not in uri or uri.startswith("file://")
+
+    @classmethod
+    def from_settings(cls, settings: Any = None) -> Engram:
+        """The ENGRAM root that ``Settings.engram`` names."""
+        from mnemos.config import load_settings
+
+        settings = settings or load_settings()
+        return cls(settings.engram.root(), settings.engram.storage_options)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Engram, (self.uri, self.storage_options))
+
+    def __repr__(self) -> str:
+        return f"Engram({self.uri!r})"
+
+    # -- filesystem -------------------------------------------------------------------------
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        if self._fs is None:
+            if self.is_local:
+                self._fs = LocalFileSystem(auto_mkdir=True)
+            else:
+                protocol = self.uri.split("://", 1)[0]
+                self._fs = fsspec.filesystem(protocol, **self.storage_options)
+        return self._fs
+
+    def path(self, key: str) -> str:
+        """The backend path of a validated key."""
+        return f"{self._root}/{validate_key(key)}"
+
+    def _write_atomic(self, path: str, data: bytes) -> None:
+        if self.is_local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        else:
+            self.fs.pipe_file(path, data)  # an object PUT is atomic
+
+    def check(self) -> None:
+        """Raise ``UnavailableError`` when the root cannot be reached (e.g. a missing bucket)."""
+        try:
+            if self.is_local:
+                os.makedirs(self._root, exist_ok=True)
+            else:
+                bucket = self._root.split("/", 1)[0]
+                if not self.fs.exists(bucket):
+                    raise UnavailableError(f"ENGRAM bucket {bucket!r} does not exist: create it first")
+        except OSError as exc:
+            raise UnavailableError(f"ENGRAM root {self.uri} is not reachable: {exc}") from None
+
+    # -- blobs ------------------------------------------------------------------------------
+    def blob_key(self, digest: str) -> str:
+        hexpart = normalize_digest(digest)[7:]
+        return f"blobs/sha256/{hexpart[:2]}/{hexpart}"
+
+    def put(self, data: bytes | bytearray | memoryview | BinaryIO | Iterable[bytes]) -> str:
+        """Store bytes, a binary stream or an iterable of chunks; return ``sha256:<hex>``.
+
+        Bytes are hashed in memory; a stream is spooled to a local temporary file while it is
+        hashed, so that the upload goes straight to its final, content-addressed key.
+        """
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            path = self.path(self.blob_key(digest))
+            if not self._exists(path):
+                self._write_atomic(path, bytes(data))
+            return digest
+        chunks: Iterable[bytes] = iter(lambda: data.read(CHUNK), b"") if hasattr(data, "read") else data
+        with tempfile.NamedTemporaryFile(prefix="mnemos-blob-", delete=False) as spool:
+            h = hashlib.sha256()
+            for chunk in chunks:
+                h.update(chunk)
+                spool.write(chunk)
+        try:
+            digest = "sha256:" + h.hexdigest()
+            self._put_file_as(spool.name, digest)
+        finally:
+            os.unlink(spool.name)
+        return digest
+
+    def put_file(self, local_path: str | os.PathLike[str]) -> str:
+        """Store a local file by streaming it (hashed first, then uploaded once)."""
+        h = hashlib.sha256()
+        with open(local_path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(CHUNK), b""):
+                h.update(chunk)
+        digest = "sha256:" + h.hexdigest()
+        self._put_file_as(str(local_path), digest)
+        return digest
+
+    def _put_file_as(self, local_path: str, digest: str) -> None:
+        path = self.path(self.blob_key(digest))
+        if self._exists(path):
+            return
+        if self.is_local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+            os.close(fd)
+            import shutil
+
+            shutil.copyfile(local_path, tmp)
+            os.replace(tmp, path)
+        else:
+            self.fs.put_file(local_path, path)
+
+    def _exists(self, path: str) -> bool:
+        return os.path.exists(path) if self.is_local else bool(self.fs.exists(path))
+
+    def has(self, digest: str) -> bool:
+        return self._exists(self.path(self.blob_key(digest)))
+
+    def open(self, digest: str) -> BlobReader:
+        """A stream over a blob; reading to its end raises ``IntegrityError`` if it was altered."""
+        digest = normalize_digest(digest)
+        path = self.path(self.blob_key(digest))
+        try:
+            handle = self.fs.open(path, "rb", block_size=CHUNK) if not self.is_local else open(path, "rb")
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {digest} not found in {self.uri}", param="digest") from None
+        return BlobReader(handle, digest)
+
+    def get(self, digest: str) -> bytes:
+        """A blob's bytes, verified against its digest (``IntegrityError`` if altered)."""
+        digest = normalize_digest(digest)
+        path = self.path(self.blob_key(digest))
+        try:
+            if self.is_local:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+                actual = hashlib.sha256(data).hexdigest()
+            else:
+                data, actual = self._read_hashing(path)
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {digest} not found in {self.uri}", param="digest") from None
+        if "sha256:" + actual != digest:
+            raise IntegrityError(f"blob {digest} is corrupted: its content no longer matches its digest")
+        return data
+
+    def _read_hashing(self, path: str) -> tuple[bytes, str]:
+        """Read a remote object in chunks while a second thread hashes the ones already read."""
+        h = hashlib.sha256()
+        parts: list[bytes] = []
+        todo: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+
+        def hasher() -> None:
+            while (chunk := todo.get()) is not None:
+                h.update(chunk)
+
+        worker = threading.Thread(target=hasher, daemon=True)
+        worker.start()
+        try:
+            with self.fs.open(path, "rb", block_size=CHUNK, cache_type="readahead") as fh:
+                while chunk := fh.read(CHUNK):
+                    parts.append(chunk)
+                    todo.put(chunk)
+        finally:
+            todo.put(None)
+            worker.join()
+        return b"".join(parts), h.hexdigest()
+
+    def get_to_file(self, digest: str, local_path: str | os.PathLike[str]) -> None:
+        """Write a blob to a local file, verified; a corrupted blob leaves no file behind."""
+        tmp = f"{local_path}.part-{uuid.uuid4().hex[:6]}"
+        try:
+            with self.open(digest) as src, open(tmp, "wb") as dst:
+                while chunk := src.read(CHUNK):
+                    dst.write(chunk)
+            os.replace(tmp, local_path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def blobs(self) -> Iterator[tuple[str, int, float]]:
+        """Every blob as ``(digest, size, mtime)``."""
+        base = f"{self._root}/blobs/sha256"
+        try:
+            entries = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return
+        for path, info in entries.items():
+            name = path.rsplit("/", 1)[-1]
+            if len(name) == 64:
+                yield "sha256:" + name, int(info.get("size") or 0), _mtime(info)
+
+    def delete_blob(self, digest: str) -> None:
+        self.delete(self.blob_key(digest))
+
+    # -- refs -------------------------------------------------------------------------------
+    def set_ref(self, name: str, digest: str) -> None:
+        """Point ``refs/<name>`` at a digest (the blob must exist)."""
+        digest = normalize_digest(digest)
+        validate_key(name, what="ref")
+        if not self.has(digest):
+            raise NotFoundError(f"ref {name!r} cannot point at {digest}: no such blob", param="digest")
+        self._write_atomic(self.path(f"refs/{name}"), digest.encode())
+
+    def get_ref(self, name: str) -> str:
+        validate_key(name, what="ref")
+        try:
+            return self.read_bytes(f"refs/{name}").decode().strip()
+        except NotFoundError:
+            raise NotFoundError(f"ref {name!r} not found", param="ref") from None
+
+    def refs(self, prefix: str = "") -> dict[str, str]:
+        """All refs under ``prefix`` as ``{name: digest}``."""
+        base = f"{self._root}/refs"
+        start = f"{base}/{validate_key(prefix, what='prefix')}" if prefix else base
+        try:
+            paths = self.fs.find(start)
+        except FileNotFoundError:
+            return {}
+        out = {}
+        for path in sorted(paths):
+            name = path[len(base) + 1 :]
+            if name.rsplit("/", 1)[-1].startswith(".tmp-"):
+                continue
+            out[name] = self.fs.cat_file(path).decode().strip()
+        return out
+
+    def delete_ref(self, name: str) -> None:
+        self.delete(f"refs/{validate_key(name, what='ref')}")
+
+    # -- documents --------------------------------------------------------------------------
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self._write_atomic(self.path(key), data)
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return bytes(self.fs.cat_file(self.path(key)))
+        except FileNotFoundError:
+            raise NotFoundError(f"{key} not found in {self.uri}", param="key") from None
+
+    def write_json(self, key: str, obj: Any) -> None:
+        self.write_bytes(key, json.dumps(obj, sort_keys=True, separators=(",", ":")).encode())
+
+    def read_json(self, key: str) -> Any:
+        return json.loads(self.read_bytes(key))
+
+    def exists(self, key: str) -> bool:
+        return self._exists(self.path(key))
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys directly or indirectly under ``prefix``, sorted (temporary files excluded)."""
+        base = self.path(prefix)
+        try:
+            paths = self.fs.find(base)
+        except FileNotFoundError:
+            return []
+        root_len = len(self._root) + 1
+        return sorted(p[root_len:] for p in paths if not p.rsplit("/", 1)[-1].startswith(".tmp-"))
+
+    def delete(self, key: str) -> None:
+        try:
+            self.fs.rm_file(self.path(key))
+        except FileNotFoundError:
+            pass
+
+    def delete_prefix(self, prefix: str) -> None:
+        path = self.path(prefix)
+        if self._exists(path):
+            self.fs.rm(path, recursive=True)
+
+    # -- logs -------------------------------------------------------------------------------
+    def append(self, log: str, records: list[dict[str, Any]]) -> str:
+        """Write ``records`` as one new segment of ``log``; return the segment key."""
+        validate_key(log, what="log")
+        key = f"{log}/{_new_segment_id()}.json"
+        self.write_bytes(key, json.dumps(records, separators=(",", ":")).encode())
+        return key
+
+    def segments(self, log: str) -> list[str]:
+        """Segment keys of a log in write order."""
+        return [k for k in self.list(log) if k.endswith(".json") and "/" not in k[len(log) + 1 :]]
+
+    def read_log(self, log: str) -> Iterator[dict[str, Any]]:
+        """Every record of a log, in write order."""
+        for key in self.segments(log):
+            try:
+                yield from json.loads(self.read_bytes(key))
+            except NotFoundError:  # merged away by a concurrent compaction
+                continue
+
+
+def _mtime(info: dict[str, Any]) -> float:
+    value = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    return float(value)

@@ -1,0 +1,29 @@
+"""GENOME: resource schemas and the versioned, admission-checked registry."""
+
+from mnemos.genome._base import ObjectMeta, Resource
+from mnemos.genome.adapter import Adapter
+from mnemos.genome.admission import admit
+from mnemos.genome.kinds import KINDS, json_schema, load_paths, parse_documents, parse_resource, resolve_kind
+from mnemos.genome.model import Model
+from mnemos.genome.pipeline import Pipeline, Step
+from mnemos.genome.policy import Policy
+from mnemos.genome.registry import ApplyResult, Registry
+
+__all__ = [
+    "KINDS",
+    "Adapter",
+    "ApplyResult",
+    "Model",
+    "ObjectMeta",
+    "Pipeline",
+    "Policy",
+    "Registry",
+    "Resource",
+    "Step",
+    "admit",
+    "json_schema",
+    "load_paths",
+    "parse_documents",
+    "parse_resource",
+    "resolve_kind",
+]

@@ -1,0 +1,45 @@
+"""``genome.mnemos.dev/v1`` Adapter: an OpenAI-compatible upstream RELAY can route models to."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from mnemos._model import CoreModel, Duration
+from mnemos.genome._base import Resource
+
+
+class SecretRef(CoreModel):
+    name: str
+    key: str
+
+
+class AdapterAuth(CoreModel):
+    secret_ref: SecretRef
+    header: str = Field("Authorization", description="Header carrying the credential.")
+    scheme: str = Field("Bearer", description="Prefix before the secret; empty for none.")
+
+
+class AdapterRoute(CoreModel):
+    match: str = Field(description="Path served through this adapter, e.g. /v1/chat/completions.")
+    timeout: Duration = 60.0
+
+
+class AdapterSpec(CoreModel):
+    type: Literal["http", "grpc"] = "http"
+    base_url: str = Field(description="Upstream base URL, e.g. https://api.example.com/v1.")
+    auth: AdapterAuth | None = None
+    routes: list[AdapterRoute] = Field(default_factory=list)
+    models: list[str] = Field(default_factory=list, description="Model names served through this adapter.")
+    upstream_model: str | None = Field(None, description="Model name sent upstream; default: the same.")
+    retries: int = Field(2, ge=0)
+    fallback: str | None = Field(None, description="Another Adapter tried when this one fails.")
+
+
+class Adapter(Resource):
+    API_VERSION: ClassVar[str] = "genome.mnemos.dev/v1"
+
+    api_version: str = API_VERSION
+    kind: Literal["Adapter"] = "Adapter"
+    spec: AdapterSpec

@@ -1,0 +1,74 @@
+"""GENOME admission: schema first (done by parsing), then every matching Policy's rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from mnemos.errors import AdmissionError
+from mnemos.genome._base import Resource
+from mnemos.genome.model import Model
+from mnemos.genome.policy import Policy
+
+
+def _matches(policy: Policy, resource: Resource) -> bool:
+    sel = policy.spec.selector
+    kind = type(resource).__name__
+    if sel.kinds and kind not in sel.kinds:
+        return False
+    labels = resource.metadata.labels
+    return all(labels.get(k) == v for k, v in sel.match_labels.items())
+
+
+def _violations(policy: Policy, resource: Resource) -> list[str]:
+    rules = policy.spec.rules
+    found: list[str] = []
+    labels = resource.metadata.labels
+    missing = [lbl for lbl in rules.required_labels if lbl not in labels]
+    if missing:
+        found.append(f"requiredLabels: missing label(s) {', '.join(missing)}")
+    if isinstance(resource, Model):
+        spec = resource.spec
+        if rules.allowed_licenses is not None and spec.policy.license not in rules.allowed_licenses:
+            found.append(
+                f"allowedLicenses: license {spec.policy.license!r} is not one of {', '.join(rules.allowed_licenses)}"
+            )
+        if rules.allowed_engines is not None and spec.runtime.engine not in rules.allowed_engines:
+            found.append(f"allowedEngines: engine {spec.runtime.engine!r} is not one of {', '.join(rules.allowed_engines)}")
+        scheme = spec.artifact.uri.split("://", 1)[0] if "://" in spec.artifact.uri else "file"
+        if rules.allowed_artifact_schemes is not None and scheme not in rules.allowed_artifact_schemes:
+            found.append(
+                f"allowedArtifactSchemes: {scheme}:// is not one of {', '.join(rules.allowed_artifact_schemes)}"
+            )
+        replicas = spec.autoscaling.max_replicas if spec.autoscaling else spec.replicas
+        if rules.max_replicas is not None and replicas > rules.max_replicas:
+            found.append(f"maxReplicas: {replicas} replicas exceed {rules.max_replicas}")
+        if rules.max_gpus_per_replica is not None and spec.resources.gpus > rules.max_gpus_per_replica:
+            found.append(f"maxGpusPerReplica: {spec.resources.gpus} GPUs exceed {rules.max_gpus_per_replica}")
+    return found
+
+
+def admit(resource: Resource, policies: Iterable[Policy]) -> None:
+    """Refuse ``resource`` with an ``AdmissionError`` naming the policy and rule it breaks.
+
+    Policies never apply to Policy resources (an operator must always be able to fix a policy).
+    A rule that fails to evaluate refuses the resource under ``failurePolicy: Fail`` and is
+    skipped under ``Ignore``.
+    """
+    if isinstance(resource, Policy):
+        return
+    kind = type(resource).__name__
+    for policy in policies:
+        if not _matches(policy, resource):
+            continue
+        try:
+            problems = _violations(policy, resource)
+        except Exception as exc:  # noqa: BLE001 - a broken rule is handled by failurePolicy
+            if policy.spec.failure_policy == "Ignore":
+                continue
+            problems = [f"rule evaluation failed ({exc})"]
+        if problems:
+            raise AdmissionError(
+                f"admission refused {kind} {resource.name!r}: Policy {policy.name!r}: {'; '.join(problems)}",
+                param="spec",
+                policy=policy.name,
+            )

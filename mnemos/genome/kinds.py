@@ -1,0 +1,85 @@
+"""The kinds GENOME knows, and turning YAML/JSON documents into typed resources."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError as PydanticValidationError
+
+from mnemos._model import to_validation_error
+from mnemos.errors import BadRequestError, NotFoundError, ValidationError
+from mnemos.genome._base import Resource
+from mnemos.genome.adapter import Adapter
+from mnemos.genome.model import Model
+from mnemos.genome.pipeline import Pipeline
+from mnemos.genome.policy import Policy
+
+KINDS: dict[str, type[Resource]] = {"Model": Model, "Policy": Policy, "Adapter": Adapter, "Pipeline": Pipeline}
+_ALIASES = {k.lower(): k for k in KINDS} | {k.lower() + "s": k for k in KINDS}
+
+
+def resolve_kind(name: str) -> type[Resource]:
+    """``Model``, ``model`` or ``models`` → the Model class; an unknown name lists the valid ones."""
+    kind = _ALIASES.get(name.lower())
+    if kind is None:
+        raise NotFoundError(f"unknown kind {name!r}: valid kinds are {', '.join(KINDS)}", param="kind")
+    return KINDS[kind]
+
+
+def parse_resource(doc: Any, source: str = "") -> Resource:
+    """Validate one document into its kind; errors name the field path (``spec.runtime.engin``)."""
+    where = f"{source}: " if source else ""
+    if not isinstance(doc, dict):
+        raise ValidationError(f"{where}a resource must be a mapping, got {type(doc).__name__}")
+    kind = doc.get("kind")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ValidationError(f"{where}kind: must be one of {', '.join(KINDS)} (got {kind!r})", param="kind")
+    try:
+        return KINDS[kind].model_validate(doc)
+    except PydanticValidationError as exc:
+        err = to_validation_error(exc)
+        raise ValidationError(f"{where}{kind}: {err.message}", param=err.param) from None
+
+
+def parse_documents(text: str, source: str = "") -> list[Resource]:
+    """Every non-empty YAML document in ``text`` as a resource."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise BadRequestError(f"{source or 'input'}: not valid YAML: {exc}") from None
+    out: list[Resource] = []
+    for doc in docs:
+        if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):
+            out.extend(parse_resource(item, source) for item in doc["items"])
+        else:
+            out.append(parse_resource(doc, source))
+    return out
+
+
+def _files(path: Path) -> Iterator[Path]:
+    if path.is_dir():
+        for child in sorted(path.rglob("*")):
+            if child.is_file() and child.suffix in (".yaml", ".yml", ".json"):
+                yield child
+    elif path.is_file():
+        yield path
+    else:
+        raise NotFoundError(f"{path}: no such file or directory", param="file")
+
+
+def load_paths(paths: Iterable[str | Path]) -> list[Resource]:
+    """Load resources from files and folders (``*.yaml``, ``*.yml``, ``*.json``, recursively)."""
+    out: list[Resource] = []
+    for p in paths:
+        for file in _files(Path(p)):
+            out.extend(parse_documents(file.read_text(), str(file)))
+    return out
+
+
+def json_schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema of a kind, with camelCase names as users write them."""
+    cls = resolve_kind(kind)
+    return cls.model_json_schema(by_alias=True)

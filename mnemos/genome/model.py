@@ -1,0 +1,82 @@
+"""``genome.mnemos.dev/v1`` Model: a servable model, as in the seed plus serving fields."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from mnemos._model import CoreModel
+from mnemos.genome._base import Resource
+
+ENGINES = ("transformers", "vllm", "embedding", "echo")
+
+
+class Artifact(CoreModel):
+    uri: str = Field(description="engram://, file://, s3:// or hf:// URI of the weights (file or folder).")
+    sha256: str | None = Field(
+        None, description="Digest of the artifact ('sha256:<hex>'); checked on every load when it is a digest."
+    )
+
+
+class Tokenizer(CoreModel):
+    uri: str | None = Field(None, description="Tokenizer location; defaults to the artifact's folder.")
+
+
+class RuntimeParams(CoreModel):
+    """Engine parameters. Known names are typed; pass anything else through ``engineKwargs``."""
+
+    tensor_parallel: int = Field(1, ge=1, description="GPUs per replica for vLLM.")
+    max_tokens: int = Field(2048, ge=1, description="Upper bound on generated tokens per request.")
+    max_model_len: int | None = Field(None, ge=16, description="Context length (vLLM).")
+    dtype: str | None = Field(None, description="float32, bfloat16, float16, auto.")
+    device: str | None = Field(None, description="cpu or cuda; default: cuda when the replica has a GPU.")
+    max_batch_size: int = Field(8, ge=1, description="Dynamic batching: most requests per forward pass.")
+    batch_wait_ms: float = Field(5.0, ge=0, description="Dynamic batching: how long to gather a batch.")
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to the engine unchanged.")
+
+
+class Runtime(CoreModel):
+    engine: Literal["transformers", "vllm", "embedding", "echo"] = Field(
+        description="NEURON runtime: transformers (CPU/GPU), vllm, embedding, echo (tests/benchmarks)."
+    )
+    params: RuntimeParams = Field(default_factory=RuntimeParams)
+
+
+class ModelPolicy(CoreModel):
+    pii: Literal["redact", "allow"] = Field("allow", description="redact: PII removed from lineage (and prompts).")
+    license: str | None = Field(None, description="SPDX id, checked by Policy license allowlists.")
+
+
+class Autoscaling(CoreModel):
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(1, ge=1)
+    target_ongoing_requests: float = Field(8.0, gt=0)
+
+
+class Resources(CoreModel):
+    cpus: float = Field(1.0, ge=0, description="CPUs per replica.")
+    gpus: float = Field(0.0, ge=0, description="GPUs per replica.")
+    accelerator: str | None = Field(None, description="Ray accelerator type, e.g. H100, A10G.")
+    memory: str | None = Field(None, description="Memory per replica, e.g. 16Gi.")
+
+
+class ModelSpec(CoreModel):
+    family: str
+    version: str
+    artifact: Artifact
+    tokenizer: Tokenizer | None = None
+    runtime: Runtime
+    policy: ModelPolicy = Field(default_factory=ModelPolicy)
+    replicas: int = Field(1, ge=0, description="Fixed replicas when autoscaling is not set.")
+    autoscaling: Autoscaling | None = None
+    resources: Resources = Field(default_factory=Resources)
+
+
+class Model(Resource):
+    API_VERSION: ClassVar[str] = "genome.mnemos.dev/v1"
+
+    api_version: str = API_VERSION
+    kind: Literal["Model"] = "Model"
+    spec: ModelSpec

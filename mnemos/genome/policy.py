@@ -1,0 +1,53 @@
+"""``genome.mnemos.dev/v1`` Policy: admission rules, quotas and rate limits."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from mnemos._model import CoreModel
+from mnemos.genome._base import Resource
+
+
+class Selector(CoreModel):
+    kinds: list[str] = Field(default_factory=list, description="Kinds the rules apply to; empty: all.")
+    match_labels: dict[str, str] = Field(default_factory=dict, description="Labels a resource must carry.")
+
+
+class Quota(CoreModel):
+    label: str = Field("team", description="Label whose value groups jobs (e.g. team).")
+    max_gpus: float | None = Field(None, ge=0, description="GPUs one label value may hold at once.")
+    max_cpus: float | None = Field(None, ge=0)
+    max_running_jobs: int | None = Field(None, ge=0)
+
+
+class RateLimitRule(CoreModel):
+    requests_per_second: float = Field(gt=0)
+    burst: int = Field(ge=1)
+    principals: list[str] = Field(default_factory=list, description="Principals it applies to; empty: all.")
+
+
+class PolicyRules(CoreModel):
+    allowed_licenses: list[str] | None = Field(None, description="Model licenses admitted; none: any.")
+    allowed_engines: list[str] | None = Field(None, description="Runtime engines admitted; none: any.")
+    allowed_artifact_schemes: list[str] | None = Field(None, description="e.g. [engram, s3]; none: any.")
+    required_labels: list[str] = Field(default_factory=list, description="Labels every resource must carry.")
+    max_replicas: int | None = Field(None, ge=0)
+    max_gpus_per_replica: float | None = Field(None, ge=0)
+
+
+class PolicySpec(CoreModel):
+    selector: Selector = Field(default_factory=Selector)
+    rules: PolicyRules = Field(default_factory=PolicyRules)
+    quotas: list[Quota] = Field(default_factory=list)
+    rate_limit: RateLimitRule | None = None
+    failure_policy: Literal["Fail", "Ignore"] = Field("Fail", description="Fail: a rule that errors refuses.")
+
+
+class Policy(Resource):
+    API_VERSION: ClassVar[str] = "genome.mnemos.dev/v1"
+
+    api_version: str = API_VERSION
+    kind: Literal["Policy"] = "Policy"
+    spec: PolicySpec

@@ -1,0 +1,93 @@
+"""The GENOME control-plane actor: the registry over Ray, plus a watch of changes.
+
+Writers (the client, the CLI, the gateway's API) store through ``Registry`` and publish what
+changed here; controllers (RELAY's model reconciler, WRAITH's sync) ``watch`` for changes, a
+long-poll that returns as soon as something is published. After a restart of this actor the
+revision starts again at 0 and a watcher whose ``since`` is ahead is told to re-list.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import ray
+
+from mnemos.engram import Engram
+from mnemos.genome.registry import Registry
+
+ACTOR_NAME = "genome"
+NAMESPACE = "mnemos"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=64)
+class GenomeService:
+    """Named ``genome`` actor in namespace ``mnemos``."""
+
+    def __init__(self, engram: Engram, require_gitops: bool = False) -> None:
+        self.registry = Registry(engram, require_gitops=require_gitops)
+        self._revision = 0
+        self._events: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+
+    def publish(self, events: list[dict[str, Any]]) -> int:
+        """Record changes (``{action, kind, name, generation}``) and wake the watchers."""
+        with self._cond:
+            for event in events:
+                self._revision += 1
+                self._events.append({**event, "revision": self._revision})
+            del self._events[:-1000]
+            self._cond.notify_all()
+            return self._revision
+
+    def watch(self, since: int, timeout: float = 30.0) -> dict[str, Any]:
+        """Changes after revision ``since``; waits up to ``timeout`` s for the first one.
+
+        Returns ``{"revision": n, "events": [...]}``, or ``{"revision": n, "events": None}``
+        when ``since`` is unknown (this actor restarted, or events were dropped): re-list.
+        """
+        with self._cond:
+            self._cond.wait_for(lambda: self._revision != since, timeout=timeout)
+            oldest = self._events[0]["revision"] if self._events else self._revision + 1
+            if since > self._revision or (since + 1 < oldest and since != self._revision):
+                return {"revision": self._revision, "events": None}
+            return {"revision": self._revision, "events": [e for e in self._events if e["revision"] > since]}
+
+    def revision(self) -> int:
+        return self._revision
+
+    # Remote access to the registry for callers that hold no ENGRAM credentials.
+    def apply(self, doc: dict[str, Any], source: str = "apply") -> dict[str, Any]:
+        from mnemos.genome.kinds import parse_resource
+
+        result = self.registry.apply(parse_resource(doc), source=source)
+        if result.action != "unchanged":
+            self.publish([event_of(result.resource, result.action)])
+        return {"action": result.action, "resource": result.resource.dump()}
+
+    def delete(self, kind: str, name: str, source: str = "apply") -> dict[str, Any]:
+        resource = self.registry.delete(kind, name, source=source)
+        self.publish([event_of(resource, "deleted")])
+        return resource.dump()
+
+    def list(self, kind: str | None = None) -> list[dict[str, Any]]:
+        return [r.dump() for r in self.registry.list(kind)]
+
+    def get(self, kind: str, name: str, generation: int | None = None) -> dict[str, Any]:
+        return self.registry.get(kind, name, generation).dump()
+
+
+def event_of(resource: Any, action: str) -> dict[str, Any]:
+    return {
+        "action": action,
+        "kind": type(resource).__name__,
+        "name": resource.name,
+        "generation": resource.generation,
+    }
+
+
+def ensure(settings: Any, engram: Engram) -> Any:
+    """Get or create the detached ``genome`` actor."""
+    return GenomeService.options(
+        name=ACTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+    ).remote(engram, settings.cradle.guardrails.require_gitops)

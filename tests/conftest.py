@@ -1,0 +1,124 @@
+"""Shared fixtures: one Ray cluster per session, a loopback S3 server, ENGRAM roots.
+
+MNEMOS_HOME is pointed at a temporary folder before anything else runs, so tests never touch
+the user's ~/.mnemos.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_HOME = tempfile.mkdtemp(prefix="mnemos-test-home-")
+os.environ["MNEMOS_HOME"] = _HOME
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+S3_KEY = "testing"
+S3_REGION = "us-west-2"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def mnemos_home() -> Path:
+    return Path(_HOME)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[dict[str, object]]:
+    """A real S3 endpoint on 127.0.0.1 (moto's server); yields s3fs storage options."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for var, value in {
+        "AWS_ACCESS_KEY_ID": S3_KEY,
+        "AWS_SECRET_ACCESS_KEY": S3_KEY,
+        "AWS_DEFAULT_REGION": S3_REGION,
+    }.items():
+        os.environ.setdefault(var, value)
+    options = {
+        "key": S3_KEY,
+        "secret": S3_KEY,
+        "endpoint_url": endpoint,
+        "client_kwargs": {"region_name": S3_REGION},
+    }
+    yield options
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3fs_client(s3_server: dict[str, object]):
+    import s3fs
+
+    return s3fs.S3FileSystem(**s3_server)
+
+
+@pytest.fixture()
+def s3_bucket(s3fs_client, request) -> str:
+    """A fresh bucket per test."""
+    import re
+
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    name = f"t-{stem}-{os.urandom(3).hex()}"
+    s3fs_client.mkdir(name)
+    return name
+
+
+@pytest.fixture()
+def local_engram(tmp_path: Path):
+    from mnemos.engram import Engram
+
+    return Engram(str(tmp_path / "engram"))
+
+
+@pytest.fixture()
+def s3_engram(s3_server, s3_bucket):
+    from mnemos.engram import Engram
+
+    return Engram(f"s3://{s3_bucket}/root", s3_server)
+
+
+@pytest.fixture(params=["local", "s3"])
+def engram(request):
+    """ENGRAM on a local folder and on the loopback S3."""
+    return request.getfixturevalue(f"{request.param}_engram")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    """One local Ray cluster for the whole session, with room for Serve replicas (num_cpus=8)."""
+    import ray
+
+    ray.init(num_cpus=8, include_dashboard=False, namespace="mnemos", log_to_driver=False)
+    yield
+    try:
+        from ray import serve
+
+        serve.shutdown()
+    except Exception:  # noqa: BLE001
+        pass
+    ray.shutdown()
+
+
+@pytest.fixture()
+def settings(tmp_path: Path):
+    """Settings with a private ENGRAM root for one test."""
+    from mnemos.config import load_settings
+
+    return load_settings(engram={"uri": str(tmp_path / "engram")})
