@@ -99,6 +99,40 @@ class Client:
         except ValueError:
             pass  # no control plane: nothing watches
 
+    # -- component APIs (each imported on first use) ------------------------------------------
+    @property
+    def jobs(self) -> Any:
+        """CORTEX jobs: ``client.jobs.submit(fn, *args, queue=, priority=, ...)``."""
+        from mnemos.cortex import JobsAPI
+
+        return self._api("jobs", JobsAPI)
+
+    @property
+    def pipelines(self) -> Any:
+        """SYNKRON runs: ``client.pipelines.run("pipelines/x.yaml")``."""
+        from mnemos.synkron import PipelinesAPI
+
+        return self._api("pipelines", PipelinesAPI)
+
+    @property
+    def spaces(self) -> Any:
+        """Embedding spaces: ``client.spaces.search(space, query, k)``."""
+        from mnemos.synkron import SpacesAPI
+
+        return self._api("spaces", SpacesAPI)
+
+    def lineage(self, node_id: str) -> Any:
+        """The lineage graph (upstream and downstream) of a run, job, request or artifact."""
+        from mnemos.trace.lineage import graph
+
+        return graph(self.engram, node_id)
+
+    def _api(self, name: str, cls: Any) -> Any:
+        key = f"api:{name}"
+        if key not in self._components:
+            self._components[key] = cls(self)
+        return self._components[key]
+
     # -- platform ----------------------------------------------------------------------------
     def component(self, name: str) -> Any:
         """The handle of a control-plane component, started on first use."""

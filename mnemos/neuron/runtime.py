@@ -1,0 +1,97 @@
+"""The one interface every NEURON model runtime implements.
+
+Runtimes: ``transformers`` (CPU/GPU, dynamic batching), ``vllm`` (vLLM's async engine),
+``embedding`` (sentence-transformers), ``echo`` (no model: returns the prompt's words, for
+tests and for measuring the gateway without a model's own time). Pick one with
+``runtime_class(engine)``; an unknown engine lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from mnemos.errors import NotFoundError
+
+Priority = Literal["interactive", "batch"]
+
+
+@dataclass
+class GenerationRequest:
+    """One generation: chat ``messages`` or a plain ``prompt``.
+
+    ``priority``: interactive requests are served ahead of batch ones.
+    """
+
+    messages: list[dict[str, Any]] | None = None
+    prompt: str | None = None
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    priority: Priority = "interactive"
+    request_id: str = ""
+
+
+@dataclass
+class GenerationChunk:
+    """A piece of streamed output; the last one has ``finish_reason`` and the token counts."""
+
+    text: str
+    finish_reason: Literal["stop", "length"] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Runtime(abc.ABC):
+    """A loaded model that generates or embeds.
+
+    Contract: ``start()`` loads the model (blocking work runs off the event loop) and is called
+    once before anything else; ``generate`` yields chunks as they are produced and stops early
+    when the consumer stops iterating (a disconnected client cancels its generation);
+    ``embed`` returns one vector per text; ``health`` is cheap.
+    """
+
+    engine: ClassVar[str]
+    kind: ClassVar[Literal["generate", "embed"]] = "generate"
+
+    def __init__(self, model_path: str | None, params: dict[str, Any] | None = None) -> None:
+        self.model_path = model_path
+        self.params = dict(params or {})
+
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        raise NotFoundError(f"the {self.engine} runtime does not generate text", param="model")
+        yield  # pragma: no cover - makes this an async generator
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        raise NotFoundError(f"the {self.engine} runtime does not embed", param="model")
+
+    async def health(self) -> bool:
+        return True
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Release the model (optional)."""
+
+
+RUNTIMES: dict[str, str] = {
+    "echo": "mnemos.neuron.runtimes.echo:EchoRuntime",
+    "transformers": "mnemos.neuron.runtimes.transformers:TransformersRuntime",
+    "vllm": "mnemos.neuron.runtimes.vllm:VLLMRuntime",
+    "embedding": "mnemos.neuron.runtimes.embedding:EmbeddingRuntime",
+}
+
+
+def runtime_class(engine: str) -> type[Runtime]:
+    """The runtime class for ``engine``; an unknown engine lists the valid ones."""
+    path = RUNTIMES.get(engine)
+    if path is None:
+        raise NotFoundError(f"unknown engine {engine!r}: valid engines are {', '.join(RUNTIMES)}", param="engine")
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]

@@ -1,0 +1,1 @@
+"""Runtime backends; import them through ``mnemos.neuron.runtime_class``."""
