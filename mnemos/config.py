@@ -190,6 +190,7 @@ class RaySettings(CoreModel):
     address: str | None = Field(None, description="ray://… or host:port; none: embedded local cluster.")
     namespace: str = "mnemos"
     num_cpus: int = Field(8, description="Logical CPUs of the embedded cluster (Serve replicas need room).")
+    dashboard_port: int = Field(8265, description="Dashboard / job-submission port of the cluster `mnemos up` starts.")
 
 
 class Settings(BaseSettings):

@@ -105,7 +105,8 @@ def ray_cluster() -> Iterator[None]:
     """One local Ray cluster for the whole session, with room for Serve replicas (num_cpus=8)."""
     import ray
 
-    ray.init(num_cpus=8, include_dashboard=False, namespace="mnemos", log_to_driver=False)
+    os.environ.pop("RAY_ADDRESS", None)
+    ray.init(address="local", num_cpus=8, include_dashboard=False, namespace="mnemos", log_to_driver=False)
     yield
     try:
         from ray import serve

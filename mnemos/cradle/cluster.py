@@ -49,11 +49,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_local(settings: Settings, *, dashboard_port: int = 8265, timeout: float = 60.0) -> dict[str, Any]:
+def start_local(settings: Settings, *, timeout: float = 60.0) -> dict[str, Any]:
     """Start a local Ray head bound to 127.0.0.1 in its own process group and record it."""
     if info := read_cluster():
         return info
     port = _free_port()
+    dashboard_port = settings.ray.dashboard_port
     home = default_home()
     home.mkdir(parents=True, exist_ok=True)
     log = open(home / "ray-head.log", "ab")  # noqa: SIM115 - handed to the child process
@@ -114,9 +115,9 @@ def resolve_address(address: str | None, settings: Settings) -> str | None:
         return address
     if settings.ray.address:
         return settings.ray.address
-    env = os.environ.get("MNEMOS_RAY_ADDRESS")
-    if env:
-        return env
+    for var in ("MNEMOS_RAY_ADDRESS", "RAY_ADDRESS"):  # RAY_ADDRESS: set inside `ray job submit` jobs
+        if os.environ.get(var):
+            return os.environ[var]
     info = read_cluster()
     return info["address"] if info else None
 
@@ -133,6 +134,7 @@ def init_ray(address: str | None, settings: Settings) -> None:
         if target:
             ray.init(address=target, **kwargs)
         else:
-            ray.init(num_cpus=settings.ray.num_cpus, include_dashboard=False, **kwargs)
+            # address="local": always a new cluster, never one that happens to run on this machine.
+            ray.init(address="local", num_cpus=settings.ray.num_cpus, include_dashboard=False, **kwargs)
     except (ConnectionError, RuntimeError) as exc:
         raise UnavailableError(f"cannot connect to Ray at {target or 'a new local cluster'}: {exc}") from None

@@ -236,25 +236,56 @@ class Engram:
         return data
 
     def _read_hashing(self, path: str) -> tuple[bytes, str]:
-        """Read a remote object in chunks while a second thread hashes the ones already read."""
+        """Read a remote object while its sha256 is computed, overlapping download and hashing.
+
+        On S3 this streams one GET and hashes each chunk on a thread while the next one
+        arrives; other filesystems read whole, then hash.
+        """
+        fs = self.fs
+        if hasattr(fs, "_call_s3") and hasattr(fs, "loop"):
+            from fsspec.asyn import sync
+
+            return sync(fs.loop, self._s3_stream, path)  # type: ignore[no-any-return]
+        data = bytes(fs.cat_file(path))
+        return data, hashlib.sha256(data).hexdigest()
+
+    async def _s3_stream(self, path: str) -> tuple[bytes, str]:
+        import asyncio
+
+        bucket, key, _ = self.fs.split_path(path)
+        try:
+            resp = await self.fs._call_s3("get_object", Bucket=bucket, Key=key)
+        except FileNotFoundError:
+            raise
+        body = resp["Body"]
         h = hashlib.sha256()
         parts: list[bytes] = []
-        todo: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        loop = asyncio.get_running_loop()
+        pending: asyncio.Future[None] | None = None
+        batch: list[bytes] = []
+        size = 0
 
-        def hasher() -> None:
-            while (chunk := todo.get()) is not None:
+        def update(chunks: list[bytes]) -> None:
+            for chunk in chunks:
                 h.update(chunk)
 
-        worker = threading.Thread(target=hasher, daemon=True)
-        worker.start()
+        content = getattr(getattr(body, "raw_stream", None), "content", None)
+        stream = content.iter_any() if content is not None else _chunks(body)
         try:
-            with self.fs.open(path, "rb", block_size=CHUNK, cache_type="readahead") as fh:
-                while chunk := fh.read(CHUNK):
-                    parts.append(chunk)
-                    todo.put(chunk)
+            async for data in stream:
+                parts.append(data)
+                batch.append(data)
+                size += len(data)
+                if size >= CHUNK:
+                    if pending is not None:
+                        await pending
+                    pending = loop.run_in_executor(None, update, batch)
+                    batch, size = [], 0
+            if pending is not None:
+                await pending
+            update(batch)
         finally:
-            todo.put(None)
-            worker.join()
+            body.close()
         return b"".join(parts), h.hexdigest()
 
     def get_to_file(self, digest: str, local_path: str | os.PathLike[str]) -> None:
@@ -378,6 +409,11 @@ class Engram:
                 yield from json.loads(self.read_bytes(key))
             except NotFoundError:  # merged away by a concurrent compaction
                 continue
+
+
+async def _chunks(body: Any) -> Any:
+    while chunk := await body.read(CHUNK):
+        yield chunk
 
 
 def _mtime(info: dict[str, Any]) -> float:

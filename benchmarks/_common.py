@@ -1,0 +1,62 @@
+"""Shared bits of the benchmarks: a loopback S3 server and target lines."""
+
+from __future__ import annotations
+
+import socket
+import statistics
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def loopback_s3() -> Iterator[dict[str, Any]]:
+    """moto's S3 server on 127.0.0.1 in its own process (as a real S3 would be); yields s3fs options."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.1)
+        yield {
+            "key": "testing",
+            "secret": "testing",
+            "endpoint_url": f"http://127.0.0.1:{port}",
+            "client_kwargs": {"region_name": "us-west-2"},
+        }
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def best_of(fn: Callable[[], float], repeat: int) -> float:
+    """Median of ``repeat`` runs of ``fn`` (each returns seconds)."""
+    return statistics.median(fn() for _ in range(repeat))
+
+
+def target(kind: str, name: str, value: float, op: str, goal: float) -> str:
+    """``ratio name 0.94 target >= 0.9`` — the line every benchmark ends with."""
+    ok = value >= goal if op == ">=" else value <= goal
+    line = f"{kind} {name} {value:.2f} target {op} {goal:g}"
+    return line + ("" if ok else "  (MISSED)")

@@ -1,0 +1,390 @@
+"""Typed values for the KubeRay manifests, with the seed's Helm defaults.
+
+Every field is camelCase in YAML (``workerGroups``, ``nodeSelector``) and snake_case in Python,
+as in the rest of MNEMOS; a misspelled key is an error naming its path (``extra="forbid"``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from mnemos import __version__
+from mnemos._model import CoreModel, to_validation_error
+from mnemos.errors import BadRequestError, NotFoundError, ValidationError
+
+__all__ = [
+    "AutoscalingValues",
+    "GcsFaultToleranceValues",
+    "HeadValues",
+    "ImageValues",
+    "JobValues",
+    "KubeRayValues",
+    "Resources",
+    "SecretKeyRef",
+    "SecurityValues",
+    "ServeValues",
+    "StorageValues",
+    "Toleration",
+    "WorkerGroupValues",
+    "load_values",
+]
+
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _dns_label(value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise ValueError(f"{value!r} is not a DNS-1035 label: lowercase letters, digits and '-', starting with a letter")
+    return value
+
+
+class Resources(CoreModel):
+    """Container requests and limits (Kubernetes quantities: ``"500m"``, ``"4Gi"``, ``"1"``)."""
+
+    requests: dict[str, str] = Field(default_factory=dict)
+    limits: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("requests", "limits", mode="before")
+    @classmethod
+    def _quantities_as_strings(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for k, v in value.items()}
+        return value
+
+
+class Toleration(CoreModel):
+    """A pod toleration (``nvidia.com/gpu`` ``Exists`` ``NoSchedule`` for GPU nodes)."""
+
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] = "Exists"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+class SecretKeyRef(CoreModel):
+    """One key of a Kubernetes Secret."""
+
+    name: str
+    key: str
+
+
+class ImageValues(CoreModel):
+    """The one MNEMOS image: Ray + the ``mnemos`` package (see the repository's Dockerfile)."""
+
+    repository: str = Field("ghcr.io/n1x-mnemos/mnemos", description="Image repository.")
+    tag: str = Field(__version__, description="Image tag; defaults to the mnemos version.")
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+
+    @property
+    def ref(self) -> str:
+        """``repository:tag``."""
+        return f"{self.repository}:{self.tag}"
+
+
+def _cortex_resources() -> Resources:
+    # The seed's cortex.resources: the head runs the control-plane actors (CORTEX, WRAITH, Serve).
+    return Resources(requests={"cpu": "500m", "memory": "1Gi"}, limits={"cpu": "2", "memory": "4Gi"})
+
+
+class HeadValues(CoreModel):
+    """The Ray head pod: GCS, dashboard, Serve controller and the control-plane actors."""
+
+    resources: Resources = Field(default_factory=_cortex_resources)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    ray_start_params: dict[str, str] = Field(default_factory=dict, description="Extra `ray start` flags.")
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+
+
+class WorkerGroupValues(CoreModel):
+    """A Ray worker group backing one NEURON pool (``cpu-a``, ``gpu-a``)."""
+
+    name: str = Field(description="Group name, also the NEURON pool name.")
+    replicas: int = Field(1, ge=0)
+    min_replicas: int = Field(0, ge=0)
+    max_replicas: int = Field(10, ge=0)
+    resources: Resources = Field(default_factory=Resources)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    ray_start_params: dict[str, str] = Field(default_factory=dict, description="Extra `ray start` flags.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra Ray node labels.")
+    scratch: bool = Field(True, description="Mount a scratch volume of storage.scratchSize at /scratch.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _dns_label(value)
+
+    @model_validator(mode="after")
+    def _replica_bounds(self) -> WorkerGroupValues:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"minReplicas ({self.min_replicas}) is greater than maxReplicas ({self.max_replicas})")
+        if not self.min_replicas <= self.replicas <= self.max_replicas:
+            raise ValueError(
+                f"replicas ({self.replicas}) must lie between minReplicas ({self.min_replicas}) "
+                f"and maxReplicas ({self.max_replicas})"
+            )
+        return self
+
+    @property
+    def gpus(self) -> int:
+        """GPUs per pod, from ``nvidia.com/gpu`` in the limits."""
+        return int(float(self.resources.limits.get("nvidia.com/gpu", "0")))
+
+
+def _default_worker_groups() -> list[WorkerGroupValues]:
+    # NEURON pools of the seed: cpu-a on `accelerator: cpu` nodes, gpu-a on `accelerator: nvidia` nodes;
+    # gpu-a's resources are the seed's neuron-llm HelmRelease, its maximum the seed's neuron.replicas.
+    return [
+        WorkerGroupValues(
+            name="cpu-a",
+            replicas=2,
+            min_replicas=1,
+            max_replicas=10,
+            resources=Resources(requests={"cpu": "2", "memory": "4Gi"}, limits={"cpu": "4", "memory": "8Gi"}),
+            node_selector={"accelerator": "cpu"},
+        ),
+        WorkerGroupValues(
+            name="gpu-a",
+            replicas=1,
+            min_replicas=0,
+            max_replicas=3,
+            resources=Resources(
+                requests={"cpu": "4", "memory": "16Gi"},
+                limits={"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"},
+            ),
+            node_selector={"accelerator": "nvidia"},
+            tolerations=[Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
+        ),
+    ]
+
+
+class AutoscalingValues(CoreModel):
+    """KubeRay's in-tree autoscaler (a sidecar of the head pod)."""
+
+    enabled: bool = True
+    idle_timeout_seconds: int = Field(60, ge=0, description="Idle seconds before a worker is removed.")
+    upscaling_mode: Literal["Default", "Aggressive", "Conservative"] = "Default"
+    resources: Resources = Field(
+        default_factory=lambda: Resources(
+            requests={"cpu": "200m", "memory": "256Mi"}, limits={"cpu": "500m", "memory": "512Mi"}
+        )
+    )
+
+
+class GcsFaultToleranceValues(CoreModel):
+    """GCS fault tolerance: the head's state lives in Redis and survives a head restart."""
+
+    enabled: bool = True
+    redis_address: str = Field("mnemos-redis:6379", description="host:port of the Redis the GCS writes to.")
+    password_secret: SecretKeyRef | None = Field(
+        default_factory=lambda: SecretKeyRef(name="mnemos-redis", key="password"),
+        description="Secret holding the Redis password; none for a Redis without one.",
+    )
+    external_storage_namespace: str | None = Field(None, description="Redis key prefix; default: the cluster UID.")
+
+
+class StorageValues(CoreModel):
+    """S3 for ENGRAM and object spilling; a storage class for scratch volumes."""
+
+    bucket: str = Field("s3://mnemos-artifacts", description="The seed's engram.objectStore.bucket.")
+    engram_prefix: str = Field("engram", description="ENGRAM root under the bucket.")
+    spill_prefix: str = Field("spill", description="Ray object spilling under the bucket.")
+    credentials_secret: str | None = Field(
+        "mnemos-s3", description="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (optional: IRSA works too)."
+    )
+    endpoint_url: str | None = Field(None, description="S3 endpoint for non-AWS stores (MinIO, Ceph).")
+    region: str | None = None
+    storage_class: str = Field("fast-zfs", description="The seed's global.storageClass.")
+    scratch_size: str = Field("50Gi", description="Scratch volume per worker (model cache).")
+
+    @field_validator("bucket")
+    @classmethod
+    def _s3_bucket(cls, value: str) -> str:
+        if not re.match(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$", value):
+            raise ValueError(f"{value!r} is not an S3 bucket URI such as s3://mnemos-artifacts")
+        return value
+
+    @field_validator("engram_prefix", "spill_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$", value) or ".." in value:
+            raise ValueError(f"{value!r} is not a valid key prefix")
+        return value.rstrip("/")
+
+    @property
+    def engram_uri(self) -> str:
+        return f"{self.bucket}/{self.engram_prefix}"
+
+    @property
+    def spill_uri(self) -> str:
+        return f"{self.bucket}/{self.spill_prefix}"
+
+
+class ServeValues(CoreModel):
+    """The RELAY Serve application (the same one as ``deployments/serve/mnemos.yaml``)."""
+
+    app_name: str = "mnemos"
+    route_prefix: str = "/"
+    import_path: str = "mnemos.relay:build_app"
+    args: dict[str, Any] = Field(default_factory=lambda: {"engram_uri": ""})
+    proxy_location: Literal["EveryNode", "HeadOnly", "Disabled"] = "EveryNode"
+    host: str = Field("0.0.0.0", description="In-cluster HTTP host of the Serve proxies.")
+    port: int = Field(8080, ge=1, le=65535, description="The seed's relay.service.port.")
+
+
+class JobValues(CoreModel):
+    """The RayJob: one pipeline run on a cluster of its own."""
+
+    entrypoint: str = "python -m mnemos run pipelines/text-gen-artifacts.yaml"
+    working_dir: str | None = Field("/home/ray/mnemos", description="Image folder holding pipelines/.")
+    shutdown_after_job_finishes: bool = True
+    ttl_seconds_after_finished: int = Field(600, ge=0)
+    active_deadline_seconds: int | None = Field(None, ge=1)
+    backoff_limit: int = Field(0, ge=0)
+
+
+class SecurityValues(CoreModel):
+    """The restricted pod security context (the rayproject images run as uid 1000, gid 100)."""
+
+    run_as_user: int = 1000
+    run_as_group: int = 100
+    fs_group: int = 100
+
+
+class KubeRayValues(CoreModel):
+    """Everything the RayCluster, RayService and RayJob are rendered from."""
+
+    name: str = Field("mnemos", description="RayService name; the RayCluster is <name>-cluster, the RayJob <name>-job.")
+    namespace: str = "mnemos"
+    ray_version: str = "2.60.0"
+    image: ImageValues = Field(default_factory=ImageValues)
+    service_account: str | None = Field(
+        None, description="Pod service account; none: KubeRay creates one for the autoscaler."
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on every object and pod.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment of every Ray container.")
+    head: HeadValues = Field(default_factory=HeadValues)
+    worker_groups: list[WorkerGroupValues] = Field(default_factory=_default_worker_groups)
+    autoscaling: AutoscalingValues = Field(default_factory=AutoscalingValues)
+    gcs_fault_tolerance: GcsFaultToleranceValues = Field(default_factory=GcsFaultToleranceValues)
+    storage: StorageValues = Field(default_factory=StorageValues)
+    security: SecurityValues = Field(default_factory=SecurityValues)
+    serve: ServeValues = Field(default_factory=ServeValues)
+    job: JobValues = Field(default_factory=JobValues)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not re.match(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", value):
+            raise ValueError(f"{value!r} is not a valid namespace: lowercase letters, digits and '-'")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _short_name(cls, value: str) -> str:
+        _dns_label(value)
+        # KubeRay appends "-xxxxx" to RayService/RayJob names and "-serve-svc" to cluster names.
+        if len(value) > 40:
+            raise ValueError(f"{value!r} is longer than 40 characters (KubeRay derives longer names from it)")
+        return value
+
+    @field_validator("worker_groups")
+    @classmethod
+    def _unique_groups(cls, value: list[WorkerGroupValues]) -> list[WorkerGroupValues]:
+        names = [g.name for g in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"worker group names must be unique: {', '.join(duplicates)} repeated")
+        return value
+
+    def group(self, name: str) -> WorkerGroupValues:
+        """The worker group named ``name``; an unknown name lists the valid ones."""
+        for g in self.worker_groups:
+            if g.name == name:
+                return g
+        valid = ", ".join(g.name for g in self.worker_groups)
+        raise NotFoundError(f"no worker group {name!r}; worker groups: {valid}", param="workerGroups")
+
+
+def _set_path(data: dict[str, Any], assignment: str) -> None:
+    """Apply one ``--set a.b[0].c=value`` to ``data`` (values parsed as YAML scalars/flows)."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise BadRequestError(f"--set {assignment!r}: expected key=value, e.g. workerGroups[0].replicas=3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    parts: list[str | int] = []
+    for token in re.split(r"\.(?![^\[]*\])", key.strip()):
+        match = re.fullmatch(r"([^\[\]]*)((?:\[\d+\])*)", token)
+        if not match or (not match.group(1) and not match.group(2)):
+            raise BadRequestError(f"--set {assignment!r}: cannot parse key {key!r}")
+        if match.group(1):
+            parts.append(int(match.group(1)) if match.group(1).isdigit() else match.group(1))
+        parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", match.group(2)))
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        where = ".".join(str(p) for p in parts[: i + 1])
+        if isinstance(node, list):
+            if not isinstance(part, int) or part >= len(node):
+                raise ValidationError(f"--set {assignment!r}: {where}: no such list item", param=where)
+            if last:
+                node[part] = value
+            else:
+                node = node[part]
+        elif isinstance(node, dict):
+            name = str(part)
+            camel = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name)
+            name = camel if camel in node or name not in node else name
+            if last:
+                node[name] = value
+            else:
+                node = node.setdefault(name, {})
+        else:
+            raise ValidationError(f"--set {assignment!r}: {where} is not a mapping or list", param=where)
+
+
+def load_values(
+    file: str | Path | None = None,
+    sets: Sequence[str] = (),
+    data: dict[str, Any] | None = None,
+) -> KubeRayValues:
+    """Values from a YAML file and/or a mapping, then ``--set key=value`` overrides.
+
+    Raises:
+        BadRequestError: the file is not YAML, or a ``--set`` is not ``key=value``.
+        ValidationError: a field is unknown or invalid; the message names its path.
+    """
+    merged: dict[str, Any] = {}
+    if file is not None:
+        path = Path(file)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise BadRequestError(f"cannot read values file {path}: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            raise BadRequestError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ValidationError(f"{path}: values must be a mapping, got {type(loaded).__name__}")
+        merged.update(loaded)
+    merged.update(data or {})
+    try:
+        values = KubeRayValues.model_validate(merged)
+        if not sets:
+            return values
+        full = values.model_dump(mode="json", by_alias=True)
+        for assignment in sets:
+            _set_path(full, assignment)
+        return KubeRayValues.model_validate(full)
+    except PydanticValidationError as exc:
+        raise to_validation_error(exc, prefix="values") from None

@@ -1,0 +1,446 @@
+"""TRACE telemetry: OpenTelemetry spans in every process, one trace id across Ray calls.
+
+::
+
+    setup_tracing(settings, component="relay")         # once per process (else a lazy default)
+    with span("relay.request", route="/v1/chat/completions", model="tiny"):
+        ray.get(worker.run.remote(payload, carrier=inject()))   # {"traceparent": "00-…"}
+    # in the callee, another process:
+    with span("neuron.run", carrier=carrier): ...
+
+Each finished span goes (1) to a bounded in-process buffer (``local_spans()``), (2) in batches,
+from a background thread, to the named ``trace-collector`` actor when the process is connected to
+Ray (``spans_for(trace_id)``), and (3) to an OTLP exporter only when ``trace.otlp_endpoint`` is set.
+The hot path is the SDK's span plus two deque appends; nothing blocks on Ray or the network.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import sys
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import trace as otel_trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from mnemos.errors import MissingDependencyError, UnavailableError, ValidationError
+
+__all__ = [
+    "COLLECTOR_NAME",
+    "SpanCollector",
+    "current_trace_id",
+    "ensure",
+    "extract",
+    "flush_spans",
+    "inject",
+    "local_spans",
+    "recent_spans",
+    "setup_tracing",
+    "shutdown_tracing",
+    "span",
+    "spans_for",
+    "tracing_info",
+]
+
+COLLECTOR_NAME = "trace-collector"
+NAMESPACE = "mnemos"
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+_PROPAGATOR = TraceContextTextMapPropagator()
+_log = logging.getLogger(__name__)
+
+
+def _span_dict(s: ReadableSpan) -> dict[str, Any]:
+    """A finished span as plain data (what the collector stores and the HTTP API returns)."""
+    ctx = s.get_span_context()
+    res = s.resource.attributes
+    start, end = s.start_time or 0, s.end_time or 0
+    return {
+        "trace_id": f"{ctx.trace_id:032x}",
+        "span_id": f"{ctx.span_id:016x}",
+        "parent_span_id": f"{s.parent.span_id:016x}" if s.parent is not None else None,
+        "name": s.name,
+        "kind": s.kind.name,
+        "service": res.get("service.name"),
+        "component": res.get("mnemos.component"),
+        "pid": res.get("process.pid"),
+        "start_time": start / 1e9,
+        "end_time": end / 1e9,
+        "duration_ms": (end - start) / 1e6,
+        "status": s.status.status_code.name,
+        "status_message": s.status.description,
+        "attributes": dict(s.attributes or {}),
+        "events": [{"name": e.name, "attributes": dict(e.attributes or {})} for e in s.events],
+    }
+
+
+class SpanCollector:
+    """The named ``trace-collector`` actor: finished spans of every process, by trace id.
+
+    Bounded: the oldest traces are evicted past ``max_traces``; a trace keeps ``max_spans_per_trace``.
+    """
+
+    def __init__(self, max_traces: int = 10_000, max_spans_per_trace: int = 2_000) -> None:
+        self._traces: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._max_traces = max_traces
+        self._max_spans = max_spans_per_trace
+        self._cond = threading.Condition()
+        self.dropped = 0
+
+    def add(self, spans: list[dict[str, Any]]) -> int:
+        """Store a batch of span dicts; returns how many were kept."""
+        kept = 0
+        with self._cond:
+            for s in spans:
+                bucket = self._traces.setdefault(s["trace_id"], [])
+                if len(bucket) >= self._max_spans:
+                    self.dropped += 1
+                    continue
+                bucket.append(s)
+                kept += 1
+            while len(self._traces) > self._max_traces:
+                self.dropped += len(self._traces.popitem(last=False)[1])
+            self._cond.notify_all()
+        return kept
+
+    def spans_for(self, trace_id: str, min_spans: int = 0, timeout: float = 0.0) -> list[dict[str, Any]]:
+        """Spans of one trace by start time; waits up to ``timeout`` s until ``min_spans`` are in."""
+        with self._cond:
+            self._cond.wait_for(lambda: len(self._traces.get(trace_id, ())) >= min_spans, timeout=timeout)
+            return sorted(self._traces.get(trace_id, ()), key=lambda s: s["start_time"])
+
+    def recent(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest ``limit`` spans across traces, oldest first."""
+        with self._cond:
+            out: list[dict[str, Any]] = []
+            for spans in reversed(self._traces.values()):
+                out.extend(spans)
+                if len(out) >= limit:
+                    break
+        return sorted(out, key=lambda s: s["end_time"])[-limit:]
+
+    def stats(self) -> dict[str, int]:
+        with self._cond:
+            return {"traces": len(self._traces), "spans": sum(map(len, self._traces.values())), "dropped": self.dropped}
+
+
+_REMOTE_COLLECTOR: Any = None
+
+
+def _ray_connected() -> bool:
+    ray = sys.modules.get("ray")  # never import Ray for a process that does not use it
+    return ray is not None and ray.is_initialized()
+
+
+def ensure(settings: Any = None, engram: Any = None) -> Any:
+    """Get or create the detached ``trace-collector`` actor (``mnemos up`` calls this)."""
+    import ray
+
+    global _REMOTE_COLLECTOR
+    if _REMOTE_COLLECTOR is None:
+        _REMOTE_COLLECTOR = ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=32)(SpanCollector)
+    return _REMOTE_COLLECTOR.options(
+        name=COLLECTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+    ).remote()
+
+
+class SpanShipper(SpanProcessor):
+    """Keeps finished spans in a bounded buffer and ships them to the collector in batches.
+
+    ``on_end`` only appends to two deques; a daemon thread converts and sends every ``interval``
+    seconds (or at ``batch_size``), with at most ``max_inflight`` unacknowledged batches: past that,
+    and past ``max_pending`` spans waiting, spans are dropped and counted, never blocking a caller.
+    """
+
+    def __init__(self, buffer_size: int = 2048, max_pending: int = 10_000, batch_size: int = 512,
+                 interval: float = 0.5, max_inflight: int = 8) -> None:
+        self.recent: deque[ReadableSpan] = deque(maxlen=buffer_size)
+        self._pending: deque[ReadableSpan] = deque(maxlen=max_pending)
+        self._batch_size, self._interval, self._max_inflight = batch_size, interval, max_inflight
+        self._inflight: list[Any] = []
+        self._collector: Any = None
+        self._ship_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = False
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="mnemos-span-shipper", daemon=True)
+        self._thread.start()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.recent.append(span)
+        pending = self._pending
+        if len(pending) == pending.maxlen:
+            self.dropped += 1
+        pending.append(span)
+        if len(pending) >= self._batch_size:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopped:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            try:
+                self.ship(wait=False)
+            except Exception:  # noqa: BLE001 - telemetry never takes a process down
+                _log.debug("span shipping failed", exc_info=True)
+
+    def ship(self, wait: bool, timeout: float = 10.0) -> None:
+        """Send what is pending; with ``wait``, until the collector has acknowledged every batch."""
+        with self._ship_lock:
+            if not _ray_connected():
+                self._pending.clear()  # kept in `recent`; nowhere else to send them
+                return
+            import ray
+
+            while self._pending:
+                batch = [_span_dict(self._pending.popleft()) for _ in range(min(len(self._pending), self._batch_size))]
+                if self._inflight:
+                    _, self._inflight = ray.wait(self._inflight, num_returns=len(self._inflight), timeout=0)
+                if len(self._inflight) >= self._max_inflight and not wait:
+                    self.dropped += len(batch)
+                    continue
+                if self._collector is None:
+                    self._collector = ensure()
+                self._inflight.append(self._collector.add.remote(batch))
+            if wait and self._inflight:
+                try:
+                    ray.get(self._inflight, timeout=timeout)
+                except Exception:  # noqa: BLE001 - a dead or restarting collector: a fresh handle next time
+                    self._collector = None
+                    raise
+                finally:
+                    self._inflight = []
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        try:
+            self.ship(wait=True, timeout=timeout_millis / 1000)
+            return True
+        except Exception:  # noqa: BLE001
+            return False
+
+    def shutdown(self) -> None:
+        self._stopped = True
+        self._wake.set()
+        self.force_flush(5_000)
+
+
+class _Tracing:
+    def __init__(self, provider: TracerProvider, shipper: SpanShipper, component: str, service: str,
+                 otlp_endpoint: str | None) -> None:
+        self.provider, self.shipper = provider, shipper
+        self.component, self.service, self.otlp_endpoint = component, service, otlp_endpoint
+        self.tracer = provider.get_tracer("mnemos")
+
+
+_STATE: _Tracing | None = None
+_SETUP_LOCK = threading.Lock()
+
+
+def _otlp_processor(endpoint: str) -> SpanProcessor:
+    try:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    except ImportError:
+        raise MissingDependencyError(
+            f"trace.otlp_endpoint is set ({endpoint}) but the OTLP exporter is not installed: "
+            "pip install 'mnemos[otlp]'",
+            param="trace.otlp_endpoint",
+        ) from None
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    insecure = not endpoint.startswith("https://")
+    return BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=insecure))
+
+
+def setup_tracing(settings: Any = None, component: str | None = None, *, buffer_size: int = 2048) -> TracerProvider:
+    """Set up this process's tracer provider (replacing an earlier one) and return it.
+
+    Args:
+        settings: ``Settings`` (default: ``load_settings()``); uses ``trace.service_name`` and
+            ``trace.otlp_endpoint``.
+        component: ``relay``, ``cortex``, ``neuron`` …; the service name is ``<service_name>-<component>``
+            (default ``$MNEMOS_COMPONENT``, else just ``<service_name>``).
+        buffer_size: finished spans kept in this process for ``local_spans()``.
+
+    Raises:
+        MissingDependencyError: an OTLP endpoint is configured and ``mnemos[otlp]`` is not installed.
+    """
+    global _STATE
+    if settings is None:
+        from mnemos.config import load_settings
+
+        settings = load_settings()
+    component = component or os.environ.get("MNEMOS_COMPONENT") or ""
+    base = settings.trace.service_name
+    service = f"{base}-{component}" if component else base
+    endpoint = settings.trace.otlp_endpoint or None
+    otlp = _otlp_processor(endpoint) if endpoint else None  # fail before replacing anything
+    resource = Resource.create({
+        "service.name": service,
+        "service.namespace": "mnemos",
+        "mnemos.component": component or base,
+        "process.pid": os.getpid(),
+    })
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    shipper = SpanShipper(buffer_size=buffer_size)
+    provider.add_span_processor(shipper)
+    if otlp is not None:
+        provider.add_span_processor(otlp)
+    with _SETUP_LOCK:
+        old, _STATE = _STATE, _Tracing(provider, shipper, component or base, service, endpoint)
+    if old is not None:
+        old.provider.shutdown()
+    return provider
+
+
+_LAZY_LOCK = threading.Lock()
+
+
+def _lazy_setup() -> _Tracing:
+    """The default provider of a process that never called ``setup_tracing`` (never fails a caller)."""
+    with _LAZY_LOCK:
+        if _STATE is None:
+            try:
+                setup_tracing()
+            except (MissingDependencyError, ValidationError) as exc:
+                _log.warning("tracing falls back to defaults without export: %s", exc.message)
+                from mnemos.config import Settings
+
+                setup_tracing(Settings.model_construct())
+        state = _STATE
+    if state is None:  # shut down concurrently
+        raise UnavailableError("tracing was shut down in this process")
+    return state
+
+
+def _tracer() -> Any:
+    return (_STATE or _lazy_setup()).tracer
+
+
+def shutdown_tracing() -> None:
+    """Flush and shut down this process's provider (also at interpreter exit)."""
+    global _STATE
+    with _SETUP_LOCK:
+        old, _STATE = _STATE, None
+    if old is not None:
+        old.provider.shutdown()
+
+
+atexit.register(shutdown_tracing)
+
+
+def _clean(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, (str, bool, int, float)) else str(v) for k, v in attrs.items() if v is not None}
+
+
+@contextmanager
+def span(name: str, *, carrier: Mapping[str, str] | None = None, attributes: Mapping[str, Any] | None = None,
+         kind: SpanKind = SpanKind.INTERNAL, **attrs: Any) -> Iterator[Span]:
+    """A span around the block, current inside it; an exception marks it ERROR and propagates.
+
+    Args:
+        name: ``relay.request``, ``cortex.dispatch``, ``neuron.run`` …
+        carrier: a W3C carrier from ``inject()`` in the caller (another process): this span
+            becomes its child. Without one, the parent is the current span of this context.
+        attributes: attributes whose keys are not identifiers (``{"http.route": …}``).
+        **attrs: more attributes; ``None`` values are left out.
+    """
+    if attributes:
+        attrs = {**attributes, **attrs}
+    context = _PROPAGATOR.extract(carrier) if carrier else None
+    with _tracer().start_as_current_span(name, context=context, kind=kind, attributes=_clean(attrs)) as current:
+        yield current
+
+
+def inject(carrier: dict[str, str] | None = None) -> dict[str, str]:
+    """The current span's context as a W3C carrier (``{"traceparent": …}``; ``{}`` outside a span)."""
+    carrier = {} if carrier is None else carrier
+    _PROPAGATOR.inject(carrier)
+    return carrier
+
+
+def extract(carrier: Mapping[str, str] | None) -> Context:
+    """An OpenTelemetry context whose parent is the carrier's span (a malformed carrier: a new root)."""
+    if carrier is not None and not isinstance(carrier, Mapping):
+        raise ValidationError("a trace carrier must be a mapping like {'traceparent': '00-…'}", param="carrier")
+    return _PROPAGATOR.extract(carrier or {})
+
+
+def current_trace_id() -> str | None:
+    """The 32-hex trace id of the current span, or ``None`` outside a span."""
+    ctx = otel_trace.get_current_span().get_span_context()
+    return f"{ctx.trace_id:032x}" if ctx.is_valid else None
+
+
+def tracing_info() -> dict[str, Any]:
+    """How this process traces: service, component, OTLP endpoint (``None``: no export), buffer state."""
+    state = _STATE
+    if state is None:
+        return {"configured": False, "service": None, "component": None, "otlp_endpoint": None,
+                "buffered": 0, "dropped": 0}
+    return {"configured": True, "service": state.service, "component": state.component,
+            "otlp_endpoint": state.otlp_endpoint, "buffered": len(state.shipper.recent),
+            "dropped": state.shipper.dropped}
+
+
+def local_spans(trace_id: str | None = None) -> list[dict[str, Any]]:
+    """Finished spans still in this process's buffer (all, or those of one trace)."""
+    state = _STATE
+    if state is None:
+        return []
+    spans = [_span_dict(s) for s in list(state.shipper.recent)]
+    return [s for s in spans if trace_id is None or s["trace_id"] == trace_id]
+
+
+def flush_spans(timeout: float = 10.0) -> None:
+    """Ship this process's pending spans now and wait for the collector to acknowledge them."""
+    state = _STATE
+    if state is not None:
+        state.shipper.ship(wait=True, timeout=timeout)
+
+
+def _check_trace_id(trace_id: str) -> str:
+    if not isinstance(trace_id, str) or not _TRACE_ID.match(trace_id) or trace_id == "0" * 32:
+        raise ValidationError(f"trace id must be 32 lowercase hex digits, got {trace_id!r}", param="trace_id")
+    return trace_id
+
+
+def spans_for(trace_id: str, *, min_spans: int = 0, timeout: float = 0.0) -> list[dict[str, Any]]:
+    """Spans of one trace from every process (the collector), ordered by start time.
+
+    Flushes this process's spans first. Waits up to ``timeout`` s until ``min_spans`` are in.
+    Without Ray, reads this process's buffer.
+
+    Raises:
+        ValidationError: ``trace_id`` is not 32 hex digits.
+        UnavailableError: the collector could not be reached.
+    """
+    _check_trace_id(trace_id)
+    if not _ray_connected():
+        return sorted(local_spans(trace_id), key=lambda s: s["start_time"])
+    import ray
+
+    try:
+        flush_spans()
+        return ray.get(ensure().spans_for.remote(trace_id, min_spans, timeout), timeout=timeout + 30)
+    except Exception as exc:  # noqa: BLE001
+        raise UnavailableError(f"the trace collector is not reachable: {type(exc).__name__}") from None
+
+
+def recent_spans(limit: int = 100) -> list[dict[str, Any]]:
+    """The latest spans of the cluster (the collector), or of this process without Ray."""
+    if not _ray_connected():
+        return local_spans()[-limit:]
+    import ray
+
+    flush_spans()
+    return ray.get(ensure().recent.remote(limit), timeout=30)

@@ -1,0 +1,93 @@
+"""The `mnemos` CLI as a user runs it: a real process, real exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, free_port
+
+
+def mnemos(home: Path, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MNEMOS_HOME": str(home)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnemos", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"mnemos {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_apply_twice_reports_unchanged(tmp_path: Path) -> None:
+    first = mnemos(tmp_path, "apply", "-f", "deployments/local/policy.yaml")
+    assert "policy/local-defaults created (generation 1)" in first.stdout
+    second = mnemos(tmp_path, "apply", "-f", "deployments/local/policy.yaml")
+    assert "policy/local-defaults unchanged (generation 1)" in second.stdout
+    listed = json.loads(mnemos(tmp_path, "get", "policy", "-o", "json").stdout)
+    assert [d["metadata"]["name"] for d in listed] == ["local-defaults"]
+    one = yaml.safe_load(mnemos(tmp_path, "get", "Policy", "local-defaults", "-o", "yaml").stdout)
+    assert one["kind"] == "Policy" and one["metadata"]["generation"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("get", "modle"), 3, "unknown kind 'modle'"),
+        (("get", "model", "absent"), 3, "model/absent not found"),
+        (("apply", "-f", "no/such/file.yaml"), 3, "no such file or directory"),
+        (("schema", "Nope"), 3, "valid kinds are Model, Policy, Adapter, Pipeline"),
+    ],
+)
+def test_errors_are_messages_not_tracebacks(tmp_path: Path, args: tuple[str, ...], code: int, message: str) -> None:
+    proc = mnemos(tmp_path, *args, check=False)
+    assert proc.returncode == code
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_validate_reports_the_field_path(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: genome.mnemos.dev/v1\nkind: Model\nmetadata: {name: m}\n"
+        "spec: {family: f, version: v, artifact: {uri: file:///x}, runtime: {engin: vllm}}\n"
+    )
+    proc = mnemos(tmp_path, "validate", "-f", str(bad), check=False)
+    assert proc.returncode == 2
+    assert "spec.runtime.engin: extra field not permitted" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    ok = mnemos(tmp_path, "validate", "-f", str(REPO / "deployments/local/policy.yaml"))
+    assert "policy/local-defaults valid" in ok.stdout
+
+
+def test_schema_prints_json_schema(tmp_path: Path) -> None:
+    schema = json.loads(mnemos(tmp_path, "schema", "Model").stdout)
+    assert "spec" in schema["properties"]
+
+
+@pytest.mark.slow
+def test_up_down_up_keeps_resources_and_generations(tmp_path: Path) -> None:
+    os.environ["MNEMOS_RAY__DASHBOARD_PORT"] = str(free_port())
+    try:
+        up = mnemos(tmp_path, "up")
+        assert "genome: up" in up.stdout
+        mnemos(tmp_path, "apply", "-f", "deployments/local/")
+        before = mnemos(tmp_path, "get", "policy", "-o", "json").stdout
+        status = mnemos(tmp_path, "status", "-o", "json")
+        data = json.loads(status.stdout)
+        assert data["connected"] is True and data["control_plane"]["genome"] == "ALIVE"
+        mnemos(tmp_path, "down")
+        assert json.loads(mnemos(tmp_path, "status", "-o", "json").stdout)["connected"] is False
+        mnemos(tmp_path, "up")
+        after = mnemos(tmp_path, "get", "policy", "-o", "json").stdout
+        assert json.loads(after) == json.loads(before)
+        again = mnemos(tmp_path, "apply", "-f", "deployments/local/")
+        assert "created" not in again.stdout and "unchanged" in again.stdout
+    finally:
+        mnemos(tmp_path, "down", check=False)
+        os.environ.pop("MNEMOS_RAY__DASHBOARD_PORT", None)

@@ -1,0 +1,61 @@
+"""Ray objects spilled to the loopback S3 through `spilling_config`, and read back.
+
+Spilling is configured when a Ray cluster starts, so this test runs a small separate cluster in
+a subprocess (the session cluster keeps its own settings).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from mnemos.engram import spilling_config
+from mnemos.errors import UnavailableError
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import ray
+
+    system_config = json.loads(sys.argv[1])
+    ray.init(address="local", num_cpus=1, include_dashboard=False, object_store_memory=80 * 1024**2,
+             _system_config=system_config)
+    arrays = [np.full(10 * 1024**2, i, dtype=np.uint8) for i in range(5)]   # 50 MiB in all
+    refs = [ray.put(a) for a in arrays]
+    del arrays
+    filler = [ray.put(np.zeros(10 * 1024**2, dtype=np.uint8)) for _ in range(6)]
+    ok = all(int(ray.get(r)[0]) == i and int(ray.get(r)[-1]) == i for i, r in enumerate(refs))
+    print(json.dumps({"ok": ok}))
+    ray.shutdown()
+    """
+)
+
+
+def test_objects_spill_to_s3_and_come_back(s3_server, s3_bucket, s3fs_client) -> None:
+    config = spilling_config(f"s3://{s3_bucket}/spill", s3_server)
+    spec = json.loads(config["object_spilling_config"])
+    assert spec["type"] == "smart_open"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, json.dumps(config)], capture_output=True, text=True, timeout=240, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"ok": True}
+    spilled = s3fs_client.find(f"{s3_bucket}/spill")
+    assert spilled, "nothing was spilled to S3"
+
+
+def test_missing_bucket_is_refused_before_ray_hangs(s3_server) -> None:
+    with pytest.raises(UnavailableError, match="does not exist"):
+        spilling_config("s3://no-such-bucket-here/spill", s3_server)
+
+
+def test_local_spill_config(tmp_path) -> None:
+    spec = json.loads(spilling_config(str(tmp_path))["object_spilling_config"])
+    assert spec == {"type": "filesystem", "params": {"directory_path": str(tmp_path)}}

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from mnemos.engram import Engram
+from mnemos.errors import AdmissionError, NotFoundError, PermissionDeniedError
+from mnemos.genome import Registry, parse_resource
+
+MODEL = {
+    "apiVersion": "genome.mnemos.dev/v1",
+    "kind": "Model",
+    "metadata": {"name": "tiny", "labels": {"team": "ml"}},
+    "spec": {
+        "family": "llama",
+        "version": "tiny",
+        "artifact": {"uri": "engram://models/tiny"},
+        "runtime": {"engine": "transformers"},
+        "policy": {"license": "apache-2.0"},
+    },
+}
+POLICY = {
+    "apiVersion": "genome.mnemos.dev/v1",
+    "kind": "Policy",
+    "metadata": {"name": "licenses"},
+    "spec": {"selector": {"kinds": ["Model"]}, "rules": {"allowedLicenses": ["apache-2.0", "mit"]}},
+}
+
+
+def _model(**spec_changes: object) -> dict:
+    doc = copy.deepcopy(MODEL)
+    doc["spec"].update(spec_changes)
+    return doc
+
+
+def test_generations_and_noop_reapply(engram: Engram) -> None:
+    reg = Registry(engram)
+    first = reg.apply(parse_resource(_model()))
+    assert (first.action, first.resource.generation) == ("created", 1)
+    again = reg.apply(parse_resource(_model()))
+    assert (again.action, again.resource.generation) == ("unchanged", 1)
+    changed = reg.apply(parse_resource(_model(version="tiny-2")))
+    assert (changed.action, changed.resource.generation) == ("configured", 2)
+    assert [r.spec.version for r in reg.history("Model", "tiny")] == ["tiny", "tiny-2"]
+    assert reg.get("Model", "tiny", generation=1).spec.version == "tiny"
+    assert reg.get("model", "tiny").generation == 2
+
+
+def test_persists_across_a_new_registry(engram: Engram) -> None:
+    Registry(engram).apply(parse_resource(_model()))
+    Registry(engram).apply(parse_resource(_model(version="v2")))
+    fresh = Registry(Engram(engram.uri, engram.storage_options))
+    assert [(type(r).__name__, r.name, r.generation) for r in fresh.list()] == [("Model", "tiny", 2)]
+
+
+def test_delete_keeps_history_and_reapply_continues(engram: Engram) -> None:
+    reg = Registry(engram)
+    reg.apply(parse_resource(_model()))
+    reg.delete("Model", "tiny")
+    with pytest.raises(NotFoundError):
+        reg.get("Model", "tiny")
+    assert reg.list("Model") == []
+    assert len(reg.history("Model", "tiny")) == 1
+    again = reg.apply(parse_resource(_model()))
+    assert (again.action, again.resource.generation) == ("created", 2)
+    with pytest.raises(NotFoundError):
+        reg.delete("Model", "absent")
+
+
+def test_admission_refuses_with_policy_and_rule(local_engram: Engram) -> None:
+    reg = Registry(local_engram)
+    reg.apply(parse_resource(POLICY))
+    with pytest.raises(AdmissionError) as err:
+        reg.apply(parse_resource(_model(policy={"license": "gpl-3.0"})))
+    assert "Policy 'licenses'" in err.value.message and "allowedLicenses" in err.value.message
+    assert err.value.status == 403
+    assert reg.list("Model") == []
+    assert reg.apply(parse_resource(_model())).action == "created"
+
+
+def test_admission_other_rules(local_engram: Engram) -> None:
+    reg = Registry(local_engram)
+    policy = copy.deepcopy(POLICY)
+    policy["spec"]["rules"] = {"requiredLabels": ["owner"], "maxReplicas": 2, "allowedEngines": ["vllm"]}
+    reg.apply(parse_resource(policy))
+    with pytest.raises(AdmissionError) as err:
+        reg.apply(parse_resource(_model(replicas=3)))
+    msg = err.value.message
+    assert "requiredLabels" in msg and "maxReplicas" in msg and "allowedEngines" in msg
+
+
+def test_require_gitops_guardrail(local_engram: Engram) -> None:
+    reg = Registry(local_engram, require_gitops=True)
+    with pytest.raises(PermissionDeniedError, match="require_gitops"):
+        reg.apply(parse_resource(_model()))
+    assert reg.apply(parse_resource(_model()), source="gitops").action == "created"
+    with pytest.raises(PermissionDeniedError):
+        reg.delete("Model", "tiny")

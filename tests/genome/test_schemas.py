@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import SHARED
+from mnemos.errors import ValidationError
+from mnemos.genome import Model, Pipeline, json_schema, parse_documents, parse_resource
+
+SEED = (SHARED / "seed" / "000_1654d3f2ddd76d2c.txt").read_text()
+
+
+def _seed_docs(kind: str) -> str:
+    blocks = re.findall(r"```yaml\n(.*?)```", SEED, re.S)
+    return next(b for b in blocks if f"kind: {kind}" in b and "mnemos.dev/v1" in b)
+
+
+def test_seed_model_loads_verbatim() -> None:
+    [model] = parse_documents(_seed_docs("Model"))
+    assert isinstance(model, Model)
+    assert model.name == "qwen2-7b-instruct"
+    assert model.spec.family == "qwen2" and model.spec.version == "7b-instruct"
+    assert model.spec.artifact.uri == "s3://mnemos-models/qwen2/7b-instruct/weights.safetensors"
+    assert model.spec.tokenizer is not None and model.spec.tokenizer.uri.endswith("tokenizer.json")
+    assert model.spec.runtime.engine == "vllm"
+    assert model.spec.runtime.params.tensor_parallel == 1 and model.spec.runtime.params.max_tokens == 2048
+    assert model.spec.policy.pii == "redact" and model.spec.policy.license == "apache-2.0"
+
+
+def test_seed_pipeline_loads_verbatim() -> None:
+    [pipeline] = parse_documents(_seed_docs("Pipeline"))
+    assert isinstance(pipeline, Pipeline)
+    steps = {s.name: s for s in pipeline.spec.steps}
+    assert [s.name for s in pipeline.spec.steps] == ["prepare", "infer", "index"]
+    assert steps["prepare"].type == "script" and steps["prepare"].image == "ghcr.io/n1x-mnemos/tools:latest"
+    assert steps["infer"].type == "infer" and steps["infer"].model_ref == "qwen2-7b-instruct"
+    assert steps["infer"].params == {"temperature": 0.7, "max_tokens": 512, "top_p": 0.95}
+    assert steps["infer"].outputs[0].name == "results"
+    assert steps["index"].env[0].name == "ENGRAM_URI"
+    assert pipeline.spec.order() == ["prepare", "infer", "index"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (("spec", "runtime", "engin"), "vllm", "spec.runtime.engin: extra field not permitted"),
+        (("spec", "artifact", "sha"), "x", "spec.artifact.sha: extra field not permitted"),
+        (("spec", "runtime", "engine"), "tensorrt", "spec.runtime.engine"),
+        (("metadata", "name"), "Bad_Name", "metadata.name"),
+        (("spec", "replicas"), -1, "spec.replicas"),
+    ],
+)
+def test_misspelled_or_invalid_field_names_its_path(path: tuple[str, ...], value: object, expected: str) -> None:
+    import yaml
+
+    doc = yaml.safe_load(_seed_docs("Model"))
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(ValidationError) as err:
+        parse_resource(doc)
+    assert expected in err.value.message
+    assert err.value.param and err.value.param.startswith(".".join(path[:2]))
+
+
+def test_missing_required_field_is_named() -> None:
+    import yaml
+
+    doc = yaml.safe_load(_seed_docs("Model"))
+    del doc["spec"]["runtime"]
+    with pytest.raises(ValidationError, match=r"spec\.runtime: Field required"):
+        parse_resource(doc)
+
+
+def test_wrong_api_version_and_unknown_kind() -> None:
+    with pytest.raises(ValidationError, match="use 'synkron.mnemos.dev/v1'"):
+        parse_resource({"apiVersion": "genome.mnemos.dev/v1", "kind": "Pipeline", "metadata": {"name": "p"},
+                        "spec": {"steps": [{"name": "a", "call": "m:f"}]}})
+    with pytest.raises(ValidationError, match="kind: must be one of"):
+        parse_resource({"apiVersion": "genome.mnemos.dev/v1", "kind": "Modle", "metadata": {"name": "m"}})
+
+
+def test_pipeline_dag_errors() -> None:
+    base = {"apiVersion": "synkron.mnemos.dev/v1", "kind": "Pipeline", "metadata": {"name": "p"}}
+    with pytest.raises(ValidationError, match="cycle"):
+        parse_resource({**base, "spec": {"steps": [
+            {"name": "a", "call": "m:f", "needs": ["b"]}, {"name": "b", "call": "m:f", "needs": ["a"]}]}})
+    with pytest.raises(ValidationError, match="unknown step"):
+        parse_resource({**base, "spec": {"steps": [{"name": "a", "call": "m:f", "needs": ["zz"]}]}})
+    with pytest.raises(ValidationError, match="exactly one of"):
+        parse_resource({**base, "spec": {"steps": [{"name": "a"}]}})
+
+
+def test_bad_yaml_is_a_bad_request() -> None:
+    from mnemos.errors import BadRequestError
+
+    with pytest.raises(BadRequestError, match="not valid YAML"):
+        parse_documents("kind: [unclosed", "x.yaml")
+
+
+@pytest.mark.parametrize("kind", ["Model", "Policy", "Adapter", "Pipeline", "models"])
+def test_json_schema_per_kind(kind: str) -> None:
+    schema = json_schema(kind)
+    assert schema["type"] == "object"
+    assert {"apiVersion", "metadata", "spec"} <= set(schema["properties"])
