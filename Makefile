@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e '.[llm,embed,dev]'
+	$(PIP) install -q -e '.[llm,embed,dev,otlp]'
 	touch $@
 
 helm: build/bin/helm

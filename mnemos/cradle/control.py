@@ -15,11 +15,13 @@ from mnemos.engram import Engram
 
 # (component, "module:function" of its ensure) in start order.
 COMPONENTS: list[tuple[str, str]] = [
+    ("trace", "mnemos.trace.telemetry:ensure"),
+    ("metrics", "mnemos.trace.metrics:ensure"),
     ("genome", "mnemos.genome.service:ensure"),
 ]
 
 # Named actors of the control plane, for status and for `down`.
-ACTORS = ["genome"]
+ACTORS = ["genome", "trace-collector", "metrics"]
 
 
 def _call(path: str, *args: Any) -> Any:

@@ -31,10 +31,11 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from mnemos.errors import MissingDependencyError, UnavailableError, ValidationError
+from mnemos.trace.metrics import TRACE_SPANS_DROPPED
 
 __all__ = [
     "COLLECTOR_NAME",
@@ -50,6 +51,7 @@ __all__ = [
     "shutdown_tracing",
     "span",
     "spans_for",
+    "start_span",
     "tracing_info",
 ]
 
@@ -62,7 +64,7 @@ _log = logging.getLogger(__name__)
 
 def _span_dict(s: ReadableSpan) -> dict[str, Any]:
     """A finished span as plain data (what the collector stores and the HTTP API returns)."""
-    ctx = s.get_span_context()
+    ctx = s.get_span_context() or INVALID_SPAN_CONTEXT
     res = s.resource.attributes
     start, end = s.start_time or 0, s.end_time or 0
     return {
@@ -148,9 +150,10 @@ def ensure(settings: Any = None, engram: Any = None) -> Any:
 
     global _REMOTE_COLLECTOR
     if _REMOTE_COLLECTOR is None:
-        _REMOTE_COLLECTOR = ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=32)(SpanCollector)
+        _REMOTE_COLLECTOR = ray.remote(SpanCollector)
     return _REMOTE_COLLECTOR.options(
-        name=COLLECTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        name=COLLECTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        num_cpus=0, max_restarts=-1, max_concurrency=32,
     ).remote()
 
 
@@ -158,8 +161,9 @@ class SpanShipper(SpanProcessor):
     """Keeps finished spans in a bounded buffer and ships them to the collector in batches.
 
     ``on_end`` only appends to two deques; a daemon thread converts and sends every ``interval``
-    seconds (or at ``batch_size``), with at most ``max_inflight`` unacknowledged batches: past that,
-    and past ``max_pending`` spans waiting, spans are dropped and counted, never blocking a caller.
+    seconds (or at ``batch_size``), with at most ``max_inflight`` unacknowledged batches. Spans
+    wait meanwhile; past ``max_pending`` waiting, the oldest are dropped and counted. No caller
+    ever blocks on Ray.
     """
 
     def __init__(self, buffer_size: int = 2048, max_pending: int = 10_000, batch_size: int = 512,
@@ -181,6 +185,7 @@ class SpanShipper(SpanProcessor):
         pending = self._pending
         if len(pending) == pending.maxlen:
             self.dropped += 1
+            TRACE_SPANS_DROPPED.inc()
         pending.append(span)
         if len(pending) >= self._batch_size:
             self._wake.set()
@@ -203,12 +208,17 @@ class SpanShipper(SpanProcessor):
             import ray
 
             while self._pending:
-                batch = [_span_dict(self._pending.popleft()) for _ in range(min(len(self._pending), self._batch_size))]
                 if self._inflight:
-                    _, self._inflight = ray.wait(self._inflight, num_returns=len(self._inflight), timeout=0)
-                if len(self._inflight) >= self._max_inflight and not wait:
-                    self.dropped += len(batch)
+                    done, self._inflight = ray.wait(self._inflight, num_returns=len(self._inflight), timeout=0)
+                    self._check(done)
+                if len(self._inflight) >= self._max_inflight:
+                    if not wait:
+                        break  # next tick; meanwhile `_pending` is bounded and drops the oldest
+                    done, _ = ray.wait(self._inflight, num_returns=1, timeout=timeout)
+                    if not done:
+                        raise UnavailableError("the trace collector did not acknowledge in time")
                     continue
+                batch = [_span_dict(self._pending.popleft()) for _ in range(min(len(self._pending), self._batch_size))]
                 if self._collector is None:
                     self._collector = ensure()
                 self._inflight.append(self._collector.add.remote(batch))
@@ -220,6 +230,14 @@ class SpanShipper(SpanProcessor):
                     raise
                 finally:
                     self._inflight = []
+
+    def _check(self, done: list[Any]) -> None:
+        import ray
+
+        try:
+            ray.get(done, timeout=0)
+        except Exception:  # noqa: BLE001 - the collector was killed: look it up again next batch
+            self._collector = None
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         try:
@@ -361,10 +379,19 @@ def span(name: str, *, carrier: Mapping[str, str] | None = None, attributes: Map
         yield current
 
 
-def inject(carrier: dict[str, str] | None = None) -> dict[str, str]:
-    """The current span's context as a W3C carrier (``{"traceparent": …}``; ``{}`` outside a span)."""
+def start_span(name: str, *, carrier: Mapping[str, str] | None = None, kind: SpanKind = SpanKind.INTERNAL,
+               **attrs: Any) -> Span:
+    """A span that is not made current and that the caller ends (``.end()``): for a stream that
+    outlives the handler which started it. Parent: the carrier's span, else the current one."""
+    context = _PROPAGATOR.extract(carrier) if carrier else None
+    return _tracer().start_span(name, context=context, kind=kind, attributes=_clean(attrs))
+
+
+def inject(carrier: dict[str, str] | None = None, *, from_span: Span | None = None) -> dict[str, str]:
+    """A W3C carrier (``{"traceparent": …}``) of the current span, or of ``from_span``; ``{}`` outside a span."""
     carrier = {} if carrier is None else carrier
-    _PROPAGATOR.inject(carrier)
+    context = otel_trace.set_span_in_context(from_span) if from_span is not None else None
+    _PROPAGATOR.inject(carrier, context=context)
     return carrier
 
 

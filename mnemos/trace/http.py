@@ -1,0 +1,68 @@
+"""TRACE over HTTP: ``GET /metrics`` (Prometheus text, cluster-wide) and ``GET /v1/traces/{trace_id}``.
+
+The gateway includes ``router`` (both routes, no auth) or builds its own::
+
+    app.include_router(build_router(auth=authenticate, protect_metrics=settings.trace.metrics_auth))
+
+``/metrics`` is public by default, as Prometheus scrapes are; ``/v1/traces`` takes the ``auth``
+dependency when one is given (span attributes name models and principals).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse, Response
+
+from mnemos.errors import MnemosError, NotFoundError
+from mnemos.trace import metrics, telemetry
+
+__all__ = ["build_router", "router"]
+
+
+def _error(exc: MnemosError) -> JSONResponse:
+    return JSONResponse(exc.to_openai(), status_code=exc.status)
+
+
+def build_router(*, auth: Callable[..., Any] | None = None, protect_metrics: bool = False) -> APIRouter:
+    """The TRACE routes.
+
+    Args:
+        auth: a FastAPI dependency that authenticates the caller (raising on failure).
+        protect_metrics: require ``auth`` on ``/metrics`` too.
+    """
+    router = APIRouter(tags=["trace"])
+    trace_deps = [Depends(auth)] if auth is not None else []
+    metrics_deps = trace_deps if protect_metrics else []
+
+    @router.get("/metrics", dependencies=metrics_deps, response_class=Response)
+    async def prometheus_metrics() -> Response:
+        """Prometheus text exposition of every component's metrics, summed over the cluster."""
+        try:
+            body = await asyncio.to_thread(metrics.render)
+        except MnemosError as exc:
+            return _error(exc)
+        return Response(content=body, media_type=metrics.CONTENT_TYPE_LATEST)
+
+    @router.get("/v1/traces/{trace_id}", dependencies=trace_deps)
+    async def get_trace(
+        trace_id: str,
+        min_spans: int = Query(0, ge=0, le=10_000, description="Wait until this many spans are in."),
+        timeout: float = Query(0.0, ge=0.0, le=30.0, description="Seconds to wait for min_spans."),
+    ) -> Any:
+        """The spans of one trace from every process, by start time."""
+        try:
+            spans = await asyncio.to_thread(telemetry.spans_for, trace_id, min_spans=min_spans, timeout=timeout)
+        except MnemosError as exc:
+            return _error(exc)
+        if not spans:
+            return _error(NotFoundError(f"no spans recorded for trace {trace_id}", param="trace_id"))
+        return {"object": "trace", "trace_id": trace_id, "spans": spans}
+
+    return router
+
+
+router = build_router()

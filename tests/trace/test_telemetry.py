@@ -1,0 +1,224 @@
+"""TRACE spans: one trace id across Ray processes, the collector, OTLP export only when configured."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+
+import pytest
+import ray
+
+from mnemos.config import load_settings
+from mnemos.errors import MissingDependencyError, ValidationError
+from mnemos.trace import telemetry
+from mnemos.trace.telemetry import (
+    current_trace_id,
+    extract,
+    inject,
+    setup_tracing,
+    span,
+    spans_for,
+    start_span,
+)
+
+OTLP_MODULE = "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"
+
+
+@pytest.fixture()
+def driver_tracing() -> Iterator[None]:
+    """The driver traces as component ``test`` (restored after tests that swap the provider)."""
+    setup_tracing(load_settings(), component="test")
+    yield
+    setup_tracing(load_settings(), component="test")
+
+
+@ray.remote(num_cpus=0)
+def _leaf(carrier: dict[str, str]) -> tuple[str | None, int]:
+    # No setup_tracing here: the lazy default of a plain Ray worker.
+    with span("neuron.run", carrier=carrier, step="leaf"):
+        return current_trace_id(), os.getpid()
+
+
+@ray.remote(num_cpus=0)
+class _Middle:
+    def __init__(self) -> None:
+        setup_tracing(component="cortex")
+
+    def dispatch(self, carrier: dict[str, str]) -> tuple[str | None, int, int]:
+        with span("cortex.dispatch", carrier=carrier, queue="default"):
+            trace_id, leaf_pid = ray.get(_leaf.remote(inject()))
+            assert trace_id == current_trace_id()
+        return trace_id, os.getpid(), leaf_pid
+
+
+def test_one_trace_id_across_three_processes(ray_cluster, driver_tracing) -> None:
+    middle = _Middle.remote()
+    with span("relay.request", route="/v1/chat/completions", model="tiny") as root:
+        trace_id = current_trace_id()
+        remote_trace_id, middle_pid, leaf_pid = ray.get(middle.dispatch.remote(inject()))
+    assert remote_trace_id == trace_id
+    assert len({os.getpid(), middle_pid, leaf_pid}) == 3
+
+    spans = {s["name"]: s for s in spans_for(trace_id, min_spans=3, timeout=60)}
+    assert set(spans) == {"relay.request", "cortex.dispatch", "neuron.run"}
+    gateway, cortex, neuron = spans["relay.request"], spans["cortex.dispatch"], spans["neuron.run"]
+    assert {s["trace_id"] for s in spans.values()} == {trace_id}
+    assert gateway["parent_span_id"] is None
+    assert gateway["span_id"] == f"{root.get_span_context().span_id:016x}"
+    assert cortex["parent_span_id"] == gateway["span_id"]
+    assert neuron["parent_span_id"] == cortex["span_id"]
+    assert (gateway["pid"], cortex["pid"], neuron["pid"]) == (os.getpid(), middle_pid, leaf_pid)
+    assert (gateway["service"], cortex["service"], neuron["service"]) == ("mnemos-test", "mnemos-cortex", "mnemos")
+    assert cortex["attributes"] == {"queue": "default"} and gateway["attributes"]["model"] == "tiny"
+    ray.kill(middle)
+
+
+def test_span_error_status_and_propagation(ray_cluster, driver_tracing) -> None:
+    with pytest.raises(RuntimeError, match="boom"), span("relay.request") as failing:
+        raise RuntimeError("boom")
+    trace_id = f"{failing.get_span_context().trace_id:032x}"
+    (recorded,) = spans_for(trace_id, min_spans=1, timeout=30)
+    assert recorded["status"] == "ERROR" and recorded["events"][0]["name"] == "exception"
+
+
+def test_carrier_semantics(driver_tracing) -> None:
+    assert inject() == {} and current_trace_id() is None
+    with span("outer"):
+        carrier = inject()
+        assert carrier["traceparent"].split("-")[1] == current_trace_id()
+    # A malformed carrier starts a new root instead of failing the callee.
+    with span("callee", carrier={"traceparent": "garbage"}) as callee:
+        assert callee.parent is None
+    with span("callee", carrier=carrier) as child:
+        assert f"{child.parent.span_id:016x}" == carrier["traceparent"].split("-")[2]
+    # HTTP headers are a carrier too (a client's own traceparent continues its trace).
+    from starlette.datastructures import Headers
+
+    with span("ingress", carrier=Headers({"TraceParent": carrier["traceparent"]})) as ingress:
+        assert current_trace_id() == carrier["traceparent"].split("-")[1]
+    assert f"{ingress.parent.span_id:016x}" == carrier["traceparent"].split("-")[2]
+    # A span ended by hand (a stream) still parents what is injected from it.
+    stream = start_span("relay.stream", model="tiny")
+    assert current_trace_id() is None
+    with span("neuron.generate", carrier=inject(from_span=stream)) as generate:
+        assert generate.parent.span_id == stream.get_span_context().span_id
+    stream.end()
+    with pytest.raises(ValidationError) as bad:
+        extract("00-abc")  # type: ignore[arg-type]
+    assert bad.value.param == "carrier"
+    # None-valued attributes are left out, other objects become strings.
+    with span("attrs", model=None, n=3, obj=["a"]) as s:
+        pass
+    assert dict(s.attributes) == {"n": 3, "obj": "['a']"}
+
+
+def test_spans_for_validates_the_trace_id(driver_tracing) -> None:
+    for bad in ("xyz", "0" * 32, "A" * 32, "a" * 31):
+        with pytest.raises(ValidationError) as err:
+            spans_for(bad)
+        assert err.value.param == "trace_id"
+
+
+def test_traces_route(ray_cluster, driver_tracing) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from mnemos.trace.http import router
+
+    app = FastAPI()
+    app.include_router(router)
+    with span("relay.request"), span("relay.upstream"):
+        trace_id = current_trace_id()
+    with TestClient(app) as http:
+        body = http.get(f"/v1/traces/{trace_id}", params={"min_spans": 2, "timeout": 20}).json()
+        assert [s["name"] for s in body["spans"]] == ["relay.request", "relay.upstream"]
+        bad = http.get("/v1/traces/not-a-trace")
+        assert bad.status_code == 422 and bad.json()["error"]["param"] == "trace_id"
+        missing = http.get(f"/v1/traces/{'ab' * 16}")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+class _OtlpReceiver:
+    """A real OTLP/gRPC trace receiver on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        import grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+        self.requests: list[object] = []
+        self.received = threading.Event()
+        receiver = self
+
+        class Servicer(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request, context):  # noqa: N802 - the gRPC method name
+                receiver.requests.append(request)
+                receiver.received.set()
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Servicer(), self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def spans(self) -> list[tuple[str, str, str]]:
+        """(service.name, span name, trace id hex) of everything received."""
+        out = []
+        for request in self.requests:
+            for resource_spans in request.resource_spans:
+                attrs = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+                for scope in resource_spans.scope_spans:
+                    out.extend((attrs.get("service.name"), s.name, s.trace_id.hex()) for s in scope.spans)
+        return out
+
+
+@pytest.fixture()
+def otlp_receiver() -> Iterator[_OtlpReceiver]:
+    pytest.importorskip(OTLP_MODULE, reason="the mnemos[otlp] extra is not installed")
+    receiver = _OtlpReceiver()
+    yield receiver
+    receiver.server.stop(0)
+
+
+def test_otlp_export_when_an_endpoint_is_configured(driver_tracing, otlp_receiver) -> None:
+    settings = load_settings(trace={"otlp_endpoint": f"http://127.0.0.1:{otlp_receiver.port}", "service_name": "otl"})
+    provider = setup_tracing(settings, component="relay")
+    assert telemetry.tracing_info()["otlp_endpoint"] == f"http://127.0.0.1:{otlp_receiver.port}"
+    with span("exported"):
+        trace_id = current_trace_id()
+    assert provider.force_flush(30_000)
+    assert otlp_receiver.received.wait(30)
+    assert ("otl-relay", "exported", trace_id) in otlp_receiver.spans()
+
+
+def test_no_endpoint_means_no_export(driver_tracing, otlp_receiver, monkeypatch) -> None:
+    # An exporter built by mistake would read the standard variable and reach the receiver.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{otlp_receiver.port}")
+    provider = setup_tracing(load_settings(trace={"otlp_endpoint": ""}), component="relay")
+    assert telemetry.tracing_info()["otlp_endpoint"] is None
+    with span("kept-local"):
+        trace_id = current_trace_id()
+    assert provider.force_flush(30_000)
+    assert [s["name"] for s in telemetry.local_spans(trace_id)] == ["kept-local"]
+    provider.shutdown()
+    assert otlp_receiver.requests == []
+
+
+def test_missing_exporter_names_the_extra(driver_tracing, monkeypatch) -> None:
+    before = telemetry.tracing_info()
+    monkeypatch.setitem(sys.modules, OTLP_MODULE, None)  # what an environment without the extra sees
+    settings = load_settings(trace={"otlp_endpoint": "http://127.0.0.1:4317"})
+    with pytest.raises(MissingDependencyError) as err:
+        setup_tracing(settings, component="relay")
+    assert "mnemos[otlp]" in err.value.message and err.value.param == "trace.otlp_endpoint"
+    assert telemetry.tracing_info() == before  # the working provider was kept
+
+
+def test_public_names_are_exported() -> None:
+    import mnemos.trace
+
+    for name in mnemos.trace.__all__:
+        assert getattr(mnemos.trace, name) is not None
+    assert mnemos.trace.__all__ == sorted(mnemos.trace.__all__)
