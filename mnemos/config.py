@@ -139,7 +139,7 @@ class JwtSettings(CoreModel):
 
 class SoulPolicies(CoreModel):
     m_tls: str = Field("enabled", alias="mTLS")
-    token_ttl: Duration = 3600.0
+    token_ttl: Duration = Field(3600.0, alias="tokenTTL", description="Lifetime of issued JWTs (seed: 1h).")
 
 
 class VaultSettings(CoreModel):

@@ -41,7 +41,9 @@ for _name, _module in _GROUPS:
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; a user-fixable error ends with its message and exit code, no traceback."""
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
+        # In non-standalone mode click returns the code of a `typer.Exit` instead of raising it.
+        sys.exit(rc if isinstance(rc, int) else 0)
     except MnemosError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.exit_code)

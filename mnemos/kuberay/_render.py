@@ -43,11 +43,16 @@ def object_name(values: KubeRayValues, kind: str) -> str:
 
 
 def _labels(values: KubeRayValues, component: str = "ray") -> dict[str, str]:
+    return {**_pod_labels(values, component), "app.kubernetes.io/version": values.image.tag}
+
+
+def _pod_labels(values: KubeRayValues, component: str = "ray") -> dict[str, str]:
+    # No version label on pods: a new image tag changes the image, not the selector-relevant labels.
     return {
         "app.kubernetes.io/name": "mnemos",
         "app.kubernetes.io/instance": values.name,
         "app.kubernetes.io/component": component,
-        "app.kubernetes.io/version": values.image.tag,
+        "app.kubernetes.io/part-of": "mnemos",
         "app.kubernetes.io/managed-by": "mnemos",
         **values.labels,
     }
@@ -194,7 +199,8 @@ def _pod_template(
         tolerations=_tolerations(tolerations),
         volumes=volumes or None,
     )
-    template = k8s.V1PodTemplateSpec(metadata=k8s.V1ObjectMeta(labels=_labels(values)), spec=spec)
+    labels = _pod_labels(values, "ray-head" if container_name == "ray-head" else "ray-worker")
+    template = k8s.V1PodTemplateSpec(metadata=k8s.V1ObjectMeta(labels=labels), spec=spec)
     return _serialize(template)
 
 
@@ -292,6 +298,17 @@ def render_raycluster(values: KubeRayValues | None = None) -> dict[str, Any]:
     }
 
 
+def _serve_service(values: KubeRayValues) -> dict[str, Any]:
+    """RELAY's Service, ``<name>-relay``: KubeRay fills in the selector of the serving pods."""
+    k8s = require("kubernetes.client")
+    port = k8s.V1ServicePort(name="serve", port=values.serve.port, target_port="serve", protocol="TCP")
+    service = k8s.V1Service(
+        metadata=k8s.V1ObjectMeta(name=f"{values.name}-relay", labels=_labels(values, "relay")),
+        spec=k8s.V1ServiceSpec(type=values.serve.service_type, ports=[port]),
+    )
+    return _serialize(service)
+
+
 def render_rayservice(values: KubeRayValues | None = None) -> dict[str, Any]:
     """The RayService running RELAY (``mnemos.relay:build_app``) on its own cluster."""
     values = values or KubeRayValues()
@@ -301,6 +318,7 @@ def render_rayservice(values: KubeRayValues | None = None) -> dict[str, Any]:
         "metadata": _metadata(values, "RayService"),
         "spec": {
             "serveConfigV2": yaml.safe_dump(serve_config(values), sort_keys=False),
+            "serveService": _serve_service(values),
             "rayClusterConfig": cluster_spec(values),
         },
     }
@@ -312,7 +330,9 @@ def _submitter_template(values: KubeRayValues) -> dict[str, Any]:
         name="ray-job-submitter",
         image=values.image.ref,
         image_pull_policy=values.image.pull_policy,
-        resources=_resources(Resources(requests={"cpu": "200m", "memory": "256Mi"}, limits={"cpu": "1", "memory": "1Gi"})),
+        resources=_resources(
+            Resources(requests={"cpu": "200m", "memory": "256Mi"}, limits={"cpu": "1", "memory": "1Gi"})
+        ),
         security_context=_container_security(),
     )
     spec = k8s.V1PodSpec(
@@ -321,7 +341,7 @@ def _submitter_template(values: KubeRayValues) -> dict[str, Any]:
         service_account_name=values.service_account,
         security_context=_pod_security(values),
     )
-    template = k8s.V1PodTemplateSpec(metadata=k8s.V1ObjectMeta(labels=_labels(values, "submitter")), spec=spec)
+    template = k8s.V1PodTemplateSpec(metadata=k8s.V1ObjectMeta(labels=_pod_labels(values, "submitter")), spec=spec)
     return _serialize(template)
 
 

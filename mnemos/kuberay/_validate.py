@@ -151,15 +151,20 @@ def validate_manifest(obj: Mapping[str, Any], crd_dir: str | Path | None = None)
     spec = obj.get("spec") or {}
     cluster = {"RayCluster": spec, "RayService": spec.get("rayClusterConfig"), "RayJob": spec.get("rayClusterSpec")}
     prefix = {"RayCluster": "spec", "RayService": "spec.rayClusterConfig", "RayJob": "spec.rayClusterSpec"}
-    if cluster.get(str(kind)):
-        _check_cluster(cluster[str(kind)], prefix[str(kind)], str(kind))
+    nested = cluster.get(str(kind))
+    if nested:
+        _check_cluster(nested, prefix[str(kind)], str(kind))
     if kind == "RayService" and "serveConfigV2" in spec:
         try:
             serve = yaml.safe_load(spec["serveConfigV2"])
         except yaml.YAMLError as exc:
-            raise ValidationError(f"RayService spec.serveConfigV2: not valid YAML: {exc}", param="spec.serveConfigV2") from None
+            raise ValidationError(
+                f"RayService spec.serveConfigV2: not valid YAML: {exc}", param="spec.serveConfigV2"
+            ) from None
         if not isinstance(serve, dict) or not isinstance(serve.get("applications"), list):
-            raise ValidationError("RayService spec.serveConfigV2: needs an `applications` list", param="spec.serveConfigV2")
+            raise ValidationError(
+                "RayService spec.serveConfigV2: needs an `applications` list", param="spec.serveConfigV2"
+            )
 
 
 def _check_metadata(obj: Mapping[str, Any]) -> None:
@@ -201,8 +206,11 @@ def _check_cluster(spec: Mapping[str, Any], prefix: str, kind: str) -> None:
             fail(f"{where}.rayStartParams.labels", "use the group's `labels` field instead")
         if group.get("resources") and any(params.get(k) for k in ("num-cpus", "num-gpus", "memory", "resources")):
             fail(f"{where}.resources", "set resources either here or in rayStartParams, not both")
-    head_env = {e.get("name") for c in head.get("template", {}).get("spec", {}).get("containers", [])[:1]
-                for e in c.get("env") or []}
+    head_env = {
+        e.get("name")
+        for c in head.get("template", {}).get("spec", {}).get("containers", [])[:1]
+        for e in c.get("env") or []
+    }
     if spec.get("gcsFaultToleranceOptions"):
         if (head.get("rayStartParams") or {}).get("redis-password"):
             fail("headGroupSpec.rayStartParams.redis-password", "use gcsFaultToleranceOptions.redisPassword")

@@ -7,17 +7,13 @@ as in the rest of MNEMOS; a misspelled key is an error naming its path (``extra=
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, field_validator, model_validator
-from pydantic import ValidationError as PydanticValidationError
 
 from mnemos import __version__
-from mnemos._model import CoreModel, to_validation_error
-from mnemos.errors import BadRequestError, NotFoundError, ValidationError
+from mnemos._model import CoreModel
+from mnemos.errors import NotFoundError
 
 __all__ = [
     "AutoscalingValues",
@@ -33,7 +29,6 @@ __all__ = [
     "StorageValues",
     "Toleration",
     "WorkerGroupValues",
-    "load_values",
 ]
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -41,7 +36,9 @@ _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 def _dns_label(value: str) -> str:
     if not _DNS_LABEL.match(value):
-        raise ValueError(f"{value!r} is not a DNS-1035 label: lowercase letters, digits and '-', starting with a letter")
+        raise ValueError(
+            f"{value!r} is not a DNS-1035 label: lowercase letters, digits and '-', starting with a letter"
+        )
     return value
 
 
@@ -55,7 +52,9 @@ class Resources(CoreModel):
     @classmethod
     def _quantities_as_strings(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for k, v in value.items()}
+            return {
+                k: str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for k, v in value.items()
+            }
         return value
 
 
@@ -78,8 +77,8 @@ class SecretKeyRef(CoreModel):
 class ImageValues(CoreModel):
     """The one MNEMOS image: Ray + the ``mnemos`` package (see the repository's Dockerfile)."""
 
-    repository: str = Field("ghcr.io/n1x-mnemos/mnemos", description="Image repository.")
-    tag: str = Field(__version__, description="Image tag; defaults to the mnemos version.")
+    repository: str = Field(default="ghcr.io/n1x-mnemos/mnemos", description="Image repository.")
+    tag: str = Field(default=__version__, description="Image tag; defaults to the mnemos version.")
     pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
 
     @property
@@ -107,15 +106,15 @@ class WorkerGroupValues(CoreModel):
     """A Ray worker group backing one NEURON pool (``cpu-a``, ``gpu-a``)."""
 
     name: str = Field(description="Group name, also the NEURON pool name.")
-    replicas: int = Field(1, ge=0)
-    min_replicas: int = Field(0, ge=0)
-    max_replicas: int = Field(10, ge=0)
+    replicas: int = Field(default=1, ge=0)
+    min_replicas: int = Field(default=0, ge=0)
+    max_replicas: int = Field(default=10, ge=0)
     resources: Resources = Field(default_factory=Resources)
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
     ray_start_params: dict[str, str] = Field(default_factory=dict, description="Extra `ray start` flags.")
     labels: dict[str, str] = Field(default_factory=dict, description="Extra Ray node labels.")
-    scratch: bool = Field(True, description="Mount a scratch volume of storage.scratchSize at /scratch.")
+    scratch: bool = Field(default=True, description="Mount a scratch volume of storage.scratchSize at /scratch.")
 
     @field_validator("name")
     @classmethod
@@ -170,7 +169,7 @@ class AutoscalingValues(CoreModel):
     """KubeRay's in-tree autoscaler (a sidecar of the head pod)."""
 
     enabled: bool = True
-    idle_timeout_seconds: int = Field(60, ge=0, description="Idle seconds before a worker is removed.")
+    idle_timeout_seconds: int = Field(default=60, ge=0, description="Idle seconds before a worker is removed.")
     upscaling_mode: Literal["Default", "Aggressive", "Conservative"] = "Default"
     resources: Resources = Field(
         default_factory=lambda: Resources(
@@ -183,27 +182,30 @@ class GcsFaultToleranceValues(CoreModel):
     """GCS fault tolerance: the head's state lives in Redis and survives a head restart."""
 
     enabled: bool = True
-    redis_address: str = Field("mnemos-redis:6379", description="host:port of the Redis the GCS writes to.")
+    redis_address: str = Field(default="mnemos-redis:6379", description="host:port of the Redis the GCS writes to.")
     password_secret: SecretKeyRef | None = Field(
         default_factory=lambda: SecretKeyRef(name="mnemos-redis", key="password"),
         description="Secret holding the Redis password; none for a Redis without one.",
     )
-    external_storage_namespace: str | None = Field(None, description="Redis key prefix; default: the cluster UID.")
+    external_storage_namespace: str | None = Field(
+        default=None, description="Redis key prefix; default: the cluster UID."
+    )
 
 
 class StorageValues(CoreModel):
     """S3 for ENGRAM and object spilling; a storage class for scratch volumes."""
 
-    bucket: str = Field("s3://mnemos-artifacts", description="The seed's engram.objectStore.bucket.")
-    engram_prefix: str = Field("engram", description="ENGRAM root under the bucket.")
-    spill_prefix: str = Field("spill", description="Ray object spilling under the bucket.")
+    bucket: str = Field(default="s3://mnemos-artifacts", description="The seed's engram.objectStore.bucket.")
+    engram_prefix: str = Field(default="engram", description="ENGRAM root under the bucket.")
+    spill_prefix: str = Field(default="spill", description="Ray object spilling under the bucket.")
     credentials_secret: str | None = Field(
-        "mnemos-s3", description="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (optional: IRSA works too)."
+        default="mnemos-s3",
+        description="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (optional: IRSA works too).",
     )
-    endpoint_url: str | None = Field(None, description="S3 endpoint for non-AWS stores (MinIO, Ceph).")
+    endpoint_url: str | None = Field(default=None, description="S3 endpoint for non-AWS stores (MinIO, Ceph).")
     region: str | None = None
-    storage_class: str = Field("fast-zfs", description="The seed's global.storageClass.")
-    scratch_size: str = Field("50Gi", description="Scratch volume per worker (model cache).")
+    storage_class: str = Field(default="fast-zfs", description="The seed's global.storageClass.")
+    scratch_size: str = Field(default="50Gi", description="Scratch volume per worker (model cache).")
 
     @field_validator("bucket")
     @classmethod
@@ -236,19 +238,22 @@ class ServeValues(CoreModel):
     import_path: str = "mnemos.relay:build_app"
     args: dict[str, Any] = Field(default_factory=lambda: {"engram_uri": ""})
     proxy_location: Literal["EveryNode", "HeadOnly", "Disabled"] = "EveryNode"
-    host: str = Field("0.0.0.0", description="In-cluster HTTP host of the Serve proxies.")
-    port: int = Field(8080, ge=1, le=65535, description="The seed's relay.service.port.")
+    host: str = Field(default="0.0.0.0", description="In-cluster HTTP host of the Serve proxies.")
+    port: int = Field(default=8080, ge=1, le=65535, description="The seed's relay.service.port.")
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        default="ClusterIP", description="Type of RELAY's Service <name>-relay (the seed's relay.service.type)."
+    )
 
 
 class JobValues(CoreModel):
     """The RayJob: one pipeline run on a cluster of its own."""
 
     entrypoint: str = "python -m mnemos run pipelines/text-gen-artifacts.yaml"
-    working_dir: str | None = Field("/home/ray/mnemos", description="Image folder holding pipelines/.")
+    working_dir: str | None = Field(default="/home/ray/mnemos", description="Image folder holding pipelines/.")
     shutdown_after_job_finishes: bool = True
-    ttl_seconds_after_finished: int = Field(600, ge=0)
-    active_deadline_seconds: int | None = Field(None, ge=1)
-    backoff_limit: int = Field(0, ge=0)
+    ttl_seconds_after_finished: int = Field(default=600, ge=0)
+    active_deadline_seconds: int | None = Field(default=None, ge=1)
+    backoff_limit: int = Field(default=0, ge=0)
 
 
 class SecurityValues(CoreModel):
@@ -262,12 +267,14 @@ class SecurityValues(CoreModel):
 class KubeRayValues(CoreModel):
     """Everything the RayCluster, RayService and RayJob are rendered from."""
 
-    name: str = Field("mnemos", description="RayService name; the RayCluster is <name>-cluster, the RayJob <name>-job.")
+    name: str = Field(
+        default="mnemos", description="RayService name; the RayCluster is <name>-cluster, the RayJob <name>-job."
+    )
     namespace: str = "mnemos"
     ray_version: str = "2.60.0"
     image: ImageValues = Field(default_factory=ImageValues)
     service_account: str | None = Field(
-        None, description="Pod service account; none: KubeRay creates one for the autoscaler."
+        default=None, description="Pod service account; none: KubeRay creates one for the autoscaler."
     )
     labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on every object and pod.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment of every Ray container.")
@@ -312,79 +319,3 @@ class KubeRayValues(CoreModel):
                 return g
         valid = ", ".join(g.name for g in self.worker_groups)
         raise NotFoundError(f"no worker group {name!r}; worker groups: {valid}", param="workerGroups")
-
-
-def _set_path(data: dict[str, Any], assignment: str) -> None:
-    """Apply one ``--set a.b[0].c=value`` to ``data`` (values parsed as YAML scalars/flows)."""
-    key, sep, raw = assignment.partition("=")
-    if not sep or not key.strip():
-        raise BadRequestError(f"--set {assignment!r}: expected key=value, e.g. workerGroups[0].replicas=3")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    parts: list[str | int] = []
-    for token in re.split(r"\.(?![^\[]*\])", key.strip()):
-        match = re.fullmatch(r"([^\[\]]*)((?:\[\d+\])*)", token)
-        if not match or (not match.group(1) and not match.group(2)):
-            raise BadRequestError(f"--set {assignment!r}: cannot parse key {key!r}")
-        if match.group(1):
-            parts.append(int(match.group(1)) if match.group(1).isdigit() else match.group(1))
-        parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", match.group(2)))
-    node: Any = data
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        where = ".".join(str(p) for p in parts[: i + 1])
-        if isinstance(node, list):
-            if not isinstance(part, int) or part >= len(node):
-                raise ValidationError(f"--set {assignment!r}: {where}: no such list item", param=where)
-            if last:
-                node[part] = value
-            else:
-                node = node[part]
-        elif isinstance(node, dict):
-            name = str(part)
-            camel = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name)
-            name = camel if camel in node or name not in node else name
-            if last:
-                node[name] = value
-            else:
-                node = node.setdefault(name, {})
-        else:
-            raise ValidationError(f"--set {assignment!r}: {where} is not a mapping or list", param=where)
-
-
-def load_values(
-    file: str | Path | None = None,
-    sets: Sequence[str] = (),
-    data: dict[str, Any] | None = None,
-) -> KubeRayValues:
-    """Values from a YAML file and/or a mapping, then ``--set key=value`` overrides.
-
-    Raises:
-        BadRequestError: the file is not YAML, or a ``--set`` is not ``key=value``.
-        ValidationError: a field is unknown or invalid; the message names its path.
-    """
-    merged: dict[str, Any] = {}
-    if file is not None:
-        path = Path(file)
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except OSError as exc:
-            raise BadRequestError(f"cannot read values file {path}: {exc.strerror or exc}") from None
-        except yaml.YAMLError as exc:
-            raise BadRequestError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ValidationError(f"{path}: values must be a mapping, got {type(loaded).__name__}")
-        merged.update(loaded)
-    merged.update(data or {})
-    try:
-        values = KubeRayValues.model_validate(merged)
-        if not sets:
-            return values
-        full = values.model_dump(mode="json", by_alias=True)
-        for assignment in sets:
-            _set_path(full, assignment)
-        return KubeRayValues.model_validate(full)
-    except PydanticValidationError as exc:
-        raise to_validation_error(exc, prefix="values") from None

@@ -1,0 +1,1 @@
+"""KubeRay manifests, the mnemos.kuberay package, the Helm chart."""

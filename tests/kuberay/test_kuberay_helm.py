@@ -1,0 +1,289 @@
+"""The Helm chart: lints, renders valid objects (KubeRay kinds strictly, core kinds with
+kubernetes-validate), keeps the seed's values and serves the same RELAY application."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from mnemos.kuberay import validate_manifest
+
+from .support import (
+    CHART,
+    INSTALL_HELM,
+    RAY_KINDS,
+    REPO,
+    by_kind,
+    cluster_specs,
+    crd_dir,
+    helm,
+    helm_template,
+    one,
+    pod_specs,
+    run_helm,
+    serve_application,
+)
+
+VALUE_FILES = [(), ("values-dev.yaml",)]
+EVERYTHING = (
+    "kuberay.rayCluster.enabled=true",
+    "kuberay.rayJob.enabled=true",
+    "trace.serviceMonitor.enabled=true",
+    "soul.externalSecrets.enabled=true",
+)
+MINIMAL = (
+    "kuberay.gcsFaultTolerance.passwordSecret=null",
+    "engram.objectStore.credentialsSecret=null",
+    "engram.persistence.enabled=false",
+    "neuron.scratch.enabled=false",
+    "global.networkPolicy.enabled=false",
+    "global.rbac.create=false",
+    "kuberay.serviceAccount.create=false",
+    "kuberay.autoscaling.enabled=false",
+    "relay.ingress.enabled=false",
+    "trace.metrics.prometheus.scrape=false",
+)
+NOT_CORE = {"ServiceMonitor", "ExternalSecret"} | RAY_KINDS
+
+
+@pytest.mark.parametrize("files", VALUE_FILES, ids=["values", "values-dev"])
+def test_helm_lint(files: tuple[str, ...]) -> None:
+    args = ["lint", str(CHART), "--strict"]
+    for f in files:
+        args += ["-f", str(CHART / f)]
+    proc = run_helm(*args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("files", VALUE_FILES, ids=["values", "values-dev"])
+@pytest.mark.parametrize("sets", [(), EVERYTHING, MINIMAL], ids=["defaults", "everything-on", "minimal"])
+def test_every_rendered_object_validates(files: tuple[str, ...], sets: tuple[str, ...]) -> None:
+    objects = helm_template(*files, sets=sets)
+    assert by_kind(objects, "RayService"), "the RayService is on by default"
+    for obj in objects:
+        kind = obj["kind"]
+        if kind in RAY_KINDS:
+            validate_manifest(obj, crd_dir())
+        elif kind not in NOT_CORE:
+            kubernetes_validate.validate(obj, "1.30", strict=True)
+    if sets == EVERYTHING:
+        assert {"RayCluster", "RayService", "RayJob", "ServiceMonitor"} <= {o["kind"] for o in objects}
+
+
+def test_core_validation_is_strict() -> None:
+    ingress = one(helm_template(), "Ingress")
+    ingress["spec"]["rules"][0]["hostt"] = ingress["spec"]["rules"][0].pop("host")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(ingress, "1.30", strict=True)
+
+
+def test_optional_crds_of_other_operators_are_well_formed() -> None:
+    objects = helm_template(sets=EVERYTHING)
+    monitor = one(objects, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+    assert monitor["spec"]["selector"]["matchLabels"]["ray.io/node-type"] == "head"
+    secret = one(objects, "ExternalSecret")
+    assert secret["apiVersion"] == "external-secrets.io/v1beta1"
+    assert secret["spec"]["secretStoreRef"] == {"name": "soul-vault", "kind": "ClusterSecretStore"}
+    assert secret["spec"]["target"]["name"] == "llm-keys"
+    assert {d["secretKey"] for d in secret["spec"]["data"]} == {"OPENAI_KEY", "HF_TOKEN"}
+    for d in secret["spec"]["data"]:
+        assert set(d) == {"secretKey", "remoteRef"} and set(d["remoteRef"]) == {"key"}
+    # Off by default.
+    assert not by_kind(helm_template(), "ServiceMonitor") and not by_kind(helm_template(), "ExternalSecret")
+
+
+def test_values_keep_the_seed_keys_and_defaults() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(values) >= {
+        "global",
+        "cortex",
+        "neuron",
+        "engram",
+        "relay",
+        "soul",
+        "trace",
+        "wraith",
+        "synkron",
+        "cradle",
+        "genome",
+    }
+    assert values["relay"]["service"] == {"type": "ClusterIP", "port": 8080}
+    assert values["relay"]["rateLimit"] == {"requestsPerSecond": 50, "burst": 100}
+    assert values["cortex"]["queues"]["default"]["concurrency"] == 100
+    assert values["cortex"]["replicas"] == 2
+    assert values["soul"]["jwt"]["issuer"] == "soul.mnemos"
+    assert values["engram"]["backups"]["schedule"] == "0 */6 * * *"
+    assert values["global"]["storageClass"] == "fast-zfs"
+    assert values["global"]["tls"]["issuer"] == "mnemos-cluster-issuer"
+    assert values["global"]["registry"] == "ghcr.io/n1x-mnemos/mnemos"
+    assert values["genome"]["resources"] == []
+    assert values["neuron"]["replicas"] == 3
+    pools = {p["name"]: p for p in values["neuron"]["pools"]}
+    assert pools["gpu-a"]["selector"] == {"accelerator": "nvidia"}
+    assert pools["cpu-a"]["selector"] == {"accelerator": "cpu"}
+
+
+def test_helpers_define_fullname_as_in_the_seed() -> None:
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    assert '{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}' in helpers
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["apiVersion"] == "v2"
+
+
+def test_rayservice_runs_the_serve_yaml_application() -> None:
+    service = one(helm_template(), "RayService")
+    config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    (app,) = config["applications"]
+    expected = serve_application()
+    assert (app["import_path"], app["args"]) == (expected["import_path"], expected["args"])
+    assert (app["name"], app["route_prefix"]) == (expected["name"], expected["route_prefix"])
+    assert config["http_options"] == {"host": "0.0.0.0", "port": 8080}
+
+
+def test_ray_cluster_shape() -> None:
+    cluster = cluster_specs(one(helm_template(), "RayService"))
+    assert cluster["enableInTreeAutoscaling"] is True
+    assert cluster["gcsFaultToleranceOptions"]["redisPassword"]["valueFrom"]["secretKeyRef"]["name"] == "mnemos-redis"
+    (word,) = shlex.split(cluster["headGroupSpec"]["rayStartParams"]["system-config"])
+    spill = json.loads(json.loads(word)["object_spilling_config"])
+    assert spill == {"type": "smart_open", "params": {"uri": "s3://mnemos-artifacts/spill"}}
+    groups = {g["groupName"]: g for g in cluster["workerGroupSpecs"]}
+    gpu = groups["gpu-a"]["template"]["spec"]
+    assert gpu["nodeSelector"] == {"accelerator": "nvidia"}
+    assert gpu["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert gpu["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert groups["cpu-a"]["template"]["spec"]["nodeSelector"] == {"accelerator": "cpu"}
+    scratch = gpu["volumes"][-1]["ephemeral"]["volumeClaimTemplate"]["spec"]
+    assert scratch["storageClassName"] == "fast-zfs"
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in head["env"]}
+    assert env["MNEMOS_ENGRAM__URI"] == "s3://mnemos-artifacts/engram"
+    assert head["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}
+
+
+def test_dev_values_fit_a_laptop() -> None:
+    objects = helm_template("values-dev.yaml")
+    cluster = cluster_specs(one(objects, "RayService"))
+    assert "gcsFaultToleranceOptions" not in cluster
+    assert [g["groupName"] for g in cluster["workerGroupSpecs"]] == ["cpu-a"]
+    assert "nodeSelector" not in cluster["workerGroupSpecs"][0]["template"]["spec"]
+    assert {o["kind"] for o in objects} >= {"RayCluster", "RayJob"}
+    assert "tls" not in one(objects, "Ingress")["spec"]
+
+
+def test_every_pod_runs_restricted() -> None:
+    for obj in helm_template(sets=EVERYTHING) + helm_template("values-dev.yaml", sets=EVERYTHING):
+        for spec in pod_specs(obj):
+            assert spec["securityContext"]["runAsNonRoot"] is True
+            assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+            for container in spec["containers"]:
+                sec = container["securityContext"]
+                assert sec["allowPrivilegeEscalation"] is False, obj["metadata"]["name"]
+                assert sec["capabilities"] == {"drop": ["ALL"]}
+                assert sec["runAsNonRoot"] is True
+
+
+def test_network_policies_default_deny_with_allowances() -> None:
+    policies = {
+        p["metadata"]["name"].removeprefix("mnemos-mnemos-"): p for p in by_kind(helm_template(), "NetworkPolicy")
+    }
+    deny = policies["default-deny"]["spec"]
+    assert deny["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in deny and "egress" not in deny
+
+    def ports(rules: list[dict[str, Any]]) -> set[tuple[str, int]]:
+        return {(p["protocol"], p["port"]) for r in rules for p in r.get("ports", [])}
+
+    assert ports(policies["relay-ingress"]["spec"]["ingress"]) == {("TCP", 8080)}
+    head = policies["ray-head"]["spec"]
+    assert head["podSelector"]["matchLabels"]["ray.io/node-type"] == "head"
+    assert ports(head["ingress"]) == {("TCP", 6379), ("TCP", 8265), ("TCP", 10001)}
+    assert {("UDP", 53), ("TCP", 53)} <= ports(policies["egress"]["spec"]["egress"])
+    redis = policies["gcs-redis"]["spec"]
+    assert ports(redis["egress"]) == {("TCP", 6379)}
+    assert redis["egress"][0]["to"][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "redis"}
+
+
+def test_relay_ingress_has_tls_from_cert_manager() -> None:
+    ingress = one(helm_template(), "Ingress")
+    assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "mnemos-cluster-issuer"
+    assert ingress["spec"]["ingressClassName"] == "traefik"
+    assert ingress["spec"]["tls"][0]["hosts"] == ["api.mnemos.local", "cortex.mnemos.local"]
+    relay_rule = ingress["spec"]["rules"][0]
+    assert relay_rule["host"] == "api.mnemos.local"
+    backend = relay_rule["http"]["paths"][0]["backend"]["service"]
+    service = one(helm_template(), "RayService")["spec"]["serveService"]
+    assert backend == {"name": service["metadata"]["name"], "port": {"number": 8080}}
+
+
+def test_rbac_grants_the_autoscaler_what_it_needs() -> None:
+    objects = helm_template()
+    role = one(objects, "Role")
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
+    assert rules[(("",), ("pods",))] >= {"get", "list", "watch", "patch"}
+    assert rules[(("ray.io",), ("rayclusters",))] >= {"get", "patch"}
+    account = one(objects, "ServiceAccount")["metadata"]["name"]
+    assert one(objects, "RoleBinding")["subjects"][0]["name"] == account
+    head = cluster_specs(one(objects, "RayService"))["headGroupSpec"]["template"]["spec"]
+    assert head["serviceAccountName"] == account
+
+
+def test_settings_configmap_loads_as_mnemos_settings(tmp_path: Path, monkeypatch) -> None:
+    from mnemos.config import load_settings
+
+    settings_map = one(helm_template(), "ConfigMap", "-settings")
+    path = tmp_path / "mnemos.yaml"
+    path.write_text(settings_map["data"]["mnemos.yaml"])
+    for var in [v for v in os.environ if v.startswith("MNEMOS_") and v != "MNEMOS_HOME"]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("MNEMOS_CONFIG", str(path))
+    settings = load_settings()
+    assert settings.cortex.queues["default"].concurrency == 100
+    assert settings.cortex.queues["default"].backoff.max == 30.0
+    assert settings.cortex.queues["wraith"].concurrency == 10
+    assert settings.relay.rate_limit.requests_per_second == 50 and settings.relay.rate_limit.burst == 100
+    assert settings.relay.port == 8080
+    assert settings.soul.jwt.issuer == "soul.mnemos"
+    assert settings.engram.uri == "s3://mnemos-artifacts/engram"
+    assert settings.engram.backups.schedule == "0 */6 * * *"
+    assert {p.name: p.num_gpus for p in settings.neuron.pools} == {"gpu-a": 1, "cpu-a": 0}
+    assert "backup" in {c.name for c in settings.wraith.cronjobs}
+
+
+def test_genome_configmap_holds_parseable_resources() -> None:
+    from mnemos.genome import parse_documents
+
+    adapter = (
+        "relay.adapters[0].name=openai",
+        "relay.adapters[0].type=http",
+        "relay.adapters[0].baseUrl=https://api.example-llm.local/v1",
+        "relay.adapters[0].auth.secretRef.name=llm-keys",
+        "relay.adapters[0].auth.secretRef.key=OPENAI_KEY",
+    )
+    objects = helm_template("values-dev.yaml", sets=adapter)
+    text = one(objects, "ConfigMap", "-genome")["data"]["resources.yaml"]
+    resources = parse_documents(text, "genome ConfigMap")
+    assert [(type(r).__name__, r.name) for r in resources] == [("Policy", "dev-defaults"), ("Adapter", "openai")]
+    job = one(objects, "Job", "-genome-apply")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    # Nothing to apply: no hook job, an empty (comment-only) ConfigMap.
+    objects = helm_template()
+    assert not by_kind(objects, "Job")
+    assert parse_documents(one(objects, "ConfigMap", "-genome")["data"]["resources.yaml"]) == []
+
+
+def test_install_script_is_idempotent() -> None:
+    helm()  # installed (or already there)
+    proc = subprocess.run(["bash", str(INSTALL_HELM)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "already installed" in proc.stdout
+    version = run_helm("version", "--short")
+    assert version.returncode == 0 and version.stdout.startswith("v")
