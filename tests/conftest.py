@@ -123,3 +123,11 @@ def settings(tmp_path: Path):
     from mnemos.config import load_settings
 
     return load_settings(engram={"uri": str(tmp_path / "engram")})
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama-style model with a locally trained tokenizer, in Hugging Face format (~2 s)."""
+    from mnemos.neuron.models import init_tiny
+
+    return init_tiny(tmp_path_factory.mktemp("tiny-model"), seed=0)

@@ -26,6 +26,7 @@ _COMMAND_MODULES = ["mnemos.cli.platform", "mnemos.cli.resources"]
 # (group name, module exposing `app`) for `mnemos <group> ...`.
 _GROUPS: list[tuple[str, str]] = [
     ("kuberay", "mnemos.cli.kuberay"),
+    ("model", "mnemos.cli.model"),
 ]
 
 for _module in _COMMAND_MODULES:

@@ -1,0 +1,88 @@
+"""``mnemos model init-tiny|register|list``: make, register and list models (NEURON + GENOME)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mnemos.cli._output import Output, console, emit
+
+app = typer.Typer(
+    help="Models: make the tiny test model, register model folders in ENGRAM, list them.", no_args_is_help=True
+)
+
+
+def _params(pairs: list[str]) -> dict[str, object]:
+    import yaml
+
+    from mnemos.errors import ValidationError
+
+    params: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValidationError(f"--param {pair!r}: use NAME=VALUE, e.g. maxBatchSize=8", param="param")
+        params[key] = yaml.safe_load(value)
+    return params
+
+
+@app.command("init-tiny")
+def init_tiny(
+    directory: Path = typer.Argument(..., help="Folder to write the model to."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the weights (same seed, same files)."),
+) -> None:
+    """Write a tiny random Llama-style model with a locally trained tokenizer (Hugging Face format)."""
+    from mnemos.neuron.models import init_tiny as make
+    from mnemos.neuron.models import tree_digest
+
+    folder = make(directory, seed)
+    console.print(f"tiny model written to {folder} ({tree_digest(folder)})")
+
+
+@app.command("register")
+def register(
+    directory: Path = typer.Argument(..., help="Model folder (Hugging Face format)."),
+    name: str = typer.Option(..., "--name", help="Model name (lowercase letters, digits, '-', '.')."),
+    engine: str = typer.Option("transformers", "--engine", help="transformers, vllm, embedding or echo."),
+    family: str | None = typer.Option(None, "--family", help="Default: the config's model_type."),
+    version: str | None = typer.Option(None, "--version", help="Default: the first 12 hex digits of the digest."),
+    param: list[str] = typer.Option([], "--param", help="Runtime param NAME=VALUE (repeatable)."),
+) -> None:
+    """Store a model folder in ENGRAM and apply a Model pinned to its digest."""
+    from mnemos.cli._session import open_client
+    from mnemos.neuron.models import register as register_model
+
+    client = open_client(publish=True)
+    result = register_model(
+        client.engram,
+        client.registry,
+        directory,
+        name,
+        engine=engine,
+        family=family,
+        version=version,
+        params=_params(param),
+        apply=lambda model: client.apply(model)[0],
+    )
+    model = result.resource
+    console.print(
+        f"model/{model.name} {result.action} (generation {model.generation}) digest {model.spec.artifact.sha256}"
+    )
+
+
+@app.command("list")
+def list_models(output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
+    """Registered models: name, generation, engine, family, version and digest."""
+    from mnemos.cli._session import open_client
+
+    models = open_client().get("Model")
+    emit(
+        [m.dump() for m in models],
+        output,
+        ("NAME", "GENERATION", "ENGINE", "FAMILY", "VERSION", "DIGEST"),
+        [
+            (m.name, m.generation, m.spec.runtime.engine, m.spec.family, m.spec.version, m.spec.artifact.sha256 or "-")
+            for m in models
+        ],
+    )

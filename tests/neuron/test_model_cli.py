@@ -1,0 +1,66 @@
+"""``mnemos model init-tiny|register|list`` through the typer app."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mnemos.cli.model import app
+from mnemos.engram import Engram
+from mnemos.genome import Registry
+from mnemos.neuron.models import materialize, tree_digest
+
+
+@pytest.fixture()
+def engram_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "engram"
+    monkeypatch.setenv("MNEMOS_ENGRAM__URI", str(root))
+    monkeypatch.delenv("MNEMOS_RAY_ADDRESS", raising=False)
+    return root
+
+
+def test_init_tiny_register_and_list(engram_root: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    folder = tmp_path / "tiny"
+    result = runner.invoke(app, ["init-tiny", str(folder), "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    digest = tree_digest(folder)
+    assert digest in result.output
+
+    result = runner.invoke(
+        app, ["register", str(folder), "--name", "tiny", "--version", "v1", "--param", "maxBatchSize=4"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"model/tiny created (generation 1) digest {digest}" in result.output
+
+    model = Registry(Engram(str(engram_root))).get("Model", "tiny")
+    assert model.spec.version == "v1" and model.spec.family == "llama"
+    assert model.spec.runtime.params.max_batch_size == 4
+    assert tree_digest(materialize(model, Engram(str(engram_root)), tmp_path / "cache")) == digest
+
+    result = runner.invoke(app, ["list", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    [listed] = json.loads(result.output)
+    assert listed["metadata"]["name"] == "tiny" and listed["spec"]["artifact"]["sha256"] == digest
+    table = runner.invoke(app, ["list"])
+    assert "tiny" in table.output and "transformers" in table.output
+
+
+def test_register_errors_name_the_problem(engram_root: Path, tmp_path: Path) -> None:
+    from mnemos.errors import MnemosError
+
+    (tmp_path / "config.json").write_text("{}")
+    for args, words in [
+        (["register", str(tmp_path / "missing"), "--name", "x"], "not a folder"),
+        (["register", str(tmp_path), "--name", "Bad_Name"], "not a valid name"),
+        (["register", str(tmp_path), "--name", "x", "--param", "oops"], "--param 'oops'"),
+        (["register", str(tmp_path), "--name", "x", "--engine", "nope"], "engine"),
+        (["register", str(tmp_path), "--name", "x", "--param", "maxBatchSize=0"], "maxBatchSize"),
+    ]:
+        result = CliRunner().invoke(app, args)
+        assert isinstance(result.exception, MnemosError), (args, result.output)
+        assert result.exception.exit_code != 0 and words in result.exception.message, result.exception.message
+        assert not list(engram_root.glob("blobs/**/*")), f"{args}: nothing may be stored for a refused model"
