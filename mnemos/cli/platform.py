@@ -35,8 +35,15 @@ def up(
     console.print(f"engram: {client.engram.uri}")
 
 
-# Components that print something once on `up` (e.g. SOUL's bootstrap credential) add a hook.
-_UP_HOOKS: list = []
+def _soul_bootstrap(client: object) -> None:
+    """Print the bootstrap admin credential, once per ENGRAM root (only its hash is stored)."""
+    from mnemos.soul.bootstrap import bootstrap_hook
+
+    bootstrap_hook(client)
+
+
+# Components that print something once on `up` add a hook.
+_UP_HOOKS: list = [_soul_bootstrap]
 
 
 def down() -> None:

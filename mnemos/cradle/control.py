@@ -18,10 +18,11 @@ COMPONENTS: list[tuple[str, str]] = [
     ("trace", "mnemos.trace.telemetry:ensure"),
     ("metrics", "mnemos.trace.metrics:ensure"),
     ("genome", "mnemos.genome.service:ensure"),
+    ("soul", "mnemos.soul.ratelimit:ensure"),
 ]
 
 # Named actors of the control plane, for status and for `down`.
-ACTORS = ["genome", "trace-collector", "metrics"]
+ACTORS = ["genome", "trace-collector", "metrics", "ratelimit"]
 
 
 def _call(path: str, *args: Any) -> Any:

@@ -1,0 +1,99 @@
+"""``mnemos token create|list|revoke``: JWTs and API keys (SOUL).
+
+These commands act on ENGRAM directly (whoever can write ENGRAM and holds the master key is the
+platform's root); over HTTP the same operations are ``POST/GET/DELETE /v1/tokens``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+
+import typer
+
+from mnemos.cli._output import Output, emit
+
+app = typer.Typer(help="Create, list and revoke tokens and API keys.", no_args_is_help=True)
+
+
+def _store():  # noqa: ANN202 - IdentityStore, imported lazily
+    from mnemos.config import load_settings
+    from mnemos.engram import Engram
+    from mnemos.soul.store import IdentityStore
+
+    settings = load_settings()
+    return IdentityStore.from_settings(settings, Engram.from_settings(settings))
+
+
+def parse_ttl(value: str | None) -> float | None:
+    """``1h``/``30m``/``3600`` → seconds; a bad value is a ``ValidationError`` naming ``--ttl``."""
+    if value is None:
+        return None
+    from pydantic import TypeAdapter
+    from pydantic import ValidationError as PydanticValidationError
+
+    from mnemos._model import Duration
+    from mnemos.errors import ValidationError
+
+    try:
+        seconds = TypeAdapter(Duration).validate_python(value)
+    except PydanticValidationError:
+        raise ValidationError(f"--ttl {value!r} is not a duration (e.g. 30m, 1h, 7d)", param="ttl") from None
+    if seconds <= 0:
+        raise ValidationError("--ttl must be positive", param="ttl")
+    return float(seconds)
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "never"
+    return dt.datetime.fromtimestamp(float(ts), dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+
+
+@app.command()
+def create(
+    name: str = typer.Option(..., "--name", help="The principal's name (token subject)."),
+    role: str = typer.Option(..., "--role", help="admin, operator, developer or viewer."),
+    ttl: str | None = typer.Option(None, "--ttl", help="Lifetime, e.g. 1h (default 1h; API keys: never)."),
+    api_key: bool = typer.Option(False, "--api-key", help="Create an API key instead of a JWT."),
+    scope: list[str] = typer.Option([], "--scope", help="Limit to these verbs (repeatable)."),
+    output: Output = typer.Option(Output.table, "-o", "--output"),
+) -> None:
+    """Create a token (or --api-key); the credential is printed once, on stdout."""
+    store = _store()
+    create_fn = store.create_api_key if api_key else store.create_token
+    created = create_fn(name, role, ttl=parse_ttl(ttl), scopes=scope)
+    if output is Output.table:
+        typer.echo(created.secret)
+        print(
+            f"{created.kind} {created.id} for {created.name} ({created.role}), expires {_when(created.expires_at)}; "
+            "shown once, store it now",
+            file=sys.stderr,
+        )
+    else:
+        emit({**created.public(), "secret": created.secret}, output)
+
+
+@app.command("list")
+def list_(
+    all_: bool = typer.Option(False, "--all", help="Include revoked and expired credentials."),
+    output: Output = typer.Option(Output.table, "-o", "--output"),
+) -> None:
+    """List tokens and API keys (never their secrets)."""
+    items = _store().list(include_inactive=all_)
+    scoped = any(d.get("scopes") for d in items)
+    rows = [
+        (d["id"], d["kind"], d.get("name", ""), d.get("role", ""))
+        + ((",".join(d.get("scopes") or []) or "-",) if scoped else ())
+        + (_when(d.get("expires_at")), d["state"])
+        for d in items
+    ]
+    columns = ("ID", "KIND", "NAME", "ROLE") + (("SCOPES",) if scoped else ()) + ("EXPIRES", "STATE")
+    emit(items, output, columns, rows)
+
+
+@app.command()
+def revoke(credential_id: str = typer.Argument(..., metavar="ID", help="Token id (tok-…) or API key id.")) -> None:
+    """Revoke a token or an API key; the gateway refuses it within seconds."""
+    doc = _store().revoke(credential_id)
+    typer.echo(f"{doc.get('kind', 'credential')} {credential_id} ({doc.get('name')}) revoked")

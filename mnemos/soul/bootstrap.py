@@ -1,0 +1,43 @@
+"""First-run wiring of SOUL: the bootstrap admin API key, printed once by ``mnemos up``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mnemos.engram import Engram
+from mnemos.soul.store import IdentityStore
+
+BOOTSTRAP_MARKER = "soul/bootstrap.json"
+BOOTSTRAP_NAME = "bootstrap-admin"
+
+
+def bootstrap_admin(engram: Engram, settings: Any = None) -> str | None:
+    """Create the bootstrap admin API key on first run and return it (only that once).
+
+    Only its hash is stored; the marker ``soul/bootstrap.json`` (the key's id, no secret) makes
+    every later call return ``None``. Also makes sure a signing key exists.
+    """
+    from mnemos.config import load_settings
+
+    settings = settings or load_settings()
+    store = IdentityStore.from_settings(settings, engram)
+    store.keyring.rotate()
+    if engram.exists(BOOTSTRAP_MARKER):
+        return None
+    created = store.create_api_key(BOOTSTRAP_NAME, "admin", actor="bootstrap")
+    engram.write_json(BOOTSTRAP_MARKER, {"id": created.id, "name": BOOTSTRAP_NAME, "created_at": time.time()})
+    return created.secret
+
+
+def bootstrap_hook(client: Any) -> None:
+    """``mnemos up`` hook: print the bootstrap admin credential the first time, nothing after."""
+    from mnemos.cli._output import console
+
+    secret = bootstrap_admin(client.engram, client.settings)
+    if secret is None:
+        console.print("soul: up (bootstrap admin key already issued; `mnemos token create` makes more)")
+        return
+    console.print("soul: bootstrap admin API key (shown once; only its hash is stored):")
+    console.print(f"  {secret}")
+    console.print("  use it: mnemos login --api-key <key>   or   export MNEMOS_API_KEY=<key>")

@@ -1,0 +1,288 @@
+"""The RELAY edge guard: authenticate, authorize, rate-limit and size-check every request.
+
+RELAY calls ``await guard.admit(request, verb)`` at the top of each route (with the route's own
+``starlette.requests.Request``, so that a body read here stays readable by the route)::
+
+    principal = await guard.admit(request, "infer")
+
+It raises, in this order:
+
+- ``AuthenticationError`` (401): no, malformed, expired, forged, wrong-issuer, revoked or unknown
+  credential (``Authorization: Bearer <JWT or mk_… API key>``);
+- ``PermissionDeniedError`` (403): the role (or the credential's scopes) lacks the verb;
+- ``RateLimitError`` (429, ``retry_after``): over the principal's limit (``relay.rateLimit``, or a
+  Policy's ``spec.rateLimit`` naming the principal or ``role:<role>``), shared across replicas;
+- ``PayloadTooLargeError`` (413): ``Content-Length`` or the actual body over ``relay.maxBodyBytes``.
+
+Public paths (``/healthz``, ``/readyz``, ``/.well-known/jwks.json``) are admitted anonymously;
+with ``relay.auth: false`` every request is an anonymous admin (limits and body size still apply).
+Refusals (401/403) are audit events in lineage; they carry the reason, never the credential.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+
+from mnemos.engram import Engram
+from mnemos.errors import (
+    AuthenticationError,
+    BadRequestError,
+    MnemosError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+)
+from mnemos.soul._audit import audit_id
+from mnemos.soul._cache import RefreshingValue
+from mnemos.soul.apikeys import ApiKeyRecord, is_api_key, parse_api_key, verify_api_key
+from mnemos.soul.identity import Principal
+from mnemos.soul.keys import KeyRing
+from mnemos.soul.ratelimit import TokenBucket
+from mnemos.soul.rbac import authorize
+from mnemos.soul.store import IdentityStore
+from mnemos.soul.tokens import UnknownKeyError, verify_token
+
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/.well-known/jwks.json"})
+_APIKEY_CACHE_MAX = 10_000
+
+LimitRule = tuple[frozenset[str], float, int, str]
+
+
+class EdgeGuard:
+    """The checks RELAY runs on every request (see the module docstring).
+
+    Args:
+        settings: ``Settings`` (``relay.auth``, ``relay.rateLimit``, ``relay.maxBodyBytes``, ``soul.jwt``).
+        engram: where keys, API keys, revocations and Policies live.
+        limiter: rate limiter (default: the shared ``ratelimit`` actor when Ray is up, else local).
+        clock: epoch seconds (tests move it).
+        refresh_s: revocations are re-read this often in the background (visible within seconds).
+        max_stale_s: a request waits for the re-read when the revocation list is older than this.
+        apikey_cache_s: API key records are cached this long (revocation is seen sooner, via the list).
+        audit_flush_s: audit events are written in one lineage segment per this interval.
+    """
+
+    def __init__(
+        self,
+        settings: Any,
+        engram: Engram,
+        *,
+        limiter: Any = None,
+        clock: Callable[[], float] = time.time,
+        refresh_s: float = 1.0,
+        max_stale_s: float = 5.0,
+        apikey_cache_s: float = 30.0,
+        audit_flush_s: float = 0.5,
+    ) -> None:
+        from mnemos.trace.lineage import LineageWriter
+
+        self.settings = settings
+        self.engram = engram
+        self.enabled = bool(settings.relay.auth)
+        self.issuer = settings.soul.jwt.issuer
+        self.max_body_bytes = int(settings.relay.max_body_bytes)
+        limit = settings.relay.rate_limit
+        self.default_limit = (float(limit.requests_per_second), int(limit.burst))
+        self.clock = clock
+        self.keyring = KeyRing.from_settings(settings, engram, clock=clock)
+        self.store = IdentityStore(engram, self.keyring, issuer=self.issuer)
+        self._limiter = limiter
+        self.apikey_cache_s = apikey_cache_s
+        self.audit_flush_s = audit_flush_s
+        self._keys = RefreshingValue(self.keyring.public_keys, refresh_s=60.0, max_stale_s=600.0, what="signing keys")
+        self._jwks = RefreshingValue(self.keyring.jwks, refresh_s=10.0, max_stale_s=60.0, what="JWKS")
+        self._revoked = RefreshingValue(
+            self.store.revoked_ids, refresh_s=refresh_s, max_stale_s=max_stale_s, what="revocations"
+        )
+        self._limits = RefreshingValue(
+            self._load_limit_rules, refresh_s=5.0, max_stale_s=60.0, what="rate-limit policies"
+        )
+        self._kid_reloads = TokenBucket(rate=2.0, burst=5)
+        self._apikeys: dict[str, tuple[ApiKeyRecord | None, float]] = {}
+        self._lineage = LineageWriter(engram)
+        self._flush_task: asyncio.Task[None] | None = None
+
+    # -- the one entry point -------------------------------------------------------------------
+    async def admit(self, request: Request, verb: str) -> Principal:
+        """Authenticate, authorize ``verb``, take a rate-limit token, check the body size."""
+        if request.url.path in PUBLIC_PATHS:
+            return Principal.anonymous(role="viewer")
+        if self.enabled:
+            try:
+                principal = await self.authenticate(request)
+            except AuthenticationError as exc:
+                self._audit_refusal(request, exc)
+                raise
+            try:
+                authorize(principal, verb)
+            except PermissionDeniedError as exc:
+                self._audit_refusal(request, exc, principal, verb)
+                raise
+        else:
+            principal = Principal.anonymous()
+        await self.rate_limit(principal)
+        await self.check_body(request)
+        return principal
+
+    # -- authentication ------------------------------------------------------------------------
+    async def authenticate(self, request: Request) -> Principal:
+        """The principal of ``Authorization: Bearer <JWT | mk_… API key>``."""
+        header = request.headers.get("authorization")
+        if not header:
+            raise AuthenticationError(
+                "missing credentials: send 'Authorization: Bearer <token or API key>'", param="authorization"
+            )
+        scheme, _, credential = header.partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise AuthenticationError(
+                "the Authorization header must be 'Bearer <token or API key>'", param="authorization"
+            )
+        return await self.verify_credential(credential)
+
+    async def verify_credential(self, credential: str) -> Principal:
+        """The principal of a bare JWT or API key (``AuthenticationError`` when refused)."""
+        if is_api_key(credential):
+            return await self._verify_api_key(credential)
+        return await self._verify_jwt(credential)
+
+    async def _verify_jwt(self, token: str) -> Principal:
+        keys = await self._keys.get()
+        revoked = await self._revoked.get()
+        try:
+            return verify_token(token, keys, issuer=self.issuer, now=self.clock(), is_revoked=revoked.__contains__)
+        except UnknownKeyError:
+            # A rotation since the last load: re-read the keys, then decide. Reloads are themselves
+            # rate-limited so that tokens naming random kids cannot make every request hit ENGRAM.
+            if not self._kid_reloads.take():
+                raise
+            keys = await self._keys.refresh()
+            return verify_token(token, keys, issuer=self.issuer, now=self.clock(), is_revoked=revoked.__contains__)
+
+    async def _verify_api_key(self, credential: str) -> Principal:
+        key_id, secret = parse_api_key(credential)
+        cached = self._apikeys.get(key_id)
+        now = time.monotonic()
+        if cached is None or now - cached[1] > self.apikey_cache_s:
+            record = await asyncio.to_thread(self.store.api_key, key_id)
+            if len(self._apikeys) >= _APIKEY_CACHE_MAX:
+                self._apikeys.clear()
+            self._apikeys[key_id] = (record, now)
+        else:
+            record = cached[0]
+        revoked = await self._revoked.get()
+        return verify_api_key(record, key_id, secret, now=self.clock(), revoked=key_id in revoked)
+
+    # -- rate limits ---------------------------------------------------------------------------
+    @property
+    def limiter(self) -> Any:
+        if self._limiter is None:
+            from mnemos.soul.ratelimit import default_limiter
+
+            self._limiter = default_limiter()
+        return self._limiter
+
+    def _load_limit_rules(self) -> list[LimitRule]:
+        from mnemos.genome import Registry
+
+        rules: list[LimitRule] = []
+        for policy in Registry(self.engram).list("Policy"):
+            limit = getattr(policy.spec, "rate_limit", None)
+            if limit is not None:
+                rules.append((frozenset(limit.principals), limit.requests_per_second, limit.burst, policy.name))
+        return sorted(rules, key=lambda r: r[3])
+
+    async def limit_for(self, principal: Principal) -> tuple[float, int]:
+        """``(rate, burst)``: a Policy naming the subject (or ``role:<role>``), else a Policy for
+        all principals, else ``relay.rateLimit``."""
+        rules = await self._limits.get()
+        names = {principal.subject, f"role:{principal.role}"}
+        for principals, rate, burst, _ in rules:
+            if principals & names:
+                return rate, burst
+        for principals, rate, burst, _ in rules:
+            if not principals:
+                return rate, burst
+        return self.default_limit
+
+    async def rate_limit(self, principal: Principal) -> None:
+        """Take one token of the principal's bucket or raise ``RateLimitError`` (429)."""
+        rate, burst = await self.limit_for(principal)
+        await self.limiter.acquire(principal.subject, rate, burst)
+
+    # -- body size -----------------------------------------------------------------------------
+    async def check_body(self, request: Request) -> None:
+        """413 when ``Content-Length`` or the body actually sent exceeds ``relay.maxBodyBytes``.
+
+        The body is read here (at most limit + one chunk) and left cached on ``request``.
+        """
+        limit = self.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                raise BadRequestError("Content-Length is not a number", param="content-length") from None
+            if size > limit:
+                raise PayloadTooLargeError(
+                    f"request body of {size} bytes exceeds the limit of {limit} bytes", param="body"
+                )
+        cached = getattr(request, "_body", None)
+        if cached is not None:
+            size = len(cached)
+        else:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    break
+                chunks.append(chunk)
+            if size <= limit:
+                request._body = b"".join(chunks)
+        if size > limit:
+            raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes", param="body")
+
+    # -- JWKS ----------------------------------------------------------------------------------
+    async def jwks(self) -> dict[str, Any]:
+        """The public JSON Web Key Set (cached for a few seconds)."""
+        return await self._jwks.get()
+
+    # -- audit ---------------------------------------------------------------------------------
+    def _audit_refusal(
+        self, request: Request, exc: MnemosError, principal: Principal | None = None, verb: str | None = None
+    ) -> None:
+        attrs: dict[str, Any] = {
+            "action": "auth.refused",
+            "status": exc.status,
+            "reason": exc.message,
+            "method": request.method,
+            "path": request.url.path,
+            "client": request.client.host if request.client else None,
+        }
+        if principal is not None:
+            attrs.update(principal.describe(), verb=verb)
+        self._lineage.record(audit_id(), "audit", **attrs)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.ensure_future(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.audit_flush_s)
+        await asyncio.to_thread(self._lineage.flush)
+
+    async def flush_audit(self) -> int:
+        """Write buffered audit events now; returns how many."""
+        return await asyncio.to_thread(self._lineage.flush)
+
+    async def aclose(self) -> None:
+        """Flush audit events (call on shutdown)."""
+        if self._flush_task is not None and not self._flush_task.done():
+            self._flush_task.cancel()
+        await self.flush_audit()

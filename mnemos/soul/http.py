@@ -1,0 +1,143 @@
+"""SOUL's HTTP routes, for RELAY to include: JWKS and identity management.
+
+- ``GET /.well-known/jwks.json`` (public): the signing keys' public parts;
+- ``POST /v1/tokens`` (``manage-identities``): ``{name, role, ttl?, scopes?, apiKey?}`` → the new
+  credential, shown once (``token`` or ``apiKey``) with its ``id``;
+- ``GET /v1/tokens`` (``manage-identities``): active credentials (``?all=true``: also revoked/expired);
+- ``DELETE /v1/tokens/{id}`` (``manage-identities``): revoke a token or an API key.
+
+The routes find the guard at ``request.app.state.soul_guard``; ``install(app, guard)`` sets it,
+includes the router and renders ``MnemosError`` as JSON (RELAY may do that itself). Errors are
+answered here in the OpenAI error shape, with ``Retry-After`` on 429 and ``WWW-Authenticate`` on 401.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, cast
+
+from fastapi import APIRouter, FastAPI
+from pydantic import Field
+from pydantic import ValidationError as PydanticValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from mnemos._model import CoreModel, Duration, to_validation_error
+from mnemos.errors import BadRequestError, MnemosError, RateLimitError, UnavailableError
+from mnemos.soul.edge import EdgeGuard
+
+router = APIRouter()
+
+
+class TokenCreate(CoreModel):
+    """Body of ``POST /v1/tokens``."""
+
+    name: str = Field(description="The principal's name (the token's subject).")
+    role: str = Field(description="admin, operator, developer or viewer.")
+    ttl: Duration | None = Field(None, description="Lifetime ('1h'); default: soul.policies.tokenTTL for tokens, "
+                                 "never for API keys.")
+    scopes: list[str] = Field(default_factory=list, description="Verbs the credential is limited to.")
+    api_key: bool = Field(False, description="Create an API key instead of a JWT.")
+
+
+def error_response(exc: MnemosError) -> JSONResponse:
+    """``exc`` as an HTTP response: OpenAI error body, ``Retry-After`` (whole seconds, at least 1)
+    on 429, ``WWW-Authenticate: Bearer`` on 401."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, RateLimitError):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="mnemos"'
+    return JSONResponse(exc.to_openai(), status_code=exc.status, headers=headers)
+
+
+def guard_of(request: Request) -> EdgeGuard:
+    """The app's ``EdgeGuard`` (``app.state.soul_guard``)."""
+    guard = getattr(request.app.state, "soul_guard", None)
+    if guard is None:
+        raise UnavailableError("SOUL is not installed on this app (app.state.soul_guard is unset)")
+    return guard
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw or b"{}")
+    except ValueError:
+        raise BadRequestError("the request body is not valid JSON", param="body") from None
+
+
+@router.get("/.well-known/jwks.json", include_in_schema=True)
+async def jwks(request: Request) -> Response:
+    try:
+        keys = await guard_of(request).jwks()
+    except MnemosError as exc:
+        return error_response(exc)
+    return JSONResponse(keys, headers={"Cache-Control": "public, max-age=60"})
+
+
+@router.post("/v1/tokens")
+async def create_token(request: Request) -> Response:
+    try:
+        guard = guard_of(request)
+        principal = await guard.admit(request, "manage-identities")
+        try:
+            body = TokenCreate.model_validate(await _json_body(request))
+        except PydanticValidationError as exc:
+            raise to_validation_error(exc, prefix="body") from None
+        actor = f"{principal.kind}:{principal.subject}"
+        create = guard.store.create_api_key if body.api_key else guard.store.create_token
+        created = await _in_thread(create, body.name, body.role, ttl=body.ttl, scopes=body.scopes, actor=actor)
+    except MnemosError as exc:
+        return error_response(exc)
+    doc = _camel(created.public())
+    doc["apiKey" if created.kind == "apikey" else "token"] = created.secret
+    return JSONResponse(doc, status_code=201, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/v1/tokens")
+async def list_tokens(request: Request, all: bool = False) -> Response:  # noqa: A002 - the query name
+    try:
+        guard = guard_of(request)
+        await guard.admit(request, "manage-identities")
+        items = await _in_thread(guard.store.list, include_inactive=all)
+    except MnemosError as exc:
+        return error_response(exc)
+    return JSONResponse({"object": "list", "data": [_camel(d) for d in items]})
+
+
+@router.delete("/v1/tokens/{credential_id}")
+async def revoke_token(request: Request, credential_id: str) -> Response:
+    try:
+        guard = guard_of(request)
+        principal = await guard.admit(request, "manage-identities")
+        doc = await _in_thread(guard.store.revoke, credential_id, actor=f"{principal.kind}:{principal.subject}")
+    except MnemosError as exc:
+        return error_response(exc)
+    return JSONResponse(_camel(doc))
+
+
+async def _in_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    import asyncio
+
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def _camel(doc: dict[str, Any]) -> dict[str, Any]:
+    from pydantic.alias_generators import to_camel
+
+    return {to_camel(k): v for k, v in doc.items()}
+
+
+def install(app: FastAPI, guard: EdgeGuard) -> FastAPI:
+    """Mount SOUL on ``app``: the guard in ``app.state.soul_guard``, the router, and a handler
+    turning any ``MnemosError`` a route raises into ``error_response``."""
+    app.state.soul_guard = guard
+    app.include_router(router)
+
+    async def _handle(request: Request, exc: Exception) -> Response:
+        return error_response(cast(MnemosError, exc))  # registered for MnemosError only
+
+    app.add_exception_handler(MnemosError, _handle)
+    return app

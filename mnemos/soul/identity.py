@@ -1,0 +1,47 @@
+"""Who is calling: the ``Principal`` every authenticated request carries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+PrincipalKind = Literal["token", "apikey", "anonymous"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller.
+
+    Attributes:
+        subject: the identity's name (``sub`` of a token, name of an API key); rate limits and
+            audit events are keyed by it.
+        role: one of ``mnemos.soul.rbac.ROLES``.
+        kind: ``token`` (a JWT), ``apikey`` or ``anonymous`` (auth disabled, or a public route).
+        scopes: verbs the credential is limited to; empty means every verb of the role.
+        credential_id: the JWT's ``jti`` or the API key id (never the secret).
+        expires_at: when the credential expires (epoch seconds), ``None`` for never.
+    """
+
+    subject: str
+    role: str
+    kind: PrincipalKind
+    scopes: tuple[str, ...] = field(default=())
+    credential_id: str = ""
+    expires_at: float | None = None
+
+    @classmethod
+    def anonymous(cls, role: str = "admin") -> Principal:
+        """The principal of a request when authentication is off (or on a public route)."""
+        return cls(subject="anonymous", role=role, kind="anonymous")
+
+    def describe(self) -> dict[str, object]:
+        """The fields safe to put in lineage and logs (no secret is ever part of a principal)."""
+        return {
+            "subject": self.subject,
+            "role": self.role,
+            "kind": self.kind,
+            # The credential's id (a JWT's jti, an API key's id), never its secret. Not named
+            # "credential…": TRACE masks attributes whose names look like secrets.
+            "grant_id": self.credential_id,
+            "scopes": list(self.scopes),
+        }

@@ -1,0 +1,212 @@
+"""Per-principal rate limits: a token bucket that holds across gateway replicas.
+
+The buckets live in one named async Ray actor, ``ratelimit`` (namespace ``mnemos``). Asking it on
+every request would add a Ray round trip to each request, so each replica takes tokens in
+*leases*: a small batch (about ``lease_s`` worth of the rate, e.g. 5 tokens at 50 rps) spent
+locally, refilled in the background before it runs out. The sum over replicas can never exceed what
+the shared bucket hands out, so the aggregate accepted rate stays at the limit; unused tokens of a
+lease expire after ``lease_ttl_s``. When the bucket is empty the actor says how long until the next
+token; the replica refuses locally until then (``RateLimitError`` with ``retry_after``) without
+calling the actor again, so an abusive client costs no Ray calls.
+
+If the actor cannot be reached the replica falls back to a local bucket (per-replica limit) rather
+than refusing everyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mnemos.errors import RateLimitError
+
+log = logging.getLogger(__name__)
+
+
+class TokenBucket:
+    """A token bucket: ``rate`` tokens per second, at most ``burst`` stored; starts full."""
+
+    def __init__(self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.rate = float(rate)
+        self.burst = int(burst)
+        self.tokens = float(burst)
+        self.updated = clock()
+
+    def configure(self, rate: float, burst: int) -> None:
+        """Change the limit (a Policy was applied); tokens held are kept, capped at the new burst."""
+        if rate != self.rate or burst != self.burst:
+            self._refill(self.clock())
+            self.rate, self.burst = float(rate), int(burst)
+            self.tokens = min(self.tokens, float(burst))
+
+    def _refill(self, now: float) -> None:
+        if now > self.updated:
+            self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+
+    def take(self, n: int = 1) -> bool:
+        """Take ``n`` tokens if all are available."""
+        self._refill(self.clock())
+        if self.tokens >= n:
+            self.tokens -= n
+            return True
+        return False
+
+    def take_up_to(self, n: int) -> int:
+        """Take as many whole tokens as are available, up to ``n``; returns how many."""
+        self._refill(self.clock())
+        granted = min(n, int(self.tokens))
+        self.tokens -= granted
+        return granted
+
+    def retry_after(self, n: int = 1) -> float:
+        """Seconds until ``n`` tokens are available."""
+        self._refill(self.clock())
+        return max(0.0, (n - self.tokens) / self.rate)
+
+    def is_full(self, now: float | None = None) -> bool:
+        self._refill(self.clock() if now is None else now)
+        return self.tokens >= self.burst
+
+
+def _refuse(key: str, rate: float, retry_after: float) -> RateLimitError:
+    return RateLimitError(
+        f"rate limit of {rate:g} requests/s exceeded for {key!r}; retry after {retry_after:.2f}s",
+        retry_after=max(retry_after, 0.001),
+    )
+
+
+class LocalRateLimiter:
+    """Buckets in this process only (no Ray): the limit holds per replica."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, TokenBucket] = {}
+
+    async def acquire(self, key: str, rate: float, burst: int) -> None:
+        """Take one token of ``key`` or raise ``RateLimitError`` with ``retry_after``."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(rate, burst)
+        else:
+            bucket.configure(rate, burst)
+        if not bucket.take():
+            raise _refuse(key, rate, bucket.retry_after())
+
+
+@dataclass
+class _Lease:
+    tokens: int = 0
+    expires: float = 0.0
+    denied_until: float = 0.0
+    waiting: int = 0
+    fetch: asyncio.Task[None] | None = None
+
+
+class SharedRateLimiter:
+    """The replica side of the shared buckets (see the module docstring).
+
+    Args:
+        actor: the ``ratelimit`` actor handle (default: get or create it).
+        lease_s: a lease holds about this many seconds' worth of the rate.
+        lease_ttl_s: unused leased tokens are dropped after this long.
+    """
+
+    def __init__(self, actor: Any = None, *, lease_s: float = 0.1, lease_ttl_s: float = 1.0) -> None:
+        self._actor = actor
+        self.lease_s = lease_s
+        self.lease_ttl_s = lease_ttl_s
+        self._leases: dict[str, _Lease] = {}
+        self._fallback = LocalRateLimiter()
+
+    @property
+    def actor(self) -> Any:
+        if self._actor is None:
+            self._actor = ensure()
+        return self._actor
+
+    def lease_size(self, rate: float, burst: int) -> int:
+        return max(1, min(int(burst), int(rate * self.lease_s)))
+
+    async def acquire(self, key: str, rate: float, burst: int) -> None:
+        """Take one token of ``key`` or raise ``RateLimitError`` with ``retry_after``."""
+        lease = self._leases.get(key)
+        if lease is None:
+            lease = self._leases[key] = _Lease()
+        for _ in range(3):
+            now = time.monotonic()
+            if lease.tokens > 0 and now >= lease.expires:
+                lease.tokens = 0
+            if lease.tokens > 0:
+                lease.tokens -= 1
+                if lease.tokens * 2 < self.lease_size(rate, burst) and lease.fetch is None:
+                    self._start_fetch(key, lease, rate, burst)
+                return
+            if now < lease.denied_until:
+                raise _refuse(key, rate, lease.denied_until - now)
+            lease.waiting += 1
+            try:
+                fetch = lease.fetch or self._start_fetch(key, lease, rate, burst)
+                await asyncio.shield(fetch)
+            except _ActorUnavailable:
+                await self._fallback.acquire(key, rate, burst)
+                return
+            finally:
+                lease.waiting -= 1
+        raise _refuse(key, rate, 1.0 / rate)
+
+    def _start_fetch(self, key: str, lease: _Lease, rate: float, burst: int) -> asyncio.Task[None]:
+        want = self.lease_size(rate, burst) + lease.waiting
+        task = asyncio.ensure_future(self._fetch(key, lease, want, rate, burst))
+        task.add_done_callback(_retrieve)  # a prefetch nobody awaits must not warn
+        lease.fetch = task
+        return task
+
+    async def _fetch(self, key: str, lease: _Lease, want: int, rate: float, burst: int) -> None:
+        try:
+            granted, retry_after = await self.actor.take.remote(key, want, rate, burst)
+        except Exception as exc:  # noqa: BLE001 - actor restarting or gone: degrade, do not refuse all
+            log.warning("ratelimit actor unavailable (%s); using a per-replica bucket", type(exc).__name__)
+            self._actor = None
+            raise _ActorUnavailable() from None
+        finally:
+            lease.fetch = None
+        now = time.monotonic()
+        lease.tokens += granted
+        lease.expires = now + self.lease_ttl_s
+        if granted < want:
+            lease.denied_until = now + retry_after
+
+
+class _ActorUnavailable(Exception):
+    pass
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def ensure(settings: Any = None, engram: Any = None) -> Any:
+    """Get or create the detached ``ratelimit`` actor (a CRADLE component ``ensure``)."""
+    from mnemos.soul._ratelimit_actor import ACTOR_NAME, NAMESPACE, RateLimitService
+
+    return RateLimitService.options(  # type: ignore[attr-defined]
+        name=ACTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+    ).remote()
+
+
+def default_limiter() -> SharedRateLimiter | LocalRateLimiter:
+    """Shared buckets when this process is connected to Ray, else local ones."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return SharedRateLimiter()
+    except ImportError:
+        pass
+    return LocalRateLimiter()

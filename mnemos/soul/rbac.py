@@ -1,0 +1,89 @@
+"""Roles and the verbs each may perform: ``authorize(principal, verb)``.
+
+==========  =====  ======  =====  ======  ==============  ============  =================
+role        apply  deploy  infer  submit  read-artifacts  read-lineage  manage-identities
+==========  =====  ======  =====  ======  ==============  ============  =================
+admin       yes    yes     yes    yes     yes             yes           yes
+operator    yes    yes     yes    yes     yes             yes           no
+developer   no     no      yes    yes     yes             yes           no
+viewer      no     no      no     no      yes             yes           no
+==========  =====  ======  =====  ======  ==============  ============  =================
+
+A credential's ``scopes`` (verbs) narrow its role further; empty scopes mean the whole role.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from mnemos.errors import PermissionDeniedError, ValidationError
+from mnemos.soul.identity import Principal
+
+VERBS: tuple[str, ...] = (
+    "apply",
+    "deploy",
+    "infer",
+    "submit",
+    "read-artifacts",
+    "read-lineage",
+    "manage-identities",
+)
+
+ROLES: dict[str, frozenset[str]] = {
+    "admin": frozenset(VERBS),
+    "operator": frozenset(VERBS) - {"manage-identities"},
+    "developer": frozenset({"infer", "submit", "read-artifacts", "read-lineage"}),
+    "viewer": frozenset({"read-artifacts", "read-lineage"}),
+}
+
+
+def _shown(value: str) -> str:
+    """The rejected value quoted when it looks like a word, else nothing: text typed in the wrong
+    place (a pasted credential) must not be echoed into errors."""
+    return f" {value!r}" if isinstance(value, str) and re.fullmatch(r"[a-z][a-z-]{0,23}", value) else ""
+
+
+def check_role(role: str, *, param: str = "role") -> str:
+    """``role`` when it is a known role; else a ``ValidationError`` listing the roles."""
+    if role not in ROLES:
+        raise ValidationError(f"unknown role{_shown(role)}; valid roles: {', '.join(ROLES)}", param=param)
+    return role
+
+
+def check_verb(verb: str, *, param: str = "verb") -> str:
+    """``verb`` when it is a known verb; else a ``ValidationError`` listing the verbs."""
+    if verb not in VERBS:
+        raise ValidationError(f"unknown verb{_shown(verb)}; valid verbs: {', '.join(VERBS)}", param=param)
+    return verb
+
+
+def check_scopes(scopes: Iterable[str], *, param: str = "scopes") -> tuple[str, ...]:
+    """Validated, de-duplicated scopes (each one a verb)."""
+    out: list[str] = []
+    for scope in scopes:
+        check_verb(scope, param=param)
+        if scope not in out:
+            out.append(scope)
+    return tuple(out)
+
+
+def allowed(role: str, verb: str, scopes: Iterable[str] = ()) -> bool:
+    """Whether ``role`` (narrowed by ``scopes``) may perform ``verb``."""
+    scopes = tuple(scopes)
+    return verb in ROLES.get(role, frozenset()) and (not scopes or verb in scopes)
+
+
+def authorize(principal: Principal, verb: str) -> None:
+    """Raise ``PermissionDeniedError`` (403) naming the role and the verb unless it is allowed."""
+    check_verb(verb)
+    if verb not in ROLES.get(principal.role, frozenset()):
+        raise PermissionDeniedError(
+            f"role {principal.role!r} may not {verb!r} (subject {principal.subject!r})", param="role"
+        )
+    if principal.scopes and verb not in principal.scopes:
+        raise PermissionDeniedError(
+            f"the credential of {principal.subject!r} (role {principal.role!r}) is scoped to "
+            f"{', '.join(principal.scopes)} and may not {verb!r}",
+            param="scopes",
+        )

@@ -1,0 +1,273 @@
+"""Secret stores behind one interface: ``file`` (encrypted at rest), ``env`` and ``vault``.
+
+A secret is a named group of keys, as a Kubernetes Secret: ``secretRef: {name: llm-keys, key:
+OPENAI_KEY}`` in an Adapter resolves through ``resolve_secret_ref``. Values never appear in errors,
+logs or lineage: messages name the secret and the key only.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, ClassVar
+
+from mnemos.config import default_home
+from mnemos.errors import BadRequestError, MissingDependencyError, NotFoundError, UnavailableError, ValidationError
+from mnemos.soul._crypto import decrypt, encrypt, write_private_file
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_secret_name(value: str, what: str = "name") -> str:
+    """A secret name or key: 1-128 of letters, digits, ``._-``, not starting with a symbol."""
+    if not isinstance(value, str) or not _NAME.match(value):
+        # The rejected text is not echoed: a value typed in the wrong place must not reach output.
+        raise ValidationError(f"invalid secret {what}: use 1-128 letters, digits, '.', '_' or '-'", param=what)
+    return value
+
+
+class SecretStore(abc.ABC):
+    """A place secrets live. Contract:
+
+    - ``get(name, key)`` returns the value or raises ``NotFoundError`` naming name/key (never a value);
+    - ``set(name, key, value)`` creates or replaces one key of a secret;
+    - ``list(name=None)`` lists secret names, or the keys of one secret (never values);
+    - ``delete(name, key=None)`` removes one key, or the whole secret; ``NotFoundError`` if absent.
+    """
+
+    kind: ClassVar[str]
+
+    @abc.abstractmethod
+    def get(self, name: str, key: str) -> str: ...
+
+    @abc.abstractmethod
+    def set(self, name: str, key: str, value: str) -> None: ...
+
+    @abc.abstractmethod
+    def list(self, name: str | None = None) -> list[str]: ...
+
+    @abc.abstractmethod
+    def delete(self, name: str, key: str | None = None) -> None: ...
+
+    @staticmethod
+    def _missing(name: str, key: str | None = None) -> NotFoundError:
+        what = f"secret {name!r}" if key is None else f"secret {name!r} has no key {key!r}"
+        return NotFoundError(what if key is not None else f"{what} not found", param="secretRef")
+
+
+class FileSecretStore(SecretStore):
+    """One AES-256-GCM encrypted file per secret under ``root`` (default ``$MNEMOS_HOME/secrets``),
+    mode 0600, keyed by the master key (``MNEMOS_MASTER_KEY`` or ``$MNEMOS_HOME/master.key``)."""
+
+    kind = "file"
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else default_home() / "secrets"
+
+    def _path(self, name: str) -> Path:
+        return self.root / f"{check_secret_name(name)}.enc"
+
+    def _read(self, name: str) -> dict[str, str]:
+        path = self._path(name)
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            raise self._missing(name) from None
+        return dict(json.loads(decrypt(blob, context=f"secret:{name}")))
+
+    def _write(self, name: str, data: dict[str, str]) -> None:
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        blob = encrypt(json.dumps(data, sort_keys=True).encode(), context=f"secret:{name}")
+        write_private_file(self._path(name), blob)
+
+    def get(self, name: str, key: str) -> str:
+        data = self._read(name)
+        if key not in data:
+            raise self._missing(name, key)
+        return data[key]
+
+    def set(self, name: str, key: str, value: str) -> None:
+        check_secret_name(key, "key")
+        try:
+            data = self._read(name)
+        except NotFoundError:
+            data = {}
+        data[key] = value
+        self._write(name, data)
+
+    def list(self, name: str | None = None) -> list[str]:
+        if name is not None:
+            return sorted(self._read(name))
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name[:-4] for p in self.root.glob("*.enc") if _NAME.match(p.name[:-4]))
+
+    def delete(self, name: str, key: str | None = None) -> None:
+        if key is None:
+            path = self._path(name)
+            if not path.exists():
+                raise self._missing(name)
+            path.unlink()
+            return
+        data = self._read(name)
+        if key not in data:
+            raise self._missing(name, key)
+        del data[key]
+        if data:
+            self._write(name, data)
+        else:
+            self._path(name).unlink()
+
+
+def env_var(name: str, key: str) -> str:
+    """The variable holding ``name``/``key`` in the env store: ``MNEMOS_SECRET_<NAME>_<KEY>``."""
+    def norm(s: str) -> str:
+        return re.sub(r"[^A-Z0-9]", "_", s.upper())
+
+    return f"MNEMOS_SECRET_{norm(check_secret_name(name))}_{norm(check_secret_name(key, 'key'))}"
+
+
+class EnvSecretStore(SecretStore):
+    """Read-only: ``name``/``key`` is the variable ``MNEMOS_SECRET_<NAME>_<KEY>`` (upper case,
+    other characters as ``_``). ``list`` returns the ``<NAME>_<KEY>`` suffixes it can see."""
+
+    kind = "env"
+    PREFIX = "MNEMOS_SECRET_"
+
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        self.environ = os.environ if environ is None else environ
+
+    def get(self, name: str, key: str) -> str:
+        var = env_var(name, key)
+        if var not in self.environ:
+            raise NotFoundError(f"secret {name!r} has no key {key!r} (set {var})", param="secretRef")
+        return self.environ[var]
+
+    def _read_only(self, name: str, key: str | None) -> BadRequestError:
+        hint = env_var(name, key) if key else f"{self.PREFIX}<NAME>_<KEY>"
+        return BadRequestError(f"the env secret store is read-only: export {hint} instead", param="store")
+
+    def set(self, name: str, key: str, value: str) -> None:
+        raise self._read_only(name, key)
+
+    def delete(self, name: str, key: str | None = None) -> None:
+        raise self._read_only(name, key)
+
+    def list(self, name: str | None = None) -> list[str]:
+        suffixes = sorted(v[len(self.PREFIX) :] for v in self.environ if v.startswith(self.PREFIX))
+        if name is None:
+            return suffixes
+        stem = env_var(name, "x")[len(self.PREFIX) : -1]
+        return [s[len(stem) :] for s in suffixes if s.startswith(stem) and len(s) > len(stem)]
+
+
+class VaultSecretStore(SecretStore):
+    """HashiCorp Vault KV v2 (``pip install 'mnemos[vault]'``): secret ``name`` is the KV path
+    under ``soul.vault.mount``; its keys are the data fields. Token from ``VAULT_TOKEN``."""
+
+    kind = "vault"
+
+    def __init__(self, address: str, mount: str = "mnemos/", token: str | None = None) -> None:
+        try:
+            import hvac
+        except ImportError:
+            raise MissingDependencyError(
+                "the vault secret store needs hvac: pip install 'mnemos[vault]'", param="soul.secretStore"
+            ) from None
+        self.address = address
+        self.mount = mount.strip("/")
+        self.client = hvac.Client(url=address, token=token or os.environ.get("VAULT_TOKEN"))
+
+    def _kv(self) -> Any:
+        return self.client.secrets.kv.v2
+
+    def _read(self, name: str) -> dict[str, str]:
+        import hvac.exceptions
+
+        try:
+            response = self._kv().read_secret_version(
+                path=check_secret_name(name), mount_point=self.mount, raise_on_deleted_version=True
+            )
+        except hvac.exceptions.InvalidPath:
+            raise self._missing(name) from None
+        except hvac.exceptions.VaultError as exc:
+            raise UnavailableError(f"vault at {self.address}: {type(exc).__name__}", param="soul.vault") from None
+        return dict(response["data"]["data"])
+
+    def get(self, name: str, key: str) -> str:
+        data = self._read(name)
+        if key not in data:
+            raise self._missing(name, key)
+        return str(data[key])
+
+    def set(self, name: str, key: str, value: str) -> None:
+        check_secret_name(key, "key")
+        try:
+            data = self._read(name)
+        except NotFoundError:
+            data = {}
+        data[key] = value
+        self._kv().create_or_update_secret(path=name, secret=data, mount_point=self.mount)
+
+    def list(self, name: str | None = None) -> list[str]:
+        import hvac.exceptions
+
+        if name is not None:
+            return sorted(self._read(name))
+        try:
+            return sorted(k for k in self._kv().list_secrets(path="", mount_point=self.mount)["data"]["keys"])
+        except hvac.exceptions.InvalidPath:
+            return []
+
+    def delete(self, name: str, key: str | None = None) -> None:
+        data = self._read(name)
+        if key is None:
+            self._kv().delete_metadata_and_all_versions(path=name, mount_point=self.mount)
+            return
+        if key not in data:
+            raise self._missing(name, key)
+        del data[key]
+        self._kv().create_or_update_secret(path=name, secret=data, mount_point=self.mount)
+
+
+SECRET_STORES: dict[str, type[SecretStore]] = {
+    "file": FileSecretStore,
+    "env": EnvSecretStore,
+    "vault": VaultSecretStore,
+}
+
+
+def secret_store(name: str | None = None, settings: Any = None) -> SecretStore:
+    """The store ``name`` (default ``soul.secretStore``); an unknown name lists the valid ones."""
+    if settings is None:
+        from mnemos.config import load_settings
+
+        settings = load_settings()
+    name = name or settings.soul.secret_store
+    if name not in SECRET_STORES:
+        raise ValidationError(
+            f"unknown secret store {name!r}; valid stores: {', '.join(SECRET_STORES)}", param="soul.secretStore"
+        )
+    if name == "vault":
+        address = os.environ.get("VAULT_ADDR") or settings.soul.vault.address
+        return VaultSecretStore(address, settings.soul.vault.mount)
+    return SECRET_STORES[name]()
+
+
+def from_settings(settings: Any = None) -> SecretStore:
+    """The store ``settings.soul.secretStore`` names."""
+    return secret_store(None, settings)
+
+
+def resolve_secret_ref(ref: Any, store: SecretStore | None = None, settings: Any = None) -> str:
+    """The value behind ``secretRef {name, key}`` (a dict or the GENOME ``SecretRef`` model)."""
+    if isinstance(ref, dict):
+        name, key = ref.get("name"), ref.get("key")
+    else:
+        name, key = getattr(ref, "name", None), getattr(ref, "key", None)
+    if not name or not key:
+        raise ValidationError("secretRef needs both name and key", param="secretRef")
+    return (store or from_settings(settings)).get(str(name), str(key))

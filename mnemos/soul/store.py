@@ -1,0 +1,213 @@
+"""Identities in ENGRAM: create, list and revoke JWTs and API keys, with audit events.
+
+Layout::
+
+    soul/keys/<kid>.json        signing keys (see keys.py)
+    soul/tokens/<jti>.json      issued JWTs: name, role, scopes, expiry (never the token)
+    soul/apikeys/<id>.json      API keys: name, role, scopes, expiry, hash (never the secret)
+    soul/revoked/<id>.json      revocations the gateway polls (a few seconds to take effect)
+    soul/bootstrap.json         marker: the bootstrap admin key was created (its id only)
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from mnemos.engram import Engram
+from mnemos.errors import NotFoundError, ValidationError
+from mnemos.soul._audit import audit, local_actor
+from mnemos.soul.apikeys import APIKEYS_PREFIX, ApiKeyRecord, hash_secret, new_api_key
+from mnemos.soul.keys import KeyRing
+from mnemos.soul.rbac import check_role, check_scopes
+from mnemos.soul.tokens import issue_token
+
+TOKENS_PREFIX = "soul/tokens"
+REVOKED_PREFIX = "soul/revoked"
+_ID = re.compile(r"^(tok-[0-9a-f]{12}|[0-9a-f]{16})$")
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.@:")
+
+
+@dataclass(frozen=True)
+class CreatedCredential:
+    """A credential just created: ``secret`` (the JWT or ``mk_…`` key) is shown once."""
+
+    id: str
+    kind: str
+    name: str
+    role: str
+    scopes: tuple[str, ...]
+    expires_at: float | None
+    secret: str
+
+    def public(self) -> dict[str, Any]:
+        """Everything but the secret."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "name": self.name,
+            "role": self.role,
+            "scopes": list(self.scopes),
+            "expires_at": self.expires_at,
+        }
+
+
+def check_name(name: str) -> str:
+    """A principal name: 1-128 of letters, digits and ``-_.@:``."""
+    if not name or len(name) > 128 or not set(name) <= _NAME_CHARS:
+        raise ValidationError("invalid name: use 1-128 letters, digits or -_.@:", param="name")
+    return name
+
+
+class IdentityStore:
+    """Creates, lists and revokes credentials in ENGRAM; every change is an audit event.
+
+    Args:
+        engram: the store.
+        keyring: signs JWTs (default: built from ``settings``).
+        issuer: the ``iss`` of issued tokens.
+    """
+
+    def __init__(self, engram: Engram, keyring: KeyRing, *, issuer: str = "soul.mnemos") -> None:
+        self.engram = engram
+        self.keyring = keyring
+        self.issuer = issuer
+
+    @classmethod
+    def from_settings(cls, settings: Any, engram: Engram) -> IdentityStore:
+        return cls(engram, KeyRing.from_settings(settings, engram), issuer=settings.soul.jwt.issuer)
+
+    # -- create ------------------------------------------------------------------------------
+    def create_token(
+        self, name: str, role: str, *, ttl: float | None = None, scopes: Iterable[str] = (), actor: str | None = None
+    ) -> CreatedCredential:
+        """Issue a JWT for ``name`` with ``role`` (default TTL: ``soul.policies.tokenTTL``)."""
+        check_name(name)
+        if ttl is not None and ttl <= 0:
+            raise ValidationError("ttl must be positive", param="ttl")
+        issued = issue_token(self.keyring, subject=name, role=role, issuer=self.issuer, ttl=ttl, scopes=scopes)
+        actor = actor or local_actor()
+        self.engram.write_json(
+            f"{TOKENS_PREFIX}/{issued.jti}.json",
+            {
+                "id": issued.jti,
+                "kind": "token",
+                "name": name,
+                "role": issued.role,
+                "scopes": list(issued.scopes),
+                "created_at": issued.issued_at,
+                "expires_at": issued.expires_at,
+                "kid": issued.kid,
+                "revoked_at": None,
+                "created_by": actor,
+            },
+        )
+        audit(self.engram, "identity.created", kind="token", id=issued.jti, name=name, role=role, actor=actor)
+        return CreatedCredential(issued.jti, "token", name, role, issued.scopes, issued.expires_at, issued.token)
+
+    def create_api_key(
+        self, name: str, role: str, *, ttl: float | None = None, scopes: Iterable[str] = (), actor: str | None = None
+    ) -> CreatedCredential:
+        """Create an API key; only its hash is stored. ``ttl`` None: it never expires."""
+        check_name(name)
+        check_role(role)
+        scopes = check_scopes(scopes)
+        if ttl is not None and ttl <= 0:
+            raise ValidationError("ttl must be positive", param="ttl")
+        key_id, secret, plaintext = new_api_key()
+        now = time.time()
+        actor = actor or local_actor()
+        record = ApiKeyRecord(
+            id=key_id,
+            name=name,
+            role=role,
+            hash=hash_secret(key_id, secret),
+            created_at=now,
+            scopes=scopes,
+            expires_at=None if ttl is None else now + ttl,
+            created_by=actor,
+        )
+        self.engram.write_json(f"{APIKEYS_PREFIX}/{key_id}.json", record.to_doc())
+        audit(self.engram, "identity.created", kind="apikey", id=key_id, name=name, role=role, actor=actor)
+        return CreatedCredential(key_id, "apikey", name, role, scopes, record.expires_at, plaintext)
+
+    # -- read --------------------------------------------------------------------------------
+    def api_key(self, key_id: str) -> ApiKeyRecord | None:
+        """The stored record of an API key, ``None`` when unknown."""
+        try:
+            return ApiKeyRecord.from_doc(self.engram.read_json(f"{APIKEYS_PREFIX}/{key_id}.json"))
+        except NotFoundError:
+            return None
+
+    def list(self, *, include_inactive: bool = False) -> list[dict[str, Any]]:
+        """Credentials (tokens and API keys) without hashes, newest first.
+
+        Revoked and expired ones are left out unless ``include_inactive``.
+        """
+        now = time.time()
+        out = []
+        for prefix in (TOKENS_PREFIX, APIKEYS_PREFIX):
+            for key in self.engram.list(prefix):
+                try:
+                    doc = dict(self.engram.read_json(key))
+                except NotFoundError:
+                    continue
+                doc.pop("hash", None)
+                doc.setdefault("kind", "apikey" if prefix == APIKEYS_PREFIX else "token")
+                expired = doc.get("expires_at") is not None and now >= float(doc["expires_at"])
+                doc["state"] = "revoked" if doc.get("revoked_at") else "expired" if expired else "active"
+                if include_inactive or doc["state"] == "active":
+                    out.append(doc)
+        return sorted(out, key=lambda d: float(d.get("created_at") or 0), reverse=True)
+
+    def revoked_ids(self) -> set[str]:
+        """Ids of every revoked token and API key."""
+        return {key.rsplit("/", 1)[-1].removesuffix(".json") for key in self.engram.list(REVOKED_PREFIX)}
+
+    # -- revoke ------------------------------------------------------------------------------
+    def revoke(self, credential_id: str, *, actor: str | None = None) -> dict[str, Any]:
+        """Revoke a token (by ``jti``) or an API key (by id); the gateway refuses it within seconds."""
+        if not _ID.match(credential_id):  # never echoed: people paste the credential itself here
+            raise ValidationError(
+                "invalid credential id: expected tok-<12 hex> or an API key's 16-hex id (not the credential)",
+                param="id",
+            )
+        found = [
+            (f"{prefix}/{credential_id}.json", kind)
+            for prefix, kind in ((TOKENS_PREFIX, "token"), (APIKEYS_PREFIX, "apikey"))
+            if self.engram.exists(f"{prefix}/{credential_id}.json")
+        ]
+        if not found:
+            raise NotFoundError(f"no token or API key with id {credential_id!r}", param="id")
+        key, kind = found[0]
+        doc = dict(self.engram.read_json(key))
+        now = time.time()
+        actor = actor or local_actor()
+        self.engram.write_json(
+            f"{REVOKED_PREFIX}/{credential_id}.json",
+            {"id": credential_id, "kind": kind, "revoked_at": now, "expires_at": doc.get("expires_at"), "by": actor},
+        )
+        if not doc.get("revoked_at"):
+            doc["revoked_at"] = now
+            self.engram.write_json(key, doc)
+        audit(self.engram, "identity.revoked", kind=kind, id=credential_id, name=doc.get("name"), actor=actor)
+        doc.pop("hash", None)
+        return doc
+
+    def prune(self) -> int:
+        """Drop revocation markers and records of credentials that have expired; returns the count."""
+        now = time.time()
+        dropped = 0
+        for prefix in (REVOKED_PREFIX, TOKENS_PREFIX):
+            for key in self.engram.list(prefix):
+                try:
+                    exp = self.engram.read_json(key).get("expires_at")
+                except NotFoundError:
+                    continue
+                if exp is not None and now > float(exp) + 60.0:
+                    self.engram.delete(key)
+                    dropped += 1
+        return dropped

@@ -1,0 +1,159 @@
+"""JWTs: issue with the active key of the ring, verify against public keys.
+
+Claims: ``iss`` (``soul.mnemos``), ``sub``, ``role``, ``scp`` (scopes, optional), ``iat``, ``exp``,
+``jti``; the header carries ``kid`` and ``alg: EdDSA``. Every refusal is an
+``AuthenticationError`` whose message says why and never contains the token.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from mnemos.errors import AuthenticationError
+from mnemos.soul.identity import Principal
+from mnemos.soul.keys import ALGORITHM, KeyRing
+from mnemos.soul.rbac import check_role, check_scopes
+
+LEEWAY_SECONDS = 30.0
+"""Clock skew tolerated on ``exp`` and ``iat`` between issuer and verifier."""
+
+
+class UnknownKeyError(AuthenticationError):
+    """The token names a ``kid`` the verifier does not hold (refresh the keys, then refuse)."""
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A newly issued JWT (shown once) and its public claims."""
+
+    token: str
+    jti: str
+    kid: str
+    subject: str
+    role: str
+    scopes: tuple[str, ...]
+    issued_at: float
+    expires_at: float
+
+
+def new_jti() -> str:
+    """A token id: ``tok-`` and 12 hex digits."""
+    return f"tok-{secrets.token_hex(6)}"
+
+
+def issue_token(
+    keyring: KeyRing,
+    *,
+    subject: str,
+    role: str,
+    issuer: str,
+    ttl: float | None = None,
+    scopes: Iterable[str] = (),
+    now: float | None = None,
+) -> IssuedToken:
+    """Sign a JWT for ``subject`` with the ring's active key (rotating first when due).
+
+    Args:
+        ttl: lifetime in seconds (default: the ring's token TTL, 1 h).
+        now: issue time (default: the ring's clock).
+    """
+    check_role(role)
+    scopes = check_scopes(scopes)
+    record = keyring.active()
+    now = keyring.clock() if now is None else now
+    ttl = keyring.token_ttl if ttl is None else float(ttl)
+    jti = new_jti()
+    exp = now + ttl
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "sub": subject,
+        "role": role,
+        "iat": int(now),
+        "exp": int(exp),
+        "jti": jti,
+    }
+    if scopes:
+        claims["scp"] = list(scopes)
+    token = jwt.encode(claims, keyring.private_key(record), algorithm=ALGORITHM, headers={"kid": record.kid})
+    keyring.note_expiry(record, float(int(exp)))
+    return IssuedToken(token, jti, record.kid, subject, role, scopes, float(int(now)), float(int(exp)))
+
+
+_REQUIRED = ["iss", "sub", "iat", "exp", "jti"]
+
+
+def verify_token(
+    token: str,
+    keys: Mapping[str, Any],
+    *,
+    issuer: str,
+    now: float | None = None,
+    is_revoked: Callable[[str], bool] = lambda jti: False,
+) -> Principal:
+    """Verify a JWT and return its principal.
+
+    Raises:
+        UnknownKeyError: the ``kid`` is not in ``keys`` (the caller may refresh and retry).
+        AuthenticationError: malformed, forged, expired, wrong issuer, unknown role or revoked.
+    """
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise AuthenticationError("malformed token: not a JWT", param="authorization") from None
+    if header.get("alg") != ALGORITHM:
+        raise AuthenticationError(
+            f"token algorithm {str(header.get('alg'))[:16]!r} is not accepted (only {ALGORITHM})", param="authorization"
+        )
+    kid = header.get("kid")
+    if not isinstance(kid, str) or kid not in keys:
+        raise UnknownKeyError("token is signed by an unknown key", param="authorization")
+    try:
+        claims = jwt.decode(
+            token,
+            keys[kid],
+            algorithms=[ALGORITHM],
+            issuer=issuer,
+            options={"require": _REQUIRED, "verify_exp": False, "verify_iat": False, "verify_aud": False},
+        )
+    except jwt.InvalidSignatureError:
+        raise AuthenticationError("token signature is invalid", param="authorization") from None
+    except jwt.InvalidIssuerError:
+        raise AuthenticationError(f"token issuer is not {issuer!r}", param="authorization") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise AuthenticationError(f"token lacks the {exc.claim!r} claim", param="authorization") from None
+    except jwt.PyJWTError:
+        raise AuthenticationError("malformed token", param="authorization") from None
+    now = time.time() if now is None else now
+    try:
+        exp, iat = float(claims["exp"]), float(claims["iat"])
+    except (TypeError, ValueError):
+        raise AuthenticationError("token times are not numbers", param="authorization") from None
+    if now >= exp + LEEWAY_SECONDS:
+        raise AuthenticationError("token has expired", param="authorization")
+    if iat > now + LEEWAY_SECONDS:
+        raise AuthenticationError("token is issued in the future", param="authorization")
+    role = claims.get("role")
+    if not isinstance(role, str):
+        raise AuthenticationError("token lacks the 'role' claim", param="authorization")
+    try:
+        check_role(role)
+        scopes = check_scopes(claims.get("scp") or ())
+    except Exception:  # noqa: BLE001 - a validly signed token with a role this version does not know
+        raise AuthenticationError("token names an unknown role or scope", param="authorization") from None
+    jti = str(claims["jti"])
+    if is_revoked(jti):
+        raise AuthenticationError(f"token {jti} has been revoked", param="authorization")
+    return Principal(
+        subject=str(claims["sub"]),
+        role=role,
+        kind="token",
+        scopes=scopes,
+        credential_id=jti,
+        expires_at=exp,
+    )

@@ -1,0 +1,118 @@
+"""SOUL fixtures: settings with a private ENGRAM, a guarded FastAPI app served by uvicorn."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from starlette.requests import Request
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def soul_settings(root: Path, **relay: Any) -> Any:
+    from mnemos.config import load_settings
+
+    return load_settings(engram={"uri": str(root / "engram")}, relay={"max_body_bytes": 4096, **relay})
+
+
+def guarded_app(guard: Any) -> FastAPI:
+    """A plain app shaped like RELAY: SOUL's router plus routes that call ``guard.admit``."""
+    from mnemos.soul.http import install
+
+    app = FastAPI()
+    install(app, guard)
+
+    @app.get("/healthz")
+    async def healthz(request: Request) -> dict[str, Any]:
+        principal = await guard.admit(request, "read-lineage")
+        return {"ok": True, "principal": principal.subject}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> dict[str, Any]:
+        principal = await guard.admit(request, "infer")
+        body = await request.json()  # the body the guard read stays readable
+        return {"principal": principal.subject, "role": principal.role, "size": len(json.dumps(body))}
+
+    @app.post("/v1/deploy")
+    async def deploy(request: Request) -> dict[str, Any]:
+        principal = await guard.admit(request, "deploy")
+        return {"principal": principal.subject}
+
+    @app.get("/v1/lineage")
+    async def lineage(request: Request) -> dict[str, Any]:
+        principal = await guard.admit(request, "read-lineage")
+        return {"principal": principal.subject}
+
+    return app
+
+
+class Served:
+    """An ASGI app served by uvicorn on 127.0.0.1 in a thread (its own event loop)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True, name=f"uvicorn-{self.port}")
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+@pytest.fixture()
+def soul_env(tmp_path: Path, ray_cluster: None) -> Iterator[dict[str, Any]]:
+    """Settings, ENGRAM, identity store, a guard (shared rate-limit actor) and its app served on
+    127.0.0.1 (``url``)."""
+    from mnemos.engram import Engram
+    from mnemos.soul import EdgeGuard, IdentityStore
+
+    settings = soul_settings(tmp_path)
+    engram = Engram.from_settings(settings)
+    store = IdentityStore.from_settings(settings, engram)
+    guard = EdgeGuard(settings, engram, refresh_s=0.2, max_stale_s=1.0)
+    with Served(guarded_app(guard)) as served:
+        yield {"settings": settings, "engram": engram, "store": store, "guard": guard, "url": served.url}
+
+
+@pytest.fixture()
+def make_settings() -> Any:
+    """``make_settings(root, **relay)``: settings with ENGRAM under ``root``."""
+    return soul_settings
+
+
+@pytest.fixture()
+def serve() -> Any:
+    """``with serve(app) as served: served.url``: uvicorn on 127.0.0.1."""
+    return Served
+
+
+@pytest.fixture()
+def make_app() -> Any:
+    """``make_app(guard)``: a FastAPI app with SOUL's router and guarded routes."""
+    return guarded_app

@@ -1,0 +1,39 @@
+"""PII redaction: e-mails, phone numbers and Luhn-valid card numbers; the rest untouched."""
+
+from __future__ import annotations
+
+import pytest
+
+from mnemos.soul.pii import luhn_valid, redact, redact_value
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("write to jane.doe+ml@example.co.uk today", "write to [REDACTED:email] today"),
+        ("card 4111 1111 1111 1111 exp 12/29", "card [REDACTED:card] exp 12/29"),
+        ("card 5555-5555-5555-4444", "card [REDACTED:card]"),
+        ("amex 378282246310005.", "amex [REDACTED:card]."),
+        ("call +1 (555) 123-4567 or 555.123.4567", "call [REDACTED:phone] or [REDACTED:phone]"),
+        ("uk +44 20 7946 0958", "uk [REDACTED:phone]"),
+        ("order 4111 1111 1111 1112 is not a card", "order 4111 1111 1111 1112 is not a card"),
+        ("on 2024-01-15 from 192.168.100.200, 3 at 12.50", "on 2024-01-15 from 192.168.100.200, 3 at 12.50"),
+        ("version 1.2.3 and year 2024", "version 1.2.3 and year 2024"),
+        ("", ""),
+    ],
+)
+def test_redact(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_luhn() -> None:
+    assert luhn_valid("4111111111111111") and luhn_valid("79927398713")
+    assert not luhn_valid("4111111111111112")
+
+
+def test_redact_value_walks_messages() -> None:
+    messages = [{"role": "user", "content": "I am bob@corp.io, card 4242424242424242"}, {"n": 3}]
+    assert redact_value(messages) == [
+        {"role": "user", "content": "I am [REDACTED:email], card [REDACTED:card]"},
+        {"n": 3},
+    ]

@@ -1,0 +1,145 @@
+"""Secret stores behind one interface: file (encrypted at rest), env (read-only), vault (optional)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from mnemos.errors import BadRequestError, IntegrityError, MissingDependencyError, NotFoundError, ValidationError
+from mnemos.genome import parse_resource
+from mnemos.soul.secrets import (
+    EnvSecretStore,
+    FileSecretStore,
+    VaultSecretStore,
+    resolve_secret_ref,
+    secret_store,
+)
+
+PLAINTEXT = "sk-live-Zq9v3t8L0pA7-very-secret"
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MNEMOS_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MNEMOS_MASTER_KEY", raising=False)
+    monkeypatch.delenv("MNEMOS_MASTER_KEY_FILE", raising=False)
+    return tmp_path / "home"
+
+
+def test_file_store_encrypts_at_rest(home: Path) -> None:
+    store = FileSecretStore()
+    store.set("llm-keys", "OPENAI_KEY", PLAINTEXT)
+    store.set("llm-keys", "OTHER", "x")
+    store.set("db", "PASSWORD", "hunter2-hunter2")
+    assert store.get("llm-keys", "OPENAI_KEY") == PLAINTEXT
+    assert store.list() == ["db", "llm-keys"]
+    assert store.list("llm-keys") == ["OPENAI_KEY", "OTHER"]
+
+    files = list((home / "secrets").iterdir())
+    assert {f.name for f in files} == {"llm-keys.enc", "db.enc"}
+    for path in files:
+        raw = path.read_bytes()
+        assert PLAINTEXT.encode() not in raw and b"hunter2" not in raw and b"OPENAI_KEY" not in raw
+        assert base64.b64encode(PLAINTEXT.encode()) not in raw
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    key_file = home / "master.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((home / "secrets").stat().st_mode) == 0o700
+
+    store.delete("llm-keys", "OTHER")
+    assert store.list("llm-keys") == ["OPENAI_KEY"]
+    store.delete("db")
+    assert store.list() == ["llm-keys"]
+    with pytest.raises(NotFoundError, match="secret 'db' not found"):
+        store.get("db", "PASSWORD")
+    with pytest.raises(NotFoundError, match="secret 'llm-keys' has no key 'NOPE'"):
+        store.get("llm-keys", "NOPE")
+
+
+def test_file_store_with_another_master_key_cannot_read(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MNEMOS_MASTER_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode())
+    FileSecretStore().set("llm-keys", "OPENAI_KEY", PLAINTEXT)
+    monkeypatch.setenv("MNEMOS_MASTER_KEY", "a different passphrase")
+    with pytest.raises(IntegrityError, match="cannot decrypt") as caught:
+        FileSecretStore().get("llm-keys", "OPENAI_KEY")
+    assert PLAINTEXT not in str(caught.value)
+    assert not (home / "master.key").exists()  # a key from the environment creates no file
+
+
+def test_names_are_validated(home: Path) -> None:
+    with pytest.raises(ValidationError, match="invalid secret name: use"):
+        FileSecretStore().set("../etc", "k", "v")
+    with pytest.raises(ValidationError, match="invalid secret key: use"):
+        FileSecretStore().set("ok", "a b", "v")
+
+
+def test_env_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MNEMOS_SECRET_LLM_KEYS_OPENAI_KEY", PLAINTEXT)
+    store = EnvSecretStore()
+    assert store.get("llm-keys", "OPENAI_KEY") == PLAINTEXT
+    assert "LLM_KEYS_OPENAI_KEY" in store.list()
+    assert store.list("llm-keys") == ["OPENAI_KEY"]
+    with pytest.raises(NotFoundError, match="set MNEMOS_SECRET_LLM_KEYS_MISSING"):
+        store.get("llm-keys", "MISSING")
+    with pytest.raises(BadRequestError, match="read-only: export MNEMOS_SECRET_LLM_KEYS_X") as caught:
+        store.set("llm-keys", "X", PLAINTEXT)
+    assert PLAINTEXT not in str(caught.value)
+
+
+def test_registry_and_secret_refs(home: Path, monkeypatch: pytest.MonkeyPatch, settings: object) -> None:
+    with pytest.raises(ValidationError, match="unknown secret store 'nope'; valid stores: file, env, vault"):
+        secret_store("nope", settings)
+    assert isinstance(secret_store(None, settings), FileSecretStore)  # soul.secretStore: file
+    secret_store("file", settings).set("llm-keys", "OPENAI_KEY", PLAINTEXT)
+    adapter = parse_resource(
+        {
+            "apiVersion": "genome.mnemos.dev/v1",
+            "kind": "Adapter",
+            "metadata": {"name": "openai"},
+            "spec": {
+                "baseUrl": "https://api.example-llm.local/v1",
+                "auth": {"secretRef": {"name": "llm-keys", "key": "OPENAI_KEY"}},
+            },
+        }
+    )
+    assert resolve_secret_ref(adapter.spec.auth.secret_ref, settings=settings) == PLAINTEXT
+    assert resolve_secret_ref({"name": "llm-keys", "key": "OPENAI_KEY"}, settings=settings) == PLAINTEXT
+    monkeypatch.setenv("MNEMOS_SECRET_LLM_KEYS_OPENAI_KEY", "from-env")
+    assert resolve_secret_ref({"name": "llm-keys", "key": "OPENAI_KEY"}, store=EnvSecretStore()) == "from-env"
+    with pytest.raises(ValidationError, match="needs both name and key"):
+        resolve_secret_ref({"name": "llm-keys"}, settings=settings)
+
+
+def _hvac_installed() -> bool:
+    try:
+        import hvac  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(_hvac_installed(), reason="hvac is installed: the missing-dependency path cannot be shown")
+def test_vault_without_hvac_names_the_extra() -> None:
+    with pytest.raises(MissingDependencyError, match=r"pip install 'mnemos\[vault\]'"):
+        VaultSecretStore("http://127.0.0.1:8200")
+
+
+@pytest.mark.skipif(
+    not (_hvac_installed() and os.environ.get("VAULT_ADDR")),
+    reason="needs hvac (pip install 'mnemos[vault]') and a Vault server at VAULT_ADDR with VAULT_TOKEN",
+)
+def test_vault_store_round_trip() -> None:
+    store = VaultSecretStore(os.environ["VAULT_ADDR"], os.environ.get("MNEMOS_TEST_VAULT_MOUNT", "secret"))
+    name = f"mnemos-test-{os.urandom(4).hex()}"
+    store.set(name, "K", PLAINTEXT)
+    try:
+        assert store.get(name, "K") == PLAINTEXT
+        assert store.list(name) == ["K"]
+    finally:
+        store.delete(name)
+    with pytest.raises(NotFoundError):
+        store.get(name, "K")
