@@ -174,8 +174,17 @@ def _default_cronjobs() -> list[CronJob]:
     ]
 
 
+class GitOpsSettings(CoreModel):
+    repo: str | None = Field(None, description="Git URL or local path; none: WRAITH does not sync.")
+    path: str = Field("environments/dev", description="Folder of the repository to apply.")
+    ref: str = "main"
+    prune: bool = False
+    interval: Duration = 300.0
+
+
 class WraithSettings(CoreModel):
     cronjobs: list[CronJob] = Field(default_factory=_default_cronjobs)
+    gitops: GitOpsSettings = Field(default_factory=GitOpsSettings)
 
 
 class Guardrails(CoreModel):

@@ -22,13 +22,14 @@ app = typer.Typer(
 )
 
 # Modules whose `register(app)` adds top-level commands.
-_COMMAND_MODULES = ["mnemos.cli.platform", "mnemos.cli.resources", "mnemos.cli.login"]
+_COMMAND_MODULES = ["mnemos.cli.platform", "mnemos.cli.resources", "mnemos.cli.login", "mnemos.cli.gitops"]
 # (group name, module exposing `app`) for `mnemos <group> ...`.
 _GROUPS: list[tuple[str, str]] = [
     ("kuberay", "mnemos.cli.kuberay"),
     ("model", "mnemos.cli.model"),
     ("token", "mnemos.cli.token"),
     ("secret", "mnemos.cli.secret"),
+    ("wraith", "mnemos.cli.wraith"),
 ]
 
 for _module in _COMMAND_MODULES:

@@ -13,13 +13,12 @@ write order, and merged later by WRAITH.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
-import queue
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -213,7 +212,7 @@ class Engram:
         digest = normalize_digest(digest)
         path = self.path(self.blob_key(digest))
         try:
-            handle = self.fs.open(path, "rb", block_size=CHUNK) if not self.is_local else open(path, "rb")
+            handle = self.fs.open(path, "rb", block_size=CHUNK) if not self.is_local else open(path, "rb")  # noqa: SIM115
         except FileNotFoundError:
             raise NotFoundError(f"blob {digest} not found in {self.uri}", param="digest") from None
         return BlobReader(handle, digest)
@@ -380,10 +379,8 @@ class Engram:
         return sorted(p[root_len:] for p in paths if not p.rsplit("/", 1)[-1].startswith(".tmp-"))
 
     def delete(self, key: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self.path(key))
-        except FileNotFoundError:
-            pass
 
     def delete_prefix(self, prefix: str) -> None:
         path = self.path(prefix)
@@ -403,12 +400,10 @@ class Engram:
         return [k for k in self.list(log) if k.endswith(".json") and "/" not in k[len(log) + 1 :]]
 
     def read_log(self, log: str) -> Iterator[dict[str, Any]]:
-        """Every record of a log, in write order."""
-        for key in self.segments(log):
-            try:
-                yield from json.loads(self.read_bytes(key))
-            except NotFoundError:  # merged away by a concurrent compaction
-                continue
+        """Every record of a log, in write order, exactly once (also while WRAITH compacts it)."""
+        from mnemos.engram.logs import read_log
+
+        yield from read_log(self, log)
 
 
 async def _chunks(body: Any) -> Any:

@@ -60,9 +60,10 @@ def parse_documents(text: str, source: str = "") -> list[Resource]:
 
 
 def _files(path: Path) -> Iterator[Path]:
+    """YAML/JSON files under ``path``; in folders, Helm values files (``values*.yaml``) are not resources."""
     if path.is_dir():
         for child in sorted(path.rglob("*")):
-            if child.is_file() and child.suffix in (".yaml", ".yml", ".json"):
+            if child.is_file() and child.suffix in (".yaml", ".yml", ".json") and not child.name.startswith("values"):
                 yield child
     elif path.is_file():
         yield path

@@ -1,0 +1,134 @@
+"""``mnemos wraith list|run|snapshots``: WRAITH's schedules, runs now, and backups."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+import typer
+
+from mnemos.cli._output import Output, console, emit
+
+app = typer.Typer(
+    help="WRAITH background tasks: log compaction, dead-job replay, retention, backups, GitOps sync.",
+    no_args_is_help=True,
+)
+
+
+def _when(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return dt.datetime.fromtimestamp(float(t), dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@app.command("list")
+def list_tasks(output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
+    """Each task: schedule, last run (and how it ended), next run."""
+    from mnemos.config import load_settings
+    from mnemos.engram import Engram
+    from mnemos.wraith.schedule import entries_from_settings, read_state
+
+    settings = load_settings()
+    engram = Engram.from_settings(settings)
+    state = read_state(engram)
+    now = time.time()
+    items: list[dict[str, Any]] = []
+    for entry in entries_from_settings(settings):
+        current = state.get(entry.name, {})
+        finished = (
+            engram.read_json(f"wraith/runs/{entry.name}.json")
+            if engram.exists(f"wraith/runs/{entry.name}.json")
+            else {}
+        )
+        next_run = current.get("nextRun") if current.get("lastSlot") is not None else None
+        if entry.enabled and next_run is None:
+            next_run = entry.next_after(now)
+        items.append(
+            {
+                "name": entry.name,
+                "schedule": entry.every,
+                "enabled": entry.enabled,
+                "lastRun": current.get("lastRun") or finished.get("started"),
+                "lastJob": current.get("lastJob"),
+                "lastStatus": finished.get("status") if finished else current.get("lastStatus"),
+                "lastError": finished.get("error"),
+                "nextRun": next_run if entry.enabled else None,
+            }
+        )
+    emit(
+        items,
+        output,
+        ("NAME", "SCHEDULE", "LAST RUN", "STATUS", "NEXT RUN"),
+        [
+            (
+                i["name"],
+                i["schedule"],
+                _when(i["lastRun"]),
+                i["lastStatus"] or "-",
+                _when(i["nextRun"]) if i["enabled"] else "disabled",
+            )
+            for i in items
+        ],
+    )
+
+
+@app.command()
+def run(
+    name: str = typer.Argument(..., help="compact-logs, replay-events, retention, backup or gitops-sync."),
+    local: bool = typer.Option(False, "--local", help="Run in this process, without the platform."),
+    output: Output = typer.Option(Output.yaml, "-o", "--output"),
+) -> None:
+    """Run a task now: through the WRAITH actor and CORTEX, or here with --local."""
+    from mnemos.config import load_settings
+    from mnemos.wraith.tasks import run_local, task_function
+
+    task_function(name)  # an unknown name lists the valid ones
+    settings = load_settings()
+    if local:
+        emit(run_local(settings, name), output if output is not Output.table else Output.yaml)
+        return
+    from mnemos.cli._session import open_client, platform_address
+    from mnemos.errors import UnavailableError
+
+    if not platform_address():
+        raise UnavailableError("no platform is up: start one with `mnemos up`, or pass --local", param="local")
+    import ray
+
+    from mnemos.wraith.scheduler import ensure
+
+    client = open_client(connect=True)
+    result = ray.get(ensure(client.settings, client.engram).run_now.remote(name))
+    if result["status"] != "submitted":
+        raise UnavailableError(f"wraith: {name}: {result['status']}", param="name")
+    console.print(f"wraith: {name} submitted as job {result['job']}")
+
+
+@app.command()
+def snapshots(
+    source: str | None = typer.Option(None, "--from", help="Backup URI (default: engram.backups.destination)."),
+    output: Output = typer.Option(Output.table, "-o", "--output"),
+) -> None:
+    """The snapshots at the backup URI, oldest first."""
+    from mnemos.cli.gitops import backup_store
+    from mnemos.wraith.backup import SNAPSHOTS, list_snapshots
+
+    dest = backup_store(source)
+    items = []
+    for snapshot in list_snapshots(dest):
+        manifest = dest.read_json(f"{SNAPSHOTS}/{snapshot}/manifest.json")
+        items.append(
+            {
+                "snapshot": snapshot,
+                "created": manifest["created"],
+                "documents": len(manifest["documents"]),
+                "refs": len(manifest["refs"]),
+                "blobs": len(manifest["blobs"]),
+            }
+        )
+    emit(
+        items,
+        output,
+        ("SNAPSHOT", "CREATED", "DOCUMENTS", "REFS", "BLOBS"),
+        [(i["snapshot"], _when(i["created"]), i["documents"], i["refs"], i["blobs"]) for i in items],
+    )

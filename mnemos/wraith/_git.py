@@ -1,0 +1,93 @@
+"""The ``git`` binary, driven for GitOps: one working copy per repository, fetched and reset."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mnemos.errors import NotFoundError, UnavailableError, ValidationError
+
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+GIT_TIMEOUT = 300.0
+
+
+def redact(text: str) -> str:
+    """``https://user:token@host/x`` → ``https://***@host/x`` anywhere in ``text``."""
+    return _USERINFO.sub(r"\g<scheme>***@", text)
+
+
+def normalize_repo(repo: str) -> str:
+    """A stable name for a repository: an absolute ``file://`` URL for local ones, else the URL."""
+    if not repo or not isinstance(repo, str):
+        raise ValidationError("repo must be a Git URL or a local path", param="repo")
+    if repo.startswith("file://"):
+        return "file://" + str(Path(repo[7:]).expanduser().resolve())
+    if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):  # URL or scp-like git@host:org/repo
+        return repo
+    return "file://" + str(Path(repo).expanduser().resolve())
+
+
+def _run(args: list[str], cwd: Path | None = None) -> str:
+    git = shutil.which("git")
+    if git is None:
+        raise UnavailableError("GitOps needs the `git` command: install git", param="repo")
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_ASKPASS": "true"}
+    try:
+        proc = subprocess.run(
+            [git, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=GIT_TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise UnavailableError(f"git {args[0]} did not finish within {GIT_TIMEOUT:.0f}s", param="repo") from None
+    if proc.returncode != 0:
+        message = redact((proc.stderr or proc.stdout).strip().splitlines()[-1] if (proc.stderr or proc.stdout) else "")
+        if "couldn't find remote ref" in proc.stderr or "not our ref" in proc.stderr:
+            raise NotFoundError(f"git: ref not found in the repository ({message})", param="ref")
+        if args[0] == "fetch":
+            raise UnavailableError(f"git fetch failed: {message}", param="repo")
+        raise UnavailableError(f"git {args[0]} failed: {message}", param="repo")
+    return proc.stdout.strip()
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextmanager
+def checkout(repo: str, ref: str, home: Path) -> Iterator[tuple[Path, str]]:
+    """A working copy of ``repo`` at ``ref``, held under a lock: ``(folder, commit sha)``.
+
+    The first use clones into ``<home>/gitops/<hash of the repo>``; later ones fetch ``ref`` and
+    reset the folder to it (local edits and untracked files are discarded).
+    """
+    name = normalize_repo(repo)
+    url = name[7:] if name.startswith("file://") else name
+    if name.startswith("file://") and not Path(url).exists():
+        raise NotFoundError(f"repository {url} does not exist", param="repo")
+    folder = home / "gitops" / hashlib.sha256(name.encode()).hexdigest()[:16]
+    with _locked(folder.with_suffix(".lock")):
+        if not (folder / ".git").is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            _run(["init", "-q", str(folder)])
+            _run(["remote", "add", "origin", url], cwd=folder)
+        else:
+            _run(["remote", "set-url", "origin", url], cwd=folder)
+        _run(["fetch", "-q", "--no-tags", "origin", ref], cwd=folder)
+        _run(["reset", "-q", "--hard", "FETCH_HEAD"], cwd=folder)
+        _run(["clean", "-q", "-fdx"], cwd=folder)
+        sha = _run(["rev-parse", "HEAD"], cwd=folder)
+        yield folder, sha

@@ -1,0 +1,262 @@
+"""Backups: snapshot the registry, refs, logs and reachable blobs to a backup URI, and restore them.
+
+Layout at the backup URI (``engram.backups.destination``; by default ``backups`` next to the
+ENGRAM root)::
+
+    blobs/sha256/<2 hex>/<hex>            content-addressed copies, shared by all snapshots
+    snapshots/<id>/manifest.json          {documents: {key: digest}, refs: {name: digest}, blobs: [...]}
+
+Every document of the root (``registry/``, ``journal/``, ``lineage/``, ``spaces/``, ``wraith/`` …;
+not ``blobs/``, ``refs/``, ``snapshots/``) is stored as a blob, so an unchanged document costs
+nothing in the next snapshot. The blobs copied are the ones retention considers reachable.
+A snapshot is taken document by document while the platform runs: each document is
+consistent, the set is as of the time of the listing.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mnemos.engram import Engram
+from mnemos.errors import ConflictError, NotFoundError, ValidationError
+from mnemos.wraith._store import all_keys
+from mnemos.wraith.retention import reachable_blobs
+
+__all__ = [
+    "BackupReport",
+    "RestoreReport",
+    "backup",
+    "default_destination",
+    "list_snapshots",
+    "options_for",
+    "prune_snapshots",
+    "read_manifest",
+    "restore",
+]
+
+SNAPSHOTS = "snapshots"
+_NOT_DOCUMENTS = ("blobs/", "refs/", f"{SNAPSHOTS}/")
+_RESTORE_GUARD = ("registry", "refs", "lineage", "journal")
+
+
+@dataclass
+class BackupReport:
+    """One snapshot written."""
+
+    snapshot: str
+    destination: str
+    documents: int = 0
+    refs: int = 0
+    blobs: int = 0
+    copied_blobs: int = 0
+    pruned: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "snapshot": self.snapshot,
+            "destination": self.destination,
+            "documents": self.documents,
+            "refs": self.refs,
+            "blobs": self.blobs,
+            "copiedBlobs": self.copied_blobs,
+            "pruned": self.pruned,
+        }
+
+
+@dataclass
+class RestoreReport:
+    """One snapshot restored."""
+
+    snapshot: str
+    target: str
+    documents: int = 0
+    refs: int = 0
+    blobs: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "snapshot": self.snapshot,
+            "target": self.target,
+            "documents": self.documents,
+            "refs": self.refs,
+            "blobs": self.blobs,
+        }
+
+
+def default_destination(engram_uri: str) -> str:
+    """``backups`` next to the ENGRAM root: ``/x/engram`` → ``/x/backups``, ``s3://b/root`` → ``s3://b/backups``."""
+    if "://" not in engram_uri or engram_uri.startswith("file://"):
+        local = engram_uri[7:] if engram_uri.startswith("file://") else engram_uri
+        return str(Path(local).expanduser().resolve().parent / "backups")
+    protocol, rest = engram_uri.split("://", 1)
+    parts = rest.strip("/").split("/")
+    if len(parts) < 2:
+        raise ValidationError(
+            f"the ENGRAM root {engram_uri} is a whole bucket, so backups have no default place next to it: "
+            "set engram.backups.destination (MNEMOS_ENGRAM__BACKUPS__DESTINATION)",
+            param="engram.backups.destination",
+        )
+    return f"{protocol}://{'/'.join(parts[:-1] + ['backups'])}"
+
+
+def options_for(uri: str, engram: Engram) -> dict[str, Any]:
+    """The root's fsspec options when ``uri`` uses the same protocol (same S3 endpoint), else none."""
+
+    def protocol(u: str) -> str:
+        return u.split("://", 1)[0] if "://" in u and not u.startswith("file://") else "file"
+
+    return dict(engram.storage_options) if protocol(uri) == protocol(engram.uri) else {}
+
+
+def _copy_blob(source: Engram, target: Engram, digest: str) -> bool:
+    """Copy a blob (verified on the way) unless the target has it; ``True`` when copied."""
+    if target.has(digest):
+        return False
+    with source.open(digest) as stream:
+        copied = target.put(stream)
+    if copied != digest:  # the reader raises IntegrityError first; this guards the contract
+        raise ValidationError(f"blob {digest} changed while it was copied", param="digest")
+    return True
+
+
+def _snapshot_documents(engram: Engram, dest: Engram) -> dict[str, str]:
+    """Store every document of the root in ``dest``; ``{key: digest}``.
+
+    A document that vanishes while we read it (a log segment merged by a concurrent compaction)
+    makes the pass start again with a fresh listing, so the snapshot never holds both a merged
+    segment and its originals, nor loses records.
+    """
+    for _attempt in range(5):
+        documents: dict[str, str] = {}
+        try:
+            for key in all_keys(engram):
+                if not key.startswith(_NOT_DOCUMENTS):
+                    documents[key] = dest.put(engram.read_bytes(key))
+            return documents
+        except NotFoundError:
+            continue
+    raise ConflictError("the ENGRAM root kept changing while it was backed up; try again", param="snapshot")
+
+
+def backup(
+    engram: Engram,
+    destination: str | None = None,
+    *,
+    storage_options: dict[str, Any] | None = None,
+    keep_days: float | None = None,
+    now: float | None = None,
+) -> BackupReport:
+    """Write one snapshot of ``engram`` to ``destination``.
+
+    Args:
+        engram: the store to back up.
+        destination: the backup URI (default: ``backups`` next to the root).
+        storage_options: fsspec options of the destination (default: the root's).
+        keep_days: when set, snapshots older than this are pruned afterwards (the newest stays).
+        now: the current time (for tests).
+    """
+    now = time.time() if now is None else now
+    destination = destination or default_destination(engram.uri)
+    dest = Engram(destination, options_for(destination, engram) if storage_options is None else storage_options)
+    dest.check()
+    snapshot = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + f"-{uuid.uuid4().hex[:6]}"
+    report = BackupReport(snapshot=snapshot, destination=destination)
+    blobs = sorted(reachable_blobs(engram))
+    present = [d for d in blobs if engram.has(d)]
+    for digest in present:
+        report.copied_blobs += _copy_blob(engram, dest, digest)
+    documents = _snapshot_documents(engram, dest)
+    refs = engram.refs()
+    for digest in set(refs.values()) - set(present):
+        report.copied_blobs += _copy_blob(engram, dest, digest)  # set while we copied
+    manifest: dict[str, Any] = {
+        "id": snapshot,
+        "created": now,
+        "source": engram.uri,
+        "documents": documents,
+        "refs": refs,
+        "blobs": sorted(set(present) | set(refs.values())),
+    }
+    dest.write_json(f"{SNAPSHOTS}/{snapshot}/manifest.json", manifest)
+    report.documents, report.refs, report.blobs = len(documents), len(refs), len(manifest["blobs"])
+    if keep_days is not None:
+        report.pruned = prune_snapshots(dest, keep_days, now=now)
+    return report
+
+
+def list_snapshots(dest: Engram) -> list[str]:
+    """Snapshot ids at a backup URI, oldest first."""
+    return [k.split("/")[1] for k in dest.list(SNAPSHOTS) if k.endswith("/manifest.json") and k.count("/") == 2]
+
+
+def read_manifest(dest: Engram, snapshot: str) -> dict[str, Any]:
+    """The manifest of ``snapshot`` (``latest``: the newest); ``NotFoundError`` lists what exists."""
+    ids = list_snapshots(dest)
+    if snapshot == "latest":
+        if not ids:
+            raise NotFoundError(f"no snapshot at {dest.uri}", param="snapshot")
+        snapshot = ids[-1]
+    if snapshot not in ids:
+        known = ", ".join(ids[-5:]) or "none"
+        raise NotFoundError(f"snapshot {snapshot!r} not found at {dest.uri} (latest: {known})", param="snapshot")
+    return dest.read_json(f"{SNAPSHOTS}/{snapshot}/manifest.json")
+
+
+def restore(dest: Engram, snapshot: str, target: Engram, *, force: bool = False) -> RestoreReport:
+    """Restore ``snapshot`` from the backup store ``dest`` into ``target``.
+
+    The target must hold no registry, refs, journal or lineage unless ``force`` (then documents
+    and refs of the snapshot overwrite what is there; nothing else is removed).
+    """
+    manifest = read_manifest(dest, snapshot)
+    if not force:
+        for prefix in _RESTORE_GUARD:
+            if target.list(prefix):
+                raise ConflictError(
+                    f"the target {target.uri} is not empty (it has {prefix}/): restore into an empty root, "
+                    "or pass --force to overwrite",
+                    param="to",
+                )
+    target.check()
+    report = RestoreReport(snapshot=manifest["id"], target=target.uri)
+    for digest in manifest["blobs"]:
+        _copy_blob(dest, target, digest)
+        report.blobs += 1
+    for key, digest in sorted(manifest["documents"].items()):
+        target.write_bytes(key, dest.get(digest))
+        report.documents += 1
+    for name, digest in sorted(manifest["refs"].items()):
+        target.set_ref(name, digest)
+        report.refs += 1
+    return report
+
+
+def prune_snapshots(
+    dest: Engram, keep_days: float, *, now: float | None = None, min_blob_age: float = 86400.0
+) -> list[str]:
+    """Delete snapshots older than ``keep_days`` (never the newest) and the blobs only they used.
+
+    A blob of the backup store is deleted only when no remaining manifest names it and it is
+    older than ``min_blob_age`` seconds, so the blobs of a snapshot being written are safe.
+    """
+    now = time.time() if now is None else now
+    ids = list_snapshots(dest)
+    pruned = []
+    for snapshot in ids[:-1]:
+        manifest = dest.read_json(f"{SNAPSHOTS}/{snapshot}/manifest.json")
+        if float(manifest.get("created", now)) < now - keep_days * 86400.0:
+            dest.delete_prefix(f"{SNAPSHOTS}/{snapshot}")
+            pruned.append(snapshot)
+    if pruned:
+        used: set[str] = set()
+        for snapshot in list_snapshots(dest):
+            manifest = dest.read_json(f"{SNAPSHOTS}/{snapshot}/manifest.json")
+            used |= set(manifest["documents"].values()) | set(manifest["refs"].values()) | set(manifest["blobs"])
+        for digest, _size, mtime in list(dest.blobs()):
+            if digest not in used and mtime < now - min_blob_age:
+                dest.delete_blob(digest)
+    return pruned

@@ -1,0 +1,180 @@
+"""Log compaction: merge a log's small segments into larger ones, keeping every record in order.
+
+A log (``journal/cortex``, ``lineage``) is a folder of segments ``<log>/<seq>.json``, each a JSON
+list of records, where ``<seq>`` is ``<20-digit time_ns>-<8 hex>`` and the key order is the write
+order. Compaction merges a run of consecutive *sealed* segments (older than ``min_age``) into one
+*compacted* segment whose key sorts exactly where the first merged segment was::
+
+    <log>/<first original seq>-c<999999 - generation>.json      the merged records (a JSON list)
+    <log>/_compaction/<that stem>.json                          its manifest
+
+``-`` sorts before ``.``, so ``X-c999999.json`` comes just before ``X.json`` and after every
+earlier segment; recompacting (``generation`` + 1) sorts before the previous compacted segment.
+The manifest names what the segment replaced (``replaces``: the keys deleted after it was
+written) and where every record came from (``segments``: ``[original key, record count]``, flat,
+in order), so a reader can tell which records it has already seen.
+
+Steps, and what a crash between them leaves:
+
+1. write the manifest              crash: an orphan manifest (no segment); removed by the next run
+2. write the compacted segment     crash: the records exist twice (compacted + originals);
+                                   readers dedupe with the manifest; the next run deletes the originals
+3. delete the replaced segments    crash: some originals left; same as above
+4. delete the replaced segments' own manifests (when a compacted segment was recompacted)
+
+``mnemos.engram.logs.read_log`` is the reader that never yields a record twice nor misses one
+while a compaction runs concurrently; ``Engram.read_log`` uses it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mnemos.engram import Engram
+from mnemos.engram.logs import (
+    _MAX_GENERATION,
+    MANIFESTS,
+    manifest_key,
+    parse_segment,
+    read_log,
+    read_manifest,
+    read_records,
+    stem,
+)
+from mnemos.errors import ValidationError
+
+__all__ = ["CompactionReport", "compact_log", "read_log"]
+
+@dataclass
+class CompactionReport:
+    """What one compaction of one log did."""
+
+    log: str
+    segments_before: int = 0
+    segments_after: int = 0
+    records: int = 0
+    merged: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "log": self.log,
+            "segmentsBefore": self.segments_before,
+            "segmentsAfter": self.segments_after,
+            "records": self.records,
+            "merged": len(self.merged),
+            "written": self.written,
+            "recovered": self.recovered,
+        }
+
+
+def _compacted_key(log: str, origin: str, generation: int) -> str:
+    if generation > _MAX_GENERATION:
+        raise ValidationError(f"{log}: segment {origin} was compacted too many times", param="log")
+    return f"{log}/{origin}-c{_MAX_GENERATION - generation:06d}.json"
+
+
+def _recover(engram: Engram, log: str, report: CompactionReport) -> None:
+    """Finish what a crashed compaction left: replaced segments still there, orphan manifests."""
+    keys = set(engram.segments(log))
+    for mkey in engram.list(f"{log}/{MANIFESTS}"):
+        segment = f"{log}/{stem(mkey)}.json"
+        if segment not in keys:
+            engram.delete(mkey)  # step 1 ran but not step 2, or step 4 did not finish
+            report.recovered.append(mkey)
+            continue
+        for old in engram.read_json(mkey)["replaces"]:
+            if old in keys:
+                engram.delete(old)
+                keys.discard(old)
+                report.recovered.append(old)
+
+
+def compact_log(
+    engram: Engram,
+    log: str,
+    *,
+    min_age: float = 300.0,
+    max_records: int = 100_000,
+    now: float | None = None,
+) -> CompactionReport:
+    """Merge the sealed segments of ``log``; every record is kept, in order.
+
+    Args:
+        engram: the store.
+        log: the log's folder, e.g. ``lineage`` or ``journal/cortex``.
+        min_age: only segments written more than this many seconds ago are merged, so a writer
+            whose clock or upload lags cannot land a segment between merged ones.
+        max_records: a compacted segment holds at most this many records (runs are split).
+        now: the current time (for tests).
+    """
+    report = CompactionReport(log=log)
+    _recover(engram, log, report)
+    keys = engram.segments(log)
+    report.segments_before = len(keys)
+    cutoff_ns = int(((time.time() if now is None else now) - min_age) * 1e9)
+    group: list[_Member] = []
+    size = 0
+    for key in keys:
+        parsed = parse_segment(key)
+        if parsed is None or int(parsed[0][:20]) >= cutoff_ns:
+            break  # a foreign name, or a segment that late writers may still land next to
+        member = _Member.load(engram, log, key)
+        if group and size + member.count > max_records:
+            _merge(engram, log, group, report)
+            group, size = [], 0
+        group.append(member)
+        size += member.count
+    _merge(engram, log, group, report)
+    report.segments_after = len(engram.segments(log))
+    return report
+
+
+@dataclass
+class _Member:
+    """One segment taking part in a merge: its key, generation, record origins, records if read."""
+
+    key: str
+    generation: int
+    positions: list[tuple[str, int]]
+    records: list[Any] | None
+
+    @property
+    def count(self) -> int:
+        return sum(n for _, n in self.positions)
+
+    @classmethod
+    def load(cls, engram: Engram, log: str, key: str) -> _Member:
+        manifest = read_manifest(engram, log, key)
+        if manifest is None:  # an original segment: read it to count its records
+            records = read_records(engram, key)
+            return cls(key, 0, [(key, len(records))], records)
+        positions = [(str(k), int(n)) for k, n in manifest["segments"]]
+        return cls(key, parse_segment(key)[1], positions, None)  # type: ignore[index]
+
+
+def _merge(engram: Engram, log: str, group: list[_Member], report: CompactionReport) -> None:
+    """Write ``group`` as one compacted segment (manifest first), then delete what it replaced."""
+    if len(group) < 2:
+        return
+    origin = parse_segment(group[0].key)[0]  # type: ignore[index]
+    target = _compacted_key(log, origin, group[0].generation + 1)
+    records: list[Any] = []
+    for member in group:
+        records.extend(member.records if member.records is not None else read_records(engram, member.key))
+    replaces = [m.key for m in group]
+    positions = [[k, n] for m in group for k, n in m.positions]
+    engram.write_json(manifest_key(log, target), {"replaces": replaces, "segments": positions})
+    engram.write_bytes(target, json.dumps(records, separators=(",", ":")).encode())
+    for member in group:
+        engram.delete(member.key)
+    for member in group:
+        if member.generation:
+            engram.delete(manifest_key(log, member.key))
+    report.merged.extend(replaces)
+    report.written.append(target)
+    report.records += len(records)

@@ -1,0 +1,364 @@
+"""GitOps: keep the registry equal to what a folder of a Git repository declares.
+
+``sync`` fetches the repository with ``git``, loads the resources under ``path``, and applies
+them through the registry with ``source="gitops"`` (the only source the ``require_gitops``
+guardrail admits). Resources it applies carry three annotations::
+
+    mnemos.dev/managed-by: gitops
+    mnemos.dev/git-repo:   <repository, credentials removed>
+    mnemos.dev/git-path:   <file inside the repository>
+
+so that ``prune`` removes only resources that this repository and folder created. A resource
+changed outside Git (drift) is put back by the next sync and reported as ``reverted``. Each
+sync is recorded in lineage (``sync:<id>`` with the commit sha and the diff), and its state
+(commit, what each resource looked like) in ENGRAM under ``wraith/gitops/``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from mnemos.config import default_home
+from mnemos.errors import ConflictError, NotFoundError, ValidationError
+from mnemos.genome import Policy, Resource, admit, load_paths
+from mnemos.trace.lineage import record
+from mnemos.wraith._git import checkout, normalize_repo, redact
+
+__all__ = [
+    "ANNOTATION_MANAGED_BY",
+    "ANNOTATION_PATH",
+    "ANNOTATION_REPO",
+    "DiffEntry",
+    "SyncReport",
+    "diff",
+    "load_resources",
+    "resource_files",
+    "sync",
+    "sync_loop",
+]
+
+ANNOTATION_MANAGED_BY = "mnemos.dev/managed-by"
+ANNOTATION_REPO = "mnemos.dev/git-repo"
+ANNOTATION_PATH = "mnemos.dev/git-path"
+MANAGER = "gitops"
+_APPLY_ORDER = {"Policy": 0, "Adapter": 1, "Model": 2, "Pipeline": 3}
+_MAX_DIFF = 256 * 1024
+
+
+@dataclass(frozen=True)
+class DiffEntry:
+    """What applying one resource would do: ``create``, ``configure``, ``unchanged`` or ``delete``."""
+
+    kind: str
+    name: str
+    action: str
+    diff: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.lower()}/{self.name} {self.action}"
+
+
+@dataclass
+class SyncReport:
+    """One sync: the commit applied and what happened to each resource (``kind/name`` lists)."""
+
+    sync_id: str
+    repo: str
+    path: str
+    ref: str
+    commit: str
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    reverted: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    orphaned: list[str] = field(default_factory=list)
+    diff: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "syncId": self.sync_id,
+            "repo": self.repo,
+            "path": self.path,
+            "ref": self.ref,
+            "commit": self.commit,
+            "added": self.added,
+            "changed": self.changed,
+            "reverted": self.reverted,
+            "pruned": self.pruned,
+            "unchanged": self.unchanged,
+            "orphaned": self.orphaned,
+        }
+
+    def summary(self) -> str:
+        parts = [f"{len(getattr(self, k))} {k}" for k in ("added", "changed", "reverted", "pruned", "unchanged")]
+        if self.orphaned:
+            parts.append(f"{len(self.orphaned)} orphaned (pass --prune to delete)")
+        return f"synced {self.repo} {self.path} at {self.commit[:12]}: " + ", ".join(parts)
+
+
+def _ident(resource: Resource) -> str:
+    return f"{type(resource).__name__}/{resource.name}"
+
+
+def _comparable(resource: Resource) -> dict[str, Any]:
+    """The document without what the registry sets (generation, creation time)."""
+    doc = resource.dump()
+    meta = {k: v for k, v in doc["metadata"].items() if k not in ("generation", "creationTimestamp")}
+    return {**doc, "metadata": meta}
+
+
+def _fingerprint(resource: Resource) -> str:
+    return hashlib.sha256(json.dumps(_comparable(resource), sort_keys=True).encode()).hexdigest()
+
+
+def _yaml_diff(live: Resource | None, desired: Resource | None, label: str) -> str:
+    before = yaml.safe_dump(_comparable(live), sort_keys=True) if live is not None else ""
+    after = yaml.safe_dump(_comparable(desired), sort_keys=True) if desired is not None else ""
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True), f"live/{label}", f"git/{label}"
+    )
+    return "".join(lines)
+
+
+def _live(client: Any, resource: Resource) -> Resource | None:
+    try:
+        return client.registry.get(type(resource).__name__, resource.name)
+    except NotFoundError:
+        return None
+
+
+def diff(client: Any, resources: Iterable[Resource]) -> list[DiffEntry]:
+    """What ``apply`` of ``resources`` would change, each with a unified diff of the YAML."""
+    out: list[DiffEntry] = []
+    for resource in resources:
+        live = _live(client, resource)
+        label = _ident(resource).lower()
+        if live is None:
+            action = "create"
+        elif _fingerprint(live) == _fingerprint(resource):
+            action = "unchanged"
+        else:
+            action = "configure"
+        text = "" if action == "unchanged" else _yaml_diff(live, resource, label)
+        out.append(DiffEntry(type(resource).__name__, resource.name, action, text))
+    return out
+
+
+def resource_files(root: Path) -> list[Path]:
+    """The YAML/JSON files under ``root`` (a folder or a file) that hold resources, sorted.
+
+    ``values*.yaml`` files are an environment's Helm values, not resources: they are skipped.
+    """
+    if not root.exists():
+        raise NotFoundError(f"{root}: no such file or directory", param="file")
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    return [f for f in files if f.suffix in (".yaml", ".yml", ".json") and not (root.is_dir() and _is_values_file(f))]
+
+
+def load_resources(paths: Iterable[str | Path]) -> list[Resource]:
+    """Resources from files and folders, as ``mnemos sync`` reads them (``values*.yaml`` skipped)."""
+    return [r for p in paths for f in resource_files(Path(p)) for r in load_paths([f])]
+
+
+def _desired(folder: Path, path: str, repo_id: str) -> list[Resource]:
+    """The resources under ``path`` of the working copy, annotated as managed by this source."""
+    relative = PurePosixPath(path.strip("/") or ".")
+    if relative.is_absolute() or ".." in relative.parts:
+        raise ValidationError(f"path {path!r} must be a folder inside the repository", param="path")
+    root = folder / relative
+    if not root.exists():
+        raise NotFoundError(f"path {path!r} does not exist in the repository", param="path")
+    resources: list[Resource] = []
+    seen: dict[str, str] = {}
+    for file in resource_files(root):
+        where = file.relative_to(folder).as_posix()
+        for resource in load_paths([file]):
+            ident = _ident(resource)
+            if ident in seen:
+                raise ValidationError(f"{ident} is declared twice: in {seen[ident]} and {where}", param="path")
+            seen[ident] = where
+            annotated = resource.model_copy(deep=True)
+            annotated.metadata.annotations = {
+                **resource.metadata.annotations,
+                ANNOTATION_MANAGED_BY: MANAGER,
+                ANNOTATION_REPO: repo_id,
+                ANNOTATION_PATH: where,
+            }
+            resources.append(annotated)
+    return sorted(resources, key=lambda r: (_APPLY_ORDER.get(type(r).__name__, 9), r.name))
+
+
+def _is_values_file(file: Path) -> bool:
+    """``values*.yaml``: environment settings (Helm-style values), not resources."""
+    return file.name.startswith("values") and file.suffix in (".yaml", ".yml")
+
+
+def _in_scope(resource: Resource, repo_id: str, path: str) -> bool:
+    notes = resource.metadata.annotations
+    prefix = path.strip("/")
+    file = notes.get(ANNOTATION_PATH, "")
+    return (
+        notes.get(ANNOTATION_MANAGED_BY) == MANAGER
+        and notes.get(ANNOTATION_REPO) == repo_id
+        and (not prefix or prefix == "." or file == prefix or file.startswith(prefix + "/"))
+    )
+
+
+def _check_owner(live: Resource | None, repo_id: str, path: str) -> None:
+    if live is None or live.metadata.annotations.get(ANNOTATION_MANAGED_BY) != MANAGER:
+        return  # absent, or applied by hand before GitOps took over: sync adopts it
+    if not _in_scope(live, repo_id, path):
+        notes = live.metadata.annotations
+        raise ConflictError(
+            f"{_ident(live)} is managed by another GitOps source ({notes.get(ANNOTATION_REPO)} "
+            f"{notes.get(ANNOTATION_PATH)}): declare it in one place only",
+            param="path",
+        )
+
+
+def _preadmit(client: Any, desired: list[Resource], doomed: set[str]) -> None:
+    """Admission of every desired resource against the policies as they will be after the sync."""
+    policies = {p.name: p for p in client.registry.policies() if _ident(p) not in doomed}
+    policies.update({r.name: r for r in desired if isinstance(r, Policy)})
+    for resource in desired:
+        admit(resource, policies.values())
+
+
+def _state_key(repo_id: str, path: str) -> str:
+    return "wraith/gitops/" + hashlib.sha256(f"{repo_id}#{path}".encode()).hexdigest()[:16] + ".json"
+
+
+def sync(
+    client: Any,
+    repo: str,
+    path: str,
+    *,
+    prune: bool = False,
+    ref: str = "main",
+    home: Path | None = None,
+) -> SyncReport:
+    """Make the registry equal to ``path`` of ``repo`` at ``ref``; see the module docstring.
+
+    Nothing is applied when any document is invalid or refused by admission.
+    """
+    repo_id = redact(normalize_repo(repo))
+    path = path.strip("/") or "."
+    state_key = _state_key(repo_id, path)
+    state = client.engram.read_json(state_key) if client.engram.exists(state_key) else {"resources": {}}
+    with checkout(repo, ref, home or default_home()) as (folder, commit):
+        desired = _desired(folder, path, repo_id)
+    report = SyncReport(uuid.uuid4().hex[:12], repo_id, path, ref, commit)
+    wanted = {_ident(r) for r in desired}
+    orphans = [r for r in client.registry.list() if _in_scope(r, repo_id, path) and _ident(r) not in wanted]
+    for resource in desired:
+        _check_owner(_live(client, resource), repo_id, path)
+    _preadmit(client, desired, {_ident(r) for r in orphans} if prune else set())
+    diffs: list[str] = []
+    applied: list[Resource] = []
+    for resource in desired:
+        ident = _ident(resource)
+        live = _live(client, resource)
+        result = client.apply(resource, source_tag="gitops")[0]
+        if result.action == "unchanged":
+            report.unchanged.append(ident)
+            continue
+        applied.append(result.resource)
+        diffs.append(_yaml_diff(live, resource, ident.lower()))
+        known = state["resources"].get(ident)
+        if known is not None and known == _fingerprint(resource):
+            report.reverted.append(ident)  # Git did not change: the live resource drifted
+        elif result.action == "created" and known is None:
+            report.added.append(ident)
+        else:
+            report.changed.append(ident)
+    for orphan in orphans:
+        if prune:
+            client.delete(type(orphan).__name__, orphan.name, source_tag="gitops")
+            diffs.append(_yaml_diff(orphan, None, _ident(orphan).lower()))
+            report.pruned.append(_ident(orphan))
+        else:
+            report.orphaned.append(_ident(orphan))
+    report.diff = "".join(diffs)
+    client.engram.write_json(
+        state_key,
+        {
+            "repo": repo_id,
+            "path": path,
+            "ref": ref,
+            "commit": commit,
+            "synced": time.time(),
+            "resources": {_ident(r): _fingerprint(r) for r in desired},
+        },
+    )
+    _record(client, report, applied)
+    return report
+
+
+def _record(client: Any, report: SyncReport, applied: list[Resource]) -> None:
+    """The sync in lineage: ``sync:<id>`` from ``git:<repo>@<sha>``, parent of what it applied."""
+    text = report.diff
+    if len(text) > _MAX_DIFF:
+        text = text[:_MAX_DIFF] + f"\n... diff truncated ({len(report.diff)} characters in all)\n"
+    record(
+        client.engram,
+        f"sync:{report.sync_id}",
+        "execution",
+        parents=[f"git:{report.repo}@{report.commit}"],
+        operation="gitops-sync",
+        **{k: v for k, v in report.as_dict().items() if k != "syncId"},
+        diff=text,
+    )
+    for resource in applied:
+        record(
+            client.engram,
+            f"resource:{_ident(resource)}@{resource.generation}",
+            "result",
+            parents=[f"sync:{report.sync_id}"],
+            commit=report.commit,
+        )
+
+
+def sync_loop(
+    client: Any,
+    repo: str,
+    path: str,
+    *,
+    interval: float,
+    count: int | None = None,
+    prune: bool = False,
+    ref: str = "main",
+    on_report: Callable[[SyncReport], None] = lambda r: None,
+    on_error: Callable[[Exception], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Sync every ``interval`` seconds, ``count`` times (forever when ``None``); returns syncs done.
+
+    An error of one sync (an unreachable remote) is passed to ``on_error`` and the loop goes on;
+    without ``on_error`` it is raised.
+    """
+    if interval <= 0:
+        raise ValidationError("interval must be positive", param="interval")
+    done = 0
+    while count is None or done < count:
+        started = time.monotonic()
+        try:
+            on_report(sync(client, repo, path, prune=prune, ref=ref))
+        except Exception as exc:
+            if on_error is None:
+                raise
+            on_error(exc)
+        done += 1
+        if count is None or done < count:
+            sleep(max(0.0, interval - (time.monotonic() - started)))
+    return done

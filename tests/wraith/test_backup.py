@@ -1,0 +1,107 @@
+"""Backup, wipe the ENGRAM root, restore: registry, refs and lineage come back identical."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from tests_support import model_doc
+
+from mnemos.engram import Engram
+from mnemos.errors import ConflictError, NotFoundError, ValidationError
+from mnemos.genome import Registry, parse_resource
+from mnemos.trace.lineage import record
+from mnemos.wraith._store import all_keys
+from mnemos.wraith.backup import backup, default_destination, list_snapshots, prune_snapshots, restore
+from mnemos.wraith.compaction import compact_log
+
+
+def _populate(engram: Engram) -> None:
+    registry = Registry(engram)
+    registry.apply(parse_resource(model_doc("alpha")))
+    registry.apply(parse_resource(model_doc("alpha", replicas=2)))  # a second generation
+    registry.apply(parse_resource(model_doc("beta")))
+    registry.delete("Model", "beta")
+    weights = engram.put(b"weights" * 100)
+    manifest = engram.put(json.dumps({"files": {"model.safetensors": weights}}).encode())
+    engram.set_ref("models/alpha/1", manifest)
+    engram.set_ref("runs/r1/results", engram.put(b'{"text": "hello"}\n'))
+    for i in range(4):
+        record(engram, f"run:r{i}", "execution", step=i)
+    compact_log(engram, "lineage", now=time.time() + 3600, min_age=0)  # a compacted segment + manifest
+    record(engram, "run:r9", "execution")
+    engram.append("journal/cortex", [{"job": "j1", "state": "done"}])
+
+
+def _contents(engram: Engram) -> dict[str, bytes]:
+    """Every key of the root but blobs, with its bytes (refs included as stored)."""
+    return {k: engram.read_bytes(k) for k in all_keys(engram) if not k.startswith(("blobs/", "snapshots/"))}
+
+
+def _wipe(engram: Engram) -> None:
+    for prefix in {k.split("/", 1)[0] for k in all_keys(engram)}:
+        engram.delete_prefix(prefix)
+    assert all_keys(engram) == []
+
+
+def test_backup_wipe_restore_is_identical(engram: Engram) -> None:
+    _populate(engram)
+    before = _contents(engram)
+    refs = engram.refs()
+    registry_before = [r.dump() for r in Registry(engram).list()]
+    history_before = [r.dump() for r in Registry(engram).history("Model", "alpha")]
+    lineage_before = list(engram.read_log("lineage"))
+    assert any(k.startswith("registry/") for k in before) and any(k.startswith("lineage/") for k in before)
+
+    report = backup(engram)
+    assert report.destination == default_destination(engram.uri)
+    dest = Engram(report.destination, engram.storage_options)
+    assert list_snapshots(dest) == [report.snapshot]
+    _wipe(engram)
+
+    restored = restore(dest, report.snapshot, engram)
+
+    assert restored.refs == len(refs)
+    assert _contents(engram) == before  # listings and bytes: registry, refs, lineage, journal
+    assert engram.refs() == refs
+    assert [r.dump() for r in Registry(engram).list()] == registry_before
+    assert [r.dump() for r in Registry(engram).history("Model", "alpha")] == history_before
+    assert list(engram.read_log("lineage")) == lineage_before
+    manifest = json.loads(engram.get(refs["models/alpha/1"]))
+    assert engram.get(manifest["files"]["model.safetensors"]) == b"weights" * 100  # reached blobs came too
+
+
+def test_restore_refuses_a_root_that_is_not_empty(local_engram: Engram) -> None:
+    _populate(local_engram)
+    report = backup(local_engram)
+    dest = Engram(report.destination)
+    with pytest.raises(ConflictError, match="not empty"):
+        restore(dest, "latest", local_engram)
+    assert restore(dest, "latest", local_engram, force=True).snapshot == report.snapshot
+    with pytest.raises(NotFoundError, match="snapshot 'nope' not found"):
+        restore(dest, "nope", local_engram, force=True)
+
+
+def test_snapshots_share_blobs_and_old_ones_are_pruned(local_engram: Engram, tmp_path) -> None:
+    _populate(local_engram)
+    dest_uri = str(tmp_path / "elsewhere")
+    first = backup(local_engram, dest_uri, now=time.time() - 10 * 86400)
+    second = backup(local_engram, dest_uri)
+    assert second.copied_blobs == 0  # unchanged blobs are not copied again
+    dest = Engram(dest_uri)
+    assert list_snapshots(dest) == [first.snapshot, second.snapshot]
+    assert prune_snapshots(dest, keep_days=5) == [first.snapshot]
+    assert list_snapshots(dest) == [second.snapshot]
+    assert prune_snapshots(dest, keep_days=0.000001) == []  # the newest always stays
+    fresh = Engram(str(tmp_path / "fresh"))
+    restore(dest, "latest", fresh)
+    assert fresh.refs() == local_engram.refs()
+
+
+def test_default_destination() -> None:
+    assert default_destination("/data/mnemos/engram") == "/data/mnemos/backups"
+    assert default_destination("s3://bucket/mnemos/root") == "s3://bucket/mnemos/backups"
+    assert default_destination("s3://bucket/root") == "s3://bucket/backups"
+    with pytest.raises(ValidationError, match="engram.backups.destination"):
+        default_destination("s3://bucket")

@@ -1,0 +1,126 @@
+"""``mnemos wraith list|run|snapshots``, ``mnemos sync|diff|restore`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from tests_support import model_doc
+
+import mnemos.cli as cli
+from mnemos.cli import gitops as gitops_cli
+from mnemos.cli import wraith as wraith_cli
+from mnemos.engram import Engram
+
+# Until the lead adds them to mnemos/cli/__init__.py (_COMMAND_MODULES / _GROUPS), register here.
+if not any(c.name == "sync" or getattr(c.callback, "__name__", "") == "sync" for c in cli.app.registered_commands):
+    gitops_cli.register(cli.app)
+if not any(g.name == "wraith" for g in cli.app.registered_groups):
+    cli.app.add_typer(wraith_cli.app, name="wraith")
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MNEMOS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MNEMOS_ENGRAM__URI", str(tmp_path / "engram"))
+    monkeypatch.delenv("MNEMOS_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str, code: int = 0) -> tuple[str, str]:
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*args])
+        raise SystemExit(0)
+    out, err = capsys.readouterr()
+    assert exited.value.code == code, f"mnemos {' '.join(args)} exited {exited.value.code}\n{out}\n{err}"
+    assert "Traceback" not in out + err
+    return out, err
+
+
+def test_wraith_list_and_local_runs(home: Path, capsys) -> None:
+    engram = Engram(str(home / "engram"))
+    engram.put(b"an unreferenced blob")
+    for i in range(3):
+        engram.append("lineage", [{"id": f"run:{i}", "type": "execution", "parents": [], "attrs": {}}])
+
+    out, _ = run(capsys, "wraith", "list")
+    assert "compact-logs" in out and "0 3 * * *" in out and "backup" in out
+
+    out, _ = run(capsys, "wraith", "run", "retention", "--local", "-o", "json")
+    assert json.loads(out)["deleted"] == []  # the blob is young
+    out, _ = run(capsys, "wraith", "run", "backup", "--local")
+    snapshot = yaml.safe_load(out)["snapshot"]
+
+    listed = json.loads(run(capsys, "wraith", "list", "-o", "json")[0])
+    by_name = {item["name"]: item for item in listed}
+    assert by_name["backup"]["lastStatus"] == "succeeded" and by_name["backup"]["nextRun"] is not None
+    assert by_name["compact-logs"]["lastStatus"] is None
+
+    out, _ = run(capsys, "wraith", "snapshots", "-o", "json")
+    assert [s["snapshot"] for s in json.loads(out)] == [snapshot]
+
+
+def test_wraith_run_errors(home: Path, capsys) -> None:
+    _, err = run(capsys, "wraith", "run", "nope", "--local", code=3)
+    assert "unknown WRAITH task 'nope': valid tasks are compact-logs, replay-events" in err
+    _, err = run(capsys, "wraith", "run", "retention", code=10)
+    assert "no platform is up" in err
+    _, err = run(capsys, "wraith", "run", "gitops-sync", "--local", code=3)
+    assert "wraith.gitops" in err
+
+
+def test_sync_diff_and_guardrail(home: Path, capsys, ops_repo, monkeypatch) -> None:
+    out, _ = run(capsys, "diff", "-f", str(ops_repo.root / "environments/dev"))
+    assert "model/alpha create" in out and "+++ git/model/alpha" in out and "values" not in out
+
+    out, _ = run(capsys, "sync", "--repo", str(ops_repo.root), "--path", "environments/dev")
+    assert "3 added" in out and "model/alpha added" in out
+    out, _ = run(capsys, "diff", "-f", str(ops_repo.root / "environments/dev/models/alpha.yaml"))
+    assert "model/alpha configure" in out  # the file lacks the annotations sync adds
+
+    monkeypatch.setenv("MNEMOS_CRADLE__GUARDRAILS__REQUIRE_GITOPS", "true")
+    (home / "direct.yaml").write_text(yaml.safe_dump(model_doc("direct")))
+    _, err = run(capsys, "apply", "-f", str(home / "direct.yaml"), code=7)
+    assert "require_gitops" in err
+    ops_repo.write("environments/dev/models/alpha.yaml", model_doc("alpha", replicas=2))
+    ops_repo.remove("environments/dev/models/beta.yaml")
+    ops_repo.commit()
+    out, _ = run(
+        capsys, "sync", "--repo", str(ops_repo.root), "--path", "environments/dev", "--prune",
+        "--interval", "1ms", "--count", "2", "-o", "json",
+    )  # fmt: skip
+    first, second = (json.loads(doc) for doc in _json_documents(out))
+    assert (first["changed"], first["pruned"]) == (["Model/alpha"], ["Model/beta"])
+    assert second["unchanged"] == ["Policy/dev-rules", "Model/alpha"]
+
+    _, err = run(capsys, "sync", "--repo", str(ops_repo.root), "--path", "x", "--interval", "soon", code=2)
+    assert "--interval: 'soon' is not a duration" in err
+
+
+def _json_documents(text: str) -> list[str]:
+    decoder = json.JSONDecoder()
+    docs, i = [], 0
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+            continue
+        obj, end = decoder.raw_decode(text, i)
+        docs.append(json.dumps(obj))
+        i = end
+    return docs
+
+
+def test_restore_from_cli(home: Path, capsys) -> None:
+    engram = Engram(str(home / "engram"))
+    engram.set_ref("data/x", engram.put(b"x"))
+    run(capsys, "wraith", "run", "backup", "--local")
+    _, err = run(capsys, "restore", "latest", code=4)
+    assert "not empty" in err
+    out, _ = run(capsys, "restore", "latest", "--to", str(home / "restored"))
+    assert "restored snapshot" in out
+    assert Engram(str(home / "restored")).refs() == {"data/x": engram.get_ref("data/x")}
+    _, err = run(capsys, "restore", "20000101T000000Z-abc", "--to", str(home / "other"), code=3)
+    assert "not found" in err

@@ -1,0 +1,104 @@
+"""Retention never removes a blob something reaches; it removes old ones nothing reaches."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+from tests_support import model_doc
+
+from mnemos.engram import Engram
+from mnemos.errors import ValidationError
+from mnemos.genome import Registry, parse_resource
+from mnemos.trace.lineage import record
+from mnemos.wraith.retention import reachable_blobs, retain
+
+DAY = 86400.0
+
+
+def _populate(engram: Engram) -> dict[str, str]:
+    """Blobs reached in every way retention knows, and two that nothing reaches."""
+    b = {
+        name: engram.put(f"{name} {os.urandom(4).hex()}".encode()) for name in ("ref", "weights", "tok", "job", "gone")
+    }
+    b["by-registry"] = engram.put(b"weights named by a Model's artifact.sha256")
+    b["by-lineage"] = engram.put(b"an artifact only lineage mentions")
+    b["nested"] = engram.put(b"reached through two manifests")
+    inner = engram.put(json.dumps({"files": {"data.bin": b["nested"]}}).encode())
+    b["inner"] = inner
+    manifest = engram.put(
+        json.dumps({"files": {"model.safetensors": b["weights"], "tok.json": b["tok"], "x": inner}}).encode()
+    )
+    b["manifest"] = manifest
+    b["binary"] = engram.put(b"\x00\x01binary sha256:" + b"a" * 64)  # binary: not scanned for digests
+    engram.set_ref("data/plain", b["ref"])
+    engram.set_ref("models/m/1", manifest)
+    engram.append("journal/cortex", [{"job": "j1", "result": b["job"]}])
+    Registry(engram).apply(parse_resource(model_doc("m", artifact={"uri": "engram://x", "sha256": b["by-registry"]})))
+    record(engram, f"artifact:{b['by-lineage']}", "artifact", size=1)
+    return b
+
+
+def test_reachability_follows_refs_documents_and_manifests(engram: Engram) -> None:
+    b = _populate(engram)
+    reached = reachable_blobs(engram)
+    for name in ("ref", "weights", "tok", "job", "by-registry", "by-lineage", "nested", "inner", "manifest"):
+        assert b[name] in reached, name
+    assert b["gone"] not in reached and b["binary"] not in reached
+
+
+def test_retention_removes_old_unreferenced_and_keeps_reachable(engram: Engram) -> None:
+    b = _populate(engram)
+    later = time.time() + 40 * DAY  # every blob is older than 30 days by then
+
+    report = retain(engram, 30, now=later)
+
+    assert sorted(report.deleted) == sorted([b["gone"], b["binary"]])
+    for name, digest in b.items():
+        assert engram.has(digest) == (name not in ("gone", "binary")), name
+        if name not in ("gone", "binary"):
+            engram.get(digest)  # still there and intact
+    assert retain(engram, 30, now=later).deleted == []  # nothing more to take
+
+
+def test_retention_keeps_young_unreferenced_blobs(engram: Engram) -> None:
+    b = _populate(engram)
+    report = retain(engram, 30)  # now: nothing is 30 days old
+    assert report.deleted == [] and report.kept_young == 2
+    assert engram.has(b["gone"])
+
+
+def test_retention_age_is_the_blob_mtime(local_engram: Engram) -> None:
+    old = local_engram.put(b"old and unreferenced")
+    young = local_engram.put(b"young and unreferenced")
+    kept = local_engram.put(b"old but referenced")
+    local_engram.set_ref("keep", kept)
+    past = time.time() - 31 * DAY
+    for digest in (old, kept):
+        os.utime(local_engram.path(local_engram.blob_key(digest)), (past, past))
+    report = retain(local_engram, 30)
+    assert report.deleted == [old]
+    assert not local_engram.has(old) and local_engram.has(young) and local_engram.has(kept)
+
+
+def test_dry_run_and_bad_days(local_engram: Engram) -> None:
+    digest = local_engram.put(b"unreferenced")
+    report = retain(local_engram, 1, now=time.time() + 2 * DAY, dry_run=True)
+    assert report.deleted == [digest] and local_engram.has(digest)
+    with pytest.raises(ValidationError, match="retentionDays"):
+        retain(local_engram, 0)
+
+
+def test_the_task_records_no_digest_it_deleted(local_engram: Engram) -> None:
+    """A run's record must not mention the digests it removed (or a dry run would keep them forever)."""
+    from mnemos.wraith.tasks import retention
+
+    digest = local_engram.put(b"garbage")
+    later = time.time() + 2 * DAY
+    dry = retention(local_engram.uri, None, {"retentionDays": 1, "dryRun": True, "now": later})
+    assert dry["deleted"] == [digest]
+    assert local_engram.read_json("wraith/runs/retention.json")["report"]["deletedCount"] == 1
+    real = retention(local_engram.uri, None, {"retentionDays": 1, "now": later})
+    assert real["deleted"] == [digest] and not local_engram.has(digest)
