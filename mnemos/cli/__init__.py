@@ -30,6 +30,7 @@ _GROUPS: list[tuple[str, str]] = [
     ("token", "mnemos.cli.token"),
     ("secret", "mnemos.cli.secret"),
     ("wraith", "mnemos.cli.wraith"),
+    ("jobs", "mnemos.cli.jobs"),
 ]
 
 for _module in _COMMAND_MODULES:

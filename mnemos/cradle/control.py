@@ -19,10 +19,13 @@ COMPONENTS: list[tuple[str, str]] = [
     ("metrics", "mnemos.trace.metrics:ensure"),
     ("genome", "mnemos.genome.service:ensure"),
     ("soul", "mnemos.soul.ratelimit:ensure"),
+    ("cortex", "mnemos.cortex:ensure"),
+    ("relay", "mnemos.relay:ensure"),
+    ("wraith", "mnemos.wraith.scheduler:ensure"),
 ]
 
 # Named actors of the control plane, for status and for `down`.
-ACTORS = ["genome", "trace-collector", "metrics", "ratelimit"]
+ACTORS = ["wraith", "relay-controller", "cortex", "genome", "trace-collector", "metrics", "ratelimit"]
 
 
 def _call(path: str, *args: Any) -> Any:

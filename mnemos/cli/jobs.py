@@ -1,0 +1,192 @@
+"""``mnemos jobs submit|list|get|cancel|logs``: CORTEX jobs from the shell.
+
+``submit`` connects to the platform (``MNEMOS_RAY_ADDRESS``, ``RAY_ADDRESS`` — set inside
+``ray job submit`` — or the cluster ``mnemos up`` started; else an embedded one). ``list``,
+``get`` and ``logs`` ask CORTEX when a platform is up, and otherwise read the journal in ENGRAM.
+
+    mnemos jobs submit mnemos.cortex.testing:add 2 3 --wait
+    ray job submit --address http://127.0.0.1:8265 -- python -m mnemos jobs submit pkg.mod:fn '{"a": 1}' --wait
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import typer
+
+from mnemos.cli._output import Output, console, emit
+from mnemos.errors import UnavailableError, ValidationError
+
+app = typer.Typer(help="CORTEX jobs: submit, list, get, cancel, logs.", no_args_is_help=True)
+
+_COLUMNS = ("ID", "NAME", "QUEUE", "PRIORITY", "STATUS", "ATTEMPTS", "WORKER", "FUNCTION")
+
+
+def _value(text: str) -> Any:
+    """A command-line argument: JSON when it parses (``2``, ``"x"``, ``{"a": 1}``), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _pairs(items: list[str], option: str, parse: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValidationError(f"{option}: {item!r} is not NAME=VALUE", param=option)
+        out[key] = _value(value) if parse else value
+    return out
+
+
+def _platform_up() -> bool:
+    import ray
+
+    from mnemos.cli._session import platform_address
+
+    return ray.is_initialized() or bool(platform_address() or os.environ.get("RAY_ADDRESS"))
+
+
+def _jobs() -> Any:
+    """``client.jobs`` of a connected client."""
+    from mnemos.cli._session import open_client
+
+    return open_client(connect=True).jobs
+
+
+def _reader() -> Any:
+    """Something with ``get/list/logs``: CORTEX when a platform is up, else the journal."""
+    if _platform_up():
+        jobs = _jobs()
+        return _Live(jobs)
+    from mnemos.config import load_settings
+    from mnemos.cortex.journal import JournalView
+    from mnemos.engram import Engram
+
+    return JournalView(Engram.from_settings(load_settings()))
+
+
+class _Live:
+    def __init__(self, jobs: Any) -> None:
+        self.jobs = jobs
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        return dict(self.jobs._call("get", job_id))
+
+    def list(self, queue: str | None, status: str | None, limit: int) -> list[dict[str, Any]]:
+        return list(self.jobs.list(queue=queue, status=status, limit=limit))
+
+    def logs(self, job_id: str) -> str:
+        return str(self.jobs._call("logs", job_id))
+
+
+def _row(view: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        view["id"],
+        view.get("name") or "",
+        view["queue"],
+        view["priority"],
+        view["status"],
+        f"{view['attempts']}/{view['maxAttempts']}",
+        view.get("worker") or "",
+        view["function"],
+    )
+
+
+def _show(view: dict[str, Any], output: Output) -> None:
+    if output is not Output.table:
+        emit(view, output)
+        return
+    rows = [(key, json.dumps(value) if isinstance(value, (dict, list)) else value) for key, value in view.items()]
+    emit(view, output, ("FIELD", "VALUE"), [(k, "" if v is None else v) for k, v in rows])
+
+
+@app.command()
+def submit(
+    function: str = typer.Argument(..., help="'package.module:function' to call."),
+    args: list[str] = typer.Argument(None, help="Positional arguments, each read as JSON (else as a string)."),
+    kwarg: list[str] = typer.Option([], "--kwarg", "-k", help="Keyword argument NAME=JSON (repeatable)."),
+    queue: str = typer.Option("default", "--queue", "-q", help="A queue of settings.cortex.queues."),
+    priority: int = typer.Option(0, "--priority", "-p", help="Higher runs first."),
+    gpus: float | None = typer.Option(None, "--gpus", help="GPUs the job needs."),
+    cpus: float | None = typer.Option(None, "--cpus", help="CPUs per worker the job needs."),
+    pool: str | None = typer.Option(None, "--pool", help="Run only on this NEURON pool."),
+    label: list[str] = typer.Option([], "--label", "-l", help="Label NAME=VALUE (repeatable), e.g. team=vision."),
+    max_attempts: int | None = typer.Option(None, "--max-attempts", help="Attempts before the job fails."),
+    timeout: str | None = typer.Option(None, "--timeout", help="Per attempt: seconds or 30s, 5m …"),
+    name: str | None = typer.Option(None, "--name", help="A display name."),
+    wait: bool = typer.Option(False, "--wait", "-w", help="Wait for the result and print it."),
+    wait_timeout: float | None = typer.Option(None, "--wait-timeout", help="Give up waiting after this many seconds."),
+    output: Output = typer.Option(Output.table, "-o", "--output"),
+) -> None:
+    """Queue MODULE:FUNCTION(ARGS…); prints the job id, or with --wait its result."""
+    from mnemos.cortex.codec import validate_reference
+
+    validate_reference(function)
+    resources = {k: v for k, v in (("gpus", gpus), ("cpus", cpus), ("pool", pool)) if v is not None}
+    handle = _jobs().submit(
+        function,
+        *[_value(a) for a in args or []],
+        queue=queue,
+        priority=priority,
+        resources=resources or None,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        labels=_pairs(label, "--label", parse=False),
+        name=name,
+        **_pairs(kwarg, "--kwarg", parse=True),
+    )
+    if not wait:
+        if output is Output.table:
+            console.print(f"job {handle.id} queued")
+        else:
+            emit(handle.info(), output)
+        return
+    view = handle.wait(wait_timeout)
+    value = handle._api.value_of(view, wait_timeout)  # raises when it failed, was cancelled or is unfinished
+    if output is Output.table:
+        print(json.dumps(value, default=repr))
+    else:
+        emit({**{k: v for k, v in view.items() if k != "result"}, "value": value}, output)
+
+
+@app.command("list")
+def list_jobs(
+    queue: str | None = typer.Option(None, "--queue", "-q"),
+    status: str | None = typer.Option(
+        None, "--status", "-s", help="queued, running, retrying, succeeded, failed (dead), cancelled."
+    ),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, max=10_000),
+    output: Output = typer.Option(Output.table, "-o", "--output"),
+) -> None:
+    """Jobs, newest first."""
+    views = _reader().list(queue, status, limit)
+    emit(views, output, _COLUMNS, [_row(v) for v in views])
+
+
+@app.command()
+def get(job_id: str, output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
+    """One job: status, attempts, worker, timestamps, error, result."""
+    _show(_reader().get(job_id), output)
+
+
+@app.command()
+def cancel(job_id: str, output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
+    """Cancel a queued, retrying or running job."""
+    if not _platform_up():
+        raise UnavailableError("no platform is up to cancel the job on: start one with `mnemos up`")
+    view = _jobs().get(job_id).cancel()
+    if output is Output.table:
+        console.print(f"job {view['id']} {view['status']}")
+    else:
+        emit(view, output)
+
+
+@app.command()
+def logs(job_id: str) -> None:
+    """What the job printed (stdout and stderr, every attempt)."""
+    text = _reader().logs(job_id)
+    print(text, end="" if text.endswith("\n") or not text else "\n")

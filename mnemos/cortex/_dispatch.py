@@ -1,0 +1,250 @@
+"""How CORTEX runs jobs on NEURON workers: batched dispatch, completions by long-poll, settlement.
+
+Each dispatch round sends every worker the jobs it got as ONE ``start`` call. Each worker has
+one outstanding ``completions()`` call (a long-poll that returns as soon as one of its jobs
+ended, with every outcome ready by then): its ObjectRef is awaited, so nothing polls, and a
+dead worker shows as a ``RayActorError`` on it — its jobs are retried, the worker replaced.
+Settlement turns outcomes into journal records, one append for all of a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from typing import Any
+
+import ray
+
+from mnemos.cortex._queue import QueueState, backoff_delay
+from mnemos.cortex.codec import envelope_digest
+from mnemos.cortex.job import Job, apply_record
+from mnemos.neuron.pools import PoolSet, WorkerSlot
+
+__all__ = ["Dispatcher"]
+
+log = logging.getLogger("mnemos.cortex")
+WORKER_LOST = (
+    ray.exceptions.RayActorError,
+    ray.exceptions.WorkerCrashedError,
+    ray.exceptions.NodeDiedError,
+    ray.exceptions.ObjectLostError,
+    ray.exceptions.LocalRayletDiedError,
+)
+Outcome = dict[str, Any]
+
+
+class Dispatcher:
+    """The dispatch half of the ``Cortex`` actor (state lives on the actor)."""
+
+    jobs: dict[str, Job]
+    queues: dict[str, QueueState]
+    pools: PoolSet
+    journal: Any
+    lineage: Any
+    _wake: asyncio.Event
+
+    # -- sending ------------------------------------------------------------------------------
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                self._dispatch()
+            except Exception:  # noqa: BLE001 - keep dispatching whatever one job did
+                log.exception("dispatch round failed")
+
+    def _dispatch(self) -> None:
+        """Start every job that has a queue slot and a worker slot, highest priority first."""
+        batches: dict[WorkerSlot, list[dict[str, Any]]] = {}
+        ready = sorted((q for q in self.queues.values() if q.heap), key=lambda q: q.heap[0][0])
+        for queue in ready:
+            blocked: list[tuple[int, int, str]] = []
+            while queue.heap and queue.running < queue.config.concurrency:
+                entry = heapq.heappop(queue.heap)
+                job = self.jobs.get(entry[2])
+                if job is None or job.status != "queued":
+                    continue
+                pools = self.pools.candidates(job.resources)
+                if not pools:  # admitted under other settings, and no pool of these can run it
+                    rec = {"t": "fail", "id": job.id, "error": "no declared pool with workers can run it"}
+                    asyncio.get_running_loop().create_task(self._commit(job, {**rec, "ts": time.time()}))
+                    continue
+                slot = self.pools.acquire(pools)
+                if slot is None:  # its pools are full: let jobs for other pools pass
+                    blocked.append(entry)
+                    if len(blocked) >= 32:
+                        break
+                    continue
+                batches.setdefault(slot, []).append(self._start(job, queue, slot))
+            for entry in blocked:
+                heapq.heappush(queue.heap, entry)
+        loop = asyncio.get_running_loop()
+        for slot, invocations in batches.items():
+            if slot.reader is None:
+                slot.reader = loop.create_task(self._read(slot))
+            ref = slot.handle.start.remote(invocations)
+            loop.create_task(self._ack(slot, ref, invocations))
+
+    def _start(self, job: Job, queue: QueueState, slot: WorkerSlot) -> dict[str, Any]:
+        attempt = job.attempts + 1
+        rec = {"t": "start", "id": job.id, "attempt": attempt, "worker": slot.name, "pool": slot.pool}
+        rec["ts"] = time.time()
+        apply_record(self.jobs, rec)
+        self.journal.append(rec)
+        slot.jobs[job.id] = attempt
+        job.slot = slot
+        queue.running += 1
+        queue.max_running = max(queue.max_running, queue.running)
+        if job.timeout:
+            job.timer = asyncio.get_running_loop().call_later(job.timeout, self._expire, job.id, attempt)
+        self.lineage.record(f"job:{job.id}", "execution", attempt=attempt, worker=slot.name, pool=slot.pool)
+        return job.invocation()
+
+    async def _ack(self, slot: WorkerSlot, ref: Any, invocations: list[dict[str, Any]]) -> None:
+        """Await the ``start`` call: a dead worker or a call that failed fails those attempts."""
+        try:
+            await ref
+        except WORKER_LOST as exc:
+            self._worker_lost(slot, exc)
+        except Exception as exc:  # noqa: BLE001 - e.g. an invocation that could not be sent
+            error = {"ok": False, "error": f"could not start on {slot.name}: {type(exc).__name__}: {exc}"}
+            self._on_outcomes(slot, [{**error, "id": i["id"], "attempt": i["attempt"]} for i in invocations])
+
+    # -- receiving ----------------------------------------------------------------------------
+    async def _read(self, slot: WorkerSlot) -> None:
+        """The long-poll of one worker's completions, for as long as the worker lives."""
+        while slot.alive:
+            try:
+                outcomes = await slot.handle.completions.remote()
+            except WORKER_LOST as exc:
+                self._worker_lost(slot, exc)
+                return
+            except Exception:  # noqa: BLE001 - not expected: log, and ask again after a pause
+                log.exception("completions of %s failed", slot.name)
+                await asyncio.sleep(1.0)
+                continue
+            if outcomes:
+                self._on_outcomes(slot, outcomes)
+
+    def _on_outcomes(self, slot: WorkerSlot, outcomes: list[Outcome]) -> None:
+        items = []
+        for outcome in outcomes:
+            job = self.jobs.get(outcome["id"])
+            if job is None or slot.jobs.get(job.id) != outcome["attempt"]:
+                continue  # a cancelled, timed-out or stale attempt: its outcome is discarded
+            self._detach(job)
+            items.append((job, outcome["attempt"], outcome))
+        if items:
+            asyncio.get_running_loop().create_task(self._settle(items))
+
+    def _detach(self, job: Job) -> None:
+        """Free the worker and queue slots of a job's running attempt (once)."""
+        slot = job.slot
+        if job.timer is not None:
+            job.timer.cancel()
+            job.timer = None
+        if slot is None or slot.jobs.get(job.id) != job.attempts:
+            return
+        del slot.jobs[job.id]
+        job.slot = None
+        self.pools.release(slot)
+        self.queues[job.queue].running -= 1
+        self._wake.set()
+
+    def _expire(self, job_id: str, attempt: int) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or job.status != "running" or job.attempts != attempt:
+            return
+        worker = job.worker
+        self._detach(job)
+        outcome = {"ok": False, "error": f"timed out after {job.timeout:g}s", "worker": worker}
+        asyncio.get_running_loop().create_task(self._settle([(job, attempt, outcome)]))
+
+    def _worker_lost(self, slot: WorkerSlot, exc: BaseException) -> None:
+        """Replace a dead worker; each of its jobs counts a failed attempt (and is retried)."""
+        if not slot.alive:
+            return
+        lost = [(self.jobs[job_id], attempt) for job_id, attempt in slot.jobs.items() if job_id in self.jobs]
+        error = f"worker {slot.name} was lost ({type(exc).__name__})"
+        for job, _ in lost:
+            self._detach(job)
+        self.pools.replace(slot)
+        self._wake.set()
+        items = [(job, attempt, {"ok": False, "error": error, "worker": slot.name}) for job, attempt in lost]
+        if items:
+            asyncio.get_running_loop().create_task(self._settle(items))
+
+    # -- settling -----------------------------------------------------------------------------
+    async def _settle(self, items: list[tuple[Job, int, Outcome]]) -> None:
+        """Journal what attempts came to; the final ones are committed before waiters wake."""
+        records, final = [], []
+        now = time.time()
+        for job, attempt, outcome in items:
+            if job.status != "running" or job.attempts != attempt:
+                continue  # cancelled meanwhile
+            rec = self._record_of(job, attempt, outcome, now)
+            apply_record(self.jobs, rec)
+            records.append(rec)
+            if rec["t"] == "retry":
+                asyncio.get_running_loop().call_later(rec["retryAt"] - now, self._requeue, job.id)
+            else:
+                final.append(job)
+        if not records:
+            return
+        durable = self.journal.append(*records)
+        if final:
+            await asyncio.shield(durable)
+            for job in final:
+                self._committed(job)
+
+    def _record_of(self, job: Job, attempt: int, outcome: Outcome, now: float) -> dict[str, Any]:
+        base = {
+            "id": job.id,
+            "attempt": attempt,
+            "worker": outcome.get("worker"),
+            "logs": outcome.get("logs"),
+            "ts": now,
+        }
+        if outcome.get("ok"):
+            result = outcome["result"]
+            digest = envelope_digest(result)
+            if "digest" in result:
+                self.lineage.record(f"artifact:{digest}", "artifact", parents=[f"job:{job.id}"], bytes=result["bytes"])
+            self.lineage.record(
+                f"job:{job.id}", "result", status="succeeded", result_digest=digest,
+                result_inline="digest" not in result, result_bytes=result["bytes"],
+            )  # fmt: skip
+            return {**base, "t": "result", "result": result, "started": outcome.get("started"),
+                    "finished": outcome.get("finished")}  # fmt: skip
+        failures = job.failures + 1
+        if not outcome.get("fatal") and failures < job.max_attempts:
+            delay = backoff_delay(self.queues[job.queue].config, failures)
+            return {**base, "t": "retry", "failures": failures, "error": outcome.get("error"), "retryAt": now + delay}
+        self.lineage.record(f"job:{job.id}", "result", status="failed", error=outcome.get("error"))
+        return {**base, "t": "fail", "failures": failures, "error": outcome.get("error"),
+                "traceback": outcome.get("traceback")}  # fmt: skip
+
+    async def _commit(self, job: Job, rec: dict[str, Any]) -> None:
+        """Apply a final record, wait until it is durable, then wake the job's waiters."""
+        apply_record(self.jobs, rec)
+        await asyncio.shield(self.journal.append(rec))
+        self._committed(job)
+
+    @staticmethod
+    def _committed(job: Job) -> None:
+        job.committed = True
+        if job.settled is not None:
+            job.settled.set()
+
+    def _requeue(self, job_id: str) -> None:
+        """Back in its queue after the backoff."""
+        job = self.jobs.get(job_id)
+        if job is None or job.status != "retrying":
+            return
+        rec = {"t": "requeue", "id": job_id, "reason": "backoff elapsed", "ts": time.time()}
+        apply_record(self.jobs, rec)
+        self.journal.append(rec)
+        self.queues[job.queue].push(job)
+        self._wake.set()

@@ -1,0 +1,296 @@
+"""``client.jobs``: submit Python functions or ``module:function`` references to CORTEX.
+
+>>> job = client.jobs.submit("mnemos.cortex.testing:add", 2, 3)
+>>> job.result(timeout=60)
+5
+>>> job = client.jobs.submit(lambda x: x * 2, 21, queue="default", priority=5)
+>>> [h.result() for h in client.jobs.submit_many(abs, [(-1,), (-2,)])]
+[1, 2]
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import getpass
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pydantic import ValidationError as PydanticValidationError
+
+from mnemos._model import to_validation_error
+from mnemos.cortex.codec import decode_value, describe_callable, pickle_call, resolve_reference
+from mnemos.cortex.job import TERMINAL, JobOptions, JobResources, new_job_id
+from mnemos.errors import ClientError, ConflictError, MnemosError, ServerError, UnavailableError
+
+__all__ = ["JobCancelledError", "JobFailedError", "JobHandle", "JobTimeoutError", "JobsAPI"]
+
+_SUBMIT_CHUNK = 2000
+_RESTART_WAIT = 300.0
+# Calls that may be sent again when CORTEX died mid-call (submits carry client-made job ids).
+_REPEATABLE = frozenset({"submit_many", "get", "wait", "wait_many", "list", "logs", "stats"})
+
+
+class JobFailedError(ServerError):
+    """The job ran out of attempts; the message carries its last error."""
+
+    code = "job_failed"
+
+
+class JobCancelledError(ConflictError):
+    """The job was cancelled before it produced a result."""
+
+    code = "job_cancelled"
+
+
+class JobTimeoutError(ServerError, TimeoutError):
+    """``result(timeout=)`` elapsed before the job finished (the job goes on)."""
+
+    status = 504
+    code = "job_wait_timeout"
+
+
+def _principal() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user database in some containers
+        return "local"
+
+
+class JobHandle:
+    """A submitted job: ``status()``, ``result(timeout=)``, ``cancel()``, ``logs()``, ``info()``."""
+
+    def __init__(self, api: JobsAPI, job_id: str) -> None:
+        self._api = api
+        self.id = job_id
+
+    def __repr__(self) -> str:
+        return f"JobHandle({self.id!r})"
+
+    def info(self) -> dict[str, Any]:
+        """The job as CORTEX sees it now (status, attempts, worker, timestamps, error …)."""
+        return self._api._call("get", self.id)
+
+    def status(self) -> str:
+        return str(self.info()["status"])
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any]:
+        """The job once it is finished (committed), or as it is after ``timeout`` seconds."""
+        return self._api._call("wait", self.id, timeout)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The job's return value; raises ``JobFailedError``, ``JobCancelledError`` or ``JobTimeoutError``."""
+        return self._api.value_of(self.wait(timeout), timeout)
+
+    def cancel(self) -> dict[str, Any]:
+        return self._api._call("cancel", self.id, self._api.principal)
+
+    def logs(self) -> str:
+        """What the job printed to stdout and stderr (every attempt)."""
+        return str(self._api._call("logs", self.id))
+
+
+class JobsAPI:
+    """CORTEX jobs from Python (``client.jobs``).
+
+    Args:
+        client: a ``mnemos.Client``; its process is connected to Ray on first use.
+        principal: who submits (lineage ``intent``); default: the OS user.
+    """
+
+    def __init__(self, client: Any, principal: str | None = None) -> None:
+        self.client = client
+        self.principal = principal or _principal()
+        self._cortex: Any = None
+
+    # -- plumbing -----------------------------------------------------------------------------
+    @property
+    def cortex(self) -> Any:
+        """The ``cortex`` actor handle (started on first use)."""
+        if self._cortex is None:
+            from mnemos.cortex.control import ensure
+            from mnemos.cradle import init_ray
+
+            init_ray(None, self.client.settings)
+            components = getattr(self.client, "_components", {})
+            self._cortex = components.get("cortex") or ensure(self.client.settings, self.client.engram)
+            components["cortex"] = self._cortex
+        return self._cortex
+
+    def _call(self, method: str, *args: Any) -> Any:
+        """Call CORTEX; while it restarts, calls that are safe to repeat are retried (up to 5 min)."""
+        import ray
+
+        deadline, delay = time.monotonic() + _RESTART_WAIT, 0.2
+        while True:
+            try:
+                return ray.get(getattr(self.cortex, method).remote(*args))
+            except ray.exceptions.RayTaskError as exc:
+                if isinstance(exc.cause, MnemosError):  # raised on purpose by CORTEX: unwrap it
+                    raise exc.cause from None
+                raise
+            except ray.exceptions.RayActorError as exc:
+                if method not in _REPEATABLE or time.monotonic() > deadline:
+                    raise UnavailableError(f"CORTEX is not available ({type(exc).__name__}): try again") from None
+                self._cortex = None  # restarting: the same actor; gone for good: ensure() starts a new one
+                getattr(self.client, "_components", {}).pop("cortex", None)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    # -- submit -------------------------------------------------------------------------------
+    def _spec(
+        self,
+        fn: Callable[..., Any] | str,
+        args: tuple[Any, ...] | list[Any],
+        kwargs: dict[str, Any],
+        options: dict[str, Any],
+    ) -> dict[str, Any]:
+        if isinstance(fn, str):
+            resolve_reference(fn)  # a clear error here rather than on a worker
+            function, payload = fn, pickle_call(None, args, kwargs)
+        elif callable(fn):
+            function, payload = describe_callable(fn), pickle_call(fn, args, kwargs)
+        else:
+            raise ClientError(f"fn: expected a callable or 'module:function', got {type(fn).__name__}", param="fn")
+        spec = dict(options)
+        spec["function"] = function
+        spec.setdefault("id", new_job_id())  # made here, so that a repeated submit is the same job
+        if len(payload) > self.client.settings.cortex.inline_result_bytes:
+            spec["payloadDigest"] = self.client.engram.put(payload)
+        else:
+            spec["payload"] = base64.b64encode(payload).decode()
+        return spec
+
+    def submit(
+        self,
+        fn: Callable[..., Any] | str,
+        *args: Any,
+        queue: str = "default",
+        priority: int = 0,
+        resources: JobResources | dict[str, Any] | None = None,
+        max_attempts: int | None = None,
+        timeout: float | str | None = None,
+        labels: dict[str, str] | None = None,
+        name: str | None = None,
+        job_id: str | None = None,
+        parents: Iterable[str] = (),
+        **kwargs: Any,
+    ) -> JobHandle:
+        """Queue ``fn(*args, **kwargs)``; returns once CORTEX's journal holds the job.
+
+        Args:
+            fn: a callable (sent with cloudpickle) or ``"package.module:function"``.
+            queue: a queue of ``settings.cortex.queues``.
+            priority: higher runs first within the queue.
+            resources: ``{"gpus": 1}``, ``{"cpus": 0.5}``, ``{"pool": "cpu-a"}``, ``{"selector": {...}}``.
+            max_attempts: attempts before the job fails (default: the queue's).
+            timeout: seconds (or ``"30s"``) one attempt may run (default: the queue's).
+            labels: e.g. ``{"team": "vision"}`` (Policy quotas group by labels).
+            name: a display name. job_id: an idempotency key. parents: lineage parents.
+        Raises:
+            AdmissionError: refused (no pool can run it, a quota); the message names the rule.
+        """
+        options = self._options(queue, priority, resources, max_attempts, timeout, labels, name, job_id, parents)
+        return self._submit_specs([self._spec(fn, args, kwargs, options)])[0]
+
+    def submit_many(
+        self,
+        fn: Callable[..., Any] | str,
+        arguments: Iterable[Any],
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        resources: JobResources | dict[str, Any] | None = None,
+        max_attempts: int | None = None,
+        timeout: float | str | None = None,
+        labels: dict[str, str] | None = None,
+        name: str | None = None,
+    ) -> list[JobHandle]:
+        """One job per item of ``arguments`` (a tuple is spread as positional arguments), in few calls."""
+        options = self._options(queue, priority, resources, max_attempts, timeout, labels, name, None, ())
+        specs = [self._spec(fn, a if isinstance(a, tuple) else (a,), {}, options) for a in arguments]
+        return self._submit_specs(specs)
+
+    @staticmethod
+    def _options(
+        queue: str,
+        priority: int,
+        resources: Any,
+        max_attempts: int | None,
+        timeout: float | str | None,
+        labels: dict[str, str] | None,
+        name: str | None,
+        job_id: str | None,
+        parents: Iterable[str],
+    ) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "queue": queue,
+            "priority": priority,
+            "labels": labels or {},
+            "parents": list(parents),
+        }
+        if resources is not None:
+            values["resources"] = resources
+        for key, value in (("max_attempts", max_attempts), ("timeout", timeout), ("name", name), ("id", job_id)):
+            if value is not None:
+                values[key] = value
+        try:
+            return JobOptions.model_validate(values).spec()
+        except PydanticValidationError as exc:
+            raise to_validation_error(exc) from None
+
+    def _submit_specs(self, specs: list[dict[str, Any]]) -> list[JobHandle]:
+        ids: list[str] = []
+        for start in range(0, len(specs), _SUBMIT_CHUNK):
+            ids.extend(self._call("submit_many", specs[start : start + _SUBMIT_CHUNK], self.principal))
+        return [JobHandle(self, job_id) for job_id in ids]
+
+    # -- queries ------------------------------------------------------------------------------
+    def get(self, job_id: str) -> JobHandle:
+        """The handle of an existing job (``NotFoundError`` when unknown)."""
+        self._call("get", job_id)
+        return JobHandle(self, job_id)
+
+    def list(
+        self,
+        queue: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        labels: dict[str, str] | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        """Jobs, newest first (``status="dead"``: failed after their attempts ran out)."""
+        return list(self._call("list", queue, status, limit, labels))
+
+    def retry(self, job_id: str) -> JobHandle:
+        """Submit a failed or cancelled job again; returns the new job."""
+        return JobHandle(self, self._call("retry", job_id, self.principal))
+
+    def wait(self, handles: Iterable[JobHandle | str], timeout: float | None = None) -> builtins.list[dict[str, Any]]:
+        """Every job once finished (one call to CORTEX for all)."""
+        ids = [h.id if isinstance(h, JobHandle) else h for h in handles]
+        return list(self._call("wait_many", ids, timeout))
+
+    def results(self, handles: Iterable[JobHandle | str], timeout: float | None = None) -> builtins.list[Any]:
+        """The results of many jobs, in order; the first failure raises."""
+        return [self.value_of(view, timeout) for view in self.wait(handles, timeout)]
+
+    def stats(self) -> dict[str, Any]:
+        """Queues, pools and job counts."""
+        return dict(self._call("stats"))
+
+    def value_of(self, view: dict[str, Any], timeout: float | None = None) -> Any:
+        """The Python result of a job view; raises when it failed, was cancelled or is unfinished."""
+        status = view["status"]
+        if status == "succeeded":
+            return decode_value(view.get("result"), self.client.engram)
+        if status == "failed":
+            raise JobFailedError(
+                f"job {view['id']} failed after {view['attempts']} attempt(s): {view.get('error')}", job=view["id"]
+            )
+        if status == "cancelled":
+            raise JobCancelledError(f"job {view['id']} was cancelled", job=view["id"])
+        if status not in TERMINAL:
+            waited = f" after {timeout:g}s" if timeout is not None else ""
+            raise JobTimeoutError(f"job {view['id']} is still {status}{waited}", job=view["id"])
+        raise ServerError(f"job {view['id']} is in an unknown state {status!r}")  # pragma: no cover

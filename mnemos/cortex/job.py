@@ -1,0 +1,322 @@
+"""A CORTEX job: the request a client sends, the state CORTEX keeps, and the journal records.
+
+State changes are journal records; ``apply_record`` is the one place that turns a record into
+state, used both live and when the journal is replayed after a restart, so the two cannot
+drift apart::
+
+    submit  -> queued                       (acknowledged once durable)
+    start   -> running   (attempt n)
+    retry   -> retrying  (backoff, then queued again)
+    requeue -> queued    (CORTEX restarted while it was running)
+    result  -> succeeded (committed once; a job with a result is never run again)
+    fail    -> failed    (attempts exhausted, or the function cannot be found)
+    cancel  -> cancelled
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from mnemos._model import CoreModel, Duration
+from mnemos.cortex.codec import Envelope, validate_reference
+from mnemos.errors import ValidationError
+
+__all__ = [
+    "ACTIVE",
+    "STATUSES",
+    "TERMINAL",
+    "Job",
+    "JobOptions",
+    "JobRequest",
+    "JobResources",
+    "apply_record",
+    "join_logs",
+    "new_job_id",
+    "select",
+]
+
+STATUSES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled")
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+ACTIVE = frozenset({"queued", "running", "retrying"})
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex[:20]
+
+
+class JobResources(CoreModel):
+    """What a job needs from the pool that runs it."""
+
+    cpus: float = Field(0.0, ge=0, description="CPUs a pool's worker must have.")
+    gpus: float = Field(0.0, ge=0, description="GPUs a pool's worker must have; 0: any pool (GPU pools first).")
+    pool: str | None = Field(None, description="Run only on this pool.")
+    selector: dict[str, str] = Field(default_factory=dict, description="Labels the pool's selector must carry.")
+
+
+class JobOptions(CoreModel):
+    """How a job is run: everything of a request but the call itself."""
+
+    queue: str = Field("default", description="A queue declared in settings.cortex.queues.")
+    priority: int = Field(0, description="Higher runs first within the queue.")
+    resources: JobResources = Field(default_factory=JobResources)
+    max_attempts: int | None = Field(None, ge=1, description="Attempts before the job fails; default: the queue's.")
+    timeout: Duration | None = Field(None, gt=0, description="Seconds one attempt may run; default: the queue's.")
+    labels: dict[str, str] = Field(default_factory=dict, description="e.g. team; Policy quotas group by them.")
+    name: str | None = Field(None, max_length=200, description="A display name.")
+    id: str | None = Field(None, description="Idempotency key: submitting an existing id returns that job.")
+    parents: list[str] = Field(default_factory=list, description="Lineage parents (run:…, step:…, artifact:…).")
+
+    @field_validator("id")
+    @classmethod
+    def _job_id(cls, value: str | None) -> str | None:
+        if value is not None and not _JOB_ID.match(value):
+            raise ValueError("use letters, digits, '.', '_' and '-' (at most 128, starting with a letter or digit)")
+        return value
+
+    def spec(self) -> dict[str, Any]:
+        """The options as CORTEX takes them (camelCase, unset ones left out)."""
+        out = self.model_dump(by_alias=True, exclude_none=True, exclude={"resources"})
+        out["resources"] = self.resources.model_dump(exclude_defaults=True)
+        return out
+
+
+class JobRequest(JobOptions):
+    """A job as clients submit it (the body of ``POST /v1/jobs``)."""
+
+    function: str = Field(description="'package.module:function' to call.")
+    args: list[Any] = Field(default_factory=list, description="Positional arguments (JSON).")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments (JSON).")
+
+    @field_validator("function")
+    @classmethod
+    def _reference(cls, value: str) -> str:
+        try:
+            return validate_reference(value)
+        except Exception as exc:  # noqa: BLE001 - reported by pydantic with the field path
+            raise ValueError(getattr(exc, "message", str(exc)).removeprefix("function: ")) from None
+
+    def spec(self) -> dict[str, Any]:
+        out = super().spec()
+        out["args"], out["kwargs"] = self.args, self.kwargs
+        return out
+
+
+@dataclass(eq=False)
+class Job:
+    """The state CORTEX keeps for one job (journal fields, then runtime-only fields)."""
+
+    id: str
+    queue: str
+    function: str
+    priority: int = 0
+    seq: int = 0
+    payload: str | None = None  # base64 cloudpickle of (fn | None, args, kwargs)
+    payload_digest: str | None = None
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+    max_attempts: int = 3
+    timeout: float | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    name: str | None = None
+    principal: str | None = None
+    parents: list[str] = field(default_factory=list)
+    submitted_at: float = 0.0
+    status: str = "queued"
+    attempts: int = 0
+    failures: int = 0
+    worker: str | None = None
+    pool: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    retry_at: float | None = None
+    error: str | None = None
+    traceback: str | None = None
+    result: Envelope | None = None
+    logs: list[dict[str, Any]] = field(default_factory=list)  # [{attempt, status, logs: envelope}]
+    # runtime only (never journaled)
+    committed: bool = False
+    settled: asyncio.Event | None = None
+    slot: Any = None  # the WorkerSlot of the running attempt
+    timer: asyncio.TimerHandle | None = None  # the running attempt's timeout
+
+    # -- records ------------------------------------------------------------------------------
+    def submit_record(self) -> dict[str, Any]:
+        rec: dict[str, Any] = {
+            "t": "submit",
+            "id": self.id,
+            "queue": self.queue,
+            "function": self.function,
+            "priority": self.priority,
+            "seq": self.seq,
+            "resources": self.resources,
+            "maxAttempts": self.max_attempts,
+            "timeout": self.timeout,
+            "labels": self.labels,
+            "name": self.name,
+            "principal": self.principal,
+            "parents": self.parents,
+            "ts": self.submitted_at,
+        }
+        for key, value in (("payload", self.payload), ("payloadDigest", self.payload_digest)):
+            if value is not None:
+                rec[key] = value
+        if self.args is not None or self.kwargs is not None:
+            rec["args"], rec["kwargs"] = self.args or [], self.kwargs or {}
+        return rec
+
+    @classmethod
+    def from_submit(cls, rec: dict[str, Any]) -> Job:
+        return cls(
+            id=rec["id"],
+            queue=rec.get("queue") or "default",
+            function=rec["function"],
+            priority=int(rec.get("priority", 0)),
+            seq=int(rec.get("seq", 0)),
+            payload=rec.get("payload"),
+            payload_digest=rec.get("payloadDigest"),
+            args=rec.get("args"),
+            kwargs=rec.get("kwargs"),
+            resources=dict(rec.get("resources") or {}),
+            max_attempts=int(rec.get("maxAttempts") or 1),
+            timeout=rec.get("timeout"),
+            labels=dict(rec.get("labels") or {}),
+            name=rec.get("name"),
+            principal=rec.get("principal"),
+            parents=list(rec.get("parents") or []),
+            submitted_at=float(rec.get("ts") or time.time()),
+        )
+
+    def invocation(self) -> dict[str, Any]:
+        """What the worker needs to run an attempt."""
+        inv: dict[str, Any] = {"id": self.id, "attempt": self.attempts, "function": self.function}
+        if self.payload is not None:
+            inv["payload"] = self.payload
+        elif self.payload_digest is not None:
+            inv["payloadDigest"] = self.payload_digest
+        else:
+            inv["args"], inv["kwargs"] = self.args or [], self.kwargs or {}
+        return inv
+
+    # -- views --------------------------------------------------------------------------------
+    def view(self, *, result: bool = True) -> dict[str, Any]:
+        """The job as the API shows it (camelCase, JSON-able)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "object": "job",
+            "name": self.name,
+            "queue": self.queue,
+            "priority": self.priority,
+            "function": self.function,
+            "status": self.status,
+            "attempts": self.attempts,
+            "maxAttempts": self.max_attempts,
+            "timeout": self.timeout,
+            "resources": self.resources,
+            "labels": self.labels,
+            "principal": self.principal,
+            "worker": self.worker,
+            "pool": self.pool,
+            "submittedAt": self.submitted_at,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "retryAt": self.retry_at if self.status == "retrying" else None,
+            "error": self.error,
+        }
+        if result and self.result is not None:
+            out["result"] = self.result
+        if result and self.traceback:
+            out["traceback"] = self.traceback
+        return out
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+def apply_record(jobs: dict[str, Job], rec: dict[str, Any]) -> Job | None:
+    """Apply one journal record to ``jobs``; returns the job it changed (``None`` if unknown).
+
+    A record for a job already terminal changes nothing, so a result is committed at most once
+    even if a record were replayed twice; a record this version does not know is skipped.
+    """
+    kind = rec.get("t")
+    if kind == "submit":
+        if "id" not in rec or "function" not in rec:
+            return None
+        if rec["id"] in jobs:
+            return jobs[rec["id"]]
+        created = Job.from_submit(rec)
+        jobs[created.id] = created
+        return created
+    job = jobs.get(rec.get("id", ""))
+    if job is None or job.terminal:
+        return None
+    ts = rec.get("ts")
+    if kind == "start":
+        job.status, job.attempts = "running", int(rec["attempt"])
+        job.worker, job.pool, job.started_at, job.retry_at = rec.get("worker"), rec.get("pool"), ts, None
+    elif kind == "requeue":
+        job.status, job.worker, job.retry_at = "queued", None, None
+    elif kind == "retry":
+        job.status, job.failures, job.error = "retrying", int(rec.get("failures", job.failures + 1)), rec.get("error")
+        job.retry_at = rec.get("retryAt")
+        _add_logs(job, rec, "retried")
+    elif kind == "result":
+        job.status, job.result, job.error, job.traceback = "succeeded", rec.get("result"), None, None
+        job.payload = job.args = job.kwargs = None  # never run again: the call is not kept in memory
+        job.started_at, job.finished_at = rec.get("started", job.started_at), rec.get("finished", ts)
+        job.worker = rec.get("worker", job.worker)
+        _add_logs(job, rec, "succeeded")
+    elif kind == "fail":
+        job.status, job.error, job.traceback = "failed", rec.get("error"), rec.get("traceback")
+        job.failures, job.finished_at = int(rec.get("failures", job.failures)), ts
+        _add_logs(job, rec, "failed")
+    elif kind == "cancel":
+        job.status, job.finished_at, job.error = "cancelled", ts, rec.get("reason")
+    return job
+
+
+def _add_logs(job: Job, rec: dict[str, Any], status: str) -> None:
+    if rec.get("logs"):
+        job.logs.append({"attempt": rec.get("attempt"), "status": status, "logs": rec["logs"]})
+
+
+def select(
+    jobs: Iterable[Job],
+    queue: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    labels: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Views of the jobs matching the filters, newest first (``status="dead"``: failed)."""
+    if status == "dead":
+        status = "failed"
+    if status is not None and status not in STATUSES:
+        raise ValidationError(f"status: {status!r} is not one of {', '.join(STATUSES)}, dead", param="status")
+    out = []
+    for job in sorted(jobs, key=lambda j: -j.seq):
+        if (queue and job.queue != queue) or (status and job.status != status):
+            continue
+        if labels and any(job.labels.get(k) != v for k, v in labels.items()):
+            continue
+        out.append(job.view(result=False))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def join_logs(parts: list[tuple[int | None, str, str]]) -> str:
+    """The logs of a job's attempts: plain for one attempt, with a header per attempt otherwise."""
+    if len(parts) == 1:
+        return parts[0][2]
+    return "".join(f"--- attempt {a} ({s}) ---\n{t}" + ("" if t.endswith("\n") else "\n") for a, s, t in parts)

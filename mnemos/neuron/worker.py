@@ -1,0 +1,208 @@
+"""NEURON job workers: Ray actors that run CORTEX jobs and capture each job's own output.
+
+A ``Worker`` is an async Ray actor that runs up to ``max_concurrency`` jobs at once, each on a
+thread of its own pool. CORTEX sends it attempts in batches (``start``) and keeps one
+``completions()`` call outstanding, which returns as soon as attempts have ended.
+
+``sys.stdout`` and ``sys.stderr`` of the worker process are replaced by streams that write to
+the buffer of the job running on the current thread (a context variable), so concurrent jobs
+never mix their output. What a job prints from threads it starts
+itself, or from subprocesses, goes to the worker's own log instead.
+
+A job that times out or is cancelled stops being awaited; Python cannot stop its thread, which
+runs to its end and has its result discarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import inspect
+import io
+import os
+import sys
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from mnemos.engram import Engram
+
+__all__ = ["LOG_LIMIT_CHARS", "Worker", "install_capture"]
+
+LOG_LIMIT_CHARS = 1024 * 1024
+"""Output kept per job attempt; the rest is dropped with a note."""
+
+
+class _Capture:
+    """The output of one job attempt, capped at ``limit`` characters."""
+
+    def __init__(self, limit: int = LOG_LIMIT_CHARS) -> None:
+        self._parts: list[str] = []
+        self._size = 0
+        self._limit = limit
+        self._dropped = 0
+
+    def write(self, text: str) -> None:
+        room = self._limit - self._size
+        if room <= 0:
+            self._dropped += len(text)
+            return
+        piece = text[:room]
+        self._parts.append(piece)
+        self._size += len(piece)
+        self._dropped += len(text) - len(piece)
+
+    def text(self) -> str:
+        out = "".join(self._parts)
+        if self._dropped:
+            out += f"\n[mnemos: {self._dropped} more characters of output were dropped]\n"
+        return out
+
+
+_CURRENT: contextvars.ContextVar[_Capture | None] = contextvars.ContextVar("mnemos_job_output", default=None)
+
+
+class _JobStream(io.TextIOBase):
+    """A text stream that writes to the current job's capture, else to the original stream."""
+
+    def __init__(self, original: Any) -> None:
+        self._original = original
+
+    def write(self, text: str) -> int:
+        capture = _CURRENT.get()
+        if capture is None:
+            return int(self._original.write(text))
+        capture.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if _CURRENT.get() is None:
+            self._original.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return int(self._original.fileno())
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self._original, "encoding", "utf-8"))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._original, name)
+
+
+def install_capture() -> None:
+    """Route ``print`` and writes to ``sys.stdout``/``sys.stderr`` to the running job (idempotent)."""
+    if not isinstance(sys.stdout, _JobStream):
+        sys.stdout = _JobStream(sys.stdout)
+    if not isinstance(sys.stderr, _JobStream):
+        sys.stderr = _JobStream(sys.stderr)
+
+
+class Worker:
+    """One NEURON worker of a pool (made a Ray actor by ``mnemos.neuron.pools``).
+
+    Args:
+        pool: the pool's name.
+        name: this worker's actor name (reported with each result).
+        engram: where large payloads are read from and large results written to.
+        inline_limit: results and logs larger than this (bytes) go to ENGRAM as blobs.
+        concurrency: jobs run at once (threads).
+    """
+
+    def __init__(self, pool: str, name: str, engram: Engram, inline_limit: int, concurrency: int) -> None:
+        self.pool = pool
+        self.name = name
+        self.engram = engram
+        self.inline_limit = inline_limit
+        self._executor = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=f"job-{pool}")
+        self._running: dict[str, _Capture] = {}
+        self._done: list[dict[str, Any]] = []
+        self._ready = asyncio.Event()
+        install_capture()
+
+    async def start(self, invocations: list[dict[str, Any]]) -> int:
+        """Start job attempts (each on a thread); their outcomes come from ``completions()``."""
+        loop = asyncio.get_running_loop()
+        for invocation in invocations:
+            future = loop.run_in_executor(self._executor, self._execute, invocation)
+            future.add_done_callback(functools.partial(self._finished, invocation))
+        return len(invocations)
+
+    def _finished(self, invocation: dict[str, Any], future: asyncio.Future[dict[str, Any]]) -> None:
+        try:
+            outcome = future.result()
+        except BaseException as exc:  # noqa: BLE001 - _execute catches the job's errors; this is ours
+            outcome = {"ok": False, "error": f"worker error: {type(exc).__name__}: {exc}", "worker": self.name}
+        outcome.update(id=invocation["id"], attempt=invocation["attempt"])
+        self._done.append(outcome)
+        self._ready.set()
+
+    async def completions(self, wait: float = 30.0) -> list[dict[str, Any]]:
+        """The outcomes of attempts ended since the last call; waits (at most ``wait`` s) for one."""
+        if not self._done:
+            self._ready.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), wait)
+        await asyncio.sleep(0)  # outcomes of jobs that ended at the same moment come along
+        out, self._done = self._done, []
+        return out
+
+    def _execute(self, invocation: dict[str, Any]) -> dict[str, Any]:
+        from mnemos.cortex.codec import encode_text, encode_value, load_call
+        from mnemos.errors import ValidationError
+
+        job_id = invocation["id"]
+        capture = _Capture()
+        token = _CURRENT.set(capture)
+        self._running[job_id] = capture
+        started = time.time()
+        outcome: dict[str, Any] = {"worker": self.name, "pool": self.pool, "started": started}
+        try:
+            try:
+                fn, args, kwargs = load_call(invocation, self.engram)
+            except ValidationError as exc:  # the function cannot be found: retrying will not help
+                outcome.update(ok=False, fatal=True, error=exc.message)
+                return outcome
+            value = fn(*args, **kwargs)
+            if inspect.isawaitable(value):
+                value = asyncio.run(_awaited(value))
+            outcome["finished"] = time.time()
+            outcome.update(ok=True, result=encode_value(value, self.engram, self.inline_limit))
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the job's failure is reported, not raised
+            outcome.update(ok=False, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=20))
+        finally:
+            _CURRENT.reset(token)
+            self._running.pop(job_id, None)
+            outcome.setdefault("finished", time.time())
+            outcome["logs"] = encode_text(capture.text(), self.engram, self.inline_limit)
+        return outcome
+
+    async def logs(self, job_id: str) -> str | None:
+        """The output so far of a job running here (``None`` when it is not running here)."""
+        capture = self._running.get(job_id)
+        return capture.text() if capture is not None else None
+
+    async def ping(self) -> dict[str, Any]:
+        """Who and where this worker is."""
+        import ray
+
+        return {
+            "name": self.name,
+            "pool": self.pool,
+            "pid": os.getpid(),
+            "node": ray.get_runtime_context().get_node_id(),
+            "running": len(self._running),
+        }
+
+
+async def _awaited(value: Any) -> Any:
+    return await value

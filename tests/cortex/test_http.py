@@ -1,0 +1,87 @@
+"""``/v1/jobs`` over HTTP: the router mounted in a plain FastAPI app, served by httpx's TestClient."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from mnemos.cortex.http import cortex_handle, router
+
+T = "mnemos.cortex.testing"
+
+
+@pytest.fixture()
+def http(cortex: Any) -> Iterator[TestClient]:
+    app = FastAPI()
+    app.include_router(router)
+    app.dependency_overrides[cortex_handle] = lambda: cortex
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def _error(response: Any, status: int, code: str, param: str | None = None) -> str:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["code"] == code
+    if param is not None:
+        assert error["param"] == param
+    return str(error["message"])
+
+
+def test_submit_get_wait_list_and_logs(http: TestClient) -> None:
+    created = http.post("/v1/jobs", json={"function": f"{T}:shout", "args": ["over http"], "priority": 3})
+    assert created.status_code == 200, created.text
+    job = created.json()
+    assert job["object"] == "job" and job["status"] in ("queued", "running", "succeeded") and job["priority"] == 3
+    done = http.get(f"/v1/jobs/{job['id']}", params={"wait": 60}).json()
+    assert done["status"] == "succeeded" and isinstance(done["result"]["value"], int)
+    assert http.get(f"/v1/jobs/{job['id']}/logs").json()["logs"].startswith("over http\n")
+    listed = http.get("/v1/jobs", params={"status": "succeeded", "limit": 5}).json()
+    assert listed["object"] == "list" and job["id"] in {j["id"] for j in listed["data"]}
+    add = http.post("/v1/jobs", json={"function": f"{T}:add", "kwargs": {"a": 2, "b": 3}, "labels": {"team": "web"}})
+    assert http.get(f"/v1/jobs/{add.json()['id']}", params={"wait": 60}).json()["result"]["value"] == 5
+
+
+def test_cancel_over_http(http: TestClient, tmp_path: Any) -> None:
+    gate = tmp_path / "gate"
+    job = http.post("/v1/jobs", json={"function": f"{T}:wait_for_file", "args": [str(gate)], "queue": "serial"}).json()
+    cancelled = http.delete(f"/v1/jobs/{job['id']}")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    gate.touch()
+    assert "already cancelled" in _error(http.delete(f"/v1/jobs/{job['id']}"), 409, "conflict", "id")
+
+
+def test_errors_have_the_openai_shape(http: TestClient) -> None:
+    assert "job 'nope' not found" in _error(http.get("/v1/jobs/nope"), 404, "not_found", "id")
+    _error(
+        http.post("/v1/jobs", json={"function": f"{T}:noop", "priority": "high"}), 422, "validation_error", "priority"
+    )
+    _error(http.post("/v1/jobs", json={"function": f"{T}:noop", "retries": 2}), 422, "validation_error", "retries")
+    _error(http.post("/v1/jobs", json={"args": [1]}), 422, "validation_error", "function")
+    _error(http.post("/v1/jobs", json={"function": "no reference"}), 422, "validation_error", "function")
+    _error(
+        http.post("/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}), 400, "bad_request"
+    )
+    assert "may not be called over HTTP" in _error(
+        http.post("/v1/jobs", json={"function": "os:system", "args": ["true"]}), 403, "permission_denied", "function"
+    )
+    _error(http.post("/v1/jobs", json={"function": f"{T}:_private"}), 403, "permission_denied", "function")
+    _error(http.post("/v1/jobs", json={"function": "no_such_module:f"}), 422, "validation_error", "function")
+    refused = _error(
+        http.post("/v1/jobs", json={"function": f"{T}:noop", "resources": {"gpus": 2}}), 403, "admission_refused"
+    )
+    assert "rule resources.gpus" in refused
+    _error(http.post("/v1/jobs", json={"function": f"{T}:noop", "queue": "nope"}), 404, "not_found", "queue")
+    _error(http.get("/v1/jobs", params={"status": "weird"}), 422, "validation_error", "status")
+    _error(http.get("/v1/jobs/x", params={"wait": 9999}), 422, "validation_error", "wait")
+
+
+def test_an_unknown_function_fails_the_job_without_retries(http: TestClient) -> None:
+    job = http.post("/v1/jobs", json={"function": f"{T}:not_there", "maxAttempts": 3}).json()
+    done = http.get(f"/v1/jobs/{job['id']}", params={"wait": 60}).json()
+    assert done["status"] == "failed" and done["attempts"] == 1  # retrying would not help
+    assert "has no attribute 'not_there'" in done["error"]
