@@ -1,0 +1,148 @@
+"""Every error the gateway returns, in OpenAI's shape: ``{"error": {message, type, param, code}}``.
+
+Bad input is never a 500: malformed JSON is 400, a field that fails validation 422 naming the
+field, an unknown model 404. Errors raised inside a model replica cross Ray wrapped in
+``RayTaskError``; they are unwrapped so their status and message survive.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any, cast
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic_core import to_json
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mnemos.errors import (
+    BadRequestError,
+    MnemosError,
+    NotFoundError,
+    RateLimitError,
+    UnavailableError,
+    ValidationError,
+)
+
+logger = logging.getLogger("mnemos.relay")
+
+_STATUS_CODES = {
+    400: ("invalid_request_error", "bad_request"),
+    401: ("authentication_error", "invalid_api_key"),
+    403: ("permission_error", "permission_denied"),
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    413: ("invalid_request_error", "payload_too_large"),
+    415: ("invalid_request_error", "unsupported_media_type"),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
+}
+
+
+class ModelNotFoundError(NotFoundError):
+    """A model name that no Model or Adapter serves."""
+
+    code = "model_not_found"
+
+
+def error_response(exc: MnemosError) -> Response:
+    """The HTTP response for one of our errors."""
+    headers = {}
+    if isinstance(exc, RateLimitError):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return Response(to_json(exc.to_openai()), status_code=exc.status, media_type="application/json", headers=headers)
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The original exception behind Ray's ``RayTaskError`` wrappers."""
+    seen = 0
+    while seen < 5 and hasattr(exc, "cause") and type(exc).__name__.startswith("RayTaskError"):
+        cause = exc.cause
+        if not isinstance(cause, BaseException):
+            break
+        exc = cause
+        seen += 1
+    return exc
+
+
+def as_mnemos_error(exc: BaseException, *, model: str | None = None) -> MnemosError:
+    """Map any exception raised while serving a request to a ``MnemosError``."""
+    exc = unwrap(exc)
+    if isinstance(exc, MnemosError):
+        return exc
+    name = type(exc).__name__
+    if name in ("DeploymentUnavailableError", "BackPressureError", "RayActorError", "ActorDiedError",
+                "ActorUnavailableError", "RayServeException"):  # fmt: skip
+        where = f"model {model!r}" if model else "the model deployment"
+        return UnavailableError(f"{where} is not available right now ({name}); retry shortly")
+    logger.exception("unexpected error while serving %s", model or "a request", exc_info=exc)
+    where = f"model {model!r}" if model else "the gateway"
+    return MnemosError(f"{where} failed with {name}; see the gateway logs")
+
+
+_FIELD = re.compile(r"^[a-z_][a-z0-9_]*$")
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "none", "body", "query", "header", "path"})
+
+
+def _param_path(loc: Any) -> str:
+    """``messages.0.role`` from pydantic's location, without union member tags (``str``, ``list[str]``)."""
+    parts = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(str(part))
+        elif isinstance(part, str) and _FIELD.match(part) and part not in _TYPE_TAGS:
+            parts.append(part)
+    return ".".join(parts)
+
+
+def validation_error(exc: RequestValidationError) -> MnemosError:
+    """400 for a body that is not JSON, else 422 naming the first failing field."""
+    errors = exc.errors()
+    if any(err.get("type") == "json_invalid" for err in errors):
+        detail = next(err for err in errors if err.get("type") == "json_invalid")
+        reason = (detail.get("ctx") or {}).get("error") or detail.get("msg")
+        return BadRequestError(f"the request body is not valid JSON: {reason}", param=None)
+    lines = []
+    paths = []
+    for err in errors:
+        path = _param_path(err.get("loc", ()))
+        paths.append(path)
+        msg = "extra field not permitted" if err.get("type") == "extra_forbidden" else err.get("msg", "invalid")
+        if err.get("type") == "missing" and not path:
+            msg = "a JSON request body is required"
+        lines.append(f"{path}: {msg}" if path else msg)
+    # A union field reports once per member (``input`` and ``input.0``): name the most specific path.
+    top = paths[0].split(".")[0] if paths else ""
+    first = max((p for p in paths if p.split(".")[0] == top), key=len, default="") or None
+    return ValidationError("; ".join(dict.fromkeys(lines)), param=first)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """OpenAI-shaped responses for validation errors, our errors, HTTP errors and the rest."""
+
+    async def on_validation(_: Request, exc: Exception) -> Response:
+        return error_response(validation_error(cast(RequestValidationError, exc)))
+
+    async def on_mnemos(_: Request, exc: Exception) -> Response:
+        return error_response(as_mnemos_error(exc))
+
+    async def on_json(_: Request, exc: Exception) -> Response:
+        return error_response(BadRequestError(f"the request body is not valid JSON: {exc}"))
+
+    async def on_http(_: Request, exc: Exception) -> Response:
+        exc = cast(StarletteHTTPException, exc)
+        kind, code = _STATUS_CODES.get(exc.status_code, ("server_error", "internal_error"))
+        body: dict[str, Any] = {"error": {"message": str(exc.detail), "type": kind, "param": None, "code": code}}
+        return Response(to_json(body), status_code=exc.status_code, media_type="application/json",
+                        headers=getattr(exc, "headers", None))  # fmt: skip
+
+    async def on_other(_: Request, exc: Exception) -> Response:
+        return error_response(as_mnemos_error(exc))
+
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(MnemosError, on_mnemos)
+    app.add_exception_handler(json.JSONDecodeError, on_json)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_other)

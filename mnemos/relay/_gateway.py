@@ -1,0 +1,202 @@
+"""The gateway's state in one ingress replica: the routing table, model handles, adapters, lineage.
+
+The table follows ``relay-controller`` through a long-poll, so serving a request never reads the
+registry: a model name is one dict lookup away from its cached Serve handles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray import serve
+
+from mnemos.config import Settings
+from mnemos.engram import Engram
+from mnemos.errors import BadRequestError, UnavailableError
+from mnemos.relay._errors import ModelNotFoundError
+from mnemos.relay.adapters import AdapterRouter
+from mnemos.trace.lineage import LineageWriter, request_event
+
+logger = logging.getLogger("mnemos.relay")
+
+_LINEAGE_FLUSH_S = 2.0
+
+
+@dataclass
+class ModelRoute:
+    """A served model: its route entry from the controller and its Serve handles."""
+
+    name: str
+    entry: dict[str, Any]
+    complete: Any = None
+    generate: Any = None
+    embed: Any = None
+    parent: str = field(default="")
+
+    @classmethod
+    def build(cls, entry: dict[str, Any], previous: ModelRoute | None) -> ModelRoute:
+        if previous is not None and previous.entry.get("app") == entry.get("app") and previous.complete is not None:
+            handles = (previous.complete, previous.generate, previous.embed)
+        elif entry.get("status") == "ready":
+            base = serve.get_deployment_handle(entry["deployment"], app_name=entry["app"], _check_exists=False)
+            handles = (
+                base.options(method_name="complete"),
+                base.options(method_name="generate", stream=True),
+                base.options(method_name="embed"),
+            )
+        else:
+            handles = (None, None, None)
+        return cls(entry["name"], entry, *handles, parent=f"model:{entry['name']}@{entry.get('generation')}")
+
+    @property
+    def ready(self) -> bool:
+        return self.entry.get("status") == "ready" and self.complete is not None
+
+    @property
+    def kind(self) -> str:
+        return str(self.entry.get("kind", "generate"))
+
+
+class Gateway:
+    """Routing table, handles and adapters of one ingress replica.
+
+    Args:
+        settings: MNEMOS settings.
+        engram: the ENGRAM root (lineage is written there).
+        controller: the ``relay-controller`` actor handle.
+    """
+
+    def __init__(self, settings: Settings, engram: Engram, controller: Any) -> None:
+        self.settings = settings
+        self.engram = engram
+        self.controller = controller
+        self.models: dict[str, ModelRoute] = {}
+        self.adapters = AdapterRouter(settings)
+        self.version = -1
+        self.watcher = f"ingress-{uuid.uuid4().hex[:12]}"
+        self._tasks: list[asyncio.Task[None]] = []
+        self._lineage: Any = None
+        self._model_nodes: set[str] = set()
+
+    async def start(self) -> None:
+        """Load the routing table, then follow it; start the lineage flusher."""
+        self.apply(await self.controller.routes.remote())
+        self._lineage = LineageWriter(self.engram)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._follow()), loop.create_task(self._flush_lineage())]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await self.controller.forget_watcher.remote(self.watcher)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self._lineage.flush)
+        await self.adapters.aclose()
+
+    @property
+    def ready(self) -> bool:
+        return self.version >= 0
+
+    def apply(self, table: dict[str, Any]) -> None:
+        """Install a routing table from the controller (handles kept for unchanged applications)."""
+        old = self.models
+        self.models = {name: ModelRoute.build(entry, old.get(name)) for name, entry in table["models"].items()}
+        self.adapters.update(table.get("adapters", {}))
+        self.version = int(table["version"])
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                table = await self.controller.watch_routes.remote(self.version, self.watcher, 30.0)
+                self.apply(table)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the controller restarts; keep the last table meanwhile
+                logger.warning("relay: routing table watch failed; retrying", exc_info=True)
+                await asyncio.sleep(1.0)
+
+    async def _flush_lineage(self) -> None:
+        while True:
+            await asyncio.sleep(_LINEAGE_FLUSH_S)
+            try:
+                await asyncio.to_thread(self._lineage.flush)
+            except Exception:  # noqa: BLE001 - ENGRAM down: keep serving, retry next time
+                logger.warning("relay: writing lineage failed", exc_info=True)
+
+    # -- routing -------------------------------------------------------------------------------
+    def model(self, name: str, kind: str) -> ModelRoute | str:
+        """The route of model ``name``, or the adapter's name when an adapter serves it.
+
+        Raises:
+            ModelNotFoundError: nothing serves ``name``.
+            UnavailableError: the model is deploying, failed or scaled to zero.
+            BadRequestError: text generation (``kind="generate"``) asked of an embedding model.
+        """
+        route = self.models.get(name)
+        if route is None:
+            adapter = self.adapters.adapter_for(name)
+            if adapter is not None:
+                return adapter
+            raise ModelNotFoundError(f"The model `{name}` does not exist", param="model")
+        if not route.ready:
+            status = route.entry.get("status")
+            reason = f": {route.entry['message']}" if route.entry.get("message") else ""
+            raise UnavailableError(f"model {name!r} is {status}{reason}", param="model")
+        if kind == "generate" and route.kind == "embed":
+            raise BadRequestError(f"model {name!r} is an embedding model; use /v1/embeddings", param="model")
+        return route
+
+    def listing(self) -> list[dict[str, Any]]:
+        """``/v1/models`` entries: ready models, then adapter-served ones."""
+        cards = [
+            {
+                "id": name,
+                "object": "model",
+                "created": route.entry.get("created", 0),
+                "owned_by": "mnemos",
+                "mnemos": {k: route.entry.get(k) for k in ("engine", "kind", "generation", "digest")},
+            }
+            for name, route in sorted(self.models.items())
+            if route.ready
+        ]
+        cards += [
+            {"id": model, "object": "model", "created": 0, "owned_by": adapter, "mnemos": {"adapter": adapter}}
+            for model, adapter in sorted(self.adapters.models.items())
+            if model not in self.models
+        ]
+        return cards
+
+    # -- lineage -------------------------------------------------------------------------------
+    def record(self, rid: str, route: ModelRoute | str, principal: Any, **attrs: Any) -> None:
+        """Buffer the lineage events of request ``rid`` (written every few seconds).
+
+        Attributes are counts and names only: prompts and outputs never reach lineage. Token
+        counts go under ``usage`` ({prompt, completion}).
+        """
+        if self._lineage is None:
+            return
+        if "prompt_tokens" in attrs or "completion_tokens" in attrs:
+            attrs["usage"] = {"prompt": attrs.pop("prompt_tokens", 0), "completion": attrs.pop("completion_tokens", 0)}
+        subject = getattr(principal, "subject", None)
+        if principal is not None and hasattr(principal, "describe"):
+            attrs["caller"] = principal.describe()
+        if isinstance(route, ModelRoute):
+            entry = route.entry
+            events = request_event(rid, model=route.name, generation=entry.get("generation"),
+                                   digest=entry.get("digest"), principal=subject, **attrs)  # fmt: skip
+        else:
+            events = request_event(rid, model=attrs.pop("model", ""), generation=None, digest=None,
+                                   principal=subject, adapter=route, **attrs)  # fmt: skip
+        if events and events[0].get("type") == "model":
+            # The model node is the same for every request of a generation: write it once per replica.
+            if events[0]["id"] in self._model_nodes:
+                events = events[1:]
+            else:
+                self._model_nodes.add(events[0]["id"])
+        self._lineage.extend(events)

@@ -1,0 +1,214 @@
+"""What the gateway does for each OpenAI request: admit, route, call the model (or adapter), answer.
+
+Every request gets telemetry (span, metrics) and a lineage event; a stream's model call is
+cancelled when the stream ends early (the client went away) or fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+
+from mnemos.errors import MnemosError, ValidationError
+from mnemos.relay import _responses as out
+from mnemos.relay._edge import EdgeSeam
+from mnemos.relay._errors import as_mnemos_error
+from mnemos.relay._gateway import Gateway, ModelRoute
+from mnemos.relay._telemetry import RequestTelemetry
+from mnemos.relay.openai_schema import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+
+Chunk = tuple[str, str | None, int, int]
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}
+
+
+def _priority(request: Request) -> str:
+    value = request.headers.get("x-mnemos-priority")
+    if value is None:
+        return "interactive"
+    value = value.strip().lower()
+    if value not in ("interactive", "batch"):
+        raise ValidationError("X-Mnemos-Priority must be 'interactive' or 'batch'", param="X-Mnemos-Priority")
+    return value
+
+
+def _status(exc: BaseException) -> int:
+    if isinstance(exc, MnemosError):
+        return exc.status
+    return 499 if isinstance(exc, asyncio.CancelledError) else 500
+
+
+def _sampling(body: ChatCompletionRequest | CompletionRequest, route: ModelRoute) -> dict[str, Any]:
+    """The ``GenerationRequest`` fields of an OpenAI request (token limit checked against the model's)."""
+    limit = body.token_limit()
+    model_limit = int(route.entry.get("max_tokens") or 0)
+    if limit is not None and model_limit and limit > model_limit:
+        param = "max_completion_tokens" if getattr(body, "max_completion_tokens", None) else "max_tokens"
+        raise ValidationError(f"{param}: {limit} is more than model {route.name!r} allows ({model_limit})", param=param)
+    payload: dict[str, Any] = {"max_tokens": limit or model_limit or 16}
+    if body.temperature is not None:
+        payload["temperature"] = body.temperature
+    if body.top_p is not None:
+        payload["top_p"] = body.top_p
+    if body.seed is not None:
+        payload["seed"] = body.seed
+    if body.stop is not None:
+        payload["stop"] = body.stop_list()
+    return payload
+
+
+async def _result(response: Any, model: str) -> Any:
+    """Await a handle call, cancelling it if this request is cancelled; errors mapped to ours."""
+    try:
+        return await response
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # CancelledError: the client went away
+            response.cancel()
+            raise
+        raise as_mnemos_error(exc, model=model) from None
+
+
+async def _first(stream: Any, model: str) -> tuple[Chunk | None, bool]:
+    """The first chunk of a stream, so that errors before any output are plain HTTP errors."""
+    try:
+        return await stream.__anext__(), False
+    except StopAsyncIteration:
+        return None, True
+    except BaseException as exc:
+        stream.cancel()
+        if not isinstance(exc, Exception):
+            raise
+        raise as_mnemos_error(exc, model=model) from None
+
+
+async def _nothing() -> AsyncIterator[Chunk]:
+    return
+    yield  # pragma: no cover - makes this an async generator
+
+
+class Handlers:
+    """The OpenAI endpoints over one replica's ``Gateway`` and edge seam."""
+
+    def __init__(self, gateway: Gateway, edge: EdgeSeam) -> None:
+        self.gateway = gateway
+        self.edge = edge
+
+    async def generate(
+        self, request: Request, body: ChatCompletionRequest | CompletionRequest, endpoint: str
+    ) -> Response:
+        """``/v1/chat/completions`` (``endpoint="chat"``) or ``/v1/completions``."""
+        path = _PATHS[endpoint]
+        tel = RequestTelemetry(path, "unknown")
+        status, tokens, handed_over = 200, (0, 0), False
+        try:
+            principal = await self.edge.admit(request, "infer")
+            priority = _priority(request)
+            rid = out.new_id("chatcmpl" if endpoint == "chat" else "cmpl")
+            route = self.gateway.model(body.model, "generate")
+            tel.model = body.model
+            if isinstance(route, str):
+                response = await self.gateway.adapters.forward(
+                    body.model, path, await request.json(), stream=body.stream
+                )
+                status = response.status_code
+                self.gateway.record(rid, route, principal, endpoint=endpoint, stream=body.stream, model=body.model,
+                                    status=status, trace_id=tel.trace_id)  # fmt: skip
+                return response
+            payload = _sampling(body, route)
+            payload.update(priority=priority, request_id=rid, trace=tel.carrier())
+            prefix = ""
+            if isinstance(body, ChatCompletionRequest):
+                payload["messages"] = [{"role": m.role, "content": m.text()} for m in body.messages]
+            else:
+                payload["prompt"] = body.prompt_text()
+                prefix = payload["prompt"] if body.echo else ""
+            if body.stream:
+                response = await self._stream(tel, route, payload, body, rid, principal, endpoint, prefix)
+                handed_over = True
+                return response
+            text, finish, prompt_tokens, completion_tokens = await _result(route.complete.remote(payload), body.model)
+            tokens = (prompt_tokens, completion_tokens)
+            self.gateway.record(rid, route, principal, endpoint=endpoint, stream=False, prompt_tokens=prompt_tokens,
+                                completion_tokens=completion_tokens, trace_id=tel.trace_id)  # fmt: skip
+            build = out.chat_body if endpoint == "chat" else out.completion_body
+            return out.json_response(build(rid, body.model, prefix + text, finish, prompt_tokens, completion_tokens))
+        except BaseException as exc:
+            status = _status(exc)
+            raise
+        finally:
+            if not handed_over:
+                tel.finish(status, tokens_in=tokens[0], tokens_out=tokens[1])
+
+    async def _stream(self, tel: RequestTelemetry, route: ModelRoute, payload: dict[str, Any],
+                      body: ChatCompletionRequest | CompletionRequest, rid: str, principal: Any, endpoint: str,
+                      prefix: str) -> StreamingResponse:  # fmt: skip
+        """SSE whose end (or the client's disconnect) closes the model's stream."""
+        stream = route.generate.remote(payload)
+        first, ended = await _first(stream, body.model)
+        tel.first_token()
+        done: dict[str, Any] = {}
+        chunks = _nothing() if ended else stream
+        if endpoint == "chat":
+            events = out.chat_events(chunks, first, rid, body.model, body.include_usage(), done)
+        else:
+            events = out.completion_events(chunks, first, rid, body.model, body.include_usage(), prefix, done)
+
+        async def sse() -> AsyncIterator[bytes]:
+            status = 200
+            try:
+                async for event in events:
+                    yield event
+            except Exception as exc:  # noqa: BLE001 - output already started: report it in the stream
+                status = _status(as_mnemos_error(exc, model=route.name))
+                yield out.sse(as_mnemos_error(exc, model=route.name).to_openai())
+                yield out.DONE
+            except BaseException:
+                status = 499  # the client went away
+                raise
+            finally:
+                complete = bool(done.get("complete"))
+                if not complete:
+                    stream.cancel()
+                prompt_tokens, completion_tokens = done.get("prompt_tokens", 0), done.get("completion_tokens", 0)
+                tel.finish(status, tokens_in=prompt_tokens, tokens_out=completion_tokens)
+                self.gateway.record(rid, route, principal, endpoint=endpoint, stream=True, complete=complete,
+                                    prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                    trace_id=tel.trace_id)  # fmt: skip
+
+        return StreamingResponse(sse(), media_type="text/event-stream", headers=_SSE_HEADERS)
+
+    async def embeddings(self, request: Request, body: EmbeddingRequest) -> Response:
+        """``/v1/embeddings``: floats, or base64 of float32 (what the openai client asks by default)."""
+        tel = RequestTelemetry(_PATHS["embeddings"], "unknown")
+        status, prompt_tokens = 200, 0
+        try:
+            principal = await self.edge.admit(request, "infer")
+            rid = out.new_id("emb")
+            route = self.gateway.model(body.model, "embed")
+            tel.model = body.model
+            if isinstance(route, str):
+                response = await self.gateway.adapters.forward(body.model, _PATHS["embeddings"], await request.json(),
+                                                               stream=False)  # fmt: skip
+                status = response.status_code
+                self.gateway.record(rid, route, principal, endpoint="embeddings", model=body.model, status=status,
+                                    trace_id=tel.trace_id)  # fmt: skip
+                return response
+            texts = body.texts()
+            vectors = await _result(route.embed.remote(texts, tel.carrier()), body.model)
+            if body.dimensions is not None and vectors and len(vectors[0]) != body.dimensions:
+                raise ValidationError(
+                    f"dimensions: model {body.model!r} returns {len(vectors[0])} dimensions", param="dimensions"
+                )
+            prompt_tokens = sum(len(t.split()) for t in texts)
+            self.gateway.record(rid, route, principal, endpoint="embeddings", prompt_tokens=prompt_tokens,
+                                inputs=len(texts), trace_id=tel.trace_id)  # fmt: skip
+            return out.json_response(out.embeddings_body(body.model, vectors, body.encoding_format, prompt_tokens))
+        except BaseException as exc:
+            status = _status(exc)
+            raise
+        finally:
+            tel.finish(status, tokens_in=prompt_tokens)

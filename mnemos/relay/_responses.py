@@ -1,0 +1,208 @@
+"""OpenAI response bodies and server-sent events, built as plain dicts and written with pydantic-core.
+
+The gateway's hot path avoids validating its own output: shapes follow ``openai_schema``.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from array import array
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi.responses import Response
+from pydantic_core import to_json
+
+__all__ = [
+    "DONE",
+    "chat_body",
+    "chat_chunk",
+    "chat_events",
+    "completion_body",
+    "completion_chunk",
+    "completion_events",
+    "embeddings_body",
+    "json_response",
+    "new_id",
+    "sse",
+    "usage",
+]
+
+DONE = b"data: [DONE]\n\n"
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(to_json(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def sse(body: Any) -> bytes:
+    """One ``data:`` event."""
+    return b"data: " + to_json(body) + b"\n\n"
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def chat_body(
+    rid: str, model: str, text: str, finish: str | None, prompt_tokens: int, completion_tokens: int
+) -> dict[str, Any]:
+    return {
+        "id": rid,
+        "object": "chat.completion",
+        "created": now(),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish or "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": usage(prompt_tokens, completion_tokens),
+    }
+
+
+def chat_chunk(rid: str, created: int, model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    return {
+        "id": rid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+    }
+
+
+def completion_body(
+    rid: str, model: str, text: str, finish: str | None, prompt_tokens: int, completion_tokens: int
+) -> dict[str, Any]:
+    return {
+        "id": rid,
+        "object": "text_completion",
+        "created": now(),
+        "model": model,
+        "choices": [{"index": 0, "text": text, "finish_reason": finish or "stop", "logprobs": None}],
+        "usage": usage(prompt_tokens, completion_tokens),
+    }
+
+
+def completion_chunk(rid: str, created: int, model: str, text: str, finish: str | None) -> dict[str, Any]:
+    return {
+        "id": rid,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
+    }
+
+
+def _base64(vector: list[float]) -> str:
+    data = array("f", vector)
+    if data.itemsize != 4:  # pragma: no cover - every supported platform has 4-byte floats
+        raise RuntimeError("float32 arrays are needed for base64 embeddings")
+    return base64.b64encode(data.tobytes()).decode("ascii")
+
+
+def embeddings_body(model: str, vectors: list[list[float]], encoding: str, prompt_tokens: int) -> dict[str, Any]:
+    data = [
+        {"object": "embedding", "index": i, "embedding": _base64(v) if encoding == "base64" else v}
+        for i, v in enumerate(vectors)
+    ]
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }
+
+
+async def chat_events(
+    chunks: AsyncIterator[tuple[str, str | None, int, int]],
+    first: tuple[str, str | None, int, int] | None,
+    rid: str,
+    model: str,
+    include_usage: bool,
+    done: dict[str, Any],
+) -> AsyncIterator[bytes]:
+    """SSE of a chat completion: a role chunk, content chunks, the finish, usage, ``[DONE]``.
+
+    ``done`` receives the token counts (for lineage) and ``complete=True`` at the end.
+    """
+    created = now()
+    yield sse(chat_chunk(rid, created, model, {"role": "assistant", "content": ""}, None))
+    prompt_tokens = completion_tokens = 0
+    finish: str | None = None
+
+    async def all_chunks() -> AsyncIterator[tuple[str, str | None, int, int]]:
+        if first is not None:
+            yield first
+        async for item in chunks:
+            yield item
+
+    async for text, reason, p_tokens, c_tokens in all_chunks():
+        prompt_tokens = p_tokens or prompt_tokens
+        completion_tokens = c_tokens or completion_tokens
+        finish = reason or finish
+        if text:
+            yield sse(chat_chunk(rid, created, model, {"content": text}, None))
+    yield sse(chat_chunk(rid, created, model, {}, finish or "stop"))
+    if include_usage:
+        body = chat_chunk(rid, created, model, {}, None)
+        body["choices"] = []
+        body["usage"] = usage(prompt_tokens, completion_tokens)
+        yield sse(body)
+    yield DONE
+    done.update(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, complete=True)
+
+
+async def completion_events(
+    chunks: AsyncIterator[tuple[str, str | None, int, int]],
+    first: tuple[str, str | None, int, int] | None,
+    rid: str,
+    model: str,
+    include_usage: bool,
+    prefix: str,
+    done: dict[str, Any],
+) -> AsyncIterator[bytes]:
+    """SSE of a text completion (``prefix``: the prompt, when ``echo`` is set)."""
+    created = now()
+    prompt_tokens = completion_tokens = 0
+    finish: str | None = None
+    if prefix:
+        yield sse(completion_chunk(rid, created, model, prefix, None))
+
+    async def all_chunks() -> AsyncIterator[tuple[str, str | None, int, int]]:
+        if first is not None:
+            yield first
+        async for item in chunks:
+            yield item
+
+    async for text, reason, p_tokens, c_tokens in all_chunks():
+        prompt_tokens = p_tokens or prompt_tokens
+        completion_tokens = c_tokens or completion_tokens
+        finish = reason or finish
+        if text:
+            yield sse(completion_chunk(rid, created, model, text, None))
+    yield sse(completion_chunk(rid, created, model, "", finish or "stop"))
+    if include_usage:
+        body = completion_chunk(rid, created, model, "", None)
+        body["choices"] = []
+        body["usage"] = usage(prompt_tokens, completion_tokens)
+        yield sse(body)
+    yield DONE
+    done.update(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, complete=True)

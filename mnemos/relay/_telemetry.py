@@ -1,0 +1,62 @@
+"""TRACE on the gateway's hot path: one ``relay.request`` span, the in-flight gauge, request metrics.
+
+The span's W3C carrier travels to the model deployment in the payload (``trace``), where
+``neuron.generate`` becomes its child: one trace id from the HTTP request to the runtime, also
+recorded in the request's lineage event. Nothing here blocks: spans and metrics are shipped by
+TRACE's background threads.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from opentelemetry.trace import SpanKind
+
+from mnemos.trace import metrics
+from mnemos.trace.telemetry import inject, start_span
+
+__all__ = ["RequestTelemetry"]
+
+
+class RequestTelemetry:
+    """Telemetry of one gateway request; call :meth:`finish` exactly once.
+
+    Args:
+        route: the route template (``/v1/chat/completions``), never the raw path.
+        model: the model name when it is served (else ``unknown``, to bound label values).
+    """
+
+    __slots__ = ("_first", "_span", "model", "route", "start", "trace_id")
+
+    def __init__(self, route: str, model: str) -> None:
+        self.route = route
+        self.model = model
+        self.start = time.perf_counter()
+        self._first = False
+        self._span = start_span("relay.request", kind=SpanKind.SERVER, route=route, model=model)
+        context = self._span.get_span_context()
+        self.trace_id = f"{context.trace_id:032x}" if context.is_valid else None
+        metrics.RELAY_INFLIGHT.inc(route=route)
+
+    def carrier(self) -> dict[str, str]:
+        """The W3C carrier of this request's span, for the model deployment."""
+        return inject(from_span=self._span)
+
+    def first_token(self) -> None:
+        """A stream produced its first output (time to first token)."""
+        if not self._first:
+            self._first = True
+            metrics.RELAY_TTFT_SECONDS.observe(time.perf_counter() - self.start, model=self.model)
+
+    def finish(self, status: int, *, tokens_in: int = 0, tokens_out: int = 0, **attrs: Any) -> None:
+        """End the span and record the request's status, latency and tokens."""
+        metrics.RELAY_INFLIGHT.dec(route=self.route)
+        span = self._span
+        span.set_attribute("http.status_code", status)
+        for key, value in attrs.items():
+            if value is not None:
+                span.set_attribute(f"mnemos.{key}", value if isinstance(value, (str, bool, int, float)) else str(value))
+        span.end()
+        metrics.observe_request(self.route, self.model, status, time.perf_counter() - self.start,
+                                tokens_in=tokens_in, tokens_out=tokens_out)  # fmt: skip

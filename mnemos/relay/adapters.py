@@ -1,0 +1,231 @@
+"""Upstream adapters: route a model name to any OpenAI-compatible HTTP server.
+
+An ``Adapter`` resource (``genome.mnemos.dev/v1``) names a ``baseUrl``, the ``models`` it serves,
+the ``routes`` (paths) it accepts with a timeout each, an optional credential
+(``auth.secretRef {name, key}``), ``retries`` and a ``fallback`` adapter. A request is sent to the
+adapter; a connection error, a timeout or a 429/5xx answer is retried with exponential backoff
+(0.1 s, 0.2 s, … up to 2 s) ``retries`` times, then the fallback adapter is tried the same way
+(a chain of up to four adapters, never twice the same). 4xx answers are the caller's problem and
+are passed through. Streams are passed through byte for byte; a stream is retried or sent to the
+fallback only before its first byte reached the client.
+
+Secrets: ``auth.secretRef`` is resolved through SOUL's secret store (``soul.secretStore``: file,
+env or vault) when ``mnemos.soul`` is installed, else from the environment variable named by
+``key`` (``OPENAI_KEY``) of the gateway's processes. The value is sent in
+the ``auth.header`` (``Authorization: Bearer <value>`` by default) and never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from fastapi.responses import Response, StreamingResponse
+from pydantic_core import from_json, to_json
+
+from mnemos.errors import NotFoundError, UnavailableError, UpstreamError
+from mnemos.genome import Adapter
+
+__all__ = ["AdapterRouter", "resolve_secret"]
+
+logger = logging.getLogger("mnemos.relay")
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_MAX_CHAIN = 4
+_SECRET_TTL_S = 60.0
+_DEFAULT_TIMEOUT_S = 60.0
+
+
+def resolve_secret(name: str, key: str, settings: Any = None) -> str:
+    """The value of secret ``name``/``key``: SOUL's secret store (``soul.secretStore``) when
+    ``mnemos.soul`` is installed, else (or when the store lacks it) the variable ``$key``.
+
+    Raises:
+        UnavailableError: the secret is not set (the message names it, never a value).
+    """
+    try:
+        from mnemos.soul import secrets as soul_secrets
+    except ImportError:
+        soul_secrets = None  # type: ignore[assignment]
+    if soul_secrets is not None:
+        try:
+            return str(soul_secrets.resolve_secret_ref({"name": name, "key": key}, settings=settings))
+        except NotFoundError:
+            pass
+    value = os.environ.get(key)
+    if not value:
+        raise UnavailableError(
+            f"secret {name}/{key} is not set: store it (mnemos secret set {name} {key}) or export {key}",
+            param="auth.secretRef",
+        )
+    return value
+
+
+class _Target:
+    """One adapter, ready to send: its spec, routes and credential."""
+
+    def __init__(self, adapter: Adapter) -> None:
+        self.name = adapter.name
+        self.spec = adapter.spec
+        self.base = adapter.spec.base_url.rstrip("/")
+        self.routes = {r.match.rstrip("/"): r.timeout for r in adapter.spec.routes}
+        self._secret: tuple[str, float] | None = None
+
+    def timeout(self, path: str) -> float | None:
+        """The route's timeout, or None when this adapter does not serve ``path``."""
+        if not self.routes:
+            return _DEFAULT_TIMEOUT_S
+        return self.routes.get(path.rstrip("/"))
+
+    def url(self, path: str) -> str:
+        # baseUrl ends with /v1 (as OpenAI's does); the request path starts with /v1.
+        if self.base.endswith("/v1") and path.startswith("/v1/"):
+            return self.base + path[3:]
+        return self.base + path
+
+    def headers(self, settings: Any) -> dict[str, str]:
+        auth = self.spec.auth
+        if auth is None:
+            return {}
+        now = time.monotonic()
+        if self._secret is None or now - self._secret[1] > _SECRET_TTL_S:
+            self._secret = (resolve_secret(auth.secret_ref.name, auth.secret_ref.key, settings), now)
+        value = f"{auth.scheme} {self._secret[0]}" if auth.scheme else self._secret[0]
+        return {auth.header: value}
+
+
+class AdapterRouter:
+    """Sends requests for adapter-served models upstream, with retries and fallbacks.
+
+    Args:
+        settings: MNEMOS settings (the secret store).
+        client: the shared ``httpx.AsyncClient`` (one per gateway replica, pooled).
+    """
+
+    def __init__(self, settings: Any = None, client: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self.client = client or httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        )
+        self.targets: dict[str, _Target] = {}
+        self.models: dict[str, str] = {}
+
+    def update(self, docs: dict[str, dict[str, Any]]) -> None:
+        """Replace the adapters with ``{name: Adapter document}`` from the routing table."""
+        targets = {}
+        for name, doc in docs.items():
+            try:
+                targets[name] = _Target(Adapter.model_validate(doc))
+            except Exception:  # noqa: BLE001 - the registry admitted it; skip what no longer parses
+                logger.warning("relay: adapter %s could not be loaded", name, exc_info=True)
+        self.targets = targets
+        self.models = {model: name for name, t in sorted(targets.items()) for model in t.spec.models}
+
+    def adapter_for(self, model: str) -> str | None:
+        return self.models.get(model)
+
+    def _chain(self, first: str) -> list[_Target]:
+        chain: list[_Target] = []
+        name: str | None = first
+        while name and len(chain) < _MAX_CHAIN and all(t.name != name for t in chain):
+            target = self.targets.get(name)
+            if target is None:
+                break
+            chain.append(target)
+            name = target.spec.fallback
+        return chain
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def forward(self, model: str, path: str, body: dict[str, Any], *, stream: bool) -> Response:
+        """Send ``body`` for ``model`` to its adapter (then its fallbacks); the upstream's answer.
+
+        Raises:
+            NotFoundError: no adapter of the chain serves ``path``.
+            UpstreamError: every adapter failed (connection errors, timeouts, 429/5xx).
+        """
+        first = self.models.get(model)
+        chain = self._chain(first) if first else []
+        failures: list[str] = []
+        served = False
+        for target in chain:
+            if target.spec.type != "http":
+                failures.append(f"{target.name}: type {target.spec.type} adapters are not routed (only http)")
+                continue
+            timeout = target.timeout(path)
+            if timeout is None:
+                failures.append(f"{target.name}: does not serve {path}")
+                continue
+            served = True
+            payload = dict(body, model=target.spec.upstream_model or model)
+            headers = target.headers(self.settings)
+            for attempt in range(target.spec.retries + 1):
+                if attempt:
+                    await asyncio.sleep(min(2.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
+                try:
+                    response = await self._send(target, path, payload, headers, timeout, stream)
+                except httpx.HTTPError as exc:
+                    failures.append(f"{target.name}: {type(exc).__name__}")
+                    continue
+                if response is None:
+                    failures.append(f"{target.name}: retryable status")
+                    continue
+                return response
+        if not served:
+            detail = f" ({'; '.join(failures)})" if failures else ""
+            raise NotFoundError(f"no adapter for model {model!r} serves {path}{detail}", param="model")
+        raise UpstreamError(f"model {model!r}: every upstream failed ({'; '.join(failures[-6:])})")
+
+    async def _send(
+        self, target: _Target, path: str, payload: dict[str, Any], headers: dict[str, str], timeout: float, stream: bool
+    ) -> Response | None:
+        """One attempt: the response to return, or None when the status is worth a retry."""
+        request = self.client.build_request(
+            "POST", target.url(path), content=to_json(payload),
+            headers={**headers, "content-type": "application/json"}, timeout=timeout,
+        )  # fmt: skip
+        upstream = await self.client.send(request, stream=stream)
+        if upstream.status_code in RETRY_STATUSES:
+            await upstream.aclose()
+            logger.info("relay: adapter %s answered %s for %s", target.name, upstream.status_code, path)
+            return None
+        if not stream or upstream.status_code >= 400:
+            content = await upstream.aread()
+            await upstream.aclose()
+            return _passthrough(upstream.status_code, content, upstream.headers.get("content-type"))
+        return StreamingResponse(
+            _relay_stream(upstream),
+            status_code=upstream.status_code,
+            media_type=upstream.headers.get("content-type", "text/event-stream"),
+        )
+
+
+async def _relay_stream(upstream: httpx.Response) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in upstream.aiter_raw():
+            yield chunk
+    finally:
+        await upstream.aclose()
+
+
+def _passthrough(status: int, content: bytes, content_type: str | None) -> Response:
+    """The upstream's answer; an error that is not in OpenAI's shape is wrapped in it."""
+    if status >= 400:
+        try:
+            body = from_json(content)
+            shaped = isinstance(body, dict) and isinstance(body.get("error"), dict)
+        except ValueError:
+            shaped = False
+        if not shaped:
+            text = content[:500].decode("utf-8", "replace")
+            error = {"message": f"upstream answered {status}: {text}", "type": "upstream_error", "param": None,
+                     "code": "upstream_error"}  # fmt: skip
+            return Response(to_json({"error": error}), status_code=status, media_type="application/json")
+    return Response(content, status_code=status, media_type=content_type or "application/json")

@@ -1,0 +1,411 @@
+"""The RELAY reconciler: the named detached actor ``relay-controller``.
+
+It watches the ``genome`` actor (a long-poll, ``watch(since)``) and makes Serve match the
+registry: a Model that is applied gets (or updates) its Serve application ``model-<name>``; a
+Model that is deleted loses it. Adapters are read into the routing table. On start, and whenever
+the watch says to, it re-lists the registry (and adopts model applications that already run the
+right generation, so a restarted controller does not reload every model).
+
+Gateway replicas follow the routing table with ``watch_routes(version, watcher)``, another
+long-poll: a change reaches every replica at once, and no request reads the registry.
+``wait_synced(revision)`` returns once a GENOME revision is reconciled and every gateway replica
+has the resulting table (tests and ``mnemos apply --wait`` use it).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+import ray
+
+from mnemos.config import Settings
+from mnemos.engram import Engram
+from mnemos.errors import NotFoundError, UnavailableError
+from mnemos.genome import Model, Registry
+from mnemos.relay.model_server import APP_PREFIX, DEPLOYMENT_NAME, app_name, model_application
+
+__all__ = ["CONTROLLER_NAME", "NAMESPACE", "RelayController", "ensure_controller", "get_controller"]
+
+CONTROLLER_NAME = "relay-controller"
+NAMESPACE = "mnemos"
+DEPLOY_TIMEOUT_S = 900.0
+"""How long a model may take to become ready (load included) before it is marked failed."""
+_WATCH_TIMEOUT_S = 10.0
+_WATCHER_TTL_S = 45.0
+_LOADED_TIMEOUT_S = 60.0
+
+logger = logging.getLogger("mnemos.relay")
+
+
+class _Superseded(Exception):
+    """The Model changed while it was being deployed: start over with the new state."""
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=64)  # type: ignore[call-overload]
+class RelayController:
+    """Reconciles Models to Serve applications and publishes the gateway's routing table.
+
+    Args:
+        engram: the ENGRAM root holding the registry (and ``engram://`` artifacts).
+        settings: MNEMOS settings (``cradle.guardrails``, ``relay``).
+    """
+
+    def __init__(self, engram: Engram, settings: Settings) -> None:
+        self._engram = engram
+        self._settings = settings
+        self._registry = Registry(engram)
+        self._cond = threading.Condition()
+        self._models: dict[str, dict[str, Any]] = {}
+        self._adapters: dict[str, dict[str, Any]] = {}
+        # Versions start from the clock: a restarted controller never repeats an earlier one.
+        self._version = time.time_ns() // 1_000_000
+        self._loaded = threading.Event()
+        self._seen_revision = -1
+        self._pending: list[concurrent.futures.Future[None]] = []
+        self._acks: dict[str, tuple[int, float]] = {}
+        self._changed: dict[str, threading.Event] = defaultdict(threading.Event)
+        self._model_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="relay-deploy")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="relay-watch", daemon=True)
+        self._thread.start()
+
+    # -- the gateway's side -------------------------------------------------------------------
+    def routes(self) -> dict[str, Any]:
+        """The routing table: ``{version, models: {name: route}, adapters: {name: Adapter doc}}``.
+
+        After a (re)start it is answered once the registry was listed and running models adopted,
+        so that gateways never swap their table for an empty one.
+        """
+        self._loaded.wait(_LOADED_TIMEOUT_S)
+        with self._cond:
+            return self._snapshot()
+
+    def watch_routes(self, since: int, watcher: str = "", timeout: float = 30.0) -> dict[str, Any]:
+        """The routing table once its version differs from ``since`` (or after ``timeout`` s).
+
+        Calling with ``since=v`` also tells the controller that ``watcher`` has applied version v.
+        """
+        self._loaded.wait(_LOADED_TIMEOUT_S)
+        with self._cond:
+            if watcher:
+                self._acks[watcher] = (since, time.monotonic())
+                self._cond.notify_all()
+            self._cond.wait_for(lambda: self._version != since or self._stop.is_set(), timeout=timeout)
+            return self._snapshot()
+
+    def forget_watcher(self, watcher: str) -> None:
+        """A gateway replica that stops calls this so ``wait_synced`` does not wait for it."""
+        with self._cond:
+            self._acks.pop(watcher, None)
+            self._cond.notify_all()
+
+    def wait_synced(self, revision: int | None = None, timeout: float = 120.0) -> dict[str, Any]:
+        """Wait until GENOME ``revision`` (default: the current one) is reconciled and every
+        gateway replica has the resulting routing table. Returns :meth:`status`.
+
+        Raises:
+            UnavailableError: not synced within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        if revision is None:
+            revision = ray.get(self._genome().revision.remote(), timeout=timeout)
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._seen_revision >= revision, timeout=timeout):
+                raise UnavailableError(f"relay controller did not see GENOME revision {revision} within {timeout}s")
+            pending = list(self._pending)
+        done, not_done = concurrent.futures.wait(pending, timeout=max(0.0, deadline - time.monotonic()))
+        if not_done:
+            raise UnavailableError(f"model deployments still running after {timeout}s")
+        with self._cond:
+            ok = self._cond.wait_for(self._watchers_current, timeout=max(0.0, deadline - time.monotonic()))
+            if not ok:
+                raise UnavailableError(f"gateway replicas did not pick up routing version {self._version}")
+        return self.status()
+
+    def status(self) -> dict[str, Any]:
+        """Models (with their status and message), adapters, routing version, GENOME revision."""
+        with self._cond:
+            return {
+                "version": self._version,
+                "revision": self._seen_revision,
+                "models": {name: dict(route) for name, route in self._models.items()},
+                "adapters": sorted(self._adapters),
+                "watchers": len(self._live_watchers()),
+            }
+
+    def resync(self) -> None:
+        """Re-list the registry and reconcile everything (also done on start)."""
+        self._dispatch_all()
+
+    def shutdown(self, delete_apps: bool = True) -> list[str]:
+        """Stop watching and (by default) delete every model application; returns their names."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        names = [app_name(name) for name in self._models]
+        if delete_apps:
+            from ray import serve
+
+            names = sorted(set(names) | set(_model_apps()))
+            for name in names:
+                _delete_app(serve, name)
+        return names
+
+    # -- internals ----------------------------------------------------------------------------
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            "version": self._version,
+            "models": {name: dict(route) for name, route in self._models.items()},
+            "adapters": dict(self._adapters),
+        }
+
+    def _live_watchers(self) -> dict[str, int]:
+        now = time.monotonic()
+        return {w: v for w, (v, seen) in self._acks.items() if now - seen < _WATCHER_TTL_S}
+
+    def _watchers_current(self) -> bool:
+        return all(v == self._version for v in self._live_watchers().values())
+
+    def _publish(self, name: str, route: dict[str, Any] | None) -> None:
+        with self._cond:
+            if route is None:
+                if self._models.pop(name, None) is None:
+                    return
+            else:
+                if self._models.get(name) == route:
+                    return
+                self._models[name] = route
+            self._version += 1
+            self._cond.notify_all()
+
+    def _genome(self) -> Any:
+        from mnemos.genome.service import ensure
+
+        return ensure(self._settings, self._engram)
+
+    def _run(self) -> None:
+        since: int | None = None
+        while not self._stop.is_set():
+            try:
+                genome = self._genome()
+                if since is None:
+                    revision = ray.get(genome.revision.remote(), timeout=60)
+                    self._dispatch_all()
+                    since = revision
+                else:
+                    result = ray.get(genome.watch.remote(since, _WATCH_TIMEOUT_S), timeout=_WATCH_TIMEOUT_S + 60)
+                    if result["events"] is None:
+                        since = None
+                        continue
+                    for event in result["events"]:
+                        self._dispatch(event.get("kind", ""), event.get("name", ""))
+                    since = int(result["revision"])
+                with self._cond:
+                    self._seen_revision = since
+                    self._cond.notify_all()
+            except Exception:  # noqa: BLE001 - the GENOME actor restarted or is unreachable: re-list
+                logger.warning("relay controller: GENOME watch failed; re-listing", exc_info=True)
+                since = None
+                self._loaded.set()  # serve what is known rather than nothing
+                self._stop.wait(1.0)
+
+    def _dispatch_all(self) -> None:
+        adapters = {a.name: a.dump() for a in self._registry.list("Adapter")}
+        with self._cond:
+            if adapters != self._adapters:
+                self._adapters = adapters
+                self._version += 1
+                self._cond.notify_all()
+        models = {m.name: m for m in self._registry.list("Model")}
+        apps = {app[len(APP_PREFIX) :] for app in _model_apps()}
+        if not self._loaded.is_set():
+            self._adopt(models, apps)
+        for name in sorted(set(models) | set(self._models) | apps):
+            self._submit(name)
+        self._loaded.set()
+
+    def _adopt(self, models: dict[str, Any], apps: set[str]) -> None:
+        """Take over model applications that already run the registry's generation (no reload)."""
+        from ray import serve
+
+        for name in sorted(apps & set(models)):
+            info = _running_info(serve, app_name(name))
+            if info is not None and info.get("generation") == models[name].generation:
+                self._publish(name, _route(models[name], "ready", info=info))
+
+    def _dispatch(self, kind: str, name: str) -> None:
+        if kind == "Model":
+            self._submit(name)
+        elif kind == "Adapter":
+            try:
+                doc: dict[str, Any] | None = self._registry.get("Adapter", name).dump()
+            except NotFoundError:
+                doc = None
+            with self._cond:
+                if doc is None and name not in self._adapters:
+                    return
+                if doc is None:
+                    self._adapters.pop(name, None)
+                else:
+                    self._adapters[name] = doc
+                self._version += 1
+                self._cond.notify_all()
+
+    def _submit(self, name: str) -> None:
+        self._changed[name].set()
+        future = self._executor.submit(self._sync_model, name)
+        with self._cond:
+            self._pending = [f for f in self._pending if not f.done()] + [future]
+
+    def _sync_model(self, name: str) -> None:
+        with self._model_locks[name]:
+            while not self._stop.is_set():
+                self._changed[name].clear()
+                try:
+                    self._reconcile(name)
+                    return
+                except _Superseded:
+                    continue
+                except Exception:  # noqa: BLE001 - keep the controller alive; the route says why
+                    logger.exception("relay controller: reconciling model %s failed", name)
+                    return
+
+    def _reconcile(self, name: str) -> None:
+        from ray import serve
+
+        try:
+            model: Model | None = self._registry.get("Model", name)  # type: ignore[assignment]
+        except NotFoundError:
+            model = None
+        app = app_name(name)
+        current = self._models.get(name)
+        if model is None:
+            self._publish(name, None)
+            _delete_app(serve, app)
+            return
+        spec = model.spec
+        if spec.replicas == 0 and spec.autoscaling is None:
+            self._publish(name, _route(model, "stopped", message="replicas is 0"))
+            _delete_app(serve, app)
+            return
+        if current and current["generation"] == model.generation and current["status"] == "ready":
+            return
+        if current is None and (info := _running_info(serve, app)) and info.get("generation") == model.generation:
+            self._publish(name, _route(model, "ready", info=info))  # adopted after a controller restart
+            return
+        if current is None or current["status"] != "ready":
+            self._publish(name, _route(model, "deploying"))
+        try:
+            serve._run(model_application(model, self._engram), _blocking=False, name=app, route_prefix=None)
+            info = self._wait_running(serve, app, model)
+        except _Superseded:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed load is reported on the route
+            message = (str(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}")[:2000]
+            logger.warning("relay controller: model %s failed to deploy: %s", name, message)
+            self._publish(name, _route(model, "failed", message=message))
+            _delete_app(serve, app)
+            return
+        self._publish(name, _route(model, "ready", info=info))
+
+    def _wait_running(self, serve: Any, app: str, model: Model) -> dict[str, Any]:
+        """Wait until ``app`` runs ``model``'s generation; returns the replica's ``info()``."""
+        deadline = time.monotonic() + DEPLOY_TIMEOUT_S
+        while True:
+            status = serve.status().applications.get(app)
+            state = str(getattr(status, "status", "NOT_STARTED"))
+            if state.endswith("RUNNING"):
+                info = _running_info(serve, app)
+                if info is not None and info.get("generation") == model.generation:
+                    return info
+            elif state.endswith("DEPLOY_FAILED") or state.endswith("UNHEALTHY"):
+                raise RuntimeError(_failure_reason(status) or state)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not ready after {DEPLOY_TIMEOUT_S:.0f}s: {getattr(status, 'message', '')}")
+            if self._changed[model.name].wait(0.25) or self._stop.is_set():
+                raise _Superseded()
+
+
+def _failure_reason(status: Any) -> str:
+    """The deployment's own error (its last traceback line), else the application's message."""
+    deployment = getattr(status, "deployments", {}).get(DEPLOYMENT_NAME)
+    message = str(getattr(deployment, "message", "") or "")
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if "Traceback" in message and lines:
+        return lines[-1]
+    return message or str(getattr(status, "message", "") or "")
+
+
+def _route(
+    model: Model, status: str, *, info: dict[str, Any] | None = None, message: str | None = None
+) -> dict[str, Any]:
+    info = info or {}
+    return {
+        "name": model.name,
+        "type": "serve",
+        "app": app_name(model.name),
+        "deployment": DEPLOYMENT_NAME,
+        "status": status,
+        "message": message,
+        "generation": model.generation,
+        "engine": model.spec.runtime.engine,
+        "kind": info.get("kind", "embed" if model.spec.runtime.engine == "embedding" else "generate"),
+        "digest": model.spec.artifact.sha256,
+        "max_tokens": model.spec.runtime.params.max_tokens,
+        "created": _created(model),
+    }
+
+
+def _created(model: Model) -> int:
+    import datetime as dt
+
+    stamp = model.metadata.creation_timestamp
+    try:
+        return int(dt.datetime.fromisoformat(stamp).timestamp()) if stamp else 0
+    except ValueError:
+        return 0
+
+
+def _model_apps() -> list[str]:
+    from ray import serve
+
+    try:
+        return [name for name in serve.status().applications if name.startswith(APP_PREFIX)]
+    except Exception:  # noqa: BLE001 - Serve is not running
+        return []
+
+
+def _running_info(serve: Any, app: str) -> dict[str, Any] | None:
+    status = serve.status().applications.get(app)
+    if status is None or not str(status.status).endswith("RUNNING"):
+        return None
+    try:
+        return serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=app).info.remote().result(timeout_s=30)  # type: ignore[no-any-return]
+    except Exception:  # noqa: BLE001 - an application we cannot ask is redeployed
+        return None
+
+
+def _delete_app(serve: Any, app: str) -> None:
+    try:
+        if app in serve.status().applications:
+            serve.delete(app)
+    except Exception:  # noqa: BLE001 - already gone, or Serve is down
+        logger.warning("relay controller: deleting %s failed", app, exc_info=True)
+
+
+def get_controller() -> Any:
+    """The running ``relay-controller`` actor (``ValueError`` when there is none)."""
+    return ray.get_actor(CONTROLLER_NAME, namespace=NAMESPACE)
+
+
+def ensure_controller(settings: Settings, engram: Engram) -> Any:
+    """Get or create the detached ``relay-controller`` actor."""
+    return RelayController.options(  # type: ignore[attr-defined]
+        name=CONTROLLER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+    ).remote(engram, settings)

@@ -1,0 +1,217 @@
+"""RELAY's ingress: the FastAPI app and the Serve deployment that hosts it.
+
+Routes: ``GET /v1/models``, ``POST /v1/chat/completions`` (SSE when ``stream``),
+``POST /v1/completions``, ``POST /v1/embeddings``, ``GET /healthz``, ``GET /readyz``,
+``GET /openapi.json``, plus the routers of CORTEX (``/v1/jobs``), SYNKRON (pipelines) and TRACE
+(``/metrics``) when those modules are installed. Requests on ``/v1`` are ``interactive``; the
+header ``X-Mnemos-Priority: batch`` marks batch work (pipelines), which runtimes serve after.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import Response
+from ray import serve
+
+from mnemos.config import Settings
+from mnemos.engram import Engram
+from mnemos.errors import MnemosError, PayloadTooLargeError
+from mnemos.relay import _responses as out
+from mnemos.relay._edge import EdgeSeam
+from mnemos.relay._errors import ModelNotFoundError, error_response, install_error_handlers
+from mnemos.relay._gateway import Gateway
+from mnemos.relay._handlers import Handlers
+from mnemos.relay.openai_schema import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    CreateEmbeddingResponse,
+    EmbeddingRequest,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+)
+
+__all__ = ["EXTENSION_ROUTERS", "RelayIngress", "create_app"]
+
+logger = logging.getLogger("mnemos.relay")
+
+# Routers of other components, included when their module exists (``module:attribute``).
+EXTENSION_ROUTERS = ("mnemos.cortex.http", "mnemos.synkron.http", "mnemos.trace.http")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 422, 429, 502, 503)
+}
+
+
+class _BodyLimit:
+    """413 for a request whose Content-Length is over ``relay.maxBodyBytes`` (pure ASGI, cheap)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            for key, value in scope["headers"]:
+                if key == b"content-length":
+                    if value.isdigit() and int(value) > self.limit:
+                        err = PayloadTooLargeError(f"request body is over {self.limit} bytes", param="body")
+                        await error_response(err)(scope, receive, send)
+                        return
+                    break
+        await self.app(scope, receive, send)
+
+
+def _include_extensions(app: FastAPI, edge: EdgeSeam, settings: Settings) -> list[str]:
+    """Include the routers of CORTEX, SYNKRON and TRACE that are installed.
+
+    With authentication on, their ``auth`` dependency admits the caller with the verb ``submit``
+    for writes and, for reads, ``read-lineage`` (TRACE) or ``read-artifacts`` (jobs, runs).
+    """
+    included = []
+    for module_name in EXTENSION_ROUTERS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        router: APIRouter | None = getattr(module, "router", None)
+        build = getattr(module, "build_router", None)
+        if build is not None:
+            accepted = inspect.signature(build).parameters
+            kwargs: dict[str, Any] = {}
+            if "settings" in accepted:
+                kwargs["settings"] = settings
+            if edge.enabled and "auth" in accepted:
+                kwargs["auth"] = _admitting(
+                    edge, "read-lineage" if module_name.endswith("trace.http") else "read-artifacts"
+                )
+            if kwargs:
+                router = build(**kwargs)
+        if router is not None:
+            app.include_router(router)
+            included.append(module_name)
+    return included
+
+
+def _admitting(edge: EdgeSeam, read_verb: str) -> Any:
+    async def authenticate(request: Request) -> Any:
+        verb = read_verb if request.method in ("GET", "HEAD") else "submit"
+        return await edge.admit(request, verb)
+
+    return authenticate
+
+
+def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
+    """The gateway's FastAPI application over one replica's ``Gateway``."""
+    app = FastAPI(title="MNEMOS RELAY", version="1", description="OpenAI-compatible gateway of MNEMOS.")
+    install_error_handlers(app)
+    app.add_middleware(_BodyLimit, limit=gateway.settings.relay.max_body_bytes)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the gateway process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"model": ErrorResponse}})
+    async def readyz() -> Response:
+        """Readiness: the routing table is loaded; lists each model's status."""
+        models = {name: route.entry.get("status") for name, route in gateway.models.items()}
+        if not gateway.ready:
+            return error_response(MnemosError("routing table not loaded yet"))
+        return out.json_response({"status": "ready", "version": gateway.version, "models": models,
+                                  "adapters": sorted(gateway.adapters.targets)})  # fmt: skip
+
+    @app.get("/v1/models", tags=["openai"], response_model=ModelList, responses=_ERRORS)
+    async def list_models(request: Request) -> Response:
+        """Models served by this gateway (ready models and adapter-served names)."""
+        await edge.admit(request, "read-artifacts")
+        return out.json_response({"object": "list", "data": gateway.listing()})
+
+    @app.get("/v1/models/{model_id:path}", tags=["openai"], response_model=ModelCard, responses=_ERRORS)
+    async def get_model(model_id: str, request: Request) -> Response:
+        """One served model."""
+        await edge.admit(request, "read-artifacts")
+        for card in gateway.listing():
+            if card["id"] == model_id:
+                return out.json_response(card)
+        raise ModelNotFoundError(f"The model `{model_id}` does not exist", param="model")
+
+    handlers = Handlers(gateway, edge)
+
+    @app.post("/v1/chat/completions", tags=["openai"], response_model=ChatCompletion, responses=_ERRORS)
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+        """Chat completion; ``stream: true`` answers ``text/event-stream`` chunks."""
+        return await handlers.generate(request, body, "chat")
+
+    @app.post("/v1/completions", tags=["openai"], response_model=Completion, responses=_ERRORS)
+    async def completions(body: CompletionRequest, request: Request) -> Response:
+        """Text completion of one prompt; ``stream: true`` answers ``text/event-stream`` chunks."""
+        return await handlers.generate(request, body, "completions")
+
+    @app.post("/v1/embeddings", tags=["openai"], response_model=CreateEmbeddingResponse, responses=_ERRORS)
+    async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
+        """Embeddings of one text or a list of texts (floats, or base64 float32)."""
+        return await handlers.embeddings(request, body)
+
+    included = _include_extensions(app, edge, gateway.settings)
+    if edge.install_routes(app):
+        included.append("mnemos.soul.http")
+    if included:
+        logger.info("relay: included routers of %s", ", ".join(included))
+    return app
+
+
+@serve.deployment(name="RelayIngress", max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.5})
+@serve.ingress()
+class RelayIngress:
+    """The gateway's Serve deployment: one FastAPI app per replica over a ``Gateway``.
+
+    Args:
+        settings: MNEMOS settings (``relay.*``).
+        engram: the ENGRAM root (registry, lineage).
+        models: Model/Adapter documents to apply on start (``build_app``'s ``models``).
+    """
+
+    async def __init__(  # type: ignore[misc]  # Serve awaits async constructors
+        self, settings: Settings, engram: Engram, models: list[dict[str, Any]] | None = None
+    ) -> None:
+        from mnemos.relay.controller import ensure_controller
+        from mnemos.trace.telemetry import setup_tracing
+
+        self.settings = settings
+        setup_tracing(settings, component="relay")
+        controller = ensure_controller(settings, engram)
+        if models:
+            await _apply_documents(settings, engram, models)
+        self.edge = EdgeSeam(settings, engram)
+        self.gateway = Gateway(settings, engram, controller)
+        await self.gateway.start()
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_app(self.gateway, self.edge)
+
+    async def check_health(self) -> None:
+        return None
+
+    async def __del__(self) -> None:
+        gateway = getattr(self, "gateway", None)
+        if gateway is not None:
+            await gateway.close()
+        edge = getattr(self, "edge", None)
+        if edge is not None:
+            await edge.aclose()
+
+
+async def _apply_documents(settings: Settings, engram: Engram, docs: list[dict[str, Any]]) -> None:
+    """Apply documents through the ``genome`` actor (which stores them and tells the controller)."""
+    from mnemos.genome.service import ensure
+
+    genome = ensure(settings, engram)
+    for doc in docs:
+        await genome.apply.remote(doc, "serve-config")

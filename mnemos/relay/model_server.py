@@ -1,0 +1,208 @@
+"""The Serve deployment behind one served Model: a NEURON runtime in each replica.
+
+``model_application(model, engram)`` turns a GENOME Model into a Serve application named
+``model-<name>`` whose replicas, autoscaling and resources come from the Model's spec. Each
+replica materializes the artifact (``mnemos.neuron.models.materialize``), starts the runtime and
+serves ``complete`` (one answer), ``generate`` (a stream) and ``embed``. A stream stops when its
+consumer goes away: the gateway cancels the handle call and the runtime's generator is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from mnemos.engram import Engram
+from mnemos.errors import MnemosError, ValidationError
+from mnemos.genome import Model
+from mnemos.neuron import GenerationRequest, Runtime, runtime_class
+from mnemos.trace import metrics
+from mnemos.trace.telemetry import setup_tracing, start_span
+from mnemos.trace.telemetry import span as span_of
+
+__all__ = ["ModelServer", "app_name", "deployment_options", "model_application"]
+
+logger = logging.getLogger("mnemos.relay")
+
+DEPLOYMENT_NAME = "ModelServer"
+APP_PREFIX = "model-"
+# Engines that load nothing: the artifact is not materialized for them.
+_NO_ARTIFACT = frozenset({"echo"})
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|K|M|G|T)?i?B?\s*$")
+_UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+# A chunk on the wire between replica and gateway: (text, finish_reason, prompt_tokens, completion_tokens).
+Chunk = tuple[str, str | None, int, int]
+
+
+def app_name(model_name: str) -> str:
+    """The Serve application serving Model ``model_name``."""
+    return f"{APP_PREFIX}{model_name}"
+
+
+def _memory_bytes(value: str) -> int:
+    match = _MEMORY.match(value)
+    if not match:
+        raise ValidationError(f"spec.resources.memory: {value!r} is not a size like 512Mi or 16Gi",
+                              param="spec.resources.memory")  # fmt: skip
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def deployment_options(model: Model) -> dict[str, Any]:
+    """Serve options for the model's deployment, from ``spec.replicas/autoscaling/resources``."""
+    spec = model.spec
+    actor: dict[str, Any] = {"num_cpus": spec.resources.cpus}
+    if spec.resources.gpus:
+        actor["num_gpus"] = spec.resources.gpus
+    if spec.resources.accelerator:
+        actor["accelerator_type"] = spec.resources.accelerator
+    if spec.resources.memory:
+        actor["memory"] = _memory_bytes(spec.resources.memory)
+    target = spec.autoscaling.target_ongoing_requests if spec.autoscaling else 8.0
+    options: dict[str, Any] = {
+        "name": DEPLOYMENT_NAME,
+        "ray_actor_options": actor,
+        # The runtime queues and batches (interactive ahead of batch): let requests reach it.
+        "max_ongoing_requests": max(64, int(4 * target)),
+        "max_constructor_retry_count": 3,
+        "health_check_period_s": 10.0,
+        "graceful_shutdown_timeout_s": 10.0,
+    }
+    if spec.autoscaling:
+        options["autoscaling_config"] = {
+            "min_replicas": spec.autoscaling.min_replicas,
+            "max_replicas": spec.autoscaling.max_replicas,
+            "target_ongoing_requests": spec.autoscaling.target_ongoing_requests,
+        }
+    else:
+        options["num_replicas"] = spec.replicas
+    return options
+
+
+def model_application(model: Model, engram: Engram, cache_dir: str | None = None) -> Application:
+    """The Serve application (not yet running) that serves ``model``."""
+    deployment = ModelServer.options(**deployment_options(model))  # type: ignore[attr-defined]
+    return deployment.bind(model.dump(), engram, cache_dir)  # type: ignore[no-any-return]
+
+
+def _request(payload: dict[str, Any]) -> GenerationRequest:
+    return GenerationRequest(**payload)
+
+
+def _setup_tracing() -> None:
+    """This replica's spans are ``mnemos-neuron`` (settings from the environment; defaults if unreadable)."""
+    try:
+        setup_tracing(component="neuron")
+    except MnemosError:
+        logger.warning("tracing settings are not readable here; spans use the defaults", exc_info=True)
+
+
+@serve.deployment(name=DEPLOYMENT_NAME, max_ongoing_requests=64)
+class ModelServer:
+    """One replica of a served Model.
+
+    Args:
+        model: the Model document (``Model.dump()``).
+        engram: the store ``engram://`` artifacts are read from.
+        cache_dir: where downloaded artifacts are kept (default ``$MNEMOS_HOME/cache/models``).
+    """
+
+    async def __init__(  # type: ignore[misc]  # Serve awaits async constructors
+        self, model: dict[str, Any], engram: Engram, cache_dir: str | None = None
+    ) -> None:
+        self.model = Model.model_validate(model)
+        spec = self.model.spec
+        engine = self.engine = spec.runtime.engine
+        _setup_tracing()
+        cls = runtime_class(engine)
+        path: str | None = None
+        if engine not in _NO_ARTIFACT:
+            from mnemos.neuron.models import materialize
+
+            path = str(await asyncio.to_thread(materialize, self.model, engram, cache_dir))
+        self.runtime: Runtime = cls(path, spec.runtime.params.model_dump(exclude_none=True))
+        await self.runtime.start()
+        self.kind = cls.kind
+        self.max_tokens = spec.runtime.params.max_tokens
+        self.counters = {"requests": 0, "chunks": 0, "cancelled": 0, "active": 0}
+
+    async def info(self) -> dict[str, Any]:
+        """What the gateway needs to route to this model."""
+        return {
+            "name": self.model.name,
+            "generation": self.model.generation,
+            "engine": self.model.spec.runtime.engine,
+            "kind": self.kind,
+            "digest": self.model.spec.artifact.sha256,
+            "max_tokens": self.max_tokens,
+        }
+
+    async def stats(self) -> dict[str, int]:
+        """Request, chunk and cancellation counters of this replica."""
+        return dict(self.counters)
+
+    async def complete(self, payload: dict[str, Any]) -> Chunk:
+        """Generate the whole answer: ``(text, finish_reason, prompt_tokens, completion_tokens)``."""
+        parts: list[str] = []
+        finish: str | None = None
+        prompt_tokens = completion_tokens = 0
+        async for chunk in self._chunks(payload):
+            parts.append(chunk[0])
+            finish = chunk[1] or finish
+            prompt_tokens = chunk[2] or prompt_tokens
+            completion_tokens = chunk[3] or completion_tokens
+        return "".join(parts), finish or "stop", prompt_tokens, completion_tokens
+
+    async def generate(self, payload: dict[str, Any]) -> AsyncIterator[Chunk]:
+        """Stream the answer chunk by chunk; cancelling the call closes the runtime's generator."""
+        async for chunk in self._chunks(payload):
+            yield chunk
+
+    async def _chunks(self, payload: dict[str, Any]) -> AsyncIterator[Chunk]:
+        carrier = payload.pop("trace", None)
+        counters = self.counters
+        counters["requests"] += 1
+        counters["active"] += 1
+        span = start_span("neuron.generate", carrier=carrier, model=self.model.name, engine=self.engine)
+        start = time.perf_counter()
+        stream = self.runtime.generate(_request(payload))
+        try:
+            async for chunk in stream:
+                counters["chunks"] += 1
+                yield chunk.text, chunk.finish_reason, chunk.prompt_tokens, chunk.completion_tokens
+        except (asyncio.CancelledError, GeneratorExit):
+            counters["cancelled"] += 1
+            span.set_attribute("mnemos.cancelled", True)
+            raise
+        finally:
+            counters["active"] -= 1
+            await stream.aclose()  # type: ignore[attr-defined]
+            span.end()
+            metrics.NEURON_GENERATE_SECONDS.observe(time.perf_counter() - start, model=self.model.name,
+                                                    runtime=self.engine)  # fmt: skip
+
+    async def embed(self, texts: list[str], trace: dict[str, str] | None = None) -> list[list[float]]:
+        """One vector per text (``trace``: the caller's span carrier)."""
+        self.counters["requests"] += 1
+        start = time.perf_counter()
+        with span_of("neuron.embed", carrier=trace, model=self.model.name, engine=self.engine, texts=len(texts)):
+            vectors = await self.runtime.embed(texts)
+        metrics.NEURON_GENERATE_SECONDS.observe(time.perf_counter() - start, model=self.model.name, runtime=self.engine)
+        return vectors
+
+    async def check_health(self) -> None:
+        """Serve's health check: the runtime says whether it can serve."""
+        if not await self.runtime.health():
+            raise RuntimeError(f"runtime {self.model.spec.runtime.engine} of model {self.model.name} is unhealthy")
+
+    async def __del__(self) -> None:
+        runtime = getattr(self, "runtime", None)
+        if runtime is not None:
+            await runtime.stop()

@@ -1,0 +1,265 @@
+"""Pydantic models of the OpenAI API that RELAY serves.
+
+Requests are validated strictly where a value would be wrong (``max_tokens: -1``,
+``temperature: 9``) and leniently where clients differ: fields RELAY does not use (``tools``,
+``logit_bias``, ``user`` …) are accepted and ignored, as vLLM and Ray Serve LLM do. A request
+that fails validation is answered 422 in OpenAI's error shape, naming the field in ``param``.
+
+Response models exist for ``/openapi.json``; the gateway writes responses as plain JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionRequest",
+    "ChatMessage",
+    "Completion",
+    "CompletionRequest",
+    "CreateEmbeddingResponse",
+    "EmbeddingRequest",
+    "ErrorBody",
+    "ErrorResponse",
+    "ModelCard",
+    "ModelList",
+    "StreamOptions",
+    "Usage",
+]
+
+_MAX_STOP = 4
+
+
+class _Request(BaseModel):
+    """Base of request bodies: unknown fields are ignored (clients send extras RELAY does not use)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ContentPart(_Request):
+    """One part of a multi-part message; only ``text`` parts are supported."""
+
+    type: Literal["text"] = Field(description="Only text parts are supported.")
+    text: str
+
+
+class ChatMessage(_Request):
+    """One chat message."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        """The message's text (parts joined)."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(_Request):
+    include_usage: bool = Field(False, description="Send a last chunk with token usage.")
+
+
+def _stop_list(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+class _Sampling(_Request):
+    model: str = Field(min_length=1, description="A served model's name (see GET /v1/models).")
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    n: int = Field(1, ge=1, le=1, description="Only 1 is supported.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = Field(None, description=f"Up to {_MAX_STOP} stop sequences.")
+    seed: int | None = None
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0, description="Accepted, not used.")
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, description="Accepted, not used.")
+    user: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _check_stop(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > _MAX_STOP:
+            raise ValueError(f"at most {_MAX_STOP} stop sequences")
+        return value
+
+    def stop_list(self) -> list[str]:
+        return _stop_list(self.stop)
+
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatCompletionRequest(_Sampling):
+    """``POST /v1/chat/completions``."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate (default: the model's limit).")
+    max_completion_tokens: int | None = Field(None, ge=1, description="Newer name of max_tokens.")
+
+    def token_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class CompletionRequest(_Sampling):
+    """``POST /v1/completions``."""
+
+    prompt: str | list[str] = Field(description="A prompt, or a list of one prompt.")
+    max_tokens: int | None = Field(16, ge=1)
+    echo: bool = Field(False, description="Prepend the prompt to the completion.")
+    suffix: str | None = Field(None, description="Accepted, not used.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _check_prompt(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and len(value) != 1:
+            raise ValueError("send one prompt per request (a string or a list of one string)")
+        return value
+
+    def prompt_text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+    def token_limit(self) -> int | None:
+        return self.max_tokens
+
+
+class EmbeddingRequest(_Request):
+    """``POST /v1/embeddings``."""
+
+    model: str = Field(min_length=1)
+    input: str | list[str] = Field(description="A text or a list of texts (token arrays are not supported).")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1, description="Must equal the model's dimension when given.")
+    user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _check_input(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError("give at least one text")
+        if isinstance(value, list) and len(value) > 2048:
+            raise ValueError("at most 2048 texts per request")
+        return value
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+# -- responses (documentation) ----------------------------------------------------------------
+class Usage(_Response):
+    prompt_tokens: int
+    completion_tokens: int = 0
+    total_tokens: int
+
+
+class _ChatChoiceMessage(_Response):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class _ChatChoice(_Response):
+    index: int
+    message: _ChatChoiceMessage
+    finish_reason: Literal["stop", "length"] | None
+    logprobs: None = None
+
+
+class ChatCompletion(_Response):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[_ChatChoice]
+    usage: Usage
+
+
+class _Delta(_Response):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class _ChunkChoice(_Response):
+    index: int
+    delta: _Delta
+    finish_reason: Literal["stop", "length"] | None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(_Response):
+    """One ``data:`` event of a streamed chat completion (``text/event-stream``)."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[_ChunkChoice]
+    usage: Usage | None = None
+
+
+class _CompletionChoice(_Response):
+    index: int
+    text: str
+    finish_reason: Literal["stop", "length"] | None
+    logprobs: None = None
+
+
+class Completion(_Response):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[_CompletionChoice]
+    usage: Usage | None = None
+
+
+class _Embedding(_Response):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str = Field(description="Floats, or base64 of little-endian float32.")
+
+
+class CreateEmbeddingResponse(_Response):
+    object: Literal["list"] = "list"
+    data: list[_Embedding]
+    model: str
+    usage: Usage
+
+
+class ModelCard(_Response):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    mnemos: dict[str, Any] | None = Field(None, description="Engine, generation, digest or adapter of the model.")
+
+
+class ModelList(_Response):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorBody(_Response):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(_Response):
+    """OpenAI's error shape, used for every 4xx and 5xx on ``/v1``."""
+
+    error: ErrorBody

@@ -1,0 +1,222 @@
+"""Helpers for the RELAY tests: the gateway handle, an OpenAI-compatible upstream server.
+
+(Not named conftest: shared by the relay test modules through plain imports.)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+MODEL_SERVER = "ModelServer"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Relay:
+    """The running gateway: its port, the MNEMOS client and the relay controller."""
+
+    client: Any
+    controller: Any
+    port: int
+    settings: Any
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def openai(self, **kwargs: Any) -> Any:
+        import openai
+
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key="unused", max_retries=0, **kwargs)
+
+    def sync(self, timeout: float = 240.0) -> dict[str, Any]:
+        """Wait until the controller reconciled every change and the gateway has the routes."""
+        import ray
+
+        return ray.get(self.controller.wait_synced.remote(None, timeout))  # type: ignore[no-any-return]
+
+    def apply(self, *docs: dict[str, Any]) -> dict[str, Any]:
+        self.client.apply(list(docs))
+        return self.sync()
+
+    def delete(self, kind: str, name: str) -> dict[str, Any]:
+        self.client.delete(kind, name)
+        return self.sync()
+
+    def model_stats(self, model: str) -> dict[str, int]:
+        from ray import serve
+
+        handle = serve.get_deployment_handle(MODEL_SERVER, app_name=f"model-{model}")
+        return handle.stats.remote().result(timeout_s=60)  # type: ignore[no-any-return]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1) -> Any:
+    """Poll ``predicate`` until it returns something truthy (bounded by ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def assert_openai_error(response: Any, status: int, *, code: str | None = None, param: str | None = None,
+                        type_: str = "invalid_request_error") -> dict[str, Any]:  # fmt: skip
+    """The response is ``status`` with OpenAI's error body; returns ``error``."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) == {"message", "type", "param", "code"}, error
+    assert isinstance(error["message"], str) and error["message"]
+    assert error["type"] == type_, error
+    if code is not None:
+        assert error["code"] == code, error
+    if param is not None:
+        assert error["param"] == param, error
+    return error  # type: ignore[no-any-return]
+
+
+@dataclass
+class Upstream:
+    """A small OpenAI-compatible server on 127.0.0.1 that can fail on purpose.
+
+    ``fail_next``: how many of the next requests answer ``fail_status`` before it serves again.
+    ``requests``: every request received (path, model, authorization header).
+    """
+
+    name: str
+    port: int = 0
+    fail_next: int = 0
+    fail_status: int = 503
+    always_fail: bool = False
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def reset(self) -> None:
+        with self.lock:
+            self.fail_next = 0
+            self.always_fail = False
+            self.requests.clear()
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        def _failing(request: Request, body: dict[str, Any]) -> Response | None:
+            with self.lock:
+                self.requests.append(
+                    {
+                        "path": request.url.path,
+                        "model": body.get("model"),
+                        "authorization": request.headers.get("authorization"),
+                    }  # fmt: skip
+                )
+                if self.always_fail or self.fail_next > 0:
+                    self.fail_next = max(0, self.fail_next - 1)
+                    return JSONResponse({"detail": "overloaded"}, status_code=self.fail_status)
+            return None
+
+        @app.post("/v1/chat/completions")
+        async def chat(request: Request) -> Response:
+            body = await request.json()
+            failed = _failing(request, body)
+            if failed is not None:
+                return failed
+            if body.get("user") == "refused":
+                return JSONResponse(
+                    {
+                        "error": {
+                            "message": "this user is refused upstream",
+                            "type": "invalid_request_error",
+                            "param": "user",
+                            "code": "refused",
+                        }
+                    },  # fmt: skip
+                    status_code=400,
+                )
+            text = f"{self.name} says hi"
+            if body.get("stream"):
+
+                async def events() -> Iterator[bytes]:  # type: ignore[misc]
+                    for i, word in enumerate(text.split()):
+                        delta = {"content": (" " if i else "") + word}
+                        choice = {"index": 0, "delta": delta, "finish_reason": None}
+                        chunk = {"id": "up-1", "object": "chat.completion.chunk", "created": 0,
+                                 "model": body["model"], "choices": [choice]}  # fmt: skip
+                        yield f"data: {json.dumps(chunk)}\n\n".encode()
+                    yield b"data: [DONE]\n\n"
+
+                return StreamingResponse(events(), media_type="text/event-stream")
+            return JSONResponse(
+                {
+                    "id": "up-1",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    ],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
+                }  # fmt: skip
+            )
+
+        @app.post("/v1/embeddings")
+        async def embeddings(request: Request) -> Response:
+            body = await request.json()
+            failed = _failing(request, body)
+            if failed is not None:
+                return failed
+            return JSONResponse(
+                {
+                    "object": "list",
+                    "model": body["model"],
+                    "data": [{"object": "embedding", "index": 0, "embedding": [0.5, 0.25]}],
+                    "usage": {"prompt_tokens": 1, "total_tokens": 1},
+                }  # fmt: skip
+            )
+
+        return app
+
+
+class UpstreamServer:
+    """Runs an :class:`Upstream` app with uvicorn in a thread."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        import uvicorn
+
+        self.upstream = upstream
+        upstream.port = free_port()
+        config = uvicorn.Config(upstream.app(), host="127.0.0.1", port=upstream.port, log_level="warning",
+                                lifespan="off")  # fmt: skip
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name=f"upstream-{upstream.name}", daemon=True)
+
+    def __enter__(self) -> Upstream:
+        self.thread.start()
+        wait_until(lambda: self.server.started, timeout=30)
+        return self.upstream
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)

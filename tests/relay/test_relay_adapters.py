@@ -1,0 +1,116 @@
+"""Adapters: model names routed to OpenAI-compatible upstreams on 127.0.0.1, with retries and fallback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from relay_support import Relay, Upstream, UpstreamServer, assert_openai_error, free_port
+
+ASK = [{"role": "user", "content": "hello"}]
+
+
+def adapter_doc(name: str, base_url: str, models: list[str], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "genome.mnemos.dev/v1",
+        "kind": "Adapter",
+        "metadata": {"name": name},
+        "spec": {
+            "type": "http",
+            "baseUrl": base_url,
+            "models": models,
+            "routes": [{"match": "/v1/chat/completions", "timeout": "10s"}],
+            **spec,
+        },  # fmt: skip
+    }
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[tuple[Upstream, Upstream]]:
+    with UpstreamServer(Upstream("a")) as a, UpstreamServer(Upstream("b")) as b:
+        yield a, b
+
+
+@pytest.fixture()
+def routed(relay: Relay, upstreams: tuple[Upstream, Upstream]) -> Iterator[tuple[Upstream, Upstream]]:
+    """Adapter ``up-a`` (model ``remote-chat``, key from the secret store) falling back to ``up-b``."""
+    from mnemos.soul.secrets import secret_store
+
+    a, b = upstreams
+    a.reset()
+    b.reset()
+    secret_store("file", relay.settings).set("llm-keys", "UPSTREAM_A_KEY", "sk-a-test")
+    relay.apply(
+        adapter_doc("up-a", a.url, ["remote-chat"], upstreamModel="a-model", retries=2, fallback="up-b",
+                    auth={"secretRef": {"name": "llm-keys", "key": "UPSTREAM_A_KEY"}}),
+        adapter_doc("up-b", b.url, ["b-only"], upstreamModel="b-model", retries=0),
+    )  # fmt: skip
+    yield a, b
+    relay.delete("Adapter", "up-a")
+    relay.delete("Adapter", "up-b")
+
+
+def test_adapter_serves_a_model_name_upstream(relay: Relay, routed: tuple[Upstream, Upstream]) -> None:
+    a, _ = routed
+    client = relay.openai()
+    listed = {m.id: m.owned_by for m in client.models.list().data}
+    assert listed["remote-chat"] == "up-a" and listed["b-only"] == "up-b"
+    reply = client.chat.completions.create(model="remote-chat", messages=ASK)
+    assert reply.choices[0].message.content == "a says hi"
+    assert a.requests[-1] == {"path": "/v1/chat/completions", "model": "a-model", "authorization": "Bearer sk-a-test"}
+    streamed = client.chat.completions.create(model="remote-chat", messages=ASK, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in streamed) == "a says hi"
+    # An upstream's own 4xx is the caller's: passed through, not retried, no fallback.
+    count = len(a.requests)
+    refused = httpx.post(f"{relay.url}/v1/chat/completions", json={"model": "remote-chat", "messages": ASK,
+                                                                   "user": "refused"})  # fmt: skip
+    assert_openai_error(refused, 400, code="refused", param="user")
+    assert len(a.requests) == count + 1
+    # Paths the adapter does not route are refused.
+    missing = httpx.post(f"{relay.url}/v1/embeddings", json={"model": "remote-chat", "input": "x"})
+    assert_openai_error(missing, 404, param="model")
+
+
+def test_adapter_retries_a_503(relay: Relay, routed: tuple[Upstream, Upstream]) -> None:
+    a, b = routed
+    a.fail_next = 2  # two 503s, then an answer: within retries=2
+    reply = relay.openai().chat.completions.create(model="remote-chat", messages=ASK)
+    assert reply.choices[0].message.content == "a says hi"
+    assert len(a.requests) == 3 and not b.requests
+
+
+def test_adapter_falls_back_to_the_second_upstream(relay: Relay, routed: tuple[Upstream, Upstream]) -> None:
+    a, b = routed
+    a.always_fail = True
+    client = relay.openai()
+    reply = client.chat.completions.create(model="remote-chat", messages=ASK)
+    assert reply.choices[0].message.content == "b says hi"
+    assert len(a.requests) == 3  # the first try and two retries
+    assert b.requests[-1]["model"] == "b-model" and b.requests[-1]["authorization"] is None
+    streamed = client.chat.completions.create(model="remote-chat", messages=ASK, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in streamed) == "b says hi"
+    b.always_fail = True
+    failed = httpx.post(f"{relay.url}/v1/chat/completions", json={"model": "remote-chat", "messages": ASK})
+    error = assert_openai_error(failed, 502, code="upstream_error", type_="server_error")
+    assert "up-a" in error["message"] and "up-b" in error["message"]
+    assert "sk-a-test" not in failed.text
+
+
+def test_unreachable_upstream_and_missing_secret(relay: Relay) -> None:
+    closed = f"http://127.0.0.1:{free_port()}/v1"
+    relay.apply(
+        adapter_doc("down", closed, ["down-model"], retries=1),
+        adapter_doc("keyless", closed, ["keyless-model"],
+                    auth={"secretRef": {"name": "nowhere", "key": "MNEMOS_TEST_NO_SUCH_KEY"}}),
+    )  # fmt: skip
+    try:
+        down = httpx.post(f"{relay.url}/v1/chat/completions", json={"model": "down-model", "messages": ASK})
+        assert "ConnectError" in assert_openai_error(down, 502, code="upstream_error", type_="server_error")["message"]
+        keyless = httpx.post(f"{relay.url}/v1/chat/completions", json={"model": "keyless-model", "messages": ASK})
+        error = assert_openai_error(keyless, 503, code="unavailable", type_="server_error")
+        assert "nowhere/MNEMOS_TEST_NO_SUCH_KEY" in error["message"]
+    finally:
+        relay.delete("Adapter", "down")
+        relay.delete("Adapter", "keyless")

@@ -1,0 +1,206 @@
+"""The gateway's OpenAI API with the official ``openai`` client, on the ``echo`` runtime."""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import struct
+
+import httpx
+import openai
+import pytest
+from relay_support import Relay, assert_openai_error, wait_until
+
+CHAT = [{"role": "system", "content": "ignored by echo"}, {"role": "user", "content": "the quick brown fox"}]
+
+
+def test_lists_models(relay: Relay) -> None:
+    models = relay.openai().models.list()
+    ids = [m.id for m in models.data]
+    assert "echo" in ids
+    card = next(m for m in models.data if m.id == "echo")
+    assert card.owned_by == "mnemos"
+    assert relay.openai().models.retrieve("echo").id == "echo"
+
+
+def test_chat_completion(relay: Relay) -> None:
+    reply = relay.openai().chat.completions.create(model="echo", messages=CHAT)
+    assert reply.object == "chat.completion"
+    assert reply.model == "echo"
+    assert reply.choices[0].message.role == "assistant"
+    assert reply.choices[0].message.content == "the quick brown fox"
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.usage is not None and reply.usage.completion_tokens == 4 and reply.usage.total_tokens == 8
+
+
+def test_chat_completion_respects_max_tokens(relay: Relay) -> None:
+    reply = relay.openai().chat.completions.create(model="echo", messages=CHAT, max_tokens=2)
+    assert reply.choices[0].message.content == "the quick"
+    assert reply.choices[0].finish_reason == "length"
+
+
+def test_streamed_chat_completion(relay: Relay) -> None:
+    stream = relay.openai().chat.completions.create(
+        model="echo", messages=CHAT, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "the quick brown fox"
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["stop"]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
+    assert len({c.id for c in chunks}) == 1
+
+
+def test_completions(relay: Relay) -> None:
+    client = relay.openai()
+    reply = client.completions.create(model="echo", prompt="one two three", max_tokens=2)
+    assert reply.object == "text_completion"
+    assert reply.choices[0].text == "one two"
+    assert reply.choices[0].finish_reason == "length"
+    echoed = client.completions.create(model="echo", prompt="a b", echo=True)
+    assert echoed.choices[0].text == "a ba b"
+    streamed = "".join(c.choices[0].text for c in client.completions.create(model="echo", prompt="x y z", stream=True))
+    assert streamed == "x y z"
+
+
+def test_sixteen_concurrent_chats_all_succeed(relay: Relay) -> None:
+    client = relay.openai()
+
+    def ask(i: int) -> str:
+        reply = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": f"request {i}"}])
+        return reply.choices[0].message.content or ""
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, range(16)))
+    assert answers == [f"request {i}" for i in range(16)]
+
+
+def test_echo_embeddings_float_and_base64(relay: Relay) -> None:
+    client = relay.openai()
+    floats = client.embeddings.create(model="echo", input=["ab cd", "x"], encoding_format="float")
+    assert [d.embedding for d in floats.data] == [[5.0, 2.0], [1.0, 1.0]]
+    # The client asks for base64 by default and decodes it: same numbers.
+    default = client.embeddings.create(model="echo", input="ab cd")
+    assert default.data[0].embedding == [5.0, 2.0]
+    raw = httpx.post(
+        f"{relay.url}/v1/embeddings", json={"model": "echo", "input": "ab cd", "encoding_format": "base64"}
+    )
+    packed = base64.b64decode(raw.json()["data"][0]["embedding"])
+    assert struct.unpack("<2f", packed) == (5.0, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "param"),
+    [
+        ({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}, 404, "model_not_found", "model"),
+        ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}, 422, "validation_error",
+         "max_tokens"),
+        ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "temperature": 7}, 422, "validation_error",
+         "temperature"),
+        ({"model": "echo", "messages": []}, 422, "validation_error", "messages"),
+        ({"model": "echo", "messages": [{"role": "wizard", "content": "x"}]}, 422, "validation_error",
+         "messages.0.role"),
+        ({"messages": [{"role": "user", "content": "x"}]}, 422, "validation_error", "model"),
+        ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "max_tokens": 10**6}, 422,
+         "validation_error", "max_tokens"),
+        ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "n": 2}, 422, "validation_error", "n"),
+    ],
+)  # fmt: skip
+def test_chat_errors_have_openai_shape(relay: Relay, body: dict, status: int, code: str, param: str) -> None:
+    response = httpx.post(f"{relay.url}/v1/chat/completions", json=body)
+    assert_openai_error(response, status, code=code, param=param)
+
+
+@pytest.mark.parametrize("raw", [b"{bad json", b"", b"[1, 2", b"\xff\xfe"])
+def test_malformed_json_is_400(relay: Relay, raw: bytes) -> None:
+    response = httpx.post(f"{relay.url}/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
+    if raw:
+        assert_openai_error(response, 400, code="bad_request")
+    else:  # an empty body is a missing body: a field error
+        assert_openai_error(response, 422, code="validation_error")
+
+
+def test_other_bad_input_is_4xx_never_500(relay: Relay) -> None:
+    url = relay.url
+    assert_openai_error(
+        httpx.post(f"{url}/v1/embeddings", json={"model": "echo", "input": [1, 2]}), 422, param="input.0"
+    )
+    assert_openai_error(httpx.post(f"{url}/v1/embeddings", json={"model": "echo", "input": []}), 422, param="input")
+    assert_openai_error(httpx.post(f"{url}/v1/completions", json={"model": "echo", "prompt": ["a", "b"]}), 422,
+                        param="prompt")  # fmt: skip
+    response = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"model": "echo", "messages": [{"role": "user", "content": "x"}]},
+        headers={"X-Mnemos-Priority": "urgent"},
+    )
+    assert_openai_error(response, 422, param="X-Mnemos-Priority")
+    assert_openai_error(httpx.get(f"{url}/v1/nothing-here"), 404, code="not_found")
+    assert_openai_error(httpx.get(f"{url}/v1/chat/completions"), 405, code="method_not_allowed")
+    assert_openai_error(httpx.get(f"{url}/v1/models/ghost"), 404, code="model_not_found")
+    big = b'{"model": "echo", "prompt": "' + b"a" * (relay.settings.relay.max_body_bytes + 1) + b'"}'
+    response = httpx.post(f"{url}/v1/completions", content=big, headers={"content-type": "application/json"})
+    assert_openai_error(response, 413, code="payload_too_large")
+
+
+def test_openai_client_raises_typed_errors(relay: Relay) -> None:
+    client = relay.openai()
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(model="ghost", messages=CHAT)
+    assert missing.value.code == "model_not_found"
+    with pytest.raises(openai.UnprocessableEntityError) as invalid:
+        client.chat.completions.create(model="echo", messages=CHAT, max_tokens=-1)
+    assert invalid.value.param == "max_tokens"
+
+
+def test_batch_priority_header_is_accepted(relay: Relay) -> None:
+    reply = relay.openai().chat.completions.create(
+        model="echo", messages=CHAT, extra_headers={"X-Mnemos-Priority": "batch"}
+    )
+    assert reply.choices[0].message.content == "the quick brown fox"
+
+
+def test_health_readiness_and_openapi(relay: Relay) -> None:
+    assert httpx.get(f"{relay.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{relay.url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["models"]["echo"] == "ready"
+    spec = httpx.get(f"{relay.url}/openapi.json").json()
+    for path in ("/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/healthz", "/readyz"):
+        assert path in spec["paths"], path
+    schema = spec["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["$ref"].endswith("ChatCompletionRequest")
+
+
+def test_requests_are_recorded_in_lineage(relay: Relay) -> None:
+    from mnemos.trace.lineage import events
+
+    reply = relay.openai().chat.completions.create(model="echo", messages=CHAT)
+    node = f"request:{reply.id}"
+    found = wait_until(lambda: [e for e in events(relay.client.engram) if e["id"] == node], timeout=30)
+    attrs = found[0]["attrs"]
+    assert attrs["model"] == "echo" and attrs["generation"] == 1
+    assert attrs["usage"] == {"prompt": 4, "completion": 4}
+    assert found[0]["parents"] == ["model:echo@1"]
+    assert "quick" not in str(found)  # no prompt or output text in lineage
+
+
+def test_one_trace_from_gateway_to_runtime_and_metrics(relay: Relay) -> None:
+    from mnemos.trace.lineage import events
+    from mnemos.trace.telemetry import spans_for
+
+    reply = relay.openai().chat.completions.create(model="echo", messages=CHAT)
+    node = f"request:{reply.id}"
+    found = wait_until(lambda: [e for e in events(relay.client.engram) if e["id"] == node], timeout=30)
+    trace_id = found[0]["attrs"]["trace_id"]
+    assert isinstance(trace_id, str) and len(trace_id) == 32
+    spans = spans_for(trace_id, min_spans=2, timeout=20)
+    names = {s["name"] for s in spans}
+    assert {"relay.request", "neuron.generate"} <= names, names
+
+    def echo_metrics() -> str | None:
+        text = httpx.get(f"{relay.url}/metrics").text
+        return text if 'mnemos_relay_requests_total{model="echo"' in text or 'model="echo"' in text else None
+
+    assert "mnemos_relay_requests_total" in wait_until(echo_metrics, timeout=30)
