@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 
 # Modules whose `register(app)` adds top-level commands.
-_COMMAND_MODULES = ["mnemos.cli.platform", "mnemos.cli.resources", "mnemos.cli.login", "mnemos.cli.gitops"]
+_COMMAND_MODULES = ["mnemos.cli.platform", "mnemos.cli.resources", "mnemos.cli.login", "mnemos.cli.gitops", "mnemos.cli.run", "mnemos.cli.demo"]
 # (group name, module exposing `app`) for `mnemos <group> ...`.
 _GROUPS: list[tuple[str, str]] = [
     ("kuberay", "mnemos.cli.kuberay"),
@@ -31,6 +31,8 @@ _GROUPS: list[tuple[str, str]] = [
     ("secret", "mnemos.cli.secret"),
     ("wraith", "mnemos.cli.wraith"),
     ("jobs", "mnemos.cli.jobs"),
+    ("spaces", "mnemos.cli.spaces"),
+    ("trace", "mnemos.cli.trace"),
 ]
 
 for _module in _COMMAND_MODULES:
@@ -57,10 +59,22 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:
+        if _is_click_error(exc):  # usage errors: unknown command, bad option
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
+
+
+def _is_click_error(exc: BaseException) -> bool:
+    """A click ``ClickException``, from click itself or the copy typer vendors."""
+    import click
+
+    kinds: list[type[BaseException]] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as TyperClickException
+
+        kinds.append(TyperClickException)
+    except ImportError:
+        pass
+    return isinstance(exc, tuple(kinds))

@@ -21,11 +21,12 @@ COMPONENTS: list[tuple[str, str]] = [
     ("soul", "mnemos.soul.ratelimit:ensure"),
     ("cortex", "mnemos.cortex:ensure"),
     ("relay", "mnemos.relay:ensure"),
+    ("synkron", "mnemos.synkron.service:ensure"),
     ("wraith", "mnemos.wraith.scheduler:ensure"),
 ]
 
 # Named actors of the control plane, for status and for `down`.
-ACTORS = ["wraith", "relay-controller", "cortex", "genome", "trace-collector", "metrics", "ratelimit"]
+ACTORS = ["wraith", "synkron", "relay-controller", "cortex", "genome", "trace-collector", "metrics", "ratelimit"]
 
 
 def _call(path: str, *args: Any) -> Any:

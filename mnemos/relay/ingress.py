@@ -83,16 +83,18 @@ def _include_extensions(app: FastAPI, edge: EdgeSeam, settings: Settings) -> lis
         router: APIRouter | None = getattr(module, "router", None)
         build = getattr(module, "build_router", None)
         if build is not None:
+            # Always build: the module-level router reads MNEMOS_* settings, not the gateway's.
             accepted = inspect.signature(build).parameters
             kwargs: dict[str, Any] = {}
             if "settings" in accepted:
                 kwargs["settings"] = settings
-            if edge.enabled and "auth" in accepted:
-                kwargs["auth"] = _admitting(
-                    edge, "read-lineage" if module_name.endswith("trace.http") else "read-artifacts"
+            if "auth" in accepted:
+                kwargs["auth"] = (
+                    _admitting(edge, "read-lineage" if module_name.endswith("trace.http") else "read-artifacts")
+                    if edge.enabled
+                    else None
                 )
-            if kwargs:
-                router = build(**kwargs)
+            router = build(**kwargs)
         if router is not None:
             app.include_router(router)
             included.append(module_name)

@@ -6,25 +6,103 @@ An event is a node of the lineage graph::
      "parents": ["run:r1", "artifact:sha256:…"], "attrs": {...}}
 
 ``parents`` point upstream (what this node came from). Ids are prefixed by what they name:
-``run:``, ``step:``, ``job:``, ``request:``, ``artifact:sha256:…``, ``model:<name>@<gen>``,
-``resource:<Kind>/<name>@<gen>``, ``file:<path>``.
+``run:``, ``step:<run>/<step>``, ``job:``, ``request:``, ``artifact:sha256:…``,
+``model:<name>@<gen>``, ``resource:<Kind>/<name>@<gen>``, ``file:<path>``, and
+``space:<space>/<item>`` (an indexed item, resolved from the space's manifest on query).
+
+Events of one id are merged on read: parents are united, later (non-null) attributes win. ``graph()``
+answers "where did this come from and what came of it": every ancestor and every descendant.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from mnemos.engram import Engram
+from mnemos.errors import NotFoundError
+
+__all__ = [
+    "LOG",
+    "LineageIndex",
+    "LineageWriter",
+    "artifact_node",
+    "event",
+    "events",
+    "graph",
+    "model_node",
+    "record",
+    "render_tree",
+    "request_event",
+    "resolve",
+]
 
 LOG = "lineage"
-EventType = str  # intent | execution | result | request | audit | artifact
+EventType = str  # intent | execution | result | request | audit | artifact | model | file | resource
+# Attribute names whose values are secrets (masked); token counts and credential ids are not.
+_SECRET_NAMES = frozenset(
+    {"token", "secret", "password", "passwd", "api_key", "apikey", "authorization", "bearer", "access_token",
+     "refresh_token", "id_token", "client_secret", "private_key", "secret_key"}
+)  # fmt: skip
+_SECRET_SUFFIXES = ("_secret", "_password", "_api_key", "_apikey", "_access_token", "_refresh_token", "_private_key")
+_PREFIXES = ("run:", "job:", "request:", "step:", "artifact:", "model:", "resource:", "file:", "space:")
 
 
-def event(node_id: str, type: EventType, *, parents: list[str] | tuple[str, ...] = (), **attrs: Any) -> dict[str, Any]:
-    """Build one lineage event."""
-    return {"id": node_id, "type": type, "ts": time.time(), "parents": list(parents), "attrs": attrs}
+def event(node_id: str, type: EventType, *, parents: Iterable[str] = (), **attrs: Any) -> dict[str, Any]:
+    """Build one lineage event; attribute names that look like secrets are masked."""
+    return {"id": node_id, "type": type, "ts": time.time(), "parents": list(parents), "attrs": _mask(attrs)}
+
+
+def _mask(value: Any, key: str = "") -> Any:
+    name = key.lower().replace("-", "_")
+    if name and (name in _SECRET_NAMES or name.endswith(_SECRET_SUFFIXES)):
+        return "***"
+    if isinstance(value, dict):
+        return {k: _mask(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    return value
+
+
+def artifact_node(digest: str) -> str:
+    """``artifact:sha256:<hex>``."""
+    return f"artifact:{digest}"
+
+
+def model_node(name: str, generation: int | None) -> str:
+    """``model:<name>@<generation>``."""
+    return f"model:{name}@{generation if generation is not None else '?'}"
+
+
+def request_event(
+    request_id: str,
+    *,
+    model: str,
+    generation: int | None,
+    digest: str | None,
+    principal: str | None,
+    trace_id: str | None = None,
+    **attrs: Any,
+) -> list[dict[str, Any]]:
+    """The events a gateway request records: the model node and the request under it."""
+    model_id = model_node(model, generation)
+    return [
+        event(model_id, "model", name=model, generation=generation, digest=digest),
+        event(
+            f"request:{request_id}",
+            "request",
+            parents=[model_id],
+            principal=principal,
+            model=model,
+            generation=generation,
+            model_digest=digest,
+            trace_id=trace_id,
+            **attrs,
+        ),
+    ]
 
 
 class LineageWriter:
@@ -35,11 +113,15 @@ class LineageWriter:
         self._buffer: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
-    def record(self, node_id: str, type: EventType, *, parents: list[str] | tuple[str, ...] = (), **attrs: Any) -> dict[str, Any]:
+    def record(self, node_id: str, type: EventType, *, parents: Iterable[str] = (), **attrs: Any) -> dict[str, Any]:
         ev = event(node_id, type, parents=parents, **attrs)
         with self._lock:
             self._buffer.append(ev)
         return ev
+
+    def extend(self, evs: Iterable[dict[str, Any]]) -> None:
+        with self._lock:
+            self._buffer.extend(evs)
 
     def flush(self) -> int:
         with self._lock:
@@ -49,7 +131,9 @@ class LineageWriter:
         return len(batch)
 
 
-def record(engram: Engram, node_id: str, type: EventType, *, parents: list[str] | tuple[str, ...] = (), **attrs: Any) -> dict[str, Any]:
+def record(
+    engram: Engram, node_id: str, type: EventType, *, parents: Iterable[str] = (), **attrs: Any
+) -> dict[str, Any]:
     """Write one event now (its own segment)."""
     ev = event(node_id, type, parents=parents, **attrs)
     engram.append(LOG, [ev])
@@ -59,3 +143,281 @@ def record(engram: Engram, node_id: str, type: EventType, *, parents: list[str] 
 def events(engram: Engram) -> list[dict[str, Any]]:
     """Every lineage event, in write order."""
     return list(engram.read_log(LOG))
+
+
+# -- the in-memory index ------------------------------------------------------------------------
+class LineageIndex:
+    """Nodes merged by id with parent and child edges, read incrementally from the segments."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.parents: dict[str, list[str]] = {}
+        self.children: dict[str, list[str]] = {}
+        self._segments: set[str] = set()
+
+    def add(self, ev: dict[str, Any]) -> None:
+        node_id = ev["id"]
+        node = self.nodes.get(node_id)
+        if node is None:
+            node = self.nodes[node_id] = {"id": node_id, "type": ev.get("type"), "ts": ev.get("ts"), "attrs": {}}
+        attrs = node["attrs"]
+        for key, value in (ev.get("attrs") or {}).items():
+            if value is not None or key not in attrs:  # a later null does not erase what is known
+                attrs[key] = value
+        for parent in ev.get("parents") or []:
+            ups = self.parents.setdefault(node_id, [])
+            if parent not in ups:
+                ups.append(parent)
+                self.children.setdefault(parent, []).append(node_id)
+
+    def drop(self, node_id: str) -> None:
+        """Forget a node and its edges (a node derived on query, rebuilt each time)."""
+        self.nodes.pop(node_id, None)
+        for parent in self.parents.pop(node_id, []):
+            kids = self.children.get(parent, [])
+            if node_id in kids:
+                kids.remove(node_id)
+
+    def refresh(self, engram: Engram) -> LineageIndex:
+        """Read the segments not read yet; start over when some were merged away (compaction)."""
+        found: Any = engram.segments(LOG)  # (Engram.list shadows the builtin in its annotations)
+        segments: list[str] = list(found)
+        if not self._segments.issubset(segments):
+            self._reset()
+        for key in segments:
+            if key in self._segments:
+                continue
+            try:
+                batch = json.loads(engram.read_bytes(key))
+            except NotFoundError:
+                continue
+            for ev in batch:
+                self.add(ev)
+            self._segments.add(key)
+        return self
+
+
+_INDEXES: dict[str, LineageIndex] = {}
+_INDEX_LOCK = threading.RLock()  # one query at a time per process reads or grows the shared index
+
+
+def _index(engram: Engram) -> LineageIndex:
+    with _INDEX_LOCK:
+        index = _INDEXES.setdefault(engram.uri, LineageIndex())
+        return index.refresh(engram)
+
+
+def resolve(engram: Engram, node_id: str, index: LineageIndex | None = None) -> str:
+    """The node an id names: exact, ``sha256:…``, an ENGRAM ref (``runs/<run>/<output>``), a bare
+    run/job/request id, or an indexed item ``space:<space>/<item>``."""
+    index = index or _index(engram)
+    if node_id.startswith("space:"):
+        _space_item(engram, index, node_id)
+        return node_id
+    if node_id in index.nodes:
+        return node_id
+    if node_id.startswith("sha256:") and f"artifact:{node_id}" in index.nodes:
+        return f"artifact:{node_id}"
+    for prefix in _PREFIXES:
+        if prefix + node_id in index.nodes:
+            return prefix + node_id
+    if "/" in node_id and not node_id.startswith(_PREFIXES):
+        try:
+            digest = engram.get_ref(node_id)
+        except Exception:  # noqa: BLE001 - not a ref: fall through to the not-found error
+            digest = ""
+        if digest and f"artifact:{digest}" in index.nodes:
+            return f"artifact:{digest}"
+    raise NotFoundError(f"no lineage for {node_id!r}: give a run, job, request, artifact or space item id", param="id")
+
+
+def _space_item(engram: Engram, index: LineageIndex, node_id: str) -> None:
+    """Add the node of an indexed item (``space:<space>/<item>``), child of the space's index artifact."""
+    space, _, item = node_id[len("space:") :].partition("/")
+    try:
+        manifest = engram.read_json(f"spaces/{space}/manifest.json")
+    except Exception:  # noqa: BLE001 - bad key or missing space: both are "not found"
+        raise NotFoundError(f"space {space!r} not found", param="space") from None
+    from mnemos.synkron.spaces import find_record
+
+    found = find_record(engram, manifest, item)
+    if found is None:
+        raise NotFoundError(f"space {space!r} has no item {item!r}", param="id")
+    parent = artifact_node(manifest["digest"]) if manifest.get("digest") else None
+    index.drop(node_id)  # the space may have been indexed again since the last query
+    index.add(
+        event(
+            node_id,
+            "item",
+            parents=[parent] if parent else [],
+            space=space,
+            item=item,
+            text=str(found.get("text", ""))[:200],
+        )
+    )
+
+
+def _walk(start: str, edges: dict[str, list[str]], limit: int, allow: Any = None) -> list[str]:
+    seen: list[str] = []
+    found = {start}
+    frontier = [start]
+    while frontier and len(seen) < limit:
+        nxt = []
+        for node in frontier:
+            for other in edges.get(node, []):
+                if other not in found and (allow is None or allow(other)):
+                    found.add(other)
+                    seen.append(other)
+                    nxt.append(other)
+        frontier = nxt
+    return seen
+
+
+_OPAQUE = ("run:", "step:", "job:", "request:")  # context stops here: other runs are not walked into
+
+
+def _context(index: LineageIndex, members: set[str], downstream: list[str], limit: int) -> list[str]:
+    """The other inputs of what came of the root (models, input files, artifacts) and where those
+    came from, without walking into other runs, jobs or requests."""
+    found: list[str] = []
+    frontier = list(downstream)
+    while frontier and len(found) < limit:
+        nxt = []
+        for node in frontier:
+            for parent in index.parents.get(node, []):
+                if parent not in members:
+                    members.add(parent)
+                    found.append(parent)
+                    if not parent.startswith(_OPAQUE):
+                        nxt.append(parent)
+        frontier = nxt
+    return found
+
+
+def graph(engram: Engram, node_id: str, *, limit: int = 5000) -> dict[str, Any]:
+    """The lineage graph of a node: it, every ancestor (upstream), every descendant (downstream),
+    and the other inputs of those descendants (context: models, input files …).
+
+    Returns ``{"root", "nodes": [{id, type, ts, attrs, direction}], "edges": [{"from", "to"}]}``;
+    an edge goes from a parent to the node that came from it.
+    """
+    with _INDEX_LOCK:
+        return _graph(_index(engram), engram, node_id, limit)
+
+
+def _graph(index: LineageIndex, engram: Engram, node_id: str, limit: int) -> dict[str, Any]:
+    root = resolve(engram, node_id, index)
+    upstream = _walk(root, index.parents, limit)
+    allow = None
+    if root.startswith("run:"):  # what this run led to, not what other runs later did with the same bytes
+        own = f"step:{root[len('run:') :]}/"
+
+        def allow(node: str) -> bool:
+            return not node.startswith(("run:", "step:")) or node.startswith(own)
+
+    downstream = _walk(root, index.children, limit, allow)
+    members = {root, *upstream, *downstream}
+    context = _context(index, members, downstream, limit)
+    nodes = []
+    directions = [(root, "root"), *((n, "upstream") for n in upstream), *((n, "downstream") for n in downstream),
+                  *((n, "context") for n in context)]  # fmt: skip
+    for nid, direction in directions:
+        node = index.nodes.get(nid) or {"id": nid, "type": _type_of(nid), "ts": None, "attrs": {}}
+        nodes.append({**node, "attrs": dict(node["attrs"]), "direction": direction})
+    edges = [
+        {"from": parent, "to": child}
+        for child in sorted(members)
+        for parent in index.parents.get(child, [])
+        if parent in members
+    ]
+    return {"root": root, "nodes": nodes, "edges": edges}
+
+
+def _type_of(node_id: str) -> str:
+    return node_id.split(":", 1)[0] if ":" in node_id else "node"
+
+
+# -- rendering ----------------------------------------------------------------------------------
+_SHOWN = ("status", "output", "digest", "principal", "cached", "path", "size")
+
+
+def _label(node: dict[str, Any]) -> str:
+    from rich.markup import escape
+
+    attrs = node.get("attrs") or {}
+    bits = []
+    for key in _SHOWN:
+        value = attrs.get(key)
+        if value is None or value == "" or value is False:
+            continue
+        if isinstance(value, str) and value.startswith("sha256:"):
+            value = value[:19] + "…"
+        bits.append(f"{key}={escape(str(value))}")
+    nid = node["id"]
+    if nid.startswith("artifact:sha256:"):
+        nid = nid[:25] + "…"
+    kind = node.get("type") or _type_of(node["id"])
+    return f"[bold]{escape(nid)}[/bold] [dim]({escape(str(kind))})[/dim]" + (" " + " ".join(bits) if bits else "")
+
+
+def render_tree(g: dict[str, Any]) -> Any:
+    """A ``rich.tree.Tree`` of a lineage graph: the root, what it came from ("came from"), and what
+    came of it ("led to"), each node of the latter with its other inputs (``↖``)."""
+    from rich.tree import Tree
+
+    nodes = {n["id"]: n for n in g["nodes"]}
+    parents: dict[str, list[str]] = {}
+    children: dict[str, list[str]] = {}
+    for edge in g["edges"]:
+        parents.setdefault(edge["to"], []).append(edge["from"])
+        children.setdefault(edge["from"], []).append(edge["to"])
+    root = g["root"]
+    top = set(children.get(root, []))  # expanded at the first level of "led to"
+    shown: set[str] = {root}
+
+    def label(node_id: str) -> str:
+        return _label(nodes.get(node_id, {"id": node_id}))
+
+    def by_time(ids: list[str]) -> list[str]:
+        return sorted(ids, key=lambda n: (nodes.get(n, {}).get("ts") or 0, n))
+
+    def add(branch: Any, node_id: str, prefix: str = "") -> Any | None:
+        if node_id in shown:
+            branch.add(prefix + label(node_id) + " [dim](see above)[/dim]")
+            return None
+        shown.add(node_id)
+        return branch.add(prefix + label(node_id))
+
+    def upward(branch: Any, node_id: str, prefix: str = "") -> None:
+        for parent in by_time(parents.get(node_id, [])):
+            sub = add(branch, parent, prefix)
+            if sub is not None:
+                upward(sub, parent, prefix)
+
+    def downward(branch: Any, node_id: str, came_from: str) -> None:
+        for parent in by_time(parents.get(node_id, [])):
+            if parent != came_from and nodes.get(parent, {}).get("direction") == "context":
+                sub = add(branch, parent, "↖ ")
+                if sub is not None:
+                    upward(sub, parent, "↖ ")
+        for child in by_time(children.get(node_id, [])):
+            if child in top and child not in shown:
+                branch.add("→ " + label(child) + " [dim](below)[/dim]")
+                continue
+            sub = add(branch, child)
+            if sub is not None:
+                downward(sub, child, node_id)
+
+    tree = Tree(label(root))
+    if parents.get(root):
+        upward(tree.add("[cyan]came from[/cyan]"), root)
+    if children.get(root):
+        led = tree.add("[green]led to[/green]")
+        for child in by_time(children[root]):
+            sub = add(led, child)
+            if sub is not None:
+                downward(sub, child, root)
+    return tree

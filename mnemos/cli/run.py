@@ -1,0 +1,131 @@
+"""``mnemos run FILE``, ``mnemos resume RUN_ID`` and ``mnemos runs list|get|cancel`` (SYNKRON).
+
+``python -m mnemos run pipelines/x.yaml`` is the same command, so that
+``ray job submit -- python -m mnemos run pipelines/x.yaml`` runs a pipeline on a cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from mnemos.cli._output import Output, console, emit
+from mnemos.errors import BadRequestError
+
+runs_app = typer.Typer(help="Pipeline runs: list, show, cancel.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("resume")(resume)
+    app.add_typer(runs_app, name="runs")
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """``["k=v", …]`` → ``{k: v}`` with YAML scalars (``n=3`` is a number)."""
+    import yaml
+
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise BadRequestError(f"--param {pair!r}: use NAME=VALUE, e.g. --param limit=8", param="param")
+        params[key.strip()] = yaml.safe_load(value) if value else ""
+    return params
+
+
+def _client() -> Any:
+    """A connected client. With no platform up, this process starts an embedded cluster and the
+    control plane in it for the length of the command (runs start CORTEX, the runner and the
+    model reconciler they need themselves)."""
+    import ray
+
+    from mnemos.cli._session import open_client, platform_address
+    from mnemos.cradle import up
+
+    embedded = platform_address() is None and not ray.is_initialized()
+    client = open_client(connect=True)
+    if embedded:
+        up(client.settings, client.engram)
+    return client
+
+
+def _report(state: dict[str, Any]) -> None:
+    from mnemos.synkron.steps import StepFailedError
+
+    if state["status"] == "succeeded":
+        for name, ref in state["outputs"].items():
+            console.print(f"  {name}: {ref}")
+        console.print(f"run {state['id']} succeeded")
+        return
+    raise StepFailedError(f"run {state['id']} {state['status']}: {state.get('error') or ''}; "
+                          f"resume it with `mnemos resume {state['id']}`")  # fmt: skip
+
+
+def run(
+    file: str = typer.Argument(..., help="Pipeline file (YAML), or the name of a registered pipeline."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Pipeline param NAME=VALUE (repeatable)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Print only the result."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Run every step, even unchanged ones."),
+    detach: bool = typer.Option(False, "--detach", "-d", help="Start the run, print its id and return."),
+) -> None:
+    """Run a pipeline: steps as CORTEX jobs in DAG order, with live progress."""
+    params = parse_params(param)
+    client = _client()
+    handle = client.pipelines.run(file, params, progress=False, wait=False, cache=not no_cache)
+    console.print(f"run {handle.id} started")
+    if detach:
+        return
+    _report(handle.wait(progress=not no_progress))
+
+
+def resume(
+    run_id: str = typer.Argument(..., help="The run to resume."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Print only the result."),
+) -> None:
+    """Resume a failed or cancelled run from the steps that did not complete."""
+    client = _client()
+    handle = client.pipelines.resume(run_id, progress=False, wait=False)
+    console.print(f"run {run_id} resumed")
+    _report(handle.wait(progress=not no_progress))
+
+
+@runs_app.command("list")
+def list_runs(
+    pipeline: str | None = typer.Option(None, "--pipeline", help="Only runs of this pipeline."),
+    limit: int = typer.Option(20, "--limit"),
+    output: Output = typer.Option(Output.table, "-o", "--output"),
+) -> None:
+    """Recent runs, newest first."""
+    from mnemos.cli._session import open_client
+
+    runs = open_client().pipelines.list(pipeline, limit)
+    rows = [(r["id"], r["pipeline"], r["status"], " ".join(f"{k}={v}" for k, v in r["steps"].items())) for r in runs]
+    emit(runs, output, ("RUN", "PIPELINE", "STATUS", "STEPS"), rows)
+
+
+@runs_app.command("get")
+def get_run(run_id: str, output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
+    """A run's state: steps, jobs, outputs."""
+    from mnemos.cli._session import open_client
+    from mnemos.synkron import _state
+    from mnemos.synkron._progress import rows, title
+
+    state = _state.load(open_client().engram, run_id)
+    if output is not Output.table:
+        emit(state, output)
+        return
+    console.print(title(state))
+    emit(state, output, ("STEP", "KIND", "STATUS", "ITEMS", "ITEMS/S", "TIME"), rows(state))
+    for name, ref in state["outputs"].items():
+        console.print(f"  {name}: {ref}")
+    if state.get("error"):
+        console.print(f"error: {state['error']}")
+
+
+@runs_app.command("cancel")
+def cancel_run(run_id: str) -> None:
+    """Cancel a running run."""
+    state = _client().pipelines.cancel(run_id)
+    console.print(f"run {state['id']} cancelling")

@@ -1,0 +1,40 @@
+"""``mnemos spaces search|list``: semantic search over the spaces pipelines indexed."""
+
+from __future__ import annotations
+
+import typer
+
+from mnemos.cli._output import Output, console, emit
+
+app = typer.Typer(help="Embedding spaces written by pipeline index steps.", no_args_is_help=True)
+
+
+def _client():  # type: ignore[no-untyped-def]
+    from mnemos.cli._session import open_client, platform_address
+
+    return open_client(connect=bool(platform_address()))
+
+
+@app.command("search")
+def search(
+    space: str = typer.Argument(..., help="The space (an index step's `space`)."),
+    query: str = typer.Argument(..., help="Text to search for, by meaning."),
+    k: int = typer.Option(5, "-k", "--top", help="How many items."),
+    output: Output = typer.Option(Output.table, "-o", "--output"),
+) -> None:
+    """The K items of SPACE closest in meaning to QUERY (cosine similarity)."""
+    hits = _client().spaces.search(space, query, k)
+    rows = [(h["score"], h["id"], h["text"][:80].replace("\n", " "), h["lineage"]) for h in hits]
+    emit(hits, output, ("SCORE", "ID", "TEXT", "LINEAGE"), rows)
+
+
+@app.command("list")
+def list_spaces(output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
+    """Every space: items, embedding model, the run that wrote it."""
+    from mnemos.cli._session import open_client
+
+    spaces = open_client().spaces.list()
+    emit(spaces, output, ("SPACE", "ITEMS", "MODEL", "RUN"),
+         [(s["space"], s["count"], s["model"].get("name"), s["run"]) for s in spaces])  # fmt: skip
+    if not spaces and output is Output.table:
+        console.print("no spaces yet: run a pipeline with an index step")

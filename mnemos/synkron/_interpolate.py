@@ -1,0 +1,70 @@
+"""``${NAME}`` interpolation in step definitions.
+
+``${RUN_ID}``, ``${PIPELINE}``, pipeline params and the outputs of earlier steps are the names a
+step may use; ``$${`` writes a literal ``${``. An unknown name is a ``ValidationError`` naming
+the field where it appears.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from mnemos.errors import ValidationError
+
+_VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
+
+
+def names_in(value: Any) -> set[str]:
+    """Every ``${name}`` used anywhere in a (nested) value."""
+    found: set[str] = set()
+    if isinstance(value, str):
+        found.update(m.group(2) for m in _VAR.finditer(value) if not m.group(1))
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            found |= names_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= names_in(item)
+    return found
+
+
+def interpolate(
+    value: Any, variables: Mapping[str, Any], *, keep: frozenset[str] | set[str] = frozenset(), where: str = ""
+) -> Any:
+    """Replace ``${name}`` in every string of ``value``; a string that is only ``${name}`` takes
+    the variable's value as it is (a number stays a number).
+
+    Args:
+        value: a string, or dicts and lists of them (other values pass through).
+        variables: name → replacement (converted with ``str``).
+        keep: names left as written (resolved in a later pass).
+        where: the field path of ``value``, for error messages.
+    """
+    if isinstance(value, str):
+        whole = _VAR.fullmatch(value)
+        if whole and not whole.group(1) and whole.group(2) in variables:
+            return variables[whole.group(2)]  # "${limit}" alone keeps the param's type
+
+        def sub(match: re.Match[str]) -> str:
+            escaped, name = match.group(1), match.group(2)
+            if escaped:
+                return "${" + name + "}" if not keep else match.group(0)
+            if name in variables:
+                return str(variables[name])
+            if name in keep:
+                return match.group(0)
+            known = ", ".join(sorted(set(variables) | set(keep))) or "none"
+            raise ValidationError(
+                f"{where or 'value'}: unknown variable ${{{name}}} (known: {known})", param=where or None
+            )
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, Mapping):
+        return {
+            k: interpolate(v, variables, keep=keep, where=f"{where}.{k}" if where else str(k)) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [interpolate(v, variables, keep=keep, where=f"{where}[{i}]") for i, v in enumerate(value)]
+    return value

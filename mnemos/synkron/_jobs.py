@@ -1,0 +1,37 @@
+"""Steps as CORTEX jobs: ``client.jobs.submit("mnemos.synkron.steps:run_step", ctx, …)``.
+
+A job handle has ``.id``, ``.status()``, ``.result(timeout=)``, ``.cancel()``, ``.logs()``.
+CORTEX retries a failed attempt with backoff (``retries + 1`` attempts) and records the job in
+lineage under the step (``parents``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+STEP_FUNCTION = "mnemos.synkron.steps:run_step"
+
+
+def job_key(run_id: str, step: str, attempt: int) -> str:
+    """The CORTEX idempotency key of a step's ``attempt``-th submission (``<run>.<step>.<n>``)."""
+    key = re.sub(r"[^A-Za-z0-9._-]", "-", f"{run_id}.{step}.{attempt}")
+    return key if len(key) <= 128 else hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def submit_step(client: Any, ctx: dict[str, Any], step: dict[str, Any], *, job_id: str, parent: str) -> Any:
+    """Submit one step as a CORTEX job named ``<run>/<step>`` with the idempotency key ``job_id``."""
+    kwargs: dict[str, Any] = {
+        "queue": step.get("queue") or "default",
+        "max_attempts": int(step.get("retries") or 0) + 1,
+        "name": f"{ctx['run_id']}/{step['name']}",
+        "job_id": job_id,
+        "parents": [parent],
+        "labels": {"synkron.mnemos.dev/run": ctx["run_id"][:63], "synkron.mnemos.dev/step": step["name"][:63]},
+    }
+    if step.get("timeout"):
+        kwargs["timeout"] = float(step["timeout"])
+    if step.get("resources"):
+        kwargs["resources"] = dict(step["resources"])
+    return client.jobs.submit(STEP_FUNCTION, ctx, **kwargs)

@@ -1,0 +1,155 @@
+"""Calling served models from pipeline steps: the Serve application ``model-<name>`` of RELAY.
+
+Steps reach a model's deployment through a Serve handle (no HTTP hop, no gateway), at batch
+priority, so that interactive requests through the gateway go first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from mnemos.errors import UnavailableError
+
+T = TypeVar("T")
+
+APP_PREFIX = "model-"
+CONTROLLER = "relay-controller"
+NAMESPACE = "mnemos"
+
+
+def app_name(model: str) -> str:
+    return f"{APP_PREFIX}{model}"
+
+
+def _app_running(app: str) -> bool:
+    from ray import serve
+
+    try:
+        status = serve.status().applications.get(app)
+    except Exception:  # noqa: BLE001 - Serve is not running at all
+        return False
+    return status is not None and str(getattr(status, "status", "")).endswith("RUNNING")
+
+
+def ensure_reconciler(settings: Any, engram: Any) -> None:
+    """Make sure RELAY's reconciler runs, so that registered Models get their deployments."""
+    try:
+        from mnemos.relay import ensure_controller
+    except ImportError:  # a platform without RELAY: steps say which model is missing
+        return
+    from ray import serve
+
+    # Serve first, on the gateway's address: the reconciler deploys several models at once.
+    serve.start(http_options={"host": settings.relay.host, "port": settings.relay.port})
+    ensure_controller(settings, engram)
+
+
+def model_handle(model: str, timeout: float = 600.0) -> Any:
+    """The Serve handle of ``model``'s deployment, waiting for RELAY to finish deploying it.
+
+    Raises:
+        UnavailableError: the model is not deployed (or failed to deploy) within ``timeout``.
+    """
+    import ray
+    from ray import serve
+
+    app = app_name(model)
+    if not _app_running(app):
+        try:
+            controller = ray.get_actor(CONTROLLER, namespace=NAMESPACE)
+        except ValueError:
+            controller = None
+        if controller is not None:
+            try:
+                ray.get(controller.wait_synced.remote(None, timeout), timeout=timeout + 30)
+            except Exception as exc:  # noqa: BLE001 - reported below with the route's message
+                del exc
+            status: Any = ray.get(controller.status.remote(), timeout=60)
+            routes: dict[str, Any] = status.get("models") or {}
+            route: dict[str, Any] = routes.get(model) or {}
+            if route.get("status") == "failed":
+                raise UnavailableError(f"model {model!r} failed to deploy: {route.get('message')}", param="modelRef")
+        if not _app_running(app):
+            raise UnavailableError(
+                f"model {model!r} is not deployed (no running Serve application {app!r}): apply the Model "
+                "with the platform up (`mnemos up`, `mnemos apply -f …`) and wait for it to be ready",
+                param="modelRef",
+            )
+    return serve.get_app_handle(app)
+
+
+def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from sync code, also when this thread already has a loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(factory())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="synkron-async")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+async def bounded_map(
+    fn: Callable[[int, Any], Awaitable[T]],
+    items: list[Any],
+    concurrency: int,
+    on_done: Callable[[int], None] | None = None,
+) -> list[T]:
+    """``fn(i, item)`` for every item with at most ``concurrency`` in flight; results in order."""
+    results: list[Any] = [None] * len(items)
+    cursor = iter(range(len(items)))
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        for i in cursor:
+            results[i] = await fn(i, items[i])
+            done += 1
+            if on_done is not None:
+                on_done(done)
+
+    await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(items))))))
+    return results
+
+
+class ProgressReporter:
+    """Reports ``(done, total)`` of a step to the SYNKRON service, at most every ``interval`` s."""
+
+    def __init__(self, service: str | None, run_id: str, step: str, total: int, interval: float = 0.5) -> None:
+        self.run_id, self.step, self.total, self.interval = run_id, step, total, interval
+        self._actor: Any = None
+        self._last = 0.0
+        self._start = time.monotonic()
+        if service:
+            import ray
+
+            try:
+                self._actor = ray.get_actor(service, namespace=NAMESPACE)
+            except Exception:  # noqa: BLE001 - no service (a step run by hand): report nowhere
+                self._actor = None
+
+    def __call__(self, done: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if self._actor is None or (not force and now - self._last < self.interval and done < self.total):
+            return
+        self._last = now
+        elapsed = max(now - self._start, 1e-9)
+        try:
+            self._actor.progress.remote(self.run_id, self.step, done, self.total, done / elapsed)
+        except Exception:  # noqa: BLE001 - progress is best effort
+            self._actor = None

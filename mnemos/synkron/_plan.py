@@ -1,0 +1,296 @@
+"""Turning a Pipeline into a run: validation, parameters, input snapshots, the first state.
+
+This runs where the user is (the CLI, the notebook, the gateway): local input files are read
+there, stored in ENGRAM by digest and recorded in lineage, so that the steps, wherever they
+run, read exactly those bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from mnemos.errors import NotFoundError, PermissionDeniedError, ValidationError
+from mnemos.genome import Pipeline, Resource, load_paths, parse_resource
+from mnemos.synkron import _state
+from mnemos.synkron._infer import INDEX_PARAMS, INFER_PARAMS, normalize_params
+from mnemos.synkron._interpolate import interpolate, names_in
+from mnemos.trace.lineage import LineageWriter, artifact_node
+
+BUILTINS = ("RUN_ID", "PIPELINE")
+DEFAULT_EMBEDDING_MODEL = "minilm"
+# Fields that change how a step is scheduled, not what it computes: not part of its cache key.
+SCHEDULING_FIELDS = ("retries", "timeout", "queue", "resources", "needs")
+
+Source = str | Path | Pipeline | dict[str, Any]
+
+
+def load_pipeline(client: Any, source: Source) -> tuple[Pipeline, str | None, str]:
+    """``(pipeline, base folder or None, source label)`` from a file, a document, or a registered name."""
+    if isinstance(source, Pipeline):
+        return source, None, "registry" if source.generation is not None else "object"
+    if isinstance(source, dict):
+        resource = parse_resource(source)
+        return _only_pipeline([resource], "document"), None, "document"
+    path = Path(source)
+    if path.exists():
+        return _only_pipeline(load_paths([path]), str(path)), str(path.resolve().parent), str(path)
+    if "/" not in str(source) and not str(source).endswith((".yaml", ".yml", ".json")):
+        return client.registry.get("Pipeline", str(source)), None, "registry"
+    raise NotFoundError(f"{source}: no such file or directory", param="file")
+
+
+def _only_pipeline(resources: list[Resource], where: str) -> Pipeline:
+    pipelines = [r for r in resources if isinstance(r, Pipeline)]
+    if len(pipelines) != 1:
+        raise ValidationError(f"{where}: expected exactly one Pipeline, found {len(pipelines)}", param="kind")
+    return pipelines[0]
+
+
+def _register(client: Any, pipeline: Pipeline, label: str) -> Pipeline:
+    """Apply the pipeline (a no-op when unchanged) so that runs name its generation."""
+    if label == "registry":
+        return pipeline
+    try:
+        return client.apply(pipeline, source_tag="synkron")[0].resource
+    except PermissionDeniedError:  # GitOps guardrail: run it as written, with no generation
+        return pipeline
+
+
+def merge_params(pipeline: Pipeline, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Declared defaults updated by ``overrides``; an undeclared name is a ``ValidationError``."""
+    params = dict(pipeline.spec.params)
+    for key, value in (overrides or {}).items():
+        if key not in params:
+            declared = ", ".join(sorted(params)) or "none"
+            raise ValidationError(
+                f"param {key!r} is not declared in spec.params (declared: {declared})", param=f"params.{key}"
+            )
+        params[key] = value
+    return params
+
+
+def _ancestors(deps: dict[str, list[str]], name: str) -> set[str]:
+    seen: set[str] = set()
+    stack = list(deps[name])
+    while stack:
+        dep = stack.pop()
+        if dep not in seen:
+            seen.add(dep)
+            stack.extend(deps[dep])
+    return seen
+
+
+def build_steps(pipeline: Pipeline, params: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Each step's effective definition (default outputs and inputs filled in), checked."""
+    spec = pipeline.spec
+    deps = spec.dependencies()
+    producers: dict[str, str] = {}
+    steps: dict[str, dict[str, Any]] = {}
+    for i, step in enumerate(spec.steps):
+        where = f"spec.steps[{i}]"
+        doc = step.model_dump(by_alias=True, exclude_none=True)  # timeout stays seconds
+        outputs = [o.name for o in step.outputs]
+        if not outputs and step.type in ("infer", "index"):
+            outputs = [step.name]
+            doc["outputs"] = [{"name": step.name}]
+        for out in outputs:
+            if out in producers or out in params or out in BUILTINS:
+                raise ValidationError(
+                    f"{where}.outputs: name {out!r} is already used by a step, param or builtin",
+                    param=f"{where}.outputs",
+                )
+            producers[out] = step.name
+        if step.type == "infer" and not step.input:
+            upstream = [o for d in deps[step.name] for o in steps[d]["outputs"]]
+            if len(upstream) != 1:
+                raise ValidationError(
+                    f"{where}.input: an infer step needs an input (JSONL file or ${{output}}); "
+                    f"its upstream steps have {len(upstream)} outputs to default to",
+                    param=f"{where}.input",
+                )
+            doc["input"] = "${" + upstream[0] + "}"
+        if step.type == "index" and not step.model_ref:
+            doc["modelRef"] = DEFAULT_EMBEDDING_MODEL
+        if step.type in ("infer", "index"):
+            normalize_params(step.params, INFER_PARAMS if step.type == "infer" else INDEX_PARAMS, where)
+        if step.type == "python" and ":" not in (step.call or ""):
+            raise ValidationError(f"{where}.call: use 'module:function' (got {step.call!r})", param=f"{where}.call")
+        steps[step.name] = _state.new_step(step.name, str(step.type), deps[step.name], outputs, doc)
+    for i, step in enumerate(spec.steps):
+        where = f"spec.steps[{i}]"
+        ancestors = _ancestors(deps, step.name)
+        for name in sorted(names_in(steps[step.name]["definition"])):
+            if name in BUILTINS or name in params:
+                continue
+            producer = producers.get(name)
+            if producer is None:
+                known = ", ".join(sorted({*BUILTINS, *params, *producers}))
+                raise ValidationError(f"{where}: unknown variable ${{{name}}} (known: {known})", param=where)
+            if producer not in ancestors:
+                raise ValidationError(
+                    f"{where}: uses ${{{name}}}, the output of step {producer!r}, without depending on it: "
+                    f"add {producer!r} to needs",
+                    param=f"{where}.needs",
+                )
+    return spec.order(), steps
+
+
+def _input_candidates(step: dict[str, Any]) -> list[str]:
+    """The values of a step that may name an input dataset or file."""
+    doc = step["definition"]
+    if step["type"] == "infer":
+        return [doc["input"]]
+    if step["type"] == "index":
+        return [doc["index"]["input"]]
+    if step["type"] == "python":
+        out: list[str] = []
+
+        def leaves(value: Any) -> None:
+            if isinstance(value, str):
+                out.append(value)
+            elif isinstance(value, dict):
+                for v in value.values():
+                    leaves(v)
+            elif isinstance(value, list):
+                for v in value:
+                    leaves(v)
+
+        leaves(doc.get("params") or {})
+        return out
+    return []
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def snapshot_input(client: Any, value: str, base_dir: str | None, *, remote_ok: bool) -> dict[str, Any] | None:
+    """Store the file or dataset ``value`` names in ENGRAM; ``None`` when it names none."""
+    if not value or "\n" in value or "${" in value or len(value) > 4096:
+        return None
+    engram = client.engram
+    if value.startswith("runs/") and value.count("/") >= 2:
+        try:
+            return {"digest": engram.get_ref(value), "node": None, "path": value}
+        except Exception:  # noqa: BLE001 - not a ref
+            return None
+    if "://" in value:
+        if not remote_ok or value.startswith("file://"):
+            value = value[7:] if value.startswith("file://") else value
+        else:
+            import fsspec
+
+            with fsspec.open(value, "rb") as fh:
+                digest = engram.put(fh)
+            return {"digest": digest, "node": f"file:{value}", "path": value}
+    if os.path.isabs(value) and not remote_ok:
+        return None  # an absolute path in python params is passed as written
+    candidates = [Path(value)] if os.path.isabs(value) else [Path(base_dir or ".") / value, Path(value)]
+    for path in candidates:
+        if path.is_file():
+            shown = _display_path(path.resolve())
+            return {"digest": engram.put_file(path), "node": f"file:{shown}", "path": shown}
+    return None
+
+
+def prepare(
+    client: Any,
+    source: Source,
+    params: dict[str, Any] | None = None,
+    *,
+    principal: str | None = None,
+    cache: bool = True,
+) -> dict[str, Any]:
+    """Validate ``source``, snapshot its inputs and store the first state of a new run."""
+    pipeline, base_dir, label = load_pipeline(client, source)
+    merged = merge_params(pipeline, params)
+    order, steps = build_steps(pipeline, merged)
+    run_id = _state.new_run_id(pipeline.name)
+    variables = {"RUN_ID": run_id, "PIPELINE": pipeline.name, **merged}
+    outputs = {o for s in steps.values() for o in s["outputs"]}
+    for i, step in enumerate(steps[s.name] for s in pipeline.spec.steps):
+        where = f"spec.steps[{i}]"
+        interpolate(step["definition"], variables, keep=outputs, where=where)  # raises on unknown names
+        ref = step["definition"].get("modelRef")
+        if ref and step["type"] in ("infer", "index"):
+            try:
+                client.registry.get("Model", ref)
+            except NotFoundError:
+                raise NotFoundError(
+                    f"{where}.modelRef: model {ref!r} is not registered", param=f"{where}.modelRef"
+                ) from None
+    pipeline = _register(client, pipeline, label)  # valid: now it gets a generation
+    doc = pipeline.dump()
+    writer = LineageWriter(client.engram)
+    inputs: dict[str, dict[str, Any]] = {}
+    for name in order:
+        step = steps[name]
+        step["inputs"] = []
+        resolved = interpolate(step["definition"], variables, keep=outputs)
+        for value in _input_candidates({**step, "definition": resolved}):
+            found = inputs.get(value) or snapshot_input(client, value, base_dir, remote_ok=step["type"] != "python")
+            if found is None:
+                continue
+            inputs[value] = found
+            step["inputs"].append(value)
+            if found["node"]:
+                writer.record(found["node"], "file", path=found["path"])
+                writer.record(artifact_node(found["digest"]), "artifact", parents=[found["node"]], path=found["path"])
+    now = time.time()
+    state: dict[str, Any] = {
+        "id": run_id,
+        "pipeline": {"name": pipeline.name, "generation": pipeline.generation},
+        "doc": doc,
+        "source": label,
+        "base_dir": base_dir,
+        "params": merged,
+        "principal": principal or _state.principal_default(),
+        "trace_id": _trace_id(),
+        "cache": cache,
+        "status": "pending",
+        "error": None,
+        "created": now,
+        "started": None,
+        "finished": None,
+        "resumes": 0,
+        "inputs": inputs,
+        "order": order,
+        "steps": steps,
+        "outputs": {o: _state.output_ref(run_id, o) for s in order for o in steps[s]["outputs"]},
+    }
+    resource = f"resource:Pipeline/{pipeline.name}@{pipeline.generation if pipeline.generation is not None else '?'}"
+    writer.record(resource, "resource", kind="Pipeline", name=pipeline.name, generation=pipeline.generation)
+    writer.record(
+        f"run:{run_id}",
+        "intent",
+        parents=[resource],
+        pipeline=pipeline.name,
+        generation=pipeline.generation,
+        principal=state["principal"],
+        params=merged,
+        source=label,
+        trace_id=state["trace_id"],
+        status="pending",
+    )
+    _state.save(client.engram, state)
+    writer.flush()
+    return state
+
+
+def _trace_id() -> str:
+    """The current OpenTelemetry trace id when there is one, else a new random one."""
+    try:
+        from opentelemetry import trace
+
+        ctx = trace.get_current_span().get_span_context()
+        if ctx.is_valid:
+            return f"{ctx.trace_id:032x}"
+    except ImportError:
+        pass
+    return os.urandom(16).hex()

@@ -1,0 +1,111 @@
+"""A run's state: one JSON document at ``runs/<run-id>/state.json`` in ENGRAM.
+
+Shape (snake_case, as the HTTP API returns it)::
+
+    {"id", "pipeline": {"name", "generation", "digest"}, "doc", "source", "base_dir", "params",
+     "principal", "trace_id", "cache", "status", "error", "created", "started", "finished",
+     "resumes", "inputs": {token: {"digest", "node", "path"}}, "order": [step, ...],
+     "steps": {name: {"name", "type", "needs", "outputs", "definition", "status", "job_ids",
+                      "executions", "cached", "cache_key", "digests", "result", "error",
+                      "started", "finished", "progress": {"done", "total", "rate"}, "warnings"}},
+     "outputs": {output name: "runs/<run-id>/<output>"}}
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from typing import Any
+
+from mnemos.engram import Engram, validate_key
+from mnemos.errors import NotFoundError
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+DONE = frozenset({"succeeded", "cached"})
+
+
+def new_run_id(pipeline: str) -> str:
+    """``<pipeline>-<yyyymmdd-hhmmss>-<4 hex>``: unique, sortable by time within a pipeline."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return f"{pipeline}-{stamp}-{secrets.token_hex(2)}"
+
+
+def state_key(run_id: str) -> str:
+    return f"runs/{validate_key(run_id, what='run id')}/state.json"
+
+
+def output_ref(run_id: str, output: str) -> str:
+    return f"runs/{run_id}/{output}"
+
+
+def save(engram: Engram, state: dict[str, Any]) -> None:
+    engram.write_json(state_key(state["id"]), state)
+
+
+def load(engram: Engram, run_id: str) -> dict[str, Any]:
+    """The stored state of a run; ``NotFoundError`` naming the run when there is none."""
+    try:
+        return dict(engram.read_json(state_key(run_id)))
+    except NotFoundError:
+        raise NotFoundError(f"run {run_id!r} not found", param="run_id") from None
+
+
+def list_runs(engram: Engram, pipeline: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """The most recent runs (newest first), optionally of one pipeline."""
+    keys = [k for k in engram.list("runs") if k.endswith("/state.json") and k.count("/") == 2]
+    ids = [k.split("/")[1] for k in keys]
+    if pipeline:
+        ids = [i for i in ids if i.startswith(pipeline + "-")]
+    out = []
+    for run_id in ids:
+        try:
+            out.append(load(engram, run_id))
+        except NotFoundError:
+            continue
+    out.sort(key=lambda s: s.get("created") or 0, reverse=True)
+    return out[:limit]
+
+
+def new_step(name: str, kind: str, needs: list[str], outputs: list[str], definition: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": kind,
+        "needs": needs,
+        "outputs": outputs,
+        "definition": definition,
+        "status": "pending",
+        "job_ids": [],
+        "executions": 0,
+        "cached": False,
+        "cache_key": None,
+        "digests": {},
+        "result": None,
+        "error": None,
+        "started": None,
+        "finished": None,
+        "progress": {"done": 0, "total": None, "rate": None},
+        "warnings": [],
+    }
+
+
+def principal_default() -> str:
+    """The principal of a local caller: ``local:<user>``."""
+    try:
+        user = os.getlogin()
+    except OSError:
+        import getpass
+
+        user = getpass.getuser()
+    return f"local:{user}"
+
+
+def summary(state: dict[str, Any]) -> dict[str, Any]:
+    """The short form of a run for listings."""
+    return {
+        "id": state["id"],
+        "pipeline": state["pipeline"]["name"],
+        "status": state["status"],
+        "created": state.get("created"),
+        "steps": {n: s["status"] for n, s in state["steps"].items()},
+    }

@@ -1,0 +1,356 @@
+"""Executing a run: steps as CORTEX jobs in DAG order, outputs as ENGRAM refs, a cache, lineage.
+
+``RunExecutor(client, state).run()`` drives one run to a terminal status. Steps whose upstream
+steps are done start at once (independent steps run in parallel); a failed step stops new
+steps from starting and the run ends ``failed`` once running steps finish; ``cancel()`` cancels
+the running jobs. Completed steps keep their outputs, so a resumed run starts where it failed.
+
+The cache: a step's key is the sha256 of its definition after interpolation (outputs and input
+files replaced by their digests, ``${RUN_ID}`` kept as written, scheduling fields left out),
+the digests of its inputs and the name, generation and digest of the models it uses. Ref
+``synkron/cache/<key>`` points at a blob naming the outputs; a step with a known key and
+outputs still in ENGRAM is not run again.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import copy
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mnemos.errors import MnemosError, NotFoundError
+from mnemos.synkron import _state
+from mnemos.synkron._artifacts import copy_out, model_digest
+from mnemos.synkron._interpolate import interpolate, names_in
+from mnemos.synkron._jobs import job_key, submit_step
+from mnemos.synkron._plan import SCHEDULING_FIELDS
+from mnemos.synkron.spaces import publish
+from mnemos.trace.lineage import LineageWriter, artifact_node, model_node
+
+__all__ = ["RunExecutor", "cache_key"]
+
+CACHE_PREFIX = "synkron/cache"
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _replace_values(value: Any, mapping: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return mapping.get(value, value)
+    if isinstance(value, dict):
+        return {k: _replace_values(v, mapping) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_values(v, mapping) for v in value]
+    return value
+
+
+def cache_key(state: dict[str, Any], name: str, models: dict[str, dict[str, Any]]) -> str:
+    """The cache key of step ``name`` given the outputs of the steps before it."""
+    step = state["steps"][name]
+    digests = {o: d for s in state["steps"].values() for o, d in s["digests"].items()}
+    variables = {"PIPELINE": state["pipeline"]["name"], **state["params"], **digests}
+    doc = interpolate(step["definition"], variables, keep={"RUN_ID"})
+    doc = _replace_values(doc, {t: state["inputs"][t]["digest"] for t in step["inputs"]})
+    for field in SCHEDULING_FIELDS:
+        doc.pop(field, None)
+    for out in doc.get("outputs") or []:
+        out.pop("uri", None)
+    payload = {
+        "step": doc,
+        "inputs": sorted(
+            {state["inputs"][t]["digest"] for t in step["inputs"]}
+            | {digests[n] for n in names_in(step["definition"]) if n in digests}
+        ),
+        "models": [[m, models[m].get("generation"), models[m].get("digest")] for m in sorted(models)],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class RunExecutor:
+    """Drives one run (its ``state`` dict, shared with whoever watches it) to a terminal status.
+
+    Args:
+        client: a connected ``Client`` (``client.jobs`` submits the steps).
+        state: the run's state, as ``_plan.prepare`` stored it (or a resumed one).
+        on_change: called after every change of ``state`` (under no lock).
+        service: the name of the actor steps report progress to.
+    """
+
+    def __init__(self, client: Any, state: dict[str, Any], *, on_change: Callable[[], None] | None = None,
+                 service: str | None = None) -> None:  # fmt: skip
+        self.client = client
+        self.engram = client.engram
+        self.state = state
+        self.lock = threading.RLock()
+        self._on_change = on_change or (lambda: None)
+        self._service = service
+        self._cancel = threading.Event()
+        self._handles: dict[str, Any] = {}
+        self._lineage = LineageWriter(self.engram)
+
+    # -- state -----------------------------------------------------------------------------------
+    def _changed(self, save: bool = True) -> None:
+        if save:
+            with self.lock:
+                snapshot = copy.deepcopy(self.state)
+            _state.save(self.engram, snapshot)
+        self._on_change()
+
+    def progress(self, step: str, done: int, total: int, rate: float) -> None:
+        with self.lock:
+            st = self.state["steps"].get(step)
+            if st is None or st["status"] != "running":
+                return
+            st["progress"] = {"done": done, "total": total, "rate": round(rate, 2)}
+        self._changed(save=False)
+
+    def cancel(self) -> None:
+        """Cancel the run: running jobs are cancelled, pending steps do not start."""
+        self._cancel.set()
+        with self.lock:
+            handles = list(self._handles.values())
+        for handle in handles:
+            with contextlib.suppress(MnemosError):  # already finished
+                handle.cancel()
+
+    # -- the DAG ---------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        state = self.state
+        with self.lock:
+            state["status"] = "running"
+            state["started"] = state.get("started") or time.time()
+            state["finished"] = None
+        self._changed()
+        failed = False
+        futures: dict[concurrent.futures.Future[None], str] = {}
+        with concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, len(state["order"])), thread_name_prefix="synkron-step"
+        ) as pool:
+            while True:
+                if not failed and not self._cancel.is_set():
+                    for name in self._ready():
+                        with self.lock:
+                            state["steps"][name]["status"] = "running"
+                        futures[pool.submit(self._run_step, name)] = name
+                if not futures:
+                    break
+                done, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    name = futures.pop(future)
+                    if future.exception() is not None:
+                        failed = True
+        with self.lock:
+            statuses = [s["status"] for s in state["steps"].values()]
+            if self._cancel.is_set():
+                state["status"] = "cancelled"
+                for st in state["steps"].values():
+                    if st["status"] in ("pending", "running"):
+                        st["status"] = "cancelled"
+            elif failed or not all(s in _state.DONE for s in statuses):
+                state["status"] = "failed"
+                first = next((s for s in state["steps"].values() if s["status"] == "failed"), None)
+                state["error"] = (
+                    f"step {first['name']!r} failed: {first['error']}" if first else "steps did not complete"
+                )
+            else:
+                state["status"] = "succeeded"
+                state["error"] = None
+            state["finished"] = time.time()
+        self._lineage.record(f"run:{state['id']}", "result", status=state["status"], error=state["error"],
+                             outputs={o: state["outputs"][o] for o in state["outputs"]})  # fmt: skip
+        self._lineage.flush()
+        self._changed()
+        return state
+
+    def _ready(self) -> list[str]:
+        with self.lock:
+            steps = self.state["steps"]
+            return [
+                n for n in self.state["order"]
+                if steps[n]["status"] == "pending" and all(steps[d]["status"] in _state.DONE for d in steps[n]["needs"])
+            ]  # fmt: skip
+
+    # -- one step --------------------------------------------------------------------------------
+    def _models(self, step: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        ref = step["definition"].get("modelRef")
+        if not ref or step["type"] not in ("infer", "index"):
+            return {}
+        model = self.client.registry.get("Model", ref)
+        return {ref: {"name": ref, "generation": model.generation, "digest": model_digest(model, self.engram),
+                      "engine": model.spec.runtime.engine}}  # fmt: skip
+
+    def _run_step(self, name: str) -> None:
+        state = self.state
+        st = state["steps"][name]
+        with self.lock:
+            st.update(started=time.time(), finished=None, error=None, cached=False,
+                      progress={"done": 0, "total": None, "rate": None})  # fmt: skip
+        self._changed()
+        try:
+            models = self._models(st)
+            key = cache_key(state, name, models)
+            with self.lock:
+                st["cache_key"] = key
+            hit = self._cache_lookup(key) if state.get("cache", True) else None
+            job_ids: list[str] = []
+            warnings: list[str] = []
+            if hit is not None:
+                outputs, result = hit["outputs"], hit.get("result")
+                models = hit.get("models") or models
+            else:
+                out = self._execute(name, models)
+                outputs, result, job_ids, warnings = (
+                    out["outputs"],
+                    out.get("result"),
+                    out["job_ids"],
+                    out.get("warnings") or [],
+                )
+                models = {**models, **(out.get("models") or {})}
+                self._cache_store(key, name, outputs, result, models)
+            self._finish(name, outputs, result, models, job_ids, warnings, cached=hit is not None, cache_of=hit)
+        except BaseException as exc:
+            message = "cancelled" if self._cancel.is_set() else _message(exc)
+            with self.lock:
+                st.update(
+                    status="cancelled" if self._cancel.is_set() else "failed", error=message, finished=time.time()
+                )
+            self._lineage.record(
+                f"step:{state['id']}/{name}",
+                "execution",
+                parents=[f"run:{state['id']}"],
+                step=name,
+                status=st["status"],
+                error=message,
+                job_ids=list(st["job_ids"]),
+            )
+            self._lineage.flush()
+            self._changed()
+            raise
+
+    def _execute(self, name: str, models: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        state = self.state
+        st = state["steps"][name]
+        refs = {o: _state.output_ref(state["id"], o) for s in state["steps"].values() for o in s["digests"]}
+        variables = {"RUN_ID": state["id"], "PIPELINE": state["pipeline"]["name"], **state["params"], **refs}
+        doc = interpolate(st["definition"], variables)
+        inputs = {t: state["inputs"][t]["digest"] for t in st["inputs"]}
+        for out, ref in refs.items():
+            if out in names_in(st["definition"]):
+                inputs[ref] = next(s["digests"][out] for s in state["steps"].values() if out in s["digests"])
+        ctx = {
+            "engram": self.engram,
+            "run_id": state["id"],
+            "step": doc,
+            "inputs": inputs,
+            "outputs": list(st["outputs"]),
+            "base_dir": state.get("base_dir"),
+            "models": models,
+            "service": self._service,
+        }
+        if self._cancel.is_set():
+            raise _Cancelled()
+        job_id = job_key(state["id"], name, st["executions"] + 1)
+        handle = submit_step(self.client, ctx, doc, job_id=job_id, parent=f"step:{state['id']}/{name}")
+        with self.lock:
+            self._handles[name] = handle
+            st["job_ids"].append(str(handle.id))
+            st["executions"] += 1
+        self._changed()
+        try:
+            result = handle.result(timeout=None)
+        finally:
+            with self.lock:
+                self._handles.pop(name, None)
+        if not isinstance(result, dict) or "outputs" not in result:
+            raise NotFoundError(f"step {name!r}: its job returned no outputs", param="outputs")
+        return {**result, "job_ids": [str(handle.id)], "doc": doc}
+
+    def _finish(
+        self,
+        name: str,
+        outputs: dict[str, str],
+        result: Any,
+        models: dict[str, dict[str, Any]],
+        job_ids: list[str],
+        warnings: list[str],
+        *,
+        cached: bool,
+        cache_of: dict[str, Any] | None,
+    ) -> None:
+        state = self.state
+        run_id = state["id"]
+        st = state["steps"][name]
+        step_node = f"step:{run_id}/{name}"
+        for out, digest in outputs.items():
+            self.engram.set_ref(_state.output_ref(run_id, out), digest)
+        refs = {o: _state.output_ref(run_id, o) for s in state["steps"].values() for o in s["digests"]}
+        refs.update({o: _state.output_ref(run_id, o) for o in outputs})
+        variables = {"RUN_ID": run_id, "PIPELINE": state["pipeline"]["name"], **state["params"], **refs}
+        doc = interpolate(st["definition"], variables)
+        for spec in doc.get("outputs") or []:
+            if spec.get("uri") and spec["name"] in outputs:
+                copy_out(self.engram, outputs[spec["name"]], spec["uri"], spec["name"])
+        if st["type"] == "index":
+            for digest in outputs.values():
+                publish(self.engram, digest, run_id=run_id, step=name)
+        # lineage: models and inputs → step → outputs
+        parents = [f"run:{run_id}"]
+        for m, info in sorted(models.items()):
+            node = model_node(m, info.get("generation"))
+            self._lineage.record(node, "model", name=m, generation=info.get("generation"), digest=info.get("digest"))
+            parents.append(node)
+        digests = {o: d for s in state["steps"].values() for o, d in s["digests"].items()}
+        parents += [artifact_node(state["inputs"][t]["digest"]) for t in st["inputs"]]
+        parents += [artifact_node(digests[n]) for n in sorted(names_in(st["definition"])) if n in digests]
+        with self.lock:
+            st.update(status="cached" if cached else "succeeded", digests=dict(outputs), result=result,
+                      warnings=list(warnings), finished=time.time(), cached=cached)  # fmt: skip
+            if st["progress"].get("total") is None and isinstance(result, dict) and "items" in result:
+                st["progress"] = {"done": result["items"], "total": result["items"], "rate": result.get("items_per_s")}
+        self._lineage.record(step_node, "execution", parents=parents, step=name, kind=st["type"], status=st["status"],
+                             run=run_id, job_ids=job_ids, cached=cached, cache_key=st["cache_key"],
+                             cache_of=(cache_of or {}).get("run"))  # fmt: skip
+        for out, digest in outputs.items():
+            size = _size(self.engram, digest)
+            self._lineage.record(artifact_node(digest), "result", parents=[f"job:{j}" for j in job_ids] or [step_node],
+                                 name=out, output=out, ref=refs[out], run=run_id, size=size)  # fmt: skip
+        self._lineage.flush()
+        self._changed()
+
+    # -- cache -----------------------------------------------------------------------------------
+    def _cache_lookup(self, key: str) -> dict[str, Any] | None:
+        try:
+            entry = json.loads(self.engram.get(self.engram.get_ref(f"{CACHE_PREFIX}/{key}")))
+        except MnemosError:
+            return None
+        if not all(self.engram.has(d) for d in entry.get("outputs", {}).values()):
+            return None
+        return dict(entry)
+
+    def _cache_store(self, key: str, name: str, outputs: dict[str, str], result: Any, models: dict[str, Any]) -> None:
+        entry = {"outputs": outputs, "result": result, "run": self.state["id"], "step": name, "models": models,
+                 "created": time.time()}  # fmt: skip
+        self.engram.set_ref(f"{CACHE_PREFIX}/{key}", self.engram.put(json.dumps(entry, sort_keys=True).encode()))
+
+
+def _size(engram: Any, digest: str) -> int | None:
+    try:
+        return int(engram.fs.size(engram.path(engram.blob_key(digest))))
+    except (OSError, MnemosError):
+        return None
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, _Cancelled):
+        return "cancelled"
+    if isinstance(exc, MnemosError):
+        return exc.message[-4000:]
+    return f"{type(exc).__name__}: {exc}"[-4000:]

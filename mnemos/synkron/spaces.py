@@ -1,0 +1,157 @@
+"""Embedding spaces written by ``index`` steps, and semantic search over them.
+
+Layout: ``spaces/<space>/manifest.json`` (a document) names the space's current manifest blob
+(``digest``), which names the vectors (``.npy``, float32, L2-normalized), the records (JSONL:
+``{"id", "text", "fields", "source": {"artifact", "line"}}``) and the embedding model. An item's
+lineage id is ``space:<space>/<item id>``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from typing import Any
+
+from mnemos.engram import Engram
+from mnemos.errors import NotFoundError, ValidationError
+
+__all__ = ["SpacesAPI", "find_record", "load_manifest", "publish", "top_k"]
+
+_CACHE: dict[str, Any] = {}
+_RUNTIMES: dict[str, Any] = {}  # embedding models loaded in this process (search without a platform)
+_CACHE_LOCK = threading.Lock()
+
+
+def publish(engram: Engram, manifest_digest: str, *, run_id: str, step: str) -> dict[str, Any]:
+    """Make the manifest blob ``manifest_digest`` the current state of its space."""
+    manifest = json.loads(engram.get(manifest_digest))
+    doc = {**manifest, "digest": manifest_digest, "published_by": {"run": run_id, "step": step}}
+    engram.write_json(f"spaces/{manifest['space']}/manifest.json", doc)
+    return doc
+
+
+def load_manifest(engram: Engram, space: str) -> dict[str, Any]:
+    try:
+        return dict(engram.read_json(f"spaces/{space}/manifest.json"))
+    except NotFoundError:
+        raise NotFoundError(f"space {space!r} not found: no index step has written it", param="space") from None
+
+
+def _cached(key: str, load: Any) -> Any:
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+    value = load()
+    with _CACHE_LOCK:
+        if len(_CACHE) > 32:
+            _CACHE.clear()
+        _CACHE[key] = value
+    return value
+
+
+def records(engram: Engram, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    digest = manifest["records"]
+    return _cached(digest, lambda: [json.loads(line) for line in engram.get(digest).decode().splitlines() if line])  # type: ignore[no-any-return]
+
+
+def vectors(engram: Engram, manifest: dict[str, Any]) -> Any:
+    import numpy as np
+
+    digest = manifest["vectors"]
+    return _cached(digest, lambda: np.load(io.BytesIO(engram.get(digest)), allow_pickle=False))
+
+
+def find_record(engram: Engram, manifest: dict[str, Any], item: str) -> dict[str, Any] | None:
+    """The record of item ``item`` (its id) in a space, or ``None``."""
+    for rec in records(engram, manifest):
+        if rec.get("id") == item:
+            return rec
+    return None
+
+
+def top_k(matrix: Any, query: Any, k: int) -> list[tuple[int, float]]:
+    """Indexes and cosine scores of the ``k`` rows of ``matrix`` closest to ``query`` (both normalized)."""
+    import numpy as np
+
+    if len(matrix) == 0:
+        return []
+    q = np.asarray(query, dtype=np.float32)
+    q = q / (np.linalg.norm(q) or 1.0)
+    scores = matrix @ q
+    k = min(k, len(scores))
+    best = np.argpartition(-scores, k - 1)[:k]
+    best = best[np.argsort(-scores[best], kind="stable")]
+    return [(int(i), float(scores[i])) for i in best]
+
+
+class SpacesAPI:
+    """``client.spaces``: search the spaces ``index`` steps wrote."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def get(self, space: str) -> dict[str, Any]:
+        """The space's manifest."""
+        return load_manifest(self._client.engram, space)
+
+    def search(self, space: str, query: str, k: int = 5) -> list[dict[str, Any]]:
+        """The ``k`` items of ``space`` closest in meaning to ``query`` (cosine), best first.
+
+        Each hit: ``{"id", "score", "text", "fields", "lineage"}``; ``lineage`` is the id to give
+        ``client.lineage`` (``space:<space>/<id>``).
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise ValidationError("query must be a non-empty string", param="query")
+        if k < 1:
+            raise ValidationError("k must be at least 1", param="k")
+        engram = self._client.engram
+        manifest = load_manifest(engram, space)
+        vector = self._embed(manifest["model"]["name"], query)
+        recs = records(engram, manifest)
+        hits = []
+        for i, score in top_k(vectors(engram, manifest), vector, k):
+            rec = recs[i]
+            hits.append({"id": rec["id"], "score": round(score, 4), "text": rec["text"], "fields": rec["fields"],
+                         "lineage": f"space:{space}/{rec['id']}"})  # fmt: skip
+        return hits
+
+    def _embed(self, model: str, text: str) -> list[float]:
+        """Embed the query with the space's model: its deployment when the platform serves it,
+        else the same model loaded in this process."""
+        from mnemos.synkron._models import _app_running, app_name, run_async
+
+        if self._client.connected and _app_running(app_name(model)):
+            from ray import serve
+
+            handle = serve.get_app_handle(app_name(model))
+
+            async def call() -> list[list[float]]:
+                return list(await handle.embed.remote([text]))
+
+            return run_async(call)[0]
+        return self._local_embed(model, text)
+
+    def _local_embed(self, model: str, text: str) -> list[float]:
+        from mnemos.synkron._models import run_async
+
+        resource = self._client.registry.get("Model", model)
+        key = f"{self._client.engram.uri}|{model}@{resource.generation}"
+        runtime = _RUNTIMES.get(key)
+        if runtime is None:
+            from mnemos.neuron.models import build_runtime
+
+            runtime = build_runtime(resource, self._client.engram)
+            run_async(runtime.start)
+            _RUNTIMES[key] = runtime
+        return run_async(lambda: runtime.embed([text]))[0]  # type: ignore[no-any-return]
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every space with its model, size and the run that wrote it."""
+        engram = self._client.engram
+        out = []
+        for key in engram.list("spaces"):
+            if key.endswith("/manifest.json") and key.count("/") == 2:
+                m = engram.read_json(key)
+                out.append({"space": m["space"], "count": m["count"], "model": m["model"], "run": m.get("run")})
+        return out

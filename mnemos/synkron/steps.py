@@ -1,0 +1,325 @@
+"""The step kinds, run as CORTEX jobs on NEURON workers: ``mnemos.synkron.steps:run_step``.
+
+``run_step(ctx)`` gets everything a step needs in one picklable dict (built by the runner)::
+
+    {"engram": Engram, "run_id": str, "step": {the interpolated step document},
+     "inputs": {token: digest}, "outputs": [output names], "base_dir": str | None,
+     "models": {name: {"name", "generation", "digest"}}, "service": "synkron" | None}
+
+and returns ``{"outputs": {name: digest}, "result", "items", "seconds", "warnings", "models"}``.
+Outputs are written to ENGRAM here, on the worker; only digests travel back.
+
+Kinds:
+- ``python``: ``call: module:function`` with ``params`` as keyword arguments (plus ``ctx`` when the
+  function takes one). Inputs (``${output}`` or a local file) arrive as local file paths. The
+  function returns its output (bytes, str, a list of records → JSONL, a dict → JSON, a Path),
+  or a dict ``{output name: value}``, or writes files to ``ctx.output_path(name)``.
+- ``script``: ``bash -euo pipefail`` with ``env``; inputs in the script are local paths, outputs
+  are written to ``$MNEMOS_OUTPUT_<NAME>`` (or ``$MNEMOS_OUTPUT_DIR/<name>``).
+- ``infer`` / ``index``: see :mod:`mnemos.synkron._infer`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mnemos.engram import Engram
+from mnemos.errors import MnemosError, NotFoundError, ServerError, ValidationError
+
+__all__ = ["StepContext", "StepFailedError", "prepare_prompts", "run_step"]
+
+logger = logging.getLogger("mnemos.synkron")
+_LOG_TAIL = 4000
+
+
+class StepFailedError(ServerError):
+    """A step's own code failed (non-zero exit, exception); the message carries its output tail."""
+
+    code = "step_failed"
+
+
+class StepContext:
+    """What a ``python`` step function may ask for: ``run_id``, ``step``, ``output_path(name)``, ``engram``."""
+
+    def __init__(self, ctx: dict[str, Any], workdir: Path) -> None:
+        self.engram: Engram = ctx["engram"]
+        self.run_id: str = ctx["run_id"]
+        self.step: str = ctx["step"]["name"]
+        self.outputs: list[str] = list(ctx["outputs"])
+        self.output_dir = workdir / "outputs"
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.params: dict[str, Any] = dict(ctx["step"].get("params") or {})
+
+    def output_path(self, name: str) -> Path:
+        if name not in self.outputs:
+            raise NotFoundError(
+                f"step {self.step!r} declares no output {name!r} (outputs: {self.outputs})", param="outputs"
+            )
+        return self.output_dir / name
+
+
+def run_step(ctx: dict[str, Any]) -> dict[str, Any]:
+    """CORTEX job entry point: run one step and store its outputs in ENGRAM."""
+    started = time.monotonic()
+    kind = ctx["step"].get("type")
+    with tempfile.TemporaryDirectory(prefix="mnemos-step-") as tmp:
+        workdir = Path(tmp)
+        if kind == "python":
+            out = _python_step(ctx, workdir)
+        elif kind == "script":
+            out = _script_step(ctx, workdir)
+        elif kind in ("infer", "index"):
+            from mnemos.synkron import _infer
+
+            out = _infer.infer_step(ctx) if kind == "infer" else _infer.index_step(ctx)
+        else:
+            raise ValidationError(f"step {ctx['step'].get('name')!r}: unknown type {kind!r}", param="type")
+    out.setdefault("warnings", [])
+    out.setdefault("result", None)
+    out["seconds"] = time.monotonic() - started
+    return out
+
+
+# -- inputs and outputs -------------------------------------------------------------------------
+def _materialize(ctx: dict[str, Any], workdir: Path) -> dict[str, str]:
+    """Each input token → a local file holding its bytes (verified)."""
+    engram: Engram = ctx["engram"]
+    folder = workdir / "inputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, str] = {}
+    for i, (token, digest) in enumerate(sorted(ctx["inputs"].items())):
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", token.rstrip("/").rsplit("/", 1)[-1])[:80] or "input"
+        target = folder / f"{i}-{name}"
+        engram.get_to_file(digest, target)
+        paths[token] = str(target)
+    return paths
+
+
+def _substitute(value: Any, paths: dict[str, str]) -> Any:
+    """Replace input tokens by local paths: whole values, and ENGRAM refs inside longer strings."""
+    if isinstance(value, str):
+        if value in paths:
+            return paths[value]
+        for token in sorted(paths, key=len, reverse=True):
+            if token.startswith("runs/") and token in value:
+                value = value.replace(token, paths[token])
+        return value
+    if isinstance(value, dict):
+        return {k: _substitute(v, paths) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, paths) for v in value]
+    return value
+
+
+def _to_bytes(value: Any, where: str) -> bytes:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, Path):
+        return value.read_bytes()
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, list):  # records: compact JSONL
+        return "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in value).encode()
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, indent=1).encode()
+    raise ValidationError(f"{where}: cannot store a {type(value).__name__} as an output", param="outputs")
+
+
+def _collect(ctx: dict[str, Any], outdir: Path, returned: Any) -> dict[str, Any]:
+    """Store the declared outputs: files written to the output folder, else the returned value."""
+    engram: Engram = ctx["engram"]
+    names: list[str] = list(ctx["outputs"])
+    step = ctx["step"]["name"]
+    by_name: dict[str, Any] = {}
+    if isinstance(returned, dict) and names and returned and set(returned) <= set(names):
+        by_name = dict(returned)
+        returned = None
+    elif len(names) == 1 and returned is not None:
+        by_name = {names[0]: returned}
+        returned = None
+    digests = {}
+    for name in names:
+        path = outdir / name
+        if path.is_file():
+            digests[name] = engram.put_file(path)
+        elif name in by_name:
+            digests[name] = engram.put(_to_bytes(by_name[name], f"step {step!r} output {name!r}"))
+        else:
+            raise StepFailedError(f"step {step!r} produced no output {name!r}: return it or write it to {path.name}")
+    result = returned if _jsonable(returned) else repr(returned)
+    return {"outputs": digests, "result": result}
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return len(json.dumps(value)) < 64 * 1024
+    except (TypeError, ValueError):
+        return False
+
+
+# -- python -------------------------------------------------------------------------------------
+def _import_call(call: str, base_dir: str | None) -> Any:
+    if base_dir and os.path.isdir(base_dir) and base_dir not in sys.path:
+        sys.path.insert(0, base_dir)
+    module_name, _, attr = call.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise NotFoundError(f"call {call!r}: module {exc.name!r} not found on the worker", param="call") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise NotFoundError(f"call {call!r}: {module_name} has no function {attr!r}", param="call")
+    return fn
+
+
+def _python_step(ctx: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    step = ctx["step"]
+    fn = _import_call(step["call"], ctx.get("base_dir"))
+    params = _substitute(dict(step.get("params") or {}), _materialize(ctx, workdir))
+    context = StepContext(ctx, workdir)
+    accepted = inspect.signature(fn).parameters
+    if "ctx" in accepted:
+        params["ctx"] = context
+    try:
+        returned = fn(**params)
+    except MnemosError:
+        raise
+    except TypeError as exc:
+        if "argument" in str(exc):
+            raise ValidationError(f"step {step['name']!r}: {step['call']} {exc}", param="params") from None
+        raise
+    return _collect(ctx, context.output_dir, returned)
+
+
+# -- script -------------------------------------------------------------------------------------
+def _container_runtime() -> str | None:
+    """``podman`` when this node can run Ray's ``image_uri`` runtime env, else ``None``."""
+    if os.environ.get("MNEMOS_SYNKRON_CONTAINERS", "auto") == "off":
+        return None
+    return shutil.which("podman")
+
+
+def _script_env(ctx: dict[str, Any], outdir: Path) -> tuple[dict[str, str], list[str]]:
+    step = ctx["step"]
+    env = dict(os.environ)
+    secrets: list[str] = []
+    for var in step.get("env") or []:
+        if var.get("secretRef"):
+            env[var["name"]] = _secret(var["name"], var["secretRef"])
+            secrets.append(env[var["name"]])
+        else:
+            env[var["name"]] = var.get("value") or ""
+    env.update({"MNEMOS_RUN_ID": ctx["run_id"], "MNEMOS_STEP": step["name"], "MNEMOS_OUTPUT_DIR": str(outdir)})
+    for name in ctx["outputs"]:
+        env["MNEMOS_OUTPUT_" + re.sub(r"[^A-Z0-9]", "_", name.upper())] = str(outdir / name)
+    return env, secrets
+
+
+def _secret(var: str, ref: dict[str, str]) -> str:
+    """The value of an env var's ``secretRef`` from SOUL's secret store (never logged)."""
+    from mnemos.soul.secrets import resolve_secret_ref
+
+    try:
+        return resolve_secret_ref(ref)
+    except NotFoundError as exc:
+        raise NotFoundError(f"env {var}: {exc.message}", param="env") from None
+
+
+def _script_step(ctx: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    step = ctx["step"]
+    outdir = workdir / "outputs"
+    outdir.mkdir(parents=True, exist_ok=True)
+    script = _substitute(step["script"], _materialize(ctx, workdir))
+    env, secrets = _script_env(ctx, outdir)
+    base = ctx.get("base_dir")
+    cwd = base if base and os.path.isdir(base) else str(workdir)
+    warnings: list[str] = []
+    image = step.get("image")
+    if image and _container_runtime() is None:
+        warnings.append(
+            f"image {image} not used: this cluster has no container runtime; ran in the current environment"
+        )
+        logger.warning("step %s: %s", step["name"], warnings[-1])
+    timeout = step.get("timeout")
+    if image and _container_runtime() is not None:
+        code, log = _run_in_image(image, script, env, cwd, timeout)
+    else:
+        code, log = _run_script(script, env, cwd, timeout)
+    for secret in secrets:
+        log = log.replace(secret, "***") if secret else log
+    if code != 0:
+        raise StepFailedError(f"step {step['name']!r}: script exited with {code}:\n{log[-_LOG_TAIL:]}")
+    out = _collect(ctx, outdir, None)
+    out["warnings"] = warnings
+    out["result"] = {"log": log[-_LOG_TAIL:]}
+    return out
+
+
+def _run_script(script: str, env: dict[str, str], cwd: str, timeout: Any) -> tuple[int, str]:
+    try:
+        proc = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=float(timeout) if timeout else None,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        return 124, f"{out}\ntimed out after {timeout}s"
+    return proc.returncode, proc.stdout
+
+
+def _run_in_image(image: str, script: str, env: dict[str, str], cwd: str, timeout: Any) -> tuple[int, str]:
+    """Run the script in a Ray task whose runtime env is the container ``image``."""
+    import ray
+
+    task = ray.remote(num_cpus=0.25, runtime_env={"image_uri": image})(_run_script)
+    return ray.get(task.remote(script, {k: v for k, v in env.items() if k.startswith("MNEMOS_")}, "/tmp", timeout))
+
+
+# -- a built-in python step ---------------------------------------------------------------------
+def prepare_prompts(
+    source: str, *, limit: int | None = None, system: str | None = None, field: str = "prompt"
+) -> list[dict[str, Any]]:
+    """Read prompts (JSONL, a JSON list, or plain text lines) into ``{"id", "prompt"}`` records.
+
+    Args:
+        source: the file (a local path on the worker; pipelines pass a snapshotted input).
+        limit: keep the first ``limit`` prompts.
+        system: add a system message: records become ``{"id", "messages": [...], "prompt"}``.
+        field: the field holding the prompt in JSON records.
+    """
+    text = Path(source).read_text()
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        raw: list[Any] = json.loads(text)
+    elif stripped.startswith("{"):
+        raw = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        raw = [line for line in text.splitlines() if line.strip()]
+    records = []
+    for i, item in enumerate(raw[:limit] if limit else raw):
+        rec = dict(item) if isinstance(item, dict) else {field: str(item)}
+        if field not in rec:
+            raise ValidationError(f"{Path(source).name} record {i}: no field {field!r}", param="field")
+        out = {"id": str(rec.pop("id", i)), "prompt": str(rec.pop(field)).strip(), **rec}
+        if system:
+            out["messages"] = [{"role": "system", "content": system}, {"role": "user", "content": out["prompt"]}]
+        records.append(out)
+    return records

@@ -1,0 +1,130 @@
+"""The SYNKRON commands as a user runs them: `run`, `resume`, `runs`, `spaces search`, and their errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from mnemos.errors import MnemosError
+
+
+def cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """Run the commands as `mnemos.cli.main` does: a MnemosError is `error: …` and its exit code."""
+    from mnemos.cli import run, spaces, trace
+
+    app = typer.Typer()
+    run.register(app)
+    app.add_typer(spaces.app, name="spaces")
+    app.add_typer(trace.app, name="trace")
+    result = CliRunner().invoke(app, list(args), env=env)
+    if isinstance(result.exception, MnemosError):
+        return result.exception.exit_code, result.output + f"error: {result.exception.message}"
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+@pytest.fixture()
+def env(client: Any, package_settings: Any) -> dict[str, str]:
+    import ray
+
+    return {
+        "MNEMOS_RAY_ADDRESS": ray.get_runtime_context().gcs_address,  # a platform is up: the test's cluster
+        "MNEMOS_ENGRAM__URI": package_settings.engram.uri,
+        "MNEMOS_RELAY__PORT": str(package_settings.relay.port),
+        "MNEMOS_RELAY__AUTH": "false",
+    }
+
+
+def test_run_fail_resume_and_runs(env, pipelines, tmp_path: Path) -> None:
+    m, flag = str(pipelines.marker), tmp_path / "flag"
+    flag.write_text("x")
+    path = pipelines.write(
+        [
+            {
+                "name": "make",
+                "call": pipelines.call("produce"),
+                "params": {"n": "${count}", "marker": m},
+                "outputs": [{"name": "items"}],
+            },
+            {
+                "name": "check",
+                "call": pipelines.call("fail_if_exists"),
+                "params": {"data": "${items}", "flag": str(flag), "marker": m},
+                "outputs": [{"name": "checked"}],
+            },
+        ],
+        params={"count": 1},
+    )
+    code, out = cli(env, "run", str(path), "--param", "count=2", "--no-progress")
+    assert code == 1, out
+    run_id = out.split("run ", 1)[1].split()[0]
+    assert f"error: run {run_id} failed: step 'check' failed: job {run_id}.check.1 failed" in out
+    assert "RuntimeError: failing on purpose" in out
+    assert f"mnemos resume {run_id}" in out and "Traceback" not in out
+    flag.unlink()
+    code, out = cli(env, "resume", run_id)  # progress lines (not a terminal): one line per step change
+    assert code == 0, out
+    assert "step check (python): succeeded" in out and f"run {run_id} succeeded" in out
+    assert f"checked: runs/{run_id}/checked" in out
+    assert pipelines.executions() == ["produce", "check", "check"]
+    code, out = cli(env, "runs", "list", "-o", "json")
+    assert code == 0 and any(r["id"] == run_id and r["status"] == "succeeded" for r in json.loads(out))
+    code, out = cli(env, "runs", "get", run_id)
+    assert code == 0 and "make" in out and "succeeded" in out
+
+
+def test_cli_errors(env, pipelines) -> None:
+    code, out = cli(env, "run", "no/such/pipeline.yaml")
+    assert (code, out.strip().splitlines()[-1]) == (3, "error: no/such/pipeline.yaml: no such file or directory")
+    path = pipelines.write([{"name": "a", "call": pipelines.call("produce"), "params": {"n": 1, "marker": "m"}}])
+    code, out = cli(env, "run", str(path), "--param", "oops")
+    assert code == 2 and "error: --param 'oops': use NAME=VALUE" in out
+    code, out = cli(env, "resume", "no-such-run")
+    assert code == 3 and "error: run 'no-such-run' not found" in out
+    code, out = cli(env, "spaces", "search", "no-space", "query")
+    assert code == 3 and "error: space 'no-space' not found" in out
+    code, out = cli(env, "trace", "lineage", "nothing-here")
+    assert code == 3 and "error: no lineage for 'nothing-here'" in out
+
+
+def test_spaces_search_cli(env, served, tmp_path: Path) -> None:
+    from synkron_support import model_pipeline
+
+    code, out = cli(env, "run", str(model_pipeline(tmp_path, space="cli-space", limit=24)), "--no-progress")
+    assert code == 0, out
+    code, out = cli(env, "spaces", "search", "cli-space", "baking bread at home", "-k", "2", "-o", "json")
+    assert code == 0, out
+    hits = json.loads(out)
+    assert [h["id"] for h in hits][0] == "sourdough" and len(hits) == 2
+    code, out = cli(env, "spaces", "search", "cli-space", "stock market and interest rates", "-k", "1")
+    assert code == 0 and "inflation" in out and "space:cli-space/inflation" in out
+    code, out = cli(env, "trace", "lineage", "space:cli-space/inflation")
+    assert code == 0 and "model:echo-syn@" in out and "prompts.jsonl" in out, out
+
+
+def test_python_m_mnemos_run_in_a_process_of_its_own(env, pipelines) -> None:
+    """What `ray job submit -- python -m mnemos run FILE` runs: a fresh process joining the cluster."""
+    import os
+    import subprocess
+    import sys
+
+    from synkron_support import REPO
+
+    m = str(pipelines.marker)
+    path = pipelines.write(
+        [{"name": "make", "call": pipelines.call("produce"), "params": {"n": 2, "marker": m},
+          "outputs": [{"name": "items"}]}]
+    )  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnemos", "run", str(path), "--no-progress"],
+        cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "succeeded" in proc.stdout and "items: runs/" in proc.stdout
+    assert pipelines.executions() == ["produce"]

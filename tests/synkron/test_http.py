@@ -1,0 +1,70 @@
+"""`POST /v1/pipelines/{name}/runs` and `GET /v1/runs/{id}`: the router the gateway includes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+
+@pytest.fixture()
+def http(client: Any, package_settings: Any) -> TestClient:
+    from mnemos.synkron.http import build_router
+
+    app = FastAPI()
+    app.include_router(build_router(settings=package_settings))
+    return TestClient(app)
+
+
+def test_start_and_follow_a_run_over_http(http: TestClient, client: Any, pipelines, tmp_path: Path) -> None:
+    # A registered pipeline has no folder of its own: its steps call importable functions.
+    (tmp_path / "prompts.txt").write_text("".join(f"prompt {i}\n" for i in range(9)))
+    path = pipelines.write(
+        [
+            {
+                "name": "make",
+                "call": "mnemos.synkron.steps:prepare_prompts",
+                "params": {"source": str(tmp_path / "prompts.txt"), "limit": "${count}"},
+                "outputs": [{"name": "items"}],
+            }
+        ],
+        params={"count": 1},
+    )
+    name = yaml.safe_load(path.read_text())["metadata"]["name"]
+    client.apply(path)
+    started = http.post(f"/v1/pipelines/{name}/runs", json={"params": {"count": 4}})
+    assert started.status_code == 202, started.text
+    run_id = started.json()["id"]
+    assert started.json()["pipeline"] == {"name": name, "generation": 1}
+    client.pipelines.get(run_id).wait(timeout=300)
+    state = http.get(f"/v1/runs/{run_id}").json()
+    assert state["status"] == "succeeded" and state["outputs"] == {"items": f"runs/{run_id}/items"}
+    assert state["params"] == {"count": 4}
+    assert len(client.pipelines.get(run_id).read("items").decode().splitlines()) == 4
+    listed = http.get(f"/v1/pipelines/{name}/runs").json()
+    assert listed["object"] == "list" and listed["data"][0]["id"] == run_id
+    cancel = http.post(f"/v1/runs/{run_id}/cancel")
+    assert cancel.status_code == 409 and cancel.json()["error"]["code"] == "conflict"
+    resume = http.post(f"/v1/runs/{run_id}/resume")
+    assert resume.status_code == 409 and "nothing to resume" in resume.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "field"),
+    [
+        ("/v1/pipelines/absent/runs", {}, 404, None),
+        ("/v1/pipelines/absent/runs", {"params": 3}, 422, "params"),
+        ("/v1/pipelines/absent/runs", {"parms": {}}, 422, "parms"),
+        ("/v1/pipelines/absent/runs", b"{not json", 400, None),
+    ],
+)
+def test_bad_requests_are_openai_errors(http: TestClient, path: str, body: Any, status: int, field: str | None) -> None:
+    response = http.post(path, content=body) if isinstance(body, bytes) else http.post(path, json=body)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["message"] and error["param"] == field if field else error["message"]
+    assert http.get("/v1/runs/no-such-run").status_code == 404

@@ -1,0 +1,63 @@
+"""`${NAME}` interpolation and pipeline validation, without a cluster."""
+
+from __future__ import annotations
+
+import pytest
+
+from mnemos.errors import ValidationError
+from mnemos.genome import parse_resource
+from mnemos.synkron._interpolate import interpolate, names_in
+from mnemos.synkron._plan import build_steps, merge_params
+
+
+def test_interpolation_types_escapes_and_errors() -> None:
+    doc = {"n": "${limit}", "s": "top ${limit} of ${RUN_ID}", "lit": "$${HOME}", "list": ["${x}"]}
+    out = interpolate(doc, {"limit": 8, "RUN_ID": "r1", "x": "y"})
+    assert out == {"n": 8, "s": "top 8 of r1", "lit": "${HOME}", "list": ["y"]}
+    assert names_in(doc) == {"limit", "RUN_ID", "x"}
+    assert interpolate("${a} ${b}", {"a": 1}, keep={"b"}) == "1 ${b}"
+    with pytest.raises(ValidationError, match=r"steps\[0\].params.n: unknown variable \$\{nope\}") as err:
+        interpolate({"n": "${nope}"}, {"limit": 1}, where="steps[0].params")
+    assert err.value.param == "steps[0].params.n"
+
+
+def _pipeline(steps: list[dict], params: dict | None = None):
+    return parse_resource({"apiVersion": "synkron.mnemos.dev/v1", "kind": "Pipeline", "metadata": {"name": "p"},
+                           "spec": {"params": params or {}, "steps": steps}})  # fmt: skip
+
+
+def test_defaults_and_checks_of_step_definitions() -> None:
+    pipeline = _pipeline(
+        [
+            {"name": "prep", "call": "m:f", "outputs": [{"name": "prompts"}]},
+            {"name": "gen", "modelRef": "tiny", "params": {"maxTokens": 4}},
+            {"name": "idx", "index": {"space": "s", "input": "${gen}"}},
+        ]
+    )
+    order, steps = build_steps(pipeline, merge_params(pipeline, None))
+    assert order == ["prep", "gen", "idx"]
+    assert steps["gen"]["definition"]["input"] == "${prompts}"  # the upstream step's only output
+    assert steps["gen"]["outputs"] == ["gen"] and steps["idx"]["outputs"] == ["idx"]
+    assert steps["idx"]["definition"]["modelRef"] == "minilm"
+    with pytest.raises(ValidationError, match=r"spec.steps\[1\].params: unknown param 'temprature'"):
+        bad = _pipeline([{"name": "prep", "call": "m:f", "outputs": [{"name": "p"}]},
+                         {"name": "gen", "modelRef": "tiny", "params": {"temprature": 1}}])  # fmt: skip
+        build_steps(bad, {})
+    with pytest.raises(ValidationError, match=r"spec.steps\[0\].input: an infer step needs an input"):
+        build_steps(_pipeline([{"name": "gen", "modelRef": "tiny"}]), {})
+    with pytest.raises(ValidationError, match="already used"):
+        build_steps(_pipeline([{"name": "a", "call": "m:f", "outputs": [{"name": "x"}]},
+                               {"name": "b", "call": "m:g", "outputs": [{"name": "x"}]}]), {})  # fmt: skip
+    with pytest.raises(ValidationError, match=r"spec.steps\[0\].call: use 'module:function'"):
+        build_steps(_pipeline([{"name": "a", "call": "nocolon"}]), {})
+
+
+def test_the_seed_pipeline_validates_as_written() -> None:
+    from pathlib import Path
+
+    from mnemos.genome import load_paths
+
+    (seed,) = load_paths([Path(__file__).resolve().parents[2] / "pipelines" / "seed" / "text-gen-artifacts.yaml"])
+    assert [s.type for s in seed.spec.steps] == ["script", "infer", "script"]
+    (runnable,) = load_paths([Path(__file__).resolve().parents[2] / "pipelines" / "text-gen-artifacts.yaml"])
+    assert [s.type for s in runnable.spec.steps] == ["python", "infer", "index"]
