@@ -8,6 +8,7 @@ sync loop) react at once. Component APIs hang off it: ``client.jobs`` (CORTEX),
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -94,10 +95,8 @@ class Client:
 
         from mnemos.genome.service import ACTOR_NAME, NAMESPACE
 
-        try:
+        with contextlib.suppress(ValueError):  # no control plane: nothing watches
             ray.get(ray.get_actor(ACTOR_NAME, namespace=NAMESPACE).publish.remote(events))
-        except ValueError:
-            pass  # no control plane: nothing watches
 
     # -- component APIs (each imported on first use) ------------------------------------------
     @property

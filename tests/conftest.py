@@ -7,12 +7,12 @@ the user's ~/.mnemos.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests_support import free_port
 
 _HOME = tempfile.mkdtemp(prefix="mnemos-test-home-")
 os.environ["MNEMOS_HOME"] = _HOME
@@ -20,16 +20,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
 S3_KEY = "testing"
 S3_REGION = "us-west-2"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import REPO, free_port
 from nbclient import NotebookClient
+from tests_support import REPO, free_port
 
 NOTEBOOK = REPO / "notebooks" / "quickstart.ipynb"
 

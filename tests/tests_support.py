@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def model_doc(name: str, engine: str = "echo", **spec: Any) -> dict[str, Any]:

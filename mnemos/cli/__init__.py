@@ -22,7 +22,14 @@ app = typer.Typer(
 )
 
 # Modules whose `register(app)` adds top-level commands.
-_COMMAND_MODULES = ["mnemos.cli.platform", "mnemos.cli.resources", "mnemos.cli.login", "mnemos.cli.gitops", "mnemos.cli.run", "mnemos.cli.demo"]
+_COMMAND_MODULES = [
+    "mnemos.cli.platform",
+    "mnemos.cli.resources",
+    "mnemos.cli.login",
+    "mnemos.cli.gitops",
+    "mnemos.cli.run",
+    "mnemos.cli.demo",
+]
 # (group name, module exposing `app`) for `mnemos <group> ...`.
 _GROUPS: list[tuple[str, str]] = [
     ("kuberay", "mnemos.cli.kuberay"),

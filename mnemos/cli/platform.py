@@ -19,7 +19,8 @@ def up(
     """Start a local Ray cluster (or connect to ADDRESS) and the control plane."""
     import mnemos
     from mnemos.config import load_settings
-    from mnemos.cradle import COMPONENTS, start_local, up as control_up
+    from mnemos.cradle import COMPONENTS, start_local
+    from mnemos.cradle import up as control_up
 
     settings = load_settings()
     if not address and not settings.ray.address:

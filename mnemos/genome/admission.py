@@ -33,7 +33,9 @@ def _violations(policy: Policy, resource: Resource) -> list[str]:
                 f"allowedLicenses: license {spec.policy.license!r} is not one of {', '.join(rules.allowed_licenses)}"
             )
         if rules.allowed_engines is not None and spec.runtime.engine not in rules.allowed_engines:
-            found.append(f"allowedEngines: engine {spec.runtime.engine!r} is not one of {', '.join(rules.allowed_engines)}")
+            found.append(
+                f"allowedEngines: engine {spec.runtime.engine!r} is not one of {', '.join(rules.allowed_engines)}"
+            )
         scheme = spec.artifact.uri.split("://", 1)[0] if "://" in spec.artifact.uri else "file"
         if rules.allowed_artifact_schemes is not None and scheme not in rules.allowed_artifact_schemes:
             found.append(

@@ -2,7 +2,7 @@
 
 The ``wraith`` actor (``ensure``) runs the cron schedules of ``settings.wraith.cronjobs`` and
 submits each run as a CORTEX job on the ``wraith`` queue; every task also runs in-process
-(``run_local``). See docs/wraith.md.
+(``run_local``). See the WRAITH section of README.md.
 """
 
 from typing import Any

@@ -70,8 +70,8 @@ def read_state(engram: Engram) -> dict[str, dict[str, Any]]:
 def entries_from_settings(settings: Any) -> list[ScheduleEntry]:
     """The cron jobs of ``settings.wraith.cronjobs``, plus ``gitops-sync`` when a repo is configured."""
     out = [ScheduleEntry(c.name, schedule=c.schedule, enabled=c.enabled) for c in settings.wraith.cronjobs]
-    gitops = getattr(settings.wraith, "gitops", None)  # proposed field, see docs/wraith.md
-    if gitops is not None and gitops.repo and not any(e.name == "gitops-sync" for e in out):
+    gitops = settings.wraith.gitops
+    if gitops.repo and not any(e.name == "gitops-sync" for e in out):
         out.append(ScheduleEntry("gitops-sync", interval=float(gitops.interval)))
     return out
 

@@ -255,8 +255,8 @@ def task_options(settings: Any, name: str) -> dict[str, Any]:
         backups = settings.engram.backups
         return {"destination": backups.destination, "keep_days": backups.retention_days}
     if name == "gitops-sync":
-        gitops = getattr(settings.wraith, "gitops", None)  # proposed field, see docs/wraith.md
-        if gitops is None or not gitops.repo:
+        gitops = settings.wraith.gitops
+        if not gitops.repo:
             raise NotFoundError(
                 "gitops-sync needs wraith.gitops.repo (and path) in the settings", param="wraith.gitops"
             )

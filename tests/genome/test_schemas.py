@@ -3,8 +3,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from tests_support import SHARED
 
-from conftest import SHARED
 from mnemos.errors import ValidationError
 from mnemos.genome import Model, Pipeline, json_schema, parse_documents, parse_resource
 

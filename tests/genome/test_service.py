@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 
 import ray
+from tests_support import model_doc
 
 import mnemos
-from tests_support import model_doc
 
 
 def test_connected_apply_publishes_and_watch_wakes(ray_cluster, settings) -> None:

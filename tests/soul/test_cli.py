@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import REPO
+from tests_support import REPO
 
 SECRET = "sk-proj-7Hq2vX9mZ4/do+not+leak=3141"
 
