@@ -21,6 +21,8 @@ from mnemos.cortex._queue import QueueState, backoff_delay
 from mnemos.cortex.codec import envelope_digest
 from mnemos.cortex.job import Job, apply_record
 from mnemos.neuron.pools import PoolSet, WorkerSlot
+from mnemos.trace import metrics
+from mnemos.trace.telemetry import inject, span
 
 __all__ = ["Dispatcher"]
 
@@ -54,6 +56,9 @@ class Dispatcher:
                 self._dispatch()
             except Exception:  # noqa: BLE001 - keep dispatching whatever one job did
                 log.exception("dispatch round failed")
+            for queue in self.queues.values():
+                metrics.CORTEX_QUEUE_DEPTH.set(len(queue.heap), queue=queue.name)
+                metrics.CORTEX_RUNNING_JOBS.set(queue.running, queue=queue.name)
 
     def _dispatch(self) -> None:
         """Start every job that has a queue slot and a worker slot, highest priority first."""
@@ -100,7 +105,12 @@ class Dispatcher:
         if job.timeout:
             job.timer = asyncio.get_running_loop().call_later(job.timeout, self._expire, job.id, attempt)
         self.lineage.record(f"job:{job.id}", "execution", attempt=attempt, worker=slot.name, pool=slot.pool)
-        return job.invocation()
+        invocation = job.invocation()
+        if job.trace:
+            with span("cortex.dispatch", carrier=job.trace, job_id=job.id, queue=job.queue, attempt=attempt):
+                invocation["trace"] = inject()
+        metrics.JOBS.inc(queue=job.queue, status="started")
+        return invocation
 
     async def _ack(self, slot: WorkerSlot, ref: Any, invocations: list[dict[str, Any]]) -> None:
         """Await the ``start`` call: a dead worker or a call that failed fails those attempts."""
@@ -221,6 +231,7 @@ class Dispatcher:
         failures = job.failures + 1
         if not outcome.get("fatal") and failures < job.max_attempts:
             delay = backoff_delay(self.queues[job.queue].config, failures)
+            metrics.CORTEX_RETRIES.inc(queue=job.queue)
             return {**base, "t": "retry", "failures": failures, "error": outcome.get("error"), "retryAt": now + delay}
         self.lineage.record(f"job:{job.id}", "result", status="failed", error=outcome.get("error"))
         return {**base, "t": "fail", "failures": failures, "error": outcome.get("error"),

@@ -23,6 +23,7 @@ from mnemos._model import to_validation_error
 from mnemos.cortex.codec import decode_value, describe_callable, pickle_call, resolve_reference
 from mnemos.cortex.job import TERMINAL, JobOptions, JobResources, new_job_id
 from mnemos.errors import ClientError, ConflictError, MnemosError, ServerError, UnavailableError
+from mnemos.trace.telemetry import current_trace_id, inject
 
 __all__ = ["JobCancelledError", "JobFailedError", "JobHandle", "JobTimeoutError", "JobsAPI"]
 
@@ -155,6 +156,8 @@ class JobsAPI:
             raise ClientError(f"fn: expected a callable or 'module:function', got {type(fn).__name__}", param="fn")
         spec = dict(options)
         spec["function"] = function
+        if current_trace_id() is not None:
+            spec.setdefault("trace", inject())
         spec.setdefault("id", new_job_id())  # made here, so that a repeated submit is the same job
         if len(payload) > self.client.settings.cortex.inline_result_bytes:
             spec["payloadDigest"] = self.client.engram.put(payload)

@@ -25,6 +25,7 @@ from pydantic import ValidationError as PydanticValidationError
 from mnemos._model import to_validation_error
 from mnemos.cortex.job import JobRequest
 from mnemos.errors import BadRequestError, MnemosError, PermissionDeniedError, ValidationError
+from mnemos.trace.telemetry import SpanKind, inject, span
 
 __all__ = ["DENIED_MODULES", "build_router", "cortex_handle", "router"]
 
@@ -170,7 +171,9 @@ def build_router(auth: Callable[..., Any] | None = None) -> APIRouter:
         except PydanticValidationError as exc:
             raise to_validation_error(exc) from None
         _check_reference(job.function)
-        ids = await _call(handle, "submit_many", [job.spec()], _principal(principal))
+        with span("relay.jobs.submit", carrier=request.headers, kind=SpanKind.SERVER, function=job.function):
+            spec = {**job.spec(), "trace": inject()}
+            ids = await _call(handle, "submit_many", [spec], _principal(principal))
         return _public(await _call(handle, "get", ids[0]))
 
     @api.get("/v1/jobs")

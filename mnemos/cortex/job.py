@@ -130,6 +130,7 @@ class Job:
     name: str | None = None
     principal: str | None = None
     parents: list[str] = field(default_factory=list)
+    trace: dict[str, str] = field(default_factory=dict)  # W3C trace context of the submitter
     submitted_at: float = 0.0
     status: str = "queued"
     attempts: int = 0
@@ -167,6 +168,8 @@ class Job:
             "parents": self.parents,
             "ts": self.submitted_at,
         }
+        if self.trace:
+            rec["trace"] = self.trace
         for key, value in (("payload", self.payload), ("payloadDigest", self.payload_digest)):
             if value is not None:
                 rec[key] = value
@@ -193,6 +196,7 @@ class Job:
             name=rec.get("name"),
             principal=rec.get("principal"),
             parents=list(rec.get("parents") or []),
+            trace=dict(rec.get("trace") or {}),
             submitted_at=float(rec.get("ts") or time.time()),
         )
 

@@ -131,6 +131,7 @@ class Cortex(Dispatcher):
             name=spec.get("name"),
             principal=principal or spec.get("principal"),
             parents=list(spec.get("parents") or []),
+            trace=dict(spec.get("trace") or {}),
             submitted_at=time.time(),
         )
 

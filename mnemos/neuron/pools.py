@@ -202,6 +202,9 @@ class PoolSet:
         fresh = self._spawn(pool)
         pool.workers.append(fresh)
         self.replaced += 1
+        from mnemos.trace import metrics
+
+        metrics.NEURON_WORKER_RESTARTS.inc(pool=pool.name)
         return fresh
 
     def kill_all(self) -> None:

@@ -157,6 +157,14 @@ class Worker:
         return out
 
     def _execute(self, invocation: dict[str, Any]) -> dict[str, Any]:
+        from mnemos.trace.telemetry import span
+
+        if not invocation.get("trace"):
+            return self._run(invocation)
+        with span("neuron.run", carrier=invocation["trace"], job_id=invocation["id"], pool=self.pool):
+            return self._run(invocation)
+
+    def _run(self, invocation: dict[str, Any]) -> dict[str, Any]:
         from mnemos.cortex.codec import encode_text, encode_value, load_call
         from mnemos.errors import ValidationError
 
