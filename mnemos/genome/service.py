@@ -56,6 +56,10 @@ class GenomeService:
     def revision(self) -> int:
         return self._revision
 
+    def root(self) -> tuple[str, bool]:
+        """The ENGRAM root and guardrail this actor serves."""
+        return self.registry.engram.uri, self.registry.require_gitops
+
     # Remote access to the registry for callers that hold no ENGRAM credentials.
     def apply(self, doc: dict[str, Any], source: str = "apply") -> dict[str, Any]:
         from mnemos.genome.kinds import parse_resource
@@ -87,7 +91,33 @@ def event_of(resource: Any, action: str) -> dict[str, Any]:
 
 
 def ensure(settings: Any, engram: Engram) -> Any:
-    """Get or create the detached ``genome`` actor."""
-    return GenomeService.options(
-        name=ACTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
-    ).remote(engram, settings.cradle.guardrails.require_gitops)
+    """Get or create the detached ``genome`` actor for this ENGRAM root.
+
+    An actor left serving another root (or another guardrail) is replaced: one platform serves
+    one root, and its watchers re-list after a replacement.
+    """
+    wanted = (engram.uri, settings.cradle.guardrails.require_gitops)
+    options = {"name": ACTOR_NAME, "namespace": NAMESPACE, "lifetime": "detached", "get_if_exists": True}
+    actor = GenomeService.options(**options).remote(*_args(engram, settings))
+    if tuple(ray.get(actor.root.remote())) != wanted:
+        ray.kill(actor, no_restart=True)
+        _wait_name_released(ACTOR_NAME)
+        actor = GenomeService.options(**options).remote(*_args(engram, settings))
+    return actor
+
+
+def _wait_name_released(name: str, timeout: float = 30.0) -> None:
+    """``ray.kill`` returns before the actor's name is free; a new actor needs it free."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            return
+        time.sleep(0.05)
+
+
+def _args(engram: Engram, settings: Any) -> tuple[Engram, bool]:
+    return engram, settings.cradle.guardrails.require_gitops
