@@ -16,7 +16,7 @@ from typing import Any
 from mnemos.config import Settings, load_settings
 from mnemos.engram import Engram
 from mnemos.genome import ApplyResult, Registry, Resource, json_schema, load_paths, parse_resource
-from mnemos.genome.service import event_of
+from mnemos.genome.registry import event_of
 
 __all__ = ["Client", "connect"]
 

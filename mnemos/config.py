@@ -170,8 +170,7 @@ def _default_cronjobs() -> list[CronJob]:
         CronJob(name="compact-logs", schedule="0 3 * * *"),
         CronJob(name="replay-events", schedule="*/15 * * * *"),
         CronJob(name="retention", schedule="30 3 * * *"),
-        CronJob(name="backup", schedule="0 */6 * * *"),
-    ]
+    ]  # `backup` runs on engram.backups.schedule unless a `backup` entry is declared here
 
 
 class GitOpsSettings(CoreModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -49,31 +50,58 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_local(settings: Settings, *, timeout: float = 60.0) -> dict[str, Any]:
-    """Start a local Ray head bound to 127.0.0.1 in its own process group and record it."""
+# Every port of the head, chosen free (two clusters on one machine never collide on 10001 & co.).
+_PORTS = (
+    "port", "ray-client-server-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+    "runtime-env-agent-port", "metrics-export-port", "node-manager-port", "object-manager-port",
+)  # fmt: skip
+
+
+def token_file() -> Path:
+    return default_home() / "ray-token"
+
+
+def _auth_env() -> dict[str, str]:
+    """Ray token authentication for the cluster ``mnemos up`` started (its own token, 0600 file)."""
+    path = token_file()
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": path.read_text().strip()} if path.is_file() else {}
+
+
+def start_local(settings: Settings, *, timeout: float = 120.0) -> dict[str, Any]:
+    """Start a local Ray head on 127.0.0.1 in its own process group, with token auth, and record it.
+
+    The token is written to ``$MNEMOS_HOME/ray-token`` (mode 0600); clients of this cluster
+    (``mnemos`` commands, ``mnemos.connect()``) read it from there; ``ray job submit`` needs
+    ``RAY_AUTH_TOKEN=$(cat ~/.mnemos/ray-token)``.
+    """
     if info := read_cluster():
         return info
-    port = _free_port()
-    dashboard_port = settings.ray.dashboard_port
     home = default_home()
     home.mkdir(parents=True, exist_ok=True)
+    path = token_file()
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(secrets.token_hex(32))
+    ports = {name: _free_port() for name in _PORTS}
+    dashboard_port = settings.ray.dashboard_port
     log = open(home / "ray-head.log", "ab")  # noqa: SIM115 - handed to the child process
     ray_bin = str(Path(sys.executable).with_name("ray"))
     cmd = [
         ray_bin, "start", "--head", "--block",
-        "--node-ip-address=127.0.0.1", f"--port={port}",
-        f"--num-cpus={settings.ray.num_cpus}",
+        "--node-ip-address=127.0.0.1", f"--num-cpus={settings.ray.num_cpus}",
         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
-        "--disable-usage-stats",
+        "--disable-usage-stats", *(f"--{name}={port}" for name, port in ports.items()),
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | _auth_env()
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    port = ports["port"]
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise UnavailableError(f"ray start exited with {proc.returncode}; see {home / 'ray-head.log'}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection(("127.0.0.1", dashboard_port), timeout=0.5):
                 break
         except OSError:
             time.sleep(0.2)
@@ -123,12 +151,24 @@ def resolve_address(address: str | None, settings: Settings) -> str | None:
 
 
 def init_ray(address: str | None, settings: Settings) -> None:
-    """Connect this process to Ray (a no-op when it already is)."""
+    """Connect this process to Ray (a no-op when it already is).
+
+    For the cluster ``mnemos up`` started, its token goes into the environment before Ray is
+    imported (Ray reads its authentication settings when it loads).
+    """
+    target = resolve_address(address, settings)
+    info = read_cluster()
+    if target and info and target == info["address"] and (auth := _auth_env()):
+        fresh = "ray" not in sys.modules
+        os.environ.update(auth)
+        if not fresh:  # best effort when Ray was imported before: reload the token
+            from ray._raylet import AuthenticationTokenLoader
+
+            AuthenticationTokenLoader.instance().reset_cache()
     import ray
 
     if ray.is_initialized():
         return
-    target = resolve_address(address, settings)
     kwargs: dict[str, Any] = {"namespace": NAMESPACE, "log_to_driver": False, "logging_level": "WARNING"}
     try:
         if target:

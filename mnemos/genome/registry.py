@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from mnemos.engram import Engram
 from mnemos.errors import NotFoundError, PermissionDeniedError
@@ -155,3 +155,12 @@ class Registry:
         if not gens:
             raise NotFoundError(f"{kind.lower()}/{name} not found", param="name")
         return [self._load(kind, name, g) for g in gens]
+
+
+def event_of(resource: Any, action: str) -> dict[str, Any]:
+    return {
+        "action": action,
+        "kind": type(resource).__name__,
+        "name": resource.name,
+        "generation": resource.generation,
+    }

@@ -14,7 +14,7 @@ from typing import Any
 import ray
 
 from mnemos.engram import Engram
-from mnemos.genome.registry import Registry
+from mnemos.genome.registry import Registry, event_of
 
 ACTOR_NAME = "genome"
 NAMESPACE = "mnemos"
@@ -79,15 +79,6 @@ class GenomeService:
 
     def get(self, kind: str, name: str, generation: int | None = None) -> dict[str, Any]:
         return self.registry.get(kind, name, generation).dump()
-
-
-def event_of(resource: Any, action: str) -> dict[str, Any]:
-    return {
-        "action": action,
-        "kind": type(resource).__name__,
-        "name": resource.name,
-        "generation": resource.generation,
-    }
 
 
 def ensure(settings: Any, engram: Engram) -> Any:

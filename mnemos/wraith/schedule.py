@@ -68,8 +68,11 @@ def read_state(engram: Engram) -> dict[str, dict[str, Any]]:
 
 
 def entries_from_settings(settings: Any) -> list[ScheduleEntry]:
-    """The cron jobs of ``settings.wraith.cronjobs``, plus ``gitops-sync`` when a repo is configured."""
+    """The cron jobs of ``settings.wraith.cronjobs``, ``backup`` on ``engram.backups.schedule`` (unless
+    declared there), and ``gitops-sync`` when a repo is configured."""
     out = [ScheduleEntry(c.name, schedule=c.schedule, enabled=c.enabled) for c in settings.wraith.cronjobs]
+    if not any(e.name == "backup" for e in out):  # the seed's engram.backups.schedule
+        out.append(ScheduleEntry("backup", schedule=settings.engram.backups.schedule))
     gitops = settings.wraith.gitops
     if gitops.repo and not any(e.name == "gitops-sync" for e in out):
         out.append(ScheduleEntry("gitops-sync", interval=float(gitops.interval)))

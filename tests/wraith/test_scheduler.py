@@ -56,13 +56,15 @@ def test_state_survives_downtime_and_missed_runs_run_once(ray_cluster, settings)
         ray.kill(actor, no_restart=True)
 
 
-def test_gitops_entry_comes_from_settings() -> None:
+def test_gitops_and_backup_entries_come_from_settings() -> None:
     gitops = SimpleNamespace(repo="https://example.com/ops.git", path="environments/dev", interval=300.0)
-    fake = SimpleNamespace(wraith=SimpleNamespace(cronjobs=[], gitops=gitops))
-    [entry] = entries_from_settings(fake)
-    assert (entry.name, entry.interval) == ("gitops-sync", 300.0)
+    backups = SimpleNamespace(schedule="15 */4 * * *")
+    fake = SimpleNamespace(wraith=SimpleNamespace(cronjobs=[], gitops=gitops), engram=SimpleNamespace(backups=backups))
+    backup, sync = entries_from_settings(fake)
+    assert (backup.name, backup.schedule) == ("backup", "15 */4 * * *")  # the seed's engram.backups.schedule
+    assert (sync.name, sync.interval) == ("gitops-sync", 300.0)
     gitops.repo = None
-    assert entries_from_settings(fake) == []
+    assert [e.name for e in entries_from_settings(fake)] == ["backup"]
 
 
 def test_a_run_goes_through_cortex(ray_cluster, settings) -> None:
