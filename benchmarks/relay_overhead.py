@@ -8,8 +8,8 @@ One Ray cluster (num_cpus=8), one Serve instance, three applications answering t
 - ``direct``: one Serve deployment that runs the echo runtime itself (the floor Serve sets);
 - ``bare``:   a plain ingress deployment → the echo ``ModelServer`` deployment, nothing else
               (the same shape as the gateway: two hops);
-- ``relay``:  the MNEMOS gateway (FastAPI ingress, validation, routing table, lineage, telemetry)
-              → the echo Model's deployment.
+- ``relay``:  the MNEMOS gateway (FastAPI ingress, API-key auth, RBAC, rate limiter, validation,
+              routing table, lineage, telemetry) → the echo Model's deployment.
 
 Concurrency 1: serial requests on a keep-alive connection (p50/p99 latency). Concurrency 16:
 16 threads, each with its own keep-alive connection (throughput). Rounds alternate between the
@@ -189,9 +189,17 @@ def main() -> None:
     ray.init(address="local", num_cpus=8, include_dashboard=False, namespace="mnemos", log_to_driver=False,
              logging_level="ERROR")  # fmt: skip
     try:
-        settings = load_settings(engram={"uri": os.path.join(os.environ["MNEMOS_HOME"], "engram")},
-                                 relay={"port": port, "auth": False})  # fmt: skip
+        # The gateway as deployed: auth (an API key), RBAC, the rate limiter and tracing all on; the
+        # limit is set high so that the limiter runs on every request without refusing any.
+        relay = {"port": port, "auth": True, "rateLimit": {"requestsPerSecond": 1e6, "burst": 1_000_000}}
+        settings = load_settings(engram={"uri": os.path.join(os.environ["MNEMOS_HOME"], "engram")}, relay=relay)
         client = mnemos.connect(settings=settings)
+        from mnemos.soul.ratelimit import ensure as ensure_ratelimit
+        from mnemos.soul.store import IdentityStore
+
+        ensure_ratelimit(settings, client.engram)
+        key = IdentityStore.from_settings(settings, client.engram).create_api_key("bench", "developer")
+        HEADERS["Authorization"] = f"Bearer {key.secret}"  # the bare compositions ignore it
         controller = ensure(settings, client.engram)
         doc = _echo_model_doc()
         client.apply([doc])
