@@ -21,7 +21,6 @@ import bisect
 import contextlib
 import logging
 import os
-import sys
 import threading
 import time
 import uuid
@@ -32,6 +31,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 from mnemos.errors import UnavailableError
+from mnemos.trace._actors import ensure_named, ray_connected
 
 __all__ = [
     "AGGREGATOR_NAME", "CATALOGUE", "CONTENT_TYPE_LATEST", "CORTEX_QUEUE_DEPTH", "CORTEX_RETRIES",
@@ -295,25 +295,9 @@ class MetricsAggregator:
             }
 
 
-_REMOTE_AGGREGATOR: Any = None
-
-
-def _ray_connected() -> bool:
-    ray = sys.modules.get("ray")  # never import Ray for a process that does not use it
-    return ray is not None and ray.is_initialized()
-
-
 def ensure(settings: Any = None, engram: Any = None) -> Any:
     """Get or create the detached ``metrics`` aggregator actor (``mnemos up`` calls this)."""
-    import ray
-
-    global _REMOTE_AGGREGATOR
-    if _REMOTE_AGGREGATOR is None:
-        _REMOTE_AGGREGATOR = ray.remote(MetricsAggregator)
-    return _REMOTE_AGGREGATOR.options(
-        name=AGGREGATOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-        num_cpus=0, max_restarts=-1, max_concurrency=16,
-    ).remote()
+    return ensure_named(MetricsAggregator, AGGREGATOR_NAME, max_concurrency=16)
 
 
 def _copy_values() -> tuple[Series, Series, Series]:
@@ -376,7 +360,7 @@ class _Flusher:
     def push(self, retire: bool = False, timeout: float = 10.0) -> bool:
         """Send what changed; ``False`` when this process is not connected to Ray."""
         with self._lock:
-            if not _ray_connected():
+            if not ray_connected():
                 return False
             import ray
 
@@ -450,7 +434,7 @@ def collect(since_version: int = -1, timeout: float = 0.0) -> dict[str, Any]:
     Raises:
         UnavailableError: not connected to Ray, or the aggregator could not be reached.
     """
-    if not _ray_connected():
+    if not ray_connected():
         raise UnavailableError("cluster-wide metrics need a Ray connection (mnemos.connect())")
     import ray
 
@@ -506,5 +490,5 @@ def render_snapshot(snapshot: dict[str, Any]) -> bytes:
 def render(cluster: bool | None = None) -> bytes:
     """Prometheus text of the whole cluster (default when connected to Ray), else of this process."""
     if cluster is None:
-        cluster = _ray_connected()
+        cluster = ray_connected()
     return render_snapshot(collect() if cluster else local_snapshot())

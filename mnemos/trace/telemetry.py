@@ -20,7 +20,6 @@ import atexit
 import logging
 import os
 import re
-import sys
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping
@@ -35,6 +34,7 @@ from opentelemetry.trace import INVALID_SPAN_CONTEXT, Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from mnemos.errors import MissingDependencyError, UnavailableError, ValidationError
+from mnemos.trace._actors import ensure_named, ray_connected
 from mnemos.trace.metrics import TRACE_SPANS_DROPPED
 
 __all__ = [
@@ -136,25 +136,9 @@ class SpanCollector:
             return {"traces": len(self._traces), "spans": sum(map(len, self._traces.values())), "dropped": self.dropped}
 
 
-_REMOTE_COLLECTOR: Any = None
-
-
-def _ray_connected() -> bool:
-    ray = sys.modules.get("ray")  # never import Ray for a process that does not use it
-    return ray is not None and ray.is_initialized()
-
-
 def ensure(settings: Any = None, engram: Any = None) -> Any:
     """Get or create the detached ``trace-collector`` actor (``mnemos up`` calls this)."""
-    import ray
-
-    global _REMOTE_COLLECTOR
-    if _REMOTE_COLLECTOR is None:
-        _REMOTE_COLLECTOR = ray.remote(SpanCollector)
-    return _REMOTE_COLLECTOR.options(
-        name=COLLECTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-        num_cpus=0, max_restarts=-1, max_concurrency=32,
-    ).remote()
+    return ensure_named(SpanCollector, COLLECTOR_NAME, max_concurrency=32)
 
 
 class SpanShipper(SpanProcessor):
@@ -202,7 +186,7 @@ class SpanShipper(SpanProcessor):
     def ship(self, wait: bool, timeout: float = 10.0) -> None:
         """Send what is pending; with ``wait``, until the collector has acknowledged every batch."""
         with self._ship_lock:
-            if not _ray_connected():
+            if not ray_connected():
                 self._pending.clear()  # kept in `recent`; nowhere else to send them
                 return
             import ray
@@ -452,7 +436,7 @@ def spans_for(trace_id: str, *, min_spans: int = 0, timeout: float = 0.0) -> lis
         UnavailableError: the collector could not be reached.
     """
     _check_trace_id(trace_id)
-    if not _ray_connected():
+    if not ray_connected():
         return sorted(local_spans(trace_id), key=lambda s: s["start_time"])
     import ray
 
@@ -465,7 +449,7 @@ def spans_for(trace_id: str, *, min_spans: int = 0, timeout: float = 0.0) -> lis
 
 def recent_spans(limit: int = 100) -> list[dict[str, Any]]:
     """The latest spans of the cluster (the collector), or of this process without Ray."""
-    if not _ray_connected():
+    if not ray_connected():
         return local_spans()[-limit:]
     import ray
 
