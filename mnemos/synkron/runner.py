@@ -90,6 +90,7 @@ class RunExecutor:
         self.engram = client.engram
         self.state = state
         self.lock = threading.RLock()
+        self._save_lock = threading.Lock()  # saves land in snapshot order
         self._on_change = on_change or (lambda: None)
         self._service = service
         self._cancel = threading.Event()
@@ -99,9 +100,12 @@ class RunExecutor:
     # -- state -----------------------------------------------------------------------------------
     def _changed(self, save: bool = True) -> None:
         if save:
-            with self.lock:
-                snapshot = copy.deepcopy(self.state)
-            _state.save(self.engram, snapshot)
+            # Snapshot and write under one lock: a step thread's older snapshot must never be
+            # written after a newer one (the final "succeeded" state was seen overwritten).
+            with self._save_lock:
+                with self.lock:
+                    snapshot = copy.deepcopy(self.state)
+                _state.save(self.engram, snapshot)
         self._on_change()
 
     def progress(self, step: str, done: int, total: int, rate: float) -> None:
