@@ -54,8 +54,13 @@ for _name, _module in _GROUPS:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; a user-fixable error ends with its message and exit code, no traceback."""
+    args = sys.argv[1:] if argv is None else argv
+    if argv is None and _asks_for_document(args):  # a real process: its stdout is the document's
+        from mnemos.cli._output import reserve_stdout
+
+        reserve_stdout()
     try:
-        rc = app(args=argv, standalone_mode=False)
+        rc = app(args=args, standalone_mode=False)
         # In non-standalone mode click returns the code of a `typer.Exit` instead of raising it.
         sys.exit(rc if isinstance(rc, int) else 0)
     except MnemosError as exc:
@@ -71,6 +76,16 @@ def main(argv: list[str] | None = None) -> None:
             exc.show()  # type: ignore[attr-defined]
             sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
+
+
+def _asks_for_document(args: list[str]) -> bool:
+    """``-o json``, ``--output=yaml`` … anywhere on the command line."""
+    for i, arg in enumerate(args):
+        if arg in ("-o", "--output") and i + 1 < len(args) and args[i + 1] in ("json", "yaml"):
+            return True
+        if arg in ("-ojson", "-oyaml", "--output=json", "--output=yaml"):
+            return True
+    return False
 
 
 def _is_click_error(exc: BaseException) -> bool:
