@@ -131,6 +131,16 @@ def embeddings_body(model: str, vectors: list[list[float]], encoding: str, promp
     }
 
 
+
+async def _chain(
+    first: tuple[str, str | None, int, int] | None, chunks: AsyncIterator[tuple[str, str | None, int, int]]
+) -> AsyncIterator[tuple[str, str | None, int, int]]:
+    """The chunk already read (to answer errors before streaming starts), then the rest."""
+    if first is not None:
+        yield first
+    async for item in chunks:
+        yield item
+
 async def chat_events(
     chunks: AsyncIterator[tuple[str, str | None, int, int]],
     first: tuple[str, str | None, int, int] | None,
@@ -148,13 +158,7 @@ async def chat_events(
     prompt_tokens = completion_tokens = 0
     finish: str | None = None
 
-    async def all_chunks() -> AsyncIterator[tuple[str, str | None, int, int]]:
-        if first is not None:
-            yield first
-        async for item in chunks:
-            yield item
-
-    async for text, reason, p_tokens, c_tokens in all_chunks():
+    async for text, reason, p_tokens, c_tokens in _chain(first, chunks):
         prompt_tokens = p_tokens or prompt_tokens
         completion_tokens = c_tokens or completion_tokens
         finish = reason or finish
@@ -186,13 +190,7 @@ async def completion_events(
     if prefix:
         yield sse(completion_chunk(rid, created, model, prefix, None))
 
-    async def all_chunks() -> AsyncIterator[tuple[str, str | None, int, int]]:
-        if first is not None:
-            yield first
-        async for item in chunks:
-            yield item
-
-    async for text, reason, p_tokens, c_tokens in all_chunks():
+    async for text, reason, p_tokens, c_tokens in _chain(first, chunks):
         prompt_tokens = p_tokens or prompt_tokens
         completion_tokens = c_tokens or completion_tokens
         finish = reason or finish
