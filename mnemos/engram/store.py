@@ -2,7 +2,7 @@
 
 Layout under the root URI (see DESIGN.md)::
 
-    blobs/sha256/<2 hex>/<hex>     content-addressed, verified on read
+    blobs/sha256/<2 hex>/<hex>     content-addressed, verified on read (see integrity.py)
     refs/<name>                    name -> digest
     <prefix>/<seq>.json            segments of append-only logs (journal/…, lineage/…)
     anything/else.json             JSON documents (registry/…)
@@ -13,7 +13,10 @@ write order, and merged later by WRAITH.
 
 from __future__ import annotations
 
+import builtins
+import concurrent.futures
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -21,13 +24,14 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from mnemos.engram.integrity import TAG_METADATA, Tagger, integrity_key, tag_matches
 from mnemos.engram.keys import normalize_digest, validate_key
 from mnemos.errors import IntegrityError, NotFoundError, UnavailableError
 
@@ -122,7 +126,7 @@ class Engram:
         """The backend path of a validated key."""
         return f"{self._root}/{validate_key(key)}"
 
-    def _write_atomic(self, path: str, data: bytes) -> None:
+    def _write_atomic(self, path: str, data: bytes, metadata: dict[str, Any] | None = None) -> None:
         if self.is_local:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
@@ -132,7 +136,7 @@ class Engram:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
         else:
-            self.fs.pipe_file(path, data)  # an object PUT is atomic
+            self.fs.pipe_file(path, data, **(metadata or {}))  # an object PUT is atomic
 
     def check(self) -> None:
         """Raise ``UnavailableError`` when the root cannot be reached (e.g. a missing bucket)."""
@@ -151,6 +155,15 @@ class Engram:
         hexpart = normalize_digest(digest)[7:]
         return f"blobs/sha256/{hexpart[:2]}/{hexpart}"
 
+    @property
+    def _tags(self) -> bool:
+        """Whether blobs here carry tags: on S3, where they ride along as object metadata."""
+        return not self.is_local and hasattr(self.fs, "_call_s3")
+
+    def _tagger(self) -> Tagger | None:
+        key = integrity_key() if self._tags else None
+        return Tagger(key) if key is not None else None
+
     def put(self, data: bytes | bytearray | memoryview | BinaryIO | Iterable[bytes]) -> str:
         """Store bytes, a binary stream or an iterable of chunks; return ``sha256:<hex>``.
 
@@ -158,35 +171,44 @@ class Engram:
         hashed, so that the upload goes straight to its final, content-addressed key.
         """
         if isinstance(data, (bytes, bytearray, memoryview)):
+            tagger = self._tagger()
+            # The tag is computed beside the sha256 (both release the GIL).
+            tagged = _beside(tagger.update, data, len(data)) if tagger is not None else None
             digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            if tagged is not None:
+                tagged.result()
             path = self.path(self.blob_key(digest))
             if not self._exists(path):
-                self._write_atomic(path, bytes(data))
+                self._write_atomic(path, bytes(data), _metadata(tagger, digest))
             return digest
         chunks: Iterable[bytes] = iter(lambda: data.read(CHUNK), b"") if hasattr(data, "read") else data
         with tempfile.NamedTemporaryFile(prefix="mnemos-blob-", delete=False) as spool:
-            h = hashlib.sha256()
+            h, tagger = hashlib.sha256(), self._tagger()
             for chunk in chunks:
                 h.update(chunk)
+                if tagger is not None:
+                    tagger.update(chunk)
                 spool.write(chunk)
         try:
             digest = "sha256:" + h.hexdigest()
-            self._put_file_as(spool.name, digest)
+            self._put_file_as(spool.name, digest, tagger)
         finally:
             os.unlink(spool.name)
         return digest
 
     def put_file(self, local_path: str | os.PathLike[str]) -> str:
         """Store a local file by streaming it (hashed first, then uploaded once)."""
-        h = hashlib.sha256()
+        h, tagger = hashlib.sha256(), self._tagger()
         with open(local_path, "rb") as fh:
             for chunk in iter(lambda: fh.read(CHUNK), b""):
                 h.update(chunk)
+                if tagger is not None:
+                    tagger.update(chunk)
         digest = "sha256:" + h.hexdigest()
-        self._put_file_as(str(local_path), digest)
+        self._put_file_as(str(local_path), digest, tagger)
         return digest
 
-    def _put_file_as(self, local_path: str, digest: str) -> None:
+    def _put_file_as(self, local_path: str, digest: str, tagger: Tagger | None) -> None:
         path = self.path(self.blob_key(digest))
         if self._exists(path):
             return
@@ -199,7 +221,7 @@ class Engram:
             shutil.copyfile(local_path, tmp)
             os.replace(tmp, path)
         else:
-            self.fs.put_file(local_path, path)
+            self.fs.put_file(local_path, path, **_metadata(tagger, digest))
 
     def _exists(self, path: str) -> bool:
         return os.path.exists(path) if self.is_local else bool(self.fs.exists(path))
@@ -218,74 +240,55 @@ class Engram:
         return BlobReader(handle, digest)
 
     def get(self, digest: str) -> bytes:
-        """A blob's bytes, verified against its digest (``IntegrityError`` if altered)."""
+        """A blob's bytes, verified (``IntegrityError`` if altered; see integrity.py for how)."""
         digest = normalize_digest(digest)
         path = self.path(self.blob_key(digest))
         try:
             if self.is_local:
                 with open(path, "rb") as fh:
                     data = fh.read()
-                actual = hashlib.sha256(data).hexdigest()
+            elif self._tags:
+                return self._get_tagged(path, digest)
             else:
-                data, actual = self._read_hashing(path)
+                data = bytes(self.fs.cat_file(path))
         except FileNotFoundError:
             raise NotFoundError(f"blob {digest} not found in {self.uri}", param="digest") from None
-        if "sha256:" + actual != digest:
-            raise IntegrityError(f"blob {digest} is corrupted: its content no longer matches its digest")
+        _check_sha256([data], digest)
         return data
 
-    def _read_hashing(self, path: str) -> tuple[bytes, str]:
-        """Read a remote object while its sha256 is computed, overlapping download and hashing.
+    def _get_tagged(self, path: str, digest: str) -> bytes:
+        """One streamed GET; then the chunks are joined on a thread while this one verifies them
+        (by tag when the object has one, else by sha256): both release the GIL, so the check
+        costs little more than the join that any read of a large object pays."""
+        from fsspec.asyn import sync
 
-        On S3 this streams one GET and hashes each chunk on a thread while the next one
-        arrives; other filesystems read whole, then hash.
-        """
-        fs = self.fs
-        if hasattr(fs, "_call_s3") and hasattr(fs, "loop"):
-            from fsspec.asyn import sync
+        parts, tag = sync(self.fs.loop, self._s3_fetch, path)
+        joined = _beside(b"".join, parts, sum(map(len, parts)))
+        try:
+            tagger = self._tagger() if tag else None
+            if tagger is not None:
+                for part in parts:
+                    tagger.update(part)
+            # Without a matching tag (none, another master key's, or altered bytes), sha256 decides.
+            if tagger is None or not tag_matches(tagger, digest, tag):
+                _check_sha256(parts, digest)
+        finally:
+            data: bytes = joined.result()
+        return data
 
-            return sync(fs.loop, self._s3_stream, path)  # type: ignore[no-any-return]
-        data = bytes(fs.cat_file(path))
-        return data, hashlib.sha256(data).hexdigest()
-
-    async def _s3_stream(self, path: str) -> tuple[bytes, str]:
-        import asyncio
-
+    async def _s3_fetch(self, path: str) -> tuple[list[bytes], str | None]:
+        """The chunks of one GET as they arrived, and the object's tag (``None`` if untagged)."""
         bucket, key, _ = self.fs.split_path(path)
-        try:
-            resp = await self.fs._call_s3("get_object", Bucket=bucket, Key=key)
-        except FileNotFoundError:
-            raise
+        resp = await self.fs._call_s3("get_object", Bucket=bucket, Key=key)
         body = resp["Body"]
-        h = hashlib.sha256()
-        parts: list[bytes] = []
-        loop = asyncio.get_running_loop()
-        pending: asyncio.Future[None] | None = None
-        batch: list[bytes] = []
-        size = 0
-
-        def update(chunks: list[bytes]) -> None:
-            for chunk in chunks:
-                h.update(chunk)
-
         content = getattr(getattr(body, "raw_stream", None), "content", None)
-        stream = content.iter_any() if content is not None else _chunks(body)
+        parts: list[bytes] = []
         try:
-            async for data in stream:
-                parts.append(data)
-                batch.append(data)
-                size += len(data)
-                if size >= CHUNK:
-                    if pending is not None:
-                        await pending
-                    pending = loop.run_in_executor(None, update, batch)
-                    batch, size = [], 0
-            if pending is not None:
-                await pending
-            update(batch)
+            async for chunk in content.iter_any() if content is not None else _chunks(body):
+                parts.append(chunk)
         finally:
             body.close()
-        return b"".join(parts), h.hexdigest()
+        return parts, (resp.get("Metadata") or {}).get(TAG_METADATA)
 
     def get_to_file(self, digest: str, local_path: str | os.PathLike[str]) -> None:
         """Write a blob to a local file, verified; a corrupted blob leaves no file behind."""
@@ -388,14 +391,14 @@ class Engram:
             self.fs.rm(path, recursive=True)
 
     # -- logs -------------------------------------------------------------------------------
-    def append(self, log: str, records: list[dict[str, Any]]) -> str:
+    def append(self, log: str, records: builtins.list[dict[str, Any]]) -> str:
         """Write ``records`` as one new segment of ``log``; return the segment key."""
         validate_key(log, what="log")
         key = f"{log}/{_new_segment_id()}.json"
         self.write_bytes(key, json.dumps(records, separators=(",", ":")).encode())
         return key
 
-    def segments(self, log: str) -> list[str]:
+    def segments(self, log: str) -> builtins.list[str]:
         """Segment keys of a log in write order."""
         return [k for k in self.list(log) if k.endswith(".json") and "/" not in k[len(log) + 1 :]]
 
@@ -404,6 +407,34 @@ class Engram:
         from mnemos.engram.logs import read_log
 
         yield from read_log(self, log)
+
+
+@functools.cache
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="engram")
+
+
+def _beside(fn: Callable[[Any], Any], arg: Any, size: int) -> concurrent.futures.Future[Any]:
+    """``fn(arg)`` on a thread while the caller does other work on the same bytes (joins and
+    hashes of large buffers release the GIL); small ones run at once, a thread would cost more."""
+    if size >= CHUNK:
+        return _pool().submit(fn, arg)
+    done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    done.set_result(fn(arg))
+    return done
+
+
+def _metadata(tagger: Tagger | None, digest: str) -> dict[str, Any]:
+    """The object metadata that carries a blob's tag (none without a tagger)."""
+    return {} if tagger is None else {"Metadata": {TAG_METADATA: tagger.hexdigest(digest)}}
+
+
+def _check_sha256(parts: list[bytes], digest: str) -> None:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part)
+    if "sha256:" + h.hexdigest() != digest:
+        raise IntegrityError(f"blob {digest} is corrupted: its content no longer matches its digest")
 
 
 async def _chunks(body: Any) -> Any:
