@@ -101,7 +101,12 @@ def _env(values: KubeRayValues) -> list[Any]:
     if values.storage.region:
         env["AWS_DEFAULT_REGION"] = values.storage.region
     env.update(values.env)
-    return [k8s.V1EnvVar(name=k, value=v) for k, v in env.items()]
+    out = [k8s.V1EnvVar(name=k, value=v) for k, v in env.items()]
+    if values.security.master_key_secret:
+        # One master key for every process: SOUL's data at rest and ENGRAM's blob tags depend on it.
+        ref = k8s.V1SecretKeySelector(name=values.security.master_key_secret, key=values.security.master_key_secret_key)
+        out.append(k8s.V1EnvVar(name="MNEMOS_MASTER_KEY", value_from=k8s.V1EnvVarSource(secret_key_ref=ref)))
+    return out
 
 
 def _env_from(values: KubeRayValues) -> list[Any] | None:

@@ -257,11 +257,18 @@ class JobValues(CoreModel):
 
 
 class SecurityValues(CoreModel):
-    """The restricted pod security context (the rayproject images run as uid 1000, gid 100)."""
+    """The restricted pod security context (the rayproject images run as uid 1000, gid 100), and
+    the Secret that gives every Ray container the same SOUL master key."""
 
     run_as_user: int = 1000
     run_as_group: int = 100
     fs_group: int = 100
+    master_key_secret: str | None = Field(
+        default="mnemos-master-key",
+        description="Secret whose key `masterKeySecretKey` every Ray container gets as MNEMOS_MASTER_KEY "
+        "(null: none, so each pod makes its own key, which only a one-pod cluster can live with).",
+    )
+    master_key_secret_key: str = Field(default="master-key", description="The key inside that Secret.")
 
 
 class KubeRayValues(CoreModel):

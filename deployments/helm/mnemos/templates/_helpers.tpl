@@ -89,6 +89,23 @@ seccompProfile:
 - name: {{ $name }}
   value: {{ $value | quote }}
 {{- end }}
+{{- with include "mnemos.masterKeySecret" . }}
+- name: MNEMOS_MASTER_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.soul.masterKey.secretKey }}
+{{- end }}
+{{- end -}}
+
+{{/* The Secret holding SOUL's master key; empty when pods are to make their own. */}}
+{{- define "mnemos.masterKeySecret" -}}
+{{- $mk := .Values.soul.masterKey -}}
+{{- if $mk.existingSecret -}}
+{{- $mk.existingSecret -}}
+{{- else if $mk.create -}}
+{{- printf "%s-master-key" (include "mnemos.fullname" .) -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "mnemos.envFrom" -}}
