@@ -58,7 +58,51 @@ class SecretStore(abc.ABC):
         return NotFoundError(what if key is not None else f"{what} not found", param="secretRef")
 
 
-class FileSecretStore(SecretStore):
+class _WholeSecretStore(SecretStore):
+    """A store that reads and writes a secret whole (a dict of keys): ``get``, ``set`` and
+    ``delete`` are read-modify-write over ``_read``, ``_write`` and ``_remove``."""
+
+    @abc.abstractmethod
+    def _read(self, name: str) -> dict[str, str]:
+        """The secret's keys; ``NotFoundError`` (``self._missing(name)``) when it does not exist."""
+
+    @abc.abstractmethod
+    def _write(self, name: str, data: dict[str, str]) -> None: ...
+
+    @abc.abstractmethod
+    def _remove(self, name: str) -> None:
+        """Remove the whole secret; ``NotFoundError`` when it does not exist."""
+
+    def get(self, name: str, key: str) -> str:
+        data = self._read(name)
+        if key not in data:
+            raise self._missing(name, key)
+        return str(data[key])
+
+    def set(self, name: str, key: str, value: str) -> None:
+        check_secret_name(key, "key")
+        try:
+            data = self._read(name)
+        except NotFoundError:
+            data = {}
+        data[key] = value
+        self._write(name, data)
+
+    def delete(self, name: str, key: str | None = None) -> None:
+        if key is None:
+            self._remove(name)
+            return
+        data = self._read(name)
+        if key not in data:
+            raise self._missing(name, key)
+        del data[key]
+        if data:
+            self._write(name, data)
+        else:
+            self._remove(name)
+
+
+class FileSecretStore(_WholeSecretStore):
     """One AES-256-GCM encrypted file per secret under ``root`` (default ``$MNEMOS_HOME/secrets``),
     mode 0600, keyed by the master key (``MNEMOS_MASTER_KEY`` or ``$MNEMOS_HOME/master.key``)."""
 
@@ -83,20 +127,11 @@ class FileSecretStore(SecretStore):
         blob = encrypt(json.dumps(data, sort_keys=True).encode(), context=f"secret:{name}")
         write_private_file(self._path(name), blob)
 
-    def get(self, name: str, key: str) -> str:
-        data = self._read(name)
-        if key not in data:
-            raise self._missing(name, key)
-        return data[key]
-
-    def set(self, name: str, key: str, value: str) -> None:
-        check_secret_name(key, "key")
+    def _remove(self, name: str) -> None:
         try:
-            data = self._read(name)
-        except NotFoundError:
-            data = {}
-        data[key] = value
-        self._write(name, data)
+            self._path(name).unlink()  # no need to decrypt it first
+        except FileNotFoundError:
+            raise self._missing(name) from None
 
     def list(self, name: str | None = None) -> list[str]:
         if name is not None:
@@ -104,22 +139,6 @@ class FileSecretStore(SecretStore):
         if not self.root.is_dir():
             return []
         return sorted(p.name[:-4] for p in self.root.glob("*.enc") if _NAME.match(p.name[:-4]))
-
-    def delete(self, name: str, key: str | None = None) -> None:
-        if key is None:
-            path = self._path(name)
-            if not path.exists():
-                raise self._missing(name)
-            path.unlink()
-            return
-        data = self._read(name)
-        if key not in data:
-            raise self._missing(name, key)
-        del data[key]
-        if data:
-            self._write(name, data)
-        else:
-            self._path(name).unlink()
 
 
 def env_var(name: str, key: str) -> str:
@@ -164,7 +183,7 @@ class EnvSecretStore(SecretStore):
         return [s[len(stem) :] for s in suffixes if s.startswith(stem) and len(s) > len(stem)]
 
 
-class VaultSecretStore(SecretStore):
+class VaultSecretStore(_WholeSecretStore):
     """HashiCorp Vault KV v2 (``pip install 'mnemos[vault]'``): secret ``name`` is the KV path
     under ``soul.vault.mount``; its keys are the data fields. Token from ``VAULT_TOKEN``."""
 
@@ -197,20 +216,12 @@ class VaultSecretStore(SecretStore):
             raise UnavailableError(f"vault at {self.address}: {type(exc).__name__}", param="soul.vault") from None
         return dict(response["data"]["data"])
 
-    def get(self, name: str, key: str) -> str:
-        data = self._read(name)
-        if key not in data:
-            raise self._missing(name, key)
-        return str(data[key])
+    def _write(self, name: str, data: dict[str, str]) -> None:
+        self._kv().create_or_update_secret(path=check_secret_name(name), secret=data, mount_point=self.mount)
 
-    def set(self, name: str, key: str, value: str) -> None:
-        check_secret_name(key, "key")
-        try:
-            data = self._read(name)
-        except NotFoundError:
-            data = {}
-        data[key] = value
-        self._kv().create_or_update_secret(path=name, secret=data, mount_point=self.mount)
+    def _remove(self, name: str) -> None:
+        self._read(name)  # NotFoundError when absent (Vault's delete would succeed silently)
+        self._kv().delete_metadata_and_all_versions(path=name, mount_point=self.mount)
 
     def list(self, name: str | None = None) -> list[str]:
         import hvac.exceptions
@@ -221,16 +232,6 @@ class VaultSecretStore(SecretStore):
             return sorted(k for k in self._kv().list_secrets(path="", mount_point=self.mount)["data"]["keys"])
         except hvac.exceptions.InvalidPath:
             return []
-
-    def delete(self, name: str, key: str | None = None) -> None:
-        data = self._read(name)
-        if key is None:
-            self._kv().delete_metadata_and_all_versions(path=name, mount_point=self.mount)
-            return
-        if key not in data:
-            raise self._missing(name, key)
-        del data[key]
-        self._kv().create_or_update_secret(path=name, secret=data, mount_point=self.mount)
 
 
 SECRET_STORES: dict[str, type[SecretStore]] = {

@@ -58,6 +58,13 @@ def test_file_store_encrypts_at_rest(home: Path) -> None:
         store.get("db", "PASSWORD")
     with pytest.raises(NotFoundError, match="secret 'llm-keys' has no key 'NOPE'"):
         store.get("llm-keys", "NOPE")
+    with pytest.raises(NotFoundError, match="secret 'llm-keys' has no key 'NOPE'"):
+        store.delete("llm-keys", "NOPE")
+    with pytest.raises(NotFoundError, match="secret 'db' not found"):
+        store.delete("db")
+    store.delete("llm-keys", "OPENAI_KEY")  # its last key: the secret goes with it
+    assert store.list() == []
+    assert not (home / "secrets" / "llm-keys.enc").exists()
 
 
 def test_file_store_with_another_master_key_cannot_read(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
