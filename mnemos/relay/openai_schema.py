@@ -171,18 +171,26 @@ class _ChatChoiceMessage(_Response):
     content: str
 
 
-class _ChatChoice(_Response):
+class _Choice(_Response):
     index: int
-    message: _ChatChoiceMessage
     finish_reason: Literal["stop", "length"] | None
     logprobs: None = None
 
 
-class ChatCompletion(_Response):
+class _Generated(_Response):
+    """What every generation response carries besides its choices."""
+
     id: str
-    object: Literal["chat.completion"] = "chat.completion"
     created: int
     model: str
+
+
+class _ChatChoice(_Choice):
+    message: _ChatChoiceMessage
+
+
+class ChatCompletion(_Generated):
+    object: Literal["chat.completion"] = "chat.completion"
     choices: list[_ChatChoice]
     usage: Usage
 
@@ -192,36 +200,24 @@ class _Delta(_Response):
     content: str | None = None
 
 
-class _ChunkChoice(_Response):
-    index: int
+class _ChunkChoice(_Choice):
     delta: _Delta
-    finish_reason: Literal["stop", "length"] | None
-    logprobs: None = None
 
 
-class ChatCompletionChunk(_Response):
+class ChatCompletionChunk(_Generated):
     """One ``data:`` event of a streamed chat completion (``text/event-stream``)."""
 
-    id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
     choices: list[_ChunkChoice]
     usage: Usage | None = None
 
 
-class _CompletionChoice(_Response):
-    index: int
+class _CompletionChoice(_Choice):
     text: str
-    finish_reason: Literal["stop", "length"] | None
-    logprobs: None = None
 
 
-class Completion(_Response):
-    id: str
+class Completion(_Generated):
     object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
     choices: list[_CompletionChoice]
     usage: Usage | None = None
 
