@@ -5,8 +5,9 @@
 ENGRAM does more than s3fs (sha256 and a keyed BLAKE3 tag on write, verification on read,
 content addressing); the target is that it costs at most 10%: ratio = s3fs time / ENGRAM time
 >= 0.9 both ways. The two sides alternate which goes first in each round, so neither always
-meets the S3 server right after the other's large transfer. An `info` line also times a read
-of an untagged blob (verified by sha256 alone), the path taken for blobs written without a key.
+meets the S3 server right after the other's large transfer. `info` lines also time a read of an
+untagged blob (verified by sha256 alone, the path for blobs written without a key) and a
+download to a local file (get_to_file vs s3fs get_file).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,7 +41,8 @@ def main() -> None:
         fs = s3fs.S3FileSystem(**opts)
         fs.mkdir("bench")
         engram = Engram("s3://bench/engram", opts)
-        times: dict[str, list[float]] = {k: [] for k in ("put_raw", "put_eng", "get_raw", "get_eng", "get_sha")}
+        keys = ("put_raw", "put_eng", "get_raw", "get_eng", "get_sha", "file_raw", "file_eng")
+        times: dict[str, list[float]] = {k: [] for k in keys}
 
         def timed(name: str, fn, *a):  # type: ignore[no-untyped-def]
             t = time.perf_counter()
@@ -68,6 +71,14 @@ def main() -> None:
             for side in (raw, eng) if i % 2 == 0 else (eng, raw):
                 side(i)
 
+        # Download to a local file: ENGRAM's get_to_file vs s3fs get_file, same blob.
+        blob = data[:-8] + (0).to_bytes(8, "little")
+        digest = engram.put(blob)
+        with tempfile.TemporaryDirectory() as tmp:
+            for _ in range(max(2, rounds // 2)):
+                timed("file_raw", fs.get_file, engram.path(engram.blob_key(digest)), f"{tmp}/raw")
+                timed("file_eng", engram.get_to_file, digest, f"{tmp}/eng")
+
         # The same blob without its tag (as another tool or a keyless process writes it).
         blob = data[:-8] + b"untagged"
         digest = engram.put(blob)
@@ -87,6 +98,7 @@ def main() -> None:
     print(f"info get s3fs {mb / m['get_raw']:.0f} MB/s engram {mb / m['get_eng']:.0f} MB/s")
     untagged = m["get_raw"] / m["get_sha"]
     print(f"info get of an untagged blob (sha256 only) {mb / m['get_sha']:.0f} MB/s, {untagged:.2f}x s3fs")
+    print(f"info get_to_file {m['file_raw'] / m['file_eng']:.2f}x s3fs get_file")
     print(target("ratio", "engram_put_vs_s3fs", m["put_raw"] / m["put_eng"], ">=", 0.9))
     print(target("ratio", "engram_get_vs_s3fs", m["get_raw"] / m["get_eng"], ">=", 0.9))
 

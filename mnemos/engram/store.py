@@ -24,7 +24,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -276,31 +276,72 @@ class Engram:
             data: bytes = joined.result()
         return data
 
-    async def _s3_fetch(self, path: str) -> tuple[list[bytes], str | None]:
-        """The chunks of one GET as they arrived, and the object's tag (``None`` if untagged)."""
+    async def _s3_get_object(self, path: str) -> tuple[Any, AsyncIterator[bytes], str | None]:
+        """One GET: its body, its chunks as they arrive, and the object's tag (``None`` if untagged)."""
         bucket, key, _ = self.fs.split_path(path)
         resp = await self.fs._call_s3("get_object", Bucket=bucket, Key=key)
         body = resp["Body"]
         content = getattr(getattr(body, "raw_stream", None), "content", None)
+        chunks = content.iter_any() if content is not None else _chunks(body)
+        return body, chunks, (resp.get("Metadata") or {}).get(TAG_METADATA)
+
+    async def _s3_fetch(self, path: str) -> tuple[list[bytes], str | None]:
+        """The chunks of one GET, and the object's tag."""
+        body, chunks, tag = await self._s3_get_object(path)
         parts: list[bytes] = []
         try:
-            async for chunk in content.iter_any() if content is not None else _chunks(body):
+            async for chunk in chunks:
                 parts.append(chunk)
         finally:
             body.close()
-        return parts, (resp.get("Metadata") or {}).get(TAG_METADATA)
+        return parts, tag
+
+    async def _s3_fetch_to(self, path: str, dst: BinaryIO) -> tuple[Any, str | None]:
+        """Write the chunks of one GET to ``dst``, hashing them as they pass: by the tagger when
+        the object has a tag, else by sha256. Returns that hash and the tag."""
+        body, chunks, tag = await self._s3_get_object(path)
+        tagger = self._tagger() if tag else None
+        h: Any = tagger if tagger is not None else hashlib.sha256()
+        try:
+            async for chunk in chunks:
+                dst.write(chunk)
+                h.update(chunk)
+        finally:
+            body.close()
+        return h, tag
 
     def get_to_file(self, digest: str, local_path: str | os.PathLike[str]) -> None:
-        """Write a blob to a local file, verified; a corrupted blob leaves no file behind."""
+        """Write a blob to a local file, verified as ``get`` does; a corrupted blob leaves no file
+        behind. On S3 one GET streams to the file."""
+        digest = normalize_digest(digest)
         tmp = f"{local_path}.part-{uuid.uuid4().hex[:6]}"
         try:
-            with self.open(digest) as src, open(tmp, "wb") as dst:
-                while chunk := src.read(CHUNK):
-                    dst.write(chunk)
+            if self._tags:
+                self._s3_get_to_file(digest, tmp)
+            else:
+                with self.open(digest) as src, open(tmp, "wb") as dst:
+                    while chunk := src.read(CHUNK):
+                        dst.write(chunk)
             os.replace(tmp, local_path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+    def _s3_get_to_file(self, digest: str, local_path: str) -> None:
+        from fsspec.asyn import sync
+
+        try:
+            with open(local_path, "wb") as dst:
+                h, tag = sync(self.fs.loop, self._s3_fetch_to, self.path(self.blob_key(digest)), dst)
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {digest} not found in {self.uri}", param="digest") from None
+        if isinstance(h, Tagger):
+            if tag_matches(h, digest, str(tag)):
+                return
+            with open(local_path, "rb") as fh:  # no match: sha256 decides, from the local copy
+                _check_sha256(iter(lambda: fh.read(CHUNK), b""), digest)
+        else:
+            _check_sha256([], digest, h)
 
     def blobs(self) -> Iterator[tuple[str, int, float]]:
         """Every blob as ``(digest, size, mtime)``."""
@@ -429,8 +470,9 @@ def _metadata(tagger: Tagger | None, digest: str) -> dict[str, Any]:
     return {} if tagger is None else {"Metadata": {TAG_METADATA: tagger.hexdigest(digest)}}
 
 
-def _check_sha256(parts: list[bytes], digest: str) -> None:
-    h = hashlib.sha256()
+def _check_sha256(parts: Iterable[bytes], digest: str, h: Any = None) -> None:
+    """``IntegrityError`` unless the sha256 of ``parts`` (fed to ``h``, if given) is ``digest``."""
+    h = h if h is not None else hashlib.sha256()
     for part in parts:
         h.update(part)
     if "sha256:" + h.hexdigest() != digest:

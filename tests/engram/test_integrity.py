@@ -53,21 +53,25 @@ def test_tag_binds_the_address() -> None:
     assert other.hexdigest("sha256:" + "a" * 64) != tagger.hexdigest("sha256:" + "a" * 64)
 
 
-def test_a_tagged_blob_is_verified_by_its_tag_alone(s3_engram: Engram, monkeypatch) -> None:
+def test_a_tagged_blob_is_verified_by_its_tag_alone(s3_engram: Engram, monkeypatch, tmp_path) -> None:
     data = b"fast path" * 50_000
     digest = s3_engram.put(data)
     calls: list[str] = []
     real = store_module._check_sha256
-    monkeypatch.setattr(store_module, "_check_sha256", lambda parts, d: calls.append(d) or real(parts, d))
+    monkeypatch.setattr(store_module, "_check_sha256", lambda parts, d, h=None: calls.append(d) or real(parts, d, h))
     assert s3_engram.get(digest) == data
+    s3_engram.get_to_file(digest, tmp_path / "fast")
+    assert (tmp_path / "fast").read_bytes() == data
     assert calls == []
     # An untagged object (written by another tool) falls back to sha256, and is still returned.
     _rewrite(s3_engram, digest, data, tag=None)
     assert s3_engram.get(digest) == data
-    assert calls == [digest]
+    s3_engram.get_to_file(digest, tmp_path / "slow")
+    assert (tmp_path / "slow").read_bytes() == data
+    assert calls == [digest, digest]
 
 
-def test_altered_bytes_under_their_old_tag_are_refused(s3_engram: Engram) -> None:
+def test_altered_bytes_under_their_old_tag_are_refused(s3_engram: Engram, tmp_path) -> None:
     data = b"x" * 300_000
     digest = s3_engram.put(data)
     tag = _tag_of(s3_engram, digest)
@@ -76,6 +80,9 @@ def test_altered_bytes_under_their_old_tag_are_refused(s3_engram: Engram) -> Non
     _rewrite(s3_engram, digest, bytes(altered), tag)
     with pytest.raises(IntegrityError, match="corrupted"):
         s3_engram.get(digest)
+    with pytest.raises(IntegrityError, match="corrupted"):
+        s3_engram.get_to_file(digest, tmp_path / "never")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_tag_moved_from_another_blob_is_refused(s3_engram: Engram) -> None:
@@ -86,16 +93,21 @@ def test_a_tag_moved_from_another_blob_is_refused(s3_engram: Engram) -> None:
         s3_engram.get(db)
 
 
-def test_a_tag_from_another_master_key_falls_back_to_sha256(s3_engram: Engram) -> None:
+def test_a_tag_from_another_master_key_falls_back_to_sha256(s3_engram: Engram, tmp_path) -> None:
     data = b"written by another cluster" * 1000
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     foreign = Tagger(b"\x02" * 32)
     foreign.update(data)
     _rewrite(s3_engram, digest, data, foreign.hexdigest(digest))
     assert s3_engram.get(digest) == data
+    s3_engram.get_to_file(digest, tmp_path / "copy")
+    assert (tmp_path / "copy").read_bytes() == data
     _rewrite(s3_engram, digest, data[:-1] + b"!", foreign.hexdigest(digest))
     with pytest.raises(IntegrityError):
         s3_engram.get(digest)
+    with pytest.raises(IntegrityError):
+        s3_engram.get_to_file(digest, tmp_path / "never")
+    assert not (tmp_path / "never").exists()
 
 
 def test_without_a_master_key_blobs_are_untagged_and_still_verified(s3_engram: Engram, monkeypatch) -> None:
