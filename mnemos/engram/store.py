@@ -452,7 +452,7 @@ class Engram:
 
 @functools.cache
 def _pool() -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="engram")
+    return concurrent.futures.ThreadPoolExecutor(min(32, os.cpu_count() or 2), thread_name_prefix="engram")
 
 
 def _beside(fn: Callable[[Any], Any], arg: Any, size: int) -> concurrent.futures.Future[Any]:
