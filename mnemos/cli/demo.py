@@ -78,7 +78,7 @@ def _platform_up(settings: Any) -> Any:
     ensure_synkron(settings, client.engram)
     controller = ensure_relay(settings, client.engram)
     console.print(f"ray: embedded local cluster · engram: {client.engram.uri}")
-    console.print(f"control plane: {', '.join([*components, 'cortex', 'synkron', 'relay'])}")
+    console.print(f"control plane: {', '.join(dict.fromkeys([*components, 'cortex', 'synkron', 'relay']))}")
     console.print(f"gateway: http://{settings.relay.host}:{settings.relay.port}/v1")
     return client, controller
 
@@ -160,6 +160,8 @@ def demo() -> None:
     from mnemos.synkron.steps import StepFailedError
 
     started = time.monotonic()
+    from ray import serve  # noqa: F401 - importing Serve sets its logger to INFO: quiet it after
+
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # the demo narrates; Serve need not
     settings = _settings()
     _step("1. platform up")

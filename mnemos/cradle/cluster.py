@@ -175,6 +175,11 @@ def init_ray(address: str | None, settings: Settings) -> None:
             ray.init(address=target, **kwargs)
         else:
             # address="local": always a new cluster, never one that happens to run on this machine.
+            # Ray warns that it turned token auth on by itself; for a private embedded cluster that is
+            # what we want, not news.
+            import logging
+
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
             ray.init(address="local", num_cpus=settings.ray.num_cpus, include_dashboard=False, **kwargs)
     except (ConnectionError, RuntimeError) as exc:
         raise UnavailableError(f"cannot connect to Ray at {target or 'a new local cluster'}: {exc}") from None
