@@ -47,7 +47,7 @@ def _new_segment_id() -> str:
 class BlobReader(io.RawIOBase):
     """A file-like stream over a blob that checks its digest when the end is reached."""
 
-    def __init__(self, handle: IO[bytes], digest: str) -> None:
+    def __init__(self, handle: IO[bytes] | io.RawIOBase, digest: str) -> None:
         self._handle = handle
         self._digest = digest
         self._hash = hashlib.sha256()
@@ -73,6 +73,28 @@ class BlobReader(io.RawIOBase):
 
     def close(self) -> None:
         self._handle.close()
+        super().close()
+
+
+class _S3Body(io.RawIOBase):
+    """A blocking file over the body of one GET, read on s3fs's event loop."""
+
+    def __init__(self, loop: Any, body: Any) -> None:
+        self._loop = loop
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        from fsspec.asyn import sync
+
+        data = sync(self._loop, self._body.read, len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._body.close()
         super().close()
 
 
@@ -233,8 +255,17 @@ class Engram:
         """A stream over a blob; reading to its end raises ``IntegrityError`` if it was altered."""
         digest = normalize_digest(digest)
         path = self.path(self.blob_key(digest))
+        handle: IO[bytes] | io.RawIOBase
         try:
-            handle = self.fs.open(path, "rb", block_size=CHUNK) if not self.is_local else open(path, "rb")  # noqa: SIM115
+            if self.is_local:
+                handle = open(path, "rb")  # noqa: SIM115
+            elif self._tags:  # one streamed GET (an s3fs file makes a ranged GET per block)
+                from fsspec.asyn import sync
+
+                body, _, _ = sync(self.fs.loop, self._s3_get_object, path)
+                handle = _S3Body(self.fs.loop, body)
+            else:
+                handle = self.fs.open(path, "rb", block_size=CHUNK)
         except FileNotFoundError:
             raise NotFoundError(f"blob {digest} not found in {self.uri}", param="digest") from None
         return BlobReader(handle, digest)
