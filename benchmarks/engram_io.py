@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds (under a minute)")
     parser.add_argument("--mb", type=int, default=100)
     args = parser.parse_args()
-    rounds = 4 if args.quick else 8
+    rounds = 6 if args.quick else 10
     data = os.urandom(args.mb * 1024 * 1024)
 
     with loopback_s3() as opts:
