@@ -77,8 +77,11 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
             clients["client"] = Client(settings or load_settings(), connected=ray.is_initialized())
         return clients["client"]
 
-    async def call(fn: Callable[[], Any], status: int = 200) -> JSONResponse:
+    async def call(fn: Callable[[], Any], status: int = 200, *, principal: Any = None, verb: str = "") -> JSONResponse:
+        """``fn()`` on a thread as JSON; with ``verb``, the principal must be allowed it first."""
         try:
+            if verb:
+                _authorize(principal, verb)
             return JSONResponse(await asyncio.to_thread(fn), status_code=status)
         except MnemosError as exc:
             return _error(exc)
@@ -122,21 +125,16 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
     @router.post("/v1/runs/{run_id}/cancel", status_code=202)
     async def cancel_run(run_id: str, principal: Any = caller) -> JSONResponse:
         """Cancel a running run."""
-        try:
-            _authorize(principal, "submit")
-        except MnemosError as exc:
-            return _error(exc)
-        return await call(lambda: client().pipelines.cancel(run_id), 202)
+        return await call(lambda: client().pipelines.cancel(run_id), 202, principal=principal, verb="submit")
 
     @router.post("/v1/runs/{run_id}/resume", status_code=202)
     async def resume_run(run_id: str, principal: Any = caller) -> JSONResponse:
         """Resume a failed or cancelled run."""
-        try:
-            _authorize(principal, "submit")
-        except MnemosError as exc:
-            return _error(exc)
-        return await call(lambda: client().pipelines.resume(run_id, progress=False, wait=False,
-                                                            principal=_subject(principal)).state(), 202)  # fmt: skip
+
+        def resume() -> dict[str, Any]:
+            return client().pipelines.resume(run_id, progress=False, wait=False, principal=_subject(principal)).state()
+
+        return await call(resume, 202, principal=principal, verb="submit")
 
     return router
 

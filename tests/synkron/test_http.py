@@ -68,3 +68,20 @@ def test_bad_requests_are_openai_errors(http: TestClient, path: str, body: Any, 
     error = response.json()["error"]
     assert error["message"] and error["param"] == field if field else error["message"]
     assert http.get("/v1/runs/no-such-run").status_code == 404
+
+
+def test_a_viewer_may_not_start_cancel_or_resume_runs(package_settings: Any) -> None:
+    from mnemos.soul.identity import Principal
+    from mnemos.synkron.http import build_router
+
+    async def viewer() -> Principal:
+        return Principal(subject="ann", role="viewer", kind="token")
+
+    app = FastAPI()
+    app.include_router(build_router(auth=viewer, settings=package_settings))
+    http = TestClient(app)
+    for path in ("/v1/pipelines/anything/runs", "/v1/runs/run-1/cancel", "/v1/runs/run-1/resume"):
+        refused = http.post(path, json={})
+        assert refused.status_code == 403, (path, refused.text)
+        error = refused.json()["error"]
+        assert "role 'viewer' may not 'submit'" in error["message"] and error["param"] == "role"
