@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 import fsspec
+from fsspec.asyn import sync
 from fsspec.implementations.local import LocalFileSystem
 
 from mnemos.engram.integrity import TAG_METADATA, Tagger, integrity_key, tag_matches
@@ -87,8 +88,6 @@ class _S3Body(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        from fsspec.asyn import sync
-
         data = sync(self._loop, self._body.read, len(buffer))
         buffer[: len(data)] = data
         return len(data)
@@ -248,6 +247,9 @@ class Engram:
     def _exists(self, path: str) -> bool:
         return os.path.exists(path) if self.is_local else bool(self.fs.exists(path))
 
+    def _missing(self, digest: str) -> NotFoundError:
+        return NotFoundError(f"blob {digest} not found in {self.uri}", param="digest")
+
     def has(self, digest: str) -> bool:
         return self._exists(self.path(self.blob_key(digest)))
 
@@ -260,14 +262,12 @@ class Engram:
             if self.is_local:
                 handle = open(path, "rb")  # noqa: SIM115
             elif self._tags:  # one streamed GET (an s3fs file makes a ranged GET per block)
-                from fsspec.asyn import sync
-
                 body, _, _ = sync(self.fs.loop, self._s3_get_object, path)
                 handle = _S3Body(self.fs.loop, body)
             else:
                 handle = self.fs.open(path, "rb", block_size=CHUNK)
         except FileNotFoundError:
-            raise NotFoundError(f"blob {digest} not found in {self.uri}", param="digest") from None
+            raise self._missing(digest) from None
         return BlobReader(handle, digest)
 
     def get(self, digest: str) -> bytes:
@@ -283,7 +283,7 @@ class Engram:
             else:
                 data = bytes(self.fs.cat_file(path))
         except FileNotFoundError:
-            raise NotFoundError(f"blob {digest} not found in {self.uri}", param="digest") from None
+            raise self._missing(digest) from None
         _check_sha256([data], digest)
         return data
 
@@ -291,8 +291,6 @@ class Engram:
         """One streamed GET; then the chunks are joined on a thread while this one verifies them
         (by tag when the object has one, else by sha256): both release the GIL, so the check
         costs little more than the join that any read of a large object pays."""
-        from fsspec.asyn import sync
-
         parts, tag = sync(self.fs.loop, self._s3_fetch, path)
         joined = _beside(b"".join, parts, sum(map(len, parts)))
         try:
@@ -327,12 +325,11 @@ class Engram:
             body.close()
         return parts, tag
 
-    async def _s3_fetch_to(self, path: str, dst: BinaryIO) -> tuple[Any, str | None]:
-        """Write the chunks of one GET to ``dst``, hashing them as they pass: by the tagger when
+    async def _s3_fetch_to(self, path: str, dst: BinaryIO, tagger: Tagger | None) -> tuple[Any, str | None]:
+        """Write the chunks of one GET to ``dst``, hashing them as they pass: by ``tagger`` when
         the object has a tag, else by sha256. Returns that hash and the tag."""
         body, chunks, tag = await self._s3_get_object(path)
-        tagger = self._tagger() if tag else None
-        h: Any = tagger if tagger is not None else hashlib.sha256()
+        h: Any = tagger if tag and tagger is not None else hashlib.sha256()
         try:
             async for chunk in chunks:
                 dst.write(chunk)
@@ -359,13 +356,12 @@ class Engram:
                 os.unlink(tmp)
 
     def _s3_get_to_file(self, digest: str, local_path: str) -> None:
-        from fsspec.asyn import sync
-
         try:
             with open(local_path, "wb") as dst:
-                h, tag = sync(self.fs.loop, self._s3_fetch_to, self.path(self.blob_key(digest)), dst)
+                # The key is looked up here, not on the event loop (it may read the key file).
+                h, tag = sync(self.fs.loop, self._s3_fetch_to, self.path(self.blob_key(digest)), dst, self._tagger())
         except FileNotFoundError:
-            raise NotFoundError(f"blob {digest} not found in {self.uri}", param="digest") from None
+            raise self._missing(digest) from None
         if isinstance(h, Tagger):
             if tag_matches(h, digest, str(tag)):
                 return
