@@ -4,22 +4,26 @@ Each dispatch round sends every worker the jobs it got as ONE ``start`` call. Ea
 one outstanding ``completions()`` call (a long-poll that returns as soon as one of its jobs
 ended, with every outcome ready by then): its ObjectRef is awaited, so nothing polls, and a
 dead worker shows as a ``RayActorError`` on it — its jobs are retried, the worker replaced.
-Settlement turns outcomes into journal records, one append for all of a batch.
+Settlement turns outcomes into journal records, one append for all of a batch. A final record
+(result, failure, cancel) is applied at once but shown to readers only once it is durable:
+until then ``Job.view()`` answers the state before it (``Job.shown``).
+
+Jobs that find every worker of their pool busy make the pool grow (``PoolSet.grow``, up to
+``maxWorkers``); the queue's depth per pool is exported as ``mnemos_cortex_queue_depth``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import time
 from typing import Any
 
 import ray
 
-from mnemos.cortex._queue import QueueState, backoff_delay
-from mnemos.cortex.codec import envelope_digest
+from mnemos.cortex._queue import Entry, QueueState, backoff_delay
 from mnemos.cortex.job import Job, apply_record
+from mnemos.neuron.codec import envelope_digest
 from mnemos.neuron.pools import PoolSet, WorkerSlot
 from mnemos.trace import metrics
 from mnemos.trace.telemetry import inject, span
@@ -57,17 +61,23 @@ class Dispatcher:
             except Exception:  # noqa: BLE001 - keep dispatching whatever one job did
                 log.exception("dispatch round failed")
             for queue in self.queues.values():
-                metrics.CORTEX_QUEUE_DEPTH.set(len(queue.heap), queue=queue.name)
+                for pool, depth in queue.waiting.items():
+                    metrics.CORTEX_QUEUE_DEPTH.set(depth, queue=queue.name, pool=pool)
                 metrics.CORTEX_RUNNING_JOBS.set(queue.running, queue=queue.name)
+
+    def _enqueue(self, job: Job) -> None:
+        """Put a queued job in its queue's heap, counted against the pool it goes to first."""
+        self.queues[job.queue].push(job, self.pools.route(job.resources))
 
     def _dispatch(self) -> None:
         """Start every job that has a queue slot and a worker slot, highest priority first."""
         batches: dict[WorkerSlot, list[dict[str, Any]]] = {}
+        wanting: dict[str, int] = {}  # pool -> jobs that found every worker of it busy
         ready = sorted((q for q in self.queues.values() if q.heap), key=lambda q: q.heap[0][0])
         for queue in ready:
-            blocked: list[tuple[int, int, str]] = []
+            blocked: list[Entry] = []
             while queue.heap and queue.running < queue.config.concurrency:
-                entry = heapq.heappop(queue.heap)
+                entry = queue.pop()
                 job = self.jobs.get(entry[2])
                 if job is None or job.status != "queued":
                     continue
@@ -79,12 +89,18 @@ class Dispatcher:
                 slot = self.pools.acquire(pools)
                 if slot is None:  # its pools are full: let jobs for other pools pass
                     blocked.append(entry)
+                    room = next((p for p in pools if p.ready and len(p.workers) < p.config.most), None)
+                    if room is not None:
+                        wanting[room.name] = wanting.get(room.name, 0) + 1
                     if len(blocked) >= 32:
                         break
                     continue
                 batches.setdefault(slot, []).append(self._start(job, queue, slot))
             for entry in blocked:
-                heapq.heappush(queue.heap, entry)
+                queue.push_entry(entry)
+        if wanting and sum(self.pools.grow(self.pools.pools[name], n) for name, n in wanting.items()):
+            self.pools.request_capacity()
+            self._wake.set()  # the new workers take the waiting jobs in the next round
         loop = asyncio.get_running_loop()
         for slot, invocations in batches.items():
             if slot.reader is None:
@@ -195,12 +211,18 @@ class Dispatcher:
             if job.status != "running" or job.attempts != attempt:
                 continue  # cancelled meanwhile
             rec = self._record_of(job, attempt, outcome, now)
+            if rec["t"] != "retry":
+                job.shown = job.view()  # readers see the result once it is durable, not before
             apply_record(self.jobs, rec)
             records.append(rec)
             if rec["t"] == "retry":
                 asyncio.get_running_loop().call_later(rec["retryAt"] - now, self._requeue, job.id)
             else:
                 final.append(job)
+                # outcomes for the job-success SLO (the chart's PrometheusRule)
+                metrics.JOBS.inc(queue=job.queue, status="succeeded" if rec["t"] == "result" else "failed")
+                if outcome.get("started") and outcome.get("finished"):
+                    metrics.JOB_SECONDS.observe(outcome["finished"] - outcome["started"], queue=job.queue)
         if not records:
             return
         durable = self.journal.append(*records)
@@ -238,7 +260,8 @@ class Dispatcher:
                 "traceback": outcome.get("traceback")}  # fmt: skip
 
     async def _commit(self, job: Job, rec: dict[str, Any]) -> None:
-        """Apply a final record, wait until it is durable, then wake the job's waiters."""
+        """Apply a final record, wait until it is durable, then show it and wake the job's waiters."""
+        job.shown = job.view()
         apply_record(self.jobs, rec)
         await asyncio.shield(self.journal.append(rec))
         self._committed(job)
@@ -246,6 +269,7 @@ class Dispatcher:
     @staticmethod
     def _committed(job: Job) -> None:
         job.committed = True
+        job.shown = None
         if job.settled is not None:
             job.settled.set()
 
@@ -257,5 +281,5 @@ class Dispatcher:
         rec = {"t": "requeue", "id": job_id, "reason": "backoff elapsed", "ts": time.time()}
         apply_record(self.jobs, rec)
         self.journal.append(rec)
-        self.queues[job.queue].push(job)
+        self._enqueue(job)
         self._wake.set()

@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from mnemos.config import QueueConfig
 from mnemos.cortex.job import Job
 
-__all__ = ["QueueState", "backoff_delay"]
+__all__ = ["Entry", "QueueState", "backoff_delay"]
+
+Entry = tuple[int, int, str, str]
+"""A heap entry: (-priority, submit order, job id, the pool the job goes to first)."""
 
 
 def backoff_delay(config: QueueConfig, failures: int) -> float:
@@ -18,13 +21,23 @@ def backoff_delay(config: QueueConfig, failures: int) -> float:
 
 @dataclass(eq=False)
 class QueueState:
-    """One named queue: a heap per (priority, submit order) and its running count."""
+    """One named queue: a heap per (priority, submit order), its running count, its depth per pool."""
 
     name: str
     config: QueueConfig
-    heap: list[tuple[int, int, str]] = field(default_factory=list)
+    heap: list[Entry] = field(default_factory=list)
     running: int = 0
     max_running: int = 0
+    waiting: dict[str, int] = field(default_factory=dict)  # pool -> heap entries routed to it
 
-    def push(self, job: Job) -> None:
-        heapq.heappush(self.heap, (-job.priority, job.seq, job.id))
+    def push(self, job: Job, pool: str = "none") -> None:
+        self.push_entry((-job.priority, job.seq, job.id, pool))
+
+    def push_entry(self, entry: Entry) -> None:
+        heapq.heappush(self.heap, entry)
+        self.waiting[entry[3]] = self.waiting.get(entry[3], 0) + 1
+
+    def pop(self) -> Entry:
+        entry = heapq.heappop(self.heap)
+        self.waiting[entry[3]] -= 1
+        return entry

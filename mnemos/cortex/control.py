@@ -7,14 +7,16 @@ import hashlib
 import json
 from typing import Any
 
+from mnemos._actors import CORTEX, NAMESPACE
 from mnemos.config import Settings
 from mnemos.engram import Engram
 from mnemos.errors import ConflictError, UnavailableError
 
 __all__ = ["ACTOR_NAME", "NAMESPACE", "ensure", "fingerprint", "get_cortex", "stop"]
 
-ACTOR_NAME = "cortex"
-NAMESPACE = "mnemos"
+ACTOR_NAME = CORTEX
+HEAD_RESOURCE = "node:__internal_head__"
+"""A resource only Ray's head node has: CORTEX is placed there."""
 
 
 def fingerprint(settings: Settings, engram: Engram) -> str:
@@ -42,19 +44,13 @@ def ensure(settings: Settings, engram: Engram) -> Any:
     A CORTEX started with other settings (another ENGRAM root, other queues or pools) is
     replaced when it has no active job; with active jobs this is a ``ConflictError``.
     """
-    import ray
 
     from mnemos.cortex.scheduler import CortexActor
 
     wanted = fingerprint(settings, engram)
     actor = _existing()
     if actor is not None:
-        try:
-            info = ray.get(actor.info.remote(), timeout=120)
-        except ray.exceptions.RayActorError:
-            info = None  # dead for good: its name is being released
-        except ray.exceptions.GetTimeoutError:
-            raise UnavailableError("the cortex actor does not answer (it may be restarting): try again") from None
+        info = _info(actor, 120)
         if info is not None:
             if info["fingerprint"] == wanted:
                 return actor
@@ -74,15 +70,36 @@ def ensure(settings: Settings, engram: Engram) -> Any:
             max_restarts=-1,  # Ray restarts it; it rebuilds its queues from the journal
             max_concurrency=10_000,  # waiters (result, wait) hold a slot each while they wait
             num_cpus=0,
+            resources={HEAD_RESOURCE: 0.001},  # on the head: losing a worker node never takes CORTEX
         ).remote(settings.cortex, settings.neuron, engram, wanted)
-        try:
-            info = ray.get(actor.info.remote(), timeout=300)
-        except ray.exceptions.RayActorError:
+        info = _info(actor, 300)
+        if info is None:
             continue  # we got the handle of the one just killed: its name was not yet released
         if info["fingerprint"] == wanted:
             return actor
         _kill(actor)
     raise UnavailableError("could not start the cortex actor")
+
+
+def _info(actor: Any, timeout: float) -> dict[str, Any] | None:
+    """The actor's ``info()``; waits while Ray restarts it; ``None`` when it is dead for good."""
+    import time
+
+    import ray
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return ray.get(actor.info.remote(), timeout=max(1.0, deadline - time.monotonic()))  # type: ignore[no-any-return]
+        except ray.exceptions.ActorUnavailableError:  # restarting (e.g. its node was lost)
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        except ray.exceptions.RayActorError:
+            return None  # dead for good: its name is being released
+        except ray.exceptions.GetTimeoutError:
+            break
+    raise UnavailableError("the cortex actor does not answer (it may be restarting): try again")
 
 
 def _kill(actor: Any) -> None:

@@ -11,6 +11,7 @@ drift apart::
     result  -> succeeded (committed once; a job with a result is never run again)
     fail    -> failed    (attempts exhausted, or the function cannot be found)
     cancel  -> cancelled
+    withdraw -> (forgotten)                 a submit whose write outlived the journal timeout (503)
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from mnemos._model import CoreModel, Duration
-from mnemos.cortex.codec import Envelope, validate_reference
 from mnemos.errors import ValidationError
+from mnemos.neuron.codec import Envelope, validate_reference
 
 __all__ = [
     "ACTIVE",
@@ -110,7 +111,7 @@ class JobRequest(JobOptions):
         return out
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # slots: a CORTEX holds many; each is about half the size
 class Job:
     """The state CORTEX keeps for one job (journal fields, then runtime-only fields)."""
 
@@ -149,6 +150,8 @@ class Job:
     settled: asyncio.Event | None = None
     slot: Any = None  # the WorkerSlot of the running attempt
     timer: asyncio.TimerHandle | None = None  # the running attempt's timeout
+    accepted: asyncio.Future[None] | None = None  # the submit record's write, until it is durable
+    shown: dict[str, Any] | None = None  # what readers see while a final record is not yet durable
 
     # -- records ------------------------------------------------------------------------------
     def submit_record(self) -> dict[str, Any]:
@@ -202,7 +205,8 @@ class Job:
 
     def invocation(self) -> dict[str, Any]:
         """What the worker needs to run an attempt."""
-        inv: dict[str, Any] = {"id": self.id, "attempt": self.attempts, "function": self.function}
+        inv: dict[str, Any] = {"id": self.id, "attempt": self.attempts, "function": self.function,
+                               "owner": self.principal}  # its log lines on the event stream name it
         if self.payload is not None:
             inv["payload"] = self.payload
         elif self.payload_digest is not None:
@@ -213,7 +217,9 @@ class Job:
 
     # -- views --------------------------------------------------------------------------------
     def view(self, *, result: bool = True) -> dict[str, Any]:
-        """The job as the API shows it (camelCase, JSON-able)."""
+        """The job as the API shows it (camelCase, JSON-able): its last durable state."""
+        if self.shown is not None:
+            return {k: v for k, v in self.shown.items() if result or k not in ("result", "traceback")}
         out: dict[str, Any] = {
             "id": self.id,
             "object": "job",
@@ -228,6 +234,7 @@ class Job:
             "resources": self.resources,
             "labels": self.labels,
             "principal": self.principal,
+            "owner": self.owner,
             "worker": self.worker,
             "pool": self.pool,
             "submittedAt": self.submitted_at,
@@ -243,6 +250,11 @@ class Job:
         return out
 
     @property
+    def owner(self) -> str | None:
+        """Who owns the job: the subject of the principal that submitted it (set at submit)."""
+        return self.principal
+
+    @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
 
@@ -254,6 +266,8 @@ def apply_record(jobs: dict[str, Job], rec: dict[str, Any]) -> Job | None:
     even if a record were replayed twice; a record this version does not know is skipped.
     """
     kind = rec.get("t")
+    if kind == "withdraw":
+        return jobs.pop(rec.get("id", ""), None)
     if kind == "submit":
         if "id" not in rec or "function" not in rec:
             return None

@@ -6,16 +6,25 @@ while the previous batch was being written, become ONE segment ``journal/cortex/
 holding the records is durable: a submit is acknowledged, and a result shown, only then. The
 lineage events recorded meanwhile are flushed beside the batch.
 
-A failed write is retried (with backoff, until it succeeds): records are never dropped.
+A failed write is retried with backoff: records already applied in CORTEX's memory are never
+dropped. After a few failed tries the journal is ``failing`` (ENGRAM is down) until a write
+succeeds again; callers bound how long they wait (a submit answers 503 after
+``settings.cortex.journal_timeout``) and ``withdraw`` what they no longer acknowledge.
+
+Every ``checkpoint_every`` records, the writer takes a checkpoint (``snapshot()``) at the moment
+it takes a batch — memory then holds exactly the records up to that batch — and writes it, in
+the background, once the batch is durable (``mnemos.cortex.checkpoint``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from mnemos.cortex.checkpoint import Cut, find_archived, load
 from mnemos.cortex.job import Job, apply_record, join_logs, select
 from mnemos.engram import Engram
 from mnemos.errors import NotFoundError
@@ -23,11 +32,13 @@ from mnemos.errors import NotFoundError
 __all__ = ["LOG", "JobJournal", "JournalView", "read_records", "rebuild"]
 
 LOG = "journal/cortex"
+FAILING_AFTER = 3
+"""Failed tries of one write after which the journal counts as failing (ENGRAM down)."""
 log = logging.getLogger(__name__)
 
 
 def read_records(engram: Engram) -> list[dict[str, Any]]:
-    """Every journal record, in write order."""
+    """Every journal record still in the journal, in write order."""
     return list(engram.read_log(LOG))
 
 
@@ -42,20 +53,47 @@ def rebuild(records: Iterable[dict[str, Any]]) -> dict[str, Job]:
 
 
 class JobJournal:
-    """Group commit of journal records (and lineage events) to ENGRAM.
+    """Group commit of journal records (and lineage events) to ENGRAM, and checkpoints.
 
     Args:
         engram: the store.
         batch_ms: how long the first record of a batch waits for others.
         lineage: a ``LineageWriter`` flushed with each batch (optional).
+        checkpoint_every: records between checkpoints (0: none).
+        snapshot: takes a checkpoint in memory (called on the event loop, between batches).
+        on_checkpoint: called with the cut and whether it was written.
+        last_segment: the newest journal segment already covered by the state in memory.
     """
 
-    def __init__(self, engram: Engram, batch_ms: float = 5.0, lineage: Any = None) -> None:
+    def __init__(
+        self,
+        engram: Engram,
+        batch_ms: float = 5.0,
+        lineage: Any = None,
+        *,
+        checkpoint_every: int = 0,
+        snapshot: Callable[[], Cut] | None = None,
+        on_checkpoint: Callable[[Cut, bool], None] | None = None,
+        last_segment: str | None = None,
+    ) -> None:
         self.engram = engram
         self.batch_s = max(0.0, batch_ms) / 1000.0
         self.lineage = lineage
+        self.checkpoint_every = checkpoint_every
+        self.snapshot = snapshot
+        self.on_checkpoint = on_checkpoint
+        self.on_append: Callable[[tuple[dict[str, Any], ...]], None] | None = None
+        """Called with each batch's records once they are durable (the event stream)."""
+        self.last_segment = last_segment
         self.segments_written = 0
         self.records_written = 0
+        self.checkpoints_written = 0
+        self.failing = False
+        self._since_checkpoint = 0
+        self._checkpoint_wanted = False
+        self.last_cut_at = time.monotonic()  # when the last checkpoint was taken (or the journal opened)
+        self._checkpointing: asyncio.Future[Any] | None = None
+        self._cut_waiters: list[asyncio.Future[bool]] = []
         self._buffer: list[dict[str, Any]] = []
         self._pending: asyncio.Future[None] | None = None
         self._kick: asyncio.Event | None = None
@@ -70,51 +108,124 @@ class JobJournal:
         Call it from the event loop. Records appended in the same synchronous section always
         land in the same batch.
         """
-        loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done():
-            self._kick = asyncio.Event()
-            self._task = loop.create_task(self._run())
+        self._ensure_writer()
         self._buffer.extend(records)
         if self._pending is None:
-            self._pending = loop.create_future()
+            self._pending = asyncio.get_running_loop().create_future()
         self._kick.set()  # type: ignore[union-attr]
         return self._pending
+
+    def withdraw(self, ids: set[str]) -> None:
+        """Take back the submit records of ``ids`` (their submit answered 503, not acknowledged).
+
+        Records still in the buffer are removed; for those already being written (the write
+        may or may not land: ambiguous) a ``withdraw`` record follows, so a replay forgets them.
+        """
+        kept = [r for r in self._buffer if not (r.get("t") == "submit" and r.get("id") in ids)]
+        gone = {r["id"] for r in self._buffer if r.get("t") == "submit" and r.get("id") in ids}
+        self._buffer[:] = kept
+        rest = sorted(ids - gone)
+        if rest:
+            now = time.time()
+            self.append(*({"t": "withdraw", "id": job_id, "ts": now} for job_id in rest))
+
+    def request_checkpoint(self) -> asyncio.Future[bool]:
+        """Take a checkpoint at the next batch (or now, when nothing is being written).
+
+        Returns a future resolving, once a checkpoint taken after this call is written (or
+        failed), to whether it was written.
+        """
+        self._checkpoint_wanted = True
+        self._ensure_writer()
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._cut_waiters.append(done)
+        self._kick.set()  # type: ignore[union-attr]
+        return done
 
     async def flush(self) -> None:
         """Wait until everything appended so far is durable."""
         if self._pending is not None:
             await asyncio.shield(self._pending)
 
+    async def flush_checkpoint(self) -> None:
+        """Wait for the checkpoint being written, if one is."""
+        if self._checkpointing is not None:
+            await asyncio.shield(self._checkpointing)
+
+    def _ensure_writer(self) -> None:
+        if self._task is None or self._task.done():
+            self._kick = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
     async def _run(self) -> None:
         kick = self._kick
         while kick is not None:
             await kick.wait()
             kick.clear()
-            if self.batch_s:
+            if self.batch_s and self._buffer:
                 await asyncio.sleep(self.batch_s)
             batch, future = self._buffer, self._pending
             self._buffer, self._pending = [], None
-            if not batch or future is None:
-                continue
-            await self._write(batch)
-            if not future.done():
+            cut = self._cut(len(batch))  # now: memory holds exactly the records up to this batch
+            if batch:
+                self.last_segment = await self._write(batch)
+                if self.on_append is not None:
+                    try:
+                        self.on_append(tuple(batch))
+                    except Exception:  # noqa: BLE001 - announcing is best effort; the journal is the record
+                        log.exception("on_append failed")
+            if future is not None and not future.done():
                 future.set_result(None)
+            if cut is not None:
+                waiters, self._cut_waiters = self._cut_waiters, []
+                self._checkpointing = asyncio.ensure_future(self._write_checkpoint(cut, self.last_segment, waiters))
 
-    async def _write(self, batch: list[dict[str, Any]]) -> None:
-        delay = 0.05
+    def _cut(self, size: int) -> Cut | None:
+        self._since_checkpoint += size
+        due = self._checkpoint_wanted or (self.checkpoint_every and self._since_checkpoint >= self.checkpoint_every)
+        if not due or self.snapshot is None or (self._checkpointing is not None and not self._checkpointing.done()):
+            return None
+        self._checkpoint_wanted = False
+        self._since_checkpoint = 0
+        self.last_cut_at = time.monotonic()
+        return self.snapshot()
+
+    async def _write_checkpoint(self, cut: Cut, after: str | None, waiters: list[asyncio.Future[bool]]) -> None:
+        ok = False
+        try:
+            await asyncio.to_thread(cut.write, self.engram, after)
+            self.checkpoints_written += 1
+            ok = True
+        except Exception as exc:  # noqa: BLE001 - the journal still holds everything; the next one retries
+            log.warning("checkpoint failed (%s); the next one will try again", exc)
+            self._checkpoint_wanted = True
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(cut, ok)
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(ok)
+        if ok and self._checkpoint_wanted and self._kick is not None:
+            self._kick.set()  # one was asked for while this one was being written
+
+    async def _write(self, batch: list[dict[str, Any]]) -> str:
+        delay, tries = 0.05, 0
         while True:
             try:
                 writes: list[Awaitable[Any]] = [asyncio.to_thread(self.engram.append, LOG, batch)]
                 if self.lineage is not None:
                     writes.append(asyncio.to_thread(self._flush_lineage))
-                await asyncio.gather(*writes)
+                key = (await asyncio.gather(*writes))[0]
                 break
-            except Exception as exc:  # noqa: BLE001 - ENGRAM unreachable: retry, never drop records
+            except Exception as exc:  # noqa: BLE001 - ENGRAM unreachable: retry, never drop applied records
+                tries += 1
+                self.failing = self.failing or tries >= FAILING_AFTER
                 log.error("journal write failed (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 2.0)
+        self.failing = False
         self.segments_written += 1
         self.records_written += len(batch)
+        return str(key)
 
     def _flush_lineage(self) -> None:
         try:
@@ -127,17 +238,20 @@ class JournalView:
     """Jobs read straight from the journal, without a cluster (``mnemos jobs list|get|logs`` offline).
 
     What it shows is the last committed state: a job that was running when CORTEX stopped
-    shows as running until a CORTEX starts again and re-queues it.
+    shows as running until a CORTEX starts again and re-queues it. It reads what a restarting
+    CORTEX reads (the newest checkpoint and the journal after it); finished jobs past their
+    retention come from the archive.
     """
 
     def __init__(self, engram: Engram) -> None:
         self.engram = engram
-        self.jobs = rebuild(read_records(engram))
+        self.jobs = load(engram, LOG).jobs
 
     def _job(self, job_id: str) -> Job:
-        if job_id not in self.jobs:
+        job = self.jobs.get(job_id) or find_archived(self.engram, job_id)
+        if job is None:
             raise NotFoundError(f"job {job_id!r} not found", param="id")
-        return self.jobs[job_id]
+        return job
 
     def get(self, job_id: str) -> dict[str, Any]:
         return self._job(job_id).view()
@@ -152,7 +266,7 @@ class JournalView:
         return select(self.jobs.values(), queue, status, limit, labels)
 
     def logs(self, job_id: str) -> str:
-        from mnemos.cortex.codec import decode_text
+        from mnemos.neuron.codec import decode_text
 
         job = self._job(job_id)
         return join_logs([(e["attempt"], e["status"], decode_text(e["logs"], self.engram)) for e in job.logs])

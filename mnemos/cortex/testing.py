@@ -12,7 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add", "big", "echo", "fail", "flaky", "noop", "stamp", "shout", "sleep", "wait_for_file"]
+from mnemos.engram import Engram
+
+__all__ = [
+    "GatedEngram", "add", "big", "echo", "fail", "flaky", "node_id", "noop", "stamp", "shout", "sleep",
+    "wait_for_file",
+]  # fmt: skip
 
 
 def noop(*args: Any, **kwargs: Any) -> Any:
@@ -76,6 +81,61 @@ def wait_for_file(path: str, timeout: float = 120.0, value: Any = None) -> Any:
     return value
 
 
+def node_id() -> str:
+    """The Ray node the job runs on."""
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id())
+
+
 def big(size: int) -> bytes:
     """``size`` bytes (a result large enough to go to ENGRAM)."""
     return bytes(range(256)) * (size // 256) + bytes(size % 256)
+
+
+def ticker(count: int = 5, interval: float = 0.5, text: str = "tick") -> int:
+    """Print ``count`` numbered lines ``interval`` seconds apart (live job log tests)."""
+    for i in range(count):
+        print(f"{text} {i + 1}/{count}", flush=True)
+        time.sleep(interval)
+    return count
+
+
+class GatedEngram(Engram):
+    """An ENGRAM whose journal writes a test holds or fails from outside the CORTEX process.
+
+    Files beside ``gate`` steer ``append`` to ``journal/cortex``; each holds the record kinds it
+    applies to (``result,cancel``) or ``*``:
+
+    * ``<gate>.block``: a write holding such a record waits while the file exists (at most
+      ``hold`` seconds), after writing ``<gate>.held``: the record is applied in CORTEX's
+      memory and not durable, the window a crash must not expose;
+    * ``<gate>.fail``: such a write raises ``OSError`` (ENGRAM down).
+    """
+
+    def __init__(self, uri: str, storage_options: dict[str, Any] | None = None, gate: str = "", hold: float = 300):
+        super().__init__(uri, storage_options)
+        self.gate = gate
+        self.hold = hold
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (GatedEngram, (self.uri, self.storage_options, self.gate, self.hold))
+
+    def _applies(self, suffix: str, records: list[dict[str, Any]]) -> bool:
+        path = Path(f"{self.gate}.{suffix}")
+        try:
+            kinds = {k.strip() for k in path.read_text().split(",")}
+        except OSError:
+            return False
+        return "*" in kinds or any(r.get("t") in kinds for r in records)
+
+    def append(self, log: str, records: list[dict[str, Any]]) -> str:
+        if self.gate and log == "journal/cortex":
+            if self._applies("fail", records):
+                raise OSError("ENGRAM is down (GatedEngram)")
+            if self._applies("block", records):
+                Path(f"{self.gate}.held").write_text(",".join(sorted({str(r.get("t")) for r in records})))
+                deadline = time.monotonic() + self.hold
+                while Path(f"{self.gate}.block").exists() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+        return super().append(log, records)

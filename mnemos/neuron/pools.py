@@ -9,23 +9,32 @@ with it and a restarted CORTEX makes new ones.
 Selectors (``{accelerator: nvidia}``) are Ray node labels: a pool is placed with a
 ``label_selector`` when some node carries the selector's keys; on a cluster whose nodes carry
 none of them (a laptop) the selector only describes the pool to jobs.
+
+Pools follow the queue: a pool starts with ``minWorkers`` (0: none at all), CORTEX calls
+``grow`` when jobs for it wait and every worker is full (up to ``maxWorkers``), and ``trim``
+stops workers idle for ``idleTimeout`` (down to ``minWorkers``). The workers wanted are asked
+of Ray's autoscaler (``ray.autoscaler.sdk.request_resources``), so that on KubeRay the cluster
+grows nodes for them and gives them back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from mnemos._actors import NAMESPACE, NEURON_PREFIX
 from mnemos.config import PoolConfig
 from mnemos.engram import Engram
 from mnemos.neuron.worker import Worker
+from mnemos.trace import metrics
 
 __all__ = ["NAMESPACE", "Pool", "PoolSet", "WorkerSlot", "unfit_reason"]
 
-NAMESPACE = "mnemos"
 
 
 @dataclass(eq=False)
@@ -40,6 +49,7 @@ class WorkerSlot:
     alive: bool = True
     jobs: dict[str, int] = field(default_factory=dict)  # job id -> attempt, running here
     reader: Any = None  # the scheduler's task reading this worker's completions
+    idle_since: float = field(default_factory=time.monotonic)  # when inflight last dropped to 0
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "pool": self.pool, "inflight": self.inflight, "capacity": self.capacity}
@@ -53,6 +63,7 @@ class Pool:
     workers: list[WorkerSlot] = field(default_factory=list)
     reason: str | None = None
     label_selector: dict[str, str] | None = None
+    ready: bool = False  # the cluster can hold its workers (refresh found no reason against it)
 
     @property
     def name(self) -> str:
@@ -60,7 +71,8 @@ class Pool:
 
     @property
     def active(self) -> bool:
-        return bool(self.workers)
+        """It can run jobs: it has workers, or may start some (a pool scaled to zero)."""
+        return bool(self.workers) or (self.ready and self.config.most > 0)
 
     @property
     def has_gpus(self) -> bool:
@@ -72,6 +84,8 @@ class Pool:
             "name": cfg.name,
             "selector": dict(cfg.selector),
             "size": cfg.size,
+            "minWorkers": cfg.fewest,
+            "maxWorkers": cfg.most,
             "workers": [w.describe() for w in self.workers],
             "numCpus": cfg.num_cpus,
             "numGpus": cfg.num_gpus,
@@ -123,7 +137,11 @@ class PoolSet:
         self.inline_limit = inline_limit
         self.gpu_preferred = gpu_preferred
         self.replaced = 0
+        self.grown = 0
+        self.trimmed = 0
         self._checked = -1e9
+        self._routes: dict[str, str] = {}
+        self._requested: list[dict[str, float]] | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -135,7 +153,7 @@ class PoolSet:
 
         ``throttle``: do nothing if the cluster was looked at less than that many seconds ago.
         """
-        idle = [p for p in self.pools.values() if not p.active]
+        idle = [p for p in self.pools.values() if not p.ready]
         now = time.monotonic()
         if not idle or now - self._checked < throttle:
             return False
@@ -148,13 +166,17 @@ class PoolSet:
                 keys = set().union(*(labels.keys() for labels in node_labels)) if node_labels else set()
                 enforced = {k: v for k, v in pool.config.selector.items() if k in keys}
                 pool.label_selector = enforced or None
-                pool.workers = [self._spawn(pool) for _ in range(pool.config.size)]
+                pool.ready = True
+                pool.workers = [self._spawn(pool) for _ in range(pool.config.fewest)]
+                self._sized(pool)
                 started = True
+        if started:
+            self._routes.clear()
         return started
 
     @staticmethod
     def _why_not(cfg: PoolConfig, gpus: float, node_labels: list[dict[str, str]]) -> str | None:
-        if cfg.size == 0:
+        if cfg.most == 0:
             return "its size is 0"
         if cfg.num_gpus > 0 and gpus < cfg.num_gpus:
             return f"the cluster has {gpus:g} GPUs and each worker of this pool needs {cfg.num_gpus:g}"
@@ -169,7 +191,7 @@ class PoolSet:
         import ray
 
         cfg = pool.config
-        name = f"neuron-{cfg.name}-{uuid.uuid4().hex[:8]}"
+        name = f"{NEURON_PREFIX}{cfg.name}-{uuid.uuid4().hex[:8]}"
         options: dict[str, Any] = {
             "name": name,
             "namespace": NAMESPACE,
@@ -199,13 +221,89 @@ class PoolSet:
             pool.workers.remove(slot)
         with contextlib.suppress(Exception):  # already gone
             ray.kill(slot.handle, no_restart=True)
+        self.replaced += 1
+        metrics.NEURON_WORKER_RESTARTS.inc(pool=pool.name)
+        if len(pool.workers) >= pool.config.fewest:
+            self._sized(pool)
+            return None  # above its minimum: grow() starts one again if jobs wait for it
         fresh = self._spawn(pool)
         pool.workers.append(fresh)
-        self.replaced += 1
-        from mnemos.trace import metrics
-
-        metrics.NEURON_WORKER_RESTARTS.inc(pool=pool.name)
+        self._sized(pool)
         return fresh
+
+    # -- autoscaling --------------------------------------------------------------------------
+    def grow(self, pool: Pool, waiting: int) -> int:
+        """Start workers for ``waiting`` jobs that found every worker of ``pool`` full; returns how many."""
+        room = pool.config.most - len(pool.workers)
+        if not pool.ready or room <= 0 or waiting <= 0:
+            return 0
+        count = min(room, math.ceil(waiting / pool.config.max_concurrency))
+        pool.workers.extend(self._spawn(pool) for _ in range(count))
+        self.grown += count
+        self._sized(pool)
+        return count
+
+    def trim(self, now: float | None = None) -> int:
+        """Stop workers idle for their pool's ``idleTimeout``, down to ``minWorkers``; returns how many."""
+        import ray
+
+        now = time.monotonic() if now is None else now
+        stopped = 0
+        for pool in self.pools.values():
+            for slot in list(pool.workers):
+                if len(pool.workers) <= pool.config.fewest:
+                    break
+                if slot.alive and not slot.inflight and now - slot.idle_since >= pool.config.idle_timeout:
+                    slot.alive = False
+                    pool.workers.remove(slot)
+                    with contextlib.suppress(Exception):  # already gone
+                        ray.kill(slot.handle, no_restart=True)
+                    stopped += 1
+            if stopped:
+                self._sized(pool)
+        self.trimmed += stopped
+        return stopped
+
+    def wanted(self) -> list[dict[str, float]]:
+        """One resource bundle per worker wanted now (for the autoscaler)."""
+        bundles = []
+        for pool in self.pools.values():
+            shape = {k: v for k, v in (("CPU", pool.config.num_cpus), ("GPU", pool.config.num_gpus)) if v > 0}
+            if shape:
+                bundles.extend(dict(shape) for _ in pool.workers)
+        return bundles
+
+    def request_capacity(self) -> bool:
+        """Tell Ray's autoscaler what the pools want, when it changed; returns whether it asked."""
+        bundles = self.wanted()
+        if bundles == self._requested:
+            return False
+        self._requested = bundles
+
+        def ask() -> None:
+            try:
+                from ray.autoscaler.sdk import request_resources
+
+                request_resources(bundles=bundles)
+            except Exception as exc:  # noqa: BLE001 - no autoscaler API here: the pool still runs
+                import logging
+
+                logging.getLogger(__name__).debug("request_resources failed: %s", exc)
+
+        threading.Thread(target=ask, name="neuron-request-resources", daemon=True).start()
+        return True
+
+    def _sized(self, pool: Pool) -> None:
+        metrics.NEURON_WORKERS.set(len(pool.workers), pool=pool.name)
+
+    def route(self, request: dict[str, Any]) -> str:
+        """The pool a job asking ``request`` goes to first (``none`` when none can run it)."""
+        key = repr(sorted(request.items())) if request else ""
+        name = self._routes.get(key)
+        if name is None:
+            fits = self.candidates(request)
+            name = self._routes[key] = fits[0].name if fits else "none"
+        return name
 
     def kill_all(self) -> None:
         import ray
@@ -252,6 +350,8 @@ class PoolSet:
     @staticmethod
     def release(slot: WorkerSlot) -> None:
         slot.inflight = max(0, slot.inflight - 1)
+        if not slot.inflight:
+            slot.idle_since = time.monotonic()
 
     def workers(self) -> list[WorkerSlot]:
         return [slot for pool in self.pools.values() for slot in pool.workers]

@@ -24,6 +24,10 @@ Steps, and what a crash between them leaves:
 
 ``mnemos.engram.logs.read_log`` is the reader that never yields a record twice nor misses one
 while a compaction runs concurrently; ``Engram.read_log`` uses it.
+
+The CORTEX journal (``journal/cortex``) is also truncated: segments that every kept CORTEX
+checkpoint covers are never read again (a restart reads the checkpoint and the tail after it,
+finished jobs live on in ``cortex/archive/``), so they are deleted before merging.
 """
 
 from __future__ import annotations
@@ -46,7 +50,10 @@ from mnemos.engram.logs import (
 )
 from mnemos.errors import ValidationError
 
-__all__ = ["CompactionReport", "compact_log", "read_log"]
+__all__ = ["CORTEX_JOURNAL", "CompactionReport", "compact_log", "read_log"]
+
+CORTEX_JOURNAL = "journal/cortex"
+
 
 @dataclass
 class CompactionReport:
@@ -59,6 +66,7 @@ class CompactionReport:
     merged: list[str] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
     recovered: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +77,7 @@ class CompactionReport:
             "merged": len(self.merged),
             "written": self.written,
             "recovered": self.recovered,
+            "dropped": len(self.dropped),
         }
 
 
@@ -114,6 +123,8 @@ def compact_log(
     """
     report = CompactionReport(log=log)
     _recover(engram, log, report)
+    if log == CORTEX_JOURNAL:
+        _drop_checkpointed(engram, log, report)
     keys = engram.segments(log)
     report.segments_before = len(keys)
     cutoff_ns = int(((time.time() if now is None else now) - min_age) * 1e9)
@@ -132,6 +143,24 @@ def compact_log(
     _merge(engram, log, group, report)
     report.segments_after = len(engram.segments(log))
     return report
+
+
+def _drop_checkpointed(engram: Engram, log: str, report: CompactionReport) -> None:
+    """Delete the journal segments (and their manifests) that every kept CORTEX checkpoint covers."""
+    from mnemos.cortex.checkpoint import covered_by_checkpoints
+
+    after = covered_by_checkpoints(engram)
+    if after is None:
+        return
+    cut = stem(after)
+    for key in engram.segments(log):
+        manifest = read_manifest(engram, log, key)
+        origins = [key] if manifest is None else [str(k) for k, _ in manifest["segments"]]
+        if all((parse_segment(o) or ("~",))[0] <= cut for o in origins):
+            engram.delete(key)
+            if manifest is not None:
+                engram.delete(manifest_key(log, key))
+            report.dropped.append(key)
 
 
 @dataclass

@@ -82,9 +82,9 @@ def _engram(uri: str, storage_options: dict[str, Any] | None) -> Engram:
 
 
 def _client(engram: Engram) -> Any:
-    """A client over ``engram`` that publishes registry changes when this process is in Ray."""
-    from mnemos.client import Client
+    """A platform context over ``engram`` that publishes registry changes when this process is in Ray."""
     from mnemos.config import load_settings
+    from mnemos.cortex.context import PlatformContext
 
     settings = load_settings(engram={"uri": engram.uri, "storage_options": engram.storage_options})
     try:
@@ -93,7 +93,7 @@ def _client(engram: Engram) -> Any:
         connected = ray.is_initialized()
     except ImportError:  # pragma: no cover - ray is a dependency
         connected = False
-    return Client(settings, connected=connected)
+    return PlatformContext(settings, connected=connected)
 
 
 def _run(
@@ -184,8 +184,10 @@ def compact_logs(
 
 
 def _default_logs(engram: Engram) -> list[str]:
+    from mnemos.cortex.checkpoint import archive_logs
+
     journals = sorted({key.split("/")[1] for key in engram.list("journal") if key.count("/") >= 2})
-    return ["lineage", *(f"journal/{name}" for name in journals)]
+    return ["lineage", *(f"journal/{name}" for name in journals), *archive_logs(engram)]
 
 
 def retention(

@@ -11,9 +11,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import ray
+
+T = "mnemos.cortex.testing"
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 120.0, what: str = "condition") -> None:
@@ -116,3 +122,77 @@ class RayHead:
             os.killpg(pgid, signal.SIGKILL)
         self.process.wait(30)
         self.process = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class PrivateCortex:
+    """A CORTEX actor of a test's own, on a ``GatedEngram`` in ``root``, called as ``client.jobs`` calls one.
+
+    Args:
+        root: its folder (ENGRAM root and gate files).
+        settings: the package settings (queues; its first pool, with one worker, unless ``pools``).
+        pools: pool documents instead.
+        **cortex: ``settings.cortex`` fields to change (``journal_timeout``, ``retention`` …).
+    """
+
+    def __init__(self, root: Path, settings: Any, pools: list[dict[str, Any]] | None = None, **cortex: Any) -> None:
+        from mnemos.config import PoolConfig
+        from mnemos.cortex.scheduler import CortexActor
+        from mnemos.cortex.testing import GatedEngram
+
+        self.gate = root / "gate"
+        self.engram = GatedEngram(str(root / "engram"), gate=str(self.gate))
+        configs = [PoolConfig.model_validate(p) for p in pools] if pools else [
+            settings.neuron.pools[0].model_copy(update={"size": 1})
+        ]  # fmt: skip
+        neuron = settings.neuron.model_copy(update={"pools": configs})
+        self.settings = settings.cortex.model_copy(update=cortex)
+        self.actor = CortexActor.options(
+            name=f"cortex-private-{uuid.uuid4().hex[:6]}", namespace="mnemos", max_restarts=-1,
+            max_concurrency=1000, num_cpus=0,
+        ).remote(self.settings, neuron, self.engram, "private")  # fmt: skip
+        ray.get(self.actor.info.remote(), timeout=300)
+
+    def crash(self) -> None:
+        """Kill the actor's process (Ray restarts it) and wait until it is gone."""
+        pid = self.call("info")["pid"]
+        ray.kill(self.actor, no_restart=False)
+        wait_until(lambda: not _alive(pid), what=f"CORTEX (pid {pid}) to die")
+
+    def call(self, method: str, *args: Any, timeout: float = 300) -> Any:
+        """Call the actor; while Ray restarts it, again (bounded), as ``client.jobs`` does."""
+        for _ in range(600):
+            try:
+                return ray.get(getattr(self.actor, method).remote(*args), timeout=timeout)
+            except ray.exceptions.RayTaskError as exc:
+                raise exc.cause from None
+            except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError):
+                time.sleep(0.2)
+        raise AssertionError(f"{method} did not answer while the actor restarted")
+
+    def close(self) -> None:
+        for kind in ("block", "fail"):
+            self.lift(kind)
+        ray.kill(self.actor, no_restart=True)
+
+    def submit(self, job_id: str, fn: str = "add", *args: Any) -> list[str]:
+        return self.call("submit_many", [{"id": job_id, "function": f"{T}:{fn}", "args": list(args or (1, 2))}])
+
+    def set(self, kind: str, records: str) -> None:
+        Path(f"{self.gate}.{kind}").write_text(records)
+
+    def lift(self, kind: str) -> None:
+        Path(f"{self.gate}.{kind}").unlink(missing_ok=True)
+
+    def records(self, job_id: str) -> Counter[str]:
+        from mnemos.cortex import read_records
+        from mnemos.engram import Engram
+
+        return Counter(r["t"] for r in read_records(Engram(self.engram.uri)) if r.get("id") == job_id)

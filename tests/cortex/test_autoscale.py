@@ -1,0 +1,49 @@
+"""Pools that follow the queue: scale to zero, grow on queue depth up to maxWorkers, shrink when idle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cortex_support import PrivateCortex, T, wait_until
+
+POOL = {
+    "name": "cpu-a", "selector": {"accelerator": "cpu"}, "minWorkers": 0, "maxWorkers": 2,
+    "maxConcurrency": 1, "idleTimeout": "1s", "numCpus": 0.25,
+}  # fmt: skip
+
+
+def _workers(cortex: PrivateCortex) -> list[str]:
+    [pool] = cortex.call("stats")["pools"]
+    return [w["name"] for w in pool["workers"]]
+
+
+def test_a_pool_scales_to_zero_grows_with_the_queue_and_shrinks_when_idle(
+    ray_cluster: None, cortex_settings: Any, tmp_path: Path
+) -> None:
+    cortex = PrivateCortex(tmp_path, cortex_settings, pools=[POOL])
+    try:
+        [pool] = cortex.call("stats")["pools"]
+        assert pool["workers"] == [] and pool["active"] and (pool["minWorkers"], pool["maxWorkers"]) == (0, 2)
+
+        gates = [tmp_path / f"gate{i}" for i in range(3)]
+        ids = cortex.call(
+            "submit_many",
+            [{"id": f"held{i}", "function": f"{T}:wait_for_file", "args": [str(g)]} for i, g in enumerate(gates)],
+        )
+        wait_until(lambda: sum(Path(f"{g}.started").exists() for g in gates) == 2, what="two jobs to run")
+        stats = cortex.call("stats")
+        assert len(_workers(cortex)) == 2 and stats["workersGrown"] == 2  # up to maxWorkers, no further
+        assert stats["queues"]["default"]["waiting"] == {"cpu-a": 1}  # the third waits for a worker
+        for gate in gates:
+            gate.touch()
+        views = cortex.call("wait_many", ids, 120)
+        assert {v["status"] for v in views} == {"succeeded"} and len({v["worker"] for v in views}) == 2
+
+        wait_until(lambda: _workers(cortex) == [], timeout=60, what="the idle pool to scale to zero")
+        assert cortex.call("stats")["workersTrimmed"] == 2
+        [job_id] = cortex.submit("from-zero", "add", 2, 3)  # brings one worker up again
+        assert cortex.call("wait", job_id, 120)["result"]["value"] == 5
+        assert cortex.call("stats")["workersGrown"] == 3
+    finally:
+        cortex.close()
