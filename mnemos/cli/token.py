@@ -13,6 +13,8 @@ import typer
 
 from mnemos.cli._output import Output, emit
 
+__all__ = ["app", "create", "list_", "parse_ttl", "revoke"]
+
 app = typer.Typer(help="Create, list and revoke tokens and API keys.", no_args_is_help=True)
 
 
@@ -25,8 +27,8 @@ def _store():  # noqa: ANN202 - IdentityStore, imported lazily
     return IdentityStore.from_settings(settings, Engram.from_settings(settings))
 
 
-def parse_ttl(value: str | None) -> float | None:
-    """``1h``/``30m``/``3600`` → seconds; a bad value is a ``ValidationError`` naming ``--ttl``."""
+def parse_ttl(value: str | None, flag: str = "ttl") -> float | None:
+    """``1h``/``30m``/``3600`` → seconds; a bad value is a ``ValidationError`` naming ``--<flag>``."""
     if value is None:
         return None
     from pydantic import TypeAdapter
@@ -38,9 +40,9 @@ def parse_ttl(value: str | None) -> float | None:
     try:
         seconds = TypeAdapter(Duration).validate_python(value)
     except PydanticValidationError:
-        raise ValidationError(f"--ttl {value!r} is not a duration (e.g. 30m, 1h, 7d)", param="ttl") from None
+        raise ValidationError(f"--{flag} {value!r} is not a duration (e.g. 30m, 1h, 7d)", param=flag) from None
     if seconds <= 0:
-        raise ValidationError("--ttl must be positive", param="ttl")
+        raise ValidationError(f"--{flag} must be positive", param=flag)
     return float(seconds)
 
 
@@ -57,12 +59,27 @@ def create(
     ttl: str | None = typer.Option(None, "--ttl", help="Lifetime, e.g. 1h (default 1h; API keys: never)."),
     api_key: bool = typer.Option(False, "--api-key", help="Create an API key instead of a JWT."),
     scope: list[str] = typer.Option([], "--scope", help="Limit to these verbs (repeatable)."),
+    team: str = typer.Option("", "--team", help="API keys: the team (limits, budgets and usage per team)."),
+    rpm: int | None = typer.Option(None, "--rpm", help="API keys: requests per minute."),
+    tpm: int | None = typer.Option(None, "--tpm", help="API keys: tokens per minute (prompt + completion)."),
+    budget: float | None = typer.Option(None, "--budget", help="API keys: most spend per budget window."),
+    budget_tokens: int | None = typer.Option(None, "--budget-tokens", help="API keys: most tokens per window."),
+    budget_window: str | None = typer.Option(None, "--budget-window", help="Budget window, e.g. 1d (default 30d)."),
     output: Output = typer.Option(Output.table, "-o", "--output"),
 ) -> None:
     """Create a token (or --api-key); the credential is printed once, on stdout."""
+    from mnemos.errors import ValidationError
+    from mnemos.soul.limits import parse_limits
+
+    window = parse_ttl(budget_window, "budget-window") if budget_window is not None else None
+    limits = parse_limits(rpm, tpm, budget, budget_tokens, window)
+    if (limits or team) and not api_key:
+        raise ValidationError("--team, --rpm, --tpm and --budget* apply to API keys: add --api-key", param="api_key")
     store = _store()
-    create_fn = store.create_api_key if api_key else store.create_token
-    created = create_fn(name, role, ttl=parse_ttl(ttl), scopes=scope)
+    if api_key:
+        created = store.create_api_key(name, role, ttl=parse_ttl(ttl), scopes=scope, team=team, limits=limits)
+    else:
+        created = store.create_token(name, role, ttl=parse_ttl(ttl), scopes=scope)
     if output is Output.table:
         typer.echo(created.secret)
         print(

@@ -1,7 +1,8 @@
 """API keys ``mk_<id>_<secret>``: stored hashed, scoped, revocable, optionally expiring.
 
 Layout: ``soul/apikeys/<id>.json`` = ``{id, name, role, scopes, hash, created_at, expires_at,
-revoked_at, created_by}``. The secret is 32 random bytes, so a salted SHA-256 is the right hash:
+revoked_at, created_by, team, limits}`` (``limits``: ``{rpm, tpm, budget: {amount, tokens, window}}``,
+see ``mnemos.genome.metering.UsageLimits``). The secret is 32 random bytes, so a salted SHA-256 is the right hash:
 it cannot be brute-forced, and verifying it costs microseconds on the request path (a slow
 password hash such as scrypt would cost tens of milliseconds per request for no gain).
 """
@@ -17,6 +18,17 @@ from typing import Any
 
 from mnemos.errors import AuthenticationError
 from mnemos.soul.identity import Principal
+
+__all__ = [
+    "APIKEYS_PREFIX",
+    "ApiKeyRecord",
+    "KEY_PREFIX",
+    "hash_secret",
+    "is_api_key",
+    "new_api_key",
+    "parse_api_key",
+    "verify_api_key",
+]
 
 APIKEYS_PREFIX = "soul/apikeys"
 KEY_PREFIX = "mk_"
@@ -35,6 +47,8 @@ class ApiKeyRecord:
     expires_at: float | None = None
     revoked_at: float | None = None
     created_by: str = ""
+    team: str = ""
+    limits: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> ApiKeyRecord:
@@ -48,6 +62,8 @@ class ApiKeyRecord:
             expires_at=None if doc.get("expires_at") is None else float(doc["expires_at"]),
             revoked_at=None if doc.get("revoked_at") is None else float(doc["revoked_at"]),
             created_by=str(doc.get("created_by", "")),
+            team=str(doc.get("team") or ""),
+            limits=doc.get("limits") or None,
         )
 
     def to_doc(self) -> dict[str, Any]:
@@ -62,6 +78,8 @@ class ApiKeyRecord:
             "expires_at": self.expires_at,
             "revoked_at": self.revoked_at,
             "created_by": self.created_by,
+            "team": self.team,
+            "limits": self.limits,
         }
 
 
@@ -117,4 +135,25 @@ def verify_api_key(
         scopes=record.scopes,
         credential_id=record.id,
         expires_at=record.expires_at,
+        team=record.team,
+        limits=_usage_limits(record),
     )
+
+
+_PARSED_LIMITS: dict[str, tuple[dict[str, Any], Any]] = {}
+
+
+def _usage_limits(record: ApiKeyRecord) -> Any:
+    """The key's ``UsageLimits`` (parsed once per stored record, not per request), or None."""
+    if not record.limits:
+        return None
+    cached = _PARSED_LIMITS.get(record.id)
+    if cached is not None and cached[0] is record.limits:
+        return cached[1]
+    from mnemos.genome.metering import UsageLimits
+
+    parsed = UsageLimits.model_validate(record.limits)
+    if len(_PARSED_LIMITS) > 10_000:
+        _PARSED_LIMITS.clear()
+    _PARSED_LIMITS[record.id] = (record.limits, parsed)
+    return parsed

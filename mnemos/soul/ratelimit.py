@@ -11,6 +11,11 @@ calling the actor again, so an abusive client costs no Ray calls.
 
 If the actor cannot be reached the replica falls back to a local bucket (per-replica limit) rather
 than refusing everyone.
+
+Buckets count requests (``n=1``) or tokens (``n`` = a request's reservation, for tokens-per-minute
+limits). ``adjust(key, delta)`` settles a reservation locally: unused tokens go back to the
+replica's lease, and tokens used beyond it are a debt the next lease pays first, so the long-run
+rate of actual tokens stays at the limit without a Ray call per request.
 """
 
 from __future__ import annotations
@@ -18,60 +23,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from mnemos.errors import RateLimitError
+from mnemos.soul.bucket import TokenBucket
+
+__all__ = ["LocalRateLimiter", "SharedRateLimiter", "TokenBucket", "default_limiter", "ensure"]
 
 log = logging.getLogger(__name__)
-
-
-class TokenBucket:
-    """A token bucket: ``rate`` tokens per second, at most ``burst`` stored; starts full."""
-
-    def __init__(self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.rate = float(rate)
-        self.burst = int(burst)
-        self.tokens = float(burst)
-        self.updated = clock()
-
-    def configure(self, rate: float, burst: int) -> None:
-        """Change the limit (a Policy was applied); tokens held are kept, capped at the new burst."""
-        if rate != self.rate or burst != self.burst:
-            self._refill(self.clock())
-            self.rate, self.burst = float(rate), int(burst)
-            self.tokens = min(self.tokens, float(burst))
-
-    def _refill(self, now: float) -> None:
-        if now > self.updated:
-            self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
-            self.updated = now
-
-    def take(self, n: int = 1) -> bool:
-        """Take ``n`` tokens if all are available."""
-        self._refill(self.clock())
-        if self.tokens >= n:
-            self.tokens -= n
-            return True
-        return False
-
-    def take_up_to(self, n: int) -> int:
-        """Take as many whole tokens as are available, up to ``n``; returns how many."""
-        self._refill(self.clock())
-        granted = min(n, int(self.tokens))
-        self.tokens -= granted
-        return granted
-
-    def retry_after(self, n: int = 1) -> float:
-        """Seconds until ``n`` tokens are available."""
-        self._refill(self.clock())
-        return max(0.0, (n - self.tokens) / self.rate)
-
-    def is_full(self, now: float | None = None) -> bool:
-        self._refill(self.clock() if now is None else now)
-        return self.tokens >= self.burst
 
 
 def _refuse(key: str, rate: float, retry_after: float) -> RateLimitError:
@@ -87,15 +47,21 @@ class LocalRateLimiter:
     def __init__(self) -> None:
         self._buckets: dict[str, TokenBucket] = {}
 
-    async def acquire(self, key: str, rate: float, burst: int) -> None:
-        """Take one token of ``key`` or raise ``RateLimitError`` with ``retry_after``."""
+    async def acquire(self, key: str, rate: float, burst: int, n: int = 1) -> None:
+        """Take ``n`` tokens of ``key`` or raise ``RateLimitError`` with ``retry_after``."""
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = TokenBucket(rate, burst)
         else:
             bucket.configure(rate, burst)
-        if not bucket.take():
-            raise _refuse(key, rate, bucket.retry_after())
+        if not bucket.take(n):
+            raise _refuse(key, rate, bucket.retry_after(n))
+
+    def adjust(self, key: str, delta: int) -> None:
+        """Give back (``delta > 0``) or charge (``delta < 0``) tokens of ``key``'s bucket."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.tokens = min(float(bucket.burst), bucket.tokens + delta)
 
 
 @dataclass
@@ -132,8 +98,8 @@ class SharedRateLimiter:
     def lease_size(self, rate: float, burst: int) -> int:
         return max(1, min(int(burst), int(rate * self.lease_s)))
 
-    async def acquire(self, key: str, rate: float, burst: int) -> None:
-        """Take one token of ``key`` or raise ``RateLimitError`` with ``retry_after``."""
+    async def acquire(self, key: str, rate: float, burst: int, n: int = 1) -> None:
+        """Take ``n`` tokens of ``key`` or raise ``RateLimitError`` with ``retry_after``."""
         lease = self._leases.get(key)
         if lease is None:
             lease = self._leases[key] = _Lease()
@@ -141,26 +107,36 @@ class SharedRateLimiter:
             now = time.monotonic()
             if lease.tokens > 0 and now >= lease.expires:
                 lease.tokens = 0
-            if lease.tokens > 0:
-                lease.tokens -= 1
+            if lease.tokens >= n:
+                lease.tokens -= n
                 if lease.tokens * 2 < self.lease_size(rate, burst) and lease.fetch is None:
                     self._start_fetch(key, lease, rate, burst)
                 return
             if now < lease.denied_until:
                 raise _refuse(key, rate, lease.denied_until - now)
-            lease.waiting += 1
+            lease.waiting += n
             try:
                 fetch = lease.fetch or self._start_fetch(key, lease, rate, burst)
                 await asyncio.shield(fetch)
             except _ActorUnavailable:
-                await self._fallback.acquire(key, rate, burst)
+                await self._fallback.acquire(key, rate, burst, n)
                 return
             finally:
-                lease.waiting -= 1
-        raise _refuse(key, rate, 1.0 / rate)
+                lease.waiting -= n
+        raise _refuse(key, rate, n / rate)
+
+    def adjust(self, key: str, delta: int) -> None:
+        """Settle a reservation of ``key``: ``delta > 0`` returns unused tokens to this replica's
+        lease, ``delta < 0`` charges tokens used beyond it (a debt the next lease pays first)."""
+        lease = self._leases.get(key)
+        if lease is None:
+            lease = self._leases[key] = _Lease()
+        if delta > 0 and time.monotonic() >= lease.expires:
+            return  # the lease expired: its tokens are gone, so are these
+        lease.tokens += delta
 
     def _start_fetch(self, key: str, lease: _Lease, rate: float, burst: int) -> asyncio.Task[None]:
-        want = self.lease_size(rate, burst) + lease.waiting
+        want = self.lease_size(rate, burst) + lease.waiting + max(0, -lease.tokens)
         task = asyncio.ensure_future(self._fetch(key, lease, want, rate, burst))
         task.add_done_callback(_retrieve)  # a prefetch nobody awaits must not warn
         lease.fetch = task
@@ -192,12 +168,14 @@ def _retrieve(task: asyncio.Task[None]) -> None:
 
 
 def ensure(settings: Any = None, engram: Any = None) -> Any:
-    """Get or create the detached ``ratelimit`` actor (a CRADLE component ``ensure``)."""
-    from mnemos.soul._ratelimit_actor import ACTOR_NAME, NAMESPACE, RateLimitService
+    """Get or create the detached ``ratelimit`` actor (a CRADLE component ``ensure``); with
+    ``engram`` it saves the usage ledger and budget counters there."""
+    from mnemos._actors import NAMESPACE
+    from mnemos.soul._ratelimit_actor import ACTOR_NAME, RateLimitService
 
     return RateLimitService.options(  # type: ignore[attr-defined]
         name=ACTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
-    ).remote()
+    ).remote(engram)
 
 
 def default_limiter() -> SharedRateLimiter | LocalRateLimiter:

@@ -57,3 +57,19 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
         if var in os.environ:
             monkeypatch.delenv(var)
+
+
+@pytest.fixture(scope="package")
+def governed(relay: Relay) -> Iterator[Relay]:
+    """A second gateway application on the same Serve instance (route ``/gov``): auth on, two
+    replicas, the same registry and ``ratelimit`` actor; for limits, budgets and usage tests."""
+    from ray import serve
+
+    from mnemos.relay import build_app
+
+    args = {"engram_uri": relay.settings.engram.uri, "num_replicas": 2, "num_cpus": 0.25,
+            "settings": {"relay": {"port": relay.port, "auth": True}}}  # fmt: skip
+    serve.run(build_app(args), name="mnemos-governed", route_prefix="/gov")
+    yield Relay(client=relay.client, controller=relay.controller, port=relay.port, settings=relay.settings,
+                prefix="/gov")  # fmt: skip
+    serve.delete("mnemos-governed")

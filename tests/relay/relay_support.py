@@ -34,10 +34,11 @@ class Relay:
     controller: Any
     port: int
     settings: Any
+    prefix: str = ""  # the application's route prefix (a second gateway app on the same Serve)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.port}{self.prefix}"
 
     def openai(self, **kwargs: Any) -> Any:
         import openai

@@ -1,0 +1,295 @@
+"""The MNEMOS gateway against the LiteLLM proxy, both in front of the same local upstream.
+
+    python benchmarks/gateway_peers.py [--quick] [--no-high-throughput]
+
+- ``direct``:  a bare-ASGI OpenAI-compatible server on loopback (its own process, uvicorn);
+- ``litellm``: the LiteLLM proxy (its own venv, ``build/litellm-venv``, built here when missing:
+  ``pip install 'litellm[proxy]'``), master key, one worker, ``model_list`` → the upstream;
+- ``mnemos``:  the MNEMOS gateway (Serve in high-throughput mode unless ``--no-high-throughput``)
+  with an Adapter → the upstream, an API key with per-key RPM/TPM limits high enough not to
+  refuse, auth, lineage and tracing on.
+
+Non-streamed chat: serial p50/p99 (one keep-alive connection) and requests/s with 16 concurrent
+clients on one key; streamed chat: the same for the time to first byte. "Added" is a gateway's p50
+minus the upstream's direct p50. Rounds alternate between the targets. Exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import free_port, target  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+LITELLM_VENV = REPO / "build" / "litellm-venv"
+MODEL = "peer-chat"
+MASTER = "sk-bench-master-key"
+PATH = "/v1/chat/completions"
+
+UPSTREAM = textwrap.dedent('''
+    import json, sys
+    ANSWER = json.dumps({"id": "up", "object": "chat.completion", "created": 0, "model": "MODEL_NAME",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi there"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}}).encode()
+    def chunk(body):
+        return b"data: " + json.dumps(body).encode() + b"\\n\\n"
+    STREAM = [chunk({"id": "up", "object": "chat.completion.chunk", "created": 0, "model": "MODEL_NAME",
+                     "choices": [{"index": 0, "delta": {"role": "assistant", "content": w}, "finish_reason": None}]})
+              for w in ("hi", " there")]
+    STREAM.append(chunk({"id": "up", "object": "chat.completion.chunk", "created": 0, "model": "MODEL_NAME",
+                         "choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}}))
+    STREAM.append(b"data: [DONE]\\n\\n")
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if b'"stream":true' in body.replace(b" ", b""):
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/event-stream")]})
+            for part in STREAM:
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": ANSWER})
+    if __name__ == "__main__":
+        import uvicorn
+        uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", access_log=False)
+''').replace("MODEL_NAME", MODEL)
+
+
+def _body(stream: bool) -> bytes:
+    doc: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": "hello gateway world"}],
+                           "max_tokens": 8}  # fmt: skip
+    if stream:
+        doc.update(stream=True, stream_options={"include_usage": True})
+    return json.dumps(doc).encode()
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes] | None, what: str, timeout: float = 180.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or (proc is not None and proc.poll() is not None):
+                raise RuntimeError(f"{what} did not start on port {port}") from None
+            time.sleep(0.2)
+
+
+def _litellm_python() -> Path:
+    """The LiteLLM venv's python, built (``pip install 'litellm[proxy]'``) when missing."""
+    python = LITELLM_VENV / "bin" / "python"
+    if not (LITELLM_VENV / "bin" / "litellm").exists():
+        print("info building build/litellm-venv (pip install 'litellm[proxy]'; a few minutes)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "litellm[proxy]"], check=True)
+    return python
+
+
+class Target:
+    """One endpoint: port, path prefix, headers."""
+
+    def __init__(self, name: str, port: int, headers: dict[str, str]) -> None:
+        self.name, self.port = name, port
+        self.headers = {"content-type": "application/json", **headers}
+
+    def serial(self, n: int, stream: bool) -> list[float]:
+        """Seconds per request (to the first body byte when ``stream``), one keep-alive connection."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        body, out = _body(stream), []
+        try:
+            for _ in range(n):
+                start = time.perf_counter()
+                conn.request("POST", PATH, body, self.headers)
+                response = conn.getresponse()
+                if stream:
+                    first = response.read1(1)
+                    out.append(time.perf_counter() - start)
+                    data = first + response.read()
+                else:
+                    data = response.read()
+                    out.append(time.perf_counter() - start)
+                if response.status != 200:
+                    raise RuntimeError(f"{self.name}: HTTP {response.status}: {data[:300]!r}")
+        finally:
+            conn.close()
+        return out
+
+    def concurrent(self, n: int, stream: bool, workers: int = 16) -> float:
+        """Requests per second with ``workers`` threads (each its own connection) sending ``n`` in all."""
+        per_worker = max(1, n // workers)
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(workers + 1)
+
+        def work() -> None:
+            try:
+                barrier.wait()
+                self.serial(per_worker, stream)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(workers)]
+        for t in threads:
+            t.start()
+        barrier.wait()
+        start = time.perf_counter()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - start
+        if errors:
+            raise errors[0]
+        return per_worker * workers / elapsed
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] * 1000
+
+
+def _start_litellm(upstream_port: int, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    python = _litellm_python()
+    port = free_port()
+    config = workdir / "litellm.yaml"
+    config.write_text(json.dumps({
+        "model_list": [{"model_name": MODEL, "litellm_params": {
+            "model": f"openai/{MODEL}", "api_base": f"http://127.0.0.1:{upstream_port}/v1", "api_key": "sk-upstream"}}],
+        "general_settings": {"master_key": MASTER},
+        "litellm_settings": {"telemetry": False},
+    }))  # fmt: skip
+    env = {**os.environ, "LITELLM_LOG": "ERROR", "NO_PROXY": "127.0.0.1,localhost", "LITELLM_TELEMETRY": "False"}
+    proc = subprocess.Popen([str(python.with_name("litellm")), "--config", str(config), "--host", "127.0.0.1",
+                             "--port", str(port), "--num_workers", "1"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=open(workdir / "litellm.log", "wb"))  # noqa: SIM115  # fmt: skip
+    _wait_port(port, proc, "the LiteLLM proxy", timeout=300)
+    return proc, port
+
+
+def _start_mnemos(upstream_port: int, high_throughput: bool) -> tuple[int, str]:
+    """The MNEMOS gateway on an embedded Ray cluster: (port, API key)."""
+    if high_throughput:
+        from mnemos.relay.throughput import HIGH_THROUGHPUT_ENV
+
+        os.environ.update(HIGH_THROUGHPUT_ENV)  # before Ray starts: Serve's processes read them
+    import ray
+
+    import mnemos
+    from mnemos.config import load_settings
+    from mnemos.relay import ensure
+    from mnemos.soul.ratelimit import ensure as ensure_ratelimit
+    from mnemos.soul.store import IdentityStore
+
+    port = free_port()
+    ray.init(address="local", num_cpus=8, include_dashboard=False, namespace="mnemos", log_to_driver=False,
+             logging_level="ERROR")  # fmt: skip
+    relay = {"port": port, "auth": True, "rateLimit": {"requestsPerSecond": 1e6, "burst": 1_000_000},
+             "highThroughput": high_throughput}  # fmt: skip
+    settings = load_settings(engram={"uri": os.path.join(os.environ["MNEMOS_HOME"], "engram")}, relay=relay)
+    client = mnemos.connect(settings=settings)
+    ensure_ratelimit(settings, client.engram)
+    # Per-key limits on (the limiter runs on every request), high enough not to refuse.
+    key = IdentityStore.from_settings(settings, client.engram).create_api_key(
+        "bench", "developer", team="bench", limits={"rpm": 10_000_000, "tpm": 1_000_000_000})
+    controller = ensure(settings, client.engram)
+    client.apply([{"apiVersion": "genome.mnemos.dev/v1", "kind": "Adapter", "metadata": {"name": "peer-upstream"},
+                   "spec": {"baseUrl": f"http://127.0.0.1:{upstream_port}/v1", "models": [MODEL], "retries": 0,
+                            "pricing": {MODEL: {"input": 0.1, "output": 0.2}}}}])  # fmt: skip
+    ray.get(controller.wait_synced.remote(None, 300))
+    return port, key.secret
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests (a few minutes, LiteLLM's venv built)")
+    parser.add_argument("--no-high-throughput", action="store_true", help="Serve in its default mode")
+    opts = parser.parse_args()
+    rounds = 3 if opts.quick else 5
+    serial_n = 150 if opts.quick else 500
+    conc_n = 480 if opts.quick else 1600
+
+    os.environ.setdefault("MNEMOS_HOME", tempfile.mkdtemp(prefix="mnemos-bench-peers-"))
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-peers-"))
+    (workdir / "upstream.py").write_text(UPSTREAM)
+    upstream_port = free_port()
+    procs = [subprocess.Popen([sys.executable, str(workdir / "upstream.py"), str(upstream_port)])]
+    try:
+        _wait_port(upstream_port, procs[0], "the upstream")
+        litellm, litellm_port = _start_litellm(upstream_port, workdir)
+        procs.append(litellm)
+        mnemos_port, key = _start_mnemos(upstream_port, not opts.no_high_throughput)
+        targets = [Target("direct", upstream_port, {}),
+                   Target("litellm", litellm_port, {"Authorization": f"Bearer {MASTER}"}),
+                   Target("mnemos", mnemos_port, {"Authorization": f"Bearer {key}"})]  # fmt: skip
+        results: dict[tuple[str, bool], dict[str, list[float]]] = {}
+        for stream in (False, True):
+            for t in targets:  # warm up connections, handles and code paths
+                t.serial(30, stream)
+                t.concurrent(64, stream)
+            for _ in range(rounds):
+                for t in targets:
+                    results.setdefault((t.name, stream), {"lat": [], "rps": []})["lat"] += t.serial(
+                        serial_n // rounds, stream)
+                for t in targets:
+                    results[(t.name, stream)]["rps"].append(t.concurrent(conc_n // rounds, stream))
+        lines, missed = [], False
+        for stream, label in ((False, ""), (True, "stream_ttfb_")):
+            p50 = {t.name: _pct(results[(t.name, stream)]["lat"], 0.5) for t in targets}
+            p99 = {t.name: _pct(results[(t.name, stream)]["lat"], 0.99) for t in targets}
+            rps = {t.name: statistics.median(results[(t.name, stream)]["rps"]) for t in targets}
+            for t in targets:
+                print(f"ms {label}{t.name}_c1_p50 {p50[t.name]:.2f} p99 {p99[t.name]:.2f}   "
+                      f"rps {label}{t.name}_c16 {rps[t.name]:.0f}")  # fmt: skip
+            added = {name: p50[name] - p50["direct"] for name in ("litellm", "mnemos")}
+            added_p99 = p99["mnemos"] - p50["direct"]
+            print(f"info ms {label}litellm_added_p50 {added['litellm']:.2f}")
+            lines += [
+                target("ratio", f"{label}gateway_rps_vs_litellm", rps["mnemos"] / rps["litellm"], ">=", 5),
+                target("ratio", f"{label}gateway_added_p50_vs_litellm",
+                       max(added["mnemos"], 0.0) / max(added["litellm"], 1e-9), "<=", 0.1),
+                target("ms", f"{label}gateway_added_p50", added["mnemos"], "<=", 1),
+                target("ms", f"{label}gateway_added_p99", added_p99, "<=", 3),
+            ]  # fmt: skip
+        for line in lines:
+            print(line)
+            missed = missed or line.endswith("(MISSED)")
+    finally:
+        try:
+            import ray
+
+            if ray.is_initialized():
+                from mnemos.relay import stop
+
+                stop(shutdown_serve=True)
+                ray.shutdown()
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(30)
+    sys.exit(1 if missed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""``mnemos usage``: requests, tokens and spend per principal, team and model (``GET /v1/usage``).
+
+Asks the gateway (``--url``, default ``http://<relay.host>:<relay.port>``) with the credential of
+``mnemos login`` (or ``MNEMOS_API_KEY``); admins and operators see everyone, others their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from mnemos.cli._output import Output, emit
+
+__all__ = ["fetch_usage", "register", "usage"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(usage)
+
+
+def fetch_usage(url: str, params: dict[str, str], headers: dict[str, str]) -> dict[str, Any]:
+    """The body of ``GET {url}/v1/usage``; an error answer becomes the matching ``MnemosError``."""
+    import httpx
+
+    from mnemos import errors
+
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/v1/usage", params=params, headers=headers, timeout=30.0)
+    except httpx.HTTPError as exc:
+        raise errors.UnavailableError(f"the gateway at {url} cannot be reached ({type(exc).__name__}); "
+                                      "is the platform up (mnemos up) and --url right?") from None  # fmt: skip
+    if response.status_code >= 400:
+        try:
+            error = response.json()["error"]
+            message, param = str(error["message"]), error.get("param")
+        except (ValueError, KeyError, TypeError):
+            message, param = f"HTTP {response.status_code}", None
+        by_status: dict[int, type[errors.MnemosError]] = {
+            401: errors.AuthenticationError, 403: errors.PermissionDeniedError, 404: errors.NotFoundError,
+            422: errors.ValidationError, 429: errors.RateLimitError,
+        }  # fmt: skip
+        raise by_status.get(response.status_code, errors.MnemosError)(message, param=param)
+    return response.json()  # type: ignore[no-any-return]
+
+
+def usage(
+    principal: str | None = typer.Option(None, "--principal", help="Only this principal (API key name, subject)."),
+    team: str | None = typer.Option(None, "--team", help="Only this team."),
+    model: str | None = typer.Option(None, "--model", help="Only this model."),
+    window: str = typer.Option("24h", "--window", help="How far back: 1h, 24h, 30d."),
+    by: str = typer.Option("principal,team,model", "--by", help="Group by some of principal,team,model."),
+    url: str | None = typer.Option(None, "--url", envvar="MNEMOS_URL", help="The gateway (default: relay.host:port)."),
+    output: Output = typer.Option(Output.table, "-o", "--output"),
+) -> None:
+    """Usage and spend per principal, team and model over a window."""
+    from mnemos.config import load_settings
+    from mnemos.soul.credentials import authorization_header
+
+    if url is None:
+        settings = load_settings()
+        url = f"http://{settings.relay.host}:{settings.relay.port}"
+    params = {"window": window, "group_by": by}
+    params.update({k: v for k, v in (("principal", principal), ("team", team), ("model", model)) if v is not None})
+    body = fetch_usage(url, params, authorization_header())
+    groups = [g.strip() for g in by.split(",") if g.strip()]
+    columns = tuple(g.upper() for g in groups) + ("REQUESTS", "PROMPT", "COMPLETION", "SPEND", "CACHED")
+    rows = [
+        tuple(str(e.get(g) or "-") for g in groups)
+        + (e["requests"], e["prompt_tokens"], e["completion_tokens"], f"{e['spend']:.6g}", e["cached"])
+        for e in body["data"]
+    ]
+    total = body["total"]
+    if output is Output.table and rows:
+        rows.append(tuple("TOTAL" if i == 0 else "" for i in range(len(groups)))
+                    + (total["requests"], total["prompt_tokens"], total["completion_tokens"],
+                       f"{total['spend']:.6g}", total["cached"]))  # fmt: skip
+    emit(body, output, columns, rows)

@@ -1,0 +1,76 @@
+"""Exact-match response cache of one gateway replica (opt-in per Model or Adapter: ``cache: {ttl}``).
+
+The key is the SHA-256 of the request as the model sees it: the OpenAI body without ``stream``,
+``stream_options`` and ``user``, with keys sorted, plus the endpoint. Requests with
+``temperature > 0`` are not cached unless the spec says ``sampled: true``; streamed requests are
+not answered from the cache. Hits and misses are counted in ``/metrics``
+(``mnemos_relay_cache_total{model, result}``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic_core import to_json
+
+from mnemos.trace import metrics
+
+__all__ = ["CACHE_REQUESTS", "CachedAnswer", "ResponseCache"]
+
+CACHE_REQUESTS = metrics.counter(
+    "mnemos_relay_cache_total", "Response cache lookups by model and result (hit, miss).", ("model", "result")
+)
+_IGNORED = frozenset({"stream", "stream_options", "user"})
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    """A stored answer: the body bytes and its token counts."""
+
+    expires: float
+    content: bytes
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ResponseCache:
+    """LRU of answers by request key, each with the TTL of its model's ``cache`` spec."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, CachedAnswer] = OrderedDict()
+
+    @staticmethod
+    def key(endpoint: str, body: Any, spec: Any) -> str | None:
+        """The cache key of ``body`` (a pydantic request), or None when it must not be cached."""
+        if spec is None or getattr(body, "stream", False):
+            return None
+        temperature = getattr(body, "temperature", None)
+        if temperature is not None and temperature > 0 and not spec.sampled:
+            return None
+        doc = {k: v for k, v in body.model_dump(exclude_none=True).items() if k not in _IGNORED}
+        return hashlib.sha256(endpoint.encode() + b"\0" + to_json(doc, round_trip=False)).hexdigest()
+
+    def get(self, key: str | None, model: str) -> CachedAnswer | None:
+        if key is None:
+            return None
+        found = self._entries.get(key)
+        if found is not None and found.expires <= time.monotonic():
+            del self._entries[key]
+            found = None
+        CACHE_REQUESTS.inc(model=model, result="hit" if found is not None else "miss")
+        if found is not None:
+            self._entries.move_to_end(key)
+        return found
+
+    def put(self, key: str | None, spec: Any, content: bytes, prompt_tokens: int, completion_tokens: int) -> None:
+        if key is None:
+            return
+        self._entries[key] = CachedAnswer(time.monotonic() + float(spec.ttl), content, prompt_tokens,
+                                          completion_tokens)  # fmt: skip
+        self._entries.move_to_end(key)
+        while len(self._entries) > spec.max_entries:
+            self._entries.popitem(last=False)

@@ -1,0 +1,195 @@
+"""What the gateway meters on each OpenAI request: limits and budgets, spend, the response cache,
+and the ``x-mnemos-overhead-ms`` header (time spent in MNEMOS, not upstream).
+
+``Meter`` sits between the handlers and SOUL's ``Governor``: it reads a model's (or adapter's)
+pricing, limits and cache spec, sizes the request's reservation, and settles it with the real
+token counts: from the model deployment, from an adapter's JSON answer, or from the usage chunk of
+an adapter's stream (asked upstream with ``stream_options.include_usage``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic_core import from_json
+
+from mnemos.relay._cache import ResponseCache
+from mnemos.soul.limits import Governor, Ticket, estimate_tokens
+
+__all__ = ["OVERHEAD_HEADER", "Meter", "OverheadHeader", "upstream_time"]
+
+OVERHEAD_HEADER = b"x-mnemos-overhead-ms"
+_UPSTREAM = "mnemos_upstream_s"
+_ADAPTER_RESERVE = 1024  # an adapter request without max_tokens reserves this many completion tokens
+
+
+class OverheadHeader:
+    """Pure ASGI: adds ``x-mnemos-overhead-ms`` (elapsed minus upstream time) to every answer."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        state = scope.setdefault("state", {})
+        state[_UPSTREAM] = 0.0
+
+        async def send_with_header(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                ms = (time.perf_counter() - start - state.get(_UPSTREAM, 0.0)) * 1000.0
+                message = {**message, "headers": [*message.get("headers", ()), (OVERHEAD_HEADER, b"%.3f" % ms)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+@contextmanager
+def upstream_time(request: Request) -> Any:
+    """Count the time inside the block as upstream (model or adapter), not MNEMOS overhead."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        state = request.scope.get("state")
+        if isinstance(state, dict):
+            state[_UPSTREAM] = state.get(_UPSTREAM, 0.0) + time.perf_counter() - start
+
+
+def _specs(source: Any) -> tuple[Any, Any, Any]:
+    """``(pricing, limits, cache)`` parsed from a route entry (cached on it) or an adapter target."""
+    from mnemos.genome.metering import CacheSpec, Pricing, UsageLimits
+
+    parsed = source.get("_metering") if isinstance(source, dict) else None
+    if parsed is None and isinstance(source, dict):
+        parsed = tuple(
+            None if source.get(name) is None else cls.model_validate(source[name])
+            for name, cls in (("pricing", Pricing), ("limits", UsageLimits), ("cache", CacheSpec))
+        )
+        source["_metering"] = parsed
+    return parsed  # type: ignore[return-value]
+
+
+class Meter:
+    """Limits, spend and cache of one gateway replica.
+
+    Args:
+        gateway: the replica's ``Gateway`` (routes and adapters).
+        governor: SOUL's limits (default: one over the gateway's ENGRAM).
+    """
+
+    def __init__(self, gateway: Any, governor: Governor | None = None) -> None:
+        self.gateway = gateway
+        self.governor = governor or Governor(getattr(gateway, "engram", None))
+        self.cache = ResponseCache()
+
+    def specs(self, route: Any, model: str) -> tuple[Any, Any, Any]:
+        """``(pricing, limits, cache)`` of a model route or of the adapter serving ``model``."""
+        if isinstance(route, str):
+            target = self.gateway.adapters.targets.get(route)
+            if target is None:
+                return None, None, None
+            spec = target.spec
+            pricing = spec.pricing.get(model) or spec.pricing.get("*")
+            return pricing, spec.limits, spec.cache
+        return _specs(route.entry)
+
+    async def admit(self, principal: Any, body: Any, route: Any) -> Ticket:
+        """Reserve the request's ceiling (prompt estimate + ``max_tokens``) on every limit."""
+        pricing, limits, _ = self.specs(route, body.model)
+        if hasattr(body, "messages"):
+            prompt = sum(estimate_tokens(m.text()) for m in body.messages)
+        elif hasattr(body, "prompt_text"):
+            prompt = estimate_tokens(body.prompt_text())
+        else:
+            prompt = sum(estimate_tokens(t) for t in body.texts())
+        limit = body.token_limit() if hasattr(body, "token_limit") else 0
+        if limit is None:
+            limit = _ADAPTER_RESERVE if isinstance(route, str) else int(route.entry.get("max_tokens") or 16)
+        reserve = prompt + int(limit) * max(1, int(getattr(body, "n", 1) or 1))
+        return await self.governor.admit(principal, body.model, reserve_tokens=reserve, pricing=pricing,
+                                         model_limits=limits)  # fmt: skip
+
+    def settle(
+        self, ticket: Ticket | None, prompt_tokens: int, completion_tokens: int, *, cached: bool = False
+    ) -> None:
+        if ticket is not None and not ticket.deferred:
+            self.governor.settle(ticket, prompt_tokens, completion_tokens, cached=cached)
+
+    # -- cache -----------------------------------------------------------------------------------
+    def cached(self, endpoint: str, body: Any, route: Any, ticket: Ticket) -> tuple[str | None, Response | None]:
+        """``(key, answer)``: the cached answer when there is one (the ticket settled as cached)."""
+        spec = self.specs(route, body.model)[2]
+        key = ResponseCache.key(endpoint, body, spec)
+        hit = self.cache.get(key, body.model)
+        if hit is None:
+            return key, None
+        self.governor.settle(ticket, hit.prompt_tokens, hit.completion_tokens, cached=True)
+        return key, Response(hit.content, media_type="application/json", headers={"x-mnemos-cache": "hit"})
+
+    def store(self, key: str | None, route: Any, model: str, response: Response, prompt: int, completion: int) -> None:
+        if key is not None and response.status_code == 200:
+            self.cache.put(key, self.specs(route, model)[2], bytes(response.body), prompt, completion)
+
+    # -- adapters --------------------------------------------------------------------------------
+    @staticmethod
+    def upstream_body(body: Any, raw: dict[str, Any]) -> dict[str, Any]:
+        """The adapter request: a stream asks for the usage chunk, so spend is counted."""
+        if raw.get("stream"):
+            options = dict(raw.get("stream_options") or {})
+            if not options.get("include_usage"):
+                raw = {**raw, "stream_options": {**options, "include_usage": True}}
+        return raw
+
+    def watch(self, ticket: Ticket, response: Response, key: str | None = None, route: Any = None,
+              model: str = "") -> Response:  # fmt: skip
+        """Settle an adapter's answer: now for JSON, at the end of the stream for SSE."""
+        if isinstance(response, StreamingResponse):
+            ticket.deferred = True
+            response.body_iterator = self._scan(ticket, response.body_iterator)
+            return response
+        prompt, completion = _usage_of(bytes(response.body)) if response.status_code < 400 else (0, 0)
+        self.governor.settle(ticket, prompt, completion)
+        self.store(key, route, model, response, prompt, completion)
+        return response
+
+    async def _scan(self, ticket: Ticket, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        usage = (0, 0)
+        tail = b""
+        try:
+            async for chunk in chunks:
+                data = chunk if isinstance(chunk, bytes) else str(chunk).encode()
+                if b'"usage"' in data or b'"usage"' in tail + data[:16]:
+                    usage = _stream_usage(tail + data) or usage
+                tail = data[-4096:]
+                yield chunk
+        finally:
+            ticket.deferred = False
+            self.governor.settle(ticket, *usage)
+
+
+def _usage_of(content: bytes) -> tuple[int, int]:
+    try:
+        usage = from_json(content).get("usage") or {}
+    except (ValueError, AttributeError):
+        return 0, 0
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+def _stream_usage(data: bytes) -> tuple[int, int] | None:
+    """The usage of the last SSE event in ``data`` that carries one."""
+    found = None
+    for line in data.split(b"\n"):
+        line = line.strip()
+        if line.startswith(b"data:") and b'"usage"' in line:
+            usage = _usage_of(line[5:].strip())
+            if usage != (0, 0):
+                found = usage
+    return found

@@ -1,0 +1,102 @@
+"""``GET /v1/usage``: requests, tokens and spend per principal, team and model over a window.
+
+Query: ``principal``, ``team``, ``model`` (filters), ``window`` (``1h``, ``24h``, ``30d``; default
+``24h``), ``group_by`` (comma-separated of ``principal,team,model``; default all three). Admins and
+operators read everyone's usage; other roles read only their own (asking for another principal's
+is 403, and a team filter is narrowed to the caller's own rows).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from mnemos.errors import PermissionDeniedError, ValidationError
+from mnemos.relay import _responses as out
+
+__all__ = ["GROUPS", "aggregate", "build_router"]
+
+GROUPS = ("principal", "team", "model")
+_READ_ALL = frozenset({"admin", "operator"})
+
+
+def _window(value: str) -> float:
+    from pydantic import TypeAdapter
+    from pydantic import ValidationError as PydanticValidationError
+
+    from mnemos._model import Duration
+
+    try:
+        seconds = float(TypeAdapter(Duration).validate_python(value))
+    except PydanticValidationError:
+        raise ValidationError(f"window: {value!r} is not a duration (e.g. 1h, 24h, 30d)", param="window") from None
+    if seconds <= 0:
+        raise ValidationError("window must be positive", param="window")
+    return seconds
+
+
+def _group_by(value: str) -> tuple[str, ...]:
+    groups = tuple(g.strip() for g in value.split(",") if g.strip())
+    bad = [g for g in groups if g not in GROUPS]
+    if bad or not groups:
+        raise ValidationError(f"group_by: use some of {', '.join(GROUPS)}", param="group_by")
+    return groups
+
+
+def aggregate(rows: list[dict[str, Any]], groups: tuple[str, ...], **filters: str | None) -> dict[str, Any]:
+    """Sum ledger rows by ``groups`` after ``filters`` (``principal``/``team``/``model``: exact match)."""
+    totals: dict[tuple[str, ...], dict[str, Any]] = {}
+    total = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "spend": 0.0, "cached": 0}
+    for row in rows:
+        if any(value is not None and row.get(name) != value for name, value in filters.items()):
+            continue
+        key = tuple(str(row.get(g, "")) for g in groups)
+        entry = totals.setdefault(key, {**dict(zip(groups, key, strict=True)), "requests": 0, "prompt_tokens": 0,
+                                        "completion_tokens": 0, "spend": 0.0, "cached": 0})  # fmt: skip
+        for field in ("requests", "prompt_tokens", "completion_tokens", "spend", "cached"):
+            entry[field] += row.get(field, 0)
+            total[field] += row.get(field, 0)
+    data = sorted(totals.values(), key=lambda e: (-e["spend"], -e["requests"], [e[g] for g in groups]))
+    for entry in (*data, total):
+        entry["total_tokens"] = entry["prompt_tokens"] + entry["completion_tokens"]
+        entry["spend"] = round(entry["spend"], 9)
+    return {"object": "list", "data": data, "total": total}
+
+
+def build_router(admit: Callable[[Request, str], Awaitable[Any]], actor: Callable[[], Any]) -> APIRouter:
+    """The usage router.
+
+    Args:
+        admit: the edge's ``admit(request, verb)`` (returns the principal; None when auth is off).
+        actor: returns the ``ratelimit`` actor, which holds the ledger.
+    """
+    from mnemos.relay._edge import VERB_KEY
+
+    router = APIRouter()
+
+    @router.get("/v1/usage", tags=["usage"], openapi_extra={VERB_KEY: "read-artifacts"})
+    async def usage(request: Request, principal: str | None = None, team: str | None = None,
+                    model: str | None = None, window: str = "24h", group_by: str = "principal,team,model",
+                    ) -> Response:  # fmt: skip
+        """Usage and spend per principal, team and model (your own unless admin or operator)."""
+        caller = await admit(request, "read-artifacts")
+        seconds = _window(window)
+        groups = _group_by(group_by)
+        if caller is not None and caller.role not in _READ_ALL:
+            if principal is not None and principal != caller.subject:
+                raise PermissionDeniedError(
+                    f"role {caller.role} may read only its own usage; leave out principal or use "
+                    f"principal={caller.subject}", param="principal",
+                )  # fmt: skip
+            principal = caller.subject
+        now = time.time()
+        rows = await actor().usage.remote(now - seconds, None)
+        body = aggregate(rows, groups, principal=principal, team=team, model=model)
+        body.update(window=window, since=now - seconds, until=now)
+        return out.json_response(body)
+
+    return router

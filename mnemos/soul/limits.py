@@ -1,0 +1,361 @@
+"""Usage limits on the request path: requests and tokens per minute, budgets, spend.
+
+Which limits apply to a request (each one a separate counter, all shared by every gateway replica):
+
+- the API key's own (``mnemos token create … --rpm --tpm --budget``), counted per key;
+- a Policy's ``spec.limits`` rules naming the caller, its team or the model (a rule naming teams
+  counts per team; otherwise per principal; a rule naming models also per model);
+- the model's ``spec.limits`` (all callers of the model together).
+
+Requests per minute and tokens per minute are token buckets in the ``ratelimit`` actor, spent
+through local leases (``SharedRateLimiter``): no Ray call on the hot path. A request reserves its
+token ceiling (estimated prompt + ``max_tokens``) before it starts; ``settle`` gives back what it
+did not use (or charges what it used beyond) locally. Budgets need an exact count across replicas:
+``admit`` reserves the request's ceiling in the actor (one call, only for callers with a budget),
+and ``settle`` reports the real usage at once (other usage goes in a batch a fraction of a second
+later). A request is
+refused when spend + reservations in flight + its own ceiling would pass the budget, so the spend
+can pass a budget only by what requests in flight used beyond their reservation.
+
+Every settled request goes to the usage ledger (``GET /v1/usage``): requests, prompt and
+completion tokens and spend per hour, principal, team and model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from mnemos.errors import BudgetExceededError, RateLimitError, UnavailableError, ValidationError
+
+__all__ = ["Governor", "Ticket", "check_key_limits", "estimate_tokens"]
+
+log = logging.getLogger(__name__)
+
+_FLUSH_S = 0.2
+_MAX_PENDING = 100_000
+_BURST_S = 2.0  # a bucket holds this many seconds of its rate
+
+
+def check_key_limits(doc: dict[str, Any]) -> dict[str, Any]:
+    """Validate an API key's ``{rpm, tpm, budget}``; returns the document as stored.
+
+    Raises:
+        ValidationError: names the bad field (``limits.rpm`` …).
+    """
+    from pydantic import ValidationError as PydanticValidationError
+
+    from mnemos._model import to_validation_error
+    from mnemos.genome.metering import UsageLimits
+
+    try:
+        return UsageLimits.model_validate(doc).dump()
+    except PydanticValidationError as exc:
+        raise to_validation_error(exc, prefix="limits") from None
+
+
+def estimate_tokens(text: str) -> int:
+    """A ceiling on the tokens of ``text`` for reservations (about 4 bytes a token; counted as 2)."""
+    return len(text.encode("utf-8", "ignore")) // 2 + 4
+
+
+@dataclass
+class _Limit:
+    name: str  # what the error names: "key", "team", "model", "policy <name>"
+    scope: str  # the counter: key:<id>, team:<t>, model:<m>, principal:<p> (+ :model:<m>)
+    label: str  # who, for messages
+    limits: Any  # UsageLimits
+
+
+@dataclass
+class Ticket:
+    """An admitted request: what it reserved, settled once by ``Governor.settle``."""
+
+    rid: str
+    principal: str
+    team: str
+    model: str
+    reserved_tokens: int
+    pricing: Any = None
+    token_buckets: list[tuple[str, int]] = field(default_factory=list)
+    budget_scopes: list[tuple[str, float]] = field(default_factory=list)
+    budget_reserved: bool = False
+    settled: bool = False
+    deferred: bool = False  # settled by whoever streams the answer, not by the handler
+
+
+class Governor:
+    """Applies limits and budgets, and records usage, for one gateway replica.
+
+    Args:
+        engram: where Policies are read from (``None``: no Policy limits).
+        limiter: the token buckets (default: shared through the ``ratelimit`` actor when Ray is up).
+        actor: the ``ratelimit`` actor (default: looked up when first needed).
+        flush_s: usage rows are reported to the actor this often.
+    """
+
+    def __init__(
+        self, engram: Any = None, *, limiter: Any = None, actor: Any = None, flush_s: float = _FLUSH_S
+    ) -> None:
+        from mnemos.soul._cache import RefreshingValue
+
+        self.engram = engram
+        self._limiter = limiter
+        self._actor = actor
+        self.flush_s = flush_s
+        self._rules = RefreshingValue(self._load_rules, refresh_s=5.0, max_stale_s=60.0, what="limit policies")
+        self._pending: list[dict[str, Any]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._now_flushes: set[asyncio.Task[int]] = set()
+
+    # -- collaborators -------------------------------------------------------------------------
+    @property
+    def limiter(self) -> Any:
+        if self._limiter is None:
+            from mnemos.soul.ratelimit import default_limiter
+
+            self._limiter = default_limiter()
+        return self._limiter
+
+    @property
+    def actor(self) -> Any:
+        if self._actor is None:
+            from mnemos.soul.ratelimit import ensure
+
+            self._actor = ensure(None, self.engram)
+        return self._actor
+
+    def _load_rules(self) -> list[tuple[str, Any]]:
+        if self.engram is None:
+            return []
+        from mnemos.genome import Registry
+
+        rules = []
+        for policy in Registry(self.engram).list("Policy"):
+            for rule in getattr(policy.spec, "limits", None) or ():
+                rules.append((policy.name, rule))
+        return sorted(rules, key=lambda r: r[0])
+
+    # -- which limits ---------------------------------------------------------------------------
+    async def limits_for(self, principal: Any, model: str, model_limits: Any = None) -> list[_Limit]:
+        """Every limit that applies to ``principal`` calling ``model``."""
+        subject = getattr(principal, "subject", "anonymous")
+        team = getattr(principal, "team", "") or ""
+        found: list[_Limit] = []
+        own = getattr(principal, "limits", None)
+        if own is not None:
+            key = getattr(principal, "credential_id", "") or subject
+            found.append(_Limit("key", f"key:{key}", f"API key {key} ({subject})", own))
+        rules = await self._rules.get() if self.engram is not None else []
+        for policy, rule in rules:
+            if rule.principals and subject not in rule.principals:
+                continue
+            if rule.teams and team not in rule.teams:
+                continue
+            if rule.models and model not in rule.models:
+                continue
+            if rule.teams:
+                name, scope, label = "team", f"team:{team}", f"team {team!r}"
+            else:
+                name, scope, label = f"policy {policy}", f"principal:{subject}", f"principal {subject!r}"
+            if rule.models:
+                scope, label = f"{scope}:model:{model}", f"{label} on model {model!r}"
+            found.append(_Limit(name, f"{policy}/{scope}", label, rule))
+        if model_limits is not None:
+            found.append(_Limit("model", f"model:{model}", f"model {model!r}", model_limits))
+        return found
+
+    # -- admit -----------------------------------------------------------------------------------
+    async def admit(self, principal: Any, model: str, *, reserve_tokens: int, pricing: Any = None,
+                    model_limits: Any = None) -> Ticket:  # fmt: skip
+        """Check and reserve every limit of this request; the ``Ticket`` to ``settle`` when it ends.
+
+        Raises:
+            RateLimitError: over a requests- or tokens-per-minute limit (429; names the limit).
+            BudgetExceededError: the request's ceiling would pass a budget (429 ``insufficient_quota``).
+            UnavailableError: a budget applies but the ``ratelimit`` actor cannot be reached.
+        """
+        ticket = Ticket(
+            rid=uuid.uuid4().hex,
+            principal=getattr(principal, "subject", "anonymous"),
+            team=getattr(principal, "team", "") or "",
+            model=model,
+            reserved_tokens=max(1, int(reserve_tokens)),
+            pricing=pricing,
+        )
+        limits = await self.limits_for(principal, model, model_limits)
+        if not limits:
+            return ticket
+        try:
+            for limit in limits:
+                await self._take_rate(limit, ticket)
+            await self._reserve_budgets(limits, ticket)
+        except BaseException:
+            self._give_back(ticket, used=0)
+            raise
+        return ticket
+
+    async def _take_rate(self, limit: _Limit, ticket: Ticket) -> None:
+        rpm, tpm = limit.limits.rpm, limit.limits.tpm
+        if rpm:
+            try:
+                await self.limiter.acquire(f"rpm:{limit.scope}", rpm / 60.0, max(1, math.ceil(rpm / 60.0 * _BURST_S)))
+            except RateLimitError as exc:
+                raise RateLimitError(
+                    f"{limit.name} limit of {rpm} requests per minute exceeded for {limit.label}; "
+                    f"retry after {exc.retry_after:.2f}s",
+                    param=f"{limit.name}.rpm", retry_after=exc.retry_after,
+                ) from None  # fmt: skip
+        if tpm:
+            burst = max(1, math.ceil(tpm / 60.0 * _BURST_S))
+            n = min(ticket.reserved_tokens, burst)  # a request larger than the bucket waits for a full one
+            key = f"tpm:{limit.scope}"
+            try:
+                await self.limiter.acquire(key, tpm / 60.0, burst, n)
+            except RateLimitError as exc:
+                raise RateLimitError(
+                    f"{limit.name} limit of {tpm} tokens per minute exceeded for {limit.label} "
+                    f"(this request reserves {n} tokens); retry after {exc.retry_after:.2f}s",
+                    param=f"{limit.name}.tpm", retry_after=exc.retry_after,
+                ) from None  # fmt: skip
+            ticket.token_buckets.append((key, n))
+
+    async def _reserve_budgets(self, limits: list[_Limit], ticket: Ticket) -> None:
+        checks, names = [], {}
+        for limit in limits:
+            budget = limit.limits.budget
+            if budget is None or (budget.amount is None and budget.tokens is None):
+                continue
+            checks.append((limit.scope, budget.amount, budget.tokens, float(budget.window)))
+            names[limit.scope] = limit
+            ticket.budget_scopes.append((limit.scope, float(budget.window)))
+        if not checks:
+            return
+        amount = 0.0
+        if ticket.pricing is not None:  # the ceiling, at the dearer of the two prices
+            amount = ticket.reserved_tokens * max(ticket.pricing.input, ticket.pricing.output) / 1000.0
+        try:
+            refusal = await self.actor.reserve.remote(ticket.rid, checks, amount, ticket.reserved_tokens)
+        except Exception as exc:  # noqa: BLE001 - budgets fail closed
+            self._actor = None
+            raise UnavailableError(f"budgets cannot be checked now ({type(exc).__name__}); retry shortly") from None
+        if refusal is not None:
+            limit = names[refusal["scope"]]
+            what = "spend" if refusal["unit"] == "amount" else "tokens"
+            raise BudgetExceededError(
+                f"{limit.name} budget of {refusal['limit']:g} {what} per "
+                f"{_window_text(limit.limits.budget.window)} is spent for {limit.label} "
+                f"({refusal['used']:g} used or reserved; this request reserves "
+                f"{amount if what == 'spend' else ticket.reserved_tokens:g}); the window resets in "
+                f"{refusal['retry_after']:.0f}s",
+                param=f"{limit.name}.budget", retry_after=refusal["retry_after"],
+            )  # fmt: skip
+        ticket.budget_reserved = True
+
+    # -- settle ----------------------------------------------------------------------------------
+    def settle(self, ticket: Ticket, prompt_tokens: int, completion_tokens: int, *, cached: bool = False) -> float:
+        """Record what the request really used (once); returns its spend. Never blocks."""
+        if ticket.settled:
+            return 0.0
+        ticket.settled = True
+        used = 0 if cached else int(prompt_tokens) + int(completion_tokens)
+        self._give_back(ticket, used)
+        spend = 0.0
+        if ticket.pricing is not None and not cached:
+            spend = ticket.pricing.cost(int(prompt_tokens), int(completion_tokens))
+        row = {"at": time.time(), "principal": ticket.principal, "team": ticket.team, "model": ticket.model,
+               "prompt": int(prompt_tokens), "completion": int(completion_tokens), "spend": spend,
+               "cached": cached}  # fmt: skip
+        if ticket.budget_reserved:
+            row["rid"] = ticket.rid
+        elif ticket.budget_scopes:
+            row["scopes"] = [list(s) for s in ticket.budget_scopes]
+        if len(self._pending) < _MAX_PENDING:
+            self._pending.append(row)
+        self._schedule_flush(now=ticket.budget_reserved)
+        return spend
+
+    def _give_back(self, ticket: Ticket, used: int) -> None:
+        adjust = getattr(self.limiter, "adjust", None) if ticket.token_buckets else None
+        if adjust is not None:
+            for key, reserved in ticket.token_buckets:
+                adjust(key, reserved - used)
+        ticket.token_buckets = []
+        if not ticket.settled and ticket.budget_reserved:
+            # Refused after the budget was reserved: release it (settled as zero usage).
+            ticket.settled = True
+            self._pending.append({"rid": ticket.rid, "at": time.time(), "principal": ticket.principal,
+                                  "team": ticket.team, "model": ticket.model, "prompt": 0, "completion": 0,
+                                  "spend": 0.0, "refused": True})  # fmt: skip
+            self._schedule_flush(now=True)
+
+    def _schedule_flush(self, *, now: bool = False) -> None:
+        """Report pending rows in the next batch; ``now``: at once (a budget reservation is released the
+        moment its request ends, so a caller near its budget is not refused by a finished request)."""
+        with contextlib.suppress(RuntimeError):  # no loop (a synchronous caller): the next call flushes
+            loop = asyncio.get_running_loop()
+            if now:
+                task = loop.create_task(self.flush())
+                self._now_flushes.add(task)
+                task.add_done_callback(self._now_flushes.discard)
+            elif self._flusher is None or self._flusher.done():
+                self._flusher = loop.create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        # Rows settled while a report is in flight go out in the next round, not at the next settle.
+        while True:
+            await asyncio.sleep(self.flush_s)
+            await self.flush()
+            if not self._pending:
+                return
+
+    async def flush(self) -> int:
+        """Report the settled requests to the ``ratelimit`` actor now; returns how many."""
+        rows, self._pending = self._pending, []
+        rows = [r for r in rows if not r.pop("refused", False) or r.get("rid")]
+        if not rows:
+            return 0
+        try:
+            await self.actor.report.remote(rows)
+        except Exception:  # noqa: BLE001 - actor restarting: keep the rows for the next flush
+            log.warning("usage: reporting %d rows failed; retrying", len(rows), exc_info=True)
+            self._actor = None
+            self._pending = rows + self._pending
+            return 0
+        return len(rows)
+
+    async def aclose(self) -> None:
+        """Report what is pending (call on shutdown)."""
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self.flush()
+
+
+def _window_text(seconds: float) -> str:
+    from mnemos._model import _format_duration
+
+    return _format_duration(float(seconds))
+
+
+def parse_limits(rpm: int | None, tpm: int | None, budget: float | None, budget_tokens: int | None,
+                 window: float | None) -> dict[str, Any] | None:  # fmt: skip
+    """The ``limits`` document of CLI/HTTP options (``None`` when none is set)."""
+    doc: dict[str, Any] = {}
+    if rpm is not None:
+        doc["rpm"] = rpm
+    if tpm is not None:
+        doc["tpm"] = tpm
+    if budget is not None or budget_tokens is not None:
+        doc["budget"] = {k: v for k, v in (("amount", budget), ("tokens", budget_tokens), ("window", window))
+                         if v is not None}  # fmt: skip
+    elif window is not None:
+        raise ValidationError("--budget-window needs --budget or --budget-tokens", param="limits.budget.window")
+    return check_key_limits(doc) if doc else None

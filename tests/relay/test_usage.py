@@ -1,0 +1,129 @@
+"""Spend and usage per key, team and model: ``GET /v1/usage``, ``mnemos usage``, the response cache."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from metering_support import api_key, priced_model, spend, unique, usage
+from relay_support import Relay, assert_openai_error, wait_until
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+@pytest.fixture(scope="module")
+def traffic(governed: Relay) -> dict[str, str]:
+    """Two keys in two teams calling a priced model (one of them streaming); an admin and a viewer."""
+    import httpx
+
+    model = unique("usage")
+    governed.apply(priced_model(model))
+    names = {"alice": unique("alice"), "bob": unique("bob"), "viewer": unique("viewer")}
+    keys = {"alice": api_key(governed, names["alice"], team="red"), "bob": api_key(governed, names["bob"], team="blue"),
+            "admin": api_key(governed, unique("admin"), "admin"),
+            "viewer": api_key(governed, names["viewer"], "viewer")}  # fmt: skip
+    body = {"model": model, "max_tokens": 4, "messages": [{"role": "user", "content": "w1 w2 w3"}]}
+    for who, count in (("alice", 3), ("bob", 2)):
+        for i in range(count):
+            response = httpx.post(f"{governed.url}/v1/chat/completions", timeout=30,
+                                  json={**body, "stream": who == "bob" and i == 0},
+                                  headers={"Authorization": f"Bearer {keys[who]}"})  # fmt: skip
+            assert response.status_code == 200, response.text
+    wait_until(lambda: usage(governed, keys["admin"], model=model)["total"]["requests"] == 5, timeout=30)
+    return {"model": model, **{f"{k}_key": v for k, v in keys.items()}, **names}
+
+
+def test_usage_per_key_team_and_model(governed: Relay, traffic: dict[str, str]) -> None:
+    body = usage(governed, traffic["admin_key"], model=traffic["model"])
+    rows = {row["principal"]: row for row in body["data"]}
+    assert set(rows) == {traffic["alice"], traffic["bob"]}
+    alice, bob = rows[traffic["alice"]], rows[traffic["bob"]]
+    assert (alice["team"], alice["model"], alice["requests"]) == ("red", traffic["model"], 3)
+    assert (bob["team"], bob["requests"]) == ("blue", 2)
+    assert alice["prompt_tokens"] == 9 and alice["completion_tokens"] == 9  # echo: 3 words in, 3 out
+    assert alice["spend"] == pytest.approx(spend(9, 9))
+    assert bob["completion_tokens"] == 6  # the streamed answer's usage counts too
+    by_team = usage(governed, traffic["admin_key"], model=traffic["model"], group_by="team")
+    assert {row["team"]: row["requests"] for row in by_team["data"]} == {"red": 3, "blue": 2}
+    assert usage(governed, traffic["admin_key"], team="blue", model=traffic["model"])["total"]["requests"] == 2
+
+
+def test_viewer_reads_only_its_own_usage(governed: Relay, traffic: dict[str, str]) -> None:
+    import httpx
+
+    own = usage(governed, traffic["viewer_key"])
+    assert own["data"] == [] and own["total"]["requests"] == 0  # alice's and bob's rows are not shown
+    response = httpx.get(f"{governed.url}/v1/usage", params={"principal": traffic["alice"]}, timeout=30,
+                         headers={"Authorization": f"Bearer {traffic['viewer_key']}"})  # fmt: skip
+    error = assert_openai_error(response, 403, param="principal", type_="permission_error")
+    assert "own usage" in error["message"]
+    bad = httpx.get(f"{governed.url}/v1/usage", params={"window": "soon"}, timeout=30,
+                    headers={"Authorization": f"Bearer {traffic['admin_key']}"})  # fmt: skip
+    assert_openai_error(bad, 422, param="window")
+    assert httpx.get(f"{governed.url}/v1/usage", timeout=30).status_code == 401
+
+
+def _cli(args: list[str], env: dict[str, str], capsys: Any, monkeypatch: Any) -> tuple[int, str, str]:
+    """Run ``mnemos …`` as the console script does: ``(exit code, stdout, stderr)``."""
+    from mnemos.cli import main
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    out = capsys.readouterr()
+    return int(exited.value.code or 0), out.out, out.err
+
+
+def test_usage_cli(governed: Relay, traffic: dict[str, str], capsys: Any, monkeypatch: Any) -> None:
+    args = ["usage", "--url", governed.url, "--model", traffic["model"]]
+    admin = {"MNEMOS_API_KEY": traffic["admin_key"]}
+    code, out, err = _cli([*args, "-o", "json"], admin, capsys, monkeypatch)
+    assert code == 0, err
+    body = json.loads(out)
+    assert {(r["principal"], r["team"], r["requests"]) for r in body["data"]} == {
+        (traffic["alice"], "red", 3), (traffic["bob"], "blue", 2)}  # fmt: skip
+    code, out, err = _cli([*args, "--by", "team"], admin, capsys, monkeypatch)
+    assert code == 0 and "red" in out and "TOTAL" in out, (out, err)
+    code, out, err = _cli([*args, "--principal", traffic["alice"]], {"MNEMOS_API_KEY": traffic["viewer_key"]},
+                          capsys, monkeypatch)  # fmt: skip
+    assert code == 7 and "own usage" in err and "Traceback" not in err
+
+
+def test_token_create_sets_limits_and_team(governed: Relay, capsys: Any, monkeypatch: Any) -> None:
+    from mnemos.soul.store import IdentityStore
+
+    env = {"MNEMOS_ENGRAM__URI": governed.settings.engram.uri}
+    name = unique("cli")
+    create = ["token", "create", "--name", name, "--role", "developer"]
+    code, out, err = _cli([*create, "--api-key", "--team", "red", "--rpm", "60", "--tpm", "1000", "--budget", "5",
+                           "--budget-window", "1d", "-o", "json"], env, capsys, monkeypatch)  # fmt: skip
+    assert code == 0, err
+    key_id = json.loads(out)["id"]
+    record = IdentityStore.from_settings(governed.settings, governed.client.engram).api_key(key_id)
+    assert record is not None and record.team == "red"
+    assert record.limits == {"rpm": 60, "tpm": 1000, "budget": {"amount": 5.0, "window": "1d"}}
+    code, out, err = _cli([*create, "--api-key", "--rpm", "0"], env, capsys, monkeypatch)
+    assert code == 2 and "limits.rpm" in err and "Traceback" not in err
+    code, out, err = _cli([*create, "--rpm", "5"], env, capsys, monkeypatch)
+    assert code == 2 and "--api-key" in err
+
+
+def test_exact_match_cache_opt_in(governed: Relay) -> None:
+    import httpx
+
+    model = unique("cached")
+    governed.apply(priced_model(model, cache={"ttl": "10m"}))
+    key = api_key(governed, unique("cache"))
+    headers = {"Authorization": f"Bearer {key}"}
+    body = {"model": model, "max_tokens": 4, "messages": [{"role": "user", "content": "same question"}]}
+    with httpx.Client(base_url=governed.url, headers=headers, timeout=30) as http:
+        answers = [http.post("/v1/chat/completions", json=body) for _ in range(6)]  # both replicas fill, then hit
+        hits = [a for a in answers if a.headers.get("x-mnemos-cache") == "hit"]
+        assert hits and all(a.json()["choices"] == answers[0].json()["choices"] for a in hits)
+        sampled = [http.post("/v1/chat/completions", json={**body, "temperature": 0.7}) for _ in range(3)]
+        assert not any(a.headers.get("x-mnemos-cache") for a in sampled)  # temperature > 0: never cached
+    metrics = wait_until(lambda: "mnemos_relay_cache_total" in (t := httpx.get(
+        f"{governed.url}/metrics", headers=headers, timeout=30).text) and t, timeout=30)  # fmt: skip
+    assert f'model="{model}",result="hit"' in metrics
