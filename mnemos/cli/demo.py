@@ -19,6 +19,8 @@ import typer
 
 from mnemos.cli._output import console
 
+__all__ = ["DEPLOYMENTS", "PIPELINE", "QUESTION", "demo", "register"]
+
 PIPELINE = "pipelines/text-gen-artifacts.yaml"
 DEPLOYMENTS = "deployments/local"
 QUESTION = "How do plants turn sunlight into food?"
@@ -174,7 +176,9 @@ def demo() -> None:
             console.print(str(result))
         status = ray.get(controller.wait_synced.remote(None, 900))
         for name, route in sorted(status.get("models", {}).items()):
-            console.print(f"model {name}: {route.get('status')} (generation {route.get('generation')})")
+            reason = f", {route['reason']}: {route.get('message')}" if route.get("status") != "ready" else ""
+            console.print(f"model {name}: {route.get('status')} (generation {route.get('generation')}) "
+                          f"on {route.get('engine')}{reason}")  # fmt: skip
         _step(f"4. run {PIPELINE}")
         run = client.pipelines.run(str(_repo_path(PIPELINE)), progress=True)
         state = run.state()

@@ -8,6 +8,8 @@ import typer
 
 from mnemos.cli._output import Output, console, emit
 
+__all__ = ["app", "init_tiny", "list_models", "register"]
+
 app = typer.Typer(
     help="Models: make the tiny test model, register model folders in ENGRAM, list them.", no_args_is_help=True
 )
@@ -31,13 +33,21 @@ def _params(pairs: list[str]) -> dict[str, object]:
 def init_tiny(
     directory: Path = typer.Argument(..., help="Folder to write the model to."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the weights (same seed, same files)."),
+    store: str | None = typer.Option(
+        None, "--store", help="Also store it in ENGRAM as ref models/NAME (what engram://models/NAME loads)."
+    ),
 ) -> None:
     """Write a tiny random Llama-style model with a locally trained tokenizer (Hugging Face format)."""
     from mnemos.neuron.models import init_tiny as make
-    from mnemos.neuron.models import tree_digest
+    from mnemos.neuron.models import store_model, tree_digest
 
     folder = make(directory, seed)
     console.print(f"tiny model written to {folder} ({tree_digest(folder)})")
+    if store:
+        from mnemos.cli._session import open_client
+
+        digest = store_model(open_client().engram, folder, store)
+        console.print(f"stored in ENGRAM as ref models/{store} → {digest}")
 
 
 @app.command("register")

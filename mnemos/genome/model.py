@@ -8,6 +8,20 @@ from pydantic import Field
 
 from mnemos._model import CoreModel
 from mnemos.genome._base import Resource
+from mnemos.genome.metering import CacheSpec, Pricing, UsageLimits
+
+__all__ = [
+    "Artifact",
+    "Autoscaling",
+    "ENGINES",
+    "Model",
+    "ModelPolicy",
+    "ModelSpec",
+    "Resources",
+    "Runtime",
+    "RuntimeParams",
+    "Tokenizer",
+]
 
 ENGINES = ("transformers", "vllm", "embedding", "echo")
 
@@ -72,6 +86,14 @@ class ModelSpec(CoreModel):
     replicas: int = Field(1, ge=0, description="Fixed replicas when autoscaling is not set.")
     autoscaling: Autoscaling | None = None
     resources: Resources = Field(default_factory=Resources)
+    pricing: Pricing | None = Field(None, description="Price per 1k input/output tokens (spend and budgets).")
+    limits: UsageLimits | None = Field(None, description="Requests/tokens per minute for this model, all callers.")
+    cache: CacheSpec | None = Field(None, description="Exact-match response cache (opt-in).")
+    routing: Literal["default", "prefix-aware"] = Field(
+        "default",
+        description="How requests pick a replica: Serve's default (power of two choices) or, for engine: vllm, "
+        "Ray Serve LLM's prefix-aware router (requests sharing a prompt prefix go to the replica that cached it).",
+    )
 
 
 class Model(Resource):

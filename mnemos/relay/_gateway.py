@@ -20,6 +20,7 @@ from mnemos.engram import Engram
 from mnemos.errors import BadRequestError, UnavailableError
 from mnemos.relay._errors import ModelNotFoundError
 from mnemos.relay.adapters import AdapterRouter
+from mnemos.relay.model_status import status_record
 from mnemos.trace.lineage import LineageWriter, request_event
 
 logger = logging.getLogger("mnemos.relay")
@@ -36,22 +37,31 @@ class ModelRoute:
     complete: Any = None
     generate: Any = None
     embed: Any = None
+    llm: Any = None
     parent: str = field(default="")
 
     @classmethod
     def build(cls, entry: dict[str, Any], previous: ModelRoute | None) -> ModelRoute:
-        if previous is not None and previous.entry.get("app") == entry.get("app") and previous.complete is not None:
-            handles = (previous.complete, previous.generate, previous.embed)
+        same = previous is not None and previous.entry.get("app") == entry.get("app")
+        if same and previous is not None and previous.complete is not None and previous.serving == entry.get("serving"):
+            handles = (previous.complete, previous.generate, previous.embed, previous.llm)
         elif entry.get("status") == "ready":
             base = serve.get_deployment_handle(entry["deployment"], app_name=entry["app"], _check_exists=False)
             handles = (
                 base.options(method_name="complete"),
                 base.options(method_name="generate", stream=True),
                 base.options(method_name="embed"),
+                # vLLM models (Ray Serve LLM): the typed request goes to ``ModelLLMServer.openai``.
+                base.options(method_name="openai", stream=True) if entry.get("serving") == "llm" else None,
             )
         else:
-            handles = (None, None, None)
+            handles = (None, None, None, None)
         return cls(entry["name"], entry, *handles, parent=f"model:{entry['name']}@{entry.get('generation')}")
+
+    @property
+    def serving(self) -> str:
+        """``llm`` for vLLM models served by Ray Serve LLM, ``runtime`` for NEURON runtimes."""
+        return str(self.entry.get("serving") or "runtime")
 
     @property
     def ready(self) -> bool:
@@ -160,7 +170,8 @@ class Gateway:
                 "object": "model",
                 "created": route.entry.get("created", 0),
                 "owned_by": "mnemos",
-                "mnemos": {k: route.entry.get(k) for k in ("engine", "kind", "generation", "digest")},
+                "mnemos": {**{k: route.entry.get(k) for k in ("engine", "kind", "generation", "digest")},
+                           "status": status_record(name, route.entry)},
             }
             for name, route in sorted(self.models.items())
             if route.ready
@@ -171,6 +182,10 @@ class Gateway:
             if model not in self.models
         ]
         return cards
+
+    def statuses(self) -> list[dict[str, Any]]:
+        """The status record of every Model this gateway knows (ready or not), by name."""
+        return [status_record(name, route.entry) for name, route in sorted(self.models.items())]
 
     # -- lineage -------------------------------------------------------------------------------
     def record(self, rid: str, route: ModelRoute | str, principal: Any, **attrs: Any) -> None:

@@ -14,10 +14,12 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from mnemos.errors import MnemosError, ValidationError
+from mnemos.relay import _llm_route as llm_route
 from mnemos.relay import _responses as out
 from mnemos.relay._edge import EdgeSeam
 from mnemos.relay._errors import as_mnemos_error
 from mnemos.relay._gateway import Gateway, ModelRoute
+from mnemos.relay._metering import Meter, upstream_time
 from mnemos.relay._telemetry import RequestTelemetry
 from mnemos.relay.openai_schema import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
@@ -40,6 +42,15 @@ def _status(exc: BaseException) -> int:
     if isinstance(exc, MnemosError):
         return exc.status
     return 499 if isinstance(exc, asyncio.CancelledError) else 500
+
+
+def _refuse_engine_features(body: ChatCompletionRequest | CompletionRequest, route: ModelRoute) -> None:
+    """422 naming the first field (``n``, ``tools``, ``logprobs`` …) that this model's runtime cannot serve."""
+    features = body.engine_features()
+    if features:
+        engine = route.entry.get("engine")
+        raise ValidationError(f"{features[0]}: model {route.name!r} runs on the {engine} runtime, which does not "
+                              "support it; serve the model with engine: vllm", param=features[0])  # fmt: skip
 
 
 def _sampling(body: ChatCompletionRequest | CompletionRequest, route: ModelRoute) -> dict[str, Any]:
@@ -93,9 +104,10 @@ async def _nothing() -> AsyncIterator[Chunk]:
 class Handlers:
     """The OpenAI endpoints over one replica's ``Gateway`` and edge seam."""
 
-    def __init__(self, gateway: Gateway, edge: EdgeSeam) -> None:
+    def __init__(self, gateway: Gateway, edge: EdgeSeam, meter: Meter | None = None) -> None:
         self.gateway = gateway
         self.edge = edge
+        self.meter = meter or Meter(gateway)
 
     async def generate(
         self, request: Request, body: ChatCompletionRequest | CompletionRequest, endpoint: str
@@ -103,22 +115,35 @@ class Handlers:
         """``/v1/chat/completions`` (``endpoint="chat"``) or ``/v1/completions``."""
         path = _PATHS[endpoint]
         tel = RequestTelemetry(path, "unknown")
-        status, tokens, handed_over = 200, (0, 0), False
+        status, tokens, handed_over, ticket = 200, (0, 0), False, None
         try:
             principal = await self.edge.admit(request, "infer")
             priority = _priority(request)
             rid = out.new_id("chatcmpl" if endpoint == "chat" else "cmpl")
             route = self.gateway.model(body.model, "generate")
             tel.model = body.model
+            ticket = await self.meter.admit(principal, body, route)
+            cache_key, hit = self.meter.cached(endpoint, body, route, ticket)
+            if hit is not None:
+                return hit
             if isinstance(route, str):
-                response = await self.gateway.adapters.forward(
-                    body.model, path, await request.json(), stream=body.stream
-                )
+                with upstream_time(request):
+                    response = await self.gateway.adapters.forward(
+                        body.model, path, self.meter.upstream_body(body, await request.json()), stream=body.stream
+                    )
+                response = self.meter.watch(ticket, response, cache_key, route, body.model)
                 status = response.status_code
                 self.gateway.record(rid, route, principal, endpoint=endpoint, stream=body.stream, model=body.model,
                                     status=status, trace_id=tel.trace_id)  # fmt: skip
                 return response
             payload = _sampling(body, route)
+            if route.serving == "llm":  # vLLM through Ray Serve LLM: the engine serves the whole request
+                with upstream_time(request):
+                    response, tokens, handed_over = await llm_route.answer(
+                        self.gateway, tel, route, body, endpoint=endpoint, rid=rid, priority=priority,
+                        principal=principal, settle=lambda p, c: self.meter.settle(ticket, p, c))  # fmt: skip
+                return response
+            _refuse_engine_features(body, route)
             payload.update(priority=priority, request_id=rid, trace=tel.carrier())
             prefix = ""
             if isinstance(body, ChatCompletionRequest):
@@ -127,28 +152,36 @@ class Handlers:
                 payload["prompt"] = body.prompt_text()
                 prefix = payload["prompt"] if body.echo else ""
             if body.stream:
-                response = await self._stream(tel, route, payload, body, rid, principal, endpoint, prefix)
+                response = await self._stream(tel, route, payload, body, rid, principal, endpoint, prefix,
+                                              ticket, request)  # fmt: skip
                 handed_over = True
                 return response
-            text, finish, prompt_tokens, completion_tokens = await _result(route.complete.remote(payload), body.model)
+            with upstream_time(request):
+                text, finish, prompt_tokens, completion_tokens = await _result(
+                    route.complete.remote(payload), body.model
+                )
             tokens = (prompt_tokens, completion_tokens)
             self.gateway.record(rid, route, principal, endpoint=endpoint, stream=False, prompt_tokens=prompt_tokens,
                                 completion_tokens=completion_tokens, trace_id=tel.trace_id)  # fmt: skip
             build = out.chat_body if endpoint == "chat" else out.completion_body
-            return out.json_response(build(rid, body.model, prefix + text, finish, prompt_tokens, completion_tokens))
+            answer = out.json_response(build(rid, body.model, prefix + text, finish, prompt_tokens, completion_tokens))
+            self.meter.store(cache_key, route, body.model, answer, prompt_tokens, completion_tokens)
+            return answer
         except BaseException as exc:
             status = _status(exc)
             raise
         finally:
             if not handed_over:
+                self.meter.settle(ticket, *tokens)
                 tel.finish(status, tokens_in=tokens[0], tokens_out=tokens[1])
 
     async def _stream(self, tel: RequestTelemetry, route: ModelRoute, payload: dict[str, Any],
                       body: ChatCompletionRequest | CompletionRequest, rid: str, principal: Any, endpoint: str,
-                      prefix: str) -> StreamingResponse:  # fmt: skip
+                      prefix: str, ticket: Any, request: Request) -> StreamingResponse:  # fmt: skip
         """SSE whose end (or the client's disconnect) closes the model's stream."""
         stream = route.generate.remote(payload)
-        first, ended = await _first(stream, body.model)
+        with upstream_time(request):
+            first, ended = await _first(stream, body.model)
         tel.first_token()
         done: dict[str, Any] = {}
         chunks = _nothing() if ended else stream
@@ -174,6 +207,7 @@ class Handlers:
                 if not complete:
                     stream.cancel()
                 prompt_tokens, completion_tokens = done.get("prompt_tokens", 0), done.get("completion_tokens", 0)
+                self.meter.settle(ticket, prompt_tokens, completion_tokens)
                 tel.finish(status, tokens_in=prompt_tokens, tokens_out=completion_tokens)
                 self.gateway.record(rid, route, principal, endpoint=endpoint, stream=True, complete=complete,
                                     prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,

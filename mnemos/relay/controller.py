@@ -23,21 +23,25 @@ from typing import Any
 
 import ray
 
+from mnemos._actors import NAMESPACE, RELAY_CONTROLLER
 from mnemos.config import Settings
 from mnemos.engram import Engram
 from mnemos.errors import NotFoundError, UnavailableError
 from mnemos.genome import Model, Registry
 from mnemos.relay.model_server import APP_PREFIX, DEPLOYMENT_NAME, app_name, model_application
+from mnemos.relay.model_status import ModelStatusWriter, artifact_problem
+from mnemos.trace.events import publish as announce
 
 __all__ = ["CONTROLLER_NAME", "NAMESPACE", "RelayController", "ensure_controller", "get_controller"]
 
-CONTROLLER_NAME = "relay-controller"
-NAMESPACE = "mnemos"
+CONTROLLER_NAME = RELAY_CONTROLLER
 DEPLOY_TIMEOUT_S = 900.0
 """How long a model may take to become ready (load included) before it is marked failed."""
 _WATCH_TIMEOUT_S = 10.0
 _WATCHER_TTL_S = 45.0
 _LOADED_TIMEOUT_S = 60.0
+_RETRY_MISSING_S = 5.0
+"""How often a Model failed for a missing artifact is checked again (it turns Ready once the artifact exists)."""
 
 logger = logging.getLogger("mnemos.relay")
 
@@ -71,6 +75,8 @@ class RelayController:
         self._changed: dict[str, threading.Event] = defaultdict(threading.Event)
         self._model_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="relay-deploy")
+        self._statuses = ModelStatusWriter(engram)
+        self._last_retry = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="relay-watch", daemon=True)
         self._thread.start()
@@ -183,6 +189,8 @@ class RelayController:
                 self._models[name] = route
             self._version += 1
             self._cond.notify_all()
+        self._statuses.write(name, route)
+        announce("model.status", f"model/{name}", **(route or {"name": name, "status": "deleted"}))
 
     def _genome(self) -> Any:
         from mnemos.genome.service import ensure
@@ -209,11 +217,28 @@ class RelayController:
                 with self._cond:
                     self._seen_revision = since
                     self._cond.notify_all()
+                self._retry_missing()
             except Exception:  # noqa: BLE001 - the GENOME actor restarted or is unreachable: re-list
                 logger.warning("relay controller: GENOME watch failed; re-listing", exc_info=True)
                 since = None
                 self._loaded.set()  # serve what is known rather than nothing
                 self._stop.wait(1.0)
+
+    def _retry_missing(self) -> None:
+        """Deploy again the Models that failed for a missing artifact, once it exists (checked every few s)."""
+        now = time.monotonic()
+        if now - self._last_retry < _RETRY_MISSING_S:
+            return
+        self._last_retry = now
+        with self._cond:
+            waiting = [n for n, r in self._models.items() if r.get("reason") == "ArtifactMissing"]
+        for name in waiting:
+            try:
+                model: Model = self._registry.get("Model", name)  # type: ignore[assignment]
+            except NotFoundError:
+                continue
+            if artifact_problem(model, self._engram) is None:
+                self._submit(name)
 
     def _dispatch_all(self) -> None:
         adapters = {a.name: a.dump() for a in self._registry.list("Adapter")}
@@ -291,7 +316,13 @@ class RelayController:
             return
         spec = model.spec
         if spec.replicas == 0 and spec.autoscaling is None:
-            self._publish(name, _route(model, "stopped", message="replicas is 0"))
+            self._publish(name, _route(model, "stopped", message="replicas is 0", reason="ScaledToZero"))
+            _delete_app(serve, app)
+            return
+        problem = artifact_problem(model, self._engram)
+        if problem is not None:
+            logger.warning("relay controller: model %s: %s", name, problem)
+            self._publish(name, _route(model, "failed", message=problem, reason="ArtifactMissing"))
             _delete_app(serve, app)
             return
         if current and current["generation"] == model.generation and current["status"] == "ready":
@@ -300,16 +331,19 @@ class RelayController:
             self._publish(name, _route(model, "ready", info=info))  # adopted after a controller restart
             return
         if current is None or current["status"] != "ready":
-            self._publish(name, _route(model, "deploying"))
+            self._publish(name, _route(model, "deploying", reason="Deploying"))
+        elif current["generation"] != model.generation:
+            rolling = f"rolling to generation {model.generation}; generation {current['generation']} serves meanwhile"
+            self._publish(name, {**current, "reason": "Rolling", "message": rolling})
         try:
-            serve._run(model_application(model, self._engram), _blocking=False, name=app, route_prefix=None)
+            serve._run(_application(model, self._engram), _blocking=False, name=app, route_prefix=None)
             info = self._wait_running(serve, app, model)
         except _Superseded:
             raise
         except Exception as exc:  # noqa: BLE001 - a failed load is reported on the route
             message = (str(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}")[:2000]
             logger.warning("relay controller: model %s failed to deploy: %s", name, message)
-            self._publish(name, _route(model, "failed", message=message))
+            self._publish(name, _route(model, "failed", message=message, reason="DeployFailed"))
             _delete_app(serve, app)
             return
         self._publish(name, _route(model, "ready", info=info))
@@ -332,6 +366,15 @@ class RelayController:
                 raise _Superseded()
 
 
+def _application(model: Model, engram: Engram) -> Any:
+    """Ray Serve LLM's ``LLMServer`` for ``engine: vllm``, a NEURON runtime in ``ModelServer`` otherwise."""
+    if model.spec.runtime.engine == "vllm":
+        from mnemos.relay._llm_server import llm_application  # imports vLLM: only where a vLLM model is built
+
+        return llm_application(model, engram)
+    return model_application(model, engram)
+
+
 def _failure_reason(status: Any) -> str:
     """The deployment's own error (its last traceback line), else the application's message."""
     deployment = getattr(status, "deployments", {}).get(DEPLOYMENT_NAME)
@@ -343,9 +386,17 @@ def _failure_reason(status: Any) -> str:
 
 
 def _route(
-    model: Model, status: str, *, info: dict[str, Any] | None = None, message: str | None = None
+    model: Model,
+    status: str,
+    *,
+    info: dict[str, Any] | None = None,
+    message: str | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
+    """The routing entry of ``model``: what the gateway needs, and the status everyone reads."""
     info = info or {}
+    spec = model.spec
+    desired = spec.autoscaling.min_replicas if spec.autoscaling else spec.replicas
     return {
         "name": model.name,
         "type": "serve",
@@ -353,12 +404,17 @@ def _route(
         "deployment": DEPLOYMENT_NAME,
         "status": status,
         "message": message,
+        "reason": reason or ("Ready" if status == "ready" else None),
+        "desired_replicas": desired,
+        "serving": "llm" if spec.runtime.engine == "vllm" else "runtime",
         "generation": model.generation,
         "engine": model.spec.runtime.engine,
         "kind": info.get("kind", "embed" if model.spec.runtime.engine == "embedding" else "generate"),
-        "digest": model.spec.artifact.sha256,
+        "digest": info.get("digest") or model.spec.artifact.sha256,
         "max_tokens": model.spec.runtime.params.max_tokens,
         "created": _created(model),
+        # metering (mnemos.relay._metering): price, per-model limits, response cache
+        **{k: getattr(model.spec, k).dump() for k in ("pricing", "limits", "cache") if getattr(model.spec, k)},
     }
 
 

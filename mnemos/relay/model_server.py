@@ -19,6 +19,7 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
+from mnemos._actors import MODEL_APP_PREFIX, model_app
 from mnemos.engram import Engram
 from mnemos.errors import MnemosError, ValidationError
 from mnemos.genome import Model
@@ -27,12 +28,15 @@ from mnemos.trace import metrics
 from mnemos.trace.telemetry import setup_tracing, start_span
 from mnemos.trace.telemetry import span as span_of
 
-__all__ = ["ModelServer", "app_name", "deployment_options", "model_application"]
+__all__ = ["ROLLOUT_SURGE_PERCENT", "ModelServer", "app_name", "deployment_options", "model_application"]
 
 logger = logging.getLogger("mnemos.relay")
 
 DEPLOYMENT_NAME = "ModelServer"
-APP_PREFIX = "model-"
+APP_PREFIX = MODEL_APP_PREFIX
+ROLLOUT_SURGE_PERCENT = 100
+"""Serve's ``max_surge_percent`` for model deployments: a new generation's replicas start next to
+the old ones, which keep serving until their replacements are ready (no gap during a rollout)."""
 # Engines that load nothing: the artifact is not materialized for them.
 _NO_ARTIFACT = frozenset({"echo"})
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|K|M|G|T)?i?B?\s*$")
@@ -42,9 +46,7 @@ _UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10,
 Chunk = tuple[str, str | None, int, int]
 
 
-def app_name(model_name: str) -> str:
-    """The Serve application serving Model ``model_name``."""
-    return f"{APP_PREFIX}{model_name}"
+app_name = model_app  # the Serve application serving a Model
 
 
 def _memory_bytes(value: str) -> int:
@@ -74,6 +76,7 @@ def deployment_options(model: Model) -> dict[str, Any]:
         "max_constructor_retry_count": 3,
         "health_check_period_s": 10.0,
         "graceful_shutdown_timeout_s": 10.0,
+        "max_surge_percent": ROLLOUT_SURGE_PERCENT,
     }
     if spec.autoscaling:
         options["autoscaling_config"] = {

@@ -1,9 +1,13 @@
 """Pydantic models of the OpenAI API that RELAY serves.
 
 Requests are validated strictly where a value would be wrong (``max_tokens: -1``,
-``temperature: 9``) and leniently where clients differ: fields RELAY does not use (``tools``,
-``logit_bias``, ``user`` …) are accepted and ignored, as vLLM and Ray Serve LLM do. A request
-that fails validation is answered 422 in OpenAI's error shape, naming the field in ``param``.
+``temperature: 9``) and leniently where clients differ: fields RELAY does not use (``logit_bias``,
+``user`` …) are accepted and ignored, as vLLM and Ray Serve LLM do. A request that fails
+validation is answered 422 in OpenAI's error shape, naming the field in ``param``.
+
+Engine features (``n > 1``, ``logprobs``, ``tools``, ``response_format`` …) are accepted here and
+served by vLLM for ``engine: vllm`` models, which get the client's request as vLLM parses it.
+Runtimes that cannot do one refuse it: ``engine_features()`` lists the ones a request asks for.
 
 Response models exist for ``/openapi.json``; the gateway writes responses as plain JSON.
 """
@@ -32,6 +36,7 @@ __all__ = [
 ]
 
 _MAX_STOP = 4
+_MAX_N = 16
 
 
 class _Request(BaseModel):
@@ -42,6 +47,10 @@ class _Request(BaseModel):
 
 class _Response(BaseModel):
     model_config = ConfigDict(extra="allow")
+
+
+# Fields whose presence needs an engine feature (checked by ``engine_features``; ``n`` separately).
+_ENGINE_FIELDS = ("tools", "tool_choice", "response_format", "logprobs", "top_logprobs")
 
 
 class ContentPart(_Request):
@@ -57,6 +66,8 @@ class ChatMessage(_Request):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = Field(None, description="An assistant's earlier tool calls.")
+    tool_call_id: str | None = Field(None, description="The call a tool message answers.")
 
     def text(self) -> str:
         """The message's text (parts joined)."""
@@ -81,7 +92,7 @@ class _Sampling(_Request):
     model: str = Field(min_length=1, description="A served model's name (see GET /v1/models).")
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    n: int = Field(1, ge=1, le=1, description="Only 1 is supported.")
+    n: int = Field(1, ge=1, le=_MAX_N, description="Choices to generate (more than 1: vLLM models only).")
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = Field(None, description=f"Up to {_MAX_STOP} stop sequences.")
@@ -100,6 +111,11 @@ class _Sampling(_Request):
     def stop_list(self) -> list[str]:
         return _stop_list(self.stop)
 
+    def engine_features(self) -> list[str]:
+        """The fields set in this request that only an engine like vLLM serves (``n`` above 1 …)."""
+        asked = [name for name in _ENGINE_FIELDS if getattr(self, name, None) not in (None, False)]
+        return (["n"] if self.n > 1 else []) + asked
+
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
@@ -108,6 +124,12 @@ class ChatCompletionRequest(_Sampling):
     """``POST /v1/chat/completions``."""
 
     messages: list[ChatMessage] = Field(min_length=1)
+    tools: list[dict[str, Any]] | None = Field(None, description="Function tools (vLLM models).")
+    tool_choice: str | dict[str, Any] | None = Field(None, description="none, auto, required or a named function.")
+    parallel_tool_calls: bool | None = Field(None, description="Accepted with tools (vLLM models).")
+    response_format: dict[str, Any] | None = Field(None, description="json_object or json_schema (vLLM models).")
+    logprobs: bool | None = Field(None, description="Log probabilities of the output tokens (vLLM models).")
+    top_logprobs: int | None = Field(None, ge=0, le=20, description="Most likely tokens per position, with logprobs.")
     max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate (default: the model's limit).")
     max_completion_tokens: int | None = Field(None, ge=1, description="Newer name of max_tokens.")
 
@@ -122,6 +144,7 @@ class CompletionRequest(_Sampling):
     max_tokens: int | None = Field(16, ge=1)
     echo: bool = Field(False, description="Prepend the prompt to the completion.")
     suffix: str | None = Field(None, description="Accepted, not used.")
+    logprobs: int | None = Field(None, ge=0, le=20, description="Log probabilities of the top tokens (vLLM models).")
 
     @field_validator("prompt")
     @classmethod
@@ -168,13 +191,14 @@ class Usage(_Response):
 
 class _ChatChoiceMessage(_Response):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class _Choice(_Response):
     index: int
-    finish_reason: Literal["stop", "length"] | None
-    logprobs: None = None
+    finish_reason: Literal["stop", "length", "tool_calls"] | None
+    logprobs: dict[str, Any] | None = None
 
 
 class _Generated(_Response):

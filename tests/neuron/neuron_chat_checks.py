@@ -1,4 +1,4 @@
-"""Chat checks shared by the transformers and vLLM runtime tests (the vLLM ones run in .venv-vllm).
+"""Chat checks shared by the transformers and vLLM runtime tests.
 
 ``run_chat_checks(runtime)`` exercises a started runtime and returns what it saw as plain data;
 ``assert_chat_checks(seen)`` states what every generating runtime must do.

