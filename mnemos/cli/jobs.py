@@ -19,6 +19,8 @@ import typer
 from mnemos.cli._output import Output, console, emit
 from mnemos.errors import UnavailableError, ValidationError
 
+__all__ = ["app", "cancel", "get", "list_jobs", "logs", "submit"]
+
 app = typer.Typer(help="CORTEX jobs: submit, list, get, cancel, logs.", no_args_is_help=True)
 
 _COLUMNS = ("ID", "NAME", "QUEUE", "PRIORITY", "STATUS", "ATTEMPTS", "WORKER", "FUNCTION")
@@ -45,8 +47,10 @@ def _pairs(items: list[str], option: str, parse: bool) -> dict[str, Any]:
 def _platform_up() -> bool:
     import ray
 
-    from mnemos.cli._session import platform_address
+    from mnemos.cli._session import platform_address, remote_url
 
+    if remote_url():
+        return True
     return ray.is_initialized() or bool(platform_address() or os.environ.get("RAY_ADDRESS"))
 
 
@@ -58,7 +62,12 @@ def _jobs() -> Any:
 
 
 def _reader() -> Any:
-    """Something with ``get/list/logs``: CORTEX when a platform is up, else the journal."""
+    """Something with ``get/list/logs``: the gateway when a URL is configured, CORTEX when a platform
+    is up, else the journal."""
+    from mnemos.cli._session import remote_url
+
+    if remote_url():
+        return _Remote(_jobs())
     if _platform_up():
         jobs = _jobs()
         return _Live(jobs)
@@ -81,6 +90,22 @@ class _Live:
 
     def logs(self, job_id: str) -> str:
         return str(self.jobs._call("logs", job_id))
+
+
+class _Remote:
+    """``get/list/logs`` over the gateway's ``/v1/jobs``."""
+
+    def __init__(self, jobs: Any) -> None:
+        self.jobs = jobs
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        return dict(self.jobs.get(job_id).info())
+
+    def list(self, queue: str | None, status: str | None, limit: int) -> list[dict[str, Any]]:
+        return list(self.jobs.list(queue=queue, status=status, limit=limit))
+
+    def logs(self, job_id: str) -> str:
+        return str(self.jobs.logs(job_id))
 
 
 def _row(view: dict[str, Any]) -> tuple[Any, ...]:
@@ -123,7 +148,7 @@ def submit(
     output: Output = typer.Option(Output.table, "-o", "--output"),
 ) -> None:
     """Queue MODULE:FUNCTION(ARGS…); prints the job id, or with --wait its result."""
-    from mnemos.cortex.codec import validate_reference
+    from mnemos.neuron.codec import validate_reference
 
     validate_reference(function)
     resources = {k: v for k, v in (("gpus", gpus), ("cpus", cpus), ("pool", pool)) if v is not None}
@@ -146,7 +171,9 @@ def submit(
             emit(handle.info(), output)
         return
     view = handle.wait(wait_timeout)
-    value = handle._api.value_of(view, wait_timeout)  # raises when it failed, was cancelled or is unfinished
+    # raises when it failed, was cancelled or is unfinished
+    value = handle.result(wait_timeout) if hasattr(handle, "result") and not hasattr(handle._api, "value_of") \
+        else handle._api.value_of(view, wait_timeout)
     if output is Output.table:
         print(json.dumps(value, default=repr))
     else:
@@ -186,7 +213,40 @@ def cancel(job_id: str, output: Output = typer.Option(Output.table, "-o", "--out
 
 
 @app.command()
-def logs(job_id: str) -> None:
-    """What the job printed (stdout and stderr, every attempt)."""
+def logs(
+    job_id: str,
+    follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing lines as the job prints them."),
+) -> None:
+    """What the job printed (stdout and stderr, every attempt); ``-f`` follows it live."""
+    after = _event_position() if follow else None
     text = _reader().logs(job_id)
     print(text, end="" if text.endswith("\n") or not text else "\n")
+    if follow and not _job_finished(job_id):
+        _follow_logs(job_id, after)
+
+
+def _event_position() -> int | None:
+    """Where the event stream is now (taken before the logs so far are read: no line is missed)."""
+    from mnemos.cli._session import event_position, open_client
+
+    return event_position(open_client(connect=True))
+
+
+def _job_finished(job_id: str) -> bool:
+    return _reader().get(job_id)["status"] in ("succeeded", "failed", "cancelled")
+
+
+def _follow_logs(job_id: str, after: int | None) -> None:
+    """Print ``job.log`` lines of the job from the event stream until it ends (Ctrl-C stops); over
+    the gateway's ``/v1/events`` when a URL is configured."""
+    from mnemos.cli._session import open_client
+
+    try:
+        for event in open_client(connect=True).watch(["job"], subject=f"job:{job_id}", after=after):
+            if event["type"] == "job.log":
+                print(event["data"]["line"], flush=True)
+            elif event["type"] in ("job.succeeded", "job.failed", "job.cancelled"):
+                console.print(f"[dim]{job_id} {event['type'][4:]}[/dim]")
+                return
+    except KeyboardInterrupt:
+        return

@@ -13,6 +13,9 @@ import typer
 from mnemos.cli._output import Output, console, emit
 from mnemos.errors import BadRequestError
 
+__all__ = ["cancel_run", "get_run", "list_runs", "parse_params", "register", "resume", "run", "runs_app"]
+
+_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 runs_app = typer.Typer(help="Pipeline runs: list, show, cancel.", no_args_is_help=True)
 
 
@@ -41,9 +44,11 @@ def _client() -> Any:
     model reconciler they need themselves)."""
     import ray
 
-    from mnemos.cli._session import open_client, platform_address
+    from mnemos.cli._session import open_client, platform_address, remote_url
     from mnemos.cradle import up
 
+    if remote_url():
+        return open_client()  # the gateway runs registered pipelines (a file is applied first)
     embedded = platform_address() is None and not ray.is_initialized()
     client = open_client(connect=True)
     if embedded:
@@ -69,15 +74,52 @@ def run(
     no_progress: bool = typer.Option(False, "--no-progress", help="Print only the result."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run every step, even unchanged ones."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Start the run, print its id and return."),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Print each step's transitions as they happen (from the event stream)."
+    ),
 ) -> None:
     """Run a pipeline: steps as CORTEX jobs in DAG order, with live progress."""
+    from mnemos.cli._session import event_position
+
     params = parse_params(param)
     client = _client()
+    after = event_position(client) if follow and not detach else None  # before the run starts: nothing missed
     handle = client.pipelines.run(file, params, progress=False, wait=False, cache=not no_cache)
     console.print(f"run {handle.id} started")
     if detach:
         return
-    _report(handle.wait(progress=not no_progress))
+    _report(_follow(client, handle, after) if follow else handle.wait(progress=not no_progress))
+
+
+_FOLLOW_CHECK_S = 30.0
+"""How often ``--follow`` also reads the run's state (should the event stream miss its end)."""
+
+
+def _follow(client: Any, handle: Any, after: int | None) -> dict[str, Any]:
+    """Print the run's step transitions from the event stream (``run.*`` events) as they happen;
+    returns the run's final state."""
+    seen: dict[str, str] = {}
+
+    def show(view: dict[str, Any]) -> bool:
+        for name, step in (view.get("steps") or {}).items():
+            status = str(step.get("status"))
+            if seen.get(name) != status:
+                seen[name] = status
+                took = ""
+                if step.get("started") and step.get("finished"):
+                    took = f"  {float(step['finished']) - float(step['started']):.1f} s"
+                console.print(f"  {name:<16} {status}{took}{'  (cache hit)' if step.get('cached') else ''}")
+        return str(view.get("status")) in _TERMINAL
+
+    state = handle.state()
+    while not show(state):
+        for event in client.watch(["run"], subject=f"run:{handle.id}", after=after, timeout=_FOLLOW_CHECK_S):
+            if isinstance(event.get("id"), int):
+                after = event["id"]
+            if event["type"] == "reset" or show(event.get("data") or {}):
+                break
+        state = handle.state()
+    return state
 
 
 def resume(
@@ -112,7 +154,9 @@ def get_run(run_id: str, output: Output = typer.Option(Output.table, "-o", "--ou
     from mnemos.synkron import _state
     from mnemos.synkron._progress import rows, title
 
-    state = _state.load(open_client().engram, run_id)
+    client = open_client()
+    remote = not hasattr(client, "engram")
+    state = client.pipelines.get(run_id).state() if remote else _state.load(client.engram, run_id)
     if output is not Output.table:
         emit(state, output)
         return

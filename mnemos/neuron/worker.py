@@ -21,6 +21,7 @@ import contextvars
 import functools
 import inspect
 import io
+import logging
 import os
 import sys
 import time
@@ -29,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mnemos.engram import Engram
+from mnemos.trace.events import publish as announce
 
 __all__ = ["LOG_LIMIT_CHARS", "Worker", "install_capture"]
 
@@ -37,9 +39,13 @@ LOG_LIMIT_CHARS = 1024 * 1024
 
 
 class _Capture:
-    """The output of one job attempt, capped at ``limit`` characters."""
+    """The output of one job attempt, capped at ``limit`` characters; with ``job_id``, each complete
+    line kept is also announced on the event stream (``job.log``)."""
 
-    def __init__(self, limit: int = LOG_LIMIT_CHARS) -> None:
+    def __init__(self, limit: int = LOG_LIMIT_CHARS, job_id: str = "", owner: str | None = None) -> None:
+        self._job = job_id
+        self._owner = owner
+        self._partial = ""
         self._parts: list[str] = []
         self._size = 0
         self._limit = limit
@@ -54,6 +60,16 @@ class _Capture:
         self._parts.append(piece)
         self._size += len(piece)
         self._dropped += len(text) - len(piece)
+        if self._job:
+            *lines, self._partial = (self._partial + piece).split("\n")
+            for line in lines:
+                announce("job.log", f"job:{self._job}", owner=self._owner, line=line)
+
+    def close(self) -> None:
+        """Announce the last line when the output did not end with a newline."""
+        if self._job and self._partial:
+            announce("job.log", f"job:{self._job}", owner=self._owner, line=self._partial)
+            self._partial = ""
 
     def text(self) -> str:
         out = "".join(self._parts)
@@ -128,6 +144,20 @@ class Worker:
         self._done: list[dict[str, Any]] = []
         self._ready = asyncio.Event()
         install_capture()
+        self._gpus_at = 0.0
+        self._record_gpus()
+
+    def _record_gpus(self) -> None:
+        """Export this node's GPU memory (``mnemos.neuron.gpu``), at most every 5 s."""
+        if time.monotonic() - self._gpus_at < 5.0:
+            return
+        self._gpus_at = time.monotonic()
+        try:
+            from mnemos.neuron.gpu import record
+
+            record(self.name)
+        except Exception:  # noqa: BLE001 - telemetry never fails a worker
+            logging.getLogger(__name__).debug("GPU metrics failed", exc_info=True)
 
     async def start(self, invocations: list[dict[str, Any]]) -> int:
         """Start job attempts (each on a thread); their outcomes come from ``completions()``."""
@@ -148,6 +178,7 @@ class Worker:
 
     async def completions(self, wait: float = 30.0) -> list[dict[str, Any]]:
         """The outcomes of attempts ended since the last call; waits (at most ``wait`` s) for one."""
+        self._record_gpus()
         if not self._done:
             self._ready.clear()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -165,11 +196,11 @@ class Worker:
             return self._run(invocation)
 
     def _run(self, invocation: dict[str, Any]) -> dict[str, Any]:
-        from mnemos.cortex.codec import encode_text, encode_value, load_call
         from mnemos.errors import ValidationError
+        from mnemos.neuron.codec import encode_text, encode_value, load_call
 
         job_id = invocation["id"]
-        capture = _Capture()
+        capture = _Capture(job_id=job_id, owner=invocation.get("owner"))
         token = _CURRENT.set(capture)
         self._running[job_id] = capture
         started = time.time()
@@ -189,6 +220,7 @@ class Worker:
             outcome.update(ok=False, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=20))
         finally:
             _CURRENT.reset(token)
+            capture.close()
             self._running.pop(job_id, None)
             outcome.setdefault("finished", time.time())
             outcome["logs"] = encode_text(capture.text(), self.engram, self.inline_limit)

@@ -32,6 +32,7 @@ from mnemos.synkron._jobs import job_key, submit_step
 from mnemos.synkron._plan import SCHEDULING_FIELDS
 from mnemos.synkron.spaces import publish
 from mnemos.trace.lineage import LineageWriter, artifact_node, model_node
+from mnemos.trace.metrics import SYNKRON_STEPS
 
 __all__ = ["RunExecutor", "cache_key"]
 
@@ -78,7 +79,7 @@ class RunExecutor:
     """Drives one run (its ``state`` dict, shared with whoever watches it) to a terminal status.
 
     Args:
-        client: a connected ``Client`` (``client.jobs`` submits the steps).
+        client: a connected ``RunContext`` or ``Client`` (``client.jobs`` submits the steps).
         state: the run's state, as ``_plan.prepare`` stored it (or a resumed one).
         on_change: called after every change of ``state`` (under no lock).
         service: the name of the actor steps report progress to.
@@ -226,6 +227,7 @@ class RunExecutor:
                 st.update(
                     status="cancelled" if self._cancel.is_set() else "failed", error=message, finished=time.time()
                 )
+            SYNKRON_STEPS.inc(status=st["status"])
             self._lineage.record(
                 f"step:{state['id']}/{name}",
                 "execution",
@@ -258,6 +260,7 @@ class RunExecutor:
             "base_dir": state.get("base_dir"),
             "models": models,
             "service": self._service,
+            "allow_host_execution": bool(self.client.settings.synkron.allow_host_execution),
         }
         if self._cancel.is_set():
             raise _Cancelled()
@@ -319,6 +322,7 @@ class RunExecutor:
                       warnings=list(warnings), finished=time.time(), cached=cached)  # fmt: skip
             if st["progress"].get("total") is None and isinstance(result, dict) and "items" in result:
                 st["progress"] = {"done": result["items"], "total": result["items"], "rate": result.get("items_per_s")}
+        SYNKRON_STEPS.inc(status="cached" if cached else "ran")
         self._lineage.record(step_node, "execution", parents=parents, step=name, kind=st["type"], status=st["status"],
                              run=run_id, job_ids=job_ids, cached=cached, cache_key=st["cache_key"],
                              cache_of=(cache_of or {}).get("run"))  # fmt: skip

@@ -8,7 +8,7 @@ ever reported, gauges as the sum of each live process's last value (a process si
 
     from mnemos.trace import metrics
     metrics.observe_request("/v1/chat/completions", "tiny", 200, 0.012, tokens_in=9, tokens_out=32)
-    metrics.CORTEX_QUEUE_DEPTH.set(4, queue="default")
+    metrics.CORTEX_QUEUE_DEPTH.set(4, queue="default", pool="cpu-a")
     metrics.NEURON_WORKER_RESTARTS.inc(pool="cpu-a")
 
 A restart of the aggregator resets the counters (Prometheus' ``rate()`` handles resets).
@@ -30,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
+from mnemos._actors import METRICS
 from mnemos.errors import UnavailableError
 from mnemos.trace._actors import ensure_named, ray_connected
 
@@ -43,8 +44,7 @@ __all__ = [
     "record_tokens", "render", "render_snapshot",
 ]
 
-AGGREGATOR_NAME = "metrics"
-NAMESPACE = "mnemos"
+AGGREGATOR_NAME = METRICS
 FLUSH_INTERVAL = 1.0
 GAUGE_HEARTBEAT = 10.0
 GAUGE_TTL = 45.0
@@ -191,7 +191,8 @@ RELAY_AUTH_FAILURES = counter(
     "mnemos_relay_auth_failures_total", "Requests refused by authentication or authorization.", ("reason",))
 TOKENS = counter("mnemos_tokens_total", "Tokens in (prompt) and out (completion) by model.", ("model", "direction"))
 RATELIMITED = counter("mnemos_ratelimited_total", "Requests refused by the rate limit (429).", ("principal_kind",))
-CORTEX_QUEUE_DEPTH = gauge("mnemos_cortex_queue_depth", "Jobs waiting in a CORTEX queue.", ("queue",))
+CORTEX_QUEUE_DEPTH = gauge(
+    "mnemos_cortex_queue_depth", "Jobs waiting in a CORTEX queue, by the pool they go to.", ("queue", "pool"))
 CORTEX_RUNNING_JOBS = gauge("mnemos_cortex_running_jobs", "Jobs of a queue running now.", ("queue",))
 CORTEX_RETRIES = counter("mnemos_cortex_retries_total", "Job attempts retried after a failure.", ("queue",))
 JOBS = counter(

@@ -38,6 +38,7 @@ EVERYTHING = (
     "kuberay.rayJob.enabled=true",
     "trace.serviceMonitor.enabled=true",
     "soul.externalSecrets.enabled=true",
+    "trace.dashboards=enabled",
 )
 MINIMAL = (
     "kuberay.gcsFaultTolerance.passwordSecret=null",
@@ -51,7 +52,7 @@ MINIMAL = (
     "relay.ingress.enabled=false",
     "trace.metrics.prometheus.scrape=false",
 )
-NOT_CORE = {"ServiceMonitor", "ExternalSecret"} | RAY_KINDS
+NOT_CORE = {"ServiceMonitor", "ExternalSecret", "PrometheusRule"} | RAY_KINDS
 
 
 @pytest.mark.parametrize("files", VALUE_FILES, ids=["values", "values-dev"])
@@ -87,7 +88,7 @@ def test_core_validation_is_strict() -> None:
 
 def test_optional_crds_of_other_operators_are_well_formed() -> None:
     objects = helm_template(sets=EVERYTHING)
-    monitor = one(objects, "ServiceMonitor")
+    monitor = one(objects, "ServiceMonitor", "-ray")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
     assert monitor["spec"]["selector"]["matchLabels"]["ray.io/node-type"] == "head"

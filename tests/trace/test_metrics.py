@@ -54,7 +54,7 @@ class _Recorder:
         for _ in range(requests):
             metrics.observe_request("/v1/chat/completions", model, 200, latency, tokens_in=3, tokens_out=5)
         metrics.RATELIMITED.inc(principal_kind=model)
-        metrics.CORTEX_QUEUE_DEPTH.set(depth, queue=queue)
+        metrics.CORTEX_QUEUE_DEPTH.set(depth, queue=queue, pool="cpu-a")
         metrics.CORTEX_RETRIES.inc(2, queue=queue)
         metrics.NEURON_WORKER_RESTARTS.inc(pool=queue)
         metrics.JOBS.inc(queue=queue, status="succeeded")
@@ -81,7 +81,7 @@ def test_two_processes_summed_in_render(ray_cluster) -> None:
     assert _value(families, "mnemos_tokens", "mnemos_tokens_total", model=model, direction="in") == 15
     assert _value(families, "mnemos_tokens", "mnemos_tokens_total", model=model, direction="out") == 25
     assert _value(families, "mnemos_ratelimited", "mnemos_ratelimited_total", principal_kind=model) == 2
-    assert _value(families, "mnemos_cortex_queue_depth", "mnemos_cortex_queue_depth", queue=queue) == 7
+    assert _value(families, "mnemos_cortex_queue_depth", "mnemos_cortex_queue_depth", queue=queue, pool="cpu-a") == 7
     assert _value(families, "mnemos_cortex_retries", "mnemos_cortex_retries_total", queue=queue) == 4
     assert _value(families, "mnemos_neuron_worker_restarts", "mnemos_neuron_worker_restarts_total", pool=queue) == 2
     assert _value(families, "mnemos_jobs", "mnemos_jobs_total", queue=queue, status="succeeded") == 2
@@ -98,7 +98,7 @@ def test_two_processes_summed_in_render(ray_cluster) -> None:
     # A process that retires stops counting for gauges; its counters stay.
     assert ray.get(a.flush.remote(retire=True))
     families = _parse(metrics.render())
-    assert _value(families, "mnemos_cortex_queue_depth", "mnemos_cortex_queue_depth", queue=queue) == 4
+    assert _value(families, "mnemos_cortex_queue_depth", "mnemos_cortex_queue_depth", queue=queue, pool="cpu-a") == 4
     assert _value(families, "mnemos_cortex_retries", "mnemos_cortex_retries_total", queue=queue) == 4
     for actor in (a, b):
         ray.kill(actor)
@@ -112,7 +112,7 @@ def test_background_flusher_pushes_without_an_explicit_flush(ray_cluster) -> Non
     for _ in range(20):  # each round waits on the aggregator's next push, not on a clock
         snapshot = metrics.collect(since_version=version, timeout=10)
         version = snapshot["version"]
-        if snapshot["gauges"].get("mnemos_cortex_queue_depth", {}).get((queue,)) == 9:
+        if snapshot["gauges"].get("mnemos_cortex_queue_depth", {}).get((queue, "cpu-a")) == 9:
             break
     else:
         pytest.fail("the background flusher never pushed the gauge")
@@ -161,7 +161,7 @@ def test_local_render_and_label_errors() -> None:
     with pytest.raises(ValueError, match=r"takes labels \['route', 'model', 'status'\]"):
         metrics.RELAY_REQUESTS.inc(route="/x", model="m")
     with pytest.raises(ValueError, match="takes labels"):
-        metrics.CORTEX_QUEUE_DEPTH.set(1, queue="q", extra="x")
+        metrics.CORTEX_QUEUE_DEPTH.set(1, queue="q", pool="p", extra="x")
     with pytest.raises(ValueError, match="counter"):
         metrics.CORTEX_RETRIES.inc(-1, queue="q")
     with pytest.raises(ValueError, match="already registered"):

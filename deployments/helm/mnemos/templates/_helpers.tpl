@@ -77,6 +77,13 @@ seccompProfile:
   value: /etc/mnemos/settings/mnemos.yaml
 - name: RAY_USAGE_STATS_ENABLED
   value: "0"
+{{- if .Values.relay.highThroughput }}
+# Serve's high-throughput mode (HAProxy ingress, gRPC between replicas); read when Serve starts.
+- name: RAY_SERVE_ENABLE_HA_PROXY
+  value: "1"
+- name: RAY_SERVE_THROUGHPUT_OPTIMIZED
+  value: "1"
+{{- end }}
 {{- with .Values.engram.objectStore.endpoint }}
 - name: AWS_ENDPOINT_URL
   value: {{ . | quote }}
@@ -98,13 +105,22 @@ seccompProfile:
 {{- end }}
 {{- end -}}
 
-{{/* The Secret holding SOUL's master key; empty when pods are to make their own. */}}
+{{/* Where SOUL's master key comes from (soul.masterKey.source), checked against the valid choices. */}}
+{{- define "mnemos.masterKeySource" -}}
+{{- if hasKey .Values.soul.masterKey "create" -}}
+{{- fail "soul.masterKey.create was replaced by soul.masterKey.source: existingSecret (default), externalSecret, generate (the old create=true: helm install only) or none (the old create=false)" -}}
+{{- end -}}
+{{- $source := .Values.soul.masterKey.source | default "existingSecret" -}}
+{{- if not (has $source (list "existingSecret" "externalSecret" "generate" "none")) -}}
+{{- fail (printf "soul.masterKey.source=%q: valid choices are existingSecret, externalSecret, generate, none" $source) -}}
+{{- end -}}
+{{- $source -}}
+{{- end -}}
+
+{{/* The Secret holding SOUL's master key; empty when pods are to make their own (source: none). */}}
 {{- define "mnemos.masterKeySecret" -}}
-{{- $mk := .Values.soul.masterKey -}}
-{{- if $mk.existingSecret -}}
-{{- $mk.existingSecret -}}
-{{- else if $mk.create -}}
-{{- printf "%s-master-key" (include "mnemos.fullname" .) -}}
+{{- if ne (include "mnemos.masterKeySource" .) "none" -}}
+{{- .Values.soul.masterKey.existingSecret | default (printf "%s-master-key" (include "mnemos.fullname" .)) -}}
 {{- end -}}
 {{- end -}}
 
@@ -184,4 +200,37 @@ annotations:
   prometheus.io/port: {{ .Values.kuberay.metricsPort | quote }}
   prometheus.io/path: /metrics
 {{- end -}}
+{{- end -}}
+
+{{/* trace.dashboards: `enabled` (the seed's word) or true turns dashboards, rules and the RELAY ServiceMonitor on. */}}
+{{- define "mnemos.dashboardsEnabled" -}}
+{{- has (toString .Values.trace.dashboards) (list "enabled" "true") -}}
+{{- end -}}
+
+{{/*
+Two multi-window burn-rate alerts for one SLO (Google SRE workbook): `page` when 2% of the error
+budget of the SLO's window burns in 1h (checked over 1h and 5m), `ticket` when 5% burns in 6h
+(6h and 30m). Factors are never below 2 and 1, so a short window does not alert within budget.
+Args: name, sli (recorded ratio prefix), slo {objective, window: Nd|Nh}, component, what.
+*/}}
+{{- define "mnemos.burnAlerts" -}}
+{{- $w := .slo.window | toString -}}
+{{- $hours := 0.0 -}}
+{{- if hasSuffix "d" $w -}}{{- $hours = mulf (trimSuffix "d" $w | float64) 24 -}}
+{{- else if hasSuffix "h" $w -}}{{- $hours = trimSuffix "h" $w | float64 -}}
+{{- else -}}{{- fail (printf "trace.slos: window %q: write it in days (30d) or hours (24h)" $w) -}}
+{{- end -}}
+{{- $budget := subf 1.0 (.slo.objective | float64) -}}
+{{- $fast := maxf (mulf 0.02 $hours) 2.0 -}}
+{{- $slow := maxf (divf (mulf 0.05 $hours) 6.0) 1.0 -}}
+{{- range $severity, $spec := dict "critical" (list "1h" "5m" $fast) "warning" (list "6h" "30m" $slow) }}
+- alert: {{ $.name }}
+  expr: >-
+    {{ $.sli }}:ratio_rate{{ index $spec 0 }} > {{ mulf (index $spec 2) $budget }}
+    and {{ $.sli }}:ratio_rate{{ index $spec 1 }} > {{ mulf (index $spec 2) $budget }}
+  for: {{ if eq $severity "critical" }}2m{{ else }}15m{{ end }}
+  labels: {severity: {{ $severity }}, component: {{ $.component }}, slo_window: {{ $w }}}
+  annotations:
+    summary: "{{ $.what }}: error budget of {{ mulf $.slo.objective 100 }}% over {{ $w }} burning {{ index $spec 2 }}x too fast ({{ index $spec 0 }} and {{ index $spec 1 }})"
+{{- end }}
 {{- end -}}

@@ -1,0 +1,342 @@
+"""The console's routes under ``/ui`` (server-rendered Jinja2 pages, live through ``/v1/events``).
+
+    GET  /ui/signin, POST /ui/signin (api_key)   POST /ui/signout
+    GET  /ui/models, /ui/models/{name}?a=&b=     phase, replicas, rates; generations and a diff
+    GET  /ui/jobs?queue=&status=&owner=          GET /ui/jobs/{id} (live logs), POST /ui/jobs/{id}/cancel
+    GET  /ui/runs, /ui/runs/{id}                 a run's steps as a live graph
+    GET  /ui/lineage?id=                         intent → execution → result of any id
+    GET  /ui/keys (admin), /ui/audit             per principal usage; who changed what, when
+
+Pages authenticate with the session cookie (``session.Sessions``); a missing, forged, expired or
+revoked cookie gets the sign-in page. Writes (sign-out, cancel) are forms with a CSRF token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from mnemos.errors import AuthenticationError, MnemosError, PermissionDeniedError, ValidationError
+from mnemos.relay.console import data
+from mnemos.relay.console.session import COOKIE, PREFIX, CookieBearer, Sessions, csrf_ok, csrf_token
+
+__all__ = ["mount"]
+
+_STATIC = Path(__file__).parent / "static"
+_BUS_TIMEOUT_S = 2.0
+_PAGES = (("models", "Models"), ("jobs", "Jobs"), ("runs", "Pipelines"), ("lineage", "Lineage"),
+          ("keys", "Keys & usage"), ("audit", "Audit"))  # fmt: skip
+
+
+def _when(ts: Any) -> str:
+    if not ts:
+        return "—"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _environment() -> Environment:
+    env = Environment(loader=PackageLoader("mnemos.relay.console", "templates"),
+                      autoescape=select_autoescape(["html", "jinja"]))  # fmt: skip
+    env.filters.update(when=_when, num=_num)
+    return env
+
+
+def _can(principal: Any, verb: str) -> bool:
+    from mnemos.soul.rbac import allowed
+
+    return allowed(principal.role, verb, principal.scopes)
+
+
+def mount(app: FastAPI, gateway: Any, edge: Any) -> None:
+    """Serve the console at ``/ui`` on the gateway's app (one call in ``ingress.create_app``)."""
+    app.include_router(build_router(gateway, edge))
+    app.mount(f"{PREFIX}/static", StaticFiles(directory=_STATIC), name="console-static")
+    app.add_middleware(CookieBearer)  # outermost: before the edge authenticates
+
+
+def build_router(gateway: Any, edge: Any) -> APIRouter:
+    """The ``/ui`` routes over one replica's gateway and edge seam."""
+    env = _environment()
+    sessions = Sessions(edge)
+    clock = _BusClock()
+    api = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+    def render(template: str, request: Request, principal: Any, ctx: dict[str, Any], status: int = 200) -> HTMLResponse:
+        """The page; ``ctx`` is a dict (not keywords) so a template variable never shadows ``status``."""
+        cookie = request.cookies.get(COOKIE, "")
+        html = env.get_template(f"{template}.html.jinja").render(
+            principal=principal, pages=_PAGES, csrf=csrf_token(cookie) if cookie else "",
+            auth=sessions.enabled, can=lambda verb: _can(principal, verb), **ctx,
+        )  # fmt: skip
+        headers = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
+                   "Content-Security-Policy": "default-src 'self'; style-src 'self'; script-src 'self'; "
+                                              "frame-ancestors 'none'"}  # fmt: skip
+        return HTMLResponse(html, status_code=status, headers=headers)
+
+    def signin_page(request: Request, message: str = "", status: int = 200) -> HTMLResponse:
+        response = render("signin", request, None, {"message": message}, status)
+        if request.cookies.get(COOKIE):
+            response.delete_cookie(COOKIE, path="/")
+        return response
+
+    async def page(request: Request, template: str, load: Any, verb: str = "read-artifacts") -> Response:
+        """Authenticate the cookie, authorize ``verb``, load the context, render (errors as pages)."""
+        try:
+            principal = await sessions.principal(request)
+        except AuthenticationError:
+            return signin_page(request, status=401)
+        try:
+            if not _can(principal, verb):
+                raise PermissionDeniedError(f"role {principal.role!r} may not {verb!r}")
+            since = await clock.last()  # before loading: the page's stream resumes here, so nothing falls between
+            ctx = await load(principal)
+        except MnemosError as exc:
+            return render("error", request, principal, {"title": "Error", "message": exc.message}, exc.status)
+        return render(template, request, principal, {"since": since, **ctx})  # a page may resume from later
+
+    async def form(request: Request) -> dict[str, str]:
+        body = (await request.body()).decode("utf-8", "replace")
+        return {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
+
+    async def write(request: Request) -> tuple[Any, dict[str, str]]:
+        """The principal of a console write whose CSRF token matches its cookie."""
+        principal = await sessions.principal(request)
+        fields = await form(request)
+        if sessions.enabled and not csrf_ok(request.cookies.get(COOKIE, ""), fields.get("csrf")):
+            raise PermissionDeniedError("the form's CSRF token does not match this session; reload the page")
+        return principal, fields
+
+    @api.get("")
+    async def home() -> Response:
+        return RedirectResponse(f"{PREFIX}/models", status_code=303)
+
+    @api.get("/signin")
+    async def signin_form(request: Request) -> Response:
+        return signin_page(request)
+
+    @api.post("/signin")
+    async def signin(request: Request) -> Response:
+        if not sessions.enabled:
+            return RedirectResponse(f"{PREFIX}/models", status_code=303)
+        key = (await form(request)).get("api_key", "")
+        if not key.strip():
+            return signin_page(request, "Enter an API key.", 422)
+        try:
+            _, token, expires = await sessions.sign_in(key)
+        except MnemosError as exc:
+            return signin_page(request, f"Sign-in refused: {exc.message}", exc.status)
+        response = RedirectResponse(f"{PREFIX}/models", status_code=303)
+        secure = request.url.scheme == "https"
+        response.set_cookie(COOKIE, token, max_age=int(expires - time.time()), path="/", httponly=True,
+                            samesite="strict", secure=secure)  # fmt: skip
+        return response
+
+    @api.post("/signout")
+    async def signout(request: Request) -> Response:
+        try:
+            principal, _ = await write(request)
+            await sessions.sign_out(principal)
+        except MnemosError:
+            pass
+        response = RedirectResponse(f"{PREFIX}/signin", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    @api.get("/models")
+    async def models(request: Request) -> Response:
+        async def load(_: Any) -> dict[str, Any]:
+            return {"title": "Models", "models": await asyncio.to_thread(data.model_rows, gateway)}
+
+        return await page(request, "models", load)
+
+    @api.get("/models/{name}")
+    async def model(request: Request, name: str, a: int | None = None, b: int | None = None) -> Response:
+        async def load(_: Any) -> dict[str, Any]:
+            from mnemos.genome import Registry
+
+            history = await asyncio.to_thread(Registry(gateway.engram).history, "Model", name)
+            gens = [r.generation for r in history]
+            diff: list[str] = []
+            first: int | None
+            second: int | None
+            if len(gens) >= 2:
+                older, newer = int(a or gens[-2] or 0), int(b or gens[-1] or 0)
+                if older not in gens or newer not in gens:
+                    raise ValidationError(f"a, b: generations of {name!r} are {gens}", param="a")
+                diff = await asyncio.to_thread(data.diff_generations, gateway.engram, "Model", name, older, newer)
+                first, second = older, newer
+            else:
+                first = second = gens[-1] if gens else None
+            row = next((r for r in await asyncio.to_thread(data.model_rows, gateway) if r["name"] == name), None)
+            return {"title": f"Model {name}", "name": name, "row": row, "history": history, "a": first,
+                    "b": second, "diff": diff}  # fmt: skip
+
+        return await page(request, "model", load)
+
+    @api.get("/jobs")
+    async def jobs(request: Request, queue: str = "", status: str = "", owner: str = "") -> Response:
+        async def load(principal: Any) -> dict[str, Any]:
+            rows = await data.jobs(principal, queue, status, owner)
+            return {"title": "Jobs", "jobs": rows, "queue": queue, "status": status, "owner": owner,
+                    "queues": sorted(gateway.settings.cortex.queues)}  # fmt: skip
+
+        return await page(request, "jobs", load)
+
+    @api.get("/jobs/{job_id}")
+    async def job(request: Request, job_id: str) -> Response:
+        async def load(principal: Any) -> dict[str, Any]:
+            from mnemos.cortex.http import cortex_handle
+
+            await _job_view(principal, job_id)  # authorized before anything is read
+            since = await clock.last()
+            logs = await cortex_handle().logs.remote(job_id)
+            since = await clock.past_logged_lines(since, job_id, logs)
+            view = await _job_view(principal, job_id)  # read after the logs: no state event is skipped
+            cancellable = view["status"] in ("queued", "running", "retrying") and _can(principal, "submit")
+            return {"title": f"Job {job_id}", "job": view, "logs": logs, "cancellable": cancellable, "since": since}
+
+        return await page(request, "job", load)
+
+    @api.post("/jobs/{job_id}/cancel")
+    async def cancel(request: Request, job_id: str) -> Response:
+        try:
+            principal, _ = await write(request)
+            if not _can(principal, "submit"):
+                raise PermissionDeniedError(f"role {principal.role!r} may not cancel jobs")
+            await _job_view(principal, job_id)
+            from mnemos.cortex.http import cortex_handle
+
+            await cortex_handle().cancel.remote(job_id, principal.subject)
+        except AuthenticationError:
+            return signin_page(request, status=401)
+        except MnemosError as exc:
+            return render("error", request, None, {"title": "Error", "message": exc.message}, exc.status)
+        return RedirectResponse(f"{PREFIX}/jobs/{job_id}", status_code=303)
+
+    @api.get("/runs")
+    async def runs(request: Request) -> Response:
+        async def load(principal: Any) -> dict[str, Any]:
+            rows = await asyncio.to_thread(data.runs, gateway.engram, principal)
+            return {"title": "Pipelines and runs", "runs": rows}
+
+        return await page(request, "runs", load)
+
+    @api.get("/runs/{run_id}")
+    async def run(request: Request, run_id: str) -> Response:
+        async def load(principal: Any) -> dict[str, Any]:
+            from mnemos.synkron import _state
+
+            state = await asyncio.to_thread(_state.load, gateway.engram, run_id)
+            if not data.owns(principal, state.get("principal")):
+                raise PermissionDeniedError(f"run {run_id} is not yours")
+            view = _state.event_view(state)
+            layout = data.layered(list(view["steps"]), {n: s.get("needs") or [] for n, s in view["steps"].items()})
+            order = sorted(view["steps"], key=lambda n: layout["nodes"][n])  # DAG order: by depth, then row
+            return {"title": f"Run {run_id}", "run": view, "layout": layout, "order": order}
+
+        return await page(request, "run", load)
+
+    @api.get("/lineage")
+    async def lineage(request: Request, id: str = "") -> Response:
+        async def load(_: Any) -> dict[str, Any]:
+            if not id:
+                return {"title": "Lineage", "id": "", "graph": None}
+            from mnemos.synkron.spaces import LINEAGE_RESOLVERS
+            from mnemos.trace.lineage import graph
+
+            g = await asyncio.to_thread(graph, gateway.engram, id, resolvers=LINEAGE_RESOLVERS)
+            ids = [n["id"] for n in g["nodes"]]
+            parents: dict[str, list[str]] = {}
+            for edge_ in g["edges"]:
+                parents.setdefault(edge_["to"], []).append(edge_["from"])
+            return {"title": "Lineage", "id": id, "graph": g, "layout": data.layered(ids, parents)}
+
+        return await page(request, "lineage", load, "read-lineage")
+
+    @api.get("/keys")
+    async def keys(request: Request) -> Response:
+        async def load(_: Any) -> dict[str, Any]:
+            from mnemos.soul import IdentityStore
+
+            store = getattr(edge.guard, "store", None) or IdentityStore.from_settings(gateway.settings, gateway.engram)
+            creds = await asyncio.to_thread(store.list)
+            ledger = request.app.state.meter.governor.actor  # SOUL's usage ledger, as GET /v1/usage reads it
+            rows = await data.usage(ledger, gateway.engram)
+            return {"title": "Keys and usage", "credentials": creds, "usage": rows,
+                    "window_h": int(data.USAGE_WINDOW_S // 3600)}  # fmt: skip
+
+        return await page(request, "keys", load, "manage-identities")
+
+    @api.get("/audit")
+    async def audit(request: Request) -> Response:
+        async def load(_: Any) -> dict[str, Any]:
+            return {"title": "Audit", "events": await asyncio.to_thread(data.audit_events, gateway.engram)}
+
+        return await page(request, "audit", load, "read-lineage")
+
+    return api
+
+
+class _BusClock:
+    """The event bus's newest id, read through one cached handle (``None`` when the bus cannot be
+    reached: a page then streams from now, only less exactly)."""
+
+    def __init__(self) -> None:
+        self._handle: Any = None
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        from mnemos.trace.events import bus
+
+        try:
+            if self._handle is None:
+                self._handle = await asyncio.to_thread(bus)
+            return await asyncio.wait_for(getattr(self._handle, method).remote(*args), _BUS_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - a page renders without the bus
+            self._handle = None
+            return None
+
+    async def last(self) -> int | None:
+        answer = await self._call("last")
+        return None if answer is None else int(answer)
+
+    async def past_logged_lines(self, since: int | None, job_id: str, logs: str) -> int | None:
+        """``since`` moved past the job's ``job.log`` events whose lines ``logs`` already ends with
+        (printed between taking ``since`` and reading the logs), so the page shows each line once."""
+        answer = None if since is None else await self._call("read", since, 0.0, 10_000)
+        if not answer or answer["reset"]:
+            return since
+        lines = [(e["id"], e["data"].get("line")) for e in answer["events"]
+                 if e.get("type") == "job.log" and e.get("subject") == f"job:{job_id}"]  # fmt: skip
+        shown = logs.splitlines()
+        for overlap in range(min(len(lines), len(shown)), 0, -1):
+            if [line for _, line in lines[:overlap]] == shown[-overlap:]:
+                return int(lines[overlap - 1][0])
+        return since
+
+
+async def _job_view(principal: Any, job_id: str) -> dict[str, Any]:
+    """A job the principal may see (404 for a developer's view of another's job)."""
+    from mnemos.cortex.http import cortex_handle
+    from mnemos.errors import NotFoundError
+
+    try:
+        view = await cortex_handle().get.remote(job_id)
+    except Exception as exc:  # noqa: BLE001 - a NotFoundError raised in the actor arrives wrapped
+        cause = getattr(exc, "cause", exc)
+        raise cause if isinstance(cause, MnemosError) else NotFoundError(f"no job {job_id!r}") from None
+    owner = view.get("owner") or view.get("principal")
+    if not data.owns(principal, owner):
+        raise NotFoundError(f"no job {job_id!r}", param="id")
+    return {**view, "owner": owner}

@@ -1,0 +1,117 @@
+"""Console sessions: an API key signs in once; the browser then holds a short-lived JWT in an
+``HttpOnly; SameSite=Strict`` cookie (never the key), revoked again at sign-out.
+
+The JWT is minted by SOUL for the key's own subject, role and scopes (never more), so every
+gateway replica verifies it the way it verifies any token, and a revoked or forged cookie is
+refused like any credential. Writes made from console pages carry a CSRF token derived from the
+cookie (an HMAC keyed by it): another site can neither read the cookie nor compute the token, and
+``SameSite=Strict`` keeps the browser from sending the cookie on cross-site requests at all.
+
+``CookieBearer`` lets the console's ``EventSource`` (which cannot set headers) read the API: for
+``GET``/``HEAD`` requests outside ``/ui`` that carry the cookie and no ``Authorization`` header, it
+adds ``Authorization: Bearer <cookie>``. Other methods are never authenticated by the cookie.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from typing import Any
+
+from starlette.requests import Request
+
+from mnemos.errors import AuthenticationError
+
+__all__ = ["COOKIE", "PREFIX", "CookieBearer", "Sessions", "csrf_token"]
+
+COOKIE = "mnemos_session"
+PREFIX = "/ui"
+SESSION_TTL_S = 8 * 3600.0
+_SAFE = frozenset({"GET", "HEAD"})
+
+
+def csrf_token(session: str) -> str:
+    """The CSRF token of a session cookie value."""
+    return hmac.new(session.encode(), b"mnemos-console-csrf", hashlib.sha256).hexdigest()[:40]
+
+
+def csrf_ok(session: str, token: str | None) -> bool:
+    return bool(token) and hmac.compare_digest(csrf_token(session), str(token))
+
+
+class Sessions:
+    """Sign-in, sign-out and the principal of a request, over RELAY's edge seam.
+
+    Args:
+        edge: the gateway's ``EdgeSeam`` (``enabled`` false: no sign-in, every visitor is admin).
+    """
+
+    def __init__(self, edge: Any) -> None:
+        self.edge = edge
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.edge.enabled)
+
+    async def principal(self, request: Request) -> Any:
+        """The principal of the request's session cookie; ``AuthenticationError`` when absent or refused."""
+        if not self.enabled:
+            from mnemos.soul.identity import Principal
+
+            return Principal.anonymous()
+        cookie = request.cookies.get(COOKIE)
+        if not cookie:
+            raise AuthenticationError("sign in with an API key", param="api_key")
+        guard = self.edge._require_guard()
+        return await guard.verify_credential(cookie)
+
+    async def sign_in(self, api_key: str) -> tuple[Any, str, float]:
+        """Verify ``api_key``; returns ``(principal, session token, expiry)``."""
+        guard = self.edge._require_guard()
+        principal = await guard.verify_credential(api_key.strip())
+        await guard.rate_limit(principal)
+        ttl = SESSION_TTL_S
+        if principal.expires_at is not None:
+            ttl = min(ttl, float(principal.expires_at) - time.time())
+        if ttl <= 0:
+            raise AuthenticationError("this API key has expired", param="api_key")
+        created = await asyncio.to_thread(
+            guard.store.create_token, principal.subject, principal.role, ttl=ttl, scopes=principal.scopes,
+            actor=principal.subject,
+        )  # fmt: skip
+        return principal, created.secret, float(created.expires_at or time.time() + ttl)
+
+    async def sign_out(self, principal: Any) -> None:
+        """Revoke the session's token (its cookie is refused from now on)."""
+        if not self.enabled or not getattr(principal, "credential_id", ""):
+            return
+        guard = self.edge._require_guard()
+        await asyncio.to_thread(guard.store.revoke, principal.credential_id, actor=principal.subject)
+
+
+class CookieBearer:
+    """Pure ASGI: the session cookie as a bearer credential on safe API requests (module docstring)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("method") in _SAFE and not scope["path"].startswith(PREFIX):
+            headers = scope["headers"]
+            if not any(k == b"authorization" for k, _ in headers):
+                cookie = _cookie(headers)
+                if cookie:
+                    scope = {**scope, "headers": [*headers, (b"authorization", b"Bearer " + cookie.encode())]}
+        await self.app(scope, receive, send)
+
+
+def _cookie(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for key, value in headers:
+        if key == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                name, _, val = part.strip().partition("=")
+                if name == COOKIE and val:
+                    return val
+    return None

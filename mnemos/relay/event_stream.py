@@ -1,0 +1,273 @@
+"""``GET /v1/events``: the platform's event stream as Server-Sent Events, filtered per caller.
+
+    GET /v1/events?types=job,resource&subject=job:j-1
+    Last-Event-ID: 1765432100000042        (or ?last_event_id=…; EventSource sends it on reconnect)
+
+Each event is ``id: <n>`` + ``data: <json>`` (see ``mnemos.trace.events``). Control events:
+``event: reset`` (the id to resume from is older than the bus's ring, or from before a bus
+restart: events may have been missed, re-list), ``event: dropped`` (this connection fell more
+than ``QUEUE_MAX`` events behind and is closed; reconnect with ``Last-Event-ID`` to resume).
+A comment line (``: keepalive``) is sent every ``heartbeat`` seconds of silence. A stream opened
+without ``Last-Event-ID`` starts with ``id: <n>`` + ``: connected`` (no data): the position it
+streams from, so a client that reconnects before its first event still resumes without a gap.
+A client that goes away ends its stream quietly (no error is logged for a disconnect).
+
+The caller is authenticated before anything streams (verb ``read-artifacts``). What it then
+receives is decided per event by :func:`visible`: resources and model status for every reader;
+jobs and runs by ownership — admins and operators see all, a developer only their own, a viewer
+the states (never the log lines) — deny by default for anything else.
+
+One ``EventHub`` per gateway replica long-polls the bus and fans out to bounded per-connection
+queues, so the bus sees one reader per replica however many clients are connected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic_core import to_json
+from starlette.types import Message, Receive, Scope, Send
+
+from mnemos.errors import ValidationError
+from mnemos.relay._edge import VERB_KEY
+from mnemos.trace.events import matches
+
+__all__ = ["QUEUE_MAX", "EventHub", "build_router", "visible"]
+
+logger = logging.getLogger("mnemos.relay")
+
+QUEUE_MAX = 2000
+"""Events a connection may lag behind the live feed before it is dropped."""
+HEARTBEAT_S = 15.0
+_POLL_S = 15.0
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_ALL_JOBS_ROLES = frozenset({"admin", "operator"})
+_FAMILIES = frozenset({"resource", "model", "job", "run"})
+
+
+def visible(event: dict[str, Any], principal: Any) -> bool:
+    """Whether ``principal`` may receive ``event`` (``None``: authentication is off, all events)."""
+    if principal is None:
+        return True
+    family = str(event.get("type", "")).split(".", 1)[0]
+    if family not in _FAMILIES:
+        return False
+    role = getattr(principal, "role", "")
+    scopes = getattr(principal, "scopes", ()) or ()
+    if scopes and "read-artifacts" not in scopes:
+        return False
+    if family in ("resource", "model"):
+        return role in ("admin", "operator", "developer", "viewer")
+    if role in _ALL_JOBS_ROLES:
+        return True
+    if role == "developer":
+        return bool(event.get("owner")) and event.get("owner") == getattr(principal, "subject", None)
+    if role == "viewer":
+        return event.get("type") != "job.log"
+    return False
+
+
+def _frame(event: dict[str, Any]) -> bytes:
+    return b"id: %d\ndata: %s\n\n" % (event["id"], to_json(event))
+
+
+def _control(name: str, ident: int | None, data: dict[str, Any]) -> bytes:
+    head = f"event: {name}\n" + (f"id: {ident}\n" if ident is not None else "")
+    return head.encode() + b"data: " + to_json(data) + b"\n\n"
+
+
+class _Subscription:
+    def __init__(self, start: int | None) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=QUEUE_MAX)
+        self.dropped = False
+        self.start = start
+        """Every event with a higher id reaches ``queue`` (the pump's position when it subscribed)."""
+
+
+class _EventStreamResponse(StreamingResponse):
+    """A streaming response that ends quietly when the client goes away.
+
+    Ray Serve's ``receive`` raises (``TaskCancelledError``) instead of answering
+    ``http.disconnect`` when the request is cancelled because the client left; Starlette's
+    disconnect listener would let that escape as a server error. Here it is the disconnect it means.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def receive_or_disconnect() -> Message:
+            try:
+                return await receive()
+            except Exception:  # noqa: BLE001 - the transport failed: the client is gone
+                return {"type": "http.disconnect"}
+
+        await super().__call__(scope, receive_or_disconnect, send)
+
+
+def _cancelled(exc: BaseException) -> bool:
+    """Whether a bus read failed only because Ray cancelled it (with the request it was issued under)."""
+    try:
+        from ray.exceptions import TaskCancelledError
+    except ImportError:  # pragma: no cover - RELAY runs on Ray
+        return False
+    return isinstance(exc, TaskCancelledError)
+
+
+class EventHub:
+    """The bus's live feed, fanned out to the connections of one gateway replica.
+
+    Args:
+        bus: returns the ``events`` actor handle (``mnemos.trace.events.bus``).
+    """
+
+    def __init__(self, bus: Callable[[], Any]) -> None:
+        self._bus_factory = bus
+        self._bus: Any = None
+        self._subs: set[_Subscription] = set()
+        self._after: int | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def bus(self) -> Any:
+        if self._bus is None:
+            self._bus = self._bus_factory()
+        return self._bus
+
+    async def subscribe(self) -> _Subscription:
+        """A new connection's queue; the pump is running (and past its start id) on return."""
+        async with self._lock:
+            if self._task is None or self._task.done():
+                self._after = await self.bus.last.remote()
+                # A fresh context: the pump belongs to the replica, not to the request that started it
+                # (Ray tracks the calling task in a context variable and cancels its reads with it).
+                self._task = asyncio.get_running_loop().create_task(self._pump(), context=contextvars.Context())
+        sub = _Subscription(self._after)
+        self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: _Subscription) -> None:
+        self._subs.discard(sub)
+
+    async def _pump(self) -> None:
+        while True:
+            try:
+                answer = await self.bus.read.remote(self._after, _POLL_S, 1000)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the bus restarts; resume (readers get reset then)
+                if _cancelled(exc):  # a read cancelled with a request: not a failure, read again
+                    await asyncio.sleep(0.05)
+                    continue
+                logger.warning("events: reading the bus failed; retrying", exc_info=True)
+                self._bus = None
+                await asyncio.sleep(1.0)
+                continue
+            events = answer["events"]
+            if answer["reset"]:
+                events = [{"type": "reset", "id": answer["last"]}, *events]
+            self._after = answer["last"]
+            for sub in list(self._subs):
+                for event in events:
+                    try:
+                        sub.queue.put_nowait(event)
+                    except asyncio.QueueFull:
+                        sub.dropped = True
+                        self._subs.discard(sub)
+                        with contextlib.suppress(asyncio.QueueFull):
+                            sub.queue.put_nowait({"type": "dropped", "id": None})
+                        break
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def stream(self, principal: Any, after: int | None, types: tuple[str, ...], subject: str | None,
+                     heartbeat: float) -> AsyncIterator[bytes]:  # fmt: skip
+        """The SSE bytes of one connection (see the module docstring)."""
+        sub = await self.subscribe()
+        try:
+            sent = after
+            if after is not None:
+                backlog = await self.bus.read.remote(after, 0.0, 100_000)
+                if backlog["reset"]:
+                    yield _control("reset", backlog["last"], {"reason": "Last-Event-ID is older than the buffer"})
+                for event in backlog["events"]:
+                    if visible(event, principal) and matches(event, types, subject):
+                        yield _frame(event)
+                sent = backlog["last"]
+            else:
+                sent = sub.start
+                yield b"id: %d\n: connected\n\n" % sent if sent is not None else b": connected\n\n"
+            while True:
+                try:
+                    event = await asyncio.wait_for(sub.queue.get(), heartbeat)
+                except asyncio.TimeoutError:
+                    yield b": keepalive\n\n"
+                    continue
+                kind = event.get("type")
+                if kind == "dropped":
+                    yield _control("dropped", sent, {"reason": "the client fell behind; reconnect with Last-Event-ID"})
+                    return
+                if kind == "reset":
+                    yield _control("reset", event["id"], {"reason": "the event bus restarted; events may be missed"})
+                    sent = event["id"]
+                    continue
+                if sent is not None and event["id"] <= sent:
+                    continue
+                sent = event["id"]
+                if visible(event, principal) and matches(event, types, subject):
+                    yield _frame(event)
+        finally:
+            self.unsubscribe(sub)
+
+
+def _last_event_id(request: Request, query: str | None) -> int | None:
+    raw = request.headers.get("last-event-id") or query
+    if raw is None or raw == "":
+        return None
+    if not raw.strip().isdigit():
+        raise ValidationError("Last-Event-ID: must be the integer id of an event received before",
+                              param="Last-Event-ID")  # fmt: skip
+    return int(raw)
+
+
+def build_router(admit: Callable[[Request, str], Any], hub: EventHub | None = None) -> APIRouter:
+    """The ``/v1/events`` router.
+
+    Args:
+        admit: ``await admit(request, verb)`` returns the caller's principal (RELAY's edge seam).
+        hub: the replica's hub (default: one over ``mnemos.trace.events.bus``).
+    """
+    from mnemos.trace.events import bus
+
+    api = APIRouter(tags=["events"])
+    hub = hub or EventHub(bus)
+
+    @api.get("/v1/events", openapi_extra={VERB_KEY: "read-artifacts"})
+    async def events(
+        request: Request,
+        types: str = "",
+        subject: str | None = None,
+        last_event_id: str | None = None,
+        heartbeat: float = HEARTBEAT_S,
+    ) -> StreamingResponse:
+        """Server-Sent Events of resource changes, model status, job and run transitions and job logs."""
+        principal = await admit(request, "read-artifacts")
+        after = _last_event_id(request, last_event_id)
+        wanted = tuple(t.strip() for t in types.split(",") if t.strip())
+        for t in wanted:
+            if t.split(".", 1)[0] not in _FAMILIES:
+                raise ValidationError(f"types: unknown event family {t.split('.', 1)[0]!r}; valid: "
+                                      f"{', '.join(sorted(_FAMILIES))}", param="types")  # fmt: skip
+        if not 1.0 <= heartbeat <= 300.0:
+            raise ValidationError("heartbeat: must be between 1 and 300 seconds", param="heartbeat")
+        return _EventStreamResponse(hub.stream(principal, after, wanted, subject, heartbeat),
+                                    media_type="text/event-stream", headers=_SSE_HEADERS)  # fmt: skip
+
+    return api

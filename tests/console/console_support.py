@@ -1,0 +1,28 @@
+"""Helpers of the console tests (imported as ``console_support``; the conftest puts this folder on
+``sys.path``): the running gateway's handle and the screenshot writer."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+
+
+@dataclass
+class Console:
+    """The running gateway: its URL, the embedded client, and an API key per role."""
+
+    url: str
+    client: Any
+    controller: Any
+    keys: dict[str, str]
+
+
+def screenshot(page: Any, name: str) -> None:
+    """Write ``docs/images/console-<name>.png`` (1280×800)."""
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(IMAGES / f"console-{name}.png"))

@@ -1,0 +1,366 @@
+"""``GET /v1/events``: live resource changes through the real gateway, resumption with
+``Last-Event-ID``, and per-caller filtering (a developer never receives another's job logs)."""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import Request
+from relay_support import Relay, assert_openai_error, wait_until
+from tests_support import model_doc
+
+from mnemos.trace.events import parse_sse
+
+
+class Listener:
+    """An SSE client reading ``/v1/events`` on a thread; events land in ``events`` (a queue)."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None, **params: str) -> None:
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._client = httpx.Client(timeout=httpx.Timeout(10.0, read=30.0))
+        self._args = (url, headers or {}, params)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self.connected.wait(30), "the event stream did not open"
+
+    def _lines(self, response: httpx.Response) -> Iterator[str]:
+        for line in response.iter_lines():
+            if line.startswith(":"):
+                self.connected.set()
+            if self._stop.is_set():
+                return
+            yield line
+
+    def _run(self) -> None:
+        url, headers, params = self._args
+        try:
+            with self._client.stream("GET", url, headers=headers, params=params) as response:
+                if response.status_code != 200:
+                    response.read()
+                    self.events.put({"type": "http-error", "status": response.status_code, "body": response.text})
+                    self.connected.set()
+                    return
+                for event in parse_sse(self._lines(response)):
+                    self.events.put(event)
+        except (httpx.HTTPError, RuntimeError):
+            pass
+        finally:
+            self.connected.set()
+
+    def until(self, predicate: Any, timeout: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The first event matching ``predicate`` within ``timeout`` s, and every event seen before it."""
+        seen: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                event = self.events.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            seen.append(event)
+            if predicate(event):
+                return event, seen
+        raise AssertionError(f"no matching event within {timeout}s; saw {[e.get('type') for e in seen]}")
+
+    def drain(self, seconds: float) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                out.append(self.events.get(timeout=0.05))
+            except queue.Empty:
+                continue
+        return out
+
+    def close(self) -> None:
+        self._stop.set()
+        self._client.close()
+        self._thread.join(timeout=10)
+
+
+TICKER = {"apiVersion": "genome.mnemos.dev/v1", "kind": "Function", "metadata": {"name": "ticker"},
+    "spec": {"entrypoint": "mnemos.cortex.testing:ticker", "parameters": {
+        "type": "object", "additionalProperties": False, "properties": {
+            "count": {"type": "integer"}, "interval": {"type": "number"}, "text": {"type": "string"}}}}}  # fmt: skip
+
+
+def _policy(name: str, rps: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "genome.mnemos.dev/v1",
+        "kind": "Policy",
+        "metadata": {"name": name},
+        "spec": {"rateLimit": {"requestsPerSecond": rps, "burst": rps}},
+    }
+
+
+def test_a_resource_applied_by_one_client_reaches_a_subscriber_within_2s(relay: Relay) -> None:
+    listener = Listener(f"{relay.url}/v1/events", types="resource")
+    try:
+        started = time.monotonic()
+        relay.client.apply(_policy("events-live", 5))
+        event, _ = listener.until(lambda e: e.get("subject") == "Policy/events-live", timeout=2.0)
+        assert time.monotonic() - started < 2.0
+        assert event["type"] == "resource.created"
+        assert event["data"]["generation"] == 1 and isinstance(event["id"], int)
+    finally:
+        listener.close()
+
+
+def test_a_reconnect_with_last_event_id_misses_nothing(relay: Relay) -> None:
+    first = Listener(f"{relay.url}/v1/events", types="resource")
+    relay.client.apply(_policy("events-resume", 1))
+    mark, _ = first.until(lambda e: e.get("subject") == "Policy/events-resume", timeout=10)
+    first.close()
+    for rps in range(2, 7):  # five changes while nobody listens
+        relay.client.apply(_policy("events-resume", rps))
+    second = Listener(f"{relay.url}/v1/events", {"Last-Event-ID": str(mark["id"])}, types="resource")
+    try:
+        _, seen = second.until(lambda e: e.get("data", {}).get("generation") == 6, timeout=10)
+        mine = [e for e in seen if e.get("subject") == "Policy/events-resume"]
+        assert [e["data"]["generation"] for e in mine] == [2, 3, 4, 5, 6]
+        ids = [e["id"] for e in seen]
+        assert ids == sorted(ids) and ids[0] > mark["id"]
+    finally:
+        second.close()
+    # An id older than anything the bus holds is answered with an explicit reset, then the buffer.
+    old = Listener(f"{relay.url}/v1/events", {"Last-Event-ID": "1"}, types="resource")
+    try:
+        event, _ = old.until(lambda e: e.get("type") == "reset", timeout=10)
+        assert "older than the buffer" in event["data"]["reason"]
+    finally:
+        old.close()
+
+
+class CuttingProxy:
+    """A TCP proxy on 127.0.0.1 in front of the gateway; ``cut()`` drops every open connection."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+
+        self._upstream = port
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self.accepted = 0
+        self._open: list[Any] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._upstream))
+            self.accepted += 1
+            self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: Any, dst: Any) -> None:
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def cut(self) -> None:
+        import socket
+
+        for sock in self._open:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._open.clear()
+
+    def close(self) -> None:
+        self.cut()
+        self._server.close()
+
+
+def test_the_remote_client_watches_and_resumes_after_a_cut_connection(relay: Relay) -> None:
+    from mnemos.remote import RemoteClient
+
+    proxy = CuttingProxy(relay.port)
+    remote = RemoteClient(f"http://127.0.0.1:{proxy.port}", api_key="unused")  # authentication is off here
+    seen: queue.Queue[dict[str, Any]] = queue.Queue()
+
+    def consume() -> None:
+        for event in remote.watch(["resource"], timeout=90):
+            if event.get("subject") == "Policy/events-remote":
+                seen.put(event)
+                if event["data"]["generation"] == 5:
+                    return
+
+    reader = threading.Thread(target=consume, daemon=True)
+    try:
+        start = remote.position()  # where the stream is now: a watch from here misses nothing
+        assert isinstance(start, int)
+        reader.start()
+        relay.client.apply(_policy("events-remote", 1))
+        assert seen.get(timeout=30)["data"]["generation"] == 1
+        proxy.cut()  # the watch's connection drops; it reconnects with Last-Event-ID
+        for rps in range(2, 6):
+            relay.client.apply(_policy("events-remote", rps))
+        got = [seen.get(timeout=30)["data"]["generation"] for _ in range(4)]
+        assert got == [2, 3, 4, 5]  # nothing missed, nothing twice
+        assert proxy.accepted >= 3  # position(), the first stream, and the reconnect
+        replay = [e["data"]["generation"] for e in remote.watch(["resource"], after=start, timeout=3)
+                  if e.get("subject") == "Policy/events-remote"]  # fmt: skip
+        assert replay == [1, 2, 3, 4, 5]
+    finally:
+        reader.join(timeout=30)
+        remote.close()
+        proxy.close()
+
+
+def test_bad_parameters_are_422_naming_the_field(relay: Relay) -> None:
+    response = httpx.get(f"{relay.url}/v1/events", headers={"Last-Event-ID": "abc"}, timeout=10)
+    assert_openai_error(response, 422, param="Last-Event-ID")
+    response = httpx.get(f"{relay.url}/v1/events", params={"types": "secrets"}, timeout=10)
+    assert_openai_error(response, 422, param="types")
+
+
+def test_model_status_changes_are_published(relay: Relay) -> None:
+    listener = Listener(f"{relay.url}/v1/events", types="model")
+    try:
+        relay.apply(model_doc("events-model"))
+        event, _ = listener.until(
+            lambda e: e.get("subject") == "model/events-model" and e["data"].get("status") == "ready", timeout=120
+        )
+        assert event["data"]["generation"] == 1 and event["data"]["engine"]
+    finally:
+        listener.close()
+        relay.delete("Model", "events-model")
+
+
+# -- filtering by caller, with authentication on ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def guarded(relay: Relay, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The events and jobs routes behind the real edge (auth on), served by uvicorn on 127.0.0.1,
+    over the session's CORTEX; API keys for two developers and a viewer."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from mnemos.config import load_settings
+    from mnemos.cortex.http import build_router as jobs_router
+    from mnemos.engram import Engram
+    from mnemos.genome import Registry, parse_resource
+    from mnemos.relay._edge import EdgeMiddleware, EdgeSeam
+    from mnemos.relay._errors import install_error_handlers
+    from mnemos.relay.event_stream import build_router as events_router
+    from mnemos.soul import IdentityStore
+
+    relay.client.component("cortex")
+    root: Path = tmp_path_factory.mktemp("events-auth")
+    settings = load_settings(engram={"uri": str(root / "engram")}, relay={"auth": True})
+    engram = Engram.from_settings(settings)
+    seam = EdgeSeam(settings, engram)
+    app = FastAPI()
+    install_error_handlers(app)
+    app.add_middleware(EdgeMiddleware, seam=seam)
+
+    async def admit(request: Request) -> Any:
+        return await seam.admit(request, "read-artifacts" if request.method == "GET" else "submit")
+
+    Registry(engram).apply(parse_resource(TICKER))
+    app.include_router(jobs_router(auth=admit, settings=settings))
+    app.include_router(events_router(seam.admit))
+    store = IdentityStore.from_settings(settings, engram)
+    keys = {name: store.create_api_key(name, role).secret
+            for name, role in (("alice", "developer"), ("bob", "developer"), ("vera", "viewer"))}  # fmt: skip
+    from relay_support import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, timeout=30)
+    yield {"url": f"http://127.0.0.1:{port}", "keys": keys}
+    server.should_exit = True
+    thread.join(timeout=15)
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_the_stream_authenticates_before_streaming(guarded: dict[str, Any]) -> None:
+    response = httpx.get(f"{guarded['url']}/v1/events", timeout=10)
+    assert_openai_error(response, 401, type_="authentication_error")
+    response = httpx.get(f"{guarded['url']}/v1/events", headers=_auth("mk_forged_key"), timeout=10)
+    assert response.status_code == 401
+
+
+def test_a_developer_does_not_receive_another_developers_job_logs(guarded: dict[str, Any]) -> None:
+    url, keys = f"{guarded['url']}/v1/events", guarded["keys"]
+    alice = Listener(url, _auth(keys["alice"]), types="job")
+    bob = Listener(url, _auth(keys["bob"]), types="job")
+    vera = Listener(url, _auth(keys["vera"]), types="job")
+    try:
+        submitted = httpx.post(f"{guarded['url']}/v1/jobs", headers=_auth(keys["alice"]), timeout=30,
+                               json={"function": "ticker", "kwargs": {"count": 2, "interval": 0.1,
+                                                                       "text": "alice-secret-line"}})  # fmt: skip
+        assert submitted.status_code == 200, submitted.text
+        job = submitted.json()["id"]
+        line, _ = alice.until(lambda e: e.get("type") == "job.log" and e["subject"] == f"job:{job}", timeout=60)
+        assert "alice-secret-line" in line["data"]["line"] and line["owner"] == "alice"
+        alice.until(lambda e: e.get("type") == "job.succeeded" and e["subject"] == f"job:{job}", timeout=60)
+        vera.until(lambda e: e.get("type") == "job.succeeded" and e["subject"] == f"job:{job}", timeout=10)
+        # Bob and the viewer had every chance: nothing of Alice's output reached them.
+        for other in (bob, vera):
+            leaked = [e for e in other.drain(1.0) if "alice-secret-line" in str(e) or e.get("type") == "job.log"]
+            assert not leaked
+        assert all(e.get("owner") != "alice" for e in bob.drain(0.1))
+    finally:
+        for listener in (alice, bob, vera):
+            listener.close()
+
+
+def test_a_client_that_goes_away_ends_its_stream_quietly() -> None:
+    """Ray Serve's ``receive`` raises when the request is cancelled (the client left): the event
+    stream treats that as the disconnect it is, instead of a server error with a traceback."""
+    import asyncio
+
+    from ray.exceptions import TaskCancelledError
+
+    from mnemos.relay.event_stream import _EventStreamResponse
+
+    closed = asyncio.Event()
+    sent: list[dict[str, Any]] = []
+
+    async def body() -> Any:
+        try:
+            yield b": connected\n\n"
+            await asyncio.sleep(3600)
+        finally:
+            closed.set()
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(0.05)
+        raise TaskCancelledError()
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def main() -> None:
+        response = _EventStreamResponse(body(), media_type="text/event-stream")
+        await asyncio.wait_for(response({"type": "http", "asgi": {"spec_version": "2.3"}}, receive, send), 10)
+
+    asyncio.run(main())
+    assert closed.is_set() and sent[0]["status"] == 200
