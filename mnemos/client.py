@@ -8,29 +8,18 @@ sync loop) react at once. Component APIs hang off it: ``client.jobs`` (CORTEX),
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from mnemos.config import Settings, load_settings
 from mnemos.engram import Engram
-from mnemos.genome import ApplyResult, Registry, Resource, json_schema, load_paths, parse_resource
+from mnemos.genome import ApplyResult, Registry, Resource, json_schema
+from mnemos.genome.kinds import ResourceSource, resources_of
 from mnemos.genome.registry import event_of
 
 __all__ = ["Client", "connect"]
 
-ApplySource = str | Path | Resource | dict[str, Any] | Iterable[Resource | dict[str, Any]]
-
-
-def _resources(source: ApplySource) -> list[Resource]:
-    if isinstance(source, (str, Path)):
-        return load_paths([source])
-    if isinstance(source, Resource):
-        return [source]
-    if isinstance(source, dict):
-        return [parse_resource(source)]
-    return [r if isinstance(r, Resource) else parse_resource(r) for r in source]
+ApplySource = ResourceSource
 
 
 class Client:
@@ -52,9 +41,15 @@ class Client:
         return f"Client(engram={self.engram.uri!r}, connected={self.connected})"
 
     # -- resources ---------------------------------------------------------------------------
-    def apply(self, source: ApplySource, *, source_tag: str = "apply") -> list[ApplyResult]:
-        """Apply files, folders, documents or resources; each result says created/configured/unchanged."""
-        results = [self.registry.apply(r, source=source_tag) for r in _resources(source)]
+    def apply(self, source: ApplySource, *, source_tag: str = "apply", expected_generation: int | None = None
+              ) -> list[ApplyResult]:  # fmt: skip
+        """Apply files, folders, documents or resources; each result says created/configured/unchanged.
+
+        ``expected_generation``: the generation you read (0: must not exist); ``ConflictError``
+        (409) when the resource moved on since.
+        """
+        results = [self.registry.apply(r, source=source_tag, expected_generation=expected_generation)
+                   for r in resources_of(source)]  # fmt: skip
         self._publish([event_of(r.resource, r.action) for r in results if r.action != "unchanged"])
         return results
 
@@ -64,8 +59,9 @@ class Client:
             return self.registry.list(kind)
         return self.registry.get(kind, name, generation)
 
-    def delete(self, kind: str, name: str, *, source_tag: str = "apply") -> Resource:
-        resource = self.registry.delete(kind, name, source=source_tag)
+    def delete(self, kind: str, name: str, *, source_tag: str = "apply", expected_generation: int | None = None
+               ) -> Resource:  # fmt: skip
+        resource = self.registry.delete(kind, name, source=source_tag, expected_generation=expected_generation)
         self._publish([event_of(resource, "deleted")])
         return resource
 
@@ -75,11 +71,11 @@ class Client:
     @staticmethod
     def validate(source: ApplySource) -> list[Resource]:
         """Parse and schema-check without storing anything."""
-        return _resources(source)
+        return resources_of(source)
 
     def admit(self, source: ApplySource) -> list[Resource]:
         """Schema and admission checks, without storing anything (``mnemos validate``)."""
-        resources = _resources(source)
+        resources = resources_of(source)
         for resource in resources:
             self.registry.admit(resource)
         return resources
@@ -89,14 +85,10 @@ class Client:
         return json_schema(kind)
 
     def _publish(self, events: list[dict[str, Any]]) -> None:
-        if not events or not self.connected:
-            return
-        import ray
+        if events and self.connected:
+            from mnemos.genome.service import publish_changes
 
-        from mnemos.genome.service import ACTOR_NAME, NAMESPACE
-
-        with contextlib.suppress(ValueError):  # no control plane: nothing watches
-            ray.get(ray.get_actor(ACTOR_NAME, namespace=NAMESPACE).publish.remote(events))
+            publish_changes(events)
 
     # -- component APIs (each imported on first use) ------------------------------------------
     @property
@@ -120,11 +112,24 @@ class Client:
 
         return self._api("spaces", SpacesAPI)
 
+    def watch(self, types: Iterable[str] = (), *, subject: str | None = None, after: int | None = None,
+              timeout: float | None = None) -> Any:
+        """Platform events as they happen: ``for ev in client.watch(["job"], subject="job:j-1"): ...``.
+
+        ``types``: families (``resource``, ``model``, ``job``, ``run``) or types (``job.log``);
+        ``after``: resume after this event id; ``timeout``: stop after so many seconds.
+        See ``mnemos.trace.events`` for the event shape; ``GET /v1/events`` serves the same over HTTP.
+        """
+        from mnemos.trace.events import watch
+
+        return watch(types, subject=subject, after=after, timeout=timeout)
+
     def lineage(self, node_id: str) -> Any:
         """The lineage graph (upstream and downstream) of a run, job, request or artifact."""
+        from mnemos.synkron.spaces import LINEAGE_RESOLVERS
         from mnemos.trace.lineage import graph
 
-        return graph(self.engram, node_id)
+        return graph(self.engram, node_id, resolvers=LINEAGE_RESOLVERS)
 
     def _api(self, name: str, cls: Any) -> Any:
         key = f"api:{name}"
@@ -133,6 +138,23 @@ class Client:
         return self._components[key]
 
     # -- platform ----------------------------------------------------------------------------
+    def connect_ray(self) -> None:
+        """Join Ray (the cluster ``mnemos up`` started, ``MNEMOS_RAY_ADDRESS``, or a new local one)."""
+        from mnemos.cradle import init_ray
+
+        init_ray(None, self.settings)
+
+    def serve_models(self) -> None:
+        """Make sure RELAY's controller runs, so registered Models get their Serve deployments
+        (``client.pipelines.run`` calls it before a run with ``infer`` or ``index`` steps)."""
+        from ray import serve
+
+        from mnemos.relay import ensure_controller
+
+        # Serve first, on the gateway's address: the controller deploys several models at once.
+        serve.start(http_options={"host": self.settings.relay.host, "port": self.settings.relay.port})
+        ensure_controller(self.settings, self.engram)
+
     def component(self, name: str) -> Any:
         """The handle of a control-plane component, started on first use."""
         if name not in self._components:
@@ -161,14 +183,34 @@ class Client:
         return out
 
 
-def connect(address: str | None = None, *, settings: Settings | None = None, **overrides: Any) -> Client:
-    """Connect to MNEMOS: an embedded local Ray cluster by default.
+def connect(address: str | None = None, *, api_key: str | None = None, settings: Settings | None = None,
+            **overrides: Any) -> Any:  # fmt: skip
+    """Connect to MNEMOS: a remote platform over HTTP, or an embedded local Ray cluster.
 
     Args:
-        address: ``ray://host:10001`` or ``host:port``; default ``MNEMOS_RAY_ADDRESS``, then the
-            cluster ``mnemos up`` started, then a new cluster inside this process.
-        settings: configuration; keyword ``overrides`` build one (``engram={"uri": ...}``).
+        address: ``http(s)://host:port`` — a gateway: returns a ``RemoteClient`` (no Ray, no ENGRAM
+            access, no master key; see ``mnemos.remote``); or ``ray://host:10001`` / ``host:port`` —
+            a Ray cluster this process joins as the local admin. Default: ``MNEMOS_URL`` (or the URL
+            ``mnemos login URL`` stored) when no ``settings`` are given, then ``MNEMOS_RAY_ADDRESS``,
+            then the cluster ``mnemos up`` started, then a new cluster inside this process.
+        api_key: the credential for a gateway (default: ``MNEMOS_API_KEY``, ``MNEMOS_TOKEN``, then
+            what ``mnemos login`` stored).
+        settings: configuration of the embedded mode; keyword ``overrides`` build one
+            (``engram={"uri": ...}``).
     """
+    from mnemos.remote import RemoteClient, endpoint_url, is_url
+
+    if is_url(address):
+        return RemoteClient(str(address), api_key)
+    if address is None and settings is None and not overrides:
+        url = endpoint_url()
+        if url:
+            return RemoteClient(url, api_key)
+    if api_key is not None:
+        from mnemos.errors import ValidationError
+
+        raise ValidationError("api_key is for a gateway: pass its http(s):// URL as the address (or set MNEMOS_URL)",
+                              param="api_key")  # fmt: skip
     from mnemos.cradle import init_ray, up
 
     settings = settings or load_settings(**overrides)

@@ -72,6 +72,15 @@ class CortexSettings(CoreModel):
     affinity: Affinity = Field(default_factory=Affinity)
     journal_batch_ms: float = Field(5.0, ge=0, description="Group-commit window of the job journal.")
     inline_result_bytes: int = Field(64 * 1024, description="Results larger than this go to ENGRAM.")
+    retention: Duration = Field(
+        3600.0, ge=0, description="Finished jobs leave CORTEX's memory after this (they stay queryable from ENGRAM)."
+    )
+    checkpoint_records: int = Field(
+        20_000, ge=100, description="Journal records between two checkpoints (snapshot of live jobs + tail)."
+    )
+    journal_timeout: Duration = Field(
+        5.0, gt=0, description="How long a submit waits for its journal write before answering 503."
+    )
 
 
 class PoolConfig(CoreModel):
@@ -80,6 +89,19 @@ class PoolConfig(CoreModel):
     name: str
     selector: dict[str, str] = Field(default_factory=dict)
     size: int = Field(2, ge=0, description="Workers in the pool (0: the pool is declared but empty).")
+    min_workers: int | None = Field(None, ge=0, description="Fewest workers (default: size); 0 scales to zero.")
+    max_workers: int | None = Field(None, ge=0, description="Most workers when the queue grows (default: size).")
+    idle_timeout: Duration = Field(60.0, gt=0, description="A worker idle this long is stopped (above minWorkers).")
+
+    @property
+    def fewest(self) -> int:
+        """``minWorkers``, or ``size`` when unset (a fixed-size pool)."""
+        return self.size if self.min_workers is None else min(self.min_workers, self.most)
+
+    @property
+    def most(self) -> int:
+        """``maxWorkers``, or the larger of ``size`` and ``minWorkers`` when unset."""
+        return max(self.size, self.min_workers or 0) if self.max_workers is None else self.max_workers
     num_cpus: float = Field(0.5, ge=0)
     num_gpus: float = Field(0.0, ge=0)
     max_concurrency: int = Field(16, ge=1, description="Jobs one worker runs at once.")
@@ -130,6 +152,16 @@ class RelaySettings(CoreModel):
     max_body_bytes: int = Field(1024 * 1024, description="Larger request bodies get 413.")
     auth: bool = Field(True, description="Require a token or API key on every route but health.")
     redact_prompts: bool = Field(False, description="Redact PII in prompts too, not only in lineage.")
+    adapter_env_allowlist: list[str] = Field(
+        default_factory=list,
+        description="Environment variables an Adapter's auth.secretRef.key may read when SOUL's secret store "
+        "lacks the secret (an admin's allowlist; empty: adapters read SOUL's secret store only).",
+    )
+    high_throughput: bool = Field(
+        True,
+        description="Run Serve in its high-throughput mode (HAProxy ingress, gRPC between replicas): sets "
+        "RAY_SERVE_ENABLE_HA_PROXY=1 and RAY_SERVE_THROUGHPUT_OPTIMIZED=1 for the cluster `mnemos up` starts.",
+    )
 
 
 class JwtSettings(CoreModel):
@@ -140,6 +172,10 @@ class JwtSettings(CoreModel):
 class SoulPolicies(CoreModel):
     m_tls: str = Field("enabled", alias="mTLS")
     token_ttl: Duration = Field(3600.0, alias="tokenTTL", description="Lifetime of issued JWTs (seed: 1h).")
+    max_token_ttl: Duration = Field(
+        86400.0, alias="maxTokenTTL", gt=0,
+        description="Longest lifetime a JWT minted over HTTP may ask for (ttl above it: 422).",
+    )
 
 
 class VaultSettings(CoreModel):
@@ -157,6 +193,17 @@ class SoulSettings(CoreModel):
 class TraceSettings(CoreModel):
     otlp_endpoint: str = Field("", description="OTLP endpoint; empty: spans are not exported.")
     service_name: str = "mnemos"
+    metrics_auth: bool = Field(
+        False, description="Require a credential (verb read-lineage) on /metrics; off: Prometheus scrapes freely."
+    )
+
+
+class SynkronSettings(CoreModel):
+    allow_host_execution: bool = Field(
+        False,
+        description="Run a step that names an image on the worker's own environment when the node has no "
+        "container runtime (off: such a step is refused).",
+    )
 
 
 class CronJob(CoreModel):
@@ -219,6 +266,7 @@ class Settings(BaseSettings):
     relay: RelaySettings = Field(default_factory=RelaySettings)
     soul: SoulSettings = Field(default_factory=SoulSettings)
     trace: TraceSettings = Field(default_factory=TraceSettings)
+    synkron: SynkronSettings = Field(default_factory=SynkronSettings)
     wraith: WraithSettings = Field(default_factory=WraithSettings)
     cradle: CradleSettings = Field(default_factory=CradleSettings)
 

@@ -14,6 +14,7 @@ Every error a user can cause maps to one HTTP status and one CLI exit code::
     │   ├── ConflictError             409  exit 4
     │   ├── PayloadTooLargeError      413  exit 2
     │   ├── RateLimitError            429  exit 8   carries retry_after seconds
+    │   │   └── BudgetExceededError   429  exit 8   a spend/token budget is used up
     │   └── MissingDependencyError    501  exit 9   names the extra to install
     └── ServerError                   500  exit 1   MNEMOS or its infrastructure failed
         ├── IntegrityError            500  exit 5   stored bytes do not match their digest
@@ -31,6 +32,7 @@ __all__ = [
     "AdmissionError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "ClientError",
     "ConflictError",
     "IntegrityError",
@@ -168,6 +170,12 @@ class RateLimitError(ClientError):
     def __init__(self, message: str, *, retry_after: float = 1.0, **details: Any) -> None:
         super().__init__(message, retry_after=retry_after, **details)
         self.retry_after = retry_after
+
+
+class BudgetExceededError(RateLimitError):
+    """A key's or team's budget for the current window is spent (OpenAI's ``insufficient_quota``)."""
+
+    code = "insufficient_quota"
 
 
 class MissingDependencyError(ClientError):

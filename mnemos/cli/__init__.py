@@ -13,9 +13,18 @@ import typer
 
 from mnemos.errors import MnemosError
 
+__all__ = ["app", "main"]
+
 app = typer.Typer(
     name="mnemos",
-    help="MNEMOS: an AI-operations platform on Ray.",
+    help=(
+        "MNEMOS: an AI-operations platform on Ray.\n\n"
+        "The front door: every client (this CLI, notebooks, GitOps sync, OpenAI clients) reaches "
+        "the platform through RELAY's authenticated HTTP API, where SOUL authenticates, authorizes the verb and "
+        "rate-limits each call before its body is read; use an API key (`mnemos login`). Only the embedded local "
+        "mode (`mnemos up` on a laptop) reads and writes ENGRAM directly, as the local admin. "
+        "Docs: docs/guides/front-door.md."
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -29,6 +38,7 @@ _COMMAND_MODULES = [
     "mnemos.cli.gitops",
     "mnemos.cli.run",
     "mnemos.cli.demo",
+    "mnemos.cli.usage",
 ]
 # (group name, module exposing `app`) for `mnemos <group> ...`.
 _GROUPS: list[tuple[str, str]] = [
@@ -41,6 +51,27 @@ _GROUPS: list[tuple[str, str]] = [
     ("spaces", "mnemos.cli.spaces"),
     ("trace", "mnemos.cli.trace"),
 ]
+
+@app.callback()
+def _options(
+    url: str | None = typer.Option(
+        None, "--url", metavar="URL",
+        help="The MNEMOS gateway (http(s)://…) to talk to over its authenticated API; default MNEMOS_URL, "
+        "then the URL `mnemos login URL` stored. Without one, commands work on the local platform.",
+    ),
+) -> None:
+    """Global options."""
+    if url:
+        import os
+
+        from mnemos.remote import is_url
+
+        if not is_url(url):
+            from mnemos.errors import ValidationError
+
+            raise ValidationError(f"--url: {url!r} is not an http(s):// URL", param="url")
+        os.environ["MNEMOS_URL"] = url  # read by every command's client (mnemos.remote.endpoint_url)
+
 
 for _module in _COMMAND_MODULES:
     importlib.import_module(_module).register(app)

@@ -1,11 +1,26 @@
-"""How CLI commands reach the platform."""
+"""How CLI commands reach the platform.
+
+With a gateway URL configured (``mnemos --url URL``, ``MNEMOS_URL``, or ``mnemos login URL``)
+every command goes through RELAY's authenticated HTTP API with the stored credential (a
+``RemoteClient``); without one, the embedded mode reads and writes ENGRAM as the local admin.
+"""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from mnemos.client import Client
 from mnemos.config import load_settings
+
+__all__ = ["event_position", "open_client", "platform_address", "remote_url"]
+
+
+def remote_url() -> str | None:
+    """The gateway URL the CLI talks to, or ``None`` for the embedded mode."""
+    from mnemos.remote import endpoint_url
+
+    return endpoint_url()
 
 
 def platform_address() -> str | None:
@@ -17,14 +32,34 @@ def platform_address() -> str | None:
     return settings.ray.address or os.environ.get("MNEMOS_RAY_ADDRESS") or (info["address"] if info else None)
 
 
-def open_client(*, publish: bool = False, connect: bool = False) -> Client:
-    """A client for a command.
+def open_client(*, publish: bool = False, connect: bool = False) -> Any:
+    """A client for a command: a ``RemoteClient`` when a gateway URL is configured, else embedded.
 
-    Reads need no cluster: they go to ENGRAM directly. Writes (``publish``) connect when a
-    platform is up, so that its controllers see the change; ``connect`` always connects.
+    Embedded reads need no cluster: they go to ENGRAM directly. Writes (``publish``) connect when
+    a platform is up, so that its controllers see the change; ``connect`` always connects.
     """
+    url = remote_url()
+    if url:
+        from mnemos.remote import RemoteClient
+
+        return RemoteClient(url)
     if connect or (publish and platform_address()):
         import mnemos
 
         return mnemos.connect(platform_address())
     return Client(load_settings())
+
+
+def event_position(client: Any) -> int | None:
+    """Where the platform's event stream is now: ``client.watch(after=…)`` from here misses nothing
+    (take it before reading a state, then follow its changes). ``None`` when it cannot be read."""
+    if hasattr(client, "position"):  # a RemoteClient: over /v1/events
+        return client.position()  # type: ignore[no-any-return]
+    import ray
+
+    from mnemos.trace.events import bus
+
+    try:
+        return int(ray.get(bus().last.remote(), timeout=30))
+    except Exception:  # noqa: BLE001 - without the bus a follower starts from now
+        return None

@@ -9,6 +9,8 @@ import typer
 
 from mnemos.cli._output import Output, console, emit, err_console
 
+__all__ = ["backup_store", "diff", "register", "restore", "sync"]
+
 
 def register(app: typer.Typer) -> None:
     app.command()(sync)

@@ -13,6 +13,24 @@ import typer
 
 from mnemos.errors import MnemosError
 
+__all__ = [
+    "CONTEXT",
+    "CRDS",
+    "Format",
+    "KINDS",
+    "KUBECONFIG",
+    "Kind",
+    "Listing",
+    "SETS",
+    "VALUES",
+    "app",
+    "apply",
+    "delete",
+    "render",
+    "status",
+    "validate",
+]
+
 app = typer.Typer(
     help="Render, validate and apply the KubeRay RayCluster / RayService / RayJob that run MNEMOS.",
     no_args_is_help=True,

@@ -6,6 +6,8 @@ import sys
 
 import typer
 
+__all__ = ["login", "logout", "register"]
+
 
 def register(app: typer.Typer) -> None:
     app.command()(login)
@@ -19,14 +21,22 @@ def _read_stdin() -> str:
 
 
 def login(
+    url: str | None = typer.Argument(None, help="The gateway (http(s)://host:port); later commands talk to it."),
     token: str | None = typer.Option(None, "--token", help="A JWT ('-' reads it from stdin)."),
     api_key: str | None = typer.Option(None, "--api-key", help="An mk_… API key ('-' reads it from stdin)."),
-    verify: bool = typer.Option(True, "--verify/--no-verify", help="Check it against this platform's keys first."),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Check it with the platform first."),
 ) -> None:
-    """Store a token or API key in $MNEMOS_HOME/credentials (0600); MNEMOS_API_KEY overrides it."""
+    """Store a token or API key in $MNEMOS_HOME/credentials (0600), and the gateway URL if given.
+
+    With URL, every later command (and ``mnemos.connect()``) goes through that gateway's API and
+    sends this credential; MNEMOS_URL and MNEMOS_API_KEY override what is stored.
+    """
     from mnemos.errors import ValidationError
+    from mnemos.remote import is_url
     from mnemos.soul import credentials
 
+    if url is not None and not is_url(url):
+        raise ValidationError(f"URL: {url!r} is not an http(s):// URL of a MNEMOS gateway", param="url")
     if (token is None) == (api_key is None):
         raise ValidationError("pass exactly one of --token or --api-key", param="credential")
     value = token if token is not None else (api_key or "")
@@ -36,13 +46,30 @@ def login(
     if kind != ("token" if token is not None else "apikey"):
         flag = "--token" if token is not None else "--api-key"
         raise ValidationError(f"{flag} was given {'a JWT' if kind == 'token' else 'an API key'}", param="credential")
-    who = _verify(value, kind) if verify else None
+    if url is not None:
+        who = _verify_remote(url, value) if verify else None
+    else:
+        who = _verify(value, kind) if verify else None
     path = credentials.save(value, kind)
+    if url is not None:
+        from mnemos.remote import save_endpoint
+
+        save_endpoint(url)
     if who is None and verify:
         note = " (not verified: the local ENGRAM holds no SOUL identities)"
     else:
         note = f" as {who}" if who else ""
-    typer.echo(f"logged in{note}; credential stored in {path}")
+    where = f" to {url.rstrip('/')}" if url else ""
+    typer.echo(f"logged in{where}{note}; credential stored in {path}")
+
+
+def _verify_remote(url: str, value: str) -> str:
+    """``name (role)`` as the gateway at ``url`` sees the credential (its errors as they are: 401 …)."""
+    from mnemos.remote import RemoteClient
+
+    with RemoteClient(url, value) as client:
+        me = client.whoami()
+    return f"{me['subject']} ({me['role']})"
 
 
 def _verify(value: str, kind: str) -> str | None:
@@ -67,7 +94,10 @@ def _verify(value: str, kind: str) -> str | None:
 
 
 def logout() -> None:
-    """Forget the stored credential."""
+    """Forget the stored credential and gateway URL."""
+    from mnemos.remote import forget_endpoint
     from mnemos.soul import credentials
 
-    typer.echo("logged out" if credentials.clear() else "no stored credential")
+    had = credentials.clear()
+    had = forget_endpoint() or had
+    typer.echo("logged out" if had else "no stored credential")

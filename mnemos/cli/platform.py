@@ -6,6 +6,8 @@ import typer
 
 from mnemos.cli._output import Output, console, emit
 
+__all__ = ["down", "register", "status", "up"]
+
 
 def register(app: typer.Typer) -> None:
     app.command()(up)
@@ -27,6 +29,7 @@ def up(
         info = start_local(settings)
         address = info["address"]
         console.print(f"ray: local cluster at {address} (dashboard {info['dashboard']})")
+        _print_ray_habits(info)
     client = mnemos.connect(address, settings=settings)
     control_up(settings, client.engram)
     for name, _ in COMPONENTS:
@@ -36,11 +39,21 @@ def up(
     console.print(f"engram: {client.engram.uri}")
 
 
+def _print_ray_habits(info: dict) -> None:
+    """Say which Ray token the head uses and the one line Ray's CLI needs (as `ray start` does)."""
+    if "ray_export" not in info:  # a cluster recorded by an older MNEMOS
+        return
+    made = "new token written to" if info["token_created"] else "token from"
+    console.print(f"ray: token auth, {made} {info['token_source']}; ray.init() and ray.init('auto') find this cluster")
+    console.print("ray: for the ray CLI (ray status, ray job submit) in a new shell, run:")
+    console.print(f"  {info['ray_export']}")
+
+
 def _soul_bootstrap(client: object) -> None:
     """Print the bootstrap admin credential, once per ENGRAM root (only its hash is stored)."""
     from mnemos.soul.bootstrap import bootstrap_hook
 
-    bootstrap_hook(client)
+    bootstrap_hook(client, console.print)
 
 
 # Components that print something once on `up` add a hook.

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from mnemos.cli._output import Output, console, emit
 from mnemos.cli._session import open_client
 from mnemos.genome import resolve_kind
+
+__all__ = ["apply", "delete", "get", "history", "register", "schema", "validate"]
 
 
 def register(app: typer.Typer) -> None:
@@ -19,6 +22,7 @@ def register(app: typer.Typer) -> None:
     app.command()(validate)
     app.command()(schema)
     app.command()(history)
+    app.command()(describe)
 
 
 def apply(
@@ -35,19 +39,113 @@ def get(
     name: str | None = typer.Argument(None),
     generation: int | None = typer.Option(None, "--generation", "-g"),
     output: Output = typer.Option(Output.table, "-o", "--output"),
+    watch: bool = typer.Option(False, "-w", "--watch", help="Then print each change as it happens (Ctrl-C stops)."),
 ) -> None:
-    """Show one resource or list a kind."""
+    """Show one resource or list a kind; ``-w`` keeps watching changes (and, for Models, status)."""
     client = open_client()
     cls = resolve_kind(kind)
     found = client.get(cls.__name__, name, generation=generation)
     items = [found] if name else found
     data = [r.dump() for r in items]
+    if cls.__name__ == "Model":
+        statuses = {r.name: _model_status(client, r.name) for r in items}
+        for doc in data:
+            doc["status"] = statuses.get(doc["metadata"]["name"]) or {"phase": "Pending"}
+        emit(
+            data[0] if name and output is not Output.table else data,
+            output,
+            ("NAME", "GENERATION", "ENGINE", "READY", "REPLICAS", "REASON"),
+            [_model_row(r, statuses.get(r.name)) for r in items],
+        )
+        if watch:
+            _watch(cls.__name__, name)
+        return
     emit(
         data[0] if name and output is not Output.table else data,
         output,
         ("KIND", "NAME", "GENERATION", "CREATED"),
         [(cls.__name__, r.name, r.generation, r.metadata.creation_timestamp) for r in items],
     )
+    if watch:
+        _watch(cls.__name__, name)
+
+
+def _watch(kind: str, name: str | None) -> None:
+    """Print changes of ``kind`` (one ``name``, or all) from the event stream until Ctrl-C."""
+    client = open_client(connect=True)
+    families = ["resource", "model"] if kind == "Model" else ["resource"]
+    try:
+        for event in client.watch(families):
+            data, subject = event.get("data") or {}, str(event.get("subject", ""))
+            if event["type"] == "reset":
+                console.print("[yellow]events were missed; listing again[/yellow]")
+            elif event["type"] == "model.status" and (name is None or subject == f"model/{name}"):
+                console.print(f"model/{data.get('name')}  {data.get('phase') or data.get('status')}  "
+                              f"generation {data.get('generation')}  {data.get('reason') or ''}")  # fmt: skip
+            elif data.get("kind") == kind and (name is None or data.get("name") == name):
+                console.print(f"{kind}/{data.get('name')}  {data.get('action')}  generation {data.get('generation')}")
+    except KeyboardInterrupt:
+        return
+
+
+def _model_status(client: Any, name: str) -> dict[str, Any] | None:
+    """The status the relay controller wrote for Model ``name`` (None when none is readable here)."""
+    from mnemos.relay.model_status import read_status
+
+    engram = getattr(client, "engram", None)
+    if engram is None:
+        return None
+    try:
+        return read_status(engram, name)
+    except Exception:  # noqa: BLE001 - status is informative: a listing never fails for it
+        return None
+
+
+def _model_row(model: Any, status: dict[str, Any] | None) -> tuple[Any, ...]:
+    status = status or {"phase": "Pending"}
+    phase = status.get("phase", "Pending")
+    ready = "True" if phase == "Ready" else "False"
+    desired = status.get("desired_replicas")
+    replicas = f"{status.get('ready_replicas', 0)}/{desired if desired is not None else '-'}"
+    reason = "" if phase == "Ready" else (status.get("reason") or phase)
+    return (model.name, model.generation, model.spec.runtime.engine, ready, replicas, reason)
+
+
+def describe(kind: str = typer.Argument(..., help="Model."), name: str = typer.Argument(...)) -> None:
+    """A Model's spec summary, status, conditions and recent events."""
+    from mnemos.errors import ValidationError
+    from mnemos.relay.model_status import read_events
+
+    cls = resolve_kind(kind)
+    if cls.__name__ != "Model":
+        raise ValidationError(f"describe supports Model only (got {cls.__name__}); use `mnemos get {kind} {name}`",
+                              param="kind")  # fmt: skip
+    client = open_client()
+    model = client.get("Model", name)
+    status = _model_status(client, name) or {"phase": "Pending"}
+    spec = model.spec
+    console.print(f"Name:        {model.name}")
+    console.print(f"Generation:  {model.generation}   Engine: {spec.runtime.engine}   Artifact: {spec.artifact.uri}")
+    console.print(f"Phase:       {status.get('phase')}   Reason: {status.get('reason') or '-'}")
+    ready, desired = status.get("ready_replicas", 0), status.get("desired_replicas", "-")
+    console.print(f"Replicas:    {ready} ready / {desired} desired")
+    served, digest = status.get("served_generation") or "-", status.get("digest") or "-"
+    console.print(f"Served:      generation {served}  digest {digest}")
+    if status.get("message"):
+        console.print(f"Message:     {status['message']}")
+    console.print("Conditions:")
+    for cond in status.get("conditions") or []:
+        console.print(f"  {cond['type']:<18} {cond['status']:<6} {cond.get('reason') or '':<16} {cond.get('at', '')}")
+    console.print("Events:")
+    try:
+        events = read_events(client.engram, name)
+    except Exception:  # noqa: BLE001 - no event log readable here
+        events = []
+    for event in events or []:
+        console.print(f"  {event.get('at', '')}  {event.get('phase', ''):<10} {event.get('reason') or '':<16} "
+                      f"{(event.get('message') or '')[:120]}")  # fmt: skip
+    if not events:
+        console.print("  (none)")
 
 
 def delete(kind: str, name: str) -> None:

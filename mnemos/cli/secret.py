@@ -12,20 +12,51 @@ import typer
 
 from mnemos.cli._output import Output, emit
 
+__all__ = ["app", "delete", "get", "list_", "set_"]
+
 app = typer.Typer(help="Manage secrets (file, env or vault store).", no_args_is_help=True)
 
 _STORE_HELP = "Secret store: file, env or vault (default: soul.secretStore)."
 
 
+class _GatewayStore:
+    """The platform's secret store through the gateway (``/v1/secrets``): values are write-only."""
+
+    kind = "gateway"
+
+    def __init__(self, secrets: object) -> None:
+        self._secrets = secrets
+
+    def set(self, name: str, key: str, value: str) -> None:
+        self._secrets.set(name, key, value)  # type: ignore[attr-defined]
+
+    def list(self, name: str | None = None) -> list[str]:
+        return self._secrets.list(name)  # type: ignore[attr-defined, no-any-return]
+
+    def delete(self, name: str, key: str | None = None) -> None:
+        self._secrets.delete(name, key)  # type: ignore[attr-defined]
+
+    def get(self, name: str, key: str) -> str:
+        from mnemos.errors import PermissionDeniedError
+
+        raise PermissionDeniedError("secret values are write-only through the gateway: nothing reads them back",
+                                    param="reveal")  # fmt: skip
+
+
 def _open(store: str | None):  # noqa: ANN202 - (SecretStore, settings)
+    from mnemos.cli._session import open_client, remote_url
     from mnemos.config import load_settings
     from mnemos.soul.secrets import secret_store
 
+    if store is None and remote_url():
+        return _GatewayStore(open_client().secrets), None  # the gateway audits each change
     settings = load_settings()
     return secret_store(store, settings), settings
 
 
 def _audit(settings: object, action: str, **attrs: object) -> None:
+    if settings is None:
+        return
     from mnemos.engram import Engram
     from mnemos.soul._audit import audit, local_actor
 

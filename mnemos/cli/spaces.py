@@ -6,6 +6,8 @@ import typer
 
 from mnemos.cli._output import Output, console, emit
 
+__all__ = ["app", "list_spaces", "search"]
+
 app = typer.Typer(help="Embedding spaces written by pipeline index steps.", no_args_is_help=True)
 
 

@@ -6,6 +6,8 @@ import typer
 
 from mnemos.cli._output import Output, console, emit
 
+__all__ = ["app", "lineage"]
+
 app = typer.Typer(help="Lineage and traces.", no_args_is_help=True)
 
 

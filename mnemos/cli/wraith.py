@@ -10,6 +10,8 @@ import typer
 
 from mnemos.cli._output import Output, console, emit
 
+__all__ = ["app", "list_tasks", "run", "snapshots"]
+
 app = typer.Typer(
     help="WRAITH background tasks: log compaction, dead-job replay, retention, backups, GitOps sync.",
     no_args_is_help=True,

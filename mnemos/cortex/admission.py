@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from mnemos._actors import GENOME, NAMESPACE
 from mnemos.cortex.job import Job
 from mnemos.engram import Engram
 from mnemos.errors import AdmissionError
@@ -157,7 +158,7 @@ class PolicyCache:
     cheap call per submit); without a ``genome`` actor the registry is re-read every 5 s.
     """
 
-    def __init__(self, engram: Engram, namespace: str = "mnemos") -> None:
+    def __init__(self, engram: Engram, namespace: str = NAMESPACE) -> None:
         self.engram = engram
         self.namespace = namespace
         self._policies: list[Policy] = []
@@ -173,7 +174,7 @@ class PolicyCache:
         if self._genome is None and now - self._looked_at > 5:
             self._looked_at = now
             try:
-                self._genome = ray.get_actor("genome", namespace=self.namespace)
+                self._genome = ray.get_actor(GENOME, namespace=self.namespace)
             except ValueError:
                 self._genome = None
         if self._genome is None:

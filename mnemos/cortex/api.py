@@ -20,9 +20,9 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from mnemos._model import to_validation_error
-from mnemos.cortex.codec import decode_value, describe_callable, pickle_call, resolve_reference
 from mnemos.cortex.job import TERMINAL, JobOptions, JobResources, new_job_id
 from mnemos.errors import ClientError, ConflictError, MnemosError, ServerError, UnavailableError
+from mnemos.neuron.codec import decode_value, describe_callable, pickle_call, resolve_reference
 from mnemos.trace.telemetry import current_trace_id, inject
 
 __all__ = ["JobCancelledError", "JobFailedError", "JobHandle", "JobTimeoutError", "JobsAPI"]
@@ -96,7 +96,7 @@ class JobsAPI:
     """CORTEX jobs from Python (``client.jobs``).
 
     Args:
-        client: a ``mnemos.Client``; its process is connected to Ray on first use.
+        client: a ``mnemos.Client`` or a ``PlatformContext``; ``client.connect_ray()`` joins Ray on first use.
         principal: who submits (lineage ``intent``); default: the OS user.
     """
 
@@ -111,9 +111,8 @@ class JobsAPI:
         """The ``cortex`` actor handle (started on first use)."""
         if self._cortex is None:
             from mnemos.cortex.control import ensure
-            from mnemos.cradle import init_ray
 
-            init_ray(None, self.client.settings)
+            self.client.connect_ray()
             components = getattr(self.client, "_components", {})
             self._cortex = components.get("cortex") or ensure(self.client.settings, self.client.engram)
             components["cortex"] = self._cortex

@@ -1,79 +1,73 @@
 """CORTEX over HTTP: ``/v1/jobs`` (a FastAPI router the RELAY gateway includes).
 
-    POST   /v1/jobs                 {"function": "pkg.mod:fn", "args": [...], "kwargs": {...}, "queue": …}
+    POST   /v1/jobs                 {"function": "<Function name>", "kwargs": {...}, "queue": …}
     GET    /v1/jobs?queue=&status=&limit=
     GET    /v1/jobs/{id}?wait=<s>   the job; with ``wait`` it answers when finished (at most 300 s)
     DELETE /v1/jobs/{id}            cancel
     GET    /v1/jobs/{id}/logs
 
-Only ``module:function`` references travel over HTTP, never pickles; references into modules
-that could run arbitrary code (``os``, ``subprocess``, ``builtins`` …) or private names are
-refused. Errors have the OpenAI shape (``{"error": {message, type, param, code}}``).
+What code may run (see ``docs/guides/security.md``):
+
+- ``function`` names a registered ``Function`` (GENOME, applied by someone with ``apply``): verb
+  ``submit``, the caller's role in its ``allowedRoles`` (else 403), ``kwargs`` valid against its
+  ``parameters`` schema (else 422 naming the argument), no positional ``args``;
+- ``function`` is a ``module:function`` reference, or the body carries a cloudpickled ``payload``
+  (base64 of ``(fn, args, kwargs)``, what ``client.jobs.submit(fn)`` sends): verb ``execute``,
+  which equals cluster root (admin and operator only).
+
+Ownership: a job's ``owner`` is the subject of the principal that submitted it. Developers list,
+read, read logs of and cancel their own jobs only — another's is 404, as if it did not exist;
+viewers list and read every job but not its logs (403); operators and admins do everything.
+Errors have the OpenAI shape (``{"error": {message, type, param, code}}``).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import asyncio
+import base64
+import binascii
+import functools
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from pydantic import Field
 from pydantic import ValidationError as PydanticValidationError
 
 from mnemos._model import to_validation_error
-from mnemos.cortex.job import JobRequest
-from mnemos.errors import BadRequestError, MnemosError, PermissionDeniedError, ValidationError
+from mnemos.cortex.job import JobOptions
+from mnemos.errors import (
+    BadRequestError,
+    ConflictError,
+    MnemosError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnavailableError,
+    ValidationError,
+)
+from mnemos.neuron.codec import validate_reference
 from mnemos.trace.telemetry import SpanKind, inject, span
 
-__all__ = ["DENIED_MODULES", "build_router", "cortex_handle", "router"]
+__all__ = ["JobCall", "build_router", "cortex_handle", "router"]
 
-DENIED_MODULES = frozenset(
-    {
-        "os",
-        "sys",
-        "subprocess",
-        "shutil",
-        "builtins",
-        "importlib",
-        "pickle",
-        "marshal",
-        "ctypes",
-        "socket",
-        "runpy",
-        "code",
-        "codeop",
-        "pty",
-        "posix",
-        "multiprocessing",
-        "signal",
-        "io",
-        "pathlib",
-        "tempfile",
-        "ray",
-        "cloudpickle",
-        "dill",
-        "types",
-        "gc",
-        "inspect",
-        "threading",
-        "asyncio",
-        "urllib",
-        "http",
-        "requests",
-        "httpx",
-        "fsspec",
-        "s3fs",
-        "boto3",
-        "botocore",
-        "shelve",
-        "sqlite3",
-        "webbrowser",
-    }
-)
 _MAX_WAIT = 300.0
+_OVERFETCH = 10_000  # a developer's listing is filtered from this many newest jobs
+_SUBMIT = {"x-mnemos-verb": "submit"}
+_READ = {"x-mnemos-verb": "read-artifacts"}
 _handle: Any = None
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+class JobCall(JobOptions):
+    """The body of ``POST /v1/jobs``."""
+
+    function: str = Field(description="A registered Function's name, or 'module:function' (verb execute).")
+    args: list[Any] = Field(default_factory=list, description="Positional arguments (module:function only).")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments (JSON).")
+    payload: str | None = Field(None, description="base64 cloudpickle of (fn, args, kwargs) (verb execute).")
 
 
 def cortex_handle() -> Any:
@@ -86,34 +80,60 @@ def cortex_handle() -> Any:
     return _handle
 
 
-def _check_reference(ref: str) -> None:
-    module, _, attr = ref.partition(":")
-    if module.split(".")[0] in DENIED_MODULES or any(p.startswith("_") for p in (*module.split("."), *attr.split("."))):
-        raise PermissionDeniedError(f"function: {ref} may not be called over HTTP", param="function")
-    try:
-        found = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        found = None
-    if found is None:
-        raise ValidationError(f"function: no module named {module!r}", param="function")
+# -- who may do what ------------------------------------------------------------------------------
+def _subject(principal: Any) -> str | None:
+    return getattr(principal, "subject", None) if principal is not None else None
 
 
-def _principal(principal: Any) -> str | None:
-    if principal is None:
-        return None
-    for attr in ("subject", "name", "id"):
-        value = getattr(principal, attr, None)
-        if value:
-            return str(value)
-    return str(principal)
+def _role(principal: Any) -> str:
+    """The caller's role; no principal (authentication off) is the local admin."""
+    return str(getattr(principal, "role", "admin")) if principal is not None else "admin"
 
 
+def _allowed(principal: Any, verb: str) -> bool:
+    if principal is None or not hasattr(principal, "scopes"):
+        return True
+    from mnemos.soul.rbac import can
+
+    return can(principal, verb)
+
+
+def _require(principal: Any, verb: str, why: str, param: str) -> None:
+    if not _allowed(principal, verb):
+        raise PermissionDeniedError(
+            f"{why} needs the verb {verb!r}, which role {_role(principal)!r} does not hold "
+            f"(verb execute equals cluster root: admin and operator only); call a registered Function by name",
+            param=param,
+        )
+
+
+def sees_all(principal: Any) -> bool:
+    """Operators, admins and viewers see every job; developers only their own."""
+    return _role(principal) != "developer"
+
+
+def check_owner(principal: Any, view: dict[str, Any], *, logs: bool = False, write: bool = False) -> None:
+    """Raise unless ``principal`` may see (``logs``: read the logs of; ``write``: cancel) the job.
+
+    A developer asking for another's job gets 404 (it does not exist for them); a viewer may see
+    that a job exists but not read its logs or cancel it (403).
+    """
+    role = _role(principal)
+    if role == "developer" and view.get("principal") != _subject(principal):
+        raise NotFoundError(f"job {view.get('id')!r} not found", param="id")
+    if role == "viewer" and (logs or write):
+        what = "read the logs of" if logs else "cancel"
+        raise PermissionDeniedError(f"role 'viewer' may not {what} jobs", param="role")
+
+
+# -- helpers --------------------------------------------------------------------------------------
 def _public(view: dict[str, Any]) -> dict[str, Any]:
-    """A job view for HTTP: pickled results are named, not shipped."""
+    """A job view for HTTP: pickled results are named, not shipped; ``owner`` is shown."""
     result = view.get("result")
     if result and "inline" in result:
         view = {**view, "result": {k: v for k, v in result.items() if k != "inline"}}
     view.pop("traceback", None)
+    view.setdefault("owner", view.get("principal"))
     return view
 
 
@@ -128,14 +148,11 @@ async def _call(handle: Any, method: str, *args: Any) -> Any:
             raise
         global _handle
         _handle = None
-        from mnemos.errors import UnavailableError
-
         raise UnavailableError(f"CORTEX is not available: {type(exc).__name__}") from None
 
 
 def _answer(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     """Turn our errors into OpenAI-shaped JSON responses, with or without the gateway's handlers."""
-    import functools
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -151,32 +168,122 @@ async def _anonymous() -> Any:
     return None
 
 
-def build_router(auth: Callable[..., Any] | None = None) -> APIRouter:
-    """The ``/v1/jobs`` router; ``auth`` is a dependency returning the caller's principal."""
+async def _read_call(request: Request) -> JobCall:
+    try:
+        body = json.loads(await request.body() or b"null")
+    except json.JSONDecodeError as exc:
+        raise BadRequestError(f"the request body is not valid JSON: {exc.msg}") from None
+    if not isinstance(body, dict):
+        raise BadRequestError("the request body must be a JSON object with at least 'function'")
+    try:
+        return JobCall.model_validate(body)
+    except PydanticValidationError as exc:
+        raise to_validation_error(exc) from None
+
+
+class FunctionCatalog:
+    """Registered ``Function`` resources, read from the registry of the platform's ENGRAM."""
+
+    def __init__(self, settings: Any = None) -> None:
+        self._settings = settings
+        self._registry: Any = None
+
+    def get(self, name: str) -> Any:
+        """The Function ``name``; ``NotFoundError`` (``param="function"``) when it is not registered."""
+        if self._registry is None:
+            from mnemos.config import load_settings
+            from mnemos.engram import Engram
+            from mnemos.genome.registry import Registry
+
+            self._registry = Registry(Engram.from_settings(self._settings or load_settings()))
+        try:
+            return self._registry.get("Function", name)
+        except NotFoundError:
+            raise NotFoundError(
+                f"function: no registered Function named {name!r} (list them with GET "
+                "/apis/genome.mnemos.dev/v1/functions; 'module:function' needs the verb execute)",
+                param="function",
+            ) from None
+
+
+def job_spec(call: JobCall, principal: Any, functions: FunctionCatalog) -> dict[str, Any]:
+    """The CORTEX spec of an HTTP job call, once the caller may make it (see the module docstring)."""
+    options = call.model_dump(by_alias=True, exclude_none=True, exclude={"resources", "function", "args", "kwargs",
+                                                                         "payload"})  # fmt: skip
+    resources = call.resources.model_dump(exclude_defaults=True)
+    if call.payload is not None:
+        _require(principal, "execute", "submitting a pickled function", "payload")
+        try:
+            base64.b64decode(call.payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationError("payload: not base64", param="payload") from None
+        return {**options, "resources": resources, "function": call.function, "payload": call.payload}
+    if ":" in call.function:
+        _require(principal, "execute", f"calling {call.function!r}, which is not a registered Function,", "function")
+        validate_reference(call.function)
+        return {**options, "resources": resources, "function": call.function, "args": call.args,
+                "kwargs": call.kwargs}  # fmt: skip
+    if not _NAME.match(call.function):
+        raise ValidationError(
+            f"function: {call.function[:80]!r} is neither a Function name (lowercase letters, digits, '-', '.') "
+            "nor 'package.module:function'",
+            param="function",
+        )
+    function = functions.get(call.function)
+    role = _role(principal)
+    if role not in function.spec.allowed_roles:
+        raise PermissionDeniedError(
+            f"function {function.name!r} may be called by {', '.join(function.spec.allowed_roles)}, not by role "
+            f"{role!r}",
+            param="function",
+        )
+    if call.args:
+        raise ValidationError("args: registered Functions take keyword arguments only (kwargs)", param="args")
+    from mnemos.genome.function import check_arguments
+
+    check_arguments(function, call.kwargs)
+    if "queue" not in call.model_fields_set:
+        options["queue"] = function.spec.queue
+    if "resources" not in call.model_fields_set:
+        resources = function.spec.resources.model_dump(exclude_defaults=True)
+    options.setdefault("name", function.name)
+    return {**options, "resources": resources, "function": function.spec.entrypoint, "args": [],
+            "kwargs": call.kwargs}  # fmt: skip
+
+
+def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -> APIRouter:
+    """The ``/v1/jobs`` router; ``auth`` is a dependency returning the caller's principal.
+
+    Args:
+        auth: a FastAPI dependency returning the caller's principal (None: no authentication,
+            every caller is the local admin).
+        settings: the platform's settings (the registry of Functions); default ``MNEMOS_*``.
+    """
     api = APIRouter(tags=["jobs"])
     who = Depends(auth or _anonymous)
     cortex = Depends(cortex_handle)
+    functions = FunctionCatalog(settings)
 
-    @api.post("/v1/jobs")
+    async def owned(handle: Any, job_id: str, principal: Any, **need: bool) -> dict[str, Any]:
+        view = await _call(handle, "get", job_id)
+        check_owner(principal, view, **need)
+        return view
+
+    @api.post("/v1/jobs", openapi_extra=_SUBMIT)
     @_answer
     async def submit_job(request: Request, principal: Any = who, handle: Any = cortex) -> Any:
-        try:
-            body = json.loads(await request.body() or b"null")
-        except json.JSONDecodeError as exc:
-            raise BadRequestError(f"the request body is not valid JSON: {exc.msg}") from None
-        if not isinstance(body, dict):
-            raise BadRequestError("the request body must be a JSON object with at least 'function'")
-        try:
-            job = JobRequest.model_validate(body)
-        except PydanticValidationError as exc:
-            raise to_validation_error(exc) from None
-        _check_reference(job.function)
-        with span("relay.jobs.submit", carrier=request.headers, kind=SpanKind.SERVER, function=job.function):
-            spec = {**job.spec(), "trace": inject()}
-            ids = await _call(handle, "submit_many", [spec], _principal(principal))
-        return _public(await _call(handle, "get", ids[0]))
+        """Submit a call of a registered Function (or, with the verb execute, of any code)."""
+        call = await _read_call(request)
+        spec = await asyncio.to_thread(job_spec, call, principal, functions)
+        with span("relay.jobs.submit", carrier=request.headers, kind=SpanKind.SERVER, function=spec["function"]):
+            spec["trace"] = inject()
+            ids = await _call(handle, "submit_many", [spec], _subject(principal))
+        view = await _call(handle, "get", ids[0])
+        if not sees_all(principal) and view.get("principal") != _subject(principal):
+            raise ConflictError(f"id: {ids[0]!r} is already used by another job; choose another id", param="id")
+        return _public(view)
 
-    @api.get("/v1/jobs")
+    @api.get("/v1/jobs", openapi_extra=_READ)
     @_answer
     async def list_jobs(
         queue: str | None = None,
@@ -185,28 +292,39 @@ def build_router(auth: Callable[..., Any] | None = None) -> APIRouter:
         principal: Any = who,
         handle: Any = cortex,
     ) -> Any:
+        """Jobs, newest first (a developer's own only)."""
         if not 1 <= limit <= 10_000:
             raise ValidationError("limit: must be between 1 and 10000", param="limit")
-        data = await _call(handle, "list", queue, status, limit)
-        return {"object": "list", "data": [_public(v) for v in data]}
+        if sees_all(principal):
+            data = await _call(handle, "list", queue, status, limit)
+        else:
+            me = _subject(principal)
+            data = [v for v in await _call(handle, "list", queue, status, _OVERFETCH) if v.get("principal") == me]
+        return {"object": "list", "data": [_public(v) for v in data[:limit]]}
 
-    @api.get("/v1/jobs/{job_id}")
+    @api.get("/v1/jobs/{job_id}", openapi_extra=_READ)
     @_answer
     async def get_job(job_id: str, wait: float | None = None, principal: Any = who, handle: Any = cortex) -> Any:
-        if wait is None:
-            return _public(await _call(handle, "get", job_id))
-        if not 0 <= wait <= _MAX_WAIT:
+        """One job; with ``wait``, once it finished (or after ``wait`` seconds)."""
+        if wait is not None and not 0 <= wait <= _MAX_WAIT:
             raise ValidationError(f"wait: must be between 0 and {_MAX_WAIT:g} seconds", param="wait")
+        view = await owned(handle, job_id, principal)
+        if wait is None:
+            return _public(view)
         return _public(await _call(handle, "wait", job_id, wait))
 
-    @api.delete("/v1/jobs/{job_id}")
+    @api.delete("/v1/jobs/{job_id}", openapi_extra=_SUBMIT)
     @_answer
     async def cancel_job(job_id: str, principal: Any = who, handle: Any = cortex) -> Any:
-        return _public(await _call(handle, "cancel", job_id, _principal(principal)))
+        """Cancel a queued or running job (developers: their own)."""
+        await owned(handle, job_id, principal, write=True)
+        return _public(await _call(handle, "cancel", job_id, _subject(principal)))
 
-    @api.get("/v1/jobs/{job_id}/logs")
+    @api.get("/v1/jobs/{job_id}/logs", openapi_extra=_READ)
     @_answer
     async def job_logs(job_id: str, principal: Any = who, handle: Any = cortex) -> Any:
+        """What the job printed (developers: their own; viewers: none)."""
+        await owned(handle, job_id, principal, logs=True)
         return {"id": job_id, "object": "job.logs", "logs": await _call(handle, "logs", job_id)}
 
     return api

@@ -3,13 +3,16 @@
 Order of precedence for the address: the explicit argument, ``MNEMOS_RAY_ADDRESS`` (or
 ``settings.ray.address``), the cluster that ``mnemos up`` started (``$MNEMOS_HOME/cluster.json``),
 else an embedded cluster inside this process.
+
+The head uses Ray's standard token places and address file, so Ray's own tools reach it
+(see :mod:`mnemos.cradle._raytoken`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -18,10 +21,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mnemos._actors import NAMESPACE
 from mnemos.config import Settings, default_home
+from mnemos.cradle._raytoken import export_line, forget_ray_address, keep_copy, read_ray_address, resolve_token
 from mnemos.errors import UnavailableError
 
-NAMESPACE = "mnemos"
+__all__ = [
+    "NAMESPACE",
+    "cluster_file",
+    "init_ray",
+    "read_cluster",
+    "resolve_address",
+    "start_local",
+    "stop_local",
+    "token_file",
+]
+
 
 
 def cluster_file() -> Path:
@@ -38,10 +53,17 @@ def read_cluster() -> dict[str, Any] | None:
     if pid is not None:
         try:
             os.kill(int(pid), 0)
-        except OSError:
-            path.unlink(missing_ok=True)
+        except OSError:  # the head died: forget it, and so does Ray's address file if it names it
+            _forget(info)
             return None
     return info
+
+
+def _forget(info: dict[str, Any]) -> None:
+    """Remove what names a stopped cluster: ``cluster.json``, the token copy, Ray's address file."""
+    forget_ray_address(info.get("ray_address"))
+    cluster_file().unlink(missing_ok=True)
+    token_file().unlink(missing_ok=True)
 
 
 def _free_port() -> int:
@@ -62,60 +84,106 @@ def token_file() -> Path:
 
 
 def _auth_env() -> dict[str, str]:
-    """Ray token authentication for the cluster ``mnemos up`` started (its own token, 0600 file)."""
+    """Ray token authentication for the cluster ``mnemos up`` started (its token's copy, a 0600 file)."""
     path = token_file()
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": path.read_text().strip()} if path.is_file() else {}
 
 
-def start_local(settings: Settings, *, timeout: float = 120.0) -> dict[str, Any]:
+def start_local(settings: Settings, *, timeout: float = 300.0) -> dict[str, Any]:
     """Start a local Ray head on 127.0.0.1 in its own process group, with token auth, and record it.
 
-    The token is written to ``$MNEMOS_HOME/ray-token`` (mode 0600); clients of this cluster
-    (``mnemos`` commands, ``mnemos.connect()``) read it from there; ``ray job submit`` needs
-    ``RAY_AUTH_TOKEN=$(cat ~/.mnemos/ray-token)``.
+    The token comes from Ray's standard places (generated into ``~/.ray/auth_token`` when there is
+    none, never replacing one); a copy in ``$MNEMOS_HOME/ray-token`` (0600) serves MNEMOS's clients.
+    The returned record holds ``token_source``, ``token_created`` and ``ray_export``, the one line
+    that lets Ray's CLI reach the cluster.
     """
     if info := read_cluster():
         return info
     home = default_home()
     home.mkdir(parents=True, exist_ok=True)
-    path = token_file()
-    path.touch(mode=0o600)
-    path.chmod(0o600)
-    path.write_text(secrets.token_hex(32))
-    ports = {name: _free_port() for name in _PORTS}
+    token = resolve_token()
+    copy = keep_copy(token)
     dashboard_port = settings.ray.dashboard_port
-    log = open(home / "ray-head.log", "ab")  # noqa: SIM115 - handed to the child process
-    ray_bin = str(Path(sys.executable).with_name("ray"))
-    cmd = [
-        ray_bin, "start", "--head", "--block",
-        "--node-ip-address=127.0.0.1", f"--num-cpus={settings.ray.num_cpus}",
-        "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
-        "--disable-usage-stats", *(f"--{name}={port}" for name, port in ports.items()),
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | _auth_env()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    port = ports["port"]
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise UnavailableError(f"ray start exited with {proc.returncode}; see {home / 'ray-head.log'}")
+    from mnemos.relay.throughput import serve_env
+
+    # Serve's high-throughput mode (relay.highThroughput) is read by Serve's processes when they start.
+    env = serve_env(settings) | {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | _auth_env()
+    path = home / "ray-head.log"
+    for attempt in (1, 2):
+        ports = {name: _free_port() for name in _PORTS}
+        cmd = [
+            str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
+            "--node-ip-address=127.0.0.1", f"--num-cpus={settings.ray.num_cpus}",
+            "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
+            "--disable-usage-stats", *(f"--{name}={port}" for name, port in ports.items()),
+        ]  # fmt: skip
+        with open(path, "ab") as log:
+            log_start = log.tell()
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        port = ports["port"]
+        address = f"127.0.0.1:{port}"
         try:
-            with socket.create_connection(("127.0.0.1", dashboard_port), timeout=0.5):
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise UnavailableError(f"the local Ray head did not start within {timeout:.0f}s")
+            ray_address = _wait_ready(proc, port, dashboard_port, path, log_start, timeout)
+            break
+        except UnavailableError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            # Ray gives a new node a fixed 30 s to register with its GCS; a busy machine can miss that once.
+            if attempt == 2 or not _logged_since(path, log_start, "timed out during startup"):
+                raise
     info = {
         "address": address,
         "pid": proc.pid,
         "dashboard": f"http://127.0.0.1:{dashboard_port}",
         "started": time.time(),
+        "ray_address": ray_address,
+        "token_source": token.source,
+        "token_created": token.created,
+        "ray_export": export_line(token, copy),
     }
     cluster_file().write_text(json.dumps(info))
     return info
+
+
+def _wait_ready(
+    proc: subprocess.Popen[bytes], port: int, dashboard_port: int, log: Path, log_start: int, timeout: float
+) -> str | None:
+    """Wait until ``ray start`` finished starting the head; returns what it wrote to Ray's address file.
+
+    Ready means: the dashboard accepts connections and ``ray start`` got past the node's start
+    (it then records the head in Ray's address file and logs "Ray runtime started"). A ``ray start``
+    that exits first (an overloaded machine: "The current node timed out during startup") is an error
+    at once, never a client left waiting on a GCS that is gone.
+
+    Raises:
+        UnavailableError: ``ray start`` exited, or the head was not ready within ``timeout`` s.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise UnavailableError(f"ray start exited with {proc.returncode}; see {log}")
+        recorded = read_ray_address()
+        ours = recorded if recorded and recorded.endswith(f":{port}") else None
+        # The log line covers an address file that another `ray start` rewrote meanwhile.
+        if (ours or _logged_since(log, log_start, "Ray runtime started")) and _accepts(dashboard_port):
+            return ours
+        time.sleep(0.2)
+    raise UnavailableError(f"the local Ray head did not start within {timeout:.0f}s; see {log}")
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _logged_since(log: Path, offset: int, text: str) -> bool:
+    with contextlib.suppress(OSError), open(log, "rb") as f:
+        f.seek(offset)
+        return text.encode() in f.read()
+    return False
 
 
 def stop_local(timeout: float = 30.0) -> bool:
@@ -133,7 +201,7 @@ def stop_local(timeout: float = 30.0) -> bool:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    cluster_file().unlink(missing_ok=True)
+    _forget(info)
     return True
 
 
@@ -161,9 +229,10 @@ def init_ray(address: str | None, settings: Settings) -> None:
     if target and info and target == info["address"] and (auth := _auth_env()):
         fresh = "ray" not in sys.modules
         os.environ.update(auth)
-        if not fresh:  # best effort when Ray was imported before: reload the token
-            from ray._raylet import AuthenticationTokenLoader
+        if not fresh:  # Ray was imported first: it read RAY_AUTH_MODE then; make it read it again
+            from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
 
+            Config.initialize("")  # as Ray's own `_enable_token_auth` does
             AuthenticationTokenLoader.instance().reset_cache()
     import ray
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from mnemos._actors import CONTROL_PLANE, NAMESPACE
 from mnemos.config import Settings
 from mnemos.engram import Engram
+
+__all__ = ["ACTORS", "COMPONENTS", "actor_states", "down", "up"]
 
 # (component, "module:function" of its ensure) in start order.
 COMPONENTS: list[tuple[str, str]] = [
@@ -26,7 +29,7 @@ COMPONENTS: list[tuple[str, str]] = [
 ]
 
 # Named actors of the control plane, for status and for `down`.
-ACTORS = ["wraith", "synkron", "relay-controller", "cortex", "genome", "trace-collector", "metrics", "ratelimit"]
+ACTORS = list(CONTROL_PLANE)
 
 
 def _call(path: str, *args: Any) -> Any:
@@ -49,7 +52,7 @@ def actor_states() -> dict[str, str]:
 
     states = {name: "MISSING" for name in ACTORS}
     try:
-        for actor in list_actors(filters=[("ray_namespace", "=", "mnemos")], limit=1000):
+        for actor in list_actors(filters=[("ray_namespace", "=", NAMESPACE)], limit=1000):
             if actor.name in states and (states[actor.name] != "ALIVE"):
                 states[actor.name] = actor.state
     except Exception:  # noqa: BLE001 - the state API needs the dashboard; fall back to handles
@@ -57,7 +60,7 @@ def actor_states() -> dict[str, str]:
 
         for name in ACTORS:
             try:
-                ray.get_actor(name, namespace="mnemos")
+                ray.get_actor(name, namespace=NAMESPACE)
                 states[name] = "ALIVE"
             except ValueError:
                 pass
@@ -78,7 +81,7 @@ def down() -> list[str]:
         pass
     for name in ACTORS:
         try:
-            ray.kill(ray.get_actor(name, namespace="mnemos"), no_restart=True)
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
             stopped.append(name)
         except ValueError:
             continue

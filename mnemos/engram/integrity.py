@@ -3,8 +3,9 @@
 Recomputing a blob's sha256 on every read costs as much CPU as receiving it (~70 ms per 100 MB
 here), and on an object store that CPU is the client's bottleneck. So ENGRAM writes, next to
 each blob on an object store, a *tag*: BLAKE3 in keyed mode (a MAC, ~5x cheaper than sha256)
-over ``bytes || NUL || "sha256:<hex>"``, with a key derived from SOUL's master key. It travels
-as object metadata (``x-amz-meta-mnemos-tag``), so reading it costs no extra request.
+over ``bytes || NUL || "sha256:<hex>"``, with a key derived from the master key
+(``mnemos._master_key``, the one SOUL encrypts with). It travels as object metadata
+(``x-amz-meta-mnemos-tag``), so reading it costs no extra request.
 
 A read returns bytes only when one of these holds:
 
@@ -35,8 +36,8 @@ log = logging.getLogger(__name__)
 
 
 def integrity_key() -> bytes | None:
-    """The tag key, derived from SOUL's master key; ``None`` when this process has no master key."""
-    from mnemos.soul._crypto import master_key
+    """The tag key, derived from the master key; ``None`` when this process has no master key."""
+    from mnemos._master_key import master_key
 
     try:
         master = master_key()

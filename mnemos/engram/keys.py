@@ -6,6 +6,8 @@ import re
 
 from mnemos.errors import InvalidKeyError
 
+__all__ = ["normalize_digest", "validate_key"]
+
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 

@@ -9,21 +9,61 @@ compaction runs concurrently.
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
+import time
+import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from mnemos.engram.keys import validate_key
 from mnemos.errors import NotFoundError, ValidationError
 
-if TYPE_CHECKING:
-    from mnemos.engram.store import Engram
-
-__all__ = ["MANIFESTS", "manifest_key", "parse_segment", "read_log", "read_manifest", "read_records", "stem"]
+__all__ = [
+    "MANIFESTS",
+    "SegmentStore",
+    "append",
+    "manifest_key",
+    "new_segment_id",
+    "parse_segment",
+    "read_log",
+    "read_manifest",
+    "read_records",
+    "segments",
+    "stem",
+]
 
 MANIFESTS = "_compaction"
 _SEGMENT = re.compile(r"^(?P<origin>\d{20}-[0-9a-f]{8})(?:-c(?P<inv>\d{6}))?$")
 _MAX_GENERATION = 999_999
+
+
+class SegmentStore(Protocol):
+    """The key/value calls logs are made of: an ``Engram`` (``store.py`` imports this module, not back)."""
+
+    def list(self, prefix: str) -> builtins.list[str]: ...
+    def read_bytes(self, key: str) -> bytes: ...
+    def read_json(self, key: str) -> Any: ...
+    def write_bytes(self, key: str, data: bytes) -> None: ...
+
+
+def new_segment_id() -> str:
+    """A segment name that sorts in write order: nanoseconds, then a random suffix."""
+    return f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+
+
+def append(engram: SegmentStore, log: str, records: list[dict[str, Any]]) -> str:
+    """Write ``records`` as one new segment of ``log``; return the segment key."""
+    validate_key(log, what="log")
+    key = f"{log}/{new_segment_id()}.json"
+    engram.write_bytes(key, json.dumps(records, separators=(",", ":")).encode())
+    return key
+
+
+def segments(engram: SegmentStore, log: str) -> list[str]:
+    """Segment keys of a log in write order."""
+    return [k for k in engram.list(log) if k.endswith(".json") and "/" not in k[len(log) + 1 :]]
 
 
 def stem(key: str) -> str:
@@ -43,7 +83,7 @@ def manifest_key(log: str, segment_key: str) -> str:
     return f"{log}/{MANIFESTS}/{stem(segment_key)}.json"
 
 
-def read_manifest(engram: Engram, log: str, key: str) -> dict[str, Any] | None:
+def read_manifest(engram: SegmentStore, log: str, key: str) -> dict[str, Any] | None:
     """The manifest of a compacted segment, ``None`` for an original one (raises if it vanished)."""
     parsed = parse_segment(key)
     if parsed is None or parsed[1] == 0:
@@ -51,14 +91,14 @@ def read_manifest(engram: Engram, log: str, key: str) -> dict[str, Any] | None:
     return engram.read_json(manifest_key(log, key))
 
 
-def read_records(engram: Engram, key: str) -> list[Any]:
+def read_records(engram: SegmentStore, key: str) -> list[Any]:
     data = json.loads(engram.read_bytes(key))
     if not isinstance(data, list):
         raise ValidationError(f"segment {key} is not a JSON list of records", param="log")
     return data
 
 
-def read_log(engram: Engram, log: str) -> Iterator[dict[str, Any]]:
+def read_log(engram: SegmentStore, log: str) -> Iterator[dict[str, Any]]:
     """Every record of ``log`` in write order, exactly once, even while a compaction runs.
 
     Each record has a position ``(original segment key, index)``; ``seen`` counts, per original
@@ -76,8 +116,8 @@ def read_log(engram: Engram, log: str) -> Iterator[dict[str, Any]]:
     raise NotFoundError(f"log {log} kept changing while it was read; try again", param="log")
 
 
-def _read_pass(engram: Engram, log: str, seen: dict[str, int]) -> Iterator[dict[str, Any]]:
-    keys = engram.segments(log)
+def _read_pass(engram: SegmentStore, log: str, seen: dict[str, int]) -> Iterator[dict[str, Any]]:
+    keys = segments(engram, log)
     replaced: set[str] = set()
     for key in keys:
         if key in replaced:

@@ -7,6 +7,8 @@ from typing import Any
 
 from mnemos.errors import UnavailableError, ValidationError
 
+__all__ = ["spilling_config"]
+
 
 def spilling_config(uri: str, storage_options: dict[str, Any] | None = None) -> dict[str, str]:
     """The ``_system_config`` entries that make Ray spill objects to ``uri``.

@@ -22,7 +22,6 @@ import io
 import json
 import os
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
@@ -32,6 +31,8 @@ import fsspec
 from fsspec.asyn import sync
 from fsspec.implementations.local import LocalFileSystem
 
+from mnemos.engram import logs
+from mnemos.engram._metering import metered
 from mnemos.engram.integrity import TAG_METADATA, Tagger, integrity_key, tag_matches
 from mnemos.engram.keys import normalize_digest, validate_key
 from mnemos.errors import IntegrityError, NotFoundError, UnavailableError
@@ -39,10 +40,6 @@ from mnemos.errors import IntegrityError, NotFoundError, UnavailableError
 CHUNK = 8 * 1024 * 1024
 
 __all__ = ["BlobReader", "Engram"]
-
-
-def _new_segment_id() -> str:
-    return f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
 
 
 class BlobReader(io.RawIOBase):
@@ -140,7 +137,9 @@ class Engram:
                 self._fs = LocalFileSystem(auto_mkdir=True)
             else:
                 protocol = self.uri.split("://", 1)[0]
-                self._fs = fsspec.filesystem(protocol, **self.storage_options)
+                # Other processes write here too: a cached listing would hide their new keys
+                # (s3fs then answers "not found" for a key that exists). Never cache listings.
+                self._fs = fsspec.filesystem(protocol, **{"use_listings_cache": False, **self.storage_options})
         return self._fs
 
     def path(self, key: str) -> str:
@@ -185,6 +184,7 @@ class Engram:
         key = integrity_key() if self._tags else None
         return Tagger(key) if key is not None else None
 
+    @metered("put")
     def put(self, data: bytes | bytearray | memoryview | BinaryIO | Iterable[bytes]) -> str:
         """Store bytes, a binary stream or an iterable of chunks; return ``sha256:<hex>``.
 
@@ -217,6 +217,7 @@ class Engram:
             os.unlink(spool.name)
         return digest
 
+    @metered("put_file")
     def put_file(self, local_path: str | os.PathLike[str]) -> str:
         """Store a local file by streaming it (hashed first, then uploaded once)."""
         h, tagger = hashlib.sha256(), self._tagger()
@@ -253,6 +254,7 @@ class Engram:
     def has(self, digest: str) -> bool:
         return self._exists(self.path(self.blob_key(digest)))
 
+    @metered("open")
     def open(self, digest: str) -> BlobReader:
         """A stream over a blob; reading to its end raises ``IntegrityError`` if it was altered."""
         digest = normalize_digest(digest)
@@ -270,6 +272,7 @@ class Engram:
             raise self._missing(digest) from None
         return BlobReader(handle, digest)
 
+    @metered("get")
     def get(self, digest: str) -> bytes:
         """A blob's bytes, verified (``IntegrityError`` if altered; see integrity.py for how)."""
         digest = normalize_digest(digest)
@@ -338,6 +341,7 @@ class Engram:
             body.close()
         return h, tag
 
+    @metered("get_to_file")
     def get_to_file(self, digest: str, local_path: str | os.PathLike[str]) -> None:
         """Write a blob to a local file, verified as ``get`` does; a corrupted blob leaves no file
         behind. On S3 one GET streams to the file."""
@@ -424,6 +428,44 @@ class Engram:
     def write_bytes(self, key: str, data: bytes) -> None:
         self._write_atomic(self.path(key), data)
 
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        """Write ``key`` only if it does not exist: ``True`` when this call created it, ``False``
+        when it already existed (another writer won). Atomic, and readers never see a partial file.
+
+        Locally a complete temporary file is hard-linked to the key (``link`` fails when the name
+        exists; ``O_EXCL`` where hard links are not supported). On S3 a conditional PUT
+        (``If-None-Match: *``), which AWS S3 and moto honour; a store that ignores the header
+        overwrites instead, so run the registry's writes through one writer there.
+        """
+        path = self.path(key)
+        if not self.is_local:
+            try:
+                self.fs.pipe_file(path, data, mode="create")
+            except FileExistsError:
+                return False
+            return True
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            except OSError:  # no hard links here (some FUSE and network filesystems)
+                return _create_exclusive(path, data)
+            return True
+        finally:
+            os.unlink(tmp)
+
+    def create_json(self, key: str, obj: Any) -> bool:
+        """``create_bytes`` of a JSON document (written as ``write_json`` writes it)."""
+        return self.create_bytes(key, json.dumps(obj, sort_keys=True, separators=(",", ":")).encode())
+
     def read_bytes(self, key: str) -> bytes:
         try:
             return bytes(self.fs.cat_file(self.path(key)))
@@ -459,22 +501,18 @@ class Engram:
             self.fs.rm(path, recursive=True)
 
     # -- logs -------------------------------------------------------------------------------
+    # (the log format and its reader live in logs.py)
     def append(self, log: str, records: builtins.list[dict[str, Any]]) -> str:
         """Write ``records`` as one new segment of ``log``; return the segment key."""
-        validate_key(log, what="log")
-        key = f"{log}/{_new_segment_id()}.json"
-        self.write_bytes(key, json.dumps(records, separators=(",", ":")).encode())
-        return key
+        return logs.append(self, log, records)
 
     def segments(self, log: str) -> builtins.list[str]:
         """Segment keys of a log in write order."""
-        return [k for k in self.list(log) if k.endswith(".json") and "/" not in k[len(log) + 1 :]]
+        return logs.segments(self, log)
 
     def read_log(self, log: str) -> Iterator[dict[str, Any]]:
         """Every record of a log, in write order, exactly once (also while WRAITH compacts it)."""
-        from mnemos.engram.logs import read_log
-
-        yield from read_log(self, log)
+        return logs.read_log(self, log)
 
 
 @functools.cache
@@ -490,6 +528,19 @@ def _beside(fn: Callable[[Any], Any], arg: Any, size: int) -> concurrent.futures
     done: concurrent.futures.Future[Any] = concurrent.futures.Future()
     done.set_result(fn(arg))
     return done
+
+
+def _create_exclusive(path: str, data: bytes) -> bool:
+    """``O_CREAT | O_EXCL``: ``False`` when ``path`` exists (a reader may see it half written)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return True
 
 
 def _metadata(tagger: Tagger | None, digest: str) -> dict[str, Any]:

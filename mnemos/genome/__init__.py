@@ -3,6 +3,7 @@
 from mnemos.genome._base import ObjectMeta, Resource
 from mnemos.genome.adapter import Adapter
 from mnemos.genome.admission import admit
+from mnemos.genome.function import Function
 from mnemos.genome.kinds import KINDS, json_schema, load_paths, parse_documents, parse_resource, resolve_kind
 from mnemos.genome.model import Model
 from mnemos.genome.pipeline import Pipeline, Step
@@ -13,6 +14,7 @@ __all__ = [
     "KINDS",
     "Adapter",
     "ApplyResult",
+    "Function",
     "Model",
     "ObjectMeta",
     "Pipeline",

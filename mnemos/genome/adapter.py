@@ -8,6 +8,9 @@ from pydantic import Field
 
 from mnemos._model import CoreModel, Duration
 from mnemos.genome._base import Resource
+from mnemos.genome.metering import CacheSpec, Pricing, UsageLimits
+
+__all__ = ["Adapter", "AdapterAuth", "AdapterRoute", "AdapterSpec", "SecretRef"]
 
 
 class SecretRef(CoreModel):
@@ -35,6 +38,11 @@ class AdapterSpec(CoreModel):
     upstream_model: str | None = Field(None, description="Model name sent upstream; default: the same.")
     retries: int = Field(2, ge=0)
     fallback: str | None = Field(None, description="Another Adapter tried when this one fails.")
+    pricing: dict[str, Pricing] = Field(
+        default_factory=dict, description="Price per 1k input/output tokens by model name ('*': every model)."
+    )
+    limits: UsageLimits | None = Field(None, description="Requests/tokens per minute per model, all callers.")
+    cache: CacheSpec | None = Field(None, description="Exact-match response cache (opt-in).")
 
 
 class Adapter(Resource):

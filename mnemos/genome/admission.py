@@ -9,6 +9,8 @@ from mnemos.genome._base import Resource
 from mnemos.genome.model import Model
 from mnemos.genome.policy import Policy
 
+__all__ = ["admit"]
+
 
 def _matches(policy: Policy, resource: Resource) -> bool:
     sel = policy.spec.selector

@@ -13,11 +13,29 @@ from mnemos._model import to_validation_error
 from mnemos.errors import BadRequestError, NotFoundError, ValidationError
 from mnemos.genome._base import Resource
 from mnemos.genome.adapter import Adapter
+from mnemos.genome.function import Function
 from mnemos.genome.model import Model
 from mnemos.genome.pipeline import Pipeline
 from mnemos.genome.policy import Policy
 
-KINDS: dict[str, type[Resource]] = {"Model": Model, "Policy": Policy, "Adapter": Adapter, "Pipeline": Pipeline}
+__all__ = [
+    "KINDS",
+    "ResourceSource",
+    "json_schema",
+    "load_paths",
+    "parse_documents",
+    "parse_resource",
+    "resolve_kind",
+    "resources_of",
+]
+
+KINDS: dict[str, type[Resource]] = {
+    "Model": Model,
+    "Policy": Policy,
+    "Adapter": Adapter,
+    "Function": Function,
+    "Pipeline": Pipeline,
+}
 _ALIASES = {k.lower(): k for k in KINDS} | {k.lower() + "s": k for k in KINDS}
 
 
@@ -78,6 +96,21 @@ def load_paths(paths: Iterable[str | Path]) -> list[Resource]:
         for file in _files(Path(p)):
             out.extend(parse_documents(file.read_text(), str(file)))
     return out
+
+
+ResourceSource = str | Path | Resource | dict[str, Any] | Iterable[Resource | dict[str, Any]]
+"""What ``apply`` accepts: files or folders, one document or resource, or several."""
+
+
+def resources_of(source: ResourceSource) -> list[Resource]:
+    """Files, folders, documents or resources as typed resources (schema-checked)."""
+    if isinstance(source, (str, Path)):
+        return load_paths([source])
+    if isinstance(source, Resource):
+        return [source]
+    if isinstance(source, dict):
+        return [parse_resource(source)]
+    return [r if isinstance(r, Resource) else parse_resource(r) for r in source]
 
 
 def json_schema(kind: str) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from pydantic import Field, model_validator
 from mnemos._model import CoreModel, Duration
 from mnemos.genome._base import Resource
 
+__all__ = ["EnvVar", "IndexSpec", "Output", "Pipeline", "PipelineSpec", "Step", "StepType"]
+
 StepType = Literal["script", "python", "infer", "index"]
 
 
@@ -58,6 +60,12 @@ class Step(CoreModel):
 
     @model_validator(mode="after")
     def _infer_type(self) -> Step:
+        for field, value in (("call", self.call), ("image", self.image)):
+            if value is not None and "${" in value:
+                raise ValueError(
+                    f"step {self.name!r}: {field} may not use ${{…}} variables: a run's parameters choose data, "
+                    "never the code or image that runs"
+                )
         inferred: list[StepType] = []
         if self.script is not None:
             inferred.append("script")

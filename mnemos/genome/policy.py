@@ -8,6 +8,9 @@ from pydantic import Field
 
 from mnemos._model import CoreModel
 from mnemos.genome._base import Resource
+from mnemos.genome.metering import LimitRule
+
+__all__ = ["Policy", "PolicyRules", "PolicySpec", "Quota", "RateLimitRule", "Selector"]
 
 
 class Selector(CoreModel):
@@ -42,6 +45,9 @@ class PolicySpec(CoreModel):
     rules: PolicyRules = Field(default_factory=PolicyRules)
     quotas: list[Quota] = Field(default_factory=list)
     rate_limit: RateLimitRule | None = None
+    limits: list[LimitRule] = Field(
+        default_factory=list, description="Requests/tokens per minute and budgets per principal, team or model."
+    )
     failure_policy: Literal["Fail", "Ignore"] = Field("Fail", description="Fail: a rule that errors refuses.")
 
 

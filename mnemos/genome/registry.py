@@ -1,25 +1,41 @@
 """The GENOME registry: every generation of every resource, admission-checked, in ENGRAM.
 
-Layout: ``registry/<Kind>/<name>/<generation>.json`` (zero-padded) and, after a delete,
-``registry/<Kind>/<name>/deleted.json`` naming the last generation. A re-apply after a delete
-continues the generation count, so history is never rewritten.
+Layout: ``registry/<Kind>/<name>/<generation>.json`` (zero-padded) and, for each delete,
+``registry/<Kind>/<name>/deleted-<generation>.json`` naming the generation that was live (older
+stores have one ``deleted.json``). A re-apply after a delete continues the generation count, so
+history is never rewritten.
+
+Writes never lose an accepted change, however many writers (threads, processes, machines) apply
+at once: each generation and each tombstone is an atomic create in ENGRAM (``Engram.create_json``:
+a hard link locally, a conditional PUT ``If-None-Match: *`` on S3). A writer that loses the race
+for a generation re-reads, re-runs admission and tries the next one. A write may name the
+generation it read (``expected_generation``); when the resource moved on it gets ``ConflictError``
+(HTTP 409) naming the current generation.
 """
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
+import random
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from mnemos.engram import Engram
-from mnemos.errors import NotFoundError, PermissionDeniedError
+from mnemos.errors import ConflictError, NotFoundError, PermissionDeniedError
 from mnemos.genome._base import Resource
 from mnemos.genome.admission import admit
 from mnemos.genome.kinds import KINDS, parse_resource, resolve_kind
 from mnemos.genome.policy import Policy
 
+__all__ = ["Action", "ApplyResult", "MAX_ATTEMPTS", "Registry", "api_path", "event_of", "plural_of"]
+
 Action = Literal["created", "configured", "unchanged", "deleted"]
+
+# Attempts of one write that keeps losing the race for the next generation, before a 409.
+MAX_ATTEMPTS = 200
 
 
 @dataclass(frozen=True)
@@ -37,10 +53,36 @@ class ApplyResult:
         return f"{self.kind.lower()}/{self.resource.name} {self.action} (generation {self.resource.generation})"
 
 
+@dataclass(frozen=True)
+class _State:
+    """What is stored for one resource: its generations (sorted) and the last deleted one."""
+
+    generations: list[int]
+    deleted: int | None
+
+    @property
+    def last(self) -> int:
+        return self.generations[-1] if self.generations else 0
+
+    @property
+    def live(self) -> bool:
+        return bool(self.generations) and (self.deleted is None or self.deleted < self.generations[-1])
+
+    @property
+    def current(self) -> int:
+        """The live generation, or 0 when the resource does not exist (never, or deleted)."""
+        return self.last if self.live else 0
+
+
 def _identity(resource: Resource) -> dict[str, object]:
     """What decides whether an apply is a change: spec, labels and annotations."""
     meta = resource.metadata
     return {"spec": resource.spec_dump(), "labels": meta.labels, "annotations": meta.annotations}
+
+
+def _backoff(attempt: int) -> None:
+    """A short, jittered pause after a lost race (spreads writers that collide repeatedly)."""
+    time.sleep(random.uniform(0, min(0.05, 0.002 * (attempt + 1))))
 
 
 class Registry:
@@ -68,65 +110,96 @@ class Registry:
     def _dir(self, kind: str, name: str) -> str:
         return f"registry/{kind}/{name}"
 
-    def _generations(self, kind: str, name: str) -> list[int]:
-        gens = []
+    def _state(self, kind: str, name: str) -> _State:
+        """One listing of the resource's folder: generations and tombstones."""
+        gens: list[int] = []
+        deleted: list[int] = []
         for key in self.engram.list(self._dir(kind, name)):
             stem = key.rsplit("/", 1)[-1].removesuffix(".json")
             if stem.isdigit():
                 gens.append(int(stem))
-        return sorted(gens)
-
-    def _deleted_at(self, kind: str, name: str) -> int | None:
-        key = f"{self._dir(kind, name)}/deleted.json"
-        return int(self.engram.read_json(key)["generation"]) if self.engram.exists(key) else None
+            elif stem.startswith("deleted-") and stem[8:].isdigit():
+                deleted.append(int(stem[8:]))
+            elif stem == "deleted":  # the single marker of older stores
+                deleted.append(int(self.engram.read_json(key)["generation"]))
+        return _State(sorted(gens), max(deleted) if deleted else None)
 
     def _load(self, kind: str, name: str, gen: int) -> Resource:
         doc = self.engram.read_json(f"{self._dir(kind, name)}/{gen:08d}.json")
         return parse_resource(doc, f"registry/{kind}/{name}")
 
+    @staticmethod
+    def _check_expected(kind: str, name: str, state: _State, expected: int | None) -> None:
+        if expected is not None and expected != state.current:
+            now = f"generation {state.current}" if state.current else "absent"
+            raise ConflictError(
+                f"{kind.lower()}/{name} is {now}, not generation {expected}: it changed since it was read; "
+                "get it again and re-apply your change",
+                param="metadata.generation",
+                current_generation=state.current,
+            )
+
     def admit(self, resource: Resource) -> None:
         """Run admission (Policy rules) without storing anything."""
         admit(resource, self.list("Policy"))  # type: ignore[arg-type]
 
-    def apply(self, resource: Resource, *, source: str = "apply") -> ApplyResult:
-        """Store ``resource``: a new generation when it changed, nothing when it did not."""
+    def apply(
+        self, resource: Resource, *, source: str = "apply", expected_generation: int | None = None
+    ) -> ApplyResult:
+        """Store ``resource``: a new generation when it changed, nothing when it did not.
+
+        Args:
+            resource: the resource (its ``metadata.generation`` is ignored; see ``expected_generation``).
+            source: who applies (``gitops`` passes the ``require_gitops`` guardrail).
+            expected_generation: the generation the caller read (0: the resource must not exist);
+                ``None`` applies over whatever is there.
+
+        Raises:
+            ConflictError: the resource is not at ``expected_generation`` (409), or the write lost
+                the race for a new generation ``MAX_ATTEMPTS`` times in a row.
+            AdmissionError: a Policy refuses it.
+        """
         self._guard(source, "apply")
         kind = type(resource).__name__
-        with self._lock:
-            self.admit(resource)
-            gens = self._generations(kind, resource.name)
-            deleted = self._deleted_at(kind, resource.name)
-            live = bool(gens) and (deleted is None or deleted < gens[-1])
-            if live:
-                current = self._load(kind, resource.name, gens[-1])
-                if _identity(current) == _identity(resource):
-                    return ApplyResult(current, "unchanged")
-            gen = (gens[-1] if gens else 0) + 1
-            stored = resource.model_copy(deep=True)
-            stored.metadata.generation = gen
-            stored.metadata.creation_timestamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-            self.engram.write_json(f"{self._dir(kind, resource.name)}/{gen:08d}.json", stored.dump())
-            if deleted is not None:
-                self.engram.delete(f"{self._dir(kind, resource.name)}/deleted.json")
-            return ApplyResult(stored, "configured" if live else "created")
+        folder = self._dir(kind, resource.name)
+        with self._lock:  # writers in this process take turns; other processes race below
+            for attempt in range(MAX_ATTEMPTS):
+                self.admit(resource)
+                state = self._state(kind, resource.name)
+                self._check_expected(kind, resource.name, state, expected_generation)
+                if state.live:
+                    current = self._load(kind, resource.name, state.last)
+                    if _identity(current) == _identity(resource):
+                        return ApplyResult(current, "unchanged")
+                gen = state.last + 1
+                stored = resource.model_copy(deep=True)
+                stored.metadata.generation = gen
+                stored.metadata.creation_timestamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+                if self.engram.create_json(f"{folder}/{gen:08d}.json", stored.dump()):
+                    return ApplyResult(stored, "configured" if state.live else "created")
+                _backoff(attempt)  # another writer took this generation: re-read, re-admit, retry
+        raise ConflictError(
+            f"{kind.lower()}/{resource.name}: too many concurrent writers, the apply lost the race "
+            f"{MAX_ATTEMPTS} times; retry it",
+            param="metadata.name",
+        )
 
     def get(self, kind: str, name: str, generation: int | None = None) -> Resource:
         """The latest (or a given) generation; ``NotFoundError`` when absent or deleted."""
         kind = resolve_kind(kind).__name__
-        gens = self._generations(kind, name)
-        deleted = self._deleted_at(kind, name)
+        state = self._state(kind, name)
         if generation is not None:
-            if generation not in gens:
+            if generation not in state.generations:
                 raise NotFoundError(f"{kind.lower()}/{name} has no generation {generation}", param="generation")
             return self._load(kind, name, generation)
-        if not gens or (deleted is not None and deleted >= gens[-1]):
+        if not state.live:
             raise NotFoundError(f"{kind.lower()}/{name} not found", param="name")
-        return self._load(kind, name, gens[-1])
+        return self._load(kind, name, state.last)
 
-    def list(self, kind: str | None = None) -> list[Resource]:
+    def list(self, kind: str | None = None) -> builtins.list[Resource]:
         """The live resources of a kind (or of every kind), sorted by kind and name."""
         kinds = [resolve_kind(kind).__name__] if kind else list(KINDS)
-        out: list[Resource] = []
+        out: builtins.list[Resource] = []
         for k in kinds:
             names = sorted({key.split("/")[2] for key in self.engram.list(f"registry/{k}")})
             for name in names:
@@ -136,25 +209,61 @@ class Registry:
                     continue
         return out
 
-    def policies(self) -> list[Policy]:
+    def policies(self) -> builtins.list[Policy]:
         return [p for p in self.list("Policy") if isinstance(p, Policy)]
 
-    def delete(self, kind: str, name: str, *, source: str = "apply") -> Resource:
-        """Delete a resource (its history stays); returns the generation that was live."""
+    def delete(
+        self, kind: str, name: str, *, source: str = "apply", expected_generation: int | None = None
+    ) -> Resource:
+        """Delete a resource (its history stays); returns the generation that was live.
+
+        Raises:
+            NotFoundError: it does not exist (or another writer deleted it first).
+            ConflictError: it is not at ``expected_generation``.
+        """
         self._guard(source, "delete")
         kind = resolve_kind(kind).__name__
         with self._lock:
-            current = self.get(kind, name)
-            self.engram.write_json(f"{self._dir(kind, name)}/deleted.json", {"generation": current.generation})
+            state = self._state(kind, name)
+            self._check_expected(kind, name, state, expected_generation)
+            if not state.live:
+                raise NotFoundError(f"{kind.lower()}/{name} not found", param="name")
+            current = self._load(kind, name, state.last)
+            tombstone = f"{self._dir(kind, name)}/deleted-{state.last:08d}.json"
+            if not self.engram.create_json(tombstone, {"generation": state.last}):
+                raise NotFoundError(f"{kind.lower()}/{name} not found (deleted by another writer)", param="name")
+            # An apply may have taken the next generation meanwhile; whether it came before or after
+            # the tombstone cannot be told, so the delete is not acknowledged: the resource is live.
+            after = self._state(kind, name)
+            if after.last > state.last:
+                raise ConflictError(
+                    f"{kind.lower()}/{name} was applied (generation {after.last}) while it was being deleted; "
+                    "it is live: delete it again if you mean to",
+                    param="metadata.generation",
+                    current_generation=after.last,
+                )
             return current
 
-    def history(self, kind: str, name: str) -> list[Resource]:
+    def history(self, kind: str, name: str) -> builtins.list[Resource]:
         """Every stored generation, oldest first."""
         kind = resolve_kind(kind).__name__
-        gens = self._generations(kind, name)
+        gens = self._state(kind, name).generations
         if not gens:
             raise NotFoundError(f"{kind.lower()}/{name} not found", param="name")
         return [self._load(kind, name, g) for g in gens]
+
+
+def plural_of(kind: str) -> str:
+    """The plural of a kind in API paths: ``Model`` → ``models``, ``Policy`` → ``policies``."""
+    low = kind.lower()
+    return low[:-1] + "ies" if low.endswith("y") else low + "s"
+
+
+def api_path(kind: str, name: str | None = None) -> str:
+    """The control-plane API path of a kind (``/apis/genome.mnemos.dev/v1/models``) or of one resource."""
+    cls = resolve_kind(kind)
+    base = f"/apis/{cls.API_VERSION}/{plural_of(cls.__name__)}"
+    return f"{base}/{name}" if name else base
 
 
 def event_of(resource: Any, action: str) -> dict[str, Any]:

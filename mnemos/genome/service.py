@@ -13,11 +13,14 @@ from typing import Any
 
 import ray
 
+from mnemos._actors import GENOME, NAMESPACE
 from mnemos.engram import Engram
 from mnemos.genome.registry import Registry, event_of
+from mnemos.trace.events import publish as announce
 
-ACTOR_NAME = "genome"
-NAMESPACE = "mnemos"
+__all__ = ["ACTOR_NAME", "GenomeService", "NAMESPACE", "ensure", "publish_changes"]
+
+ACTOR_NAME = GENOME
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=64)
@@ -36,6 +39,7 @@ class GenomeService:
             for event in events:
                 self._revision += 1
                 self._events.append({**event, "revision": self._revision})
+                announce(f"resource.{event['action']}", f"{event['kind']}/{event['name']}", **event)
             del self._events[:-1000]
             self._cond.notify_all()
             return self._revision
@@ -60,17 +64,23 @@ class GenomeService:
         """The ENGRAM root and guardrail this actor serves."""
         return self.registry.engram.uri, self.registry.require_gitops
 
-    # Remote access to the registry for callers that hold no ENGRAM credentials.
-    def apply(self, doc: dict[str, Any], source: str = "apply") -> dict[str, Any]:
+    # Remote access to the registry for callers that hold no ENGRAM credentials. Through this one
+    # actor the platform's own writers (RELAY's control API, the serve config) are serialized.
+    def apply(
+        self, doc: dict[str, Any], source: str = "apply", expected_generation: int | None = None
+    ) -> dict[str, Any]:
+        """Apply one document; ``{"action", "resource"}`` (see ``Registry.apply``)."""
         from mnemos.genome.kinds import parse_resource
 
-        result = self.registry.apply(parse_resource(doc), source=source)
+        result = self.registry.apply(parse_resource(doc), source=source, expected_generation=expected_generation)
         if result.action != "unchanged":
             self.publish([event_of(result.resource, result.action)])
         return {"action": result.action, "resource": result.resource.dump()}
 
-    def delete(self, kind: str, name: str, source: str = "apply") -> dict[str, Any]:
-        resource = self.registry.delete(kind, name, source=source)
+    def delete(
+        self, kind: str, name: str, source: str = "apply", expected_generation: int | None = None
+    ) -> dict[str, Any]:
+        resource = self.registry.delete(kind, name, source=source, expected_generation=expected_generation)
         self.publish([event_of(resource, "deleted")])
         return resource.dump()
 
@@ -79,6 +89,9 @@ class GenomeService:
 
     def get(self, kind: str, name: str, generation: int | None = None) -> dict[str, Any]:
         return self.registry.get(kind, name, generation).dump()
+
+    def history(self, kind: str, name: str) -> list[dict[str, Any]]:
+        return [r.dump() for r in self.registry.history(kind, name)]
 
 
 def ensure(settings: Any, engram: Engram) -> Any:
@@ -95,6 +108,17 @@ def ensure(settings: Any, engram: Engram) -> Any:
         _wait_name_released(ACTOR_NAME)
         actor = GenomeService.options(**options).remote(*_args(engram, settings))
     return actor
+
+
+def publish_changes(events: list[dict[str, Any]]) -> None:
+    """Tell the ``genome`` actor what a writer changed (watchers react); nothing when none runs."""
+    if not events:
+        return
+    try:
+        actor = ray.get_actor(ACTOR_NAME, namespace=NAMESPACE)
+    except ValueError:  # no control plane: nothing watches
+        return
+    ray.get(actor.publish.remote(events))
 
 
 def _wait_name_released(name: str, timeout: float = 30.0) -> None:

@@ -1,30 +1,14 @@
-"""Lazy imports of the optional libraries this package needs (one table, one message)."""
+"""Lazy imports of the optional libraries this package needs (the table is ``mnemos._deps``)."""
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 
-from mnemos.errors import MissingDependencyError
+from mnemos._deps import require as _require
 
 __all__ = ["require"]
 
-# module -> (PyPI package, mnemos extra that installs it)
-_PACKAGES: dict[str, tuple[str, str]] = {
-    "kubernetes": ("kubernetes", "kuberay"),
-    "jsonschema": ("jsonschema", "kuberay"),
-}
-
 
 def require(module: str) -> ModuleType:
-    """Import ``module``; a missing one is a ``MissingDependencyError`` naming what to install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        top = module.split(".")[0]
-        package, extra = _PACKAGES.get(top, (top, "kuberay"))
-        raise MissingDependencyError(
-            f"{module} is not installed: pip install 'mnemos[{extra}]' (or pip install {package})",
-            package=package,
-            extra=extra,
-        ) from exc
+    """Import ``module``; a missing one is a ``MissingDependencyError`` naming ``mnemos[kuberay]``."""
+    return _require(module, why="KubeRay manifests")

@@ -100,6 +100,10 @@ def _env(values: KubeRayValues) -> list[Any]:
         env["AWS_ENDPOINT_URL"] = values.storage.endpoint_url
     if values.storage.region:
         env["AWS_DEFAULT_REGION"] = values.storage.region
+    if values.serve.high_throughput:
+        from mnemos.relay.throughput import HIGH_THROUGHPUT_ENV
+
+        env.update(HIGH_THROUGHPUT_ENV)
     env.update(values.env)
     out = [k8s.V1EnvVar(name=k, value=v) for k, v in env.items()]
     if values.security.master_key_secret:

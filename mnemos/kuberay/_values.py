@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mnemos import __version__
 from mnemos._model import CoreModel
+from mnemos._version import __version__
 from mnemos.errors import NotFoundError
 
 __all__ = [
@@ -240,6 +240,10 @@ class ServeValues(CoreModel):
     proxy_location: Literal["EveryNode", "HeadOnly", "Disabled"] = "EveryNode"
     host: str = Field(default="0.0.0.0", description="In-cluster HTTP host of the Serve proxies.")
     port: int = Field(default=8080, ge=1, le=65535, description="The seed's relay.service.port.")
+    high_throughput: bool = Field(
+        default=True, description="Serve's high-throughput mode (HAProxy ingress, gRPC between replicas) on every "
+        "Ray container: RAY_SERVE_ENABLE_HA_PROXY=1, RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (relay.highThroughput).",
+    )
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
         default="ClusterIP", description="Type of RELAY's Service <name>-relay (the seed's relay.service.type)."
     )

@@ -16,6 +16,8 @@ from typing import Any, ClassVar, Literal
 
 from mnemos.errors import NotFoundError
 
+__all__ = ["GenerationChunk", "GenerationRequest", "Priority", "RUNTIMES", "Runtime", "runtime_class"]
+
 Priority = Literal["interactive", "batch"]
 
 

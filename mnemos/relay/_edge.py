@@ -1,10 +1,21 @@
 """The one seam between the gateway and SOUL's edge security (``mnemos.soul.edge.EdgeGuard``).
 
-With ``relay.auth`` on, every route but the health checks calls ``admit(request, verb)``, which
-authenticates, authorizes the verb, applies the rate limit and the body-size limit, and returns
-the principal. With it off, requests are anonymous. When auth is on but SOUL's edge module is not
-installed, requests fail closed (503) instead of being let through. With the guard active, SOUL's
-routes (``/.well-known/jwks.json``, ``/v1/tokens``) are mounted too.
+Every HTTP request passes ``EdgeMiddleware`` (pure ASGI) before any route runs, in this order:
+
+1. **authenticate** (``Authorization: Bearer <JWT | API key>``): 401 — unless the path is public
+   (``PUBLIC_PATHS``: health checks, JWKS; ``/metrics`` unless ``trace.metricsAuth``) or under a
+   prefix whose routes authenticate themselves (``SELF_AUTHENTICATING``: the console's cookie session);
+2. **authorize** the route's verb, declared on the route as ``openapi_extra={"x-mnemos-verb": …}``
+   (it shows in ``/openapi.json``): 403. A route that declares none authorizes itself with
+   ``admit(request, verb)``, which reuses the principal admitted here;
+3. **rate limit**: 429;
+4. **then the body**: read here up to ``relay.maxBodyBytes`` — a larger ``Content-Length``, or a
+   chunked body passing the limit, is answered 413 at once, without reading the rest — and handed
+   to the route, which parses and validates it (400/422).
+
+So a request without credentials gets 401 whatever its body; with ``relay.auth: false`` only the
+body limit applies and routes see no principal. When auth is on but SOUL's edge module is not
+installed, requests fail closed (503).
 """
 
 from __future__ import annotations
@@ -13,19 +24,35 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from starlette.routing import Match
 
 from mnemos.config import Settings
 from mnemos.engram import Engram
-from mnemos.errors import UnavailableError
+from mnemos.errors import BadRequestError, MnemosError, PayloadTooLargeError, UnavailableError
+
+__all__ = ["SELF_AUTHENTICATING", "VERB_KEY", "EdgeMiddleware", "EdgeSeam", "route_verb"]
 
 logger = logging.getLogger("mnemos.relay")
+
+VERB_KEY = "x-mnemos-verb"
+"""The ``openapi_extra`` key naming the verb a route needs (``{"x-mnemos-verb": "infer"}``)."""
+
+SELF_AUTHENTICATING: tuple[str, ...] = ("/ui",)
+"""Path prefixes whose routes authenticate themselves (an allowlist: the console's cookie session)."""
 
 
 class EdgeSeam:
     """Calls ``EdgeGuard.admit`` when ``relay.auth`` is true; a no-op otherwise."""
 
     def __init__(self, settings: Settings, engram: Engram) -> None:
+        try:
+            from mnemos.soul.edge import PUBLIC_PATHS
+        except ImportError:  # fail closed below; only the health checks stay open
+            PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})  # noqa: N806
         self.enabled = settings.relay.auth
+        self.max_body_bytes = int(settings.relay.max_body_bytes)
+        # /metrics is public (as Prometheus scrapes are) unless trace.metricsAuth asks for a credential.
+        self.public_paths = PUBLIC_PATHS | (frozenset() if settings.trace.metrics_auth else {"/metrics"})
         self.guard: Any = None
         self._missing: str | None = None
         if self.enabled:
@@ -37,16 +64,25 @@ class EdgeSeam:
             else:
                 self.guard = EdgeGuard(settings, engram)
 
-    async def admit(self, request: Request, verb: str) -> Any:
-        """The caller's principal (None when auth is off)."""
-        if not self.enabled:
-            return None
+    def _require_guard(self) -> Any:
         if self.guard is None:
             raise UnavailableError(
                 "authentication is on (relay.auth) but SOUL's edge guard is not available "
                 f"({self._missing}); set MNEMOS_RELAY__AUTH=false to serve without authentication"
             )
-        return await self.guard.admit(request, verb)
+        return self.guard
+
+    async def admit(self, request: Request, verb: str) -> Any:
+        """The caller's principal (None when auth is off), allowed ``verb``."""
+        if not self.enabled:
+            return None
+        return await self._require_guard().admit(request, verb)
+
+    async def admit_headers(self, request: Request, verb: str | None) -> Any:
+        """Authenticate, authorize ``verb`` (when given) and rate-limit, from the headers only."""
+        if not self.enabled:
+            return None
+        return await self._require_guard().admit_headers(request, verb)
 
     def install_routes(self, app: FastAPI) -> bool:
         """Mount SOUL's routes (JWKS, ``/v1/tokens``) when the guard is active."""
@@ -64,3 +100,94 @@ class EdgeSeam:
         closer = getattr(self.guard, "aclose", None)
         if closer is not None:
             await closer()
+
+
+def route_verb(app: Any, scope: dict[str, Any]) -> str | None:
+    """The verb the route serving ``scope`` declares (``openapi_extra[VERB_KEY]``), if any."""
+    for route in getattr(app, "routes", ()):
+        extra = getattr(route, "openapi_extra", None)
+        if not extra or VERB_KEY not in extra:
+            continue
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return str(extra[VERB_KEY])
+    return None
+
+
+def _route_path(scope: dict[str, Any]) -> str:
+    """The path as the app's routes see it (a Serve route prefix is the scope's ``root_path``)."""
+    path, root = scope["path"], scope.get("root_path") or ""
+    return path[len(root) :] or "/" if root and path.startswith(root) else path
+
+
+def _public(path: str, public_paths: frozenset[str]) -> bool:
+    if path in public_paths:
+        return True
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in SELF_AUTHENTICATING)
+
+
+async def read_limited(receive: Any, limit: int) -> list[dict[str, Any]]:
+    """The request's ``http.request`` messages, read until the body ends; raises
+    ``PayloadTooLargeError`` as soon as more than ``limit`` bytes arrived (the rest is not read)."""
+    messages: list[dict[str, Any]] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            messages.append(message)  # a disconnect: the app sees it
+            return messages
+        size += len(message.get("body", b""))
+        if size > limit:
+            raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes", param="body")
+        messages.append(message)
+        if not message.get("more_body", False):
+            return messages
+
+
+def _declared_size(scope: dict[str, Any], limit: int) -> None:
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            if not value.isdigit():
+                raise BadRequestError("Content-Length is not a number", param="content-length")
+            if int(value) > limit:
+                raise PayloadTooLargeError(
+                    f"request body of {int(value)} bytes exceeds the limit of {limit} bytes", param="body"
+                )
+            return
+
+
+class EdgeMiddleware:
+    """Admit every HTTP request before its route runs (see the module docstring).
+
+    Args:
+        app: the ASGI app behind it.
+        seam: the gateway's ``EdgeSeam``.
+    """
+
+    def __init__(self, app: Any, seam: EdgeSeam) -> None:
+        self.app = app
+        self.seam = seam
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from mnemos.relay._errors import error_response
+
+        limit = self.seam.max_body_bytes
+        try:
+            if self.seam.enabled and not _public(_route_path(scope), self.seam.public_paths):
+                request = Request(scope)
+                await self.seam.admit_headers(request, route_verb(scope.get("app"), scope))
+            _declared_size(scope, limit)
+            messages = await read_limited(receive, limit)
+        except MnemosError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+
+        async def replay() -> dict[str, Any]:
+            if messages:
+                return messages.pop(0)
+            return await receive()
+
+        await self.app(scope, replay, send)

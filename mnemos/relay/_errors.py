@@ -52,6 +52,8 @@ def error_response(exc: MnemosError) -> Response:
     headers = {}
     if isinstance(exc, RateLimitError):
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="mnemos"'
     return Response(to_json(exc.to_openai()), status_code=exc.status, media_type="application/json", headers=headers)
 
 

@@ -10,9 +10,11 @@ are passed through. Streams are passed through byte for byte; a stream is retrie
 fallback only before its first byte reached the client.
 
 Secrets: ``auth.secretRef`` is resolved through SOUL's secret store (``soul.secretStore``: file,
-env or vault) when ``mnemos.soul`` is installed, else from the environment variable named by
-``key`` (``OPENAI_KEY``) of the gateway's processes. The value is sent in
-the ``auth.header`` (``Authorization: Bearer <value>`` by default) and never logged or echoed.
+env or vault). Only when the store lacks it, and only when an admin listed that exact name in
+``relay.adapterEnvAllowlist``, is the gateway's environment variable named by ``key``
+(``OPENAI_KEY``) used: a resource never chooses which of the gateway's variables (the master
+key, cloud credentials) are sent upstream. The value is sent in the ``auth.header``
+(``Authorization: Bearer <value>`` by default) and never logged or echoed.
 """
 
 from __future__ import annotations
@@ -43,25 +45,25 @@ _DEFAULT_TIMEOUT_S = 60.0
 
 
 def resolve_secret(name: str, key: str, settings: Any = None) -> str:
-    """The value of secret ``name``/``key``: SOUL's secret store (``soul.secretStore``) when
-    ``mnemos.soul`` is installed, else (or when the store lacks it) the variable ``$key``.
+    """The value of secret ``name``/``key``: SOUL's secret store (``soul.secretStore``), else the
+    variable ``$key`` when ``key`` is in ``relay.adapterEnvAllowlist``.
 
     Raises:
         UnavailableError: the secret is not set (the message names it, never a value).
     """
+    from mnemos.soul import secrets as soul_secrets
+
     try:
-        from mnemos.soul import secrets as soul_secrets
-    except ImportError:
-        soul_secrets = None  # type: ignore[assignment]
-    if soul_secrets is not None:
-        try:
-            return str(soul_secrets.resolve_secret_ref({"name": name, "key": key}, settings=settings))
-        except NotFoundError:
-            pass
-    value = os.environ.get(key)
+        return str(soul_secrets.resolve_secret_ref({"name": name, "key": key}, settings=settings))
+    except NotFoundError:
+        pass
+    allowed = set(getattr(getattr(settings, "relay", None), "adapter_env_allowlist", None) or ())
+    value = os.environ.get(key) if key in allowed else None
     if not value:
+        hint = f" or export {key}" if key in allowed else ""
         raise UnavailableError(
-            f"secret {name}/{key} is not set: store it (mnemos secret set {name} {key}) or export {key}",
+            f"secret {name}/{key} is not set: store it (mnemos secret set {name} {key}){hint}; environment "
+            "variables are read only when an admin lists them in relay.adapterEnvAllowlist",
             param="auth.secretRef",
         )
     return value

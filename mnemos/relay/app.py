@@ -16,13 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mnemos._actors import GATEWAY_APP
 from mnemos.config import Settings, load_settings
 from mnemos.engram import Engram
 from mnemos.errors import ValidationError
 
 __all__ = ["APP_NAME", "build_app", "ensure", "stop", "sync"]
 
-APP_NAME = "mnemos"
+APP_NAME = GATEWAY_APP
 _ARGS = ("engram_uri", "storage_options", "models", "settings", "num_replicas", "num_cpus")
 
 

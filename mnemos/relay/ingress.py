@@ -20,12 +20,15 @@ from ray import serve
 
 from mnemos.config import Settings
 from mnemos.engram import Engram
-from mnemos.errors import MnemosError, PayloadTooLargeError
+from mnemos.errors import MnemosError
 from mnemos.relay import _responses as out
-from mnemos.relay._edge import EdgeSeam
+from mnemos.relay._edge import VERB_KEY, EdgeMiddleware, EdgeSeam
 from mnemos.relay._errors import ModelNotFoundError, error_response, install_error_handlers
 from mnemos.relay._gateway import Gateway
 from mnemos.relay._handlers import Handlers
+from mnemos.relay._metering import Meter, OverheadHeader
+from mnemos.relay.console import mount as mount_console
+from mnemos.relay.event_stream import build_router as build_events_router
 from mnemos.relay.openai_schema import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -47,25 +50,8 @@ EXTENSION_ROUTERS = ("mnemos.cortex.http", "mnemos.synkron.http", "mnemos.trace.
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 422, 429, 502, 503)
 }
-
-
-class _BodyLimit:
-    """413 for a request whose Content-Length is over ``relay.maxBodyBytes`` (pure ASGI, cheap)."""
-
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            for key, value in scope["headers"]:
-                if key == b"content-length":
-                    if value.isdigit() and int(value) > self.limit:
-                        err = PayloadTooLargeError(f"request body is over {self.limit} bytes", param="body")
-                        await error_response(err)(scope, receive, send)
-                        return
-                    break
-        await self.app(scope, receive, send)
+_READ = {VERB_KEY: "read-artifacts"}
+_INFER = {VERB_KEY: "infer"}
 
 
 def _include_extensions(app: FastAPI, edge: EdgeSeam, settings: Settings) -> list[str]:
@@ -113,7 +99,8 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
     """The gateway's FastAPI application over one replica's ``Gateway``."""
     app = FastAPI(title="MNEMOS RELAY", version="1", description="OpenAI-compatible gateway of MNEMOS.")
     install_error_handlers(app)
-    app.add_middleware(_BodyLimit, limit=gateway.settings.relay.max_body_bytes)
+    app.add_middleware(EdgeMiddleware, seam=edge)  # authenticate → authorize → rate limit → body
+    app.add_middleware(OverheadHeader)  # outermost: x-mnemos-overhead-ms counts the edge too
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -129,13 +116,14 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
         return out.json_response({"status": "ready", "version": gateway.version, "models": models,
                                   "adapters": sorted(gateway.adapters.targets)})  # fmt: skip
 
-    @app.get("/v1/models", tags=["openai"], response_model=ModelList, responses=_ERRORS)
+    @app.get("/v1/models", tags=["openai"], response_model=ModelList, responses=_ERRORS, openapi_extra=_READ)
     async def list_models(request: Request) -> Response:
         """Models served by this gateway (ready models and adapter-served names)."""
         await edge.admit(request, "read-artifacts")
         return out.json_response({"object": "list", "data": gateway.listing()})
 
-    @app.get("/v1/models/{model_id:path}", tags=["openai"], response_model=ModelCard, responses=_ERRORS)
+    @app.get("/v1/models/{model_id:path}", tags=["openai"], response_model=ModelCard, responses=_ERRORS,
+             openapi_extra=_READ)
     async def get_model(model_id: str, request: Request) -> Response:
         """One served model."""
         await edge.admit(request, "read-artifacts")
@@ -144,24 +132,41 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
                 return out.json_response(card)
         raise ModelNotFoundError(f"The model `{model_id}` does not exist", param="model")
 
-    handlers = Handlers(gateway, edge)
+    meter = Meter(gateway)
+    handlers = Handlers(gateway, edge, meter)
+    app.state.meter = meter
 
-    @app.post("/v1/chat/completions", tags=["openai"], response_model=ChatCompletion, responses=_ERRORS)
+    @app.post("/v1/chat/completions", tags=["openai"], response_model=ChatCompletion, responses=_ERRORS,
+              openapi_extra=_INFER)
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
         """Chat completion; ``stream: true`` answers ``text/event-stream`` chunks."""
         return await handlers.generate(request, body, "chat")
 
-    @app.post("/v1/completions", tags=["openai"], response_model=Completion, responses=_ERRORS)
+    @app.post("/v1/completions", tags=["openai"], response_model=Completion, responses=_ERRORS,
+              openapi_extra=_INFER)
     async def completions(body: CompletionRequest, request: Request) -> Response:
         """Text completion of one prompt; ``stream: true`` answers ``text/event-stream`` chunks."""
         return await handlers.generate(request, body, "completions")
 
-    @app.post("/v1/embeddings", tags=["openai"], response_model=CreateEmbeddingResponse, responses=_ERRORS)
+    @app.post("/v1/embeddings", tags=["openai"], response_model=CreateEmbeddingResponse, responses=_ERRORS,
+              openapi_extra=_INFER)
     async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
         """Embeddings of one text or a list of texts (floats, or base64 float32)."""
         return await handlers.embeddings(request, body)
 
     included = _include_extensions(app, edge, gateway.settings)
+    from mnemos.relay.usage_http import build_router as build_usage_router
+
+    app.include_router(build_usage_router(edge.admit, lambda: meter.governor.actor))  # GET /v1/usage
+    app.include_router(build_events_router(edge.admit))  # GET /v1/events (SSE)
+    from mnemos.relay.control import build_router as build_control_router
+
+    def served_models() -> dict[str, Any]:
+        return {"version": gateway.version, "models": {n: r.entry.get("status") for n, r in gateway.models.items()}}
+
+    # /apis/… (resources), /v1/status, /v1/lineage, /v1/spaces, /v1/secrets
+    app.include_router(build_control_router(edge, gateway.settings, gateway.engram, status=served_models))
+    mount_console(app, gateway, edge)  # the web console at /ui
     if edge.install_routes(app):
         included.append("mnemos.soul.http")
     if included:

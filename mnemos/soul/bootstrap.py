@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from mnemos.engram import Engram
 from mnemos.soul.store import IdentityStore
+
+__all__ = ["BOOTSTRAP_MARKER", "BOOTSTRAP_NAME", "bootstrap_admin", "bootstrap_hook"]
 
 BOOTSTRAP_MARKER = "soul/bootstrap.json"
 BOOTSTRAP_NAME = "bootstrap-admin"
@@ -30,14 +33,17 @@ def bootstrap_admin(engram: Engram, settings: Any = None) -> str | None:
     return created.secret
 
 
-def bootstrap_hook(client: Any) -> None:
-    """``mnemos up`` hook: print the bootstrap admin credential the first time, nothing after."""
-    from mnemos.cli._output import console
+def bootstrap_hook(client: Any, echo: Callable[[str], object] = print) -> None:
+    """``mnemos up`` hook: print the bootstrap admin credential the first time, nothing after.
 
+    Args:
+        client: anything with ``engram`` and ``settings`` (the session ``mnemos up`` opened).
+        echo: how to print a line (the CLI passes its console's ``print``).
+    """
     secret = bootstrap_admin(client.engram, client.settings)
     if secret is None:
-        console.print("soul: up (bootstrap admin key already issued; `mnemos token create` makes more)")
+        echo("soul: up (bootstrap admin key already issued; `mnemos token create` makes more)")
         return
-    console.print("soul: bootstrap admin API key (shown once; only its hash is stored):")
-    console.print(f"  {secret}")
-    console.print("  use it: mnemos login --api-key <key>   or   export MNEMOS_API_KEY=<key>")
+    echo("soul: bootstrap admin API key (shown once; only its hash is stored):")
+    echo(f"  {secret}")
+    echo("  use it: mnemos login --api-key <key>   or   export MNEMOS_API_KEY=<key>")

@@ -16,6 +16,8 @@ from mnemos.errors import ValidationError
 from mnemos.soul._crypto import write_private_file
 from mnemos.soul.apikeys import is_api_key
 
+__all__ = ["Credential", "authorization_header", "clear", "credentials_path", "current", "kind_of", "load", "save"]
+
 
 @dataclass(frozen=True)
 class Credential:

@@ -1,7 +1,10 @@
 """The RELAY edge guard: authenticate, authorize, rate-limit and size-check every request.
 
-RELAY calls ``await guard.admit(request, verb)`` at the top of each route (with the route's own
-``starlette.requests.Request``, so that a body read here stays readable by the route)::
+RELAY's edge middleware calls ``await guard.admit_headers(request, verb)`` before any route runs
+(authenticate → authorize → rate limit, from the headers alone; it then reads the body within
+``relay.maxBodyBytes`` itself), and routes call ``await guard.admit(request, verb)``, which reuses
+the principal admitted there and only authorizes ``verb``. Without the middleware (a plain app),
+``admit`` does all of it, then checks the body (a body read here stays readable by the route)::
 
     principal = await guard.admit(request, "infer")
 
@@ -39,14 +42,26 @@ from mnemos.errors import (
 from mnemos.soul._audit import audit_id
 from mnemos.soul._cache import RefreshingValue
 from mnemos.soul.apikeys import ApiKeyRecord, is_api_key, parse_api_key, verify_api_key
+from mnemos.soul.bucket import TokenBucket
 from mnemos.soul.identity import Principal
 from mnemos.soul.keys import KeyRing
-from mnemos.soul.ratelimit import TokenBucket
 from mnemos.soul.rbac import authorize
 from mnemos.soul.store import IdentityStore
 from mnemos.soul.tokens import UnknownKeyError, verify_token
 
+__all__ = ["ADMITTED_KEY", "EdgeGuard", "LimitRule", "PUBLIC_PATHS", "admitted_principal"]
+
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/.well-known/jwks.json"})
+"""Paths admitted anonymously (an allowlist: every other path needs a credential)."""
+ADMITTED_KEY = "mnemos.principal"
+"""Where ``admit_headers`` leaves the principal in the ASGI scope's ``state``."""
+
+
+def admitted_principal(scope: Any) -> Principal | None:
+    """The principal an earlier ``admit_headers`` stored for this request, if any."""
+    state = scope.get("state") if isinstance(scope, dict) else None
+    found = state.get(ADMITTED_KEY) if isinstance(state, dict) else None
+    return found if isinstance(found, Principal) else None
 _APIKEY_CACHE_MAX = 10_000
 
 LimitRule = tuple[frozenset[str], float, int, str]
@@ -108,25 +123,48 @@ class EdgeGuard:
 
     # -- the one entry point -------------------------------------------------------------------
     async def admit(self, request: Request, verb: str) -> Principal:
-        """Authenticate, authorize ``verb``, take a rate-limit token, check the body size."""
+        """Authenticate, authorize ``verb``, take a rate-limit token, check the body size.
+
+        When RELAY's edge middleware already admitted this request (``admit_headers``), the
+        principal it stored is reused: only ``verb`` is authorized here (no second rate-limit
+        token, the body already checked).
+        """
         if request.url.path in PUBLIC_PATHS:
             return Principal.anonymous(role="viewer")
+        admitted = admitted_principal(request.scope)
+        if admitted is not None:
+            self.authorize(request, admitted, verb)
+            return admitted
+        principal = await self.admit_headers(request, verb)
+        await self.check_body(request)
+        return principal
+
+    async def admit_headers(self, request: Request, verb: str | None) -> Principal:
+        """What can be decided from the headers alone, in order: authenticate, authorize
+        ``verb`` (``None``: the route authorizes itself later), rate-limit. Stores the principal
+        in the request's scope so that a later ``admit`` reuses it; never reads the body."""
         if self.enabled:
             try:
                 principal = await self.authenticate(request)
             except AuthenticationError as exc:
                 self._audit_refusal(request, exc)
                 raise
-            try:
-                authorize(principal, verb)
-            except PermissionDeniedError as exc:
-                self._audit_refusal(request, exc, principal, verb)
-                raise
+            if verb is not None:
+                self.authorize(request, principal, verb)
         else:
             principal = Principal.anonymous()
         await self.rate_limit(principal)
-        await self.check_body(request)
+        request.scope.setdefault("state", {})[ADMITTED_KEY] = principal
         return principal
+
+    def authorize(self, request: Request, principal: Principal, verb: str) -> None:
+        """``authorize(principal, verb)``, with the refusal audited (anonymous principals of a
+        guard with auth off are admins and pass)."""
+        try:
+            authorize(principal, verb)
+        except PermissionDeniedError as exc:
+            self._audit_refusal(request, exc, principal, verb)
+            raise
 
     # -- authentication ------------------------------------------------------------------------
     async def authenticate(self, request: Request) -> Principal:

@@ -2,7 +2,10 @@
 
 - ``GET /.well-known/jwks.json`` (public): the signing keys' public parts;
 - ``POST /v1/tokens`` (``manage-identities``): ``{name, role, ttl?, scopes?, apiKey?}`` → the new
-  credential, shown once (``token`` or ``apiKey``) with its ``id``;
+  credential, shown once (``token`` or ``apiKey``) with its ``id``. A credential mints only at or
+  below itself: the new one's verbs (role narrowed by scopes) must all be the caller's (else 403),
+  a JWT lives at most ``soul.policies.maxTokenTTL`` (else 422), and nothing minted outlives the
+  credential that mints it (else 403: an expiring caller must give a ``ttl`` that ends in time);
 - ``GET /v1/tokens`` (``manage-identities``): active credentials (``?all=true``: also revoked/expired);
 - ``DELETE /v1/tokens/{id}`` (``manage-identities``): revoke a token or an API key.
 
@@ -24,10 +27,33 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mnemos._model import CoreModel, Duration, to_validation_error
-from mnemos.errors import BadRequestError, MnemosError, RateLimitError, UnavailableError
+from mnemos.errors import (
+    BadRequestError,
+    MnemosError,
+    PermissionDeniedError,
+    RateLimitError,
+    UnavailableError,
+    ValidationError,
+)
 from mnemos.soul.edge import EdgeGuard
+from mnemos.soul.identity import Principal
+from mnemos.soul.rbac import check_role, check_scopes, verbs_of
+
+__all__ = [
+    "TokenCreate",
+    "check_minting",
+    "create_token",
+    "error_response",
+    "guard_of",
+    "install",
+    "jwks",
+    "list_tokens",
+    "revoke_token",
+    "router",
+]
 
 router = APIRouter()
+_IDENTITIES = {"x-mnemos-verb": "manage-identities"}
 
 
 class TokenCreate(CoreModel):
@@ -39,6 +65,45 @@ class TokenCreate(CoreModel):
                                  "never for API keys.")
     scopes: list[str] = Field(default_factory=list, description="Verbs the credential is limited to.")
     api_key: bool = Field(False, description="Create an API key instead of a JWT.")
+
+
+def check_minting(
+    principal: Principal, body: TokenCreate, *, max_token_ttl: float, default_token_ttl: float, now: float
+) -> float | None:
+    """The ttl to mint with, once ``body`` is at or below ``principal`` (see the module docstring).
+
+    Raises:
+        PermissionDeniedError: a verb the caller lacks, or a lifetime past the caller's own.
+        ValidationError: an unknown role or scope, or a JWT ttl over ``max_token_ttl``.
+    """
+    check_role(body.role)
+    scopes = check_scopes(body.scopes)
+    wanted = verbs_of(body.role, scopes)
+    held = verbs_of(principal.role, principal.scopes)
+    beyond = sorted(wanted - held)
+    if beyond:
+        raise PermissionDeniedError(
+            f"a credential may mint only credentials at or below its own role and scopes: role {body.role!r}"
+            f"{' with scopes ' + ', '.join(scopes) if scopes else ''} holds {', '.join(beyond)}, which the caller "
+            f"(role {principal.role!r}) lacks; ask for a lower role or narrower scopes",
+            param="role" if not scopes else "scopes",
+        )
+    ttl = body.ttl
+    if not body.api_key:
+        ttl = default_token_ttl if ttl is None else ttl
+        if ttl > max_token_ttl:
+            raise ValidationError(
+                f"ttl: {ttl:g} s is longer than soul.policies.maxTokenTTL ({max_token_ttl:g} s)", param="ttl"
+            )
+    if principal.expires_at is not None:
+        remaining = principal.expires_at - now
+        if ttl is None or ttl > remaining:
+            raise PermissionDeniedError(
+                f"ttl: the new credential may not outlive the caller's, which expires in {max(0, int(remaining))} s; "
+                "give a ttl at most that long",
+                param="ttl",
+            )
+    return ttl
 
 
 def error_response(exc: MnemosError) -> JSONResponse:
@@ -77,7 +142,7 @@ async def jwks(request: Request) -> Response:
     return JSONResponse(keys, headers={"Cache-Control": "public, max-age=60"})
 
 
-@router.post("/v1/tokens")
+@router.post("/v1/tokens", openapi_extra=_IDENTITIES)
 async def create_token(request: Request) -> Response:
     try:
         guard = guard_of(request)
@@ -86,9 +151,12 @@ async def create_token(request: Request) -> Response:
             body = TokenCreate.model_validate(await _json_body(request))
         except PydanticValidationError as exc:
             raise to_validation_error(exc, prefix="body") from None
+        policies = guard.settings.soul.policies
+        ttl = check_minting(principal, body, max_token_ttl=float(policies.max_token_ttl),
+                            default_token_ttl=float(policies.token_ttl), now=guard.clock())  # fmt: skip
         actor = f"{principal.kind}:{principal.subject}"
         create = guard.store.create_api_key if body.api_key else guard.store.create_token
-        created = await _in_thread(create, body.name, body.role, ttl=body.ttl, scopes=body.scopes, actor=actor)
+        created = await _in_thread(create, body.name, body.role, ttl=ttl, scopes=body.scopes, actor=actor)
     except MnemosError as exc:
         return error_response(exc)
     doc = _camel(created.public())
@@ -96,7 +164,7 @@ async def create_token(request: Request) -> Response:
     return JSONResponse(doc, status_code=201, headers={"Cache-Control": "no-store"})
 
 
-@router.get("/v1/tokens")
+@router.get("/v1/tokens", openapi_extra=_IDENTITIES)
 async def list_tokens(request: Request, all: bool = False) -> Response:  # noqa: A002 - the query name
     try:
         guard = guard_of(request)
@@ -107,7 +175,7 @@ async def list_tokens(request: Request, all: bool = False) -> Response:  # noqa:
     return JSONResponse({"object": "list", "data": [_camel(d) for d in items]})
 
 
-@router.delete("/v1/tokens/{credential_id}")
+@router.delete("/v1/tokens/{credential_id}", openapi_extra=_IDENTITIES)
 async def revoke_token(request: Request, credential_id: str) -> Response:
     try:
         guard = guard_of(request)

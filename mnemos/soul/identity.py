@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+__all__ = ["Principal", "PrincipalKind"]
 
 PrincipalKind = Literal["token", "apikey", "anonymous"]
 
@@ -20,6 +22,8 @@ class Principal:
         scopes: verbs the credential is limited to; empty means every verb of the role.
         credential_id: the JWT's ``jti`` or the API key id (never the secret).
         expires_at: when the credential expires (epoch seconds), ``None`` for never.
+        team: the team the credential belongs to (limits, budgets and usage are also kept per team).
+        limits: the credential's own ``UsageLimits`` (rpm, tpm, budget), ``None`` for none.
     """
 
     subject: str
@@ -28,6 +32,8 @@ class Principal:
     scopes: tuple[str, ...] = field(default=())
     credential_id: str = ""
     expires_at: float | None = None
+    team: str = ""
+    limits: Any = field(default=None, compare=False, hash=False)
 
     @classmethod
     def anonymous(cls, role: str = "admin") -> Principal:
@@ -44,4 +50,5 @@ class Principal:
             # "credential…": TRACE masks attributes whose names look like secrets.
             "grant_id": self.credential_id,
             "scopes": list(self.scopes),
+            "team": self.team,
         }

@@ -23,6 +23,8 @@ from mnemos.engram import Engram
 from mnemos.errors import NotFoundError
 from mnemos.soul._crypto import decrypt, encrypt
 
+__all__ = ["ALGORITHM", "Clock", "KEYS_PREFIX", "KeyRecord", "KeyRing", "rotate_keys"]
+
 KEYS_PREFIX = "soul/keys"
 ALGORITHM = "EdDSA"
 

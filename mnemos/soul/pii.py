@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+__all__ = ["CARD", "EMAIL", "PHONE", "luhn_valid", "redact", "redact_value"]
+
 EMAIL = "[REDACTED:email]"
 CARD = "[REDACTED:card]"
 PHONE = "[REDACTED:phone]"

@@ -1,13 +1,18 @@
 """Roles and the verbs each may perform: ``authorize(principal, verb)``.
 
-==========  =====  ======  =====  ======  ==============  ============  =================
-role        apply  deploy  infer  submit  read-artifacts  read-lineage  manage-identities
-==========  =====  ======  =====  ======  ==============  ============  =================
-admin       yes    yes     yes    yes     yes             yes           yes
-operator    yes    yes     yes    yes     yes             yes           no
-developer   no     no      yes    yes     yes             yes           no
-viewer      no     no      no     no      yes             yes           no
-==========  =====  ======  =====  ======  ==============  ============  =================
+==========  =====  ======  =======  =====  ======  ==============  ============  =================
+role        apply  deploy  execute  infer  submit  read-artifacts  read-lineage  manage-identities
+==========  =====  ======  =======  =====  ======  ==============  ============  =================
+admin       yes    yes     yes      yes    yes     yes             yes           yes
+operator    yes    yes     yes      yes    yes     yes             yes           no
+developer   no     no      no       yes    yes     yes             yes           no
+viewer      no     no      no       no     no      yes             yes           no
+==========  =====  ======  =======  =====  ======  ==============  ============  =================
+
+``submit`` runs registered code only (a ``Function`` by name, a registered ``Pipeline``);
+``execute`` submits arbitrary code (an unregistered ``module:function``, a pickled function, a
+pipeline document that is not registered). Ray runs submitted code with the cluster's rights, so
+``execute`` equals cluster root: grant it only to those you would give the cluster's keys.
 
 A credential's ``scopes`` (verbs) narrow its role further; empty scopes mean the whole role.
 """
@@ -20,9 +25,23 @@ from collections.abc import Iterable
 from mnemos.errors import PermissionDeniedError, ValidationError
 from mnemos.soul.identity import Principal
 
+__all__ = [
+    "ROLES",
+    "ROLE_ORDER",
+    "VERBS",
+    "allowed",
+    "authorize",
+    "can",
+    "check_role",
+    "check_scopes",
+    "check_verb",
+    "verbs_of",
+]
+
 VERBS: tuple[str, ...] = (
     "apply",
     "deploy",
+    "execute",
     "infer",
     "submit",
     "read-artifacts",
@@ -36,6 +55,9 @@ ROLES: dict[str, frozenset[str]] = {
     "developer": frozenset({"infer", "submit", "read-artifacts", "read-lineage"}),
     "viewer": frozenset({"read-artifacts", "read-lineage"}),
 }
+
+ROLE_ORDER: tuple[str, ...] = ("viewer", "developer", "operator", "admin")
+"""Roles from least to most powerful (each holds every verb of the ones before it)."""
 
 
 def _shown(value: str) -> str:
@@ -72,6 +94,18 @@ def allowed(role: str, verb: str, scopes: Iterable[str] = ()) -> bool:
     """Whether ``role`` (narrowed by ``scopes``) may perform ``verb``."""
     scopes = tuple(scopes)
     return verb in ROLES.get(role, frozenset()) and (not scopes or verb in scopes)
+
+
+def verbs_of(role: str, scopes: Iterable[str] = ()) -> frozenset[str]:
+    """The verbs a credential of ``role`` narrowed by ``scopes`` may perform."""
+    verbs = ROLES.get(role, frozenset())
+    scopes = tuple(scopes)
+    return verbs & frozenset(scopes) if scopes else verbs
+
+
+def can(principal: Principal, verb: str) -> bool:
+    """Whether ``principal`` may perform ``verb`` (no error, no audit)."""
+    return verb in verbs_of(principal.role, principal.scopes)
 
 
 def authorize(principal: Principal, verb: str) -> None:

@@ -14,9 +14,23 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mnemos._deps import require
 from mnemos.config import default_home
-from mnemos.errors import BadRequestError, MissingDependencyError, NotFoundError, UnavailableError, ValidationError
+from mnemos.errors import BadRequestError, NotFoundError, UnavailableError, ValidationError
 from mnemos.soul._crypto import decrypt, encrypt, write_private_file
+
+__all__ = [
+    "EnvSecretStore",
+    "FileSecretStore",
+    "SECRET_STORES",
+    "SecretStore",
+    "VaultSecretStore",
+    "check_secret_name",
+    "env_var",
+    "from_settings",
+    "resolve_secret_ref",
+    "secret_store",
+]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -190,12 +204,7 @@ class VaultSecretStore(_WholeSecretStore):
     kind = "vault"
 
     def __init__(self, address: str, mount: str = "mnemos/", token: str | None = None) -> None:
-        try:
-            import hvac
-        except ImportError:
-            raise MissingDependencyError(
-                "the vault secret store needs hvac: pip install 'mnemos[vault]'", param="soul.secretStore"
-            ) from None
+        hvac = require("hvac", why="the vault secret store", param="soul.secretStore")
         self.address = address
         self.mount = mount.strip("/")
         self.client = hvac.Client(url=address, token=token or os.environ.get("VAULT_TOKEN"))

@@ -25,6 +25,8 @@ from mnemos.soul.keys import KeyRing
 from mnemos.soul.rbac import check_role, check_scopes
 from mnemos.soul.tokens import issue_token
 
+__all__ = ["CreatedCredential", "IdentityStore", "REVOKED_PREFIX", "TOKENS_PREFIX", "check_name"]
+
 TOKENS_PREFIX = "soul/tokens"
 REVOKED_PREFIX = "soul/revoked"
 _ID = re.compile(r"^(tok-[0-9a-f]{12}|[0-9a-f]{16})$")
@@ -109,10 +111,21 @@ class IdentityStore:
         return CreatedCredential(issued.jti, "token", name, role, issued.scopes, issued.expires_at, issued.token)
 
     def create_api_key(
-        self, name: str, role: str, *, ttl: float | None = None, scopes: Iterable[str] = (), actor: str | None = None
+        self, name: str, role: str, *, ttl: float | None = None, scopes: Iterable[str] = (), actor: str | None = None,
+        team: str = "", limits: dict[str, Any] | None = None,
     ) -> CreatedCredential:
-        """Create an API key; only its hash is stored. ``ttl`` None: it never expires."""
+        """Create an API key; only its hash is stored. ``ttl`` None: it never expires.
+
+        ``team`` and ``limits`` (``{rpm, tpm, budget}``, see ``mnemos.genome.metering.UsageLimits``)
+        are checked here and enforced by the gateway.
+        """
         check_name(name)
+        if team:
+            check_name(team)
+        if limits:
+            from mnemos.soul.limits import check_key_limits
+
+            limits = check_key_limits(limits)
         check_role(role)
         scopes = check_scopes(scopes)
         if ttl is not None and ttl <= 0:
@@ -129,6 +142,8 @@ class IdentityStore:
             scopes=scopes,
             expires_at=None if ttl is None else now + ttl,
             created_by=actor,
+            team=team,
+            limits=limits or None,
         )
         self.engram.write_json(f"{APIKEYS_PREFIX}/{key_id}.json", record.to_doc())
         audit(self.engram, "identity.created", kind="apikey", id=key_id, name=name, role=role, actor=actor)

@@ -20,6 +20,8 @@ from mnemos.soul.identity import Principal
 from mnemos.soul.keys import ALGORITHM, KeyRing
 from mnemos.soul.rbac import check_role, check_scopes
 
+__all__ = ["IssuedToken", "LEEWAY_SECONDS", "UnknownKeyError", "issue_token", "new_jti", "verify_token"]
+
 LEEWAY_SECONDS = 30.0
 """Clock skew tolerated on ``exp`` and ``iat`` between issuer and verifier."""
 

@@ -3,17 +3,25 @@
 ``${RUN_ID}``, ``${PIPELINE}``, pipeline params and the outputs of earlier steps are the names a
 step may use; ``$${`` writes a literal ``${``. An unknown name is a ``ValidationError`` naming
 the field where it appears.
+
+In a shell field (``script``), every value is shell-quoted (``shlex.quote``) as it is put in:
+a parameter is always one word of data, never code, whatever it contains (``; rm -rf /``,
+``$(…)``, quotes, newlines). Write ``${name}`` bare in scripts; quoting it yourself would add
+literal quotes.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
 from mnemos.errors import ValidationError
 
 _VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
+SHELL_FIELDS = frozenset({"script"})
+"""Fields whose interpolated values are shell-quoted."""
 
 
 def names_in(value: Any) -> set[str]:
@@ -31,7 +39,12 @@ def names_in(value: Any) -> set[str]:
 
 
 def interpolate(
-    value: Any, variables: Mapping[str, Any], *, keep: frozenset[str] | set[str] = frozenset(), where: str = ""
+    value: Any,
+    variables: Mapping[str, Any],
+    *,
+    keep: frozenset[str] | set[str] = frozenset(),
+    where: str = "",
+    shell: bool = False,
 ) -> Any:
     """Replace ``${name}`` in every string of ``value``; a string that is only ``${name}`` takes
     the variable's value as it is (a number stays a number).
@@ -41,10 +54,12 @@ def interpolate(
         variables: name → replacement (converted with ``str``).
         keep: names left as written (resolved in a later pass).
         where: the field path of ``value``, for error messages.
+        shell: ``value`` is shell code: each value put in is ``shlex.quote``-d (set by itself for
+            the fields in ``SHELL_FIELDS``).
     """
     if isinstance(value, str):
         whole = _VAR.fullmatch(value)
-        if whole and not whole.group(1) and whole.group(2) in variables:
+        if whole and not whole.group(1) and whole.group(2) in variables and not shell:
             return variables[whole.group(2)]  # "${limit}" alone keeps the param's type
 
         def sub(match: re.Match[str]) -> str:
@@ -52,7 +67,7 @@ def interpolate(
             if escaped:
                 return "${" + name + "}" if not keep else match.group(0)
             if name in variables:
-                return str(variables[name])
+                return shlex.quote(str(variables[name])) if shell else str(variables[name])
             if name in keep:
                 return match.group(0)
             known = ", ".join(sorted(set(variables) | set(keep))) or "none"
@@ -63,8 +78,10 @@ def interpolate(
         return _VAR.sub(sub, value)
     if isinstance(value, Mapping):
         return {
-            k: interpolate(v, variables, keep=keep, where=f"{where}.{k}" if where else str(k)) for k, v in value.items()
-        }
+            k: interpolate(v, variables, keep=keep, where=f"{where}.{k}" if where else str(k),
+                           shell=shell or k in SHELL_FIELDS)
+            for k, v in value.items()
+        }  # fmt: skip
     if isinstance(value, list):
-        return [interpolate(v, variables, keep=keep, where=f"{where}[{i}]") for i, v in enumerate(value)]
+        return [interpolate(v, variables, keep=keep, where=f"{where}[{i}]", shell=shell) for i, v in enumerate(value)]
     return value

@@ -12,17 +12,14 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from mnemos._actors import NAMESPACE, RELAY_CONTROLLER, model_app
 from mnemos.errors import UnavailableError
 
 T = TypeVar("T")
 
-APP_PREFIX = "model-"
-CONTROLLER = "relay-controller"
-NAMESPACE = "mnemos"
 
 
-def app_name(model: str) -> str:
-    return f"{APP_PREFIX}{model}"
+app_name = model_app  # the Serve application of a Model, deployed by RELAY
 
 
 def _app_running(app: str) -> bool:
@@ -33,19 +30,6 @@ def _app_running(app: str) -> bool:
     except Exception:  # noqa: BLE001 - Serve is not running at all
         return False
     return status is not None and str(getattr(status, "status", "")).endswith("RUNNING")
-
-
-def ensure_reconciler(settings: Any, engram: Any) -> None:
-    """Make sure RELAY's reconciler runs, so that registered Models get their deployments."""
-    try:
-        from mnemos.relay import ensure_controller
-    except ImportError:  # a platform without RELAY: steps say which model is missing
-        return
-    from ray import serve
-
-    # Serve first, on the gateway's address: the reconciler deploys several models at once.
-    serve.start(http_options={"host": settings.relay.host, "port": settings.relay.port})
-    ensure_controller(settings, engram)
 
 
 def model_handle(model: str, timeout: float = 600.0) -> Any:
@@ -60,7 +44,7 @@ def model_handle(model: str, timeout: float = 600.0) -> Any:
     app = app_name(model)
     if not _app_running(app):
         try:
-            controller = ray.get_actor(CONTROLLER, namespace=NAMESPACE)
+            controller = ray.get_actor(RELAY_CONTROLLER, namespace=NAMESPACE)
         except ValueError:
             controller = None
         if controller is not None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from mnemos.engram import Engram, validate_key
 from mnemos.errors import NotFoundError
+from mnemos.trace.events import publish as announce
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 DONE = frozenset({"succeeded", "cached"})
@@ -41,6 +42,16 @@ def output_ref(run_id: str, output: str) -> str:
 
 def save(engram: Engram, state: dict[str, Any]) -> None:
     engram.write_json(state_key(state["id"]), state)
+    announce(f"run.{state['status']}", f"run:{state['id']}", owner=state.get("principal"), **event_view(state))
+
+
+def event_view(state: dict[str, Any]) -> dict[str, Any]:
+    """What a ``run.*`` event carries: the run's status and each step's status, timing, cache hit."""
+    keep = ("status", "needs", "cached", "started", "finished", "error", "job_ids", "outputs")
+    steps = {name: {k: step.get(k) for k in keep} for name, step in state["steps"].items()}
+    return {"id": state["id"], "pipeline": state["pipeline"]["name"], "status": state["status"],
+            "created": state.get("created"), "finished": state.get("finished"), "steps": steps,
+            "outputs": state.get("outputs", {})}  # fmt: skip
 
 
 def load(engram: Engram, run_id: str) -> dict[str, Any]:
@@ -106,6 +117,7 @@ def summary(state: dict[str, Any]) -> dict[str, Any]:
         "id": state["id"],
         "pipeline": state["pipeline"]["name"],
         "status": state["status"],
+        "owner": state.get("principal"),
         "created": state.get("created"),
         "steps": {n: s["status"] for n, s in state["steps"].items()},
     }

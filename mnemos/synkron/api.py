@@ -13,7 +13,6 @@ from typing import Any
 
 from mnemos.errors import ConflictError, MnemosError, UnavailableError
 from mnemos.synkron import _state
-from mnemos.synkron._models import ensure_reconciler
 from mnemos.synkron._plan import Source, prepare
 from mnemos.synkron._progress import Display, make_display
 
@@ -168,7 +167,7 @@ class PipelinesAPI:
             source = str(source)
         state = prepare(self._client, source, params, principal=principal, cache=cache)
         if any(step["type"] in ("infer", "index") for step in state["steps"].values()):
-            ensure_reconciler(self._client.settings, self._client.engram)
+            self._client.serve_models()  # RELAY deploys the registered Models the steps call
         state = _get(service.start.remote(state["id"], self._client.settings))
         handle = RunHandle(self, state["id"], state)
         if wait:

@@ -8,12 +8,23 @@
 
 The gateway includes ``build_router(auth=…, settings=…)`` (or ``router``, which reads its
 settings from ``MNEMOS_*``). Errors use the OpenAI error shape with the error's status.
+
+Who may run what: only *registered* pipelines run over HTTP (applied by someone with ``apply``,
+like Functions), so their scripts and ``call``s are code an operator approved; starting one needs
+``submit``. Parameters are data: they are shell-quoted in scripts, may not choose ``call`` or
+``image``, and — for callers without ``execute`` — may not name files or URLs the platform
+would read (only ENGRAM refs ``runs/<run>/<output>`` and plain values).
+
+Ownership: a run's ``owner`` is the subject that started it. Developers list, read, cancel and
+resume their own runs only (another's is 404); viewers read every run but change none (403);
+operators and admins do everything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -24,9 +35,15 @@ from pydantic import ValidationError as PydanticValidationError
 
 from mnemos._model import CoreModel, to_validation_error
 from mnemos.config import Settings, load_settings
-from mnemos.errors import BadRequestError, MnemosError
+from mnemos.errors import BadRequestError, MnemosError, NotFoundError, PermissionDeniedError, ValidationError
 
-__all__ = ["RunRequest", "build_router", "router"]
+__all__ = ["RunRequest", "build_router", "check_caller_params", "check_run_owner", "router"]
+
+_SUBMIT = {"x-mnemos-verb": "submit"}
+_READ = {"x-mnemos-verb": "read-artifacts"}
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_UP = re.compile(r"(^|/)\.\.(/|$)")
+_OVERFETCH = 1000  # a developer's listing is filtered from this many newest runs
 
 
 class RunRequest(CoreModel):
@@ -52,6 +69,60 @@ def _authorize(principal: Any, verb: str) -> None:
     authorize(principal, verb)
 
 
+def _role(principal: Any) -> str:
+    return str(getattr(principal, "role", "admin")) if principal is not None else "admin"
+
+
+def check_run_owner(principal: Any, state: dict[str, Any], *, write: bool = False) -> None:
+    """404 when a developer asks for another's run; 403 when a viewer would change one."""
+    role = _role(principal)
+    if role == "developer" and state.get("principal") != _subject(principal):
+        raise NotFoundError(f"run {state.get('id')!r} not found", param="run_id")
+    if role == "viewer" and write:
+        raise PermissionDeniedError("role 'viewer' may not change runs", param="role")
+
+
+def check_caller_params(principal: Any, params: dict[str, Any]) -> None:
+    """Refuse parameter values that would make the platform read a file or URL of its own,
+    unless the caller holds ``execute`` (an ENGRAM ref ``runs/<run>/<output>`` is fine)."""
+    if principal is None or not hasattr(principal, "role"):
+        return
+    from mnemos.soul.rbac import can
+
+    if can(principal, "execute"):
+        return
+    for name, value in params.items():
+        for text in _strings(value):
+            if text.startswith("runs/") and not _UP.search(text):
+                continue
+            looks_like_path = bool(text.startswith(("/", "~", "file:")) or _URL.match(text) or _UP.search(text))
+            if looks_like_path or (len(text) < 4096 and "\n" not in text and _exists(text)):
+                raise ValidationError(
+                    f"params.{name}: a parameter may not name a file or URL the platform would read; pass "
+                    "data, or an ENGRAM ref runs/<run>/<output> (files and URLs need the verb execute)",
+                    param=f"params.{name}",
+                )
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _strings(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _strings(v)]
+    return []
+
+
+def _exists(text: str) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(text).exists()
+    except (OSError, ValueError):
+        return False
+
+
 def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings | None = None) -> APIRouter:
     """The SYNKRON routes.
 
@@ -72,9 +143,9 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
         if "client" not in clients:
             import ray
 
-            from mnemos.client import Client
+            from mnemos.synkron._context import RunContext
 
-            clients["client"] = Client(settings or load_settings(), connected=ray.is_initialized())
+            clients["client"] = RunContext(settings or load_settings(), connected=ray.is_initialized())
         return clients["client"]
 
     async def call(fn: Callable[[], Any], status: int = 200, *, principal: Any = None, verb: str = "") -> JSONResponse:
@@ -86,7 +157,7 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
         except MnemosError as exc:
             return _error(exc)
 
-    @router.post("/v1/pipelines/{name}/runs", status_code=202)
+    @router.post("/v1/pipelines/{name}/runs", status_code=202, openapi_extra=_SUBMIT)
     async def start_run(name: str, request: Request, principal: Any = caller) -> JSONResponse:
         """Start a run of the registered pipeline ``name``."""
         try:
@@ -100,6 +171,7 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
                 body = RunRequest.model_validate(doc)
             except PydanticValidationError as exc:
                 raise to_validation_error(exc) from None
+            check_caller_params(principal, body.params)
         except MnemosError as exc:
             return _error(exc)
 
@@ -112,26 +184,46 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
 
         return await call(start, 202)
 
-    @router.get("/v1/pipelines/{name}/runs")
+    @router.get("/v1/pipelines/{name}/runs", openapi_extra=_READ)
     async def list_runs(name: str, principal: Any = caller) -> JSONResponse:
-        """Recent runs of a pipeline, newest first."""
-        return await call(lambda: {"object": "list", "data": client().pipelines.list(name)})
+        """Recent runs of a pipeline, newest first (a developer's own only)."""
+        if _role(principal) != "developer":
+            return await call(lambda: {"object": "list", "data": client().pipelines.list(name)})
+        me = _subject(principal)
 
-    @router.get("/v1/runs/{run_id}")
+        def mine() -> dict[str, Any]:
+            runs = [r for r in client().pipelines.list(name, limit=_OVERFETCH) if r.get("owner") == me]
+            return {"object": "list", "data": runs[:20]}
+
+        return await call(mine)
+
+    @router.get("/v1/runs/{run_id}", openapi_extra=_READ)
     async def get_run(run_id: str, principal: Any = caller) -> JSONResponse:
         """A run's state."""
-        return await call(lambda: client().pipelines.get(run_id).state())
 
-    @router.post("/v1/runs/{run_id}/cancel", status_code=202)
+        def read() -> dict[str, Any]:
+            state = client().pipelines.get(run_id).state()
+            check_run_owner(principal, state)
+            return {**state, "owner": state.get("principal")}
+
+        return await call(read)
+
+    @router.post("/v1/runs/{run_id}/cancel", status_code=202, openapi_extra=_SUBMIT)
     async def cancel_run(run_id: str, principal: Any = caller) -> JSONResponse:
         """Cancel a running run."""
-        return await call(lambda: client().pipelines.cancel(run_id), 202, principal=principal, verb="submit")
 
-    @router.post("/v1/runs/{run_id}/resume", status_code=202)
+        def cancel() -> dict[str, Any]:
+            check_run_owner(principal, client().pipelines.get(run_id).state(), write=True)
+            return client().pipelines.cancel(run_id)
+
+        return await call(cancel, 202, principal=principal, verb="submit")
+
+    @router.post("/v1/runs/{run_id}/resume", status_code=202, openapi_extra=_SUBMIT)
     async def resume_run(run_id: str, principal: Any = caller) -> JSONResponse:
         """Resume a failed or cancelled run."""
 
         def resume() -> dict[str, Any]:
+            check_run_owner(principal, client().pipelines.get(run_id).state(), write=True)
             return client().pipelines.resume(run_id, progress=False, wait=False, principal=_subject(principal)).state()
 
         return await call(resume, 202, principal=principal, verb="submit")

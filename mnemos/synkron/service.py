@@ -16,7 +16,9 @@ from typing import Any
 
 import ray
 
+from mnemos._actors import NAMESPACE, SYNKRON
 from mnemos.config import Settings
+from mnemos.cortex.context import PlatformContext
 from mnemos.engram import Engram
 from mnemos.errors import ConflictError, NotFoundError
 from mnemos.synkron import _state
@@ -25,8 +27,7 @@ from mnemos.trace.lineage import record
 
 __all__ = ["ACTOR_NAME", "SynkronService", "ensure", "get_service"]
 
-ACTOR_NAME = "synkron"
-NAMESPACE = "mnemos"
+ACTOR_NAME = SYNKRON
 ACTIVE_PREFIX = "synkron/active"
 logger = logging.getLogger("mnemos.synkron")
 
@@ -50,7 +51,7 @@ class SynkronService:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[str, PlatformContext] = {}
         self._runs: dict[str, _Active] = {}
         self._cond = threading.Condition()
         self._launching = threading.Lock()  # one load → reset → launch at a time
@@ -59,7 +60,7 @@ class SynkronService:
     # -- runs ------------------------------------------------------------------------------------
     def start(self, run_id: str, settings: Settings | None = None) -> dict[str, Any]:
         """Start a prepared run (idempotent: a run already started is left alone)."""
-        client = self._client(settings)
+        client = self._context(settings)
         with self._cond:
             if run_id in self._runs:
                 return _snapshot(self._runs[run_id])
@@ -70,7 +71,7 @@ class SynkronService:
 
     def resume(self, run_id: str, settings: Settings | None = None, principal: str | None = None) -> dict[str, Any]:
         """Run again the steps of a failed or cancelled run that did not complete."""
-        client = self._client(settings)
+        client = self._context(settings)
         with self._launching:
             active = self._finishing(run_id)
             if active is not None:
@@ -87,13 +88,13 @@ class SynkronService:
     def adopt(self, run_id: str, settings: Settings | None = None) -> bool:
         """Drive again a run that a previous incarnation of this actor was driving (its marker is
         still in ENGRAM); ``True`` when the run is driven now. Waiting callers ask for this."""
-        return self._adopt(self._client(settings), run_id)
+        return self._adopt(self._context(settings), run_id)
 
     def cancel(self, run_id: str, settings: Settings | None = None) -> dict[str, Any]:
         """Cancel a running run (its running jobs are cancelled); a finished run is a conflict."""
         active = self._finishing(run_id)
         if active is None:
-            state = _state.load(self._client(settings).engram, run_id)
+            state = _state.load(self._context(settings).engram, run_id)
             raise ConflictError(f"run {run_id!r} is not running (status {state['status']})", param="run_id")
         active.executor.cancel()
         return _snapshot(active)
@@ -142,13 +143,12 @@ class SynkronService:
             return sorted(self._runs)
 
     # -- internals -------------------------------------------------------------------------------
-    def _client(self, settings: Settings | None) -> Any:
-        from mnemos.client import Client
-
+    def _context(self, settings: Settings | None) -> PlatformContext:
+        """The run context for these settings (one per distinct settings, kept)."""
         settings = settings or self._settings
         key = settings.model_dump_json()
         if key not in self._clients:
-            self._clients[key] = Client(settings, connected=True)
+            self._clients[key] = PlatformContext(settings, connected=True)
         return self._clients[key]
 
     def _launch(self, client: Any, state: dict[str, Any]) -> dict[str, Any]:
@@ -210,7 +210,7 @@ class SynkronService:
         """Resume the runs a previous incarnation of this actor was driving (in its own ENGRAM;
         runs in other roots are adopted when a caller waits for them)."""
         try:
-            client = self._client(None)
+            client = self._context(None)
             for key in client.engram.list(ACTIVE_PREFIX):
                 self._adopt(client, key.rsplit("/", 1)[-1])
         except Exception:  # noqa: BLE001 - recovery is best effort; `mnemos resume` remains

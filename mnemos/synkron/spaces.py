@@ -15,8 +15,9 @@ from typing import Any
 
 from mnemos.engram import Engram
 from mnemos.errors import NotFoundError, ValidationError
+from mnemos.trace.lineage import NodeResolver, artifact_node, event
 
-__all__ = ["SpacesAPI", "find_record", "load_manifest", "publish", "top_k"]
+__all__ = ["LINEAGE_RESOLVERS", "SpacesAPI", "find_record", "item_event", "load_manifest", "publish", "top_k"]
 
 _CACHE: dict[str, Any] = {}
 _RUNTIMES: dict[str, Any] = {}  # embedding models loaded in this process (search without a platform)
@@ -68,6 +69,25 @@ def find_record(engram: Engram, manifest: dict[str, Any], item: str) -> dict[str
         if rec.get("id") == item:
             return rec
     return None
+
+
+def item_event(engram: Engram, node_id: str) -> dict[str, Any]:
+    """The lineage event of an indexed item ``space:<space>/<item>``: a child of the space's index artifact."""
+    space, _, item = node_id[len("space:") :].partition("/")
+    try:
+        manifest = engram.read_json(f"spaces/{space}/manifest.json")
+    except Exception:  # noqa: BLE001 - bad key or missing space: both are "not found"
+        raise NotFoundError(f"space {space!r} not found", param="space") from None
+    found = find_record(engram, manifest, item)
+    if found is None:
+        raise NotFoundError(f"space {space!r} has no item {item!r}", param="id")
+    parent = artifact_node(manifest["digest"]) if manifest.get("digest") else None
+    parents = [parent] if parent else []
+    return event(node_id, "item", parents=parents, space=space, item=item, text=str(found.get("text", ""))[:200])
+
+
+LINEAGE_RESOLVERS: dict[str, NodeResolver] = {"space:": item_event}
+"""Pass to ``mnemos.trace.lineage.graph(..., resolvers=...)`` so item ids resolve."""
 
 
 def top_k(matrix: Any, query: Any, k: int) -> list[tuple[int, float]]:

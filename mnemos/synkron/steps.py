@@ -14,8 +14,11 @@ Kinds:
   function takes one). Inputs (``${output}`` or a local file) arrive as local file paths. The
   function returns its output (bytes, str, a list of records → JSONL, a dict → JSON, a Path),
   or a dict ``{output name: value}``, or writes files to ``ctx.output_path(name)``.
-- ``script``: ``bash -euo pipefail`` with ``env``; inputs in the script are local paths, outputs
-  are written to ``$MNEMOS_OUTPUT_<NAME>`` (or ``$MNEMOS_OUTPUT_DIR/<name>``).
+- ``script``: ``bash -euo pipefail`` with only the declared ``env`` (and ``secretRef``s), a minimal
+  ``PATH``/``HOME`` and the ``MNEMOS_*`` step variables; interpolated values are shell-quoted;
+  inputs in the script are local paths, outputs are written to ``$MNEMOS_OUTPUT_<NAME>`` (or
+  ``$MNEMOS_OUTPUT_DIR/<name>``). A step with ``image`` runs in that container (podman); without a
+  container runtime it is refused unless ``synkron.allowHostExecution`` is true.
 - ``infer`` / ``index``: see :mod:`mnemos.synkron._infer`.
 """
 
@@ -36,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from mnemos.engram import Engram
-from mnemos.errors import MnemosError, NotFoundError, ServerError, ValidationError
+from mnemos.errors import ClientError, MnemosError, NotFoundError, ServerError, ValidationError
 
-__all__ = ["StepContext", "StepFailedError", "prepare_prompts", "run_step"]
+__all__ = ["HostExecutionRefusedError", "StepContext", "StepFailedError", "prepare_prompts", "run_step"]
 
 logger = logging.getLogger("mnemos.synkron")
 _LOG_TAIL = 4000
@@ -48,6 +51,13 @@ class StepFailedError(ServerError):
     """A step's own code failed (non-zero exit, exception); the message carries its output tail."""
 
     code = "step_failed"
+
+
+class HostExecutionRefusedError(ClientError):
+    """A step names an ``image`` this node cannot run, and ``synkron.allowHostExecution`` is off."""
+
+    status = 422
+    code = "host_execution_refused"
 
 
 class StepContext:
@@ -212,9 +222,16 @@ def _container_runtime() -> str | None:
     return shutil.which("podman")
 
 
+_BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
 def _script_env(ctx: dict[str, Any], outdir: Path) -> tuple[dict[str, str], list[str]]:
+    """The script's whole environment: a minimal ``PATH``/``HOME``/``LANG``, the step's declared
+    ``env`` (values and ``secretRef``s) and the ``MNEMOS_*`` step variables — never the
+    worker's own variables (which may hold the cluster's credentials)."""
     step = ctx["step"]
-    env = dict(os.environ)
+    python_bin = str(Path(sys.executable).parent)
+    env = {"PATH": f"{python_bin}:{_BASE_PATH}", "HOME": str(outdir.parent), "LANG": "C.UTF-8"}
     secrets: list[str] = []
     for var in step.get("env") or []:
         if var.get("secretRef"):
@@ -249,6 +266,14 @@ def _script_step(ctx: dict[str, Any], workdir: Path) -> dict[str, Any]:
     warnings: list[str] = []
     image = step.get("image")
     if image and _container_runtime() is None:
+        if not ctx.get("allow_host_execution"):
+            raise HostExecutionRefusedError(
+                f"step {step['name']!r}: image {image} cannot be used: this node has no container runtime "
+                "(podman); install one, remove `image:` to run on the worker as it is, or set "
+                "synkron.allowHostExecution: true (MNEMOS_SYNKRON__ALLOW_HOST_EXECUTION=true) to run such steps "
+                "in the worker's environment",
+                param="image",
+            )
         warnings.append(
             f"image {image} not used: this cluster has no container runtime; ran in the current environment"
         )
@@ -290,7 +315,8 @@ def _run_in_image(image: str, script: str, env: dict[str, str], cwd: str, timeou
     import ray
 
     task = ray.remote(num_cpus=0.25, runtime_env={"image_uri": image})(_run_script)
-    return ray.get(task.remote(script, {k: v for k, v in env.items() if k.startswith("MNEMOS_")}, "/tmp", timeout))
+    inside = {k: v for k, v in env.items() if k not in ("PATH", "HOME")}  # the image has its own
+    return ray.get(task.remote(script, inside, "/tmp", timeout))
 
 
 # -- a built-in python step ---------------------------------------------------------------------

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-NAMESPACE = "mnemos"
+from mnemos._actors import NAMESPACE
+
 _REMOTE: dict[type, Any] = {}
 
 

@@ -2,9 +2,11 @@
 
 The gateway includes ``router`` (both routes, no auth) or builds its own::
 
-    app.include_router(build_router(auth=authenticate, protect_metrics=settings.trace.metrics_auth))
+    app.include_router(build_router(auth=authenticate, settings=settings))
 
-``/metrics`` is public by default, as Prometheus scrapes are; ``/v1/traces`` takes the ``auth``
+``/metrics`` is public by default, as Prometheus scrapes are; with ``trace.metricsAuth: true``
+it needs a credential with the verb ``read-lineage`` (give Prometheus a viewer API key:
+``authorization: {credentials: mk_…}`` in its scrape config). ``/v1/traces`` takes the ``auth``
 dependency when one is given (span attributes name models and principals).
 """
 
@@ -27,18 +29,25 @@ def _error(exc: MnemosError) -> JSONResponse:
     return JSONResponse(exc.to_openai(), status_code=exc.status)
 
 
-def build_router(*, auth: Callable[..., Any] | None = None, protect_metrics: bool = False) -> APIRouter:
+def build_router(
+    *, auth: Callable[..., Any] | None = None, protect_metrics: bool | None = None, settings: Any = None
+) -> APIRouter:
     """The TRACE routes.
 
     Args:
         auth: a FastAPI dependency that authenticates the caller (raising on failure).
-        protect_metrics: require ``auth`` on ``/metrics`` too.
+        protect_metrics: require ``auth`` on ``/metrics`` too (default: ``trace.metricsAuth``).
+        settings: the platform's settings (``trace.metricsAuth``).
     """
+    if protect_metrics is None:
+        protect_metrics = bool(settings.trace.metrics_auth) if settings is not None else False
     router = APIRouter(tags=["trace"])
     trace_deps = [Depends(auth)] if auth is not None else []
     metrics_deps = trace_deps if protect_metrics else []
+    verb = {"x-mnemos-verb": "read-lineage"}
 
-    @router.get("/metrics", dependencies=metrics_deps, response_class=Response)
+    @router.get("/metrics", dependencies=metrics_deps, response_class=Response,
+                openapi_extra=verb if protect_metrics else None)  # fmt: skip
     async def prometheus_metrics() -> Response:
         """Prometheus text exposition of every component's metrics, summed over the cluster."""
         try:
@@ -47,7 +56,7 @@ def build_router(*, auth: Callable[..., Any] | None = None, protect_metrics: boo
             return _error(exc)
         return Response(content=body, media_type=metrics.CONTENT_TYPE_LATEST)
 
-    @router.get("/v1/traces/{trace_id}", dependencies=trace_deps)
+    @router.get("/v1/traces/{trace_id}", dependencies=trace_deps, openapi_extra=verb)
     async def get_trace(
         trace_id: str,
         min_spans: int = Query(0, ge=0, le=10_000, description="Wait until this many spans are in."),

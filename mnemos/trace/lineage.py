@@ -7,8 +7,10 @@ An event is a node of the lineage graph::
 
 ``parents`` point upstream (what this node came from). Ids are prefixed by what they name:
 ``run:``, ``step:<run>/<step>``, ``job:``, ``request:``, ``artifact:sha256:…``,
-``model:<name>@<gen>``, ``resource:<Kind>/<name>@<gen>``, ``file:<path>``, and
-``space:<space>/<item>`` (an indexed item, resolved from the space's manifest on query).
+``model:<name>@<gen>``, ``resource:<Kind>/<name>@<gen>``, ``file:<path>``, and nodes that the log
+does not hold but a component above TRACE can describe on query (SYNKRON's indexed items,
+``space:<space>/<item>``): the caller passes ``resolvers``, a prefix -> function table, so this module
+knows nothing of them.
 
 Events of one id are merged on read: parents are united, later (non-null) attributes win. ``graph()``
 answers "where did this come from and what came of it": every ancestor and every descendant.
@@ -19,16 +21,17 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
-from mnemos.engram import Engram
 from mnemos.errors import NotFoundError
 
 __all__ = [
     "LOG",
     "LineageIndex",
+    "LineageStore",
     "LineageWriter",
+    "NodeResolver",
     "artifact_node",
     "event",
     "events",
@@ -49,6 +52,26 @@ _SECRET_NAMES = frozenset(
 )  # fmt: skip
 _SECRET_SUFFIXES = ("_secret", "_password", "_api_key", "_apikey", "_access_token", "_refresh_token", "_private_key")
 _PREFIXES = ("run:", "job:", "request:", "step:", "artifact:", "model:", "resource:", "file:", "space:")
+
+
+class LineageStore(Protocol):
+    """What lineage needs of its store: an ENGRAM (``mnemos.engram.Engram``), passed in by the caller.
+
+    TRACE sits below ENGRAM (ENGRAM reports its metrics to TRACE), so it names the methods it uses
+    instead of importing the class.
+    """
+
+    uri: str
+
+    def append(self, log: str, records: list[dict[str, Any]]) -> str: ...
+    def segments(self, log: str) -> list[str]: ...
+    def read_log(self, log: str) -> Iterable[dict[str, Any]]: ...
+    def read_bytes(self, key: str) -> bytes: ...
+    def get_ref(self, name: str) -> str: ...
+
+
+NodeResolver = Callable[[Any, str], dict[str, Any]]
+"""Describes a node the log does not hold: ``(engram, node_id) -> event``; ``NotFoundError`` if none."""
 
 
 def event(node_id: str, type: EventType, *, parents: Iterable[str] = (), **attrs: Any) -> dict[str, Any]:
@@ -108,7 +131,7 @@ def request_event(
 class LineageWriter:
     """Buffers events and writes them as one ENGRAM segment per flush (group commit)."""
 
-    def __init__(self, engram: Engram) -> None:
+    def __init__(self, engram: LineageStore) -> None:
         self.engram = engram
         self._buffer: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -132,7 +155,7 @@ class LineageWriter:
 
 
 def record(
-    engram: Engram, node_id: str, type: EventType, *, parents: Iterable[str] = (), **attrs: Any
+    engram: LineageStore, node_id: str, type: EventType, *, parents: Iterable[str] = (), **attrs: Any
 ) -> dict[str, Any]:
     """Write one event now (its own segment)."""
     ev = event(node_id, type, parents=parents, **attrs)
@@ -140,7 +163,7 @@ def record(
     return ev
 
 
-def events(engram: Engram) -> list[dict[str, Any]]:
+def events(engram: LineageStore) -> list[dict[str, Any]]:
     """Every lineage event, in write order."""
     return list(engram.read_log(LOG))
 
@@ -181,9 +204,9 @@ class LineageIndex:
             if node_id in kids:
                 kids.remove(node_id)
 
-    def refresh(self, engram: Engram) -> LineageIndex:
+    def refresh(self, engram: LineageStore) -> LineageIndex:
         """Read the segments not read yet; start over when some were merged away (compaction)."""
-        found: Any = engram.segments(LOG)  # (Engram.list shadows the builtin in its annotations)
+        found = engram.segments(LOG)
         segments: list[str] = list(found)
         if not self._segments.issubset(segments):
             self._reset()
@@ -204,19 +227,27 @@ _INDEXES: dict[str, LineageIndex] = {}
 _INDEX_LOCK = threading.RLock()  # one query at a time per process reads or grows the shared index
 
 
-def _index(engram: Engram) -> LineageIndex:
+def _index(engram: LineageStore) -> LineageIndex:
     with _INDEX_LOCK:
         index = _INDEXES.setdefault(engram.uri, LineageIndex())
         return index.refresh(engram)
 
 
-def resolve(engram: Engram, node_id: str, index: LineageIndex | None = None) -> str:
+def resolve(
+    engram: LineageStore,
+    node_id: str,
+    index: LineageIndex | None = None,
+    resolvers: Mapping[str, NodeResolver] | None = None,
+) -> str:
     """The node an id names: exact, ``sha256:…``, an ENGRAM ref (``runs/<run>/<output>``), a bare
-    run/job/request id, or an indexed item ``space:<space>/<item>``."""
+    run/job/request id, or a node one of ``resolvers`` (keyed by id prefix) describes."""
     index = index or _index(engram)
-    if node_id.startswith("space:"):
-        _space_item(engram, index, node_id)
-        return node_id
+    for prefix, describe in (resolvers or {}).items():
+        if node_id.startswith(prefix):
+            found = describe(engram, node_id)
+            index.drop(node_id)  # it may have changed since the last query (a space indexed again)
+            index.add(found)
+            return node_id
     if node_id in index.nodes:
         return node_id
     if node_id.startswith("sha256:") and f"artifact:{node_id}" in index.nodes:
@@ -232,32 +263,6 @@ def resolve(engram: Engram, node_id: str, index: LineageIndex | None = None) -> 
         if digest and f"artifact:{digest}" in index.nodes:
             return f"artifact:{digest}"
     raise NotFoundError(f"no lineage for {node_id!r}: give a run, job, request, artifact or space item id", param="id")
-
-
-def _space_item(engram: Engram, index: LineageIndex, node_id: str) -> None:
-    """Add the node of an indexed item (``space:<space>/<item>``), child of the space's index artifact."""
-    space, _, item = node_id[len("space:") :].partition("/")
-    try:
-        manifest = engram.read_json(f"spaces/{space}/manifest.json")
-    except Exception:  # noqa: BLE001 - bad key or missing space: both are "not found"
-        raise NotFoundError(f"space {space!r} not found", param="space") from None
-    from mnemos.synkron.spaces import find_record
-
-    found = find_record(engram, manifest, item)
-    if found is None:
-        raise NotFoundError(f"space {space!r} has no item {item!r}", param="id")
-    parent = artifact_node(manifest["digest"]) if manifest.get("digest") else None
-    index.drop(node_id)  # the space may have been indexed again since the last query
-    index.add(
-        event(
-            node_id,
-            "item",
-            parents=[parent] if parent else [],
-            space=space,
-            item=item,
-            text=str(found.get("text", ""))[:200],
-        )
-    )
 
 
 def _walk(start: str, edges: dict[str, list[str]], limit: int, allow: Any = None) -> list[str]:
@@ -297,19 +302,27 @@ def _context(index: LineageIndex, members: set[str], downstream: list[str], limi
     return found
 
 
-def graph(engram: Engram, node_id: str, *, limit: int = 5000) -> dict[str, Any]:
+def graph(
+    engram: LineageStore, node_id: str, *, limit: int = 5000, resolvers: Mapping[str, NodeResolver] | None = None
+) -> dict[str, Any]:
     """The lineage graph of a node: it, every ancestor (upstream), every descendant (downstream),
     and the other inputs of those descendants (context: models, input files …).
+
+    Args:
+        resolvers: id prefix -> ``NodeResolver`` for nodes the log does not hold
+            (``mnemos.synkron.spaces.LINEAGE_RESOLVERS`` for indexed items).
 
     Returns ``{"root", "nodes": [{id, type, ts, attrs, direction}], "edges": [{"from", "to"}]}``;
     an edge goes from a parent to the node that came from it.
     """
     with _INDEX_LOCK:
-        return _graph(_index(engram), engram, node_id, limit)
+        return _graph(_index(engram), engram, node_id, limit, resolvers)
 
 
-def _graph(index: LineageIndex, engram: Engram, node_id: str, limit: int) -> dict[str, Any]:
-    root = resolve(engram, node_id, index)
+def _graph(
+    index: LineageIndex, engram: LineageStore, node_id: str, limit: int, resolvers: Mapping[str, NodeResolver] | None
+) -> dict[str, Any]:
+    root = resolve(engram, node_id, index, resolvers)
     upstream = _walk(root, index.parents, limit)
     allow = None
     if root.startswith("run:"):  # what this run led to, not what other runs later did with the same bytes

@@ -33,6 +33,8 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from mnemos._actors import TRACE_COLLECTOR
+from mnemos._deps import require
 from mnemos.errors import MissingDependencyError, UnavailableError, ValidationError
 from mnemos.trace._actors import ensure_named, ray_connected
 from mnemos.trace.metrics import TRACE_SPANS_DROPPED
@@ -55,8 +57,7 @@ __all__ = [
     "tracing_info",
 ]
 
-COLLECTOR_NAME = "trace-collector"
-NAMESPACE = "mnemos"
+COLLECTOR_NAME = TRACE_COLLECTOR
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _PROPAGATOR = TraceContextTextMapPropagator()
 _log = logging.getLogger(__name__)
@@ -249,14 +250,12 @@ _SETUP_LOCK = threading.Lock()
 
 
 def _otlp_processor(endpoint: str) -> SpanProcessor:
-    try:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    except ImportError:
-        raise MissingDependencyError(
-            f"trace.otlp_endpoint is set ({endpoint}) but the OTLP exporter is not installed: "
-            "pip install 'mnemos[otlp]'",
-            param="trace.otlp_endpoint",
-        ) from None
+    exporter = require(
+        "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+        why=f"trace.otlp_endpoint ({endpoint}): the OTLP exporter",
+        param="trace.otlp_endpoint",
+    )
+    OTLPSpanExporter = exporter.OTLPSpanExporter  # noqa: N806 - a class
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     insecure = not endpoint.startswith("https://")

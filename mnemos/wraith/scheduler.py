@@ -17,6 +17,7 @@ from typing import Any
 
 import ray
 
+from mnemos._actors import NAMESPACE, WRAITH
 from mnemos.engram import Engram
 from mnemos.errors import NotFoundError
 from mnemos.wraith.schedule import STATE, entries_from_settings, plan, read_state
@@ -24,8 +25,7 @@ from mnemos.wraith.tasks import TASKS, public_options, task_function, task_optio
 
 __all__ = ["ACTOR_NAME", "NAMESPACE", "STATE", "WraithScheduler", "ensure", "read_state", "submit_task"]
 
-ACTOR_NAME = "wraith"
-NAMESPACE = "mnemos"
+ACTOR_NAME = WRAITH
 QUEUE = "wraith"
 MAX_SLEEP = 900.0
 log = logging.getLogger("mnemos.wraith")
@@ -45,11 +45,11 @@ class WraithScheduler:
     """Named ``wraith`` actor in namespace ``mnemos``."""
 
     def __init__(self, settings: Any, engram: Engram) -> None:
-        from mnemos.client import Client
+        from mnemos.cortex.context import PlatformContext
 
         self._settings = settings
         self._engram = engram
-        self._client = Client(settings, connected=True)
+        self._client = PlatformContext(settings, connected=True)
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task = asyncio.get_running_loop().create_task(self._run())

@@ -40,7 +40,7 @@ def test_apply_twice_reports_unchanged(tmp_path: Path) -> None:
         (("get", "modle"), 3, "unknown kind 'modle'"),
         (("get", "model", "absent"), 3, "model/absent not found"),
         (("apply", "-f", "no/such/file.yaml"), 3, "no such file or directory"),
-        (("schema", "Nope"), 3, "valid kinds are Model, Policy, Adapter, Pipeline"),
+        (("schema", "Nope"), 3, "valid kinds are Model, Policy, Adapter, Function, Pipeline"),
     ],
 )
 def test_errors_are_messages_not_tracebacks(tmp_path: Path, args: tuple[str, ...], code: int, message: str) -> None:

@@ -79,6 +79,25 @@ def test_run_fail_resume_and_runs(env, pipelines, tmp_path: Path) -> None:
     assert code == 0 and "make" in out and "succeeded" in out
 
 
+def test_run_follow_prints_each_steps_transitions_from_the_event_stream(env, pipelines) -> None:
+    m = str(pipelines.marker)
+    make = {"name": "make", "call": pipelines.call("produce"), "params": {"n": 2, "marker": m},
+            "outputs": [{"name": "items"}]}  # fmt: skip
+    shout = {"name": "shout", "call": pipelines.call("upper"), "params": {"data": "${items}", "marker": m},
+             "outputs": [{"name": "loud"}]}  # fmt: skip
+    path = pipelines.write([make, shout], name="follow")
+    code, out = cli(env, "run", str(path), "--follow", "--no-cache")
+    assert code == 0, out
+    steps = [line.split()[:2] for line in out.splitlines() if line.startswith("  ") and ":" not in line]
+    # Each step's transitions, in order, once each (from run.* events, not from polling the state).
+    for name in ("make", "shout"):
+        mine = [status for step, status in steps if step == name]
+        assert mine[-1] == "succeeded" and mine.count("succeeded") == 1, out
+        assert "running" in mine and mine.index("running") < mine.index("succeeded"), out
+    assert steps.index(["make", "succeeded"]) < steps.index(["shout", "running"]), out
+    assert "run " in out and " succeeded" in out.splitlines()[-1]
+
+
 def test_cli_errors(env, pipelines) -> None:
     code, out = cli(env, "run", "no/such/pipeline.yaml")
     assert (code, out.strip().splitlines()[-1]) == (3, "error: no/such/pipeline.yaml: no such file or directory")

@@ -217,7 +217,18 @@ def test_bad_pipelines_are_clear_errors(client, pipelines) -> None:
 
 
 @pytest.mark.skipif(shutil.which("podman") is not None, reason="this node has a container runtime: the image is used")
-def test_script_step_with_env_inputs_and_an_image_it_cannot_use(client, pipelines) -> None:
+def test_script_step_with_env_inputs_and_an_image_it_cannot_use(client, pipelines, package_settings) -> None:
+    import mnemos
+
+    refused = pipelines.write([{"name": "boxed", "image": "ghcr.io/n1x-mnemos/tools:latest", "script": "echo ran",
+                                "outputs": []}], name="boxed")  # fmt: skip
+    state = client.pipelines.run(refused, progress=False).state()
+    assert state["status"] == "failed" and "synkron.allowHostExecution" in state["error"]
+    assert "ran" not in state["error"]
+
+    lenient = package_settings.model_copy(deep=True)
+    lenient.synkron.allow_host_execution = True
+    client = mnemos.connect(settings=lenient)
     m = str(pipelines.marker)
     path = pipelines.write(
         [
@@ -238,6 +249,17 @@ def test_script_step_with_env_inputs_and_an_image_it_cannot_use(client, pipeline
         "image ghcr.io/n1x-mnemos/tools:latest not used: this cluster has no container runtime; "
         "ran in the current environment"
     ]
+
+
+def test_a_script_sees_only_its_declared_environment_and_quoted_values(client, pipelines, monkeypatch) -> None:
+    path = pipelines.write([{
+        "name": "env", "env": [{"name": "GREETING", "value": "hi"}],
+        "script": 'echo "${GREETING:-} ${AWS_SECRET_ACCESS_KEY:-none} ${MNEMOS_HOME:-none}" > "$MNEMOS_OUTPUT_OUT"\n'
+                  'printf "%s\\n" ${text} >> "$MNEMOS_OUTPUT_OUT"',
+        "outputs": [{"name": "out"}]}], name="env", params={"text": "a"})  # fmt: skip
+    run = client.pipelines.run(path, params={"text": "two words; echo injected $(echo x)"}, progress=False)
+    assert run.state()["status"] == "succeeded", run.state()["error"]
+    assert run.read("out").decode() == "hi none none\ntwo words; echo injected $(echo x)\n"
 
 
 def test_a_failing_script_reports_its_output(client, pipelines) -> None:

@@ -1,1 +1,3 @@
 """Runtime backends; import them through ``mnemos.neuron.runtime_class``."""
+
+__all__: list[str] = []

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 
 from mnemos.neuron.runtime import GenerationChunk, GenerationRequest, Runtime
 
+__all__ = ["EchoRuntime"]
+
 
 class EchoRuntime(Runtime):
     engine = "echo"

@@ -1,5 +1,7 @@
 """How job calls and results travel between clients, CORTEX and NEURON workers.
 
+It lives in NEURON, the lower of the two (CORTEX dispatches to NEURON's pools), so both import it.
+
 A call is either a ``module:function`` reference with JSON arguments (the only form HTTP
 accepts) or a cloudpickled ``(function, args, kwargs)`` payload from Python. Results and logs
 travel in an *envelope*::

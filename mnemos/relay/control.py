@@ -1,0 +1,475 @@
+"""RELAY's control-plane API: everything the CLI and ``mnemos.connect(url)`` do, over HTTP.
+
+Resources, Kubernetes-shaped (``plural`` is the kind in lower case, plural: ``models``,
+``policies``, ``adapters``, ``functions``, ``pipelines``)::
+
+    GET    /apis/{group}/{version}/{plural}                  list            read-artifacts
+    POST   /apis/{group}/{version}/{plural}[?generation=N]   apply           apply
+    POST   /apis/{group}/{version}/{plural}:validate         schema+admission, nothing stored
+    POST   /apis/{group}/{version}/{plural}:diff             what an apply would change
+    GET    /apis/{group}/{version}/{plural}/{name}[?generation=N]            read-artifacts
+    PUT    /apis/{group}/{version}/{plural}/{name}[?generation=N]   apply    apply
+    DELETE /apis/{group}/{version}/{plural}/{name}[?generation=N]   delete   apply
+    GET    /apis/{group}/{version}/{plural}/{name}/history                   read-artifacts
+    GET    /apis/{group}/{version}/schemas/{kind}            JSON Schema     read-artifacts
+
+Optimistic concurrency: a write that names the generation it read (``?generation=N``, or on PUT
+the body's ``metadata.generation``) is answered 409 when the resource moved on; ``0`` means
+"must not exist". Writes go through the ``genome`` actor (one serialized writer per platform, on
+top of the registry's atomic create per generation), which also tells the controllers.
+
+Platform: ``GET /v1/status``, ``GET /v1/whoami``, ``GET /v1/lineage/{id}`` (read-lineage), ``GET /v1/spaces``,
+``POST /v1/spaces/{space}/search``, and secrets (``apply``: admins and operators), whose values
+are write-only: ``GET /v1/secrets``, ``GET /v1/secrets/{name}`` (key names),
+``PUT /v1/secrets/{name}/{key}`` ``{"value": …}``, ``DELETE /v1/secrets/{name}[/{key}]``.
+Tokens and API keys are SOUL's ``/v1/tokens``.
+
+SOUL decides every call before its body is read (``EdgeMiddleware``; each route declares its verb
+in ``openapi_extra``). Every change is an ``audit`` event in lineage naming the principal.
+Errors have the OpenAI shape ``{"error": {message, type, param, code}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import types
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import Field
+
+from mnemos._model import CoreModel
+from mnemos.config import Settings
+from mnemos.engram import Engram
+from mnemos.errors import BadRequestError, MnemosError, NotFoundError, UnavailableError, ValidationError
+from mnemos.genome import KINDS, Registry, Resource, json_schema, parse_resource
+from mnemos.genome.registry import plural_of
+from mnemos.relay._edge import VERB_KEY
+from mnemos.relay._errors import unwrap
+from mnemos.relay.openai_schema import ErrorResponse
+
+__all__ = ["ResourceList", "SearchRequest", "SecretValue", "build_router"]
+
+_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+_GROUP = r"^[a-z0-9]([-a-z0-9.]{0,62}[a-z0-9])?$"
+_VERSION = r"^v[0-9]+([a-z]+[0-9]*)?$"
+_PLURAL = r"^[a-z]{1,63}$"
+_SECRET = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+_ERROR = {"model": ErrorResponse}
+_DESCRIPTIONS = {
+    400: "malformed body (not JSON, not an object)",
+    401: "no, or an invalid, credential",
+    403: "the credential's role or scopes lack the verb, or admission refused the resource",
+    404: "unknown kind, resource or generation",
+    409: "the resource is not at the generation the request names",
+    413: "body over relay.maxBodyBytes",
+    422: "a field (path, query or body) failed validation; `param` names it",
+    429: "over the principal's rate limit",
+    503: "the control plane is not running",
+}
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer (with the auth ones)."""
+    return {c: {**_ERROR, "description": _DESCRIPTIONS[c]} for c in sorted({401, 403, 429, *codes})}
+
+
+def _verb(verb: str) -> dict[str, Any]:
+    return {VERB_KEY: verb}
+
+
+_TABLE: dict[tuple[str, str], str] = {(cls.API_VERSION, plural_of(kind)): kind for kind, cls in KINDS.items()}
+
+
+def _kind(group: str, version: str, plural: str) -> str:
+    kind = _TABLE.get((f"{group}/{version}", plural))
+    if kind is None:
+        valid = ", ".join(sorted(f"/apis/{gv}/{p}" for gv, p in _TABLE))
+        raise NotFoundError(f"no resource type at /apis/{group}/{version}/{plural}; valid: {valid}", param="plural")
+    return kind
+
+
+class ResourceList(CoreModel):
+    """A list answer: ``{"object": "list", "data": [...]}``."""
+
+    object: str = Field("list", description="Always 'list'.")
+    data: list[dict[str, Any]] = Field(description="The items.")
+
+
+class SecretValue(CoreModel):
+    """Body of ``PUT /v1/secrets/{name}/{key}``: the value, never returned."""
+
+    value: str = Field(min_length=1, max_length=65536, description="The secret value (write-only).")
+
+
+class SearchRequest(CoreModel):
+    """Body of ``POST /v1/spaces/{space}/search``."""
+
+    query: str = Field(min_length=1, max_length=8192, description="Text to search for, by meaning.")
+    k: int = Field(5, ge=1, le=1000, description="How many items.")
+
+
+_RESOURCE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["metadata", "spec"],
+                    "properties": {
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "metadata": {"type": "object", "required": ["name"]},
+                        "spec": {"type": "object"},
+                    },
+                    "description": "A resource document; `GET /apis/{group}/{version}/schemas/{kind}` gives its "
+                    "full JSON Schema. apiVersion and kind default to the path's.",
+                }
+            }
+        },
+    }
+}
+
+
+def _body_of(model: type[CoreModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(by_alias=True)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+async def _json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        raise BadRequestError("a JSON request body is required", param="body")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BadRequestError(f"the request body is not valid JSON: {exc.msg}", param="body") from None
+
+
+def _model_body(model: type[CoreModel], doc: Any) -> Any:
+    from pydantic import ValidationError as PydanticValidationError
+
+    from mnemos._model import to_validation_error
+
+    try:
+        return model.model_validate(doc)
+    except PydanticValidationError as exc:
+        raise to_validation_error(exc) from None
+
+
+def _parse(doc: Any, kind: str, name: str | None = None) -> Resource:
+    """The body as a resource of ``kind``: apiVersion and kind default to the path's and must match it."""
+    if not isinstance(doc, dict):
+        raise BadRequestError("the request body must be a JSON object (a resource document)", param="body")
+    api_version = KINDS[kind].API_VERSION
+    doc = {"apiVersion": api_version, "kind": kind, **doc}
+    if doc["kind"] != kind:
+        raise ValidationError(f"kind: {doc['kind']!r} does not belong under {plural_of(kind)}; send it to its own "
+                              "path or fix the kind", param="kind")  # fmt: skip
+    resource = parse_resource(doc)
+    if name is not None and resource.name != name:
+        raise ValidationError(f"metadata.name: {resource.name!r} does not match the path's name {name!r}",
+                              param="metadata.name")  # fmt: skip
+    return resource
+
+
+def _expected(query: int | None, body_generation: int | None = None) -> int | None:
+    if query is not None and body_generation is not None and query != body_generation:
+        raise ValidationError(f"generation: the query says {query} and metadata.generation says {body_generation}; "
+                              "send one", param="generation")  # fmt: skip
+    return query if query is not None else body_generation
+
+
+def _actor(principal: Any) -> dict[str, Any]:
+    """Who acts, for audit events (names and roles only)."""
+    if principal is None:
+        return {"actor": "anonymous", "role": "admin"}
+    return {"actor": f"{principal.kind}:{principal.subject}", "role": principal.role}
+
+
+class _ActorGone(Exception):
+    """The ``genome`` actor handle is dead."""
+
+
+class _Control:
+    """What the routes share: settings, the store, the ``genome`` actor, audit."""
+
+    def __init__(self, settings: Settings, engram: Engram) -> None:
+        self.settings = settings
+        self.engram = engram
+        self.registry = Registry(engram, require_gitops=settings.cradle.guardrails.require_gitops)
+        self._genome: Any = None
+
+    async def genome(self) -> Any:
+        if self._genome is None:
+            from mnemos.genome.service import ensure
+
+            self._genome = await asyncio.to_thread(ensure, self.settings, self.engram)
+        return self._genome
+
+    async def write(self, method: str, *args: Any) -> Any:
+        """Call the ``genome`` actor; its errors arrive as ours. An actor that died (or was replaced)
+        is looked up again once."""
+        try:
+            return await self._call(method, *args)
+        except _ActorGone:
+            self._genome = None
+        try:
+            return await self._call(method, *args)
+        except _ActorGone:
+            self._genome = None
+            raise UnavailableError("the registry's writer (the genome actor) is not available; retry") from None
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        actor = await self.genome()
+        try:
+            return await getattr(actor, method).remote(*args)
+        except Exception as exc:  # noqa: BLE001 - Ray wraps what the actor raised
+            cause = unwrap(exc)
+            if isinstance(cause, MnemosError):
+                raise cause from None
+            if type(exc).__name__ in ("RayActorError", "ActorDiedError", "ActorUnavailableError"):
+                raise _ActorGone() from exc
+            raise
+
+    async def audit(self, principal: Any, action: str, **attrs: Any) -> None:
+        from mnemos.soul._audit import audit
+
+        await asyncio.to_thread(audit, self.engram, action, **_actor(principal), **attrs)
+
+    async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+
+def build_router(edge: Any, settings: Settings, engram: Engram, *,
+                 status: Callable[[], dict[str, Any]] | None = None) -> APIRouter:  # fmt: skip
+    """The control-plane routes.
+
+    Args:
+        edge: has ``await admit(request, verb)`` returning the principal (``None`` with auth off).
+        settings: the platform's settings.
+        engram: the platform's ENGRAM root.
+        status: extra fields for ``GET /v1/status`` (the gateway's model statuses).
+    """
+    api = APIRouter()
+    ctl = _Control(settings, engram)
+    group_p = Path(..., pattern=_GROUP, description="API group, e.g. genome.mnemos.dev.")
+    version_p = Path(..., pattern=_VERSION, description="API version, e.g. v1.")
+    plural_p = Path(..., pattern=_PLURAL, description="Kind, plural, lower case: models, policies, ….")
+    name_p = Path(..., pattern=_NAME, description="metadata.name (DNS-1123).")
+    gen_q = Query(None, ge=0, le=2**31, description="Precondition: the generation the caller read (0: absent).")
+    resources: list[str | Enum] = ["resources"]
+
+    # -- resources: the `:verb` and schema routes first (their paths would match the others) ----------
+    @api.post("/apis/{group}/{version}/{plural}:validate", tags=resources, openapi_extra={**_verb("read-artifacts"),
+              **_RESOURCE_BODY}, responses=_responses(400, 404, 413, 422))  # fmt: skip
+    async def validate_resource(request: Request, group: str = group_p, version: str = version_p,
+                                plural: str = plural_p) -> dict[str, Any]:  # fmt: skip
+        """Schema and admission checks of one document; nothing is stored."""
+        await edge.admit(request, "read-artifacts")
+        kind = _kind(group, version, plural)
+        resource = _parse(await _json(request), kind)
+        await ctl.read(ctl.registry.admit, resource)
+        return {"valid": True, "kind": kind, "name": resource.name}
+
+    @api.post("/apis/{group}/{version}/{plural}:diff", tags=resources, openapi_extra={**_verb("read-artifacts"),
+              **_RESOURCE_BODY}, responses=_responses(400, 404, 413, 422))  # fmt: skip
+    async def diff_resource(request: Request, group: str = group_p, version: str = version_p,
+                            plural: str = plural_p) -> dict[str, Any]:  # fmt: skip
+        """What applying one document would change: ``create``, ``configure`` or ``unchanged``, with a
+        unified diff of the YAML."""
+        await edge.admit(request, "read-artifacts")
+        resource = _parse(await _json(request), _kind(group, version, plural))
+        from mnemos.wraith.gitops import diff
+
+        entry = (await ctl.read(diff, types.SimpleNamespace(registry=ctl.registry), [resource]))[0]
+        return {"kind": entry.kind, "name": entry.name, "action": entry.action, "diff": entry.diff}
+
+    @api.get("/apis/{group}/{version}/schemas/{kind}", tags=resources, openapi_extra=_verb("read-artifacts"),
+             responses=_responses(404, 422))  # fmt: skip
+    async def get_schema(request: Request, group: str = group_p, version: str = version_p,
+                         kind: str = Path(..., pattern=r"^[A-Za-z]{1,63}$")) -> dict[str, Any]:  # fmt: skip
+        """The JSON Schema of a kind."""
+        await edge.admit(request, "read-artifacts")
+        return json_schema(kind)
+
+    @api.get("/apis/{group}/{version}/{plural}", tags=resources, response_model=ResourceList,
+             openapi_extra=_verb("read-artifacts"), responses=_responses(404, 422))  # fmt: skip
+    async def list_resources(request: Request, group: str = group_p, version: str = version_p,
+                             plural: str = plural_p) -> dict[str, Any]:  # fmt: skip
+        """The live resources of a kind, by name."""
+        await edge.admit(request, "read-artifacts")
+        kind = _kind(group, version, plural)
+        return {"object": "list", "data": [r.dump() for r in await ctl.read(ctl.registry.list, kind)]}
+
+    async def _apply(request: Request, kind: str, name: str | None, generation: int | None) -> dict[str, Any]:
+        principal = await edge.admit(request, "apply")
+        resource = _parse(await _json(request), kind, name)
+        expected = _expected(generation, resource.generation if name is not None else None)
+        doc = resource.dump()
+        doc["metadata"].pop("generation", None)
+        doc["metadata"].pop("creationTimestamp", None)
+        result = await ctl.write("apply", doc, "api", expected)
+        stored = result["resource"]
+        if result["action"] != "unchanged":
+            await ctl.audit(principal, "resource.applied", kind=kind, name=resource.name,
+                            generation=stored["metadata"]["generation"], result=result["action"])  # fmt: skip
+        return {"action": result["action"], "resource": stored}
+
+    write_responses = _responses(400, 404, 409, 413, 422, 503)
+
+    @api.post("/apis/{group}/{version}/{plural}", tags=resources, openapi_extra={**_verb("apply"), **_RESOURCE_BODY},
+              responses=write_responses)  # fmt: skip
+    async def apply_resource(request: Request, group: str = group_p, version: str = version_p, plural: str = plural_p,
+                             generation: int | None = gen_q) -> dict[str, Any]:  # fmt: skip
+        """Apply a document: ``{"action": created|configured|unchanged, "resource": …}``."""
+        return await _apply(request, _kind(group, version, plural), None, generation)
+
+    @api.put("/apis/{group}/{version}/{plural}/{name}", tags=resources,
+             openapi_extra={**_verb("apply"), **_RESOURCE_BODY}, responses=write_responses)  # fmt: skip
+    async def put_resource(request: Request, group: str = group_p, version: str = version_p, plural: str = plural_p,
+                           name: str = name_p, generation: int | None = gen_q) -> dict[str, Any]:  # fmt: skip
+        """Apply one named resource; ``metadata.generation`` in the body is a precondition too."""
+        return await _apply(request, _kind(group, version, plural), name, generation)
+
+    @api.get("/apis/{group}/{version}/{plural}/{name}", tags=resources, openapi_extra=_verb("read-artifacts"),
+             responses=_responses(404, 422))  # fmt: skip
+    async def get_resource(request: Request, group: str = group_p, version: str = version_p, plural: str = plural_p,
+                           name: str = name_p,
+                           generation: int | None = Query(None, ge=1, le=2**31, description="A past generation.")
+                           ) -> dict[str, Any]:  # fmt: skip
+        """The live (or a given) generation of a resource."""
+        await edge.admit(request, "read-artifacts")
+        kind = _kind(group, version, plural)
+        return (await ctl.read(ctl.registry.get, kind, name, generation)).dump()  # type: ignore[no-any-return]
+
+    @api.delete("/apis/{group}/{version}/{plural}/{name}", tags=resources, openapi_extra=_verb("apply"),
+                responses=_responses(404, 409, 422, 503))  # fmt: skip
+    async def delete_resource(request: Request, group: str = group_p, version: str = version_p,
+                              plural: str = plural_p, name: str = name_p,
+                              generation: int | None = gen_q) -> dict[str, Any]:  # fmt: skip
+        """Delete a resource (its history stays); answers the generation that was live."""
+        principal = await edge.admit(request, "apply")
+        kind = _kind(group, version, plural)
+        doc = await ctl.write("delete", kind, name, "api", generation)
+        await ctl.audit(principal, "resource.deleted", kind=kind, name=name, generation=doc["metadata"]["generation"])
+        return {"action": "deleted", "resource": doc}
+
+    @api.get("/apis/{group}/{version}/{plural}/{name}/history", tags=resources, response_model=ResourceList,
+             openapi_extra=_verb("read-artifacts"), responses=_responses(404, 422))  # fmt: skip
+    async def resource_history(request: Request, group: str = group_p, version: str = version_p,
+                               plural: str = plural_p, name: str = name_p) -> dict[str, Any]:  # fmt: skip
+        """Every stored generation, oldest first."""
+        await edge.admit(request, "read-artifacts")
+        kind = _kind(group, version, plural)
+        return {"object": "list", "data": [r.dump() for r in await ctl.read(ctl.registry.history, kind, name)]}
+
+    _platform_routes(api, edge, ctl, status)
+    return api
+
+
+def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[[], dict[str, Any]] | None) -> None:
+    """Status, lineage, spaces and secrets."""
+    secret_p = Path(..., pattern=_SECRET, description="Secret name.")
+    key_p = Path(..., pattern=_SECRET, description="Key inside the secret.")
+
+    @api.get("/v1/status", tags=["platform"], openapi_extra=_verb("read-artifacts"), responses=_responses())
+    async def platform_status(request: Request) -> dict[str, Any]:
+        """The platform at a glance: resources per kind, served models."""
+        await edge.admit(request, "read-artifacts")
+        counts: dict[str, int] = {}
+        for resource in await ctl.read(ctl.registry.list):
+            counts[type(resource).__name__] = counts.get(type(resource).__name__, 0) + 1
+        return {"object": "status", "resources": counts, **(status() if status else {})}
+
+    @api.get("/v1/whoami", tags=["platform"], openapi_extra=_verb("read-artifacts"), responses=_responses())
+    async def whoami(request: Request) -> dict[str, Any]:
+        """The caller as the gateway sees it: subject, role, credential kind and scopes (no secret)."""
+        principal = await edge.admit(request, "read-artifacts")
+        if principal is None:
+            return {"subject": "anonymous", "role": "admin", "kind": "anonymous", "scopes": []}
+        return {"subject": principal.subject, "role": principal.role, "kind": principal.kind,
+                "scopes": list(principal.scopes)}  # fmt: skip
+
+    @api.get("/v1/lineage/{node_id:path}", tags=["platform"], openapi_extra=_verb("read-lineage"),
+             responses=_responses(404, 422))  # fmt: skip
+    async def lineage(request: Request, node_id: str = Path(..., min_length=1, max_length=512),
+                      limit: int = Query(5000, ge=1, le=100_000)) -> dict[str, Any]:  # fmt: skip
+        """The lineage graph (upstream and downstream) of a run, job, request, artifact or space item."""
+        await edge.admit(request, "read-lineage")
+        from mnemos.synkron.spaces import LINEAGE_RESOLVERS
+        from mnemos.trace.lineage import graph
+
+        return await ctl.read(lambda: graph(ctl.engram, node_id, limit=limit, resolvers=LINEAGE_RESOLVERS))  # type: ignore[no-any-return]
+
+    def spaces() -> Any:
+        from mnemos.synkron.spaces import SpacesAPI
+
+        return SpacesAPI(types.SimpleNamespace(engram=ctl.engram, registry=ctl.registry, connected=True))
+
+    @api.get("/v1/spaces", tags=["platform"], response_model=ResourceList, openapi_extra=_verb("read-artifacts"),
+             responses=_responses())  # fmt: skip
+    async def list_spaces(request: Request) -> dict[str, Any]:
+        """Every embedding space: items, model, the run that wrote it."""
+        await edge.admit(request, "read-artifacts")
+        return {"object": "list", "data": await ctl.read(lambda: spaces().list())}
+
+    @api.post("/v1/spaces/{space}/search", tags=["platform"], response_model=ResourceList,
+              openapi_extra={**_verb("read-artifacts"), **_body_of(SearchRequest)},
+              responses=_responses(400, 404, 413, 422))  # fmt: skip
+    async def search_space(request: Request, space: str = Path(..., pattern=_NAME)) -> dict[str, Any]:
+        """The ``k`` items of a space closest in meaning to ``query``."""
+        await edge.admit(request, "read-artifacts")
+        body = _model_body(SearchRequest, await _json(request))
+        return {"object": "list", "data": await ctl.read(lambda: spaces().search(space, body.query, body.k))}
+
+    def store() -> Any:
+        from mnemos.soul.secrets import secret_store
+
+        return secret_store(None, ctl.settings)
+
+    @api.get("/v1/secrets", tags=["secrets"], response_model=ResourceList, openapi_extra=_verb("apply"),
+             responses=_responses())  # fmt: skip
+    async def list_secrets(request: Request) -> dict[str, Any]:
+        """Secret names (never values)."""
+        await edge.admit(request, "apply")
+        return {"object": "list", "data": [{"name": n} for n in await ctl.read(lambda: store().list(None))]}
+
+    @api.get("/v1/secrets/{name}", tags=["secrets"], openapi_extra=_verb("apply"), responses=_responses(404, 422))
+    async def secret_keys(request: Request, name: str = secret_p) -> dict[str, Any]:
+        """The key names of one secret (never values)."""
+        await edge.admit(request, "apply")
+        return {"name": name, "keys": await ctl.read(lambda: store().list(name))}
+
+    @api.put("/v1/secrets/{name}/{key}", tags=["secrets"], openapi_extra={**_verb("apply"), **_body_of(SecretValue)},
+             responses=_responses(400, 413, 422))  # fmt: skip
+    async def set_secret(request: Request, name: str = secret_p, key: str = key_p) -> dict[str, Any]:
+        """Set one key of a secret; the value is never returned, logged or audited."""
+        principal = await edge.admit(request, "apply")
+        body = _model_body(SecretValue, await _json(request))
+        secrets = store()
+        await ctl.read(secrets.set, name, key, body.value)
+        await ctl.audit(principal, "secret.set", store=secrets.kind, name=name, key=key)
+        return {"name": name, "key": key, "store": secrets.kind}
+
+    async def _delete_secret(request: Request, name: str, key: str | None) -> dict[str, Any]:
+        principal = await edge.admit(request, "apply")
+        secrets = store()
+        await ctl.read(secrets.delete, name, key)
+        await ctl.audit(principal, "secret.deleted", store=secrets.kind, name=name, key=key)
+        return {"name": name, "key": key, "deleted": True}
+
+    @api.delete("/v1/secrets/{name}", tags=["secrets"], openapi_extra=_verb("apply"), responses=_responses(404, 422))
+    async def delete_secret(request: Request, name: str = secret_p) -> dict[str, Any]:
+        """Delete a whole secret."""
+        return await _delete_secret(request, name, None)
+
+    @api.delete("/v1/secrets/{name}/{key}", tags=["secrets"], openapi_extra=_verb("apply"),
+                responses=_responses(404, 422))  # fmt: skip
+    async def delete_secret_key(request: Request, name: str = secret_p, key: str = key_p) -> dict[str, Any]:
+        """Delete one key of a secret."""
+        return await _delete_secret(request, name, key)

@@ -1,0 +1,514 @@
+"""The remote client: ``mnemos.connect("https://mnemos.example", api_key="mk_…")``.
+
+The same API as the embedded ``Client`` (``apply/get/delete/history/validate/admit/schema``,
+``jobs``, ``pipelines``, ``spaces``, ``lineage``, ``status``), spoken over RELAY's authenticated
+HTTP API with httpx. It needs no Ray, no ENGRAM access and no master key: only the gateway's URL
+and a credential (an API key or a token). What the credential may do is what its role allows.
+
+Where the URL and the credential come from, first found wins: the arguments; ``MNEMOS_URL`` and
+``MNEMOS_API_KEY`` (or ``MNEMOS_TOKEN``); what ``mnemos login URL`` stored in ``$MNEMOS_HOME``.
+
+Errors are the gateway's, as ``MnemosError`` subclasses: 403 ``PermissionDeniedError``, 409
+``ConflictError`` (a stale ``expected_generation``), 422 ``ValidationError`` naming the field, ….
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mnemos import errors
+from mnemos.genome import ApplyResult, Resource, parse_resource
+from mnemos.genome.registry import api_path
+
+__all__ = ["ENDPOINT_FILE", "RemoteClient", "endpoint_url", "forget_endpoint", "is_url", "save_endpoint"]
+
+ENDPOINT_FILE = "endpoint.json"
+_STATUS_ERRORS: dict[int, type[errors.MnemosError]] = {
+    400: errors.BadRequestError,
+    401: errors.AuthenticationError,
+    403: errors.PermissionDeniedError,
+    404: errors.NotFoundError,
+    409: errors.ConflictError,
+    413: errors.PayloadTooLargeError,
+    422: errors.ValidationError,
+    429: errors.RateLimitError,
+    501: errors.MissingDependencyError,
+    502: errors.UpstreamError,
+    503: errors.UnavailableError,
+}
+_TERMINAL_RUN = frozenset({"succeeded", "failed", "cancelled"})
+_WATCH_HEARTBEAT_S = 15.0
+_WATCH_RETRIES = 5
+
+
+def is_url(value: str | None) -> bool:
+    """Whether ``value`` is an ``http(s)://`` URL (a gateway) rather than a Ray address."""
+    return bool(value) and str(value).startswith(("http://", "https://"))
+
+
+def _endpoint_path() -> Path:
+    from mnemos.config import default_home
+
+    return default_home() / ENDPOINT_FILE
+
+
+def save_endpoint(url: str) -> Path:
+    """Remember the gateway ``mnemos login URL`` logged in to (``$MNEMOS_HOME/endpoint.json``, 0600)."""
+    from mnemos.soul._crypto import write_private_file
+
+    path = _endpoint_path()
+    write_private_file(path, json.dumps({"url": url.rstrip("/")}).encode())
+    return path
+
+
+def forget_endpoint() -> bool:
+    try:
+        _endpoint_path().unlink()
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def endpoint_url() -> str | None:
+    """The configured gateway URL: ``MNEMOS_URL``, else the one ``mnemos login URL`` stored."""
+    url = os.environ.get("MNEMOS_URL", "").strip()
+    if url:
+        return url.rstrip("/")
+    try:
+        return str(json.loads(_endpoint_path().read_text())["url"]).rstrip("/") or None
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _error_of(response: httpx.Response) -> errors.MnemosError:
+    """The ``MnemosError`` an error response stands for (OpenAI error shape, or anything else)."""
+    try:
+        body = response.json()
+        error = body["error"] if isinstance(body, dict) and isinstance(body.get("error"), dict) else {}
+    except ValueError:
+        error = {}
+    message = str(error.get("message") or f"HTTP {response.status_code} from {response.request.url.path}")
+    param = error.get("param")
+    cls = _STATUS_ERRORS.get(response.status_code, errors.MnemosError)
+    if cls is errors.RateLimitError:
+        return errors.RateLimitError(message, retry_after=float(response.headers.get("retry-after") or 1), param=param)
+    return cls(message, param=param)
+
+
+class RemoteClient:
+    """A MNEMOS platform over HTTP (see the module docstring).
+
+    Args:
+        url: the gateway, e.g. ``http://127.0.0.1:8080``.
+        api_key: an ``mk_…`` API key or a token (default: ``MNEMOS_API_KEY``/``MNEMOS_TOKEN``, then
+            the credential ``mnemos login`` stored).
+        timeout: seconds per HTTP request.
+    """
+
+    connected = True
+
+    def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 60.0) -> None:
+        if not is_url(url):
+            raise errors.ValidationError(f"url: {url!r} is not an http(s):// URL of a MNEMOS gateway", param="url")
+        from mnemos.soul.credentials import current
+
+        self.url = url.rstrip("/")
+        credential = api_key if api_key is not None else current()
+        headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, trust_env=False)
+        self._apis: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"RemoteClient(url={self.url!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RemoteClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- HTTP ----------------------------------------------------------------------------------
+    def request(self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None,
+                timeout: float | None = None) -> Any:  # fmt: skip
+        """One call of the gateway's API; its JSON answer, or the ``MnemosError`` it stands for."""
+        kwargs: dict[str, Any] = {"params": {k: v for k, v in (params or {}).items() if v is not None}}
+        if json_body is not None:
+            kwargs["json"] = json_body
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise errors.UnavailableError(f"the MNEMOS gateway at {self.url} is not reachable: {exc}") from None
+        if response.status_code >= 400:
+            raise _error_of(response)
+        return response.json() if response.content else None
+
+    # -- resources -----------------------------------------------------------------------------
+    def apply(self, source: Any, *, source_tag: str = "apply", expected_generation: int | None = None
+              ) -> list[ApplyResult]:  # fmt: skip
+        """Apply files, folders, documents or resources; each result says created/configured/unchanged.
+
+        ``expected_generation``: the generation you read (0: must not exist); 409 if it moved on.
+        """
+        from mnemos.genome.kinds import resources_of
+
+        results = []
+        for resource in resources_of(source):
+            doc = resource.dump()
+            doc["metadata"].pop("generation", None)
+            doc["metadata"].pop("creationTimestamp", None)
+            kind = type(resource).__name__
+            answer = self.request("POST", api_path(kind), json_body=doc, params={"generation": expected_generation})
+            results.append(ApplyResult(parse_resource(answer["resource"]), answer["action"]))
+        return results
+
+    def get(self, kind: str, name: str | None = None, *, generation: int | None = None) -> Any:
+        """One resource (``name`` given) or the list of a kind."""
+        if name is None:
+            return [parse_resource(d) for d in self.request("GET", api_path(kind))["data"]]
+        return parse_resource(self.request("GET", api_path(kind, name), params={"generation": generation}))
+
+    def delete(self, kind: str, name: str, *, source_tag: str = "apply", expected_generation: int | None = None
+               ) -> Resource:  # fmt: skip
+        answer = self.request("DELETE", api_path(kind, name), params={"generation": expected_generation})
+        return parse_resource(answer["resource"])
+
+    def history(self, kind: str, name: str) -> list[Resource]:
+        return [parse_resource(d) for d in self.request("GET", f"{api_path(kind, name)}/history")["data"]]
+
+    @staticmethod
+    def validate(source: Any) -> list[Resource]:
+        """Parse and schema-check without storing anything (locally)."""
+        from mnemos.genome.kinds import resources_of
+
+        return resources_of(source)
+
+    def admit(self, source: Any) -> list[Resource]:
+        """Schema and admission checks on the platform, without storing anything."""
+        resources = self.validate(source)
+        for resource in resources:
+            self.request("POST", f"{api_path(type(resource).__name__)}:validate", json_body=resource.dump())
+        return resources
+
+    def diff(self, source: Any) -> list[dict[str, Any]]:
+        """What applying ``source`` would change (``create``/``configure``/``unchanged`` and a diff)."""
+        return [self.request("POST", f"{api_path(type(r).__name__)}:diff", json_body=r.dump())
+                for r in self.validate(source)]  # fmt: skip
+
+    def schema(self, kind: str) -> dict[str, Any]:
+        from mnemos.genome import resolve_kind
+
+        cls = resolve_kind(kind)
+        return self.request("GET", f"/apis/{cls.API_VERSION}/schemas/{cls.__name__}")  # type: ignore[no-any-return]
+
+    # -- platform ------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return {"url": self.url, **self.request("GET", "/v1/status")}
+
+    def whoami(self) -> dict[str, Any]:
+        """The caller as the gateway sees it: subject, role, credential kind, scopes."""
+        return self.request("GET", "/v1/whoami")  # type: ignore[no-any-return]
+
+    def lineage(self, node_id: str) -> dict[str, Any]:
+        """The lineage graph (upstream and downstream) of a run, job, request or artifact."""
+        return self.request("GET", f"/v1/lineage/{node_id}")  # type: ignore[no-any-return]
+
+    def position(self) -> int | None:
+        """The event stream's position now: pass it as ``watch(after=…)`` to miss nothing from here
+        (take it before reading a state, then watch its changes)."""
+        from mnemos.trace.events import parse_sse
+
+        try:
+            with self._http.stream("GET", "/v1/events", params={"types": "resource", "heartbeat": 1.0}) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error_of(response)
+                for event in parse_sse(response.iter_lines(), positions=True):
+                    return event["id"] if event["type"] == "position" and isinstance(event["id"], int) else None
+        except httpx.HTTPError as exc:
+            raise errors.UnavailableError(f"the event stream of {self.url} is not reachable: {exc}") from None
+        return None
+
+    def watch(self, types: Iterable[str] = (), *, subject: str | None = None, after: int | None = None,
+              timeout: float | None = None) -> Iterator[dict[str, Any]]:  # fmt: skip
+        """Platform events as they happen, over ``GET /v1/events`` (those the credential may read).
+
+        The same events and arguments as the embedded ``Client.watch``. A dropped connection is
+        reopened with ``Last-Event-ID``, so no event is missed (a ``reset`` event says the gateway
+        could not replay them all: list again). Ends after ``timeout`` s when given; raises the
+        gateway's error (401, 403, 422) at once, ``UnavailableError`` when it stays unreachable.
+        """
+        from mnemos.trace.events import parse_sse
+
+        params = {"types": ",".join(types) or None, "subject": subject}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        failures = 0
+        while deadline is None or time.monotonic() < deadline:
+            beat = _WATCH_HEARTBEAT_S if deadline is None else min(_WATCH_HEARTBEAT_S, deadline - time.monotonic())
+            beat = max(1.0, beat)
+            query = {k: v for k, v in {**params, "heartbeat": beat}.items() if v is not None}
+            headers = {} if after is None else {"Last-Event-ID": str(after)}
+            try:
+                with self._http.stream("GET", "/v1/events", params=query, headers=headers,
+                                       timeout=httpx.Timeout(30.0, read=beat * 3)) as response:  # fmt: skip
+                    if response.status_code >= 400:
+                        response.read()
+                        raise _error_of(response)
+                    failures = 0
+                    for event in parse_sse(_lines_until(response.iter_lines(), deadline), positions=True):
+                        if isinstance(event.get("id"), int):
+                            after = event["id"]
+                        if event["type"] == "dropped":
+                            break  # this connection fell behind: resume from ``after``
+                        if event["type"] != "position":
+                            yield event
+            except httpx.HTTPError as exc:
+                failures += 1
+                if failures > _WATCH_RETRIES:
+                    raise errors.UnavailableError(f"the event stream of {self.url} is not reachable: {exc}") from None
+                time.sleep(min(5.0, 0.25 * 2**failures))
+
+    @property
+    def jobs(self) -> RemoteJobs:
+        return self._api("jobs", RemoteJobs)
+
+    @property
+    def pipelines(self) -> RemotePipelines:
+        return self._api("pipelines", RemotePipelines)
+
+    @property
+    def spaces(self) -> RemoteSpaces:
+        return self._api("spaces", RemoteSpaces)
+
+    @property
+    def secrets(self) -> RemoteSecrets:
+        """SOUL's secret store over ``/v1/secrets`` (admins and operators; values are write-only)."""
+        return self._api("secrets", RemoteSecrets)
+
+    def _api(self, name: str, cls: Any) -> Any:
+        if name not in self._apis:
+            self._apis[name] = cls(self)
+        return self._apis[name]
+
+
+class RemoteJobHandle:
+    """A CORTEX job over HTTP: ``info/status/wait/result/cancel/logs``."""
+
+    def __init__(self, api: RemoteJobs, view: dict[str, Any]) -> None:
+        self._api = api
+        self.id = str(view["id"])
+        self._view = view
+
+    def __repr__(self) -> str:
+        return f"RemoteJobHandle({self.id!r})"
+
+    def info(self) -> dict[str, Any]:
+        self._view = self._api._client.request("GET", f"/v1/jobs/{self.id}")
+        return self._view
+
+    def status(self) -> str:
+        return str(self.info()["status"])
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any]:
+        """The job's view once finished (or after ``timeout`` s), waited for by the gateway."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = 300.0 if deadline is None else max(0.0, min(300.0, deadline - time.monotonic()))
+            view = self._api._client.request("GET", f"/v1/jobs/{self.id}", params={"wait": left}, timeout=left + 30)
+            if view["status"] in ("succeeded", "failed", "cancelled") or (deadline and time.monotonic() >= deadline):
+                self._view = view
+                return view  # type: ignore[no-any-return]
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The job's JSON result; raises when it failed, was cancelled or did not finish in time."""
+        view = self.wait(timeout)
+        if view["status"] == "succeeded":
+            envelope = view.get("result") or {}
+            if envelope.get("encoding") == "json" and "value" in envelope:
+                return envelope["value"]
+            raise errors.BadRequestError(f"job {self.id}: its result is not JSON ({envelope.get('encoding')}); "
+                                         "read it with an embedded client", param="result")  # fmt: skip
+        if view["status"] == "failed":
+            raise errors.ServerError(f"job {self.id} failed: {view.get('error')}")
+        if view["status"] == "cancelled":
+            raise errors.ConflictError(f"job {self.id} was cancelled")
+        raise errors.UnavailableError(f"job {self.id} is still {view['status']}")
+
+    def cancel(self) -> dict[str, Any]:
+        return self._api.cancel(self.id)
+
+    def logs(self) -> str:
+        return self._api.logs(self.id)
+
+
+class RemoteJobs:
+    """``client.jobs`` over ``/v1/jobs``."""
+
+    def __init__(self, client: RemoteClient) -> None:
+        self._client = client
+
+    def submit(self, function: Any, *args: Any, queue: str | None = None, priority: int | None = None,
+               resources: dict[str, Any] | None = None, max_attempts: int | None = None,
+               timeout: float | str | None = None, labels: dict[str, str] | None = None,
+               name: str | None = None, **kwargs: Any) -> RemoteJobHandle:  # fmt: skip
+        """Submit a registered Function by name (``kwargs`` only), a ``module:function`` reference or a
+        Python function (pickled): the last two need the verb ``execute`` (admin, operator)."""
+        body: dict[str, Any] = {"args": list(args), "kwargs": kwargs}
+        if callable(function):
+            from ray import cloudpickle
+
+            body["function"] = f"{function.__module__}:{function.__qualname__}"
+            body["payload"] = base64.b64encode(cloudpickle.dumps((function, args, kwargs))).decode()
+            body["args"], body["kwargs"] = [], {}
+        else:
+            body["function"] = str(function)
+        options = {"queue": queue, "priority": priority, "resources": resources, "maxAttempts": max_attempts,
+                   "timeout": timeout, "labels": labels, "name": name}  # fmt: skip
+        body.update({k: v for k, v in options.items() if v is not None})
+        return RemoteJobHandle(self, self._client.request("POST", "/v1/jobs", json_body=body))
+
+    def get(self, job_id: str) -> RemoteJobHandle:
+        return RemoteJobHandle(self, self._client.request("GET", f"/v1/jobs/{job_id}"))
+
+    def list(self, queue: str | None = None, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        answer = self._client.request("GET", "/v1/jobs", params={"queue": queue, "status": status, "limit": limit})
+        return list(answer["data"])
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._client.request("DELETE", f"/v1/jobs/{job_id}")  # type: ignore[no-any-return]
+
+    def logs(self, job_id: str) -> str:
+        return str(self._client.request("GET", f"/v1/jobs/{job_id}/logs")["logs"])
+
+
+class RemoteRunHandle:
+    """A pipeline run over HTTP: ``state/status/wait/outputs/cancel/lineage``."""
+
+    def __init__(self, api: RemotePipelines, state: dict[str, Any]) -> None:
+        self._api = api
+        self.id = str(state["id"])
+        self._state = state
+
+    def __repr__(self) -> str:
+        return f"RemoteRunHandle({self.id!r})"
+
+    def state(self) -> dict[str, Any]:
+        self._state = self._api._client.request("GET", f"/v1/runs/{self.id}")
+        return self._state
+
+    def status(self) -> str:
+        return str(self.state()["status"])
+
+    def wait(self, timeout: float | None = None, *, poll: float = 0.5, progress: Any = None) -> dict[str, Any]:
+        """Follow the run until it ends (or ``timeout`` s); returns its state."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        state = self.state()
+        while state["status"] not in _TERMINAL_RUN and (deadline is None or time.monotonic() < deadline):
+            time.sleep(poll)
+            state = self.state()
+        return state
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        return dict(self._state.get("outputs") or {})
+
+    def cancel(self) -> dict[str, Any]:
+        return self._api.cancel(self.id)
+
+    def lineage(self) -> dict[str, Any]:
+        return self._api._client.lineage(f"run:{self.id}")
+
+
+class RemotePipelines:
+    """``client.pipelines`` over SYNKRON's routes: only registered pipelines run over HTTP."""
+
+    def __init__(self, client: RemoteClient) -> None:
+        self._client = client
+
+    def run(self, pipeline: Any, params: dict[str, Any] | None = None, *, wait: bool = True, cache: bool = True,
+            timeout: float | None = None, progress: Any = None) -> Any:  # fmt: skip
+        """Start a run of a registered pipeline (its name); a document, file or ``Pipeline`` is
+        applied first (verb ``apply``). Returns the run's state when ``wait``, else its handle."""
+        name = pipeline if isinstance(pipeline, str) and not _looks_like_path(pipeline) else None
+        if name is None:
+            applied = [r for r in self._client.apply(pipeline) if r.kind == "Pipeline"]
+            if len(applied) != 1:
+                raise errors.ValidationError("pipeline: give one Pipeline (a name, document, file or resource)",
+                                             param="pipeline")  # fmt: skip
+            name = applied[0].resource.name
+        state = self._client.request("POST", f"/v1/pipelines/{name}/runs",
+                                     json_body={"params": params or {}, "cache": cache})  # fmt: skip
+        handle = RemoteRunHandle(self, state)
+        return handle.wait(timeout) if wait else handle
+
+    def get(self, run_id: str) -> RemoteRunHandle:
+        return RemoteRunHandle(self, self._client.request("GET", f"/v1/runs/{run_id}"))
+
+    def list(self, pipeline: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        if pipeline is None:
+            raise errors.ValidationError("pipeline: name the pipeline whose runs to list", param="pipeline")
+        return list(self._client.request("GET", f"/v1/pipelines/{pipeline}/runs")["data"])[:limit]
+
+    def cancel(self, run_id: str) -> dict[str, Any]:
+        return self._client.request("POST", f"/v1/runs/{run_id}/cancel")  # type: ignore[no-any-return]
+
+    def resume(self, run_id: str, *, wait: bool = True, timeout: float | None = None, progress: Any = None) -> Any:
+        handle = RemoteRunHandle(self, self._client.request("POST", f"/v1/runs/{run_id}/resume"))
+        return handle.wait(timeout) if wait else handle
+
+
+class RemoteSpaces:
+    """``client.spaces`` over ``/v1/spaces``."""
+
+    def __init__(self, client: RemoteClient) -> None:
+        self._client = client
+
+    def search(self, space: str, query: str, k: int = 5) -> list[dict[str, Any]]:
+        answer = self._client.request("POST", f"/v1/spaces/{space}/search", json_body={"query": query, "k": k})
+        return list(answer["data"])
+
+    def list(self) -> list[dict[str, Any]]:
+        return list(self._client.request("GET", "/v1/spaces")["data"])
+
+
+class RemoteSecrets:
+    """``client.secrets``: set, list and delete secrets; a value is never read back."""
+
+    def __init__(self, client: RemoteClient) -> None:
+        self._client = client
+
+    def set(self, name: str, key: str, value: str) -> dict[str, Any]:
+        return self._client.request("PUT", f"/v1/secrets/{name}/{key}", json_body={"value": value})  # type: ignore[no-any-return]
+
+    def list(self, name: str | None = None) -> list[str]:
+        """Secret names, or the key names of ``name``."""
+        if name is None:
+            return [d["name"] for d in self._client.request("GET", "/v1/secrets")["data"]]
+        return list(self._client.request("GET", f"/v1/secrets/{name}")["keys"])
+
+    def delete(self, name: str, key: str | None = None) -> None:
+        self._client.request("DELETE", f"/v1/secrets/{name}" + (f"/{key}" if key else ""))
+
+
+def _lines_until(lines: Iterator[str], deadline: float | None) -> Iterator[str]:
+    """The stream's lines until ``deadline`` (heartbeats make a line arrive every few seconds)."""
+    for line in lines:
+        yield line
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.endswith((".yaml", ".yml", ".json")) or "/" in value or Path(value).exists()

@@ -1,0 +1,173 @@
+"""Ray's own habits after `mnemos up`: `ray.init()`, `ray status`, `ray job submit` in new shells.
+
+Each step runs as a fresh process with a private HOME (for ``~/.ray``), a private Ray temp dir
+(``RAY_TMPDIR``, for ``ray_current_cluster``) and a private MNEMOS_HOME, so other clusters on this
+machine are neither seen nor disturbed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests_support import REPO, free_port
+
+from mnemos.cradle import _raytoken
+
+BIN = Path(sys.executable).parent
+USER_TOKEN = "a-users-own-ray-token-for-another-cluster-0123456789"
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """The environment of a new shell: nothing Ray- or cluster-specific carried over."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k not in ("MNEMOS_RAY_ADDRESS", "TMPDIR")
+    }
+    return env | {"RAY_USAGE_STATS_ENABLED": "0"} | extra
+
+
+def _run(env: dict[str, str], *cmd: str, timeout: float = 420) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _ok(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 0, f"{proc.args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def _port(address: str) -> str:
+    return address.rsplit(":", 1)[1]
+
+
+@pytest.fixture()
+def shell() -> Iterator[dict[str, str]]:
+    """A new shell's environment with a private HOME, Ray temp dir and MNEMOS_HOME.
+
+    Folders of its own rather than pytest's tmp_path: pytest removes old tmp_path folders when
+    other pytest processes start, and this test runs for a while.
+    """
+    base = Path(tempfile.mkdtemp(prefix="mnemos-habits-"))
+    (base / "home" / ".ray").mkdir(parents=True)
+    raytmp = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Ray's socket paths live under it
+    env = _clean_env(
+        HOME=str(base / "home"),
+        RAY_TMPDIR=raytmp,
+        MNEMOS_HOME=str(base / "mnemos"),
+        MNEMOS_RAY__DASHBOARD_PORT=str(free_port()),
+    )
+    yield env
+    _run(env, str(BIN / "python"), "-m", "mnemos", "down", timeout=120)  # no-op when already down
+    shutil.rmtree(raytmp, ignore_errors=True)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # about 1-2 min; up to 10 on a machine shared by many test runs
+def test_ray_tools_work_after_up_and_a_plain_init_starts_fresh_after_down(shell: dict[str, str]) -> None:
+    home = Path(shell["HOME"])
+    user_token = home / ".ray" / "auth_token"
+    user_token.write_text(USER_TOKEN)  # a user who already has a Ray token keeps it
+    python = str(BIN / "python")
+
+    up = _ok(_run(shell, python, "-m", "mnemos", "up"))
+    assert user_token.read_text() == USER_TOKEN, "mnemos up replaced the user's ~/.ray/auth_token"
+    assert USER_TOKEN not in up, "the token was printed"
+    export = next(line.strip() for line in up.splitlines() if line.strip().startswith("export "))
+    assert export == "export RAY_AUTH_MODE=token", up
+    cluster = json.loads((Path(shell["MNEMOS_HOME"]) / "cluster.json").read_text())
+    port = _port(cluster["address"])
+    address_file = Path(shell["RAY_TMPDIR"]) / "ray" / "ray_current_cluster"
+    assert _port(address_file.read_text().strip()) == port
+
+    # 1. `import ray` first, then MNEMOS: no export needed.
+    code = "import ray, mnemos; mnemos.connect(); print(ray.get_runtime_context().gcs_address)"
+    assert _port(_ok(_run(shell, python, "-c", code)).strip().splitlines()[-1]) == port
+
+    # 2. Plain Ray drivers find the cluster and its token by themselves.
+    for how in ("address='auto'", ""):
+        code = f"import ray; ray.init({how}); print(ray.get_runtime_context().gcs_address)"
+        assert _port(_ok(_run(shell, python, "-c", code)).strip().splitlines()[-1]) == port, how
+
+    # 3. Ray's CLI with the one line `mnemos up` printed.
+    cli = shell | dict(kv.split("=", 1) for kv in export.removeprefix("export ").split())
+    assert "Active:" in _ok(_run(cli, str(BIN / "ray"), "status"))
+    job = _run(cli, str(BIN / "ray"), "job", "submit", "--", "python", "-c", "print('hello from a ray job')")
+    assert "hello from a ray job" in _ok(job) + job.stderr
+
+    # 4. After `mnemos down`, nothing points at the dead cluster: a plain ray.init() starts a new one.
+    _ok(_run(shell, python, "-m", "mnemos", "down"))
+    assert not address_file.exists(), "ray_current_cluster still names the stopped cluster"
+    code = (
+        "import ray; ray.init(num_cpus=1, include_dashboard=False); "
+        "print(ray.get_runtime_context().gcs_address); ray.shutdown()"
+    )
+    for _ in range(2):  # Ray gives a new node a fixed 30 s to register: a busy machine can miss it once
+        started = _run(shell, python, "-c", code)
+        if "timed out during startup" not in started.stderr:
+            break
+    assert "Failed to connect" not in started.stderr
+    fresh = _ok(started).strip().splitlines()[-1]
+    assert _port(fresh) != port
+    assert user_token.read_text() == USER_TOKEN
+
+
+def test_token_comes_from_rays_places_in_rays_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("MNEMOS_HOME", str(tmp_path / "mnemos"))
+    for var in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(var, raising=False)
+
+    # None anywhere: generated into ~/.ray/auth_token, owner-only, and reused the next time.
+    made = _raytoken.resolve_token()
+    default = tmp_path / ".ray" / "auth_token"
+    assert made.created and made.path == default and default.read_text() == made.value
+    assert default.stat().st_mode & 0o777 == 0o600
+    again = _raytoken.resolve_token()
+    assert again.value == made.value and not again.created
+    copy = _raytoken.keep_copy(again)
+    assert copy.read_text() == made.value and copy.stat().st_mode & 0o777 == 0o600
+    assert _raytoken.export_line(again, copy) == "export RAY_AUTH_MODE=token"
+
+    # RAY_AUTH_TOKEN_PATH beats the default file, and the export line names it.
+    other = tmp_path / "cluster-b.token"
+    other.write_text("token-of-cluster-b\n")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(other))
+    chosen = _raytoken.resolve_token()
+    assert (chosen.value, chosen.path, chosen.created) == ("token-of-cluster-b", other, False)
+    assert _raytoken.export_line(chosen, copy) == f"export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={other}"
+    assert "token-of-cluster-b" not in _raytoken.export_line(chosen, copy)
+
+    # RAY_AUTH_TOKEN beats both.
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "token-from-env")
+    assert _raytoken.resolve_token().source == "RAY_AUTH_TOKEN"
+    assert default.read_text() == made.value  # never replaced
+
+    # A RAY_AUTH_TOKEN_PATH that cannot be read is a clear error naming the variable.
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
+    from mnemos.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="RAY_AUTH_TOKEN_PATH=.*missing"):
+        _raytoken.resolve_token()
+
+
+def test_down_removes_rays_address_file_only_when_it_names_our_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    path = tmp_path / "ray" / "ray_current_cluster"
+    path.parent.mkdir()
+    path.write_text("10.0.0.9:6379")  # someone else's `ray start`, after ours
+    assert _raytoken.forget_ray_address("192.0.2.2:41234") is False
+    assert path.read_text() == "10.0.0.9:6379"
+    path.write_text("192.0.2.2:41234")
+    assert _raytoken.forget_ray_address("192.0.2.2:41234") is True
+    assert not path.exists()
+    assert _raytoken.forget_ray_address(None) is False

@@ -1,0 +1,50 @@
+"""The CLI through the front door: ``mnemos login URL`` stores a credential that later commands send."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests_support import REPO, model_doc
+
+
+def _mnemos(home: Path, *args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {"PATH": os.environ["PATH"], "HOME": str(home), "MNEMOS_HOME": str(home), "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "mnemos", *args], env={**base, **env}, cwd=home, input=stdin,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_login_url_then_commands_use_the_gateway(frontdoor: Any, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    bad = _mnemos(home, "login", frontdoor.url, "--api-key", "-", stdin="mk_not_a_real_key_0000\n")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert not (home / "credentials").exists()
+    logged = _mnemos(home, "login", frontdoor.url, "--api-key", "-", stdin=frontdoor.keys["viewer"] + "\n")
+    assert logged.returncode == 0, logged.stderr
+    assert "viewer-user (viewer)" in logged.stdout and frontdoor.keys["viewer"] not in logged.stdout
+    for name in ("credentials", "endpoint.json"):
+        assert stat.S_IMODE((home / name).stat().st_mode) == 0o600, name
+    got = _mnemos(home, "get", "Pipeline", "greet", "-o", "json")
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["metadata"]["name"] == "greet"
+    doc = tmp_path / "m.json"
+    doc.write_text(json.dumps(model_doc("from-cli")))
+    refused = _mnemos(home, "apply", "-f", str(doc))
+    assert refused.returncode == 7 and "may not 'apply'" in refused.stderr and "Traceback" not in refused.stderr
+    # --url and MNEMOS_API_KEY for one command, over the stored ones
+    applied = _mnemos(home, "--url", frontdoor.url, "apply", "-f", str(doc), MNEMOS_API_KEY=frontdoor.keys["operator"])
+    assert applied.returncode == 0 and "model/from-cli created" in applied.stdout, applied.stderr
+    op = {"MNEMOS_API_KEY": frontdoor.keys["operator"]}
+    put = _mnemos(home, "secret", "set", "cli-keys", "TOKEN", stdin="v4lue-never-shown\n", **op)
+    assert put.returncode == 0 and "gateway" in put.stdout and "v4lue" not in put.stdout, put.stderr
+    keys = _mnemos(home, "secret", "list", "cli-keys", "-o", "json", **op)
+    assert json.loads(keys.stdout) == ["TOKEN"], keys.stderr
+    assert _mnemos(home, "secret", "list").returncode == 7  # the viewer's stored key may not
+    assert _mnemos(home, "logout").returncode == 0
+    assert not (home / "endpoint.json").exists() and not (home / "credentials").exists()

@@ -1,0 +1,127 @@
+"""The control-plane API on the real gateway (auth on): verbs, 409 preconditions, errors, audit, OpenAPI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from tests_support import model_doc
+
+MODELS = "/apis/genome.mnemos.dev/v1/models"
+POLICIES = "/apis/genome.mnemos.dev/v1/policies"
+
+
+def _call(fd: Any, method: str, path: str, who: str | None, **kw: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {fd.keys[who]}"} if who else {}
+    return httpx.request(method, fd.url + path, headers=headers, timeout=60, **kw)
+
+
+def _error(resp: httpx.Response, status: int, param: str | None = None) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    error = resp.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    if param is not None:
+        assert error["param"] == param, error
+    return error  # type: ignore[no-any-return]
+
+
+def _policy(name: str, rps: int) -> dict[str, Any]:
+    return {"apiVersion": "genome.mnemos.dev/v1", "kind": "Policy", "metadata": {"name": name},
+            "spec": {"rateLimit": {"principals": [f"nobody-{name}"], "requestsPerSecond": rps,
+                                   "burst": rps}}}  # fmt: skip
+
+
+def test_resource_lifecycle_with_generations_and_409(frontdoor: Any) -> None:
+    created = _call(frontdoor, "POST", MODELS, "operator", json=model_doc("cp-model"))
+    assert created.status_code == 200, created.text
+    assert created.json()["action"] == "created" and created.json()["resource"]["metadata"]["generation"] == 1
+    again = _call(frontdoor, "POST", MODELS, "operator", json=model_doc("cp-model"))
+    assert again.json()["action"] == "unchanged"
+    # PUT with the generation read in the body: applies; the same stale body again: 409 naming the generation
+    doc = _call(frontdoor, "GET", f"{MODELS}/cp-model", "viewer").json()
+    doc["spec"]["version"] = "2"
+    put = _call(frontdoor, "PUT", f"{MODELS}/cp-model", "operator", json=doc)
+    assert put.status_code == 200 and put.json()["resource"]["metadata"]["generation"] == 2, put.text
+    doc["spec"]["version"] = "3"
+    err = _error(_call(frontdoor, "PUT", f"{MODELS}/cp-model", "operator", json=doc), 409, "metadata.generation")
+    assert "generation 2" in err["message"] and err["code"] == "conflict"
+    _error(_call(frontdoor, "POST", MODELS, "operator", json=model_doc("cp-model", version="9"),
+                 params={"generation": 1}), 409)  # fmt: skip
+    history = _call(frontdoor, "GET", f"{MODELS}/cp-model/history", "viewer").json()["data"]
+    assert [d["metadata"]["generation"] for d in history] == [1, 2]
+    first = _call(frontdoor, "GET", f"{MODELS}/cp-model", "viewer", params={"generation": 1}).json()
+    assert first["spec"]["version"] == "1"
+    assert "cp-model" in [d["metadata"]["name"] for d in _call(frontdoor, "GET", MODELS, "viewer").json()["data"]]
+    _error(_call(frontdoor, "DELETE", f"{MODELS}/cp-model", "operator", params={"generation": 1}), 409)
+    gone = _call(frontdoor, "DELETE", f"{MODELS}/cp-model", "operator", params={"generation": 2})
+    assert gone.status_code == 200 and gone.json()["resource"]["metadata"]["generation"] == 2
+    _error(_call(frontdoor, "GET", f"{MODELS}/cp-model", "viewer"), 404, "name")
+    # every change is an audit event naming the principal
+    from mnemos.trace.lineage import events
+
+    audits = [e for e in events(frontdoor.client.engram) if e.get("type") == "audit"
+              and str(e.get("attrs", e).get("action", "")).startswith("resource.")]  # fmt: skip
+    flat = [e.get("attrs", e) for e in audits]
+    assert {(a["action"], a["generation"]) for a in flat if a.get("name") == "cp-model"} >= {
+        ("resource.applied", 1),
+        ("resource.applied", 2),
+        ("resource.deleted", 2),
+    }
+    assert all(a["actor"] == "apikey:operator-user" for a in flat if a.get("name") == "cp-model")
+
+
+def test_verbs_are_enforced_before_the_body(frontdoor: Any) -> None:
+    _error(_call(frontdoor, "POST", MODELS, None, content=b"{not json"), 401)
+    _error(_call(frontdoor, "POST", MODELS, "viewer", content=b"{not json"), 403)
+    _error(_call(frontdoor, "POST", MODELS, "developer", json=model_doc("nope")), 403)
+    _error(_call(frontdoor, "DELETE", f"{MODELS}/nope", "viewer"), 403)
+    _error(_call(frontdoor, "GET", "/v1/secrets", "developer"), 403)
+    _error(_call(frontdoor, "GET", MODELS, None), 401)
+    assert _call(frontdoor, "GET", MODELS, "developer").status_code == 200
+
+
+def test_bad_input_is_4xx_naming_the_field(frontdoor: Any) -> None:
+    _error(_call(frontdoor, "POST", MODELS, "operator", content=b"{not json"), 400)
+    _error(_call(frontdoor, "POST", MODELS, "operator", json=[1]), 400, "body")
+    bad = model_doc("typo")
+    bad["spec"]["runtime"]["engin"] = "x"
+    assert "engin" in _error(_call(frontdoor, "POST", MODELS, "operator", json=bad), 422)["message"]
+    _error(_call(frontdoor, "POST", MODELS, "operator", json=_policy("p", 1)), 422, "kind")
+    _error(_call(frontdoor, "PUT", f"{MODELS}/other", "operator", json=model_doc("named")), 422, "metadata.name")
+    _error(_call(frontdoor, "GET", f"{MODELS}/Bad_Name", "viewer"), 422, "name")
+    _error(_call(frontdoor, "GET", MODELS.replace("models", "gizmos"), "viewer"), 404, "plural")
+    _error(_call(frontdoor, "POST", MODELS, "operator", json=model_doc("g"), params={"generation": -1}), 422,
+           "generation")  # fmt: skip
+
+
+def test_validate_diff_schema_status_whoami(frontdoor: Any) -> None:
+    ok = _call(frontdoor, "POST", f"{POLICIES}:validate", "viewer", json=_policy("checked", 5))
+    assert ok.status_code == 200 and ok.json()["valid"] is True
+    assert _call(frontdoor, "GET", f"{POLICIES}/checked", "viewer").status_code == 404  # nothing stored
+    diff = _call(frontdoor, "POST", f"{POLICIES}:diff", "viewer", json=_policy("checked", 5)).json()
+    assert diff["action"] == "create" and "requestsPerSecond" in diff["diff"]
+    schema = _call(frontdoor, "GET", "/apis/genome.mnemos.dev/v1/schemas/Model", "viewer").json()
+    assert "spec" in schema["properties"]
+    status = _call(frontdoor, "GET", "/v1/status", "viewer").json()
+    assert status["resources"].get("Pipeline", 0) >= 1
+    assert _call(frontdoor, "GET", "/v1/whoami", "developer").json()["role"] == "developer"
+
+
+def test_secrets_are_write_only(frontdoor: Any) -> None:
+    put = _call(frontdoor, "PUT", "/v1/secrets/fd-keys/TOKEN", "operator", json={"value": "s3cr3t-value"})
+    assert put.status_code == 200 and "s3cr3t" not in put.text
+    assert _call(frontdoor, "GET", "/v1/secrets/fd-keys", "operator").json()["keys"] == ["TOKEN"]
+    listed = _call(frontdoor, "GET", "/v1/secrets", "admin")
+    assert {"name": "fd-keys"} in listed.json()["data"] and "s3cr3t" not in listed.text
+    _error(_call(frontdoor, "PUT", "/v1/secrets/fd-keys/TOKEN", "operator", json={"value": ""}), 422, "value")
+    assert _call(frontdoor, "DELETE", "/v1/secrets/fd-keys", "operator").status_code == 200
+    _error(_call(frontdoor, "GET", "/v1/secrets/fd-keys/TOKEN", "operator"), 405)
+
+
+def test_openapi_documents_statuses_and_verbs(frontdoor: Any) -> None:
+    spec = _call(frontdoor, "GET", "/openapi.json", "viewer").json()
+    put = spec["paths"]["/apis/{group}/{version}/{plural}/{name}"]["put"]
+    assert {"401", "403", "409", "422"} <= set(put["responses"]) and put["x-mnemos-verb"] == "apply"
+    params = {p["name"]: p for p in put["parameters"]}
+    assert params["name"]["schema"]["pattern"] and params["generation"]["schema"]["anyOf"][0]["minimum"] == 0
+    assert spec["paths"]["/v1/lineage/{node_id}"]["get"]["x-mnemos-verb"] == "read-lineage"
