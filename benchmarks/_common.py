@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import statistics
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -60,3 +62,35 @@ def target(kind: str, name: str, value: float, op: str, goal: float) -> str:
     ok = value >= goal if op == ">=" else value <= goal
     line = f"{kind} {name} {value:.2f} target {op} {goal:g}"
     return line + ("" if ok else "  (MISSED)")
+
+
+def throughput(serial: Callable[[int], Any], n: int, workers: int = 16) -> float:
+    """Requests per second of ``workers`` threads, started together, each calling ``serial(n // workers)``."""
+    per_worker = max(1, n // workers)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(workers + 1)
+
+    def work() -> None:
+        try:
+            barrier.wait()
+            serial(per_worker)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return per_worker * workers / elapsed
+
+
+def percentile_ms(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (seconds), in milliseconds."""
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] * 1000

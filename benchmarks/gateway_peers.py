@@ -25,14 +25,13 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import free_port, target  # noqa: E402
+from _common import free_port, percentile_ms, target, throughput  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 LITELLM_VENV = REPO / "build" / "litellm-venv"
@@ -140,33 +139,7 @@ class Target:
 
     def concurrent(self, n: int, stream: bool, workers: int = 16) -> float:
         """Requests per second with ``workers`` threads (each its own connection) sending ``n`` in all."""
-        per_worker = max(1, n // workers)
-        errors: list[BaseException] = []
-        barrier = threading.Barrier(workers + 1)
-
-        def work() -> None:
-            try:
-                barrier.wait()
-                self.serial(per_worker, stream)
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=work) for _ in range(workers)]
-        for t in threads:
-            t.start()
-        barrier.wait()
-        start = time.perf_counter()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - start
-        if errors:
-            raise errors[0]
-        return per_worker * workers / elapsed
-
-
-def _pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))] * 1000
+        return throughput(lambda count: self.serial(count, stream), n, workers)
 
 
 def _start_litellm(upstream_port: int, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -256,8 +229,8 @@ def main() -> None:
                     results[(t.name, stream)]["rps"].append(t.concurrent(conc_n // rounds, stream))
         lines, missed = [], False
         for stream, label in ((False, ""), (True, "stream_ttfb_")):
-            p50 = {t.name: _pct(results[(t.name, stream)]["lat"], 0.5) for t in targets}
-            p99 = {t.name: _pct(results[(t.name, stream)]["lat"], 0.99) for t in targets}
+            p50 = {t.name: percentile_ms(results[(t.name, stream)]["lat"], 0.5) for t in targets}
+            p99 = {t.name: percentile_ms(results[(t.name, stream)]["lat"], 0.99) for t in targets}
             rps = {t.name: statistics.median(results[(t.name, stream)]["rps"]) for t in targets}
             for t in targets:
                 print(f"ms {label}{t.name}_c1_p50 {p50[t.name]:.2f} p99 {p99[t.name]:.2f}   "

@@ -26,14 +26,13 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import free_port, target  # noqa: E402
+from _common import free_port, percentile_ms, target, throughput  # noqa: E402
 
 BODY = json.dumps({"model": "bench-echo", "messages": [{"role": "user", "content": "hello gateway world"}],
                    "max_tokens": 8}).encode()  # fmt: skip
@@ -129,33 +128,7 @@ def _serial(port: int, prefix: str, n: int) -> list[float]:
 
 def _concurrent(port: int, prefix: str, n: int, workers: int = 16) -> float:
     """Requests per second with ``workers`` threads sending ``n`` requests in all."""
-    per_worker = n // workers
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(workers + 1)
-
-    def work() -> None:
-        try:
-            barrier.wait()
-            _serial(port, prefix, per_worker)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work) for _ in range(workers)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    if errors:
-        raise errors[0]
-    return per_worker * workers / elapsed
-
-
-def _pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))] * 1000
+    return throughput(lambda count: _serial(port, prefix, count), n, workers)
 
 
 def _vllm_line() -> str:
@@ -222,8 +195,8 @@ def main() -> None:
             for name, prefix in targets.items():
                 throughput[name].append(_concurrent(port, prefix, conc_n // rounds))
 
-        p50 = {name: _pct(v, 0.5) for name, v in latency.items()}
-        p99 = {name: _pct(v, 0.99) for name, v in latency.items()}
+        p50 = {name: percentile_ms(v, 0.5) for name, v in latency.items()}
+        p99 = {name: percentile_ms(v, 0.99) for name, v in latency.items()}
         rps = {name: statistics.median(v) for name, v in throughput.items()}
         for name in targets:
             print(f"ms {name}_c1_p50 {p50[name]:.2f} p99 {p99[name]:.2f}   rps {name}_c16 {rps[name]:.0f}")
