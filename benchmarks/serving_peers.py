@@ -58,6 +58,7 @@ async def _stream(client: Any, url: str, headers: dict[str, str]) -> tuple[float
     """One streamed chat completion: ``(seconds to the first content chunk, completion tokens)``."""
     start = time.perf_counter()
     ttft, tokens = -1.0, 0
+    headers = {"Content-Type": "application/json", **headers}
     async with client.stream("POST", url, content=_body(), headers=headers) as response:
         if response.status_code != 200:
             raise RuntimeError(f"{url}: HTTP {response.status_code}: {(await response.aread())[:300]!r}")
