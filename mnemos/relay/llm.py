@@ -30,7 +30,7 @@ from typing import Any
 
 from mnemos.errors import MissingDependencyError
 from mnemos.genome import Model
-from mnemos.relay.model_server import ROLLOUT_SURGE_PERCENT
+from mnemos.relay.model_server import ROLLOUT_SURGE_PERCENT, replica_options
 
 __all__ = ["DEPLOYMENT_NAME", "ENGINE_ENV", "PRIORITY", "Usage", "engine_kwargs", "llm_config"]
 
@@ -113,14 +113,7 @@ def llm_config(model: Model, model_source: str | None = None) -> Any:
         "graceful_shutdown_timeout_s": 20.0,
         "max_surge_percent": ROLLOUT_SURGE_PERCENT,  # the old generation serves until the new one is ready
     }
-    if spec.autoscaling:
-        deployment["autoscaling_config"] = {
-            "min_replicas": spec.autoscaling.min_replicas,
-            "max_replicas": spec.autoscaling.max_replicas,
-            "target_ongoing_requests": spec.autoscaling.target_ongoing_requests,
-        }
-    else:
-        deployment["num_replicas"] = spec.replicas
+    deployment.update(replica_options(spec))
     if spec.routing == "prefix-aware":
         deployment["request_router_config"] = {"request_router_class": _PREFIX_ROUTER}
     config: dict[str, Any] = {

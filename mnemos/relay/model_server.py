@@ -28,7 +28,14 @@ from mnemos.trace import metrics
 from mnemos.trace.telemetry import setup_tracing, start_span
 from mnemos.trace.telemetry import span as span_of
 
-__all__ = ["ROLLOUT_SURGE_PERCENT", "ModelServer", "app_name", "deployment_options", "model_application"]
+__all__ = [
+    "ROLLOUT_SURGE_PERCENT",
+    "ModelServer",
+    "app_name",
+    "deployment_options",
+    "model_application",
+    "replica_options",
+]
 
 logger = logging.getLogger("mnemos.relay")
 
@@ -78,15 +85,19 @@ def deployment_options(model: Model) -> dict[str, Any]:
         "graceful_shutdown_timeout_s": 10.0,
         "max_surge_percent": ROLLOUT_SURGE_PERCENT,
     }
+    options.update(replica_options(spec))
+    return options
+
+
+def replica_options(spec: Any) -> dict[str, Any]:
+    """Serve's replica count for a Model spec: ``autoscaling_config`` when it autoscales, else ``num_replicas``."""
     if spec.autoscaling:
-        options["autoscaling_config"] = {
+        return {"autoscaling_config": {
             "min_replicas": spec.autoscaling.min_replicas,
             "max_replicas": spec.autoscaling.max_replicas,
             "target_ongoing_requests": spec.autoscaling.target_ongoing_requests,
-        }
-    else:
-        options["num_replicas"] = spec.replicas
-    return options
+        }}  # fmt: skip
+    return {"num_replicas": spec.replicas}
 
 
 def model_application(model: Model, engram: Engram, cache_dir: str | None = None) -> Application:
