@@ -92,6 +92,9 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._lineage: Any = None
         self._model_nodes: set[str] = set()
+        from mnemos.relay._metering import Meter
+
+        self.meter = Meter(self)  # limits, budgets, usage and the response cache of this replica
 
     async def start(self) -> None:
         """Load the routing table, then follow it; start the lineage flusher."""
@@ -99,6 +102,7 @@ class Gateway:
         self._lineage = LineageWriter(self.engram)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._follow()), loop.create_task(self._flush_lineage())]
+        await self.meter.governor.start()
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -107,6 +111,8 @@ class Gateway:
             await self.controller.forget_watcher.remote(self.watcher)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self._lineage.flush)
+        with contextlib.suppress(Exception):  # usage settled in the last fraction of a second
+            await self.meter.governor.aclose()
         await self.adapters.aclose()
 
     @property

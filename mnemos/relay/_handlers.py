@@ -107,7 +107,7 @@ class Handlers:
     def __init__(self, gateway: Gateway, edge: EdgeSeam, meter: Meter | None = None) -> None:
         self.gateway = gateway
         self.edge = edge
-        self.meter = meter or Meter(gateway)
+        self.meter = meter or gateway.meter
 
     async def generate(
         self, request: Request, body: ChatCompletionRequest | CompletionRequest, endpoint: str

@@ -26,7 +26,7 @@ from mnemos.relay._edge import VERB_KEY, EdgeMiddleware, EdgeSeam
 from mnemos.relay._errors import ModelNotFoundError, error_response, install_error_handlers
 from mnemos.relay._gateway import Gateway
 from mnemos.relay._handlers import Handlers
-from mnemos.relay._metering import Meter, OverheadHeader
+from mnemos.relay._metering import OverheadHeader
 from mnemos.relay.console import mount as mount_console
 from mnemos.relay.event_stream import build_router as build_events_router
 from mnemos.relay.openai_schema import (
@@ -132,7 +132,7 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
                 return out.json_response(card)
         raise ModelNotFoundError(f"The model `{model_id}` does not exist", param="model")
 
-    meter = Meter(gateway)
+    meter = gateway.meter
     handlers = Handlers(gateway, edge, meter)
     app.state.meter = meter
 

@@ -65,8 +65,10 @@ class RateLimitService:
             self._load()
 
     # -- rate limits -----------------------------------------------------------------------------
-    async def take(self, key: str, n: int, rate: float, burst: int) -> tuple[int, float]:
-        """Take up to ``n`` tokens of ``key``'s bucket (created full at ``burst``).
+    async def take(self, key: str, n: int, rate: float, burst: int, returned: int = 0) -> tuple[int, float]:
+        """Take up to ``n`` tokens of ``key``'s bucket (created full at ``burst``), after putting back
+        ``returned`` tokens a replica leased but did not use (its lease expired, or a request used
+        fewer than it reserved).
 
         Returns ``(granted, retry_after)``: ``retry_after`` (seconds until a token is available)
         is 0 when all ``n`` were granted.
@@ -76,6 +78,8 @@ class RateLimitService:
             bucket = self._buckets[key] = TokenBucket(rate, burst)
         else:
             bucket.configure(rate, burst)
+        if returned > 0:
+            bucket.give(returned)
         granted = max(0, bucket.take_up_to(n))
         self._calls += 1
         if self._calls % _IDLE_SWEEP_EVERY == 0:

@@ -45,6 +45,11 @@ class TokenBucket:
         self.tokens -= granted
         return granted
 
+    def give(self, n: int) -> None:
+        """Put back ``n`` tokens taken but not used (at most ``burst`` stored, as always)."""
+        self._refill(self.clock())
+        self.tokens = min(float(self.burst), self.tokens + n)
+
     def retry_after(self, n: int = 1) -> float:
         """Seconds until ``n`` tokens are available."""
         self._refill(self.clock())

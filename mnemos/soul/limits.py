@@ -114,6 +114,22 @@ class Governor:
         self._flusher: asyncio.Task[None] | None = None
         self._now_flushes: set[asyncio.Task[int]] = set()
 
+    async def start(self) -> None:
+        """Look up the ``ratelimit`` actor and read the Policies now, off the event loop (a replica
+        calls this on start): the first limited request then waits on neither, and a bucket's clock,
+        which starts at its first take, does not start late."""
+        def warm() -> None:
+            getattr(self.limiter, "actor", None)
+            if self.engram is not None:
+                _ = self.actor
+
+        try:
+            await asyncio.to_thread(warm)
+            if self.engram is not None:
+                await self._rules.get()
+        except Exception:  # noqa: BLE001 - the first request looks them up again (and says why)
+            log.warning("limits: warming up failed; the first request will retry", exc_info=True)
+
     # -- collaborators -------------------------------------------------------------------------
     @property
     def limiter(self) -> Any:

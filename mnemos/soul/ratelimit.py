@@ -4,18 +4,21 @@ The buckets live in one named async Ray actor, ``ratelimit`` (namespace ``mnemos
 every request would add a Ray round trip to each request, so each replica takes tokens in
 *leases*: a small batch (about ``lease_s`` worth of the rate, e.g. 5 tokens at 50 rps) spent
 locally, refilled in the background before it runs out. The sum over replicas can never exceed what
-the shared bucket hands out, so the aggregate accepted rate stays at the limit; unused tokens of a
-lease expire after ``lease_ttl_s``. When the bucket is empty the actor says how long until the next
-token; the replica refuses locally until then (``RateLimitError`` with ``retry_after``) without
-calling the actor again, so an abusive client costs no Ray calls.
+the shared bucket hands out, so the aggregate accepted rate stays at the limit. Unused tokens of a
+lease expire after ``lease_ttl_s`` and go back to the shared bucket with the replica's next request
+for tokens (no extra Ray call), so a slow replica does not waste the rate. When the bucket is empty
+the actor says how long until the next token; the replica refuses locally until then
+(``RateLimitError`` with ``retry_after``) without calling the actor again, so an abusive client
+costs no Ray calls.
 
 If the actor cannot be reached the replica falls back to a local bucket (per-replica limit) rather
 than refusing everyone.
 
 Buckets count requests (``n=1``) or tokens (``n`` = a request's reservation, for tokens-per-minute
 limits). ``adjust(key, delta)`` settles a reservation locally: unused tokens go back to the
-replica's lease, and tokens used beyond it are a debt the next lease pays first, so the long-run
-rate of actual tokens stays at the limit without a Ray call per request.
+replica's lease (or, if it expired, back to the shared bucket), and tokens used beyond it are a
+debt the next lease pays first, so the long-run rate of actual tokens stays at the limit without a
+Ray call per request.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class _Lease:
     expires: float = 0.0
     denied_until: float = 0.0
     waiting: int = 0
+    returned: int = 0  # unused tokens to put back in the shared bucket with the next fetch
     fetch: asyncio.Task[None] | None = None
 
 
@@ -106,13 +110,14 @@ class SharedRateLimiter:
         for _ in range(3):
             now = time.monotonic()
             if lease.tokens > 0 and now >= lease.expires:
+                lease.returned += lease.tokens
                 lease.tokens = 0
             if lease.tokens >= n:
                 lease.tokens -= n
                 if lease.tokens * 2 < self.lease_size(rate, burst) and lease.fetch is None:
                     self._start_fetch(key, lease, rate, burst)
                 return
-            if now < lease.denied_until:
+            if now < lease.denied_until and not lease.returned:  # tokens to put back: ask again
                 raise _refuse(key, rate, lease.denied_until - now)
             lease.waiting += n
             try:
@@ -132,20 +137,23 @@ class SharedRateLimiter:
         if lease is None:
             lease = self._leases[key] = _Lease()
         if delta > 0 and time.monotonic() >= lease.expires:
-            return  # the lease expired: its tokens are gone, so are these
+            lease.returned += delta  # the lease expired: these go back to the shared bucket
+            return
         lease.tokens += delta
 
     def _start_fetch(self, key: str, lease: _Lease, rate: float, burst: int) -> asyncio.Task[None]:
-        want = self.lease_size(rate, burst) + lease.waiting + max(0, -lease.tokens)
+        want = min(int(burst), self.lease_size(rate, burst) + lease.waiting) + max(0, -lease.tokens)
         task = asyncio.ensure_future(self._fetch(key, lease, want, rate, burst))
         task.add_done_callback(_retrieve)  # a prefetch nobody awaits must not warn
         lease.fetch = task
         return task
 
     async def _fetch(self, key: str, lease: _Lease, want: int, rate: float, burst: int) -> None:
+        returned, lease.returned = lease.returned, 0
         try:
-            granted, retry_after = await self.actor.take.remote(key, want, rate, burst)
+            granted, retry_after = await self.actor.take.remote(key, want, rate, burst, returned)
         except Exception as exc:  # noqa: BLE001 - actor restarting or gone: degrade, do not refuse all
+            lease.returned += returned
             log.warning("ratelimit actor unavailable (%s); using a per-replica bucket", type(exc).__name__)
             self._actor = None
             raise _ActorUnavailable() from None

@@ -80,6 +80,23 @@ def test_shared_limiter_holds_one_bucket_across_replicas(ray_cluster: None) -> N
     assert 10 <= accepted <= 10 + 5.0 * elapsed + 1
 
 
+def test_unused_leased_tokens_go_back_to_the_shared_bucket(ray_cluster: None) -> None:
+    """A lease that expires unused (a slow replica) does not waste the rate: its tokens return with
+    the replica's next fetch. Without that, the second acquire below would find the bucket empty."""
+    key = f"returned-{time.time_ns()}"
+
+    async def run() -> None:
+        replica = SharedRateLimiter(lease_s=10.0, lease_ttl_s=0.3)
+        await replica.acquire(key, 1.0, 10)  # leases all 10 tokens of the bucket, uses one
+        await asyncio.sleep(0.5)  # the 9 left expire here, unused
+        await replica.acquire(key, 1.0, 10)  # only ~0.5 refilled: succeeds on the 9 put back
+        replica.adjust(key, 3)  # a late settle (lease alive): back into the lease
+        for _ in range(3 + 7):
+            await replica.acquire(key, 1.0, 10)
+
+    asyncio.run(run())
+
+
 async def _drive(urls: list[str], credential: str, rate: float, seconds: float) -> list[tuple[float, int, str]]:
     """Send ``rate`` requests/s spread over ``urls`` for ``seconds``: (sent at, status, Retry-After)."""
     loop = asyncio.get_running_loop()
