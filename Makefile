@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint bench clean helm sysdeps
+.PHONY: install demo test test-slow lint bench clean helm sysdeps
 
 install: $(STAMP)
 
@@ -41,6 +41,10 @@ demo: $(STAMP)
 # One torch thread per process: on 2 cores, Ray workers + model replicas oversubscribe otherwise.
 test: $(STAMP) helm sysdeps
 	OMP_NUM_THREADS=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+# What `make test` leaves out: tests that start a second vLLM engine (minutes each on 2 CPU cores).
+test-slow: $(STAMP) helm sysdeps
+	OMP_NUM_THREADS=1 $(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mnemos tests benchmarks

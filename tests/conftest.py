@@ -24,6 +24,17 @@ S3_KEY = "testing"
 S3_REGION = "us-west-2"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (a second vLLM engine on 2 CPU cores: minutes) run only when asked,
+    with ``-m slow`` (``make test-slow``); skipped here before their fixtures start anything."""
+    if "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow (a second vLLM engine on CPU): run with `make test-slow` or -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def mnemos_home() -> Path:
     return Path(_HOME)

@@ -79,6 +79,13 @@ _PORTS = (
 )  # fmt: skip
 
 
+# On SIGTERM, `ray start --block` (Ray >= 2.59) first drains the node for up to 30 s so that Serve can move
+# replicas elsewhere. `mnemos down` has already shut Serve and the control plane down, and the local head
+# has no other node to move anything to, so that wait only made every `mnemos down` take ~30 s longer.
+# A user who wants the drain sets the variable before `mnemos up`.
+_DRAIN_VAR = "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"
+
+
 def token_file() -> Path:
     return default_home() / "ray-token"
 
@@ -108,6 +115,7 @@ def start_local(settings: Settings, *, timeout: float = 300.0) -> dict[str, Any]
 
     # Serve's high-throughput mode (relay.highThroughput) is read by Serve's processes when they start.
     env = serve_env(settings) | {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | _auth_env()
+    env.setdefault(_DRAIN_VAR, "0")
     path = home / "ray-head.log"
     for attempt in (1, 2):
         ports = {name: _free_port() for name in _PORTS}

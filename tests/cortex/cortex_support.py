@@ -68,6 +68,8 @@ class RayHead:
             RAY_AUTH_MODE="token",
             RAY_AUTH_TOKEN=secrets.token_hex(32),
             RAY_USAGE_STATS_ENABLED="0",
+            # stop() sends SIGTERM: without this, `ray start --block` first drains the node for up to 30 s.
+            RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
             **(env or {}),
         )
         self.num_cpus = num_cpus
@@ -84,8 +86,9 @@ class RayHead:
             "--dashboard-host=127.0.0.1", f"--num-cpus={self.num_cpus}", f"--temp-dir={self.root / 'ray'}",
             "--disable-usage-stats", *(f"--{name}={port}" for name, port in self.ports.items()),
         ]  # fmt: skip
-        log = open(self.root / "head.log", "wb")  # noqa: SIM115 - handed to the child
-        self.process = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.root / "head.log", "wb") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)  # fmt: skip
         deadline = time.monotonic() + timeout
         while True:  # the dashboard answers (401 without a token) once the head is up
             if self.process.poll() is not None:

