@@ -174,11 +174,13 @@ class Client:
             import ray
 
             from mnemos.cradle import actor_states
+            from mnemos.neuron.nodes import cluster_nodes
 
             out["ray"] = {
                 "address": ray.get_runtime_context().gcs_address,
                 "resources": {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU", "memory")},
             }
+            out["nodes"] = cluster_nodes()
             out["control_plane"] = actor_states()
         return out
 

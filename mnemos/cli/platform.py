@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from mnemos.cli._output import Output, console, emit
@@ -87,10 +89,26 @@ def status(output: Output = typer.Option(Output.table, "-o", "--output")) -> Non
 
     client = open_client(connect=bool(platform_address()))
     data = client.status()
-    rows = [("engram", data["engram"]), ("platform", "up" if data["connected"] else "down")]
-    if data["connected"]:
+    if "url" in data:  # a gateway's /v1/status
+        rows = [("gateway", data["url"])]
+    else:
+        rows = [("engram", data["engram"]), ("platform", "up" if data["connected"] else "down")]
+    if data.get("connected"):
         rows.append(("ray", data["ray"]["address"]))
         rows.extend((f"  {k}", v) for k, v in data["ray"]["resources"].items())
         rows.extend((f"actor {k}", v) for k, v in data["control_plane"].items())
+    rows.extend(_node_rows(data.get("nodes") or []))
     rows.extend((f"resources {k}", v) for k, v in sorted(data["resources"].items()))
     emit(data, output, ("", ""), rows)
+
+
+def _node_rows(nodes: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """One row per Ray node: ``node <id12> alive|dead  address  labels  resources`` (a dead one with Ray's reason)."""
+    rows = []
+    for node in nodes:
+        labels = ",".join(f"{k}={v}" for k, v in node["labels"].items()) or "-"
+        res = " ".join(f"{k}={v:g}" for k, v in node["resources"].items() if k != "memory")
+        head = " head" if node.get("head") else ""
+        reason = f"  ({node['reason']})" if node.get("reason") else ""
+        rows.append((f"node {node['id'][:12]}", f"{node['state']}{head}  {node['address']}  {labels}  {res}{reason}"))
+    return rows

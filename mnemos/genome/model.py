@@ -74,6 +74,11 @@ class Resources(CoreModel):
     gpus: float = Field(0.0, ge=0, description="GPUs per replica.")
     accelerator: str | None = Field(None, description="Ray accelerator type, e.g. H100, A10G.")
     memory: str | None = Field(None, description="Memory per replica, e.g. 16Gi.")
+    selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="Ray node labels a replica's node must carry, e.g. {accelerator: nvidia} (like a pool's "
+        "selector). A replica waits until an alive node carries them; a lost node's replicas move to another.",
+    )
 
 
 class ModelSpec(CoreModel):

@@ -74,6 +74,8 @@ def deployment_options(model: Model) -> dict[str, Any]:
         actor["accelerator_type"] = spec.resources.accelerator
     if spec.resources.memory:
         actor["memory"] = _memory_bytes(spec.resources.memory)
+    if spec.resources.selector:  # Ray node labels: Serve places (and re-places) replicas on matching nodes
+        actor["label_selector"] = dict(spec.resources.selector)
     target = spec.autoscaling.target_ongoing_requests if spec.autoscaling else 8.0
     options: dict[str, Any] = {
         "name": DEPLOYMENT_NAME,

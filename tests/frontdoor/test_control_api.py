@@ -104,6 +104,9 @@ def test_validate_diff_schema_status_whoami(frontdoor: Any) -> None:
     assert "spec" in schema["properties"]
     status = _call(frontdoor, "GET", "/v1/status", "viewer").json()
     assert status["resources"].get("Pipeline", 0) >= 1
+    # nodes for everyone; their internal addresses only for operators and admins
+    assert status["nodes"] and all("address" not in n and n["state"] == "alive" for n in status["nodes"])
+    assert all(n["address"] for n in _call(frontdoor, "GET", "/v1/status", "operator").json()["nodes"])
     assert _call(frontdoor, "GET", "/v1/whoami", "developer").json()["role"] == "developer"
 
 

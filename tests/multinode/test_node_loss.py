@@ -1,4 +1,6 @@
-"""Multi-node Ray: pools placed by selector across nodes; a node lost mid-run loses no job.
+"""Multi-node Ray: pools and model replicas placed by selector across nodes; a node lost mid-run
+loses no job, its model replica is replaced and the gateway serves again, ``mnemos status`` shows
+the node gone and a new one come.
 
 The scenario runs in a driver process of its own (``driver.py``): a process is connected to one
 Ray cluster at a time, and the session's ``ray_cluster`` stays up for the other tests.
@@ -16,9 +18,14 @@ import pytest
 
 pytestmark = pytest.mark.slow
 RECOVERY_BOUND_S = 180  # the 200 jobs finish within this after the node is killed
+MODEL_RECOVERY_BOUND_S = 120  # the lost model replica is replaced and a request succeeds within this
 
 
-def test_jobs_survive_a_lost_node_and_pools_follow_their_selectors(tmp_path: Path) -> None:
+def _states(nodes: list[dict]) -> dict[str, str]:
+    return {n["id"]: n["state"] for n in nodes}
+
+
+def test_jobs_and_models_survive_a_lost_node_and_follow_their_selectors(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MNEMOS_CONFIG")}
     proc = subprocess.run(
@@ -37,3 +44,16 @@ def test_jobs_survive_a_lost_node_and_pools_follow_their_selectors(tmp_path: Pat
     assert report["recoverySeconds"] <= RECOVERY_BOUND_S
     assert report["placementAfterLoss"]["cpu-a"] == ["cpu"]  # replaced on the surviving cpu node
     assert report["afterNodeBack"] == [i + 1 for i in range(20)]
+    # The model: two replicas on the cpu nodes (one on the killed node), replaced on a live node.
+    assert report["modelPlacement"] == ["cpu", "cpu"] and report["modelOnVictim"] is True
+    assert report["modelAnswersBeforeKill"] is True
+    recovery = report["modelRecovery"]
+    assert recovery["seconds"] is not None and recovery["seconds"] <= MODEL_RECOVERY_BOUND_S, recovery
+    assert report["victim"] not in recovery["nodes"] and report["modelPlacementAfterLoss"] == ["cpu", "cpu"]
+    # `mnemos status` (through the gateway): the node alive, then dead, then a new cpu node alive.
+    before = _states(report["statusBeforeKill"])
+    assert list(before.values()).count("alive") == 3 and before[report["victim"]] == "alive"
+    assert _states(report["statusAfterKill"])[report["victim"]] == "dead"
+    back = {n["id"]: n for n in report["statusAfterNodeBack"]}
+    assert back[report["nodeBack"]]["state"] == "alive" and back[report["nodeBack"]]["labels"] == {"accelerator": "cpu"}
+    assert [n["state"] for n in back.values()].count("alive") == 3
