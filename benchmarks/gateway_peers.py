@@ -114,9 +114,11 @@ class Target:
     def __init__(self, name: str, port: int, headers: dict[str, str]) -> None:
         self.name, self.port = name, port
         self.headers = {"content-type": "application/json", **headers}
+        self.overhead: list[float] = []  # x-mnemos-overhead-ms of the measured serial requests (seconds)
 
-    def serial(self, n: int, stream: bool) -> list[float]:
-        """Seconds per request (to the first body byte when ``stream``), one keep-alive connection."""
+    def serial(self, n: int, stream: bool, keep_overhead: bool = False) -> list[float]:
+        """Seconds per request (to the first body byte when ``stream``), one keep-alive connection;
+        ``keep_overhead``: also keep each answer's ``x-mnemos-overhead-ms`` in ``overhead``."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         body, out = _body(stream), []
         try:
@@ -133,6 +135,9 @@ class Target:
                     out.append(time.perf_counter() - start)
                 if response.status != 200:
                     raise RuntimeError(f"{self.name}: HTTP {response.status}: {data[:300]!r}")
+                overhead = response.getheader("x-mnemos-overhead-ms")
+                if keep_overhead and overhead is not None:
+                    self.overhead.append(float(overhead) / 1000.0)
         finally:
             conn.close()
         return out
@@ -224,10 +229,15 @@ def main() -> None:
             for _ in range(rounds):
                 for t in targets:
                     results.setdefault((t.name, stream), {"lat": [], "rps": []})["lat"] += t.serial(
-                        serial_n // rounds, stream)
+                        serial_n // rounds, stream, keep_overhead=True)
                 for t in targets:
                     results[(t.name, stream)]["rps"].append(t.concurrent(conc_n // rounds, stream))
         lines, missed = [], False
+        inside = targets[2].overhead  # the measured serial requests, streamed and not
+        if inside:
+            print(f"info ms mnemos_overhead_header_p50 {percentile_ms(inside, 0.5):.2f} "
+                  f"p99 {percentile_ms(inside, 0.99):.2f}   (time inside the MNEMOS app, upstream excluded; "
+                  "the rest of the added time is Serve's ingress and the hops)")  # fmt: skip
         for stream, label in ((False, ""), (True, "stream_ttfb_")):
             p50 = {t.name: percentile_ms(results[(t.name, stream)]["lat"], 0.5) for t in targets}
             p99 = {t.name: percentile_ms(results[(t.name, stream)]["lat"], 0.99) for t in targets}

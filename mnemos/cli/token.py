@@ -59,27 +59,22 @@ def create(
     ttl: str | None = typer.Option(None, "--ttl", help="Lifetime, e.g. 1h (default 1h; API keys: never)."),
     api_key: bool = typer.Option(False, "--api-key", help="Create an API key instead of a JWT."),
     scope: list[str] = typer.Option([], "--scope", help="Limit to these verbs (repeatable)."),
-    team: str = typer.Option("", "--team", help="API keys: the team (limits, budgets and usage per team)."),
-    rpm: int | None = typer.Option(None, "--rpm", help="API keys: requests per minute."),
-    tpm: int | None = typer.Option(None, "--tpm", help="API keys: tokens per minute (prompt + completion)."),
-    budget: float | None = typer.Option(None, "--budget", help="API keys: most spend per budget window."),
-    budget_tokens: int | None = typer.Option(None, "--budget-tokens", help="API keys: most tokens per window."),
+    team: str = typer.Option("", "--team", help="The team (limits, budgets and usage per team)."),
+    rpm: int | None = typer.Option(None, "--rpm", help="Requests per minute."),
+    tpm: int | None = typer.Option(None, "--tpm", help="Tokens per minute (prompt + completion)."),
+    budget: float | None = typer.Option(None, "--budget", help="Most spend per budget window."),
+    budget_tokens: int | None = typer.Option(None, "--budget-tokens", help="Most tokens per window."),
     budget_window: str | None = typer.Option(None, "--budget-window", help="Budget window, e.g. 1d (default 30d)."),
     output: Output = typer.Option(Output.table, "-o", "--output"),
 ) -> None:
     """Create a token (or --api-key); the credential is printed once, on stdout."""
-    from mnemos.errors import ValidationError
     from mnemos.soul.limits import parse_limits
 
     window = parse_ttl(budget_window, "budget-window") if budget_window is not None else None
     limits = parse_limits(rpm, tpm, budget, budget_tokens, window)
-    if (limits or team) and not api_key:
-        raise ValidationError("--team, --rpm, --tpm and --budget* apply to API keys: add --api-key", param="api_key")
     store = _store()
-    if api_key:
-        created = store.create_api_key(name, role, ttl=parse_ttl(ttl), scopes=scope, team=team, limits=limits)
-    else:
-        created = store.create_token(name, role, ttl=parse_ttl(ttl), scopes=scope)
+    create = store.create_api_key if api_key else store.create_token
+    created = create(name, role, ttl=parse_ttl(ttl), scopes=scope, team=team, limits=limits)
     if output is Output.table:
         typer.echo(created.secret)
         print(

@@ -5,6 +5,11 @@ The key is the SHA-256 of the request as the model sees it: the OpenAI body with
 ``temperature > 0`` are not cached unless the spec says ``sampled: true``; streamed requests are
 not answered from the cache. Hits and misses are counted in ``/metrics``
 (``mnemos_relay_cache_total{model, result}``).
+
+The cache lives in the replica's memory and is not shared: behind N replicas an answer may be
+computed up to N times before each holds it. Sharing it (an actor, or ENGRAM) would put a Ray call
+or a store read on the path of every cacheable request, hit or miss: more than a hit saves when
+the upstream is fast (a Ray call costs about as much as this benchmark's whole upstream answer).
 """
 
 from __future__ import annotations

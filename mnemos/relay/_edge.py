@@ -37,6 +37,7 @@ logger = logging.getLogger("mnemos.relay")
 VERB_KEY = "x-mnemos-verb"
 """The ``openapi_extra`` key naming the verb a route needs (``{"x-mnemos-verb": "infer"}``)."""
 
+_VERB_CACHE_MAX = 4096
 SELF_AUTHENTICATING: tuple[str, ...] = ("/ui",)
 """Path prefixes whose routes authenticate themselves (an allowlist: the console's cookie session)."""
 
@@ -167,6 +168,21 @@ class EdgeMiddleware:
     def __init__(self, app: Any, seam: EdgeSeam) -> None:
         self.app = app
         self.seam = seam
+        self._verbs: dict[tuple[str, str, str], str | None] = {}  # routes are fixed once the app is built
+
+    def _verb(self, scope: dict[str, Any]) -> str | None:
+        """``route_verb``, remembered per (method, root path, path): matching every route costs more
+        than the rest of the edge. Bounded, so that requests to random paths cannot grow it."""
+        key = (scope["method"], scope.get("root_path") or "", scope["path"])
+        try:
+            return self._verbs[key]
+        except KeyError:
+            pass
+        verb = route_verb(scope.get("app"), scope)
+        if len(self._verbs) >= _VERB_CACHE_MAX:
+            self._verbs.clear()
+        self._verbs[key] = verb
+        return verb
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -178,7 +194,7 @@ class EdgeMiddleware:
         try:
             if self.seam.enabled and not _public(_route_path(scope), self.seam.public_paths):
                 request = Request(scope)
-                await self.seam.admit_headers(request, route_verb(scope.get("app"), scope))
+                await self.seam.admit_headers(request, self._verb(scope))
             _declared_size(scope, limit)
             messages = await read_limited(receive, limit)
         except MnemosError as exc:

@@ -1,7 +1,8 @@
 """The gateway's state in one ingress replica: the routing table, model handles, adapters, lineage.
 
 The table follows ``relay-controller`` through a long-poll, so serving a request never reads the
-registry: a model name is one dict lookup away from its cached Serve handles.
+registry: a model name is one dict lookup away from its cached Serve handles. Lineage costs a
+request one list append: its events are built and written by the flusher every few seconds.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +93,7 @@ class Gateway:
         self.watcher = f"ingress-{uuid.uuid4().hex[:12]}"
         self._tasks: list[asyncio.Task[None]] = []
         self._lineage: Any = None
+        self._records: list[tuple[float, str, ModelRoute | str, Any, dict[str, Any]]] = []
         self._model_nodes: set[str] = set()
         from mnemos.relay._metering import Meter
 
@@ -110,7 +113,7 @@ class Gateway:
         with contextlib.suppress(Exception):
             await self.controller.forget_watcher.remote(self.watcher)
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(self._lineage.flush)
+            await asyncio.to_thread(self._write_lineage, self._take_records())
         with contextlib.suppress(Exception):  # usage settled in the last fraction of a second
             await self.meter.governor.aclose()
         await self.adapters.aclose()
@@ -141,9 +144,22 @@ class Gateway:
         while True:
             await asyncio.sleep(_LINEAGE_FLUSH_S)
             try:
-                await asyncio.to_thread(self._lineage.flush)
+                await asyncio.to_thread(self._write_lineage, self._take_records())
             except Exception:  # noqa: BLE001 - ENGRAM down: keep serving, retry next time
                 logger.warning("relay: writing lineage failed", exc_info=True)
+
+    def _take_records(self) -> list[tuple[float, str, ModelRoute | str, Any, dict[str, Any]]]:
+        records, self._records = self._records, []
+        return records
+
+    def _write_lineage(self, records: list[tuple[float, str, ModelRoute | str, Any, dict[str, Any]]]) -> None:
+        """Build the events of ``records`` (off the event loop) and write them with what is buffered."""
+        for at, rid, route, principal, attrs in records:
+            events = self._events(rid, route, principal, attrs)
+            for ev in events:
+                ev["ts"] = at
+            self._lineage.extend(events)
+        self._lineage.flush()
 
     # -- routing -------------------------------------------------------------------------------
     def model(self, name: str, kind: str) -> ModelRoute | str:
@@ -195,13 +211,16 @@ class Gateway:
 
     # -- lineage -------------------------------------------------------------------------------
     def record(self, rid: str, route: ModelRoute | str, principal: Any, **attrs: Any) -> None:
-        """Buffer the lineage events of request ``rid`` (written every few seconds).
+        """Note request ``rid`` for lineage (its events are built and written every few seconds).
 
         Attributes are counts and names only: prompts and outputs never reach lineage. Token
         counts go under ``usage`` ({prompt, completion}).
         """
-        if self._lineage is None:
-            return
+        if self._lineage is not None:
+            self._records.append((time.time(), rid, route, principal, attrs))
+
+    def _events(self, rid: str, route: ModelRoute | str, principal: Any, attrs: dict[str, Any]) -> list[dict[str, Any]]:
+        """The lineage events of one request (the model node only the first time this replica sees it)."""
         if "prompt_tokens" in attrs or "completion_tokens" in attrs:
             attrs["usage"] = {"prompt": attrs.pop("prompt_tokens", 0), "completion": attrs.pop("completion_tokens", 0)}
         subject = getattr(principal, "subject", None)
@@ -220,4 +239,4 @@ class Gateway:
                 events = events[1:]
             else:
                 self._model_nodes.add(events[0]["id"])
-        self._lineage.extend(events)
+        return events

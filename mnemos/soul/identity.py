@@ -24,6 +24,8 @@ class Principal:
         expires_at: when the credential expires (epoch seconds), ``None`` for never.
         team: the team the credential belongs to (limits, budgets and usage are also kept per team).
         limits: the credential's own ``UsageLimits`` (rpm, tpm, budget), ``None`` for none.
+        limits_key: the credential whose per-credential counters ``limits`` spend (a console
+            session's token spends its API key's); empty: ``credential_id``.
     """
 
     subject: str
@@ -34,6 +36,7 @@ class Principal:
     expires_at: float | None = None
     team: str = ""
     limits: Any = field(default=None, compare=False, hash=False)
+    limits_key: str = ""
 
     @classmethod
     def anonymous(cls, role: str = "admin") -> Principal:

@@ -166,7 +166,7 @@ class Governor:
         found: list[_Limit] = []
         own = getattr(principal, "limits", None)
         if own is not None:
-            key = getattr(principal, "credential_id", "") or subject
+            key = getattr(principal, "limits_key", "") or getattr(principal, "credential_id", "") or subject
             found.append(_Limit("key", f"key:{key}", f"API key {key} ({subject})", own))
         rules = await self._rules.get() if self.engram is not None else []
         for policy, rule in rules:

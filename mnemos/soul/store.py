@@ -57,11 +57,22 @@ class CreatedCredential:
         }
 
 
-def check_name(name: str) -> str:
-    """A principal name: 1-128 of letters, digits and ``-_.@:``."""
+def check_name(name: str, param: str = "name") -> str:
+    """A principal (or team) name: 1-128 of letters, digits and ``-_.@:``."""
     if not name or len(name) > 128 or not set(name) <= _NAME_CHARS:
-        raise ValidationError("invalid name: use 1-128 letters, digits or -_.@:", param="name")
+        raise ValidationError(f"invalid {param}: use 1-128 letters, digits or -_.@:", param=param)
     return name
+
+
+def _checked(team: str, limits: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The credential's team checked and its limits validated (``limits.rpm`` … named when bad)."""
+    if team:
+        check_name(team, "team")
+    if not limits:
+        return None
+    from mnemos.soul.limits import check_key_limits
+
+    return check_key_limits(limits)
 
 
 class IdentityStore:
@@ -84,13 +95,20 @@ class IdentityStore:
 
     # -- create ------------------------------------------------------------------------------
     def create_token(
-        self, name: str, role: str, *, ttl: float | None = None, scopes: Iterable[str] = (), actor: str | None = None
+        self, name: str, role: str, *, ttl: float | None = None, scopes: Iterable[str] = (), actor: str | None = None,
+        team: str = "", limits: dict[str, Any] | None = None, limits_key: str = "",
     ) -> CreatedCredential:
-        """Issue a JWT for ``name`` with ``role`` (default TTL: ``soul.policies.tokenTTL``)."""
+        """Issue a JWT for ``name`` with ``role`` (default TTL: ``soul.policies.tokenTTL``).
+
+        ``team`` and ``limits`` become the token's ``team`` and ``lim`` claims (see ``tokens.py``);
+        ``limits_key`` names the credential whose counters the limits spend (default: the token's).
+        """
         check_name(name)
+        limits = _checked(team, limits)
         if ttl is not None and ttl <= 0:
             raise ValidationError("ttl must be positive", param="ttl")
-        issued = issue_token(self.keyring, subject=name, role=role, issuer=self.issuer, ttl=ttl, scopes=scopes)
+        issued = issue_token(self.keyring, subject=name, role=role, issuer=self.issuer, ttl=ttl, scopes=scopes,
+                             team=team, limits=limits, limits_key=limits_key)  # fmt: skip
         actor = actor or local_actor()
         self.engram.write_json(
             f"{TOKENS_PREFIX}/{issued.jti}.json",
@@ -105,6 +123,8 @@ class IdentityStore:
                 "kid": issued.kid,
                 "revoked_at": None,
                 "created_by": actor,
+                "team": team,
+                "limits": limits,
             },
         )
         audit(self.engram, "identity.created", kind="token", id=issued.jti, name=name, role=role, actor=actor)
@@ -120,12 +140,7 @@ class IdentityStore:
         are checked here and enforced by the gateway.
         """
         check_name(name)
-        if team:
-            check_name(team)
-        if limits:
-            from mnemos.soul.limits import check_key_limits
-
-            limits = check_key_limits(limits)
+        limits = _checked(team, limits)
         check_role(role)
         scopes = check_scopes(scopes)
         if ttl is not None and ttl <= 0:

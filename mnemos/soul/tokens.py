@@ -1,7 +1,10 @@
 """JWTs: issue with the active key of the ring, verify against public keys.
 
 Claims: ``iss`` (``soul.mnemos``), ``sub``, ``role``, ``scp`` (scopes, optional), ``iat``, ``exp``,
-``jti``; the header carries ``kid`` and ``alg: EdDSA``. Every refusal is an
+``jti``, and when set: ``team`` (the identity's team: team limits, budgets and usage apply to the
+token's caller as to an API key's), ``lim`` (the credential's own ``{rpm, tpm, budget}``) and ``lk``
+(whose per-credential counters ``lim`` spends: a console session's token counts against the API
+key it was made from). The header carries ``kid`` and ``alg: EdDSA``. Every refusal is an
 ``AuthenticationError`` whose message says why and never contains the token.
 """
 
@@ -58,12 +61,18 @@ def issue_token(
     ttl: float | None = None,
     scopes: Iterable[str] = (),
     now: float | None = None,
+    team: str = "",
+    limits: Mapping[str, Any] | None = None,
+    limits_key: str = "",
 ) -> IssuedToken:
     """Sign a JWT for ``subject`` with the ring's active key (rotating first when due).
 
     Args:
         ttl: lifetime in seconds (default: the ring's token TTL, 1 h).
         now: issue time (default: the ring's clock).
+        team: the ``team`` claim (empty: none).
+        limits: the ``lim`` claim, a validated ``UsageLimits`` document (None: none).
+        limits_key: the ``lk`` claim (empty: the token's own ``jti`` counts).
     """
     check_role(role)
     scopes = check_scopes(scopes)
@@ -82,6 +91,12 @@ def issue_token(
     }
     if scopes:
         claims["scp"] = list(scopes)
+    if team:
+        claims["team"] = team
+    if limits:
+        claims["lim"] = dict(limits)
+    if limits_key:
+        claims["lk"] = limits_key
     token = jwt.encode(claims, keyring.private_key(record), algorithm=ALGORITHM, headers={"kid": record.kid})
     keyring.note_expiry(record, float(int(exp)))
     return IssuedToken(token, jti, record.kid, subject, role, scopes, float(int(now)), float(int(exp)))
@@ -151,6 +166,9 @@ def verify_token(
     jti = str(claims["jti"])
     if is_revoked(jti):
         raise AuthenticationError(f"token {jti} has been revoked", param="authorization")
+    team, limits_key = claims.get("team", ""), claims.get("lk", "")
+    if not isinstance(team, str) or len(team) > 128 or not isinstance(limits_key, str) or len(limits_key) > 64:
+        raise AuthenticationError("token names an invalid team or limits key", param="authorization")
     return Principal(
         subject=str(claims["sub"]),
         role=role,
@@ -158,4 +176,31 @@ def verify_token(
         scopes=scopes,
         credential_id=jti,
         expires_at=exp,
+        team=team,
+        limits=_usage_limits(jti, claims.get("lim")),
+        limits_key=limits_key,
     )
+
+
+_PARSED_LIMITS: dict[str, Any] = {}
+
+
+def _usage_limits(jti: str, doc: Any) -> Any:
+    """The ``lim`` claim as ``UsageLimits``, parsed once per token (not per request), or None."""
+    if not doc:
+        return None
+    parsed = _PARSED_LIMITS.get(jti)
+    if parsed is not None:
+        return parsed
+    from pydantic import ValidationError as PydanticValidationError
+
+    from mnemos.genome.metering import UsageLimits
+
+    try:
+        parsed = UsageLimits.model_validate(doc)
+    except PydanticValidationError:
+        raise AuthenticationError("token carries invalid limits", param="authorization") from None
+    if len(_PARSED_LIMITS) > 10_000:
+        _PARSED_LIMITS.clear()
+    _PARSED_LIMITS[jti] = parsed
+    return parsed

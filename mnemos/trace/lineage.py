@@ -18,6 +18,7 @@ answers "where did this come from and what came of it": every ancestor and every
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -79,9 +80,16 @@ def event(node_id: str, type: EventType, *, parents: Iterable[str] = (), **attrs
     return {"id": node_id, "type": type, "ts": time.time(), "parents": list(parents), "attrs": _mask(attrs)}
 
 
-def _mask(value: Any, key: str = "") -> Any:
+@functools.lru_cache(maxsize=4096)
+def _secret_name(key: str) -> bool:
+    """Whether an attribute named ``key`` holds a secret (cached: the gateway masks the same few
+    names on every request)."""
     name = key.lower().replace("-", "_")
-    if name and (name in _SECRET_NAMES or name.endswith(_SECRET_SUFFIXES)):
+    return bool(name) and (name in _SECRET_NAMES or name.endswith(_SECRET_SUFFIXES))
+
+
+def _mask(value: Any, key: str = "") -> Any:
+    if key and _secret_name(key):
         return "***"
     if isinstance(value, dict):
         return {k: _mask(v, str(k)) for k, v in value.items()}

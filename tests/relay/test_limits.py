@@ -68,24 +68,37 @@ def test_tpm_holds_within_ten_percent_at_twice_the_load(governed: Relay) -> None
 
 
 def test_team_limit_from_a_policy_is_shared_by_the_team(governed: Relay) -> None:
+    """Two API keys of one team share the team's limit, and so does a JWT with the team's claim."""
     import httpx
+
+    from mnemos.soul.store import IdentityStore
 
     team = unique("team")
     governed.apply({"apiVersion": "genome.mnemos.dev/v1", "kind": "Policy", "metadata": {"name": unique("limits")},
                     "spec": {"limits": [{"teams": [team], "rpm": 60}]}})  # fmt: skip  # 1/s, burst 2
     keys = [api_key(governed, unique("member"), team=team) for _ in range(2)]
+
+    def send(key: str) -> httpx.Response:
+        return httpx.post(f"{governed.url}/v1/chat/completions", json=_body(),
+                          headers={"Authorization": f"Bearer {key}"}, timeout=30)  # fmt: skip
+
     deadline = time.monotonic() + 30  # the gateway re-reads Policies every few seconds
     while True:
-        statuses = []
-        for key in keys * 3:
-            response = httpx.post(f"{governed.url}/v1/chat/completions", json=_body(),
-                                  headers={"Authorization": f"Bearer {key}"}, timeout=30)  # fmt: skip
-            statuses.append(response)
+        statuses = [send(key) for key in keys * 3]
         refused = [r for r in statuses if r.status_code == 429]
         if refused or time.monotonic() > deadline:
             break
         time.sleep(1.0)
     assert refused, [r.status_code for r in statuses]
+    error = assert_openai_error(refused[0], 429, code="rate_limit_exceeded", type_="rate_limit_error")
+    assert error["param"] == "team.rpm" and team in error["message"], error
+
+    # A JWT of the same team spends the same (now empty) counter: refused within a few requests.
+    token = IdentityStore.from_settings(governed.settings, governed.client.engram).create_token(
+        unique("jwt"), "developer", team=team).secret
+    answers = [send(token) for _ in range(6)]
+    refused = [r for r in answers if r.status_code == 429]
+    assert refused, [r.status_code for r in answers]
     error = assert_openai_error(refused[0], 429, code="rate_limit_exceeded", type_="rate_limit_error")
     assert error["param"] == "team.rpm" and team in error["message"], error
 

@@ -77,9 +77,11 @@ class Sessions:
             ttl = min(ttl, float(principal.expires_at) - time.time())
         if ttl <= 0:
             raise AuthenticationError("this API key has expired", param="api_key")
-        created = await asyncio.to_thread(
+        limits = principal.limits.dump() if principal.limits is not None else None
+        created = await asyncio.to_thread(  # the session keeps the key's team and spends the key's limits
             guard.store.create_token, principal.subject, principal.role, ttl=ttl, scopes=principal.scopes,
-            actor=principal.subject,
+            actor=principal.subject, team=principal.team, limits=limits,
+            limits_key=principal.limits_key or principal.credential_id if limits else "",
         )  # fmt: skip
         return principal, created.secret, float(created.expires_at or time.time() + ttl)
 
