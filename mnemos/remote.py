@@ -18,9 +18,9 @@ import base64
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import httpx
 
@@ -47,6 +47,7 @@ _STATUS_ERRORS: dict[int, type[errors.MnemosError]] = {
 _TERMINAL_RUN = frozenset({"succeeded", "failed", "cancelled"})
 _WATCH_HEARTBEAT_S = 15.0
 _WATCH_RETRIES = 5
+_Api = TypeVar("_Api")
 
 
 def is_url(value: str | None) -> bool:
@@ -297,10 +298,11 @@ class RemoteClient:
         """SOUL's secret store over ``/v1/secrets`` (admins and operators; values are write-only)."""
         return self._api("secrets", RemoteSecrets)
 
-    def _api(self, name: str, cls: Any) -> Any:
+    def _api(self, name: str, cls: Callable[[RemoteClient], _Api]) -> _Api:
+        """The one ``cls`` of this connection (made on first use)."""
         if name not in self._apis:
             self._apis[name] = cls(self)
-        return self._apis[name]
+        return cast(_Api, self._apis[name])
 
 
 class RemoteJobHandle:

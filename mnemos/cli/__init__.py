@@ -11,6 +11,7 @@ import sys
 
 import typer
 
+from mnemos._deps import optional
 from mnemos.errors import MnemosError
 
 __all__ = ["app", "main"]
@@ -124,10 +125,7 @@ def _is_click_error(exc: BaseException) -> bool:
     import click
 
     kinds: list[type[BaseException]] = [click.ClickException]
-    try:
-        from typer._click.exceptions import ClickException as TyperClickException
-
-        kinds.append(TyperClickException)
-    except ImportError:
-        pass
+    vendored = optional("typer._click.exceptions")  # typer versions that vendor click
+    if vendored is not None:
+        kinds.append(vendored.ClickException)
     return isinstance(exc, tuple(kinds))

@@ -32,13 +32,13 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 from pydantic import ValidationError as PydanticValidationError
 
 from mnemos._model import to_validation_error
-from mnemos.cortex.job import JobOptions
+from mnemos.cortex.job import _JOB_ID, JobOptions
 from mnemos.errors import (
     BadRequestError,
     ConflictError,
@@ -48,7 +48,7 @@ from mnemos.errors import (
     UnavailableError,
     ValidationError,
 )
-from mnemos.neuron.codec import validate_reference
+from mnemos.neuron.codec import REFERENCE, validate_reference
 from mnemos.trace.telemetry import SpanKind, inject, span
 
 __all__ = ["JobCall", "build_router", "cortex_handle", "router"]
@@ -57,6 +57,14 @@ _MAX_WAIT = 300.0
 _OVERFETCH = 10_000  # a developer's listing is filtered from this many newest jobs
 _SUBMIT = {"x-mnemos-verb": "submit"}
 _READ = {"x-mnemos-verb": "read-artifacts"}
+# Statuses of the routes themselves (RELAY's edge adds 401/403/429 and the error body's schema).
+_NO_JOB = {404: {"description": "no such job (or not the caller's)"}, 422: {"description": "a field failed validation"}}
+_SUBMIT_ERRORS = {400: {"description": "the body is not a JSON object"},
+                  403: {"description": "a module:function or payload call without the verb execute"},
+                  404: {"description": "no registered Function of that name"},
+                  409: {"description": "the job id is taken by another principal's job"},
+                  422: {"description": "a field failed validation"}}  # fmt: skip
+_JOB_STATUSES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled", "dead")
 _handle: Any = None
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
@@ -173,6 +181,8 @@ async def _read_call(request: Request) -> JobCall:
         body = json.loads(await request.body() or b"null")
     except json.JSONDecodeError as exc:
         raise BadRequestError(f"the request body is not valid JSON: {exc.msg}") from None
+    except UnicodeDecodeError:
+        raise BadRequestError("the request body is not valid JSON: not UTF-8 text") from None
     if not isinstance(body, dict):
         raise BadRequestError("the request body must be a JSON object with at least 'function'")
     try:
@@ -269,7 +279,18 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
         check_owner(principal, view, **need)
         return view
 
-    @api.post("/v1/jobs", openapi_extra=_SUBMIT)
+    call_schema = JobCall.model_json_schema()
+    # What job_spec accepts: a registered Function's name, or module:function
+    call_schema["properties"]["function"]["pattern"] = f"({_NAME.pattern})|({REFERENCE.pattern})"
+    call_schema["properties"]["id"]["anyOf"][0]["pattern"] = _JOB_ID.pattern  # JobOptions' id validator
+    call_schema["properties"]["timeout"]["anyOf"] = [  # a positive Duration: seconds or "30s", "5m", "1h"
+        {"type": "number", "exclusiveMinimum": 0},
+        {"type": "string", "pattern": r"^\s*(\d*[1-9]\d*(\.\d+)?|\d+\.\d*[1-9]\d*)\s*(ms|s|m|h|d)?\s*$"},
+        {"type": "null"},
+    ]
+    body = {"requestBody": {"required": True, "content": {"application/json": {"schema": call_schema}}}}
+
+    @api.post("/v1/jobs", openapi_extra={**_SUBMIT, **body}, responses=_SUBMIT_ERRORS)
     @_answer
     async def submit_job(request: Request, principal: Any = who, handle: Any = cortex) -> Any:
         """Submit a call of a registered Function (or, with the verb execute, of any code)."""
@@ -283,12 +304,14 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
             raise ConflictError(f"id: {ids[0]!r} is already used by another job; choose another id", param="id")
         return _public(view)
 
-    @api.get("/v1/jobs", openapi_extra=_READ)
+    @api.get("/v1/jobs", openapi_extra=_READ, responses={422: _NO_JOB[422]})
     @_answer
     async def list_jobs(
         queue: str | None = None,
-        status: str | None = None,
-        limit: int = 100,
+        # Bounds published here and checked below (the answer keeps the OpenAI shape without the gateway's handlers).
+        status: str | None = Query(None, json_schema_extra={"enum": list(_JOB_STATUSES)},
+                                   description="Only jobs in this state ('dead': failed)."),
+        limit: int = Query(100, json_schema_extra={"minimum": 1, "maximum": 10_000}),
         principal: Any = who,
         handle: Any = cortex,
     ) -> Any:
@@ -302,9 +325,11 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
             data = [v for v in await _call(handle, "list", queue, status, _OVERFETCH) if v.get("principal") == me]
         return {"object": "list", "data": [_public(v) for v in data[:limit]]}
 
-    @api.get("/v1/jobs/{job_id}", openapi_extra=_READ)
+    @api.get("/v1/jobs/{job_id}", openapi_extra=_READ, responses=_NO_JOB)
     @_answer
-    async def get_job(job_id: str, wait: float | None = None, principal: Any = who, handle: Any = cortex) -> Any:
+    async def get_job(job_id: str, principal: Any = who,
+                      wait: float | None = Query(None, json_schema_extra={"minimum": 0, "maximum": _MAX_WAIT}),
+                      handle: Any = cortex) -> Any:  # fmt: skip
         """One job; with ``wait``, once it finished (or after ``wait`` seconds)."""
         if wait is not None and not 0 <= wait <= _MAX_WAIT:
             raise ValidationError(f"wait: must be between 0 and {_MAX_WAIT:g} seconds", param="wait")
@@ -313,14 +338,15 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
             return _public(view)
         return _public(await _call(handle, "wait", job_id, wait))
 
-    @api.delete("/v1/jobs/{job_id}", openapi_extra=_SUBMIT)
+    @api.delete("/v1/jobs/{job_id}", openapi_extra=_SUBMIT,
+                responses={**_NO_JOB, 409: {"description": "the job already finished"}})  # fmt: skip
     @_answer
     async def cancel_job(job_id: str, principal: Any = who, handle: Any = cortex) -> Any:
         """Cancel a queued or running job (developers: their own)."""
         await owned(handle, job_id, principal, write=True)
         return _public(await _call(handle, "cancel", job_id, _subject(principal)))
 
-    @api.get("/v1/jobs/{job_id}/logs", openapi_extra=_READ)
+    @api.get("/v1/jobs/{job_id}/logs", openapi_extra=_READ, responses=_NO_JOB)
     @_answer
     async def job_logs(job_id: str, principal: Any = who, handle: Any = cortex) -> Any:
         """What the job printed (developers: their own; viewers: none)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mnemos.errors import MissingDependencyError
+from mnemos._deps import require
 
 __all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "TRAINING_TEXT", "init_tiny"]
 
@@ -54,16 +54,8 @@ Hello! How are you today? I am fine, thank you. What can I do for you? Please te
 
 
 def _require() -> tuple[object, object, object]:
-    try:
-        import tokenizers
-        import torch
-        import transformers
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        raise MissingDependencyError(
-            f"the tiny model needs torch, transformers and tokenizers ({exc.name} is missing): "
-            "pip install 'mnemos[llm]'"
-        ) from None
-    return tokenizers, torch, transformers
+    why = "the tiny model"
+    return require("tokenizers", why=why), require("torch", why=why), require("transformers", why=why)
 
 
 def _train_tokenizer(vocab_size: int):  # type: ignore[no-untyped-def]

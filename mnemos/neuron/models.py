@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from mnemos._deps import require
 from mnemos.engram import Engram, normalize_digest, validate_key
 from mnemos.errors import (
     IntegrityError,
@@ -359,10 +360,8 @@ def _from_engram(engram: Engram, target: str, expected: str | None, cache: Path)
 
 
 def _s3_fs(options: dict[str, Any]) -> Any:
-    try:
-        import fsspec
-    except ImportError:  # pragma: no cover - a core dependency
-        raise MissingDependencyError("s3:// model URIs need s3fs: pip install s3fs") from None
+    import fsspec  # fsspec and s3fs are core dependencies
+
     return fsspec.filesystem("s3", **options)
 
 
@@ -392,10 +391,7 @@ def _from_s3(path: str, options: dict[str, Any], expected: str | None, cache: Pa
 
 
 def _hf_download(spec: str, tmp: Path) -> None:
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise MissingDependencyError("hf:// model URIs need huggingface_hub: pip install 'mnemos[llm]'") from None
+    snapshot_download = require("huggingface_hub", why="hf:// model URIs").snapshot_download
     repo, _, revision = spec.strip("/").partition("@")
     try:
         snapshot_download(repo_id=repo, revision=revision or None, local_dir=str(tmp))

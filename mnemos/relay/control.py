@@ -50,6 +50,7 @@ from mnemos.genome.registry import plural_of
 from mnemos.relay._edge import VERB_KEY
 from mnemos.relay._errors import unwrap
 from mnemos.relay.openai_schema import ErrorResponse
+from mnemos.soul.rbac import verbs_of
 
 __all__ = ["ResourceList", "SearchRequest", "SecretValue", "build_router"]
 
@@ -148,6 +149,8 @@ async def _json(request: Request) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
         raise BadRequestError(f"the request body is not valid JSON: {exc.msg}", param="body") from None
+    except UnicodeDecodeError:  # bytes that are not UTF-8 (or -16/-32) text
+        raise BadRequestError("the request body is not valid JSON: not UTF-8 text", param="body") from None
 
 
 def _model_body(model: type[CoreModel], doc: Any) -> Any:
@@ -372,6 +375,15 @@ def build_router(edge: Any, settings: Settings, engram: Engram, *,
     return api
 
 
+def _cluster_nodes() -> list[dict[str, Any]]:
+    """The Ray cluster's nodes (none when this process is not on Ray, e.g. a test app)."""
+    import ray
+
+    from mnemos.neuron.nodes import cluster_nodes
+
+    return cluster_nodes() if ray.is_initialized() else []
+
+
 def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[[], dict[str, Any]] | None) -> None:
     """Status, lineage, spaces and secrets."""
     secret_p = Path(..., pattern=_SECRET, description="Secret name.")
@@ -379,12 +391,15 @@ def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[
 
     @api.get("/v1/status", tags=["platform"], openapi_extra=_verb("read-artifacts"), responses=_responses())
     async def platform_status(request: Request) -> dict[str, Any]:
-        """The platform at a glance: resources per kind, served models."""
-        await edge.admit(request, "read-artifacts")
+        """The platform at a glance: resources per kind, the cluster's nodes (alive/dead), served models."""
+        principal = await edge.admit(request, "read-artifacts")
         counts: dict[str, int] = {}
         for resource in await ctl.read(ctl.registry.list):
             counts[type(resource).__name__] = counts.get(type(resource).__name__, 0) + 1
-        return {"object": "status", "resources": counts, **(status() if status else {})}
+        nodes = await asyncio.to_thread(_cluster_nodes)
+        if principal is not None and "apply" not in verbs_of(principal.role, principal.scopes):
+            nodes = [{k: v for k, v in n.items() if k != "address"} for n in nodes]  # addresses: operators only
+        return {"object": "status", "resources": counts, "nodes": nodes, **(status() if status else {})}
 
     @api.get("/v1/whoami", tags=["platform"], openapi_extra=_verb("read-artifacts"), responses=_responses())
     async def whoami(request: Request) -> dict[str, Any]:

@@ -27,10 +27,11 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic_core import to_json
 from starlette.types import Message, Receive, Scope, Send
@@ -50,6 +51,14 @@ _POLL_S = 15.0
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _ALL_JOBS_ROLES = frozenset({"admin", "operator"})
 _FAMILIES = frozenset({"resource", "model", "job", "run"})
+# What the validators below accept, published in /openapi.json.
+_TYPE = r"((resource|model|job|run)(\.[^,]*)?)?"
+_TYPES = rf"^\s*{_TYPE}\s*(,\s*{_TYPE}\s*)*$"
+_EVENT_ID = r"^\s*[0-9]*\s*$"
+_STREAM_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Server-Sent Events", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+    422: {"description": "types, last_event_id or heartbeat is malformed"},
+}
 
 
 def visible(event: dict[str, Any], principal: Any) -> bool:
@@ -111,10 +120,8 @@ class _EventStreamResponse(StreamingResponse):
 
 def _cancelled(exc: BaseException) -> bool:
     """Whether a bus read failed only because Ray cancelled it (with the request it was issued under)."""
-    try:
-        from ray.exceptions import TaskCancelledError
-    except ImportError:  # pragma: no cover - RELAY runs on Ray
-        return False
+    from ray.exceptions import TaskCancelledError
+
     return isinstance(exc, TaskCancelledError)
 
 
@@ -229,9 +236,9 @@ class EventHub:
 
 def _last_event_id(request: Request, query: str | None) -> int | None:
     raw = request.headers.get("last-event-id") or query
-    if raw is None or raw == "":
+    if raw is None or raw.strip() == "":
         return None
-    if not raw.strip().isdigit():
+    if re.fullmatch(r"[0-9]+", raw.strip()) is None:
         raise ValidationError("Last-Event-ID: must be the integer id of an event received before",
                               param="Last-Event-ID")  # fmt: skip
     return int(raw)
@@ -249,13 +256,15 @@ def build_router(admit: Callable[[Request, str], Any], hub: EventHub | None = No
     api = APIRouter(tags=["events"])
     hub = hub or EventHub(bus)
 
-    @api.get("/v1/events", openapi_extra={VERB_KEY: "read-artifacts"})
+    @api.get("/v1/events", openapi_extra={VERB_KEY: "read-artifacts"}, response_class=StreamingResponse,
+             responses=_STREAM_DOC)  # fmt: skip
     async def events(
         request: Request,
-        types: str = "",
+        types: str = Query("", pattern=_TYPES, description="Comma-separated families (resource, model, job, run), "
+                           "optionally narrowed: job.log."),
         subject: str | None = None,
-        last_event_id: str | None = None,
-        heartbeat: float = HEARTBEAT_S,
+        last_event_id: str | None = Query(None, pattern=_EVENT_ID, description="Resume after this event id."),
+        heartbeat: float = Query(HEARTBEAT_S, ge=1.0, le=300.0, description="Seconds between keepalive comments."),
     ) -> StreamingResponse:
         """Server-Sent Events of resource changes, model status, job and run transitions and job logs."""
         principal = await admit(request, "read-artifacts")

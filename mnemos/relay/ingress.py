@@ -27,6 +27,7 @@ from mnemos.relay._errors import ModelNotFoundError, error_response, install_err
 from mnemos.relay._gateway import Gateway
 from mnemos.relay._handlers import Handlers
 from mnemos.relay._metering import OverheadHeader
+from mnemos.relay._openapi import MethodGuard, complete_openapi
 from mnemos.relay.console import mount as mount_console
 from mnemos.relay.event_stream import build_router as build_events_router
 from mnemos.relay.openai_schema import (
@@ -99,6 +100,7 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
     """The gateway's FastAPI application over one replica's ``Gateway``."""
     app = FastAPI(title="MNEMOS RELAY", version="1", description="OpenAI-compatible gateway of MNEMOS.")
     install_error_handlers(app)
+    app.add_middleware(MethodGuard, openapi=lambda: app.openapi())  # 405 + Allow, from the finished schema
     app.add_middleware(EdgeMiddleware, seam=edge)  # authenticate → authorize → rate limit → body
     app.add_middleware(OverheadHeader)  # outermost: x-mnemos-overhead-ms counts the edge too
 
@@ -169,6 +171,7 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
     mount_console(app, gateway, edge)  # the web console at /ui
     if edge.install_routes(app):
         included.append("mnemos.soul.http")
+    complete_openapi(app, edge.public_paths, edge.enabled)
     if included:
         logger.info("relay: included routers of %s", ", ".join(included))
     return app

@@ -14,9 +14,9 @@ Response models exist for ``/openapi.json``; the gateway writes responses as pla
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 __all__ = [
     "ChatCompletion",
@@ -36,6 +36,12 @@ __all__ = [
 ]
 
 _MAX_STOP = 4
+
+
+def _strings(min_items: int, max_items: int) -> Any:
+    """A ``list[str]`` whose published schema states the bounds its validator checks (with its own message)."""
+    schema = {"type": "array", "items": {"type": "string"}, "minItems": min_items, "maxItems": max_items}
+    return Annotated[list[str], WithJsonSchema(schema)]
 _MAX_N = 16
 
 
@@ -95,7 +101,7 @@ class _Sampling(_Request):
     n: int = Field(1, ge=1, le=_MAX_N, description="Choices to generate (more than 1: vLLM models only).")
     stream: bool = False
     stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = Field(None, description=f"Up to {_MAX_STOP} stop sequences.")
+    stop: str | _strings(0, _MAX_STOP) | None = Field(None, description=f"Up to {_MAX_STOP} stop sequences.")
     seed: int | None = None
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0, description="Accepted, not used.")
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, description="Accepted, not used.")
@@ -140,7 +146,7 @@ class ChatCompletionRequest(_Sampling):
 class CompletionRequest(_Sampling):
     """``POST /v1/completions``."""
 
-    prompt: str | list[str] = Field(description="A prompt, or a list of one prompt.")
+    prompt: str | _strings(1, 1) = Field(description="A prompt, or a list of one prompt.")
     max_tokens: int | None = Field(16, ge=1)
     echo: bool = Field(False, description="Prepend the prompt to the completion.")
     suffix: str | None = Field(None, description="Accepted, not used.")
@@ -164,7 +170,7 @@ class EmbeddingRequest(_Request):
     """``POST /v1/embeddings``."""
 
     model: str = Field(min_length=1)
-    input: str | list[str] = Field(description="A text or a list of texts (token arrays are not supported).")
+    input: str | _strings(1, 2048) = Field(description="A text or a list of texts (token arrays are not supported).")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1, description="Must equal the model's dimension when given.")
     user: str | None = None

@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from mnemos.errors import PermissionDeniedError, ValidationError
@@ -22,6 +22,10 @@ __all__ = ["GROUPS", "aggregate", "build_router"]
 
 GROUPS = ("principal", "team", "model")
 _READ_ALL = frozenset({"admin", "operator"})
+# What the validators below accept, published in /openapi.json (a positive duration; a list of GROUPS).
+_WINDOW = r"^\s*(\d*[1-9]\d*(\.\d+)?|\d+\.\d*[1-9]\d*)\s*(ms|s|m|h|d)?\s*$"
+_GROUP = "(principal|team|model)"
+_GROUP_BY = rf"^ *{_GROUP} *(, *{_GROUP} *)*$"
 
 
 def _window(value: str) -> float:
@@ -78,9 +82,14 @@ def build_router(admit: Callable[[Request, str], Awaitable[Any]], actor: Callabl
 
     router = APIRouter()
 
-    @router.get("/v1/usage", tags=["usage"], openapi_extra={VERB_KEY: "read-artifacts"})
+    @router.get("/v1/usage", tags=["usage"], openapi_extra={VERB_KEY: "read-artifacts"},
+                responses={403: {"description": "another principal's usage, asked by a role that reads only its own"},
+                           422: {"description": "window or group_by is malformed"}})  # fmt: skip
     async def usage(request: Request, principal: str | None = None, team: str | None = None,
-                    model: str | None = None, window: str = "24h", group_by: str = "principal,team,model",
+                    model: str | None = None,
+                    window: str = Query("24h", pattern=_WINDOW, description="A positive duration: 1h, 24h, 30d."),
+                    group_by: str = Query("principal,team,model", pattern=_GROUP_BY,
+                                          description="Comma-separated: principal, team, model."),
                     ) -> Response:  # fmt: skip
         """Usage and spend per principal, team and model (your own unless admin or operator)."""
         caller = await admit(request, "read-artifacts")

@@ -1,11 +1,17 @@
 """SOUL's HTTP routes, for RELAY to include: JWKS and identity management.
 
 - ``GET /.well-known/jwks.json`` (public): the signing keys' public parts;
-- ``POST /v1/tokens`` (``manage-identities``): ``{name, role, ttl?, scopes?, apiKey?}`` → the new
-  credential, shown once (``token`` or ``apiKey``) with its ``id``. A credential mints only at or
-  below itself: the new one's verbs (role narrowed by scopes) must all be the caller's (else 403),
-  a JWT lives at most ``soul.policies.maxTokenTTL`` (else 422), and nothing minted outlives the
-  credential that mints it (else 403: an expiring caller must give a ``ttl`` that ends in time);
+- ``POST /v1/tokens`` (``manage-identities``): ``{name, role, ttl?, scopes?, apiKey?, team?, limits?}``
+  → the new credential, shown once (``token`` or ``apiKey``) with its ``id``. ``limits`` is
+  ``{rpm, tpm, budget: {amount, tokens, window}}`` as ``mnemos token create --rpm --tpm --budget``
+  takes it (a bad value: 422 naming ``body.limits.rpm`` …). A credential mints only at or below itself:
+  the new one's verbs (role narrowed by scopes) must all be the caller's (else 403), a JWT lives at
+  most ``soul.policies.maxTokenTTL`` (else 422), nothing minted outlives the credential that mints
+  it (else 403: an expiring caller must give a ``ttl`` that ends in time), a caller with a team mints
+  only into its team (its own by default; another: 403), and a caller with limits of its own mints
+  only within them (each of rpm, tpm and budget at most the caller's, a budget window at least as
+  long; what is left out is the caller's; else 403). Each credential has its own counters: to cap
+  what a group spends together, set team limits (a Policy), which nothing a team member mints escapes;
 - ``GET /v1/tokens`` (``manage-identities``): active credentials (``?all=true``: also revoked/expired);
 - ``DELETE /v1/tokens/{id}`` (``manage-identities``): revoke a token or an API key.
 
@@ -20,7 +26,7 @@ import json
 import math
 from typing import Any, cast
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Path
 from pydantic import Field
 from pydantic import ValidationError as PydanticValidationError
 from starlette.requests import Request
@@ -35,12 +41,14 @@ from mnemos.errors import (
     UnavailableError,
     ValidationError,
 )
+from mnemos.genome.metering import UsageLimits
 from mnemos.soul.edge import EdgeGuard
 from mnemos.soul.identity import Principal
 from mnemos.soul.rbac import check_role, check_scopes, verbs_of
 
 __all__ = [
     "TokenCreate",
+    "check_mint_scope",
     "check_minting",
     "create_token",
     "error_response",
@@ -54,6 +62,7 @@ __all__ = [
 
 router = APIRouter()
 _IDENTITIES = {"x-mnemos-verb": "manage-identities"}
+_CREDENTIAL_ID = r"^(tok-[0-9a-f]{12}|[0-9a-f]{16})$"  # as IdentityStore.revoke checks it
 
 
 class TokenCreate(CoreModel):
@@ -65,6 +74,11 @@ class TokenCreate(CoreModel):
                                  "never for API keys.")
     scopes: list[str] = Field(default_factory=list, description="Verbs the credential is limited to.")
     api_key: bool = Field(False, description="Create an API key instead of a JWT.")
+    team: str = Field("", pattern=r"^[A-Za-z0-9_.@:-]{0,128}$",
+                      description="The team (team limits, budgets and usage); default: the caller's team.")
+    limits: UsageLimits | None = Field(
+        None, description="The credential's own requests and tokens per minute and budget (what is left out: "
+        "the caller's own, if it has limits).")  # fmt: skip
 
 
 def check_minting(
@@ -106,6 +120,58 @@ def check_minting(
     return ttl
 
 
+def check_mint_scope(principal: Principal, body: TokenCreate) -> tuple[str, dict[str, Any] | None]:
+    """``(team, limits)`` to mint with, once they are within the caller's (see the module docstring).
+
+    Raises:
+        PermissionDeniedError: another team than the caller's, or limits above the caller's own.
+        ValidationError: a bad team name or limits value (names ``team``, ``limits.rpm`` …).
+    """
+    from mnemos.soul.limits import check_key_limits
+
+    team = body.team
+    if principal.team:
+        if team and team != principal.team:
+            raise PermissionDeniedError(
+                f"team: a credential of team {principal.team!r} may mint credentials of that team only", param="team"
+            )
+        team = principal.team
+    held = principal.limits
+    if held is None:
+        return team, body.limits.dump() if body.limits is not None else None
+    # As sent (an explicit null included): what it leaves out is the caller's.
+    given = body.limits.model_dump(mode="json", exclude_unset=True) if body.limits is not None else {}
+    own = held.dump()
+    merged = {**own, **given}
+    if own.get("budget") and isinstance(given.get("budget"), dict):
+        merged["budget"] = {**own["budget"], **given["budget"]}
+    merged = check_key_limits(merged)
+    _within(type(held).model_validate(merged), held)
+    return team, merged
+
+
+def _within(wanted: Any, held: Any) -> None:
+    """403 naming the first of ``wanted``'s limits (``UsageLimits``) that grants more than ``held``'s."""
+    checks = [("limits.rpm", wanted.rpm, held.rpm), ("limits.tpm", wanted.tpm, held.tpm)]
+    if held.budget is not None:
+        budget = wanted.budget
+        checks += [("limits.budget.amount", budget and budget.amount, held.budget.amount),
+                   ("limits.budget.tokens", budget and budget.tokens, held.budget.tokens)]  # fmt: skip
+        if budget is not None and budget.window < held.budget.window:  # the same amount, more often
+            raise PermissionDeniedError(
+                f"limits.budget.window: {budget.window:g} s is shorter than the caller's own budget window "
+                f"({held.budget.window:g} s); a credential mints only within its own limits",
+                param="limits.budget.window",
+            )
+    for path, value, cap in checks:
+        if cap is not None and (value is None or value > cap):
+            raise PermissionDeniedError(
+                f"{path}: {'unlimited' if value is None else f'{value:g}'} is beyond the caller's own limit "
+                f"({cap:g}); a credential mints only within its own limits",
+                param=path,
+            )
+
+
 def error_response(exc: MnemosError) -> JSONResponse:
     """``exc`` as an HTTP response: OpenAI error body, ``Retry-After`` (whole seconds, at least 1)
     on 429, ``WWW-Authenticate: Bearer`` on 401."""
@@ -142,21 +208,51 @@ async def jwks(request: Request) -> Response:
     return JSONResponse(keys, headers={"Cache-Control": "public, max-age=60"})
 
 
-@router.post("/v1/tokens", openapi_extra=_IDENTITIES)
+def _token_body() -> dict[str, Any]:
+    """``TokenCreate``'s JSON Schema with the roles and verbs the handler accepts (for /openapi.json)."""
+    from mnemos.soul.rbac import ROLES, VERBS
+
+    schema = TokenCreate.model_json_schema(by_alias=True)
+    schema["properties"]["role"]["enum"] = list(ROLES)
+    schema["properties"]["name"]["pattern"] = r"^[A-Za-z0-9_.@:-]{1,128}$"  # as IdentityStore's check_name
+    # A budget window is stored to the millisecond: below 1 ms it would be 0 (422)
+    schema["$defs"]["Budget"]["properties"]["window"].update(minimum=0.001)
+    schema["$defs"]["Budget"]["properties"]["window"].pop("exclusiveMinimum", None)
+    schema["properties"]["scopes"]["items"] = {"enum": sorted(VERBS)}
+    # Duration: seconds, or a string such as "1h" (a JWT's at most soul.policies.maxTokenTTL: else 422)
+    positive = r"^\s*(\d*[1-9]\d*(\.\d+)?|\d+\.\d*[1-9]\d*)\s*(ms|s|m|h|d)?\s*$"
+    schema["properties"]["ttl"]["anyOf"] = [{"type": "number", "exclusiveMinimum": 0},
+                                            {"type": "string", "pattern": positive}, {"type": "null"}]  # fmt: skip
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "the body is not JSON"},
+    403: {"description": "the caller lacks manage-identities, or asks for more than it holds"},
+    404: {"description": "no credential with that id"},
+    422: {"description": "a field failed validation"},
+}
+
+
+@router.post("/v1/tokens", openapi_extra={**_IDENTITIES, **_token_body()}, status_code=201,
+             responses={201: {"description": "the new credential, its secret shown once"},
+                        **{c: _ANSWERS[c] for c in (400, 403, 422)}})  # fmt: skip
 async def create_token(request: Request) -> Response:
     try:
         guard = guard_of(request)
         principal = await guard.admit(request, "manage-identities")
         try:
-            body = TokenCreate.model_validate(await _json_body(request))
+            body = TokenCreate.model_validate(await _json_body(request), strict=True)  # JSON types as published
         except PydanticValidationError as exc:
             raise to_validation_error(exc, prefix="body") from None
         policies = guard.settings.soul.policies
         ttl = check_minting(principal, body, max_token_ttl=float(policies.max_token_ttl),
                             default_token_ttl=float(policies.token_ttl), now=guard.clock())  # fmt: skip
+        team, limits = check_mint_scope(principal, body)
         actor = f"{principal.kind}:{principal.subject}"
         create = guard.store.create_api_key if body.api_key else guard.store.create_token
-        created = await _in_thread(create, body.name, body.role, ttl=ttl, scopes=body.scopes, actor=actor)
+        created = await _in_thread(create, body.name, body.role, ttl=ttl, scopes=body.scopes, actor=actor,
+                                   team=team, limits=limits)  # fmt: skip
     except MnemosError as exc:
         return error_response(exc)
     doc = _camel(created.public())
@@ -164,7 +260,7 @@ async def create_token(request: Request) -> Response:
     return JSONResponse(doc, status_code=201, headers={"Cache-Control": "no-store"})
 
 
-@router.get("/v1/tokens", openapi_extra=_IDENTITIES)
+@router.get("/v1/tokens", openapi_extra=_IDENTITIES, responses={c: _ANSWERS[c] for c in (403, 422)})
 async def list_tokens(request: Request, all: bool = False) -> Response:  # noqa: A002 - the query name
     try:
         guard = guard_of(request)
@@ -175,8 +271,10 @@ async def list_tokens(request: Request, all: bool = False) -> Response:  # noqa:
     return JSONResponse({"object": "list", "data": [_camel(d) for d in items]})
 
 
-@router.delete("/v1/tokens/{credential_id}", openapi_extra=_IDENTITIES)
-async def revoke_token(request: Request, credential_id: str) -> Response:
+@router.delete("/v1/tokens/{credential_id}", openapi_extra=_IDENTITIES,
+               responses={c: _ANSWERS[c] for c in (403, 404, 422)})  # fmt: skip
+async def revoke_token(request: Request, credential_id: str = Path(..., json_schema_extra={"pattern": _CREDENTIAL_ID},
+                       description="tok-<12 hex> (a token) or 16 hex digits (an API key's id).")) -> Response:
     try:
         guard = guard_of(request)
         principal = await guard.admit(request, "manage-identities")

@@ -188,11 +188,6 @@ def ensure(settings: Any = None, engram: Any = None) -> Any:
 
 def default_limiter() -> SharedRateLimiter | LocalRateLimiter:
     """Shared buckets when this process is connected to Ray, else local ones."""
-    try:
-        import ray
+    import ray
 
-        if ray.is_initialized():
-            return SharedRateLimiter()
-    except ImportError:
-        pass
-    return LocalRateLimiter()
+    return SharedRateLimiter() if ray.is_initialized() else LocalRateLimiter()

@@ -285,12 +285,9 @@ def prepare(
 
 def _trace_id() -> str:
     """The current OpenTelemetry trace id when there is one, else a new random one."""
-    try:
-        from opentelemetry import trace
+    from opentelemetry import trace  # opentelemetry-api is a core dependency
 
-        ctx = trace.get_current_span().get_span_context()
-        if ctx.is_valid:
-            return f"{ctx.trace_id:032x}"
-    except ImportError:
-        pass
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        return f"{ctx.trace_id:032x}"
     return os.urandom(16).hex()

@@ -7,6 +7,8 @@ import html
 import time
 from typing import Any, Protocol
 
+from mnemos._deps import optional
+
 _STYLE = {"succeeded": "green", "cached": "cyan", "failed": "red", "cancelled": "yellow", "running": "bold blue"}
 
 
@@ -130,11 +132,10 @@ class NotebookDisplay:
 
 
 def in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
+    ipython = optional("IPython")
+    if ipython is None:
         return False
-    shell = get_ipython()
+    shell = ipython.get_ipython()
     return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 

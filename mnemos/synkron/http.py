@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 from pydantic import ValidationError as PydanticValidationError
@@ -41,6 +41,16 @@ __all__ = ["RunRequest", "build_router", "check_caller_params", "check_run_owner
 
 _SUBMIT = {"x-mnemos-verb": "submit"}
 _READ = {"x-mnemos-verb": "read-artifacts"}
+_PIPELINE = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"  # a resource name (DNS-1123)
+# Statuses of the routes themselves (RELAY's edge adds 401/403/429 and the error body's schema).
+_READ_ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "no such pipeline or run (or not the caller's)"},
+                                                 422: {"description": "a field failed validation"}}  # fmt: skip
+_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_READ_ERRORS,
+    400: {"description": "the body is not JSON"},
+    403: {"description": "the caller may not start or change this run"},
+    409: {"description": "the run is not in a state that allows it"},
+}
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _UP = re.compile(r"(^|/)\.\.(/|$)")
 _OVERFETCH = 1000  # a developer's listing is filtered from this many newest runs
@@ -157,8 +167,13 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
         except MnemosError as exc:
             return _error(exc)
 
-    @router.post("/v1/pipelines/{name}/runs", status_code=202, openapi_extra=_SUBMIT)
-    async def start_run(name: str, request: Request, principal: Any = caller) -> JSONResponse:
+    run_schema = RunRequest.model_json_schema()
+    run_body = {"requestBody": {"required": False, "content": {"application/json": {"schema": run_schema}}}}
+
+    @router.post("/v1/pipelines/{name}/runs", status_code=202, openapi_extra={**_SUBMIT, **run_body},
+                 responses=_WRITE_ERRORS)  # fmt: skip
+    async def start_run(request: Request, name: str = Path(..., json_schema_extra={"pattern": _PIPELINE}),
+                        principal: Any = caller) -> JSONResponse:  # fmt: skip
         """Start a run of the registered pipeline ``name``."""
         try:
             _authorize(principal, "submit")
@@ -167,6 +182,8 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
                 doc = json.loads(raw) if raw.strip() else {}
             except json.JSONDecodeError as exc:
                 raise BadRequestError(f"body is not JSON: {exc.msg}") from None
+            except UnicodeDecodeError:
+                raise BadRequestError("body is not JSON: not UTF-8 text") from None
             try:
                 body = RunRequest.model_validate(doc)
             except PydanticValidationError as exc:
@@ -184,8 +201,11 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
 
         return await call(start, 202)
 
-    @router.get("/v1/pipelines/{name}/runs", openapi_extra=_READ)
-    async def list_runs(name: str, principal: Any = caller) -> JSONResponse:
+    @router.get("/v1/pipelines/{name}/runs", openapi_extra=_READ, responses=_READ_ERRORS)
+    async def list_runs(name: str = Path(..., json_schema_extra={"pattern": _PIPELINE}),
+                        principal: Any = caller) -> JSONResponse:  # fmt: skip
+        if re.match(_PIPELINE, name) is None:
+            return _error(ValidationError(f"name: {name[:80]!r} is not a pipeline name (DNS-1123)", param="name"))
         """Recent runs of a pipeline, newest first (a developer's own only)."""
         if _role(principal) != "developer":
             return await call(lambda: {"object": "list", "data": client().pipelines.list(name)})
@@ -197,7 +217,7 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
 
         return await call(mine)
 
-    @router.get("/v1/runs/{run_id}", openapi_extra=_READ)
+    @router.get("/v1/runs/{run_id}", openapi_extra=_READ, responses=_READ_ERRORS)
     async def get_run(run_id: str, principal: Any = caller) -> JSONResponse:
         """A run's state."""
 
@@ -208,7 +228,7 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
 
         return await call(read)
 
-    @router.post("/v1/runs/{run_id}/cancel", status_code=202, openapi_extra=_SUBMIT)
+    @router.post("/v1/runs/{run_id}/cancel", status_code=202, openapi_extra=_SUBMIT, responses=_WRITE_ERRORS)
     async def cancel_run(run_id: str, principal: Any = caller) -> JSONResponse:
         """Cancel a running run."""
 
@@ -218,7 +238,7 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
 
         return await call(cancel, 202, principal=principal, verb="submit")
 
-    @router.post("/v1/runs/{run_id}/resume", status_code=202, openapi_extra=_SUBMIT)
+    @router.post("/v1/runs/{run_id}/resume", status_code=202, openapi_extra=_SUBMIT, responses=_WRITE_ERRORS)
     async def resume_run(run_id: str, principal: Any = caller) -> JSONResponse:
         """Resume a failed or cancelled run."""
 

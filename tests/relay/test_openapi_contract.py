@@ -1,0 +1,64 @@
+"""The gateway's OpenAPI documents what the edge answers, and undeclared methods get 405 + ``Allow``.
+
+Built offline (the app over a ``Gateway`` that is not started: no Ray, no model); the live check of
+every operation is ``test_relay_fuzz.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+
+def _app(tmp_path: Path, auth: bool) -> Any:
+    from mnemos.config import load_settings
+    from mnemos.engram import Engram
+    from mnemos.relay._edge import EdgeSeam
+    from mnemos.relay._gateway import Gateway
+    from mnemos.relay.ingress import create_app
+
+    settings = load_settings(engram={"uri": str(tmp_path / "engram")}, relay={"auth": auth})
+    engram = Engram(str(tmp_path / "engram"))
+    return create_app(Gateway(settings, engram, None), EdgeSeam(settings, engram))
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("OPTIONS", "/apis/genome.mnemos.dev/v1/models", "GET, POST"),
+    ("GET", "/apis/genome.mnemos.dev/v1/models:diff", "POST"),  # not the list route with plural "models:diff"
+    ("PUT", "/apis/genome.mnemos.dev/v1/schemas/Model", "GET"),  # "Model" is no resource name: only the schema
+    ("PATCH", "/v1/chat/completions", "POST"),
+    ("DELETE", "/v1/secrets", "GET"),
+])  # fmt: skip
+def test_an_undeclared_method_is_405_with_allow(tmp_path: Path, method: str, path: str, allow: str) -> None:
+    response = TestClient(_app(tmp_path, auth=False)).request(method, path)
+    assert response.status_code == 405, response.text
+    assert response.headers["allow"] == allow
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_a_path_no_operation_declares_is_left_to_the_routes(tmp_path: Path) -> None:
+    client = TestClient(_app(tmp_path, auth=False))
+    assert client.delete("/nowhere").status_code == 404
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_every_error_status_is_documented_in_the_openai_shape(tmp_path: Path) -> None:
+    spec = _app(tmp_path, auth=True).openapi()
+    public = {"/healthz", "/readyz", "/.well-known/jwks.json", "/metrics"}
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            codes = set(op["responses"])
+            if path not in public:
+                assert {"401", "403", "429"} <= codes, (method, path, codes)
+                assert op["security"] == [{"bearer": []}], (method, path)
+            for code, response in op["responses"].items():
+                if code[0] in "45":
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (method, path, code)
+    assert "$defs" not in str(spec["paths"])
+    assert spec["paths"]["/v1/jobs/{job_id}"]["get"]["responses"].keys() >= {"404", "422"}
+    status = next(p for p in spec["paths"]["/v1/jobs"]["get"]["parameters"] if p["name"] == "status")
+    assert "dead" in str(status["schema"])
