@@ -104,7 +104,7 @@ def _model_status(client: Any, name: str) -> dict[str, Any] | None:
 def _model_row(model: Any, status: dict[str, Any] | None) -> tuple[Any, ...]:
     status = status or {"phase": "Pending"}
     phase = status.get("phase", "Pending")
-    ready = "True" if phase == "Ready" else "False"
+    ready = "True" if phase == "Ready" and status.get("ready_replicas", 1) else "False"  # no replica up: not ready
     desired = status.get("desired_replicas")
     replicas = f"{status.get('ready_replicas', 0)}/{desired if desired is not None else '-'}"
     reason = "" if phase == "Ready" else (status.get("reason") or phase)

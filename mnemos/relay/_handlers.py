@@ -231,6 +231,12 @@ class Handlers:
                 self.gateway.record(rid, route, principal, endpoint="embeddings", model=body.model, status=status,
                                     trace_id=tel.trace_id)  # fmt: skip
                 return response
+            if route.serving == "llm":  # a vLLM pooling model through Ray Serve LLM: vLLM answers
+                with upstream_time(request):
+                    response, (prompt_tokens, _), _ = await llm_route.answer(
+                        self.gateway, tel, route, body, endpoint="embeddings", rid=rid, priority="interactive",
+                        principal=principal, settle=lambda p, c: None)  # fmt: skip
+                return response
             texts = body.texts()
             vectors = await _result(route.embed.remote(texts, tel.carrier()), body.model)
             if body.dimensions is not None and vectors and len(vectors[0]) != body.dimensions:

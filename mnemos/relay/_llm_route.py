@@ -24,6 +24,8 @@ from mnemos.relay._telemetry import RequestTelemetry
 __all__ = ["answer"]
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_KINDS = {"chat": "chat", "completions": "completions", "embeddings": "embeddings"}
+"""The gateway's endpoint → ``ModelLLMServer.openai``'s request kind."""
 
 
 def _tokens(item: Any) -> tuple[int, int] | None:
@@ -41,8 +43,7 @@ async def answer(gateway: Gateway, tel: RequestTelemetry, route: ModelRoute, bod
         ``(response, (prompt_tokens, completion_tokens), handed_over)``: ``handed_over`` is true
         for a stream, whose telemetry, lineage and ``settle(prompt, completion)`` run when it ends.
     """
-    kind = "chat" if endpoint == "chat" else "completions"
-    stream = route.llm.remote(kind, body, priority, rid, tel.carrier())
+    stream = route.llm.remote(_KINDS[endpoint], body, priority, rid, tel.carrier())
     try:
         first = await stream.__anext__()
     except BaseException as exc:
@@ -51,7 +52,7 @@ async def answer(gateway: Gateway, tel: RequestTelemetry, route: ModelRoute, bod
             raise
         raise as_mnemos_error(exc, model=route.name) from None
     tel.first_token()
-    if not body.stream:
+    if not getattr(body, "stream", False):  # a JSON answer (embeddings are never streamed)
         tokens = (0, 0)
         async for item in stream:
             tokens = _tokens(item) or tokens

@@ -14,10 +14,11 @@ from typing import Any
 from ray.serve import Application
 from ray.serve.llm.deployment import LLMServer
 
+from mnemos._deps import require
 from mnemos.engram import Engram
 from mnemos.errors import BadRequestError, MnemosError, NotFoundError, UnavailableError, ValidationError
 from mnemos.genome import Model
-from mnemos.relay.llm import DEPLOYMENT_NAME, PRIORITY, Usage, needs_vllm
+from mnemos.relay.llm import DEPLOYMENT_NAME, PRIORITY, Usage
 from mnemos.relay.llm import llm_config as build_llm_config
 from mnemos.relay.model_status import artifact_digest
 
@@ -31,6 +32,8 @@ def _engine_error(error: Any) -> MnemosError:
     info = getattr(error, "error", error)
     message = str(getattr(info, "message", "") or "the engine refused the request")
     param = getattr(info, "param", None)
+    if param is None and "does not support the" in message:  # e.g. /v1/embeddings of a generating model
+        param = "model"
     code = int(getattr(info, "code", 500) or 500)
     if code == 404:
         return NotFoundError(message, param=param or "model")
@@ -69,11 +72,8 @@ def _usage_of(body: Any) -> Usage:
 
 
 def _protocol() -> Any:
-    try:
-        from ray.llm._internal.serve.core.configs import openai_api_models
-    except ImportError as exc:
-        raise needs_vllm(f"vLLM ({exc.name} is missing)") from None
-    return openai_api_models
+    return require("ray.llm._internal.serve.core.configs.openai_api_models", why="engine: vllm (Ray Serve LLM)",
+                   param="spec.runtime.engine")  # fmt: skip
 
 
 class ModelLLMServer(LLMServer):  # type: ignore[misc]
@@ -102,6 +102,17 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
         from mnemos.relay._llm_metrics import attach  # imports vLLM: here, not where the application is built
 
         attach(self.engine, self.model.name)  # vLLM's engine statistics on MNEMOS's /metrics
+        self.kind = await self._kind()
+
+    async def _kind(self) -> str:
+        """``embed`` for a pooling model (``engineKwargs: {runner: pooling}``), else ``generate``.
+
+        vLLM says which tasks the loaded model supports; the gateway routes ``/v1/embeddings`` to an
+        ``embed`` model and refuses it chat and completions (400 naming ``model``).
+        """
+        client = getattr(self.engine, "_engine_client", None)
+        tasks = await client.get_supported_tasks() if hasattr(client, "get_supported_tasks") else ("generate",)
+        return "embed" if "embed" in tasks and "generate" not in tasks else "generate"
 
     async def info(self) -> dict[str, Any]:
         """What the gateway and pipelines need to route to this model."""
@@ -111,7 +122,7 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
             "generation": self.model.generation,
             "engine": spec.runtime.engine,
             "serving": "llm",
-            "kind": "generate",
+            "kind": self.kind,
             "digest": self.digest,
             "max_tokens": spec.runtime.params.max_tokens,
         }
@@ -130,7 +141,8 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
             data["priority"] = PRIORITY.get(priority, 0)
             if data.get("stream") and force_usage:
                 data["stream_options"] = {**(data.get("stream_options") or {}), "include_usage": True}
-        data["request_id"] = request_id
+        if request_id:  # else vLLM makes one (an empty id would be shared by concurrent requests)
+            data["request_id"] = request_id
         from vllm.exceptions import VLLMClientError
 
         try:
@@ -194,6 +206,15 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
             if aclose is not None:
                 await aclose()
         yield usage
+
+    async def embed(self, texts: list[str], trace: dict[str, str] | None = None) -> list[list[float]]:
+        """One vector per text, for pipelines (``index`` steps, spaces): vLLM's ``/v1/embeddings``."""
+        body = b""
+        async for item in self.openai("embeddings", {"model": self.model.name, "input": list(texts)}, "batch",
+                                      headers=trace):  # fmt: skip
+            if isinstance(item, bytes):
+                body += item
+        return [list(d["embedding"]) for d in sorted(json.loads(body)["data"], key=lambda d: d["index"])]
 
     async def complete(self, payload: dict[str, Any]) -> tuple[str, str, int, int]:
         """A pipeline's generation (``infer`` steps): ``(text, finish_reason, prompt_tokens, completion_tokens)``.

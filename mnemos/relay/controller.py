@@ -29,7 +29,13 @@ from mnemos.engram import Engram
 from mnemos.errors import NotFoundError, UnavailableError
 from mnemos.genome import Model, Registry
 from mnemos.relay.model_server import APP_PREFIX, DEPLOYMENT_NAME, app_name, model_application
-from mnemos.relay.model_status import ModelStatusWriter, artifact_problem
+from mnemos.relay.model_status import (
+    ModelStatusWriter,
+    artifact_problem,
+    serve_applications,
+    serve_replicas,
+    with_replicas,
+)
 from mnemos.trace.events import publish as announce
 
 __all__ = ["CONTROLLER_NAME", "NAMESPACE", "RelayController", "ensure_controller", "get_controller"]
@@ -42,6 +48,8 @@ _WATCHER_TTL_S = 45.0
 _LOADED_TIMEOUT_S = 60.0
 _RETRY_MISSING_S = 5.0
 """How often a Model failed for a missing artifact is checked again (it turns Ready once the artifact exists)."""
+_REPLICA_POLL_S = 2.0
+"""How often Serve's live replica counts are read into the models' status (ready/desired replicas)."""
 
 logger = logging.getLogger("mnemos.relay")
 
@@ -80,6 +88,8 @@ class RelayController:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="relay-watch", daemon=True)
         self._thread.start()
+        self._replicas = threading.Thread(target=self._watch_replicas, name="relay-replicas", daemon=True)
+        self._replicas.start()
 
     # -- the gateway's side -------------------------------------------------------------------
     def routes(self) -> dict[str, Any]:
@@ -179,6 +189,8 @@ class RelayController:
         return all(v == self._version for v in self._live_watchers().values())
 
     def _publish(self, name: str, route: dict[str, Any] | None) -> None:
+        if route is not None:
+            route = with_replicas(route, self._live_replicas().get(route["app"]))
         with self._cond:
             if route is None:
                 if self._models.pop(name, None) is None:
@@ -191,6 +203,37 @@ class RelayController:
             self._cond.notify_all()
         self._statuses.write(name, route)
         announce("model.status", f"model/{name}", **(route or {"name": name, "status": "deleted"}))
+
+    @staticmethod
+    def _live_replicas() -> dict[str, tuple[int, int | None]]:
+        try:
+            return serve_replicas(DEPLOYMENT_NAME)
+        except Exception:  # noqa: BLE001 - Serve is not up (yet): no live counts
+            return {}
+
+    def _watch_replicas(self) -> None:
+        """Keep every model's ready/desired replicas equal to Serve's live counts (see ``model_status``)."""
+        while not self._stop.wait(_REPLICA_POLL_S):
+            with self._cond:
+                serving = any(r.get("status") in ("ready", "deploying") for r in self._models.values())
+            if not serving:
+                continue
+            counts = self._live_replicas()
+            changed = []
+            with self._cond:
+                for name, route in list(self._models.items()):
+                    updated = with_replicas(route, counts.get(route["app"]))
+                    if updated is not route:
+                        self._models[name] = updated
+                        changed.append((name, updated))
+                if changed:
+                    self._version += 1
+                    self._cond.notify_all()
+            for name, _ in changed:
+                with self._cond:
+                    current = self._models.get(name)  # a reconcile may have published since
+                if current is not None:
+                    self._statuses.write(name, current)
 
     def _genome(self) -> Any:
         from mnemos.genome.service import ensure
@@ -352,8 +395,8 @@ class RelayController:
         """Wait until ``app`` runs ``model``'s generation; returns the replica's ``info()``."""
         deadline = time.monotonic() + DEPLOY_TIMEOUT_S
         while True:
-            status = serve.status().applications.get(app)
-            state = str(getattr(status, "status", "NOT_STARTED"))
+            status = serve_applications().get(app) or {}
+            state = str(status.get("status") or "NOT_STARTED")
             if state.endswith("RUNNING"):
                 info = _running_info(serve, app)
                 if info is not None and info.get("generation") == model.generation:
@@ -361,7 +404,7 @@ class RelayController:
             elif state.endswith("DEPLOY_FAILED") or state.endswith("UNHEALTHY"):
                 raise RuntimeError(_failure_reason(status) or state)
             if time.monotonic() > deadline:
-                raise TimeoutError(f"not ready after {DEPLOY_TIMEOUT_S:.0f}s: {getattr(status, 'message', '')}")
+                raise TimeoutError(f"not ready after {DEPLOY_TIMEOUT_S:.0f}s: {status.get('message') or ''}")
             if self._changed[model.name].wait(0.25) or self._stop.is_set():
                 raise _Superseded()
 
@@ -375,14 +418,14 @@ def _application(model: Model, engram: Engram) -> Any:
     return model_application(model, engram)
 
 
-def _failure_reason(status: Any) -> str:
+def _failure_reason(status: dict[str, Any]) -> str:
     """The deployment's own error (its last traceback line), else the application's message."""
-    deployment = getattr(status, "deployments", {}).get(DEPLOYMENT_NAME)
-    message = str(getattr(deployment, "message", "") or "")
+    deployment = (status.get("deployments") or {}).get(DEPLOYMENT_NAME) or {}
+    message = str(deployment.get("message") or "")
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     if "Traceback" in message and lines:
         return lines[-1]
-    return message or str(getattr(status, "message", "") or "")
+    return message or str(status.get("message") or "")
 
 
 def _route(
@@ -429,17 +472,15 @@ def _created(model: Model) -> int:
 
 
 def _model_apps() -> list[str]:
-    from ray import serve
-
     try:
-        return [name for name in serve.status().applications if name.startswith(APP_PREFIX)]
+        return [name for name in serve_applications() if name.startswith(APP_PREFIX)]
     except Exception:  # noqa: BLE001 - Serve is not running
         return []
 
 
 def _running_info(serve: Any, app: str) -> dict[str, Any] | None:
-    status = serve.status().applications.get(app)
-    if status is None or not str(status.status).endswith("RUNNING"):
+    status = serve_applications().get(app)
+    if status is None or not str(status.get("status")).endswith("RUNNING"):
         return None
     try:
         return serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=app).info.remote().result(timeout_s=30)  # type: ignore[no-any-return]
@@ -449,7 +490,7 @@ def _running_info(serve: Any, app: str) -> dict[str, Any] | None:
 
 def _delete_app(serve: Any, app: str) -> None:
     try:
-        if app in serve.status().applications:
+        if app in serve_applications():
             serve.delete(app)
     except Exception:  # noqa: BLE001 - already gone, or Serve is down
         logger.warning("relay controller: deleting %s failed", app, exc_info=True)

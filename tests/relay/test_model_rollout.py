@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import ray
-from relay_support import MODEL_SERVER, Relay
+from relay_support import MODEL_SERVER, Relay, wait_until
 from tests_support import model_doc
 
 NAME = "rolling"
@@ -93,4 +93,33 @@ def test_generation_change_under_steady_traffic(relay: Relay, tiny_chat_ref: str
     assert served_meanwhile, (window, results[:20])
     card = httpx.get(f"{relay.url}/v1/models/{NAME}").json()
     assert card["mnemos"]["generation"] == first["generation"] + 1
-    relay.delete("Model", NAME)
+    # The model stays for test_status_counts_live_replicas (one replica starting costs seconds here).
+
+
+def test_status_counts_live_replicas(relay: Relay, tiny_chat_ref: str) -> None:
+    """READY/REPLICAS come from Serve, not the spec: a replica that dies shows as 0 of 1 ready until Serve
+    replaces it (the transformers runtime takes seconds to start), over HTTP, in ENGRAM and in `mnemos get model`."""
+    from mnemos.cli.resources import _model_row
+    from mnemos.relay.model_status import read_status
+
+    assert relay.apply(_doc("models/tiny-chat", 9))["models"][NAME]["status"] == "ready"  # as the test above left it
+
+    def card() -> dict[str, Any]:
+        return httpx.get(f"{relay.url}/v1/models/{NAME}", timeout=30).json()["mnemos"]["status"]  # type: ignore[no-any-return]
+
+    def when(read: Any, wanted: tuple[int, int]) -> Any:
+        record = read() or {}
+        return record if (record.get("ready_replicas"), record.get("desired_replicas")) == wanted else None
+
+    assert wait_until(lambda: when(card, (1, 1)), timeout=60)
+    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True)
+                if a["name"].startswith(f"SERVE_REPLICA::model-{NAME}#")]  # fmt: skip
+    assert len(replicas) == 1, replicas
+    ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=True)
+    try:
+        assert wait_until(lambda: when(card, (0, 1)), timeout=60, interval=0.05)["phase"] == "Ready"
+        record = wait_until(lambda: when(lambda: read_status(relay.client.engram, NAME), (0, 1)), 30, 0.05)
+        model = relay.client.get("Model", NAME)
+        assert _model_row(model, record)[3:5] == ("False", "0/1")  # READY, REPLICAS of `mnemos get model`
+    finally:
+        relay.delete("Model", NAME)

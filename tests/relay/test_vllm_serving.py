@@ -267,3 +267,42 @@ def test_missing_artifact_fails_with_reason_then_turns_ready(relay: Relay, tmp_p
     phases = [e["phase"] for e in read_events(relay.client.engram, name)]
     assert phases.index("Failed") < phases.index("Ready"), phases
     relay.delete("Model", name)
+
+
+@pytest.fixture(scope="module")
+def embedder(relay: Relay, gateway: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``tiny-embed``: the tiny Llama as a vLLM pooling model (``runner: pooling``) — a second engine."""
+    from mnemos.neuron.models import init_tiny, store_model
+
+    name = "tiny-embed"
+    folder = init_tiny(tmp_path_factory.mktemp("tiny-embed"), seed=0)
+    store_model(relay.client.engram, Path(folder), name)
+    doc = vllm_model(name)
+    doc["spec"]["runtime"]["params"] = {"dtype": "float32", "maxModelLen": 256,
+                                        "engineKwargs": {"runner": "pooling", "convert": "embed"}}  # fmt: skip
+    status = relay.apply(doc)["models"][name]
+    assert status["status"] == "ready" and status["kind"] == "embed", status
+    yield name
+    relay.delete("Model", name)
+
+
+@pytest.mark.slow  # a second vLLM engine: its start took 204 s on the shared 2-core machine (the first: 165 s)
+def test_embeddings_of_a_vllm_pooling_model(gateway: Any, embedder: str) -> None:
+    """``/v1/embeddings`` through the gateway (auth on) to vLLM's pooling runner; generation is refused."""
+    api = _client(gateway)
+    reply = api.embeddings.create(model=embedder, input=["the sea", "a long story about the sea"])  # base64
+    vectors = [d.embedding for d in reply.data]
+    assert [d.index for d in reply.data] == [0, 1] and len(vectors[0]) == len(vectors[1]) == 64  # hidden size
+    assert vectors[0] != vectors[1] and reply.usage.prompt_tokens > 0
+    floats = api.embeddings.create(model=embedder, input="the sea", encoding_format="float").data[0].embedding
+    assert floats == pytest.approx(vectors[0], rel=1e-4, abs=1e-5)  # the same vector either way
+    base, key = gateway
+    headers = {"Authorization": f"Bearer {key}"}
+    body = {"model": embedder, "input": "the sea"}
+    assert_openai_error(httpx.post(f"{base}/v1/embeddings", json=body), 401, type_="authentication_error")
+    empty = httpx.post(f"{base}/v1/embeddings", json={**body, "input": []}, headers=headers)
+    assert_openai_error(empty, 422, param="input", type_=empty.json()["error"]["type"])
+    chat = httpx.post(f"{base}/v1/chat/completions", json={"model": embedder, "messages": _ask()}, headers=headers)
+    assert_openai_error(chat, 400, param="model", type_=chat.json()["error"]["type"])
+    generator = httpx.post(f"{base}/v1/embeddings", json={**body, "model": MODEL}, headers=headers, timeout=60)
+    assert 400 <= generator.status_code < 500, generator.text  # a generating model has no embeddings
