@@ -44,7 +44,7 @@ test: $(STAMP) helm sysdeps
 
 # What `make test` leaves out: tests that start a second vLLM engine (minutes each on 2 CPU cores).
 test-slow: $(STAMP) helm sysdeps
-	OMP_NUM_THREADS=1 $(PY) -m pytest -m slow $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -m extra_engine $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mnemos tests benchmarks

@@ -25,13 +25,13 @@ S3_REGION = "us-west-2"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``slow`` (a second vLLM engine on 2 CPU cores: minutes) run only when asked,
-    with ``-m slow`` (``make test-slow``); skipped here before their fixtures start anything."""
-    if "slow" in (config.getoption("-m") or ""):
+    """Tests marked ``extra_engine`` (a second vLLM engine: minutes on 2 CPU cores) run only when
+    asked, with ``-m extra_engine`` (``make test-slow``); skipped here before their fixtures start."""
+    if "extra_engine" in (config.getoption("-m") or ""):
         return
-    skip = pytest.mark.skip(reason="slow (a second vLLM engine on CPU): run with `make test-slow` or -m slow")
+    skip = pytest.mark.skip(reason="starts a second vLLM engine on CPU: run with `make test-slow`")
     for item in items:
-        if "slow" in item.keywords:
+        if "extra_engine" in item.keywords:
             item.add_marker(skip)
 
 

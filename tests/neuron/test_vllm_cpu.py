@@ -51,7 +51,7 @@ def _assert_vllm(seen: dict) -> None:
 
 
 @pytest.mark.vllm
-@pytest.mark.slow
+@pytest.mark.extra_engine
 @pytest.mark.timeout(480)
 def test_vllm_runtime_chat_on_cpu(tiny_model_dir: Path) -> None:
     """A second vLLM engine on CPU (serving is covered by test_vllm_serving): ``-m slow`` only."""

@@ -98,7 +98,8 @@ def _policy(name: str, rps: int) -> dict[str, Any]:
         "apiVersion": "genome.mnemos.dev/v1",
         "kind": "Policy",
         "metadata": {"name": name},
-        "spec": {"rateLimit": {"requestsPerSecond": rps, "burst": rps}},
+        # one principal only: the registry is shared with the limits tests of this session
+        "spec": {"rateLimit": {"requestsPerSecond": rps, "burst": rps, "principals": ["events-tests"]}},
     }
 
 

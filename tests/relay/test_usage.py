@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -106,8 +107,11 @@ def test_token_create_sets_limits_and_team(governed: Relay, capsys: Any, monkeyp
     assert record.limits == {"rpm": 60, "tpm": 1000, "budget": {"amount": 5.0, "window": "1d"}}
     code, out, err = _cli([*create, "--api-key", "--rpm", "0"], env, capsys, monkeypatch)
     assert code == 2 and "limits.rpm" in err and "Traceback" not in err
-    code, out, err = _cli([*create, "--rpm", "5"], env, capsys, monkeypatch)
-    assert code == 2 and "--api-key" in err
+    code, out, err = _cli([*create, "--team", "red", "--rpm", "5"], env, capsys, monkeypatch)  # a JWT: in its claims
+    assert code == 0, err
+    payload = out.strip().split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["team"] == "red" and claims["lim"] == {"rpm": 5}, claims
 
 
 def test_exact_match_cache_opt_in(governed: Relay) -> None:

@@ -286,7 +286,7 @@ def embedder(relay: Relay, gateway: Any, tmp_path_factory: pytest.TempPathFactor
     relay.delete("Model", name)
 
 
-@pytest.mark.slow  # a second vLLM engine: its start took 204 s on the shared 2-core machine (the first: 165 s)
+@pytest.mark.extra_engine  # a second vLLM engine: its start took 204 s on the shared 2-core machine (the first: 165 s)
 def test_embeddings_of_a_vllm_pooling_model(gateway: Any, embedder: str) -> None:
     """``/v1/embeddings`` through the gateway (auth on) to vLLM's pooling runner; generation is refused."""
     api = _client(gateway)
