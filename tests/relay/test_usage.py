@@ -128,6 +128,8 @@ def test_exact_match_cache_opt_in(governed: Relay) -> None:
         assert hits and all(a.json()["choices"] == answers[0].json()["choices"] for a in hits)
         sampled = [http.post("/v1/chat/completions", json={**body, "temperature": 0.7}) for _ in range(3)]
         assert not any(a.headers.get("x-mnemos-cache") for a in sampled)  # temperature > 0: never cached
-    metrics = wait_until(lambda: "mnemos_relay_cache_total" in (t := httpx.get(
-        f"{governed.url}/metrics", headers=headers, timeout=30).text) and t, timeout=30)  # fmt: skip
-    assert f'model="{model}",result="hit"' in metrics
+    # Each replica counts its own hits: scrape until the one that served a hit answers /metrics.
+    hit = f'model="{model}",result="hit"'
+    metrics = wait_until(lambda: hit in (t := httpx.get(f"{governed.url}/metrics", headers=headers,
+                                                        timeout=30).text) and t, timeout=30)  # fmt: skip
+    assert "mnemos_relay_cache_total" in metrics and hit in metrics
