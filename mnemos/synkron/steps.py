@@ -200,7 +200,10 @@ def _python_step(ctx: dict[str, Any], workdir: Path) -> dict[str, Any]:
     fn = _import_call(step["call"], ctx.get("base_dir"))
     params = _substitute(dict(step.get("params") or {}), _materialize(ctx, workdir))
     context = StepContext(ctx, workdir)
-    accepted = inspect.signature(fn).parameters
+    try:
+        accepted = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin without a signature (``builtins:dict``): no ``ctx``
+        accepted = {}
     if "ctx" in accepted:
         params["ctx"] = context
     try:

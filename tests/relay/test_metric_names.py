@@ -77,7 +77,8 @@ def _traffic(relay: Relay, folder: Path) -> None:
     }  # fmt: skip
     path = folder / "metric-names.yaml"
     path.write_text(yaml.safe_dump(pipeline))
-    relay.client.pipelines.run(str(path), progress=False, timeout=240)
+    run = relay.client.pipelines.run(str(path), progress=False, timeout=240)
+    assert run.status() == "succeeded", run.state().get("error")
     engram = relay.client.engram  # an artifact written and read back (ENGRAM's blob operations)
     assert engram.get(engram.put(b"metric names")) == b"metric names"
 
