@@ -4,7 +4,7 @@
 
 A missing package is a ``MissingDependencyError`` (HTTP 501, CLI exit 9) that says which extra of
 ``mnemos`` installs it, e.g. ``pip install 'mnemos[vault]'``. Where a missing package only turns a
-feature off (no OpenTelemetry context, not in a notebook), ``optional`` answers ``None`` instead.
+feature off (not in a notebook), ``optional`` answers ``None`` instead.
 
 This is the one place that catches ``ImportError`` for third-party packages: a new optional
 dependency gets a row in ``EXTRAS``, not a ``try/except`` of its own. (Imports of user code, such as
@@ -75,7 +75,7 @@ def require(module: str, *, why: str = "", param: str | None = None) -> ModuleTy
 
 def optional(module: str) -> ModuleType | None:
     """Import ``module`` if it is installed, else ``None``: for packages whose absence only turns a
-    convenience off (``IPython`` for notebook progress bars, ``opentelemetry`` for trace ids)."""
+    convenience off (``IPython`` for notebook progress bars, the click that some typer versions vendor)."""
     try:
         return importlib.import_module(module)
     except ImportError:

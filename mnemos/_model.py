@@ -11,7 +11,7 @@ from pydantic.alias_generators import to_camel
 
 from mnemos.errors import ValidationError
 
-__all__ = ["CoreModel", "Duration", "to_validation_error"]
+__all__ = ["POSITIVE_DURATION_PATTERN", "CoreModel", "Duration", "positive_duration_schema", "to_validation_error"]
 
 
 class CoreModel(BaseModel):
@@ -35,6 +35,8 @@ class CoreModel(BaseModel):
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+POSITIVE_DURATION_PATTERN = r"^\s*(\d*[1-9]\d*(\.\d+)?|\d+\.\d*[1-9]\d*)\s*(ms|s|m|h|d)?\s*$"
+"""A duration string above zero (``30s``, ``1.5h``), for published schemas (``_DURATION`` also takes 0)."""
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
@@ -47,6 +49,12 @@ def _parse_duration(value: Any) -> Any:
             return float(match.group(1)) * _UNITS[match.group(2)]
         raise ValueError(f"{value!r} is not a duration: use a number of seconds or '500ms', '30s', '5m', '1h', '1d'")
     return value
+
+
+def positive_duration_schema() -> list[dict[str, Any]]:
+    """The JSON Schema ``anyOf`` of an optional positive ``Duration``: seconds, a string, or null."""
+    return [{"type": "number", "exclusiveMinimum": 0}, {"type": "string", "pattern": POSITIVE_DURATION_PATTERN},
+            {"type": "null"}]  # fmt: skip
 
 
 def _format_duration(seconds: float) -> str:

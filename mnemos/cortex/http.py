@@ -37,7 +37,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 from pydantic import ValidationError as PydanticValidationError
 
-from mnemos._model import to_validation_error
+from mnemos._model import positive_duration_schema, to_validation_error
 from mnemos.cortex.job import _JOB_ID, JobOptions
 from mnemos.errors import (
     BadRequestError,
@@ -48,6 +48,7 @@ from mnemos.errors import (
     UnavailableError,
     ValidationError,
 )
+from mnemos.genome import NAME_PATTERN
 from mnemos.neuron.codec import REFERENCE, validate_reference
 from mnemos.trace.telemetry import SpanKind, inject, span
 
@@ -66,7 +67,7 @@ _SUBMIT_ERRORS = {400: {"description": "the body is not a JSON object"},
                   422: {"description": "a field failed validation"}}  # fmt: skip
 _JOB_STATUSES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled", "dead")
 _handle: Any = None
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_NAME = re.compile(NAME_PATTERN)
 
 
 class JobCall(JobOptions):
@@ -283,11 +284,7 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
     # What job_spec accepts: a registered Function's name, or module:function
     call_schema["properties"]["function"]["pattern"] = f"({_NAME.pattern})|({REFERENCE.pattern})"
     call_schema["properties"]["id"]["anyOf"][0]["pattern"] = _JOB_ID.pattern  # JobOptions' id validator
-    call_schema["properties"]["timeout"]["anyOf"] = [  # a positive Duration: seconds or "30s", "5m", "1h"
-        {"type": "number", "exclusiveMinimum": 0},
-        {"type": "string", "pattern": r"^\s*(\d*[1-9]\d*(\.\d+)?|\d+\.\d*[1-9]\d*)\s*(ms|s|m|h|d)?\s*$"},
-        {"type": "null"},
-    ]
+    call_schema["properties"]["timeout"]["anyOf"] = positive_duration_schema()  # seconds or "30s", "5m", "1h"
     body = {"requestBody": {"required": True, "content": {"application/json": {"schema": call_schema}}}}
 
     @api.post("/v1/jobs", openapi_extra={**_SUBMIT, **body}, responses=_SUBMIT_ERRORS)

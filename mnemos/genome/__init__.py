@@ -1,6 +1,6 @@
 """GENOME: resource schemas and the versioned, admission-checked registry."""
 
-from mnemos.genome._base import ObjectMeta, Resource
+from mnemos.genome._base import NAME_PATTERN, ObjectMeta, Resource
 from mnemos.genome.adapter import Adapter
 from mnemos.genome.admission import admit
 from mnemos.genome.function import Function
@@ -12,6 +12,7 @@ from mnemos.genome.registry import ApplyResult, Registry
 
 __all__ = [
     "KINDS",
+    "NAME_PATTERN",
     "Adapter",
     "ApplyResult",
     "Function",

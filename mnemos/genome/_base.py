@@ -9,7 +9,9 @@ from pydantic import Field, field_validator
 
 from mnemos._model import CoreModel
 
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+"""A resource name (``metadata.name``): DNS-1123, as Kubernetes names."""
+_NAME = re.compile(NAME_PATTERN)
 
 
 class ObjectMeta(CoreModel):

@@ -21,6 +21,7 @@ from mnemos.config import Settings
 from mnemos.engram import Engram
 from mnemos.errors import BadRequestError, UnavailableError
 from mnemos.relay._errors import ModelNotFoundError
+from mnemos.relay._metering import Meter
 from mnemos.relay.adapters import AdapterRouter
 from mnemos.relay.model_status import status_record
 from mnemos.trace.lineage import LineageWriter, request_event
@@ -95,8 +96,6 @@ class Gateway:
         self._lineage: Any = None
         self._records: list[tuple[float, str, ModelRoute | str, Any, dict[str, Any]]] = []
         self._model_nodes: set[str] = set()
-        from mnemos.relay._metering import Meter
-
         self.meter = Meter(self)  # limits, budgets, usage and the response cache of this replica
 
     async def start(self) -> None:

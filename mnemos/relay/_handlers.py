@@ -19,7 +19,7 @@ from mnemos.relay import _responses as out
 from mnemos.relay._edge import EdgeSeam
 from mnemos.relay._errors import as_mnemos_error
 from mnemos.relay._gateway import Gateway, ModelRoute
-from mnemos.relay._metering import Meter, upstream_time
+from mnemos.relay._metering import upstream_time
 from mnemos.relay._telemetry import RequestTelemetry
 from mnemos.relay.openai_schema import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
@@ -104,10 +104,10 @@ async def _nothing() -> AsyncIterator[Chunk]:
 class Handlers:
     """The OpenAI endpoints over one replica's ``Gateway`` and edge seam."""
 
-    def __init__(self, gateway: Gateway, edge: EdgeSeam, meter: Meter | None = None) -> None:
+    def __init__(self, gateway: Gateway, edge: EdgeSeam) -> None:
         self.gateway = gateway
         self.edge = edge
-        self.meter = meter or gateway.meter
+        self.meter = gateway.meter
 
     async def generate(
         self, request: Request, body: ChatCompletionRequest | CompletionRequest, endpoint: str

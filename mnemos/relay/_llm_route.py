@@ -24,8 +24,6 @@ from mnemos.relay._telemetry import RequestTelemetry
 __all__ = ["answer"]
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-_KINDS = {"chat": "chat", "completions": "completions", "embeddings": "embeddings"}
-"""The gateway's endpoint → ``ModelLLMServer.openai``'s request kind."""
 
 
 def _tokens(item: Any) -> tuple[int, int] | None:
@@ -43,7 +41,7 @@ async def answer(gateway: Gateway, tel: RequestTelemetry, route: ModelRoute, bod
         ``(response, (prompt_tokens, completion_tokens), handed_over)``: ``handed_over`` is true
         for a stream, whose telemetry, lineage and ``settle(prompt, completion)`` run when it ends.
     """
-    stream = route.llm.remote(_KINDS[endpoint], body, priority, rid, tel.carrier())
+    stream = route.llm.remote(endpoint, body, priority, rid, tel.carrier())
     try:
         first = await stream.__anext__()
     except BaseException as exc:

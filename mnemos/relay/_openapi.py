@@ -13,12 +13,14 @@ Two pieces, both built from the app's own OpenAPI document so that they cannot d
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
 from fastapi import FastAPI
 from pydantic_core import to_json
 
+from mnemos.relay._edge import _route_path
 from mnemos.relay.openai_schema import ErrorResponse
 
 __all__ = ["MethodGuard", "complete_openapi"]
@@ -99,14 +101,13 @@ def complete_openapi(app: FastAPI, public_paths: frozenset[str], auth: bool) -> 
         if auth:
             schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
             schemes["bearer"] = {"type": "http", "scheme": "bearer", "description": "A SOUL token (JWT) or API key."}
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
         error = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, sub in error.pop("$defs", {}).items():
-            components.setdefault(name, sub)
-        components.setdefault("ErrorResponse", error)
+            models.setdefault(name, sub)
+        models.setdefault("ErrorResponse", error)
         for unused in ("HTTPValidationError", "ValidationError"):
-            if unused in components and unused not in to_json(schema.get("paths", {})).decode():
-                del components[unused]
+            if unused in models and unused not in to_json(schema.get("paths", {})).decode():
+                del models[unused]
         app.openapi_schema = schema
         return schema
 
@@ -166,8 +167,10 @@ class MethodGuard:
         self.app = app
         self._openapi = openapi
         self._templates: list[_Template] | None = None
+        # Every request asks: remembered per path (routes are fixed), bounded against random paths.
+        self.allowed = functools.lru_cache(maxsize=4096)(self._allowed)
 
-    def allowed(self, path: str) -> set[str] | None:
+    def _allowed(self, path: str) -> frozenset[str] | None:
         """The methods declared for ``path`` (None: no operation lives there)."""
         if self._templates is None:
             self._templates = _templates(self._openapi())
@@ -179,15 +182,13 @@ class MethodGuard:
                     matched = True
                     methods |= template.methods
             if matched:
-                return methods
+                return frozenset(methods)
         return None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        from mnemos.relay._edge import _route_path
-
         method = scope["method"]
         allowed = self.allowed(_route_path(scope))
         if allowed is None or method in allowed or (method == "HEAD" and "GET" in allowed):

@@ -45,7 +45,7 @@ from mnemos._model import CoreModel
 from mnemos.config import Settings
 from mnemos.engram import Engram
 from mnemos.errors import BadRequestError, MnemosError, NotFoundError, UnavailableError, ValidationError
-from mnemos.genome import KINDS, Registry, Resource, json_schema, parse_resource
+from mnemos.genome import KINDS, NAME_PATTERN, Registry, Resource, json_schema, parse_resource
 from mnemos.genome.registry import plural_of
 from mnemos.relay._edge import VERB_KEY
 from mnemos.relay._errors import unwrap
@@ -54,7 +54,7 @@ from mnemos.soul.rbac import verbs_of
 
 __all__ = ["ResourceList", "SearchRequest", "SecretValue", "build_router"]
 
-_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+_NAME = NAME_PATTERN
 _GROUP = r"^[a-z0-9]([-a-z0-9.]{0,62}[a-z0-9])?$"
 _VERSION = r"^v[0-9]+([a-z]+[0-9]*)?$"
 _PLURAL = r"^[a-z]{1,63}$"

@@ -135,7 +135,7 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
         raise ModelNotFoundError(f"The model `{model_id}` does not exist", param="model")
 
     meter = gateway.meter
-    handlers = Handlers(gateway, edge, meter)
+    handlers = Handlers(gateway, edge)
     app.state.meter = meter
 
     @app.post("/v1/chat/completions", tags=["openai"], response_model=ChatCompletion, responses=_ERRORS,

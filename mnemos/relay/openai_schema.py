@@ -36,13 +36,13 @@ __all__ = [
 ]
 
 _MAX_STOP = 4
+_MAX_N = 16
 
 
 def _strings(min_items: int, max_items: int) -> Any:
     """A ``list[str]`` whose published schema states the bounds its validator checks (with its own message)."""
     schema = {"type": "array", "items": {"type": "string"}, "minItems": min_items, "maxItems": max_items}
     return Annotated[list[str], WithJsonSchema(schema)]
-_MAX_N = 16
 
 
 class _Request(BaseModel):

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from mnemos._model import POSITIVE_DURATION_PATTERN
 from mnemos.errors import PermissionDeniedError, ValidationError
 from mnemos.relay import _responses as out
 
@@ -22,8 +23,7 @@ __all__ = ["GROUPS", "aggregate", "build_router"]
 
 GROUPS = ("principal", "team", "model")
 _READ_ALL = frozenset({"admin", "operator"})
-# What the validators below accept, published in /openapi.json (a positive duration; a list of GROUPS).
-_WINDOW = r"^\s*(\d*[1-9]\d*(\.\d+)?|\d+\.\d*[1-9]\d*)\s*(ms|s|m|h|d)?\s*$"
+# What the validators below accept, published in /openapi.json (window: POSITIVE_DURATION_PATTERN).
 _GROUP = "(principal|team|model)"
 _GROUP_BY = rf"^ *{_GROUP} *(, *{_GROUP} *)*$"
 
@@ -87,7 +87,8 @@ def build_router(admit: Callable[[Request, str], Awaitable[Any]], actor: Callabl
                            422: {"description": "window or group_by is malformed"}})  # fmt: skip
     async def usage(request: Request, principal: str | None = None, team: str | None = None,
                     model: str | None = None,
-                    window: str = Query("24h", pattern=_WINDOW, description="A positive duration: 1h, 24h, 30d."),
+                    window: str = Query("24h", pattern=POSITIVE_DURATION_PATTERN,
+                                        description="A positive duration: 1h, 24h, 30d."),
                     group_by: str = Query("principal,team,model", pattern=_GROUP_BY,
                                           description="Comma-separated: principal, team, model."),
                     ) -> Response:  # fmt: skip

@@ -221,7 +221,7 @@ class EdgeGuard:
         if self._limiter is None:
             from mnemos.soul.ratelimit import default_limiter
 
-            self._limiter = default_limiter()
+            self._limiter = default_limiter(self.engram)
         return self._limiter
 
     def _load_limit_rules(self) -> list[LimitRule]:

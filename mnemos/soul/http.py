@@ -32,7 +32,7 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mnemos._model import CoreModel, Duration, to_validation_error
+from mnemos._model import CoreModel, Duration, positive_duration_schema, to_validation_error
 from mnemos.errors import (
     BadRequestError,
     MnemosError,
@@ -44,6 +44,7 @@ from mnemos.errors import (
 from mnemos.genome.metering import UsageLimits
 from mnemos.soul.edge import EdgeGuard
 from mnemos.soul.identity import Principal
+from mnemos.soul.limits import check_key_limits
 from mnemos.soul.rbac import check_role, check_scopes, verbs_of
 
 __all__ = [
@@ -127,8 +128,6 @@ def check_mint_scope(principal: Principal, body: TokenCreate) -> tuple[str, dict
         PermissionDeniedError: another team than the caller's, or limits above the caller's own.
         ValidationError: a bad team name or limits value (names ``team``, ``limits.rpm`` …).
     """
-    from mnemos.soul.limits import check_key_limits
-
     team = body.team
     if principal.team:
         if team and team != principal.team:
@@ -220,9 +219,7 @@ def _token_body() -> dict[str, Any]:
     schema["$defs"]["Budget"]["properties"]["window"].pop("exclusiveMinimum", None)
     schema["properties"]["scopes"]["items"] = {"enum": sorted(VERBS)}
     # Duration: seconds, or a string such as "1h" (a JWT's at most soul.policies.maxTokenTTL: else 422)
-    positive = r"^\s*(\d*[1-9]\d*(\.\d+)?|\d+\.\d*[1-9]\d*)\s*(ms|s|m|h|d)?\s*$"
-    schema["properties"]["ttl"]["anyOf"] = [{"type": "number", "exclusiveMinimum": 0},
-                                            {"type": "string", "pattern": positive}, {"type": "null"}]  # fmt: skip
+    schema["properties"]["ttl"]["anyOf"] = positive_duration_schema()
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 

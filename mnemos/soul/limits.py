@@ -136,7 +136,7 @@ class Governor:
         if self._limiter is None:
             from mnemos.soul.ratelimit import default_limiter
 
-            self._limiter = default_limiter()
+            self._limiter = default_limiter(self.engram)
         return self._limiter
 
     @property

@@ -83,11 +83,14 @@ class SharedRateLimiter:
     Args:
         actor: the ``ratelimit`` actor handle (default: get or create it).
         lease_s: a lease holds about this many seconds' worth of the rate.
-        lease_ttl_s: unused leased tokens are dropped after this long.
+        lease_ttl_s: unused leased tokens go back to the shared bucket after this long.
+        engram: where the actor keeps its usage ledger, should this limiter be the one to create it.
     """
 
-    def __init__(self, actor: Any = None, *, lease_s: float = 0.1, lease_ttl_s: float = 1.0) -> None:
+    def __init__(self, actor: Any = None, *, lease_s: float = 0.1, lease_ttl_s: float = 1.0,
+                 engram: Any = None) -> None:  # fmt: skip
         self._actor = actor
+        self.engram = engram
         self.lease_s = lease_s
         self.lease_ttl_s = lease_ttl_s
         self._leases: dict[str, _Lease] = {}
@@ -96,7 +99,7 @@ class SharedRateLimiter:
     @property
     def actor(self) -> Any:
         if self._actor is None:
-            self._actor = ensure()
+            self._actor = ensure(None, self.engram)
         return self._actor
 
     def lease_size(self, rate: float, burst: int) -> int:
@@ -186,8 +189,10 @@ def ensure(settings: Any = None, engram: Any = None) -> Any:
     ).remote(engram)
 
 
-def default_limiter() -> SharedRateLimiter | LocalRateLimiter:
-    """Shared buckets when this process is connected to Ray, else local ones."""
+def default_limiter(engram: Any = None) -> SharedRateLimiter | LocalRateLimiter:
+    """Shared buckets when this process is connected to Ray, else local ones. ``engram``: where the
+    ``ratelimit`` actor keeps its usage ledger if this process is the first to need it (whichever
+    caller creates the actor decides, so every caller that has the platform's ENGRAM passes it)."""
     import ray
 
-    return SharedRateLimiter() if ray.is_initialized() else LocalRateLimiter()
+    return SharedRateLimiter(engram=engram) if ray.is_initialized() else LocalRateLimiter()

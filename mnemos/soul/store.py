@@ -22,6 +22,7 @@ from mnemos.errors import NotFoundError, ValidationError
 from mnemos.soul._audit import audit, local_actor
 from mnemos.soul.apikeys import APIKEYS_PREFIX, ApiKeyRecord, hash_secret, new_api_key
 from mnemos.soul.keys import KeyRing
+from mnemos.soul.limits import check_key_limits
 from mnemos.soul.rbac import check_role, check_scopes
 from mnemos.soul.tokens import issue_token
 
@@ -68,11 +69,7 @@ def _checked(team: str, limits: dict[str, Any] | None) -> dict[str, Any] | None:
     """The credential's team checked and its limits validated (``limits.rpm`` … named when bad)."""
     if team:
         check_name(team, "team")
-    if not limits:
-        return None
-    from mnemos.soul.limits import check_key_limits
-
-    return check_key_limits(limits)
+    return check_key_limits(limits) if limits else None
 
 
 class IdentityStore:

@@ -36,12 +36,12 @@ from pydantic import ValidationError as PydanticValidationError
 from mnemos._model import CoreModel, to_validation_error
 from mnemos.config import Settings, load_settings
 from mnemos.errors import BadRequestError, MnemosError, NotFoundError, PermissionDeniedError, ValidationError
+from mnemos.genome import NAME_PATTERN
 
 __all__ = ["RunRequest", "build_router", "check_caller_params", "check_run_owner", "router"]
 
 _SUBMIT = {"x-mnemos-verb": "submit"}
 _READ = {"x-mnemos-verb": "read-artifacts"}
-_PIPELINE = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"  # a resource name (DNS-1123)
 # Statuses of the routes themselves (RELAY's edge adds 401/403/429 and the error body's schema).
 _READ_ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "no such pipeline or run (or not the caller's)"},
                                                  422: {"description": "a field failed validation"}}  # fmt: skip
@@ -172,7 +172,7 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
 
     @router.post("/v1/pipelines/{name}/runs", status_code=202, openapi_extra={**_SUBMIT, **run_body},
                  responses=_WRITE_ERRORS)  # fmt: skip
-    async def start_run(request: Request, name: str = Path(..., json_schema_extra={"pattern": _PIPELINE}),
+    async def start_run(request: Request, name: str = Path(..., json_schema_extra={"pattern": NAME_PATTERN}),
                         principal: Any = caller) -> JSONResponse:  # fmt: skip
         """Start a run of the registered pipeline ``name``."""
         try:
@@ -202,11 +202,11 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
         return await call(start, 202)
 
     @router.get("/v1/pipelines/{name}/runs", openapi_extra=_READ, responses=_READ_ERRORS)
-    async def list_runs(name: str = Path(..., json_schema_extra={"pattern": _PIPELINE}),
+    async def list_runs(name: str = Path(..., json_schema_extra={"pattern": NAME_PATTERN}),
                         principal: Any = caller) -> JSONResponse:  # fmt: skip
-        if re.match(_PIPELINE, name) is None:
-            return _error(ValidationError(f"name: {name[:80]!r} is not a pipeline name (DNS-1123)", param="name"))
         """Recent runs of a pipeline, newest first (a developer's own only)."""
+        if re.match(NAME_PATTERN, name) is None:
+            return _error(ValidationError(f"name: {name[:80]!r} is not a pipeline name (DNS-1123)", param="name"))
         if _role(principal) != "developer":
             return await call(lambda: {"object": "list", "data": client().pipelines.list(name)})
         me = _subject(principal)
