@@ -154,6 +154,32 @@ def test_no_credential_mints_above_itself(gateway: Gateway) -> None:
     assert mint("admin", role="viewer", ttl="1h").status_code == 201  # the positive control
 
 
+def test_team_and_limits_are_minted_only_by_identity_managers_and_within_their_own(gateway: Gateway) -> None:
+    body = {"name": "self-limits", "role": "viewer", "apiKey": True, "team": "blue", "limits": {"rpm": 100_000}}
+
+    def mint(who: str, **changes: Any) -> httpx.Response:
+        return gateway.call("POST", "/v1/tokens", who, json={**body, **changes})
+
+    for who in ("developer", "viewer"):  # a key of one's own with another team or more requests
+        _status(mint(who), 403, "manage-identities")
+    capped = gateway.store.create_api_key("capped-admin", "admin", team="red", limits={"rpm": 60}).secret
+    _status(mint(capped, limits={"rpm": 60}), 403, "team")  # another team than the caller's
+    _status(mint(capped, team="red"), 403, "limits.rpm")  # more than the caller holds
+    _status(mint(capped, team="red", limits={"rpm": None}), 403, "limits.rpm")  # null is not unlimited
+    assert not [c for c in gateway.store.list() if c["name"] == "self-limits"]  # nothing half-made
+    ok = mint(capped, team="red", limits={"rpm": 30})  # the positive control
+    assert ok.status_code == 201, ok.text
+
+
+def test_node_addresses_are_shown_to_operators_only(gateway: Gateway) -> None:
+    for who in ("developer", "viewer"):
+        status = gateway.call("GET", "/v1/status", who)
+        assert status.status_code == 200, status.text
+        nodes = status.json()["nodes"]
+        assert nodes and all("address" not in n for n in nodes), nodes
+    assert all(n["address"] for n in gateway.call("GET", "/v1/status", "operator").json()["nodes"])
+
+
 def test_metrics_are_public_by_default_and_protected_with_the_setting(gateway: Gateway) -> None:
     assert gateway.call("GET", "/metrics").status_code == 200  # trace.metricsAuth is off here
     from fastapi import FastAPI, HTTPException
