@@ -6,7 +6,9 @@ A status record (``status/models/<name>.json`` in ENGRAM, and in the gateway's r
      ready_replicas, desired_replicas, updated, conditions: [{type, status, reason, message, at}]}
 
 ``phase`` is ``Pending`` (applied, not reconciled yet), ``Deploying``, ``Ready``, ``Failed`` or
-``Stopped`` (``replicas: 0``). ``ready_replicas``/``desired_replicas`` are Serve's live counts
+``Stopped`` (``replicas: 0``); a deployed Model whose replicas all died (a node went away) is
+``Deploying`` (reason ``NoReadyReplica``) until Serve has replaced one, and one with fewer running
+than desired stays ``Ready`` with reason ``ReplicasUnavailable``. ``ready_replicas``/``desired_replicas`` are Serve's live counts
 (:func:`serve_replicas`: RUNNING replicas and the deployment's target, which autoscaling moves),
 refreshed by the relay controller every few seconds, not copied from the spec. ``reason`` is one
 word (``ArtifactMissing``, ``DeployFailed``, ``Rolling`` …) and ``message`` says what to do. Each
@@ -153,11 +155,18 @@ def status_record(name: str, route: dict[str, Any] | None) -> dict[str, Any]:
     phase = PHASES.get(str(route.get("status")), "Pending")
     desired = route.get("desired_replicas")
     ready = int(route.get("ready_replicas") or 0)
+    reason, message = route.get("reason"), route.get("message")
+    if phase == "Ready" and desired and ready < desired:
+        # Deployed, but Serve has fewer replicas running than it wants (one died, a node went away):
+        # with none left nothing answers until Serve replaces them, so the model is not Ready.
+        reason = "NoReadyReplica" if ready == 0 else "ReplicasUnavailable"
+        message = f"{ready} of {desired} replicas are running; Serve is starting the others"
+        phase = "Deploying" if ready == 0 else phase
     return {
         "name": name,
         "phase": phase,
-        "reason": route.get("reason"),
-        "message": route.get("message"),
+        "reason": reason,
+        "message": message,
         "generation": route.get("generation"),
         "served_generation": route.get("generation") if phase == "Ready" else None,
         "digest": route.get("digest"),

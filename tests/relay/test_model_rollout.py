@@ -117,9 +117,12 @@ def test_status_counts_live_replicas(relay: Relay, tiny_chat_ref: str) -> None:
     assert len(replicas) == 1, replicas
     ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=True)
     try:
-        assert wait_until(lambda: when(card, (0, 1)), timeout=60, interval=0.05)["phase"] == "Ready"
+        status = wait_until(lambda: when(card, (0, 1)), timeout=60, interval=0.05)
+        assert (status["phase"], status["reason"]) == ("Deploying", "NoReadyReplica"), status  # not Ready: none runs
         record = wait_until(lambda: when(lambda: read_status(relay.client.engram, NAME), (0, 1)), 30, 0.05)
         model = relay.client.get("Model", NAME)
-        assert _model_row(model, record)[3:5] == ("False", "0/1")  # READY, REPLICAS of `mnemos get model`
+        assert _model_row(model, record)[3:] == ("False", "0/1", "NoReadyReplica")  # READY, REPLICAS, REASON
+        status = wait_until(lambda: when(card, (1, 1)), timeout=120)  # Serve replaced it
+        assert (status["phase"], status["reason"]) == ("Ready", "Ready"), status
     finally:
         relay.delete("Model", NAME)

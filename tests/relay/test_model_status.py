@@ -1,0 +1,34 @@
+"""The phase a Model's status record shows for Serve's live replica counts (no cluster: the record is pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mnemos.relay.model_status import status_record, with_replicas
+
+
+@pytest.mark.parametrize(
+    ("ready", "desired", "phase", "reason"),
+    [
+        (1, 1, "Ready", "Ready"),
+        (2, 2, "Ready", "Ready"),
+        (1, 2, "Ready", "ReplicasUnavailable"),  # still serving on the replica that is left
+        (0, 1, "Deploying", "NoReadyReplica"),  # the only replica died: not Ready until Serve replaces it
+        (0, 3, "Deploying", "NoReadyReplica"),
+    ],
+)
+def test_phase_follows_running_replicas(ready: int, desired: int, phase: str, reason: str) -> None:
+    route = with_replicas({"status": "ready", "reason": "Ready", "generation": 4}, (ready, desired))
+    record = status_record("tiny-chat", route)
+    assert (record["phase"], record["reason"], record["ready_replicas"]) == (phase, reason, ready)
+    assert record["served_generation"] == (4 if phase == "Ready" else None)
+    if reason != "Ready":
+        assert record["message"] == f"{ready} of {desired} replicas are running; Serve is starting the others"
+
+
+def test_stopped_and_failed_models_count_no_replica() -> None:
+    stopped = status_record("m", with_replicas({"status": "stopped", "reason": "ScaledToZero", "desired_replicas": 0},
+                                               (1, 1)))  # fmt: skip
+    assert (stopped["phase"], stopped["reason"], stopped["ready_replicas"]) == ("Stopped", "ScaledToZero", 0)
+    failed = status_record("m", with_replicas({"status": "failed", "reason": "ArtifactMissing", "message": "x"}, None))
+    assert (failed["phase"], failed["reason"], failed["message"]) == ("Failed", "ArtifactMissing", "x")
