@@ -288,3 +288,19 @@ def test_install_script_is_idempotent() -> None:
     assert proc.returncode == 0 and "already installed" in proc.stdout
     version = run_helm("version", "--short")
     assert version.returncode == 0 and version.stdout.startswith("v")
+
+
+@pytest.mark.parametrize(
+    ("setting", "named", "instead"),
+    [
+        ("neuron.keda.enabled=true", "neuron.keda.enabled", "kuberay.autoscaling.enabled"),
+        ("cortex.hpa.enabled=true", "cortex.hpa.enabled", "docs/scaling.md"),
+    ],
+)
+def test_seed_autoscalers_kuberay_cannot_run_are_refused_by_name(setting: str, named: str, instead: str) -> None:
+    """The seed's KEDA ScaledObject and CORTEX HPA cannot scale a RayCluster: asking for one fails the render
+    with the field and what scales instead, rather than rendering no autoscaler without a word."""
+    proc = run_helm("template", "mnemos", str(CHART), "--set", setting)
+    assert proc.returncode != 0
+    assert named in proc.stderr and instead in proc.stderr, proc.stderr
+    assert run_helm("template", "mnemos", str(CHART), "--set", setting.replace("true", "false")).returncode == 0
