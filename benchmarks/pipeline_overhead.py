@@ -60,13 +60,14 @@ def _direct(records: list[dict[str, Any]], max_tokens: int) -> float:
     """Seconds to answer every record through the deployment's handle, ``CONCURRENCY`` in flight."""
     from ray import serve
 
+    from mnemos.neuron import GenerationRequest
     from mnemos.synkron._models import bounded_map, run_async
 
     handle = serve.get_app_handle("model-bench-model")
 
     async def one(i: int, rec: dict[str, Any]) -> Any:
-        payload = {"prompt": rec["prompt"], "max_tokens": max_tokens, "temperature": 0.7, "priority": "batch"}
-        return await handle.complete.remote(payload)
+        request = GenerationRequest(prompt=rec["prompt"], max_tokens=max_tokens, temperature=0.7, priority="batch")
+        return await handle.complete.remote(request)
 
     started = time.perf_counter()
     run_async(lambda: bounded_map(one, records, CONCURRENCY))

@@ -102,9 +102,10 @@ def _deployments() -> tuple[Any, Any]:
 
         async def __call__(self, request: Request) -> Response:
             body = json.loads(await request.body())
-            payload = {"messages": body["messages"], "max_tokens": body.get("max_tokens", 16)}
-            text, finish, prompt, completion = await self.model.remote(payload)
-            return Response(_chat_json(text, finish, prompt, completion), media_type="application/json")
+            generation = GenerationRequest(messages=body["messages"], max_tokens=body.get("max_tokens", 16))
+            answer = await self.model.remote(generation)
+            return Response(_chat_json(answer.text, answer.finish_reason, answer.prompt_tokens,
+                                       answer.completion_tokens), media_type="application/json")  # fmt: skip
 
     return Direct, PlainIngress
 

@@ -21,11 +21,14 @@ __all__ = ["GenerationChunk", "GenerationRequest", "Priority", "RUNTIMES", "Runt
 Priority = Literal["interactive", "batch"]
 
 
-@dataclass
+@dataclass(slots=True)
 class GenerationRequest:
     """One generation: chat ``messages`` or a plain ``prompt``.
 
-    ``priority``: interactive requests are served ahead of batch ones.
+    The gateway and pipeline steps build it and send the object itself over the Serve handle to
+    the model's replica (slots: a small pickle), which hands it to the runtime unchanged.
+    ``priority``: interactive requests are served ahead of batch ones. ``trace``: the caller's
+    W3C span carrier, so that the replica's span joins the request's trace.
     """
 
     messages: list[dict[str, Any]] | None = None
@@ -37,11 +40,15 @@ class GenerationRequest:
     seed: int | None = None
     priority: Priority = "interactive"
     request_id: str = ""
+    trace: dict[str, str] | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class GenerationChunk:
-    """A piece of streamed output; the last one has ``finish_reason`` and the token counts."""
+    """A piece of output; the last one has ``finish_reason`` and the token counts.
+
+    It crosses the Serve handle as is: one per streamed piece, or one for a whole answer.
+    """
 
     text: str
     finish_reason: Literal["stop", "length"] | None = None

@@ -12,16 +12,14 @@ import contextlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
-
-from ray import serve
 
 from mnemos.config import Settings
 from mnemos.engram import Engram
 from mnemos.errors import BadRequestError, UnavailableError
 from mnemos.relay._errors import ModelNotFoundError
 from mnemos.relay._metering import Meter
+from mnemos.relay._routes import AdapterModelRoute, AnyRoute, ModelRoute, Route
 from mnemos.relay.adapters import AdapterRouter
 from mnemos.relay.model_status import status_record
 from mnemos.trace.lineage import LineageWriter, request_event
@@ -29,50 +27,6 @@ from mnemos.trace.lineage import LineageWriter, request_event
 logger = logging.getLogger("mnemos.relay")
 
 _LINEAGE_FLUSH_S = 2.0
-
-
-@dataclass
-class ModelRoute:
-    """A served model: its route entry from the controller and its Serve handles."""
-
-    name: str
-    entry: dict[str, Any]
-    complete: Any = None
-    generate: Any = None
-    embed: Any = None
-    llm: Any = None
-    parent: str = field(default="")
-
-    @classmethod
-    def build(cls, entry: dict[str, Any], previous: ModelRoute | None) -> ModelRoute:
-        same = previous is not None and previous.entry.get("app") == entry.get("app")
-        if same and previous is not None and previous.complete is not None and previous.serving == entry.get("serving"):
-            handles = (previous.complete, previous.generate, previous.embed, previous.llm)
-        elif entry.get("status") == "ready":
-            base = serve.get_deployment_handle(entry["deployment"], app_name=entry["app"], _check_exists=False)
-            handles = (
-                base.options(method_name="complete"),
-                base.options(method_name="generate", stream=True),
-                base.options(method_name="embed"),
-                # vLLM models (Ray Serve LLM): the typed request goes to ``ModelLLMServer.openai``.
-                base.options(method_name="openai", stream=True) if entry.get("serving") == "llm" else None,
-            )
-        else:
-            handles = (None, None, None, None)
-        return cls(entry["name"], entry, *handles, parent=f"model:{entry['name']}@{entry.get('generation')}")
-
-    @property
-    def serving(self) -> str:
-        """``llm`` for vLLM models served by Ray Serve LLM, ``runtime`` for NEURON runtimes."""
-        return str(self.entry.get("serving") or "runtime")
-
-    @property
-    def ready(self) -> bool:
-        return self.entry.get("status") == "ready" and self.complete is not None
-
-    @property
-    def kind(self) -> str:
-        return str(self.entry.get("kind", "generate"))
 
 
 class Gateway:
@@ -94,7 +48,7 @@ class Gateway:
         self.watcher = f"ingress-{uuid.uuid4().hex[:12]}"
         self._tasks: list[asyncio.Task[None]] = []
         self._lineage: Any = None
-        self._records: list[tuple[float, str, ModelRoute | str, Any, dict[str, Any]]] = []
+        self._records: list[tuple[float, str, Route, Any, dict[str, Any]]] = []
         self._model_nodes: set[str] = set()
         self.meter = Meter(self)  # limits, budgets, usage and the response cache of this replica
 
@@ -147,11 +101,11 @@ class Gateway:
             except Exception:  # noqa: BLE001 - ENGRAM down: keep serving, retry next time
                 logger.warning("relay: writing lineage failed", exc_info=True)
 
-    def _take_records(self) -> list[tuple[float, str, ModelRoute | str, Any, dict[str, Any]]]:
+    def _take_records(self) -> list[tuple[float, str, Route, Any, dict[str, Any]]]:
         records, self._records = self._records, []
         return records
 
-    def _write_lineage(self, records: list[tuple[float, str, ModelRoute | str, Any, dict[str, Any]]]) -> None:
+    def _write_lineage(self, records: list[tuple[float, str, Route, Any, dict[str, Any]]]) -> None:
         """Build the events of ``records`` (off the event loop) and write them with what is buffered."""
         for at, rid, route, principal, attrs in records:
             events = self._events(rid, route, principal, attrs)
@@ -161,8 +115,8 @@ class Gateway:
         self._lineage.flush()
 
     # -- routing -------------------------------------------------------------------------------
-    def model(self, name: str, kind: str) -> ModelRoute | str:
-        """The route of model ``name``, or the adapter's name when an adapter serves it.
+    def model(self, name: str, kind: str) -> AnyRoute:
+        """The route of model ``name``: a served Model's, or the Adapter's that forwards it.
 
         Raises:
             ModelNotFoundError: nothing serves ``name``.
@@ -173,7 +127,7 @@ class Gateway:
         if route is None:
             adapter = self.adapters.adapter_for(name)
             if adapter is not None:
-                return adapter
+                return AdapterModelRoute(name, adapter)
             raise ModelNotFoundError(f"The model `{name}` does not exist", param="model")
         if not route.ready:
             status = route.entry.get("status")
@@ -209,7 +163,7 @@ class Gateway:
         return [status_record(name, route.entry) for name, route in sorted(self.models.items())]
 
     # -- lineage -------------------------------------------------------------------------------
-    def record(self, rid: str, route: ModelRoute | str, principal: Any, **attrs: Any) -> None:
+    def record(self, rid: str, route: Route, principal: Any, **attrs: Any) -> None:
         """Note request ``rid`` for lineage (its events are built and written every few seconds).
 
         Attributes are counts and names only: prompts and outputs never reach lineage. Token
@@ -218,20 +172,17 @@ class Gateway:
         if self._lineage is not None:
             self._records.append((time.time(), rid, route, principal, attrs))
 
-    def _events(self, rid: str, route: ModelRoute | str, principal: Any, attrs: dict[str, Any]) -> list[dict[str, Any]]:
+    def _events(self, rid: str, route: Route, principal: Any, attrs: dict[str, Any]) -> list[dict[str, Any]]:
         """The lineage events of one request (the model node only the first time this replica sees it)."""
         if "prompt_tokens" in attrs or "completion_tokens" in attrs:
             attrs["usage"] = {"prompt": attrs.pop("prompt_tokens", 0), "completion": attrs.pop("completion_tokens", 0)}
         subject = getattr(principal, "subject", None)
         if principal is not None and hasattr(principal, "describe"):
             attrs["caller"] = principal.describe()
-        if isinstance(route, ModelRoute):
-            entry = route.entry
-            events = request_event(rid, model=route.name, generation=entry.get("generation"),
-                                   digest=entry.get("digest"), principal=subject, **attrs)  # fmt: skip
-        else:
-            events = request_event(rid, model=attrs.pop("model", ""), generation=None, digest=None,
-                                   principal=subject, adapter=route, **attrs)  # fmt: skip
+        if route.adapter is not None:  # lineage names the Adapter that answered
+            attrs = {"adapter": route.adapter, **attrs}
+        events = request_event(rid, model=route.name, generation=route.generation, digest=route.digest,
+                               principal=subject, **attrs)  # fmt: skip
         if events and events[0].get("type") == "model":
             # The model node is the same for every request of a generation: write it once per replica.
             if events[0]["id"] in self._model_nodes:

@@ -14,28 +14,32 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from mnemos.errors import MnemosError, ValidationError
+from mnemos.neuron import GenerationChunk, GenerationRequest
+from mnemos.neuron.runtime import Priority
 from mnemos.relay import _llm_route as llm_route
 from mnemos.relay import _responses as out
 from mnemos.relay._edge import EdgeSeam
 from mnemos.relay._errors import as_mnemos_error
-from mnemos.relay._gateway import Gateway, ModelRoute
+from mnemos.relay._gateway import Gateway
 from mnemos.relay._metering import upstream_time
+from mnemos.relay._routes import ModelRoute
 from mnemos.relay._telemetry import RequestTelemetry
 from mnemos.relay.openai_schema import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
-Chunk = tuple[str, str | None, int, int]
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}
 
 
-def _priority(request: Request) -> str:
+def _priority(request: Request) -> Priority:
     value = request.headers.get("x-mnemos-priority")
     if value is None:
         return "interactive"
     value = value.strip().lower()
-    if value not in ("interactive", "batch"):
+    if value == "batch":
+        return "batch"
+    if value != "interactive":
         raise ValidationError("X-Mnemos-Priority must be 'interactive' or 'batch'", param="X-Mnemos-Priority")
-    return value
+    return "interactive"
 
 
 def _status(exc: BaseException) -> int:
@@ -53,23 +57,33 @@ def _refuse_engine_features(body: ChatCompletionRequest | CompletionRequest, rou
                               "support it; serve the model with engine: vllm", param=features[0])  # fmt: skip
 
 
-def _sampling(body: ChatCompletionRequest | CompletionRequest, route: ModelRoute) -> dict[str, Any]:
-    """The ``GenerationRequest`` fields of an OpenAI request (token limit checked against the model's)."""
+def _max_tokens(body: ChatCompletionRequest | CompletionRequest, route: ModelRoute) -> int:
+    """The request's completion token limit, checked against the model's (default: the model's, else 16)."""
     limit = body.token_limit()
-    model_limit = int(route.entry.get("max_tokens") or 0)
+    model_limit = route.max_tokens
     if limit is not None and model_limit and limit > model_limit:
         param = "max_completion_tokens" if getattr(body, "max_completion_tokens", None) else "max_tokens"
         raise ValidationError(f"{param}: {limit} is more than model {route.name!r} allows ({model_limit})", param=param)
-    payload: dict[str, Any] = {"max_tokens": limit or model_limit or 16}
+    return limit or model_limit or 16
+
+
+def _generation(body: ChatCompletionRequest | CompletionRequest, max_tokens: int, priority: Priority, rid: str,
+                trace: dict[str, str]) -> GenerationRequest:  # fmt: skip
+    """The runtime's request for an OpenAI body; sampling fields the client left out keep their defaults."""
+    request = GenerationRequest(max_tokens=max_tokens, priority=priority, request_id=rid, trace=trace)
     if body.temperature is not None:
-        payload["temperature"] = body.temperature
+        request.temperature = body.temperature
     if body.top_p is not None:
-        payload["top_p"] = body.top_p
+        request.top_p = body.top_p
     if body.seed is not None:
-        payload["seed"] = body.seed
+        request.seed = body.seed
     if body.stop is not None:
-        payload["stop"] = body.stop_list()
-    return payload
+        request.stop = body.stop_list()
+    if isinstance(body, ChatCompletionRequest):
+        request.messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+    else:
+        request.prompt = body.prompt_text()
+    return request
 
 
 async def _result(response: Any, model: str) -> Any:
@@ -83,7 +97,7 @@ async def _result(response: Any, model: str) -> Any:
         raise as_mnemos_error(exc, model=model) from None
 
 
-async def _first(stream: Any, model: str) -> tuple[Chunk | None, bool]:
+async def _first(stream: Any, model: str) -> tuple[GenerationChunk | None, bool]:
     """The first chunk of a stream, so that errors before any output are plain HTTP errors."""
     try:
         return await stream.__anext__(), False
@@ -96,7 +110,7 @@ async def _first(stream: Any, model: str) -> tuple[Chunk | None, bool]:
         raise as_mnemos_error(exc, model=model) from None
 
 
-async def _nothing() -> AsyncIterator[Chunk]:
+async def _nothing() -> AsyncIterator[GenerationChunk]:
     return
     yield  # pragma: no cover - makes this an async generator
 
@@ -126,17 +140,17 @@ class Handlers:
             cache_key, hit = self.meter.cached(endpoint, body, route, ticket)
             if hit is not None:
                 return hit
-            if isinstance(route, str):
+            if route.serving == "adapter":
                 with upstream_time(request):
                     response = await self.gateway.adapters.forward(
                         body.model, path, self.meter.upstream_body(body, await request.json()), stream=body.stream
                     )
-                response = self.meter.watch(ticket, response, cache_key, route, body.model)
+                response = self.meter.watch(ticket, response, route, cache_key)
                 status = response.status_code
-                self.gateway.record(rid, route, principal, endpoint=endpoint, stream=body.stream, model=body.model,
-                                    status=status, trace_id=tel.trace_id)  # fmt: skip
+                self.gateway.record(rid, route, principal, endpoint=endpoint, stream=body.stream, status=status,
+                                    trace_id=tel.trace_id)  # fmt: skip
                 return response
-            payload = _sampling(body, route)
+            max_tokens = _max_tokens(body, route)
             if route.serving == "llm":  # vLLM through Ray Serve LLM: the engine serves the whole request
                 with upstream_time(request):
                     response, tokens, handed_over = await llm_route.answer(
@@ -144,29 +158,22 @@ class Handlers:
                         principal=principal, settle=lambda p, c: self.meter.settle(ticket, p, c))  # fmt: skip
                 return response
             _refuse_engine_features(body, route)
-            payload.update(priority=priority, request_id=rid, trace=tel.carrier())
-            prefix = ""
-            if isinstance(body, ChatCompletionRequest):
-                payload["messages"] = [{"role": m.role, "content": m.text()} for m in body.messages]
-            else:
-                payload["prompt"] = body.prompt_text()
-                prefix = payload["prompt"] if body.echo else ""
+            generation = _generation(body, max_tokens, priority, rid, tel.carrier())
+            prefix = (generation.prompt or "") if isinstance(body, CompletionRequest) and body.echo else ""
             if body.stream:
-                response = await self._stream(tel, route, payload, body, rid, principal, endpoint, prefix,
+                response = await self._stream(tel, route, generation, body, rid, principal, endpoint, prefix,
                                               ticket, request)  # fmt: skip
                 handed_over = True
                 return response
             with upstream_time(request):
-                text, finish, prompt_tokens, completion_tokens = await _result(
-                    route.complete.remote(payload), body.model
-                )
-            tokens = (prompt_tokens, completion_tokens)
-            self.gateway.record(rid, route, principal, endpoint=endpoint, stream=False, prompt_tokens=prompt_tokens,
-                                completion_tokens=completion_tokens, trace_id=tel.trace_id)  # fmt: skip
+                answer = await _result(route.complete.remote(generation), body.model)
+            tokens = (answer.prompt_tokens, answer.completion_tokens)
+            self.gateway.record(rid, route, principal, endpoint=endpoint, stream=False, prompt_tokens=tokens[0],
+                                completion_tokens=tokens[1], trace_id=tel.trace_id)  # fmt: skip
             build = out.chat_body if endpoint == "chat" else out.completion_body
-            answer = out.json_response(build(rid, body.model, prefix + text, finish, prompt_tokens, completion_tokens))
-            self.meter.store(cache_key, route, body.model, answer, prompt_tokens, completion_tokens)
-            return answer
+            reply = out.json_response(build(rid, body.model, prefix + answer.text, answer.finish_reason, *tokens))
+            self.meter.store(cache_key, route, reply, *tokens)
+            return reply
         except BaseException as exc:
             status = _status(exc)
             raise
@@ -175,11 +182,11 @@ class Handlers:
                 self.meter.settle(ticket, *tokens)
                 tel.finish(status, tokens_in=tokens[0], tokens_out=tokens[1])
 
-    async def _stream(self, tel: RequestTelemetry, route: ModelRoute, payload: dict[str, Any],
+    async def _stream(self, tel: RequestTelemetry, route: ModelRoute, generation: GenerationRequest,
                       body: ChatCompletionRequest | CompletionRequest, rid: str, principal: Any, endpoint: str,
                       prefix: str, ticket: Any, request: Request) -> StreamingResponse:  # fmt: skip
         """SSE whose end (or the client's disconnect) closes the model's stream."""
-        stream = route.generate.remote(payload)
+        stream = route.generate.remote(generation)
         with upstream_time(request):
             first, ended = await _first(stream, body.model)
         tel.first_token()
@@ -224,11 +231,11 @@ class Handlers:
             rid = out.new_id("emb")
             route = self.gateway.model(body.model, "embed")
             tel.model = body.model
-            if isinstance(route, str):
+            if route.serving == "adapter":
                 response = await self.gateway.adapters.forward(body.model, _PATHS["embeddings"], await request.json(),
                                                                stream=False)  # fmt: skip
                 status = response.status_code
-                self.gateway.record(rid, route, principal, endpoint="embeddings", model=body.model, status=status,
+                self.gateway.record(rid, route, principal, endpoint="embeddings", status=status,
                                     trace_id=tel.trace_id)  # fmt: skip
                 return response
             if route.serving == "llm":  # a vLLM pooling model through Ray Serve LLM: vLLM answers

@@ -16,9 +16,10 @@ from typing import Any
 from fastapi.responses import Response, StreamingResponse
 
 from mnemos.relay._errors import as_mnemos_error
-from mnemos.relay._gateway import Gateway, ModelRoute
+from mnemos.relay._gateway import Gateway
 from mnemos.relay._responses import DONE
 from mnemos.relay._responses import sse as sse_event
+from mnemos.relay._routes import ModelRoute
 from mnemos.relay._telemetry import RequestTelemetry
 
 __all__ = ["answer"]

@@ -4,9 +4,10 @@ Serve runs a deployment's request router where the handle is (the gateway replic
 worker). Ray Serve LLM's ``PrefixCacheAffinityRouter`` finds the prompt in the first call argument
 that has ``messages`` or ``prompt``, and fails on a call that has neither. The calls MNEMOS makes
 on a vLLM deployment are ``openai(kind, body, …)`` (``body``: the gateway's typed request, whose
-messages are pydantic objects), ``complete(payload)`` (a dict) and ``info()``/``stats()`` (no
-prompt). :class:`PrefixRouter` reads all of them; a call without a prompt is routed as an empty
-prefix (Serve's load-based choice), never refused. The routing policy itself is Ray's.
+messages are pydantic objects), ``complete(request)`` (a ``GenerationRequest``, whose messages are
+dicts) and ``info()``/``stats()`` (no prompt). :class:`PrefixRouter` reads all of them; a call
+without a prompt is routed as an empty prefix (Serve's load-based choice), never refused. The
+routing policy itself is Ray's.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ray.llm._internal.common.callbacks.base import CallbackBase  # LLMConfig.callback_config's base class
 from ray.serve import Application
 from ray.serve.llm.deployment import LLMServer
 
@@ -18,11 +19,12 @@ from mnemos._deps import require
 from mnemos.engram import Engram
 from mnemos.errors import BadRequestError, MnemosError, NotFoundError, UnavailableError, ValidationError
 from mnemos.genome import Model
+from mnemos.neuron import GenerationChunk, GenerationRequest
 from mnemos.relay.llm import DEPLOYMENT_NAME, PRIORITY, Usage
 from mnemos.relay.llm import llm_config as build_llm_config
 from mnemos.relay.model_status import artifact_digest
 
-__all__ = ["ModelLLMServer", "llm_application"]
+__all__ = ["LocalWeights", "ModelLLMServer", "llm_application"]
 
 _KINDS = ("chat", "completions", "embeddings")
 
@@ -110,7 +112,7 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
         vLLM says which tasks the loaded model supports; the gateway routes ``/v1/embeddings`` to an
         ``embed`` model and refuses it chat and completions (400 naming ``model``).
         """
-        client = getattr(self.engine, "_engine_client", None)
+        client: Any = getattr(self.engine, "_engine_client", None)
         tasks = await client.get_supported_tasks() if hasattr(client, "get_supported_tasks") else ("generate",)
         return "embed" if "embed" in tasks and "generate" not in tasks else "generate"
 
@@ -216,28 +218,40 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
                 body += item
         return [list(d["embedding"]) for d in sorted(json.loads(body)["data"], key=lambda d: d["index"])]
 
-    async def complete(self, payload: dict[str, Any]) -> tuple[str, str, int, int]:
-        """A pipeline's generation (``infer`` steps): ``(text, finish_reason, prompt_tokens, completion_tokens)``.
-
-        ``payload``: ``messages`` or ``prompt``, ``max_tokens``, ``temperature``, ``top_p``,
-        ``stop``, ``seed``, ``priority``, ``request_id``.
-        """
-        payload = dict(payload)
-        priority = str(payload.pop("priority", "batch"))
-        request_id = str(payload.pop("request_id", "") or "")
-        payload.pop("trace", None)
-        kind = "chat" if "messages" in payload else "completions"
-        payload["model"] = self.model.name
+    async def complete(self, request: GenerationRequest) -> GenerationChunk:
+        """A pipeline's generation (``infer`` steps): the whole answer as one chunk with its token counts."""
+        kind = "chat" if request.messages is not None else "completions"
         body = b""
-        async for item in self.openai(kind, payload, priority, request_id):
+        async for item in self.openai(kind, _openai_body(self.model.name, request), request.priority,
+                                      request.request_id, headers=request.trace):  # fmt: skip
             if isinstance(item, bytes):
                 body += item
         doc = json.loads(body)
         choice = doc["choices"][0]
         text = choice["message"]["content"] if kind == "chat" else choice["text"]
         usage = doc.get("usage") or {}
-        return (text or "", choice.get("finish_reason") or "stop", int(usage.get("prompt_tokens", 0)),
-                int(usage.get("completion_tokens", 0)))  # fmt: skip
+        return GenerationChunk(text=text or "", finish_reason=choice.get("finish_reason") or "stop",
+                               prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                               completion_tokens=int(usage.get("completion_tokens", 0)))  # fmt: skip
+
+
+def _openai_body(model: str, request: GenerationRequest) -> dict[str, Any]:
+    """The OpenAI body of ``request``: sampling fields left at their defaults are left out, so that
+    vLLM applies the model's own generation defaults, as for an OpenAI request that omits them."""
+    body: dict[str, Any] = {"model": model, "max_tokens": request.max_tokens}
+    if request.messages is not None:
+        body["messages"] = request.messages
+    else:
+        body["prompt"] = request.prompt or ""
+    if request.temperature != 1.0:
+        body["temperature"] = request.temperature
+    if request.top_p != 1.0:
+        body["top_p"] = request.top_p
+    if request.stop:
+        body["stop"] = request.stop
+    if request.seed is not None:
+        body["seed"] = request.seed
+    return body
 
 
 def _stream_usage(piece: str, current: Usage) -> Usage:
@@ -252,11 +266,24 @@ def _stream_usage(piece: str, current: Usage) -> Usage:
     return current
 
 
+class LocalWeights(CallbackBase):  # type: ignore[misc]
+    """Ray Serve LLM's node initialization, skipped for a one-bundle engine.
+
+    That step runs a task on each node of the placement group to download the weights; the task's
+    fresh worker imports vLLM first (about 35 s on 2 cores) and, for the local folder it is given,
+    downloads nothing. The replica has already materialized the weights from ENGRAM, verified by
+    digest, on its node, and a one-bundle engine runs in the replica's bundle, on that node.
+    """
+
+    async def on_before_node_init(self) -> None:
+        self.ctx.run_init_node = False
+
+
 def llm_application(model: Model, engram: Engram, cache_dir: str | None = None) -> Application:
     """The Serve application (not yet running) that serves ``model`` with Ray Serve LLM."""
     from ray.serve.llm import build_llm_deployment
 
-    return build_llm_deployment(  # type: ignore[no-any-return]
+    return build_llm_deployment(
         build_llm_config(model),
         deployment_cls=ModelLLMServer,
         bind_kwargs={"model": model.dump(), "engram": engram, "cache_dir": cache_dir},

@@ -10,7 +10,7 @@ an adapter's stream (asked upstream with ``stream_options.include_usage``).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,6 +19,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic_core import from_json
 
 from mnemos.relay._cache import ResponseCache
+from mnemos.relay._routes import AnyRoute
 from mnemos.soul.limits import Governor, Ticket, estimate_tokens
 
 __all__ = ["OVERHEAD_HEADER", "Meter", "OverheadHeader", "upstream_time"]
@@ -90,20 +91,20 @@ class Meter:
         self.governor = governor or Governor(getattr(gateway, "engram", None))
         self.cache = ResponseCache()
 
-    def specs(self, route: Any, model: str) -> tuple[Any, Any, Any]:
-        """``(pricing, limits, cache)`` of a model route or of the adapter serving ``model``."""
-        if isinstance(route, str):
-            target = self.gateway.adapters.targets.get(route)
+    def specs(self, route: AnyRoute) -> tuple[Any, Any, Any]:
+        """``(pricing, limits, cache)`` of a model route, or of the Adapter serving the routed model."""
+        if route.serving == "adapter":
+            target = self.gateway.adapters.targets.get(route.adapter)
             if target is None:
                 return None, None, None
             spec = target.spec
-            pricing = spec.pricing.get(model) or spec.pricing.get("*")
+            pricing = spec.pricing.get(route.name) or spec.pricing.get("*")
             return pricing, spec.limits, spec.cache
         return _specs(route.entry)
 
-    async def admit(self, principal: Any, body: Any, route: Any) -> Ticket:
+    async def admit(self, principal: Any, body: Any, route: AnyRoute) -> Ticket:
         """Reserve the request's ceiling (prompt estimate + ``max_tokens``) on every limit."""
-        pricing, limits, _ = self.specs(route, body.model)
+        pricing, limits, _ = self.specs(route)
         if hasattr(body, "messages"):
             prompt = sum(estimate_tokens(m.text()) for m in body.messages)
         elif hasattr(body, "prompt_text"):
@@ -112,7 +113,7 @@ class Meter:
             prompt = sum(estimate_tokens(t) for t in body.texts())
         limit = body.token_limit() if hasattr(body, "token_limit") else 0
         if limit is None:
-            limit = _ADAPTER_RESERVE if isinstance(route, str) else int(route.entry.get("max_tokens") or 16)
+            limit = route.max_tokens or (_ADAPTER_RESERVE if route.serving == "adapter" else 16)
         reserve = prompt + int(limit) * max(1, int(getattr(body, "n", 1) or 1))
         return await self.governor.admit(principal, body.model, reserve_tokens=reserve, pricing=pricing,
                                          model_limits=limits)  # fmt: skip
@@ -124,9 +125,9 @@ class Meter:
             self.governor.settle(ticket, prompt_tokens, completion_tokens, cached=cached)
 
     # -- cache -----------------------------------------------------------------------------------
-    def cached(self, endpoint: str, body: Any, route: Any, ticket: Ticket) -> tuple[str | None, Response | None]:
+    def cached(self, endpoint: str, body: Any, route: AnyRoute, ticket: Ticket) -> tuple[str | None, Response | None]:
         """``(key, answer)``: the cached answer when there is one (the ticket settled as cached)."""
-        spec = self.specs(route, body.model)[2]
+        spec = self.specs(route)[2]
         key = ResponseCache.key(endpoint, body, spec)
         hit = self.cache.get(key, body.model)
         if hit is None:
@@ -134,9 +135,9 @@ class Meter:
         self.governor.settle(ticket, hit.prompt_tokens, hit.completion_tokens, cached=True)
         return key, Response(hit.content, media_type="application/json", headers={"x-mnemos-cache": "hit"})
 
-    def store(self, key: str | None, route: Any, model: str, response: Response, prompt: int, completion: int) -> None:
+    def store(self, key: str | None, route: AnyRoute, response: Response, prompt: int, completion: int) -> None:
         if key is not None and response.status_code == 200:
-            self.cache.put(key, self.specs(route, model)[2], bytes(response.body), prompt, completion)
+            self.cache.put(key, self.specs(route)[2], bytes(response.body), prompt, completion)
 
     # -- adapters --------------------------------------------------------------------------------
     @staticmethod
@@ -148,8 +149,7 @@ class Meter:
                 raw = {**raw, "stream_options": {**options, "include_usage": True}}
         return raw
 
-    def watch(self, ticket: Ticket, response: Response, key: str | None = None, route: Any = None,
-              model: str = "") -> Response:  # fmt: skip
+    def watch(self, ticket: Ticket, response: Response, route: AnyRoute, key: str | None = None) -> Response:
         """Settle an adapter's answer: now for JSON, at the end of the stream for SSE."""
         if isinstance(response, StreamingResponse):
             ticket.deferred = True
@@ -157,10 +157,10 @@ class Meter:
             return response
         prompt, completion = _usage_of(bytes(response.body)) if response.status_code < 400 else (0, 0)
         self.governor.settle(ticket, prompt, completion)
-        self.store(key, route, model, response, prompt, completion)
+        self.store(key, route, response, prompt, completion)
         return response
 
-    async def _scan(self, ticket: Ticket, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async def _scan(self, ticket: Ticket, chunks: AsyncIterable[Any]) -> AsyncIterator[Any]:
         usage = (0, 0)
         tail = b""
         try:

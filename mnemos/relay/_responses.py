@@ -1,6 +1,7 @@
 """OpenAI response bodies and server-sent events, built as plain dicts and written with pydantic-core.
 
-The gateway's hot path avoids validating its own output: shapes follow ``openai_schema``.
+The gateway's hot path avoids validating its own output: shapes follow ``openai_schema``. Streams
+are built from the model replica's :class:`~mnemos.neuron.GenerationChunk` objects as they arrive.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 
 from fastapi.responses import Response
 from pydantic_core import to_json
+
+from mnemos.neuron import GenerationChunk
 
 __all__ = [
     "DONE",
@@ -131,19 +134,19 @@ def embeddings_body(model: str, vectors: list[list[float]], encoding: str, promp
     }
 
 
-
 async def _chain(
-    first: tuple[str, str | None, int, int] | None, chunks: AsyncIterator[tuple[str, str | None, int, int]]
-) -> AsyncIterator[tuple[str, str | None, int, int]]:
+    first: GenerationChunk | None, chunks: AsyncIterator[GenerationChunk]
+) -> AsyncIterator[GenerationChunk]:
     """The chunk already read (to answer errors before streaming starts), then the rest."""
     if first is not None:
         yield first
     async for item in chunks:
         yield item
 
+
 async def chat_events(
-    chunks: AsyncIterator[tuple[str, str | None, int, int]],
-    first: tuple[str, str | None, int, int] | None,
+    chunks: AsyncIterator[GenerationChunk],
+    first: GenerationChunk | None,
     rid: str,
     model: str,
     include_usage: bool,
@@ -158,12 +161,12 @@ async def chat_events(
     prompt_tokens = completion_tokens = 0
     finish: str | None = None
 
-    async for text, reason, p_tokens, c_tokens in _chain(first, chunks):
-        prompt_tokens = p_tokens or prompt_tokens
-        completion_tokens = c_tokens or completion_tokens
-        finish = reason or finish
-        if text:
-            yield sse(chat_chunk(rid, created, model, {"content": text}, None))
+    async for chunk in _chain(first, chunks):
+        prompt_tokens = chunk.prompt_tokens or prompt_tokens
+        completion_tokens = chunk.completion_tokens or completion_tokens
+        finish = chunk.finish_reason or finish
+        if chunk.text:
+            yield sse(chat_chunk(rid, created, model, {"content": chunk.text}, None))
     yield sse(chat_chunk(rid, created, model, {}, finish or "stop"))
     if include_usage:
         body = chat_chunk(rid, created, model, {}, None)
@@ -175,8 +178,8 @@ async def chat_events(
 
 
 async def completion_events(
-    chunks: AsyncIterator[tuple[str, str | None, int, int]],
-    first: tuple[str, str | None, int, int] | None,
+    chunks: AsyncIterator[GenerationChunk],
+    first: GenerationChunk | None,
     rid: str,
     model: str,
     include_usage: bool,
@@ -190,12 +193,12 @@ async def completion_events(
     if prefix:
         yield sse(completion_chunk(rid, created, model, prefix, None))
 
-    async for text, reason, p_tokens, c_tokens in _chain(first, chunks):
-        prompt_tokens = p_tokens or prompt_tokens
-        completion_tokens = c_tokens or completion_tokens
-        finish = reason or finish
-        if text:
-            yield sse(completion_chunk(rid, created, model, text, None))
+    async for chunk in _chain(first, chunks):
+        prompt_tokens = chunk.prompt_tokens or prompt_tokens
+        completion_tokens = chunk.completion_tokens or completion_tokens
+        finish = chunk.finish_reason or finish
+        if chunk.text:
+            yield sse(completion_chunk(rid, created, model, chunk.text, None))
     yield sse(completion_chunk(rid, created, model, "", finish or "stop"))
     if include_usage:
         body = completion_chunk(rid, created, model, "", None)

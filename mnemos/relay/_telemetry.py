@@ -1,6 +1,6 @@
 """TRACE on the gateway's hot path: one ``relay.request`` span, the in-flight gauge, request metrics.
 
-The span's W3C carrier travels to the model deployment in the payload (``trace``), where
+The span's W3C carrier travels to the model deployment in ``GenerationRequest.trace``, where
 ``neuron.generate`` becomes its child: one trace id from the HTTP request to the runtime, also
 recorded in the request's lineage event. Nothing here blocks: spans and metrics are shipped by
 TRACE's background threads.

@@ -44,6 +44,7 @@ ENGINE_ENV = ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CACHE
 """Environment variables handed to the engine's replica when the controller has them (an allowlist)."""
 _CPU_KV_CACHE_GIB = "1"
 _PREFIX_ROUTER = "mnemos.relay._llm_router:PrefixRouter"
+_LOCAL_WEIGHTS = "mnemos.relay._llm_server:LocalWeights"  # skips a download step that has nothing to fetch
 
 
 @dataclass
@@ -119,4 +120,6 @@ def llm_config(model: Model, model_source: str | None = None) -> Any:
     }
     if res.accelerator:
         config["accelerator_type"] = res.accelerator
+    if len(config["placement_group_config"]["bundles"]) == 1:  # the engine runs where the replica put the weights
+        config["callback_config"] = {"callback_class": _LOCAL_WEIGHTS}
     return LLMConfig(**config)

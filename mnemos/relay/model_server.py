@@ -3,8 +3,11 @@
 ``model_application(model, engram)`` turns a GENOME Model into a Serve application named
 ``model-<name>`` whose replicas, autoscaling and resources come from the Model's spec. Each
 replica materializes the artifact (``mnemos.neuron.models.materialize``), starts the runtime and
-serves ``complete`` (one answer), ``generate`` (a stream) and ``embed``. A stream stops when its
-consumer goes away: the gateway cancels the handle call and the runtime's generator is closed.
+serves ``complete`` (one answer), ``generate`` (a stream) and ``embed``. Callers send a
+:class:`~mnemos.neuron.GenerationRequest` and get :class:`~mnemos.neuron.GenerationChunk` objects
+back: the runtime's own types cross the Serve handle, with no reshaping on either side. A stream
+stops when its consumer goes away: the gateway cancels the handle call and the runtime's
+generator is closed.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from mnemos._actors import MODEL_APP_PREFIX, model_app
 from mnemos.engram import Engram
 from mnemos.errors import MnemosError, ValidationError
 from mnemos.genome import Model
-from mnemos.neuron import GenerationRequest, Runtime, runtime_class
+from mnemos.neuron import GenerationChunk, GenerationRequest, Runtime, runtime_class
 from mnemos.trace import metrics
 from mnemos.trace.telemetry import setup_tracing, start_span
 from mnemos.trace.telemetry import span as span_of
@@ -48,9 +51,6 @@ the old ones, which keep serving until their replacements are ready (no gap duri
 _NO_ARTIFACT = frozenset({"echo"})
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|K|M|G|T)?i?B?\s*$")
 _UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-
-# A chunk on the wire between replica and gateway: (text, finish_reason, prompt_tokens, completion_tokens).
-Chunk = tuple[str, str | None, int, int]
 
 
 app_name = model_app  # the Serve application serving a Model
@@ -105,11 +105,7 @@ def replica_options(spec: Any) -> dict[str, Any]:
 def model_application(model: Model, engram: Engram, cache_dir: str | None = None) -> Application:
     """The Serve application (not yet running) that serves ``model``."""
     deployment = ModelServer.options(**deployment_options(model))  # type: ignore[attr-defined]
-    return deployment.bind(model.dump(), engram, cache_dir)  # type: ignore[no-any-return]
-
-
-def _request(payload: dict[str, Any]) -> GenerationRequest:
-    return GenerationRequest(**payload)
+    return deployment.bind(model.dump(), engram, cache_dir)
 
 
 def _setup_tracing() -> None:
@@ -164,35 +160,34 @@ class ModelServer:
         """Request, chunk and cancellation counters of this replica."""
         return dict(self.counters)
 
-    async def complete(self, payload: dict[str, Any]) -> Chunk:
-        """Generate the whole answer: ``(text, finish_reason, prompt_tokens, completion_tokens)``."""
+    async def complete(self, request: GenerationRequest) -> GenerationChunk:
+        """Generate the whole answer: one chunk with the text, ``finish_reason`` and the token counts."""
         parts: list[str] = []
-        finish: str | None = None
-        prompt_tokens = completion_tokens = 0
-        async for chunk in self._chunks(payload):
-            parts.append(chunk[0])
-            finish = chunk[1] or finish
-            prompt_tokens = chunk[2] or prompt_tokens
-            completion_tokens = chunk[3] or completion_tokens
-        return "".join(parts), finish or "stop", prompt_tokens, completion_tokens
+        answer = GenerationChunk(text="", finish_reason="stop")
+        async for chunk in self._chunks(request):
+            parts.append(chunk.text)
+            answer.finish_reason = chunk.finish_reason or answer.finish_reason
+            answer.prompt_tokens = chunk.prompt_tokens or answer.prompt_tokens
+            answer.completion_tokens = chunk.completion_tokens or answer.completion_tokens
+        answer.text = "".join(parts)
+        return answer
 
-    async def generate(self, payload: dict[str, Any]) -> AsyncIterator[Chunk]:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         """Stream the answer chunk by chunk; cancelling the call closes the runtime's generator."""
-        async for chunk in self._chunks(payload):
+        async for chunk in self._chunks(request):
             yield chunk
 
-    async def _chunks(self, payload: dict[str, Any]) -> AsyncIterator[Chunk]:
-        carrier = payload.pop("trace", None)
+    async def _chunks(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         counters = self.counters
         counters["requests"] += 1
         counters["active"] += 1
-        span = start_span("neuron.generate", carrier=carrier, model=self.model.name, engine=self.engine)
+        span = start_span("neuron.generate", carrier=request.trace, model=self.model.name, engine=self.engine)
         start = time.perf_counter()
-        stream = self.runtime.generate(_request(payload))
+        stream = self.runtime.generate(request)
         try:
             async for chunk in stream:
                 counters["chunks"] += 1
-                yield chunk.text, chunk.finish_reason, chunk.prompt_tokens, chunk.completion_tokens
+                yield chunk
         except (asyncio.CancelledError, GeneratorExit):
             counters["cancelled"] += 1
             span.set_attribute("mnemos.cancelled", True)

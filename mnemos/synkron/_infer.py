@@ -20,6 +20,7 @@ from typing import Any
 
 from mnemos.engram import Engram
 from mnemos.errors import ValidationError
+from mnemos.neuron import GenerationRequest
 from mnemos.synkron._models import ProgressReporter, bounded_map, model_handle, run_async
 
 __all__ = ["GENERATION_PARAMS", "INDEX_PARAMS", "INFER_PARAMS", "index_step", "infer_step", "read_jsonl"]
@@ -96,17 +97,16 @@ def infer_step(ctx: dict[str, Any]) -> dict[str, Any]:
     tag = f"{ctx['run_id']}/{step['name']}"
 
     async def one(i: int, rec: dict[str, Any]) -> dict[str, Any]:
-        payload = {**generation, "priority": "batch", "request_id": f"{tag}/{i}-{uuid.uuid4().hex[:6]}"}
-        if isinstance(rec.get("messages"), list):
-            payload["messages"] = rec["messages"]
-        else:
-            payload["prompt"] = rec["prompt"]
-        text, finish, prompt_tokens, completion_tokens = await handle.complete.remote(payload)
+        messages = rec["messages"] if isinstance(rec.get("messages"), list) else None
+        prompt = None if messages is not None else rec["prompt"]
+        request = GenerationRequest(messages=messages, prompt=prompt, **generation, priority="batch",
+                                    request_id=f"{tag}/{i}-{uuid.uuid4().hex[:6]}")  # fmt: skip
+        answer = await handle.complete.remote(request)
         return {
             **rec,
-            "output": text,
-            "finish_reason": finish,
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
+            "output": answer.text,
+            "finish_reason": answer.finish_reason,
+            "usage": {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens},
             "model": info["name"],
             "model_generation": info["generation"],
             "model_digest": info["digest"],

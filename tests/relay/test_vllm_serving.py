@@ -108,6 +108,24 @@ def test_chat_completions_and_streaming_with_usage(gateway: Any) -> None:
     assert all(c.usage is None for c in plain) and plain
 
 
+def test_a_pipeline_generation_is_one_typed_chunk(gateway: Any) -> None:
+    """``complete`` (what ``infer`` steps call) takes a ``GenerationRequest`` and answers one ``GenerationChunk``:
+    the greedy text, finish reason and token counts of the same request through the OpenAI route."""
+    from ray import serve
+
+    from mnemos._actors import model_app
+    from mnemos.neuron import GenerationChunk, GenerationRequest
+
+    request = GenerationRequest(messages=_ask(), max_tokens=8, temperature=0.0, priority="batch")
+    answer = serve.get_app_handle(model_app(MODEL)).complete.remote(request).result(timeout_s=300)
+    reply = _client(gateway).chat.completions.create(model=MODEL, messages=_ask(), max_tokens=8, temperature=0)
+    assert isinstance(answer, GenerationChunk)
+    assert (answer.text, answer.finish_reason) == (reply.choices[0].message.content, reply.choices[0].finish_reason)
+    usage = reply.usage
+    assert usage is not None
+    assert (answer.prompt_tokens, answer.completion_tokens) == (usage.prompt_tokens, usage.completion_tokens)
+
+
 def test_tool_call_parses_into_tool_calls(gateway: Any) -> None:
     api = _client(gateway)
     for choice in ({"type": "function", "function": {"name": "get_weather"}}, "required"):
@@ -176,6 +194,7 @@ def test_engine_metrics_reach_metrics_with_model_label(gateway: Any, relay: Rela
 def test_prefix_aware_routing_reads_the_gateways_calls() -> None:
     """``spec.routing: prefix-aware`` selects Ray Serve LLM's prefix router, which reads MNEMOS's call arguments."""
     from mnemos.genome import Model
+    from mnemos.neuron import GenerationRequest
     from mnemos.relay._llm_router import prompt_text
     from mnemos.relay.llm import llm_config
     from mnemos.relay.openai_schema import ChatCompletionRequest, CompletionRequest
@@ -189,14 +208,16 @@ def test_prefix_aware_routing_reads_the_gateways_calls() -> None:
     assert prompt_text(chat) == "Be brief. Hi"
     assert prompt_text(CompletionRequest(model=MODEL, prompt="Once")) == "Once"
     assert prompt_text({"messages": [{"role": "user", "content": "from a pipeline"}]}) == "from a pipeline"
+    assert prompt_text(GenerationRequest(messages=[{"role": "user", "content": "an infer step"}])) == "an infer step"
     assert prompt_text("chat") is None and prompt_text({"max_tokens": 3}) is None
 
 
 def test_prefix_router_keeps_a_prompt_prefix_on_one_replica(relay: Relay) -> None:
     """The router class ``routing: prefix-aware`` selects, on a 2-replica deployment receiving the gateway's
-    calls (``openai(kind, body, …)``) and the pipelines' (``complete(payload)``): one prefix, one replica."""
+    calls (``openai(kind, body, …)``) and the pipelines' (``complete(request)``): one prefix, one replica."""
     from ray import serve
 
+    from mnemos.neuron import GenerationRequest
     from mnemos.relay.openai_schema import ChatCompletionRequest
 
     router = {"request_router_class": "mnemos.relay._llm_router:PrefixRouter"}
@@ -209,7 +230,7 @@ def test_prefix_router_keeps_a_prompt_prefix_on_one_replica(relay: Relay) -> Non
         async def openai(self, kind: str, body: Any, *rest: Any) -> int:
             return self.id
 
-        async def complete(self, payload: dict[str, Any]) -> int:
+        async def complete(self, request: GenerationRequest) -> int:
             return self.id
 
     handle = serve.run(Replica.bind(), name="prefix-router-check", route_prefix=None)
@@ -218,8 +239,8 @@ def test_prefix_router_keeps_a_prompt_prefix_on_one_replica(relay: Relay) -> Non
         body = ChatCompletionRequest.model_validate({"model": MODEL, "messages": _ask(prompt)})
         served = {handle.openai.remote("chat", body, "interactive", "rid").result(timeout_s=60) for _ in range(8)}
         assert len(served) == 1, served  # Serve's default router would spread 8 calls over both replicas
-        payload = {"messages": _ask(prompt + "and a pipeline step"), "max_tokens": 4}
-        assert handle.complete.remote(payload).result(timeout_s=60) in served
+        request = GenerationRequest(messages=_ask(prompt + "and a pipeline step"), max_tokens=4)
+        assert handle.complete.remote(request).result(timeout_s=60) in served
     finally:
         serve.delete("prefix-router-check")
 
