@@ -23,6 +23,7 @@ import ray
 
 from mnemos.cortex._queue import Entry, QueueState, backoff_delay
 from mnemos.cortex.job import Job, apply_record
+from mnemos.cortex.records import CancelRecord, FailRecord, RequeueRecord, ResultRecord, RetryRecord, StartRecord
 from mnemos.neuron.codec import envelope_digest
 from mnemos.neuron.pools import PoolSet, WorkerSlot
 from mnemos.trace import metrics
@@ -39,6 +40,8 @@ WORKER_LOST = (
     ray.exceptions.LocalRayletDiedError,
 )
 Outcome = dict[str, Any]
+Settled = RetryRecord | ResultRecord | FailRecord
+"""The record of a settled attempt."""
 
 
 class Dispatcher:
@@ -83,8 +86,8 @@ class Dispatcher:
                     continue
                 pools = self.pools.candidates(job.resources)
                 if not pools:  # admitted under other settings, and no pool of these can run it
-                    rec = {"t": "fail", "id": job.id, "error": "no declared pool with workers can run it"}
-                    asyncio.get_running_loop().create_task(self._commit(job, {**rec, "ts": time.time()}))
+                    rec = FailRecord(id=job.id, error="no declared pool with workers can run it", ts=time.time())
+                    asyncio.get_running_loop().create_task(self._commit(job, rec))
                     continue
                 slot = self.pools.acquire(pools)
                 if slot is None:  # its pools are full: let jobs for other pools pass
@@ -110,8 +113,7 @@ class Dispatcher:
 
     def _start(self, job: Job, queue: QueueState, slot: WorkerSlot) -> dict[str, Any]:
         attempt = job.attempts + 1
-        rec = {"t": "start", "id": job.id, "attempt": attempt, "worker": slot.name, "pool": slot.pool}
-        rec["ts"] = time.time()
+        rec = StartRecord(id=job.id, attempt=attempt, worker=slot.name, pool=slot.pool, ts=time.time())
         apply_record(self.jobs, rec)
         self.journal.append(rec)
         slot.jobs[job.id] = attempt
@@ -205,22 +207,23 @@ class Dispatcher:
     # -- settling -----------------------------------------------------------------------------
     async def _settle(self, items: list[tuple[Job, int, Outcome]]) -> None:
         """Journal what attempts came to; the final ones are committed before waiters wake."""
-        records, final = [], []
+        records: list[Settled] = []
+        final: list[Job] = []
         now = time.time()
         for job, attempt, outcome in items:
             if job.status != "running" or job.attempts != attempt:
                 continue  # cancelled meanwhile
             rec = self._record_of(job, attempt, outcome, now)
-            if rec["t"] != "retry":
+            if not isinstance(rec, RetryRecord):
                 job.shown = job.view()  # readers see the result once it is durable, not before
             apply_record(self.jobs, rec)
             records.append(rec)
-            if rec["t"] == "retry":
-                asyncio.get_running_loop().call_later(rec["retryAt"] - now, self._requeue, job.id)
+            if isinstance(rec, RetryRecord):
+                asyncio.get_running_loop().call_later((rec.retry_at or now) - now, self._requeue, job.id)
             else:
                 final.append(job)
                 # outcomes for the job-success SLO (the chart's PrometheusRule)
-                metrics.JOBS.inc(queue=job.queue, status="succeeded" if rec["t"] == "result" else "failed")
+                metrics.JOBS.inc(queue=job.queue, status="succeeded" if isinstance(rec, ResultRecord) else "failed")
                 if outcome.get("started") and outcome.get("finished"):
                     metrics.JOB_SECONDS.observe(outcome["finished"] - outcome["started"], queue=job.queue)
         if not records:
@@ -231,14 +234,10 @@ class Dispatcher:
             for job in final:
                 self._committed(job)
 
-    def _record_of(self, job: Job, attempt: int, outcome: Outcome, now: float) -> dict[str, Any]:
-        base = {
-            "id": job.id,
-            "attempt": attempt,
-            "worker": outcome.get("worker"),
-            "logs": outcome.get("logs"),
-            "ts": now,
-        }
+    def _record_of(self, job: Job, attempt: int, outcome: Outcome, now: float) -> Settled:
+        """The record of what an attempt came to, from the worker's outcome."""
+        base: dict[str, Any] = {"id": job.id, "attempt": attempt, "ts": now}
+        base.update(worker=outcome.get("worker"), logs=outcome.get("logs"))
         if outcome.get("ok"):
             result = outcome["result"]
             digest = envelope_digest(result)
@@ -248,18 +247,16 @@ class Dispatcher:
                 f"job:{job.id}", "result", status="succeeded", result_digest=digest,
                 result_inline="digest" not in result, result_bytes=result["bytes"],
             )  # fmt: skip
-            return {**base, "t": "result", "result": result, "started": outcome.get("started"),
-                    "finished": outcome.get("finished")}  # fmt: skip
+            return ResultRecord(**base, result=result, started=outcome.get("started"), finished=outcome.get("finished"))
         failures = job.failures + 1
         if not outcome.get("fatal") and failures < job.max_attempts:
             delay = backoff_delay(self.queues[job.queue].config, failures)
             metrics.CORTEX_RETRIES.inc(queue=job.queue)
-            return {**base, "t": "retry", "failures": failures, "error": outcome.get("error"), "retryAt": now + delay}
+            return RetryRecord(**base, failures=failures, error=outcome.get("error"), retry_at=now + delay)
         self.lineage.record(f"job:{job.id}", "result", status="failed", error=outcome.get("error"))
-        return {**base, "t": "fail", "failures": failures, "error": outcome.get("error"),
-                "traceback": outcome.get("traceback")}  # fmt: skip
+        return FailRecord(**base, failures=failures, error=outcome.get("error"), traceback=outcome.get("traceback"))
 
-    async def _commit(self, job: Job, rec: dict[str, Any]) -> None:
+    async def _commit(self, job: Job, rec: FailRecord | CancelRecord) -> None:
         """Apply a final record, wait until it is durable, then show it and wake the job's waiters."""
         job.shown = job.view()
         apply_record(self.jobs, rec)
@@ -278,7 +275,7 @@ class Dispatcher:
         job = self.jobs.get(job_id)
         if job is None or job.status != "retrying":
             return
-        rec = {"t": "requeue", "id": job_id, "reason": "backoff elapsed", "ts": time.time()}
+        rec = RequeueRecord(id=job_id, reason="backoff elapsed", ts=time.time())
         apply_record(self.jobs, rec)
         self.journal.append(rec)
         self._enqueue(job)

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from mnemos._model import to_validation_error
-from mnemos.cortex.job import TERMINAL, JobOptions, JobResources, new_job_id
+from mnemos.cortex.job import TERMINAL, JobOptions, JobResources, JobSubmission, new_job_id
 from mnemos.errors import ClientError, ConflictError, MnemosError, ServerError, UnavailableError
 from mnemos.neuron.codec import decode_value, describe_callable, pickle_call, resolve_reference
 from mnemos.trace.telemetry import current_trace_id, inject
@@ -139,13 +139,18 @@ class JobsAPI:
                 delay = min(delay * 2, 2.0)
 
     # -- submit -------------------------------------------------------------------------------
-    def _spec(
+    def _submission(
         self,
         fn: Callable[..., Any] | str,
         args: tuple[Any, ...] | list[Any],
         kwargs: dict[str, Any],
-        options: dict[str, Any],
-    ) -> dict[str, Any]:
+        options: JobSubmission,
+    ) -> JobSubmission:
+        """The job as CORTEX takes it: a copy of ``options`` (``_options``) with the call, pickled here.
+
+        Copied, not validated again: the options are, the function reference was resolved, and
+        the rest is made here (a submit of thousands of jobs pays for one validation).
+        """
         if isinstance(fn, str):
             resolve_reference(fn)  # a clear error here rather than on a worker
             function, payload = fn, pickle_call(None, args, kwargs)
@@ -153,16 +158,15 @@ class JobsAPI:
             function, payload = describe_callable(fn), pickle_call(fn, args, kwargs)
         else:
             raise ClientError(f"fn: expected a callable or 'module:function', got {type(fn).__name__}", param="fn")
-        spec = dict(options)
-        spec["function"] = function
+        # the id is made here, so that a repeated submit is the same job
+        fields: dict[str, Any] = {"function": function, "id": options.id or new_job_id()}
         if current_trace_id() is not None:
-            spec.setdefault("trace", inject())
-        spec.setdefault("id", new_job_id())  # made here, so that a repeated submit is the same job
+            fields["trace"] = inject()
         if len(payload) > self.client.settings.cortex.inline_result_bytes:
-            spec["payloadDigest"] = self.client.engram.put(payload)
+            fields["payload_digest"] = self.client.engram.put(payload)
         else:
-            spec["payload"] = base64.b64encode(payload).decode()
-        return spec
+            fields["payload"] = base64.b64encode(payload).decode()
+        return options.model_copy(update=fields)
 
     def submit(
         self,
@@ -194,7 +198,7 @@ class JobsAPI:
             AdmissionError: refused (no pool can run it, a quota); the message names the rule.
         """
         options = self._options(queue, priority, resources, max_attempts, timeout, labels, name, job_id, parents)
-        return self._submit_specs([self._spec(fn, args, kwargs, options)])[0]
+        return self._submit([self._submission(fn, args, kwargs, options)])[0]
 
     def submit_many(
         self,
@@ -211,8 +215,8 @@ class JobsAPI:
     ) -> list[JobHandle]:
         """One job per item of ``arguments`` (a tuple is spread as positional arguments), in few calls."""
         options = self._options(queue, priority, resources, max_attempts, timeout, labels, name, None, ())
-        specs = [self._spec(fn, a if isinstance(a, tuple) else (a,), {}, options) for a in arguments]
-        return self._submit_specs(specs)
+        submissions = [self._submission(fn, a if isinstance(a, tuple) else (a,), {}, options) for a in arguments]
+        return self._submit(submissions)
 
     @staticmethod
     def _options(
@@ -225,7 +229,8 @@ class JobsAPI:
         name: str | None,
         job_id: str | None,
         parents: Iterable[str],
-    ) -> dict[str, Any]:
+    ) -> JobSubmission:
+        """The validated options, as a submission each job copies (its call filled in by ``_submission``)."""
         values: dict[str, Any] = {
             "queue": queue,
             "priority": priority,
@@ -238,14 +243,17 @@ class JobsAPI:
             if value is not None:
                 values[key] = value
         try:
-            return JobOptions.model_validate(values).spec()
+            options = JobOptions.model_validate(values)
         except PydanticValidationError as exc:
             raise to_validation_error(exc) from None
+        # model_construct: the options were just validated, and the call is filled in per job
+        return JobSubmission.model_construct(function="", args=[], kwargs={}, trace={}, payload=None,
+                                             payload_digest=None, principal=None, **dict(options))  # fmt: skip
 
-    def _submit_specs(self, specs: list[dict[str, Any]]) -> list[JobHandle]:
+    def _submit(self, submissions: list[JobSubmission]) -> list[JobHandle]:
         ids: list[str] = []
-        for start in range(0, len(specs), _SUBMIT_CHUNK):
-            ids.extend(self._call("submit_many", specs[start : start + _SUBMIT_CHUNK], self.principal))
+        for start in range(0, len(submissions), _SUBMIT_CHUNK):
+            ids.extend(self._call("submit_many", submissions[start : start + _SUBMIT_CHUNK], self.principal))
         return [JobHandle(self, job_id) for job_id in ids]
 
     # -- queries ------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from mnemos.cortex.job import Job, apply_record
+from mnemos.cortex.records import parse_record
 from mnemos.engram import Engram
 from mnemos.engram.logs import parse_segment, read_log, read_manifest, read_records, stem
 from mnemos.errors import NotFoundError
@@ -166,8 +167,9 @@ def load(engram: Engram, journal: str) -> Loaded:
         break
     tail = 0
     last = after
-    for origin, rec in tail_records(engram, journal, after):
-        apply_record(jobs, rec)
+    for origin, raw in tail_records(engram, journal, after):
+        if (rec := parse_record(raw)) is not None:
+            apply_record(jobs, rec)
         tail += 1
         last = origin
     for job in jobs.values():

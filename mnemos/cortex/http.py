@@ -38,7 +38,7 @@ from pydantic import Field
 from pydantic import ValidationError as PydanticValidationError
 
 from mnemos._model import positive_duration_schema, to_validation_error
-from mnemos.cortex.job import _JOB_ID, JobOptions
+from mnemos.cortex.job import _JOB_ID, JobOptions, JobSubmission
 from mnemos.errors import (
     BadRequestError,
     ConflictError,
@@ -217,10 +217,9 @@ class FunctionCatalog:
             ) from None
 
 
-def job_spec(call: JobCall, principal: Any, functions: FunctionCatalog) -> dict[str, Any]:
-    """The CORTEX spec of an HTTP job call, once the caller may make it (see the module docstring)."""
-    options = call.model_dump(by_alias=True, exclude_none=True, exclude={"resources", "function", "args", "kwargs",
-                                                                         "payload"})  # fmt: skip
+def job_spec(call: JobCall, principal: Any, functions: FunctionCatalog) -> JobSubmission:
+    """The job CORTEX is sent for an HTTP job call, once the caller may make it (see the module docstring)."""
+    options = call.model_dump(exclude_none=True, exclude={"resources", "function", "args", "kwargs", "payload"})
     resources = call.resources.model_dump(exclude_defaults=True)
     if call.payload is not None:
         _require(principal, "execute", "submitting a pickled function", "payload")
@@ -228,12 +227,11 @@ def job_spec(call: JobCall, principal: Any, functions: FunctionCatalog) -> dict[
             base64.b64decode(call.payload, validate=True)
         except (binascii.Error, ValueError):
             raise ValidationError("payload: not base64", param="payload") from None
-        return {**options, "resources": resources, "function": call.function, "payload": call.payload}
+        return _submission(options, resources, function=call.function, payload=call.payload)
     if ":" in call.function:
         _require(principal, "execute", f"calling {call.function!r}, which is not a registered Function,", "function")
         validate_reference(call.function)
-        return {**options, "resources": resources, "function": call.function, "args": call.args,
-                "kwargs": call.kwargs}  # fmt: skip
+        return _submission(options, resources, function=call.function, args=call.args, kwargs=call.kwargs)
     if not _NAME.match(call.function):
         raise ValidationError(
             f"function: {call.function[:80]!r} is neither a Function name (lowercase letters, digits, '-', '.') "
@@ -258,8 +256,15 @@ def job_spec(call: JobCall, principal: Any, functions: FunctionCatalog) -> dict[
     if "resources" not in call.model_fields_set:
         resources = function.spec.resources.model_dump(exclude_defaults=True)
     options.setdefault("name", function.name)
-    return {**options, "resources": resources, "function": function.spec.entrypoint, "args": [],
-            "kwargs": call.kwargs}  # fmt: skip
+    return _submission(options, resources, function=function.spec.entrypoint, kwargs=call.kwargs)
+
+
+def _submission(options: dict[str, Any], resources: dict[str, Any], **call: Any) -> JobSubmission:
+    """A ``JobSubmission`` of checked parts (a failure here is a 422 naming the field)."""
+    try:
+        return JobSubmission.model_validate({**options, "resources": resources, **call})
+    except PydanticValidationError as exc:
+        raise to_validation_error(exc) from None
 
 
 def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -> APIRouter:
@@ -292,10 +297,10 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
     async def submit_job(request: Request, principal: Any = who, handle: Any = cortex) -> Any:
         """Submit a call of a registered Function (or, with the verb execute, of any code)."""
         call = await _read_call(request)
-        spec = await asyncio.to_thread(job_spec, call, principal, functions)
-        with span("relay.jobs.submit", carrier=request.headers, kind=SpanKind.SERVER, function=spec["function"]):
-            spec["trace"] = inject()
-            ids = await _call(handle, "submit_many", [spec], _subject(principal))
+        submission = await asyncio.to_thread(job_spec, call, principal, functions)
+        with span("relay.jobs.submit", carrier=request.headers, kind=SpanKind.SERVER, function=submission.function):
+            submission.trace = inject()
+            ids = await _call(handle, "submit_many", [submission], _subject(principal))
         view = await _call(handle, "get", ids[0])
         if not sees_all(principal) and view.get("principal") != _subject(principal):
             raise ConflictError(f"id: {ids[0]!r} is already used by another job; choose another id", param="id")

@@ -12,6 +12,10 @@ drift apart::
     fail    -> failed    (attempts exhausted, or the function cannot be found)
     cancel  -> cancelled
     withdraw -> (forgotten)                 a submit whose write outlived the journal timeout (503)
+
+A job crosses the Ray hop to the ``cortex`` actor as a ``JobSubmission`` (a ``JobRequest`` plus
+what the client path adds: the pickled call, the submitter, the trace context), validated where
+it was made; the records are the typed models of ``mnemos.cortex.records``.
 """
 
 from __future__ import annotations
@@ -24,9 +28,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from mnemos._model import CoreModel, Duration
+from mnemos.cortex.records import (
+    CancelRecord,
+    FailRecord,
+    JournalRecord,
+    RequeueRecord,
+    ResultRecord,
+    RetryRecord,
+    StartRecord,
+    SubmitRecord,
+    WithdrawRecord,
+)
 from mnemos.errors import ValidationError
 from mnemos.neuron.codec import Envelope, validate_reference
 
@@ -38,6 +55,7 @@ __all__ = [
     "JobOptions",
     "JobRequest",
     "JobResources",
+    "JobSubmission",
     "apply_record",
     "join_logs",
     "new_job_id",
@@ -83,12 +101,6 @@ class JobOptions(CoreModel):
             raise ValueError("use letters, digits, '.', '_' and '-' (at most 128, starting with a letter or digit)")
         return value
 
-    def spec(self) -> dict[str, Any]:
-        """The options as CORTEX takes them (camelCase, unset ones left out)."""
-        out = self.model_dump(by_alias=True, exclude_none=True, exclude={"resources"})
-        out["resources"] = self.resources.model_dump(exclude_defaults=True)
-        return out
-
 
 class JobRequest(JobOptions):
     """A job as clients submit it (the body of ``POST /v1/jobs``)."""
@@ -105,10 +117,38 @@ class JobRequest(JobOptions):
         except Exception as exc:  # noqa: BLE001 - reported by pydantic with the field path
             raise ValueError(getattr(exc, "message", str(exc)).removeprefix("function: ")) from None
 
-    def spec(self) -> dict[str, Any]:
-        out = super().spec()
-        out["args"], out["kwargs"] = self.args, self.kwargs
-        return out
+
+class JobSubmission(JobRequest):
+    """A job as it crosses the Ray hop to CORTEX: the request, and what the client path adds.
+
+    ``client.jobs.submit`` sends the call pickled (``payload``, or ``payloadDigest`` when it is
+    too large to inline); the HTTP route adds the trace context. CORTEX reads the fields as they
+    are: whoever builds a submission validates it (``model_validate``) or builds it from values
+    already validated (``JobsAPI``).
+    """
+
+    payload: str | None = Field(default=None, description="base64 cloudpickle of (fn | None, args, kwargs).")
+    payload_digest: str | None = Field(default=None, description="The ENGRAM blob of a payload too large to inline.")
+    principal: str | None = Field(default=None, description="Who submits, when the actor call does not say.")
+    trace: dict[str, str] = Field(default_factory=dict, description="W3C trace context of the submitter.")
+
+    @field_validator("function")
+    @classmethod
+    def _reference(cls, value: str) -> str:
+        """Checked in ``_pickled_or_reference``: a pickled call's ``function`` is only its display name."""
+        return value
+
+    @model_validator(mode="after")
+    def _pickled_or_reference(self) -> JobSubmission:
+        """``function`` must be a reference unless the call travels pickled (then it only names it)."""
+        if self.payload is None and self.payload_digest is None:
+            try:
+                validate_reference(self.function)
+            except ValidationError as exc:  # reported as pydantic reports a field, so that the error names it
+                error = PydanticCustomError("value_error", exc.message.removeprefix("function: "))
+                details = InitErrorDetails(type=error, loc=("function",), input=self.function)
+                raise PydanticValidationError.from_exception_data(type(self).__name__, [details]) from None
+        return self
 
 
 @dataclass(eq=False, slots=True)  # slots: a CORTEX holds many; each is about half the size
@@ -154,53 +194,50 @@ class Job:
     shown: dict[str, Any] | None = None  # what readers see while a final record is not yet durable
 
     # -- records ------------------------------------------------------------------------------
-    def submit_record(self) -> dict[str, Any]:
-        rec: dict[str, Any] = {
-            "t": "submit",
-            "id": self.id,
-            "queue": self.queue,
-            "function": self.function,
-            "priority": self.priority,
-            "seq": self.seq,
-            "resources": self.resources,
-            "maxAttempts": self.max_attempts,
-            "timeout": self.timeout,
-            "labels": self.labels,
-            "name": self.name,
-            "principal": self.principal,
-            "parents": self.parents,
-            "ts": self.submitted_at,
-        }
-        if self.trace:
-            rec["trace"] = self.trace
-        for key, value in (("payload", self.payload), ("payloadDigest", self.payload_digest)):
-            if value is not None:
-                rec[key] = value
-        if self.args is not None or self.kwargs is not None:
-            rec["args"], rec["kwargs"] = self.args or [], self.kwargs or {}
-        return rec
+    def submit_record(self) -> SubmitRecord:
+        """The job's submit record, as the journal keeps it."""
+        return SubmitRecord(
+            id=self.id,
+            ts=self.submitted_at,
+            queue=self.queue,
+            function=self.function,
+            priority=self.priority,
+            seq=self.seq,
+            resources=self.resources,
+            max_attempts=self.max_attempts,
+            timeout=self.timeout,
+            labels=self.labels,
+            name=self.name,
+            principal=self.principal,
+            parents=self.parents,
+            trace=self.trace or None,
+            payload=self.payload,
+            payload_digest=self.payload_digest,
+            args=None if self.args is None and self.kwargs is None else self.args or [],
+            kwargs=None if self.args is None and self.kwargs is None else self.kwargs or {},
+        )
 
     @classmethod
-    def from_submit(cls, rec: dict[str, Any]) -> Job:
+    def from_submit(cls, rec: SubmitRecord) -> Job:
         return cls(
-            id=rec["id"],
-            queue=rec.get("queue") or "default",
-            function=rec["function"],
-            priority=int(rec.get("priority", 0)),
-            seq=int(rec.get("seq", 0)),
-            payload=rec.get("payload"),
-            payload_digest=rec.get("payloadDigest"),
-            args=rec.get("args"),
-            kwargs=rec.get("kwargs"),
-            resources=dict(rec.get("resources") or {}),
-            max_attempts=int(rec.get("maxAttempts") or 1),
-            timeout=rec.get("timeout"),
-            labels=dict(rec.get("labels") or {}),
-            name=rec.get("name"),
-            principal=rec.get("principal"),
-            parents=list(rec.get("parents") or []),
-            trace=dict(rec.get("trace") or {}),
-            submitted_at=float(rec.get("ts") or time.time()),
+            id=rec.id,
+            queue=rec.queue or "default",
+            function=rec.function,
+            priority=rec.priority,
+            seq=rec.seq,
+            payload=rec.payload,
+            payload_digest=rec.payload_digest,
+            args=rec.args,
+            kwargs=rec.kwargs,
+            resources=dict(rec.resources),
+            max_attempts=rec.max_attempts or 1,
+            timeout=rec.timeout,
+            labels=dict(rec.labels),
+            name=rec.name,
+            principal=rec.principal,
+            parents=list(rec.parents),
+            trace=dict(rec.trace or {}),
+            submitted_at=rec.ts or time.time(),
         )
 
     def invocation(self) -> dict[str, Any]:
@@ -259,54 +296,51 @@ class Job:
         return self.status in TERMINAL
 
 
-def apply_record(jobs: dict[str, Job], rec: dict[str, Any]) -> Job | None:
+def apply_record(jobs: dict[str, Job], rec: JournalRecord) -> Job | None:
     """Apply one journal record to ``jobs``; returns the job it changed (``None`` if unknown).
 
     A record for a job already terminal changes nothing, so a result is committed at most once
-    even if a record were replayed twice; a record this version does not know is skipped.
+    even if a record were replayed twice. Records read back are typed by ``parse_record`` first.
     """
-    kind = rec.get("t")
-    if kind == "withdraw":
-        return jobs.pop(rec.get("id", ""), None)
-    if kind == "submit":
-        if "id" not in rec or "function" not in rec:
-            return None
-        if rec["id"] in jobs:
-            return jobs[rec["id"]]
+    if isinstance(rec, SubmitRecord):
+        if rec.id in jobs:
+            return jobs[rec.id]
         created = Job.from_submit(rec)
         jobs[created.id] = created
         return created
-    job = jobs.get(rec.get("id", ""))
+    if isinstance(rec, WithdrawRecord):
+        return jobs.pop(rec.id, None)
+    job = jobs.get(rec.id)
     if job is None or job.terminal:
         return None
-    ts = rec.get("ts")
-    if kind == "start":
-        job.status, job.attempts = "running", int(rec["attempt"])
-        job.worker, job.pool, job.started_at, job.retry_at = rec.get("worker"), rec.get("pool"), ts, None
-    elif kind == "requeue":
+    if isinstance(rec, StartRecord):
+        job.status, job.attempts = "running", rec.attempt
+        job.worker, job.pool, job.started_at, job.retry_at = rec.worker, rec.pool, rec.ts, None
+    elif isinstance(rec, RequeueRecord):
         job.status, job.worker, job.retry_at = "queued", None, None
-    elif kind == "retry":
-        job.status, job.failures, job.error = "retrying", int(rec.get("failures", job.failures + 1)), rec.get("error")
-        job.retry_at = rec.get("retryAt")
-        _add_logs(job, rec, "retried")
-    elif kind == "result":
-        job.status, job.result, job.error, job.traceback = "succeeded", rec.get("result"), None, None
+    elif isinstance(rec, RetryRecord):
+        job.status, job.error, job.retry_at = "retrying", rec.error, rec.retry_at
+        job.failures = job.failures + 1 if rec.failures is None else rec.failures
+        _add_logs(job, rec.attempt, rec.logs, "retried")
+    elif isinstance(rec, ResultRecord):
+        job.status, job.result, job.error, job.traceback = "succeeded", rec.result, None, None
         job.payload = job.args = job.kwargs = None  # never run again: the call is not kept in memory
-        job.started_at, job.finished_at = rec.get("started", job.started_at), rec.get("finished", ts)
-        job.worker = rec.get("worker", job.worker)
-        _add_logs(job, rec, "succeeded")
-    elif kind == "fail":
-        job.status, job.error, job.traceback = "failed", rec.get("error"), rec.get("traceback")
-        job.failures, job.finished_at = int(rec.get("failures", job.failures)), ts
-        _add_logs(job, rec, "failed")
-    elif kind == "cancel":
-        job.status, job.finished_at, job.error = "cancelled", ts, rec.get("reason")
+        job.started_at = job.started_at if rec.started is None else rec.started
+        job.finished_at = rec.ts if rec.finished is None else rec.finished
+        job.worker = rec.worker or job.worker
+        _add_logs(job, rec.attempt, rec.logs, "succeeded")
+    elif isinstance(rec, FailRecord):
+        job.status, job.error, job.traceback, job.finished_at = "failed", rec.error, rec.traceback, rec.ts
+        job.failures = job.failures if rec.failures is None else rec.failures
+        _add_logs(job, rec.attempt, rec.logs, "failed")
+    elif isinstance(rec, CancelRecord):
+        job.status, job.finished_at, job.error = "cancelled", rec.ts, rec.reason
     return job
 
 
-def _add_logs(job: Job, rec: dict[str, Any], status: str) -> None:
-    if rec.get("logs"):
-        job.logs.append({"attempt": rec.get("attempt"), "status": status, "logs": rec["logs"]})
+def _add_logs(job: Job, attempt: int | None, logs: dict[str, Any] | None, status: str) -> None:
+    if logs:
+        job.logs.append({"attempt": attempt, "status": status, "logs": logs})
 
 
 def select(

@@ -26,6 +26,7 @@ from typing import Any
 
 from mnemos.cortex.checkpoint import Cut, find_archived, load
 from mnemos.cortex.job import Job, apply_record, join_logs, select
+from mnemos.cortex.records import JournalRecord, RecordBase, SubmitRecord, WithdrawRecord, dump_record, parse_record
 from mnemos.engram import Engram
 from mnemos.errors import NotFoundError
 
@@ -38,15 +39,16 @@ log = logging.getLogger(__name__)
 
 
 def read_records(engram: Engram) -> list[dict[str, Any]]:
-    """Every journal record still in the journal, in write order."""
+    """Every journal record still in the journal, in write order, as stored (JSON objects)."""
     return list(engram.read_log(LOG))
 
 
-def rebuild(records: Iterable[dict[str, Any]]) -> dict[str, Job]:
-    """Every job's last state from the journal records."""
+def rebuild(records: Iterable[dict[str, Any] | JournalRecord]) -> dict[str, Job]:
+    """Every job's last state from the journal records (stored or typed; unknown kinds skipped)."""
     jobs: dict[str, Job] = {}
-    for rec in records:
-        apply_record(jobs, rec)
+    for raw in records:
+        if (rec := parse_record(raw)) is not None:
+            apply_record(jobs, rec)
     for job in jobs.values():
         job.committed = job.terminal
     return jobs
@@ -82,7 +84,7 @@ class JobJournal:
         self.checkpoint_every = checkpoint_every
         self.snapshot = snapshot
         self.on_checkpoint = on_checkpoint
-        self.on_append: Callable[[tuple[dict[str, Any], ...]], None] | None = None
+        self.on_append: Callable[[tuple[JournalRecord, ...]], None] | None = None
         """Called with each batch's records once they are durable (the event stream)."""
         self.last_segment = last_segment
         self.segments_written = 0
@@ -94,7 +96,7 @@ class JobJournal:
         self.last_cut_at = time.monotonic()  # when the last checkpoint was taken (or the journal opened)
         self._checkpointing: asyncio.Future[Any] | None = None
         self._cut_waiters: list[asyncio.Future[bool]] = []
-        self._buffer: list[dict[str, Any]] = []
+        self._buffer: list[JournalRecord] = []
         self._pending: asyncio.Future[None] | None = None
         self._kick: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -102,12 +104,19 @@ class JobJournal:
     def read(self) -> list[dict[str, Any]]:
         return read_records(self.engram)
 
-    def append(self, *records: dict[str, Any]) -> asyncio.Future[None]:
+    def append(self, *records: JournalRecord) -> asyncio.Future[None]:
         """Buffer ``records``; the future resolves when the batch holding them is durable.
 
         Call it from the event loop. Records appended in the same synchronous section always
         land in the same batch.
+
+        Raises:
+            TypeError: a record is not one of ``mnemos.cortex.records`` (refused here, where the
+                caller sees it, not in the writer, whose failure would leave every waiter waiting).
         """
+        for rec in records:
+            if not isinstance(rec, RecordBase):
+                raise TypeError(f"journal records are mnemos.cortex.records models, not {type(rec).__name__}")
         self._ensure_writer()
         self._buffer.extend(records)
         if self._pending is None:
@@ -121,13 +130,12 @@ class JobJournal:
         Records still in the buffer are removed; for those already being written (the write
         may or may not land: ambiguous) a ``withdraw`` record follows, so a replay forgets them.
         """
-        kept = [r for r in self._buffer if not (r.get("t") == "submit" and r.get("id") in ids)]
-        gone = {r["id"] for r in self._buffer if r.get("t") == "submit" and r.get("id") in ids}
-        self._buffer[:] = kept
+        gone = {r.id for r in self._buffer if isinstance(r, SubmitRecord) and r.id in ids}
+        self._buffer[:] = [r for r in self._buffer if not (isinstance(r, SubmitRecord) and r.id in gone)]
         rest = sorted(ids - gone)
         if rest:
             now = time.time()
-            self.append(*({"t": "withdraw", "id": job_id, "ts": now} for job_id in rest))
+            self.append(*(WithdrawRecord(id=job_id, ts=now) for job_id in rest))
 
     def request_checkpoint(self) -> asyncio.Future[bool]:
         """Take a checkpoint at the next batch (or now, when nothing is being written).
@@ -207,11 +215,12 @@ class JobJournal:
         if ok and self._checkpoint_wanted and self._kick is not None:
             self._kick.set()  # one was asked for while this one was being written
 
-    async def _write(self, batch: list[dict[str, Any]]) -> str:
+    async def _write(self, batch: list[JournalRecord]) -> str:
         delay, tries = 0.05, 0
+        stored = [dump_record(rec) for rec in batch]
         while True:
             try:
-                writes: list[Awaitable[Any]] = [asyncio.to_thread(self.engram.append, LOG, batch)]
+                writes: list[Awaitable[Any]] = [asyncio.to_thread(self.engram.append, LOG, stored)]
                 if self.lineage is not None:
                     writes.append(asyncio.to_thread(self._flush_lineage))
                 key = (await asyncio.gather(*writes))[0]

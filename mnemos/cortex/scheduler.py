@@ -31,15 +31,29 @@ import time
 from typing import Any
 
 import ray
+from pydantic import TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
 
 from mnemos._actors import CORTEX, NAMESPACE
+from mnemos._model import to_validation_error
 from mnemos.config import CortexSettings, NeuronSettings
 from mnemos.cortex._dispatch import Dispatcher
 from mnemos.cortex._queue import QueueState
 from mnemos.cortex.admission import PolicyCache, check_quotas, check_resources, usage_of
 from mnemos.cortex.checkpoint import Cut, find_archived, job_state, load
-from mnemos.cortex.job import ACTIVE, STATUSES, Job, apply_record, join_logs, new_job_id, select
+from mnemos.cortex.job import (
+    ACTIVE,
+    STATUSES,
+    Job,
+    JobResources,
+    JobSubmission,
+    apply_record,
+    join_logs,
+    new_job_id,
+    select,
+)
 from mnemos.cortex.journal import LOG, JobJournal
+from mnemos.cortex.records import CancelRecord, FailRecord, JournalRecord, RequeueRecord
 from mnemos.engram import Engram
 from mnemos.errors import ConflictError, NotFoundError, UnavailableError
 from mnemos.neuron.codec import decode_text
@@ -52,6 +66,7 @@ __all__ = ["ACTOR_NAME", "NAMESPACE", "Cortex", "CortexActor"]
 ACTOR_NAME = CORTEX
 log = logging.getLogger(__name__)
 _FINAL = frozenset({"result", "fail", "cancel"})
+_SUBMISSIONS: TypeAdapter[list[JobSubmission]] = TypeAdapter(list[JobSubmission])
 EVICT_EVERY_S = 30.0
 """Without a checkpoint for this long, one is taken when finished jobs are past their retention."""
 _EVENT_FIELDS = ("id", "name", "queue", "function", "status", "attempts", "principal", "worker", "submittedAt",
@@ -100,45 +115,57 @@ class Cortex(Dispatcher):
             loop.create_task(self._housekeeping()),
         ]  # fmt: skip
 
-    def _durable(self, records: tuple[dict[str, Any], ...]) -> None:
+    def _durable(self, records: tuple[JournalRecord, ...]) -> None:
         """A batch is durable: its final records become visible, then it is announced."""
         for rec in records:
-            if rec.get("t") in _FINAL and (job := self.jobs.get(rec.get("id", ""))) is not None:
+            if rec.t in _FINAL and (job := self.jobs.get(rec.id)) is not None:
                 job.shown = None
         self._announce(records)
 
-    def _announce(self, records: tuple[dict[str, Any], ...]) -> None:
+    def _announce(self, records: tuple[JournalRecord, ...]) -> None:
         """Each journaled transition on the event stream as ``job.<status>`` (owner: the submitter)."""
         for rec in records:
-            job = self.jobs.get(rec.get("id", ""))
+            job = self.jobs.get(rec.id)
             if job is not None:
                 view = job.view(result=False)
                 announce(f"job.{job.status}", f"job:{job.id}", owner=job.principal,
                          **{k: view.get(k) for k in _EVENT_FIELDS})  # fmt: skip
 
     # -- submit -------------------------------------------------------------------------------
-    async def submit_many(self, specs: list[dict[str, Any]], principal: str | None = None) -> list[str]:
+    async def submit_many(
+        self, submissions: list[JobSubmission] | list[dict[str, Any]], principal: str | None = None
+    ) -> list[str]:
         """Admit and queue jobs (all or none); returns their ids once the journal holds them.
 
+        Args:
+            submissions: the jobs, validated where they were made (``JobsAPI``, ``/v1/jobs``);
+                plain dicts (operators, tests) are validated here as ``JobSubmission``.
+            principal: who submits (else each submission's own ``principal``).
+
         Raises:
+            ValidationError: a plain dict is not a valid ``JobSubmission``.
             UnavailableError: the journal could not be written within ``journalTimeout`` (or is
                 failing now); none of these jobs was accepted.
         """
         self._journal_up()
+        try:
+            subs = _SUBMISSIONS.validate_python(submissions)  # JobSubmission objects pass as they are
+        except PydanticValidationError as exc:
+            raise to_validation_error(exc) from None
         policies = await self.policies.get()
         usage = usage_of(policies, (j for j in self.jobs.values() if j.status in ACTIVE)) if policies else {}
         new: list[Job] = []
         ids: list[str] = []
         waits: set[asyncio.Future[None]] = set()  # earlier submits of the same ids, not yet durable
         try:
-            for spec in specs:
-                given = spec.get("id")
+            for sub in subs:
+                given = sub.id
                 if given and given in self.jobs:  # idempotent: the same id is the same job
                     ids.append(given)
                     if self.jobs[given].accepted is not None:
                         waits.add(self.jobs[given].accepted)  # type: ignore[arg-type]
                     continue
-                job = self._new_job(spec, principal)
+                job = self._new_job(sub, principal)
                 if policies:
                     check_quotas(job, policies, usage)
                 check_resources(job, self.pools)
@@ -192,32 +219,33 @@ class Cortex(Dispatcher):
         if jobs:
             self.journal.withdraw({job.id for job in jobs})
 
-    def _new_job(self, spec: dict[str, Any], principal: str | None) -> Job:
-        queue = self.queues.get(spec.get("queue") or "default")
+    def _new_job(self, sub: JobSubmission, principal: str | None) -> Job:
+        queue = self.queues.get(sub.queue)
         if queue is None:
             raise NotFoundError(
-                f"queue {spec.get('queue')!r} is not declared; declared queues: {', '.join(sorted(self.queues))}",
+                f"queue {sub.queue!r} is not declared; declared queues: {', '.join(sorted(self.queues))}",
                 param="queue",
             )
         self._seq += 1
+        pickled = sub.payload is not None or sub.payload_digest is not None  # the call travels in the payload
         return Job(
-            id=spec.get("id") or new_job_id(),
+            id=sub.id or new_job_id(),
             queue=queue.name,
-            function=spec["function"],
-            priority=int(spec.get("priority") or 0),
+            function=sub.function,
+            priority=sub.priority,
             seq=self._seq,
-            payload=spec.get("payload"),
-            payload_digest=spec.get("payloadDigest"),
-            args=spec.get("args"),
-            kwargs=spec.get("kwargs"),
-            resources=dict(spec.get("resources") or {}),
-            max_attempts=int(spec.get("maxAttempts") or queue.config.max_attempts),
-            timeout=spec.get("timeout") or queue.config.timeout,
-            labels=dict(spec.get("labels") or {}),
-            name=spec.get("name"),
-            principal=principal or spec.get("principal"),
-            parents=list(spec.get("parents") or []),
-            trace=dict(spec.get("trace") or {}),
+            payload=sub.payload,
+            payload_digest=sub.payload_digest,
+            args=None if pickled else sub.args,
+            kwargs=None if pickled else sub.kwargs,
+            resources=sub.resources.model_dump(exclude_defaults=True),
+            max_attempts=sub.max_attempts or queue.config.max_attempts,
+            timeout=sub.timeout or queue.config.timeout,
+            labels=dict(sub.labels),
+            name=sub.name,
+            principal=principal or sub.principal,
+            parents=list(sub.parents),
+            trace=dict(sub.trace),
             submitted_at=time.time(),
         )
 
@@ -228,25 +256,28 @@ class Cortex(Dispatcher):
             raise ConflictError(
                 f"job {job_id} is {old.status}: only failed or cancelled jobs can be retried", param="id"
             )
-        spec = old.submit_record()
-        spec.update(id=None, parents=[f"job:{old.id}"], principal=principal or old.principal)
-        return (await self.submit_many([spec], principal))[0]
+        again = JobSubmission(
+            id=None, queue=old.queue, priority=old.priority, resources=JobResources.model_validate(old.resources),
+            max_attempts=old.max_attempts, timeout=old.timeout, labels=old.labels, name=old.name,
+            parents=[f"job:{old.id}"], function=old.function, args=old.args or [], kwargs=old.kwargs or {},
+            payload=old.payload, payload_digest=old.payload_digest, principal=principal or old.principal,
+            trace=old.trace,
+        )  # fmt: skip
+        return (await self.submit_many([again], principal))[0]
 
     # -- dispatch -----------------------------------------------------------------------------
     async def _resume(self) -> None:
         """Queue again every job the journal left unfinished (after a restart)."""
         now = time.time()
         loop = asyncio.get_running_loop()
-        records: list[dict[str, Any]] = []
+        records: list[JournalRecord] = []
         failed: list[Job] = []
         for job in sorted(self.jobs.values(), key=lambda j: j.seq):
             if job.terminal or job.seq > self._replayed_seq:
                 continue
             queue = self.queues.get(job.queue)
             if queue is None:
-                records.append(
-                    {"t": "fail", "id": job.id, "error": f"queue {job.queue!r} is no longer declared", "ts": now}
-                )
+                records.append(FailRecord(id=job.id, error=f"queue {job.queue!r} is no longer declared", ts=now))
                 apply_record(self.jobs, records[-1])
                 failed.append(job)
                 continue
@@ -254,7 +285,7 @@ class Cortex(Dispatcher):
                 loop.call_later(job.retry_at - now, self._requeue, job.id)
                 continue
             if job.status != "queued":
-                records.append({"t": "requeue", "id": job.id, "reason": "cortex restarted", "ts": now})
+                records.append(RequeueRecord(id=job.id, reason="cortex restarted", ts=now))
                 apply_record(self.jobs, records[-1])
             self._enqueue(job)
         self._wake.set()
@@ -374,7 +405,7 @@ class Cortex(Dispatcher):
             self._journal_up()
             self._detach(job)  # a running attempt gives its slots back; its thread runs on, unheard
             reason = f"cancelled by {principal or 'a user'}"
-            commit = self._commit(job, {"t": "cancel", "id": job_id, "reason": reason, "ts": time.time()})
+            commit = self._commit(job, CancelRecord(id=job_id, reason=reason, ts=time.time()))
         try:
             await asyncio.wait_for(asyncio.shield(commit), self.settings.journal_timeout)
         except asyncio.TimeoutError:

@@ -186,7 +186,9 @@ class PrivateCortex:
         ray.kill(self.actor, no_restart=True)
 
     def submit(self, job_id: str, fn: str = "add", *args: Any) -> list[str]:
-        return self.call("submit_many", [{"id": job_id, "function": f"{T}:{fn}", "args": list(args or (1, 2))}])
+        from mnemos.cortex.job import JobSubmission
+
+        return self.call("submit_many", [JobSubmission(id=job_id, function=f"{T}:{fn}", args=list(args or (1, 2)))])
 
     def set(self, kind: str, records: str) -> None:
         Path(f"{self.gate}.{kind}").write_text(records)

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from mnemos.cortex.journal import LOG, JobJournal, JournalView, read_records, rebuild
+from mnemos.cortex.records import StartRecord, SubmitRecord
 from mnemos.engram import Engram
 from mnemos.trace.lineage import LineageWriter, events
 
@@ -14,14 +15,18 @@ def _submit(job_id: str, seq: int = 1) -> dict[str, Any]:
     return {"t": "submit", "id": job_id, "queue": "default", "function": "m:f", "seq": seq, "maxAttempts": 3, "ts": 1.0}
 
 
+def _typed(job_id: str, seq: int = 1) -> SubmitRecord:
+    return SubmitRecord.model_validate(_submit(job_id, seq))
+
+
 def test_group_commit_writes_one_segment_per_batch(engram: Engram) -> None:
     async def scenario() -> list[int]:
         journal = JobJournal(engram, batch_ms=20)
-        futures = [journal.append(_submit(f"j{i}", i)) for i in range(100)]
+        futures = [journal.append(_typed(f"j{i}", i)) for i in range(100)]
         assert not futures[0].done()  # nothing is acknowledged before it is durable
         await asyncio.gather(*futures)
         assert len(engram.segments(LOG)) == 1  # one write for the 100 records
-        second = [journal.append({"t": "start", "id": f"j{i}", "attempt": 1, "ts": 2.0}) for i in range(50)]
+        second = [journal.append(StartRecord(id=f"j{i}", attempt=1, ts=2.0)) for i in range(50)]
         await asyncio.gather(*second)
         return [journal.segments_written, journal.records_written]
 
@@ -34,7 +39,7 @@ def test_records_appended_while_writing_form_the_next_batch(local_engram: Engram
         journal = JobJournal(local_engram, batch_ms=0)
         pending = []
         for i in range(20):
-            pending.append(journal.append(_submit(f"j{i}", i)))
+            pending.append(journal.append(_typed(f"j{i}", i)))
             await asyncio.sleep(0)  # appends interleave with writes
         await asyncio.gather(*pending)
         return journal.segments_written
@@ -50,7 +55,7 @@ def test_lineage_is_flushed_with_the_batch(local_engram: Engram) -> None:
     async def scenario() -> None:
         journal = JobJournal(local_engram, batch_ms=1, lineage=lineage)
         lineage.record("job:j1", "intent", function="m:f")
-        await journal.append(_submit("j1"))
+        await journal.append(_typed("j1"))
 
     asyncio.run(scenario())
     assert [e["id"] for e in events(local_engram)] == ["job:j1"]
