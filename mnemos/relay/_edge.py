@@ -14,8 +14,7 @@ Every HTTP request passes ``EdgeMiddleware`` (pure ASGI) before any route runs, 
    to the route, which parses and validates it (400/422).
 
 So a request without credentials gets 401 whatever its body; with ``relay.auth: false`` only the
-body limit applies and routes see no principal. When auth is on but SOUL's edge module is not
-installed, requests fail closed (503).
+body limit applies and routes see no principal.
 """
 
 from __future__ import annotations
@@ -29,6 +28,8 @@ from starlette.routing import Match
 from mnemos.config import Settings
 from mnemos.engram import Engram
 from mnemos.errors import BadRequestError, MnemosError, PayloadTooLargeError, UnavailableError
+from mnemos.soul.edge import PUBLIC_PATHS, EdgeGuard
+from mnemos.soul.http import router
 
 __all__ = ["SELF_AUTHENTICATING", "VERB_KEY", "EdgeMiddleware", "EdgeSeam", "route_verb"]
 
@@ -46,52 +47,33 @@ class EdgeSeam:
     """Calls ``EdgeGuard.admit`` when ``relay.auth`` is true; a no-op otherwise."""
 
     def __init__(self, settings: Settings, engram: Engram) -> None:
-        try:
-            from mnemos.soul.edge import PUBLIC_PATHS
-        except ImportError:  # fail closed below; only the health checks stay open
-            PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})  # noqa: N806
         self.enabled = settings.relay.auth
         self.max_body_bytes = int(settings.relay.max_body_bytes)
         # /metrics is public (as Prometheus scrapes are) unless trace.metricsAuth asks for a credential.
         self.public_paths = PUBLIC_PATHS | (frozenset() if settings.trace.metrics_auth else {"/metrics"})
-        self.guard: Any = None
-        self._missing: str | None = None
-        if self.enabled:
-            try:
-                from mnemos.soul.edge import EdgeGuard  # type: ignore[import-not-found]
-            except ImportError as exc:
-                self._missing = f"{exc}"
-                logger.error("relay.auth is on but mnemos.soul.edge cannot be imported: %s", exc)
-            else:
-                self.guard = EdgeGuard(settings, engram)
+        self.guard: EdgeGuard | None = EdgeGuard(settings, engram) if self.enabled else None
 
-    def _require_guard(self) -> Any:
+    def require_guard(self) -> EdgeGuard:
+        """SOUL's guard; with ``relay.auth`` off there is none, and nothing to sign in to (503)."""
         if self.guard is None:
-            raise UnavailableError(
-                "authentication is on (relay.auth) but SOUL's edge guard is not available "
-                f"({self._missing}); set MNEMOS_RELAY__AUTH=false to serve without authentication"
-            )
+            raise UnavailableError("authentication is off (relay.auth: false): there are no credentials to check")
         return self.guard
 
     async def admit(self, request: Request, verb: str) -> Any:
         """The caller's principal (None when auth is off), allowed ``verb``."""
-        if not self.enabled:
+        if self.guard is None:  # relay.auth is off
             return None
-        return await self._require_guard().admit(request, verb)
+        return await self.guard.admit(request, verb)
 
     async def admit_headers(self, request: Request, verb: str | None) -> Any:
         """Authenticate, authorize ``verb`` (when given) and rate-limit, from the headers only."""
-        if not self.enabled:
+        if self.guard is None:
             return None
-        return await self._require_guard().admit_headers(request, verb)
+        return await self.guard.admit_headers(request, verb)
 
     def install_routes(self, app: FastAPI) -> bool:
         """Mount SOUL's routes (JWKS, ``/v1/tokens``) when the guard is active."""
         if self.guard is None:
-            return False
-        try:
-            from mnemos.soul.http import router
-        except ImportError:
             return False
         app.state.soul_guard = self.guard
         app.include_router(router)

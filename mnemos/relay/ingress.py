@@ -9,16 +9,15 @@ header ``X-Mnemos-Priority: batch`` marks batch work (pipelines), which runtimes
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import logging
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from ray import serve
 
 from mnemos.config import Settings
+from mnemos.cortex import http as cortex_http
 from mnemos.engram import Engram
 from mnemos.errors import MnemosError
 from mnemos.relay import _responses as out
@@ -29,6 +28,7 @@ from mnemos.relay._handlers import Handlers
 from mnemos.relay._metering import OverheadHeader
 from mnemos.relay._openapi import MethodGuard, complete_openapi
 from mnemos.relay.console import mount as mount_console
+from mnemos.relay.control import build_router as build_control_router
 from mnemos.relay.event_stream import build_router as build_events_router
 from mnemos.relay.openai_schema import (
     ChatCompletion,
@@ -41,13 +41,21 @@ from mnemos.relay.openai_schema import (
     ModelCard,
     ModelList,
 )
+from mnemos.relay.usage_http import build_router as build_usage_router
+from mnemos.synkron import http as synkron_http
+from mnemos.trace import http as trace_http
 
 __all__ = ["EXTENSION_ROUTERS", "RelayIngress", "create_app"]
 
 logger = logging.getLogger("mnemos.relay")
 
-# Routers of other components, included when their module exists (``module:attribute``).
-EXTENSION_ROUTERS = ("mnemos.cortex.http", "mnemos.synkron.http", "mnemos.trace.http")
+# The API routers of CORTEX (/v1/jobs), SYNKRON (/v1/runs, …) and TRACE (/v1/traces, …), with the
+# verb their reads need (writes need ``submit``).
+EXTENSION_ROUTERS = (
+    (cortex_http.build_router, "read-artifacts"),
+    (synkron_http.build_router, "read-artifacts"),
+    (trace_http.build_router, "read-lineage"),
+)
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 422, 429, 502, 503)
 }
@@ -55,37 +63,14 @@ _READ = {VERB_KEY: "read-artifacts"}
 _INFER = {VERB_KEY: "infer"}
 
 
-def _include_extensions(app: FastAPI, edge: EdgeSeam, settings: Settings) -> list[str]:
-    """Include the routers of CORTEX, SYNKRON and TRACE that are installed.
+def _include_extensions(app: FastAPI, edge: EdgeSeam, settings: Settings) -> None:
+    """Include the routers of CORTEX, SYNKRON and TRACE, built with the gateway's settings.
 
     With authentication on, their ``auth`` dependency admits the caller with the verb ``submit``
     for writes and, for reads, ``read-lineage`` (TRACE) or ``read-artifacts`` (jobs, runs).
     """
-    included = []
-    for module_name in EXTENSION_ROUTERS:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        router: APIRouter | None = getattr(module, "router", None)
-        build = getattr(module, "build_router", None)
-        if build is not None:
-            # Always build: the module-level router reads MNEMOS_* settings, not the gateway's.
-            accepted = inspect.signature(build).parameters
-            kwargs: dict[str, Any] = {}
-            if "settings" in accepted:
-                kwargs["settings"] = settings
-            if "auth" in accepted:
-                kwargs["auth"] = (
-                    _admitting(edge, "read-lineage" if module_name.endswith("trace.http") else "read-artifacts")
-                    if edge.enabled
-                    else None
-                )
-            router = build(**kwargs)
-        if router is not None:
-            app.include_router(router)
-            included.append(module_name)
-    return included
+    for build, read_verb in EXTENSION_ROUTERS:
+        app.include_router(build(auth=_admitting(edge, read_verb) if edge.enabled else None, settings=settings))
 
 
 def _admitting(edge: EdgeSeam, read_verb: str) -> Any:
@@ -156,12 +141,9 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
         """Embeddings of one text or a list of texts (floats, or base64 float32)."""
         return await handlers.embeddings(request, body)
 
-    included = _include_extensions(app, edge, gateway.settings)
-    from mnemos.relay.usage_http import build_router as build_usage_router
-
+    _include_extensions(app, edge, gateway.settings)  # /v1/jobs, /v1/runs, /v1/traces …
     app.include_router(build_usage_router(edge.admit, lambda: meter.governor.actor))  # GET /v1/usage
     app.include_router(build_events_router(edge.admit))  # GET /v1/events (SSE)
-    from mnemos.relay.control import build_router as build_control_router
 
     def served_models() -> dict[str, Any]:
         return {"version": gateway.version, "models": {n: r.entry.get("status") for n, r in gateway.models.items()}}
@@ -169,11 +151,8 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
     # /apis/… (resources), /v1/status, /v1/lineage, /v1/spaces, /v1/secrets
     app.include_router(build_control_router(edge, gateway.settings, gateway.engram, status=served_models))
     mount_console(app, gateway, edge)  # the web console at /ui
-    if edge.install_routes(app):
-        included.append("mnemos.soul.http")
+    edge.install_routes(app)  # SOUL's JWKS and /v1/tokens, when auth is on
     complete_openapi(app, edge.public_paths, edge.enabled)
-    if included:
-        logger.info("relay: included routers of %s", ", ".join(included))
     return app
 
 

@@ -8,9 +8,10 @@ A status record (``status/models/<name>.json`` in ENGRAM, and in the gateway's r
 ``phase`` is ``Pending`` (applied, not reconciled yet), ``Deploying``, ``Ready``, ``Failed`` or
 ``Stopped`` (``replicas: 0``); a deployed Model whose replicas all died (a node went away) is
 ``Deploying`` (reason ``NoReadyReplica``) until Serve has replaced one, and one with fewer running
-than desired stays ``Ready`` with reason ``ReplicasUnavailable``. ``ready_replicas``/``desired_replicas`` are Serve's live counts
-(:func:`serve_replicas`: RUNNING replicas and the deployment's target, which autoscaling moves),
-refreshed by the relay controller every few seconds, not copied from the spec. ``reason`` is one
+than desired stays ``Ready`` with reason ``ReplicasUnavailable``. ``ready_replicas`` and
+``desired_replicas`` are Serve's live counts (:func:`serve_replicas`: RUNNING replicas and the
+deployment's target, which autoscaling moves), refreshed by the relay controller every few
+seconds, not copied from the spec. ``reason`` is one
 word (``ArtifactMissing``, ``DeployFailed``, ``Rolling`` …) and ``message`` says what to do. Each
 change is also an event in the ENGRAM log ``events/models`` (``mnemos describe model NAME`` shows
 the recent ones).

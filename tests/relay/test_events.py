@@ -28,7 +28,8 @@ class Listener:
         self.connected = threading.Event()
         self._stop = threading.Event()
         self._client = httpx.Client(timeout=httpx.Timeout(10.0, read=30.0))
-        self._args = (url, headers or {}, params)
+        # A keepalive each second: the reading thread sees close() at the next line, not 15 s later.
+        self._args = (url, headers or {}, {"heartbeat": "1", **params})
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         assert self.connected.wait(30), "the event stream did not open"

@@ -6,11 +6,13 @@ stateful) with every check over every operation — the OpenAI routes, the contr
 (``/apis/…``, secrets, spaces, lineage), jobs, pipelines, traces, usage, events and tokens:
 no 5xx, every status and content type documented, schema-valid requests accepted, invalid ones
 refused, undeclared methods answered 405 with ``Allow``. Bounded (a few examples per operation)
-and seeded, so a failure reproduces with the command it prints.
+and seeded, so a failure reproduces with the command it prints. Other seeds and more examples:
+``MNEMOS_FUZZ_SEED=5 MNEMOS_FUZZ_EXAMPLES=20 pytest tests/relay/test_relay_fuzz.py``.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -18,7 +20,9 @@ from pathlib import Path
 
 from metering_support import api_key, unique
 
-_EXAMPLES = 3  # per operation and phase; the coverage phase adds its own boundary cases
+# Per operation and phase (the coverage phase adds its own boundary cases), and the seed.
+_EXAMPLES = int(os.environ.get("MNEMOS_FUZZ_EXAMPLES", "3"))
+_SEED = os.environ.get("MNEMOS_FUZZ_SEED", "17")
 # An event stream never ends: schemathesis reads it until the request timeout (10 s by default).
 _CONFIG = """
 [[operations]]
@@ -34,7 +38,7 @@ def test_gateway_conforms_to_its_openapi(governed, tmp_path: Path) -> None:  # n
     config.write_text(_CONFIG)
     command = [str(st), "--config-file", str(config), "run", f"{governed.url}/openapi.json", "--url", governed.url,
                "--checks", "all", "-H", f"Authorization: Bearer {key}", "--max-examples", str(_EXAMPLES),
-               "--seed", "17", "--workers", "1", "--no-color",
+               "--seed", _SEED, "--workers", "1", "--no-color",
                "--report", "junit", "--report-dir", str(tmp_path)]  # fmt: skip
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     output = run.stdout + run.stderr

@@ -64,12 +64,12 @@ class Sessions:
         cookie = request.cookies.get(COOKIE)
         if not cookie:
             raise AuthenticationError("sign in with an API key", param="api_key")
-        guard = self.edge._require_guard()
+        guard = self.edge.require_guard()
         return await guard.verify_credential(cookie)
 
     async def sign_in(self, api_key: str) -> tuple[Any, str, float]:
         """Verify ``api_key``; returns ``(principal, session token, expiry)``."""
-        guard = self.edge._require_guard()
+        guard = self.edge.require_guard()
         principal = await guard.verify_credential(api_key.strip())
         await guard.rate_limit(principal)
         ttl = SESSION_TTL_S
@@ -89,7 +89,7 @@ class Sessions:
         """Revoke the session's token (its cookie is refused from now on)."""
         if not self.enabled or not getattr(principal, "credential_id", ""):
             return
-        guard = self.edge._require_guard()
+        guard = self.edge.require_guard()
         await asyncio.to_thread(guard.store.revoke, principal.credential_id, actor=principal.subject)
 
 
