@@ -418,6 +418,10 @@ class Cortex(Dispatcher):
 
     async def logs(self, job_id: str) -> str:
         """What the job printed: every finished attempt, then the running one so far."""
+        return join_logs(await self.log_parts(job_id))
+
+    async def log_parts(self, job_id: str) -> list[tuple[int | None, str, str]]:
+        """``(attempt, status, text)`` of each attempt that printed, the running one last (so far)."""
         job = await self._find(job_id)
         parts = []
         for entry in job.logs:
@@ -432,7 +436,7 @@ class Cortex(Dispatcher):
                     live = None
                 if live:
                     parts.append((job.attempts, "running", live))
-        return join_logs(parts)
+        return parts
 
     async def stats(self) -> dict[str, Any]:
         counts = {s: 0 for s in STATUSES}

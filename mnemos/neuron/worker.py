@@ -40,11 +40,15 @@ LOG_LIMIT_CHARS = 1024 * 1024
 
 class _Capture:
     """The output of one job attempt, capped at ``limit`` characters; with ``job_id``, each complete
-    line kept is also announced on the event stream (``job.log``)."""
+    line kept is also announced on the event stream (``job.log``, with ``attempt`` and the line's
+    number ``n`` in it, counted from 1: a reader that already shows n lines skips the events up to n)."""
 
-    def __init__(self, limit: int = LOG_LIMIT_CHARS, job_id: str = "", owner: str | None = None) -> None:
+    def __init__(self, limit: int = LOG_LIMIT_CHARS, job_id: str = "", owner: str | None = None,
+                 attempt: int = 1) -> None:  # fmt: skip
         self._job = job_id
         self._owner = owner
+        self._attempt = attempt
+        self._lines = 0
         self._partial = ""
         self._parts: list[str] = []
         self._size = 0
@@ -63,12 +67,16 @@ class _Capture:
         if self._job:
             *lines, self._partial = (self._partial + piece).split("\n")
             for line in lines:
-                announce("job.log", f"job:{self._job}", owner=self._owner, line=line)
+                self._announce(line)
+
+    def _announce(self, line: str) -> None:
+        self._lines += 1
+        announce("job.log", f"job:{self._job}", owner=self._owner, line=line, attempt=self._attempt, n=self._lines)
 
     def close(self) -> None:
         """Announce the last line when the output did not end with a newline."""
         if self._job and self._partial:
-            announce("job.log", f"job:{self._job}", owner=self._owner, line=self._partial)
+            self._announce(self._partial)
             self._partial = ""
 
     def text(self) -> str:
@@ -200,7 +208,7 @@ class Worker:
         from mnemos.neuron.codec import encode_text, encode_value, load_call
 
         job_id = invocation["id"]
-        capture = _Capture(job_id=job_id, owner=invocation.get("owner"))
+        capture = _Capture(job_id=job_id, owner=invocation.get("owner"), attempt=int(invocation.get("attempt") or 1))
         token = _CURRENT.set(capture)
         self._running[job_id] = capture
         started = time.time()

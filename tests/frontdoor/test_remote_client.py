@@ -116,6 +116,9 @@ def test_concurrent_remote_writers_lose_no_change(frontdoor: Any, writers: int) 
                     acked.append((str(i), str(seq), int(result.resource.generation)))
         except BaseException as exc:  # noqa: BLE001 - reported below
             failures.append(exc)
+        finally:
+            if not embedded:
+                client.close()  # its pooled connections
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(writers)]
     for t in threads:
@@ -125,8 +128,8 @@ def test_concurrent_remote_writers_lose_no_change(frontdoor: Any, writers: int) 
     assert not failures, failures
     assert len(acked) == writers * per_writer
     assert len({g for *_, g in acked}) == len(acked)
-    remote = mnemos.connect(frontdoor.url, api_key=frontdoor.keys["viewer"])
-    history = remote.history("Model", name)
+    with mnemos.connect(frontdoor.url, api_key=frontdoor.keys["viewer"]) as remote:
+        history = remote.history("Model", name)
     assert [r.generation for r in history] == list(range(1, len(acked) + 1))
     assert sorted((r.metadata.annotations["writer"], r.metadata.annotations["seq"]) for r in history) == sorted(
         (w, s) for w, s, _ in acked
@@ -138,15 +141,18 @@ def test_concurrent_remote_writers_lose_no_change(frontdoor: Any, writers: int) 
     assert err.value.status == 409 and f"generation {len(acked)}" in err.value.message
     [result] = operator.apply(_version(name, 99, 0), expected_generation=len(acked))
     assert result.resource.generation == len(acked) + 1
+    operator.close()
 
 
 def test_remote_client_errors_and_jobs(frontdoor: Any) -> None:
     viewer = mnemos.connect(frontdoor.url, api_key=frontdoor.keys["viewer"])
-    with pytest.raises(PermissionDeniedError):
-        viewer.delete("Pipeline", "greet")
-    with pytest.raises(mnemos.errors.AuthenticationError):
-        mnemos.connect(frontdoor.url, api_key="mk_bogus_key").get("Pipeline")
-    operator = mnemos.connect(frontdoor.url, api_key=frontdoor.keys["operator"])
-    job = operator.jobs.submit("mnemos.cortex.testing:add", 2, 3)
-    assert job.result(timeout=120) == 5
-    assert any(j["id"] == job.id for j in operator.jobs.list())
+    bogus = mnemos.connect(frontdoor.url, api_key="mk_bogus_key")
+    with viewer, bogus:
+        with pytest.raises(PermissionDeniedError):
+            viewer.delete("Pipeline", "greet")
+        with pytest.raises(mnemos.errors.AuthenticationError):
+            bogus.get("Pipeline")
+    with mnemos.connect(frontdoor.url, api_key=frontdoor.keys["operator"]) as operator:
+        job = operator.jobs.submit("mnemos.cortex.testing:add", 2, 3)
+        assert job.result(timeout=120) == 5
+        assert any(j["id"] == job.id for j in operator.jobs.list())

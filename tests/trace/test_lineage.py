@@ -3,6 +3,7 @@ lineage a real pipeline run records (input file → steps → CORTEX jobs → ar
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ DIGEST = "sha256:" + "0" * 64
 
 
 def _render(tree) -> str:
-    console = Console(width=200, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console = Console(width=200, record=True, file=io.StringIO())
     console.print(tree)
     return console.export_text()
 

@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from mnemos.cortex.job import join_logs
 from mnemos.errors import AuthenticationError, MnemosError, PermissionDeniedError, ValidationError
 from mnemos.relay.console import data
 from mnemos.relay.console.session import COOKIE, PREFIX, CookieBearer, Sessions, csrf_ok, csrf_token
@@ -200,12 +201,12 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
             from mnemos.cortex.http import cortex_handle
 
             await _job_view(principal, job_id)  # authorized before anything is read
-            since = await clock.last()
-            logs = await cortex_handle().logs.remote(job_id)
-            since = await clock.past_logged_lines(since, job_id, logs)
+            since = await clock.last()  # the page's event stream starts here: no line printed after is missed
+            logs, log_attempt, log_lines = shown_logs(await cortex_handle().log_parts.remote(job_id))
             view = await _job_view(principal, job_id)  # read after the logs: no state event is skipped
             cancellable = view["status"] in ("queued", "running", "retrying") and _can(principal, "submit")
-            return {"title": f"Job {job_id}", "job": view, "logs": logs, "cancellable": cancellable, "since": since}
+            return {"title": f"Job {job_id}", "job": view, "logs": logs, "cancellable": cancellable, "since": since,
+                    "log_attempt": log_attempt, "log_lines": log_lines}  # fmt: skip
 
         return await page(request, "job", load)
 
@@ -311,19 +312,21 @@ class _BusClock:
         answer = await self._call("last")
         return None if answer is None else int(answer)
 
-    async def past_logged_lines(self, since: int | None, job_id: str, logs: str) -> int | None:
-        """``since`` moved past the job's ``job.log`` events whose lines ``logs`` already ends with
-        (printed between taking ``since`` and reading the logs), so the page shows each line once."""
-        answer = None if since is None else await self._call("read", since, 0.0, 10_000)
-        if not answer or answer["reset"]:
-            return since
-        lines = [(e["id"], e["data"].get("line")) for e in answer["events"]
-                 if e.get("type") == "job.log" and e.get("subject") == f"job:{job_id}"]  # fmt: skip
-        shown = logs.splitlines()
-        for overlap in range(min(len(lines), len(shown)), 0, -1):
-            if [line for _, line in lines[:overlap]] == shown[-overlap:]:
-                return int(lines[overlap - 1][0])
-        return since
+
+def shown_logs(parts: list[tuple[int | None, str, str]]) -> tuple[str, int | None, int]:
+    """The job page's logs, and which lines of them the page's ``job.log`` events repeat.
+
+    Returns ``(text, attempt, lines)``: the page shows ``text`` and skips the events of ``attempt``
+    numbered up to ``lines`` (a line printed while the page was read reaches it both ways). A running
+    attempt's unfinished last line is left out: its event brings it whole.
+    """
+    if not parts:
+        return "", None, 0
+    attempt, status, text = parts[-1]
+    if status == "running" and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+        parts = [*parts[:-1], (attempt, status, text)]
+    return join_logs(parts), attempt, text.count("\n")
 
 
 async def _job_view(principal: Any, job_id: str) -> dict[str, Any]:

@@ -32,7 +32,10 @@
     const id = ev.subject.replace(/^job:/, "");
     if (ev.type === "job.log") {
       const pre = document.getElementById("logs");
-      if (pre) { pre.append(ev.data.line + "\n"); pre.scrollTop = pre.scrollHeight; }
+      if (!pre) return;
+      // The page was rendered with lines 1..data-lines of data-attempt: their events repeat them.
+      if (String(ev.data.attempt) === pre.dataset.attempt && ev.data.n <= Number(pre.dataset.lines)) return;
+      pre.append(ev.data.line + "\n"); pre.scrollTop = pre.scrollHeight;
       return;
     }
     const status = ev.type.slice(4);
