@@ -62,13 +62,17 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="package")
 def governed(relay: Relay) -> Iterator[Relay]:
     """A second gateway application on the same Serve instance (route ``/gov``): auth on, two
-    replicas, the same registry and ``ratelimit`` actor; for limits, budgets and usage tests."""
+    replicas, the same registry and ``ratelimit`` actor; for limits, budgets and usage tests.
+
+    The default per-principal rate is raised far above the default 50 requests/s: the budget
+    test's 32 streaming clients pass 50/s on a fast machine, and the limits tests set their own."""
     from ray import serve
 
     from mnemos.relay import build_app
 
     args = {"engram_uri": relay.settings.engram.uri, "num_replicas": 2, "num_cpus": 0.25,
-            "settings": {"relay": {"port": relay.port, "auth": True}}}  # fmt: skip
+            "settings": {"relay": {"port": relay.port, "auth": True,
+                                   "rateLimit": {"requestsPerSecond": 5000, "burst": 5000}}}}  # fmt: skip
     serve.run(build_app(args), name="mnemos-governed", route_prefix="/gov")
     yield Relay(client=relay.client, controller=relay.controller, port=relay.port, settings=relay.settings,
                 prefix="/gov")  # fmt: skip
