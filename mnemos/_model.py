@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.alias_generators import to_camel
 
-from mnemos.errors import ValidationError
+from mnemos.errors import BadRequestError, ValidationError
 
-__all__ = ["POSITIVE_DURATION_PATTERN", "CoreModel", "Duration", "positive_duration_schema", "to_validation_error"]
+__all__ = [
+    "POSITIVE_DURATION_PATTERN",
+    "CoreModel",
+    "Duration",
+    "json_body",
+    "positive_duration_schema",
+    "to_validation_error",
+    "validate_json",
+]
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class CoreModel(BaseModel):
@@ -87,3 +98,57 @@ def to_validation_error(exc: PydanticValidationError, prefix: str = "") -> Valid
             msg = "extra field not permitted"
         lines.append(f"{path}: {msg}" if path else msg)
     return ValidationError("; ".join(lines), param=first_path)
+
+
+def validate_json(model: type[M], data: Any, prefix: str = "") -> M:
+    """``data`` (parsed JSON) as a ``model``, with JSON's types as the published schema states them.
+
+    Strict, so ``"1"`` is not a number and ``1`` not a boolean (pydantic's lax mode would take
+    both, where the schema says they are invalid); but a number with no fraction (``2.0``, ``1e3``)
+    is an integer, as JSON Schema says, where strict mode alone would refuse it. Errors are our
+    ``ValidationError`` (422) naming the first failing field, under ``prefix``. Such numbers are
+    made integers in ``data`` itself.
+    """
+    try:
+        return model.model_validate(data, strict=True)
+    except PydanticValidationError as exc:
+        integral = [e["loc"] for e in exc.errors() if e["type"] == "int_type" and _integral(e["input"])]
+        if not integral or not all(_set_integer(data, loc) for loc in integral):
+            raise to_validation_error(exc, prefix) from None
+    try:
+        return model.model_validate(data, strict=True)
+    except PydanticValidationError as exc:
+        raise to_validation_error(exc, prefix) from None
+
+
+def _integral(value: Any) -> bool:
+    return isinstance(value, float) and value.is_integer()
+
+
+def _set_integer(data: Any, loc: tuple[int | str, ...]) -> bool:
+    """Make the float at ``loc`` of ``data`` an ``int``; False when ``loc`` does not lead to it."""
+    *path, last = loc
+    for step in path:
+        try:
+            data = data[step]
+        except (KeyError, IndexError, TypeError):
+            return False
+    try:
+        data[last] = int(data[last])
+    except (KeyError, IndexError, TypeError):
+        return False
+    return True
+
+
+def json_body(model: type[M], raw: bytes, prefix: str = "") -> M:
+    """A request body (``raw`` bytes, empty meaning ``{}``) as a ``model``: 400 when it is not a
+    JSON object, else ``validate_json`` (422 naming the field)."""
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise BadRequestError(f"the request body is not valid JSON: {exc.msg}", param=prefix or None) from None
+    except UnicodeDecodeError:
+        raise BadRequestError("the request body is not valid JSON: not UTF-8 text", param=prefix or None) from None
+    if not isinstance(data, dict):
+        raise BadRequestError("the request body must be a JSON object ({...})", param=prefix or None)
+    return validate_json(model, data, prefix)

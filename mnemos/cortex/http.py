@@ -24,10 +24,7 @@ Errors have the OpenAI shape (``{"error": {message, type, param, code}}``).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import functools
-import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -37,10 +34,9 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 from pydantic import ValidationError as PydanticValidationError
 
-from mnemos._model import positive_duration_schema, to_validation_error
+from mnemos._model import json_body, positive_duration_schema, to_validation_error
 from mnemos.cortex.job import _JOB_ID, JobOptions, JobSubmission
 from mnemos.errors import (
-    BadRequestError,
     ConflictError,
     MnemosError,
     NotFoundError,
@@ -68,6 +64,8 @@ _SUBMIT_ERRORS = {400: {"description": "the body is not a JSON object"},
 _JOB_STATUSES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled", "dead")
 _handle: Any = None
 _NAME = re.compile(NAME_PATTERN)
+# Standard base64 of at least one byte, padded: what b64encode writes (published as the payload's pattern)
+_BASE64 = re.compile(r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)$")
 
 
 class JobCall(JobOptions):
@@ -178,18 +176,7 @@ async def _anonymous() -> Any:
 
 
 async def _read_call(request: Request) -> JobCall:
-    try:
-        body = json.loads(await request.body() or b"null")
-    except json.JSONDecodeError as exc:
-        raise BadRequestError(f"the request body is not valid JSON: {exc.msg}") from None
-    except UnicodeDecodeError:
-        raise BadRequestError("the request body is not valid JSON: not UTF-8 text") from None
-    if not isinstance(body, dict):
-        raise BadRequestError("the request body must be a JSON object with at least 'function'")
-    try:
-        return JobCall.model_validate(body)
-    except PydanticValidationError as exc:
-        raise to_validation_error(exc) from None
+    return json_body(JobCall, await request.body())
 
 
 class FunctionCatalog:
@@ -223,16 +210,14 @@ def job_spec(call: JobCall, principal: Any, functions: FunctionCatalog) -> JobSu
     resources = call.resources.model_dump(exclude_defaults=True)
     if call.payload is not None:
         _require(principal, "execute", "submitting a pickled function", "payload")
-        try:
-            base64.b64decode(call.payload, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValidationError("payload: not base64", param="payload") from None
+        if not _BASE64.fullmatch(call.payload):
+            raise ValidationError("payload: not base64 (the standard alphabet, padded with '=')", param="payload")
         return _submission(options, resources, function=call.function, payload=call.payload)
     if ":" in call.function:
         _require(principal, "execute", f"calling {call.function!r}, which is not a registered Function,", "function")
         validate_reference(call.function)
         return _submission(options, resources, function=call.function, args=call.args, kwargs=call.kwargs)
-    if not _NAME.match(call.function):
+    if not _NAME.fullmatch(call.function):
         raise ValidationError(
             f"function: {call.function[:80]!r} is neither a Function name (lowercase letters, digits, '-', '.') "
             "nor 'package.module:function'",
@@ -286,8 +271,14 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
         return view
 
     call_schema = JobCall.model_json_schema()
-    # What job_spec accepts: a registered Function's name, or module:function
-    call_schema["properties"]["function"]["pattern"] = f"({_NAME.pattern})|({REFERENCE.pattern})"
+    # What job_spec accepts: a registered Function's name or module:function; with a payload,
+    # `function` only names the pickled call (any string)
+    call_schema["anyOf"] = [
+        {"properties": {"function": {"pattern": f"({_NAME.pattern})|({REFERENCE.pattern})"},
+                        "payload": {"type": "null"}}},
+        {"required": ["payload"], "properties": {"payload": {"type": "string"}}},
+    ]
+    call_schema["properties"]["payload"]["anyOf"][0]["pattern"] = _BASE64.pattern
     call_schema["properties"]["id"]["anyOf"][0]["pattern"] = _JOB_ID.pattern  # JobOptions' id validator
     call_schema["properties"]["timeout"]["anyOf"] = positive_duration_schema()  # seconds or "30s", "5m", "1h"
     body = {"requestBody": {"required": True, "content": {"application/json": {"schema": call_schema}}}}

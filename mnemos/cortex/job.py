@@ -97,7 +97,7 @@ class JobOptions(CoreModel):
     @field_validator("id")
     @classmethod
     def _job_id(cls, value: str | None) -> str | None:
-        if value is not None and not _JOB_ID.match(value):
+        if value is not None and not _JOB_ID.fullmatch(value):
             raise ValueError("use letters, digits, '.', '_' and '-' (at most 128, starting with a letter or digit)")
         return value
 

@@ -32,6 +32,6 @@ def validate_key(key: str, *, what: str = "key") -> str:
 def normalize_digest(digest: str) -> str:
     """``sha256:<hex>`` or ``<hex>`` → ``sha256:<hex>``; anything else is an ``InvalidKeyError``."""
     hexpart = digest[7:] if isinstance(digest, str) and digest.startswith("sha256:") else digest
-    if not isinstance(hexpart, str) or not _HEX64.match(hexpart):
+    if not isinstance(hexpart, str) or not _HEX64.fullmatch(hexpart):
         raise InvalidKeyError(f"{digest!r} is not a sha256 digest ('sha256:' + 64 hex digits)", param="digest")
     return "sha256:" + hexpart

@@ -27,7 +27,7 @@ class ObjectMeta(CoreModel):
     @field_validator("name")
     @classmethod
     def _dns_name(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a valid name: use lowercase letters, digits, '-' and '.', "
                 "starting and ending with a letter or digit"

@@ -61,7 +61,7 @@ class FunctionSpec(CoreModel):
     @field_validator("entrypoint")
     @classmethod
     def _entrypoint(cls, value: str) -> str:
-        if not _ENTRYPOINT.match(value):
+        if not _ENTRYPOINT.fullmatch(value):
             raise ValueError(f"{value!r} is not 'package.module:function'")
         module, _, attr = value.partition(":")
         if any(part.startswith("_") for part in (*module.split("."), attr)):

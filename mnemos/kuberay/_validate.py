@@ -174,7 +174,7 @@ def _check_metadata(obj: Mapping[str, Any]) -> None:
         raise ValidationError(f"{kind} metadata.name: required", param="metadata.name")
     name = meta["name"]
     limit = _MAX_NAME.get(kind, 63)
-    if not _DNS_1035.match(name) or len(name) > limit:
+    if not _DNS_1035.fullmatch(name) or len(name) > limit:
         raise ValidationError(
             f"{kind} metadata.name: {name!r} must be a DNS-1035 label of at most {limit} characters",
             param="metadata.name",

@@ -50,7 +50,7 @@ REFERENCE = re.compile(
 
 def validate_reference(ref: str, *, param: str = "function") -> str:
     """Check the shape of ``module:function`` (no import); return it."""
-    if not isinstance(ref, str) or not REFERENCE.match(ref):
+    if not isinstance(ref, str) or not REFERENCE.fullmatch(ref):
         raise ValidationError(
             f"{param}: {ref!r} is not a function reference: use 'package.module:function'", param=param
         )

@@ -22,19 +22,16 @@ answered here in the OpenAI error shape, with ``Retry-After`` on 429 and ``WWW-A
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, cast
 
 from fastapi import APIRouter, FastAPI, Path
 from pydantic import Field
-from pydantic import ValidationError as PydanticValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mnemos._model import CoreModel, Duration, positive_duration_schema, to_validation_error
+from mnemos._model import CoreModel, Duration, json_body, positive_duration_schema
 from mnemos.errors import (
-    BadRequestError,
     MnemosError,
     PermissionDeniedError,
     RateLimitError,
@@ -190,14 +187,6 @@ def guard_of(request: Request) -> EdgeGuard:
     return guard
 
 
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return json.loads(raw or b"{}")
-    except ValueError:
-        raise BadRequestError("the request body is not valid JSON", param="body") from None
-
-
 @router.get("/.well-known/jwks.json", include_in_schema=True)
 async def jwks(request: Request) -> Response:
     try:
@@ -238,10 +227,7 @@ async def create_token(request: Request) -> Response:
     try:
         guard = guard_of(request)
         principal = await guard.admit(request, "manage-identities")
-        try:
-            body = TokenCreate.model_validate(await _json_body(request), strict=True)  # JSON types as published
-        except PydanticValidationError as exc:
-            raise to_validation_error(exc, prefix="body") from None
+        body = json_body(TokenCreate, await request.body(), prefix="body")
         policies = guard.settings.soul.policies
         ttl = check_minting(principal, body, max_token_ttl=float(policies.max_token_ttl),
                             default_token_ttl=float(policies.token_ttl), now=guard.clock())  # fmt: skip

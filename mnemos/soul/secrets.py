@@ -37,7 +37,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 def check_secret_name(value: str, what: str = "name") -> str:
     """A secret name or key: 1-128 of letters, digits, ``._-``, not starting with a symbol."""
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         # The rejected text is not echoed: a value typed in the wrong place must not reach output.
         raise ValidationError(f"invalid secret {what}: use 1-128 letters, digits, '.', '_' or '-'", param=what)
     return value
@@ -152,7 +152,7 @@ class FileSecretStore(_WholeSecretStore):
             return sorted(self._read(name))
         if not self.root.is_dir():
             return []
-        return sorted(p.name[:-4] for p in self.root.glob("*.enc") if _NAME.match(p.name[:-4]))
+        return sorted(p.name[:-4] for p in self.root.glob("*.enc") if _NAME.fullmatch(p.name[:-4]))
 
 
 def env_var(name: str, key: str) -> str:

@@ -197,7 +197,7 @@ class IdentityStore:
     # -- revoke ------------------------------------------------------------------------------
     def revoke(self, credential_id: str, *, actor: str | None = None) -> dict[str, Any]:
         """Revoke a token (by ``jti``) or an API key (by id); the gateway refuses it within seconds."""
-        if not _ID.match(credential_id):  # never echoed: people paste the credential itself here
+        if not _ID.fullmatch(credential_id):  # never echoed: people paste the credential itself here
             raise ValidationError(
                 "invalid credential id: expected tok-<12 hex> or an API key's 16-hex id (not the credential)",
                 param="id",

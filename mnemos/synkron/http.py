@@ -23,7 +23,6 @@ operators and admins do everything.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -31,11 +30,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
-from pydantic import ValidationError as PydanticValidationError
 
-from mnemos._model import CoreModel, to_validation_error
+from mnemos._model import CoreModel, json_body
 from mnemos.config import Settings, load_settings
-from mnemos.errors import BadRequestError, MnemosError, NotFoundError, PermissionDeniedError, ValidationError
+from mnemos.errors import MnemosError, NotFoundError, PermissionDeniedError, ValidationError
 from mnemos.genome import NAME_PATTERN
 
 __all__ = ["RunRequest", "build_router", "check_caller_params", "check_run_owner", "router"]
@@ -177,17 +175,7 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
         """Start a run of the registered pipeline ``name``."""
         try:
             _authorize(principal, "submit")
-            raw = await request.body()
-            try:
-                doc = json.loads(raw) if raw.strip() else {}
-            except json.JSONDecodeError as exc:
-                raise BadRequestError(f"body is not JSON: {exc.msg}") from None
-            except UnicodeDecodeError:
-                raise BadRequestError("body is not JSON: not UTF-8 text") from None
-            try:
-                body = RunRequest.model_validate(doc)
-            except PydanticValidationError as exc:
-                raise to_validation_error(exc) from None
+            body = json_body(RunRequest, await request.body())
             check_caller_params(principal, body.params)
         except MnemosError as exc:
             return _error(exc)
@@ -205,7 +193,7 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
     async def list_runs(name: str = Path(..., json_schema_extra={"pattern": NAME_PATTERN}),
                         principal: Any = caller) -> JSONResponse:  # fmt: skip
         """Recent runs of a pipeline, newest first (a developer's own only)."""
-        if re.match(NAME_PATTERN, name) is None:
+        if re.fullmatch(NAME_PATTERN, name) is None:
             return _error(ValidationError(f"name: {name[:80]!r} is not a pipeline name (DNS-1123)", param="name"))
         if _role(principal) != "developer":
             return await call(lambda: {"object": "list", "data": client().pipelines.list(name)})

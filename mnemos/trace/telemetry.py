@@ -419,7 +419,7 @@ def flush_spans(timeout: float = 10.0) -> None:
 
 
 def _check_trace_id(trace_id: str) -> str:
-    if not isinstance(trace_id, str) or not _TRACE_ID.match(trace_id) or trace_id == "0" * 32:
+    if not isinstance(trace_id, str) or not _TRACE_ID.fullmatch(trace_id) or trace_id == "0" * 32:
         raise ValidationError(f"trace id must be 32 lowercase hex digits, got {trace_id!r}", param="trace_id")
     return trace_id
 

@@ -80,6 +80,38 @@ def test_errors_have_the_openai_shape(http: TestClient) -> None:
     _error(http.get("/v1/jobs/x", params={"wait": 9999}), 422, "validation_error", "wait")
 
 
+def test_the_body_has_json_types_as_published(http: TestClient) -> None:
+    """What the published schema calls invalid is refused (strings for numbers, booleans for
+    integers, a payload that is not base64), and what it calls valid is taken (an integral number
+    such as 2.0 or 1e1 is an integer in JSON Schema; a pickled call's function is only its name)."""
+    import base64
+
+    from mnemos.neuron.codec import pickle_call
+
+    _error(http.post("/v1/jobs", json={"function": f"{T}:noop", "resources": {"gpus": "1"}}), 422,
+           "validation_error", "resources.gpus")  # fmt: skip
+    _error(http.post("/v1/jobs", json={"function": f"{T}:noop", "priority": True}), 422, "validation_error",
+           "priority")  # fmt: skip
+    _error(http.post("/v1/jobs", json={"function": f"{T}:noop", "maxAttempts": 1.5}), 422, "validation_error",
+           "maxAttempts")  # fmt: skip
+    _error(http.post("/v1/jobs", json={"function": f"{T}:noop\n"}), 422, "validation_error", "function")
+    _error(http.post("/v1/jobs", json={"function": f"{T}:noop", "id": "x\n"}), 422, "validation_error", "id")
+    for bad in ("j7qOhoiD=", "not base64!", "", "AAAA\n"):
+        message = _error(http.post("/v1/jobs", json={"function": "f", "payload": bad}), 422, "validation_error",
+                         "payload")  # fmt: skip
+        assert "not base64" in message
+    _error(http.post("/v1/jobs", json=[{"function": f"{T}:noop"}]), 400, "bad_request")
+    taken = http.post("/v1/jobs", json={"function": f"{T}:add", "kwargs": {"a": 2, "b": 3}, "maxAttempts": 2.0,
+                                        "priority": 1e1})  # fmt: skip
+    assert taken.status_code == 200, taken.text
+    assert taken.json()["priority"] == 10 and isinstance(taken.json()["priority"], int)
+    payload = base64.b64encode(pickle_call(max, (2, 3), {})).decode()
+    pickled = http.post("/v1/jobs", json={"function": "tests:outer.<locals>.f", "payload": payload})
+    assert pickled.status_code == 200, pickled.text
+    assert pickled.json()["function"] == "tests:outer.<locals>.f"
+    assert http.get(f"/v1/jobs/{pickled.json()['id']}", params={"wait": 60}).json()["result"]["value"] == 3
+
+
 def test_an_unknown_function_fails_the_job_without_retries(http: TestClient) -> None:
     job = http.post("/v1/jobs", json={"function": f"{T}:not_there", "maxAttempts": 3}).json()
     done = http.get(f"/v1/jobs/{job['id']}", params={"wait": 60}).json()

@@ -48,6 +48,7 @@ def test_seed_pipeline_loads_verbatim() -> None:
         (("spec", "artifact", "sha"), "x", "spec.artifact.sha: extra field not permitted"),
         (("spec", "runtime", "engine"), "tensorrt", "spec.runtime.engine"),
         (("metadata", "name"), "Bad_Name", "metadata.name"),
+        (("metadata", "name"), "tiny-chat\n", "metadata.name"),  # `$` of a Python regex matches before "\n"
         (("spec", "replicas"), -1, "spec.replicas"),
     ],
 )

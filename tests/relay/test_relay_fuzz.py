@@ -24,10 +24,16 @@ from metering_support import api_key, unique
 _EXAMPLES = int(os.environ.get("MNEMOS_FUZZ_EXAMPLES", "3"))
 _SEED = os.environ.get("MNEMOS_FUZZ_SEED", "17")
 # An event stream never ends: schemathesis reads it until the request timeout (10 s by default).
+# A trace's long poll answers within its `timeout` (at most 30 s), beyond the default 10 s limits.
 _CONFIG = """
 [[operations]]
 include-path = "/v1/events"
 request-timeout = 1
+
+[[operations]]
+include-path = "/v1/traces/{trace_id}"
+request-timeout = 40
+checks = { max_response_time = 35 }
 """
 
 
