@@ -297,20 +297,17 @@ class _BusClock:
     def __init__(self) -> None:
         self._handle: Any = None
 
-    async def _call(self, method: str, *args: Any) -> Any:
+    async def last(self) -> int | None:
         from mnemos.trace.events import bus
 
         try:
             if self._handle is None:
                 self._handle = await asyncio.to_thread(bus)
-            return await asyncio.wait_for(getattr(self._handle, method).remote(*args), _BUS_TIMEOUT_S)
+            answer = await asyncio.wait_for(self._handle.last.remote(), _BUS_TIMEOUT_S)
         except Exception:  # noqa: BLE001 - a page renders without the bus
             self._handle = None
             return None
-
-    async def last(self) -> int | None:
-        answer = await self._call("last")
-        return None if answer is None else int(answer)
+        return int(answer)
 
 
 def shown_logs(parts: list[tuple[int | None, str, str]]) -> tuple[str, int | None, int]:
