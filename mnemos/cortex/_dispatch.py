@@ -4,6 +4,9 @@ Each dispatch round sends every worker the jobs it got as ONE ``start`` call. Ea
 one outstanding ``completions()`` call (a long-poll that returns as soon as one of its jobs
 ended, with every outcome ready by then): its ObjectRef is awaited, so nothing polls, and a
 dead worker shows as a ``RayActorError`` on it — its jobs are retried, the worker replaced.
+The jobs that take the slots those outcomes freed on that worker ride on its next
+``completions()`` call: one Ray call per finished job instead of two, and no round trip between
+a job's end and the next one's start.
 Settlement turns outcomes into journal records, one append for all of a batch. A final record
 (result, failure, cancel) is applied at once but shown to readers only once it is durable:
 until then ``Job.view()`` answers the state before it (``Job.shown``).
@@ -59,10 +62,7 @@ class Dispatcher:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            try:
-                self._dispatch()
-            except Exception:  # noqa: BLE001 - keep dispatching whatever one job did
-                log.exception("dispatch round failed")
+            self._dispatch_round()
             for queue in self.queues.values():
                 for pool, depth in queue.waiting.items():
                     metrics.CORTEX_QUEUE_DEPTH.set(depth, queue=queue.name, pool=pool)
@@ -72,8 +72,20 @@ class Dispatcher:
         """Put a queued job in its queue's heap, counted against the pool it goes to first."""
         self.queues[job.queue].push(job, self.pools.route(job.resources))
 
-    def _dispatch(self) -> None:
-        """Start every job that has a queue slot and a worker slot, highest priority first."""
+    def _dispatch_round(self, reading: WorkerSlot | None = None) -> list[dict[str, Any]]:
+        """``_dispatch``, logging what failed (one bad job does not stop dispatching)."""
+        try:
+            return self._dispatch(reading)
+        except Exception:  # noqa: BLE001 - keep dispatching whatever one job did
+            log.exception("dispatch round failed")
+            return []
+
+    def _dispatch(self, reading: WorkerSlot | None = None) -> list[dict[str, Any]]:
+        """Start every job that has a queue slot and a worker slot, highest priority first.
+
+        Returns the attempts for ``reading`` (the worker whose completions were just read): they
+        go with its next ``completions()`` call, the others in a ``start`` call per worker.
+        """
         batches: dict[WorkerSlot, list[dict[str, Any]]] = {}
         wanting: dict[str, int] = {}  # pool -> jobs that found every worker of it busy
         ready = sorted((q for q in self.queues.values() if q.heap), key=lambda q: q.heap[0][0])
@@ -95,8 +107,8 @@ class Dispatcher:
                     room = next((p for p in pools if p.ready and len(p.workers) < p.config.most), None)
                     if room is not None:
                         wanting[room.name] = wanting.get(room.name, 0) + 1
-                    if len(blocked) >= 32:
-                        break
+                    if len(blocked) >= 32 or not (wanting or self.pools.has_room()):
+                        break  # nothing after it could start either: the next freed slot calls again
                     continue
                 batches.setdefault(slot, []).append(self._start(job, queue, slot))
             for entry in blocked:
@@ -104,12 +116,14 @@ class Dispatcher:
         if wanting and sum(self.pools.grow(self.pools.pools[name], n) for name, n in wanting.items()):
             self.pools.request_capacity()
             self._wake.set()  # the new workers take the waiting jobs in the next round
+        held = batches.pop(reading, []) if reading is not None else []
         loop = asyncio.get_running_loop()
         for slot, invocations in batches.items():
             if slot.reader is None:
                 slot.reader = loop.create_task(self._read(slot))
             ref = slot.handle.start.remote(invocations)
             loop.create_task(self._ack(slot, ref, invocations))
+        return held
 
     def _start(self, job: Job, queue: QueueState, slot: WorkerSlot) -> dict[str, Any]:
         attempt = job.attempts + 1
@@ -137,24 +151,34 @@ class Dispatcher:
         except WORKER_LOST as exc:
             self._worker_lost(slot, exc)
         except Exception as exc:  # noqa: BLE001 - e.g. an invocation that could not be sent
-            error = {"ok": False, "error": f"could not start on {slot.name}: {type(exc).__name__}: {exc}"}
-            self._on_outcomes(slot, [{**error, "id": i["id"], "attempt": i["attempt"]} for i in invocations])
+            self._not_started(slot, invocations, exc)
+
+    def _not_started(self, slot: WorkerSlot, invocations: list[dict[str, Any]], exc: Exception) -> None:
+        error = {"ok": False, "error": f"could not start on {slot.name}: {type(exc).__name__}: {exc}"}
+        self._on_outcomes(slot, [{**error, "id": i["id"], "attempt": i["attempt"]} for i in invocations])
 
     # -- receiving ----------------------------------------------------------------------------
     async def _read(self, slot: WorkerSlot) -> None:
-        """The long-poll of one worker's completions, for as long as the worker lives."""
+        """The long-poll of one worker's completions, for as long as the worker lives; each call
+        carries the attempts that take the slots the previous one freed."""
+        starting: list[dict[str, Any]] = []
         while slot.alive:
             try:
-                outcomes = await slot.handle.completions.remote()
+                outcomes = await slot.handle.completions.remote(starting)
             except WORKER_LOST as exc:
                 self._worker_lost(slot, exc)
                 return
-            except Exception:  # noqa: BLE001 - not expected: log, and ask again after a pause
+            except Exception as exc:  # noqa: BLE001 - not expected: log, and ask again after a pause
                 log.exception("completions of %s failed", slot.name)
+                if starting:
+                    self._not_started(slot, starting, exc)
+                starting = []
                 await asyncio.sleep(1.0)
                 continue
+            starting = []
             if outcomes:
                 self._on_outcomes(slot, outcomes)
+                starting = self._dispatch_round(reading=slot)
 
     def _on_outcomes(self, slot: WorkerSlot, outcomes: list[Outcome]) -> None:
         items = []

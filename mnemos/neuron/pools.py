@@ -347,6 +347,10 @@ class PoolSet:
                 return best
         return None
 
+    def has_room(self) -> bool:
+        """Some live worker of a pool has a free slot."""
+        return any(s.alive and s.inflight < s.capacity for p in self.pools.values() for s in p.workers)
+
     @staticmethod
     def release(slot: WorkerSlot) -> None:
         slot.inflight = max(0, slot.inflight - 1)

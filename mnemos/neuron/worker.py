@@ -2,7 +2,8 @@
 
 A ``Worker`` is an async Ray actor that runs up to ``max_concurrency`` jobs at once, each on a
 thread of its own pool. CORTEX sends it attempts in batches (``start``) and keeps one
-``completions()`` call outstanding, which returns as soon as attempts have ended.
+``completions()`` call outstanding, which returns as soon as attempts have ended; the next such
+call carries the attempts that take the freed slots.
 
 ``sys.stdout`` and ``sys.stderr`` of the worker process are replaced by streams that write to
 the buffer of the job running on the current thread (a context variable), so concurrent jobs
@@ -184,8 +185,14 @@ class Worker:
         self._done.append(outcome)
         self._ready.set()
 
-    async def completions(self, wait: float = 30.0) -> list[dict[str, Any]]:
-        """The outcomes of attempts ended since the last call; waits (at most ``wait`` s) for one."""
+    async def completions(self, start: list[dict[str, Any]] | None = None, wait: float = 30.0) -> list[dict[str, Any]]:
+        """The outcomes of attempts ended since the last call; waits (at most ``wait`` s) for one.
+
+        ``start``: attempts to start first (CORTEX sends the jobs that take the slots the last
+        outcomes freed with its next call, not in a ``start`` call of their own).
+        """
+        if start:
+            await self.start(start)
         self._record_gpus()
         if not self._done:
             self._ready.clear()
