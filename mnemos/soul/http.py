@@ -213,7 +213,7 @@ def _token_body() -> dict[str, Any]:
 
 
 _ANSWERS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "the body is not JSON"},
+    400: {"description": "the body is not a JSON object"},
     403: {"description": "the caller lacks manage-identities, or asks for more than it holds"},
     404: {"description": "no credential with that id"},
     422: {"description": "a field failed validation"},

@@ -45,7 +45,7 @@ _READ_ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "no such p
                                                  422: {"description": "a field failed validation"}}  # fmt: skip
 _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     **_READ_ERRORS,
-    400: {"description": "the body is not JSON"},
+    400: {"description": "the body is not a JSON object"},
     403: {"description": "the caller may not start or change this run"},
     409: {"description": "the run is not in a state that allows it"},
 }
