@@ -27,7 +27,7 @@ import ray
 from mnemos.cortex._queue import Entry, QueueState, backoff_delay
 from mnemos.cortex.job import Job, apply_record
 from mnemos.cortex.records import CancelRecord, FailRecord, RequeueRecord, ResultRecord, RetryRecord, StartRecord
-from mnemos.neuron.codec import envelope_digest
+from mnemos.neuron.codec import Invocation, Outcome, envelope_digest
 from mnemos.neuron.pools import PoolSet, WorkerSlot
 from mnemos.trace import metrics
 from mnemos.trace.telemetry import inject, span
@@ -42,7 +42,6 @@ WORKER_LOST = (
     ray.exceptions.ObjectLostError,
     ray.exceptions.LocalRayletDiedError,
 )
-Outcome = dict[str, Any]
 Settled = RetryRecord | ResultRecord | FailRecord
 """The record of a settled attempt."""
 
@@ -72,7 +71,7 @@ class Dispatcher:
         """Put a queued job in its queue's heap, counted against the pool it goes to first."""
         self.queues[job.queue].push(job, self.pools.route(job.resources))
 
-    def _dispatch_round(self, reading: WorkerSlot | None = None) -> list[dict[str, Any]]:
+    def _dispatch_round(self, reading: WorkerSlot | None = None) -> list[Invocation]:
         """``_dispatch``, logging what failed (one bad job does not stop dispatching)."""
         try:
             return self._dispatch(reading)
@@ -80,13 +79,13 @@ class Dispatcher:
             log.exception("dispatch round failed")
             return []
 
-    def _dispatch(self, reading: WorkerSlot | None = None) -> list[dict[str, Any]]:
+    def _dispatch(self, reading: WorkerSlot | None = None) -> list[Invocation]:
         """Start every job that has a queue slot and a worker slot, highest priority first.
 
         Returns the attempts for ``reading`` (the worker whose completions were just read): they
         go with its next ``completions()`` call, the others in a ``start`` call per worker.
         """
-        batches: dict[WorkerSlot, list[dict[str, Any]]] = {}
+        batches: dict[WorkerSlot, list[Invocation]] = {}
         wanting: dict[str, int] = {}  # pool -> jobs that found every worker of it busy
         ready = sorted((q for q in self.queues.values() if q.heap), key=lambda q: q.heap[0][0])
         for queue in ready:
@@ -125,7 +124,7 @@ class Dispatcher:
             loop.create_task(self._ack(slot, ref, invocations))
         return held
 
-    def _start(self, job: Job, queue: QueueState, slot: WorkerSlot) -> dict[str, Any]:
+    def _start(self, job: Job, queue: QueueState, slot: WorkerSlot) -> Invocation:
         attempt = job.attempts + 1
         rec = StartRecord(id=job.id, attempt=attempt, worker=slot.name, pool=slot.pool, ts=time.time())
         apply_record(self.jobs, rec)
@@ -140,11 +139,11 @@ class Dispatcher:
         invocation = job.invocation()
         if job.trace:
             with span("cortex.dispatch", carrier=job.trace, job_id=job.id, queue=job.queue, attempt=attempt):
-                invocation["trace"] = inject()
+                invocation.trace = inject()
         metrics.JOBS.inc(queue=job.queue, status="started")
         return invocation
 
-    async def _ack(self, slot: WorkerSlot, ref: Any, invocations: list[dict[str, Any]]) -> None:
+    async def _ack(self, slot: WorkerSlot, ref: Any, invocations: list[Invocation]) -> None:
         """Await the ``start`` call: a dead worker or a call that failed fails those attempts."""
         try:
             await ref
@@ -153,15 +152,15 @@ class Dispatcher:
         except Exception as exc:  # noqa: BLE001 - e.g. an invocation that could not be sent
             self._not_started(slot, invocations, exc)
 
-    def _not_started(self, slot: WorkerSlot, invocations: list[dict[str, Any]], exc: Exception) -> None:
-        error = {"ok": False, "error": f"could not start on {slot.name}: {type(exc).__name__}: {exc}"}
-        self._on_outcomes(slot, [{**error, "id": i["id"], "attempt": i["attempt"]} for i in invocations])
+    def _not_started(self, slot: WorkerSlot, invocations: list[Invocation], exc: Exception) -> None:
+        error = f"could not start on {slot.name}: {type(exc).__name__}: {exc}"
+        self._on_outcomes(slot, [Outcome(id=i.id, attempt=i.attempt, ok=False, error=error) for i in invocations])
 
     # -- receiving ----------------------------------------------------------------------------
     async def _read(self, slot: WorkerSlot) -> None:
         """The long-poll of one worker's completions, for as long as the worker lives; each call
         carries the attempts that take the slots the previous one freed."""
-        starting: list[dict[str, Any]] = []
+        starting: list[Invocation] = []
         while slot.alive:
             try:
                 outcomes = await slot.handle.completions.remote(starting)
@@ -183,11 +182,11 @@ class Dispatcher:
     def _on_outcomes(self, slot: WorkerSlot, outcomes: list[Outcome]) -> None:
         items = []
         for outcome in outcomes:
-            job = self.jobs.get(outcome["id"])
-            if job is None or slot.jobs.get(job.id) != outcome["attempt"]:
+            job = self.jobs.get(outcome.id)
+            if job is None or slot.jobs.get(job.id) != outcome.attempt:
                 continue  # a cancelled, timed-out or stale attempt: its outcome is discarded
             self._detach(job)
-            items.append((job, outcome["attempt"], outcome))
+            items.append((job, outcome))
         if items:
             asyncio.get_running_loop().create_task(self._settle(items))
 
@@ -211,8 +210,9 @@ class Dispatcher:
             return
         worker = job.worker
         self._detach(job)
-        outcome = {"ok": False, "error": f"timed out after {job.timeout:g}s", "worker": worker}
-        asyncio.get_running_loop().create_task(self._settle([(job, attempt, outcome)]))
+        error = f"timed out after {job.timeout:g}s"
+        outcome = Outcome(id=job_id, attempt=attempt, ok=False, error=error, worker=worker)
+        asyncio.get_running_loop().create_task(self._settle([(job, outcome)]))
 
     def _worker_lost(self, slot: WorkerSlot, exc: BaseException) -> None:
         """Replace a dead worker; each of its jobs counts a failed attempt (and is retried)."""
@@ -224,20 +224,21 @@ class Dispatcher:
             self._detach(job)
         self.pools.replace(slot)
         self._wake.set()
-        items = [(job, attempt, {"ok": False, "error": error, "worker": slot.name}) for job, attempt in lost]
+        items = [(job, Outcome(id=job.id, attempt=attempt, ok=False, error=error, worker=slot.name))
+                 for job, attempt in lost]  # fmt: skip
         if items:
             asyncio.get_running_loop().create_task(self._settle(items))
 
     # -- settling -----------------------------------------------------------------------------
-    async def _settle(self, items: list[tuple[Job, int, Outcome]]) -> None:
+    async def _settle(self, items: list[tuple[Job, Outcome]]) -> None:
         """Journal what attempts came to; the final ones are committed before waiters wake."""
         records: list[Settled] = []
         final: list[Job] = []
         now = time.time()
-        for job, attempt, outcome in items:
-            if job.status != "running" or job.attempts != attempt:
+        for job, outcome in items:
+            if job.status != "running" or job.attempts != outcome.attempt:
                 continue  # cancelled meanwhile
-            rec = self._record_of(job, attempt, outcome, now)
+            rec = self._record_of(job, outcome, now)
             if not isinstance(rec, RetryRecord):
                 job.shown = job.view()  # readers see the result once it is durable, not before
             apply_record(self.jobs, rec)
@@ -248,8 +249,8 @@ class Dispatcher:
                 final.append(job)
                 # outcomes for the job-success SLO (the chart's PrometheusRule)
                 metrics.JOBS.inc(queue=job.queue, status="succeeded" if isinstance(rec, ResultRecord) else "failed")
-                if outcome.get("started") and outcome.get("finished"):
-                    metrics.JOB_SECONDS.observe(outcome["finished"] - outcome["started"], queue=job.queue)
+                if outcome.started and outcome.finished:
+                    metrics.JOB_SECONDS.observe(outcome.finished - outcome.started, queue=job.queue)
         if not records:
             return
         durable = self.journal.append(*records)
@@ -258,12 +259,12 @@ class Dispatcher:
             for job in final:
                 self._committed(job)
 
-    def _record_of(self, job: Job, attempt: int, outcome: Outcome, now: float) -> Settled:
+    def _record_of(self, job: Job, outcome: Outcome, now: float) -> Settled:
         """The record of what an attempt came to, from the worker's outcome."""
-        base: dict[str, Any] = {"id": job.id, "attempt": attempt, "ts": now}
-        base.update(worker=outcome.get("worker"), logs=outcome.get("logs"))
-        if outcome.get("ok"):
-            result = outcome["result"]
+        base: dict[str, Any] = {"id": job.id, "attempt": outcome.attempt, "ts": now}
+        base.update(worker=outcome.worker, logs=outcome.logs)
+        if outcome.ok and outcome.result is not None:
+            result = outcome.result
             digest = envelope_digest(result)
             if "digest" in result:
                 self.lineage.record(f"artifact:{digest}", "artifact", parents=[f"job:{job.id}"], bytes=result["bytes"])
@@ -271,14 +272,14 @@ class Dispatcher:
                 f"job:{job.id}", "result", status="succeeded", result_digest=digest,
                 result_inline="digest" not in result, result_bytes=result["bytes"],
             )  # fmt: skip
-            return ResultRecord(**base, result=result, started=outcome.get("started"), finished=outcome.get("finished"))
+            return ResultRecord(**base, result=result, started=outcome.started, finished=outcome.finished)
         failures = job.failures + 1
-        if not outcome.get("fatal") and failures < job.max_attempts:
+        if not outcome.fatal and failures < job.max_attempts:
             delay = backoff_delay(self.queues[job.queue].config, failures)
             metrics.CORTEX_RETRIES.inc(queue=job.queue)
-            return RetryRecord(**base, failures=failures, error=outcome.get("error"), retry_at=now + delay)
-        self.lineage.record(f"job:{job.id}", "result", status="failed", error=outcome.get("error"))
-        return FailRecord(**base, failures=failures, error=outcome.get("error"), traceback=outcome.get("traceback"))
+            return RetryRecord(**base, failures=failures, error=outcome.error, retry_at=now + delay)
+        self.lineage.record(f"job:{job.id}", "result", status="failed", error=outcome.error)
+        return FailRecord(**base, failures=failures, error=outcome.error, traceback=outcome.traceback)
 
     async def _commit(self, job: Job, rec: FailRecord | CancelRecord) -> None:
         """Apply a final record, wait until it is durable, then show it and wake the job's waiters."""

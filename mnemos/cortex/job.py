@@ -45,7 +45,7 @@ from mnemos.cortex.records import (
     WithdrawRecord,
 )
 from mnemos.errors import ValidationError
-from mnemos.neuron.codec import Envelope, validate_reference
+from mnemos.neuron.codec import Envelope, Invocation, validate_reference
 
 __all__ = [
     "ACTIVE",
@@ -240,17 +240,13 @@ class Job:
             submitted_at=rec.ts or time.time(),
         )
 
-    def invocation(self) -> dict[str, Any]:
+    def invocation(self) -> Invocation:
         """What the worker needs to run an attempt."""
-        inv: dict[str, Any] = {"id": self.id, "attempt": self.attempts, "function": self.function,
-                               "owner": self.principal}  # its log lines on the event stream name it
-        if self.payload is not None:
-            inv["payload"] = self.payload
-        elif self.payload_digest is not None:
-            inv["payloadDigest"] = self.payload_digest
-        else:
-            inv["args"], inv["kwargs"] = self.args or [], self.kwargs or {}
-        return inv
+        if self.payload is not None or self.payload_digest is not None:
+            return Invocation(id=self.id, attempt=self.attempts, function=self.function, owner=self.principal,
+                              payload=self.payload, payload_digest=self.payload_digest)  # fmt: skip
+        return Invocation(id=self.id, attempt=self.attempts, function=self.function, owner=self.principal,
+                          args=self.args or [], kwargs=self.kwargs or {})  # fmt: skip
 
     # -- views --------------------------------------------------------------------------------
     def view(self, *, result: bool = True) -> dict[str, Any]:

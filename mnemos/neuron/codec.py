@@ -2,9 +2,9 @@
 
 It lives in NEURON, the lower of the two (CORTEX dispatches to NEURON's pools), so both import it.
 
-A call is either a ``module:function`` reference with JSON arguments (the only form HTTP
-accepts) or a cloudpickled ``(function, args, kwargs)`` payload from Python. Results and logs
-travel in an *envelope*::
+A call is either a ``module:function`` reference with JSON arguments or a cloudpickled
+``(function, args, kwargs)`` payload from Python. CORTEX sends a worker each attempt as an
+``Invocation``; the worker answers an ``Outcome``. Results and logs travel in an *envelope*::
 
     {"encoding": "json", "value": <JSON>, "bytes": n}             small, JSON round-trips exactly
     {"encoding": "pickle", "inline": "<base64>", "bytes": n}      small, any Python object
@@ -22,6 +22,7 @@ import importlib
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from mnemos.engram import Engram
@@ -30,6 +31,8 @@ from mnemos.errors import ValidationError
 __all__ = [
     "REFERENCE",
     "Envelope",
+    "Invocation",
+    "Outcome",
     "decode_text",
     "decode_value",
     "describe_callable",
@@ -43,6 +46,39 @@ __all__ = [
 ]
 
 Envelope = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Invocation:
+    """One attempt of a job, as CORTEX sends it to a NEURON worker (``Worker.start``)."""
+
+    id: str
+    attempt: int
+    function: str  # a module:function reference, or the display name of a pickled call
+    owner: str | None = None  # who submitted it: its log lines on the event stream name them
+    payload: str | None = None  # base64 cloudpickle of (fn | None, args, kwargs)
+    payload_digest: str | None = None  # the ENGRAM blob of a payload too large to inline
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    trace: dict[str, str] = field(default_factory=dict)  # W3C trace context of the dispatch
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one attempt came to, as its worker (or CORTEX, for a lost or timed-out one) reports it."""
+
+    id: str
+    attempt: int
+    ok: bool
+    worker: str | None = None
+    pool: str | None = None
+    result: Envelope | None = None
+    error: str | None = None
+    traceback: str | None = None
+    fatal: bool = False  # retrying cannot help (the function cannot be found)
+    started: float | None = None
+    finished: float | None = None
+    logs: Envelope | None = None
 REFERENCE = re.compile(
     r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 )
@@ -92,21 +128,22 @@ def pickle_call(fn: Callable[..., Any] | None, args: tuple[Any, ...] | list[Any]
     return cloudpickle.dumps((fn, tuple(args), dict(kwargs)))  # type: ignore[no-any-return]
 
 
-def load_call(invocation: dict[str, Any], engram: Engram) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+def load_call(invocation: Invocation, engram: Engram) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
     """The function and arguments of a job invocation (run on the worker)."""
     fn: Any = None
-    if invocation.get("payload") is not None or invocation.get("payloadDigest"):
+    raw: bytes | None = None
+    if invocation.payload is not None:
+        raw = base64.b64decode(invocation.payload)
+    elif invocation.payload_digest is not None:
+        raw = engram.get(invocation.payload_digest)
+    if raw is not None:
         from ray import cloudpickle
 
-        if invocation.get("payload") is not None:
-            raw = base64.b64decode(invocation["payload"])
-        else:
-            raw = engram.get(invocation["payloadDigest"])
         fn, args, kwargs = cloudpickle.loads(raw)
     else:
-        args, kwargs = tuple(invocation.get("args") or ()), dict(invocation.get("kwargs") or {})
+        args, kwargs = tuple(invocation.args), dict(invocation.kwargs)
     if fn is None:
-        fn = resolve_reference(invocation["function"])
+        fn = resolve_reference(invocation.function)
     return fn, tuple(args), dict(kwargs)
 
 

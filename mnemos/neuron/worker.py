@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mnemos.engram import Engram
+from mnemos.neuron.codec import Invocation, Outcome
 from mnemos.trace.events import publish as announce
 
 __all__ = ["LOG_LIMIT_CHARS", "Worker", "install_capture"]
@@ -150,7 +151,7 @@ class Worker:
         self.inline_limit = inline_limit
         self._executor = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=f"job-{pool}")
         self._running: dict[str, _Capture] = {}
-        self._done: list[dict[str, Any]] = []
+        self._done: list[Outcome] = []
         self._ready = asyncio.Event()
         install_capture()
         self._gpus_at = 0.0
@@ -168,7 +169,7 @@ class Worker:
         except Exception:  # noqa: BLE001 - telemetry never fails a worker
             logging.getLogger(__name__).debug("GPU metrics failed", exc_info=True)
 
-    async def start(self, invocations: list[dict[str, Any]]) -> int:
+    async def start(self, invocations: list[Invocation]) -> int:
         """Start job attempts (each on a thread); their outcomes come from ``completions()``."""
         loop = asyncio.get_running_loop()
         for invocation in invocations:
@@ -176,16 +177,16 @@ class Worker:
             future.add_done_callback(functools.partial(self._finished, invocation))
         return len(invocations)
 
-    def _finished(self, invocation: dict[str, Any], future: asyncio.Future[dict[str, Any]]) -> None:
+    def _finished(self, invocation: Invocation, future: asyncio.Future[Outcome]) -> None:
         try:
             outcome = future.result()
         except BaseException as exc:  # noqa: BLE001 - _execute catches the job's errors; this is ours
-            outcome = {"ok": False, "error": f"worker error: {type(exc).__name__}: {exc}", "worker": self.name}
-        outcome.update(id=invocation["id"], attempt=invocation["attempt"])
+            outcome = Outcome(id=invocation.id, attempt=invocation.attempt, ok=False, worker=self.name,
+                              error=f"worker error: {type(exc).__name__}: {exc}")  # fmt: skip
         self._done.append(outcome)
         self._ready.set()
 
-    async def completions(self, start: list[dict[str, Any]] | None = None, wait: float = 30.0) -> list[dict[str, Any]]:
+    async def completions(self, start: list[Invocation] | None = None, wait: float = 30.0) -> list[Outcome]:
         """The outcomes of attempts ended since the last call; waits (at most ``wait`` s) for one.
 
         ``start``: attempts to start first (CORTEX sends the jobs that take the slots the last
@@ -202,43 +203,45 @@ class Worker:
         out, self._done = self._done, []
         return out
 
-    def _execute(self, invocation: dict[str, Any]) -> dict[str, Any]:
+    def _execute(self, invocation: Invocation) -> Outcome:
         from mnemos.trace.telemetry import span
 
-        if not invocation.get("trace"):
+        if not invocation.trace:
             return self._run(invocation)
-        with span("neuron.run", carrier=invocation["trace"], job_id=invocation["id"], pool=self.pool):
+        with span("neuron.run", carrier=invocation.trace, job_id=invocation.id, pool=self.pool):
             return self._run(invocation)
 
-    def _run(self, invocation: dict[str, Any]) -> dict[str, Any]:
+    def _run(self, invocation: Invocation) -> Outcome:
         from mnemos.errors import ValidationError
         from mnemos.neuron.codec import encode_text, encode_value, load_call
 
-        job_id = invocation["id"]
-        capture = _Capture(job_id=job_id, owner=invocation.get("owner"), attempt=int(invocation.get("attempt") or 1))
+        job_id = invocation.id
+        capture = _Capture(job_id=job_id, owner=invocation.owner, attempt=invocation.attempt)
         token = _CURRENT.set(capture)
         self._running[job_id] = capture
-        started = time.time()
-        outcome: dict[str, Any] = {"worker": self.name, "pool": self.pool, "started": started}
+        outcome = Outcome(id=job_id, attempt=invocation.attempt, ok=False, worker=self.name, pool=self.pool,
+                          started=time.time())  # fmt: skip
         try:
             try:
                 fn, args, kwargs = load_call(invocation, self.engram)
             except ValidationError as exc:  # the function cannot be found: retrying will not help
-                outcome.update(ok=False, fatal=True, error=exc.message)
+                outcome.fatal, outcome.error = True, exc.message
                 return outcome
             value = fn(*args, **kwargs)
             if inspect.isawaitable(value):
                 value = asyncio.run(_awaited(value))
-            outcome["finished"] = time.time()
-            outcome.update(ok=True, result=encode_value(value, self.engram, self.inline_limit))
+            outcome.finished = time.time()
+            outcome.ok, outcome.result = True, encode_value(value, self.engram, self.inline_limit)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - the job's failure is reported, not raised
-            outcome.update(ok=False, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=20))
+            outcome.ok, outcome.error = False, f"{type(exc).__name__}: {exc}"
+            outcome.traceback = traceback.format_exc(limit=20)
         finally:
             _CURRENT.reset(token)
             capture.close()
             self._running.pop(job_id, None)
-            outcome.setdefault("finished", time.time())
-            outcome["logs"] = encode_text(capture.text(), self.engram, self.inline_limit)
+            if outcome.finished is None:
+                outcome.finished = time.time()
+            outcome.logs = encode_text(capture.text(), self.engram, self.inline_limit)
         return outcome
 
     async def logs(self, job_id: str) -> str | None:
