@@ -162,19 +162,18 @@ class Dispatcher:
         carries the attempts that take the slots the previous one freed."""
         starting: list[Invocation] = []
         while slot.alive:
+            sent, starting = starting, []
             try:
-                outcomes = await slot.handle.completions.remote(starting)
+                outcomes = await slot.handle.completions.remote(sent)
             except WORKER_LOST as exc:
                 self._worker_lost(slot, exc)
                 return
             except Exception as exc:  # noqa: BLE001 - not expected: log, and ask again after a pause
                 log.exception("completions of %s failed", slot.name)
-                if starting:
-                    self._not_started(slot, starting, exc)
-                starting = []
+                if sent:
+                    self._not_started(slot, sent, exc)
                 await asyncio.sleep(1.0)
                 continue
-            starting = []
             if outcomes:
                 self._on_outcomes(slot, outcomes)
                 starting = self._dispatch_round(reading=slot)

@@ -242,11 +242,9 @@ class Job:
 
     def invocation(self) -> Invocation:
         """What the worker needs to run an attempt."""
-        if self.payload is not None or self.payload_digest is not None:
-            return Invocation(id=self.id, attempt=self.attempts, function=self.function, owner=self.principal,
-                              payload=self.payload, payload_digest=self.payload_digest)  # fmt: skip
         return Invocation(id=self.id, attempt=self.attempts, function=self.function, owner=self.principal,
-                          args=self.args or [], kwargs=self.kwargs or {})  # fmt: skip
+                          payload=self.payload, payload_digest=self.payload_digest, args=self.args or [],
+                          kwargs=self.kwargs or {})  # fmt: skip
 
     # -- views --------------------------------------------------------------------------------
     def view(self, *, result: bool = True) -> dict[str, Any]:

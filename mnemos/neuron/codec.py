@@ -79,6 +79,8 @@ class Outcome:
     started: float | None = None
     finished: float | None = None
     logs: Envelope | None = None
+
+
 REFERENCE = re.compile(
     r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 )
