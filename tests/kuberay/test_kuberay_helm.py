@@ -31,6 +31,7 @@ from .support import (
     run_helm,
     serve_application,
 )
+from .test_kuberay_keda import validate_scaled_object
 
 VALUE_FILES = [(), ("values-dev.yaml",)]
 EVERYTHING = (
@@ -40,6 +41,8 @@ EVERYTHING = (
     "soul.externalSecrets.enabled=true",
     "trace.dashboards=enabled",
 )
+# The seed's KEDA ScaledObject on every pool, with every Ray object on (the RayService's head is joined).
+KEDA = (*EVERYTHING, "neuron.keda.enabled=true")
 MINIMAL = (
     "kuberay.gcsFaultTolerance.passwordSecret=null",
     "engram.objectStore.credentialsSecret=null",
@@ -52,20 +55,23 @@ MINIMAL = (
     "relay.ingress.enabled=false",
     "trace.metrics.prometheus.scrape=false",
 )
-NOT_CORE = {"ServiceMonitor", "ExternalSecret", "PrometheusRule"} | RAY_KINDS
+NOT_CORE = {"ServiceMonitor", "ExternalSecret", "PrometheusRule", "ScaledObject"} | RAY_KINDS
 
 
 @pytest.mark.parametrize("files", VALUE_FILES, ids=["values", "values-dev"])
-def test_helm_lint(files: tuple[str, ...]) -> None:
+@pytest.mark.parametrize("sets", [(), ("neuron.keda.enabled=true",)], ids=["defaults", "keda"])
+def test_helm_lint(files: tuple[str, ...], sets: tuple[str, ...]) -> None:
     args = ["lint", str(CHART), "--strict"]
     for f in files:
         args += ["-f", str(CHART / f)]
+    for s in sets:
+        args += ["--set", s]
     proc = run_helm(*args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("files", VALUE_FILES, ids=["values", "values-dev"])
-@pytest.mark.parametrize("sets", [(), EVERYTHING, MINIMAL], ids=["defaults", "everything-on", "minimal"])
+@pytest.mark.parametrize("sets", [(), EVERYTHING, KEDA, MINIMAL], ids=["defaults", "everything-on", "keda", "minimal"])
 def test_every_rendered_object_validates(files: tuple[str, ...], sets: tuple[str, ...]) -> None:
     objects = helm_template(*files, sets=sets)
     assert by_kind(objects, "RayService"), "the RayService is on by default"
@@ -73,10 +79,16 @@ def test_every_rendered_object_validates(files: tuple[str, ...], sets: tuple[str
         kind = obj["kind"]
         if kind in RAY_KINDS:
             validate_manifest(obj, crd_dir())
+        elif kind == "ScaledObject":
+            validate_scaled_object(obj)
         elif kind not in NOT_CORE:
             kubernetes_validate.validate(obj, "1.30", strict=True)
     if sets == EVERYTHING:
         assert {"RayCluster", "RayService", "RayJob", "ServiceMonitor"} <= {o["kind"] for o in objects}
+    if sets == KEDA:
+        assert by_kind(objects, "ScaledObject") and by_kind(objects, "Deployment")
+    else:
+        assert not by_kind(objects, "ScaledObject") and not by_kind(objects, "Deployment")
 
 
 def test_core_validation_is_strict() -> None:
@@ -290,17 +302,12 @@ def test_install_script_is_idempotent() -> None:
     assert version.returncode == 0 and version.stdout.startswith("v")
 
 
-@pytest.mark.parametrize(
-    ("setting", "named", "instead"),
-    [
-        ("neuron.keda.enabled=true", "neuron.keda.enabled", "kuberay.autoscaling.enabled"),
-        ("cortex.hpa.enabled=true", "cortex.hpa.enabled", "docs/scaling.md"),
-    ],
-)
-def test_seed_autoscalers_kuberay_cannot_run_are_refused_by_name(setting: str, named: str, instead: str) -> None:
-    """The seed's KEDA ScaledObject and CORTEX HPA cannot scale a RayCluster: asking for one fails the render
-    with the field and what scales instead, rather than rendering no autoscaler without a word."""
-    proc = run_helm("template", "mnemos", str(CHART), "--set", setting)
+def test_seed_autoscalers_kuberay_cannot_run_are_refused_by_name() -> None:
+    """The seed's CORTEX HPA cannot scale CORTEX (one Ray actor): asking for one fails the render with the
+    field and what to do instead, rather than rendering no autoscaler without a word. (The seed's KEDA
+    ScaledObject is rendered: tests/kuberay/test_kuberay_keda.py.)"""
+    proc = run_helm("template", "mnemos", str(CHART), "--set", "cortex.hpa.enabled=true")
     assert proc.returncode != 0
-    assert named in proc.stderr and instead in proc.stderr, proc.stderr
-    assert run_helm("template", "mnemos", str(CHART), "--set", setting.replace("true", "false")).returncode == 0
+    assert "cortex.hpa.enabled" in proc.stderr and "docs/scaling.md" in proc.stderr, proc.stderr
+    assert run_helm("template", "mnemos", str(CHART), "--set", "cortex.hpa.enabled=false").returncode == 0
+    assert run_helm("template", "mnemos", str(CHART), "--set", "neuron.keda.enabled=true").returncode == 0

@@ -236,11 +236,9 @@ Args: name, sli (recorded ratio prefix), slo {objective, window: Nd|Nh}, compone
 {{- end -}}
 
 {{/* Seed values this chart cannot honour on KubeRay, refused with the field and what to use instead
-  (rather than ignored: an operator who asks for an autoscaler must not get none without a word). */}}
+  (rather than ignored: an operator who asks for an autoscaler must not get none without a word).
+  The seed's neuron.keda is honoured: see _keda.tpl. */}}
 {{- define "mnemos.checkSeedScaling" -}}
-{{- if and .Values.neuron.keda .Values.neuron.keda.enabled -}}
-{{- fail "neuron.keda.enabled: a KEDA ScaledObject needs a /scale subresource and KubeRay's RayCluster/RayService have none; NEURON pools scale with the queue through CORTEX and KubeRay's autoscaler instead: keep kuberay.autoscaling.enabled (on by default) and set neuron.pools[].minReplicas/maxReplicas (docs/guides/kubernetes.md)" -}}
-{{- end -}}
 {{- if and .Values.cortex.hpa .Values.cortex.hpa.enabled -}}
 {{- fail "cortex.hpa.enabled: CORTEX is one Ray actor (its state is the journal in ENGRAM), not a Deployment an HPA can scale; size the Ray head instead, and see docs/scaling.md for sharding queues across CORTEX actors" -}}
 {{- end -}}

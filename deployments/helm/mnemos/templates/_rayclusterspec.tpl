@@ -1,6 +1,8 @@
 {{/*
 The spec of a RayCluster, shared by the RayCluster, the RayService (rayClusterConfig) and the RayJob
-(rayClusterSpec). Call with (dict "root" $ "faultTolerance" true|false).
+(rayClusterSpec). Call with (dict "root" $ "faultTolerance" true|false "keda" true|false): `keda`
+true in the one object whose head the KEDA-scaled pools join (mnemos.kedaCluster), which then
+leaves those pools' worker groups out (a pool's workers come from one source only).
 The same shape as mnemos.kuberay.cluster_spec() renders from Python.
 */}}
 {{- define "mnemos.rayClusterSpec" -}}
@@ -8,6 +10,7 @@ The same shape as mnemos.kuberay.cluster_spec() renders from Python.
 {{- $v := $root.Values -}}
 {{- $metrics := int $v.kuberay.metricsPort -}}
 {{- $serve := int $v.relay.service.port -}}
+{{- $keda := .keda -}}
 rayVersion: {{ $v.kuberay.rayVersion | quote }}
 {{- if $v.kuberay.autoscaling.enabled }}
 enableInTreeAutoscaling: true
@@ -96,82 +99,27 @@ headGroupSpec:
         {{- $home := dict "name" "mnemos-home" "size" $v.engram.persistence.size "storageClass" ($v.engram.persistence.storageClass | default $v.global.storageClass) }}
         {{- include "mnemos.ephemeralVolume" $home | nindent 8 }}
         {{- end }}
-workerGroupSpecs:
+{{- /* A pool that KEDA scales (neuron.keda) runs as a Deployment of workers joining this cluster instead. */}}
+{{- $groups := list }}
 {{- range $pool := $v.neuron.pools }}
-  {{- $selector := ternary $pool.selector $v.neuron.nodeSelector (hasKey $pool "selector") | default dict }}
-  {{- $tolerations := concat ($pool.tolerations | default list) ($v.neuron.tolerations | default list) }}
+{{- if not (and $keda (eq (include "mnemos.kedaScaled" (dict "root" $root "pool" $pool)) "true")) }}
+{{- $groups = append $groups $pool }}
+{{- end }}
+{{- end }}
+{{- with $groups }}
+workerGroupSpecs:
+{{- range $pool := . }}
   {{- $replicas := ternary $pool.replicas $v.neuron.replicas (hasKey $pool "replicas") }}
   - groupName: {{ $pool.name }}
     replicas: {{ $replicas }}
     minReplicas: {{ ternary $pool.minReplicas 0 (hasKey $pool "minReplicas") }}
     maxReplicas: {{ ternary $pool.maxReplicas $replicas (hasKey $pool "maxReplicas") }}
     labels:
-      mnemos.dev/pool: {{ $pool.name }}
-      {{- with $selector }}
-      {{- toYaml . | nindent 6 }}
-      {{- end }}
+      {{- include "mnemos.poolRayLabels" (dict "root" $root "pool" $pool) | nindent 6 }}
     rayStartParams:
       metrics-export-port: {{ $metrics | quote }}
     template:
-      metadata:
-        labels:
-          {{- include "mnemos.podLabels" $root | nindent 10 }}
-          app.kubernetes.io/component: ray-worker
-          mnemos.dev/pool: {{ $pool.name }}
-        {{- with include "mnemos.scrapeAnnotations" $root }}{{ . | nindent 8 }}{{ end }}
-      spec:
-        serviceAccountName: {{ include "mnemos.serviceAccountName" $root }}
-        automountServiceAccountToken: false
-        securityContext:
-          {{- include "mnemos.podSecurityContext" $root | nindent 10 }}
-        {{- with $v.global.imagePullSecrets }}
-        imagePullSecrets:
-          {{- toYaml . | nindent 10 }}
-        {{- end }}
-        {{- with $selector }}
-        nodeSelector:
-          {{- toYaml . | nindent 10 }}
-        {{- end }}
-        {{- with $tolerations }}
-        tolerations:
-          {{- toYaml . | nindent 10 }}
-        {{- end }}
-        {{- with $v.neuron.affinity }}
-        affinity:
-          {{- toYaml . | nindent 10 }}
-        {{- end }}
-        containers:
-          - name: ray-worker
-            image: {{ include "mnemos.image" $root }}
-            imagePullPolicy: {{ $v.global.imagePullPolicy }}
-            ports:
-              - {name: serve, containerPort: {{ $serve }}, protocol: TCP}
-              - {name: metrics, containerPort: {{ $metrics }}, protocol: TCP}
-            env:
-              {{- include "mnemos.env" $root | nindent 14 }}
-              {{- if $v.neuron.scratch.enabled }}
-              - name: HF_HOME
-                value: /scratch/huggingface
-              {{- end }}
-            {{- with include "mnemos.envFrom" $root }}{{ . | nindent 12 }}{{ end }}
-            lifecycle:
-              preStop:
-                exec:
-                  command: [/bin/sh, -c, ray stop]
-            resources:
-              {{- toYaml $pool.resources | nindent 14 }}
-            securityContext:
-              {{- include "mnemos.containerSecurityContext" $root | nindent 14 }}
-            volumeMounts:
-              {{- include "mnemos.configMounts" $root | nindent 14 }}
-              {{- if $v.neuron.scratch.enabled }}
-              - name: scratch
-                mountPath: /scratch
-              {{- end }}
-        volumes:
-          {{- include "mnemos.configVolumes" $root | nindent 10 }}
-          {{- if $v.neuron.scratch.enabled }}
-          {{- include "mnemos.ephemeralVolume" (dict "name" "scratch" "size" $v.neuron.scratch.size "storageClass" $v.global.storageClass) | nindent 10 }}
-          {{- end }}
+      {{- include "mnemos.rayWorkerPod" (dict "root" $root "pool" $pool) | nindent 6 }}
+{{- end }}
 {{- end }}
 {{- end -}}
