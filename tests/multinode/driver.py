@@ -27,6 +27,7 @@ T = "mnemos.cortex.testing"
 MODEL = "mn-echo"
 MODEL_REPLICAS = 2  # Serve spreads them: one on each cpu node, so the killed node hosts one
 MODEL_WAIT_S = 240.0  # how long the driver follows the model's recovery (the test's bound is tighter)
+STATUS_WAIT_S = 30.0  # how long `mnemos status` may still show a killed node alive
 
 
 def _retry(start: Callable[[], Any], tries: int = 3) -> Any:
@@ -190,7 +191,14 @@ def main(out: str) -> None:
 
         report["modelRecovery"] = _follow_model(url, victim_node, alive)  # the jobs keep running meanwhile
         report["modelPlacementAfterLoss"] = sorted(labels.get(n, "gone") for n in report["modelRecovery"]["nodes"])
-        report["statusAfterKill"] = _cli_status(url)
+        # The gateway's Ray client learns of the node's death on its own (GCS pubsub): a bounded wait.
+        deadline = time.monotonic() + STATUS_WAIT_S
+        while True:
+            report["statusAfterKill"] = _cli_status(url)
+            gone = {n["id"]: n["state"] for n in report["statusAfterKill"]}.get(victim_node) == "dead"
+            if gone or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         results = jobs.results(handles, timeout=600)
         report["recoverySeconds"] = round(time.monotonic() - started, 1)
         report["values"] = [r["value"] for r in results]
