@@ -92,6 +92,14 @@ class PoolConfig(CoreModel):
     min_workers: int | None = Field(None, ge=0, description="Fewest workers (default: size); 0 scales to zero.")
     max_workers: int | None = Field(None, ge=0, description="Most workers when the queue grows (default: size).")
     idle_timeout: Duration = Field(60.0, gt=0, description="A worker idle this long is stopped (above minWorkers).")
+    num_cpus: float = Field(0.5, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    max_concurrency: int = Field(16, ge=1, description="Jobs one worker runs at once.")
+    prefetch: int | None = Field(
+        None, ge=0,
+        description="While the pool's jobs are short (under 0.2 s on average), jobs sent to a worker beyond "
+        "the ones it runs, so that a thread that ends one starts the next at once (default: maxConcurrency; 0: off).",
+    )  # fmt: skip
 
     @property
     def fewest(self) -> int:
@@ -102,9 +110,11 @@ class PoolConfig(CoreModel):
     def most(self) -> int:
         """``maxWorkers``, or the larger of ``size`` and ``minWorkers`` when unset."""
         return max(self.size, self.min_workers or 0) if self.max_workers is None else self.max_workers
-    num_cpus: float = Field(0.5, ge=0)
-    num_gpus: float = Field(0.0, ge=0)
-    max_concurrency: int = Field(16, ge=1, description="Jobs one worker runs at once.")
+
+    @property
+    def ahead(self) -> int:
+        """``prefetch``, or ``maxConcurrency`` when unset."""
+        return self.max_concurrency if self.prefetch is None else self.prefetch
 
 
 def _default_pools() -> list[PoolConfig]:

@@ -5,8 +5,10 @@ one outstanding ``completions()`` call (a long-poll that returns as soon as one 
 ended, with every outcome ready by then): its ObjectRef is awaited, so nothing polls, and a
 dead worker shows as a ``RayActorError`` on it — its jobs are retried, the worker replaced.
 The jobs that take the slots those outcomes freed on that worker ride on its next
-``completions()`` call: one Ray call per finished job instead of two, and no round trip between
-a job's end and the next one's start.
+``completions()`` call: one Ray call per finished job instead of two. While a pool's jobs are
+short, its workers also hold a few jobs beyond their threads (``Pool.limit``), so a thread that
+ends one starts the next without waiting for that call; a worker gives back one that waited too
+long (``Outcome.unstarted``), and it is queued again without counting an attempt.
 Settlement turns outcomes into journal records, one append for all of a batch. A final record
 (result, failure, cancel) is applied at once but shown to readers only once it is durable:
 until then ``Job.view()`` answers the state before it (``Job.shown``).
@@ -18,6 +20,7 @@ Jobs that find every worker of their pool busy make the pool grow (``PoolSet.gro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -101,11 +104,12 @@ class Dispatcher:
                     asyncio.get_running_loop().create_task(self._commit(job, rec))
                     continue
                 slot = self.pools.acquire(pools)
-                if slot is None:  # its pools are full: let jobs for other pools pass
-                    blocked.append(entry)
+                if slot is None or slot.inflight > slot.capacity:  # every thread is busy: grow a pool
                     room = next((p for p in pools if p.ready and len(p.workers) < p.config.most), None)
                     if room is not None:
                         wanting[room.name] = wanting.get(room.name, 0) + 1
+                if slot is None:  # its pools are full: let jobs for other pools pass
+                    blocked.append(entry)
                     if len(blocked) >= 32 or not (wanting or self.pools.has_room()):
                         break  # nothing after it could start either: the next freed slot calls again
                     continue
@@ -180,14 +184,43 @@ class Dispatcher:
 
     def _on_outcomes(self, slot: WorkerSlot, outcomes: list[Outcome]) -> None:
         items = []
+        pool = self.pools.pools[slot.pool]
         for outcome in outcomes:
             job = self.jobs.get(outcome.id)
             if job is None or slot.jobs.get(job.id) != outcome.attempt:
                 continue  # a cancelled, timed-out or stale attempt: its outcome is discarded
             self._detach(job)
+            if outcome.unstarted:
+                slot.gave_back = True
+                self._requeue_unstarted(job, outcome.attempt, f"given back unstarted by {slot.name}")
+                continue
+            slot.gave_back = False
+            if outcome.started and outcome.finished:
+                pool.observe(outcome.finished - outcome.started)
             items.append((job, outcome))
         if items:
             asyncio.get_running_loop().create_task(self._settle(items))
+
+    def _requeue_unstarted(self, job: Job, attempt: int, reason: str) -> None:
+        """Queue again a job whose attempt never started, without counting the attempt."""
+        rec = RequeueRecord(id=job.id, reason=reason, attempt=attempt, ts=time.time())
+        apply_record(self.jobs, rec)
+        self.journal.append(rec)
+        self._enqueue(job)
+        self._wake.set()
+
+    def _unassign(self, job: Job) -> None:
+        """Free a job's slots (cancelled, timed out); an attempt still waiting for a thread on its
+        worker is dropped there, one that runs runs on, unheard."""
+        slot = job.slot
+        self._detach(job)
+        if slot is not None and slot.alive:
+            asyncio.get_running_loop().create_task(self._drop(slot, job.id))
+
+    @staticmethod
+    async def _drop(slot: WorkerSlot, job_id: str) -> None:
+        with contextlib.suppress(Exception):  # a dead worker runs nothing anyway
+            await slot.handle.drop.remote([job_id])
 
     def _detach(self, job: Job) -> None:
         """Free the worker and queue slots of a job's running attempt (once)."""
@@ -208,19 +241,26 @@ class Dispatcher:
         if job is None or job.status != "running" or job.attempts != attempt:
             return
         worker = job.worker
-        self._detach(job)
+        self._unassign(job)
         error = f"timed out after {job.timeout:g}s"
         outcome = Outcome(id=job_id, attempt=attempt, ok=False, error=error, worker=worker)
         asyncio.get_running_loop().create_task(self._settle([(job, outcome)]))
 
     def _worker_lost(self, slot: WorkerSlot, exc: BaseException) -> None:
-        """Replace a dead worker; each of its jobs counts a failed attempt (and is retried)."""
+        """Replace a dead worker; each job it ran counts a failed attempt (and is retried).
+
+        A worker starts its jobs in the order they were sent, so those sent after the first
+        ``capacity`` may not have started: they are queued again without counting an attempt.
+        """
         if not slot.alive:
             return
         lost = [(self.jobs[job_id], attempt) for job_id, attempt in slot.jobs.items() if job_id in self.jobs]
         error = f"worker {slot.name} was lost ({type(exc).__name__})"
         for job, _ in lost:
             self._detach(job)
+        lost, waiting = lost[: slot.capacity], lost[slot.capacity :]
+        for job, attempt in waiting:
+            self._requeue_unstarted(job, attempt, f"worker {slot.name} was lost before it started")
         self.pools.replace(slot)
         self._wake.set()
         items = [(job, Outcome(id=job.id, attempt=attempt, ok=False, error=error, worker=slot.name))

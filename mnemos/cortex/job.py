@@ -312,6 +312,8 @@ def apply_record(jobs: dict[str, Job], rec: JournalRecord) -> Job | None:
         job.worker, job.pool, job.started_at, job.retry_at = rec.worker, rec.pool, rec.ts, None
     elif isinstance(rec, RequeueRecord):
         job.status, job.worker, job.retry_at = "queued", None, None
+        if rec.attempt is not None and rec.attempt == job.attempts:  # it never started
+            job.attempts -= 1
     elif isinstance(rec, RetryRecord):
         job.status, job.error, job.retry_at = "retrying", rec.error, rec.retry_at
         job.failures = job.failures + 1 if rec.failures is None else rec.failures

@@ -91,10 +91,12 @@ class StartRecord(RecordBase):
 
 
 class RequeueRecord(RecordBase):
-    """Queued again: CORTEX restarted while the job ran, or its retry backoff elapsed."""
+    """Queued again: CORTEX restarted while the job ran, its retry backoff elapsed, or its worker
+    gave it back before it started (``attempt``: that attempt never ran and is not counted)."""
 
     t: Literal["requeue"] = "requeue"
     reason: str | None = None
+    attempt: int | None = None
 
 
 class _Outcome(RecordBase):

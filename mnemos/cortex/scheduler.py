@@ -403,7 +403,7 @@ class Cortex(Dispatcher):
             if job.terminal:
                 raise ConflictError(f"job {job_id} already {job.status}", param="id")
             self._journal_up()
-            self._detach(job)  # a running attempt gives its slots back; its thread runs on, unheard
+            self._unassign(job)  # its slots are free; a running attempt's thread runs on, unheard
             reason = f"cancelled by {principal or 'a user'}"
             commit = self._commit(job, CancelRecord(id=job_id, reason=reason, ts=time.time()))
         try:

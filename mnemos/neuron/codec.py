@@ -76,6 +76,7 @@ class Outcome:
     error: str | None = None
     traceback: str | None = None
     fatal: bool = False  # retrying cannot help (the function cannot be found)
+    unstarted: bool = False  # given back before it started (it waited too long for a thread)
     started: float | None = None
     finished: float | None = None
     logs: Envelope | None = None

@@ -15,6 +15,9 @@ Pools follow the queue: a pool starts with ``minWorkers`` (0: none at all), CORT
 stops workers idle for ``idleTimeout`` (down to ``minWorkers``). The workers wanted are asked
 of Ray's autoscaler (``ray.autoscaler.sdk.request_resources``), so that on KubeRay the cluster
 grows nodes for them and gives them back.
+
+While a pool's jobs are short (``SHORT_SECONDS`` on average), a worker whose threads are all
+busy still takes up to ``prefetch`` more: they wait on it for a thread (``mnemos.neuron.worker``).
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ from mnemos.engram import Engram
 from mnemos.neuron.worker import Worker
 from mnemos.trace import metrics
 
-__all__ = ["NAMESPACE", "Pool", "PoolSet", "WorkerSlot", "unfit_reason"]
+__all__ = ["NAMESPACE", "SHORT_SECONDS", "Pool", "PoolSet", "WorkerSlot", "unfit_reason"]
 
+SHORT_SECONDS = 0.2
+"""A pool whose jobs run shorter than this on average has jobs sent ahead to its workers."""
 
 
 @dataclass(eq=False)
@@ -44,10 +49,11 @@ class WorkerSlot:
     name: str
     pool: str
     handle: Any
-    capacity: int
-    inflight: int = 0
+    capacity: int  # threads
+    inflight: int = 0  # attempts sent here and not ended: running, or waiting for a thread
     alive: bool = True
-    jobs: dict[str, int] = field(default_factory=dict)  # job id -> attempt, running here
+    jobs: dict[str, int] = field(default_factory=dict)  # job id -> attempt, in the order sent here
+    gave_back: bool = False  # it gave an attempt back unstarted: none is sent ahead until one ends
     reader: Any = None  # the scheduler's task reading this worker's completions
     idle_since: float = field(default_factory=time.monotonic)  # when inflight last dropped to 0
 
@@ -64,6 +70,16 @@ class Pool:
     reason: str | None = None
     label_selector: dict[str, str] | None = None
     ready: bool = False  # the cluster can hold its workers (refresh found no reason against it)
+    run_seconds: float | None = None  # its jobs' run time, a moving average
+
+    def observe(self, seconds: float) -> None:
+        """Count one job's run time in the average that decides whether jobs are sent ahead."""
+        self.run_seconds = seconds if self.run_seconds is None else 0.8 * self.run_seconds + 0.2 * seconds
+
+    def limit(self, slot: WorkerSlot) -> int:
+        """The attempts ``slot`` may hold: its threads, plus ``prefetch`` while the jobs are short."""
+        short = self.run_seconds is not None and self.run_seconds < SHORT_SECONDS
+        return slot.capacity + (self.config.ahead if short and not slot.gave_back else 0)
 
     @property
     def name(self) -> str:
@@ -336,20 +352,23 @@ class PoolSet:
 
     @staticmethod
     def acquire(pools: list[Pool]) -> WorkerSlot | None:
-        """The least busy worker with room, from the first pool in order that has one."""
-        for pool in pools:
-            best: WorkerSlot | None = None
-            for slot in pool.workers:
-                if slot.alive and slot.inflight < slot.capacity and (best is None or slot.inflight < best.inflight):
-                    best = slot
-            if best is not None:
-                best.inflight += 1
-                return best
+        """The least busy worker with a free thread, from the first pool in order that has one;
+        else the least busy one that may hold the job until a thread frees (``Pool.limit``)."""
+        for ahead in (False, True):
+            for pool in pools:
+                best: WorkerSlot | None = None
+                for slot in pool.workers:
+                    room = pool.limit(slot) if ahead else slot.capacity
+                    if slot.alive and slot.inflight < room and (best is None or slot.inflight < best.inflight):
+                        best = slot
+                if best is not None:
+                    best.inflight += 1
+                    return best
         return None
 
     def has_room(self) -> bool:
-        """Some live worker of a pool has a free slot."""
-        return any(s.alive and s.inflight < s.capacity for p in self.pools.values() for s in p.workers)
+        """Some live worker of a pool can take a job."""
+        return any(s.alive and s.inflight < p.limit(s) for p in self.pools.values() for s in p.workers)
 
     @staticmethod
     def release(slot: WorkerSlot) -> None:

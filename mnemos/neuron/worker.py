@@ -5,6 +5,12 @@ thread of its own pool. CORTEX sends it attempts in batches (``start``) and keep
 ``completions()`` call outstanding, which returns as soon as attempts have ended; the next such
 call carries the attempts that take the freed slots.
 
+Attempts beyond the free threads wait on the worker, in order (CORTEX sends a few more than
+there are threads while its jobs are short: a thread that ends one starts the next at once,
+without a round trip to CORTEX). One that waited ``HOLD_SECONDS`` without a thread is given
+back unstarted (``Outcome.unstarted``) and CORTEX queues it again; ``drop`` withdraws waiting
+attempts (cancelled, timed out).
+
 ``sys.stdout`` and ``sys.stderr`` of the worker process are replaced by streams that write to
 the buffer of the job running on the current thread (a context variable), so concurrent jobs
 never mix their output. What a job prints from threads it starts
@@ -27,6 +33,7 @@ import os
 import sys
 import time
 import traceback
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -34,10 +41,14 @@ from mnemos.engram import Engram
 from mnemos.neuron.codec import Invocation, Outcome
 from mnemos.trace.events import publish as announce
 
-__all__ = ["LOG_LIMIT_CHARS", "Worker", "install_capture"]
+__all__ = ["HOLD_SECONDS", "LOG_LIMIT_CHARS", "Worker", "install_capture"]
 
 LOG_LIMIT_CHARS = 1024 * 1024
 """Output kept per job attempt; the rest is dropped with a note."""
+HOLD_SECONDS = 1.0
+"""How long an attempt waits on a worker for a free thread before it is given back to CORTEX."""
+LINGER_SECONDS = 0.005
+"""How long a reply may wait for more outcomes while attempts still wait here for a thread."""
 
 
 class _Capture:
@@ -149,7 +160,10 @@ class Worker:
         self.name = name
         self.engram = engram
         self.inline_limit = inline_limit
-        self._executor = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=f"job-{pool}")
+        self._threads = max(1, concurrency)
+        self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix=f"job-{pool}")
+        self._busy = 0  # threads running an attempt
+        self._waiting: deque[tuple[Invocation, float]] = deque()  # attempts without a thread, since when
         self._running: dict[str, _Capture] = {}
         self._done: list[Outcome] = []
         self._ready = asyncio.Event()
@@ -170,14 +184,25 @@ class Worker:
             logging.getLogger(__name__).debug("GPU metrics failed", exc_info=True)
 
     async def start(self, invocations: list[Invocation]) -> int:
-        """Start job attempts (each on a thread); their outcomes come from ``completions()``."""
-        loop = asyncio.get_running_loop()
-        for invocation in invocations:
-            future = loop.run_in_executor(self._executor, self._execute, invocation)
-            future.add_done_callback(functools.partial(self._finished, invocation))
+        """Start job attempts (each on a thread, or waiting for one); their outcomes come from
+        ``completions()``."""
+        now = time.monotonic()
+        self._waiting.extend((invocation, now) for invocation in invocations)
+        self._pump()
         return len(invocations)
 
+    def _pump(self) -> None:
+        """Give each free thread the attempt that has waited longest."""
+        loop = asyncio.get_running_loop()
+        while self._waiting and self._busy < self._threads:
+            invocation, _ = self._waiting.popleft()
+            self._busy += 1
+            future = loop.run_in_executor(self._executor, self._execute, invocation)
+            future.add_done_callback(functools.partial(self._finished, invocation))
+
     def _finished(self, invocation: Invocation, future: asyncio.Future[Outcome]) -> None:
+        self._busy -= 1
+        self._pump()
         try:
             outcome = future.result()
         except BaseException as exc:  # noqa: BLE001 - _execute catches the job's errors; this is ours
@@ -185,6 +210,23 @@ class Worker:
                               error=f"worker error: {type(exc).__name__}: {exc}")  # fmt: skip
         self._done.append(outcome)
         self._ready.set()
+
+    async def drop(self, job_ids: list[str]) -> list[str]:
+        """Withdraw attempts of these jobs that wait for a thread; returns the ids withdrawn."""
+        wanted = set(job_ids)
+        dropped = [i.id for i, _ in self._waiting if i.id in wanted]
+        self._waiting = deque(w for w in self._waiting if w[0].id not in wanted)
+        return dropped
+
+    def _give_back(self) -> float:
+        """Give back the attempts that waited ``HOLD_SECONDS`` for a thread; returns the seconds
+        until the next one would be given back (``inf`` when none waits)."""
+        now = time.monotonic()
+        while self._waiting and now - self._waiting[0][1] >= HOLD_SECONDS:
+            invocation, _ = self._waiting.popleft()
+            self._done.append(Outcome(id=invocation.id, attempt=invocation.attempt, ok=False, worker=self.name,
+                                      pool=self.pool, unstarted=True, error="no free thread"))  # fmt: skip
+        return HOLD_SECONDS - (now - self._waiting[0][1]) if self._waiting else float("inf")
 
     async def completions(self, start: list[Invocation] | None = None, wait: float = 30.0) -> list[Outcome]:
         """The outcomes of attempts ended since the last call; waits (at most ``wait`` s) for one.
@@ -195,10 +237,21 @@ class Worker:
         if start:
             await self.start(start)
         self._record_gpus()
-        if not self._done:
+        deadline = time.monotonic() + wait
+        while (left := deadline - time.monotonic()) > 0:
+            until = self._give_back()
+            if self._done:
+                break
             self._ready.clear()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), wait)
+                await asyncio.wait_for(self._ready.wait(), min(left, until))
+        # While attempts still wait here for a thread, CORTEX need not hurry to send more: the
+        # outcomes of a few more jobs come along in this reply (fewer, larger replies).
+        linger = time.monotonic() + LINGER_SECONDS
+        while self._done and self._waiting and (left := linger - time.monotonic()) > 0:
+            self._ready.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), left)
         await asyncio.sleep(0)  # outcomes of jobs that ended at the same moment come along
         out, self._done = self._done, []
         return out
@@ -259,6 +312,7 @@ class Worker:
             "pid": os.getpid(),
             "node": ray.get_runtime_context().get_node_id(),
             "running": len(self._running),
+            "waiting": len(self._waiting),
         }
 
 
