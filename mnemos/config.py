@@ -100,6 +100,11 @@ class PoolConfig(CoreModel):
         description="While the pool's jobs are short (under 0.2 s on average), jobs sent to a worker beyond "
         "the ones it runs, so that a thread that ends one starts the next at once (default: maxConcurrency; 0: off).",
     )  # fmt: skip
+    await_capacity: bool = Field(
+        False,
+        description="The cluster grows nodes for this pool (KubeRay's autoscaler, KEDA): while it lacks them, jobs "
+        "are still admitted and the pool's workers wait for a node, which Ray's autoscaler is asked for.",
+    )
 
     @property
     def fewest(self) -> int:

@@ -3,7 +3,9 @@
 A pool is *declared* by ``settings.neuron.pools`` and *active* when it has workers. A pool whose
 resources the cluster lacks (``gpu-a`` without GPUs, a selector no node carries) stays declared
 with a reason and no workers, so that admission can name it; ``refresh()`` starts it once the
-cluster has grown. Workers are owned by the CORTEX actor that made the ``PoolSet``: they die
+cluster has grown. A pool with ``awaitCapacity`` (the cluster grows nodes for it: KubeRay's
+autoscaler, KEDA) is active anyway: its workers wait for a node, and asking for them is what
+makes the autoscaler add one. Workers are owned by the CORTEX actor that made the ``PoolSet``: they die
 with it and a restarted CORTEX makes new ones.
 
 Selectors (``{accelerator: nvidia}``) are Ray node labels: a pool is placed with a
@@ -178,6 +180,8 @@ class PoolSet:
         started = False
         for pool in idle:
             pool.reason = self._why_not(pool.config, gpus, node_labels)
+            if pool.reason is not None and pool.config.await_capacity and pool.config.most > 0:
+                pool.reason = None  # its workers wait for the nodes the autoscaler adds
             if pool.reason is None:
                 keys = set().union(*(labels.keys() for labels in node_labels)) if node_labels else set()
                 enforced = {k: v for k, v in pool.config.selector.items() if k in keys}

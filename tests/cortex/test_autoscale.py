@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cortex_support import PrivateCortex, T, wait_until
 
 POOL = {
@@ -14,8 +15,7 @@ POOL = {
 
 
 def _workers(cortex: PrivateCortex) -> list[str]:
-    [pool] = cortex.call("stats")["pools"]
-    return [w["name"] for w in pool["workers"]]
+    return [w["name"] for pool in cortex.call("stats")["pools"] for w in pool["workers"]]
 
 
 def test_a_pool_scales_to_zero_grows_with_the_queue_and_shrinks_when_idle(
@@ -45,5 +45,31 @@ def test_a_pool_scales_to_zero_grows_with_the_queue_and_shrinks_when_idle(
         [job_id] = cortex.submit("from-zero", "add", 2, 3)  # brings one worker up again
         assert cortex.call("wait", job_id, 120)["result"]["value"] == 5
         assert cortex.call("stats")["workersGrown"] == 3
+    finally:
+        cortex.close()
+
+
+def test_a_pool_that_awaits_capacity_admits_jobs_the_cluster_cannot_run_yet(
+    ray_cluster: None, cortex_settings: Any, tmp_path: Path
+) -> None:
+    """On KubeRay a GPU pool at zero nodes must still take GPU jobs: its worker then waits for the
+    node that asking for it makes the autoscaler add. Without awaitCapacity the job is refused."""
+    from mnemos.cortex.job import JobSubmission
+    from mnemos.errors import AdmissionError
+
+    gpu = {"numCpus": 0, "numGpus": 1, "minWorkers": 0, "maxWorkers": 1}
+    pools = [{"name": "gpu-waits", "awaitCapacity": True, **gpu}, {"name": "gpu-fixed", **gpu}]
+    cortex = PrivateCortex(tmp_path, cortex_settings, pools=pools)
+    try:
+        with pytest.raises(AdmissionError, match="gpu-fixed"):
+            cortex.call("submit_many", [JobSubmission(id="refused", function=f"{T}:noop",
+                                                      resources={"gpus": 1, "pool": "gpu-fixed"})])  # fmt: skip
+        [job_id] = cortex.call("submit_many", [
+            JobSubmission(id="waits", function=f"{T}:noop", resources={"gpus": 1, "pool": "gpu-waits"})
+        ])  # fmt: skip
+        wait_until(lambda: len(_workers(cortex)) == 1, timeout=60, what="a worker for the job")
+        stats = cortex.call("stats")
+        assert stats["workersGrown"] == 1 and cortex.call("get", job_id)["status"] in ("queued", "running")
+        assert cortex.call("cancel", job_id)["status"] == "cancelled"
     finally:
         cortex.close()

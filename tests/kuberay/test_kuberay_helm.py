@@ -269,6 +269,13 @@ def test_settings_configmap_loads_as_mnemos_settings(tmp_path: Path, monkeypatch
     assert settings.engram.uri == "s3://mnemos-artifacts/engram"
     assert settings.engram.backups.schedule == "0 */6 * * *"
     assert {p.name: p.num_gpus for p in settings.neuron.pools} == {"gpu-a": 1, "cpu-a": 0}
+    # KubeRay's autoscaler adds their nodes: jobs wait for them instead of being refused, and gpu-a
+    # (minReplicas 0) lets its workers go to zero with its pods.
+    pools = {p.name: p for p in settings.neuron.pools}
+    assert pools["gpu-a"].await_capacity and pools["cpu-a"].await_capacity
+    assert (pools["gpu-a"].fewest, pools["gpu-a"].most) == (0, 1) and pools["cpu-a"].fewest == 2
+    fixed = one(helm_template(sets=("kuberay.autoscaling.enabled=false",)), "ConfigMap", "-settings")
+    assert all("awaitCapacity" not in p for p in yaml.safe_load(fixed["data"]["mnemos.yaml"])["neuron"]["pools"])
     assert "backup" in {c.name for c in settings.wraith.cronjobs}
 
 
