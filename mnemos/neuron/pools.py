@@ -5,8 +5,8 @@ resources the cluster lacks (``gpu-a`` without GPUs, a selector no node carries)
 with a reason and no workers, so that admission can name it; ``refresh()`` starts it once the
 cluster has grown. A pool with ``awaitCapacity`` (the cluster grows nodes for it: KubeRay's
 autoscaler, KEDA) is active anyway: its workers wait for a node, and asking for them is what
-makes the autoscaler add one. Workers are owned by the CORTEX actor that made the ``PoolSet``: they die
-with it and a restarted CORTEX makes new ones.
+makes the autoscaler add one. Workers are owned by the CORTEX actor that made the ``PoolSet``:
+they die with it and a restarted CORTEX makes new ones.
 
 Selectors (``{accelerator: nvidia}``) are Ray node labels: a pool is placed with a
 ``label_selector`` when some node carries the selector's keys; on a cluster whose nodes carry
