@@ -273,7 +273,8 @@ def test_settings_configmap_loads_as_mnemos_settings(tmp_path: Path, monkeypatch
     # (minReplicas 0) lets its workers go to zero with its pods.
     pools = {p.name: p for p in settings.neuron.pools}
     assert pools["gpu-a"].await_capacity and pools["cpu-a"].await_capacity
-    assert (pools["gpu-a"].fewest, pools["gpu-a"].most) == (0, 1) and pools["cpu-a"].fewest == 2
+    assert (pools["gpu-a"].fewest, pools["gpu-a"].most) == (0, 3) and pools["cpu-a"].fewest == 2
+    assert pools["cpu-a"].most == 80  # maxReplicas 10 pods x 8 workers (4 CPUs / numCpus 0.5): pods follow workers
     fixed = one(helm_template(sets=("kuberay.autoscaling.enabled=false",)), "ConfigMap", "-settings")
     assert all("awaitCapacity" not in p for p in yaml.safe_load(fixed["data"]["mnemos.yaml"])["neuron"]["pools"])
     assert "backup" in {c.name for c in settings.wraith.cronjobs}

@@ -158,7 +158,7 @@ def test_the_metrics_are_the_ones_mnemos_exports() -> None:
     assert (spec.name, spec.kind, spec.labels) == (METRIC, "gauge", ("queue", "pool"))
     spec = metrics.NEURON_WORKERS.spec
     assert (spec.name, spec.kind, spec.labels) == (WORKERS, "gauge", ("pool",))
-    # The chart's default for a pool without numCpus/numGpus (mnemos.kedaWorkersPerPod).
+    # The chart's default for a pool without numCpus/numGpus (mnemos.workersPerPod).
     assert (PoolConfig.model_fields["num_cpus"].default, PoolConfig.model_fields["num_gpus"].default) == (0.5, 0.0)
 
 

@@ -95,7 +95,7 @@ Call with (dict "root" $ "pool" $pool).
 {{- end -}}
 {{- $out = append $out (set (omit $trigger "metadata") "metadata" $meta) -}}
 {{- end -}}
-{{- $perPod := include "mnemos.kedaWorkersPerPod" . -}}
+{{- $perPod := include "mnemos.workersPerPod" . -}}
 {{- if and (ternary .root.Values.neuron.keda.workersTrigger true (hasKey .root.Values.neuron.keda "workersTrigger")) $perPod -}}
 {{- $server := "" -}}
 {{- range $trigger := $out -}}
@@ -115,12 +115,13 @@ Call with (dict "root" $ "pool" $pool).
 How many of the pool's NEURON workers one pod holds, as Ray counts them: the pod's CPUs (the
 CPU limit, else the request, rounded up, as --num-cpus) over the pool's numCpus (default 0.5, as
 mnemos.config.PoolConfig), and its GPUs over numGpus; empty when a worker asks for neither.
+With an autoscaler on, a pool's maxWorkers defaults to maxReplicas times this (configmap-settings).
 The `neuron-workers` trigger (neuron.keda.workersTrigger) scales to workers / this, so that a worker
 CORTEX starts always gets a node: CORTEX hands jobs to a worker before Ray has placed it, and those
 jobs are no longer in the queue that the queue-depth trigger reads.
 Call with (dict "root" $ "pool" $pool).
 */}}
-{{- define "mnemos.kedaWorkersPerPod" -}}
+{{- define "mnemos.workersPerPod" -}}
 {{- $pool := .pool -}}
 {{- $settings := $pool.settings | default dict -}}
 {{- $resources := $pool.resources | default dict -}}
