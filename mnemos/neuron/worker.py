@@ -189,6 +189,8 @@ class Worker:
         now = time.monotonic()
         self._waiting.extend((invocation, now) for invocation in invocations)
         self._pump()
+        if self._waiting:
+            self._ready.set()  # a waiting completions() call re-arms its give-back timer for them
         return len(invocations)
 
     def _pump(self) -> None:

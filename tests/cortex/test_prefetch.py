@@ -125,8 +125,8 @@ def test_a_job_sent_ahead_to_a_stuck_worker_is_given_back_and_not_counted(
             JobSubmission(id="short", function=f"{T}:add", args=[2, 3]),
         ])  # fmt: skip
         # "short" went ahead to the one worker, whose thread "long" holds: after HOLD_SECONDS it is
-        # given back and waits in CORTEX's queue instead.
-        wait_until(lambda: cortex.records("short")["requeue"] == 1, timeout=60, what="the job to be given back")
+        # given back and waits in CORTEX's queue instead (well before the 30 s long-poll ends).
+        wait_until(lambda: cortex.records("short")["requeue"] == 1, timeout=15, what="the job to be given back")
         assert cortex.call("get", "short")["status"] == "queued" and cortex.call("get", "long")["status"] == "running"
         gate.touch()
         long, short = cortex.call("wait_many", ["long", "short"], 120)
