@@ -105,25 +105,27 @@ def test_a_worker_runs_waiting_jobs_in_order_drops_and_gives_back(
     asyncio.run(scenario())
 
 
-def _warm(cortex: PrivateCortex) -> None:
-    """Short jobs first, so that the pool sends jobs ahead."""
+def _one_held_one_behind(cortex: PrivateCortex, held: str, behind: str, **options: Any) -> Path:
+    """Short jobs first (so that the pool sends jobs ahead), then, in one submit, ``held`` (it holds
+    the worker's one thread until the returned gate file exists) and ``behind`` (``add(2, 3)``)."""
+    from mnemos.cortex.job import JobSubmission
+
     ids = [cortex.submit(f"warm{i}", "noop", i)[0] for i in range(5)]
     assert {v["status"] for v in cortex.call("wait_many", ids, 120)} == {"succeeded"}
+    gate = cortex.gate.parent / held
+    cortex.call("submit_many", [
+        JobSubmission(id=held, function=f"{T}:wait_for_file", args=[str(gate)], **options),
+        JobSubmission(id=behind, function=f"{T}:add", args=[2, 3], **options),
+    ])  # fmt: skip
+    return gate
 
 
 def test_a_job_sent_ahead_to_a_stuck_worker_is_given_back_and_not_counted(
     ray_cluster: None, cortex_settings: Any, tmp_path: Path
 ) -> None:
-    from mnemos.cortex.job import JobSubmission
-
     cortex = PrivateCortex(tmp_path, cortex_settings, pools=[POOL])
     try:
-        _warm(cortex)
-        gate = tmp_path / "long"
-        cortex.call("submit_many", [
-            JobSubmission(id="long", function=f"{T}:wait_for_file", args=[str(gate)]),
-            JobSubmission(id="short", function=f"{T}:add", args=[2, 3]),
-        ])  # fmt: skip
+        gate = _one_held_one_behind(cortex, "long", "short")
         # "short" went ahead to the one worker, whose thread "long" holds: after HOLD_SECONDS it is
         # given back and waits in CORTEX's queue instead (well before the 30 s long-poll ends).
         wait_until(lambda: cortex.records("short")["requeue"] == 1, timeout=15, what="the job to be given back")
@@ -139,16 +141,9 @@ def test_a_job_sent_ahead_to_a_stuck_worker_is_given_back_and_not_counted(
 def test_jobs_waiting_on_a_lost_worker_are_queued_again_without_an_attempt(
     ray_cluster: None, cortex_settings: Any, tmp_path: Path
 ) -> None:
-    from mnemos.cortex.job import JobSubmission
-
     cortex = PrivateCortex(tmp_path, cortex_settings, pools=[POOL])
     try:
-        _warm(cortex)
-        gate = tmp_path / "doomed"
-        cortex.call("submit_many", [
-            JobSubmission(id="doomed", function=f"{T}:wait_for_file", args=[str(gate)], max_attempts=1),
-            JobSubmission(id="waiting", function=f"{T}:add", args=[2, 3], max_attempts=1),
-        ])  # fmt: skip
+        gate = _one_held_one_behind(cortex, "doomed", "waiting", max_attempts=1)
         started = Path(f"{gate}.started")
         wait_until(started.exists, what="the first job to start")
         os.kill(int(started.read_text()), signal.SIGKILL)  # the worker's process dies mid-job
