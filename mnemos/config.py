@@ -98,7 +98,8 @@ class PoolConfig(CoreModel):
     prefetch: int | None = Field(
         None, ge=0,
         description="While the pool's jobs are short (under 0.2 s on average), jobs sent to a worker beyond "
-        "the ones it runs, so that a thread that ends one starts the next at once (default: maxConcurrency; 0: off).",
+        "the ones it runs, so that a thread that ends one starts the next at once (0: off). Default: "
+        "maxConcurrency, and while jobs run in milliseconds enough for 25 ms of work, up to 4 x maxConcurrency.",
     )  # fmt: skip
     await_capacity: bool = Field(
         False,
@@ -115,11 +116,6 @@ class PoolConfig(CoreModel):
     def most(self) -> int:
         """``maxWorkers``, or the larger of ``size`` and ``minWorkers`` when unset."""
         return max(self.size, self.min_workers or 0) if self.max_workers is None else self.max_workers
-
-    @property
-    def ahead(self) -> int:
-        """``prefetch``, or ``maxConcurrency`` when unset."""
-        return self.max_concurrency if self.prefetch is None else self.prefetch
 
 
 def _default_pools() -> list[PoolConfig]:

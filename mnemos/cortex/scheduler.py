@@ -35,6 +35,7 @@ from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from mnemos._actors import CORTEX, NAMESPACE
+from mnemos._heap import freeze_heap
 from mnemos._model import to_validation_error
 from mnemos.config import CortexSettings, NeuronSettings
 from mnemos.cortex._dispatch import Dispatcher
@@ -114,6 +115,7 @@ class Cortex(Dispatcher):
             loop.create_task(self._dispatch_loop()), loop.create_task(self._resume()),
             loop.create_task(self._housekeeping()),
         ]  # fmt: skip
+        freeze_heap()  # what is loaded now lives as long as CORTEX: no full collection walks it again
 
     def _durable(self, records: tuple[JournalRecord, ...]) -> None:
         """A batch is durable: its final records become visible, then it is announced."""

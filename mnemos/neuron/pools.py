@@ -19,7 +19,10 @@ of Ray's autoscaler (``ray.autoscaler.sdk.request_resources``), so that on KubeR
 grows nodes for them and gives them back.
 
 While a pool's jobs are short (``SHORT_SECONDS`` on average), a worker whose threads are all
-busy still takes up to ``prefetch`` more: they wait on it for a thread (``mnemos.neuron.worker``).
+busy still takes more: they wait on it for a thread (``mnemos.neuron.worker``). How many is the
+pool's ``prefetch``; unset, it is ``maxConcurrency``, and more while the jobs are so short that
+those would end before CORTEX could send the next ones: enough for ``AHEAD_SECONDS`` of work, up
+to ``AHEAD_MOST`` times the worker's threads.
 """
 
 from __future__ import annotations
@@ -38,10 +41,15 @@ from mnemos.engram import Engram
 from mnemos.neuron.worker import Worker
 from mnemos.trace import metrics
 
-__all__ = ["NAMESPACE", "SHORT_SECONDS", "Pool", "PoolSet", "WorkerSlot", "unfit_reason"]
+__all__ = ["AHEAD_MOST", "AHEAD_SECONDS", "NAMESPACE", "SHORT_SECONDS", "Pool", "PoolSet", "WorkerSlot", "unfit_reason"]
 
 SHORT_SECONDS = 0.2
 """A pool whose jobs run shorter than this on average has jobs sent ahead to its workers."""
+AHEAD_SECONDS = 0.025
+"""Unless ``prefetch`` is set, a worker holds this much work beyond its threads (about the time from
+a job's end to CORTEX's next ``start`` on that worker) while it takes more than maxConcurrency jobs."""
+AHEAD_MOST = 4
+"""Unless ``prefetch`` is set, a worker holds at most this many times its threads beyond them."""
 
 
 @dataclass(eq=False)
@@ -79,9 +87,23 @@ class Pool:
         self.run_seconds = seconds if self.run_seconds is None else 0.8 * self.run_seconds + 0.2 * seconds
 
     def limit(self, slot: WorkerSlot) -> int:
-        """The attempts ``slot`` may hold: its threads, plus ``prefetch`` while the jobs are short."""
-        short = self.run_seconds is not None and self.run_seconds < SHORT_SECONDS
-        return slot.capacity + (self.config.ahead if short and not slot.gave_back else 0)
+        """The attempts ``slot`` may hold: its threads, plus ``ahead`` while the jobs are short."""
+        run = self.run_seconds
+        if run is None or run >= SHORT_SECONDS or slot.gave_back:
+            return slot.capacity
+        return slot.capacity + self.ahead(slot.capacity, run)
+
+    def ahead(self, threads: int, run_seconds: float) -> int:
+        """Jobs a worker with ``threads`` threads holds beyond them, when jobs run ``run_seconds``.
+
+        ``prefetch`` when set. Else ``maxConcurrency``, or, for jobs so short that this many would
+        end before the next ones could arrive, enough for ``AHEAD_SECONDS`` of work on its threads
+        (no-op jobs: ``AHEAD_MOST`` times its threads), so that its threads do not wait on CORTEX.
+        """
+        if self.config.prefetch is not None:
+            return self.config.prefetch
+        fill = math.ceil(threads * AHEAD_SECONDS / max(run_seconds, 1e-6))
+        return max(self.config.max_concurrency, min(fill, AHEAD_MOST * threads))
 
     @property
     def name(self) -> str:

@@ -16,7 +16,7 @@ from mnemos.config import PoolConfig
 from mnemos.engram import Engram
 from mnemos.neuron import worker as worker_module
 from mnemos.neuron.codec import Invocation
-from mnemos.neuron.pools import SHORT_SECONDS, PoolSet, WorkerSlot
+from mnemos.neuron.pools import AHEAD_MOST, AHEAD_SECONDS, SHORT_SECONDS, PoolSet, WorkerSlot
 
 POOL = {"name": "cpu-a", "size": 1, "maxConcurrency": 1, "numCpus": 0.25}
 
@@ -34,9 +34,9 @@ def test_busy_workers_take_jobs_ahead_only_while_jobs_are_short(local_engram: En
     assert [pools.acquire(order).name for _ in range(4)] == ["w0", "w1", "w0", "w1"]  # a free thread first
     assert pools.acquire(order) is None and not pools.has_room()  # run time unknown: threads only
 
-    pool.observe(0.01)
+    pool.observe(0.1)  # short, yet longer than AHEAD_SECONDS: maxConcurrency (2) ahead per worker
     assert pools.has_room()
-    assert [pools.acquire(order).name for _ in range(4)] == ["w0", "w1", "w0", "w1"]  # prefetch: maxConcurrency
+    assert [pools.acquire(order).name for _ in range(4)] == ["w0", "w1", "w0", "w1"]
     assert pools.acquire(order) is None
 
     w0 = pool.workers[0]
@@ -52,12 +52,37 @@ def test_busy_workers_take_jobs_ahead_only_while_jobs_are_short(local_engram: En
     assert pool.limit(w0) == w0.capacity  # long jobs: none ahead
 
 
+@pytest.mark.parametrize(
+    ("run_seconds", "ahead"),
+    [
+        (0.1, 2),  # 2 threads x 25 ms of work is less than maxConcurrency: maxConcurrency
+        (0.01, 5),  # 2 threads x AHEAD_SECONDS / 10 ms
+        (0.0001, 2 * AHEAD_MOST),  # no-op jobs: capped at AHEAD_MOST x the threads
+    ],
+)
+def test_the_shorter_the_jobs_the_more_a_worker_holds_ahead(
+    local_engram: Engram, run_seconds: float, ahead: int
+) -> None:
+    """Unless ``prefetch`` is set, a worker holds enough jobs for ``AHEAD_SECONDS`` of work: jobs
+    of a millisecond would end before CORTEX could send the next ones."""
+    pools = _pools(local_engram)
+    pool = pools.pools["cpu-a"]
+    for _ in range(50):
+        pool.observe(run_seconds)
+    assert AHEAD_SECONDS == 0.025
+    assert pool.limit(pool.workers[0]) == pool.workers[0].capacity + ahead
+    order = pools.candidates({})
+    taken = [pools.acquire(order) for _ in range(2 * (2 + ahead))]
+    assert all(slot is not None for slot in taken) and pools.acquire(order) is None
+
+
 def test_prefetch_can_be_set_or_turned_off(local_engram: Engram) -> None:
     for prefetch, room in ((0, 2), (1, 3), (5, 7)):
         pools = _pools(local_engram, prefetch=prefetch)
         pool = pools.pools["cpu-a"]
-        pool.observe(0.01)
-        assert pool.limit(pool.workers[0]) == room
+        for run_seconds in (0.1, 0.0001):  # a set prefetch does not follow the run time
+            pool.observe(run_seconds)
+            assert pool.limit(pool.workers[0]) == room
 
 
 def test_a_free_thread_in_another_pool_comes_before_a_job_sent_ahead(local_engram: Engram) -> None:
@@ -66,7 +91,7 @@ def test_a_free_thread_in_another_pool_comes_before_a_job_sent_ahead(local_engra
     pools = PoolSet([gpu, cpu], local_engram, 1024, gpu_preferred=True)
     for pool in pools.pools.values():
         pool.workers = [WorkerSlot(f"{pool.name}-0", pool.name, None, capacity=1)]
-        pool.observe(0.01)
+        pool.observe(0.1)  # one job ahead per worker (maxConcurrency)
     order = pools.candidates({})
     assert [pools.acquire(order).name for _ in range(4)] == ["gpu-a-0", "cpu-a-0", "gpu-a-0", "cpu-a-0"]
 
