@@ -26,7 +26,7 @@ from mnemos.kuberay._render import (
     render_rayservice,
     serve_config,
 )
-from mnemos.kuberay._validate import find_crd_dir, load_schema, validate_manifest
+from mnemos.kuberay._validate import find_crd_dir, load_schema, strict_schema, validate_manifest
 from mnemos.kuberay._values import (
     GcsFaultToleranceValues,
     HeadValues,
@@ -66,6 +66,7 @@ __all__ = [
     "render_rayservice",
     "serve_config",
     "status",
+    "strict_schema",
     "validate_manifest",
     "write_manifests",
 ]

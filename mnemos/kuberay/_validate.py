@@ -22,7 +22,7 @@ import yaml
 from mnemos.errors import NotFoundError, ValidationError
 from mnemos.kuberay._deps import require
 
-__all__ = ["find_crd_dir", "load_schema", "validate_manifest"]
+__all__ = ["find_crd_dir", "load_schema", "strict_schema", "validate_manifest"]
 
 _CACHE: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
@@ -55,15 +55,15 @@ def find_crd_dir(path: str | Path | None = None) -> Path:
     )
 
 
-def _strict(schema: Any) -> Any:
+def strict_schema(schema: Any) -> Any:
     """Copy of ``schema`` where objects with ``properties`` reject unknown keys."""
     if isinstance(schema, list):
-        return [_strict(item) for item in schema]
+        return [strict_schema(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {k: (v if k == "properties" else _strict(v)) for k, v in schema.items()}
+    out = {k: (v if k == "properties" else strict_schema(v)) for k, v in schema.items()}
     if "properties" in schema:
-        out["properties"] = {k: _strict(v) for k, v in schema["properties"].items()}
+        out["properties"] = {k: strict_schema(v) for k, v in schema["properties"].items()}
         if not schema.get("x-kubernetes-preserve-unknown-fields") and "additionalProperties" not in schema:
             out["additionalProperties"] = False
     return out
@@ -96,7 +96,7 @@ def _load_folder(folder: Path) -> dict[tuple[str, str], Any]:
             kind = doc["spec"]["names"]["kind"]
             for version in doc["spec"].get("versions", []):
                 if version.get("name") == "v1":
-                    found[(str(folder), kind)] = _strict(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
+                    found[(str(folder), kind)] = strict_schema(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
     return found
 
 

@@ -15,8 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from mnemos.kuberay import validate_manifest
-from mnemos.kuberay._validate import _strict
+from mnemos.kuberay import strict_schema, validate_manifest
 
 from .support import CHART, by_kind, cluster_specs, crd_dir, helm_template, one, run_helm
 
@@ -49,7 +48,7 @@ def scaled_object_schema() -> dict[str, Any]:
     """KEDA's ScaledObject v1alpha1 schema, made strict (an unknown key anywhere is an error)."""
     crd = yaml.safe_load(KEDA_CRD.read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
-    return _strict(version["schema"]["openAPIV3Schema"])
+    return strict_schema(version["schema"]["openAPIV3Schema"])
 
 
 def validate_scaled_object(obj: dict[str, Any]) -> None:
