@@ -51,6 +51,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b --quick || exit 1; done
+	$(PY) benchmarks/cortex_dispatch.py --quick --s3  # and with its journal on the loopback S3
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
