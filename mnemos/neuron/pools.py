@@ -46,8 +46,8 @@ __all__ = ["AHEAD_MOST", "AHEAD_SECONDS", "NAMESPACE", "SHORT_SECONDS", "Pool", 
 SHORT_SECONDS = 0.2
 """A pool whose jobs run shorter than this on average has jobs sent ahead to its workers."""
 AHEAD_SECONDS = 0.025
-"""Unless ``prefetch`` is set, a worker holds this much work beyond its threads (about the time from
-a job's end to CORTEX's next ``start`` on that worker) while it takes more than maxConcurrency jobs."""
+"""Unless ``prefetch`` is set, a worker holds about this much work beyond its threads (and at least
+maxConcurrency jobs): roughly the round trip from a job's end to CORTEX's next ``start`` on it."""
 AHEAD_MOST = 4
 """Unless ``prefetch`` is set, a worker holds at most this many times its threads beyond them."""
 
