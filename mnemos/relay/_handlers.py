@@ -225,15 +225,18 @@ class Handlers:
     async def embeddings(self, request: Request, body: EmbeddingRequest) -> Response:
         """``/v1/embeddings``: floats, or base64 of float32 (what the openai client asks by default)."""
         tel = RequestTelemetry(_PATHS["embeddings"], "unknown")
-        status, prompt_tokens = 200, 0
+        status, prompt_tokens, ticket = 200, 0, None
         try:
             principal = await self.edge.admit(request, "infer")
             rid = out.new_id("emb")
             route = self.gateway.model(body.model, "embed")
             tel.model = body.model
+            ticket = await self.meter.admit(principal, body, route)  # limits and budgets, as for completions
             if route.serving == "adapter":
-                response = await self.gateway.adapters.forward(body.model, _PATHS["embeddings"], await request.json(),
-                                                               stream=False)  # fmt: skip
+                with upstream_time(request):
+                    response = await self.gateway.adapters.forward(
+                        body.model, _PATHS["embeddings"], await request.json(), stream=False)  # fmt: skip
+                response = self.meter.watch(ticket, response, route)  # settled with the upstream's usage
                 status = response.status_code
                 self.gateway.record(rid, route, principal, endpoint="embeddings", status=status,
                                     trace_id=tel.trace_id)  # fmt: skip
@@ -245,7 +248,8 @@ class Handlers:
                         principal=principal, settle=lambda p, c: None)  # fmt: skip
                 return response
             texts = body.texts()
-            vectors = await _result(route.embed.remote(texts, tel.carrier()), body.model)
+            with upstream_time(request):
+                vectors = await _result(route.embed.remote(texts, tel.carrier()), body.model)
             if body.dimensions is not None and vectors and len(vectors[0]) != body.dimensions:
                 raise ValidationError(
                     f"dimensions: model {body.model!r} returns {len(vectors[0])} dimensions", param="dimensions"
@@ -258,4 +262,5 @@ class Handlers:
             status = _status(exc)
             raise
         finally:
+            self.meter.settle(ticket, prompt_tokens, 0)  # once: an adapter's answer is settled already
             tel.finish(status, tokens_in=prompt_tokens)

@@ -114,6 +114,32 @@ def test_token_create_sets_limits_and_team(governed: Relay, capsys: Any, monkeyp
     assert claims["team"] == "red" and claims["lim"] == {"rpm": 5}, claims
 
 
+def test_embeddings_are_metered_and_held_to_budgets(governed: Relay) -> None:
+    """``/v1/embeddings`` reserves, settles and records spend like completions: a key whose budget
+    is spent cannot go on embedding."""
+    import httpx
+
+    model = unique("embed")
+    governed.apply(priced_model(model))
+    key = api_key(governed, unique("embedder"), team="green", budget={"tokens": 40, "window": "1d"})
+    admin = api_key(governed, unique("admin"), "admin")
+    body = {"model": model, "input": ["w1 w2 w3"], "encoding_format": "float"}  # echo: 3 tokens, reserves 8
+    with httpx.Client(base_url=governed.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+        answers = [http.post("/v1/embeddings", json=body) for _ in range(12)]
+    served = [a for a in answers if a.status_code == 200]
+    assert answers[0].status_code == 200 and served[0].json()["usage"]["prompt_tokens"] == 3, answers[0].text
+    refused = [a for a in answers if a.status_code != 200]
+    assert refused, "a spent token budget must refuse embeddings too"
+    for answer in refused:
+        error = assert_openai_error(answer, 429, code="insufficient_quota", type_="rate_limit_error")
+        assert error["param"] == "key.budget", error
+    rows = wait_until(lambda: (u := usage(governed, admin, model=model))["total"]["requests"] == len(served)
+                      and u, timeout=30)  # fmt: skip
+    assert rows["total"]["prompt_tokens"] == 3 * len(served) <= 40
+    assert rows["total"]["spend"] == pytest.approx(spend(3 * len(served), 0))
+    assert {row["team"] for row in rows["data"]} == {"green"}
+
+
 def test_exact_match_cache_opt_in(governed: Relay) -> None:
     import httpx
 
