@@ -7,7 +7,11 @@
   ``pip install 'litellm[proxy]'``), master key, one worker, ``model_list`` → the upstream;
 - ``mnemos``:  the MNEMOS gateway (Serve in high-throughput mode unless ``--no-high-throughput``)
   with an Adapter → the upstream, an API key with per-key RPM/TPM limits high enough not to
-  refuse, auth, lineage and tracing on.
+  refuse, auth, lineage and tracing on;
+- ``floor``:   Serve's own floor for any gateway hosted on it: a bare FastAPI deployment in the same
+  Serve (same mode) that forwards the body to the upstream with one pooled aiohttp session and
+  nothing else (no auth, limits, lineage or tracing). Printed as ``info`` lines, not a target: it
+  tells how much of MNEMOS's added time is Serve's and how much is MNEMOS's own.
 
 Non-streamed chat: serial p50/p99 (one keep-alive connection) and requests/s with 16 concurrent
 clients on one key; streamed chat: the same for the time to first byte. "Added" is a gateway's p50
@@ -28,6 +32,8 @@ import textwrap
 import time
 from pathlib import Path
 from typing import Any
+
+from fastapi import Request  # module level: FastAPI resolves the floor's annotations from here
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -111,8 +117,8 @@ def _litellm_python() -> Path:
 class Target:
     """One endpoint: port, path prefix, headers."""
 
-    def __init__(self, name: str, port: int, headers: dict[str, str]) -> None:
-        self.name, self.port = name, port
+    def __init__(self, name: str, port: int, headers: dict[str, str], path: str = PATH) -> None:
+        self.name, self.port, self.path = name, port, path
         self.headers = {"content-type": "application/json", **headers}
         self.overhead: list[float] = []  # x-mnemos-overhead-ms of the measured serial requests (seconds)
 
@@ -124,7 +130,7 @@ class Target:
         try:
             for _ in range(n):
                 start = time.perf_counter()
-                conn.request("POST", PATH, body, self.headers)
+                conn.request("POST", self.path, body, self.headers)
                 response = conn.getresponse()
                 if stream:
                     first = response.read1(1)
@@ -198,6 +204,49 @@ def _start_mnemos(upstream_port: int, high_throughput: bool) -> tuple[int, str]:
     return port, key.secret
 
 
+FLOOR_PREFIX = "/serve-floor"
+
+
+def _start_floor(upstream_port: int) -> None:
+    """Serve's floor: a bare FastAPI deployment at ``FLOOR_PREFIX`` forwarding to the upstream."""
+    from fastapi import FastAPI
+    from fastapi.responses import Response, StreamingResponse
+    from ray import serve
+
+    upstream = f"http://127.0.0.1:{upstream_port}{PATH}"
+    app = FastAPI()
+
+    @serve.deployment(name="ServeFloor", max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.5})
+    @serve.ingress(app)
+    class ServeFloor:
+        def __init__(self) -> None:
+            self.session: Any = None
+
+        @app.post(PATH)
+        async def forward(self, request: Request) -> Response:
+            import aiohttp
+
+            if self.session is None:
+                self.session = aiohttp.ClientSession()
+            body = await request.body()
+            answer = await self.session.post(upstream, data=body, headers={"content-type": "application/json"})
+            if b'"stream":true' not in body.replace(b" ", b""):
+                data = await answer.read()
+                answer.release()
+                return Response(data, status_code=answer.status, media_type="application/json")
+
+            async def chunks() -> Any:
+                try:
+                    async for chunk in answer.content.iter_any():
+                        yield chunk
+                finally:
+                    answer.release()
+
+            return StreamingResponse(chunks(), status_code=answer.status, media_type="text/event-stream")
+
+    serve.run(ServeFloor.bind(), name="serve-floor", route_prefix=FLOOR_PREFIX)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests (a few minutes, LiteLLM's venv built)")
@@ -218,9 +267,11 @@ def main() -> None:
         litellm, litellm_port = _start_litellm(upstream_port, workdir)
         procs.append(litellm)
         mnemos_port, key = _start_mnemos(upstream_port, not opts.no_high_throughput)
+        _start_floor(upstream_port)
         targets = [Target("direct", upstream_port, {}),
                    Target("litellm", litellm_port, {"Authorization": f"Bearer {MASTER}"}),
-                   Target("mnemos", mnemos_port, {"Authorization": f"Bearer {key}"})]  # fmt: skip
+                   Target("mnemos", mnemos_port, {"Authorization": f"Bearer {key}"}),
+                   Target("floor", mnemos_port, {}, FLOOR_PREFIX + PATH)]  # fmt: skip
         results: dict[tuple[str, bool], dict[str, list[float]]] = {}
         for stream in (False, True):
             for t in targets:  # warm up connections, handles and code paths
@@ -245,9 +296,12 @@ def main() -> None:
             for t in targets:
                 print(f"ms {label}{t.name}_c1_p50 {p50[t.name]:.2f} p99 {p99[t.name]:.2f}   "
                       f"rps {label}{t.name}_c16 {rps[t.name]:.0f}")  # fmt: skip
-            added = {name: p50[name] - p50["direct"] for name in ("litellm", "mnemos")}
+            added = {name: p50[name] - p50["direct"] for name in ("litellm", "mnemos", "floor")}
             added_p99 = p99["mnemos"] - p50["direct"]
             print(f"info ms {label}litellm_added_p50 {added['litellm']:.2f}")
+            print(f"info ms {label}serve_floor_added_p50 {added['floor']:.2f} p99 {p99['floor'] - p50['direct']:.2f}"
+                  f"   mnemos_over_floor_p50 {added['mnemos'] - added['floor']:.2f}   (the floor: a bare FastAPI "
+                  "deployment on the same Serve forwarding to the same upstream)")  # fmt: skip
             lines += [
                 target("ratio", f"{label}gateway_rps_vs_litellm", rps["mnemos"] / rps["litellm"], ">=", 5),
                 target("ratio", f"{label}gateway_added_p50_vs_litellm",
