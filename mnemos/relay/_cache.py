@@ -1,7 +1,8 @@
 """Exact-match response cache of one gateway replica (opt-in per Model or Adapter: ``cache: {ttl}``).
 
 The key is the SHA-256 of the request as the model sees it: the OpenAI body without ``stream``,
-``stream_options`` and ``user``, with keys sorted, plus the endpoint. Requests with
+``stream_options`` and ``user``, with keys sorted, plus the endpoint. For an Adapter that is the
+client's whole JSON (it is forwarded as sent), unknown fields included. Requests with
 ``temperature > 0`` are not cached unless the spec says ``sampled: true``; streamed requests are
 not answered from the cache. Hits and misses are counted in ``/metrics``
 (``mnemos_relay_cache_total{model, result}``).
@@ -15,12 +16,11 @@ the upstream is fast (a Ray call costs about as much as this benchmark's whole u
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
-
-from pydantic_core import to_json
 
 from mnemos.trace import metrics
 
@@ -49,15 +49,22 @@ class ResponseCache:
         self._entries: OrderedDict[str, CachedAnswer] = OrderedDict()
 
     @staticmethod
-    def key(endpoint: str, body: Any, spec: Any) -> str | None:
-        """The cache key of ``body`` (a pydantic request), or None when it must not be cached."""
+    def key(endpoint: str, body: Any, spec: Any, sent: dict[str, Any] | None = None) -> str | None:
+        """The cache key of ``body`` (a pydantic request), or None when it must not be cached.
+
+        ``sent``: the JSON that goes upstream when it is not ``body`` (an Adapter forwards the
+        client's JSON, fields RELAY does not know included). The key is then made of all of it,
+        so that a field the model does not parse cannot put its answer under another request's key.
+        """
         if spec is None or getattr(body, "stream", False):
             return None
         temperature = getattr(body, "temperature", None)
         if temperature is not None and temperature > 0 and not spec.sampled:
             return None
-        doc = {k: v for k, v in body.model_dump(exclude_none=True).items() if k not in _IGNORED}
-        return hashlib.sha256(endpoint.encode() + b"\0" + to_json(doc, round_trip=False)).hexdigest()
+        doc = body.model_dump(exclude_none=True) if sent is None else sent
+        doc = {k: v for k, v in doc.items() if k not in _IGNORED}
+        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(endpoint.encode() + b"\0" + canonical.encode()).hexdigest()
 
     def get(self, key: str | None, model: str) -> CachedAnswer | None:
         if key is None:

@@ -7,6 +7,7 @@ cancelled when the stream ends early (the client went away) or fails.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -137,25 +138,25 @@ class Handlers:
             route = self.gateway.model(body.model, "generate")
             tel.model = body.model
             ticket = await self.meter.admit(principal, body, route)
-            cache_key, hit = self.meter.cached(endpoint, body, route, ticket)
+            sent = await request.json() if route.serving == "adapter" else None  # forwarded as the client sent it
+            cache_key, hit = self.meter.cached(endpoint, body, route, ticket, sent)
             if hit is not None:
                 return hit
             if route.serving == "adapter":
                 with upstream_time(request):
-                    response = await self.gateway.adapters.forward(
-                        body.model, path, self.meter.upstream_body(body, await request.json()), stream=body.stream
-                    )
-                response = self.meter.watch(ticket, response, route, cache_key)
+                    response, adapter = await self.gateway.adapters.forward(
+                        body.model, path, self.meter.upstream_body(body, sent), stream=body.stream)  # fmt: skip
+                response = self.meter.watch(ticket, response, route, cache_key, adapter=adapter)
                 status = response.status_code
                 self.gateway.record(rid, route, principal, endpoint=endpoint, stream=body.stream, status=status,
-                                    trace_id=tel.trace_id)  # fmt: skip
+                                    adapter=adapter, trace_id=tel.trace_id)  # fmt: skip
                 return response
             max_tokens = _max_tokens(body, route)
             if route.serving == "llm":  # vLLM through Ray Serve LLM: the engine serves the whole request
                 with upstream_time(request):
                     response, tokens, handed_over = await llm_route.answer(
                         self.gateway, tel, route, body, endpoint=endpoint, rid=rid, priority=priority,
-                        principal=principal, settle=lambda p, c: self.meter.settle(ticket, p, c))  # fmt: skip
+                        principal=principal, settle=functools.partial(self.meter.settle, ticket))  # fmt: skip
                 return response
             _refuse_engine_features(body, route)
             generation = _generation(body, max_tokens, priority, rid, tel.carrier())
@@ -214,7 +215,8 @@ class Handlers:
                 if not complete:
                     stream.cancel()
                 prompt_tokens, completion_tokens = done.get("prompt_tokens", 0), done.get("completion_tokens", 0)
-                self.meter.settle(ticket, prompt_tokens, completion_tokens)
+                self.meter.settle(ticket, prompt_tokens, completion_tokens,
+                                  cut_after=None if complete else done.get("events", 0))  # fmt: skip
                 tel.finish(status, tokens_in=prompt_tokens, tokens_out=completion_tokens)
                 self.gateway.record(rid, route, principal, endpoint=endpoint, stream=True, complete=complete,
                                     prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
@@ -234,18 +236,18 @@ class Handlers:
             ticket = await self.meter.admit(principal, body, route)  # limits and budgets, as for completions
             if route.serving == "adapter":
                 with upstream_time(request):
-                    response = await self.gateway.adapters.forward(
+                    response, adapter = await self.gateway.adapters.forward(
                         body.model, _PATHS["embeddings"], await request.json(), stream=False)  # fmt: skip
-                response = self.meter.watch(ticket, response, route)  # settled with the upstream's usage
+                response = self.meter.watch(ticket, response, route, adapter=adapter)  # settled with its usage
                 status = response.status_code
-                self.gateway.record(rid, route, principal, endpoint="embeddings", status=status,
+                self.gateway.record(rid, route, principal, endpoint="embeddings", status=status, adapter=adapter,
                                     trace_id=tel.trace_id)  # fmt: skip
                 return response
             if route.serving == "llm":  # a vLLM pooling model through Ray Serve LLM: vLLM answers
                 with upstream_time(request):
                     response, (prompt_tokens, _), _ = await llm_route.answer(
                         self.gateway, tel, route, body, endpoint="embeddings", rid=rid, priority="interactive",
-                        principal=principal, settle=lambda p, c: None)  # fmt: skip
+                        principal=principal, settle=lambda *_, **__: None)  # fmt: skip
                 return response
             texts = body.texts()
             with upstream_time(request):
@@ -254,7 +256,9 @@ class Handlers:
                 raise ValidationError(
                     f"dimensions: model {body.model!r} returns {len(vectors[0])} dimensions", param="dimensions"
                 )
-            prompt_tokens = sum(len(t.split()) for t in texts)
+            # NEURON's embed returns vectors only: words, or a token per 4 bytes where that is more
+            # (a text without spaces is not one token)
+            prompt_tokens = sum(max(len(t.split()), len(t.encode("utf-8", "ignore")) // 4) for t in texts)
             self.gateway.record(rid, route, principal, endpoint="embeddings", prompt_tokens=prompt_tokens,
                                 inputs=len(texts), trace_id=tel.trace_id)  # fmt: skip
             return out.json_response(out.embeddings_body(body.model, vectors, body.encoding_format, prompt_tokens))

@@ -40,7 +40,8 @@ async def answer(gateway: Gateway, tel: RequestTelemetry, route: ModelRoute, bod
 
     Returns:
         ``(response, (prompt_tokens, completion_tokens), handed_over)``: ``handed_over`` is true
-        for a stream, whose telemetry, lineage and ``settle(prompt, completion)`` run when it ends.
+        for a stream, whose telemetry, lineage and ``settle(prompt, completion, cut_after=…)`` run
+        when it ends (``cut_after``: the content events sent, when it ended without its counts).
     """
     stream = route.llm.remote(endpoint, body, priority, rid, tel.carrier())
     try:
@@ -60,13 +61,15 @@ async def answer(gateway: Gateway, tel: RequestTelemetry, route: ModelRoute, bod
         return Response(first, media_type="application/json"), tokens, False
 
     async def sse() -> AsyncIterator[bytes]:
-        status, tokens, complete = 200, (0, 0), False
+        status, tokens, complete, events = 200, (0, 0), False, 0
         try:
             if isinstance(first, bytes):
+                events += first.count(b"data: {")
                 yield first
             async for item in stream:
                 counted = _tokens(item)
                 if counted is None:
+                    events += item.count(b"data: {")  # vLLM's chunks; a stream cut short is charged by them
                     yield item
                 else:
                     tokens = counted
@@ -82,7 +85,7 @@ async def answer(gateway: Gateway, tel: RequestTelemetry, route: ModelRoute, bod
         finally:
             if not complete:
                 stream.cancel()
-            settle(*tokens)
+            settle(*tokens, cut_after=None if complete else events)
             tel.finish(status, tokens_in=tokens[0], tokens_out=tokens[1])
             gateway.record(rid, route, principal, endpoint=endpoint, stream=True, complete=complete,
                            prompt_tokens=tokens[0], completion_tokens=tokens[1], trace_id=tel.trace_id)  # fmt: skip

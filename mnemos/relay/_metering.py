@@ -115,20 +115,36 @@ class Meter:
         if limit is None:
             limit = route.max_tokens or (_ADAPTER_RESERVE if route.serving == "adapter" else 16)
         reserve = prompt + int(limit) * max(1, int(getattr(body, "n", 1) or 1))
-        return await self.governor.admit(principal, body.model, reserve_tokens=reserve, pricing=pricing,
-                                         model_limits=limits)  # fmt: skip
+        ticket = await self.governor.admit(principal, body.model, reserve_tokens=reserve, pricing=pricing,
+                                           model_limits=limits)  # fmt: skip
+        ticket.prompt_estimate = min(prompt, ticket.reserved_tokens)
+        return ticket
 
     def settle(
-        self, ticket: Ticket | None, prompt_tokens: int, completion_tokens: int, *, cached: bool = False
+        self, ticket: Ticket | None, prompt_tokens: int, completion_tokens: int, *, cached: bool = False,
+        cut_after: int | None = None,
     ) -> None:
-        if ticket is not None and not ticket.deferred:
-            self.governor.settle(ticket, prompt_tokens, completion_tokens, cached=cached)
+        """Record what the request used (once).
+
+        ``cut_after``: the answer ended without its token counts (the client went away, or the
+        engine failed mid-stream) after that many content events. It is charged as the prompt's
+        estimate plus one token per event, so that cutting a stream short is never free.
+        """
+        if ticket is None or ticket.deferred:
+            return
+        if cut_after is not None and not (prompt_tokens or completion_tokens):
+            prompt_tokens, completion_tokens = ticket.prompt_estimate, cut_after
+        self.governor.settle(ticket, prompt_tokens, completion_tokens, cached=cached)
 
     # -- cache -----------------------------------------------------------------------------------
-    def cached(self, endpoint: str, body: Any, route: AnyRoute, ticket: Ticket) -> tuple[str | None, Response | None]:
-        """``(key, answer)``: the cached answer when there is one (the ticket settled as cached)."""
+    def cached(self, endpoint: str, body: Any, route: AnyRoute, ticket: Ticket,
+               sent: dict[str, Any] | None = None) -> tuple[str | None, Response | None]:  # fmt: skip
+        """``(key, answer)``: the cached answer when there is one (the ticket settled as cached).
+
+        ``sent``: the JSON forwarded upstream when it is not ``body`` (adapters), keyed whole.
+        """
         spec = self.specs(route)[2]
-        key = ResponseCache.key(endpoint, body, spec)
+        key = ResponseCache.key(endpoint, body, spec, sent)
         hit = self.cache.get(key, body.model)
         if hit is None:
             return key, None
@@ -149,37 +165,57 @@ class Meter:
                 raw = {**raw, "stream_options": {**options, "include_usage": True}}
         return raw
 
-    def watch(self, ticket: Ticket, response: Response, route: AnyRoute, key: str | None = None) -> Response:
-        """Settle an adapter's answer: now for JSON, at the end of the stream for SSE."""
+    def watch(self, ticket: Ticket, response: Response, route: AnyRoute, key: str | None = None,
+              adapter: str | None = None) -> Response:  # fmt: skip
+        """Settle an adapter's answer: now for JSON, at the end of the stream for SSE.
+
+        ``adapter``: the one that answered, when a fallback did: its prices apply, not the first's.
+        """
+        if adapter is not None and adapter != route.adapter:
+            target = self.gateway.adapters.targets.get(adapter)
+            prices = target.spec.pricing if target is not None else {}
+            ticket.pricing = prices.get(route.name) or prices.get("*")
         if isinstance(response, StreamingResponse):
             ticket.deferred = True
             response.body_iterator = self._scan(ticket, response.body_iterator)
             return response
-        prompt, completion = _usage_of(bytes(response.body)) if response.status_code < 400 else (0, 0)
+        if response.status_code >= 400:
+            prompt, completion = 0, 0
+        else:  # an upstream that sends no usage is charged the whole reservation: it cannot be counted
+            prompt, completion = _usage_of(bytes(response.body)) or (
+                ticket.prompt_estimate, ticket.reserved_tokens - ticket.prompt_estimate)
         self.governor.settle(ticket, prompt, completion)
         self.store(key, route, response, prompt, completion)
         return response
 
     async def _scan(self, ticket: Ticket, chunks: AsyncIterable[Any]) -> AsyncIterator[Any]:
-        usage = (0, 0)
+        usage: tuple[int, int] | None = None
         tail = b""
+        events = 0
         try:
             async for chunk in chunks:
                 data = chunk if isinstance(chunk, bytes) else str(chunk).encode()
+                events += data.count(b"data: {") + data.count(b"data:{")
                 if b'"usage"' in data or b'"usage"' in tail + data[:16]:
                     usage = _stream_usage(tail + data) or usage
                 tail = data[-4096:]
                 yield chunk
         finally:
             ticket.deferred = False
-            self.governor.settle(ticket, *usage)
+            if usage is None:  # cut short, or an upstream that ignores include_usage: count the events
+                self.settle(ticket, 0, 0, cut_after=events)
+            else:
+                self.governor.settle(ticket, *usage)
 
 
-def _usage_of(content: bytes) -> tuple[int, int]:
+def _usage_of(content: bytes) -> tuple[int, int] | None:
+    """``(prompt, completion)`` from an answer's ``usage``; None when it has none."""
     try:
-        usage = from_json(content).get("usage") or {}
+        usage = from_json(content).get("usage")
     except (ValueError, AttributeError):
-        return 0, 0
+        return None
+    if not isinstance(usage, dict):
+        return None
     return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
 
@@ -190,6 +226,6 @@ def _stream_usage(data: bytes) -> tuple[int, int] | None:
         line = line.strip()
         if line.startswith(b"data:") and b'"usage"' in line:
             usage = _usage_of(line[5:].strip())
-            if usage != (0, 0):
+            if usage is not None and usage != (0, 0):
                 found = usage
     return found

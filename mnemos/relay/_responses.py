@@ -154,7 +154,8 @@ async def chat_events(
 ) -> AsyncIterator[bytes]:
     """SSE of a chat completion: a role chunk, content chunks, the finish, usage, ``[DONE]``.
 
-    ``done`` receives the token counts (for lineage) and ``complete=True`` at the end.
+    ``done`` receives the token counts (for lineage) and ``complete=True`` at the end, and counts
+    the content events sent as they go (``events``).
     """
     created = now()
     yield sse(chat_chunk(rid, created, model, {"role": "assistant", "content": ""}, None))
@@ -166,6 +167,7 @@ async def chat_events(
         completion_tokens = chunk.completion_tokens or completion_tokens
         finish = chunk.finish_reason or finish
         if chunk.text:
+            done["events"] = done.get("events", 0) + 1  # what a stream cut short is charged by
             yield sse(chat_chunk(rid, created, model, {"content": chunk.text}, None))
     yield sse(chat_chunk(rid, created, model, {}, finish or "stop"))
     if include_usage:
@@ -198,6 +200,7 @@ async def completion_events(
         completion_tokens = chunk.completion_tokens or completion_tokens
         finish = chunk.finish_reason or finish
         if chunk.text:
+            done["events"] = done.get("events", 0) + 1
             yield sse(completion_chunk(rid, created, model, chunk.text, None))
     yield sse(completion_chunk(rid, created, model, "", finish or "stop"))
     if include_usage:

@@ -158,8 +158,9 @@ class AdapterRouter:
         if self._session is not None:
             await self._session.close()
 
-    async def forward(self, model: str, path: str, body: dict[str, Any], *, stream: bool) -> Response:
-        """Send ``body`` for ``model`` to its adapter (then its fallbacks); the upstream's answer.
+    async def forward(self, model: str, path: str, body: dict[str, Any], *, stream: bool) -> tuple[Response, str]:
+        """Send ``body`` for ``model`` to its adapter (then its fallbacks): the upstream's answer and
+        the name of the adapter that gave it (a fallback's prices and name then apply).
 
         Raises:
             NotFoundError: no adapter of the chain serves ``path``.
@@ -191,7 +192,7 @@ class AdapterRouter:
                 if response is None:
                     failures.append(f"{target.name}: retryable status")
                     continue
-                return response
+                return response, target.name
         if not served:
             detail = f" ({'; '.join(failures)})" if failures else ""
             raise NotFoundError(f"no adapter for model {model!r} serves {path}{detail}", param="model")

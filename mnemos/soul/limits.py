@@ -83,6 +83,7 @@ class Ticket:
     model: str
     reserved_tokens: int
     pricing: Any = None
+    prompt_estimate: int = 0  # the prompt's share of ``reserved_tokens``: charged when no count comes back
     token_buckets: list[tuple[str, int]] = field(default_factory=list)
     budget_scopes: list[tuple[str, float]] = field(default_factory=list)
     budget_reserved: bool = False

@@ -138,6 +138,10 @@ def test_embeddings_are_metered_and_held_to_budgets(governed: Relay) -> None:
     assert rows["total"]["prompt_tokens"] == 3 * len(served) <= 40
     assert rows["total"]["spend"] == pytest.approx(spend(3 * len(served), 0))
     assert {row["team"] for row in rows["data"]} == {"green"}
+    # A text without spaces is not one token: NEURON counts a token per 4 bytes where that is more.
+    unspaced = httpx.post(f"{governed.url}/v1/embeddings", json={**body, "input": ["x" * 400]}, timeout=30,
+                          headers={"Authorization": f"Bearer {api_key(governed, unique('unspaced'))}"})  # fmt: skip
+    assert unspaced.status_code == 200 and unspaced.json()["usage"]["prompt_tokens"] == 100, unspaced.text
 
 
 def test_exact_match_cache_opt_in(governed: Relay) -> None:

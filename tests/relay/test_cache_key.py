@@ -1,0 +1,40 @@
+"""The response cache's key covers everything the model receives.
+
+An Adapter forwards the client's JSON as sent, fields RELAY does not parse included (``logit_bias``,
+vendor extensions). Keyed on the parsed request alone, a request carrying such a field put its
+answer under the key of the plain request, for every principal to be served from the cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PLAIN = {"model": "remote-chat", "messages": [{"role": "user", "content": "a common question"}], "temperature": 0}
+
+
+def _key(doc: dict[str, Any], forwarded: bool) -> str | None:
+    from mnemos.genome.metering import CacheSpec
+    from mnemos.relay._cache import ResponseCache
+    from mnemos.relay.openai_schema import ChatCompletionRequest
+
+    body = ChatCompletionRequest.model_validate(doc)
+    return ResponseCache.key("chat", body, CacheSpec.model_validate({"ttl": "10m"}), doc if forwarded else None)
+
+
+def test_a_field_forwarded_upstream_changes_the_key() -> None:
+    skewed = {**PLAIN, "logit_bias": {"1734": 100}, "x_vendor": {"mode": "odd"}}
+    assert _key(skewed, forwarded=True) != _key(PLAIN, forwarded=True)
+    assert _key(skewed, forwarded=True) is not None
+
+
+def test_the_key_does_not_depend_on_field_order_stream_or_user() -> None:
+    reordered = dict(reversed(list(PLAIN.items())))
+    assert _key(reordered, forwarded=True) == _key(PLAIN, forwarded=True)
+    assert _key({**PLAIN, "user": "someone"}, forwarded=True) == _key(PLAIN, forwarded=True)
+    assert _key({**PLAIN, "stream": True}, forwarded=True) is None  # streams are not answered from the cache
+
+
+def test_a_model_route_keys_what_the_model_parses() -> None:
+    """A Model's engine gets the parsed request: a field it drops cannot change its answer."""
+    assert _key({**PLAIN, "x_vendor": 1}, forwarded=False) == _key(PLAIN, forwarded=False)
+    assert _key({**PLAIN, "max_tokens": 5}, forwarded=False) != _key(PLAIN, forwarded=False)
