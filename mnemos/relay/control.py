@@ -424,7 +424,8 @@ def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[
     def spaces() -> Any:
         from mnemos.synkron.spaces import SpacesAPI
 
-        return SpacesAPI(types.SimpleNamespace(engram=ctl.engram, registry=ctl.registry, connected=True))
+        return SpacesAPI(types.SimpleNamespace(engram=ctl.engram, registry=ctl.registry, connected=True),
+                         local_models=False)  # a search never loads a model into the gateway
 
     @api.get("/v1/spaces", tags=["platform"], response_model=ResourceList, openapi_extra=_verb("read-artifacts"),
              responses=_responses())  # fmt: skip
@@ -434,11 +435,12 @@ def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[
         return {"object": "list", "data": await ctl.read(lambda: spaces().list())}
 
     @api.post("/v1/spaces/{space}/search", tags=["platform"], response_model=ResourceList,
-              openapi_extra={**_verb("read-artifacts"), **_body_of(SearchRequest)},
-              responses=_responses(400, 404, 413, 422))  # fmt: skip
+              openapi_extra={**_verb("infer"), **_body_of(SearchRequest)},
+              responses=_responses(400, 404, 413, 422, 503))  # fmt: skip
     async def search_space(request: Request, space: str = Path(..., pattern=_NAME)) -> dict[str, Any]:
-        """The ``k`` items of a space closest in meaning to ``query``."""
-        await edge.admit(request, "read-artifacts")
+        """The ``k`` items of a space closest in meaning to ``query`` (verb ``infer``: the query is
+        embedded by the space's model)."""
+        await edge.admit(request, "infer")
         body = _model_body(SearchRequest, await _json(request))
         return {"object": "list", "data": await ctl.read(lambda: spaces().search(space, body.query, body.k))}
 

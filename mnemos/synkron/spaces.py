@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from mnemos.engram import Engram
-from mnemos.errors import NotFoundError, ValidationError
+from mnemos.errors import NotFoundError, UnavailableError, ValidationError
 from mnemos.trace.lineage import NodeResolver, artifact_node, event
 
 __all__ = ["LINEAGE_RESOLVERS", "SpacesAPI", "find_record", "item_event", "load_manifest", "publish", "top_k"]
@@ -106,10 +106,18 @@ def top_k(matrix: Any, query: Any, k: int) -> list[tuple[int, float]]:
 
 
 class SpacesAPI:
-    """``client.spaces``: search the spaces ``index`` steps wrote."""
+    """``client.spaces``: search the spaces ``index`` steps wrote.
 
-    def __init__(self, client: Any) -> None:
+    Args:
+        client: the MNEMOS client (or anything with ``engram``, ``registry`` and ``connected``).
+        local_models: when the space's model is not served, load it in this process to embed the
+            query (a notebook's default). The gateway passes False: a search must not load a model
+            into the gateway's replica; it is refused with 503 instead.
+    """
+
+    def __init__(self, client: Any, *, local_models: bool = True) -> None:
         self._client = client
+        self._local_models = local_models
 
     def get(self, space: str) -> dict[str, Any]:
         """The space's manifest."""
@@ -150,6 +158,9 @@ class SpacesAPI:
                 return list(await handle.embed.remote([text]))
 
             return run_async(call)[0]
+        if not self._local_models:
+            raise UnavailableError(f"model {model!r} is not served: apply it (and wait for it to be Ready) "
+                                   "to search the spaces it embedded", param="model")  # fmt: skip
         return self._local_embed(model, text)
 
     def _local_embed(self, model: str, text: str) -> list[float]:

@@ -106,16 +106,19 @@ def test_a_job_submitted_through_the_api_appears_and_its_logs_arrive_live(consol
     screenshot(page, "job")
 
 
-def test_a_viewer_sees_no_cancel_button(console: Console, page_for: Any) -> None:
+def test_a_viewer_sees_no_cancel_button_and_no_logs(console: Console, page_for: Any) -> None:
     job = _submit(console, "admin", f"{JOBS}:sleep", args=[30])
     try:
         admin = page_for("admin")
         admin.goto(f"{console.url}/ui/jobs/{job['id']}")
         assert admin.get_by_role("button", name="Cancel job").is_visible()
+        assert admin.locator("#logs").count() == 1
         viewer = page_for("viewer")
         viewer.goto(f"{console.url}/ui/jobs/{job['id']}")
         assert viewer.locator("#job-status").is_visible()
         assert viewer.get_by_role("button", name="Cancel job").count() == 0
+        assert viewer.locator("#logs").count() == 0  # nor its logs: GET /v1/jobs/{id}/logs is 403 to viewers
+        assert viewer.locator("#logs-hidden").is_visible()
         admin.get_by_role("button", name="Cancel job").click()
         expect(admin.locator("#job-status")).to_have_text("cancelled", timeout=30_000)
     finally:

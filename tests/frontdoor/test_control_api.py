@@ -76,6 +76,9 @@ def test_verbs_are_enforced_before_the_body(frontdoor: Any) -> None:
     _error(_call(frontdoor, "POST", MODELS, "developer", json=model_doc("nope")), 403)
     _error(_call(frontdoor, "DELETE", f"{MODELS}/nope", "viewer"), 403)
     _error(_call(frontdoor, "GET", "/v1/secrets", "developer"), 403)
+    # A space search runs the space's embedding model: `infer`, which viewers do not hold.
+    _error(_call(frontdoor, "POST", "/v1/spaces/nothing/search", "viewer", json={"query": "q"}), 403)
+    _error(_call(frontdoor, "POST", "/v1/spaces/nothing/search", "developer", json={"query": "q"}), 404)
     _error(_call(frontdoor, "GET", MODELS, None), 401)
     assert _call(frontdoor, "GET", MODELS, "developer").status_code == 200
 

@@ -202,11 +202,14 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
 
             await _job_view(principal, job_id)  # authorized before anything is read
             since = await clock.last()  # the page's event stream starts here: no line printed after is missed
-            logs, log_attempt, log_lines = shown_logs(await cortex_handle().log_parts.remote(job_id))
+            # Viewers see that a job exists, not what it printed (as GET /v1/jobs/{id}/logs answers them 403).
+            may_read_logs = getattr(principal, "role", None) != "viewer"
+            parts = await cortex_handle().log_parts.remote(job_id) if may_read_logs else []
+            logs, log_attempt, log_lines = shown_logs(parts)
             view = await _job_view(principal, job_id)  # read after the logs: no state event is skipped
             cancellable = view["status"] in ("queued", "running", "retrying") and _can(principal, "submit")
             return {"title": f"Job {job_id}", "job": view, "logs": logs, "cancellable": cancellable, "since": since,
-                    "log_attempt": log_attempt, "log_lines": log_lines}  # fmt: skip
+                    "log_attempt": log_attempt, "log_lines": log_lines, "may_read_logs": may_read_logs}  # fmt: skip
 
         return await page(request, "job", load)
 
