@@ -215,6 +215,8 @@ class AdapterRouter:
                 content = await upstream.read()
             finally:
                 upstream.release()
+            if upstream.status >= 400:  # an upstream that echoes its request must not hand our credential out
+                content = _redact(content, headers.values())
             return _passthrough(upstream.status, content, upstream.headers.get("content-type"))
         return StreamingResponse(
             _relay_stream(upstream),
@@ -243,6 +245,16 @@ async def _relay_stream(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes
             upstream.release()
         else:  # the client went away mid-stream: drop the connection, it cannot be reused
             upstream.close()
+
+
+def _redact(content: bytes, credentials: Any) -> bytes:
+    """``content`` with each credential sent upstream (the header value, and its secret part
+    after a scheme such as ``Bearer``) replaced by ``[redacted]``."""
+    for value in credentials:
+        for secret in {value, value.partition(" ")[2]}:
+            if len(secret) >= 8:  # nothing short enough to match ordinary text
+                content = content.replace(secret.encode(), b"[redacted]")
+    return content
 
 
 def _passthrough(status: int, content: bytes, content_type: str | None) -> Response:

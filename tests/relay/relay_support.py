@@ -144,6 +144,8 @@ class Upstream:
             failed = _failing(request, body)
             if failed is not None:
                 return failed
+            if body.get("user") == "echo":  # a debugging proxy that echoes the request it got, headers too
+                return JSONResponse({"detail": "bad request", "headers": dict(request.headers)}, status_code=400)
             if body.get("user") == "refused":
                 return JSONResponse(
                     {

@@ -68,6 +68,11 @@ def test_adapter_serves_a_model_name_upstream(relay: Relay, routed: tuple[Upstre
                                                                    "user": "refused"})  # fmt: skip
     assert_openai_error(refused, 400, code="refused", param="user")
     assert len(a.requests) == count + 1
+    # An upstream that echoes its request in an error does not hand the adapter's credential out.
+    echoed = httpx.post(f"{relay.url}/v1/chat/completions", json={"model": "remote-chat", "messages": ASK,
+                                                                  "user": "echo"})  # fmt: skip
+    error = assert_openai_error(echoed, 400, code="upstream_error", type_="upstream_error")
+    assert "sk-a-test" not in echoed.text and "[redacted]" in error["message"], echoed.text
     # Paths the adapter does not route are refused.
     missing = httpx.post(f"{relay.url}/v1/embeddings", json={"model": "remote-chat", "input": "x"})
     assert_openai_error(missing, 404, param="model")
