@@ -183,7 +183,7 @@ def test_bootstrap_prints_once_and_stores_only_a_hash(
     assert "mk_" not in second and "already issued" in second
 
     engram_root = Path(client.engram.uri)
-    assert files_containing(engram_root, key.rsplit("_", 1)[-1]) == []
+    assert files_containing(engram_root, key.split("_", 2)[-1]) == []
     records = [json.loads(p.read_text()) for p in (engram_root / "soul" / "apikeys").iterdir()]
     assert [(r["name"], r["role"], r["hash"].startswith("sha256:")) for r in records] == [
         ("bootstrap-admin", "admin", True)
