@@ -26,6 +26,7 @@ from mnemos.relay._metering import upstream_time
 from mnemos.relay._routes import ModelRoute
 from mnemos.relay._telemetry import RequestTelemetry
 from mnemos.relay.openai_schema import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from mnemos.soul.limits import embedding_tokens
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}
@@ -256,9 +257,7 @@ class Handlers:
                 raise ValidationError(
                     f"dimensions: model {body.model!r} returns {len(vectors[0])} dimensions", param="dimensions"
                 )
-            # NEURON's embed returns vectors only: words, or a token per 4 bytes where that is more
-            # (a text without spaces is not one token)
-            prompt_tokens = sum(max(len(t.split()), len(t.encode("utf-8", "ignore")) // 4) for t in texts)
+            prompt_tokens = embedding_tokens(texts)
             self.gateway.record(rid, route, principal, endpoint="embeddings", prompt_tokens=prompt_tokens,
                                 inputs=len(texts), trace_id=tel.trace_id)  # fmt: skip
             return out.json_response(out.embeddings_body(body.model, vectors, body.encoding_format, prompt_tokens))

@@ -34,7 +34,7 @@ from typing import Any
 
 from mnemos.errors import BudgetExceededError, RateLimitError, UnavailableError, ValidationError
 
-__all__ = ["Governor", "Ticket", "check_key_limits", "estimate_tokens"]
+__all__ = ["Governor", "MeteredIdentity", "Ticket", "check_key_limits", "embedding_tokens", "estimate_tokens"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,55 @@ def check_key_limits(doc: dict[str, Any]) -> dict[str, Any]:
 def estimate_tokens(text: str) -> int:
     """A ceiling on the tokens of ``text`` for reservations (about 4 bytes a token; counted as 2)."""
     return len(text.encode("utf-8", "ignore")) // 2 + 4
+
+
+def embedding_tokens(texts: list[str]) -> int:
+    """The prompt tokens an embedding request is charged. NEURON returns vectors only: words, or a
+    token per 4 bytes where that is more (a text without spaces is not one token)."""
+    return sum(max(len(t.split()), len(t.encode("utf-8", "ignore")) // 4) for t in texts)
+
+
+@dataclass(frozen=True)
+class MeteredIdentity:
+    """What limits read of a principal, kept with work that runs after its request ends (a
+    pipeline run's model steps are metered as the principal that started the run).
+
+    ``limits`` are the credential's own, as they were when the work was accepted.
+    """
+
+    subject: str
+    team: str = ""
+    limits_key: str = ""
+    limits: Any = None
+
+    @classmethod
+    def of(cls, principal: Any) -> MeteredIdentity:
+        """The identity of a ``Principal`` (or of a bare subject string)."""
+        if isinstance(principal, str):
+            return cls(subject=principal)
+        return cls(
+            subject=getattr(principal, "subject", "anonymous"),
+            team=getattr(principal, "team", "") or "",
+            limits_key=getattr(principal, "limits_key", "") or getattr(principal, "credential_id", "") or "",
+            limits=getattr(principal, "limits", None),
+        )
+
+    def dump(self) -> dict[str, Any]:
+        """As JSON (``load`` reads it back)."""
+        limits = None if self.limits is None else self.limits.dump()
+        return {"subject": self.subject, "team": self.team, "limits_key": self.limits_key, "limits": limits}
+
+    @classmethod
+    def load(cls, doc: dict[str, Any]) -> MeteredIdentity:
+        from mnemos.genome.metering import UsageLimits
+
+        limits = doc.get("limits")
+        return cls(
+            subject=str(doc.get("subject") or "anonymous"),
+            team=str(doc.get("team") or ""),
+            limits_key=str(doc.get("limits_key") or ""),
+            limits=None if limits is None else UsageLimits.model_validate(limits),
+        )
 
 
 @dataclass
@@ -353,6 +402,7 @@ class Governor:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
+        await asyncio.gather(*self._now_flushes, return_exceptions=True)
         await self.flush()
 
 

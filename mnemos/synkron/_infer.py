@@ -8,6 +8,10 @@ generation and digest. Records go out in input order.
 index: embeds ``record[textField]`` of each input record and writes a space (see
 :mod:`mnemos.synkron.spaces`): vectors as an ``.npy`` blob, records as a JSONL blob and a manifest
 blob naming both, the model and the input. The manifest's digest is the step's output.
+
+Both are metered as the principal that started the run (``StepMeter``): every record (or batch)
+reserves its ceiling on that principal's limits and budgets and is settled with its token counts,
+so a pipeline is no way around a key's budget, and its spend shows in ``GET /v1/usage``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from typing import Any
 from mnemos.engram import Engram
 from mnemos.errors import ValidationError
 from mnemos.neuron import GenerationRequest
-from mnemos.synkron._models import ProgressReporter, bounded_map, model_handle, run_async
+from mnemos.soul.limits import embedding_tokens, estimate_tokens
+from mnemos.synkron._models import ProgressReporter, StepMeter, bounded_map, model_handle, run_async
 
 __all__ = ["GENERATION_PARAMS", "INDEX_PARAMS", "INFER_PARAMS", "index_step", "infer_step", "read_jsonl"]
 
@@ -96,12 +101,21 @@ def infer_step(ctx: dict[str, Any]) -> dict[str, Any]:
     report = ProgressReporter(ctx.get("service"), ctx["run_id"], step["name"], len(records))
     tag = f"{ctx['run_id']}/{step['name']}"
 
+    meter = StepMeter(ctx, model)
+
     async def one(i: int, rec: dict[str, Any]) -> dict[str, Any]:
         messages = rec["messages"] if isinstance(rec.get("messages"), list) else None
         prompt = None if messages is not None else rec["prompt"]
         request = GenerationRequest(messages=messages, prompt=prompt, **generation, priority="batch",
                                     request_id=f"{tag}/{i}-{uuid.uuid4().hex[:6]}")  # fmt: skip
-        answer = await handle.complete.remote(request)
+        text = prompt if messages is None else json.dumps(messages, ensure_ascii=False)
+        ticket = await meter.admit(estimate_tokens(text), generation["max_tokens"])
+        try:
+            answer = await handle.complete.remote(request)
+        except BaseException:
+            meter.settle(ticket, 0, 0)
+            raise
+        meter.settle(ticket, answer.prompt_tokens, answer.completion_tokens)
         return {
             **rec,
             "output": answer.text,
@@ -114,7 +128,10 @@ def infer_step(ctx: dict[str, Any]) -> dict[str, Any]:
 
     async def main() -> list[dict[str, Any]]:
         info.update(await _model_info(handle, ctx["models"].get(model, {"name": model})))
-        return await bounded_map(one, records, concurrency, report)
+        try:
+            return await bounded_map(one, records, concurrency, report)
+        finally:
+            await meter.close()
 
     started = time.monotonic()
     results = run_async(main)
@@ -155,14 +172,26 @@ def index_step(ctx: dict[str, Any]) -> dict[str, Any]:
     batches = [texts[i : i + size] for i in range(0, len(texts), size)]
     report = ProgressReporter(ctx.get("service"), ctx["run_id"], step["name"], len(texts))
 
+    meter = StepMeter(ctx, model)
+
     async def one(i: int, batch: list[str]) -> list[list[float]]:
-        return list(await handle.embed.remote(batch))
+        ticket = await meter.admit(sum(estimate_tokens(t) for t in batch), 0)
+        try:
+            vectors = list(await handle.embed.remote(batch))
+        except BaseException:
+            meter.settle(ticket, 0, 0)
+            raise
+        meter.settle(ticket, embedding_tokens(batch), 0)
+        return vectors
 
     async def main() -> list[list[list[float]]]:
         info.update(await _model_info(handle, ctx["models"].get(model, {"name": model})))
-        return await bounded_map(
-            one, batches, int(params.get("concurrency", 4)), lambda n: report(min(n * size, len(texts)))
-        )
+        try:
+            return await bounded_map(
+                one, batches, int(params.get("concurrency", 4)), lambda n: report(min(n * size, len(texts)))
+            )
+        finally:
+            await meter.close()
 
     started = time.monotonic()
     embedded = run_async(main)

@@ -204,10 +204,15 @@ def prepare(
     source: Source,
     params: dict[str, Any] | None = None,
     *,
-    principal: str | None = None,
+    principal: Any = None,
     cache: bool = True,
 ) -> dict[str, Any]:
-    """Validate ``source``, snapshot its inputs and store the first state of a new run."""
+    """Validate ``source``, snapshot its inputs and store the first state of a new run.
+
+    ``principal``: who starts it, a ``Principal`` or a subject (default ``local:<user>``); its
+    limits and budgets apply to the run's model steps.
+    """
+    from mnemos.soul.limits import MeteredIdentity
     pipeline, base_dir, label = load_pipeline(client, source)
     merged = merge_params(pipeline, params)
     order, steps = build_steps(pipeline, merged)
@@ -243,6 +248,7 @@ def prepare(
                 writer.record(found["node"], "file", path=found["path"])
                 writer.record(artifact_node(found["digest"]), "artifact", parents=[found["node"]], path=found["path"])
     now = time.time()
+    identity = MeteredIdentity.of(principal or _state.principal_default())
     state: dict[str, Any] = {
         "id": run_id,
         "pipeline": {"name": pipeline.name, "generation": pipeline.generation},
@@ -250,7 +256,8 @@ def prepare(
         "source": label,
         "base_dir": base_dir,
         "params": merged,
-        "principal": principal or _state.principal_default(),
+        "principal": identity.subject,
+        "meter": identity.dump(),
         "trace_id": _trace_id(),
         "cache": cache,
         "status": "pending",

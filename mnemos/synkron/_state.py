@@ -3,7 +3,8 @@
 Shape (snake_case, as the HTTP API returns it)::
 
     {"id", "pipeline": {"name", "generation", "digest"}, "doc", "source", "base_dir", "params",
-     "principal", "trace_id", "cache", "status", "error", "created", "started", "finished",
+     "principal", "meter": {"subject", "team", "limits_key", "limits"}, "trace_id", "cache",
+     "status", "error", "created", "started", "finished",
      "resumes", "inputs": {token: {"digest", "node", "path"}}, "order": [step, ...],
      "steps": {name: {"name", "type", "needs", "outputs", "definition", "status", "job_ids",
                       "executions", "cached", "cache_key", "digests", "result", "error",

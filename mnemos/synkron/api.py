@@ -150,7 +150,7 @@ class PipelinesAPI:
         progress: bool | Display = True,
         wait: bool = True,
         cache: bool = True,
-        principal: str | None = None,
+        principal: Any = None,
         timeout: float | None = None,
     ) -> RunHandle:
         """Start a run of a pipeline file, document, ``Pipeline`` or registered pipeline name.
@@ -160,7 +160,8 @@ class PipelinesAPI:
             progress: show progress while waiting.
             wait: follow the run until it ends (else return at once).
             cache: reuse the outputs of steps whose inputs are unchanged.
-            principal: who asks (recorded in lineage); default ``local:<user>``.
+            principal: who asks, a ``Principal`` or a subject (recorded in lineage; its limits and
+                budgets apply to the run's model steps); default ``local:<user>``.
         """
         service = self._service()
         if isinstance(source, Path):

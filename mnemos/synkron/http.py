@@ -184,7 +184,7 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
             c = client()
             pipeline = c.registry.get("Pipeline", name)
             handle = c.pipelines.run(pipeline, body.params, progress=False, wait=False, cache=body.cache,
-                                     principal=_subject(principal))  # fmt: skip
+                                     principal=principal)  # fmt: skip
             return handle.state()
 
         return await call(start, 202)

@@ -259,6 +259,7 @@ class RunExecutor:
             "outputs": list(st["outputs"]),
             "base_dir": state.get("base_dir"),
             "models": models,
+            "meter": state.get("meter") or {"subject": state.get("principal")},
             "service": self._service,
             "allow_host_execution": bool(self.client.settings.synkron.allow_host_execution),
         }

@@ -131,3 +131,21 @@ def test_openapi_documents_statuses_and_verbs(frontdoor: Any) -> None:
     params = {p["name"]: p for p in put["parameters"]}
     assert params["name"]["schema"]["pattern"] and params["generation"]["schema"]["anyOf"][0]["minimum"] == 0
     assert spec["paths"]["/v1/lineage/{node_id}"]["get"]["x-mnemos-verb"] == "read-lineage"
+
+
+def test_a_run_started_with_a_key_carries_that_keys_limits_to_its_model_steps(frontdoor: Any) -> None:
+    """The run keeps who started it and the key's limits (its model steps spend them: see
+    tests/synkron/test_step_metering.py), never a bare subject that would escape the key's budget."""
+    body = {"name": "run-bot", "role": "developer", "apiKey": True, "team": "blue",
+            "limits": {"tpm": 5000, "budget": {"tokens": 900, "window": "1h"}}}  # fmt: skip
+    minted = _call(frontdoor, "POST", "/v1/tokens", "admin", json=body)
+    assert minted.status_code == 201, minted.text
+    headers = {"Authorization": f"Bearer {minted.json()['apiKey']}"}
+    started = httpx.post(frontdoor.url + "/v1/pipelines/greet/runs", headers=headers, json={}, timeout=60)
+    assert started.status_code == 202, started.text
+    run = frontdoor.client.pipelines.get(started.json()["id"])
+    meter = run.state()["meter"]
+    assert {k: meter[k] for k in ("subject", "team", "limits_key")} == {
+        "subject": "run-bot", "team": "blue", "limits_key": minted.json()["id"]}  # fmt: skip
+    assert meter["limits"]["tpm"] == 5000 and meter["limits"]["budget"]["tokens"] == 900
+    assert run.wait(240, progress=False)["status"] == "succeeded"

@@ -1,0 +1,121 @@
+"""A pipeline's model steps spend the limits and budgets of the principal that started the run,
+exactly as its requests through the gateway would: a run is no way around an API key's budget, and
+its usage lands in the same ledger (``GET /v1/usage``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+from synkron_support import PROMPTS
+
+HOUR = 3600.0
+
+
+def _infer_pipeline(folder: Path, limit: int) -> Path:
+    (folder / "data").mkdir(exist_ok=True)
+    shutil.copy(PROMPTS, folder / "data" / "prompts.jsonl")
+    doc = {
+        "apiVersion": "synkron.mnemos.dev/v1",
+        "kind": "Pipeline",
+        "metadata": {"name": "metered-infer"},
+        "spec": {
+            "steps": [
+                {
+                    "name": "prepare",
+                    "call": "mnemos.synkron.steps:prepare_prompts",
+                    "params": {"source": "data/prompts.jsonl", "limit": limit},
+                    "outputs": [{"name": "prompts"}],
+                },
+                {
+                    "name": "infer",
+                    "modelRef": "echo-syn",
+                    "input": "${prompts}",
+                    "params": {"max_tokens": 6},
+                    "outputs": [{"name": "results"}],
+                },
+            ]
+        },
+    }
+    path = folder / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def _key(subject: str, tokens: int, rpm: int | None = None) -> Any:
+    """An API key's principal with a token budget (what the gateway hands the run when a key starts it)."""
+    from mnemos.genome.metering import UsageLimits
+    from mnemos.soul.identity import Principal
+
+    limits = UsageLimits.model_validate({"budget": {"tokens": tokens, "window": "1h"}, "rpm": rpm})
+    return Principal(subject=subject, role="developer", kind="apikey", credential_id=f"k{uuid.uuid4().hex[:10]}",
+                     limits=limits)  # fmt: skip
+
+
+def _ledger(principal: str) -> tuple[int, int]:
+    """``(requests, prompt + completion tokens)`` the usage ledger holds for ``principal`` on echo-syn."""
+    import ray
+
+    from mnemos.soul.ratelimit import ensure
+
+    rows = [r for r in ray.get(ensure().usage.remote(0.0)) if r["principal"] == principal and r["model"] == "echo-syn"]
+    return sum(r["requests"] for r in rows), sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows)
+
+
+def _budget(key: Any) -> dict[str, float]:
+    import ray
+
+    from mnemos.soul.ratelimit import ensure
+
+    return ray.get(ensure().budget.remote(f"key:{key.credential_id}", HOUR))  # type: ignore[no-any-return]
+
+
+def test_infer_steps_are_charged_to_the_key_that_started_the_run(served, tmp_path: Path) -> None:
+    key = _key("meter-bot", tokens=100_000, rpm=60)  # a burst of 2: the later records wait for the limit, not fail
+    run = served.client.pipelines.run(_infer_pipeline(tmp_path, 4), progress=False, cache=False, principal=key)
+    state = run.state()
+    assert state["status"] == "succeeded", state["error"]
+    assert state["principal"] == "meter-bot" and state["meter"]["limits_key"] == key.credential_id
+    results = [json.loads(line) for line in run.read("results").decode().splitlines()]
+    used = sum(r["usage"]["prompt_tokens"] + r["usage"]["completion_tokens"] for r in results)
+    assert len(results) == 4 and used > 0
+    assert _ledger("meter-bot") == (4, used)  # one ledger request per record, its real token counts
+    budget = _budget(key)
+    assert budget["tokens"] == used and budget["reserved_tokens"] == 0  # every reservation settled
+
+
+def test_a_spent_key_budget_fails_the_model_step_naming_the_budget(served, tmp_path: Path) -> None:
+    key = _key("meter-tight", tokens=5)  # less than any record's reservation (prompt estimate + max_tokens)
+    run = served.client.pipelines.run(_infer_pipeline(tmp_path, 3), progress=False, cache=False, principal=key)
+    state = run.state()
+    assert state["status"] == "failed"
+    error = state["steps"]["infer"]["error"] or state["error"]
+    assert "key budget of 5 tokens per 1h is spent" in error and key.credential_id in error, error
+    assert _ledger("meter-tight") == (0, 0)  # nothing ran, nothing was charged
+    budget = _budget(key)
+    assert budget["tokens"] == 0 and budget["reserved_tokens"] == 0
+
+
+def test_policy_limits_on_the_local_principal_apply_to_its_runs(served, tmp_path: Path) -> None:
+    """A notebook's run (no key: ``local:<user>``) is held to Policies naming that principal."""
+    from mnemos.synkron._state import principal_default
+
+    me = principal_default()
+    policy = {
+        "apiVersion": "genome.mnemos.dev/v1",
+        "kind": "Policy",
+        "metadata": {"name": "step-budget"},
+        "spec": {"limits": [{"principals": [me], "models": ["echo-syn"], "budget": {"tokens": 1, "window": "1h"}}]},
+    }
+    served.client.apply([policy])
+    try:
+        state = served.client.pipelines.run(_infer_pipeline(tmp_path, 2), progress=False, cache=False).state()
+    finally:
+        served.client.delete("Policy", "step-budget")
+    assert state["status"] == "failed"
+    error = state["steps"]["infer"]["error"] or state["error"]
+    assert "policy step-budget budget of 1 tokens per 1h is spent" in error and me in error, error
