@@ -17,7 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from mnemos.relay._errors import as_mnemos_error
 from mnemos.relay._gateway import Gateway
-from mnemos.relay._responses import DONE
+from mnemos.relay._responses import DONE, count_events
 from mnemos.relay._responses import sse as sse_event
 from mnemos.relay._routes import ModelRoute
 from mnemos.relay._telemetry import RequestTelemetry
@@ -64,12 +64,12 @@ async def answer(gateway: Gateway, tel: RequestTelemetry, route: ModelRoute, bod
         status, tokens, complete, events = 200, (0, 0), False, 0
         try:
             if isinstance(first, bytes):
-                events += first.count(b"data: {")
+                events += count_events(first)
                 yield first
             async for item in stream:
                 counted = _tokens(item)
                 if counted is None:
-                    events += item.count(b"data: {")  # vLLM's chunks; a stream cut short is charged by them
+                    events += count_events(item)  # vLLM's chunks; a stream cut short is charged by them
                     yield item
                 else:
                     tokens = counted

@@ -19,6 +19,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic_core import from_json
 
 from mnemos.relay._cache import ResponseCache
+from mnemos.relay._responses import count_events
 from mnemos.relay._routes import AnyRoute
 from mnemos.soul.limits import Governor, Ticket, estimate_tokens
 
@@ -91,10 +92,11 @@ class Meter:
         self.governor = governor or Governor(getattr(gateway, "engram", None))
         self.cache = ResponseCache()
 
-    def specs(self, route: AnyRoute) -> tuple[Any, Any, Any]:
-        """``(pricing, limits, cache)`` of a model route, or of the Adapter serving the routed model."""
+    def specs(self, route: AnyRoute, adapter: str | None = None) -> tuple[Any, Any, Any]:
+        """``(pricing, limits, cache)`` of a model route, or of the Adapter serving the routed model
+        (``adapter``: the one that answered, when a fallback did)."""
         if route.serving == "adapter":
-            target = self.gateway.adapters.targets.get(route.adapter)
+            target = self.gateway.adapters.targets.get(adapter or route.adapter)
             if target is None:
                 return None, None, None
             spec = target.spec
@@ -172,9 +174,7 @@ class Meter:
         ``adapter``: the one that answered, when a fallback did: its prices apply, not the first's.
         """
         if adapter is not None and adapter != route.adapter:
-            target = self.gateway.adapters.targets.get(adapter)
-            prices = target.spec.pricing if target is not None else {}
-            ticket.pricing = prices.get(route.name) or prices.get("*")
+            ticket.pricing = self.specs(route, adapter)[0]
         if isinstance(response, StreamingResponse):
             ticket.deferred = True
             response.body_iterator = self._scan(ticket, response.body_iterator)
@@ -195,7 +195,7 @@ class Meter:
         try:
             async for chunk in chunks:
                 data = chunk if isinstance(chunk, bytes) else str(chunk).encode()
-                events += data.count(b"data: {") + data.count(b"data:{")
+                events += count_events(data)
                 if b'"usage"' in data or b'"usage"' in tail + data[:16]:
                     usage = _stream_usage(tail + data) or usage
                 tail = data[-4096:]

@@ -26,6 +26,7 @@ __all__ = [
     "completion_body",
     "completion_chunk",
     "completion_events",
+    "count_events",
     "embeddings_body",
     "json_response",
     "new_id",
@@ -51,6 +52,12 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 def sse(body: Any) -> bytes:
     """One ``data:`` event."""
     return b"data: " + to_json(body) + b"\n\n"
+
+
+def count_events(data: bytes) -> int:
+    """The JSON ``data:`` events in a piece of an SSE stream (with or without the space after the
+    colon): what a stream that ended without its usage is charged by, one token each."""
+    return data.count(b"data: {") + data.count(b"data:{")
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
