@@ -11,7 +11,8 @@ settings from ``MNEMOS_*``). Errors use the OpenAI error shape with the error's 
 
 Who may run what: only *registered* pipelines run over HTTP (applied by someone with ``apply``,
 like Functions), so their scripts and ``call``s are code an operator approved; starting one needs
-``submit``. Parameters are data: they are shell-quoted in scripts, may not choose ``call`` or
+``submit``, and ``infer`` too when it has ``infer`` or ``index`` steps (they run models as the
+caller, on the caller's limits and budgets). Parameters are data: they are shell-quoted in scripts, may not choose ``call`` or
 ``image``, and — for callers without ``execute`` — may not name files or URLs the platform
 would read (only ENGRAM refs ``runs/<run>/<output>`` and plain values).
 
@@ -183,6 +184,8 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
         def start() -> dict[str, Any]:
             c = client()
             pipeline = c.registry.get("Pipeline", name)
+            if any(step.type in ("infer", "index") for step in pipeline.spec.steps):
+                _authorize(principal, "infer")  # its model steps run models on the caller's behalf
             handle = c.pipelines.run(pipeline, body.params, progress=False, wait=False, cache=body.cache,
                                      principal=principal)  # fmt: skip
             return handle.state()

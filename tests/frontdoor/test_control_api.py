@@ -149,3 +149,24 @@ def test_a_run_started_with_a_key_carries_that_keys_limits_to_its_model_steps(fr
         "subject": "run-bot", "team": "blue", "limits_key": minted.json()["id"]}  # fmt: skip
     assert meter["limits"]["tpm"] == 5000 and meter["limits"]["budget"]["tokens"] == 900
     assert run.wait(240, progress=False)["status"] == "succeeded"
+
+
+def test_a_pipeline_that_runs_models_needs_infer_as_well_as_submit(frontdoor: Any) -> None:
+    doc = {"apiVersion": "synkron.mnemos.dev/v1", "kind": "Pipeline", "metadata": {"name": "infer-scoped"},
+           "spec": {"steps": [{"name": "gen", "runtime": "neuron-llm", "modelRef": "no-such-model",
+                               "input": "runs/x/prompts", "outputs": [{"name": "results"}]}]}}  # fmt: skip
+    frontdoor.client.apply([doc])
+    body = {"name": "submit-only", "role": "developer", "scopes": ["submit"], "ttl": "10m"}
+    minted = _call(frontdoor, "POST", "/v1/tokens", "admin", json=body)
+    assert minted.status_code == 201, minted.text
+    submit_only = {"Authorization": f"Bearer {minted.json()['token']}"}
+    path = frontdoor.url + "/v1/pipelines/infer-scoped/runs"
+    refused = _error(httpx.post(path, headers=submit_only, json={}, timeout=60), 403)
+    assert "infer" in refused["message"], refused
+    greet = httpx.post(frontdoor.url + "/v1/pipelines/greet/runs", headers=submit_only, json={}, timeout=60)
+    assert greet.status_code == 202, greet.text  # a pipeline without model steps: submit is enough
+    # the positive control: a developer holds infer, so the check passes and the run is prepared (the
+    # model is not registered: 404 naming it)
+    _error(_call(frontdoor, "POST", "/v1/pipelines/infer-scoped/runs", "developer", json={}), 404,
+           "spec.steps[0].modelRef")
+    frontdoor.client.pipelines.get(greet.json()["id"]).wait(240)
