@@ -12,9 +12,9 @@ settings from ``MNEMOS_*``). Errors use the OpenAI error shape with the error's 
 Who may run what: only *registered* pipelines run over HTTP (applied by someone with ``apply``,
 like Functions), so their scripts and ``call``s are code an operator approved; starting one needs
 ``submit``, and ``infer`` too when it has ``infer`` or ``index`` steps (they run models as the
-caller, on the caller's limits and budgets). Parameters are data: they are shell-quoted in scripts, may not choose ``call`` or
-``image``, and — for callers without ``execute`` — may not name files or URLs the platform
-would read (only ENGRAM refs ``runs/<run>/<output>`` and plain values).
+caller, on the caller's limits and budgets). Parameters are data: they are shell-quoted in
+scripts, may not choose ``call`` or ``image``, and — for callers without ``execute`` — may not
+name files or URLs the platform would read (only ENGRAM refs ``runs/<run>/<output>`` and plain values).
 
 Ownership: a run's ``owner`` is the subject that started it. Developers list, read, cancel and
 resume their own runs only (another's is 404); viewers read every run but change none (403);
@@ -234,7 +234,10 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
         """Resume a failed or cancelled run."""
 
         def resume() -> dict[str, Any]:
-            check_run_owner(principal, client().pipelines.get(run_id).state(), write=True)
+            state = client().pipelines.get(run_id).state()
+            check_run_owner(principal, state, write=True)
+            if any(step.get("type") in ("infer", "index") for step in state["steps"].values()):
+                _authorize(principal, "infer")
             return client().pipelines.resume(run_id, progress=False, wait=False, principal=_subject(principal)).state()
 
         return await call(resume, 202, principal=principal, verb="submit")

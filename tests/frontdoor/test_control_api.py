@@ -169,4 +169,15 @@ def test_a_pipeline_that_runs_models_needs_infer_as_well_as_submit(frontdoor: An
     # model is not registered: 404 naming it)
     _error(_call(frontdoor, "POST", "/v1/pipelines/infer-scoped/runs", "developer", json={}), 404,
            "spec.steps[0].modelRef")
-    frontdoor.client.pipelines.get(greet.json()["id"]).wait(240)
+    assert frontdoor.client.pipelines.get(greet.json()["id"]).wait(240)["status"] == "succeeded"
+    # resuming: the same rule (a failed run of the model pipeline, as the store would hold it)
+    from mnemos.synkron._state import state_key
+
+    rid = "infer-scoped-20261202-000000-beef"
+    frontdoor.client.engram.write_json(state_key(rid), {
+        "id": rid, "principal": "submit-only", "status": "failed", "pipeline": {"name": "infer-scoped"},
+        "steps": {"gen": {"type": "infer", "status": "failed"}}})  # fmt: skip
+    refused = _error(httpx.post(f"{frontdoor.url}/v1/runs/{rid}/resume", headers=submit_only, timeout=60), 403)
+    assert "infer" in refused["message"], refused
+    done = httpx.post(f"{frontdoor.url}/v1/runs/{greet.json()['id']}/resume", headers=submit_only, timeout=60)
+    assert done.status_code == 409 and "nothing to resume" in done.text  # no model steps: the verb check passes
