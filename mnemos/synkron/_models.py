@@ -96,7 +96,11 @@ async def bounded_map(
     concurrency: int,
     on_done: Callable[[int], None] | None = None,
 ) -> list[T]:
-    """``fn(i, item)`` for every item with at most ``concurrency`` in flight; results in order."""
+    """``fn(i, item)`` for every item with at most ``concurrency`` in flight; results in order.
+
+    The first failure cancels the calls still in flight (and waits for them to end) and is raised:
+    a spent budget stops the step at once, and nothing runs on after the step has failed.
+    """
     results: list[Any] = [None] * len(items)
     cursor = iter(range(len(items)))
     done = 0
@@ -109,7 +113,16 @@ async def bounded_map(
             if on_done is not None:
                 on_done(done)
 
-    await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(items))))))
+    tasks = [asyncio.ensure_future(worker()) for _ in range(max(1, min(concurrency, len(items))))]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
     return results
 
 

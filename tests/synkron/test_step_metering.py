@@ -4,12 +4,14 @@ its usage lands in the same ledger (``GET /v1/usage``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from synkron_support import PROMPTS
 
@@ -119,3 +121,28 @@ def test_policy_limits_on_the_local_principal_apply_to_its_runs(served, tmp_path
     assert state["status"] == "failed"
     error = state["steps"]["infer"]["error"] or state["error"]
     assert "policy step-budget budget of 1 tokens per 1h is spent" in error and me in error, error
+
+
+def test_the_first_refusal_stops_the_calls_in_flight() -> None:
+    """A spent budget fails the step at once: the records in flight are cancelled, no more start."""
+    from mnemos.errors import BudgetExceededError
+    from mnemos.synkron._models import bounded_map
+
+    started: list[int] = []
+    cancelled: list[int] = []
+
+    async def call(i: int, item: int) -> int:
+        started.append(i)
+        if i == 0:
+            raise BudgetExceededError("key budget of 5 tokens per 1h is spent")
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(i)
+            raise
+        return item
+
+    with pytest.raises(BudgetExceededError, match="is spent"):
+        asyncio.run(bounded_map(call, list(range(10)), 3))
+    assert sorted(started) == [0, 1, 2] and sorted(cancelled) == [1, 2]
+    assert asyncio.run(bounded_map(lambda i, item: asyncio.sleep(0, item * 2), [1, 2, 3], 2)) == [2, 4, 6]
