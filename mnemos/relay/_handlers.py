@@ -28,7 +28,6 @@ from mnemos.relay._telemetry import RequestTelemetry
 from mnemos.relay.openai_schema import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from mnemos.soul.limits import embedding_tokens
 
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}
 
 
@@ -202,6 +201,7 @@ class Handlers:
         async def sse() -> AsyncIterator[bytes]:
             status = 200
             try:
+                yield b""  # started by ClosingStream: from here the finally runs however the answer ends
                 async for event in events:
                     yield event
             except Exception as exc:  # noqa: BLE001 - output already started: report it in the stream
@@ -223,7 +223,7 @@ class Handlers:
                                     prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                                     trace_id=tel.trace_id)  # fmt: skip
 
-        return StreamingResponse(sse(), media_type="text/event-stream", headers=_SSE_HEADERS)
+        return out.ClosingStream(sse())
 
     async def embeddings(self, request: Request, body: EmbeddingRequest) -> Response:
         """``/v1/embeddings``: floats, or base64 of float32 (what the openai client asks by default)."""

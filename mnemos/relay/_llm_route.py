@@ -13,18 +13,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from mnemos.relay._errors import as_mnemos_error
 from mnemos.relay._gateway import Gateway
-from mnemos.relay._responses import DONE, count_events
+from mnemos.relay._responses import DONE, ClosingStream, count_events
 from mnemos.relay._responses import sse as sse_event
 from mnemos.relay._routes import ModelRoute
 from mnemos.relay._telemetry import RequestTelemetry
 
 __all__ = ["answer"]
 
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def _tokens(item: Any) -> tuple[int, int] | None:
@@ -63,6 +62,7 @@ async def answer(gateway: Gateway, tel: RequestTelemetry, route: ModelRoute, bod
     async def sse() -> AsyncIterator[bytes]:
         status, tokens, complete, events = 200, (0, 0), False, 0
         try:
+            yield b""  # started by ClosingStream: from here the finally runs however the answer ends
             if isinstance(first, bytes):
                 events += count_events(first)
                 yield first
@@ -90,4 +90,4 @@ async def answer(gateway: Gateway, tel: RequestTelemetry, route: ModelRoute, bod
             gateway.record(rid, route, principal, endpoint=endpoint, stream=True, complete=complete,
                            prompt_tokens=tokens[0], completion_tokens=tokens[1], trace_id=tel.trace_id)  # fmt: skip
 
-    return StreamingResponse(sse(), media_type="text/event-stream", headers=_SSE_HEADERS), (0, 0), True
+    return ClosingStream(sse()), (0, 0), True

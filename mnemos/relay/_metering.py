@@ -175,7 +175,7 @@ class Meter:
         """
         if adapter is not None and adapter != route.adapter:
             ticket.pricing = self.specs(route, adapter)[0]
-        if isinstance(response, StreamingResponse):
+        if isinstance(response, StreamingResponse):  # an adapter's ClosingStream: _scan is what it starts
             ticket.deferred = True
             response.body_iterator = self._scan(ticket, response.body_iterator)
             return response
@@ -193,7 +193,10 @@ class Meter:
         tail = b""
         events = 0
         try:
+            yield b""  # started by ClosingStream: from here the finally settles however the answer ends
             async for chunk in chunks:
+                if not chunk:
+                    continue
                 data = chunk if isinstance(chunk, bytes) else str(chunk).encode()
                 events += count_events(data)
                 if b'"usage"' in data or b'"usage"' in tail + data[:16]:
@@ -201,6 +204,9 @@ class Meter:
                 tail = data[-4096:]
                 yield chunk
         finally:
+            close = getattr(chunks, "aclose", None)
+            if close is not None:  # the upstream's stream, now rather than when garbage collected
+                await close()
             ticket.deferred = False
             if usage is None:  # cut short, or an upstream that ignores include_usage: count the events
                 self.settle(ticket, 0, 0, cut_after=events)

@@ -10,16 +10,17 @@ import base64
 import time
 import uuid
 from array import array
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic_core import to_json
 
 from mnemos.neuron import GenerationChunk
 
 __all__ = [
     "DONE",
+    "ClosingStream",
     "chat_body",
     "chat_chunk",
     "chat_events",
@@ -35,6 +36,42 @@ __all__ = [
 ]
 
 DONE = b"data: [DONE]\n\n"
+
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class ClosingStream(StreamingResponse):
+    """A streamed answer whose body generator always runs its cleanup, however the response ends.
+
+    Starlette never closes a body iterator. One whose client left mid-stream runs its ``finally``
+    only when it is garbage collected; one whose client left before the first chunk (the
+    response's start could not be sent) was never started, so its ``finally`` (cancel the model's
+    stream, settle the request's reservation, record it) never ran at all and the engine went on
+    generating for nobody. Here the generator is started before the response is sent, up to its
+    opening ``yield b""`` (which must be the first statement inside its ``try``), and closed when
+    the response ends; ``on_close`` (say, dropping an upstream connection) runs then too.
+    """
+
+    def __init__(self, content: Any, *, on_close: Callable[[], None] | None = None, status_code: int = 200,
+                 media_type: str = "text/event-stream", headers: dict[str, str] | None = None) -> None:  # fmt: skip
+        super().__init__(content, status_code=status_code, media_type=media_type,
+                         headers=SSE_HEADERS if headers is None else headers)  # fmt: skip
+        self.on_close = on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        events = self.body_iterator
+        try:
+            opening = await events.__anext__()  # type: ignore[union-attr]
+            if opening != b"":
+                raise RuntimeError("a ClosingStream generator must open with `yield b\"\"` inside its try")
+            await super().__call__(scope, receive, send)
+        finally:
+            try:
+                await events.aclose()  # type: ignore[union-attr]
+            finally:
+                if self.on_close is not None:
+                    self.on_close()
 
 
 def new_id(prefix: str) -> str:

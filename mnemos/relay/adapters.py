@@ -33,11 +33,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic_core import from_json, to_json
 
 from mnemos.errors import NotFoundError, UnavailableError, UpstreamError
 from mnemos.genome import Adapter
+from mnemos.relay._responses import ClosingStream
 
 __all__ = ["AdapterRouter", "resolve_secret"]
 
@@ -218,10 +219,12 @@ class AdapterRouter:
             if upstream.status >= 400:  # an upstream that echoes its request must not hand our credential out
                 content = _redact(content, headers.values())
             return _passthrough(upstream.status, content, upstream.headers.get("content-type"))
-        return StreamingResponse(
+        return ClosingStream(
             _relay_stream(upstream),
+            on_close=upstream.close,  # also when the stream never started (the client left first)
             status_code=upstream.status,
             media_type=upstream.headers.get("content-type", "text/event-stream"),
+            headers={},
         )
 
 
@@ -237,6 +240,7 @@ def _failure(exc: BaseException) -> str:
 async def _relay_stream(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     finished = False
     try:
+        yield b""  # started by ClosingStream
         async for chunk in upstream.content.iter_any():
             yield chunk
         finished = True

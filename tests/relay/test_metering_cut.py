@@ -60,24 +60,47 @@ async def _upstream(events: int, usage: dict[str, int] | None) -> AsyncIterator[
     yield b"data: [DONE]\n\n"
 
 
-def _stream_through(gateway: Any, body: Any, upstream: AsyncIterator[bytes], read: int | None) -> tuple[Any, dict]:
-    """Admit ``body``, pass ``upstream`` through the meter, read ``read`` chunks (all: None), then stop."""
-    from fastapi.responses import StreamingResponse
+def _serve(response: Any, read: int | None) -> list[bytes]:
+    """Send ``response`` as the ASGI server would, to a client that takes ``read`` body chunks (all:
+    None; 0: gone before the response's start) and then goes away. Returns the chunks it took."""
+    taken: list[bytes] = []
 
-    async def run() -> Any:
+    async def send(message: dict[str, Any]) -> None:
+        if read is not None and (message["type"] == "http.response.start" and read == 0 or len(taken) >= read):
+            raise OSError("the client went away")
+        if message["type"] == "http.response.body" and message.get("body"):
+            taken.append(message["body"])
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def run() -> None:
+        from starlette.requests import ClientDisconnect
+
+        try:
+            await response({"type": "http", "asgi": {"spec_version": "2.4"}}, receive, send)
+        except ClientDisconnect:
+            assert read is not None
+
+    asyncio.run(run())
+    return taken
+
+
+def _stream_through(gateway: Any, body: Any, upstream: AsyncIterator[bytes], read: int | None,
+                    on_close: Any = None) -> tuple[Any, dict]:  # fmt: skip
+    """Admit ``body``, pass ``upstream`` through the meter as an adapter's stream, serve it to a
+    client that reads ``read`` chunks (all: None)."""
+    from mnemos.relay._responses import ClosingStream
+
+    async def admit() -> Any:
         route = gateway.model("remote-chat", "generate")
         ticket = await gateway.meter.admit(None, body, route)
-        watched = gateway.meter.watch(ticket, StreamingResponse(upstream, media_type="text/event-stream"), route)
-        chunks = watched.body_iterator
-        count = 0
-        async for _ in chunks:
-            count += 1
-            if read is not None and count >= read:
-                break
-        await chunks.aclose()  # the client went away (or the stream ended)
-        return ticket
+        return ticket, gateway.meter.watch(ticket, ClosingStream(upstream, on_close=on_close), route)
 
-    ticket = asyncio.run(run())
+    ticket, watched = asyncio.run(admit())
+    taken = _serve(watched, read)
+    assert read is None or len(taken) == read
     rows = gateway.meter.governor._pending
     assert ticket.settled and len(rows) == 1, rows
     return ticket, rows[0]
@@ -86,9 +109,18 @@ def _stream_through(gateway: Any, body: Any, upstream: AsyncIterator[bytes], rea
 def test_a_stream_cut_before_its_usage_is_charged_by_the_events_sent(gateway: Any) -> None:
     ticket, row = _stream_through(gateway, _body(stream=True, max_tokens=100),
                                   _upstream(10, {"prompt_tokens": 2, "completion_tokens": 10}), read=4)  # fmt: skip
-    assert ticket.prompt_estimate > 0
-    assert (row["prompt"], row["completion"]) == (ticket.prompt_estimate, 4)
-    assert row["spend"] == pytest.approx((ticket.prompt_estimate * 1.0 + 4 * 2.0) / 1000)
+    assert ticket.prompt_estimate > 0  # the client took 4 events; the 5th was generated and its send failed
+    assert (row["prompt"], row["completion"]) == (ticket.prompt_estimate, 5)
+    assert row["spend"] == pytest.approx((ticket.prompt_estimate * 1.0 + 5 * 2.0) / 1000)
+
+
+def test_a_client_gone_before_the_first_chunk_still_settles_and_drops_the_upstream(gateway: Any) -> None:
+    """The body generator never started used to be never closed: no settle (the reservation held
+    for 15 minutes), and the upstream connection left open."""
+    closed: list[bool] = []
+    ticket, row = _stream_through(gateway, _body(stream=True, max_tokens=100), _upstream(10, None), read=0,
+                                  on_close=lambda: closed.append(True))  # fmt: skip
+    assert (row["prompt"], row["completion"]) == (ticket.prompt_estimate, 0) and closed == [True]
 
 
 def test_a_whole_stream_is_charged_its_usage(gateway: Any) -> None:
@@ -166,3 +198,31 @@ def test_a_fallback_adapters_answer_is_priced_at_its_prices(gateway: Any) -> Non
     first, fallback = gateway.meter.governor._pending
     assert first["spend"] == pytest.approx((3 * 1.0 + 7 * 2.0) / 1000)
     assert fallback["spend"] == pytest.approx((3 * 10.0 + 7 * 20.0) / 1000)
+
+
+def test_a_closing_stream_runs_its_generators_cleanup_however_the_client_leaves() -> None:
+    """What the engine, vLLM and adapter streams rely on: cancel the model's stream, settle, record."""
+    from mnemos.relay._responses import ClosingStream
+
+    ended: list[int] = []
+
+    def events() -> AsyncIterator[bytes]:
+        async def gen() -> AsyncIterator[bytes]:
+            try:
+                yield b""
+                for i in range(3):
+                    yield b"data: %d\n\n" % i
+            finally:
+                ended.append(len(ended))
+
+        return gen()
+
+    assert _serve(ClosingStream(events()), read=0) == [] and ended == [0]  # gone before the start
+    assert _serve(ClosingStream(events()), read=1) == [b"data: 0\n\n"] and ended == [0, 1]  # mid-stream
+    assert len(_serve(ClosingStream(events()), read=None)) == 3 and ended == [0, 1, 2]
+
+    async def unprimed() -> AsyncIterator[bytes]:
+        yield b"data: 0\n\n"
+
+    with pytest.raises(RuntimeError, match='yield b""'):
+        _serve(ClosingStream(unprimed()), read=None)
