@@ -156,7 +156,7 @@ def main() -> None:
         print(f"direct (Serve handle)      {n / d:8.1f} items/s  ({d:.2f}s)")
         print(f"pipeline infer step        {n / s:8.1f} items/s  ({s:.2f}s)")
         print(f"pipeline run (end to end)  {n / t:8.1f} items/s  ({t:.2f}s)")
-        print(target("ratio", "pipeline_run_vs_direct", d / t, ">=", 0.0) + "  (informational)")
+        print(f"info ratio pipeline_run_vs_direct {d / t:.2f}   (no target: the whole run, planning included)")
         print(target("ratio", "pipeline_infer_vs_direct", d / s, ">=", 0.8))
     finally:
         try:
