@@ -141,6 +141,25 @@ def _search(client: Any) -> list[dict[str, Any]]:
     return hits
 
 
+def _usage(since: float) -> None:
+    """What the run's model steps and the chat request were charged: the usage ledger's rows for the
+    hour (it keeps one row per hour, principal, team and model, so earlier runs in the hour count)."""
+    import ray
+    from rich.table import Table
+
+    from mnemos.relay.usage_http import aggregate
+    from mnemos.soul.ratelimit import ensure
+
+    time.sleep(0.5)  # the gateway reports settled requests in batches, a fraction of a second apart
+    body = aggregate(ray.get(ensure().usage.remote(since, None)), ("principal", "model"))
+    title = "usage ledger, this hour (GET /v1/usage; kept per hour)"
+    table = Table("principal", "model", "requests", "prompt", "completion", title=title)
+    for e in body["data"]:
+        table.add_row(e["principal"], e["model"], str(e["requests"]), str(e["prompt_tokens"]),
+                      str(e["completion_tokens"]))  # fmt: skip
+    console.print(table)
+
+
 def _lineage(client: Any, run_id: str, item: str) -> None:
     from rich.console import Console
 
@@ -155,7 +174,7 @@ def _lineage(client: Any, run_id: str, item: str) -> None:
 
 
 def demo() -> None:
-    """The main job: up, model, apply, pipeline, chat, search, lineage, down."""
+    """The main job: up, model, apply, pipeline, chat, usage, search, lineage, down."""
     import ray
 
     from mnemos.cradle import down
@@ -180,6 +199,7 @@ def demo() -> None:
             console.print(f"model {name}: {route.get('status')} (generation {route.get('generation')}) "
                           f"on {route.get('engine')}{reason}")  # fmt: skip
         _step(f"4. run {PIPELINE}")
+        started_at = time.time()
         run = client.pipelines.run(str(_repo_path(PIPELINE)), progress=True)
         state = run.state()
         if state["status"] != "succeeded":
@@ -188,12 +208,14 @@ def demo() -> None:
             console.print(f"  {name}: {ref}")
         _step("5. one chat request through the gateway (openai client)")
         _chat(client)
-        _step("6. semantic search over the indexed results")
+        _step("6. usage: the pipeline's model steps and the chat, per principal and model")
+        _usage(started_at)
+        _step("7. semantic search over the indexed results")
         hits = _search(client)
-        _step(f"7. lineage of run {run.id}")
+        _step(f"8. lineage of run {run.id}")
         _lineage(client, run.id, hits[0]["lineage"])
     finally:
-        _step("8. platform down")
+        _step("9. platform down")
         for name in down():
             console.print(f"{name}: stopped")
         ray.shutdown()
