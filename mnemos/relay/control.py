@@ -201,10 +201,11 @@ class _ActorGone(Exception):
 class _Control:
     """What the routes share: settings, the store, the ``genome`` actor, audit."""
 
-    def __init__(self, settings: Settings, engram: Engram) -> None:
+    def __init__(self, settings: Settings, engram: Engram, governor: Any = None) -> None:
         self.settings = settings
         self.engram = engram
         self.registry = Registry(engram, require_gitops=settings.cradle.guardrails.require_gitops)
+        self.governor = governor  # SOUL's limits, for the routes that run a model (space search)
         self._genome: Any = None
 
     async def genome(self) -> Any:
@@ -249,7 +250,7 @@ class _Control:
 
 
 def build_router(edge: Any, settings: Settings, engram: Engram, *,
-                 status: Callable[[], dict[str, Any]] | None = None) -> APIRouter:  # fmt: skip
+                 status: Callable[[], dict[str, Any]] | None = None, governor: Any = None) -> APIRouter:  # fmt: skip
     """The control-plane routes.
 
     Args:
@@ -257,9 +258,10 @@ def build_router(edge: Any, settings: Settings, engram: Engram, *,
         settings: the platform's settings.
         engram: the platform's ENGRAM root.
         status: extra fields for ``GET /v1/status`` (the gateway's model statuses).
+        governor: the limits a space search spends (the gateway's; default: a new one).
     """
     api = APIRouter()
-    ctl = _Control(settings, engram)
+    ctl = _Control(settings, engram, governor)
     group_p = Path(..., pattern=_GROUP, description="API group, e.g. genome.mnemos.dev.")
     version_p = Path(..., pattern=_VERSION, description="API version, e.g. v1.")
     plural_p = Path(..., pattern=_PLURAL, description="Kind, plural, lower case: models, policies, ….")
@@ -440,9 +442,24 @@ def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[
     async def search_space(request: Request, space: str = Path(..., pattern=_NAME)) -> dict[str, Any]:
         """The ``k`` items of a space closest in meaning to ``query`` (verb ``infer``: the query is
         embedded by the space's model)."""
-        await edge.admit(request, "infer")
+        from mnemos.soul.limits import Governor, ModelMeter, embedding_tokens, estimate_tokens
+        from mnemos.synkron.spaces import load_manifest
+
+        principal = await edge.admit(request, "infer")
         body = _model_body(SearchRequest, await _json(request))
-        return {"object": "list", "data": await ctl.read(lambda: spaces().search(space, body.query, body.k))}
+        model = (await ctl.read(load_manifest, ctl.engram, space))["model"]["name"]
+        if ctl.governor is None:
+            ctl.governor = Governor(ctl.engram)
+        # the query is embedded by the model: metered like /v1/embeddings, on the caller's limits
+        meter = await ctl.read(lambda: ModelMeter(ctl.engram, principal, model, governor=ctl.governor))
+        ticket = await meter.admit(estimate_tokens(body.query))
+        try:
+            hits = await ctl.read(lambda: spaces().search(space, body.query, body.k))
+        except BaseException:
+            meter.settle(ticket, 0)
+            raise
+        meter.settle(ticket, embedding_tokens([body.query]))
+        return {"object": "list", "data": hits}
 
     def store() -> Any:
         from mnemos.soul.secrets import secret_store

@@ -149,7 +149,8 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
         return {"version": gateway.version, "models": {n: r.entry.get("status") for n, r in gateway.models.items()}}
 
     # /apis/… (resources), /v1/status, /v1/lineage, /v1/spaces, /v1/secrets
-    app.include_router(build_control_router(edge, gateway.settings, gateway.engram, status=served_models))
+    app.include_router(build_control_router(edge, gateway.settings, gateway.engram, status=served_models,
+                                           governor=gateway.meter.governor))
     mount_console(app, gateway, edge)  # the web console at /ui
     edge.install_routes(app)  # SOUL's JWKS and /v1/tokens, when auth is on
     complete_openapi(app, edge.public_paths, edge.enabled)

@@ -34,7 +34,15 @@ from typing import Any
 
 from mnemos.errors import BudgetExceededError, RateLimitError, UnavailableError, ValidationError
 
-__all__ = ["Governor", "MeteredIdentity", "Ticket", "check_key_limits", "embedding_tokens", "estimate_tokens"]
+__all__ = [
+    "Governor",
+    "MeteredIdentity",
+    "ModelMeter",
+    "Ticket",
+    "check_key_limits",
+    "embedding_tokens",
+    "estimate_tokens",
+]
 
 log = logging.getLogger(__name__)
 
@@ -404,6 +412,61 @@ class Governor:
                 await self._flusher
         await asyncio.gather(*self._now_flushes, return_exceptions=True)
         await self.flush()
+
+
+class ModelMeter:
+    """One principal's limits and budgets on calls to one Model made outside the OpenAI routes (a
+    pipeline's model steps, a space search), applied as the gateway applies them to the same call:
+    the key's own limits, Policy limits on the principal, its team or the model, and the Model's
+    ``spec.limits`` and ``spec.pricing``. Usage goes to the same ledger (``GET /v1/usage``).
+
+    Args:
+        engram: the platform's ENGRAM (the Model and the Policies).
+        principal: who calls (a ``Principal`` or a ``MeteredIdentity``).
+        model: the Model called.
+        governor: the limits to spend (default: a new ``Governor`` over ``engram``; ``close`` it).
+        max_wait_s: how long a call over a requests- or tokens-per-minute limit waits for it (a
+            batch slows down); 0: refused at once (429). A spent budget is refused at once.
+    """
+
+    def __init__(self, engram: Any, principal: Any, model: str, *, governor: Governor | None = None,
+                 max_wait_s: float = 0.0) -> None:  # fmt: skip
+        from mnemos.errors import NotFoundError
+        from mnemos.genome import Registry
+
+        self.principal, self.model, self.max_wait_s = principal, model, max_wait_s
+        try:
+            spec = Registry(engram).get("Model", model).spec
+            self.pricing, self.limits = spec.pricing, spec.limits
+        except NotFoundError:
+            self.pricing = self.limits = None
+        self.governor = governor or Governor(engram)
+
+    async def admit(self, prompt_estimate: int, completion_tokens: int = 0) -> Ticket:
+        """Reserve a call's ceiling; the ``Ticket`` to ``settle``."""
+        deadline = time.monotonic() + self.max_wait_s
+        while True:
+            try:
+                ticket = await self.governor.admit(self.principal, self.model,
+                                                   reserve_tokens=prompt_estimate + completion_tokens,
+                                                   pricing=self.pricing, model_limits=self.limits)  # fmt: skip
+            except BudgetExceededError:
+                raise  # spent until the window resets: refuse now, not in an hour
+            except RateLimitError as exc:
+                wait = min(max(exc.retry_after or 0.0, 0.05), 30.0)
+                if time.monotonic() + wait > deadline:
+                    raise
+                await asyncio.sleep(wait)
+                continue
+            ticket.prompt_estimate = min(prompt_estimate, ticket.reserved_tokens)
+            return ticket
+
+    def settle(self, ticket: Ticket, prompt_tokens: int, completion_tokens: int = 0) -> None:
+        self.governor.settle(ticket, prompt_tokens, completion_tokens)
+
+    async def close(self) -> None:
+        """Report the usage still pending (before the caller's event loop ends)."""
+        await self.governor.aclose()
 
 
 def _window_text(seconds: float) -> str:

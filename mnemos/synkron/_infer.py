@@ -9,7 +9,7 @@ index: embeds ``record[textField]`` of each input record and writes a space (see
 :mod:`mnemos.synkron.spaces`): vectors as an ``.npy`` blob, records as a JSONL blob and a manifest
 blob naming both, the model and the input. The manifest's digest is the step's output.
 
-Both are metered as the principal that started the run (``StepMeter``): every record (or batch)
+Both are metered as the principal that started the run (``step_meter``): every record (or batch)
 reserves its ceiling on that principal's limits and budgets and is settled with its token counts,
 so a pipeline is no way around a key's budget, and its spend shows in ``GET /v1/usage``.
 """
@@ -26,7 +26,7 @@ from mnemos.engram import Engram
 from mnemos.errors import ValidationError
 from mnemos.neuron import GenerationRequest
 from mnemos.soul.limits import embedding_tokens, estimate_tokens
-from mnemos.synkron._models import ProgressReporter, StepMeter, bounded_map, model_handle, run_async
+from mnemos.synkron._models import ProgressReporter, bounded_map, model_handle, run_async, step_meter
 
 __all__ = ["GENERATION_PARAMS", "INDEX_PARAMS", "INFER_PARAMS", "index_step", "infer_step", "read_jsonl"]
 
@@ -101,7 +101,7 @@ def infer_step(ctx: dict[str, Any]) -> dict[str, Any]:
     report = ProgressReporter(ctx.get("service"), ctx["run_id"], step["name"], len(records))
     tag = f"{ctx['run_id']}/{step['name']}"
 
-    meter = StepMeter(ctx, model)
+    meter = step_meter(ctx, model)
 
     async def one(i: int, rec: dict[str, Any]) -> dict[str, Any]:
         messages = rec["messages"] if isinstance(rec.get("messages"), list) else None
@@ -172,7 +172,7 @@ def index_step(ctx: dict[str, Any]) -> dict[str, Any]:
     batches = [texts[i : i + size] for i in range(0, len(texts), size)]
     report = ProgressReporter(ctx.get("service"), ctx["run_id"], step["name"], len(texts))
 
-    meter = StepMeter(ctx, model)
+    meter = step_meter(ctx, model)
 
     async def one(i: int, batch: list[str]) -> list[list[float]]:
         ticket = await meter.admit(sum(estimate_tokens(t) for t in batch), 0)

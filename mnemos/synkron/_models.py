@@ -2,7 +2,7 @@
 
 Steps reach a model's deployment through a Serve handle (no HTTP hop, no gateway), at batch
 priority, so that interactive requests through the gateway go first. They are metered as the
-principal that started the run (``StepMeter``): its limits, budgets and spend, like its requests
+principal that started the run (``step_meter``): its limits, budgets and spend, like its requests
 through the gateway.
 """
 
@@ -154,58 +154,10 @@ class ProgressReporter:
             self._actor = None
 
 
-class StepMeter:
-    """The run's principal's limits and budgets on the model a step calls, as the gateway applies
-    them to the same call: the key's own limits, Policy limits on the principal, team or model, the
-    Model's ``spec.limits`` and ``spec.pricing``. Usage goes to the same ledger (``GET /v1/usage``).
+def step_meter(ctx: dict[str, Any], model: str) -> Any:
+    """The ``ModelMeter`` of a model step: the run's principal's limits on ``model``; a call over a
+    rate limit waits for it (up to 15 minutes), a spent budget fails the step naming the budget."""
+    from mnemos.soul.limits import MeteredIdentity, ModelMeter
 
-    A request over a requests- or tokens-per-minute limit waits for it (a batch step slows down;
-    it is refused only after ``max_wait_s``); a spent budget fails the step with the gateway's
-    429 message, naming the budget.
-
-    Args:
-        ctx: the step's context (``meter``: whose limits; ``engram``: Policies and the Model).
-        model: the Model the step calls.
-    """
-
-    def __init__(self, ctx: dict[str, Any], model: str, max_wait_s: float = 900.0) -> None:
-        from mnemos.errors import NotFoundError
-        from mnemos.genome import Registry
-        from mnemos.soul.limits import Governor, MeteredIdentity
-
-        self.model, self.max_wait_s = model, max_wait_s
-        self.identity = MeteredIdentity.load(ctx.get("meter") or {"subject": "anonymous"})
-        try:
-            spec = Registry(ctx["engram"]).get("Model", model).spec
-            self.pricing, self.limits = spec.pricing, spec.limits
-        except NotFoundError:
-            self.pricing = self.limits = None
-        self.governor = Governor(ctx["engram"])
-
-    async def admit(self, prompt_estimate: int, completion_tokens: int) -> Any:
-        """Reserve a request's ceiling; the ``Ticket`` to ``settle``."""
-        from mnemos.errors import BudgetExceededError, RateLimitError
-
-        deadline = time.monotonic() + self.max_wait_s
-        while True:
-            try:
-                ticket = await self.governor.admit(self.identity, self.model,
-                                                   reserve_tokens=prompt_estimate + completion_tokens,
-                                                   pricing=self.pricing, model_limits=self.limits)  # fmt: skip
-            except BudgetExceededError:
-                raise  # spent until the window resets: fail now, not in an hour
-            except RateLimitError as exc:
-                wait = min(max(exc.retry_after or 0.0, 0.05), 30.0)
-                if time.monotonic() + wait > deadline:
-                    raise
-                await asyncio.sleep(wait)
-                continue
-            ticket.prompt_estimate = min(prompt_estimate, ticket.reserved_tokens)
-            return ticket
-
-    def settle(self, ticket: Any, prompt_tokens: int, completion_tokens: int) -> None:
-        self.governor.settle(ticket, prompt_tokens, completion_tokens)
-
-    async def close(self) -> None:
-        """Report the usage still pending (before the step's event loop ends)."""
-        await self.governor.aclose()
+    identity = MeteredIdentity.load(ctx.get("meter") or {"subject": "anonymous"})
+    return ModelMeter(ctx["engram"], identity, model, max_wait_s=900.0)

@@ -146,3 +146,58 @@ def test_the_first_refusal_stops_the_calls_in_flight() -> None:
         asyncio.run(bounded_map(call, list(range(10)), 3))
     assert sorted(started) == [0, 1, 2] and sorted(cancelled) == [1, 2]
     assert asyncio.run(bounded_map(lambda i, item: asyncio.sleep(0, item * 2), [1, 2, 3], 2)) == [2, 4, 6]
+
+
+def test_a_space_search_through_the_gateway_is_metered_on_the_spaces_model(served, tmp_path: Path) -> None:
+    """The query is embedded by the space's model: the caller's limits and budgets apply to it, and
+    it lands in the usage ledger, like ``/v1/embeddings``."""
+    import time
+
+    import httpx
+    import ray
+    from synkron_support import model_pipeline
+
+    from mnemos.soul.limits import embedding_tokens
+    from mnemos.soul.ratelimit import ensure
+
+    state = served.client.pipelines.run(model_pipeline(tmp_path, space="meter-search", limit=3), progress=False).state()
+    assert state["status"] == "succeeded", state["error"]
+    url = f"http://127.0.0.1:{served.port}/v1/spaces/meter-search/search"
+    query = "how do plants make food from light"
+    policy = {
+        "apiVersion": "genome.mnemos.dev/v1",
+        "kind": "Policy",
+        "metadata": {"name": "search-budget"},
+        "spec": {"limits": [{"principals": ["anonymous"], "models": ["minilm-syn"],
+                             "budget": {"tokens": 1, "window": "1h"}}]},
+    }  # fmt: skip
+    served.client.apply([policy])
+    try:
+        deadline = time.monotonic() + 30  # the gateway rereads Policies every few seconds
+        while True:
+            refused = httpx.post(url, json={"query": query, "k": 1}, timeout=60)
+            if refused.status_code == 429 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert refused.status_code == 429, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "insufficient_quota" and "policy search-budget budget" in error["message"], error
+    finally:
+        served.client.delete("Policy", "search-budget")
+
+    def searched() -> int:
+        rows = ray.get(ensure().usage.remote(0.0))
+        return sum(r["prompt_tokens"] for r in rows if r["principal"] == "anonymous" and r["model"] == "minilm-syn")
+
+    before = searched()
+    deadline = time.monotonic() + 30
+    while True:
+        answer = httpx.post(url, json={"query": query, "k": 1}, timeout=60)
+        if answer.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert answer.status_code == 200 and answer.json()["data"][0]["id"] == "photosynthesis", answer.text
+    deadline = time.monotonic() + 10
+    while searched() == before and time.monotonic() < deadline:
+        time.sleep(0.2)  # the gateway reports settled requests in batches
+    assert searched() - before == embedding_tokens([query])
