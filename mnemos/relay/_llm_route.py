@@ -25,7 +25,6 @@ from mnemos.relay._telemetry import RequestTelemetry
 __all__ = ["answer"]
 
 
-
 def _tokens(item: Any) -> tuple[int, int] | None:
     """``(prompt, completion)`` when ``item`` is the closing usage record."""
     if isinstance(item, bytes):

@@ -38,6 +38,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from mnemos.errors import ValidationError
 from mnemos.relay._edge import VERB_KEY
+from mnemos.relay._responses import SSE_HEADERS
 from mnemos.trace.events import matches
 
 __all__ = ["QUEUE_MAX", "EventHub", "build_router", "visible"]
@@ -48,7 +49,6 @@ QUEUE_MAX = 2000
 """Events a connection may lag behind the live feed before it is dropped."""
 HEARTBEAT_S = 15.0
 _POLL_S = 15.0
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _ALL_JOBS_ROLES = frozenset({"admin", "operator"})
 _FAMILIES = frozenset({"resource", "model", "job", "run"})
 # What the validators below accept, published in /openapi.json.
@@ -277,6 +277,6 @@ def build_router(admit: Callable[[Request, str], Any], hub: EventHub | None = No
         if not 1.0 <= heartbeat <= 300.0:
             raise ValidationError("heartbeat: must be between 1 and 300 seconds", param="heartbeat")
         return _EventStreamResponse(hub.stream(principal, after, wanted, subject, heartbeat),
-                                    media_type="text/event-stream", headers=_SSE_HEADERS)  # fmt: skip
+                                    media_type="text/event-stream", headers=SSE_HEADERS)  # fmt: skip
 
     return api
