@@ -452,13 +452,9 @@ def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[
             ctl.governor = Governor(ctl.engram)
         # the query is embedded by the model: metered like /v1/embeddings, on the caller's limits
         meter = await ctl.read(lambda: ModelMeter(ctl.engram, principal, model, governor=ctl.governor))
-        ticket = await meter.admit(estimate_tokens(body.query))
-        try:
+        async with meter.call(estimate_tokens(body.query)) as settle:
             hits = await ctl.read(lambda: spaces().search(space, body.query, body.k))
-        except BaseException:
-            meter.settle(ticket, 0)
-            raise
-        meter.settle(ticket, embedding_tokens([body.query]))
+            settle(embedding_tokens([body.query]))
         return {"object": "list", "data": hits}
 
     def store() -> Any:

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -463,6 +465,16 @@ class ModelMeter:
 
     def settle(self, ticket: Ticket, prompt_tokens: int, completion_tokens: int = 0) -> None:
         self.governor.settle(ticket, prompt_tokens, completion_tokens)
+
+    @contextlib.asynccontextmanager
+    async def call(self, prompt_estimate: int, completion_tokens: int = 0) -> AsyncIterator[Callable[..., None]]:
+        """One metered call: admitted on entry; the block settles it with its token counts through
+        the function it is given, and a block that raises (or settles nothing) is settled as 0."""
+        ticket = await self.admit(prompt_estimate, completion_tokens)
+        try:
+            yield functools.partial(self.settle, ticket)
+        finally:
+            self.settle(ticket, 0)  # a no-op once the block has settled: a ticket settles once
 
     async def close(self) -> None:
         """Report the usage still pending (before the caller's event loop ends)."""

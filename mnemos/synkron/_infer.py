@@ -109,13 +109,9 @@ def infer_step(ctx: dict[str, Any]) -> dict[str, Any]:
         request = GenerationRequest(messages=messages, prompt=prompt, **generation, priority="batch",
                                     request_id=f"{tag}/{i}-{uuid.uuid4().hex[:6]}")  # fmt: skip
         text = prompt if messages is None else json.dumps(messages, ensure_ascii=False)
-        ticket = await meter.admit(estimate_tokens(text), generation["max_tokens"])
-        try:
+        async with meter.call(estimate_tokens(text), generation["max_tokens"]) as settle:
             answer = await handle.complete.remote(request)
-        except BaseException:
-            meter.settle(ticket, 0, 0)
-            raise
-        meter.settle(ticket, answer.prompt_tokens, answer.completion_tokens)
+            settle(answer.prompt_tokens, answer.completion_tokens)
         return {
             **rec,
             "output": answer.text,
@@ -175,13 +171,9 @@ def index_step(ctx: dict[str, Any]) -> dict[str, Any]:
     meter = step_meter(ctx, model)
 
     async def one(i: int, batch: list[str]) -> list[list[float]]:
-        ticket = await meter.admit(sum(estimate_tokens(t) for t in batch), 0)
-        try:
+        async with meter.call(sum(estimate_tokens(t) for t in batch)) as settle:
             vectors = list(await handle.embed.remote(batch))
-        except BaseException:
-            meter.settle(ticket, 0, 0)
-            raise
-        meter.settle(ticket, embedding_tokens(batch), 0)
+            settle(embedding_tokens(batch))
         return vectors
 
     async def main() -> list[list[list[float]]]:

@@ -213,6 +213,7 @@ def prepare(
     limits and budgets apply to the run's model steps.
     """
     from mnemos.soul.limits import MeteredIdentity
+
     pipeline, base_dir, label = load_pipeline(client, source)
     merged = merge_params(pipeline, params)
     order, steps = build_steps(pipeline, merged)
