@@ -4,9 +4,12 @@ The buckets live in one named async Ray actor, ``ratelimit`` (namespace ``mnemos
 every request would add a Ray round trip to each request, so each replica takes tokens in
 *leases*: a small batch (about ``lease_s`` worth of the rate, e.g. 5 tokens at 50 rps) spent
 locally, refilled in the background before it runs out. The sum over replicas can never exceed what
-the shared bucket hands out, so the aggregate accepted rate stays at the limit. Unused tokens of a
-lease expire after ``lease_ttl_s`` and go back to the shared bucket with the replica's next request
-for tokens (no extra Ray call), so a slow replica does not waste the rate. When the bucket is empty
+the shared bucket hands out, so the aggregate accepted rate stays at the limit. A replica spends the
+tokens it holds even after a pause: the first request after an idle spell does not wait for a Ray
+round trip (that wait was most of the gateway's p99). A lease older than ``lease_ttl_s`` is renewed
+in the background on its next use, and what it holds beyond one lease (unused reservations settled
+into it) goes back to the shared bucket with that renewal, so a replica that slowed down does not sit
+on the rate. When the bucket is empty
 the actor says how long until the next token; the replica refuses locally until then
 (``RateLimitError`` with ``retry_after``) without calling the actor again, so an abusive client
 costs no Ray calls.
@@ -112,13 +115,13 @@ class SharedRateLimiter:
             lease = self._leases[key] = _Lease()
         for _ in range(3):
             now = time.monotonic()
-            if lease.tokens > 0 and now >= lease.expires:
-                lease.returned += lease.tokens
-                lease.tokens = 0
             if lease.tokens >= n:
                 lease.tokens -= n
-                if lease.tokens * 2 < self.lease_size(rate, burst) and lease.fetch is None:
-                    self._start_fetch(key, lease, rate, burst)
+                if lease.fetch is None:
+                    if lease.tokens * 2 < self.lease_size(rate, burst):
+                        self._start_fetch(key, lease, rate, burst)  # running low: refill before it runs out
+                    elif now >= lease.expires:
+                        self._renew(key, lease, rate, burst)
                 return
             if now < lease.denied_until and not lease.returned:  # tokens to put back: ask again
                 raise _refuse(key, rate, lease.denied_until - now)
@@ -144,8 +147,25 @@ class SharedRateLimiter:
             return
         lease.tokens += delta
 
-    def _start_fetch(self, key: str, lease: _Lease, rate: float, burst: int) -> asyncio.Task[None]:
-        want = min(int(burst), self.lease_size(rate, burst) + lease.waiting) + max(0, -lease.tokens)
+    def _renew(self, key: str, lease: _Lease, rate: float, burst: int) -> None:
+        """A lease past its TTL that still holds tokens: keep one lease's worth, hand the rest back
+        and top it up in the background (no Ray call when there is nothing to hand back or take)."""
+        size = self.lease_size(rate, burst)
+        if lease.tokens > size:
+            lease.returned += lease.tokens - size
+            lease.tokens = size
+        if lease.tokens < size or lease.returned:
+            self._start_fetch(key, lease, rate, burst, want=size - lease.tokens)
+        else:
+            lease.expires = time.monotonic() + self.lease_ttl_s
+
+    def _start_fetch(
+        self, key: str, lease: _Lease, rate: float, burst: int, want: int | None = None
+    ) -> asyncio.Task[None]:
+        """Ask the actor for ``want`` tokens (default: a lease's worth plus what waits, plus any debt),
+        handing back ``lease.returned``."""
+        if want is None:
+            want = min(int(burst), self.lease_size(rate, burst) + lease.waiting) + max(0, -lease.tokens)
         task = asyncio.ensure_future(self._fetch(key, lease, want, rate, burst))
         task.add_done_callback(_retrieve)  # a prefetch nobody awaits must not warn
         lease.fetch = task

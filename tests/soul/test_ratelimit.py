@@ -80,19 +80,27 @@ def test_shared_limiter_holds_one_bucket_across_replicas(ray_cluster: None) -> N
     assert 10 <= accepted <= 10 + 5.0 * elapsed + 1
 
 
-def test_unused_leased_tokens_go_back_to_the_shared_bucket(ray_cluster: None) -> None:
-    """A lease that expires unused (a slow replica) does not waste the rate: its tokens return with
-    the replica's next fetch. Without that, the second acquire below would find the bucket empty."""
+def test_a_stale_lease_is_spent_at_once_and_its_surplus_goes_back_to_the_shared_bucket(ray_cluster: None) -> None:
+    """After a pause, a replica's next request spends the tokens it holds without waiting for the
+    actor (the renewal runs in the background), and what the lease holds beyond one lease's worth
+    goes back to the shared bucket with that renewal, where another replica can take it."""
     key = f"returned-{time.time_ns()}"
 
     async def run() -> None:
-        replica = SharedRateLimiter(lease_s=10.0, lease_ttl_s=0.3)
-        await replica.acquire(key, 1.0, 10)  # leases all 10 tokens of the bucket, uses one
-        await asyncio.sleep(0.5)  # the 9 left expire here, unused
-        await replica.acquire(key, 1.0, 10)  # only ~0.5 refilled: succeeds on the 9 put back
-        replica.adjust(key, 3)  # a late settle (lease alive): back into the lease
-        for _ in range(3 + 7):
-            await replica.acquire(key, 1.0, 10)
+        a = SharedRateLimiter(lease_s=2.0, lease_ttl_s=0.3)  # rate 0.5/s: a lease is 1 token
+        await a.acquire(key, 0.5, 10)  # a lease of 2 (one lease + the one waiting), one spent
+        await SharedRateLimiter().acquire(key, 0.5, 10, n=8)  # another replica drains the bucket
+        a.adjust(key, 6)  # a reservation settled with 6 unused tokens, while the lease is alive: 7 held
+        await asyncio.sleep(0.4)  # the lease is now older than its TTL
+        await a.acquire(key, 0.5, 10)
+        renewal = a._leases[key].fetch
+        assert renewal is not None and not renewal.done(), "the request waited for the actor"
+        await renewal  # hands back 5 (6 held, one lease's worth kept)
+        assert a._leases[key].tokens == 1
+        # The bucket refilled by about 0.25 tokens: 5 are there only because they were handed back.
+        await SharedRateLimiter().acquire(key, 0.5, 10, n=5)
+        with pytest.raises(RateLimitError):
+            await SharedRateLimiter().acquire(key, 0.5, 10, n=2)
 
     asyncio.run(run())
 
