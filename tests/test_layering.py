@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "mnemos._model": 0,
     "mnemos._actors": 0,
     "mnemos._deps": 0,
+    "mnemos._gil": 0,
     "mnemos._heap": 0,
     "mnemos._master_key": 0,
     "mnemos._version": 0,

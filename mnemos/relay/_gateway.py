@@ -14,6 +14,7 @@ import time
 import uuid
 from typing import Any
 
+from mnemos._gil import paced
 from mnemos.config import Settings
 from mnemos.engram import Engram
 from mnemos.errors import BadRequestError, UnavailableError
@@ -107,7 +108,7 @@ class Gateway:
 
     def _write_lineage(self, records: list[tuple[float, str, Route, Any, dict[str, Any]]]) -> None:
         """Build the events of ``records`` (off the event loop) and write them with what is buffered."""
-        for at, rid, route, principal, attrs in records:
+        for at, rid, route, principal, attrs in paced(records):  # the loop keeps the GIL meanwhile
             events = self._events(rid, route, principal, attrs)
             for ev in events:
                 ev["ts"] = at

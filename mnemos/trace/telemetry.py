@@ -35,6 +35,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from mnemos._actors import TRACE_COLLECTOR
 from mnemos._deps import require
+from mnemos._gil import paced
 from mnemos.errors import MissingDependencyError, UnavailableError, ValidationError
 from mnemos.trace._actors import ensure_named, ray_connected
 from mnemos.trace.metrics import TRACE_SPANS_DROPPED
@@ -151,7 +152,7 @@ class SpanShipper(SpanProcessor):
     ever blocks on Ray.
     """
 
-    def __init__(self, buffer_size: int = 2048, max_pending: int = 10_000, batch_size: int = 512,
+    def __init__(self, buffer_size: int = 2048, max_pending: int = 10_000, batch_size: int = 128,
                  interval: float = 0.5, max_inflight: int = 8) -> None:
         self.recent: deque[ReadableSpan] = deque(maxlen=buffer_size)
         self._pending: deque[ReadableSpan] = deque(maxlen=max_pending)
@@ -203,7 +204,8 @@ class SpanShipper(SpanProcessor):
                     if not done:
                         raise UnavailableError("the trace collector did not acknowledge in time")
                     continue
-                batch = [_span_dict(self._pending.popleft()) for _ in range(min(len(self._pending), self._batch_size))]
+                count = min(len(self._pending), self._batch_size)
+                batch = [_span_dict(span) for span in paced(self._pending.popleft() for _ in range(count))]
                 if self._collector is None:
                     self._collector = ensure()
                 self._inflight.append(self._collector.add.remote(batch))
