@@ -97,7 +97,10 @@ def _auth_env() -> dict[str, str]:
 
 
 def start_local(settings: Settings, *, timeout: float = 300.0) -> dict[str, Any]:
-    """Start a local Ray head on 127.0.0.1 in its own process group, with token auth, and record it.
+    """Start a local Ray head in its own process group, with token auth, and record it.
+
+    Ray binds the machine's address whatever ``--node-ip-address`` says (it resolves 127.0.0.1 away);
+    the token guards those ports (docs/guides/security.md, "What `mnemos up` listens on").
 
     The token comes from Ray's standard places (generated into ``~/.ray/auth_token`` when there is
     none, never replacing one); a copy in ``$MNEMOS_HOME/ray-token`` (0600) serves MNEMOS's clients.

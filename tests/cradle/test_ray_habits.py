@@ -1,5 +1,6 @@
 """`mnemos up` → `down` → `up` in new shells: resources survive it, and Ray's own habits work after
 `mnemos up` (`ray.init()`, `ray status`, `ray job submit`) and after `down` (a plain init starts fresh).
+A driver that knows the cluster's address but not its token runs nothing.
 
 Each step runs as a fresh process with a private HOME (for ``~/.ray``), a private Ray temp dir
 (``RAY_TMPDIR``, for ``ray_current_cluster``) and a private MNEMOS_HOME, so other clusters on this
@@ -74,6 +75,18 @@ def _mnemos(env: dict[str, str], *args: str) -> str:
     return _ok(_run(env, str(BIN / "python"), "-m", "mnemos", *args))
 
 
+def _driver_without_token(ray_address: str) -> subprocess.CompletedProcess[str]:
+    """A Ray driver on this machine that knows the cluster's address (the machine's, where Ray's
+    servers listen) but not its token: its own HOME, no ``RAY_*`` variables. It tries to run code."""
+    home = tempfile.mkdtemp(prefix="rp", dir="/tmp")
+    try:
+        task = "ray.get(ray.remote(lambda: 'ran ' + 'code').remote())"
+        code = f"import ray; ray.init(address={ray_address!r}); print({task})"
+        return _run(_clean_env(HOME=home, RAY_TMPDIR=home), str(BIN / "python"), "-c", code, timeout=180)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # about 2-3 min; up to 10 on a machine shared by many test runs
 def test_up_down_up_keeps_resources_and_ray_tools_work_after_up(shell: dict[str, str]) -> None:
@@ -101,6 +114,12 @@ def test_up_down_up_keeps_resources_and_ray_tools_work_after_up(shell: dict[str,
     before = json.loads(_mnemos(shell, "get", "policy", "-o", "json"))
     status = json.loads(_mnemos(shell, "status", "-o", "json"))
     assert status["connected"] is True and status["control_plane"]["genome"] == "ALIVE"
+
+    # 0. Ray listens on the machine's address, not 127.0.0.1: without the token it runs nothing there.
+    ray_address = address_file.read_text().strip()
+    stranger = _driver_without_token(ray_address)
+    assert stranger.returncode != 0 and "ran code" not in stranger.stdout, stranger.stdout[-2000:]
+    assert "InvalidAuthToken" in stranger.stderr, stranger.stderr[-2000:]  # refused for the token, not by chance
 
     # 1. `import ray` first, then MNEMOS: no export needed.
     code = "import ray, mnemos; mnemos.connect(); print(ray.get_runtime_context().gcs_address)"
