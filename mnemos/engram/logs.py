@@ -59,7 +59,7 @@ def append(engram: SegmentStore, log: str, records: list[dict[str, Any]]) -> str
     """Write ``records`` as one new segment of ``log``; return the segment key."""
     validate_key(log, what="log")
     key = f"{log}/{new_segment_id()}.json"
-    engram.write_bytes(key, to_json(records))  # pydantic-core: a fifth of json.dumps's time, the GIL held
+    engram.write_bytes(key, to_json(records))  # pydantic-core: about a quarter of json.dumps's time, the GIL held
     return key
 
 

@@ -19,6 +19,7 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -92,9 +93,16 @@ def _ask(url: str) -> bool:
 
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=15)
     try:
-        answer = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "still here"}])
+        raw = client.chat.completions.with_raw_response.create(
+            model=MODEL, messages=[{"role": "user", "content": "still here"}]
+        )
     except openai.OpenAIError:
         return False
+    try:
+        answer = raw.parse()
+    except ValueError as exc:  # a 2xx whose body is not a completion is the gateway's bug, not a refusal
+        status = raw.http_response.status_code
+        raise RuntimeError(f"HTTP {status} with a body that is not a completion: {raw.text[:500]!r}") from exc
     return "here" in (answer.choices[0].message.content or "")
 
 
@@ -124,7 +132,10 @@ def _cli_status(url: str) -> list[dict[str, Any]]:
     result = CliRunner().invoke(app, ["status", "-o", "json"], env={"MNEMOS_URL": url})
     if result.exit_code != 0:
         raise RuntimeError(f"mnemos status failed ({result.exit_code}): {result.output[-2000:]}")
-    return list(json.loads(result.stdout)["nodes"])
+    try:
+        return list(json.loads(result.stdout)["nodes"])
+    except ValueError as exc:
+        raise RuntimeError(f"mnemos status -o json printed no JSON: {result.output[-2000:]!r}") from exc
 
 
 def main(out: str) -> None:
@@ -217,6 +228,9 @@ def main(out: str) -> None:
         report["nodeBack"] = back.node_id
         report["statusAfterNodeBack"] = _cli_status(url)
         report["afterNodeBack"] = jobs.results(jobs.submit_many(f"{T}:add", [(i, 1) for i in range(20)]), timeout=300)
+    except BaseException:
+        report["error"] = traceback.format_exc()  # whole: the test shows it, stderr's tail may be Ray's noise
+        raise
     finally:
         with open(out, "w") as fh:
             json.dump(report, fh)

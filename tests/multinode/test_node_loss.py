@@ -34,6 +34,7 @@ def test_jobs_and_models_survive_a_lost_node_and_follow_their_selectors(tmp_path
     )  # fmt: skip
     assert out.exists(), proc.stderr[-4000:]
     report = json.loads(out.read_text())
+    assert "error" not in report, report["error"]  # the driver's own traceback, whole
     assert proc.returncode == 0, (report, proc.stderr[-4000:])
     assert report["placement"] == {"cpu-a": ["cpu"], "gpu-a": ["nvidia"]}  # each pool on its labelled nodes
     assert report["gpuJobNode"] == "nvidia"
