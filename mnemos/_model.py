@@ -17,6 +17,7 @@ __all__ = [
     "CoreModel",
     "Duration",
     "json_body",
+    "parse_json",
     "positive_duration_schema",
     "to_validation_error",
     "validate_json",
@@ -140,15 +141,25 @@ def _set_integer(data: Any, loc: tuple[int | str, ...]) -> bool:
     return True
 
 
+def parse_json(raw: bytes, param: str | None = None) -> Any:
+    """A request body's JSON value, or a 400 naming ``param`` that says why it is not JSON: bad
+    syntax, bytes that are not UTF-8 text, or nesting deeper than the parser's recursion limit (a
+    body of ``{"a":{"a":…`` a few thousand deep is an attack, not a request)."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BadRequestError(f"the request body is not valid JSON: {exc.msg}", param=param) from None
+    except UnicodeDecodeError:  # bytes that are not UTF-8 (or -16/-32) text
+        raise BadRequestError("the request body is not valid JSON: not UTF-8 text", param=param) from None
+    except RecursionError:
+        raise BadRequestError("the request body nests too deeply (arrays and objects within each other "
+                              "about a thousand levels down); send a flatter document", param=param) from None
+
+
 def json_body(model: type[M], raw: bytes, prefix: str = "") -> M:
     """A request body (``raw`` bytes, empty meaning ``{}``) as a ``model``: 400 when it is not a
-    JSON object, else ``validate_json`` (422 naming the field)."""
-    try:
-        data = json.loads(raw) if raw.strip() else {}
-    except json.JSONDecodeError as exc:
-        raise BadRequestError(f"the request body is not valid JSON: {exc.msg}", param=prefix or None) from None
-    except UnicodeDecodeError:
-        raise BadRequestError("the request body is not valid JSON: not UTF-8 text", param=prefix or None) from None
+    JSON object (``parse_json``), else ``validate_json`` (422 naming the field)."""
+    data = parse_json(raw, prefix or None) if raw.strip() else {}
     if not isinstance(data, dict):
         raise BadRequestError("the request body must be a JSON object ({...})", param=prefix or None)
     return validate_json(model, data, prefix)

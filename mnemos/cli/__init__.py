@@ -103,6 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
+    except RecursionError:  # a file or value nested thousands deep, read by a parser that recurses
+        typer.echo("error: the input nests too deeply (lists or mappings within each other about a thousand "
+                   "levels down); write a flatter document", err=True)
+        sys.exit(2)
     except Exception as exc:
         if _is_click_error(exc):  # usage errors: unknown command, bad option
             exc.show()  # type: ignore[attr-defined]

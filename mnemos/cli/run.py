@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -82,6 +83,10 @@ def run(
     from mnemos.cli._session import event_position
 
     params = parse_params(param)
+    if Path(file).exists():  # a broken file fails now, not after an embedded cluster has started for it
+        from mnemos.synkron._plan import load_pipeline
+
+        load_pipeline(None, file)
     client = _client()
     after = event_position(client) if follow and not detach else None  # before the run starts: nothing missed
     handle = client.pipelines.run(file, params, progress=False, wait=False, cache=not no_cache)

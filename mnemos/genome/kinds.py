@@ -68,6 +68,9 @@ def parse_documents(text: str, source: str = "") -> list[Resource]:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         raise BadRequestError(f"{source or 'input'}: not valid YAML: {exc}") from None
+    except RecursionError:  # the parser recurses per level: thousands of nested [ or { exhaust the stack
+        raise BadRequestError(f"{source or 'input'}: nests too deeply (lists and mappings within each other "
+                              "about a thousand levels down); write a flatter document") from None
     out: list[Resource] = []
     for doc in docs:
         if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):

@@ -32,7 +32,6 @@ Errors have the OpenAI shape ``{"error": {message, type, param, code}}``.
 from __future__ import annotations
 
 import asyncio
-import json
 import types
 from collections.abc import Callable
 from enum import Enum
@@ -41,7 +40,7 @@ from typing import Any
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import Field
 
-from mnemos._model import CoreModel
+from mnemos._model import CoreModel, parse_json
 from mnemos.config import Settings
 from mnemos.engram import Engram
 from mnemos.errors import BadRequestError, MnemosError, NotFoundError, UnavailableError, ValidationError
@@ -145,12 +144,7 @@ async def _json(request: Request) -> Any:
     raw = await request.body()
     if not raw.strip():
         raise BadRequestError("a JSON request body is required", param="body")
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BadRequestError(f"the request body is not valid JSON: {exc.msg}", param="body") from None
-    except UnicodeDecodeError:  # bytes that are not UTF-8 (or -16/-32) text
-        raise BadRequestError("the request body is not valid JSON: not UTF-8 text", param="body") from None
+    return parse_json(raw, "body")
 
 
 def _model_body(model: type[CoreModel], doc: Any) -> Any:

@@ -16,10 +16,13 @@ def _call(fd: Any, method: str, path: str, who: str | None, **kw: Any) -> httpx.
     return httpx.request(method, fd.url + path, headers=headers, timeout=60, **kw)
 
 
+_ERROR_FIELDS = {"message", "type", "param", "code"}
+
+
 def _error(resp: httpx.Response, status: int, param: str | None = None) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
     error = resp.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    assert set(error) == _ERROR_FIELDS and error["message"]
     if param is not None:
         assert error["param"] == param, error
     return error  # type: ignore[no-any-return]
@@ -95,6 +98,28 @@ def test_bad_input_is_4xx_naming_the_field(frontdoor: Any) -> None:
     _error(_call(frontdoor, "GET", MODELS.replace("models", "gizmos"), "viewer"), 404, "plural")
     _error(_call(frontdoor, "POST", MODELS, "operator", json=model_doc("g"), params={"generation": -1}), 422,
            "generation")  # fmt: skip
+
+
+def test_a_body_nested_thousands_deep_is_a_400_on_every_route_that_takes_one(frontdoor: Any) -> None:
+    """Python's JSON parser recurses: a body of ``{"a":{"a":…`` thousands deep once took five routes
+    to a 500 (RecursionError). Every POST and PUT route the gateway publishes must refuse it as bad
+    input, closed or not, sent by a caller whose verbs let the body be read (the admin)."""
+    import re
+
+    paths = _call(frontdoor, "GET", "/openapi.json", "admin").json()["paths"]
+    routes = [(method.upper(), re.sub(r"\{[^}]+\}", "x", path)) for path, ops in paths.items()
+              for method in ops if method in ("post", "put")]  # fmt: skip
+    assert len(routes) >= 12 and ("POST", "/v1/jobs") in routes and ("PUT", "/v1/secrets/x/x") in routes
+    depth = 5000
+    bodies = {"closed": b'{"a":' * depth + b"1" + b"}" * depth, "open": b'{"a":' * depth}
+    headers = {"Authorization": f"Bearer {frontdoor.keys['admin']}", "content-type": "application/json"}
+    wrong = []
+    for method, path in routes:
+        for shape, body in bodies.items():
+            resp = httpx.request(method, frontdoor.url + path, content=body, headers=headers, timeout=60)
+            if not 400 <= resp.status_code < 500 or set(resp.json().get("error") or ()) != _ERROR_FIELDS:
+                wrong.append((method, path, shape, resp.status_code, resp.text[:200]))
+    assert not wrong, wrong
 
 
 def test_validate_diff_schema_status_whoami(frontdoor: Any) -> None:

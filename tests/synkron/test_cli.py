@@ -112,6 +112,31 @@ def test_cli_errors(env, pipelines) -> None:
     assert code == 3 and "error: no lineage for 'nothing-here'" in out
 
 
+def test_a_broken_pipeline_file_fails_before_any_cluster_is_reached(tmp_path: Path) -> None:
+    """``mnemos run FILE`` reads the file first: a typo, a second document or a file nested thousands
+    deep is an error naming it, with no traceback, and no Ray cluster is started or dialled for it
+    (the address given here has nothing listening: reaching for it would fail differently)."""
+    import os
+    import subprocess
+    import sys
+
+    from synkron_support import REPO
+
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("apiVersion: synkron.mnemos.dev/v1\nkind: Pipeline\nmetadata: {name: t}\n"
+                    "spec: {stepz: []}\n")  # fmt: skip
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("spec: " + "[" * 5000 + "]" * 5000 + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MNEMOS_"))}
+    env.update(MNEMOS_HOME=str(tmp_path / "home"), MNEMOS_RAY_ADDRESS="127.0.0.1:9")
+    for path, says in ((typo, "stepz"), (deep, "nests too deeply")):
+        proc = subprocess.run([sys.executable, "-m", "mnemos", "run", str(path)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert proc.stderr.startswith(f"error: {path}") and says in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr and not (tmp_path / "home").exists()
+
+
 def test_spaces_search_cli(env, served, tmp_path: Path) -> None:
     from synkron_support import model_pipeline
 
