@@ -229,6 +229,26 @@ def resolve_address(address: str | None, settings: Settings) -> str | None:
     return info["address"] if info else None
 
 
+_REACH_TIMEOUT_S = 5.0
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast when nothing listens at ``address`` (``host:port`` or ``ray://host:port``): Ray
+    itself retries a dead address for minutes, printing only its own warnings."""
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or "/" in hostport:  # "auto", "local" and the like: Ray resolves them
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=_REACH_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__).lower()
+        raise UnavailableError(
+            f"no Ray cluster answers at {address} ({reason}); start one with `mnemos up`, or point "
+            "ray.address (MNEMOS_RAY_ADDRESS) at a running head"
+        ) from None
+
+
 def init_ray(address: str | None, settings: Settings) -> None:
     """Connect this process to Ray (a no-op when it already is).
 
@@ -252,6 +272,7 @@ def init_ray(address: str | None, settings: Settings) -> None:
     kwargs: dict[str, Any] = {"namespace": NAMESPACE, "log_to_driver": False, "logging_level": "WARNING"}
     try:
         if target:
+            _check_reachable(target)
             ray.init(address=target, **kwargs)
         else:
             # address="local": always a new cluster, never one that happens to run on this machine.

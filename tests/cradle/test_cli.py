@@ -50,6 +50,18 @@ def test_errors_are_messages_not_tracebacks(tmp_path: Path, args: tuple[str, ...
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
+def test_a_ray_address_where_nothing_listens_is_an_error_at_once(tmp_path: Path) -> None:
+    """Ray retries a dead address for minutes (printing only its own warnings); the CLI says which
+    address and what to do. Port 9 (discard) has no listener here; the timeout is far below Ray's."""
+    for address in ("127.0.0.1:9", "ray://127.0.0.1:9"):
+        env = {**os.environ, "MNEMOS_HOME": str(tmp_path), "MNEMOS_RAY_ADDRESS": address}
+        proc = subprocess.run([sys.executable, "-m", "mnemos", "jobs", "list"], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert proc.returncode == 10, proc.stdout + proc.stderr
+        assert f"error: no Ray cluster answers at {address} (connection refused)" in proc.stderr
+        assert "mnemos up" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_validate_reports_the_field_path(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
