@@ -214,15 +214,23 @@ class Meter:
                 self.governor.settle(ticket, *usage)
 
 
+_MAX_COUNT = 10**9  # tokens one answer can plausibly report
+
+
 def _usage_of(content: bytes) -> tuple[int, int] | None:
-    """``(prompt, completion)`` from an answer's ``usage``; None when it has none."""
+    """``(prompt, completion)`` from an answer's ``usage``; None when it has none, or when its counts
+    are not whole numbers from 0 to a billion (an upstream's garbage, or a negative count that would
+    hand tokens and spend back, is charged as a missing count: the reservation)."""
     try:
         usage = from_json(content).get("usage")
     except (ValueError, AttributeError):
         return None
     if not isinstance(usage, dict):
         return None
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    counts = (usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+    if not all(type(n) is int and 0 <= n <= _MAX_COUNT for n in counts):
+        return None
+    return counts
 
 
 def _stream_usage(data: bytes) -> tuple[int, int] | None:

@@ -36,7 +36,7 @@ import aiohttp
 from fastapi.responses import Response
 from pydantic_core import from_json, to_json
 
-from mnemos.errors import NotFoundError, UnavailableError, UpstreamError
+from mnemos.errors import NotFoundError, RateLimitError, UnavailableError, UpstreamError
 from mnemos.genome import Adapter
 from mnemos.relay._responses import ClosingStream
 
@@ -165,12 +165,14 @@ class AdapterRouter:
 
         Raises:
             NotFoundError: no adapter of the chain serves ``path``.
-            UpstreamError: every adapter failed (connection errors, timeouts, 429/5xx).
+            RateLimitError: every adapter failed and the last one answered 429 (its ``Retry-After`` kept).
+            UpstreamError: every adapter failed (connection errors, timeouts, 5xx, redirects).
         """
         first = self.models.get(model)
         chain = self._chain(first) if first else []
         failures: list[str] = []
         served = False
+        limited: float | None = None  # the last answer was a 429: retry after this many seconds
         for target in chain:
             if target.spec.type != "http":
                 failures.append(f"{target.name}: type {target.spec.type} adapters are not routed (only http)")
@@ -189,28 +191,45 @@ class AdapterRouter:
                     response = await self._send(target, path, payload, headers, timeout, stream)
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                     failures.append(f"{target.name}: {_failure(exc)}")
+                    limited = None
                     continue
-                if response is None:
-                    failures.append(f"{target.name}: retryable status")
-                    continue
+                if isinstance(response, _Refused):
+                    failures.append(f"{target.name}: {response.why}")
+                    limited = response.retry_after if response.status == 429 else None
+                    if response.retry:
+                        continue
+                    break  # a redirect: the same again would be redirected again
                 return response, target.name
         if not served:
             detail = f" ({'; '.join(failures)})" if failures else ""
             raise NotFoundError(f"no adapter for model {model!r} serves {path}{detail}", param="model")
-        raise UpstreamError(f"model {model!r}: every upstream failed ({'; '.join(failures[-6:])})")
+        detail = "; ".join(failures[-6:])
+        if limited is not None:  # OpenAI clients back off on a 429 and its Retry-After, not on a 502
+            raise RateLimitError(f"model {model!r}: the upstream is rate limiting ({detail}); retry after "
+                                 f"{limited:g}s", param="model", retry_after=limited)  # fmt: skip
+        raise UpstreamError(f"model {model!r}: every upstream failed ({detail})")
 
     async def _send(
         self, target: _Target, path: str, payload: dict[str, Any], headers: dict[str, str], timeout: float, stream: bool
-    ) -> Response | None:
-        """One attempt: the response to return, or None when the status is worth a retry."""
+    ) -> Response | _Refused:
+        """One attempt: the response to return, or why not (a status worth a retry, or a redirect).
+
+        Redirects are not followed: an upstream could otherwise point the gateway at any address
+        it can reach (its own dashboard, a cloud metadata service) and have the answer relayed.
+        """
         upstream = await self.session.post(
             target.url(path), data=to_json(payload), headers={**headers, "content-type": "application/json"},
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
+            allow_redirects=False,
         )  # fmt: skip
-        if upstream.status in RETRY_STATUSES:
+        if upstream.status in RETRY_STATUSES or 300 <= upstream.status < 400:
             upstream.close()
             logger.info("relay: adapter %s answered %s for %s", target.name, upstream.status, path)
-            return None
+            if upstream.status < 400:
+                return _Refused(upstream.status, f"answered a redirect ({upstream.status}), which adapters do not "
+                                "follow: set its baseUrl to the final address", retry=False)  # fmt: skip
+            return _Refused(upstream.status, f"answered {upstream.status}",
+                            retry_after=_retry_after(upstream.headers.get("retry-after")))  # fmt: skip
         if not stream or upstream.status >= 400:
             try:
                 content = await upstream.read()
@@ -226,6 +245,22 @@ class AdapterRouter:
             media_type=upstream.headers.get("content-type", "text/event-stream"),
             headers={},
         )
+
+
+class _Refused:
+    """An upstream answer not relayed: ``why`` in words, whether to try again, its Retry-After."""
+
+    def __init__(self, status: int, why: str, *, retry: bool = True, retry_after: float = 1.0) -> None:
+        self.status, self.why, self.retry, self.retry_after = status, why, retry, retry_after
+
+
+def _retry_after(value: str | None) -> float:
+    """A ``Retry-After`` in seconds (1 when absent, a date, or not a number; at most an hour)."""
+    try:
+        seconds = float(value or "")
+    except ValueError:
+        return 1.0
+    return min(max(seconds, 0.001), 3600.0) if seconds == seconds else 1.0
 
 
 def _failure(exc: BaseException) -> str:

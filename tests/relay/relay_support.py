@@ -118,6 +118,7 @@ class Upstream:
     def reset(self) -> None:
         with self.lock:
             self.fail_next = 0
+            self.fail_status = 503
             self.always_fail = False
             self.requests.clear()
 
@@ -135,7 +136,8 @@ class Upstream:
                 )
                 if self.always_fail or self.fail_next > 0:
                     self.fail_next = max(0, self.fail_next - 1)
-                    return JSONResponse({"detail": "overloaded"}, status_code=self.fail_status)
+                    return JSONResponse({"detail": "overloaded"}, status_code=self.fail_status,
+                                        headers={"Retry-After": "7"} if self.fail_status == 429 else None)  # fmt: skip
             return None
 
         @app.post("/v1/chat/completions")
@@ -146,6 +148,8 @@ class Upstream:
                 return failed
             if body.get("user") == "echo":  # a debugging proxy that echoes the request it got, headers too
                 return JSONResponse({"detail": "bad request", "headers": dict(request.headers)}, status_code=400)
+            if str(body.get("user")).startswith("redirect:"):  # a 307 keeps the POST, body and all
+                return Response(status_code=307, headers={"Location": str(body["user"])[len("redirect:"):]})
             if body.get("user") == "refused":
                 return JSONResponse(
                     {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -101,6 +102,44 @@ def test_adapter_falls_back_to_the_second_upstream(relay: Relay, routed: tuple[U
     error = assert_openai_error(failed, 502, code="upstream_error", type_="server_error")
     assert "up-a" in error["message"] and "up-b" in error["message"]
     assert "sk-a-test" not in failed.text
+
+
+def test_an_upstream_redirect_is_not_followed(relay: Relay, routed: tuple[Upstream, Upstream]) -> None:
+    """An upstream's redirect would otherwise point the gateway at any address it reaches (here the
+    other upstream; on a cluster its dashboard or a metadata service) and relay what it says."""
+    a, b = routed
+    body = {"model": "b-only", "messages": ASK, "user": f"redirect:{a.url}/chat/completions"}
+    refused = httpx.post(f"{relay.url}/v1/chat/completions", json=body)
+    error = assert_openai_error(refused, 502, code="upstream_error", type_="server_error")
+    assert "redirect (307)" in error["message"] and "baseUrl" in error["message"], error
+    assert len(b.requests) == 1 and not a.requests  # asked once, not again, and the target never reached
+
+
+def test_an_upstream_429_reaches_the_client_as_a_429_with_its_retry_after(
+    relay: Relay, routed: tuple[Upstream, Upstream]
+) -> None:
+    a, b = routed
+    for upstream in (a, b):
+        upstream.fail_status, upstream.always_fail = 429, True
+    limited = httpx.post(f"{relay.url}/v1/chat/completions", json={"model": "remote-chat", "messages": ASK})
+    error = assert_openai_error(limited, 429, code="rate_limit_exceeded", type_="rate_limit_error", param="model")
+    assert limited.headers["retry-after"] == "7" and "up-a: answered 429" in error["message"]
+    assert len(a.requests) == 3 and len(b.requests) == 1  # retried, then the fallback, as for a 503
+    b.fail_status = 503  # the last word was a 503: the answer is a 502, not a 429
+    assert_openai_error(httpx.post(f"{relay.url}/v1/chat/completions", json={"model": "remote-chat", "messages": ASK}),
+                        502, code="upstream_error", type_="server_error")  # fmt: skip
+
+
+def test_usage_an_upstream_reports_counts_only_when_it_is_whole_and_plausible() -> None:
+    """Negative counts would hand tokens and spend back to a key; strings took the request to a 500."""
+    from mnemos.relay._metering import _usage_of
+
+    def usage(prompt: Any, completion: Any) -> tuple[int, int] | None:
+        return _usage_of(json.dumps({"usage": {"prompt_tokens": prompt, "completion_tokens": completion}}).encode())
+
+    assert usage(12, 30) == (12, 30) and usage(None, 3) == (0, 3)
+    for prompt, completion in ((-1_000_000, 5), (3, -1), ("lots", 1), (1, 1e30), (2.5, 1), (True, 1), (10**12, 1)):
+        assert usage(prompt, completion) is None, (prompt, completion)
 
 
 def test_unreachable_upstream_and_missing_secret(relay: Relay) -> None:
