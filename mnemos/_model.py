@@ -16,6 +16,7 @@ __all__ = [
     "POSITIVE_DURATION_PATTERN",
     "CoreModel",
     "Duration",
+    "TOO_DEEP",
     "json_body",
     "parse_json",
     "positive_duration_schema",
@@ -141,6 +142,11 @@ def _set_integer(data: Any, loc: tuple[int | str, ...]) -> bool:
     return True
 
 
+TOO_DEEP = ("nests too deeply (lists and objects within each other about a thousand levels down); "
+            "write a flatter document")
+"""What the parsers of JSON and YAML input say of a document that exhausts Python's recursion."""
+
+
 def parse_json(raw: bytes, param: str | None = None) -> Any:
     """A request body's JSON value, or a 400 naming ``param`` that says why it is not JSON: bad
     syntax, bytes that are not UTF-8 text, or nesting deeper than the parser's recursion limit (a
@@ -152,8 +158,7 @@ def parse_json(raw: bytes, param: str | None = None) -> Any:
     except UnicodeDecodeError:  # bytes that are not UTF-8 (or -16/-32) text
         raise BadRequestError("the request body is not valid JSON: not UTF-8 text", param=param) from None
     except RecursionError:
-        raise BadRequestError("the request body nests too deeply (arrays and objects within each other "
-                              "about a thousand levels down); send a flatter document", param=param) from None
+        raise BadRequestError(f"the request body {TOO_DEEP}", param=param) from None
 
 
 def json_body(model: type[M], raw: bytes, prefix: str = "") -> M:

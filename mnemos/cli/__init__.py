@@ -12,7 +12,7 @@ import sys
 import typer
 
 from mnemos._deps import optional
-from mnemos.errors import MnemosError
+from mnemos.errors import BadRequestError, MnemosError
 
 __all__ = ["app", "main"]
 
@@ -104,9 +104,11 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("aborted", err=True)
         sys.exit(130)
     except RecursionError:  # a file or value nested thousands deep, read by a parser that recurses
-        typer.echo("error: the input nests too deeply (lists or mappings within each other about a thousand "
-                   "levels down); write a flatter document", err=True)
-        sys.exit(2)
+        from mnemos._model import TOO_DEEP  # pydantic: imported only when needed, like the commands
+
+        error = BadRequestError(f"the input {TOO_DEEP}")
+        typer.echo(f"error: {error.message}", err=True)
+        sys.exit(error.exit_code)
     except Exception as exc:
         if _is_click_error(exc):  # usage errors: unknown command, bad option
             exc.show()  # type: ignore[attr-defined]

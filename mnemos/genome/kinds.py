@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError as PydanticValidationError
 
-from mnemos._model import to_validation_error
+from mnemos._model import TOO_DEEP, to_validation_error
 from mnemos.errors import BadRequestError, NotFoundError, ValidationError
 from mnemos.genome._base import Resource
 from mnemos.genome.adapter import Adapter
@@ -69,8 +69,7 @@ def parse_documents(text: str, source: str = "") -> list[Resource]:
     except yaml.YAMLError as exc:
         raise BadRequestError(f"{source or 'input'}: not valid YAML: {exc}") from None
     except RecursionError:  # the parser recurses per level: thousands of nested [ or { exhaust the stack
-        raise BadRequestError(f"{source or 'input'}: nests too deeply (lists and mappings within each other "
-                              "about a thousand levels down); write a flatter document") from None
+        raise BadRequestError(f"{source or 'input'}: {TOO_DEEP}") from None
     out: list[Resource] = []
     for doc in docs:
         if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):
