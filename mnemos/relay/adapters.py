@@ -30,6 +30,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -247,11 +248,14 @@ class AdapterRouter:
         )
 
 
+@dataclass(frozen=True)
 class _Refused:
     """An upstream answer not relayed: ``why`` in words, whether to try again, its Retry-After."""
 
-    def __init__(self, status: int, why: str, *, retry: bool = True, retry_after: float = 1.0) -> None:
-        self.status, self.why, self.retry, self.retry_after = status, why, retry, retry_after
+    status: int
+    why: str
+    retry: bool = True
+    retry_after: float = 1.0
 
 
 def _retry_after(value: str | None) -> float:
