@@ -34,6 +34,7 @@ from mnemos.relay.model_status import (
     artifact_problem,
     serve_applications,
     serve_replicas,
+    status_record,
     with_replicas,
 )
 from mnemos.trace.events import publish as announce
@@ -201,8 +202,14 @@ class RelayController:
                 self._models[name] = route
             self._version += 1
             self._cond.notify_all()
+        self._report(name, route)
+
+    def _report(self, name: str, route: dict[str, Any] | None) -> None:
+        """Write Model ``name``'s status record and announce it (``model.status``: the routing entry
+        with the record's ``phase``, ``reason``, ``message`` and live replica counts on top)."""
         self._statuses.write(name, route)
-        announce("model.status", f"model/{name}", **(route or {"name": name, "status": "deleted"}))
+        data = {**route, **status_record(name, route)} if route is not None else {"name": name, "status": "deleted"}
+        announce("model.status", f"model/{name}", **data)
 
     @staticmethod
     def _live_replicas() -> dict[str, tuple[int, int | None]]:
@@ -233,7 +240,7 @@ class RelayController:
                 with self._cond:
                     current = self._models.get(name)  # a reconcile may have published since
                 if current is not None:
-                    self._statuses.write(name, current)
+                    self._report(name, current)
 
     def _genome(self) -> Any:
         from mnemos.genome.service import ensure

@@ -17,6 +17,8 @@ import ray
 from relay_support import MODEL_SERVER, Relay, wait_until
 from tests_support import model_doc
 
+from mnemos.trace import events
+
 NAME = "rolling"
 
 
@@ -115,6 +117,7 @@ def test_status_counts_live_replicas(relay: Relay, tiny_chat_ref: str) -> None:
     replicas = [a for a in ray.util.list_named_actors(all_namespaces=True)
                 if a["name"].startswith(f"SERVE_REPLICA::model-{NAME}#")]  # fmt: skip
     assert len(replicas) == 1, replicas
+    after = ray.get(events.bus().last.remote())
     ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=True)
     try:
         status = wait_until(lambda: when(card, (0, 1)), timeout=60, interval=0.05)
@@ -124,5 +127,11 @@ def test_status_counts_live_replicas(relay: Relay, tiny_chat_ref: str) -> None:
         assert _model_row(model, record)[3:] == ("False", "0/1", "NoReadyReplica")  # READY, REPLICAS, REASON
         status = wait_until(lambda: when(card, (1, 1)), timeout=120)  # Serve replaced it
         assert (status["phase"], status["reason"]) == ("Ready", "Ready"), status
+        # Each change was announced, so a console page and `mnemos get models --watch` follow it live.
+        events.flush()
+        seen = [(e["data"]["phase"], e["data"]["ready_replicas"], e["data"]["desired_replicas"])
+                for e in events.watch(["model.status"], subject=f"model/{NAME}", after=after, timeout=3)
+                if e["type"] == "model.status"]  # fmt: skip
+        assert ("Deploying", 0, 1) in seen and seen[-1] == ("Ready", 1, 1), seen
     finally:
         relay.delete("Model", NAME)
