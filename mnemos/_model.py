@@ -31,7 +31,9 @@ class CoreModel(BaseModel):
     """Base of every resource and settings model.
 
     ``extra="forbid"`` is deliberate: a typo in YAML (``engin:``) is reported with its path
-    instead of being silently dropped. Fields are snake_case in Python and camelCase in YAML,
+    instead of being silently dropped. Numbers are finite: YAML's ``.inf``/``.nan`` (or JSON's
+    ``1e999``) in a price, budget or duration is refused with its path, not stored where every
+    later JSON answer that carries it would fail. Fields are snake_case in Python and camelCase in YAML,
     as in Kubernetes and the seed's Helm values; both spellings are accepted on input.
     """
 
@@ -40,6 +42,7 @@ class CoreModel(BaseModel):
         populate_by_name=True,
         alias_generator=to_camel,
         validate_assignment=True,
+        allow_inf_nan=False,
     )
 
     def dump(self) -> dict[str, Any]:
@@ -147,12 +150,31 @@ TOO_DEEP = ("nests too deeply (lists and objects within each other about a thous
 """What the parsers of JSON and YAML input say of a document that exhausts Python's recursion."""
 
 
+class _NotFinite(ValueError):
+    """``NaN``, ``Infinity`` or a number beyond a float's range in a JSON text."""
+
+
+def _not_a_number(name: str) -> float:
+    raise _NotFinite(name)  # Python's json takes NaN and Infinity; JSON (RFC 8259) has neither
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value - value != 0:  # inf or nan
+        raise _NotFinite(text)
+    return value
+
+
 def parse_json(raw: bytes, param: str | None = None) -> Any:
     """A request body's JSON value, or a 400 naming ``param`` that says why it is not JSON: bad
-    syntax, bytes that are not UTF-8 text, or nesting deeper than the parser's recursion limit (a
+    syntax, bytes that are not UTF-8 text, ``NaN``/``Infinity``/``1e999`` (no JSON number, and no
+    JSON answer could carry it back), or nesting deeper than the parser's recursion limit (a
     body of ``{"a":{"a":…`` a few thousand deep is an attack, not a request)."""
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_not_a_number, parse_float=_finite)
+    except _NotFinite as exc:
+        raise BadRequestError(f"the request body is not valid JSON: {exc} is not a finite number",
+                              param=param) from None  # fmt: skip
     except json.JSONDecodeError as exc:
         raise BadRequestError(f"the request body is not valid JSON: {exc.msg}", param=param) from None
     except UnicodeDecodeError:  # bytes that are not UTF-8 (or -16/-32) text

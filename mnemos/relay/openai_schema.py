@@ -46,9 +46,10 @@ def _strings(min_items: int, max_items: int) -> Any:
 
 
 class _Request(BaseModel):
-    """Base of request bodies: unknown fields are ignored (clients send extras RELAY does not use)."""
+    """Base of request bodies: unknown fields are ignored (clients send extras RELAY does not use);
+    ``NaN`` and ``Infinity`` are not numbers here (JSON has neither)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class _Response(BaseModel):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
+import yaml
 from tests_support import model_doc
 
 MODELS = "/apis/genome.mnemos.dev/v1/models"
@@ -120,6 +122,35 @@ def test_a_body_nested_thousands_deep_is_a_400_on_every_route_that_takes_one(fro
             if not 400 <= resp.status_code < 500 or set(resp.json().get("error") or ()) != _ERROR_FIELDS:
                 wrong.append((method, path, shape, resp.status_code, resp.text[:200]))
     assert not wrong, wrong
+
+
+def test_nan_and_infinity_are_refused_in_bodies_and_yaml(frontdoor: Any) -> None:
+    """Python's parsers take ``NaN``, ``Infinity``, ``1e999`` (JSON) and ``.inf`` (YAML). A key once
+    minted with ``budget: {amount: Infinity}`` was stored, and every later ``GET /v1/tokens`` was a
+    500 (no JSON answer can carry infinity). Each is refused with the field or the cause named."""
+    from mnemos.errors import ValidationError
+    from mnemos.genome.kinds import parse_documents
+
+    headers = {"Authorization": f"Bearer {frontdoor.keys['admin']}", "content-type": "application/json"}
+
+    def post(path: str, body: dict[str, Any], literal: str) -> httpx.Response:  # "@" in body: the literal
+        raw = json.dumps(body).replace('"@"', literal)
+        return httpx.post(frontdoor.url + path, content=raw, headers=headers, timeout=60)
+
+    for literal in ("Infinity", "-Infinity", "NaN", "1e999"):
+        key = {"name": "inf-key", "role": "developer", "apiKey": True, "limits": {"budget": {"amount": "@"}}}
+        assert f"{literal} is not a finite number" in _error(post("/v1/tokens", key, literal), 400)["message"]
+        _error(post("/v1/jobs", {"function": "mnemos.cortex.testing:echo", "args": ["@"]}, literal), 400)
+    chat = post("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                                         "temperature": "@"}, "NaN")  # fmt: skip
+    assert "finite number" in _error(chat, 422, "temperature")["message"]
+    assert _call(frontdoor, "GET", "/v1/tokens", "admin").status_code == 200
+    doc = yaml.safe_dump(model_doc("priced", pricing={"input": 1.0})).replace("input: 1.0", "input: .inf")
+    try:
+        parse_documents(doc, "model.yaml")
+        raise AssertionError("a price of .inf was accepted")
+    except ValidationError as exc:
+        assert "spec.pricing.input" in str(exc) and "finite number" in str(exc), exc
 
 
 def test_validate_diff_schema_status_whoami(frontdoor: Any) -> None:
