@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
 
 from mnemos.errors import BadRequestError, ValidationError
 
@@ -17,6 +18,7 @@ __all__ = [
     "CoreModel",
     "Duration",
     "TOO_DEEP",
+    "dump_json",
     "json_body",
     "parse_json",
     "positive_duration_schema",
@@ -150,6 +152,21 @@ TOO_DEEP = ("nests too deeply (lists and objects within each other about a thous
 """What the parsers of JSON and YAML input say of a document that exhausts Python's recursion."""
 
 
+def dump_json(value: Any) -> bytes:
+    """``value`` as compact JSON bytes, which never fails for a ``str`` that is not Unicode.
+
+    pydantic-core's encoder takes about a quarter of ``json.dumps``'s time but refuses a ``str``
+    holding a lone surrogate, which is how Python names a file whose name is not UTF-8
+    (``os.fsdecode(b"\\xff")``) and what a job may return or print. ``json.dumps`` writes it as a
+    ``\\udcff`` escape (valid JSON, read back as the same string): a stored log segment, an answer
+    or an event carrying it is then written, not lost or turned into a 500.
+    """
+    try:
+        return to_json(value)
+    except PydanticSerializationError:
+        return json.dumps(to_jsonable_python(value), separators=(",", ":")).encode()
+
+
 class _NotFinite(ValueError):
     """``NaN``, ``Infinity`` or a number beyond a float's range in a JSON text."""
 
@@ -168,10 +185,11 @@ def _finite(text: str) -> float:
 def parse_json(raw: bytes, param: str | None = None) -> Any:
     """A request body's JSON value, or a 400 naming ``param`` that says why it is not JSON: bad
     syntax, bytes that are not UTF-8 text, ``NaN``/``Infinity``/``1e999`` (no JSON number, and no
-    JSON answer could carry it back), or nesting deeper than the parser's recursion limit (a
-    body of ``{"a":{"a":…`` a few thousand deep is an attack, not a request)."""
+    JSON answer could carry it back), a surrogate without its pair (``\\ud800``: no text), or
+    nesting deeper than the parser's recursion limit (a body of ``{"a":{"a":…`` a few thousand
+    deep is an attack, not a request)."""
     try:
-        return json.loads(raw, parse_constant=_not_a_number, parse_float=_finite)
+        value = json.loads(raw, parse_constant=_not_a_number, parse_float=_finite)
     except _NotFinite as exc:
         raise BadRequestError(f"the request body is not valid JSON: {exc} is not a finite number",
                               param=param) from None  # fmt: skip
@@ -181,6 +199,33 @@ def parse_json(raw: bytes, param: str | None = None) -> Any:
         raise BadRequestError("the request body is not valid JSON: not UTF-8 text", param=param) from None
     except RecursionError:
         raise BadRequestError(f"the request body {TOO_DEEP}", param=param) from None
+    # json.loads lets a lone surrogate through, as an escape (\ud800) and as bytes (UTF-8's ED A0 80
+    # decodes with "surrogatepass"): only an ASCII body without such an escape needs no look.
+    if (not raw.isascii() or _SURROGATE_ESCAPE.search(raw)) and not _all_unicode(value):
+        raise BadRequestError("the request body is not valid JSON: a string holds an unpaired surrogate "
+                              "(\\ud800-\\udfff without its pair); send text as UTF-8", param=param)  # fmt: skip
+    return value
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _all_unicode(value: Any) -> bool:
+    """Whether every string in a parsed JSON value (keys too) is Unicode text (no lone surrogate)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                return False
+    return True
 
 
 def json_body(model: type[M], raw: bytes, prefix: str = "") -> M:

@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "mnemos._deps": 0,
     "mnemos._gil": 0,
     "mnemos._heap": 0,
+    "mnemos._http": 0,
     "mnemos._master_key": 0,
     "mnemos._version": 0,
     # 1: observability: metrics, spans, events, lineage (written to a store it is handed)

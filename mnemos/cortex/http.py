@@ -30,10 +30,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
 from pydantic import Field
 from pydantic import ValidationError as PydanticValidationError
 
+from mnemos._http import JSONResponse
 from mnemos._model import json_body, positive_duration_schema, to_validation_error
 from mnemos.cortex.job import _JOB_ID, JobOptions, JobSubmission
 from mnemos.errors import (

@@ -15,9 +15,9 @@ from typing import Any, cast
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic_core import to_json
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mnemos._model import dump_json
 from mnemos.errors import (
     BadRequestError,
     MnemosError,
@@ -54,7 +54,7 @@ def error_response(exc: MnemosError) -> Response:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="mnemos"'
-    return Response(to_json(exc.to_openai()), status_code=exc.status, media_type="application/json", headers=headers)
+    return Response(dump_json(exc.to_openai()), status_code=exc.status, media_type="application/json", headers=headers)
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -137,7 +137,7 @@ def install_error_handlers(app: FastAPI) -> None:
         exc = cast(StarletteHTTPException, exc)
         kind, code = _STATUS_CODES.get(exc.status_code, ("server_error", "internal_error"))
         body: dict[str, Any] = {"error": {"message": str(exc.detail), "type": kind, "param": None, "code": code}}
-        return Response(to_json(body), status_code=exc.status_code, media_type="application/json",
+        return Response(dump_json(body), status_code=exc.status_code, media_type="application/json",
                         headers=getattr(exc, "headers", None))  # fmt: skip
 
     async def on_other(_: Request, exc: Exception) -> Response:

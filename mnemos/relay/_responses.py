@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi.responses import Response, StreamingResponse
-from pydantic_core import to_json
 
+from mnemos._model import dump_json
 from mnemos.neuron import GenerationChunk
 
 __all__ = [
@@ -83,12 +83,12 @@ def now() -> int:
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(to_json(body), status_code=status, media_type="application/json", headers=headers)
+    return Response(dump_json(body), status_code=status, media_type="application/json", headers=headers)
 
 
 def sse(body: Any) -> bytes:
     """One ``data:`` event."""
-    return b"data: " + to_json(body) + b"\n\n"
+    return b"data: " + dump_json(body) + b"\n\n"
 
 
 def count_events(data: bytes) -> int:

@@ -37,6 +37,7 @@ import aiohttp
 from fastapi.responses import Response
 from pydantic_core import from_json, to_json
 
+from mnemos._model import dump_json
 from mnemos.errors import NotFoundError, RateLimitError, UnavailableError, UpstreamError
 from mnemos.genome import Adapter
 from mnemos.relay._responses import ClosingStream
@@ -312,5 +313,5 @@ def _passthrough(status: int, content: bytes, content_type: str | None) -> Respo
             text = content[:500].decode("utf-8", "replace")
             error = {"message": f"upstream answered {status}: {text}", "type": "upstream_error", "param": None,
                      "code": "upstream_error"}  # fmt: skip
-            return Response(to_json({"error": error}), status_code=status, media_type="application/json")
+            return Response(dump_json({"error": error}), status_code=status, media_type="application/json")
     return Response(content, status_code=status, media_type=content_type or "application/json")

@@ -33,9 +33,9 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic_core import to_json
 from starlette.types import Message, Receive, Scope, Send
 
+from mnemos._model import dump_json
 from mnemos.errors import ValidationError
 from mnemos.relay._edge import VERB_KEY
 from mnemos.relay._responses import SSE_HEADERS
@@ -84,12 +84,12 @@ def visible(event: dict[str, Any], principal: Any) -> bool:
 
 
 def _frame(event: dict[str, Any]) -> bytes:
-    return b"id: %d\ndata: %s\n\n" % (event["id"], to_json(event))
+    return b"id: %d\ndata: %s\n\n" % (event["id"], dump_json(event))
 
 
 def _control(name: str, ident: int | None, data: dict[str, Any]) -> bytes:
     head = f"event: {name}\n" + (f"id: {ident}\n" if ident is not None else "")
-    return head.encode() + b"data: " + to_json(data) + b"\n\n"
+    return head.encode() + b"data: " + dump_json(data) + b"\n\n"
 
 
 class _Subscription:

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from ray import serve
 
+from mnemos._http import JSONResponse
 from mnemos.config import Settings
 from mnemos.cortex import http as cortex_http
 from mnemos.engram import Engram
@@ -83,7 +84,8 @@ def _admitting(edge: EdgeSeam, read_verb: str) -> Any:
 
 def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
     """The gateway's FastAPI application over one replica's ``Gateway``."""
-    app = FastAPI(title="MNEMOS RELAY", version="1", description="OpenAI-compatible gateway of MNEMOS.")
+    app = FastAPI(title="MNEMOS RELAY", version="1", description="OpenAI-compatible gateway of MNEMOS.",
+                  default_response_class=JSONResponse)  # fmt: skip
     install_error_handlers(app)
     app.add_middleware(MethodGuard, openapi=lambda: app.openapi())  # 405 + Allow, from the finished schema
     app.add_middleware(EdgeMiddleware, seam=edge)  # authenticate → authorize → rate limit → body

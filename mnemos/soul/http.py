@@ -28,8 +28,9 @@ from typing import Any, cast
 from fastapi import APIRouter, FastAPI, Path
 from pydantic import Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from mnemos._http import JSONResponse
 from mnemos._model import CoreModel, Duration, json_body, positive_duration_schema
 from mnemos.errors import (
     MnemosError,

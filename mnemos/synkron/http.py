@@ -29,9 +29,9 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Request
-from fastapi.responses import JSONResponse
 from pydantic import Field
 
+from mnemos._http import JSONResponse
 from mnemos._model import CoreModel, json_body
 from mnemos.config import Settings, load_settings
 from mnemos.errors import MnemosError, NotFoundError, PermissionDeniedError, ValidationError

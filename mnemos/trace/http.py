@@ -17,8 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
+from mnemos._http import JSONResponse
 from mnemos.errors import MnemosError, NotFoundError
 from mnemos.trace import metrics, telemetry
 

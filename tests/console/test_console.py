@@ -108,6 +108,18 @@ def test_a_job_submitted_through_the_api_appears_and_its_logs_arrive_live(consol
     screenshot(page, "job")
 
 
+def test_a_job_page_shows_a_string_that_is_not_unicode_escaped(console: Console, page_for: Any) -> None:
+    import os
+
+    name = os.fsdecode(b"report-\xff.csv")  # how Python names a file whose name is not UTF-8
+    job = console.client.jobs.submit(f"{JOBS}:fail", name, max_attempts=1)
+    assert job.wait(timeout=120)["status"] == "failed"
+    page = page_for("admin")
+    response = page.goto(f"{console.url}/ui/jobs/{job.id}")
+    assert response.status == 200  # was a 500: the page could not be encoded
+    assert "report-\\udcff.csv" in page.inner_text("main")
+
+
 def test_a_viewer_sees_no_cancel_button_and_no_logs(console: Console, page_for: Any) -> None:
     job = _submit(console, "admin", f"{JOBS}:sleep", args=[30])
     try:

@@ -97,6 +97,23 @@ def test_a_failing_job_reports_its_error(client: Any) -> None:
     assert info["status"] == "failed" and "Traceback" in info["traceback"]
 
 
+def test_a_string_that_is_not_unicode_never_wedges_the_journal(client: Any) -> None:
+    """Python names a file whose name is not UTF-8 with lone surrogates (``os.fsdecode``). Such a
+    string in a job's arguments, result or error once stopped the journal for good: its writer
+    retried a segment it could not encode, and every later submit on the cluster was a 503."""
+    import os
+
+    name = os.fsdecode(b"report-\xff.csv")  # 'report-\udcff.csv'
+    echoed = client.jobs.submit(f"{T}:echo", name, labels={"file": name})
+    assert echoed.result(timeout=120) == {"args": [name], "kwargs": {}}
+    failed = client.jobs.submit(f"{T}:fail", name, max_attempts=1)
+    with pytest.raises(JobFailedError, match="RuntimeError: report-"):
+        failed.result(timeout=120)
+    assert client.jobs.submit(f"{T}:noop", 7).result(timeout=120) == 7  # the journal still writes
+    submitted = next(r for r in journal_records(client.engram) if r["t"] == "submit" and r["id"] == echoed.id)
+    assert submitted["labels"] == {"file": name}  # stored as it was given, read back the same
+
+
 def test_cancel_queued_and_running_jobs(client: Any, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     running = client.jobs.submit(f"{T}:wait_for_file", str(gate), value="late", queue="serial")

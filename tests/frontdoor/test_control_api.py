@@ -153,6 +153,41 @@ def test_nan_and_infinity_are_refused_in_bodies_and_yaml(frontdoor: Any) -> None
         assert "spec.pricing.input" in str(exc) and "finite number" in str(exc), exc
 
 
+def test_strings_that_are_not_unicode_are_refused_in_bodies_and_served_escaped(frontdoor: Any) -> None:
+    """A lone surrogate (``\\ud800``) is no text: in a body it is a 400, on every route's parser and
+    in every spelling (an escape, or bytes Python decodes with "surrogatepass"). A job's own data
+    can still hold one (a Python client, a file name that is not UTF-8): answers and events carry it
+    as a ``\\udcff`` escape, where it once made ``GET /v1/jobs`` a 500 for every admin."""
+    import os
+
+    import ray
+
+    from mnemos.trace import events
+
+    headers = {"Authorization": f"Bearer {frontdoor.keys['admin']}", "content-type": "application/json"}
+    for raw in (b'{"function": "mnemos.cortex.testing:echo", "args": ["\\ud800x"]}',
+                b'{"function": "mnemos.cortex.testing:echo", "labels": {"\\udcff": "x"}}',
+                b'{"function": "mnemos.cortex.testing:echo", "args": ["\xed\xa0\x80"]}'):  # fmt: skip
+        refused = httpx.post(frontdoor.url + "/v1/jobs", content=raw, headers=headers, timeout=60)
+        assert "unpaired surrogate" in _error(refused, 400)["message"]
+    name = os.fsdecode(b"report-\xff.csv")
+    after = ray.get(events.bus().last.remote())
+    job = frontdoor.client.jobs.submit("mnemos.cortex.testing:echo", name, labels={"file": name})
+    job.result(timeout=120)
+    failed = frontdoor.client.jobs.submit("mnemos.cortex.testing:fail", name, max_attempts=1)
+    assert failed.wait(timeout=120)["status"] == "failed"
+    one = _call(frontdoor, "GET", f"/v1/jobs/{job.id}", "admin")
+    assert one.status_code == 200 and one.json()["labels"] == {"file": name}, one.text
+    listed = _call(frontdoor, "GET", "/v1/jobs", "admin")
+    assert listed.status_code == 200 and job.id in {j["id"] for j in listed.json()["data"]}
+    query = {"types": "job", "subject": f"job:{failed.id}", "last_event_id": after}
+    with httpx.stream("GET", frontdoor.url + "/v1/events", headers=headers, params=query, timeout=60) as stream:
+        for event in events.parse_sse(stream.iter_lines()):
+            if event.get("type") == "job.failed":
+                break
+    assert name in event["data"]["error"], event
+
+
 def test_validate_diff_schema_status_whoami(frontdoor: Any) -> None:
     ok = _call(frontdoor, "POST", f"{POLICIES}:validate", "viewer", json=_policy("checked", 5))
     assert ok.status_code == 200 and ok.json()["valid"] is True

@@ -84,7 +84,8 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
         headers = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
                    "Content-Security-Policy": "default-src 'self'; style-src 'self'; script-src 'self'; "
                                               "frame-ancestors 'none'"}  # fmt: skip
-        return HTMLResponse(html, status_code=status, headers=headers)
+        # A job's data may hold a string that is not Unicode (a file name that is not UTF-8): shown as \udcff.
+        return HTMLResponse(html.encode("utf-8", "backslashreplace"), status_code=status, headers=headers)
 
     def signin_page(request: Request, message: str = "", status: int = 200) -> HTMLResponse:
         response = render("signin", request, None, {"message": message}, status)
