@@ -161,6 +161,8 @@ class RelaySettings(CoreModel):
     port: int = 8080
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     max_body_bytes: int = Field(1024 * 1024, description="Larger request bodies get 413.")
+    max_event_streams: int = Field(32, ge=1, description="Open /v1/events streams per principal on each "
+                                   "gateway replica; one more gets 429 (each costs the replica work per event).")
     auth: bool = Field(True, description="Require a token or API key on every route but health.")
     redact_prompts: bool = Field(False, description="Redact PII in prompts too, not only in lineage.")
     adapter_env_allowlist: list[str] = Field(

@@ -18,12 +18,15 @@ jobs and runs by ownership — admins and operators see all, a developer only th
 the states (never the log lines) — deny by default for anything else.
 
 One ``EventHub`` per gateway replica long-polls the bus and fans out to bounded per-connection
-queues, so the bus sees one reader per replica however many clients are connected.
+queues, so the bus sees one reader per replica however many clients are connected. Every event
+costs the replica work per open stream, so a principal holds at most ``relay.maxEventStreams``
+(32) of them on one replica: one more is a 429 until one closes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import logging
@@ -36,7 +39,7 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from mnemos._model import dump_json
-from mnemos.errors import ValidationError
+from mnemos.errors import RateLimitError, ValidationError
 from mnemos.relay._edge import VERB_KEY
 from mnemos.relay._responses import SSE_HEADERS
 from mnemos.trace.events import matches
@@ -136,6 +139,8 @@ class EventHub:
         self._bus_factory = bus
         self._bus: Any = None
         self._subs: set[_Subscription] = set()
+        self._open: collections.Counter[str] = collections.Counter()
+        """Open streams per principal (their subject)."""
         self._after: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -160,6 +165,10 @@ class EventHub:
 
     def unsubscribe(self, sub: _Subscription) -> None:
         self._subs.discard(sub)
+
+    def open_streams(self, principal: Any) -> int:
+        """How many streams ``principal`` has open on this replica."""
+        return self._open[_holder(principal)]
 
     async def _pump(self) -> None:
         while True:
@@ -197,7 +206,9 @@ class EventHub:
     async def stream(self, principal: Any, after: int | None, types: tuple[str, ...], subject: str | None,
                      heartbeat: float) -> AsyncIterator[bytes]:  # fmt: skip
         """The SSE bytes of one connection (see the module docstring)."""
+        holder = _holder(principal)
         sub = await self.subscribe()
+        self._open[holder] += 1
         try:
             sent = after
             if after is not None:
@@ -232,6 +243,13 @@ class EventHub:
                     yield _frame(event)
         finally:
             self.unsubscribe(sub)
+            self._open[holder] -= 1
+            if self._open[holder] <= 0:
+                del self._open[holder]
+
+
+def _holder(principal: Any) -> str:
+    return str(getattr(principal, "subject", None) or "anonymous")
 
 
 def _last_event_id(request: Request, query: str | None) -> int | None:
@@ -244,12 +262,14 @@ def _last_event_id(request: Request, query: str | None) -> int | None:
     return int(raw)
 
 
-def build_router(admit: Callable[[Request, str], Any], hub: EventHub | None = None) -> APIRouter:
+def build_router(admit: Callable[[Request, str], Any], hub: EventHub | None = None, *,
+                 max_streams: int = 32) -> APIRouter:  # fmt: skip
     """The ``/v1/events`` router.
 
     Args:
         admit: ``await admit(request, verb)`` returns the caller's principal (RELAY's edge seam).
         hub: the replica's hub (default: one over ``mnemos.trace.events.bus``).
+        max_streams: open streams per principal (``relay.maxEventStreams``); one more is a 429.
     """
     from mnemos.trace.events import bus
 
@@ -276,6 +296,10 @@ def build_router(admit: Callable[[Request, str], Any], hub: EventHub | None = No
                                       f"{', '.join(sorted(_FAMILIES))}", param="types")  # fmt: skip
         if not 1.0 <= heartbeat <= 300.0:
             raise ValidationError("heartbeat: must be between 1 and 300 seconds", param="heartbeat")
+        if hub.open_streams(principal) >= max_streams:
+            raise RateLimitError(f"{max_streams} event streams are open for this caller on this gateway replica "
+                                 "(relay.maxEventStreams); close one first (a stream resumes where it left off "
+                                 "with Last-Event-ID)", retry_after=5, param="events")  # fmt: skip
         return _EventStreamResponse(hub.stream(principal, after, wanted, subject, heartbeat),
                                     media_type="text/event-stream", headers=SSE_HEADERS)  # fmt: skip
 

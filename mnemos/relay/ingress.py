@@ -145,7 +145,7 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
 
     _include_extensions(app, edge, gateway.settings)  # /v1/jobs, /v1/runs, /v1/traces …
     app.include_router(build_usage_router(edge.admit, lambda: meter.governor.actor))  # GET /v1/usage
-    app.include_router(build_events_router(edge.admit))  # GET /v1/events (SSE)
+    app.include_router(build_events_router(edge.admit, max_streams=gateway.settings.relay.max_event_streams))
 
     def served_models() -> dict[str, Any]:
         return {"version": gateway.version, "models": {n: r.entry.get("status") for n, r in gateway.models.items()}}

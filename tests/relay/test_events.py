@@ -19,6 +19,9 @@ from tests_support import model_doc
 
 from mnemos.trace.events import parse_sse
 
+STREAMS = 3
+"""``relay.maxEventStreams`` of the guarded gateway."""
+
 
 class Listener:
     """An SSE client reading ``/v1/events`` on a thread; events land in ``events`` (a queue)."""
@@ -282,7 +285,7 @@ def guarded(relay: Relay, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
     Registry(engram).apply(parse_resource(TICKER))
     app.include_router(jobs_router(auth=admit, settings=settings))
-    app.include_router(events_router(seam.admit))
+    app.include_router(events_router(seam.admit, max_streams=STREAMS))
     store = IdentityStore.from_settings(settings, engram)
     keys = {name: store.create_api_key(name, role).secret
             for name, role in (("alice", "developer"), ("bob", "developer"), ("vera", "viewer"))}  # fmt: skip
@@ -332,6 +335,34 @@ def test_a_developer_does_not_receive_another_developers_job_logs(guarded: dict[
     finally:
         for listener in (alice, bob, vera):
             listener.close()
+
+
+def test_a_caller_holds_a_bounded_number_of_streams(guarded: dict[str, Any]) -> None:
+    """Each event costs the replica work per open stream: a developer's key opening streams without
+    end would slow every caller's. Past ``relay.maxEventStreams`` it gets a 429 naming the setting;
+    another caller is not affected, and a closed stream frees its place."""
+    url, keys = f"{guarded['url']}/v1/events", guarded["keys"]
+    held = [Listener(url, _auth(keys["alice"])) for _ in range(STREAMS)]
+    others: list[Listener] = []
+    try:
+        refused = httpx.get(url, headers=_auth(keys["alice"]), timeout=10)
+        error = assert_openai_error(refused, 429, type_="rate_limit_error")
+        assert "relay.maxEventStreams" in error["message"] and refused.headers["retry-after"] == "5"
+        others.append(Listener(url, _auth(keys["bob"])))  # per caller: Bob still gets his
+        held.pop().close()
+        others.append(wait_until(lambda: _opened(url, keys["alice"]), timeout=30))  # its place is free again
+    finally:
+        for listener in held + others:
+            listener.close()
+
+
+def _opened(url: str, key: str) -> Listener | None:
+    listener = Listener(url, _auth(key))
+    with contextlib.suppress(queue.Empty):
+        if listener.events.get(timeout=0.5).get("type") == "http-error":
+            listener.close()
+            return None
+    return listener
 
 
 def test_a_client_that_goes_away_ends_its_stream_quietly() -> None:
