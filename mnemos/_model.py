@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
@@ -35,8 +36,8 @@ class CoreModel(BaseModel):
     ``extra="forbid"`` is deliberate: a typo in YAML (``engin:``) is reported with its path
     instead of being silently dropped. Numbers are finite: YAML's ``.inf``/``.nan`` (or JSON's
     ``1e999``) in a price, budget or duration is refused with its path, not stored where every
-    later JSON answer that carries it would fail. Fields are snake_case in Python and camelCase in YAML,
-    as in Kubernetes and the seed's Helm values; both spellings are accepted on input.
+    later JSON answer that carries it would fail. Fields are snake_case in Python and camelCase
+    in YAML, as in Kubernetes and the seed's Helm values; both spellings are accepted on input.
     """
 
     model_config = ConfigDict(
@@ -167,32 +168,39 @@ def dump_json(value: Any) -> bytes:
         return json.dumps(to_jsonable_python(value), separators=(",", ":")).encode()
 
 
-class _NotFinite(ValueError):
-    """``NaN``, ``Infinity`` or a number beyond a float's range in a JSON text."""
+class _BadNumber(ValueError):
+    """A number in a JSON text that no answer could carry back: ``NaN``, ``Infinity``, one beyond a
+    float's range, or an integer longer than Python converts (``sys.get_int_max_str_digits()``)."""
 
 
 def _not_a_number(name: str) -> float:
-    raise _NotFinite(name)  # Python's json takes NaN and Infinity; JSON (RFC 8259) has neither
+    raise _BadNumber(f"{name} is not a finite number")  # Python's json takes NaN and Infinity; JSON has neither
 
 
 def _finite(text: str) -> float:
     value = float(text)
     if value - value != 0:  # inf or nan
-        raise _NotFinite(text)
+        raise _BadNumber(f"{text} is not a finite number")
     return value
+
+
+def _integer(text: str) -> int:
+    limit = sys.get_int_max_str_digits()
+    if limit and len(text.lstrip("-")) > limit:
+        raise _BadNumber(f"an integer of {len(text.lstrip('-'))} digits is too long (at most {limit})")
+    return int(text)
 
 
 def parse_json(raw: bytes, param: str | None = None) -> Any:
     """A request body's JSON value, or a 400 naming ``param`` that says why it is not JSON: bad
-    syntax, bytes that are not UTF-8 text, ``NaN``/``Infinity``/``1e999`` (no JSON number, and no
-    JSON answer could carry it back), a surrogate without its pair (``\\ud800``: no text), or
+    syntax, bytes that are not UTF-8 text, ``NaN``/``Infinity``/``1e999`` or an integer of
+    thousands of digits (no JSON answer could carry it back), a surrogate without its pair (``\\ud800``: no text), or
     nesting deeper than the parser's recursion limit (a body of ``{"a":{"a":…`` a few thousand
     deep is an attack, not a request)."""
     try:
-        value = json.loads(raw, parse_constant=_not_a_number, parse_float=_finite)
-    except _NotFinite as exc:
-        raise BadRequestError(f"the request body is not valid JSON: {exc} is not a finite number",
-                              param=param) from None  # fmt: skip
+        value = json.loads(raw, parse_constant=_not_a_number, parse_float=_finite, parse_int=_integer)
+    except _BadNumber as exc:
+        raise BadRequestError(f"the request body is not valid JSON: {exc}", param=param) from None
     except json.JSONDecodeError as exc:
         raise BadRequestError(f"the request body is not valid JSON: {exc.msg}", param=param) from None
     except UnicodeDecodeError:  # bytes that are not UTF-8 (or -16/-32) text

@@ -15,20 +15,6 @@ app = typer.Typer(
 )
 
 
-def _params(pairs: list[str]) -> dict[str, object]:
-    import yaml
-
-    from mnemos.errors import ValidationError
-
-    params: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValidationError(f"--param {pair!r}: use NAME=VALUE, e.g. maxBatchSize=8", param="param")
-        params[key] = yaml.safe_load(value)
-    return params
-
-
 @app.command("init-tiny")
 def init_tiny(
     directory: Path = typer.Argument(..., help="Folder to write the model to."),
@@ -61,8 +47,10 @@ def register(
 ) -> None:
     """Store a model folder in ENGRAM and apply a Model pinned to its digest."""
     from mnemos.cli._session import open_client
+    from mnemos.cli.run import parse_params
     from mnemos.neuron.models import register as register_model
 
+    params = parse_params(param, example="maxBatchSize=8")  # before any cluster is reached
     client = open_client(publish=True)
     result = register_model(
         client.engram,
@@ -72,7 +60,7 @@ def register(
         engine=engine,
         family=family,
         version=version,
-        params=_params(param),
+        params=params,
         apply=lambda model: client.apply(model)[0],
     )
     model = result.resource

@@ -26,16 +26,22 @@ def register(app: typer.Typer) -> None:
     app.add_typer(runs_app, name="runs")
 
 
-def parse_params(pairs: list[str]) -> dict[str, Any]:
-    """``["k=v", …]`` → ``{k: v}`` with YAML scalars (``n=3`` is a number)."""
+def parse_params(pairs: list[str], example: str = "limit=8") -> dict[str, Any]:
+    """``["k=v", …]`` → ``{k: v}`` with YAML scalars (``n=3`` is a number); a pair that is not one
+    is an error naming it (``example``: what the message shows as a good one)."""
     import yaml
 
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise BadRequestError(f"--param {pair!r}: use NAME=VALUE, e.g. --param limit=8", param="param")
-        params[key.strip()] = yaml.safe_load(value) if value else ""
+            raise BadRequestError(f"--param {pair!r}: use NAME=VALUE, e.g. --param {example}", param="param")
+        try:
+            params[key.strip()] = yaml.safe_load(value) if value else ""
+        except (yaml.YAMLError, ValueError) as exc:  # "[" is no YAML; 2024-13-45 is a date that is none
+            why = getattr(exc, "problem", None) or str(exc)
+            raise BadRequestError(f"--param {pair!r}: the value is not YAML ({why}); for a string, quote it: "
+                                  f"--param '{key.strip()}=\"{value}\"'", param="param") from None  # fmt: skip
     return params
 
 

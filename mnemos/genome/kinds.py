@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,11 @@ def parse_documents(text: str, source: str = "") -> list[Resource]:
         raise BadRequestError(f"{source or 'input'}: not valid YAML: {exc}") from None
     except RecursionError:  # the parser recurses per level: thousands of nested [ or { exhaust the stack
         raise BadRequestError(f"{source or 'input'}: {TOO_DEEP}") from None
+    except ValueError as exc:  # a date that is none (2024-13-45), an integer longer than int() reads
+        why = str(exc)
+        if "integer string conversion" in why:
+            why = f"an integer is longer than {sys.get_int_max_str_digits()} digits"
+        raise BadRequestError(f"{source or 'input'}: not valid YAML: {why}") from None
     out: list[Resource] = []
     for doc in docs:
         if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):

@@ -125,7 +125,8 @@ def test_a_body_nested_thousands_deep_is_a_400_on_every_route_that_takes_one(fro
 
 
 def test_nan_and_infinity_are_refused_in_bodies_and_yaml(frontdoor: Any) -> None:
-    """Python's parsers take ``NaN``, ``Infinity``, ``1e999`` (JSON) and ``.inf`` (YAML). A key once
+    """Python's parsers take ``NaN``, ``Infinity``, ``1e999`` (JSON) and ``.inf`` (YAML), and raise on
+    an integer of thousands of digits. A key once
     minted with ``budget: {amount: Infinity}`` was stored, and every later ``GET /v1/tokens`` was a
     500 (no JSON answer can carry infinity). Each is refused with the field or the cause named."""
     from mnemos.errors import ValidationError
@@ -141,6 +142,8 @@ def test_nan_and_infinity_are_refused_in_bodies_and_yaml(frontdoor: Any) -> None
         key = {"name": "inf-key", "role": "developer", "apiKey": True, "limits": {"budget": {"amount": "@"}}}
         assert f"{literal} is not a finite number" in _error(post("/v1/tokens", key, literal), 400)["message"]
         _error(post("/v1/jobs", {"function": "mnemos.cortex.testing:echo", "args": ["@"]}, literal), 400)
+    too_long = post("/v1/jobs", {"function": "mnemos.cortex.testing:echo", "args": ["@"]}, "9" * 5000)
+    assert "an integer of 5000 digits is too long" in _error(too_long, 400)["message"]  # was a 500 (int())
     chat = post("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "hi"}],
                                          "temperature": "@"}, "NaN")  # fmt: skip
     assert "finite number" in _error(chat, 422, "temperature")["message"]

@@ -113,8 +113,9 @@ def test_cli_errors(env, pipelines) -> None:
 
 
 def test_a_broken_pipeline_file_fails_before_any_cluster_is_reached(tmp_path: Path) -> None:
-    """``mnemos run FILE`` reads the file first: a typo, a second document or a file nested thousands
-    deep is an error naming it, with no traceback, and no Ray cluster is started or dialled for it
+    """``mnemos run FILE`` reads the file and its ``--param`` values first: a typo, a file nested
+    thousands deep, a date that is none, an integer too long to read or a value that is not YAML
+    is an error naming it, with no traceback, and no Ray cluster is started or dialled for it
     (the address given here has nothing listening: reaching for it would fail differently)."""
     import os
     import subprocess
@@ -127,13 +128,22 @@ def test_a_broken_pipeline_file_fails_before_any_cluster_is_reached(tmp_path: Pa
                     "spec: {stepz: []}\n")  # fmt: skip
     deep = tmp_path / "deep.yaml"
     deep.write_text("spec: " + "[" * 5000 + "]" * 5000 + "\n")
+    no_date = tmp_path / "no-date.yaml"
+    no_date.write_text("metadata: {name: t, created: 2024-13-45}\n")  # YAML reads it as a date: none is
+    long_int = tmp_path / "long.yaml"
+    long_int.write_text("spec: {retries: " + "9" * 5000 + "}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MNEMOS_"))}
     env.update(MNEMOS_HOME=str(tmp_path / "home"), MNEMOS_RAY_ADDRESS="127.0.0.1:9")
-    for path, says in ((typo, "stepz"), (deep, "nests too deeply")):
-        proc = subprocess.run([sys.executable, "-m", "mnemos", "run", str(path)], cwd=REPO, env=env,
+    cases = [([typo], f"error: {typo}", "stepz"), ([deep], f"error: {deep}", "nests too deeply"),
+             ([no_date], f"error: {no_date}", "month must be in 1..12"),
+             ([long_int], f"error: {long_int}", "longer than 4300 digits"),
+             ([typo, "--param", "x=["], "error: --param 'x=['", "quote it: --param 'x=\"[\"'"),
+             ([typo, "--param", "d=2024-13-45"], "error: --param 'd=", "month must be in 1..12")]  # fmt: skip
+    for args, starts, says in cases:
+        proc = subprocess.run([sys.executable, "-m", "mnemos", "run", *map(str, args)], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=120)  # fmt: skip
         assert proc.returncode == 2, proc.stdout + proc.stderr
-        assert proc.stderr.startswith(f"error: {path}") and says in proc.stderr, proc.stderr
+        assert proc.stderr.startswith(starts) and says in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr and not (tmp_path / "home").exists()
 
 
