@@ -132,10 +132,9 @@ def _declared_size(scope: dict[str, Any], limit: int) -> None:
         if key == b"content-length":
             if not value.isdigit():
                 raise BadRequestError("Content-Length is not a number", param="content-length")
-            if int(value) > limit:
-                raise PayloadTooLargeError(
-                    f"request body of {int(value)} bytes exceeds the limit of {limit} bytes", param="body"
-                )
+            if len(value) > 18 or int(value) > limit:  # (int() refuses 4,300 digits and more)
+                size = f"{int(value)} bytes" if len(value) <= 18 else f"a {len(value)}-digit number of bytes"
+                raise PayloadTooLargeError(f"request body of {size} exceeds the limit of {limit} bytes", param="body")
             return
 
 

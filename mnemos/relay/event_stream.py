@@ -256,7 +256,7 @@ def _last_event_id(request: Request, query: str | None) -> int | None:
     raw = request.headers.get("last-event-id") or query
     if raw is None or raw.strip() == "":
         return None
-    if re.fullmatch(r"[0-9]+", raw.strip()) is None:
+    if re.fullmatch(r"[0-9]{1,30}", raw.strip()) is None:  # ids have 17 digits; int() refuses 4,300+
         raise ValidationError("Last-Event-ID: must be the integer id of an event received before",
                               param="Last-Event-ID")  # fmt: skip
     return int(raw)

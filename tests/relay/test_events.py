@@ -233,8 +233,9 @@ def test_the_remote_client_watches_and_resumes_after_a_cut_connection(relay: Rel
 
 
 def test_bad_parameters_are_422_naming_the_field(relay: Relay) -> None:
-    response = httpx.get(f"{relay.url}/v1/events", headers={"Last-Event-ID": "abc"}, timeout=10)
-    assert_openai_error(response, 422, param="Last-Event-ID")
+    for bad in ("abc", "9" * 5000):  # int() of 5,000 digits raised: a 500
+        response = httpx.get(f"{relay.url}/v1/events", headers={"Last-Event-ID": bad}, timeout=10)
+        assert_openai_error(response, 422, param="Last-Event-ID")
     response = httpx.get(f"{relay.url}/v1/events", params={"types": "secrets"}, timeout=10)
     assert_openai_error(response, 422, param="types")
 
