@@ -60,14 +60,18 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0
 
 
 def _parse_duration(value: Any) -> Any:
+    seconds = value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
+        seconds = float(value)
+    elif isinstance(value, str):
         match = _DURATION.match(value)
-        if match:
-            return float(match.group(1)) * _UNITS[match.group(2)]
-        raise ValueError(f"{value!r} is not a duration: use a number of seconds or '500ms', '30s', '5m', '1h', '1d'")
-    return value
+        if not match:
+            raise ValueError(f"{value[:40]!r} is not a duration: use a number of seconds or '500ms', '30s', '5m', "
+                             "'1h', '1d'")  # fmt: skip
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if isinstance(seconds, float) and seconds - seconds != 0:  # "9" * 400: a float too large is inf
+        raise ValueError(f"{str(value)[:40]!r} is not a duration: it is longer than any clock counts")
+    return seconds
 
 
 def positive_duration_schema() -> list[dict[str, Any]]:
@@ -160,12 +164,13 @@ def dump_json(value: Any) -> bytes:
     holding a lone surrogate, which is how Python names a file whose name is not UTF-8
     (``os.fsdecode(b"\\xff")``) and what a job may return or print. ``json.dumps`` writes it as a
     ``\\udcff`` escape (valid JSON, read back as the same string): a stored log segment, an answer
-    or an event carrying it is then written, not lost or turned into a 500.
+    or an event carrying it is then written, not lost or turned into a 500. An infinite or NaN
+    float (input refuses them; arithmetic may still make one) is ``null``: JSON has no such number.
     """
     try:
-        return to_json(value)
+        return to_json(value, inf_nan_mode="null")
     except PydanticSerializationError:
-        return json.dumps(to_jsonable_python(value), separators=(",", ":")).encode()
+        return json.dumps(to_jsonable_python(value, inf_nan_mode="null"), separators=(",", ":")).encode()
 
 
 class _BadNumber(ValueError):

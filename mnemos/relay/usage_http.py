@@ -37,7 +37,7 @@ def _window(value: str) -> float:
     try:
         seconds = float(TypeAdapter(Duration).validate_python(value))
     except PydanticValidationError:
-        raise ValidationError(f"window: {value!r} is not a duration (e.g. 1h, 24h, 30d)", param="window") from None
+        raise ValidationError(f"window: {value[:40]!r} is not a duration (e.g. 1h, 24h, 30d)", param="window") from None
     if seconds <= 0:
         raise ValidationError("window must be positive", param="window")
     return seconds
