@@ -125,12 +125,18 @@ class Cortex(Dispatcher):
         self._announce(records)
 
     def _announce(self, records: tuple[JournalRecord, ...]) -> None:
-        """Each journaled transition on the event stream as ``job.<status>`` (owner: the submitter)."""
-        for rec in records:
-            job = self.jobs.get(rec.id)
+        """Each journaled transition on the event stream as ``job.<status>`` (owner: the submitter).
+
+        The type is the status the job *shows* (its last durable state), not the one in memory: a
+        batch holding a job's start can become durable after the job has already failed in memory,
+        and announcing ``job.failed`` then would tell subscribers of a failure not yet journaled,
+        with the running job's fields (no error). The failure is announced with its own batch.
+        A job is announced once per batch (a start and a result written together are one event)."""
+        for job_id in dict.fromkeys(rec.id for rec in records):
+            job = self.jobs.get(job_id)
             if job is not None:
                 view = job.view(result=False)
-                announce(f"job.{job.status}", f"job:{job.id}", owner=job.principal,
+                announce(f"job.{view['status']}", f"job:{job.id}", owner=job.principal,
                          **{k: view.get(k) for k in _EVENT_FIELDS})  # fmt: skip
 
     # -- submit -------------------------------------------------------------------------------

@@ -109,6 +109,7 @@ def start_local(settings: Settings, *, timeout: float = 300.0) -> dict[str, Any]
     """
     if info := read_cluster():
         return info
+    _check_relay_port(settings)  # before a head starts: Serve would fail on it minutes later, with a traceback
     home = default_home()
     home.mkdir(parents=True, exist_ok=True)
     token = resolve_token()
@@ -154,6 +155,44 @@ def start_local(settings: Settings, *, timeout: float = 300.0) -> dict[str, Any]
     }
     cluster_file().write_text(json.dumps(info))
     return info
+
+
+def _check_relay_port(settings: Settings) -> None:
+    """Refuse to start when something already listens on ``relay.host:relay.port``.
+
+    The usual holder is a Ray Serve proxy (``haproxy``) left running by ``ray stop --force``, which
+    stops Ray's processes but not the HAProxy Serve started: the new cluster's Serve then fails
+    to bind, and ``mnemos up`` with it.
+    """
+    host, port = settings.relay.host, settings.relay.port
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free
+        try:
+            probe.bind((host, port))
+            return
+        except OSError:
+            pass
+    pid, name = _listener(port)
+    holder = f" by {name} (pid {pid})" if pid else ""
+    stop = f"stop it (`kill {pid}`)" if pid else "stop what holds it"
+    raise UnavailableError(
+        f"relay.port {port} on {host} is in use{holder}. A Ray Serve proxy (haproxy) left by `ray stop --force` "
+        f"is the usual holder: {stop}, or serve on another port with MNEMOS_RELAY__PORT",
+        param="relay.port",
+    )
+
+
+def _listener(port: int) -> tuple[int | None, str]:
+    """``(pid, process name)`` of what listens on TCP ``port`` (``(None, "")`` when not visible here)."""
+    try:
+        import psutil
+
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+                return conn.pid, psutil.Process(conn.pid).name()
+    except Exception:  # noqa: BLE001 - naming the holder is a courtesy; the error stands without it
+        pass
+    return None, ""
 
 
 def _wait_ready(

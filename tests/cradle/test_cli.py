@@ -62,7 +62,27 @@ def test_a_ray_address_where_nothing_listens_is_an_error_at_once(tmp_path: Path)
         assert "mnemos up" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_validate_reports_the_field_path(tmp_path: Path) -> None:
+def test_up_on_a_relay_port_in_use_says_who_holds_it_before_starting_ray(tmp_path: Path) -> None:
+    """A Serve proxy (haproxy) left by `ray stop --force` keeps the relay port: the next `mnemos up`
+    used to start a Ray head, then fail in Serve with a traceback. It now names the port and its
+    holder (here: this test's process) and starts nothing."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {**os.environ, "MNEMOS_HOME": str(tmp_path / "home"), "MNEMOS_RELAY__PORT": str(port)}
+        env.pop("MNEMOS_RAY_ADDRESS", None)
+        proc = subprocess.run([sys.executable, "-m", "mnemos", "up"], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 10, proc.stdout + proc.stderr
+    assert f"error: relay.port {port} on 127.0.0.1 is in use by python" in proc.stderr, proc.stderr
+    assert f"(pid {os.getpid()})" in proc.stderr and f"kill {os.getpid()}" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "home" / "cluster.json").exists()
+
+
+
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         "apiVersion: genome.mnemos.dev/v1\nkind: Model\nmetadata: {name: m}\n"
