@@ -11,6 +11,7 @@ The head uses Ray's standard token places and address file, so Ray's own tools r
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -170,8 +171,9 @@ def _check_relay_port(settings: Settings) -> None:
         try:
             probe.bind((host, port))
             return
-        except OSError:
-            pass
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:  # not an address of this machine, say: Serve reports it
+                return
     pid, name = _listener(port)
     holder = f" by {name} (pid {pid})" if pid else ""
     stop = f"stop it (`kill {pid}`)" if pid else "stop what holds it"
