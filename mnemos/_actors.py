@@ -6,6 +6,9 @@ Every component takes its names from here (``from mnemos._actors import NAMESPAC
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 __all__ = [
     "CONTROL_PLANE",
     "CORTEX",
@@ -14,6 +17,7 @@ __all__ = [
     "GENOME",
     "METRICS",
     "MODEL_APP_PREFIX",
+    "MODEL_DEPLOYMENT",
     "NAMESPACE",
     "NEURON_PREFIX",
     "RATELIMIT",
@@ -22,6 +26,7 @@ __all__ = [
     "TRACE_COLLECTOR",
     "WRAITH",
     "model_app",
+    "any_loop_handle",
 ]
 
 NAMESPACE = "mnemos"
@@ -45,8 +50,36 @@ CONTROL_PLANE = (WRAITH, SYNKRON, RELAY_CONTROLLER, CORTEX, GENOME, TRACE_COLLEC
 # Serve applications
 GATEWAY_APP = "mnemos"  # mnemos/relay/app.py: the gateway, on /
 MODEL_APP_PREFIX = "model-"  # mnemos/relay/model_server.py: one application per Model
+MODEL_DEPLOYMENT = "ModelServer"  # the deployment of each model application (NEURON runtime or Ray Serve LLM)
 
 
 def model_app(model: str) -> str:
     """The Serve application that serves ``model``."""
     return f"{MODEL_APP_PREFIX}{model}"
+
+
+_HANDLES: dict[str, Any] = {}
+_HANDLES_LOCK = threading.Lock()
+
+
+def any_loop_handle(model: str) -> Any:
+    """A Serve handle of ``model``'s deployment that works from any thread and any event loop:
+    ``.remote(…).result()`` in a plain thread, ``await`` in any loop (one per process and model).
+
+    Serve's own handles (``serve.get_app_handle`` …) are cached per process and, in its
+    high-throughput mode (``RAY_SERVE_THROUGHPUT_OPTIMIZED``, which ``relay.highThroughput`` turns
+    on), bound to the event loop of their first caller: from a thread without a loop they refuse
+    to start, and from another loop they fail ("attached to a different loop", "Event loop is
+    closed"). This one routes on Serve's own loop thread, as Ray Serve LLM's calls from threads do.
+    The gateway's request path keeps Serve's loop-bound handles (one hop less per request).
+    """
+    from ray.serve.handle import DeploymentHandle
+
+    app = model_app(model)
+    with _HANDLES_LOCK:
+        handle = _HANDLES.get(app)
+        if handle is None:
+            handle = DeploymentHandle(MODEL_DEPLOYMENT, app)
+            handle._init(_run_router_in_separate_loop=True)
+            _HANDLES[app] = handle
+    return handle

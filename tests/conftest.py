@@ -109,7 +109,14 @@ def ray_cluster() -> Iterator[None]:
     import ray
 
     os.environ.pop("RAY_ADDRESS", None)
-    ray.init(address="local", num_cpus=8, include_dashboard=False, namespace="mnemos", log_to_driver=False)
+    # Serve's handles as the cluster `mnemos up` starts has them (relay.highThroughput): in every
+    # process of the cluster a handle routes on the event loop of its first caller. Drivers (this
+    # one, a user's notebook) keep Serve's default, a router on a loop of its own.
+    os.environ["RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP"] = "0"
+    try:
+        ray.init(address="local", num_cpus=8, include_dashboard=False, namespace="mnemos", log_to_driver=False)
+    finally:
+        del os.environ["RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP"]
     yield
     try:
         from ray import serve

@@ -23,7 +23,7 @@ from typing import Any
 
 import ray
 
-from mnemos._actors import NAMESPACE, RELAY_CONTROLLER
+from mnemos._actors import NAMESPACE, RELAY_CONTROLLER, any_loop_handle
 from mnemos.config import Settings
 from mnemos.engram import Engram
 from mnemos.errors import NotFoundError, UnavailableError
@@ -307,10 +307,9 @@ class RelayController:
 
     def _adopt(self, models: dict[str, Any], apps: set[str]) -> None:
         """Take over model applications that already run the registry's generation (no reload)."""
-        from ray import serve
 
         for name in sorted(apps & set(models)):
-            info = _running_info(serve, app_name(name))
+            info = _running_info(name)
             if info is not None and info.get("generation") == models[name].generation:
                 self._publish(name, _route(models[name], "ready", info=info))
 
@@ -377,7 +376,7 @@ class RelayController:
             return
         if current and current["generation"] == model.generation and current["status"] == "ready":
             return
-        if current is None and (info := _running_info(serve, app)) and info.get("generation") == model.generation:
+        if current is None and (info := _running_info(name)) and info.get("generation") == model.generation:
             self._publish(name, _route(model, "ready", info=info))  # adopted after a controller restart
             return
         if current is None or current["status"] != "ready":
@@ -387,7 +386,7 @@ class RelayController:
             self._publish(name, {**current, "reason": "Rolling", "message": rolling})
         try:
             serve._run(_application(model, self._engram), _blocking=False, name=app, route_prefix=None)
-            info = self._wait_running(serve, app, model)
+            info = self._wait_running(app, model)
         except _Superseded:
             raise
         except Exception as exc:  # noqa: BLE001 - a failed load is reported on the route
@@ -398,14 +397,14 @@ class RelayController:
             return
         self._publish(name, _route(model, "ready", info=info))
 
-    def _wait_running(self, serve: Any, app: str, model: Model) -> dict[str, Any]:
+    def _wait_running(self, app: str, model: Model) -> dict[str, Any]:
         """Wait until ``app`` runs ``model``'s generation; returns the replica's ``info()``."""
         deadline = time.monotonic() + DEPLOY_TIMEOUT_S
         while True:
             status = serve_applications().get(app) or {}
             state = str(status.get("status") or "NOT_STARTED")
             if state.endswith("RUNNING"):
-                info = _running_info(serve, app)
+                info = _running_info(model.name)
                 if info is not None and info.get("generation") == model.generation:
                     return info
             elif state.endswith("DEPLOY_FAILED") or state.endswith("UNHEALTHY"):
@@ -485,13 +484,18 @@ def _model_apps() -> list[str]:
         return []
 
 
-def _running_info(serve: Any, app: str) -> dict[str, Any] | None:
+def _running_info(model: str) -> dict[str, Any] | None:
+    """The ``info()`` of ``model``'s replica when its application runs (else None)."""
+    app = app_name(model)
     status = serve_applications().get(app)
     if status is None or not str(status.get("status")).endswith("RUNNING"):
         return None
     try:
-        return serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=app).info.remote().result(timeout_s=30)  # type: ignore[no-any-return]
-    except Exception:  # noqa: BLE001 - an application we cannot ask is redeployed
+        # (a handle for this thread, which has no event loop: Serve's own, in its high-throughput
+        # mode, refused to start here, and every model stayed "Deploying")
+        return any_loop_handle(model).info.remote().result(timeout_s=30)  # type: ignore[no-any-return]
+    except Exception as exc:  # noqa: BLE001 - an application we cannot ask is redeployed
+        logger.warning("relay controller: asking %s for its model failed: %s: %s", app, type(exc).__name__, exc)
         return None
 
 

@@ -28,6 +28,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from mnemos._actors import MODEL_DEPLOYMENT
 from mnemos._deps import require
 from mnemos.genome import Model
 from mnemos.relay.model_server import ROLLOUT_SURGE_PERCENT, replica_options
@@ -36,7 +37,7 @@ __all__ = ["DEPLOYMENT_NAME", "ENGINE_ENV", "PRIORITY", "Usage", "engine_kwargs"
 
 logger = logging.getLogger("mnemos.relay")
 
-DEPLOYMENT_NAME = "ModelServer"
+DEPLOYMENT_NAME = MODEL_DEPLOYMENT
 PRIORITY = {"interactive": 0, "batch": 1}
 """vLLM's ``priority`` (lower is served first) for MNEMOS's request priorities."""
 ENGINE_ENV = ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CACHE_ROOT", "HF_HUB_OFFLINE",

@@ -22,7 +22,7 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from mnemos._actors import MODEL_APP_PREFIX, model_app
+from mnemos._actors import MODEL_APP_PREFIX, MODEL_DEPLOYMENT, model_app
 from mnemos.engram import Engram
 from mnemos.errors import MnemosError, ValidationError
 from mnemos.genome import Model
@@ -42,7 +42,7 @@ __all__ = [
 
 logger = logging.getLogger("mnemos.relay")
 
-DEPLOYMENT_NAME = "ModelServer"
+DEPLOYMENT_NAME = MODEL_DEPLOYMENT
 APP_PREFIX = MODEL_APP_PREFIX
 ROLLOUT_SURGE_PERCENT = 100
 """Serve's ``max_surge_percent`` for model deployments: a new generation's replicas start next to

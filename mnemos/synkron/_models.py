@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from mnemos._actors import NAMESPACE, RELAY_CONTROLLER, model_app
+from mnemos._actors import NAMESPACE, RELAY_CONTROLLER, any_loop_handle, model_app
 from mnemos.errors import UnavailableError
 
 T = TypeVar("T")
@@ -41,7 +41,6 @@ def model_handle(model: str, timeout: float = 600.0) -> Any:
         UnavailableError: the model is not deployed (or failed to deploy) within ``timeout``.
     """
     import ray
-    from ray import serve
 
     app = app_name(model)
     if not _app_running(app):
@@ -65,7 +64,7 @@ def model_handle(model: str, timeout: float = 600.0) -> Any:
                 "with the platform up (`mnemos up`, `mnemos apply -f …`) and wait for it to be ready",
                 param="modelRef",
             )
-    return serve.get_app_handle(app)
+    return any_loop_handle(model)  # (Serve's cached handle, in its high-throughput mode, binds the first step's loop)
 
 
 def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:

@@ -13,6 +13,7 @@ import json
 import threading
 from typing import Any
 
+from mnemos._actors import any_loop_handle
 from mnemos.engram import Engram
 from mnemos.errors import NotFoundError, UnavailableError, ValidationError
 from mnemos.trace.lineage import NodeResolver, artifact_node, event
@@ -150,9 +151,7 @@ class SpacesAPI:
         from mnemos.synkron._models import _app_running, app_name, run_async
 
         if self._client.connected and _app_running(app_name(model)):
-            from ray import serve
-
-            handle = serve.get_app_handle(app_name(model))
+            handle = any_loop_handle(model)
 
             async def call() -> list[list[float]]:
                 return list(await handle.embed.remote([text]))

@@ -15,8 +15,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests_support import REPO, free_port
@@ -87,6 +89,35 @@ def _driver_without_token(ray_address: str) -> subprocess.CompletedProcess[str]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+def _model_status(shell: dict[str, str], name: str) -> dict[str, Any]:
+    return json.loads(_mnemos(shell, "get", "model", name, "-o", "json"))["status"]  # type: ignore[no-any-return]
+
+
+def _a_model_applied_on_the_platform_answers(shell: dict[str, str], up: str) -> None:
+    """On the path every user of `mnemos up` takes (Serve's high-throughput mode, on by default),
+    a Model becomes Ready and answers through the gateway with the bootstrap key. The relay
+    controller once asked a running model for its generation through a handle that Serve's mode
+    would not start outside an event loop: models stayed "Deploying" and the gateway said so."""
+    import httpx
+    import yaml
+    from tests_support import model_doc
+
+    assert "RAY_SERVE_THROUGHPUT_OPTIMIZED" not in shell  # the mode comes from `mnemos up`, not this shell
+    key = next(line.strip() for line in up.splitlines() if line.strip().startswith("mk_"))
+    path = Path(shell["MNEMOS_HOME"]) / "echo-model.yaml"
+    path.write_text(yaml.safe_dump(model_doc("echo-on-up")))
+    _mnemos(shell, "apply", "-f", str(path))
+    deadline = time.monotonic() + 240
+    while (status := _model_status(shell, "echo-on-up"))["phase"] != "Ready":
+        assert status["phase"] in ("Pending", "Deploying") and time.monotonic() < deadline, status
+        time.sleep(2)
+    chat = {"model": "echo-on-up", "messages": [{"role": "user", "content": "ping"}]}
+    answer = httpx.post("http://127.0.0.1:8080/v1/chat/completions", json=chat,
+                        headers={"Authorization": f"Bearer {key}"}, timeout=60)  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # about 2-3 min; up to 10 on a machine shared by many test runs
 def test_up_down_up_keeps_resources_and_ray_tools_work_after_up(shell: dict[str, str]) -> None:
@@ -114,6 +145,7 @@ def test_up_down_up_keeps_resources_and_ray_tools_work_after_up(shell: dict[str,
     before = json.loads(_mnemos(shell, "get", "policy", "-o", "json"))
     status = json.loads(_mnemos(shell, "status", "-o", "json"))
     assert status["connected"] is True and status["control_plane"]["genome"] == "ALIVE"
+    _a_model_applied_on_the_platform_answers(shell, up)
 
     # 0. Ray listens on the machine's address, not 127.0.0.1: without the token it runs nothing there.
     ray_address = address_file.read_text().strip()
