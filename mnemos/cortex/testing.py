@@ -15,8 +15,8 @@ from typing import Any
 from mnemos.engram import Engram
 
 __all__ = [
-    "GatedEngram", "add", "big", "echo", "fail", "flaky", "node_id", "noop", "stamp", "shout", "sleep",
-    "wait_for_file",
+    "GatedEngram", "add", "big", "echo", "fail", "flaky", "in_a_thread", "node_id", "noop", "stamp", "shout",
+    "sleep", "wait_for_file",
 ]  # fmt: skip
 
 
@@ -91,6 +91,30 @@ def node_id() -> str:
 def big(size: int) -> bytes:
     """``size`` bytes (a result large enough to go to ENGRAM)."""
     return bytes(range(256)) * (size // 256) + bytes(size % 256)
+
+
+def in_a_thread(value: Any = None) -> Any:
+    """``value``, as a thread of the worker that is not the job's own gets it back: the thread
+    prints to the worker's stderr and calls ``ray.get``, as the worker's metrics flusher does."""
+    import threading
+
+    import ray
+
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            print("a line from a thread outside the job", file=sys.stderr)
+            box["value"] = ray.get(ray.put(value))
+        except BaseException as exc:  # noqa: BLE001 - reported as the job's error
+            box["error"] = f"{type(exc).__name__}: {exc}"
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise RuntimeError(box["error"])
+    return box["value"]
 
 
 def ticker(count: int = 5, interval: float = 0.5, text: str = "tick") -> int:

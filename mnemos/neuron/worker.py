@@ -111,8 +111,9 @@ class _JobStream(io.TextIOBase):
     def write(self, text: str) -> int:
         capture = _CURRENT.get()
         if capture is None:
-            return int(self._original.write(text))
-        capture.write(text)
+            self._original.write(text)  # (Ray's worker streams return None, not a count)
+        else:
+            capture.write(text)
         return len(text)
 
     def flush(self) -> None:

@@ -114,6 +114,14 @@ def test_a_string_that_is_not_unicode_never_wedges_the_journal(client: Any) -> N
     assert submitted["labels"] == {"file": name}  # stored as it was given, read back the same
 
 
+def test_threads_of_a_worker_outside_its_jobs_can_print_and_call_ray(client: Any) -> None:
+    """A worker sends its job output to the job; other threads write to Ray's own stream, whose
+    ``write`` returns None. Counting that raised a TypeError: every print and log line from such a
+    thread failed, and so did the first ``ray.get`` (Ray logs a warning there in an async actor),
+    which made the worker's metrics flusher fail every second, for good."""
+    assert client.jobs.submit(f"{T}:in_a_thread", 7).result(timeout=120) == 7
+
+
 def test_cancel_queued_and_running_jobs(client: Any, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     running = client.jobs.submit(f"{T}:wait_for_file", str(gate), value="late", queue="serial")
