@@ -18,7 +18,9 @@ __all__ = [
     "POSITIVE_DURATION_PATTERN",
     "CoreModel",
     "Duration",
+    "MAX_JSON_DEPTH",
     "TOO_DEEP",
+    "check_json_body",
     "dump_json",
     "json_body",
     "parse_json",
@@ -190,18 +192,16 @@ def _finite(text: str) -> float:
 
 
 def _integer(text: str) -> int:
-    limit = sys.get_int_max_str_digits()
-    if limit and len(text.lstrip("-")) > limit:
-        raise _BadNumber(f"an integer of {len(text.lstrip('-'))} digits is too long (at most {limit})")
+    limit, digits = sys.get_int_max_str_digits(), len(text.lstrip("-"))
+    if limit and digits > limit:
+        raise _BadNumber(f"an integer of {digits} digits is too long (at most {limit})")
     return int(text)
 
 
 def parse_json(raw: bytes, param: str | None = None) -> Any:
     """A request body's JSON value, or a 400 naming ``param`` that says why it is not JSON: bad
     syntax, bytes that are not UTF-8 text, ``NaN``/``Infinity``/``1e999`` or an integer of
-    thousands of digits (no JSON answer could carry it back), a surrogate without its pair (``\\ud800``: no text), or
-    nesting deeper than the parser's recursion limit (a body of ``{"a":{"a":…`` a few thousand
-    deep is an attack, not a request)."""
+    thousands of digits (no JSON answer could carry it back), or what ``check_json_body`` refuses."""
     try:
         value = json.loads(raw, parse_constant=_not_a_number, parse_float=_finite, parse_int=_integer)
     except _BadNumber as exc:
@@ -212,33 +212,63 @@ def parse_json(raw: bytes, param: str | None = None) -> Any:
         raise BadRequestError("the request body is not valid JSON: not UTF-8 text", param=param) from None
     except RecursionError:
         raise BadRequestError(f"the request body {TOO_DEEP}", param=param) from None
-    # json.loads lets a lone surrogate through, as an escape (\ud800) and as bytes (UTF-8's ED A0 80
-    # decodes with "surrogatepass"): only an ASCII body without such an escape needs no look.
-    if (not raw.isascii() or _SURROGATE_ESCAPE.search(raw)) and not _all_unicode(value):
-        raise BadRequestError("the request body is not valid JSON: a string holds an unpaired surrogate "
-                              "(\\ud800-\\udfff without its pair); send text as UTF-8", param=param)  # fmt: skip
+    if _needs_a_look(raw):
+        _check_value(value, param)
     return value
 
+
+MAX_JSON_DEPTH = 64
+"""How deep lists and objects may nest in a request body (vLLM's bound for a JSON schema): deeper
+ones once passed the parser and failed later, in pickling or in an engine, as a 500."""
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-def _all_unicode(value: Any) -> bool:
-    """Whether every string in a parsed JSON value (keys too) is Unicode text (no lone surrogate)."""
-    stack = [value]
+def check_json_body(raw: bytes, param: str | None = None) -> None:
+    """A 400 naming ``param`` when a JSON body holds a string with an unpaired surrogate
+    (``\\ud800`` without its pair, as an escape or as bytes: no text) or nests deeper than
+    ``MAX_JSON_DEPTH``. A body that is not JSON passes: its route's parser says so.
+
+    Cheap for the usual body: an ASCII body without a surrogate escape and with few brackets is
+    not parsed at all. The gateway's edge checks every body with it; ``parse_json`` does too.
+    """
+    if not _needs_a_look(raw):
+        return
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise BadRequestError(f"the request body {TOO_DEEP}", param=param) from None
+    except ValueError:
+        return
+    _check_value(value, param)
+
+
+def _needs_a_look(raw: bytes) -> bool:
+    # json.loads lets a lone surrogate through, as an escape (\ud800) and as bytes (UTF-8's ED A0 80
+    # decodes with "surrogatepass"); and a body with few brackets cannot nest deeply.
+    return (not raw.isascii() or _SURROGATE_ESCAPE.search(raw) is not None
+            or raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH)  # fmt: skip
+
+
+def _check_value(value: Any, param: str | None) -> None:
+    stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth >= MAX_JSON_DEPTH:
+                raise BadRequestError(f"the request body nests lists and objects more than {MAX_JSON_DEPTH} levels "
+                                      "deep; write a flatter document", param=param)  # fmt: skip
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
         elif isinstance(item, str):
             try:
                 item.encode()
             except UnicodeEncodeError:
-                return False
-    return True
+                raise BadRequestError("the request body is not valid JSON: a string holds an unpaired surrogate "
+                                      "(\\ud800-\\udfff without its pair); send text as UTF-8", param=param) from None
 
 
 def json_body(model: type[M], raw: bytes, prefix: str = "") -> M:

@@ -13,6 +13,7 @@ Every error a user can cause maps to one HTTP status and one CLI exit code::
     │   ├── NotFoundError             404  exit 3
     │   ├── ConflictError             409  exit 4
     │   ├── PayloadTooLargeError      413  exit 2
+    │   ├── UnsupportedMediaTypeError 415  exit 2   a body that is not JSON where JSON is read
     │   ├── RateLimitError            429  exit 8   carries retry_after seconds
     │   │   └── BudgetExceededError   429  exit 8   a spend/token budget is used up
     │   └── MissingDependencyError    501  exit 9   names the extra to install
@@ -45,6 +46,7 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "UnavailableError",
+    "UnsupportedMediaTypeError",
     "UpstreamError",
     "ValidationError",
 ]
@@ -157,6 +159,13 @@ class PayloadTooLargeError(ClientError):
 
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(ClientError):
+    """A request body declared as something other than JSON, to a route that reads JSON."""
+
+    status = 415
+    code = "unsupported_media_type"
 
 
 class RateLimitError(ClientError):

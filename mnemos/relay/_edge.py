@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.routing import Match
 
+from mnemos._model import check_json_body
 from mnemos.config import Settings
 from mnemos.engram import Engram
 from mnemos.errors import BadRequestError, MnemosError, PayloadTooLargeError, UnavailableError
@@ -132,9 +133,10 @@ def _declared_size(scope: dict[str, Any], limit: int) -> None:
         if key == b"content-length":
             if not value.isdigit():
                 raise BadRequestError("Content-Length is not a number", param="content-length")
-            if len(value) > 18 or int(value) > limit:  # (int() refuses 4,300 digits and more)
-                size = f"{int(value)} bytes" if len(value) <= 18 else f"a {len(value)}-digit number of bytes"
-                raise PayloadTooLargeError(f"request body of {size} exceeds the limit of {limit} bytes", param="body")
+            size = int(value) if len(value) <= 18 else None  # (int() refuses 4,300 digits and more)
+            if size is None or size > limit:
+                said = f"{size} bytes" if size is not None else f"a {len(value)}-digit number of bytes"
+                raise PayloadTooLargeError(f"request body of {said} exceeds the limit of {limit} bytes", param="body")
             return
 
 
@@ -178,6 +180,8 @@ class EdgeMiddleware:
                 await self.seam.admit_headers(request, self._verb(scope))
             _declared_size(scope, limit)
             messages = await read_limited(receive, limit)
+            if messages:  # a lone surrogate or a deep body would fail past the parsers, as a 500
+                check_json_body(b"".join(m.get("body", b"") for m in messages))
         except MnemosError as exc:
             await error_response(exc)(scope, receive, send)
             return

@@ -24,6 +24,7 @@ from mnemos.errors import (
     NotFoundError,
     RateLimitError,
     UnavailableError,
+    UnsupportedMediaTypeError,
     ValidationError,
 )
 
@@ -121,11 +122,27 @@ def validation_error(exc: RequestValidationError) -> MnemosError:
     return ValidationError("; ".join(dict.fromkeys(lines)), param=first)
 
 
+def _not_json(request: Request, exc: Exception) -> MnemosError | None:
+    """415 when a JSON body was refused because it was declared as something else (``curl -d``
+    sends ``application/x-www-form-urlencoded``): the usual validation message would say "Input
+    should be a valid dictionary", which names neither the header nor the fix."""
+    declared = request.headers.get("content-type", "")
+    if "json" in declared.split(";")[0].lower():
+        return None
+    body_errors = [e for e in cast(RequestValidationError, exc).errors() if tuple(e.get("loc", ())) == ("body",)]
+    if not body_errors or not any(e.get("type") in ("model_attributes_type", "dict_type") for e in body_errors):
+        return None
+    said = f"Content-Type {declared.split(';')[0]!r}" if declared else "no Content-Type"
+    return UnsupportedMediaTypeError(f"the request body must be JSON, sent with Content-Type: application/json "
+                                     f"(it came with {said}; curl: -H 'Content-Type: application/json')",
+                                     param="content-type")  # fmt: skip
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """OpenAI-shaped responses for validation errors, our errors, HTTP errors and the rest."""
 
-    async def on_validation(_: Request, exc: Exception) -> Response:
-        return error_response(validation_error(cast(RequestValidationError, exc)))
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        return error_response(_not_json(request, exc) or validation_error(cast(RequestValidationError, exc)))
 
     async def on_mnemos(_: Request, exc: Exception) -> Response:
         return error_response(as_mnemos_error(exc))

@@ -153,6 +153,9 @@ class Handlers:
                 return response
             max_tokens = _max_tokens(body, route)
             if route.serving == "llm":  # vLLM through Ray Serve LLM: the engine serves the whole request
+                if body.token_limit() is None:  # the model's cap: vLLM's default for a chat is the rest of the context
+                    default = max_tokens if endpoint == "chat" else min(16, max_tokens)  # (completions: OpenAI's 16)
+                    body = body.model_copy(update={"max_tokens": default})
                 with upstream_time(request):
                     response, tokens, handed_over = await llm_route.answer(
                         self.gateway, tel, route, body, endpoint=endpoint, rid=rid, priority=priority,

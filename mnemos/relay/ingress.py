@@ -84,8 +84,9 @@ def _admitting(edge: EdgeSeam, read_verb: str) -> Any:
 
 def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
     """The gateway's FastAPI application over one replica's ``Gateway``."""
+    # No redirect for a trailing slash: Starlette builds its Location from the client's Host header.
     app = FastAPI(title="MNEMOS RELAY", version="1", description="OpenAI-compatible gateway of MNEMOS.",
-                  default_response_class=JSONResponse)  # fmt: skip
+                  default_response_class=JSONResponse, redirect_slashes=False)  # fmt: skip
     install_error_handlers(app)
     app.add_middleware(MethodGuard, openapi=lambda: app.openapi())  # 405 + Allow, from the finished schema
     app.add_middleware(EdgeMiddleware, seam=edge)  # authenticate → authorize → rate limit → body

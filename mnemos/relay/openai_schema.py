@@ -58,6 +58,9 @@ class _Response(BaseModel):
 
 # Fields whose presence needs an engine feature (checked by ``engine_features``; ``n`` separately).
 _ENGINE_FIELDS = ("tools", "tool_choice", "response_format", "logprobs", "top_logprobs")
+# Values of those fields that ask for nothing beyond the default (SDKs such as LangChain send them).
+_NO_OP: dict[str, tuple[Any, ...]] = {"response_format": ({"type": "text"},), "tool_choice": ("none",),
+                                      "top_logprobs": (0,)}  # fmt: skip
 
 
 class ContentPart(_Request):
@@ -120,7 +123,8 @@ class _Sampling(_Request):
 
     def engine_features(self) -> list[str]:
         """The fields set in this request that only an engine like vLLM serves (``n`` above 1 …)."""
-        asked = [name for name in _ENGINE_FIELDS if getattr(self, name, None) not in (None, False)]
+        asked = [name for name in _ENGINE_FIELDS
+                 if (value := getattr(self, name, None)) not in (None, False) and value not in _NO_OP.get(name, ())]
         return (["n"] if self.n > 1 else []) + asked
 
     def include_usage(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import json
 import struct
 
 import httpx
@@ -142,6 +143,64 @@ def test_other_bad_input_is_4xx_never_500(relay: Relay) -> None:
     big = b'{"model": "echo", "prompt": "' + b"a" * (relay.settings.relay.max_body_bytes + 1) + b'"}'
     response = httpx.post(f"{url}/v1/completions", content=big, headers={"content-type": "application/json"})
     assert_openai_error(response, 413, code="payload_too_large")
+
+
+def test_bodies_past_the_parsers_reach_for_are_400_on_every_openai_route(relay: Relay) -> None:
+    """FastAPI's parser lets through a lone surrogate (as an escape or as UTF-8's ED A0 80) and a
+    body nested hundreds deep; a vLLM model then failed with a 500 (a tokenizer's TypeError, a
+    PicklingError on the way to the replica). The gateway's edge refuses both, naming why; a
+    surrogate pair (an emoji) and a usual body pass."""
+    headers = {"content-type": "application/json"}
+    chat = '{"model":"echo","messages":[{"role":"user","content":"%s"}]}'
+    for path, body in [
+        ("/v1/chat/completions", (chat % "\\ud800").encode()),
+        ("/v1/chat/completions", (chat % "x").encode().replace(b'"x"', b'"\xed\xa0\x80"')),
+        ("/v1/completions", b'{"model":"echo","prompt":"\\udfff"}'),
+        ("/v1/embeddings", b'{"model":"echo","input":["ok","\\ud83d"]}'),
+    ]:
+        refused = httpx.post(f"{relay.url}{path}", content=body, headers=headers)
+        assert_openai_error(refused, 400, code="bad_request")
+        assert "unpaired surrogate" in refused.json()["error"]["message"], (path, body)
+    deep = {"type": "object", "x": json.loads("[" * 100 + "]" * 100)}
+    tools = [{"type": "function", "function": {"name": "f", "parameters": deep}}]
+    refused = httpx.post(f"{relay.url}/v1/chat/completions", json={"model": "echo", "messages": CHAT, "tools": tools})
+    assert_openai_error(refused, 400, code="bad_request")
+    assert "64 levels" in refused.json()["error"]["message"]
+    smile = [{"role": "user", "content": "hi \U0001F600"}]  # sent as the pair "\\ud83d\\ude00"
+    echoed = relay.openai().chat.completions.create(model="echo", messages=smile)
+    assert echoed.choices[0].message.content == "hi \U0001F600"
+
+
+def test_a_body_not_sent_as_json_is_415_naming_the_header(relay: Relay) -> None:
+    """``curl -d`` sends ``application/x-www-form-urlencoded``: FastAPI then refused the body as
+    "Input should be a valid dictionary", which names neither the header nor the fix."""
+    body = b'{"model":"echo","messages":[{"role":"user","content":"x"}]}'
+    for headers in ({"content-type": "application/x-www-form-urlencoded"}, {"content-type": "text/plain"}, {}):
+        refused = httpx.post(f"{relay.url}/v1/chat/completions", content=body, headers=headers)
+        assert_openai_error(refused, 415, code="unsupported_media_type", param="content-type")
+        assert "Content-Type: application/json" in refused.json()["error"]["message"]
+    sent = httpx.post(f"{relay.url}/v1/chat/completions", content=body,
+                      headers={"content-type": "application/json; charset=utf-8"})  # fmt: skip
+    assert sent.status_code == 200, sent.text
+
+
+def test_values_that_ask_for_no_feature_are_served_by_any_runtime(relay: Relay) -> None:
+    """``response_format: {type: text}`` and ``tool_choice: none`` ask for the default (LangChain
+    sends them); the echo runtime served them as refused features (422)."""
+    reply = relay.openai().chat.completions.create(model="echo", messages=CHAT, response_format={"type": "text"},
+                                                   tool_choice="none")  # fmt: skip
+    assert reply.choices[0].message.content == "the quick brown fox"
+    json_mode = {"model": "echo", "messages": CHAT, "response_format": {"type": "json_object"}}
+    refused = httpx.post(f"{relay.url}/v1/chat/completions", json=json_mode)
+    assert_openai_error(refused, 422, param="response_format")
+
+
+def test_a_trailing_slash_is_not_redirected_to_the_clients_host(relay: Relay) -> None:
+    """Starlette answered ``POST /v1/chat/completions/`` with a 307 to a URL built from the
+    request's ``Host`` header (``http://evil.example/…``)."""
+    response = httpx.post(f"{relay.url}/v1/chat/completions/", json={"model": "echo", "messages": CHAT},
+                          headers={"Host": "evil.example"})  # fmt: skip
+    assert response.status_code == 404 and "location" not in response.headers, response.headers
 
 
 def test_openai_client_raises_typed_errors(relay: Relay) -> None:

@@ -159,6 +159,18 @@ def test_logprobs_n_seed_stop_and_completions(gateway: Any) -> None:
     assert done.object == "text_completion" and done.usage.completion_tokens >= 1 and done.choices[0].text
 
 
+def test_the_models_max_tokens_holds_when_the_client_sets_none(gateway: Any) -> None:
+    """Without ``max_tokens`` vLLM writes a chat to the end of the context, past the Model's
+    ``maxTokens`` (160 here, of 512): the gateway sends the cap, which is also what it reserved
+    against the caller's token limits and budget."""
+    api = _client(gateway)
+    reply = api.chat.completions.create(model=MODEL, messages=_ask(), temperature=1.0, seed=3)
+    assert reply.usage.completion_tokens <= PARAMS["maxTokens"], reply.usage
+    assert reply.choices[0].finish_reason == "length"  # (a random model: it runs to the cap)
+    done = api.completions.create(model=MODEL, prompt="Once upon a time", temperature=1.0, seed=3)
+    assert done.usage.completion_tokens <= 16  # OpenAI's default for completions
+
+
 def test_auth_and_bad_input_are_openai_shaped(gateway: Any) -> None:
     base, key = gateway
     body = {"model": MODEL, "messages": _ask()}

@@ -121,6 +121,7 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
         return principal, fields
 
     @api.get("")
+    @api.get("/")  # (the gateway redirects no trailing slash: a redirect would be built from the client's Host)
     async def home() -> Response:
         return RedirectResponse(f"{PREFIX}/models", status_code=303)
 
