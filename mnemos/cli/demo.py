@@ -10,7 +10,6 @@ and brings everything down. ``make demo`` runs it with ``MNEMOS_HOME=build/demo-
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -40,23 +39,13 @@ def _repo_path(relative: str) -> Path:
     return Path(mnemos.__file__).resolve().parent.parent / relative
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _settings() -> Any:
     from mnemos.config import load_settings
+    from mnemos.cradle.cluster import free_port, port_in_use
 
     settings = load_settings()
-    if not _port_free(settings.relay.port):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
+    if port_in_use(settings.relay.host, settings.relay.port):
+        port = free_port()
         console.print(f"port {settings.relay.port} is busy: the gateway listens on {port}")
         settings = load_settings(relay={"port": port})
     return settings

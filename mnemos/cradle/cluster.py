@@ -30,7 +30,9 @@ from mnemos.errors import UnavailableError
 __all__ = [
     "NAMESPACE",
     "cluster_file",
+    "free_port",
     "init_ray",
+    "port_in_use",
     "read_cluster",
     "resolve_address",
     "start_local",
@@ -67,10 +69,24 @@ def _forget(info: dict[str, Any]) -> None:
     token_file().unlink(missing_ok=True)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something listens on ``host:port``. A port in TIME_WAIT is free (servers bind with
+    ``SO_REUSEADDR``, as this probe does); an address that is not this machine's is not "in use":
+    the server that binds it reports that."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
 
 
 # Every port of the head, chosen free (two clusters on one machine never collide on 10001 & co.).
@@ -123,7 +139,7 @@ def start_local(settings: Settings, *, timeout: float = 300.0) -> dict[str, Any]
     env.setdefault(_DRAIN_VAR, "0")
     path = home / "ray-head.log"
     for attempt in (1, 2):
-        ports = {name: _free_port() for name in _PORTS}
+        ports = {name: free_port() for name in _PORTS}
         cmd = [
             str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
             "--node-ip-address=127.0.0.1", f"--num-cpus={settings.ray.num_cpus}",
@@ -166,14 +182,8 @@ def _check_relay_port(settings: Settings) -> None:
     to bind, and ``mnemos up`` with it.
     """
     host, port = settings.relay.host, settings.relay.port
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free
-        try:
-            probe.bind((host, port))
-            return
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:  # not an address of this machine, say: Serve reports it
-                return
+    if not port_in_use(host, port):
+        return
     pid, name = _listener(port)
     holder = f" by {name} (pid {pid})" if pid else ""
     stop = f"stop it (`kill {pid}`)" if pid else "stop what holds it"

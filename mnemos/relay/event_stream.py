@@ -263,7 +263,7 @@ def _last_event_id(request: Request, query: str | None) -> int | None:
 
 
 def build_router(admit: Callable[[Request, str], Any], hub: EventHub | None = None, *,
-                 max_streams: int = 32) -> APIRouter:  # fmt: skip
+                 max_streams: int) -> APIRouter:  # fmt: skip
     """The ``/v1/events`` router.
 
     Args:
