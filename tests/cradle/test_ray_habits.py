@@ -105,7 +105,7 @@ def _a_model_applied_on_the_platform_answers(shell: dict[str, str], up: str) -> 
     assert "RAY_SERVE_THROUGHPUT_OPTIMIZED" not in shell  # the mode comes from `mnemos up`, not this shell
     key = next(line.strip() for line in up.splitlines() if line.strip().startswith("mk_"))
     path = Path(shell["MNEMOS_HOME"]) / "echo-model.yaml"
-    path.write_text(yaml.safe_dump(model_doc("echo-on-up")))
+    path.write_text(yaml.safe_dump(model_doc("echo-on-up", policy={"license": "mit"})))  # (local-defaults' rule)
     _mnemos(shell, "apply", "-f", str(path))
     deadline = time.monotonic() + 240
     while (status := _model_status(shell, "echo-on-up"))["phase"] != "Ready":
