@@ -80,6 +80,11 @@ def as_mnemos_error(exc: BaseException, *, model: str | None = None) -> MnemosEr
                 "ActorUnavailableError", "RayServeException"):  # fmt: skip
         where = f"model {model!r}" if model else "the model deployment"
         return UnavailableError(f"{where} is not available right now ({name}); retry shortly")
+    if name == "AioRpcError" and "RESOURCE_EXHAUSTED" in str(exc):  # a message over gRPC's limit between replicas
+        where = f"model {model!r}" if model else "the model deployment"
+        return BadRequestError(f"the answer of {where} is larger than Serve carries between replicas "
+                               "(RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH); send fewer inputs in one request",
+                               param="input")  # fmt: skip
     logger.exception("unexpected error while serving %s", model or "a request", exc_info=exc)
     where = f"model {model!r}" if model else "the gateway"
     return MnemosError(f"{where} failed with {name}; see the gateway logs")

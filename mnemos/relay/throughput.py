@@ -19,9 +19,18 @@ import importlib.util
 import logging
 from typing import Any
 
-__all__ = ["HIGH_THROUGHPUT_ENV", "serve_env"]
+__all__ = ["GRPC_MAX_MESSAGE_BYTES", "HIGH_THROUGHPUT_ENV", "serve_env"]
 
-HIGH_THROUGHPUT_ENV: dict[str, str] = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+GRPC_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+"""The largest answer one replica sends another in high-throughput mode (Serve's default: 4 MiB)."""
+
+HIGH_THROUGHPUT_ENV: dict[str, str] = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    # Replicas answer each other over gRPC in this mode, whose messages stop at 4 MiB by default:
+    # the embeddings of 1,500 texts of a 384-dimension model are more (a 500 before this).
+    "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(GRPC_MAX_MESSAGE_BYTES),
+}
 
 log = logging.getLogger("mnemos.relay")
 

@@ -182,6 +182,13 @@ def test_ray_cluster_shape() -> None:
     env = {e["name"]: e.get("value") for e in head["env"]}
     assert env["MNEMOS_ENGRAM__URI"] == "s3://mnemos-artifacts/engram"
     assert head["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}
+    # Serve's high-throughput mode as `mnemos up` and the manifests set it, gRPC's message limit included
+    # (4 MiB by default: the embeddings of 1,500 texts between replicas were a 500).
+    from mnemos.relay.throughput import HIGH_THROUGHPUT_ENV
+
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        env = {e["name"]: e.get("value") for e in group["template"]["spec"]["containers"][0]["env"]}
+        assert {name: env.get(name) for name in HIGH_THROUGHPUT_ENV} == HIGH_THROUGHPUT_ENV, group.get("groupName")
 
 
 def test_dev_values_fit_a_laptop() -> None:

@@ -12,6 +12,7 @@ import mnemos
 import mnemos.kuberay as kuberay
 from mnemos.errors import ValidationError
 from mnemos.kuberay import KubeRayValues, load_values, render_all, validate_manifest
+from mnemos.relay.throughput import HIGH_THROUGHPUT_ENV
 
 from .support import MANIFESTS, cluster_specs, crd_dir, pod_specs, serve_application
 
@@ -100,6 +101,7 @@ def test_every_ray_container_finds_engram_on_s3_and_runs_restricted() -> None:
         for spec in pod_specs(obj)[:3]:
             env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
             assert env["MNEMOS_ENGRAM__URI"] == "s3://mnemos-artifacts/engram"
+            assert {name: env.get(name) for name in HIGH_THROUGHPUT_ENV} == HIGH_THROUGHPUT_ENV  # (gRPC limit too)
 
 
 def test_rayservice_serves_the_same_application_as_the_serve_yaml() -> None:

@@ -83,6 +83,9 @@ seccompProfile:
   value: "1"
 - name: RAY_SERVE_THROUGHPUT_OPTIMIZED
   value: "1"
+# Replicas answer each other over gRPC in this mode: 128 MiB per answer, not gRPC's 4 MiB.
+- name: RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH
+  value: "134217728"
 {{- end }}
 {{- with .Values.engram.objectStore.endpoint }}
 - name: AWS_ENDPOINT_URL
