@@ -144,7 +144,8 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
             if data.get("stream") and force_usage:
                 data["stream_options"] = {**(data.get("stream_options") or {}), "include_usage": True}
         if request_id:  # else vLLM makes one (an empty id would be shared by concurrent requests)
-            data["request_id"] = request_id
+            # vLLM prefixes the id it answers with (chatcmpl-, cmpl-): the client sees the gateway's id, once
+            data["request_id"] = request_id.removeprefix("chatcmpl-").removeprefix("cmpl-")
         from vllm.exceptions import VLLMClientError
 
         try:

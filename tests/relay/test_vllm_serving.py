@@ -95,6 +95,7 @@ def _ask(text: str = "Say hello.") -> list[dict[str, str]]:
 def test_chat_completions_and_streaming_with_usage(gateway: Any) -> None:
     api = _client(gateway)
     reply = api.chat.completions.create(model=MODEL, messages=_ask(), max_tokens=8, temperature=0)
+    assert reply.id.startswith("chatcmpl-") and not reply.id.startswith("chatcmpl-chatcmpl-")  # vLLM adds its prefix
     assert reply.model == MODEL and reply.choices[0].message.role == "assistant"
     assert reply.usage is not None and reply.usage.completion_tokens >= 1 and reply.usage.prompt_tokens > 0
     chunks = list(api.chat.completions.create(model=MODEL, messages=_ask(), max_tokens=8, temperature=0, stream=True,
