@@ -175,9 +175,10 @@ class RelayIngress:
         self, settings: Settings, engram: Engram, models: list[dict[str, Any]] | None = None
     ) -> None:
         from mnemos.relay.controller import ensure_controller
-        from mnemos.trace.telemetry import setup_tracing
+        from mnemos.trace.telemetry import log_through_serve, setup_tracing
 
         self.settings = settings
+        log_through_serve()
         setup_tracing(settings, component="relay")
         controller = ensure_controller(settings, engram)
         if models:

@@ -28,7 +28,7 @@ from mnemos.errors import MnemosError, ValidationError
 from mnemos.genome import Model
 from mnemos.neuron import GenerationChunk, GenerationRequest, Runtime, runtime_class
 from mnemos.trace import metrics
-from mnemos.trace.telemetry import setup_tracing, start_span
+from mnemos.trace.telemetry import log_through_serve, setup_tracing, start_span
 from mnemos.trace.telemetry import span as span_of
 
 __all__ = [
@@ -110,6 +110,7 @@ def model_application(model: Model, engram: Engram, cache_dir: str | None = None
 
 def _setup_tracing() -> None:
     """This replica's spans are ``mnemos-neuron`` (settings from the environment; defaults if unreadable)."""
+    log_through_serve()
     try:
         setup_tracing(component="neuron")
     except MnemosError:

@@ -49,6 +49,7 @@ __all__ = [
     "flush_spans",
     "inject",
     "local_spans",
+    "log_through_serve",
     "recent_spans",
     "setup_tracing",
     "shutdown_tracing",
@@ -262,6 +263,24 @@ def _otlp_processor(endpoint: str) -> SpanProcessor:
 
     insecure = not endpoint.startswith("https://")
     return BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=insecure))
+
+
+def log_through_serve() -> None:
+    """In a Serve replica, send MNEMOS's log records to Serve's own handlers (the replica's log
+    file, flushed at once on ERROR; their format, tracebacks included).
+
+    Without it they reach the root logger and the replica's stderr, which Serve's high-throughput
+    mode re-logs line by line at INFO into a buffer of 1,000 records that only an ERROR flushes:
+    a 500 that said "see the gateway logs" was nowhere in them for minutes, and then unreadable.
+    """
+    serve_logger = logging.getLogger("ray.serve")
+    ours = logging.getLogger("mnemos")
+    if not serve_logger.handlers:
+        return
+    ours.handlers = list(serve_logger.handlers)
+    ours.propagate = False
+    if ours.level == logging.NOTSET:
+        ours.setLevel(logging.INFO)
 
 
 def setup_tracing(settings: Any = None, component: str | None = None, *, buffer_size: int = 2048) -> TracerProvider:

@@ -222,3 +222,34 @@ def test_public_names_are_exported() -> None:
     for name in mnemos.trace.__all__:
         assert getattr(mnemos.trace, name) is not None
     assert mnemos.trace.__all__ == sorted(mnemos.trace.__all__)
+
+
+def test_in_a_serve_replica_mnemos_logs_through_serves_handlers() -> None:
+    """In Serve's high-throughput mode a replica's stderr is re-logged line by line at INFO into a
+    buffer that only an ERROR flushes: the gateway's own errors, written to stderr through the root
+    logger, sat there unflushed and unreadable. They now go to Serve's handlers, level intact."""
+    import logging
+    import logging.handlers
+
+    from mnemos.trace.telemetry import log_through_serve
+
+    serve_logger = logging.getLogger("ray.serve")
+    ours = logging.getLogger("mnemos")
+    kept = (serve_logger.handlers[:], ours.handlers[:], ours.propagate, ours.level)
+    records: list[logging.LogRecord] = []
+    target = logging.Handler()
+    target.emit = records.append  # type: ignore[method-assign]
+    buffered = logging.handlers.MemoryHandler(capacity=1000, flushLevel=logging.ERROR, target=target)
+    try:
+        serve_logger.handlers = [buffered]
+        log_through_serve()
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            logging.getLogger("mnemos.relay").exception("unexpected error while serving a request")
+        said = [(r.levelno, r.getMessage()) for r in records]  # flushed by the ERROR itself
+        assert said == [(logging.ERROR, "unexpected error while serving a request")]
+        assert records[0].exc_info is not None  # the traceback goes with it, for the formatter
+    finally:
+        serve_logger.handlers, ours.handlers, ours.propagate, _ = kept
+        ours.setLevel(kept[3])
