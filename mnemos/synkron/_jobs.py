@@ -20,8 +20,10 @@ def job_key(run_id: str, step: str, attempt: int) -> str:
     return key if len(key) <= 128 else hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
-def submit_step(client: Any, ctx: dict[str, Any], step: dict[str, Any], *, job_id: str, parent: str) -> Any:
-    """Submit one step as a CORTEX job named ``<run>/<step>`` with the idempotency key ``job_id``."""
+def submit_step(client: Any, ctx: dict[str, Any], step: dict[str, Any], *, job_id: str, parent: str,
+                principal: str | None = None) -> Any:  # fmt: skip
+    """Submit one step as a CORTEX job named ``<run>/<step>`` with the idempotency key ``job_id``,
+    owned by ``principal`` (the run's: its owner reads the step's job and logs, as the run's)."""
     kwargs: dict[str, Any] = {
         "queue": step.get("queue") or "default",
         "max_attempts": int(step.get("retries") or 0) + 1,
@@ -34,4 +36,8 @@ def submit_step(client: Any, ctx: dict[str, Any], step: dict[str, Any], *, job_i
         kwargs["timeout"] = float(step["timeout"])
     if step.get("resources"):
         kwargs["resources"] = dict(step["resources"])
-    return client.jobs.submit(STEP_FUNCTION, ctx, **kwargs)
+    if principal is None:
+        return client.jobs.submit(STEP_FUNCTION, ctx, **kwargs)
+    from mnemos.cortex import JobsAPI
+
+    return JobsAPI(client, principal=principal).submit(STEP_FUNCTION, ctx, **kwargs)

@@ -266,7 +266,8 @@ class RunExecutor:
         if self._cancel.is_set():
             raise _Cancelled()
         job_id = job_key(state["id"], name, st["executions"] + 1)
-        handle = submit_step(self.client, ctx, doc, job_id=job_id, parent=f"step:{state['id']}/{name}")
+        handle = submit_step(self.client, ctx, doc, job_id=job_id, parent=f"step:{state['id']}/{name}",
+                             principal=state.get("principal"))  # fmt: skip
         with self.lock:
             self._handles[name] = handle
             st["job_ids"].append(str(handle.id))

@@ -242,7 +242,14 @@ def test_a_run_started_with_a_key_carries_that_keys_limits_to_its_model_steps(fr
     assert {k: meter[k] for k in ("subject", "team", "limits_key")} == {
         "subject": "run-bot", "team": "blue", "limits_key": minted.json()["id"]}  # fmt: skip
     assert meter["limits"]["tpm"] == 5000 and meter["limits"]["budget"]["tokens"] == 900
-    assert run.wait(240, progress=False)["status"] == "succeeded"
+    done = run.wait(240, progress=False)
+    assert done["status"] == "succeeded"
+    # its step jobs are the key holder's too (they were the SYNKRON service's: 404 to the run's owner)
+    job_ids = [job for step in done["steps"].values() for job in step["job_ids"]]
+    assert job_ids
+    for job_id in job_ids:
+        job = httpx.get(f"{frontdoor.url}/v1/jobs/{job_id}", headers=headers, timeout=60)
+        assert job.status_code == 200 and job.json()["owner"] == "run-bot", job.text
 
 
 def test_a_pipeline_that_runs_models_needs_infer_as_well_as_submit(frontdoor: Any) -> None:
