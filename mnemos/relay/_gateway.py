@@ -129,11 +129,15 @@ class Gateway:
             adapter = self.adapters.adapter_for(name)
             if adapter is not None:
                 return AdapterModelRoute(name, adapter)
-            raise ModelNotFoundError(f"The model `{name}` does not exist", param="model")
+            shown = name if len(name) <= 120 else f"{name[:120]}…"  # (a name is echoed, not a megabyte)
+            raise ModelNotFoundError(f"The model `{shown}` does not exist", param="model")
         if not route.ready:
-            status = route.entry.get("status")
-            reason = f": {route.entry['message']}" if route.entry.get("message") else ""
-            raise UnavailableError(f"model {name!r} is {status}{reason}", param="model")
+            # The reason, not the message: that one names artifacts and errors for operators, who
+            # read it with `mnemos describe model` (a caller who may only infer sees the phase).
+            status, reason = route.entry.get("status"), route.entry.get("reason")
+            why = f" ({reason})" if reason else ""
+            raise UnavailableError(f"model {name!r} is {status}{why}; `mnemos describe model {name}` says why "
+                                   "(read-artifacts)", param="model")  # fmt: skip
         if kind == "generate" and route.kind == "embed":
             raise BadRequestError(f"model {name!r} is an embedding model; use /v1/embeddings", param="model")
         return route

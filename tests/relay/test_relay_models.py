@@ -50,7 +50,8 @@ def test_a_model_that_cannot_load_is_503_with_the_reason(relay: Relay) -> None:
     assert "never-stored" in route["message"]
     response = httpx.post(f"{relay.url}/v1/chat/completions", json={"model": "broken", **ASK})
     error = assert_openai_error(response, 503, code="unavailable", type_="server_error")
-    assert "failed" in error["message"]
+    assert error["message"].startswith(f"model 'broken' is failed ({route['reason']})")
+    assert "never-stored" not in error["message"]  # the artifact and the error stay with the model's status
     assert httpx.get(f"{relay.url}/readyz").json()["models"]["broken"] == "failed"
     assert "broken" not in _ids(relay)
     relay.delete("Model", "broken")
