@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mnemos._model import dump_json
+from mnemos._model import POSITIVE_DURATION_PATTERN, dump_json
 from mnemos.errors import (
     BadRequestError,
     MnemosError,
@@ -105,6 +105,24 @@ def _param_path(loc: Any) -> str:
     return ".".join(parts)
 
 
+_PATTERN_HINTS: dict[str, str] = {POSITIVE_DURATION_PATTERN: "a duration above zero, such as 30s, 15m, 24h or 30d"}
+
+
+def pattern_hint(pattern: str, hint: str) -> None:
+    """Say ``hint`` (what a value must be) where a value fails ``pattern``: pydantic's own message
+    quotes the regular expression, which names neither the form nor the fix."""
+    _PATTERN_HINTS[pattern] = hint
+
+
+def _message(err: dict[str, Any]) -> str:
+    if err.get("type") == "extra_forbidden":
+        return "extra field not permitted"
+    hint = _PATTERN_HINTS.get(str((err.get("ctx") or {}).get("pattern")))
+    if err.get("type") == "string_pattern_mismatch" and hint:
+        return f"{str(err.get('input'))[:40]!r} is not {hint}"
+    return str(err.get("msg", "invalid"))
+
+
 def validation_error(exc: RequestValidationError) -> MnemosError:
     """400 for a body that is not JSON, else 422 naming the first failing field."""
     errors = exc.errors()
@@ -117,7 +135,7 @@ def validation_error(exc: RequestValidationError) -> MnemosError:
     for err in errors:
         path = _param_path(err.get("loc", ()))
         paths.append(path)
-        msg = "extra field not permitted" if err.get("type") == "extra_forbidden" else err.get("msg", "invalid")
+        msg = _message(err)
         if err.get("type") == "missing" and not path:
             msg = "a JSON request body is required"
         lines.append(f"{path}: {msg}" if path else msg)

@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from mnemos._model import POSITIVE_DURATION_PATTERN
 from mnemos.errors import PermissionDeniedError, ValidationError
 from mnemos.relay import _responses as out
+from mnemos.relay._errors import pattern_hint
 
 __all__ = ["GROUPS", "aggregate", "build_router"]
 
@@ -26,6 +27,7 @@ _READ_ALL = frozenset({"admin", "operator"})
 # What the validators below accept, published in /openapi.json (window: POSITIVE_DURATION_PATTERN).
 _GROUP = "(principal|team|model)"
 _GROUP_BY = rf"^ *{_GROUP} *(, *{_GROUP} *)*$"
+pattern_hint(_GROUP_BY, "a comma-separated list of principal, team and model")
 
 
 def _window(value: str) -> float:

@@ -62,7 +62,11 @@ def test_viewer_reads_only_its_own_usage(governed: Relay, traffic: dict[str, str
     for window in ("soon", "9" * 400 + "s"):  # the second is a float too large: inf (its answer said -Infinity)
         bad = httpx.get(f"{governed.url}/v1/usage", params={"window": window}, timeout=30,
                         headers={"Authorization": f"Bearer {traffic['admin_key']}"})  # fmt: skip
-        assert_openai_error(bad, 422, param="window")
+        said = assert_openai_error(bad, 422, param="window")["message"]
+        assert "24h" in said and "30d" in said and "\\d" not in said, said  # the form, not a regex
+    grouped = httpx.get(f"{governed.url}/v1/usage", params={"group_by": "team,colour"}, timeout=30,
+                        headers={"Authorization": f"Bearer {traffic['admin_key']}"})  # fmt: skip
+    assert "principal, team and model" in assert_openai_error(grouped, 422, param="group_by")["message"]
     assert httpx.get(f"{governed.url}/v1/usage", timeout=30).status_code == 401
 
 
