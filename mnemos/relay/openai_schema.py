@@ -1,9 +1,10 @@
 """Pydantic models of the OpenAI API that RELAY serves.
 
 Requests are validated strictly where a value would be wrong (``max_tokens: -1``,
-``temperature: 9``) and leniently where clients differ: fields RELAY does not use (``logit_bias``,
-``user`` …) are accepted and ignored, as vLLM and Ray Serve LLM do. A request that fails
-validation is answered 422 in OpenAI's error shape, naming the field in ``param``.
+``temperature: 9``) and leniently where clients differ: fields RELAY does not use (``user`` …) are
+accepted and ignored, as vLLM and Ray Serve LLM do, except vLLM's sampling fields
+(``VLLM_SAMPLING_EXTRAS``: ``logit_bias``, ``top_k`` …), which reach vLLM models. A request that
+fails validation is answered 422 in OpenAI's error shape, naming the field in ``param``.
 
 Engine features (``n > 1``, ``logprobs``, ``tools``, ``response_format`` …) are accepted here and
 served by vLLM for ``engine: vllm`` models, which get the client's request as vLLM parses it.
@@ -33,6 +34,7 @@ __all__ = [
     "ModelList",
     "StreamOptions",
     "Usage",
+    "VLLM_SAMPLING_EXTRAS",
 ]
 
 _MAX_STOP = 4
@@ -98,7 +100,19 @@ def _stop_list(value: str | list[str] | None) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+VLLM_SAMPLING_EXTRAS = frozenset({
+    "logit_bias", "top_k", "min_p", "repetition_penalty", "min_tokens", "ignore_eos", "prompt_logprobs",
+    "stop_token_ids", "bad_words", "allowed_token_ids", "include_stop_str_in_output", "skip_special_tokens",
+    "spaces_between_special_tokens", "structured_outputs", "truncate_prompt_tokens",
+})  # fmt: skip
+"""Fields of vLLM's own request a chat or completion may add for a vLLM model: an allowlist of
+sampling controls (not ``chat_template``, ``logits_processors``, ``kv_transfer_params`` …, which
+name code, templates or engine state). Other runtimes ignore them, as any unknown field."""
+
+
 class _Sampling(_Request):
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)  # extras: VLLM_SAMPLING_EXTRAS reach vLLM
+
     model: str = Field(min_length=1, description="A served model's name (see GET /v1/models).")
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)

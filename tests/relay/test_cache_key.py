@@ -38,3 +38,4 @@ def test_a_model_route_keys_what_the_model_parses() -> None:
     """A Model's engine gets the parsed request: a field it drops cannot change its answer."""
     assert _key({**PLAIN, "x_vendor": 1}, forwarded=False) == _key(PLAIN, forwarded=False)
     assert _key({**PLAIN, "max_tokens": 5}, forwarded=False) != _key(PLAIN, forwarded=False)
+    assert _key({**PLAIN, "top_k": 1}, forwarded=False) != _key(PLAIN, forwarded=False)  # vLLM's: it reaches the model

@@ -172,6 +172,26 @@ def test_the_models_max_tokens_holds_when_the_client_sets_none(gateway: Any) -> 
     assert done.usage.completion_tokens <= 16  # OpenAI's default for completions
 
 
+def test_vllms_sampling_fields_reach_the_engine_and_nothing_else(gateway: Any) -> None:
+    """``logit_bias``, ``prompt_logprobs`` and vLLM's other sampling fields were accepted and dropped
+    (200, no effect); now an allowlist of them reaches vLLM, which applies or refuses them. A field
+    outside it (``chat_template``: a template the client writes) is still dropped, not forwarded."""
+    base, key = gateway
+    headers = {"Authorization": f"Bearer {key}"}
+    ask = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 4, "temperature": 0}
+
+    def complete(**extra: Any) -> httpx.Response:
+        return httpx.post(f"{base}/v1/completions", json={**ask, **extra}, headers=headers, timeout=120)
+
+    plain, forced = complete().json(), complete(logit_bias={"500": 100}, logprobs=1).json()
+    assert forced["choices"][0]["text"] != plain["choices"][0]["text"]
+    assert len(set(forced["choices"][0]["logprobs"]["tokens"])) == 1  # token 500, four times
+    assert complete(prompt_logprobs=1).json()["choices"][0]["prompt_logprobs"]  # vLLM's own field, served
+    assert 400 <= complete(top_k="many").status_code < 500  # vLLM validates what it is given
+    chat = {"model": MODEL, "messages": _ask(), "max_tokens": 2, "chat_template": "{{ 'mine' }}"}
+    assert httpx.post(f"{base}/v1/chat/completions", json=chat, headers=headers, timeout=120).status_code == 200
+
+
 def test_auth_and_bad_input_are_openai_shaped(gateway: Any) -> None:
     base, key = gateway
     body = {"model": MODEL, "messages": _ask()}
