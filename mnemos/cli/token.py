@@ -47,9 +47,13 @@ def parse_ttl(value: str | None, flag: str = "ttl") -> float | None:
 
 
 def _when(ts: float | None) -> str:
+    """An expiry as a UTC date; one no calendar can show (10^12 days away, or not a number) as it is stored."""
     if ts is None:
         return "never"
-    return dt.datetime.fromtimestamp(float(ts), dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    try:
+        return dt.datetime.fromtimestamp(float(ts), dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return str(ts)
 
 
 @app.command()
@@ -69,12 +73,17 @@ def create(
 ) -> None:
     """Create a token (or --api-key); the credential is printed once, on stdout."""
     from mnemos.soul.limits import parse_limits
+    from mnemos.soul.rbac import check_role, check_scopes_held
+    from mnemos.soul.store import check_ttl
 
     window = parse_ttl(budget_window, "budget-window") if budget_window is not None else None
     limits = parse_limits(rpm, tpm, budget, budget_tokens, window)
+    seconds = parse_ttl(ttl)
+    check_ttl(seconds)  # from 1 s to 100 years, as POST /v1/tokens
+    check_scopes_held(check_role(role), scope, param="scope")  # a scope the role lacks grants nothing
     store = _store()
     create = store.create_api_key if api_key else store.create_token
-    created = create(name, role, ttl=parse_ttl(ttl), scopes=scope, team=team, limits=limits)
+    created = create(name, role, ttl=seconds, scopes=scope, team=team, limits=limits)
     if output is Output.table:
         typer.echo(created.secret)
         print(

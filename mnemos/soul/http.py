@@ -2,7 +2,9 @@
 
 - ``GET /.well-known/jwks.json`` (public): the signing keys' public parts;
 - ``POST /v1/tokens`` (``manage-identities``): ``{name, role, ttl?, scopes?, apiKey?, team?, limits?}``
-  → the new credential, shown once (``token`` or ``apiKey``) with its ``id``. ``limits`` is
+  → the new credential, shown once (``token`` or ``apiKey``) with its ``id``. A ``scope`` the role
+  does not hold is a 422 (``param: scopes``: a scope only narrows a role), and so is a ``ttl`` under
+  1 s or over 100 years (``store.MIN_TTL_S``, ``store.MAX_TTL_S``). ``limits`` is
   ``{rpm, tpm, budget: {amount, tokens, window}}`` as ``mnemos token create --rpm --tpm --budget``
   takes it (a bad value: 422 naming ``body.limits.rpm`` …). A credential mints only at or below itself:
   the new one's verbs (role narrowed by scopes) must all be the caller's (else 403), a JWT lives at
@@ -43,7 +45,8 @@ from mnemos.genome.metering import UsageLimits
 from mnemos.soul.edge import EdgeGuard
 from mnemos.soul.identity import Principal
 from mnemos.soul.limits import check_key_limits
-from mnemos.soul.rbac import check_role, check_scopes, verbs_of
+from mnemos.soul.rbac import check_role, check_scopes_held, verbs_of
+from mnemos.soul.store import MAX_TTL_S, MIN_TTL_S, check_ttl
 
 __all__ = [
     "TokenCreate",
@@ -87,10 +90,12 @@ def check_minting(
 
     Raises:
         PermissionDeniedError: a verb the caller lacks, or a lifetime past the caller's own.
-        ValidationError: an unknown role or scope, or a JWT ttl over ``max_token_ttl``.
+        ValidationError: an unknown role or scope, a scope the role does not hold, a ttl under
+            ``MIN_TTL_S`` or over ``MAX_TTL_S`` (100 years), or a JWT ttl over ``max_token_ttl``.
     """
     check_role(body.role)
-    scopes = check_scopes(body.scopes)
+    scopes = check_scopes_held(body.role, body.scopes)
+    check_ttl(body.ttl)
     wanted = verbs_of(body.role, scopes)
     held = verbs_of(principal.role, principal.scopes)
     beyond = sorted(wanted - held)
@@ -208,8 +213,11 @@ def _token_body() -> dict[str, Any]:
     schema["$defs"]["Budget"]["properties"]["window"].update(minimum=0.001)
     schema["$defs"]["Budget"]["properties"]["window"].pop("exclusiveMinimum", None)
     schema["properties"]["scopes"]["items"] = {"enum": sorted(VERBS)}
-    # Duration: seconds, or a string such as "1h" (a JWT's at most soul.policies.maxTokenTTL: else 422)
-    schema["properties"]["ttl"]["anyOf"] = positive_duration_schema()
+    # Duration: seconds, or a string such as "1h": from MIN_TTL_S to MAX_TTL_S (a JWT's at most
+    # soul.policies.maxTokenTTL); else 422
+    ttl = positive_duration_schema()
+    ttl[0] = {"type": "number", "minimum": MIN_TTL_S, "maximum": MAX_TTL_S}
+    schema["properties"]["ttl"]["anyOf"] = ttl
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 

@@ -26,6 +26,8 @@ class Principal:
         limits: the credential's own ``UsageLimits`` (rpm, tpm, budget), ``None`` for none.
         limits_key: the credential whose per-credential counters ``limits`` spend (a console
             session's token spends its API key's); empty: ``credential_id``.
+        parents: the credentials this one was made from, nearest first (a console session's
+            token: the API key or token it signed in with); it is refused once any is revoked.
     """
 
     subject: str
@@ -37,6 +39,7 @@ class Principal:
     team: str = ""
     limits: Any = field(default=None, compare=False, hash=False)
     limits_key: str = ""
+    parents: tuple[str, ...] = field(default=())
 
     @classmethod
     def anonymous(cls, role: str = "admin") -> Principal:

@@ -34,6 +34,7 @@ __all__ = [
     "can",
     "check_role",
     "check_scopes",
+    "check_scopes_held",
     "check_verb",
     "verbs_of",
 ]
@@ -88,6 +89,25 @@ def check_scopes(scopes: Iterable[str], *, param: str = "scopes") -> tuple[str, 
         if scope not in out:
             out.append(scope)
     return tuple(out)
+
+
+def check_scopes_held(role: str, scopes: Iterable[str], *, param: str = "scopes") -> tuple[str, ...]:
+    """``scopes`` when ``role`` holds each of them; else a ``ValidationError`` naming the scope and the role.
+
+    A scope only narrows a role: one the role lacks grants nothing, so a credential asked for with
+    it is a mistake to report, not one to issue.
+    """
+    scopes = check_scopes(scopes, param=param)
+    held = ROLES[check_role(role)]
+    lacking = [scope for scope in scopes if scope not in held]
+    if lacking:
+        raise ValidationError(
+            f"{param}: role {role!r} does not hold {', '.join(repr(s) for s in lacking)}, and a scope can only narrow "
+            f"a role (role {role!r} holds {', '.join(v for v in VERBS if v in held)}); drop the scope or choose a "
+            "role that holds it",
+            param=param,
+        )
+    return scopes
 
 
 def allowed(role: str, verb: str, scopes: Iterable[str] = ()) -> bool:

@@ -26,10 +26,25 @@ from mnemos.soul.limits import check_key_limits
 from mnemos.soul.rbac import check_role, check_scopes
 from mnemos.soul.tokens import issue_token
 
-__all__ = ["CreatedCredential", "IdentityStore", "REVOKED_PREFIX", "TOKENS_PREFIX", "check_name"]
+__all__ = [
+    "MAX_TTL_S",
+    "MIN_TTL_S",
+    "REVOKED_PREFIX",
+    "TOKENS_PREFIX",
+    "CreatedCredential",
+    "IdentityStore",
+    "check_name",
+    "check_ttl",
+]
 
 TOKENS_PREFIX = "soul/tokens"
 REVOKED_PREFIX = "soul/revoked"
+MIN_TTL_S = 1.0
+"""The shortest lifetime a user may ask a credential for (``POST /v1/tokens``, ``mnemos token create``):
+below it, a credential would expire as it is issued (a JWT's ``exp`` is in whole seconds)."""
+MAX_TTL_S = 100 * 365 * 86400.0
+"""The longest lifetime of any credential (100 years): beyond it an expiry is no date a clock shows.
+An API key that should never expire is made without a ttl."""
 _ID = re.compile(r"^(tok-[0-9a-f]{12}|[0-9a-f]{16})$")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.@:")
 
@@ -65,11 +80,41 @@ def check_name(name: str, param: str = "name") -> str:
     return name
 
 
+def check_ttl(ttl: float | None, *, param: str = "ttl") -> None:
+    """A lifetime a user asks for: ``None`` (the default), or from ``MIN_TTL_S`` to ``MAX_TTL_S`` seconds."""
+    if ttl is None:
+        return
+    if not ttl >= MIN_TTL_S:
+        raise ValidationError(
+            f"{param}: {ttl:g} s is shorter than the shortest lifetime of a credential ({MIN_TTL_S:g} s), so it "
+            f"would expire as it is issued; give at least {MIN_TTL_S:g}s (e.g. 30m)",
+            param=param,
+        )
+    _check_max_ttl(ttl, param)
+
+
+def _check_max_ttl(ttl: float, param: str = "ttl") -> None:
+    if ttl > MAX_TTL_S:
+        raise ValidationError(
+            f"{param}: {ttl:g} s is longer than the longest lifetime of a credential ({MAX_TTL_S:g} s, 100 years); "
+            "give a shorter ttl, or none for an API key that never expires",
+            param=param,
+        )
+
+
 def _checked(team: str, limits: dict[str, Any] | None) -> dict[str, Any] | None:
     """The credential's team checked and its limits validated (``limits.rpm`` … named when bad)."""
     if team:
         check_name(team, "team")
     return check_key_limits(limits) if limits else None
+
+
+def _number(value: Any) -> float:
+    """A stored time as a number (one that is not: never, so a listing never fails on it)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("inf")
 
 
 class IdentityStore:
@@ -93,19 +138,23 @@ class IdentityStore:
     # -- create ------------------------------------------------------------------------------
     def create_token(
         self, name: str, role: str, *, ttl: float | None = None, scopes: Iterable[str] = (), actor: str | None = None,
-        team: str = "", limits: dict[str, Any] | None = None, limits_key: str = "",
+        team: str = "", limits: dict[str, Any] | None = None, limits_key: str = "", parents: Iterable[str] = (),
     ) -> CreatedCredential:
         """Issue a JWT for ``name`` with ``role`` (default TTL: ``soul.policies.tokenTTL``).
 
         ``team`` and ``limits`` become the token's ``team`` and ``lim`` claims (see ``tokens.py``);
-        ``limits_key`` names the credential whose counters the limits spend (default: the token's).
+        ``limits_key`` names the credential whose counters the limits spend (default: the token's);
+        ``parents`` (the ``par`` claim) the credentials it is made from: revoking any of them refuses it.
         """
         check_name(name)
         limits = _checked(team, limits)
         if ttl is not None and ttl <= 0:
             raise ValidationError("ttl must be positive", param="ttl")
+        if ttl is not None:
+            _check_max_ttl(ttl)
+        parents = tuple(parents)
         issued = issue_token(self.keyring, subject=name, role=role, issuer=self.issuer, ttl=ttl, scopes=scopes,
-                             team=team, limits=limits, limits_key=limits_key)  # fmt: skip
+                             team=team, limits=limits, limits_key=limits_key, parents=parents)  # fmt: skip
         actor = actor or local_actor()
         self.engram.write_json(
             f"{TOKENS_PREFIX}/{issued.jti}.json",
@@ -122,6 +171,7 @@ class IdentityStore:
                 "created_by": actor,
                 "team": team,
                 "limits": limits,
+                "parents": list(parents),
             },
         )
         audit(self.engram, "identity.created", kind="token", id=issued.jti, name=name, role=role, actor=actor)
@@ -142,6 +192,8 @@ class IdentityStore:
         scopes = check_scopes(scopes)
         if ttl is not None and ttl <= 0:
             raise ValidationError("ttl must be positive", param="ttl")
+        if ttl is not None:
+            _check_max_ttl(ttl)
         key_id, secret, plaintext = new_api_key()
         now = time.time()
         actor = actor or local_actor()
@@ -172,9 +224,11 @@ class IdentityStore:
     def list(self, *, include_inactive: bool = False) -> list[dict[str, Any]]:
         """Credentials (tokens and API keys) without hashes, newest first.
 
-        Revoked and expired ones are left out unless ``include_inactive``.
+        Revoked and expired ones are left out unless ``include_inactive``; a token made from a revoked
+        credential (a console session of a revoked key) is revoked with it.
         """
         now = time.time()
+        revoked = self.revoked_ids()
         out = []
         for prefix in (TOKENS_PREFIX, APIKEYS_PREFIX):
             for key in self.engram.list(prefix):
@@ -184,11 +238,12 @@ class IdentityStore:
                     continue
                 doc.pop("hash", None)
                 doc.setdefault("kind", "apikey" if prefix == APIKEYS_PREFIX else "token")
-                expired = doc.get("expires_at") is not None and now >= float(doc["expires_at"])
-                doc["state"] = "revoked" if doc.get("revoked_at") else "expired" if expired else "active"
+                expired = doc.get("expires_at") is not None and now >= _number(doc["expires_at"])
+                gone = doc.get("revoked_at") or any(p in revoked for p in doc.get("parents") or ())
+                doc["state"] = "revoked" if gone else "expired" if expired else "active"
                 if include_inactive or doc["state"] == "active":
                     out.append(doc)
-        return sorted(out, key=lambda d: float(d.get("created_at") or 0), reverse=True)
+        return sorted(out, key=lambda d: _number(d.get("created_at") or 0), reverse=True)
 
     def revoked_ids(self) -> set[str]:
         """Ids of every revoked token and API key."""

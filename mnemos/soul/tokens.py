@@ -2,10 +2,13 @@
 
 Claims: ``iss`` (``soul.mnemos``), ``sub``, ``role``, ``scp`` (scopes, optional), ``iat``, ``exp``,
 ``jti``, and when set: ``team`` (the identity's team: team limits, budgets and usage apply to the
-token's caller as to an API key's), ``lim`` (the credential's own ``{rpm, tpm, budget}``) and ``lk``
-(whose per-credential counters ``lim`` spends: a console session's token counts against the API
-key it was made from). The header carries ``kid`` and ``alg: EdDSA``. Every refusal is an
-``AuthenticationError`` whose message says why and never contains the token.
+token's caller as to an API key's), ``lim`` (the credential's own ``{rpm, tpm, budget}``), ``lk``
+(whose per-credential counters ``lim`` spends: a console session's token counts against the API key
+it was made from) and ``par`` (the credentials the token was made from, nearest first: a console
+session's token names the API key or token it signed in with, and is refused as soon as any of them
+is revoked; it never outlives them, since it is issued to expire no later). The header carries
+``kid`` and ``alg: EdDSA``. Every refusal is an ``AuthenticationError`` whose message says why and
+never contains the token.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 import jwt
 
-from mnemos.errors import AuthenticationError
+from mnemos.errors import AuthenticationError, ValidationError
 from mnemos.soul.identity import Principal
 from mnemos.soul.keys import ALGORITHM, KeyRing
 from mnemos.soul.rbac import check_role, check_scopes
@@ -27,6 +30,8 @@ __all__ = ["IssuedToken", "LEEWAY_SECONDS", "UnknownKeyError", "issue_token", "n
 
 LEEWAY_SECONDS = 30.0
 """Clock skew tolerated on ``exp`` and ``iat`` between issuer and verifier."""
+MAX_PARENTS = 8
+"""The longest chain of ``par`` a token carries (a session of a session of …)."""
 
 
 class UnknownKeyError(AuthenticationError):
@@ -64,6 +69,7 @@ def issue_token(
     team: str = "",
     limits: Mapping[str, Any] | None = None,
     limits_key: str = "",
+    parents: Iterable[str] = (),
 ) -> IssuedToken:
     """Sign a JWT for ``subject`` with the ring's active key (rotating first when due).
 
@@ -73,9 +79,14 @@ def issue_token(
         team: the ``team`` claim (empty: none).
         limits: the ``lim`` claim, a validated ``UsageLimits`` document (None: none).
         limits_key: the ``lk`` claim (empty: the token's own ``jti`` counts).
+        parents: the ``par`` claim: the credentials this token is made from, nearest first (it is
+            refused once any of them is revoked); at most ``MAX_PARENTS``.
     """
     check_role(role)
     scopes = check_scopes(scopes)
+    parents = tuple(str(p) for p in parents)
+    if len(parents) > MAX_PARENTS or any(not p or len(p) > 64 for p in parents):
+        raise ValidationError(f"parents: at most {MAX_PARENTS} credential ids of 1-64 characters", param="parents")
     record = keyring.active()
     now = keyring.clock() if now is None else now
     ttl = keyring.token_ttl if ttl is None else float(ttl)
@@ -97,6 +108,8 @@ def issue_token(
         claims["lim"] = dict(limits)
     if limits_key:
         claims["lk"] = limits_key
+    if parents:
+        claims["par"] = list(parents)
     token = jwt.encode(claims, keyring.private_key(record), algorithm=ALGORITHM, headers={"kid": record.kid})
     keyring.note_expiry(record, float(int(exp)))
     return IssuedToken(token, jti, record.kid, subject, role, scopes, float(int(now)), float(int(exp)))
@@ -166,6 +179,12 @@ def verify_token(
     jti = str(claims["jti"])
     if is_revoked(jti):
         raise AuthenticationError(f"token {jti} has been revoked", param="authorization")
+    parents = _parents(claims.get("par"))
+    for parent in parents:  # a console session dies with the API key (or token) it signed in with
+        if is_revoked(parent):
+            raise AuthenticationError(
+                f"token {jti} was made from credential {parent}, which has been revoked", param="authorization"
+            )
     team, limits_key = claims.get("team", ""), claims.get("lk", "")
     if not isinstance(team, str) or len(team) > 128 or not isinstance(limits_key, str) or len(limits_key) > 64:
         raise AuthenticationError("token names an invalid team or limits key", param="authorization")
@@ -179,7 +198,18 @@ def verify_token(
         team=team,
         limits=_usage_limits(jti, claims.get("lim")),
         limits_key=limits_key,
+        parents=parents,
     )
+
+
+def _parents(claim: Any) -> tuple[str, ...]:
+    """The ``par`` claim as a tuple of ids (absent: none); a malformed one refuses the token."""
+    if claim is None:
+        return ()
+    if (not isinstance(claim, list) or len(claim) > MAX_PARENTS
+            or not all(isinstance(p, str) and 0 < len(p) <= 64 for p in claim)):  # fmt: skip
+        raise AuthenticationError("token names invalid parent credentials", param="authorization")
+    return tuple(claim)
 
 
 _PARSED_LIMITS: dict[str, Any] = {}

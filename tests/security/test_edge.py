@@ -204,3 +204,24 @@ def test_metrics_are_public_by_default_and_protected_with_the_setting(gateway: G
         assert client.get("/metrics").status_code == 401
     route = next(r for r in app.routes if getattr(r, "path", "") == "/metrics")
     assert route.openapi_extra == {"x-mnemos-verb": "read-lineage"}  # the gateway's edge authorizes it
+
+
+def test_minting_refuses_scopes_the_role_lacks_and_lifetimes_no_clock_keeps(gateway: Gateway) -> None:
+    def mint(**body: Any) -> httpx.Response:
+        return gateway.call("POST", "/v1/tokens", "admin", json={"name": "probe-mint", "role": "viewer", **body})
+
+    error = _status(mint(scopes=["submit"]), 422, "role 'viewer' does not hold 'submit'")
+    assert error["param"] == "scopes"
+    _status(mint(scopes=["read-lineage", "deploy"], apiKey=True), 422, "'deploy'")
+    for ttl in ("1000000000000d", 3.2e9, "36600d"):  # past 100 years: an expiry no calendar shows
+        error = _status(mint(apiKey=True, ttl=ttl), 422, "longest lifetime")
+        assert error["param"] == "ttl" and "100 years" in error["message"]
+    for ttl in ("500ms", 1e-9, "0.999s"):  # expired as it is issued
+        for kind in (True, False):
+            error = _status(mint(apiKey=kind, ttl=ttl), 422, "shortest lifetime")
+            assert error["param"] == "ttl" and "at least 1s" in error["message"]
+    assert not [c for c in gateway.store.list(include_inactive=True) if c["name"] == "probe-mint"]  # nothing made
+    for body in ({"scopes": ["read-lineage"], "apiKey": True, "ttl": "36500d"}, {"ttl": "1s"}):  # the controls
+        made = mint(**body)
+        assert made.status_code == 201, made.text
+        gateway.call("DELETE", f"/v1/tokens/{made.json()['id']}", "admin")

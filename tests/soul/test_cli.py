@@ -191,3 +191,34 @@ def test_bootstrap_prints_once_and_stores_only_a_hash(
     guard = EdgeGuard(settings, client.engram, limiter=LocalRateLimiter())
     principal = asyncio.run(guard.verify_credential(key))
     assert (principal.subject, principal.role) == ("bootstrap-admin", "admin")
+
+
+def test_token_list_renders_any_stored_expiry_and_create_refuses_what_minting_refuses(
+    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from mnemos.cli import token as token_cli
+    from mnemos.engram import Engram
+    from mnemos.errors import ValidationError
+    from mnemos.soul import IdentityStore
+    from mnemos.soul.apikeys import APIKEYS_PREFIX
+
+    store = IdentityStore.from_settings(settings, Engram.from_settings(settings))
+    monkeypatch.setattr(token_cli, "_store", lambda: store)
+    forever = store.create_api_key("forever", "viewer", ttl=3600)
+    doc = store.engram.read_json(f"{APIKEYS_PREFIX}/{forever.id}.json")
+    # What a ttl of 10^12 days stored before it was refused: a date no calendar shows (OSError before).
+    store.engram.write_json(f"{APIKEYS_PREFIX}/{forever.id}.json", {**doc, "expires_at": 8.64e16})
+    listed = CliRunner().invoke(token_cli.app, ["list"])
+    assert listed.exit_code == 0, listed.output
+    assert "forever" in listed.output and "8.64e+16" in listed.output
+
+    refusals = ((["--ttl", "1000000000000d", "--api-key"], "ttl", "longest lifetime"),
+                (["--ttl", "500ms"], "ttl", "shortest lifetime"),
+                (["--scope", "submit"], "scope", "role 'viewer' does not hold 'submit'"))  # fmt: skip
+    for args, param, message in refusals:
+        made = CliRunner().invoke(token_cli.app, ["create", "--name", "x", "--role", "viewer", *args])
+        assert isinstance(made.exception, ValidationError), made.output
+        assert made.exception.param == param and message in made.exception.message
+    assert [d["name"] for d in store.list()] == ["forever"]  # nothing was made

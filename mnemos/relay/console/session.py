@@ -1,11 +1,14 @@
 """Console sessions: an API key signs in once; the browser then holds a short-lived JWT in an
 ``HttpOnly; SameSite=Strict`` cookie (never the key), revoked again at sign-out.
 
-The JWT is minted by SOUL for the key's own subject, role and scopes (never more), so every
-gateway replica verifies it the way it verifies any token, and a revoked or forged cookie is
-refused like any credential. Writes made from console pages carry a CSRF token derived from the
-cookie (an HMAC keyed by it): another site can neither read the cookie nor compute the token, and
-``SameSite=Strict`` keeps the browser from sending the cookie on cross-site requests at all.
+The JWT is minted by SOUL for the key's own subject, role and scopes (never more), so every gateway
+replica verifies it the way it verifies any token, and a revoked or forged cookie is refused like
+any credential. It names the key in its ``par`` claim and expires no later than the key, so it dies
+with it: revoking the key (``DELETE /v1/tokens/{id}``) refuses its sessions too, within the second
+it takes every replica to see the revocation. Writes made from console pages carry a CSRF token
+derived from the cookie (an HMAC keyed by it): another site can neither read the cookie nor compute
+the token, and ``SameSite=Strict`` keeps the browser from sending the cookie on cross-site requests
+at all.
 
 ``CookieBearer`` lets the console's ``EventSource`` (which cannot set headers) read the API: for
 ``GET``/``HEAD`` requests outside ``/ui`` that carry the cookie and no ``Authorization`` header, it
@@ -23,6 +26,7 @@ from typing import Any
 from starlette.requests import Request
 
 from mnemos.errors import AuthenticationError
+from mnemos.soul.tokens import LEEWAY_SECONDS, MAX_PARENTS
 
 __all__ = ["COOKIE", "PREFIX", "CookieBearer", "Sessions", "csrf_token"]
 
@@ -74,20 +78,32 @@ class Sessions:
         await guard.rate_limit(principal)
         ttl = SESSION_TTL_S
         if principal.expires_at is not None:
-            ttl = min(ttl, float(principal.expires_at) - time.time())
+            # Verifiers accept a token up to LEEWAY_SECONDS past its exp: end it that much sooner, so
+            # that it is refused no later than the key it was made from.
+            ttl = min(ttl, float(principal.expires_at) - LEEWAY_SECONDS - time.time())
         if ttl <= 0:
-            raise AuthenticationError("this API key has expired", param="api_key")
+            raise AuthenticationError(
+                f"this API key has expired or expires within {LEEWAY_SECONDS:g} s", param="api_key"
+            )
+        parents = (principal.credential_id, *principal.parents)  # the session dies with any of them
+        if len(parents) > MAX_PARENTS:
+            raise AuthenticationError("sign in with an API key, not with a session's token", param="api_key")
         limits = principal.limits.dump() if principal.limits is not None else None
         created = await asyncio.to_thread(  # the session keeps the key's team and spends the key's limits
             guard.store.create_token, principal.subject, principal.role, ttl=ttl, scopes=principal.scopes,
             actor=principal.subject, team=principal.team, limits=limits,
             limits_key=principal.limits_key or principal.credential_id if limits else "",
+            parents=parents,
         )  # fmt: skip
         return principal, created.secret, float(created.expires_at or time.time() + ttl)
 
     async def sign_out(self, principal: Any) -> None:
-        """Revoke the session's token (its cookie is refused from now on)."""
-        if not self.enabled or not getattr(principal, "credential_id", ""):
+        """Revoke the session's token (its cookie is refused from now on).
+
+        Only a token is revoked: a cookie holding an API key (the console never sets one) is
+        dropped by the browser but the key stays valid, as sign-out ends sessions, not keys.
+        """
+        if not self.enabled or getattr(principal, "kind", "") != "token" or not getattr(principal, "credential_id", ""):
             return
         guard = self.edge.require_guard()
         await asyncio.to_thread(guard.store.revoke, principal.credential_id, actor=principal.subject)

@@ -1,0 +1,131 @@
+"""Console sessions end with the credential that opened them, and every way out of a session revokes
+its token (no cluster: the console's router over an edge guard with a local rate limiter).
+
+Revocations are re-read on every request here (``refresh_s=0``); the gateway re-reads them every
+second, which ``tests/security/test_sessions.py`` checks over real HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from mnemos.errors import AuthenticationError
+from mnemos.relay.console.session import COOKIE, Sessions, csrf_token
+from mnemos.synkron._models import run_async  # (asyncio.run fails where a browser test left a loop running)
+
+
+@pytest.fixture()
+def console(tmp_path: Path) -> dict[str, Any]:
+    """The console's routes (no gateway: only sign-in and sign-out are used) and its edge seam."""
+    from mnemos.config import load_settings
+    from mnemos.engram import Engram
+    from mnemos.relay._edge import EdgeSeam
+    from mnemos.relay.console.app import build_router
+    from mnemos.soul import EdgeGuard, IdentityStore, LocalRateLimiter
+
+    settings = load_settings(engram={"uri": str(tmp_path / "engram")}, relay={"auth": True})
+    engram = Engram.from_settings(settings)
+    edge = EdgeSeam(settings, engram)
+    edge.guard = EdgeGuard(settings, engram, limiter=LocalRateLimiter(), refresh_s=0.0, max_stale_s=0.0)
+    app = FastAPI()
+    app.include_router(build_router(None, edge))
+    return {"http": TestClient(app), "edge": edge, "store": IdentityStore.from_settings(settings, engram)}
+
+
+def _verify(console: dict[str, Any], credential: str) -> Any:
+    return run_async(lambda: console["edge"].guard.verify_credential(credential))
+
+
+def _sign_in(console: dict[str, Any], key: str) -> str:
+    signed_in = console["http"].post("/ui/signin", data={"api_key": key}, follow_redirects=False)
+    assert signed_in.status_code == 303, signed_in.text
+    return str(signed_in.cookies[COOKIE])
+
+
+def test_revoking_the_key_ends_the_sessions_it_opened(console: dict[str, Any]) -> None:
+    store = console["store"]
+    key = store.create_api_key("ann", "viewer")
+    cookie = _sign_in(console, key.secret)
+    session = _verify(console, cookie)
+    assert (session.subject, session.kind, session.parents) == ("ann", "token", (key.id,))
+
+    store.revoke(key.id)
+    with pytest.raises(AuthenticationError) as refused:
+        _verify(console, cookie)
+    assert key.id in refused.value.message and "revoked" in refused.value.message
+    listed = {d["id"]: d["state"] for d in store.list(include_inactive=True)}
+    assert listed[session.credential_id] == "revoked"  # the listing says so too
+    assert session.credential_id not in {d["id"] for d in store.list()}
+
+
+def test_a_session_of_an_expiring_key_ends_before_the_key_does(console: dict[str, Any]) -> None:
+    from mnemos.soul.tokens import LEEWAY_SECONDS
+
+    key = console["store"].create_api_key("bob", "viewer", ttl=3600)
+    session = _verify(console, _sign_in(console, key.secret))
+    # Verifiers accept a token LEEWAY_SECONDS past its exp: it is issued to be refused with the key.
+    assert session.expires_at + LEEWAY_SECONDS <= key.expires_at
+    soon = console["store"].create_api_key("cy", "viewer", ttl=LEEWAY_SECONDS / 2)
+    refused = console["http"].post("/ui/signin", data={"api_key": soon.secret}, follow_redirects=False)
+    assert refused.status_code == 401 and "expires within" in refused.text
+
+
+def test_the_sign_in_page_revokes_the_session_whose_cookie_it_drops(console: dict[str, Any]) -> None:
+    key = console["store"].create_api_key("dee", "viewer")
+    cookie = _sign_in(console, key.secret)
+    page = console["http"].get("/ui/signin")
+    assert page.status_code == 200 and COOKIE not in console["http"].cookies
+    with pytest.raises(AuthenticationError, match="has been revoked"):
+        _verify(console, cookie)
+    _verify(console, key.secret)  # the key itself stays valid
+
+
+def test_a_new_sign_in_revokes_the_session_it_replaces(console: dict[str, Any]) -> None:
+    key = console["store"].create_api_key("eve", "viewer")
+    first = _sign_in(console, key.secret)
+    second = _sign_in(console, key.secret)
+    assert first != second
+    with pytest.raises(AuthenticationError, match="has been revoked"):
+        _verify(console, first)
+    assert _verify(console, second).subject == "eve"
+
+
+@pytest.mark.parametrize("csrf", ["guess", None, "match"])
+def test_sign_out_revokes_the_session_whatever_the_forms_csrf_token(console: dict[str, Any], csrf: str | None) -> None:
+    key = console["store"].create_api_key("fay", "viewer")
+    cookie = _sign_in(console, key.secret)
+    form = {} if csrf is None else {"csrf": csrf_token(cookie) if csrf == "match" else csrf}
+    out = console["http"].post("/ui/signout", data=form, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/ui/signin"
+    assert COOKIE not in console["http"].cookies
+    with pytest.raises(AuthenticationError, match="has been revoked"):
+        _verify(console, cookie)
+
+
+def test_sign_out_ends_sessions_never_api_keys(console: dict[str, Any]) -> None:
+    key = console["store"].create_api_key("gil", "viewer")
+    principal = _verify(console, key.secret)
+    run_async(lambda: Sessions(console["edge"]).sign_out(principal))  # a key put in the cookie
+    assert _verify(console, key.secret).subject == "gil"
+
+
+def test_a_token_with_a_malformed_parent_claim_is_refused(console: dict[str, Any]) -> None:
+    import jwt
+
+    from mnemos.soul.keys import ALGORITHM
+
+    ring = console["store"].keyring
+    record = ring.active()
+    now = int(time.time())
+    for par in ("0123456789abcdef", [1], ["x" * 65], ["a"] * 9):
+        claims = {"iss": console["store"].issuer, "sub": "h", "role": "viewer", "iat": now, "exp": now + 60,
+                  "jti": "tok-000000000000", "par": par}  # fmt: skip
+        token = jwt.encode(claims, ring.private_key(record), algorithm=ALGORITHM, headers={"kid": record.kid})
+        with pytest.raises(AuthenticationError, match="invalid parent credentials"):
+            _verify(console, token)
