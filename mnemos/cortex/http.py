@@ -18,6 +18,9 @@ What code may run (see ``docs/guides/security.md``):
 Ownership: a job's ``owner`` is the subject of the principal that submitted it. Developers list,
 read, read logs of and cancel their own jobs only — another's is 404, as if it did not exist;
 viewers list and read every job but not its logs (403); operators and admins do everything.
+What a job holds of its data — its result's value and its error text — is shown to its owner,
+operators and admins only: to a viewer a job is its metadata (status, owner, timings, the result's
+encoding, size and digest, the error's exception class), see ``mnemos.soul.ownership``.
 Errors have the OpenAI shape (``{"error": {message, type, param, code}}``).
 """
 
@@ -48,7 +51,7 @@ from mnemos.genome import NAME_PATTERN
 from mnemos.neuron.codec import REFERENCE, validate_reference
 from mnemos.trace.telemetry import SpanKind, inject, span
 
-__all__ = ["JobCall", "build_router", "cortex_handle", "router"]
+__all__ = ["JobCall", "build_router", "cortex_handle", "job_for", "router", "withhold_job"]
 
 _MAX_WAIT = 300.0
 _OVERFETCH = 10_000  # a developer's listing is filtered from this many newest jobs
@@ -142,6 +145,31 @@ def _public(view: dict[str, Any]) -> dict[str, Any]:
     view.pop("traceback", None)
     view.setdefault("owner", view.get("principal"))
     return view
+
+
+def withhold_job(view: dict[str, Any]) -> dict[str, Any]:
+    """A job view (or a ``job.*`` event's data) without its data: the result's value, the error's text."""
+    from mnemos.soul.ownership import withheld_error
+
+    out = dict(view)
+    result = out.get("result")
+    if isinstance(result, dict):  # encoding, bytes and digest (an output ref) stay; the value goes
+        out["result"] = {k: v for k, v in result.items() if k not in ("value", "inline")}
+    elif result is not None:
+        out["result"] = None
+    if out.get("error"):
+        out["error"] = withheld_error(out["error"])
+    out.pop("traceback", None)
+    return out
+
+
+def job_for(principal: Any, view: dict[str, Any]) -> dict[str, Any]:
+    """A job view for HTTP (see ``_public``), without its data unless ``principal`` reads it
+    (the owner, operators and admins: ``mnemos.soul.ownership.reads_data``)."""
+    from mnemos.soul.ownership import reads_data
+
+    view = _public(dict(view))
+    return view if reads_data(principal, view.get("owner")) else withhold_job(view)
 
 
 async def _call(handle: Any, method: str, *args: Any) -> Any:
@@ -295,7 +323,7 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
         view = await _call(handle, "get", ids[0])
         if not sees_all(principal) and view.get("principal") != _subject(principal):
             raise ConflictError(f"id: {ids[0]!r} is already used by another job; choose another id", param="id")
-        return _public(view)
+        return job_for(principal, view)
 
     @api.get("/v1/jobs", openapi_extra=_READ, responses={422: _NO_JOB[422]})
     @_answer
@@ -316,7 +344,7 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
         else:
             me = _subject(principal)
             data = [v for v in await _call(handle, "list", queue, status, _OVERFETCH) if v.get("principal") == me]
-        return {"object": "list", "data": [_public(v) for v in data[:limit]]}
+        return {"object": "list", "data": [job_for(principal, v) for v in data[:limit]]}
 
     @api.get("/v1/jobs/{job_id}", openapi_extra=_READ, responses=_NO_JOB)
     @_answer
@@ -328,8 +356,8 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
             raise ValidationError(f"wait: must be between 0 and {_MAX_WAIT:g} seconds", param="wait")
         view = await owned(handle, job_id, principal)
         if wait is None:
-            return _public(view)
-        return _public(await _call(handle, "wait", job_id, wait))
+            return job_for(principal, view)
+        return job_for(principal, await _call(handle, "wait", job_id, wait))
 
     @api.delete("/v1/jobs/{job_id}", openapi_extra=_SUBMIT,
                 responses={**_NO_JOB, 409: {"description": "the job already finished"}})  # fmt: skip
@@ -337,7 +365,7 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
     async def cancel_job(job_id: str, principal: Any = who, handle: Any = cortex) -> Any:
         """Cancel a queued or running job (developers: their own)."""
         await owned(handle, job_id, principal, write=True)
-        return _public(await _call(handle, "cancel", job_id, _subject(principal)))
+        return job_for(principal, await _call(handle, "cancel", job_id, _subject(principal)))
 
     @api.get("/v1/jobs/{job_id}/logs", openapi_extra=_READ, responses=_NO_JOB)
     @_answer

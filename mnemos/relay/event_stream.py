@@ -15,7 +15,10 @@ A client that goes away ends its stream quietly (no error is logged for a discon
 The caller is authenticated before anything streams (verb ``read-artifacts``). What it then
 receives is decided per event by :func:`visible`: resources and model status for every reader;
 jobs and runs by ownership — admins and operators see all, a developer only their own, a viewer
-the states (never the log lines) — deny by default for anything else.
+the states (never the log lines) — deny by default for anything else. :func:`for_reader` then
+withholds the data of a job or run the caller does not read (its owner, operators and admins do):
+a viewer's ``job.*`` events carry no error text, its ``run.*`` events no step error texts, as
+``GET /v1/jobs/{id}`` and ``GET /v1/runs/{id}`` answer it.
 
 One ``EventHub`` per gateway replica long-polls the bus and fans out to bounded per-connection
 queues, so the bus sees one reader per replica however many clients are connected. Every event
@@ -39,12 +42,15 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from mnemos._model import dump_json
+from mnemos.cortex.http import withhold_job
 from mnemos.errors import RateLimitError, ValidationError
 from mnemos.relay._edge import VERB_KEY
 from mnemos.relay._responses import SSE_HEADERS
+from mnemos.soul.ownership import reads_data
+from mnemos.synkron.http import withhold_run
 from mnemos.trace.events import matches
 
-__all__ = ["QUEUE_MAX", "EventHub", "build_router", "visible"]
+__all__ = ["QUEUE_MAX", "EventHub", "build_router", "for_reader", "visible"]
 
 logger = logging.getLogger("mnemos.relay")
 
@@ -84,6 +90,16 @@ def visible(event: dict[str, Any], principal: Any) -> bool:
     if role == "viewer":
         return event.get("type") != "job.log"
     return False
+
+
+def for_reader(event: dict[str, Any], principal: Any) -> dict[str, Any]:
+    """``event`` as ``principal`` may read it (once :func:`visible`): a job's or run's data withheld
+    unless the principal reads it (``mnemos.soul.ownership.reads_data``)."""
+    family = str(event.get("type", "")).split(".", 1)[0]
+    data = event.get("data")
+    if family not in ("job", "run") or not isinstance(data, dict) or reads_data(principal, event.get("owner")):
+        return event
+    return {**event, "data": withhold_job(data) if family == "job" else withhold_run(data)}
 
 
 def _frame(event: dict[str, Any]) -> bytes:
@@ -217,7 +233,7 @@ class EventHub:
                     yield _control("reset", backlog["last"], {"reason": "Last-Event-ID is older than the buffer"})
                 for event in backlog["events"]:
                     if visible(event, principal) and matches(event, types, subject):
-                        yield _frame(event)
+                        yield _frame(for_reader(event, principal))
                 sent = backlog["last"]
             else:
                 sent = sub.start
@@ -240,7 +256,7 @@ class EventHub:
                     continue
                 sent = event["id"]
                 if visible(event, principal) and matches(event, types, subject):
-                    yield _frame(event)
+                    yield _frame(for_reader(event, principal))
         finally:
             self.unsubscribe(sub)
             self._open[holder] -= 1

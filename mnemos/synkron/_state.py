@@ -64,17 +64,20 @@ def load(engram: Engram, run_id: str) -> dict[str, Any]:
 
 
 def list_runs(engram: Engram, pipeline: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    """The most recent runs (newest first), optionally of one pipeline."""
+    """The most recent runs (newest first), optionally of one pipeline (by its exact name)."""
     keys = [k for k in engram.list("runs") if k.endswith("/state.json") and k.count("/") == 2]
     ids = [k.split("/")[1] for k in keys]
-    if pipeline:
+    if pipeline:  # a run's id starts with its pipeline's name, and so do those of `<pipeline>-more`'s runs
         ids = [i for i in ids if i.startswith(pipeline + "-")]
     out = []
     for run_id in ids:
         try:
-            out.append(load(engram, run_id))
+            state = load(engram, run_id)
         except NotFoundError:
             continue
+        if pipeline and (state.get("pipeline") or {}).get("name") != pipeline:
+            continue
+        out.append(state)
     out.sort(key=lambda s: s.get("created") or 0, reverse=True)
     return out[:limit]
 

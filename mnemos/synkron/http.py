@@ -18,7 +18,10 @@ name files or URLs the platform would read (only ENGRAM refs ``runs/<run>/<outpu
 
 Ownership: a run's ``owner`` is the subject that started it. Developers list, read, cancel and
 resume their own runs only (another's is 404); viewers read every run but change none (403);
-operators and admins do everything.
+operators and admins do everything. A run's data — its ``params`` values, its steps' ``result``s
+(a script step's ``log``, a call step's returned value) and its error texts — is shown to its
+owner, operators and admins only: to a viewer a run is its metadata (status, owner, timings,
+steps, output refs, the error's exception class), see ``mnemos.soul.ownership``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from mnemos.config import Settings, load_settings
 from mnemos.errors import MnemosError, NotFoundError, PermissionDeniedError, ValidationError
 from mnemos.genome import NAME_PATTERN
 
-__all__ = ["RunRequest", "build_router", "check_caller_params", "check_run_owner", "router"]
+__all__ = ["RunRequest", "build_router", "check_caller_params", "check_run_owner", "router", "run_for", "withhold_run"]
 
 _SUBMIT = {"x-mnemos-verb": "submit"}
 _READ = {"x-mnemos-verb": "read-artifacts"}
@@ -53,6 +56,7 @@ _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _UP = re.compile(r"(^|/)\.\.(/|$)")
 _OVERFETCH = 1000  # a developer's listing is filtered from this many newest runs
+_STEP_METRICS = ("items", "items_per_s", "space")  # what a step's result says of its work, not its data
 
 
 class RunRequest(CoreModel):
@@ -89,6 +93,52 @@ def check_run_owner(principal: Any, state: dict[str, Any], *, write: bool = Fals
         raise NotFoundError(f"run {state.get('id')!r} not found", param="run_id")
     if role == "viewer" and write:
         raise PermissionDeniedError("role 'viewer' may not change runs", param="role")
+
+
+def withhold_run(state: dict[str, Any]) -> dict[str, Any]:
+    """A run's state (or a ``run.*`` event's data) without its data: ``params`` values and the
+    defaults in ``doc.spec.params`` (their names stay), each step's ``result`` but its counts
+    (``items``, ``items_per_s``, ``space``) and the error texts (the exception class stays).
+    ``withheld`` names what was left out."""
+    from mnemos.soul.ownership import withheld_error
+
+    out = dict(state)
+    withheld = []
+    if isinstance(out.get("params"), dict) and out["params"]:
+        out["params"] = dict.fromkeys(out["params"])
+        withheld.append("params")
+    spec = (out.get("doc") or {}).get("spec") if isinstance(out.get("doc"), dict) else None
+    if isinstance(spec, dict) and isinstance(spec.get("params"), dict) and spec["params"]:  # the defaults
+        out["doc"] = {**out["doc"], "spec": {**spec, "params": dict.fromkeys(spec["params"])}}
+        withheld.append("doc.spec.params")
+    if out.get("error"):
+        out["error"] = withheld_error(out["error"])
+        withheld.append("error")
+    steps = {}
+    for name, step in (out.get("steps") or {}).items():
+        step = dict(step)
+        result = step.get("result")
+        if result is not None:
+            kept = {k: result[k] for k in _STEP_METRICS if k in result} if isinstance(result, dict) else {}
+            step["result"] = kept or None
+            if kept != result:
+                withheld.append(f"steps.{name}.result")
+        if step.get("error"):
+            step["error"] = withheld_error(step["error"])
+            withheld.append(f"steps.{name}.error")
+        steps[name] = step
+    if "steps" in out:
+        out["steps"] = steps
+    if withheld:
+        out["withheld"] = withheld
+    return out
+
+
+def run_for(principal: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """A run's state for ``principal``: whole for its owner, operators and admins, else ``withhold_run``."""
+    from mnemos.soul.ownership import reads_data
+
+    return state if reads_data(principal, state.get("principal")) else withhold_run(state)
 
 
 def check_caller_params(principal: Any, params: dict[str, Any]) -> None:
@@ -215,7 +265,7 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
         def read() -> dict[str, Any]:
             state = client().pipelines.get(run_id).state()
             check_run_owner(principal, state)
-            return {**state, "owner": state.get("principal")}
+            return {**run_for(principal, state), "owner": state.get("principal")}
 
         return await call(read)
 

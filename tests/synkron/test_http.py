@@ -85,3 +85,27 @@ def test_a_viewer_may_not_start_cancel_or_resume_runs(package_settings: Any) -> 
         assert refused.status_code == 403, (path, refused.text)
         error = refused.json()["error"]
         assert "role 'viewer' may not 'submit'" in error["message"] and error["param"] == "role"
+
+
+def test_a_pipelines_runs_are_its_own_not_those_of_pipelines_its_name_prefixes(tmp_path: Path) -> None:
+    from mnemos.config import load_settings
+    from mnemos.engram import Engram
+    from mnemos.synkron import _state
+    from mnemos.synkron.http import build_router
+
+    settings = load_settings(engram={"uri": str(tmp_path / "engram")})
+    engram = Engram.from_settings(settings)
+    runs = {"text-gen": "text-gen-20260101-000000-aaaa",
+            "text-gen-artifacts": "text-gen-artifacts-20260101-000001-bbbb"}  # fmt: skip
+    for pipeline, run_id in runs.items():
+        engram.write_json(_state.state_key(run_id), {"id": run_id, "pipeline": {"name": pipeline, "generation": 1},
+                                                      "status": "succeeded", "principal": "ann", "created": 1.0,
+                                                      "steps": {}})  # fmt: skip
+    assert [s["id"] for s in _state.list_runs(engram, "text-gen")] == [runs["text-gen"]]
+    assert [s["id"] for s in _state.list_runs(engram, "text-gen-artifacts")] == [runs["text-gen-artifacts"]]
+    assert len(_state.list_runs(engram)) == 2
+    app = FastAPI()
+    app.include_router(build_router(settings=settings))
+    listed = TestClient(app).get("/v1/pipelines/text-gen/runs")
+    assert listed.status_code == 200, listed.text
+    assert [r["id"] for r in listed.json()["data"]] == [runs["text-gen"]]

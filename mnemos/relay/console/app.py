@@ -8,7 +8,10 @@
     GET  /ui/keys (admin), /ui/audit             per principal usage; who changed what, when
 
 Pages authenticate with the session cookie (``session.Sessions``); a missing, forged, expired or
-revoked cookie gets the sign-in page. Writes (sign-out, cancel) are forms with a CSRF token.
+revoked cookie gets the sign-in page. Writes (sign-out, cancel) are forms with a CSRF token. Every
+way out of a session revokes its token: sign-out, the sign-in page (``GET``) and a new sign-in.
+A job or run that is not the caller's reads as the API answers it: a developer gets 404, a viewer
+its metadata without its data (``mnemos.soul.ownership``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from mnemos.cortex.job import join_logs
-from mnemos.errors import AuthenticationError, MnemosError, PermissionDeniedError, ValidationError
+from mnemos.errors import AuthenticationError, MnemosError, NotFoundError, PermissionDeniedError, ValidationError
 from mnemos.relay.console import data
 from mnemos.relay.console.session import COOKIE, PREFIX, CookieBearer, Sessions, csrf_ok, csrf_token
 
@@ -38,9 +41,13 @@ _PAGES = (("models", "Models"), ("jobs", "Jobs"), ("runs", "Pipelines"), ("linea
 
 
 def _when(ts: Any) -> str:
+    """A stored time as a local date; one no calendar can show (an expiry 10^12 days away) as it is."""
     if not ts:
         return "—"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return str(ts)
 
 
 def _num(value: Any, digits: int = 2) -> str:
@@ -112,6 +119,21 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
         body = (await request.body()).decode("utf-8", "replace")
         return {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
 
+    async def end_session(request: Request) -> None:
+        """Revoke the token of the request's session cookie, when it holds a live one."""
+        if not request.cookies.get(COOKIE):
+            return
+        try:
+            principal = await sessions.principal(request)
+        except AuthenticationError:
+            return  # forged, expired or already revoked: nothing live to end
+        await sessions.sign_out(principal)
+
+    def ending_failed(request: Request, exc: MnemosError) -> HTMLResponse:
+        """The session could not be revoked: say so, and keep the cookie so that the user can retry."""
+        return render("error", request, None, {"title": "Error", "message": f"Signing out failed: {exc.message}. "
+                                               "Try again."}, exc.status)  # fmt: skip
+
     async def write(request: Request) -> tuple[Any, dict[str, str]]:
         """The principal of a console write whose CSRF token matches its cookie."""
         principal = await sessions.principal(request)
@@ -127,6 +149,10 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
 
     @api.get("/signin")
     async def signin_form(request: Request) -> Response:
+        try:
+            await end_session(request)  # the page drops the cookie: its token must not outlive it
+        except MnemosError as exc:
+            return ending_failed(request, exc)
         return signin_page(request)
 
     @api.post("/signin")
@@ -134,6 +160,10 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
         if not sessions.enabled:
             return RedirectResponse(f"{PREFIX}/models", status_code=303)
         key = (await form(request)).get("api_key", "")
+        try:
+            await end_session(request)  # a new sign-in (or its refusal) replaces the cookie: end its session
+        except MnemosError as exc:
+            return ending_failed(request, exc)
         if not key.strip():
             return signin_page(request, "Enter an API key.", 422)
         try:
@@ -148,11 +178,14 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
 
     @api.post("/signout")
     async def signout(request: Request) -> Response:
+        # No CSRF check: sign-out revokes whatever the form's token. It only takes access away, so a
+        # forged sign-out can at worst sign its victim out (and SameSite=Strict keeps other sites from
+        # sending the cookie at all), whereas refusing it would leave live a session its user believes
+        # ended, its cookie still in the browser.
         try:
-            principal, _ = await write(request)
-            await sessions.sign_out(principal)
-        except MnemosError:
-            pass
+            await end_session(request)
+        except MnemosError as exc:
+            return ending_failed(request, exc)
         response = RedirectResponse(f"{PREFIX}/signin", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response
@@ -200,7 +233,7 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
     @api.get("/jobs/{job_id}")
     async def job(request: Request, job_id: str) -> Response:
         async def load(principal: Any) -> dict[str, Any]:
-            from mnemos.cortex.http import cortex_handle
+            from mnemos.cortex.http import cortex_handle, job_for
 
             await _job_view(principal, job_id)  # authorized before anything is read
             since = await clock.last()  # the page's event stream starts here: no line printed after is missed
@@ -208,7 +241,7 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
             may_read_logs = getattr(principal, "role", None) != "viewer"
             parts = await cortex_handle().log_parts.remote(job_id) if may_read_logs else []
             logs, log_attempt, log_lines = shown_logs(parts)
-            view = await _job_view(principal, job_id)  # read after the logs: no state event is skipped
+            view = job_for(principal, await _job_view(principal, job_id))  # after the logs: no state event is skipped
             cancellable = view["status"] in ("queued", "running", "retrying") and _can(principal, "submit")
             return {"title": f"Job {job_id}", "job": view, "logs": logs, "cancellable": cancellable, "since": since,
                     "log_attempt": log_attempt, "log_lines": log_lines, "may_read_logs": may_read_logs}  # fmt: skip
@@ -243,11 +276,12 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
     async def run(request: Request, run_id: str) -> Response:
         async def load(principal: Any) -> dict[str, Any]:
             from mnemos.synkron import _state
+            from mnemos.synkron.http import run_for
 
             state = await asyncio.to_thread(_state.load, gateway.engram, run_id)
-            if not data.owns(principal, state.get("principal")):
-                raise PermissionDeniedError(f"run {run_id} is not yours")
-            view = _state.event_view(state)
+            if not data.owns(principal, state.get("principal")):  # as for a run that does not exist (as the API)
+                raise NotFoundError(f"run {run_id!r} not found", param="run_id")
+            view = _state.event_view(run_for(principal, state))
             layout = data.layered(list(view["steps"]), {n: s.get("needs") or [] for n, s in view["steps"].items()})
             order = sorted(view["steps"], key=lambda n: layout["nodes"][n])  # DAG order: by depth, then row
             return {"title": f"Run {run_id}", "run": view, "layout": layout, "order": order}
@@ -334,7 +368,6 @@ def shown_logs(parts: list[tuple[int | None, str, str]]) -> tuple[str, int | Non
 async def _job_view(principal: Any, job_id: str) -> dict[str, Any]:
     """A job the principal may see (404 for a developer's view of another's job)."""
     from mnemos.cortex.http import cortex_handle
-    from mnemos.errors import NotFoundError
 
     try:
         view = await cortex_handle().get.remote(job_id)

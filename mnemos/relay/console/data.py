@@ -128,22 +128,26 @@ def owns(principal: Any, owner: str | None) -> bool:
 
 
 async def jobs(principal: Any, queue: str | None, status: str | None, owner: str | None) -> list[dict[str, Any]]:
-    from mnemos.cortex.http import cortex_handle
+    """Recent jobs the principal may see, without the data of those it does not read (as ``GET /v1/jobs``)."""
+    from mnemos.cortex.http import cortex_handle, job_for
 
     listed = await cortex_handle().list.remote(queue=queue or None, status=status or None, limit=200)
     out = []
     for job in listed:
         job_owner = job.get("owner") or job.get("principal")
         if owns(principal, job_owner) and (not owner or job_owner == owner):
-            out.append({**job, "owner": job_owner})
+            out.append(job_for(principal, {**job, "owner": job_owner}))
     return out
 
 
 def runs(engram: Any, principal: Any) -> list[dict[str, Any]]:
-    """Recent runs the principal may see, each as its ``run.*`` event shows it (pipeline name, steps' status)."""
+    """Recent runs the principal may see, each as its ``run.*`` event shows it (pipeline name, steps' status),
+    without the data of those it does not read."""
     from mnemos.synkron import _state
+    from mnemos.synkron.http import run_for
 
-    return [_state.event_view(r) for r in _state.list_runs(engram, None, 100) if owns(principal, r.get("principal"))]
+    return [_state.event_view(run_for(principal, r)) for r in _state.list_runs(engram, None, 100)
+            if owns(principal, r.get("principal"))]  # fmt: skip
 
 
 def layered(nodes: list[str], parents: dict[str, list[str]]) -> dict[str, Any]:

@@ -1,0 +1,41 @@
+"""Who reads a job's or a run's *data*, as against its metadata.
+
+Everyone allowed to see a job or run sees its metadata: status, owner, timings, output refs.
+Its data (a job's result value and error text, a run's parameters, its steps' results, logs and
+error texts) is read only by its owner and by operators and admins: viewers may list and read
+every job and run for dashboards, and data is what a job or run was given or made. CORTEX,
+SYNKRON, the console and the event stream withhold the same fields with :func:`reads_data`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = ["DATA_ROLES", "WITHHELD", "reads_data", "withheld_error"]
+
+DATA_ROLES = frozenset({"admin", "operator"})
+"""Roles that read the data of every job and run (everyone else: of their own only)."""
+WITHHELD = "details withheld: only the owner and operators read them"
+_CLASS = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]{0,127}):")
+
+
+def reads_data(principal: Any, owner: str | None) -> bool:
+    """Whether ``principal`` reads the data of a job or run owned by ``owner``.
+
+    ``None`` (authentication off) is the local admin and reads everything.
+    """
+    if principal is None:
+        return True
+    if getattr(principal, "role", None) in DATA_ROLES:
+        return True
+    return bool(owner) and owner == getattr(principal, "subject", None)
+
+
+def withheld_error(error: Any) -> Any:
+    """An error as shown to a caller who does not read the data: that it failed and the exception's
+    class name (``RuntimeError: …`` → ``RuntimeError (details withheld …)``), never its message."""
+    if not error:
+        return error
+    match = _CLASS.match(str(error))
+    return f"{match.group(1) if match else 'failed'} ({WITHHELD})"
