@@ -25,8 +25,8 @@ __all__ = [
     "SYNKRON",
     "TRACE_COLLECTOR",
     "WRAITH",
-    "model_app",
     "any_loop_handle",
+    "model_app",
 ]
 
 NAMESPACE = "mnemos"

@@ -307,7 +307,6 @@ class RelayController:
 
     def _adopt(self, models: dict[str, Any], apps: set[str]) -> None:
         """Take over model applications that already run the registry's generation (no reload)."""
-
         for name in sorted(apps & set(models)):
             info = _running_info(name)
             if info is not None and info.get("generation") == models[name].generation:
