@@ -22,7 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from mnemos.relay.openai_schema import VLLM_SAMPLING_EXTRAS
+from mnemos.relay.openai_schema import unread_extras
 from mnemos.trace import metrics
 
 __all__ = ["CACHE_REQUESTS", "CachedAnswer", "ResponseCache"]
@@ -63,7 +63,7 @@ class ResponseCache:
         if temperature is not None and temperature > 0 and not spec.sampled:
             return None
         doc = body.model_dump(exclude_none=True) if sent is None else sent
-        dropped = set() if sent is not None else set(getattr(body, "model_extra", None) or ()) - VLLM_SAMPLING_EXTRAS
+        dropped = set() if sent is not None else unread_extras(body)
         doc = {k: v for k, v in doc.items() if k not in _IGNORED and k not in dropped}
         canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(endpoint.encode() + b"\0" + canonical.encode()).hexdigest()

@@ -23,7 +23,7 @@ from mnemos.neuron import GenerationChunk, GenerationRequest
 from mnemos.relay.llm import DEPLOYMENT_NAME, PRIORITY, Usage
 from mnemos.relay.llm import llm_config as build_llm_config
 from mnemos.relay.model_status import artifact_digest
-from mnemos.relay.openai_schema import VLLM_SAMPLING_EXTRAS
+from mnemos.relay.openai_schema import unread_extras
 
 __all__ = ["LocalWeights", "ModelLLMServer", "llm_application"]
 
@@ -137,9 +137,8 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
     def _request(self, kind: str, body: Any, priority: str, request_id: str, force_usage: bool) -> Any:
         models = self._openai
         data = body.model_dump(exclude_unset=True) if hasattr(body, "model_dump") else dict(body)
-        for extra in getattr(body, "model_extra", None) or ():  # the client's other fields: an allowlist
-            if extra not in VLLM_SAMPLING_EXTRAS:
-                data.pop(extra, None)
+        for extra in unread_extras(body):  # the client's other fields reach vLLM through an allowlist
+            data.pop(extra, None)
         if kind == "embeddings":
             cls = models.EmbeddingChatRequest if "messages" in data else models.EmbeddingCompletionRequest
         else:

@@ -35,6 +35,7 @@ __all__ = [
     "StreamOptions",
     "Usage",
     "VLLM_SAMPLING_EXTRAS",
+    "unread_extras",
 ]
 
 _MAX_STOP = 4
@@ -108,6 +109,12 @@ VLLM_SAMPLING_EXTRAS = frozenset({
 """Fields of vLLM's own request a chat or completion may add for a vLLM model: an allowlist of
 sampling controls (not ``chat_template``, ``logits_processors``, ``kv_transfer_params`` …, which
 name code, templates or engine state). Other runtimes ignore them, as any unknown field."""
+
+
+def unread_extras(body: Any) -> set[str]:
+    """The fields a client added that no engine reads (outside ``VLLM_SAMPLING_EXTRAS``): they are
+    dropped before a request reaches vLLM and left out of its response-cache key."""
+    return set(getattr(body, "model_extra", None) or ()) - VLLM_SAMPLING_EXTRAS
 
 
 class _Sampling(_Request):
