@@ -72,7 +72,10 @@ def flaky(marker: str, failures: int, value: Any = None) -> Any:
 
 def wait_for_file(path: str, timeout: float = 120.0, value: Any = None) -> Any:
     """Write ``<path>.started``, then wait until ``path`` exists (a test holds the job with it)."""
-    Path(f"{path}.started").write_text(str(os.getpid()))
+    started = Path(f"{path}.started")
+    written = started.with_name(f"{started.name}.{os.getpid()}.tmp")
+    written.write_text(str(os.getpid()))
+    os.replace(written, started)  # whole or absent: a test that sees it reads the pid (it once read "")
     deadline = time.monotonic() + timeout
     while not Path(path).exists():
         if time.monotonic() > deadline:
