@@ -27,6 +27,7 @@ __all__ = [
     "WRAITH",
     "any_loop_handle",
     "model_app",
+    "serve_applications",
 ]
 
 NAMESPACE = "mnemos"
@@ -83,3 +84,20 @@ def any_loop_handle(model: str) -> Any:
             handle._init(_run_router_in_separate_loop=True)
             _HANDLES[app] = handle
     return handle
+
+
+def serve_applications() -> dict[str, dict[str, Any]]:
+    """Serve's applications now, as the Serve controller reports them (``{}`` when Serve is not running).
+
+    Each is a dict: ``status`` (``RUNNING``, ``DEPLOYING``, ``DEPLOY_FAILED`` …), ``message``,
+    ``deployments: {name: {status, message, replicas: [{state, …}], target_num_replicas}}``. This is
+    the data ``serve.status()`` is built from, read without rebuilding its pydantic models: that
+    re-pickles every deployment's request-router class, about 0.1 s of CPU per call on 2 cores,
+    which the controller's polling paid 4 times a second during every deploy.
+    """
+    from ray.serve.context import _get_global_client
+
+    client = _get_global_client(raise_if_no_controller_running=False)
+    if client is None:
+        return {}
+    return dict(client.get_serve_details().get("applications") or {})

@@ -23,7 +23,7 @@ from typing import Any
 
 import ray
 
-from mnemos._actors import NAMESPACE, RELAY_CONTROLLER, any_loop_handle
+from mnemos._actors import NAMESPACE, RELAY_CONTROLLER, any_loop_handle, serve_applications
 from mnemos.config import Settings
 from mnemos.engram import Engram
 from mnemos.errors import NotFoundError, UnavailableError
@@ -32,7 +32,6 @@ from mnemos.relay.model_server import APP_PREFIX, DEPLOYMENT_NAME, app_name, mod
 from mnemos.relay.model_status import (
     ModelStatusWriter,
     artifact_problem,
-    serve_applications,
     serve_replicas,
     status_record,
     with_replicas,

@@ -23,6 +23,7 @@ import datetime as dt
 import logging
 from typing import Any
 
+from mnemos._actors import serve_applications
 from mnemos.engram import Engram
 from mnemos.errors import MnemosError, NotFoundError
 from mnemos.genome import Model
@@ -35,7 +36,6 @@ __all__ = [
     "artifact_problem",
     "read_events",
     "read_status",
-    "serve_applications",
     "serve_replicas",
     "status_key",
     "status_record",
@@ -98,23 +98,6 @@ def artifact_problem(model: Model, engram: Engram) -> str | None:
     if target == f"models/{name}":
         how = f"`mnemos model init-tiny DIR --store {name}` (the tiny test model) or {how}"
     return f"artifact {uri} is missing: {missing}; create it with {how}, then the model deploys by itself"
-
-
-def serve_applications() -> dict[str, dict[str, Any]]:
-    """Serve's applications now, as the Serve controller reports them (``{}`` when Serve is not running).
-
-    Each is a dict: ``status`` (``RUNNING``, ``DEPLOYING``, ``DEPLOY_FAILED`` …), ``message``,
-    ``deployments: {name: {status, message, replicas: [{state, …}], target_num_replicas}}``. This is
-    the data ``serve.status()`` is built from, read without rebuilding its pydantic models: that
-    re-pickles every deployment's request-router class, about 0.1 s of CPU per call on 2 cores,
-    which the controller's polling paid 4 times a second during every deploy.
-    """
-    from ray.serve.context import _get_global_client
-
-    client = _get_global_client(raise_if_no_controller_running=False)
-    if client is None:
-        return {}
-    return dict(client.get_serve_details().get("applications") or {})
 
 
 def serve_replicas(deployment: str) -> dict[str, tuple[int, int | None]]:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from mnemos._actors import NAMESPACE, RELAY_CONTROLLER, any_loop_handle, model_app
+from mnemos._actors import NAMESPACE, RELAY_CONTROLLER, any_loop_handle, model_app, serve_applications
 from mnemos.errors import UnavailableError
 
 T = TypeVar("T")
@@ -25,13 +25,8 @@ app_name = model_app  # the Serve application of a Model, deployed by RELAY
 
 
 def _app_running(app: str) -> bool:
-    from ray import serve
-
-    try:
-        status = serve.status().applications.get(app)
-    except Exception:  # noqa: BLE001 - Serve is not running at all
-        return False
-    return status is not None and str(getattr(status, "status", "")).endswith("RUNNING")
+    status = serve_applications().get(app) or {}  # (not serve.status(): see serve_applications)
+    return str(status.get("status", "")).endswith("RUNNING")
 
 
 def model_handle(model: str, timeout: float = 600.0) -> Any:
