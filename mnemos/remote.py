@@ -384,9 +384,11 @@ class RemoteJobs:
     def get(self, job_id: str) -> RemoteJobHandle:
         return RemoteJobHandle(self, self._client.request("GET", f"/v1/jobs/{job_id}"))
 
-    def list(self, queue: str | None = None, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        answer = self._client.request("GET", "/v1/jobs", params={"queue": queue, "status": status, "limit": limit})
-        return list(answer["data"])
+    def list(self, queue: str | None = None, status: str | None = None, limit: int = 100,
+             after: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        """A page of jobs, newest first; ``after``: the last id of the page before."""
+        params = {"queue": queue, "status": status, "limit": limit, "after": after}
+        return list(self._client.request("GET", "/v1/jobs", params=params)["data"])
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._client.request("DELETE", f"/v1/jobs/{job_id}")  # type: ignore[no-any-return]

@@ -24,6 +24,7 @@ __all__ = ["app", "cancel", "get", "list_jobs", "logs", "submit"]
 app = typer.Typer(help="CORTEX jobs: submit, list, get, cancel, logs.", no_args_is_help=True)
 
 _COLUMNS = ("ID", "NAME", "QUEUE", "PRIORITY", "STATUS", "ATTEMPTS", "WORKER", "FUNCTION")
+Page = tuple[list[dict[str, Any]], bool]  # a page of job views, and whether more follow
 
 
 def _value(text: str) -> Any:
@@ -75,7 +76,7 @@ def _reader() -> Any:
     from mnemos.cortex.journal import JournalView
     from mnemos.engram import Engram
 
-    return JournalView(Engram.from_settings(load_settings()))
+    return _Journal(JournalView(Engram.from_settings(load_settings())))
 
 
 class _Live:
@@ -85,8 +86,9 @@ class _Live:
     def get(self, job_id: str) -> dict[str, Any]:
         return dict(self.jobs._call("get", job_id))
 
-    def list(self, queue: str | None, status: str | None, limit: int) -> list[dict[str, Any]]:
-        return list(self.jobs.list(queue=queue, status=status, limit=limit))
+    def list(self, queue: str | None, status: str | None, limit: int, after: str | None) -> Page:
+        views = list(self.jobs.list(queue=queue, status=status, limit=limit + 1, after=after))
+        return views[:limit], len(views) > limit
 
     def logs(self, job_id: str) -> str:
         return str(self.jobs._call("logs", job_id))
@@ -101,11 +103,30 @@ class _Remote:
     def get(self, job_id: str) -> dict[str, Any]:
         return dict(self.jobs.get(job_id).info())
 
-    def list(self, queue: str | None, status: str | None, limit: int) -> list[dict[str, Any]]:
-        return list(self.jobs.list(queue=queue, status=status, limit=limit))
+    def list(self, queue: str | None, status: str | None, limit: int, after: str | None) -> Page:
+        params = {"queue": queue, "status": status, "limit": limit, "after": after}
+        answer = self.jobs._client.request("GET", "/v1/jobs", params=params)
+        return list(answer["data"]), bool(answer.get("has_more"))
 
     def logs(self, job_id: str) -> str:
         return str(self.jobs.logs(job_id))
+
+
+class _Journal:
+    """``get/list/logs`` from the journal in ENGRAM (no platform up)."""
+
+    def __init__(self, view: Any) -> None:
+        self.view = view
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        return dict(self.view.get(job_id))
+
+    def list(self, queue: str | None, status: str | None, limit: int, after: str | None) -> Page:
+        views = self.view.list(queue, status, limit + 1, after=after)
+        return views[:limit], len(views) > limit
+
+    def logs(self, job_id: str) -> str:
+        return str(self.view.logs(job_id))
 
 
 def _row(view: dict[str, Any]) -> tuple[Any, ...]:
@@ -187,11 +208,14 @@ def list_jobs(
         None, "--status", "-s", help="queued, running, retrying, succeeded, failed (dead), cancelled."
     ),
     limit: int = typer.Option(50, "--limit", "-n", min=1, max=10_000),
+    after: str | None = typer.Option(None, "--after", help="A job id: the page of older jobs after it."),
     output: Output = typer.Option(Output.table, "-o", "--output"),
 ) -> None:
-    """Jobs, newest first."""
-    views = _reader().list(queue, status, limit)
+    """Jobs, newest first, a page of --limit at a time (the next page: --after <last id>)."""
+    views, more = _reader().list(queue, status, limit, after)
     emit(views, output, _COLUMNS, [_row(v) for v in views])
+    if more and output is Output.table:
+        console.print(f"[dim]more: mnemos jobs list --after {views[-1]['id']}[/dim]")
 
 
 @app.command()

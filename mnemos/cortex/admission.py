@@ -5,8 +5,13 @@ In order:
 1. the queue must be declared (``settings.cortex.queues``) — ``NotFoundError``;
 2. Policy quotas from the GENOME registry — every Policy whose selector admits kind ``Job``
    (``kinds`` empty or listing ``Job``) and whose ``matchLabels`` the job carries;
-   ``quotas[].maxGpus`` / ``maxCpus`` / ``maxRunningJobs`` cap what the jobs sharing one value
-   of ``quotas[].label`` (e.g. ``team``) hold at once (queued, running or retrying);
+   ``quotas[].maxGpus`` / ``maxCpus`` / ``maxRunningJobs`` cap what the jobs of one group hold
+   at once (queued, running or retrying). ``quotas[].per`` names the group: ``principal`` (the
+   job's owner) or ``team`` (the submitting credential's team, the reserved label
+   ``mnemos.dev/team`` that the gateway sets; jobs without one share the group ``team=``), both
+   from the authenticated identity; or ``label`` (the default), the value of the job's label
+   ``quotas[].label``, which the submitter chooses (a job without it is not counted).
+   ``quotas[].principals`` / ``teams`` limit a quota to those callers;
 3. resources against the pools: some declared pool must fit the request, and have workers —
    a GPU job on a cluster without GPUs is refused, never left queued forever.
 
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mnemos._actors import GENOME, NAMESPACE
-from mnemos.cortex.job import Job
+from mnemos.cortex.job import TEAM_LABEL, Job
 from mnemos.engram import Engram
 from mnemos.errors import AdmissionError
 from mnemos.genome.policy import Policy, Quota
@@ -33,7 +38,7 @@ __all__ = ["PolicyCache", "QuotaUsage", "check_quotas", "check_resources", "job_
 
 @dataclass
 class QuotaUsage:
-    """What the active jobs of one label value hold."""
+    """What the active jobs of one group (a principal, a team, a label value) hold."""
 
     gpus: float = 0.0
     cpus: float = 0.0
@@ -54,23 +59,41 @@ def _applies(policy: Policy, job: Job) -> bool:
     return all(job.labels.get(k) == v for k, v in policy.spec.selector.match_labels.items())
 
 
-UsageKey = tuple[str, int, str]  # (policy, quota index, label value)
+UsageKey = tuple[str, int, str]  # (policy, quota index, group value)
+
+
+def _group(quota: Quota, job: Job) -> str | None:
+    """The value of the group ``job`` counts in for ``quota`` (``None``: the quota does not count it)."""
+    principal, team = job.principal or "", job.labels.get(TEAM_LABEL, "")
+    if (quota.principals and principal not in quota.principals) or (quota.teams and team not in quota.teams):
+        return None
+    if quota.per == "principal":
+        return principal
+    if quota.per == "team":
+        return team
+    return job.labels.get(quota.label)
+
+
+def _who(quota: Quota, value: str) -> str:
+    """How a group is named in a refusal: ``principal=alice``, ``team=vision``, ``<label>=<value>``."""
+    return f"{quota.label if quota.per == 'label' else quota.per}={value}"
 
 
 def _keys(policies: list[Policy], job: Job) -> list[tuple[UsageKey, Policy, int, Quota]]:
-    """The quota counters ``job`` falls under: policies that apply to it, quotas whose label it carries."""
+    """The quota counters ``job`` falls under: policies that apply to it, quotas that count it."""
     out = []
     for policy in policies:
         if not _applies(policy, job):
             continue
         for index, quota in enumerate(policy.spec.quotas):
-            if quota.label in job.labels:
-                out.append(((policy.name, index, job.labels[quota.label]), policy, index, quota))
+            value = _group(quota, job)
+            if value is not None:
+                out.append(((policy.name, index, value), policy, index, quota))
     return out
 
 
 def usage_of(policies: list[Policy], active: Iterable[Job]) -> dict[UsageKey, QuotaUsage]:
-    """What the active jobs hold, per quota and label value."""
+    """What the active jobs hold, per quota and group."""
     usage: dict[UsageKey, QuotaUsage] = {}
     for job in active:
         for key, *_ in _keys(policies, job):
@@ -78,10 +101,10 @@ def usage_of(policies: list[Policy], active: Iterable[Job]) -> dict[UsageKey, Qu
     return usage
 
 
-def _over(quota: Quota, used: QuotaUsage, job: Job) -> str | None:
+def _over(quota: Quota, value: str, used: QuotaUsage, job: Job) -> str | None:
     gpus = float(job.resources.get("gpus") or 0)
     cpus = float(job.resources.get("cpus") or 0)
-    who = f"{quota.label}={job.labels[quota.label]}"
+    who = _who(quota, value)
     if quota.max_gpus is not None and gpus > 0 and used.gpus + gpus > quota.max_gpus:
         return f"maxGpus: {who} would hold {used.gpus + gpus:g} GPUs, over {quota.max_gpus:g}"
     if quota.max_cpus is not None and cpus > 0 and used.cpus + cpus > quota.max_cpus:
@@ -92,16 +115,16 @@ def _over(quota: Quota, used: QuotaUsage, job: Job) -> str | None:
 
 
 def check_quotas(job: Job, policies: list[Policy], usage: dict[UsageKey, QuotaUsage]) -> None:
-    """Refuse ``job`` if it would take a label value over a quota; else count it in ``usage``."""
+    """Refuse ``job`` if it would take its group over a quota; else count it in ``usage``."""
     keys = _keys(policies, job)
     for key, policy, index, quota in keys:
-        problem = _over(quota, usage.get(key, QuotaUsage()), job)
+        problem = _over(quota, key[2], usage.get(key, QuotaUsage()), job)
         if problem:
             name, detail = problem.split(": ", 1)
             rule = f"quotas[{index}].{name}"
             raise AdmissionError(
                 f"admission refused job {job.name or job.id}: Policy {policy.name!r} {rule}: {detail}",
-                param="labels",
+                param="labels" if quota.per == "label" else quota.per,
                 policy=policy.name,
                 rule=rule,
             )

@@ -268,9 +268,11 @@ class JobsAPI:
         status: str | None = None,
         limit: int = 100,
         labels: dict[str, str] | None = None,
+        after: str | None = None,
     ) -> builtins.list[dict[str, Any]]:
-        """Jobs, newest first (``status="dead"``: failed after their attempts ran out)."""
-        return list(self._call("list", queue, status, limit, labels))
+        """Jobs, newest first (``status="dead"``: failed after their attempts ran out); ``after``: a
+        job id, the page of older jobs after it (the last id of the page before)."""
+        return list(self._call("list", queue, status, limit, labels, None, after))
 
     def retry(self, job_id: str) -> JobHandle:
         """Submit a failed or cancelled job again; returns the new job."""

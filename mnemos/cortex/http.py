@@ -1,7 +1,7 @@
 """CORTEX over HTTP: ``/v1/jobs`` (a FastAPI router the RELAY gateway includes).
 
     POST   /v1/jobs                 {"function": "<Function name>", "kwargs": {...}, "queue": …}
-    GET    /v1/jobs?queue=&status=&limit=
+    GET    /v1/jobs?queue=&status=&limit=&after=   a page, newest first: {data, first_id, last_id, has_more}
     GET    /v1/jobs/{id}?wait=<s>   the job; with ``wait`` it answers when finished (at most 300 s)
     DELETE /v1/jobs/{id}            cancel
     GET    /v1/jobs/{id}/logs
@@ -14,6 +14,14 @@ What code may run (see ``docs/guides/security.md``):
 - ``function`` is a ``module:function`` reference, or the body carries a cloudpickled ``payload``
   (base64 of ``(fn, args, kwargs)``, what ``client.jobs.submit(fn)`` sends): verb ``execute``,
   which equals cluster root (admin and operator only).
+
+What a body may ask for: ``priority`` within -1000..1000 and ``maxAttempts`` within 1..20 (else
+422 naming the field); a ``priority`` above 100 is reserved for operators and admins (403). Each
+of ``parents`` must be a lineage node that exists and whose data the caller reads (its owner —
+a job's, a run's, or for a step or artifact the nearest job, run or request it came from — is the
+caller, or the caller is an operator or admin); otherwise 404 naming ``parents[i]``, the same for
+a node that does not exist and one of another's. Labels under ``mnemos.dev/`` are MNEMOS's (422):
+the gateway sets ``mnemos.dev/team`` to the caller's team, which Policy quotas ``per: team`` count.
 
 Ownership: a job's ``owner`` is the subject of the principal that submitted it. Developers list,
 read, read logs of and cancel their own jobs only — another's is 404, as if it did not exist;
@@ -38,7 +46,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from mnemos._http import JSONResponse
 from mnemos._model import json_body, positive_duration_schema, to_validation_error
-from mnemos.cortex.job import _JOB_ID, JobOptions, JobSubmission
+from mnemos.cortex.job import _JOB_ID, RESERVED_LABEL_PREFIX, TEAM_LABEL, JobOptions, JobSubmission
 from mnemos.errors import (
     ConflictError,
     MnemosError,
@@ -54,14 +62,19 @@ from mnemos.trace.telemetry import SpanKind, inject, span
 __all__ = ["JobCall", "build_router", "cortex_handle", "job_for", "router", "withhold_job"]
 
 _MAX_WAIT = 300.0
-_OVERFETCH = 10_000  # a developer's listing is filtered from this many newest jobs
+PRIORITY_RESERVED_ABOVE = 100
+"""Priorities above this are for operators and admins (their work can always go first)."""
+_PRIORITY_ROLES = frozenset({"admin", "operator"})
+_MAX_PARENTS = 32
+_PARENT = re.compile(r"^(job|run|step|artifact|model|resource|file|request|space):[^\s]{1,500}$")
 _SUBMIT = {"x-mnemos-verb": "submit"}
 _READ = {"x-mnemos-verb": "read-artifacts"}
 # Statuses of the routes themselves (RELAY's edge adds 401/403/429 and the error body's schema).
 _NO_JOB = {404: {"description": "no such job (or not the caller's)"}, 422: {"description": "a field failed validation"}}
 _SUBMIT_ERRORS = {400: {"description": "the body is not a JSON object"},
-                  403: {"description": "a module:function or payload call without the verb execute"},
-                  404: {"description": "no registered Function of that name"},
+                  403: {"description": "a module:function or payload call without the verb execute, or a "
+                                       "priority above 100 without the role operator or admin"},
+                  404: {"description": "no registered Function of that name, or a parent the caller cannot read"},
                   409: {"description": "the job id is taken by another principal's job"},
                   422: {"description": "a field failed validation"}}  # fmt: skip
 _JOB_STATUSES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled", "dead")
@@ -212,16 +225,25 @@ class FunctionCatalog:
 
     def __init__(self, settings: Any = None) -> None:
         self._settings = settings
+        self._engram: Any = None
         self._registry: Any = None
+
+    @property
+    def engram(self) -> Any:
+        """The platform's ENGRAM (``settings``, default ``MNEMOS_*``), opened on first use."""
+        if self._engram is None:
+            from mnemos.config import load_settings
+            from mnemos.engram import Engram
+
+            self._engram = Engram.from_settings(self._settings or load_settings())
+        return self._engram
 
     def get(self, name: str) -> Any:
         """The Function ``name``; ``NotFoundError`` (``param="function"``) when it is not registered."""
         if self._registry is None:
-            from mnemos.config import load_settings
-            from mnemos.engram import Engram
             from mnemos.genome.registry import Registry
 
-            self._registry = Registry(Engram.from_settings(self._settings or load_settings()))
+            self._registry = Registry(self.engram)
         try:
             return self._registry.get("Function", name)
         except NotFoundError:
@@ -232,9 +254,84 @@ class FunctionCatalog:
             ) from None
 
 
+def lineage_owners(engram: Any, node: str) -> tuple[bool, set[str]]:
+    """Whether lineage holds ``node``, and who owns it: its own ``principal`` when it records one,
+    else that of the nearest nodes upstream that do (a step's run, an artifact's job or run)."""
+    from mnemos.trace.lineage import graph
+
+    try:
+        found = graph(engram, node, limit=256)
+    except NotFoundError:
+        return False, set()
+    if found["root"] != node:
+        return False, set()
+    attrs = {n["id"]: n.get("attrs") or {} for n in found["nodes"]}
+    ups: dict[str, list[str]] = {}
+    for edge in found["edges"]:
+        ups.setdefault(edge["to"], []).append(edge["from"])
+    level, seen = [node], {node}
+    while level:
+        owners = {str(attrs[n]["principal"]) for n in level if n in attrs and attrs[n].get("principal")}
+        if owners:
+            return True, owners
+        nxt = [p for n in level for p in ups.get(n, []) if p not in seen]
+        seen.update(nxt)
+        level = list(dict.fromkeys(nxt))
+    return True, set()
+
+
+async def check_parents(parents: list[str], principal: Any, handle: Any, engram: Callable[[], Any]) -> None:
+    """Refuse a lineage parent that is not a node id (422), or that does not exist or whose data
+    ``principal`` does not read (404, the same for both): see the module docstring."""
+    from mnemos.soul.ownership import reads_data
+
+    if len(parents) > _MAX_PARENTS:
+        raise ValidationError(f"parents: at most {_MAX_PARENTS} parents, not {len(parents)}", param="parents")
+    for index, parent in enumerate(parents):
+        param = f"parents[{index}]"
+        if not _PARENT.fullmatch(parent):
+            raise ValidationError(
+                f"{param}: {parent[:80]!r} is not a lineage node (job:<id>, run:<id>, step:<run>/<step>, "
+                "artifact:sha256:<hex>, …)",
+                param=param,
+            )
+        if parent.startswith("job:"):
+            try:
+                view = await _call(handle, "get", parent[len("job:") :])
+            except NotFoundError:
+                exists, owners = False, set()
+            else:
+                exists, owners = True, {str(view.get("principal") or "")}
+        else:
+            exists, owners = await asyncio.to_thread(lineage_owners, engram(), parent)
+        if not exists or not (reads_data(principal, None) or any(reads_data(principal, o) for o in owners)):
+            raise NotFoundError(f"{param}: {parent!r} not found", param=param)
+
+
+def _options(call: JobCall, principal: Any) -> dict[str, Any]:
+    """The job's options from the body, once the caller may ask for them; the caller's team added."""
+    options = call.model_dump(exclude_none=True, exclude={"resources", "function", "args", "kwargs", "payload"})
+    if call.priority > PRIORITY_RESERVED_ABOVE and _role(principal) not in _PRIORITY_ROLES:
+        raise PermissionDeniedError(
+            f"priority: {call.priority} is above {PRIORITY_RESERVED_ABOVE}, which is reserved for operators and "
+            f"admins; role {_role(principal)!r} may use -1000..{PRIORITY_RESERVED_ABOVE}",
+            param="priority",
+        )
+    for key in call.labels:
+        if key.startswith(RESERVED_LABEL_PREFIX):
+            raise ValidationError(
+                f"labels.{key}: labels under {RESERVED_LABEL_PREFIX} are set by MNEMOS from the caller's identity",
+                param=f"labels.{key}",
+            )
+    team = getattr(principal, "team", "") if principal is not None else ""
+    if team:
+        options["labels"] = {**options.get("labels", {}), TEAM_LABEL: str(team)}
+    return options
+
+
 def job_spec(call: JobCall, principal: Any, functions: FunctionCatalog) -> JobSubmission:
     """The job CORTEX is sent for an HTTP job call, once the caller may make it (see the module docstring)."""
-    options = call.model_dump(exclude_none=True, exclude={"resources", "function", "args", "kwargs", "payload"})
+    options = _options(call, principal)
     resources = call.resources.model_dump(exclude_defaults=True)
     if call.payload is not None:
         _require(principal, "execute", "submitting a pickled function", "payload")
@@ -309,6 +406,8 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
     call_schema["properties"]["payload"]["anyOf"][0]["pattern"] = _BASE64.pattern
     call_schema["properties"]["id"]["anyOf"][0]["pattern"] = _JOB_ID.pattern  # JobOptions' id validator
     call_schema["properties"]["timeout"]["anyOf"] = positive_duration_schema()  # seconds or "30s", "5m", "1h"
+    call_schema["properties"]["parents"].update(maxItems=_MAX_PARENTS)  # check_parents
+    call_schema["properties"]["parents"]["items"]["pattern"] = _PARENT.pattern
     body = {"requestBody": {"required": True, "content": {"application/json": {"schema": call_schema}}}}
 
     @api.post("/v1/jobs", openapi_extra={**_SUBMIT, **body}, responses=_SUBMIT_ERRORS)
@@ -317,6 +416,7 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
         """Submit a call of a registered Function (or, with the verb execute, of any code)."""
         call = await _read_call(request)
         submission = await asyncio.to_thread(job_spec, call, principal, functions)
+        await check_parents(call.parents, principal, handle, lambda: functions.engram)
         with span("relay.jobs.submit", carrier=request.headers, kind=SpanKind.SERVER, function=submission.function):
             submission.trace = inject()
             ids = await _call(handle, "submit_many", [submission], _subject(principal))
@@ -325,26 +425,31 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
             raise ConflictError(f"id: {ids[0]!r} is already used by another job; choose another id", param="id")
         return job_for(principal, view)
 
-    @api.get("/v1/jobs", openapi_extra=_READ, responses={422: _NO_JOB[422]})
+    @api.get("/v1/jobs", openapi_extra=_READ,
+             responses={404: {"description": "no job `after` names (or not the caller's)"}, 422: _NO_JOB[422]})
     @_answer
     async def list_jobs(
         queue: str | None = None,
         # Bounds published here and checked below (the answer keeps the OpenAI shape without the gateway's handlers).
         status: str | None = Query(None, json_schema_extra={"enum": list(_JOB_STATUSES)},
                                    description="Only jobs in this state ('dead': failed)."),
-        limit: int = Query(100, json_schema_extra={"minimum": 1, "maximum": 10_000}),
+        limit: int = Query(100, json_schema_extra={"minimum": 1, "maximum": 10_000}, description="Jobs per page."),
+        after: str | None = Query(None, json_schema_extra={"pattern": _JOB_ID.pattern},
+                                  description="A job id (a page's last_id): the page of older jobs after it."),
         principal: Any = who,
         handle: Any = cortex,
     ) -> Any:
-        """Jobs, newest first (a developer's own only)."""
+        """Jobs, newest first, a page at a time (a developer's own only): ``has_more`` says whether
+        another page follows; ask for it with ``after=<last_id>``."""
         if not 1 <= limit <= 10_000:
             raise ValidationError("limit: must be between 1 and 10000", param="limit")
-        if sees_all(principal):
-            data = await _call(handle, "list", queue, status, limit)
-        else:
-            me = _subject(principal)
-            data = [v for v in await _call(handle, "list", queue, status, _OVERFETCH) if v.get("principal") == me]
-        return {"object": "list", "data": [job_for(principal, v) for v in data[:limit]]}
+        if after is not None and not _JOB_ID.fullmatch(after):
+            raise ValidationError(f"after: {after[:80]!r} is not a job id", param="after")
+        mine = None if sees_all(principal) else _subject(principal)
+        data = await _call(handle, "list", queue, status, limit + 1, None, mine, after)
+        page = [job_for(principal, v) for v in data[:limit]]
+        return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None, "has_more": len(data) > limit}  # fmt: skip
 
     @api.get("/v1/jobs/{job_id}", openapi_extra=_READ, responses=_NO_JOB)
     @_answer

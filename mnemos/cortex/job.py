@@ -49,7 +49,12 @@ from mnemos.neuron.codec import Envelope, Invocation, validate_reference
 
 __all__ = [
     "ACTIVE",
+    "MAX_ATTEMPTS",
+    "PRIORITY_MAX",
+    "PRIORITY_MIN",
+    "RESERVED_LABEL_PREFIX",
     "STATUSES",
+    "TEAM_LABEL",
     "TERMINAL",
     "Job",
     "JobOptions",
@@ -66,6 +71,14 @@ STATUSES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE = frozenset({"queued", "running", "retrying"})
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
+"""A job's priority lies in this range (higher runs first within the queue)."""
+MAX_ATTEMPTS = 20
+"""The most attempts a job may ask for (a queue's own ``maxAttempts`` default is the operator's)."""
+RESERVED_LABEL_PREFIX = "mnemos.dev/"
+"""Labels under this prefix are set by MNEMOS from the authenticated caller, never by a submitter."""
+TEAM_LABEL = RESERVED_LABEL_PREFIX + "team"
+"""The team of the credential that submitted the job (set by the gateway; Policy quotas ``per: team``)."""
 
 
 def new_job_id() -> str:
@@ -85,14 +98,36 @@ class JobOptions(CoreModel):
     """How a job is run: everything of a request but the call itself."""
 
     queue: str = Field("default", description="A queue declared in settings.cortex.queues.")
-    priority: int = Field(0, description="Higher runs first within the queue.")
+    priority: int = Field(
+        0,
+        description=f"Higher runs first within the queue ({PRIORITY_MIN}..{PRIORITY_MAX}).",
+        json_schema_extra={"minimum": PRIORITY_MIN, "maximum": PRIORITY_MAX},
+    )
     resources: JobResources = Field(default_factory=JobResources)
-    max_attempts: int | None = Field(None, ge=1, description="Attempts before the job fails; default: the queue's.")
+    max_attempts: int | None = Field(
+        None,
+        description=f"Attempts before the job fails (1..{MAX_ATTEMPTS}); default: the queue's.",
+        json_schema_extra={"minimum": 1, "maximum": MAX_ATTEMPTS},
+    )
     timeout: Duration | None = Field(None, gt=0, description="Seconds one attempt may run; default: the queue's.")
     labels: dict[str, str] = Field(default_factory=dict, description="e.g. team; Policy quotas group by them.")
     name: str | None = Field(None, max_length=200, description="A display name.")
     id: str | None = Field(None, description="Idempotency key: submitting an existing id returns that job.")
     parents: list[str] = Field(default_factory=list, description="Lineage parents (run:…, step:…, artifact:…).")
+
+    @field_validator("priority")
+    @classmethod
+    def _priority(cls, value: int) -> int:
+        if not PRIORITY_MIN <= value <= PRIORITY_MAX:
+            raise ValueError(f"must be between {PRIORITY_MIN} and {PRIORITY_MAX} (higher runs first), not {value}")
+        return value
+
+    @field_validator("max_attempts")
+    @classmethod
+    def _max_attempts(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= MAX_ATTEMPTS:
+            raise ValueError(f"must be between 1 and {MAX_ATTEMPTS}, not {value}")
+        return value
 
     @field_validator("id")
     @classmethod
@@ -345,17 +380,28 @@ def select(
     status: str | None = None,
     limit: int = 100,
     labels: dict[str, str] | None = None,
+    principal: str | None = None,
+    before: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Views of the jobs matching the filters, newest first (``status="dead"``: failed)."""
+    """Views of the jobs matching the filters, newest first (``status="dead"``: failed).
+
+    Args:
+        principal: only the jobs this subject owns.
+        before: only jobs submitted before the job of this ``seq`` (a page's cursor).
+    """
     if status == "dead":
         status = "failed"
     if status is not None and status not in STATUSES:
         raise ValidationError(f"status: {status!r} is not one of {', '.join(STATUSES)}, dead", param="status")
     out = []
     for job in sorted(jobs, key=lambda j: -j.seq):
+        if before is not None and job.seq >= before:
+            continue
         if (queue and job.queue != queue) or (status and job.status != status):
             continue
-        if labels and any(job.labels.get(k) != v for k, v in labels.items()):
+        if (principal is not None and job.principal != principal) or (
+            labels and any(job.labels.get(k) != v for k, v in labels.items())
+        ):
             continue
         out.append(job.view(result=False))
         if len(out) >= limit:

@@ -271,8 +271,17 @@ class JournalView:
         status: str | None = None,
         limit: int = 100,
         labels: dict[str, str] | None = None,
+        principal: str | None = None,
+        after: str | None = None,
     ) -> list[dict[str, Any]]:
-        return select(self.jobs.values(), queue, status, limit, labels)
+        """Jobs, newest first; ``after``: only those submitted before that job (see ``Cortex.list``)."""
+        before = None
+        if after is not None:
+            try:
+                before = self._job(after).seq
+            except NotFoundError:
+                raise NotFoundError(f"after: no job {after!r} to list after", param="after") from None
+        return select(self.jobs.values(), queue, status, limit, labels, principal, before)
 
     def logs(self, job_id: str) -> str:
         from mnemos.neuron.codec import decode_text

@@ -393,9 +393,26 @@ class Cortex(Dispatcher):
         status: str | None = None,
         limit: int = 100,
         labels: dict[str, str] | None = None,
+        principal: str | None = None,
+        after: str | None = None,
     ) -> builtins.list[dict[str, Any]]:
-        """Jobs, newest first; ``status`` ``dead`` means failed (its attempts ran out)."""
-        return select(self.jobs.values(), queue, status, limit, labels)
+        """Jobs, newest first; ``status`` ``dead`` means failed (its attempts ran out).
+
+        Args:
+            principal: only the jobs this subject owns.
+            after: a job id: only jobs submitted before it (the page after one ending with it;
+                a job that left memory since is read back from the archive). ``NotFoundError``
+                (``param="after"``) when there is no such job (with ``principal``: of theirs).
+        """
+        before = None
+        if after is not None:
+            cursor = self.jobs.get(after) or self._archiving.get(after)
+            if cursor is None:
+                cursor = await asyncio.to_thread(find_archived, self.engram, after)
+            if cursor is None or (principal is not None and cursor.principal != principal):
+                raise NotFoundError(f"after: no job {after!r} to list after", param="after")
+            before = cursor.seq
+        return select(self.jobs.values(), queue, status, limit, labels, principal, before)
 
     async def cancel(self, job_id: str, principal: str | None = None) -> dict[str, Any]:
         """Cancel a queued, retrying or running job (a running attempt's result is discarded).

@@ -53,7 +53,7 @@ class Step(CoreModel):
     index: IndexSpec | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     outputs: list[Output] = Field(default_factory=list)
-    retries: int = Field(0, ge=0)
+    retries: int = Field(0, ge=0, le=19, description="Attempts after the first (a CORTEX job makes at most 20).")
     timeout: Duration | None = None
     queue: str = "default"
     resources: dict[str, float] = Field(default_factory=dict, description="{cpus, gpus} for the step's job.")

@@ -19,8 +19,22 @@ class Selector(CoreModel):
 
 
 class Quota(CoreModel):
-    label: str = Field("team", description="Label whose value groups jobs (e.g. team).")
-    max_gpus: float | None = Field(None, ge=0, description="GPUs one label value may hold at once.")
+    """What the active jobs of one group may hold at once.
+
+    ``per`` says what groups jobs: ``principal`` (the subject that submitted the job) and ``team``
+    (the team of its credential) come from the identity the gateway authenticated, which a
+    submitter cannot choose; ``label`` (the default) groups by the value of the job's own label
+    ``label``, which the submitter sets (a job without it is not counted): use it for grouping,
+    not to hold callers to a limit.
+    """
+
+    per: Literal["label", "principal", "team"] = Field(
+        "label", description="What groups jobs: principal or team (authenticated), or label (the submitter's)."
+    )
+    label: str = Field("team", description="With per: label, the label whose value groups jobs.")
+    principals: list[str] = Field(default_factory=list, description="Principals it applies to; empty: all.")
+    teams: list[str] = Field(default_factory=list, description="Teams (of the submitting credential); empty: all.")
+    max_gpus: float | None = Field(None, ge=0, description="GPUs one group may hold at once.")
     max_cpus: float | None = Field(None, ge=0)
     max_running_jobs: int | None = Field(None, ge=0)
 

@@ -54,3 +54,34 @@ def test_max_running_jobs_and_selectors() -> None:
     with pytest.raises(AdmissionError, match="maxRunningJobs: team=vision would have 2 active jobs, over 1"):
         check_quotas(_job("c", tier="batch"), policies, usage)
     check_quotas(_job("d", team=None, tier="batch"), policies, usage)  # no team label: no group to count in
+
+
+def _owned(job_id: str, principal: str, credential_team: str = "", **labels: str) -> Job:
+    if credential_team:
+        labels["mnemos.dev/team"] = credential_team
+    return Job(id=job_id, queue="default", function="m:f", principal=principal, labels=labels)
+
+
+def test_a_quota_per_principal_counts_every_job_of_its_owner_whatever_its_labels() -> None:
+    policies = job_policies([_policy("per-user", [{"per": "principal", "maxRunningJobs": 1}])])
+    usage = usage_of(policies, [_owned("a", "alice")])
+    with pytest.raises(AdmissionError, match="maxRunningJobs: principal=alice would have 2 active jobs") as refused:
+        check_quotas(_owned("b", "alice"), policies, usage)  # no label to leave off: the owner counts
+    assert refused.value.param == "principal"
+    with pytest.raises(AdmissionError):
+        check_quotas(_owned("c", "alice", "other", project="x"), policies, usage)
+    check_quotas(_owned("d", "bob"), policies, usage)  # another owner has a quota of their own
+
+
+def test_a_quota_per_team_counts_the_credentials_team_and_can_name_teams() -> None:
+    quotas = [{"per": "team", "teams": ["vision"], "maxRunningJobs": 1}, {"per": "team", "maxGpus": 0}]
+    policies = job_policies([_policy("per-team", quotas)])
+    usage = usage_of(policies, [_owned("a", "alice", "vision")])
+    # the credential's team counts, not a `team` label the submitter writes
+    with pytest.raises(AdmissionError, match="quotas\\[0\\].maxRunningJobs: team=vision would have 2"):
+        check_quotas(_owned("b", "bob", "vision", team="nlp"), policies, usage)
+    check_quotas(_owned("c", "carol", "nlp"), policies, usage)  # quotas[0] names only vision
+    # jobs with no team share one group (team=): leaving the team off does not leave the quota
+    gpu_job = Job(id="e", queue="default", function="m:f", principal="eve", resources={"gpus": 1})
+    with pytest.raises(AdmissionError, match="quotas\\[1\\].maxGpus: team= would hold 1 GPUs"):
+        check_quotas(gpu_job, policies, usage)

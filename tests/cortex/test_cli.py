@@ -63,6 +63,16 @@ def test_submit_get_list_logs_cancel(cli: Any, tmp_path: Path) -> None:
     gate.touch()
 
 
+def test_list_pages_with_after(cli: Any) -> None:
+    ids = [_ok(cli("submit", f"{T}:noop", "--queue", "limited")).split()[1] for _ in range(3)]
+    first = _ok(cli("list", "--queue", "limited", "-n", "2"))
+    assert f"more: mnemos jobs list --after {ids[1]}" in first  # the table says how to get the next page
+    page = json.loads(_ok(cli("list", "--queue", "limited", "-n", "2", "--after", ids[1], "-o", "json")))
+    assert page[0]["id"] == ids[0]
+    missing = cli("list", "--after", "no-such-job")
+    assert isinstance(missing.exception, NotFoundError) and missing.exception.param == "after"
+
+
 def test_errors_are_mnemos_errors(cli: Any) -> None:
     missing = cli("get", "no-such-job")
     assert isinstance(missing.exception, NotFoundError) and missing.exception.exit_code == 3

@@ -139,3 +139,59 @@ def test_a_registered_function_is_called_by_name(http: TestClient, cortex_settin
     _error(http.post("/v1/jobs", json={"function": "adder", "kwargs": {"a": 1, "b": 2, "c": 3}}), 422,
            "validation_error", "kwargs")  # fmt: skip
     _error(http.post("/v1/jobs", json={"function": "adder", "args": [1, 2]}), 422, "validation_error", "args")
+
+
+def test_priority_and_max_attempts_are_bounded(http: TestClient) -> None:
+    """What a probe sent (priority 1e12, maxAttempts 1e6) is a 422 naming the field and its range."""
+    for body, param, words in (({"priority": 1e12}, "priority", "between -1000 and 1000"),
+                               ({"priority": -1001}, "priority", "between -1000 and 1000"),
+                               ({"maxAttempts": 1e6}, "maxAttempts", "between 1 and 20"),
+                               ({"maxAttempts": 0}, "maxAttempts", "between 1 and 20")):  # fmt: skip
+        message = _error(http.post("/v1/jobs", json={"function": f"{T}:noop", **body}), 422, "validation_error", param)
+        assert words in message, message
+    schema = http.app.openapi()["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert (schema["properties"]["priority"]["minimum"], schema["properties"]["priority"]["maximum"]) == (-1000, 1000)
+    assert schema["properties"]["maxAttempts"]["maximum"] == 20
+    # the local admin may use the whole range (priorities above 100 are operators' and admins')
+    taken = http.post("/v1/jobs", json={"function": f"{T}:noop", "priority": 1000, "maxAttempts": 20})
+    assert taken.status_code == 200 and taken.json()["maxAttempts"] == 20, taken.text
+
+
+def test_parents_must_exist(http: TestClient) -> None:
+    """A parent is a lineage node that exists: a job CORTEX knows, a run or artifact lineage holds."""
+    message = _error(http.post("/v1/jobs", json={"function": f"{T}:noop", "parents": ["job:no-such-job"]}), 404,
+                     "not_found", "parents[0]")  # fmt: skip
+    assert "'job:no-such-job'" in message
+    parent = http.post("/v1/jobs", json={"function": f"{T}:add", "args": [1, 2]}).json()
+    for parents, status, param in ((["run:no-such-run"], 404, "parents[1]"),
+                                   ([f"artifact:sha256:{'0' * 64}"], 404, "parents[1]"),
+                                   (["not a node"], 422, "parents[1]"),
+                                   (["job:"], 422, "parents[1]")):  # fmt: skip
+        body = {"function": f"{T}:noop", "parents": [f"job:{parent['id']}", *parents]}
+        _error(http.post("/v1/jobs", json=body), status, "not_found" if status == 404 else "validation_error", param)
+    _error(http.post("/v1/jobs", json={"function": f"{T}:noop", "parents": ["job:x"] * 33}), 422, "validation_error",
+           "parents")  # fmt: skip
+    child = http.post("/v1/jobs", json={"function": f"{T}:noop", "parents": [f"job:{parent['id']}"]})
+    assert child.status_code == 200, child.text
+    assert http.get(f"/v1/jobs/{child.json()['id']}", params={"wait": 60}).json()["status"] == "succeeded"
+
+
+def test_listing_pages_with_a_cursor(http: TestClient) -> None:
+    """``limit`` and ``after`` page through every job, newest first, each once; ``has_more`` ends it."""
+    ids = [http.post("/v1/jobs", json={"function": f"{T}:noop", "queue": "limited"}).json()["id"] for _ in range(5)]
+    first = http.get("/v1/jobs", params={"queue": "limited", "limit": 2}).json()
+    assert first["object"] == "list" and first["has_more"] is True and len(first["data"]) == 2
+    assert (first["first_id"], first["last_id"]) == (first["data"][0]["id"], first["data"][-1]["id"])
+    seen, page = [], first
+    while True:
+        seen += [j["id"] for j in page["data"]]
+        if not page["has_more"]:
+            break
+        page = http.get("/v1/jobs", params={"queue": "limited", "limit": 2, "after": page["last_id"]}).json()
+    assert len(seen) == len(set(seen)) and seen[:5] == ids[::-1]  # newest first, none twice
+    every = http.get("/v1/jobs", params={"queue": "limited", "limit": 10_000}).json()
+    assert [j["id"] for j in every["data"]] == seen and every["has_more"] is False
+    last = http.get("/v1/jobs", params={"queue": "limited", "after": seen[-1]}).json()
+    assert last == {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}
+    _error(http.get("/v1/jobs", params={"after": "no-such-job"}), 404, "not_found", "after")
+    _error(http.get("/v1/jobs", params={"after": "bad id!"}), 422, "validation_error", "after")

@@ -106,3 +106,35 @@ def test_json_schema_per_kind(kind: str) -> None:
     schema = json_schema(kind)
     assert schema["type"] == "object"
     assert {"apiVersion", "metadata", "spec"} <= set(schema["properties"])
+
+
+def test_policy_quotas_group_by_identity_and_old_documents_still_load() -> None:
+    """``per: principal | team`` count by the authenticated caller; the Policies written before
+    ``per`` (a label, ``team`` by default) load as they were, grouping by that label."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2] / "deployments"
+    docs = [d for p in sorted(root.rglob("*.yaml")) if "kind: Policy" in p.read_text()
+            for d in yaml.safe_load_all(p.read_text()) if isinstance(d, dict) and d["kind"] == "Policy"]  # fmt: skip
+    quotas = [q for d in docs for q in parse_resource(d).spec.quotas]
+    assert quotas and all(q.per == "label" and q.label == "team" for q in quotas)
+    per = [{"per": "principal", "maxRunningJobs": 2}, {"per": "team", "teams": ["vision"], "maxGpus": 1}]
+    doc = {"apiVersion": "genome.mnemos.dev/v1", "kind": "Policy", "metadata": {"name": "per-user"},
+           "spec": {"selector": {"kinds": ["Job"]}, "quotas": per}}  # fmt: skip
+    quotas = parse_resource(doc).spec.quotas
+    assert [(q.per, q.teams) for q in quotas] == [("principal", []), ("team", ["vision"])]
+    doc["spec"]["quotas"] = [{"per": "user"}]
+    with pytest.raises(ValidationError) as err:
+        parse_resource(doc)
+    assert "spec.quotas.0.per" in err.value.message
+
+
+def test_pipeline_retries_fit_a_jobs_attempts() -> None:
+    doc = {"apiVersion": "synkron.mnemos.dev/v1", "kind": "Pipeline", "metadata": {"name": "p"},
+           "spec": {"steps": [{"name": "a", "script": "true", "retries": 19}]}}  # fmt: skip
+    assert parse_resource(doc).spec.steps[0].retries == 19
+    doc["spec"]["steps"][0]["retries"] = 20
+    with pytest.raises(ValidationError, match="retries"):
+        parse_resource(doc)
