@@ -15,10 +15,14 @@ Resources, Kubernetes-shaped (``plural`` is the kind in lower case, plural: ``mo
 
 Optimistic concurrency: a write that names the generation it read (``?generation=N``, or on PUT
 the body's ``metadata.generation``) is answered 409 when the resource moved on; ``0`` means
-"must not exist". Writes go through the ``genome`` actor (one serialized writer per platform, on
-top of the registry's atomic create per generation), which also tells the controllers.
+"must not exist". As HTTP has it (RFC 9110), ``GET`` of a resource answers its generation as its
+``ETag`` (``"3"``), and ``PUT`` and ``DELETE`` take ``If-Match: "3"`` (quoted or bare; a list;
+``*``: any live generation), answered 412 when the resource moved on. Writes go through the
+``genome`` actor (one serialized writer per platform, on top of the registry's atomic create per
+generation), which also tells the controllers.
 
-Platform: ``GET /v1/status``, ``GET /v1/whoami``, ``GET /v1/lineage/{id}`` (read-lineage), ``GET /v1/spaces``,
+Platform: ``GET /v1/status``, ``GET /v1/whoami``, ``GET /v1/lineage/{id}`` (read-lineage: by the
+ownership rule of jobs and runs, see ``LineageReader``), ``GET /v1/spaces``,
 ``POST /v1/spaces/{space}/search``, and secrets (``apply``: admins and operators), whose values
 are write-only: ``GET /v1/secrets``, ``GET /v1/secrets/{name}`` (key names),
 ``PUT /v1/secrets/{name}/{key}`` ``{"value": …}``, ``DELETE /v1/secrets/{name}[/{key}]``.
@@ -32,18 +36,26 @@ Errors have the OpenAI shape ``{"error": {message, type, param, code}}``.
 from __future__ import annotations
 
 import asyncio
+import re
 import types
 from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import Field
 
 from mnemos._model import CoreModel, parse_json
 from mnemos.config import Settings
 from mnemos.engram import Engram
-from mnemos.errors import BadRequestError, MnemosError, NotFoundError, UnavailableError, ValidationError
+from mnemos.errors import (
+    BadRequestError,
+    ConflictError,
+    MnemosError,
+    NotFoundError,
+    UnavailableError,
+    ValidationError,
+)
 from mnemos.genome import KINDS, NAME_PATTERN, Registry, Resource, json_schema, parse_resource
 from mnemos.genome.registry import plural_of
 from mnemos.relay._edge import VERB_KEY
@@ -51,7 +63,7 @@ from mnemos.relay._errors import unwrap
 from mnemos.relay.openai_schema import ErrorResponse
 from mnemos.soul.rbac import verbs_of
 
-__all__ = ["ResourceList", "SearchRequest", "SecretValue", "build_router"]
+__all__ = ["LineageReader", "ResourceList", "SearchRequest", "SecretValue", "build_router"]
 
 _NAME = NAME_PATTERN
 _GROUP = r"^[a-z0-9]([-a-z0-9.]{0,62}[a-z0-9])?$"
@@ -65,6 +77,7 @@ _DESCRIPTIONS = {
     403: "the credential's role or scopes lack the verb, or admission refused the resource",
     404: "unknown kind, resource or generation",
     409: "the resource is not at the generation the request names",
+    412: "the resource is not at the generation If-Match names",
     413: "body over relay.maxBodyBytes",
     422: "a field (path, query or body) failed validation; `param` names it",
     429: "over the principal's rate limit",
@@ -181,11 +194,79 @@ def _expected(query: int | None, body_generation: int | None = None) -> int | No
     return query if query is not None else body_generation
 
 
+class PreconditionFailedError(ConflictError):
+    """An ``If-Match`` precondition failed: the resource is not at the generation it names (412)."""
+
+    status = 412
+    code = "precondition_failed"
+
+
+_TAG = re.compile(r'^"?([0-9]{1,10})"?$')
+
+
+def _if_match(request: Request) -> list[int] | None:
+    """The generations an ``If-Match`` header names (``None``: no header; ``[]``: ``*``, any)."""
+    header = request.headers.get("if-match")
+    if header is None:
+        return None
+    if header.strip() == "*":
+        return []
+    wanted = []
+    for tag in header.split(","):
+        tag = tag.strip()
+        match = _TAG.fullmatch(tag)
+        if match:
+            wanted.append(int(match.group(1)))
+        elif not tag.startswith("W/"):  # a weak tag never matches If-Match (strong comparison)
+            raise ValidationError(f'If-Match: {tag[:40]!r} is not a generation ("3", 3, a list of them, or *)',
+                                  param="If-Match")  # fmt: skip
+    if not wanted:
+        raise PreconditionFailedError("If-Match: a weak tag (W/…) never matches; send the generation as \"N\"",
+                                      param="If-Match")  # fmt: skip
+    return wanted
+
+
+def _etag(response: Response, doc: dict[str, Any]) -> None:
+    generation = (doc.get("metadata") or {}).get("generation")
+    if generation is not None:
+        response.headers["ETag"] = f'"{generation}"'
+
+
 def _actor(principal: Any) -> dict[str, Any]:
     """Who acts, for audit events (names and roles only)."""
     if principal is None:
         return {"actor": "anonymous", "role": "admin"}
     return {"actor": f"{principal.kind}:{principal.subject}", "role": principal.role}
+
+
+class LineageReader:
+    """A caller as a reader of lineage (``mnemos.trace.lineage.LineageReader``), by the rule of jobs
+    and runs: a developer sees their own runs, steps, jobs and requests only (another's is not
+    found, as on ``/v1/jobs`` and ``/v1/runs``); viewers see every one's metadata; data (a run's
+    params, error texts, a request's caller and usage, an item's text) and audit events are read by
+    their owner, operators and admins (``mnemos.soul.ownership``).
+
+    Args:
+        principal: the caller (``None``: authentication is off, the local admin).
+    """
+
+    def __init__(self, principal: Any) -> None:
+        self.principal = principal
+
+    def sees(self, owner: str | None) -> bool:
+        if getattr(self.principal, "role", "admin") != "developer":
+            return True
+        return bool(owner) and owner == getattr(self.principal, "subject", None)
+
+    def reads(self, owner: str | None) -> bool:
+        from mnemos.soul.ownership import reads_data
+
+        return reads_data(self.principal, owner)
+
+    def shown_error(self, error: Any) -> Any:
+        from mnemos.soul.ownership import withheld_error
+
+        return withheld_error(error)
 
 
 class _ActorGone(Exception):
@@ -305,15 +386,52 @@ def build_router(edge: Any, settings: Settings, engram: Engram, *,
         kind = _kind(group, version, plural)
         return {"object": "list", "data": [r.dump() for r in await ctl.read(ctl.registry.list, kind)]}
 
-    async def _apply(request: Request, kind: str, name: str | None, generation: int | None) -> dict[str, Any]:
+    async def _matched(kind: str, name: str, wanted: list[int], named: int | None) -> int:
+        """The generation a write must find under ``If-Match`` (``wanted``; ``[]``: ``*``), which must
+        agree with one the request names otherwise (``named``: ``?generation=``, the body's)."""
+        if named is not None:
+            if (wanted and named not in wanted) or (not wanted and named == 0):
+                raise ValidationError(f"If-Match: it names {', '.join(map(str, wanted)) or '*'} and the request "
+                                      f"names generation {named}; send one", param="If-Match")  # fmt: skip
+            return named
+        if len(wanted) == 1 and wanted[0] > 0:
+            return wanted[0]  # checked by the registry, in the write itself
+        try:
+            live = (await ctl.read(ctl.registry.get, kind, name)).generation
+        except NotFoundError:
+            live = None
+        if live is None or (wanted and live not in wanted):
+            now = f"at generation {live}" if live else "absent"
+            raise PreconditionFailedError(
+                f"{kind.lower()}/{name} is {now}, not what If-Match names; get it again and re-apply your change",
+                param="If-Match",
+                current_generation=live,
+            )
+        return int(live)
+
+    async def _precondition(write: Any, wanted: list[int] | None) -> Any:
+        """``write()``; with ``If-Match``, a resource that moved on is 412 (not 409)."""
+        try:
+            return await write()
+        except ConflictError as exc:
+            if wanted is None or exc.param != "metadata.generation":
+                raise
+            raise PreconditionFailedError(exc.message, param="If-Match", **exc.details) from None
+
+    async def _apply(request: Request, kind: str, name: str | None, generation: int | None,
+                     response: Response) -> dict[str, Any]:  # fmt: skip
         principal = await edge.admit(request, "apply")
+        wanted = _if_match(request) if name is not None else None
         resource = _parse(await _json(request), kind, name)
         expected = _expected(generation, resource.generation if name is not None else None)
+        if wanted is not None and name is not None:
+            expected = await _matched(kind, name, wanted, expected)
         doc = resource.dump()
         doc["metadata"].pop("generation", None)
         doc["metadata"].pop("creationTimestamp", None)
-        result = await ctl.write("apply", doc, "api", expected)
+        result = await _precondition(lambda: ctl.write("apply", doc, "api", expected), wanted)
         stored = result["resource"]
+        _etag(response, stored)
         if result["action"] != "unchanged":
             await ctl.audit(principal, "resource.applied", kind=kind, name=resource.name,
                             generation=stored["metadata"]["generation"], result=result["action"])  # fmt: skip
@@ -323,38 +441,49 @@ def build_router(edge: Any, settings: Settings, engram: Engram, *,
 
     @api.post("/apis/{group}/{version}/{plural}", tags=resources, openapi_extra={**_verb("apply"), **_RESOURCE_BODY},
               responses=write_responses)  # fmt: skip
-    async def apply_resource(request: Request, group: str = group_p, version: str = version_p, plural: str = plural_p,
-                             generation: int | None = gen_q) -> dict[str, Any]:  # fmt: skip
+    async def apply_resource(request: Request, response: Response, group: str = group_p, version: str = version_p,
+                             plural: str = plural_p, generation: int | None = gen_q) -> dict[str, Any]:  # fmt: skip
         """Apply a document: ``{"action": created|configured|unchanged, "resource": …}``."""
-        return await _apply(request, _kind(group, version, plural), None, generation)
+        return await _apply(request, _kind(group, version, plural), None, generation, response)
 
+    # If-Match is read from the request, not published as a parameter: a generated request cannot
+    # know the generation a resource is at, and 412 is its answer to one that is not.
     @api.put("/apis/{group}/{version}/{plural}/{name}", tags=resources,
-             openapi_extra={**_verb("apply"), **_RESOURCE_BODY}, responses=write_responses)  # fmt: skip
-    async def put_resource(request: Request, group: str = group_p, version: str = version_p, plural: str = plural_p,
-                           name: str = name_p, generation: int | None = gen_q) -> dict[str, Any]:  # fmt: skip
-        """Apply one named resource; ``metadata.generation`` in the body is a precondition too."""
-        return await _apply(request, _kind(group, version, plural), name, generation)
+             openapi_extra={**_verb("apply"), **_RESOURCE_BODY}, responses=_responses(400, 404, 409, 412, 413, 422,
+                                                                                       503))  # fmt: skip
+    async def put_resource(request: Request, response: Response, group: str = group_p, version: str = version_p,
+                           plural: str = plural_p, name: str = name_p,
+                           generation: int | None = gen_q) -> dict[str, Any]:  # fmt: skip
+        """Apply one named resource; ``metadata.generation`` in the body and ``If-Match`` are
+        preconditions too (a generation that moved on: 409, or 412 for ``If-Match``)."""
+        return await _apply(request, _kind(group, version, plural), name, generation, response)
 
     @api.get("/apis/{group}/{version}/{plural}/{name}", tags=resources, openapi_extra=_verb("read-artifacts"),
              responses=_responses(404, 422))  # fmt: skip
-    async def get_resource(request: Request, group: str = group_p, version: str = version_p, plural: str = plural_p,
-                           name: str = name_p,
+    async def get_resource(request: Request, response: Response, group: str = group_p, version: str = version_p,
+                           plural: str = plural_p, name: str = name_p,
                            generation: int | None = Query(None, ge=1, le=2**31, description="A past generation.")
                            ) -> dict[str, Any]:  # fmt: skip
-        """The live (or a given) generation of a resource."""
+        """The live (or a given) generation of a resource; its ``ETag`` is the generation (``"3"``)."""
         await edge.admit(request, "read-artifacts")
         kind = _kind(group, version, plural)
-        return (await ctl.read(ctl.registry.get, kind, name, generation)).dump()  # type: ignore[no-any-return]
+        doc: dict[str, Any] = (await ctl.read(ctl.registry.get, kind, name, generation)).dump()
+        _etag(response, doc)
+        return doc
 
     @api.delete("/apis/{group}/{version}/{plural}/{name}", tags=resources, openapi_extra=_verb("apply"),
-                responses=_responses(404, 409, 422, 503))  # fmt: skip
+                responses=_responses(404, 409, 412, 422, 503))  # fmt: skip
     async def delete_resource(request: Request, group: str = group_p, version: str = version_p,
                               plural: str = plural_p, name: str = name_p,
                               generation: int | None = gen_q) -> dict[str, Any]:  # fmt: skip
-        """Delete a resource (its history stays); answers the generation that was live."""
+        """Delete a resource (its history stays); answers the generation that was live. ``If-Match``
+        is a precondition as on ``PUT``."""
         principal = await edge.admit(request, "apply")
         kind = _kind(group, version, plural)
-        doc = await ctl.write("delete", kind, name, "api", generation)
+        wanted = _if_match(request)
+        if wanted is not None:
+            generation = await _matched(kind, name, wanted, generation)
+        doc = await _precondition(lambda: ctl.write("delete", kind, name, "api", generation), wanted)
         await ctl.audit(principal, "resource.deleted", kind=kind, name=name, generation=doc["metadata"]["generation"])
         return {"action": "deleted", "resource": doc}
 
@@ -410,12 +539,19 @@ def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[
              responses=_responses(404, 422))  # fmt: skip
     async def lineage(request: Request, node_id: str = Path(..., min_length=1, max_length=512),
                       limit: int = Query(5000, ge=1, le=100_000)) -> dict[str, Any]:  # fmt: skip
-        """The lineage graph (upstream and downstream) of a run, job, request, artifact or space item."""
-        await edge.admit(request, "read-lineage")
+        """The lineage graph (upstream and downstream) of a run, job, request, artifact or space item.
+
+        A developer's graph holds their own runs, steps, jobs and requests only (another's id is 404,
+        as an unknown one); a node whose data the caller does not read keeps its metadata only."""
+        principal = await edge.admit(request, "read-lineage")
         from mnemos.synkron.spaces import LINEAGE_RESOLVERS
         from mnemos.trace.lineage import graph
 
-        return await ctl.read(lambda: graph(ctl.engram, node_id, limit=limit, resolvers=LINEAGE_RESOLVERS))  # type: ignore[no-any-return]
+        reader = LineageReader(principal)
+        found: dict[str, Any] = await ctl.read(
+            lambda: graph(ctl.engram, node_id, limit=limit, resolvers=LINEAGE_RESOLVERS, reader=reader)
+        )
+        return found
 
     def spaces() -> Any:
         from mnemos.synkron.spaces import SpacesAPI

@@ -14,6 +14,11 @@ knows nothing of them.
 
 Events of one id are merged on read: parents are united, later (non-null) attributes win. ``graph()``
 answers "where did this come from and what came of it": every ancestor and every descendant.
+
+Who reads a graph is decided above TRACE: ``graph(..., reader=…)`` takes a ``LineageReader``. A
+run, step, job, request or audit node has an ``owner`` (the subject that started it, or that acted);
+a node the reader does not see is left out (as a root it is not found), and one whose data the
+reader does not read keeps its metadata (``METADATA``) only.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from mnemos.errors import NotFoundError
 
 __all__ = [
     "LOG",
+    "METADATA",
     "LineageIndex",
+    "LineageReader",
     "LineageStore",
     "LineageWriter",
     "NodeResolver",
@@ -38,6 +45,7 @@ __all__ = [
     "events",
     "graph",
     "model_node",
+    "owner_of",
     "record",
     "render_tree",
     "request_event",
@@ -53,6 +61,19 @@ _SECRET_NAMES = frozenset(
 )  # fmt: skip
 _SECRET_SUFFIXES = ("_secret", "_password", "_api_key", "_apikey", "_access_token", "_refresh_token", "_private_key")
 _PREFIXES = ("run:", "job:", "request:", "step:", "artifact:", "model:", "resource:", "file:", "space:")
+_OWNED = ("run:", "step:", "job:", "request:", "audit:")  # nodes with an owner; the others are shared
+_ACTOR_KINDS = ("apikey:", "token:", "anonymous:")  # an audit actor is "<principal kind>:<subject>"
+METADATA = frozenset(
+    {"status", "kind", "step", "run", "pipeline", "generation", "name", "model", "model_digest", "digest", "cached",
+     "cache_key", "cache_of", "bytes", "size", "output", "outputs", "ref", "result_digest", "result_inline",
+     "result_bytes", "function", "queue", "priority", "labels", "attempt", "worker", "pool", "action", "resumes",
+     "endpoint", "stream", "complete", "adapter", "space", "item", "path", "principal", "trace_id", "job_ids",
+     "source"}
+)  # fmt: skip
+"""Node attributes that are metadata (status, names, digests, sizes, refs, links), shown to every reader
+who sees the node. The others are data: a run's ``params`` (their names stay, with null values), an
+``error`` (as ``LineageReader.shown_error`` shows it), a request's ``caller`` and ``usage``, an item's
+``text``, and whatever a writer adds later."""
 
 
 class LineageStore(Protocol):
@@ -73,6 +94,26 @@ class LineageStore(Protocol):
 
 NodeResolver = Callable[[Any, str], dict[str, Any]]
 """Describes a node the log does not hold: ``(engram, node_id) -> event``; ``NotFoundError`` if none."""
+
+
+class LineageReader(Protocol):
+    """Who asks for a graph, as the component above TRACE decides (RELAY: SOUL's ownership rule).
+
+    An audit node exists only for a reader who reads it; other owned nodes for a reader who sees
+    them; nodes nobody owns (artifacts, models, files, resources, items) for every reader.
+    """
+
+    def sees(self, owner: str | None) -> bool:
+        """Whether a run, step, job or request of ``owner`` exists for the reader."""
+        ...
+
+    def reads(self, owner: str | None) -> bool:
+        """Whether the reader reads the data of a node of ``owner`` (``None``: a node nobody owns)."""
+        ...
+
+    def shown_error(self, error: Any) -> Any:
+        """An ``error`` attribute as shown to a reader who does not read it."""
+        ...
 
 
 def event(node_id: str, type: EventType, *, parents: Iterable[str] = (), **attrs: Any) -> dict[str, Any]:
@@ -176,6 +217,21 @@ def events(engram: LineageStore) -> list[dict[str, Any]]:
     return list(engram.read_log(LOG))
 
 
+def owner_of(node: Mapping[str, Any]) -> str | None:
+    """The owner of a run, job, request or audit event (``{"id", "attrs"}``): who started it, or who
+    acted (an audit ``actor`` without its ``<kind>:`` prefix, else its ``subject``); ``None`` for a
+    node nobody owns. A step's owner is its run's (``graph`` looks it up)."""
+    attrs = node.get("attrs") or {}
+    if str(node.get("id", "")).startswith("audit:") or node.get("type") == "audit":
+        actor = attrs.get("actor")
+        if isinstance(actor, str) and actor:
+            return actor.split(":", 1)[1] if actor.startswith(_ACTOR_KINDS) else actor
+        who = attrs.get("subject") or attrs.get("principal")
+        return str(who) if who else None
+    who = attrs.get("principal")
+    return str(who) if who else None
+
+
 # -- the in-memory index ------------------------------------------------------------------------
 class LineageIndex:
     """Nodes merged by id with parent and child edges, read incrementally from the segments."""
@@ -270,7 +326,11 @@ def resolve(
             digest = ""
         if digest and f"artifact:{digest}" in index.nodes:
             return f"artifact:{digest}"
-    raise NotFoundError(f"no lineage for {node_id!r}: give a run, job, request, artifact or space item id", param="id")
+    raise _not_found(node_id)
+
+
+def _not_found(node_id: str) -> NotFoundError:
+    return NotFoundError(f"no lineage for {node_id!r}: give a run, job, request, artifact or space item id", param="id")
 
 
 def _walk(start: str, edges: dict[str, list[str]], limit: int, allow: Any = None) -> list[str]:
@@ -292,7 +352,7 @@ def _walk(start: str, edges: dict[str, list[str]], limit: int, allow: Any = None
 _OPAQUE = ("run:", "step:", "job:", "request:")  # context stops here: other runs are not walked into
 
 
-def _context(index: LineageIndex, members: set[str], downstream: list[str], limit: int) -> list[str]:
+def _context(index: LineageIndex, members: set[str], downstream: list[str], limit: int, allow: Any = None) -> list[str]:
     """The other inputs of what came of the root (models, input files, artifacts) and where those
     came from, without walking into other runs, jobs or requests."""
     found: list[str] = []
@@ -301,7 +361,7 @@ def _context(index: LineageIndex, members: set[str], downstream: list[str], limi
         nxt = []
         for node in frontier:
             for parent in index.parents.get(node, []):
-                if parent not in members:
+                if parent not in members and (allow is None or allow(parent)):
                     members.add(parent)
                     found.append(parent)
                     if not parent.startswith(_OPAQUE):
@@ -311,7 +371,12 @@ def _context(index: LineageIndex, members: set[str], downstream: list[str], limi
 
 
 def graph(
-    engram: LineageStore, node_id: str, *, limit: int = 5000, resolvers: Mapping[str, NodeResolver] | None = None
+    engram: LineageStore,
+    node_id: str,
+    *,
+    limit: int = 5000,
+    resolvers: Mapping[str, NodeResolver] | None = None,
+    reader: LineageReader | None = None,
 ) -> dict[str, Any]:
     """The lineage graph of a node: it, every ancestor (upstream), every descendant (downstream),
     and the other inputs of those descendants (context: models, input files …).
@@ -319,35 +384,66 @@ def graph(
     Args:
         resolvers: id prefix -> ``NodeResolver`` for nodes the log does not hold
             (``mnemos.synkron.spaces.LINEAGE_RESOLVERS`` for indexed items).
+        reader: who asks (default: one who sees and reads everything). Nodes it does not see are
+            left out and not walked through; a root it does not see is ``NotFoundError``, as an
+            unknown id; nodes whose data it does not read keep their ``METADATA`` and list what
+            was left out in ``withheld``.
 
-    Returns ``{"root", "nodes": [{id, type, ts, attrs, direction}], "edges": [{"from", "to"}]}``;
-    an edge goes from a parent to the node that came from it.
+    Returns ``{"root", "nodes": [{id, type, ts, attrs, owner, direction}], "edges": [{"from", "to"}]}``;
+    an edge goes from a parent to the node that came from it; ``owner`` is ``None`` for a node
+    nobody owns.
     """
     with _INDEX_LOCK:
-        return _graph(_index(engram), engram, node_id, limit, resolvers)
+        return _graph(_index(engram), engram, node_id, limit, resolvers, reader)
+
+
+def _owner(index: LineageIndex, node_id: str) -> str | None:
+    if node_id.startswith("step:"):  # a step's owner is its run's
+        node_id = "run:" + node_id[len("step:") :].partition("/")[0]
+    if not node_id.startswith(_OWNED):
+        return None
+    return owner_of(index.nodes.get(node_id) or {"id": node_id})
 
 
 def _graph(
-    index: LineageIndex, engram: LineageStore, node_id: str, limit: int, resolvers: Mapping[str, NodeResolver] | None
+    index: LineageIndex,
+    engram: LineageStore,
+    node_id: str,
+    limit: int,
+    resolvers: Mapping[str, NodeResolver] | None,
+    reader: LineageReader | None,
 ) -> dict[str, Any]:
     root = resolve(engram, node_id, index, resolvers)
-    upstream = _walk(root, index.parents, limit)
-    allow = None
+    seen = None
+    if reader is not None:
+
+        def seen(node: str) -> bool:
+            if not node.startswith(_OWNED):
+                return True
+            owner = _owner(index, node)
+            return reader.reads(owner) if node.startswith("audit:") else reader.sees(owner)
+
+        if not seen(root):  # as for an id that does not exist: nothing tells that it does
+            raise _not_found(node_id)
+    upstream = _walk(root, index.parents, limit, seen)
+    allow = seen
     if root.startswith("run:"):  # what this run led to, not what other runs later did with the same bytes
         own = f"step:{root[len('run:') :]}/"
 
         def allow(node: str) -> bool:
-            return not node.startswith(("run:", "step:")) or node.startswith(own)
+            return (not node.startswith(("run:", "step:")) or node.startswith(own)) and (seen is None or seen(node))
 
     downstream = _walk(root, index.children, limit, allow)
     members = {root, *upstream, *downstream}
-    context = _context(index, members, downstream, limit)
+    context = _context(index, members, downstream, limit, seen)
     nodes = []
     directions = [(root, "root"), *((n, "upstream") for n in upstream), *((n, "downstream") for n in downstream),
                   *((n, "context") for n in context)]  # fmt: skip
     for nid, direction in directions:
         node = index.nodes.get(nid) or {"id": nid, "type": _type_of(nid), "ts": None, "attrs": {}}
-        nodes.append({**node, "attrs": dict(node["attrs"]), "direction": direction})
+        owner = _owner(index, nid)
+        shown = {**node, "attrs": dict(node["attrs"]), "owner": owner, "direction": direction}
+        nodes.append(shown if reader is None or reader.reads(owner) else _withhold(shown, reader))
     edges = [
         {"from": parent, "to": child}
         for child in sorted(members)
@@ -359,6 +455,29 @@ def _graph(
 
 def _type_of(node_id: str) -> str:
     return node_id.split(":", 1)[0] if ":" in node_id else "node"
+
+
+def _withhold(node: dict[str, Any], reader: LineageReader) -> dict[str, Any]:
+    """A graph node without its data: its ``METADATA`` attributes, ``params`` names with null values,
+    the error as the reader is shown it; ``withheld`` names what was left out."""
+    attrs: dict[str, Any] = {}
+    withheld = []
+    for key, value in node["attrs"].items():
+        if key in METADATA:
+            attrs[key] = value
+        elif key == "params" and isinstance(value, dict):
+            attrs[key] = dict.fromkeys(value)
+            withheld.append(key)
+        elif key == "error":
+            attrs[key] = reader.shown_error(value)
+            if value:
+                withheld.append(key)
+        else:
+            withheld.append(key)
+    out = {**node, "attrs": attrs}
+    if withheld:
+        out["withheld"] = sorted(withheld)
+    return out
 
 
 # -- rendering ----------------------------------------------------------------------------------

@@ -75,6 +75,45 @@ def test_resource_lifecycle_with_generations_and_409(frontdoor: Any) -> None:
     assert all(a["actor"] == "apikey:operator-user" for a in flat if a.get("name") == "cp-model")
 
 
+def test_etag_and_if_match_are_preconditions_as_http_has_them(frontdoor: Any) -> None:
+    """GET answers the generation as ETag; PUT and DELETE take If-Match (quoted, bare, a list, *):
+    a resource that moved on is 412, where ``?generation=`` stays 409."""
+    path = f"{MODELS}/etag-model"
+    created = _call(frontdoor, "POST", MODELS, "operator", json=model_doc("etag-model"))
+    assert created.status_code == 200 and created.headers["etag"] == '"1"', created.text
+    read = _call(frontdoor, "GET", path, "viewer")
+    assert read.headers["etag"] == '"1"'
+    doc = read.json()
+    doc["metadata"].pop("generation")
+
+    def put(version: str, if_match: str | None, **kw: Any) -> httpx.Response:
+        doc["spec"]["version"] = version
+        headers = {"Authorization": f"Bearer {frontdoor.keys['operator']}"}
+        if if_match is not None:
+            headers["If-Match"] = if_match
+        return httpx.put(frontdoor.url + path, json=doc, headers=headers, timeout=60, **kw)
+
+    moved = put("2", '"1"')
+    assert moved.status_code == 200 and moved.headers["etag"] == '"2"', moved.text
+    stale = _error(put("3", '"1"'), 412, "If-Match")
+    assert stale["code"] == "precondition_failed" and "generation 2" in stale["message"]
+    assert put("3", "2").json()["resource"]["metadata"]["generation"] == 3  # bare
+    assert put("4", '"1", "3"').json()["resource"]["metadata"]["generation"] == 4  # a list
+    assert put("5", "*").json()["resource"]["metadata"]["generation"] == 5
+    _error(put("6", 'W/"5"'), 412, "If-Match")  # a weak tag never matches
+    _error(put("6", "five"), 422, "If-Match")
+    _error(put("6", '"5"', params={"generation": 4}), 422, "If-Match")  # two preconditions that disagree
+    _error(put("6", None, params={"generation": 4}), 409)  # the query's stays 409
+    assert _call(frontdoor, "GET", path, "viewer", params={"generation": 2}).headers["etag"] == '"2"'
+    absent = httpx.put(frontdoor.url + f"{MODELS}/etag-absent", json={**doc, "metadata": {"name": "etag-absent"}},
+                       headers={"Authorization": f"Bearer {frontdoor.keys['operator']}", "If-Match": "*"})  # fmt: skip
+    _error(absent, 412, "If-Match")
+    operator = {"Authorization": f"Bearer {frontdoor.keys['operator']}"}
+    _error(httpx.delete(frontdoor.url + path, headers={**operator, "If-Match": '"4"'}), 412, "If-Match")
+    gone = httpx.delete(frontdoor.url + path, headers={**operator, "If-Match": '"5"'})
+    assert gone.status_code == 200 and gone.json()["resource"]["metadata"]["generation"] == 5, gone.text
+
+
 def test_verbs_are_enforced_before_the_body(frontdoor: Any) -> None:
     _error(_call(frontdoor, "POST", MODELS, None, content=b"{not json"), 401)
     _error(_call(frontdoor, "POST", MODELS, "viewer", content=b"{not json"), 403)

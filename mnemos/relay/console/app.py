@@ -9,9 +9,12 @@
 
 Pages authenticate with the session cookie (``session.Sessions``); a missing, forged, expired or
 revoked cookie gets the sign-in page. Writes (sign-out, cancel) are forms with a CSRF token. Every
-way out of a session revokes its token: sign-out, the sign-in page (``GET``) and a new sign-in.
-A job or run that is not the caller's reads as the API answers it: a developer gets 404, a viewer
-its metadata without its data (``mnemos.soul.ownership``).
+``POST`` (sign-in too) posted from another site's page (``Origin``, else ``Referer``, not this
+host: ``session.same_origin``) is refused with 403. Every way out of a session revokes its token:
+sign-out, the sign-in page (``GET``) and a new sign-in. A job, run or lineage node that is not the
+caller's reads as the API answers it: a developer gets 404, a viewer its metadata without its data
+(``mnemos.soul.ownership``). The audit page lists every event to operators and admins, and to
+everyone else the events they are the actor (or refused subject) of.
 """
 
 from __future__ import annotations
@@ -30,12 +33,24 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from mnemos.cortex.job import join_logs
 from mnemos.errors import AuthenticationError, MnemosError, NotFoundError, PermissionDeniedError, ValidationError
 from mnemos.relay.console import data
-from mnemos.relay.console.session import COOKIE, PREFIX, CookieBearer, Sessions, csrf_ok, csrf_token
+from mnemos.relay.console.session import (
+    COOKIE,
+    PREFIX,
+    CookieBearer,
+    Sessions,
+    csrf_ok,
+    csrf_token,
+    drop_cookie,
+    same_origin,
+    set_cookie,
+)
 
 __all__ = ["mount"]
 
 _STATIC = Path(__file__).parent / "static"
 _BUS_TIMEOUT_S = 2.0
+_CROSS_SITE = ("Refused: this form was sent from another site's page, not from this console's. Open the console "
+               "at its own address and try again.")  # fmt: skip
 _PAGES = (("models", "Models"), ("jobs", "Jobs"), ("runs", "Pipelines"), ("lineage", "Lineage"),
           ("keys", "Keys & usage"), ("audit", "Audit"))  # fmt: skip
 
@@ -97,8 +112,15 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
     def signin_page(request: Request, message: str = "", status: int = 200) -> HTMLResponse:
         response = render("signin", request, None, {"message": message}, status)
         if request.cookies.get(COOKIE):
-            response.delete_cookie(COOKIE, path="/")
+            drop_cookie(response, request)
         return response
+
+    def cross_site(request: Request) -> HTMLResponse | None:
+        """The 403 page for a ``POST`` that does not come from the console's own pages (login CSRF
+        included), else ``None``."""
+        if same_origin(request):
+            return None
+        return render("error", request, None, {"title": "Error", "message": _CROSS_SITE}, 403)
 
     async def page(request: Request, template: str, load: Any, verb: str = "read-artifacts") -> Response:
         """Authenticate the cookie, authorize ``verb``, load the context, render (errors as pages)."""
@@ -157,6 +179,8 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
 
     @api.post("/signin")
     async def signin(request: Request) -> Response:
+        if (refused := cross_site(request)) is not None:
+            return refused
         if not sessions.enabled:
             return RedirectResponse(f"{PREFIX}/models", status_code=303)
         key = (await form(request)).get("api_key", "")
@@ -171,9 +195,7 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
         except MnemosError as exc:
             return signin_page(request, f"Sign-in refused: {exc.message}", exc.status)
         response = RedirectResponse(f"{PREFIX}/models", status_code=303)
-        secure = request.url.scheme == "https"
-        response.set_cookie(COOKIE, token, max_age=int(expires - time.time()), path="/", httponly=True,
-                            samesite="strict", secure=secure)  # fmt: skip
+        set_cookie(response, request, token, int(expires - time.time()))
         return response
 
     @api.post("/signout")
@@ -181,13 +203,16 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
         # No CSRF check: sign-out revokes whatever the form's token. It only takes access away, so a
         # forged sign-out can at worst sign its victim out (and SameSite=Strict keeps other sites from
         # sending the cookie at all), whereas refusing it would leave live a session its user believes
-        # ended, its cookie still in the browser.
+        # ended, its cookie still in the browser. A form from another site's page is refused all the
+        # same (a user's own sign-out always comes from the console's pages).
+        if (refused := cross_site(request)) is not None:
+            return refused
         try:
             await end_session(request)
         except MnemosError as exc:
             return ending_failed(request, exc)
         response = RedirectResponse(f"{PREFIX}/signin", status_code=303)
-        response.delete_cookie(COOKIE, path="/")
+        drop_cookie(response, request)
         return response
 
     @api.get("/models")
@@ -250,6 +275,8 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
 
     @api.post("/jobs/{job_id}/cancel")
     async def cancel(request: Request, job_id: str) -> Response:
+        if (refused := cross_site(request)) is not None:
+            return refused
         try:
             principal, _ = await write(request)
             if not _can(principal, "submit"):
@@ -290,13 +317,16 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
 
     @api.get("/lineage")
     async def lineage(request: Request, id: str = "") -> Response:
-        async def load(_: Any) -> dict[str, Any]:
+        async def load(principal: Any) -> dict[str, Any]:
             if not id:
                 return {"title": "Lineage", "id": "", "graph": None}
+            from mnemos.relay.control import LineageReader
             from mnemos.synkron.spaces import LINEAGE_RESOLVERS
             from mnemos.trace.lineage import graph
 
-            g = await asyncio.to_thread(graph, gateway.engram, id, resolvers=LINEAGE_RESOLVERS)
+            # as GET /v1/lineage/{id} answers: a developer's own nodes only, others' data withheld
+            g = await asyncio.to_thread(graph, gateway.engram, id, resolvers=LINEAGE_RESOLVERS,
+                                        reader=LineageReader(principal))  # fmt: skip
             ids = [n["id"] for n in g["nodes"]]
             parents: dict[str, list[str]] = {}
             for edge_ in g["edges"]:
@@ -321,8 +351,8 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
 
     @api.get("/audit")
     async def audit(request: Request) -> Response:
-        async def load(_: Any) -> dict[str, Any]:
-            return {"title": "Audit", "events": await asyncio.to_thread(data.audit_events, gateway.engram)}
+        async def load(principal: Any) -> dict[str, Any]:  # others' events: operators and admins only
+            return {"title": "Audit", "events": await asyncio.to_thread(data.audit_events, gateway.engram, principal)}
 
         return await page(request, "audit", load, "read-lineage")
 

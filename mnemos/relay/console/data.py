@@ -211,13 +211,16 @@ def _refusals(engram: Any, since: float) -> dict[str, int]:
     return dict(counts)
 
 
-def audit_events(engram: Any, limit: int = 200) -> list[dict[str, Any]]:
-    """Audit events (who changed what, when), newest first."""
-    from mnemos.trace.lineage import events
+def audit_events(engram: Any, principal: Any = None, limit: int = 200) -> list[dict[str, Any]]:
+    """Audit events (who changed what, when), newest first: every one for operators and admins (and
+    with authentication off, ``principal`` ``None``), the principal's own for everyone else (the
+    actor, or the refused subject, is them: ``mnemos.soul.ownership.reads_data``)."""
+    from mnemos.soul.ownership import reads_data
+    from mnemos.trace.lineage import events, owner_of
 
     out = []
     for ev in events(engram):
-        if ev.get("type") != "audit":
+        if ev.get("type") != "audit" or not reads_data(principal, owner_of(ev)):
             continue
         attrs = dict(ev.get("attrs") or {})
         who = attrs.pop("actor", None) or attrs.pop("subject", None) or attrs.pop("principal", None) or "—"

@@ -8,7 +8,11 @@ with it: revoking the key (``DELETE /v1/tokens/{id}``) refuses its sessions too,
 it takes every replica to see the revocation. Writes made from console pages carry a CSRF token
 derived from the cookie (an HMAC keyed by it): another site can neither read the cookie nor compute
 the token, and ``SameSite=Strict`` keeps the browser from sending the cookie on cross-site requests
-at all.
+at all. Every console ``POST`` (sign-in included, against login CSRF) must also come from the
+console's own pages: ``same_origin`` compares its ``Origin`` (else its ``Referer``) with its ``Host``.
+The cookie is ``Secure`` when the request reached the gateway over HTTPS, as the ASGI server saw it
+(uvicorn in Serve's proxy takes ``X-Forwarded-Proto`` only from ``FORWARDED_ALLOW_IPS``, by default
+the loopback addresses; MNEMOS has no trusted-proxy setting of its own).
 
 ``CookieBearer`` lets the console's ``EventSource`` (which cannot set headers) read the API: for
 ``GET``/``HEAD`` requests outside ``/ui`` that carry the cookie and no ``Authorization`` header, it
@@ -22,13 +26,15 @@ import hashlib
 import hmac
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from mnemos.errors import AuthenticationError
 from mnemos.soul.tokens import LEEWAY_SECONDS, MAX_PARENTS
 
-__all__ = ["COOKIE", "PREFIX", "CookieBearer", "Sessions", "csrf_token"]
+__all__ = ["COOKIE", "PREFIX", "CookieBearer", "Sessions", "csrf_token", "drop_cookie", "same_origin", "set_cookie"]
 
 COOKIE = "mnemos_session"
 PREFIX = "/ui"
@@ -43,6 +49,48 @@ def csrf_token(session: str) -> str:
 
 def csrf_ok(session: str, token: str | None) -> bool:
     return bool(token) and hmac.compare_digest(csrf_token(session), str(token))
+
+
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def same_origin(request: Request) -> bool:
+    """Whether a console form was posted from the console's own pages: its ``Origin`` header (else
+    its ``Referer``) names the host the request was sent to (``Host``). ``Origin: null`` does not.
+
+    A request with neither header passes: it is not a browser's cross-site form (browsers send
+    ``Origin`` on every cross-origin ``POST``), and a client that sends neither holds no victim's
+    cookie. A proxy in front of the gateway must pass ``Host`` on unchanged.
+    """
+    source = request.headers.get("origin")
+    if source is None:
+        source = request.headers.get("referer")
+        if source is None:
+            return True
+    host = request.headers.get("host", "")
+    try:
+        parts = urlsplit(source.strip())
+    except ValueError:
+        return False
+    if parts.scheme not in _DEFAULT_PORTS or not parts.netloc or not host:
+        return False
+    default = _DEFAULT_PORTS[parts.scheme]
+    return parts.netloc.lower().removesuffix(default) == host.strip().lower().removesuffix(default)
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def set_cookie(response: Response, request: Request, token: str, max_age: int) -> None:
+    """Set the session cookie: ``HttpOnly``, ``SameSite=Strict``, ``Secure`` over HTTPS."""
+    response.set_cookie(COOKIE, token, max_age=max_age, path="/", httponly=True, samesite="strict",
+                        secure=_secure(request))  # fmt: skip
+
+
+def drop_cookie(response: Response, request: Request) -> None:
+    """Delete the session cookie (with the attributes it was set with)."""
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request))
 
 
 class Sessions:
