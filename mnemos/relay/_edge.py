@@ -15,10 +15,14 @@ Every HTTP request passes ``EdgeMiddleware`` (pure ASGI) before any route runs, 
 
 So a request without credentials gets 401 whatever its body; with ``relay.auth: false`` only the
 body limit applies and routes see no principal.
+
+``HEAD`` is served as ``GET`` without the body (``HeadAsGet``, outside this middleware): the same
+status, headers, authentication and authorization as ``GET``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -32,7 +36,7 @@ from mnemos.errors import BadRequestError, MnemosError, PayloadTooLargeError, Un
 from mnemos.soul.edge import PUBLIC_PATHS, EdgeGuard
 from mnemos.soul.http import router
 
-__all__ = ["SELF_AUTHENTICATING", "VERB_KEY", "EdgeMiddleware", "EdgeSeam", "route_verb"]
+__all__ = ["SELF_AUTHENTICATING", "VERB_KEY", "EdgeMiddleware", "EdgeSeam", "HeadAsGet", "route_verb"]
 
 logger = logging.getLogger("mnemos.relay")
 
@@ -192,3 +196,44 @@ class EdgeMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class HeadAsGet:
+    """Serve ``HEAD`` as ``GET``, sending its status and headers without the body (pure ASGI).
+
+    FastAPI's routes answer only the methods they declare, so ``HEAD /v1/models`` was a 405. Here
+    every middleware and route behind sees a ``GET`` (a ``HEAD`` is authenticated and authorized as
+    its ``GET``; where no ``GET`` is declared the answer is the ``GET``'s 405). The answer ends as
+    soon as its headers are sent; a streamed one (``/v1/events``) then sees the client gone.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        done = asyncio.Event()
+
+        async def headers_only(message: dict[str, Any]) -> None:
+            if done.is_set() or message["type"] != "http.response.start":
+                return
+            await send(message)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            done.set()
+
+        async def until_done() -> dict[str, Any]:
+            """The client's messages; ``http.disconnect`` once the headers are sent."""
+            if done.is_set():
+                return {"type": "http.disconnect"}
+            message, ended = asyncio.ensure_future(receive()), asyncio.ensure_future(done.wait())
+            try:
+                await asyncio.wait((message, ended), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                ended.cancel()
+                if not message.done():
+                    message.cancel()
+            return message.result() if message.done() and not message.cancelled() else {"type": "http.disconnect"}
+
+        await self.app({**scope, "method": "GET"}, until_done, headers_only)

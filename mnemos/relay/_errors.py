@@ -1,8 +1,11 @@
 """Every error the gateway returns, in OpenAI's shape: ``{"error": {message, type, param, code}}``.
 
 Bad input is never a 500: malformed JSON is 400, a field that fails validation 422 naming the
-field, an unknown model 404. Errors raised inside a model replica cross Ray wrapped in
-``RayTaskError``; they are unwrapped so their status and message survive.
+field as the client's JSON path (``messages[0].tool_calls[0].id``, never a pydantic class name),
+an unknown model 404. Errors raised inside a model replica cross Ray wrapped in ``RayTaskError``;
+they are unwrapped so their status and message survive. Any other exception is a 500 that says
+"internal error" and a request id (Serve's, also in ``X-Request-Id``), never the exception's class
+or message: the log line with that id has them, and the traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import uuid
 from typing import Any, cast
 
 from fastapi import FastAPI, Request
@@ -55,6 +59,8 @@ def error_response(exc: MnemosError) -> Response:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="mnemos"'
+    if exc.details.get("request_id_header"):
+        headers["X-Request-Id"] = str(exc.details["request_id"])
     return Response(dump_json(exc.to_openai()), status_code=exc.status, media_type="application/json", headers=headers)
 
 
@@ -71,8 +77,9 @@ def unwrap(exc: BaseException) -> BaseException:
 
 
 def as_mnemos_error(exc: BaseException, *, model: str | None = None) -> MnemosError:
-    """Map any exception raised while serving a request to a ``MnemosError``."""
-    exc = unwrap(exc)
+    """Map any exception raised while serving a request to a ``MnemosError``; an unexpected one is
+    an opaque 500 (``internal_error``)."""
+    original, exc = exc, unwrap(exc)
     if isinstance(exc, MnemosError):
         return exc
     name = type(exc).__name__
@@ -85,24 +92,103 @@ def as_mnemos_error(exc: BaseException, *, model: str | None = None) -> MnemosEr
         return BadRequestError(f"the answer of {where} is larger than Serve carries between replicas "
                                "(RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH); send fewer inputs in one request",
                                param="input")  # fmt: skip
-    logger.exception("unexpected error while serving %s", model or "a request", exc_info=exc)
-    where = f"model {model!r}" if model else "the gateway"
-    return MnemosError(f"{where} failed with {name}; see the gateway logs")
+    return internal_error(original, f"model {model!r}" if model else "a request")
+
+
+def internal_error(exc: BaseException | None, where: str, detail: str = "") -> MnemosError:
+    """A 500 that names nothing of the failure: a request id, logged here with the exception's
+    class, message and traceback (``detail``: what else the log line should say)."""
+    request_id = _serve_request_id()
+    header = not request_id  # Serve sends its id in X-Request-Id itself
+    request_id = request_id or f"req_{uuid.uuid4().hex[:20]}"
+    logger.error("internal error %s while serving %s%s", request_id, where, f": {detail}" if detail else "",
+                 exc_info=exc)  # fmt: skip
+    return MnemosError(f"internal error (request id {request_id}: the operator finds it in the logs)",
+                       request_id=request_id, request_id_header=header)  # fmt: skip
+
+
+def _serve_request_id() -> str:
+    """Serve's id of the request being served (the client's ``X-Request-Id`` or one Serve made: in
+    Serve's log lines and its answer's ``X-Request-Id``), or "" outside a Serve request."""
+    try:
+        from ray.serve.context import _get_serve_request_context
+    except ImportError:
+        return ""
+    return str(_get_serve_request_context().request_id or "")
 
 
 _FIELD = re.compile(r"^[a-z_][a-z0-9_]*$")
 _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "none", "body", "query", "header", "path"})
+_MISSING = object()
 
 
-def _param_path(loc: Any) -> str:
-    """``messages.0.role`` from pydantic's location, without union member tags (``str``, ``list[str]``)."""
-    parts = []
-    for part in loc:
-        if isinstance(part, int):
-            parts.append(str(part))
-        elif isinstance(part, str) and _FIELD.match(part) and part not in _TYPE_TAGS:
+def _is_field(part: Any) -> bool:
+    """A segment that may name a field the client left out (not a union member's class or tag)."""
+    return isinstance(part, str) and _FIELD.match(part) is not None and part not in _TYPE_TAGS
+
+
+def _holds(node: Any, part: Any) -> bool:
+    """Whether ``part`` is a key of the object ``node`` or an index of the list ``node``."""
+    if isinstance(node, dict):
+        return isinstance(part, str) and part in node
+    return isinstance(node, list) and type(part) is int and -len(node) <= part < len(node)
+
+
+def _walk(node: Any, loc: tuple[Any, ...]) -> tuple[list[int | str], int]:
+    """The segments of ``loc`` that are keys and indexes of ``node`` (the client's input), and how
+    many of them lead to a value the client sent. Other segments are pydantic's names for union
+    members (``ChatCompletionMessageFunctionToolCallParam``, ``str``, ``function-after[…]``) and are
+    left out, except the last field-like one, which names a field the client left out."""
+    parts: list[int | str] = []
+    found = 0
+    for i, part in enumerate(loc):
+        if _holds(node, part):
+            node, found = node[part], found + 1
             parts.append(part)
-    return ".".join(parts)
+        elif isinstance(node, dict) and _is_field(part) and not any(_is_field(p) for p in loc[i + 1 :]):
+            node = _MISSING  # the field the client left out
+            parts.append(part)
+    return parts, found
+
+
+def _containers(node: Any, path: tuple[int | str, ...] = (), depth: int = 0) -> Any:
+    """Every list and object in ``node`` with its path, outermost first (bounded in depth)."""
+    if isinstance(node, (dict, list)) and depth < 64:
+        yield path, node
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            yield from _containers(value, (*path, key), depth + 1)
+
+
+def json_path(parts: Any) -> str:
+    """OpenAI's form of a JSON path: ``messages[0].tool_calls[0].id``."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def client_path(loc: Any, data: Any = _MISSING) -> str:
+    """The path, in the client's JSON (``data``), of the value pydantic's ``loc`` points at.
+
+    Segments that are not keys of ``data`` are dropped: pydantic names a union's members by class
+    or tag (``0.ChatCompletionMessageFunctionToolCallParam.id``, ``stop.str``). A ``loc`` that
+    starts below the top (vLLM validates ``tool_calls`` lazily, from index 0 of the list) is found
+    in ``data``: where most of its segments lead to values, the deepest such place. Without
+    ``data`` (or with ``None``) only field-like segments and indexes are kept.
+    """
+    loc = tuple(loc)
+    if data is _MISSING or data is None:
+        return json_path([p for p in loc if (isinstance(p, int) and not isinstance(p, bool)) or _is_field(p)])
+    parts, _ = _walk(data, loc)
+    if loc and type(loc[0]) is int and isinstance(data, dict):
+        best: tuple[int, int, list[int | str]] = (0, -1, parts)
+        for prefix, node in _containers(data):
+            below, hits = _walk(node, loc)
+            if hits and (hits, len(prefix)) > best[:2]:
+                best = (hits, len(prefix), [*prefix, *below])
+        parts = best[2]
+    return json_path(parts)
 
 
 _PATTERN_HINTS: dict[str, str] = {POSITIVE_DURATION_PATTERN: "a duration above zero, such as 30s, 15m, 24h or 30d"}
@@ -114,17 +200,33 @@ def pattern_hint(pattern: str, hint: str) -> None:
     _PATTERN_HINTS[pattern] = hint
 
 
-def _message(err: dict[str, Any]) -> str:
-    if err.get("type") == "extra_forbidden":
+_EXPECTED = {"int_type": "an integer", "float_type": "a number", "bool_type": "a boolean",
+             "string_type": "a string"}  # fmt: skip
+_GOT = {str: "a string", bool: "a boolean", int: "an integer", float: "a decimal number", list: "an array",
+        dict: "an object", type(None): "null"}  # fmt: skip
+
+
+def _message(err: dict[str, Any], path: str = "") -> str:
+    """What is wrong, for the client: OpenAI's words for a value of the wrong JSON type."""
+    kind = err.get("type")
+    if kind == "extra_forbidden":
         return "extra field not permitted"
     hint = _PATTERN_HINTS.get(str((err.get("ctx") or {}).get("pattern")))
-    if err.get("type") == "string_pattern_mismatch" and hint:
+    if kind == "string_pattern_mismatch" and hint:
         return f"{str(err.get('input'))[:40]!r} is not {hint}"
+    got = _GOT.get(type(err.get("input")))
+    if kind in _EXPECTED and got and path:
+        return f"Invalid type for '{path}': expected {_EXPECTED[str(kind)]}, but got {got} instead."
     return str(err.get("msg", "invalid"))
 
 
+def _root(path: str) -> str:
+    return re.split(r"[.\[]", path, maxsplit=1)[0]
+
+
 def validation_error(exc: RequestValidationError) -> MnemosError:
-    """400 for a body that is not JSON, else 422 naming the first failing field."""
+    """400 for a body that is not JSON, else 422 naming the first failing field as the client's
+    JSON path (``messages[0].role``)."""
     errors = exc.errors()
     if any(err.get("type") == "json_invalid" for err in errors):
         detail = next(err for err in errors if err.get("type") == "json_invalid")
@@ -133,15 +235,17 @@ def validation_error(exc: RequestValidationError) -> MnemosError:
     lines = []
     paths = []
     for err in errors:
-        path = _param_path(err.get("loc", ()))
+        loc = tuple(err.get("loc", ()))
+        in_body = bool(loc) and loc[0] == "body"
+        path = client_path(loc[1:], exc.body) if in_body else client_path(loc)
         paths.append(path)
-        msg = _message(err)
+        msg = _message(err, path)
         if err.get("type") == "missing" and not path:
             msg = "a JSON request body is required"
-        lines.append(f"{path}: {msg}" if path else msg)
-    # A union field reports once per member (``input`` and ``input.0``): name the most specific path.
-    top = paths[0].split(".")[0] if paths else ""
-    first = max((p for p in paths if p.split(".")[0] == top), key=len, default="") or None
+        lines.append(f"{path}: {msg}" if path and not msg.startswith("Invalid type for") else msg)
+    # A union field reports once per member (``input`` and ``input[0]``): name the most specific path.
+    top = _root(paths[0]) if paths else ""
+    first = max((p for p in paths if _root(p) == top), key=len, default="") or None
     return ValidationError("; ".join(dict.fromkeys(lines)), param=first)
 
 

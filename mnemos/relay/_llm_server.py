@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 from ray.llm._internal.common.callbacks.base import CallbackBase  # LLMConfig.callback_config's base class
@@ -20,6 +21,7 @@ from mnemos.engram import Engram
 from mnemos.errors import BadRequestError, MnemosError, NotFoundError, UnavailableError, ValidationError
 from mnemos.genome import Model
 from mnemos.neuron import GenerationChunk, GenerationRequest
+from mnemos.relay._errors import client_path, internal_error
 from mnemos.relay.llm import DEPLOYMENT_NAME, PRIORITY, Usage
 from mnemos.relay.llm import llm_config as build_llm_config
 from mnemos.relay.model_status import artifact_digest
@@ -30,11 +32,25 @@ __all__ = ["LocalWeights", "ModelLLMServer", "llm_application"]
 _KINDS = ("chat", "completions", "embeddings")
 
 
-def _engine_error(error: Any) -> MnemosError:
-    """A vLLM ``ErrorResponse`` as one of our errors (its status and parameter kept)."""
+_NAMED = re.compile(r"^([a-z_][a-z0-9_.]*)\b|`([a-z_][a-z0-9_.]*)`")
+
+
+def _named_param(message: str, sent: Collection[str]) -> str | None:
+    """The field an engine's message names when it gives no parameter ("stop cannot contain an
+    empty string."): its first word or a quoted name, when it is one of the fields the client sent."""
+    for match in _NAMED.finditer(message):
+        name = (match.group(1) or match.group(2)).rstrip(".")
+        if name.split(".")[0] in sent:
+            return name
+    return None
+
+
+def _engine_error(error: Any, sent: Collection[str] = (), request_id: str = "") -> MnemosError:
+    """A vLLM ``ErrorResponse`` as one of our errors (its status and parameter kept); a 5xx other
+    than 503 is an opaque internal error, its message logged here."""
     info = getattr(error, "error", error)
     message = str(getattr(info, "message", "") or "the engine refused the request")
-    param = getattr(info, "param", None)
+    param = getattr(info, "param", None) or _named_param(message, sent)
     if param is None and "does not support the" in message:  # e.g. /v1/embeddings of a generating model
         param = "model"
     code = int(getattr(info, "code", 500) or 500)
@@ -46,22 +62,24 @@ def _engine_error(error: Any) -> MnemosError:
         return BadRequestError(message, param=param)
     if code == 503:
         return UnavailableError(message)
-    return MnemosError(message)
+    return internal_error(None, f"request {request_id or '(no id)'} in vLLM", f"vLLM answered {code}: {message}")
 
 
-def _client_error(exc: Exception) -> MnemosError:
-    """A vLLM ``VLLMClientError`` (the request's fault) as a 4xx naming the parameter when vLLM does."""
-    param = getattr(exc, "parameter", None)
+def _client_error(exc: Exception, sent: Collection[str] = ()) -> MnemosError:
+    """A vLLM ``VLLMClientError`` (the request's fault) as a 4xx naming the parameter when vLLM
+    does, or when its message starts with a field the client sent."""
     message = str(exc.args[0]) if exc.args else str(exc)
+    param = getattr(exc, "parameter", None) or _named_param(message, sent)
     return ValidationError(message, param=param) if param else BadRequestError(message)
 
 
-def _validation(exc: Exception) -> ValidationError:
-    """vLLM's pydantic error on the request as a 422 naming the first field."""
+def _validation(exc: Exception, data: Any) -> ValidationError:
+    """vLLM's pydantic error on the request as a 422 naming the first field as the client's JSON
+    path in ``data`` (pydantic's class names of union members left out)."""
     errors: list[dict[str, Any]] = getattr(exc, "errors", lambda: [])()
     if errors:
         first = errors[0]
-        path = ".".join(str(p) for p in first.get("loc", ()) if not str(p).startswith("function-"))
+        path = client_path(first.get("loc", ()), data)
         return ValidationError(f"{path}: {first.get('msg', 'invalid')}" if path else str(first.get("msg")),
                                param=path or None)  # fmt: skip
     return ValidationError(str(exc))
@@ -154,9 +172,9 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
         try:
             return cls.model_validate(data)
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
-            raise _validation(exc) from None
+            raise _validation(exc, data) from None
         except VLLMClientError as exc:  # vLLM's own checks (e.g. a tool_choice naming no tool)
-            raise _client_error(exc) from None
+            raise _client_error(exc, data) from None
 
     async def openai(self, kind: str, body: Any, priority: str = "interactive", request_id: str = "",
                      headers: dict[str, str] | None = None) -> AsyncIterator[bytes | Usage]:  # fmt: skip
@@ -175,6 +193,7 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
 
         wants_usage = bool(getattr(getattr(body, "stream_options", None), "include_usage", False))
         request = self._request(kind, body, priority, request_id, force_usage=True)
+        sent = set(body) if isinstance(body, dict) else {*body.model_fields_set, *(body.model_extra or ())}
         raw = RawRequestInfo(headers=dict(headers or {}))
         self.counters["requests"] += 1
         from vllm.exceptions import VLLMClientError
@@ -182,7 +201,7 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
         try:
             stream = await getattr(super(), kind)(request, raw)
         except VLLMClientError as exc:
-            raise _client_error(exc) from None
+            raise _client_error(exc, sent) from None
         usage = Usage()
         try:
             async for item in stream:
@@ -190,7 +209,7 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
                 out: list[str] = []
                 for piece in batch:
                     if isinstance(piece, self._openai.ErrorResponse):
-                        raise _engine_error(piece)
+                        raise _engine_error(piece, sent, request_id)
                     if isinstance(piece, str):
                         if '"choices":[]' in piece and '"usage":{' in piece:
                             usage = _stream_usage(piece, usage)
@@ -203,7 +222,7 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
                 if out:
                     yield "".join(out).encode()
         except VLLMClientError as exc:  # a request vLLM refuses (e.g. a tool_choice naming no tool): 4xx
-            raise _client_error(exc) from None
+            raise _client_error(exc, sent) from None
         except (asyncio.CancelledError, GeneratorExit):
             self.counters["cancelled"] += 1
             raise

@@ -3,8 +3,9 @@
 Routes: ``GET /v1/models``, ``POST /v1/chat/completions`` (SSE when ``stream``),
 ``POST /v1/completions``, ``POST /v1/embeddings``, ``GET /healthz``, ``GET /readyz``,
 ``GET /openapi.json``, plus the routers of CORTEX (``/v1/jobs``), SYNKRON (pipelines) and TRACE
-(``/metrics``) when those modules are installed. Requests on ``/v1`` are ``interactive``; the
-header ``X-Mnemos-Priority: batch`` marks batch work (pipelines), which runtimes serve after.
+(``/metrics``) when those modules are installed; ``HEAD`` of every ``GET`` route. Requests on
+``/v1`` are ``interactive``; the header ``X-Mnemos-Priority: batch`` marks batch work (pipelines),
+which runtimes serve after.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from mnemos.cortex import http as cortex_http
 from mnemos.engram import Engram
 from mnemos.errors import MnemosError
 from mnemos.relay import _responses as out
-from mnemos.relay._edge import VERB_KEY, EdgeMiddleware, EdgeSeam
+from mnemos.relay._edge import VERB_KEY, EdgeMiddleware, EdgeSeam, HeadAsGet
 from mnemos.relay._errors import ModelNotFoundError, error_response, install_error_handlers
 from mnemos.relay._gateway import Gateway
 from mnemos.relay._handlers import Handlers
@@ -90,7 +91,8 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(MethodGuard, openapi=lambda: app.openapi())  # 405 + Allow, from the finished schema
     app.add_middleware(EdgeMiddleware, seam=edge)  # authenticate → authorize → rate limit → body
-    app.add_middleware(OverheadHeader)  # outermost: x-mnemos-overhead-ms counts the edge too
+    app.add_middleware(OverheadHeader)  # x-mnemos-overhead-ms counts the edge too
+    app.add_middleware(HeadAsGet)  # outermost: HEAD is a GET without its body, through the edge as GET
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -1,10 +1,13 @@
 """Pydantic models of the OpenAI API that RELAY serves.
 
 Requests are validated strictly where a value would be wrong (``max_tokens: -1``,
-``temperature: 9``) and leniently where clients differ: fields RELAY does not use (``user`` …) are
-accepted and ignored, as vLLM and Ray Serve LLM do, except vLLM's sampling fields
-(``VLLM_SAMPLING_EXTRAS``: ``logit_bias``, ``top_k`` …), which reach vLLM models. A request that
-fails validation is answered 422 in OpenAI's error shape, naming the field in ``param``.
+``temperature: 9``), and numbers and booleans are JSON's own, as OpenAI checks them: ``"5"``,
+``true`` or ``5.5`` is not an integer, ``"0.5"`` not a number, ``"yes"`` not a boolean (an integer
+is a number; ``5.0`` is an integer, as JSON Schema and the published schema say). Clients differ
+elsewhere: fields RELAY does not use (``user`` …) are accepted and ignored, as vLLM and Ray Serve
+LLM do, except vLLM's sampling fields (``VLLM_SAMPLING_EXTRAS``: ``logit_bias``, ``top_k`` …), which
+reach vLLM models as sent. A request that fails validation is answered 422 in OpenAI's error shape,
+naming the field in ``param`` as the client's JSON path (``messages[0].role``).
 
 Engine features (``n > 1``, ``logprobs``, ``tools``, ``response_format`` …) are accepted here and
 served by vLLM for ``engine: vllm`` models, which get the client's request as vLLM parses it.
@@ -17,7 +20,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 
 __all__ = [
     "ChatCompletion",
@@ -30,9 +39,11 @@ __all__ = [
     "EmbeddingRequest",
     "ErrorBody",
     "ErrorResponse",
+    "FunctionCall",
     "ModelCard",
     "ModelList",
     "StreamOptions",
+    "ToolCall",
     "Usage",
     "VLLM_SAMPLING_EXTRAS",
     "unread_extras",
@@ -40,6 +51,17 @@ __all__ = [
 
 _MAX_STOP = 4
 _MAX_N = 16
+
+
+def _integral(cls: type[BaseModel], value: Any) -> Any:
+    """``2.0`` as the integer ``2``: JSON Schema's integer (the published schema's) is any number
+    without a fraction. Otherwise integers are strict: not ``"5"``, ``true`` or ``5.5``."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _integers(*names: str) -> Any:
+    """The validator that reads ``2.0`` as ``2`` for the integer fields ``names`` (``strict=True``)."""
+    return field_validator(*names, mode="before")(_integral)
 
 
 def _strings(min_items: int, max_items: int) -> Any:
@@ -73,13 +95,31 @@ class ContentPart(_Request):
     text: str
 
 
+class FunctionCall(_Request):
+    """The function an earlier tool call named, and its arguments."""
+
+    name: str
+    arguments: str = Field(description="The arguments, as JSON text.")
+
+
+class ToolCall(_Request):
+    """One tool call of an earlier assistant message: ``function`` (or ``custom``, vLLM models)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)  # reaches vLLM as sent
+
+    id: str
+    type: Literal["function", "custom"]
+    function: FunctionCall | None = Field(None, description="With type function.")
+    custom: dict[str, Any] | None = Field(None, description="With type custom (vLLM checks it).")
+
+
 class ChatMessage(_Request):
     """One chat message."""
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
-    tool_calls: list[dict[str, Any]] | None = Field(None, description="An assistant's earlier tool calls.")
+    tool_calls: list[ToolCall] | None = Field(None, description="An assistant's earlier tool calls.")
     tool_call_id: str | None = Field(None, description="The call a tool message answers.")
 
     def text(self) -> str:
@@ -92,7 +132,7 @@ class ChatMessage(_Request):
 
 
 class StreamOptions(_Request):
-    include_usage: bool = Field(False, description="Send a last chunk with token usage.")
+    include_usage: bool = Field(False, strict=True, description="Send a last chunk with token usage.")
 
 
 def _stop_list(value: str | list[str] | None) -> list[str]:
@@ -121,16 +161,18 @@ class _Sampling(_Request):
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)  # extras: VLLM_SAMPLING_EXTRAS reach vLLM
 
     model: str = Field(min_length=1, description="A served model's name (see GET /v1/models).")
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    n: int = Field(1, ge=1, le=_MAX_N, description="Choices to generate (more than 1: vLLM models only).")
-    stream: bool = False
+    temperature: float | None = Field(None, ge=0.0, le=2.0, strict=True)
+    top_p: float | None = Field(None, gt=0.0, le=1.0, strict=True)
+    n: int = Field(1, ge=1, le=_MAX_N, strict=True, description="Choices to generate (more than 1: vLLM models only).")
+    stream: bool = Field(False, strict=True)
     stream_options: StreamOptions | None = None
     stop: str | _strings(0, _MAX_STOP) | None = Field(None, description=f"Up to {_MAX_STOP} stop sequences.")
-    seed: int | None = None
-    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0, description="Accepted, not used.")
-    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, description="Accepted, not used.")
+    seed: int | None = Field(None, strict=True)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0, strict=True, description="Accepted, not used.")
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, strict=True, description="Accepted, not used.")
     user: str | None = None
+
+    _sampling_integers = _integers("n", "seed")
 
     @field_validator("stop")
     @classmethod
@@ -158,12 +200,17 @@ class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     tools: list[dict[str, Any]] | None = Field(None, description="Function tools (vLLM models).")
     tool_choice: str | dict[str, Any] | None = Field(None, description="none, auto, required or a named function.")
-    parallel_tool_calls: bool | None = Field(None, description="Accepted with tools (vLLM models).")
+    parallel_tool_calls: bool | None = Field(None, strict=True, description="Accepted with tools (vLLM models).")
     response_format: dict[str, Any] | None = Field(None, description="json_object or json_schema (vLLM models).")
-    logprobs: bool | None = Field(None, description="Log probabilities of the output tokens (vLLM models).")
-    top_logprobs: int | None = Field(None, ge=0, le=20, description="Most likely tokens per position, with logprobs.")
-    max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate (default: the model's limit).")
-    max_completion_tokens: int | None = Field(None, ge=1, description="Newer name of max_tokens.")
+    logprobs: bool | None = Field(None, strict=True,
+                                  description="Log probabilities of the output tokens (vLLM models).")  # fmt: skip
+    top_logprobs: int | None = Field(None, ge=0, le=20, strict=True,
+                                     description="Most likely tokens per position, with logprobs.")  # fmt: skip
+    max_tokens: int | None = Field(None, ge=1, strict=True,
+                                   description="Most tokens to generate (default: the model's limit).")  # fmt: skip
+    max_completion_tokens: int | None = Field(None, ge=1, strict=True, description="Newer name of max_tokens.")
+
+    _chat_integers = _integers("top_logprobs", "max_tokens", "max_completion_tokens")
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -173,10 +220,13 @@ class CompletionRequest(_Sampling):
     """``POST /v1/completions``."""
 
     prompt: str | _strings(1, 1) = Field(description="A prompt, or a list of one prompt.")
-    max_tokens: int | None = Field(16, ge=1)
-    echo: bool = Field(False, description="Prepend the prompt to the completion.")
+    max_tokens: int | None = Field(16, ge=1, strict=True)
+    echo: bool = Field(False, strict=True, description="Prepend the prompt to the completion.")
     suffix: str | None = Field(None, description="Accepted, not used.")
-    logprobs: int | None = Field(None, ge=0, le=20, description="Log probabilities of the top tokens (vLLM models).")
+    logprobs: int | None = Field(None, ge=0, le=20, strict=True,
+                                 description="Log probabilities of the top tokens (vLLM models).")  # fmt: skip
+
+    _completion_integers = _integers("max_tokens", "logprobs")
 
     @field_validator("prompt")
     @classmethod
@@ -198,8 +248,10 @@ class EmbeddingRequest(_Request):
     model: str = Field(min_length=1)
     input: str | _strings(1, 2048) = Field(description="A text or a list of texts (token arrays are not supported).")
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, ge=1, description="Must equal the model's dimension when given.")
+    dimensions: int | None = Field(None, ge=1, strict=True, description="Must equal the model's dimension when given.")
     user: str | None = None
+
+    _embedding_integers = _integers("dimensions")
 
     @field_validator("input")
     @classmethod

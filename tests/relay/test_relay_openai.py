@@ -102,7 +102,7 @@ def test_echo_embeddings_float_and_base64(relay: Relay) -> None:
          "temperature"),
         ({"model": "echo", "messages": []}, 422, "validation_error", "messages"),
         ({"model": "echo", "messages": [{"role": "wizard", "content": "x"}]}, 422, "validation_error",
-         "messages.0.role"),
+         "messages[0].role"),
         ({"messages": [{"role": "user", "content": "x"}]}, 422, "validation_error", "model"),
         ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "max_tokens": 10**6}, 422,
          "validation_error", "max_tokens"),
@@ -126,7 +126,7 @@ def test_malformed_json_is_400(relay: Relay, raw: bytes) -> None:
 def test_other_bad_input_is_4xx_never_500(relay: Relay) -> None:
     url = relay.url
     assert_openai_error(
-        httpx.post(f"{url}/v1/embeddings", json={"model": "echo", "input": [1, 2]}), 422, param="input.0"
+        httpx.post(f"{url}/v1/embeddings", json={"model": "echo", "input": [1, 2]}), 422, param="input[0]"
     )
     assert_openai_error(httpx.post(f"{url}/v1/embeddings", json={"model": "echo", "input": []}), 422, param="input")
     assert_openai_error(httpx.post(f"{url}/v1/completions", json={"model": "echo", "prompt": ["a", "b"]}), 422,
@@ -143,6 +143,91 @@ def test_other_bad_input_is_4xx_never_500(relay: Relay) -> None:
     big = b'{"model": "echo", "prompt": "' + b"a" * (relay.settings.relay.max_body_bytes + 1) + b'"}'
     response = httpx.post(f"{url}/v1/completions", content=big, headers={"content-type": "application/json"})
     assert_openai_error(response, 413, code="payload_too_large")
+
+
+STRICT_TYPES = [
+    ("/v1/chat/completions", "max_tokens", "5", "an integer", "a string"),
+    ("/v1/chat/completions", "max_tokens", True, "an integer", "a boolean"),
+    ("/v1/chat/completions", "max_tokens", 5.5, "an integer", "a decimal number"),
+    ("/v1/chat/completions", "n", "2", "an integer", "a string"),
+    ("/v1/chat/completions", "temperature", "0.5", "a number", "a string"),
+    ("/v1/chat/completions", "stream", "yes", "a boolean", "a string"),
+    ("/v1/chat/completions", "logprobs", 1, "a boolean", "an integer"),
+    ("/v1/completions", "max_tokens", "5", "an integer", "a string"),
+    ("/v1/completions", "echo", "yes", "a boolean", "a string"),
+    ("/v1/completions", "top_p", False, "a number", "a boolean"),
+    ("/v1/embeddings", "dimensions", "2", "an integer", "a string"),
+]
+_BODIES = {"/v1/chat/completions": {"model": "echo", "messages": CHAT},
+           "/v1/completions": {"model": "echo", "prompt": "a b"},
+           "/v1/embeddings": {"model": "echo", "input": "a b"}}  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "field", "value", "expected", "got"), STRICT_TYPES)
+def test_numbers_and_booleans_must_be_json_numbers_and_booleans(relay: Relay, path: str, field: str, value: object,
+                                                                expected: str, got: str) -> None:  # fmt: skip
+    """``"max_tokens": "5"`` or ``true``, ``"temperature": "0.5"``, ``"stream": "yes"`` were coerced
+    and served; OpenAI refuses them, naming the field and both types."""
+    refused = httpx.post(f"{relay.url}{path}", json={**_BODIES[path], field: value})
+    error = assert_openai_error(refused, 422, code="validation_error", param=field)
+    assert error["message"] == f"Invalid type for '{field}': expected {expected}, but got {got} instead."
+
+
+def test_integers_are_numbers_and_vllm_fields_pass_untyped(relay: Relay) -> None:
+    """An integer is a number (``temperature: 1``) and a number without a fraction an integer
+    (``max_tokens: 2.0``: JSON Schema's integer, as ``/openapi.json`` publishes it); vLLM's sampling
+    fields are not the gateway's to type (an echo model ignores them, a vLLM model validates them)."""
+    body = {**_BODIES["/v1/chat/completions"], "temperature": 1, "top_p": 1, "max_tokens": 2.0, "top_k": "many",
+            "stream_options": None, "seed": 3}  # fmt: skip
+    served = httpx.post(f"{relay.url}/v1/chat/completions", json=body)
+    assert served.status_code == 200, served.text
+    assert served.json()["choices"][0]["message"]["content"] == "the quick"
+
+
+def test_a_bad_tool_call_in_messages_is_named_by_its_json_path(relay: Relay) -> None:
+    """A tool call of an earlier message was an untyped object: vLLM refused a bad one naming its
+    own classes (``param: 0.ChatCompletionMessageFunctionToolCallParam.id``)."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "content": "sunny", "tool_call_id": "call_1"}]  # fmt: skip
+    served = httpx.post(f"{relay.url}/v1/chat/completions", json={"model": "echo", "messages": messages})
+    assert served.status_code == 200, served.text
+    for bad, param in [({**call, "id": 5}, "messages[1].tool_calls[0].id"),
+                       ({**call, "function": {"name": "f"}}, "messages[1].tool_calls[0].function.arguments"),
+                       ({**call, "type": "bogus"}, "messages[1].tool_calls[0].type")]:  # fmt: skip
+        messages[1]["tool_calls"] = [bad]
+        refused = httpx.post(f"{relay.url}/v1/chat/completions", json={"model": "echo", "messages": messages})
+        assert_openai_error(refused, 422, code="validation_error", param=param)
+
+
+def test_head_is_get_without_the_body(relay: Relay) -> None:
+    """``HEAD /v1/models`` and ``HEAD /healthz`` were 405: HEAD answers what GET answers, headers
+    included, without the body; a path without GET still answers 405 naming its methods."""
+    for path in ("/v1/models", "/v1/models/echo", "/healthz", "/readyz", "/openapi.json"):
+        got, head = httpx.get(f"{relay.url}{path}"), httpx.head(f"{relay.url}{path}")
+        assert head.status_code == got.status_code == 200, (path, head.status_code)
+        assert head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers["content-length"] == got.headers["content-length"]
+    missing = httpx.head(f"{relay.url}/v1/models/ghost")
+    assert missing.status_code == 404 and missing.content == b""
+    post_only = httpx.head(f"{relay.url}/v1/chat/completions")
+    assert post_only.status_code == 405 and post_only.headers["allow"] == "POST"
+    # A stream answers its headers and ends: no event stream stays open (more than relay.maxEventStreams).
+    for _ in range(relay.settings.relay.max_event_streams + 1):
+        events = httpx.head(f"{relay.url}/v1/events", timeout=10)
+        assert events.status_code == 200 and events.headers["content-type"].startswith("text/event-stream")
+
+
+def test_head_is_authenticated_as_get(governed: Relay) -> None:
+    from metering_support import api_key, unique
+
+    assert_openai_error(httpx.get(f"{governed.url}/v1/models"), 401, type_="authentication_error")
+    refused = httpx.head(f"{governed.url}/v1/models")
+    assert refused.status_code == 401 and refused.content == b""
+    assert refused.headers["www-authenticate"].startswith("Bearer")
+    headers = {"Authorization": f"Bearer {api_key(governed, unique('head'))}"}
+    assert httpx.head(f"{governed.url}/v1/models", headers=headers).status_code == 200
 
 
 def test_bodies_past_the_parsers_reach_for_are_400_on_every_openai_route(relay: Relay) -> None:

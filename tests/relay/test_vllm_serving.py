@@ -205,6 +205,42 @@ def test_auth_and_bad_input_are_openai_shaped(gateway: Any) -> None:
     assert set(refused.json()["error"]) == {"message", "type", "param", "code"}
 
 
+def test_refusals_name_the_clients_json_path_never_a_class(gateway: Any) -> None:
+    """vLLM's refusals named its own classes and tags in ``param``
+    (``0.ChatCompletionMessageFunctionToolCallParam.id``, ``structured_outputs.json.str``) or
+    nothing (``stop: ""``); ``param`` is now the path in the client's JSON, OpenAI's way."""
+    base, key = gateway
+    headers = {"Authorization": f"Bearer {key}"}
+    call = {"id": 5, "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    cases = [
+        ({"messages": [{"role": "assistant", "content": None, "tool_calls": [call]}, *_ask()]},
+         "messages[0].tool_calls[0].id"),
+        # vLLM checks tool calls lazily: its error's location starts at the list (``0.ChatCompletion…``)
+        ({"messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function"}]},
+                       *_ask()]}, "messages[0].tool_calls[0].function"),
+        ({"stop": ""}, "stop"),
+        ({"structured_outputs": {"json": 5}}, "structured_outputs.json"),
+        ({"max_tokens": "5"}, "max_tokens"),
+    ]  # fmt: skip
+    for extra, param in cases:
+        body = {"model": MODEL, "messages": _ask(), "max_tokens": 2, **extra}
+        refused = httpx.post(f"{base}/v1/chat/completions", json=body, headers=headers, timeout=120)
+        assert 400 <= refused.status_code < 500, (extra, refused.text)
+        assert refused.json()["error"]["param"] == param, (extra, refused.text)
+
+
+def test_an_engine_failure_is_an_opaque_500_with_a_request_id(gateway: Any) -> None:
+    """A request vLLM fails on (``structured_outputs: 5``: an ``AttributeError`` in its request
+    model) was a 500 naming the exception class; now it names a request id, as the gateway log does."""
+    base, key = gateway
+    body = {"model": MODEL, "messages": _ask(), "max_tokens": 2, "structured_outputs": 5}
+    failed = httpx.post(f"{base}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"},
+                        timeout=120)  # fmt: skip
+    error = assert_openai_error(failed, 500, code="internal_error", type_="server_error")
+    assert error["message"].startswith("internal error") and failed.headers["x-request-id"] in error["message"]
+    assert "AttributeError" not in failed.text and "get" not in error["message"]
+
+
 def test_engine_metrics_reach_metrics_with_model_label(gateway: Any, relay: Relay) -> None:
     """vLLM's step statistics (TTFT, time per output token, tokens, queue) on the gateway's /metrics."""
     _client(gateway).chat.completions.create(model=MODEL, messages=_ask("count"), max_tokens=6, temperature=0)
