@@ -171,6 +171,9 @@ class _Sampling(_Request):
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0, strict=True, description="Accepted, not used.")
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, strict=True, description="Accepted, not used.")
     user: str | None = None
+    structured_outputs: dict[str, Any] | None = Field(
+        None, description="vLLM models: one constraint (json, regex, choice, grammar …), as vLLM takes it."
+    )  # typed here: vLLM's own request model fails (a 500) on one that is not an object
 
     _sampling_integers = _integers("n", "seed")
 

@@ -229,16 +229,16 @@ def test_refusals_name_the_clients_json_path_never_a_class(gateway: Any) -> None
         assert refused.json()["error"]["param"] == param, (extra, refused.text)
 
 
-def test_an_engine_failure_is_an_opaque_500_with_a_request_id(gateway: Any) -> None:
-    """A request vLLM fails on (``structured_outputs: 5``: an ``AttributeError`` in its request
-    model) was a 500 naming the exception class; now it names a request id, as the gateway log does."""
+def test_structured_outputs_that_is_not_an_object_is_422_not_a_500(gateway: Any) -> None:
+    """vLLM's request model fails on a ``structured_outputs`` that is not an object (an
+    ``AttributeError``: a 500); the gateway refuses it first, naming the field."""
     base, key = gateway
-    body = {"model": MODEL, "messages": _ask(), "max_tokens": 2, "structured_outputs": 5}
-    failed = httpx.post(f"{base}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"},
-                        timeout=120)  # fmt: skip
-    error = assert_openai_error(failed, 500, code="internal_error", type_="server_error")
-    assert error["message"].startswith("internal error") and failed.headers["x-request-id"] in error["message"]
-    assert "AttributeError" not in failed.text and "get" not in error["message"]
+    for value in (5, "x", [1]):
+        body = {"model": MODEL, "messages": _ask(), "max_tokens": 2, "structured_outputs": value}
+        refused = httpx.post(f"{base}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"},
+                             timeout=120)  # fmt: skip
+        assert_openai_error(refused, 422, param="structured_outputs", type_=refused.json()["error"]["type"])
+        assert "AttributeError" not in refused.text
 
 
 def test_engine_metrics_reach_metrics_with_model_label(gateway: Any, relay: Relay) -> None:
