@@ -194,7 +194,7 @@ class MethodGuard:
         if allowed is None or method in allowed or (method == "HEAD" and "GET" in allowed):
             await self.app(scope, receive, send)
             return
-        allow = ", ".join(sorted(allowed))
+        allow = ", ".join(sorted(allowed | ({"HEAD"} if "GET" in allowed else set())))  # HEAD: served as GET
         error = {"message": f"{method} is not allowed here; allowed: {allow}", "type": "invalid_request_error",
                  "param": None, "code": "method_not_allowed"}  # fmt: skip
         body = to_json({"error": error})

@@ -26,11 +26,11 @@ def _app(tmp_path: Path, auth: bool) -> Any:
 
 
 @pytest.mark.parametrize(("method", "path", "allow"), [
-    ("OPTIONS", "/apis/genome.mnemos.dev/v1/models", "GET, POST"),
+    ("OPTIONS", "/apis/genome.mnemos.dev/v1/models", "GET, HEAD, POST"),  # HEAD is served as GET
     ("GET", "/apis/genome.mnemos.dev/v1/models:diff", "POST"),  # not the list route with plural "models:diff"
-    ("PUT", "/apis/genome.mnemos.dev/v1/schemas/Model", "GET"),  # "Model" is no resource name: only the schema
+    ("PUT", "/apis/genome.mnemos.dev/v1/schemas/Model", "GET, HEAD"),  # "Model" is no resource name: only the schema
     ("PATCH", "/v1/chat/completions", "POST"),
-    ("DELETE", "/v1/secrets", "GET"),
+    ("DELETE", "/v1/secrets", "GET, HEAD"),
 ])  # fmt: skip
 def test_an_undeclared_method_is_405_with_allow(tmp_path: Path, method: str, path: str, allow: str) -> None:
     response = TestClient(_app(tmp_path, auth=False)).request(method, path)
