@@ -19,8 +19,8 @@ What a body may ask for: ``priority`` within -1000..1000 and ``maxAttempts`` wit
 422 naming the field); a ``priority`` above 100 is reserved for operators and admins (403). Each
 of ``parents`` must be a lineage node that exists and whose data the caller reads (its owner —
 a job's, a run's, or for a step or artifact the nearest job, run or request it came from — is the
-caller, or the caller is an operator or admin); otherwise 404 naming ``parents[i]``, the same for
-a node that does not exist and one of another's. Labels under ``mnemos.dev/`` are MNEMOS's (422):
+caller, or the caller is an operator or admin; a node nobody owns, such as a model, is shared);
+otherwise 404 naming ``parents[i]``, the same for a node that does not exist and one of another's. Labels under ``mnemos.dev/`` are MNEMOS's (422):
 the gateway sets ``mnemos.dev/team`` to the caller's team, which Policy quotas ``per: team`` count.
 
 Ownership: a job's ``owner`` is the subject of the principal that submitted it. Developers list,
@@ -282,7 +282,8 @@ def lineage_owners(engram: Any, node: str) -> tuple[bool, set[str]]:
 
 async def check_parents(parents: list[str], principal: Any, handle: Any, engram: Callable[[], Any]) -> None:
     """Refuse a lineage parent that is not a node id (422), or that does not exist or whose data
-    ``principal`` does not read (404, the same for both): see the module docstring."""
+    ``principal`` does not read (404, the same for both): see the module docstring. A node nobody
+    owns (a model, a resource, an artifact no job or run made) is shared: anyone's job may name it."""
     from mnemos.soul.ownership import reads_data
 
     if len(parents) > _MAX_PARENTS:
@@ -304,8 +305,8 @@ async def check_parents(parents: list[str], principal: Any, handle: Any, engram:
                 exists, owners = True, {str(view.get("principal") or "")}
         else:
             exists, owners = await asyncio.to_thread(lineage_owners, engram(), parent)
-        if not exists or not (reads_data(principal, None) or any(reads_data(principal, o) for o in owners)):
-            raise NotFoundError(f"{param}: {parent!r} not found", param=param)
+        if not exists or (owners and not any(reads_data(principal, o) for o in owners)):
+            raise NotFoundError(f"{param}: {parent!r} not found", param=param)  # (a shared node: anyone's parent)
 
 
 def _options(call: JobCall, principal: Any) -> dict[str, Any]:

@@ -48,6 +48,10 @@ def test_a_job_links_only_to_parents_its_submitter_reads(gateway: Gateway) -> No
         for who in ("developer", "operator", "admin"):
             linked = _submit(gateway, who, parents=[parent])
             assert linked.status_code == 200, (who, parent, linked.text)
+    # a node nobody owns (the Pipeline the run came from) is shared: any submitter may name it
+    nodes = gateway.call("GET", f"/v1/lineage/{run}", "admin").json()["nodes"]
+    shared = next(n["id"] for n in nodes if n.get("owner") is None and n["direction"] == "upstream")
+    assert _submit(gateway, "developer-b", parents=[shared]).status_code == 200, shared
     _error(_submit(gateway, "developer", parents=[job, "job:no-such-job"]), 404, "parents[1]")
     _error(_submit(gateway, "developer", parents=["../../etc/passwd"]), 422, "parents[0]")
 
