@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 import sys
+from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
+from pydantic_core import PydanticCustomError, PydanticSerializationError, to_json, to_jsonable_python
 
 from mnemos.errors import BadRequestError, ValidationError
 
@@ -18,6 +19,7 @@ __all__ = [
     "POSITIVE_DURATION_PATTERN",
     "CoreModel",
     "Duration",
+    "PositiveDuration",
     "MAX_JSON_DEPTH",
     "TOO_DEEP",
     "check_json_body",
@@ -61,7 +63,7 @@ POSITIVE_DURATION_PATTERN = r"^\s*(\d*[1-9]\d*(\.\d+)?|\d+\.\d*[1-9]\d*)\s*(ms|s
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
-def _parse_duration(value: Any) -> Any:
+def _to_seconds(value: Any) -> Any:
     seconds = value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value)
@@ -76,6 +78,20 @@ def _parse_duration(value: Any) -> Any:
     return seconds
 
 
+def _parse_duration(value: Any) -> Any:
+    seconds = _to_seconds(value)
+    if isinstance(seconds, float) and seconds < 0:  # a number: the pattern takes no sign
+        raise PydanticCustomError("duration", "must not be negative (e.g. 30s, 5m)")
+    return seconds
+
+
+def _parse_positive_duration(value: Any) -> Any:
+    seconds = _to_seconds(value)
+    if isinstance(seconds, float) and seconds <= 0:
+        raise PydanticCustomError("duration", "must be more than 0 (e.g. 30s, 5m)")
+    return seconds
+
+
 def positive_duration_schema() -> list[dict[str, Any]]:
     """The JSON Schema ``anyOf`` of an optional positive ``Duration``: seconds, a string, or null."""
     return [{"type": "number", "exclusiveMinimum": 0}, {"type": "string", "pattern": POSITIVE_DURATION_PATTERN},
@@ -83,11 +99,14 @@ def positive_duration_schema() -> list[dict[str, Any]]:
 
 
 def _format_duration(seconds: float) -> str:
+    """``seconds`` as the shortest duration string that parses back to the same number."""
     for unit in ("d", "h", "m", "s"):
         size = _UNITS[unit]
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds * 1000)}ms" if seconds < 1 else f"{seconds}s"
+    if seconds < 1 and (seconds * 1000).is_integer() and float(f"{int(seconds * 1000)}e-3") == seconds:
+        return f"{int(seconds * 1000)}ms"
+    return f"{format(Decimal(repr(seconds)), 'f')}s"  # 1e-07 → "0.0000001s": the pattern takes no exponent
 
 
 Duration = Annotated[
@@ -95,7 +114,14 @@ Duration = Annotated[
     BeforeValidator(_parse_duration),
     PlainSerializer(_format_duration, return_type=str, when_used="json"),
 ]
-"""Seconds, written as in the seed: ``1s``, ``30s``, ``5m``, ``1h`` (plain numbers are seconds)."""
+"""Seconds, written as in the seed: ``1s``, ``30s``, ``5m``, ``1h`` (plain numbers are seconds); never negative."""
+
+PositiveDuration = Annotated[
+    float,
+    BeforeValidator(_parse_positive_duration),
+    PlainSerializer(_format_duration, return_type=str, when_used="json"),
+]
+"""A ``Duration`` above zero: what a timeout or an interval means (``0`` and ``-5`` are refused)."""
 
 
 def to_validation_error(exc: PydanticValidationError, prefix: str = "") -> ValidationError:

@@ -26,12 +26,36 @@ def register(app: typer.Typer) -> None:
 
 
 def apply(
-    file: list[Path] = typer.Option(..., "-f", "--file", help="File or folder of YAML resources (repeatable)."),
+    file: list[Path] = typer.Option(
+        ..., "-f", "--file", help="File or folder of YAML resources (repeatable); - reads standard input."
+    ),
 ) -> None:
     """Create or update resources; unchanged ones are reported as such."""
+    resources = _load(file)
     client = open_client(publish=True)
-    for result in client.apply([r for f in file for r in client.validate(f)]):
+    for result in client.apply(resources):
         console.print(str(result))
+
+
+def _load(files: list[Path]) -> list[Any]:
+    """The resources of ``files``, checked as ``apply`` and ``validate`` check them: schema, no
+    kind+name twice, at least one document, and, for pipelines, what ``mnemos run`` checks first."""
+    from mnemos.errors import BadRequestError, ValidationError
+    from mnemos.genome import Pipeline, load_paths
+
+    resources = load_paths(files)
+    if not resources:
+        raise BadRequestError(f"no documents in {', '.join(map(str, files))}: nothing to apply", param="file")
+    pipelines = [r for r in resources if isinstance(r, Pipeline)]
+    if pipelines:
+        from mnemos.synkron._plan import check_pipeline  # SYNKRON's checks: GENOME may not import it
+
+        for pipeline in pipelines:
+            try:
+                check_pipeline(pipeline)
+            except ValidationError as exc:
+                raise ValidationError(f"pipeline/{pipeline.name}: {exc.message}", param=exc.param) from None
+    return resources
 
 
 def get(
@@ -155,13 +179,14 @@ def delete(kind: str, name: str) -> None:
 
 
 def validate(
-    file: list[Path] = typer.Option(..., "-f", "--file", help="File or folder of YAML resources."),
+    file: list[Path] = typer.Option(
+        ..., "-f", "--file", help="File or folder of YAML resources (repeatable); - reads standard input."
+    ),
 ) -> None:
-    """Check schema and admission without applying."""
-    client = open_client()
-    for f in file:
-        for resource in client.admit(f):
-            console.print(f"{type(resource).__name__.lower()}/{resource.name} valid")
+    """Check schema, pipeline steps and admission without applying."""
+    resources = _load(file)
+    for resource in open_client().admit(resources):
+        console.print(f"{type(resource).__name__.lower()}/{resource.name} valid")
 
 
 def schema(kind: str) -> None:

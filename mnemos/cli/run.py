@@ -90,9 +90,10 @@ def run(
 
     params = parse_params(param)
     if Path(file).exists():  # a broken file fails now, not after an embedded cluster has started for it
-        from mnemos.synkron._plan import load_pipeline
+        from mnemos.synkron._plan import check_pipeline, load_pipeline
 
-        load_pipeline(None, file)
+        pipeline, base_dir, _ = load_pipeline(None, file)
+        check_pipeline(pipeline, params, base_dir=base_dir, inputs=True)  # params' types, input files
     client = _client()
     after = event_position(client) if follow and not detach else None  # before the run starts: nothing missed
     handle = client.pipelines.run(file, params, progress=False, wait=False, cache=not no_cache)

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from mnemos._model import CoreModel, Duration
+from mnemos._model import CoreModel, PositiveDuration
 from mnemos.genome._base import Resource
 from mnemos.genome.metering import CacheSpec, Pricing, UsageLimits
 
@@ -26,7 +26,7 @@ class AdapterAuth(CoreModel):
 
 class AdapterRoute(CoreModel):
     match: str = Field(description="Path served through this adapter, e.g. /v1/chat/completions.")
-    timeout: Duration = 60.0
+    timeout: PositiveDuration = 60.0
 
 
 class AdapterSpec(CoreModel):

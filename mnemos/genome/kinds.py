@@ -26,6 +26,7 @@ __all__ = [
     "load_paths",
     "parse_documents",
     "parse_resource",
+    "refuse_duplicates",
     "resolve_kind",
     "resources_of",
 ]
@@ -64,9 +65,16 @@ def parse_resource(doc: Any, source: str = "") -> Resource:
 
 
 def parse_documents(text: str, source: str = "") -> list[Resource]:
-    """Every non-empty YAML document in ``text`` as a resource."""
+    """Every non-empty YAML document in ``text`` as a resource; a kind+name declared twice is refused."""
+    located = _located_documents(text, source)
+    refuse_duplicates(located)
+    return [r for r, _ in located]
+
+
+def _located_documents(text: str, source: str) -> list[tuple[Resource, str]]:
+    """Each resource of ``text`` with where it is: ``source (document N)``, N from 1."""
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [(i, d) for i, d in enumerate(yaml.safe_load_all(text), 1) if d is not None]
     except yaml.YAMLError as exc:
         raise BadRequestError(f"{source or 'input'}: not valid YAML: {exc}") from None
     except RecursionError:  # the parser recurses per level: thousands of nested [ or { exhaust the stack
@@ -76,13 +84,41 @@ def parse_documents(text: str, source: str = "") -> list[Resource]:
         if "integer string conversion" in why:
             why = f"an integer is longer than {sys.get_int_max_str_digits()} digits"
         raise BadRequestError(f"{source or 'input'}: not valid YAML: {why}") from None
-    out: list[Resource] = []
-    for doc in docs:
+    out: list[tuple[Resource, str]] = []
+    for index, doc in docs:
+        where = f"{source or 'input'} (document {index})"
         if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):
-            out.extend(parse_resource(item, source) for item in doc["items"])
+            out.extend((_parse_written(item, source), f"{where} item {i}") for i, item in enumerate(doc["items"]))
         else:
-            out.append(parse_resource(doc, source))
+            out.append((_parse_written(doc, source), where))
     return out
+
+
+def _parse_written(doc: Any, source: str) -> Resource:
+    """``parse_resource`` of a document a user wrote, which must name its ``apiVersion``."""
+    resource = parse_resource(doc, source)
+    if "apiVersion" not in doc and "api_version" not in doc:
+        prefix = f"{source}: " if source else ""
+        raise ValidationError(
+            f"{prefix}{type(resource).__name__} {resource.name!r}: apiVersion is missing: "
+            f"write `apiVersion: {resource.API_VERSION}`",
+            param="apiVersion",
+        )
+    return resource
+
+
+def refuse_duplicates(located: Iterable[tuple[Resource, str]]) -> None:
+    """Refuse two resources of one kind and name (``where`` says where each was declared).
+
+    Applying both would silently keep the last; ``mnemos sync``, ``apply -f`` and ``validate``
+    refuse them alike.
+    """
+    seen: dict[str, str] = {}
+    for resource, where in located:
+        ident = f"{type(resource).__name__}/{resource.name}"
+        if ident in seen:
+            raise ValidationError(f"{ident} is declared twice: in {seen[ident]} and {where}", param="metadata.name")
+        seen[ident] = where
 
 
 def _files(path: Path) -> Iterator[Path]:
@@ -97,13 +133,33 @@ def _files(path: Path) -> Iterator[Path]:
         raise NotFoundError(f"{path}: no such file or directory", param="file")
 
 
+STDIN = "-"
+"""The path that names standard input, as in ``mnemos apply -f -``."""
+
+
+def read_text(path: str | Path) -> str:
+    """The text of a file (``-``: standard input); not UTF-8 is a one-line ``BadRequestError``."""
+    name = "stdin" if str(path) == STDIN else str(path)
+    data = sys.stdin.buffer.read() if str(path) == STDIN else Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequestError(
+            f"{name}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); save it as UTF-8",
+            param="file",
+        ) from None
+
+
 def load_paths(paths: Iterable[str | Path]) -> list[Resource]:
-    """Load resources from files and folders (``*.yaml``, ``*.yml``, ``*.json``, recursively)."""
-    out: list[Resource] = []
+    """Load resources from files and folders (``*.yaml``, ``*.yml``, ``*.json``, recursively; ``-``
+    is standard input); a kind+name declared twice, in one file or two, is refused naming both."""
+    located: list[tuple[Resource, str]] = []
     for p in paths:
-        for file in _files(Path(p)):
-            out.extend(parse_documents(file.read_text(), str(file)))
-    return out
+        files = [STDIN] if str(p) == STDIN else _files(Path(p))
+        for file in files:
+            located.extend(_located_documents(read_text(file), "stdin" if file == STDIN else str(file)))
+    refuse_duplicates(located)
+    return [r for r, _ in located]
 
 
 ResourceSource = str | Path | Resource | dict[str, Any] | Iterable[Resource | dict[str, Any]]

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from mnemos._model import CoreModel, Duration
+from mnemos._model import CoreModel, PositiveDuration
 from mnemos.genome._base import Resource
 
 __all__ = ["EnvVar", "IndexSpec", "Output", "Pipeline", "PipelineSpec", "Step", "StepType"]
@@ -54,7 +54,7 @@ class Step(CoreModel):
     params: dict[str, Any] = Field(default_factory=dict)
     outputs: list[Output] = Field(default_factory=list)
     retries: int = Field(0, ge=0, le=19, description="Attempts after the first (a CORTEX job makes at most 20).")
-    timeout: Duration | None = None
+    timeout: PositiveDuration | None = Field(None, description="Seconds one attempt may run (30s, 5m); above 0.")
     queue: str = "default"
     resources: dict[str, float] = Field(default_factory=dict, description="{cpus, gpus} for the step's job.")
 

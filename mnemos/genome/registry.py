@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+import functools
+import logging
 import random
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic import create_model
+
 from mnemos.engram import Engram
-from mnemos.errors import ConflictError, NotFoundError, PermissionDeniedError
-from mnemos.genome._base import Resource
+from mnemos.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
+from mnemos.genome._base import ObjectMeta, Resource
 from mnemos.genome.admission import admit
 from mnemos.genome.kinds import KINDS, parse_resource, resolve_kind
 from mnemos.genome.policy import Policy
@@ -33,6 +37,8 @@ from mnemos.genome.policy import Policy
 __all__ = ["Action", "ApplyResult", "MAX_ATTEMPTS", "Registry", "api_path", "event_of", "plural_of"]
 
 Action = Literal["created", "configured", "unchanged", "deleted"]
+
+_log = logging.getLogger(__name__)
 
 # Attempts of one write that keeps losing the race for the next generation, before a 409.
 MAX_ATTEMPTS = 200
@@ -125,8 +131,25 @@ class Registry:
         return _State(sorted(gens), max(deleted) if deleted else None)
 
     def _load(self, kind: str, name: str, gen: int) -> Resource:
+        """Generation ``gen`` as a resource; a record that no longer validates (stored by an older
+        release, or before a check was added) is a ``ValidationError`` saying how to repair it."""
         doc = self.engram.read_json(f"{self._dir(kind, name)}/{gen:08d}.json")
-        return parse_resource(doc, f"registry/{kind}/{name}")
+        try:
+            return parse_resource(doc, f"registry/{kind}/{name}")
+        except ValidationError as exc:
+            raise ValidationError(
+                f"{exc.message} (generation {gen} is stored but no longer valid: apply a corrected version with "
+                f"`mnemos apply -f FILE`, or delete it with `mnemos delete {kind.lower()} {name}`)",
+                param=exc.param,
+            ) from None
+
+    def _load_as_stored(self, kind: str, name: str, gen: int) -> Resource:
+        """Generation ``gen`` validated when it still validates, else as stored (for a delete)."""
+        try:
+            return self._load(kind, name, gen)
+        except ValidationError:
+            doc = self.engram.read_json(f"{self._dir(kind, name)}/{gen:08d}.json")
+            return _stored_as_is(kind, name, gen, doc)
 
     @staticmethod
     def _check_expected(kind: str, name: str, state: _State, expected: int | None) -> None:
@@ -168,8 +191,11 @@ class Registry:
                 state = self._state(kind, resource.name)
                 self._check_expected(kind, resource.name, state, expected_generation)
                 if state.live:
-                    current = self._load(kind, resource.name, state.last)
-                    if _identity(current) == _identity(resource):
+                    try:
+                        current = self._load(kind, resource.name, state.last)
+                    except ValidationError:  # stored but no longer valid: this apply repairs it
+                        current = None
+                    if current is not None and _identity(current) == _identity(resource):
                         return ApplyResult(current, "unchanged")
                 gen = state.last + 1
                 stored = resource.model_copy(deep=True)
@@ -197,7 +223,11 @@ class Registry:
         return self._load(kind, name, state.last)
 
     def list(self, kind: str | None = None) -> builtins.list[Resource]:
-        """The live resources of a kind (or of every kind), sorted by kind and name."""
+        """The live resources of a kind (or of every kind), sorted by kind and name.
+
+        A stored resource that no longer validates is left out with a warning naming it (logger
+        ``mnemos.genome.registry``), so that one bad record never hides the others.
+        """
         kinds = [resolve_kind(kind).__name__] if kind else list(KINDS)
         out: builtins.list[Resource] = []
         for k in kinds:
@@ -207,6 +237,8 @@ class Registry:
                     out.append(self.get(k, name))
                 except NotFoundError:
                     continue
+                except ValidationError as exc:
+                    _log.warning("warning: skipped: %s", exc.message)
         return out
 
     def policies(self) -> builtins.list[Policy]:
@@ -228,7 +260,7 @@ class Registry:
             self._check_expected(kind, name, state, expected_generation)
             if not state.live:
                 raise NotFoundError(f"{kind.lower()}/{name} not found", param="name")
-            current = self._load(kind, name, state.last)
+            current = self._load_as_stored(kind, name, state.last)  # a delete never needs a valid spec
             tombstone = f"{self._dir(kind, name)}/deleted-{state.last:08d}.json"
             if not self.engram.create_json(tombstone, {"generation": state.last}):
                 raise NotFoundError(f"{kind.lower()}/{name} not found (deleted by another writer)", param="name")
@@ -245,12 +277,39 @@ class Registry:
             return current
 
     def history(self, kind: str, name: str) -> builtins.list[Resource]:
-        """Every stored generation, oldest first."""
+        """Every stored generation, oldest first; one that no longer validates is left out with a warning."""
         kind = resolve_kind(kind).__name__
         gens = self._state(kind, name).generations
         if not gens:
             raise NotFoundError(f"{kind.lower()}/{name} not found", param="name")
-        return [self._load(kind, name, g) for g in gens]
+        out: builtins.list[Resource] = []
+        for gen in gens:
+            try:
+                out.append(self._load(kind, name, gen))
+            except ValidationError as exc:
+                _log.warning("warning: skipped: %s", exc.message)
+        return out
+
+
+@functools.cache
+def _stand_in(kind: str) -> type[Resource]:
+    """A model of ``kind``'s envelope whose spec is kept as stored (not validated)."""
+    return create_model(kind, __base__=Resource, kind=(str, kind))  # type: ignore[call-overload,no-any-return]
+
+
+def _stored_as_is(kind: str, name: str, gen: int, doc: Any) -> Resource:
+    """A stored record that no longer validates, as a resource carrying its name and generation."""
+    meta = doc.get("metadata") if isinstance(doc, dict) else None
+    cls = _stand_in(kind)
+    return cls.model_construct(
+        api_version=KINDS[kind].API_VERSION,
+        kind=kind,
+        metadata=ObjectMeta.model_construct(
+            name=name, generation=gen, labels={}, annotations={},
+            creation_timestamp=meta.get("creationTimestamp") if isinstance(meta, dict) else None,
+        ),
+        spec=doc.get("spec") if isinstance(doc, dict) else None,
+    )
 
 
 def plural_of(kind: str) -> str:

@@ -68,8 +68,87 @@ def merge_params(pipeline: Pipeline, overrides: dict[str, Any] | None) -> dict[s
             raise ValidationError(
                 f"param {key!r} is not declared in spec.params (declared: {declared})", param=f"params.{key}"
             )
-        params[key] = value
+        params[key] = _typed(key, value, params[key])
     return params
+
+
+_TYPE_NAMES: tuple[tuple[type, str], ...] = (
+    (bool, "a boolean (true or false)"), (int, "an integer"), (float, "a number"), (str, "a string"),
+    (list, "a list"), (dict, "a mapping"),
+)  # fmt: skip
+_BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def _typed(key: str, value: Any, default: Any) -> Any:
+    """``value`` as the type of the param's declared ``default`` (a string converts when it reads as
+    one: ``-p limit=3``); another type is a ``ValidationError`` naming the param and the type."""
+    want, label = next(((t, n) for t, n in _TYPE_NAMES if isinstance(default, t)), (None, ""))
+    if want is None or value is None:
+        return value  # a default of null (or of another type) takes any value
+    if isinstance(value, str) and want is not str:
+        value = _from_text(value, want)
+    if want is str and isinstance(value, (bool, int, float)):  # the CLI reads `-p name=3` as the number 3
+        return str(value).lower() if isinstance(value, bool) else str(value)
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, want) and not (want is not bool and isinstance(value, bool)):
+        return value
+    raise ValidationError(
+        f"param {key!r}: expected {label}, as its declared default {default!r} is (got {value!r})",
+        param=f"params.{key}",
+    )
+
+
+def _from_text(text: str, want: type) -> Any:
+    """``text`` read as ``want`` when it reads as one, else ``text`` unchanged."""
+    import math
+
+    import yaml
+
+    try:
+        if want is bool:
+            return _BOOLS.get(text.strip().lower(), text)
+        if want is int:
+            return int(text.strip())
+        if want is float:
+            number = float(text.strip())
+            return number if math.isfinite(number) else text
+        parsed = yaml.safe_load(text)
+        return parsed if isinstance(parsed, want) else text
+    except (ValueError, yaml.YAMLError):
+        return text
+
+
+def check_pipeline(pipeline: Pipeline, params: dict[str, Any] | None = None, *, base_dir: str | None = None,
+                   inputs: bool = False) -> None:  # fmt: skip
+    """The checks ``run`` makes before it starts, with no run and no cluster: params (declared, and
+    of their default's type), outputs, ``needs``, ``call`` and every ``${name}`` (``mnemos validate``
+    and ``apply`` make them too); with ``inputs``, also that local input files exist."""
+    merged = merge_params(pipeline, params)
+    _, steps = build_steps(pipeline, merged)
+    variables = {"RUN_ID": "", "PIPELINE": pipeline.name, **merged}
+    outputs = {o for s in steps.values() for o in s["outputs"]}
+    for i, step in enumerate(pipeline.spec.steps):
+        interpolate(steps[step.name]["definition"], variables, keep=outputs, where=step_label(i, step.name))
+    if inputs:
+        check_inputs(pipeline, steps, variables, base_dir)
+
+
+def step_label(index: int, name: str) -> str:
+    """How errors name a step: ``spec.steps[1] (second)``."""
+    return f"spec.steps[{index}] ({name})"
+
+
+def _field_using(value: Any, name: str, path: str = "") -> str | None:
+    """The path (``script``, ``params.a.deep[1]``) of the first string of ``value`` that uses ``${name}``."""
+    if isinstance(value, str):
+        return path if name in names_in(value) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _field_using(item, name, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key)
+        if found is not None:
+            return found
+    return None
 
 
 def _ancestors(deps: dict[str, list[str]], name: str) -> set[str]:
@@ -90,7 +169,7 @@ def build_steps(pipeline: Pipeline, params: dict[str, Any]) -> tuple[list[str], 
     producers: dict[str, str] = {}
     steps: dict[str, dict[str, Any]] = {}
     for i, step in enumerate(spec.steps):
-        where = f"spec.steps[{i}]"
+        where, path = step_label(i, step.name), f"spec.steps[{i}]"
         doc = step.model_dump(by_alias=True, exclude_none=True)  # timeout stays seconds
         outputs = [o.name for o in step.outputs]
         if not outputs and step.type in ("infer", "index"):
@@ -100,7 +179,7 @@ def build_steps(pipeline: Pipeline, params: dict[str, Any]) -> tuple[list[str], 
             if out in producers or out in params or out in BUILTINS:
                 raise ValidationError(
                     f"{where}.outputs: name {out!r} is already used by a step, param or builtin",
-                    param=f"{where}.outputs",
+                    param=f"{path}.outputs",
                 )
             producers[out] = step.name
         if step.type == "infer" and not step.input:
@@ -109,7 +188,7 @@ def build_steps(pipeline: Pipeline, params: dict[str, Any]) -> tuple[list[str], 
                 raise ValidationError(
                     f"{where}.input: an infer step needs an input (JSONL file or ${{output}}); "
                     f"its upstream steps have {len(upstream)} outputs to default to",
-                    param=f"{where}.input",
+                    param=f"{path}.input",
                 )
             doc["input"] = "${" + upstream[0] + "}"
         if step.type == "index" and not step.model_ref:
@@ -117,23 +196,26 @@ def build_steps(pipeline: Pipeline, params: dict[str, Any]) -> tuple[list[str], 
         if step.type in ("infer", "index"):
             normalize_params(step.params, INFER_PARAMS if step.type == "infer" else INDEX_PARAMS, where)
         if step.type == "python" and ":" not in (step.call or ""):
-            raise ValidationError(f"{where}.call: use 'module:function' (got {step.call!r})", param=f"{where}.call")
+            raise ValidationError(f"{where}.call: use 'module:function' (got {step.call!r})", param=f"{path}.call")
         steps[step.name] = _state.new_step(step.name, str(step.type), deps[step.name], outputs, doc)
     for i, step in enumerate(spec.steps):
-        where = f"spec.steps[{i}]"
+        where, path = step_label(i, step.name), f"spec.steps[{i}]"
         ancestors = _ancestors(deps, step.name)
-        for name in sorted(names_in(steps[step.name]["definition"])):
+        definition = steps[step.name]["definition"]
+        for name in sorted(names_in(definition)):
             if name in BUILTINS or name in params:
                 continue
+            field = _field_using(definition, name)
             producer = producers.get(name)
             if producer is None:
                 known = ", ".join(sorted({*BUILTINS, *params, *producers}))
-                raise ValidationError(f"{where}: unknown variable ${{{name}}} (known: {known})", param=where)
+                raise ValidationError(f"{where}.{field}: unknown variable ${{{name}}} (known: {known})",
+                                      param=f"{path}.{field}")  # fmt: skip
             if producer not in ancestors:
                 raise ValidationError(
-                    f"{where}: uses ${{{name}}}, the output of step {producer!r}, without depending on it: "
+                    f"{where}.{field}: uses ${{{name}}}, the output of step {producer!r}, without depending on it: "
                     f"add {producer!r} to needs",
-                    param=f"{where}.needs",
+                    param=f"{path}.needs",
                 )
     return spec.order(), steps
 
@@ -161,6 +243,38 @@ def _input_candidates(step: dict[str, Any]) -> list[str]:
         leaves(doc.get("params") or {})
         return out
     return []
+
+
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".parquet")
+"""A python step's param ending so names an input file (when relative, it must exist)."""
+
+
+def _absent_file(kind: str, value: Any, base_dir: str | None) -> list[Path]:
+    """The paths tried for ``value`` when it names a local input file that is not there, else ``[]``:
+    an infer or index step's input, or a python step's relative ``*.jsonl``/``*.csv``… param."""
+    if not isinstance(value, str) or not value or "\n" in value or "${" in value or len(value) > 4096:
+        return []
+    if "://" in value or value.startswith("runs/") or kind not in ("python", "infer", "index"):
+        return []
+    if kind == "python" and (os.path.isabs(value) or not value.endswith(DATA_SUFFIXES)):
+        return []  # other strings are data, and an absolute path is read where the step runs
+    tried = [Path(value)] if os.path.isabs(value) else [Path(base_dir or ".") / value, Path(value)]
+    return [] if any(p.is_file() for p in tried) else tried
+
+
+def check_inputs(pipeline: Pipeline, steps: dict[str, dict[str, Any]], variables: dict[str, Any],
+                 base_dir: str | None) -> None:  # fmt: skip
+    """Refuse a run whose step reads a local input file that does not exist, naming step and file."""
+    outputs = {o for s in steps.values() for o in s["outputs"]}
+    for i, spec_step in enumerate(pipeline.spec.steps):
+        step = steps[spec_step.name]
+        resolved = interpolate(step["definition"], variables, keep=outputs)
+        for value in _input_candidates({**step, "definition": resolved}):
+            tried = _absent_file(step["type"], value, base_dir)
+            if tried:
+                shown = " or ".join(dict.fromkeys(_display_path(p.absolute()) for p in tried))
+                raise NotFoundError(f"{step_label(i, spec_step.name)}: input file {value!r} does not exist "
+                                    f"(looked for {shown})", param=f"spec.steps[{i}]")  # fmt: skip
 
 
 def _display_path(path: Path) -> str:
@@ -221,7 +335,7 @@ def prepare(
     variables = {"RUN_ID": run_id, "PIPELINE": pipeline.name, **merged}
     outputs = {o for s in steps.values() for o in s["outputs"]}
     for i, step in enumerate(steps[s.name] for s in pipeline.spec.steps):
-        where = f"spec.steps[{i}]"
+        where = step_label(i, step["name"])
         interpolate(step["definition"], variables, keep=outputs, where=where)  # raises on unknown names
         ref = step["definition"].get("modelRef")
         if ref and step["type"] in ("infer", "index"):
@@ -229,10 +343,9 @@ def prepare(
                 client.registry.get("Model", ref)
             except NotFoundError:
                 raise NotFoundError(
-                    f"{where}.modelRef: model {ref!r} is not registered", param=f"{where}.modelRef"
+                    f"{where}.modelRef: model {ref!r} is not registered", param=f"spec.steps[{i}].modelRef"
                 ) from None
-    pipeline = _register(client, pipeline, label)  # valid: now it gets a generation
-    doc = pipeline.dump()
+    check_inputs(pipeline, steps, variables, base_dir)
     writer = LineageWriter(client.engram)
     inputs: dict[str, dict[str, Any]] = {}
     for name in order:
@@ -248,6 +361,8 @@ def prepare(
             if found["node"]:
                 writer.record(found["node"], "file", path=found["path"])
                 writer.record(artifact_node(found["digest"]), "artifact", parents=[found["node"]], path=found["path"])
+    pipeline = _register(client, pipeline, label)  # valid, and its inputs are there: now it gets a generation
+    doc = pipeline.dump()
     now = time.time()
     identity = MeteredIdentity.of(principal or _state.principal_default())
     state: dict[str, Any] = {

@@ -97,3 +97,40 @@ def test_require_gitops_guardrail(local_engram: Engram) -> None:
     assert reg.apply(parse_resource(_model()), source="gitops").action == "created"
     with pytest.raises(PermissionDeniedError):
         reg.delete("Model", "tiny")
+
+
+def test_a_stored_record_that_no_longer_validates(engram: Engram, caplog: pytest.LogCaptureFixture) -> None:
+    """Listing skips it with a warning, get explains it, apply repairs it, delete needs no valid spec."""
+    from mnemos.errors import ValidationError
+
+    reg = Registry(engram)
+    reg.apply(parse_resource(_model()))
+    bad = {"apiVersion": "synkron.mnemos.dev/v1", "kind": "Pipeline", "metadata": {"name": "neg", "generation": 1},
+           "spec": {"steps": [{"name": "a", "script": "echo", "timeout": "-5000ms"}]}}  # fmt: skip
+    engram.create_json("registry/Pipeline/neg/00000001.json", bad)
+    with caplog.at_level("WARNING", logger="mnemos.genome.registry"):
+        assert [r.name for r in reg.list()] == ["tiny"]
+        assert reg.history("Pipeline", "neg") == []
+    assert "registry/Pipeline/neg" in caplog.text
+    with pytest.raises(ValidationError, match="no longer valid.*mnemos delete pipeline neg"):
+        reg.get("Pipeline", "neg")
+    good = copy.deepcopy(bad)
+    good["spec"]["steps"][0]["timeout"] = "5s"
+    del good["metadata"]["generation"]
+    repaired = reg.apply(parse_resource(good))
+    assert (repaired.action, repaired.resource.generation) == ("configured", 2)
+    engram.create_json("registry/Pipeline/neg/00000003.json", bad)
+    gone = reg.delete("Pipeline", "neg")
+    assert (type(gone).__name__, gone.name, gone.generation) == ("Pipeline", "neg", 3)
+    with pytest.raises(NotFoundError):
+        reg.get("Pipeline", "neg")
+
+
+@pytest.mark.parametrize("seconds", [1e-07, 0.0005, 0.0015, 0.001, 0.3, 1.5, 90.0, 123.456, 1e20])
+def test_a_duration_stored_parses_back_to_itself(seconds: float) -> None:
+    from pydantic import TypeAdapter
+
+    from mnemos._model import PositiveDuration
+
+    adapter = TypeAdapter(PositiveDuration)
+    assert adapter.validate_python(adapter.dump_python(seconds, mode="json")) == seconds

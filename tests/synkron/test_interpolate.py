@@ -39,16 +39,16 @@ def test_defaults_and_checks_of_step_definitions() -> None:
     assert steps["gen"]["definition"]["input"] == "${prompts}"  # the upstream step's only output
     assert steps["gen"]["outputs"] == ["gen"] and steps["idx"]["outputs"] == ["idx"]
     assert steps["idx"]["definition"]["modelRef"] == "minilm"
-    with pytest.raises(ValidationError, match=r"spec.steps\[1\].params: unknown param 'temprature'"):
+    with pytest.raises(ValidationError, match=r"spec.steps\[1\] \(gen\).params: unknown param 'temprature'"):
         bad = _pipeline([{"name": "prep", "call": "m:f", "outputs": [{"name": "p"}]},
                          {"name": "gen", "modelRef": "tiny", "params": {"temprature": 1}}])  # fmt: skip
         build_steps(bad, {})
-    with pytest.raises(ValidationError, match=r"spec.steps\[0\].input: an infer step needs an input"):
+    with pytest.raises(ValidationError, match=r"spec.steps\[0\] \(gen\).input: an infer step needs an input"):
         build_steps(_pipeline([{"name": "gen", "modelRef": "tiny"}]), {})
     with pytest.raises(ValidationError, match="already used"):
         build_steps(_pipeline([{"name": "a", "call": "m:f", "outputs": [{"name": "x"}]},
                                {"name": "b", "call": "m:g", "outputs": [{"name": "x"}]}]), {})  # fmt: skip
-    with pytest.raises(ValidationError, match=r"spec.steps\[0\].call: use 'module:function'"):
+    with pytest.raises(ValidationError, match=r"spec.steps\[0\] \(a\).call: use 'module:function'"):
         build_steps(_pipeline([{"name": "a", "call": "nocolon"}]), {})
 
 
@@ -61,3 +61,24 @@ def test_the_seed_pipeline_validates_as_written() -> None:
     assert [s.type for s in seed.spec.steps] == ["script", "infer", "script"]
     (runnable,) = load_paths([Path(__file__).resolve().parents[2] / "pipelines" / "text-gen-artifacts.yaml"])
     assert [s.type for s in runnable.spec.steps] == ["python", "infer", "index"]
+
+
+def test_params_take_the_type_of_their_default() -> None:
+    params = {"limit": 3, "rate": 0.5, "on": False, "name": "x", "tags": [], "opts": {}}
+    pipeline = _pipeline([{"name": "a", "call": "m:f"}], params=params)
+    merged = merge_params(pipeline, {"limit": "4", "rate": "1e-3", "on": "true", "name": 7, "tags": "[a, b]"})
+    assert merged == {"limit": 4, "rate": 0.001, "on": True, "name": "7", "tags": ["a", "b"], "opts": {}}
+    for key, value, expected in [("limit", "abc", "an integer"), ("limit", 2.5, "an integer"),
+                                 ("on", "maybe", "a boolean"), ("tags", "x", "a list"), ("opts", [1], "a mapping")]:
+        with pytest.raises(ValidationError, match=f"param '{key}': expected {expected}") as err:
+            merge_params(pipeline, {key: value})
+        assert err.value.param == f"params.{key}"
+
+
+def test_errors_name_the_step_and_the_field() -> None:
+    pipeline = _pipeline([{"name": "first", "script": "echo 1"},
+                          {"name": "second", "call": "m:f", "params": {"a": {"deep": ["x", "${missing}"]}}}])
+    with pytest.raises(ValidationError, match=r"^spec.steps\[1\] \(second\).params.a.deep\[1\]: unknown variable "
+                                              r"\$\{missing\} \(known: PIPELINE, RUN_ID\)$") as err:
+        build_steps(pipeline, merge_params(pipeline, None))
+    assert err.value.param == "spec.steps[1].params.a.deep[1]"

@@ -188,7 +188,7 @@ def test_bad_pipelines_are_clear_errors(client, pipelines) -> None:
     )
     with pytest.raises(ValidationError, match=r"unknown variable \$\{nope\}") as err:
         client.pipelines.run(unknown, progress=False)
-    assert err.value.param == "spec.steps[0]"
+    assert err.value.param == "spec.steps[0].params.n"
     not_upstream = pipelines.write(
         [
             {
