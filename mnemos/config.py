@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from mnemos._model import CoreModel, Duration
@@ -32,6 +33,7 @@ __all__ = [
     "Settings",
     "SoulSettings",
     "TraceSettings",
+    "WRAITH_TASKS",
     "WraithSettings",
     "default_home",
     "load_settings",
@@ -130,10 +132,38 @@ class NeuronSettings(CoreModel):
     pools: list[PoolConfig] = Field(default_factory=_default_pools)
 
 
+# The WRAITH tasks a cron job may name (``mnemos.wraith.tasks.TASKS`` maps them to functions).
+WRAITH_TASKS = ("compact-logs", "replay-events", "retention", "backup", "gitops-sync")
+_CRON_HORIZON_YEARS = 5  # a schedule with no slot within this many years is refused
+
+
+def _check_cron(schedule: str) -> str:
+    """``schedule`` when it is a cron expression that fires within 5 years; else a pydantic error saying why."""
+    from croniter import croniter
+
+    if not croniter.is_valid(schedule):
+        raise PydanticCustomError(
+            "cron_schedule", "{schedule} is not a cron schedule: use five fields, e.g. '0 3 * * *'",
+            {"schedule": repr(schedule)},
+        )  # fmt: skip
+    try:
+        croniter(schedule, max_years_between_matches=_CRON_HORIZON_YEARS).get_next(float)
+    except (ValueError, OverflowError):  # croniter's CroniterBadDateError: a date that never comes
+        raise PydanticCustomError(
+            "cron_never",
+            "{schedule} never fires within {years} years (a date that does not exist, such as February 31st): "
+            "give a date that exists, e.g. '0 0 28 2 *'",
+            {"schedule": repr(schedule), "years": _CRON_HORIZON_YEARS},
+        ) from None
+    return schedule
+
+
 class EngramBackups(CoreModel):
-    schedule: str = "0 */6 * * *"
-    retention_days: int = 30
+    schedule: str = Field("0 */6 * * *", description="Cron schedule (UTC) of the `backup` task.")
+    retention_days: int = Field(30, ge=1, description="Snapshots older than this are pruned (the newest stays).")
     destination: str | None = Field(None, description="Backup URI; default <engram root>/../backups.")
+
+    _schedule = field_validator("schedule")(_check_cron)
 
 
 class EngramSettings(CoreModel):
@@ -220,9 +250,23 @@ class SynkronSettings(CoreModel):
 
 
 class CronJob(CoreModel):
-    name: str
-    schedule: str
+    """One WRAITH task on a cron schedule (UTC)."""
+
+    name: str = Field(description="The task: " + ", ".join(WRAITH_TASKS) + ".")
+    schedule: str = Field(description="Cron schedule (UTC), e.g. '0 3 * * *'.")
     enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _known_task(cls, name: str) -> str:
+        if name not in WRAITH_TASKS:
+            raise PydanticCustomError(
+                "wraith_task", "unknown WRAITH task {name}: valid tasks are {valid}",
+                {"name": repr(name), "valid": ", ".join(WRAITH_TASKS)},
+            )  # fmt: skip
+        return name
+
+    _schedule = field_validator("schedule")(_check_cron)
 
 
 def _default_cronjobs() -> list[CronJob]:
@@ -242,8 +286,21 @@ class GitOpsSettings(CoreModel):
 
 
 class WraithSettings(CoreModel):
-    cronjobs: list[CronJob] = Field(default_factory=_default_cronjobs)
+    cronjobs: list[CronJob] = Field(default_factory=_default_cronjobs, description="One entry per task at most.")
     gitops: GitOpsSettings = Field(default_factory=GitOpsSettings)
+
+    @field_validator("cronjobs")
+    @classmethod
+    def _one_entry_per_task(cls, cronjobs: list[CronJob]) -> list[CronJob]:
+        seen: dict[str, int] = {}
+        for i, job in enumerate(cronjobs):
+            if job.name in seen:
+                raise PydanticCustomError(
+                    "wraith_duplicate", "entries {first} and {second} both name the task {name}: keep one",
+                    {"first": seen[job.name], "second": i, "name": repr(job.name)},
+                )  # fmt: skip
+            seen[job.name] = i
+        return cronjobs
 
 
 class Guardrails(CoreModel):
@@ -314,10 +371,45 @@ class Settings(BaseSettings):
 def load_settings(**overrides: Any) -> Settings:
     """Read settings, turning a bad value into a ``ValidationError`` that names the field."""
     from pydantic import ValidationError as PydanticValidationError
+    from pydantic_settings import SettingsError
 
     from mnemos._model import to_validation_error
+    from mnemos.errors import ValidationError
 
     try:
         return Settings(**overrides)
     except PydanticValidationError as exc:
         raise to_validation_error(exc, prefix="settings") from None
+    except SettingsError:  # a structured variable (list, mapping) that is not JSON
+        names = _unparsable_variables()
+        what = " or ".join(names) if names else "a MNEMOS_* variable"
+        raise ValidationError(
+            f"{what} is not valid JSON: give a JSON list or object, e.g. "
+            """MNEMOS_WRAITH__CRONJOBS='[{"name": "backup", "schedule": "0 */6 * * *"}]'""",
+            param=names[0] if names else "settings",
+        ) from None
+
+
+def _unparsable_variables() -> list[str]:
+    """The ``MNEMOS_*`` variables of list, mapping or model fields whose value is not JSON."""
+    import json
+
+    from pydantic import BaseModel
+
+    out = []
+    for key, value in os.environ.items():
+        if not key.upper().startswith("MNEMOS_"):
+            continue
+        annotation: Any = Settings
+        for part in key[len("MNEMOS_") :].lower().split("__"):
+            is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            fields = annotation.model_fields if is_model else {}
+            match = [f for n, f in fields.items() if part in (n, n.replace("_", ""), (f.alias or "").lower())]
+            annotation = match[0].annotation if match else None
+        structured = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if annotation is not None and (structured or getattr(annotation, "__origin__", None) in (list, dict)):
+            try:
+                json.loads(value)
+            except ValueError:
+                out.append(key)
+    return sorted(out)

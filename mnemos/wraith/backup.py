@@ -15,6 +15,7 @@ consistent, the set is as of the time of the listing.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ __all__ = [
 SNAPSHOTS = "snapshots"
 _NOT_DOCUMENTS = ("blobs/", "refs/", f"{SNAPSHOTS}/")
 _RESTORE_GUARD = ("registry", "refs", "lineage", "journal")
+MAX_APPEND_ATTEMPTS = 5  # new generations tried when a restored resource is written concurrently
 
 
 @dataclass
@@ -76,6 +78,7 @@ class RestoreReport:
     documents: int = 0
     refs: int = 0
     blobs: int = 0
+    reverted: list[str] = field(default_factory=list)  # "model/a: generation 4 (as generation 2)", "model/b: deleted"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +87,7 @@ class RestoreReport:
             "documents": self.documents,
             "refs": self.refs,
             "blobs": self.blobs,
+            "reverted": self.reverted,
         }
 
 
@@ -209,8 +213,12 @@ def read_manifest(dest: Engram, snapshot: str) -> dict[str, Any]:
 def restore(dest: Engram, snapshot: str, target: Engram, *, force: bool = False) -> RestoreReport:
     """Restore ``snapshot`` from the backup store ``dest`` into ``target``.
 
-    The target must hold no registry, refs, journal or lineage unless ``force`` (then documents
-    and refs of the snapshot overwrite what is there; nothing else is removed).
+    The target must hold no registry, refs, journal or lineage unless ``force``: then documents
+    and refs of the snapshot overwrite what is there, nothing else is removed, and each resource of
+    the snapshot's registry that changed since (applied again, deleted, or deleted then) gets its
+    snapshot state back as a new registry entry, so that the registry's history stays append-only:
+    a new generation with the snapshot's spec, or a tombstone (``RestoreReport.reverted``).
+    Resources created after the snapshot stay.
     """
     manifest = read_manifest(dest, snapshot)
     if not force:
@@ -232,7 +240,70 @@ def restore(dest: Engram, snapshot: str, target: Engram, *, force: bool = False)
     for name, digest in sorted(manifest["refs"].items()):
         target.set_ref(name, digest)
         report.refs += 1
+    if force:
+        report.reverted = _revert_registry(dest, manifest, target)
     return report
+
+
+def _registry_state(keys: list[str]) -> dict[tuple[str, str], tuple[list[int], int | None]]:
+    """``{(kind, name): (generations, last deleted generation)}`` from registry keys (the GENOME layout)."""
+    out: dict[tuple[str, str], tuple[list[int], int | None]] = {}
+    for key in keys:
+        parts = key.split("/")
+        if len(parts) != 4 or parts[0] != "registry" or not parts[3].endswith(".json"):
+            continue
+        gens, deleted = out.setdefault((parts[1], parts[2]), ([], None))
+        stem = parts[3].removesuffix(".json")
+        if stem.isdigit():
+            gens.append(int(stem))
+        elif stem.startswith("deleted-") and stem[8:].isdigit():
+            out[(parts[1], parts[2])] = (gens, max(deleted or 0, int(stem[8:])))
+    return {k: (sorted(g), d) for k, (g, d) in out.items()}
+
+
+def _live(gens: list[int], deleted: int | None) -> bool:
+    return bool(gens) and (deleted is None or deleted < gens[-1])
+
+
+def _content(doc: dict[str, Any]) -> dict[str, Any]:
+    """A stored generation without what each generation has of its own (number, creation time)."""
+    meta = {k: v for k, v in doc.get("metadata", {}).items() if k not in ("generation", "creationTimestamp")}
+    return {**doc, "metadata": meta}
+
+
+def _revert_registry(dest: Engram, manifest: dict[str, Any], target: Engram) -> list[str]:
+    """Give each resource of the snapshot its snapshot state in ``target`` by appending to its history."""
+    import datetime as dt
+
+    reverted = []
+    for (kind, name), (gens, deleted) in sorted(_registry_state(list(manifest["documents"])).items()):
+        folder = f"registry/{kind}/{name}"
+        if deleted is None and any(k.endswith("/deleted.json") for k in manifest["documents"] if k.startswith(folder)):
+            continue  # an older store's single marker: left as the snapshot has it
+        now_gens, now_deleted = _registry_state(target.list(folder)).get((kind, name), ([], None))
+        if not now_gens:
+            continue
+        was_live, is_live = _live(gens, deleted), _live(now_gens, now_deleted)
+        last = now_gens[-1]
+        if not was_live:
+            if is_live:  # deleted at the snapshot, applied again since: delete it again
+                target.create_json(f"{folder}/deleted-{last:08d}.json", {"generation": last})
+                reverted.append(f"{kind.lower()}/{name}: deleted (as in the snapshot)")
+            continue
+        doc = json.loads(dest.get(manifest["documents"][f"{folder}/{gens[-1]:08d}.json"]))
+        if is_live and _content(target.read_json(f"{folder}/{last:08d}.json")) == _content(doc):
+            continue  # the live generation is the snapshot's (or a restored copy of it)
+        for gen in range(last + 1, last + 1 + MAX_APPEND_ATTEMPTS):
+            doc.setdefault("metadata", {})["generation"] = gen
+            doc["metadata"]["creationTimestamp"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+            if target.create_json(f"{folder}/{gen:08d}.json", doc):
+                reverted.append(f"{kind.lower()}/{name}: generation {gen} (the snapshot's generation {gens[-1]})")
+                break
+        else:
+            raise ConflictError(
+                f"{kind.lower()}/{name} kept changing while it was restored; stop the writers", param="to"
+            )
+    return reverted
 
 
 def prune_snapshots(

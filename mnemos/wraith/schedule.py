@@ -4,6 +4,9 @@ The state of each entry is ``lastSlot``: the latest scheduled time already handl
 due when its next slot after ``lastSlot`` has passed; it then runs once, and ``lastSlot`` jumps to
 the latest slot at or before now, so a scheduler that was down for a day runs a ``*/15`` task
 once on restart, not 96 times. An entry seen for the first time starts counting from now.
+
+An entry that cannot be planned (a schedule croniter refuses, or one that never fires) keeps its
+``error`` in the state and does not stop the others.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 from croniter import croniter
 
 from mnemos.engram import Engram
-from mnemos.errors import ValidationError
+from mnemos.errors import MnemosError, ValidationError
 
 __all__ = ["STATE", "ScheduleEntry", "entries_from_settings", "plan", "read_state"]
 
@@ -31,8 +34,11 @@ class ScheduleEntry:
     schedule: str | None = None
     interval: float | None = None
     enabled: bool = True
+    error: str | None = None  # why it cannot be planned (a broken entry: never run)
 
     def __post_init__(self) -> None:
+        if self.error is not None:
+            return
         if (self.schedule is None) == (self.interval is None):
             raise ValidationError(f"WRAITH entry {self.name!r} needs a schedule or an interval", param="schedule")
         if self.schedule is not None and not croniter.is_valid(self.schedule):
@@ -63,20 +69,33 @@ class ScheduleEntry:
 
 
 def read_state(engram: Engram) -> dict[str, dict[str, Any]]:
-    """``{task: {lastSlot, nextRun, lastRun, lastJob, lastStatus, lastReason}}`` as last stored."""
+    """``{task: {lastSlot, nextRun, lastRun, lastJob, lastStatus, lastReason, error}}`` as last stored."""
     return engram.read_json(STATE) if engram.exists(STATE) else {}
 
 
 def entries_from_settings(settings: Any) -> list[ScheduleEntry]:
     """The cron jobs of ``settings.wraith.cronjobs``, ``backup`` on ``engram.backups.schedule`` (unless
     declared there), and ``gitops-sync`` when a repo is configured."""
-    out = [ScheduleEntry(c.name, schedule=c.schedule, enabled=c.enabled) for c in settings.wraith.cronjobs]
+    out = [_entry(c.name, c.schedule, c.enabled) for c in settings.wraith.cronjobs]
     if not any(e.name == "backup" for e in out):  # the seed's engram.backups.schedule
-        out.append(ScheduleEntry("backup", schedule=settings.engram.backups.schedule))
+        out.append(_entry("backup", settings.engram.backups.schedule, True))
     gitops = settings.wraith.gitops
     if gitops.repo and not any(e.name == "gitops-sync" for e in out):
         out.append(ScheduleEntry("gitops-sync", interval=float(gitops.interval)))
     return out
+
+
+def _entry(name: str, schedule: str, enabled: bool) -> ScheduleEntry:
+    """A cron entry, or a broken one carrying the reason (settings validate schedules; this is the
+    last guard, so that one bad entry never stops the others)."""
+    try:
+        return ScheduleEntry(name, schedule=schedule, enabled=enabled)
+    except MnemosError as exc:
+        return ScheduleEntry(name, schedule=schedule, enabled=enabled, error=exc.message)
+
+
+def _reason(exc: Exception) -> str:
+    return exc.message if isinstance(exc, MnemosError) else f"{type(exc).__name__}: {exc}"
 
 
 def plan(
@@ -99,16 +118,25 @@ def plan(
     wake_at: float | None = None
     for entry in entries:
         current = new_state.setdefault(entry.name, {})
+        current.pop("error", None)
         if not entry.enabled:
             current["nextRun"] = None
             continue
-        last_slot = current.get("lastSlot")
-        if last_slot is None:
-            current["lastSlot"] = last_slot = now  # first sight: count from now
-        slot = entry.next_after(float(last_slot))
-        if slot <= now:
+        try:
+            if entry.error is not None:
+                raise ValidationError(entry.error, param="schedule")
+            last_slot = current.get("lastSlot")
+            start = now if last_slot is None else float(last_slot)  # first sight: count from now
+            slot = entry.next_after(start)
+            run = last_slot is not None and slot <= now
+            last = entry.latest_at(now) if run else start
+            next_run = entry.next_after(last)
+        except Exception as exc:  # noqa: BLE001 - this entry is broken; the others still run
+            current["error"] = f"cannot plan {entry.name}: {_reason(exc)}"
+            current["nextRun"] = None
+            continue
+        if run:
             due.append((entry.name, "schedule" if now - slot <= ON_TIME else "missed"))
-            current["lastSlot"] = entry.latest_at(now)
-        current["nextRun"] = entry.next_after(float(current["lastSlot"]))
-        wake_at = current["nextRun"] if wake_at is None else min(wake_at, current["nextRun"])
+        current["lastSlot"], current["nextRun"] = last, next_run
+        wake_at = next_run if wake_at is None else min(wake_at, next_run)
     return due, new_state, wake_at

@@ -38,7 +38,7 @@ __all__ = [
     "task_options",
 ]
 
-# task name (as in settings.wraith.cronjobs) -> function name in this module
+# task name (as in settings.wraith.cronjobs; the same names as mnemos.config.WRAITH_TASKS) -> function name
 TASKS: dict[str, str] = {
     "compact-logs": "compact_logs",
     "replay-events": "replay_events",

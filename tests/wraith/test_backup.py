@@ -105,3 +105,33 @@ def test_default_destination() -> None:
     assert default_destination("s3://bucket/root") == "s3://bucket/backups"
     with pytest.raises(ValidationError, match="engram.backups.destination"):
         default_destination("s3://bucket")
+
+
+def test_forced_restore_brings_back_the_snapshot_state_of_its_resources(local_engram: Engram) -> None:
+    """Deleted since: live again; changed since: the snapshot's spec; both as new registry entries."""
+    _populate(local_engram)
+    registry = Registry(local_engram)
+    registry.apply(parse_resource(model_doc("gamma")))
+    report = backup(local_engram)
+    registry.delete("Model", "alpha")  # generation 2 deleted after the snapshot
+    registry.apply(parse_resource(model_doc("gamma", replicas=3)))  # changed after the snapshot
+    registry.apply(parse_resource(model_doc("beta")))  # deleted in the snapshot, applied again since
+    registry.apply(parse_resource(model_doc("delta")))  # created after the snapshot: stays
+    before = set(all_keys(local_engram))
+
+    restored = restore(Engram(report.destination), "latest", local_engram, force=True)
+    assert set(all_keys(local_engram)) >= before  # history is append-only: nothing removed
+    alpha = registry.get("Model", "alpha")
+    assert (alpha.generation, alpha.spec_dump()) == (3, registry.get("Model", "alpha", 2).spec_dump())
+    gamma = registry.get("Model", "gamma")
+    assert (gamma.generation, gamma.spec_dump()) == (3, registry.get("Model", "gamma", 1).spec_dump())
+    with pytest.raises(NotFoundError):
+        registry.get("Model", "beta")
+    assert registry.get("Model", "delta").generation == 1
+    assert restored.reverted == [
+        "model/alpha: generation 3 (the snapshot's generation 2)",
+        "model/beta: deleted (as in the snapshot)",
+        "model/gamma: generation 3 (the snapshot's generation 1)",
+    ]
+    again = restore(Engram(report.destination), "latest", local_engram, force=True)
+    assert again.reverted == []  # the root now holds the snapshot's state

@@ -76,3 +76,29 @@ def test_entries_from_default_settings() -> None:
         ("retention", "30 3 * * *"),
         ("backup", "0 */6 * * *"),
     ]
+
+
+def test_an_entry_that_cannot_be_planned_does_not_stop_the_others() -> None:
+    """Settings refuse such schedules; settings made without validation still plan every good entry."""
+    from types import SimpleNamespace
+
+    settings = SimpleNamespace(
+        wraith=SimpleNamespace(
+            cronjobs=[
+                SimpleNamespace(name="backup", schedule="* * * * *", enabled=True),
+                SimpleNamespace(name="retention", schedule="0 0 31 2 *", enabled=True),  # never fires
+                SimpleNamespace(name="compact-logs", schedule="bad", enabled=True),
+            ],
+            gitops=SimpleNamespace(repo=None),
+        ),
+        engram=SimpleNamespace(backups=SimpleNamespace(schedule="0 */6 * * *")),
+    )
+    entries = entries_from_settings(settings)
+    t0 = at("2030-01-01 03:00:30")
+    _, state, _ = plan(entries, {}, t0)
+    due, state, wake_at = plan(entries, state, t0 + 60)
+    assert due == [("backup", "schedule")]
+    assert wake_at == at("2030-01-01 03:02:00")
+    assert "cannot plan retention" in state["retention"]["error"] and state["retention"]["nextRun"] is None
+    assert "'bad' is not a cron schedule" in state["compact-logs"]["error"]
+    assert "error" not in state["backup"]
