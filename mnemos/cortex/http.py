@@ -20,8 +20,9 @@ What a body may ask for: ``priority`` within -1000..1000 and ``maxAttempts`` wit
 of ``parents`` must be a lineage node that exists and whose data the caller reads (its owner —
 a job's, a run's, or for a step or artifact the nearest job, run or request it came from — is the
 caller, or the caller is an operator or admin; a node nobody owns, such as a model, is shared);
-otherwise 404 naming ``parents[i]``, the same for a node that does not exist and one of another's. Labels under ``mnemos.dev/`` are MNEMOS's (422):
-the gateway sets ``mnemos.dev/team`` to the caller's team, which Policy quotas ``per: team`` count.
+otherwise 404 naming ``parents[i]``, the same for a node that does not exist and one of another's.
+Labels under ``mnemos.dev/`` are MNEMOS's (422): the gateway sets ``mnemos.dev/team`` to the
+caller's team, which Policy quotas ``per: team`` count.
 
 Ownership: a job's ``owner`` is the subject of the principal that submitted it. Developers list,
 read, read logs of and cancel their own jobs only — another's is 404, as if it did not exist;

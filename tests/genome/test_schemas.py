@@ -117,7 +117,8 @@ def test_policy_quotas_group_by_identity_and_old_documents_still_load() -> None:
 
     root = Path(__file__).resolve().parents[2] / "deployments"
     docs = [d for p in sorted(root.rglob("*.yaml")) if "kind: Policy" in p.read_text()
-            for d in yaml.safe_load_all(p.read_text()) if isinstance(d, dict) and d.get("kind") == "Policy"]  # fmt: skip
+            for d in yaml.safe_load_all(p.read_text())
+            if isinstance(d, dict) and d.get("kind") == "Policy"]  # (Helm values have no kind)
     quotas = [q for d in docs for q in parse_resource(d).spec.quotas]
     assert quotas and all(q.per == "label" and q.label == "team" for q in quotas)
     per = [{"per": "principal", "maxRunningJobs": 2}, {"per": "team", "teams": ["vision"], "maxGpus": 1}]
