@@ -20,10 +20,12 @@ app = typer.Typer(
     name="mnemos",
     help=(
         "MNEMOS: an AI-operations platform on Ray.\n\n"
-        "The front door: every client (this CLI, notebooks, GitOps sync, OpenAI clients) reaches "
+        "The front door: every client (this CLI, notebooks, OpenAI clients) reaches "
         "the platform through RELAY's authenticated HTTP API, where SOUL authenticates, authorizes the verb and "
         "rate-limits each call before its body is read; use an API key (`mnemos login`). Only the embedded local "
         "mode (`mnemos up` on a laptop) reads and writes ENGRAM directly, as the local admin. "
+        "A few commands work on the platform's own machine only and refuse --url: sync, restore, token, "
+        "wraith, model register (GitOps sync runs there, or as WRAITH's gitops-sync task). "
         "Docs: docs/guides/front-door.md."
     ),
     no_args_is_help=True,

@@ -46,11 +46,8 @@ def emit(data: Any, output: Output, columns: Sequence[str] = (), rows: Sequence[
     out = _document_out
     if output is Output.json:
         print(json.dumps(data, indent=2, sort_keys=False, default=str), file=out, flush=True)
-    elif output is Output.yaml:
-        if isinstance(data, list):
-            print(yaml.safe_dump_all(data, sort_keys=False).rstrip(), file=out, flush=True)
-        else:
-            print(yaml.safe_dump(data, sort_keys=False).rstrip(), file=out, flush=True)
+    elif output is Output.yaml:  # one document, as -o json: a listing is a YAML list (`[]` when empty)
+        print(yaml.safe_dump(data, sort_keys=False).rstrip(), file=out, flush=True)
     else:
         table = Table(*columns, box=None, pad_edge=False)
         for row in rows:

@@ -13,7 +13,7 @@ from typing import Any
 from mnemos.client import Client
 from mnemos.config import load_settings
 
-__all__ = ["event_position", "open_client", "platform_address", "remote_url"]
+__all__ = ["event_position", "open_client", "platform_address", "remote_url", "require_local"]
 
 
 def remote_url() -> str | None:
@@ -21,6 +21,25 @@ def remote_url() -> str | None:
     from mnemos.remote import endpoint_url
 
     return endpoint_url()
+
+
+def require_local(command: str) -> None:
+    """Refuse ``mnemos <command>`` when a gateway URL is configured: it works on the platform's machine.
+
+    Such commands read or write ENGRAM, the backup store or the Ray cluster of this machine; over
+    ``--url`` they would act on the wrong platform (or fail), so they stop with one line instead.
+
+    Raises:
+        ValidationError: a gateway URL is configured (``--url``, ``MNEMOS_URL``, ``mnemos login``).
+    """
+    if remote_url():
+        from mnemos.errors import ValidationError
+
+        raise ValidationError(
+            f"`mnemos {command}` works on the platform's own machine, not over --url: "
+            "run it there (or unset MNEMOS_URL / mnemos logout)",
+            param="url",
+        )
 
 
 def platform_address() -> str | None:

@@ -48,48 +48,69 @@ def sync(
     repo: str = typer.Option(..., "--repo", help="Git URL or local path of the ops repository."),
     path: str = typer.Option(..., "--path", help="Folder of the repository to apply, e.g. environments/dev."),
     prune: bool = typer.Option(False, "--prune", help="Delete resources this source created that Git no longer has."),
-    ref: str = typer.Option("main", "--ref", help="Branch, tag or commit."),
+    adopt: bool = typer.Option(
+        False, "--adopt", help="Take over resources that exist but were not created by GitOps (e.g. `mnemos apply`)."
+    ),
+    ref: str = typer.Option("main", "--ref", help="Branch, tag or commit (a short sha too)."),
     interval: str | None = typer.Option(None, "--interval", help="Sync again every INTERVAL (e.g. 5m)."),
     count: int | None = typer.Option(None, "--count", min=1, help="With --interval: stop after COUNT syncs."),
     output: Output = typer.Option(Output.table, "-o", "--output"),
 ) -> None:
-    """Make the registry equal to a folder of a Git repository; revert drift; record it in lineage."""
-    from mnemos.cli._session import open_client
-    from mnemos.errors import MnemosError
+    """Make the registry equal to a folder of a Git repository; revert drift; record it in lineage.
+
+    Runs on the platform's own machine (it keeps its state in ENGRAM): not over --url.
+    """
+    from mnemos.cli._session import open_client, require_local
+    from mnemos.errors import MnemosError, ValidationError
     from mnemos.wraith.gitops import sync as run_sync
     from mnemos.wraith.gitops import sync_loop
 
+    require_local("sync")
+    if count is not None and interval is None:
+        raise ValidationError("--count needs --interval: pass both, or neither for one sync", param="count")
+    seconds = _seconds(interval, "--interval") if interval is not None else None
     client = open_client(publish=True)
-    if interval is None:
-        _print_report(run_sync(client, repo, path, prune=prune, ref=ref), output)
+    if seconds is None:
+        _print_report(run_sync(client, repo, path, prune=prune, ref=ref, adopt=adopt), output)
         return
+    failures: list[MnemosError] = []
 
     def on_error(exc: Exception) -> None:
         if not isinstance(exc, MnemosError):
             raise exc
+        failures.append(exc)
         err_console.print(f"error: {exc.message}")
 
     try:
-        sync_loop(
+        done = sync_loop(
             client,
             repo,
             path,
-            interval=_seconds(interval, "--interval"),
+            interval=seconds,
             count=count,
             prune=prune,
             ref=ref,
+            adopt=adopt,
             on_report=lambda r: _print_report(r, output),
             on_error=on_error,
         )
     except KeyboardInterrupt:
         console.print("sync: stopped")
+        done = None
+    if failures:
+        of = f" of {done}" if done is not None else ""
+        err_console.print(f"error: {len(failures)}{of} syncs failed")
+        raise typer.Exit(failures[-1].exit_code)
 
 
 def diff(
     file: list[Path] = typer.Option(..., "-f", "--file", help="File or folder of YAML resources (repeatable)."),
     output: Output = typer.Option(Output.table, "-o", "--output"),
 ) -> None:
-    """Show what applying these files would change, as unified diffs of the YAML (values*.yaml skipped)."""
+    """Show what applying these files would change, as unified diffs of the YAML (values*.yaml skipped).
+
+    Over --url the live resources are read through the gateway's API.
+    """
     from mnemos.cli._session import open_client
     from mnemos.wraith.gitops import diff as compute_diff
     from mnemos.wraith.gitops import load_resources
@@ -123,17 +144,30 @@ def restore(
     source: str | None = typer.Option(None, "--from", help="Backup URI (default: engram.backups.destination)."),
     force: bool = typer.Option(False, "--force", help="Restore into a root that is not empty."),
 ) -> None:
-    """Restore a WRAITH backup: registry, refs, logs and their blobs."""
+    """Restore a WRAITH backup: registry, refs, logs and their blobs (on the platform's own machine)."""
+    from mnemos.cli._session import require_local
     from mnemos.config import load_settings
     from mnemos.engram import Engram
     from mnemos.wraith.backup import options_for
     from mnemos.wraith.backup import restore as run_restore
 
+    require_local("restore")
     settings = load_settings()
     root = Engram.from_settings(settings)
     target = Engram(to, options_for(to, root)) if to else root
+    if target.uri == root.uri:
+        from mnemos.cradle import read_cluster
+        from mnemos.errors import ConflictError
+
+        if read_cluster():  # its actors would write the root while it is restored
+            raise ConflictError(
+                f"the platform is up on {root.uri}: stop it with `mnemos down` first, or restore elsewhere with --to",
+                param="to",
+            )
     report = run_restore(backup_store(source), snapshot, target, force=force)
     console.print(
         f"restored snapshot {report.snapshot} into {report.target}: "
         f"{report.documents} documents, {report.refs} refs, {report.blobs} blobs"
     )
+    for line in report.reverted:
+        console.print(f"reverted to the snapshot: {line}")

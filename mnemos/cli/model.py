@@ -24,9 +24,12 @@ def init_tiny(
     ),
 ) -> None:
     """Write a tiny random Llama-style model with a locally trained tokenizer (Hugging Face format)."""
+    from mnemos.cli._session import require_local
     from mnemos.neuron.models import init_tiny as make
     from mnemos.neuron.models import store_model, tree_digest
 
+    if store:
+        require_local("model init-tiny --store")
     folder = make(directory, seed)
     console.print(f"tiny model written to {folder} ({tree_digest(folder)})")
     if store:
@@ -46,8 +49,10 @@ def register(
     param: list[str] = typer.Option([], "--param", help="Runtime param NAME=VALUE (repeatable)."),
 ) -> None:
     """Store a model folder in ENGRAM and apply a Model pinned to its digest."""
-    from mnemos.cli._session import open_client
+    from mnemos.cli._session import open_client, require_local
     from mnemos.cli.run import parse_params
+
+    require_local("model register")
     from mnemos.neuron.models import register as register_model
 
     params = parse_params(param, example="maxBatchSize=8")  # before any cluster is reached

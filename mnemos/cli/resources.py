@@ -59,7 +59,7 @@ def _load(files: list[Path]) -> list[Any]:
 
 
 def get(
-    kind: str = typer.Argument(..., help="Model, Policy, Adapter or Pipeline."),
+    kind: str = typer.Argument(..., help="Model, Policy, Adapter, Pipeline or Function."),
     name: str | None = typer.Argument(None),
     generation: int | None = typer.Option(None, "--generation", "-g"),
     output: Output = typer.Option(Output.table, "-o", "--output"),

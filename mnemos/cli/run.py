@@ -17,7 +17,7 @@ from mnemos.errors import BadRequestError
 __all__ = ["cancel_run", "get_run", "list_runs", "parse_params", "register", "resume", "run", "runs_app"]
 
 _TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-runs_app = typer.Typer(help="Pipeline runs: list, show, cancel.", no_args_is_help=True)
+runs_app = typer.Typer(help="Pipeline runs: list, get, cancel.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -19,10 +19,12 @@ app = typer.Typer(help="Create, list and revoke tokens and API keys.", no_args_i
 
 
 def _store():  # noqa: ANN202 - IdentityStore, imported lazily
+    from mnemos.cli._session import require_local
     from mnemos.config import load_settings
     from mnemos.engram import Engram
     from mnemos.soul.store import IdentityStore
 
+    require_local("token")  # ENGRAM of this machine; over HTTP: /v1/tokens
     settings = load_settings()
     return IdentityStore.from_settings(settings, Engram.from_settings(settings))
 

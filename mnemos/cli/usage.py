@@ -1,7 +1,9 @@
 """``mnemos usage``: requests, tokens and spend per principal, team and model (``GET /v1/usage``).
 
-Asks the gateway (``--url``, default ``http://<relay.host>:<relay.port>``) with the credential of
-``mnemos login`` (or ``MNEMOS_API_KEY``); admins and operators see everyone, others their own.
+Asks the gateway (``--url``, ``MNEMOS_URL`` or the URL of ``mnemos login``; default
+``http://<relay.host>:<relay.port>``) with the credential of ``mnemos login`` (or
+``MNEMOS_API_KEY``); admins and operators see everyone, others their own. Without a credential
+the error says how to get one.
 """
 
 from __future__ import annotations
@@ -54,15 +56,28 @@ def usage(
     output: Output = typer.Option(Output.table, "-o", "--output"),
 ) -> None:
     """Usage and spend per principal, team and model over a window."""
+    from mnemos.cli._session import remote_url
     from mnemos.config import load_settings
+    from mnemos.errors import AuthenticationError
     from mnemos.soul.credentials import authorization_header
 
+    url = url or remote_url()
     if url is None:
         settings = load_settings()
         url = f"http://{settings.relay.host}:{settings.relay.port}"
     params = {"window": window, "group_by": by}
     params.update({k: v for k, v in (("principal", principal), ("team", team), ("model", model)) if v is not None})
-    body = fetch_usage(url, params, authorization_header())
+    headers = authorization_header()
+    try:
+        body = fetch_usage(url, params, headers)
+    except AuthenticationError as exc:
+        if headers:
+            raise
+        raise AuthenticationError(
+            f"{exc.message.rstrip('.')}: usage is read from the gateway with a credential: run "
+            "`mnemos login --api-key …` (the bootstrap admin key `mnemos up` printed) or set MNEMOS_API_KEY",
+            param=exc.param,
+        ) from None
     groups = [g.strip() for g in by.split(",") if g.strip()]
     columns = tuple(g.upper() for g in groups) + ("REQUESTS", "PROMPT", "COMPLETION", "SPEND", "CACHED")
     rows = [

@@ -9,8 +9,13 @@ from typing import Any
 import typer
 
 from mnemos.cli._output import Output, console, emit
+from mnemos.cli._session import require_local
 
-__all__ = ["app", "list_tasks", "run", "snapshots"]
+__all__ = ["NEEDS_PLATFORM", "USES_PLATFORM", "app", "list_tasks", "run", "snapshots"]
+
+# Tasks that reach the platform's actors: `--local` joins the running cluster for them.
+USES_PLATFORM = frozenset({"replay-events", "gitops-sync"})
+NEEDS_PLATFORM = frozenset({"replay-events"})  # CORTEX's jobs: no platform, nothing to replay
 
 app = typer.Typer(
     help="WRAITH background tasks: log compaction, dead-job replay, retention, backups, GitOps sync.",
@@ -24,9 +29,16 @@ def _when(t: float | None) -> str:
     return dt.datetime.fromtimestamp(float(t), dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def _next_run(item: dict[str, Any]) -> str:
+    if not item["enabled"]:
+        return "disabled"
+    return f"never: {item['scheduleError']}" if item["scheduleError"] else _when(item["nextRun"])
+
+
 @app.command("list")
 def list_tasks(output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
-    """Each task: schedule, last run (and how it ended), next run."""
+    """Each task: schedule, last run (and how it ended), next run (or why it has none)."""
+    require_local("wraith list")
     from mnemos.config import load_settings
     from mnemos.engram import Engram
     from mnemos.wraith.schedule import entries_from_settings, read_state
@@ -44,8 +56,12 @@ def list_tasks(output: Output = typer.Option(Output.table, "-o", "--output")) ->
             else {}
         )
         next_run = current.get("nextRun") if current.get("lastSlot") is not None else None
-        if entry.enabled and next_run is None:
-            next_run = entry.next_after(now)
+        error = entry.error or current.get("error")
+        if entry.enabled and next_run is None and error is None:
+            try:
+                next_run = entry.next_after(now)
+            except Exception as exc:  # noqa: BLE001 - shown on its line; the other entries still list
+                error = f"cannot plan {entry.name}: {exc}"
         items.append(
             {
                 "name": entry.name,
@@ -55,7 +71,8 @@ def list_tasks(output: Output = typer.Option(Output.table, "-o", "--output")) ->
                 "lastJob": current.get("lastJob"),
                 "lastStatus": finished.get("status") if finished else current.get("lastStatus"),
                 "lastError": finished.get("error"),
-                "nextRun": next_run if entry.enabled else None,
+                "nextRun": next_run if entry.enabled and error is None else None,
+                "scheduleError": error if entry.enabled else None,
             }
         )
     emit(
@@ -68,7 +85,7 @@ def list_tasks(output: Output = typer.Option(Output.table, "-o", "--output")) ->
                 i["schedule"],
                 _when(i["lastRun"]),
                 i["lastStatus"] or "-",
-                _when(i["nextRun"]) if i["enabled"] else "disabled",
+                _next_run(i),
             )
             for i in items
         ],
@@ -78,20 +95,37 @@ def list_tasks(output: Output = typer.Option(Output.table, "-o", "--output")) ->
 @app.command()
 def run(
     name: str = typer.Argument(..., help="compact-logs, replay-events, retention, backup or gitops-sync."),
-    local: bool = typer.Option(False, "--local", help="Run in this process, without the platform."),
+    local: bool = typer.Option(
+        False,
+        "--local",
+        help="Run in this process, not as a CORTEX job (replay-events and gitops-sync join a running platform; "
+        "replay-events needs one).",
+    ),
     output: Output = typer.Option(Output.yaml, "-o", "--output"),
 ) -> None:
     """Run a task now: through the WRAITH actor and CORTEX, or here with --local."""
+    require_local("wraith run")
+    from mnemos.cli._session import open_client, platform_address
     from mnemos.config import load_settings
+    from mnemos.errors import UnavailableError
     from mnemos.wraith.tasks import run_local, task_function
 
     task_function(name)  # an unknown name lists the valid ones
     settings = load_settings()
     if local:
+        if name in USES_PLATFORM:  # it talks to CORTEX / the controllers: join the running cluster
+            address = platform_address()
+            if address:
+                from mnemos.cradle import init_ray
+
+                init_ray(address, settings)
+            elif name in NEEDS_PLATFORM:
+                raise UnavailableError(
+                    f"{name} needs the platform's CORTEX even with --local: start it with `mnemos up`",
+                    param="local",
+                )
         emit(run_local(settings, name), output if output is not Output.table else Output.yaml)
         return
-    from mnemos.cli._session import open_client, platform_address
-    from mnemos.errors import UnavailableError
 
     if not platform_address():
         raise UnavailableError("no platform is up: start one with `mnemos up`, or pass --local", param="local")
@@ -112,6 +146,7 @@ def snapshots(
     output: Output = typer.Option(Output.table, "-o", "--output"),
 ) -> None:
     """The snapshots at the backup URI, oldest first."""
+    require_local("wraith snapshots")
     from mnemos.cli.gitops import backup_store
     from mnemos.wraith.backup import SNAPSHOTS, list_snapshots
 

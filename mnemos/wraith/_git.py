@@ -16,6 +16,7 @@ from mnemos.errors import NotFoundError, UnavailableError, ValidationError
 
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 GIT_TIMEOUT = 300.0
+_SHORT_SHA = re.compile(r"[0-9a-fA-F]{4,39}")  # an abbreviated commit sha
 
 
 def redact(text: str) -> str:
@@ -66,6 +67,26 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _fetch(folder: Path, ref: str) -> str:
+    """Fetch ``ref`` (a branch, tag or full sha) into ``folder``; what to check out.
+
+    A remote serves only names and full shas: for an abbreviated sha, fetch every branch and tag
+    and resolve it here (``git rev-parse``), as ``git checkout <short sha>`` would.
+    """
+    try:
+        _run(["fetch", "-q", "--no-tags", "origin", ref], cwd=folder)
+        return "FETCH_HEAD"
+    except NotFoundError:
+        if not _SHORT_SHA.fullmatch(ref):
+            raise
+    _run(["fetch", "-q", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*"], cwd=folder)
+    try:
+        return _run(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=folder)
+    except UnavailableError:
+        raise NotFoundError(f"git: ref {ref!r} not found in the repository (no branch, tag or commit)",
+                            param="ref") from None  # fmt: skip
+
+
 @contextmanager
 def checkout(repo: str, ref: str, home: Path) -> Iterator[tuple[Path, str]]:
     """A working copy of ``repo`` at ``ref``, held under a lock: ``(folder, commit sha)``.
@@ -86,8 +107,7 @@ def checkout(repo: str, ref: str, home: Path) -> Iterator[tuple[Path, str]]:
             _run(["remote", "add", "origin", url], cwd=folder)
         else:
             _run(["remote", "set-url", "origin", url], cwd=folder)
-        _run(["fetch", "-q", "--no-tags", "origin", ref], cwd=folder)
-        _run(["reset", "-q", "--hard", "FETCH_HEAD"], cwd=folder)
+        _run(["reset", "-q", "--hard", _fetch(folder, ref)], cwd=folder)
         _run(["clean", "-q", "-fdx"], cwd=folder)
         sha = _run(["rev-parse", "HEAD"], cwd=folder)
         yield folder, sha

@@ -9,6 +9,8 @@ guardrail admits). Resources it applies carry three annotations::
     mnemos.dev/git-path:   <file inside the repository>
 
 so that ``prune`` removes only resources that this repository and folder created. A resource
+that exists but that no sync created (``mnemos apply``) is a conflict: ``adopt=True`` takes it
+over (and from then on ``prune`` may delete it). A resource this source synced and someone
 changed outside Git (drift) is put back by the next sync and reported as ``reverted``. Each
 sync is recorded in lineage (``sync:<id>`` with the commit sha and the diff), and its state
 (commit, what each resource looked like) in ENGRAM under ``wraith/gitops/``.
@@ -29,8 +31,9 @@ from typing import Any
 import yaml
 
 from mnemos.config import default_home
-from mnemos.errors import ConflictError, NotFoundError, ValidationError
+from mnemos.errors import ConflictError, MnemosError, NotFoundError, ValidationError
 from mnemos.genome import Policy, Resource, admit, load_paths
+from mnemos.genome.kinds import refuse_duplicates
 from mnemos.trace.lineage import record
 from mnemos.wraith._git import checkout, normalize_repo, redact
 
@@ -132,8 +135,12 @@ def _yaml_diff(live: Resource | None, desired: Resource | None, label: str) -> s
 
 
 def _live(client: Any, resource: Resource) -> Resource | None:
+    """The stored resource: from the registry (embedded) or the gateway's API (a ``RemoteClient``)."""
+    registry = getattr(client, "registry", None)
     try:
-        return client.registry.get(type(resource).__name__, resource.name)
+        if registry is None:
+            return client.get(type(resource).__name__, resource.name)  # type: ignore[no-any-return]
+        return registry.get(type(resource).__name__, resource.name)
     except NotFoundError:
         return None
 
@@ -179,23 +186,23 @@ def _desired(folder: Path, path: str, repo_id: str) -> list[Resource]:
     root = folder / relative
     if not root.exists():
         raise NotFoundError(f"path {path!r} does not exist in the repository", param="path")
+    try:
+        located = [(r, f.relative_to(folder).as_posix()) for f in resource_files(root) for r in load_paths([f])]
+    except MnemosError as exc:  # name the file inside the repository, not the working copy's path
+        exc.message = exc.message.replace(f"{folder}/", "")
+        exc.args = (exc.message,)
+        raise
+    refuse_duplicates(located)
     resources: list[Resource] = []
-    seen: dict[str, str] = {}
-    for file in resource_files(root):
-        where = file.relative_to(folder).as_posix()
-        for resource in load_paths([file]):
-            ident = _ident(resource)
-            if ident in seen:
-                raise ValidationError(f"{ident} is declared twice: in {seen[ident]} and {where}", param="path")
-            seen[ident] = where
-            annotated = resource.model_copy(deep=True)
-            annotated.metadata.annotations = {
-                **resource.metadata.annotations,
-                ANNOTATION_MANAGED_BY: MANAGER,
-                ANNOTATION_REPO: repo_id,
-                ANNOTATION_PATH: where,
-            }
-            resources.append(annotated)
+    for resource, where in located:
+        annotated = resource.model_copy(deep=True)
+        annotated.metadata.annotations = {
+            **resource.metadata.annotations,
+            ANNOTATION_MANAGED_BY: MANAGER,
+            ANNOTATION_REPO: repo_id,
+            ANNOTATION_PATH: where,
+        }
+        resources.append(annotated)
     return sorted(resources, key=lambda r: (_APPLY_ORDER.get(type(r).__name__, 9), r.name))
 
 
@@ -215,9 +222,16 @@ def _in_scope(resource: Resource, repo_id: str, path: str) -> bool:
     )
 
 
+def _not_ours(live: Resource | None, synced: dict[str, str]) -> bool:
+    """A resource that exists but no sync created (``mnemos apply``), nor this source synced before."""
+    if live is None or live.metadata.annotations.get(ANNOTATION_MANAGED_BY) == MANAGER:
+        return False
+    return _ident(live) not in synced  # one this source synced and someone re-applied by hand is drift
+
+
 def _check_owner(live: Resource | None, repo_id: str, path: str) -> None:
     if live is None or live.metadata.annotations.get(ANNOTATION_MANAGED_BY) != MANAGER:
-        return  # absent, or applied by hand before GitOps took over: sync adopts it
+        return  # absent, or not created by GitOps (see _not_ours)
     if not _in_scope(live, repo_id, path):
         notes = live.metadata.annotations
         raise ConflictError(
@@ -247,10 +261,12 @@ def sync(
     prune: bool = False,
     ref: str = "main",
     home: Path | None = None,
+    adopt: bool = False,
 ) -> SyncReport:
     """Make the registry equal to ``path`` of ``repo`` at ``ref``; see the module docstring.
 
-    Nothing is applied when any document is invalid or refused by admission.
+    Nothing is applied when any document is invalid or refused by admission, or when one of them
+    exists but this source did not create it and ``adopt`` is not set (``ConflictError``).
     """
     repo_id = redact(normalize_repo(repo))
     path = path.strip("/") or "."
@@ -261,8 +277,18 @@ def sync(
     report = SyncReport(uuid.uuid4().hex[:12], repo_id, path, ref, commit)
     wanted = {_ident(r) for r in desired}
     orphans = [r for r in client.registry.list() if _in_scope(r, repo_id, path) and _ident(r) not in wanted]
+    foreign = []
     for resource in desired:
-        _check_owner(_live(client, resource), repo_id, path)
+        live = _live(client, resource)
+        _check_owner(live, repo_id, path)
+        if _not_ours(live, state["resources"]):
+            foreign.append(_ident(resource).lower())
+    if foreign and not adopt:
+        raise ConflictError(
+            f"{', '.join(foreign)}: exists, not managed by this source (made by `mnemos apply`?): "
+            "sync with --adopt to take it over",
+            param="adopt",
+        )
     _preadmit(client, desired, {_ident(r) for r in orphans} if prune else set())
     diffs: list[str] = []
     applied: list[Resource] = []
@@ -338,6 +364,7 @@ def sync_loop(
     count: int | None = None,
     prune: bool = False,
     ref: str = "main",
+    adopt: bool = False,
     on_report: Callable[[SyncReport], None] = lambda r: None,
     on_error: Callable[[Exception], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -353,7 +380,7 @@ def sync_loop(
     while count is None or done < count:
         started = time.monotonic()
         try:
-            on_report(sync(client, repo, path, prune=prune, ref=ref))
+            on_report(sync(client, repo, path, prune=prune, ref=ref, adopt=adopt))
         except Exception as exc:
             if on_error is None:
                 raise

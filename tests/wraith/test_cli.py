@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,64 @@ def test_restore_from_cli(home: Path, capsys) -> None:
     assert Engram(str(home / "restored")).refs() == {"data/x": engram.get_ref("data/x")}
     _, err = run(capsys, "restore", "20000101T000000Z-abc", "--to", str(home / "other"), code=3)
     assert "not found" in err
+
+
+def test_restore_is_refused_while_the_platform_is_up_on_the_root(home: Path, capsys) -> None:
+    engram = Engram(str(home / "engram"))
+    engram.set_ref("data/x", engram.put(b"x"))
+    run(capsys, "wraith", "run", "backup", "--local")
+    (home / "home").mkdir(exist_ok=True)
+    (home / "home" / "cluster.json").write_text(json.dumps({"pid": os.getpid(), "address": "127.0.0.1:1"}))
+    _, err = run(capsys, "restore", "latest", "--force", code=4)
+    assert err.strip().splitlines() == [
+        f"error: the platform is up on {engram.uri}: stop it with `mnemos down` first, or restore elsewhere with --to"
+    ]
+    out, _ = run(capsys, "restore", "latest", "--to", str(home / "scratch"))  # another root: allowed
+    assert "restored snapshot" in out
+
+
+def test_settings_errors_are_one_line(home: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MNEMOS_WRAITH__CRONJOBS", "notjson")
+    _, err = run(capsys, "wraith", "list", code=2)
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: MNEMOS_WRAITH__CRONJOBS is not valid JSON")
+    monkeypatch.setenv("MNEMOS_WRAITH__CRONJOBS", '[{"name": "backup", "schedule": "0 0 31 2 *"}]')
+    _, err = run(capsys, "up", code=2)
+    assert err.startswith("error: settings.wraith.cronjobs.0.schedule: '0 0 31 2 *' never fires")
+    assert not (home / "home" / "cluster.json").exists()
+    monkeypatch.delenv("MNEMOS_WRAITH__CRONJOBS")
+    monkeypatch.setenv("MNEMOS_ENGRAM__BACKUPS__RETENTIONDAYS", "-1")
+    _, err = run(capsys, "wraith", "run", "backup", "--local", code=2)
+    assert err.startswith("error: settings.engram.backups.retentionDays: ")
+
+
+def test_wraith_list_shows_an_entry_that_cannot_be_planned(home: Path, capsys) -> None:
+    engram = Engram(str(home / "engram"))
+    engram.write_json(
+        "wraith/state.json", {"retention": {"lastSlot": 1.0, "nextRun": None, "error": "cannot plan retention: boom"}}
+    )
+    out, _ = run(capsys, "wraith", "list", "-o", "json")
+    by_name = {i["name"]: i for i in json.loads(out)}
+    assert by_name["retention"]["scheduleError"] == "cannot plan retention: boom"
+    assert by_name["retention"]["nextRun"] is None and by_name["backup"]["nextRun"] is not None
+    out, _ = run(capsys, "wraith", "list")
+    assert "never: cannot plan" in out and "boom" in out  # the table may wrap the cell
+
+
+def test_local_replay_joins_the_running_platform(home: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mnemos.cli._session as session
+    import mnemos.cradle as cradle
+    from mnemos.errors import UnavailableError
+
+    monkeypatch.setattr(session, "platform_address", lambda: None)
+    _, err = run(capsys, "wraith", "run", "replay-events", "--local", code=10)
+    assert "replay-events needs the platform's CORTEX even with --local: start it with `mnemos up`" in err
+    joined = []
+
+    def init_ray(address, settings):
+        joined.append(address)
+        raise UnavailableError("stop here")
+
+    monkeypatch.setattr(session, "platform_address", lambda: "127.0.0.1:6379")
+    monkeypatch.setattr(cradle, "init_ray", init_ray)
+    run(capsys, "wraith", "run", "replay-events", "--local", code=10)
+    assert joined == ["127.0.0.1:6379"]
