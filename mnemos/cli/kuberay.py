@@ -1,4 +1,4 @@
-"""``mnemos kuberay render|apply|status|delete|validate``: MNEMOS on Kubernetes with KubeRay."""
+"""``mnemos kuberay render|apply|status|delete|validate|chart-schema``: MNEMOS on Kubernetes with KubeRay."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ __all__ = [
     "VALUES",
     "app",
     "apply",
+    "chart_schema",
     "delete",
     "render",
     "status",
@@ -179,26 +180,54 @@ def delete(
 
 @app.command()
 def validate(
-    files: list[Path] = typer.Argument(..., help="Manifest files (ray.io/v1 documents are checked)."),
+    files: list[Path] = typer.Argument(..., help="Manifest files (ray.io documents are checked, others skipped)."),
     crd_dir: Path | None = CRDS,
 ) -> None:
-    """Validate manifests strictly against the KubeRay CRDs (unknown fields are errors)."""
+    """Validate manifests strictly against the KubeRay CRDs (unknown fields are errors).
+
+    A file without any ray.io object is reported; when no file holds one, nothing was validated
+    and the command fails (exit 2).
+    """
     import yaml
 
     from mnemos.errors import BadRequestError
     from mnemos.kuberay import validate_manifest
 
     with _errors():
+        checked = 0
         for file in files:
             try:
                 docs = [d for d in yaml.safe_load_all(file.read_text()) if d]
             except (OSError, yaml.YAMLError) as exc:
                 raise BadRequestError(f"{file}: {exc}") from None
-            for doc in docs:
-                if isinstance(doc, dict) and doc.get("apiVersion") == "ray.io/v1":
-                    try:
-                        validate_manifest(doc, crd_dir)
-                    except MnemosError as exc:
-                        exc.message = f"{file}: {exc.message}"
-                        raise
-                    typer.echo(f"{file}: {doc['kind'].lower()}/{doc['metadata']['name']} valid")
+            ray = [d for d in docs if isinstance(d, dict) and str(d.get("apiVersion", "")).startswith("ray.io/")]
+            if not ray:
+                typer.echo(f"{file}: no ray.io objects, skipped", err=True)
+            for doc in ray:
+                try:
+                    validate_manifest(doc, crd_dir)
+                except MnemosError as exc:
+                    exc.message = f"{file}: {exc.message}"
+                    raise
+                checked += 1
+                typer.echo(f"{file}: {doc['kind'].lower()}/{doc['metadata']['name']} valid")
+        if not checked:
+            raise BadRequestError(
+                "nothing validated: no RayCluster, RayService, RayJob or RayCronJob (apiVersion ray.io/v1) in "
+                + ", ".join(str(f) for f in files)
+            )
+
+
+@app.command("chart-schema")
+def chart_schema(
+    out: Path | None = typer.Option(None, "--out", help="Write here (the chart's values.schema.json) instead."),
+) -> None:
+    """Print the Helm chart's values.schema.json, generated from mnemos.kuberay's chart values model."""
+    from mnemos.kuberay import chart_schema_json
+
+    text = chart_schema_json()
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.write_text(text)
+    typer.echo(f"wrote {out}")

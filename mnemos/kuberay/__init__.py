@@ -10,9 +10,10 @@ Example::
     apply(objects)                      # server-side apply with the kubernetes client
 
 The same objects are checked in as ``kuberay/*.yaml`` and rendered by the Helm chart in
-``deployments/helm/mnemos``.
+``deployments/helm/mnemos``, whose ``values.schema.json`` is :func:`chart_schema_json`.
 """
 
+from mnemos.kuberay._chart import ChartValues, PoolValues, chart_schema, chart_schema_json
 from mnemos.kuberay._cluster import FIELD_MANAGER, apply, connect, delete, status
 from mnemos.kuberay._load import load_values
 from mnemos.kuberay._render import (
@@ -41,6 +42,7 @@ from mnemos.kuberay._yaml import dump_yaml, write_manifests
 
 __all__ = [
     "API_VERSION",
+    "ChartValues",
     "FIELD_MANAGER",
     "GcsFaultToleranceValues",
     "HeadValues",
@@ -48,10 +50,13 @@ __all__ = [
     "JobValues",
     "KINDS",
     "KubeRayValues",
+    "PoolValues",
     "ServeValues",
     "StorageValues",
     "WorkerGroupValues",
     "apply",
+    "chart_schema",
+    "chart_schema_json",
     "cluster_spec",
     "connect",
     "delete",

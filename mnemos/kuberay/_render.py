@@ -150,7 +150,12 @@ def _resources(res: Resources) -> Any:
 
 def _tolerations(items: Iterable[Toleration]) -> list[Any] | None:
     k8s = require("kubernetes.client")
-    out = [k8s.V1Toleration(key=t.key, operator=t.operator, value=t.value, effect=t.effect) for t in items]
+    out = [
+        k8s.V1Toleration(
+            key=t.key, operator=t.operator, value=t.value, effect=t.effect, toleration_seconds=t.toleration_seconds
+        )
+        for t in items
+    ]
     return out or None
 
 

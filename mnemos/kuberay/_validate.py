@@ -3,7 +3,8 @@
 The published CRD schemas do not forbid unknown fields, so a misspelled key (``replica:``) would
 pass; here every object schema that lists ``properties`` and does not set
 ``x-kubernetes-preserve-unknown-fields`` gets ``additionalProperties: false``. A few of KubeRay's
-own admission rules, which live in the operator rather than in the schema, are checked as well.
+own admission rules, which live in the operator rather than in the schema, are checked as well
+(unique worker group names that are DNS-1123 labels, replica bounds, GCS fault tolerance).
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
-from mnemos.errors import NotFoundError, ValidationError
+from mnemos.errors import BadRequestError, NotFoundError, ValidationError
 from mnemos.kuberay._deps import require
 
 __all__ = ["find_crd_dir", "load_schema", "strict_schema", "validate_manifest"]
@@ -27,6 +28,7 @@ __all__ = ["find_crd_dir", "load_schema", "strict_schema", "validate_manifest"]
 _CACHE: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _MAX_NAME = {"RayCluster": 53, "RayService": 47, "RayJob": 47, "RayCronJob": 47}
 
 
@@ -74,6 +76,7 @@ def load_schema(kind: str, directory: str | Path | None = None) -> dict[str, Any
 
     Raises:
         NotFoundError: no CRD in the folder defines ``kind``.
+        BadRequestError: a YAML file in the folder cannot be read or parsed (names the file).
     """
     folder = find_crd_dir(directory).resolve()
     key = (str(folder), kind)
@@ -90,7 +93,16 @@ def _load_folder(folder: Path) -> dict[tuple[str, str], Any]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     found: dict[tuple[str, str], Any] = {}
     for file in sorted(folder.glob("*.y*ml")):
-        for doc in yaml.load_all(file.read_text(), Loader=loader):
+        try:
+            docs = list(yaml.load_all(file.read_text(), Loader=loader))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            raise BadRequestError(
+                f"KubeRay CRD folder {folder}: cannot read {file.name}{where}: {problem}", param="crd_dir"
+            ) from None
+        for doc in docs:
             if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
                 continue
             kind = doc["spec"]["names"]["kind"]
@@ -184,7 +196,7 @@ def _check_metadata(obj: Mapping[str, Any]) -> None:
 def _check_cluster(spec: Mapping[str, Any], prefix: str, kind: str) -> None:
     """KubeRay's operator-side rules (``ValidateRayClusterSpec``) that the schema cannot express."""
 
-    def fail(where: str, message: str) -> None:
+    def fail(where: str, message: str) -> NoReturn:
         raise ValidationError(f"{kind} {prefix}.{where}: {message}", param=f"{prefix}.{where}")
 
     head = spec.get("headGroupSpec", {})
@@ -192,9 +204,18 @@ def _check_cluster(spec: Mapping[str, Any], prefix: str, kind: str) -> None:
         fail("headGroupSpec.template.spec.containers", "the head needs at least one container")
     autoscaling = bool(spec.get("enableInTreeAutoscaling"))
     groups = [("headGroupSpec", head)]
+    names: dict[str, int] = {}
     for i, group in enumerate(spec.get("workerGroupSpecs") or []):
         where = f"workerGroupSpecs[{i}]"
         groups.append((where, group))
+        name = group.get("groupName")
+        if not isinstance(name, str) or not _DNS_1123.fullmatch(name):
+            fail(f"{where}.groupName", f"{name!r} is not a DNS-1123 label (lowercase letters, digits and '-', "
+                 "at most 63 characters): pods and Services are named after it")  # fmt: skip
+        if name in names:
+            fail(f"{where}.groupName", f"{name!r} is also workerGroupSpecs[{names[name]}].groupName; the KubeRay "
+                 "operator refuses duplicate group names")  # fmt: skip
+        names[name] = i
         low, high = group.get("minReplicas"), group.get("maxReplicas")
         if not autoscaling and (low is None or high is None):
             fail(where, "minReplicas and maxReplicas are required when autoscaling is off")

@@ -7,9 +7,9 @@ as in the rest of MNEMOS; a misspelled key is an error naming its path (``extra=
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from mnemos._model import CoreModel
 from mnemos._version import __version__
@@ -17,21 +17,48 @@ from mnemos.errors import NotFoundError
 
 __all__ = [
     "AutoscalingValues",
+    "DNS_1035_LABEL",
     "GcsFaultToleranceValues",
     "HeadValues",
     "ImageValues",
     "JobValues",
+    "KEY_PREFIX",
     "KubeRayValues",
+    "Port",
+    "PullPolicy",
+    "Quantity",
     "Resources",
+    "S3_BUCKET",
     "SecretKeyRef",
     "SecurityValues",
     "ServeValues",
+    "ServiceType",
     "StorageValues",
     "Toleration",
+    "UpscalingMode",
     "WorkerGroupValues",
 ]
 
-_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+# Rules shared with the Helm chart's values model (_chart.py), whose JSON schema the chart ships.
+DNS_1035_LABEL = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+"""A DNS-1035 label: what a worker group / NEURON pool name must be."""
+S3_BUCKET = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
+KEY_PREFIX = r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$"
+_DNS_LABEL = re.compile(DNS_1035_LABEL)
+
+PullPolicy = Literal["Always", "IfNotPresent", "Never"]
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+UpscalingMode = Literal["Default", "Aggressive", "Conservative"]
+Port = Annotated[int, Field(ge=1, le=65535)]
+"""A TCP port, 1-65535."""
+
+
+def _quantity_str(value: Any) -> Any:
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+Quantity = Annotated[str, BeforeValidator(_quantity_str, json_schema_input_type=str | int | float)]
+"""A Kubernetes quantity (``"500m"``, ``"4Gi"``, ``1``); numbers are kept as strings."""
 
 
 def _dns_label(value: str) -> str:
@@ -45,17 +72,8 @@ def _dns_label(value: str) -> str:
 class Resources(CoreModel):
     """Container requests and limits (Kubernetes quantities: ``"500m"``, ``"4Gi"``, ``"1"``)."""
 
-    requests: dict[str, str] = Field(default_factory=dict)
-    limits: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("requests", "limits", mode="before")
-    @classmethod
-    def _quantities_as_strings(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {
-                k: str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for k, v in value.items()
-            }
-        return value
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
 
 
 class Toleration(CoreModel):
@@ -65,6 +83,7 @@ class Toleration(CoreModel):
     operator: Literal["Exists", "Equal"] = "Exists"
     value: str | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(default=None, description="How long a NoExecute taint is tolerated.")
 
 
 class SecretKeyRef(CoreModel):
@@ -79,7 +98,7 @@ class ImageValues(CoreModel):
 
     repository: str = Field(default="ghcr.io/n1x-mnemos/mnemos", description="Image repository.")
     tag: str = Field(default=__version__, description="Image tag; defaults to the mnemos version.")
-    pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    pull_policy: PullPolicy = "IfNotPresent"
 
     @property
     def ref(self) -> str:
@@ -99,7 +118,7 @@ class HeadValues(CoreModel):
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
     ray_start_params: dict[str, str] = Field(default_factory=dict, description="Extra `ray start` flags.")
-    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    service_type: ServiceType = "ClusterIP"
 
 
 class WorkerGroupValues(CoreModel):
@@ -170,7 +189,7 @@ class AutoscalingValues(CoreModel):
 
     enabled: bool = True
     idle_timeout_seconds: int = Field(default=60, ge=0, description="Idle seconds before a worker is removed.")
-    upscaling_mode: Literal["Default", "Aggressive", "Conservative"] = "Default"
+    upscaling_mode: UpscalingMode = "Default"
     resources: Resources = Field(
         default_factory=lambda: Resources(
             requests={"cpu": "200m", "memory": "256Mi"}, limits={"cpu": "500m", "memory": "512Mi"}
@@ -210,14 +229,14 @@ class StorageValues(CoreModel):
     @field_validator("bucket")
     @classmethod
     def _s3_bucket(cls, value: str) -> str:
-        if not re.match(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$", value):
+        if not re.match(S3_BUCKET, value):
             raise ValueError(f"{value!r} is not an S3 bucket URI such as s3://mnemos-artifacts")
         return value
 
     @field_validator("engram_prefix", "spill_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$", value) or ".." in value:
+        if not re.match(KEY_PREFIX, value) or ".." in value:
             raise ValueError(f"{value!r} is not a valid key prefix")
         return value.rstrip("/")
 
@@ -239,12 +258,12 @@ class ServeValues(CoreModel):
     args: dict[str, Any] = Field(default_factory=lambda: {"engram_uri": ""})
     proxy_location: Literal["EveryNode", "HeadOnly", "Disabled"] = "EveryNode"
     host: str = Field(default="0.0.0.0", description="In-cluster HTTP host of the Serve proxies.")
-    port: int = Field(default=8080, ge=1, le=65535, description="The seed's relay.service.port.")
+    port: Port = Field(default=8080, description="The seed's relay.service.port.")
     high_throughput: bool = Field(
         default=True, description="Serve's high-throughput mode (HAProxy ingress, gRPC between replicas) on every "
         "Ray container: RAY_SERVE_ENABLE_HA_PROXY=1, RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (relay.highThroughput).",
     )
-    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+    service_type: ServiceType = Field(
         default="ClusterIP", description="Type of RELAY's Service <name>-relay (the seed's relay.service.type)."
     )
 

@@ -86,3 +86,36 @@ def test_validate_command(runner: CliRunner, tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "spec.headGroupSpec.serviceTyp: unknown field (did you mean 'serviceType'?)" in result.stderr
     assert "Traceback" not in result.output + result.stderr
+
+
+def test_validate_with_a_bad_crd_folder_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
+    crds = tmp_path / "crds"
+    crds.mkdir()
+    (crds / "unrelated.yaml").write_text("a: [b\nc: d: e\n")
+    result = runner.invoke(app, ["validate", str(MANIFESTS / "raycluster.yaml"), "--crd-dir", str(crds)])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "unrelated.yaml (line 2)" in line
+
+
+def test_validate_without_ray_objects_fails(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "configmap.yaml"
+    path.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}: no ray.io objects, skipped" in result.stderr
+    assert "error: nothing validated" in result.stderr
+    # One file with Ray objects among others: those are validated, the others reported.
+    result = runner.invoke(app, ["validate", str(path), str(MANIFESTS / "rayjob.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "rayjob/mnemos-job valid" in result.stdout and "no ray.io objects" in result.stderr
+
+
+def test_validate_refuses_ray_objects_of_another_version(runner: CliRunner, tmp_path: Path) -> None:
+    obj = yaml.safe_load((MANIFESTS / "raycluster.yaml").read_text())
+    obj["apiVersion"] = "ray.io/v1alpha1"
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(obj))
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and "apiVersion: expected 'ray.io/v1'" in result.stderr

@@ -354,7 +354,7 @@ def test_network_policies_treat_keda_workers_like_kuberay_workers() -> None:
         ),
         (("neuron.keda.scaledObject.scaleTargetRef.name=x",), {}, "the chart sets scaleTargetRef itself"),
         (("neuron.keda.scaledObject.triggers=null",), {}, "neuron.keda.scaledObject.triggers: give at least one"),
-        ((), {"keda": "yes"}, "neuron.pools[cpu-a].keda: true or false"),
+        ((), {"keda": "yes"}, "'/neuron/pools/1/keda': got string, want boolean"),  # values.schema.json
         ((), {"minReplicas": 11}, "neuron.pools[cpu-a]: minReplicas 11 is greater than maxReplicas 10"),
         ((), {"minReplicas": 0, "maxReplicas": 0}, "KEDA needs maxReplicas of at least 1"),
         (("kuberay.rayService.enabled=false",), {}, "turn one on"),

@@ -127,3 +127,35 @@ def test_crd_folder_comes_from_argument_environment_or_shared(monkeypatch, tmp_p
     monkeypatch.setenv("MNEMOS_KUBERAY_CRDS", str(tmp_path / "missing"))
     with pytest.raises(NotFoundError, match="does not exist"):
         find_crd_dir()
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("cpu-a", "'cpu-a' is also workerGroupSpecs[0].groupName; the KubeRay operator refuses duplicate group names"),
+        ("Bad_Pool", "'Bad_Pool' is not a DNS-1123 label"),
+    ],
+)
+def test_worker_group_names_must_be_unique_labels(name: str, message: str) -> None:
+    obj = _manifest("raycluster.yaml")
+    groups = obj["spec"]["workerGroupSpecs"]
+    assert groups[0]["groupName"] == "cpu-a"
+    groups[1]["groupName"] = name
+    with pytest.raises(ValidationError) as info:
+        validate_manifest(obj, crd_dir())
+    assert info.value.param == "spec.workerGroupSpecs[1].groupName"
+    assert message in info.value.message
+    service = _manifest("rayservice.yaml")
+    service["spec"]["rayClusterConfig"]["workerGroupSpecs"][1]["groupName"] = name
+    with pytest.raises(ValidationError) as info:
+        validate_manifest(service, crd_dir())
+    assert info.value.param == "spec.rayClusterConfig.workerGroupSpecs[1].groupName"
+
+
+def test_unreadable_crd_folder_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    from mnemos.errors import BadRequestError
+
+    (tmp_path / "notes.yaml").write_text("a: [b\nc: d: e\n")
+    with pytest.raises(BadRequestError) as info:
+        validate_manifest(_manifest("raycluster.yaml"), tmp_path)
+    assert "notes.yaml (line 2)" in info.value.message and info.value.param == "crd_dir"

@@ -246,3 +246,24 @@ Args: name, sli (recorded ratio prefix), slo {objective, window: Nd|Nh}, compone
 {{- fail "cortex.hpa.enabled: CORTEX is one Ray actor (its state is the journal in ENGRAM), not a Deployment an HPA can scale; size the Ray head instead, and see docs/scaling.md for sharding queues across CORTEX actors" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* What values.schema.json cannot say, checked as mnemos.kuberay._chart.ChartValues checks it:
+  pool names are unique, and a pool's worker group has minReplicas <= maxReplicas (defaults: minReplicas 0,
+  maxReplicas = replicas, replicas = neuron.replicas). A KEDA-scaled pool is checked in mnemos.kedaReplicas. */}}
+{{- define "mnemos.checkValues" -}}
+{{- $seen := dict -}}
+{{- range $i, $pool := .Values.neuron.pools -}}
+{{- if hasKey $seen $pool.name -}}
+{{- fail (printf "neuron.pools[%d].name: %q is also neuron.pools[%d].name; pool names must be unique: rename or remove one" $i $pool.name (int (get $seen $pool.name))) -}}
+{{- end -}}
+{{- $_ := set $seen $pool.name $i -}}
+{{- if ne (include "mnemos.kedaScaled" (dict "root" $ "pool" $pool)) "true" -}}
+{{- $replicas := ternary $pool.replicas $.Values.neuron.replicas (hasKey $pool "replicas") | int -}}
+{{- $min := ternary $pool.minReplicas 0 (hasKey $pool "minReplicas") | int -}}
+{{- $max := ternary $pool.maxReplicas $replicas (hasKey $pool "maxReplicas") | int -}}
+{{- if gt $min $max -}}
+{{- fail (printf "neuron.pools[%d].minReplicas: %d is greater than maxReplicas %d%s of pool %q; lower minReplicas or raise maxReplicas" $i $min $max (ternary "" " (default: replicas)" (hasKey $pool "maxReplicas")) $pool.name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,270 @@
+"""The Helm chart's values (``deployments/helm/mnemos/values.yaml``) as a model, and its JSON schema.
+
+The chart ships ``values.schema.json``, generated from :class:`ChartValues` by
+``mnemos kuberay chart-schema``; Helm checks values against it on ``template``, ``install`` and
+``lint``. Names, ports, replica counts and enums use the same rules as :mod:`mnemos.kuberay._values`
+(the ``kuberay render`` values). Sections the chart only passes through accept any extra key (the seed's
+keys stay valid); a NEURON pool rejects unknown keys, so ``minReplica:`` is reported.
+
+What JSON schema cannot say (``minReplicas <= maxReplicas``, unique pool names) is checked by
+:class:`ChartValues` here and by the chart's ``mnemos.checkValues`` template, with the same messages.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
+
+from mnemos._model import CoreModel
+from mnemos.kuberay._values import (
+    DNS_1035_LABEL,
+    KEY_PREFIX,
+    S3_BUCKET,
+    Port,
+    PullPolicy,
+    Resources,
+    SecretKeyRef,
+    ServiceType,
+    Toleration,
+    UpscalingMode,
+)
+
+__all__ = ["ChartValues", "PoolValues", "chart_schema", "chart_schema_json"]
+
+Scalar = str | int | float | bool
+
+
+class _Section(CoreModel):
+    """A chart section: the keys listed are checked, any other key passes (seed keys, pass-through)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class PoolValues(CoreModel):
+    """One NEURON pool (``neuron.pools[]``): a Ray worker group, or a KEDA-scaled Deployment."""
+
+    name: str = Field(pattern=DNS_1035_LABEL, description="Pool and worker group name: a DNS-1035 label.")
+    selector: dict[str, str] | None = Field(default=None, description="nodeSelector; default neuron.nodeSelector.")
+    replicas: int | None = Field(default=None, ge=0, description="Default: neuron.replicas.")
+    min_replicas: int | None = Field(default=None, ge=0, description="Default: 0.")
+    max_replicas: int | None = Field(default=None, ge=0, description="Default: replicas.")
+    resources: Resources | None = None
+    tolerations: list[Toleration] | None = None
+    settings: dict[str, Any] | None = Field(default=None, description="The NEURON pool config (workers per pool…).")
+    keda: bool | None = Field(default=None, description="false: keep a KubeRay worker group under neuron.keda.")
+
+
+class _ScaledObject(_Section):
+    polling_interval: int | None = Field(default=None, ge=1)
+    min_replica_count: int | None = Field(default=None, ge=0)
+    max_replica_count: int | None = Field(default=None, ge=1)
+
+
+class _Keda(_Section):
+    enabled: bool | None = None
+    workers_trigger: bool | None = None
+    termination_grace_period_seconds: int | None = Field(default=None, ge=0)
+    scaled_object: _ScaledObject | None = None
+
+
+class _Scratch(_Section):
+    enabled: bool | None = None
+    size: str | None = None
+
+
+class _Neuron(_Section):
+    replicas: int | None = Field(default=None, ge=0, description="Replicas of a pool that sets none.")
+    node_selector: dict[str, str] | None = None
+    tolerations: list[Toleration] | None = None
+    scratch: _Scratch | None = None
+    keda: _Keda | None = None
+    pools: list[PoolValues] | None = None
+
+    @model_validator(mode="after")
+    def _pools(self) -> _Neuron:
+        """The chart's ``mnemos.checkValues``: unique names, and minReplicas <= maxReplicas in each worker group."""
+        seen: dict[str, int] = {}
+        keda = bool(self.keda and self.keda.enabled)
+        for i, pool in enumerate(self.pools or []):
+            if pool.name in seen:
+                raise ValueError(f"neuron.pools[{i}].name: {pool.name!r} is also neuron.pools[{seen[pool.name]}].name; "
+                                 "pool names must be unique: rename or remove one")  # fmt: skip
+            seen[pool.name] = i
+            if keda and pool.keda is not False:
+                continue  # a KEDA-scaled pool: its ScaledObject's bounds (mnemos.kedaReplicas)
+            replicas = pool.replicas if pool.replicas is not None else (self.replicas or 0)
+            low = pool.min_replicas or 0
+            high = pool.max_replicas if pool.max_replicas is not None else replicas
+            if low > high:
+                default = "" if pool.max_replicas is not None else " (default: replicas)"
+                raise ValueError(f"neuron.pools[{i}].minReplicas: {low} is greater than maxReplicas {high}{default} "
+                                 f"of pool {pool.name!r}; lower minReplicas or raise maxReplicas")  # fmt: skip
+        return self
+
+
+class _NetworkPolicy(_Section):
+    enabled: bool | None = None
+    egress_ports: list[Port] | None = None
+
+
+class _PodSecurity(_Section):
+    run_as_user: int | None = Field(default=None, ge=0)
+    run_as_group: int | None = Field(default=None, ge=0)
+    fs_group: int | None = Field(default=None, ge=0)
+
+
+class _Global(_Section):
+    registry: str | None = None
+    image_tag: str | None = None
+    image_pull_policy: PullPolicy | None = None
+    storage_class: str | None = None
+    network_policy: _NetworkPolicy | None = None
+    pod_security: _PodSecurity | None = None
+
+
+class _Autoscaling(_Section):
+    enabled: bool | None = None
+    idle_timeout_seconds: int | None = Field(default=None, ge=0)
+    upscaling_mode: UpscalingMode | None = None
+    resources: Resources | None = None
+
+
+class _GcsFaultTolerance(_Section):
+    enabled: bool | None = None
+    redis_address: str | None = None
+    password_secret: SecretKeyRef | None = None
+
+
+class _Head(_Section):
+    node_selector: dict[str, str] | None = None
+    tolerations: list[Toleration] | None = None
+    ray_start_params: dict[str, Scalar] | None = None
+
+
+class _RayJob(_Section):
+    enabled: bool | None = None
+    ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+    backoff_limit: int | None = Field(default=None, ge=0)
+
+
+class _KubeRay(_Section):
+    ray_version: str | None = None
+    metrics_port: Port | None = None
+    env: dict[str, Scalar] | None = None
+    autoscaling: _Autoscaling | None = None
+    gcs_fault_tolerance: _GcsFaultTolerance | None = None
+    head: _Head | None = None
+    ray_job: _RayJob | None = None
+
+
+class _Cortex(_Section):
+    replicas: int | None = Field(default=None, ge=0)
+    resources: Resources | None = Field(default=None, description="The Ray head's resources.")
+
+
+class _Service(_Section):
+    type: ServiceType | None = None
+    port: Port | None = None
+
+
+class _RateLimit(_Section):
+    requests_per_second: float | None = Field(default=None, gt=0)
+    burst: int | None = Field(default=None, ge=1)
+
+
+class _Relay(_Section):
+    high_throughput: bool | None = None
+    service: _Service | None = None
+    rate_limit: _RateLimit | None = None
+
+
+class _ObjectStore(_Section):
+    bucket: str | None = Field(default=None, pattern=S3_BUCKET, description="s3://bucket")
+    spill_prefix: str | None = Field(default=None, pattern=KEY_PREFIX)
+    credentials_secret: str | None = None
+    endpoint: str | None = None
+    region: str | None = None
+
+
+class _Persistence(_Section):
+    enabled: bool | None = None
+    size: str | None = None
+    storage_class: str | None = None
+
+
+class _Engram(_Section):
+    uri: str | None = None
+    object_store: _ObjectStore | None = None
+    persistence: _Persistence | None = None
+
+
+class _MasterKey(_Section):
+    source: Literal["existingSecret", "externalSecret", "generate", "none"] | None = None
+    existing_secret: str | None = None
+    secret_key: str | None = None
+
+
+class _Soul(_Section):
+    master_key: _MasterKey | None = None
+
+
+class ChartValues(_Section):
+    """The chart's values.yaml (after Helm merges the user's files and ``--set`` into it)."""
+
+    global_: _Global | None = Field(default=None, alias="global")
+    kuberay: _KubeRay | None = None
+    cortex: _Cortex | None = None
+    neuron: _Neuron | None = None
+    relay: _Relay | None = None
+    engram: _Engram | None = None
+    soul: _Soul | None = None
+
+
+class _HelmSchema(GenerateJsonSchema):
+    """JSON schema as Helm reads it: no titles or defaults (Helm does not apply them), no ``null``.
+
+    Helm drops a key set to null before it validates, so ``X | None`` means "may be left out".
+    """
+
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
+        return self.generate_inner(schema["schema"])
+
+    def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
+        return self.generate_inner(schema["schema"])
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+    def generate(self, schema: Any, mode: Any = "validation") -> JsonSchemaValue:
+        out = super().generate(schema, mode)
+        _drop_titles(out)
+        return {"$schema": "https://json-schema.org/draft/2020-12/schema", **out}
+
+
+def _drop_titles(node: Any) -> None:
+    if isinstance(node, dict):
+        if isinstance(node.get("title"), str):
+            del node["title"]
+        for key, value in node.items():
+            if key != "properties":
+                _drop_titles(value)
+            else:
+                for prop in value.values():
+                    _drop_titles(prop)
+    elif isinstance(node, list):
+        for item in node:
+            _drop_titles(item)
+
+
+def chart_schema() -> dict[str, Any]:
+    """The chart's ``values.schema.json`` as a dict."""
+    return ChartValues.model_json_schema(by_alias=True, schema_generator=_HelmSchema)
+
+
+def chart_schema_json() -> str:
+    """``values.schema.json`` as written to the chart (two-space indent, trailing newline)."""
+    return json.dumps(chart_schema(), indent=2) + "\n"
