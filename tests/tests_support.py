@@ -16,6 +16,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def run_cli(capsys: Any, *args: str, code: int = 0) -> tuple[str, str]:
+    """``mnemos ARGS`` in this process: its stdout and stderr, once it exited ``code`` without a traceback."""
+    import pytest
+
+    import mnemos.cli as cli
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*args])
+        raise SystemExit(0)
+    out, err = capsys.readouterr()
+    assert exited.value.code == code, f"mnemos {' '.join(args)} exited {exited.value.code}\n{out}\n{err}"
+    assert "Traceback" not in out + err
+    return out, err
+
+
 def model_doc(name: str, engine: str = "echo", **spec: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "apiVersion": "genome.mnemos.dev/v1",

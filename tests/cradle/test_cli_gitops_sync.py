@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-import mnemos.cli as cli
+from tests_support import run_cli as run
 
 _GIT_ENV = {
     "GIT_AUTHOR_NAME": "ops", "GIT_AUTHOR_EMAIL": "ops@example.com", "GIT_COMMITTER_NAME": "ops",
@@ -53,16 +52,6 @@ def ops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     _git(root, "init", "-q", "-b", "main")
     _commit(root, {"envs/dev/rules.yaml": _policy("dev-rules")})
     return root
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str, code: int = 0) -> tuple[str, str]:
-    with pytest.raises(SystemExit) as exited:
-        cli.main([*args])
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    assert exited.value.code == code, f"mnemos {' '.join(args)} exited {exited.value.code}\n{out}\n{err}"
-    assert "Traceback" not in out + err
-    return out, err
 
 
 def test_sync_does_not_take_over_what_apply_made_unless_adopt(ops: Path, capsys) -> None:

@@ -45,6 +45,15 @@ def function_doc(name: str, entrypoint: str, parameters: dict[str, Any], **spec:
             "spec": {"entrypoint": entrypoint, "parameters": parameters, **spec}}  # fmt: skip
 
 
+def say_pipeline(name: str, default: str) -> dict[str, Any]:
+    """A Pipeline whose one script step echoes ``text`` (default ``default``) to its log and its
+    output ``out``, then exits ``code``: data a run's owner reads and others must not."""
+    script = 'echo ${text}; printf "%s" ${text} > "$MNEMOS_OUTPUT_OUT"; exit ${code}'
+    return {"apiVersion": "synkron.mnemos.dev/v1", "kind": "Pipeline", "metadata": {"name": name},
+            "spec": {"params": {"text": default, "code": 0},
+                     "steps": [{"name": "say", "script": script, "outputs": [{"name": "out"}]}]}}  # fmt: skip
+
+
 SCRIPT_PIPELINE = {
     "apiVersion": "synkron.mnemos.dev/v1",
     "kind": "Pipeline",

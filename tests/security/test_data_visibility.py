@@ -10,21 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
-from security_support import Gateway, function_doc
+from security_support import Gateway, function_doc, say_pipeline
 
 COOKIE = "mnemos_session"
 SECRET = "ALICE-PRIVATE-DATA"
 T = "mnemos.cortex.testing"
-SAY = {
-    "apiVersion": "synkron.mnemos.dev/v1",
-    "kind": "Pipeline",
-    "metadata": {"name": "say-secret"},
-    "spec": {
-        "params": {"text": "DEFAULT-TEXT", "code": 0},
-        "steps": [{"name": "say", "script": 'echo ${text}; printf "%s" ${text} > "$MNEMOS_OUTPUT_OUT"; exit ${code}',
-                   "outputs": [{"name": "out"}]}],
-    },
-}  # fmt: skip
+SAY = say_pipeline("say-secret", "DEFAULT-TEXT")
 
 
 @pytest.fixture(scope="module")

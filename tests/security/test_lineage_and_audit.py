@@ -19,21 +19,12 @@ from typing import Any
 
 import httpx
 import pytest
-from security_support import Gateway, function_doc
+from security_support import Gateway, function_doc, say_pipeline
 
 COOKIE = "mnemos_session"
 SECRET = "BOB-LINEAGE-SECRET"
 T = "mnemos.cortex.testing"
-SAY = {
-    "apiVersion": "synkron.mnemos.dev/v1",
-    "kind": "Pipeline",
-    "metadata": {"name": "lineage-say"},
-    "spec": {
-        "params": {"text": "DEFAULT", "code": 0},
-        "steps": [{"name": "say", "script": 'echo ${text}; printf "%s" ${text} > "$MNEMOS_OUTPUT_OUT"; exit ${code}',
-                   "outputs": [{"name": "out"}]}],
-    },
-}  # fmt: skip
+SAY = say_pipeline("lineage-say", "DEFAULT")
 EVIL = "http://evil.example"
 
 

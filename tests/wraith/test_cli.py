@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from tests_support import model_doc
+from tests_support import run_cli as run
 
 import mnemos.cli as cli
 from mnemos.cli import gitops as gitops_cli
@@ -29,16 +30,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("MNEMOS_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str, code: int = 0) -> tuple[str, str]:
-    with pytest.raises(SystemExit) as exited:
-        cli.main([*args])
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    assert exited.value.code == code, f"mnemos {' '.join(args)} exited {exited.value.code}\n{out}\n{err}"
-    assert "Traceback" not in out + err
-    return out, err
 
 
 def test_wraith_list_and_local_runs(home: Path, capsys) -> None:
