@@ -158,3 +158,76 @@ def test_unreachable_upstream_and_missing_secret(relay: Relay) -> None:
     finally:
         relay.delete("Adapter", "down")
         relay.delete("Adapter", "keyless")
+
+
+class _ClosesIdleConnections:
+    """A raw HTTP/1.1 upstream on 127.0.0.1 that answers the first request of each connection with
+    ``Connection: keep-alive``, then closes that connection unanswered when the next request comes
+    on it: what a server whose idle timeout fires as the request goes out looks like to the client."""
+
+    ANSWER = json.dumps({"id": "up-1", "object": "chat.completion", "created": 0, "model": "m",
+                         "choices": [{"index": 0, "message": {"role": "assistant", "content": "fresh"},
+                                      "finish_reason": "stop"}],
+                         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()  # fmt: skip
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.answered = 0
+        self.dropped = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: Any) -> None:
+        with conn:
+            conn.settimeout(30)
+            for number in range(2):
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)  # fmt: skip
+                while len(body) < length:
+                    body += conn.recv(65536)
+                if number == 1:  # the second request on this connection: closed unanswered
+                    self.dropped += 1
+                    return
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: keep-alive\r\n"
+                             b"content-length: %d\r\n\r\n%s" % (len(self.ANSWER), self.ANSWER))  # fmt: skip
+                self.answered += 1
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_pooled_connection_the_upstream_closed_is_retried_on_a_new_one(relay: Relay) -> None:
+    """With ``retries: 0``, a request sent on a kept-alive connection that the upstream closes
+    unanswered was a 502 (``ServerDisconnectedError``); it is sent once more on a new connection."""
+    upstream = _ClosesIdleConnections()
+    relay.apply(adapter_doc("idle-closer", f"http://127.0.0.1:{upstream.port}/v1", ["idle-model"], retries=0))
+    try:
+        with httpx.Client(timeout=30) as client:
+            for _ in range(6):  # every replica reuses its pooled connection at least once
+                answer = client.post(f"{relay.url}/v1/chat/completions", json={"model": "idle-model", "messages": ASK})
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["choices"][0]["message"]["content"] == "fresh"
+        assert upstream.dropped >= 1 and upstream.answered == 6
+    finally:
+        relay.delete("Adapter", "idle-closer")
+        upstream.close()
