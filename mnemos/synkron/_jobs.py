@@ -23,7 +23,11 @@ def job_key(run_id: str, step: str, attempt: int) -> str:
 def submit_step(client: Any, ctx: dict[str, Any], step: dict[str, Any], *, job_id: str, parent: str,
                 principal: str | None = None) -> Any:  # fmt: skip
     """Submit one step as a CORTEX job named ``<run>/<step>`` with the idempotency key ``job_id``,
-    owned by ``principal`` (the run's: its owner reads the step's job and logs, as the run's)."""
+    owned by ``principal`` (the run's: its owner reads the step's job and logs, as the run's) and
+    labelled with the run principal's team (``ctx["meter"]["team"]``), so Policy quotas ``per: team``
+    count step jobs as the gateway's job calls."""
+    from mnemos.cortex.job import TEAM_LABEL
+
     kwargs: dict[str, Any] = {
         "queue": step.get("queue") or "default",
         "max_attempts": int(step.get("retries") or 0) + 1,
@@ -32,6 +36,9 @@ def submit_step(client: Any, ctx: dict[str, Any], step: dict[str, Any], *, job_i
         "parents": [parent],
         "labels": {"synkron.mnemos.dev/run": ctx["run_id"][:63], "synkron.mnemos.dev/step": step["name"][:63]},
     }
+    team = (ctx.get("meter") or {}).get("team")
+    if team:
+        kwargs["labels"][TEAM_LABEL] = str(team)
     if step.get("timeout"):
         kwargs["timeout"] = float(step["timeout"])
     if step.get("resources"):

@@ -14,7 +14,7 @@ from typing import Any
 
 from mnemos.errors import NotFoundError, PermissionDeniedError, ValidationError
 from mnemos.genome import Pipeline, Resource, load_paths, parse_resource
-from mnemos.synkron import _state
+from mnemos.synkron import _access, _state
 from mnemos.synkron._infer import INDEX_PARAMS, INFER_PARAMS, normalize_params
 from mnemos.synkron._interpolate import interpolate, names_in
 from mnemos.trace.lineage import LineageWriter, artifact_node
@@ -277,6 +277,27 @@ def check_inputs(pipeline: Pipeline, steps: dict[str, dict[str, Any]], variables
                                     f"(looked for {shown})", param=f"spec.steps[{i}]")  # fmt: skip
 
 
+def check_reach(client: Any, pipeline: Pipeline, steps: dict[str, dict[str, Any]], variables: dict[str, Any],
+                params: dict[str, Any], *, principal: Any) -> None:  # fmt: skip
+    """Refuse, before anything is stored, a caller's run that would read another's run outputs (404)
+    or write a space the caller does not own (403): see ``mnemos.synkron._access``."""
+    if not _access.enforced(principal):
+        return
+    _access.check_param_refs(client.engram, principal, params)
+    outputs = {o for s in steps.values() for o in s["outputs"]}
+    approved = pipeline.dump()
+    for i, spec_step in enumerate(pipeline.spec.steps):
+        step = steps[spec_step.name]
+        resolved = interpolate(step["definition"], variables, keep=outputs)
+        refs = [v for v in _input_candidates({**step, "definition": resolved}) if isinstance(v, str)]
+        _access.check_input_refs(client.engram, principal, refs, params, approved)
+        if step["type"] == "index":
+            space = str(resolved["index"]["space"])
+            name = _access.param_in(space, params) if space not in step["definition"]["index"]["space"] else None
+            where = f"params.{name}" if name else f"spec.steps[{i}].index.space"
+            _access.check_space(client.engram, principal, space, where)
+
+
 def _display_path(path: Path) -> str:
     try:
         return str(path.relative_to(Path.cwd()))
@@ -346,6 +367,7 @@ def prepare(
                     f"{where}.modelRef: model {ref!r} is not registered", param=f"spec.steps[{i}].modelRef"
                 ) from None
     check_inputs(pipeline, steps, variables, base_dir)
+    check_reach(client, pipeline, steps, variables, params or {}, principal=principal)
     writer = LineageWriter(client.engram)
     inputs: dict[str, dict[str, Any]] = {}
     for name in order:

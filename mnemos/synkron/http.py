@@ -18,10 +18,14 @@ name files or URLs the platform would read (only ENGRAM refs ``runs/<run>/<outpu
 
 Ownership: a run's ``owner`` is the subject that started it. Developers list, read, cancel and
 resume their own runs only (another's is 404); viewers read every run but change none (403);
-operators and admins do everything. A run's data — its ``params`` values, its steps' ``result``s
-(a script step's ``log``, a call step's returned value) and its error texts — is shown to its
-owner, operators and admins only: to a viewer a run is its metadata (status, owner, timings,
-steps, output refs, the error's exception class), see ``mnemos.soul.ownership``.
+operators and admins do everything. A run's data — its ``params`` values, the values naming its
+``inputs``, its steps' ``result``s (a script step's ``log``, a call step's returned value, an index
+step's space) and its error texts — is shown to its owner, operators and admins only: to a viewer a
+run is its metadata (status, owner, timings, steps, input digests, output refs, the error's
+exception class), see ``mnemos.soul.ownership``. A parameter naming another run's output
+``runs/<run>/<output>`` needs a caller who reads that run's data (else 404, as for no such run),
+and an ``index`` step writes only a space its caller owns (operators and admins: any), else 403:
+see ``mnemos.synkron._access``.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _UP = re.compile(r"(^|/)\.\.(/|$)")
 _OVERFETCH = 1000  # a developer's listing is filtered from this many newest runs
-_STEP_METRICS = ("items", "items_per_s", "space")  # what a step's result says of its work, not its data
+_STEP_METRICS = ("items", "items_per_s")  # what a step's result says of its work, not its data
 
 
 class RunRequest(CoreModel):
@@ -97,9 +101,11 @@ def check_run_owner(principal: Any, state: dict[str, Any], *, write: bool = Fals
 
 def withhold_run(state: dict[str, Any]) -> dict[str, Any]:
     """A run's state (or a ``run.*`` event's data) without its data: ``params`` values and the
-    defaults in ``doc.spec.params`` (their names stay), each step's ``result`` but its counts
-    (``items``, ``items_per_s``, ``space``) and the error texts (the exception class stays).
-    ``withheld`` names what was left out."""
+    defaults in ``doc.spec.params`` (their names stay), the values that named its ``inputs`` (a list
+    of their digests stays, as lineage shows them; each step's ``inputs`` become those digests),
+    each step's ``result`` but its counts (``items``, ``items_per_s``; not an index step's ``space``,
+    a parameter's value), the error texts (the exception class stays) and ``meter.limits_key`` (a
+    credential id). ``withheld`` names what was left out."""
     from mnemos.soul.ownership import withheld_error
 
     out = dict(state)
@@ -114,9 +120,19 @@ def withhold_run(state: dict[str, Any]) -> dict[str, Any]:
     if out.get("error"):
         out["error"] = withheld_error(out["error"])
         withheld.append("error")
+    tokens: dict[str, Any] = out["inputs"] if isinstance(out.get("inputs"), dict) else {}
+    if tokens:  # keyed by the values that named them (params): their digests stay, as in lineage
+        out["inputs"] = [{"digest": (v or {}).get("digest")} for v in tokens.values()]
+        withheld.append("inputs")
+    if isinstance(out.get("meter"), dict) and out["meter"].get("limits_key"):
+        out["meter"] = {**out["meter"], "limits_key": None}  # a credential id
+        withheld.append("meter.limits_key")
     steps = {}
     for name, step in (out.get("steps") or {}).items():
         step = dict(step)
+        if step.get("inputs"):
+            step["inputs"] = [(tokens.get(t) or {}).get("digest") for t in step["inputs"]]
+            withheld.append(f"steps.{name}.inputs")
         result = step.get("result")
         if result is not None:
             kept = {k: result[k] for k in _STEP_METRICS if k in result} if isinstance(result, dict) else {}
@@ -143,7 +159,8 @@ def run_for(principal: Any, state: dict[str, Any]) -> dict[str, Any]:
 
 def check_caller_params(principal: Any, params: dict[str, Any]) -> None:
     """Refuse parameter values that would make the platform read a file or URL of its own,
-    unless the caller holds ``execute`` (an ENGRAM ref ``runs/<run>/<output>`` is fine)."""
+    unless the caller holds ``execute`` (an ENGRAM ref ``runs/<run>/<output>`` passes here; whether
+    the caller reads that run is checked where the run is prepared, ``_access.check_param_refs``)."""
     if principal is None or not hasattr(principal, "role"):
         return
     from mnemos.soul.rbac import can

@@ -309,7 +309,7 @@ class RunExecutor:
                 copy_out(self.engram, outputs[spec["name"]], spec["uri"], spec["name"])
         if st["type"] == "index":
             for digest in outputs.values():
-                publish(self.engram, digest, run_id=run_id, step=name)
+                publish(self.engram, digest, run_id=run_id, step=name, owner=state.get("principal"))
         # lineage: models and inputs → step → outputs
         parents = [f"run:{run_id}"]
         for m, info in sorted(models.items()):
@@ -327,7 +327,7 @@ class RunExecutor:
         SYNKRON_STEPS.inc(status="cached" if cached else "ran")
         self._lineage.record(step_node, "execution", parents=parents, step=name, kind=st["type"], status=st["status"],
                              run=run_id, job_ids=job_ids, cached=cached, cache_key=st["cache_key"],
-                             cache_of=(cache_of or {}).get("run"))  # fmt: skip
+                             cache_of=self._cache_of(cache_of))  # fmt: skip
         for out, digest in outputs.items():
             size = _size(self.engram, digest)
             self._lineage.record(artifact_node(digest), "result", parents=[f"job:{j}" for j in job_ids] or [step_node],
@@ -347,8 +347,22 @@ class RunExecutor:
 
     def _cache_store(self, key: str, name: str, outputs: dict[str, str], result: Any, models: dict[str, Any]) -> None:
         entry = {"outputs": outputs, "result": result, "run": self.state["id"], "step": name, "models": models,
-                 "created": time.time()}  # fmt: skip
+                 "principal": self.state.get("principal"), "created": time.time()}  # fmt: skip
         self.engram.set_ref(f"{CACHE_PREFIX}/{key}", self.engram.put(json.dumps(entry, sort_keys=True).encode()))
+
+    def _cache_of(self, hit: dict[str, Any] | None) -> str | None:
+        """The run a cache hit came from, as this step's lineage records it: only when this run's
+        owner owns that run too (the cache is shared; another's run id is not the owner's to read)."""
+        run = (hit or {}).get("run")
+        if not run:
+            return None
+        owner = hit.get("principal") if hit and "principal" in hit else None
+        if owner is None:  # an entry stored before entries named their run's owner
+            try:
+                owner = _state.load(self.engram, run).get("principal")
+            except MnemosError:
+                return None
+        return str(run) if owner == self.state.get("principal") else None
 
 
 def _size(engram: Any, digest: str) -> int | None:

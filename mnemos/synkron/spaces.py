@@ -1,13 +1,14 @@
 """Embedding spaces written by ``index`` steps, and semantic search over them.
 
-Layout: ``spaces/<space>/manifest.json`` (a document) names the space's current manifest blob
-(``digest``), which names the vectors (``.npy``, float32, L2-normalized), the records (JSONL:
+Layout: ``spaces/<space>/manifest.json`` (a document, with the space's ``owner``) names the space's
+current manifest blob (``digest``), which names the vectors (``.npy``, float32, L2-normalized), the records (JSONL:
 ``{"id", "text", "fields", "source": {"artifact", "line"}}``) and the embedding model. An item's
 lineage id is ``space:<space>/<item id>``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import threading
@@ -25,10 +26,18 @@ _RUNTIMES: dict[str, Any] = {}  # embedding models loaded in this process (searc
 _CACHE_LOCK = threading.Lock()
 
 
-def publish(engram: Engram, manifest_digest: str, *, run_id: str, step: str) -> dict[str, Any]:
-    """Make the manifest blob ``manifest_digest`` the current state of its space."""
+def publish(engram: Engram, manifest_digest: str, *, run_id: str, step: str,
+            owner: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Make the manifest blob ``manifest_digest`` the current state of its space.
+
+    The space's ``owner`` is the principal of the run that first wrote it (a space written before
+    spaces had owners gets the next writer's, ``owner``): it stays when others (operators) rewrite it.
+    Who may write a space is checked when a run starts (``mnemos.synkron._access.check_space``).
+    """
     manifest = json.loads(engram.get(manifest_digest))
-    doc = {**manifest, "digest": manifest_digest, "published_by": {"run": run_id, "step": step}}
+    with contextlib.suppress(NotFoundError):  # a new space: this run's principal owns it
+        owner = engram.read_json(f"spaces/{manifest['space']}/manifest.json").get("owner") or owner
+    doc = {**manifest, "digest": manifest_digest, "published_by": {"run": run_id, "step": step}, "owner": owner}
     engram.write_json(f"spaces/{manifest['space']}/manifest.json", doc)
     return doc
 
@@ -183,5 +192,6 @@ class SpacesAPI:
         for key in engram.list("spaces"):
             if key.endswith("/manifest.json") and key.count("/") == 2:
                 m = engram.read_json(key)
-                out.append({"space": m["space"], "count": m["count"], "model": m["model"], "run": m.get("run")})
+                out.append({"space": m["space"], "count": m["count"], "model": m["model"], "run": m.get("run"),
+                            "owner": m.get("owner")})  # fmt: skip
         return out

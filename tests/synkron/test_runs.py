@@ -209,7 +209,7 @@ def test_bad_pipelines_are_clear_errors(client, pipelines) -> None:
     with pytest.raises(ValidationError, match="param 'limit' is not declared"):
         client.pipelines.run(undeclared, params={"limit": 3}, progress=False)
     model = pipelines.write([{"name": "gen", "modelRef": "absent", "input": "data.jsonl"}], name="s")
-    with pytest.raises(NotFoundError, match=r"spec.steps\[0\].modelRef: model 'absent' is not registered"):
+    with pytest.raises(NotFoundError, match=r"spec.steps\[0\] \(gen\).modelRef: model 'absent' is not registered"):
         client.pipelines.run(model, progress=False)
     with pytest.raises(NotFoundError, match="run 'nope' not found"):
         client.pipelines.get("nope")
