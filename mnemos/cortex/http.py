@@ -21,8 +21,12 @@ of ``parents`` must be a lineage node that exists and whose data the caller read
 a job's, a run's, or for a step or artifact the nearest job, run or request it came from — is the
 caller, or the caller is an operator or admin; a node nobody owns, such as a model, is shared);
 otherwise 404 naming ``parents[i]``, the same for a node that does not exist and one of another's.
-Labels under ``mnemos.dev/`` are MNEMOS's (422): the gateway sets ``mnemos.dev/team`` to the
-caller's team, which Policy quotas ``per: team`` count.
+A ``timeout`` is at most 30 days (else 422 naming ``timeout``). Label keys are Kubernetes label
+keys (an optional DNS-subdomain prefix and ``/``, then a name of 1-63 characters), values at most
+63 characters; a key whose prefix is ``mnemos.dev`` or ends in ``.mnemos.dev`` is MNEMOS's (each a
+422 naming ``labels.<key>``): the gateway sets ``mnemos.dev/team`` to the caller's team, which
+Policy quotas ``per: team`` count, and SYNKRON ``synkron.mnemos.dev/run`` and ``…/step`` on its
+step jobs (through CORTEX's Python API, not this route).
 
 Ownership: a job's ``owner`` is the subject of the principal that submitted it. Developers list,
 read, read logs of and cancel their own jobs only — another's is 404, as if it did not exist;
@@ -47,7 +51,17 @@ from pydantic import ValidationError as PydanticValidationError
 
 from mnemos._http import JSONResponse
 from mnemos._model import json_body, positive_duration_schema, to_validation_error
-from mnemos.cortex.job import _JOB_ID, RESERVED_LABEL_PREFIX, TEAM_LABEL, JobOptions, JobSubmission
+from mnemos.cortex.job import (
+    _JOB_ID,
+    LABEL_KEY_PATTERN,
+    MAX_JOB_TIMEOUT_S,
+    MAX_LABEL_VALUE,
+    RESERVED_LABEL_PATTERN,
+    TEAM_LABEL,
+    JobOptions,
+    JobSubmission,
+    check_submitted_label,
+)
 from mnemos.errors import (
     ConflictError,
     MnemosError,
@@ -58,6 +72,7 @@ from mnemos.errors import (
 )
 from mnemos.genome import NAME_PATTERN
 from mnemos.neuron.codec import REFERENCE, validate_reference
+from mnemos.trace.http import PRINCIPAL_ATTRIBUTE
 from mnemos.trace.telemetry import SpanKind, inject, span
 
 __all__ = ["JobCall", "build_router", "cortex_handle", "job_for", "router", "withhold_job"]
@@ -319,12 +334,8 @@ def _options(call: JobCall, principal: Any) -> dict[str, Any]:
             f"admins; role {_role(principal)!r} may use -1000..{PRIORITY_RESERVED_ABOVE}",
             param="priority",
         )
-    for key in call.labels:
-        if key.startswith(RESERVED_LABEL_PREFIX):
-            raise ValidationError(
-                f"labels.{key}: labels under {RESERVED_LABEL_PREFIX} are set by MNEMOS from the caller's identity",
-                param=f"labels.{key}",
-            )
+    for key, value in call.labels.items():
+        check_submitted_label(key, value)
     team = getattr(principal, "team", "") if principal is not None else ""
     if team:
         options["labels"] = {**options.get("labels", {}), TEAM_LABEL: str(team)}
@@ -407,7 +418,15 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
     ]
     call_schema["properties"]["payload"]["anyOf"][0]["pattern"] = _BASE64.pattern
     call_schema["properties"]["id"]["anyOf"][0]["pattern"] = _JOB_ID.pattern  # JobOptions' id validator
-    call_schema["properties"]["timeout"]["anyOf"] = positive_duration_schema()  # seconds or "30s", "5m", "1h"
+    # seconds or "30s", "5m", "1h"; at most 30 days (JobOptions' timeout validator; a string's bound is not
+    # expressible in its pattern)
+    timeout = positive_duration_schema()
+    timeout[0]["maximum"] = MAX_JOB_TIMEOUT_S
+    call_schema["properties"]["timeout"]["anyOf"] = timeout
+    call_schema["properties"]["labels"].update(  # check_submitted_label
+        propertyNames={"pattern": LABEL_KEY_PATTERN, "not": {"pattern": RESERVED_LABEL_PATTERN}},
+        additionalProperties={"type": "string", "maxLength": MAX_LABEL_VALUE},
+    )
     call_schema["properties"]["parents"].update(maxItems=_MAX_PARENTS)  # check_parents
     call_schema["properties"]["parents"]["items"]["pattern"] = _PARENT.pattern
     body = {"requestBody": {"required": True, "content": {"application/json": {"schema": call_schema}}}}
@@ -419,7 +438,8 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
         call = await _read_call(request)
         submission = await asyncio.to_thread(job_spec, call, principal, functions)
         await check_parents(call.parents, principal, handle, lambda: functions.engram)
-        with span("relay.jobs.submit", carrier=request.headers, kind=SpanKind.SERVER, function=submission.function):
+        with span("relay.jobs.submit", carrier=request.headers, kind=SpanKind.SERVER, function=submission.function,
+                  attributes={PRINCIPAL_ATTRIBUTE: _subject(principal)}):  # the trace's owner (TRACE's /v1/traces)
             submission.trace = inject()
             ids = await _call(handle, "submit_many", [submission], _subject(principal))
         view = await _call(handle, "get", ids[0])

@@ -50,6 +50,7 @@ from mnemos.neuron.codec import Envelope, Invocation, validate_reference
 __all__ = [
     "ACTIVE",
     "MAX_ATTEMPTS",
+    "MAX_JOB_TIMEOUT_S",
     "PRIORITY_MAX",
     "PRIORITY_MIN",
     "RESERVED_LABEL_PREFIX",
@@ -62,6 +63,7 @@ __all__ = [
     "JobResources",
     "JobSubmission",
     "apply_record",
+    "check_submitted_label",
     "join_logs",
     "new_job_id",
     "select",
@@ -79,6 +81,44 @@ RESERVED_LABEL_PREFIX = "mnemos.dev/"
 """Labels under this prefix are set by MNEMOS from the authenticated caller, never by a submitter."""
 TEAM_LABEL = RESERVED_LABEL_PREFIX + "team"
 """The team of the credential that submitted the job (set by the gateway; Policy quotas ``per: team``)."""
+MAX_JOB_TIMEOUT_S = 30 * 86400.0
+"""The longest ``timeout`` one attempt of a job may ask for (30 days)."""
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+"""A Kubernetes label key: an optional DNS-subdomain prefix and ``/``, then a name of 1-63 characters."""
+RESERVED_LABEL_PATTERN = r"^([-a-z0-9.]*\.)?mnemos\.dev/"
+"""Label keys MNEMOS sets itself (``mnemos.dev/team``, SYNKRON's ``synkron.mnemos.dev/run`` …): a prefix
+that is ``mnemos.dev`` or ends in ``.mnemos.dev``; a submitter over HTTP may not set them."""
+MAX_LABEL_VALUE = 63
+"""The longest label value a submitter may set (as Kubernetes)."""
+_LABEL_KEY = re.compile(LABEL_KEY_PATTERN)
+_RESERVED_LABEL = re.compile(RESERVED_LABEL_PATTERN)
+
+
+def check_submitted_label(key: str, value: str) -> None:
+    """Raise unless a submitter may set the label ``key: value`` (names ``labels.<key>``).
+
+    Raises:
+        ValidationError: not a Kubernetes label key (prefix at most 253 characters), a prefix MNEMOS
+            reserves, or a value longer than ``MAX_LABEL_VALUE``.
+    """
+    param = f"labels.{key[:100]}"
+    if not _LABEL_KEY.fullmatch(key) or len(key.partition("/")[0]) > 253:
+        raise ValidationError(
+            f"{param}: not a label key: use an optional DNS-subdomain prefix and '/', then a name of 1-63 letters, "
+            "digits, '-', '_' or '.' starting and ending with a letter or digit (e.g. team, example.com/stage)",
+            param=param,
+        )
+    if _RESERVED_LABEL.match(key):
+        raise ValidationError(
+            f"{param}: labels under mnemos.dev/ and *.mnemos.dev/ are set by MNEMOS (from the caller's identity, "
+            "or by SYNKRON for its steps), never by a submitter",
+            param=param,
+        )
+    if len(value) > MAX_LABEL_VALUE:
+        raise ValidationError(f"{param}: a label value is at most {MAX_LABEL_VALUE} characters", param=param)
 
 
 def new_job_id() -> str:
@@ -127,6 +167,13 @@ class JobOptions(CoreModel):
     def _max_attempts(cls, value: int | None) -> int | None:
         if value is not None and not 1 <= value <= MAX_ATTEMPTS:
             raise ValueError(f"must be between 1 and {MAX_ATTEMPTS}, not {value}")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: float | None) -> float | None:
+        if value is not None and not value <= MAX_JOB_TIMEOUT_S:
+            raise ValueError(f"must be at most {MAX_JOB_TIMEOUT_S:g} s (30 days), not {value:g}")
         return value
 
     @field_validator("id")

@@ -133,6 +133,7 @@ class Handlers:
         status, tokens, handed_over, ticket = 200, (0, 0), False, None
         try:
             principal = await self.edge.admit(request, "infer")
+            tel.caller(principal)
             priority = _priority(request)
             rid = out.new_id("chatcmpl" if endpoint == "chat" else "cmpl")
             route = self.gateway.model(body.model, "generate")
@@ -234,6 +235,7 @@ class Handlers:
         status, prompt_tokens, ticket = 200, 0, None
         try:
             principal = await self.edge.admit(request, "infer")
+            tel.caller(principal)
             rid = out.new_id("emb")
             route = self.gateway.model(body.model, "embed")
             tel.model = body.model

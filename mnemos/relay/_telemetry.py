@@ -39,6 +39,14 @@ class RequestTelemetry:
         self.trace_id = f"{context.trace_id:032x}" if context.is_valid else None
         metrics.RELAY_INFLIGHT.inc(route=route)
 
+    def caller(self, principal: Any) -> None:
+        """Record who made the request on its span: TRACE shows a developer its own traces only."""
+        from mnemos.trace.http import PRINCIPAL_ATTRIBUTE
+
+        subject = getattr(principal, "subject", None)
+        if subject:
+            self._span.set_attribute(PRINCIPAL_ATTRIBUTE, str(subject))
+
     def carrier(self) -> dict[str, str]:
         """The W3C carrier of this request's span, for the model deployment."""
         return inject(from_span=self._span)

@@ -17,6 +17,12 @@
 - ``GET /v1/tokens`` (``manage-identities``): active credentials (``?all=true``: also revoked/expired);
 - ``DELETE /v1/tokens/{id}`` (``manage-identities``): revoke a token or an API key.
 
+Whose credentials a caller manages (``manages``): a caller whose credential carries a team lists and
+revokes only credentials of its team, and itself (its own credential and those it was made from);
+any other id is a 404, the answer for an id that does not exist. A caller without a team (the
+bootstrap admin, unscoped admins) manages every credential. No caller revokes a credential that
+holds a verb it lacks (``check_revocable``, 403): a team's scoped admin cannot revoke a full admin.
+
 The routes find the guard at ``request.app.state.soul_guard``; ``install(app, guard)`` sets it,
 includes the router and renders ``MnemosError`` as JSON (RELAY may do that itself). Errors are
 answered here in the OpenAI error shape, with ``Retry-After`` on 429 and ``WWW-Authenticate`` on 401.
@@ -46,18 +52,20 @@ from mnemos.soul.edge import EdgeGuard
 from mnemos.soul.identity import Principal
 from mnemos.soul.limits import check_key_limits
 from mnemos.soul.rbac import check_role, check_scopes_held, verbs_of
-from mnemos.soul.store import MIN_TTL_S, check_ttl
+from mnemos.soul.store import MIN_TTL_S, check_ttl, not_found
 
 __all__ = [
     "TokenCreate",
     "check_mint_scope",
     "check_minting",
+    "check_revocable",
     "create_token",
     "error_response",
     "guard_of",
     "install",
     "jwks",
     "list_tokens",
+    "manages",
     "revoke_token",
     "router",
 ]
@@ -174,6 +182,33 @@ def _within(wanted: Any, held: Any) -> None:
             )
 
 
+def manages(principal: Principal, doc: dict[str, Any]) -> bool:
+    """Whether ``principal`` lists and revokes the stored credential ``doc`` (see the module docstring):
+    without a team, every one; with a team, those of its team and itself."""
+    if not principal.team:
+        return True
+    own = {principal.credential_id, *principal.parents} - {""}
+    return doc.get("id") in own or str(doc.get("team") or "") == principal.team
+
+
+def check_revocable(principal: Principal, doc: dict[str, Any]) -> None:
+    """Raise unless every verb of the credential ``doc`` is the caller's (a credential revokes only at
+    or below itself, as it mints).
+
+    Raises:
+        PermissionDeniedError: ``doc`` holds a verb the caller lacks (names ``id``).
+    """
+    theirs = verbs_of(str(doc.get("role") or ""), doc.get("scopes") or ())
+    beyond = sorted(theirs - verbs_of(principal.role, principal.scopes))
+    if beyond:
+        raise PermissionDeniedError(
+            f"credential {doc.get('id')!r} (role {doc.get('role')!r}) holds {', '.join(beyond)}, which the caller "
+            f"(role {principal.role!r}) lacks; a credential revokes only credentials at or below its own role and "
+            "scopes",
+            param="id",
+        )
+
+
 def error_response(exc: MnemosError) -> JSONResponse:
     """``exc`` as an HTTP response: OpenAI error body, ``Retry-After`` (whole seconds, at least 1)
     on 429, ``WWW-Authenticate: Bearer`` on 401."""
@@ -224,8 +259,8 @@ def _token_body() -> dict[str, Any]:
 
 _ANSWERS: dict[int | str, dict[str, Any]] = {
     400: {"description": "the body is not a JSON object"},
-    403: {"description": "the caller lacks manage-identities, or asks for more than it holds"},
-    404: {"description": "no credential with that id"},
+    403: {"description": "the caller lacks manage-identities, or asks for (or revokes) more than it holds"},
+    404: {"description": "no credential with that id (or not one the caller manages)"},
     422: {"description": "a field failed validation"},
 }
 
@@ -257,8 +292,9 @@ async def create_token(request: Request) -> Response:
 async def list_tokens(request: Request, all: bool = False) -> Response:  # noqa: A002 - the query name
     try:
         guard = guard_of(request)
-        await guard.admit(request, "manage-identities")
+        principal = await guard.admit(request, "manage-identities")
         items = await _in_thread(guard.store.list, include_inactive=all)
+        items = [doc for doc in items if manages(principal, doc)]
     except MnemosError as exc:
         return error_response(exc)
     return JSONResponse({"object": "list", "data": [_camel(d) for d in items]})
@@ -271,6 +307,10 @@ async def revoke_token(request: Request, credential_id: str = Path(..., json_sch
     try:
         guard = guard_of(request)
         principal = await guard.admit(request, "manage-identities")
+        stored = await _in_thread(guard.store.get, credential_id)
+        if not manages(principal, stored):
+            raise not_found(credential_id)  # another team's: as if it did not exist
+        check_revocable(principal, stored)
         doc = await _in_thread(guard.store.revoke, credential_id, actor=f"{principal.kind}:{principal.subject}")
     except MnemosError as exc:
         return error_response(exc)

@@ -35,6 +35,7 @@ __all__ = [
     "IdentityStore",
     "check_name",
     "check_ttl",
+    "not_found",
 ]
 
 TOKENS_PREFIX = "soul/tokens"
@@ -107,6 +108,11 @@ def _checked(team: str, limits: dict[str, Any] | None) -> dict[str, Any] | None:
     if team:
         check_name(team, "team")
     return check_key_limits(limits) if limits else None
+
+
+def not_found(credential_id: str) -> NotFoundError:
+    """The 404 of an id no credential has, or of one the caller may not manage (the same answer)."""
+    return NotFoundError(f"no token or API key with id {credential_id!r}", param="id")
 
 
 def _number(value: Any) -> float:
@@ -221,6 +227,23 @@ class IdentityStore:
         except NotFoundError:
             return None
 
+    def get(self, credential_id: str) -> dict[str, Any]:
+        """The stored record of a token (by ``jti``) or an API key (by id), without its hash.
+
+        Raises:
+            ValidationError: ``credential_id`` is not a credential id (never echoed).
+            NotFoundError: no token or API key has that id.
+        """
+        for key, kind in self._locate(credential_id):
+            try:
+                doc = dict(self.engram.read_json(key))
+            except NotFoundError:
+                continue
+            doc.pop("hash", None)
+            doc.setdefault("kind", kind)
+            return doc
+        raise not_found(credential_id)
+
     def list(self, *, include_inactive: bool = False) -> list[dict[str, Any]]:
         """Credentials (tokens and API keys) without hashes, newest first.
 
@@ -252,18 +275,9 @@ class IdentityStore:
     # -- revoke ------------------------------------------------------------------------------
     def revoke(self, credential_id: str, *, actor: str | None = None) -> dict[str, Any]:
         """Revoke a token (by ``jti``) or an API key (by id); the gateway refuses it within seconds."""
-        if not _ID.fullmatch(credential_id):  # never echoed: people paste the credential itself here
-            raise ValidationError(
-                "invalid credential id: expected tok-<12 hex> or an API key's 16-hex id (not the credential)",
-                param="id",
-            )
-        found = [
-            (f"{prefix}/{credential_id}.json", kind)
-            for prefix, kind in ((TOKENS_PREFIX, "token"), (APIKEYS_PREFIX, "apikey"))
-            if self.engram.exists(f"{prefix}/{credential_id}.json")
-        ]
+        found = self._locate(credential_id)
         if not found:
-            raise NotFoundError(f"no token or API key with id {credential_id!r}", param="id")
+            raise not_found(credential_id)
         key, kind = found[0]
         doc = dict(self.engram.read_json(key))
         now = time.time()
@@ -278,6 +292,19 @@ class IdentityStore:
         audit(self.engram, "identity.revoked", kind=kind, id=credential_id, name=doc.get("name"), actor=actor)
         doc.pop("hash", None)
         return doc
+
+    def _locate(self, credential_id: str) -> tuple[tuple[str, str], ...]:
+        """``(key, kind)`` of the stored records of ``credential_id``, token first."""
+        if not _ID.fullmatch(credential_id):  # never echoed: people paste the credential itself here
+            raise ValidationError(
+                "invalid credential id: expected tok-<12 hex> or an API key's 16-hex id (not the credential)",
+                param="id",
+            )
+        return tuple(
+            (f"{prefix}/{credential_id}.json", kind)
+            for prefix, kind in ((TOKENS_PREFIX, "token"), (APIKEYS_PREFIX, "apikey"))
+            if self.engram.exists(f"{prefix}/{credential_id}.json")
+        )
 
     def prune(self) -> int:
         """Drop revocation markers and records of credentials that have expired; returns the count."""

@@ -8,6 +8,14 @@ The gateway includes ``router`` (both routes, no auth) or builds its own::
 it needs a credential with the verb ``read-lineage`` (give Prometheus a viewer API key:
 ``authorization: {credentials: mk_…}`` in its scrape config). ``/v1/traces`` takes the ``auth``
 dependency when one is given (span attributes name models and principals).
+
+Whose traces (by the rule of lineage's ``request:`` nodes, ``mnemos.relay.control.LineageReader``):
+a trace's owner is the subject its gateway spans record (``mnemos.principal``: the request span of a
+model call, ``relay.jobs.submit`` of a job). A developer reads a trace only when it has one owner,
+the developer, and every root span records it; any other trace is a 404, as one that does not exist.
+Viewers read every trace's metadata (names, timings, statuses, ids, models, routes, the owner):
+attribute values that are data, span events' attributes and status messages (error texts) are
+withheld, named under ``withheld``. Operators and admins read everything (``mnemos.soul.ownership``).
 """
 
 from __future__ import annotations
@@ -23,11 +31,78 @@ from mnemos._http import JSONResponse
 from mnemos.errors import MnemosError, NotFoundError
 from mnemos.trace import metrics, telemetry
 
-__all__ = ["build_router", "router"]
+__all__ = ["PRINCIPAL_ATTRIBUTE", "build_router", "router", "shown_spans", "trace_owner"]
+
+PRINCIPAL_ATTRIBUTE = "mnemos.principal"
+"""The span attribute naming the subject that made a gateway request: its trace's owner."""
+SPAN_METADATA = frozenset(
+    {"route", "http.route", "http.status_code", "model", "engine", "function", "job_id", "queue", "attempt", "pool",
+     "cancelled", "principal", "status", "stream", "endpoint", "adapter", "exception.type"}
+)  # fmt: skip
+"""Span attributes (less a ``mnemos.`` prefix) that are metadata; the others are data, withheld from viewers."""
 
 
 def _error(exc: MnemosError) -> JSONResponse:
     return JSONResponse(exc.to_openai(), status_code=exc.status)
+
+
+def trace_owner(spans: list[dict[str, Any]]) -> str | None:
+    """The subject that owns a trace: the one ``PRINCIPAL_ATTRIBUTE`` of its spans, provided every root
+    span (no parent in the trace) records it; ``None`` for none, several, or an unrecorded root (a
+    span another sent into the trace with a ``traceparent`` of its own, or spans of no request)."""
+    ids = {s.get("span_id") for s in spans}
+    owners = {str(s["attributes"][PRINCIPAL_ATTRIBUTE]) for s in spans
+              if (s.get("attributes") or {}).get(PRINCIPAL_ATTRIBUTE)}  # fmt: skip
+    roots = [s for s in spans if s.get("parent_span_id") not in ids]
+    if len(owners) != 1 or any(not (s.get("attributes") or {}).get(PRINCIPAL_ATTRIBUTE) for s in roots):
+        return None
+    return owners.pop()
+
+
+def shown_spans(principal: Any, spans: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The spans of a trace as ``principal`` reads them (see the module docstring); ``None``: not its to see.
+
+    ``principal`` ``None`` (authentication off) is the local admin.
+    """
+    from mnemos.soul.ownership import reads_data
+
+    if principal is None:
+        return spans
+    owner = trace_owner(spans)
+    if getattr(principal, "role", None) == "developer" and not (owner and owner == getattr(principal, "subject", None)):
+        return None
+    if reads_data(principal, owner):
+        return spans
+    return [_withhold(s) for s in spans]
+
+
+def _withhold(span_doc: dict[str, Any]) -> dict[str, Any]:
+    """A span without its data: metadata attributes, event names, the status message as an error is shown."""
+    from mnemos.soul.ownership import withheld_error
+
+    attrs, withheld = {}, set()
+    for key, value in (span_doc.get("attributes") or {}).items():
+        if key.removeprefix("mnemos.") in SPAN_METADATA:
+            attrs[key] = value
+        else:
+            withheld.add(f"attributes.{key}")
+    events = []
+    for event in span_doc.get("events") or []:
+        kept = {k: v for k, v in (event.get("attributes") or {}).items() if k in SPAN_METADATA}
+        if len(kept) != len(event.get("attributes") or {}):
+            withheld.add("events.attributes")
+        events.append({**event, "attributes": kept})
+    out = {**span_doc, "attributes": attrs, "events": events}
+    if span_doc.get("status_message"):
+        out["status_message"] = withheld_error(span_doc["status_message"])
+        withheld.add("status_message")
+    if withheld:
+        out["withheld"] = sorted(withheld)
+    return out
+
+
+async def _no_auth() -> None:
+    return None
 
 
 def build_router(
@@ -45,6 +120,7 @@ def build_router(
     router = APIRouter(tags=["trace"])
     trace_deps = [Depends(auth)] if auth is not None else []
     metrics_deps = trace_deps if protect_metrics else []
+    caller = Depends(auth or _no_auth)
     verb = {"x-mnemos-verb": "read-lineage"}
 
     @router.get("/metrics", dependencies=metrics_deps, response_class=Response,
@@ -57,25 +133,28 @@ def build_router(
             return _error(exc)
         return Response(content=body, media_type=metrics.CONTENT_TYPE_LATEST)
 
-    @router.get("/v1/traces/{trace_id}", dependencies=trace_deps, openapi_extra=verb,
-                responses={404: {"description": "no spans recorded for the trace"},
+    @router.get("/v1/traces/{trace_id}", openapi_extra=verb,
+                responses={404: {"description": "no spans recorded for the trace (or not the caller's)"},
                            422: {"description": "a field failed validation"}})  # fmt: skip
     async def get_trace(
         # published, and checked by spans_for (422 in the OpenAI shape, with or without the gateway's handlers)
         trace_id: str = Path(..., json_schema_extra={"pattern": r"^[0-9a-f]{32}$"}, description="32 lowercase hex."),
         min_spans: int = Query(0, ge=0, le=10_000, description="Wait until this many spans are in."),
         timeout: float = Query(0.0, ge=0.0, le=30.0, description="Seconds to wait for min_spans."),
+        principal: Any = caller,
     ) -> Any:
-        """The spans of one trace from every process, by start time."""
+        """The spans of one trace from every process, by start time (a developer's own traces only;
+        a viewer's without their data)."""
         if trace_id == "0" * 32:  # well-formed, but W3C's invalid id: no span ever carries it
             return _error(NotFoundError(f"no spans recorded for trace {trace_id}", param="trace_id"))
         try:
             spans = await asyncio.to_thread(telemetry.spans_for, trace_id, min_spans=min_spans, timeout=timeout)
         except MnemosError as exc:
             return _error(exc)
-        if not spans:
+        shown = shown_spans(principal, spans) if spans else None
+        if not shown:  # none, or another's: the same answer
             return _error(NotFoundError(f"no spans recorded for trace {trace_id}", param="trace_id"))
-        return {"object": "trace", "trace_id": trace_id, "spans": spans}
+        return {"object": "trace", "trace_id": trace_id, "spans": shown}
 
     return router
 

@@ -337,11 +337,12 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
 
     @api.get("/keys")
     async def keys(request: Request) -> Response:
-        async def load(_: Any) -> dict[str, Any]:
+        async def load(principal: Any) -> dict[str, Any]:
             from mnemos.soul import IdentityStore
+            from mnemos.soul.http import manages
 
             store = getattr(edge.guard, "store", None) or IdentityStore.from_settings(gateway.settings, gateway.engram)
-            creds = await asyncio.to_thread(store.list)
+            creds = [c for c in await asyncio.to_thread(store.list) if manages(principal, c)]  # as GET /v1/tokens
             ledger = request.app.state.meter.governor.actor  # SOUL's usage ledger, as GET /v1/usage reads it
             rows = await data.usage(ledger, gateway.engram)
             return {"title": "Keys and usage", "credentials": creds, "usage": rows,
