@@ -168,7 +168,8 @@ class _ClosesIdleConnections:
     ANSWER = json.dumps({"id": "up-1", "object": "chat.completion", "created": 0, "model": "m",
                          "choices": [{"index": 0, "message": {"role": "assistant", "content": "fresh"},
                                       "finish_reason": "stop"}],
-                         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()  # fmt: skip
+                         "usage": {"prompt_tokens": 1, "completion_tokens": 1,
+                                   "total_tokens": 2}}).encode()  # fmt: skip
 
     def __init__(self) -> None:
         import socket
