@@ -30,6 +30,7 @@ from mnemos.relay._handlers import Handlers
 from mnemos.relay._metering import OverheadHeader
 from mnemos.relay._openapi import MethodGuard, complete_openapi
 from mnemos.relay.console import mount as mount_console
+from mnemos.relay.control import LineageReader
 from mnemos.relay.control import build_router as build_control_router
 from mnemos.relay.event_stream import build_router as build_events_router
 from mnemos.relay.openai_schema import (
@@ -52,11 +53,11 @@ __all__ = ["EXTENSION_ROUTERS", "RelayIngress", "create_app"]
 logger = logging.getLogger("mnemos.relay")
 
 # The API routers of CORTEX (/v1/jobs), SYNKRON (/v1/runs, …) and TRACE (/v1/traces, …), with the
-# verb their reads need (writes need ``submit``).
-EXTENSION_ROUTERS = (
-    (cortex_http.build_router, "read-artifacts"),
-    (synkron_http.build_router, "read-artifacts"),
-    (trace_http.build_router, "read-lineage"),
+# verb their reads need (writes need ``submit``) and what else each is built with.
+EXTENSION_ROUTERS: tuple[tuple[Any, str, dict[str, Any]], ...] = (
+    (cortex_http.build_router, "read-artifacts", {}),
+    (synkron_http.build_router, "read-artifacts", {}),
+    (trace_http.build_router, "read-lineage", {"reader": LineageReader}),  # whose traces: lineage's rule
 )
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 422, 429, 502, 503)
@@ -71,8 +72,9 @@ def _include_extensions(app: FastAPI, edge: EdgeSeam, settings: Settings) -> Non
     With authentication on, their ``auth`` dependency admits the caller with the verb ``submit``
     for writes and, for reads, ``read-lineage`` (TRACE) or ``read-artifacts`` (jobs, runs).
     """
-    for build, read_verb in EXTENSION_ROUTERS:
-        app.include_router(build(auth=_admitting(edge, read_verb) if edge.enabled else None, settings=settings))
+    for build, read_verb, extra in EXTENSION_ROUTERS:
+        auth = _admitting(edge, read_verb) if edge.enabled else None
+        app.include_router(build(auth=auth, settings=settings, **extra))
 
 
 def _admitting(edge: EdgeSeam, read_verb: str) -> Any:

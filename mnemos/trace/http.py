@@ -59,27 +59,24 @@ def trace_owner(spans: list[dict[str, Any]]) -> str | None:
     return owners.pop()
 
 
-def shown_spans(principal: Any, spans: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-    """The spans of a trace as ``principal`` reads them (see the module docstring); ``None``: not its to see.
+def shown_spans(reader: Any, spans: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The spans of a trace as ``reader`` reads them (see the module docstring); ``None``: not its to see.
 
-    ``principal`` ``None`` (authentication off) is the local admin.
+    ``reader`` is a ``mnemos.trace.lineage.LineageReader`` (RELAY builds it from the caller by SOUL's
+    ownership rule, as for lineage); ``None`` reads everything.
     """
-    from mnemos.soul.ownership import reads_data
-
-    if principal is None:
+    if reader is None:
         return spans
     owner = trace_owner(spans)
-    if getattr(principal, "role", None) == "developer" and not (owner and owner == getattr(principal, "subject", None)):
+    if not reader.sees(owner):
         return None
-    if reads_data(principal, owner):
+    if reader.reads(owner):
         return spans
-    return [_withhold(s) for s in spans]
+    return [_withhold(s, reader) for s in spans]
 
 
-def _withhold(span_doc: dict[str, Any]) -> dict[str, Any]:
+def _withhold(span_doc: dict[str, Any], reader: Any) -> dict[str, Any]:
     """A span without its data: metadata attributes, event names, the status message as an error is shown."""
-    from mnemos.soul.ownership import withheld_error
-
     attrs, withheld = {}, set()
     for key, value in (span_doc.get("attributes") or {}).items():
         if key.removeprefix("mnemos.") in SPAN_METADATA:
@@ -94,7 +91,7 @@ def _withhold(span_doc: dict[str, Any]) -> dict[str, Any]:
         events.append({**event, "attributes": kept})
     out = {**span_doc, "attributes": attrs, "events": events}
     if span_doc.get("status_message"):
-        out["status_message"] = withheld_error(span_doc["status_message"])
+        out["status_message"] = reader.shown_error(span_doc["status_message"])
         withheld.add("status_message")
     if withheld:
         out["withheld"] = sorted(withheld)
@@ -106,7 +103,11 @@ async def _no_auth() -> None:
 
 
 def build_router(
-    *, auth: Callable[..., Any] | None = None, protect_metrics: bool | None = None, settings: Any = None
+    *,
+    auth: Callable[..., Any] | None = None,
+    protect_metrics: bool | None = None,
+    settings: Any = None,
+    reader: Callable[[Any], Any] | None = None,
 ) -> APIRouter:
     """The TRACE routes.
 
@@ -114,6 +115,8 @@ def build_router(
         auth: a FastAPI dependency that authenticates the caller (raising on failure).
         protect_metrics: require ``auth`` on ``/metrics`` too (default: ``trace.metricsAuth``).
         settings: the platform's settings (``trace.metricsAuth``).
+        reader: the caller (what ``auth`` returned) as a ``LineageReader``, whose rule decides whose
+            traces it reads (RELAY: ``mnemos.relay.control.LineageReader``); ``None``: every trace.
     """
     if protect_metrics is None:
         protect_metrics = bool(settings.trace.metrics_auth) if settings is not None else False
@@ -151,7 +154,7 @@ def build_router(
             spans = await asyncio.to_thread(telemetry.spans_for, trace_id, min_spans=min_spans, timeout=timeout)
         except MnemosError as exc:
             return _error(exc)
-        shown = shown_spans(principal, spans) if spans else None
+        shown = shown_spans(reader(principal) if reader and principal is not None else None, spans) if spans else None
         if not shown:  # none, or another's: the same answer
             return _error(NotFoundError(f"no spans recorded for trace {trace_id}", param="trace_id"))
         return {"object": "trace", "trace_id": trace_id, "spans": shown}

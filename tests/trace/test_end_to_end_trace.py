@@ -21,10 +21,17 @@ def gateway(ray_cluster, tmp_path_factory):
 
     stop(shutdown_serve=True)
     root = tmp_path_factory.mktemp("trace-e2e") / "engram"
-    settings = load_settings(engram={"uri": str(root)}, relay={"port": free_port(), "auth": False})
-    client = mnemos.connect(settings=settings)
-    ensure_cortex(settings, client.engram)
-    ensure(settings, client.engram)
+    for attempt in range(3):  # a free port can be taken (another process's ephemeral port) before Serve binds it
+        settings = load_settings(engram={"uri": str(root)}, relay={"port": free_port(), "auth": False})
+        client = mnemos.connect(settings=settings)
+        ensure_cortex(settings, client.engram)
+        try:
+            ensure(settings, client.engram)
+            break
+        except Exception as exc:
+            if "Failed to bind" not in str(exc) or attempt == 2:
+                raise
+            stop(shutdown_serve=True)
     yield f"http://127.0.0.1:{settings.relay.port}"
     stop(shutdown_serve=True)
     serve.shutdown()

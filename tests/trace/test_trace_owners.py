@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
+from mnemos.relay.control import LineageReader
 from mnemos.soul.identity import Principal
 from mnemos.trace import telemetry
 from mnemos.trace.http import PRINCIPAL_ATTRIBUTE, build_router
@@ -45,7 +46,7 @@ def http(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
         return Principal(who.split("-")[0], who.split("-")[1], "apikey") if who else None
 
     app = FastAPI()
-    app.include_router(build_router(auth=auth))
+    app.include_router(build_router(auth=auth, reader=LineageReader))  # as the gateway builds it
     with TestClient(app) as client:
         yield client
 
