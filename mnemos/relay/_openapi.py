@@ -158,6 +158,9 @@ def _templates(schema: dict[str, Any]) -> list[_Template]:
 class MethodGuard:
     """Answer 405 with ``Allow`` for a method no operation on the path declares (pure ASGI).
 
+    A ``HEAD`` reaches it as the ``GET`` it is served as (``_edge.HeadAsGet``, outside it), so
+    ``Allow`` names ``HEAD`` wherever ``GET`` is declared.
+
     Args:
         app: the ASGI app behind it.
         openapi: returns the app's OpenAPI document (read once, on the first request).
@@ -191,10 +194,10 @@ class MethodGuard:
             return
         method = scope["method"]
         allowed = self.allowed(_route_path(scope))
-        if allowed is None or method in allowed or (method == "HEAD" and "GET" in allowed):
+        if allowed is None or method in allowed:
             await self.app(scope, receive, send)
             return
-        allow = ", ".join(sorted(allowed | ({"HEAD"} if "GET" in allowed else set())))  # HEAD: served as GET
+        allow = ", ".join(sorted(allowed | ({"HEAD"} if "GET" in allowed else set())))
         error = {"message": f"{method} is not allowed here; allowed: {allow}", "type": "invalid_request_error",
                  "param": None, "code": "method_not_allowed"}  # fmt: skip
         body = to_json({"error": error})
