@@ -23,6 +23,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "TOO_DEEP",
     "check_json_body",
+    "is_integral",
     "dump_json",
     "json_body",
     "parse_json",
@@ -152,7 +153,7 @@ def validate_json(model: type[M], data: Any, prefix: str = "") -> M:
     try:
         return model.model_validate(data, strict=True)
     except PydanticValidationError as exc:
-        integral = [e["loc"] for e in exc.errors() if e["type"] == "int_type" and _integral(e["input"])]
+        integral = [e["loc"] for e in exc.errors() if e["type"] == "int_type" and is_integral(e["input"])]
         if not integral or not all(_set_integer(data, loc) for loc in integral):
             raise to_validation_error(exc, prefix) from None
     try:
@@ -161,7 +162,8 @@ def validate_json(model: type[M], data: Any, prefix: str = "") -> M:
         raise to_validation_error(exc, prefix) from None
 
 
-def _integral(value: Any) -> bool:
+def is_integral(value: Any) -> bool:
+    """Whether ``value`` is a float without a fraction (``2.0``, ``1e3``): an integer, as JSON Schema has it."""
     return isinstance(value, float) and value.is_integer()
 
 

@@ -28,6 +28,8 @@ from pydantic import (
     field_validator,
 )
 
+from mnemos._model import is_integral
+
 __all__ = [
     "ChatCompletion",
     "ChatCompletionChunk",
@@ -56,7 +58,7 @@ _MAX_N = 16
 def _integral(cls: type[BaseModel], value: Any) -> Any:
     """``2.0`` as the integer ``2``: JSON Schema's integer (the published schema's) is any number
     without a fraction. Otherwise integers are strict: not ``"5"``, ``true`` or ``5.5``."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
+    return int(value) if is_integral(value) else value
 
 
 def _integers(*names: str) -> Any:
