@@ -87,8 +87,9 @@ def _located_documents(text: str, source: str) -> list[tuple[Resource, str]]:
     out: list[tuple[Resource, str]] = []
     for index, doc in docs:
         where = f"{source or 'input'} (document {index})"
-        if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):
-            out.extend((_parse_written(item, source), f"{where} item {i}") for i, item in enumerate(doc["items"]))
+        items = doc.get("items") if isinstance(doc, dict) and doc.get("kind") == "List" else doc
+        if isinstance(items, list):  # a `kind: List`, or a list as `mnemos get -o yaml|json` prints one
+            out.extend((_parse_written(item, source), f"{where} item {i}") for i, item in enumerate(items))
         else:
             out.append((_parse_written(doc, source), where))
     return out

@@ -123,3 +123,18 @@ def test_a_stored_resource_that_no_longer_validates_is_skipped_explained_and_del
     deleted = mnemos(tmp_path, "delete", "pipeline", "negtimeout")
     assert deleted.returncode == 0 and "pipeline/negtimeout deleted (generation 1)" in deleted.stdout, deleted.stderr
     assert "negtimeout" not in mnemos(tmp_path, "get", "pipeline").stderr
+
+
+def test_what_get_prints_applies_again(tmp_path: Path) -> None:
+    """``mnemos get KIND -o yaml`` (one YAML list) and ``-o json`` apply as they are, as the
+    multi-document stream ``-o yaml`` printed before did: a top-level list holds documents."""
+    policy = Path(__file__).resolve().parents[2] / "deployments" / "local" / "policy.yaml"
+    assert mnemos(tmp_path, "apply", "-f", str(policy)).returncode == 0
+    for fmt in ("yaml", "json"):
+        printed = mnemos(tmp_path, "get", "policy", "-o", fmt)
+        assert printed.returncode == 0, printed.stderr
+        (tmp_path / f"got.{fmt}").write_text(printed.stdout)
+        again = mnemos(tmp_path, "apply", "-f", f"got.{fmt}")
+        assert again.returncode == 0 and "unchanged" in again.stdout, (again.stdout, again.stderr)
+    (tmp_path / "numbers.yaml").write_text("- 5\n")
+    refused(mnemos(tmp_path, "apply", "-f", "numbers.yaml"), "a resource must be a mapping, got int")
