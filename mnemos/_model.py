@@ -137,6 +137,8 @@ def to_validation_error(exc: PydanticValidationError, prefix: str = "") -> Valid
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "extra field not permitted"
+        elif err["type"] == "value_error" and "error" in err.get("ctx", {}):
+            msg = str(err["ctx"]["error"])  # our validator's own words, without pydantic's "Value error, "
         lines.append(f"{path}: {msg}" if path else msg)
     return ValidationError("; ".join(lines), param=first_path)
 

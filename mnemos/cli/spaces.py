@@ -32,11 +32,15 @@ def search(
 
 @app.command("list")
 def list_spaces(output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
-    """Every space: items, embedding model, the run that wrote it."""
+    """The spaces you may list: items, embedding model, owner, the run that wrote it.
+
+    Against a gateway, a developer lists their own spaces, their team's and the shared (ownerless)
+    ones; viewers, operators and admins list every space."""
     from mnemos.cli._session import open_client
 
     spaces = open_client().spaces.list()
-    emit(spaces, output, ("SPACE", "ITEMS", "MODEL", "RUN"),
-         [(s["space"], s["count"], s["model"].get("name"), s["run"]) for s in spaces])  # fmt: skip
+    emit(spaces, output, ("SPACE", "ITEMS", "MODEL", "OWNER", "RUN"),
+         [(s["space"], s["count"], (s.get("model") or {}).get("name"), s.get("owner") or "-", s.get("run"))
+          for s in spaces])  # fmt: skip
     if not spaces and output is Output.table:
         console.print("no spaces yet: run a pipeline with an index step")

@@ -1,4 +1,5 @@
-"""GENOME admission: schema first (done by parsing), then every matching Policy's rules."""
+"""GENOME admission: schema first (done by parsing), then the kind's own checks (a Pipeline's
+steps: ``check_steps``), then every matching Policy's rules."""
 
 from __future__ import annotations
 
@@ -7,9 +8,17 @@ from collections.abc import Iterable
 from mnemos.errors import AdmissionError
 from mnemos.genome._base import Resource
 from mnemos.genome.model import Model
+from mnemos.genome.pipeline import Pipeline, check_steps
 from mnemos.genome.policy import Policy
 
-__all__ = ["admit"]
+__all__ = ["admit", "check"]
+
+
+def check(resource: Resource) -> None:
+    """The checks of ``resource`` beyond its schema that need no Policy (a ``ValidationError``):
+    what a run would refuse in a Pipeline (``mnemos.genome.pipeline.check_steps``)."""
+    if isinstance(resource, Pipeline):
+        check_steps(resource)
 
 
 def _matches(policy: Policy, resource: Resource) -> bool:
@@ -52,12 +61,14 @@ def _violations(policy: Policy, resource: Resource) -> list[str]:
 
 
 def admit(resource: Resource, policies: Iterable[Policy]) -> None:
-    """Refuse ``resource`` with an ``AdmissionError`` naming the policy and rule it breaks.
+    """Refuse ``resource``: a ``ValidationError`` from ``check``, else an ``AdmissionError`` naming
+    the policy and rule it breaks.
 
     Policies never apply to Policy resources (an operator must always be able to fix a policy).
     A rule that fails to evaluate refuses the resource under ``failurePolicy: Fail`` and is
     skipped under ``Ignore``.
     """
+    check(resource)
     if isinstance(resource, Policy):
         return
     kind = type(resource).__name__

@@ -23,6 +23,7 @@ any other code is the verb ``execute`` (cluster root)::
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
@@ -86,6 +87,11 @@ class FunctionSpec(CoreModel):
             Draft202012Validator.check_schema(value)
         except SchemaError as exc:
             raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        outside = next(_outside_refs(value), None)
+        if outside is not None:
+            keyword, target = outside
+            raise ValueError(f"{keyword} {target!r} points outside the schema: only references within it "
+                             "('#/$defs/…') are allowed; copy what it names into $defs")  # fmt: skip
         if value.get("type", "object") != "object":
             raise ValueError("the schema of keyword arguments must have type: object")
         return value
@@ -99,14 +105,39 @@ class Function(Resource):
     spec: FunctionSpec
 
 
+_REF_KEYWORDS = ("$ref", "$dynamicRef")
+
+
+def _outside_refs(schema: Any) -> Iterator[tuple[str, str]]:
+    """Each ``$ref``/``$dynamicRef`` of ``schema`` that names anything but a place within it (``#…``)."""
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key in _REF_KEYWORDS and not (isinstance(value, str) and value.startswith("#")):
+                yield key, str(value)[:200]
+            yield from _outside_refs(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from _outside_refs(item)
+
+
 def check_arguments(function: Function, kwargs: dict[str, Any], *, param: str = "kwargs") -> None:
-    """Raise ``ValidationError`` (422) naming the first argument that breaks ``spec.parameters``."""
+    """Raise ``ValidationError`` (422) naming the first argument that breaks ``spec.parameters``.
+
+    References are resolved within the schema only (an empty ``referencing.Registry``): nothing is
+    ever fetched from a URL or read from a file, whatever a stored schema names."""
     from jsonschema import Draft202012Validator
+    from referencing import Registry
+    from referencing.exceptions import Unresolvable
 
     from mnemos.errors import ValidationError
 
-    validator = Draft202012Validator(function.spec.parameters)
-    errors = sorted(validator.iter_errors(kwargs), key=lambda e: (len(e.absolute_path), e.message))
+    validator = Draft202012Validator(function.spec.parameters, registry=Registry())
+    try:
+        errors = sorted(validator.iter_errors(kwargs), key=lambda e: (len(e.absolute_path), e.message))
+    except Unresolvable as exc:  # a schema stored before outside references were refused
+        raise ValidationError(f"function {function.name!r}: its parameters schema names {exc.ref!r}, outside "
+                              "itself, which is never fetched: re-apply the Function with it in $defs",
+                              param="function") from None  # fmt: skip
     if errors:
         err = errors[0]
         path = ".".join(str(p) for p in (param, *err.absolute_path))

@@ -10,16 +10,55 @@ A step's kind follows from its fields, so the seed's pipeline loads as written:
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from mnemos._model import CoreModel, PositiveDuration
+from mnemos._model import CoreModel, PositiveDuration, _format_duration
+from mnemos.errors import ValidationError
 from mnemos.genome._base import Resource
 
-__all__ = ["EnvVar", "IndexSpec", "Output", "Pipeline", "PipelineSpec", "Step", "StepType"]
+__all__ = [
+    "BUILTINS",
+    "GENERATION_PARAMS",
+    "MAX_STEP_TIMEOUT_S",
+    "PARAM_ALIASES",
+    "STEP_PARAMS",
+    "VARIABLE",
+    "EnvVar",
+    "IndexSpec",
+    "Output",
+    "Pipeline",
+    "PipelineSpec",
+    "Step",
+    "StepType",
+    "check_steps",
+    "default_outputs",
+    "names_in",
+    "step_label",
+]
 
 StepType = Literal["script", "python", "infer", "index"]
+
+# A step's vocabulary, which SYNKRON (a higher layer) runs by. CORTEX's job timeout limit is the one
+# value restated here (GENOME may not import CORTEX): tests/genome/test_pipeline_checks.py keeps it equal.
+BUILTINS = ("RUN_ID", "PIPELINE")
+"""Variables every step may use besides params and outputs."""
+GENERATION_PARAMS = ("max_tokens", "temperature", "top_p", "stop", "seed")
+"""The sampling ``params`` of an infer step (``mnemos.synkron._infer`` hands them to the model)."""
+STEP_PARAMS: dict[str, tuple[str, ...]] = {
+    "infer": (*GENERATION_PARAMS, "concurrency", "ready_timeout"),
+    "index": ("batch_size", "concurrency", "ready_timeout"),
+}
+"""The ``params`` a model step takes."""
+PARAM_ALIASES = {"maxTokens": "max_tokens", "topP": "top_p", "readyTimeout": "ready_timeout", "batchSize": "batch_size"}
+"""camelCase spellings of those params."""
+VARIABLE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
+"""``${name}``; ``$${`` is a literal (``mnemos.synkron._interpolate`` substitutes them)."""
+MAX_STEP_TIMEOUT_S = 30 * 86400.0
+"""The longest ``timeout`` a step may ask for: a step is a CORTEX job, and one attempt of a job may
+run at most ``mnemos.cortex.job.MAX_JOB_TIMEOUT_S``."""
 
 
 class EnvVar(CoreModel):
@@ -28,8 +67,21 @@ class EnvVar(CoreModel):
     secret_ref: dict[str, str] | None = Field(None, description="{name, key} resolved through SOUL.")
 
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,62}")
+
+
+def _check_name(value: str) -> str:
+    """A step's or an output's name: what ``${name}`` may name, and one segment of an ENGRAM key."""
+    if not _NAME.fullmatch(value):
+        raise ValueError(f"{value[:80]!r} is not a name: use letters, digits, '_', '.' and '-', starting "
+                         "with a letter or '_', at most 63 characters (it is a ${name} and part of keys)")  # fmt: skip
+    return value
+
+
 class Output(CoreModel):
     name: str
+
+    _name = field_validator("name")(_check_name)
     uri: str | None = Field(None, description="Where to also copy the output; it is always an ENGRAM ref.")
 
 
@@ -57,6 +109,8 @@ class Step(CoreModel):
     timeout: PositiveDuration | None = Field(None, description="Seconds one attempt may run (30s, 5m); above 0.")
     queue: str = "default"
     resources: dict[str, float] = Field(default_factory=dict, description="{cpus, gpus} for the step's job.")
+
+    _name = field_validator("name")(_check_name)
 
     @model_validator(mode="after")
     def _infer_type(self) -> Step:
@@ -133,3 +187,106 @@ class Pipeline(Resource):
     api_version: str = API_VERSION
     kind: Literal["Pipeline"] = "Pipeline"
     spec: PipelineSpec
+
+
+def step_label(index: int, name: str) -> str:
+    """How errors name a step: ``spec.steps[1] (second)``."""
+    return f"spec.steps[{index}] ({name})"
+
+
+def default_outputs(pipeline: Pipeline) -> dict[str, list[str]]:
+    """Each step's outputs: those it names, else (a model step) one named after the step."""
+    return {s.name: [o.name for o in s.outputs] or ([s.name] if s.type in ("infer", "index") else [])
+            for s in pipeline.spec.steps}  # fmt: skip
+
+
+def check_steps(pipeline: Pipeline) -> None:
+    """What a run would refuse, checked on every write of a Pipeline (GENOME admission, before the
+    Policy rules), so that ``mnemos validate``/``apply``, the Python API and ``PUT /apis/…`` refuse
+    the same pipelines with the same error: output names, an infer step's input, a model step's
+    params, ``call``, ``timeout`` (CORTEX's limit), and every ``${name}`` a step uses (declared, and
+    an output of a step it depends on). Only the pipeline is read: no params given, no files, no
+    cluster. A ``ValidationError`` (422) names ``spec.steps[i] (name).field``.
+    """
+    spec = pipeline.spec
+    params = spec.params
+    deps = spec.dependencies()
+
+    def refuse(message: str, param: str) -> ValidationError:
+        return ValidationError(f"pipeline/{pipeline.name}: {message}", param=param)
+
+    outputs_of = default_outputs(pipeline)
+    producers: dict[str, str] = {}
+    definitions: dict[str, dict[str, Any]] = {}
+    for i, step in enumerate(spec.steps):
+        where, path = step_label(i, step.name), f"spec.steps[{i}]"
+        definition = step.model_dump(by_alias=True, exclude_none=True)
+        for out in outputs_of[step.name]:
+            if out in producers or out in params or out in BUILTINS:
+                raise refuse(f"{where}.outputs: name {out!r} is already used by a step, param or builtin",
+                             f"{path}.outputs")  # fmt: skip
+            producers[out] = step.name
+        if step.type == "infer" and not step.input:
+            upstream = [o for d in deps[step.name] for o in outputs_of[d]]
+            if len(upstream) != 1:
+                raise refuse(f"{where}.input: an infer step needs an input (JSONL file or ${{output}}); its upstream "
+                             f"steps have {len(upstream)} outputs to default to", f"{path}.input")  # fmt: skip
+            definition["input"] = "${" + upstream[0] + "}"
+        known = STEP_PARAMS.get(str(step.type), ())
+        for key in step.params if known else ():
+            if PARAM_ALIASES.get(key, key) not in known:
+                message = f"{where}.params: unknown param {key!r} (known: {', '.join(known)})"
+                raise refuse(message, f"{path}.params.{key}")
+        if step.type == "python" and ":" not in (step.call or ""):
+            raise refuse(f"{where}.call: use 'module:function' (got {step.call!r})", f"{path}.call")
+        if step.timeout is not None and step.timeout > MAX_STEP_TIMEOUT_S:
+            raise refuse(f"{where}.timeout: {_format_duration(step.timeout)} is longer than a step may run: at most "
+                         f"{_format_duration(MAX_STEP_TIMEOUT_S)} ({MAX_STEP_TIMEOUT_S:.0f} s), CORTEX's limit for one "
+                         "attempt of a job", f"{path}.timeout")  # fmt: skip
+        definitions[step.name] = definition
+    for i, step in enumerate(spec.steps):
+        where, path = step_label(i, step.name), f"spec.steps[{i}]"
+        ancestors = _ancestors(deps, step.name)
+        definition = definitions[step.name]
+        for name in sorted(names_in(definition)):
+            if name in BUILTINS or name in params:
+                continue
+            field = _field_using(definition, name)
+            producer = producers.get(name)
+            if producer is None:
+                known_names = ", ".join(sorted({*BUILTINS, *params, *producers}))
+                raise refuse(f"{where}.{field}: unknown variable ${{{name}}} (known: {known_names})", f"{path}.{field}")
+            if producer not in ancestors:
+                raise refuse(f"{where}.{field}: uses ${{{name}}}, the output of step {producer!r}, without depending "
+                             f"on it: add {producer!r} to needs", f"{path}.needs")  # fmt: skip
+
+
+def names_in(value: Any) -> set[str]:
+    """Every ``${name}`` used anywhere in a (nested) value."""
+    if isinstance(value, str):
+        return {m.group(2) for m in VARIABLE.finditer(value) if not m.group(1)}
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return set().union(*(names_in(item) for item in items))
+
+
+def _field_using(value: Any, name: str, path: str = "") -> str | None:
+    """The path (``script``, ``params.a.deep[1]``) of the first string of ``value`` that uses ``${name}``."""
+    if isinstance(value, str):
+        return path if name in names_in(value) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _field_using(item, name, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key)
+        if found is not None:
+            return found
+    return None
+
+
+def _ancestors(deps: dict[str, list[str]], name: str) -> set[str]:
+    seen: set[str] = set()
+    stack = list(deps[name])
+    while stack:
+        dep = stack.pop()
+        if dep not in seen:
+            seen.add(dep)
+            stack.extend(deps[dep])
+    return seen

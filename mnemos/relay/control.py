@@ -557,33 +557,40 @@ def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[
         from mnemos.synkron.spaces import SpacesAPI
 
         return SpacesAPI(types.SimpleNamespace(engram=ctl.engram, registry=ctl.registry, connected=True),
-                         local_models=False)  # a search never loads a model into the gateway
+                         local_models=False)  # fmt: skip  # a search never loads a model into the gateway
 
     @api.get("/v1/spaces", tags=["platform"], response_model=ResourceList, openapi_extra=_verb("read-artifacts"),
              responses=_responses())  # fmt: skip
     async def list_spaces(request: Request) -> dict[str, Any]:
-        """Every embedding space: items, model, the run that wrote it."""
-        await edge.admit(request, "read-artifacts")
-        return {"object": "list", "data": await ctl.read(lambda: spaces().list())}
+        """The embedding spaces the caller lists: items, model, owner, the run that wrote it.
+
+        A developer's own, their team's and the shared (ownerless) ones; everyone else's: all
+        (``mnemos.soul.ownership.reads_space``)."""
+        principal = await edge.admit(request, "read-artifacts")
+        return {"object": "list", "data": await ctl.read(lambda: spaces().list(principal=principal))}
 
     @api.post("/v1/spaces/{space}/search", tags=["platform"], response_model=ResourceList,
               openapi_extra={**_verb("infer"), **_body_of(SearchRequest)},
               responses=_responses(400, 404, 413, 422, 503))  # fmt: skip
     async def search_space(request: Request, space: str = Path(..., pattern=_NAME)) -> dict[str, Any]:
         """The ``k`` items of a space closest in meaning to ``query`` (verb ``infer``: the query is
-        embedded by the space's model)."""
+        embedded by the space's model). A space the caller may not search (another developer's,
+        not of their team) is 404, the answer for one that does not exist."""
         from mnemos.soul.limits import Governor, ModelMeter, embedding_tokens, estimate_tokens
         from mnemos.synkron.spaces import load_manifest
 
         principal = await edge.admit(request, "infer")
         body = _model_body(SearchRequest, await _json(request))
-        model = (await ctl.read(load_manifest, ctl.engram, space))["model"]["name"]
+        model = ((await ctl.read(load_manifest, ctl.engram, space, principal)).get("model") or {}).get("name")
+        if not model:  # a manifest some other writer left without its model
+            raise NotFoundError(f"space {space!r} records no embedding model: run the index step that writes it again",
+                                param="space")  # fmt: skip
         if ctl.governor is None:
             ctl.governor = Governor(ctl.engram)
         # the query is embedded by the model: metered like /v1/embeddings, on the caller's limits
         meter = await ctl.read(lambda: ModelMeter(ctl.engram, principal, model, governor=ctl.governor))
         async with meter.call(estimate_tokens(body.query)) as settle:
-            hits = await ctl.read(lambda: spaces().search(space, body.query, body.k))
+            hits = await ctl.read(lambda: spaces().search(space, body.query, body.k, principal=principal))
             settle(embedding_tokens([body.query]))
         return {"object": "list", "data": hits}
 

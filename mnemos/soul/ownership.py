@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["DATA_ROLES", "WITHHELD", "reads_data", "withheld_error"]
+__all__ = ["DATA_ROLES", "WITHHELD", "reads_data", "reads_space", "withheld_error"]
 
 DATA_ROLES = frozenset({"admin", "operator"})
 """Roles that read the data of every job and run (everyone else: of their own only)."""
@@ -30,6 +30,22 @@ def reads_data(principal: Any, owner: str | None) -> bool:
     if getattr(principal, "role", None) in DATA_ROLES:
         return True
     return bool(owner) and owner == getattr(principal, "subject", None)
+
+
+def reads_space(principal: Any, owner: str | None, team: str | None = "", *, metadata: bool = False) -> bool:
+    """Whether ``principal`` searches (``metadata``: lists) an embedding space of ``owner`` and ``team``.
+
+    Its owner, a developer of its (non-empty) team, operators and admins do; a space without an owner
+    (written by a local caller, or before spaces had owners) is shared, like models. Viewers list
+    every space (``metadata``), as they list every job. ``None`` or a bare subject (a local caller,
+    who holds ENGRAM itself) reads everything.
+    """
+    if principal is None or not hasattr(principal, "role") or reads_data(principal, owner) or not owner:
+        return True
+    if metadata and getattr(principal, "role", None) == "viewer":
+        return True
+    mine = getattr(principal, "team", "") or ""
+    return bool(mine) and team == mine
 
 
 def withheld_error(error: Any) -> Any:

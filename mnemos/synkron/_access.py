@@ -6,26 +6,27 @@ SOUL's ownership rule (``mnemos.soul.ownership``) applied where a run starts (``
   step from parameters) needs a caller who reads that run's data (its owner, operators, admins);
   otherwise it is 404 naming ``params.<name>``, the message of a run that does not exist;
 - an ``index`` step writes its space only for the space's owner (the principal of the run that
-  first wrote it), operators and admins; a space written before spaces had owners, by operators
-  and admins only. Anyone else is refused (403) before the run starts.
+  first claimed it), operators and admins — not for the owner's team, who only search it; a space
+  without an owner (written before spaces had owners, or by a local caller), by operators and
+  admins only. Anyone else is refused (403) before the run starts. A new space is claimed
+  atomically when the run starts (``claim_space``), so two runs racing for it cannot both own it.
 
 Checked only for an authenticated caller (a ``Principal`` with a ``role``): a notebook or the CLI
-holds ENGRAM itself, and a subject string carries no role.
+holds ENGRAM itself, and a subject string carries no role (its new spaces are claimed with no
+owner: shared). The same checks run again, with the resuming principal, when a run is resumed
+(``mnemos.synkron._plan.check_resume``).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from typing import Any
 
-from mnemos.errors import MnemosError, NotFoundError, PermissionDeniedError
+from mnemos.errors import MnemosError, NotFoundError, PermissionDeniedError, ValidationError
 
-__all__ = ["check_input_refs", "check_param_refs", "check_space", "enforced", "param_in", "run_of_ref"]
-
-_RUN_REF = re.compile(r"^runs/([^/]+)/.")
-
+__all__ = ["check_input_refs", "check_param_refs", "check_resumer", "check_space", "claim_space", "enforced",
+           "param_in", "run_of_ref"]  # fmt: skip
 
 def enforced(principal: Any) -> bool:
     """Whether ``principal`` is an authenticated caller whose reach is checked."""
@@ -33,11 +34,13 @@ def enforced(principal: Any) -> bool:
 
 
 def run_of_ref(value: Any) -> str | None:
-    """The run a value names as an ENGRAM ref ``runs/<run>/<output>`` (as ``snapshot_input`` reads it)."""
+    """The run a value may name as an ENGRAM ref ``runs/<run>/…``, read generously: empty and ``.``
+    segments are dropped (``runs//<run>/out``, ``runs/./<run>``, ``/runs/<run>``), so no spelling of a
+    ref slips past the check; a ``..`` in the run's place is returned as is and found by no run."""
     if not isinstance(value, str) or "\n" in value or len(value) > 4096:
         return None
-    match = _RUN_REF.match(value)
-    return match.group(1) if match else None
+    parts = [part for part in value.split("/") if part not in ("", ".")]
+    return parts[1] if len(parts) >= 2 and parts[0] == "runs" else None
 
 
 def _check_run(engram: Any, principal: Any, run_id: str, param: str) -> None:
@@ -98,22 +101,63 @@ def check_input_refs(engram: Any, principal: Any, refs: Iterable[str], params: d
         _check_run(engram, principal, run_id, f"params.{name}" if name else "params")
 
 
+def check_resumer(principal: Any, state: dict[str, Any]) -> None:
+    """Only a run's owner, operators and admins resume it: another developer's run is 404 (the
+    message of a run that does not exist), a viewer is 403 (as ``synkron.http.check_run_owner``)."""
+    from mnemos.soul.ownership import reads_data
+
+    if not enforced(principal):
+        return
+    if getattr(principal, "role", None) == "viewer":
+        raise PermissionDeniedError("role 'viewer' may not change runs", param="role")
+    if not reads_data(principal, state.get("principal")):
+        raise NotFoundError(f"run {state.get('id')!r} not found", param="run_id")
+
+
 def check_space(engram: Any, principal: Any, space: str, param: str) -> None:
     """403 when ``principal`` may not write the space ``space`` (see the module docstring)."""
     from mnemos.soul.ownership import DATA_ROLES
+    from mnemos.synkron.spaces import space_owner
 
     if not enforced(principal) or getattr(principal, "role", None) in DATA_ROLES:
         return
-    try:
-        manifest = engram.read_json(f"spaces/{space}/manifest.json")
-    except MnemosError:
-        return  # a new space: this run makes the caller its owner
-    owner = manifest.get("owner") if isinstance(manifest, dict) else None
-    if owner == getattr(principal, "subject", None) and owner:
-        return
-    why = f"it belongs to {owner!r}" if owner else "it was written before spaces had owners"
+    source, owner, _team = space_owner(engram, space)
+    if source == "new" or (owner and owner == getattr(principal, "subject", None)):
+        return  # a new space: this run claims it (``claim_space``)
+    if owner:
+        why = f"it belongs to {owner!r}"
+    elif source == "claim":
+        why = "it was first written without an authenticated principal: it is shared"
+    else:
+        why = "it was written before spaces had owners"
     raise PermissionDeniedError(
         f"{param}: space {space!r} belongs to another principal ({why}): only its owner, operators and "
         "admins write it; choose another space name",
         param=param,
     )
+
+
+def claim_space(engram: Any, principal: Any, space: str, param: str) -> None:
+    """Claim ``space`` for ``principal`` when nothing owns it yet, atomically, then ``check_space``
+    again: of two runs starting into the same new space at once, one claims it and the other is
+    refused (403) as for a space that exists. Done once every other check of the run passed.
+
+    The claim (``spaces/<space>/owner.json``) records the principal's subject and team; a local
+    caller's (not ``enforced``) records no owner: the space is shared. A space with an owner (in its
+    manifest or its claim) is not claimed again; one written before spaces had owners is claimed by
+    its first writer after them (operators and admins: developers may not write it).
+    """
+    from mnemos.synkron.spaces import claim_key, space_owner
+
+    check_space(engram, principal, space, param)  # never claim what the caller may not write
+    source, _owner, _team = space_owner(engram, space)
+    if source in ("new", "unowned"):
+        claim = {"owner": getattr(principal, "subject", None), "team": getattr(principal, "team", "") or ""}
+        if not enforced(principal):
+            claim = {"owner": None, "team": ""}
+        try:
+            engram.create_json(claim_key(space), claim)  # False: another run claimed it first
+        except MnemosError as exc:  # a name no ENGRAM key can have
+            raise ValidationError(f"{param}: {space!r} is not a valid space name ({exc.message})",
+                                  param=param) from None  # fmt: skip
+    check_space(engram, principal, space, param)

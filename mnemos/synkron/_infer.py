@@ -24,23 +24,21 @@ from typing import Any
 
 from mnemos.engram import Engram
 from mnemos.errors import ValidationError
+from mnemos.genome.pipeline import GENERATION_PARAMS, PARAM_ALIASES, STEP_PARAMS
 from mnemos.neuron import GenerationRequest
 from mnemos.soul.limits import embedding_tokens, estimate_tokens
 from mnemos.synkron._models import ProgressReporter, bounded_map, model_handle, run_async, step_meter
 
 __all__ = ["GENERATION_PARAMS", "INDEX_PARAMS", "INFER_PARAMS", "index_step", "infer_step", "read_jsonl"]
 
-GENERATION_PARAMS = ("max_tokens", "temperature", "top_p", "stop", "seed")
-INFER_PARAMS = (*GENERATION_PARAMS, "concurrency", "ready_timeout")
-INDEX_PARAMS = ("batch_size", "concurrency", "ready_timeout")
-_ALIASES = {"maxTokens": "max_tokens", "topP": "top_p", "readyTimeout": "ready_timeout", "batchSize": "batch_size"}
+INFER_PARAMS, INDEX_PARAMS = STEP_PARAMS["infer"], STEP_PARAMS["index"]
 
 
 def normalize_params(params: dict[str, Any], known: tuple[str, ...], where: str) -> dict[str, Any]:
     """Step params with camelCase aliases folded; an unknown name is a ``ValidationError``."""
     out = {}
     for key, value in params.items():
-        name = _ALIASES.get(key, key)
+        name = PARAM_ALIASES.get(key, key)
         if name not in known:
             raise ValidationError(
                 f"{where}.params: unknown param {key!r} (known: {', '.join(known)})", param=f"{where}.params.{key}"

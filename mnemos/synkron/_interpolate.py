@@ -18,24 +18,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from mnemos.errors import ValidationError
+from mnemos.genome.pipeline import VARIABLE
 
-_VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
 SHELL_FIELDS = frozenset({"script"})
 """Fields whose interpolated values are shell-quoted."""
-
-
-def names_in(value: Any) -> set[str]:
-    """Every ``${name}`` used anywhere in a (nested) value."""
-    found: set[str] = set()
-    if isinstance(value, str):
-        found.update(m.group(2) for m in _VAR.finditer(value) if not m.group(1))
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            found |= names_in(item)
-    elif isinstance(value, list):
-        for item in value:
-            found |= names_in(item)
-    return found
 
 
 def interpolate(
@@ -58,7 +44,7 @@ def interpolate(
             the fields in ``SHELL_FIELDS``).
     """
     if isinstance(value, str):
-        whole = _VAR.fullmatch(value)
+        whole = VARIABLE.fullmatch(value)
         if whole and not whole.group(1) and whole.group(2) in variables and not shell:
             return variables[whole.group(2)]  # "${limit}" alone keeps the param's type
 
@@ -75,7 +61,7 @@ def interpolate(
                 f"{where or 'value'}: unknown variable ${{{name}}} (known: {known})", param=where or None
             )
 
-        return _VAR.sub(sub, value)
+        return VARIABLE.sub(sub, value)
     if isinstance(value, Mapping):
         return {
             k: interpolate(v, variables, keep=keep, where=f"{where}.{k}" if where else str(k),

@@ -14,12 +14,12 @@ from typing import Any
 
 from mnemos.errors import NotFoundError, PermissionDeniedError, ValidationError
 from mnemos.genome import Pipeline, Resource, load_paths, parse_resource
+from mnemos.genome.pipeline import check_steps, default_outputs, step_label
 from mnemos.synkron import _access, _state
 from mnemos.synkron._infer import INDEX_PARAMS, INFER_PARAMS, normalize_params
-from mnemos.synkron._interpolate import interpolate, names_in
+from mnemos.synkron._interpolate import interpolate
 from mnemos.trace.lineage import LineageWriter, artifact_node
 
-BUILTINS = ("RUN_ID", "PIPELINE")
 DEFAULT_EMBEDDING_MODEL = "minilm"
 # Fields that change how a step is scheduled, not what it computes: not part of its cache key.
 SCHEDULING_FIELDS = ("retries", "timeout", "queue", "resources", "needs")
@@ -134,89 +134,26 @@ def check_pipeline(pipeline: Pipeline, params: dict[str, Any] | None = None, *, 
         check_inputs(pipeline, steps, variables, base_dir)
 
 
-def step_label(index: int, name: str) -> str:
-    """How errors name a step: ``spec.steps[1] (second)``."""
-    return f"spec.steps[{index}] ({name})"
-
-
-def _field_using(value: Any, name: str, path: str = "") -> str | None:
-    """The path (``script``, ``params.a.deep[1]``) of the first string of ``value`` that uses ``${name}``."""
-    if isinstance(value, str):
-        return path if name in names_in(value) else None
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, item in items:
-        found = _field_using(item, name, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key)
-        if found is not None:
-            return found
-    return None
-
-
-def _ancestors(deps: dict[str, list[str]], name: str) -> set[str]:
-    seen: set[str] = set()
-    stack = list(deps[name])
-    while stack:
-        dep = stack.pop()
-        if dep not in seen:
-            seen.add(dep)
-            stack.extend(deps[dep])
-    return seen
-
-
 def build_steps(pipeline: Pipeline, params: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, Any]]]:
-    """Each step's effective definition (default outputs and inputs filled in), checked."""
+    """Each step's effective definition (default outputs, inputs and embedding model filled in),
+    once the pipeline passes the checks every write of it passed (``genome.pipeline.check_steps``)."""
+    check_steps(pipeline)
     spec = pipeline.spec
     deps = spec.dependencies()
-    producers: dict[str, str] = {}
     steps: dict[str, dict[str, Any]] = {}
+    outputs_of = default_outputs(pipeline)
     for i, step in enumerate(spec.steps):
-        where, path = step_label(i, step.name), f"spec.steps[{i}]"
         doc = step.model_dump(by_alias=True, exclude_none=True)  # timeout stays seconds
-        outputs = [o.name for o in step.outputs]
-        if not outputs and step.type in ("infer", "index"):
-            outputs = [step.name]
+        if not step.outputs and step.type in ("infer", "index"):
             doc["outputs"] = [{"name": step.name}]
-        for out in outputs:
-            if out in producers or out in params or out in BUILTINS:
-                raise ValidationError(
-                    f"{where}.outputs: name {out!r} is already used by a step, param or builtin",
-                    param=f"{path}.outputs",
-                )
-            producers[out] = step.name
-        if step.type == "infer" and not step.input:
-            upstream = [o for d in deps[step.name] for o in steps[d]["outputs"]]
-            if len(upstream) != 1:
-                raise ValidationError(
-                    f"{where}.input: an infer step needs an input (JSONL file or ${{output}}); "
-                    f"its upstream steps have {len(upstream)} outputs to default to",
-                    param=f"{path}.input",
-                )
-            doc["input"] = "${" + upstream[0] + "}"
+        if step.type == "infer" and not step.input:  # check_steps: exactly one upstream output
+            doc["input"] = "${" + next(o for d in deps[step.name] for o in outputs_of[d]) + "}"
         if step.type == "index" and not step.model_ref:
             doc["modelRef"] = DEFAULT_EMBEDDING_MODEL
         if step.type in ("infer", "index"):
-            normalize_params(step.params, INFER_PARAMS if step.type == "infer" else INDEX_PARAMS, where)
-        if step.type == "python" and ":" not in (step.call or ""):
-            raise ValidationError(f"{where}.call: use 'module:function' (got {step.call!r})", param=f"{path}.call")
-        steps[step.name] = _state.new_step(step.name, str(step.type), deps[step.name], outputs, doc)
-    for i, step in enumerate(spec.steps):
-        where, path = step_label(i, step.name), f"spec.steps[{i}]"
-        ancestors = _ancestors(deps, step.name)
-        definition = steps[step.name]["definition"]
-        for name in sorted(names_in(definition)):
-            if name in BUILTINS or name in params:
-                continue
-            field = _field_using(definition, name)
-            producer = producers.get(name)
-            if producer is None:
-                known = ", ".join(sorted({*BUILTINS, *params, *producers}))
-                raise ValidationError(f"{where}.{field}: unknown variable ${{{name}}} (known: {known})",
-                                      param=f"{path}.{field}")  # fmt: skip
-            if producer not in ancestors:
-                raise ValidationError(
-                    f"{where}.{field}: uses ${{{name}}}, the output of step {producer!r}, without depending on it: "
-                    f"add {producer!r} to needs",
-                    param=f"{path}.needs",
-                )
+            known = INFER_PARAMS if step.type == "infer" else INDEX_PARAMS
+            normalize_params(step.params, known, step_label(i, step.name))
+        steps[step.name] = _state.new_step(step.name, str(step.type), deps[step.name], outputs_of[step.name], doc)
     return spec.order(), steps
 
 
@@ -278,24 +215,48 @@ def check_inputs(pipeline: Pipeline, steps: dict[str, dict[str, Any]], variables
 
 
 def check_reach(client: Any, pipeline: Pipeline, steps: dict[str, dict[str, Any]], variables: dict[str, Any],
-                params: dict[str, Any], *, principal: Any) -> None:  # fmt: skip
+                params: dict[str, Any], *, principal: Any, claim: bool = True) -> None:  # fmt: skip
     """Refuse, before anything is stored, a caller's run that would read another's run outputs (404)
-    or write a space the caller does not own (403): see ``mnemos.synkron._access``."""
-    if not _access.enforced(principal):
-        return
-    _access.check_param_refs(client.engram, principal, params)
+    or write a space the caller does not own (403): see ``mnemos.synkron._access``. Once every check
+    passed, claim (``claim``) the new spaces the run writes (a local caller's too: with no owner)."""
+    enforced = _access.enforced(principal)
+    if enforced:
+        _access.check_param_refs(client.engram, principal, params)
     outputs = {o for s in steps.values() for o in s["outputs"]}
     approved = pipeline.dump()
+    spaces: list[tuple[str, str]] = []
     for i, spec_step in enumerate(pipeline.spec.steps):
         step = steps[spec_step.name]
         resolved = interpolate(step["definition"], variables, keep=outputs)
-        refs = [v for v in _input_candidates({**step, "definition": resolved}) if isinstance(v, str)]
-        _access.check_input_refs(client.engram, principal, refs, params, approved)
+        if enforced:
+            refs = [v for v in _input_candidates({**step, "definition": resolved}) if isinstance(v, str)]
+            _access.check_input_refs(client.engram, principal, refs, params, approved)
         if step["type"] == "index":
             space = str(resolved["index"]["space"])
             name = _access.param_in(space, params) if space not in step["definition"]["index"]["space"] else None
             where = f"params.{name}" if name else f"spec.steps[{i}].index.space"
             _access.check_space(client.engram, principal, space, where)
+            spaces.append((space, where))
+    for space, where in spaces if claim else []:
+        _access.claim_space(client.engram, principal, space, where)
+
+
+def check_resume(client: Any, state: dict[str, Any], principal: Any) -> None:
+    """The start checks of ``check_reach`` again, for ``principal`` resuming the run ``state``: a
+    space taken over since it started, or a run output the resumer may not read, is refused.
+
+    A space still unclaimed (a run prepared before spaces were claimed) is claimed only when the
+    run's owner resumes it: an operator resuming another's run does not take its new spaces (its
+    ``index`` step publishes them as the run's owner's)."""
+    pipeline = parse_resource(state["doc"])
+    if not isinstance(pipeline, Pipeline):
+        raise ValidationError(f"run {state.get('id')!r} is not a pipeline run", param="run_id")
+    merged = dict(state.get("params") or {})
+    defaults = dict(pipeline.spec.params)
+    given = {k: v for k, v in merged.items() if k not in defaults or defaults[k] != v}  # the caller's
+    variables = {"RUN_ID": state["id"], "PIPELINE": pipeline.name, **merged}
+    mine = state.get("principal") == getattr(principal, "subject", None)
+    check_reach(client, pipeline, state["steps"], variables, given, principal=principal, claim=mine)
 
 
 def _display_path(path: Path) -> str:

@@ -176,9 +176,23 @@ class PipelinesAPI:
         return handle
 
     def resume(self, run_id: str, *, progress: bool | Display = True, wait: bool = True,
-               principal: str | None = None, timeout: float | None = None) -> RunHandle:  # fmt: skip
-        """Resume a failed or cancelled run: completed steps are kept, the rest run again."""
-        state = _get(self._service().resume.remote(run_id, self._client.settings, principal))
+               principal: Any = None, timeout: float | None = None) -> RunHandle:  # fmt: skip
+        """Resume a failed or cancelled run: completed steps are kept, the rest run again.
+
+        ``principal``: who asks, a ``Principal`` or a subject (recorded in lineage). An authenticated
+        ``Principal`` resumes only a run of its own (another's is 404; a viewer's is 403), unless
+        an operator or admin; the checks of a run's start (the run outputs its parameters name, the
+        spaces it writes, see ``mnemos.synkron._access``) run again for it.
+        """
+        from mnemos.synkron import _access
+        from mnemos.synkron._plan import check_resume
+
+        if _access.enforced(principal):
+            current = self._fetch(run_id)
+            _access.check_resumer(principal, current)
+            check_resume(self._client, current, principal)
+        subject = principal if principal is None or isinstance(principal, str) else principal.subject
+        state = _get(self._service().resume.remote(run_id, self._client.settings, subject))
         handle = RunHandle(self, run_id, state)
         if wait:
             handle.wait(timeout, progress=progress)

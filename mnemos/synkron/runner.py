@@ -25,14 +25,16 @@ from collections.abc import Callable
 from typing import Any
 
 from mnemos.errors import MnemosError, NotFoundError
+from mnemos.genome.pipeline import names_in
 from mnemos.synkron import _state
 from mnemos.synkron._artifacts import copy_out, model_digest
-from mnemos.synkron._interpolate import interpolate, names_in
+from mnemos.synkron._interpolate import interpolate
 from mnemos.synkron._jobs import job_key, submit_step
 from mnemos.synkron._plan import SCHEDULING_FIELDS
 from mnemos.synkron.spaces import publish
 from mnemos.trace.lineage import LineageWriter, artifact_node, model_node
 from mnemos.trace.metrics import SYNKRON_STEPS
+from mnemos.trace.telemetry import PRINCIPAL_ATTRIBUTE, inject, join_carrier, span
 
 __all__ = ["RunExecutor", "cache_key"]
 
@@ -97,6 +99,7 @@ class RunExecutor:
         self._cancel = threading.Event()
         self._handles: dict[str, Any] = {}
         self._lineage = LineageWriter(self.engram)
+        self._carrier: dict[str, str] = {}  # the run span's, for the step threads' spans
 
     # -- state -----------------------------------------------------------------------------------
     def _changed(self, save: bool = True) -> None:
@@ -128,6 +131,16 @@ class RunExecutor:
 
     # -- the DAG ---------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        # The run's spans record its owner (a subject, never a credential): TRACE shows a developer
+        # the trace of a run they started; its step jobs' spans are children of its step spans.
+        state = self.state
+        with span("synkron.run", carrier=join_carrier(str(state.get("trace_id") or "")), run_id=state["id"],
+                  pipeline=(state.get("pipeline") or {}).get("name"),
+                  attributes={PRINCIPAL_ATTRIBUTE: state.get("principal")}):  # fmt: skip
+            self._carrier = inject()
+            return self._drive()
+
+    def _drive(self) -> dict[str, Any]:
         state = self.state
         with self.lock:
             state["status"] = "running"
@@ -193,6 +206,11 @@ class RunExecutor:
                       "engine": model.spec.runtime.engine}}  # fmt: skip
 
     def _run_step(self, name: str) -> None:
+        with span("synkron.step", carrier=self._carrier, run_id=self.state["id"], step=name,
+                  attributes={PRINCIPAL_ATTRIBUTE: self.state.get("principal")}):  # fmt: skip
+            self._step(name)
+
+    def _step(self, name: str) -> None:
         state = self.state
         st = state["steps"][name]
         with self.lock:

@@ -1,14 +1,23 @@
 """Embedding spaces written by ``index`` steps, and semantic search over them.
 
-Layout: ``spaces/<space>/manifest.json`` (a document, with the space's ``owner``) names the space's
-current manifest blob (``digest``), which names the vectors (``.npy``, float32, L2-normalized), the records (JSONL:
-``{"id", "text", "fields", "source": {"artifact", "line"}}``) and the embedding model. An item's
-lineage id is ``space:<space>/<item id>``.
+Layout: ``spaces/<space>/manifest.json`` (a document, with the space's ``owner`` and ``team``) names
+the space's current manifest blob (``digest``), which names the vectors (``.npy``, float32,
+L2-normalized), the records (JSONL: ``{"id", "text", "fields", "source": {"artifact", "line"}}``) and
+the embedding model. An item's lineage id is ``space:<space>/<item id>``.
+
+``spaces/<space>/owner.json`` is the space's *claim*, ``{"owner", "team"}``: created once, atomically
+(``Engram.create_json``), when the first run that writes the space starts
+(``mnemos.synkron._access.claim_space``), so that of two runs starting into the same new space only
+one owns it. ``owner`` is ``null`` for a space claimed by a local caller (a notebook): it is shared.
+A claimed space that no run has written yet has no manifest: it is neither listed nor searched.
+
+Who lists and searches a space: ``mnemos.soul.ownership.reads_space`` (``list(principal=…)``,
+``get``/``search(…, principal=…)``); a space the caller may not search is "not found", exactly as
+one that does not exist.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import threading
@@ -16,37 +25,82 @@ from typing import Any
 
 from mnemos._actors import any_loop_handle
 from mnemos.engram import Engram
-from mnemos.errors import NotFoundError, UnavailableError, ValidationError
+from mnemos.errors import MnemosError, NotFoundError, UnavailableError, ValidationError
 from mnemos.trace.lineage import NodeResolver, artifact_node, event
 
-__all__ = ["LINEAGE_RESOLVERS", "SpacesAPI", "find_record", "item_event", "load_manifest", "publish", "top_k"]
+__all__ = ["LINEAGE_RESOLVERS", "SpacesAPI", "claim_key", "find_record", "item_event", "load_manifest", "publish",
+           "space_owner", "top_k"]  # fmt: skip
 
 _CACHE: dict[str, Any] = {}
 _RUNTIMES: dict[str, Any] = {}  # embedding models loaded in this process (search without a platform)
 _CACHE_LOCK = threading.Lock()
 
 
+def claim_key(space: str) -> str:
+    """The ENGRAM key of a space's claim (see the module docstring)."""
+    return f"spaces/{space}/owner.json"
+
+
+def _read(engram: Engram, key: str) -> dict[str, Any] | None:
+    try:
+        doc = engram.read_json(key)
+    except (MnemosError, ValueError):  # absent, or a key no space can have, or not JSON
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def space_owner(engram: Engram, space: str) -> tuple[str, str | None, str]:
+    """Who owns ``space``: ``(source, owner, team)``.
+
+    ``source`` is ``manifest`` (its manifest names its owner), ``claim`` (its claim does; ``owner``
+    ``None``: claimed by a local caller, shared), ``unowned`` (written before spaces had owners, never
+    claimed since) or ``new`` (nothing recorded).
+    """
+    manifest = _read(engram, f"spaces/{space}/manifest.json")
+    if manifest is not None and manifest.get("owner"):
+        return "manifest", str(manifest["owner"]), str(manifest.get("team") or "")
+    claim = _read(engram, claim_key(space))
+    if claim is not None:
+        return "claim", (str(claim["owner"]) if claim.get("owner") else None), str(claim.get("team") or "")
+    return ("unowned" if manifest is not None else "new"), None, ""
+
+
 def publish(engram: Engram, manifest_digest: str, *, run_id: str, step: str,
             owner: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Make the manifest blob ``manifest_digest`` the current state of its space.
 
-    The space's ``owner`` is the principal of the run that first wrote it (a space written before
-    spaces had owners gets the next writer's, ``owner``): it stays when others (operators) rewrite it.
-    Who may write a space is checked when a run starts (``mnemos.synkron._access.check_space``).
+    The space's ``owner`` and ``team`` are those its manifest already names, else those of its claim
+    (made when the first run writing it started, ``mnemos.synkron._access.claim_space``): they stay
+    when others (operators) rewrite it. ``owner`` (the run's principal) is used only for a space
+    nothing claimed (a run prepared before spaces were claimed). Who may write a space is checked
+    when a run starts (``mnemos.synkron._access.check_space``).
     """
     manifest = json.loads(engram.get(manifest_digest))
-    with contextlib.suppress(NotFoundError):  # a new space: this run's principal owns it
-        owner = engram.read_json(f"spaces/{manifest['space']}/manifest.json").get("owner") or owner
-    doc = {**manifest, "digest": manifest_digest, "published_by": {"run": run_id, "step": step}, "owner": owner}
+    source, recorded, team = space_owner(engram, manifest["space"])
+    if source in ("manifest", "claim"):
+        owner = recorded
+    doc = {**manifest, "digest": manifest_digest, "published_by": {"run": run_id, "step": step}, "owner": owner,
+           "team": team}  # fmt: skip
     engram.write_json(f"spaces/{manifest['space']}/manifest.json", doc)
     return doc
 
 
-def load_manifest(engram: Engram, space: str) -> dict[str, Any]:
+def _missing(space: str) -> NotFoundError:
+    """The answer for a space that does not exist, and for one the caller may not search (the same)."""
+    return NotFoundError(f"space {space!r} not found: no index step has written it", param="space")
+
+
+def load_manifest(engram: Engram, space: str, principal: Any = None) -> dict[str, Any]:
+    """The space's manifest; ``NotFoundError`` when there is none or ``principal`` may not search it."""
+    from mnemos.soul.ownership import reads_space
+
     try:
-        return dict(engram.read_json(f"spaces/{space}/manifest.json"))
+        manifest = dict(engram.read_json(f"spaces/{space}/manifest.json"))
     except NotFoundError:
-        raise NotFoundError(f"space {space!r} not found: no index step has written it", param="space") from None
+        raise _missing(space) from None
+    if not reads_space(principal, manifest.get("owner"), manifest.get("team")):
+        raise _missing(space)
+    return manifest
 
 
 def _cached(key: str, load: Any) -> Any:
@@ -129,22 +183,23 @@ class SpacesAPI:
         self._client = client
         self._local_models = local_models
 
-    def get(self, space: str) -> dict[str, Any]:
-        """The space's manifest."""
-        return load_manifest(self._client.engram, space)
+    def get(self, space: str, *, principal: Any = None) -> dict[str, Any]:
+        """The space's manifest (``NotFoundError`` also when ``principal`` may not search it)."""
+        return load_manifest(self._client.engram, space, principal)
 
-    def search(self, space: str, query: str, k: int = 5) -> list[dict[str, Any]]:
+    def search(self, space: str, query: str, k: int = 5, *, principal: Any = None) -> list[dict[str, Any]]:
         """The ``k`` items of ``space`` closest in meaning to ``query`` (cosine), best first.
 
         Each hit: ``{"id", "score", "text", "fields", "lineage"}``; ``lineage`` is the id to give
-        ``client.lineage`` (``space:<space>/<id>``).
+        ``client.lineage`` (``space:<space>/<id>``). ``principal``: who asks (the gateway's caller);
+        a space they may not search is ``NotFoundError``, as one that does not exist.
         """
         if not isinstance(query, str) or not query.strip():
             raise ValidationError("query must be a non-empty string", param="query")
         if k < 1:
             raise ValidationError("k must be at least 1", param="k")
         engram = self._client.engram
-        manifest = load_manifest(engram, space)
+        manifest = load_manifest(engram, space, principal)
         vector = self._embed(manifest["model"]["name"], query)
         recs = records(engram, manifest)
         hits = []
@@ -185,13 +240,22 @@ class SpacesAPI:
             _RUNTIMES[key] = runtime
         return run_async(lambda: runtime.embed([text]))[0]  # type: ignore[no-any-return]
 
-    def list(self) -> list[dict[str, Any]]:
-        """Every space with its model, size and the run that wrote it."""
+    def list(self, *, principal: Any = None) -> list[dict[str, Any]]:
+        """Every space (that ``principal`` lists) with its model, size, owner and the run that wrote it.
+
+        Only written spaces: one claimed by a run that has not written it yet is not listed.
+        """
+        from mnemos.soul.ownership import reads_space
+
         engram = self._client.engram
         out = []
         for key in engram.list("spaces"):
-            if key.endswith("/manifest.json") and key.count("/") == 2:
-                m = engram.read_json(key)
-                out.append({"space": m["space"], "count": m["count"], "model": m["model"], "run": m.get("run"),
-                            "owner": m.get("owner")})  # fmt: skip
+            if not (key.endswith("/manifest.json") and key.count("/") == 2):
+                continue  # claims (owner.json) and anything else under spaces/
+            m = _read(engram, key)
+            if m is None or not reads_space(principal, m.get("owner"), m.get("team"), metadata=True):
+                continue
+            out.append({"space": m.get("space") or key.split("/")[1], "count": m.get("count", 0),
+                        "model": m.get("model") or {}, "run": m.get("run"), "owner": m.get("owner"),
+                        "team": m.get("team") or ""})  # fmt: skip
         return out

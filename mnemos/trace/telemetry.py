@@ -42,12 +42,14 @@ from mnemos.trace.metrics import TRACE_SPANS_DROPPED
 
 __all__ = [
     "COLLECTOR_NAME",
+    "PRINCIPAL_ATTRIBUTE",
     "SpanCollector",
     "current_trace_id",
     "ensure",
     "extract",
     "flush_spans",
     "inject",
+    "join_carrier",
     "local_spans",
     "log_through_serve",
     "recent_spans",
@@ -60,6 +62,10 @@ __all__ = [
 ]
 
 COLLECTOR_NAME = TRACE_COLLECTOR
+PRINCIPAL_ATTRIBUTE = "mnemos.principal"
+"""The span attribute naming the subject a span acts for (a gateway request's caller, a run's starter):
+the owner of that span and of its descendants in the trace (``mnemos.trace.http``). A subject only,
+never a credential."""
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _PROPAGATOR = TraceContextTextMapPropagator()
 _log = logging.getLogger(__name__)
@@ -397,6 +403,15 @@ def inject(carrier: dict[str, str] | None = None, *, from_span: Span | None = No
     context = otel_trace.set_span_in_context(from_span) if from_span is not None else None
     _PROPAGATOR.inject(carrier, context=context)
     return carrier
+
+
+def join_carrier(trace_id: str) -> dict[str, str]:
+    """A W3C carrier whose span starts in trace ``trace_id`` as a root (its parent, a fresh span id,
+    is no span of the trace): for work that has a trace id but no live parent span (a SYNKRON run).
+    ``{}`` (a span in the current trace, else a new one) when ``trace_id`` is not a trace id."""
+    if not isinstance(trace_id, str) or not _TRACE_ID.fullmatch(trace_id) or trace_id == "0" * 32:
+        return {}
+    return {"traceparent": f"00-{trace_id}-{(int.from_bytes(os.urandom(8), 'big') or 1):016x}-01"}
 
 
 def extract(carrier: Mapping[str, str] | None) -> Context:

@@ -79,6 +79,13 @@ def test_a_param_naming_anothers_run_output_is_404_as_for_no_such_run(world: Any
     assert prepare(world, APPROVED, {}, principal=BOB)["inputs"]  # written in the registered pipeline
 
 
+@pytest.mark.parametrize("spelling", ["runs//{run}/out", "runs/{run}//out", "runs/./{run}/out", "/runs/{run}/out",
+                                      "runs/{run}/", "runs/{run}"])  # fmt: skip
+def test_no_spelling_of_anothers_run_ref_slips_past_the_check(world: Any, spelling: str) -> None:
+    refused = _refused(world, READ, {"source": spelling.format(run=ALICE_RUN)}, BOB, NotFoundError)
+    assert refused.param == "params.source" and refused.message == f"params.source: run {ALICE_RUN!r} not found"
+
+
 def test_a_space_is_written_by_its_owner_operators_and_admins_only(world: Any) -> None:
     from mnemos.synkron.spaces import publish
 

@@ -6,7 +6,8 @@ import pytest
 
 from mnemos.errors import ValidationError
 from mnemos.genome import parse_resource
-from mnemos.synkron._interpolate import interpolate, names_in
+from mnemos.genome.pipeline import names_in
+from mnemos.synkron._interpolate import interpolate
 from mnemos.synkron._plan import build_steps, merge_params
 
 
@@ -78,7 +79,7 @@ def test_params_take_the_type_of_their_default() -> None:
 def test_errors_name_the_step_and_the_field() -> None:
     pipeline = _pipeline([{"name": "first", "script": "echo 1"},
                           {"name": "second", "call": "m:f", "params": {"a": {"deep": ["x", "${missing}"]}}}])
-    with pytest.raises(ValidationError, match=r"^spec.steps\[1\] \(second\).params.a.deep\[1\]: unknown variable "
-                                              r"\$\{missing\} \(known: PIPELINE, RUN_ID\)$") as err:
+    with pytest.raises(ValidationError, match=r"^pipeline/p: spec.steps\[1\] \(second\).params.a.deep\[1\]: "
+                                              r"unknown variable \$\{missing\} \(known: PIPELINE, RUN_ID\)$") as err:
         build_steps(pipeline, merge_params(pipeline, None))
     assert err.value.param == "spec.steps[1].params.a.deep[1]"
