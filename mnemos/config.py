@@ -24,6 +24,7 @@ __all__ = [
     "Backoff",
     "CortexSettings",
     "CradleSettings",
+    "ConsoleSettings",
     "CronJob",
     "EngramSettings",
     "NeuronSettings",
@@ -37,6 +38,7 @@ __all__ = [
     "WraithSettings",
     "default_home",
     "load_settings",
+    "origin_of",
 ]
 
 
@@ -186,6 +188,58 @@ class AdapterRoute(CoreModel):
     timeout: Duration = 60.0
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> str:
+    """The origin ``scheme://host[:port]`` of an ``http(s)`` URL, as browsers write it in ``Origin``:
+    scheme and host in lower case, a default port left out (``https://Mnemos.example.com:443/ui`` →
+    ``https://mnemos.example.com``).
+
+    Raises:
+        ValueError: not an ``http``/``https`` URL with a host (``null``, ``file:…``, ``//host``).
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(str(url).strip())
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
+        raise ValueError(f"{str(url)[:200]!r} is not an http:// or https:// origin")
+    port = parts.port  # ValueError when it is not a port number
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"  # an IPv6 address
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != _DEFAULT_PORTS[scheme] else "")
+
+
+class ConsoleSettings(CoreModel):
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Exact origins (scheme://host[:port]) from whose pages the web console accepts form "
+        "posts (sign-in, sign-out, cancel), e.g. the public https:// address of a TLS-terminating proxy; "
+        "empty: a post's Origin (else Referer) must name the host it was sent to (Host).",
+    )
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        from urllib.parse import urlsplit
+
+        out = []
+        for origin in origins:
+            parts = urlsplit(str(origin).strip())
+            try:
+                normal = origin_of(origin)
+                if parts.path or parts.query or parts.fragment:
+                    raise ValueError(f"{str(origin)[:200]!r} has a path, query or fragment")
+                out.append(normal)
+            except ValueError as exc:
+                raise PydanticCustomError(
+                    "origin",
+                    "{error}: give an origin as scheme://host[:port], e.g. https://mnemos.example.com",
+                    {"error": str(exc)},
+                ) from None
+        return out
+
+
 class RelaySettings(CoreModel):
     host: str = "127.0.0.1"
     port: int = 8080
@@ -195,6 +249,7 @@ class RelaySettings(CoreModel):
                                    "gateway replica; one more gets 429 (each costs the replica work per event).")
     auth: bool = Field(True, description="Require a token or API key on every route but health.")
     redact_prompts: bool = Field(False, description="Redact PII in prompts too, not only in lineage.")
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     adapter_env_allowlist: list[str] = Field(
         default_factory=list,
         description="Environment variables an Adapter's auth.secretRef.key may read when SOUL's secret store "

@@ -14,7 +14,7 @@ from typing import Any
 from opentelemetry.trace import SpanKind
 
 from mnemos.trace import metrics
-from mnemos.trace.telemetry import inject, start_span
+from mnemos.trace.telemetry import PRINCIPAL_ATTRIBUTE, inject, start_span
 
 __all__ = ["RequestTelemetry"]
 
@@ -40,9 +40,8 @@ class RequestTelemetry:
         metrics.RELAY_INFLIGHT.inc(route=route)
 
     def caller(self, principal: Any) -> None:
-        """Record who made the request on its span: TRACE shows a developer its own traces only."""
-        from mnemos.trace.http import PRINCIPAL_ATTRIBUTE
-
+        """Record who made the request on its span (its subject, never a credential): TRACE shows a
+        developer the spans of its own requests only."""
         subject = getattr(principal, "subject", None)
         if subject:
             self._span.set_attribute(PRINCIPAL_ATTRIBUTE, str(subject))

@@ -9,13 +9,16 @@ it needs a credential with the verb ``read-lineage`` (give Prometheus a viewer A
 ``authorization: {credentials: mk_…}`` in its scrape config). ``/v1/traces`` takes the ``auth``
 dependency when one is given (span attributes name models and principals).
 
-Whose traces (by the rule of lineage's ``request:`` nodes, ``mnemos.relay.control.LineageReader``):
-a trace's owner is the subject its gateway spans record (``mnemos.principal``: the request span of a
-model call, ``relay.jobs.submit`` of a job). A developer reads a trace only when it has one owner,
-the developer, and every root span records it; any other trace is a 404, as one that does not exist.
-Viewers read every trace's metadata (names, timings, statuses, ids, models, routes, the owner):
-attribute values that are data, span events' attributes and status messages (error texts) are
-withheld, named under ``withheld``. Operators and admins read everything (``mnemos.soul.ownership``).
+Whose spans (by the rule of lineage's ``request:`` nodes, ``mnemos.relay.control.LineageReader``):
+each span has an owner, the subject recorded on it (``mnemos.principal``: the request span of a model
+call, ``relay.jobs.submit`` of a job, ``synkron.run`` and ``synkron.step`` of a pipeline run) or else on
+its nearest ancestor in the trace that records one; a span with no such ancestor is nobody's. A
+developer reads the spans of a trace that are theirs, and no others: anyone's spans sent into the
+trace with a ``traceparent`` naming it are theirs, not the trace's first owner's, and are left out
+for everyone else; a trace with none of the developer's spans is a 404, as one that does not exist.
+Viewers read every span's metadata (names, timings, statuses, ids, models, routes, owners): attribute
+values that are data, span events' attributes and status messages (error texts) are withheld, named
+under ``withheld``. Operators and admins read everything (``mnemos.soul.ownership``).
 """
 
 from __future__ import annotations
@@ -30,14 +33,14 @@ from fastapi.responses import Response
 from mnemos._http import JSONResponse
 from mnemos.errors import MnemosError, NotFoundError
 from mnemos.trace import metrics, telemetry
+from mnemos.trace.telemetry import PRINCIPAL_ATTRIBUTE
 
-__all__ = ["PRINCIPAL_ATTRIBUTE", "build_router", "router", "shown_spans", "trace_owner"]
+__all__ = ["PRINCIPAL_ATTRIBUTE", "build_router", "router", "shown_spans", "span_owners"]
 
-PRINCIPAL_ATTRIBUTE = "mnemos.principal"
-"""The span attribute naming the subject that made a gateway request: its trace's owner."""
 SPAN_METADATA = frozenset(
     {"route", "http.route", "http.status_code", "model", "engine", "function", "job_id", "queue", "attempt", "pool",
-     "cancelled", "principal", "status", "stream", "endpoint", "adapter", "exception.type"}
+     "cancelled", "principal", "status", "stream", "endpoint", "adapter", "exception.type", "run_id", "step",
+     "pipeline"}
 )  # fmt: skip
 """Span attributes (less a ``mnemos.`` prefix) that are metadata; the others are data, withheld from viewers."""
 
@@ -46,33 +49,50 @@ def _error(exc: MnemosError) -> JSONResponse:
     return JSONResponse(exc.to_openai(), status_code=exc.status)
 
 
-def trace_owner(spans: list[dict[str, Any]]) -> str | None:
-    """The subject that owns a trace: the one ``PRINCIPAL_ATTRIBUTE`` of its spans, provided every root
-    span (no parent in the trace) records it; ``None`` for none, several, or an unrecorded root (a
-    span another sent into the trace with a ``traceparent`` of its own, or spans of no request)."""
-    ids = {s.get("span_id") for s in spans}
-    owners = {str(s["attributes"][PRINCIPAL_ATTRIBUTE]) for s in spans
-              if (s.get("attributes") or {}).get(PRINCIPAL_ATTRIBUTE)}  # fmt: skip
-    roots = [s for s in spans if s.get("parent_span_id") not in ids]
-    if len(owners) != 1 or any(not (s.get("attributes") or {}).get(PRINCIPAL_ATTRIBUTE) for s in roots):
-        return None
-    return owners.pop()
+def span_owners(spans: list[dict[str, Any]]) -> dict[str, str | None]:
+    """The owner of each span of a trace, by span id: the ``PRINCIPAL_ATTRIBUTE`` of the span itself,
+    else of its nearest ancestor in the trace that records one; ``None`` when none up to the root
+    does (spans of no request, or whose request span has not arrived yet).
+
+    A span's own record wins over its ancestors': a request sent into another's trace with a
+    ``traceparent`` of its own (the gateway records its caller on the request's span) and every
+    span under it belong to that caller, and take nothing from the spans they were sent under.
+    """
+    by_id = {s.get("span_id"): s for s in spans}
+    owners: dict[Any, str | None] = {}
+    for start in by_id:
+        chain: list[Any] = []
+        current, owner = start, None
+        while current in by_id and current not in owners and current not in chain:
+            chain.append(current)
+            recorded = (by_id[current].get("attributes") or {}).get(PRINCIPAL_ATTRIBUTE)
+            if recorded:
+                owner = str(recorded)
+                break
+            current = by_id[current].get("parent_span_id")
+        else:
+            owner = owners.get(current)  # known already; else a root's parent, not in the trace (or a loop)
+        for span_id in chain:
+            owners[span_id] = owner
+    return owners
 
 
 def shown_spans(reader: Any, spans: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-    """The spans of a trace as ``reader`` reads them (see the module docstring); ``None``: not its to see.
+    """The spans of a trace as ``reader`` reads them (see the module docstring): the spans whose owner
+    it sees, each with its data when it reads the owner's data; ``None``: none of them.
 
     ``reader`` is a ``mnemos.trace.lineage.LineageReader`` (RELAY builds it from the caller by SOUL's
     ownership rule, as for lineage); ``None`` reads everything.
     """
     if reader is None:
-        return spans
-    owner = trace_owner(spans)
-    if not reader.sees(owner):
-        return None
-    if reader.reads(owner):
-        return spans
-    return [_withhold(s, reader) for s in spans]
+        return spans or None
+    owners = span_owners(spans)
+    shown = []
+    for span_doc in spans:
+        owner = owners.get(span_doc.get("span_id"))
+        if reader.sees(owner):
+            shown.append(span_doc if reader.reads(owner) else _withhold(span_doc, reader))
+    return shown or None
 
 
 def _withhold(span_doc: dict[str, Any], reader: Any) -> dict[str, Any]:
@@ -137,7 +157,7 @@ def build_router(
         return Response(content=body, media_type=metrics.CONTENT_TYPE_LATEST)
 
     @router.get("/v1/traces/{trace_id}", openapi_extra=verb,
-                responses={404: {"description": "no spans recorded for the trace (or not the caller's)"},
+                responses={404: {"description": "no spans recorded for the trace (or none of the caller's)"},
                            422: {"description": "a field failed validation"}})  # fmt: skip
     async def get_trace(
         # published, and checked by spans_for (422 in the OpenAI shape, with or without the gateway's handlers)
@@ -146,7 +166,7 @@ def build_router(
         timeout: float = Query(0.0, ge=0.0, le=30.0, description="Seconds to wait for min_spans."),
         principal: Any = caller,
     ) -> Any:
-        """The spans of one trace from every process, by start time (a developer's own traces only;
+        """The spans of one trace from every process, by start time (a developer's own spans only;
         a viewer's without their data)."""
         if trace_id == "0" * 32:  # well-formed, but W3C's invalid id: no span ever carries it
             return _error(NotFoundError(f"no spans recorded for trace {trace_id}", param="trace_id"))
@@ -155,7 +175,7 @@ def build_router(
         except MnemosError as exc:
             return _error(exc)
         shown = shown_spans(reader(principal) if reader and principal is not None else None, spans) if spans else None
-        if not shown:  # none, or another's: the same answer
+        if not shown:  # none, or none of the caller's: the same answer
             return _error(NotFoundError(f"no spans recorded for trace {trace_id}", param="trace_id"))
         return {"object": "trace", "trace_id": trace_id, "spans": shown}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -129,3 +130,112 @@ def test_a_token_with_a_malformed_parent_claim_is_refused(console: dict[str, Any
         token = jwt.encode(claims, ring.private_key(record), algorithm=ALGORITHM, headers={"kid": record.kid})
         with pytest.raises(AuthenticationError, match="invalid parent credentials"):
             _verify(console, token)
+
+
+# -- forms from the console's own pages: relay.console.allowedOrigins ------------------------------
+PUBLIC = "https://mnemos.example.com"  # the TLS-terminating proxy's address; the gateway sees http://127.0.0.1
+
+
+@pytest.fixture()
+def proxied(tmp_path: Path) -> dict[str, Any]:
+    """The console behind a TLS proxy: ``relay.console.allowedOrigins: [https://mnemos.example.com]``."""
+    from mnemos.config import load_settings
+    from mnemos.engram import Engram
+    from mnemos.relay._edge import EdgeSeam
+    from mnemos.relay.console.app import build_router
+    from mnemos.soul import EdgeGuard, IdentityStore, LocalRateLimiter
+
+    settings = load_settings(engram={"uri": str(tmp_path / "engram")},
+                             relay={"auth": True, "console": {"allowedOrigins": [f"{PUBLIC}:443"]}})  # fmt: skip
+    engram = Engram.from_settings(settings)
+    edge = EdgeSeam(settings, engram)
+    edge.guard = EdgeGuard(settings, engram, limiter=LocalRateLimiter(), refresh_s=0.0, max_stale_s=0.0)
+    app = FastAPI()
+    app.include_router(build_router(SimpleNamespace(settings=settings, engram=engram), edge))
+    store = IdentityStore.from_settings(settings, engram)
+    return {"http": TestClient(app, base_url="http://127.0.0.1:8000"), "key": store.create_api_key("ivy", "viewer")}
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    ({"origin": PUBLIC}, 303),
+    ({"origin": f"{PUBLIC}:443"}, 303),  # the default port, written out
+    ({"origin": "HTTPS://MNEMOS.example.com"}, 303),
+    ({"referer": f"{PUBLIC}/ui/signin?x=1"}, 303),
+    ({}, 303),  # neither header: no browser's cross-site form
+    ({"origin": "http://mnemos.example.com"}, 403),  # the same host over plain http: another origin
+    ({"origin": f"{PUBLIC}:8443"}, 403),
+    ({"origin": "https://evil.example.com"}, 403),
+    ({"origin": "https://mnemos.example.com.evil.example"}, 403),
+    ({"origin": "http://127.0.0.1:8000"}, 403),  # the Host it was sent to: not listed, so not allowed
+    ({"origin": "null"}, 403),
+    ({"referer": "http://mnemos.example.com/ui/signin"}, 403),
+])  # fmt: skip
+def test_with_allowed_origins_a_form_must_come_from_one_of_them_exactly(
+    proxied: dict[str, Any], headers: dict[str, str], status: int
+) -> None:
+    posted = proxied["http"].post("/ui/signin", data={"api_key": proxied["key"].secret}, headers=headers,
+                                  follow_redirects=False)  # fmt: skip
+    assert posted.status_code == status, posted.text
+    assert (COOKIE in posted.cookies) == (status == 303)
+
+
+def test_without_allowed_origins_a_form_must_name_the_host_it_was_sent_to(console: dict[str, Any]) -> None:
+    key = console["store"].create_api_key("jo", "viewer").secret
+    for origin, status in (("http://testserver", 303), ("https://testserver:443", 303), ("http://other", 403),
+                           ("null", 403)):  # fmt: skip
+        posted = console["http"].post("/ui/signin", data={"api_key": key}, headers={"origin": origin},
+                                      follow_redirects=False)  # fmt: skip
+        assert posted.status_code == status, (origin, posted.text)
+
+
+@pytest.mark.parametrize("origin", ["https://x.example/", "https://x.example/ui", "null", "ftp://x.example",
+                                    "x.example", "https://user@x.example", "https://x.example:99999"])  # fmt: skip
+def test_an_allowed_origin_that_is_not_an_origin_is_refused_naming_the_setting(origin: str) -> None:
+    from mnemos.config import load_settings
+    from mnemos.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="relay.console.allowedOrigins") as refused:
+        load_settings(relay={"console": {"allowedOrigins": [origin]}})
+    assert "scheme://host[:port]" in refused.value.message
+
+
+# -- a cookie that is no live session -------------------------------------------------------------
+def test_a_cookie_that_is_no_live_session_gets_401_and_is_dropped(console: dict[str, Any]) -> None:
+    """As without a cookie: the sign-in page with 401, on every page and on a write, and the cookie is
+    cleared (revoked session, revoked key, expired or forged token)."""
+    import jwt
+
+    store, http = console["store"], console["http"]
+    revoked = _sign_in(console, store.create_api_key("kim", "viewer").secret)
+    http.cookies.clear()
+    store.revoke(jwt.decode(revoked, options={"verify_signature": False})["jti"])
+    key = store.create_api_key("lou", "viewer")
+    orphaned = _sign_in(console, key.secret)
+    http.cookies.clear()
+    store.revoke(key.id)
+    ring = store.keyring
+    record = ring.active()
+    now = int(time.time())
+    expired = jwt.encode({"iss": store.issuer, "sub": "max", "role": "viewer", "iat": now - 600, "exp": now - 300,
+                          "jti": "tok-0000000000ee"}, ring.private_key(record), algorithm="EdDSA",
+                         headers={"kid": record.kid})  # fmt: skip
+    forged = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJldmUifQ.Zm9yZ2Vk"
+    none = {path: http.get(path) for path in ("/ui/models", "/ui/jobs", "/ui/keys", "/ui/runs/r", "/ui/audit")}
+    assert {r.status_code for r in none.values()} == {401}
+    for cookie in (revoked, orphaned, expired, forged):
+        for path, without in none.items():
+            http.cookies.clear()
+            http.cookies.set(COOKIE, cookie)
+            page = http.get(path)
+            assert page.status_code == 401 and page.text == without.text, (path, page.text[:300])
+            assert _dropped(page), page.headers
+        http.cookies.clear()
+        http.cookies.set(COOKIE, cookie)
+        cancel = http.post("/ui/jobs/job-x/cancel", data={"csrf": csrf_token(cookie)})
+        assert cancel.status_code == 401 and "API key" in cancel.text and _dropped(cancel)
+    http.cookies.clear()
+
+
+def _dropped(response: Any) -> bool:
+    """Whether the response clears the session cookie."""
+    return any(h.startswith(f'{COOKIE}="";') and "Max-Age=0" in h for h in response.headers.get_list("set-cookie"))

@@ -231,3 +231,25 @@ def test_same_origin_compares_origin_or_referer_with_host(headers: dict[str, str
     raw = [(b"host", b"gw.example")] + [(k.encode(), v.encode()) for k, v in headers.items()]
     request = Request({"type": "http", "method": "POST", "path": "/ui/signin", "headers": raw, "scheme": "https"})
     assert same_origin(request) is same
+
+
+@pytest.mark.parametrize(("headers", "same"), [
+    ({"origin": "https://mnemos.example"}, True),
+    ({"origin": "https://MNEMOS.example:443"}, True),  # the default port, written out
+    ({"referer": "https://mnemos.example/ui/signin?x=1"}, True),
+    ({"origin": "http://mnemos.example"}, False),  # the scheme counts
+    ({"origin": "https://mnemos.example:8443"}, False),  # and the port
+    ({"origin": "https://gw.example"}, False),  # the Host it was sent to, not listed
+    ({"origin": "https://mnemos.example.evil.test"}, False),
+    ({"origin": "null"}, False),
+    ({"referer": "http://mnemos.example/ui/jobs"}, False),
+    ({}, True),  # neither header: no browser's cross-site form
+])  # fmt: skip
+def test_same_origin_with_allowed_origins_takes_those_exactly(headers: dict[str, str], same: bool) -> None:
+    from starlette.requests import Request
+
+    from mnemos.relay.console.session import same_origin
+
+    raw = [(b"host", b"gw.example")] + [(k.encode(), v.encode()) for k, v in headers.items()]
+    request = Request({"type": "http", "method": "POST", "path": "/ui/signin", "headers": raw, "scheme": "http"})
+    assert same_origin(request, ["https://mnemos.example"]) is same

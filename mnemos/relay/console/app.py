@@ -5,12 +5,14 @@
     GET  /ui/jobs?queue=&status=&owner=          GET /ui/jobs/{id} (live logs), POST /ui/jobs/{id}/cancel
     GET  /ui/runs, /ui/runs/{id}                 a run's steps as a live graph
     GET  /ui/lineage?id=                         intent → execution → result of any id
-    GET  /ui/keys (admin), /ui/audit             per principal usage; who changed what, when
+    GET  /ui/keys (admin), /ui/audit             per principal usage (a team's admin: its team's, as the
+                                                 credentials: ``soul.http.manages``); who changed what, when
 
 Pages authenticate with the session cookie (``session.Sessions``); a missing, forged, expired or
-revoked cookie gets the sign-in page. Writes (sign-out, cancel) are forms with a CSRF token. Every
-``POST`` (sign-in too) posted from another site's page (``Origin``, else ``Referer``, not this
-host: ``session.same_origin``) is refused with 403. Every way out of a session revokes its token:
+revoked cookie gets the sign-in page with 401 (a cookie is cleared). Writes (sign-out, cancel) are
+forms with a CSRF token. Every ``POST`` (sign-in too) posted from another site's page (``Origin``,
+else ``Referer``, not one of ``relay.console.allowedOrigins``, or when none are set not this host:
+``session.same_origin``) is refused with 403. Every way out of a session revokes its token:
 sign-out, the sign-in page (``GET``) and a new sign-in. A job, run or lineage node that is not the
 caller's reads as the API answers it: a developer gets 404, a viewer its metadata without its data
 (``mnemos.soul.ownership``). The audit page lists every event to operators and admins, and to
@@ -89,8 +91,16 @@ def mount(app: FastAPI, gateway: Any, edge: Any) -> None:
     app.add_middleware(CookieBearer)  # outermost: before the edge authenticates
 
 
-def build_router(gateway: Any, edge: Any) -> APIRouter:
-    """The ``/ui`` routes over one replica's gateway and edge seam."""
+def build_router(gateway: Any, edge: Any, *, allowed_origins: list[str] | None = None) -> APIRouter:
+    """The ``/ui`` routes over one replica's gateway and edge seam.
+
+    ``allowed_origins``: the origins whose pages may post the console's forms (default: the gateway's
+    ``relay.console.allowedOrigins``; none: the request's own ``Host``, ``session.same_origin``).
+    """
+    if allowed_origins is None:
+        settings = getattr(gateway, "settings", None)
+        allowed_origins = list(settings.relay.console.allowed_origins) if settings is not None else []
+    origins = tuple(allowed_origins)
     env = _environment()
     sessions = Sessions(edge)
     clock = _BusClock()
@@ -118,7 +128,7 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
     def cross_site(request: Request) -> HTMLResponse | None:
         """The 403 page for a ``POST`` that does not come from the console's own pages (login CSRF
         included), else ``None``."""
-        if same_origin(request):
+        if same_origin(request, origins):
             return None
         return render("error", request, None, {"title": "Error", "message": _CROSS_SITE}, 403)
 
@@ -344,7 +354,7 @@ def build_router(gateway: Any, edge: Any) -> APIRouter:
             store = getattr(edge.guard, "store", None) or IdentityStore.from_settings(gateway.settings, gateway.engram)
             creds = [c for c in await asyncio.to_thread(store.list) if manages(principal, c)]  # as GET /v1/tokens
             ledger = request.app.state.meter.governor.actor  # SOUL's usage ledger, as GET /v1/usage reads it
-            rows = await data.usage(ledger, gateway.engram)
+            rows = await data.usage(ledger, gateway.engram, principal=principal)  # a team's admin: its team's
             return {"title": "Keys and usage", "credentials": creds, "usage": rows,
                     "window_h": int(data.USAGE_WINDOW_S // 3600)}  # fmt: skip
 

@@ -176,21 +176,27 @@ USAGE_WINDOW_S = 24 * 3600.0
 """The window of the Keys and usage page (the same ledger ``GET /v1/usage`` reads)."""
 
 
-async def usage(ledger: Any, engram: Any, window: float = USAGE_WINDOW_S) -> list[dict[str, Any]]:
+async def usage(ledger: Any, engram: Any, window: float = USAGE_WINDOW_S, *,
+                principal: Any = None) -> list[dict[str, Any]]:  # fmt: skip
     """Per principal over ``window`` s: requests, tokens, spend and the last hour with traffic, from
     SOUL's usage ledger (the ``ratelimit`` actor: ``ledger.usage.remote(since, until)``); refused
-    sign-ins from the audit log."""
+    sign-ins from the audit log.
+
+    ``principal``: who reads them. A caller with a team (a team's admin) reads the rows of its team
+    only, as it lists its team's credentials (``mnemos.soul.http.manages``): ledger rows of the team,
+    refusals of the team's credentials; a caller without one (``None``: the local admin) reads all.
+    """
     import asyncio
 
     from mnemos.relay.usage_http import aggregate
 
     since = time.time() - window
-    rows = list(await ledger.usage.remote(since, None))
+    rows = [row for row in await ledger.usage.remote(since, None) if _manages(principal, None, row.get("team"))]
     totals = {e["principal"]: e for e in aggregate(rows, ("principal",))["data"]}
     last: dict[str, float] = {}
     for row in rows:
         last[row["principal"]] = max(last.get(row["principal"], 0.0), float(row["hour"]))
-    refused = await asyncio.to_thread(_refusals, engram, since)
+    refused = await asyncio.to_thread(_refusals, engram, since, principal)
     out = []
     for who in sorted(set(totals) | set(refused)):
         entry = totals.get(who) or {"requests": 0, "total_tokens": 0, "spend": 0.0}
@@ -199,14 +205,27 @@ async def usage(ledger: Any, engram: Any, window: float = USAGE_WINDOW_S) -> lis
     return out
 
 
-def _refusals(engram: Any, since: float) -> dict[str, int]:
-    """Refused credentials per subject since ``since`` (audit events ``auth.refused``)."""
+def _manages(principal: Any, credential_id: Any, team: Any) -> bool:
+    """Whether ``principal`` reads usage of the credential ``credential_id`` of ``team``: as it lists
+    credentials (``mnemos.soul.http.manages``)."""
+    if principal is None or not getattr(principal, "team", ""):
+        return True
+    from mnemos.soul.http import manages
+
+    return manages(principal, {"id": credential_id, "team": team})
+
+
+def _refusals(engram: Any, since: float, principal: Any = None) -> dict[str, int]:
+    """Refused credentials per subject since ``since`` (audit events ``auth.refused``), of the
+    credentials ``principal`` manages (``_manages``: a refusal names the credential and its team only
+    when it had a valid one)."""
     from mnemos.trace.lineage import events
 
     counts: dict[str, int] = defaultdict(int)
     for ev in events(engram):
         attrs = ev.get("attrs") or {}
-        if ev.get("type") == "audit" and attrs.get("action") == "auth.refused" and float(ev.get("ts") or 0) >= since:
+        if (ev.get("type") == "audit" and attrs.get("action") == "auth.refused" and float(ev.get("ts") or 0) >= since
+                and _manages(principal, attrs.get("grant_id"), attrs.get("team"))):  # fmt: skip
             counts[attrs.get("subject") or "unauthenticated"] += 1
     return dict(counts)
 

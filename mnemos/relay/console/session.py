@@ -9,7 +9,8 @@ it takes every replica to see the revocation. Writes made from console pages car
 derived from the cookie (an HMAC keyed by it): another site can neither read the cookie nor compute
 the token, and ``SameSite=Strict`` keeps the browser from sending the cookie on cross-site requests
 at all. Every console ``POST`` (sign-in included, against login CSRF) must also come from the
-console's own pages: ``same_origin`` compares its ``Origin`` (else its ``Referer``) with its ``Host``.
+console's own pages: ``same_origin`` compares its ``Origin`` (else its ``Referer``) with the exact
+origins of ``relay.console.allowedOrigins`` when set, else with its ``Host``.
 The cookie is ``Secure`` when the request reached the gateway over HTTPS, as the ASGI server saw it
 (uvicorn in Serve's proxy takes ``X-Forwarded-Proto`` only from ``FORWARDED_ALLOW_IPS``, by default
 the loopback addresses; MNEMOS has no trusted-proxy setting of its own).
@@ -22,15 +23,18 @@ adds ``Authorization: Bearer <cookie>``. Other methods are never authenticated b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import time
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mnemos.config import origin_of
 from mnemos.errors import AuthenticationError
 from mnemos.soul.tokens import LEEWAY_SECONDS, MAX_PARENTS
 
@@ -54,28 +58,42 @@ def csrf_ok(session: str, token: str | None) -> bool:
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 
 
-def same_origin(request: Request) -> bool:
-    """Whether a console form was posted from the console's own pages: its ``Origin`` header (else
-    its ``Referer``) names the host the request was sent to (``Host``). ``Origin: null`` does not.
+def same_origin(request: Request, allowed_origins: Collection[str] = ()) -> bool:
+    """Whether a console form was posted from the console's own pages: the origin of its ``Origin``
+    header (else of its ``Referer``) is one of ``allowed_origins`` exactly (``relay.console.allowedOrigins``:
+    scheme, host and port; a default port may be written or left out), or, when none are set, names
+    the host the request was sent to (``Host``; the scheme is not compared, since behind a proxy that
+    ends TLS the gateway sees ``http`` where the browser sent ``https``). ``Origin: null`` never does.
 
     A request with neither header passes: it is not a browser's cross-site form (browsers send
     ``Origin`` on every cross-origin ``POST``), and a client that sends neither holds no victim's
-    cookie. A proxy in front of the gateway must pass ``Host`` on unchanged.
+    cookie. Without ``allowed_origins``, a proxy in front of the gateway must pass ``Host`` on unchanged.
     """
     source = request.headers.get("origin")
     if source is None:
         source = request.headers.get("referer")
         if source is None:
             return True
-    host = request.headers.get("host", "")
     try:
-        parts = urlsplit(source.strip())
+        origin = origin_of(source)
     except ValueError:
         return False
-    if parts.scheme not in _DEFAULT_PORTS or not parts.netloc or not host:
+    if allowed_origins:
+        return origin in _origins(allowed_origins)
+    host = request.headers.get("host", "")
+    parts = urlsplit(source.strip())
+    if not host:
         return False
-    default = _DEFAULT_PORTS[parts.scheme]
+    default = _DEFAULT_PORTS[parts.scheme.lower()]
     return parts.netloc.lower().removesuffix(default) == host.strip().lower().removesuffix(default)
+
+
+def _origins(allowed: Collection[str]) -> frozenset[str]:
+    out = set()
+    for origin in allowed:
+        with contextlib.suppress(ValueError):  # settings hold only valid origins (config.ConsoleSettings)
+            out.add(origin_of(origin))
+    return frozenset(out)
 
 
 def _secure(request: Request) -> bool:
