@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import typer
@@ -71,16 +74,66 @@ def down() -> None:
     if platform_address():
         import mnemos
 
-        mnemos.connect(platform_address())
-        for name in control_down():
-            console.print(f"{name}: stopped")
-        import ray
+        with quiet_ray():  # Ray narrates the actors it kills: "(raylet) … killed by `ray.kill`"
+            mnemos.connect(platform_address())
+            stopped = control_down()
+            import ray
 
-        ray.shutdown()
+            ray.shutdown()
+        for name in stopped:
+            console.print(f"{name}: stopped")
     if stop_local():
         console.print("ray: local cluster stopped")
     else:
         console.print("ray: no local cluster was running")
+
+
+@contextlib.contextmanager
+def quiet_ray() -> Iterator[None]:
+    """Hold back what Ray prints while the block runs: its driver's threads (the error messages it
+    relays from the cluster, printed to stdout as ``(raylet) …``), its loggers and its C++ core, which
+    write to the process's file descriptors 1 and 2, so these are sent to a file for the while.
+    MNEMOS's own log records still reach the terminal; when the block raises, what Ray printed is
+    written to stderr after all (it may tell why), and the error goes on.
+    """
+    import logging
+    import sys
+    import tempfile
+
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    own = logging.getLogger("mnemos")
+    terminal = open(os.dup(saved[2]), "w", encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below
+    handler = logging.StreamHandler(terminal)
+    handler.setLevel(logging.WARNING)  # what Python's last-resort handler shows when none is configured
+    streams = sys.stdout, sys.stderr
+    with tempfile.TemporaryFile() as captured:
+        sink = open(os.dup(captured.fileno()), "w", encoding="utf-8", errors="replace")  # noqa: SIM115
+        for fd in (1, 2):
+            os.dup2(captured.fileno(), fd)
+        sys.stdout = sys.stderr = sink  # Ray prints to whatever they are when it prints
+        own.addHandler(handler)
+        propagate, own.propagate = own.propagate, False
+        failed = False
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            own.removeHandler(handler)
+            own.propagate = propagate
+            terminal.close()
+            sink.close()
+            sys.stdout, sys.stderr = streams
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            if failed:
+                captured.seek(0)
+                sys.stderr.write(captured.read().decode("utf-8", "replace"))
+                sys.stderr.flush()
 
 
 def status(output: Output = typer.Option(Output.table, "-o", "--output")) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mnemos.engram import Engram
-from mnemos.errors import ConflictError, NotFoundError, ValidationError
+from mnemos.errors import AdmissionError, ConflictError, MnemosError, NotFoundError, ValidationError
 from mnemos.wraith._store import all_keys
 from mnemos.wraith.retention import reachable_blobs
 
@@ -219,6 +219,13 @@ def restore(dest: Engram, snapshot: str, target: Engram, *, force: bool = False)
     snapshot state back as a new registry entry, so that the registry's history stays append-only:
     a new generation with the snapshot's spec, or a tombstone (``RestoreReport.reverted``).
     Resources created after the snapshot stay.
+
+    A forced restore writes into a live registry, so the resources it would put there (new, or
+    different from what is live) go through GENOME admission first, as ``mnemos apply`` would put
+    them: schema, the kind's checks, then the Policies that will be live after the restore (the
+    snapshot's, and the target's others). When one is refused nothing at all is written: an
+    ``AdmissionError`` names every refused resource with its reason. (A restore into an empty root
+    is a copy of the snapshot as it was, with no admission: nothing is live there to bypass.)
     """
     manifest = read_manifest(dest, snapshot)
     if not force:
@@ -230,6 +237,8 @@ def restore(dest: Engram, snapshot: str, target: Engram, *, force: bool = False)
                     param="to",
                 )
     target.check()
+    if force:
+        _admit_restored(dest, manifest, target)  # before the first write: a refused restore writes nothing
     report = RestoreReport(snapshot=manifest["id"], target=target.uri)
     for digest in manifest["blobs"]:
         _copy_blob(dest, target, digest)
@@ -269,6 +278,59 @@ def _content(doc: dict[str, Any]) -> dict[str, Any]:
     """A stored generation without what each generation has of its own (number, creation time)."""
     meta = {k: v for k, v in doc.get("metadata", {}).items() if k not in ("generation", "creationTimestamp")}
     return {**doc, "metadata": meta}
+
+
+def _live_documents(keys: list[str], read: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """``{(kind, name): stored document}`` of the live generation of each resource in ``keys``
+    (registry keys), read with ``read(key)``; an older store's single ``deleted.json`` counts."""
+    out, present = {}, set(keys)
+    for (kind, name), (gens, deleted) in _registry_state(keys).items():
+        folder = f"registry/{kind}/{name}"
+        if f"{folder}/deleted.json" in present:
+            old = int(read(f"{folder}/deleted.json").get("generation", 0))
+            deleted = max(deleted or 0, old)
+        if _live(gens, deleted):
+            out[(kind, name)] = read(f"{folder}/{gens[-1]:08d}.json")
+    return out
+
+
+def _admit_restored(dest: Engram, manifest: dict[str, Any], target: Engram) -> None:
+    """Run GENOME admission on what a forced restore would make live in ``target`` (see ``restore``);
+    an ``AdmissionError`` naming each refused resource and why, before anything is written."""
+    from mnemos.genome import Policy, admit, parse_resource
+
+    documents = manifest["documents"]
+    snapshot = _live_documents(sorted(documents), lambda key: json.loads(dest.get(documents[key])))
+    in_snapshot = set(_registry_state(list(documents)))
+    now = _live_documents(target.list("registry"), target.read_json)
+    after = {key: doc for key, doc in now.items() if key not in in_snapshot} | snapshot  # the registry then
+    refused: list[str] = []
+    written: list[Any] = []  # what the restore makes live that is not live now
+    policies: list[Any] = []  # the Policies live after the restore: those admission applies
+    for (kind, name), doc in sorted(after.items()):
+        new = (kind, name) in snapshot and (now.get((kind, name)) is None or _content(now[kind, name]) != _content(doc))
+        try:
+            resource = parse_resource(doc, f"registry/{kind}/{name}")
+        except ValidationError as exc:
+            if new:  # one already live stays as it is, left out by the registry as now
+                refused.append(f"{kind.lower()}/{name}: {exc.message}")
+            continue
+        if isinstance(resource, Policy):
+            policies.append(resource)
+        elif new:
+            written.append(resource)
+    for resource in written:
+        try:
+            admit(resource, policies)
+        except MnemosError as exc:  # ValidationError (the kind's checks) or AdmissionError (a Policy's rule)
+            label = f"{type(resource).__name__.lower()}/{resource.name}: "
+            refused.append(exc.message if exc.message.startswith(label) else label + exc.message)
+    if refused:
+        raise AdmissionError(
+            f"restore of snapshot {manifest['id']} refused: {len(refused)} of its resources fail admission, as "
+            "`mnemos apply` would refuse them; nothing was restored:\n  " + "\n  ".join(refused),
+            param="snapshot",
+        )
 
 
 def _revert_registry(dest: Engram, manifest: dict[str, Any], target: Engram) -> list[str]:

@@ -169,7 +169,10 @@ def test_up_down_up_keeps_resources_and_ray_tools_work_after_up(shell: dict[str,
     assert "hello from a ray job" in _ok(job) + job.stderr
 
     # 4. After `mnemos down`, nothing points at the dead cluster: a plain ray.init() starts a new one.
-    _mnemos(shell, "down")
+    # It says what it stopped, without Ray's narration of it (tests/cradle/test_down_quiet.py).
+    down = _run(shell, python, "-m", "mnemos", "down")
+    assert "genome: stopped" in _ok(down) and "ray: local cluster stopped" in down.stdout
+    assert "ray.kill" not in down.stdout + down.stderr and "(raylet)" not in down.stdout + down.stderr, down
     assert json.loads(_mnemos(shell, "status", "-o", "json"))["connected"] is False
     assert not address_file.exists(), "ray_current_cluster still names the stopped cluster"
     code = (
