@@ -39,22 +39,19 @@ def apply(
 
 def _load(files: list[Path]) -> list[Any]:
     """The resources of ``files``, checked as ``apply`` and ``validate`` check them: schema, no
-    kind+name twice, at least one document, and, for pipelines, what ``mnemos run`` checks first."""
-    from mnemos.errors import BadRequestError, ValidationError
-    from mnemos.genome import Pipeline, load_paths
+    kind+name twice, at least one document, and GENOME's checks beyond the schema (for pipelines,
+    what ``mnemos run`` checks first), all before the first one is applied. The registry makes
+    the same checks on every write (``mnemos.genome.admission``): the same errors over HTTP and
+    from the Python API."""
+    from mnemos.errors import BadRequestError
+    from mnemos.genome import load_paths
+    from mnemos.genome.admission import check
 
     resources = load_paths(files)
     if not resources:
         raise BadRequestError(f"no documents in {', '.join(map(str, files))}: nothing to apply", param="file")
-    pipelines = [r for r in resources if isinstance(r, Pipeline)]
-    if pipelines:
-        from mnemos.synkron._plan import check_pipeline  # SYNKRON's checks: GENOME may not import it
-
-        for pipeline in pipelines:
-            try:
-                check_pipeline(pipeline)
-            except ValidationError as exc:
-                raise ValidationError(f"pipeline/{pipeline.name}: {exc.message}", param=exc.param) from None
+    for resource in resources:
+        check(resource)
     return resources
 
 
@@ -72,7 +69,7 @@ def get(
     items = [found] if name else found
     data = [r.dump() for r in items]
     if cls.__name__ == "Model":
-        statuses = {r.name: _model_status(client, r.name) for r in items}
+        statuses = _model_statuses(client, [r.name for r in items])
         for doc in data:
             doc["status"] = statuses.get(doc["metadata"]["name"]) or {"phase": "Pending"}
         emit(
@@ -112,17 +109,19 @@ def _watch(kind: str, name: str | None) -> None:
         return
 
 
-def _model_status(client: Any, name: str) -> dict[str, Any] | None:
-    """The status the relay controller wrote for Model ``name`` (None when none is readable here)."""
+def _model_statuses(client: Any, names: list[str]) -> dict[str, dict[str, Any] | None]:
+    """The observed status of each Model named: the records the relay controller wrote to ENGRAM
+    (with conditions), or over ``--url`` the gateway's (``GET /v1/status``: ``model_status``)."""
     from mnemos.relay.model_status import read_status
 
     engram = getattr(client, "engram", None)
-    if engram is None:
-        return None
     try:
-        return read_status(engram, name)
+        if engram is None:
+            served = client.status().get("model_status") or {}
+            return {name: served.get(name) for name in names}
+        return {name: read_status(engram, name) for name in names}
     except Exception:  # noqa: BLE001 - status is informative: a listing never fails for it
-        return None
+        return dict.fromkeys(names)
 
 
 def _model_row(model: Any, status: dict[str, Any] | None) -> tuple[Any, ...]:
@@ -146,7 +145,7 @@ def describe(kind: str = typer.Argument(..., help="Model."), name: str = typer.A
                               param="kind")  # fmt: skip
     client = open_client()
     model = client.get("Model", name)
-    status = _model_status(client, name) or {"phase": "Pending"}
+    status = _model_statuses(client, [name])[name] or {"phase": "Pending"}
     spec = model.spec
     console.print(f"Name:        {model.name}")
     console.print(f"Generation:  {model.generation}   Engine: {spec.runtime.engine}   Artifact: {spec.artifact.uri}")

@@ -153,7 +153,10 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
     app.include_router(build_events_router(edge.admit, max_streams=gateway.settings.relay.max_event_streams))
 
     def served_models() -> dict[str, Any]:
-        return {"version": gateway.version, "models": {n: r.entry.get("status") for n, r in gateway.models.items()}}
+        """``models``: each Model's serving state; ``model_status``: its status record (phase, replicas,
+        reason: what ``mnemos get model`` shows, also over ``--url``)."""
+        return {"version": gateway.version, "models": {n: r.entry.get("status") for n, r in gateway.models.items()},
+                "model_status": {record["name"]: record for record in gateway.statuses()}}  # fmt: skip
 
     # /apis/… (resources), /v1/status, /v1/lineage, /v1/spaces, /v1/secrets
     app.include_router(build_control_router(edge, gateway.settings, gateway.engram, status=served_models,
