@@ -5,6 +5,7 @@
 ``get`` and ``logs`` ask CORTEX when a platform is up, and otherwise read the journal in ENGRAM.
 
     mnemos jobs submit mnemos.cortex.testing:add 2 3 --wait
+    mnemos jobs submit word-count -k text='one two' --wait     # a registered Function, by name
     ray job submit --address http://127.0.0.1:8265 -- python -m mnemos jobs submit pkg.mod:fn '{"a": 1}' --wait
 """
 
@@ -152,10 +153,14 @@ def _show(view: dict[str, Any], output: Output) -> None:
 
 @app.command()
 def submit(
-    function: str = typer.Argument(..., help="'package.module:function' to call."),
+    function: str = typer.Argument(
+        ..., help="A registered Function's name (kwargs only), or 'package.module:function' (verb execute)."
+    ),
     args: list[str] = typer.Argument(None, help="Positional arguments, each read as JSON (else as a string)."),
     kwarg: list[str] = typer.Option([], "--kwarg", "-k", help="Keyword argument NAME=JSON (repeatable)."),
-    queue: str = typer.Option("default", "--queue", "-q", help="A queue of settings.cortex.queues."),
+    queue: str | None = typer.Option(
+        None, "--queue", "-q", help="A queue of settings.cortex.queues (default: the Function's, else default)."
+    ),
     priority: int = typer.Option(0, "--priority", "-p", help="Higher runs first."),
     gpus: float | None = typer.Option(None, "--gpus", help="GPUs the job needs."),
     cpus: float | None = typer.Option(None, "--cpus", help="CPUs per worker the job needs."),
@@ -168,23 +173,25 @@ def submit(
     wait_timeout: float | None = typer.Option(None, "--wait-timeout", help="Give up waiting after this many seconds."),
     output: Output = typer.Option(Output.table, "-o", "--output"),
 ) -> None:
-    """Queue MODULE:FUNCTION(ARGS…); prints the job id, or with --wait its result."""
-    from mnemos.neuron.codec import validate_reference
-
-    validate_reference(function)
+    """Queue FUNCTION(ARGS…, -k NAME=VALUE…): a registered Function by name, or MODULE:FUNCTION;
+    prints the job id, or with --wait its result."""
     resources = {k: v for k, v in (("gpus", gpus), ("cpus", cpus), ("pool", pool)) if v is not None}
-    handle = _jobs().submit(
-        function,
-        *[_value(a) for a in args or []],
-        queue=queue,
-        priority=priority,
-        resources=resources or None,
-        max_attempts=max_attempts,
-        timeout=timeout,
-        labels=_pairs(label, "--label", parse=False),
-        name=name,
-        **_pairs(kwarg, "--kwarg", parse=True),
-    )
+    options: dict[str, Any] = {"queue": queue, "priority": priority, "resources": resources or None,
+                               "max_attempts": max_attempts, "timeout": timeout,
+                               "labels": _pairs(label, "--label", parse=False), "name": name}  # fmt: skip
+    call_args = [_value(a) for a in args or []]
+    kwargs = _pairs(kwarg, "--kwarg", parse=True)
+    if ":" in function:
+        from mnemos.neuron.codec import validate_reference
+
+        validate_reference(function)  # a clear error before anything is sent
+    from mnemos.remote import RemoteJobs
+
+    jobs = _jobs()
+    if isinstance(jobs, RemoteJobs):  # over the gateway: it resolves a Function's name (and checks the caller)
+        handle = _submit_remote(jobs, function, call_args, kwargs, options)
+    else:
+        handle = _submit_embedded(jobs, function, call_args, kwargs, options)
     if not wait:
         if output is Output.table:
             console.print(f"job {handle.id} queued")
@@ -199,6 +206,68 @@ def submit(
         print(json.dumps(value, default=repr))
     else:
         emit({**{k: v for k, v in view.items() if k != "result"}, "value": value}, output)
+
+
+def _submit_remote(jobs: Any, function: str, args: list[Any], kwargs: dict[str, Any], options: dict[str, Any]) -> Any:
+    """``POST /v1/jobs`` with the call as given: a Function's name or a reference, its keyword
+    arguments apart from the job's options (so that ``-k name=…`` is an argument, not the job's name)."""
+    from mnemos.remote import RemoteJobHandle
+
+    camel = {"max_attempts": "maxAttempts"}
+    body: dict[str, Any] = {"function": function, "args": args, "kwargs": kwargs}
+    body.update({camel.get(k, k): v for k, v in options.items() if v is not None and v != {}})
+    return RemoteJobHandle(jobs, jobs._client.request("POST", "/v1/jobs", json_body=body))
+
+
+def _submit_embedded(jobs: Any, function: str, args: list[Any], kwargs: dict[str, Any], options: dict[str, Any]) -> Any:
+    """Submit to this platform's CORTEX (the local admin): a reference as it is; a Function's name
+    as the gateway calls it (``mnemos.cortex.http.job_spec``): its entrypoint with ``kwargs`` checked
+    against its ``parameters``, on its queue and resources unless given, named after it."""
+    options = dict(options)
+    if ":" not in function:
+        spec = _registered(jobs, function, args, kwargs)
+        function, args = spec.spec.entrypoint, []
+        options["queue"] = options["queue"] or spec.spec.queue
+        if options["resources"] is None:
+            options["resources"] = spec.spec.resources.model_dump(exclude_defaults=True) or None
+        options["name"] = options["name"] or spec.name
+    job_options = jobs._options(options["queue"] or "default", options["priority"], options["resources"],
+                                options["max_attempts"], options["timeout"], options["labels"], options["name"],
+                                None, ())  # fmt: skip
+    return jobs._submit([jobs._submission(function, tuple(args), kwargs, job_options)])[0]
+
+
+def _registered(jobs: Any, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """The registered Function ``name`` of the embedded platform, once the call fits it."""
+    import re
+
+    from mnemos.errors import NotFoundError
+    from mnemos.genome import NAME_PATTERN
+    from mnemos.genome.function import check_arguments
+
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ValidationError(
+            f"function: {name[:80]!r} is neither a Function name (lowercase letters, digits, '-', '.') nor "
+            "'package.module:function'",
+            param="function",
+        )
+    registry = getattr(jobs.client, "registry", None)
+    if registry is None:
+        from mnemos.genome.registry import Registry
+
+        registry = Registry(jobs.client.engram)
+    try:
+        function = registry.get("Function", name)
+    except NotFoundError:
+        raise NotFoundError(
+            f"function: no registered Function named {name!r} (list them with `mnemos get functions`; "
+            "or give 'package.module:function')",
+            param="function",
+        ) from None
+    if args:
+        raise ValidationError("args: registered Functions take keyword arguments only (-k NAME=VALUE)", param="args")
+    check_arguments(function, kwargs)
+    return function
 
 
 @app.command("list")

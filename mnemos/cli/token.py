@@ -73,7 +73,8 @@ def create(
     budget_window: str | None = typer.Option(None, "--budget-window", help="Budget window, e.g. 1d (default 30d)."),
     output: Output = typer.Option(Output.table, "-o", "--output"),
 ) -> None:
-    """Create a token (or --api-key); the credential is printed once, on stdout."""
+    """Create a token (or --api-key); the credential is printed once, on stdout (-o json|yaml: the
+    answer of POST /v1/tokens, the secret as ``token`` or ``apiKey``)."""
     from mnemos.soul.limits import parse_limits
     from mnemos.soul.rbac import check_role, check_scopes_held
     from mnemos.soul.store import check_ttl
@@ -93,8 +94,10 @@ def create(
             "shown once, store it now",
             file=sys.stderr,
         )
-    else:
-        emit({**created.public(), "secret": created.secret}, output)
+    else:  # what POST /v1/tokens answers: team and limits included, the secret once (token or apiKey)
+        from mnemos.soul.http import created_answer
+
+        emit(created_answer(created, team=team, limits=limits), output)
 
 
 @app.command("list")

@@ -16,7 +16,11 @@ What code may run (see ``docs/guides/security.md``):
   which equals cluster root (admin and operator only).
 
 What a body may ask for: ``priority`` within -1000..1000 and ``maxAttempts`` within 1..20 (else
-422 naming the field); a ``priority`` above 100 is reserved for operators and admins (403). Each
+422 naming the field); a ``priority`` above 100 is reserved for operators and admins (403). The
+platform's internal queues (``INTERNAL_QUEUES``: ``wraith``, where WRAITH's maintenance tasks run)
+take jobs from operators and admins only: a job of another role that would go to one, named in the
+body or by its Function's ``queue``, is 403 naming ``queue`` (so no developer can crowd out
+compaction, retention or backups). Each
 of ``parents`` must be a lineage node that exists and whose data the caller reads (its owner —
 a job's, a run's, or for a step or artifact the nearest job, run or request it came from — is the
 caller, or the caller is an operator or admin; a node nobody owns, such as a model, is shared);
@@ -75,12 +79,23 @@ from mnemos.neuron.codec import REFERENCE, validate_reference
 from mnemos.trace.http import PRINCIPAL_ATTRIBUTE
 from mnemos.trace.telemetry import SpanKind, inject, span
 
-__all__ = ["JobCall", "build_router", "cortex_handle", "job_for", "router", "withhold_job"]
+__all__ = [
+    "INTERNAL_QUEUES",
+    "JobCall",
+    "build_router",
+    "check_queue",
+    "cortex_handle",
+    "job_for",
+    "router",
+    "withhold_job",
+]
 
 _MAX_WAIT = 300.0
 PRIORITY_RESERVED_ABOVE = 100
 """Priorities above this are for operators and admins (their work can always go first)."""
 _PRIORITY_ROLES = frozenset({"admin", "operator"})
+INTERNAL_QUEUES = frozenset({"wraith"})
+"""Queues the platform runs its own work on (``mnemos.wraith.scheduler.QUEUE``): operators and admins only."""
 _MAX_PARENTS = 32
 _PARENT = re.compile(r"^(job|run|step|artifact|model|resource|file|request|space):[^\s]{1,500}$")
 _SUBMIT = {"x-mnemos-verb": "submit"}
@@ -89,7 +104,8 @@ _READ = {"x-mnemos-verb": "read-artifacts"}
 _NO_JOB = {404: {"description": "no such job (or not the caller's)"}, 422: {"description": "a field failed validation"}}
 _SUBMIT_ERRORS = {400: {"description": "the body is not a JSON object"},
                   403: {"description": "a module:function or payload call without the verb execute, or a "
-                                       "priority above 100 without the role operator or admin"},
+                                       "priority above 100 or an internal queue (wraith) without the role "
+                                       "operator or admin"},
                   404: {"description": "no registered Function of that name, or a parent the caller cannot read"},
                   409: {"description": "the job id is taken by another principal's job"},
                   422: {"description": "a field failed validation"}}  # fmt: skip
@@ -342,8 +358,23 @@ def _options(call: JobCall, principal: Any) -> dict[str, Any]:
     return options
 
 
+def check_queue(queue: str, principal: Any, *, function: str | None = None) -> None:
+    """Refuse a job of ``principal`` on one of the platform's ``INTERNAL_QUEUES`` unless the caller
+    is an operator or admin (403 naming ``queue``); ``function``: the Function whose ``queue`` it is."""
+    role = _role(principal)
+    if queue in INTERNAL_QUEUES and role not in _PRIORITY_ROLES:
+        whose = f"function {function!r} runs on queue {queue!r}, which" if function else f"queue {queue!r}"
+        raise PermissionDeniedError(
+            f"queue: {whose} is internal to the platform (WRAITH's maintenance tasks): operators and admins "
+            f"only, not role {role!r}; leave out queue or name another declared queue",
+            param="queue",
+        )
+
+
 def job_spec(call: JobCall, principal: Any, functions: FunctionCatalog) -> JobSubmission:
     """The job CORTEX is sent for an HTTP job call, once the caller may make it (see the module docstring)."""
+    if "queue" in call.model_fields_set:
+        check_queue(call.queue, principal)
     options = _options(call, principal)
     resources = call.resources.model_dump(exclude_defaults=True)
     if call.payload is not None:
@@ -376,6 +407,7 @@ def job_spec(call: JobCall, principal: Any, functions: FunctionCatalog) -> JobSu
     check_arguments(function, call.kwargs)
     if "queue" not in call.model_fields_set:
         options["queue"] = function.spec.queue
+        check_queue(function.spec.queue, principal, function=function.name)
     if "resources" not in call.model_fields_set:
         resources = function.spec.resources.model_dump(exclude_defaults=True)
     options.setdefault("name", function.name)

@@ -2,8 +2,11 @@
 
 Query: ``principal``, ``team``, ``model`` (filters), ``window`` (``1h``, ``24h``, ``30d``; default
 ``24h``), ``group_by`` (comma-separated of ``principal,team,model``; default all three). Admins and
-operators read everyone's usage; other roles read only their own (asking for another principal's
-is 403, and a team filter is narrowed to the caller's own rows).
+operators read everyone's usage; other roles read only their own: their rows, narrowed by the
+filters. A filter naming what the caller may not read is 403 naming it, never an empty answer:
+``principal`` other than the caller's subject, ``team`` other than its credential's team (a
+caller without a team names none). An admin bound to a team (``mnemos token create --team``) reads
+that team's usage, as it manages that team's credentials (``mnemos.soul.http.manages``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from mnemos.errors import PermissionDeniedError, ValidationError
 from mnemos.relay import _responses as out
 from mnemos.relay._errors import pattern_hint
 
-__all__ = ["GROUPS", "aggregate", "build_router"]
+__all__ = ["GROUPS", "aggregate", "build_router", "check_own_filters"]
 
 GROUPS = ("principal", "team", "model")
 _READ_ALL = frozenset({"admin", "operator"})
@@ -73,6 +76,20 @@ def aggregate(rows: list[dict[str, Any]], groups: tuple[str, ...], **filters: st
     return {"object": "list", "data": data, "total": total}
 
 
+def check_own_filters(caller: Any, *, principal: str | None, team: str | None) -> None:
+    """Refuse a filter naming usage that ``caller`` (a role that reads only its own) may not read:
+    another ``principal`` than its subject, another ``team`` than its credential's (403 naming it)."""
+    own = {"principal": str(caller.subject), "team": str(getattr(caller, "team", "") or "")}
+    for param, value in (("principal", principal), ("team", team)):
+        if value is not None and value != own[param]:
+            hint = (
+                f"leave out {param} or use {param}={own[param]}"
+                if own[param]
+                else f"leave out {param} (its credential has no {param})"
+            )
+            raise PermissionDeniedError(f"role {caller.role} may read only its own usage; {hint}", param=param)
+
+
 def build_router(admit: Callable[[Request, str], Awaitable[Any]], actor: Callable[[], Any]) -> APIRouter:
     """The usage router.
 
@@ -85,7 +102,8 @@ def build_router(admit: Callable[[Request, str], Awaitable[Any]], actor: Callabl
     router = APIRouter()
 
     @router.get("/v1/usage", tags=["usage"], openapi_extra={VERB_KEY: "read-artifacts"},
-                responses={403: {"description": "another principal's usage, asked by a role that reads only its own"},
+                responses={403: {"description": "another principal's or team's usage, asked by a role that reads only "
+                                                   "its own"},
                            422: {"description": "window or group_by is malformed"}})  # fmt: skip
     async def usage(request: Request, principal: str | None = None, team: str | None = None,
                     model: str | None = None,
@@ -99,12 +117,11 @@ def build_router(admit: Callable[[Request, str], Awaitable[Any]], actor: Callabl
         seconds = _window(window)
         groups = _group_by(group_by)
         if caller is not None and caller.role not in _READ_ALL:
-            if principal is not None and principal != caller.subject:
-                raise PermissionDeniedError(
-                    f"role {caller.role} may read only its own usage; leave out principal or use "
-                    f"principal={caller.subject}", param="principal",
-                )  # fmt: skip
+            check_own_filters(caller, principal=principal, team=team)
             principal = caller.subject
+        elif caller is not None and caller.role == "admin" and getattr(caller, "team", ""):
+            check_own_filters(caller, principal=None, team=team)  # a team's admin: that team's usage
+            team = caller.team
         now = time.time()
         rows = await actor().usage.remote(now - seconds, None)
         body = aggregate(rows, groups, principal=principal, team=team, model=model)

@@ -2,9 +2,10 @@
 
 - ``GET /.well-known/jwks.json`` (public): the signing keys' public parts;
 - ``POST /v1/tokens`` (``manage-identities``): ``{name, role, ttl?, scopes?, apiKey?, team?, limits?}``
-  → the new credential, shown once (``token`` or ``apiKey``) with its ``id``. A ``scope`` the role
-  does not hold is a 422 (``param: scopes``: a scope only narrows a role), and so is a ``ttl`` under
-  1 s or over 100 years (``store.MIN_TTL_S``, ``store.MAX_TTL_S``). ``limits`` is
+  → the new credential (``created_answer``: ``id, kind, name, role, scopes, expiresAt, team,
+  limits``), its secret shown once (``token`` or ``apiKey``); ``mnemos token create -o json`` prints
+  the same. A ``scope`` the role does not hold is a 422 (``param: scopes``: a scope only narrows a
+  role), and so is a ``ttl`` under 1 s or over 100 years (``store.MIN_TTL_S``, ``store.MAX_TTL_S``). ``limits`` is
   ``{rpm, tpm, budget: {amount, tokens, window}}`` as ``mnemos token create --rpm --tpm --budget``
   takes it (a bad value: 422 naming ``body.limits.rpm`` …). A credential mints only at or below itself:
   the new one's verbs (role narrowed by scopes) must all be the caller's (else 403), a JWT lives at
@@ -52,7 +53,7 @@ from mnemos.soul.edge import EdgeGuard
 from mnemos.soul.identity import Principal
 from mnemos.soul.limits import check_key_limits
 from mnemos.soul.rbac import check_role, check_scopes_held, verbs_of
-from mnemos.soul.store import MIN_TTL_S, check_ttl, not_found
+from mnemos.soul.store import MIN_TTL_S, CreatedCredential, check_ttl, not_found
 
 __all__ = [
     "TokenCreate",
@@ -60,6 +61,7 @@ __all__ = [
     "check_minting",
     "check_revocable",
     "create_token",
+    "created_answer",
     "error_response",
     "guard_of",
     "install",
@@ -283,9 +285,18 @@ async def create_token(request: Request) -> Response:
                                    team=team, limits=limits)  # fmt: skip
     except MnemosError as exc:
         return error_response(exc)
-    doc = _camel(created.public())
+    return JSONResponse(
+        created_answer(created, team=team, limits=limits), status_code=201, headers={"Cache-Control": "no-store"}
+    )
+
+
+def created_answer(created: CreatedCredential, *, team: str, limits: dict[str, Any] | None) -> dict[str, Any]:
+    """A credential just created, as ``POST /v1/tokens`` answers it and ``mnemos token create -o json``
+    prints it: its public fields (camelCase), the ``team`` and ``limits`` it was made with (as stored),
+    and its secret, once, as ``token`` (a JWT) or ``apiKey``."""
+    doc = _camel({**created.public(), "team": team, "limits": check_key_limits(limits) if limits else None})
     doc["apiKey" if created.kind == "apikey" else "token"] = created.secret
-    return JSONResponse(doc, status_code=201, headers={"Cache-Control": "no-store"})
+    return doc
 
 
 @router.get("/v1/tokens", openapi_extra=_IDENTITIES, responses={c: _ANSWERS[c] for c in (403, 422)})

@@ -131,12 +131,12 @@ def test_token_commands_and_login(tmp_path: Path) -> None:
     assert token.count(".") == 2 and "shown once" in created.stderr
     api = json.loads(ok(mnemos(home, "token", "create", "--name", "bot", "--role", "viewer", "--api-key",
                                "--scope", "read-lineage", "-o", "json")).stdout)
-    assert api["secret"].startswith(f"mk_{api['id']}_") and api["scopes"] == ["read-lineage"]
+    assert api["apiKey"].startswith(f"mk_{api['id']}_") and api["scopes"] == ["read-lineage"]
 
     listed = json.loads(ok(mnemos(home, "token", "list", "-o", "json")).stdout)
     assert {(d["name"], d["kind"], d["role"]) for d in listed} == {("alice", "token", "developer"),
                                                                    ("bot", "apikey", "viewer")}
-    assert token not in json.dumps(listed) and api["secret"] not in json.dumps(listed)
+    assert token not in json.dumps(listed) and api["apiKey"] not in json.dumps(listed)
     table = ok(mnemos(home, "token", "list")).stdout
     assert "alice" in table and "bot" in table
 
@@ -154,9 +154,9 @@ def test_token_commands_and_login(tmp_path: Path) -> None:
     base_env.pop("MNEMOS_API_KEY", None)
     run = subprocess.run([sys.executable, "-c", probe], env=base_env, capture_output=True, text=True, timeout=60)
     assert run.stdout.strip() == token
-    run = subprocess.run([sys.executable, "-c", probe], env={**base_env, "MNEMOS_API_KEY": api["secret"]},
+    run = subprocess.run([sys.executable, "-c", probe], env={**base_env, "MNEMOS_API_KEY": api["apiKey"]},
                          capture_output=True, text=True, timeout=60)
-    assert run.stdout.strip() == api["secret"]  # the environment overrides the stored credential
+    assert run.stdout.strip() == api["apiKey"]  # the environment overrides the stored credential
 
     ok(mnemos(home, "token", "revoke", listed[-1]["id"] if listed[-1]["name"] == "alice" else listed[0]["id"]))
     refused = mnemos(home, "login", "--token", token)
