@@ -544,9 +544,15 @@ def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[
         A developer's graph holds their own runs, steps, jobs and requests only (another's id is 404,
         as an unknown one); a node whose data the caller does not read keeps its metadata only."""
         principal = await edge.admit(request, "read-lineage")
-        from mnemos.synkron.spaces import LINEAGE_RESOLVERS
+        from mnemos.soul.ownership import reads_space
+        from mnemos.synkron.spaces import LINEAGE_RESOLVERS, space_owner
         from mnemos.trace.lineage import graph
 
+        if node_id.startswith("space:"):  # an item of a space the caller does not search: as no such space
+            space = node_id[len("space:") :].partition("/")[0]
+            _source, owner, team = await ctl.read(space_owner, ctl.engram, space)
+            if not reads_space(principal, owner, team):
+                raise NotFoundError(f"space {space!r} not found", param="space")
         reader = LineageReader(principal)
         found: dict[str, Any] = await ctl.read(
             lambda: graph(ctl.engram, node_id, limit=limit, resolvers=LINEAGE_RESOLVERS, reader=reader)

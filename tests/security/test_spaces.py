@@ -47,7 +47,8 @@ def world(tmp_path: Path) -> SimpleNamespace:
 
 def _write(engram: Engram, space: str, owner: str | None = None, team: str = "") -> None:
     """A space as an index step leaves it (a manifest naming no real vectors: enough to list it)."""
-    doc: dict[str, Any] = {"space": space, "count": 1, "model": {"name": "no-such-model"}, "run": "r"}
+    doc: dict[str, Any] = {"space": space, "count": 1, "model": {"name": "no-such-model"}, "run": "r",
+                           "records": engram.put(b'{"id": "item-0", "text": "t"}\n')}  # fmt: skip
     if owner is not None:
         doc.update(owner=owner, team=team)
     engram.write_json(f"spaces/{space}/manifest.json", doc)
@@ -114,6 +115,13 @@ def test_over_the_gateway_anothers_space_is_not_listed_and_is_404_as_no_space(ga
     for space, who in ((mine, "developer"), (shared, "developer"), (team, red), (theirs, "operator")):
         answer = search(space, who)
         assert answer.status_code == 503 and answer.json()["error"]["param"] == "model", (space, who, answer.text)
+    def lineage(space: str, who: str) -> Any:
+        return gateway.call("GET", f"/v1/lineage/space:{space}/item-1", who)
+
+    none, other = lineage(f"nothing-{tag}", "developer"), lineage(theirs, "developer")
+    assert none.status_code == other.status_code == 404, other.text  # an item's lineage: no oracle either
+    assert other.json() == json.loads(none.text.replace(f"nothing-{tag}", theirs))
+    assert "has no item" in lineage(theirs, "operator").json()["error"]["message"]  # past the check
     broken = f"broken-{tag}"  # a manifest left without its model: a 404 that says so, never a 500
     engram.write_json(f"spaces/{broken}/manifest.json", {"space": broken, "count": 0, "owner": None})
     answer = search(broken, "developer")
