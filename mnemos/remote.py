@@ -15,12 +15,15 @@ Errors are the gateway's, as ``MnemosError`` subclasses: 403 ``PermissionDeniedE
 from __future__ import annotations
 
 import base64
+import builtins
+import hashlib
 import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
+from urllib.parse import quote
 
 import httpx
 
@@ -155,6 +158,27 @@ class RemoteClient:
         if response.status_code >= 400:
             raise _error_of(response)
         return response.json() if response.content else None
+
+    def read_bytes(self, path: str, *, timeout: float | None = None) -> bytes:
+        """The body of a ``GET`` that answers bytes (a run's output), streamed in and checked
+        against the ``X-Mnemos-Digest`` the gateway sends (``IntegrityError`` if they differ)."""
+        digest = hashlib.sha256()
+        parts: builtins.list[bytes] = []
+        try:
+            wait = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
+            with self._http.stream("GET", path, timeout=wait) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error_of(response)
+                expected = response.headers.get("x-mnemos-digest")
+                for chunk in response.iter_bytes():
+                    digest.update(chunk)
+                    parts.append(chunk)
+        except httpx.HTTPError as exc:
+            raise errors.UnavailableError(f"reading {path} from the gateway at {self.url} failed: {exc}") from None
+        if expected and expected != f"sha256:{digest.hexdigest()}":
+            raise errors.IntegrityError(f"{path}: the bytes received do not match their digest {expected}")
+        return b"".join(parts)
 
     # -- resources -----------------------------------------------------------------------------
     def apply(self, source: Any, *, source_tag: str = "apply", expected_generation: int | None = None
@@ -334,19 +358,12 @@ class RemoteJobHandle:
                 return view  # type: ignore[no-any-return]
 
     def result(self, timeout: float | None = None) -> Any:
-        """The job's JSON result; raises when it failed, was cancelled or did not finish in time."""
-        view = self.wait(timeout)
-        if view["status"] == "succeeded":
-            envelope = view.get("result") or {}
-            if envelope.get("encoding") == "json" and "value" in envelope:
-                return envelope["value"]
-            raise errors.BadRequestError(f"job {self.id}: its result is not JSON ({envelope.get('encoding')}); "
-                                         "read it with an embedded client", param="result")  # fmt: skip
-        if view["status"] == "failed":
-            raise errors.ServerError(f"job {self.id} failed: {view.get('error')}")
-        if view["status"] == "cancelled":
-            raise errors.ConflictError(f"job {self.id} was cancelled")
-        raise errors.UnavailableError(f"job {self.id} is still {view['status']}")
+        """The job's JSON result; raises when it failed, was cancelled or did not finish in time.
+
+        Over the gateway a result comes back as JSON only: a function that returns a Python object
+        JSON cannot hold (its result is stored as a pickle) raises ``BadRequestError`` saying so.
+        """
+        return _value_of(self.wait(timeout))
 
     def cancel(self) -> dict[str, Any]:
         return self._api.cancel(self.id)
@@ -355,8 +372,35 @@ class RemoteJobHandle:
         return self._api.logs(self.id)
 
 
+def _value_of(view: dict[str, Any]) -> Any:
+    """The JSON result of a finished job's view; raises (one line) when there is none to give."""
+    job, status = view.get("id"), view.get("status")
+    if status == "succeeded":
+        envelope = view.get("result") or {}
+        encoding = envelope.get("encoding")
+        if "value" in envelope and encoding in ("json", "text"):
+            return envelope["value"]
+        if encoding == "pickle":
+            why = ("its result is a Python object that JSON cannot hold (stored as a pickle), which the gateway "
+                   "does not send: return JSON-serializable values (dict, list, str, int, float, bool, None) from "
+                   "the function, or read the result with an embedded client on the cluster")  # fmt: skip
+        elif envelope.get("digest"):
+            why = (f"its result ({envelope.get('bytes')} bytes) is stored in ENGRAM as {envelope['digest']}, too "
+                   "large to send inline: return a smaller value, or write large data as a pipeline output "
+                   "(run.read(output) reads it over the gateway)")  # fmt: skip
+        else:
+            why = "its result is withheld: only its owner, operators and admins read a job's data"
+        raise errors.BadRequestError(f"job {job}: {why}", param="result")
+    if status == "failed":
+        raise errors.ServerError(f"job {job} failed: {view.get('error')}")
+    if status == "cancelled":
+        raise errors.ConflictError(f"job {job} was cancelled")
+    raise errors.UnavailableError(f"job {job} is still {status}")
+
+
 class RemoteJobs:
-    """``client.jobs`` over ``/v1/jobs``."""
+    """``client.jobs`` over ``/v1/jobs``: ``submit``, ``submit_many``, ``get``, ``list``, ``wait``,
+    ``results``, ``cancel``, ``logs`` (``retry`` and ``stats`` have no HTTP route yet)."""
 
     def __init__(self, client: RemoteClient) -> None:
         self._client = client
@@ -381,8 +425,38 @@ class RemoteJobs:
         body.update({k: v for k, v in options.items() if v is not None})
         return RemoteJobHandle(self, self._client.request("POST", "/v1/jobs", json_body=body))
 
+    def submit_many(self, function: Any, arguments: Iterable[Any], *, queue: str | None = None,
+                    priority: int | None = None, resources: dict[str, Any] | None = None,
+                    max_attempts: int | None = None, timeout: float | str | None = None,
+                    labels: dict[str, str] | None = None, name: str | None = None
+                    ) -> builtins.list[RemoteJobHandle]:  # fmt: skip
+        """One job per item of ``arguments`` (a tuple is spread as positional arguments, a dict as
+        keyword arguments, the form a registered Function takes), one ``POST /v1/jobs`` each."""
+        options: dict[str, Any] = {"queue": queue, "priority": priority, "resources": resources, "name": name,
+                                   "max_attempts": max_attempts, "timeout": timeout, "labels": labels}  # fmt: skip
+        handles = []
+        for item in arguments:
+            args, kwargs = ((), item) if isinstance(item, dict) else (item if isinstance(item, tuple) else (item,), {})
+            handles.append(self.submit(function, *args, **options, **kwargs))
+        return handles
+
     def get(self, job_id: str) -> RemoteJobHandle:
         return RemoteJobHandle(self, self._client.request("GET", f"/v1/jobs/{job_id}"))
+
+    def wait(self, handles: Iterable[RemoteJobHandle | str], timeout: float | None = None
+             ) -> builtins.list[dict[str, Any]]:  # fmt: skip
+        """Every job once finished (or as it is when ``timeout`` s, for all of them, ran out)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        views = []
+        for handle in handles:
+            job = handle if isinstance(handle, RemoteJobHandle) else RemoteJobHandle(self, {"id": handle})
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            views.append(job.wait(left))
+        return views
+
+    def results(self, handles: Iterable[RemoteJobHandle | str], timeout: float | None = None) -> builtins.list[Any]:
+        """The JSON results of many jobs, in order; the first failure raises (see ``result``)."""
+        return [_value_of(view) for view in self.wait(handles, timeout)]
 
     def list(self, queue: str | None = None, status: str | None = None, limit: int = 100,
              after: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
@@ -398,7 +472,12 @@ class RemoteJobs:
 
 
 class RemoteRunHandle:
-    """A pipeline run over HTTP: ``state/status/wait/outputs/cancel/lineage``."""
+    """A pipeline run over HTTP, with the methods of the embedded ``RunHandle``: ``id``, ``state()``,
+    ``status()``, ``wait()``, ``outputs()``, ``read(output)``, ``cancel()``, ``lineage()``.
+
+    ``handle["status"]``, ``handle["id"]``…: the fields of the state last read (``pipelines.run``
+    used to return that state itself).
+    """
 
     def __init__(self, api: RemotePipelines, state: dict[str, Any]) -> None:
         self._api = api
@@ -406,32 +485,67 @@ class RemoteRunHandle:
         self._state = state
 
     def __repr__(self) -> str:
-        return f"RemoteRunHandle({self.id!r})"
+        return f"RemoteRunHandle(id={self.id!r}, status={self._state.get('status', '?')!r})"
+
+    def __getitem__(self, key: str) -> Any:
+        return self._state[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._state.get(key, default)
 
     def state(self) -> dict[str, Any]:
+        """The run's state, fresh (its data withheld unless the caller reads it, see the gateway)."""
         self._state = self._api._client.request("GET", f"/v1/runs/{self.id}")
         return self._state
 
     def status(self) -> str:
+        """pending, running, succeeded, failed or cancelled."""
         return str(self.state()["status"])
 
-    def wait(self, timeout: float | None = None, *, poll: float = 0.5, progress: Any = None) -> dict[str, Any]:
-        """Follow the run until it ends (or ``timeout`` s); returns its state."""
+    def wait(self, timeout: float | None = None, *, progress: Any = False, poll: float = 0.5) -> dict[str, Any]:
+        """Follow the run until it ends (or ``timeout`` s; the run goes on); returns its state.
+
+        ``progress``: show a live table (``True``) or feed a ``Display``, as the embedded handle does.
+        """
+        display = None
+        if progress:
+            from mnemos.synkron._progress import make_display
+
+            display = make_display() if progress is True else progress
         deadline = None if timeout is None else time.monotonic() + timeout
         state = self.state()
-        while state["status"] not in _TERMINAL_RUN and (deadline is None or time.monotonic() < deadline):
-            time.sleep(poll)
-            state = self.state()
+        try:
+            while state["status"] not in _TERMINAL_RUN and (deadline is None or time.monotonic() < deadline):
+                if display:
+                    display.update(state)
+                time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
+                state = self.state()
+        finally:
+            if display:
+                display.close(state)
         return state
 
-    @property
     def outputs(self) -> dict[str, str]:
-        return dict(self._state.get("outputs") or {})
+        """``{output name: ENGRAM ref}`` of a succeeded run (``ConflictError`` before it succeeded)."""
+        state = self._state if self._state.get("status") == "succeeded" else self.state()
+        if state["status"] != "succeeded":
+            raise errors.ConflictError(f"run {self.id!r} is {state['status']}: it has no outputs yet", param="run_id")
+        return dict(state.get("outputs") or {})
+
+    def read(self, output: str) -> bytes:
+        """The bytes of one output (``GET /v1/runs/{id}/outputs/{output}``), checked against their
+        digest. Its owner, operators and admins read it; a viewer gets ``PermissionDeniedError``."""
+        outputs = self.outputs()
+        if output not in outputs:
+            raise errors.ConflictError(f"run {self.id!r} has no output {output!r} (outputs: {', '.join(outputs)})",
+                                       param="output")  # fmt: skip
+        return self._api._client.read_bytes(f"/v1/runs/{self.id}/outputs/{quote(output, safe='')}")
 
     def cancel(self) -> dict[str, Any]:
         return self._api.cancel(self.id)
 
     def lineage(self) -> dict[str, Any]:
+        """The run's lineage graph (see ``client.lineage``)."""
         return self._api._client.lineage(f"run:{self.id}")
 
 
@@ -442,9 +556,10 @@ class RemotePipelines:
         self._client = client
 
     def run(self, pipeline: Any, params: dict[str, Any] | None = None, *, wait: bool = True, cache: bool = True,
-            timeout: float | None = None, progress: Any = None) -> Any:  # fmt: skip
+            timeout: float | None = None, progress: Any = False) -> RemoteRunHandle:  # fmt: skip
         """Start a run of a registered pipeline (its name); a document, file or ``Pipeline`` is
-        applied first (verb ``apply``). Returns the run's state when ``wait``, else its handle."""
+        applied first (verb ``apply``). Returns its handle, once the run ended when ``wait`` (or
+        after ``timeout`` s), as the embedded client does."""
         name = pipeline if isinstance(pipeline, str) and not _looks_like_path(pipeline) else None
         if name is None:
             applied = [r for r in self._client.apply(pipeline) if r.kind == "Pipeline"]
@@ -455,22 +570,27 @@ class RemotePipelines:
         state = self._client.request("POST", f"/v1/pipelines/{name}/runs",
                                      json_body={"params": params or {}, "cache": cache})  # fmt: skip
         handle = RemoteRunHandle(self, state)
-        return handle.wait(timeout) if wait else handle
+        if wait:
+            handle.wait(timeout, progress=progress)
+        return handle
 
     def get(self, run_id: str) -> RemoteRunHandle:
         return RemoteRunHandle(self, self._client.request("GET", f"/v1/runs/{run_id}"))
 
-    def list(self, pipeline: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        if pipeline is None:
-            raise errors.ValidationError("pipeline: name the pipeline whose runs to list", param="pipeline")
-        return list(self._client.request("GET", f"/v1/pipelines/{pipeline}/runs")["data"])[:limit]
+    def list(self, pipeline: str | None = None, limit: int = 20) -> builtins.list[dict[str, Any]]:
+        """The most recent runs the caller may see (a developer: their own), newest first."""
+        return list(self._client.request("GET", "/v1/runs", params={"pipeline": pipeline, "limit": limit})["data"])
 
     def cancel(self, run_id: str) -> dict[str, Any]:
         return self._client.request("POST", f"/v1/runs/{run_id}/cancel")  # type: ignore[no-any-return]
 
-    def resume(self, run_id: str, *, wait: bool = True, timeout: float | None = None, progress: Any = None) -> Any:
+    def resume(self, run_id: str, *, wait: bool = True, timeout: float | None = None,
+               progress: Any = False) -> RemoteRunHandle:  # fmt: skip
+        """Resume a failed or cancelled run; its handle (once it ended, when ``wait``)."""
         handle = RemoteRunHandle(self, self._client.request("POST", f"/v1/runs/{run_id}/resume"))
-        return handle.wait(timeout) if wait else handle
+        if wait:
+            handle.wait(timeout, progress=progress)
+        return handle
 
 
 class RemoteSpaces:

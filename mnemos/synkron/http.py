@@ -2,7 +2,9 @@
 
     POST /v1/pipelines/{name}/runs   {"params": {...}, "cache": true}  → 202 {run}
     GET  /v1/pipelines/{name}/runs   recent runs of a pipeline
+    GET  /v1/runs?pipeline=&limit=   recent runs of every pipeline (or one), newest first
     GET  /v1/runs/{id}               a run's state (steps, jobs, outputs)
+    GET  /v1/runs/{id}/outputs/{output}   the bytes of one output (streamed, application/octet-stream)
     POST /v1/runs/{id}/cancel        → 202 {run}
     POST /v1/runs/{id}/resume        → 202 {run}
 
@@ -25,26 +27,32 @@ run is its metadata (status, owner, timings, steps, input digests, output refs, 
 exception class), see ``mnemos.soul.ownership``. A parameter naming another run's output
 ``runs/<run>/<output>`` needs a caller who reads that run's data (else 404, as for no such run),
 and an ``index`` step writes only a space its caller owns (operators and admins: any), else 403:
-see ``mnemos.synkron._access``.
+see ``mnemos.synkron._access``. Resuming a run runs those checks again, for the resumer.
+An output's bytes are its run's data too: its owner, operators and admins read them (another
+developer's run is 404, a viewer is 403). A run id that is not one (too long, a character a run
+id never has) is 404, as for no such run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import re
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import Field
 
 from mnemos._http import JSONResponse
 from mnemos._model import CoreModel, json_body
 from mnemos.config import Settings, load_settings
-from mnemos.errors import MnemosError, NotFoundError, PermissionDeniedError, ValidationError
+from mnemos.errors import ConflictError, MnemosError, NotFoundError, PermissionDeniedError, ValidationError
 from mnemos.genome import NAME_PATTERN
 
-__all__ = ["RunRequest", "build_router", "check_caller_params", "check_run_owner", "router", "run_for", "withhold_run"]
+__all__ = ["RunRequest", "build_router", "check_caller_params", "check_run_id", "check_run_owner", "router", "run_for",
+           "withhold_run"]  # fmt: skip
 
 _SUBMIT = {"x-mnemos-verb": "submit"}
 _READ = {"x-mnemos-verb": "read-artifacts"}
@@ -60,6 +68,12 @@ _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _UP = re.compile(r"(^|/)\.\.(/|$)")
 _OVERFETCH = 1000  # a developer's listing is filtered from this many newest runs
+# ``<pipeline>-<yyyymmdd-hhmmss>-<4 hex>`` (``_state.new_run_id``): a pipeline's name is at most 253
+# characters, so a run id at most 274; anything longer, or with a character no run id has, is no run
+_MAX_RUN_ID = 253 + 21
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_MAX_LIST = 1000
+_CHUNK = 1 << 20  # an output is streamed a MiB at a time
 _STEP_METRICS = ("items", "items_per_s")  # what a step's result says of its work, not its data
 
 
@@ -97,6 +111,14 @@ def check_run_owner(principal: Any, state: dict[str, Any], *, write: bool = Fals
         raise NotFoundError(f"run {state.get('id')!r} not found", param="run_id")
     if role == "viewer" and write:
         raise PermissionDeniedError("role 'viewer' may not change runs", param="role")
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id`` when it may name a run; else ``NotFoundError``, as for a run that does not exist
+    (an over-long id, or one with a character no run id has, would otherwise reach ENGRAM's paths)."""
+    if len(run_id) > _MAX_RUN_ID or _RUN_ID.fullmatch(run_id) is None:
+        raise NotFoundError(f"run {run_id[:80]!r}{'…' if len(run_id) > 80 else ''} not found", param="run_id")
+    return run_id
 
 
 def withhold_run(state: dict[str, Any]) -> dict[str, Any]:
@@ -199,6 +221,53 @@ def _exists(text: str) -> bool:
         return False
 
 
+def open_run_output(engram: Any, principal: Any, state: dict[str, Any], output: str) -> tuple[Any, str, int | None]:
+    """A stream over the output ``output`` of the run ``state``, its digest and its size (when the
+    store says it): 403 unless ``principal`` reads the run's data, 404 for an output the run does
+    not have, 409 while the step that writes it has not completed (whatever the run's status)."""
+    from mnemos.soul.ownership import reads_data
+    from mnemos.synkron._state import DONE
+
+    if not reads_data(principal, state.get("principal")):
+        raise PermissionDeniedError(f"role {_role(principal)!r} may not read the outputs of another's run: "
+                                    "only its owner, operators and admins read a run's data", param="role")  # fmt: skip
+    run_id = state.get("id")
+    outputs: dict[str, str] = state.get("outputs") or {}
+    ref = outputs.get(output)
+    if ref is None:
+        raise NotFoundError(f"run {run_id!r} has no output {output[:80]!r} (outputs: {', '.join(outputs) or 'none'})",
+                            param="output")  # fmt: skip
+    steps: dict[str, dict[str, Any]] = state.get("steps") or {}
+    step = next((s for s in steps.values() if output in (s.get("outputs") or [])), {})
+    if step.get("status") not in DONE:
+        raise ConflictError(f"output {output!r} of run {run_id!r} is not written yet: step {step.get('name')!r} "
+                            f"is {step.get('status')} (run {state.get('status')})", param="output")  # fmt: skip
+    try:
+        digest = engram.get_ref(ref)
+    except NotFoundError:
+        raise NotFoundError(f"output {output!r} of run {run_id!r} is no longer stored ({ref})",
+                            param="output") from None  # fmt: skip
+    reader = engram.open(digest)
+    try:
+        size: int | None = int(engram.fs.size(engram.path(engram.blob_key(digest))))
+    except (OSError, TypeError, ValueError):
+        size = None
+    return reader, digest, size
+
+
+def _chunks(reader: Any) -> Any:
+    """The reader's bytes a chunk at a time (its digest is checked at the end), then closed."""
+    try:
+        while chunk := reader.read(_CHUNK):
+            yield chunk
+    finally:
+        reader.close()
+
+
+def _filename(output: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", output)[:200] or "output"
+
+
 def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings | None = None) -> APIRouter:
     """The SYNKRON routes.
 
@@ -275,23 +344,85 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
 
         return await call(mine)
 
+    def state_of(run_id: str) -> dict[str, Any]:
+        """The state of the run ``run_id`` names (``NotFoundError`` for an id that can name none)."""
+        try:
+            return dict(client().pipelines.get(check_run_id(run_id)).state())
+        except OSError as exc:  # a name the store cannot hold (ENAMETOOLONG …) names no run either
+            if exc.errno in (errno.ENAMETOOLONG, errno.EINVAL):
+                raise NotFoundError(f"run {run_id[:80]!r} not found", param="run_id") from None
+            raise
+
+    @router.get("/v1/runs", openapi_extra=_READ, responses=_READ_ERRORS)
+    async def list_all_runs(
+        pipeline: str | None = Query(None, json_schema_extra={"pattern": NAME_PATTERN},
+                                     description="Only runs of this pipeline."),
+        limit: int = Query(20, json_schema_extra={"minimum": 1, "maximum": _MAX_LIST}, description="Runs at most."),
+        principal: Any = caller,
+    ) -> JSONResponse:  # fmt: skip
+        """Recent runs of every pipeline (or of ``pipeline``), newest first (a developer's own only)."""
+        if pipeline is not None and re.fullmatch(NAME_PATTERN, pipeline) is None:
+            return _error(ValidationError(f"pipeline: {pipeline[:80]!r} is not a pipeline name (DNS-1123)",
+                                          param="pipeline"))  # fmt: skip
+        if not 1 <= limit <= _MAX_LIST:
+            return _error(ValidationError(f"limit: must be between 1 and {_MAX_LIST}", param="limit"))
+        if _role(principal) != "developer":
+            return await call(lambda: {"object": "list", "data": client().pipelines.list(pipeline, limit)})
+        me = _subject(principal)
+
+        def mine() -> dict[str, Any]:
+            runs = [r for r in client().pipelines.list(pipeline, limit=_OVERFETCH) if r.get("owner") == me]
+            return {"object": "list", "data": runs[:limit]}
+
+        return await call(mine)
+
     @router.get("/v1/runs/{run_id}", openapi_extra=_READ, responses=_READ_ERRORS)
     async def get_run(run_id: str, principal: Any = caller) -> JSONResponse:
         """A run's state."""
 
         def read() -> dict[str, Any]:
-            state = client().pipelines.get(run_id).state()
+            state = state_of(run_id)
             check_run_owner(principal, state)
             return {**run_for(principal, state), "owner": state.get("principal")}
 
         return await call(read)
+
+    binary = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    output_errors: dict[int | str, dict[str, Any]] = {
+        200: {"description": "the output's bytes, as its step wrote them", "content": binary},
+        403: {"description": "the caller may see the run but not read its data (a viewer)"},
+        404: {"description": "no such run (or not the caller's), or no such output of it"},
+        409: {"description": "the step that writes the output has not completed"},
+        422: _READ_ERRORS[422],
+    }
+
+    @router.get("/v1/runs/{run_id}/outputs/{output}", openapi_extra=_READ, responses=output_errors,
+                response_class=StreamingResponse)  # fmt: skip
+    async def read_output(run_id: str, output: str, principal: Any = caller) -> Any:
+        """The bytes of one output of a run (``runs/<run>/<output>`` in ENGRAM), streamed; the
+        ``X-Mnemos-Digest`` header names their sha256. Its owner, operators and admins read it."""
+
+        def open_output() -> tuple[Any, str, int | None]:
+            state = state_of(run_id)
+            check_run_owner(principal, state)
+            return open_run_output(client().engram, principal, state, output)
+
+        try:
+            reader, digest, size = await asyncio.to_thread(open_output)
+        except MnemosError as exc:
+            return _error(exc)
+        headers = {"X-Mnemos-Digest": digest, "ETag": f'"{digest}"',
+                   "Content-Disposition": f"attachment; filename=\"{_filename(output)}\""}  # fmt: skip
+        if size is not None:
+            headers["Content-Length"] = str(size)
+        return StreamingResponse(_chunks(reader), media_type="application/octet-stream", headers=headers)
 
     @router.post("/v1/runs/{run_id}/cancel", status_code=202, openapi_extra=_SUBMIT, responses=_WRITE_ERRORS)
     async def cancel_run(run_id: str, principal: Any = caller) -> JSONResponse:
         """Cancel a running run."""
 
         def cancel() -> dict[str, Any]:
-            check_run_owner(principal, client().pipelines.get(run_id).state(), write=True)
+            check_run_owner(principal, state_of(run_id), write=True)
             return client().pipelines.cancel(run_id)
 
         return await call(cancel, 202, principal=principal, verb="submit")
@@ -301,11 +432,12 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
         """Resume a failed or cancelled run."""
 
         def resume() -> dict[str, Any]:
-            state = client().pipelines.get(run_id).state()
+            state = state_of(run_id)
             check_run_owner(principal, state, write=True)
             if any(step.get("type") in ("infer", "index") for step in state["steps"].values()):
                 _authorize(principal, "infer")
-            return client().pipelines.resume(run_id, progress=False, wait=False, principal=_subject(principal)).state()
+            # the Principal itself: the run's start checks run again for the resumer (``_plan.check_resume``)
+            return client().pipelines.resume(run_id, progress=False, wait=False, principal=principal).state()
 
         return await call(resume, 202, principal=principal, verb="submit")
 
