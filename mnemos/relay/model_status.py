@@ -73,7 +73,8 @@ def artifact_digest(model: Model, engram: Engram) -> str | None:
 def artifact_problem(model: Model, engram: Engram) -> str | None:
     """Why ``model``'s artifact cannot load (an ``engram://`` ref or blob that does not exist), else None.
 
-    The message names the missing ref and the command that creates it.
+    The message names the missing ref and the command that creates it, never where ENGRAM is (a
+    folder or bucket): every role reads model status events.
     """
     if model.spec.runtime.engine in _NO_ARTIFACT:
         return None
@@ -85,12 +86,12 @@ def artifact_problem(model: Model, engram: Engram) -> str | None:
         if target.startswith("sha256:"):
             if engram.has(target):
                 return None
-            missing = f"ENGRAM {engram.uri} has no blob {target}"
+            missing = f"ENGRAM has no blob {target}"
         else:
             engram.get_ref(target)
             return None
     except NotFoundError:
-        missing = f"ENGRAM {engram.uri} has no ref {target!r}"
+        missing = f"ENGRAM has no ref {target!r}"
     except MnemosError as exc:
         return f"artifact {uri} cannot be read: {exc}"
     name = model.name

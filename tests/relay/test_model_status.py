@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mnemos.relay.model_status import status_record, with_replicas
@@ -32,3 +34,19 @@ def test_stopped_and_failed_models_count_no_replica() -> None:
     assert (stopped["phase"], stopped["reason"], stopped["ready_replicas"]) == ("Stopped", "ScaledToZero", 0)
     failed = status_record("m", with_replicas({"status": "failed", "reason": "ArtifactMissing", "message": "x"}, None))
     assert (failed["phase"], failed["reason"], failed["message"]) == ("Failed", "ArtifactMissing", "x")
+
+
+def test_a_missing_artifact_names_the_ref_and_the_fix_but_not_where_engram_is(tmp_path: Path) -> None:
+    """Every role reads model status events: the ENGRAM folder or bucket stays out of them."""
+    from mnemos.engram import Engram
+    from mnemos.genome import parse_resource
+    from mnemos.relay.model_status import artifact_problem
+
+    root = tmp_path / "secret-root"
+    engram = Engram(str(root))
+    doc = {"apiVersion": "genome.mnemos.dev/v1", "kind": "Model", "metadata": {"name": "tiny-chat"},
+           "spec": {"family": "t", "version": "1", "artifact": {"uri": "engram://models/tiny-chat"},
+                    "runtime": {"engine": "transformers"}}}  # fmt: skip
+    problem = artifact_problem(parse_resource(doc), engram)
+    assert problem is not None and "has no ref 'models/tiny-chat'" in problem and "mnemos model init-tiny" in problem
+    assert "secret-root" not in problem and str(tmp_path) not in problem
