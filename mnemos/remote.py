@@ -127,6 +127,7 @@ class RemoteClient:
         self.url = url.rstrip("/")
         credential = api_key if api_key is not None else current()
         headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+        self._anonymous = not credential
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, trust_env=False)
         self._apis: dict[str, Any] = {}
 
@@ -156,8 +157,15 @@ class RemoteClient:
         except httpx.HTTPError as exc:
             raise errors.UnavailableError(f"the MNEMOS gateway at {self.url} is not reachable: {exc}") from None
         if response.status_code >= 400:
-            raise _error_of(response)
+            raise self._error(response)
         return response.json() if response.content else None
+
+    def _error(self, response: httpx.Response) -> errors.MnemosError:
+        error = _error_of(response)
+        if response.status_code == 401 and self._anonymous:  # say how this client sends a credential
+            return type(error)(f"{error.message}; this client sends none: pass api_key='mk_…' to mnemos.connect, "
+                               "set MNEMOS_API_KEY, or run `mnemos login URL`", param=error.param)  # fmt: skip
+        return error
 
     def read_bytes(self, path: str, *, timeout: float | None = None) -> bytes:
         """The body of a ``GET`` that answers bytes (a run's output), streamed in and checked
@@ -169,7 +177,7 @@ class RemoteClient:
             with self._http.stream("GET", path, timeout=wait) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise _error_of(response)
+                    raise self._error(response)
                 expected = response.headers.get("x-mnemos-digest")
                 for chunk in response.iter_bytes():
                     digest.update(chunk)
@@ -259,7 +267,7 @@ class RemoteClient:
             with self._http.stream("GET", "/v1/events", params={"types": "resource", "heartbeat": 1.0}) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise _error_of(response)
+                    raise self._error(response)
                 for event in parse_sse(response.iter_lines(), positions=True):
                     return event["id"] if event["type"] == "position" and isinstance(event["id"], int) else None
         except httpx.HTTPError as exc:
@@ -290,7 +298,7 @@ class RemoteClient:
                                        timeout=httpx.Timeout(30.0, read=beat * 3)) as response:  # fmt: skip
                     if response.status_code >= 400:
                         response.read()
-                        raise _error_of(response)
+                        raise self._error(response)
                     failures = 0
                     for event in parse_sse(_lines_until(response.iter_lines(), deadline), positions=True):
                         if isinstance(event.get("id"), int):

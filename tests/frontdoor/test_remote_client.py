@@ -156,3 +156,17 @@ def test_remote_client_errors_and_jobs(frontdoor: Any) -> None:
         job = operator.jobs.submit("mnemos.cortex.testing:add", 2, 3)
         assert job.result(timeout=120) == 5
         assert any(j["id"] == job.id for j in operator.jobs.list())
+
+
+def test_a_client_with_no_credential_is_told_how_to_send_one(frontdoor: Any) -> None:
+    """``mnemos.connect(url)`` with no key: the 401 says where a key goes, not only the HTTP header."""
+    from mnemos.errors import AuthenticationError
+    from mnemos.remote import RemoteClient
+
+    with pytest.raises(AuthenticationError) as anonymous:
+        RemoteClient(frontdoor.url, api_key="").whoami()
+    assert "pass api_key='mk_…' to mnemos.connect, set MNEMOS_API_KEY, or run `mnemos login URL`" in (
+        anonymous.value.message)  # fmt: skip
+    with pytest.raises(AuthenticationError) as wrong:  # a credential was sent: the gateway's words only
+        RemoteClient(frontdoor.url, api_key="mk_not-a-key").whoami()
+    assert "mnemos.connect" not in wrong.value.message
