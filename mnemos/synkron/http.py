@@ -113,6 +113,13 @@ def check_run_owner(principal: Any, state: dict[str, Any], *, write: bool = Fals
         raise PermissionDeniedError("role 'viewer' may not change runs", param="role")
 
 
+def _check_name(name: str) -> None:
+    """422 naming ``name`` for a path segment that is no pipeline name (``..``, ``a\\b``), before it
+    reaches the registry's keys (whose error would name ``key``)."""
+    if re.fullmatch(NAME_PATTERN, name) is None:
+        raise ValidationError(f"name: {name[:80]!r} is not a pipeline name (DNS-1123)", param="name")
+
+
 def check_run_id(run_id: str) -> str:
     """``run_id`` when it may name a run; else ``NotFoundError``, as for a run that does not exist
     (an over-long id, or one with a character no run id has, would otherwise reach ENGRAM's paths)."""
@@ -312,6 +319,7 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
         """Start a run of the registered pipeline ``name``."""
         try:
             _authorize(principal, "submit")
+            _check_name(name)
             body = json_body(RunRequest, await request.body())
             check_caller_params(principal, body.params)
         except MnemosError as exc:
@@ -332,8 +340,10 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
     async def list_runs(name: str = Path(..., json_schema_extra={"pattern": NAME_PATTERN}),
                         principal: Any = caller) -> JSONResponse:  # fmt: skip
         """Recent runs of a pipeline, newest first (a developer's own only)."""
-        if re.fullmatch(NAME_PATTERN, name) is None:
-            return _error(ValidationError(f"name: {name[:80]!r} is not a pipeline name (DNS-1123)", param="name"))
+        try:
+            _check_name(name)
+        except MnemosError as exc:
+            return _error(exc)
         if _role(principal) != "developer":
             return await call(lambda: {"object": "list", "data": client().pipelines.list(name)})
         me = _subject(principal)

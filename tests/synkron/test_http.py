@@ -60,6 +60,9 @@ def test_start_and_follow_a_run_over_http(http: TestClient, client: Any, pipelin
         ("/v1/pipelines/absent/runs", {"params": 3}, 422, "params"),
         ("/v1/pipelines/absent/runs", {"parms": {}}, 422, "parms"),
         ("/v1/pipelines/absent/runs", b"{not json", 400, None),
+        ("/v1/pipelines/%2e%2e/runs", {}, 422, "name"),  # named as the path's name, not a registry key
+        ("/v1/pipelines/a%5Cb/runs", {}, 422, "name"),
+        ("/v1/pipelines/Upper/runs", {}, 422, "name"),
     ],
 )
 def test_bad_requests_are_openai_errors(http: TestClient, path: str, body: Any, status: int, field: str | None) -> None:
