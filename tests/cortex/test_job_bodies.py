@@ -40,8 +40,8 @@ def _refused(http: TestClient, param: str, **body: Any) -> str:
 
 
 def test_a_timeout_is_at_most_thirty_days(http: TestClient) -> None:
-    for timeout in (1e300, MAX_JOB_TIMEOUT_S + 1, "31d", "745h"):
-        assert "at most 2.592e+06 s (30 days)" in _refused(http, "timeout", timeout=timeout)
+    for timeout, shown in ((1e300, "1e+300 s"), (MAX_JOB_TIMEOUT_S + 1, "2592001s"), ("31d", "31d"), ("745h", "745h")):
+        assert _refused(http, "timeout", timeout=timeout).endswith(f"must be at most 30d (2592000 s), not {shown}")
     assert job_spec(JobCall(function=f"{T}:add", timeout="30d"), None, FunctionCatalog()).timeout == MAX_JOB_TIMEOUT_S
 
 
