@@ -168,7 +168,10 @@ ResourceSource = str | Path | Resource | dict[str, Any] | Iterable[Resource | di
 
 
 def resources_of(source: ResourceSource) -> list[Resource]:
-    """Files, folders, documents or resources as typed resources (schema-checked)."""
+    """Files, folders, documents or resources as typed resources (schema-checked); a string with
+    a line break is YAML or JSON text (``client.apply(yaml_text)``), any other a path."""
+    if isinstance(source, str) and "\n" in source.strip():
+        return parse_documents(source, "<text>")
     if isinstance(source, (str, Path)):
         return load_paths([source])
     if isinstance(source, Resource):

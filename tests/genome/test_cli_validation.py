@@ -138,3 +138,20 @@ def test_what_get_prints_applies_again(tmp_path: Path) -> None:
         assert again.returncode == 0 and "unchanged" in again.stdout, (again.stdout, again.stderr)
     (tmp_path / "numbers.yaml").write_text("- 5\n")
     refused(mnemos(tmp_path, "apply", "-f", "numbers.yaml"), "a resource must be a mapping, got int")
+
+
+def test_the_python_api_applies_yaml_text_as_well_as_paths(tmp_path: Path) -> None:
+    """``client.apply(text)`` once read YAML text as a file name ("<the whole YAML>: no such file")."""
+    from mnemos.engram import Engram
+    from mnemos.errors import NotFoundError
+    from mnemos.genome import Registry
+    from mnemos.genome.kinds import resources_of
+
+    policy = Path(__file__).resolve().parents[2] / "deployments" / "local" / "policy.yaml"
+    text = policy.read_text()
+    from_text, from_path = resources_of(text), resources_of(str(policy))
+    assert [r.dump() for r in from_text] == [r.dump() for r in from_path] and from_text
+    registry = Registry(Engram(str(tmp_path / "engram")))
+    assert [registry.apply(r).action for r in resources_of(text)] == ["created"] * len(from_text)
+    with pytest.raises(NotFoundError, match="no such file"):  # one line, no newline: still a path
+        resources_of("deployments/nowhere.yaml")
