@@ -129,7 +129,7 @@ class Handlers:
     ) -> Response:
         """``/v1/chat/completions`` (``endpoint="chat"``) or ``/v1/completions``."""
         path = _PATHS[endpoint]
-        tel = RequestTelemetry(path, "unknown")
+        tel = RequestTelemetry(path, "unknown", request.headers)
         status, tokens, handed_over, ticket = 200, (0, 0), False, None
         try:
             principal = await self.edge.admit(request, "infer")
@@ -231,7 +231,7 @@ class Handlers:
 
     async def embeddings(self, request: Request, body: EmbeddingRequest) -> Response:
         """``/v1/embeddings``: floats, or base64 of float32 (what the openai client asks by default)."""
-        tel = RequestTelemetry(_PATHS["embeddings"], "unknown")
+        tel = RequestTelemetry(_PATHS["embeddings"], "unknown", request.headers)
         status, prompt_tokens, ticket = 200, 0, None
         try:
             principal = await self.edge.admit(request, "infer")

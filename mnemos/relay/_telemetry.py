@@ -9,6 +9,7 @@ TRACE's background threads.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.trace import SpanKind
@@ -17,6 +18,8 @@ from mnemos.trace import metrics
 from mnemos.trace.telemetry import PRINCIPAL_ATTRIBUTE, inject, start_span
 
 __all__ = ["RequestTelemetry"]
+
+_W3C = ("traceparent", "tracestate")
 
 
 class RequestTelemetry:
@@ -29,12 +32,15 @@ class RequestTelemetry:
 
     __slots__ = ("_first", "_span", "model", "route", "start", "trace_id")
 
-    def __init__(self, route: str, model: str) -> None:
+    def __init__(self, route: str, model: str, headers: Mapping[str, str] | None = None) -> None:
         self.route = route
         self.model = model
         self.start = time.perf_counter()
         self._first = False
-        self._span = start_span("relay.request", kind=SpanKind.SERVER, route=route, model=model)
+        # a client's W3C ``traceparent`` (and ``tracestate``): the request joins the client's trace, as
+        # any OpenTelemetry-instrumented server does; TRACE shows each caller its own spans of it
+        carrier = {k: headers[k] for k in _W3C if k in headers} if headers is not None else None
+        self._span = start_span("relay.request", carrier=carrier, kind=SpanKind.SERVER, route=route, model=model)
         context = self._span.get_span_context()
         self.trace_id = f"{context.trace_id:032x}" if context.is_valid else None
         metrics.RELAY_INFLIGHT.inc(route=route)
@@ -61,6 +67,7 @@ class RequestTelemetry:
         metrics.RELAY_INFLIGHT.dec(route=self.route)
         span = self._span
         span.set_attribute("http.status_code", status)
+        span.set_attribute("model", self.model)  # known once the body is read (``unknown`` at the start)
         for key, value in attrs.items():
             if value is not None:
                 span.set_attribute(f"mnemos.{key}", value if isinstance(value, (str, bool, int, float)) else str(value))
