@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ray
 
 import mnemos
 import mnemos.cli as cli
@@ -70,15 +71,19 @@ def platform(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     monkeypatch.setattr(mnemos, "connect", connect)
     monkeypatch.setattr(cradle, "down", control_down)
     monkeypatch.setattr(cradle, "stop_local", lambda: calls.append("stop") or True)
+    # down() disconnects its driver last: here that would cut this test session from its Ray cluster
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.append("shutdown"))
     return calls
 
 
 def test_down_prints_what_it_stopped_and_none_of_rays_noise(platform: list[str], capfd: Any) -> None:
+    connected = ray.is_initialized()  # the test session's own cluster, when an earlier test started it
     with pytest.raises(SystemExit) as exited:
         cli.main(["down"])
+    assert ray.is_initialized() == connected
     out, err = capfd.readouterr()
     assert exited.value.code == 0, out + err
-    assert platform == ["connect 127.0.0.1:6379", "down", "stop"]
+    assert platform == ["connect 127.0.0.1:6379", "down", "shutdown", "stop"]
     assert out.splitlines() == ["serve: stopped", "cortex: stopped", "genome: stopped", "ray: local cluster stopped"]
     for noise in NOISE:
         assert noise not in out + err, out + err
