@@ -188,6 +188,12 @@ class EdgeGuard:
             return await self._verify_api_key(credential)
         return await self._verify_jwt(credential)
 
+    async def revoked(self, credential_id: str) -> None:
+        """``credential_id`` was just revoked through this replica: re-read the revocations now, so
+        this replica refuses it from the next request (the others within ``refresh_s``)."""
+        if credential_id not in await self._revoked.refresh():  # it joined a reload begun before the revoke
+            await self._revoked.refresh()
+
     async def _verify_jwt(self, token: str) -> Principal:
         keys = await self._keys.get()
         revoked = await self._revoked.get()

@@ -323,6 +323,7 @@ async def revoke_token(request: Request, credential_id: str = Path(..., json_sch
             raise not_found(credential_id)  # another team's: as if it did not exist
         check_revocable(principal, stored)
         doc = await _in_thread(guard.store.revoke, credential_id, actor=f"{principal.kind}:{principal.subject}")
+        await guard.revoked(credential_id)
     except MnemosError as exc:
         return error_response(exc)
     return JSONResponse(_camel(doc))

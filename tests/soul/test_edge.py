@@ -225,3 +225,27 @@ def test_auth_off_admits_anonymously(tmp_path: Path, make_settings: Any, make_ap
     with serve(make_app(guard)) as served:
         resp = httpx.post(served.url + "/v1/deploy", timeout=30)
         assert resp.json() == {"principal": "anonymous"}
+
+
+def test_the_replica_that_revokes_refuses_at_once(tmp_path: Path, make_settings: Any) -> None:
+    """Revocations are re-read every ``refresh_s``; the replica a revocation (or a console sign-out)
+    went through re-reads them then, so it refuses the credential from its next request."""
+    from mnemos.engram import Engram
+    from mnemos.errors import AuthenticationError
+    from mnemos.soul import EdgeGuard, IdentityStore, LocalRateLimiter
+
+    settings = make_settings(tmp_path)
+    engram = Engram.from_settings(settings)
+    store = IdentityStore.from_settings(settings, engram)
+    guard = EdgeGuard(settings, engram, limiter=LocalRateLimiter(), refresh_s=3600.0, max_stale_s=3600.0)
+    created = store.create_token("bob", "developer")
+
+    async def scenario() -> None:
+        assert (await guard.verify_credential(created.secret)).subject == "bob"
+        store.revoke(created.id)  # by another replica: this one sees it at its next re-read
+        assert (await guard.verify_credential(created.secret)).subject == "bob"
+        await guard.revoked(created.id)  # through this one
+        with pytest.raises(AuthenticationError, match="revoked"):
+            await guard.verify_credential(created.secret)
+
+    asyncio.run(scenario())

@@ -173,6 +173,7 @@ class Sessions:
             return
         guard = self.edge.require_guard()
         await asyncio.to_thread(guard.store.revoke, principal.credential_id, actor=principal.subject)
+        await guard.revoked(principal.credential_id)  # refused by this replica from the next request
 
 
 class CookieBearer:
