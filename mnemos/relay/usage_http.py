@@ -87,7 +87,9 @@ def check_own_filters(caller: Any, *, principal: str | None, team: str | None) -
                 if own[param]
                 else f"leave out {param} (its credential has no {param})"
             )
-            raise PermissionDeniedError(f"role {caller.role} may read only its own usage; {hint}", param=param)
+            whose = (f"an admin of team {own['team']} reads only its team's usage" if caller.role == "admin"
+                     else f"role {caller.role} may read only its own usage")  # fmt: skip
+            raise PermissionDeniedError(f"{whose}; {hint}", param=param)
 
 
 def build_router(admit: Callable[[Request, str], Awaitable[Any]], actor: Callable[[], Any]) -> APIRouter:

@@ -95,5 +95,6 @@ def test_an_admin_bound_to_a_team_reads_that_teams_usage(http: TestClient) -> No
     assert {row["team"] for row in rows} == {"nlp"} and {row["principal"] for row in rows} == {"dana"}
     assert _get(http, "nlp-admin", principal="dana").json()["data"] and not _get(
         http, "nlp-admin", principal="alice").json()["data"]  # fmt: skip
-    assert _refused(http, "nlp-admin", "team", team="vision").endswith("leave out team or use team=nlp")
+    assert _refused(http, "nlp-admin", "team", team="vision") == (
+        "an admin of team nlp reads only its team's usage; leave out team or use team=nlp")  # fmt: skip
     assert {row["team"] for row in _get(http, "ops").json()["data"]} == {"nlp", "vision", ""}
