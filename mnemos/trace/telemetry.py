@@ -456,7 +456,8 @@ def flush_spans(timeout: float = 10.0) -> None:
 
 def _check_trace_id(trace_id: str) -> str:
     if not isinstance(trace_id, str) or not _TRACE_ID.fullmatch(trace_id) or trace_id == "0" * 32:
-        raise ValidationError(f"trace id must be 32 lowercase hex digits, got {trace_id!r}", param="trace_id")
+        shown = f"{str(trace_id)[:40]!r}{'…' if len(str(trace_id)) > 40 else ''}"  # never echo 50 KB back
+        raise ValidationError(f"trace id must be 32 lowercase hex digits, got {shown}", param="trace_id")
     return trace_id
 
 

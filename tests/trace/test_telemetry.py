@@ -120,6 +120,9 @@ def test_spans_for_validates_the_trace_id(driver_tracing) -> None:
         with pytest.raises(ValidationError) as err:
             spans_for(bad)
         assert err.value.param == "trace_id"
+    with pytest.raises(ValidationError) as err:
+        spans_for("c" * 50_000)
+    assert len(err.value.message) < 200 and err.value.message.endswith("…")  # the id is not echoed whole
 
 
 def test_traces_route(ray_cluster, driver_tracing) -> None:
