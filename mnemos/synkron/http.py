@@ -406,7 +406,7 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
         422: _READ_ERRORS[422],
     }
 
-    @router.get("/v1/runs/{run_id}/outputs/{output}", openapi_extra=_READ, responses=output_errors,
+    @router.get("/v1/runs/{run_id}/outputs/{output:path}", openapi_extra=_READ, responses=output_errors,
                 response_class=StreamingResponse)  # fmt: skip
     async def read_output(run_id: str, output: str, principal: Any = caller) -> Any:
         """The bytes of one output of a run (``runs/<run>/<output>`` in ENGRAM), streamed; the

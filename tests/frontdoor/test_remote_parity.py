@@ -67,8 +67,9 @@ def test_an_outputs_bytes_are_its_runs_data(frontdoor: Any, keys: dict[str, str]
     viewer = httpx.get(path, headers=_headers(keys["viewer"]), timeout=60)  # sees the run, not its data
     assert viewer.status_code == 403 and viewer.json()["error"]["param"] == "role", viewer.text
     assert httpx.get(f"{frontdoor.url}/v1/runs/{dev_run.id}", headers=_headers(keys["viewer"]), timeout=60).is_success
-    missing = httpx.get(f"{path}-nope", headers=_headers(keys["developer"]), timeout=60)
-    assert missing.status_code == 404 and missing.json()["error"]["param"] == "output", missing.text
+    for nope in (f"{path}-nope", f"{path}/deeper", f"{path}%2Fdeeper"):  # a '/' in the name: this route's 404 too
+        missing = httpx.get(nope, headers=_headers(keys["developer"]), timeout=60)
+        assert missing.status_code == 404 and missing.json()["error"]["param"] == "output", missing.text
     assert httpx.get(path, timeout=60).status_code == 401
     with mnemos.connect(frontdoor.url, api_key=keys["viewer"]) as viewer_client, pytest.raises(PermissionDeniedError):
         viewer_client.pipelines.get(dev_run.id).read("out")
