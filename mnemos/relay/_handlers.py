@@ -29,6 +29,9 @@ from mnemos.relay.openai_schema import ChatCompletionRequest, CompletionRequest,
 from mnemos.soul.limits import embedding_tokens
 
 _PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}
+REQUEST_ID_HEADER = "x-mnemos-request-id"
+"""On an adapter's answer (whose body carries the upstream's id): MNEMOS's id of the request, its
+lineage node being ``request:<id>``."""
 
 
 def _priority(request: Request) -> Priority:
@@ -148,6 +151,7 @@ class Handlers:
                     response, adapter = await self.gateway.adapters.forward(
                         body.model, path, self.meter.upstream_body(body, sent), stream=body.stream)  # fmt: skip
                 response = self.meter.watch(ticket, response, route, cache_key, adapter=adapter)
+                response.headers[REQUEST_ID_HEADER] = rid  # the body's id is the upstream's: lineage is under this one
                 status = response.status_code
                 self.gateway.record(rid, route, principal, endpoint=endpoint, stream=body.stream, status=status,
                                     adapter=adapter, trace_id=tel.trace_id)  # fmt: skip
@@ -245,6 +249,7 @@ class Handlers:
                     response, adapter = await self.gateway.adapters.forward(
                         body.model, _PATHS["embeddings"], await request.json(), stream=False)  # fmt: skip
                 response = self.meter.watch(ticket, response, route, adapter=adapter)  # settled with its usage
+                response.headers[REQUEST_ID_HEADER] = rid
                 status = response.status_code
                 self.gateway.record(rid, route, principal, endpoint="embeddings", status=status, adapter=adapter,
                                     trace_id=tel.trace_id)  # fmt: skip

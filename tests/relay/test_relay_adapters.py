@@ -232,3 +232,20 @@ def test_a_pooled_connection_the_upstream_closed_is_retried_on_a_new_one(relay: 
     finally:
         relay.delete("Adapter", "idle-closer")
         upstream.close()
+
+
+def test_an_adapters_answer_names_the_request_its_lineage_is_under(relay: Relay, routed: tuple[Upstream, Upstream]
+                                                                   ) -> None:  # fmt: skip
+    """The body's id is the upstream's; ``x-mnemos-request-id`` names MNEMOS's, under which lineage
+    keeps the request (``request:<id>``)."""
+    import time
+
+    raw = relay.openai().chat.completions.with_raw_response.create(model="remote-chat", messages=ASK)
+    rid = raw.headers["x-mnemos-request-id"]
+    assert rid.startswith("chatcmpl-") and rid != raw.parse().id
+    deadline, found = time.monotonic() + 30, None
+    while time.monotonic() < deadline and (found is None or found.status_code != 200):
+        found = httpx.get(f"{relay.url}/v1/lineage/request:{rid}", timeout=30)  # written in batches
+        time.sleep(0.5)
+    assert found is not None and found.status_code == 200, found.text if found is not None else None
+    assert any(node.get("id") == f"request:{rid}" for node in found.json()["nodes"]), found.text
