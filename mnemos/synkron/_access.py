@@ -10,6 +10,10 @@ SOUL's ownership rule (``mnemos.soul.ownership``) applied where a run starts (``
   without an owner (written before spaces had owners, or by a local caller), by operators and
   admins only. Anyone else is refused (403) before the run starts. A new space is claimed
   atomically when the run starts (``claim_space``), so two runs racing for it cannot both own it.
+  The 403 names the owner only to a caller who lists the space (a teammate): to anyone else, whom
+  search and lineage tell it does not exist, it says only that it is another principal's;
+- an ``index`` step's space name must be a DNS-1123 name (``mnemos.genome.NAME_PATTERN``, the names
+  ``/v1/spaces/{space}/search`` takes), for every caller: otherwise 422 naming the param.
 
 Checked only for an authenticated caller (a ``Principal`` with a ``role``): a notebook or the CLI
 holds ENGRAM itself, and a subject string carries no role (its new spaces are claimed with no
@@ -20,13 +24,15 @@ owner: shared). The same checks run again, with the resuming principal, when a r
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from mnemos.errors import MnemosError, NotFoundError, PermissionDeniedError, ValidationError
 
-__all__ = ["check_input_refs", "check_param_refs", "check_resumer", "check_space", "claim_space", "enforced",
-           "param_in", "run_of_ref"]  # fmt: skip
+__all__ = ["check_input_refs", "check_param_refs", "check_resumer", "check_space", "check_space_name", "claim_space",
+           "enforced", "param_in", "run_of_ref"]  # fmt: skip
+
 
 def enforced(principal: Any) -> bool:
     """Whether ``principal`` is an authenticated caller whose reach is checked."""
@@ -114,16 +120,36 @@ def check_resumer(principal: Any, state: dict[str, Any]) -> None:
         raise NotFoundError(f"run {state.get('id')!r} not found", param="run_id")
 
 
+def check_space_name(space: Any, param: str) -> None:
+    """422 for a space name that is not a DNS-1123 name (``NAME_PATTERN``), the names
+    ``/v1/spaces/{space}/search`` takes: ``Alice-Space``, ``alice-space.``, ``alice‐space`` (U+2010) or
+    a full-width ``ａlice-space`` would be listed as look-alikes of ``alice-space``, never searched."""
+    from mnemos.genome import NAME_PATTERN
+
+    if not isinstance(space, str) or re.fullmatch(NAME_PATTERN, space, flags=re.ASCII) is None:
+        raise ValidationError(f"{param}: {space!r} is not a valid space name: it must match {NAME_PATTERN} "
+                              "(lowercase letters, digits, '-' and '.', at most 253 characters)",
+                              param=param)  # fmt: skip
+
+
 def check_space(engram: Any, principal: Any, space: str, param: str) -> None:
-    """403 when ``principal`` may not write the space ``space`` (see the module docstring)."""
-    from mnemos.soul.ownership import DATA_ROLES
+    """422 for a space name that is not a valid name (``check_space_name``), for every caller; 403
+    when ``principal`` may not write the space ``space`` (see the module docstring). The owner is
+    named only to a caller who lists the space (``reads_space(…, metadata=True)``: a teammate);
+    to anyone else the space is another principal's, as search and lineage say it does not exist."""
+    from mnemos.soul.ownership import DATA_ROLES, reads_space
     from mnemos.synkron.spaces import space_owner
 
+    check_space_name(space, param)
     if not enforced(principal) or getattr(principal, "role", None) in DATA_ROLES:
         return
-    source, owner, _team = space_owner(engram, space)
+    source, owner, team = space_owner(engram, space)
     if source == "new" or (owner and owner == getattr(principal, "subject", None)):
         return  # a new space: this run claims it (``claim_space``)
+    if owner and not reads_space(principal, owner, team, metadata=True):
+        raise PermissionDeniedError(
+            f"{param}: space {space!r} belongs to another principal: choose another space name", param=param
+        )
     if owner:
         why = f"it belongs to {owner!r}"
     elif source == "claim":

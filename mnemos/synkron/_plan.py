@@ -14,7 +14,7 @@ from typing import Any
 
 from mnemos.errors import NotFoundError, PermissionDeniedError, ValidationError
 from mnemos.genome import Pipeline, Resource, load_paths, parse_resource
-from mnemos.genome.pipeline import check_steps, default_outputs, step_label
+from mnemos.genome.pipeline import check_steps, default_outputs, names_in, step_label
 from mnemos.synkron import _access, _state
 from mnemos.synkron._infer import INDEX_PARAMS, INFER_PARAMS, normalize_params
 from mnemos.synkron._interpolate import interpolate
@@ -81,9 +81,10 @@ _BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "o
 
 def _typed(key: str, value: Any, default: Any) -> Any:
     """``value`` as the type of the param's declared ``default`` (a string converts when it reads as
-    one: ``-p limit=3``); another type is a ``ValidationError`` naming the param and the type."""
+    one: ``-p limit=3``); another type, ``null`` included, is a ``ValidationError`` naming the param
+    and the type. Only a param whose default is ``null`` takes any value."""
     want, label = next(((t, n) for t, n in _TYPE_NAMES if isinstance(default, t)), (None, ""))
-    if want is None or value is None:
+    if want is None:
         return value  # a default of null (or of another type) takes any value
     if isinstance(value, str) and want is not str:
         value = _from_text(value, want)
@@ -94,7 +95,8 @@ def _typed(key: str, value: Any, default: Any) -> Any:
     if isinstance(value, want) and not (want is not bool and isinstance(value, bool)):
         return value
     raise ValidationError(
-        f"param {key!r}: expected {label}, as its declared default {default!r} is (got {value!r})",
+        f"param {key!r}: expected {label}, as its declared default {default!r} is "
+        f"(got {'null' if value is None else repr(value)})",
         param=f"params.{key}",
     )
 
@@ -232,8 +234,11 @@ def check_reach(client: Any, pipeline: Pipeline, steps: dict[str, dict[str, Any]
             refs = [v for v in _input_candidates({**step, "definition": resolved}) if isinstance(v, str)]
             _access.check_input_refs(client.engram, principal, refs, params, approved)
         if step["type"] == "index":
-            space = str(resolved["index"]["space"])
-            name = _access.param_in(space, params) if space not in step["definition"]["index"]["space"] else None
+            space, written = str(resolved["index"]["space"]), str(step["definition"]["index"]["space"])
+            name = _access.param_in(space, params) if space not in written else None
+            if name is None and space != written:  # an empty value is in every text: the param used
+                used = [n for n in sorted(names_in(written)) if n in params]
+                name = used[0] if len(used) == 1 else None
             where = f"params.{name}" if name else f"spec.steps[{i}].index.space"
             _access.check_space(client.engram, principal, space, where)
             spaces.append((space, where))

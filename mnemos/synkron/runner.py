@@ -6,7 +6,8 @@ steps from starting and the run ends ``failed`` once running steps finish; ``can
 the running jobs. Completed steps keep their outputs, so a resumed run starts where it failed.
 
 The cache: a step's key is the sha256 of its definition after interpolation (outputs and input
-files replaced by their digests, ``${RUN_ID}`` kept as written, scheduling fields left out),
+files replaced by their digests, ``${RUN_ID}`` kept as written unless the step uses the run id,
+when the run id joins the key, scheduling fields left out),
 the digests of its inputs and the name, generation and digest of the models it uses. Ref
 ``synkron/cache/<key>`` points at a blob naming the outputs; a step with a known key and
 outputs still in ENGRAM is not run again.
@@ -56,7 +57,12 @@ def _replace_values(value: Any, mapping: dict[str, str]) -> Any:
 
 
 def cache_key(state: dict[str, Any], name: str, models: dict[str, dict[str, Any]]) -> str:
-    """The cache key of step ``name`` given the outputs of the steps before it."""
+    """The cache key of step ``name`` given the outputs of the steps before it.
+
+    A step whose definition uses ``${RUN_ID}`` (or names ``MNEMOS_RUN_ID``, the run id a script reads
+    from its environment) may write the run id into its outputs: its key includes the run id, so it
+    is never served another run's (another principal's) output. ``${PIPELINE}`` is interpolated into
+    the key: the same pipeline name gives the same bytes."""
     step = state["steps"][name]
     digests = {o: d for s in state["steps"].values() for o, d in s["digests"].items()}
     variables = {"PIPELINE": state["pipeline"]["name"], **state["params"], **digests}
@@ -74,6 +80,8 @@ def cache_key(state: dict[str, Any], name: str, models: dict[str, dict[str, Any]
         ),
         "models": [[m, models[m].get("generation"), models[m].get("digest")] for m in sorted(models)],
     }
+    if "RUN_ID" in names_in(step["definition"]) or "MNEMOS_RUN_ID" in json.dumps(step["definition"]):
+        payload["run"] = state["id"]
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

@@ -99,6 +99,7 @@ def test_a_space_is_written_by_its_owner_operators_and_admins_only(world: Any) -
     refused = _refused(world, INDEX, {"space": "alice-space", "source": bobs}, BOB, PermissionDeniedError)
     assert refused.status == 403 and refused.param == "params.space"
     assert "belongs to another principal" in refused.message and "alice-space" in refused.message
+    assert "'alice'" not in refused.message  # bob, whom search tells it does not exist, is not told its owner
     old = _refused(world, INDEX, {**params, "space": "old-space"}, ALICE, PermissionDeniedError)
     assert old.param == "params.space" and "before spaces had owners" in old.message
     assert prepare(world, INDEX, params, principal=ALICE)["status"] == "pending"

@@ -16,7 +16,7 @@ import pytest
 from security_support import Gateway
 
 from mnemos.engram import Engram
-from mnemos.errors import NotFoundError, PermissionDeniedError
+from mnemos.errors import NotFoundError, PermissionDeniedError, ValidationError
 from mnemos.genome import parse_resource
 from mnemos.soul.identity import Principal
 from mnemos.synkron import _state
@@ -115,6 +115,7 @@ def test_over_the_gateway_anothers_space_is_not_listed_and_is_404_as_no_space(ga
     for space, who in ((mine, "developer"), (shared, "developer"), (team, red), (theirs, "operator")):
         answer = search(space, who)
         assert answer.status_code == 503 and answer.json()["error"]["param"] == "model", (space, who, answer.text)
+
     def lineage(space: str, who: str) -> Any:
         return gateway.call("GET", f"/v1/lineage/space:{space}/item-1", who)
 
@@ -138,7 +139,10 @@ def test_a_new_space_is_claimed_when_the_run_starts(world: Any) -> None:
         with pytest.raises(PermissionDeniedError) as refused:
             prepare(world, INDEX, {"space": "fresh"}, principal=who)
         assert refused.value.status == 403 and refused.value.param == "params.space"
-        assert "belongs to another principal" in refused.value.message and "'alice'" in refused.value.message
+        assert "belongs to another principal" in refused.value.message
+        # the owner is named only to a caller who lists the space (her teammate), never to bob, whom
+        # search and lineage tell the space does not exist
+        assert ("alice" in refused.value.message) == (who is RUBY), refused.value.message
     assert prepare(world, INDEX, {"space": "fresh"}, principal=ALICE)["status"] == "pending"
     assert prepare(world, INDEX, {"space": "fresh"}, principal=OPERATOR)["status"] == "pending"
     assert world.engram.read_json("spaces/fresh/owner.json")["owner"] == "alice"
@@ -155,6 +159,45 @@ def test_a_new_space_is_claimed_when_the_run_starts(world: Any) -> None:
     assert api.get("fresh", principal=RUBY)["owner"] == "alice"
     with pytest.raises(NotFoundError):
         api.get("fresh", principal=BOB)
+
+
+def test_a_refusal_names_the_owner_only_to_a_caller_who_lists_the_space(world: Any) -> None:
+    _write(world.engram, "alice-space", "alice", "red")
+    bob = pytest.raises(PermissionDeniedError, prepare, world, INDEX, {"space": "alice-space"}, principal=BOB).value
+    assert (bob.status, bob.param) == (403, "params.space")
+    assert bob.message == ("params.space: space 'alice-space' belongs to another principal: choose another "
+                           "space name")  # fmt: skip
+    ruby = pytest.raises(PermissionDeniedError, prepare, world, INDEX, {"space": "alice-space"}, principal=RUBY).value
+    assert (ruby.status, ruby.param) == (403, "params.space") and "'alice'" in ruby.message
+
+
+LOOK_ALIKES = ("Alice-Space", "alice-space ", "alice-space.", "alice\u2010space", "\uff41lice-space", "-alice",
+               "alice_space", "alice/space", "alice-space\n", "", "a" * 254)  # fmt: skip
+
+
+@pytest.mark.parametrize("space", LOOK_ALIKES)
+def test_a_space_name_search_would_refuse_is_refused_when_the_run_starts(world: Any, space: str) -> None:
+    """``/v1/spaces/{space}/search`` takes DNS-1123 names only: a run may not write (and so list) a
+    look-alike of another's space that no one can search. 422 naming the param, for every caller."""
+    _write(world.engram, "alice-space", "alice", "red")
+    for who in (BOB, ALICE, OPERATOR, None):
+        with pytest.raises(ValidationError) as refused:
+            prepare(world, INDEX, {"space": space}, principal=who)
+        assert (refused.value.status, refused.value.param) == (422, "params.space")
+        assert "not a valid space name" in refused.value.message and "[a-z0-9]" in refused.value.message
+    written = {k.split("/")[1] for k in world.engram.list("spaces")}
+    assert written == {"alice-space"}  # nothing claimed
+    assert [s["space"] for s in SpacesAPI(world, local_models=False).list(principal=BOB)] == []
+
+
+def test_a_space_name_written_in_the_pipeline_is_checked_too(world: Any) -> None:
+    doc = INDEX.dump()
+    doc["spec"]["steps"][0]["index"]["space"] = "Shared-Space"
+    with pytest.raises(ValidationError) as refused:
+        prepare(world, parse_resource(doc), principal=BOB)
+    assert (refused.value.status, refused.value.param) == (422, "spec.steps[0].index.space")
+    for fine in ("a", "alice-space", "alice.space.v2", "0-9", "a" * 253):
+        assert prepare(world, INDEX, {"space": fine}, principal=BOB)["status"] == "pending"
 
 
 def test_of_runs_racing_into_a_new_space_exactly_one_owns_it(world: Any) -> None:
@@ -234,7 +277,7 @@ def test_resume_is_the_owners_and_operators_and_runs_the_start_checks_again(
     _write(world.engram, "taken", "bob")
     with pytest.raises(PermissionDeniedError) as refused:
         api.resume(run, wait=False, principal=ALICE)
-    assert refused.value.param == "params.space" and "'bob'" in refused.value.message
+    assert refused.value.param == "params.space" and "bob" not in refused.value.message  # not hers to list
     api.resume(run, wait=False, principal=OPERATOR)  # operators write any space
     assert asked == ["alice", "olga"]
     # a run of before claims, its space still new: an operator resuming it does not take the space
