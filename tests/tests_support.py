@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,14 @@ def run_cli(capsys: Any, *args: str, code: int = 0) -> tuple[str, str]:
 
     import mnemos.cli as cli
 
-    with pytest.raises(SystemExit) as exited:
-        cli.main([*args])
-        raise SystemExit(0)
+    environ = dict(os.environ)  # `--url` sets MNEMOS_URL for the command: not for the tests after it
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli.main([*args])
+            raise SystemExit(0)
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
     out, err = capsys.readouterr()
     assert exited.value.code == code, f"mnemos {' '.join(args)} exited {exited.value.code}\n{out}\n{err}"
     assert "Traceback" not in out + err

@@ -63,8 +63,16 @@ def read_cluster() -> dict[str, Any] | None:
 
 
 def _forget(info: dict[str, Any]) -> None:
-    """Remove what names a stopped cluster: ``cluster.json``, the token copy, Ray's address file."""
-    forget_ray_address(info.get("ray_address"))
+    """Remove what names a stopped cluster: ``cluster.json``, the token copy, Ray's address file.
+
+    Ray's file names the head as ``<machine address>:<GCS port>``; when ``mnemos up`` saw the head
+    ready before Ray wrote the file (a busy machine), it recorded no ``ray_address``, and the file
+    is ours when it names our GCS port."""
+    recorded = info.get("ray_address")
+    if not recorded:
+        current, port = read_ray_address(), str(info.get("address", "")).rpartition(":")[2]
+        recorded = current if current and port and current.endswith(f":{port}") else None
+    forget_ray_address(recorded)
     cluster_file().unlink(missing_ok=True)
     token_file().unlink(missing_ok=True)
 

@@ -248,3 +248,24 @@ def test_down_removes_rays_address_file_only_when_it_names_our_cluster(
     assert _raytoken.forget_ray_address("192.0.2.2:41234") is True
     assert not path.exists()
     assert _raytoken.forget_ray_address(None) is False
+
+
+def test_down_removes_rays_address_file_mnemos_up_did_not_see_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a busy machine `mnemos up` can see the head ready before Ray writes its address file, and
+    records no ``ray_address``: the file is still ours when it names our GCS port (a CI run once
+    found it left behind after `down`)."""
+    from mnemos.cradle import cluster
+
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    monkeypatch.setenv("MNEMOS_HOME", str(tmp_path / "home"))  # _forget also drops cluster.json there
+    path = tmp_path / "ray" / "ray_current_cluster"
+    path.parent.mkdir()
+    info = {"address": "127.0.0.1:41234", "ray_address": None, "pid": 0}
+    path.write_text("10.0.0.9:6379")  # another head's: kept
+    cluster._forget(info)
+    assert path.read_text() == "10.0.0.9:6379"
+    path.write_text("192.0.2.2:41234")  # Ray names our head by the machine's address
+    cluster._forget(info)
+    assert not path.exists()
