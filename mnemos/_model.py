@@ -25,6 +25,7 @@ __all__ = [
     "check_json_body",
     "is_integral",
     "dump_json",
+    "format_duration",
     "json_body",
     "parse_json",
     "positive_duration_schema",
@@ -99,7 +100,7 @@ def positive_duration_schema() -> list[dict[str, Any]]:
             {"type": "null"}]  # fmt: skip
 
 
-def _format_duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     """``seconds`` as the shortest duration string that parses back to the same number."""
     for unit in ("d", "h", "m", "s"):
         size = _UNITS[unit]
@@ -113,14 +114,14 @@ def _format_duration(seconds: float) -> str:
 Duration = Annotated[
     float,
     BeforeValidator(_parse_duration),
-    PlainSerializer(_format_duration, return_type=str, when_used="json"),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
 ]
 """Seconds, written as in the seed: ``1s``, ``30s``, ``5m``, ``1h`` (plain numbers are seconds); never negative."""
 
 PositiveDuration = Annotated[
     float,
     BeforeValidator(_parse_positive_duration),
-    PlainSerializer(_format_duration, return_type=str, when_used="json"),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
 ]
 """A ``Duration`` above zero: what a timeout or an interval means (``0`` and ``-5`` are refused)."""
 

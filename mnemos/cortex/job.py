@@ -32,7 +32,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from mnemos._model import CoreModel, Duration, _format_duration
+from mnemos._model import CoreModel, Duration, format_duration
 from mnemos.cortex.records import (
     CancelRecord,
     FailRecord,
@@ -173,8 +173,8 @@ class JobOptions(CoreModel):
     @classmethod
     def _timeout(cls, value: float | None) -> float | None:
         if value is not None and not value <= MAX_JOB_TIMEOUT_S:
-            shown = _format_duration(value) if value <= 1e9 else f"{value:.3g} s"  # 1e300: not 300 digits
-            raise ValueError(f"must be at most {_format_duration(MAX_JOB_TIMEOUT_S)} ({MAX_JOB_TIMEOUT_S:.0f} s), "
+            shown = format_duration(value) if value <= 1e9 else f"{value:.3g} s"  # 1e300: not 300 digits
+            raise ValueError(f"must be at most {format_duration(MAX_JOB_TIMEOUT_S)} ({MAX_JOB_TIMEOUT_S:.0f} s), "
                              f"not {shown}")  # fmt: skip
         return value
 

@@ -329,8 +329,9 @@ def _check_local_refs(schema: dict[str, Any]) -> None:
     call against them would recurse without end) or fan out past ``_MAX_REF_EXPANSION``."""
     dicts = list(_schema_dicts(schema))
     anchors = _anchors(dicts)
-    targets: dict[tuple[int, str], tuple[str, list[Any]]] = {}  # (id of the object with the ref, keyword)
+    refs: dict[int, list[tuple[str, str, Any]]] = {}  # id of an object -> (keyword, ref, schema named) of its refs
     for node, resource in dicts:
+        refs[id(node)] = []  # assigned, not added to: the same object may sit twice in a schema built in Python
         for keyword in _REF_KEYWORDS:
             ref = node.get(keyword)
             if isinstance(ref, str) and ref.startswith("#"):
@@ -338,42 +339,35 @@ def _check_local_refs(schema: dict[str, Any]) -> None:
                 if not found:
                     raise ValueError(f"{keyword} {ref!r:.200} names nothing in the schema: it must point at a "
                                      "schema within it, e.g. '#/$defs/name'")  # fmt: skip
-                targets[id(node), keyword] = (ref, found)
+                refs[id(node)] += [(keyword, ref, target) for target in found]
 
     done: dict[int, tuple[int, int]] = {}  # id of a schema -> (longest chain, schemas checked) from it
     on_path: set[int] = set()
 
     def follow(node: Any, trail: tuple[str, ...]) -> tuple[int, int]:
+        """The longest chain of $refs from ``node`` and the schemas a value is checked against there;
+        ``trail``: the $refs followed to reach it."""
         if not isinstance(node, dict):
             return 0, 1
-        if id(node) in done:
-            return done[id(node)]
-        on_path.add(id(node))
-        longest, expansion = 0, 1
-        for part in _in_place(node):
-            for keyword in _REF_KEYWORDS:
-                ref, found = targets.get((id(part), keyword), ("", []))
-                for target in found:
-                    problem = ""
-                    if id(target) in on_path:
-                        chain = " -> ".join((*trail, ref))
-                        problem = f"loops back on itself ({chain:.600}): refer back only below a property or an item"
-                    elif len(trail) >= _MAX_REF_CHAIN:
-                        problem = (
-                            f"ends a chain of more than {_MAX_REF_CHAIN} $refs followed in turn (from {trail[0]!r})"
-                        )
-                    else:
-                        depth, count = follow(target, (*trail, ref))
-                        longest, expansion = max(longest, depth + 1), expansion + count
-                        if longest > _MAX_REF_CHAIN:
-                            problem = f"starts a chain of more than {_MAX_REF_CHAIN} $refs followed in turn"
-                        elif expansion > _MAX_REF_EXPANSION:
-                            problem = f"makes one value be checked against more than {_MAX_REF_EXPANSION} schemas"
-                    if problem:
-                        raise ValueError(f"{keyword} {ref!r:.200} {problem}")
-        on_path.discard(id(node))
-        done[id(node)] = longest, expansion
-        return longest, expansion
+        if id(node) not in done:
+            on_path.add(id(node))
+            longest, expansion = 0, 1
+            for keyword, ref, target in (named for part in _in_place(node) for named in refs.get(id(part), [])):
+                where, chain = f"{keyword} {ref!r:.200}", (*trail, ref)
+                if id(target) in on_path:
+                    raise ValueError(f"{where} loops back on itself ({' -> '.join(chain):.600}): refer back only "
+                                     "below a property or an item")  # fmt: skip
+                if len(chain) + done.get(id(target), (0, 0))[0] > _MAX_REF_CHAIN:  # also bounds the recursion
+                    raise ValueError(f"{where} makes a chain of more than {_MAX_REF_CHAIN} $refs followed in turn "
+                                     f"(from {chain[0]!r:.200})")  # fmt: skip
+                depth, count = follow(target, chain)
+                longest, expansion = max(longest, depth + 1), expansion + count
+                if expansion > _MAX_REF_EXPANSION:
+                    raise ValueError(f"{where} makes one value be checked against more than {_MAX_REF_EXPANSION} "
+                                     "schemas")  # fmt: skip
+            on_path.discard(id(node))
+            done[id(node)] = longest, expansion
+        return done[id(node)]
 
     for node, _ in dicts:
         follow(node, ())

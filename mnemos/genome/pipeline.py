@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mnemos._model import CoreModel, PositiveDuration, _format_duration
+from mnemos._model import CoreModel, PositiveDuration, format_duration
 from mnemos.errors import ValidationError
 from mnemos.genome._base import Resource
 
@@ -240,8 +240,8 @@ def check_steps(pipeline: Pipeline) -> None:
         if step.type == "python" and ":" not in (step.call or ""):
             raise refuse(f"{where}.call: use 'module:function' (got {step.call!r})", f"{path}.call")
         if step.timeout is not None and step.timeout > MAX_STEP_TIMEOUT_S:
-            raise refuse(f"{where}.timeout: {_format_duration(step.timeout)} is longer than a step may run: at most "
-                         f"{_format_duration(MAX_STEP_TIMEOUT_S)} ({MAX_STEP_TIMEOUT_S:.0f} s), CORTEX's limit for one "
+            raise refuse(f"{where}.timeout: {format_duration(step.timeout)} is longer than a step may run: at most "
+                         f"{format_duration(MAX_STEP_TIMEOUT_S)} ({MAX_STEP_TIMEOUT_S:.0f} s), CORTEX's limit for one "
                          "attempt of a job", f"{path}.timeout")  # fmt: skip
         definitions[step.name] = definition
     for i, step in enumerate(spec.steps):

@@ -19,8 +19,6 @@ from mnemos.trace.telemetry import PRINCIPAL_ATTRIBUTE, inject, start_span
 
 __all__ = ["RequestTelemetry"]
 
-_W3C = ("traceparent", "tracestate")
-
 
 class RequestTelemetry:
     """Telemetry of one gateway request; call :meth:`finish` exactly once.
@@ -39,8 +37,7 @@ class RequestTelemetry:
         self._first = False
         # a client's W3C ``traceparent`` (and ``tracestate``): the request joins the client's trace, as
         # any OpenTelemetry-instrumented server does; TRACE shows each caller its own spans of it
-        carrier = {k: headers[k] for k in _W3C if k in headers} if headers is not None else None
-        self._span = start_span("relay.request", carrier=carrier, kind=SpanKind.SERVER, route=route, model=model)
+        self._span = start_span("relay.request", carrier=headers, kind=SpanKind.SERVER, route=route, model=model)
         context = self._span.get_span_context()
         self.trace_id = f"{context.trace_id:032x}" if context.is_valid else None
         metrics.RELAY_INFLIGHT.inc(route=route)

@@ -482,9 +482,9 @@ class ModelMeter:
 
 
 def _window_text(seconds: float) -> str:
-    from mnemos._model import _format_duration
+    from mnemos._model import format_duration
 
-    return _format_duration(float(seconds))
+    return format_duration(float(seconds))
 
 
 def parse_limits(rpm: int | None, tpm: int | None, budget: float | None, budget_tokens: int | None,
