@@ -145,11 +145,14 @@ class RemoteClient:
 
     # -- HTTP ----------------------------------------------------------------------------------
     def request(self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None,
-                timeout: float | None = None) -> Any:  # fmt: skip
-        """One call of the gateway's API; its JSON answer, or the ``MnemosError`` it stands for."""
+                timeout: float | None = None, content: Any = None) -> Any:  # fmt: skip
+        """One call of the gateway's API; its JSON answer, or the ``MnemosError`` it stands for.
+        ``content``: a body of bytes (or a binary file, streamed) instead of ``json_body``."""
         kwargs: dict[str, Any] = {"params": {k: v for k, v in (params or {}).items() if v is not None}}
         if json_body is not None:
             kwargs["json"] = json_body
+        if content is not None:
+            kwargs["content"] = content
         if timeout is not None:
             kwargs["timeout"] = timeout
         try:
@@ -194,11 +197,16 @@ class RemoteClient:
         """Apply files, folders, documents or resources; each result says created/configured/unchanged.
 
         ``expected_generation``: the generation you read (0: must not exist); 409 if it moved on.
+        A Pipeline's input files beside its file (its ``spec.files``) are uploaded first.
         """
         from mnemos.genome.kinds import resources_of
+        from mnemos.genome.pipeline import local_files
 
         results = []
         for resource in resources_of(source):
+            for digest, path in local_files(resource).items():  # a pipeline's files, beside its file
+                with open(path, "rb") as fh:
+                    self.request("PUT", f"/v1/files/{digest}", content=fh)
             doc = resource.dump()
             doc["metadata"].pop("generation", None)
             doc["metadata"].pop("creationTimestamp", None)
@@ -408,7 +416,7 @@ def _value_of(view: dict[str, Any]) -> Any:
 
 class RemoteJobs:
     """``client.jobs`` over ``/v1/jobs``: ``submit``, ``submit_many``, ``get``, ``list``, ``wait``,
-    ``results``, ``cancel``, ``logs`` (``retry`` and ``stats`` have no HTTP route yet)."""
+    ``results``, ``cancel``, ``retry``, ``logs``, ``stats``."""
 
     def __init__(self, client: RemoteClient) -> None:
         self._client = client
@@ -477,6 +485,14 @@ class RemoteJobs:
 
     def logs(self, job_id: str) -> str:
         return str(self._client.request("GET", f"/v1/jobs/{job_id}/logs")["logs"])
+
+    def retry(self, job_id: str) -> RemoteJobHandle:
+        """Submit a failed or cancelled job again (``POST /v1/jobs/{id}/retry``); returns the new job."""
+        return RemoteJobHandle(self, self._client.request("POST", f"/v1/jobs/{job_id}/retry"))
+
+    def stats(self) -> dict[str, Any]:
+        """Queues, pools and job counts (``GET /v1/jobs:stats``; every role reads them)."""
+        return dict(self._client.request("GET", "/v1/jobs:stats"))
 
 
 class RemoteRunHandle:

@@ -1,5 +1,7 @@
-"""``client.jobs``: submit Python functions or ``module:function`` references to CORTEX.
+"""``client.jobs``: submit registered Functions, Python functions or ``module:function`` references to CORTEX.
 
+>>> client.jobs.submit("adder", a=2, b=3).result(timeout=60)  # a registered Function, by name
+5
 >>> job = client.jobs.submit("mnemos.cortex.testing:add", 2, 3)
 >>> job.result(timeout=60)
 5
@@ -104,6 +106,7 @@ class JobsAPI:
         self.client = client
         self.principal = principal or _principal()
         self._cortex: Any = None
+        self._functions: Any = None
 
     # -- plumbing -----------------------------------------------------------------------------
     @property
@@ -168,11 +171,30 @@ class JobsAPI:
             fields["payload"] = base64.b64encode(payload).decode()
         return options.model_copy(update=fields)
 
+    def _registered(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], given: dict[str, Any]) -> Any:
+        """The job of a call of the registered Function ``name``, made as ``POST /v1/jobs`` makes it
+        (``mnemos.cortex.http.job_spec``, as the local admin): its entrypoint with ``kwargs`` checked
+        against its ``parameters``, on its queue and resources unless ``given``, named after it."""
+        from mnemos.cortex.http import FunctionCatalog, JobCall, job_spec
+
+        if self._functions is None:
+            self._functions = FunctionCatalog(self.client.settings, getattr(self.client, "registry", None))
+        options = {k: v for k, v in given.items() if v is not None}
+        try:
+            call = JobCall.model_validate({**options, "function": name, "args": list(args), "kwargs": kwargs})
+        except PydanticValidationError as exc:
+            raise to_validation_error(exc) from None
+        job = job_spec(call, None, self._functions)
+        fields: dict[str, Any] = {"id": job.id or new_job_id()}  # made here: a repeated submit is the same job
+        if current_trace_id() is not None:
+            fields["trace"] = inject()
+        return job.model_copy(update=fields)
+
     def submit(
         self,
         fn: Callable[..., Any] | str,
         *args: Any,
-        queue: str = "default",
+        queue: str | None = None,
         priority: int = 0,
         resources: JobResources | dict[str, Any] | None = None,
         max_attempts: int | None = None,
@@ -186,8 +208,11 @@ class JobsAPI:
         """Queue ``fn(*args, **kwargs)``; returns once CORTEX's journal holds the job.
 
         Args:
-            fn: a callable (sent with cloudpickle) or ``"package.module:function"``.
-            queue: a queue of ``settings.cortex.queues``.
+            fn: a callable (sent with cloudpickle), ``"package.module:function"``, or the name of a
+                registered ``Function`` (keyword arguments only, checked against its ``parameters``;
+                its ``queue`` and ``resources`` unless given, and its name as the job's), called as
+                ``POST /v1/jobs`` and ``mnemos jobs submit <name>`` call it.
+            queue: a queue of ``settings.cortex.queues`` (default: ``default``, or the Function's).
             priority: higher runs first within the queue.
             resources: ``{"gpus": 1}``, ``{"cpus": 0.5}``, ``{"pool": "cpu-a"}``, ``{"selector": {...}}``.
             max_attempts: attempts before the job fails (default: the queue's).
@@ -196,8 +221,15 @@ class JobsAPI:
             name: a display name. job_id: an idempotency key. parents: lineage parents.
         Raises:
             AdmissionError: refused (no pool can run it, a quota); the message names the rule.
+            NotFoundError: ``fn`` names no registered Function (``param="function"``).
+            ValidationError: an argument does not fit the Function's ``parameters`` (naming it).
         """
-        options = self._options(queue, priority, resources, max_attempts, timeout, labels, name, job_id, parents)
+        if isinstance(fn, str) and ":" not in fn:
+            given = dict(queue=queue, priority=priority, resources=resources, max_attempts=max_attempts,
+                         timeout=timeout, labels=labels, name=name, id=job_id, parents=list(parents))  # fmt: skip
+            return self._submit([self._registered(fn, args, kwargs, given)])[0]
+        options = self._options(queue or "default", priority, resources, max_attempts, timeout, labels, name, job_id,
+                                parents)  # fmt: skip
         return self._submit([self._submission(fn, args, kwargs, options)])[0]
 
     def submit_many(
@@ -205,7 +237,7 @@ class JobsAPI:
         fn: Callable[..., Any] | str,
         arguments: Iterable[Any],
         *,
-        queue: str = "default",
+        queue: str | None = None,
         priority: int = 0,
         resources: JobResources | dict[str, Any] | None = None,
         max_attempts: int | None = None,
@@ -213,8 +245,14 @@ class JobsAPI:
         labels: dict[str, str] | None = None,
         name: str | None = None,
     ) -> list[JobHandle]:
-        """One job per item of ``arguments`` (a tuple is spread as positional arguments), in few calls."""
-        options = self._options(queue, priority, resources, max_attempts, timeout, labels, name, None, ())
+        """One job per item of ``arguments`` (a tuple is spread as positional arguments), in few calls;
+        for a registered Function's name each item is a dict of keyword arguments (as ``submit``)."""
+        if isinstance(fn, str) and ":" not in fn:
+            given = dict(queue=queue, priority=priority, resources=resources, max_attempts=max_attempts,
+                         timeout=timeout, labels=labels, name=name)  # fmt: skip
+            calls = [((), a) if isinstance(a, dict) else (a if isinstance(a, tuple) else (a,), {}) for a in arguments]
+            return self._submit([self._registered(fn, args, kwargs, given) for args, kwargs in calls])
+        options = self._options(queue or "default", priority, resources, max_attempts, timeout, labels, name, None, ())
         submissions = [self._submission(fn, a if isinstance(a, tuple) else (a,), {}, options) for a in arguments]
         return self._submit(submissions)
 

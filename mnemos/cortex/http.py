@@ -2,9 +2,15 @@
 
     POST   /v1/jobs                 {"function": "<Function name>", "kwargs": {...}, "queue": …}
     GET    /v1/jobs?queue=&status=&limit=&after=   a page, newest first: {data, first_id, last_id, has_more}
+    GET    /v1/jobs:stats           queues, pools and job counts (no job's data)
     GET    /v1/jobs/{id}?wait=<s>   the job; with ``wait`` it answers when finished (at most 300 s)
     DELETE /v1/jobs/{id}            cancel
+    POST   /v1/jobs/{id}/retry      submit a failed or cancelled job again: the new job
     GET    /v1/jobs/{id}/logs
+
+Query parameters are checked, never ignored: an unknown one, a ``queue`` that is not a queue name,
+a ``status`` that is not a job status, a ``limit``, ``after`` or ``wait`` out of bounds is 422
+naming it. An ``{id}`` that cannot be a job id is 404, as a job that does not exist.
 
 What code may run (see ``docs/guides/security.md``):
 
@@ -33,11 +39,15 @@ Policy quotas ``per: team`` count, and SYNKRON ``synkron.mnemos.dev/run`` and ``
 step jobs (through CORTEX's Python API, not this route).
 
 Ownership: a job's ``owner`` is the subject of the principal that submitted it. Developers list,
-read, read logs of and cancel their own jobs only — another's is 404, as if it did not exist;
-viewers list and read every job but not its logs (403); operators and admins do everything.
+read, read logs of, cancel and retry their own jobs only — another's is 404, as if it did not exist;
+viewers list and read every job but not its logs (403), and cancel or retry none (403); operators and
+admins do everything. A retry runs again what the job ran: a caller without the verb ``execute``
+retries only a job whose ``function`` is still the entrypoint of a registered Function their role
+may call (else 403 naming ``function``). Everyone reads ``/v1/jobs:stats``: counts, no job's data.
 What a job holds of its data — its result's value and its error text — is shown to its owner,
 operators and admins only: to a viewer a job is its metadata (status, owner, timings, the result's
-encoding, size and digest, the error's exception class), see ``mnemos.soul.ownership``.
+encoding, size and digest, the error's exception class), and ``withheld`` names what was left out
+(``result.value``, ``error``), see ``mnemos.soul.ownership``.
 Errors have the OpenAI shape (``{"error": {message, type, param, code}}``).
 """
 
@@ -101,14 +111,17 @@ _PARENT = re.compile(r"^(job|run|step|artifact|model|resource|file|request|space
 _SUBMIT = {"x-mnemos-verb": "submit"}
 _READ = {"x-mnemos-verb": "read-artifacts"}
 # Statuses of the routes themselves (RELAY's edge adds 401/403/429 and the error body's schema).
-_NO_JOB = {404: {"description": "no such job (or not the caller's)"}, 422: {"description": "a field failed validation"}}
-_SUBMIT_ERRORS = {400: {"description": "the body is not a JSON object"},
-                  403: {"description": "a module:function or payload call without the verb execute, or a "
-                                       "priority above 100 or an internal queue (wraith) without the role "
-                                       "operator or admin"},
-                  404: {"description": "no registered Function of that name, or a parent the caller cannot read"},
-                  409: {"description": "the job id is taken by another principal's job"},
-                  422: {"description": "a field failed validation"}}  # fmt: skip
+_Responses = dict[int | str, dict[str, Any]]
+_NO_JOB: _Responses = {404: {"description": "no such job (or not the caller's)"},
+                       422: {"description": "a field failed validation"}}  # fmt: skip
+_SUBMIT_ERRORS: _Responses = {400: {"description": "the body is not a JSON object"},
+                              403: {"description": "a module:function or payload call without the verb execute, or "
+                                                   "a priority above 100 or an internal queue (wraith) without the "
+                                                   "role operator or admin"},
+                              404: {"description": "no registered Function of that name, or a parent the caller "
+                                                   "cannot read"},
+                              409: {"description": "the job id is taken by another principal's job"},
+                              422: {"description": "a field failed validation"}}  # fmt: skip
 _JOB_STATUSES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled", "dead")
 _handle: Any = None
 _NAME = re.compile(NAME_PATTERN)
@@ -177,8 +190,32 @@ def check_owner(principal: Any, view: dict[str, Any], *, logs: bool = False, wri
     if role == "developer" and view.get("principal") != _subject(principal):
         raise NotFoundError(f"job {view.get('id')!r} not found", param="id")
     if role == "viewer" and (logs or write):
-        what = "read the logs of" if logs else "cancel"
+        what = "read the logs of" if logs else "cancel or retry"
         raise PermissionDeniedError(f"role 'viewer' may not {what} jobs", param="role")
+
+
+def check_retry(principal: Any, view: dict[str, Any], functions: FunctionCatalog) -> None:
+    """Refuse a retry that would run code the caller may not call now: without the verb ``execute``,
+    the job's ``function`` must be the entrypoint of a registered Function the caller's role may call
+    (a Function deleted or closed to the role since the job ran is 403, naming ``function``)."""
+    if _allowed(principal, "execute"):
+        return
+    role = _role(principal)
+    if not any(role in f.spec.allowed_roles for f in functions.calling(str(view.get("function")))):
+        raise PermissionDeniedError(
+            f"function: job {view.get('id')!r} ran {view.get('function')!r}, which is no longer the entrypoint of a "
+            f"registered Function that role {role!r} may call; submit a registered Function by name instead",
+            param="function",
+        )
+
+
+def check_query(request: Request, *known: str) -> None:
+    """Refuse a query parameter the route does not take (422 naming it), rather than ignore it."""
+    unknown = sorted(set(request.query_params) - set(known))
+    if unknown:
+        name = unknown[0][:80]
+        takes = f"it takes {', '.join(known)}" if known else "it takes none"
+        raise ValidationError(f"{name}: not a query parameter of this route ({takes})", param=name)
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -193,18 +230,27 @@ def _public(view: dict[str, Any]) -> dict[str, Any]:
 
 
 def withhold_job(view: dict[str, Any]) -> dict[str, Any]:
-    """A job view (or a ``job.*`` event's data) without its data: the result's value, the error's text."""
+    """A job view (or a ``job.*`` event's data) without its data: the result's value, the error's
+    text (the exception class stays), the traceback. ``withheld`` names what was left out."""
     from mnemos.soul.ownership import withheld_error
 
     out = dict(view)
+    withheld = []
     result = out.get("result")
     if isinstance(result, dict):  # encoding, bytes and digest (an output ref) stay; the value goes
         out["result"] = {k: v for k, v in result.items() if k not in ("value", "inline")}
+        if out["result"] != result:
+            withheld.append("result.value")
     elif result is not None:
         out["result"] = None
+        withheld.append("result")
     if out.get("error"):
         out["error"] = withheld_error(out["error"])
-    out.pop("traceback", None)
+        withheld.append("error")
+    if out.pop("traceback", None):
+        withheld.append("traceback")
+    if withheld:
+        out["withheld"] = withheld
     return out
 
 
@@ -253,12 +299,17 @@ async def _read_call(request: Request) -> JobCall:
 
 
 class FunctionCatalog:
-    """Registered ``Function`` resources, read from the registry of the platform's ENGRAM."""
+    """Registered ``Function`` resources, read from the registry of the platform's ENGRAM.
 
-    def __init__(self, settings: Any = None) -> None:
+    Args:
+        settings: the platform's settings (default ``MNEMOS_*``).
+        registry: a ``Registry`` to read instead of one over ``settings``' ENGRAM (an embedded client's).
+    """
+
+    def __init__(self, settings: Any = None, registry: Any = None) -> None:
         self._settings = settings
         self._engram: Any = None
-        self._registry: Any = None
+        self._registry: Any = registry
 
     @property
     def engram(self) -> Any:
@@ -270,20 +321,29 @@ class FunctionCatalog:
             self._engram = Engram.from_settings(self._settings or load_settings())
         return self._engram
 
-    def get(self, name: str) -> Any:
-        """The Function ``name``; ``NotFoundError`` (``param="function"``) when it is not registered."""
+    @property
+    def registry(self) -> Any:
+        """The registry the Functions are read from (over ``engram`` unless one was given)."""
         if self._registry is None:
             from mnemos.genome.registry import Registry
 
             self._registry = Registry(self.engram)
+        return self._registry
+
+    def get(self, name: str) -> Any:
+        """The Function ``name``; ``NotFoundError`` (``param="function"``) when it is not registered."""
         try:
-            return self._registry.get("Function", name)
+            return self.registry.get("Function", name)
         except NotFoundError:
             raise NotFoundError(
                 f"function: no registered Function named {name!r} (list them with GET "
                 "/apis/genome.mnemos.dev/v1/functions; 'module:function' needs the verb execute)",
                 param="function",
             ) from None
+
+    def calling(self, entrypoint: str) -> list[Any]:
+        """The registered Functions whose entrypoint is ``entrypoint``."""
+        return [f for f in self.registry.list("Function") if f.spec.entrypoint == entrypoint]
 
 
 def lineage_owners(engram: Any, node: str) -> tuple[bool, set[str]]:
@@ -436,7 +496,9 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
     functions = FunctionCatalog(settings)
 
     async def owned(handle: Any, job_id: str, principal: Any, **need: bool) -> dict[str, Any]:
-        view = await _call(handle, "get", job_id)
+        if not _JOB_ID.fullmatch(job_id):  # no job has such an id: not found, without asking CORTEX
+            raise NotFoundError(f"job {job_id[:80]!r} not found", param="id")
+        view: dict[str, Any] = await _call(handle, "get", job_id)
         check_owner(principal, view, **need)
         return view
 
@@ -483,7 +545,8 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
              responses={404: {"description": "no job `after` names (or not the caller's)"}, 422: _NO_JOB[422]})
     @_answer
     async def list_jobs(
-        queue: str | None = None,
+        request: Request,
+        queue: str | None = Query(None, json_schema_extra={"pattern": _NAME.pattern}, description="Only this queue's."),
         # Bounds published here and checked below (the answer keeps the OpenAI shape without the gateway's handlers).
         status: str | None = Query(None, json_schema_extra={"enum": list(_JOB_STATUSES)},
                                    description="Only jobs in this state ('dead': failed)."),
@@ -495,6 +558,12 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
     ) -> Any:
         """Jobs, newest first, a page at a time (a developer's own only): ``has_more`` says whether
         another page follows; ask for it with ``after=<last_id>``."""
+        check_query(request, "queue", "status", "limit", "after")
+        if queue is not None and not _NAME.fullmatch(queue):
+            raise ValidationError(f"queue: {queue[:80]!r} is not a queue name (lowercase letters, digits, '-', '.')",
+                                  param="queue")  # fmt: skip
+        if status is not None and status not in _JOB_STATUSES:
+            raise ValidationError(f"status: {status[:80]!r} is not one of {', '.join(_JOB_STATUSES)}", param="status")
         if not 1 <= limit <= 10_000:
             raise ValidationError("limit: must be between 1 and 10000", param="limit")
         if after is not None and not _JOB_ID.fullmatch(after):
@@ -505,12 +574,20 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
         return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
                 "last_id": page[-1]["id"] if page else None, "has_more": len(data) > limit}  # fmt: skip
 
+    @api.get("/v1/jobs:stats", openapi_extra=_READ, responses={422: _NO_JOB[422]})
+    @_answer
+    async def job_stats(request: Request, principal: Any = who, handle: Any = cortex) -> Any:  # admitted by `who`
+        """Queues, pools and job counts: no job's data, so every role reads them."""
+        check_query(request)
+        return await _call(handle, "stats")
+
     @api.get("/v1/jobs/{job_id}", openapi_extra=_READ, responses=_NO_JOB)
     @_answer
-    async def get_job(job_id: str, principal: Any = who,
+    async def get_job(request: Request, job_id: str, principal: Any = who,
                       wait: float | None = Query(None, json_schema_extra={"minimum": 0, "maximum": _MAX_WAIT}),
                       handle: Any = cortex) -> Any:  # fmt: skip
         """One job; with ``wait``, once it finished (or after ``wait`` seconds)."""
+        check_query(request, "wait")
         if wait is not None and not 0 <= wait <= _MAX_WAIT:
             raise ValidationError(f"wait: must be between 0 and {_MAX_WAIT:g} seconds", param="wait")
         view = await owned(handle, job_id, principal)
@@ -521,15 +598,31 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
     @api.delete("/v1/jobs/{job_id}", openapi_extra=_SUBMIT,
                 responses={**_NO_JOB, 409: {"description": "the job already finished"}})  # fmt: skip
     @_answer
-    async def cancel_job(job_id: str, principal: Any = who, handle: Any = cortex) -> Any:
+    async def cancel_job(request: Request, job_id: str, principal: Any = who, handle: Any = cortex) -> Any:
         """Cancel a queued or running job (developers: their own)."""
+        check_query(request)
         await owned(handle, job_id, principal, write=True)
         return job_for(principal, await _call(handle, "cancel", job_id, _subject(principal)))
 
+    @api.post("/v1/jobs/{job_id}/retry", openapi_extra=_SUBMIT,
+              responses={**_NO_JOB, 403: {"description": "the job's function is no registered Function the role may "
+                                                         "call (without the verb execute)"},
+                         409: {"description": "the job is not failed or cancelled"}})  # fmt: skip
+    @_answer
+    async def retry_job(request: Request, job_id: str, principal: Any = who, handle: Any = cortex) -> Any:
+        """Submit a failed or cancelled job again (developers: their own): the new job, whose lineage
+        parent is the old one; its owner is the caller."""
+        check_query(request)
+        view = await owned(handle, job_id, principal, write=True)
+        await asyncio.to_thread(check_retry, principal, view, functions)
+        new_id = await _call(handle, "retry", job_id, _subject(principal))
+        return job_for(principal, await _call(handle, "get", new_id))
+
     @api.get("/v1/jobs/{job_id}/logs", openapi_extra=_READ, responses=_NO_JOB)
     @_answer
-    async def job_logs(job_id: str, principal: Any = who, handle: Any = cortex) -> Any:
+    async def job_logs(request: Request, job_id: str, principal: Any = who, handle: Any = cortex) -> Any:
         """What the job printed (developers: their own; viewers: none)."""
+        check_query(request)
         await owned(handle, job_id, principal, logs=True)
         return {"id": job_id, "object": "job.logs", "logs": await _call(handle, "logs", job_id)}
 

@@ -16,7 +16,7 @@ from mnemos.genome._base import Resource
 from mnemos.genome.adapter import Adapter
 from mnemos.genome.function import Function
 from mnemos.genome.model import Model
-from mnemos.genome.pipeline import Pipeline
+from mnemos.genome.pipeline import Pipeline, with_local_files
 from mnemos.genome.policy import Policy
 
 __all__ = [
@@ -153,12 +153,17 @@ def read_text(path: str | Path) -> str:
 
 def load_paths(paths: Iterable[str | Path]) -> list[Resource]:
     """Load resources from files and folders (``*.yaml``, ``*.yml``, ``*.json``, recursively; ``-``
-    is standard input); a kind+name declared twice, in one file or two, is refused naming both."""
+    is standard input); a kind+name declared twice, in one file or two, is refused naming both.
+    A Pipeline's relative input files beside its file are named by digest in its ``spec.files``
+    (``mnemos.genome.pipeline.with_local_files``)."""
     located: list[tuple[Resource, str]] = []
     for p in paths:
         files = [STDIN] if str(p) == STDIN else _files(Path(p))
         for file in files:
-            located.extend(_located_documents(read_text(file), "stdin" if file == STDIN else str(file)))
+            found = _located_documents(read_text(file), "stdin" if file == STDIN else str(file))
+            folder = None if file == STDIN else Path(file).parent  # a pipeline's files are beside it
+            located.extend((with_local_files(r, folder) if folder and isinstance(r, Pipeline) else r, where)
+                           for r, where in found)  # fmt: skip
     refuse_duplicates(located)
     return [r for r, _ in located]
 

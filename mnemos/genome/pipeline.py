@@ -10,10 +10,12 @@ A step's kind follows from its fields, so the seed's pipeline loads as written:
 
 from __future__ import annotations
 
+import hashlib
 import re
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from mnemos._model import CoreModel, PositiveDuration, format_duration
 from mnemos.errors import ValidationError
@@ -21,6 +23,7 @@ from mnemos.genome._base import Resource
 
 __all__ = [
     "BUILTINS",
+    "DATA_SUFFIXES",
     "GENERATION_PARAMS",
     "MAX_STEP_TIMEOUT_S",
     "PARAM_ALIASES",
@@ -35,6 +38,8 @@ __all__ = [
     "StepType",
     "check_steps",
     "default_outputs",
+    "local_files",
+    "with_local_files",
     "names_in",
     "step_label",
 ]
@@ -141,9 +146,30 @@ class Step(CoreModel):
         return self
 
 
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+MAX_FILES = 100
+
+
 class PipelineSpec(CoreModel):
     params: dict[str, Any] = Field(default_factory=dict, description="Defaults for ${param} interpolation.")
     steps: list[Step] = Field(min_length=1)
+    files: dict[str, str] = Field(
+        default_factory=dict,
+        description="The local files its steps read, by the relative path they name → the ENGRAM digest of their "
+        "bytes; filled in when the pipeline is applied from its file (see with_local_files).",
+    )
+
+    @field_validator("files")
+    @classmethod
+    def _check_files(cls, files: dict[str, str]) -> dict[str, str]:
+        if len(files) > MAX_FILES:
+            raise ValueError(f"at most {MAX_FILES} files (got {len(files)}): put a folder's data in one file")
+        for path, digest in files.items():
+            if not _is_local_input(path):
+                raise ValueError(f"{path[:200]!r} is not a relative file path (no '/…', URL, runs/ ref or ${{…}})")
+            if not _DIGEST.fullmatch(digest):
+                raise ValueError(f"{path!r}: {digest[:80]!r} is not a digest: write sha256:<64 hex digits>")
+        return files
 
     @model_validator(mode="after")
     def _check_dag(self) -> PipelineSpec:
@@ -187,6 +213,85 @@ class Pipeline(Resource):
     api_version: str = API_VERSION
     kind: Literal["Pipeline"] = "Pipeline"
     spec: PipelineSpec
+    _local_files: dict[str, Path] = PrivateAttr(default_factory=dict)
+    """The local file of each digest in ``spec.files`` this pipeline was loaded beside (not stored)."""
+
+
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".parquet")
+"""A python step's param ending so names an input file (when relative, it must exist)."""
+
+
+def _is_local_input(value: str) -> bool:
+    """Whether ``value`` may name a file beside the pipeline's: a relative path, not a URL, a run's
+    output ref or a ``${…}`` left to interpolate."""
+    return bool(value) and len(value) <= 4096 and "\n" not in value and "${" not in value and "://" not in value \
+        and not value.startswith(("/", "~", "runs/"))  # fmt: skip
+
+
+def _input_values(pipeline: Pipeline) -> list[str]:
+    """The values (``${param}`` defaults put in) by which steps name an input file: an infer or
+    index step's input, and a python step's params ending with a ``DATA_SUFFIXES`` suffix."""
+    defaults = {k: v for k, v in pipeline.spec.params.items() if isinstance(v, (str, int, float))}
+
+    def put_in(value: str) -> str:
+        return VARIABLE.sub(lambda m: str(defaults.get(m.group(2), m.group(0))) if not m.group(1) else m.group(0),
+                            value)  # fmt: skip
+
+    values: list[str] = []
+    for step in pipeline.spec.steps:
+        if step.type == "infer" and step.input:
+            values.append(put_in(step.input))
+        elif step.type == "index" and step.index is not None:
+            values.append(put_in(step.index.input))
+        elif step.type == "python":
+            leaves = [put_in(v) for v in _strings(step.params)]
+            values.extend(v for v in leaves if v.endswith(DATA_SUFFIXES))
+    return values
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return [s for item in items for s in _strings(item)]
+
+
+def with_local_files(pipeline: Pipeline, folder: Path) -> Pipeline:
+    """``pipeline`` with ``spec.files`` naming, by digest, each relative input file its steps read
+    that exists under ``folder`` (the folder of the pipeline's file). The files travel with it:
+    applying it stores them in ENGRAM (``mnemos.genome.registry.Registry.apply``) or uploads them
+    (``PUT /v1/files/{digest}``, by the remote client), so that a run reads the bytes that were
+    applied wherever it runs, by name, from any working directory or machine. Paths already in
+    ``spec.files`` are kept as written; a path that leads out of ``folder`` (``..``, a symbolic
+    link) is not taken (a GitOps repository cannot pick the applier's files)."""
+    found: dict[str, Path] = {}
+    inside = folder.resolve()
+    for value in _input_values(pipeline):
+        path = folder / value
+        if value not in pipeline.spec.files and _is_local_input(value) and path.is_file() \
+                and path.resolve().is_relative_to(inside):  # fmt: skip  # no '..' or link out of the folder
+            found[value] = path
+    if not found:
+        return pipeline
+    digests = {value: file_digest(path) for value, path in found.items()}
+    spec = pipeline.spec.model_copy(update={"files": {**pipeline.spec.files, **digests}})
+    loaded = pipeline.model_copy(update={"spec": spec})
+    loaded._local_files = {digests[value]: path for value, path in found.items()}
+    return loaded
+
+
+def local_files(resource: Resource) -> dict[str, Path]:
+    """The local file of each digest of a pipeline's ``spec.files`` it was loaded beside (else ``{}``)."""
+    return dict(getattr(resource, "_local_files", None) or {})
+
+
+def file_digest(path: Path) -> str:
+    """``sha256:<hex>`` of a file's bytes: its ENGRAM digest."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
 
 
 def step_label(index: int, name: str) -> str:

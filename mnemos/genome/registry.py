@@ -32,6 +32,7 @@ from mnemos.errors import ConflictError, NotFoundError, PermissionDeniedError, V
 from mnemos.genome._base import ObjectMeta, Resource
 from mnemos.genome.admission import admit
 from mnemos.genome.kinds import KINDS, parse_resource, resolve_kind
+from mnemos.genome.pipeline import Pipeline, local_files
 from mnemos.genome.policy import Policy
 
 __all__ = ["Action", "ApplyResult", "MAX_ATTEMPTS", "Registry", "api_path", "event_of", "plural_of"]
@@ -183,6 +184,7 @@ class Registry:
             AdmissionError: a Policy refuses it.
         """
         self._guard(source, "apply")
+        self._store_files(resource)
         kind = type(resource).__name__
         folder = self._dir(kind, resource.name)
         with self._lock:  # writers in this process take turns; other processes race below
@@ -209,6 +211,25 @@ class Registry:
             f"{MAX_ATTEMPTS} times; retry it",
             param="metadata.name",
         )
+
+    def _store_files(self, resource: Resource) -> None:
+        """Store a pipeline's ``spec.files`` from the local files it was loaded beside; a digest
+        with no local file (a document sent over HTTP) must already be in ENGRAM (uploaded)."""
+        if not isinstance(resource, Pipeline):
+            return
+        local = local_files(resource)
+        for path, digest in resource.spec.files.items():
+            if digest in local:
+                if self.engram.put_file(local[digest]) != digest:
+                    raise ConflictError(f"spec.files[{path!r}]: {local[digest]} changed while it was applied; "
+                                        "apply again", param=f"spec.files.{path}")  # fmt: skip
+            elif not self.engram.has(digest):
+                raise ValidationError(
+                    f"spec.files[{path!r}]: no file with digest {digest} was uploaded: apply the pipeline from its "
+                    f"file, with {path} beside it (the client uploads it), or upload the bytes first with "
+                    f"PUT /v1/files/{digest}",
+                    param=f"spec.files.{path}",
+                )
 
     def get(self, kind: str, name: str, generation: int | None = None) -> Resource:
         """The latest (or a given) generation; ``NotFoundError`` when absent or deleted."""

@@ -40,6 +40,8 @@ __all__ = ["SELF_AUTHENTICATING", "VERB_KEY", "EdgeMiddleware", "EdgeSeam", "Hea
 
 logger = logging.getLogger("mnemos.relay")
 
+UPLOADS = "/v1/files/"
+"""The path prefix whose bodies are bytes (a pipeline's files), up to ``relay.maxFileBytes``."""
 VERB_KEY = "x-mnemos-verb"
 """The ``openapi_extra`` key naming the verb a route needs (``{"x-mnemos-verb": "infer"}``)."""
 
@@ -54,6 +56,7 @@ class EdgeSeam:
     def __init__(self, settings: Settings, engram: Engram) -> None:
         self.enabled = settings.relay.auth
         self.max_body_bytes = int(settings.relay.max_body_bytes)
+        self.max_file_bytes = int(settings.relay.max_file_bytes)
         # /metrics is public (as Prometheus scrapes are) unless trace.metricsAuth asks for a credential.
         self.public_paths = PUBLIC_PATHS | (frozenset() if settings.trace.metrics_auth else {"/metrics"})
         self.guard: EdgeGuard | None = EdgeGuard(settings, engram) if self.enabled else None
@@ -177,14 +180,16 @@ class EdgeMiddleware:
             return
         from mnemos.relay._errors import error_response
 
-        limit = self.seam.max_body_bytes
+        path = _route_path(scope)
+        upload = path.startswith(UPLOADS)
+        limit = self.seam.max_file_bytes if upload else self.seam.max_body_bytes
         try:
-            if self.seam.enabled and not _public(_route_path(scope), self.seam.public_paths):
+            if self.seam.enabled and not _public(path, self.seam.public_paths):
                 request = Request(scope)
                 await self.seam.admit_headers(request, self._verb(scope))
             _declared_size(scope, limit)
             messages = await read_limited(receive, limit)
-            if messages:  # a lone surrogate or a deep body would fail past the parsers, as a 500
+            if messages and not upload:  # a lone surrogate or a deep body would fail past the parsers, as a 500
                 check_json_body(b"".join(m.get("body", b"") for m in messages))
         except MnemosError as exc:
             await error_response(exc)(scope, receive, send)

@@ -23,7 +23,8 @@ generation), which also tells the controllers.
 
 Platform: ``GET /v1/status``, ``GET /v1/whoami``, ``GET /v1/lineage/{id}`` (read-lineage: by the
 ownership rule of jobs and runs, see ``LineageReader``), ``GET /v1/spaces``,
-``POST /v1/spaces/{space}/search``, and secrets (``apply``: admins and operators), whose values
+``POST /v1/spaces/{space}/search``, ``PUT /v1/files/{digest}`` (apply: a pipeline's files, the
+bytes of ``spec.files``), and secrets (``apply``: admins and operators), whose values
 are write-only: ``GET /v1/secrets``, ``GET /v1/secrets/{name}`` (key names),
 ``PUT /v1/secrets/{name}/{key}`` ``{"value": …}``, ``DELETE /v1/secrets/{name}[/{key}]``.
 Tokens and API keys are SOUL's ``/v1/tokens``.
@@ -36,6 +37,7 @@ Errors have the OpenAI shape ``{"error": {message, type, param, code}}``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import types
 from collections.abc import Callable
@@ -146,6 +148,10 @@ _RESOURCE_BODY = {
         },
     }
 }
+
+
+_FILE_BODY = {"requestBody": {"required": True, "content": {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}  # fmt: skip
 
 
 def _body_of(model: type[CoreModel]) -> dict[str, Any]:
@@ -599,6 +605,24 @@ def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[
             hits = await ctl.read(lambda: spaces().search(space, body.query, body.k, principal=principal))
             settle(embedding_tokens([body.query]))
         return {"object": "list", "data": hits}
+
+    @api.put("/v1/files/{digest}", tags=["platform"], openapi_extra={**_verb("apply"), **_FILE_BODY},
+             responses=_responses(413, 422))  # fmt: skip
+    async def upload_file(request: Request, digest: str = Path(..., pattern=r"^sha256:[0-9a-f]{64}$",
+                          description="sha256:<hex> of the body")) -> dict[str, Any]:  # fmt: skip
+        """Store the bytes a pipeline's ``spec.files`` names by ``digest`` (verb ``apply``): the
+        remote client sends each file beside a pipeline it applies. The body is the file, at most
+        ``relay.maxFileBytes``; bytes that hash to another digest are 422. Storing a file again is
+        a no-op (ENGRAM is content-addressed)."""
+        principal = await edge.admit(request, "apply")
+        body = await request.body()
+        actual = "sha256:" + (await ctl.read(lambda: hashlib.sha256(body).hexdigest()))
+        if actual != digest:
+            raise ValidationError(f"digest: the body's digest is {actual}, not {digest}: send the file's bytes "
+                                  "unchanged, under the digest of those bytes", param="digest")  # fmt: skip
+        await ctl.read(ctl.engram.put, body)
+        await ctl.audit(principal, "file.uploaded", digest=digest, size=len(body))
+        return {"digest": digest, "size": len(body)}
 
     def store() -> Any:
         from mnemos.soul.secrets import secret_store

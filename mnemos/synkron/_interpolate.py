@@ -8,6 +8,13 @@ In a shell field (``script``), every value is shell-quoted (``shlex.quote``) as 
 a parameter is always one word of data, never code, whatever it contains (``; rm -rf /``,
 ``$(…)``, quotes, newlines). Write ``${name}`` bare in scripts; quoting it yourself would add
 literal quotes.
+
+One word may still be an option: ``grep ${pattern} data.txt`` with the pattern ``-f/etc/passwd``.
+So a caller without the verb ``execute`` may put into a script only values that are no option:
+a string starting with ``-`` (other than a number such as ``-1``) is refused (422 naming
+``params.<name>``) unless every ``${name}`` of the pipeline's scripts is written right after
+``-- `` (the end of options: ``grep -- ${pattern} data.txt``), see ``option_risk`` and
+``mnemos.synkron._plan.check_caller_values``.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from mnemos.genome.pipeline import VARIABLE
 
 SHELL_FIELDS = frozenset({"script"})
 """Fields whose interpolated values are shell-quoted."""
+_AFTER_END_OF_OPTIONS = re.compile(r"(^|\s)--[ \t]+$")
+_NUMBER = re.compile(r"-[0-9]+(\.[0-9]+)?")
 
 
 def interpolate(
@@ -71,3 +80,21 @@ def interpolate(
     if isinstance(value, list):
         return [interpolate(v, variables, keep=keep, where=f"{where}[{i}]", shell=shell) for i, v in enumerate(value)]
     return value
+
+
+def option_risk(value: Any, name: str, text: Any, *, shell: bool = False) -> bool:
+    """Whether the value ``text`` of the param ``name`` may reach a script of ``value`` (a step
+    definition, before interpolation) as an option: ``text`` is a string starting with ``-`` that
+    is not a number, and a shell field writes ``${name}`` other than right after ``-- ``."""
+    if not isinstance(text, str) or not text.startswith("-") or _NUMBER.fullmatch(text):
+        return False
+    if isinstance(value, str):
+        return shell and any(
+            m.group(2) == name and not m.group(1) and not _AFTER_END_OF_OPTIONS.search(value[: m.start()])
+            for m in VARIABLE.finditer(value)
+        )
+    if isinstance(value, Mapping):
+        return any(option_risk(v, name, text, shell=shell or k in SHELL_FIELDS) for k, v in value.items())
+    if isinstance(value, list):
+        return any(option_risk(v, name, text, shell=shell) for v in value)
+    return False

@@ -3,6 +3,15 @@
 This runs where the user is (the CLI, the notebook, the gateway): local input files are read
 there, stored in ENGRAM by digest and recorded in lineage, so that the steps, wherever they
 run, read exactly those bytes.
+
+A caller without the verb ``execute`` (``restricted``: a developer over the gateway) reads no file
+of the platform's by its parameters, and whether a file exists never changes its answer
+(``check_caller_values``). Where a step reads an input file — an infer or index step's ``input``,
+a python step's param ending in a ``DATA_SUFFIXES`` suffix — a value the caller's parameters chose
+(one the pipeline's defaults do not give there) must be an ENGRAM ref ``runs/<run>/<output>``:
+anything else is refused (422 naming ``params.<name>``, the same body whether or not such a file
+exists). The caller's other values in python params are data, passed as written and never
+snapshotted; a value put into a script must be no option (see ``mnemos.synkron._interpolate``).
 """
 
 from __future__ import annotations
@@ -14,10 +23,10 @@ from typing import Any
 
 from mnemos.errors import NotFoundError, PermissionDeniedError, ValidationError
 from mnemos.genome import Pipeline, Resource, load_paths, parse_resource
-from mnemos.genome.pipeline import check_steps, default_outputs, names_in, step_label
+from mnemos.genome.pipeline import DATA_SUFFIXES, check_steps, default_outputs, local_files, names_in, step_label
 from mnemos.synkron import _access, _state
 from mnemos.synkron._infer import INDEX_PARAMS, INFER_PARAMS, normalize_params
-from mnemos.synkron._interpolate import interpolate
+from mnemos.synkron._interpolate import interpolate, option_risk
 from mnemos.trace.lineage import LineageWriter, artifact_node
 
 DEFAULT_EMBEDDING_MODEL = "minilm"
@@ -184,10 +193,6 @@ def _input_candidates(step: dict[str, Any]) -> list[str]:
     return []
 
 
-DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".parquet")
-"""A python step's param ending so names an input file (when relative, it must exist)."""
-
-
 def _absent_file(kind: str, value: Any, base_dir: str | None) -> list[Path]:
     """The paths tried for ``value`` when it names a local input file that is not there, else ``[]``:
     an infer or index step's input, or a python step's relative ``*.jsonl``/``*.csv``… param."""
@@ -202,18 +207,68 @@ def _absent_file(kind: str, value: Any, base_dir: str | None) -> list[Path]:
 
 
 def check_inputs(pipeline: Pipeline, steps: dict[str, dict[str, Any]], variables: dict[str, Any],
-                 base_dir: str | None) -> None:  # fmt: skip
-    """Refuse a run whose step reads a local input file that does not exist, naming step and file."""
+                 base_dir: str | None, *, principal: Any = None) -> None:  # fmt: skip
+    """Refuse a run whose step reads a local input file that does not exist, naming step and file
+    (and, but to a ``restricted`` caller, the paths it looked for)."""
     outputs = {o for s in steps.values() for o in s["outputs"]}
     for i, spec_step in enumerate(pipeline.spec.steps):
         step = steps[spec_step.name]
         resolved = interpolate(step["definition"], variables, keep=outputs)
         for value in _input_candidates({**step, "definition": resolved}):
-            tried = _absent_file(step["type"], value, base_dir)
+            tried = [] if value in pipeline.spec.files else _absent_file(step["type"], value, base_dir)
             if tried:
                 shown = " or ".join(dict.fromkeys(_display_path(p.absolute()) for p in tried))
-                raise NotFoundError(f"{step_label(i, spec_step.name)}: input file {value!r} does not exist "
-                                    f"(looked for {shown})", param=f"spec.steps[{i}]")  # fmt: skip
+                where = "" if restricted(principal) else f" (looked for {shown})"
+                raise NotFoundError(f"{step_label(i, spec_step.name)}: input file {value!r} does not exist{where}",
+                                    param=f"spec.steps[{i}]")  # fmt: skip
+
+
+def restricted(principal: Any) -> bool:
+    """Whether ``principal`` is an authenticated caller without ``execute``, whose parameters are
+    data only (see the module docstring)."""
+    if not _access.enforced(principal):
+        return False
+    from mnemos.soul.rbac import can
+
+    return not can(principal, "execute")
+
+
+def check_caller_values(pipeline: Pipeline, steps: dict[str, dict[str, Any]], variables: dict[str, Any],
+                        params: dict[str, Any], principal: Any) -> set[str]:  # fmt: skip
+    """For a ``restricted`` caller: refuse (422 naming the param) a value of its ``params`` put into a
+    script as an option, and one that chose an input file that is no ENGRAM ref; return the values
+    its parameters chose in python params, which are data (never snapshotted from the gateway)."""
+    if not restricted(principal):
+        return set()
+    for name in params:
+        if any(option_risk(s["definition"], name, variables.get(name)) for s in steps.values()):
+            raise ValidationError(
+                f"params.{name}: a value starting with '-' would reach a script of this pipeline as an option; "
+                f"pass one that does not, or ask its author to write -- ${{{name}}} in the script (the end of "
+                "options), which accepts such values (or use a key with the verb execute)",
+                param=f"params.{name}",
+            )
+    outputs = {o for s in steps.values() for o in s["outputs"]}
+    defaults = {**variables, **pipeline.spec.params}
+    approved = set(pipeline.spec.files)  # the files the pipeline carries
+    chosen: set[str] = set()
+    for step in steps.values():
+        given = _input_candidates({**step, "definition": interpolate(step["definition"], variables, keep=outputs)})
+        ours = approved | set(_input_candidates({**step, "definition": interpolate(step["definition"], defaults,
+                                                                                    keep=outputs)}))  # fmt: skip
+        for value in given:
+            if not isinstance(value, str) or value in ours or value.startswith("runs/"):
+                continue
+            if step["type"] != "python" or value.endswith(DATA_SUFFIXES):
+                param = _access.param_in(value, params)
+                where = f"params.{param}" if param else "params"
+                raise ValidationError(
+                    f"{where}: a step of this pipeline reads this value as an input file: pass an ENGRAM ref "
+                    "runs/<run>/<output> (a file of the platform's needs a key with the verb execute)",
+                    param=where,
+                )
+            chosen.add(value)
+    return chosen
 
 
 def check_reach(client: Any, pipeline: Pipeline, steps: dict[str, dict[str, Any]], variables: dict[str, Any],
@@ -261,6 +316,7 @@ def check_resume(client: Any, state: dict[str, Any], principal: Any) -> None:
     given = {k: v for k, v in merged.items() if k not in defaults or defaults[k] != v}  # the caller's
     variables = {"RUN_ID": state["id"], "PIPELINE": pipeline.name, **merged}
     mine = state.get("principal") == getattr(principal, "subject", None)
+    check_caller_values(pipeline, state["steps"], variables, given, principal)
     check_reach(client, pipeline, state["steps"], variables, given, principal=principal, claim=mine)
 
 
@@ -269,6 +325,23 @@ def _display_path(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def applied_file(client: Any, pipeline: Pipeline, value: str) -> dict[str, Any] | None:
+    """The file ``value`` names in the pipeline's ``spec.files`` (the bytes applied with it), stored
+    in ENGRAM when the pipeline was loaded beside it; ``None`` when it names none."""
+    digest = pipeline.spec.files.get(value)
+    if digest is None:
+        return None
+    local = local_files(pipeline).get(digest)
+    if local is not None:
+        if client.engram.put_file(local) != digest:
+            raise ValidationError(f"{value}: the file changed since the pipeline was loaded; run it again",
+                                  param="spec.files")  # fmt: skip
+    elif not client.engram.has(digest):
+        raise NotFoundError(f"spec.files[{value!r}]: {digest} is not in ENGRAM (deleted since the pipeline was "
+                            "applied?): apply the pipeline again from its file", param="spec.files")  # fmt: skip
+    return {"digest": digest, "node": f"file:{value}", "path": value}
 
 
 def snapshot_input(client: Any, value: str, base_dir: str | None, *, remote_ok: bool) -> dict[str, Any] | None:
@@ -332,7 +405,8 @@ def prepare(
                 raise NotFoundError(
                     f"{where}.modelRef: model {ref!r} is not registered", param=f"spec.steps[{i}].modelRef"
                 ) from None
-    check_inputs(pipeline, steps, variables, base_dir)
+    data = check_caller_values(pipeline, steps, variables, params or {}, principal)
+    check_inputs(pipeline, steps, variables, base_dir, principal=principal)
     check_reach(client, pipeline, steps, variables, params or {}, principal=principal)
     writer = LineageWriter(client.engram)
     inputs: dict[str, dict[str, Any]] = {}
@@ -341,7 +415,10 @@ def prepare(
         step["inputs"] = []
         resolved = interpolate(step["definition"], variables, keep=outputs)
         for value in _input_candidates({**step, "definition": resolved}):
-            found = inputs.get(value) or snapshot_input(client, value, base_dir, remote_ok=step["type"] != "python")
+            if step["type"] == "python" and value in data:
+                continue  # a restricted caller's data: never a file of the gateway's
+            found = inputs.get(value) or applied_file(client, pipeline, value) \
+                or snapshot_input(client, value, base_dir, remote_ok=step["type"] != "python")  # fmt: skip
             if found is None:
                 continue
             inputs[value] = found

@@ -4,7 +4,8 @@
     GET  /v1/pipelines/{name}/runs   recent runs of a pipeline
     GET  /v1/runs?pipeline=&limit=   recent runs of every pipeline (or one), newest first
     GET  /v1/runs/{id}               a run's state (steps, jobs, outputs)
-    GET  /v1/runs/{id}/outputs/{output}   the bytes of one output (streamed, application/octet-stream)
+    GET  /v1/runs/{id}/outputs/{output}   the bytes of one output (streamed, application/octet-stream;
+                                     ETag/If-None-Match → 304, one Range → 206)
     POST /v1/runs/{id}/cancel        → 202 {run}
     POST /v1/runs/{id}/resume        → 202 {run}
 
@@ -15,8 +16,11 @@ Who may run what: only *registered* pipelines run over HTTP (applied by someone 
 like Functions), so their scripts and ``call``s are code an operator approved; starting one needs
 ``submit``, and ``infer`` too when it has ``infer`` or ``index`` steps (they run models as the
 caller, on the caller's limits and budgets). Parameters are data: they are shell-quoted in
-scripts, may not choose ``call`` or ``image``, and — for callers without ``execute`` — may not
-name files or URLs the platform would read (only ENGRAM refs ``runs/<run>/<output>`` and plain values).
+scripts and may not choose ``call`` or ``image``. For callers without ``execute`` they are data
+only, whatever exists on the gateway host: no value written as a path or URL (``/…``, ``~``,
+``file:``, ``s3://…``, ``..``); where a step reads an input file, only an ENGRAM ref
+``runs/<run>/<output>``; in a script, no string starting with ``-`` unless the script writes
+``-- ${name}`` (``mnemos.synkron._plan.check_caller_values``).
 
 Ownership: a run's ``owner`` is the subject that started it. Developers list, read, cancel and
 resume their own runs only (another's is 404); viewers read every run but change none (403);
@@ -42,13 +46,13 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import Field
 
 from mnemos._http import JSONResponse
 from mnemos._model import CoreModel, json_body
 from mnemos.config import Settings, load_settings
-from mnemos.errors import ConflictError, MnemosError, NotFoundError, PermissionDeniedError, ValidationError
+from mnemos.errors import ClientError, ConflictError, MnemosError, NotFoundError, PermissionDeniedError, ValidationError
 from mnemos.genome import NAME_PATTERN
 
 __all__ = ["RunRequest", "build_router", "check_caller_params", "check_run_id", "check_run_owner", "router", "run_for",
@@ -187,21 +191,20 @@ def run_for(principal: Any, state: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_caller_params(principal: Any, params: dict[str, Any]) -> None:
-    """Refuse parameter values that would make the platform read a file or URL of its own,
-    unless the caller holds ``execute`` (an ENGRAM ref ``runs/<run>/<output>`` passes here; whether
-    the caller reads that run is checked where the run is prepared, ``_access.check_param_refs``)."""
-    if principal is None or not hasattr(principal, "role"):
-        return
-    from mnemos.soul.rbac import can
+    """Refuse parameter values written as a path or URL (``/…``, ``~…``, ``file:``, ``s3://…``,
+    ``..``), unless the caller holds ``execute``. Lexical only: whether a file exists never changes
+    the answer; where steps read input files, the run's preparation refuses the caller's values that
+    are no ENGRAM ref (``_plan.check_caller_values``). An ENGRAM ref ``runs/<run>/<output>`` passes
+    here; whether the caller reads that run is checked there too (``_access.check_param_refs``)."""
+    from mnemos.synkron._plan import restricted
 
-    if can(principal, "execute"):
+    if not restricted(principal):
         return
     for name, value in params.items():
         for text in _strings(value):
             if text.startswith("runs/") and not _UP.search(text):
                 continue
-            looks_like_path = bool(text.startswith(("/", "~", "file:")) or _URL.match(text) or _UP.search(text))
-            if looks_like_path or (len(text) < 4096 and "\n" not in text and _exists(text)):
+            if text.startswith(("/", "~", "file:")) or _URL.match(text) or _UP.search(text):
                 raise ValidationError(
                     f"params.{name}: a parameter may not name a file or URL the platform would read; pass "
                     "data, or an ENGRAM ref runs/<run>/<output> (files and URLs need the verb execute)",
@@ -219,19 +222,10 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def _exists(text: str) -> bool:
-    from pathlib import Path
-
-    try:
-        return Path(text).exists()
-    except (OSError, ValueError):
-        return False
-
-
-def open_run_output(engram: Any, principal: Any, state: dict[str, Any], output: str) -> tuple[Any, str, int | None]:
-    """A stream over the output ``output`` of the run ``state``, its digest and its size (when the
-    store says it): 403 unless ``principal`` reads the run's data, 404 for an output the run does
-    not have, 409 while the step that writes it has not completed (whatever the run's status)."""
+def run_output(engram: Any, principal: Any, state: dict[str, Any], output: str) -> tuple[str, int | None]:
+    """The digest of the output ``output`` of the run ``state`` and its size (when the store says
+    it): 403 unless ``principal`` reads the run's data, 404 for an output the run does not have,
+    409 while the step that writes it has not completed (whatever the run's status)."""
     from mnemos.soul.ownership import reads_data
     from mnemos.synkron._state import DONE
 
@@ -254,21 +248,72 @@ def open_run_output(engram: Any, principal: Any, state: dict[str, Any], output: 
     except NotFoundError:
         raise NotFoundError(f"output {output!r} of run {run_id!r} is no longer stored ({ref})",
                             param="output") from None  # fmt: skip
-    reader = engram.open(digest)
     try:
         size: int | None = int(engram.fs.size(engram.path(engram.blob_key(digest))))
     except (OSError, TypeError, ValueError):
         size = None
-    return reader, digest, size
+    return digest, size
 
 
-def _chunks(reader: Any) -> Any:
-    """The reader's bytes a chunk at a time (its digest is checked at the end), then closed."""
+def _chunks(reader: Any, length: int | None = None) -> Any:
+    """The reader's bytes a chunk at a time (``length`` of them at most), then closed. A whole
+    blob's reader checks its digest at the end."""
     try:
-        while chunk := reader.read(_CHUNK):
+        while (length is None or length > 0) and (chunk := reader.read(_CHUNK if length is None else
+                                                                       min(_CHUNK, length))):  # fmt: skip
+            length = None if length is None else length - len(chunk)
             yield chunk
     finally:
         reader.close()
+
+
+def _not_modified(if_none_match: str | None, digest: str) -> bool:
+    """Whether ``If-None-Match`` matches the ETag ``"<digest>"``: ``*``, or a list of entity tags
+    compared weakly (``W/"…"`` matches too), as RFC 9110 §13.1.2 says for GET."""
+    if not if_none_match:
+        return False
+    return if_none_match.strip() == "*" or digest in re.findall(r'(?:W/)?"([^"]*)"', if_none_match)
+
+
+_RANGE = re.compile(r"\s*bytes\s*=\s*(?:(\d+)\s*-\s*(\d*)|-\s*(\d+))\s*", re.IGNORECASE)
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The first and last byte (inclusive) of the one range ``Range`` asks for; ``None`` for no
+    range, one that is not a single byte range (several ranges, another unit, bad syntax: the whole
+    body is sent), or ``last < first``; ``RangeNotSatisfiableError`` when it starts past the end."""
+    found = _RANGE.fullmatch(header or "")
+    if found is None:
+        return None
+    first, last, suffix = found.groups()
+    if suffix is not None:  # the last n bytes
+        if int(suffix) == 0 or size == 0:
+            raise RangeNotSatisfiableError(f"range: {header!r} asks for no bytes of an output of {size} bytes",
+                                           param="range")  # fmt: skip
+        return max(0, size - int(suffix)), size - 1
+    if last and int(last) < int(first):
+        return None
+    if int(first) >= size:
+        raise RangeNotSatisfiableError(f"range: {header!r} starts past the end of the output ({size} bytes): ask for "
+                                       f"bytes 0-{size - 1} at most", param="range")  # fmt: skip
+    return int(first), min(int(last), size - 1) if last else size - 1
+
+
+def _open_blob(engram: Any, digest: str, first: int | None) -> Any:
+    """A reader of the blob ``digest``: the whole blob (its digest checked at the end), or from its
+    byte ``first`` on (a seek: the bytes before it are never read)."""
+    if first is None:
+        return engram.open(digest)
+    reader = engram.fs.open(engram.path(engram.blob_key(digest)), "rb")
+    reader.seek(first)
+    return reader
+
+
+class RangeNotSatisfiableError(ClientError):
+    """A ``Range`` that starts past the end of the output (416, with ``Content-Range: bytes */size``)."""
+
+    status = 416
+    code = "range_not_satisfiable"
 
 
 def _filename(output: str) -> str:
@@ -400,32 +445,56 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
     binary = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
     output_errors: dict[int | str, dict[str, Any]] = {
         200: {"description": "the output's bytes, as its step wrote them", "content": binary},
+        206: {"description": "the bytes of the one range that Range asks for (Content-Range)", "content": binary},
+        304: {"description": "If-None-Match names the output's ETag: not modified, no body"},
         403: {"description": "the caller may see the run but not read its data (a viewer)"},
         404: {"description": "no such run (or not the caller's), or no such output of it"},
         409: {"description": "the step that writes the output has not completed"},
+        416: {"description": "Range starts past the end of the output (Content-Range: bytes */size)"},
         422: _READ_ERRORS[422],
     }
 
     @router.get("/v1/runs/{run_id}/outputs/{output:path}", openapi_extra=_READ, responses=output_errors,
                 response_class=StreamingResponse)  # fmt: skip
-    async def read_output(run_id: str, output: str, principal: Any = caller) -> Any:
+    async def read_output(request: Request, run_id: str, output: str, principal: Any = caller) -> Any:
         """The bytes of one output of a run (``runs/<run>/<output>`` in ENGRAM), streamed; the
-        ``X-Mnemos-Digest`` header names their sha256. Its owner, operators and admins read it."""
+        ``X-Mnemos-Digest`` header names the sha256 of the whole output, also its ``ETag``. Its
+        owner, operators and admins read it; for them alone (it is checked first) an
+        ``If-None-Match`` naming the ETag (or ``*``) is answered 304, and one ``Range``
+        (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``) 206 with ``Content-Range`` (read from that offset,
+        never the whole output; an ``If-Range`` other than the ETag sends the whole output), or 416
+        when it starts past the end. Several ranges, or a range in another unit, get the whole
+        output (200), as RFC 9110 allows."""
 
-        def open_output() -> tuple[Any, str, int | None]:
+        def find_output() -> tuple[str, int | None]:
             state = state_of(run_id)
             check_run_owner(principal, state)
-            return open_run_output(client().engram, principal, state, output)
+            return run_output(client().engram, principal, state, output)
 
         try:
-            reader, digest, size = await asyncio.to_thread(open_output)
+            digest, size = await asyncio.to_thread(find_output)
+            headers = {"X-Mnemos-Digest": digest, "ETag": f'"{digest}"'}
+            if _not_modified(request.headers.get("if-none-match"), digest):
+                return Response(status_code=304, headers=headers)
+            if_range = request.headers.get("if-range")
+            wanted = None
+            if size is not None and if_range in (None, headers["ETag"]):
+                headers["Accept-Ranges"] = "bytes"
+                wanted = _byte_range(request.headers.get("range"), size)
+            reader = await asyncio.to_thread(_open_blob, client().engram, digest,
+                                           None if wanted is None else wanted[0])  # fmt: skip
+        except RangeNotSatisfiableError as exc:
+            return JSONResponse(exc.to_openai(), status_code=exc.status, headers={"Content-Range": f"bytes */{size}"})
         except MnemosError as exc:
             return _error(exc)
-        headers = {"X-Mnemos-Digest": digest, "ETag": f'"{digest}"',
-                   "Content-Disposition": f"attachment; filename=\"{_filename(output)}\""}  # fmt: skip
-        if size is not None:
-            headers["Content-Length"] = str(size)
-        return StreamingResponse(_chunks(reader), media_type="application/octet-stream", headers=headers)
+        headers["Content-Disposition"] = f'attachment; filename="{_filename(output)}"'
+        if wanted is None:
+            headers.update({"Content-Length": str(size)} if size is not None else {})
+            return StreamingResponse(_chunks(reader), media_type="application/octet-stream", headers=headers)
+        first, last = wanted
+        headers.update({"Content-Range": f"bytes {first}-{last}/{size}", "Content-Length": str(last - first + 1)})
+        return StreamingResponse(_chunks(reader, last - first + 1), status_code=206,
+                                 media_type="application/octet-stream", headers=headers)  # fmt: skip
 
     @router.post("/v1/runs/{run_id}/cancel", status_code=202, openapi_extra=_SUBMIT, responses=_WRITE_ERRORS)
     async def cancel_run(run_id: str, principal: Any = caller) -> JSONResponse:

@@ -215,8 +215,9 @@ def test_bad_requests_name_the_field(client: Any) -> None:
     assert bad.value.param == "resources.gpu"
     with pytest.raises(ValidationError, match="max_attempts|maxAttempts"):
         client.jobs.submit(f"{T}:noop", max_attempts=0)
-    with pytest.raises(ValidationError, match="not a function reference"):
-        client.jobs.submit("not a reference")
+    with pytest.raises(ValidationError, match="neither a Function name .* nor 'package.module:function'") as bad:
+        client.jobs.submit("not a reference")  # no ':': a registered Function's name, as over HTTP
+    assert bad.value.param == "function"
     with pytest.raises(NotFoundError, match="job 'missing' not found"):
         client.jobs.get("missing")
 

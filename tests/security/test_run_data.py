@@ -176,3 +176,14 @@ def test_over_the_gateway_another_developers_run_output_is_404(gateway: Gateway)
     assert mine.json()["error"]["param"] == "params.text" == missing.json()["error"]["param"]
     assert mine.json()["error"]["message"] == f"params.text: run {run!r} not found"
     assert answers[("developer", run)].status_code == answers[("operator", run)].status_code == 202
+
+
+def test_a_ref_the_pipeline_writes_covers_that_ref_only(world: Any) -> None:
+    """The approved ``runs/<run>/out-2`` is the author's: a caller's ``runs/<run>/out`` built beside
+    it is still checked (it once passed as a substring of the approved text)."""
+    near = _pipeline([{"name": "a", "call": "json:loads", "params": {"s": f"runs/{ALICE_RUN}/out-2"},
+                       "outputs": [{"name": "o"}]},
+                      {"name": "b", "call": "json:loads", "params": {"s": "runs/${run}/out"},
+                       "outputs": [{"name": "p"}]}], {"run": "none"})  # fmt: skip
+    refused = _refused(world, near, {"run": ALICE_RUN}, BOB, NotFoundError)
+    assert refused.param == "params.run" and refused.message == f"params.run: run {ALICE_RUN!r} not found"

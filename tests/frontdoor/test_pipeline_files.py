@@ -1,0 +1,123 @@
+"""A pipeline applied from a notebook far from the gateway keeps its input files: ``client.apply``
+uploads the files beside the pipeline's file (``PUT /v1/files/{digest}``, verb ``apply``) and a
+run by name, started by anyone who may run it, reads exactly those bytes — the gateway's working
+directory has no such file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+import mnemos
+from mnemos.errors import PermissionDeniedError
+
+PIPELINE = """\
+apiVersion: synkron.mnemos.dev/v1
+kind: Pipeline
+metadata: {name: notebook-prompts}
+spec:
+  params: {limit: 5}
+  steps:
+    - name: prepare
+      call: mnemos.synkron.steps:prepare_prompts
+      params: {source: data/prompts.jsonl, limit: "${limit}"}
+      outputs: [{name: prompts}]
+"""
+
+
+def _headers(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _write(folder: Path, prompts: list[str]) -> Path:
+    (folder / "data").mkdir(exist_ok=True)
+    (folder / "data" / "prompts.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    (folder / "pipeline.yaml").write_text(PIPELINE)
+    return folder / "pipeline.yaml"
+
+
+def _prompts(run: Any) -> list[str]:
+    return [json.loads(line)["prompt"] for line in run.read("prompts").decode().splitlines()]
+
+
+def test_a_pipeline_applied_remotely_runs_by_name_on_its_files(frontdoor: Any, tmp_path: Path) -> None:
+    path = _write(tmp_path, ["first of the notebook", "second"])
+    assert not (Path.cwd() / "data" / "prompts.jsonl").exists()  # only the uploaded bytes can be read
+    with mnemos.connect(frontdoor.url, api_key=frontdoor.keys["operator"]) as operator:
+        (applied,) = operator.apply(path)
+        digest = "sha256:" + hashlib.sha256((tmp_path / "data" / "prompts.jsonl").read_bytes()).hexdigest()
+        assert applied.resource.spec.files == {"data/prompts.jsonl": digest}
+        assert operator.apply(path)[0].action == "unchanged"  # the same bytes: nothing new
+    with mnemos.connect(frontdoor.url, api_key=frontdoor.keys["developer"]) as developer:
+        run = developer.pipelines.run("notebook-prompts", timeout=240)
+        assert run.status() == "succeeded", run.state()
+        assert _prompts(run) == ["first of the notebook", "second"]
+
+        _write(tmp_path, ["edited"])  # new bytes, applied again: a new generation the next run reads
+        with mnemos.connect(frontdoor.url, api_key=frontdoor.keys["operator"]) as operator:
+            assert operator.apply(path)[0].action == "configured"
+        assert _prompts(developer.pipelines.run("notebook-prompts", timeout=240)) == ["edited"]
+
+
+def test_uploads_need_apply_and_the_bytes_of_their_digest(frontdoor: Any) -> None:
+    data = b"\x00\xff binary, not UTF-8, not JSON {{{{"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    url = f"{frontdoor.url}/v1/files/{digest}"
+    stored = httpx.put(url, content=data, headers=_headers(frontdoor.keys["operator"]), timeout=60)
+    assert stored.status_code == 200 and stored.json() == {"digest": digest, "size": len(data)}, stored.text
+    assert frontdoor.client.engram.get(digest) == data
+
+    for role in ("developer", "viewer"):  # no verb apply: refused before the body is read
+        refused = httpx.put(url, content=data, headers=_headers(frontdoor.keys[role]), timeout=60)
+        assert refused.status_code == 403, (role, refused.text)
+    assert httpx.put(url, content=data, timeout=60).status_code == 401
+    with mnemos.connect(frontdoor.url, api_key=frontdoor.keys["developer"]) as developer, \
+            pytest.raises(PermissionDeniedError):  # fmt: skip
+        developer.request("PUT", f"/v1/files/{digest}", content=data)
+
+    other = "sha256:" + hashlib.sha256(b"other bytes").hexdigest()  # bytes under another digest
+    wrong = httpx.put(f"{frontdoor.url}/v1/files/{other}", content=data,
+                      headers=_headers(frontdoor.keys["operator"]), timeout=60)  # fmt: skip
+    assert wrong.status_code == 422 and wrong.json()["error"]["param"] == "digest", wrong.text
+    assert not frontdoor.client.engram.has(other)
+    for bad in ("sha256:xyz", "md5:" + "0" * 32, "..%2F..%2Fetc"):
+        answer = httpx.put(f"{frontdoor.url}/v1/files/{bad}", content=data,
+                           headers=_headers(frontdoor.keys["operator"]), timeout=60)  # fmt: skip
+        assert answer.status_code in (404, 422) and "error" in answer.json(), (bad, answer.text)
+
+
+def test_uploads_take_files_past_the_json_body_limit_up_to_their_own(frontdoor: Any) -> None:
+    limit = frontdoor.settings.relay.max_file_bytes
+    data = bytes(range(256)) * (2 * frontdoor.settings.relay.max_body_bytes // 256)  # twice maxBodyBytes
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    stored = httpx.put(f"{frontdoor.url}/v1/files/{digest}", content=data,
+                       headers=_headers(frontdoor.keys["operator"]), timeout=60)  # fmt: skip
+    assert stored.status_code == 200 and stored.json()["size"] == len(data) < limit, stored.text
+    digest = "sha256:" + "0" * 64
+    where = urlsplit(frontdoor.url)
+    with socket.create_connection((where.hostname, where.port), timeout=30) as conn:  # declares, never sends
+        conn.sendall(f"PUT /v1/files/{digest} HTTP/1.1\r\nHost: {where.netloc}\r\n"
+                     f"Authorization: Bearer {frontdoor.keys['operator']}\r\n"
+                     f"Content-Length: {limit + 1}\r\n\r\n".encode())  # fmt: skip
+        head = conn.recv(65536).decode(errors="replace")
+    assert head.startswith("HTTP/1.1 413"), head[:200]
+
+
+def test_a_document_naming_files_never_uploaded_is_refused(frontdoor: Any) -> None:
+    missing = "sha256:" + hashlib.sha256(b"never uploaded").hexdigest()
+    doc = {"apiVersion": "synkron.mnemos.dev/v1", "kind": "Pipeline", "metadata": {"name": "no-upload"},
+           "spec": {"files": {"data/x.jsonl": missing},
+                    "steps": [{"name": "s", "call": "mnemos.synkron.steps:prepare_prompts",
+                               "params": {"source": "data/x.jsonl"}}]}}  # fmt: skip
+    answer = httpx.post(f"{frontdoor.url}/apis/synkron.mnemos.dev/v1/pipelines", json=doc,
+                        headers=_headers(frontdoor.keys["operator"]), timeout=60)  # fmt: skip
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == "spec.files.data/x.jsonl" and f"PUT /v1/files/{missing}" in error["message"]
