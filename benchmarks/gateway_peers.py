@@ -229,7 +229,11 @@ def _start_floor(upstream_port: int) -> None:
             if self.session is None:
                 self.session = aiohttp.ClientSession()
             body = await request.body()
-            answer = await self.session.post(upstream, data=body, headers={"content-type": "application/json"})
+            try:
+                answer = await self.session.post(upstream, data=body, headers={"content-type": "application/json"})
+            except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):  # a kept-alive connection the upstream
+                answer = await self.session.post(upstream, data=body,  # closed meanwhile: once more, as
+                                                 headers={"content-type": "application/json"})  # gateways do
             if b'"stream":true' not in body.replace(b" ", b""):
                 data = await answer.read()
                 answer.release()
