@@ -221,53 +221,14 @@ def _submit_remote(jobs: Any, function: str, args: list[Any], kwargs: dict[str, 
 
 def _submit_embedded(jobs: Any, function: str, args: list[Any], kwargs: dict[str, Any], options: dict[str, Any]) -> Any:
     """Submit to this platform's CORTEX (the local admin): a reference as it is; a Function's name
-    as the gateway calls it (``mnemos.cortex.http.job_spec``): its entrypoint with ``kwargs`` checked
-    against its ``parameters``, on its queue and resources unless given, named after it."""
-    options = dict(options)
+    as the gateway calls it (``JobsAPI._registered``: ``mnemos.cortex.http.job_spec``), with ``kwargs``
+    its arguments whatever their names (``-k name=…`` is not the job's name)."""
     if ":" not in function:
-        spec = _registered(jobs, function, args, kwargs)
-        function, args = spec.spec.entrypoint, []
-        options["queue"] = options["queue"] or spec.spec.queue
-        if options["resources"] is None:
-            options["resources"] = spec.spec.resources.model_dump(exclude_defaults=True) or None
-        options["name"] = options["name"] or spec.name
+        return jobs._submit([jobs._registered(function, tuple(args), kwargs, options)])[0]
     job_options = jobs._options(options["queue"] or "default", options["priority"], options["resources"],
                                 options["max_attempts"], options["timeout"], options["labels"], options["name"],
                                 None, ())  # fmt: skip
     return jobs._submit([jobs._submission(function, tuple(args), kwargs, job_options)])[0]
-
-
-def _registered(jobs: Any, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    """The registered Function ``name`` of the embedded platform, once the call fits it."""
-    import re
-
-    from mnemos.errors import NotFoundError
-    from mnemos.genome import NAME_PATTERN
-    from mnemos.genome.function import check_arguments
-
-    if not re.fullmatch(NAME_PATTERN, name):
-        raise ValidationError(
-            f"function: {name[:80]!r} is neither a Function name (lowercase letters, digits, '-', '.') nor "
-            "'package.module:function'",
-            param="function",
-        )
-    registry = getattr(jobs.client, "registry", None)
-    if registry is None:
-        from mnemos.genome.registry import Registry
-
-        registry = Registry(jobs.client.engram)
-    try:
-        function = registry.get("Function", name)
-    except NotFoundError:
-        raise NotFoundError(
-            f"function: no registered Function named {name!r} (list them with `mnemos get functions`; "
-            "or give 'package.module:function')",
-            param="function",
-        ) from None
-    if args:
-        raise ValidationError("args: registered Functions take keyword arguments only (-k NAME=VALUE)", param="args")
-    check_arguments(function, kwargs)
-    return function
 
 
 @app.command("list")

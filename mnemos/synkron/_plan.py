@@ -7,8 +7,9 @@ run, read exactly those bytes.
 A caller without the verb ``execute`` (``restricted``: a developer over the gateway) reads no file
 of the platform's by its parameters, and whether a file exists never changes its answer
 (``check_caller_values``). Where a step reads an input file — an infer or index step's ``input``,
-a python step's param ending in a ``DATA_SUFFIXES`` suffix — a value the caller's parameters chose
-(one the pipeline's defaults do not give there) must be an ENGRAM ref ``runs/<run>/<output>``:
+a python step's param ending in a ``DATA_SUFFIXES`` suffix, or one where the pipeline's defaults
+give such a file (``prepare_prompts(source=${src})`` would read ``pyproject.toml`` too) — a value
+the caller's parameters chose (one the defaults do not give there) must be an ENGRAM ref ``runs/<run>/<output>``:
 anything else is refused (422 naming ``params.<name>``, the same body whether or not such a file
 exists). The caller's other values in python params are data, passed as written and never
 snapshotted; a value put into a script must be no option (see ``mnemos.synkron._interpolate``).
@@ -254,12 +255,15 @@ def check_caller_values(pipeline: Pipeline, steps: dict[str, dict[str, Any]], va
     chosen: set[str] = set()
     for step in steps.values():
         given = _input_candidates({**step, "definition": interpolate(step["definition"], variables, keep=outputs)})
-        ours = approved | set(_input_candidates({**step, "definition": interpolate(step["definition"], defaults,
-                                                                                    keep=outputs)}))  # fmt: skip
+        defaulted = _input_candidates({**step, "definition": interpolate(step["definition"], defaults, keep=outputs)})
+        ours = approved | set(defaulted)
+        # where the pipeline's defaults give a file, whatever the caller gives instead is read as one
+        at_a_file = {g for g, d in zip(given, defaulted) if len(given) == len(defaulted) and g != d
+                     and isinstance(d, str) and (d in approved or d.endswith(DATA_SUFFIXES))}  # fmt: skip
         for value in given:
             if not isinstance(value, str) or value in ours or value.startswith("runs/"):
                 continue
-            if step["type"] != "python" or value.endswith(DATA_SUFFIXES):
+            if step["type"] != "python" or value.endswith(DATA_SUFFIXES) or value in at_a_file:
                 param = _access.param_in(value, params)
                 where = f"params.{param}" if param else "params"
                 raise ValidationError(

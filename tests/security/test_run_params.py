@@ -80,6 +80,19 @@ def test_a_developers_other_python_values_are_data_never_a_gateway_file(world: A
     assert "notes" in prepare(world, PYTHON, {"source": "notes"}, principal=OPERATOR)["inputs"]
 
 
+def test_where_the_defaults_give_a_file_a_developers_value_is_read_as_one(world: Any) -> None:
+    """``prepare_prompts(source=${source})`` opens whatever it is given: where the pipeline's default
+    is a file, a developer's ``notes`` (no data suffix) would be the gateway's ./notes, not data."""
+    files = _pipeline([{"name": "prep", "call": "mnemos.synkron.steps:prepare_prompts",
+                        "params": {"source": "${source}", "system": "${system}"}, "outputs": [{"name": "o"}]}],
+                      {"source": "exists.jsonl", "system": "be brief"})  # fmt: skip
+    for text in ("notes", "absent", "pyproject.toml"):
+        refused = _refused(world, files, {"source": text})
+        assert refused.param == "params.source" and "runs/<run>/<output>" in refused.message
+    assert prepare(world, files, {"system": "notes"}, principal=DEV)["params"]["system"] == "notes"  # data there
+    assert prepare(world, files, {"source": f"runs/{DANAS_RUN}/out"}, principal=DEV)["inputs"]
+
+
 def test_a_missing_input_file_of_the_pipeline_shows_a_developer_no_gateway_path(world: Any, tmp_path: Path) -> None:
     import yaml
 
