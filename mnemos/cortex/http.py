@@ -611,11 +611,13 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
     @_answer
     async def retry_job(request: Request, job_id: str, principal: Any = who, handle: Any = cortex) -> Any:
         """Submit a failed or cancelled job again (developers: their own): the new job, whose lineage
-        parent is the old one; its owner is the caller."""
+        parent is the old one; its owner is the caller, and its team label the caller's. A job that
+        carries pickled code is retried only by a caller with the verb ``execute``."""
         check_query(request)
         view = await owned(handle, job_id, principal, write=True)
         await asyncio.to_thread(check_retry, principal, view, functions)
-        new_id = await _call(handle, "retry", job_id, _subject(principal))
+        team = None if principal is None else str(getattr(principal, "team", "") or "")  # the new owner's
+        new_id = await _call(handle, "retry", job_id, _subject(principal), team, _allowed(principal, "execute"))
         return job_for(principal, await _call(handle, "get", new_id))
 
     @api.get("/v1/jobs/{job_id}/logs", openapi_extra=_READ, responses=_NO_JOB)

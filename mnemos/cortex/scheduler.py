@@ -45,6 +45,7 @@ from mnemos.cortex.checkpoint import Cut, find_archived, job_state, load
 from mnemos.cortex.job import (
     ACTIVE,
     STATUSES,
+    TEAM_LABEL,
     Job,
     JobResources,
     JobSubmission,
@@ -56,7 +57,7 @@ from mnemos.cortex.job import (
 from mnemos.cortex.journal import LOG, JobJournal
 from mnemos.cortex.records import CancelRecord, FailRecord, JournalRecord, RequeueRecord
 from mnemos.engram import Engram
-from mnemos.errors import ConflictError, NotFoundError, UnavailableError
+from mnemos.errors import ConflictError, NotFoundError, PermissionDeniedError, UnavailableError
 from mnemos.neuron.codec import decode_text
 from mnemos.neuron.pools import PoolSet
 from mnemos.trace.events import publish as announce
@@ -257,16 +258,29 @@ class Cortex(Dispatcher):
             submitted_at=time.time(),
         )
 
-    async def retry(self, job_id: str, principal: str | None = None) -> str:
-        """Submit a failed or cancelled job again as a new job; returns the new id."""
+    async def retry(self, job_id: str, principal: str | None = None, team: str | None = None,
+                    code: bool = True) -> str:  # fmt: skip
+        """Submit a failed or cancelled job again as a new job; returns the new id.
+
+        ``principal``: the new job's owner (default: the old one's); ``team``: the owner's team, for
+        the ``mnemos.dev/team`` label quotas count by (``None``: the old label; ``""``: none); ``code``:
+        whether the caller may run pickled code (the verb ``execute``): else a job that carries a
+        payload is refused (403), whatever function it names."""
         old = await self._find(job_id)
         if old.status not in ("failed", "cancelled"):
             raise ConflictError(
                 f"job {job_id} is {old.status}: only failed or cancelled jobs can be retried", param="id"
             )
+        if not code and (old.payload or old.payload_digest):
+            raise PermissionDeniedError(f"function: job {job_id} runs a pickled function, which only a caller with "
+                                        "the verb execute may run again", param="function")  # fmt: skip
+        labels = dict(old.labels)
+        if team is not None:
+            labels.pop(TEAM_LABEL, None)
+            labels.update({TEAM_LABEL: team} if team else {})
         again = JobSubmission(
             id=None, queue=old.queue, priority=old.priority, resources=JobResources.model_validate(old.resources),
-            max_attempts=old.max_attempts, timeout=old.timeout, labels=old.labels, name=old.name,
+            max_attempts=old.max_attempts, timeout=old.timeout, labels=labels, name=old.name,
             parents=[f"job:{old.id}"], function=old.function, args=old.args or [], kwargs=old.kwargs or {},
             payload=old.payload, payload_digest=old.payload_digest, principal=principal or old.principal,
             trace=old.trace,

@@ -138,6 +138,23 @@ def test_retry_runs_only_what_the_caller_may_still_call(gateway: Gateway) -> Non
     assert _finished(gateway, again.json()["id"])["status"] == "succeeded" and calls.read_text() == "2"
 
 
+def test_a_retry_runs_no_pickle_for_a_developer_and_takes_the_retriers_team(gateway: Gateway) -> None:
+    """A developer's own job that carries a pickle (submitted embedded in its name: a reference's
+    arguments are pickled) names a registered Function's entrypoint: retrying it over HTTP would
+    unpickle as the developer. And a retry's ``mnemos.dev/team`` label is the new owner's."""
+    from mnemos.cortex import JobsAPI
+    from mnemos.cortex.job import TEAM_LABEL
+
+    embedded = JobsAPI(gateway.client, principal="developer-user")
+    job = embedded.submit(f"{T}:add", "not a number", 1, labels={TEAM_LABEL: "red"}, max_attempts=1)
+    assert _finished(gateway, job.id)["status"] == "failed"
+    refused = gateway.call("POST", f"/v1/jobs/{job.id}/retry", "developer")
+    assert "pickled" in _error(refused, 403, "function")["message"]
+    again = gateway.call("POST", f"/v1/jobs/{job.id}/retry", "operator")  # execute: it may
+    assert again.status_code == 200 and again.json()["owner"] == "operator-user", again.text
+    assert TEAM_LABEL not in again.json()["labels"]  # the operator has no team: not the developer's "red"
+
+
 def test_stats_hold_no_job_data_and_every_role_reads_them(gateway: Gateway, jobs: dict[str, str]) -> None:
     with mnemos.connect(gateway.url, api_key=gateway.keys["viewer"]) as client:
         stats = client.jobs.stats()
