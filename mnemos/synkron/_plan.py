@@ -258,8 +258,9 @@ def check_caller_values(pipeline: Pipeline, steps: dict[str, dict[str, Any]], va
         defaulted = _input_candidates({**step, "definition": interpolate(step["definition"], defaults, keep=outputs)})
         ours = approved | set(defaulted)
         # where the pipeline's defaults give a file, whatever the caller gives instead is read as one
-        at_a_file = {g for g, d in zip(given, defaulted) if len(given) == len(defaulted) and g != d
-                     and isinstance(d, str) and (d in approved or d.endswith(DATA_SUFFIXES))}  # fmt: skip
+        pairs = zip(given, defaulted, strict=True) if len(given) == len(defaulted) else ()
+        at_a_file = {g for g, d in pairs
+                     if g != d and isinstance(d, str) and (d in approved or d.endswith(DATA_SUFFIXES))}  # fmt: skip
         for value in given:
             if not isinstance(value, str) or value in ours or value.startswith("runs/"):
                 continue
