@@ -339,10 +339,11 @@ def applied_file(client: Any, pipeline: Pipeline, value: str) -> dict[str, Any] 
     if digest is None:
         return None
     local = local_files(pipeline).get(digest)
-    if local is not None:
+    if local is not None:  # loaded beside it here: lineage names the file as a snapshot of it would
         if client.engram.put_file(local) != digest:
             raise ValidationError(f"{value}: the file changed since the pipeline was loaded; run it again",
                                   param="spec.files")  # fmt: skip
+        value = _display_path(local.resolve())
     elif not client.engram.has(digest):
         raise NotFoundError(f"spec.files[{value!r}]: {digest} is not in ENGRAM (deleted since the pipeline was "
                             "applied?): apply the pipeline again from its file", param="spec.files")  # fmt: skip
