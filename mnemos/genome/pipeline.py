@@ -42,6 +42,7 @@ __all__ = [
     "with_local_files",
     "names_in",
     "step_label",
+    "unquoted_uses",
 ]
 
 StepType = Literal["script", "python", "infer", "index"]
@@ -342,6 +343,12 @@ def check_steps(pipeline: Pipeline) -> None:
             if PARAM_ALIASES.get(key, key) not in known:
                 message = f"{where}.params: unknown param {key!r} (known: {', '.join(known)})"
                 raise refuse(message, f"{path}.params.{key}")
+        for name, context in unquoted_uses(step.script or ""):
+            if name in params and not isinstance(params[name], (int, float)):  # a caller may send any text
+                raise refuse(f"{where}.script: ${{{name}}} stands in {context}, where the one shell-quoted word it "
+                             f"becomes would still run $(…) or end the line: write it as a bare word (grep ${{{name}}} "
+                             f"f.txt, not \"${{{name}}}\"), or pass it as a variable (env: [{{name: V, value: "
+                             f"${{{name}}}}}], then \"$V\")", f"{path}.script")  # fmt: skip
         if step.type == "python" and ":" not in (step.call or ""):
             raise refuse(f"{where}.call: use 'module:function' (got {step.call!r})", f"{path}.call")
         if step.timeout is not None and step.timeout > MAX_STEP_TIMEOUT_S:
@@ -364,6 +371,87 @@ def check_steps(pipeline: Pipeline) -> None:
             if producer not in ancestors:
                 raise refuse(f"{where}.{field}: uses ${{{name}}}, the output of step {producer!r}, without depending "
                              f"on it: add {producer!r} to needs", f"{path}.needs")  # fmt: skip
+
+
+_ARITHMETIC = re.compile(r"\[\[[^\n]*?\]\]|\(\([^\n]*?\)\)|(?:^|[;&|(\s])let\s[^\n;&|]*")
+_HEREDOC = re.compile(r"<<(-?)[ \t]*(['\"]?)([A-Za-z0-9_.-]+)\2")
+
+
+def unquoted_uses(script: str) -> list[tuple[str, str]]:
+    """Each ``${name}`` of a shell script that does not stand as a bare word, with where it stands:
+    ``double quotes``, ``single quotes``, ``backquotes``, ``a heredoc``, ``a comment`` or ``an
+    arithmetic test``. A value is put in shell-quoted (one word: ``'…'``), which protects it only
+    where the shell reads it as a word: in double quotes, backquotes or a heredoc ``$(…)`` inside
+    it would still run, in a comment a newline in it would end the comment, and ``[[ x -eq y ]]``
+    evaluates ``a[$(…)]``. Conservative: ``$(…)`` inside double quotes counts as quoted."""
+    found: list[tuple[str, str]] = []
+    state, i, n = "bare", 0, len(script)
+    pending: list[tuple[str, bool]] = []  # heredoc delimiters (word, tabs stripped) whose bodies follow
+    while i < n:
+        c = script[i]
+        var = VARIABLE.match(script, i) if c == "$" else None
+        if var is not None:
+            if not var.group(1) and state != "bare":
+                found.append((var.group(2), state))
+            i = var.end()
+            continue
+        if state == "single":
+            state = "bare" if c == "'" else state
+        elif state == "backquotes":
+            if c == "\\":
+                i += 1
+            elif c == "`":
+                state = "bare"
+        elif state == "double":
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                state = "bare"
+        elif c == "\\":
+            i += 1
+        elif c == "'":
+            state = "single"
+        elif c == '"':
+            state = "double"
+        elif c == "`":
+            state = "backquotes"
+        elif c == "#" and (i == 0 or script[i - 1] in " \t\n;&|("):
+            end = script.find("\n", i)
+            end = n if end < 0 else end
+            found.extend((m.group(2), "a comment") for m in VARIABLE.finditer(script, i, end) if not m.group(1))
+            i = end
+            continue
+        elif c == "<" and script.startswith("<<", i) and not script.startswith("<<<", i):
+            heredoc = _HEREDOC.match(script, i)
+            if heredoc is not None:
+                pending.append((heredoc.group(3), heredoc.group(1) == "-"))
+                i = heredoc.end()
+                continue
+        elif c == "\n" and pending:
+            i = _heredoc_bodies(script, i + 1, pending, found)
+            pending = []
+            continue
+        i += 1
+    for arithmetic in _ARITHMETIC.finditer(script):  # [[ x -eq y ]], (( … )), let: a[$(…)] runs
+        found.extend((m.group(2), "an arithmetic test") for m in VARIABLE.finditer(arithmetic.group(0))
+                     if not m.group(1))  # fmt: skip
+    names = {"double": "double quotes", "single": "single quotes"}
+    return [(name, names.get(where, where)) for name, where in found]
+
+
+def _heredoc_bodies(script: str, i: int, pending: list[tuple[str, bool]], found: list[tuple[str, str]]) -> int:
+    """Read the bodies of the heredocs ``pending`` from ``i`` on (their ``${name}``s into ``found``);
+    the index after the last delimiter line."""
+    for word, tabs in pending:
+        while i < len(script):
+            end = script.find("\n", i)
+            end = len(script) if end < 0 else end
+            line = script[i:end]
+            i = end + 1
+            if (line.lstrip("\t") if tabs else line) == word:
+                break
+            found.extend((m.group(2), "a heredoc") for m in VARIABLE.finditer(line) if not m.group(1))
+    return i
 
 
 def names_in(value: Any) -> set[str]:

@@ -325,7 +325,7 @@ def _run_in_image(image: str, script: str, env: dict[str, str], cwd: str, timeou
 
 # -- a built-in python step ---------------------------------------------------------------------
 def prepare_prompts(
-    source: str, *, limit: int | None = None, system: str | None = None, field: str = "prompt"
+    source: str, *, limit: int | None = None, system: str | None = None, field: str = "prompt", ctx: Any = None
 ) -> list[dict[str, Any]]:
     """Read prompts (JSONL, a JSON list, or plain text lines) into ``{"id", "prompt"}`` records.
 
@@ -334,7 +334,13 @@ def prepare_prompts(
         limit: keep the first ``limit`` prompts.
         system: add a system message: records become ``{"id", "messages": [...], "prompt"}``.
         field: the field holding the prompt in JSON records.
+        ctx: the step's context, when a pipeline runs it: then ``source`` must be a file the run
+            snapshotted (an absolute path on the worker). A relative one was none — a caller's
+            text, never read from the worker's directory (422 naming ``source``).
     """
+    if ctx is not None and not os.path.isabs(source):
+        raise ValidationError(f"source: {str(source)[:200]!r} is no input file of this run: name a file the pipeline "
+                              "carries, or an ENGRAM ref runs/<run>/<output>", param="source")  # fmt: skip
     text = Path(source).read_text()
     stripped = text.lstrip()
     if stripped.startswith("["):

@@ -182,3 +182,19 @@ def test_over_the_gateway_a_dash_value_is_refused_unless_the_script_ends_options
         started = _start(gateway, pipeline, who, params)
         assert started.status_code == 202, started.text
         assert _output(gateway, started.json()["id"]) == out
+
+
+def test_prepare_prompts_as_a_step_reads_only_the_runs_input_files(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A developer's text (``.ssh/id_rsa``, ``notes``) where a pipeline's default is null reaches the
+    step as written, never snapshotted: the shipped step must not open it in the worker's directory."""
+    from mnemos.synkron.steps import prepare_prompts
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes").write_text("WORKER-PRIVATE\n")
+    for text in ("notes", ".ssh/id_rsa", "absent"):  # the same answer whether or not the file exists
+        with pytest.raises(ValidationError) as refused:
+            prepare_prompts(text, ctx=SimpleNamespace())
+        assert refused.value.param == "source" and "WORKER-PRIVATE" not in refused.value.message
+    assert prepare_prompts(str(tmp_path / "notes"), ctx=SimpleNamespace()) == [{"id": "0", "prompt": "WORKER-PRIVATE"}]
+    assert prepare_prompts("notes")[0]["prompt"] == "WORKER-PRIVATE"  # called from a notebook: its own files
