@@ -184,8 +184,7 @@ def test_over_the_gateway_a_dash_value_is_refused_unless_the_script_ends_options
         assert _output(gateway, started.json()["id"]) == out
 
 
-def test_prepare_prompts_as_a_step_reads_only_the_runs_input_files(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_prepare_prompts_as_a_step_reads_only_the_runs_input_files(tmp_path: Path, monkeypatch: Any) -> None:
     """A developer's text (``.ssh/id_rsa``, ``notes``) where a pipeline's default is null reaches the
     step as written, never snapshotted: the shipped step must not open it in the worker's directory."""
     from mnemos.synkron.steps import prepare_prompts
