@@ -43,7 +43,8 @@ read, read logs of, cancel and retry their own jobs only — another's is 404, a
 viewers list and read every job but not its logs (403), and cancel or retry none (403); operators and
 admins do everything. A retry runs again what the job ran: a caller without the verb ``execute``
 retries only a job whose ``function`` is still the entrypoint of a registered Function their role
-may call (else 403 naming ``function``). Everyone reads ``/v1/jobs:stats``: counts, no job's data.
+may call, with no pickle (else 403 naming ``function``), and arguments that still fit its
+``parameters`` (422). Everyone reads ``/v1/jobs:stats``: counts, no job's data.
 What a job holds of its data — its result's value and its error text — is shown to its owner,
 operators and admins only: to a viewer a job is its metadata (status, owner, timings, the result's
 encoding, size and digest, the error's exception class), and ``withheld`` names what was left out
@@ -194,19 +195,33 @@ def check_owner(principal: Any, view: dict[str, Any], *, logs: bool = False, wri
         raise PermissionDeniedError(f"role 'viewer' may not {what} jobs", param="role")
 
 
-def check_retry(principal: Any, view: dict[str, Any], functions: FunctionCatalog) -> None:
-    """Refuse a retry that would run code the caller may not call now: without the verb ``execute``,
-    the job's ``function`` must be the entrypoint of a registered Function the caller's role may call
-    (a Function deleted or closed to the role since the job ran is 403, naming ``function``)."""
+def check_retry(principal: Any, view: dict[str, Any], call: dict[str, Any], functions: FunctionCatalog) -> None:
+    """Refuse a retry the caller could not submit now: without the verb ``execute``, the job's
+    ``function`` must be the entrypoint of a registered Function the caller's role may call (a
+    Function deleted or closed to the role since the job ran is 403, naming ``function``), and its
+    arguments (``call``: ``Cortex.call_of``) must still fit that Function's ``parameters`` (422), as
+    a new ``POST /v1/jobs`` would be checked."""
+    from mnemos.genome.function import check_arguments
+
     if _allowed(principal, "execute"):
         return
     role = _role(principal)
-    if not any(role in f.spec.allowed_roles for f in functions.calling(str(view.get("function")))):
+    callable_now = [f for f in functions.calling(str(view.get("function"))) if role in f.spec.allowed_roles]
+    if not callable_now or call.get("pickled") or call.get("args"):
+        why = "carries a pickled call" if callable_now else "is not the entrypoint of a registered Function"
         raise PermissionDeniedError(
-            f"function: job {view.get('id')!r} ran {view.get('function')!r}, which is no longer the entrypoint of a "
-            f"registered Function that role {role!r} may call; submit a registered Function by name instead",
+            f"function: job {view.get('id')!r} ran {view.get('function')!r}, which {why} that role {role!r} may "
+            "call now; submit a registered Function by name instead",
             param="function",
         )
+    refusals = []
+    named = [f for f in callable_now if f.name == view.get("name")]  # the Function it was sent as (its name)
+    for function in named or callable_now:  # else any of them that takes these arguments
+        try:
+            return check_arguments(function, call.get("kwargs") or {})
+        except ValidationError as exc:
+            refusals.append(exc)
+    raise refusals[0]
 
 
 def check_query(request: Request, *known: str) -> None:
@@ -615,9 +630,11 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
         carries pickled code is retried only by a caller with the verb ``execute``."""
         check_query(request)
         view = await owned(handle, job_id, principal, write=True)
-        await asyncio.to_thread(check_retry, principal, view, functions)
+        if view.get("status") in ("failed", "cancelled"):  # else CORTEX answers 409: nothing would run
+            call = await _call(handle, "call_of", job_id)
+            await asyncio.to_thread(check_retry, principal, view, call, functions)
         team = None if principal is None else str(getattr(principal, "team", "") or "")  # the new owner's
-        new_id = await _call(handle, "retry", job_id, _subject(principal), team, _allowed(principal, "execute"))
+        new_id = await _call(handle, "retry", job_id, _subject(principal), team)
         return job_for(principal, await _call(handle, "get", new_id))
 
     @api.get("/v1/jobs/{job_id}/logs", openapi_extra=_READ, responses=_NO_JOB)

@@ -57,7 +57,7 @@ from mnemos.cortex.job import (
 from mnemos.cortex.journal import LOG, JobJournal
 from mnemos.cortex.records import CancelRecord, FailRecord, JournalRecord, RequeueRecord
 from mnemos.engram import Engram
-from mnemos.errors import ConflictError, NotFoundError, PermissionDeniedError, UnavailableError
+from mnemos.errors import ConflictError, NotFoundError, UnavailableError
 from mnemos.neuron.codec import decode_text
 from mnemos.neuron.pools import PoolSet
 from mnemos.trace.events import publish as announce
@@ -258,22 +258,17 @@ class Cortex(Dispatcher):
             submitted_at=time.time(),
         )
 
-    async def retry(self, job_id: str, principal: str | None = None, team: str | None = None,
-                    code: bool = True) -> str:  # fmt: skip
+    async def retry(self, job_id: str, principal: str | None = None, team: str | None = None) -> str:
         """Submit a failed or cancelled job again as a new job; returns the new id.
 
         ``principal``: the new job's owner (default: the old one's); ``team``: the owner's team, for
-        the ``mnemos.dev/team`` label quotas count by (``None``: the old label; ``""``: none); ``code``:
-        whether the caller may run pickled code (the verb ``execute``): else a job that carries a
-        payload is refused (403), whatever function it names."""
+        the ``mnemos.dev/team`` label quotas count by (``None``: the old label; ``""``: none). What
+        the caller may run again is the gateway's to check (``mnemos.cortex.http.check_retry``)."""
         old = await self._find(job_id)
         if old.status not in ("failed", "cancelled"):
             raise ConflictError(
                 f"job {job_id} is {old.status}: only failed or cancelled jobs can be retried", param="id"
             )
-        if not code and (old.payload or old.payload_digest):
-            raise PermissionDeniedError(f"function: job {job_id} runs a pickled function, which only a caller with "
-                                        "the verb execute may run again", param="function")  # fmt: skip
         labels = dict(old.labels)
         if team is not None:
             labels.pop(TEAM_LABEL, None)
@@ -385,6 +380,13 @@ class Cortex(Dispatcher):
 
     async def get(self, job_id: str) -> dict[str, Any]:
         return (await self._find(job_id)).view()
+
+    async def call_of(self, job_id: str) -> dict[str, Any]:
+        """What a job calls, for a retry's checks: ``function``, its JSON ``args`` and ``kwargs``, and
+        whether a pickle carries the call (``pickled``)."""
+        job = await self._find(job_id)
+        return {"function": job.function, "args": list(job.args or []), "kwargs": dict(job.kwargs or {}),
+                "pickled": bool(job.payload or job.payload_digest)}  # fmt: skip
 
     async def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
         """The job once its final state is committed, or as it is after ``timeout`` seconds."""

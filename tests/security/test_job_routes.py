@@ -138,6 +138,22 @@ def test_retry_runs_only_what_the_caller_may_still_call(gateway: Gateway) -> Non
     assert _finished(gateway, again.json()["id"])["status"] == "succeeded" and calls.read_text() == "2"
 
 
+def test_a_retry_is_checked_against_the_functions_parameters_now(gateway: Gateway) -> None:
+    """An operator tightens a Function's ``parameters`` to close a hole: a retry of a job sent with
+    the old arguments is refused as a new submit of them is (it once ran them again)."""
+    loose = {"type": "object", "properties": {"message": {"type": "string"}}}
+    gateway.client.apply([function_doc("routes-tight", f"{T}:fail", loose)])
+    job_id = _submit(gateway, "developer", "routes-tight", {"message": "FORBIDDEN-NOW"})
+    assert _finished(gateway, job_id)["status"] == "failed"
+    tight = {"type": "object", "properties": {"message": {"enum": ["ok"]}}}
+    gateway.client.apply([function_doc("routes-tight", f"{T}:fail", tight)])
+    sent = gateway.call("POST", "/v1/jobs", "developer", json={"function": "routes-tight",
+                                                                "kwargs": {"message": "FORBIDDEN-NOW"}})  # fmt: skip
+    retried = gateway.call("POST", f"/v1/jobs/{job_id}/retry", "developer")
+    assert _error(sent, 422, "kwargs.message")["message"] == _error(retried, 422, "kwargs.message")["message"]
+    assert gateway.call("POST", f"/v1/jobs/{job_id}/retry", "operator").status_code == 200  # execute: as it was
+
+
 def test_a_retry_runs_no_pickle_for_a_developer_and_takes_the_retriers_team(gateway: Gateway) -> None:
     """A developer's own job that carries a pickle (submitted embedded in its name: a reference's
     arguments are pickled) names a registered Function's entrypoint: retrying it over HTTP would
