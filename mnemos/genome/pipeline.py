@@ -38,6 +38,7 @@ __all__ = [
     "StepType",
     "check_steps",
     "default_outputs",
+    "is_relative_file",
     "local_files",
     "with_local_files",
     "names_in",
@@ -166,7 +167,7 @@ class PipelineSpec(CoreModel):
         if len(files) > MAX_FILES:
             raise ValueError(f"at most {MAX_FILES} files (got {len(files)}): put a folder's data in one file")
         for path, digest in files.items():
-            if not _is_local_input(path):
+            if not is_relative_file(path):
                 raise ValueError(f"{path[:200]!r} is not a relative file path (no '/…', URL, runs/ ref or ${{…}})")
             if not _DIGEST.fullmatch(digest):
                 raise ValueError(f"{path!r}: {digest[:80]!r} is not a digest: write sha256:<64 hex digits>")
@@ -222,9 +223,9 @@ DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".parquet")
 """A python step's param ending so names an input file (when relative, it must exist)."""
 
 
-def _is_local_input(value: str) -> bool:
+def is_relative_file(value: str) -> bool:
     """Whether ``value`` may name a file beside the pipeline's: a relative path, not a URL, a run's
-    output ref or a ``${…}`` left to interpolate."""
+    output ref or a ``${…}`` left to interpolate (``spec.files`` holds such paths)."""
     return bool(value) and len(value) <= 4096 and "\n" not in value and "${" not in value and "://" not in value \
         and not value.startswith(("/", "~", "runs/"))  # fmt: skip
 
@@ -269,7 +270,7 @@ def with_local_files(pipeline: Pipeline, folder: Path) -> Pipeline:
     inside = folder.resolve()
     for value in _input_values(pipeline):
         path = folder / value
-        if value not in pipeline.spec.files and _is_local_input(value) and path.is_file() \
+        if value not in pipeline.spec.files and is_relative_file(value) and path.is_file() \
                 and path.resolve().is_relative_to(inside):  # fmt: skip  # no '..' or link out of the folder
             found[value] = path
     if not found:

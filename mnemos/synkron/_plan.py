@@ -24,7 +24,15 @@ from typing import Any
 
 from mnemos.errors import NotFoundError, PermissionDeniedError, ValidationError
 from mnemos.genome import Pipeline, Resource, load_paths, parse_resource
-from mnemos.genome.pipeline import DATA_SUFFIXES, check_steps, default_outputs, local_files, names_in, step_label
+from mnemos.genome.pipeline import (
+    DATA_SUFFIXES,
+    check_steps,
+    default_outputs,
+    is_relative_file,
+    local_files,
+    names_in,
+    step_label,
+)
 from mnemos.synkron import _access, _state
 from mnemos.synkron._infer import INDEX_PARAMS, INFER_PARAMS, normalize_params
 from mnemos.synkron._interpolate import interpolate, option_risk
@@ -237,8 +245,10 @@ def restricted(principal: Any) -> bool:
 def check_caller_values(pipeline: Pipeline, steps: dict[str, dict[str, Any]], variables: dict[str, Any],
                         params: dict[str, Any], principal: Any) -> set[str]:  # fmt: skip
     """For a ``restricted`` caller: refuse (422 naming the param) a value of its ``params`` put into a
-    script as an option, and one that chose an input file that is no ENGRAM ref; return the values
-    its parameters chose in python params, which are data (never snapshotted from the gateway)."""
+    script as an option, and one that chose an input file that is no ENGRAM ref; refuse (404) a
+    relative input file the pipeline names but was not applied with (``spec.files``): it would be
+    read from the gateway's directory. Return the python params' other values, which are data
+    (never snapshotted from the gateway)."""
     if not restricted(principal):
         return set()
     for name in params:
@@ -252,6 +262,7 @@ def check_caller_values(pipeline: Pipeline, steps: dict[str, dict[str, Any]], va
     outputs = {o for s in steps.values() for o in s["outputs"]}
     defaults = {**variables, **pipeline.spec.params}
     approved = set(pipeline.spec.files)  # the files the pipeline carries
+    index = {s.name: i for i, s in enumerate(pipeline.spec.steps)}
     chosen: set[str] = set()
     for step in steps.values():
         given = _input_candidates({**step, "definition": interpolate(step["definition"], variables, keep=outputs)})
@@ -262,7 +273,16 @@ def check_caller_values(pipeline: Pipeline, steps: dict[str, dict[str, Any]], va
         at_a_file = {g for g, d in pairs
                      if g != d and isinstance(d, str) and (d in approved or d.endswith(DATA_SUFFIXES))}  # fmt: skip
         for value in given:
-            if not isinstance(value, str) or value in ours or value.startswith("runs/"):
+            if not isinstance(value, str) or value in approved or value.startswith("runs/"):
+                continue
+            if value in ours:  # the pipeline's own value: a relative file of it must travel with it
+                if is_relative_file(value) and (step["type"] != "python" or value.endswith(DATA_SUFFIXES)):
+                    i = index[step["name"]]
+                    raise NotFoundError(f"{step_label(i, step['name'])}: input file {value!r} was not applied with "
+                                        "the pipeline (spec.files): its author applies it again from its folder, "
+                                        "with the file beside it", param=f"spec.steps[{i}]")  # fmt: skip
+                if step["type"] == "python":
+                    chosen.add(value)  # data, never a file of the gateway's directory
                 continue
             if step["type"] != "python" or value.endswith(DATA_SUFFIXES) or value in at_a_file:
                 param = _access.param_in(value, params)

@@ -83,9 +83,11 @@ def test_a_developers_other_python_values_are_data_never_a_gateway_file(world: A
 def test_where_the_defaults_give_a_file_a_developers_value_is_read_as_one(world: Any) -> None:
     """``prepare_prompts(source=${source})`` opens whatever it is given: where the pipeline's default
     is a file, a developer's ``notes`` (no data suffix) would be the gateway's ./notes, not data."""
-    files = _pipeline([{"name": "prep", "call": "mnemos.synkron.steps:prepare_prompts",
-                        "params": {"source": "${source}", "system": "${system}"}, "outputs": [{"name": "o"}]}],
-                      {"source": "exists.jsonl", "system": "be brief"})  # fmt: skip
+    doc = _pipeline([{"name": "prep", "call": "mnemos.synkron.steps:prepare_prompts",
+                      "params": {"source": "${source}", "system": "${system}"}, "outputs": [{"name": "o"}]}],
+                    {"source": "exists.jsonl", "system": "be brief"}).dump()  # fmt: skip
+    doc["spec"]["files"] = {"exists.jsonl": world.engram.put(b'{"prompt": "applied with it"}\n')}
+    files = parse_resource(doc)
     for text in ("notes", "absent", "pyproject.toml"):
         refused = _refused(world, files, {"source": text})
         assert refused.param == "params.source" and "runs/<run>/<output>" in refused.message
@@ -103,7 +105,7 @@ def test_a_missing_input_file_of_the_pipeline_shows_a_developer_no_gateway_path(
     (folder / "p.yaml").write_text(yaml.safe_dump(doc))
     with pytest.raises(NotFoundError) as refused:
         prepare(world, str(folder / "p.yaml"), {}, principal=DEV)
-    assert "'absent.jsonl' does not exist" in refused.value.message and str(tmp_path) not in refused.value.message
+    assert "'absent.jsonl'" in refused.value.message and str(tmp_path) not in refused.value.message
     with pytest.raises(NotFoundError, match=f"looked for {folder}"):  # the operator, who may fix it, is told where
         prepare(world, str(folder / "p.yaml"), {}, principal=OPERATOR)
 
@@ -182,6 +184,20 @@ def test_over_the_gateway_a_dash_value_is_refused_unless_the_script_ends_options
         started = _start(gateway, pipeline, who, params)
         assert started.status_code == 202, started.text
         assert _output(gateway, started.json()["id"]) == out
+
+
+def test_a_relative_file_not_applied_with_the_pipeline_is_never_the_gateways(world: Any) -> None:
+    """A registered pipeline naming data/x.jsonl that did not travel with it (left out at apply: a
+    symlink out of its folder, or applied before spec.files) would read the gateway's own file of
+    that name: for a developer it is refused alike whether or not the gateway has one."""
+    (Path("data")).mkdir()
+    Path("data/here.jsonl").write_text('{"prompt": "GATEWAY-CWD-FILE"}\n')
+    for name in ("data/here.jsonl", "data/gone.jsonl"):
+        pipeline = _pipeline([{"name": "gen", "modelRef": "m", "input": name}], {})
+        refused = _refused(world, pipeline, {}, NotFoundError)
+        assert refused.param == "spec.steps[0]" and "was not applied with the pipeline" in refused.message
+    assert prepare(world, _pipeline([{"name": "gen", "modelRef": "m", "input": "data/here.jsonl"}], {}),
+                   {}, principal=OPERATOR)["inputs"]  # execute: the platform's files are the operator's to read
 
 
 def test_prepare_prompts_as_a_step_reads_only_the_runs_input_files(tmp_path: Path, monkeypatch: Any) -> None:
