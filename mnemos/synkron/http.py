@@ -478,8 +478,9 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
                 return Response(status_code=304, headers=headers)
             if_range = request.headers.get("if-range")
             wanted = None
-            if size is not None and if_range in (None, headers["ETag"]):
+            if size is not None:
                 headers["Accept-Ranges"] = "bytes"
+            if size is not None and if_range in (None, headers["ETag"]):
                 wanted = _byte_range(request.headers.get("range"), size)
             reader = await asyncio.to_thread(_open_blob, client().engram, digest,
                                            None if wanted is None else wanted[0])  # fmt: skip

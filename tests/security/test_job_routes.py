@@ -63,6 +63,7 @@ def jobs(gateway: Gateway) -> dict[str, str]:
         ("GET", "/v1/jobs", {"state": "failed"}, 422, "state"),  # not a filter of this route: not ignored
         ("GET", "/v1/jobs", {"principal": "developer-user"}, 422, "principal"),
         ("GET", "/v1/jobs", {"limit": "0"}, 422, "limit"),
+        ("GET", "/v1/jobs", [("limit", "1"), ("limit", "3")], 422, "limit"),  # twice: not one kept silently
         ("GET", "/v1/jobs", {"after": "\x00"}, 422, "after"),
         ("GET", "/v1/jobs/no-such-job", {"wait": "-1"}, 422, "wait"),
         ("GET", "/v1/jobs/no-such-job", {"wiat": "1"}, 422, "wiat"),

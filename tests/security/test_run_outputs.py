@@ -67,6 +67,7 @@ def test_other_ranges_get_the_whole_output_or_416(gateway: Gateway, output: dict
         assert whole.status_code == 200 and whole.content == TEXT.encode(), (header, whole.status_code)
     stale = _get(gateway, output, range="bytes=0-1", if_range=f'"sha256:{"0" * 64}"')  # changed since: all of it
     assert stale.status_code == 200 and stale.content == TEXT.encode()
+    assert stale.headers["accept-ranges"] == "bytes"  # ranges are still served: this one was stale
     for header in (f"bytes={len(TEXT)}-", "bytes=999-1000", "bytes=-0"):
         past = _get(gateway, output, range=header)
         assert past.status_code == 416, (header, past.status_code, past.text)
