@@ -39,6 +39,16 @@ class Gateway:
         assert listed.status_code == 200, listed.text
         return list(listed.json()["data"])
 
+    def finished_run(self, run_id: str, who: str = "admin", timeout_s: float = 180) -> dict[str, Any]:
+        """The state of the run ``run_id`` as ``who`` reads it, once it has ended (polled, bounded)."""
+        from mnemos.synkron import _state
+
+        deadline = time.monotonic() + timeout_s
+        while (state := self.call("GET", f"/v1/runs/{run_id}", who).json())["status"] not in _state.TERMINAL:
+            assert time.monotonic() < deadline, f"run {run_id} still {state['status']} after {timeout_s} s"
+            time.sleep(0.5)
+        return dict(state)
+
 
 def function_doc(name: str, entrypoint: str, parameters: dict[str, Any], **spec: Any) -> dict[str, Any]:
     return {"apiVersion": "genome.mnemos.dev/v1", "kind": "Function", "metadata": {"name": name},

@@ -6,7 +6,6 @@ with ``-`` reaches a script only after ``--``."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -150,10 +149,7 @@ def _start(gateway: Gateway, pipeline: str, who: str, params: dict[str, Any]) ->
 
 
 def _output(gateway: Gateway, run_id: str) -> bytes:
-    deadline = time.monotonic() + 180
-    while (state := gateway.call("GET", f"/v1/runs/{run_id}", "admin").json())["status"] not in _state.TERMINAL:
-        assert time.monotonic() < deadline, state
-        time.sleep(0.5)
+    state = gateway.finished_run(run_id)
     assert state["status"] == "succeeded", state["error"]
     return bytes(gateway.call("GET", f"/v1/runs/{run_id}/outputs/out", "admin").content)
 

@@ -5,14 +5,11 @@ its owner reads the bytes. An output name or run id that plays with paths is a 4
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
 import pytest
 from security_support import Gateway
-
-from mnemos.synkron import _state
 
 SECRET = "DEVELOPER-ONE-PRIVATE"
 NO_RUN = "echo-text-20000101-000000-0000"  # the shape of a run id, of no run
@@ -25,10 +22,7 @@ def _run(gateway: Gateway, who: str, text: str) -> str:
 
 
 def _wait(gateway: Gateway, who: str, run: str) -> None:
-    deadline = time.monotonic() + 180
-    while (status := gateway.call("GET", f"/v1/runs/{run}", who).json()["status"]) not in _state.TERMINAL:
-        assert time.monotonic() < deadline, f"run {run} still {status}"
-        time.sleep(0.5)
+    status = gateway.finished_run(run, who)["status"]
     assert status == "succeeded", status
 
 
