@@ -166,6 +166,7 @@ def demo() -> None:
     """The main job: up, model, apply, pipeline, chat, usage, search, lineage, down."""
     import ray
 
+    from mnemos.cli.platform import quiet_ray
     from mnemos.cradle import down
     from mnemos.synkron.steps import StepFailedError
 
@@ -205,8 +206,10 @@ def demo() -> None:
         _lineage(client, run.id, hits[0]["lineage"])
     finally:
         _step("9. platform down")
-        for name in down():
+        with quiet_ray():  # Ray narrates the actors it kills: "(raylet) … killed by `ray.kill`"
+            stopped = down()
+            ray.shutdown()
+        for name in stopped:
             console.print(f"{name}: stopped")
-        ray.shutdown()
         console.print("ray: stopped")
     console.print(f"[bold green]demo complete[/bold green] in {time.monotonic() - started:.0f}s")
