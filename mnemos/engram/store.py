@@ -218,17 +218,25 @@ class Engram:
         return digest
 
     @metered("put_file")
-    def put_file(self, local_path: str | os.PathLike[str]) -> str:
-        """Store a local file by streaming it (hashed first, then uploaded once)."""
+    def put_file(self, local_path: str | os.PathLike[str], *, digest: str | None = None) -> str:
+        """Store a local file by streaming it (hashed first, then uploaded once); return its digest.
+
+        ``digest``: the digest the file is known by. When that blob is stored already, the file is
+        not read at all; else its bytes are hashed and stored only if they still hash to it (the
+        digest they hash to is returned either way: a caller compares).
+        """
+        if digest is not None and self.has(digest):
+            return digest
         h, tagger = hashlib.sha256(), self._tagger()
         with open(local_path, "rb") as fh:
             for chunk in iter(lambda: fh.read(CHUNK), b""):
                 h.update(chunk)
                 if tagger is not None:
                     tagger.update(chunk)
-        digest = "sha256:" + h.hexdigest()
-        self._put_file_as(str(local_path), digest, tagger)
-        return digest
+        actual = "sha256:" + h.hexdigest()
+        if digest is None or actual == digest:
+            self._put_file_as(str(local_path), actual, tagger)
+        return actual
 
     def _put_file_as(self, local_path: str, digest: str, tagger: Tagger | None) -> None:
         path = self.path(self.blob_key(digest))

@@ -11,11 +11,14 @@ A step's kind follows from its fields, so the seed's pipeline loads as written:
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NoReturn
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import PydanticCustomError
 
 from mnemos._model import CoreModel, PositiveDuration, format_duration
 from mnemos.errors import ValidationError
@@ -38,11 +41,13 @@ __all__ = [
     "StepType",
     "check_steps",
     "default_outputs",
+    "is_folder_file",
     "is_relative_file",
     "local_files",
     "with_local_files",
     "names_in",
     "step_label",
+    "string_leaves",
     "unquoted_uses",
 ]
 
@@ -152,6 +157,12 @@ _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 MAX_FILES = 100
 
 
+def _refuse_file(path: str, message: str) -> NoReturn:
+    """Refuse ``spec.files`` with an error at ``spec.files.<path>`` (a validator's own errors name ``spec.files``)."""
+    error = PydanticCustomError("value_error", "{error}", {"error": message})
+    raise PydanticValidationError.from_exception_data("files", [{"type": error, "loc": (path[:200],), "input": path}])
+
+
 class PipelineSpec(CoreModel):
     params: dict[str, Any] = Field(default_factory=dict, description="Defaults for ${param} interpolation.")
     steps: list[Step] = Field(min_length=1)
@@ -167,10 +178,13 @@ class PipelineSpec(CoreModel):
         if len(files) > MAX_FILES:
             raise ValueError(f"at most {MAX_FILES} files (got {len(files)}): put a folder's data in one file")
         for path, digest in files.items():
-            if not is_relative_file(path):
-                raise ValueError(f"{path[:200]!r} is not a relative file path (no '/…', URL, runs/ ref or ${{…}})")
+            if not is_folder_file(path):
+                _refuse_file(path, "not a file of the pipeline's folder: write a relative path inside it, "
+                             "normalized, with forward slashes (data/x.jsonl; no '/…', '..', './', '\\', URL, "
+                             "runs/ ref or ${…})")  # fmt: skip
             if not _DIGEST.fullmatch(digest):
-                raise ValueError(f"{path!r}: {digest[:80]!r} is not a digest: write sha256:<64 hex digits>")
+                _refuse_file(path, f"{digest[:80]!r} is not a digest: write sha256:<64 lowercase hex digits>, "
+                             "the sha256 of its bytes, as loading the pipeline from its file writes it")  # fmt: skip
         return files
 
     @model_validator(mode="after")
@@ -223,6 +237,13 @@ DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".parquet")
 """A python step's param ending so names an input file (when relative, it must exist)."""
 
 
+def is_folder_file(path: str) -> bool:
+    """Whether ``path`` names a file inside a folder as ``spec.files`` keys do: a relative file
+    (``is_relative_file``) written normalized with forward slashes, not leading out (``..``)."""
+    return is_relative_file(path) and "\\" not in path and posixpath.normpath(path) == path \
+        and path != "." and path != ".." and not path.startswith("../")  # fmt: skip
+
+
 def is_relative_file(value: str) -> bool:
     """Whether ``value`` may name a file beside the pipeline's: a relative path, not a URL, a run's
     output ref or a ``${…}`` left to interpolate (``spec.files`` holds such paths)."""
@@ -230,32 +251,34 @@ def is_relative_file(value: str) -> bool:
         and not value.startswith(("/", "~", "runs/"))  # fmt: skip
 
 
-def _input_values(pipeline: Pipeline) -> list[str]:
-    """The values (``${param}`` defaults put in) by which steps name an input file: an infer or
-    index step's input, and a python step's params ending with a ``DATA_SUFFIXES`` suffix."""
+def _input_values(pipeline: Pipeline) -> list[tuple[int, str, str]]:
+    """``(step index, field, value)`` (``${param}`` defaults put in) for each value by which a step
+    names an input file: an infer or index step's input, and a python step's params ending with a
+    ``DATA_SUFFIXES`` suffix."""
     defaults = {k: v for k, v in pipeline.spec.params.items() if isinstance(v, (str, int, float))}
 
     def put_in(value: str) -> str:
         return VARIABLE.sub(lambda m: str(defaults.get(m.group(2), m.group(0))) if not m.group(1) else m.group(0),
                             value)  # fmt: skip
 
-    values: list[str] = []
-    for step in pipeline.spec.steps:
+    values: list[tuple[int, str, str]] = []
+    for i, step in enumerate(pipeline.spec.steps):
         if step.type == "infer" and step.input:
-            values.append(put_in(step.input))
+            values.append((i, "input", put_in(step.input)))
         elif step.type == "index" and step.index is not None:
-            values.append(put_in(step.index.input))
+            values.append((i, "index.input", put_in(step.index.input)))
         elif step.type == "python":
-            leaves = [put_in(v) for v in _strings(step.params)]
-            values.extend(v for v in leaves if v.endswith(DATA_SUFFIXES))
+            leaves = [put_in(v) for v in string_leaves(step.params)]
+            values.extend((i, "params", v) for v in leaves if v.endswith(DATA_SUFFIXES))
     return values
 
 
-def _strings(value: Any) -> list[str]:
+def string_leaves(value: Any) -> list[str]:
+    """Every string of a (nested) value: itself, or those of a dict's values and a list's items."""
     if isinstance(value, str):
         return [value]
     items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-    return [s for item in items for s in _strings(item)]
+    return [s for item in items for s in string_leaves(item)]
 
 
 def with_local_files(pipeline: Pipeline, folder: Path) -> Pipeline:
@@ -264,14 +287,32 @@ def with_local_files(pipeline: Pipeline, folder: Path) -> Pipeline:
     applying it stores them in ENGRAM (``mnemos.genome.registry.Registry.apply``) or uploads them
     (``PUT /v1/files/{digest}``, by the remote client), so that a run reads the bytes that were
     applied wherever it runs, by name, from any working directory or machine. Paths already in
-    ``spec.files`` are kept as written; a path that leads out of ``folder`` (``..``, a symbolic
-    link) is not taken (a GitOps repository cannot pick the applier's files)."""
+    ``spec.files`` are kept as written.
+
+    Raises:
+        ValidationError: a relative input file leads out of ``folder`` (``..``, a symbolic link:
+            a run would read it wherever it runs, and a GitOps repository cannot pick the
+            applier's files), or one that exists is not written normalized (``./x``, ``a//b``).
+    """
     found: dict[str, Path] = {}
     inside = folder.resolve()
-    for value in _input_values(pipeline):
-        path = folder / value
-        if value not in pipeline.spec.files and is_relative_file(value) and path.is_file() \
-                and path.resolve().is_relative_to(inside):  # fmt: skip  # no '..' or link out of the folder
+    for i, field, value in _input_values(pipeline):
+        if value in pipeline.spec.files or not is_relative_file(value):
+            continue
+        path, normal = folder / value, posixpath.normpath(value.replace("\\", "/"))
+        where, param = f"pipeline/{pipeline.name}: {step_label(i, pipeline.spec.steps[i].name)}.{field}", \
+            f"spec.steps[{i}].{field}"  # fmt: skip
+        if normal == ".." or normal.startswith("../") or (path.is_file() and not path.resolve().is_relative_to(inside)):
+            raise ValidationError(
+                f"{where}: input file {value!r} is outside the pipeline's folder {str(folder)!r}: a run would read "
+                "it from wherever it runs, not the bytes applied; move the file into the pipeline's folder (beside "
+                "its file or below), or pass an absolute path or an ENGRAM ref runs/<run>/<output>",
+                param=param,
+            )
+        if path.is_file() and normal != value:
+            raise ValidationError(f"{where}: write the input file {value!r} as {normal!r} (normalized, with forward "
+                                  "slashes), the path spec.files names it by", param=param)  # fmt: skip
+        if path.is_file():
             found[value] = path
     if not found:
         return pipeline
@@ -422,6 +463,9 @@ def unquoted_uses(script: str) -> list[tuple[str, str]]:
             found.extend((m.group(2), "a comment") for m in VARIABLE.finditer(script, i, end) if not m.group(1))
             i = end
             continue
+        elif c == "(" and script.startswith("((", i) and _arithmetic_end(script, i) > i:
+            i = _arithmetic_end(script, i)  # (( … )), $(( … )): its `<<` shifts (its ${name}s: below)
+            continue
         elif c == "<" and script.startswith("<<", i) and not script.startswith("<<<", i):
             heredoc = _HEREDOC.match(script, i)
             if heredoc is not None:
@@ -438,6 +482,18 @@ def unquoted_uses(script: str) -> list[tuple[str, str]]:
                      if not m.group(1))  # fmt: skip
     names = {"double": "double quotes", "single": "single quotes"}
     return [(name, names.get(where, where)) for name, where in found]
+
+
+def _arithmetic_end(script: str, i: int) -> int:
+    """The index after the ``))`` closing the ``((`` at ``i`` on its line, else -1."""
+    depth = 0
+    for j in range(i, len(script)):
+        if script[j] == "\n":
+            break
+        depth += {"(": 1, ")": -1}.get(script[j], 0)
+        if depth == 0:
+            return j + 1 if script[j - 1] == ")" else -1
+    return -1
 
 
 def _heredoc_bodies(script: str, i: int, pending: list[tuple[str, bool]], found: list[tuple[str, str]]) -> int:

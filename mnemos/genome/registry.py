@@ -213,16 +213,17 @@ class Registry:
         )
 
     def _store_files(self, resource: Resource) -> None:
-        """Store a pipeline's ``spec.files`` from the local files it was loaded beside; a digest
-        with no local file (a document sent over HTTP) must already be in ENGRAM (uploaded)."""
+        """Store a pipeline's ``spec.files`` from the local files it was loaded beside (a digest
+        already stored is not read again; one whose file no longer hashes to it is refused); a
+        digest with no local file (a document sent over HTTP) must already be in ENGRAM (uploaded)."""
         if not isinstance(resource, Pipeline):
             return
         local = local_files(resource)
         for path, digest in resource.spec.files.items():
             if digest in local:
-                if self.engram.put_file(local[digest]) != digest:
-                    raise ConflictError(f"spec.files[{path!r}]: {local[digest]} changed while it was applied; "
-                                        "apply again", param=f"spec.files.{path}")  # fmt: skip
+                if self.engram.put_file(local[digest], digest=digest) != digest:
+                    raise ConflictError(f"spec.files[{path!r}]: {local[digest]} changed since the pipeline was "
+                                        "loaded; apply again", param=f"spec.files.{path}")  # fmt: skip
             elif not self.engram.has(digest):
                 raise ValidationError(
                     f"spec.files[{path!r}]: no file with digest {digest} was uploaded: apply the pipeline from its "

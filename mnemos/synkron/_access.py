@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mnemos.errors import MnemosError, NotFoundError, PermissionDeniedError, ValidationError
+from mnemos.genome.pipeline import string_leaves
 
 __all__ = ["check_input_refs", "check_param_refs", "check_resumer", "check_space", "check_space_name", "claim_space",
            "enforced", "param_in", "run_of_ref"]  # fmt: skip
@@ -61,23 +62,12 @@ def _check_run(engram: Any, principal: Any, run_id: str, param: str) -> None:
         raise NotFoundError(f"{param}: run {run_id!r} not found", param=param)
 
 
-def _leaves(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _leaves(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _leaves(v)
-
-
 def check_param_refs(engram: Any, principal: Any, params: dict[str, Any]) -> None:
     """404 for a parameter value ``runs/<run>/…`` naming a run the caller does not read (or none)."""
     if not enforced(principal):
         return
     for name, value in params.items():
-        for text in _leaves(value):
+        for text in string_leaves(value):
             run_id = run_of_ref(text)
             if run_id is not None:
                 _check_run(engram, principal, run_id, f"params.{name}")
@@ -85,7 +75,7 @@ def check_param_refs(engram: Any, principal: Any, params: dict[str, Any]) -> Non
 
 def param_in(text: str, params: dict[str, Any]) -> str | None:
     """The caller's parameter whose value went into ``text`` (the longest such value), if any."""
-    found = [(len(leaf), name) for name, value in params.items() for leaf in _leaves(value)
+    found = [(len(leaf), name) for name, value in params.items() for leaf in string_leaves(value)
              if leaf and leaf in text] + [(len(str(v)), n) for n, v in params.items()
                                           if isinstance(v, (int, float)) and str(v) in text]  # fmt: skip
     return max(found)[1] if found else None
@@ -97,7 +87,7 @@ def check_input_refs(engram: Any, principal: Any, refs: Iterable[str], params: d
     in the registered pipeline ``approved``) naming a run the caller does not read."""
     if not enforced(principal):
         return
-    written = set(_leaves(approved))  # a ref the pipeline writes as a value: its author's, not the caller's
+    written = set(string_leaves(approved))  # a ref the pipeline writes as a value: its author's, not the caller's
     for ref in refs:
         run_id = run_of_ref(ref)
         if run_id is None or ref in written:

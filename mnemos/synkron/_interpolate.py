@@ -15,7 +15,8 @@ So a caller without the verb ``execute`` may put into a script only values that 
 a string starting with ``-`` (other than a number such as ``-1``) is refused (422 naming
 ``params.<name>``) unless every ``${name}`` of the pipeline's scripts is written right after
 ``-- `` (the end of options: ``grep -- ${pattern} data.txt``), see ``option_risk`` and
-``mnemos.synkron._plan.check_caller_values``.
+``mnemos.synkron._plan.check_caller_values``. The same holds for a param a script step passes
+through its ``env`` and the script reads as ``"$V"``: refused unless written ``-- "$V"``.
 """
 
 from __future__ import annotations

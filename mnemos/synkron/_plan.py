@@ -12,12 +12,14 @@ give such a file (``prepare_prompts(source=${src})`` would read ``pyproject.toml
 the caller's parameters chose (one the defaults do not give there) must be an ENGRAM ref ``runs/<run>/<output>``:
 anything else is refused (422 naming ``params.<name>``, the same body whether or not such a file
 exists). The caller's other values in python params are data, passed as written and never
-snapshotted; a value put into a script must be no option (see ``mnemos.synkron._interpolate``).
+snapshotted; a value put into a script, or into a script step's ``env``, must be no option (see
+``mnemos.synkron._interpolate`` and ``_env_option_risk``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from mnemos.genome.pipeline import (
     local_files,
     names_in,
     step_label,
+    string_leaves,
 )
 from mnemos.synkron import _access, _state
 from mnemos.synkron._infer import INDEX_PARAMS, INFER_PARAMS, normalize_params
@@ -184,22 +187,7 @@ def _input_candidates(step: dict[str, Any]) -> list[str]:
         return [doc["input"]]
     if step["type"] == "index":
         return [doc["index"]["input"]]
-    if step["type"] == "python":
-        out: list[str] = []
-
-        def leaves(value: Any) -> None:
-            if isinstance(value, str):
-                out.append(value)
-            elif isinstance(value, dict):
-                for v in value.values():
-                    leaves(v)
-            elif isinstance(value, list):
-                for v in value:
-                    leaves(v)
-
-        leaves(doc.get("params") or {})
-        return out
-    return []
+    return string_leaves(doc.get("params") or {}) if step["type"] == "python" else []
 
 
 def _absent_file(kind: str, value: Any, base_dir: str | None) -> list[Path]:
@@ -245,17 +233,22 @@ def restricted(principal: Any) -> bool:
 def check_caller_values(pipeline: Pipeline, steps: dict[str, dict[str, Any]], variables: dict[str, Any],
                         params: dict[str, Any], principal: Any) -> set[str]:  # fmt: skip
     """For a ``restricted`` caller: refuse (422 naming the param) a value of its ``params`` put into a
-    script as an option, and one that chose an input file that is no ENGRAM ref; refuse (404) a
-    relative input file the pipeline names but was not applied with (``spec.files``): it would be
-    read from the gateway's directory. Return the python params' other values, which are data
-    (never snapshotted from the gateway)."""
+    script as an option (as ``${name}``, or through the step's ``env`` as ``$V``), and one that
+    chose an input file that is no ENGRAM ref; refuse (404) a relative input file the pipeline
+    names but was not applied with (``spec.files``): it would be read from the gateway's
+    directory. Return the python params' other values, which are data (never snapshotted from
+    the gateway)."""
     if not restricted(principal):
         return set()
     for name in params:
-        if any(option_risk(s["definition"], name, variables.get(name)) for s in steps.values()):
+        for step in steps.values():
+            env = _env_option_risk(step["definition"], name, variables)
+            if env is None and not option_risk(step["definition"], name, variables.get(name)):
+                continue
+            written = f'-- "${env}" (the variable of its env that takes it)' if env else f"-- ${{{name}}}"
             raise ValidationError(
                 f"params.{name}: a value starting with '-' would reach a script of this pipeline as an option; "
-                f"pass one that does not, or ask its author to write -- ${{{name}}} in the script (the end of "
+                f"pass one that does not, or ask its author to write {written} in the script (the end of "
                 "options), which accepts such values (or use a key with the verb execute)",
                 param=f"params.{name}",
             )
@@ -294,6 +287,22 @@ def check_caller_values(pipeline: Pipeline, steps: dict[str, dict[str, Any]], va
                 )
             chosen.add(value)
     return chosen
+
+
+def _env_option_risk(definition: dict[str, Any], name: str, variables: dict[str, Any]) -> str | None:
+    """The variable ``V`` of a script step's ``env`` that takes the param ``name`` and would reach
+    the script as an option: its value starts with ``-`` and the script uses ``$V`` (``"$V"``,
+    ``$${V}``) other than right after ``-- `` (``option_risk``'s rule for ``${name}``); else ``None``."""
+    script = str(definition.get("script") or "")
+    for var in definition.get("env") or [] if script else []:
+        value = var.get("value")
+        if not isinstance(value, str) or name not in names_in(value):
+            continue
+        text = str(interpolate(value, variables, keep=names_in(value)))
+        as_param = re.sub(r'"?\$(?:\$\{)?' + re.escape(var["name"]) + r"\b", "${" + var["name"] + "}", script)
+        if option_risk({"script": as_param}, var["name"], text):
+            return str(var["name"])
+    return None
 
 
 def check_reach(client: Any, pipeline: Pipeline, steps: dict[str, dict[str, Any]], variables: dict[str, Any],
@@ -360,7 +369,7 @@ def applied_file(client: Any, pipeline: Pipeline, value: str) -> dict[str, Any] 
         return None
     local = local_files(pipeline).get(digest)
     if local is not None:  # loaded beside it here: lineage names the file as a snapshot of it would
-        if client.engram.put_file(local) != digest:
+        if client.engram.put_file(local, digest=digest) != digest:
             raise ValidationError(f"{value}: the file changed since the pipeline was loaded; run it again",
                                   param="spec.files")  # fmt: skip
         value = _display_path(local.resolve())

@@ -19,8 +19,8 @@ caller, on the caller's limits and budgets). Parameters are data: they are shell
 scripts and may not choose ``call`` or ``image``. For callers without ``execute`` they are data
 only, whatever exists on the gateway host: no value written as a path or URL (``/…``, ``~``,
 ``file:``, ``s3://…``, ``..``); where a step reads an input file, only an ENGRAM ref
-``runs/<run>/<output>``; in a script, no string starting with ``-`` unless the script writes
-``-- ${name}`` (``mnemos.synkron._plan.check_caller_values``).
+``runs/<run>/<output>``; in a script (or a script step's ``env``), no string starting with ``-``
+unless the script writes ``-- ${name}`` (``-- "$V"``) (``mnemos.synkron._plan.check_caller_values``).
 
 Ownership: a run's ``owner`` is the subject that started it. Developers list, read, cancel and
 resume their own runs only (another's is 404); viewers read every run but change none (403);
@@ -54,6 +54,7 @@ from mnemos._model import CoreModel, json_body
 from mnemos.config import Settings, load_settings
 from mnemos.errors import ClientError, ConflictError, MnemosError, NotFoundError, PermissionDeniedError, ValidationError
 from mnemos.genome import NAME_PATTERN
+from mnemos.genome.pipeline import string_leaves
 
 __all__ = ["RunRequest", "build_router", "check_caller_params", "check_run_id", "check_run_owner", "router", "run_for",
            "withhold_run"]  # fmt: skip
@@ -201,7 +202,7 @@ def check_caller_params(principal: Any, params: dict[str, Any]) -> None:
     if not restricted(principal):
         return
     for name, value in params.items():
-        for text in _strings(value):
+        for text in string_leaves(value):
             if text.startswith("runs/") and not _UP.search(text):
                 continue
             if text.startswith(("/", "~", "file:")) or _URL.match(text) or _UP.search(text):
@@ -210,16 +211,6 @@ def check_caller_params(principal: Any, params: dict[str, Any]) -> None:
                     "data, or an ENGRAM ref runs/<run>/<output> (files and URLs need the verb execute)",
                     param=f"params.{name}",
                 )
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _strings(v)]
-    if isinstance(value, list):
-        return [t for v in value for t in _strings(v)]
-    return []
 
 
 def run_output(engram: Any, principal: Any, state: dict[str, Any], output: str) -> tuple[str, int | None]:
