@@ -10,6 +10,7 @@ The YAML file is ``$MNEMOS_CONFIG`` or ``./mnemos.yaml`` when it exists.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,13 @@ class CortexSettings(CoreModel):
     journal_timeout: Duration = Field(
         5.0, gt=0, description="How long a submit waits for its journal write before answering 503."
     )
+
+    @field_validator("queues")
+    @classmethod
+    def _with_builtin_queues(cls, queues: dict[str, QueueConfig]) -> dict[str, QueueConfig]:
+        """Declaring queues adds to ``default`` (where a job goes unless told) and ``wraith``
+        (WRAITH's maintenance tasks), which settings may tune but not remove."""
+        return {"default": QueueConfig(), "wraith": QueueConfig(concurrency=10), **queues}
 
 
 class PoolConfig(CoreModel):
@@ -412,17 +420,16 @@ class Settings(BaseSettings):
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
         return tuple(sources)
 
-    def queue(self, name: str) -> QueueConfig:
-        """The queue named ``name``; an unknown name lists the valid ones."""
-        from mnemos.errors import NotFoundError
 
-        try:
-            return self.cortex.queues[name]
-        except KeyError:
-            raise NotFoundError(
-                f"queue {name!r} is not declared; declared queues: {', '.join(sorted(self.cortex.queues))}",
-                param="queue",
-            ) from None
+def undeclared_queue(name: str, declared: Iterable[str]) -> Exception:
+    """The error for a queue nobody declared (422 naming ``queue``): the declared ones, and the fix."""
+    from mnemos.errors import ValidationError
+
+    return ValidationError(
+        f"queue: {name[:80]!r} is not declared; declared queues: {', '.join(sorted(declared))}. "
+        "Name one of them, or have an operator declare it under cortex.queues (mnemos.yaml, Helm values)",
+        param="queue",
+    )
 
 
 def load_settings(**overrides: Any) -> Settings:

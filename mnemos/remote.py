@@ -558,11 +558,10 @@ class RemoteRunHandle:
 
     def read(self, output: str) -> bytes:
         """The bytes of one output (``GET /v1/runs/{id}/outputs/{output}``), checked against their
-        digest. Its owner, operators and admins read it; a viewer gets ``PermissionDeniedError``."""
-        outputs = self.outputs()
-        if output not in outputs:
-            raise errors.ConflictError(f"run {self.id!r} has no output {output!r} (outputs: {', '.join(outputs)})",
-                                       param="output")  # fmt: skip
+        digest, once the step that writes it completed, whatever the run's status (a failed run's
+        completed outputs too). Its owner, operators and admins read it. The gateway's refusal is
+        raised with its message: ``NotFoundError`` for an output the run does not have,
+        ``ConflictError`` while its step has not completed, ``PermissionDeniedError`` for a viewer."""
         return self._api._client.read_bytes(f"/v1/runs/{self.id}/outputs/{quote(output, safe='')}")
 
     def cancel(self) -> dict[str, Any]:

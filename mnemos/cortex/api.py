@@ -222,7 +222,8 @@ class JobsAPI:
         Raises:
             AdmissionError: refused (no pool can run it, a quota); the message names the rule.
             NotFoundError: ``fn`` names no registered Function (``param="function"``).
-            ValidationError: an argument does not fit the Function's ``parameters`` (naming it).
+            ValidationError: an argument does not fit the Function's ``parameters`` (naming it), or
+                the queue is not declared (``param="queue"``, listing the declared ones).
         """
         if isinstance(fn, str) and ":" not in fn:
             given = dict(queue=queue, priority=priority, resources=resources, max_attempts=max_attempts,
@@ -309,7 +310,8 @@ class JobsAPI:
         after: str | None = None,
     ) -> builtins.list[dict[str, Any]]:
         """Jobs, newest first (``status="dead"``: failed after their attempts ran out); ``after``: a
-        job id, the page of older jobs after it (the last id of the page before)."""
+        job id, the page of older jobs after it (the last id of the page before). An undeclared
+        ``queue`` is a ``ValidationError`` (as ``GET /v1/jobs?queue=``), not an empty list."""
         return list(self._call("list", queue, status, limit, labels, None, after))
 
     def retry(self, job_id: str) -> JobHandle:

@@ -8,9 +8,10 @@
     POST   /v1/jobs/{id}/retry      submit a failed or cancelled job again: the new job
     GET    /v1/jobs/{id}/logs
 
-Query parameters are checked, never ignored: an unknown one, a ``queue`` that is not a queue name,
-a ``status`` that is not a job status, a ``limit``, ``after`` or ``wait`` out of bounds is 422
-naming it. An ``{id}`` that cannot be a job id is 404, as a job that does not exist.
+Query parameters are checked, never ignored: an unknown one, a ``queue`` that is not a queue name
+or not one of ``settings.cortex.queues``, a ``status`` that is not a job status, a ``limit``,
+``after`` or ``wait`` out of bounds is 422 naming it. An ``{id}`` that cannot be a job id is 404,
+as a job that does not exist.
 
 What code may run (see ``docs/guides/security.md``):
 
@@ -22,15 +23,17 @@ What code may run (see ``docs/guides/security.md``):
   which equals cluster root (admin and operator only).
 
 What a body may ask for: ``priority`` within -1000..1000 and ``maxAttempts`` within 1..20 (else
-422 naming the field); a ``priority`` above 100 is reserved for operators and admins (403). The
-platform's internal queues (``INTERNAL_QUEUES``: ``wraith``, where WRAITH's maintenance tasks run)
-take jobs from operators and admins only: a job of another role that would go to one, named in the
-body or by its Function's ``queue``, is 403 naming ``queue`` (so no developer can crowd out
-compaction, retention or backups). Each
-of ``parents`` must be a lineage node that exists and whose data the caller reads (its owner —
-a job's, a run's, or for a step or artifact the nearest job, run or request it came from — is the
-caller, or the caller is an operator or admin; a node nobody owns, such as a model, is shared);
-otherwise 404 naming ``parents[i]``, the same for a node that does not exist and one of another's.
+422 naming the field); a ``queue`` declared in ``settings.cortex.queues``, named in the body or by
+its Function's ``queue`` (else 422 naming ``queue``, listing the declared ones); a ``priority``
+above 100 is reserved for operators and admins (403). The platform's internal queues
+(``INTERNAL_QUEUES``: ``wraith``, where WRAITH's maintenance tasks run) take jobs from operators
+and admins only: a job of another role that would go to one, named in the body or by its
+Function's ``queue``, is 403 naming ``queue`` (so no developer can crowd out compaction,
+retention or backups). Each of ``parents`` must be a lineage node that exists and whose data
+the caller reads (its owner — a job's, a run's, or for a step or artifact the nearest job, run
+or request it came from — is the caller, or the caller is an operator or admin; a node nobody
+owns, such as a model, is shared); otherwise 404 naming ``parents[i]``, the same for a node that
+does not exist and one of another's.
 A ``timeout`` is at most 30 days (else 422 naming ``timeout``). Label keys are Kubernetes label
 keys (an optional DNS-subdomain prefix and ``/``, then a name of 1-63 characters), values at most
 63 characters; a key whose prefix is ``mnemos.dev`` or ends in ``.mnemos.dev`` is MNEMOS's (each a

@@ -37,7 +37,7 @@ from pydantic import ValidationError as PydanticValidationError
 from mnemos._actors import CORTEX, NAMESPACE
 from mnemos._heap import freeze_heap
 from mnemos._model import to_validation_error
-from mnemos.config import CortexSettings, NeuronSettings
+from mnemos.config import CortexSettings, NeuronSettings, undeclared_queue
 from mnemos.cortex._dispatch import Dispatcher
 from mnemos.cortex._queue import QueueState
 from mnemos.cortex.admission import PolicyCache, check_quotas, check_resources, usage_of
@@ -231,10 +231,7 @@ class Cortex(Dispatcher):
     def _new_job(self, sub: JobSubmission, principal: str | None) -> Job:
         queue = self.queues.get(sub.queue)
         if queue is None:
-            raise NotFoundError(
-                f"queue {sub.queue!r} is not declared; declared queues: {', '.join(sorted(self.queues))}",
-                param="queue",
-            )
+            raise undeclared_queue(sub.queue, self.queues)
         self._seq += 1
         pickled = sub.payload is not None or sub.payload_digest is not None  # the call travels in the payload
         return Job(
@@ -419,7 +416,10 @@ class Cortex(Dispatcher):
             after: a job id: only jobs submitted before it (the page after one ending with it;
                 a job that left memory since is read back from the archive). ``NotFoundError``
                 (``param="after"``) when there is no such job (with ``principal``: of theirs).
+            queue: one of the declared queues (else ``ValidationError`` listing them: not an empty list).
         """
+        if queue is not None and queue not in self.queues:
+            raise undeclared_queue(queue, self.queues)
         before = None
         if after is not None:
             cursor = self.jobs.get(after) or self._archiving.get(after)

@@ -9,9 +9,10 @@ Every HTTP request passes ``EdgeMiddleware`` (pure ASGI) before any route runs, 
    (it shows in ``/openapi.json``): 403. A route that declares none authorizes itself with
    ``admit(request, verb)``, which reuses the principal admitted here;
 3. **rate limit**: 429;
-4. **then the body**: read here up to ``relay.maxBodyBytes`` — a larger ``Content-Length``, or a
-   chunked body passing the limit, is answered 413 at once, without reading the rest — and handed
-   to the route, which parses and validates it (400/422).
+4. **then the body**: read here up to ``relay.maxBodyBytes`` (``relay.maxFileBytes`` for an
+   upload to ``/v1/files/{digest}``) — a larger ``Content-Length``, or a chunked body passing the
+   limit, is answered 413 at once, without reading the rest, naming the setting, its value and the
+   fix — and handed to the route, which parses and validates it (400/422).
 
 So a request without credentials gets 401 whatever its body; with ``relay.auth: false`` only the
 body limit applies and routes see no principal.
@@ -117,9 +118,28 @@ def _public(path: str, public_paths: frozenset[str]) -> bool:
     return any(path == prefix or path.startswith(prefix + "/") for prefix in SELF_AUTHENTICATING)
 
 
-async def read_limited(receive: Any, limit: int) -> list[dict[str, Any]]:
+def _too_large(limit: int, path: str = "", sent: str = "") -> PayloadTooLargeError:
+    """The 413 for a body over ``limit`` bytes sent to ``path`` (``sent``: its size, when declared):
+    it names what was too large, the setting that bounds it with its value, and the fix."""
+    what = f"request body of {sent}" if sent else "request body"
+    if path.startswith(UPLOADS):
+        digest = path[len(UPLOADS) :][:80]
+        return PayloadTooLargeError(
+            f"file {digest!r}: {what} exceeds the limit of {limit} bytes (relay.maxFileBytes): raise "
+            "relay.maxFileBytes, or store the file in ENGRAM/S3 yourself and pass its ref instead of uploading it",
+            param="body",
+        )
+    return PayloadTooLargeError(
+        f"{what} exceeds the limit of {limit} bytes (relay.maxBodyBytes): send a smaller body (large inputs as "
+        "ENGRAM refs), or raise relay.maxBodyBytes",
+        param="body",
+    )
+
+
+async def read_limited(receive: Any, limit: int, path: str = "") -> list[dict[str, Any]]:
     """The request's ``http.request`` messages, read until the body ends; raises
-    ``PayloadTooLargeError`` as soon as more than ``limit`` bytes arrived (the rest is not read)."""
+    ``PayloadTooLargeError`` (``_too_large``) as soon as more than ``limit`` bytes arrived (the
+    rest is not read)."""
     messages: list[dict[str, Any]] = []
     size = 0
     while True:
@@ -129,13 +149,13 @@ async def read_limited(receive: Any, limit: int) -> list[dict[str, Any]]:
             return messages
         size += len(message.get("body", b""))
         if size > limit:
-            raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes", param="body")
+            raise _too_large(limit, path)
         messages.append(message)
         if not message.get("more_body", False):
             return messages
 
 
-def _declared_size(scope: dict[str, Any], limit: int) -> None:
+def _declared_size(scope: dict[str, Any], limit: int, path: str = "") -> None:
     for key, value in scope["headers"]:
         if key == b"content-length":
             if not value.isdigit():
@@ -143,7 +163,7 @@ def _declared_size(scope: dict[str, Any], limit: int) -> None:
             size = int(value) if len(value) <= 18 else None  # (int() refuses 4,300 digits and more)
             if size is None or size > limit:
                 said = f"{size} bytes" if size is not None else f"a {len(value)}-digit number of bytes"
-                raise PayloadTooLargeError(f"request body of {said} exceeds the limit of {limit} bytes", param="body")
+                raise _too_large(limit, path, said)
             return
 
 
@@ -187,8 +207,8 @@ class EdgeMiddleware:
             if self.seam.enabled and not _public(path, self.seam.public_paths):
                 request = Request(scope)
                 await self.seam.admit_headers(request, self._verb(scope))
-            _declared_size(scope, limit)
-            messages = await read_limited(receive, limit)
+            _declared_size(scope, limit, path)
+            messages = await read_limited(receive, limit, path)
             if messages and not upload:  # a lone surrogate or a deep body would fail past the parsers, as a 500
                 check_json_body(b"".join(m.get("body", b"") for m in messages))
         except MnemosError as exc:

@@ -607,13 +607,14 @@ def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[
         return {"object": "list", "data": hits}
 
     @api.put("/v1/files/{digest}", tags=["platform"], openapi_extra={**_verb("apply"), **_FILE_BODY},
-             responses=_responses(413, 422))  # fmt: skip
+             responses={**_responses(422), 413: {**_ERROR, "description": "file over relay.maxFileBytes"}})  # fmt: skip
     async def upload_file(request: Request, digest: str = Path(..., pattern=r"^sha256:[0-9a-f]{64}$",
                           description="sha256:<hex> of the body")) -> dict[str, Any]:  # fmt: skip
         """Store the bytes a pipeline's ``spec.files`` names by ``digest`` (verb ``apply``): the
         remote client sends each file beside a pipeline it applies. The body is the file, at most
-        ``relay.maxFileBytes``; bytes that hash to another digest are 422. Storing a file again is
-        a no-op (ENGRAM is content-addressed)."""
+        ``relay.maxFileBytes`` (else 413 naming the digest, the setting and its value: raise it,
+        or store the file in ENGRAM/S3 and pass its ref); bytes that hash to another digest are
+        422. Storing a file again is a no-op (ENGRAM is content-addressed)."""
         principal = await edge.admit(request, "apply")
         body = await request.body()
         actual = "sha256:" + (await ctl.read(lambda: hashlib.sha256(body).hexdigest()))

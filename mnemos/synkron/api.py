@@ -105,14 +105,16 @@ class RunHandle:
         return dict(state["outputs"])
 
     def read(self, output: str) -> bytes:
-        """The bytes of one output."""
-        ref = self.outputs().get(output)
-        if ref is None:
-            raise ConflictError(
-                f"run {self.id!r} has no output {output!r} (outputs: {', '.join(self.outputs())})", param="output"
-            )
+        """The bytes of one output, once the step that writes it completed, whatever the run's
+        status (a failed run's completed outputs too), as the gateway's
+        ``GET /v1/runs/{id}/outputs/{output}`` answers: ``NotFoundError`` for an output the run
+        does not have, ``ConflictError`` while its step has not completed."""
+        from mnemos.synkron.http import run_output
+
         engram = self._api._client.engram
-        return engram.get(engram.get_ref(ref))
+        state = self._state if self._state and self._state["status"] in _state.TERMINAL else self.state()
+        digest, _ = run_output(engram, None, state, output)
+        return engram.get(digest)
 
     def cancel(self) -> dict[str, Any]:
         return self._api.cancel(self.id)

@@ -55,12 +55,15 @@ def test_a_pool_that_awaits_capacity_admits_jobs_the_cluster_cannot_run_yet(
     """On KubeRay a GPU pool at zero nodes must still take GPU jobs: its worker then waits for the
     node that asking for it makes the autoscaler add. Without awaitCapacity the job is refused."""
     from mnemos.cortex.job import JobSubmission
-    from mnemos.errors import AdmissionError
+    from mnemos.errors import AdmissionError, ValidationError
 
     gpu = {"numCpus": 0, "numGpus": 1, "minWorkers": 0, "maxWorkers": 1}
     pools = [{"name": "gpu-waits", "awaitCapacity": True, **gpu}, {"name": "gpu-fixed", **gpu}]
     cortex = PrivateCortex(tmp_path, cortex_settings, pools=pools)
     try:
+        with pytest.raises(ValidationError, match="'nope' is not declared; declared queues: default") as undeclared:
+            cortex.call("submit_many", [JobSubmission(id="nowhere", function=f"{T}:noop", queue="nope")])
+        assert undeclared.value.param == "queue"  # the actor's own answer, for callers past the edges (SYNKRON)
         with pytest.raises(AdmissionError, match="gpu-fixed"):
             cortex.call("submit_many", [JobSubmission(id="refused", function=f"{T}:noop",
                                                       resources={"gpus": 1, "pool": "gpu-fixed"})])  # fmt: skip

@@ -75,7 +75,13 @@ def test_errors_have_the_openai_shape(http: TestClient) -> None:
         http.post("/v1/jobs", json={"function": f"{T}:noop", "resources": {"gpus": 2}}), 403, "admission_refused"
     )
     assert "rule resources.gpus" in refused
-    _error(http.post("/v1/jobs", json={"function": f"{T}:noop", "queue": "nope"}), 404, "not_found", "queue")
+    undeclared = _error(http.post("/v1/jobs", json={"function": f"{T}:noop", "queue": "nope"}), 422,
+                        "validation_error", "queue")  # fmt: skip
+    assert "'nope' is not declared; declared queues: default, limited, serial, wraith" in undeclared
+    assert "cortex.queues" in undeclared  # how to declare one
+    # a queue nobody declared is a mistake, not an empty page
+    assert undeclared == _error(http.get("/v1/jobs", params={"queue": "nope"}), 422, "validation_error", "queue")
+    assert http.get("/v1/jobs", params={"queue": "serial"}).status_code == 200
     _error(http.get("/v1/jobs", params={"status": "weird"}), 422, "validation_error", "status")
     _error(http.get("/v1/jobs/x", params={"wait": 9999}), 422, "validation_error", "wait")
 

@@ -208,8 +208,13 @@ def test_policy_quota_refuses_with_its_name(client: Any, tmp_path: Path) -> None
 
 
 def test_bad_requests_name_the_field(client: Any) -> None:
-    with pytest.raises(NotFoundError, match="queue 'nope' is not declared; declared queues: default, limited"):
+    with pytest.raises(ValidationError, match="'nope' is not declared; declared queues: default, limited") as bad:
         client.jobs.submit(f"{T}:noop", queue="nope")
+    assert bad.value.param == "queue" and bad.value.status == 422
+    with pytest.raises(ValidationError, match="'nope' is not declared"):
+        client.jobs.submit_many(f"{T}:noop", [1, 2], queue="nope")
+    with pytest.raises(ValidationError, match="'nope' is not declared"):
+        client.jobs.list(queue="nope")
     with pytest.raises(ValidationError) as bad:
         client.jobs.submit(f"{T}:noop", resources={"gpu": 1})
     assert bad.value.param == "resources.gpu"

@@ -101,13 +101,34 @@ def test_uploads_take_files_past_the_json_body_limit_up_to_their_own(frontdoor: 
                        headers=_headers(frontdoor.keys["operator"]), timeout=60)  # fmt: skip
     assert stored.status_code == 200 and stored.json()["size"] == len(data) < limit, stored.text
     digest = "sha256:" + "0" * 64
-    where = urlsplit(frontdoor.url)
-    with socket.create_connection((where.hostname, where.port), timeout=30) as conn:  # declares, never sends
-        conn.sendall(f"PUT /v1/files/{digest} HTTP/1.1\r\nHost: {where.netloc}\r\n"
-                     f"Authorization: Bearer {frontdoor.keys['operator']}\r\n"
-                     f"Content-Length: {limit + 1}\r\n\r\n".encode())  # fmt: skip
-        head = conn.recv(65536).decode(errors="replace")
+    head, error = _declare(frontdoor, "PUT", f"/v1/files/{digest}", limit + 1)
     assert head.startswith("HTTP/1.1 413"), head[:200]
+    # the file, the setting with its value, and what to do instead
+    assert error["param"] == "body" and error["code"] == "payload_too_large", error
+    assert error["message"].startswith(f"file '{digest}': request body of {limit + 1} bytes exceeds the limit of "
+                                       f"{limit} bytes (relay.maxFileBytes): raise relay.maxFileBytes, or store the "
+                                       "file in ENGRAM/S3"), error  # fmt: skip
+    json_limit = frontdoor.settings.relay.max_body_bytes  # a JSON body names its own setting
+    head, error = _declare(frontdoor, "POST", "/v1/jobs", json_limit + 1)
+    assert head.startswith("HTTP/1.1 413") and error["param"] == "body", head[:200]
+    assert f"exceeds the limit of {json_limit} bytes (relay.maxBodyBytes)" in error["message"], error
+
+
+def _declare(frontdoor: Any, method: str, path: str, size: int) -> tuple[str, dict[str, Any]]:
+    """Declare a body of ``size`` bytes and send none; the answer's status line and error."""
+    where = urlsplit(frontdoor.url)
+    with socket.create_connection((where.hostname, where.port), timeout=30) as conn:
+        conn.sendall(f"{method} {path} HTTP/1.1\r\nHost: {where.netloc}\r\nConnection: close\r\n"
+                     f"Authorization: Bearer {frontdoor.keys['operator']}\r\n"
+                     f"Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n".encode())  # fmt: skip
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, body = answer.decode(errors="replace").partition("\r\n\r\n")
+    return head, json.loads(body)["error"]
 
 
 def test_a_document_naming_files_never_uploaded_is_refused(frontdoor: Any) -> None:

@@ -19,7 +19,7 @@ import pytest
 from tests_support import REPO
 
 import mnemos
-from mnemos.errors import BadRequestError, ConflictError, NotFoundError, PermissionDeniedError
+from mnemos.errors import BadRequestError, NotFoundError, PermissionDeniedError
 from mnemos.remote import RemoteRunHandle
 
 
@@ -51,7 +51,7 @@ def test_a_remote_run_is_a_handle_that_reads_its_outputs(dev_run: RemoteRunHandl
     assert dev_run.read("out") == b"from a notebook"
     assert dev_run.wait(5)["status"] == "succeeded"
     assert dev_run.lineage()["nodes"]
-    with pytest.raises(ConflictError, match="no output 'nope'"):
+    with pytest.raises(NotFoundError, match="no output 'nope'"):  # the gateway's 404, as it answers it
         dev_run.read("nope")
 
 

@@ -86,7 +86,8 @@ def test_good_filters_still_filter(gateway: Gateway, jobs: dict[str, str]) -> No
     ids = {j["id"] for j in listed.json()["data"]}
     assert jobs["failed"] in ids and jobs["succeeded"] not in ids
     nowhere = gateway.call("GET", "/v1/jobs", "admin", params={"queue": "no-such-queue"})
-    assert nowhere.status_code == 200 and nowhere.json()["data"] == []
+    assert nowhere.status_code == 422 and nowhere.json()["error"]["param"] == "queue", nowhere.text  # not an empty page
+    assert "'no-such-queue' is not declared; declared queues: default" in nowhere.json()["error"]["message"]
 
 
 def test_a_viewer_is_told_what_was_withheld(gateway: Gateway, jobs: dict[str, str]) -> None:

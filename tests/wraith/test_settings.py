@@ -72,3 +72,13 @@ def test_good_schedules_load_and_task_names_match_the_tasks(monkeypatch: pytest.
     )
     assert [c.name for c in load_settings().wraith.cronjobs] == ["backup", "retention"]
     assert set(WRAITH_TASKS) == set(TASKS)
+
+
+def test_declaring_queues_keeps_the_default_and_wraith_queues(monkeypatch: pytest.MonkeyPatch) -> None:
+    """WRAITH's tasks run on the queue ``wraith`` and jobs go to ``default`` unless told: an
+    operator's own queues add to these (and may tune them), never remove them."""
+    monkeypatch.delenv("MNEMOS_CONFIG", raising=False)
+    monkeypatch.setenv("MNEMOS_CORTEX__QUEUES", json.dumps({"gpu": {"concurrency": 2}, "default": {"concurrency": 3}}))
+    queues = load_settings().cortex.queues
+    assert sorted(queues) == ["default", "gpu", "wraith"]
+    assert queues["default"].concurrency == 3 and queues["gpu"].concurrency == 2 and queues["wraith"].concurrency == 10
