@@ -111,7 +111,9 @@ _PRIORITY_ROLES = frozenset({"admin", "operator"})
 INTERNAL_QUEUES = frozenset({"wraith"})
 """Queues the platform runs its own work on (``mnemos.wraith.scheduler.QUEUE``): operators and admins only."""
 _MAX_PARENTS = 32
-_PARENT = re.compile(r"^(job|run|step|artifact|model|resource|file|request|space):[^\s]{1,500}$")
+# No whitespace after the kind: Python's \s and JSON Schema's (ECMA-262) differ on U+001C-U+001F, U+0085 and
+# U+FEFF, so these are named too and the published pattern refuses what this one does.
+_PARENT = re.compile(r"^(job|run|step|artifact|model|resource|file|request|space):[^\s\x1c-\x1f\x85\ufeff]{1,500}$")
 _SUBMIT = {"x-mnemos-verb": "submit"}
 _READ = {"x-mnemos-verb": "read-artifacts"}
 # Statuses of the routes themselves (RELAY's edge adds 401/403/429 and the error body's schema).
@@ -568,7 +570,8 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
     @_answer
     async def list_jobs(
         request: Request,
-        queue: str | None = Query(None, json_schema_extra={"pattern": _NAME.pattern}, description="Only this queue's."),
+        queue: str | None = Query(None, json_schema_extra={"pattern": _NAME.pattern},
+                                  description="Only this queue's: one of settings.cortex.queues (else 422)."),
         # Bounds published here and checked below (the answer keeps the OpenAI shape without the gateway's handlers).
         status: str | None = Query(None, json_schema_extra={"enum": list(_JOB_STATUSES)},
                                    description="Only jobs in this state ('dead': failed)."),
