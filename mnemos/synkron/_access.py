@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from mnemos.errors import MnemosError, NotFoundError, PermissionDeniedError, ValidationError
+from mnemos.errors import ConflictError, MnemosError, NotFoundError, PermissionDeniedError, ValidationError
 from mnemos.genome.pipeline import string_leaves
 
 __all__ = ["check_input_refs", "check_param_refs", "check_resumer", "check_space", "check_space_name", "claim_space",
@@ -60,6 +60,40 @@ def _check_run(engram: Any, principal: Any, run_id: str, param: str) -> None:
         readable = False
     if not readable:
         raise NotFoundError(f"{param}: run {run_id!r} not found", param=param)
+
+
+def run_output(engram: Any, principal: Any, state: dict[str, Any], output: str) -> tuple[str, int | None]:
+    """The digest of the output ``output`` of the run ``state`` and its size (when the store says
+    it): 403 unless ``principal`` reads the run's data, 404 for an output the run does not have,
+    409 while the step that writes it has not completed (whatever the run's status)."""
+    from mnemos.soul.ownership import reads_data
+    from mnemos.synkron._state import DONE
+
+    if not reads_data(principal, state.get("principal")):
+        role = getattr(principal, "role", "admin")
+        raise PermissionDeniedError(f"role {role!r} may not read the outputs of another's run: only its owner, "
+                                    "operators and admins read a run's data", param="role")  # fmt: skip
+    run_id = state.get("id")
+    outputs: dict[str, str] = state.get("outputs") or {}
+    ref = outputs.get(output)
+    if ref is None:
+        raise NotFoundError(f"run {run_id!r} has no output {output[:80]!r} (outputs: {', '.join(outputs) or 'none'})",
+                            param="output")  # fmt: skip
+    steps: dict[str, dict[str, Any]] = state.get("steps") or {}
+    step = next((s for s in steps.values() if output in (s.get("outputs") or [])), {})
+    if step.get("status") not in DONE:
+        raise ConflictError(f"output {output!r} of run {run_id!r} is not written yet: step {step.get('name')!r} "
+                            f"is {step.get('status')} (run {state.get('status')})", param="output")  # fmt: skip
+    try:
+        digest = engram.get_ref(ref)
+    except NotFoundError:
+        raise NotFoundError(f"output {output!r} of run {run_id!r} is no longer stored ({ref})",
+                            param="output") from None  # fmt: skip
+    try:
+        size: int | None = int(engram.fs.size(engram.path(engram.blob_key(digest))))
+    except (OSError, TypeError, ValueError):
+        size = None
+    return digest, size
 
 
 def check_param_refs(engram: Any, principal: Any, params: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mnemos.errors import ConflictError, MnemosError, UnavailableError
-from mnemos.synkron import _state
+from mnemos.synkron import _access, _state
 from mnemos.synkron._plan import Source, prepare
 from mnemos.synkron._progress import Display, make_display
 
@@ -109,11 +109,9 @@ class RunHandle:
         status (a failed run's completed outputs too), as the gateway's
         ``GET /v1/runs/{id}/outputs/{output}`` answers: ``NotFoundError`` for an output the run
         does not have, ``ConflictError`` while its step has not completed."""
-        from mnemos.synkron.http import run_output
-
         engram = self._api._client.engram
         state = self._state if self._state and self._state["status"] in _state.TERMINAL else self.state()
-        digest, _ = run_output(engram, None, state, output)
+        digest, _ = _access.run_output(engram, None, state, output)
         return engram.get(digest)
 
     def cancel(self) -> dict[str, Any]:
@@ -186,7 +184,6 @@ class PipelinesAPI:
         an operator or admin; the checks of a run's start (the run outputs its parameters name, the
         spaces it writes, see ``mnemos.synkron._access``) run again for it.
         """
-        from mnemos.synkron import _access
         from mnemos.synkron._plan import check_resume
 
         if _access.enforced(principal):

@@ -52,9 +52,10 @@ from pydantic import Field
 from mnemos._http import JSONResponse
 from mnemos._model import CoreModel, json_body
 from mnemos.config import Settings, load_settings
-from mnemos.errors import ClientError, ConflictError, MnemosError, NotFoundError, PermissionDeniedError, ValidationError
+from mnemos.errors import ClientError, MnemosError, NotFoundError, PermissionDeniedError, ValidationError
 from mnemos.genome import NAME_PATTERN
 from mnemos.genome.pipeline import string_leaves
+from mnemos.synkron._access import run_output
 
 __all__ = ["RunRequest", "build_router", "check_caller_params", "check_run_id", "check_run_owner", "router", "run_for",
            "withhold_run"]  # fmt: skip
@@ -211,39 +212,6 @@ def check_caller_params(principal: Any, params: dict[str, Any]) -> None:
                     "data, or an ENGRAM ref runs/<run>/<output> (files and URLs need the verb execute)",
                     param=f"params.{name}",
                 )
-
-
-def run_output(engram: Any, principal: Any, state: dict[str, Any], output: str) -> tuple[str, int | None]:
-    """The digest of the output ``output`` of the run ``state`` and its size (when the store says
-    it): 403 unless ``principal`` reads the run's data, 404 for an output the run does not have,
-    409 while the step that writes it has not completed (whatever the run's status)."""
-    from mnemos.soul.ownership import reads_data
-    from mnemos.synkron._state import DONE
-
-    if not reads_data(principal, state.get("principal")):
-        raise PermissionDeniedError(f"role {_role(principal)!r} may not read the outputs of another's run: "
-                                    "only its owner, operators and admins read a run's data", param="role")  # fmt: skip
-    run_id = state.get("id")
-    outputs: dict[str, str] = state.get("outputs") or {}
-    ref = outputs.get(output)
-    if ref is None:
-        raise NotFoundError(f"run {run_id!r} has no output {output[:80]!r} (outputs: {', '.join(outputs) or 'none'})",
-                            param="output")  # fmt: skip
-    steps: dict[str, dict[str, Any]] = state.get("steps") or {}
-    step = next((s for s in steps.values() if output in (s.get("outputs") or [])), {})
-    if step.get("status") not in DONE:
-        raise ConflictError(f"output {output!r} of run {run_id!r} is not written yet: step {step.get('name')!r} "
-                            f"is {step.get('status')} (run {state.get('status')})", param="output")  # fmt: skip
-    try:
-        digest = engram.get_ref(ref)
-    except NotFoundError:
-        raise NotFoundError(f"output {output!r} of run {run_id!r} is no longer stored ({ref})",
-                            param="output") from None  # fmt: skip
-    try:
-        size: int | None = int(engram.fs.size(engram.path(engram.blob_key(digest))))
-    except (OSError, TypeError, ValueError):
-        size = None
-    return digest, size
 
 
 def _chunks(reader: Any, length: int | None = None) -> Any:
