@@ -31,7 +31,7 @@ from mnemos.errors import ConflictError, MnemosError, NotFoundError, PermissionD
 from mnemos.genome.pipeline import string_leaves
 
 __all__ = ["check_input_refs", "check_param_refs", "check_resumer", "check_space", "check_space_name", "claim_space",
-           "enforced", "param_in", "run_of_ref"]  # fmt: skip
+           "enforced", "param_in", "run_of_ref", "run_output"]  # fmt: skip
 
 
 def enforced(principal: Any) -> bool:
@@ -62,10 +62,10 @@ def _check_run(engram: Any, principal: Any, run_id: str, param: str) -> None:
         raise NotFoundError(f"{param}: run {run_id!r} not found", param=param)
 
 
-def run_output(engram: Any, principal: Any, state: dict[str, Any], output: str) -> tuple[str, int | None]:
-    """The digest of the output ``output`` of the run ``state`` and its size (when the store says
-    it): 403 unless ``principal`` reads the run's data, 404 for an output the run does not have,
-    409 while the step that writes it has not completed (whatever the run's status)."""
+def run_output(engram: Any, principal: Any, state: dict[str, Any], output: str) -> str:
+    """The digest of the output ``output`` of the run ``state``: 403 unless ``principal`` reads the
+    run's data, 404 for an output the run does not have, 409 while the step that writes it has not
+    completed (whatever the run's status)."""
     from mnemos.soul.ownership import reads_data
     from mnemos.synkron._state import DONE
 
@@ -85,15 +85,10 @@ def run_output(engram: Any, principal: Any, state: dict[str, Any], output: str) 
         raise ConflictError(f"output {output!r} of run {run_id!r} is not written yet: step {step.get('name')!r} "
                             f"is {step.get('status')} (run {state.get('status')})", param="output")  # fmt: skip
     try:
-        digest = engram.get_ref(ref)
+        return str(engram.get_ref(ref))
     except NotFoundError:
         raise NotFoundError(f"output {output!r} of run {run_id!r} is no longer stored ({ref})",
                             param="output") from None  # fmt: skip
-    try:
-        size: int | None = int(engram.fs.size(engram.path(engram.blob_key(digest))))
-    except (OSError, TypeError, ValueError):
-        size = None
-    return digest, size
 
 
 def check_param_refs(engram: Any, principal: Any, params: dict[str, Any]) -> None:

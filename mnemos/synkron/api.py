@@ -111,8 +111,7 @@ class RunHandle:
         does not have, ``ConflictError`` while its step has not completed."""
         engram = self._api._client.engram
         state = self._state if self._state and self._state["status"] in _state.TERMINAL else self.state()
-        digest, _ = _access.run_output(engram, None, state, output)
-        return engram.get(digest)
+        return engram.get(_access.run_output(engram, None, state, output))
 
     def cancel(self) -> dict[str, Any]:
         return self._api.cancel(self.id)

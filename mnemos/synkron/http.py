@@ -428,7 +428,12 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
         def find_output() -> tuple[str, int | None]:
             state = state_of(run_id)
             check_run_owner(principal, state)
-            return run_output(client().engram, principal, state, output)
+            engram = client().engram
+            digest = run_output(engram, principal, state, output)
+            try:
+                return digest, int(engram.fs.size(engram.path(engram.blob_key(digest))))
+            except (OSError, TypeError, ValueError):
+                return digest, None  # no size from the store: the whole output, no ranges
 
         try:
             digest, size = await asyncio.to_thread(find_output)
