@@ -197,7 +197,8 @@ class RemoteClient:
         """Apply files, folders, documents or resources; each result says created/configured/unchanged.
 
         ``expected_generation``: the generation you read (0: must not exist); 409 if it moved on.
-        A Pipeline's input files beside its file (its ``spec.files``) are uploaded first.
+        A Pipeline's input files beside its file (its ``spec.files``) that the platform lacks are
+        uploaded first.
         """
         from mnemos.genome.kinds import resources_of
         from mnemos.genome.pipeline import local_files
@@ -205,8 +206,11 @@ class RemoteClient:
         results = []
         for resource in resources_of(source):
             for digest, path in local_files(resource).items():  # a pipeline's files, beside its file
-                with open(path, "rb") as fh:
-                    self.request("PUT", f"/v1/files/{digest}", content=fh)
+                try:
+                    self.request("GET", f"/v1/files/{digest}")  # stored already: not sent again
+                except errors.NotFoundError:
+                    with open(path, "rb") as fh:
+                        self.request("PUT", f"/v1/files/{digest}", content=fh)
             doc = resource.dump()
             doc["metadata"].pop("generation", None)
             doc["metadata"].pop("creationTimestamp", None)

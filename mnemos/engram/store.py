@@ -262,6 +262,14 @@ class Engram:
     def has(self, digest: str) -> bool:
         return self._exists(self.path(self.blob_key(digest)))
 
+    def size(self, digest: str) -> int:
+        """The size of a stored blob in bytes (``NotFoundError`` when it is not stored)."""
+        digest = normalize_digest(digest)
+        try:
+            return int(self.fs.size(self.path(self.blob_key(digest))))
+        except FileNotFoundError:
+            raise self._missing(digest) from None
+
     @metered("open")
     def open(self, digest: str) -> BlobReader:
         """A stream over a blob; reading to its end raises ``IntegrityError`` if it was altered."""

@@ -24,8 +24,8 @@ generation), which also tells the controllers.
 Platform: ``GET /v1/status``, ``GET /v1/whoami``, ``GET /v1/lineage/{id}`` (read-lineage: by the
 ownership rule of jobs and runs, see ``LineageReader``), ``GET /v1/spaces``,
 ``POST /v1/spaces/{space}/search``, ``PUT /v1/files/{digest}`` (apply: a pipeline's files, the
-bytes of ``spec.files``), and secrets (``apply``: admins and operators), whose values
-are write-only: ``GET /v1/secrets``, ``GET /v1/secrets/{name}`` (key names),
+bytes of ``spec.files``; ``GET`` says whether one is stored), and secrets (``apply``: admins and
+operators), whose values are write-only: ``GET /v1/secrets``, ``GET /v1/secrets/{name}`` (key names),
 ``PUT /v1/secrets/{name}/{key}`` ``{"value": …}``, ``DELETE /v1/secrets/{name}[/{key}]``.
 Tokens and API keys are SOUL's ``/v1/tokens``.
 
@@ -112,6 +112,13 @@ class ResourceList(CoreModel):
 
     object: str = Field("list", description="Always 'list'.")
     data: list[dict[str, Any]] = Field(description="The items.")
+
+
+class StoredFile(CoreModel):
+    """A file ENGRAM holds by digest (``/v1/files/{digest}``)."""
+
+    digest: str = Field(description="sha256:<hex> of its bytes.")
+    size: int = Field(description="Its size in bytes.")
 
 
 class SecretValue(CoreModel):
@@ -606,10 +613,25 @@ def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[
             settle(embedding_tokens([body.query]))
         return {"object": "list", "data": hits}
 
-    @api.put("/v1/files/{digest}", tags=["platform"], openapi_extra={**_verb("apply"), **_FILE_BODY},
+    file_digest = Path(..., pattern=r"^sha256:[0-9a-f]{64}$", description="sha256:<hex> of the file's bytes")
+
+    @api.get("/v1/files/{digest}", tags=["platform"], response_model=StoredFile, openapi_extra=_verb("apply"),
+             responses=_responses(404, 422))  # fmt: skip
+    async def stored_file(request: Request, digest: str = file_digest) -> dict[str, Any]:
+        """Whether ENGRAM holds the bytes of ``digest`` (verb ``apply``): its size, or 404. The
+        remote client asks (``HEAD`` works too) before it uploads a pipeline's file, and sends
+        only the files the platform lacks."""
+        await edge.admit(request, "apply")
+        try:
+            return {"digest": digest, "size": await ctl.read(ctl.engram.size, digest)}
+        except NotFoundError:  # the store's own message names its URI
+            raise NotFoundError(f"digest: no file {digest} is stored: upload its bytes with PUT /v1/files/{digest}",
+                                param="digest") from None  # fmt: skip
+
+    @api.put("/v1/files/{digest}", tags=["platform"], response_model=StoredFile,
+             openapi_extra={**_verb("apply"), **_FILE_BODY},
              responses={**_responses(422), 413: {**_ERROR, "description": "file over relay.maxFileBytes"}})  # fmt: skip
-    async def upload_file(request: Request, digest: str = Path(..., pattern=r"^sha256:[0-9a-f]{64}$",
-                          description="sha256:<hex> of the body")) -> dict[str, Any]:  # fmt: skip
+    async def upload_file(request: Request, digest: str = file_digest) -> dict[str, Any]:
         """Store the bytes a pipeline's ``spec.files`` names by ``digest`` (verb ``apply``): the
         remote client sends each file beside a pipeline it applies. The body is the file, at most
         ``relay.maxFileBytes`` (else 413 naming the digest, the setting and its value: raise it,

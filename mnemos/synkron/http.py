@@ -431,8 +431,8 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
             engram = client().engram
             digest = run_output(engram, principal, state, output)
             try:
-                return digest, int(engram.fs.size(engram.path(engram.blob_key(digest))))
-            except (OSError, TypeError, ValueError):
+                return digest, engram.size(digest)
+            except (OSError, TypeError, MnemosError):
                 return digest, None  # no size from the store: the whole output, no ranges
 
         try:

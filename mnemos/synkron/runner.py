@@ -393,7 +393,7 @@ class RunExecutor:
 
 def _size(engram: Any, digest: str) -> int | None:
     try:
-        return int(engram.fs.size(engram.path(engram.blob_key(digest))))
+        return int(engram.size(digest))
     except (OSError, MnemosError):
         return None
 

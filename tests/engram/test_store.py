@@ -104,6 +104,16 @@ def test_blob_listing_and_delete(engram: Engram) -> None:
     assert not engram.has(d)
 
 
+def test_a_blobs_size_is_read_without_its_bytes(engram: Engram) -> None:
+    digest = engram.put(b"x" * 1234)
+    assert engram.size(digest) == 1234
+    assert engram.size(digest.removeprefix("sha256:")) == 1234  # a bare hex digest names it too
+    engram.delete_blob(digest)
+    with pytest.raises(NotFoundError) as missing:
+        engram.size(digest)
+    assert missing.value.param == "digest" and digest in missing.value.message
+
+
 def test_engram_pickles(engram: Engram) -> None:
     import pickle
 

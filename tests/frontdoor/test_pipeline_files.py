@@ -66,6 +66,41 @@ def test_a_pipeline_applied_remotely_runs_by_name_on_its_files(frontdoor: Any, t
         assert _prompts(developer.pipelines.run("notebook-prompts", timeout=240)) == ["edited"]
 
 
+def test_an_apply_sends_only_the_files_the_platform_lacks(frontdoor: Any, tmp_path: Path) -> None:
+    path = _write(tmp_path, ["sent once"])
+    digest = "sha256:" + hashlib.sha256((tmp_path / "data" / "prompts.jsonl").read_bytes()).hexdigest()
+    with mnemos.connect(frontdoor.url, api_key=frontdoor.keys["operator"]) as operator:
+        sent: list[str] = []
+        operator._http.event_hooks["request"].append(lambda r: sent.append(f"{r.method} {r.url.path}"))
+        operator.apply(path)
+        operator.apply(path)
+    # the first apply asks, then uploads; the second asks only (the bytes are stored)
+    assert [s for s in sent if "/v1/files/" in s] == [f"GET /v1/files/{digest}", f"PUT /v1/files/{digest}",
+                                                      f"GET /v1/files/{digest}"], sent  # fmt: skip
+
+
+def test_whether_a_file_is_stored_is_asked_with_apply(frontdoor: Any) -> None:
+    data = b"asked about"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    url, operator = f"{frontdoor.url}/v1/files/{digest}", _headers(frontdoor.keys["operator"])
+    missing = httpx.get(url, headers=operator, timeout=60)
+    assert missing.status_code == 404, missing.text
+    error = missing.json()["error"]  # names the digest and the fix; not where ENGRAM keeps its bytes
+    assert error["param"] == "digest" and f"PUT /v1/files/{digest}" in error["message"], error
+    assert frontdoor.client.engram.uri not in missing.text and "blob" not in missing.text
+    assert httpx.head(url, headers=operator, timeout=60).status_code == 404
+    assert httpx.put(url, content=data, headers=operator, timeout=60).status_code == 200
+    stored = httpx.get(url, headers=operator, timeout=60)
+    assert stored.status_code == 200 and stored.json() == {"digest": digest, "size": len(data)}, stored.text
+    head = httpx.head(url, headers=operator, timeout=60)
+    assert head.status_code == 200 and head.content == b"", head
+    for role in ("developer", "viewer"):  # which bytes the platform holds is the appliers' business
+        assert httpx.get(url, headers=_headers(frontdoor.keys[role]), timeout=60).status_code == 403, role
+    assert httpx.get(url, timeout=60).status_code == 401
+    bad = httpx.get(f"{frontdoor.url}/v1/files/sha256:XYZ", headers=operator, timeout=60)
+    assert bad.status_code == 422 and bad.json()["error"]["param"] == "digest", bad.text
+
+
 def test_uploads_need_apply_and_the_bytes_of_their_digest(frontdoor: Any) -> None:
     data = b"\x00\xff binary, not UTF-8, not JSON {{{{"
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
