@@ -416,9 +416,10 @@ class Cortex(Dispatcher):
             after: a job id: only jobs submitted before it (the page after one ending with it;
                 a job that left memory since is read back from the archive). ``NotFoundError``
                 (``param="after"``) when there is no such job (with ``principal``: of theirs).
-            queue: one of the declared queues (else ``ValidationError`` listing them: not an empty list).
+            queue: one of the declared queues, or one its jobs in memory were submitted to (a queue
+                no longer declared); else ``ValidationError`` listing the declared ones, not an empty list.
         """
-        if queue is not None and queue not in self.queues:
+        if queue is not None and queue not in self.queues and all(j.queue != queue for j in self.jobs.values()):
             raise undeclared_queue(queue, self.queues)
         before = None
         if after is not None:
