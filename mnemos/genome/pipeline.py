@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NoReturn
 
@@ -25,6 +26,7 @@ from mnemos.errors import ValidationError
 from mnemos.genome._base import Resource
 
 __all__ = [
+    "AFTER_END_OF_OPTIONS",
     "BUILTINS",
     "DATA_SUFFIXES",
     "GENERATION_PARAMS",
@@ -47,6 +49,7 @@ __all__ = [
     "with_local_files",
     "names_in",
     "step_label",
+    "shell_uses",
     "string_leaves",
     "unquoted_uses",
 ]
@@ -68,6 +71,8 @@ PARAM_ALIASES = {"maxTokens": "max_tokens", "topP": "top_p", "readyTimeout": "re
 """camelCase spellings of those params."""
 VARIABLE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
 """``${name}``; ``$${`` is a literal (``mnemos.synkron._interpolate`` substitutes them)."""
+AFTER_END_OF_OPTIONS = re.compile(r"(^|\s)--[ \t]+$")
+"""The text before a word that follows the end of options (``grep -- ``): never an option."""
 MAX_STEP_TIMEOUT_S = 30 * 86400.0
 """The longest ``timeout`` a step may ask for: a step is a CORTEX job, and one attempt of a job may
 run at most ``mnemos.cortex.job.MAX_JOB_TIMEOUT_S``."""
@@ -417,6 +422,8 @@ def check_steps(pipeline: Pipeline) -> None:
 
 _ARITHMETIC = re.compile(r"\[\[[^\n]*?\]\]|\(\([^\n]*?\)\)|(?:^|[;&|(\s])let\s[^\n;&|]*")
 _HEREDOC = re.compile(r"<<(-?)[ \t]*(['\"]?)([A-Za-z0-9_.-]+)\2")
+_EXPANSION = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")  # the shell's $V, ${V…}
+_QUOTES = {"'": "single quotes", '"': "double quotes", "`": "backquotes"}
 
 
 def unquoted_uses(script: str) -> list[tuple[str, str]]:
@@ -426,45 +433,71 @@ def unquoted_uses(script: str) -> list[tuple[str, str]]:
     where the shell reads it as a word: in double quotes, backquotes or a heredoc ``$(…)`` inside
     it would still run, in a comment a newline in it would end the comment, and ``[[ x -eq y ]]``
     evaluates ``a[$(…)]``. Conservative: ``$(…)`` inside double quotes counts as quoted."""
-    found: list[tuple[str, str]] = []
-    state, i, n = "bare", 0, len(script)
+    found = [(var.group(2), where) for i, where in _dollars(script)
+             if where != "bare" and (var := VARIABLE.match(script, i)) and not var.group(1)]  # fmt: skip
+    for arithmetic in _ARITHMETIC.finditer(script):  # [[ x -eq y ]], (( … )), let: a[$(…)] runs
+        found.extend((m.group(2), "an arithmetic test") for m in VARIABLE.finditer(arithmetic.group(0))
+                     if not m.group(1))  # fmt: skip
+    return found
+
+
+def shell_uses(script: str, variable: str) -> Iterator[tuple[int, bool]]:
+    """Each place a pipeline's shell script expands the shell variable ``variable`` (``V``): ``$V``,
+    ``${V…}`` or ``$${V…}`` (the pipeline's escape for ``${V…}``), outside single quotes and comments
+    and unescaped (not ``\\$V``), as ``(index, after the end of options)``: whether the word it
+    starts (``$V``, ``"$V"``) stands right after ``-- ``, where no value is an option (the rule
+    ``mnemos.synkron._interpolate.option_risk`` applies to ``${name}``). Conservative: a use in a
+    heredoc's body counts, and so does one inside a word (``x$V``); one inside ``(( … ))`` is a number."""
+    for i, where in _dollars(script):
+        var = VARIABLE.match(script, i)
+        if where in ("single quotes", "a comment") or (var and not var.group(1)):
+            continue  # no expansion there; ${name} is a value of the pipeline's
+        used = _EXPANSION.match(script, i + 1 if var else i)  # $${V…} reaches the shell as ${V…}
+        if used and used.group(1) == variable:
+            before = script[:i].removesuffix('"') if where == "double quotes" else script[:i]
+            yield i, bool(AFTER_END_OF_OPTIONS.search(before))
+
+
+def _dollars(script: str) -> Iterator[tuple[int, str]]:
+    """Each ``$`` of a shell script that may start an expansion, with where it stands: ``bare``,
+    ``double quotes``, ``single quotes``, ``backquotes``, ``a heredoc`` or ``a comment``. A
+    ``${name}``/``$${name}`` of the pipeline and the shell's ``$$`` are one; an escaped ``\\$`` and
+    the inside of ``(( … ))`` and ``$(( … ))`` (its ``<<`` are shifts) are skipped."""
+    where, i, n = "bare", 0, len(script)
     pending: list[tuple[str, bool]] = []  # heredoc delimiters (word, tabs stripped) whose bodies follow
     while i < n:
         c = script[i]
-        var = VARIABLE.match(script, i) if c == "$" else None
-        if var is not None:
-            if not var.group(1) and state != "bare":
-                found.append((var.group(2), state))
-            i = var.end()
-            continue
-        if state == "single":
-            state = "bare" if c == "'" else state
-        elif state == "backquotes":
-            if c == "\\":
-                i += 1
-            elif c == "`":
-                state = "bare"
-        elif state == "double":
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                state = "bare"
-        elif c == "\\":
-            i += 1
-        elif c == "'":
-            state = "single"
-        elif c == '"':
-            state = "double"
-        elif c == "`":
-            state = "backquotes"
-        elif c == "#" and (i == 0 or script[i - 1] in " \t\n;&|("):
+        if where == "a heredoc" and script[i - 1] == "\n":  # a line of its body: the delimiter ends it
             end = script.find("\n", i)
             end = n if end < 0 else end
-            found.extend((m.group(2), "a comment") for m in VARIABLE.finditer(script, i, end) if not m.group(1))
-            i = end
+            word, tabs = pending[0]
+            if (script[i:end].lstrip("\t") if tabs else script[i:end]) == word:
+                pending.pop(0)
+                where, i = "a heredoc" if pending else "bare", end + 1
+                continue
+        if c == "$":
+            yield i, where
+            var = VARIABLE.match(script, i)
+            pid = script.startswith("$$", i) and not VARIABLE.match(script, i + 1)
+            i = var.end() if var else i + 2 if pid else i + 1
             continue
+        if where in ("a heredoc", "a comment"):
+            if c == "\n" and where == "a comment":
+                where = "bare"
+                continue  # the newline may start heredoc bodies
+        elif where != "bare":  # in quotes
+            if c == "\\" and where != "single quotes":
+                i += 1
+            elif _QUOTES.get(c) == where:
+                where = "bare"
+        elif c == "\\":
+            i += 1
+        elif c in _QUOTES:
+            where = _QUOTES[c]
+        elif c == "#" and (i == 0 or script[i - 1] in " \t\n;&|("):
+            where = "a comment"
         elif c == "(" and script.startswith("((", i) and _arithmetic_end(script, i) > i:
-            i = _arithmetic_end(script, i)  # (( … )), $(( … )): its `<<` shifts (its ${name}s: below)
+            i = _arithmetic_end(script, i)  # (( … )), $(( … )): its `<<` shifts (its ${name}s: unquoted_uses)
             continue
         elif c == "<" and script.startswith("<<", i) and not script.startswith("<<<", i):
             heredoc = _HEREDOC.match(script, i)
@@ -473,15 +506,8 @@ def unquoted_uses(script: str) -> list[tuple[str, str]]:
                 i = heredoc.end()
                 continue
         elif c == "\n" and pending:
-            i = _heredoc_bodies(script, i + 1, pending, found)
-            pending = []
-            continue
+            where = "a heredoc"
         i += 1
-    for arithmetic in _ARITHMETIC.finditer(script):  # [[ x -eq y ]], (( … )), let: a[$(…)] runs
-        found.extend((m.group(2), "an arithmetic test") for m in VARIABLE.finditer(arithmetic.group(0))
-                     if not m.group(1))  # fmt: skip
-    names = {"double": "double quotes", "single": "single quotes"}
-    return [(name, names.get(where, where)) for name, where in found]
 
 
 def _arithmetic_end(script: str, i: int) -> int:
@@ -494,21 +520,6 @@ def _arithmetic_end(script: str, i: int) -> int:
         if depth == 0:
             return j + 1 if script[j - 1] == ")" else -1
     return -1
-
-
-def _heredoc_bodies(script: str, i: int, pending: list[tuple[str, bool]], found: list[tuple[str, str]]) -> int:
-    """Read the bodies of the heredocs ``pending`` from ``i`` on (their ``${name}``s into ``found``);
-    the index after the last delimiter line."""
-    for word, tabs in pending:
-        while i < len(script):
-            end = script.find("\n", i)
-            end = len(script) if end < 0 else end
-            line = script[i:end]
-            i = end + 1
-            if (line.lstrip("\t") if tabs else line) == word:
-                break
-            found.extend((m.group(2), "a heredoc") for m in VARIABLE.finditer(line) if not m.group(1))
-    return i
 
 
 def names_in(value: Any) -> set[str]:

@@ -27,11 +27,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from mnemos.errors import ValidationError
-from mnemos.genome.pipeline import VARIABLE
+from mnemos.genome.pipeline import AFTER_END_OF_OPTIONS, VARIABLE
 
 SHELL_FIELDS = frozenset({"script"})
 """Fields whose interpolated values are shell-quoted."""
-_AFTER_END_OF_OPTIONS = re.compile(r"(^|\s)--[ \t]+$")
 _NUMBER = re.compile(r"-[0-9]+(\.[0-9]+)?")
 
 
@@ -88,11 +87,11 @@ def option_risk(value: Any, name: str, text: Any, *, shell: bool = False) -> boo
     """Whether the value ``text`` of the param ``name`` may reach a script of ``value`` (a step
     definition, before interpolation) as an option: ``text`` is a string starting with ``-`` that
     is not a number, and a shell field writes ``${name}`` other than right after ``-- ``."""
-    if not isinstance(text, str) or not text.startswith("-") or _NUMBER.fullmatch(text):
+    if not option_like(text):
         return False
     if isinstance(value, str):
         return shell and any(
-            m.group(2) == name and not m.group(1) and not _AFTER_END_OF_OPTIONS.search(value[: m.start()])
+            m.group(2) == name and not m.group(1) and not AFTER_END_OF_OPTIONS.search(value[: m.start()])
             for m in VARIABLE.finditer(value)
         )
     if isinstance(value, Mapping):
@@ -100,3 +99,9 @@ def option_risk(value: Any, name: str, text: Any, *, shell: bool = False) -> boo
     if isinstance(value, list):
         return any(option_risk(v, name, text, shell=shell) for v in value)
     return False
+
+
+def option_like(text: Any) -> bool:
+    """Whether a value would be read as an option where a command takes one: a string starting
+    with ``-`` that is not a number (``-1``, ``-0.5``)."""
+    return isinstance(text, str) and text.startswith("-") and not _NUMBER.fullmatch(text)

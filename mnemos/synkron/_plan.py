@@ -19,7 +19,6 @@ snapshotted; a value put into a script, or into a script step's ``env``, must be
 from __future__ import annotations
 
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -33,12 +32,13 @@ from mnemos.genome.pipeline import (
     is_relative_file,
     local_files,
     names_in,
+    shell_uses,
     step_label,
     string_leaves,
 )
 from mnemos.synkron import _access, _state
 from mnemos.synkron._infer import INDEX_PARAMS, INFER_PARAMS, normalize_params
-from mnemos.synkron._interpolate import interpolate, option_risk
+from mnemos.synkron._interpolate import interpolate, option_like, option_risk
 from mnemos.trace.lineage import LineageWriter, artifact_node
 
 DEFAULT_EMBEDDING_MODEL = "minilm"
@@ -291,16 +291,15 @@ def check_caller_values(pipeline: Pipeline, steps: dict[str, dict[str, Any]], va
 
 def _env_option_risk(definition: dict[str, Any], name: str, variables: dict[str, Any]) -> str | None:
     """The variable ``V`` of a script step's ``env`` that takes the param ``name`` and would reach
-    the script as an option: its value starts with ``-`` and the script uses ``$V`` (``"$V"``,
-    ``$${V}``) other than right after ``-- `` (``option_risk``'s rule for ``${name}``); else ``None``."""
+    the script as an option: its value is ``option_like`` and the script expands ``V`` (``"$V"``,
+    ``$${V}``, ``${V:-x}``; ``shell_uses``) other than right after ``-- ``; else ``None``."""
     script = str(definition.get("script") or "")
     for var in definition.get("env") or [] if script else []:
         value = var.get("value")
         if not isinstance(value, str) or name not in names_in(value):
             continue
         text = str(interpolate(value, variables, keep=names_in(value)))
-        as_param = re.sub(r'"?\$(?:\$\{)?' + re.escape(var["name"]) + r"\b", "${" + var["name"] + "}", script)
-        if option_risk({"script": as_param}, var["name"], text):
+        if option_like(text) and not all(after for _, after in shell_uses(script, var["name"])):
             return str(var["name"])
     return None
 

@@ -1,7 +1,8 @@
 """A caller without ``execute`` passes no option to a script through a step's ``env`` either: with
 ``env: [{name: V, value: "${text}"}]``, ``printf "$V"`` would read ``-v…`` as an option as surely as
-``printf ${text}`` would. Such a value is refused (422 naming the param) unless the script writes
-``-- "$V"``; runs go through the real run path (``client.pipelines.run``, Ray, ENGRAM)."""
+``printf ${text}`` would (``${V:-x}`` and ``$${V}`` too). Such a value is refused (422 naming the
+param) unless the script writes ``-- "$V"``; a ``$V`` the shell does not expand (in single quotes, a
+comment, escaped) does not count. Runs go through the real run path (``client.pipelines.run``, Ray, ENGRAM)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def _pipeline(pipelines: Any, script: str) -> Path:
 
 
 @pytest.mark.parametrize("script", ['printf "%s" "$V" > "$MNEMOS_OUTPUT_OUT"', "printf %s $V > $MNEMOS_OUTPUT_OUT",
-                                    'printf "%s" "$${V}" > "$MNEMOS_OUTPUT_OUT"'])  # fmt: skip
+                                    'printf "%s" "$${V}" > "$MNEMOS_OUTPUT_OUT"',
+                                    'printf %s ${V:-none} > "$MNEMOS_OUTPUT_OUT"'])  # fmt: skip
 def test_a_dash_value_through_env_is_refused_unless_the_script_ends_options(client: Any, pipelines: Any,
                                                                             script: str) -> None:  # fmt: skip
     unsafe = _pipeline(pipelines, script)
@@ -36,7 +38,28 @@ def test_a_dash_value_through_env_is_refused_unless_the_script_ends_options(clie
     assert run.read("out") == b"-x"
 
 
-def test_after_the_end_of_options_a_dash_value_through_env_is_data(client: Any, pipelines: Any) -> None:
-    guarded = _pipeline(pipelines, 'set -- "$V"; printf "%s" "$1" > "$MNEMOS_OUTPUT_OUT"')
+@pytest.mark.parametrize("script", ['set -- "$V"; printf "%s" "$1" > "$MNEMOS_OUTPUT_OUT"',
+                                    'set -- "${V:-none}"; printf "%s" "$1" > "$MNEMOS_OUTPUT_OUT"'])  # fmt: skip
+def test_after_the_end_of_options_a_dash_value_through_env_is_data(client: Any, pipelines: Any, script: str) -> None:
+    guarded = _pipeline(pipelines, script)
     run = client.pipelines.run(guarded, {"text": "-v/etc/passwd"}, progress=False, principal=DEV)
     assert run.read("out") == b"-v/etc/passwd"
+
+
+SINK = '\nset -- "$V"; printf %s "$1" >> "$MNEMOS_OUTPUT_OUT"'  # the one use: after the end of options
+
+
+@pytest.mark.parametrize(
+    ("script", "out"),
+    [
+        ("printf %s '$V ' > \"$MNEMOS_OUTPUT_OUT\"", b"$V "),  # single quotes: no expansion
+        ('printf %s "\\$V " > "$MNEMOS_OUTPUT_OUT"', b"$V "),  # escaped
+        (': > "$MNEMOS_OUTPUT_OUT" # not printf $V', b""),  # a comment
+        ('printf %s $${V:-d} | tail -c 6 > "$MNEMOS_OUTPUT_OUT"', b"{V:-d}"),  # $$ (the shell's pid), then {V:-d}
+    ],
+)
+def test_where_the_shell_does_not_expand_it_a_dash_value_is_data(client: Any, pipelines: Any,
+                                                                   script: str, out: bytes) -> None:  # fmt: skip
+    run = client.pipelines.run(_pipeline(pipelines, script + SINK), {"text": "-v/etc/passwd"}, progress=False,
+                               principal=DEV)  # fmt: skip
+    assert run.read("out") == out + b"-v/etc/passwd"
