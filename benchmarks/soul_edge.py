@@ -4,9 +4,8 @@ Serves one FastAPI app on 127.0.0.1 with a bare route and the same route behind
 ``EdgeGuard.admit`` (JWT and API key; the shared ``ratelimit`` actor on a local Ray cluster), sends
 interleaved serial requests, and compares medians. Also times ``admit`` in-process.
 
-    python tests/soul/bench_edge.py [--quick]
+    python benchmarks/soul_edge.py [--quick]
 
-(Meant for ``benchmarks/soul_edge.py``; not collected by pytest.)
 """
 
 from __future__ import annotations

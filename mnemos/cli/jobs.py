@@ -1,4 +1,4 @@
-"""``mnemos jobs submit|list|get|cancel|logs``: CORTEX jobs from the shell.
+"""``mnemos jobs submit|list|get|cancel|logs|stats``: CORTEX jobs from the shell.
 
 ``submit`` connects to the platform (``MNEMOS_RAY_ADDRESS``, ``RAY_ADDRESS`` — set inside
 ``ray job submit`` — or the cluster ``mnemos up`` started; else an embedded one). ``list``,
@@ -20,9 +20,9 @@ import typer
 from mnemos.cli._output import Output, console, emit
 from mnemos.errors import UnavailableError, ValidationError
 
-__all__ = ["app", "cancel", "get", "list_jobs", "logs", "submit"]
+__all__ = ["app", "cancel", "get", "list_jobs", "logs", "stats", "submit"]
 
-app = typer.Typer(help="CORTEX jobs: submit, list, get, cancel, logs.", no_args_is_help=True)
+app = typer.Typer(help="CORTEX jobs: submit, list, get, cancel, logs, stats.", no_args_is_help=True)
 
 _COLUMNS = ("ID", "NAME", "QUEUE", "PRIORITY", "STATUS", "ATTEMPTS", "WORKER", "FUNCTION")
 Page = tuple[list[dict[str, Any]], bool]  # a page of job views, and whether more follow
@@ -264,6 +264,21 @@ def cancel(job_id: str, output: Output = typer.Option(Output.table, "-o", "--out
         console.print(f"job {view['id']} {view['status']}")
     else:
         emit(view, output)
+
+
+@app.command()
+def stats(output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
+    """Queues, worker pools (a pool with no workers says why) and job counts: no job's data."""
+    if not _platform_up():
+        raise UnavailableError("no platform is up to ask: start one with `mnemos up`, or `mnemos login URL`")
+    data = _jobs().stats()
+    rows = [(f"queue {name}", f"queued {q['queued']}  running {q['running']}/{q['concurrency']}")
+            for name, q in data["queues"].items()]  # fmt: skip
+    for pool in data["pools"]:
+        size = f"{len(pool['workers'])} workers ({pool['minWorkers']}-{pool['maxWorkers']})"
+        rows.append((f"pool {pool['name']}", f"{size}  {pool['reason']}" if pool.get("reason") else size))
+    rows.append(("jobs", "  ".join(f"{status} {n}" for status, n in data["jobs"].items())))
+    emit(data, output, ("", ""), rows)
 
 
 @app.command()

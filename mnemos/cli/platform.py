@@ -163,5 +163,6 @@ def _node_rows(nodes: list[dict[str, Any]]) -> list[tuple[str, str]]:
         res = " ".join(f"{k}={v:g}" for k, v in node["resources"].items() if k != "memory")
         head = " head" if node.get("head") else ""
         reason = f"  ({node['reason']})" if node.get("reason") else ""
-        rows.append((f"node {node['id'][:12]}", f"{node['state']}{head}  {node['address']}  {labels}  {res}{reason}"))
+        address = node.get("address", "-")  # the gateway shows addresses to operators only
+        rows.append((f"node {node['id'][:12]}", f"{node['state']}{head}  {address}  {labels}  {res}{reason}"))
     return rows

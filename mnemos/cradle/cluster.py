@@ -31,6 +31,7 @@ __all__ = [
     "NAMESPACE",
     "cluster_file",
     "free_port",
+    "free_ports",
     "init_ray",
     "port_in_use",
     "read_cluster",
@@ -79,9 +80,17 @@ def _forget(info: dict[str, Any]) -> None:
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that nothing listens on now. Every probe holds its
+    port until all are chosen: probed one after another, the kernel may hand the same port out twice."""
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -98,6 +107,8 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 # Every port of the head, chosen free (two clusters on one machine never collide on 10001 & co.).
+_RETRIED = ("timed out during startup", "used by other components", "already in use")
+"""What ``ray start`` logs for a start worth one more try."""
 _PORTS = (
     "port", "ray-client-server-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
     "runtime-env-agent-port", "metrics-export-port", "node-manager-port", "object-manager-port",
@@ -147,7 +158,7 @@ def start_local(settings: Settings, *, timeout: float = 300.0) -> dict[str, Any]
     env.setdefault(_DRAIN_VAR, "0")
     path = home / "ray-head.log"
     for attempt in (1, 2):
-        ports = {name: free_port() for name in _PORTS}
+        ports = dict(zip(_PORTS, free_ports(len(_PORTS)), strict=True))
         cmd = [
             str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
             "--node-ip-address=127.0.0.1", f"--num-cpus={settings.ray.num_cpus}",
@@ -165,8 +176,9 @@ def start_local(settings: Settings, *, timeout: float = 300.0) -> dict[str, Any]
         except UnavailableError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            # Ray gives a new node a fixed 30 s to register with its GCS; a busy machine can miss that once.
-            if attempt == 2 or not _logged_since(path, log_start, "timed out during startup"):
+            # Ray gives a new node a fixed 30 s to register with its GCS; a busy machine can miss that
+            # once. Another process may take a chosen port between the probe and Ray's bind: new ports.
+            if attempt == 2 or not any(_logged_since(path, log_start, sign) for sign in _RETRIED):
                 raise
     info = {
         "address": address,

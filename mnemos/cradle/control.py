@@ -48,16 +48,17 @@ def up(settings: Settings, engram: Engram, components: list[str] | None = None) 
 
 def actor_states() -> dict[str, str]:
     """``{actor name: state}`` of the control-plane actors (``MISSING`` when absent)."""
+    import ray
     from ray.util.state import list_actors
 
     states = {name: "MISSING" for name in ACTORS}
+    # the cluster this process is connected to: with no address, Ray's state API picks the newest on the machine
+    address = ray.get_runtime_context().gcs_address if ray.is_initialized() else None
     try:
-        for actor in list_actors(filters=[("ray_namespace", "=", NAMESPACE)], limit=1000):
+        for actor in list_actors(address=address, filters=[("ray_namespace", "=", NAMESPACE)], limit=1000):
             if actor.name in states and (states[actor.name] != "ALIVE"):
                 states[actor.name] = actor.state
     except Exception:  # noqa: BLE001 - the state API needs the dashboard; fall back to handles
-        import ray
-
         for name in ACTORS:
             try:
                 ray.get_actor(name, namespace=NAMESPACE)

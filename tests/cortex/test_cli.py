@@ -63,6 +63,19 @@ def test_submit_get_list_logs_cancel(cli: Any, tmp_path: Path) -> None:
     gate.touch()
 
 
+def test_stats_show_queues_pools_and_counts(cli: Any, client: Any) -> None:
+    _ok(cli("submit", f"{T}:noop", "--wait"))
+    data = json.loads(_ok(cli("stats", "-o", "json")))
+    assert set(data["queues"]) >= {"default", "wraith", "serial"} and data["jobs"]["succeeded"] >= 1, data
+    table = _ok(cli("stats"))
+    for pool in client.settings.neuron.pools:
+        line = next(x for x in table.splitlines() if x.startswith(f"pool {pool.name} "))
+        assert "workers" in line, table
+    concurrency = client.settings.cortex.queues["serial"].concurrency
+    assert any(x.startswith("queue serial ") and f"/{concurrency}" in x for x in table.splitlines()), table
+    assert next(x for x in table.splitlines() if x.startswith("jobs ")).count("succeeded") == 1
+
+
 def test_list_pages_with_after(cli: Any) -> None:
     ids = [_ok(cli("submit", f"{T}:noop", "--queue", "limited")).split()[1] for _ in range(3)]
     first = _ok(cli("list", "--queue", "limited", "-n", "2"))

@@ -269,3 +269,10 @@ def test_down_removes_rays_address_file_mnemos_up_did_not_see_written(
     path.write_text("192.0.2.2:41234")  # Ray names our head by the machine's address
     cluster._forget(info)
     assert not path.exists()
+
+
+def test_the_ports_up_gives_ray_are_distinct_and_free() -> None:
+    from mnemos.cradle.cluster import free_ports, port_in_use
+
+    ports = free_ports(64)  # one at a time, the kernel may hand the same port out twice
+    assert len(set(ports)) == 64 and not any(port_in_use("127.0.0.1", p) for p in ports), ports

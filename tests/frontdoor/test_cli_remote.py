@@ -30,6 +30,9 @@ def test_login_url_then_commands_use_the_gateway(frontdoor: Any, tmp_path: Path)
     assert "viewer-user (viewer)" in logged.stdout and frontdoor.keys["viewer"] not in logged.stdout
     for name in ("credentials", "endpoint.json"):
         assert stat.S_IMODE((home / name).stat().st_mode) == 0o600, name
+    status = _mnemos(home, "status")  # the gateway withholds node addresses from a viewer
+    assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
+    assert "node " in status.stdout and " alive" in status.stdout, status.stdout
     got = _mnemos(home, "get", "Pipeline", "greet", "-o", "json")
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout)["metadata"]["name"] == "greet"
