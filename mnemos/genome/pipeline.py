@@ -41,6 +41,7 @@ __all__ = [
     "PipelineSpec",
     "Step",
     "StepType",
+    "arithmetic_uses",
     "check_steps",
     "default_outputs",
     "is_folder_file",
@@ -390,12 +391,22 @@ def check_steps(pipeline: Pipeline) -> None:
             if PARAM_ALIASES.get(key, key) not in known:
                 message = f"{where}.params: unknown param {key!r} (known: {', '.join(known)})"
                 raise refuse(message, f"{path}.params.{key}")
+        text = {name for name, default in params.items() if not isinstance(default, (int, float))}  # any text
         for name, context in unquoted_uses(step.script or ""):
-            if name in params and not isinstance(params[name], (int, float)):  # a caller may send any text
+            if name in text and context == "an arithmetic test":
+                fix = _ARITHMETIC_FIX.format(name=name)
+                raise refuse(f"{where}.script: ${{{name}}} stands in {context}, {fix}", f"{path}.script")
+            if name in text:
                 raise refuse(f"{where}.script: ${{{name}}} stands in {context}, where the one shell-quoted word it "
                              f"becomes would still run $(…) or end the line: write it as a bare word (grep ${{{name}}} "
                              f"f.txt, not \"${{{name}}}\"), or pass it as a variable (env: [{{name: V, value: "
                              f"${{{name}}}}}], then \"$V\")", f"{path}.script")  # fmt: skip
+        for var in step.env if step.script else []:
+            carried = sorted(names_in(var.value or "") & text)
+            if carried and arithmetic_uses(step.script or "", var.name):
+                fix = _ARITHMETIC_FIX.format(name=carried[0])
+                raise refuse(f"{where}.script: ${var.name} (env: ${{{carried[0]}}}, a text param) stands in an "
+                             f"arithmetic test, {fix}", f"{path}.script")  # fmt: skip
         if step.type == "python" and ":" not in (step.call or ""):
             raise refuse(f"{where}.call: use 'module:function' (got {step.call!r})", f"{path}.call")
         if step.timeout is not None and step.timeout > MAX_STEP_TIMEOUT_S:
@@ -420,7 +431,19 @@ def check_steps(pipeline: Pipeline) -> None:
                              f"on it: add {producer!r} to needs", f"{path}.needs")  # fmt: skip
 
 
-_ARITHMETIC = re.compile(r"\[\[[^\n]*?\]\]|\(\([^\n]*?\)\)|(?:^|[;&|(\s])let\s[^\n;&|]*")
+_ARITHMETIC = re.compile(  # where bash evaluates arithmetic (and so runs the $(…) of a value a[$(…)])
+    r"\[\[(?=[^\n]*?(?P<test>\]\]))"  # [[ … ]]: -eq and friends evaluate their sides (all of it counts)
+    r"|(?P<paren>\(\()"  # (( … )), $(( … )), for (( … ))
+    r"|\$(?P<bracket>\[)"  # $[ … ], the old $(( … ))
+    r"|(?<=[A-Za-z0-9_])(?P<subscript>\[)"  # an array's subscript: ${a[…]}, a[…]=1 (conservative: any x[…])
+    r"|(?<=[(\s])(?P<key>\[)(?=[^\]\n]*\]\+?=)"  # a=([…]=1)
+    r"|\$\{[#!]?[A-Za-z0-9_@*]+(?=(?:\[[^\]\n]*\])?(?P<substring>:)(?![-=?+]))"  # ${s:offset:length}
+    r"|(?:^|(?<=[\s;&|(]))(?:let|(?:declare|typeset|local|readonly|export)(?:\s+[-+][A-Za-z]+)*\s+-[A-Za-z]*i"
+    r"[A-Za-z]*)\s[^\n;&|]*"  # let …, declare -i …: to the end of the command
+)
+_ARITHMETIC_FIX = ("where bash evaluates it as arithmetic and a value a[$(…)] would run its $(…), quoted or not: "
+                   "declare the param's default as a number (then callers can send only numbers), or compare it as "
+                   "text (env: [{{name: V, value: ${{{name}}}}}], then [ \"$V\" = … ] or case)")  # fmt: skip
 _HEREDOC = re.compile(r"<<(-?)[ \t]*(['\"]?)([A-Za-z0-9_.-]+)\2")
 _EXPANSION = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")  # the shell's $V, ${V…}
 _QUOTES = {"'": "single quotes", '"': "double quotes", "`": "backquotes"}
@@ -432,13 +455,41 @@ def unquoted_uses(script: str) -> list[tuple[str, str]]:
     arithmetic test``. A value is put in shell-quoted (one word: ``'…'``), which protects it only
     where the shell reads it as a word: in double quotes, backquotes or a heredoc ``$(…)`` inside
     it would still run, in a comment a newline in it would end the comment, and ``[[ x -eq y ]]``
-    evaluates ``a[$(…)]``. Conservative: ``$(…)`` inside double quotes counts as quoted."""
+    evaluates ``a[$(…)]`` (so do the other places of ``_arithmetic``). Conservative: ``$(…)`` inside
+    double quotes counts as quoted."""
     found = [(var.group(2), where) for i, where in _dollars(script)
              if where != "bare" and (var := VARIABLE.match(script, i)) and not var.group(1)]  # fmt: skip
-    for arithmetic in _ARITHMETIC.finditer(script):  # [[ x -eq y ]], (( … )), let: a[$(…)] runs
-        found.extend((m.group(2), "an arithmetic test") for m in VARIABLE.finditer(arithmetic.group(0))
-                     if not m.group(1))  # fmt: skip
-    return found
+    inside = {m.start(): m.group(2) for start, end in _arithmetic(script)
+              for m in VARIABLE.finditer(script, start, end) if not m.group(1)}  # fmt: skip
+    return found + [(name, "an arithmetic test") for _, name in sorted(inside.items())]
+
+
+def arithmetic_uses(script: str, variable: str) -> bool:
+    """Whether bash may evaluate the shell variable ``variable`` (``V``, a step's ``env`` gives it)
+    as arithmetic in ``script``: ``$V``, ``${V}``, ``$${V}`` or the bare name ``V`` (evaluated too)
+    in a place of ``_arithmetic``, where a value ``a[$(…)]`` runs its ``$(…)``. Conservative: any
+    mention of the name there counts, quoted or not."""
+    name = re.compile(rf"(?<![A-Za-z0-9_]){re.escape(variable)}(?![A-Za-z0-9_])")
+    return any(name.search(script, start, end) for start, end in _arithmetic(script))
+
+
+def _arithmetic(script: str) -> Iterator[tuple[int, int]]:
+    """Each span ``(start, end)`` of a shell script that bash evaluates as arithmetic (``_ARITHMETIC``):
+    ``[[ … ]]``, ``(( … ))``, ``$(( … ))``, ``$[ … ]``, an array subscript ``a[…]``, the offset and
+    length of ``${s:…}``, ``let …`` and ``declare -i …`` (``local``, ``typeset``, … too), each on
+    its line. Conservative: text in quotes or comments counts as well."""
+    for m in _ARITHMETIC.finditer(script):
+        start, end = m.start("substring") if m.group("substring") else m.start(), m.end()
+        if m.group("test"):
+            end = m.end("test")
+        elif m.group("paren"):
+            end = _arithmetic_end(script, start)
+        elif m.group("substring"):
+            end = _closing(script, m.start() + 1, "{}")
+        elif m.group("bracket") or m.group("subscript") or m.group("key"):
+            end = _closing(script, m.end() - 1, "[]")
+        if end > 0:  # else no closing bracket on the line: no arithmetic
+            yield start, end
 
 
 def shell_uses(script: str, variable: str) -> Iterator[tuple[int, bool]]:
@@ -512,13 +563,20 @@ def _dollars(script: str) -> Iterator[tuple[int, str]]:
 
 def _arithmetic_end(script: str, i: int) -> int:
     """The index after the ``))`` closing the ``((`` at ``i`` on its line, else -1."""
+    end = _closing(script, i, "()")
+    return end if end > 0 and script[end - 2] == ")" else -1
+
+
+def _closing(script: str, i: int, pair: str) -> int:
+    """The index after the bracket (``pair``: ``"()"``, ``"[]"``, ``"{}"``) closing the one at ``i``
+    on its line, else -1."""
     depth = 0
     for j in range(i, len(script)):
         if script[j] == "\n":
             break
-        depth += {"(": 1, ")": -1}.get(script[j], 0)
+        depth += {pair[0]: 1, pair[1]: -1}.get(script[j], 0)
         if depth == 0:
-            return j + 1 if script[j - 1] == ")" else -1
+            return j + 1
     return -1
 
 

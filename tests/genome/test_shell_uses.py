@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from mnemos.genome.pipeline import shell_uses, unquoted_uses
+from mnemos.genome.pipeline import arithmetic_uses, shell_uses, unquoted_uses
 from mnemos.synkron._interpolate import interpolate
 
 MARK = "zz-mark"
@@ -84,3 +84,67 @@ def test_the_uses_a_text_param_may_not_have_are_found_by_the_same_walk() -> None
     script = "echo '${a}' \"${b}\" `${c}` ${ok} $${esc} # ${d}\ncat <<EOF\n${e}\nEOF\n[[ ${f} -eq 1 ]]"
     assert unquoted_uses(script) == [("a", "single quotes"), ("b", "double quotes"), ("c", "backquotes"),
                                      ("d", "a comment"), ("e", "a heredoc"), ("f", "an arithmetic test")]  # fmt: skip
+
+
+RAN = "zz-ran"
+PAYLOAD = "a[$(printf zz-%s ran >&2)]"  # a caller's text: an array subscript whose $(…) bash runs when it evaluates it
+EVALUATES = [  # bash evaluates V's value as arithmetic here: its $(…) runs, quoted or not
+    "[[ $V -eq 1 ]]",
+    '[[ "$${V}" -lt 2 ]]',
+    "(( V ))",  # a bare name is evaluated too
+    'echo $(( x + "$V" ))',
+    "echo $[ V + 1 ]",
+    'echo "${a[$V]}"',
+    "echo ${a[$${V}]}",
+    "a[$V]=1",
+    "a=([$V]=1)",
+    's=abc; echo "${s:$V}"',
+    "s=abc; echo ${s:0:$V}",
+    'declare -i x="$V"',
+    "typeset -i x=$V",
+    "f() { local -ri x=$V; }; f",
+    "let x=V+1",
+    "for (( i = V; i < 1; i++ )); do :; done",
+]
+TEXT = [  # V stays text here
+    '[ "$V" -eq 1 ]',  # the test builtin: "integer expression expected"
+    'test "$V" = 1',
+    'shift "$V"',
+    'printf %d "$V"',
+    'exit "$V"',
+    "echo ${V:-x} ${V:=x} ${#V} ${V[0]}",
+    'echo "$V" x[1]',
+    "case $V in [0-9]*) echo n ;; esac",
+    'export V; declare -i n=1; echo $(( n + 1 )) "$V"',
+]
+
+
+@pytest.mark.parametrize("script", EVALUATES + TEXT)
+def test_an_arithmetic_use_is_where_bash_runs_a_subscripts_command(script: str) -> None:
+    shell = interpolate({"script": script}, {})["script"]
+    ran = subprocess.run(["bash", "-c", shell], env={"V": PAYLOAD}, capture_output=True, text=True).stderr
+    assert (RAN in ran) == (script in EVALUATES)  # the case is what it says
+    assert arithmetic_uses(script, "V") == (script in EVALUATES)
+    assert not arithmetic_uses(script.replace("V", "W"), "V")
+
+
+@pytest.mark.parametrize(
+    ("script", "runs"),
+    [
+        ("echo ${a[${p}]}", True),
+        ("a[${p}]=1", True),
+        ("a=([${p}]=1)", True),
+        ("echo $[${p}+1]", True),
+        ("declare -i x=${p}", True),
+        ("f() { local -i x=${p}; }; f", True),
+        ("let x=${p}", True),
+        ("(( ${p} ))", True),
+        ("for (( i=${p}; i<1; i++ )); do :; done", True),
+        ("echo ${s:${p}}", False),  # conservative: bash takes the quotes as text there, an error
+    ],
+)
+def test_a_text_param_in_arithmetic_is_found(script: str, runs: bool) -> None:
+    shell = interpolate({"script": script}, {"p": PAYLOAD})["script"]  # one shell-quoted word
+    ran = subprocess.run(["bash", "-c", shell], env={}, capture_output=True, text=True).stderr
+    assert (RAN in ran) == runs
+    assert unquoted_uses(script) == [("p", "an arithmetic test")]
