@@ -190,14 +190,21 @@ def check_owner(principal: Any, view: dict[str, Any], *, logs: bool = False, wri
     """Raise unless ``principal`` may see (``logs``: read the logs of; ``write``: cancel) the job.
 
     A developer asking for another's job gets 404 (it does not exist for them); a viewer may see
-    that a job exists but not read its logs or cancel it (403).
+    that a job exists but not read its logs or cancel it (403), nor may any caller read the logs of
+    another's job without reading its data (``reads_data``: a credential scoped without ``execute``).
     """
+    from mnemos.soul.ownership import reads_data
+
     role = _role(principal)
     if role == "developer" and view.get("principal") != _subject(principal):
         raise NotFoundError(f"job {view.get('id')!r} not found", param="id")
     if role == "viewer" and (logs or write):
         what = "read the logs of" if logs else "cancel or retry"
         raise PermissionDeniedError(f"role 'viewer' may not {what} jobs", param="role")
+    if logs and hasattr(principal, "role") and not reads_data(principal, view.get("principal")):
+        raise PermissionDeniedError("the logs of another's job are read by its owner and by credentials "
+                                    "that hold the verb execute (this one's scopes leave it out)",
+                                    param="scopes")  # fmt: skip
 
 
 def check_retry(principal: Any, view: dict[str, Any], call: dict[str, Any], functions: FunctionCatalog) -> None:

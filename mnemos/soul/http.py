@@ -13,8 +13,10 @@
   it (else 403: an expiring caller must give a ``ttl`` that ends in time), a caller with a team mints
   only into its team (its own by default; another: 403), and a caller with limits of its own mints
   only within them (each of rpm, tpm and budget at most the caller's, a budget window at least as
-  long; what is left out is the caller's; else 403). Each credential has its own counters: to cap
-  what a group spends together, set team limits (a Policy), which nothing a team member mints escapes;
+  long; what is left out is the caller's; else 403). A name is one principal: a name that a
+  credential of another team (or of none) carries is 409 (``check_name_taken``). Each credential
+  has its own counters: to cap what a group spends together, set team limits (a Policy), which
+  nothing a team member mints escapes;
 - ``GET /v1/tokens`` (``manage-identities``): active credentials (``?all=true``: also revoked/expired);
 - ``DELETE /v1/tokens/{id}`` (``manage-identities``): revoke a token or an API key.
 
@@ -42,6 +44,7 @@ from starlette.responses import Response
 from mnemos._http import JSONResponse
 from mnemos._model import CoreModel, Duration, json_body, positive_duration_schema
 from mnemos.errors import (
+    ConflictError,
     MnemosError,
     PermissionDeniedError,
     RateLimitError,
@@ -162,6 +165,24 @@ def check_mint_scope(principal: Principal, body: TokenCreate) -> tuple[str, dict
     return team, merged
 
 
+def check_name_taken(store: Any, principal: Principal, name: str, team: str) -> None:
+    """Refuse a name that is another principal's. A name is one principal: its jobs, runs, spaces,
+    usage and rate limits go by it, so a credential minted under a name some credential of another
+    team (or of none) carries, revoked ones included, would be that principal (409). ``anonymous``
+    and ``local:<user>`` stand for callers without a credential (422). A caller with a team is not
+    told which team holds the name."""
+    if name == "anonymous" or name.startswith("local:"):
+        raise ValidationError(f"name: {name!r} stands for callers without a credential (anonymous, local:<user>): "
+                              "choose another name", param="name")  # fmt: skip
+    teams = {str(doc.get("team") or "") for doc in store.list(include_inactive=True) if doc.get("name") == name}
+    if not teams or team in teams:
+        return
+    held = "outside your team" if principal.team else " and ".join(
+        f"of team {t!r}" if t else "of no team" for t in sorted(teams))  # fmt: skip
+    raise ConflictError(f"name: {name!r} is a principal {held}; a name is one principal (its jobs, runs, spaces, "
+                        "usage and limits go by it): choose another name", param="name")  # fmt: skip
+
+
 def _within(wanted: Any, held: Any) -> None:
     """403 naming the first of ``wanted``'s limits (``UsageLimits``) that grants more than ``held``'s."""
     checks = [("limits.rpm", wanted.rpm, held.rpm), ("limits.tpm", wanted.tpm, held.tpm)]
@@ -263,13 +284,14 @@ _ANSWERS: dict[int | str, dict[str, Any]] = {
     400: {"description": "the body is not a JSON object"},
     403: {"description": "the caller lacks manage-identities, or asks for (or revokes) more than it holds"},
     404: {"description": "no credential with that id (or not one the caller manages)"},
+    409: {"description": "the name is another principal's (a credential of another team carries it)"},
     422: {"description": "a field failed validation"},
 }
 
 
 @router.post("/v1/tokens", openapi_extra={**_IDENTITIES, **_token_body()}, status_code=201,
              responses={201: {"description": "the new credential, its secret shown once"},
-                        **{c: _ANSWERS[c] for c in (400, 403, 422)}})  # fmt: skip
+                        **{c: _ANSWERS[c] for c in (400, 403, 409, 422)}})  # fmt: skip
 async def create_token(request: Request) -> Response:
     try:
         guard = guard_of(request)
@@ -279,6 +301,7 @@ async def create_token(request: Request) -> Response:
         ttl = check_minting(principal, body, max_token_ttl=float(policies.max_token_ttl),
                             default_token_ttl=float(policies.token_ttl), now=guard.clock())  # fmt: skip
         team, limits = check_mint_scope(principal, body)
+        await _in_thread(check_name_taken, guard.store, principal, body.name, team)
         actor = f"{principal.kind}:{principal.subject}"
         create = guard.store.create_api_key if body.api_key else guard.store.create_token
         created = await _in_thread(create, body.name, body.role, ttl=ttl, scopes=body.scopes, actor=actor,

@@ -2,9 +2,12 @@
 
 Everyone allowed to see a job or run sees its metadata: status, owner, timings, output refs.
 Its data (a job's result value and error text, a run's parameters, its steps' results, logs and
-error texts) is read only by its owner and by operators and admins: viewers may list and read
-every job and run for dashboards, and data is what a job or run was given or made. CORTEX,
-SYNKRON, the console and the event stream withhold the same fields with :func:`reads_data`.
+error texts) is read only by its owner and by those who may run any code on the platform:
+operators and admins whose credential keeps the verb ``execute`` (cluster root: they could read
+it anyway). A credential whose scopes leave ``execute`` out (a team's identity admin, a read-only
+operator key) reads its own data only. Viewers may list and read every job and run for
+dashboards; data is what a job or run was given or made. CORTEX, SYNKRON, the console, lineage,
+the audit page and the event stream withhold the same fields with :func:`reads_data`.
 """
 
 from __future__ import annotations
@@ -12,10 +15,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["DATA_ROLES", "WITHHELD", "reads_data", "reads_space", "withheld_error"]
+__all__ = ["WITHHELD", "reads_all_data", "reads_data", "reads_space", "withheld_error"]
 
-DATA_ROLES = frozenset({"admin", "operator"})
-"""Roles that read the data of every job and run (everyone else: of their own only)."""
 WITHHELD = "details withheld: only the owner and operators read them"
 _CLASS = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]{0,127}):")
 
@@ -25,11 +26,20 @@ def reads_data(principal: Any, owner: str | None) -> bool:
 
     ``None`` (authentication off) is the local admin and reads everything.
     """
-    if principal is None:
-        return True
-    if getattr(principal, "role", None) in DATA_ROLES:
+    if reads_all_data(principal):
         return True
     return bool(owner) and owner == getattr(principal, "subject", None)
+
+
+def reads_all_data(principal: Any) -> bool:
+    """Whether ``principal`` reads every job's and run's data and writes every space: it holds
+    ``execute`` (an operator or admin whose scopes keep it). ``None`` (authentication off) is the
+    local admin."""
+    from mnemos.soul.rbac import verbs_of
+
+    if principal is None:
+        return True
+    return "execute" in verbs_of(getattr(principal, "role", ""), getattr(principal, "scopes", None) or ())
 
 
 def reads_space(principal: Any, owner: str | None, team: str | None = "", *, metadata: bool = False) -> bool:

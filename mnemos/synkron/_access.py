@@ -155,11 +155,11 @@ def check_space(engram: Any, principal: Any, space: str, param: str) -> None:
     when ``principal`` may not write the space ``space`` (see the module docstring). The owner is
     named only to a caller who lists the space (``reads_space(…, metadata=True)``: a teammate);
     to anyone else the space is another principal's, as search and lineage say it does not exist."""
-    from mnemos.soul.ownership import DATA_ROLES, reads_space
+    from mnemos.soul.ownership import reads_all_data, reads_space
     from mnemos.synkron.spaces import space_owner
 
     check_space_name(space, param)
-    if not enforced(principal) or getattr(principal, "role", None) in DATA_ROLES:
+    if not enforced(principal) or reads_all_data(principal):
         return
     source, owner, team = space_owner(engram, space)
     if source == "new" or (owner and owner == getattr(principal, "subject", None)):
