@@ -105,6 +105,8 @@ EVALUATES = [  # bash evaluates V's value as arithmetic here: its $(…) runs, q
     "f() { local -ri x=$V; }; f",
     "let x=V+1",
     "for (( i = V; i < 1; i++ )); do :; done",
+    "(( 1 +\n V ))",  # arithmetic may span lines
+    "echo $(( 1 +\n V ))",
 ]
 TEXT = [  # V stays text here
     '[ "$V" -eq 1 ]',  # the test builtin: "integer expression expected"
@@ -116,6 +118,7 @@ TEXT = [  # V stays text here
     'echo "$V" x[1]',
     "case $V in [0-9]*) echo n ;; esac",
     'export V; declare -i n=1; echo $(( n + 1 )) "$V"',
+    '((cd /; pwd) | wc -l)\necho "$V"',  # a subshell in a subshell, not arithmetic
 ]
 
 
@@ -140,6 +143,7 @@ def test_an_arithmetic_use_is_where_bash_runs_a_subscripts_command(script: str) 
         ("let x=${p}", True),
         ("(( ${p} ))", True),
         ("for (( i=${p}; i<1; i++ )); do :; done", True),
+        ("(( 1 +\n ${p} ))", True),
         ("echo ${s:${p}}", False),  # conservative: bash takes the quotes as text there, an error
     ],
 )
