@@ -7,8 +7,10 @@ the field where it appears.
 In a shell field (``script``), every value is shell-quoted (``shlex.quote``) as it is put in:
 a parameter is always one word of data, never code, whatever it contains (``; rm -rf /``,
 ``$(…)``, quotes, newlines). That holds where the shell reads a word: a text param written in
-quotes, backquotes, a heredoc, a comment or an arithmetic test is refused on every write and run
-of the pipeline (``mnemos.genome.pipeline.unquoted_uses``, checked by ``check_steps``).
+quotes, backquotes, a heredoc, a comment or anywhere bash evaluates arithmetic (``[[ ]]``,
+``(( ))``, subscripts, ``declare -i`` …: a value ``a[$(…)]`` runs there) is refused on every
+write and run of the pipeline, and so is one passed through the step's ``env`` into arithmetic
+(``mnemos.genome._shell``, checked by ``check_steps``).
 
 One word may still be an option: ``grep ${pattern} data.txt`` with the pattern ``-f/etc/passwd``.
 So a caller without the verb ``execute`` may put into a script only values that are no option:
