@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import concurrent.futures
 import contextlib
+import errno
 import functools
 import hashlib
 import io
@@ -485,7 +486,9 @@ class Engram:
     def read_bytes(self, key: str) -> bytes:
         try:
             return bytes(self.fs.cat_file(self.path(key)))
-        except FileNotFoundError:
+        except OSError as exc:
+            if not _absent(exc):
+                raise
             raise NotFoundError(f"{key} not found in {self.uri}", param="key") from None
 
     def write_json(self, key: str, obj: Any) -> None:
@@ -532,6 +535,12 @@ class Engram:
 
 
 @functools.cache
+def _absent(exc: OSError) -> bool:
+    """Whether a read failed because there is no such file: it is missing, or a name in its path is
+    longer than the filesystem allows (``ENAMETOOLONG``: nothing of that name can have been written)."""
+    return isinstance(exc, FileNotFoundError) or exc.errno == errno.ENAMETOOLONG
+
+
 def _pool() -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(min(32, os.cpu_count() or 2), thread_name_prefix="engram")
 

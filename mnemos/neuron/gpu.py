@@ -4,6 +4,9 @@ Read with Ray's own GPU provider (NVML for NVIDIA, AMD SMI), the one Ray's dashb
 no torch or CUDA context is needed. Exported per worker (gauges are summed across processes, so
 each worker reports under its own ``worker`` label; dashboards take ``max by (node, gpu)``):
 
+``node`` is the Ray node id (as ``ray list nodes`` shows it), never an address: ``/metrics`` is
+public unless ``trace.metricsAuth``, and ``/v1/status`` shows addresses to operators only.
+
 - ``mnemos_neuron_gpus{node, worker}``: GPUs the worker's node has; ``0`` on a CPU-only node, so
   a cluster without GPUs shows 0 rather than nothing;
 - ``mnemos_neuron_gpu_memory_used_bytes{node, gpu, worker}`` and
@@ -52,7 +55,7 @@ def record(worker: str) -> int:
     """Set the GPU gauges for ``worker`` from this node's GPUs; returns how many GPUs were seen."""
     import ray
 
-    node = ray.util.get_node_ip_address()
+    node = ray.get_runtime_context().get_node_id()  # not its IP address: /metrics may be public
     gpus = _gpu_usage()
     GPUS.set(len(gpus), node=node, worker=worker)
     for info in gpus:

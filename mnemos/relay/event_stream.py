@@ -20,6 +20,9 @@ withholds the data of a job or run the caller does not read (its owner, operator
 a viewer's ``job.*`` events carry no error text, its ``run.*`` events no step error texts, as
 ``GET /v1/jobs/{id}`` and ``GET /v1/runs/{id}`` answer it.
 
+The web console reads the same stream at ``/ui/events`` (:func:`alias`: this handler, its
+authentication and filtering), so that its session cookie need never be sent to ``/v1``.
+
 One ``EventHub`` per gateway replica long-polls the bus and fans out to bounded per-connection
 queues, so the bus sees one reader per replica however many clients are connected. Every event
 costs the replica work per open stream, so a principal holds at most ``relay.maxEventStreams``
@@ -37,8 +40,9 @@ import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import StreamingResponse
+from fastapi.routing import APIRoute
 from starlette.types import Message, Receive, Scope, Send
 
 from mnemos._model import dump_json
@@ -50,10 +54,11 @@ from mnemos.soul.ownership import reads_data
 from mnemos.synkron.http import withhold_run
 from mnemos.trace.events import matches
 
-__all__ = ["QUEUE_MAX", "EventHub", "build_router", "for_reader", "visible"]
+__all__ = ["PATH", "QUEUE_MAX", "EventHub", "alias", "build_router", "for_reader", "visible"]
 
 logger = logging.getLogger("mnemos.relay")
 
+PATH = "/v1/events"
 QUEUE_MAX = 2000
 """Events a connection may lag behind the live feed before it is dropped."""
 HEARTBEAT_S = 15.0
@@ -292,7 +297,7 @@ def build_router(admit: Callable[[Request, str], Any], hub: EventHub | None = No
     api = APIRouter(tags=["events"])
     hub = hub or EventHub(bus)
 
-    @api.get("/v1/events", openapi_extra={VERB_KEY: "read-artifacts"}, response_class=StreamingResponse,
+    @api.get(PATH, openapi_extra={VERB_KEY: "read-artifacts"}, response_class=StreamingResponse,
              responses=_STREAM_DOC)  # fmt: skip
     async def events(
         request: Request,
@@ -320,3 +325,11 @@ def build_router(admit: Callable[[Request, str], Any], hub: EventHub | None = No
                                     media_type="text/event-stream", headers=SSE_HEADERS)  # fmt: skip
 
     return api
+
+
+def alias(app: FastAPI, path: str) -> None:
+    """Serve ``GET /v1/events`` (the handler :func:`build_router` added to ``app``, with its hub and
+    stream limit) at ``path`` too, hidden from the schema."""
+    route = next(r for r in app.routes if isinstance(r, APIRoute) and r.path == PATH)
+    app.add_api_route(path, route.endpoint, methods=["GET"], response_class=StreamingResponse,
+                      include_in_schema=False)  # fmt: skip

@@ -74,9 +74,10 @@ _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _UP = re.compile(r"(^|/)\.\.(/|$)")
 _OVERFETCH = 1000  # a developer's listing is filtered from this many newest runs
-# ``<pipeline>-<yyyymmdd-hhmmss>-<4 hex>`` (``_state.new_run_id``): a pipeline's name is at most 253
-# characters, so a run id at most 274; anything longer, or with a character no run id has, is no run
-_MAX_RUN_ID = 253 + 21
+# ``<pipeline>-<yyyymmdd-hhmmss>-<4 hex>`` (``_state.new_run_id``), stored as the folder
+# ``runs/<id>/``: a file name, at most 255 bytes on common filesystems, so no run has a longer id;
+# anything longer, or with a character no run id has, is no run
+_MAX_RUN_ID = 255
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _MAX_LIST = 1000
 _CHUNK = 1 << 20  # an output is streamed a MiB at a time

@@ -1,5 +1,5 @@
 """The web console in real headless Chromium against the real gateway (auth on): sign-in, each
-page, live updates through ``/v1/events``, role-dependent controls, forged cookies.
+page, live updates through ``/ui/events`` (``/v1/events``' handler), role-dependent controls, forged cookies.
 
 Each test writes a screenshot of its page to ``docs/images/console-<page>.png`` (1280×800).
 """
@@ -70,7 +70,8 @@ def test_a_forged_cookie_gets_the_sign_in_page(console: Console, browser: Any) -
 def test_the_session_cookie_is_httponly_strict_and_sign_out_revokes_it(console: Console, page_for: Any) -> None:
     page = page_for("viewer")
     cookie = next(c for c in page.context.cookies() if c["name"] == "mnemos_session")
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/ui"
+    assert page.request.get(f"{console.url}/v1/whoami").status == 401  # the API is never sent it
     assert console.keys["viewer"] not in cookie["value"]
     assert page.evaluate("document.cookie") == ""  # scripts cannot read it
     # Writes need the page's CSRF token: a form post without it is refused.

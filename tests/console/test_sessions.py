@@ -239,3 +239,34 @@ def test_a_cookie_that_is_no_live_session_gets_401_and_is_dropped(console: dict[
 def _dropped(response: Any) -> bool:
     """Whether the response clears the session cookie."""
     return any(h.startswith(f'{COOKIE}="";') and "Max-Age=0" in h for h in response.headers.get_list("set-cookie"))
+
+
+# -- refused sign-ins are audited as the API's refusals are -------------------------------------------
+def test_a_refused_sign_in_is_audited_without_the_key(console: dict[str, Any]) -> None:
+    from mnemos.trace.lineage import events
+
+    key = console["store"].create_api_key("nia", "viewer")
+    wrong = f"mk_{key.id}_{'W' * 43}"
+    for attempt in (wrong, "not-a-key-at-all"):
+        refused = console["http"].post("/ui/signin", data={"api_key": attempt}, follow_redirects=False)
+        assert refused.status_code == 401 and COOKIE not in refused.cookies, refused.text
+    run_async(lambda: console["edge"].guard.flush_audit())
+    audit = [e["attrs"] for e in events(console["edge"].guard.engram) if e["type"] == "audit"]
+    refusals = [a for a in audit if a["action"] == "auth.refused" and a["path"] == "/ui/signin"]
+    assert [(a["status"], a["method"]) for a in refusals] == [(401, "POST")] * 2, audit
+    assert key.id in refusals[0]["reason"]  # which key was refused, as the API's refusal says
+    dumped = str(audit)
+    assert "W" * 43 not in dumped and "not-a-key-at-all" not in dumped
+
+
+def test_the_session_cookie_is_scoped_to_the_console(console: dict[str, Any]) -> None:
+    key = console["store"].create_api_key("ora", "viewer")
+    signed_in = console["http"].post("/ui/signin", data={"api_key": key.secret}, follow_redirects=False)
+    cookies = signed_in.headers.get_list("set-cookie")
+    live = [c for c in cookies if "Max-Age=0" not in c]
+    assert len(live) == 1 and "Path=/ui;" in live[0] and "HttpOnly" in live[0], cookies
+    # a cookie of the old scope (Path=/) is cleared, else the browser would send it after the new one
+    assert any("Path=/;" in c and "Max-Age=0" in c for c in cookies), cookies
+    out = console["http"].post("/ui/signout", follow_redirects=False)
+    assert {"/ui", "/"} <= {p.split("=", 1)[1] for c in out.headers.get_list("set-cookie")
+                            for p in (s.strip() for s in c.split(";")) if p.startswith("Path=")}  # fmt: skip

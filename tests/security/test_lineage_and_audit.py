@@ -190,7 +190,7 @@ def test_console_writes_from_another_site_are_refused(gateway: Gateway) -> None:
                                  follow_redirects=False, timeout=60)  # fmt: skip
             assert refused.status_code == 403 and "another site" in refused.text, (path, refused.text[-1000:])
         assert gateway.call("GET", f"/v1/jobs/{job}", "developer").json()["status"] != "cancelled"
-        assert httpx.get(f"{gateway.url}/v1/whoami", cookies={COOKIE: cookie}, timeout=60).status_code == 200
+        assert httpx.get(f"{gateway.url}/ui/jobs", cookies={COOKIE: cookie}, timeout=60).status_code == 200
         done = httpx.post(f"{gateway.url}/ui/jobs/{job}/cancel", data=form, cookies={COOKIE: cookie},
                           headers={"Origin": gateway.url}, follow_redirects=False, timeout=60)  # fmt: skip
         assert done.status_code == 303, done.text[-1000:]  # from the console's own page

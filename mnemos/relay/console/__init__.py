@@ -1,5 +1,6 @@
 """The web console at ``/ui``: server-rendered pages over the gateway's own state, live through
-``/v1/events``; sign-in with an API key, session in an HttpOnly, SameSite=Strict cookie.
+``/ui/events`` (``/v1/events``' handler); sign-in with an API key, session in an HttpOnly,
+SameSite=Strict cookie scoped to ``/ui``.
 
 ``mount(app, gateway, edge)`` adds it to RELAY's FastAPI app (``mnemos.relay.ingress``).
 """

@@ -1,10 +1,11 @@
-"""The console's routes under ``/ui`` (server-rendered Jinja2 pages, live through ``/v1/events``).
+"""The console's routes under ``/ui`` (server-rendered Jinja2 pages, live through ``/ui/events``).
 
     GET  /ui/signin, POST /ui/signin (api_key)   POST /ui/signout
     GET  /ui/models, /ui/models/{name}?a=&b=     phase, replicas, rates; generations and a diff
     GET  /ui/jobs?queue=&status=&owner=          GET /ui/jobs/{id} (live logs), POST /ui/jobs/{id}/cancel
     GET  /ui/runs, /ui/runs/{id}                 a run's steps as a live graph
     GET  /ui/lineage?id=                         intent → execution → result of any id
+    GET  /ui/events                              ``GET /v1/events`` (its handler), for the pages' EventSource
     GET  /ui/keys (admin), /ui/audit             per principal usage (a team's admin: its team's, as the
                                                  credentials: ``soul.http.manages``); who changed what, when
 
@@ -22,6 +23,7 @@ everyone else the events they are the actor (or refused subject) of.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from mnemos.errors import AuthenticationError, MnemosError, NotFoundError, Permi
 from mnemos.relay.console import data
 from mnemos.relay.console.session import (
     COOKIE,
+    EVENTS,
     PREFIX,
     CookieBearer,
     Sessions,
@@ -86,7 +89,10 @@ def _can(principal: Any, verb: str) -> bool:
 
 def mount(app: FastAPI, gateway: Any, edge: Any) -> None:
     """Serve the console at ``/ui`` on the gateway's app (one call in ``ingress.create_app``)."""
+    from mnemos.relay.event_stream import alias
+
     app.include_router(build_router(gateway, edge))
+    alias(app, EVENTS)  # the live updates, where the session cookie (Path=/ui) is sent
     app.mount(f"{PREFIX}/static", StaticFiles(directory=_STATIC), name="console-static")
     app.add_middleware(CookieBearer)  # outermost: before the edge authenticates
 
@@ -201,7 +207,7 @@ def build_router(gateway: Any, edge: Any, *, allowed_origins: list[str] | None =
         if not key.strip():
             return signin_page(request, "Enter an API key.", 422)
         try:
-            _, token, expires = await sessions.sign_in(key)
+            _, token, expires = await sessions.sign_in(key, request)
         except MnemosError as exc:
             return signin_page(request, f"Sign-in refused: {exc.message}", exc.status)
         response = RedirectResponse(f"{PREFIX}/models", status_code=303)
@@ -235,8 +241,11 @@ def build_router(gateway: Any, edge: Any, *, allowed_origins: list[str] | None =
     @api.get("/models/{name}")
     async def model(request: Request, name: str, a: int | None = None, b: int | None = None) -> Response:
         async def load(_: Any) -> dict[str, Any]:
-            from mnemos.genome import Registry
+            from mnemos.genome import NAME_PATTERN, Registry
 
+            if re.fullmatch(NAME_PATTERN, name) is None:  # as the API's path pattern answers (never a storage key)
+                raise ValidationError(f"name: {name[:80]!r} is not a model name (DNS-1123: lower-case letters, "
+                                      "digits, '-' and '.', at most 253)", param="name")  # fmt: skip
             history = await asyncio.to_thread(Registry(gateway.engram).history, "Model", name)
             gens = [r.generation for r in history]
             diff: list[str] = []
@@ -313,9 +322,9 @@ def build_router(gateway: Any, edge: Any, *, allowed_origins: list[str] | None =
     async def run(request: Request, run_id: str) -> Response:
         async def load(principal: Any) -> dict[str, Any]:
             from mnemos.synkron import _state
-            from mnemos.synkron.http import run_for
+            from mnemos.synkron.http import check_run_id, run_for
 
-            state = await asyncio.to_thread(_state.load, gateway.engram, run_id)
+            state = await asyncio.to_thread(_state.load, gateway.engram, check_run_id(run_id))
             if not data.owns(principal, state.get("principal")):  # as for a run that does not exist (as the API)
                 raise NotFoundError(f"run {run_id!r} not found", param="run_id")
             view = _state.event_view(run_for(principal, state))

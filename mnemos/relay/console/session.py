@@ -15,9 +15,14 @@ The cookie is ``Secure`` when the request reached the gateway over HTTPS, as the
 (uvicorn in Serve's proxy takes ``X-Forwarded-Proto`` only from ``FORWARDED_ALLOW_IPS``, by default
 the loopback addresses; MNEMOS has no trusted-proxy setting of its own).
 
-``CookieBearer`` lets the console's ``EventSource`` (which cannot set headers) read the API: for
-``GET``/``HEAD`` requests outside ``/ui`` that carry the cookie and no ``Authorization`` header, it
-adds ``Authorization: Bearer <cookie>``. Other methods are never authenticated by the cookie.
+The cookie is scoped to ``Path=/ui``: the browser sends it to the console's pages only, never to
+the API or to FastAPI's ``/docs`` and ``/redoc`` (whose scripts come from CDNs). ``CookieBearer``
+lets the console's ``EventSource`` (which cannot set headers) read the event stream at ``/ui/events``
+(``GET /v1/events``' own handler, ``event_stream.alias``): for ``GET``/``HEAD`` of that one path
+with the cookie and no ``Authorization`` header, it adds ``Authorization: Bearer <cookie>``. No
+other request is ever authenticated by the cookie as a bearer credential.
+
+A refused sign-in is audited as the API's refusals are (``auth.refused``, never the key).
 """
 
 from __future__ import annotations
@@ -38,10 +43,14 @@ from mnemos.config import origin_of
 from mnemos.errors import AuthenticationError
 from mnemos.soul.tokens import LEEWAY_SECONDS, MAX_PARENTS
 
-__all__ = ["COOKIE", "PREFIX", "CookieBearer", "Sessions", "csrf_token", "drop_cookie", "same_origin", "set_cookie"]
+__all__ = ["COOKIE", "EVENTS", "PREFIX", "CookieBearer", "Sessions", "csrf_token", "drop_cookie", "same_origin",
+           "set_cookie"]  # fmt: skip
 
 COOKIE = "mnemos_session"
 PREFIX = "/ui"
+EVENTS = f"{PREFIX}/events"
+"""The console's event stream: ``GET /v1/events``' handler, the one path the cookie is a bearer on."""
+_LEGACY_PATH = "/"  # where the cookie was scoped before: deleted wherever it is set or dropped
 SESSION_TTL_S = 8 * 3600.0
 _SAFE = frozenset({"GET", "HEAD"})
 
@@ -101,14 +110,16 @@ def _secure(request: Request) -> bool:
 
 
 def set_cookie(response: Response, request: Request, token: str, max_age: int) -> None:
-    """Set the session cookie: ``HttpOnly``, ``SameSite=Strict``, ``Secure`` over HTTPS."""
-    response.set_cookie(COOKIE, token, max_age=max_age, path="/", httponly=True, samesite="strict",
+    """Set the session cookie: ``Path=/ui``, ``HttpOnly``, ``SameSite=Strict``, ``Secure`` over HTTPS."""
+    drop_cookie(response, request, _LEGACY_PATH)  # else the browser would send both, the stale one last
+    response.set_cookie(COOKIE, token, max_age=max_age, path=PREFIX, httponly=True, samesite="strict",
                         secure=_secure(request))  # fmt: skip
 
 
-def drop_cookie(response: Response, request: Request) -> None:
-    """Delete the session cookie (with the attributes it was set with)."""
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request))
+def drop_cookie(response: Response, request: Request, path: str | None = None) -> None:
+    """Delete the session cookie (with the attributes it was set with; both paths unless ``path``)."""
+    for scope in (path,) if path else (PREFIX, _LEGACY_PATH):
+        response.delete_cookie(COOKIE, path=scope, httponly=True, samesite="strict", secure=_secure(request))
 
 
 class Sessions:
@@ -137,11 +148,31 @@ class Sessions:
         guard = self.edge.require_guard()
         return await guard.verify_credential(cookie)
 
-    async def sign_in(self, api_key: str) -> tuple[Any, str, float]:
-        """Verify ``api_key``; returns ``(principal, session token, expiry)``."""
+    async def sign_in(self, api_key: str, request: Request | None = None) -> tuple[Any, str, float]:
+        """Verify ``api_key``; returns ``(principal, session token, expiry)``. A refusal of the sign-in
+        ``request`` (the console's always passes it) is audited as the API's refusals are."""
         guard = self.edge.require_guard()
-        principal = await guard.verify_credential(api_key.strip())
+        try:
+            principal, ttl, parents = await self._session_of(guard, api_key)
+        except AuthenticationError as exc:
+            if request is not None:
+                guard._audit_refusal(request, exc)  # SOUL's own record of a refused credential
+            raise
         await guard.rate_limit(principal)
+        limits = principal.limits.dump() if principal.limits is not None else None
+        created = await asyncio.to_thread(  # the session keeps the key's team and spends the key's limits
+            guard.store.create_token, principal.subject, principal.role, ttl=ttl, scopes=principal.scopes,
+            actor=principal.subject, team=principal.team, limits=limits,
+            limits_key=principal.limits_key or principal.credential_id if limits else "",
+            parents=parents,
+        )  # fmt: skip
+        return principal, created.secret, float(created.expires_at or time.time() + ttl)
+
+    @staticmethod
+    async def _session_of(guard: Any, api_key: str) -> tuple[Any, float, tuple[str, ...]]:
+        """The key's principal, the session's lifetime and its parents; ``AuthenticationError`` when
+        the key is refused or may not open a session."""
+        principal = await guard.verify_credential(api_key.strip())
         ttl = SESSION_TTL_S
         if principal.expires_at is not None:
             # Verifiers accept a token up to LEEWAY_SECONDS past its exp: end it that much sooner, so
@@ -154,14 +185,7 @@ class Sessions:
         parents = (principal.credential_id, *principal.parents)  # the session dies with any of them
         if len(parents) > MAX_PARENTS:
             raise AuthenticationError("sign in with an API key, not with a session's token", param="api_key")
-        limits = principal.limits.dump() if principal.limits is not None else None
-        created = await asyncio.to_thread(  # the session keeps the key's team and spends the key's limits
-            guard.store.create_token, principal.subject, principal.role, ttl=ttl, scopes=principal.scopes,
-            actor=principal.subject, team=principal.team, limits=limits,
-            limits_key=principal.limits_key or principal.credential_id if limits else "",
-            parents=parents,
-        )  # fmt: skip
-        return principal, created.secret, float(created.expires_at or time.time() + ttl)
+        return principal, ttl, parents
 
     async def sign_out(self, principal: Any) -> None:
         """Revoke the session's token (its cookie is refused from now on).
@@ -177,13 +201,14 @@ class Sessions:
 
 
 class CookieBearer:
-    """Pure ASGI: the session cookie as a bearer credential on safe API requests (module docstring)."""
+    """Pure ASGI: the session cookie as a bearer credential on the console's event stream, ``GET
+    /ui/events``, and nowhere else (module docstring)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope.get("method") in _SAFE and not scope["path"].startswith(PREFIX):
+        if scope["type"] == "http" and scope.get("method") in _SAFE and scope["path"] == EVENTS:
             headers = scope["headers"]
             if not any(k == b"authorization" for k, _ in headers):
                 cookie = _cookie(headers)

@@ -1,4 +1,4 @@
-// MNEMOS console: live updates from /v1/events (EventSource; the session cookie authenticates it).
+// MNEMOS console: live updates from /ui/events, /v1/events' handler (EventSource; the session cookie, Path=/ui, authenticates it).
 "use strict";
 (function () {
   const query = document.body.dataset.events;
@@ -84,7 +84,7 @@
 
   // Resume from the id the page was rendered at, so no event falls between the render and the stream.
   const since = document.body.dataset.since;
-  const source = new EventSource("/v1/events?" + query + (since ? "&last_event_id=" + encodeURIComponent(since) : ""));
+  const source = new EventSource("/ui/events?" + query + (since ? "&last_event_id=" + encodeURIComponent(since) : ""));
   source.onopen = () => { live.textContent = "live"; live.classList.add("on"); };
   source.onerror = () => { live.textContent = "reconnecting…"; live.classList.remove("on"); };
   source.addEventListener("reset", reloadSoon);
