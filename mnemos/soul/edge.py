@@ -20,13 +20,20 @@ It raises, in this order:
 Public paths (``/healthz``, ``/readyz``, ``/.well-known/jwks.json``) are admitted anonymously;
 with ``relay.auth: false`` every request is an anonymous admin (limits and body size still apply).
 Refusals (401/403) are audit events in lineage; they carry the reason, never the credential.
+What a caller chooses (path, method) is cut to ``AUDIT_TEXT_MAX`` characters, and each client
+address (with the subject, once authenticated) gets at most ``refusals_per_client`` events per
+``refusal_window_s``; the refusals past that are written as one summary event (``more``: how many)
+when the window ends. API key records are cached per replica, unknown ids too, each bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from starlette.requests import Request
@@ -49,7 +56,7 @@ from mnemos.soul.rbac import authorize
 from mnemos.soul.store import IdentityStore
 from mnemos.soul.tokens import UnknownKeyError, verify_token
 
-__all__ = ["ADMITTED_KEY", "EdgeGuard", "LimitRule", "PUBLIC_PATHS", "admitted_principal"]
+__all__ = ["ADMITTED_KEY", "AUDIT_TEXT_MAX", "EdgeGuard", "LimitRule", "PUBLIC_PATHS", "admitted_principal"]
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/.well-known/jwks.json"})
 """Paths admitted anonymously (an allowlist: every other path needs a credential)."""
@@ -62,7 +69,136 @@ def admitted_principal(scope: Any) -> Principal | None:
     state = scope.get("state") if isinstance(scope, dict) else None
     found = state.get(ADMITTED_KEY) if isinstance(state, dict) else None
     return found if isinstance(found, Principal) else None
+
+
 _APIKEY_CACHE_MAX = 10_000
+_MINTED_ID_LEN = 16  # ``new_api_key``: 8 random bytes in hex; no other id was ever stored
+AUDIT_TEXT_MAX = 256
+"""Caller-chosen text (path, method) in a refusal event is cut to this many characters."""
+
+
+def _cut(text: str) -> str:
+    """``text`` cut to ``AUDIT_TEXT_MAX`` characters, the cut marked with the full length."""
+    return text if len(text) <= AUDIT_TEXT_MAX else f"{text[:AUDIT_TEXT_MAX]}…[cut: {len(text)} chars]"
+
+
+class _Recent:
+    """A map of at most ``max_size`` entries (least recently used out first) that expire after ``ttl_s``."""
+
+    def __init__(self, ttl_s: float, max_size: int) -> None:
+        self.ttl_s = ttl_s
+        self.max_size = max_size
+        self._entries: OrderedDict[str, tuple[Any, float]] = OrderedDict()
+
+    def get(self, key: str, now: float) -> Any:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if now - entry[1] > self.ttl_s:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def put(self, key: str, value: Any, now: float) -> None:
+        self._entries[key] = (value, now)
+        self._entries.move_to_end(key)
+        if len(self._entries) > self.max_size:
+            self._entries.popitem(last=False)
+
+
+class _ApiKeyRecords:
+    """API key records by id, read from ENGRAM at most once per ``ttl_s`` per id (concurrent
+    requests share one read). Known and unknown ids are kept apart, each bounded: made-up ids evict
+    only other made-up ids, never a known key. A minted id is random (64 bits, chosen by the store),
+    so no caller can have it cached as unknown before it exists; revocation is read apart (the
+    revocation list), so no cache here delays it."""
+
+    def __init__(self, load: Callable[[str], ApiKeyRecord | None], ttl_s: float) -> None:
+        self._load = load
+        self.known = _Recent(ttl_s, _APIKEY_CACHE_MAX)
+        self.unknown = _Recent(ttl_s, _APIKEY_CACHE_MAX)
+        self._loading: dict[str, asyncio.Future[ApiKeyRecord | None]] = {}
+
+    async def get(self, key_id: str) -> ApiKeyRecord | None:
+        now = time.monotonic()
+        record: ApiKeyRecord | None = self.known.get(key_id, now)
+        if record is not None or len(key_id) != _MINTED_ID_LEN or self.unknown.get(key_id, now):
+            return record
+        loading = self._loading.get(key_id)
+        if loading is None:
+            loading = asyncio.ensure_future(asyncio.to_thread(self._load, key_id))
+            self._loading[key_id] = loading
+            loading.add_done_callback(functools.partial(self._loaded, key_id, now))
+        return await asyncio.shield(loading)
+
+    def _loaded(self, key_id: str, started: float, loading: asyncio.Future[ApiKeyRecord | None]) -> None:
+        del self._loading[key_id]
+        if loading.cancelled() or loading.exception() is not None:
+            return  # not cached: the next request reads again
+        record = loading.result()
+        if record is None:
+            self.unknown.put(key_id, True, started)
+        else:
+            self.known.put(key_id, record, started)
+
+
+@dataclass
+class _Window:
+    """Refusals of one client in one window: the events written, the ones left for the summary."""
+
+    start: float
+    who: dict[str, Any] = field(default_factory=dict)
+    written: int = 0
+    dropped: int = 0
+
+
+_Client = tuple[str, str | None]  # (address, subject once authenticated)
+_Due = list[tuple[_Client, _Window]]  # summaries to write
+
+
+class _RefusalThrottle:
+    """At most ``limit`` refusal events per client per ``window_s``; past that, refusals are counted
+    for one summary per window. Clients are kept least-recently-used, at most ``max_clients``."""
+
+    def __init__(self, limit: int, window_s: float, max_clients: int = 10_000) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.max_clients = max_clients
+        self._clients: OrderedDict[_Client, _Window] = OrderedDict()
+
+    def take(self, client: _Client, who: dict[str, Any], now: float) -> tuple[bool, _Due]:
+        """Whether this refusal gets its own event, and the summaries due now (an ended window,
+        an evicted client)."""
+        due: _Due = []
+        window = self._clients.pop(client, None)
+        if window is None or now - window.start >= self.window_s:
+            if window is not None and window.dropped:
+                due.append((client, window))
+            window = _Window(now, who)
+        self._clients[client] = window
+        if len(self._clients) > self.max_clients:
+            evicted = self._clients.popitem(last=False)
+            if evicted[1].dropped:
+                due.append(evicted)
+        if window.written < self.limit:
+            window.written += 1
+            return True, due
+        window.dropped += 1
+        return False, due
+
+    def ended(self, now: float, *, every: bool = False) -> _Due:
+        """The summaries due of windows that have ended (``every``: of all windows), each once."""
+        due: _Due = []
+        for client, window in self._clients.items():
+            if window.dropped and (every or now - window.start >= self.window_s):
+                due.append((client, replace(window)))
+                window.dropped = 0
+        return due
+
+    def pending(self) -> bool:
+        return any(window.dropped for window in self._clients.values())
+
 
 LimitRule = tuple[frozenset[str], float, int, str]
 
@@ -77,8 +213,12 @@ class EdgeGuard:
         clock: epoch seconds (tests move it).
         refresh_s: revocations are re-read this often in the background (visible within seconds).
         max_stale_s: a request waits for the re-read when the revocation list is older than this.
-        apikey_cache_s: API key records are cached this long (revocation is seen sooner, via the list).
+        apikey_cache_s: API key records (and unknown ids) are cached this long (revocation is seen
+            sooner, via the list).
         audit_flush_s: audit events are written in one lineage segment per this interval.
+        refusals_per_client: refusal events per client address (and subject) per window; the
+            refusals past it are summed up in one event when the window ends.
+        refusal_window_s: that window.
     """
 
     def __init__(
@@ -92,6 +232,8 @@ class EdgeGuard:
         max_stale_s: float = 5.0,
         apikey_cache_s: float = 30.0,
         audit_flush_s: float = 0.5,
+        refusals_per_client: int = 20,
+        refusal_window_s: float = 60.0,
     ) -> None:
         from mnemos.trace.lineage import LineageWriter
 
@@ -117,9 +259,11 @@ class EdgeGuard:
             self._load_limit_rules, refresh_s=5.0, max_stale_s=60.0, what="rate-limit policies"
         )
         self._kid_reloads = TokenBucket(rate=2.0, burst=5)
-        self._apikeys: dict[str, tuple[ApiKeyRecord | None, float]] = {}
+        self._apikeys = _ApiKeyRecords(self.store.api_key, apikey_cache_s)
         self._lineage = LineageWriter(engram)
         self._flush_task: asyncio.Task[None] | None = None
+        self._refusals = _RefusalThrottle(refusals_per_client, refusal_window_s)
+        self._summary_task: asyncio.Task[None] | None = None
 
     # -- the one entry point -------------------------------------------------------------------
     async def admit(self, request: Request, verb: str) -> Principal:
@@ -209,15 +353,7 @@ class EdgeGuard:
 
     async def _verify_api_key(self, credential: str) -> Principal:
         key_id, secret = parse_api_key(credential)
-        cached = self._apikeys.get(key_id)
-        now = time.monotonic()
-        if cached is None or now - cached[1] > self.apikey_cache_s:
-            record = await asyncio.to_thread(self.store.api_key, key_id)
-            if len(self._apikeys) >= _APIKEY_CACHE_MAX:
-                self._apikeys.clear()
-            self._apikeys[key_id] = (record, now)
-        else:
-            record = cached[0]
+        record = await self._apikeys.get(key_id)
         revoked = await self._revoked.get()
         return verify_api_key(record, key_id, secret, now=self.clock(), revoked=key_id in revoked)
 
@@ -300,18 +436,41 @@ class EdgeGuard:
     def _audit_refusal(
         self, request: Request, exc: MnemosError, principal: Principal | None = None, verb: str | None = None
     ) -> None:
-        attrs: dict[str, Any] = {
-            "action": "auth.refused",
-            "status": exc.status,
-            "reason": exc.message,
-            "method": request.method,
-            "path": request.url.path,
-            "client": request.client.host if request.client else None,
-        }
-        if principal is not None:
-            attrs.update(principal.describe(), verb=verb)
-        self._lineage.record(audit_id(), "audit", **attrs)
-        self._schedule_flush()
+        host = request.client.host if request.client else None
+        who = principal.describe() if principal is not None else {}
+        subject = principal.subject if principal is not None else None
+        written, due = self._refusals.take((str(host), subject), who, time.monotonic())
+        self._record_summaries(due)
+        if written:
+            attrs: dict[str, Any] = {
+                "action": "auth.refused",
+                "status": exc.status,
+                "reason": _cut(exc.message),
+                "method": _cut(request.method),
+                "path": _cut(request.url.path),
+                "client": host,
+            }
+            if principal is not None:
+                attrs.update(who, verb=verb)
+            self._lineage.record(audit_id(), "audit", **attrs)
+        elif self._summary_task is None or self._summary_task.done():
+            self._summary_task = asyncio.ensure_future(self._summarize_later())
+        if written or due:
+            self._schedule_flush()
+
+    def _record_summaries(self, due: _Due) -> None:
+        window_s = self._refusals.window_s
+        for (host, _), window in due:
+            reason = f"… and {window.dropped} more refusals from {host} in the last {window_s:g} s"
+            attrs: dict[str, Any] = {"action": "auth.refused", "reason": reason, "more": window.dropped, "client": host}
+            self._lineage.record(audit_id(), "audit", **attrs, **window.who)
+
+    async def _summarize_later(self) -> None:
+        """Write the summaries of windows as they end (while any refusal waits for one)."""
+        while self._refusals.pending():
+            await asyncio.sleep(self._refusals.window_s)
+            self._record_summaries(self._refusals.ended(time.monotonic()))
+            self._schedule_flush()
 
     def _schedule_flush(self) -> None:
         if self._flush_task is None or self._flush_task.done():
@@ -326,7 +485,9 @@ class EdgeGuard:
         return await asyncio.to_thread(self._lineage.flush)
 
     async def aclose(self) -> None:
-        """Flush audit events (call on shutdown)."""
-        if self._flush_task is not None and not self._flush_task.done():
-            self._flush_task.cancel()
+        """Write the pending refusal summaries, flush audit events (call on shutdown)."""
+        for task in (self._flush_task, self._summary_task):
+            if task is not None and not task.done():
+                task.cancel()
+        self._record_summaries(self._refusals.ended(time.monotonic(), every=True))
         await self.flush_audit()

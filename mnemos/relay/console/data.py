@@ -226,7 +226,7 @@ def _refusals(engram: Any, since: float, principal: Any = None) -> dict[str, int
         attrs = ev.get("attrs") or {}
         if (ev.get("type") == "audit" and attrs.get("action") == "auth.refused" and float(ev.get("ts") or 0) >= since
                 and _manages(principal, attrs.get("grant_id"), attrs.get("team"))):  # fmt: skip
-            counts[attrs.get("subject") or "unauthenticated"] += 1
+            counts[attrs.get("subject") or "unauthenticated"] += 1 + int(attrs.get("more") or 0)  # a summary: N more
     return dict(counts)
 
 

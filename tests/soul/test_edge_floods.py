@@ -1,0 +1,141 @@
+"""Floods of refused requests stay bounded (the edge guard, served on 127.0.0.1 as RELAY serves it):
+
+- the audit log gets at most ``refusals_per_client`` refusal events per client and window, then one
+  summary event; a path the caller chose is cut;
+- API key look-ups: one ENGRAM read per unknown id however many requests name it, none for ids the
+  store never mints, and made-up ids never evict a known key from the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.requests import Request
+
+from mnemos.errors import AuthenticationError
+from mnemos.trace.lineage import events
+
+
+def _refusals(engram: Any) -> list[dict[str, Any]]:
+    return [e["attrs"] for e in events(engram) if e["type"] == "audit" and e["attrs"]["action"] == "auth.refused"]
+
+
+@pytest.fixture()
+def edge(tmp_path: Path, make_settings: Any, make_app: Any, serve: Any, request: Any) -> Iterator[dict[str, Any]]:
+    """A guard (``refusals_per_client``/``refusal_window_s`` from the test's ``param``, if any), its
+    ENGRAM, identity store and app served on 127.0.0.1, with a guarded catch-all ``GET /v1/...``."""
+    from mnemos.engram import Engram
+    from mnemos.soul import EdgeGuard, IdentityStore, LocalRateLimiter
+
+    settings = make_settings(tmp_path)
+    engram = Engram.from_settings(settings)
+    guard = EdgeGuard(settings, engram, limiter=LocalRateLimiter(), **getattr(request, "param", {}))
+    app = make_app(guard)
+
+    @app.get("/v1/{rest:path}")
+    async def anything(req: Request, rest: str) -> dict[str, Any]:
+        return {"principal": (await guard.admit(req, "read-lineage")).subject}
+
+    with serve(app) as served, httpx.Client(base_url=served.url, timeout=30) as client:
+        store = IdentityStore.from_settings(settings, engram)
+        yield {"guard": guard, "engram": engram, "store": store, "client": client}
+
+
+def test_a_flood_of_refusals_writes_the_bound_and_one_summary(edge: dict[str, Any]) -> None:
+    guard, engram, client = edge["guard"], edge["engram"], edge["client"]
+    path = "/v1/" + "A" * 8000
+    for _ in range(200):
+        key = f"mk_{secrets.token_hex(8)}_{secrets.token_urlsafe(32)}"
+        assert client.get(path, headers={"Authorization": f"Bearer {key}"}).status_code == 401
+    viewer = edge["store"].create_token("vera", "viewer").secret  # a principal's own refusal is still written
+    assert client.post("/v1/deploy", headers={"Authorization": f"Bearer {viewer}"}).status_code == 403
+    asyncio.run(guard.flush_audit())
+
+    written = _refusals(engram)
+    anonymous = [a for a in written if "subject" not in a]
+    assert len(anonymous) == 20  # the default bound per client and minute; no summary before the window ends
+    for attrs in anonymous:
+        assert attrs["status"] == 401 and attrs["client"] == "127.0.0.1"
+        assert attrs["path"] == "/v1/" + "A" * 252 + "…[cut: 8004 chars]"
+    assert [(a["subject"], a["status"], a["path"]) for a in written if "subject" in a] == [("vera", 403, "/v1/deploy")]
+
+    asyncio.run(guard.aclose())  # shutdown writes what is pending: one summary for the 180 left out
+    summaries = [a for a in _refusals(engram) if "more" in a]
+    assert summaries == [
+        {
+            "action": "auth.refused",
+            "client": "127.0.0.1",
+            "more": 180,
+            "reason": "… and 180 more refusals from 127.0.0.1 in the last 60 s",
+        }
+    ]
+
+
+@pytest.mark.parametrize("edge", [{"refusals_per_client": 2, "refusal_window_s": 2.0}], indirect=True)
+def test_the_summary_is_written_when_the_window_ends(edge: dict[str, Any]) -> None:
+    engram, client = edge["engram"], edge["client"]
+    for _ in range(5):
+        assert client.get("/v1/lineage/x", headers={"Authorization": "Bearer mk_0_x"}).status_code == 401
+    deadline = time.monotonic() + 15
+    while not any("more" in a for a in _refusals(engram)):  # no further request: the guard writes it itself
+        assert time.monotonic() < deadline, _refusals(engram)
+        time.sleep(0.2)
+    refusals = _refusals(engram)
+    assert [a.get("more") for a in refusals] == [None, None, 3]
+    assert refusals[-1]["reason"] == "… and 3 more refusals from 127.0.0.1 in the last 2 s"
+
+    assert client.get("/v1/lineage/x", headers={"Authorization": "Bearer mk_0_x"}).status_code == 401
+    asyncio.run(edge["guard"].flush_audit())
+    assert len(_refusals(engram)) == 4  # a new window: written again
+
+
+def _count_key_reads(engram: Any) -> list[str]:
+    """The API key records ``engram`` is asked for from now on (ENGRAM itself answers)."""
+    reads: list[str] = []
+    read_json = engram.read_json
+
+    def counted(key: str) -> Any:
+        if key.startswith("soul/apikeys/"):
+            reads.append(key.rsplit("/", 1)[-1].removesuffix(".json"))
+        return read_json(key)
+
+    engram.read_json = counted
+    return reads
+
+
+def test_unknown_key_ids_cost_one_read_and_never_evict_a_known_key(edge: dict[str, Any]) -> None:
+    guard, store = edge["guard"], edge["store"]
+    good = store.create_api_key("ops", "operator")
+    reads = _count_key_reads(edge["engram"])
+
+    async def refused(credential: str) -> None:
+        with pytest.raises(AuthenticationError, match="unknown API key"):
+            await guard.verify_credential(credential)
+
+    async def scenario() -> None:
+        same = f"mk_{secrets.token_hex(8)}_x"
+        await asyncio.gather(*(refused(same) for _ in range(100)))  # concurrent, as a flood is
+        await refused(same)
+        assert reads == [same[3:19]]
+        await refused(f"mk_{'ab' * 20}_x")  # 40 hex: no key ever had such an id, nothing to read
+        assert len(reads) == 1
+
+        for _ in range(101):  # 10,100 made-up ids, more than the cache holds
+            assert (await guard.verify_credential(good.secret)).subject == "ops"
+            await asyncio.gather(*(refused(f"mk_{secrets.token_hex(8)}_x") for _i in range(100)))
+        assert (await guard.verify_credential(good.secret)).subject == "ops"
+        assert reads.count(good.id) == 1  # read once, never evicted by the flood
+
+        store.revoke(good.id)  # the cache never delays a revocation
+        await guard.revoked(good.id)
+        with pytest.raises(AuthenticationError, match="revoked"):
+            await guard.verify_credential(good.secret)
+
+    asyncio.run(scenario())
