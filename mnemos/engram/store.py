@@ -534,13 +534,13 @@ class Engram:
         return logs.read_log(self, log)
 
 
-@functools.cache
 def _absent(exc: OSError) -> bool:
     """Whether a read failed because there is no such file: it is missing, or a name in its path is
     longer than the filesystem allows (``ENAMETOOLONG``: nothing of that name can have been written)."""
     return isinstance(exc, FileNotFoundError) or exc.errno == errno.ENAMETOOLONG
 
 
+@functools.cache
 def _pool() -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(min(32, os.cpu_count() or 2), thread_name_prefix="engram")
 

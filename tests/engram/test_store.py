@@ -120,3 +120,10 @@ def test_engram_pickles(engram: Engram) -> None:
     copy = pickle.loads(pickle.dumps(engram))
     d = engram.put(b"shared")
     assert copy.get(d) == b"shared"
+
+
+
+def test_large_puts_share_one_thread_pool() -> None:
+    from mnemos.engram import store
+
+    assert store._pool() is store._pool()  # a pool per large put would leave its threads behind each time
