@@ -2,7 +2,8 @@
 
 Every HTTP request passes ``EdgeMiddleware`` (pure ASGI) before any route runs, in this order:
 
-1. **authenticate** (``Authorization: Bearer <JWT | API key>``): 401 — unless the path is public
+1. **authenticate** (``Authorization: Bearer <JWT | API key>``): 401 (429 when the client address
+   has spent its budget of look-ups of API keys never seen, see ``mnemos.soul.edge``) — unless the path is public
    (``PUBLIC_PATHS``: health checks, JWKS; ``/metrics`` unless ``trace.metricsAuth``) or under a
    prefix whose routes authenticate themselves (``SELF_AUTHENTICATING``: the console's cookie session);
 2. **authorize** the route's verb, declared on the route as ``openapi_extra={"x-mnemos-verb": …}``
@@ -12,7 +13,9 @@ Every HTTP request passes ``EdgeMiddleware`` (pure ASGI) before any route runs, 
 4. **then the body**: read here up to ``relay.maxBodyBytes`` (``relay.maxFileBytes`` for an
    upload to ``/v1/files/{digest}``) — a larger ``Content-Length``, or a chunked body passing the
    limit, is answered 413 at once, without reading the rest, naming the setting, its value and the
-   fix — and handed to the route, which parses and validates it (400/422).
+   fix — checked as JSON (``check_json_body``: 400 for an unpaired surrogate, nesting past 64
+   levels, or an object that repeats a key, naming its path: ``body.role``) and handed to the
+   route, which parses and validates it (400/422).
 
 So a request without credentials gets 401 whatever its body; with ``relay.auth: false`` only the
 body limit applies and routes see no principal.
@@ -209,7 +212,7 @@ class EdgeMiddleware:
                 await self.seam.admit_headers(request, self._verb(scope))
             _declared_size(scope, limit, path)
             messages = await read_limited(receive, limit, path)
-            if messages and not upload:  # a lone surrogate or a deep body would fail past the parsers, as a 500
+            if messages and not upload:  # a lone surrogate, a deep body, a repeated key: refused for every route
                 check_json_body(b"".join(m.get("body", b"") for m in messages))
         except MnemosError as exc:
             await error_response(exc)(scope, receive, send)

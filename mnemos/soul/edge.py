@@ -24,12 +24,20 @@ What a caller chooses (path, method) is cut to ``AUDIT_TEXT_MAX`` characters, an
 address (with the subject, once authenticated) gets at most ``refusals_per_client`` events per
 ``refusal_window_s``; the refusals past that are written as one summary event (``more``: how many)
 when the window ends. API key records are cached per replica, unknown ids too, each bounded.
+
+Looking up an API key id this replica has never found costs an ENGRAM read, before the caller is
+known: each client address (as the ASGI server reports it) may cause ``unknown_keys_per_client``
+such reads per ``unknown_key_window_s``; past that, a key id never found here is refused with 429
+(``RateLimitError``, ``Retry-After``) without a read. A key this replica has found before (it
+remembers 10,000 ids) and every JWT are never held back, so callers who share an address (a NAT)
+with a flood keep working; only a key new to this replica waits for the budget.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -45,6 +53,7 @@ from mnemos.errors import (
     MnemosError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    RateLimitError,
 )
 from mnemos.soul._audit import audit_id
 from mnemos.soul._cache import RefreshingValue
@@ -112,13 +121,20 @@ class _ApiKeyRecords:
     requests share one read). Known and unknown ids are kept apart, each bounded: made-up ids evict
     only other made-up ids, never a known key. A minted id is random (64 bits, chosen by the store),
     so no caller can have it cached as unknown before it exists; revocation is read apart (the
-    revocation list), so no cache here delays it."""
+    revocation list), so no cache here delays it. ``found`` remembers the ids ever found, after
+    their records expire (for ``EdgeGuard``'s budget of look-ups)."""
 
     def __init__(self, load: Callable[[str], ApiKeyRecord | None], ttl_s: float) -> None:
         self._load = load
         self.known = _Recent(ttl_s, _APIKEY_CACHE_MAX)
         self.unknown = _Recent(ttl_s, _APIKEY_CACHE_MAX)
+        self.found = _Recent(math.inf, _APIKEY_CACHE_MAX)
         self._loading: dict[str, asyncio.Future[ApiKeyRecord | None]] = {}
+
+    def new_read(self, key_id: str) -> bool:
+        """Whether looking ``key_id`` up would read ENGRAM for an id never found on this replica."""
+        now = time.monotonic()
+        return len(key_id) == _MINTED_ID_LEN and not self.found.get(key_id, now) and not self.unknown.get(key_id, now)
 
     async def get(self, key_id: str) -> ApiKeyRecord | None:
         now = time.monotonic()
@@ -141,6 +157,39 @@ class _ApiKeyRecords:
             self.unknown.put(key_id, True, started)
         else:
             self.known.put(key_id, record, started)
+            self.found.put(key_id, True, started)
+
+
+class _LookupBudget:
+    """Per client address, a token bucket of ``per_window`` look-ups per ``window_s`` (refilled
+    evenly); addresses kept least-recently-used, at most ``max_clients``."""
+
+    def __init__(self, per_window: int, window_s: float, max_clients: int = 10_000) -> None:
+        self.per_window = per_window
+        self.window_s = window_s
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def take(self, client: str) -> None:
+        """Spend one look-up of ``client``'s, or raise ``RateLimitError`` (429) when none is left."""
+        bucket = self._buckets.pop(client, None) or TokenBucket(self.per_window / self.window_s, self.per_window)
+        self._buckets[client] = bucket
+        if len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+        if not bucket.take():
+            raise RateLimitError(
+                f"too many look-ups of unknown API keys from {client}: at most {self.per_window} per "
+                f"{self.window_s:g} s per client address; retry later with a valid key (a key this gateway "
+                "has seen before, or a token, is not held back)",
+                retry_after=bucket.retry_after(),
+                param="authorization",
+            )
+
+    def give(self, client: str) -> None:
+        """Return a look-up that found its key."""
+        bucket = self._buckets.get(client)
+        if bucket is not None:
+            bucket.give(1)
 
 
 @dataclass
@@ -219,6 +268,9 @@ class EdgeGuard:
         refusals_per_client: refusal events per client address (and subject) per window; the
             refusals past it are summed up in one event when the window ends.
         refusal_window_s: that window.
+        unknown_keys_per_client: ENGRAM reads of API key ids never found on this replica that one
+            client address may cause per window; past it such ids get 429 without a read.
+        unknown_key_window_s: that window.
     """
 
     def __init__(
@@ -234,6 +286,8 @@ class EdgeGuard:
         audit_flush_s: float = 0.5,
         refusals_per_client: int = 20,
         refusal_window_s: float = 60.0,
+        unknown_keys_per_client: int = 30,
+        unknown_key_window_s: float = 60.0,
     ) -> None:
         from mnemos.trace.lineage import LineageWriter
 
@@ -260,6 +314,7 @@ class EdgeGuard:
         )
         self._kid_reloads = TokenBucket(rate=2.0, burst=5)
         self._apikeys = _ApiKeyRecords(self.store.api_key, apikey_cache_s)
+        self._lookups = _LookupBudget(unknown_keys_per_client, unknown_key_window_s)
         self._lineage = LineageWriter(engram)
         self._flush_task: asyncio.Task[None] | None = None
         self._refusals = _RefusalThrottle(refusals_per_client, refusal_window_s)
@@ -290,7 +345,7 @@ class EdgeGuard:
         if self.enabled:
             try:
                 principal = await self.authenticate(request)
-            except AuthenticationError as exc:
+            except (AuthenticationError, RateLimitError) as exc:  # (429: over the budget of unknown keys)
                 self._audit_refusal(request, exc)
                 raise
             if verb is not None:
@@ -324,12 +379,14 @@ class EdgeGuard:
             raise AuthenticationError(
                 "the Authorization header must be 'Bearer <token or API key>'", param="authorization"
             )
-        return await self.verify_credential(credential)
+        return await self.verify_credential(credential, request.client.host if request.client else "")
 
-    async def verify_credential(self, credential: str) -> Principal:
-        """The principal of a bare JWT or API key (``AuthenticationError`` when refused)."""
+    async def verify_credential(self, credential: str, client: str | None = None) -> Principal:
+        """The principal of a bare JWT or API key (``AuthenticationError`` when refused); with the
+        ``client`` address, an API key id never found here spends its budget of look-ups first
+        (``RateLimitError`` when spent)."""
         if is_api_key(credential):
-            return await self._verify_api_key(credential)
+            return await self._verify_api_key(credential, client)
         return await self._verify_jwt(credential)
 
     async def revoked(self, credential_id: str) -> None:
@@ -351,9 +408,14 @@ class EdgeGuard:
             keys = await self._keys.refresh()
             return verify_token(token, keys, issuer=self.issuer, now=self.clock(), is_revoked=revoked.__contains__)
 
-    async def _verify_api_key(self, credential: str) -> Principal:
+    async def _verify_api_key(self, credential: str, client: str | None) -> Principal:
         key_id, secret = parse_api_key(credential)
+        charged = client if client is not None and self._apikeys.new_read(key_id) else None
+        if charged is not None:
+            self._lookups.take(charged)  # before the read, so that concurrent requests cannot overrun it
         record = await self._apikeys.get(key_id)
+        if charged is not None and record is not None:
+            self._lookups.give(charged)  # a real key: its look-up is not charged
         revoked = await self._revoked.get()
         return verify_api_key(record, key_id, secret, now=self.clock(), revoked=key_id in revoked)
 

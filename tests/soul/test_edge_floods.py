@@ -3,7 +3,9 @@
 - the audit log gets at most ``refusals_per_client`` refusal events per client and window, then one
   summary event; a path the caller chose is cut;
 - API key look-ups: one ENGRAM read per unknown id however many requests name it, none for ids the
-  store never mints, and made-up ids never evict a known key from the cache.
+  store never mints, and made-up ids never evict a known key from the cache;
+- each client address may cause ``unknown_keys_per_client`` reads of ids never found, then gets 429
+  without a read, while keys already found, JWTs and other addresses go on working.
 """
 
 from __future__ import annotations
@@ -48,12 +50,15 @@ def edge(tmp_path: Path, make_settings: Any, make_app: Any, serve: Any, request:
         yield {"guard": guard, "engram": engram, "store": store, "client": client}
 
 
+@pytest.mark.parametrize("edge", [{"unknown_key_window_s": 3600.0}], indirect=True)  # no refill while it runs
 def test_a_flood_of_refusals_writes_the_bound_and_one_summary(edge: dict[str, Any]) -> None:
     guard, engram, client = edge["guard"], edge["engram"], edge["client"]
     path = "/v1/" + "A" * 8000
+    statuses = []
     for _ in range(200):
         key = f"mk_{secrets.token_hex(8)}_{secrets.token_urlsafe(32)}"
-        assert client.get(path, headers={"Authorization": f"Bearer {key}"}).status_code == 401
+        statuses.append(client.get(path, headers={"Authorization": f"Bearer {key}"}).status_code)
+    assert statuses == [401] * 30 + [429] * 170  # past 30 look-ups of unknown ids: refused without one
     viewer = edge["store"].create_token("vera", "viewer").secret  # a principal's own refusal is still written
     assert client.post("/v1/deploy", headers={"Authorization": f"Bearer {viewer}"}).status_code == 403
     asyncio.run(guard.flush_audit())
@@ -137,5 +142,78 @@ def test_unknown_key_ids_cost_one_read_and_never_evict_a_known_key(edge: dict[st
         await guard.revoked(good.id)
         with pytest.raises(AuthenticationError, match="revoked"):
             await guard.verify_credential(good.secret)
+
+    asyncio.run(scenario())
+
+
+def _get(client: Any, credential: str) -> Any:
+    return client.get("/v1/lineage/x", headers={"Authorization": f"Bearer {credential}"})
+
+
+@pytest.mark.parametrize("edge", [{"apikey_cache_s": 0.5, "unknown_key_window_s": 3600.0}], indirect=True)
+def test_unknown_key_lookups_are_budgeted_per_client_address(edge: dict[str, Any]) -> None:
+    client, store = edge["client"], edge["store"]
+    seen = store.create_api_key("seen", "operator")  # used before the flood: this replica has found it
+    fresh = store.create_api_key("fresh", "operator")  # first used after it
+    reads = _count_key_reads(edge["engram"])
+    assert _get(client, seen.secret).json() == {"principal": "seen"}
+
+    async def flood(n: int) -> list[httpx.Response]:  # concurrent, from 127.0.0.3
+        transport = httpx.AsyncHTTPTransport(local_address="127.0.0.3")
+        async with httpx.AsyncClient(base_url=client.base_url, transport=transport, timeout=30) as flooder:
+            return await asyncio.gather(*(_get(flooder, f"mk_{secrets.token_hex(8)}_x") for _ in range(n)))
+
+    answers = asyncio.run(flood(40))
+    assert sorted(a.status_code for a in answers) == [401] * 30 + [429] * 10
+    assert len(reads) == 31  # seen's record, then one per made-up id within the budget; none past it
+    refused = next(a for a in answers if a.status_code == 429)
+    error = refused.json()["error"]
+    assert error["type"] == "rate_limit_error" and error["param"] == "authorization", error
+    assert error["message"].startswith("too many look-ups of unknown API keys from 127.0.0.3: at most 30 per 3600 s")
+    assert 100 <= int(refused.headers["Retry-After"]) <= 120  # one look-up back every 120 s
+
+    with httpx.Client(base_url=client.base_url, transport=httpx.HTTPTransport(local_address="127.0.0.3")) as same:
+        assert _get(same, f"mk_{secrets.token_hex(8)}_x").status_code == 429
+        time.sleep(0.6)  # seen's record has left the cache: it is read again, and never held back
+        assert _get(same, seen.secret).json() == {"principal": "seen"}
+        assert reads.count(seen.id) == 2
+        assert _get(same, store.create_token("tom", "operator").secret).json() == {"principal": "tom"}  # a JWT
+        assert _get(same, fresh.secret).status_code == 429  # a key new to this replica waits, from here only
+    assert _get(client, fresh.secret).json() == {"principal": "fresh"}  # 127.0.0.1: its own budget
+    assert _get(client, f"mk_{secrets.token_hex(8)}_x").status_code == 401
+    assert len(reads) == 34
+
+
+@pytest.mark.parametrize("edge", [{"unknown_key_window_s": 3600.0}], indirect=True)
+def test_console_sign_ins_spend_the_same_budget_of_unknown_keys(edge: dict[str, Any]) -> None:
+    """The console's sign-in form and its cookie verify API keys too: a flood through them is
+    charged to the client address as the API's bearer headers are, not an unmetered side door."""
+    from types import SimpleNamespace
+
+    from mnemos.errors import RateLimitError
+    from mnemos.relay.console.session import COOKIE, Sessions
+
+    guard, store = edge["guard"], edge["store"]
+    reads = _count_key_reads(edge["engram"])
+    sessions = Sessions(SimpleNamespace(enabled=True, require_guard=lambda: guard))
+
+    def request(address: str, cookie: str = "") -> Request:
+        headers = [(b"cookie", f"{COOKIE}={cookie}".encode())] if cookie else []
+        return Request({"type": "http", "method": "POST", "path": "/ui/signin", "query_string": b"",
+                        "headers": headers, "client": (address, 40000)})  # fmt: skip
+
+    async def scenario() -> None:
+        for _ in range(30):
+            with pytest.raises(AuthenticationError):
+                await sessions.sign_in(f"mk_{secrets.token_hex(8)}_x", request("127.0.0.9"))
+        with pytest.raises(RateLimitError) as spent:
+            await sessions.sign_in(f"mk_{secrets.token_hex(8)}_x", request("127.0.0.9"))
+        assert spent.value.param == "authorization" and "127.0.0.9" in spent.value.message
+        with pytest.raises(AuthenticationError):  # a made-up key as the cookie: the sign-in page, no read
+            await sessions.principal(request("127.0.0.9", cookie=f"mk_{secrets.token_hex(8)}_x"))
+        assert len(reads) == 30
+        key = store.create_api_key("ann", "developer")
+        principal, _, _ = await sessions.sign_in(key.secret, request("127.0.0.10"))  # another address
+        assert principal.subject == "ann"
 
     asyncio.run(scenario())

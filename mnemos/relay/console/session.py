@@ -40,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mnemos.config import origin_of
-from mnemos.errors import AuthenticationError
+from mnemos.errors import AuthenticationError, RateLimitError
 from mnemos.soul.tokens import LEEWAY_SECONDS, MAX_PARENTS
 
 __all__ = ["COOKIE", "EVENTS", "PREFIX", "CookieBearer", "Sessions", "csrf_token", "drop_cookie", "same_origin",
@@ -146,15 +146,18 @@ class Sessions:
         if not cookie:
             raise AuthenticationError("sign in with an API key", param="api_key")
         guard = self.edge.require_guard()
-        return await guard.verify_credential(cookie)
+        try:
+            return await guard.verify_credential(cookie, _address(request))
+        except RateLimitError as exc:  # a made-up API key as the cookie (the console sets tokens): sign in
+            raise AuthenticationError(exc.message, param="api_key") from None
 
     async def sign_in(self, api_key: str, request: Request | None = None) -> tuple[Any, str, float]:
         """Verify ``api_key``; returns ``(principal, session token, expiry)``. A refusal of the sign-in
         ``request`` (the console's always passes it) is audited as the API's refusals are."""
         guard = self.edge.require_guard()
         try:
-            principal, ttl, parents = await self._session_of(guard, api_key)
-        except AuthenticationError as exc:
+            principal, ttl, parents = await self._session_of(guard, api_key, _address(request))
+        except (AuthenticationError, RateLimitError) as exc:  # (429: over the address's unknown-key look-ups)
             if request is not None:
                 guard._audit_refusal(request, exc)  # SOUL's own record of a refused credential
             raise
@@ -169,10 +172,10 @@ class Sessions:
         return principal, created.secret, float(created.expires_at or time.time() + ttl)
 
     @staticmethod
-    async def _session_of(guard: Any, api_key: str) -> tuple[Any, float, tuple[str, ...]]:
+    async def _session_of(guard: Any, api_key: str, client: str | None) -> tuple[Any, float, tuple[str, ...]]:
         """The key's principal, the session's lifetime and its parents; ``AuthenticationError`` when
         the key is refused or may not open a session."""
-        principal = await guard.verify_credential(api_key.strip())
+        principal = await guard.verify_credential(api_key.strip(), client)
         ttl = SESSION_TTL_S
         if principal.expires_at is not None:
             # Verifiers accept a token up to LEEWAY_SECONDS past its exp: end it that much sooner, so
@@ -225,3 +228,10 @@ def _cookie(headers: list[tuple[bytes, bytes]]) -> str | None:
                 if name == COOKIE and val:
                     return val
     return None
+
+
+def _address(request: Request | None) -> str | None:
+    """The client address a look-up of an unknown API key is charged to (``EdgeGuard``'s budget)."""
+    if request is None:
+        return None  # a caller in this process (tests, tools): nothing to charge
+    return request.client.host if request.client else ""
