@@ -6,6 +6,7 @@
 
     mnemos jobs submit mnemos.cortex.testing:add 2 3 --wait
     mnemos jobs submit word-count -k text='one two' --wait     # a registered Function, by name
+                                                               # (deployments/local/functions.yaml)
     ray job submit --address http://127.0.0.1:8265 -- python -m mnemos jobs submit pkg.mod:fn '{"a": 1}' --wait
 """
 

@@ -3,15 +3,16 @@
 Over HTTP, ``POST /v1/jobs`` with ``{"function": "<Function name>", "kwargs": {...}}`` runs only
 Functions an operator or admin applied (verb ``apply``); ``kwargs`` are checked against
 ``spec.parameters`` (a JSON Schema) and the caller's role against ``spec.allowedRoles``. Calling
-any other code is the verb ``execute`` (cluster root)::
+any other code is the verb ``execute`` (cluster root). The local deployment registers this one
+(``deployments/local/functions.yaml``)::
 
     apiVersion: genome.mnemos.dev/v1
     kind: Function
     metadata: {name: word-count}
     spec:
-      entrypoint: mypkg.jobs:word_count
+      entrypoint: mnemos.examples:word_count
       queue: default
-      resources: {cpus: 1}
+      resources: {cpus: 0.5}
       allowedRoles: [developer, operator, admin]
       parameters:
         type: object
