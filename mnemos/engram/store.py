@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import builtins
 import concurrent.futures
-import contextlib
 import errno
 import functools
 import hashlib
@@ -511,8 +510,12 @@ class Engram:
         return sorted(p[root_len:] for p in paths if not p.rsplit("/", 1)[-1].startswith(".tmp-"))
 
     def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        """Remove ``key``; nothing happens when there is none (or its name is too long for one to exist)."""
+        try:
             self.fs.rm_file(self.path(key))
+        except OSError as exc:
+            if not _absent(exc):
+                raise
 
     def delete_prefix(self, prefix: str) -> None:
         path = self.path(prefix)
@@ -535,7 +538,7 @@ class Engram:
 
 
 def _absent(exc: OSError) -> bool:
-    """Whether a read failed because there is no such file: it is missing, or a name in its path is
+    """Whether a read or delete failed because there is no such file: it is missing, or a name in its path is
     longer than the filesystem allows (``ENAMETOOLONG``: nothing of that name can have been written)."""
     return isinstance(exc, FileNotFoundError) or exc.errno == errno.ENAMETOOLONG
 

@@ -1,34 +1,46 @@
 """How a pipeline's shell script reads the values put into it: where a ``${name}`` stands (bare,
 in quotes, a heredoc, a comment), where the script expands a shell variable of its ``env``, and
-where bash evaluates arithmetic (and so runs the ``$(…)`` of a value ``a[$(…)]``). GENOME's
-``check_steps`` and SYNKRON's caller checks (``mnemos.synkron._plan``) judge scripts with these;
+where bash evaluates arithmetic (and so runs the ``$(…)`` of a value ``a[$(…)]``), and which shell
+variables a text value reaches through copies (``x=$V``, ``read x``). GENOME's ``check_steps`` and
+SYNKRON's caller checks (``mnemos.synkron._plan``) judge scripts with these;
 ``mnemos.genome.pipeline`` re-exports them.
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
 import re
 from collections.abc import Iterator
 
-__all__ = ["AFTER_END_OF_OPTIONS", "VARIABLE", "arithmetic_uses", "shell_uses", "unquoted_uses"]
+__all__ = ["VARIABLE", "after_end_of_options", "arithmetic_uses", "shell_uses", "text_in_arithmetic", "unquoted_uses"]
 
 VARIABLE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
 """``${name}``; ``$${`` is a literal (``mnemos.synkron._interpolate`` substitutes them)."""
-AFTER_END_OF_OPTIONS = re.compile(r"(^|\s)--[ \t]+$")
-"""The text before a word that follows the end of options (``grep -- ``): never an option."""
 
-_ARITHMETIC = re.compile(  # where bash evaluates arithmetic (and so runs the $(…) of a value a[$(…)])
-    r"\[\[(?=[^\n]*?(?P<test>\]\]))"  # [[ … ]]: -eq and friends evaluate their sides (all of it counts)
+# Where bash evaluates arithmetic (and so runs the $(…) of a value a[$(…)]). What closes a bracket
+# is found by ``_arithmetic`` from the bracket positions of ``_Layout``, not by the pattern: a
+# pattern looking ahead for it would rescan the line from each opening ("[[[[…", "((((…"), and a
+# script of a few KiB would take minutes.
+_ARITHMETIC = re.compile(
+    r"(?P<test>\[\[)"  # [[ … ]]: -eq and friends evaluate their sides (all of it counts)
     r"|(?P<paren>\(\()"  # (( … )), $(( … )), for (( … ))
     r"|\$(?P<bracket>\[)"  # $[ … ], the old $(( … ))
     r"|(?<=[A-Za-z0-9_])(?P<subscript>\[)"  # an array's subscript: ${a[…]}, a[…]=1 (conservative: any x[…])
-    r"|(?<=[(\s])(?P<key>\[)(?=[^\]\n]*\]\+?=)"  # a=([…]=1)
-    r"|\$\{[#!]?[A-Za-z0-9_@*]+(?=(?:\[[^\]\n]*\])?(?P<substring>:)(?![-=?+]))"  # ${s:offset:length}
+    r"|(?<=[(\s])(?P<key>\[)"  # a=([…]=1), when a ] then = or += follows on the line
+    r"|(?P<substring>\$\{[#!]?[A-Za-z0-9_@*]+)"  # ${s:offset:length} (${a[i]:…} too), when the : follows
     r"|(?:^|(?<=[\s;&|(]))(?:let|(?:declare|typeset|local|readonly|export)(?:\s+[-+][A-Za-z]+)*\s+-[A-Za-z]*i"
     r"[A-Za-z]*)\s[^\n;&|]*"  # let …, declare -i …: to the end of the command
 )
+_WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 _HEREDOC = re.compile(r"<<(-?)[ \t]*(['\"]?)([A-Za-z0-9_.-]+)\2")
 _EXPANSION = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")  # the shell's $V, ${V…}
+_ASSIGNS = re.compile(  # a name a command sets: x=…, x+=…, a[i]=… (local/export/declare x=… too), printf -v x, for x in
+    r"(?:(?<![^\s;&|({])(?=[A-Za-z_][A-Za-z0-9_]*(?:\[|\+?=))|\bprintf\s+-v\s*|\bfor\s+)([A-Za-z_][A-Za-z0-9_]*)"
+)
+_READS = re.compile(r"(?<![^\s;&|({])(readarray|mapfile|read)(?![A-Za-z0-9_-])((?:[ \t]+[^\s;&|)<>]+)*)")  # its words
+_NAME = re.compile(r"(?<!\S)[A-Za-z_][A-Za-z0-9_]*(?!\S)")  # a word that is a name
+_NAME_IN = re.compile(r"(?<![A-Za-z0-9_])[A-Za-z_][A-Za-z0-9_]*")  # a name, inside a word too
 _QUOTES = {"'": "single quotes", '"': "double quotes", "`": "backquotes"}
 
 
@@ -52,32 +64,117 @@ def arithmetic_uses(script: str, variable: str) -> bool:
     as arithmetic in ``script``: ``$V``, ``${V}``, ``$${V}`` or the bare name ``V`` (evaluated too)
     in a place of ``_arithmetic``, where a value ``a[$(…)]`` runs its ``$(…)``. Conservative: any
     mention of the name there counts, quoted or not."""
-    name = re.compile(rf"(?<![A-Za-z0-9_]){re.escape(variable)}(?![A-Za-z0-9_])")
-    return any(name.search(script, start, end) for start, end in _arithmetic(script))
+    return variable in _arithmetic_names(script)
 
 
-def _arithmetic(script: str) -> Iterator[tuple[int, int]]:
-    """Each span ``(start, end)`` of a shell script that bash evaluates as arithmetic (``_ARITHMETIC``):
-    ``[[ … ]]``, ``(( … ))``, ``$(( … ))``, ``$[ … ]``, an array subscript ``a[…]``, the offset and
-    length of ``${s:…}``, ``let …`` and ``declare -i …`` (``local``, ``typeset``, … too), each on
-    its line. Conservative: text in quotes or comments counts as well."""
+@functools.lru_cache(maxsize=16)
+def _arithmetic_names(script: str) -> frozenset[str]:
+    """Every name that stands in a place of ``_arithmetic`` (``V`` of ``$V``, ``${V}``, ``V``)."""
+    return frozenset(m.group() for start, end in _arithmetic(script) for m in _NAME_IN.finditer(script, start, end))
+
+
+def _arithmetic(script: str) -> list[tuple[int, int]]:
+    """The spans ``(start, end)`` of a shell script that bash evaluates as arithmetic
+    (``_ARITHMETIC``), sorted, overlapping ones merged: ``[[ … ]]``, ``(( … ))``, ``$(( … ))``,
+    ``$[ … ]``, an array subscript ``a[…]``, the offset and length of ``${s:…}``, ``let …`` and
+    ``declare -i …`` (``local``, ``typeset``, … too), each on its line. Conservative: text in quotes
+    or comments counts as well. Linear in the script's length."""
+    layout = _layout(script)
+    spans = []
     for m in _ARITHMETIC.finditer(script):
-        start, end = m.start("substring") if m.group("substring") else m.start(), m.end()
-        if m.group("test"):
-            end = m.end("test")
+        start, end = m.start(), m.end()
+        if m.group("test"):  # to the first ]] on its line; else its [ may be a subscript or a key
+            end = layout.next_on_line("]]", m.end())
+            if end < 0 and start and script[start - 1] in _WORD:
+                end = layout.closing(start, "[]")
+            elif end < 0 and start and (script[start - 1] == "(" or script[start - 1].isspace()):
+                end = layout.closing(start, "[]") if layout.is_key(start) else -1
         elif m.group("paren"):  # (( … )) may span lines: unclosed, the rest of the script counts
             end = _arithmetic_end(script, start)
-            end = _closing(script, start, "()", lines=True) if end < 0 else end
+            end = layout.closing(start, "()", lines=True) if end < 0 else end
             end = len(script) if end < 0 else end
-        elif m.group("substring"):
-            end = _closing(script, m.start() + 1, "{}")
+        elif m.group("substring"):  # ${s:…}, ${a[i]:…}: from the : to the closing }
+            after = m.end()
+            if script.startswith("[", after):
+                after = layout.next_on_line("]", after + 1)
+            colon = after > 0 and script.startswith(":", after) and script[after + 1 : after + 2] not in tuple("-=?+")
+            start, end = (after, layout.closing(m.start() + 1, "{}")) if colon else (0, -1)
         elif m.group("bracket"):  # $[ … ] may span lines too
-            end = _closing(script, m.end() - 1, "[]", lines=True)
+            end = layout.closing(m.end() - 1, "[]", lines=True)
             end = len(script) if end < 0 else end
-        elif m.group("subscript") or m.group("key"):
-            end = _closing(script, m.end() - 1, "[]")
+        elif m.group("subscript"):
+            end = layout.closing(start, "[]")
+        elif m.group("key"):
+            end = layout.closing(start, "[]") if layout.is_key(start) else -1
         if end > 0:  # else no closing bracket on the line: no arithmetic
-            yield start, end
+            spans.append((start, end))
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+class _Layout:
+    """Where the brackets and line ends of one script are, for the scans of this module to look up
+    in O(log n) what a pattern or a loop would rescan the line for."""
+
+    def __init__(self, script: str) -> None:
+        self.script = script
+        self._found: dict[str, list[int]] = {}
+        self._closers: dict[str, dict[int, int]] = {}
+
+    def positions(self, text: str) -> list[int]:
+        """Where ``text`` starts in the script (overlapping too: ``]]]`` has ``]]`` at 0 and 1), sorted."""
+        if text not in self._found:
+            self._found[text] = [m.start() for m in re.finditer(f"(?={re.escape(text)})", self.script)]
+        return self._found[text]
+
+    def same_line(self, i: int, j: int) -> bool:
+        """Whether no newline stands in ``[i, j)``."""
+        newlines = self.positions("\n")
+        return bisect.bisect_left(newlines, i) == bisect.bisect_left(newlines, j)
+
+    def next_on_line(self, text: str, i: int) -> int:
+        """The index after the first ``text`` at or after ``i`` on its line, else -1."""
+        found = self.positions(text)
+        k = bisect.bisect_left(found, i)
+        return found[k] + len(text) if k < len(found) and self.same_line(i, found[k]) else -1
+
+    def closing(self, i: int, pair: str, *, lines: bool = False) -> int:
+        """The index after the bracket (``pair``: ``"()"``, ``"[]"``, ``"{}"``) closing the one at
+        ``i`` (counting only that pair) on its line (``lines``: on any line after), else -1."""
+        if pair not in self._closers:
+            closers, stack = {}, []
+            for m in re.finditer(f"[{re.escape(pair)}]", self.script):
+                if m.group() == pair[0]:
+                    stack.append(m.start())
+                elif stack:
+                    closers[stack.pop()] = m.end()
+            self._closers[pair] = closers
+        end = self._closers[pair].get(i, -1)
+        return end if end < 0 or lines or self.same_line(i, end) else -1
+
+    def is_key(self, i: int) -> bool:
+        """Whether ``=`` or ``+=`` follows the first ``]`` after the ``[`` at ``i`` on its line (``a=([k]=1)``)."""
+        end = self.next_on_line("]", i + 1)
+        return end > 0 and self.script.startswith(("=", "+="), end)
+
+
+@functools.lru_cache(maxsize=16)
+def _layout(script: str) -> _Layout:
+    return _Layout(script)
+
+
+def after_end_of_options(text: str, end: int) -> bool:
+    """Whether a word starting at ``end`` of ``text`` follows the end of options (``grep -- ``:
+    ``--``, then spaces or tabs, at the start or after white space), where no value is an option."""
+    word = end
+    while word > 0 and text[word - 1] in " \t":
+        word -= 1
+    return word < end and word >= 2 and text[word - 2 : word] == "--" and (word == 2 or text[word - 3].isspace())
 
 
 def shell_uses(script: str, variable: str) -> Iterator[tuple[int, bool]]:
@@ -87,21 +184,90 @@ def shell_uses(script: str, variable: str) -> Iterator[tuple[int, bool]]:
     starts (``$V``, ``"$V"``) stands right after ``-- ``, where no value is an option (the rule
     ``mnemos.synkron._interpolate.option_risk`` applies to ``${name}``). Conservative: a use in a
     heredoc's body counts, and so does one inside a word (``x$V``); one inside ``(( … ))`` is a number."""
+    yield from _expansions(script).get(variable, ())
+
+
+@functools.lru_cache(maxsize=16)
+def _expansions(script: str) -> dict[str, list[tuple[int, bool]]]:
+    """``shell_uses`` of every variable of ``script``, found in one scan."""
+    found: dict[str, list[tuple[int, bool]]] = {}
     for i, where in _dollars(script):
-        var = VARIABLE.match(script, i)
-        if where in ("single quotes", "a comment") or (var and not var.group(1)):
-            continue  # no expansion there; ${name} is a value of the pipeline's
-        used = _EXPANSION.match(script, i + 1 if var else i)  # $${V…} reaches the shell as ${V…}
-        if used and used.group(1) == variable:
-            before = script[:i].removesuffix('"') if where == "double quotes" else script[:i]
-            yield i, bool(AFTER_END_OF_OPTIONS.search(before))
+        if (name := _expanded(script, i, where)) is not None:
+            word = i - 1 if where == "double quotes" and script[i - 1] == '"' else i
+            found.setdefault(name, []).append((i, after_end_of_options(script, word)))
+    return found
 
 
-def _dollars(script: str) -> Iterator[tuple[int, str]]:
+def text_in_arithmetic(script: str, sources: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """Each shell variable of ``script`` that may hold a text value where bash evaluates it as
+    arithmetic (``arithmetic_uses``), with how it holds text, for an error (``copied from $V, env:
+    ${p}, a text param``). ``sources`` says where text comes from: a shell variable (``V`` → ``env:
+    ${p}, a text param``) or a pipeline's ``${p}`` as written (→ ``a text param``). A name a command
+    sets (``_ASSIGNS``: ``x=$V``, ``local x="a$V"``, ``printf -v x %s "$V"``, ``for x in $V``) holds
+    text when the command expands one that does (``$V``, ``${V…}``, ``${p}``), to a fixed point; so
+    does every name ``read``, ``mapfile`` or ``readarray`` reads into, wherever it stands (its input
+    may carry the text). Conservative: a command runs from the end of the one before (``;``, ``&``,
+    ``|`` or a newline, unquoted, outside ``$( … )``) to its own, and every name it sets counts;
+    copies through files are not seen. Linear in the script's length."""
+    if not sources:
+        return
+    commands: list[list[str]] = []  # the names each command sets
+    expanding: dict[str, list[int]] = {}  # a name (or ${p}) → the commands that expand it
+    start = last = depth = 0
+    for i, where in [*_dollars(script, ends=True), (len(script), "the end of a command")]:
+        if where != "the end of a command":
+            expanding.setdefault(_expanded(script, i, where) or "", []).append(len(commands))
+            continue
+        depth, last = depth + script.count("(", last, i) - script.count(")", last, i), i
+        if depth <= 0 or i == len(script):  # else a ; or | inside $( … ): the command goes on
+            commands.append(_ASSIGNS.findall(script, start, i))
+            start, depth = i + 1, 0
+    came: dict[str, tuple[str, str]] = {}  # a name holding text → (how, the name it holds it from)
+    for m in _READS.finditer(script):
+        for name in _NAME.findall(m.group(2)) or ["REPLY" if m.group(1) == "read" else "MAPFILE"]:
+            if name not in sources:
+                came[name] = ("read from input that may carry", next(iter(sources)))
+    queue = [*sources, *came]
+    for name in queue:  # it grows as copies are found: breadth first, so each has its shortest chain
+        for command in expanding.pop(name, []):
+            for copy in commands[command]:
+                if copy not in sources and copy not in came:
+                    came[copy] = ("copied from", name)
+                    queue.append(copy)
+            commands[command] = []  # its copies are known
+    evaluated = _arithmetic_names(script)
+    for name in queue:
+        if name in evaluated:
+            how, source = [], name
+            while source in came:
+                verb, source = came[source]
+                how.append(f"{verb} {_shown(source)}")
+            yield name, ", ".join([*how, sources[source]])
+
+
+def _shown(name: str) -> str:
+    """A source of text as an error names it: ``$V`` (a shell variable), ``${p}`` (a pipeline's param)."""
+    return name if name.startswith("$") else f"${name}"
+
+
+def _expanded(script: str, i: int, where: str) -> str | None:
+    """What the ``$`` at ``i`` (standing ``where``) expands: a pipeline's ``${name}`` as written, else
+    the shell variable's name (``$V``, ``${V…}``, and ``$${V…}``: the pipeline's escape for ``${V…}``);
+    ``None`` where the shell expands nothing (single quotes, a comment, ``$$``)."""
+    var = VARIABLE.match(script, i)
+    if var and not var.group(1):
+        return var.group(0)
+    used = None if where in ("single quotes", "a comment") else _EXPANSION.match(script, i + 1 if var else i)
+    return used.group(1) if used else None
+
+
+def _dollars(script: str, *, ends: bool = False) -> Iterator[tuple[int, str]]:
     """Each ``$`` of a shell script that may start an expansion, with where it stands: ``bare``,
     ``double quotes``, ``single quotes``, ``backquotes``, ``a heredoc`` or ``a comment``. A
     ``${name}``/``$${name}`` of the pipeline and the shell's ``$$`` are one; an escaped ``\\$`` and
-    the inside of ``(( … ))`` and ``$(( … ))`` (its ``<<`` are shifts) are skipped."""
+    the inside of ``(( … ))`` and ``$(( … ))`` (its ``<<`` are shifts) are skipped. With ``ends``,
+    also each ``;``, ``&``, ``|`` and newline outside quotes, comments and heredocs, as ``the end of
+    a command``."""
     where, i, n = "bare", 0, len(script)
     pending: list[tuple[str, bool]] = []  # heredoc delimiters (word, tabs stripped) whose bodies follow
     while i < n:
@@ -144,25 +310,15 @@ def _dollars(script: str) -> Iterator[tuple[int, str]]:
                 pending.append((heredoc.group(3), heredoc.group(1) == "-"))
                 i = heredoc.end()
                 continue
-        elif c == "\n" and pending:
-            where = "a heredoc"
+        elif c in ";&|\n":
+            if ends:
+                yield i, "the end of a command"
+            if c == "\n" and pending:  # the bodies of its heredocs follow
+                where = "a heredoc"
         i += 1
 
 
 def _arithmetic_end(script: str, i: int) -> int:
     """The index after the ``))`` closing the ``((`` at ``i`` on its line, else -1."""
-    end = _closing(script, i, "()")
+    end = _layout(script).closing(i, "()")
     return end if end > 0 and script[end - 2] == ")" else -1
-
-
-def _closing(script: str, i: int, pair: str, *, lines: bool = False) -> int:
-    """The index after the bracket (``pair``: ``"()"``, ``"[]"``, ``"{}"``) closing the one at ``i``
-    on its line (``lines``: on any line after), else -1."""
-    depth = 0
-    for j in range(i, len(script)):
-        if script[j] == "\n" and not lines:
-            break
-        depth += {pair[0]: 1, pair[1]: -1}.get(script[j], 0)
-        if depth == 0:
-            return j + 1
-    return -1

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
+import secrets
+import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NoReturn
 
@@ -22,14 +24,23 @@ from pydantic_core import PydanticCustomError
 
 from mnemos._model import CoreModel, PositiveDuration, format_duration
 from mnemos.errors import ValidationError
-from mnemos.genome._base import Resource
-from mnemos.genome._shell import AFTER_END_OF_OPTIONS, VARIABLE, arithmetic_uses, shell_uses, unquoted_uses
+from mnemos.genome._base import ObjectMeta, Resource
+from mnemos.genome._shell import (
+    VARIABLE,
+    after_end_of_options,
+    arithmetic_uses,
+    shell_uses,
+    text_in_arithmetic,
+    unquoted_uses,
+)
 
 __all__ = [
-    "AFTER_END_OF_OPTIONS",
     "BUILTINS",
     "DATA_SUFFIXES",
     "GENERATION_PARAMS",
+    "MAX_NAME",
+    "MAX_RUN_ID",
+    "MAX_SCRIPT",
     "MAX_STEP_TIMEOUT_S",
     "PARAM_ALIASES",
     "STEP_PARAMS",
@@ -38,9 +49,11 @@ __all__ = [
     "IndexSpec",
     "Output",
     "Pipeline",
+    "PipelineMeta",
     "PipelineSpec",
     "Step",
     "StepType",
+    "after_end_of_options",
     "arithmetic_uses",
     "check_steps",
     "default_outputs",
@@ -49,9 +62,11 @@ __all__ = [
     "local_files",
     "with_local_files",
     "names_in",
+    "new_run_id",
     "step_label",
     "shell_uses",
     "string_leaves",
+    "text_in_arithmetic",
     "unquoted_uses",
 ]
 
@@ -105,6 +120,11 @@ class IndexSpec(CoreModel):
     text_field: str = Field("text", description="Field of each record to embed.")
 
 
+MAX_SCRIPT = 64 * 1024
+"""The most characters a step's ``script`` may have: every script is read through (``check_steps``)
+on each write and run, and a longer program belongs in a Python step (``call: module:function``)."""
+
+
 class Step(CoreModel):
     name: str
     type: StepType | None = Field(None, description="Inferred from the fields when not given.")
@@ -125,6 +145,16 @@ class Step(CoreModel):
     resources: dict[str, float] = Field(default_factory=dict, description="{cpus, gpus} for the step's job.")
 
     _name = field_validator("name")(_check_name)
+
+    @field_validator("script")
+    @classmethod
+    def _short_script(cls, value: str | None) -> str | None:
+        if value is not None and len(value) > MAX_SCRIPT:
+            raise ValueError(
+                f"the script has {len(value)} characters, more than a step's script may have ({MAX_SCRIPT}): "
+                "move the program into a Python step (call: module:function) or split it across steps"
+            )
+        return value
 
     @model_validator(mode="after")
     def _infer_type(self) -> Step:
@@ -225,11 +255,39 @@ class PipelineSpec(CoreModel):
         return done
 
 
+def new_run_id(pipeline: str) -> str:
+    """``<pipeline>-<yyyymmdd-hhmmss>-<4 hex>``: a run's id, unique, sortable by time within a pipeline."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return f"{pipeline}-{stamp}-{secrets.token_hex(2)}"
+
+
+MAX_RUN_ID = 255
+"""The longest run id: SYNKRON stores a run as the folder ``runs/<id>/``, and a file name has at most
+255 bytes on common filesystems (ENGRAM's local store)."""
+MAX_NAME = MAX_RUN_ID - len(new_run_id(""))
+"""The longest pipeline name: its runs' ids (``new_run_id``) must fit ``MAX_RUN_ID``."""
+
+
+class PipelineMeta(ObjectMeta):
+    """A pipeline's ``metadata``: its name also begins the id of each of its runs."""
+
+    @field_validator("name")
+    @classmethod
+    def _fits_run_ids(cls, value: str) -> str:
+        if len(value) > MAX_NAME:
+            raise ValueError(
+                f"{value[:40]!r}… has {len(value)} characters: a pipeline's name may have at most {MAX_NAME}, "
+                f"as its runs' ids (<name>-<yyyymmdd-hhmmss>-<4 hex>) are folder names of at most {MAX_RUN_ID}"
+            )
+        return value
+
+
 class Pipeline(Resource):
     API_VERSION: ClassVar[str] = "synkron.mnemos.dev/v1"
 
     api_version: str = API_VERSION
     kind: Literal["Pipeline"] = "Pipeline"
+    metadata: PipelineMeta
     spec: PipelineSpec
     _local_files: dict[str, Path] = PrivateAttr(default_factory=dict)
     """The local file of each digest in ``spec.files`` this pipeline was loaded beside (not stored)."""
@@ -397,12 +455,13 @@ def check_steps(pipeline: Pipeline) -> None:
                              f"becomes would still run $(…) or end the line: write it as a bare word (grep ${{{name}}} "
                              f"f.txt, not \"${{{name}}}\"), or pass it as a variable (env: [{{name: V, value: "
                              f"${{{name}}}}}], then \"$V\")", f"{path}.script")  # fmt: skip
-        for var in step.env if step.script else []:
-            carried = sorted(names_in(var.value or "") & text)
-            if carried and arithmetic_uses(step.script or "", var.name):
-                fix = _ARITHMETIC_FIX.format(name=carried[0])
-                raise refuse(f"{where}.script: ${var.name} (env: ${{{carried[0]}}}, a text param) stands in an "
-                             f"arithmetic test, {fix}", f"{path}.script")  # fmt: skip
+        script = step.script or ""  # a text param reaches arithmetic through env and copies (x=$V, read x) too
+        sources = {f"${{{name}}}": "a text param" for name in sorted(names_in(script) & text)}
+        sources |= {var.name: f"env: ${{{min(carried)}}}, a text param" for var in step.env if script
+                    and (carried := names_in(var.value or "") & text)}  # fmt: skip
+        for variable, how in text_in_arithmetic(script, sources):
+            fix = _ARITHMETIC_FIX.format(name=min(names_in(how)))
+            raise refuse(f"{where}.script: ${variable} ({how}) stands in an arithmetic test, {fix}", f"{path}.script")
         if step.type == "python" and ":" not in (step.call or ""):
             raise refuse(f"{where}.call: use 'module:function' (got {step.call!r})", f"{path}.call")
         if step.timeout is not None and step.timeout > MAX_STEP_TIMEOUT_S:

@@ -164,10 +164,11 @@ def check_space(engram: Any, principal: Any, space: str, param: str) -> None:
     source, owner, team = space_owner(engram, space)
     if source == "new" or (owner and owner == getattr(principal, "subject", None)):
         return  # a new space: this run claims it (``claim_space``)
+    choose = "choose another space name"
+    if param.startswith("params."):  # the caller can: name the param to set
+        choose += f": pass -p {param[7:]}=<yours> ({param} over the API)"
     if owner and not reads_space(principal, owner, team, metadata=True):
-        raise PermissionDeniedError(
-            f"{param}: space {space!r} belongs to another principal: choose another space name", param=param
-        )
+        raise PermissionDeniedError(f"{param}: space {space!r} belongs to another principal: {choose}", param=param)
     if owner:
         why = f"it belongs to {owner!r}"
     elif source == "claim":
@@ -176,7 +177,7 @@ def check_space(engram: Any, principal: Any, space: str, param: str) -> None:
         why = "it was written before spaces had owners"
     raise PermissionDeniedError(
         f"{param}: space {space!r} belongs to another principal ({why}): only its owner, operators and "
-        "admins write it; choose another space name",
+        f"admins write it; {choose}",
         param=param,
     )
 

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mnemos.errors import ValidationError
-from mnemos.genome.pipeline import AFTER_END_OF_OPTIONS, VARIABLE
+from mnemos.genome.pipeline import VARIABLE, after_end_of_options
 
 SHELL_FIELDS = frozenset({"script"})
 """Fields whose interpolated values are shell-quoted."""
@@ -93,7 +93,7 @@ def option_risk(value: Any, name: str, text: Any, *, shell: bool = False) -> boo
         return False
     if isinstance(value, str):
         return shell and any(
-            m.group(2) == name and not m.group(1) and not AFTER_END_OF_OPTIONS.search(value[: m.start()])
+            m.group(2) == name and not m.group(1) and not after_end_of_options(value, m.start())
             for m in VARIABLE.finditer(value)
         )
     if isinstance(value, Mapping):

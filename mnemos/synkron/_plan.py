@@ -32,6 +32,7 @@ from mnemos.genome.pipeline import (
     is_relative_file,
     local_files,
     names_in,
+    new_run_id,
     shell_uses,
     step_label,
     string_leaves,
@@ -324,8 +325,8 @@ def check_reach(client: Any, pipeline: Pipeline, steps: dict[str, dict[str, Any]
         if step["type"] == "index":
             space, written = str(resolved["index"]["space"]), str(step["definition"]["index"]["space"])
             name = _access.param_in(space, params) if space not in written else None
-            if name is None and space != written:  # an empty value is in every text: the param used
-                used = [n for n in sorted(names_in(written)) if n in params]
+            if name is None and space != written:  # a default, or an empty value (in every text): the param used
+                used = [n for n in sorted(names_in(written)) if n in pipeline.spec.params]
                 name = used[0] if len(used) == 1 else None
             where = f"params.{name}" if name else f"spec.steps[{i}].index.space"
             _access.check_space(client.engram, principal, space, where)
@@ -425,7 +426,7 @@ def prepare(
     pipeline, base_dir, label = load_pipeline(client, source)
     merged = merge_params(pipeline, params)
     order, steps = build_steps(pipeline, merged)
-    run_id = _state.new_run_id(pipeline.name)
+    run_id = new_run_id(pipeline.name)
     variables = {"RUN_ID": run_id, "PIPELINE": pipeline.name, **merged}
     outputs = {o for s in steps.values() for o in s["outputs"]}
     for i, step in enumerate(steps[s.name] for s in pipeline.spec.steps):

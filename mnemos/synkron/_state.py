@@ -15,8 +15,6 @@ Shape (snake_case, as the HTTP API returns it)::
 from __future__ import annotations
 
 import os
-import secrets
-import time
 from typing import Any
 
 from mnemos.engram import Engram, validate_key
@@ -25,12 +23,6 @@ from mnemos.trace.events import publish as announce
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 DONE = frozenset({"succeeded", "cached"})
-
-
-def new_run_id(pipeline: str) -> str:
-    """``<pipeline>-<yyyymmdd-hhmmss>-<4 hex>``: unique, sortable by time within a pipeline."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return f"{pipeline}-{stamp}-{secrets.token_hex(2)}"
 
 
 def state_key(run_id: str) -> str:

@@ -54,7 +54,7 @@ from mnemos._model import CoreModel, json_body
 from mnemos.config import Settings, load_settings
 from mnemos.errors import ClientError, MnemosError, NotFoundError, PermissionDeniedError, ValidationError
 from mnemos.genome import NAME_PATTERN
-from mnemos.genome.pipeline import string_leaves
+from mnemos.genome.pipeline import MAX_RUN_ID, string_leaves
 from mnemos.synkron._access import run_output
 
 __all__ = ["RunRequest", "build_router", "check_caller_params", "check_run_id", "check_run_owner", "router", "run_for",
@@ -74,10 +74,8 @@ _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _UP = re.compile(r"(^|/)\.\.(/|$)")
 _OVERFETCH = 1000  # a developer's listing is filtered from this many newest runs
-# ``<pipeline>-<yyyymmdd-hhmmss>-<4 hex>`` (``_state.new_run_id``), stored as the folder
-# ``runs/<id>/``: a file name, at most 255 bytes on common filesystems, so no run has a longer id;
-# anything longer, or with a character no run id has, is no run
-_MAX_RUN_ID = 255
+# ``<pipeline>-<yyyymmdd-hhmmss>-<4 hex>`` (``genome.pipeline.new_run_id``): an id longer than
+# ``MAX_RUN_ID``, or with a character no run id has, is no run
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _MAX_LIST = 1000
 _CHUNK = 1 << 20  # an output is streamed a MiB at a time
@@ -130,7 +128,7 @@ def _check_name(name: str) -> None:
 def check_run_id(run_id: str) -> str:
     """``run_id`` when it may name a run; else ``NotFoundError``, as for a run that does not exist
     (an over-long id, or one with a character no run id has, would otherwise reach ENGRAM's paths)."""
-    if len(run_id) > _MAX_RUN_ID or _RUN_ID.fullmatch(run_id) is None:
+    if len(run_id) > MAX_RUN_ID or _RUN_ID.fullmatch(run_id) is None:
         raise NotFoundError(f"run {run_id[:80]!r}{'…' if len(run_id) > 80 else ''} not found", param="run_id")
     return run_id
 

@@ -1,7 +1,8 @@
 """``shell_uses``: where a pipeline's script expands the shell variable ``V`` (a step's ``env`` gives
 it), and whether each use stands right after the end of options. Whether a script expands ``V`` is
 asked of bash itself: the script, interpolated as a run interpolates it (``$${V}`` becomes
-``${V}``), prints what it expands."""
+``${V}``), prints what it expands. ``arithmetic_uses`` and ``text_in_arithmetic`` (through the names a
+text value reaches: ``x=$V``, ``read x``) say where bash evaluates it as arithmetic, asked of bash the same way."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import subprocess
 
 import pytest
 
-from mnemos.genome.pipeline import arithmetic_uses, shell_uses, unquoted_uses
+from mnemos.genome.pipeline import arithmetic_uses, shell_uses, text_in_arithmetic, unquoted_uses
 from mnemos.synkron._interpolate import interpolate
 
 MARK = "zz-mark"
@@ -152,3 +153,72 @@ def test_a_text_param_in_arithmetic_is_found(script: str, runs: bool) -> None:
     ran = subprocess.run(["bash", "-c", shell], env={}, capture_output=True, text=True).stderr
     assert (RAN in ran) == runs
     assert unquoted_uses(script) == [("p", "an arithmetic test")]
+
+
+WORD = "a[$(printf${IFS}zz-ran>&2)]"  # PAYLOAD as one word: `for x in $V` splits nothing
+COPIED = [  # V's value reaches arithmetic through a copy or an integer variable: its $(…) runs
+    "x=$V; (( x ))",
+    'x="$V"; (( x ))',
+    "x=$${V}; (( x ))",
+    "x=${V:-0}; echo $(( x + 1 ))",
+    "x=pre$V; (( x ))",
+    'printf -v x %s "$V"; (( x ))',
+    "f() { local x=$V; (( x )); }; f",
+    "export x=$V; (( x ))",
+    "declare x=$V; (( x ))",
+    "for x in $V; do (( x )); done",
+    'x=$V; y=$x\nz="$y"; echo ${a[z]}',  # a chain of copies
+    'x=$(cd /; printf %s "$V"); (( x ))',  # the ; inside $( … ) does not end the assignment
+    'x="a;$V"; x=${x#a;}; (( x ))',  # nor one in quotes
+    'read x <<< "$V"; (( x ))',
+    'read <<< "$V"; (( REPLY ))',
+    'while read -r x; do (( x )); done <<< "$V"',
+    'echo "$V" | { read -r x; (( x )); }',
+    'mapfile -t lines <<< "$V"; (( lines[0] ))',
+    "declare -i n; n=$V",  # an integer variable evaluates what it is given
+    "declare -i n\nx=$V\nn=$x",
+    "typeset -i n; n+=$V",
+    'f() { local -i n; read -r n <<< "$V"; }; f',
+]
+KEPT = [  # V's value and its copies stay text
+    'x=$V; [ "$x" = 1 ] || echo "$x"',
+    'i=0; echo "$V"; (( i++ ))',  # another command's name
+    "x=1; y=$V; (( x ))",
+    "n=${#V}; (( n > 1 ))",  # its length is a number
+    "x='$V'; (( x ))",
+    "declare -i n; x=$V; n=1; echo $(( n ))",
+]
+
+
+@pytest.mark.parametrize("script", COPIED + KEPT)
+def test_a_copy_of_a_text_variable_is_followed_into_arithmetic(script: str) -> None:
+    shell = interpolate({"script": script}, {})["script"]
+    ran = subprocess.run(["bash", "-c", shell], env={"V": WORD}, capture_output=True, text=True).stderr
+    assert (RAN in ran) == (script in COPIED)  # the case is what it says
+    assert bool(list(text_in_arithmetic(script, {"V": "env: ${p}"}))) == (script in COPIED)
+
+
+def test_a_copy_of_a_text_param_is_followed_too() -> None:
+    script = "x=${p}; (( x ))"  # ${p} is one shell-quoted word, a bare one: its copy is evaluated
+    shell = interpolate({"script": script}, {"p": PAYLOAD})["script"]
+    assert RAN in subprocess.run(["bash", "-c", shell], env={}, capture_output=True, text=True).stderr
+    assert unquoted_uses(script) == []
+    assert list(text_in_arithmetic(script, {"${p}": "a text param"})) == [("x", "copied from ${p}, a text param")]
+
+
+def test_each_one_says_where_its_text_comes_from() -> None:
+    script = 'x=$V\ny="$x"; read -r n\n(( V + y + n + z ))'
+    assert list(text_in_arithmetic(script, {"V": "env: ${p}"})) == [
+        ("V", "env: ${p}"),
+        ("n", "read from input that may carry $V, env: ${p}"),
+        ("y", "copied from $x, copied from $V, env: ${p}"),
+    ]
+    assert list(text_in_arithmetic(script, {})) == []  # no text, no copies
+    assert list(text_in_arithmetic("read V; (( V ))", {"V": "env"})) == [("V", "env")]
+
+
+@pytest.mark.timeout(30)  # a loop that finds one copy per pass over the script takes hours here
+def test_a_long_chain_of_copies_is_followed_in_one_pass() -> None:  # a script may have up to 1 MiB
+    chain = "".join(f"v{i + 1}=$v{i}; " for i in reversed(range(20_000)))  # each copy before the one it copies
+    found = list(text_in_arithmetic(f"{chain}v0=$V\n(( v20000 ))", {"V": "env"}))
+    assert [name for name, _ in found] == ["v20000"] and found[0][1].count("copied from") == 20_001

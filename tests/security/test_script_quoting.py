@@ -3,7 +3,8 @@ In double quotes, backquotes or a heredoc its ``$(…)`` would still run, in a c
 would end the comment, and arithmetic (``[[ x -eq y ]]``, ``(( … ))``, ``${a[…]}``, ``declare -i``…)
 evaluates ``a[$(…)]``: every write of a Pipeline (and every run) refuses a text param there, naming
 the step and the fix. Arithmetic runs ``a[$(…)]`` even from a variable, so a text param passed
-through a step's ``env`` is refused where the script evaluates that variable as arithmetic."""
+through a step's ``env`` is refused where the script evaluates that variable as arithmetic, and so
+is one that gets there through copies (``x=$V``, ``read x``, ``declare -i n; n=$V``)."""
 
 from __future__ import annotations
 
@@ -121,9 +122,34 @@ def test_mnemos_validate_refuses_it_too(tmp_path: Path, capsys, monkeypatch) -> 
 
 
 @pytest.mark.parametrize(
+    ("script", "env", "chain"),
+    [
+        ("x=$V; (( x > 1 )) && echo big", True, "$x (copied from $V, env: ${msg}, a text param)"),
+        ('read -r x <<< "$V"; echo $(( x + 1 ))', True, "$x (read from input that may carry $V, env: ${msg}, a "
+                                                         "text param)"),
+        ('x=$V\ny="$x"\necho "${a[y]}"', True, "$y (copied from $x, copied from $V, env: ${msg}, a text param)"),
+        ("declare -i n\nn=$V", True, "$n (copied from $V, env: ${msg}, a text param)"),
+        ("x=${msg}; (( x > 1 )) && echo big", False, "$x (copied from ${msg}, a text param)"),  # no env
+    ],
+)  # fmt: skip
+def test_a_text_param_copied_into_arithmetic_is_refused(script: str, env: bool, chain: str, tmp_path: Path) -> None:
+    step_env = [{"name": "V", "value": "${msg}"}] if env else None
+    assert RAN in _bash(_pipeline(script, {"msg": 1}, env=step_env), HOSTILE)  # what the check keeps out
+    registry = Registry(Engram(str(tmp_path / "engram")))
+    with pytest.raises(ValidationError) as refused:
+        registry.apply(_pipeline(script, {"msg": "hello"}, env=step_env))
+    assert refused.value.param == "spec.steps[0].script"
+    message = refused.value.message
+    assert f"spec.steps[0] (s).script: {chain} stands in an arithmetic test" in message, message
+    assert "as a number" in message and '[ "$V" = … ]' in message
+    registry.apply(_pipeline(script, {"msg": 1}, env=step_env))  # a number param: callers send only numbers
+
+
+@pytest.mark.parametrize(
     "script",
     ['[ "$V" = one ] && echo one', 'case "$V" in one) echo one ;; esac', '[ "$V" -eq 1 ] 2>/dev/null || echo no',
-     'printf %s "${V:-none}" "$V"', "(( W + 1 )); echo ${a[1]} ${s:1}"],
+     'printf %s "${V:-none}" "$V"', "(( W + 1 )); echo ${a[1]} ${s:1}", 'x=$V; [ "$x" = one ] && echo one',
+     'i=0; echo "$V"; (( i++ ))'],
 )  # fmt: skip
 def test_a_text_param_through_env_compared_as_text_passes(script: str) -> None:
     pipeline = _pipeline(script, {"msg": "x"}, env=[{"name": "V", "value": "${msg}"}])

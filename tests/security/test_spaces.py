@@ -166,7 +166,7 @@ def test_a_refusal_names_the_owner_only_to_a_caller_who_lists_the_space(world: A
     bob = pytest.raises(PermissionDeniedError, prepare, world, INDEX, {"space": "alice-space"}, principal=BOB).value
     assert (bob.status, bob.param) == (403, "params.space")
     assert bob.message == ("params.space: space 'alice-space' belongs to another principal: choose another "
-                           "space name")  # fmt: skip
+                           "space name: pass -p space=<yours> (params.space over the API)")  # fmt: skip
     ruby = pytest.raises(PermissionDeniedError, prepare, world, INDEX, {"space": "alice-space"}, principal=RUBY).value
     assert (ruby.status, ruby.param) == (403, "params.space") and "'alice'" in ruby.message
 
