@@ -155,3 +155,14 @@ def test_the_python_api_applies_yaml_text_as_well_as_paths(tmp_path: Path) -> No
     assert [registry.apply(r).action for r in resources_of(text)] == ["created"] * len(from_text)
     with pytest.raises(NotFoundError, match="no such file"):  # one line, no newline: still a path
         resources_of("deployments/nowhere.yaml")
+
+
+def test_the_shipped_folders_validate_as_a_whole(tmp_path: Path) -> None:
+    """``mnemos validate -f pipelines/`` (and ``deployments/local/``) as a newcomer types it: the seed's
+    verbatim copy, of the same name as the runnable pipeline, lives in ``docs/seed/``, not beside it."""
+    repo = Path(__file__).resolve().parents[2]
+    for folder in ("pipelines", "deployments/local"):
+        done = mnemos(tmp_path, "validate", "-f", str(repo / folder))
+        assert done.returncode == 0, done.stderr
+    seed = mnemos(tmp_path, "validate", "-f", str(repo / "docs" / "seed"))
+    assert seed.returncode != 0 and "Traceback" not in seed.stderr, seed.stderr

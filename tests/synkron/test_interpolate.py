@@ -58,7 +58,7 @@ def test_the_seed_pipeline_validates_as_written() -> None:
 
     from mnemos.genome import load_paths
 
-    (seed,) = load_paths([Path(__file__).resolve().parents[2] / "pipelines" / "seed" / "text-gen-artifacts.yaml"])
+    (seed,) = load_paths([Path(__file__).resolve().parents[2] / "docs" / "seed" / "text-gen-artifacts.yaml"])
     assert [s.type for s in seed.spec.steps] == ["script", "infer", "script"]
     (runnable,) = load_paths([Path(__file__).resolve().parents[2] / "pipelines" / "text-gen-artifacts.yaml"])
     assert [s.type for s in runnable.spec.steps] == ["python", "infer", "index"]
