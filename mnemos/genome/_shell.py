@@ -13,7 +13,15 @@ import functools
 import re
 from collections.abc import Iterator
 
-__all__ = ["VARIABLE", "after_end_of_options", "arithmetic_uses", "shell_uses", "text_in_arithmetic", "unquoted_uses"]
+__all__ = [
+    "VARIABLE",
+    "after_end_of_options",
+    "arithmetic_uses",
+    "shell_uses",
+    "text_in_arithmetic",
+    "unquoted_uses",
+    "where_evaluated",
+]
 
 VARIABLE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
 """``${name}``; ``$${`` is a literal (``mnemos.synkron._interpolate`` substitutes them)."""
@@ -56,7 +64,9 @@ def unquoted_uses(script: str) -> list[tuple[str, str]]:
              if where != "bare" and (var := VARIABLE.match(script, i)) and not var.group(1)]  # fmt: skip
     inside = {m.start(): m.group(2) for start, end in _arithmetic(script)
               for m in VARIABLE.finditer(script, start, end) if not m.group(1)}  # fmt: skip
-    return found + [(name, "an arithmetic test") for _, name in sorted(inside.items())]
+    named = [(m.group(2), context) for start, end, context in _name_spans(script)
+             for m in VARIABLE.finditer(script, start, end) if not m.group(1) and m.start() not in inside]  # fmt: skip
+    return found + [(name, "an arithmetic test") for _, name in sorted(inside.items())] + named
 
 
 def arithmetic_uses(script: str, variable: str) -> bool:
@@ -199,10 +209,11 @@ def _expansions(script: str) -> dict[str, list[tuple[int, bool]]]:
 
 
 def text_in_arithmetic(script: str, sources: dict[str, str]) -> Iterator[tuple[str, str]]:
-    """Each shell variable of ``script`` that may hold a text value where bash evaluates it as
-    arithmetic (``arithmetic_uses``), with how it holds text, for an error (``copied from $V, env:
-    ${p}, a text param``). ``sources`` says where text comes from: a shell variable (``V`` → ``env:
-    ${p}, a text param``) or a pipeline's ``${p}`` as written (→ ``a text param``). A name a command
+    """Each shell variable of ``script`` that may hold a text value where bash evaluates it
+    (``where_evaluated``: arithmetic, a variable's name, code), with how it holds text, for an error
+    (``copied from $V, env: ${p}, a text param``). ``sources`` says where text comes from: a shell
+    variable (``V`` → ``env: ${p}, a text param``) or a pipeline's ``${p}`` as written (→ ``a text
+    param``). A name a command
     sets (``_ASSIGNS``: ``x=$V``, ``local x="a$V"``, ``printf -v x %s "$V"``, ``for x in $V``) holds
     text when the command expands one that does (``$V``, ``${V…}``, ``${p}``), to a fixed point; so
     does every name ``read``, ``mapfile`` or ``readarray`` reads into, wherever it stands (its input
@@ -211,17 +222,12 @@ def text_in_arithmetic(script: str, sources: dict[str, str]) -> Iterator[tuple[s
     copies through files are not seen. Linear in the script's length."""
     if not sources:
         return
-    commands: list[list[str]] = []  # the names each command sets
+    segments = _commands(script)
+    starts = [start for start, _ in segments]
+    commands = [_ASSIGNS.findall(script, start, end) for start, end in segments]  # the names each command sets
     expanding: dict[str, list[int]] = {}  # a name (or ${p}) → the commands that expand it
-    start = last = depth = 0
-    for i, where in [*_dollars(script, ends=True), (len(script), "the end of a command")]:
-        if where != "the end of a command":
-            expanding.setdefault(_expanded(script, i, where) or "", []).append(len(commands))
-            continue
-        depth, last = depth + script.count("(", last, i) - script.count(")", last, i), i
-        if depth <= 0 or i == len(script):  # else a ; or | inside $( … ): the command goes on
-            commands.append(_ASSIGNS.findall(script, start, i))
-            start, depth = i + 1, 0
+    for i, where in _dollars(script):
+        expanding.setdefault(_expanded(script, i, where) or "", []).append(bisect.bisect_right(starts, i) - 1)
     came: dict[str, tuple[str, str]] = {}  # a name holding text → (how, the name it holds it from)
     for m in _READS.finditer(script):
         for name in _NAME.findall(m.group(2)) or ["REPLY" if m.group(1) == "read" else "MAPFILE"]:
@@ -235,7 +241,7 @@ def text_in_arithmetic(script: str, sources: dict[str, str]) -> Iterator[tuple[s
                     came[copy] = ("copied from", name)
                     queue.append(copy)
             commands[command] = []  # its copies are known
-    evaluated = _arithmetic_names(script)
+    evaluated = where_evaluated(script)
     for name in queue:
         if name in evaluated:
             how, source = [], name
@@ -243,6 +249,136 @@ def text_in_arithmetic(script: str, sources: dict[str, str]) -> Iterator[tuple[s
                 verb, source = came[source]
                 how.append(f"{verb} {_shown(source)}")
             yield name, ", ".join([*how, sources[source]])
+
+
+@functools.lru_cache(maxsize=16)
+def _commands(script: str) -> list[tuple[int, int]]:
+    """The spans ``(start, end)`` of the commands of ``script``: each runs from the end of the one
+    before (``;``, ``&``, ``|`` or a newline, unquoted, outside ``$( … )``) to its own."""
+    commands, start, last, depth = [], 0, 0, 0
+    for i, where in [*_dollars(script, ends=True), (len(script), "the end of a command")]:
+        if where != "the end of a command":
+            continue
+        depth, last = depth + script.count("(", last, i) - script.count(")", last, i), i
+        if depth <= 0 or i == len(script):  # else a ; or | inside $( … ): the command goes on
+            commands.append((start, i))
+            start, depth = i + 1, 0
+    return commands
+
+
+# Builtins that take a word as a variable's name (bash evaluates a subscript in a name, so a value
+# a[$(…)] there runs its $(…)), or as code; and what of their words is one.
+_TAKERS = re.compile(  # at a command's place: after ; & | ( { ` ! or a newline, keywords, assignments (a
+    # match never runs past one of those characters, so the matches from each take linear time in all)
+    r"(?:^|(?<=[\n;&|({`!]))[ \t]*(?:(?:then|do|else|elif|if|while|until|time|command|builtin)[ \t]+)*"
+    r"(?:[A-Za-z_][A-Za-z0-9_]*\+?=[^\s;&|({`!]*[ \t]+)*"
+    r"(?P<taker>read|mapfile|readarray|unset|getopts|wait|declare|typeset|local|readonly|export|printf|test|\[\[?"
+    r"|eval|trap|source|\.)(?=[\s;&|)]|$)"
+)
+_CODE = frozenset({"eval", "trap", "source", "."})
+_DECLARES = frozenset({"declare", "typeset", "local", "readonly", "export"})
+_INDIRECT = re.compile(r"\$\{!([A-Za-z_][A-Za-z0-9_]*)(?!\[[@*]\]|[A-Za-z0-9_*@])")  # ${!V}: V's value names a variable
+_REDIRECT = re.compile(r"(?:[0-9]+|&)?(?:<<<|<<-|<<|<>|>>|>\||<&|>&|<|>)")  # a redirection's operator
+
+
+def _words(script: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """The words of ``script[start:end]`` as ``(start, end)``: split at white space outside quotes
+    and ``$( … )``; a backslash escapes the next character."""
+    i, word, quote, depth = start, -1, "", 0
+    while i < end:
+        c = script[i]
+        if c.isspace() and not quote and depth == 0:
+            if word >= 0:
+                yield word, i
+            word = -1
+        else:
+            word = i if word < 0 else word
+            if c == "\\" and quote != "'":
+                i += 1
+            elif quote:
+                quote = "" if c == quote else quote
+            elif c in "'\"`":
+                quote = c
+            elif c == "(":
+                depth += 1
+            elif c == ")" and depth:
+                depth -= 1
+        i += 1
+    if word >= 0:
+        yield word, end
+
+
+@functools.lru_cache(maxsize=16)
+def _name_spans(script: str) -> list[tuple[int, int, str]]:
+    """The spans ``(start, end, context)`` of ``script`` whose value bash takes as a variable's name
+    (``a variable name``: the names of ``read``, ``mapfile``, ``unset``, ``getopts``, ``wait -p``,
+    ``declare``/``local``/``export`` …  before their ``=``, all of a ``declare -n``, ``printf -v``'s,
+    ``test -v``'s) or runs as code (``code bash runs``: ``eval``, ``trap``, ``source``), where such a
+    builtin stands as a command (``_TAKERS``). Conservative: each word after it but options and
+    redirections counts (an option's value too), to the command's end or the next such builtin."""
+    spans = []
+    for start, end in _commands(script):
+        takers = list(_TAKERS.finditer(script, start, end))  # each one's words end where the next one stands
+        for taker, after in zip(takers, [*(t.start("taker") for t in takers[1:]), end][: len(takers)], strict=True):
+            spans += _taken(script, taker.group("taker"), taker.end(), after)
+    return sorted(set(spans))
+
+
+def _taken(script: str, kind: str, start: int, end: int) -> list[tuple[int, int, str]]:
+    """The spans of ``_name_spans`` among the words of ``script[start:end]``, the arguments of the builtin ``kind``."""
+    context = "code bash runs" if kind in _CODE else "a variable name"
+    words = list(_words(script, start, end))
+    nameref = kind in _DECLARES and any(script[a] == "-" and "n" in script[a:b] for a, b in words)
+    spans, flag, redirect = [], False, False
+    for a, b in words:
+        word = script[a:b]
+        if redirect or _REDIRECT.match(word):  # a redirection (and its target, when apart): a file, not a name
+            redirect = _REDIRECT.fullmatch(word) is not None and not redirect
+            continue
+        if kind in ("printf", "test", "[", "[["):  # printf -v NAME, test -v NAME, [[ -R NAME ]]
+            if flag:
+                spans.append((a, b, context))
+            elif kind == "printf" and word.startswith("-v") and len(word) > 2:
+                spans.append((a + 2, b, context))
+            flag = word == "-v" or (word == "-R" and kind != "printf")
+        elif not word.startswith(("-", "+")) or nameref and kind not in _DECLARES:
+            spans.append((a, _name_end(script, a, b) if kind in _DECLARES and not nameref else b, context))
+        elif nameref:
+            continue  # declare -n's options
+    return spans
+
+
+def _name_end(script: str, start: int, end: int) -> int:
+    """The end of the name part of a word ``name=value`` (at its first ``=`` outside quotes), else ``end``."""
+    quote = ""
+    for i in range(start, end):
+        c = script[i]
+        if quote:
+            quote = "" if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c == "=":
+            return i
+    return end
+
+
+@functools.lru_cache(maxsize=16)
+def where_evaluated(script: str) -> dict[str, str]:
+    """Each shell variable whose value ``script`` may evaluate, with where: ``an arithmetic test``
+    (``_arithmetic``: its name there, ``$V`` or bare), ``a variable name`` (``$V`` in a name's place,
+    ``_name_spans``, or ``${!V}``) or ``code bash runs`` (``eval "$V"``). A value ``a[$(…)]`` runs
+    its ``$(…)`` in each."""
+    found = dict.fromkeys(_arithmetic_names(script), "an arithmetic test")
+    spans = _name_spans(script)
+    starts = [a for a, _, _ in spans]
+    for i, where in _dollars(script):
+        if (indirect := _INDIRECT.match(script, i)) and where not in ("single quotes", "a comment"):
+            found.setdefault(indirect.group(1), "a variable name")
+        k = bisect.bisect_right(starts, i) - 1
+        name = _expanded(script, i, where)
+        if name and not name.startswith("$") and k >= 0 and i < spans[k][1]:
+            found.setdefault(name, spans[k][2])
+    return found
 
 
 def _shown(name: str) -> str:

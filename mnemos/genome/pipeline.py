@@ -32,6 +32,7 @@ from mnemos.genome._shell import (
     shell_uses,
     text_in_arithmetic,
     unquoted_uses,
+    where_evaluated,
 )
 
 __all__ = [
@@ -68,6 +69,7 @@ __all__ = [
     "string_leaves",
     "text_in_arithmetic",
     "unquoted_uses",
+    "where_evaluated",
 ]
 
 StepType = Literal["script", "python", "infer", "index"]
@@ -447,8 +449,8 @@ def check_steps(pipeline: Pipeline) -> None:
                 raise refuse(message, f"{path}.params.{key}")
         text = {name for name, default in params.items() if not isinstance(default, (int, float))}  # any text
         for name, context in unquoted_uses(step.script or ""):
-            if name in text and context == "an arithmetic test":
-                fix = _ARITHMETIC_FIX.format(name=name)
+            if name in text and context in _EVALUATED_FIX:
+                fix = _EVALUATED_FIX[context].format(name=name)
                 raise refuse(f"{where}.script: ${{{name}}} stands in {context}, {fix}", f"{path}.script")
             if name in text:
                 raise refuse(f"{where}.script: ${{{name}}} stands in {context}, where the one shell-quoted word it "
@@ -460,8 +462,9 @@ def check_steps(pipeline: Pipeline) -> None:
         sources |= {var.name: f"env: ${{{min(carried)}}}, a text param" for var in step.env if script
                     and (carried := names_in(var.value or "") & text)}  # fmt: skip
         for variable, how in text_in_arithmetic(script, sources):
-            fix = _ARITHMETIC_FIX.format(name=min(names_in(how)))
-            raise refuse(f"{where}.script: ${variable} ({how}) stands in an arithmetic test, {fix}", f"{path}.script")
+            context = where_evaluated(script)[variable]
+            fix = _EVALUATED_FIX[context].format(name=min(names_in(how)))
+            raise refuse(f"{where}.script: ${variable} ({how}) stands in {context}, {fix}", f"{path}.script")
         if step.type == "python" and ":" not in (step.call or ""):
             raise refuse(f"{where}.call: use 'module:function' (got {step.call!r})", f"{path}.call")
         if step.timeout is not None and step.timeout > MAX_STEP_TIMEOUT_S:
@@ -489,6 +492,12 @@ def check_steps(pipeline: Pipeline) -> None:
 _ARITHMETIC_FIX = ("where bash evaluates it as arithmetic and a value a[$(…)] would run its $(…), quoted or not: "
                    "declare the param's default as a number (then callers can send only numbers), or compare it as "
                    "text (env: [{{name: V, value: ${{{name}}}}}], then [ \"$V\" = … ] or case)")  # fmt: skip
+_NAME_FIX = ("where bash takes the value as a variable's name (read, printf -v, declare, unset, test -v, ${{!V}}) "
+             "or as code (eval, trap, source), and a name a[$(…)] would run its $(…), quoted or not: write a fixed "
+             "name or code there and use the param only as a value (env: [{{name: V, value: ${{{name}}}}}], then "
+             "x=\"$V\")")  # fmt: skip
+_EVALUATED_FIX = {"an arithmetic test": _ARITHMETIC_FIX, "a variable name": _NAME_FIX, "code bash runs": _NAME_FIX}
+"""The fix an error names, by where ``where_evaluated`` (and ``unquoted_uses``) says bash evaluates a value."""
 
 
 def names_in(value: Any) -> set[str]:

@@ -49,6 +49,10 @@ CRAFTED = {  # each as long as a script may be, each once far slower than linear
     "keys": " [",
     "nested and closed": None,
     "expansions after --": "-- $V ",
+    "names read": 'read "$V" ',
+    "nested readers": "$(read ",
+    "negated readers": "! read ",
+    "assignments before a command": "a=( ",
     "copies": None,
 }
 

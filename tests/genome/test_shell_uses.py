@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from mnemos.genome.pipeline import arithmetic_uses, shell_uses, text_in_arithmetic, unquoted_uses
+from mnemos.genome.pipeline import arithmetic_uses, shell_uses, text_in_arithmetic, unquoted_uses, where_evaluated
 from mnemos.synkron._interpolate import interpolate
 
 MARK = "zz-mark"
@@ -218,7 +218,55 @@ def test_each_one_says_where_its_text_comes_from() -> None:
 
 
 @pytest.mark.timeout(30)  # a loop that finds one copy per pass over the script takes hours here
-def test_a_long_chain_of_copies_is_followed_in_one_pass() -> None:  # a script may have up to 1 MiB
+def test_a_long_chain_of_copies_is_followed_in_one_pass() -> None:  # longer than a step's script may be
     chain = "".join(f"v{i + 1}=$v{i}; " for i in reversed(range(20_000)))  # each copy before the one it copies
     found = list(text_in_arithmetic(f"{chain}v0=$V\n(( v20000 ))", {"V": "env"}))
     assert [name for name, _ in found] == ["v20000"] and found[0][1].count("copied from") == 20_001
+
+
+NAMED = [  # bash takes V's value as a variable's name (its subscript evaluated: the $(…) runs) or as code
+    ('read -r "$V" <<< x', "a variable name"),
+    ('IFS=, read -r a "$V" <<< x,y', "a variable name"),
+    ('printf -v "$V" %s 1', "a variable name"),
+    ('printf -v"$V" %s 1', "a variable name"),
+    ('declare "$V=1"', "a variable name"),
+    ('f() { local "$V=1"; }; f', "a variable name"),
+    ('test -v "$V"', "a variable name"),
+    ('if [ -v "$V" ]; then :; fi', "a variable name"),
+    ("x=${!V}", "a variable name"),
+    ('declare -n r="$V"; echo "$r"', "a variable name"),
+    ('y=$(read -r "$V" <<< x)', "a variable name"),
+    ('eval "$V"', "code bash runs"),
+    ('trap "$V" EXIT', "code bash runs"),
+]
+UNNAMED = [  # V's value stays a value
+    'read -r x <<< "$V"',
+    'read -r line < "$V" 2>/dev/null || :',  # a file to read from
+    'printf -v x %s "$V"',
+    'declare x="$V"; f() { local y="a $V"; }; f',
+    'export PATH="$V:$PATH"',
+    'echo please read "$V" and test -v "$V"',  # words of echo's
+    'echo "${!V*}" "${!a[@]}"',  # names with a prefix, an array's keys
+]
+
+
+@pytest.mark.parametrize("case", NAMED + UNNAMED)
+def test_a_value_taken_as_a_name_or_code_is_found(case: str | tuple[str, str]) -> None:
+    script, where = case if isinstance(case, tuple) else (case, None)
+    shell = interpolate({"script": script}, {})["script"]
+    ran = subprocess.run(["bash", "-c", shell], env={"V": PAYLOAD}, capture_output=True, text=True).stderr
+    assert (RAN in ran) == (where is not None)  # the case is what it says
+    assert where_evaluated(script).get("V") == where
+    assert bool(list(text_in_arithmetic(script, {"V": "env: ${p}"}))) == (where is not None)
+
+
+@pytest.mark.parametrize(
+    ("script", "where"),
+    [("read -r ${p} <<< x", "a variable name"), ("printf -v ${p} %s 1", "a variable name"),
+     ("test -v ${p}", "a variable name"), ("eval ${p}", "code bash runs"), ("read -r x <<< ${p}", None)],
+)  # fmt: skip
+def test_a_text_param_taken_as_a_name_is_found(script: str, where: str | None) -> None:
+    shell = interpolate({"script": script}, {"p": PAYLOAD})["script"]  # one shell-quoted word
+    ran = subprocess.run(["bash", "-c", shell], env={}, capture_output=True, text=True).stderr
+    assert (RAN in ran) == (where is not None)
+    assert unquoted_uses(script) == ([("p", where)] if where else [])
