@@ -67,13 +67,9 @@ def _options(
     if url:
         import os
 
-        from mnemos.remote import is_url
+        from mnemos.cli._session import check_url
 
-        if not is_url(url):
-            from mnemos.errors import ValidationError
-
-            raise ValidationError(f"--url: {url!r} is not an http(s):// URL", param="url")
-        os.environ["MNEMOS_URL"] = url  # read by every command's client (mnemos.remote.endpoint_url)
+        os.environ["MNEMOS_URL"] = check_url(url, "--url")  # read by every command's client (endpoint_url)
 
 
 for _module in _COMMAND_MODULES:
@@ -98,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         # In non-standalone mode click returns the code of a `typer.Exit` instead of raising it.
         sys.exit(rc if isinstance(rc, int) else 0)
     except MnemosError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
+        typer.echo(f"error: {_printable(exc.message)}", err=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -111,11 +107,25 @@ def main(argv: list[str] | None = None) -> None:
         error = BadRequestError(f"the input {TOO_DEEP}")
         typer.echo(f"error: {error.message}", err=True)
         sys.exit(error.exit_code)
+    except OSError as exc:
+        if exc.filename is None:  # not a path the user named: a real failure, with its traceback
+            raise
+        name = str(exc.filename)
+        name = name if len(name) <= 200 else f"{name[:200]}… ({len(name)} characters)"
+        error = BadRequestError(f"{name}: {exc.strerror or exc}")
+        typer.echo(f"error: {_printable(error.message)}", err=True)
+        sys.exit(error.exit_code)
     except Exception as exc:
         if _is_click_error(exc):  # usage errors: unknown command, bad option
             exc.show()  # type: ignore[attr-defined]
             sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
+
+
+def _printable(message: str) -> str:
+    """``message`` with control characters (terminal escapes, carriage returns) shown escaped, as
+    ``\\x1b``: a name echoed back from the command line cannot rewrite the user's terminal."""
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in message)
 
 
 def _asks_for_document(args: list[str]) -> bool:

@@ -13,14 +13,46 @@ from typing import Any
 from mnemos.client import Client
 from mnemos.config import load_settings
 
-__all__ = ["event_position", "open_client", "platform_address", "remote_url", "require_local"]
+__all__ = ["check_url", "event_position", "open_client", "platform_address", "platform_up", "remote_url",
+           "require_local"]
+
+
+def check_url(url: str, option: str) -> str:
+    """``url`` when it is a well-formed ``http(s)://host[:port]`` URL.
+
+    Raises:
+        ValidationError: naming ``option``: not http(s), no host, a bad port or bracket, or
+            whitespace or control characters (which HTTP clients would silently drop).
+    """
+    import httpx
+
+    from mnemos.errors import ValidationError
+    from mnemos.remote import is_url
+
+    problem = None if is_url(url) else "is not an http(s):// URL"
+    if problem is None and any(c.isspace() or not c.isprintable() for c in url):
+        problem = "contains whitespace or control characters"
+    if problem is None:
+        try:
+            if not httpx.URL(url).host:
+                problem = "has no host"
+        except httpx.InvalidURL as exc:
+            problem = f"is not a valid URL ({exc})"
+    if problem:
+        raise ValidationError(f"{option}: {url!r} {problem}: use e.g. http://127.0.0.1:8000", param="url")
+    return url
 
 
 def remote_url() -> str | None:
-    """The gateway URL the CLI talks to, or ``None`` for the embedded mode."""
+    """The gateway URL the CLI talks to, or ``None`` for the embedded mode.
+
+    Raises:
+        ValidationError: the configured URL (``MNEMOS_URL`` or the one ``mnemos login`` stored) is malformed.
+    """
     from mnemos.remote import endpoint_url
 
-    return endpoint_url()
+    url = endpoint_url()
+    return check_url(url, "the gateway URL (--url, MNEMOS_URL or `mnemos login URL`)") if url else None
 
 
 def require_local(command: str) -> None:
@@ -49,6 +81,14 @@ def platform_address() -> str | None:
     settings = load_settings()
     info = read_cluster()
     return settings.ray.address or os.environ.get("MNEMOS_RAY_ADDRESS") or (info["address"] if info else None)
+
+
+def platform_up() -> bool:
+    """Whether a command reaches a running platform: a gateway URL, a platform ``mnemos up`` started,
+    a connected Ray, or ``RAY_ADDRESS`` (a driver of ``ray job submit``)."""
+    import ray
+
+    return bool(remote_url() or ray.is_initialized() or platform_address() or os.environ.get("RAY_ADDRESS"))
 
 
 def open_client(*, publish: bool = False, connect: bool = False) -> Any:

@@ -112,11 +112,16 @@ def diff(
     Over --url the live resources are read through the gateway's API.
     """
     from mnemos.cli._session import open_client
+    from mnemos.errors import BadRequestError
     from mnemos.wraith.gitops import diff as compute_diff
     from mnemos.wraith.gitops import load_resources
 
+    resources = load_resources(file)
+    if not resources:
+        raise BadRequestError(f"-f/--file: no resources in {', '.join(map(str, file))}: nothing to diff "
+                              "(YAML or JSON files, .yaml/.yml/.json)", param="file")  # fmt: skip
     client = open_client()
-    entries = compute_diff(client, load_resources(file))
+    entries = compute_diff(client, resources)
     if output is not Output.table:
         emit([{"kind": e.kind, "name": e.name, "action": e.action, "diff": e.diff} for e in entries], output)
         return

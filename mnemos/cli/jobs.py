@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import json
-import os
+import math
 from typing import Any
 
 import typer
@@ -29,12 +29,31 @@ _COLUMNS = ("ID", "NAME", "QUEUE", "PRIORITY", "STATUS", "ATTEMPTS", "WORKER", "
 Page = tuple[list[dict[str, Any]], bool]  # a page of job views, and whether more follow
 
 
-def _value(text: str) -> Any:
-    """A command-line argument: JSON when it parses (``2``, ``"x"``, ``{"a": 1}``), else the string."""
+class _NotStrictJSON(ValueError):
+    """``NaN``, ``Infinity``: Python's json reads them, JSON has none (the argument is a string)."""
+
+
+def _constant(text: str) -> Any:
+    raise _NotStrictJSON(text)
+
+
+def _value(text: str, where: str) -> Any:
+    """A command-line argument: strict JSON when it parses (``2``, ``"x"``, ``{"a": 1}``), else the
+    string; a number JSON cannot carry (``1e999``) is an error naming ``where``."""
+
+    def finite(number: str) -> float:
+        value = float(number)
+        if not math.isfinite(value):
+            raise ValidationError(f"{where}: {number} is too large for a JSON number; quote it for a string: "
+                                  f"'\"{number}\"'", param=where.split()[0].lstrip("-"))  # fmt: skip
+        return value
+
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
+        return json.loads(text, parse_constant=_constant, parse_float=finite)
+    except (json.JSONDecodeError, _NotStrictJSON):
         return text
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise ValidationError(f"{where}: {str(exc).split(';')[0]}", param=where.split()[0].lstrip("-")) from None
 
 
 def _pairs(items: list[str], option: str, parse: bool) -> dict[str, Any]:
@@ -43,18 +62,16 @@ def _pairs(items: list[str], option: str, parse: bool) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValidationError(f"{option}: {item!r} is not NAME=VALUE", param=option)
-        out[key] = _value(value) if parse else value
+        out[key] = _value(value, f"{option} {key}") if parse else value
     return out
 
 
-def _platform_up() -> bool:
-    import ray
-
-    from mnemos.cli._session import platform_address, remote_url
-
-    if remote_url():
-        return True
-    return ray.is_initialized() or bool(platform_address() or os.environ.get("RAY_ADDRESS"))
+def _amount(value: float | None, option: str) -> float | None:
+    """A resource amount from the command line: a finite number, 0 or more (JSON has no nan or inf)."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise ValidationError(f"{option}: {value} is not a finite number of 0 or more, e.g. {option} 1",
+                              param=option.lstrip("-"))  # fmt: skip
+    return value
 
 
 def _jobs() -> Any:
@@ -67,11 +84,11 @@ def _jobs() -> Any:
 def _reader() -> Any:
     """Something with ``get/list/logs``: the gateway when a URL is configured, CORTEX when a platform
     is up, else the journal."""
-    from mnemos.cli._session import remote_url
+    from mnemos.cli._session import platform_up, remote_url
 
     if remote_url():
         return _Remote(_jobs())
-    if _platform_up():
+    if platform_up():
         jobs = _jobs()
         return _Live(jobs)
     from mnemos.config import load_settings
@@ -176,11 +193,12 @@ def submit(
 ) -> None:
     """Queue FUNCTION(ARGS…, -k NAME=VALUE…): a registered Function by name, or MODULE:FUNCTION;
     prints the job id, or with --wait its result."""
+    gpus, cpus = _amount(gpus, "--gpus"), _amount(cpus, "--cpus")
     resources = {k: v for k, v in (("gpus", gpus), ("cpus", cpus), ("pool", pool)) if v is not None}
     options: dict[str, Any] = {"queue": queue, "priority": priority, "resources": resources or None,
                                "max_attempts": max_attempts, "timeout": timeout,
                                "labels": _pairs(label, "--label", parse=False), "name": name}  # fmt: skip
-    call_args = [_value(a) for a in args or []]
+    call_args = [_value(a, f"ARGS[{i}]") for i, a in enumerate(args or [])]
     kwargs = _pairs(kwarg, "--kwarg", parse=True)
     if ":" in function:
         from mnemos.neuron.codec import validate_reference
@@ -258,7 +276,9 @@ def get(job_id: str, output: Output = typer.Option(Output.table, "-o", "--output
 @app.command()
 def cancel(job_id: str, output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
     """Cancel a queued, retrying or running job."""
-    if not _platform_up():
+    from mnemos.cli._session import platform_up
+
+    if not platform_up():
         raise UnavailableError("no platform is up to cancel the job on: start one with `mnemos up`")
     view = _jobs().get(job_id).cancel()
     if output is Output.table:
@@ -270,7 +290,9 @@ def cancel(job_id: str, output: Output = typer.Option(Output.table, "-o", "--out
 @app.command()
 def stats(output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
     """Queues, worker pools (a pool with no workers says why) and job counts: no job's data."""
-    if not _platform_up():
+    from mnemos.cli._session import platform_up
+
+    if not platform_up():
         raise UnavailableError("no platform is up to ask: start one with `mnemos up`, or `mnemos login URL`")
     data = _jobs().stats()
     rows = [(f"queue {name}", f"queued {q['queued']}  running {q['running']}/{q['concurrency']}")
@@ -288,6 +310,11 @@ def logs(
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing lines as the job prints them."),
 ) -> None:
     """What the job printed (stdout and stderr, every attempt); ``-f`` follows it live."""
+    from mnemos.cli._session import platform_up
+
+    if follow and not platform_up():
+        raise UnavailableError("--follow: no platform is up to follow the job on: start one with `mnemos up` or "
+                               "`mnemos login URL` (without -f: what the journal holds)", param="follow")  # fmt: skip
     after = _event_position() if follow else None
     text = _reader().logs(job_id)
     print(text, end="" if text.endswith("\n") or not text else "\n")

@@ -31,20 +31,23 @@ def login(
     With URL, every later command (and ``mnemos.connect()``) goes through that gateway's API and
     sends this credential; MNEMOS_URL and MNEMOS_API_KEY override what is stored.
     """
+    from mnemos.cli._session import check_url
     from mnemos.errors import ValidationError
-    from mnemos.remote import is_url
     from mnemos.soul import credentials
 
-    if url is not None and not is_url(url):
-        raise ValidationError(f"URL: {url!r} is not an http(s):// URL of a MNEMOS gateway", param="url")
+    if url is not None:
+        check_url(url, "URL")
     if (token is None) == (api_key is None):
         raise ValidationError("pass exactly one of --token or --api-key", param="credential")
     value = token if token is not None else (api_key or "")
+    flag = "--token" if token is not None else "--api-key"
     if value == "-":
         value = _read_stdin()
-    kind = credentials.kind_of(value)
+    try:
+        kind = credentials.kind_of(value)
+    except ValidationError as exc:
+        raise ValidationError(f"{flag}: {exc.message}", param="credential") from None
     if kind != ("token" if token is not None else "apikey"):
-        flag = "--token" if token is not None else "--api-key"
         raise ValidationError(f"{flag} was given {'a JWT' if kind == 'token' else 'an API key'}", param="credential")
     if url is not None:
         who = _verify_remote(url, value) if verify else None

@@ -28,7 +28,14 @@ def up(
     from mnemos.config import load_settings
     from mnemos.cradle import COMPONENTS, start_local
     from mnemos.cradle import up as control_up
+    from mnemos.remote import is_url
 
+    if is_url(address):
+        from mnemos.errors import ValidationError
+
+        raise ValidationError(f"--address: {address!r} is a gateway URL; `mnemos up` takes a Ray address "
+                              "(host:6379 or ray://host:10001). To use a running gateway: mnemos login URL",
+                              param="address")  # fmt: skip
     settings = load_settings()
     if not address and not settings.ray.address:
         info = start_local(settings)

@@ -63,8 +63,15 @@ def get(
     watch: bool = typer.Option(False, "-w", "--watch", help="Then print each change as it happens (Ctrl-C stops)."),
 ) -> None:
     """Show one resource or list a kind; ``-w`` keeps watching changes (and, for Models, status)."""
+    if generation is not None and name is None:
+        from mnemos.errors import ValidationError
+
+        raise ValidationError(f"--generation needs a NAME: mnemos get {kind} NAME --generation {generation}",
+                              param="generation")  # fmt: skip
     client = open_client()
     cls = resolve_kind(kind)
+    if watch:
+        _require_platform("--watch")
     found = client.get(cls.__name__, name, generation=generation)
     items = [found] if name else found
     data = [r.dump() for r in items]
@@ -89,6 +96,18 @@ def get(
     )
     if watch:
         _watch(cls.__name__, name)
+
+
+def _require_platform(option: str) -> None:
+    """Refuse ``option`` when no platform is up: its changes come from the running platform's events
+    (an embedded cluster started for the command would have none to tell)."""
+    from mnemos.cli._session import platform_up
+
+    if not platform_up():
+        from mnemos.errors import UnavailableError
+
+        raise UnavailableError(f"{option}: no platform is up to watch: start one with `mnemos up`, "
+                               "or `mnemos login URL`", param=option.lstrip("-"))  # fmt: skip
 
 
 def _watch(kind: str, name: str | None) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from mnemos.cli._output import Output, console, emit
-from mnemos.errors import BadRequestError
+from mnemos.errors import BadRequestError, UnavailableError
 
 __all__ = ["cancel_run", "get_run", "list_runs", "parse_params", "register", "resume", "run", "runs_app"]
 
@@ -63,6 +63,37 @@ def _client() -> Any:
     return client
 
 
+def _is_path(file: str) -> bool:
+    """Whether ``file`` names an existing file or folder (a name too long for a path names none)."""
+    try:
+        return Path(file).exists()
+    except OSError:
+        return False
+
+
+def _check_local(file: str | None = None, run_id: str | None = None) -> None:
+    """Before an embedded cluster starts for it: ``file`` (no file) names a registered Pipeline and
+    ``run_id`` a stored run. Over a gateway, the gateway checks."""
+    from mnemos.cli._session import open_client, remote_url
+
+    if remote_url():
+        return
+    client = open_client()
+    if run_id is not None:
+        from mnemos.synkron import _state
+
+        _state.load(client.engram, run_id)  # NotFoundError: run '…' not found
+    if file is not None:
+        from mnemos.synkron._plan import load_pipeline
+
+        try:
+            load_pipeline(client, file)  # what the run would say: no such file, pipeline/NAME not found
+        except OSError as exc:  # a name too long for a path
+            shown = file if len(file) <= 200 else f"{file[:200]}… ({len(file)} characters)"
+            raise BadRequestError(f"FILE {shown!r}: {exc.strerror}: pass a pipeline YAML file or the name of a "
+                                  "registered pipeline (mnemos get Pipeline)", param="file") from None  # fmt: skip
+
+
 def _report(state: dict[str, Any]) -> None:
     from mnemos.synkron.steps import StepFailedError
 
@@ -89,11 +120,13 @@ def run(
     from mnemos.cli._session import event_position
 
     params = parse_params(param)
-    if Path(file).exists():  # a broken file fails now, not after an embedded cluster has started for it
+    if _is_path(file):  # a broken file fails now, not after an embedded cluster has started for it
         from mnemos.synkron._plan import check_pipeline, load_pipeline
 
         pipeline, base_dir, _ = load_pipeline(None, file)
         check_pipeline(pipeline, params, base_dir=base_dir, inputs=True)  # params' types, input files
+    else:
+        _check_local(file=file)
     client = _client()
     after = event_position(client) if follow and not detach else None  # before the run starts: nothing missed
     handle = client.pipelines.run(file, params, progress=False, wait=False, cache=not no_cache)
@@ -139,6 +172,7 @@ def resume(
     no_progress: bool = typer.Option(False, "--no-progress", help="Print only the result."),
 ) -> None:
     """Resume a failed or cancelled run from the steps that did not complete."""
+    _check_local(run_id=run_id)
     client = _client()
     handle = client.pipelines.resume(run_id, progress=False, wait=False)
     console.print(f"run {run_id} resumed")
@@ -148,7 +182,7 @@ def resume(
 @runs_app.command("list")
 def list_runs(
     pipeline: str | None = typer.Option(None, "--pipeline", help="Only runs of this pipeline."),
-    limit: int = typer.Option(20, "--limit"),
+    limit: int = typer.Option(20, "--limit", min=1),
     output: Output = typer.Option(Output.table, "-o", "--output"),
 ) -> None:
     """Recent runs, newest first."""
@@ -183,5 +217,10 @@ def get_run(run_id: str, output: Output = typer.Option(Output.table, "-o", "--ou
 @runs_app.command("cancel")
 def cancel_run(run_id: str) -> None:
     """Cancel a running run."""
+    from mnemos.cli._session import platform_up
+
+    if not platform_up():
+        raise UnavailableError("no platform is up, so no run is running to cancel: start one with `mnemos up`, "
+                               "or `mnemos login URL`", param="run_id")  # fmt: skip
     state = _client().pipelines.cancel(run_id)
     console.print(f"run {state['id']} cancelling")

@@ -56,12 +56,12 @@ def usage(
     output: Output = typer.Option(Output.table, "-o", "--output"),
 ) -> None:
     """Usage and spend per principal, team and model over a window."""
-    from mnemos.cli._session import remote_url
+    from mnemos.cli._session import check_url, remote_url
     from mnemos.config import load_settings
     from mnemos.errors import AuthenticationError
     from mnemos.soul.credentials import authorization_header
 
-    url = url or remote_url()
+    url = check_url(url, "--url") if url else remote_url()
     if url is None:
         settings = load_settings()
         url = f"http://{settings.relay.host}:{settings.relay.port}"

@@ -147,9 +147,16 @@ def snapshots(
 ) -> None:
     """The snapshots at the backup URI, oldest first."""
     require_local("wraith snapshots")
+    import os
+
     from mnemos.cli.gitops import backup_store
+    from mnemos.errors import NotFoundError
     from mnemos.wraith.backup import SNAPSHOTS, list_snapshots
 
+    if source and "://" not in source and not os.path.exists(source):  # a mistyped folder would list nothing
+        shown = source if len(source) <= 200 else f"{source[:200]}… ({len(source)} characters)"
+        raise NotFoundError(f"--from {shown}: no such folder; pass the backup URI (engram.backups.destination)",
+                            param="from")  # fmt: skip
     dest = backup_store(source)
     items = []
     for snapshot in list_snapshots(dest):

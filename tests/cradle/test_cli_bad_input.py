@@ -1,0 +1,102 @@
+"""Bad input to the `mnemos` CLI, as a careless user or an attacker types it, with no platform up.
+
+Each case is a real process: it must exit non-zero, print no traceback, and say in one line which
+option, argument or field is wrong. No case may start Ray: the process runs with
+``mnemos.cradle.init_ray`` and ``start_local`` replaced by a refusal, so a command that would
+start an embedded cluster for bad input fails here instead of starting one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CLOSED = "http://127.0.0.1:9"  # port 9 (discard): nothing listens
+LONG = "a" * 100_000
+NO_RAY = (
+    "import sys\n"
+    "import mnemos.cradle\n"
+    "def refuse(*args, **kwargs):\n"
+    "    sys.exit('test: this bad input would have started a Ray cluster')\n"
+    "mnemos.cradle.init_ray = mnemos.cradle.start_local = refuse\n"
+    "from mnemos.cli import main\n"
+    "main()\n"
+)
+
+# (case id, command line, what the message must name). The first group was broken (a traceback,
+# exit 0, a Ray cluster started for nothing, or a message naming nothing); the last already works.
+CASES: list[tuple[str, tuple[str, ...], str]] = [
+    ("get-generation-without-name", ("get", "Model", "-g", "3"), "--generation needs a NAME"),
+    ("get-watch-without-platform", ("get", "Model", "-w"), "--watch: no platform is up"),
+    ("runs-list-limit-zero", ("runs", "list", "--limit", "0"), "'--limit'"),
+    ("runs-cancel-without-platform", ("runs", "cancel", "r-1"), "no platform is up, so no run is running"),
+    ("run-unknown-pipeline", ("run", "no-such-pipeline"), "pipeline/no-such-pipeline not found"),
+    ("run-missing-file", ("run", "no/such/pipeline.yaml"), "no/such/pipeline.yaml: no such file or directory"),
+    ("run-100kb-name", ("run", LONG), "FILE 'aaaa"),
+    ("resume-unknown-run", ("resume", "no-such-run"), "run 'no-such-run' not found"),
+    ("apply-100kb-path", ("apply", "-f", LONG), "File name too long"),
+    ("jobs-logs-follow-without-platform", ("jobs", "logs", "j-1", "-f"), "--follow: no platform is up"),
+    ("jobs-submit-gpus-nan", ("--url", CLOSED, "jobs", "submit", "m:f", "--gpus", "nan"), "--gpus: nan"),
+    ("jobs-submit-cpus-negative", ("--url", CLOSED, "jobs", "submit", "m:f", "--cpus", "-1"), "--cpus: -1"),
+    ("jobs-submit-arg-1e999", ("--url", CLOSED, "jobs", "submit", "m:f", "1e999"), "ARGS[0]: 1e999"),
+    ("jobs-submit-kwarg-1e999", ("--url", CLOSED, "jobs", "submit", "m:f", "-k", "a=[1e999]"), "--kwarg a: 1e999"),
+    ("url-bad-bracket", ("--url", "http://[::1", "status"), "--url: 'http://[::1' is not a valid URL"),
+    ("url-with-newline", ("--url", "http://x\ny", "status"), "--url: 'http://x\\ny' contains whitespace"),
+    ("usage-url-not-a-url", ("usage", "--url", "notaurl"), "--url: 'notaurl' is not an http(s):// URL"),
+    ("login-url-bad-bracket", ("login", "http://[::1", "--api-key", "mk_x"), "URL: 'http://[::1'"),
+    ("login-not-a-credential", ("login", "--api-key", "x"), "--api-key: not a MNEMOS credential"),
+    ("up-address-is-a-url", ("up", "--address", CLOSED), "--address: 'http://127.0.0.1:9' is a gateway URL"),
+    ("kuberay-values-binary", ("kuberay", "render", "-f", "binary.dat"), "--values binary.dat: not UTF-8"),
+    ("kuberay-validate-binary", ("kuberay", "validate", "binary.dat"), "binary.dat: not UTF-8"),
+    ("kuberay-out-dir-is-a-file", ("kuberay", "render", "--out-dir", "binary.dat"), "--out-dir binary.dat"),
+    ("kuberay-schema-out-is-a-folder", ("kuberay", "chart-schema", "--out", "folder"), "--out folder"),
+    ("diff-empty-file", ("diff", "-f", "empty.yaml"), "-f/--file: no resources in empty.yaml"),
+    ("wraith-snapshots-missing-folder", ("wraith", "snapshots", "--from", "no-such-backups"), "--from no-such"),
+    # already refused well: kept so that they stay so
+    ("jobs-list-limit-not-a-number", ("jobs", "list", "-n", "abc"), "'--limit'"),
+    ("get-unknown-kind", ("get", "Nope"), "unknown kind 'Nope'"),
+    ("apply-binary-file", ("apply", "-f", "binary.dat"), "binary.dat: not UTF-8 text"),
+    ("url-not-a-url", ("--url", "notaurl", "status"), "--url: 'notaurl' is not an http(s):// URL"),
+    ("jobs-submit-kwarg-without-equals", ("--url", CLOSED, "jobs", "submit", "m:f", "-k", "key"), "--kwarg: 'key'"),
+]
+
+
+def mnemos(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``mnemos ARGS`` in ``home`` (its MNEMOS_HOME, HOME and working folder), Ray refused."""
+    unset = ("MNEMOS_URL", "MNEMOS_API_KEY", "MNEMOS_TOKEN", "MNEMOS_RAY_ADDRESS", "RAY_ADDRESS")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env.update(MNEMOS_HOME=str(home), HOME=str(home))
+    return subprocess.run([sys.executable, "-c", NO_RAY, *args], cwd=home, env=env, capture_output=True,
+                          text=True, errors="replace", timeout=60)  # fmt: skip
+
+
+@pytest.fixture()
+def home(tmp_path: Path) -> Path:
+    (tmp_path / "binary.dat").write_bytes(bytes([0xFF, 0xFE, 0x00, 0x9C]) * 50)
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "folder").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize(("args", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_naming_what_to_fix(home: Path, args: tuple[str, ...], message: str) -> None:
+    proc = mnemos(home, *args)
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    assert "would have started a Ray cluster" not in proc.stderr
+    assert message in proc.stderr, proc.stderr
+    if not proc.stderr.startswith("Usage:"):  # click's own usage errors keep click's three lines
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+
+
+def test_control_characters_in_an_error_are_shown_escaped(home: Path) -> None:
+    """A name echoed back in an error cannot send escape sequences to the user's terminal."""
+    proc = mnemos(home, "get", "Model", "x\x1b[2J\x07")
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
+    assert "\x1b" not in proc.stderr and "\x07" not in proc.stderr, repr(proc.stderr)
+    assert proc.stderr.strip() == "error: model/x\\x1b[2J\\x07 not found", repr(proc.stderr)
