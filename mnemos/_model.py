@@ -229,6 +229,20 @@ def _integer(text: str) -> int:
     return int(text)
 
 
+def yaml_problem(exc: Exception) -> str:
+    """A YAML parser's error as one line with its place: ``line 2, column 2: expected ',' or ']', but
+    got ':' (while parsing a flow sequence from line 1, column 4)``; PyYAML's own text spans lines
+    and points with a caret at ``"<unicode string>"``."""
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if not problem:
+        return " ".join(str(exc).split())
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and start is not None:
+        context = f"{context} from line {start.line + 1}, column {start.column + 1}"
+    return f"{where}{problem}" + (f" ({context})" if context else "")
+
+
 def parse_json(raw: bytes, param: str | None = None) -> Any:
     """A request body's JSON value, or a 400 naming ``param`` that says why it is not JSON: bad
     syntax, bytes that are not UTF-8 text, ``NaN``/``Infinity``/``1e999`` or an integer of

@@ -204,6 +204,7 @@ def validate(
     """
     import yaml
 
+    from mnemos._model import yaml_problem
     from mnemos.errors import BadRequestError
     from mnemos.kuberay import validate_manifest
 
@@ -212,8 +213,10 @@ def validate(
         for file in files:
             try:
                 docs = [d for d in yaml.safe_load_all(file.read_text()) if d]
-            except (OSError, yaml.YAMLError) as exc:
-                raise BadRequestError(f"{file}: {exc}") from None
+            except OSError as exc:
+                raise BadRequestError(f"{file}: {exc.strerror or exc}", param="files") from None
+            except yaml.YAMLError as exc:
+                raise BadRequestError(f"{file}: not valid YAML: {yaml_problem(exc)}", param="files") from None
             except UnicodeDecodeError:
                 raise BadRequestError(f"{file}: not UTF-8 text; pass YAML manifests", param="files") from None
             ray = [d for d in docs if isinstance(d, dict) and str(d.get("apiVersion", "")).startswith("ray.io/")]

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError as PydanticValidationError
 
-from mnemos._model import TOO_DEEP, to_validation_error
+from mnemos._model import TOO_DEEP, to_validation_error, yaml_problem
 from mnemos.errors import BadRequestError, NotFoundError, ValidationError
 from mnemos.genome._base import Resource
 from mnemos.genome.adapter import Adapter
@@ -76,7 +76,7 @@ def _located_documents(text: str, source: str) -> list[tuple[Resource, str]]:
     try:
         docs = [(i, d) for i, d in enumerate(yaml.safe_load_all(text), 1) if d is not None]
     except yaml.YAMLError as exc:
-        raise BadRequestError(f"{source or 'input'}: not valid YAML: {exc}") from None
+        raise BadRequestError(f"{source or 'input'}: not valid YAML: {yaml_problem(exc)}") from None
     except RecursionError:  # the parser recurses per level: thousands of nested [ or { exhaust the stack
         raise BadRequestError(f"{source or 'input'}: {TOO_DEEP}") from None
     except ValueError as exc:  # a date that is none (2024-13-45), an integer longer than int() reads

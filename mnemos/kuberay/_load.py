@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError as PydanticValidationError
 
-from mnemos._model import to_validation_error
+from mnemos._model import to_validation_error, yaml_problem
 from mnemos.errors import BadRequestError, ValidationError
 from mnemos.kuberay._values import KubeRayValues
 
@@ -76,7 +76,7 @@ def load_values(
         except OSError as exc:
             raise BadRequestError(f"cannot read values file {path}: {exc.strerror or exc}") from None
         except yaml.YAMLError as exc:
-            raise BadRequestError(f"{path}: not valid YAML: {exc}") from None
+            raise BadRequestError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
         if not isinstance(loaded, dict):
             raise ValidationError(f"{path}: values must be a mapping, got {type(loaded).__name__}")
         merged.update(loaded)

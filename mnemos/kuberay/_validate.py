@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from mnemos._model import yaml_problem
 from mnemos.errors import BadRequestError, NotFoundError, ValidationError
 from mnemos.kuberay._deps import require
 
@@ -171,7 +172,7 @@ def validate_manifest(obj: Mapping[str, Any], crd_dir: str | Path | None = None)
             serve = yaml.safe_load(spec["serveConfigV2"])
         except yaml.YAMLError as exc:
             raise ValidationError(
-                f"RayService spec.serveConfigV2: not valid YAML: {exc}", param="spec.serveConfigV2"
+                f"RayService spec.serveConfigV2: not valid YAML: {yaml_problem(exc)}", param="spec.serveConfigV2"
             ) from None
         if not isinstance(serve, dict) or not isinstance(serve.get("applications"), list):
             raise ValidationError(

@@ -55,6 +55,10 @@ CASES: list[tuple[str, tuple[str, ...], str]] = [
     ("kuberay-out-dir-is-a-file", ("kuberay", "render", "--out-dir", "binary.dat"), "--out-dir binary.dat"),
     ("kuberay-schema-out-is-a-folder", ("kuberay", "chart-schema", "--out", "folder"), "--out folder"),
     ("diff-empty-file", ("diff", "-f", "empty.yaml"), "-f/--file: no resources in empty.yaml"),
+    ("apply-bad-yaml", ("apply", "-f", "bad.yaml"), "bad.yaml: not valid YAML: line 2, column 2: expected ',' or ']'"),
+    ("validate-bad-yaml", ("validate", "-f", "bad.yaml"), "(while parsing a flow sequence from line 1, column 4)"),
+    ("kuberay-render-bad-yaml", ("kuberay", "render", "-f", "bad.yaml"), "bad.yaml: not valid YAML: line 2"),
+    ("kuberay-validate-bad-yaml", ("kuberay", "validate", "bad.yaml"), "bad.yaml: not valid YAML: line 2"),
     ("wraith-snapshots-missing-folder", ("wraith", "snapshots", "--from", "no-such-backups"), "--from no-such"),
     # already refused well: kept so that they stay so
     ("jobs-list-limit-not-a-number", ("jobs", "list", "-n", "abc"), "'--limit'"),
@@ -78,6 +82,7 @@ def mnemos(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def home(tmp_path: Path) -> Path:
     (tmp_path / "binary.dat").write_bytes(bytes([0xFF, 0xFE, 0x00, 0x9C]) * 50)
     (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "bad.yaml").write_text("a: [1, 2\nb: c\n")
     (tmp_path / "folder").mkdir()
     return tmp_path
 
