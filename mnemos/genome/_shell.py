@@ -213,9 +213,9 @@ def text_in_arithmetic(script: str, sources: dict[str, str]) -> Iterator[tuple[s
     (``where_evaluated``: arithmetic, a variable's name, code), with how it holds text, for an error
     (``copied from $V, env: ${p}, a text param``). ``sources`` says where text comes from: a shell
     variable (``V`` → ``env: ${p}, a text param``) or a pipeline's ``${p}`` as written (→ ``a text
-    param``). A name a command
-    sets (``_ASSIGNS``: ``x=$V``, ``local x="a$V"``, ``printf -v x %s "$V"``, ``for x in $V``) holds
-    text when the command expands one that does (``$V``, ``${V…}``, ``${p}``), to a fixed point; so
+    param``). A name a command sets (``_ASSIGNS``: ``x=$V``, ``local x="a$V"``, ``printf -v x %s
+    "$V"``, ``for x in $V``) holds text when the command expands one that does (``$V``, ``${V…}``,
+    ``${p}``), to a fixed point; so
     does every name ``read``, ``mapfile`` or ``readarray`` reads into, wherever it stands (its input
     may carry the text). Conservative: a command runs from the end of the one before (``;``, ``&``,
     ``|`` or a newline, unquoted, outside ``$( … )``) to its own, and every name it sets counts;
@@ -318,8 +318,9 @@ def _name_spans(script: str) -> list[tuple[int, int, str]]:
     redirections counts (an option's value too), to the command's end or the next such builtin."""
     spans = []
     for start, end in _commands(script):
-        takers = list(_TAKERS.finditer(script, start, end))  # each one's words end where the next one stands
-        for taker, after in zip(takers, [*(t.start("taker") for t in takers[1:]), end][: len(takers)], strict=True):
+        takers = list(_TAKERS.finditer(script, start, end))
+        for k, taker in enumerate(takers):  # each one's words end where the next one stands
+            after = takers[k + 1].start("taker") if k + 1 < len(takers) else end
             spans += _taken(script, taker.group("taker"), taker.end(), after)
     return sorted(set(spans))
 
@@ -341,10 +342,8 @@ def _taken(script: str, kind: str, start: int, end: int) -> list[tuple[int, int,
             elif kind == "printf" and word.startswith("-v") and len(word) > 2:
                 spans.append((a + 2, b, context))
             flag = word == "-v" or (word == "-R" and kind != "printf")
-        elif not word.startswith(("-", "+")) or nameref and kind not in _DECLARES:
-            spans.append((a, _name_end(script, a, b) if kind in _DECLARES and not nameref else b, context))
-        elif nameref:
-            continue  # declare -n's options
+        elif not word.startswith(("-", "+")):  # an option otherwise (declare -n's too)
+            spans.append((a, b if nameref or kind not in _DECLARES else _name_end(script, a, b), context))
     return spans
 
 
