@@ -260,10 +260,7 @@ def parse_json(raw: bytes, param: str | None = None) -> Any:
         raise BadRequestError("the request body is not valid JSON: not UTF-8 text", param=param) from None
     except RecursionError:
         raise BadRequestError(f"the request body {TOO_DEEP}", param=param) from None
-    if _needs_a_look(raw):
-        _check_value(value, param)
-    if keys.repeated:
-        raise _repeated_key(value, param)
+    _check_parsed(raw, value, keys, param)
     return value
 
 
@@ -294,6 +291,11 @@ def check_json_body(raw: bytes, param: str | None = None) -> None:
         raise BadRequestError(f"the request body {TOO_DEEP}", param=param) from None
     except ValueError:
         return
+    _check_parsed(raw, value, keys, param)
+
+
+def _check_parsed(raw: bytes, value: Any, keys: _KeyCheck, param: str | None) -> None:
+    """What ``check_json_body`` refuses in ``value``, ``raw`` parsed with ``keys`` as its hook."""
     if _needs_a_look(raw):
         _check_value(value, param)
     if keys.repeated:
