@@ -7,6 +7,7 @@ the process exits with the error's exit code.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 
 import typer
@@ -122,9 +123,14 @@ def main(argv: list[str] | None = None) -> None:
         raise
 
 
+_LONG_WORD = re.compile(r"\S{241,}")
+
+
 def _printable(message: str) -> str:
     """``message`` with control characters (terminal escapes, carriage returns) shown escaped, as
-    ``\\x1b``: a name echoed back from the command line cannot rewrite the user's terminal."""
+    ``\\x1b``: a name echoed back from the command line cannot rewrite the user's terminal; and a
+    word of over 240 characters (a 100 KB argument echoed back) cut to its first 200."""
+    message = _LONG_WORD.sub(lambda word: f"{word[0][:200]}… ({len(word[0])} characters)", message)
     return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in message)
 
 

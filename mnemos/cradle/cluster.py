@@ -315,8 +315,8 @@ def _check_reachable(address: str) -> None:
     except OSError as exc:
         reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__).lower()
         raise UnavailableError(
-            f"no Ray cluster answers at {address} ({reason}); start one with `mnemos up`, or point "
-            "ray.address (MNEMOS_RAY_ADDRESS) at a running head"
+            f"no Ray cluster answers at {address} ({reason}): start that cluster or correct the address; "
+            "with none set (--address, ray.address, MNEMOS_RAY_ADDRESS, RAY_ADDRESS), `mnemos up` starts a local one"
         ) from None
 
 

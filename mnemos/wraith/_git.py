@@ -47,13 +47,25 @@ def _run(args: list[str], cwd: Path | None = None) -> str:
     except subprocess.TimeoutExpired:
         raise UnavailableError(f"git {args[0]} did not finish within {GIT_TIMEOUT:.0f}s", param="repo") from None
     if proc.returncode != 0:
-        message = redact((proc.stderr or proc.stdout).strip().splitlines()[-1] if (proc.stderr or proc.stdout) else "")
+        message = redact(_first_error(proc.stderr or proc.stdout or ""))
         if "couldn't find remote ref" in proc.stderr or "not our ref" in proc.stderr:
             raise NotFoundError(f"git: ref not found in the repository ({message})", param="ref")
         if args[0] == "fetch":
-            raise UnavailableError(f"git fetch failed: {message}", param="repo")
+            raise UnavailableError(f"git fetch failed: {message}: the repository must be a Git URL or "
+                                   "the path of a Git repository this machine can read", param="repo")  # fmt: skip
         raise UnavailableError(f"git {args[0]} failed: {message}", param="repo")
     return proc.stdout.strip()
+
+
+def _first_error(output: str) -> str:
+    """The line of git's output that says what went wrong: its first ``fatal:`` or ``error:`` line
+    (later lines are advice, "Please make sure … and the repository exists."), else its last."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in lines:
+        for prefix in ("fatal: ", "error: "):
+            if line.startswith(prefix):
+                return line[len(prefix) :]
+    return lines[-1] if lines else ""
 
 
 @contextmanager

@@ -59,6 +59,7 @@ CASES: list[tuple[str, tuple[str, ...], str]] = [
     ("validate-bad-yaml", ("validate", "-f", "bad.yaml"), "(while parsing a flow sequence from line 1, column 4)"),
     ("kuberay-render-bad-yaml", ("kuberay", "render", "-f", "bad.yaml"), "bad.yaml: not valid YAML: line 2"),
     ("kuberay-validate-bad-yaml", ("kuberay", "validate", "bad.yaml"), "bad.yaml: not valid YAML: line 2"),
+    ("sync-not-a-repository", ("sync", "--repo", "folder", "--path", "."), "does not appear to be a git repository"),
     ("wraith-snapshots-missing-folder", ("wraith", "snapshots", "--from", "no-such-backups"), "--from no-such"),
     # already refused well: kept so that they stay so
     ("jobs-list-limit-not-a-number", ("jobs", "list", "-n", "abc"), "'--limit'"),
@@ -105,3 +106,11 @@ def test_control_characters_in_an_error_are_shown_escaped(home: Path) -> None:
     assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
     assert "\x1b" not in proc.stderr and "\x07" not in proc.stderr, repr(proc.stderr)
     assert proc.stderr.strip() == "error: model/x\\x1b[2J\\x07 not found", repr(proc.stderr)
+
+
+def test_a_huge_argument_is_echoed_cut_to_its_start(home: Path) -> None:
+    """A 100 KB name echoed back in full buried the message; it is cut to 200 characters, with its length."""
+    proc = mnemos(home, "get", "Model", LONG)
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr[:300]
+    shown = f"model/{LONG[:194]}… ({len(LONG) + 6} characters)"
+    assert proc.stderr.strip() == f"error: {shown} not found", proc.stderr[:300]
