@@ -1,7 +1,8 @@
 """How a pipeline's shell script reads the values put into it: where a ``${name}`` stands (bare,
 in quotes, a heredoc, a comment), where the script expands a shell variable of its ``env``, and
-where bash evaluates arithmetic (and so runs the ``$(…)`` of a value ``a[$(…)]``), and which shell
-variables a text value reaches through copies (``x=$V``, ``read x``). GENOME's ``check_steps`` and
+where bash evaluates arithmetic (and so runs the ``$(…)`` of a value ``a[$(…)]``) or takes a value as
+a name or as code (``eval``, ``bash -c``), and which shell variables a text value reaches through
+copies (``x=$V``, ``read x``). GENOME's ``check_steps`` and
 SYNKRON's caller checks (``mnemos.synkron._plan``) judge scripts with these;
 ``mnemos.genome.pipeline`` re-exports them.
 """
@@ -315,14 +316,107 @@ def _name_spans(script: str) -> list[tuple[int, int, str]]:
     ``declare``/``local``/``export`` …  before their ``=``, all of a ``declare -n``, ``printf -v``'s,
     ``test -v``'s) or runs as code (``code bash runs``: ``eval``, ``trap``, ``source``), where such a
     builtin stands as a command (``_TAKERS``). Conservative: each word after it but options and
-    redirections counts (an option's value too), to the command's end or the next such builtin."""
-    spans = []
+    redirections counts (an option's value too), to the command's end or the next such builtin.
+    And where another program runs a value as code (``code a program runs``: ``bash -c``, ``python
+    -c``, ``echo … | sh``; ``_program_code``)."""
+    spans, pipeline = [], 0  # where the pipeline of the command starts (echo "$V" | tr a b | sh)
     for start, end in _commands(script):
         takers = list(_TAKERS.finditer(script, start, end))
-        for k, taker in enumerate(takers):  # each one's words end where the next one stands
-            after = takers[k + 1].start("taker") if k + 1 < len(takers) else end
+        for j, taker in enumerate(takers):  # each one's words end where the next one stands
+            after = takers[j + 1].start("taker") if j + 1 < len(takers) else end
             spans += _taken(script, taker.group("taker"), taker.end(), after)
+        piped = start > 0 and script[start - 1] == "|" and script[start - 2 : start] != "||"
+        pipeline = pipeline if piped else start
+        code = _program_code(script, start, end, (pipeline, start - 1) if piped else None)
+        if piped and (pipeline, start - 1, "code a program runs") in code:  # its program read all before it
+            pipeline = start
+        spans += code
     return sorted(set(spans))
+
+
+# Programs that run a word of theirs as code: a shell's -c, python's -c, perl's and ruby's -e,
+# node's -e/-p, awk's program; a shell or interpreter given no code or script reads it from stdin.
+_PROGRAMS = re.compile(r"(?P<shell>(?:ba|da|k|mk|z|a|c|tc)?sh|su)|(?P<python>python[0-9.]*)|(?P<perl>perl|ruby)"
+                       r"|(?P<node>node(?:js)?)|(?P<awk>[gmn]?awk)")  # fmt: skip
+_TAKES_VALUE = {  # options whose value is the next word
+    "shell": ("-o", "+o", "-O", "+O", "--rcfile", "--init-file"),
+    "python": ("-W", "-X"),
+    "perl": ("-I",),
+    "node": ("-r", "--require", "--import"),
+    "awk": ("-F", "-v"),
+}
+
+
+def _program_code(script: str, start: int, end: int, piped: tuple[int, int] | None) -> list[tuple[int, int, str]]:
+    """The spans of ``_name_spans`` where a program of ``_PROGRAMS`` in the command ``script[start:end]``
+    (anywhere in it: after ``xargs``, ``find -exec``, ``timeout``, ``env`` too) takes code: the word
+    after ``bash -c`` (``-ec``, ``-o pipefail -c``), ``python -c``, ``perl -e``/``-ne``, ``node -e``,
+    awk's program; and, when the program is given neither code nor a script file, what it reads from
+    stdin: a here-string's word, or all of the command ``piped`` into it (``echo "$V" | sh``)."""
+    words = list(_words(script, start, end))
+    spans: list[tuple[int, int, str]] = []
+    k = 0
+    while k < len(words):  # a program's words are not read again as programs: linear in the words
+        a, b = words[k]
+        program = _PROGRAMS.fullmatch(script[a:b].rpartition("/")[2])
+        k += 1
+        if program is not None:
+            found, k = _code_of(script, str(program.lastgroup), words, k, piped)
+            spans += found
+    return spans
+
+
+def _code_of(
+    script: str, kind: str, words: list[tuple[int, int]], k: int, piped: tuple[int, int] | None
+) -> tuple[list[tuple[int, int, str]], int]:
+    """``_program_code`` for one program of ``_PROGRAMS`` (``kind``, its group) whose words start at
+    ``words[k]``; with the index of the word after the last it read."""
+    code, stdin = [], []
+    given = code_next = False
+    skip = ""  # what the word before said the next one is: "value", "file" or "stdin"
+    while k < len(words):
+        c, d = words[k]
+        word = script[c:d]
+        k += 1
+        if skip:
+            stdin += [(c, d)] if skip == "stdin" else []
+            skip = ""
+        elif word.startswith("<<<"):  # a here-string: the program's stdin
+            stdin += [(c + 3, d)] if len(word) > 3 else []
+            skip = "" if len(word) > 3 else "stdin"
+        elif _REDIRECT.match(word):
+            skip = "file" if _REDIRECT.fullmatch(word) else ""
+        elif code_next:
+            code.append((c, d))
+            given, code_next = True, False
+        elif word in _TAKES_VALUE[kind]:
+            skip = "value"
+        elif kind == "node" and (word in ("-e", "-p", "--eval", "--print") or word.startswith(("--eval=", "--print="))):
+            code += [(c, d)] if "=" in word else []
+            given, code_next = given or "=" in word, "=" not in word
+        elif word.startswith("-") and len(word) > 1 and not word.startswith("--") and kind != "node":
+            letters = word[1:]
+            at = max(letters.find(f) for f in {"shell": "c", "python": "c", "perl": "eE", "awk": "f"}[kind])
+            if at >= 0 and kind == "awk":  # -f FILE: the program is a file
+                given, skip = True, "value" if at == len(letters) - 1 else ""
+            elif at >= 0 and kind != "shell" and at < len(letters) - 1:  # -c'print(1)', -e'…': code in the word
+                code.append((c, d))
+                given = True
+            elif at >= 0:
+                code_next = True
+        elif word.startswith(("-", "+")):  # another option (-- too)
+            continue
+        elif kind == "awk" and not given:  # its program
+            code.append((c, d))
+            break
+        else:  # a script file (its stdin is data, not code), or the arguments after the code
+            given = True
+            break
+        if given and not code_next and kind not in ("perl", "node"):  # perl -e, node -e may repeat
+            break
+    if not (given or code):  # the code comes from stdin: a here-string, else the pipe
+        code += stdin or ([piped] if piped else [])
+    return [(c, d, "code a program runs") for c, d in code], k
 
 
 def _taken(script: str, kind: str, start: int, end: int) -> list[tuple[int, int, str]]:
@@ -365,18 +459,22 @@ def _name_end(script: str, start: int, end: int) -> int:
 def where_evaluated(script: str) -> dict[str, str]:
     """Each shell variable whose value ``script`` may evaluate, with where: ``an arithmetic test``
     (``_arithmetic``: its name there, ``$V`` or bare), ``a variable name`` (``$V`` in a name's place,
-    ``_name_spans``, or ``${!V}``) or ``code bash runs`` (``eval "$V"``). A value ``a[$(…)]`` runs
-    its ``$(…)`` in each."""
+    ``_name_spans``, or ``${!V}``), ``code bash runs`` (``eval "$V"``) or ``code a program runs``
+    (``bash -c "$V"``). A value ``a[$(…)]`` runs its ``$(…)`` in each (any code in the last two)."""
     found = dict.fromkeys(_arithmetic_names(script), "an arithmetic test")
     spans = _name_spans(script)
     starts = [a for a, _, _ in spans]
+    reach: list[int] = []  # of the spans up to each, the one ending last (a pipe's span holds others)
+    for k, (_, end, _) in enumerate(spans):
+        reach.append(k if not reach or end > spans[reach[-1]][1] else reach[-1])
     for i, where in _dollars(script):
         if (indirect := _INDIRECT.match(script, i)) and where not in ("single quotes", "a comment"):
             found.setdefault(indirect.group(1), "a variable name")
         k = bisect.bisect_right(starts, i) - 1
         name = _expanded(script, i, where)
-        if name and not name.startswith("$") and k >= 0 and i < spans[k][1]:
-            found.setdefault(name, spans[k][2])
+        inside = [span for span in (spans[k], spans[reach[k]]) if i < span[1]] if k >= 0 else []  # innermost first
+        if name and not name.startswith("$") and inside:
+            found.setdefault(name, inside[0][2])
     return found
 
 

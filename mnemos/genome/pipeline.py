@@ -496,7 +496,11 @@ _NAME_FIX = ("where bash takes the value as a variable's name (read, printf -v, 
              "or as code (eval, trap, source), and a name a[$(…)] would run its $(…), quoted or not: write a fixed "
              "name or code there and use the param only as a value (env: [{{name: V, value: ${{{name}}}}}], then "
              "x=\"$V\")")  # fmt: skip
-_EVALUATED_FIX = {"an arithmetic test": _ARITHMETIC_FIX, "a variable name": _NAME_FIX, "code bash runs": _NAME_FIX}
+_CODE_FIX = ("(bash -c, sh -c, python -c, perl -e, node -e, awk's program, a shell's stdin), which runs any code "
+             "a caller sends: write the code in the script and give it the param as an argument "
+             "(env: [{{name: V, value: ${{{name}}}}}], then bash -c 'echo \"$1\"' _ \"$V\")")  # fmt: skip
+_EVALUATED_FIX = {"an arithmetic test": _ARITHMETIC_FIX, "a variable name": _NAME_FIX, "code bash runs": _NAME_FIX,
+                  "code a program runs": _CODE_FIX}  # fmt: skip
 """The fix an error names, by where ``where_evaluated`` (and ``unquoted_uses``) says bash evaluates a value."""
 
 

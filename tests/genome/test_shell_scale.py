@@ -53,6 +53,9 @@ CRAFTED = {  # each as long as a script may be, each once far slower than linear
     "nested readers": "$(read ",
     "negated readers": "! read ",
     "assignments before a command": "a=( ",
+    "programs in a pipe": "${p} | sh | ",
+    "programs reading here-strings": "bash <<< ${p} | ",
+    "programs taking code": "perl -e perl -e ",
     "copies": None,
 }
 

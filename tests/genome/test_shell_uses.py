@@ -270,3 +270,58 @@ def test_a_text_param_taken_as_a_name_is_found(script: str, where: str | None) -
     ran = subprocess.run(["bash", "-c", shell], env={}, capture_output=True, text=True).stderr
     assert (RAN in ran) == (where is not None)
     assert unquoted_uses(script) == ([("p", where)] if where else [])
+
+
+PYTHON = "import sys; sys.stderr.write('zz-' + 'ran')"
+PERL = 'print STDERR "zz-" . "ran"'
+NODE = "process.stderr.write('zz-' + 'ran')"
+AWK = 'BEGIN { printf "zz-%s", "ran" > "/dev/stderr" }'
+PROGRAMS = [  # (script, V's value, whether a program runs V as code): real programs decide each case
+    ('bash -c "$V"', PAYLOAD, True),
+    ('sh -ec "$V" _', PAYLOAD, True),
+    ('bash -o pipefail -c "$V"', PAYLOAD, True),
+    ('echo x | xargs sh -c "$V"', PAYLOAD, True),
+    ('find /dev/null -maxdepth 0 -exec sh -c "$V" \\;', PAYLOAD, True),
+    ('timeout 5 /bin/bash -c "$V"', PAYLOAD, True),
+    ('bash <<< "$V"', PAYLOAD, True),
+    ('echo "$V" | sh', PAYLOAD, True),
+    ('printf "%s\\n" "$V" | cat | bash -s', PAYLOAD, True),  # the whole pipeline feeds the shell
+    ('python3 -c "$V"', PYTHON, True),
+    ('python3 -c"$V"', PYTHON, True),
+    ('printf %s "$V" | python3 -', PYTHON, True),
+    ('perl -e "1;" -e "$V"', PERL, True),
+    ('perl -ne "$V" /dev/null; perl -e "$V"', PERL, True),
+    ('node -e "$V"', NODE, True),
+    ('node --eval="$V"', NODE, True),
+    ('awk -F, "$V" /dev/null', AWK, True),
+    # the value stays data
+    ('bash -c \'printf "<%s>" "$1"\' _ "$V"', PAYLOAD, False),  # the fix the error names
+    ('python3 -c "import sys; print(len(sys.argv))" "$V"', PYTHON, False),
+    ('echo "$V" | grep -c zz-ran', PAYLOAD, False),
+    ('echo "$V" || sh', PAYLOAD, False),
+    ('awk -v x="$V" "BEGIN { print length(x) }"', AWK, False),
+    ('echo bash "$V"', PAYLOAD, False),
+    ('env X="$V" bash -c \'printf "<%s>" "$X"\'', PAYLOAD, False),
+]
+
+
+@pytest.mark.parametrize(("script", "value", "runs"), PROGRAMS)
+def test_a_value_a_program_runs_as_code_is_found(script: str, value: str, runs: bool) -> None:
+    shell = interpolate({"script": script}, {})["script"]
+    ran = subprocess.run(["bash", "-c", shell], env={"V": value, "PATH": "/usr/bin:/bin"}, capture_output=True,
+                         text=True, timeout=30).stderr  # fmt: skip
+    assert (RAN in ran) == runs, ran  # the case is what it says
+    assert where_evaluated(script).get("V") == ("code a program runs" if runs else None)
+    assert bool(list(text_in_arithmetic(script, {"V": "env: ${p}"}))) == runs
+
+
+def test_a_text_param_a_program_runs_is_refused_naming_the_fix() -> None:
+    assert unquoted_uses("bash -c ${p}") == [("p", "code a program runs")]
+    assert unquoted_uses("bash -c 'echo \"$1\"' _ ${p}") == []
+    assert list(text_in_arithmetic('x=$V; python3 -c "$x"', {"V": "env"})) == [("x", "copied from $V, env")]
+
+
+def test_a_value_in_a_builtin_inside_a_piped_command_is_found() -> None:
+    """A pipe's span holds the spans of the builtins in it: a value in neither innermost span is still found."""
+    assert where_evaluated('read -r x "$V" | sh').get("V") == "a variable name"
+    assert where_evaluated('printf -v y %s "$V" | sh').get("V") == "code a program runs"
