@@ -22,6 +22,8 @@ from pydantic_core import core_schema
 from mnemos._model import CoreModel
 from mnemos.kuberay._values import (
     DNS_1035_LABEL,
+    IMAGE_REPOSITORY,
+    IMAGE_TAG,
     KEY_PREFIX,
     S3_BUCKET,
     Port,
@@ -118,8 +120,8 @@ class _PodSecurity(_Section):
 
 
 class _Global(_Section):
-    registry: str | None = None
-    image_tag: str | None = None
+    registry: str | None = Field(default=None, pattern=IMAGE_REPOSITORY, description="Repository of the one image.")
+    image_tag: str | None = Field(default=None, pattern=f"^(?:{IMAGE_TAG[1:-1]})?$", description="'': appVersion.")
     image_pull_policy: PullPolicy | None = None
     storage_class: str | None = None
     network_policy: _NetworkPolicy | None = None

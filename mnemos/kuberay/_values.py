@@ -22,6 +22,8 @@ __all__ = [
     "HeadValues",
     "ImageValues",
     "JobValues",
+    "IMAGE_REPOSITORY",
+    "IMAGE_TAG",
     "KEY_PREFIX",
     "KubeRayValues",
     "Port",
@@ -44,6 +46,14 @@ DNS_1035_LABEL = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
 """A DNS-1035 label: what a worker group / NEURON pool name must be."""
 S3_BUCKET = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
 KEY_PREFIX = r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_REPOSITORY = (
+    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)?"
+    rf"{_PATH_PART}(?:/{_PATH_PART})*$"
+)
+"""An image repository as the OCI distribution spec names one: ``[host[:port]/]path``, lowercase."""
+IMAGE_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+"""An image tag (the OCI distribution spec): up to 128 letters, digits, '_', '.', '-'."""
 _DNS_LABEL = re.compile(DNS_1035_LABEL)
 
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
@@ -66,6 +76,22 @@ def _dns_label(value: str) -> str:
         raise ValueError(
             f"{value!r} is not a DNS-1035 label: lowercase letters, digits and '-', starting with a letter"
         )
+    return value
+
+
+def image_repository(value: str) -> str:
+    """``value`` if it is an image repository (``IMAGE_REPOSITORY``), else a ValueError saying what one is."""
+    if not re.fullmatch(IMAGE_REPOSITORY, value):
+        raise ValueError(f"{value[:200]!r} is not an image repository: [host[:port]/]path, the path in lowercase "
+                         "letters, digits and '.', '_', '-' between them, e.g. ghcr.io/org/mnemos")  # fmt: skip
+    return value
+
+
+def image_tag(value: str) -> str:
+    """``value`` if it is an image tag (``IMAGE_TAG``), else a ValueError saying what one is."""
+    if not re.fullmatch(IMAGE_TAG, value):
+        raise ValueError(f"{value[:200]!r} is not an image tag: 1 to 128 letters, digits, '_', '.' and '-', "
+                         "not starting with '.' or '-' (e.g. 0.1.0)")  # fmt: skip
     return value
 
 
@@ -99,6 +125,16 @@ class ImageValues(CoreModel):
     repository: str = Field(default="ghcr.io/n1x-mnemos/mnemos", description="Image repository.")
     tag: str = Field(default=__version__, description="Image tag; defaults to the mnemos version.")
     pull_policy: PullPolicy = "IfNotPresent"
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        return image_repository(value)
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, value: str) -> str:
+        return image_tag(value)
 
     @property
     def ref(self) -> str:
@@ -229,14 +265,14 @@ class StorageValues(CoreModel):
     @field_validator("bucket")
     @classmethod
     def _s3_bucket(cls, value: str) -> str:
-        if not re.match(S3_BUCKET, value):
+        if not re.fullmatch(S3_BUCKET, value):
             raise ValueError(f"{value!r} is not an S3 bucket URI such as s3://mnemos-artifacts")
         return value
 
     @field_validator("engram_prefix", "spill_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        if not re.match(KEY_PREFIX, value) or ".." in value:
+        if not re.fullmatch(KEY_PREFIX, value) or ".." in value:
             raise ValueError(f"{value!r} is not a valid key prefix")
         return value.rstrip("/")
 
@@ -320,7 +356,7 @@ class KubeRayValues(CoreModel):
     @field_validator("namespace")
     @classmethod
     def _namespace(cls, value: str) -> str:
-        if not re.match(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", value):
+        if not re.fullmatch(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", value):
             raise ValueError(f"{value!r} is not a valid namespace: lowercase letters, digits and '-'")
         return value
 

@@ -114,6 +114,8 @@ def test_documented_values_pass_the_schema(tmp_path: Path) -> None:
         (("relay.service.type=Ingress",), "'/relay/service/type'"),
         (("engram.objectStore.bucket=mnemos-artifacts",), "'/engram/objectStore/bucket'"),
         (("soul.masterKey.source=vault",), "'/soul/masterKey/source'"),
+        (("global.imageTag=1 evil",), "'/global/imageTag': '1 evil' does not match pattern"),
+        (("global.registry=Org/App",), "'/global/registry': 'Org/App' does not match pattern"),
     ],
 )
 def test_bad_values_fail_template_and_lint_naming_the_path(sets: tuple[str, ...], expected: str) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError as PydanticValidationError
 
 import mnemos
 from mnemos.errors import BadRequestError, NotFoundError, ValidationError
@@ -37,6 +39,8 @@ def test_values_file_and_sets(tmp_path: Path) -> None:
     values = load_values(file, ["worker_groups[0].maxReplicas=4", "storage.bucket=s3://b-1", "env.FOO=bar"])
     assert values.namespace == "ml"
     assert values.image.tag == "1.2.3"
+    registry = load_values(sets=["image.repository=registry.local:5000/ml/mnemos_x", "image.tag=v1.2_rc-1"]).image
+    assert registry.ref == "registry.local:5000/ml/mnemos_x:v1.2_rc-1"
     assert [g.name for g in values.worker_groups] == ["cpu-b"]
     assert values.worker_groups[0].max_replicas == 4
     assert values.storage.bucket == "s3://b-1"
@@ -52,6 +56,9 @@ def test_values_file_and_sets(tmp_path: Path) -> None:
         (["workerGroups[0].minReplicas=50"], ValidationError, "minReplicas (50) is greater than maxReplicas"),
         (["storage.bucket=mnemos-artifacts"], ValidationError, "not an S3 bucket URI"),
         (["name=Not_A_Name"], ValidationError, "DNS-1035"),
+        (["image.tag=1\n  evil: 1"], ValidationError, "values.image.tag: '1\\n  evil: 1' is not an image tag"),
+        (["image.repository=Org/App"], ValidationError, "'Org/App' is not an image repository"),
+        (["image.repository=ghcr.io/x y"], ValidationError, "is not an image repository: [host[:port]/]path"),
     ],
 )
 def test_bad_values_are_clear_errors(sets: list[str], error: type, text: str) -> None:
@@ -76,3 +83,14 @@ def test_bad_values_file(tmp_path: Path) -> None:
     listed.write_text("- a\n")
     with pytest.raises(ValidationError, match="must be a mapping"):
         load_values(listed)
+
+
+@pytest.mark.parametrize(
+    ("values", "text"),
+    [({"namespace": "ml\n"}, "is not a valid namespace"), ({"storage": {"bucket": "s3://b-1\n"}}, "not an S3 bucket"),
+     ({"storage": {"spillPrefix": "spill\n"}}, "spillPrefix"), ({"image": {"tag": "1\n"}}, "not an image tag")],
+)  # fmt: skip
+def test_a_trailing_newline_is_not_part_of_a_valid_value(values: dict, text: str) -> None:
+    """A pattern ending in $ under re.match accepted 'ml\\n' (its $ matches before a final newline)."""
+    with pytest.raises(PydanticValidationError, match=re.escape(text)):
+        KubeRayValues.model_validate(values)
