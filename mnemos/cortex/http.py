@@ -71,7 +71,6 @@ from mnemos._http import JSONResponse
 from mnemos._model import json_body, positive_duration_schema, to_validation_error
 from mnemos.cortex.job import (
     _JOB_ID,
-    LABEL_KEY_PATTERN,
     MAX_JOB_TIMEOUT_S,
     MAX_LABEL_VALUE,
     RESERVED_LABEL_PATTERN,
@@ -89,6 +88,7 @@ from mnemos.errors import (
     ValidationError,
 )
 from mnemos.genome import NAME_PATTERN
+from mnemos.genome._base import LABEL_KEY_PATTERN
 from mnemos.neuron.codec import REFERENCE, validate_reference
 from mnemos.trace.http import PRINCIPAL_ATTRIBUTE
 from mnemos.trace.telemetry import SpanKind, inject, span

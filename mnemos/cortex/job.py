@@ -45,6 +45,7 @@ from mnemos.cortex.records import (
     WithdrawRecord,
 )
 from mnemos.errors import ValidationError
+from mnemos.genome._base import check_label_key
 from mnemos.neuron.codec import Envelope, Invocation, validate_reference
 
 __all__ = [
@@ -83,17 +84,11 @@ TEAM_LABEL = RESERVED_LABEL_PREFIX + "team"
 """The team of the credential that submitted the job (set by the gateway; Policy quotas ``per: team``)."""
 MAX_JOB_TIMEOUT_S = 30 * 86400.0
 """The longest ``timeout`` one attempt of a job may ask for (30 days)."""
-LABEL_KEY_PATTERN = (
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
-)
-"""A Kubernetes label key: an optional DNS-subdomain prefix and ``/``, then a name of 1-63 characters."""
 RESERVED_LABEL_PATTERN = r"^([-a-z0-9.]*\.)?mnemos\.dev/"
 """Label keys MNEMOS sets itself (``mnemos.dev/team``, SYNKRON's ``synkron.mnemos.dev/run`` …): a prefix
 that is ``mnemos.dev`` or ends in ``.mnemos.dev``; a submitter over HTTP may not set them."""
 MAX_LABEL_VALUE = 63
 """The longest label value a submitter may set (as Kubernetes)."""
-_LABEL_KEY = re.compile(LABEL_KEY_PATTERN)
 _RESERVED_LABEL = re.compile(RESERVED_LABEL_PATTERN)
 
 
@@ -105,7 +100,7 @@ def check_submitted_label(key: str, value: str) -> None:
             reserves, or a value longer than ``MAX_LABEL_VALUE``.
     """
     param = f"labels.{key[:100]}"
-    if not _LABEL_KEY.fullmatch(key) or len(key.partition("/")[0]) > 253:
+    if not check_label_key(key):
         raise ValidationError(
             f"{param}: not a label key: use an optional DNS-subdomain prefix and '/', then a name of 1-63 letters, "
             "digits, '-', '_' or '.' starting and ending with a letter or digit (e.g. team, example.com/stage)",

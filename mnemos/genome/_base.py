@@ -5,13 +5,33 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from mnemos._model import CoreModel
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 """A resource name (``metadata.name``): DNS-1123, as Kubernetes names."""
 _NAME = re.compile(NAME_PATTERN)
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+"""A Kubernetes label (or annotation) key: an optional DNS-subdomain prefix and ``/``, then a name of 1-63
+characters."""
+LABEL_VALUE_PATTERN = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
+"""A Kubernetes label value: empty, or up to 63 letters, digits, '-', '_', '.', starting and ending with a
+letter or digit."""
+_LABEL_KEY = re.compile(LABEL_KEY_PATTERN)
+_LABEL_VALUE = re.compile(LABEL_VALUE_PATTERN)
+
+
+def check_label_key(key: str) -> bool:
+    """Whether ``key`` is a Kubernetes label key (``LABEL_KEY_PATTERN``, its prefix at most 253 characters)."""
+    return _LABEL_KEY.fullmatch(key) is not None and len(key.partition("/")[0]) <= 253
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 100 else f"{text[:100]}…")
 
 
 class ObjectMeta(CoreModel):
@@ -32,6 +52,23 @@ class ObjectMeta(CoreModel):
                 f"{value!r} is not a valid name: use lowercase letters, digits, '-' and '.', "
                 "starting and ending with a letter or digit"
             )
+        return value
+
+    @field_validator("labels", "annotations")
+    @classmethod
+    def _kubernetes_keys(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        for key, text in value.items():
+            if not check_label_key(key):
+                raise ValueError(
+                    f"{_shown(key)} is not a valid {info.field_name[:-1]} key: an optional DNS-subdomain prefix and "
+                    "'/', then 1-63 letters, digits, '-', '_' or '.' starting and ending with a letter or digit "
+                    "(e.g. team, example.com/stage)"
+                )
+            if info.field_name == "labels" and not _LABEL_VALUE.fullmatch(text):
+                raise ValueError(
+                    f"label {key}: {_shown(text)} is not a valid label value: up to 63 letters, digits, '-', '_' or "
+                    "'.', starting and ending with a letter or digit (an annotation holds any text)"
+                )
         return value
 
 

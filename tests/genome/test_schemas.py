@@ -50,6 +50,10 @@ def test_seed_pipeline_loads_verbatim() -> None:
         (("metadata", "name"), "Bad_Name", "metadata.name"),
         (("metadata", "name"), "tiny-chat\n", "metadata.name"),  # `$` of a Python regex matches before "\n"
         (("spec", "replicas"), -1, "spec.replicas"),
+        (("metadata", "labels"), {"a b": "x"}, "metadata.labels: 'a b' is not a valid label key"),
+        (("metadata", "labels"), {"team": "x\ny"}, "metadata.labels: label team: 'x\\ny' is not a valid label value"),
+        (("metadata", "labels"), {"team": "a" * 64}, "is not a valid label value: up to 63"),
+        (("metadata", "annotations"), {"-x": "y"}, "metadata.annotations: '-x' is not a valid annotation key"),
     ],
 )
 def test_misspelled_or_invalid_field_names_its_path(path: tuple[str, ...], value: object, expected: str) -> None:
@@ -139,3 +143,15 @@ def test_pipeline_retries_fit_a_jobs_attempts() -> None:
     doc["spec"]["steps"][0]["retries"] = 20
     with pytest.raises(ValidationError, match="retries"):
         parse_resource(doc)
+
+
+def test_labels_and_annotations_as_kubernetes_takes_them() -> None:
+    """Labels select resources (Policy matchLabels) and reach Kubernetes as they are: Kubernetes' rules, so
+    a resource GitOps or a CRD takes is one MNEMOS took; an annotation's value is any text."""
+    import yaml
+
+    doc = yaml.safe_load(_seed_docs("Model"))
+    doc["metadata"]["labels"] = {"team": "ml", "example.com/stage": "", "a.b_c-d": "v1.2_x-y"}
+    doc["metadata"]["annotations"] = {"mnemos.dev/note": "any text\nover lines: {}"}
+    meta = parse_resource(doc).metadata
+    assert meta.labels["a.b_c-d"] == "v1.2_x-y" and meta.annotations["mnemos.dev/note"].endswith("{}")
