@@ -1,0 +1,28 @@
+"""The last lines of every benchmark (``benchmarks/_common.target``): a missed target is marked, and
+never printed as a value equal to the target."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location("_bench_common", Path(__file__).parents[1] / "benchmarks" / "_common.py")
+assert _spec is not None and _spec.loader is not None
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+
+
+@pytest.mark.parametrize(
+    ("value", "op", "goal", "line"),
+    [
+        (0.1045, "<=", 0.1, "ratio x 0.1045 target <= 0.1  (MISSED)"),  # once "0.10 target <= 0.1  (MISSED)"
+        (0.0999, "<=", 0.1, "ratio x 0.10 target <= 0.1"),
+        (0.899, ">=", 0.9, "ratio x 0.8990 target >= 0.9  (MISSED)"),
+        (10.42, ">=", 5, "ratio x 10.42 target >= 5"),
+        (1.62, "<=", 1, "ratio x 1.62 target <= 1  (MISSED)"),
+    ],
+)
+def test_a_target_line_says_met_or_missed_in_figures_that_agree(value: float, op: str, goal: float, line: str) -> None:
+    assert common.target("ratio", "x", value, op, goal) == line
