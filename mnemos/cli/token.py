@@ -1,7 +1,9 @@
 """``mnemos token create|list|revoke``: JWTs and API keys (SOUL).
 
-These commands act on ENGRAM directly (whoever can write ENGRAM and holds the master key is the
-platform's root); over HTTP the same operations are ``POST/GET/DELETE /v1/tokens``.
+With a gateway URL (``--url``, ``MNEMOS_URL`` or ``mnemos login``) they are ``POST/GET/DELETE
+/v1/tokens`` with the logged-in credential, which SOUL holds to its own role and team (a team's
+admin mints and lists its team's keys only). Without one they act on ENGRAM directly, as the local
+admin (whoever can write ENGRAM and holds the master key is the platform's root).
 """
 
 from __future__ import annotations
@@ -19,14 +21,19 @@ app = typer.Typer(help="Create, list and revoke tokens and API keys.", no_args_i
 
 
 def _store():  # noqa: ANN202 - IdentityStore, imported lazily
-    from mnemos.cli._session import require_local
     from mnemos.config import load_settings
     from mnemos.engram import Engram
     from mnemos.soul.store import IdentityStore
 
-    require_local("token")  # ENGRAM of this machine; over HTTP: /v1/tokens
     settings = load_settings()
     return IdentityStore.from_settings(settings, Engram.from_settings(settings))
+
+
+def _gateway():  # noqa: ANN202 - RemoteClient, imported lazily
+    """The gateway's client when a URL is configured (the commands go through ``/v1/tokens``), else ``None``."""
+    from mnemos.cli._session import open_client, remote_url
+
+    return open_client() if remote_url() else None
 
 
 def parse_ttl(value: str | None, flag: str = "ttl") -> float | None:
@@ -84,20 +91,26 @@ def create(
     seconds = parse_ttl(ttl)
     check_ttl(seconds)  # from 1 s to 100 years, as POST /v1/tokens
     check_scopes_held(check_role(role), scope, param="scope")  # a scope the role lacks grants nothing
-    store = _store()
-    create = store.create_api_key if api_key else store.create_token
-    created = create(name, role, ttl=seconds, scopes=scope, team=team, limits=limits)
+    if (gateway := _gateway()) is not None:  # the gateway holds it to the caller's role, team and limits
+        body = {"name": name, "role": role, "ttl": seconds, "scopes": scope, "apiKey": api_key, "team": team,
+                "limits": limits}  # fmt: skip
+        answer = gateway.request("POST", "/v1/tokens", json_body={k: v for k, v in body.items() if v is not None})
+    else:
+        from mnemos.soul.http import created_answer
+
+        store = _store()
+        create = store.create_api_key if api_key else store.create_token
+        created = create(name, role, ttl=seconds, scopes=scope, team=team, limits=limits)
+        answer = created_answer(created, team=team, limits=limits)
     if output is Output.table:
-        typer.echo(created.secret)
+        typer.echo(answer["apiKey" if answer["kind"] == "apikey" else "token"])
         print(
-            f"{created.kind} {created.id} for {created.name} ({created.role}), expires {_when(created.expires_at)}; "
-            "shown once, store it now",
+            f"{answer['kind']} {answer['id']} for {answer['name']} ({answer['role']}), expires "
+            f"{_when(answer.get('expiresAt'))}; shown once, store it now",
             file=sys.stderr,
         )
     else:  # what POST /v1/tokens answers: team and limits included, the secret once (token or apiKey)
-        from mnemos.soul.http import created_answer
-
-        emit(created_answer(created, team=team, limits=limits), output)
+        emit(answer, output)
 
 
 @app.command("list")
@@ -105,13 +118,16 @@ def list_(
     all_: bool = typer.Option(False, "--all", help="Include revoked and expired credentials."),
     output: Output = typer.Option(Output.table, "-o", "--output"),
 ) -> None:
-    """List tokens and API keys (never their secrets)."""
-    items = _store().list(include_inactive=all_)
+    """List tokens and API keys (never their secrets); over a gateway, those the caller manages."""
+    if (gateway := _gateway()) is not None:
+        items = gateway.request("GET", "/v1/tokens", params={"all": "true" if all_ else None})["data"]
+    else:
+        items = _store().list(include_inactive=all_)
     scoped = any(d.get("scopes") for d in items)
     rows = [
         (d["id"], d["kind"], d.get("name", ""), d.get("role", ""))
         + ((",".join(d.get("scopes") or []) or "-",) if scoped else ())
-        + (_when(d.get("expires_at")), d["state"])
+        + (_when(d.get("expires_at", d.get("expiresAt"))), d["state"])
         for d in items
     ]
     columns = ("ID", "KIND", "NAME", "ROLE") + (("SCOPES",) if scoped else ()) + ("EXPIRES", "STATE")
@@ -121,5 +137,10 @@ def list_(
 @app.command()
 def revoke(credential_id: str = typer.Argument(..., metavar="ID", help="Token id (tok-…) or API key id.")) -> None:
     """Revoke a token or an API key; the gateway refuses it within seconds."""
-    doc = _store().revoke(credential_id)
+    if (gateway := _gateway()) is not None:
+        from mnemos.soul.store import check_credential_id
+
+        doc = gateway.request("DELETE", f"/v1/tokens/{check_credential_id(credential_id)}")
+    else:
+        doc = _store().revoke(credential_id)
     typer.echo(f"{doc.get('kind', 'credential')} {credential_id} ({doc.get('name')}) revoked")

@@ -33,6 +33,7 @@ __all__ = [
     "TOKENS_PREFIX",
     "CreatedCredential",
     "IdentityStore",
+    "check_credential_id",
     "check_name",
     "check_ttl",
     "not_found",
@@ -122,6 +123,16 @@ def _number(value: Any) -> float:
     except (TypeError, ValueError):
         return float("inf")
 
+
+
+def check_credential_id(credential_id: str) -> str:
+    """``credential_id`` if it is one (``tok-<12 hex>``, or an API key's 16 hex digits), else a ValidationError
+    that does not echo it: people paste the credential itself where its id belongs."""
+    if not _ID.fullmatch(credential_id):
+        raise ValidationError(
+            "invalid credential id: expected tok-<12 hex> or an API key's 16-hex id (not the credential)", param="id"
+        )
+    return credential_id
 
 class IdentityStore:
     """Creates, lists and revokes credentials in ENGRAM; every change is an audit event.
@@ -295,11 +306,7 @@ class IdentityStore:
 
     def _locate(self, credential_id: str) -> tuple[tuple[str, str], ...]:
         """``(key, kind)`` of the stored records of ``credential_id``, token first."""
-        if not _ID.fullmatch(credential_id):  # never echoed: people paste the credential itself here
-            raise ValidationError(
-                "invalid credential id: expected tok-<12 hex> or an API key's 16-hex id (not the credential)",
-                param="id",
-            )
+        check_credential_id(credential_id)
         return tuple(
             (f"{prefix}/{credential_id}.json", kind)
             for prefix, kind in ((TOKENS_PREFIX, "token"), (APIKEYS_PREFIX, "apikey"))

@@ -51,3 +51,35 @@ def test_login_url_then_commands_use_the_gateway(frontdoor: Any, tmp_path: Path)
     assert _mnemos(home, "secret", "list").returncode == 7  # the viewer's stored key may not
     assert _mnemos(home, "logout").returncode == 0
     assert not (home / "endpoint.json").exists() and not (home / "credentials").exists()
+
+
+def test_token_commands_go_through_the_gateway_as_the_logged_in_caller(frontdoor: Any, tmp_path: Path) -> None:
+    """`mnemos token` over a URL is /v1/tokens with the caller's credential: an admin mints a team admin, who
+    mints and lists its team's keys only; a developer may not; a revoked key is refused at once. (It used to
+    refuse any URL: a remote admin had to write the HTTP calls by hand.)"""
+    home = tmp_path / "home"
+    home.mkdir()
+    admin = {"MNEMOS_URL": frontdoor.url, "MNEMOS_API_KEY": frontdoor.keys["admin"]}
+    made = _mnemos(home, "token", "create", "--name", "red-admin", "--role", "admin", "--api-key", "--team", "red",
+                   "-o", "json", **admin)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    red_admin = json.loads(made.stdout)
+    assert (red_admin["team"], red_admin["role"], red_admin["kind"]) == ("red", "admin", "apikey")
+    red = {**admin, "MNEMOS_API_KEY": red_admin["apiKey"]}
+    dev = _mnemos(home, "token", "create", "--name", "red-dev", "--role", "developer", "--api-key", **red)
+    assert dev.returncode == 0 and dev.stdout.startswith("mk_"), dev.stderr
+    assert "for red-dev (developer), expires never; shown once" in dev.stderr
+    other = _mnemos(home, "token", "create", "--name", "blue-dev", "--role", "developer", "--team", "blue", **red)
+    assert other.returncode == 7 and "may mint credentials of that team only" in other.stderr, other.stderr
+    listed = json.loads(_mnemos(home, "token", "list", "-o", "json", **red).stdout)
+    assert sorted(d["name"] for d in listed) == ["red-admin", "red-dev"]  # not the admin's, not other teams'
+    everyone = _mnemos(home, "token", "list", **admin).stdout
+    assert "red-dev" in everyone and "viewer-user" in everyone and red_admin["apiKey"] not in everyone
+    as_dev = _mnemos(home, "token", "list", **{**admin, "MNEMOS_API_KEY": dev.stdout.strip()})
+    assert as_dev.returncode == 7 and "may not 'manage-identities'" in as_dev.stderr, as_dev.stderr
+    pasted = _mnemos(home, "token", "revoke", red_admin["apiKey"], **admin)  # the key where its id belongs
+    assert pasted.returncode == 2 and red_admin["apiKey"] not in pasted.stderr, pasted.stderr
+    revoked = _mnemos(home, "token", "revoke", red_admin["id"], **red)  # a team admin revokes itself
+    assert revoked.returncode == 0 and f"apikey {red_admin['id']} (red-admin) revoked" in revoked.stdout
+    after = _mnemos(home, "token", "list", **red)
+    assert after.returncode == 6 and "Traceback" not in after.stderr, after.stderr  # 401: the key is revoked
