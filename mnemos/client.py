@@ -68,6 +68,15 @@ class Client:
     def history(self, kind: str, name: str) -> list[Resource]:
         return self.registry.history(kind, name)
 
+    def model_status(self, name: str) -> dict[str, Any]:
+        """Model ``name``'s observed status: phase, reason, message, replicas, served generation and
+        digest, ``conditions`` and its recent ``events`` (``GET /apis/…/models/{name}/status``)."""
+        from mnemos.relay.model_status import read_events, read_status
+
+        self.registry.get("Model", name)  # NotFoundError for a Model that does not exist
+        record = read_status(self.engram, name) or {"name": name, "phase": "Pending"}
+        return {"object": "status", **record, "events": read_events(self.engram, name)}
+
     @staticmethod
     def validate(source: ApplySource) -> list[Resource]:
         """Parse and schema-check without storing anything."""

@@ -233,6 +233,10 @@ class RemoteClient:
     def history(self, kind: str, name: str) -> list[Resource]:
         return [parse_resource(d) for d in self.request("GET", f"{api_path(kind, name)}/history")["data"]]
 
+    def model_status(self, name: str) -> dict[str, Any]:
+        """Model ``name``'s observed status, its conditions and recent events (as ``Client.model_status``)."""
+        return self.request("GET", f"{api_path('Model', name)}/status")  # type: ignore[no-any-return]
+
     @staticmethod
     def validate(source: Any) -> list[Resource]:
         """Parse and schema-check without storing anything (locally)."""

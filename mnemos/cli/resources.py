@@ -156,7 +156,6 @@ def _model_row(model: Any, status: dict[str, Any] | None) -> tuple[Any, ...]:
 def describe(kind: str = typer.Argument(..., help="Model."), name: str = typer.Argument(...)) -> None:
     """A Model's spec summary, status, conditions and recent events."""
     from mnemos.errors import ValidationError
-    from mnemos.relay.model_status import read_events
 
     cls = resolve_kind(kind)
     if cls.__name__ != "Model":
@@ -164,7 +163,7 @@ def describe(kind: str = typer.Argument(..., help="Model."), name: str = typer.A
                               param="kind")  # fmt: skip
     client = open_client()
     model = client.get("Model", name)
-    status = _model_statuses(client, [name])[name] or {"phase": "Pending"}
+    status = client.model_status(name)
     spec = model.spec
     console.print(f"Name:        {model.name}")
     console.print(f"Generation:  {model.generation}   Engine: {spec.runtime.engine}   Artifact: {spec.artifact.uri}")
@@ -178,12 +177,11 @@ def describe(kind: str = typer.Argument(..., help="Model."), name: str = typer.A
     console.print("Conditions:")
     for cond in status.get("conditions") or []:
         console.print(f"  {cond['type']:<18} {cond['status']:<6} {cond.get('reason') or '':<16} {cond.get('at', '')}")
+    if not status.get("conditions"):
+        console.print("  (none)")
     console.print("Events:")
-    try:
-        events = read_events(client.engram, name)
-    except Exception:  # noqa: BLE001 - no event log readable here
-        events = []
-    for event in events or []:
+    events = status.get("events") or []
+    for event in events:
         console.print(f"  {event.get('at', '')}  {event.get('phase', ''):<10} {event.get('reason') or '':<16} "
                       f"{(event.get('message') or '')[:120]}")  # fmt: skip
     if not events:
