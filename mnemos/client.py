@@ -71,11 +71,10 @@ class Client:
     def model_status(self, name: str) -> dict[str, Any]:
         """Model ``name``'s observed status: phase, reason, message, replicas, served generation and
         digest, ``conditions`` and its recent ``events`` (``GET /apis/…/models/{name}/status``)."""
-        from mnemos.relay.model_status import read_events, read_status
+        from mnemos.relay.model_status import status_view
 
         self.registry.get("Model", name)  # NotFoundError for a Model that does not exist
-        record = read_status(self.engram, name) or {"name": name, "phase": "Pending"}
-        return {"object": "status", **record, "events": read_events(self.engram, name)}
+        return status_view(self.engram, name)
 
     @staticmethod
     def validate(source: ApplySource) -> list[Resource]:

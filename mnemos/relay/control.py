@@ -490,7 +490,7 @@ def build_router(edge: Any, settings: Settings, engram: Engram, *,
                          name: str = name_p) -> dict[str, Any]:  # fmt: skip
         """A Model's observed status (``mnemos describe model``): phase, reason and message, ready and
         desired replicas, the served generation and digest, its conditions and its recent events."""
-        from mnemos.relay.model_status import read_events, read_status
+        from mnemos.relay.model_status import status_view
 
         await edge.admit(request, "read-artifacts")
         kind = _kind(group, version, plural)
@@ -498,9 +498,7 @@ def build_router(edge: Any, settings: Settings, engram: Engram, *,
             raise NotFoundError(f"/apis/{group}/{version}/{plural}/{name}/status: only models have a status",
                                 param="plural")  # fmt: skip
         await ctl.read(ctl.registry.get, kind, name, None)  # 404 for a Model that does not exist
-        record = await ctl.read(read_status, ctl.engram, name) or {"name": name, "phase": "Pending"}
-        events = await ctl.read(read_events, ctl.engram, name)
-        return {"object": "status", **record, "events": events}
+        return await ctl.read(status_view, ctl.engram, name)
 
     @api.delete("/apis/{group}/{version}/{plural}/{name}", tags=resources, openapi_extra=_verb("apply"),
                 responses=_responses(404, 409, 412, 422, 503))  # fmt: skip

@@ -39,6 +39,7 @@ __all__ = [
     "serve_replicas",
     "status_key",
     "status_record",
+    "status_view",
     "with_replicas",
 ]
 
@@ -226,6 +227,13 @@ def read_status(engram: Engram, name: str) -> dict[str, Any] | None:
     except NotFoundError:
         return None
     return record if isinstance(record, dict) else None
+
+
+def status_view(engram: Engram, name: str) -> dict[str, Any]:
+    """Model ``name``'s status as ``GET /apis/…/models/{name}/status`` answers it: its last record
+    (``Pending`` before the controller wrote one), with ``conditions``, and its recent ``events``."""
+    record = read_status(engram, name) or {"name": name, "phase": "Pending"}
+    return {"object": "status", **record, "events": read_events(engram, name)}
 
 
 def read_events(engram: Engram, name: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
