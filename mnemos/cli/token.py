@@ -121,13 +121,15 @@ def list_(
     """List tokens and API keys (never their secrets); over a gateway, those the caller manages."""
     if (gateway := _gateway()) is not None:
         items = gateway.request("GET", "/v1/tokens", params={"all": "true" if all_ else None})["data"]
-    else:
-        items = _store().list(include_inactive=all_)
+    else:  # as GET /v1/tokens lists them: camelCase keys
+        from pydantic.alias_generators import to_camel
+
+        items = [{to_camel(k): v for k, v in d.items()} for d in _store().list(include_inactive=all_)]
     scoped = any(d.get("scopes") for d in items)
     rows = [
         (d["id"], d["kind"], d.get("name", ""), d.get("role", ""))
         + ((",".join(d.get("scopes") or []) or "-",) if scoped else ())
-        + (_when(d.get("expires_at", d.get("expiresAt"))), d["state"])
+        + (_when(d.get("expiresAt")), d["state"])
         for d in items
     ]
     columns = ("ID", "KIND", "NAME", "ROLE") + (("SCOPES",) if scoped else ()) + ("EXPIRES", "STATE")

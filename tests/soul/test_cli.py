@@ -137,6 +137,7 @@ def test_token_commands_and_login(tmp_path: Path) -> None:
     assert {(d["name"], d["kind"], d["role"]) for d in listed} == {("alice", "token", "developer"),
                                                                    ("bot", "apikey", "viewer")}
     assert token not in json.dumps(listed) and api["apiKey"] not in json.dumps(listed)
+    assert {"expiresAt", "createdAt"} <= set(listed[0]) and "expires_at" not in listed[0]  # as GET /v1/tokens
     table = ok(mnemos(home, "token", "list")).stdout
     assert "alice" in table and "bot" in table
 
