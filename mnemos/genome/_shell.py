@@ -325,10 +325,11 @@ def _name_spans(script: str) -> list[tuple[int, int, str]]:
         for j, taker in enumerate(takers):  # each one's words end where the next one stands
             after = takers[j + 1].start("taker") if j + 1 < len(takers) else end
             spans += _taken(script, taker.group("taker"), taker.end(), after)
-        piped = start > 0 and script[start - 1] == "|" and script[start - 2 : start] != "||"
+        bar = start - 2 if script[start - 2 : start] == "|&" else start - 1  # `|&` pipes stderr too
+        piped = bar >= 0 and script[bar] == "|" and script[bar - 1 : bar + 1] != "||"
         pipeline = pipeline if piped else start
-        code = _program_code(script, start, end, (pipeline, start - 1) if piped else None)
-        if piped and (pipeline, start - 1, "code a program runs") in code:  # its program read all before it
+        code = _program_code(script, start, end, (pipeline, bar) if piped else None)
+        if piped and (pipeline, bar, "code a program runs") in code:  # its program read all before it
             pipeline = start
         spans += code
     return sorted(set(spans))

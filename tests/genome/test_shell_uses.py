@@ -285,6 +285,7 @@ PROGRAMS = [  # (script, V's value, whether a program runs V as code): real prog
     ('timeout 5 /bin/bash -c "$V"', PAYLOAD, True),
     ('bash <<< "$V"', PAYLOAD, True),
     ('echo "$V" | sh', PAYLOAD, True),
+    ('echo "$V" |& sh', PAYLOAD, True),
     ('printf "%s\\n" "$V" | cat | bash -s', PAYLOAD, True),  # the whole pipeline feeds the shell
     ('python3 -c "$V"', PYTHON, True),
     ('python3 -c"$V"', PYTHON, True),
@@ -299,6 +300,7 @@ PROGRAMS = [  # (script, V's value, whether a program runs V as code): real prog
     ('python3 -c "import sys; print(len(sys.argv))" "$V"', PYTHON, False),
     ('echo "$V" | grep -c zz-ran', PAYLOAD, False),
     ('echo "$V" || sh', PAYLOAD, False),
+    ('echo "$V" || sh; echo x | sh', PAYLOAD, False),
     ('awk -v x="$V" "BEGIN { print length(x) }"', AWK, False),
     ('echo bash "$V"', PAYLOAD, False),
     ('env X="$V" bash -c \'printf "<%s>" "$X"\'', PAYLOAD, False),
