@@ -74,6 +74,7 @@ from mnemos.cortex.job import (
     MAX_JOB_TIMEOUT_S,
     MAX_LABEL_VALUE,
     RESERVED_LABEL_PATTERN,
+    STEP_JOB_ID,
     TEAM_LABEL,
     JobOptions,
     JobSubmission,
@@ -464,6 +465,9 @@ def check_queue(queue: str, principal: Any, *, function: str | None = None) -> N
 
 def job_spec(call: JobCall, principal: Any, functions: FunctionCatalog) -> JobSubmission:
     """The job CORTEX is sent for an HTTP job call, once the caller may make it (see the module docstring)."""
+    if call.id is not None and STEP_JOB_ID.fullmatch(call.id):
+        raise ValidationError(f"id: {call.id[:80]!r} has the form of a pipeline step's job id (<run>.<step>.<n>, or "
+                              "40 hex digits), which only SYNKRON gives: choose another id", param="id")  # fmt: skip
     if "queue" in call.model_fields_set:
         check_queue(call.queue, principal)
     options = _options(call, principal)

@@ -55,6 +55,7 @@ __all__ = [
     "PRIORITY_MAX",
     "PRIORITY_MIN",
     "RESERVED_LABEL_PREFIX",
+    "STEP_JOB_ID",
     "STATUSES",
     "TEAM_LABEL",
     "TERMINAL",
@@ -74,6 +75,10 @@ STATUSES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE = frozenset({"queued", "running", "retrying"})
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+STEP_JOB_ID = re.compile(r"^(?:.+\.[^.]+\.[0-9]+|[0-9a-f]{40})$")
+"""The ids SYNKRON gives its step jobs (``mnemos.synkron._jobs.job_key``: ``<run>.<step>.<n>``, or 40 hex
+digits of a long one's hash), which a client over HTTP may not choose: a developer who took one before a
+run reached that step would have had their job stand in for the step."""
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
 """A job's priority lies in this range (higher runs first within the queue)."""
 MAX_ATTEMPTS = 20

@@ -169,7 +169,10 @@ class Cortex(Dispatcher):
         try:
             for sub in subs:
                 given = sub.id
-                if given and given in self.jobs:  # idempotent: the same id is the same job
+                if given and given in self.jobs:  # idempotent: the same id is the same job, of the same submitter
+                    if self.jobs[given].principal != (principal or sub.principal):
+                        raise ConflictError(f"id: {given!r} is already used by another job; choose another id",
+                                            param="id")  # fmt: skip
                     ids.append(given)
                     if self.jobs[given].accepted is not None:
                         waits.add(self.jobs[given].accepted)  # type: ignore[arg-type]

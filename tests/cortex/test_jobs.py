@@ -236,6 +236,25 @@ def test_a_job_id_is_an_idempotency_key(client: Any) -> None:
     assert len(submits) == 1
 
 
+def test_an_id_another_principal_holds_is_never_their_job(client: Any) -> None:
+    """An idempotent submit returns the existing job only to the one who submitted it: a developer who took
+    the id a pipeline run would give its next step had their job stand in for the step (its result the
+    step's). Another submitter is refused, naming the id; the first keeps its job."""
+    from mnemos.cortex.job import STEP_JOB_ID
+    from mnemos.synkron._jobs import job_key
+
+    key = f"taken-{uuid.uuid4().hex[:8]}"
+    call = {"function": f"{T}:add", "args": [1, 1], "id": key}
+    assert ray.get(client.jobs.cortex.submit_many.remote([call], "user:bob")) == [key]
+    with pytest.raises(ConflictError, match=f"id: '{key}' is already used by another job"):
+        ray.get(client.jobs.cortex.submit_many.remote([call], "user:ana"))
+    assert ray.get(client.jobs.cortex.submit_many.remote([call], "user:bob")) == [key]  # still idempotent
+    assert client.jobs.get(key).result(timeout=120) == 2
+    # SYNKRON's step ids are of the form the gateway keeps for it (tests/security/test_job_routes.py)
+    for run, step in (("greet-20261204-132117-a0fe", "say"), ("p" * 100, "s" * 60)):
+        assert STEP_JOB_ID.fullmatch(job_key(run, step, 1)), job_key(run, step, 1)
+
+
 def test_lineage_from_intent_to_result(client: Any) -> None:
     from mnemos.trace.lineage import events
 

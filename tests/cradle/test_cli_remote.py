@@ -14,8 +14,7 @@ import typer
 import mnemos.cli as cli
 
 CLOSED = "http://127.0.0.1:9"  # the discard port: nothing listens there
-LOCAL_ONLY = ("sync", "restore", "wraith list", "wraith run", "wraith snapshots", "token create", "token list",
-              "token revoke", "model register")  # fmt: skip
+LOCAL_ONLY = ("sync", "restore", "wraith list", "wraith run", "wraith snapshots", "model register")
 # What may exit 0 without any platform: local files only (kuberay: Kubernetes, not the gateway).
 OFFLINE = {"schema", "logout", "model init-tiny"}
 # They start or stop this machine's cluster: `--url` does not apply to them (nor to a unit test).
@@ -93,6 +92,8 @@ def test_every_command_over_url_is_an_answer_or_one_error_line(home: Path, capsy
         assert err.strip().splitlines()[-1].startswith("error: "), f"mnemos {' '.join(argv)}\n{text}"
         if name in LOCAL_ONLY:
             assert f"`mnemos {name.split()[0]}" in err and "not over --url" in err, text
+        elif name.startswith("token "):  # /v1/tokens over the gateway (tests/frontdoor/test_cli_remote.py)
+            assert "gateway at http://127.0.0.1:9 is not reachable" in err, text
 
 
 def test_local_only_commands_refuse_before_reading_anything(home: Path, capsys) -> None:

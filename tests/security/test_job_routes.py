@@ -201,3 +201,15 @@ def test_a_registered_function_by_name_embedded_and_remote(gateway: Gateway) -> 
             assert unknown.value.param == "function"
             many = client.jobs.submit_many("adder", [{"a": 1, "b": 1}, {"a": 2, "b": 2}])
             assert client.jobs.results(many, timeout=120) == [2, 4]
+
+
+@pytest.mark.parametrize("job_id", ["greet-20261204-132117-a0fe.say.1", "x.y.2", "0123456789abcdef" * 2 + "01234567"])
+def test_a_pipeline_steps_job_id_is_not_a_callers_to_take(gateway: Gateway, job_id: str) -> None:
+    """A developer who took the id of a step a run had not reached yet had their job stand in for the step."""
+    sent = gateway.call("POST", "/v1/jobs", "developer-b", json={"id": job_id, "function": "adder",
+                                                                  "kwargs": {"a": 1, "b": 2}})  # fmt: skip
+    assert "only SYNKRON gives" in _error(sent, 422, "id")["message"]
+    assert gateway.call("GET", f"/v1/jobs/{job_id}", "admin").status_code == 404  # nothing was queued
+    fine = gateway.call("POST", "/v1/jobs", "developer-b", json={"id": f"my-{job_id[:8]}.v2", "function": "adder",
+                                                                  "kwargs": {"a": 1, "b": 2}})  # fmt: skip
+    assert fine.status_code == 200, fine.text  # a dot alone is still an id a caller may choose
