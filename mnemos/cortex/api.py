@@ -314,9 +314,10 @@ class JobsAPI:
         ``queue`` is a ``ValidationError`` (as ``GET /v1/jobs?queue=``), not an empty list."""
         return list(self._call("list", queue, status, limit, labels, None, after))
 
-    def retry(self, job_id: str) -> JobHandle:
-        """Submit a failed or cancelled job again; returns the new job."""
-        return JobHandle(self, self._call("retry", job_id, self.principal))
+    def retry(self, job_id: str, *, keep_owner: bool = False) -> JobHandle:
+        """Submit a failed or cancelled job again; returns the new job, owned by this client's
+        principal (``keep_owner``: by the old job's, as WRAITH's replay retries others' jobs)."""
+        return JobHandle(self, self._call("retry", job_id, None if keep_owner else self.principal))
 
     def wait(self, handles: Iterable[JobHandle | str], timeout: float | None = None) -> builtins.list[dict[str, Any]]:
         """Every job once finished (one call to CORTEX for all)."""

@@ -55,6 +55,7 @@ __all__ = [
     "PRIORITY_MAX",
     "PRIORITY_MIN",
     "RESERVED_LABEL_PREFIX",
+    "RUN_LABEL",
     "STEP_JOB_ID",
     "STATUSES",
     "TEAM_LABEL",
@@ -75,6 +76,8 @@ STATUSES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE = frozenset({"queued", "running", "retrying"})
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+RUN_LABEL = "synkron.mnemos.dev/run"
+"""The label SYNKRON puts on each step job: the run it belongs to (``…/step``: the step)."""
 STEP_JOB_ID = re.compile(r"^(?:.+\.[^.]+\.[0-9]+|[0-9a-f]{40})$")
 """The ids SYNKRON gives its step jobs (``mnemos.synkron._jobs.job_key``: ``<run>.<step>.<n>``, or 40 hex
 digits of a long one's hash), which a client over HTTP may not choose: a developer who took one before a

@@ -26,7 +26,7 @@ def submit_step(client: Any, ctx: dict[str, Any], step: dict[str, Any], *, job_i
     owned by ``principal`` (the run's: its owner reads the step's job and logs, as the run's) and
     labelled with the run principal's team (``ctx["meter"]["team"]``), so Policy quotas ``per: team``
     count step jobs as the gateway's job calls."""
-    from mnemos.cortex.job import TEAM_LABEL
+    from mnemos.cortex.job import RUN_LABEL, TEAM_LABEL
 
     kwargs: dict[str, Any] = {
         "queue": step.get("queue") or "default",
@@ -34,7 +34,7 @@ def submit_step(client: Any, ctx: dict[str, Any], step: dict[str, Any], *, job_i
         "name": f"{ctx['run_id']}/{step['name']}",
         "job_id": job_id,
         "parents": [parent],
-        "labels": {"synkron.mnemos.dev/run": ctx["run_id"][:63], "synkron.mnemos.dev/step": step["name"][:63]},
+        "labels": {RUN_LABEL: ctx["run_id"][:63], "synkron.mnemos.dev/step": step["name"][:63]},
     }
     team = (ctx.get("meter") or {}).get("team")
     if team:

@@ -99,3 +99,27 @@ def test_replay_retries_each_dead_job_once(ray_cluster, settings) -> None:
     assert replay.wait(timeout=120)["status"] == "failed"  # it fails again: stays dead
     second = replay_events(client.engram.uri, None, {"limit": 50})
     assert second["replayed"] == {} and sorted(second["skipped"]) == sorted([dead.id, replay.id])
+
+
+def test_replay_keeps_the_owner_and_leaves_step_jobs_to_their_runs(ray_cluster, settings) -> None:
+    """A replay was owned by WRAITH's principal (its owner no longer saw it: 404), and a failed pipeline
+    step ran again outside its run, whatever its retries."""
+    from mnemos.cortex.job import RUN_LABEL
+    from mnemos.wraith.replay import REPLAYED
+    from mnemos.wraith.tasks import replay_events
+
+    client = Client(settings, connected=True)
+    if client.engram.exists(REPLAYED):  # the test before left its dead jobs: start from none replayed
+        client.engram.delete(REPLAYED)
+    cortex = client.jobs.cortex
+    mine, step = (ray.get(cortex.submit_many.remote([{"function": "mnemos.cortex.testing:fail", "args": ["boom"],
+                                                      "queue": "wraith", "max_attempts": 1, "labels": labels}],
+                                                    "apikey:ana"))[0]
+                  for labels in ({}, {RUN_LABEL: "greet-20261204-000000-abcd"}))  # fmt: skip
+    for job_id in (mine, step):
+        assert client.jobs.get(job_id).wait(timeout=120)["status"] == "failed"
+    mine_owner = client.jobs.get(mine).info()["owner"]
+    replayed = replay_events(client.engram.uri, None, {"limit": 50})
+    assert mine in replayed["replayed"] and step in replayed["skipped"] and step not in replayed["replayed"]
+    again = client.jobs.get(replayed["replayed"][mine]).info()
+    assert again["principal"] == "apikey:ana" and again["owner"] == mine_owner
