@@ -61,8 +61,10 @@ def cache_key(state: dict[str, Any], name: str, models: dict[str, dict[str, Any]
 
     A step whose definition uses ``${RUN_ID}`` (or names ``MNEMOS_RUN_ID``, the run id a script reads
     from its environment) may write the run id into its outputs: its key includes the run id, so it
-    is never served another run's (another principal's) output. ``${PIPELINE}`` is interpolated into
-    the key: the same pipeline name gives the same bytes."""
+    is never served another run's output. ``${PIPELINE}`` is interpolated into the key: the same
+    pipeline name gives the same bytes. The run's principal is part of the key: a hit is one's own
+    step run before, never another's (a hit told a developer that someone had run a value they
+    guessed, a private text of another team's)."""
     step = state["steps"][name]
     digests = {o: d for s in state["steps"].values() for o, d in s["digests"].items()}
     variables = {"PIPELINE": state["pipeline"]["name"], **state["params"], **digests}
@@ -79,6 +81,7 @@ def cache_key(state: dict[str, Any], name: str, models: dict[str, dict[str, Any]
             | {digests[n] for n in names_in(step["definition"]) if n in digests}
         ),
         "models": [[m, models[m].get("generation"), models[m].get("digest")] for m in sorted(models)],
+        "principal": state.get("principal"),
     }
     if "RUN_ID" in names_in(step["definition"]) or "MNEMOS_RUN_ID" in json.dumps(step["definition"]):
         payload["run"] = state["id"]
@@ -377,18 +380,10 @@ class RunExecutor:
         self.engram.set_ref(f"{CACHE_PREFIX}/{key}", self.engram.put(json.dumps(entry, sort_keys=True).encode()))
 
     def _cache_of(self, hit: dict[str, Any] | None) -> str | None:
-        """The run a cache hit came from, as this step's lineage records it: only when this run's
-        owner owns that run too (the cache is shared; another's run id is not the owner's to read)."""
-        run = (hit or {}).get("run")
-        if not run:
-            return None
-        owner = hit.get("principal") if hit and "principal" in hit else None
-        if owner is None:  # an entry stored before entries named their run's owner
-            try:
-                owner = _state.load(self.engram, run).get("principal")
-            except MnemosError:
-                return None
-        return str(run) if owner == self.state.get("principal") else None
+        """The run a cache hit came from, as this step's lineage records it: one of this run's owner's
+        (the key holds the principal; an entry naming another owner is never shown)."""
+        run, owner = (hit or {}).get("run"), (hit or {}).get("principal")
+        return str(run) if run and owner == self.state.get("principal") else None
 
 
 def _size(engram: Any, digest: str) -> int | None:

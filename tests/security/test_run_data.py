@@ -150,11 +150,24 @@ def test_a_cache_hit_names_anothers_run_only_to_its_owner(world: Any) -> None:
     def cache_of(principal: str, hit: dict[str, Any]) -> Any:
         return RunExecutor(world, {"id": "r-2", "principal": principal})._cache_of(hit)
 
-    assert cache_of("bob", {"run": ALICE_RUN}) is None  # an entry of before: the run's owner is looked up
-    assert cache_of("alice", {"run": ALICE_RUN}) == ALICE_RUN
+    assert cache_of("bob", {"run": ALICE_RUN}) is None  # an entry that names no owner names no run
     assert cache_of("bob", {"run": "r-1", "principal": "alice"}) is None
     assert cache_of("alice", {"run": "r-1", "principal": "alice"}) == "r-1"
     assert cache_of("bob", None) is None
+
+
+def test_the_step_cache_is_keyed_by_the_runs_principal() -> None:
+    """A hit from another's run told a developer that someone had run a value they guessed (bob started
+    `echo` with ana's private text and saw `cached`): the same step of two principals has two keys."""
+    from mnemos.synkron.runner import cache_key
+
+    def state(principal: str) -> dict[str, Any]:
+        step = {"definition": {"name": "say", "script": "echo ${text}"}, "inputs": [], "digests": {}}
+        return {"id": "r-1", "principal": principal, "pipeline": {"name": "echo"}, "params": {"text": "private"},
+                "inputs": {}, "steps": {"say": step}}  # fmt: skip
+
+    assert cache_key(state("ana"), "say", {}) == cache_key(state("ana"), "say", {})
+    assert cache_key(state("ana"), "say", {}) != cache_key(state("bob"), "say", {})
 
 
 def test_over_the_gateway_another_developers_run_output_is_404(gateway: Gateway) -> None:

@@ -70,8 +70,8 @@ def _key(world: Any, pipeline: Any, principal: Any, params: dict[str, Any] | Non
     ],
 )
 def test_a_step_that_uses_its_run_id_is_never_served_another_runs_output(world: Any, uses: dict[str, Any]) -> None:
-    """Its output may name its run (another principal's run id, served from the shared cache): its
-    cache key includes the run id."""
+    """Its output may name its run: its cache key includes the run id, so two runs of one principal
+    have two keys too."""
     step = {"name": "stamp", "call": "json:dumps", "outputs": [{"name": "o"}], **uses}
     pipeline = _pipeline([step], {})
     alice, bob, again = _key(world, pipeline, ALICE), _key(world, pipeline, BOB), _key(world, pipeline, BOB)
@@ -81,7 +81,8 @@ def test_a_step_that_uses_its_run_id_is_never_served_another_runs_output(world: 
 def test_a_step_that_does_not_use_its_run_id_keeps_one_key_across_runs(world: Any) -> None:
     plain = _pipeline([{"name": "s", "call": "json:dumps", "params": {"obj": "${PIPELINE}: $${RUN_ID}"},
                         "outputs": [{"name": "o"}]}], {"x": 1})  # fmt: skip
-    assert _key(world, plain, ALICE) == _key(world, plain, BOB)  # a literal $${RUN_ID} is not the run id
+    assert _key(world, plain, BOB) == _key(world, plain, BOB)  # a literal $${RUN_ID} is not the run id
+    assert _key(world, plain, ALICE) != _key(world, plain, BOB)  # the cache is each principal's own
     assert _key(world, plain, BOB, {"x": 2}) == _key(world, plain, BOB)  # x is not used by the step
     state = prepare(world, plain, None, principal=BOB)
     assert cache_key(state, "s", {}) == cache_key({**state, "id": "p-20260101-000000-ffff"}, "s", {})
