@@ -122,6 +122,9 @@ def check_submitted_label(key: str, value: str) -> None:
         )
     if len(value) > MAX_LABEL_VALUE:
         raise ValidationError(f"{param}: a label value is at most {MAX_LABEL_VALUE} characters", param=param)
+    if not value.isprintable():
+        raise ValidationError(f"{param}: a label value may not hold control characters (newlines, tabs, \\x00 …)",
+                              param=param)  # fmt: skip
 
 
 def new_job_id() -> str:
@@ -179,6 +182,13 @@ class JobOptions(CoreModel):
             shown = format_duration(value) if value <= 1e9 else f"{value:.3g} s"  # 1e300: not 300 digits
             raise ValueError(f"must be at most {format_duration(MAX_JOB_TIMEOUT_S)} ({MAX_JOB_TIMEOUT_S:.0f} s), "
                              f"not {shown}")  # fmt: skip
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _display_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.isprintable():  # a newline in a name forges lines of a log or table
+            raise ValueError("a display name may not hold control characters (newlines, tabs, \\x00 …)")
         return value
 
     @field_validator("id")

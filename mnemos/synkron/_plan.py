@@ -91,7 +91,19 @@ def merge_params(pipeline: Pipeline, overrides: dict[str, Any] | None) -> dict[s
                 f"param {key!r} is not declared in spec.params (declared: {declared})", param=f"params.{key}"
             )
         params[key] = _typed(key, value, params[key])
+        if _holds_nul(params[key]):
+            raise ValidationError(f"param {key!r} holds a NUL character (\\x00), which no process argument, "
+                                  "environment variable or file name can carry: remove it", param=f"params.{key}")
     return params
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a string in ``value`` (nested in lists and mappings too, keys included) holds a NUL."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    return isinstance(value, (list, tuple)) and any(_holds_nul(v) for v in value)
 
 
 _TYPE_NAMES: tuple[tuple[type, str], ...] = (

@@ -213,3 +213,13 @@ def test_a_pipeline_steps_job_id_is_not_a_callers_to_take(gateway: Gateway, job_
     fine = gateway.call("POST", "/v1/jobs", "developer-b", json={"id": f"my-{job_id[:8]}.v2", "function": "adder",
                                                                   "kwargs": {"a": 1, "b": 2}})  # fmt: skip
     assert fine.status_code == 200, fine.text  # a dot alone is still an id a caller may choose
+
+
+@pytest.mark.parametrize(("field", "value", "param"), [("name", "a\r\nX-Injected: 1", "name"),
+                                                       ("labels", {"team": "x\ny"}, "labels.team")])  # fmt: skip
+def test_control_characters_in_a_jobs_name_or_labels_are_refused(gateway: Gateway, field: str, value: Any,
+                                                                 param: str) -> None:  # fmt: skip
+    """They were stored as sent: a newline in a name or label forges lines of a log, a table or a header."""
+    sent = gateway.call("POST", "/v1/jobs", "developer-b", json={field: value, "function": "adder",
+                                                                  "kwargs": {"a": 1, "b": 2}})  # fmt: skip
+    assert "control characters" in _error(sent, 422, param)["message"]

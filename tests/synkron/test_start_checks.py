@@ -48,6 +48,19 @@ def test_null_is_refused_for_a_param_whose_default_is_not_null(world: Any, name:
         assert "got null" in refused.value.message, refused.value.message
 
 
+@pytest.mark.parametrize(("name", "value"), [("text", "\x00x"), ("tags", ["a", "b\x00"]), ("opts", {"k\x00": 1}),
+                                           ("any", {"a": ["\x00"]})])  # fmt: skip
+def test_a_nul_in_a_param_is_refused_before_the_run_starts(world: Any, name: str, value: Any) -> None:
+    """A NUL reached the worker, whose process arguments cannot carry one: the run failed there
+    ("embedded null byte") after it was accepted."""
+    for check in (lambda: merge_params(SCRIPT, {name: value}), lambda: prepare(world, SCRIPT, {name: value},
+                                                                                 principal=BOB)):  # fmt: skip
+        with pytest.raises(ValidationError) as refused:
+            check()
+        assert (refused.value.status, refused.value.param) == (422, f"params.{name}")
+        assert "holds a NUL character" in refused.value.message
+
+
 def test_a_param_whose_default_is_null_takes_null_and_any_type(world: Any) -> None:
     for value in (None, "x", 3, [1], {"a": 1}, True):
         assert merge_params(SCRIPT, {"any": value})["any"] == value
