@@ -32,6 +32,7 @@ __all__ = [
     "cluster_file",
     "free_port",
     "free_ports",
+    "haproxy_ports",
     "init_ray",
     "port_in_use",
     "read_cluster",
@@ -159,6 +160,7 @@ def start_local(settings: Settings, *, timeout: float = 300.0) -> dict[str, Any]
     path = home / "ray-head.log"
     for attempt in (1, 2):
         ports = dict(zip(_PORTS, free_ports(len(_PORTS)), strict=True))
+        head_env = haproxy_ports(env)  # chosen again with the others on a second try
         cmd = [
             str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
             "--node-ip-address=127.0.0.1", f"--num-cpus={settings.ray.num_cpus}",
@@ -167,7 +169,7 @@ def start_local(settings: Settings, *, timeout: float = 300.0) -> dict[str, Any]
         ]  # fmt: skip
         with open(path, "ab") as log:
             log_start = log.tell()
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=head_env)
         port = ports["port"]
         address = f"127.0.0.1:{port}"
         try:
@@ -192,6 +194,20 @@ def start_local(settings: Settings, *, timeout: float = 300.0) -> dict[str, Any]
     }
     cluster_file().write_text(json.dumps(info))
     return info
+
+
+_HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
+"""Serve's HAProxy binds its stats page (8404) and Prometheus exporter (9101) on fixed ports by default."""
+
+
+def haproxy_ports(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with free ports for HAProxy's stats page and exporter when it turns HAProxy on and does
+    not name them: on the fixed defaults a second platform on the machine (another user's, a test
+    suite's) failed to start ("cannot bind socket … [0.0.0.0:9101]")."""
+    if env.get("RAY_SERVE_ENABLE_HA_PROXY") != "1":
+        return env
+    missing = [name for name in _HAPROXY_PORTS if not env.get(name)]
+    return env | {name: str(port) for name, port in zip(missing, free_ports(len(missing)), strict=True)}
 
 
 def _check_relay_port(settings: Settings) -> None:

@@ -9,9 +9,11 @@ machine are neither seen nor disturbed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -129,7 +131,8 @@ def test_up_down_up_keeps_resources_and_ray_tools_work_after_up(shell: dict[str,
     user_token.write_text(USER_TOKEN)  # a user who already has a Ray token keeps it
     python = str(BIN / "python")
 
-    up = _mnemos(shell, "up")
+    with _listening(8404, 9101):  # HAProxy's default stats and exporter ports, taken (by another platform)
+        up = _mnemos(shell, "up")
     assert "genome: up" in up
     assert user_token.read_text() == USER_TOKEN, "mnemos up replaced the user's ~/.ray/auth_token"
     assert USER_TOKEN not in up, "the token was printed"
@@ -269,6 +272,30 @@ def test_down_removes_rays_address_file_mnemos_up_did_not_see_written(
     path.write_text("192.0.2.2:41234")  # Ray names our head by the machine's address
     cluster._forget(info)
     assert not path.exists()
+
+
+@contextlib.contextmanager
+def _listening(*ports: int) -> Iterator[None]:
+    """Listen on each of ``ports`` on every interface (one something else holds already is held)."""
+    with contextlib.ExitStack() as stack:
+        for port in ports:
+            sock = stack.enter_context(socket.socket())
+            with contextlib.suppress(OSError):
+                sock.bind(("0.0.0.0", port))
+                sock.listen()
+        yield
+
+
+def test_haproxy_gets_free_ports_unless_they_are_named() -> None:
+    """Serve's HAProxy binds 8404 and 9101 by default: a second platform on the machine failed to start."""
+    from mnemos.cradle.cluster import haproxy_ports, port_in_use
+
+    chosen = haproxy_ports({"RAY_SERVE_ENABLE_HA_PROXY": "1"})
+    stats, metrics = int(chosen["RAY_SERVE_HAPROXY_STATS_PORT"]), int(chosen["RAY_SERVE_HAPROXY_METRICS_PORT"])
+    assert stats != metrics and not port_in_use("127.0.0.1", stats) and not port_in_use("127.0.0.1", metrics)
+    named = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_HAPROXY_STATS_PORT": "8404"}
+    assert haproxy_ports(named)["RAY_SERVE_HAPROXY_STATS_PORT"] == "8404"
+    assert haproxy_ports({"RAY_SERVE_ENABLE_HA_PROXY": "0"}) == {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
 
 
 def test_the_ports_up_gives_ray_are_distinct_and_free() -> None:
