@@ -88,8 +88,7 @@ from mnemos.errors import (
     UnavailableError,
     ValidationError,
 )
-from mnemos.genome import NAME_PATTERN
-from mnemos.genome._base import LABEL_KEY_PATTERN
+from mnemos.genome import LABEL_KEY_PATTERN, NAME_PATTERN
 from mnemos.neuron.codec import REFERENCE, validate_reference
 from mnemos.trace.http import PRINCIPAL_ATTRIBUTE
 from mnemos.trace.telemetry import SpanKind, inject, span

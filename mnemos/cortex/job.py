@@ -45,7 +45,7 @@ from mnemos.cortex.records import (
     WithdrawRecord,
 )
 from mnemos.errors import ValidationError
-from mnemos.genome._base import check_label_key
+from mnemos.genome import check_label_key
 from mnemos.neuron.codec import Envelope, Invocation, validate_reference
 
 __all__ = [

@@ -1,6 +1,6 @@
 """GENOME: resource schemas and the versioned, admission-checked registry."""
 
-from mnemos.genome._base import NAME_PATTERN, ObjectMeta, Resource
+from mnemos.genome._base import LABEL_KEY_PATTERN, NAME_PATTERN, ObjectMeta, Resource, check_label_key
 from mnemos.genome.adapter import Adapter
 from mnemos.genome.admission import admit
 from mnemos.genome.function import Function
@@ -12,6 +12,7 @@ from mnemos.genome.registry import ApplyResult, Registry
 
 __all__ = [
     "KINDS",
+    "LABEL_KEY_PATTERN",
     "NAME_PATTERN",
     "Adapter",
     "ApplyResult",
@@ -24,6 +25,7 @@ __all__ = [
     "Resource",
     "Step",
     "admit",
+    "check_label_key",
     "json_schema",
     "load_paths",
     "parse_documents",

@@ -409,13 +409,14 @@ def _code_of(
             continue
         elif kind == "awk" and not given:  # its program
             code.append((c, d))
+            given = True
             break
         else:  # a script file (its stdin is data, not code), or the arguments after the code
             given = True
             break
         if given and not code_next and kind not in ("perl", "node"):  # perl -e, node -e may repeat
             break
-    if not (given or code):  # the code comes from stdin: a here-string, else the pipe
+    if not given:  # the code comes from stdin: a here-string, else the pipe
         code += stdin or ([piped] if piped else [])
     return [(c, d, "code a program runs") for c, d in code], k
 

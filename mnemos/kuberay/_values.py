@@ -20,10 +20,10 @@ __all__ = [
     "DNS_1035_LABEL",
     "GcsFaultToleranceValues",
     "HeadValues",
-    "ImageValues",
-    "JobValues",
     "IMAGE_REPOSITORY",
     "IMAGE_TAG",
+    "ImageValues",
+    "JobValues",
     "KEY_PREFIX",
     "KubeRayValues",
     "Port",
@@ -79,22 +79,6 @@ def _dns_label(value: str) -> str:
     return value
 
 
-def image_repository(value: str) -> str:
-    """``value`` if it is an image repository (``IMAGE_REPOSITORY``), else a ValueError saying what one is."""
-    if not re.fullmatch(IMAGE_REPOSITORY, value):
-        raise ValueError(f"{value[:200]!r} is not an image repository: [host[:port]/]path, the path in lowercase "
-                         "letters, digits and '.', '_', '-' between them, e.g. ghcr.io/org/mnemos")  # fmt: skip
-    return value
-
-
-def image_tag(value: str) -> str:
-    """``value`` if it is an image tag (``IMAGE_TAG``), else a ValueError saying what one is."""
-    if not re.fullmatch(IMAGE_TAG, value):
-        raise ValueError(f"{value[:200]!r} is not an image tag: 1 to 128 letters, digits, '_', '.' and '-', "
-                         "not starting with '.' or '-' (e.g. 0.1.0)")  # fmt: skip
-    return value
-
-
 class Resources(CoreModel):
     """Container requests and limits (Kubernetes quantities: ``"500m"``, ``"4Gi"``, ``"1"``)."""
 
@@ -129,12 +113,18 @@ class ImageValues(CoreModel):
     @field_validator("repository")
     @classmethod
     def _repository(cls, value: str) -> str:
-        return image_repository(value)
+        if not re.fullmatch(IMAGE_REPOSITORY, value):
+            raise ValueError(f"{value[:200]!r} is not an image repository: [host[:port]/]path, the path in lowercase "
+                             "letters, digits and '.', '_', '-' between them, e.g. ghcr.io/org/mnemos")  # fmt: skip
+        return value
 
     @field_validator("tag")
     @classmethod
     def _tag(cls, value: str) -> str:
-        return image_tag(value)
+        if not re.fullmatch(IMAGE_TAG, value):
+            raise ValueError(f"{value[:200]!r} is not an image tag: 1 to 128 letters, digits, '_', '.' and '-', "
+                             "not starting with '.' or '-' (e.g. 0.1.0)")  # fmt: skip
+        return value
 
     @property
     def ref(self) -> str:

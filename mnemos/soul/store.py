@@ -124,7 +124,6 @@ def _number(value: Any) -> float:
         return float("inf")
 
 
-
 def check_credential_id(credential_id: str) -> str:
     """``credential_id`` if it is one (``tok-<12 hex>``, or an API key's 16 hex digits), else a ValidationError
     that does not echo it: people paste the credential itself where its id belongs."""
@@ -133,6 +132,7 @@ def check_credential_id(credential_id: str) -> str:
             "invalid credential id: expected tok-<12 hex> or an API key's 16-hex id (not the credential)", param="id"
         )
     return credential_id
+
 
 class IdentityStore:
     """Creates, lists and revokes credentials in ENGRAM; every change is an audit event.
