@@ -31,3 +31,16 @@ def test_model_running_routes_need_infer(gateway: Gateway) -> None:
     _refused(gateway.call("POST", search, "viewer", json={"query": "q"}), 403, "infer")
     _refused(gateway.call("POST", search, submit_only, json={"query": "q"}), 403, "infer")
     _refused(gateway.call("POST", search, "developer", json={"query": "q"}), 404, "sec-space")
+
+
+def test_a_models_status_needs_a_credential_and_read_artifacts(gateway: Gateway) -> None:
+    """``GET /apis/…/models/{name}/status`` (what `describe model` reads over a URL): the caller is known
+    and holds ``read-artifacts`` before the registry is asked; every role holds it (as ``/v1/status``,
+    which carries the same records), a credential scoped without it does not."""
+    path = "/apis/genome.mnemos.dev/v1/models/sec-no-model/status"
+    infer_only = gateway.store.create_token("sec-infer-only", "developer", scopes=["infer"], ttl=600).secret
+    _refused(gateway.call("GET", path), 401, "")
+    _refused(gateway.call("GET", path, infer_only), 403, "read-artifacts")
+    for who in ("viewer", "developer"):  # past the verb check: no such model
+        _refused(gateway.call("GET", path, who), 404, "sec-no-model")
+    _refused(gateway.call("GET", "/apis/genome.mnemos.dev/v1/policies/x/status", "viewer"), 404, "only models")
