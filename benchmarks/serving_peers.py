@@ -137,7 +137,7 @@ def _model_doc(gpu: bool) -> dict[str, Any]:
         "apiVersion": "genome.mnemos.dev/v1", "kind": "Model", "metadata": {"name": MODEL},
         "spec": {"family": "llama", "version": "1", "artifact": {"uri": f"engram://models/{MODEL}"},
                  "runtime": {"engine": "vllm", "params": params},
-                 "resources": {"cpus": 1, "gpus": 1} if gpu else {"cpus": 1}},
+                 "resources": {"cpus": 1, "gpus": GPU_SHARE} if gpu else {"cpus": 1}},
     }  # fmt: skip
 
 
@@ -148,7 +148,7 @@ def _rayllm_app(folder: Path, gpu: bool) -> Any:
     config = LLMConfig(
         model_loading_config={"model_id": MODEL, "model_source": str(folder)},
         engine_kwargs={**engine, "gpu_memory_utilization": GPU_SHARE} if gpu else engine,
-        placement_group_config={"bundles": [{"CPU": 1, "GPU": 1} if gpu else {"CPU": 1}]},
+        placement_group_config={"bundles": [{"CPU": 1, "GPU": GPU_SHARE} if gpu else {"CPU": 1}]},
         deployment_config={"num_replicas": 1},
         runtime_env={"env_vars": {**ENGINE_ENV, "VLLM_CACHE_ROOT": os.environ["VLLM_CACHE_ROOT"]}},
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mnemos._model import CoreModel
 from mnemos.genome._base import Resource
@@ -71,7 +71,11 @@ class Autoscaling(CoreModel):
 
 class Resources(CoreModel):
     cpus: float = Field(1.0, ge=0, description="CPUs per replica.")
-    gpus: float = Field(0.0, ge=0, description="GPUs per replica.")
+    gpus: float = Field(
+        0.0, ge=0,
+        description="GPUs per replica: a fraction below 1 shares one GPU with other replicas (give each engine a "
+        "matching runtime.params.gpuMemoryUtilization); above 1, whole GPUs.",
+    )  # fmt: skip
     accelerator: str | None = Field(None, description="Ray accelerator type, e.g. H100, A10G.")
     memory: str | None = Field(None, description="Memory per replica, e.g. 16Gi.")
     selector: dict[str, str] = Field(
@@ -79,6 +83,13 @@ class Resources(CoreModel):
         description="Ray node labels a replica's node must carry, e.g. {accelerator: nvidia} (like a pool's "
         "selector). A replica waits until an alive node carries them; a lost node's replicas move to another.",
     )
+
+    @field_validator("gpus")
+    @classmethod
+    def _whole_above_one(cls, gpus: float) -> float:
+        if gpus > 1 and not gpus.is_integer():  # Ray schedules fractions of one GPU only
+            raise ValueError(f"{gpus:g} GPUs: a fraction must be below 1 (one shared GPU), more than one must be whole")
+        return gpus
 
 
 class ModelSpec(CoreModel):

@@ -31,7 +31,7 @@ from typing import Any
 from mnemos._actors import MODEL_DEPLOYMENT
 from mnemos._deps import require
 from mnemos.genome import Model
-from mnemos.relay.model_server import ROLLOUT_SURGE_PERCENT, replica_options
+from mnemos.relay.model_server import replica_options, rollout_options
 
 __all__ = ["DEPLOYMENT_NAME", "ENGINE_ENV", "PRIORITY", "Usage", "engine_kwargs", "llm_config"]
 
@@ -97,14 +97,14 @@ def llm_config(model: Model, model_source: str | None = None) -> Any:
     on_gpu = res.gpus > 0
     tp = spec.runtime.params.tensor_parallel
     bundle: dict[str, float] = {"CPU": res.cpus or 1.0}
-    if on_gpu:
-        bundle["GPU"] = max(1.0, res.gpus / tp)
+    if on_gpu:  # one engine may take a fraction of a GPU (Ray Serve LLM tells vLLM); tensor-parallel workers whole ones
+        bundle["GPU"] = res.gpus if tp == 1 and res.gpus < 1 else max(1.0, res.gpus / tp)
     deployment: dict[str, Any] = {
         "ray_actor_options": {"num_cpus": 0},  # the replica only relays; the engine's bundle holds the CPUs
         "max_ongoing_requests": max(64, int(4 * (spec.autoscaling.target_ongoing_requests if spec.autoscaling else 8))),
         "health_check_period_s": 10.0,
         "graceful_shutdown_timeout_s": 20.0,
-        "max_surge_percent": ROLLOUT_SURGE_PERCENT,  # the old generation serves until the new one is ready
+        **rollout_options(),  # the old generation serves until the new one is ready
     }
     deployment.update(replica_options(spec))
     if res.selector:  # Ray node labels for every bundle: the replica and its engine land on matching nodes

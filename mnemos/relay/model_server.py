@@ -13,6 +13,8 @@ generator is closed.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 import re
 import time
@@ -38,6 +40,7 @@ __all__ = [
     "deployment_options",
     "model_application",
     "replica_options",
+    "rollout_options",
 ]
 
 logger = logging.getLogger("mnemos.relay")
@@ -85,10 +88,21 @@ def deployment_options(model: Model) -> dict[str, Any]:
         "max_constructor_retry_count": 3,
         "health_check_period_s": 10.0,
         "graceful_shutdown_timeout_s": 10.0,
-        "max_surge_percent": ROLLOUT_SURGE_PERCENT,
+        **rollout_options(),
     }
     options.update(replica_options(spec))
     return options
+
+
+@functools.cache
+def rollout_options() -> dict[str, Any]:
+    """Serve's ``max_surge_percent`` where it has one (Ray 2.60 and later). Older Serve replaces a
+    deployment's replicas in place: its rollouts leave a gap, which the log says once."""
+    if "max_surge_percent" in inspect.signature(serve.Deployment.options).parameters:
+        return {"max_surge_percent": ROLLOUT_SURGE_PERCENT}
+    logger.warning("this Ray Serve has no max_surge_percent (Ray 2.60+): a Model's rollout replaces its replicas "
+                   "in place, so requests wait while the new generation starts")  # fmt: skip
+    return {}
 
 
 def replica_options(spec: Any) -> dict[str, Any]:

@@ -50,7 +50,7 @@ WEATHER = {
 
 
 def vllm_model(name: str = MODEL, **spec: Any) -> dict[str, Any]:
-    resources = {"cpus": 1, "gpus": 1} if ON_GPU else {"cpus": 1}
+    resources = {"cpus": 1, "gpus": 0.3} if ON_GPU else {"cpus": 1}  # a rollout's old and new engines share the GPU
     params = {**PARAMS, "gpuMemoryUtilization": 0.3} if ON_GPU else PARAMS
     doc = model_doc(name, "vllm", artifact={"uri": f"engram://models/{name}"}, resources=resources,
                     runtime={"engine": "vllm", "params": params})  # fmt: skip
