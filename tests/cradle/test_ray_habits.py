@@ -68,10 +68,13 @@ def shell() -> Iterator[dict[str, str]]:
         MNEMOS_HOME=str(base / "mnemos"),
         MNEMOS_RAY__DASHBOARD_PORT=str(free_port()),
     )
+    haproxy_folders = set(Path(tempfile.gettempdir()).glob(f"mnemos-{os.getuid()}-*"))
     yield env
     _run(env, str(BIN / "python"), "-m", "mnemos", "down", timeout=120)  # no-op when already down
     shutil.rmtree(raytmp, ignore_errors=True)
     shutil.rmtree(base, ignore_errors=True)
+    for folder in set(Path(tempfile.gettempdir()).glob(f"mnemos-{os.getuid()}-*")) - haproxy_folders:
+        shutil.rmtree(folder, ignore_errors=True)  # HAProxy's, for this deep MNEMOS_HOME
 
 
 def _mnemos(env: dict[str, str], *args: str) -> str:
@@ -120,6 +123,18 @@ def _a_model_applied_on_the_platform_answers(shell: dict[str, str], up: str) -> 
     assert answer.json()["choices"][0]["message"]["content"]
 
 
+def _haproxy_listeners(head_pid: int) -> list[tuple[str, int]]:
+    """``(ip, port)`` of every TCP socket that the HAProxy under the Ray head ``head_pid`` listens on."""
+    import psutil
+
+    found = []
+    for proc in psutil.Process(head_pid).children(recursive=True):
+        if proc.name() == "haproxy":
+            conns = proc.net_connections(kind="tcp")
+            found += [(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN]
+    return found
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # about 2-3 min; up to 10 on a machine shared by many test runs
 def test_up_down_up_keeps_resources_and_ray_tools_work_after_up(shell: dict[str, str]) -> None:
@@ -142,6 +157,10 @@ def test_up_down_up_keeps_resources_and_ray_tools_work_after_up(shell: dict[str,
     port = _port(cluster["address"])
     address_file = Path(shell["RAY_TMPDIR"]) / "ray" / "ray_current_cluster"
     assert _port(address_file.read_text().strip()) == port
+
+    # Serve's HAProxy (its frontend, stats page and exporter) listens on 127.0.0.1 only.
+    listeners = _haproxy_listeners(cluster["pid"])
+    assert len(listeners) >= 3 and {ip for ip, _ in listeners} == {"127.0.0.1"}, listeners
 
     # Resources applied on the running platform, and what `mnemos status` says of it.
     _mnemos(shell, "apply", "-f", "deployments/local/")
@@ -296,6 +315,59 @@ def test_haproxy_gets_free_ports_unless_they_are_named() -> None:
     named = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_HAPROXY_STATS_PORT": "8404"}
     assert haproxy_ports(named)["RAY_SERVE_HAPROXY_STATS_PORT"] == "8404"
     assert haproxy_ports({"RAY_SERVE_ENABLE_HA_PROXY": "0"}) == {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+
+
+def test_haproxy_is_the_platforms_own_and_binds_loopback(tmp_path: Path) -> None:
+    """Ray's HAProxy template binds the stats page and the exporter on every interface: `mnemos up`
+    starts HAProxy through a wrapper that rewrites those binds to 127.0.0.1 (the real binary checks
+    the result), leaving a bind with a host as it is. Its files (admin socket included) live in a
+    folder only this user enters, not the /tmp/haproxy-serve every Serve on the machine shares."""
+    from mnemos.cradle.cluster import private_haproxy
+
+    assert private_haproxy({"RAY_SERVE_ENABLE_HA_PROXY": "0"}, tmp_path) == {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+    made: list[Path] = []
+
+    def own(home: Path, **env: str) -> dict[str, str]:
+        out = private_haproxy({"RAY_SERVE_ENABLE_HA_PROXY": "1", **env}, home)
+        made.append(Path(out["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]).parent)  # under /tmp for a deep home
+        return out
+
+    short = Path(tempfile.mkdtemp(prefix="h", dir="/tmp"))
+    try:
+        env = own(short)
+        folder = short / "haproxy"
+        assert env["RAY_SERVE_HAPROXY_SOCKET_PATH"] == str(folder / "admin.sock")
+        assert env["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"] == str(folder / "haproxy.cfg")
+        assert folder.stat().st_mode & 0o777 == 0o700
+        config = tmp_path / "haproxy.cfg"
+        config.write_text(
+            "defaults\n    mode http\n    timeout connect 5s\n    timeout client 5s\n    timeout server 5s\n"
+            "frontend prometheus\n    bind :19101\n"
+            "    http-request use-service prometheus-exporter if { path /metrics }\n"
+            "frontend http_frontend\n    bind 127.0.0.1:18080\n    bind 10.1.2.3:18081\n"
+            "listen stats\n  bind *:18404\n  stats enable\n"
+        )
+        checked = _run(os.environ.copy(), env["RAY_SERVE_HAPROXY_BINARY_PATH"], "-c", "-f", str(config))
+        assert checked.returncode == 0, checked.stdout + checked.stderr  # the wheel's HAProxy finds it valid
+        binds = [line.split()[1] for line in config.read_text().splitlines() if line.strip().startswith("bind")]
+        assert binds == ["127.0.0.1:19101", "127.0.0.1:18080", "10.1.2.3:18081", "127.0.0.1:18404"]
+
+        # A binary the user named is the one wrapped; a path the user set is kept.
+        named = own(tmp_path / "other", RAY_SERVE_HAPROXY_BINARY_PATH="/opt/my haproxy")
+        wrapper = Path(named["RAY_SERVE_HAPROXY_BINARY_PATH"]).read_text()
+        assert wrapper.rstrip().endswith("exec '/opt/my haproxy' \"$@\"")
+        assert own(tmp_path / "third", RAY_SERVE_HAPROXY_SOCKET_PATH="/run/me/hap.sock")[
+            "RAY_SERVE_HAPROXY_SOCKET_PATH"] == "/run/me/hap.sock"  # fmt: skip
+
+        # A deep MNEMOS_HOME: Serve's sockets (in a subfolder named by the 56-character node ID) would
+        # pass HAProxy's 97-byte limit there ("socket path ... too long (max 97)", and `mnemos up`
+        # failed); a short private folder under /tmp holds them.
+        socket = Path(own(tmp_path / ("d" * 120))["RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH"])
+        assert len(str(socket.parent / ("f" * 56) / socket.name)) <= 97
+        assert socket.parent.stat().st_mode & 0o777 == 0o700
+    finally:
+        for folder in [short, *made]:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_the_ports_up_gives_ray_are_distinct_and_free() -> None:
