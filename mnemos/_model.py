@@ -13,7 +13,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError, PydanticSerializationError, to_json, to_jsonable_python
 
-from mnemos.errors import BadRequestError, ValidationError
+from mnemos.errors import BadRequestError, UnsupportedMediaTypeError, ValidationError
 
 __all__ = [
     "POSITIVE_DURATION_PATTERN",
@@ -380,9 +380,21 @@ def _check_value(value: Any, param: str | None) -> None:
                                       "(\\ud800-\\udfff without its pair); send text as UTF-8", param=param) from None
 
 
-def json_body(model: type[M], raw: bytes, prefix: str = "") -> M:
+def is_json_media(content_type: str) -> bool:
+    """Whether a Content-Type header declares JSON (``application/json``, ``application/*+json``)."""
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def json_body(model: type[M], raw: bytes, prefix: str = "", *, content_type: str | None = None) -> M:
     """A request body (``raw`` bytes, empty meaning ``{}``) as a ``model``: 400 when it is not a
-    JSON object (``parse_json``), else ``validate_json`` (422 naming the field)."""
+    JSON object (``parse_json``), else ``validate_json`` (422 naming the field).
+
+    ``content_type`` (the request's header, ``""`` when it sent none) is checked when given: a body
+    declared as anything but JSON is a 415 naming the header, as on the OpenAI routes (``curl -d``
+    sends ``application/x-www-form-urlencoded``; a browser's form, ``text/plain``)."""
+    if content_type is not None and raw.strip() and not is_json_media(content_type):
+        raise UnsupportedMediaTypeError.not_json(content_type)
     data = parse_json(raw, prefix or None) if raw.strip() else {}
     if not isinstance(data, dict):
         raise BadRequestError("the request body must be a JSON object ({...})", param=prefix or None)

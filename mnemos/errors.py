@@ -167,6 +167,14 @@ class UnsupportedMediaTypeError(ClientError):
     status = 415
     code = "unsupported_media_type"
 
+    @classmethod
+    def not_json(cls, declared: str) -> UnsupportedMediaTypeError:
+        """The error for a body sent with the ``declared`` Content-Type (``""``: none) where JSON is read."""
+        media = declared.split(";")[0].strip()
+        said = f"Content-Type {media!r}" if media else "no Content-Type"
+        return cls(f"the request body must be JSON, sent with Content-Type: application/json (it came with {said}; "
+                   "curl: -H 'Content-Type: application/json')", param="content-type")  # fmt: skip
+
 
 class RateLimitError(ClientError):
     """Over the principal's rate limit; ``retry_after`` is in seconds."""

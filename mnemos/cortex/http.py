@@ -326,7 +326,7 @@ async def _anonymous() -> Any:
 
 
 async def _read_call(request: Request) -> JobCall:
-    return json_body(JobCall, await request.body())
+    return json_body(JobCall, await request.body(), content_type=request.headers.get("content-type", ""))
 
 
 class FunctionCatalog:

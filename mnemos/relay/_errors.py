@@ -259,10 +259,7 @@ def _not_json(request: Request, exc: Exception) -> MnemosError | None:
     body_errors = [e for e in cast(RequestValidationError, exc).errors() if tuple(e.get("loc", ())) == ("body",)]
     if not body_errors or not any(e.get("type") in ("model_attributes_type", "dict_type") for e in body_errors):
         return None
-    said = f"Content-Type {declared.split(';')[0]!r}" if declared else "no Content-Type"
-    return UnsupportedMediaTypeError(f"the request body must be JSON, sent with Content-Type: application/json "
-                                     f"(it came with {said}; curl: -H 'Content-Type: application/json')",
-                                     param="content-type")  # fmt: skip
+    return UnsupportedMediaTypeError.not_json(declared)
 
 
 def install_error_handlers(app: FastAPI) -> None:

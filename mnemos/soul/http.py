@@ -296,7 +296,8 @@ async def create_token(request: Request) -> Response:
     try:
         guard = guard_of(request)
         principal = await guard.admit(request, "manage-identities")
-        body = json_body(TokenCreate, await request.body(), prefix="body")
+        body = json_body(TokenCreate, await request.body(), prefix="body",
+                         content_type=request.headers.get("content-type", ""))
         policies = guard.settings.soul.policies
         ttl = check_minting(principal, body, max_token_ttl=float(policies.max_token_ttl),
                             default_token_ttl=float(policies.token_ttl), now=guard.clock())  # fmt: skip

@@ -323,7 +323,7 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
         try:
             _authorize(principal, "submit")
             _check_name(name)
-            body = json_body(RunRequest, await request.body())
+            body = json_body(RunRequest, await request.body(), content_type=request.headers.get("content-type", ""))
             check_caller_params(principal, body.params)
         except MnemosError as exc:
             return _error(exc)

@@ -66,6 +66,12 @@ def test_errors_have_the_openai_shape(http: TestClient) -> None:
     _error(
         http.post("/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}), 400, "bad_request"
     )
+    job = b'{"function": "mnemos.cortex.testing:noop"}'
+    for declared in ("text/plain", "application/x-www-form-urlencoded", None):  # a browser's form; curl -d; none
+        headers = {"content-type": declared} if declared else {}
+        message = _error(http.post("/v1/jobs", content=job, headers=headers), 415, "unsupported_media_type",
+                         "content-type")  # fmt: skip
+        assert "Content-Type: application/json" in message
     # Without authentication the caller is the local admin, who holds `execute`: a reference is
     # accepted and fails on the worker; the refusals for other roles are in tests/security/.
     assert "no registered Function named 'nope'" in _error(

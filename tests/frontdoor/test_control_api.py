@@ -14,7 +14,7 @@ POLICIES = "/apis/genome.mnemos.dev/v1/policies"
 
 
 def _call(fd: Any, method: str, path: str, who: str | None, **kw: Any) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {fd.keys[who]}"} if who else {}
+    headers = ({"Authorization": f"Bearer {fd.keys[who]}"} if who else {}) | kw.pop("headers", {})
     return httpx.request(method, fd.url + path, headers=headers, timeout=60, **kw)
 
 
@@ -128,7 +128,15 @@ def test_verbs_are_enforced_before_the_body(frontdoor: Any) -> None:
 
 
 def test_bad_input_is_4xx_naming_the_field(frontdoor: Any) -> None:
-    _error(_call(frontdoor, "POST", MODELS, "operator", content=b"{not json"), 400)
+    as_json = {"content-type": "application/json"}
+    _error(_call(frontdoor, "POST", MODELS, "operator", content=b"{not json", headers=as_json), 400)
+    # A JSON body declared as something else (a browser's form: text/plain; curl -d; none) is a 415.
+    doc = json.dumps(model_doc("declared")).encode()
+    for declared in ("text/plain", "application/x-www-form-urlencoded", None):
+        for path, who in ((MODELS, "operator"), ("/v1/tokens", "admin"), ("/v1/jobs", "admin")):
+            headers = {"content-type": declared} if declared else {}
+            sent = _call(frontdoor, "POST", path, who, content=doc, headers=headers)
+            assert "Content-Type: application/json" in _error(sent, 415, "content-type")["message"], path
     _error(_call(frontdoor, "POST", MODELS, "operator", json=[1]), 400, "body")
     bad = model_doc("typo")
     bad["spec"]["runtime"]["engin"] = "x"

@@ -30,7 +30,8 @@ def tokens(tmp_path: Path, make_settings: Any, make_app: Any, serve: Any) -> Ite
     store = IdentityStore.from_settings(settings, engram)
     admin = store.create_api_key("root", "admin").secret
     with serve(make_app(guard)) as served:
-        yield {"url": served.url + "/v1/tokens", "headers": {"Authorization": f"Bearer {admin}"}, "store": store}
+        headers = {"Authorization": f"Bearer {admin}", "content-type": "application/json"}
+        yield {"url": served.url + "/v1/tokens", "headers": headers, "store": store}
 
 
 def test_a_repeated_role_mints_nothing(tokens: dict[str, Any]) -> None:

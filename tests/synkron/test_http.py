@@ -66,11 +66,20 @@ def test_start_and_follow_a_run_over_http(http: TestClient, client: Any, pipelin
     ],
 )
 def test_bad_requests_are_openai_errors(http: TestClient, path: str, body: Any, status: int, field: str | None) -> None:
-    response = http.post(path, content=body) if isinstance(body, bytes) else http.post(path, json=body)
+    as_json = {"content-type": "application/json"}
+    response = http.post(path, content=body, headers=as_json) if isinstance(body, bytes) else http.post(path, json=body)
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["message"] and error["param"] == field if field else error["message"]
     assert http.get("/v1/runs/no-such-run").status_code == 404
+
+
+def test_a_run_request_not_declared_as_json_is_415(http: TestClient) -> None:
+    """A browser's form (text/plain) or `curl -d` (form-urlencoded) carrying JSON: 415 naming the header."""
+    for declared in ("text/plain", "application/x-www-form-urlencoded"):
+        response = http.post("/v1/pipelines/absent/runs", content=b"{}", headers={"content-type": declared})
+        assert response.status_code == 415, response.text
+        assert response.json()["error"]["param"] == "content-type"
 
 
 def test_a_viewer_may_not_start_cancel_or_resume_runs(package_settings: Any) -> None:
