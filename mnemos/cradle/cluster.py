@@ -124,6 +124,14 @@ _PORTS = (
 # A user who wants the drain sets the variable before `mnemos up`.
 _DRAIN_VAR = "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"
 
+# Serve holds an ingress replica open for at least this long when it stops (a rollout, a scale-down,
+# `mnemos down`) so that an external load balancer (an ALB) can deregister it first: 30 s by default,
+# which made every `mnemos down` take ~35 s. Here the only balancer is Serve's own HAProxy on the same
+# machine, which Serve reconfigures within a second and which retries a refused connection on another
+# replica; in-flight requests still finish (and buffered lineage and usage are flushed) as before.
+_INGRESS_DRAIN_VAR = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"
+_INGRESS_DRAIN_S = "2"
+
 
 def token_file() -> Path:
     return default_home() / "ray-token"
@@ -159,6 +167,7 @@ def start_local(settings: Settings, *, timeout: float = 300.0) -> dict[str, Any]
     # Serve's high-throughput mode (relay.highThroughput) is read by Serve's processes when they start.
     env = serve_env(settings) | {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | _auth_env()
     env.setdefault(_DRAIN_VAR, "0")
+    env.setdefault(_INGRESS_DRAIN_VAR, _INGRESS_DRAIN_S)
     path = home / "ray-head.log"
     for attempt in (1, 2):
         ports = dict(zip(_PORTS, free_ports(len(_PORTS)), strict=True))

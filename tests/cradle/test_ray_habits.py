@@ -91,7 +91,9 @@ def _driver_without_token(ray_address: str) -> subprocess.CompletedProcess[str]:
     try:
         task = "ray.get(ray.remote(lambda: 'ran ' + 'code').remote())"
         code = f"import ray; ray.init(address={ray_address!r}); print({task})"
-        return _run(_clean_env(HOME=home, RAY_TMPDIR=home), str(BIN / "python"), "-c", code, timeout=180)
+        # Two tries to reach the GCS, not Ray's 20 (a second each): each is refused for the token alike.
+        stranger = _clean_env(HOME=home, RAY_TMPDIR=home, RAY_gcs_server_port_wait_time_s="2")
+        return _run(stranger, str(BIN / "python"), "-c", code, timeout=180)
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
