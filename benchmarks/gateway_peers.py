@@ -173,10 +173,11 @@ def _start_litellm(upstream_port: int, workdir: Path) -> tuple[subprocess.Popen[
 
 def _start_mnemos(upstream_port: int, high_throughput: bool) -> tuple[int, str]:
     """The MNEMOS gateway on an embedded Ray cluster: (port, API key)."""
-    if high_throughput:
+    if high_throughput:  # before Ray starts: Serve's processes read them. As `mnemos up` runs HAProxy.
+        from mnemos.cradle.cluster import local_serve_env
         from mnemos.relay.throughput import HIGH_THROUGHPUT_ENV
 
-        os.environ.update(HIGH_THROUGHPUT_ENV)  # before Ray starts: Serve's processes read them
+        os.environ.update(local_serve_env(HIGH_THROUGHPUT_ENV | dict(os.environ), Path(os.environ["MNEMOS_HOME"])))
     import ray
 
     import mnemos

@@ -34,6 +34,7 @@ __all__ = [
     "free_port",
     "free_ports",
     "haproxy_ports",
+    "local_serve_env",
     "private_haproxy",
     "init_ray",
     "port_in_use",
@@ -166,12 +167,10 @@ def start_local(settings: Settings, *, timeout: float = 300.0) -> dict[str, Any]
 
     # Serve's high-throughput mode (relay.highThroughput) is read by Serve's processes when they start.
     env = serve_env(settings) | {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | _auth_env()
-    env.setdefault(_DRAIN_VAR, "0")
-    env.setdefault(_INGRESS_DRAIN_VAR, _INGRESS_DRAIN_S)
     path = home / "ray-head.log"
     for attempt in (1, 2):
         ports = dict(zip(_PORTS, free_ports(len(_PORTS)), strict=True))
-        head_env = private_haproxy(haproxy_ports(env), home)  # ports chosen again with the others on a retry
+        head_env = local_serve_env(env, home)  # HAProxy's ports chosen again with the others on a retry
         cmd = [
             str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
             "--node-ip-address=127.0.0.1", f"--num-cpus={settings.ray.num_cpus}",
@@ -205,6 +204,15 @@ def start_local(settings: Settings, *, timeout: float = 300.0) -> dict[str, Any]
     }
     cluster_file().write_text(json.dumps(info))
     return info
+
+
+def local_serve_env(env: dict[str, str], home: Path) -> dict[str, str]:
+    """``env`` as ``mnemos up`` gives it to a local head: Ray's and Serve's shutdown drains off (see
+    ``_DRAIN_VAR`` and ``_INGRESS_DRAIN_VAR``) and, when ``env`` turns HAProxy on, free ports for its
+    stats page and exporter and HAProxy made the platform's own (:func:`private_haproxy`). Variables
+    ``env`` sets are kept. Benchmarks that start an embedded cluster take it too, to measure the same path."""
+    env = {_DRAIN_VAR: "0", _INGRESS_DRAIN_VAR: _INGRESS_DRAIN_S} | env
+    return private_haproxy(haproxy_ports(env), home)
 
 
 _HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
