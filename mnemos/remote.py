@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import contextlib
 import hashlib
 import json
 import os
@@ -136,6 +137,14 @@ class RemoteClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def __del__(self) -> None:
+        """A client dropped without ``close()`` (a notebook's) closes its pooled connections, where
+        their sockets were left to the garbage collector (a ``ResourceWarning`` each)."""
+        http = getattr(self, "_http", None)
+        if http is not None:
+            with contextlib.suppress(Exception):  # at interpreter exit the pool may already be gone
+                http.close()
 
     def __enter__(self) -> RemoteClient:
         return self

@@ -170,3 +170,19 @@ def test_a_client_with_no_credential_is_told_how_to_send_one(frontdoor: Any) -> 
     with pytest.raises(AuthenticationError) as wrong:  # a credential was sent: the gateway's words only
         RemoteClient(frontdoor.url, api_key="mk_not-a-key").whoami()
     assert "mnemos.connect" not in wrong.value.message
+
+
+def test_a_dropped_client_closes_its_connections(frontdoor: Any) -> None:
+    """A notebook drops clients without closing them: their pooled sockets were left to the garbage
+    collector, one ``ResourceWarning: unclosed <socket…>`` each."""
+    import gc
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        client = mnemos.connect(frontdoor.url, api_key=frontdoor.keys["viewer"])
+        client.request("GET", "/v1/whoami")  # a pooled keep-alive connection now
+        del client
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]
+
