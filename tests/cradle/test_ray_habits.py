@@ -441,6 +441,24 @@ def test_haproxy_is_the_platforms_own_binds_loopback_and_answers_json(tmp_path: 
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def test_a_local_head_stops_without_drains_meant_for_other_machines(tmp_path: Path) -> None:
+    """`mnemos down` took ~37 s: Serve held the stopping gateway replica open 30 s for an external load
+    balancer and Ray's head drained 30 s for other nodes, neither of which a local head has. The
+    user's own values win; without HAProxy nothing of HAProxy's is set."""
+    from mnemos.cradle.cluster import local_serve_env
+
+    env = local_serve_env({}, tmp_path)
+    assert env == {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
+    mine = local_serve_env({"RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "30"}, tmp_path)
+    assert mine["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "30"
+    with_haproxy = local_serve_env({"RAY_SERVE_ENABLE_HA_PROXY": "1"}, tmp_path)
+    try:
+        assert with_haproxy["RAY_SERVE_HAPROXY_BINARY_PATH"].endswith("/haproxy/bin/haproxy")
+        assert with_haproxy["RAY_SERVE_HAPROXY_STATS_PORT"] != with_haproxy["RAY_SERVE_HAPROXY_METRICS_PORT"]
+    finally:
+        shutil.rmtree(Path(with_haproxy["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]).parent, ignore_errors=True)
+
+
 def test_the_ports_up_gives_ray_are_distinct_and_free() -> None:
     from mnemos.cradle.cluster import free_ports, port_in_use
 
