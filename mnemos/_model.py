@@ -380,10 +380,12 @@ def _check_value(value: Any, param: str | None) -> None:
                                       "(\\ud800-\\udfff without its pair); send text as UTF-8", param=param) from None
 
 
-def is_json_media(content_type: str) -> bool:
-    """Whether a Content-Type header declares JSON (``application/json``, ``application/*+json``)."""
+def require_json_media(content_type: str) -> None:
+    """415 naming the header unless a request's Content-Type (``""``: none sent) declares JSON
+    (``application/json``, ``application/*+json``)."""
     media = content_type.split(";")[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+    if not (media == "application/json" or (media.startswith("application/") and media.endswith("+json"))):
+        raise UnsupportedMediaTypeError.not_json(content_type)
 
 
 def json_body(model: type[M], raw: bytes, prefix: str = "", *, content_type: str | None = None) -> M:
@@ -393,8 +395,8 @@ def json_body(model: type[M], raw: bytes, prefix: str = "", *, content_type: str
     ``content_type`` (the request's header, ``""`` when it sent none) is checked when given: a body
     declared as anything but JSON is a 415 naming the header, as on the OpenAI routes (``curl -d``
     sends ``application/x-www-form-urlencoded``; a browser's form, ``text/plain``)."""
-    if content_type is not None and raw.strip() and not is_json_media(content_type):
-        raise UnsupportedMediaTypeError.not_json(content_type)
+    if content_type is not None and raw.strip():
+        require_json_media(content_type)
     data = parse_json(raw, prefix or None) if raw.strip() else {}
     if not isinstance(data, dict):
         raise BadRequestError("the request body must be a JSON object ({...})", param=prefix or None)

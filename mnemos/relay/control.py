@@ -47,7 +47,7 @@ from typing import Any
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import Field
 
-from mnemos._model import CoreModel, is_json_media, parse_json
+from mnemos._model import CoreModel, parse_json, require_json_media
 from mnemos.config import Settings
 from mnemos.engram import Engram
 from mnemos.errors import (
@@ -56,7 +56,6 @@ from mnemos.errors import (
     MnemosError,
     NotFoundError,
     UnavailableError,
-    UnsupportedMediaTypeError,
     ValidationError,
 )
 from mnemos.genome import KINDS, NAME_PATTERN, Registry, Resource, json_schema, parse_resource
@@ -171,9 +170,7 @@ async def _json(request: Request) -> Any:
     raw = await request.body()
     if not raw.strip():
         raise BadRequestError("a JSON request body is required", param="body")
-    declared = request.headers.get("content-type", "")
-    if not is_json_media(declared):
-        raise UnsupportedMediaTypeError.not_json(declared)
+    require_json_media(request.headers.get("content-type", ""))
     return parse_json(raw, "body")
 
 
