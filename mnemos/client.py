@@ -8,6 +8,7 @@ sync loop) react at once. Component APIs hang off it: ``client.jobs`` (CORTEX),
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -75,6 +76,17 @@ class Client:
 
         self.registry.get("Model", name)  # NotFoundError for a Model that does not exist
         return status_view(self.engram, name)
+
+    def register_model(self, folder: str | os.PathLike[str], name: str, *, engine: str = "transformers",
+                       family: str | None = None, version: str | None = None, params: dict[str, Any] | None = None,
+                       labels: dict[str, str] | None = None) -> ApplyResult:  # fmt: skip
+        """Store a model folder (Hugging Face format) in ENGRAM and apply a Model pinned to its digest
+        (``mnemos model register``); ref ``models/<name>`` names the newest upload. The Model is
+        admitted before any byte is stored. ``params``: ``spec.runtime.params``."""
+        from mnemos.neuron.models import register
+
+        return register(self.engram, self.registry, folder, name, engine=engine, family=family, version=version,
+                        params=params, labels=labels, apply=lambda model: self.apply(model)[0])  # fmt: skip
 
     @staticmethod
     def validate(source: ApplySource) -> list[Resource]:

@@ -253,8 +253,9 @@ class RelaySettings(CoreModel):
     port: int = 8080
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     max_body_bytes: int = Field(1024 * 1024, description="Larger request bodies get 413.")
-    max_file_bytes: int = Field(64 * 1024 * 1024, ge=0, description="Larger uploads of a pipeline's files "
-                                "(PUT /v1/files/{digest}) get 413; the gateway holds an upload in memory.")
+    max_file_bytes: int = Field(8 * 1024**3, ge=0, description="Larger uploads (PUT /v1/files/{digest}: a "
+                                "pipeline's files, a model folder's) get 413; an upload is spooled to the "
+                                "gateway's temporary folder, so it needs that much disk there, not memory.")
     max_event_streams: int = Field(32, ge=1, description="Open /v1/events streams per principal on each "
                                    "gateway replica; one more gets 429 (each costs the replica work per event).")
     auth: bool = Field(True, description="Require a token or API key on every route but health.")

@@ -51,6 +51,7 @@ _STATUS_ERRORS: dict[int, type[errors.MnemosError]] = {
 _TERMINAL_RUN = frozenset({"succeeded", "failed", "cancelled"})
 _WATCH_HEARTBEAT_S = 15.0
 _WATCH_RETRIES = 5
+_UPLOAD_TIMEOUT_S = 600.0  # per read or write of an upload: the gateway stores a model's weights before it answers
 _Api = TypeVar("_Api")
 
 
@@ -215,11 +216,7 @@ class RemoteClient:
         results = []
         for resource in resources_of(source):
             for digest, path in local_files(resource).items():  # a pipeline's files, beside its file
-                try:
-                    self.request("GET", f"/v1/files/{digest}")  # stored already: not sent again
-                except errors.NotFoundError:
-                    with open(path, "rb") as fh:
-                        self.request("PUT", f"/v1/files/{digest}", content=fh)
+                self.upload(digest, path)
             doc = resource.dump()
             doc["metadata"].pop("generation", None)
             doc["metadata"].pop("creationTimestamp", None)
@@ -227,6 +224,38 @@ class RemoteClient:
             answer = self.request("POST", api_path(kind), json_body=doc, params={"generation": expected_generation})
             results.append(ApplyResult(parse_resource(answer["resource"]), answer["action"]))
         return results
+
+    def upload(self, digest: str, source: str | os.PathLike[str] | bytes) -> bool:
+        """Store a file (a path, streamed, or bytes) on the platform under its ``digest``
+        (``PUT /v1/files/{digest}``, verb ``apply``), unless it holds those bytes already; whether
+        it was sent. The gateway refuses bytes that hash to another digest (422)."""
+        try:
+            self.request("GET", f"/v1/files/{digest}")  # stored already: not sent again
+            return False
+        except errors.NotFoundError:
+            pass
+        with contextlib.ExitStack() as stack:
+            body = source if isinstance(source, bytes) else stack.enter_context(open(source, "rb"))
+            self.request("PUT", f"/v1/files/{digest}", content=body, timeout=_UPLOAD_TIMEOUT_S)
+        return True
+
+    def register_model(self, folder: str | os.PathLike[str], name: str, *, engine: str = "transformers",
+                       family: str | None = None, version: str | None = None, params: dict[str, Any] | None = None,
+                       labels: dict[str, str] | None = None) -> ApplyResult:  # fmt: skip
+        """Register a local model folder on the platform (as ``Client.register_model``): the Model
+        is admitted there first, then the files it lacks are uploaded (``upload``, verb ``apply``),
+        then the Model, pinned to the folder's digest, is applied. Ref ``models/<name>`` is not
+        moved over HTTP: the Model names its artifact by digest."""
+        from mnemos.neuron.models import folder_model, manifest_bytes
+
+        model, files = folder_model(folder, name, engine=engine, family=family, version=version, params=params,
+                                    labels=labels)  # fmt: skip
+        self.admit(model)
+        for rel, digest in sorted(files.items()):
+            self.upload(digest, Path(folder, rel))
+        manifest = manifest_bytes(files)  # last: a Model's artifact is whole once its manifest is there
+        self.upload("sha256:" + hashlib.sha256(manifest).hexdigest(), manifest)
+        return self.apply(model)[0]
 
     def get(self, kind: str, name: str | None = None, *, generation: int | None = None) -> Any:
         """One resource (``name`` given) or the list of a kind."""

@@ -48,26 +48,16 @@ def register(
     version: str | None = typer.Option(None, "--version", help="Default: the first 12 hex digits of the digest."),
     param: list[str] = typer.Option([], "--param", help="Runtime param NAME=VALUE (repeatable)."),
 ) -> None:
-    """Store a model folder in ENGRAM and apply a Model pinned to its digest."""
-    from mnemos.cli._session import open_client, require_local
-    from mnemos.cli.run import parse_params
+    """Store a model folder in ENGRAM and apply a Model pinned to its digest.
 
-    require_local("model register")
-    from mnemos.neuron.models import register as register_model
+    Over --url (verb apply) the files the platform lacks are uploaded through the gateway.
+    """
+    from mnemos.cli._session import open_client
+    from mnemos.cli.run import parse_params
 
     params = parse_params(param, example="maxBatchSize=8")  # before any cluster is reached
     client = open_client(publish=True)
-    result = register_model(
-        client.engram,
-        client.registry,
-        directory,
-        name,
-        engine=engine,
-        family=family,
-        version=version,
-        params=params,
-        apply=lambda model: client.apply(model)[0],
-    )
+    result = client.register_model(directory, name, engine=engine, family=family, version=version, params=params)
     model = result.resource
     console.print(
         f"model/{model.name} {result.action} (generation {model.generation}) digest {model.spec.artifact.sha256}"

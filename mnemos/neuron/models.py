@@ -51,6 +51,7 @@ __all__ = [
     "build_runtime",
     "default_cache_dir",
     "file_digest",
+    "folder_model",
     "init_tiny",
     "manifest_bytes",
     "materialize",
@@ -209,16 +210,33 @@ def register(
         apply: how to apply the Model (default ``registry.apply``; the CLI passes the client's
             apply so that a running platform hears of the change).
     """
-    folder = Path(folder)
-    digest = tree_digest(folder)
-    model = model_resource(
-        name, digest, engine=engine, family=family or _family_of(folder), version=version, params=params, labels=labels
-    )
+    model, _files = folder_model(folder, name, engine=engine, family=family, version=version, params=params,
+                                 labels=labels)  # fmt: skip
     registry.admit(model)
     stored = store_model(engram, folder, name)
-    if stored != digest:
+    if stored != model.spec.artifact.sha256:
         raise IntegrityError(f"{folder} changed while it was being registered: register it again", param="dir")
     return (apply or registry.apply)(model)
+
+
+def folder_model(
+    folder: str | Path,
+    name: str,
+    *,
+    engine: str = "transformers",
+    family: str | None = None,
+    version: str | None = None,
+    params: dict[str, Any] | None = None,
+    labels: dict[str, str] | None = None,
+) -> tuple[Model, dict[str, str]]:
+    """The Model ``folder`` registers as (see ``register``) and its manifest's ``{path: digest}``,
+    stored nowhere: what a remote client uploads (``RemoteClient.register_model``)."""
+    folder = Path(folder)
+    files = tree_manifest(folder)
+    digest = "sha256:" + hashlib.sha256(manifest_bytes(files)).hexdigest()
+    family = family or _family_of(folder)
+    return model_resource(name, digest, engine=engine, family=family, version=version, params=params,
+                          labels=labels), files  # fmt: skip
 
 
 # -- materializing ---------------------------------------------------------------------------

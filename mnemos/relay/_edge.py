@@ -10,12 +10,13 @@ Every HTTP request passes ``EdgeMiddleware`` (pure ASGI) before any route runs, 
    (it shows in ``/openapi.json``): 403. A route that declares none authorizes itself with
    ``admit(request, verb)``, which reuses the principal admitted here;
 3. **rate limit**: 429;
-4. **then the body**: read here up to ``relay.maxBodyBytes`` (``relay.maxFileBytes`` for an
-   upload to ``/v1/files/{digest}``) — a larger ``Content-Length``, or a chunked body passing the
-   limit, is answered 413 at once, without reading the rest, naming the setting, its value and the
-   fix — checked as JSON (``check_json_body``: 400 for an unpaired surrogate, nesting past 64
-   levels, or an object that repeats a key, naming its path: ``body.role``) and handed to the
-   route, which parses and validates it (400/422).
+4. **then the body**: read here up to ``relay.maxBodyBytes`` — a larger ``Content-Length``, or a
+   chunked body passing the limit, is answered 413 at once, without reading the rest, naming the
+   setting, its value and the fix — checked as JSON (``check_json_body``: 400 for an unpaired
+   surrogate, nesting past 64 levels, or an object that repeats a key, naming its path:
+   ``body.role``) and handed to the route, which parses and validates it (400/422). An upload to
+   ``/v1/files/{digest}`` (bytes, not JSON) streams on to its route, which spools it to disk,
+   under the same rule with ``relay.maxFileBytes``.
 
 So a request without credentials gets 401 whatever its body; with ``relay.auth: false`` only the
 body limit applies and routes see no principal.
@@ -139,22 +140,32 @@ def _too_large(limit: int, path: str = "", sent: str = "") -> PayloadTooLargeErr
     )
 
 
-async def read_limited(receive: Any, limit: int, path: str = "") -> list[dict[str, Any]]:
-    """The request's ``http.request`` messages, read until the body ends; raises
-    ``PayloadTooLargeError`` (``_too_large``) as soon as more than ``limit`` bytes arrived (the
-    rest is not read)."""
-    messages: list[dict[str, Any]] = []
+def limited_receive(receive: Any, limit: int, path: str = "") -> Any:
+    """``receive`` that raises ``PayloadTooLargeError`` (``_too_large``) as soon as more than
+    ``limit`` body bytes have arrived (the rest is not read)."""
     size = 0
+
+    async def receive_within_limit() -> dict[str, Any]:
+        nonlocal size
+        message: dict[str, Any] = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise _too_large(limit, path)
+        return message
+
+    return receive_within_limit
+
+
+async def read_limited(receive: Any, limit: int, path: str = "") -> list[dict[str, Any]]:
+    """The request's ``http.request`` messages, read until the body ends (``limited_receive``:
+    ``PayloadTooLargeError`` past ``limit`` bytes)."""
+    messages: list[dict[str, Any]] = []
+    receive = limited_receive(receive, limit, path)
     while True:
         message = await receive()
-        if message["type"] != "http.request":
-            messages.append(message)  # a disconnect: the app sees it
-            return messages
-        size += len(message.get("body", b""))
-        if size > limit:
-            raise _too_large(limit, path)
-        messages.append(message)
-        if not message.get("more_body", False):
+        messages.append(message)  # a disconnect too: the app sees it
+        if message["type"] != "http.request" or not message.get("more_body", False):
             return messages
 
 
@@ -211,11 +222,14 @@ class EdgeMiddleware:
                 request = Request(scope)
                 await self.seam.admit_headers(request, self._verb(scope))
             _declared_size(scope, limit, path)
-            messages = await read_limited(receive, limit, path)
-            if messages and not upload:  # a lone surrogate, a deep body, a repeated key: refused for every route
+            messages = [] if upload else await read_limited(receive, limit, path)
+            if messages:  # a lone surrogate, a deep body, a repeated key: refused for every route
                 check_json_body(b"".join(m.get("body", b"") for m in messages))
         except MnemosError as exc:
             await error_response(exc)(scope, receive, send)
+            return
+        if upload:  # a file (a model's weights): streamed on to its route, which spools it to disk
+            await self.app(scope, limited_receive(receive, limit, path), send)
             return
 
         async def replay() -> dict[str, Any]:

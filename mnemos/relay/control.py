@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
+import tempfile
 import types
 from collections.abc import Callable
 from enum import Enum
@@ -336,6 +338,28 @@ class _Control:
 
     async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
+
+
+_SPOOL_BYTES = 4 * 1024 * 1024
+"""An upload is written to its spool file (and hashed) in pieces of about this size, off the loop."""
+
+
+async def _spool(request: Request, path: str) -> tuple[str, int]:
+    """Write the request's body to ``path`` as it arrives: its ``sha256:`` digest and size."""
+    digest, size, pending = hashlib.sha256(), 0, bytearray()
+
+    def write(fh: Any, data: bytearray) -> None:
+        digest.update(data)
+        fh.write(data)
+
+    with open(path, "wb") as fh:
+        async for chunk in request.stream():
+            pending += chunk
+            if len(pending) >= _SPOOL_BYTES:
+                await asyncio.to_thread(write, fh, pending)
+                size, pending = size + len(pending), bytearray()
+        await asyncio.to_thread(write, fh, pending)
+    return "sha256:" + digest.hexdigest(), size + len(pending)
 
 
 def build_router(edge: Any, settings: Settings, engram: Engram, *,
@@ -649,20 +673,23 @@ def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[
              openapi_extra={**_verb("apply"), **_FILE_BODY},
              responses={**_responses(422), 413: {**_ERROR, "description": "file over relay.maxFileBytes"}})  # fmt: skip
     async def upload_file(request: Request, digest: str = file_digest) -> dict[str, Any]:
-        """Store the bytes a pipeline's ``spec.files`` names by ``digest`` (verb ``apply``): the
-        remote client sends each file beside a pipeline it applies. The body is the file, at most
-        ``relay.maxFileBytes`` (else 413 naming the digest, the setting and its value: raise it,
-        or store the file in ENGRAM/S3 and pass its ref); bytes that hash to another digest are
-        422. Storing a file again is a no-op (ENGRAM is content-addressed)."""
+        """Store the bytes of a file by their ``digest`` (verb ``apply``): the remote client sends
+        each file a pipeline's ``spec.files`` names, and each file of a model folder it registers.
+        The body is the file, at most ``relay.maxFileBytes`` (else 413 naming the digest, the
+        setting and its value: raise it, or store the file in ENGRAM/S3 and pass its ref); it is
+        spooled to a temporary file as it arrives, so a model's weights never sit in memory.
+        Bytes that hash to another digest are 422 and stored nowhere. Storing a file again is a
+        no-op (ENGRAM is content-addressed)."""
         principal = await edge.admit(request, "apply")
-        body = await request.body()
-        actual = "sha256:" + (await ctl.read(lambda: hashlib.sha256(body).hexdigest()))
-        if actual != digest:
-            raise ValidationError(f"digest: the body's digest is {actual}, not {digest}: send the file's bytes "
-                                  "unchanged, under the digest of those bytes", param="digest")  # fmt: skip
-        await ctl.read(ctl.engram.put, body)
-        await ctl.audit(principal, "file.uploaded", digest=digest, size=len(body))
-        return {"digest": digest, "size": len(body)}
+        with tempfile.TemporaryDirectory(prefix="mnemos-upload-") as folder:
+            spool = os.path.join(folder, "file")
+            actual, size = await _spool(request, spool)
+            if actual != digest:
+                raise ValidationError(f"digest: the body's digest is {actual}, not {digest}: send the file's bytes "
+                                      "unchanged, under the digest of those bytes", param="digest")  # fmt: skip
+            await ctl.read(lambda: ctl.engram.put_file(spool, digest=digest))
+        await ctl.audit(principal, "file.uploaded", digest=digest, size=size)
+        return {"digest": digest, "size": size}
 
     def store() -> Any:
         from mnemos.soul.secrets import secret_store

@@ -14,7 +14,7 @@ import typer
 import mnemos.cli as cli
 
 CLOSED = "http://127.0.0.1:9"  # the discard port: nothing listens there
-LOCAL_ONLY = ("sync", "restore", "wraith list", "wraith run", "wraith snapshots", "model register")
+LOCAL_ONLY = ("sync", "restore", "wraith list", "wraith run", "wraith snapshots")
 # What may exit 0 without any platform: local files only (kuberay: Kubernetes, not the gateway).
 OFFLINE = {"schema", "logout", "model init-tiny"}
 # They start or stop this machine's cluster: `--url` does not apply to them (nor to a unit test).
