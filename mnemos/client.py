@@ -77,12 +77,14 @@ class Client:
         self.registry.get("Model", name)  # NotFoundError for a Model that does not exist
         return status_view(self.engram, name)
 
-    def register_model(self, folder: str | os.PathLike[str], name: str, *, engine: str = "transformers",
+    def register_model(self, folder: str | os.PathLike[str], name: str, *, engine: str | None = None,
                        family: str | None = None, version: str | None = None, params: dict[str, Any] | None = None,
                        labels: dict[str, str] | None = None) -> ApplyResult:  # fmt: skip
         """Store a model folder (Hugging Face format) in ENGRAM and apply a Model pinned to its digest
         (``mnemos model register``); ref ``models/<name>`` names the newest upload. The Model is
-        admitted before any byte is stored. ``params``: ``spec.runtime.params``."""
+        admitted before any byte is stored. ``params``: ``spec.runtime.params``. A Model of that
+        name that exists keeps its spec but for the artifact, the version and what is given here
+        (``params`` merged over its own); a new one runs on ``engine`` (default ``transformers``)."""
         from mnemos.neuron.models import register
 
         return register(self.engram, self.registry, folder, name, engine=engine, family=family, version=version,

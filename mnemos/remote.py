@@ -239,17 +239,22 @@ class RemoteClient:
             self.request("PUT", f"/v1/files/{digest}", content=body, timeout=_UPLOAD_TIMEOUT_S)
         return True
 
-    def register_model(self, folder: str | os.PathLike[str], name: str, *, engine: str = "transformers",
+    def register_model(self, folder: str | os.PathLike[str], name: str, *, engine: str | None = None,
                        family: str | None = None, version: str | None = None, params: dict[str, Any] | None = None,
                        labels: dict[str, str] | None = None) -> ApplyResult:  # fmt: skip
         """Register a local model folder on the platform (as ``Client.register_model``): the Model
         is admitted there first, then the files it lacks are uploaded (``upload``, verb ``apply``),
-        then the Model, pinned to the folder's digest, is applied. Ref ``models/<name>`` is not
-        moved over HTTP: the Model names its artifact by digest."""
+        then the Model, pinned to the folder's digest, is applied (one that exists keeps the rest
+        of its spec). Ref ``models/<name>`` is not moved over HTTP: the Model names its artifact
+        by digest."""
         from mnemos.neuron.models import folder_model, manifest_bytes
 
+        try:
+            existing = self.get("Model", name)
+        except errors.NotFoundError:
+            existing = None
         model, files = folder_model(folder, name, engine=engine, family=family, version=version, params=params,
-                                    labels=labels)  # fmt: skip
+                                    labels=labels, existing=existing)  # fmt: skip
         self.admit(model)
         for rel, digest in sorted(files.items()):
             self.upload(digest, Path(folder, rel))

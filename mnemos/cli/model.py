@@ -43,14 +43,18 @@ def init_tiny(
 def register(
     directory: Path = typer.Argument(..., help="Model folder (Hugging Face format)."),
     name: str = typer.Option(..., "--name", help="Model name (lowercase letters, digits, '-', '.')."),
-    engine: str = typer.Option("transformers", "--engine", help="transformers, vllm, embedding or echo."),
-    family: str | None = typer.Option(None, "--family", help="Default: the config's model_type."),
-    version: str | None = typer.Option(None, "--version", help="Default: the first 12 hex digits of the digest."),
+    engine: str | None = typer.Option(
+        None, "--engine", help="transformers, vllm, embedding or echo. Default: the Model's, else transformers."
+    ),
+    family: str | None = typer.Option(None, "--family", help="Default: the Model's, else the config's model_type."),
+    version: str | None = typer.Option(None, "--version", help="Default: the digest's first 12 hex digits."),
     param: list[str] = typer.Option([], "--param", help="Runtime param NAME=VALUE (repeatable)."),
 ) -> None:
     """Store a model folder in ENGRAM and apply a Model pinned to its digest.
 
-    Over --url (verb apply) the files the platform lacks are uploaded through the gateway.
+    A Model of that name that exists keeps its spec (resources, replicas, runtime …) but for the
+    artifact, the version and the options given. Over --url (verb apply) the files the platform
+    lacks are uploaded through the gateway.
     """
     from mnemos.cli._session import open_client
     from mnemos.cli.run import parse_params

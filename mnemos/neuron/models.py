@@ -153,25 +153,34 @@ def model_resource(
     name: str,
     digest: str,
     *,
-    engine: str = "transformers",
+    engine: str | None = None,
     family: str | None = None,
     version: str | None = None,
     params: dict[str, Any] | None = None,
     labels: dict[str, str] | None = None,
+    existing: Model | None = None,
 ) -> Model:
-    """A Model whose artifact is the manifest ``digest`` in ENGRAM, pinned by that digest."""
+    """A Model whose artifact is the manifest ``digest`` in ENGRAM, pinned by that digest.
+
+    ``existing``: the Model of that name the platform holds. Its spec stays (resources, replicas,
+    pricing, policy, runtime …): the artifact is replaced, its version too (``version``, else the
+    digest's start; kept when the digest is the one it pins), and only what is given here
+    (``engine``, ``family``, ``params`` merged over its params, ``labels`` over its labels)
+    changes. Without one: a new Model (engine ``transformers`` unless given).
+    """
     digest = normalize_digest(digest)
-    doc = {
-        "apiVersion": Model.API_VERSION,
-        "kind": "Model",
-        "metadata": {"name": name, "labels": dict(labels or {})},
-        "spec": {
-            "family": family or "unknown",
-            "version": version or digest[7:19],
-            "artifact": {"uri": f"engram://{digest}", "sha256": digest},
-            "runtime": {"engine": engine, "params": dict(params or {})},
-        },
-    }
+    new = {"apiVersion": Model.API_VERSION, "kind": "Model", "metadata": {"name": name}, "spec": {"family": "unknown"}}
+    doc: dict[str, Any] = existing.dump() if existing is not None else new
+    meta, spec = doc["metadata"], doc["spec"]
+    doc["metadata"] = {"name": name, "labels": {**meta.get("labels", {}), **(labels or {})},
+                       "annotations": meta.get("annotations", {})}  # fmt: skip
+    same = spec.get("artifact", {}).get("sha256") == digest
+    spec["artifact"] = {"uri": f"engram://{digest}", "sha256": digest}
+    spec["version"] = version or (spec.get("version") if same else None) or digest[7:19]
+    spec["family"] = family or spec["family"]
+    runtime = spec.setdefault("runtime", {})
+    runtime["engine"] = engine or runtime.get("engine") or "transformers"
+    runtime["params"] = {**runtime.get("params", {}), **(params or {})}
     from mnemos.genome import parse_resource
 
     return cast(Model, parse_resource(doc, f"model {name}"))
@@ -193,7 +202,7 @@ def register(
     folder: str | Path,
     name: str,
     *,
-    engine: str = "transformers",
+    engine: str | None = None,
     family: str | None = None,
     version: str | None = None,
     params: dict[str, Any] | None = None,
@@ -205,13 +214,18 @@ def register(
     The Model is validated and admitted before any byte is stored. Its ``artifact.uri`` is
     ``engram://sha256:<manifest>`` (immutable, so every generation keeps loading its own
     bytes) and ``artifact.sha256`` the same digest; ref ``models/<name>`` names the newest upload.
+    A Model of that name that exists keeps the rest of its spec (``model_resource``).
 
     Args:
         apply: how to apply the Model (default ``registry.apply``; the CLI passes the client's
             apply so that a running platform hears of the change).
     """
+    try:
+        existing = cast(Model, registry.get("Model", name))
+    except NotFoundError:
+        existing = None
     model, _files = folder_model(folder, name, engine=engine, family=family, version=version, params=params,
-                                 labels=labels)  # fmt: skip
+                                 labels=labels, existing=existing)  # fmt: skip
     registry.admit(model)
     stored = store_model(engram, folder, name)
     if stored != model.spec.artifact.sha256:
@@ -223,20 +237,22 @@ def folder_model(
     folder: str | Path,
     name: str,
     *,
-    engine: str = "transformers",
+    engine: str | None = None,
     family: str | None = None,
     version: str | None = None,
     params: dict[str, Any] | None = None,
     labels: dict[str, str] | None = None,
+    existing: Model | None = None,
 ) -> tuple[Model, dict[str, str]]:
-    """The Model ``folder`` registers as (see ``register``) and its manifest's ``{path: digest}``,
-    stored nowhere: what a remote client uploads (``RemoteClient.register_model``)."""
+    """The Model ``folder`` registers as (``model_resource``; a new one's family: its config's
+    ``model_type``) and its manifest's ``{path: digest}``, stored nowhere: what a remote client
+    uploads (``RemoteClient.register_model``)."""
     folder = Path(folder)
     files = tree_manifest(folder)
     digest = "sha256:" + hashlib.sha256(manifest_bytes(files)).hexdigest()
-    family = family or _family_of(folder)
+    family = family or (None if existing is not None else _family_of(folder))
     return model_resource(name, digest, engine=engine, family=family, version=version, params=params,
-                          labels=labels), files  # fmt: skip
+                          labels=labels, existing=existing), files  # fmt: skip
 
 
 # -- materializing ---------------------------------------------------------------------------

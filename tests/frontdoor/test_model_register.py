@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from openai import OpenAI
-from tests_support import REPO
+from tests_support import REPO, model_doc
 
 import mnemos
 from mnemos.errors import NotFoundError, PermissionDeniedError
@@ -97,16 +97,19 @@ def test_the_cli_registers_over_url(frontdoor: Any, tmp_path: Path) -> None:
         return subprocess.run([sys.executable, "-m", "mnemos", "--url", frontdoor.url, "model", "register", *args],
                               env=env, cwd=home, capture_output=True, text=True, timeout=300)  # fmt: skip
 
-    refused = mnemos_cli(frontdoor.keys["developer"], str(folder), "--name", "cli-model", "--engine", "echo")
+    with mnemos.connect(frontdoor.url, api_key=frontdoor.keys["operator"]) as operator:  # a Model that exists
+        operator.apply(model_doc("cli-model", "echo", resources={"cpus": 0.1}, replicas=2))
+    refused = mnemos_cli(frontdoor.keys["developer"], str(folder), "--name", "cli-model")
     assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr
     assert refused.stderr.strip().splitlines()[-1].startswith("error: "), refused.stderr
-    done = mnemos_cli(frontdoor.keys["operator"], str(folder), "--name", "cli-model", "--engine", "echo",
-                      "--version", "v1")  # fmt: skip
+    done = mnemos_cli(frontdoor.keys["operator"], str(folder), "--name", "cli-model", "--version", "v2")
     assert done.returncode == 0, done.stderr
     digest = tree_digest(folder)
-    assert f"model/cli-model created (generation 1) digest {digest}" in done.stdout, done.stdout
+    assert f"model/cli-model configured (generation 2) digest {digest}" in done.stdout, done.stdout
     model = frontdoor.client.get("Model", "cli-model")
-    assert (model.spec.artifact.sha256, model.spec.version, model.spec.runtime.engine) == (digest, "v1", "echo")
+    assert (model.spec.artifact.sha256, model.spec.version) == (digest, "v2")
+    # the rest of its spec stays: the engine, the resources, the replicas
+    assert (model.spec.runtime.engine, model.spec.resources.cpus, model.spec.replicas) == ("echo", 0.1, 2)
 
 
 def _chunks(data: bytes, size: int) -> Iterator[bytes]:

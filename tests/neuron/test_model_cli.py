@@ -64,3 +64,39 @@ def test_register_errors_name_the_problem(engram_root: Path, tmp_path: Path) -> 
         assert isinstance(result.exception, MnemosError), (args, result.output)
         assert result.exception.exit_code != 0 and words in result.exception.message, result.exception.message
         assert not list(engram_root.glob("blobs/**/*")), f"{args}: nothing may be stored for a refused model"
+
+
+def test_registering_onto_a_model_keeps_its_spec_but_for_the_artifact(engram_root: Path, tmp_path: Path) -> None:
+    """A new folder for a Model that exists replaces its artifact and version; its engine,
+    resources, replicas, pricing and params stay, ``--param`` merges over them."""
+    from mnemos.client import Client
+    from mnemos.neuron.models import init_tiny
+
+    client = Client()
+    spec = {"family": "ours", "version": "1", "artifact": {"uri": "engram://models/kept"},
+            "runtime": {"engine": "vllm", "params": {"dtype": "float32", "maxModelLen": 256}},
+            "resources": {"cpus": 0.25}, "replicas": 2, "pricing": {"input": 0.5, "output": 1}}  # fmt: skip
+    client.apply({"apiVersion": "genome.mnemos.dev/v1", "kind": "Model",
+                  "metadata": {"name": "kept", "labels": {"team": "a"}}, "spec": spec})  # fmt: skip
+    before = client.get("Model", "kept")
+    folder = init_tiny(tmp_path / "tiny", seed=4)
+    runner = CliRunner()
+    result = runner.invoke(app, ["register", str(folder), "--name", "kept", "--param", "maxTokens=64"])
+    assert result.exit_code == 0, result.output
+    assert "model/kept configured (generation 2)" in result.output, result.output
+    model, digest = client.get("Model", "kept"), tree_digest(folder)
+    assert (model.spec.artifact.uri, model.spec.artifact.sha256) == (f"engram://{digest}", digest)
+    assert model.spec.version == digest[7:19] and model.spec.family == "ours" and model.metadata.labels == {"team": "a"}
+    assert model.spec.runtime.engine == "vllm"
+    assert (model.spec.runtime.params.dtype, model.spec.runtime.params.max_model_len) == ("float32", 256)
+    assert model.spec.runtime.params.max_tokens == 64
+    assert model.spec.resources == before.spec.resources and model.spec.replicas == 2
+    assert model.spec.pricing == before.spec.pricing
+
+    again = runner.invoke(app, ["register", str(folder), "--name", "kept"])  # the same bytes: nothing to change
+    assert again.exit_code == 0 and "model/kept unchanged (generation 2)" in again.output, again.output
+    other = runner.invoke(app, ["register", str(folder), "--name", "kept", "--engine", "transformers",
+                                "--version", "v9"])  # fmt: skip
+    assert "model/kept configured (generation 3)" in other.output, other.output
+    model = client.get("Model", "kept")
+    assert (model.spec.runtime.engine, model.spec.version, model.spec.replicas) == ("transformers", "v9", 2)
