@@ -26,7 +26,7 @@ app = typer.Typer(
         "rate-limits each call before its body is read; use an API key (`mnemos login`). Only the embedded local "
         "mode (`mnemos up` on a laptop) reads and writes ENGRAM directly, as the local admin. "
         "A few commands work on the platform's own machine only and refuse --url: sync, restore, "
-        "wraith, model register (GitOps sync runs there, or as WRAITH's gitops-sync task). "
+        "wraith and model init-tiny --store (GitOps sync runs there, or as WRAITH's gitops-sync task). "
         "Docs: docs/guides/front-door.md."
     ),
     no_args_is_help=True,
