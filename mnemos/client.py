@@ -87,8 +87,9 @@ class Client:
         (``params`` merged over its own); a new one runs on ``engine`` (default ``transformers``)."""
         from mnemos.neuron.models import register
 
-        return register(self.engram, self.registry, folder, name, engine=engine, family=family, version=version,
-                        params=params, labels=labels, apply=lambda model: self.apply(model)[0])  # fmt: skip
+        return register(self.engram, self.registry, os.fspath(folder), name, engine=engine, family=family,
+                        version=version, params=params, labels=labels,
+                        apply=lambda model: self.apply(model)[0])  # fmt: skip
 
     @staticmethod
     def validate(source: ApplySource) -> list[Resource]:

@@ -253,8 +253,8 @@ class RemoteClient:
             existing = self.get("Model", name)
         except errors.NotFoundError:
             existing = None
-        model, files = folder_model(folder, name, engine=engine, family=family, version=version, params=params,
-                                    labels=labels, existing=existing)  # fmt: skip
+        model, files = folder_model(os.fspath(folder), name, engine=engine, family=family, version=version,
+                                    params=params, labels=labels, existing=existing)  # fmt: skip
         self.admit(model)
         for rel, digest in sorted(files.items()):
             self.upload(digest, Path(folder, rel))

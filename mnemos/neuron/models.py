@@ -202,12 +202,8 @@ def register(
     folder: str | Path,
     name: str,
     *,
-    engine: str | None = None,
-    family: str | None = None,
-    version: str | None = None,
-    params: dict[str, Any] | None = None,
-    labels: dict[str, str] | None = None,
     apply: Callable[[Model], ApplyResult] | None = None,
+    **options: Any,
 ) -> ApplyResult:
     """Store a model folder in ENGRAM and apply a Model pinned to its digest.
 
@@ -219,13 +215,13 @@ def register(
     Args:
         apply: how to apply the Model (default ``registry.apply``; the CLI passes the client's
             apply so that a running platform hears of the change).
+        options: ``engine``, ``family``, ``version``, ``params``, ``labels`` (``model_resource``).
     """
     try:
         existing = cast(Model, registry.get("Model", name))
     except NotFoundError:
         existing = None
-    model, _files = folder_model(folder, name, engine=engine, family=family, version=version, params=params,
-                                 labels=labels, existing=existing)  # fmt: skip
+    model, _files = folder_model(folder, name, existing=existing, **options)
     registry.admit(model)
     stored = store_model(engram, folder, name)
     if stored != model.spec.artifact.sha256:
@@ -237,22 +233,18 @@ def folder_model(
     folder: str | Path,
     name: str,
     *,
-    engine: str | None = None,
     family: str | None = None,
-    version: str | None = None,
-    params: dict[str, Any] | None = None,
-    labels: dict[str, str] | None = None,
     existing: Model | None = None,
+    **options: Any,
 ) -> tuple[Model, dict[str, str]]:
-    """The Model ``folder`` registers as (``model_resource``; a new one's family: its config's
-    ``model_type``) and its manifest's ``{path: digest}``, stored nowhere: what a remote client
-    uploads (``RemoteClient.register_model``)."""
+    """The Model ``folder`` registers as (``model_resource`` with ``options``; a new one's family:
+    its config's ``model_type``) and its manifest's ``{path: digest}``, stored nowhere: what a
+    remote client uploads (``RemoteClient.register_model``)."""
     folder = Path(folder)
     files = tree_manifest(folder)
     digest = "sha256:" + hashlib.sha256(manifest_bytes(files)).hexdigest()
     family = family or (None if existing is not None else _family_of(folder))
-    return model_resource(name, digest, engine=engine, family=family, version=version, params=params,
-                          labels=labels, existing=existing), files  # fmt: skip
+    return model_resource(name, digest, family=family, existing=existing, **options), files
 
 
 # -- materializing ---------------------------------------------------------------------------
