@@ -79,16 +79,18 @@ class Client:
 
     def register_model(self, folder: str | os.PathLike[str], name: str, *, engine: str | None = None,
                        family: str | None = None, version: str | None = None, params: dict[str, Any] | None = None,
-                       labels: dict[str, str] | None = None) -> ApplyResult:  # fmt: skip
+                       labels: dict[str, str] | None = None, license: str | None = None,  # noqa: A002
+                       ) -> ApplyResult:  # fmt: skip
         """Store a model folder (Hugging Face format) in ENGRAM and apply a Model pinned to its digest
         (``mnemos model register``); ref ``models/<name>`` names the newest upload. The Model is
         admitted before any byte is stored. ``params``: ``spec.runtime.params``. A Model of that
         name that exists keeps its spec but for the artifact, the version and what is given here
-        (``params`` merged over its own); a new one runs on ``engine`` (default ``transformers``)."""
+        (``params`` merged over its own); a new one runs on ``engine`` (default ``transformers``).
+        ``license``: ``spec.policy.license`` (an SPDX id), which Policies may require."""
         from mnemos.neuron.models import register
 
         return register(self.engram, self.registry, os.fspath(folder), name, engine=engine, family=family,
-                        version=version, params=params, labels=labels,
+                        version=version, params=params, labels=labels, license=license,
                         apply=lambda model: self.apply(model)[0])  # fmt: skip
 
     @staticmethod

@@ -229,19 +229,25 @@ class RemoteClient:
         """Store a file (a path, streamed, or bytes) on the platform under its ``digest``
         (``PUT /v1/files/{digest}``, verb ``apply``), unless it holds those bytes already; whether
         it was sent. The gateway refuses bytes that hash to another digest (422)."""
-        try:
-            self.request("GET", f"/v1/files/{digest}")  # stored already: not sent again
+        if self._stored(digest):
             return False
-        except errors.NotFoundError:
-            pass
         with contextlib.ExitStack() as stack:
             body = source if isinstance(source, bytes) else stack.enter_context(open(source, "rb"))
             self.request("PUT", f"/v1/files/{digest}", content=body, timeout=_UPLOAD_TIMEOUT_S)
         return True
 
+    def _stored(self, digest: str) -> bool:
+        """Whether the platform holds the bytes of ``digest`` (``GET /v1/files/{digest}``, verb ``apply``)."""
+        try:
+            self.request("GET", f"/v1/files/{digest}")
+            return True
+        except errors.NotFoundError:
+            return False
+
     def register_model(self, folder: str | os.PathLike[str], name: str, *, engine: str | None = None,
                        family: str | None = None, version: str | None = None, params: dict[str, Any] | None = None,
-                       labels: dict[str, str] | None = None) -> ApplyResult:  # fmt: skip
+                       labels: dict[str, str] | None = None, license: str | None = None,  # noqa: A002
+                       ) -> ApplyResult:  # fmt: skip
         """Register a local model folder on the platform (as ``Client.register_model``): the Model
         is admitted there first, then the files it lacks are uploaded (``upload``, verb ``apply``),
         then the Model, pinned to the folder's digest, is applied (one that exists keeps the rest
@@ -251,15 +257,20 @@ class RemoteClient:
 
         try:
             existing = self.get("Model", name)
+            loads = existing.spec.artifact.sha256 or self.model_status(name).get("digest")
         except errors.NotFoundError:
-            existing = None
+            existing = loads = None
         model, files = folder_model(os.fspath(folder), name, engine=engine, family=family, version=version,
-                                    params=params, labels=labels, existing=existing)  # fmt: skip
-        self.admit(model)
-        for rel, digest in sorted(files.items()):
-            self.upload(digest, Path(folder, rel))
+                                    params=params, labels=labels, license=license, existing=existing,
+                                    existing_digest=loads)  # fmt: skip
         manifest = manifest_bytes(files)  # last: a Model's artifact is whole once its manifest is there
-        self.upload("sha256:" + hashlib.sha256(manifest).hexdigest(), manifest)
+        manifest_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        stored = self._stored(manifest_digest)  # first: a caller without the verb apply stops here (403)
+        self.admit(model)
+        if not stored:
+            for rel, digest in sorted(files.items()):
+                self.upload(digest, Path(folder, rel))
+            self.upload(manifest_digest, manifest)
         return self.apply(model)[0]
 
     def get(self, kind: str, name: str | None = None, *, generation: int | None = None) -> Any:

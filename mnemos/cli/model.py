@@ -49,6 +49,9 @@ def register(
     family: str | None = typer.Option(None, "--family", help="Default: the Model's, else the config's model_type."),
     version: str | None = typer.Option(None, "--version", help="Default: the digest's first 12 hex digits."),
     param: list[str] = typer.Option([], "--param", help="Runtime param NAME=VALUE (repeatable)."),
+    license_id: str | None = typer.Option(
+        None, "--license", help="spec.policy.license: the weights' SPDX id (apache-2.0 …), which Policies may require."
+    ),
 ) -> None:
     """Store a model folder in ENGRAM and apply a Model pinned to its digest.
 
@@ -61,7 +64,8 @@ def register(
 
     params = parse_params(param, example="maxBatchSize=8")  # before any cluster is reached
     client = open_client(publish=True)
-    result = client.register_model(directory, name, engine=engine, family=family, version=version, params=params)
+    result = client.register_model(directory, name, engine=engine, family=family, version=version, params=params,
+                                   license=license_id)
     model = result.resource
     console.print(
         f"model/{model.name} {result.action} (generation {model.generation}) digest {model.spec.artifact.sha256}"

@@ -38,6 +38,7 @@ from mnemos.errors import (
     IntegrityError,
     InvalidKeyError,
     MissingDependencyError,
+    MnemosError,
     NotFoundError,
     UnavailableError,
     ValidationError,
@@ -158,15 +159,19 @@ def model_resource(
     version: str | None = None,
     params: dict[str, Any] | None = None,
     labels: dict[str, str] | None = None,
+    license: str | None = None,  # noqa: A002 - the field's name
     existing: Model | None = None,
+    existing_digest: str | None = None,
 ) -> Model:
     """A Model whose artifact is the manifest ``digest`` in ENGRAM, pinned by that digest.
 
     ``existing``: the Model of that name the platform holds. Its spec stays (resources, replicas,
-    pricing, policy, runtime …): the artifact is replaced, its version too (``version``, else the
-    digest's start; kept when the digest is the one it pins), and only what is given here
-    (``engine``, ``family``, ``params`` merged over its params, ``labels`` over its labels)
-    changes. Without one: a new Model (engine ``transformers`` unless given).
+    pricing, policy, runtime …) and only what is given here changes (``engine``, ``family``,
+    ``license``: ``spec.policy.license``, ``params`` merged over its params, ``labels`` over its
+    labels). Its artifact is replaced, and its version (``version``, else the digest's start) —
+    unless ``digest`` is what it loads already (``existing_digest``, default its pinned
+    ``artifact.sha256``): then both stay, a ref included, and registering the same bytes again
+    changes nothing. Without one: a new Model (engine ``transformers`` unless given).
     """
     digest = normalize_digest(digest)
     new = {"apiVersion": Model.API_VERSION, "kind": "Model", "metadata": {"name": name}, "spec": {"family": "unknown"}}
@@ -174,10 +179,14 @@ def model_resource(
     meta, spec = doc["metadata"], doc["spec"]
     doc["metadata"] = {"name": name, "labels": {**meta.get("labels", {}), **(labels or {})},
                        "annotations": meta.get("annotations", {})}  # fmt: skip
-    same = spec.get("artifact", {}).get("sha256") == digest
-    spec["artifact"] = {"uri": f"engram://{digest}", "sha256": digest}
-    spec["version"] = version or (spec.get("version") if same else None) or digest[7:19]
+    loads = existing_digest or (existing.spec.artifact.sha256 if existing is not None else None)
+    if loads != digest:
+        spec["artifact"] = {"uri": f"engram://{digest}", "sha256": digest}
+        spec["version"] = version or digest[7:19]
+    spec["version"] = version or spec["version"]
     spec["family"] = family or spec["family"]
+    if license:
+        spec["policy"] = {**spec.get("policy", {}), "license": license}
     runtime = spec.setdefault("runtime", {})
     runtime["engine"] = engine or runtime.get("engine") or "transformers"
     runtime["params"] = {**runtime.get("params", {}), **(params or {})}
@@ -218,15 +227,26 @@ def register(
         options: ``engine``, ``family``, ``version``, ``params``, ``labels`` (``model_resource``).
     """
     try:
-        existing = cast(Model, registry.get("Model", name))
+        existing: Model | None = cast(Model, registry.get("Model", name))
     except NotFoundError:
         existing = None
-    model, _files = folder_model(folder, name, existing=existing, **options)
+    model, files = folder_model(folder, name, existing=existing, existing_digest=_loads(engram, existing), **options)
     registry.admit(model)
     stored = store_model(engram, folder, name)
-    if stored != model.spec.artifact.sha256:
+    if stored != "sha256:" + hashlib.sha256(manifest_bytes(files)).hexdigest():
         raise IntegrityError(f"{folder} changed while it was being registered: register it again", param="dir")
     return (apply or registry.apply)(model)
+
+
+def _loads(engram: Engram, model: Model | None) -> str | None:
+    """The digest ``model``'s artifact names: pinned, or the one its ``engram://`` ref points at."""
+    if model is None or model.spec.artifact.sha256:
+        return model.spec.artifact.sha256 if model is not None else None
+    uri = model.spec.artifact.uri
+    if uri.startswith("engram://") and not uri.startswith("engram://sha256:"):
+        with contextlib.suppress(MnemosError):
+            return engram.get_ref(uri[len("engram://") :])
+    return None
 
 
 def folder_model(

@@ -76,9 +76,14 @@ def test_an_operator_registers_a_model_folder_that_the_gateway_then_serves(front
 def test_a_developer_cannot_register_and_nothing_is_stored(frontdoor: Any, tmp_path: Path) -> None:
     folder = _folder(tmp_path / "model")
     for role in ("developer", "viewer"):
-        with mnemos.connect(frontdoor.url, api_key=frontdoor.keys[role]) as client, \
-                pytest.raises(PermissionDeniedError):  # fmt: skip
-            client.register_model(folder, "not-yours")
+        with mnemos.connect(frontdoor.url, api_key=frontdoor.keys[role]) as client:
+            sent: list[str] = []
+            client._http.event_hooks["request"].append(lambda r, sent=sent: sent.append(f"{r.method} {r.url.path}"))
+            with pytest.raises(PermissionDeniedError, match="may not 'apply'"):
+                client.register_model(folder, "not-yours")
+        # refused on the first call that needs apply, before admission (whose Policy errors would
+        # tell a caller that may not apply anyway why the Model would be refused)
+        assert sent[-1].startswith("GET /v1/files/sha256:") and not [s for s in sent if ":validate" in s], sent
     engram = frontdoor.client.engram
     assert not [d for d in tree_manifest(folder).values() if engram.has(d)]
     assert not engram.has(tree_digest(folder))

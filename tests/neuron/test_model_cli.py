@@ -100,3 +100,30 @@ def test_registering_onto_a_model_keeps_its_spec_but_for_the_artifact(engram_roo
     assert "model/kept configured (generation 3)" in other.output, other.output
     model = client.get("Model", "kept")
     assert (model.spec.runtime.engine, model.spec.version, model.spec.replicas) == ("transformers", "v9", 2)
+
+
+def test_the_same_bytes_behind_a_ref_change_nothing_and_a_policy_gets_its_license(engram_root: Path,
+                                                                                  tmp_path: Path) -> None:  # fmt: skip
+    """A Model loading ``engram://models/NAME`` (the ref ``init-tiny --store`` sets) is unchanged when
+    the folder behind that ref is registered again: no new generation, no rollout. ``--license``
+    gives a new Model the ``spec.policy.license`` a Policy's allowlist asks for."""
+    from mnemos.client import Client
+
+    runner = CliRunner()
+    folder = tmp_path / "tiny"
+    assert runner.invoke(app, ["init-tiny", str(folder), "--store", "by-ref"]).exit_code == 0
+    client = Client()
+    client.apply({"apiVersion": "genome.mnemos.dev/v1", "kind": "Model", "metadata": {"name": "by-ref"},
+                  "spec": {"family": "llama", "version": "tiny", "artifact": {"uri": "engram://models/by-ref"},
+                           "runtime": {"engine": "transformers"}}})  # fmt: skip
+    same = runner.invoke(app, ["register", str(folder), "--name", "by-ref"])
+    assert "model/by-ref unchanged (generation 1)" in same.output, same.output
+    model = client.get("Model", "by-ref")
+    assert (model.spec.artifact.uri, model.spec.version) == ("engram://models/by-ref", "tiny")
+
+    client.apply(Path(__file__).resolve().parents[2] / "deployments" / "local" / "policy.yaml")
+    refused = runner.invoke(app, ["register", str(folder), "--name", "licensed"])
+    assert refused.exit_code != 0 and "allowedLicenses" in str(refused.exception), refused.output
+    done = runner.invoke(app, ["register", str(folder), "--name", "licensed", "--license", "apache-2.0"])
+    assert "model/licensed created (generation 1)" in done.output, done.output
+    assert client.get("Model", "licensed").spec.policy.license == "apache-2.0"
