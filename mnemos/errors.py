@@ -36,6 +36,7 @@ __all__ = [
     "BudgetExceededError",
     "ClientError",
     "ConflictError",
+    "ContextLengthError",
     "IntegrityError",
     "InvalidKeyError",
     "MissingDependencyError",
@@ -190,9 +191,18 @@ class RateLimitError(ClientError):
 
 
 class BudgetExceededError(RateLimitError):
-    """A key's or team's budget for the current window is spent (OpenAI's ``insufficient_quota``)."""
+    """A key's or team's budget for the current window is spent (OpenAI's ``insufficient_quota``,
+    its type too: clients tell it from a rate limit and stop retrying)."""
 
     code = "insufficient_quota"
+    type = "insufficient_quota"
+
+
+class ContextLengthError(BadRequestError):
+    """A prompt longer than the model's context (OpenAI's ``context_length_exceeded``: clients such
+    as LangChain look for this code to trim the conversation)."""
+
+    code = "context_length_exceeded"
 
 
 class MissingDependencyError(ClientError):

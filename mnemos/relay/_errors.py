@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mnemos._model import POSITIVE_DURATION_PATTERN, dump_json
 from mnemos.errors import (
     BadRequestError,
+    BudgetExceededError,
     MnemosError,
     NotFoundError,
     RateLimitError,
@@ -57,6 +58,8 @@ def error_response(exc: MnemosError) -> Response:
     headers = {}
     if isinstance(exc, RateLimitError):
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    if isinstance(exc, BudgetExceededError):
+        headers["X-Should-Retry"] = "false"  # the OpenAI SDKs' own hint: a spent budget is no transient error
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="mnemos"'
     if exc.details.get("request_id_header"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import types
 from collections.abc import AsyncIterator, Collection
 from typing import Any
 
@@ -18,7 +19,14 @@ from ray.serve.llm.deployment import LLMServer
 
 from mnemos._deps import require
 from mnemos.engram import Engram
-from mnemos.errors import BadRequestError, MnemosError, NotFoundError, UnavailableError, ValidationError
+from mnemos.errors import (
+    BadRequestError,
+    ContextLengthError,
+    MnemosError,
+    NotFoundError,
+    UnavailableError,
+    ValidationError,
+)
 from mnemos.genome import Model
 from mnemos.neuron import GenerationChunk, GenerationRequest
 from mnemos.relay._errors import client_path, internal_error
@@ -45,11 +53,25 @@ def _named_param(message: str, sent: Collection[str]) -> str | None:
     return None
 
 
+_PROMPT_FIELDS = ("messages", "prompt", "input")
+
+
+def _too_long(message: str, param: Any, sent: Collection[str]) -> ContextLengthError | None:
+    """vLLM's refusal of a prompt past the model's context (its ``parameter`` is ``input_tokens``
+    or ``input_text``, no field of the request) as OpenAI's ``context_length_exceeded`` naming the
+    field that holds the prompt."""
+    if param not in ("input_tokens", "input_text") and "maximum context length" not in message:
+        return None
+    return ContextLengthError(message, param=next((f for f in _PROMPT_FIELDS if f in sent), "messages"))
+
+
 def _engine_error(error: Any, sent: Collection[str] = (), request_id: str = "") -> MnemosError:
     """A vLLM ``ErrorResponse`` as one of our errors (its status and parameter kept); a 5xx other
     than 503 is an opaque internal error, its message logged here."""
     info = getattr(error, "error", error)
     message = str(getattr(info, "message", "") or "the engine refused the request")
+    if (too_long := _too_long(message, getattr(info, "param", None), sent)) is not None:
+        return too_long
     param = getattr(info, "param", None) or _named_param(message, sent)
     if param is None and "does not support the" in message:  # e.g. /v1/embeddings of a generating model
         param = "model"
@@ -69,6 +91,8 @@ def _client_error(exc: Exception, sent: Collection[str] = ()) -> MnemosError:
     """A vLLM ``VLLMClientError`` (the request's fault) as a 4xx naming the parameter when vLLM
     does, or when its message starts with a field the client sent."""
     message = str(exc.args[0]) if exc.args else str(exc)
+    if (too_long := _too_long(message, getattr(exc, "parameter", None), sent)) is not None:
+        return too_long
     param = getattr(exc, "parameter", None) or _named_param(message, sent)
     return ValidationError(message, param=param) if param else BadRequestError(message)
 
@@ -203,6 +227,7 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
         except VLLMClientError as exc:
             raise _client_error(exc, sent) from None
         usage = Usage()
+        opening: list[str] | None = []  # a stream's role events, held until something else comes (then None)
         try:
             async for item in stream:
                 batch = item if isinstance(item, list) else [item]
@@ -211,16 +236,25 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
                     if isinstance(piece, self._openai.ErrorResponse):
                         raise _engine_error(piece, sent, request_id)
                     if isinstance(piece, str):
+                        if (error := _error_event(piece)) is not None:  # vLLM's own error event: our error
+                            raise _engine_error(error, sent, request_id)  # (a status, before anything is sent)
                         if '"choices":[]' in piece and '"usage":{' in piece:
                             usage = _stream_usage(piece, usage)
                             if not wants_usage:
                                 continue
+                        if opening is not None and _role_only(piece):
+                            opening.append(piece)
+                            continue
+                        out += opening or ()
+                        opening = None
                         out.append(piece)
                     else:  # a whole response (not streamed)
                         usage = _usage_of(piece)
                         yield piece.model_dump_json().encode()
                 if out:
                     yield "".join(out).encode()
+            if opening:
+                yield "".join(opening).encode()
         except VLLMClientError as exc:  # a request vLLM refuses (e.g. a tool_choice naming no tool): 4xx
             raise _client_error(exc, sent) from None
         except (asyncio.CancelledError, GeneratorExit):
@@ -275,6 +309,43 @@ def _openai_body(model: str, request: GenerationRequest) -> dict[str, Any]:
     if request.seed is not None:
         body["seed"] = request.seed
     return body
+
+
+def _event_data(piece: str) -> Any:
+    """The JSON of an SSE event ``data: {...}`` (one event, as vLLM yields them), else None."""
+    if not piece.startswith("data: {"):
+        return None
+    try:
+        return json.loads(piece[6:])
+    except ValueError:
+        return None
+
+
+def _error_event(piece: str) -> Any:
+    """vLLM's error event in a stream (``data: {"error": {...}}``, e.g. a grammar its structured
+    output cannot build) as an object ``_engine_error`` reads, else None."""
+    if not piece.startswith('data: {"error"'):
+        return None
+    data = _event_data(piece)
+    info = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(info, dict):
+        return None
+    code = info.get("code")
+    return types.SimpleNamespace(message=info.get("message"), param=info.get("param"),
+                                 code=code if isinstance(code, int) else 500)  # fmt: skip
+
+
+def _role_only(piece: str) -> bool:
+    """Whether ``piece`` is a chat stream's opening event: each choice's delta only its role."""
+    if '"role"' not in piece:
+        return False
+    data = _event_data(piece)
+    choices = data.get("choices") if isinstance(data, dict) else None
+    return bool(choices) and all(
+        isinstance(c, dict) and not c.get("finish_reason") and not c.get("logprobs")
+        and isinstance(c.get("delta"), dict) and not any(v for k, v in c["delta"].items() if k != "role")
+        for c in choices
+    )  # fmt: skip
 
 
 def _stream_usage(piece: str, current: Usage) -> Usage:

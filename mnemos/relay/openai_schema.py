@@ -159,6 +159,80 @@ def unread_extras(body: Any) -> set[str]:
     return set(getattr(body, "model_extra", None) or ()) - VLLM_SAMPLING_EXTRAS
 
 
+_LEFT = object()
+
+
+def looping_ref(schema: Any) -> str | None:
+    """The ``$ref`` of a JSON schema that leads back to where it stands through ``$ref`` and
+    ``allOf`` alone (``{"$ref": "#"}``, ``{"allOf": [{"$ref": "#"}]}``, ``a → b → a`` in
+    ``$defs``), else None. Such a schema matches no JSON value, and vLLM's structured output then
+    fails the request (a 500). Recursion through ``properties``, ``items`` or an ``anyOf`` with
+    another branch (a tree) is fine. Only local refs (``#…``) are followed."""
+    if not isinstance(schema, dict):
+        return None
+
+    def target(ref: Any) -> Any:
+        if not isinstance(ref, str) or not ref.startswith("#"):
+            return None
+        node: Any = schema
+        for part in ref[2:].split("/") if len(ref) > 1 else ():
+            part = part.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                return None
+        return node
+
+    def edges(node: dict[str, Any]) -> list[tuple[str, Any]]:
+        """What ``node`` must also be, with nothing in between: its ``$ref``'s target, its ``allOf``."""
+        out = [(str(node["$ref"]), target(node["$ref"]))] if "$ref" in node else []
+        parts = node.get("allOf")
+        return out + [("allOf", part) for part in parts] if isinstance(parts, list) else out
+
+    done: set[int] = set()
+    for start in _objects(schema):
+        path: list[int] = []
+        on_path: set[int] = set()
+        stack: list[tuple[Any, Any]] = [(start, None)]
+        while stack:  # depth first along the edges; a node met again on the path closes a loop
+            node, ref = stack.pop()
+            if node is _LEFT:  # the end of a node's edges: it leaves the path
+                done.add(path[-1])
+                on_path.discard(path.pop())
+                continue
+            if not isinstance(node, dict) or id(node) in done:
+                continue
+            if id(node) in on_path:
+                return ref or "allOf"
+            path.append(id(node))
+            on_path.add(id(node))
+            stack.append((_LEFT, None))
+            stack.extend((child, label if label.startswith("#") else ref) for label, child in edges(node))
+    return None
+
+
+def _objects(value: Any) -> list[dict[str, Any]]:
+    """Every object inside a JSON value (itself included), outermost first."""
+    found, todo = [], [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            found.append(item)
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return found
+
+
+def _check_schema(schema: Any, where: str) -> None:
+    if (ref := looping_ref(schema)) is not None:
+        raise ValueError(f"{where}: {ref!r} leads back to where it stands with nothing in between, so the schema "
+                         "matches no JSON value: give the recursion a base case (put it under properties or items, "
+                         "or in an anyOf beside another branch)")  # fmt: skip
+
+
 class _Sampling(_Request):
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)  # extras: VLLM_SAMPLING_EXTRAS reach vLLM
 
@@ -178,6 +252,13 @@ class _Sampling(_Request):
     )  # typed here: vLLM's own request model fails (a 500) on one that is not an object
 
     _sampling_integers = _integers("n", "seed")
+
+    @field_validator("structured_outputs")
+    @classmethod
+    def _check_structured(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            _check_schema(value.get("json"), "json")
+        return value
 
     @field_validator("stop")
     @classmethod
@@ -216,6 +297,14 @@ class ChatCompletionRequest(_Sampling):
     max_completion_tokens: int | None = Field(None, ge=1, strict=True, description="Newer name of max_tokens.")
 
     _chat_integers = _integers("top_logprobs", "max_tokens", "max_completion_tokens")
+
+    @field_validator("response_format")
+    @classmethod
+    def _check_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        spec = value.get("json_schema") if value is not None and value.get("type") == "json_schema" else None
+        if isinstance(spec, dict):
+            _check_schema(spec.get("schema"), "json_schema.schema")
+        return value
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -265,6 +354,8 @@ class EmbeddingRequest(_Request):
             raise ValueError("give at least one text")
         if isinstance(value, list) and len(value) > 2048:
             raise ValueError("at most 2048 texts per request")
+        if "" in ([value] if isinstance(value, str) else value):
+            raise ValueError("an empty text has no embedding: send at least one character per text")
         return value
 
     def texts(self) -> list[str]:

@@ -368,7 +368,12 @@ class EdgeGuard:
     # -- authentication ------------------------------------------------------------------------
     async def authenticate(self, request: Request) -> Principal:
         """The principal of ``Authorization: Bearer <JWT | mk_… API key>``."""
-        header = request.headers.get("authorization")
+        headers = request.headers.getlist("authorization")
+        if len(headers) > 1:  # proxies and servers disagree on which one counts: none does
+            raise AuthenticationError(
+                f"the request has {len(headers)} Authorization headers: send one", param="authorization"
+            )
+        header = headers[0] if headers else None
         if not header:
             raise AuthenticationError(
                 "missing credentials: send 'Authorization: Bearer <token or API key>'", param="authorization"

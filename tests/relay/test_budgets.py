@@ -63,9 +63,10 @@ def test_budget_holds_for_32_streaming_clients_on_two_replicas(governed: Relay) 
     refused = [r for r in results if "refused" in r]
     assert served and len(refused) == 32, (len(served), len(refused))
     for r in refused:
-        error = assert_openai_error(r["refused"], 429, code="insufficient_quota", type_="rate_limit_error")
+        error = assert_openai_error(r["refused"], 429, code="insufficient_quota", type_="insufficient_quota")
         assert "budget" in error["message"] and error["param"] == "key.budget", error
         assert int(r["refused"].headers["retry-after"]) >= 1
+        assert r["refused"].headers["x-should-retry"] == "false"  # the OpenAI SDKs retry it no more
     received = sum(spend(r["prompt"], r["completion"]) for r in served)
     reservation = (len(PROMPT) // 2 + 4 + MAX_TOKENS) * 0.2 / 1000  # one request's ceiling
     # Recorded spend (reported in batches by both replicas) equals what the clients received.
@@ -88,7 +89,7 @@ def test_budget_holds_for_32_streaming_clients_on_two_replicas(governed: Relay) 
         assert 429 in statuses, statuses
         for _ in range(5):
             error = assert_openai_error(http.post("/v1/chat/completions", json=body), 429,
-                                        code="insufficient_quota", type_="rate_limit_error")  # fmt: skip
+                                        code="insufficient_quota", type_="insufficient_quota")  # fmt: skip
             assert "budget" in error["message"] and error["param"] == "key.budget"
         final = wait_until(lambda: (u := usage(governed, admin, model=model))["total"]["requests"]
                            == len(served) + statuses.count(200) and u, timeout=30)  # fmt: skip

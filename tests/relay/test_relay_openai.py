@@ -107,6 +107,16 @@ def test_echo_embeddings_float_and_base64(relay: Relay) -> None:
         ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "max_tokens": 10**6}, 422,
          "validation_error", "max_tokens"),
         ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "n": 2}, 422, "validation_error", "n"),
+        # schemas that match no JSON value (vLLM's structured output failed on them: a 500)
+        ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "response_format": {
+            "type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#"}}}}, 422, "validation_error",
+         "response_format"),
+        ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "response_format": {
+            "type": "json_schema", "json_schema": {"name": "x", "schema": {"allOf": [{"$ref": "#"}]}}}}, 422,
+         "validation_error", "response_format"),
+        ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "structured_outputs": {"json": {
+            "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}}}, 422,
+         "validation_error", "structured_outputs"),
     ],
 )  # fmt: skip
 def test_chat_errors_have_openai_shape(relay: Relay, body: dict, status: int, code: str, param: str) -> None:
@@ -123,12 +133,32 @@ def test_malformed_json_is_400(relay: Relay, raw: bytes) -> None:
         assert_openai_error(response, 422, code="validation_error")
 
 
+def test_a_schema_that_loops_only_through_refs_is_found_and_recursion_with_a_base_case_is_not() -> None:
+    from mnemos.relay.openai_schema import looping_ref
+
+    tree = {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#"}}}}
+    assert looping_ref(tree) is None  # a tree: each level consumes structure
+    assert looping_ref({"anyOf": [{"$ref": "#"}, {"type": "string"}]}) is None  # another branch ends it
+    assert looping_ref({"$ref": "#/$defs/missing"}) is None and looping_ref({"$ref": "https://x/y"}) is None
+    assert looping_ref({"properties": {"x": {"$ref": "#/$defs/a~1b"}}, "$defs": {"a/b": {"$ref": "#/$defs/a~1b"}}}) \
+        == "#/$defs/a~1b"  # fmt: skip
+    n = 30_000  # a long chain (a 1 MiB body's worth) is walked once: linear, not quadratic
+    chain = {"$ref": "#/$defs/d0", "$defs": {f"d{i}": {"$ref": f"#/$defs/d{i + 1}"} for i in range(n)}}
+    chain["$defs"][f"d{n}"] = {"type": "string"}
+    assert looping_ref(chain) is None
+    chain["$defs"][f"d{n}"] = {"allOf": [{"$ref": "#/$defs/d0"}]}
+    assert looping_ref(chain) == "#/$defs/d0"
+
+
 def test_other_bad_input_is_4xx_never_500(relay: Relay) -> None:
     url = relay.url
     assert_openai_error(
         httpx.post(f"{url}/v1/embeddings", json={"model": "echo", "input": [1, 2]}), 422, param="input[0]"
     )
     assert_openai_error(httpx.post(f"{url}/v1/embeddings", json={"model": "echo", "input": []}), 422, param="input")
+    for empty in ("", ["a", ""]):  # no text, no embedding (and no charge for one)
+        refused = httpx.post(f"{url}/v1/embeddings", json={"model": "echo", "input": empty})
+        assert "an empty text has no embedding" in assert_openai_error(refused, 422, param="input")["message"]
     assert_openai_error(httpx.post(f"{url}/v1/completions", json={"model": "echo", "prompt": ["a", "b"]}), 422,
                         param="prompt")  # fmt: skip
     response = httpx.post(

@@ -136,7 +136,7 @@ def test_embeddings_are_metered_and_held_to_budgets(governed: Relay) -> None:
     refused = [a for a in answers if a.status_code != 200]
     assert refused, "a spent token budget must refuse embeddings too"
     for answer in refused:
-        error = assert_openai_error(answer, 429, code="insufficient_quota", type_="rate_limit_error")
+        error = assert_openai_error(answer, 429, code="insufficient_quota", type_="insufficient_quota")
         assert error["param"] == "key.budget", error
     rows = wait_until(lambda: (u := usage(governed, admin, model=model))["total"]["requests"] == len(served)
                       and u, timeout=30)  # fmt: skip

@@ -241,6 +241,35 @@ def test_structured_outputs_that_is_not_an_object_is_422_not_a_500(gateway: Any)
         assert "AttributeError" not in refused.text
 
 
+def test_engine_refusals_are_statuses_streamed_or_not(gateway: Any) -> None:
+    """vLLM reports a schema its structured output cannot build inside a stream it has begun (a
+    200, then its own error event); the gateway holds a stream's opening (the role) until
+    something else comes, so a client gets the 400 an unstreamed request gets, OpenAI-shaped. A
+    prompt past the model's context is OpenAI's ``context_length_exceeded``, naming the field."""
+    import openai
+
+    base, key = gateway
+    headers = {"Authorization": f"Bearer {key}"}
+    bogus = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "bogus"}}}
+    for stream in (False, True):
+        body = {"model": MODEL, "messages": _ask(), "max_tokens": 4, "response_format": bogus, "stream": stream}
+        refused = httpx.post(f"{base}/v1/chat/completions", json=body, headers=headers, timeout=120)
+        error = assert_openai_error(refused, 400, code="bad_request")
+        assert "bogus" in error["message"] and refused.headers["content-type"] == "application/json", error
+        with pytest.raises(openai.BadRequestError):  # what the SDK raises, streamed or not
+            list(_client(gateway).chat.completions.create(**body)) if stream else \
+                _client(gateway).chat.completions.create(**body)  # fmt: skip
+    long = "word " * 800  # past maxModelLen (512)
+    for path, field, extra in (("/v1/chat/completions", "messages", {"messages": _ask(long)}),
+                               ("/v1/completions", "prompt", {"prompt": long})):  # fmt: skip
+        refused = httpx.post(f"{base}{path}", json={"model": MODEL, "max_tokens": 4, **extra}, headers=headers,
+                             timeout=120)  # fmt: skip
+        error = assert_openai_error(refused, 400, code="context_length_exceeded", param=field)
+        assert "maximum context length" in error["message"], error
+    fine = list(_client(gateway).chat.completions.create(model=MODEL, messages=_ask(), max_tokens=3, stream=True))
+    assert fine[0].choices[0].delta.role == "assistant"  # the opening is still sent, first
+
+
 def test_engine_metrics_reach_metrics_with_model_label(gateway: Any, relay: Relay) -> None:
     """vLLM's step statistics (TTFT, time per output token, tokens, queue) on the gateway's /metrics."""
     _client(gateway).chat.completions.create(model=MODEL, messages=_ask("count"), max_tokens=6, temperature=0)

@@ -46,6 +46,18 @@ def test_401_before_the_body_is_looked_at(gateway: Gateway, method: str, path: s
     _status(raw, 401, "missing credentials")
 
 
+def test_two_authorization_headers_are_refused_whichever_comes_first(gateway: Gateway) -> None:
+    """Proxies and servers disagree on which of two ``Authorization`` headers counts (a viewer's
+    key before an operator's was a 403, the other way round a 200): neither does."""
+    viewer, admin = (f"Bearer {gateway.keys[who]}" for who in ("viewer", "admin"))
+    for first, second in ((viewer, admin), (admin, viewer), (admin, admin)):
+        answer = httpx.get(f"{gateway.url}/v1/secrets", headers=[("Authorization", first), ("Authorization", second)],
+                           timeout=60)  # fmt: skip
+        error = _status(answer, 401, "2 Authorization headers: send one")
+        assert error["param"] == "authorization", error
+    assert gateway.call("GET", "/v1/secrets", "admin").status_code == 200
+
+
 def test_403_before_422_and_422_once_admitted(gateway: Gateway) -> None:
     _status(gateway.call("POST", "/v1/chat/completions", "viewer", json=BAD_CHAT), 403, "infer")
     _status(gateway.call("POST", "/v1/jobs", "viewer", content=b"{nope"), 403, "submit")
