@@ -58,6 +58,8 @@ def error_response(exc: MnemosError) -> Response:
     headers = {}
     if isinstance(exc, RateLimitError):
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    elif exc.status == 503 and exc.details.get("retry_after"):  # a model on its way: when to ask again
+        headers["Retry-After"] = str(max(1, round(exc.details["retry_after"])))
     if isinstance(exc, BudgetExceededError):
         headers["X-Should-Retry"] = "false"  # the OpenAI SDKs' own hint: a spent budget is no transient error
     if exc.status == 401:

@@ -28,6 +28,7 @@ from mnemos.trace.lineage import LineageWriter, request_event
 logger = logging.getLogger("mnemos.relay")
 
 _LINEAGE_FLUSH_S = 2.0
+_DEPLOYING_RETRY_S = 5.0  # Retry-After of a 503 for a model still deploying (a failed one gets none)
 
 
 class Gateway:
@@ -137,7 +138,8 @@ class Gateway:
             status, reason = route.entry.get("status"), route.entry.get("reason")
             why = f" ({reason})" if reason else ""
             raise UnavailableError(f"model {name!r} is {status}{why}; `mnemos describe model {name}` says why "
-                                   "(read-artifacts)", param="model")  # fmt: skip
+                                   "(read-artifacts)", param="model",
+                                   retry_after=None if status == "failed" else _DEPLOYING_RETRY_S)  # fmt: skip
         if kind == "generate" and route.kind == "embed":
             raise BadRequestError(f"model {name!r} is an embedding model; use /v1/embeddings", param="model")
         return route

@@ -18,6 +18,7 @@ Response models exist for ``/openapi.json``; the gateway writes responses as pla
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -26,6 +27,7 @@ from pydantic import (
     Field,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from mnemos._model import is_integral
@@ -66,9 +68,10 @@ def _integers(*names: str) -> Any:
     return field_validator(*names, mode="before")(_integral)
 
 
-def _strings(min_items: int, max_items: int) -> Any:
+def _strings(min_items: int, max_items: int, min_length: int = 0) -> Any:
     """A ``list[str]`` whose published schema states the bounds its validator checks (with its own message)."""
-    schema = {"type": "array", "items": {"type": "string"}, "minItems": min_items, "maxItems": max_items}
+    items = {"type": "string", "minLength": min_length} if min_length else {"type": "string"}
+    schema = {"type": "array", "items": items, "minItems": min_items, "maxItems": max_items}
     return Annotated[list[str], WithJsonSchema(schema)]
 
 
@@ -115,14 +118,50 @@ class ToolCall(_Request):
     custom: dict[str, Any] | None = Field(None, description="With type custom (vLLM checks it).")
 
 
+_NOT_NULL = {"not": {"type": "null"}}
+_MESSAGE_RULES = {"allOf": [  # the published form of ``ChatMessage._content_where_the_role_needs_it``
+    {"if": {"properties": {"role": {"enum": ["system", "developer", "user"]}}, "required": ["role"]},
+     "then": {"required": ["content"], "properties": {"content": _NOT_NULL}}},
+    {"if": {"properties": {"role": {"const": "tool"}}, "required": ["role"]},
+     "then": {"required": ["content", "tool_call_id"],
+              "properties": {"content": _NOT_NULL, "tool_call_id": {"type": "string", "minLength": 1}}}},
+    {"if": {"properties": {"role": {"const": "assistant"}}, "required": ["role"]},
+     "then": {"anyOf": [{"required": ["content"], "properties": {"content": _NOT_NULL}},
+                        {"required": ["tool_calls"], "properties": {"tool_calls": {"type": "array", "minItems": 1}}}]}},
+]}  # fmt: skip
+
+
 class ChatMessage(_Request):
     """One chat message."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, json_schema_extra=_MESSAGE_RULES)
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = Field(None, description="An assistant's earlier tool calls.")
     tool_call_id: str | None = Field(None, description="The call a tool message answers.")
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_parts_only(cls, value: Any) -> Any:
+        """A part that is not text (an image, audio) named as such, not as a wrong type."""
+        for i, part in enumerate(value if isinstance(value, list) else ()):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if isinstance(kind, str) and kind != "text":
+                raise ValueError(f"part {i} is of type {kind[:40]!r}: the models served here take text parts only")
+        return value
+
+    @model_validator(mode="after")
+    def _content_where_the_role_needs_it(self) -> ChatMessage:
+        """OpenAI's rules: content for every role but an assistant's message of tool calls; a tool
+        message names the call it answers."""
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError(f"a {self.role} message needs content" + (
+                "" if self.role != "assistant" else " (or tool_calls)"))  # fmt: skip
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs tool_call_id: the id of the tool call it answers")
+        return self
 
     def text(self) -> str:
         """The message's text (parts joined)."""
@@ -160,6 +199,9 @@ def unread_extras(body: Any) -> set[str]:
 
 
 _LEFT = object()
+_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_TOOL = {"type": "object", "properties": {"function": {"type": "object", "properties": {
+    "name": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"}}}}}  # fmt: skip
 
 
 def looping_ref(schema: Any) -> str | None:
@@ -284,8 +326,10 @@ class ChatCompletionRequest(_Sampling):
     """``POST /v1/chat/completions``."""
 
     messages: list[ChatMessage] = Field(min_length=1)
-    tools: list[dict[str, Any]] | None = Field(None, description="Function tools (vLLM models).")
-    tool_choice: str | dict[str, Any] | None = Field(None, description="none, auto, required or a named function.")
+    tools: list[Annotated[dict[str, Any], WithJsonSchema(_TOOL)]] | None = Field(
+        None, description="Function tools (vLLM models).")  # fmt: skip
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = Field(
+        None, description="none, auto, required or a named function.")  # fmt: skip
     parallel_tool_calls: bool | None = Field(None, strict=True, description="Accepted with tools (vLLM models).")
     response_format: dict[str, Any] | None = Field(None, description="json_object or json_schema (vLLM models).")
     logprobs: bool | None = Field(None, strict=True,
@@ -297,6 +341,25 @@ class ChatCompletionRequest(_Sampling):
     max_completion_tokens: int | None = Field(None, ge=1, strict=True, description="Newer name of max_tokens.")
 
     _chat_integers = _integers("top_logprobs", "max_tokens", "max_completion_tokens")
+
+    @field_validator("tools")
+    @classmethod
+    def _check_tools(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        """Function names as OpenAI takes them (``^[a-zA-Z0-9_-]{1,64}$``), each once; the rest of a
+        tool is vLLM's to check."""
+        seen: set[str] = set()
+        for i, tool in enumerate(value or ()):
+            function = tool.get("function")
+            name = function.get("name") if isinstance(function, dict) else None
+            if not isinstance(name, str):
+                continue
+            if not _TOOL_NAME.fullmatch(name):
+                raise ValueError(f"[{i}].function.name {name[:80]!r}: use letters, digits, '_' and '-' (at most 64)")
+            if name in seen:
+                raise ValueError(f"[{i}].function.name {name!r}: another tool has this name; give each its own")
+            seen.add(name)
+        return value
+
 
     @field_validator("response_format")
     @classmethod
@@ -340,7 +403,8 @@ class EmbeddingRequest(_Request):
     """``POST /v1/embeddings``."""
 
     model: str = Field(min_length=1)
-    input: str | _strings(1, 2048) = Field(description="A text or a list of texts (token arrays are not supported).")
+    input: Annotated[str, WithJsonSchema({"type": "string", "minLength": 1})] | _strings(1, 2048, min_length=1) = Field(
+        description="A text or a list of texts, none empty (token arrays are not supported).")  # fmt: skip
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1, strict=True, description="Must equal the model's dimension when given.")
     user: str | None = None

@@ -64,3 +64,26 @@ def test_a_500_names_a_request_id_not_the_exception(caplog: pytest.LogCaptureFix
     logged = [r for r in caplog.records if request_id in r.getMessage()]
     assert len(logged) == 1 and logged[0].exc_info is not None
     assert logged[0].exc_info[0] is KeyError and "sk-secret-name" in caplog.text
+
+
+def test_a_model_on_its_way_says_when_to_ask_again_and_a_failed_one_does_not(tmp_path) -> None:  # noqa: ANN001
+    """503 for a model still deploying carries ``Retry-After`` (the openai SDK waits that long
+    before its retry); a failed one, which no retry mends, none. A spent budget tells the SDKs
+    not to retry at all."""
+    from mnemos.config import load_settings
+    from mnemos.engram import Engram
+    from mnemos.errors import BudgetExceededError, UnavailableError
+    from mnemos.relay._errors import error_response
+    from mnemos.relay._gateway import Gateway
+    from mnemos.relay._routes import ModelRoute
+
+    settings = load_settings(engram={"uri": str(tmp_path / "engram")})
+    gateway = Gateway(settings, Engram(str(tmp_path / "engram")), None)
+    for status, retry in (("deploying", "5"), ("pending", "5"), ("failed", None)):
+        gateway.models["m"] = ModelRoute("m", {"name": "m", "status": status, "reason": "Why"})
+        with pytest.raises(UnavailableError) as refused:
+            gateway.model("m", "generate")
+        answer = error_response(refused.value)
+        assert answer.status_code == 503 and answer.headers.get("retry-after") == retry, (status, answer.headers)
+    spent = error_response(BudgetExceededError("budget spent", param="key.budget", retry_after=3600))
+    assert (spent.status_code, spent.headers["retry-after"], spent.headers["x-should-retry"]) == (429, "3600", "false")

@@ -107,6 +107,18 @@ def test_echo_embeddings_float_and_base64(relay: Relay) -> None:
         ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "max_tokens": 10**6}, 422,
          "validation_error", "max_tokens"),
         ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "n": 2}, 422, "validation_error", "n"),
+        # OpenAI's rules for messages and tools (these were served, or refused as a wrong type)
+        ({"model": "echo", "messages": [{"role": "user"}]}, 422, "validation_error", "messages[0]"),
+        ({"model": "echo", "messages": [{"role": "tool", "content": "42"}]}, 422, "validation_error", "messages[0]"),
+        ({"model": "echo", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {
+            "url": "https://x/y.png"}}]}]}, 422, "validation_error", "messages[0].content"),
+        ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "tools": [
+            {"type": "function", "function": {"name": "bad name!"}}]}, 422, "validation_error", "tools"),
+        ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "tools": [
+            {"type": "function", "function": {"name": "f"}}, {"type": "function", "function": {"name": "f"}}]}, 422,
+         "validation_error", "tools"),
+        ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "tool_choice": "bogus"}, 422,
+         "validation_error", "tool_choice"),
         # schemas that match no JSON value (vLLM's structured output failed on them: a 500)
         ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "response_format": {
             "type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#"}}}}, 422, "validation_error",
