@@ -54,6 +54,15 @@ def _named_param(message: str, sent: Collection[str]) -> str | None:
 
 
 _PROMPT_FIELDS = ("messages", "prompt", "input")
+_SCHEMA_FIELDS = ("response_format", "structured_outputs", "tools")
+
+
+def _grammar_field(message: str, sent: Collection[str]) -> str | None:
+    """The field whose schema vLLM's structured output could not build ("Grammar error: …",
+    "Invalid grammar specification: …"), when the client sent one of them."""
+    if "grammar" not in message.lower():
+        return None
+    return next((f for f in _SCHEMA_FIELDS if f in sent), None)
 
 
 def _too_long(message: str, param: Any, sent: Collection[str]) -> ContextLengthError | None:
@@ -72,7 +81,7 @@ def _engine_error(error: Any, sent: Collection[str] = (), request_id: str = "") 
     message = str(getattr(info, "message", "") or "the engine refused the request")
     if (too_long := _too_long(message, getattr(info, "param", None), sent)) is not None:
         return too_long
-    param = getattr(info, "param", None) or _named_param(message, sent)
+    param = getattr(info, "param", None) or _named_param(message, sent) or _grammar_field(message, sent)
     if param is None and "does not support the" in message:  # e.g. /v1/embeddings of a generating model
         param = "model"
     code = int(getattr(info, "code", 500) or 500)
@@ -93,7 +102,7 @@ def _client_error(exc: Exception, sent: Collection[str] = ()) -> MnemosError:
     message = str(exc.args[0]) if exc.args else str(exc)
     if (too_long := _too_long(message, getattr(exc, "parameter", None), sent)) is not None:
         return too_long
-    param = getattr(exc, "parameter", None) or _named_param(message, sent)
+    param = getattr(exc, "parameter", None) or _named_param(message, sent) or _grammar_field(message, sent)
     return ValidationError(message, param=param) if param else BadRequestError(message)
 
 

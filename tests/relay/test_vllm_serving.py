@@ -254,11 +254,15 @@ def test_engine_refusals_are_statuses_streamed_or_not(gateway: Any) -> None:
     for stream in (False, True):
         body = {"model": MODEL, "messages": _ask(), "max_tokens": 4, "response_format": bogus, "stream": stream}
         refused = httpx.post(f"{base}/v1/chat/completions", json=body, headers=headers, timeout=120)
-        error = assert_openai_error(refused, 400, code="bad_request")
+        error = assert_openai_error(refused, 400, code="bad_request", param="response_format")
         assert "bogus" in error["message"] and refused.headers["content-type"] == "application/json", error
         with pytest.raises(openai.BadRequestError):  # what the SDK raises, streamed or not
             list(_client(gateway).chat.completions.create(**body)) if stream else \
                 _client(gateway).chat.completions.create(**body)  # fmt: skip
+    strict = {"type": "function", "function": {"name": "f", "strict": True, "parameters": {"type": "bogus"}}}
+    body = {"model": MODEL, "messages": _ask(), "max_tokens": 4, "tools": [strict]}
+    refused = httpx.post(f"{base}/v1/chat/completions", json=body, headers=headers, timeout=120)
+    assert_openai_error(refused, 400, code="bad_request", param="tools")  # the field whose schema is no grammar
     long = "word " * 800  # past maxModelLen (512)
     for path, field, extra in (("/v1/chat/completions", "messages", {"messages": _ask(long)}),
                                ("/v1/completions", "prompt", {"prompt": long})):  # fmt: skip
