@@ -127,7 +127,7 @@ def list_(
         items = [{to_camel(k): v for k, v in d.items()} for d in _store().list(include_inactive=all_)]
     scoped = any(d.get("scopes") for d in items)
     rows = [
-        (d["id"], d["kind"], d.get("name", ""), d.get("role", ""))
+        (d["id"], "session" if d.get("audience") == "console" else d["kind"], d.get("name", ""), d.get("role", ""))
         + ((",".join(d.get("scopes") or []) or "-",) if scoped else ())
         + (_when(d.get("expiresAt")), d["state"])
         for d in items

@@ -63,14 +63,18 @@ from mnemos.soul.identity import Principal
 from mnemos.soul.keys import KeyRing
 from mnemos.soul.rbac import authorize
 from mnemos.soul.store import IdentityStore
-from mnemos.soul.tokens import UnknownKeyError, verify_token
+from mnemos.soul.tokens import CONSOLE_AUDIENCE, UnknownKeyError, verify_token
 
-__all__ = ["ADMITTED_KEY", "AUDIT_TEXT_MAX", "EdgeGuard", "LimitRule", "PUBLIC_PATHS", "admitted_principal"]
+__all__ = ["ADMITTED_KEY", "AUDIT_TEXT_MAX", "CONSOLE_BEARER", "EdgeGuard", "LimitRule", "PUBLIC_PATHS",
+           "admitted_principal"]
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/.well-known/jwks.json"})
 """Paths admitted anonymously (an allowlist: every other path needs a credential)."""
 ADMITTED_KEY = "mnemos.principal"
 """Where ``admit_headers`` leaves the principal in the ASGI scope's ``state``."""
+CONSOLE_BEARER = "mnemos.console_bearer"
+"""The ASGI scope key the console sets where it hands its session cookie on as the bearer credential
+(its event stream): the one place a console session's token (``aud: console``) is taken as one."""
 
 
 def admitted_principal(scope: Any) -> Principal | None:
@@ -384,7 +388,12 @@ class EdgeGuard:
             raise AuthenticationError(
                 "the Authorization header must be 'Bearer <token or API key>'", param="authorization"
             )
-        return await self.verify_credential(credential, request.client.host if request.client else "")
+        principal = await self.verify_credential(credential, request.client.host if request.client else "")
+        if principal.audience == CONSOLE_AUDIENCE and not request.scope.get(CONSOLE_BEARER):
+            raise AuthenticationError(  # a copied session cookie: the console's, not a key to the API
+                "this token is a console session's: it works in the console (/ui) only; use an API key, or "
+                "a token from POST /v1/tokens", param="authorization")  # fmt: skip
+        return principal
 
     async def verify_credential(self, credential: str, client: str | None = None) -> Principal:
         """The principal of a bare JWT or API key (``AuthenticationError`` when refused); with the

@@ -28,6 +28,7 @@ class Principal:
             session's token spends its API key's); empty: ``credential_id``.
         parents: the credentials this one was made from, nearest first (a console session's
             token: the API key or token it signed in with); it is refused once any is revoked.
+        audience: a token's ``aud``: ``console`` for a console session's (the API refuses it).
     """
 
     subject: str
@@ -40,6 +41,7 @@ class Principal:
     limits: Any = field(default=None, compare=False, hash=False)
     limits_key: str = ""
     parents: tuple[str, ...] = field(default=())
+    audience: str = ""
 
     @classmethod
     def anonymous(cls, role: str = "admin") -> Principal:

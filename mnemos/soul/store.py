@@ -156,12 +156,14 @@ class IdentityStore:
     def create_token(
         self, name: str, role: str, *, ttl: float | None = None, scopes: Iterable[str] = (), actor: str | None = None,
         team: str = "", limits: dict[str, Any] | None = None, limits_key: str = "", parents: Iterable[str] = (),
+        audience: str = "",
     ) -> CreatedCredential:
         """Issue a JWT for ``name`` with ``role`` (default TTL: ``soul.policies.tokenTTL``).
 
         ``team`` and ``limits`` become the token's ``team`` and ``lim`` claims (see ``tokens.py``);
         ``limits_key`` names the credential whose counters the limits spend (default: the token's);
-        ``parents`` (the ``par`` claim) the credentials it is made from: revoking any of them refuses it.
+        ``parents`` (the ``par`` claim) the credentials it is made from: revoking any of them refuses it;
+        ``audience`` (``aud``): ``console`` for a console session's token.
         """
         check_name(name)
         limits = _checked(team, limits)
@@ -171,7 +173,8 @@ class IdentityStore:
             _check_max_ttl(ttl)
         parents = tuple(parents)
         issued = issue_token(self.keyring, subject=name, role=role, issuer=self.issuer, ttl=ttl, scopes=scopes,
-                             team=team, limits=limits, limits_key=limits_key, parents=parents)  # fmt: skip
+                             team=team, limits=limits, limits_key=limits_key, parents=parents,
+                             audience=audience)  # fmt: skip
         actor = actor or local_actor()
         self.engram.write_json(
             f"{TOKENS_PREFIX}/{issued.jti}.json",
@@ -189,6 +192,7 @@ class IdentityStore:
                 "team": team,
                 "limits": limits,
                 "parents": list(parents),
+                "audience": audience,
             },
         )
         audit(self.engram, "identity.created", kind="token", id=issued.jti, name=name, role=role, actor=actor)

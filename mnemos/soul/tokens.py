@@ -6,7 +6,8 @@ token's caller as to an API key's), ``lim`` (the credential's own ``{rpm, tpm, b
 (whose per-credential counters ``lim`` spends: a console session's token counts against the API key
 it was made from) and ``par`` (the credentials the token was made from, nearest first: a console
 session's token names the API key or token it signed in with, and is refused as soon as any of them
-is revoked; it never outlives them, since it is issued to expire no later). The header carries
+is revoked; it never outlives them, since it is issued to expire no later), and ``aud``: ``console``
+on a console session's token, which authenticates the console only (``CONSOLE_AUDIENCE``). The header carries
 ``kid`` and ``alg: EdDSA``. Every refusal is an ``AuthenticationError`` whose message says why and
 never contains the token.
 """
@@ -26,7 +27,12 @@ from mnemos.soul.identity import Principal
 from mnemos.soul.keys import ALGORITHM, KeyRing
 from mnemos.soul.rbac import check_role, check_scopes
 
-__all__ = ["IssuedToken", "LEEWAY_SECONDS", "UnknownKeyError", "issue_token", "new_jti", "verify_token"]
+__all__ = ["CONSOLE_AUDIENCE", "IssuedToken", "LEEWAY_SECONDS", "UnknownKeyError", "issue_token", "new_jti",
+           "verify_token"]
+
+CONSOLE_AUDIENCE = "console"
+"""The ``aud`` of a console session's token: the gateway's API refuses it as a bearer credential."""
+_AUDIENCES = frozenset({CONSOLE_AUDIENCE})
 
 LEEWAY_SECONDS = 30.0
 """Clock skew tolerated on ``exp`` and ``iat`` between issuer and verifier."""
@@ -70,6 +76,7 @@ def issue_token(
     limits: Mapping[str, Any] | None = None,
     limits_key: str = "",
     parents: Iterable[str] = (),
+    audience: str = "",
 ) -> IssuedToken:
     """Sign a JWT for ``subject`` with the ring's active key (rotating first when due).
 
@@ -81,6 +88,7 @@ def issue_token(
         limits_key: the ``lk`` claim (empty: the token's own ``jti`` counts).
         parents: the ``par`` claim: the credentials this token is made from, nearest first (it is
             refused once any of them is revoked); at most ``MAX_PARENTS``.
+        audience: the ``aud`` claim (``CONSOLE_AUDIENCE`` for a console session; empty: none).
     """
     check_role(role)
     scopes = check_scopes(scopes)
@@ -110,6 +118,10 @@ def issue_token(
         claims["lk"] = limits_key
     if parents:
         claims["par"] = list(parents)
+    if audience:
+        if audience not in _AUDIENCES:
+            raise ValidationError(f"audience: {audience!r} is not one of {sorted(_AUDIENCES)}", param="audience")
+        claims["aud"] = audience
     token = jwt.encode(claims, keyring.private_key(record), algorithm=ALGORITHM, headers={"kid": record.kid})
     keyring.note_expiry(record, float(int(exp)))
     return IssuedToken(token, jti, record.kid, subject, role, scopes, float(int(now)), float(int(exp)))
@@ -185,6 +197,9 @@ def verify_token(
             raise AuthenticationError(
                 f"token {jti} was made from credential {parent}, which has been revoked", param="authorization"
             )
+    audience = claims.get("aud", "")
+    if audience and audience not in _AUDIENCES:  # (a list, a number, a name this version does not issue)
+        raise AuthenticationError("token names an unknown audience", param="authorization")
     team, limits_key = claims.get("team", ""), claims.get("lk", "")
     if not isinstance(team, str) or len(team) > 128 or not isinstance(limits_key, str) or len(limits_key) > 64:
         raise AuthenticationError("token names an invalid team or limits key", param="authorization")
@@ -199,6 +214,7 @@ def verify_token(
         limits=_usage_limits(jti, claims.get("lim")),
         limits_key=limits_key,
         parents=parents,
+        audience=audience,
     )
 
 

@@ -48,6 +48,32 @@ def test_the_session_cookie_authorizes_no_api_request(gateway: Gateway) -> None:
         httpx.post(f"{gateway.url}/ui/signout", cookies={COOKIE: cookie}, timeout=60)
 
 
+def test_a_copied_session_cookie_is_no_api_credential(gateway: Gateway) -> None:
+    """The cookie's value is a SOUL token: sent as ``Authorization: Bearer`` (copied by a page on
+    another port of the same host, which browsers send it to) it read, wrote and minted an admin
+    API key outliving the session. A console session's token (``aud: console``) now works in the
+    console only; the console itself still runs on it."""
+    cookie = _sign_in(gateway, "admin")
+    try:
+        bearer = {"Authorization": f"Bearer {cookie}"}
+        for method, path, body in (("GET", "/v1/whoami", None), ("GET", "/v1/secrets", None),
+                                   ("POST", "/v1/jobs", {"function": "adder", "kwargs": _ADD}),
+                                   ("POST", "/v1/tokens", {"name": "kept", "role": "admin", "apiKey": True}),
+                                   ("GET", "/ui/events?heartbeat=1", None)):  # fmt: skip
+            refused = httpx.request(method, gateway.url + path, json=body, headers=bearer, timeout=60)
+            assert refused.status_code == 401, (path, refused.text)
+            assert "console session's" in refused.json()["error"]["message"], refused.text
+        assert _status(gateway, "/ui/events?heartbeat=1", cookie)[0] == 200  # the cookie, where it belongs
+        page = httpx.get(f"{gateway.url}/ui/jobs", cookies={COOKIE: cookie}, timeout=60)
+        assert page.status_code == 200 and "Sign in" not in page.text
+        again = httpx.post(f"{gateway.url}/ui/signin", data={"api_key": cookie}, follow_redirects=False, timeout=60)
+        assert again.status_code != 303  # nor a session opened with a session's token
+    finally:
+        httpx.post(f"{gateway.url}/ui/signout", cookies={COOKIE: cookie}, timeout=60)
+    listed = gateway.call("GET", "/v1/tokens", "admin", params={"all": "true"}).json()["data"]
+    assert any(d.get("audience") == "console" for d in listed)  # sessions are told apart from tokens
+
+
 def test_the_console_event_stream_filters_as_v1_events_does(gateway: Gateway) -> None:
     cookie = _sign_in(gateway, "developer-b")
     try:

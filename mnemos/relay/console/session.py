@@ -41,7 +41,8 @@ from starlette.responses import Response
 
 from mnemos.config import origin_of
 from mnemos.errors import AuthenticationError, RateLimitError
-from mnemos.soul.tokens import LEEWAY_SECONDS, MAX_PARENTS
+from mnemos.soul.edge import CONSOLE_BEARER
+from mnemos.soul.tokens import CONSOLE_AUDIENCE, LEEWAY_SECONDS, MAX_PARENTS
 
 __all__ = ["COOKIE", "EVENTS", "PREFIX", "CookieBearer", "Sessions", "csrf_token", "drop_cookie", "same_origin",
            "set_cookie"]  # fmt: skip
@@ -167,7 +168,7 @@ class Sessions:
             guard.store.create_token, principal.subject, principal.role, ttl=ttl, scopes=principal.scopes,
             actor=principal.subject, team=principal.team, limits=limits,
             limits_key=principal.limits_key or principal.credential_id if limits else "",
-            parents=parents,
+            parents=parents, audience=CONSOLE_AUDIENCE,
         )  # fmt: skip
         return principal, created.secret, float(created.expires_at or time.time() + ttl)
 
@@ -185,6 +186,8 @@ class Sessions:
             raise AuthenticationError(
                 f"this API key has expired or expires within {LEEWAY_SECONDS:g} s", param="api_key"
             )
+        if principal.audience == CONSOLE_AUDIENCE:
+            raise AuthenticationError("sign in with an API key, not with a session's token", param="api_key")
         parents = (principal.credential_id, *principal.parents)  # the session dies with any of them
         if len(parents) > MAX_PARENTS:
             raise AuthenticationError("sign in with an API key, not with a session's token", param="api_key")
@@ -216,7 +219,8 @@ class CookieBearer:
             if not any(k == b"authorization" for k, _ in headers):
                 cookie = _cookie(headers)
                 if cookie:
-                    scope = {**scope, "headers": [*headers, (b"authorization", b"Bearer " + cookie.encode())]}
+                    scope = {**scope, "headers": [*headers, (b"authorization", b"Bearer " + cookie.encode())],
+                             CONSOLE_BEARER: True}  # fmt: skip
         await self.app(scope, receive, send)
 
 
