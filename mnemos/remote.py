@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -32,7 +32,7 @@ from mnemos import errors
 from mnemos.genome import ApplyResult, Resource, parse_resource
 from mnemos.genome.registry import api_path
 
-__all__ = ["ENDPOINT_FILE", "RemoteClient", "endpoint_url", "forget_endpoint", "is_url", "save_endpoint"]
+__all__ = ["ENDPOINT_FILE", "RemoteClient", "check_root", "endpoint_url", "forget_endpoint", "is_url", "save_endpoint"]
 
 ENDPOINT_FILE = "endpoint.json"
 _STATUS_ERRORS: dict[int, type[errors.MnemosError]] = {
@@ -58,6 +58,17 @@ _Api = TypeVar("_Api")
 def is_url(value: str | None) -> bool:
     """Whether ``value`` is an ``http(s)://`` URL (a gateway) rather than a Ray address."""
     return bool(value) and str(value).startswith(("http://", "https://"))
+
+
+def check_root(url: str, option: str = "url") -> None:
+    """Refuse a gateway URL that ends in one of the gateway's own paths (``/v1``, what OpenAI
+    clients take as ``base_url``; ``/ui``; ``/apis``): every request would be a bare 404."""
+    path = urlsplit(url).path.rstrip("/")
+    tail = path.rsplit("/", 1)[-1]
+    if tail in ("v1", "ui", "apis"):
+        root = url.split("?")[0].split("#")[0].rstrip("/")[: -len(tail) - 1]
+        raise errors.ValidationError(f"{option}: {url!r} ends in /{tail}: give the gateway's root, {root!r} (/v1 is "
+                                     "the OpenAI clients' base_url, not the platform's)", param="url")  # fmt: skip
 
 
 def _endpoint_path() -> Path:
@@ -124,6 +135,7 @@ class RemoteClient:
     def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 60.0) -> None:
         if not is_url(url):
             raise errors.ValidationError(f"url: {url!r} is not an http(s):// URL of a MNEMOS gateway", param="url")
+        check_root(url)
         from mnemos.soul.credentials import current
 
         self.url = url.rstrip("/")

@@ -27,7 +27,7 @@ def check_url(url: str, option: str) -> str:
     import httpx
 
     from mnemos.errors import ValidationError
-    from mnemos.remote import is_url
+    from mnemos.remote import check_root, is_url
 
     problem = None if is_url(url) else "is not an http(s):// URL"
     if problem is None and any(c.isspace() or not c.isprintable() for c in url):
@@ -40,6 +40,7 @@ def check_url(url: str, option: str) -> str:
             problem = f"is not a valid URL ({exc})"
     if problem:
         raise ValidationError(f"{option}: {url!r} {problem}: use e.g. http://127.0.0.1:8000", param="url")
+    check_root(url, option)
     return url
 
 

@@ -62,6 +62,8 @@ def _pairs(items: list[str], option: str, parse: bool) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValidationError(f"{option}: {item!r} is not NAME=VALUE", param=option)
+        if key in out:
+            raise ValidationError(f"{option} {key!r} is given twice: give each name once", param=option)
         out[key] = _value(value, f"{option} {key}") if parse else value
     return out
 

@@ -149,8 +149,11 @@ def _model_row(model: Any, status: dict[str, Any] | None) -> tuple[Any, ...]:
     ready = "True" if phase == "Ready" and status.get("ready_replicas", 1) else "False"  # no replica up: not ready
     desired = status.get("desired_replicas")
     replicas = f"{status.get('ready_replicas', 0)}/{desired if desired is not None else '-'}"
-    reason = "" if phase == "Ready" else (status.get("reason") or phase)
-    return (model.name, model.generation, model.spec.runtime.engine, ready, replicas, reason)
+    reason = status.get("reason") or phase
+    reason = "" if reason == "Ready" else reason  # a Ready model's other reasons show: Rolling …
+    served = status.get("served_generation")
+    generation = model.generation if served in (None, model.generation) else f"{model.generation} (serving {served})"
+    return (model.name, generation, model.spec.runtime.engine, ready, replicas, reason)
 
 
 def describe(kind: str = typer.Argument(..., help="Model."), name: str = typer.Argument(...)) -> None:

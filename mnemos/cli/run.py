@@ -36,6 +36,8 @@ def parse_params(pairs: list[str], example: str = "limit=8") -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise BadRequestError(f"--param {pair!r}: use NAME=VALUE, e.g. --param {example}", param="param")
+        if key.strip() in params:
+            raise BadRequestError(f"--param {key.strip()!r} is given twice: give each name once", param="param")
         try:
             params[key.strip()] = yaml.safe_load(value) if value else ""
         except (yaml.YAMLError, ValueError) as exc:  # "[" is no YAML; 2024-13-45 is a date that is none

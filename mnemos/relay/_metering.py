@@ -30,8 +30,12 @@ _UPSTREAM = "mnemos_upstream_s"
 _ADAPTER_RESERVE = 1024  # an adapter request without max_tokens reserves this many completion tokens
 
 
+_NOSNIFF = (b"x-content-type-options", b"nosniff")  # a browser takes each answer as the type it says
+
+
 class OverheadHeader:
-    """Pure ASGI: adds ``x-mnemos-overhead-ms`` (elapsed minus upstream time) to every answer."""
+    """Pure ASGI: adds ``x-mnemos-overhead-ms`` (elapsed minus upstream time) and
+    ``X-Content-Type-Options: nosniff`` to every answer."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -47,7 +51,8 @@ class OverheadHeader:
         async def send_with_header(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 ms = (time.perf_counter() - start - state.get(_UPSTREAM, 0.0)) * 1000.0
-                message = {**message, "headers": [*message.get("headers", ()), (OVERHEAD_HEADER, b"%.3f" % ms)]}
+                message = {**message, "headers": [*message.get("headers", ()), (OVERHEAD_HEADER, b"%.3f" % ms),
+                                                  _NOSNIFF]}  # fmt: skip
             await send(message)
 
         await self.app(scope, receive, send_with_header)

@@ -61,6 +61,11 @@ CASES: list[tuple[str, tuple[str, ...], str]] = [
     ("kuberay-validate-bad-yaml", ("kuberay", "validate", "bad.yaml"), "bad.yaml: not valid YAML: line 2"),
     ("sync-not-a-repository", ("sync", "--repo", "folder", "--path", "."), "does not appear to be a git repository"),
     ("wraith-snapshots-missing-folder", ("wraith", "snapshots", "--from", "no-such-backups"), "--from no-such"),
+    # a name given twice kept the last value silently
+    ("jobs-submit-kwarg-twice", ("--url", CLOSED, "jobs", "submit", "m:f", "-k", "t=a", "-k", "t=b"),
+     "--kwarg 't' is given twice"),
+    ("run-param-twice", ("run", "no-such-pipeline", "--param", "n=1", "--param", "n=2"), "--param 'n' is given twice"),
+    ("url-ends-in-v1", ("--url", "http://127.0.0.1:9/v1", "status"), "give the gateway's root, 'http://127.0.0.1:9'"),
     # already refused well: kept so that they stay so
     ("jobs-list-limit-not-a-number", ("jobs", "list", "-n", "abc"), "'--limit'"),
     ("get-unknown-kind", ("get", "Nope"), "unknown kind 'Nope'"),

@@ -144,3 +144,21 @@ def test_diff_reads_the_live_resources_through_the_gateway(tmp_path: Path) -> No
     assert [(e.name, e.action) for e in entries] == [("local-defaults", "configure"), ("other", "create")]
     assert "maxReplicas: 1" in entries[0].diff
     assert asked and all(a.startswith("GET /apis/") for a in asked), asked
+
+
+def test_a_url_ending_in_a_gateway_path_is_refused_naming_the_root(home: Path, capsys) -> None:
+    """``…/v1`` is what OpenAI clients take as base_url; given to the CLI or ``mnemos.connect`` every
+    call was a bare ``error: Not Found``. A gateway under a path prefix stays a root."""
+    import mnemos
+    from mnemos.cli._session import check_url
+    from mnemos.errors import ValidationError
+
+    for url in ("http://127.0.0.1:18091/v1", "http://127.0.0.1:18091/v1/", "http://127.0.0.1:18091/ui"):
+        code, out, err = _run(capsys, ["--url", url, "get", "model"])
+        assert code == 2 and "Traceback" not in err, err
+        assert err.strip().splitlines()[-1] == (
+            f"error: --url: {url!r} ends in /{url.rstrip('/').rsplit('/', 1)[-1]}: give the gateway's root, "
+            "'http://127.0.0.1:18091' (/v1 is the OpenAI clients' base_url, not the platform's)"), err
+        with pytest.raises(ValidationError, match="give the gateway's root, 'http://127.0.0.1:18091'"):
+            mnemos.connect(url, api_key="mk_0123456789abcdef_x")
+    assert check_url("https://example.com/mnemos", "--url") == "https://example.com/mnemos"

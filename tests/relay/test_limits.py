@@ -112,3 +112,6 @@ def test_overhead_header_on_answers_and_refusals(governed: Relay) -> None:
     assert ok.status_code == 200 and float(ok.headers["x-mnemos-overhead-ms"]) >= 0
     denied = httpx.post(f"{governed.url}/v1/chat/completions", json=_body(), timeout=30)
     assert denied.status_code == 401 and float(denied.headers["x-mnemos-overhead-ms"]) >= 0
+    for path in ("/v1/chat/completions", "/ui/static/console.js", "/ui/signin", "/openapi.json"):  # no sniffing
+        answer = ok if path == "/v1/chat/completions" else httpx.get(f"{governed.url}{path}", timeout=30)
+        assert answer.headers["x-content-type-options"] == "nosniff", (path, answer.headers)

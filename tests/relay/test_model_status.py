@@ -50,3 +50,23 @@ def test_a_missing_artifact_names_the_ref_and_the_fix_but_not_where_engram_is(tm
     problem = artifact_problem(parse_resource(doc), engram)
     assert problem is not None and "has no ref 'models/tiny-chat'" in problem and "mnemos model init-tiny" in problem
     assert "secret-root" not in problem and str(tmp_path) not in problem
+
+
+def test_get_model_shows_a_rollout_and_the_generation_still_serving() -> None:
+    """While generation 4 rolls out, generation 3 answers: `mnemos get model` said "4 … True" with
+    no reason, as if 4 were serving. It now says so, and a Ready model's other reasons show."""
+    from tests_support import model_doc
+
+    from mnemos.cli.resources import _model_row
+    from mnemos.genome import parse_resource
+
+    doc = model_doc("m")
+    doc["metadata"]["generation"] = 4
+    model = parse_resource(doc)
+    ready = {"phase": "Ready", "ready_replicas": 1, "desired_replicas": 1}
+    rolling = {**ready, "reason": "Rolling", "served_generation": 3}
+    assert _model_row(model, rolling)[1:] == ("4 (serving 3)", "echo", "True", "1/1", "Rolling")
+    assert _model_row(model, {**ready, "reason": "Ready", "served_generation": 4})[1:] == (4, "echo", "True", "1/1", "")
+    failed = {"phase": "Failed", "reason": "ArtifactMissing", "ready_replicas": 0, "desired_replicas": 1}
+    assert _model_row(model, failed)[3:] == ("False", "0/1", "ArtifactMissing")
+    assert _model_row(model, None)[3:] == ("False", "0/-", "Pending")

@@ -92,7 +92,9 @@ def model_rows(gateway: Any) -> list[dict[str, Any]]:
             "desired": record.get("desired_replicas"),
             "reason": record.get("reason") or "",
             "message": record.get("message") or "",
-            "generation": record.get("generation") or entry.get("generation") or getattr(resource, "generation", None),
+            # the Model's generation, and the one that answers while a rollout is on its way
+            "generation": getattr(resource, "generation", None) or record.get("generation") or entry.get("generation"),
+            "served": record.get("served_generation"),
             "engine": record.get("engine") or entry.get("engine") or _engine(resource),
             "rps": rate.get("rps"),
             "tps": rate.get("tps"),

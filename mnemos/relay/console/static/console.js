@@ -18,8 +18,13 @@
     const phase = ev.data.phase || (ev.data.status || "").replace(/^./, (c) => c.toUpperCase());
     const span = row.querySelector(".phase");
     if (span) { span.textContent = phase; span.className = "phase phase-" + phase.toLowerCase(); }
-    const gen = row.querySelector(".generation"); if (gen) gen.textContent = ev.data.generation;
-    const reason = row.querySelector(".reason"); if (reason) reason.textContent = phase === "Ready" ? "" : (ev.data.reason || "");
+    const gen = row.querySelector(".generation");
+    if (gen) {  // the Model's generation, and the one serving while a rollout is on its way
+      const own = gen.dataset.generation, served = ev.data.served_generation;
+      gen.textContent = served != null && String(served) !== own ? own + " (serving " + served + ")" : own;
+    }
+    const reason = row.querySelector(".reason");
+    if (reason) reason.textContent = !ev.data.reason || ev.data.reason === "Ready" ? "" : ev.data.reason;
     const replicas = row.querySelector(".replicas");
     if (replicas) {
       const desired = ev.data.desired_replicas;
