@@ -93,7 +93,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rc = app(args=args, standalone_mode=False)
         # In non-standalone mode click returns the code of a `typer.Exit` instead of raising it.
-        sys.exit(rc if isinstance(rc, int) else 0)
+        code = rc if isinstance(rc, int) else 0
+        if code == 0:
+            from mnemos.cli._session import NOTES
+
+            for note in NOTES:
+                typer.echo(note, err=True)
+        sys.exit(code)
     except MnemosError as exc:
         typer.echo(f"error: {_printable(exc.message)}", err=True)
         sys.exit(exc.exit_code)

@@ -13,7 +13,7 @@ from typing import Any
 from mnemos.client import Client
 from mnemos.config import load_settings
 
-__all__ = ["check_url", "event_position", "open_client", "platform_address", "platform_up", "remote_url",
+__all__ = ["NOTES", "check_url", "event_position", "open_client", "platform_address", "platform_up", "remote_url",
            "require_local"]
 
 
@@ -107,7 +107,26 @@ def open_client(*, publish: bool = False, connect: bool = False) -> Any:
         import mnemos
 
         return mnemos.connect(platform_address())
-    return Client(load_settings())
+    settings = load_settings()
+    if publish:
+        _note_an_empty_store(settings.engram.root())
+    return Client(settings)
+
+
+NOTES: list[str] = []
+"""Lines a command that succeeded ends with on stderr (``mnemos.cli.main`` prints them)."""
+
+
+def _note_an_empty_store(uri: str) -> None:
+    """Note that a command writes to a local ENGRAM where nothing was ever stored: after ``mnemos
+    logout``, or with a mistyped ``MNEMOS_HOME``, its "created" is otherwise indistinguishable from
+    a change to the platform the user meant."""
+    if "://" in uri and not uri.startswith("file://"):
+        return  # S3 and the like: a bucket is there or the command fails
+    path = os.path.expanduser(uri.removeprefix("file://"))
+    if not os.path.exists(path):
+        NOTES.append(f"note: no gateway is configured (`mnemos login URL`) and no platform is up here: this wrote "
+                     f"to the local store {path}, where nothing was stored before")  # fmt: skip
 
 
 def event_position(client: Any) -> int | None:

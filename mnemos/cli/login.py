@@ -103,4 +103,7 @@ def logout() -> None:
 
     had = credentials.clear()
     had = forget_endpoint() or had
-    typer.echo("logged out" if had else "no stored credential")
+    from mnemos.config import default_home
+
+    where = f"commands now act on this machine's platform ({default_home()}), not a gateway"
+    typer.echo(f"logged out: {where}" if had else f"no stored credential: {where}")

@@ -119,3 +119,18 @@ def test_a_huge_argument_is_echoed_cut_to_its_start(home: Path) -> None:
     assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr[:300]
     shown = f"model/{LONG[:194]}… ({len(LONG) + 6} characters)"
     assert proc.stderr.strip() == f"error: {shown} not found", proc.stderr[:300]
+
+
+def test_a_first_write_to_a_local_store_says_where_it_went(home: Path) -> None:
+    """After `mnemos logout` (or with a mistyped MNEMOS_HOME) an apply reported "created" to a store
+    nothing had used: the platform the user meant never heard of it. The first write says where
+    it went; later ones, to a store in use, do not."""
+    policy = Path(__file__).resolve().parents[2] / "deployments" / "local" / "policy.yaml"
+    logged_out = mnemos(home, "logout")
+    assert logged_out.returncode == 0 and "commands now act on this machine's platform" in logged_out.stdout
+    first = mnemos(home, "apply", "-f", str(policy))
+    assert first.returncode == 0 and "created" in first.stdout, first.stderr
+    assert first.stderr.startswith("note: no gateway is configured (`mnemos login URL`) and no platform is up "
+                                   f"here: this wrote to the local store {home / 'engram'}"), first.stderr
+    again = mnemos(home, "apply", "-f", str(policy))
+    assert again.returncode == 0 and "unchanged" in again.stdout and "note:" not in again.stderr, again.stderr

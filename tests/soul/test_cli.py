@@ -165,7 +165,7 @@ def test_token_commands_and_login(tmp_path: Path) -> None:
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     refused = mnemos(home, "login", "--token", forged)
     assert refused.returncode == 6 and "signature is invalid" in refused.stderr
-    assert ok(mnemos(home, "logout")).stdout.strip() == "logged out"
+    assert ok(mnemos(home, "logout")).stdout.strip().startswith("logged out: commands now act on this machine's")
     assert not cred_file.exists()
 
 
