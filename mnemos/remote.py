@@ -659,7 +659,14 @@ class RemotePipelines:
         after ``timeout`` s), as the embedded client does."""
         name = pipeline if isinstance(pipeline, str) and not _looks_like_path(pipeline) else None
         if name is None:
-            applied = [r for r in self._client.apply(pipeline) if r.kind == "Pipeline"]
+            try:
+                applied = [r for r in self._client.apply(pipeline) if r.kind == "Pipeline"]
+            except errors.PermissionDeniedError as exc:  # the caller asked to run, not to apply: say why
+                names = ", ".join(r.name for r in self._client.validate(pipeline) if type(r).__name__ == "Pipeline")
+                raise errors.PermissionDeniedError(
+                    f"{exc.message}: over a gateway a pipeline runs once registered, and running one from a file "
+                    f"registers it first (verb apply); run the registered one by name ({names or 'NAME'}), or ask an "
+                    "operator to apply this file", param=exc.param) from None  # fmt: skip
             if len(applied) != 1:
                 raise errors.ValidationError("pipeline: give one Pipeline (a name, document, file or resource)",
                                              param="pipeline")  # fmt: skip

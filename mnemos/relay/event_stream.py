@@ -301,8 +301,9 @@ def build_router(admit: Callable[[Request, str], Any], hub: EventHub | None = No
              responses=_STREAM_DOC)  # fmt: skip
     async def events(
         request: Request,
-        types: str = Query("", pattern=_TYPES, description="Comma-separated families (resource, model, job, run), "
-                           "optionally narrowed: job.log."),
+        types: str = Query("", json_schema_extra={"pattern": _TYPES},  # checked below, naming the family
+                           description="Comma-separated families (resource, model, job, run), optionally "
+                           "narrowed: job.log."),  # fmt: skip
         subject: str | None = None,
         last_event_id: str | None = Query(None, pattern=_EVENT_ID, description="Resume after this event id."),
         heartbeat: float = Query(HEARTBEAT_S, ge=1.0, le=300.0, description="Seconds between keepalive comments."),
@@ -313,8 +314,9 @@ def build_router(admit: Callable[[Request, str], Any], hub: EventHub | None = No
         wanted = tuple(t.strip() for t in types.split(",") if t.strip())
         for t in wanted:
             if t.split(".", 1)[0] not in _FAMILIES:
-                raise ValidationError(f"types: unknown event family {t.split('.', 1)[0]!r}; valid: "
-                                      f"{', '.join(sorted(_FAMILIES))}", param="types")  # fmt: skip
+                raise ValidationError(f"types: unknown event family {t.split('.', 1)[0][:40]!r}: use "
+                                      f"{', '.join(sorted(_FAMILIES))}, or one type of them (job.log)",
+                                      param="types")  # fmt: skip
         if not 1.0 <= heartbeat <= 300.0:
             raise ValidationError("heartbeat: must be between 1 and 300 seconds", param="heartbeat")
         if hub.open_streams(principal) >= max_streams:

@@ -177,3 +177,15 @@ def test_a_document_naming_files_never_uploaded_is_refused(frontdoor: Any) -> No
     assert answer.status_code == 422, answer.text
     error = answer.json()["error"]
     assert error["param"] == "spec.files.data/x.jsonl" and f"PUT /v1/files/{missing}" in error["message"]
+
+
+def test_a_developer_running_a_file_is_told_to_run_the_registered_pipeline_by_name(frontdoor: Any) -> None:
+    """`mnemos run pipeline.yaml` over a gateway applies the file first: a developer got "role
+    'developer' may not 'apply'" for asking to run. The message now says why and what to run."""
+    document = frontdoor.client.get("Pipeline", "greet").dump()  # the registered pipeline, as a file holds it
+    with mnemos.connect(frontdoor.url, api_key=frontdoor.keys["developer"]) as developer:
+        with pytest.raises(PermissionDeniedError) as refused:
+            developer.pipelines.run(document, {"text": "x"}, timeout=60)
+        assert "may not 'apply'" in refused.value.message
+        assert "run the registered one by name (greet)" in refused.value.message, refused.value.message
+        assert developer.pipelines.run("greet", {"text": "by name"}, timeout=240).status() == "succeeded"

@@ -236,8 +236,11 @@ def test_bad_parameters_are_422_naming_the_field(relay: Relay) -> None:
     for bad in ("abc", "9" * 5000):  # int() of 5,000 digits raised: a 500
         response = httpx.get(f"{relay.url}/v1/events", headers={"Last-Event-ID": bad}, timeout=10)
         assert_openai_error(response, 422, param="Last-Event-ID")
-    response = httpx.get(f"{relay.url}/v1/events", params={"types": "secrets"}, timeout=10)
-    assert_openai_error(response, 422, param="types")
+    for types, family in (("secrets", "secrets"), ("job,JOB", "JOB"), ("job.log, nope.x", "nope")):
+        response = httpx.get(f"{relay.url}/v1/events", params={"types": types}, timeout=10)
+        error = assert_openai_error(response, 422, param="types")
+        assert error["message"] == (f"types: unknown event family {family!r}: use job, model, resource, run, or "
+                                    "one type of them (job.log)"), error  # the family, not a regex
 
 
 def test_model_status_changes_are_published(relay: Relay) -> None:
