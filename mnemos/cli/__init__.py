@@ -90,15 +90,14 @@ def main(argv: list[str] | None = None) -> None:
         from mnemos.cli._output import reserve_stdout
 
         reserve_stdout()
+    notes = _notes()
+    notes.clear()  # (a process that runs several commands: a test, a notebook)
     try:
         rc = app(args=args, standalone_mode=False)
         # In non-standalone mode click returns the code of a `typer.Exit` instead of raising it.
         code = rc if isinstance(rc, int) else 0
-        if code == 0:
-            from mnemos.cli._session import NOTES
-
-            for note in NOTES:
-                typer.echo(note, err=True)
+        for note in _notes() if code == 0 else ():
+            typer.echo(note, err=True)
         sys.exit(code)
     except MnemosError as exc:
         typer.echo(f"error: {_printable(exc.message)}", err=True)
@@ -127,6 +126,12 @@ def main(argv: list[str] | None = None) -> None:
             exc.show()  # type: ignore[attr-defined]
             sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
+
+
+def _notes() -> list[str]:
+    """``mnemos.cli._session.NOTES`` when a command imported it (not imported for a command that needs none)."""
+    session = sys.modules.get("mnemos.cli._session")
+    return session.NOTES if session is not None else []
 
 
 _LONG_WORD = re.compile(r"\S{241,}")

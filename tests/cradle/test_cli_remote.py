@@ -162,3 +162,16 @@ def test_a_url_ending_in_a_gateway_path_is_refused_naming_the_root(home: Path, c
         with pytest.raises(ValidationError, match="give the gateway's root, 'http://127.0.0.1:18091'"):
             mnemos.connect(url, api_key="mk_0123456789abcdef_x")
     assert check_url("https://example.com/mnemos", "--url") == "https://example.com/mnemos"
+
+
+def test_a_note_belongs_to_the_command_that_made_it(tmp_path: Path, capsys, monkeypatch) -> None:
+    """In one process (a notebook, a test session) the note of a first write to an unused local
+    store is printed by that command only, never again by the next."""
+    for name in ("MNEMOS_URL", "MNEMOS_API_KEY", "MNEMOS_TOKEN", "MNEMOS_RAY_ADDRESS", "MNEMOS_ENGRAM__URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MNEMOS_HOME", str(tmp_path / "home"))
+    policy = str(Path(cli.__file__).resolve().parents[2] / POLICY)
+    code, out, err = _run(capsys, ["apply", "-f", policy])
+    assert code == 0 and "created" in out and err.startswith("note: no gateway is configured"), err
+    code, out, err = _run(capsys, ["get", "policy"])
+    assert code == 0 and "local-defaults" in out and "note:" not in err, err
