@@ -234,8 +234,9 @@ class EventHub:
             sent = after
             if after is not None:
                 backlog = await self.bus.read.remote(after, 0.0, 100_000)
-                if backlog["reset"]:
-                    yield _control("reset", backlog["last"], {"reason": "Last-Event-ID is older than the buffer"})
+                if backlog["reset"]:  # an id past every event is no id of this bus (another, or before a restart)
+                    why = "is not an id of this event stream" if after > backlog["last"] else "is older than the buffer"
+                    yield _control("reset", backlog["last"], {"reason": f"Last-Event-ID {why}"})
                 for event in backlog["events"]:
                     if visible(event, principal) and matches(event, types, subject):
                         yield _frame(for_reader(event, principal))

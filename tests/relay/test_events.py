@@ -143,6 +143,13 @@ def test_a_reconnect_with_last_event_id_misses_nothing(relay: Relay) -> None:
         assert "older than the buffer" in event["data"]["reason"]
     finally:
         old.close()
+    # One past every event (another platform's, or from before the bus restarted) is said to be so.
+    ahead = Listener(f"{relay.url}/v1/events", {"Last-Event-ID": "9" * 18}, types="resource")  # ids: ~1.8e15
+    try:
+        event, _ = ahead.until(lambda e: e.get("type") == "reset", timeout=10)
+        assert event["data"]["reason"] == "Last-Event-ID is not an id of this event stream", event
+    finally:
+        ahead.close()
 
 
 class CuttingProxy:
