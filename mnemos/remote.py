@@ -265,7 +265,7 @@ class RemoteClient:
         then the Model, pinned to the folder's digest, is applied (one that exists keeps the rest
         of its spec). Ref ``models/<name>`` is not moved over HTTP: the Model names its artifact
         by digest."""
-        from mnemos.neuron.models import folder_model, manifest_bytes
+        from mnemos.neuron.models import folder_model, manifest_bytes, manifest_digest
 
         try:
             existing = self.get("Model", name)
@@ -275,14 +275,13 @@ class RemoteClient:
         model, files = folder_model(os.fspath(folder), name, engine=engine, family=family, version=version,
                                     params=params, labels=labels, license=license, existing=existing,
                                     existing_digest=loads)  # fmt: skip
-        manifest = manifest_bytes(files)  # last: a Model's artifact is whole once its manifest is there
-        manifest_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
-        stored = self._stored(manifest_digest)  # first: a caller without the verb apply stops here (403)
+        tree = manifest_digest(files)
+        stored = self._stored(tree)  # first: a caller without the verb apply stops here (403)
         self.admit(model)
         if not stored:
             for rel, digest in sorted(files.items()):
                 self.upload(digest, Path(folder, rel))
-            self.upload(manifest_digest, manifest)
+            self.upload(tree, manifest_bytes(files))  # last: a Model's artifact is whole once its manifest is there
         return self.apply(model)[0]
 
     def get(self, kind: str, name: str | None = None, *, generation: int | None = None) -> Any:

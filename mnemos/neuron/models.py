@@ -55,6 +55,7 @@ __all__ = [
     "folder_model",
     "init_tiny",
     "manifest_bytes",
+    "manifest_digest",
     "materialize",
     "model_resource",
     "register",
@@ -116,9 +117,14 @@ def manifest_bytes(files: dict[str, str]) -> bytes:
     return json.dumps({"files": files}, sort_keys=True, separators=(",", ":")).encode()
 
 
+def manifest_digest(files: dict[str, str]) -> str:
+    """The tree digest of a manifest's ``{path: digest}``: ``sha256:`` of its canonical bytes."""
+    return "sha256:" + hashlib.sha256(manifest_bytes(files)).hexdigest()
+
+
 def tree_digest(folder: str | Path) -> str:
     """The tree digest of a folder: ``sha256:`` of its canonical manifest."""
-    return "sha256:" + hashlib.sha256(manifest_bytes(tree_manifest(folder))).hexdigest()
+    return manifest_digest(tree_manifest(folder))
 
 
 def _pinned(value: str | None) -> str | None:
@@ -233,7 +239,7 @@ def register(
     model, files = folder_model(folder, name, existing=existing, existing_digest=_loads(engram, existing), **options)
     registry.admit(model)
     stored = store_model(engram, folder, name)
-    if stored != "sha256:" + hashlib.sha256(manifest_bytes(files)).hexdigest():
+    if stored != manifest_digest(files):
         raise IntegrityError(f"{folder} changed while it was being registered: register it again", param="dir")
     return (apply or registry.apply)(model)
 
@@ -262,7 +268,7 @@ def folder_model(
     remote client uploads (``RemoteClient.register_model``)."""
     folder = Path(folder)
     files = tree_manifest(folder)
-    digest = "sha256:" + hashlib.sha256(manifest_bytes(files)).hexdigest()
+    digest = manifest_digest(files)
     family = family or (None if existing is not None else _family_of(folder))
     return model_resource(name, digest, family=family, existing=existing, **options), files
 

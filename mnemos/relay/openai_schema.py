@@ -201,7 +201,7 @@ def unread_extras(body: Any) -> set[str]:
 _LEFT = object()
 _TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _TOOL = {"type": "object", "properties": {"function": {"type": "object", "properties": {
-    "name": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"}}}}}  # fmt: skip
+    "name": {"type": "string", "pattern": f"^{_TOOL_NAME.pattern}$"}}}}}  # fmt: skip
 
 
 def looping_ref(schema: Any) -> str | None:
