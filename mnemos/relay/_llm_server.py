@@ -190,6 +190,7 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
         data = body.model_dump(exclude_unset=True) if hasattr(body, "model_dump") else dict(body)
         for extra in unread_extras(body):  # the client's other fields reach vLLM through an allowlist
             data.pop(extra, None)
+        data.pop("best_of", None)  # at most 1 here (openai_schema): no field of vLLM's request
         if kind == "embeddings":
             cls = models.EmbeddingChatRequest if "messages" in data else models.EmbeddingCompletionRequest
         else:

@@ -382,8 +382,20 @@ class CompletionRequest(_Sampling):
     suffix: str | None = Field(None, description="Accepted, not used.")
     logprobs: int | None = Field(None, ge=0, le=20, strict=True,
                                  description="Log probabilities of the top tokens (vLLM models).")  # fmt: skip
+    best_of: int | None = Field(None, ge=1, strict=True, json_schema_extra={"maximum": 1},
+                                description="Only 1: nothing here ranks candidates (ask for n).")  # fmt: skip
 
-    _completion_integers = _integers("max_tokens", "logprobs")
+    _completion_integers = _integers("max_tokens", "logprobs", "best_of")
+
+    @field_validator("best_of")
+    @classmethod
+    def _check_best_of(cls, value: int | None) -> int | None:
+        """OpenAI's ``best_of`` (candidates generated server-side, the best one returned) has no
+        engine here: vLLM's V1 engine dropped it and ignores it. Above 1 it is refused, not ignored."""
+        if value is not None and value > 1:
+            raise ValueError("no runtime here generates candidates to rank (vLLM's engine has no best_of): "
+                             "ask for n choices and pick one, or leave best_of out")  # fmt: skip
+        return value
 
     @field_validator("prompt")
     @classmethod

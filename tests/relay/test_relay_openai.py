@@ -173,6 +173,10 @@ def test_other_bad_input_is_4xx_never_500(relay: Relay) -> None:
         assert "an empty text has no embedding" in assert_openai_error(refused, 422, param="input")["message"]
     assert_openai_error(httpx.post(f"{url}/v1/completions", json={"model": "echo", "prompt": ["a", "b"]}), 422,
                         param="prompt")  # fmt: skip
+    # best_of ranks server-side candidates, which no runtime here does: refused, not silently ignored
+    refused = httpx.post(f"{url}/v1/completions", json={"model": "echo", "prompt": "a", "best_of": 3})
+    assert "ask for n choices" in assert_openai_error(refused, 422, param="best_of")["message"]
+    assert httpx.post(f"{url}/v1/completions", json={"model": "echo", "prompt": "a", "best_of": 1}).status_code == 200
     response = httpx.post(
         f"{url}/v1/chat/completions",
         json={"model": "echo", "messages": [{"role": "user", "content": "x"}]},
