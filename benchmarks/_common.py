@@ -11,6 +11,18 @@ from contextlib import contextmanager
 from typing import Any
 
 
+def deployed_serve_env(home: str) -> None:
+    """Serve's environment as ``mnemos up`` gives it (HAProxy ingress, gRPC between replicas, the
+    platform's own HAProxy), set in this process before Ray starts: Serve's processes read it."""
+    import os
+    from pathlib import Path
+
+    from mnemos.cradle.cluster import local_serve_env
+    from mnemos.relay.throughput import HIGH_THROUGHPUT_ENV
+
+    os.environ.update(local_serve_env(HIGH_THROUGHPUT_ENV | dict(os.environ), Path(home)))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -37,7 +37,7 @@ from fastapi import Request  # module level: FastAPI resolves the floor's annota
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import free_port, percentile_ms, target, throughput  # noqa: E402
+from _common import deployed_serve_env, free_port, percentile_ms, target, throughput  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 LITELLM_VENV = REPO / "build" / "litellm-venv"
@@ -173,11 +173,8 @@ def _start_litellm(upstream_port: int, workdir: Path) -> tuple[subprocess.Popen[
 
 def _start_mnemos(upstream_port: int, high_throughput: bool) -> tuple[int, str]:
     """The MNEMOS gateway on an embedded Ray cluster: (port, API key)."""
-    if high_throughput:  # before Ray starts: Serve's processes read them. As `mnemos up` runs HAProxy.
-        from mnemos.cradle.cluster import local_serve_env
-        from mnemos.relay.throughput import HIGH_THROUGHPUT_ENV
-
-        os.environ.update(local_serve_env(HIGH_THROUGHPUT_ENV | dict(os.environ), Path(os.environ["MNEMOS_HOME"])))
+    if high_throughput:  # as `mnemos up` runs Serve
+        deployed_serve_env(os.environ["MNEMOS_HOME"])
     import ray
 
     import mnemos

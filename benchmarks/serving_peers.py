@@ -6,9 +6,11 @@ The same tiny Llama model (made locally, float32, max_model_len 256, eager mode)
 machine, the same run, three ways:
 
 - ``mnemos``: the MNEMOS gateway as deployed (API-key auth, RBAC, rate limiter, validation,
-  lineage, tracing on) → the Model's Ray Serve LLM deployment (``engine: vllm``);
+  lineage, tracing on) → the Model's Ray Serve LLM deployment (``engine: vllm``), on Serve as
+  ``mnemos up`` runs it: HAProxy ingress, gRPC between replicas (``--no-high-throughput``: Serve's
+  default proxy);
 - ``rayllm``: Ray Serve LLM's own ``build_openai_app`` on the same model, same Ray cluster and
-  Serve instance (started once);
+  Serve instance (started once, so in the same Serve mode);
 - ``vllm``:   vLLM's own OpenAI server (``python -m vllm.entrypoints.openai.api_server``) on 127.0.0.1.
 
 Each round sends, to each target in turn, 8 concurrent streams of chat completions (greedy, the
@@ -38,7 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import free_port, target  # noqa: E402
+from _common import deployed_serve_env, free_port, target  # noqa: E402
 
 MODEL = "bench-tiny"
 STREAMS = 8
@@ -159,6 +161,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a few minutes, engine starts included)")
     parser.add_argument("--gpu", action="store_true", help="run the three engines on the CUDA GPU")
+    parser.add_argument("--no-high-throughput", action="store_true", help="Serve in its default mode")
     opts = parser.parse_args()
     rounds, per_stream = (3, 2) if opts.quick else (6, 4)
 
@@ -167,6 +170,8 @@ def main() -> int:
     os.environ.setdefault("VLLM_CACHE_ROOT", os.path.join(home, "vllm-cache"))
     for name, value in ENGINE_ENV.items():
         os.environ.setdefault(name, value)
+    if not opts.no_high_throughput:
+        deployed_serve_env(home)
     import ray
     from ray import serve
 
@@ -185,7 +190,8 @@ def main() -> int:
     try:
         # The gateway as deployed: auth (an API key), RBAC, the rate limiter and tracing on; the limit
         # is high so that the limiter runs on every request without refusing any.
-        relay = {"port": port, "auth": True, "rateLimit": {"requestsPerSecond": 1e6, "burst": 1_000_000}}
+        relay = {"port": port, "auth": True, "rateLimit": {"requestsPerSecond": 1e6, "burst": 1_000_000},
+                 "highThroughput": not opts.no_high_throughput}  # fmt: skip
         settings = load_settings(engram={"uri": os.path.join(home, "engram")}, relay=relay)
         client = mnemos.connect(settings=settings)
         ensure_ratelimit(settings, client.engram)
