@@ -62,7 +62,7 @@ class Runtime(abc.ABC):
     Contract: ``start()`` loads the model (blocking work runs off the event loop) and is called
     once before anything else; ``generate`` yields chunks as they are produced and stops early
     when the consumer stops iterating (a disconnected client cancels its generation);
-    ``embed`` returns one vector per text; ``health`` is cheap.
+    ``embed`` returns one vector per text (``embed_counted`` with the tokens read); ``health`` is cheap.
     """
 
     engine: ClassVar[str]
@@ -81,6 +81,11 @@ class Runtime(abc.ABC):
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         raise NotFoundError(f"the {self.engine} runtime does not embed", param="model")
+
+    async def embed_counted(self, texts: list[str]) -> tuple[list[list[float]], int | None]:
+        """``embed``'s vectors and the tokens the model read (after its truncation), or None
+        where the runtime has no tokenizer to count them (the caller estimates)."""
+        return await self.embed(texts), None
 
     async def health(self) -> bool:
         return True

@@ -26,7 +26,6 @@ from mnemos.relay._metering import upstream_time
 from mnemos.relay._routes import ModelRoute
 from mnemos.relay._telemetry import RequestTelemetry
 from mnemos.relay.openai_schema import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from mnemos.soul.limits import embedding_tokens
 
 _PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}
 REQUEST_ID_HEADER = "x-mnemos-request-id"
@@ -262,12 +261,12 @@ class Handlers:
                 return response
             texts = body.texts()
             with upstream_time(request):
-                vectors = await _result(route.embed.remote(texts, tel.carrier()), body.model)
+                vectors, read = await _result(route.embed.remote(texts, tel.carrier()), body.model)
             if body.dimensions is not None and vectors and len(vectors[0]) != body.dimensions:
                 raise ValidationError(
                     f"dimensions: model {body.model!r} returns {len(vectors[0])} dimensions", param="dimensions"
                 )
-            prompt_tokens = embedding_tokens(texts)
+            prompt_tokens = read
             self.gateway.record(rid, route, principal, endpoint="embeddings", prompt_tokens=prompt_tokens,
                                 inputs=len(texts), trace_id=tel.trace_id)  # fmt: skip
             return out.json_response(out.embeddings_body(body.model, vectors, body.encoding_format, prompt_tokens))

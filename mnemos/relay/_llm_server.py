@@ -278,12 +278,20 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
 
     async def embed(self, texts: list[str], trace: dict[str, str] | None = None) -> list[list[float]]:
         """One vector per text, for pipelines (``index`` steps, spaces): vLLM's ``/v1/embeddings``."""
-        body = b""
+        return (await self.embed_counted(texts, trace))[0]
+
+    async def embed_counted(self, texts: list[str], trace: dict[str, str] | None = None
+                            ) -> tuple[list[list[float]], int]:  # fmt: skip
+        """The vectors and vLLM's count of the prompt tokens (``ModelServer.embed_counted``'s contract)."""
+        body, usage = b"", Usage()
         async for item in self.openai("embeddings", {"model": self.model.name, "input": list(texts)}, "batch",
                                       headers=trace):  # fmt: skip
             if isinstance(item, bytes):
                 body += item
-        return [list(d["embedding"]) for d in sorted(json.loads(body)["data"], key=lambda d: d["index"])]
+            else:
+                usage = item
+        vectors = [list(d["embedding"]) for d in sorted(json.loads(body)["data"], key=lambda d: d["index"])]
+        return vectors, usage.prompt_tokens
 
     async def complete(self, request: GenerationRequest) -> GenerationChunk:
         """A pipeline's generation (``infer`` steps): the whole answer as one chunk with its token counts."""

@@ -94,7 +94,7 @@ class ModelRoute:
             handles = (
                 base.options(method_name="complete"),
                 base.options(method_name="generate", stream=True),
-                base.options(method_name="embed"),
+                base.options(method_name="embed_counted"),  # (vectors, prompt tokens the model read)
                 # vLLM models (Ray Serve LLM): the typed request goes to ``ModelLLMServer.openai``.
                 base.options(method_name="openai", stream=True) if entry.get("serving") == "llm" else None,
             )

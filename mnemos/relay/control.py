@@ -636,7 +636,7 @@ def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[
         """The ``k`` items of a space closest in meaning to ``query`` (verb ``infer``: the query is
         embedded by the space's model). A space the caller may not search (another developer's,
         not of their team) is 404, the answer for one that does not exist."""
-        from mnemos.soul.limits import Governor, ModelMeter, embedding_tokens, estimate_tokens
+        from mnemos.soul.limits import Governor, ModelMeter, estimate_tokens
         from mnemos.synkron.spaces import load_manifest
 
         principal = await edge.admit(request, "infer")
@@ -650,8 +650,9 @@ def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[
         # the query is embedded by the model: metered like /v1/embeddings, on the caller's limits
         meter = await ctl.read(lambda: ModelMeter(ctl.engram, principal, model, governor=ctl.governor))
         async with meter.call(estimate_tokens(body.query)) as settle:
-            hits = await ctl.read(lambda: spaces().search(space, body.query, body.k, principal=principal))
-            settle(embedding_tokens([body.query]))
+            hits, tokens = await ctl.read(lambda: spaces().search_counted(space, body.query, body.k,
+                                                                         principal=principal))  # fmt: skip
+            settle(tokens)
         return {"object": "list", "data": hits}
 
     file_digest = Path(..., pattern=r"^sha256:[0-9a-f]{64}$", description="sha256:<hex> of the file's bytes")

@@ -26,7 +26,7 @@ from mnemos.engram import Engram
 from mnemos.errors import ValidationError
 from mnemos.genome.pipeline import GENERATION_PARAMS, PARAM_ALIASES, STEP_PARAMS
 from mnemos.neuron import GenerationRequest
-from mnemos.soul.limits import embedding_tokens, estimate_tokens
+from mnemos.soul.limits import estimate_tokens
 from mnemos.synkron._models import ProgressReporter, bounded_map, model_handle, run_async, step_meter
 
 __all__ = ["GENERATION_PARAMS", "INDEX_PARAMS", "INFER_PARAMS", "index_step", "infer_step", "read_jsonl"]
@@ -170,9 +170,9 @@ def index_step(ctx: dict[str, Any]) -> dict[str, Any]:
 
     async def one(i: int, batch: list[str]) -> list[list[float]]:
         async with meter.call(sum(estimate_tokens(t) for t in batch)) as settle:
-            vectors = list(await handle.embed.remote(batch))
-            settle(embedding_tokens(batch))
-        return vectors
+            vectors, tokens = await handle.embed_counted.remote(batch)
+            settle(tokens)
+        return list(vectors)
 
     async def main() -> list[list[list[float]]]:
         info.update(await _model_info(handle, ctx["models"].get(model, {"name": model})))

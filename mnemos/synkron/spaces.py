@@ -194,39 +194,46 @@ class SpacesAPI:
         ``client.lineage`` (``space:<space>/<id>``). ``principal``: who asks (the gateway's caller);
         a space they may not search is ``NotFoundError``, as one that does not exist.
         """
+        return self.search_counted(space, query, k, principal=principal)[0]
+
+    def search_counted(self, space: str, query: str, k: int = 5, *, principal: Any = None
+                       ) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
+        """``search``'s hits and the tokens of the query the model read (what the gateway charges)."""
         if not isinstance(query, str) or not query.strip():
             raise ValidationError("query must be a non-empty string", param="query")
         if k < 1:
             raise ValidationError("k must be at least 1", param="k")
         engram = self._client.engram
         manifest = load_manifest(engram, space, principal)
-        vector = self._embed(manifest["model"]["name"], query)
+        vector, tokens = self._embed(manifest["model"]["name"], query)
         recs = records(engram, manifest)
         hits = []
         for i, score in top_k(vectors(engram, manifest), vector, k):
             rec = recs[i]
             hits.append({"id": rec["id"], "score": round(score, 4), "text": rec["text"], "fields": rec["fields"],
                          "lineage": f"space:{space}/{rec['id']}"})  # fmt: skip
-        return hits
+        return hits, tokens
 
-    def _embed(self, model: str, text: str) -> list[float]:
-        """Embed the query with the space's model: its deployment when the platform serves it,
-        else the same model loaded in this process."""
+    def _embed(self, model: str, text: str) -> tuple[list[float], int]:
+        """Embed the query with the space's model (and count its tokens): its deployment when
+        the platform serves it, else the same model loaded in this process."""
         from mnemos.synkron._models import _app_running, app_name, run_async
 
         if self._client.connected and _app_running(app_name(model)):
             handle = any_loop_handle(model)
 
-            async def call() -> list[list[float]]:
-                return list(await handle.embed.remote([text]))
+            async def call() -> tuple[list[list[float]], int]:
+                return tuple(await handle.embed_counted.remote([text]))  # type: ignore[return-value]
 
-            return run_async(call)[0]
+            vectors, tokens = run_async(call)
+            return vectors[0], tokens
         if not self._local_models:
             raise UnavailableError(f"model {model!r} is not served: apply it (and wait for it to be Ready) "
                                    "to search the spaces it embedded", param="model")  # fmt: skip
         return self._local_embed(model, text)
 
-    def _local_embed(self, model: str, text: str) -> list[float]:
+    def _local_embed(self, model: str, text: str) -> tuple[list[float], int]:
+        from mnemos.soul.limits import embedding_tokens
         from mnemos.synkron._models import run_async
 
         resource = self._client.registry.get("Model", model)
@@ -238,7 +245,8 @@ class SpacesAPI:
             runtime = build_runtime(resource, self._client.engram)
             run_async(runtime.start)
             _RUNTIMES[key] = runtime
-        return run_async(lambda: runtime.embed([text]))[0]  # type: ignore[no-any-return]
+        vectors, tokens = run_async(lambda: runtime.embed_counted([text]))
+        return vectors[0], embedding_tokens([text]) if tokens is None else tokens
 
     def list(self, *, principal: Any = None) -> list[dict[str, Any]]:
         """Every space (that ``principal`` lists) with its model, size, owner and the run that wrote it.

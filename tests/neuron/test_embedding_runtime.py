@@ -58,6 +58,21 @@ def test_vectors_are_384_dims_normalized_and_meaningful(runtime: EmbeddingRuntim
     assert _dot(alone, cat) > 0.9999
 
 
+def test_usage_is_the_tokens_the_model_read(runtime: EmbeddingRuntime) -> None:
+    """Charged by the model's tokenizer (special tokens included), and a text past the model's
+    ``max_seq_length`` for the part the model read, not for words it never saw (the gateway's
+    estimate counted each of them)."""
+    texts = ["A cat sits on the mat.", "unbelievably"]
+    vectors, tokens = asyncio.run(runtime.embed_counted(texts))
+    assert vectors == asyncio.run(runtime.embed(texts))
+    expected = sum(len(runtime.model.tokenizer(t)["input_ids"]) for t in texts)  # [CLS] … [SEP]
+    assert tokens == expected and expected != len(" ".join(texts).split())
+    limit = runtime.model.max_seq_length
+    _, long = asyncio.run(runtime.embed_counted(["word " * (3 * limit)]))
+    assert long == limit
+    assert asyncio.run(runtime.embed_counted([])) == ([], 0)
+
+
 def test_embedding_errors(runtime: EmbeddingRuntime) -> None:
     assert asyncio.run(runtime.embed([])) == []
     with pytest.raises(ValidationError):

@@ -81,6 +81,9 @@ def test_minilm_embeddings_have_384_dimensions(served: Relay) -> None:
     floats = client.embeddings.create(model="minilm", input=texts[0], encoding_format="float")
     assert max(abs(x - y) for x, y in zip(floats.data[0].embedding, vectors[0], strict=True)) < 1e-6
     assert result.usage.prompt_tokens > 0
+    # charged for what the model read: MiniLM reads 256 tokens of a text, this one has 1,000 words
+    long = client.embeddings.create(model="minilm", input="word " * 1000)
+    assert long.usage.prompt_tokens == long.usage.total_tokens == 256
 
 
 def test_embedding_model_refuses_chat_and_wrong_dimensions(served: Relay) -> None:

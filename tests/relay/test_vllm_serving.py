@@ -420,6 +420,13 @@ def test_embeddings_of_a_vllm_pooling_model(gateway: Any, embedder: str) -> None
     assert vectors[0] != vectors[1] and reply.usage.prompt_tokens > 0
     floats = api.embeddings.create(model=embedder, input="the sea", encoding_format="float").data[0].embedding
     assert floats == pytest.approx(vectors[0], rel=1e-4, abs=1e-5)  # the same vector either way
+    # what pipelines (index steps) call: the same vector, and vLLM's own count of the tokens to charge
+    from mnemos.synkron._models import model_handle
+
+    one = api.embeddings.create(model=embedder, input="the sea", encoding_format="float")
+    counted, tokens = model_handle(embedder).embed_counted.remote(["the sea"]).result(timeout_s=120)
+    assert counted[0] == pytest.approx(one.data[0].embedding, rel=1e-4, abs=1e-5)
+    assert tokens == one.usage.prompt_tokens > 0
     base, key = gateway
     headers = {"Authorization": f"Bearer {key}"}
     body = {"model": embedder, "input": "the sea"}

@@ -156,6 +156,7 @@ def test_a_space_search_through_the_gateway_is_metered_on_the_spaces_model(serve
     import httpx
     import ray
     from synkron_support import model_pipeline
+    from transformers import AutoTokenizer
 
     from mnemos.soul.limits import embedding_tokens
     from mnemos.soul.ratelimit import ensure
@@ -200,4 +201,8 @@ def test_a_space_search_through_the_gateway_is_metered_on_the_spaces_model(serve
     deadline = time.monotonic() + 10
     while searched() == before and time.monotonic() < deadline:
         time.sleep(0.2)  # the gateway reports settled requests in batches
-    assert searched() - before == embedding_tokens([query])
+    # charged what the model read: MiniLM's tokens with [CLS] and [SEP], not the words of an estimate
+    from mnemos.neuron.runtimes.embedding import _default_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(_default_model_path())
+    assert searched() - before == len(tokenizer(query)["input_ids"]) != embedding_tokens([query])

@@ -59,21 +59,36 @@ class EmbeddingRuntime(Runtime):
         self.model = model
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
+        return (await self._vectors(texts, count=False))[0]
+
+    async def embed_counted(self, texts: list[str]) -> tuple[list[list[float]], int | None]:
+        """The vectors and the tokens the model read: its tokenizer's, special tokens included,
+        each text cut at the model's ``max_seq_length`` as ``encode`` cuts it (a text past it is
+        not charged for what the model never saw)."""
+        return await self._vectors(texts, count=True)
+
+    async def _vectors(self, texts: list[str], count: bool) -> tuple[list[list[float]], int | None]:
         if self.model is None:
             raise UnavailableError("the model is not loaded yet", param="model")
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise ValidationError("input must be a string or a list of strings", param="input")
         if not texts:
-            return []
-        return await asyncio.to_thread(self._encode, texts)
+            return [], 0
+        return await asyncio.to_thread(self._encode, texts, count)
 
-    def _encode(self, texts: list[str]) -> list[list[float]]:
+    def _encode(self, texts: list[str], count: bool) -> tuple[list[list[float]], int | None]:
         batch = self.config.max_batch_size if "max_batch_size" in self.config.model_fields_set else 32
         with self._lock:
             vectors = self.model.encode(
                 texts, batch_size=batch, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
             )
-        return vectors.tolist()  # type: ignore[no-any-return]
+            tokens = self._tokens(texts) if count else None
+        return vectors.tolist(), tokens
+
+    def _tokens(self, texts: list[str]) -> int:
+        tokenizer, limit = self.model.tokenizer, self.model.max_seq_length
+        ids = tokenizer(texts, truncation=True, max_length=limit, add_special_tokens=True)["input_ids"]
+        return sum(len(i) for i in ids)
 
     async def health(self) -> bool:
         return self.model is not None
