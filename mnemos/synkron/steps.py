@@ -25,6 +25,7 @@ Kinds:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
@@ -32,9 +33,11 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -235,7 +238,9 @@ def _script_env(ctx: dict[str, Any], outdir: Path) -> tuple[dict[str, str], list
     worker's own variables (which may hold the cluster's credentials)."""
     step = ctx["step"]
     python_bin = str(Path(sys.executable).parent)
-    env = {"PATH": f"{python_bin}:{_BASE_PATH}", "HOME": str(outdir.parent), "LANG": "C.UTF-8"}
+    # PYTHONUNBUFFERED: a python the script runs prints each line when it is written (into job.log)
+    env = {"PATH": f"{python_bin}:{_BASE_PATH}", "HOME": str(outdir.parent), "LANG": "C.UTF-8",
+           "PYTHONUNBUFFERED": "1"}  # fmt: skip
     secrets: list[str] = []
     for var in step.get("env") or []:
         if var.get("secretRef"):
@@ -284,11 +289,9 @@ def _script_step(ctx: dict[str, Any], workdir: Path) -> dict[str, Any]:
         logger.warning("step %s: %s", step["name"], warnings[-1])
     timeout = step.get("timeout")
     if image and _container_runtime() is not None:
-        code, log = _run_in_image(image, script, env, cwd, timeout)
+        code, log = _run_in_image(image, script, env, cwd, timeout, secrets)
     else:
-        code, log = _run_script(script, env, cwd, timeout)
-    for secret in secrets:
-        log = log.replace(secret, "***") if secret else log
+        code, log = _run_script(script, env, cwd, timeout, secrets)
     if code != 0:
         raise StepFailedError(f"step {step['name']!r}: script exited with {code}:\n{log[-_LOG_TAIL:]}")
     out = _collect(ctx, outdir, None)
@@ -297,30 +300,73 @@ def _script_step(ctx: dict[str, Any], workdir: Path) -> dict[str, Any]:
     return out
 
 
-def _run_script(script: str, env: dict[str, str], cwd: str, timeout: Any) -> tuple[int, str]:
+def _run_script(script: str, env: dict[str, str], cwd: str, timeout: Any, secrets: list[str] = ()  # type: ignore[assignment]
+                ) -> tuple[int, str]:  # fmt: skip
+    """Run ``script`` with bash: its exit code and the tail of its output (stdout and stderr), with
+    ``secrets`` masked. Each line is also written to this thread's stdout as it comes, which is the
+    job's output on a NEURON worker: ``job.log`` lines while the step runs (``mnemos run`` and
+    ``mnemos logs -f`` show them). A timeout kills the script's whole process group."""
+    mask = _masker(secrets)
+    proc = subprocess.Popen(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True,
+    )  # fmt: skip
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    timer = threading.Timer(float(timeout), expire) if timeout else None
+    tail = ""
     try:
-        proc = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=float(timeout) if timeout else None,
-        )
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        return 124, f"{out}\ntimed out after {timeout}s"
-    return proc.returncode, proc.stdout
+        if timer is not None:
+            timer.start()
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            shown = mask(line)
+            sys.stdout.write(shown)
+            tail = (tail + shown)[-2 * _LOG_TAIL :]
+        code = proc.wait()
+    except BaseException:  # the job was cancelled (or the worker is stopping): the script stops too
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    if expired.is_set():
+        return 124, f"{tail}\ntimed out after {timeout}s"
+    return code, tail
 
 
-def _run_in_image(image: str, script: str, env: dict[str, str], cwd: str, timeout: Any) -> tuple[int, str]:
+def _masker(secrets: list[str]) -> Any:
+    """A function that masks ``secrets`` (``***``) in one line of output. A secret of several
+    lines (a PEM key) cannot be seen whole in one line: each of its lines of 8 characters or
+    more is masked on its own."""
+    pieces = sorted({p for s in secrets if s for p in (s, *s.splitlines()) if len(p) >= 8 or p == s}, key=len,
+                    reverse=True)  # fmt: skip
+
+    def mask(line: str) -> str:
+        for piece in pieces:
+            line = line.replace(piece, "***")
+        return line
+
+    return mask
+
+
+def _run_in_image(image: str, script: str, env: dict[str, str], cwd: str, timeout: Any, secrets: list[str]
+                  ) -> tuple[int, str]:  # fmt: skip
     """Run the script in a Ray task whose runtime env is the container ``image``."""
     import ray
 
     task = ray.remote(num_cpus=0.25, runtime_env={"image_uri": image})(_run_script)
     inside = {k: v for k, v in env.items() if k not in ("PATH", "HOME")}  # the image has its own
-    return ray.get(task.remote(script, inside, "/tmp", timeout))
+    return ray.get(task.remote(script, inside, "/tmp", timeout, secrets))  # type: ignore[no-any-return]
 
 
 # -- a built-in python step ---------------------------------------------------------------------

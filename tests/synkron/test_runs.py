@@ -262,6 +262,42 @@ def test_a_script_sees_only_its_declared_environment_and_quoted_values(client, p
     assert run.read("out").decode() == "hi none none\ntwo words; echo injected $(echo x)\n"
 
 
+def test_a_scripts_output_is_its_jobs_log_with_secrets_masked(client, pipelines) -> None:
+    """Each line a script writes is the step's job output (``job.log`` while it runs: ``mnemos
+    logs -f``), not only a tail in the step's result; a secret is masked there as in the result,
+    also one of several lines (a PEM key), which no single line holds whole."""
+    from mnemos.soul.secrets import secret_store
+
+    pem = "-----BEGIN KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf\n-----END KEY-----"
+    store = secret_store("file", None)
+    store.set("step-keys", "TOKEN", "s3cr3t-t0ken-value")
+    store.set("step-keys", "PEM", pem)
+    path = pipelines.write([{
+        "name": "talk", "env": [{"name": "TOKEN", "secretRef": {"name": "step-keys", "key": "TOKEN"}},
+                                {"name": "PEM", "secretRef": {"name": "step-keys", "key": "PEM"}}],
+        "script": 'echo "line one"\necho "token=$TOKEN"\necho "$PEM"\npython -c "print(\'from python\')"\n'
+                  'echo "to stderr" >&2'}], name="talk")  # fmt: skip
+    state = client.pipelines.run(path, progress=False).state()
+    assert state["status"] == "succeeded", state["error"]
+    logs = client.jobs.get(state["steps"]["talk"]["job_ids"][-1]).logs()
+    for line in ("line one", "token=***", "from python", "to stderr"):
+        assert line in logs and line in state["steps"]["talk"]["result"]["log"], (line, logs)
+    for secret in ("s3cr3t-t0ken-value", "MIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf", "BEGIN KEY"):
+        assert secret not in logs and secret not in json.dumps(state), secret
+
+
+def test_a_script_past_its_timeout_is_stopped_with_its_children(client, pipelines, tmp_path: Path) -> None:
+    marker = tmp_path / "late"
+    script = f"echo started\n(sleep 4; touch {marker}) &\nsleep 30"
+    path = pipelines.write([{"name": "slow", "timeout": 1, "script": script}], name="slow")
+    state = client.pipelines.run(path, progress=False).state()
+    assert state["status"] == "failed" and "timed out after 1s" in state["error"]
+    import time
+
+    time.sleep(5)
+    assert not marker.exists()  # the script's background child went with it
+
+
 def test_a_failing_script_reports_its_output(client, pipelines) -> None:
     path = pipelines.write([{"name": "bad", "script": "echo about to fail >&2\nexit 3"}])
     state = client.pipelines.run(path, progress=False).state()
