@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import sys
@@ -26,6 +27,7 @@ __all__ = [
     "is_integral",
     "dump_json",
     "format_duration",
+    "utc_timestamp",
     "json_body",
     "parse_json",
     "positive_duration_schema",
@@ -98,6 +100,12 @@ def positive_duration_schema() -> list[dict[str, Any]]:
     """The JSON Schema ``anyOf`` of an optional positive ``Duration``: seconds, a string, or null."""
     return [{"type": "number", "exclusiveMinimum": 0}, {"type": "string", "pattern": POSITIVE_DURATION_PATTERN},
             {"type": "null"}]  # fmt: skip
+
+
+def utc_timestamp(seconds: float | None = None) -> str:
+    """``seconds`` since the epoch (default: now) as the registry writes times: ISO 8601, UTC, to the second."""
+    when = dt.datetime.now(dt.timezone.utc) if seconds is None else dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+    return when.isoformat(timespec="seconds")
 
 
 def format_duration(seconds: float) -> str:

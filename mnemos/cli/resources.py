@@ -216,11 +216,11 @@ def schema(kind: str) -> None:
 
 
 def history(kind: str, name: str, output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
-    """Every generation of a resource."""
+    """Every generation of a resource (DELETED: when a generation was deleted)."""
     items = open_client().history(kind, name)
     emit(
         [r.dump() for r in items],
         output,
-        ("GENERATION", "CREATED"),
-        [(r.generation, r.metadata.creation_timestamp) for r in items],
+        ("GENERATION", "CREATED", "DELETED"),
+        [(r.generation, r.metadata.creation_timestamp, r.metadata.deletion_timestamp or "") for r in items],
     )

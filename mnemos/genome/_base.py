@@ -43,6 +43,8 @@ class ObjectMeta(CoreModel):
     annotations: dict[str, str] = Field(default_factory=dict)
     generation: int | None = Field(None, description="Set by the registry on apply.")
     creation_timestamp: str | None = Field(None, description="Set by the registry on apply.")
+    deletion_timestamp: str | None = Field(
+        None, description="Set by the registry in a resource's history: when this generation was deleted.")
 
     @field_validator("name")
     @classmethod

@@ -16,7 +16,6 @@ generation it read (``expected_generation``); when the resource moved on it gets
 from __future__ import annotations
 
 import builtins
-import datetime as dt
 import functools
 import logging
 import random
@@ -27,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import create_model
 
+from mnemos._model import utc_timestamp
 from mnemos.engram import Engram
 from mnemos.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 from mnemos.genome._base import ObjectMeta, Resource
@@ -62,10 +62,12 @@ class ApplyResult:
 
 @dataclass(frozen=True)
 class _State:
-    """What is stored for one resource: its generations (sorted) and the last deleted one."""
+    """What is stored for one resource: its generations (sorted), the last deleted one, and the
+    tombstones (generation → the key that marks its deletion)."""
 
     generations: list[int]
     deleted: int | None
+    tombstones: dict[int, str] | None = None
 
     @property
     def last(self) -> int:
@@ -120,16 +122,30 @@ class Registry:
     def _state(self, kind: str, name: str) -> _State:
         """One listing of the resource's folder: generations and tombstones."""
         gens: list[int] = []
-        deleted: list[int] = []
+        deleted: dict[int, str] = {}
         for key in self.engram.list(self._dir(kind, name)):
             stem = key.rsplit("/", 1)[-1].removesuffix(".json")
             if stem.isdigit():
                 gens.append(int(stem))
             elif stem.startswith("deleted-") and stem[8:].isdigit():
-                deleted.append(int(stem[8:]))
+                deleted[int(stem[8:])] = key
             elif stem == "deleted":  # the single marker of older stores
-                deleted.append(int(self.engram.read_json(key)["generation"]))
-        return _State(sorted(gens), max(deleted) if deleted else None)
+                deleted[int(self.engram.read_json(key)["generation"])] = key
+        return _State(sorted(gens), max(deleted) if deleted else None, deleted)
+
+    def _deleted_at(self, key: str) -> str | None:
+        """When the tombstone ``key`` was written: its ``deleted`` time, or (tombstones of older
+        releases record none) the stored object's modification time."""
+        try:
+            when = self.engram.read_json(key).get("deleted")
+            if not when:
+                info = self.engram.fs.info(self.engram.path(key))
+                stamp = info.get("mtime") or info.get("LastModified") or info.get("created")
+                seconds = stamp.timestamp() if hasattr(stamp, "timestamp") else float(stamp)
+                when = utc_timestamp(seconds)
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None
+        return str(when)
 
     def _load(self, kind: str, name: str, gen: int) -> Resource:
         """Generation ``gen`` as a resource; a record that no longer validates (stored by an older
@@ -202,7 +218,8 @@ class Registry:
                 gen = state.last + 1
                 stored = resource.model_copy(deep=True)
                 stored.metadata.generation = gen
-                stored.metadata.creation_timestamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+                stored.metadata.creation_timestamp = utc_timestamp()
+                stored.metadata.deletion_timestamp = None  # history's mark, never a client's
                 if self.engram.create_json(f"{folder}/{gen:08d}.json", stored.dump()):
                     return ApplyResult(stored, "configured" if state.live else "created")
                 _backoff(attempt)  # another writer took this generation: re-read, re-admit, retry
@@ -241,7 +258,9 @@ class Registry:
                 raise NotFoundError(f"{kind.lower()}/{name} has no generation {generation}", param="generation")
             return self._load(kind, name, generation)
         if not state.live:
-            raise NotFoundError(f"{kind.lower()}/{name} not found", param="name")
+            raise NotFoundError(f"{kind.lower()}/{name} not found" + (
+                f": it was deleted at generation {state.last} (`mnemos history {kind.lower()} {name}` shows "
+                "its generations)" if state.generations else ""), param="name")  # fmt: skip
         return self._load(kind, name, state.last)
 
     def list(self, kind: str | None = None) -> builtins.list[Resource]:
@@ -284,7 +303,7 @@ class Registry:
                 raise NotFoundError(f"{kind.lower()}/{name} not found", param="name")
             current = self._load_as_stored(kind, name, state.last)  # a delete never needs a valid spec
             tombstone = f"{self._dir(kind, name)}/deleted-{state.last:08d}.json"
-            if not self.engram.create_json(tombstone, {"generation": state.last}):
+            if not self.engram.create_json(tombstone, {"generation": state.last, "deleted": utc_timestamp()}):
                 raise NotFoundError(f"{kind.lower()}/{name} not found (deleted by another writer)", param="name")
             # An apply may have taken the next generation meanwhile; whether it came before or after
             # the tombstone cannot be told, so the delete is not acknowledged: the resource is live.
@@ -299,17 +318,22 @@ class Registry:
             return current
 
     def history(self, kind: str, name: str) -> builtins.list[Resource]:
-        """Every stored generation, oldest first; one that no longer validates is left out with a warning."""
+        """Every stored generation, oldest first; one that no longer validates is left out with a
+        warning. A generation that was deleted carries ``metadata.deletionTimestamp``."""
         kind = resolve_kind(kind).__name__
-        gens = self._state(kind, name).generations
-        if not gens:
+        state = self._state(kind, name)
+        if not state.generations:
             raise NotFoundError(f"{kind.lower()}/{name} not found", param="name")
         out: builtins.list[Resource] = []
-        for gen in gens:
+        for gen in state.generations:
             try:
-                out.append(self._load(kind, name, gen))
+                resource = self._load(kind, name, gen)
             except ValidationError as exc:
                 _log.warning("warning: skipped: %s", exc.message)
+                continue
+            if gen in (state.tombstones or {}):
+                resource.metadata.deletion_timestamp = self._deleted_at((state.tombstones or {})[gen])
+            out.append(resource)
         return out
 
 

@@ -19,11 +19,11 @@ the recent ones).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import Any
 
 from mnemos._actors import serve_applications
+from mnemos._model import utc_timestamp
 from mnemos.engram import Engram
 from mnemos.errors import MnemosError, NotFoundError
 from mnemos.genome import Model
@@ -53,10 +53,6 @@ _NO_ARTIFACT = frozenset({"echo"})
 
 def status_key(name: str) -> str:
     return f"status/models/{name}.json"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def artifact_digest(model: Model, engram: Engram) -> str | None:
@@ -179,7 +175,7 @@ class ModelStatusWriter:
                 return
             record = status_record(name, route)
             previous = self._conditions(name)
-            record["updated"] = _now()
+            record["updated"] = utc_timestamp()
             record["conditions"] = self._next_conditions(previous, record)
             self.engram.write_json(status_key(name), record)
             key = (record["phase"], record["reason"], record["generation"], record["message"])
@@ -209,13 +205,13 @@ class ModelStatusWriter:
         out = []
         for kind, (value, reason, message) in wanted.items():
             prior = old.get(kind)
-            at = prior["at"] if prior and prior.get("status") == value and prior.get("at") else _now()
+            at = prior["at"] if prior and prior.get("status") == value and prior.get("at") else utc_timestamp()
             out.append({"type": kind, "status": value, "reason": reason, "message": message, "at": at})
         return out
 
     def _event(self, name: str, record: dict[str, Any]) -> None:
         self.engram.append(EVENT_LOG, [{
-            "at": _now(), "kind": "Model", "name": name, "phase": record.get("phase"),
+            "at": utc_timestamp(), "kind": "Model", "name": name, "phase": record.get("phase"),
             "reason": record.get("reason"), "message": record.get("message"), "generation": record.get("generation"),
         }])  # fmt: skip
 

@@ -335,7 +335,7 @@ def _admit_restored(dest: Engram, manifest: dict[str, Any], target: Engram) -> N
 
 def _revert_registry(dest: Engram, manifest: dict[str, Any], target: Engram) -> list[str]:
     """Give each resource of the snapshot its snapshot state in ``target`` by appending to its history."""
-    import datetime as dt
+    from mnemos._model import utc_timestamp
 
     reverted = []
     for (kind, name), (gens, deleted) in sorted(_registry_state(list(manifest["documents"])).items()):
@@ -349,7 +349,8 @@ def _revert_registry(dest: Engram, manifest: dict[str, Any], target: Engram) -> 
         last = now_gens[-1]
         if not was_live:
             if is_live:  # deleted at the snapshot, applied again since: delete it again
-                target.create_json(f"{folder}/deleted-{last:08d}.json", {"generation": last})
+                tombstone = {"generation": last, "deleted": utc_timestamp()}
+                target.create_json(f"{folder}/deleted-{last:08d}.json", tombstone)
                 reverted.append(f"{kind.lower()}/{name}: deleted (as in the snapshot)")
             continue
         doc = json.loads(dest.get(manifest["documents"][f"{folder}/{gens[-1]:08d}.json"]))
@@ -357,7 +358,7 @@ def _revert_registry(dest: Engram, manifest: dict[str, Any], target: Engram) -> 
             continue  # the live generation is the snapshot's (or a restored copy of it)
         for gen in range(last + 1, last + 1 + MAX_APPEND_ATTEMPTS):
             doc.setdefault("metadata", {})["generation"] = gen
-            doc["metadata"]["creationTimestamp"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+            doc["metadata"]["creationTimestamp"] = utc_timestamp()
             if target.create_json(f"{folder}/{gen:08d}.json", doc):
                 reverted.append(f"{kind.lower()}/{name}: generation {gen} (the snapshot's generation {gens[-1]})")
                 break

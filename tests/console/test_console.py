@@ -193,3 +193,15 @@ def test_keys_and_audit_pages(console: Console, page_for: Any) -> None:
     viewer = page_for("viewer")
     assert viewer.get_by_role("link", name="Keys & usage").count() == 0
     assert viewer.goto(f"{console.url}/ui/keys").status == 403
+
+
+def test_a_deleted_model_is_marked_deleted_on_its_page(console: Console, page_for: Any) -> None:
+    """Its page said nothing of the deletion: the last generation looked current."""
+    console.client.apply([model_doc("echo-gone")])
+    console.client.delete("Model", "echo-gone")
+    page = page_for("admin")
+    page.goto(f"{console.url}/ui/models/echo-gone")
+    expect(page.locator(".phase-deleted")).to_have_text("Deleted")
+    cells = page.locator('table[aria-label="Generations"] tbody tr').first.locator("td")
+    deleted = console.client.history("Model", "echo-gone")[-1].metadata.deletion_timestamp
+    assert deleted and cells.nth(2).inner_text() == deleted

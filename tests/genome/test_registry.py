@@ -58,14 +58,24 @@ def test_delete_keeps_history_and_reapply_continues(engram: Engram) -> None:
     reg = Registry(engram)
     reg.apply(parse_resource(_model()))
     reg.delete("Model", "tiny")
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match=r"deleted at generation 1 \(`mnemos history model tiny`"):
         reg.get("Model", "tiny")
     assert reg.list("Model") == []
-    assert len(reg.history("Model", "tiny")) == 1
-    again = reg.apply(parse_resource(_model()))
+    (gone,) = reg.history("Model", "tiny")
+    assert gone.metadata.deletion_timestamp and gone.metadata.deletion_timestamp >= gone.metadata.creation_timestamp
+    assert gone.dump()["metadata"]["deletionTimestamp"] == gone.metadata.deletion_timestamp
+    forged = _model()
+    forged["metadata"]["deletionTimestamp"] = "2000-01-01T00:00:00+00:00"  # a copy of history, applied again
+    again = reg.apply(parse_resource(forged))
     assert (again.action, again.resource.generation) == ("created", 2)
-    with pytest.raises(NotFoundError):
+    assert again.resource.metadata.deletion_timestamp is None and reg.get("Model", "tiny").generation == 2
+    first, second = reg.history("Model", "tiny")
+    assert first.metadata.deletion_timestamp == gone.metadata.deletion_timestamp
+    assert second.metadata.deletion_timestamp is None
+    with pytest.raises(NotFoundError, match=r"^model/absent not found$"):
         reg.delete("Model", "absent")
+    with pytest.raises(NotFoundError, match=r"^model/absent not found$"):
+        reg.get("Model", "absent")
 
 
 def test_admission_refuses_with_policy_and_rule(local_engram: Engram) -> None:
