@@ -49,6 +49,8 @@ __all__ = ["HostExecutionRefusedError", "StepContext", "StepFailedError", "prepa
 
 logger = logging.getLogger("mnemos.synkron")
 _LOG_TAIL = 4000
+_READ_CHARS = 65536
+"""A script's output is read at most this much at a time (a line without an end is cut)."""
 
 
 class StepFailedError(ServerError):
@@ -306,7 +308,7 @@ def _run_script(script: str, env: dict[str, str], cwd: str, timeout: Any, secret
     ``secrets`` masked. Each line is also written to this thread's stdout as it comes, which is the
     job's output on a NEURON worker: ``job.log`` lines while the step runs (``mnemos run`` and
     ``mnemos logs -f`` show them). A timeout kills the script's whole process group."""
-    mask = _masker(secrets)
+    mask = _Masker(secrets)
     proc = subprocess.Popen(
         ["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True,
@@ -324,10 +326,15 @@ def _run_script(script: str, env: dict[str, str], cwd: str, timeout: Any, secret
         if timer is not None:
             timer.start()
         assert proc.stdout is not None
-        for line in proc.stdout:
-            shown = mask(line)
+        held = ""  # the end of a line cut at _READ_CHARS that may hold the start of a secret
+        for piece in iter(lambda: proc.stdout.readline(_READ_CHARS), ""):  # type: ignore[union-attr]
+            text = mask(held + piece)
+            cut = len(text) if text.endswith("\n") else max(0, len(text) - mask.longest + 1)
+            shown, held = text[:cut], text[cut:]
             sys.stdout.write(shown)
             tail = (tail + shown)[-2 * _LOG_TAIL :]
+        sys.stdout.write(held)
+        tail = (tail + held)[-2 * _LOG_TAIL :]
         code = proc.wait()
     except BaseException:  # the job was cancelled (or the worker is stopping): the script stops too
         with contextlib.suppress(ProcessLookupError):
@@ -344,19 +351,20 @@ def _run_script(script: str, env: dict[str, str], cwd: str, timeout: Any, secret
     return code, tail
 
 
-def _masker(secrets: list[str]) -> Any:
-    """A function that masks ``secrets`` (``***``) in one line of output. A secret of several
-    lines (a PEM key) cannot be seen whole in one line: each of its lines of 8 characters or
-    more is masked on its own."""
-    pieces = sorted({p for s in secrets if s for p in (s, *s.splitlines()) if len(p) >= 8 or p == s}, key=len,
-                    reverse=True)  # fmt: skip
+class _Masker:
+    """Masks ``secrets`` (``***``) in a line of output. A secret of several lines (a PEM key)
+    cannot be seen whole in one line: each of its lines of 8 characters or more is masked on its
+    own. ``longest``: the longest text masked (a line cut short keeps that much less one back)."""
 
-    def mask(line: str) -> str:
-        for piece in pieces:
+    def __init__(self, secrets: list[str]) -> None:
+        self.pieces = sorted({p for s in secrets if s for p in (s, *s.splitlines()) if len(p) >= 8 or p == s},
+                             key=len, reverse=True)  # fmt: skip
+        self.longest = len(self.pieces[0]) if self.pieces else 1
+
+    def __call__(self, line: str) -> str:
+        for piece in self.pieces:
             line = line.replace(piece, "***")
         return line
-
-    return mask
 
 
 def _run_in_image(image: str, script: str, env: dict[str, str], cwd: str, timeout: Any, secrets: list[str]
