@@ -10,7 +10,7 @@ import asyncio
 import json
 import re
 import types
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
 from ray.llm._internal.common.callbacks.base import CallbackBase  # LLMConfig.callback_config's base class
@@ -130,6 +130,42 @@ def _protocol() -> Any:
                    param="spec.runtime.engine")  # fmt: skip
 
 
+_OPENING_ITEMS = 2
+"""Items of a stream sent as they come before Ray Serve LLM's batching takes over: a chat's role
+chunk and first token (a completion's first two tokens)."""
+
+
+async def opening_first(generator: AsyncIterator[Any], batched: Callable[[AsyncIterator[Any]], AsyncIterator[Any]]
+                        ) -> AsyncIterator[list[Any]]:  # fmt: skip
+    """``generator``'s first ``_OPENING_ITEMS`` items, each alone as it comes, then the rest as
+    ``batched`` groups it (Ray Serve LLM's ``Batcher``: what arrived in each interval, 50 ms by
+    default). The batcher waits out its first interval before it sends anything, so every stream's
+    first token waited up to 50 ms for no reason; batching the rest keeps what it is for (fewer,
+    larger messages between replicas while tokens flow)."""
+    try:
+        for _ in range(_OPENING_ITEMS):
+            try:
+                item = await generator.__anext__()
+            except StopAsyncIteration:
+                return
+            yield [item]
+    except BaseException:  # the client went away (or the engine failed) before the batcher took over
+        await _close(generator)
+        raise
+    batches = batched(generator)  # from here the batcher owns the generator (its reader closes it)
+    try:
+        async for batch in batches:
+            yield batch
+    finally:
+        await _close(batches)
+
+
+async def _close(stream: Any) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
 class ModelLLMServer(LLMServer):  # type: ignore[misc]
     """Ray Serve LLM's ``LLMServer`` for one MNEMOS Model: ENGRAM weights, model info, the gateway's call.
 
@@ -167,6 +203,10 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
         client: Any = getattr(self.engine, "_engine_client", None)
         tasks = await client.get_supported_tasks() if hasattr(client, "get_supported_tasks") else ("generate",)
         return "embed" if "embed" in tasks and "generate" not in tasks else "generate"
+
+    def _batch_output_stream(self, generator: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
+        """Ray Serve LLM's batched stream, its opening sent at once (:func:`opening_first`)."""
+        return opening_first(generator, super()._batch_output_stream)
 
     async def info(self) -> dict[str, Any]:
         """What the gateway and pipelines need to route to this model."""
