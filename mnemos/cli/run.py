@@ -115,7 +115,7 @@ def run(
     no_cache: bool = typer.Option(False, "--no-cache", help="Run every step, even unchanged ones."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Start the run, print its id and return."),
     follow: bool = typer.Option(
-        False, "--follow", "-f", help="Print each step's transitions as they happen (from the event stream)."
+        False, "--follow", "-f", help="Print each step's transitions and output as they happen (the event stream)."
     ),
 ) -> None:
     """Run a pipeline: steps as CORTEX jobs in DAG order, with live progress."""
@@ -143,9 +143,11 @@ _FOLLOW_CHECK_S = 30.0
 
 
 def _follow(client: Any, handle: Any, after: int | None) -> dict[str, Any]:
-    """Print the run's step transitions from the event stream (``run.*`` events) as they happen;
-    returns the run's final state."""
+    """Print the run's step transitions from the event stream (``run.*`` events) as they happen,
+    and what its steps print (their jobs' ``job.log`` lines, as ``STEP | line``); returns the
+    run's final state."""
     seen: dict[str, str] = {}
+    jobs = f"job:{handle.id}."  # a step's job is <run>.<step>.<n>
 
     def show(view: dict[str, Any]) -> bool:
         for name, step in (view.get("steps") or {}).items():
@@ -160,10 +162,14 @@ def _follow(client: Any, handle: Any, after: int | None) -> dict[str, Any]:
 
     state = handle.state()
     while not show(state):
-        for event in client.watch(["run"], subject=f"run:{handle.id}", after=after, timeout=_FOLLOW_CHECK_S):
+        for event in client.watch(["run", "job.log"], after=after, timeout=_FOLLOW_CHECK_S):
             if isinstance(event.get("id"), int):
                 after = event["id"]
-            if event["type"] == "reset" or show(event.get("data") or {}):
+            subject = str(event.get("subject", ""))
+            if event["type"] == "job.log" and subject.startswith(jobs):
+                step = subject[len(jobs):].rsplit(".", 1)[0]
+                print(f"{step} | {(event.get('data') or {}).get('line', '')}", flush=True)  # as printed, no markup
+            elif event["type"] == "reset" or (subject == f"run:{handle.id}" and show(event.get("data") or {})):
                 break
         state = handle.state()
     return state

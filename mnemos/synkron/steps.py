@@ -306,8 +306,8 @@ def _run_script(script: str, env: dict[str, str], cwd: str, timeout: Any, secret
                 ) -> tuple[int, str]:  # fmt: skip
     """Run ``script`` with bash: its exit code and the tail of its output (stdout and stderr), with
     ``secrets`` masked. Each line is also written to this thread's stdout as it comes, which is the
-    job's output on a NEURON worker: ``job.log`` lines while the step runs (``mnemos run`` and
-    ``mnemos logs -f`` show them). A timeout kills the script's whole process group."""
+    job's output on a NEURON worker: ``job.log`` lines while the step runs (``mnemos run --follow``
+    and ``mnemos jobs logs -f`` show them). A timeout kills the script's whole process group."""
     mask = _Masker(secrets)
     proc = subprocess.Popen(
         ["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, stdout=subprocess.PIPE,

@@ -85,9 +85,11 @@ def test_run_follow_prints_each_steps_transitions_from_the_event_stream(env, pip
             "outputs": [{"name": "items"}]}  # fmt: skip
     shout = {"name": "shout", "call": pipelines.call("upper"), "params": {"data": "${items}", "marker": m},
              "outputs": [{"name": "loud"}]}  # fmt: skip
-    path = pipelines.write([make, shout], name="follow")
+    talk = {"name": "talk", "needs": ["shout"], "script": "echo 'hello [bold]from the script'\nsleep 1"}
+    path = pipelines.write([make, shout, talk], name="follow")
     code, out = cli(env, "run", str(path), "--follow", "--no-cache")
     assert code == 0, out
+    assert "talk | hello [bold]from the script" in out.splitlines(), out  # its output, as printed
     steps = [line.split()[:2] for line in out.splitlines() if line.startswith("  ") and ":" not in line]
     # Each step's transitions, in order, once each (from run.* events, not from polling the state).
     for name in ("make", "shout"):

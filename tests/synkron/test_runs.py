@@ -264,7 +264,7 @@ def test_a_script_sees_only_its_declared_environment_and_quoted_values(client, p
 
 def test_a_scripts_output_is_its_jobs_log_with_secrets_masked(client, pipelines) -> None:
     """Each line a script writes is the step's job output (``job.log`` while it runs: ``mnemos
-    logs -f``), not only a tail in the step's result; a secret is masked there as in the result,
+    run --follow``), not only a tail in the step's result; a secret is masked there as in the result,
     also one of several lines (a PEM key), which no single line holds whole."""
     from mnemos.soul.secrets import secret_store
 
