@@ -138,6 +138,8 @@ def run(
     _report(_follow(client, handle, after) if follow else handle.wait(progress=not no_progress))
 
 
+_STAGE = {"pending": 0, "running": 1}
+"""A step's stages in order (any other status is an end)."""
 _FOLLOW_CHECK_S = 30.0
 """How often ``--follow`` also reads the run's state (should the event stream miss its end)."""
 
@@ -152,7 +154,8 @@ def _follow(client: Any, handle: Any, after: int | None) -> dict[str, Any]:
     def show(view: dict[str, Any]) -> bool:
         for name, step in (view.get("steps") or {}).items():
             status = str(step.get("status"))
-            if seen.get(name) != status:
+            # a step only moves forward: an event replayed from before the state read first is old news
+            if seen.get(name) != status and _STAGE.get(status, 2) >= _STAGE.get(seen.get(name, "pending"), 2):
                 seen[name] = status
                 took = ""
                 if step.get("started") and step.get("finished"):

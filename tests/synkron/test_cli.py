@@ -97,6 +97,9 @@ def test_run_follow_prints_each_steps_transitions_from_the_event_stream(env, pip
         assert mine[-1] == "succeeded" and mine.count("succeeded") == 1, out
         assert "running" in mine and mine.index("running") < mine.index("succeeded"), out
     assert steps.index(["make", "succeeded"]) < steps.index(["shout", "running"]), out
+    for name in ("make", "shout", "talk"):  # never backwards (an event replayed from before the first read)
+        stages = [{"pending": 0, "running": 1}.get(status, 2) for step, status in steps if step == name]
+        assert stages == sorted(stages), out
     assert "run " in out and " succeeded" in out.splitlines()[-1]
 
 
