@@ -499,6 +499,10 @@ class Engram:
     def exists(self, key: str) -> bool:
         return self._exists(self.path(key))
 
+    def modified(self, key: str) -> float:
+        """When ``key`` was last written (seconds since the epoch; 0 when the store does not say)."""
+        return _mtime(self.fs.info(self.path(key)))
+
     def list(self, prefix: str) -> list[str]:
         """Keys directly or indirectly under ``prefix``, sorted (temporary files excluded)."""
         base = self.path(prefix)

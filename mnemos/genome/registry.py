@@ -62,12 +62,16 @@ class ApplyResult:
 
 @dataclass(frozen=True)
 class _State:
-    """What is stored for one resource: its generations (sorted), the last deleted one, and the
-    tombstones (generation → the key that marks its deletion)."""
+    """What is stored for one resource: its generations (sorted) and its tombstones (a deleted
+    generation → the key that marks its deletion)."""
 
     generations: list[int]
-    deleted: int | None
-    tombstones: dict[int, str] | None = None
+    tombstones: dict[int, str]
+
+    @property
+    def deleted(self) -> int | None:
+        """The last generation deleted."""
+        return max(self.tombstones) if self.tombstones else None
 
     @property
     def last(self) -> int:
@@ -131,21 +135,17 @@ class Registry:
                 deleted[int(stem[8:])] = key
             elif stem == "deleted":  # the single marker of older stores
                 deleted[int(self.engram.read_json(key)["generation"])] = key
-        return _State(sorted(gens), max(deleted) if deleted else None, deleted)
+        return _State(sorted(gens), deleted)
 
     def _deleted_at(self, key: str) -> str | None:
         """When the tombstone ``key`` was written: its ``deleted`` time, or (tombstones of older
         releases record none) the stored object's modification time."""
         try:
             when = self.engram.read_json(key).get("deleted")
-            if not when:
-                info = self.engram.fs.info(self.engram.path(key))
-                stamp = info.get("mtime") or info.get("LastModified") or info.get("created")
-                seconds = stamp.timestamp() if hasattr(stamp, "timestamp") else float(stamp)
-                when = utc_timestamp(seconds)
-        except (OSError, ValueError, TypeError, AttributeError):
+            seconds = 0.0 if when else self.engram.modified(key)
+        except (OSError, ValueError, TypeError):
             return None
-        return str(when)
+        return str(when) if when else utc_timestamp(seconds) if seconds else None
 
     def _load(self, kind: str, name: str, gen: int) -> Resource:
         """Generation ``gen`` as a resource; a record that no longer validates (stored by an older
@@ -331,8 +331,8 @@ class Registry:
             except ValidationError as exc:
                 _log.warning("warning: skipped: %s", exc.message)
                 continue
-            if gen in (state.tombstones or {}):
-                resource.metadata.deletion_timestamp = self._deleted_at((state.tombstones or {})[gen])
+            if gen in state.tombstones:
+                resource.metadata.deletion_timestamp = self._deleted_at(state.tombstones[gen])
             out.append(resource)
         return out
 

@@ -72,6 +72,10 @@ def test_delete_keeps_history_and_reapply_continues(engram: Engram) -> None:
     first, second = reg.history("Model", "tiny")
     assert first.metadata.deletion_timestamp == gone.metadata.deletion_timestamp
     assert second.metadata.deletion_timestamp is None
+    # a tombstone of an older release records no time: the time it was stored stands in for it
+    reg.delete("Model", "tiny")
+    engram.write_json("registry/Model/tiny/deleted-00000002.json", {"generation": 2})
+    assert reg.history("Model", "tiny")[1].metadata.deletion_timestamp >= second.metadata.creation_timestamp
     with pytest.raises(NotFoundError, match=r"^model/absent not found$"):
         reg.delete("Model", "absent")
     with pytest.raises(NotFoundError, match=r"^model/absent not found$"):
