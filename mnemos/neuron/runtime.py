@@ -16,7 +16,8 @@ from typing import Any, ClassVar, Literal
 
 from mnemos.errors import NotFoundError
 
-__all__ = ["GenerationChunk", "GenerationRequest", "Priority", "RUNTIMES", "Runtime", "runtime_class"]
+__all__ = ["GenerationChunk", "GenerationRequest", "Priority", "RUNTIMES", "Runtime", "embedding_tokens",
+           "runtime_class"]
 
 Priority = Literal["interactive", "batch"]
 
@@ -82,16 +83,22 @@ class Runtime(abc.ABC):
     async def embed(self, texts: list[str]) -> list[list[float]]:
         raise NotFoundError(f"the {self.engine} runtime does not embed", param="model")
 
-    async def embed_counted(self, texts: list[str]) -> tuple[list[list[float]], int | None]:
-        """``embed``'s vectors and the tokens the model read (after its truncation), or None
-        where the runtime has no tokenizer to count them (the caller estimates)."""
-        return await self.embed(texts), None
+    async def embed_counted(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """``embed``'s vectors and the prompt tokens to charge: what the model read (after its
+        truncation) where a runtime has a tokenizer to count it, else ``embedding_tokens``."""
+        return await self.embed(texts), embedding_tokens(texts)
 
     async def health(self) -> bool:
         return True
 
     async def stop(self) -> None:  # noqa: B027 - optional hook
         """Release the model (optional)."""
+
+
+def embedding_tokens(texts: list[str]) -> int:
+    """The prompt tokens charged for ``texts`` by a runtime without a tokenizer: words, or a token
+    per 4 bytes where that is more (a text without spaces is not one token)."""
+    return sum(max(len(t.split()), len(t.encode("utf-8", "ignore")) // 4) for t in texts)
 
 
 RUNTIMES: dict[str, str] = {

@@ -311,9 +311,7 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
             self.counters["cancelled"] += 1
             raise
         finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await _close(stream)
         yield usage
 
     async def embed(self, texts: list[str], trace: dict[str, str] | None = None) -> list[list[float]]:

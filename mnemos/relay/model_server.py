@@ -29,7 +29,6 @@ from mnemos.engram import Engram
 from mnemos.errors import MnemosError, ValidationError
 from mnemos.genome import Model
 from mnemos.neuron import GenerationChunk, GenerationRequest, Runtime, runtime_class
-from mnemos.soul.limits import embedding_tokens
 from mnemos.trace import metrics
 from mnemos.trace.telemetry import log_through_serve, setup_tracing, start_span
 from mnemos.trace.telemetry import span as span_of
@@ -221,14 +220,13 @@ class ModelServer:
 
     async def embed_counted(self, texts: list[str], trace: dict[str, str] | None = None
                             ) -> tuple[list[list[float]], int]:  # fmt: skip
-        """One vector per text, and the prompt tokens to charge: the runtime's count of what the
-        model read where it has a tokenizer, else ``embedding_tokens``' estimate."""
+        """One vector per text, and the prompt tokens to charge (``Runtime.embed_counted``)."""
         self.counters["requests"] += 1
         start = time.perf_counter()
         with span_of("neuron.embed", carrier=trace, model=self.model.name, engine=self.engine, texts=len(texts)):
             vectors, tokens = await self.runtime.embed_counted(texts)
         metrics.NEURON_GENERATE_SECONDS.observe(time.perf_counter() - start, model=self.model.name, runtime=self.engine)
-        return vectors, embedding_tokens(texts) if tokens is None else tokens
+        return vectors, tokens
 
     async def check_health(self) -> None:
         """Serve's health check: the runtime says whether it can serve."""

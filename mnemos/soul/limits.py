@@ -42,7 +42,6 @@ __all__ = [
     "ModelMeter",
     "Ticket",
     "check_key_limits",
-    "embedding_tokens",
     "estimate_tokens",
 ]
 
@@ -73,12 +72,6 @@ def check_key_limits(doc: dict[str, Any]) -> dict[str, Any]:
 def estimate_tokens(text: str) -> int:
     """A ceiling on the tokens of ``text`` for reservations (about 4 bytes a token; counted as 2)."""
     return len(text.encode("utf-8", "ignore")) // 2 + 4
-
-
-def embedding_tokens(texts: list[str]) -> int:
-    """The prompt tokens an embedding request is charged. NEURON returns vectors only: words, or a
-    token per 4 bytes where that is more (a text without spaces is not one token)."""
-    return sum(max(len(t.split()), len(t.encode("utf-8", "ignore")) // 4) for t in texts)
 
 
 @dataclass(frozen=True)

@@ -222,8 +222,8 @@ class SpacesAPI:
         if self._client.connected and _app_running(app_name(model)):
             handle = any_loop_handle(model)
 
-            async def call() -> tuple[list[list[float]], int]:
-                return tuple(await handle.embed_counted.remote([text]))  # type: ignore[return-value]
+            async def call() -> Any:
+                return await handle.embed_counted.remote([text])
 
             vectors, tokens = run_async(call)
             return vectors[0], tokens
@@ -233,7 +233,6 @@ class SpacesAPI:
         return self._local_embed(model, text)
 
     def _local_embed(self, model: str, text: str) -> tuple[list[float], int]:
-        from mnemos.soul.limits import embedding_tokens
         from mnemos.synkron._models import run_async
 
         resource = self._client.registry.get("Model", model)
@@ -246,7 +245,7 @@ class SpacesAPI:
             run_async(runtime.start)
             _RUNTIMES[key] = runtime
         vectors, tokens = run_async(lambda: runtime.embed_counted([text]))
-        return vectors[0], embedding_tokens([text]) if tokens is None else tokens
+        return vectors[0], tokens
 
     def list(self, *, principal: Any = None) -> list[dict[str, Any]]:
         """Every space (that ``principal`` lists) with its model, size, owner and the run that wrote it.

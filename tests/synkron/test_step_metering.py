@@ -158,7 +158,7 @@ def test_a_space_search_through_the_gateway_is_metered_on_the_spaces_model(serve
     from synkron_support import model_pipeline
     from transformers import AutoTokenizer
 
-    from mnemos.soul.limits import embedding_tokens
+    from mnemos.neuron.runtime import embedding_tokens
     from mnemos.soul.ratelimit import ensure
 
     state = served.client.pipelines.run(model_pipeline(tmp_path, space="meter-search", limit=3), progress=False).state()

@@ -61,13 +61,14 @@ class EmbeddingRuntime(Runtime):
     async def embed(self, texts: list[str]) -> list[list[float]]:
         return (await self._vectors(texts, count=False))[0]
 
-    async def embed_counted(self, texts: list[str]) -> tuple[list[list[float]], int | None]:
+    async def embed_counted(self, texts: list[str]) -> tuple[list[list[float]], int]:
         """The vectors and the tokens the model read: its tokenizer's, special tokens included,
         each text cut at the model's ``max_seq_length`` as ``encode`` cuts it (a text past it is
         not charged for what the model never saw)."""
         return await self._vectors(texts, count=True)
 
-    async def _vectors(self, texts: list[str], count: bool) -> tuple[list[list[float]], int | None]:
+    async def _vectors(self, texts: list[str], count: bool) -> tuple[list[list[float]], int]:
+        """The vectors, and their tokens when ``count`` (else 0: ``embed`` skips the tokenizer)."""
         if self.model is None:
             raise UnavailableError("the model is not loaded yet", param="model")
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
@@ -76,13 +77,13 @@ class EmbeddingRuntime(Runtime):
             return [], 0
         return await asyncio.to_thread(self._encode, texts, count)
 
-    def _encode(self, texts: list[str], count: bool) -> tuple[list[list[float]], int | None]:
+    def _encode(self, texts: list[str], count: bool) -> tuple[list[list[float]], int]:
         batch = self.config.max_batch_size if "max_batch_size" in self.config.model_fields_set else 32
         with self._lock:
             vectors = self.model.encode(
                 texts, batch_size=batch, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
             )
-            tokens = self._tokens(texts) if count else None
+            tokens = self._tokens(texts) if count else 0
         return vectors.tolist(), tokens
 
     def _tokens(self, texts: list[str]) -> int:
