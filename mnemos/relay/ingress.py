@@ -195,7 +195,12 @@ class RelayIngress:
         await self.gateway.start()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self.gateway, self.edge)
+        app = create_app(self.gateway, self.edge)
+        # The OpenAPI schema answers every request's 405 check (``MethodGuard``); built lazily, the
+        # first request of each replica waited for it (66 ms here). Built now, during the replica's
+        # start, its objects are also among those Serve freezes out of the garbage collector.
+        app.openapi()
+        return app
 
     async def check_health(self) -> None:
         return None

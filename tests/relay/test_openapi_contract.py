@@ -62,3 +62,21 @@ def test_every_error_status_is_documented_in_the_openai_shape(tmp_path: Path) ->
     assert spec["paths"]["/v1/jobs/{job_id}"]["get"]["responses"].keys() >= {"404", "422"}
     status = next(p for p in spec["paths"]["/v1/jobs"]["get"]["parameters"] if p["name"] == "status")
     assert "dead" in str(status["schema"])
+
+
+def test_a_replica_builds_its_schema_before_its_first_request(tmp_path: Path) -> None:
+    """The 405 check of every request reads the schema: a replica builds it as it starts, not on
+    its first request (which waited for it), and before Serve freezes its objects out of the GC."""
+    from mnemos.config import load_settings
+    from mnemos.engram import Engram
+    from mnemos.relay._edge import EdgeSeam
+    from mnemos.relay._gateway import Gateway
+    from mnemos.relay.ingress import RelayIngress
+
+    settings = load_settings(engram={"uri": str(tmp_path / "engram")}, relay={"auth": True})
+    engram = Engram(str(tmp_path / "engram"))
+    replica = object.__new__(RelayIngress.func_or_class)  # the class Serve runs, without Ray
+    replica.gateway, replica.edge = Gateway(settings, engram, None), EdgeSeam(settings, engram)
+    app = replica.__serve_build_asgi_app__()
+    assert app.openapi_schema is not None
+    assert "/v1/chat/completions" in app.openapi_schema["paths"]
