@@ -247,6 +247,9 @@ def validation_error(exc: RequestValidationError) -> MnemosError:
         msg = _message(err, path)
         if err.get("type") == "missing" and not path:
             msg = "a JSON request body is required"
+        elif err.get("type") == "model_attributes_type" and not path:  # the body itself is not an object
+            sent = _GOT.get(type(err.get("input")), "another JSON value")
+            msg = f'the request body must be a JSON object ({{"model": …}}), not {sent}'
         lines.append(f"{path}: {msg}" if path and not msg.startswith("Invalid type for") else msg)
     # A union field reports once per member (``input`` and ``input[0]``): name the most specific path.
     top = _root(paths[0]) if paths else ""

@@ -68,6 +68,27 @@ def _integers(*names: str) -> Any:
     return field_validator(*names, mode="before")(_integral)
 
 
+def _token_ids(value: Any) -> bool:
+    """Whether ``value`` is token ids: an integer, or a non-empty list of integers."""
+    def integer(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    return integer(value) or (isinstance(value, list) and bool(value) and all(integer(v) for v in value))
+
+
+def _no_token_ids(fix: str) -> Any:
+    """A ``before`` validator refusing token ids where OpenAI also takes them (``prompt``, ``input``;
+    a documented limit): the message says so and names ``fix``, where the union's own errors
+    ("expected a string, but got an array") named neither."""
+
+    def refuse(cls: type[BaseModel], value: Any) -> Any:
+        if _token_ids(value) or (isinstance(value, list) and any(_token_ids(v) for v in value)):
+            raise ValueError(f"token ids are not accepted here: {fix}")
+        return value
+
+    return refuse
+
+
 def _strings(min_items: int, max_items: int, min_length: int = 0) -> Any:
     """A ``list[str]`` whose published schema states the bounds its validator checks (with its own message)."""
     items = {"type": "string", "minLength": min_length} if min_length else {"type": "string"}
@@ -386,6 +407,7 @@ class CompletionRequest(_Sampling):
                                 description="Only 1: nothing here ranks candidates (ask for n).")  # fmt: skip
 
     _completion_integers = _integers("max_tokens", "logprobs", "best_of")
+    _prompt_text = field_validator("prompt", mode="before")(_no_token_ids("send the prompt as text"))
 
     @field_validator("best_of")
     @classmethod
@@ -422,6 +444,9 @@ class EmbeddingRequest(_Request):
     user: str | None = None
 
     _embedding_integers = _integers("dimensions")
+    _input_text = field_validator("input", mode="before")(_no_token_ids(
+        "send the texts themselves (LangChain's OpenAIEmbeddings sends token ids unless "
+        "check_embedding_ctx_length=False)"))  # fmt: skip
 
     @field_validator("input")
     @classmethod

@@ -145,6 +145,16 @@ def test_malformed_json_is_400(relay: Relay, raw: bytes) -> None:
         assert_openai_error(response, 422, code="validation_error")
 
 
+@pytest.mark.parametrize(("body", "message"), [
+    ([1, 2], 'the request body must be a JSON object ({"model": …}), not an array'),
+    ("hello", 'the request body must be a JSON object ({"model": …}), not a string'),
+    (None, "a JSON request body is required"),  # `null`: no body
+])  # fmt: skip
+def test_a_body_that_is_not_an_object_is_422_saying_so(relay: Relay, body: object, message: str) -> None:
+    response = httpx.post(f"{relay.url}/v1/chat/completions", json=body)
+    assert assert_openai_error(response, 422, code="validation_error")["message"] == message
+
+
 def test_a_schema_that_loops_only_through_refs_is_found_and_recursion_with_a_base_case_is_not() -> None:
     from mnemos.relay.openai_schema import looping_ref
 
@@ -164,9 +174,15 @@ def test_a_schema_that_loops_only_through_refs_is_found_and_recursion_with_a_bas
 
 def test_other_bad_input_is_4xx_never_500(relay: Relay) -> None:
     url = relay.url
-    assert_openai_error(
-        httpx.post(f"{url}/v1/embeddings", json={"model": "echo", "input": [1, 2]}), 422, param="input[0]"
-    )
+    # token ids (OpenAI takes them; LangChain's embeddings send them by default): refused, naming the fix
+    for tokens in ([1, 2], [[1, 2], [3]], 7):
+        refused = httpx.post(f"{url}/v1/embeddings", json={"model": "echo", "input": tokens})
+        assert "check_embedding_ctx_length=False" in assert_openai_error(refused, 422, param="input")["message"]
+    for tokens in ([1, 2], [[1, 2]]):
+        refused = httpx.post(f"{url}/v1/completions", json={"model": "echo", "prompt": tokens})
+        assert "send the prompt as text" in assert_openai_error(refused, 422, param="prompt")["message"]
+    assert_openai_error(httpx.post(f"{url}/v1/embeddings", json={"model": "echo", "input": [True]}), 422,
+                        param="input[0]")  # fmt: skip
     assert_openai_error(httpx.post(f"{url}/v1/embeddings", json={"model": "echo", "input": []}), 422, param="input")
     for empty in ("", ["a", ""]):  # no text, no embedding (and no charge for one)
         refused = httpx.post(f"{url}/v1/embeddings", json={"model": "echo", "input": empty})
