@@ -25,6 +25,7 @@ from mnemos.errors import MnemosError
 from mnemos.relay import _responses as out
 from mnemos.relay._edge import VERB_KEY, EdgeMiddleware, EdgeSeam, HeadAsGet
 from mnemos.relay._errors import ModelNotFoundError, error_response, install_error_handlers
+from mnemos.relay._fastpath import Endpoint, OpenAIFastPath
 from mnemos.relay._gateway import Gateway
 from mnemos.relay._handlers import Handlers
 from mnemos.relay._metering import OverheadHeader
@@ -91,6 +92,8 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
     app = FastAPI(title="MNEMOS RELAY", version="1", description="OpenAI-compatible gateway of MNEMOS.",
                   default_response_class=JSONResponse, redirect_slashes=False)  # fmt: skip
     install_error_handlers(app)
+    fast: dict[str, Endpoint] = {}  # filled below with the OpenAI routes' models and endpoints
+    app.add_middleware(OpenAIFastPath, fastapi=app, routes=fast)  # innermost: inside the edge
     app.add_middleware(MethodGuard, openapi=lambda: app.openapi())  # 405 + Allow, from the finished schema
     app.add_middleware(EdgeMiddleware, seam=edge)  # authenticate → authorize → rate limit → body
     app.add_middleware(OverheadHeader)  # x-mnemos-overhead-ms counts the edge too
@@ -148,6 +151,9 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
         """Embeddings of one text or a list of texts (floats, or base64 float32)."""
         return await handlers.embeddings(request, body)
 
+    fast.update({"/v1/chat/completions": (ChatCompletionRequest, chat_completions),
+                 "/v1/completions": (CompletionRequest, completions),
+                 "/v1/embeddings": (EmbeddingRequest, embeddings)})  # fmt: skip
     _include_extensions(app, edge, gateway.settings)  # /v1/jobs, /v1/runs, /v1/traces …
     app.include_router(build_usage_router(edge.admit, lambda: meter.governor.actor))  # GET /v1/usage
     app.include_router(build_events_router(edge.admit, max_streams=gateway.settings.relay.max_event_streams))
