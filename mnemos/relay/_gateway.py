@@ -23,7 +23,7 @@ from mnemos.relay._metering import Meter
 from mnemos.relay._routes import AdapterModelRoute, AnyRoute, ModelRoute, Route
 from mnemos.relay.adapters import AdapterRouter
 from mnemos.relay.model_status import status_record
-from mnemos.trace.lineage import LineageWriter, request_event
+from mnemos.trace.lineage import LineageWriter, model_node, request_event
 
 logger = logging.getLogger("mnemos.relay")
 
@@ -188,12 +188,9 @@ class Gateway:
             attrs["caller"] = principal.describe()
         if route.adapter is not None:  # lineage names the Adapter that answered
             attrs = {"adapter": route.adapter, **attrs}
-        events = request_event(rid, model=route.name, generation=route.generation, digest=route.digest,
-                               principal=subject, **attrs)  # fmt: skip
-        if events and events[0].get("type") == "model":
-            # The model node is the same for every request of a generation: write it once per replica.
-            if events[0]["id"] in self._model_nodes:
-                events = events[1:]
-            else:
-                self._model_nodes.add(events[0]["id"])
-        return events
+        # The model node is the same for every request of a generation: written once per replica.
+        node = model_node(route.name, route.generation)
+        first = node not in self._model_nodes
+        self._model_nodes.add(node)
+        return request_event(rid, model=route.name, generation=route.generation, digest=route.digest,
+                             principal=subject, with_model=first, **attrs)  # fmt: skip

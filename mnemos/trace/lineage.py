@@ -129,11 +129,18 @@ def _secret_name(key: str) -> bool:
     return bool(name) and (name in _SECRET_NAMES or name.endswith(_SECRET_SUFFIXES))
 
 
-def _mask(value: Any, key: str = "") -> Any:
-    if key and _secret_name(key):
-        return "***"
+def _mask(value: Any) -> Any:
+    """``value`` with the value of every key that names a secret replaced by ``***``, at any depth."""
     if isinstance(value, dict):
-        return {k: _mask(v, str(k)) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            if _secret_name(str(k)):
+                out[k] = "***"
+            elif isinstance(v, (dict, list)):
+                out[k] = _mask(v)
+            else:  # most attributes: no call per value (the gateway's flusher masks two events a request)
+                out[k] = v
+        return out
     if isinstance(value, list):
         return [_mask(v) for v in value]
     return value
@@ -157,12 +164,15 @@ def request_event(
     digest: str | None,
     principal: str | None,
     trace_id: str | None = None,
+    with_model: bool = True,
     **attrs: Any,
 ) -> list[dict[str, Any]]:
-    """The events a gateway request records: the model node and the request under it."""
+    """The events a gateway request records: the model node (unless ``with_model`` is false: a
+    writer that wrote it already) and the request under it."""
     model_id = model_node(model, generation)
+    head = [event(model_id, "model", name=model, generation=generation, digest=digest)] if with_model else []
     return [
-        event(model_id, "model", name=model, generation=generation, digest=digest),
+        *head,
         event(
             f"request:{request_id}",
             "request",

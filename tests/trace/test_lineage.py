@@ -66,6 +66,12 @@ def test_new_segments_are_seen_and_secrets_masked(local_engram) -> None:
         "password": "***",
         "caller": {"credential": "k1", "api_key": "***"},
     }
+    assert event("y", "audit", items=[{"secret": "s", "n": 1}, "plain", [{"Api-Key": "k"}]])["attrs"] == {
+        "items": [{"secret": "***", "n": 1}, "plain", [{"Api-Key": "***"}]],  # inside lists too
+    }
+    # a writer that wrote the model node already (the gateway: once per replica) asks for the request only
+    only = request_event("req-2", model="m", generation=2, digest=DIGEST, principal="bob", with_model=False)
+    assert [e["id"] for e in only] == ["request:req-2"] and only[0]["parents"] == ["model:m@2"]
 
 
 def test_a_run_records_lineage_from_file_to_artifacts(ray_cluster, settings, tmp_path: Path) -> None:
