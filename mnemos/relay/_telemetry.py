@@ -63,11 +63,12 @@ class RequestTelemetry:
         """End the span and record the request's status, latency and tokens."""
         metrics.RELAY_INFLIGHT.dec(route=self.route)
         span = self._span
-        span.set_attribute("http.status_code", status)
-        span.set_attribute("model", self.model)  # known once the body is read (``unknown`` at the start)
+        # the model is known once the body is read (``unknown`` at the start); one call, one lock
+        attributes: dict[str, Any] = {"http.status_code": status, "model": self.model}
         for key, value in attrs.items():
             if value is not None:
-                span.set_attribute(f"mnemos.{key}", value if isinstance(value, (str, bool, int, float)) else str(value))
+                attributes[f"mnemos.{key}"] = value if isinstance(value, (str, bool, int, float)) else str(value)
+        span.set_attributes(attributes)
         span.end()
         metrics.observe_request(self.route, self.model, status, time.perf_counter() - self.start,
                                 tokens_in=tokens_in, tokens_out=tokens_out)  # fmt: skip

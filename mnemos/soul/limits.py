@@ -28,8 +28,8 @@ import contextlib
 import functools
 import logging
 import math
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -251,7 +251,7 @@ class Governor:
             UnavailableError: a budget applies but the ``ratelimit`` actor cannot be reached.
         """
         ticket = Ticket(
-            rid=uuid.uuid4().hex,
+            rid=os.urandom(16).hex(),
             principal=getattr(principal, "subject", "anonymous"),
             team=getattr(principal, "team", "") or "",
             model=model,

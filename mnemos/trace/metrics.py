@@ -74,9 +74,12 @@ class _Metric:
 
     def _key(self, labels: dict[str, Any]) -> tuple[str, ...]:
         names = self.spec.labels
-        if len(labels) != len(names) or not all(n in labels for n in names):
-            raise ValueError(f"{self.spec.name} takes labels {list(names)}, got {sorted(labels)}")
-        return tuple([str(labels[n]) for n in names])
+        if len(labels) == len(names):
+            try:
+                return tuple([str(labels[n]) for n in names])  # as many, each found: the same names
+            except KeyError:
+                pass
+        raise ValueError(f"{self.spec.name} takes labels {list(names)}, got {sorted(labels)}")
 
     def value(self, **labels: Any) -> Any:
         """This process's value for one label set (a copy for histograms)."""
