@@ -38,6 +38,7 @@ from mnemos._model import check_json_body
 from mnemos.config import Settings
 from mnemos.engram import Engram
 from mnemos.errors import BadRequestError, MnemosError, PayloadTooLargeError, UnavailableError
+from mnemos.relay._responses import aclose
 from mnemos.soul.edge import PUBLIC_PATHS, EdgeGuard
 from mnemos.soul.http import router
 
@@ -93,9 +94,7 @@ class EdgeSeam:
         return True
 
     async def aclose(self) -> None:
-        closer = getattr(self.guard, "aclose", None)
-        if closer is not None:
-            await closer()
+        await aclose(self.guard)
 
 
 def route_verb(app: Any, scope: dict[str, Any]) -> str | None:

@@ -30,6 +30,7 @@ from mnemos.errors import (
 from mnemos.genome import Model
 from mnemos.neuron import GenerationChunk, GenerationRequest
 from mnemos.relay._errors import client_path, internal_error
+from mnemos.relay._responses import aclose
 from mnemos.relay.llm import DEPLOYMENT_NAME, PRIORITY, Usage
 from mnemos.relay.llm import llm_config as build_llm_config
 from mnemos.relay.model_status import artifact_digest
@@ -150,20 +151,14 @@ async def opening_first(generator: AsyncIterator[Any], batched: Callable[[AsyncI
                 return
             yield [item]
     except BaseException:  # the client went away (or the engine failed) before the batcher took over
-        await _close(generator)
+        await aclose(generator)
         raise
     batches = batched(generator)  # from here the batcher owns the generator (its reader closes it)
     try:
         async for batch in batches:
             yield batch
     finally:
-        await _close(batches)
-
-
-async def _close(stream: Any) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()
+        await aclose(batches)
 
 
 class ModelLLMServer(LLMServer):  # type: ignore[misc]
@@ -311,7 +306,7 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
             self.counters["cancelled"] += 1
             raise
         finally:
-            await _close(stream)
+            await aclose(stream)
         yield usage
 
     async def embed(self, texts: list[str], trace: dict[str, str] | None = None) -> list[list[float]]:

@@ -19,7 +19,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic_core import from_json
 
 from mnemos.relay._cache import ResponseCache
-from mnemos.relay._responses import count_events
+from mnemos.relay._responses import aclose, count_events
 from mnemos.relay._routes import AnyRoute
 from mnemos.soul.limits import Governor, Ticket, estimate_tokens
 
@@ -209,9 +209,7 @@ class Meter:
                 tail = data[-4096:]
                 yield chunk
         finally:
-            close = getattr(chunks, "aclose", None)
-            if close is not None:  # the upstream's stream, now rather than when garbage collected
-                await close()
+            await aclose(chunks)  # the upstream's stream, now rather than when garbage collected
             ticket.deferred = False
             if usage is None:  # cut short, or an upstream that ignores include_usage: count the events
                 self.settle(ticket, 0, 0, cut_after=events)

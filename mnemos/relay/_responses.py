@@ -21,6 +21,7 @@ from mnemos.neuron import GenerationChunk
 __all__ = [
     "DONE",
     "ClosingStream",
+    "aclose",
     "chat_body",
     "chat_chunk",
     "chat_events",
@@ -72,6 +73,14 @@ class ClosingStream(StreamingResponse):
             finally:
                 if self.on_close is not None:
                     self.on_close()
+
+
+async def aclose(stream: Any) -> None:
+    """Close ``stream`` (an async generator, or anything with ``aclose``) now rather than when it
+    is garbage collected, so its ``finally`` runs; anything without ``aclose`` is left as it is."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
 
 
 def new_id(prefix: str) -> str:
