@@ -35,7 +35,7 @@ from mnemos.genome.kinds import KINDS, parse_resource, resolve_kind
 from mnemos.genome.pipeline import Pipeline, local_files
 from mnemos.genome.policy import Policy
 
-__all__ = ["Action", "ApplyResult", "MAX_ATTEMPTS", "Registry", "api_path", "event_of", "plural_of"]
+__all__ = ["Action", "ApplyResult", "MAX_ATTEMPTS", "Registry", "api_path", "event_of", "plural_of", "tombstone"]
 
 Action = Literal["created", "configured", "unchanged", "deleted"]
 
@@ -91,6 +91,12 @@ def _identity(resource: Resource) -> dict[str, object]:
     """What decides whether an apply is a change: spec, labels and annotations."""
     meta = resource.metadata
     return {"spec": resource.spec_dump(), "labels": meta.labels, "annotations": meta.annotations}
+
+
+def tombstone(folder: str, generation: int) -> tuple[str, dict[str, Any]]:
+    """The key and record that mark ``generation`` of the resource stored in ``folder`` deleted now
+    (what ``history`` reads as its ``deletionTimestamp``)."""
+    return f"{folder}/deleted-{generation:08d}.json", {"generation": generation, "deleted": utc_timestamp()}
 
 
 def _backoff(attempt: int) -> None:
@@ -302,8 +308,7 @@ class Registry:
             if not state.live:
                 raise NotFoundError(f"{kind.lower()}/{name} not found", param="name")
             current = self._load_as_stored(kind, name, state.last)  # a delete never needs a valid spec
-            tombstone = f"{self._dir(kind, name)}/deleted-{state.last:08d}.json"
-            if not self.engram.create_json(tombstone, {"generation": state.last, "deleted": utc_timestamp()}):
+            if not self.engram.create_json(*tombstone(self._dir(kind, name), state.last)):
                 raise NotFoundError(f"{kind.lower()}/{name} not found (deleted by another writer)", param="name")
             # An apply may have taken the next generation meanwhile; whether it came before or after
             # the tombstone cannot be told, so the delete is not acknowledged: the resource is live.

@@ -336,6 +336,7 @@ def _admit_restored(dest: Engram, manifest: dict[str, Any], target: Engram) -> N
 def _revert_registry(dest: Engram, manifest: dict[str, Any], target: Engram) -> list[str]:
     """Give each resource of the snapshot its snapshot state in ``target`` by appending to its history."""
     from mnemos._model import utc_timestamp
+    from mnemos.genome.registry import tombstone
 
     reverted = []
     for (kind, name), (gens, deleted) in sorted(_registry_state(list(manifest["documents"])).items()):
@@ -349,8 +350,7 @@ def _revert_registry(dest: Engram, manifest: dict[str, Any], target: Engram) -> 
         last = now_gens[-1]
         if not was_live:
             if is_live:  # deleted at the snapshot, applied again since: delete it again
-                tombstone = {"generation": last, "deleted": utc_timestamp()}
-                target.create_json(f"{folder}/deleted-{last:08d}.json", tombstone)
+                target.create_json(*tombstone(folder, last))
                 reverted.append(f"{kind.lower()}/{name}: deleted (as in the snapshot)")
             continue
         doc = json.loads(dest.get(manifest["documents"][f"{folder}/{gens[-1]:08d}.json"]))
