@@ -64,6 +64,20 @@ def test_403_before_422_and_422_once_admitted(gateway: Gateway) -> None:
     assert gateway.call("POST", "/v1/chat/completions", "developer", json=BAD_CHAT).status_code == 422
 
 
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/chat/completions", {"model": "nobody", "messages": [{"role": "user", "content": "hi"}]}),
+    ("/v1/completions", {"model": "nobody", "prompt": "hi"}),
+    ("/v1/embeddings", {"model": "nobody", "input": "hi"}),
+])  # fmt: skip
+def test_well_formed_openai_requests_pass_the_edge_before_their_fast_path(gateway: Gateway, path: str,
+                                                                           body: dict[str, Any]) -> None:  # fmt: skip
+    """A well-formed body skips FastAPI's routing (``mnemos/relay/_fastpath.py``), never the edge:
+    no credential is a 401 and a viewer's key a 403 there too; a developer's reaches the endpoint."""
+    _status(gateway.call("POST", path, json=body), 401, "missing credentials")
+    _status(gateway.call("POST", path, "viewer", json=body), 403, "infer")
+    _status(gateway.call("POST", path, "developer", json=body), 404, "`nobody` does not exist")
+
+
 def _chunks(total: int, size: int, sent: list[int]) -> Iterator[bytes]:
     block = b"x" * size
     while sent[0] < total:
