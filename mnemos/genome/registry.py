@@ -21,6 +21,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -35,7 +36,8 @@ from mnemos.genome.kinds import KINDS, parse_resource, resolve_kind
 from mnemos.genome.pipeline import Pipeline, local_files
 from mnemos.genome.policy import Policy
 
-__all__ = ["Action", "ApplyResult", "MAX_ATTEMPTS", "Registry", "api_path", "event_of", "plural_of", "tombstone"]
+__all__ = ["Action", "ApplyResult", "MAX_ATTEMPTS", "Registry", "StoredState", "api_path", "event_of", "plural_of",
+           "stored_states", "tombstone"]
 
 Action = Literal["created", "configured", "unchanged", "deleted"]
 
@@ -61,7 +63,7 @@ class ApplyResult:
 
 
 @dataclass(frozen=True)
-class _State:
+class StoredState:
     """What is stored for one resource: its generations (sorted) and its tombstones (a deleted
     generation → the key that marks its deletion)."""
 
@@ -85,6 +87,27 @@ class _State:
     def current(self) -> int:
         """The live generation, or 0 when the resource does not exist (never, or deleted)."""
         return self.last if self.live else 0
+
+
+def stored_states(keys: Iterable[str], read: Callable[[str], dict[str, Any]]) -> dict[tuple[str, str], StoredState]:
+    """``{(kind, name): StoredState}`` from registry keys (``registry/KIND/NAME/00000003.json``,
+    ``…/deleted-00000003.json``); ``read(key)`` reads the single ``deleted.json`` marker of older
+    stores, which holds the generation it deleted. Other keys are left out."""
+    gens: dict[tuple[str, str], list[int]] = {}
+    deleted: dict[tuple[str, str], dict[int, str]] = {}
+    for key in keys:
+        parts = key.split("/")
+        if len(parts) != 4 or parts[0] != "registry" or not parts[3].endswith(".json"):
+            continue
+        resource, stem = (parts[1], parts[2]), parts[3].removesuffix(".json")
+        if stem.isdigit():
+            gens.setdefault(resource, []).append(int(stem))
+        elif stem.startswith("deleted-") and stem[8:].isdigit():
+            deleted.setdefault(resource, {})[int(stem[8:])] = key
+        elif stem == "deleted":
+            deleted.setdefault(resource, {})[int(read(key).get("generation", 0))] = key
+    return {resource: StoredState(sorted(gens.get(resource, [])), deleted.get(resource, {}))
+            for resource in gens.keys() | deleted.keys()}  # fmt: skip
 
 
 def _identity(resource: Resource) -> dict[str, object]:
@@ -129,19 +152,10 @@ class Registry:
     def _dir(self, kind: str, name: str) -> str:
         return f"registry/{kind}/{name}"
 
-    def _state(self, kind: str, name: str) -> _State:
+    def _state(self, kind: str, name: str) -> StoredState:
         """One listing of the resource's folder: generations and tombstones."""
-        gens: list[int] = []
-        deleted: dict[int, str] = {}
-        for key in self.engram.list(self._dir(kind, name)):
-            stem = key.rsplit("/", 1)[-1].removesuffix(".json")
-            if stem.isdigit():
-                gens.append(int(stem))
-            elif stem.startswith("deleted-") and stem[8:].isdigit():
-                deleted[int(stem[8:])] = key
-            elif stem == "deleted":  # the single marker of older stores
-                deleted[int(self.engram.read_json(key)["generation"])] = key
-        return _State(sorted(gens), deleted)
+        found = stored_states(self.engram.list(self._dir(kind, name)), self.engram.read_json)
+        return found.get((kind, name), StoredState([], {}))
 
     def _deleted_at(self, key: str) -> str | None:
         """When the tombstone ``key`` was written: its ``deleted`` time, or (tombstones of older
@@ -175,7 +189,7 @@ class Registry:
             return _stored_as_is(kind, name, gen, doc)
 
     @staticmethod
-    def _check_expected(kind: str, name: str, state: _State, expected: int | None) -> None:
+    def _check_expected(kind: str, name: str, state: StoredState, expected: int | None) -> None:
         if expected is not None and expected != state.current:
             now = f"generation {state.current}" if state.current else "absent"
             raise ConflictError(

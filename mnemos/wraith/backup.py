@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,54 +255,36 @@ def restore(dest: Engram, snapshot: str, target: Engram, *, force: bool = False)
     return report
 
 
-def _registry_state(keys: list[str]) -> dict[tuple[str, str], tuple[list[int], int | None]]:
-    """``{(kind, name): (generations, last deleted generation)}`` from registry keys (the GENOME layout)."""
-    out: dict[tuple[str, str], tuple[list[int], int | None]] = {}
-    for key in keys:
-        parts = key.split("/")
-        if len(parts) != 4 or parts[0] != "registry" or not parts[3].endswith(".json"):
-            continue
-        gens, deleted = out.setdefault((parts[1], parts[2]), ([], None))
-        stem = parts[3].removesuffix(".json")
-        if stem.isdigit():
-            gens.append(int(stem))
-        elif stem.startswith("deleted-") and stem[8:].isdigit():
-            out[(parts[1], parts[2])] = (gens, max(deleted or 0, int(stem[8:])))
-    return {k: (sorted(g), d) for k, (g, d) in out.items()}
-
-
-def _live(gens: list[int], deleted: int | None) -> bool:
-    return bool(gens) and (deleted is None or deleted < gens[-1])
-
-
 def _content(doc: dict[str, Any]) -> dict[str, Any]:
     """A stored generation without what each generation has of its own (number, creation time)."""
     meta = {k: v for k, v in doc.get("metadata", {}).items() if k not in ("generation", "creationTimestamp")}
     return {**doc, "metadata": meta}
 
 
+def _snapshot_reader(dest: Engram, documents: dict[str, str]) -> Callable[[str], dict[str, Any]]:
+    """Reads a registry record of a snapshot (its key → its blob's digest in ``documents``)."""
+    return lambda key: json.loads(dest.get(documents[key]))
+
+
 def _live_documents(keys: list[str], read: Any) -> dict[tuple[str, str], dict[str, Any]]:
     """``{(kind, name): stored document}`` of the live generation of each resource in ``keys``
     (registry keys), read with ``read(key)``; an older store's single ``deleted.json`` counts."""
-    out, present = {}, set(keys)
-    for (kind, name), (gens, deleted) in _registry_state(keys).items():
-        folder = f"registry/{kind}/{name}"
-        if f"{folder}/deleted.json" in present:
-            old = int(read(f"{folder}/deleted.json").get("generation", 0))
-            deleted = max(deleted or 0, old)
-        if _live(gens, deleted):
-            out[(kind, name)] = read(f"{folder}/{gens[-1]:08d}.json")
-    return out
+    from mnemos.genome.registry import stored_states
+
+    return {(kind, name): read(f"registry/{kind}/{name}/{state.last:08d}.json")
+            for (kind, name), state in stored_states(keys, read).items() if state.live}  # fmt: skip
 
 
 def _admit_restored(dest: Engram, manifest: dict[str, Any], target: Engram) -> None:
     """Run GENOME admission on what a forced restore would make live in ``target`` (see ``restore``);
     an ``AdmissionError`` naming each refused resource and why, before anything is written."""
     from mnemos.genome import Policy, admit, parse_resource
+    from mnemos.genome.registry import stored_states
 
     documents = manifest["documents"]
-    snapshot = _live_documents(sorted(documents), lambda key: json.loads(dest.get(documents[key])))
-    in_snapshot = set(_registry_state(list(documents)))
+    read = _snapshot_reader(dest, documents)
+    snapshot = _live_documents(sorted(documents), read)
+    in_snapshot = set(stored_states(documents, read))
     now = _live_documents(target.list("registry"), target.read_json)
     after = {key: doc for key, doc in now.items() if key not in in_snapshot} | snapshot  # the registry then
     refused: list[str] = []
@@ -336,24 +319,22 @@ def _admit_restored(dest: Engram, manifest: dict[str, Any], target: Engram) -> N
 def _revert_registry(dest: Engram, manifest: dict[str, Any], target: Engram) -> list[str]:
     """Give each resource of the snapshot its snapshot state in ``target`` by appending to its history."""
     from mnemos._model import utc_timestamp
-    from mnemos.genome.registry import tombstone
+    from mnemos.genome.registry import StoredState, stored_states, tombstone
 
     reverted = []
-    for (kind, name), (gens, deleted) in sorted(_registry_state(list(manifest["documents"])).items()):
+    documents = manifest["documents"]
+    for (kind, name), then in sorted(stored_states(documents, _snapshot_reader(dest, documents)).items()):
         folder = f"registry/{kind}/{name}"
-        if deleted is None and any(k.endswith("/deleted.json") for k in manifest["documents"] if k.startswith(folder)):
-            continue  # an older store's single marker: left as the snapshot has it
-        now_gens, now_deleted = _registry_state(target.list(folder)).get((kind, name), ([], None))
-        if not now_gens:
+        now = stored_states(target.list(folder), target.read_json).get((kind, name), StoredState([], {}))
+        if not now.generations:
             continue
-        was_live, is_live = _live(gens, deleted), _live(now_gens, now_deleted)
-        last = now_gens[-1]
+        was_live, is_live, gens, last = then.live, now.live, then.generations, now.last
         if not was_live:
             if is_live:  # deleted at the snapshot, applied again since: delete it again
                 target.create_json(*tombstone(folder, last))
                 reverted.append(f"{kind.lower()}/{name}: deleted (as in the snapshot)")
             continue
-        doc = json.loads(dest.get(manifest["documents"][f"{folder}/{gens[-1]:08d}.json"]))
+        doc = _snapshot_reader(dest, documents)(f"{folder}/{gens[-1]:08d}.json")
         if is_live and _content(target.read_json(f"{folder}/{last:08d}.json")) == _content(doc):
             continue  # the live generation is the snapshot's (or a restored copy of it)
         for gen in range(last + 1, last + 1 + MAX_APPEND_ATTEMPTS):

@@ -135,3 +135,21 @@ def test_forced_restore_brings_back_the_snapshot_state_of_its_resources(local_en
     ]
     again = restore(Engram(report.destination), "latest", local_engram, force=True)
     assert again.reverted == []  # the root now holds the snapshot's state
+
+
+def test_an_older_stores_single_deleted_marker_counts_in_a_snapshot_and_in_the_registry(local_engram: Engram) -> None:
+    """Stores of older releases mark a deletion with one ``deleted.json`` holding the generation.
+    The registry and a forced restore read it alike: deleted at the snapshot, applied again
+    since, the restore deletes it again (it used to leave such a resource as it was)."""
+    registry = Registry(local_engram)
+    registry.apply(parse_resource(model_doc("omega")))
+    local_engram.write_json("registry/Model/omega/deleted.json", {"generation": 1})  # the older marker
+    with pytest.raises(NotFoundError):
+        registry.get("Model", "omega")
+    report = backup(local_engram)
+    registry.apply(parse_resource(model_doc("omega", replicas=2)))  # applied again since
+    assert registry.get("Model", "omega").generation == 2
+    restored = restore(Engram(report.destination), "latest", local_engram, force=True)
+    assert restored.reverted == ["model/omega: deleted (as in the snapshot)"]
+    with pytest.raises(NotFoundError):
+        registry.get("Model", "omega")
