@@ -2,7 +2,8 @@
 
 Bad input is never a 500: malformed JSON is 400, a field that fails validation 422 naming the
 field as the client's JSON path (``messages[0].tool_calls[0].id``, never a pydantic class name),
-an unknown model 404. Errors raised inside a model replica cross Ray wrapped in ``RayTaskError``;
+a JSON Schema no engine can use (a tool's ``parameters``, a ``response_format``) 400 as vLLM and
+OpenAI answer it, an unknown model 404. Errors raised inside a model replica cross Ray wrapped in ``RayTaskError``;
 they are unwrapped so their status and message survive. Any other exception is a 500 that says
 "internal error" and a request id (Serve's, also in ``X-Request-Id``), never the exception's class
 or message: the log line with that id has them, and the traceback.
@@ -254,6 +255,8 @@ def validation_error(exc: RequestValidationError) -> MnemosError:
     # A union field reports once per member (``input`` and ``input[0]``): name the most specific path.
     top = _root(paths[0]) if paths else ""
     first = max((p for p in paths if _root(p) == top), key=len, default="") or None
+    if errors and errors[0].get("type") == "invalid_schema":  # a schema no engine can use: vLLM's own 400
+        return BadRequestError(lines[0], param=paths[0] or None)
     return ValidationError("; ".join(dict.fromkeys(lines)), param=first)
 
 

@@ -6,6 +6,7 @@ import base64
 import concurrent.futures
 import json
 import struct
+from typing import Any
 
 import httpx
 import openai
@@ -119,16 +120,26 @@ def test_echo_embeddings_float_and_base64(relay: Relay) -> None:
          "validation_error", "tools"),
         ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "tool_choice": "bogus"}, 422,
          "validation_error", "tool_choice"),
-        # schemas that match no JSON value (vLLM's structured output failed on them: a 500)
+        # schemas that match no JSON value (vLLM's structured output failed on them: a 500): 400, as vLLM
+        # and OpenAI answer a schema they cannot use
         ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "response_format": {
-            "type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#"}}}}, 422, "validation_error",
+            "type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#"}}}}, 400, "bad_request",
          "response_format"),
         ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "response_format": {
-            "type": "json_schema", "json_schema": {"name": "x", "schema": {"allOf": [{"$ref": "#"}]}}}}, 422,
-         "validation_error", "response_format"),
+            "type": "json_schema", "json_schema": {"name": "x", "schema": {"allOf": [{"$ref": "#"}]}}}}, 400,
+         "bad_request", "response_format"),
         ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "structured_outputs": {"json": {
-            "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}}}, 422,
-         "validation_error", "structured_outputs"),
+            "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}}}, 400,
+         "bad_request", "structured_outputs"),
+        # schemas that are not JSON Schema (a tool's parameters went to the model unchecked with tool_choice auto)
+        ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "tools": [
+            {"type": "function", "function": {"name": "f", "parameters": {"type": "wat"}}}]}, 400, "bad_request",
+         "tools"),
+        ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "tools": [
+            {"type": "function", "function": {"name": "f", "parameters": "{}"}}]}, 422, "validation_error", "tools"),
+        ({"model": "echo", "messages": [{"role": "user", "content": "x"}], "response_format": {
+            "type": "json_schema", "json_schema": {"name": "x", "schema": {"required": "a"}}}}, 400, "bad_request",
+         "response_format"),
     ],
 )  # fmt: skip
 def test_chat_errors_have_openai_shape(relay: Relay, body: dict, status: int, code: str, param: str) -> None:
@@ -170,6 +181,41 @@ def test_a_schema_that_loops_only_through_refs_is_found_and_recursion_with_a_bas
     assert looping_ref(chain) is None
     chain["$defs"][f"d{n}"] = {"allOf": [{"$ref": "#/$defs/d0"}]}
     assert looping_ref(chain) == "#/$defs/d0"
+
+
+def test_a_schema_is_checked_against_its_metaschema_naming_where_it_breaks(relay: Relay) -> None:
+    """OpenAI refuses a tool whose ``parameters`` is not a JSON Schema; vLLM took one with
+    ``tool_choice: auto`` and rendered it into the prompt. The check names the keyword, reads the
+    draft ``$schema`` names, leaves ECMA regexes alone, and skips schemas too large to check cheaply
+    (vLLM still sees them) instead of holding the event loop or overflowing the stack."""
+    def ask(parameters: Any) -> httpx.Response:
+        tools = [{"type": "function", "function": {"name": "f", "parameters": parameters}}]
+        return httpx.post(f"{relay.url}/v1/chat/completions", json={"model": "echo", "messages": CHAT, "tools": tools})
+
+    bad = {"type": "object", "properties": {"unit": {"type": "string", "minLength": -1}}}
+    message = assert_openai_error(ask(bad), 400, code="bad_request", param="tools")["message"]
+    assert message.startswith("tools: [0].function.parameters.properties.unit.minLength: -1 is less than"), message
+    assert "not a valid JSON Schema" in message
+    draft4 = {"$schema": "http://json-schema.org/draft-04/schema#", "type": "object",
+              "properties": {"n": {"type": "number", "maximum": 3, "exclusiveMaximum": True}}}  # fmt: skip
+    ecma = {"type": "object", "properties": {"name": {"type": "string", "pattern": "^\\p{L}+$"}}}
+    modern = {"type": "object", "$defs": {"p": {"type": "string"}}, "properties": {"x": {"$ref": "#/$defs/p"}},
+              "prefixItems": [{"type": "string"}], "unevaluatedProperties": False}  # fmt: skip
+
+    def passed(parameters: Any) -> bool:
+        """Past the schema check: refused after it by the echo runtime, which serves no tools."""
+        answer = ask(parameters)
+        return answer.status_code == 422 and "does not support it" in answer.json()["error"]["message"]
+
+    for fine in (draft4, ecma, modern, {"type": "object", "properties": {}}):
+        assert passed(fine), fine
+    assert ask({**draft4, "$schema": "http://json-schema.org/draft-07/schema#"}).status_code == 400  # draft 7 rules
+    wide = {"type": "object", "properties": {f"p{i}": {"type": "wat"} for i in range(300)}}
+    assert passed(wide)  # past the cap: vLLM's to judge
+    deep: dict[str, Any] = {"type": "wat"}
+    for _ in range(25):
+        deep = {"type": "object", "properties": {"a": deep}}
+    assert passed(deep)  # 51 levels of JSON (the body's cap is 64): past the check's, never a RecursionError
 
 
 def test_other_bad_input_is_4xx_never_500(relay: Relay) -> None:
