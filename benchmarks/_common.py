@@ -23,6 +23,15 @@ def deployed_serve_env(home: str) -> None:
     os.environ.update(local_serve_env(HIGH_THROUGHPUT_ENV | dict(os.environ), Path(home)))
 
 
+def platform_up(settings: Any, engram: Any) -> Any:
+    """The control plane as ``mnemos up`` starts it, every component's actors (the span collector and
+    metrics aggregator included, which otherwise start lazily, in the middle of a measurement);
+    returns the relay controller's handle."""
+    from mnemos.cradle import up
+
+    return up(settings, engram)["relay"]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,7 +7,7 @@
   ``pip install 'litellm[proxy]'``), master key, one worker, ``model_list`` → the upstream;
 - ``mnemos``:  the MNEMOS gateway (Serve in high-throughput mode unless ``--no-high-throughput``)
   with an Adapter → the upstream, an API key with per-key RPM/TPM limits high enough not to
-  refuse, auth, lineage and tracing on;
+  refuse, auth, lineage and tracing on, every control-plane actor up as ``mnemos up`` starts them;
 - ``floor``:   Serve's own floor for any gateway hosted on it: a bare FastAPI deployment in the same
   Serve (same mode) that forwards the body to the upstream with one pooled aiohttp session and
   nothing else (no auth, limits, lineage or tracing). Printed as ``info`` lines, not a target: it
@@ -37,7 +37,7 @@ from fastapi import Request  # module level: FastAPI resolves the floor's annota
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import deployed_serve_env, free_port, percentile_ms, target, throughput  # noqa: E402
+from _common import deployed_serve_env, free_port, percentile_ms, platform_up, target, throughput  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 LITELLM_VENV = REPO / "build" / "litellm-venv"
@@ -179,8 +179,6 @@ def _start_mnemos(upstream_port: int, high_throughput: bool) -> tuple[int, str]:
 
     import mnemos
     from mnemos.config import load_settings
-    from mnemos.relay import ensure
-    from mnemos.soul.ratelimit import ensure as ensure_ratelimit
     from mnemos.soul.store import IdentityStore
 
     port = free_port()
@@ -190,11 +188,10 @@ def _start_mnemos(upstream_port: int, high_throughput: bool) -> tuple[int, str]:
              "highThroughput": high_throughput}  # fmt: skip
     settings = load_settings(engram={"uri": os.path.join(os.environ["MNEMOS_HOME"], "engram")}, relay=relay)
     client = mnemos.connect(settings=settings)
-    ensure_ratelimit(settings, client.engram)
     # Per-key limits on (the limiter runs on every request), high enough not to refuse.
     key = IdentityStore.from_settings(settings, client.engram).create_api_key(
         "bench", "developer", team="bench", limits={"rpm": 10_000_000, "tpm": 1_000_000_000})
-    controller = ensure(settings, client.engram)
+    controller = platform_up(settings, client.engram)  # as `mnemos up`
     client.apply([{"apiVersion": "genome.mnemos.dev/v1", "kind": "Adapter", "metadata": {"name": "peer-upstream"},
                    "spec": {"baseUrl": f"http://127.0.0.1:{upstream_port}/v1", "models": [MODEL], "retries": 0,
                             "pricing": {MODEL: {"input": 0.1, "output": 0.2}}}}])  # fmt: skip

@@ -6,9 +6,9 @@ The same tiny Llama model (made locally, float32, max_model_len 256, eager mode)
 machine, the same run, three ways:
 
 - ``mnemos``: the MNEMOS gateway as deployed (API-key auth, RBAC, rate limiter, validation,
-  lineage, tracing on) → the Model's Ray Serve LLM deployment (``engine: vllm``), on Serve as
-  ``mnemos up`` runs it: HAProxy ingress, gRPC between replicas (``--no-high-throughput``: Serve's
-  default proxy);
+  lineage, tracing on; every control-plane actor up, as ``mnemos up`` starts them) → the Model's
+  Ray Serve LLM deployment (``engine: vllm``), on Serve as ``mnemos up`` runs it: HAProxy ingress,
+  gRPC between replicas (``--no-high-throughput``: Serve's default proxy);
 - ``rayllm``: Ray Serve LLM's own ``build_openai_app`` on the same model, same Ray cluster and
   Serve instance (started once, so in the same Serve mode);
 - ``vllm``:   vLLM's own OpenAI server (``python -m vllm.entrypoints.openai.api_server``) on 127.0.0.1.
@@ -40,7 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import deployed_serve_env, free_port, target  # noqa: E402
+from _common import deployed_serve_env, free_port, platform_up, target  # noqa: E402
 
 MODEL = "bench-tiny"
 STREAMS = 8
@@ -178,8 +178,7 @@ def main() -> int:
     import mnemos
     from mnemos.config import load_settings
     from mnemos.neuron.models import init_tiny, store_model
-    from mnemos.relay import ensure, stop
-    from mnemos.soul.ratelimit import ensure as ensure_ratelimit
+    from mnemos.relay import stop
     from mnemos.soul.store import IdentityStore
 
     folder = init_tiny(Path(home) / "tiny", seed=0)
@@ -194,10 +193,9 @@ def main() -> int:
                  "highThroughput": not opts.no_high_throughput}  # fmt: skip
         settings = load_settings(engram={"uri": os.path.join(home, "engram")}, relay=relay)
         client = mnemos.connect(settings=settings)
-        ensure_ratelimit(settings, client.engram)
         key = IdentityStore.from_settings(settings, client.engram).create_api_key("bench", "developer")
         store_model(client.engram, folder, MODEL)
-        controller = ensure(settings, client.engram)
+        controller = platform_up(settings, client.engram)  # as `mnemos up`
         client.apply([_model_doc(opts.gpu)])
         serve.run(_rayllm_app(folder, opts.gpu), name="bench-rayllm", route_prefix="/rayllm")
         status = ray.get(controller.wait_synced.remote(None, START_TIMEOUT_S))
