@@ -75,7 +75,11 @@ def test_a_replica_builds_its_schema_before_its_first_request(tmp_path: Path) ->
 
     settings = load_settings(engram={"uri": str(tmp_path / "engram")}, relay={"auth": True})
     engram = Engram(str(tmp_path / "engram"))
-    replica = object.__new__(RelayIngress.func_or_class)  # the class Serve runs, without Ray
+    class Replica(RelayIngress.func_or_class):  # the class Serve runs, without Ray
+        def __del__(self) -> None:  # Serve awaits the class's async __del__; garbage collection would not
+            pass
+
+    replica = object.__new__(Replica)
     replica.gateway, replica.edge = Gateway(settings, engram, None), EdgeSeam(settings, engram)
     app = replica.__serve_build_asgi_app__()
     assert app.openapi_schema is not None
