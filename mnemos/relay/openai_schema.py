@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 from typing import Annotated, Any, Literal
 
@@ -55,6 +56,8 @@ __all__ = [
     "VLLM_SAMPLING_EXTRAS",
     "unread_extras",
 ]
+
+log = logging.getLogger("mnemos.relay")
 
 _MAX_STOP = 4
 _MAX_N = 16
@@ -333,11 +336,17 @@ def _meta_error(text: str) -> tuple[str, str] | None:
     from jsonschema.validators import Draft3Validator, Draft4Validator, Draft6Validator, Draft7Validator, validator_for
 
     schema = json.loads(text)
-    with warnings.catch_warnings():  # an unknown $schema: no warning, draft 7's metaschema below
-        warnings.simplefilter("ignore", DeprecationWarning)
-        named = validator_for(schema, default=Draft7Validator)
+    named: Any = Draft7Validator
+    if isinstance(schema.get("$schema"), str):  # another value is draft 7's to refuse (validator_for fails on it)
+        with warnings.catch_warnings():  # an unknown $schema: no warning, draft 7's metaschema below
+            warnings.simplefilter("ignore", DeprecationWarning)
+            named = validator_for(schema, default=Draft7Validator)
     validator = named if named in (Draft3Validator, Draft4Validator, Draft6Validator) else Draft7Validator
-    error = best_match(validator(validator.META_SCHEMA).iter_errors(schema))
+    try:
+        error = best_match(validator(validator.META_SCHEMA).iter_errors(schema))
+    except Exception:  # noqa: BLE001 - a schema the checker cannot read is vLLM's to judge, never a 500
+        log.debug("metaschema check failed", exc_info=True)
+        return None
     if error is None:
         return None
     message = error.message if len(error.message) <= 200 else error.message[:200] + " …"

@@ -210,6 +210,11 @@ def test_a_schema_is_checked_against_its_metaschema_naming_where_it_breaks(relay
     for fine in (draft4, ecma, modern, {"type": "object", "properties": {}}):
         assert passed(fine), fine
     assert ask({**draft4, "$schema": "http://json-schema.org/draft-07/schema#"}).status_code == 400  # draft 7 rules
+    for odd in ([], 5, {"a": 1}):  # a $schema that is no URI: refused, naming it (jsonschema's lookup failed: a 500)
+        message = assert_openai_error(ask({"$schema": odd, "type": "object"}), 400, param="tools")["message"]
+        assert "['$schema']" in message, message
+    # a schema jsonschema's own check fails on (TypeError inside draft 3's metaschema): vLLM's to judge, not a 500
+    assert passed({"$schema": "http://json-schema.org/draft-03/schema#", "disallow": [{"type": 1}]})
     wide = {"type": "object", "properties": {f"p{i}": {"type": "wat"} for i in range(300)}}
     assert passed(wide)  # past the cap: vLLM's to judge
     deep: dict[str, Any] = {"type": "wat"}
@@ -456,3 +461,43 @@ def test_one_trace_from_gateway_to_runtime_and_metrics(relay: Relay) -> None:
         return text if 'mnemos_relay_requests_total{model="echo"' in text or 'model="echo"' in text else None
 
     assert "mnemos_relay_requests_total" in wait_until(echo_metrics, timeout=30)
+
+
+_SCHEMA_KEYS = ("type", "properties", "items", "required", "enum", "$schema", "$ref", "$id", "id", "allOf",
+                "anyOf", "not", "additionalProperties", "pattern", "minimum", "exclusiveMaximum", "minLength",
+                "uniqueItems", "definitions", "$defs", "dependencies", "if", "contains", "extends", "disallow",
+                "divisibleBy")  # fmt: skip
+_DRAFTS = ("http://json-schema.org/draft-03/schema#", "http://json-schema.org/draft-04/schema#",
+           "http://json-schema.org/draft-06/schema#", "http://json-schema.org/draft-07/schema#",
+           "https://json-schema.org/draft/2020-12/schema", "urn:other")  # fmt: skip
+
+
+def test_no_schema_a_client_sends_makes_the_check_fail_other_than_by_refusing_it() -> None:
+    """Schemas built from JSON Schema's keywords of every draft, with values of every JSON type: the
+    check answers each with a refusal (400) or lets it through, never with another exception (a
+    500). Found this way: a ``$schema`` that is not a string, and draft 3 keywords jsonschema
+    itself fails on."""
+    import pydantic
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from mnemos.relay.openai_schema import ChatCompletionRequest
+
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from(["", "object", "wat", "(", "#"]),
+                        st.sampled_from(_DRAFTS))  # fmt: skip
+    def nested(inner: Any) -> Any:
+        return st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(_SCHEMA_KEYS), inner, max_size=4)
+
+    values = st.recursive(scalars, nested, max_leaves=12)
+    schemas = st.dictionaries(st.sampled_from(_SCHEMA_KEYS), values, max_size=5)
+
+    @settings(max_examples=400, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(schemas)
+    def check(parameters: dict[str, Any]) -> None:
+        tools = [{"type": "function", "function": {"name": "f", "parameters": parameters}}]
+        try:
+            ChatCompletionRequest.model_validate({"model": "m", "messages": CHAT, "tools": tools})
+        except pydantic.ValidationError as exc:
+            assert exc.errors()[0]["type"] in ("invalid_schema", "value_error"), exc
+
+    check()
