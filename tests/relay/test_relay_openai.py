@@ -473,10 +473,10 @@ _DRAFTS = ("http://json-schema.org/draft-03/schema#", "http://json-schema.org/dr
 
 
 def test_no_schema_a_client_sends_makes_the_check_fail_other_than_by_refusing_it() -> None:
-    """Schemas built from JSON Schema's keywords of every draft, with values of every JSON type: the
-    check answers each with a refusal (400) or lets it through, never with another exception (a
-    500). Found this way: a ``$schema`` that is not a string, and draft 3 keywords jsonschema
-    itself fails on."""
+    """Schemas built from JSON Schema's keywords of every draft, with values of every JSON type, as a
+    tool's parameters, a response format and a structured output: the checks answer each with a
+    refusal (400) or let it through, never with another exception (a 500). Found this way: a
+    ``$schema`` that is not a string, and draft 3 keywords jsonschema itself fails on."""
     import pydantic
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
@@ -493,11 +493,13 @@ def test_no_schema_a_client_sends_makes_the_check_fail_other_than_by_refusing_it
 
     @settings(max_examples=400, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
     @given(schemas)
-    def check(parameters: dict[str, Any]) -> None:
-        tools = [{"type": "function", "function": {"name": "f", "parameters": parameters}}]
-        try:
-            ChatCompletionRequest.model_validate({"model": "m", "messages": CHAT, "tools": tools})
-        except pydantic.ValidationError as exc:
-            assert exc.errors()[0]["type"] in ("invalid_schema", "value_error"), exc
+    def check(schema: dict[str, Any]) -> None:
+        for field in ({"tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}]},
+                      {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}},
+                      {"structured_outputs": {"json": schema}}):  # fmt: skip
+            try:
+                ChatCompletionRequest.model_validate({"model": "m", "messages": CHAT, **field})
+            except pydantic.ValidationError as exc:
+                assert exc.errors()[0]["type"] in ("invalid_schema", "value_error"), exc
 
     check()
