@@ -69,8 +69,13 @@ _FAMILIES = frozenset({"resource", "model", "job", "run"})
 _TYPE = r"((resource|model|job|run)(\.[^,]*)?)?"
 _TYPES = rf"^\s*{_TYPE}\s*(,\s*{_TYPE}\s*)*$"
 _EVENT_ID = r"^\s*[0-9]*\s*$"
+_SSE_EVENT = {"type": "object", "properties": {
+    "event": {"type": "string", "description": "Absent for an event; reset or dropped for a control event."},
+    "id": {"type": "string", "pattern": "^[0-9]+$"},
+    "data": {"type": "string", "contentMediaType": "application/json", "description": "The event as a JSON object."}}}
+"""One event of the stream, as OpenAPI documents an event stream (before 3.2's ``itemSchema``)."""
 _STREAM_DOC: dict[int | str, dict[str, Any]] = {
-    200: {"description": "Server-Sent Events", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+    200: {"description": "Server-Sent Events", "content": {"text/event-stream": {"schema": _SSE_EVENT}}},
     422: {"description": "types, last_event_id or heartbeat is malformed"},
 }
 

@@ -152,6 +152,40 @@ def test_a_reconnect_with_last_event_id_misses_nothing(relay: Relay) -> None:
         ahead.close()
 
 
+def test_each_event_matches_the_event_schema_the_openapi_document_publishes(relay: Relay) -> None:
+    """``/openapi.json`` describes one event of the stream (its ``event``, ``id`` and ``data``
+    fields, ``data`` a JSON object), as OpenAPI documents an event stream before 3.2: a reset and a
+    resource event read as a client parses them validate against it. It said ``{"type":
+    "string"}``, which Schemathesis found no event matches."""
+    import json
+
+    from jsonschema import Draft202012Validator
+
+    published = httpx.get(f"{relay.url}/openapi.json").json()["paths"]["/v1/events"]["get"]["responses"]["200"]
+    validator = Draft202012Validator(published["content"]["text/event-stream"]["schema"])
+    relay.client.apply(_policy("events-schema", 1))
+    frames: list[dict[str, str]] = []
+    with httpx.stream("GET", f"{relay.url}/v1/events", params={"types": "resource", "heartbeat": "1"},
+                      headers={"Last-Event-ID": "1"}, timeout=30) as response:  # fmt: skip
+        fields: dict[str, str] = {}
+        for line in response.iter_lines():
+            if line.startswith(":"):
+                continue
+            if line:
+                name, _, value = line.partition(":")
+                fields[name] = value.removeprefix(" ")
+                continue
+            if "data" in fields:
+                frames.append(fields)
+            fields = {}
+            if any(f.get("event") is None and "events-schema" in f["data"] for f in frames):
+                break
+    assert frames[0]["event"] == "reset", frames[0]
+    for frame in frames:
+        assert not list(validator.iter_errors(frame)), frame
+        assert isinstance(json.loads(frame["data"]), dict)
+
+
 class CuttingProxy:
     """A TCP proxy on 127.0.0.1 in front of the gateway; ``cut()`` drops every open connection."""
 
