@@ -56,7 +56,7 @@ from mnemos.soul.edge import EdgeGuard
 from mnemos.soul.identity import Principal
 from mnemos.soul.limits import check_key_limits
 from mnemos.soul.rbac import check_role, check_scopes_held, verbs_of
-from mnemos.soul.store import MIN_TTL_S, CreatedCredential, check_ttl, not_found
+from mnemos.soul.store import MAX_TTL_S, MIN_TTL_S, CreatedCredential, check_ttl, not_found
 
 __all__ = [
     "TokenCreate",
@@ -271,11 +271,11 @@ def _token_body() -> dict[str, Any]:
     schema["$defs"]["Budget"]["properties"]["window"].update(minimum=0.001)
     schema["$defs"]["Budget"]["properties"]["window"].pop("exclusiveMinimum", None)
     schema["properties"]["scopes"]["items"] = {"enum": sorted(VERBS)}
-    # Duration: seconds, or a string such as "1h", at least MIN_TTL_S. Its maximum is not published:
-    # it depends on the kind (a JWT's is soul.policies.maxTokenTTL, a setting; an API key's MAX_TTL_S),
-    # and a schema with one bound for both would call valid what the handler refuses (422).
+    # Duration: seconds, or a string such as "1h", from MIN_TTL_S to MAX_TTL_S (100 years, an API key's
+    # longest). A JWT's longest is soul.policies.maxTokenTTL, a setting, so a ttl the schema allows may
+    # still be refused for a JWT (422), as one that outlives the caller's credential is (403).
     ttl = positive_duration_schema()
-    ttl[0] = {"type": "number", "minimum": MIN_TTL_S}
+    ttl[0] = {"type": "number", "minimum": MIN_TTL_S, "maximum": MAX_TTL_S}
     schema["properties"]["ttl"]["anyOf"] = ttl
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 

@@ -84,3 +84,15 @@ def test_a_replica_builds_its_schema_before_its_first_request(tmp_path: Path) ->
     app = replica.__serve_build_asgi_app__()
     assert app.openapi_schema is not None
     assert "/v1/chat/completions" in app.openapi_schema["paths"]
+
+
+def test_a_token_ttl_is_published_with_the_bounds_every_credential_has(tmp_path: Path) -> None:
+    """From 1 s to 100 years, as seconds or a duration string: a client (or Schemathesis) reading the
+    schema no longer sends 1e308 s as valid. A JWT's own cap is a setting, so it is not published."""
+    from mnemos.soul.store import MAX_TTL_S, MIN_TTL_S
+
+    spec = _app(tmp_path, auth=True).openapi()
+    body = spec["paths"]["/v1/tokens"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    number, text, _ = body["properties"]["ttl"]["anyOf"]
+    assert number == {"type": "number", "minimum": MIN_TTL_S, "maximum": MAX_TTL_S}
+    assert text["type"] == "string" and text["pattern"]

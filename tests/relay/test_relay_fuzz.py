@@ -40,6 +40,12 @@ checks = { positive_data_acceptance = { expected-statuses = ["2xx", 401, 403, 40
 include-path = "/v1/jobs"
 checks = { positive_data_acceptance = { expected-statuses = ["2xx", 401, 403, 404, 409, 422, 429] } }
 
+# A JWT's longest ttl is a setting (soul.policies.maxTokenTTL), and no credential outlives its minter's:
+# a ttl the schema allows (up to 100 years) may be refused, 422 or 403.
+[[operations]]
+include-path = "/v1/tokens"
+checks = { positive_data_acceptance = { expected-statuses = ["2xx", 401, 403, 404, 409, 422, 429] } }
+
 [[operations]]
 include-path = "/v1/traces/{trace_id}"
 request-timeout = 40
