@@ -3,8 +3,8 @@
 Bad input is never a 500: malformed JSON is 400, a field that fails validation 422 naming the
 field as the client's JSON path (``messages[0].tool_calls[0].id``, never a pydantic class name),
 a JSON Schema no engine can use (a tool's ``parameters``, a ``response_format``) 400 as vLLM and
-OpenAI answer it, an unknown model 404. Errors raised inside a model replica cross Ray wrapped in ``RayTaskError``;
-they are unwrapped so their status and message survive. Any other exception is a 500 that says
+OpenAI answer it, an unknown model 404. Errors raised inside a model replica cross Ray wrapped in
+``RayTaskError``; they are unwrapped so their status and message survive. Any other exception is a 500 that says
 "internal error" and a request id (Serve's, also in ``X-Request-Id``), never the exception's class
 or message: the log line with that id has them, and the traceback.
 """

@@ -370,9 +370,9 @@ def _check_meta(schema: Any, where: str) -> None:
 def _check_schema(schema: Any, where: str) -> None:
     _check_meta(schema, where)
     if (ref := looping_ref(schema)) is not None:
-        raise _schema_error(f"{where}: {ref!r} leads back to where it stands with nothing in between, so the schema "
-                         "matches no JSON value: give the recursion a base case (put it under properties or items, "
-                         "or in an anyOf beside another branch)")  # fmt: skip
+        raise _schema_error(f"{where}: {ref!r} leads back to where it stands with nothing in between, so the "
+                            "schema matches no JSON value: give the recursion a base case (put it under properties "
+                            "or items, or in an anyOf beside another branch)")  # fmt: skip
 
 
 class _Sampling(_Request):
