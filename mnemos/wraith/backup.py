@@ -323,7 +323,8 @@ def _revert_registry(dest: Engram, manifest: dict[str, Any], target: Engram) -> 
 
     reverted = []
     documents = manifest["documents"]
-    for (kind, name), then in sorted(stored_states(documents, _snapshot_reader(dest, documents)).items()):
+    read = _snapshot_reader(dest, documents)
+    for (kind, name), then in sorted(stored_states(documents, read).items()):
         folder = f"registry/{kind}/{name}"
         now = stored_states(target.list(folder), target.read_json).get((kind, name), StoredState([], {}))
         if not now.generations:
@@ -334,7 +335,7 @@ def _revert_registry(dest: Engram, manifest: dict[str, Any], target: Engram) -> 
                 target.create_json(*tombstone(folder, last))
                 reverted.append(f"{kind.lower()}/{name}: deleted (as in the snapshot)")
             continue
-        doc = _snapshot_reader(dest, documents)(f"{folder}/{gens[-1]:08d}.json")
+        doc = read(f"{folder}/{gens[-1]:08d}.json")
         if is_live and _content(target.read_json(f"{folder}/{last:08d}.json")) == _content(doc):
             continue  # the live generation is the snapshot's (or a restored copy of it)
         for gen in range(last + 1, last + 1 + MAX_APPEND_ATTEMPTS):
