@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 from pydantic_core import to_json
 
 from mnemos.relay._edge import _route_path
@@ -78,13 +79,16 @@ def _complete_operation(op: dict[str, Any], public: bool, auth: bool) -> None:
             response["content"] = _error_content()  # our handlers answer every error in this shape
 
 
-def complete_openapi(app: FastAPI, public_paths: frozenset[str], auth: bool) -> None:
+def complete_openapi(app: FastAPI, public_paths: frozenset[str], auth: bool,
+                     named: tuple[type[BaseModel], ...] = ()) -> None:
     """Make ``app.openapi()`` document the edge's statuses and the error body of every operation.
 
     Args:
         app: the gateway's app, its routes all included.
         public_paths: paths admitted without a credential.
         auth: whether ``relay.auth`` is on (then the other operations need ``Authorization: Bearer``).
+        named: models the operations refer to by ``#/components/schemas/NAME`` that no route's
+            body or response model brings there (``ErrorResponse`` always is).
     """
     build = app.openapi
 
@@ -101,10 +105,11 @@ def complete_openapi(app: FastAPI, public_paths: frozenset[str], auth: bool) -> 
         if auth:
             schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
             schemes["bearer"] = {"type": "http", "scheme": "bearer", "description": "A SOUL token (JWT) or API key."}
-        error = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
-        for name, sub in error.pop("$defs", {}).items():
-            models.setdefault(name, sub)
-        models.setdefault("ErrorResponse", error)
+        for model in (ErrorResponse, *named):
+            sub = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, nested in sub.pop("$defs", {}).items():
+                models.setdefault(name, nested)
+            models.setdefault(model.__name__, sub)
         for unused in ("HTTPValidationError", "ValidationError"):
             if unused in models and unused not in to_json(schema.get("paths", {})).decode():
                 del models[unused]

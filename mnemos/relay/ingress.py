@@ -36,6 +36,7 @@ from mnemos.relay.control import build_router as build_control_router
 from mnemos.relay.event_stream import build_router as build_events_router
 from mnemos.relay.openai_schema import (
     ChatCompletion,
+    ChatCompletionChunk,
     ChatCompletionRequest,
     Completion,
     CompletionRequest,
@@ -44,6 +45,7 @@ from mnemos.relay.openai_schema import (
     ErrorResponse,
     ModelCard,
     ModelList,
+    event_stream_doc,
 )
 from mnemos.relay.usage_http import build_router as build_usage_router
 from mnemos.synkron import http as synkron_http
@@ -63,6 +65,9 @@ EXTENSION_ROUTERS: tuple[tuple[Any, str, dict[str, Any]], ...] = (
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 422, 429, 502, 503)
 }
+# ``stream: true`` answers an event stream: documented beside the JSON answer (``response_model``).
+_CHAT = {**_ERRORS, 200: {"content": event_stream_doc(ChatCompletionChunk)}}
+_COMPLETION = {**_ERRORS, 200: {"content": event_stream_doc(Completion)}}
 _READ = {VERB_KEY: "read-artifacts"}
 _INFER = {VERB_KEY: "infer"}
 
@@ -133,13 +138,13 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
     handlers = Handlers(gateway, edge)
     app.state.meter = meter
 
-    @app.post("/v1/chat/completions", tags=["openai"], response_model=ChatCompletion, responses=_ERRORS,
+    @app.post("/v1/chat/completions", tags=["openai"], response_model=ChatCompletion, responses=_CHAT,
               openapi_extra=_INFER)
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
         """Chat completion; ``stream: true`` answers ``text/event-stream`` chunks."""
         return await handlers.generate(request, body, "chat")
 
-    @app.post("/v1/completions", tags=["openai"], response_model=Completion, responses=_ERRORS,
+    @app.post("/v1/completions", tags=["openai"], response_model=Completion, responses=_COMPLETION,
               openapi_extra=_INFER)
     async def completions(body: CompletionRequest, request: Request) -> Response:
         """Text completion of one prompt; ``stream: true`` answers ``text/event-stream`` chunks."""
@@ -169,7 +174,7 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
                                            governor=gateway.meter.governor))
     mount_console(app, gateway, edge)  # the web console at /ui
     edge.install_routes(app)  # SOUL's JWKS and /v1/tokens, when auth is on
-    complete_openapi(app, edge.public_paths, edge.enabled)
+    complete_openapi(app, edge.public_paths, edge.enabled, named=(ChatCompletionChunk,))
     return app
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "ToolCall",
     "Usage",
     "VLLM_SAMPLING_EXTRAS",
+    "event_stream_doc",
     "unread_extras",
 ]
 
@@ -587,6 +588,7 @@ class ChatCompletion(_Generated):
 class _Delta(_Response):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class _ChunkChoice(_Choice):
@@ -648,3 +650,16 @@ class ErrorResponse(_Response):
     """OpenAI's error shape, used for every 4xx and 5xx on ``/v1``."""
 
     error: ErrorBody
+
+
+def event_stream_doc(chunk: type[BaseModel]) -> dict[str, Any]:
+    """The ``text/event-stream`` content of a ``stream: true`` answer, for ``/openapi.json``: one
+    event, as OpenAPI documents an event stream before 3.2's ``itemSchema``. Its ``data`` is a
+    ``chunk`` (JSON), an ``ErrorResponse`` when the engine fails mid-stream, or the closing
+    ``[DONE]``; both models are in ``components.schemas``."""
+    refs = [{"$ref": f"#/components/schemas/{model.__name__}"} for model in (chunk, ErrorResponse)]
+    data = {"type": "string", "anyOf": [{"const": "[DONE]"}, {"contentMediaType": "application/json",
+                                                               "contentSchema": {"anyOf": refs}}],
+            "description": f"A {chunk.__name__} (JSON), an ErrorResponse if the answer fails midway, then [DONE]."}
+    schema = {"type": "object", "required": ["data"], "properties": {"data": data}}
+    return {"text/event-stream": {"schema": schema}}

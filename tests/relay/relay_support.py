@@ -95,6 +95,38 @@ def assert_openai_error(response: Any, status: int, *, code: str | None = None, 
     return error  # type: ignore[no-any-return]
 
 
+def published_stream_check(url: str, path: str, headers: dict[str, str] | None = None) -> Callable[[list[str]], None]:
+    """A check of a streamed answer's ``data:`` values (in order) against the ``text/event-stream``
+    content ``/openapi.json`` publishes for ``POST path``: each event against the event's schema,
+    each JSON ``data`` against its ``contentSchema`` (which a validator only annotates), resolved in
+    the document's own ``components``; the last is ``[DONE]``."""
+    import httpx
+    from jsonschema import Draft202012Validator
+
+    spec = httpx.get(f"{url}/openapi.json", headers=headers).json()
+    content = spec["paths"][path]["post"]["responses"]["200"]["content"]
+    assert set(content) == {"application/json", "text/event-stream"}, content
+    event = content["text/event-stream"]["schema"]
+    json_branch = next(branch for branch in event["properties"]["data"]["anyOf"] if "contentSchema" in branch)
+    events = Draft202012Validator({**event, "components": spec["components"]})
+    chunks = Draft202012Validator({**json_branch["contentSchema"], "components": spec["components"]})
+
+    def check(data: list[str]) -> None:
+        assert data and data[-1] == "[DONE]", data[-3:]
+        for value in data:
+            assert not list(events.iter_errors({"data": value})), value
+            if value != "[DONE]":
+                errors = [e.message for e in chunks.iter_errors(json.loads(value))]
+                assert not errors, (errors, value)
+
+    return check
+
+
+def sse_data(response: Any) -> list[str]:
+    """The ``data:`` values of an event stream (an ``httpx`` streamed response), in order."""
+    return [line[5:].removeprefix(" ") for line in response.iter_lines() if line.startswith("data:")]
+
+
 @dataclass
 class Upstream:
     """A small OpenAI-compatible server on 127.0.0.1 that can fail on purpose.

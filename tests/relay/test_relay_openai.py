@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from relay_support import Relay, assert_openai_error, wait_until
+from relay_support import Relay, assert_openai_error, published_stream_check, sse_data, wait_until
 
 CHAT = [{"role": "system", "content": "ignored by echo"}, {"role": "user", "content": "the quick brown fox"}]
 
@@ -428,6 +428,25 @@ def test_health_readiness_and_openapi(relay: Relay) -> None:
         assert path in spec["paths"], path
     schema = spec["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert schema["$ref"].endswith("ChatCompletionRequest")
+
+
+def test_streamed_answers_are_the_event_stream_the_openapi_document_publishes(relay: Relay) -> None:
+    """``stream: true`` answers ``text/event-stream``, which ``/openapi.json`` documents beside the
+    JSON answer: each event's ``data`` a chunk of the route's model (or an error), then ``[DONE]``.
+    It documented only ``application/json``, which no streamed answer is."""
+    streams = {"/v1/chat/completions": {"messages": CHAT, "stream_options": {"include_usage": True}},
+               "/v1/completions": {"prompt": "x y z", "stream_options": {"include_usage": True}}}  # fmt: skip
+    seen = {}
+    for path, body in streams.items():
+        check = published_stream_check(relay.url, path)
+        with httpx.stream("POST", f"{relay.url}{path}", json={"model": "echo", "stream": True, **body},
+                          timeout=30) as response:  # fmt: skip
+            assert response.headers["content-type"].startswith("text/event-stream")
+            seen[path] = sse_data(response)
+        check(seen[path])
+        assert any('"usage":{' in value for value in seen[path])
+    with pytest.raises(AssertionError):  # the check reads each chunk: a completion's is no chat chunk
+        published_stream_check(relay.url, "/v1/chat/completions")(seen["/v1/completions"])
 
 
 def test_requests_are_recorded_in_lineage(relay: Relay) -> None:

