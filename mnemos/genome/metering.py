@@ -64,5 +64,6 @@ class CacheSpec(CoreModel):
     """Exact-match response cache: identical requests within ``ttl`` are answered from memory."""
 
     ttl: Duration = Field(600.0, gt=0, description="How long an answer is served from the cache.")
-    sampled: bool = Field(False, description="Also cache requests with temperature > 0.")
+    sampled: bool = Field(False, description="Also cache generations that sample: temperature > 0 or unset "
+                                             "(the model's default, 1). Without it only temperature 0 is cached.")
     max_entries: int = Field(1024, ge=1, description="Answers kept per gateway replica.")

@@ -2,8 +2,10 @@
 
 The key is the SHA-256 of the request as the model sees it: the OpenAI body without ``stream``,
 ``stream_options`` and ``user``, with keys sorted, plus the endpoint. For an Adapter that is the
-client's whole JSON (it is forwarded as sent), unknown fields included. Requests with
-``temperature > 0`` are not cached unless the spec says ``sampled: true``; streamed requests are
+client's whole JSON (it is forwarded as sent), unknown fields included. A generation is cached only
+at ``temperature: 0`` unless the spec says ``sampled: true``: one with ``temperature`` unset samples
+at the model's default (1 in OpenAI's API, vLLM's and NEURON's runtimes), and a client asking
+for a sample must not get another client's. Embeddings are always cached; streamed requests are
 not answered from the cache. Hits and misses are counted in ``/metrics``
 (``mnemos_relay_cache_total{model, result}``).
 
@@ -59,8 +61,8 @@ class ResponseCache:
         """
         if spec is None or getattr(body, "stream", False):
             return None
-        temperature = getattr(body, "temperature", None)
-        if temperature is not None and temperature > 0 and not spec.sampled:
+        generation = "temperature" in type(body).model_fields  # it samples unless 0 (module docstring)
+        if generation and not spec.sampled and (body.temperature is None or body.temperature > 0):
             return None
         doc = body.model_dump(exclude_none=True) if sent is None else sent
         dropped = set() if sent is not None else unread_extras(body)

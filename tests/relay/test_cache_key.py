@@ -39,3 +39,18 @@ def test_a_model_route_keys_what_the_model_parses() -> None:
     assert _key({**PLAIN, "x_vendor": 1}, forwarded=False) == _key(PLAIN, forwarded=False)
     assert _key({**PLAIN, "max_tokens": 5}, forwarded=False) != _key(PLAIN, forwarded=False)
     assert _key({**PLAIN, "top_k": 1}, forwarded=False) != _key(PLAIN, forwarded=False)  # vLLM's: it reaches the model
+
+
+def test_a_generation_is_keyed_only_when_it_does_not_sample() -> None:
+    """Unset, ``temperature`` is the model's default, which samples (1): not cached unless ``sampled``;
+    an embedding has no temperature and is always cached."""
+    from mnemos.genome.metering import CacheSpec
+    from mnemos.relay._cache import ResponseCache
+    from mnemos.relay.openai_schema import ChatCompletionRequest, EmbeddingRequest
+
+    unset = {k: v for k, v in PLAIN.items() if k != "temperature"}
+    assert _key(unset, forwarded=False) is None and _key({**PLAIN, "temperature": 0.2}, forwarded=True) is None
+    sampled = CacheSpec.model_validate({"ttl": "10m", "sampled": True})
+    assert ResponseCache.key("chat", ChatCompletionRequest.model_validate(unset), sampled) is not None
+    embedding = EmbeddingRequest.model_validate({"model": "e", "input": "a text"})
+    assert ResponseCache.key("embeddings", embedding, CacheSpec.model_validate({"ttl": "10m"})) is not None
