@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
@@ -14,6 +16,7 @@ __all__ = [
     "Artifact",
     "Autoscaling",
     "ENGINES",
+    "GATEWAY_FIELDS",
     "Model",
     "ModelPolicy",
     "ModelSpec",
@@ -112,9 +115,19 @@ class ModelSpec(CoreModel):
     )
 
 
+GATEWAY_FIELDS = frozenset({"pricing", "limits", "cache"})
+"""Spec fields only the gateway reads: a generation that changes nothing else is served by the
+replicas already running (no engine reload)."""
+
+
 class Model(Resource):
     API_VERSION: ClassVar[str] = "genome.mnemos.dev/v1"
 
     api_version: str = API_VERSION
     kind: Literal["Model"] = "Model"
     spec: ModelSpec
+
+    def serving_fingerprint(self) -> str:
+        """SHA-256 of what the model's replicas are built from: the spec without ``GATEWAY_FIELDS``."""
+        served = self.spec.model_dump(mode="json", exclude=set(GATEWAY_FIELDS))
+        return hashlib.sha256(json.dumps(served, sort_keys=True).encode()).hexdigest()

@@ -19,6 +19,7 @@ from mnemos.neuron import GenerationChunk, GenerationRequest
 from mnemos.neuron.runtime import Priority
 from mnemos.relay import _llm_route as llm_route
 from mnemos.relay import _responses as out
+from mnemos.relay._cache import CachedAnswer
 from mnemos.relay._edge import EdgeSeam
 from mnemos.relay._errors import as_mnemos_error
 from mnemos.relay._gateway import Gateway
@@ -144,7 +145,7 @@ class Handlers:
             sent = await request.json() if route.serving == "adapter" else None  # forwarded as the client sent it
             cache_key, hit = self.meter.cached(endpoint, body, route, ticket, sent)
             if hit is not None:
-                return hit
+                return self._from_cache(hit, rid, route, principal, endpoint, tel)
             if route.serving == "adapter":
                 with upstream_time(request):
                     response, adapter = await self.gateway.adapters.forward(
@@ -164,6 +165,8 @@ class Handlers:
                     response, tokens, handed_over = await llm_route.answer(
                         self.gateway, tel, route, body, endpoint=endpoint, rid=rid, priority=priority,
                         principal=principal, settle=functools.partial(self.meter.settle, ticket))  # fmt: skip
+                if not handed_over:  # a JSON answer (a stream has no cache key)
+                    self.meter.store(cache_key, route, response, *tokens)
                 return response
             _refuse_engine_features(body, route)
             generation = _generation(body, max_tokens, priority, rid, tel.carrier())
@@ -189,6 +192,16 @@ class Handlers:
             if not handed_over:
                 self.meter.settle(ticket, *tokens)
                 tel.finish(status, tokens_in=tokens[0], tokens_out=tokens[1])
+
+    def _from_cache(self, hit: CachedAnswer, rid: str, route: Any, principal: Any, endpoint: str,
+                    tel: RequestTelemetry) -> Response:  # fmt: skip
+        """A cached answer, as the request ``rid``: lineage notes it (``cached``, the answer's token
+        counts; no spend), and its id is in the header, as for any other answer."""
+        self.gateway.record(rid, route, principal, endpoint=endpoint, stream=False, cached=True,
+                            prompt_tokens=hit.prompt_tokens, completion_tokens=hit.completion_tokens,
+                            trace_id=tel.trace_id)  # fmt: skip
+        return Response(hit.content, media_type="application/json",
+                        headers={"x-mnemos-cache": "hit", REQUEST_ID_HEADER: rid})  # fmt: skip
 
     async def _stream(self, tel: RequestTelemetry, route: ModelRoute, generation: GenerationRequest,
                       body: ChatCompletionRequest | CompletionRequest, rid: str, principal: Any, endpoint: str,
@@ -243,11 +256,15 @@ class Handlers:
             route = self.gateway.model(body.model, "embed")
             tel.model = body.model
             ticket = await self.meter.admit(principal, body, route)  # limits and budgets, as for completions
+            sent = await request.json() if route.serving == "adapter" else None  # forwarded as the client sent it
+            cache_key, hit = self.meter.cached("embeddings", body, route, ticket, sent)
+            if hit is not None:
+                return self._from_cache(hit, rid, route, principal, "embeddings", tel)
             if route.serving == "adapter":
                 with upstream_time(request):
                     response, adapter = await self.gateway.adapters.forward(
-                        body.model, _PATHS["embeddings"], await request.json(), stream=False)  # fmt: skip
-                response = self.meter.watch(ticket, response, route, adapter=adapter)  # settled with its usage
+                        body.model, _PATHS["embeddings"], sent, stream=False)  # fmt: skip
+                response = self.meter.watch(ticket, response, route, cache_key, adapter=adapter)  # settled, stored
                 response.headers[REQUEST_ID_HEADER] = rid
                 status = response.status_code
                 self.gateway.record(rid, route, principal, endpoint="embeddings", status=status, adapter=adapter,
@@ -258,6 +275,7 @@ class Handlers:
                     response, (prompt_tokens, _), _ = await llm_route.answer(
                         self.gateway, tel, route, body, endpoint="embeddings", rid=rid, priority="interactive",
                         principal=principal, settle=lambda *_, **__: None)  # fmt: skip
+                self.meter.store(cache_key, route, response, prompt_tokens, 0)
                 return response
             texts = body.texts()
             with upstream_time(request):
@@ -269,7 +287,9 @@ class Handlers:
             prompt_tokens = read
             self.gateway.record(rid, route, principal, endpoint="embeddings", prompt_tokens=prompt_tokens,
                                 inputs=len(texts), trace_id=tel.trace_id)  # fmt: skip
-            return out.json_response(out.embeddings_body(body.model, vectors, body.encoding_format, prompt_tokens))
+            reply = out.json_response(out.embeddings_body(body.model, vectors, body.encoding_format, prompt_tokens))
+            self.meter.store(cache_key, route, reply, prompt_tokens, 0)
+            return reply
         except BaseException as exc:
             status = _status(exc)
             raise

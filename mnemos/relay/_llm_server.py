@@ -209,6 +209,7 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
         return {
             "name": self.model.name,
             "generation": self.model.generation,
+            "fingerprint": self.model.serving_fingerprint(),
             "engine": spec.runtime.engine,
             "serving": "llm",
             "kind": self.kind,

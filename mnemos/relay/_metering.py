@@ -18,7 +18,7 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic_core import from_json
 
-from mnemos.relay._cache import ResponseCache
+from mnemos.relay._cache import CachedAnswer, ResponseCache
 from mnemos.relay._responses import aclose, count_events
 from mnemos.relay._routes import AnyRoute
 from mnemos.soul.limits import Governor, Ticket, estimate_tokens
@@ -145,7 +145,7 @@ class Meter:
 
     # -- cache -----------------------------------------------------------------------------------
     def cached(self, endpoint: str, body: Any, route: AnyRoute, ticket: Ticket,
-               sent: dict[str, Any] | None = None) -> tuple[str | None, Response | None]:  # fmt: skip
+               sent: dict[str, Any] | None = None) -> tuple[str | None, CachedAnswer | None]:  # fmt: skip
         """``(key, answer)``: the cached answer when there is one (the ticket settled as cached).
 
         ``sent``: the JSON forwarded upstream when it is not ``body`` (adapters), keyed whole.
@@ -153,10 +153,9 @@ class Meter:
         spec = self.specs(route)[2]
         key = ResponseCache.key(endpoint, body, spec, sent)
         hit = self.cache.get(key, body.model)
-        if hit is None:
-            return key, None
-        self.governor.settle(ticket, hit.prompt_tokens, hit.completion_tokens, cached=True)
-        return key, Response(hit.content, media_type="application/json", headers={"x-mnemos-cache": "hit"})
+        if hit is not None:
+            self.governor.settle(ticket, hit.prompt_tokens, hit.completion_tokens, cached=True)
+        return key, hit
 
     def store(self, key: str | None, route: AnyRoute, response: Response, prompt: int, completion: int) -> None:
         if key is not None and response.status_code == 200:

@@ -28,6 +28,7 @@ from mnemos.config import Settings
 from mnemos.engram import Engram
 from mnemos.errors import NotFoundError, UnavailableError
 from mnemos.genome import Model, Registry
+from mnemos.genome.model import GATEWAY_FIELDS
 from mnemos.relay.model_server import APP_PREFIX, DEPLOYMENT_NAME, app_name, model_application
 from mnemos.relay.model_status import (
     ModelStatusWriter,
@@ -308,7 +309,7 @@ class RelayController:
         """Take over model applications that already run the registry's generation (no reload)."""
         for name in sorted(apps & set(models)):
             info = _running_info(name)
-            if info is not None and info.get("generation") == models[name].generation:
+            if info is not None and _serves(info, models[name]):
                 self._publish(name, _route(models[name], "ready", info=info))
 
     def _dispatch(self, kind: str, name: str) -> None:
@@ -374,7 +375,11 @@ class RelayController:
             return
         if current and current["generation"] == model.generation and current["status"] == "ready":
             return
-        if current is None and (info := _running_info(name)) and info.get("generation") == model.generation:
+        if current and current.get("reason") == "Ready" and current.get("fingerprint") == model.serving_fingerprint():
+            # Only what the gateway reads changed (pricing, limits, cache): the running replicas serve it.
+            self._publish(name, _route(model, "ready", info=current))
+            return
+        if current is None and (info := _running_info(name)) and _serves(info, model):
             self._publish(name, _route(model, "ready", info=info))  # adopted after a controller restart
             return
         if current is None or current["status"] != "ready":
@@ -459,9 +464,10 @@ def _route(
         "kind": info.get("kind", "embed" if model.spec.runtime.engine == "embedding" else "generate"),
         "digest": info.get("digest") or model.spec.artifact.sha256,
         "max_tokens": model.spec.runtime.params.max_tokens,
+        "fingerprint": model.serving_fingerprint(),
         "created": _created(model),
         # metering (mnemos.relay._metering): price, per-model limits, response cache
-        **{k: getattr(model.spec, k).dump() for k in ("pricing", "limits", "cache") if getattr(model.spec, k)},
+        **{k: getattr(model.spec, k).dump() for k in sorted(GATEWAY_FIELDS) if getattr(model.spec, k)},
     }
 
 
@@ -480,6 +486,12 @@ def _model_apps() -> list[str]:
         return [name for name in serve_applications() if name.startswith(APP_PREFIX)]
     except Exception:  # noqa: BLE001 - Serve is not running
         return []
+
+
+def _serves(info: dict[str, Any], model: Model) -> bool:
+    """Whether the replica that answered ``info()`` serves ``model`` as it is: its generation, or an
+    earlier one that differs only in what the gateway reads (``GATEWAY_FIELDS``)."""
+    return info.get("generation") == model.generation or info.get("fingerprint") == model.serving_fingerprint()
 
 
 def _running_info(model: str) -> dict[str, Any] | None:

@@ -165,6 +165,7 @@ class ModelServer:
         return {
             "name": self.model.name,
             "generation": self.model.generation,
+            "fingerprint": self.model.serving_fingerprint(),
             "engine": self.model.spec.runtime.engine,
             "kind": self.kind,
             "digest": self.model.spec.artifact.sha256,

@@ -10,6 +10,8 @@ import pytest
 from metering_support import api_key, priced_model, spend, unique, usage
 from relay_support import Relay, assert_openai_error, wait_until
 
+from mnemos.trace.lineage import events as lineage_events
+
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
@@ -162,6 +164,15 @@ def test_exact_match_cache_opt_in(governed: Relay) -> None:
         answers = [http.post("/v1/chat/completions", json=body) for _ in range(6)]  # both replicas fill, then hit
         hits = [a for a in answers if a.headers.get("x-mnemos-cache") == "hit"]
         assert hits and all(a.json()["choices"] == answers[0].json()["choices"] for a in hits)
+        # A hit is a request of its own: its id in the header, its lineage noting the cache.
+        rid = hits[0].headers["x-mnemos-request-id"]
+        assert rid != hits[0].json()["id"] and len({h.headers["x-mnemos-request-id"] for h in hits}) == len(hits)
+        node = wait_until(lambda: [e for e in lineage_events(governed.client.engram) if e["id"] == f"request:{rid}"],
+                          timeout=30)  # fmt: skip
+        assert node[0]["attrs"]["cached"] is True and node[0]["attrs"]["model"] == model, node
+        counted = answers[0].json()["usage"]
+        assert node[0]["attrs"]["usage"] == {"prompt": counted["prompt_tokens"],
+                                             "completion": counted["completion_tokens"]}
         unset = {k: v for k, v in body.items() if k != "temperature"}  # samples at the model's default
         for sampling in ({**body, "temperature": 0.7}, unset, unset, unset):  # never cached
             assert http.post("/v1/chat/completions", json=sampling).headers.get("x-mnemos-cache") is None
@@ -170,3 +181,54 @@ def test_exact_match_cache_opt_in(governed: Relay) -> None:
     metrics = wait_until(lambda: hit in (t := httpx.get(f"{governed.url}/metrics", headers=headers,
                                                         timeout=30).text) and t, timeout=30)  # fmt: skip
     assert "mnemos_relay_cache_total" in metrics and hit in metrics
+
+
+def test_embeddings_are_cached_too(governed: Relay) -> None:
+    """Embeddings never sample: with ``cache`` every repeat of a request is a hit (after each replica
+    holds it), under the same encoding; another encoding is another answer."""
+    import httpx
+
+    model = unique("cached-embed")
+    governed.apply(priced_model(model, cache={"ttl": "10m"}))
+    headers = {"Authorization": f"Bearer {api_key(governed, unique('embed-cache'))}"}
+    body = {"model": model, "input": ["one text", "another"]}
+    with httpx.Client(base_url=governed.url, headers=headers, timeout=30) as http:
+        answers = [http.post("/v1/embeddings", json=body) for _ in range(6)]
+        hits = [a for a in answers if a.headers.get("x-mnemos-cache") == "hit"]
+        assert hits and all(a.json() == answers[0].json() for a in hits), [a.status_code for a in answers]
+        floats = http.post("/v1/embeddings", json={**body, "encoding_format": "float"})
+        assert isinstance(floats.json()["data"][0]["embedding"], list)
+
+
+def test_a_new_price_limit_or_cache_is_served_without_reloading_the_model(governed: Relay) -> None:
+    """A generation that changes only what the gateway reads (pricing, limits, cache) is Ready at
+    once on the replicas already running; one that changes how the model is served rolls them."""
+    import httpx
+    import ray
+    from ray import serve
+
+    from mnemos.relay.controller import app_name
+
+    model = unique("repriced")
+    first = governed.apply(priced_model(model))["models"][model]
+
+    def replicas() -> list[str]:
+        return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                      if a["name"].startswith(f"SERVE_REPLICA::{app_name(model)}#"))  # fmt: skip
+
+    running = replicas()
+    headers = {"Authorization": f"Bearer {api_key(governed, unique('repriced'))}"}
+    body = {"model": model, "max_tokens": 4, "messages": [{"role": "user", "content": "again"}], "temperature": 0}
+    with httpx.Client(base_url=governed.url, headers=headers, timeout=30) as http:
+        assert not any(http.post("/v1/chat/completions", json=body).headers.get("x-mnemos-cache") for _ in range(4))
+        cached = governed.apply(priced_model(model, cache={"ttl": "10m"}))["models"][model]
+        assert (cached["generation"], cached["status"]) == (first["generation"] + 1, "ready"), cached
+        assert replicas() == running  # not reloaded: the replica built from the first generation serves
+        info = serve.get_app_handle(app_name(model)).info.remote().result(timeout_s=30)
+        assert info["generation"] == first["generation"], info
+        answers = [http.post("/v1/chat/completions", json=body) for _ in range(6)]
+        assert any(a.headers.get("x-mnemos-cache") == "hit" for a in answers)  # the new generation's cache
+        served = governed.apply(priced_model(model, cache={"ttl": "10m"}, resources={"cpus": 0.2}))["models"][model]
+        assert served["status"] == "ready" and replicas() != running  # a serving change: new replicas
+        info = serve.get_app_handle(app_name(model)).info.remote().result(timeout_s=30)
+        assert info["generation"] == served["generation"] == first["generation"] + 2, info

@@ -384,6 +384,33 @@ def test_status_lists_ready_model_with_replicas(gateway: Any) -> None:
     assert status["served_generation"] == card["mnemos"]["generation"] and status["digest"]
 
 
+def test_a_cache_applied_to_a_running_vllm_model_serves_repeats_without_reloading_the_engine(
+        relay: Relay, gateway: Any) -> None:  # fmt: skip
+    """``cache`` added to the served Model is a new generation that changes only what the gateway
+    reads: Ready at once on the same engine, and a repeated ``temperature: 0`` answer is a hit."""
+    import ray
+
+    from mnemos.relay.controller import app_name
+
+    def replicas() -> list[str]:
+        return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                      if a["name"].startswith(f"SERVE_REPLICA::{app_name(MODEL)}#"))  # fmt: skip
+
+    base, key = gateway
+    running = replicas()
+    body = {"model": MODEL, "messages": _ask("Cache me."), "max_tokens": 4, "temperature": 0}
+    try:
+        assert relay.apply(vllm_model(cache={"ttl": "10m"}))["models"][MODEL]["status"] == "ready"
+        assert replicas() == running
+        answers = [httpx.post(f"{base}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"},
+                              timeout=120) for _ in range(3)]  # fmt: skip
+        hits = [a for a in answers if a.headers.get("x-mnemos-cache") == "hit"]
+        assert hits and all(h.json()["choices"] == answers[0].json()["choices"] for h in hits), answers
+    finally:
+        relay.apply(vllm_model())
+    assert replicas() == running
+
+
 def test_missing_artifact_fails_with_reason_then_turns_ready(relay: Relay, tmp_path: Path) -> None:
     """Applied before its artifact exists: Failed (ArtifactMissing, naming the ref and the command) within
     a minute; once the artifact is stored the model deploys by itself. (transformers runtime: no second engine.)"""
