@@ -259,7 +259,8 @@ class RelaySettings(CoreModel):
     max_event_streams: int = Field(32, ge=1, description="Open /v1/events streams per principal on each "
                                    "gateway replica; one more gets 429 (each costs the replica work per event).")
     auth: bool = Field(True, description="Require a token or API key on every route but health.")
-    redact_prompts: bool = Field(False, description="Redact PII in prompts too, not only in lineage.")
+    redact_prompts: bool = Field(False, description="Redact PII from every prompt the gateway forwards (every "
+                                 "Model and Adapter), not only for models whose policy says pii: redact.")
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     adapter_env_allowlist: list[str] = Field(
         default_factory=list,

@@ -62,7 +62,9 @@ class Runtime(CoreModel):
 
 
 class ModelPolicy(CoreModel):
-    pii: Literal["redact", "allow"] = Field("allow", description="redact: PII removed from lineage (and prompts).")
+    pii: Literal["redact", "allow"] = Field(
+        "allow", description="redact: e-mails, phone and card numbers are removed from every prompt before the model "
+        "reads it (in its own replicas: the gateway's requests, pipelines' and notebooks' alike).")
     license: str | None = Field(None, description="SPDX id, checked by Policy license allowlists.")
 
 

@@ -27,6 +27,7 @@ from mnemos.relay._metering import upstream_time
 from mnemos.relay._routes import ModelRoute
 from mnemos.relay._telemetry import RequestTelemetry
 from mnemos.relay.openai_schema import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from mnemos.soul.pii import redact_request
 
 _PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}
 REQUEST_ID_HEADER = "x-mnemos-request-id"
@@ -90,6 +91,13 @@ def _generation(body: ChatCompletionRequest | CompletionRequest, max_tokens: int
     return request
 
 
+def _redacted(body: Any, sent: dict[str, Any] | None) -> tuple[Any, dict[str, Any] | None]:
+    """``relay.redactPrompts``: the request (and the JSON an Adapter forwards) with PII redacted
+    from what a model reads (``mnemos.soul.pii.redact_request``)."""
+    body = type(body).model_validate(redact_request(body.model_dump(exclude_unset=True)))
+    return body, (redact_request(sent) if sent is not None else None)
+
+
 async def _result(response: Any, model: str) -> Any:
     """Await a handle call, cancelling it if this request is cancelled; errors mapped to ours."""
     try:
@@ -126,6 +134,7 @@ class Handlers:
         self.gateway = gateway
         self.edge = edge
         self.meter = gateway.meter
+        self.redact_prompts = gateway.settings.relay.redact_prompts  # every model's and Adapter's
 
     async def generate(
         self, request: Request, body: ChatCompletionRequest | CompletionRequest, endpoint: str
@@ -143,6 +152,8 @@ class Handlers:
             tel.model = body.model
             ticket = await self.meter.admit(principal, body, route)
             sent = await request.json() if route.serving == "adapter" else None  # forwarded as the client sent it
+            if self.redact_prompts:
+                body, sent = _redacted(body, sent)
             cache_key, hit = self.meter.cached(endpoint, body, route, ticket, sent)
             if hit is not None:
                 return self._from_cache(hit, rid, route, principal, endpoint, tel)
@@ -257,6 +268,8 @@ class Handlers:
             tel.model = body.model
             ticket = await self.meter.admit(principal, body, route)  # limits and budgets, as for completions
             sent = await request.json() if route.serving == "adapter" else None  # forwarded as the client sent it
+            if self.redact_prompts:
+                body, sent = _redacted(body, sent)
             cache_key, hit = self.meter.cached("embeddings", body, route, ticket, sent)
             if hit is not None:
                 return self._from_cache(hit, rid, route, principal, "embeddings", tel)

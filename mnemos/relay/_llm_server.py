@@ -35,6 +35,7 @@ from mnemos.relay.llm import DEPLOYMENT_NAME, PRIORITY, Usage
 from mnemos.relay.llm import llm_config as build_llm_config
 from mnemos.relay.model_status import artifact_digest
 from mnemos.relay.openai_schema import unread_extras
+from mnemos.soul.pii import redact_request
 
 __all__ = ["LocalWeights", "ModelLLMServer", "llm_application"]
 
@@ -177,6 +178,7 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
         from mnemos.neuron.models import materialize
 
         self.model = Model.model_validate(model)
+        self.redact = self.model.spec.policy.pii == "redact"  # every caller's prompts (mnemos.soul.pii)
         folder = await asyncio.to_thread(materialize, self.model, engram, cache_dir)
         self.digest = await asyncio.to_thread(artifact_digest, self.model, engram)
         # Built again from the Model with the local folder: the controller's copy caches its engine config.
@@ -227,6 +229,8 @@ class ModelLLMServer(LLMServer):  # type: ignore[misc]
         for extra in unread_extras(body):  # the client's other fields reach vLLM through an allowlist
             data.pop(extra, None)
         data.pop("best_of", None)  # at most 1 here (openai_schema): no field of vLLM's request
+        if self.redact:
+            data = redact_request(data)
         if kind == "embeddings":
             cls = models.EmbeddingChatRequest if "messages" in data else models.EmbeddingCompletionRequest
         else:

@@ -13,6 +13,7 @@ generator is closed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import inspect
 import logging
@@ -29,6 +30,7 @@ from mnemos.engram import Engram
 from mnemos.errors import MnemosError, ValidationError
 from mnemos.genome import Model
 from mnemos.neuron import GenerationChunk, GenerationRequest, Runtime, runtime_class
+from mnemos.soul.pii import redact, redact_messages
 from mnemos.trace import metrics
 from mnemos.trace.telemetry import log_through_serve, setup_tracing, start_span
 from mnemos.trace.telemetry import span as span_of
@@ -158,6 +160,7 @@ class ModelServer:
         await self.runtime.start()
         self.kind = cls.kind
         self.max_tokens = spec.runtime.params.max_tokens
+        self.redact = spec.policy.pii == "redact"  # every caller's prompts (mnemos.soul.pii)
         self.counters = {"requests": 0, "chunks": 0, "cancelled": 0, "active": 0}
 
     async def info(self) -> dict[str, Any]:
@@ -194,6 +197,10 @@ class ModelServer:
             yield chunk
 
     async def _chunks(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        if self.redact:
+            messages = redact_messages(request.messages) if request.messages is not None else None
+            prompt = redact(request.prompt) if request.prompt else request.prompt
+            request = dataclasses.replace(request, messages=messages, prompt=prompt)
         counters = self.counters
         counters["requests"] += 1
         counters["active"] += 1
@@ -223,6 +230,8 @@ class ModelServer:
                             ) -> tuple[list[list[float]], int]:  # fmt: skip
         """One vector per text, and the prompt tokens to charge (``Runtime.embed_counted``)."""
         self.counters["requests"] += 1
+        if self.redact:
+            texts = [redact(text) for text in texts]
         start = time.perf_counter()
         with span_of("neuron.embed", carrier=trace, model=self.model.name, engine=self.engine, texts=len(texts)):
             vectors, tokens = await self.runtime.embed_counted(texts)

@@ -2,7 +2,12 @@
 
 ``redact(text)`` replaces e-mail addresses, payment card numbers (13-19 digits that pass the Luhn
 check) and phone numbers with ``[REDACTED:email]``, ``[REDACTED:card]`` and ``[REDACTED:phone]``.
-RELAY applies it to what it writes to lineage and, with ``relay.redactPrompts``, to prompts.
+``redact_request(body)`` applies it to what a model reads of an OpenAI request.
+
+Where it runs: a Model whose ``policy.pii`` is ``redact`` redacts every request in its own
+replicas, whoever sends it (the gateway, a pipeline's step, a notebook's handle); with
+``relay.redactPrompts`` the gateway redacts every request it forwards, to Adapters too. Lineage
+never holds a prompt or an answer, only counts and names.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["CARD", "EMAIL", "PHONE", "luhn_valid", "redact", "redact_value"]
+__all__ = ["CARD", "EMAIL", "PHONE", "luhn_valid", "redact", "redact_messages", "redact_request", "redact_value"]
 
 EMAIL = "[REDACTED:email]"
 CARD = "[REDACTED:card]"
@@ -74,3 +79,47 @@ def redact_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(redact_value(v) for v in value)
     return value
+
+
+def redact_request(body: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the OpenAI request ``body`` with PII redacted from the text a model reads: the
+    messages (:func:`redact_messages`), ``prompt`` and ``input`` (a string or a list of them).
+    Everything else (tool definitions, ids, sampling fields) is kept as sent."""
+    out = dict(body)
+    if isinstance(body.get("messages"), list):
+        out["messages"] = redact_messages(body["messages"])
+    for key in ("prompt", "input"):
+        value = body.get(key)
+        if isinstance(value, str):
+            out[key] = redact(value)
+        elif isinstance(value, list):
+            out[key] = [redact(v) if isinstance(v, str) else v for v in value]
+    return out
+
+
+def redact_messages(messages: list[Any]) -> list[Any]:
+    """Chat messages (OpenAI's dicts) with PII redacted from their ``content`` (a string or its
+    ``text`` parts) and the arguments of earlier tool calls; roles, names and ids kept."""
+    return [_redact_message(m) if isinstance(m, dict) else m for m in messages]
+
+
+def _redact_message(message: dict[str, Any]) -> dict[str, Any]:
+    out = dict(message)
+    content = message.get("content")
+    if isinstance(content, str):
+        out["content"] = redact(content)
+    elif isinstance(content, list):
+        out["content"] = [{**part, "text": redact(part["text"])}
+                          if isinstance(part, dict) and isinstance(part.get("text"), str) else part
+                          for part in content]  # fmt: skip
+    calls = message.get("tool_calls")
+    if isinstance(calls, list):
+        out["tool_calls"] = [_redact_call(call) if isinstance(call, dict) else call for call in calls]
+    return out
+
+
+def _redact_call(call: dict[str, Any]) -> dict[str, Any]:
+    function = call.get("function")
+    if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+        return {**call, "function": {**function, "arguments": redact(function["arguments"])}}
+    return call

@@ -132,7 +132,7 @@ class Upstream:
     """A small OpenAI-compatible server on 127.0.0.1 that can fail on purpose.
 
     ``fail_next``: how many of the next requests answer ``fail_status`` before it serves again.
-    ``requests``: every request received (path, model, authorization header).
+    ``requests``: every request received (path, model, authorization header); ``bodies``: their JSON.
     """
 
     name: str
@@ -141,6 +141,7 @@ class Upstream:
     fail_status: int = 503
     always_fail: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -153,12 +154,14 @@ class Upstream:
             self.fail_status = 503
             self.always_fail = False
             self.requests.clear()
+            self.bodies.clear()
 
     def app(self) -> FastAPI:
         app = FastAPI()
 
         def _failing(request: Request, body: dict[str, Any]) -> Response | None:
             with self.lock:
+                self.bodies.append(body)
                 self.requests.append(
                     {
                         "path": request.url.path,

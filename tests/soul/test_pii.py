@@ -37,3 +37,24 @@ def test_redact_value_walks_messages() -> None:
         {"role": "user", "content": "I am [REDACTED:email], card [REDACTED:card]"},
         {"n": 3},
     ]
+
+
+def test_redact_request_touches_only_the_text_a_model_reads() -> None:
+    from mnemos.soul.pii import redact_request
+
+    body = {"model": "m@example.com", "user": "bob@corp.io", "temperature": 0, "prompt": ["bob@corp.io", 7],
+            "messages": [{"role": "user", "name": "bob", "content": [{"type": "text", "text": "bob@corp.io"}]},
+                         {"role": "assistant", "tool_calls": [{"id": "call_4155550100", "type": "function",
+                          "function": {"name": "mail", "arguments": '{"to": "bob@corp.io"}'}}]},
+                         "not a message"],
+            "tools": [{"type": "function", "function": {"name": "mail", "description": "to bob@corp.io"}}]}  # fmt: skip
+    out = redact_request(body)
+    assert out["messages"][0]["content"] == [{"type": "text", "text": "[REDACTED:email]"}]
+    assert out["messages"][1]["tool_calls"][0]["function"]["arguments"] == '{"to": "[REDACTED:email]"}'
+    assert out["messages"][1]["tool_calls"][0]["id"] == "call_4155550100" and out["messages"][2] == "not a message"
+    assert out["prompt"] == ["[REDACTED:email]", 7]
+    # The model name, the client's own fields and the operator's tool definitions are not prompts.
+    assert {k: out[k] for k in ("model", "user", "tools", "temperature")} == {
+        k: body[k] for k in ("model", "user", "tools", "temperature")}
+    assert body["messages"][0]["content"][0]["text"] == "bob@corp.io"  # a copy: the caller's body is unchanged
+    assert redact_request({"input": "call +1 415 555 0100"})["input"] == "call [REDACTED:phone]"
