@@ -115,7 +115,11 @@ def test_a_redacting_vllm_model_hands_its_engine_no_pii() -> None:
     from mnemos.relay._llm_server import ModelLLMServer, _protocol
     from mnemos.relay.openai_schema import ChatCompletionRequest, CompletionRequest
 
-    server = object.__new__(ModelLLMServer)
+    class RequestBuilder(ModelLLMServer):  # type: ignore[misc]
+        def __del__(self) -> None:  # no engine to stop (LLMServer's is a coroutine nobody would await)
+            return None
+
+    server = object.__new__(RequestBuilder)
     server._openai, server.redact = _protocol(), True
     chat = ChatCompletionRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": SECRET}]})
     assert server._request("chat", chat, "interactive", "r1", force_usage=False).messages[0]["content"] == REDACTED
