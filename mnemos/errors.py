@@ -41,6 +41,7 @@ __all__ = [
     "InvalidKeyError",
     "MissingDependencyError",
     "MnemosError",
+    "ModelAccessError",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
@@ -131,6 +132,12 @@ class PermissionDeniedError(ClientError):
     exit_code = 7
     code = "permission_denied"
     type = "permission_error"
+
+
+class ModelAccessError(PermissionDeniedError):
+    """A Policy's access rules do not open the model to this caller."""
+
+    code = "model_not_allowed"
 
 
 class AdmissionError(PermissionDeniedError):

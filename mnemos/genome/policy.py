@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mnemos._model import CoreModel
 from mnemos.genome._base import Resource
 from mnemos.genome.metering import LimitRule
 
-__all__ = ["Policy", "PolicyRules", "PolicySpec", "Quota", "RateLimitRule", "Selector"]
+__all__ = ["AccessRule", "Policy", "PolicyRules", "PolicySpec", "Quota", "RateLimitRule", "Selector"]
 
 
 class Selector(CoreModel):
@@ -54,6 +54,22 @@ class PolicyRules(CoreModel):
     max_gpus_per_replica: float | None = Field(None, ge=0)
 
 
+class AccessRule(CoreModel):
+    """Who may call some models: a model named by any access rule is served only to the principals
+    and teams its rules name (an allowlist), through the gateway and pipelines alike."""
+
+    models: list[str] = Field(min_length=1, description="The models this rule opens (to these callers only).")
+    principals: list[str] = Field(default_factory=list, description="Principal names (API key names, subjects).")
+    teams: list[str] = Field(default_factory=list, description="Teams (the `team` of API keys and tokens).")
+
+    @model_validator(mode="after")
+    def _names_someone(self) -> AccessRule:
+        if not self.principals and not self.teams:
+            raise ValueError("an access rule names principals or teams: one naming nobody would close its models "
+                             "to every caller (to stop serving a model, set its replicas to 0)")
+        return self
+
+
 class PolicySpec(CoreModel):
     selector: Selector = Field(default_factory=Selector)
     rules: PolicyRules = Field(default_factory=PolicyRules)
@@ -61,6 +77,9 @@ class PolicySpec(CoreModel):
     rate_limit: RateLimitRule | None = None
     limits: list[LimitRule] = Field(
         default_factory=list, description="Requests/tokens per minute and budgets per principal, team or model."
+    )
+    access: list[AccessRule] = Field(
+        default_factory=list, description="Models only some principals or teams may call (allowlists)."
     )
     failure_policy: Literal["Fail", "Ignore"] = Field("Fail", description="Fail: a rule that errors refuses.")
 

@@ -118,18 +118,23 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
         return out.json_response({"status": "ready", "version": gateway.version, "models": models,
                                   "adapters": sorted(gateway.adapters.targets)})  # fmt: skip
 
+    async def open_to(principal: Any, cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The cards of the models ``principal`` may call (a Policy's access rules; as OpenAI lists them)."""
+        governor = gateway.meter.governor
+        return [card for card in cards if await governor.may_call(principal, card["id"])]
+
     @app.get("/v1/models", tags=["openai"], response_model=ModelList, responses=_ERRORS, openapi_extra=_READ)
     async def list_models(request: Request) -> Response:
-        """Models served by this gateway (ready models and adapter-served names)."""
-        await edge.admit(request, "read-artifacts")
-        return out.json_response({"object": "list", "data": gateway.listing()})
+        """Models served by this gateway (ready models and adapter-served names) that the caller may call."""
+        principal = await edge.admit(request, "read-artifacts")
+        return out.json_response({"object": "list", "data": await open_to(principal, gateway.listing())})
 
     @app.get("/v1/models/{model_id:path}", tags=["openai"], response_model=ModelCard, responses=_ERRORS,
              openapi_extra=_READ)
     async def get_model(model_id: str, request: Request) -> Response:
         """One served model."""
-        await edge.admit(request, "read-artifacts")
-        for card in gateway.listing():
+        principal = await edge.admit(request, "read-artifacts")
+        for card in await open_to(principal, gateway.listing()):
             if card["id"] == model_id:
                 return out.json_response(card)
         raise ModelNotFoundError(f"The model `{model_id}` does not exist", param="model")

@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mnemos.errors import BudgetExceededError, RateLimitError, UnavailableError, ValidationError
+from mnemos.errors import BudgetExceededError, ModelAccessError, RateLimitError, UnavailableError, ValidationError
 
 __all__ = [
     "Governor",
@@ -143,8 +143,16 @@ class Ticket:
     deferred: bool = False  # settled by whoever streams the answer, not by the handler
 
 
+@dataclass
+class _PolicyRules:
+    """What the Governor reads of the Policies: ``limits`` as (policy name, rule), and ``access``."""
+
+    limits: list[tuple[str, Any]]
+    access: list[Any]
+
+
 class Governor:
-    """Applies limits and budgets, and records usage, for one gateway replica.
+    """Applies access rules, limits and budgets, and records usage, for one gateway replica.
 
     Args:
         engram: where Policies are read from (``None``: no Policy limits).
@@ -200,16 +208,42 @@ class Governor:
             self._actor = ensure(None, self.engram)
         return self._actor
 
-    def _load_rules(self) -> list[tuple[str, Any]]:
+    def _load_rules(self) -> _PolicyRules:
         if self.engram is None:
-            return []
+            return _PolicyRules([], [])
         from mnemos.genome import Registry
 
-        rules = []
-        for policy in Registry(self.engram).list("Policy"):
-            for rule in getattr(policy.spec, "limits", None) or ():
-                rules.append((policy.name, rule))
-        return sorted(rules, key=lambda r: r[0])
+        rules = _PolicyRules([], [])
+        for policy in sorted(Registry(self.engram).list("Policy"), key=lambda p: p.name):
+            rules.limits.extend((policy.name, rule) for rule in getattr(policy.spec, "limits", None) or ())
+            rules.access.extend(getattr(policy.spec, "access", None) or ())
+        return rules
+
+    # -- who may call which model ---------------------------------------------------------------
+    async def may_call(self, principal: Any, model: str) -> bool:
+        """Whether ``principal`` may call ``model``: a model that a Policy's ``access`` rules name is
+        open only to the principals and teams they name. A caller without a credential (``relay.auth``
+        off, or local use as ``anonymous`` or ``local:<user>``: names no credential can take) is the
+        local admin, whom no rule holds; without Policies (no ``engram``) none applies."""
+        subject = getattr(principal, "subject", "anonymous")
+        if self.engram is None or getattr(principal, "kind", "") == "anonymous" or subject == "anonymous" \
+                or subject.startswith("local:"):
+            return True
+        rules = [rule for rule in (await self._rules.get()).access if model in rule.models]
+        if not rules:
+            return True
+        team = getattr(principal, "team", "") or ""
+        return any(subject in rule.principals or (team and team in rule.teams) for rule in rules)
+
+    async def check_access(self, principal: Any, model: str) -> None:
+        """Refuse a call that ``may_call`` does not allow.
+
+        Raises:
+            ModelAccessError: 403 ``model_not_allowed``; the message does not list who may call it.
+        """
+        if not await self.may_call(principal, model):
+            raise ModelAccessError(f"The model `{model}` is not open to this credential: a Policy's access rules "
+                                   "name the principals and teams that may call it", param="model")  # fmt: skip
 
     # -- which limits ---------------------------------------------------------------------------
     async def limits_for(self, principal: Any, model: str, model_limits: Any = None) -> list[_Limit]:
@@ -221,7 +255,7 @@ class Governor:
         if own is not None:
             key = getattr(principal, "limits_key", "") or getattr(principal, "credential_id", "") or subject
             found.append(_Limit("key", f"key:{key}", f"API key {key} ({subject})", own))
-        rules = await self._rules.get() if self.engram is not None else []
+        rules = (await self._rules.get()).limits if self.engram is not None else []
         for policy, rule in rules:
             if rule.principals and subject not in rule.principals:
                 continue
@@ -250,6 +284,7 @@ class Governor:
             BudgetExceededError: the request's ceiling would pass a budget (429 ``insufficient_quota``).
             UnavailableError: a budget applies but the ``ratelimit`` actor cannot be reached.
         """
+        await self.check_access(principal, model)
         ticket = Ticket(
             rid=os.urandom(16).hex(),
             principal=getattr(principal, "subject", "anonymous"),
