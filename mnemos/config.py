@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
@@ -280,7 +280,9 @@ class JwtSettings(CoreModel):
 
 
 class SoulPolicies(CoreModel):
-    m_tls: str = Field("enabled", alias="mTLS")
+    m_tls: Literal["enabled", "disabled"] = Field(
+        "enabled", alias="mTLS", description="Mutual TLS between Ray processes (set up by the Helm chart's Ray pods)."
+    )
     token_ttl: Duration = Field(3600.0, alias="tokenTTL", description="Lifetime of issued JWTs (seed: 1h).")
     max_token_ttl: Duration = Field(
         86400.0, alias="maxTokenTTL", gt=0,

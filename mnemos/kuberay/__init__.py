@@ -36,6 +36,7 @@ from mnemos.kuberay._values import (
     KubeRayValues,
     ServeValues,
     StorageValues,
+    TlsValues,
     WorkerGroupValues,
 )
 from mnemos.kuberay._yaml import dump_yaml, write_manifests
@@ -53,6 +54,7 @@ __all__ = [
     "PoolValues",
     "ServeValues",
     "StorageValues",
+    "TlsValues",
     "WorkerGroupValues",
     "apply",
     "chart_schema",

@@ -210,8 +210,24 @@ class _MasterKey(_Section):
     secret_key: str | None = None
 
 
+class _MTLSCA(CoreModel):
+    """The CA that signs the Ray pods' certificates. Unknown keys are refused: a misspelt certManager would
+    leave the pods waiting for a CA nobody makes."""
+
+    existing_secret: str | None = Field(default=None, description="The CA's Secret; '': <release>-mnemos-ray-ca.")
+    cert_manager: bool | None = Field(default=None, description="cert-manager makes the CA (a self-signed root).")
+
+
+class _Policies(_Section):
+    m_tls: Literal["enabled", "disabled"] | None = Field(
+        default=None, alias="mTLS", description="Mutual TLS between Ray processes (Ray's RAY_USE_TLS)."
+    )
+    m_tls_ca: _MTLSCA | None = Field(default=None, alias="mTLSCA")
+
+
 class _Soul(_Section):
     master_key: _MasterKey | None = None
+    policies: _Policies | None = None
 
 
 class ChartValues(_Section):

@@ -15,6 +15,7 @@ import yaml
 
 from mnemos.errors import ValidationError
 from mnemos.kuberay._deps import require
+from mnemos.kuberay._tls import tls_env, tls_init_container, tls_mount, tls_volumes
 from mnemos.kuberay._values import KubeRayValues, Resources, Toleration, WorkerGroupValues
 
 __all__ = [
@@ -174,10 +175,12 @@ def _pod_template(
     tolerations: Iterable[Toleration],
     scratch: bool = False,
     pre_stop: bool = False,
+    head_service: str | None = None,
 ) -> dict[str, Any]:
     k8s = require("kubernetes.client")
     mounts, volumes = [], []
     env = _env(values)
+    head = container_name == "ray-head"
     if scratch:
         mounts.append(k8s.V1VolumeMount(name="scratch", mount_path="/scratch"))
         claim = k8s.V1PersistentVolumeClaimTemplate(
@@ -189,6 +192,13 @@ def _pod_template(
         )
         volumes.append(k8s.V1Volume(name="scratch", ephemeral=k8s.V1EphemeralVolumeSource(volume_claim_template=claim)))
         env.append(k8s.V1EnvVar(name="HF_HOME", value="/scratch/huggingface"))
+    init_containers = None
+    if values.tls.enabled:
+        env += tls_env()
+        mounts.append(tls_mount())
+        volumes += tls_volumes(values)
+        role = "head" if head else "worker"
+        init_containers = [tls_init_container(values, _container_security(), role=role, service=head_service)]
     lifecycle = None
     if pre_stop:
         stop = k8s.V1LifecycleHandler(_exec=k8s.V1ExecAction(command=["/bin/sh", "-c", "ray stop"]))
@@ -206,6 +216,7 @@ def _pod_template(
         lifecycle=lifecycle,
     )
     spec = k8s.V1PodSpec(
+        init_containers=init_containers,
         containers=[container],
         service_account_name=values.service_account,
         security_context=_pod_security(values),
@@ -213,7 +224,7 @@ def _pod_template(
         tolerations=_tolerations(tolerations),
         volumes=volumes or None,
     )
-    labels = _pod_labels(values, "ray-head" if container_name == "ray-head" else "ray-worker")
+    labels = _pod_labels(values, "ray-head" if head else "ray-worker")
     template = k8s.V1PodTemplateSpec(metadata=k8s.V1ObjectMeta(labels=labels), spec=spec)
     return _serialize(template)
 
@@ -240,13 +251,17 @@ def _worker_group(values: KubeRayValues, group: WorkerGroupValues) -> dict[str, 
     }
 
 
-def cluster_spec(values: KubeRayValues, *, fault_tolerance: bool = True) -> dict[str, Any]:
+def cluster_spec(
+    values: KubeRayValues, *, fault_tolerance: bool = True, head_service: str | None = None
+) -> dict[str, Any]:
     """A RayCluster ``spec`` (also a RayService's ``rayClusterConfig`` and a RayJob's ``rayClusterSpec``).
 
     Args:
         values: what to render.
         fault_tolerance: include GCS fault tolerance when the values enable it (job clusters
             are short-lived and leave it out).
+        head_service: the head Service of the owning object (``<name>-head-svc``), named in the
+            head's certificate when ``tls.enabled``: workers and clients may dial the head by it.
     """
     head_params = {
         "dashboard-host": "0.0.0.0",
@@ -272,6 +287,9 @@ def cluster_spec(values: KubeRayValues, *, fault_tolerance: bool = True) -> dict
             "resources": _serialize(_resources(auto.resources)),
             "securityContext": _serialize(_container_security()),
         }
+        if values.tls.enabled:  # the autoscaler reads the cluster's state from GCS over gRPC
+            spec["autoscalerOptions"]["env"] = _serialize(tls_env())
+            spec["autoscalerOptions"]["volumeMounts"] = [_serialize(tls_mount())]
     ft = values.gcs_fault_tolerance
     if fault_tolerance and ft.enabled:
         options: dict[str, Any] = {"redisAddress": ft.redis_address}
@@ -291,6 +309,7 @@ def cluster_spec(values: KubeRayValues, *, fault_tolerance: bool = True) -> dict
             ports=head_ports,
             node_selector=values.head.node_selector,
             tolerations=values.head.tolerations,
+            head_service=head_service,
         ),
     }
     spec["workerGroupSpecs"] = [_worker_group(values, g) for g in values.worker_groups]
@@ -308,7 +327,7 @@ def render_raycluster(values: KubeRayValues | None = None) -> dict[str, Any]:
         "apiVersion": API_VERSION,
         "kind": "RayCluster",
         "metadata": _metadata(values, "RayCluster"),
-        "spec": cluster_spec(values),
+        "spec": cluster_spec(values, head_service=f"{object_name(values, 'RayCluster')}-head-svc"),
     }
 
 
@@ -333,7 +352,7 @@ def render_rayservice(values: KubeRayValues | None = None) -> dict[str, Any]:
         "spec": {
             "serveConfigV2": yaml.safe_dump(serve_config(values), sort_keys=False),
             "serveService": _serve_service(values),
-            "rayClusterConfig": cluster_spec(values),
+            "rayClusterConfig": cluster_spec(values, head_service=f"{object_name(values, 'RayService')}-head-svc"),
         },
     }
 
@@ -375,7 +394,8 @@ def render_rayjob(values: KubeRayValues | None = None) -> dict[str, Any]:
         spec["activeDeadlineSeconds"] = job.active_deadline_seconds
     if job.working_dir:
         spec["runtimeEnvYAML"] = yaml.safe_dump({"working_dir": job.working_dir}, sort_keys=False)
-    spec["rayClusterSpec"] = cluster_spec(values, fault_tolerance=False)
+    head_service = f"{object_name(values, 'RayJob')}-head-svc"
+    spec["rayClusterSpec"] = cluster_spec(values, fault_tolerance=False, head_service=head_service)
     spec["submitterPodTemplate"] = _submitter_template(values)
     return {"apiVersion": API_VERSION, "kind": "RayJob", "metadata": _metadata(values, "RayJob"), "spec": spec}
 

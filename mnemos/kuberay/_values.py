@@ -36,6 +36,7 @@ __all__ = [
     "ServeValues",
     "ServiceType",
     "StorageValues",
+    "TlsValues",
     "Toleration",
     "UpscalingMode",
     "WorkerGroupValues",
@@ -320,6 +321,22 @@ class SecurityValues(CoreModel):
     master_key_secret_key: str = Field(default="master-key", description="The key inside that Secret.")
 
 
+class TlsValues(CoreModel):
+    """Mutual TLS between Ray processes (the seed's ``soul.policies.mTLS``, as the Helm chart renders it).
+
+    Each Ray pod's init container ``ray-tls`` signs a certificate for the pod's IP with the CA in
+    ``caSecret``; Ray's gRPC then accepts only peers holding a certificate of that CA (RAY_USE_TLS).
+    """
+
+    enabled: bool = Field(default=True, description="false: Ray's gRPC without TLS (soul.policies.mTLS: disabled).")
+    ca_secret: str = Field(
+        default="mnemos-ray-ca",
+        pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        description="Secret holding the CA: tls.crt + tls.key (`kubectl create secret tls`, cert-manager) or "
+        "ca.crt + ca.key. Create it once, before the first apply; only the init containers mount it.",
+    )
+
+
 class KubeRayValues(CoreModel):
     """Everything the RayCluster, RayService and RayJob are rendered from."""
 
@@ -340,6 +357,7 @@ class KubeRayValues(CoreModel):
     gcs_fault_tolerance: GcsFaultToleranceValues = Field(default_factory=GcsFaultToleranceValues)
     storage: StorageValues = Field(default_factory=StorageValues)
     security: SecurityValues = Field(default_factory=SecurityValues)
+    tls: TlsValues = Field(default_factory=TlsValues)
     serve: ServeValues = Field(default_factory=ServeValues)
     job: JobValues = Field(default_factory=JobValues)
 

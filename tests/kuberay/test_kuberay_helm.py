@@ -32,6 +32,7 @@ from .support import (
     serve_application,
 )
 from .test_kuberay_keda import validate_scaled_object
+from .test_kuberay_mtls import validate_cert_manager
 
 VALUE_FILES = [(), ("values-dev.yaml",)]
 EVERYTHING = (
@@ -40,6 +41,7 @@ EVERYTHING = (
     "trace.serviceMonitor.enabled=true",
     "soul.externalSecrets.enabled=true",
     "trace.dashboards=enabled",
+    "soul.policies.mTLSCA.certManager=true",
 )
 # The seed's KEDA ScaledObject on every pool, with every Ray object on (the RayService's head is joined).
 KEDA = (*EVERYTHING, "neuron.keda.enabled=true")
@@ -55,7 +57,8 @@ MINIMAL = (
     "relay.ingress.enabled=false",
     "trace.metrics.prometheus.scrape=false",
 )
-NOT_CORE = {"ServiceMonitor", "ExternalSecret", "PrometheusRule", "ScaledObject"} | RAY_KINDS
+CERT_MANAGER_KINDS = {"Certificate", "Issuer"}
+NOT_CORE = {"ServiceMonitor", "ExternalSecret", "PrometheusRule", "ScaledObject"} | CERT_MANAGER_KINDS | RAY_KINDS
 
 
 @pytest.mark.parametrize("files", VALUE_FILES, ids=["values", "values-dev"])
@@ -81,10 +84,13 @@ def test_every_rendered_object_validates(files: tuple[str, ...], sets: tuple[str
             validate_manifest(obj, crd_dir())
         elif kind == "ScaledObject":
             validate_scaled_object(obj)
+        elif kind in CERT_MANAGER_KINDS:
+            validate_cert_manager(obj)
         elif kind not in NOT_CORE:
             kubernetes_validate.validate(obj, "1.30", strict=True)
     if sets == EVERYTHING:
-        assert {"RayCluster", "RayService", "RayJob", "ServiceMonitor"} <= {o["kind"] for o in objects}
+        kinds = {o["kind"] for o in objects}
+        assert {"RayCluster", "RayService", "RayJob", "ServiceMonitor", *CERT_MANAGER_KINDS} <= kinds
     if sets == KEDA:
         assert by_kind(objects, "ScaledObject") and by_kind(objects, "Deployment")
     else:
@@ -176,7 +182,7 @@ def test_ray_cluster_shape() -> None:
     assert gpu["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert gpu["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert groups["cpu-a"]["template"]["spec"]["nodeSelector"] == {"accelerator": "cpu"}
-    scratch = gpu["volumes"][-1]["ephemeral"]["volumeClaimTemplate"]["spec"]
+    (scratch,) = [v["ephemeral"]["volumeClaimTemplate"]["spec"] for v in gpu["volumes"] if v["name"] == "scratch"]
     assert scratch["storageClassName"] == "fast-zfs"
     head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in head["env"]}
@@ -206,7 +212,7 @@ def test_every_pod_runs_restricted() -> None:
         for spec in pod_specs(obj):
             assert spec["securityContext"]["runAsNonRoot"] is True
             assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-            for container in spec["containers"]:
+            for container in spec["containers"] + spec.get("initContainers", []):
                 sec = container["securityContext"]
                 assert sec["allowPrivilegeEscalation"] is False, obj["metadata"]["name"]
                 assert sec["capabilities"] == {"drop": ["ALL"]}

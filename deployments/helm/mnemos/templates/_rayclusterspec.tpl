@@ -1,8 +1,10 @@
 {{/*
 The spec of a RayCluster, shared by the RayCluster, the RayService (rayClusterConfig) and the RayJob
-(rayClusterSpec). Call with (dict "root" $ "faultTolerance" true|false "keda" true|false): `keda`
-true in the one object whose head the KEDA-scaled pools join (mnemos.kedaCluster), which then
-leaves those pools' worker groups out (a pool's workers come from one source only).
+(rayClusterSpec). Call with (dict "root" $ "faultTolerance" true|false "keda" true|false
+"headService" <name>): `keda` true in the one object whose head the KEDA-scaled pools join
+(mnemos.kedaCluster), which then leaves those pools' worker groups out (a pool's workers come from
+one source only). `headService`: the head Service the owning object gets from KubeRay
+(<RayService>-head-svc, <RayJob>-head-svc), named in the head's certificate under soul.policies.mTLS.
 The same shape as mnemos.kuberay.cluster_spec() renders from Python.
 */}}
 {{- define "mnemos.rayClusterSpec" -}}
@@ -11,6 +13,7 @@ The same shape as mnemos.kuberay.cluster_spec() renders from Python.
 {{- $metrics := int $v.kuberay.metricsPort -}}
 {{- $serve := int $v.relay.service.port -}}
 {{- $keda := .keda -}}
+{{- $tls := include "mnemos.rayTLS" $root -}}
 rayVersion: {{ $v.kuberay.rayVersion | quote }}
 {{- if $v.kuberay.autoscaling.enabled }}
 enableInTreeAutoscaling: true
@@ -22,6 +25,13 @@ autoscalerOptions:
     {{- toYaml $v.kuberay.autoscaling.resources | nindent 4 }}
   securityContext:
     {{- include "mnemos.containerSecurityContext" $root | nindent 4 }}
+  {{- if $tls }}
+  # The autoscaler reads the cluster's state from GCS over gRPC: TLS too.
+  env:
+    {{- include "mnemos.rayTLSEnv" $root | nindent 4 }}
+  volumeMounts:
+    {{- include "mnemos.rayTLSMount" $root | nindent 4 }}
+  {{- end }}
 {{- end }}
 {{- if and .faultTolerance $v.kuberay.gcsFaultTolerance.enabled }}
 gcsFaultToleranceOptions:
@@ -66,6 +76,10 @@ headGroupSpec:
       tolerations:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+      {{- if $tls }}
+      initContainers:
+        {{- include "mnemos.rayTLSInitContainer" (dict "root" $root "role" "head" "service" .headService) | nindent 8 }}
+      {{- end }}
       containers:
         - name: ray-head
           image: {{ include "mnemos.image" $root }}
@@ -82,6 +96,9 @@ headGroupSpec:
             - name: MNEMOS_HOME
               value: /var/lib/mnemos
             {{- end }}
+            {{- if $tls }}
+            {{- include "mnemos.rayTLSEnv" $root | nindent 12 }}
+            {{- end }}
           {{- with include "mnemos.envFrom" $root }}{{ . | nindent 10 }}{{ end }}
           resources:
             {{- toYaml $v.cortex.resources | nindent 12 }}
@@ -93,11 +110,17 @@ headGroupSpec:
             - name: mnemos-home
               mountPath: /var/lib/mnemos
             {{- end }}
+            {{- if $tls }}
+            {{- include "mnemos.rayTLSMount" $root | nindent 12 }}
+            {{- end }}
       volumes:
         {{- include "mnemos.configVolumes" $root | nindent 8 }}
         {{- if $v.engram.persistence.enabled }}
         {{- $home := dict "name" "mnemos-home" "size" $v.engram.persistence.size "storageClass" ($v.engram.persistence.storageClass | default $v.global.storageClass) }}
         {{- include "mnemos.ephemeralVolume" $home | nindent 8 }}
+        {{- end }}
+        {{- if $tls }}
+        {{- include "mnemos.rayTLSVolumes" $root | nindent 8 }}
         {{- end }}
 {{- /* A pool that KEDA scales (neuron.keda) runs as a Deployment of workers joining this cluster instead. */}}
 {{- $groups := list }}

@@ -38,6 +38,7 @@ runs `ray start --address=<head> --block` with what KubeRay would pass (the grou
 {{- $limits := $resources.limits | default dict -}}
 {{- $requests := $resources.requests | default dict -}}
 {{- $memory := $limits.memory | default $requests.memory -}}
+{{- $tls := include "mnemos.rayTLS" $root -}}
 {{- $start := list -}}
 {{- if $head -}}
 {{- $labels := include "mnemos.poolRayLabels" . | fromYaml -}}
@@ -95,6 +96,10 @@ spec:
   affinity:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+  {{- if $tls }}
+  initContainers:
+    {{- include "mnemos.rayTLSInitContainer" (dict "root" $root "role" "worker") | nindent 4 }}
+  {{- end }}
   containers:
     - name: ray-worker
       image: {{ include "mnemos.image" $root }}
@@ -132,6 +137,9 @@ spec:
           value: "600"
         {{- end }}
         {{- end }}
+        {{- if $tls }}
+        {{- include "mnemos.rayTLSEnv" $root | nindent 8 }}
+        {{- end }}
       {{- with include "mnemos.envFrom" $root }}{{ . | nindent 6 }}{{ end }}
       lifecycle:
         preStop:
@@ -151,6 +159,9 @@ spec:
         - name: shared-mem
           mountPath: /dev/shm
         {{- end }}
+        {{- if $tls }}
+        {{- include "mnemos.rayTLSMount" $root | nindent 8 }}
+        {{- end }}
   volumes:
     {{- include "mnemos.configVolumes" $root | nindent 4 }}
     {{- if $v.neuron.scratch.enabled }}
@@ -163,5 +174,8 @@ spec:
         {{- with $memory }}
         sizeLimit: {{ . | quote }}
         {{- end }}
+    {{- end }}
+    {{- if $tls }}
+    {{- include "mnemos.rayTLSVolumes" $root | nindent 4 }}
     {{- end }}
 {{- end -}}
