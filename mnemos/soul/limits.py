@@ -280,6 +280,7 @@ class Governor:
         """Check and reserve every limit of this request; the ``Ticket`` to ``settle`` when it ends.
 
         Raises:
+            ModelAccessError: a Policy's access rules do not open ``model`` to ``principal`` (403).
             RateLimitError: over a requests- or tokens-per-minute limit (429; names the limit).
             BudgetExceededError: the request's ceiling would pass a budget (429 ``insufficient_quota``).
             UnavailableError: a budget applies but the ``ratelimit`` actor cannot be reached.
