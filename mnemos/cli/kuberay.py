@@ -136,9 +136,10 @@ def apply(
     context: str | None = CONTEXT,
     crd_dir: Path | None = CRDS,
 ) -> None:
-    """Server-side apply the manifests (field manager `mnemos`)."""
+    """Server-side apply the manifests (field manager `mnemos`); warns of each Secret the pods need
+    that does not exist yet (they wait for it)."""
     from mnemos.kuberay import apply as apply_objects
-    from mnemos.kuberay import connect
+    from mnemos.kuberay import connect, missing_secrets
 
     with _errors():
         objects = _objects(values, set_, kind)
@@ -146,6 +147,10 @@ def apply(
             _print(apply_objects(objects, dry_run=True, crd_dir=crd_dir), Format.yaml)
             return
         api = connect(kubeconfig, context)
+        for namespace, name in missing_secrets(objects):
+            typer.echo(f"warning: Secret {name} does not exist in namespace {namespace}: the Ray pods wait for it "
+                       "(ContainerCreating) until it does. docs/guides/kubernetes.md says how to create the master "
+                       "key's and the Ray CA's.", err=True)  # fmt: skip
         for obj in apply_objects(objects, api=api, crd_dir=crd_dir):
             meta = obj.get("metadata", {})
             typer.echo(f"{str(obj['kind']).lower()}/{meta.get('name')} applied (namespace {meta.get('namespace')})")

@@ -14,7 +14,7 @@ The same objects are checked in as ``kuberay/*.yaml`` and rendered by the Helm c
 """
 
 from mnemos.kuberay._chart import ChartValues, PoolValues, chart_schema, chart_schema_json
-from mnemos.kuberay._cluster import FIELD_MANAGER, apply, connect, delete, status
+from mnemos.kuberay._cluster import FIELD_MANAGER, apply, connect, delete, missing_secrets, secrets_used, status
 from mnemos.kuberay._load import load_values
 from mnemos.kuberay._render import (
     API_VERSION,
@@ -66,11 +66,13 @@ __all__ = [
     "find_crd_dir",
     "load_schema",
     "load_values",
+    "missing_secrets",
     "object_name",
     "render_all",
     "render_raycluster",
     "render_rayjob",
     "render_rayservice",
+    "secrets_used",
     "serve_config",
     "status",
     "strict_schema",

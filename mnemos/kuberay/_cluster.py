@@ -22,7 +22,7 @@ from mnemos.errors import (
 from mnemos.kuberay._deps import require
 from mnemos.kuberay._validate import validate_manifest
 
-__all__ = ["FIELD_MANAGER", "PLURALS", "apply", "connect", "delete", "status"]
+__all__ = ["FIELD_MANAGER", "PLURALS", "apply", "connect", "delete", "missing_secrets", "secrets_used", "status"]
 
 FIELD_MANAGER = "mnemos"
 GROUP, VERSION = "ray.io", "v1"
@@ -147,6 +147,52 @@ def apply(
             raise _translate(exc, f"apply {kind}/{name}") from None
         applied.append(result if isinstance(result, dict) else obj)
     return applied
+
+
+def secrets_used(objects: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """``(namespace, name)`` of every Secret the objects' pods mount (``secret.secretName``) or read
+    (``secretKeyRef``, ``secretRef``) and do not mark ``optional``: the master key, the Ray CA, a
+    Redis password …"""
+    found: dict[tuple[str, str], None] = {}
+
+    def walk(node: Any, namespace: str) -> None:
+        if isinstance(node, Mapping):
+            name = node.get("secretName")
+            if isinstance(name, str) and not node.get("optional"):
+                found[(namespace, name)] = None
+            for key, value in node.items():
+                if key in ("secretKeyRef", "secretRef") and isinstance(value, Mapping) and value.get("name"):
+                    if not value.get("optional"):
+                        found[(namespace, str(value["name"]))] = None
+                else:
+                    walk(value, namespace)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, namespace)
+
+    for obj in objects:
+        walk(obj.get("spec") or {}, str((obj.get("metadata") or {}).get("namespace") or "default"))
+    return list(found)
+
+
+def missing_secrets(objects: Iterable[Mapping[str, Any]], core: Any = None) -> list[tuple[str, str]]:
+    """The Secrets of :func:`secrets_used` that do not exist: the pods would wait for them in
+    ``ContainerCreating``. One the caller may not read (RBAC) is not reported: it may exist.
+
+    Args:
+        core: a ``CoreV1Api``; default: one over the configuration :func:`connect` loaded.
+    """
+    core = core or require("kubernetes.client").CoreV1Api()
+    missing = []
+    for namespace, name in secrets_used(objects):
+        try:
+            core.read_namespaced_secret(name, namespace)
+        except Exception as exc:
+            if _is_not_found(exc):
+                missing.append((namespace, name))
+            elif getattr(exc, "status", None) not in (401, 403):
+                raise _translate(exc, f"read Secret {namespace}/{name}") from None
+    return missing
 
 
 def _summary(kind: str, found: Mapping[str, Any]) -> str:

@@ -6,6 +6,7 @@ signatures; the `k8s` test does the real thing where a kubeconfig exists.
 
 from __future__ import annotations
 
+import inspect
 import os
 import uuid
 from pathlib import Path
@@ -162,3 +163,57 @@ def test_live_apply_status_delete() -> None:
         assert row["state"] != "absent"
     finally:
         delete(objects, api=api)
+
+
+class SecretsApi:
+    """A ``CoreV1Api`` stand-in (no API server here) holding some Secrets; ``refuse``: answer 403."""
+
+    def __init__(self, existing: set[tuple[str, str]], refuse: int | None = None) -> None:
+        self.existing, self.refuse, self.asked = existing, refuse, []
+
+    def read_namespaced_secret(self, name: str, namespace: str, **kwargs: Any) -> dict[str, Any]:
+        self.asked.append((namespace, name))
+        if self.refuse:
+            raise ApiException(status=self.refuse, reason="Forbidden")
+        if (namespace, name) not in self.existing:
+            raise ApiException(status=404, reason="Not Found")
+        return {"metadata": {"name": name}}
+
+
+def test_the_secrets_the_pods_need_are_found_and_the_missing_ones_named() -> None:
+    from kubernetes.client import CoreV1Api
+
+    from mnemos.kuberay import missing_secrets, secrets_used
+
+    assert set(inspect.signature(CoreV1Api.read_namespaced_secret).parameters) >= {"name", "namespace"}
+    objects = render_all()
+    used = secrets_used(objects)
+    assert {("mnemos", "mnemos-master-key"), ("mnemos", "mnemos-ray-ca")} <= set(used)
+    assert ("mnemos", "mnemos-s3") not in used  # referenced as optional: the pods start without it
+    assert not any(name == "mnemos-ray-ca" for _, name in secrets_used(render_all(load_values(
+        data={"tls": {"enabled": False}}))))  # fmt: skip
+    core = SecretsApi({("mnemos", "mnemos-master-key")})
+    assert ("mnemos", "mnemos-ray-ca") in missing_secrets(objects, core=core)
+    assert ("mnemos", "mnemos-master-key") not in missing_secrets(objects, core=core)
+    assert missing_secrets(objects, core=SecretsApi(set(), refuse=403)) == []  # may exist: not ours to read
+    with pytest.raises(UnavailableError):
+        missing_secrets(objects, core=SecretsApi(set(), refuse=500))
+
+
+def test_apply_warns_of_each_missing_secret_and_applies(monkeypatch) -> None:
+    """``mnemos kuberay apply`` over stand-ins for both APIs (no API server here)."""
+    import kubernetes.client
+    from typer.testing import CliRunner
+
+    import mnemos.kuberay
+    from mnemos.cli.kuberay import app
+
+    api = RecordingApi()
+    monkeypatch.setattr(mnemos.kuberay, "connect", lambda *a, **k: api)
+    monkeypatch.setattr(kubernetes.client, "CoreV1Api", lambda: SecretsApi({("mnemos", "mnemos-master-key")}))
+    monkeypatch.setenv("MNEMOS_KUBERAY_CRDS", str(crd_dir()))
+    result = CliRunner().invoke(app, ["apply", "--kind", "RayService"])
+    assert result.exit_code == 0, result.stderr
+    assert "warning: Secret mnemos-ray-ca does not exist in namespace mnemos" in result.stderr
+    assert "mnemos-master-key" not in result.stderr
+    assert "rayservice/" in result.stdout and [c[0] for c in api.calls] == ["patch"]
