@@ -58,3 +58,26 @@ def test_redact_request_touches_only_the_text_a_model_reads() -> None:
         k: body[k] for k in ("model", "user", "tools", "temperature")}
     assert body["messages"][0]["content"][0]["text"] == "bob@corp.io"  # a copy: the caller's body is unchanged
     assert redact_request({"input": "call +1 415 555 0100"})["input"] == "call [REDACTED:phone]"
+
+
+def test_redact_request_never_raises_on_any_json_a_client_sends() -> None:
+    """The gateway redacts the JSON an Adapter forwards as the client sent it: any shape."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from mnemos.soul.pii import redact_request
+
+    leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
+    json_value = st.recursive(leaf, lambda inner: st.lists(inner, max_size=4)
+                              | st.dictionaries(st.sampled_from(["content", "text", "type", "tool_calls", "function",
+                                                                 "arguments", "role", "x"]), inner, max_size=4),
+                              max_leaves=20)  # fmt: skip
+    body = st.dictionaries(st.sampled_from(["messages", "prompt", "input", "model", "other"]), json_value, max_size=5)
+
+    @settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(body)
+    def check(doc: dict) -> None:
+        out = redact_request(doc)
+        assert set(out) == set(doc) and all(out[k] == doc[k] for k in doc if k not in ("messages", "prompt", "input"))
+
+    check()
