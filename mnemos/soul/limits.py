@@ -37,6 +37,8 @@ from typing import Any
 from mnemos.errors import BudgetExceededError, ModelAccessError, RateLimitError, UnavailableError, ValidationError
 
 __all__ = [
+    "POLICY_MAX_AGE_S",
+    "POLICY_REFRESH_S",
     "Governor",
     "MeteredIdentity",
     "ModelMeter",
@@ -143,6 +145,13 @@ class Ticket:
     deferred: bool = False  # settled by whoever streams the answer, not by the handler
 
 
+POLICY_REFRESH_S = 5.0
+"""A gateway replica reads the Policies again this often while it serves (in the background)."""
+POLICY_MAX_AGE_S = 10.0
+"""The oldest Policies a decision uses: a replica idle longer reads them before it decides, so an
+access rule or limit holds on every replica within this long of its apply."""
+
+
 @dataclass
 class _PolicyRules:
     """What the Governor reads of the Policies: ``limits`` as (policy name, rule), and ``access``."""
@@ -170,7 +179,8 @@ class Governor:
         self._limiter = limiter
         self._actor = actor
         self.flush_s = flush_s
-        self._rules = RefreshingValue(self._load_rules, refresh_s=5.0, max_stale_s=60.0, what="limit policies")
+        self._rules = RefreshingValue(self._load_rules, refresh_s=POLICY_REFRESH_S, max_stale_s=POLICY_MAX_AGE_S,
+                                      what="limit and access policies")  # fmt: skip
         self._pending: list[dict[str, Any]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._now_flushes: set[asyncio.Task[int]] = set()
