@@ -78,10 +78,12 @@ def create(
     budget: float | None = typer.Option(None, "--budget", help="Most spend per budget window."),
     budget_tokens: int | None = typer.Option(None, "--budget-tokens", help="Most tokens per window."),
     budget_window: str | None = typer.Option(None, "--budget-window", help="Budget window, e.g. 1d (default 30d)."),
+    model: list[str] = typer.Option([], "--model", help="The only models it may call (repeatable; default: any)."),
     output: Output = typer.Option(Output.table, "-o", "--output"),
 ) -> None:
     """Create a token (or --api-key); the credential is printed once, on stdout (-o json|yaml: the
     answer of POST /v1/tokens, the secret as ``token`` or ``apiKey``)."""
+    from mnemos.soul.identity import check_models
     from mnemos.soul.limits import parse_limits
     from mnemos.soul.rbac import check_role, check_scopes_held
     from mnemos.soul.store import check_ttl
@@ -91,17 +93,18 @@ def create(
     seconds = parse_ttl(ttl)
     check_ttl(seconds)  # from 1 s to 100 years, as POST /v1/tokens
     check_scopes_held(check_role(role), scope, param="scope")  # a scope the role lacks grants nothing
+    models = check_models(model, param="model")
     if (gateway := _gateway()) is not None:  # the gateway holds it to the caller's role, team and limits
         body = {"name": name, "role": role, "ttl": seconds, "scopes": scope, "apiKey": api_key, "team": team,
-                "limits": limits}  # fmt: skip
+                "limits": limits, "models": list(models) or None}  # fmt: skip
         answer = gateway.request("POST", "/v1/tokens", json_body={k: v for k, v in body.items() if v is not None})
     else:
         from mnemos.soul.http import created_answer
 
         store = _store()
         create = store.create_api_key if api_key else store.create_token
-        created = create(name, role, ttl=seconds, scopes=scope, team=team, limits=limits)
-        answer = created_answer(created, team=team, limits=limits)
+        created = create(name, role, ttl=seconds, scopes=scope, team=team, limits=limits, models=models)
+        answer = created_answer(created, team=team, limits=limits, models=models)
     if output is Output.table:
         typer.echo(answer["apiKey" if answer["kind"] == "apikey" else "token"])
         print(
@@ -126,13 +129,16 @@ def list_(
 
         items = [{to_camel(k): v for k, v in d.items()} for d in _store().list(include_inactive=all_)]
     scoped = any(d.get("scopes") for d in items)
+    listed = any(d.get("models") for d in items)
     rows = [
         (d["id"], "session" if d.get("audience") == "console" else d["kind"], d.get("name", ""), d.get("role", ""))
         + ((",".join(d.get("scopes") or []) or "-",) if scoped else ())
+        + ((",".join(d.get("models") or []) or "any",) if listed else ())
         + (_when(d.get("expiresAt")), d["state"])
         for d in items
     ]
-    columns = ("ID", "KIND", "NAME", "ROLE") + (("SCOPES",) if scoped else ()) + ("EXPIRES", "STATE")
+    columns = ("ID", "KIND", "NAME", "ROLE") + (("SCOPES",) if scoped else ()) + (("MODELS",) if listed else ()) \
+        + ("EXPIRES", "STATE")
     emit(items, output, columns, rows)
 
 

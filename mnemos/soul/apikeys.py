@@ -1,8 +1,9 @@
 """API keys ``mk_<id>_<secret>``: stored hashed, scoped, revocable, optionally expiring.
 
 Layout: ``soul/apikeys/<id>.json`` = ``{id, name, role, scopes, hash, created_at, expires_at,
-revoked_at, created_by, team, limits}`` (``limits``: ``{rpm, tpm, budget: {amount, tokens, window}}``,
-see ``mnemos.genome.metering.UsageLimits``). The secret is 32 random bytes, so a salted SHA-256 is the right hash:
+revoked_at, created_by, team, limits, models}`` (``limits``: ``{rpm, tpm, budget: {amount, tokens, window}}``,
+see ``mnemos.genome.metering.UsageLimits``; ``models``: the key's model list, the only models it may
+call, empty for any). The secret is 32 random bytes, so a salted SHA-256 is the right hash:
 it cannot be brute-forced, and verifying it costs microseconds on the request path (a slow
 password hash such as scrypt would cost tens of milliseconds per request for no gain).
 """
@@ -49,6 +50,7 @@ class ApiKeyRecord:
     created_by: str = ""
     team: str = ""
     limits: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    models: tuple[str, ...] = field(default=())
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> ApiKeyRecord:
@@ -64,6 +66,7 @@ class ApiKeyRecord:
             created_by=str(doc.get("created_by", "")),
             team=str(doc.get("team") or ""),
             limits=doc.get("limits") or None,
+            models=tuple(str(m) for m in doc.get("models") or ()),
         )
 
     def to_doc(self) -> dict[str, Any]:
@@ -80,6 +83,7 @@ class ApiKeyRecord:
             "created_by": self.created_by,
             "team": self.team,
             "limits": self.limits,
+            "models": list(self.models),
         }
 
 
@@ -137,6 +141,7 @@ def verify_api_key(
         expires_at=record.expires_at,
         team=record.team,
         limits=_usage_limits(record),
+        models=record.models,
     )
 
 

@@ -1,9 +1,9 @@
 """SOUL's HTTP routes, for RELAY to include: JWKS and identity management.
 
 - ``GET /.well-known/jwks.json`` (public): the signing keys' public parts;
-- ``POST /v1/tokens`` (``manage-identities``): ``{name, role, ttl?, scopes?, apiKey?, team?, limits?}``
-  → the new credential (``created_answer``: ``id, kind, name, role, scopes, expiresAt, team,
-  limits``), its secret shown once (``token`` or ``apiKey``); ``mnemos token create -o json`` prints
+- ``POST /v1/tokens`` (``manage-identities``): ``{name, role, ttl?, scopes?, apiKey?, team?, limits?,
+  models?}`` → the new credential (``created_answer``: ``id, kind, name, role, scopes, expiresAt, team,
+  limits, models``), its secret shown once (``token`` or ``apiKey``); ``mnemos token create -o json`` prints
   the same. A ``scope`` the role does not hold is a 422 (``param: scopes``: a scope only narrows a
   role), and so is a ``ttl`` under 1 s or over 100 years (``store.MIN_TTL_S``, ``store.MAX_TTL_S``). ``limits`` is
   ``{rpm, tpm, budget: {amount, tokens, window}}`` as ``mnemos token create --rpm --tpm --budget``
@@ -13,7 +13,8 @@
   it (else 403: an expiring caller must give a ``ttl`` that ends in time), a caller with a team mints
   only into its team (its own by default; another: 403), and a caller with limits of its own mints
   only within them (each of rpm, tpm and budget at most the caller's, a budget window at least as
-  long; what is left out is the caller's; else 403). A name is one principal: a name that a
+  long; what is left out is the caller's; else 403), and a caller with a model list mints only
+  within it (the new list a subset, the caller's when left out; else 403). A name is one principal: a name that a
   credential of another team (or of none) carries is 409 (``check_name_taken``). Each credential
   has its own counters: to cap what a group spends together, set team limits (a Policy), which
   nothing a team member mints escapes;
@@ -53,13 +54,14 @@ from mnemos.errors import (
 )
 from mnemos.genome.metering import UsageLimits
 from mnemos.soul.edge import EdgeGuard
-from mnemos.soul.identity import Principal
+from mnemos.soul.identity import MAX_MODELS, Principal, check_models
 from mnemos.soul.limits import check_key_limits
 from mnemos.soul.rbac import check_role, check_scopes_held, verbs_of
 from mnemos.soul.store import MAX_TTL_S, MIN_TTL_S, CreatedCredential, check_ttl, not_found
 
 __all__ = [
     "TokenCreate",
+    "check_mint_models",
     "check_mint_scope",
     "check_minting",
     "check_revocable",
@@ -94,6 +96,9 @@ class TokenCreate(CoreModel):
     limits: UsageLimits | None = Field(
         None, description="The credential's own requests and tokens per minute and budget (what is left out: "
         "the caller's own, if it has limits).")  # fmt: skip
+    models: list[str] | None = Field(
+        None, max_length=MAX_MODELS, description="The only models the credential may call (its model list); "
+        "left out: the caller's own list, or any model when the caller has none.")  # fmt: skip
 
 
 def check_minting(
@@ -163,6 +168,28 @@ def check_mint_scope(principal: Principal, body: TokenCreate) -> tuple[str, dict
     merged = check_key_limits(merged)
     _within(type(held).model_validate(merged), held)
     return team, merged
+
+
+def check_mint_models(principal: Principal, body: TokenCreate) -> tuple[str, ...]:
+    """The model list to mint with: ``body.models`` checked and within the caller's own list (when it
+    has one; left out, the caller's); a caller without a list mints any (see the module docstring).
+
+    Raises:
+        PermissionDeniedError: a model beyond the caller's list, or an empty list from a caller with one.
+        ValidationError: a malformed name (names ``models[i]``).
+    """
+    if body.models is None:
+        return principal.models
+    wanted = check_models(body.models)
+    if not principal.models:
+        return wanted
+    beyond = [m for m in wanted if m not in principal.models]
+    if beyond or not wanted:
+        shown = f"names {', '.join(map(repr, beyond[:5]))}, which the caller's does not" if beyond else \
+            "is empty (any model), beyond the caller's"  # fmt: skip
+        raise PermissionDeniedError(f"models: the new credential's model list {shown}; a credential mints only "
+                                    "within its own model list", param="models")  # fmt: skip
+    return wanted
 
 
 def check_name_taken(store: Any, principal: Principal, name: str, team: str) -> None:
@@ -302,23 +329,25 @@ async def create_token(request: Request) -> Response:
         ttl = check_minting(principal, body, max_token_ttl=float(policies.max_token_ttl),
                             default_token_ttl=float(policies.token_ttl), now=guard.clock())  # fmt: skip
         team, limits = check_mint_scope(principal, body)
+        models = check_mint_models(principal, body)
         await _in_thread(check_name_taken, guard.store, principal, body.name, team)
         actor = f"{principal.kind}:{principal.subject}"
         create = guard.store.create_api_key if body.api_key else guard.store.create_token
         created = await _in_thread(create, body.name, body.role, ttl=ttl, scopes=body.scopes, actor=actor,
-                                   team=team, limits=limits)  # fmt: skip
+                                   team=team, limits=limits, models=models)  # fmt: skip
     except MnemosError as exc:
         return error_response(exc)
-    return JSONResponse(
-        created_answer(created, team=team, limits=limits), status_code=201, headers={"Cache-Control": "no-store"}
-    )
+    answer = created_answer(created, team=team, limits=limits, models=models)
+    return JSONResponse(answer, status_code=201, headers={"Cache-Control": "no-store"})
 
 
-def created_answer(created: CreatedCredential, *, team: str, limits: dict[str, Any] | None) -> dict[str, Any]:
+def created_answer(created: CreatedCredential, *, team: str, limits: dict[str, Any] | None,
+                   models: tuple[str, ...] = ()) -> dict[str, Any]:  # fmt: skip
     """A credential just created, as ``POST /v1/tokens`` answers it and ``mnemos token create -o json``
-    prints it: its public fields (camelCase), the ``team`` and ``limits`` it was made with (as stored),
-    and its secret, once, as ``token`` (a JWT) or ``apiKey``."""
-    doc = _camel({**created.public(), "team": team, "limits": check_key_limits(limits) if limits else None})
+    prints it: its public fields (camelCase), the ``team``, ``limits`` and ``models`` it was made with
+    (as stored), and its secret, once, as ``token`` (a JWT) or ``apiKey``."""
+    doc = _camel({**created.public(), "team": team, "limits": check_key_limits(limits) if limits else None,
+                  "models": list(models)})  # fmt: skip
     doc["apiKey" if created.kind == "apikey" else "token"] = created.secret
     return doc
 

@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Principal", "PrincipalKind"]
+from mnemos.errors import ValidationError
+
+__all__ = ["MAX_MODELS", "Principal", "PrincipalKind", "check_models"]
 
 PrincipalKind = Literal["token", "apikey", "anonymous"]
+
+MAX_MODELS = 256
+"""The most models one credential's model list names."""
+
+
+def check_models(models: Iterable[Any], param: str = "models") -> tuple[str, ...]:
+    """A credential's model list: at most ``MAX_MODELS`` names of 1-256 characters, none blank or
+    holding whitespace or control characters (a model's name as a request's ``model`` gives it),
+    each once, in the order given.
+
+    Raises:
+        ValidationError: names ``models`` (or ``models[i]``) and what a name may be.
+    """
+    if isinstance(models, (str, bytes)) or not isinstance(models, Iterable):
+        raise ValidationError(f"{param}: give a list of model names", param=param)
+    names = list(models)
+    if len(names) > MAX_MODELS:
+        raise ValidationError(f"{param}: at most {MAX_MODELS} models, not {len(names)}", param=param)
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not 0 < len(name) <= 256 or not name.isprintable() or any(
+                c.isspace() for c in name):  # fmt: skip
+            raise ValidationError(f"{param}[{i}]: a model name is 1-256 printable characters without spaces",
+                                  param=f"{param}[{i}]")  # fmt: skip
+    return tuple(dict.fromkeys(names))
 
 
 @dataclass(frozen=True)
@@ -29,6 +56,8 @@ class Principal:
         parents: the credentials this one was made from, nearest first (a console session's
             token: the API key or token it signed in with); it is refused once any is revoked.
         audience: a token's ``aud``: ``console`` for a console session's (the API refuses it).
+        models: the only models the credential may call (its model list); empty: any model a
+            Policy's access rules open to it.
     """
 
     subject: str
@@ -42,6 +71,7 @@ class Principal:
     limits_key: str = ""
     parents: tuple[str, ...] = field(default=())
     audience: str = ""
+    models: tuple[str, ...] = field(default=())
 
     @classmethod
     def anonymous(cls, role: str = "admin") -> Principal:

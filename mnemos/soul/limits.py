@@ -81,13 +81,15 @@ class MeteredIdentity:
     """What limits read of a principal, kept with work that runs after its request ends (a
     pipeline run's model steps are metered as the principal that started the run).
 
-    ``limits`` are the credential's own, as they were when the work was accepted.
+    ``limits`` and ``models`` (its model list) are the credential's own, as they were when the work
+    was accepted.
     """
 
     subject: str
     team: str = ""
     limits_key: str = ""
     limits: Any = None
+    models: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, principal: Any) -> MeteredIdentity:
@@ -99,12 +101,14 @@ class MeteredIdentity:
             team=getattr(principal, "team", "") or "",
             limits_key=getattr(principal, "limits_key", "") or getattr(principal, "credential_id", "") or "",
             limits=getattr(principal, "limits", None),
+            models=tuple(getattr(principal, "models", ()) or ()),
         )
 
     def dump(self) -> dict[str, Any]:
         """As JSON (``load`` reads it back)."""
         limits = None if self.limits is None else self.limits.dump()
-        return {"subject": self.subject, "team": self.team, "limits_key": self.limits_key, "limits": limits}
+        doc = {"subject": self.subject, "team": self.team, "limits_key": self.limits_key, "limits": limits}
+        return {**doc, "models": list(self.models)} if self.models else doc
 
     @classmethod
     def load(cls, doc: dict[str, Any]) -> MeteredIdentity:
@@ -116,6 +120,7 @@ class MeteredIdentity:
             team=str(doc.get("team") or ""),
             limits_key=str(doc.get("limits_key") or ""),
             limits=None if limits is None else UsageLimits.model_validate(limits),
+            models=tuple(str(m) for m in doc.get("models") or ()),
         )
 
 
@@ -231,19 +236,8 @@ class Governor:
 
     # -- who may call which model ---------------------------------------------------------------
     async def may_call(self, principal: Any, model: str) -> bool:
-        """Whether ``principal`` may call ``model``: a model that a Policy's ``access`` rules name is
-        open only to the principals and teams they name. A caller without a credential (``relay.auth``
-        off, or local use as ``anonymous`` or ``local:<user>``: names no credential can take) is the
-        local admin, whom no rule holds; without Policies (no ``engram``) none applies."""
-        subject = getattr(principal, "subject", "anonymous")
-        if self.engram is None or getattr(principal, "kind", "") == "anonymous" or subject == "anonymous" \
-                or subject.startswith("local:"):
-            return True
-        rules = [rule for rule in (await self._rules.get()).access if model in rule.models]
-        if not rules:
-            return True
-        team = getattr(principal, "team", "") or ""
-        return any(subject in rule.principals or (team and team in rule.teams) for rule in rules)
+        """Whether ``principal`` may call ``model`` (``_refusal`` says why not)."""
+        return await self._refusal(principal, model) is None
 
     async def check_access(self, principal: Any, model: str) -> None:
         """Refuse a call that ``may_call`` does not allow.
@@ -251,9 +245,32 @@ class Governor:
         Raises:
             ModelAccessError: 403 ``model_not_allowed``; the message does not list who may call it.
         """
-        if not await self.may_call(principal, model):
-            raise ModelAccessError(f"The model `{model}` is not open to this credential: a Policy's access rules "
-                                   "name the principals and teams that may call it", param="model")  # fmt: skip
+        why = await self._refusal(principal, model)
+        if why is not None:
+            raise ModelAccessError(f"The model `{model}` is not open to this credential: {why}", param="model")
+
+    async def _refusal(self, principal: Any, model: str) -> str | None:
+        """Why ``principal`` may not call ``model``, or None when it may.
+
+        A credential with a model list (``Principal.models``) calls only the models it names. A
+        model that a Policy's ``access`` rules name is open only to the principals and teams they
+        name. A caller without a credential (``relay.auth`` off, or local use as ``anonymous`` or
+        ``local:<user>``: names no credential can take) is the local admin, whom no rule holds;
+        without Policies (no ``engram``) none applies."""
+        models = getattr(principal, "models", ())
+        if models and model not in models:
+            return "its model list does not name it (ask for a credential that does)"
+        subject = getattr(principal, "subject", "anonymous")
+        if self.engram is None or getattr(principal, "kind", "") == "anonymous" or subject == "anonymous" \
+                or subject.startswith("local:"):
+            return None
+        rules = [rule for rule in (await self._rules.get()).access if model in rule.models]
+        if not rules:
+            return None
+        team = getattr(principal, "team", "") or ""
+        if any(subject in rule.principals or (team and team in rule.teams) for rule in rules):
+            return None
+        return "a Policy's access rules name the principals and teams that may call it"
 
     # -- which limits ---------------------------------------------------------------------------
     async def limits_for(self, principal: Any, model: str, model_limits: Any = None) -> list[_Limit]:

@@ -21,6 +21,7 @@ from mnemos.engram import Engram
 from mnemos.errors import NotFoundError, ValidationError
 from mnemos.soul._audit import audit, local_actor
 from mnemos.soul.apikeys import APIKEYS_PREFIX, ApiKeyRecord, hash_secret, new_api_key
+from mnemos.soul.identity import check_models
 from mnemos.soul.keys import KeyRing
 from mnemos.soul.limits import check_key_limits
 from mnemos.soul.rbac import check_role, check_scopes
@@ -156,17 +157,19 @@ class IdentityStore:
     def create_token(
         self, name: str, role: str, *, ttl: float | None = None, scopes: Iterable[str] = (), actor: str | None = None,
         team: str = "", limits: dict[str, Any] | None = None, limits_key: str = "", parents: Iterable[str] = (),
-        audience: str = "",
+        audience: str = "", models: Iterable[str] = (),
     ) -> CreatedCredential:
         """Issue a JWT for ``name`` with ``role`` (default TTL: ``soul.policies.tokenTTL``).
 
         ``team`` and ``limits`` become the token's ``team`` and ``lim`` claims (see ``tokens.py``);
         ``limits_key`` names the credential whose counters the limits spend (default: the token's);
         ``parents`` (the ``par`` claim) the credentials it is made from: revoking any of them refuses it;
-        ``audience`` (``aud``): ``console`` for a console session's token.
+        ``audience`` (``aud``): ``console`` for a console session's token; ``models`` (``mdl``): its
+        model list, the only models it may call (empty: any).
         """
         check_name(name)
         limits = _checked(team, limits)
+        models = check_models(models)
         if ttl is not None and ttl <= 0:
             raise ValidationError("ttl must be positive", param="ttl")
         if ttl is not None:
@@ -174,7 +177,7 @@ class IdentityStore:
         parents = tuple(parents)
         issued = issue_token(self.keyring, subject=name, role=role, issuer=self.issuer, ttl=ttl, scopes=scopes,
                              team=team, limits=limits, limits_key=limits_key, parents=parents,
-                             audience=audience)  # fmt: skip
+                             audience=audience, models=models)  # fmt: skip
         actor = actor or local_actor()
         self.engram.write_json(
             f"{TOKENS_PREFIX}/{issued.jti}.json",
@@ -193,6 +196,7 @@ class IdentityStore:
                 "limits": limits,
                 "parents": list(parents),
                 "audience": audience,
+                "models": list(models),
             },
         )
         audit(self.engram, "identity.created", kind="token", id=issued.jti, name=name, role=role, actor=actor)
@@ -200,15 +204,16 @@ class IdentityStore:
 
     def create_api_key(
         self, name: str, role: str, *, ttl: float | None = None, scopes: Iterable[str] = (), actor: str | None = None,
-        team: str = "", limits: dict[str, Any] | None = None,
+        team: str = "", limits: dict[str, Any] | None = None, models: Iterable[str] = (),
     ) -> CreatedCredential:
         """Create an API key; only its hash is stored. ``ttl`` None: it never expires.
 
-        ``team`` and ``limits`` (``{rpm, tpm, budget}``, see ``mnemos.genome.metering.UsageLimits``)
-        are checked here and enforced by the gateway.
+        ``team``, ``limits`` (``{rpm, tpm, budget}``, see ``mnemos.genome.metering.UsageLimits``) and
+        ``models`` (the only models it may call; empty: any) are checked here and enforced by the gateway.
         """
         check_name(name)
         limits = _checked(team, limits)
+        models = check_models(models)
         check_role(role)
         scopes = check_scopes(scopes)
         if ttl is not None and ttl <= 0:
@@ -229,6 +234,7 @@ class IdentityStore:
             created_by=actor,
             team=team,
             limits=limits or None,
+            models=models,
         )
         self.engram.write_json(f"{APIKEYS_PREFIX}/{key_id}.json", record.to_doc())
         audit(self.engram, "identity.created", kind="apikey", id=key_id, name=name, role=role, actor=actor)

@@ -4,12 +4,13 @@ Claims: ``iss`` (``soul.mnemos``), ``sub``, ``role``, ``scp`` (scopes, optional)
 ``jti``, and when set: ``team`` (the identity's team: team limits, budgets and usage apply to the
 token's caller as to an API key's), ``lim`` (the credential's own ``{rpm, tpm, budget}``), ``lk``
 (whose per-credential counters ``lim`` spends: a console session's token counts against the API key
-it was made from) and ``par`` (the credentials the token was made from, nearest first: a console
-session's token names the API key or token it signed in with, and is refused as soon as any of them
-is revoked; it never outlives them, since it is issued to expire no later), and ``aud``: ``console``
-on a console session's token, which authenticates the console only (``CONSOLE_AUDIENCE``). The header carries
-``kid`` and ``alg: EdDSA``. Every refusal is an ``AuthenticationError`` whose message says why and
-never contains the token.
+it was made from), ``mdl`` (the credential's model list: the only models it may call) and ``par``
+(the credentials the token was made from, nearest first: a console session's token names the API key
+or token it signed in with, and is refused as soon as any of them is revoked; it never outlives
+them, since it is issued to expire no later), and ``aud``: ``console`` on a console session's token,
+which authenticates the console only (``CONSOLE_AUDIENCE``). The header carries ``kid`` and ``alg: EdDSA``.
+Every refusal is an ``AuthenticationError`` whose message says why and never contains the
+token.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import jwt
 
 from mnemos.errors import AuthenticationError, ValidationError
-from mnemos.soul.identity import Principal
+from mnemos.soul.identity import MAX_MODELS, Principal
 from mnemos.soul.keys import ALGORITHM, KeyRing
 from mnemos.soul.rbac import check_role, check_scopes
 
@@ -77,6 +78,7 @@ def issue_token(
     limits_key: str = "",
     parents: Iterable[str] = (),
     audience: str = "",
+    models: Iterable[str] = (),
 ) -> IssuedToken:
     """Sign a JWT for ``subject`` with the ring's active key (rotating first when due).
 
@@ -89,6 +91,7 @@ def issue_token(
         parents: the ``par`` claim: the credentials this token is made from, nearest first (it is
             refused once any of them is revoked); at most ``MAX_PARENTS``.
         audience: the ``aud`` claim (``CONSOLE_AUDIENCE`` for a console session; empty: none).
+        models: the ``mdl`` claim, a checked model list (``identity.check_models``; empty: none).
     """
     check_role(role)
     scopes = check_scopes(scopes)
@@ -118,6 +121,8 @@ def issue_token(
         claims["lk"] = limits_key
     if parents:
         claims["par"] = list(parents)
+    if models:
+        claims["mdl"] = list(models)
     if audience:
         if audience not in _AUDIENCES:
             raise ValidationError(f"audience: {audience!r} is not one of {sorted(_AUDIENCES)}", param="audience")
@@ -215,7 +220,18 @@ def verify_token(
         limits_key=limits_key,
         parents=parents,
         audience=audience,
+        models=_models(claims.get("mdl")),
     )
+
+
+def _models(claim: Any) -> tuple[str, ...]:
+    """The ``mdl`` claim as a tuple of model names (absent: none); a malformed one refuses the token."""
+    if claim is None:
+        return ()
+    if (not isinstance(claim, list) or not 0 < len(claim) <= MAX_MODELS
+            or not all(isinstance(m, str) and 0 < len(m) <= 256 for m in claim)):  # fmt: skip
+        raise AuthenticationError("token carries an invalid model list", param="authorization")
+    return tuple(claim)
 
 
 def _parents(claim: Any) -> tuple[str, ...]:

@@ -3,7 +3,7 @@
 Shape (snake_case, as the HTTP API returns it)::
 
     {"id", "pipeline": {"name", "generation", "digest"}, "doc", "source", "base_dir", "params",
-     "principal", "meter": {"subject", "team", "limits_key", "limits"}, "trace_id", "cache",
+     "principal", "meter": {"subject", "team", "limits_key", "limits", "models"}, "trace_id", "cache",
      "status", "error", "created", "started", "finished",
      "resumes", "inputs": {token: {"digest", "node", "path"}}, "order": [step, ...],
      "steps": {name: {"name", "type", "needs", "outputs", "definition", "status", "job_ids",

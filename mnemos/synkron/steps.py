@@ -5,7 +5,7 @@
     {"engram": Engram, "run_id": str, "step": {the interpolated step document},
      "inputs": {token: digest}, "outputs": [output names], "base_dir": str | None,
      "models": {name: {"name", "generation", "digest"}}, "service": "synkron" | None,
-     "meter": {"subject", "team", "limits_key", "limits"}}  # whose limits the model steps spend
+     "meter": {"subject", "team", "limits_key", "limits", "models"}}  # whose limits the model steps spend
 
 and returns ``{"outputs": {name: digest}, "result", "items", "seconds", "warnings", "models"}``.
 Outputs are written to ENGRAM here, on the worker; only digests travel back.

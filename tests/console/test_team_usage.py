@@ -98,3 +98,13 @@ def test_an_admin_without_a_team_sees_every_teams_usage(console: dict[str, Any])
     rows = _usage(console, admin)
     assert set(rows) == {"rita", "otto", "nell"}, rows
     assert rows["otto"][3] == "1"
+
+
+def test_the_keys_page_shows_each_credentials_model_list(console: dict[str, Any]) -> None:
+    store = console["store"]
+    store.create_api_key("boxed", "developer", models=["tiny-chat", "minilm"])
+    _usage(console, store.create_api_key("root", "admin").secret)  # signs in
+    table = console["http"].get("/ui/keys").text.split('aria-label="Credentials"', 1)[1].split("</table>", 1)[0]
+    rows = {cells[2]: cells for cells in (re.findall(r"<td>(.*?)</td>", r, re.S)
+                                          for r in re.findall(r"<tr>(.*?)</tr>", table, re.S)) if cells}  # fmt: skip
+    assert rows["boxed"][5] == "tiny-chat, minilm" and rows["root"][5] == "any"

@@ -102,3 +102,42 @@ def test_an_access_rule_names_someone() -> None:
            "spec": {"access": [{"models": ["m"]}]}}  # fmt: skip
     with pytest.raises(ValidationError, match="names principals or teams"):
         parse_resource(doc)
+
+
+def test_a_credentials_model_list_is_all_it_may_call(governed: Relay, restricted: dict[str, Any]) -> None:
+    """A key minted with ``models`` calls only those (a team the Policy opens the model to included),
+    sees only those in ``/v1/models``, and mints nothing wider: an attacker with a listed admin key
+    cannot get an unlisted credential, by leaving the list out, emptying it or naming more."""
+    model, team = restricted["model"], restricted["team"]
+
+    def mint(key: str, **body: Any) -> httpx.Response:
+        body = {"name": unique("listed"), "role": "developer", "apiKey": True, **body}
+        return httpx.post(f"{governed.url}/v1/tokens", json=body, headers={"Authorization": f"Bearer {key}"},
+                          timeout=30)  # fmt: skip
+
+    made = mint(restricted["keys"]["admin"], role="admin", team=team, models=["echo"])
+    assert made.status_code == 201, made.text
+    assert made.json()["models"] == ["echo"]
+    boxed = made.json()["apiKey"]
+    assert _chat(governed, boxed, "echo").status_code == 200
+    refused = _chat(governed, boxed, model)  # the Policy opens it to the team; the key's list does not
+    assert_openai_error(refused, 403, code="model_not_allowed", param="model", type_="permission_error")
+    assert "model list" in refused.json()["error"]["message"]
+    assert _chat(governed, boxed, model, stream=True).status_code == 403
+    embedded = httpx.post(f"{governed.url}/v1/embeddings", json={"model": model, "input": "x"}, timeout=30,
+                          headers={"Authorization": f"Bearer {boxed}"})  # fmt: skip
+    assert embedded.status_code == 403
+    listed = httpx.get(f"{governed.url}/v1/models", headers={"Authorization": f"Bearer {boxed}"}, timeout=30)
+    assert [card["id"] for card in listed.json()["data"]] == ["echo"]
+
+    for body in ({"models": [model]}, {"models": ["echo", model]}, {"models": []}):
+        wider = mint(boxed, **body)
+        assert_openai_error(wider, 403, param="models", type_="permission_error")
+    inherited = mint(boxed)  # left out: the caller's own list
+    assert inherited.status_code == 201 and inherited.json()["models"] == ["echo"]
+    jwt = mint(boxed, apiKey=False, ttl="10m")  # a JWT carries it as a claim
+    assert jwt.status_code == 201 and jwt.json()["models"] == ["echo"]
+    assert _chat(governed, jwt.json()["token"], model).status_code == 403
+    assert _chat(governed, jwt.json()["token"], "echo").status_code == 200
+    bad = mint(restricted["keys"]["admin"], models=["two words"])
+    assert_openai_error(bad, 422, param="models[0]")

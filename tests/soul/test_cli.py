@@ -217,9 +217,18 @@ def test_token_list_renders_any_stored_expiry_and_create_refuses_what_minting_re
 
     refusals = ((["--ttl", "1000000000000d", "--api-key"], "ttl", "longest lifetime"),
                 (["--ttl", "500ms"], "ttl", "shortest lifetime"),
-                (["--scope", "submit"], "scope", "role 'viewer' does not hold 'submit'"))  # fmt: skip
+                (["--scope", "submit"], "scope", "role 'viewer' does not hold 'submit'"),
+                (["--model", "tiny chat"], "model[0]", "without spaces"))  # fmt: skip
     for args, param, message in refusals:
         made = CliRunner().invoke(token_cli.app, ["create", "--name", "x", "--role", "viewer", *args])
         assert isinstance(made.exception, ValidationError), made.output
         assert made.exception.param == param and message in made.exception.message
     assert [d["name"] for d in store.list()] == ["forever"]  # nothing was made
+
+    made = CliRunner().invoke(token_cli.app, ["create", "--name", "listed", "--role", "developer", "--api-key",
+                                              "--model", "tiny-chat", "--model", "minilm", "-o", "json"])  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.stdout)["models"] == ["tiny-chat", "minilm"]
+    assert store.api_key(json.loads(made.stdout)["id"]).models == ("tiny-chat", "minilm")
+    table = CliRunner().invoke(token_cli.app, ["list"]).output
+    assert "MODELS" in table and "tiny-chat,minilm" in table and "any" in table  # "forever" has no list

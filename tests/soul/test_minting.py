@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +137,63 @@ def test_a_console_session_keeps_the_keys_team_and_spends_its_limits(tmp_path: P
     _, session, _ = asyncio.run(Sessions(edge).sign_in(key.secret))
     principal = _principal(edge.guard.store, session)
     assert (principal.team, principal.limits.rpm, principal.limits_key) == ("vision", 30, key.id)
+
+
+def test_a_model_list_travels_with_jwts_api_keys_sessions_and_pipeline_runs(tmp_path: Path,
+                                                                             make_settings: Any) -> None:
+    """A credential's model list (``models``) is in its JWT claim or its stored key, in the console
+    session made from it, and in the identity a pipeline run is metered as; the Governor holds each."""
+    from mnemos.engram import Engram
+    from mnemos.errors import ModelAccessError
+    from mnemos.relay._edge import EdgeSeam
+    from mnemos.relay.console.session import Sessions
+    from mnemos.soul import IdentityStore
+    from mnemos.soul.apikeys import verify_api_key
+    from mnemos.soul.limits import Governor, MeteredIdentity
+    from mnemos.soul.ratelimit import LocalRateLimiter
+
+    settings = make_settings(tmp_path)
+    engram = Engram.from_settings(settings)
+    store = IdentityStore.from_settings(settings, engram)
+    token = _principal(store, store.create_token("ann", "developer", models=["tiny-chat", "tiny-chat"]).secret)
+    assert token.models == ("tiny-chat",)  # each once
+    assert _principal(store, store.create_token("bob", "developer").secret).models == ()
+    key = store.create_api_key("cat", "developer", models=["minilm"])
+    key_id, secret = key.secret[3:].split("_", 1)
+    assert verify_api_key(store.api_key(key_id), key_id, secret).models == ("minilm",)
+
+    edge = EdgeSeam(settings, engram)
+    edge.guard._limiter = LocalRateLimiter()  # no Ray in this test
+    _, session, _ = asyncio.run(Sessions(edge).sign_in(key.secret))
+    assert _principal(edge.guard.store, session).models == ("minilm",)  # signing in widens nothing
+
+    identity = MeteredIdentity.of(token)
+    assert MeteredIdentity.load(identity.dump()).models == ("tiny-chat",)
+    governor = Governor(None)  # no Policies: only the list decides
+    assert asyncio.run(governor.may_call(token, "tiny-chat"))
+    with pytest.raises(ModelAccessError, match="its model list does not name it") as refused:
+        asyncio.run(governor.admit(identity, "minilm", reserve_tokens=1))
+    assert refused.value.param == "model" and refused.value.status == 403
+    assert asyncio.run(governor.may_call(MeteredIdentity.of("anyone"), "minilm"))
+
+
+def test_a_model_list_mints_only_within_the_callers() -> None:
+    from mnemos.errors import PermissionDeniedError, ValidationError
+    from mnemos.soul.http import TokenCreate, check_mint_models
+    from mnemos.soul.identity import Principal
+
+    listed = Principal("boxed", "admin", "apikey", models=("tiny-chat", "minilm"))
+    assert check_mint_models(listed, TokenCreate(name="n", role="developer")) == ("tiny-chat", "minilm")
+    assert check_mint_models(listed, TokenCreate(name="n", role="developer", models=["minilm"])) == ("minilm",)
+    for models, message in ((["minilm", "gpt-4o"], "names 'gpt-4o', which the caller's does not"),
+                            ([], "is empty (any model)")):  # fmt: skip
+        with pytest.raises(PermissionDeniedError, match=re.escape(message)) as refused:
+            check_mint_models(listed, TokenCreate(name="n", role="developer", models=models))
+        assert refused.value.param == "models"
+    free = Principal("root", "admin", "apikey")  # no list: mints any list, or none
+    assert check_mint_models(free, TokenCreate(name="n", role="developer", models=["gpt-4o"])) == ("gpt-4o",)
+    assert check_mint_models(free, TokenCreate(name="n", role="developer")) == ()
+    for bad, param in ((["ok", ""], "models[1]"), (["a\nb"], "models[0]"), ([f"m{i}" for i in range(300)], "models")):
+        with pytest.raises(ValidationError) as refused:
+            check_mint_models(free, TokenCreate.model_construct(name="n", role="developer", models=bad))
+        assert refused.value.param == param

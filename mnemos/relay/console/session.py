@@ -164,11 +164,11 @@ class Sessions:
             raise
         await guard.rate_limit(principal)
         limits = principal.limits.dump() if principal.limits is not None else None
-        created = await asyncio.to_thread(  # the session keeps the key's team and spends the key's limits
+        created = await asyncio.to_thread(  # the session keeps the key's team and models, spends its limits
             guard.store.create_token, principal.subject, principal.role, ttl=ttl, scopes=principal.scopes,
             actor=principal.subject, team=principal.team, limits=limits,
             limits_key=principal.limits_key or principal.credential_id if limits else "",
-            parents=parents, audience=CONSOLE_AUDIENCE,
+            parents=parents, audience=CONSOLE_AUDIENCE, models=principal.models,
         )  # fmt: skip
         return principal, created.secret, float(created.expires_at or time.time() + ttl)
 
