@@ -151,10 +151,7 @@ class Handlers:
             route = self.gateway.model(body.model, "generate")
             tel.model = body.model
             ticket = await self.meter.admit(principal, body, route)
-            sent = await request.json() if route.serving == "adapter" else None  # forwarded as the client sent it
-            if self.redact_prompts:
-                body, sent = _redacted(body, sent)
-            cache_key, hit = self.meter.cached(endpoint, body, route, ticket, sent)
+            body, sent, cache_key, hit = await self._looked_up(request, endpoint, body, route, ticket)
             if hit is not None:
                 return self._from_cache(hit, rid, route, principal, endpoint, tel)
             if route.serving == "adapter":
@@ -203,6 +200,17 @@ class Handlers:
             if not handed_over:
                 self.meter.settle(ticket, *tokens)
                 tel.finish(status, tokens_in=tokens[0], tokens_out=tokens[1])
+
+    async def _looked_up(self, request: Request, endpoint: str, body: Any, route: Any,
+                         ticket: Any) -> tuple[Any, Any, Any, CachedAnswer | None]:  # fmt: skip
+        """``(body, sent, cache key, hit)``: the body redacted when ``relay.redactPrompts`` is on, the
+        client's JSON an Adapter forwards as it was sent (``None`` for a model), and the cache's key
+        and answer for them (``None``: not cached)."""
+        sent = await request.json() if route.serving == "adapter" else None
+        if self.redact_prompts:
+            body, sent = _redacted(body, sent)
+        cache_key, hit = self.meter.cached(endpoint, body, route, ticket, sent)
+        return body, sent, cache_key, hit
 
     def _from_cache(self, hit: CachedAnswer, rid: str, route: Any, principal: Any, endpoint: str,
                     tel: RequestTelemetry) -> Response:  # fmt: skip
@@ -267,10 +275,7 @@ class Handlers:
             route = self.gateway.model(body.model, "embed")
             tel.model = body.model
             ticket = await self.meter.admit(principal, body, route)  # limits and budgets, as for completions
-            sent = await request.json() if route.serving == "adapter" else None  # forwarded as the client sent it
-            if self.redact_prompts:
-                body, sent = _redacted(body, sent)
-            cache_key, hit = self.meter.cached("embeddings", body, route, ticket, sent)
+            body, sent, cache_key, hit = await self._looked_up(request, "embeddings", body, route, ticket)
             if hit is not None:
                 return self._from_cache(hit, rid, route, principal, "embeddings", tel)
             if route.serving == "adapter":
