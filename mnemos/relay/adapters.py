@@ -249,11 +249,12 @@ class AdapterRouter:
                 content = await upstream.read()
             finally:
                 upstream.release()
-            if upstream.status >= 400:  # an upstream that echoes its request must not hand our credential out
-                content = _redact(content, headers.values())
+            # An upstream that echoes its request (a debugging proxy, an error page) must not hand our
+            # credential to the caller, in any answer.
+            content = _redact(content, _secrets(headers))
             return _passthrough(upstream.status, content, upstream.headers.get("content-type"))
         return ClosingStream(
-            _relay_stream(upstream),
+            _relay_stream(upstream, _secrets(headers)),
             on_close=upstream.close,  # also when the stream never started (the client left first)
             status_code=upstream.status,
             media_type=upstream.headers.get("content-type", "text/event-stream"),
@@ -294,12 +295,25 @@ def _failure(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-async def _relay_stream(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+async def _relay_stream(upstream: aiohttp.ClientResponse, secrets: list[bytes]) -> AsyncIterator[bytes]:
+    """The upstream's stream, chunk by chunk, each credential in ``secrets`` replaced by
+    ``[redacted]``, also across chunks: bytes that could begin one wait for the next chunk (an SSE
+    event's end, a newline, never can, so events are not delayed)."""
     finished = False
+    held = b""
     try:
         yield b""  # started by ClosingStream
         async for chunk in upstream.content.iter_any():
-            yield chunk
+            if not secrets:
+                yield chunk
+                continue
+            data = _redact(held + chunk, secrets)
+            keep = _secret_prefix(data, secrets)
+            held = data[len(data) - keep:] if keep else b""
+            if len(data) > keep:
+                yield data[: len(data) - keep]
+        if held:
+            yield held
         finished = True
     finally:
         if finished:
@@ -308,18 +322,38 @@ async def _relay_stream(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes
             upstream.close()
 
 
-def _redact(content: bytes, credentials: Any) -> bytes:
-    """``content`` with each credential sent upstream (the header value, and its secret part
-    after a scheme such as ``Bearer``) replaced by ``[redacted]``."""
-    for value in credentials:
-        for secret in {value, value.partition(" ")[2]}:
-            if len(secret) >= 8:  # nothing short enough to match ordinary text
-                content = content.replace(secret.encode(), b"[redacted]")
+def _secrets(headers: dict[str, str]) -> list[bytes]:
+    """The credentials sent upstream: each header value, and its secret part after a scheme such
+    as ``Bearer``; none shorter than 8 bytes (nothing that short to match ordinary text)."""
+    found = {secret for value in headers.values() for secret in (value, value.partition(" ")[2])}
+    return sorted((s.encode() for s in found if len(s) >= 8), key=len, reverse=True)  # the whole value first
+
+
+def _redact(content: bytes, secrets: list[bytes]) -> bytes:
+    """``content`` with each of ``secrets`` replaced by ``[redacted]``."""
+    for secret in secrets:
+        if secret in content:
+            content = content.replace(secret, b"[redacted]")
     return content
 
 
+def _secret_prefix(data: bytes, secrets: list[bytes]) -> int:
+    """The length of the longest end of ``data`` that begins one of ``secrets`` (0: none)."""
+    longest = 0
+    for secret in secrets:
+        tail = data[-(len(secret) - 1):]
+        at = tail.find(secret[:1])
+        while at != -1 and len(tail) - at > longest:
+            if secret.startswith(tail[at:]):
+                longest = len(tail) - at
+                break
+            at = tail.find(secret[:1], at + 1)
+    return longest
+
+
 def _passthrough(status: int, content: bytes, content_type: str | None) -> Response:
-    """The upstream's answer; an error that is not in OpenAI's shape is wrapped in it."""
+    """The upstream's answer; an error that is not in OpenAI's shape is wrapped in it, and a success
+    whose body is not a JSON object is a 502 ``upstream_error`` (a client could not read it)."""
     if status >= 400:
         try:
             body = from_json(content)
@@ -331,4 +365,13 @@ def _passthrough(status: int, content: bytes, content_type: str | None) -> Respo
             error = {"message": f"upstream answered {status}: {text}", "type": "upstream_error", "param": None,
                      "code": "upstream_error"}  # fmt: skip
             return Response(dump_json({"error": error}), status_code=status, media_type="application/json")
+    try:  # an OpenAI answer is a JSON object: anything else (an HTML page, plain text) is the upstream's fault
+        shaped = isinstance(from_json(content), dict)
+    except ValueError:
+        shaped = False
+    if not shaped:
+        text = content[:200].decode("utf-8", "replace")
+        error = {"message": f"upstream answered {status} with a body that is not a JSON object: {text}",
+                 "type": "upstream_error", "param": None, "code": "upstream_error"}  # fmt: skip
+        return Response(dump_json({"error": error}), status_code=502, media_type="application/json")
     return Response(content, status_code=status, media_type=content_type or "application/json")

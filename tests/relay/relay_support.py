@@ -5,10 +5,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,6 +184,16 @@ class Upstream:
                 return failed
             if body.get("user") == "echo":  # a debugging proxy that echoes the request it got, headers too
                 return JSONResponse({"detail": "bad request", "headers": dict(request.headers)}, status_code=400)
+            if body.get("user") == "echo-ok":  # ... in a success, or in a stream split inside the credential
+                echoed = "debug: " + str(request.headers.get("authorization"))
+                if body.get("stream"):
+                    return StreamingResponse(_split_echo(body["model"], echoed), media_type="text/event-stream")
+                return JSONResponse({"id": "up-1", "object": "chat.completion", "created": 0, "model": body["model"],
+                                     "choices": [{"index": 0, "message": {"role": "assistant", "content": echoed},
+                                                  "finish_reason": "stop"}]})  # fmt: skip
+            if body.get("user") in ("html", "not-json"):  # a maintenance page, a broken proxy: 200 all the same
+                page = b"<html><h1>Down for maintenance</h1></html>" if body["user"] == "html" else b"not json at all"
+                return Response(page, media_type="text/html" if body["user"] == "html" else "application/json")
             if str(body.get("user")).startswith("redirect:"):  # a 307 keeps the POST, body and all
                 return Response(status_code=307, headers={"Location": str(body["user"])[len("redirect:"):]})
             if body.get("user") == "refused":
@@ -239,6 +250,18 @@ class Upstream:
             )
 
         return app
+
+
+async def _split_echo(model: str, echoed: str) -> AsyncIterator[bytes]:
+    """One SSE event carrying ``echoed``, sent in three writes: the middle one splits ``echoed``'s
+    last 6 characters from the rest (inside the credential it ends with)."""
+    chunk = {"id": "up-1", "object": "chat.completion.chunk", "created": 0, "model": model,
+             "choices": [{"index": 0, "delta": {"content": echoed}, "finish_reason": None}]}  # fmt: skip
+    event = f"data: {json.dumps(chunk)}\n\n".encode()
+    cut = event.index(echoed[-6:].encode())
+    for part in (event[:cut], event[cut:], b"data: [DONE]\n\n"):
+        yield part
+        await asyncio.sleep(0.05)  # separate reads at the gateway
 
 
 class UpstreamServer:

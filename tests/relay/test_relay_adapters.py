@@ -249,3 +249,37 @@ def test_an_adapters_answer_names_the_request_its_lineage_is_under(relay: Relay,
         time.sleep(0.5)
     assert found is not None and found.status_code == 200, found.text if found is not None else None
     assert any(node.get("id") == f"request:{rid}" for node in found.json()["nodes"]), found.text
+
+
+def test_an_upstream_never_hands_the_adapters_credential_out(relay: Relay, routed: tuple[Upstream, Upstream]) -> None:
+    """An upstream that echoes the request it got (a debugging proxy) in a success, or in a stream
+    whose chunks split the credential, gets the caller ``[redacted]``, never the operator's key."""
+    for stream in (False, True):
+        body = {"model": "remote-chat", "messages": ASK, "user": "echo-ok", "stream": stream}
+        echoed = httpx.post(f"{relay.url}/v1/chat/completions", json=body, timeout=30)
+        assert echoed.status_code == 200, echoed.text
+        assert "sk-a-test" not in echoed.text and "debug: [redacted]" in echoed.text, echoed.text
+    client = relay.openai()  # the stream is still the event stream an OpenAI client reads, event by event
+    streamed = client.chat.completions.create(model="remote-chat", messages=ASK, stream=True, user="echo-ok")
+    assert "".join(c.choices[0].delta.content or "" for c in streamed) == "debug: [redacted]"
+
+
+def test_an_upstream_success_that_is_not_json_is_a_502(relay: Relay, routed: tuple[Upstream, Upstream]) -> None:
+    for page in ("html", "not-json"):
+        broken = httpx.post(f"{relay.url}/v1/chat/completions", timeout=30,
+                            json={"model": "remote-chat", "messages": ASK, "user": page})  # fmt: skip
+        error = assert_openai_error(broken, 502, code="upstream_error", type_="upstream_error")
+        assert "not a JSON object" in error["message"], error
+
+
+def test_a_credential_split_across_chunks_is_held_only_while_it_could_be_one() -> None:
+    from mnemos.relay.adapters import _redact, _secret_prefix, _secrets
+
+    secrets = _secrets({"authorization": "Bearer sk-live-123456"})
+    assert secrets == [b"Bearer sk-live-123456", b"sk-live-123456"]
+    assert _redact(b'{"a": "Bearer sk-live-123456", "b": "sk-live-123456"}', secrets) == \
+        b'{"a": "[redacted]", "b": "[redacted]"}'  # fmt: skip
+    assert _secret_prefix(b'data: {"x": "sk-li', secrets) == 5  # could begin the key: held
+    assert _secret_prefix(b'data: {"x": "Bearer sk', secrets) == 9
+    assert _secret_prefix(b'data: {"x": "sk-other"}\n\n', secrets) == 0  # an event's end: sent at once
+    assert _secret_prefix(b"", secrets) == 0 and _secrets({"x-key": "short"}) == []
