@@ -28,6 +28,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -73,6 +74,22 @@ def _integral(cls: type[BaseModel], value: Any) -> Any:
 def _integers(*names: str) -> Any:
     """The validator that reads ``2.0`` as ``2`` for the integer fields ``names`` (``strict=True``)."""
     return field_validator(*names, mode="before")(_integral)
+
+
+def _null_is_default(*names: str) -> Any:
+    """The validator that reads ``null`` as the field's default for ``names``: OpenAI's API takes
+    ``"n": null``, ``"stream": null`` … (nullable in its spec), and clients send them."""
+
+    def default(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+        return cls.model_fields[str(info.field_name)].default if value is None else value
+
+    return field_validator(*names, mode="before")(default)
+
+
+def _nullable(schema: dict[str, Any]) -> None:
+    """A field's published schema with ``null`` accepted too (``_null_is_default``)."""
+    inner = {key: schema.pop(key) for key in list(schema) if key not in ("default", "description", "title")}
+    schema["anyOf"] = [inner, {"type": "null"}]
 
 
 def _token_ids(value: Any) -> bool:
@@ -201,7 +218,10 @@ class ChatMessage(_Request):
 
 
 class StreamOptions(_Request):
-    include_usage: bool = Field(False, strict=True, description="Send a last chunk with token usage.")
+    include_usage: bool = Field(False, strict=True, description="Send a last chunk with token usage.",
+                                json_schema_extra=_nullable)  # fmt: skip
+
+    _defaults = _null_is_default("include_usage")
 
 
 def _stop_list(value: str | list[str] | None) -> list[str]:
@@ -382,8 +402,9 @@ class _Sampling(_Request):
     model: str = Field(min_length=1, description="A served model's name (see GET /v1/models).")
     temperature: float | None = Field(None, ge=0.0, le=2.0, strict=True)
     top_p: float | None = Field(None, gt=0.0, le=1.0, strict=True)
-    n: int = Field(1, ge=1, le=_MAX_N, strict=True, description="Choices to generate (more than 1: vLLM models only).")
-    stream: bool = Field(False, strict=True)
+    n: int = Field(1, ge=1, le=_MAX_N, strict=True, description="Choices to generate (more than 1: vLLM models only).",
+                   json_schema_extra=_nullable)  # fmt: skip
+    stream: bool = Field(False, strict=True, json_schema_extra=_nullable)
     stream_options: StreamOptions | None = None
     stop: str | _strings(0, _MAX_STOP) | None = Field(None, description=f"Up to {_MAX_STOP} stop sequences.")
     seed: int | None = Field(None, strict=True)
@@ -395,6 +416,7 @@ class _Sampling(_Request):
     )  # typed here: vLLM's own request model fails (a 500) on one that is not an object
 
     _sampling_integers = _integers("n", "seed")
+    _sampling_defaults = _null_is_default("n", "stream")
 
     @field_validator("structured_outputs")
     @classmethod
@@ -484,7 +506,8 @@ class CompletionRequest(_Sampling):
 
     prompt: str | _strings(1, 1) = Field(description="A prompt, or a list of one prompt.")
     max_tokens: int | None = Field(16, ge=1, strict=True)
-    echo: bool = Field(False, strict=True, description="Prepend the prompt to the completion.")
+    echo: bool = Field(False, strict=True, description="Prepend the prompt to the completion.",
+                       json_schema_extra=_nullable)  # fmt: skip
     suffix: str | None = Field(None, description="Accepted, not used.")
     logprobs: int | None = Field(None, ge=0, le=20, strict=True,
                                  description="Log probabilities of the top tokens (vLLM models).")  # fmt: skip
@@ -492,6 +515,7 @@ class CompletionRequest(_Sampling):
                                 description="Only 1: nothing here ranks candidates (ask for n).")  # fmt: skip
 
     _completion_integers = _integers("max_tokens", "logprobs", "best_of")
+    _completion_defaults = _null_is_default("echo")
     _prompt_text = field_validator("prompt", mode="before")(_no_token_ids("send the prompt as text"))
 
     @field_validator("best_of")

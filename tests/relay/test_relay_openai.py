@@ -393,6 +393,21 @@ def test_values_that_ask_for_no_feature_are_served_by_any_runtime(relay: Relay) 
     assert_openai_error(refused, 422, param="response_format")
 
 
+def test_null_is_the_default_where_openai_takes_null(relay: Relay) -> None:
+    """OpenAI's spec makes ``n``, ``stream``, ``echo`` and ``include_usage`` nullable (null: the
+    default) and clients send them so; they were 422 "expected an integer, but got null"."""
+    nulls = {"n": None, "stream": None, "stream_options": {"include_usage": None}}
+    chat = httpx.post(f"{relay.url}/v1/chat/completions", json={"model": "echo", "messages": CHAT, **nulls})
+    assert chat.status_code == 200 and len(chat.json()["choices"]) == 1, chat.text
+    completion = httpx.post(f"{relay.url}/v1/completions", json={"model": "echo", "prompt": "a", "echo": None,
+                                                                 "n": None, "stream": None})  # fmt: skip
+    assert completion.status_code == 200 and completion.json()["object"] == "text_completion", completion.text
+    published = httpx.get(f"{relay.url}/openapi.json").json()["components"]["schemas"]["ChatCompletionRequest"]
+    assert {"type": "null"} in published["properties"]["n"]["anyOf"]
+    assert_openai_error(httpx.post(f"{relay.url}/v1/chat/completions",
+                                   json={"model": "echo", "messages": CHAT, "n": 0}), 422, param="n")  # fmt: skip
+
+
 def test_a_trailing_slash_is_not_redirected_to_the_clients_host(relay: Relay) -> None:
     """Starlette answered ``POST /v1/chat/completions/`` with a 307 to a URL built from the
     request's ``Host`` header (``http://evil.example/…``)."""
