@@ -19,12 +19,13 @@ snapshotted; a value put into a script, or into a script step's ``env``, must be
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 from mnemos.errors import NotFoundError, PermissionDeniedError, ValidationError
-from mnemos.genome import Pipeline, Resource, load_paths, parse_resource
+from mnemos.genome import NAME_PATTERN, Pipeline, Resource, load_paths, parse_resource
 from mnemos.genome.pipeline import (
     DATA_SUFFIXES,
     check_steps,
@@ -446,6 +447,12 @@ def prepare(
         interpolate(step["definition"], variables, keep=outputs, where=where)  # raises on unknown names
         ref = step["definition"].get("modelRef")
         if ref and step["type"] in ("infer", "index"):
+            if "${" in str(ref):  # a run's params choose the model: named once, for the whole run
+                ref = step["definition"]["modelRef"] = str(interpolate(ref, variables, where=f"{where}.modelRef"))
+                if not re.fullmatch(NAME_PATTERN, ref):
+                    raise ValidationError(f"{where}.modelRef: {ref[:80]!r} (from the run's params) is not a model "
+                                          "name: give the name of a registered Model",
+                                          param=f"spec.steps[{i}].modelRef")  # fmt: skip
             try:
                 client.registry.get("Model", ref)
             except NotFoundError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from synkron_support import PINNED, PROMPTS, echo_model, model_pipeline
 
 
@@ -54,3 +55,29 @@ def test_model_generation_is_part_of_the_cache_key(served, tmp_path: Path) -> No
     third = client.pipelines.run(path, progress=False).state()
     assert [third["steps"][s]["status"] for s in ("prepare", "infer", "index")] == ["cached", "succeeded", "succeeded"]
     assert third["steps"]["infer"]["digests"] != first["steps"]["infer"]["digests"]
+
+
+def test_a_runs_params_may_name_the_model_a_step_calls(served, tmp_path: Path) -> None:
+    """``modelRef: ${model}`` with a ``model`` param: admission took it and every run then failed with
+    "model '${model}' is not registered". The model is named once, when the run starts."""
+    import yaml
+
+    from mnemos.errors import NotFoundError, ValidationError
+
+    path = model_pipeline(tmp_path, space="param-space", limit=2)
+    doc = yaml.safe_load(path.read_text())
+    doc["metadata"]["name"] = "gen-by-param"
+    doc["spec"]["params"]["model"] = "echo-syn"
+    doc["spec"]["steps"][1]["modelRef"] = "${model}"
+    doc["spec"]["steps"] = doc["spec"]["steps"][:2]  # prepare, infer
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    served.client.admit(path)  # admission accepts it, as before
+    run = served.client.pipelines.run(path, progress=False)
+    state = run.state()
+    assert state["status"] == "succeeded", state["error"]
+    assert state["steps"]["infer"]["definition"]["modelRef"] == "echo-syn"
+    assert {json.loads(line)["model"] for line in run.read("results").decode().splitlines()} == {"echo-syn"}
+    with pytest.raises(NotFoundError, match=r"modelRef: model 'absent' is not registered"):
+        served.client.pipelines.run(path, params={"model": "absent"}, progress=False)
+    with pytest.raises(ValidationError, match=r"modelRef: '\.\./echo-syn' \(from the run's params\) is not a model"):
+        served.client.pipelines.run(path, params={"model": "../echo-syn"}, progress=False)
