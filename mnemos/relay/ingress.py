@@ -11,6 +11,7 @@ which runtimes serve after.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -111,10 +112,16 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
 
     @app.get("/readyz", tags=["health"], responses={503: {"model": ErrorResponse}})
     async def readyz() -> Response:
-        """Readiness: the routing table is loaded; lists each model's status."""
+        """Readiness: the routing table is loaded. With ``relay.auth`` off, each model's status and
+        the adapters; with it on, how many models are in each status: this route is public, and the
+        names are for authenticated callers (``GET /v1/models``, ``/v1/status``)."""
         models = {name: route.entry.get("status") for name, route in gateway.models.items()}
         if not gateway.ready:
             return error_response(MnemosError("routing table not loaded yet"))
+        if gateway.settings.relay.auth:
+            states = Counter(str(status) for status in models.values())
+            return out.json_response({"status": "ready", "version": gateway.version, "modelStates": dict(states),
+                                      "adapterCount": len(gateway.adapters.targets)})  # fmt: skip
         return out.json_response({"status": "ready", "version": gateway.version, "models": models,
                                   "adapters": sorted(gateway.adapters.targets)})  # fmt: skip
 

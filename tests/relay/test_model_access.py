@@ -141,3 +141,11 @@ def test_a_credentials_model_list_is_all_it_may_call(governed: Relay, restricted
     assert _chat(governed, jwt.json()["token"], "echo").status_code == 200
     bad = mint(restricted["keys"]["admin"], models=["two words"])
     assert_openai_error(bad, 422, param="models[0]")
+
+
+def test_the_public_readiness_route_names_no_model(governed: Relay, restricted: dict[str, Any]) -> None:
+    """``/readyz`` answers anyone (probes carry no key): with auth on it counts models per state and
+    names none, a restricted one included; an authenticated caller lists what it may call."""
+    ready = httpx.get(f"{governed.url}/readyz", timeout=30)
+    assert ready.status_code == 200 and ready.json()["modelStates"].get("ready", 0) >= 2, ready.text
+    assert restricted["model"] not in ready.text and "echo" not in ready.text and "models" not in ready.json()
