@@ -76,6 +76,12 @@ who sees the node. The others are data: a run's ``params`` (their names stay, wi
 ``text``, and whatever a writer adds later."""
 
 
+_GUESSABLE = frozenset({"cache_key"})
+"""Metadata that is a plain hash of data (a step's cache key hashes its params): a reader who does
+not read the data could confirm a guess of it against the hash, so it is withheld with the data; so
+is an inline job result's ``result_digest`` (the sha256 of a small result, such as a word count)."""
+
+
 class LineageStore(Protocol):
     """What lineage needs of its store: an ENGRAM (``mnemos.engram.Engram``), passed in by the caller.
 
@@ -472,8 +478,9 @@ def _withhold(node: dict[str, Any], reader: LineageReader) -> dict[str, Any]:
     the error as the reader is shown it; ``withheld`` names what was left out."""
     attrs: dict[str, Any] = {}
     withheld = []
+    guessable = _GUESSABLE | ({"result_digest"} if node["attrs"].get("result_inline") else set())
     for key, value in node["attrs"].items():
-        if key in METADATA:
+        if key in METADATA and key not in guessable:
             attrs[key] = value
         elif key == "params" and isinstance(value, dict):
             attrs[key] = dict.fromkeys(value)

@@ -101,6 +101,34 @@ def test_a_viewer_reads_every_nodes_metadata_but_no_data(engram) -> None:
             graph(engram, audit, reader=viewer)
 
 
+def test_a_hash_of_data_is_withheld_with_the_data(local_engram) -> None:
+    """A viewer who may not read a job's result or a step's params could still check a guess of them
+    against their sha256 (a word count's result has few likely values): an inline result's digest and
+    a step's cache key are withheld with the data; an artifact's digest (a stored file) stays."""
+    import hashlib
+
+    result = json.dumps({"secret": 2, "words": 1}).encode()
+    w = LineageWriter(local_engram)
+    w.record("job:small", "intent", principal="alice", function="f")
+    w.record("job:small", "result", status="succeeded", result_digest="sha256:" + hashlib.sha256(result).hexdigest(),
+             result_inline=True, result_bytes=len(result))  # fmt: skip
+    w.record("job:big", "intent", principal="alice", function="f")
+    w.record("job:big", "result", status="succeeded", result_digest=SHARED[len("artifact:"):], result_inline=False,
+             result_bytes=10_000_000)  # fmt: skip
+    w.record("run:r", "intent", principal="alice", pipeline="p", params={"text": SECRET})
+    w.record("step:r/s", "execution", parents=["run:r"], step="s", status="succeeded", cache_key="c" * 64)
+    w.flush()
+    small = _nodes(graph(local_engram, "job:small", reader=LineageReader(VIEWER)))["job:small"]
+    assert "result_digest" not in small["attrs"] and "result_digest" in small["withheld"]
+    assert small["attrs"]["result_bytes"] == len(result) and small["attrs"]["status"] == "succeeded"
+    big = _nodes(graph(local_engram, "job:big", reader=LineageReader(VIEWER)))["job:big"]
+    assert big["attrs"]["result_digest"] == SHARED[len("artifact:"):]  # a stored artifact: its name
+    step = _nodes(graph(local_engram, "step:r/s", reader=LineageReader(VIEWER)))["step:r/s"]
+    assert "cache_key" not in step["attrs"] and step["withheld"] == ["cache_key"]
+    owner = _nodes(graph(local_engram, "job:small", reader=LineageReader(ALICE)))["job:small"]
+    assert owner["attrs"]["result_digest"].startswith("sha256:")  # the owner reads it all
+
+
 def test_owners_and_operators_read_everything(engram) -> None:
     mine = _nodes(graph(engram, "run:alice-run", reader=LineageReader(ALICE)))
     assert mine["run:alice-run"]["attrs"]["params"] == {"text": SECRET} and "withheld" not in mine["run:alice-run"]
