@@ -297,8 +297,15 @@ def check_json_body(raw: bytes, param: str | None = None) -> None:
         value = json.loads(raw, object_pairs_hook=keys)
     except RecursionError:
         raise BadRequestError(f"the request body {TOO_DEEP}", param=param) from None
-    except ValueError:
-        return
+    except UnicodeDecodeError as exc:  # JSON's parser would say only "error parsing the body"
+        raise BadRequestError(f"the request body is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                              f"{exc.start}): send JSON as UTF-8, uncompressed", param=param) from None  # fmt: skip
+    except json.JSONDecodeError:
+        return  # the route's parser says where
+    except ValueError:  # Python's cap on the digits of an integer (sys.get_int_max_str_digits, 4,300)
+        raise BadRequestError(f"the request body holds an integer of more than {sys.get_int_max_str_digits()} "
+                              "digits, too long to read: send numbers of at most a few dozen digits",
+                              param=param) from None  # fmt: skip
     _check_parsed(raw, value, keys, param)
 
 

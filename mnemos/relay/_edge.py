@@ -37,7 +37,13 @@ from starlette.routing import Match
 from mnemos._model import check_json_body
 from mnemos.config import Settings
 from mnemos.engram import Engram
-from mnemos.errors import BadRequestError, MnemosError, PayloadTooLargeError, UnavailableError
+from mnemos.errors import (
+    BadRequestError,
+    MnemosError,
+    PayloadTooLargeError,
+    UnavailableError,
+    UnsupportedMediaTypeError,
+)
 from mnemos.relay._responses import aclose
 from mnemos.soul.edge import PUBLIC_PATHS, EdgeGuard
 from mnemos.soul.http import router
@@ -180,6 +186,16 @@ def _declared_size(scope: dict[str, Any], limit: int, path: str = "") -> None:
             return
 
 
+def _plain_encoding(scope: dict[str, Any]) -> None:
+    """Refuse a body sent with a ``Content-Encoding`` (gzip …): nothing here decodes one, and its
+    bytes would be read as the body itself (415 naming the header and the fix)."""
+    for key, value in scope["headers"]:
+        if key == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            shown = value.decode("latin-1")[:40]
+            raise UnsupportedMediaTypeError(f"Content-Encoding {shown!r} is not accepted: send the request body "
+                                            "uncompressed", param="content-encoding")  # fmt: skip
+
+
 class EdgeMiddleware:
     """Admit every HTTP request before its route runs (see the module docstring).
 
@@ -221,6 +237,7 @@ class EdgeMiddleware:
                 request = Request(scope)
                 await self.seam.admit_headers(request, self._verb(scope))
             _declared_size(scope, limit, path)
+            _plain_encoding(scope)
             messages = [] if upload else await read_limited(receive, limit, path)
             if messages:  # a lone surrogate, a deep body, a repeated key: refused for every route
                 check_json_body(b"".join(m.get("body", b"") for m in messages))

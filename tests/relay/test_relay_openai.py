@@ -369,6 +369,27 @@ def test_bodies_past_the_parsers_reach_for_are_400_on_every_openai_route(relay: 
     assert echoed.choices[0].message.content == "hi \U0001F600"
 
 
+def test_a_body_the_parser_cannot_read_is_refused_saying_why(relay: Relay) -> None:
+    """A gzip body, bytes that are not UTF-8 and a 5,000-digit number all got FastAPI's "There was
+    an error parsing the body" with no hint; a compressed body is now a 415 naming the header."""
+    import gzip
+
+    chat = json.dumps({"model": "echo", "messages": CHAT}).encode()
+    zipped = httpx.post(f"{relay.url}/v1/chat/completions", content=gzip.compress(chat),
+                        headers={"content-type": "application/json", "content-encoding": "gzip"})  # fmt: skip
+    error = assert_openai_error(zipped, 415, code="unsupported_media_type", param="content-encoding")
+    assert "uncompressed" in error["message"]
+    for body, said in ((gzip.compress(chat), "not UTF-8 text (byte 0x8b at offset 1)"),
+                       (chat.replace(b'"echo"', b'"ech\xff"'), "not UTF-8 text"),
+                       (chat[:-1] + b', "seed": ' + b"9" * 5000 + b"}", "more than 4300 digits")):  # fmt: skip
+        refused = httpx.post(f"{relay.url}/v1/chat/completions", content=body,
+                             headers={"content-type": "application/json"})  # fmt: skip
+        assert said in assert_openai_error(refused, 400, code="bad_request")["message"], refused.text
+    plain = httpx.post(f"{relay.url}/v1/chat/completions", content=chat,
+                       headers={"content-type": "application/json", "content-encoding": "identity"})  # fmt: skip
+    assert plain.status_code == 200, plain.text
+
+
 def test_a_body_not_sent_as_json_is_415_naming_the_header(relay: Relay) -> None:
     """``curl -d`` sends ``application/x-www-form-urlencoded``: FastAPI then refused the body as
     "Input should be a valid dictionary", which names neither the header nor the fix."""
