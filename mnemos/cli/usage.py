@@ -57,10 +57,12 @@ def usage(
 ) -> None:
     """Usage and spend per principal, team and model over a window."""
     from mnemos.cli._session import check_url, remote_url
+    from mnemos.cli.token import parse_ttl
     from mnemos.config import load_settings
     from mnemos.errors import AuthenticationError
     from mnemos.soul.credentials import authorization_header
 
+    parse_ttl(window, "window")  # a bad window is named before anything is asked of the gateway
     url = check_url(url, "--url") if url else remote_url()
     if url is None:
         settings = load_settings()

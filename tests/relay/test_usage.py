@@ -97,6 +97,8 @@ def test_usage_cli(governed: Relay, traffic: dict[str, str], capsys: Any, monkey
     code, out, err = _cli([*args, "--principal", traffic["alice"]], {"MNEMOS_API_KEY": traffic["viewer_key"]},
                           capsys, monkeypatch)  # fmt: skip
     assert code == 7 and "own usage" in err and "Traceback" not in err
+    code, out, err = _cli(["usage", "--url", "http://127.0.0.1:9", "--window", "abc"], {}, capsys, monkeypatch)
+    assert code == 2 and "--window 'abc' is not a duration" in err, err  # named before asking anyone
 
 
 def test_token_create_sets_limits_and_team(governed: Relay, capsys: Any, monkeypatch: Any) -> None:
