@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import uuid
 from typing import Any, cast
@@ -58,9 +59,9 @@ def error_response(exc: MnemosError) -> Response:
     """The HTTP response for one of our errors."""
     headers = {}
     if isinstance(exc, RateLimitError):
-        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     elif exc.status == 503 and exc.details.get("retry_after"):  # a model on its way: when to ask again
-        headers["Retry-After"] = str(max(1, round(exc.details["retry_after"])))
+        headers["Retry-After"] = str(max(1, math.ceil(exc.details["retry_after"])))
     if isinstance(exc, BudgetExceededError):
         headers["X-Should-Retry"] = "false"  # the OpenAI SDKs' own hint: a spent budget is no transient error
     if exc.status == 401:

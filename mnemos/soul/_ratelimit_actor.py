@@ -1,6 +1,8 @@
 """The named ``ratelimit`` actor: the state every gateway replica shares.
 
-- token buckets per limit key (requests or tokens per second), handed out in leases (``take``);
+- token buckets per limit key (requests or tokens per second), handed out in leases (``take``); a
+  bucket goes below zero when a replica charges tokens its requests used beyond their reservations,
+  and the refill repays that debt while the key is idle;
 - budgets: spend and tokens per scope (``key:<id>``, ``team:<name>``) and window, with the
   reservations in flight (``reserve`` before a request, ``report`` settles it after);
 - the usage ledger: requests, tokens and spend per hour, principal, team and model (``usage``).
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -45,9 +48,11 @@ class RateLimitService:
 
     Args:
         engram: where the ledger is saved (``None``: memory only).
+        clock: the buckets' clock (tests pass a fake one).
     """
 
-    def __init__(self, engram: Any = None) -> None:
+    def __init__(self, engram: Any = None, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._buckets: dict[str, TokenBucket] = {}
         self._calls = 0
         self._engram = engram
@@ -65,26 +70,34 @@ class RateLimitService:
             self._load()
 
     # -- rate limits -----------------------------------------------------------------------------
-    async def take(self, key: str, n: int, rate: float, burst: int, returned: int = 0) -> tuple[int, float]:
-        """Take up to ``n`` tokens of ``key``'s bucket (created full at ``burst``), after putting back
-        ``returned`` tokens a replica leased but did not use (its lease expired, or a request used
-        fewer than it reserved).
+    async def take(self, key: str, n: int, rate: float, burst: int, returned: int = 0,
+                   need: int = 1) -> tuple[int, float]:  # fmt: skip
+        """Settle ``returned`` tokens with ``key``'s bucket (created full at ``burst``), then take up
+        to ``n`` of them, but only if at least ``need`` are there (else none).
 
-        Returns ``(granted, retry_after)``: ``retry_after`` (seconds until a token is available)
-        is 0 when all ``n`` were granted.
+        ``returned > 0``: tokens a replica leased but did not use (its lease expired, or a request
+        used fewer than it reserved) go back, up to ``burst``. ``returned < 0``: tokens its requests
+        used beyond their reservations are charged; the bucket may go below zero, and its refill
+        repays that debt before it grants again.
+
+        Returns ``(granted, balance)``: ``balance`` is what the bucket holds after the take (negative
+        while it repays a debt); a replica that got less than it asked for computes from it, and
+        ``rate``, when the tokens a request needs will be there.
         """
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(rate, burst)
+            bucket = self._buckets[key] = TokenBucket(rate, burst, clock=self._clock)
         else:
             bucket.configure(rate, burst)
         if returned > 0:
             bucket.give(returned)
-        granted = max(0, bucket.take_up_to(n))
+        elif returned < 0:
+            bucket.charge(-returned)
+        granted = bucket.take_up_to(n, need) if n > 0 else 0
         self._calls += 1
         if self._calls % _IDLE_SWEEP_EVERY == 0:
             self._sweep()
-        return granted, (0.0 if granted == n else bucket.retry_after(1))
+        return granted, bucket.tokens
 
     async def reset(self, key: str | None = None) -> None:
         """Forget one bucket (or all): it starts full again."""
@@ -98,7 +111,7 @@ class RateLimitService:
 
     def _sweep(self) -> None:
         """Drop buckets that have refilled completely: they are indistinguishable from new ones."""
-        now = time.monotonic()
+        now = self._clock()
         for key in [k for k, b in self._buckets.items() if b.is_full(now)]:
             del self._buckets[key]
 

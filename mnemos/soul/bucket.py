@@ -1,11 +1,19 @@
-"""A token bucket: the one rate-limit primitive of SOUL (the gateway's limits, the key-reload guard)."""
+"""A token bucket: the one rate-limit primitive of SOUL (the gateway's limits, the key-reload guard).
+
+A bucket may go below zero: ``charge`` takes tokens already spent (a request that used more than it
+reserved), and the debt is repaid by the refill like any other shortfall, so ``retry_after`` is the
+real wait.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
 __all__ = ["TokenBucket"]
+
+_EPSILON = 1e-9  # a refill's rounding (2.9999999999 tokens after 0.3 s at 10/s) still counts as 3
 
 
 class TokenBucket:
@@ -30,18 +38,26 @@ class TokenBucket:
             self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
             self.updated = now
 
+    def level(self) -> float:
+        """Tokens stored now (negative while a debt is being repaid)."""
+        self._refill(self.clock())
+        return self.tokens
+
     def take(self, n: int = 1) -> bool:
         """Take ``n`` tokens if all are available."""
         self._refill(self.clock())
-        if self.tokens >= n:
+        if self.tokens + _EPSILON >= n:
             self.tokens -= n
             return True
         return False
 
-    def take_up_to(self, n: int) -> int:
-        """Take as many whole tokens as are available, up to ``n``; returns how many."""
+    def take_up_to(self, n: int, minimum: int = 1) -> int:
+        """Take as many whole tokens as are available, up to ``n``, if that is at least ``minimum``
+        (else none); returns how many."""
         self._refill(self.clock())
-        granted = min(n, int(self.tokens))
+        granted = min(int(n), math.floor(self.tokens + _EPSILON)) if self.tokens > 0 else 0
+        if granted < max(1, minimum):
+            return 0
         self.tokens -= granted
         return granted
 
@@ -50,8 +66,13 @@ class TokenBucket:
         self._refill(self.clock())
         self.tokens = min(float(self.burst), self.tokens + n)
 
+    def charge(self, n: int) -> None:
+        """Take ``n`` tokens already spent, going below zero if need be (a debt the refill repays)."""
+        self._refill(self.clock())
+        self.tokens -= n
+
     def retry_after(self, n: int = 1) -> float:
-        """Seconds until ``n`` tokens are available."""
+        """Seconds until ``n`` tokens are available (a debt included)."""
         self._refill(self.clock())
         return max(0.0, (n - self.tokens) / self.rate)
 

@@ -455,20 +455,37 @@ class EdgeGuard:
     async def limit_for(self, principal: Principal) -> tuple[float, int]:
         """``(rate, burst)``: a Policy naming the subject (or ``role:<role>``), else a Policy for
         all principals, else ``relay.rateLimit``."""
+        rate, burst, _ = await self._rule_for(principal)
+        return rate, burst
+
+    async def _rule_for(self, principal: Principal) -> tuple[float, int, str]:
+        """``limit_for`` and the name of the setting it comes from (a refusal's ``param``):
+        ``policy <name>.rateLimit`` or ``relay.rateLimit``."""
         rules = await self._limits.get()
         names = {principal.subject, f"role:{principal.role}"}
-        for principals, rate, burst, _ in rules:
+        for principals, rate, burst, policy in rules:
             if principals & names:
-                return rate, burst
-        for principals, rate, burst, _ in rules:
+                return rate, burst, f"policy {policy}.rateLimit"
+        for principals, rate, burst, policy in rules:
             if not principals:
-                return rate, burst
-        return self.default_limit
+                return rate, burst, f"policy {policy}.rateLimit"
+        return (*self.default_limit, "relay.rateLimit")
 
     async def rate_limit(self, principal: Principal) -> None:
-        """Take one token of the principal's bucket or raise ``RateLimitError`` (429)."""
-        rate, burst = await self.limit_for(principal)
-        await self.limiter.acquire(principal.subject, rate, burst)
+        """Take one token of the principal's bucket or raise ``RateLimitError`` (429, ``param``: the
+        setting of the limit, ``retry_after``: when a token is there, at least 0.01 s)."""
+        rate, burst, param = await self._rule_for(principal)
+        try:
+            await self.limiter.acquire(principal.subject, rate, burst)
+        except RateLimitError as exc:
+            from mnemos.soul.ratelimit import MIN_RETRY_S
+
+            wait = max(exc.retry_after, MIN_RETRY_S)
+            raise RateLimitError(
+                f"rate limit of {rate:g} requests/s ({param}) exceeded for {principal.subject!r}; "
+                f"retry after {wait:.2f}s",
+                param=param, retry_after=wait,
+            ) from None  # fmt: skip
 
     # -- body size -----------------------------------------------------------------------------
     async def check_body(self, request: Request) -> None:
