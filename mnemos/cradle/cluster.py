@@ -26,7 +26,7 @@ from mnemos._actors import NAMESPACE
 from mnemos.config import Settings, default_home
 from mnemos.cradle._haproxy import private_haproxy
 from mnemos.cradle._raytoken import export_line, forget_ray_address, keep_copy, read_ray_address, resolve_token
-from mnemos.errors import UnavailableError
+from mnemos.errors import UnavailableError, ValidationError
 
 __all__ = [
     "NAMESPACE",
@@ -158,6 +158,7 @@ def start_local(settings: Settings, *, timeout: float = 300.0) -> dict[str, Any]
     if info := read_cluster():
         return info
     _check_relay_port(settings)  # before a head starts: Serve would fail on it minutes later, with a traceback
+    _check_dashboard_port(settings)  # Ray would exit 1, its reason a traceback in ray-head.log
     home = default_home()
     home.mkdir(parents=True, exist_ok=True)
     token = resolve_token()
@@ -247,6 +248,27 @@ def _check_relay_port(settings: Settings) -> None:
         f"is the usual holder: {stop}, or serve on another port with MNEMOS_RELAY__PORT",
         param="relay.port",
     )
+
+
+RAY_WORKER_PORTS = range(10002, 20000)
+"""The ports Ray's workers take by default (``ray start --min-worker-port/--max-worker-port``)."""
+
+
+def _check_dashboard_port(settings: Settings) -> None:
+    """Refuse a ``ray.dashboardPort`` Ray cannot bind: one inside its workers' port range (``ray
+    start`` refuses it) or one something already listens on."""
+    port = settings.ray.dashboard_port
+    if port in RAY_WORKER_PORTS:
+        raise ValidationError(
+            f"ray.dashboardPort {port} is inside the range Ray keeps for its workers ({RAY_WORKER_PORTS.start}-"
+            f"{RAY_WORKER_PORTS.stop - 1}): choose a port outside it (default 8265) with MNEMOS_RAY__DASHBOARD_PORT",
+            param="ray.dashboardPort",
+        )
+    if port_in_use("127.0.0.1", port):
+        pid, name = _listener(port)
+        holder = f" by {name} (pid {pid})" if pid else ""
+        raise UnavailableError(f"ray.dashboardPort {port} is in use{holder}: stop it, or choose another port with "
+                               "MNEMOS_RAY__DASHBOARD_PORT", param="ray.dashboardPort")  # fmt: skip
 
 
 def _listener(port: int) -> tuple[int | None, str]:

@@ -83,6 +83,26 @@ def test_up_on_a_relay_port_in_use_says_who_holds_it_before_starting_ray(tmp_pat
     assert "Traceback" not in proc.stderr and not (tmp_path / "home" / "cluster.json").exists()
 
 
+def test_up_refuses_a_dashboard_port_ray_cannot_bind_before_starting_ray(tmp_path: Path) -> None:
+    """A dashboard port in Ray's worker range (10002-19999) made `ray start` exit 1 and `mnemos up`
+    say only "see ray-head.log"; one in use did the same."""
+    import socket
+
+    env = {**os.environ, "MNEMOS_HOME": str(tmp_path / "home"), "MNEMOS_RAY__DASHBOARD_PORT": "18265"}
+    env.pop("MNEMOS_RAY_ADDRESS", None)
+    up = [sys.executable, "-m", "mnemos", "up"]
+    proc = subprocess.run(up, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "ray.dashboardPort 18265 is inside the range Ray keeps for its workers (10002-19999)" in proc.stderr
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        env["MNEMOS_RAY__DASHBOARD_PORT"] = str(port := holder.getsockname()[1])
+        proc = subprocess.run(up, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 10 and f"ray.dashboardPort {port} is in use by python" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "home" / "cluster.json").exists()
+
+
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(
