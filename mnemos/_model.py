@@ -264,8 +264,10 @@ def parse_json(raw: bytes, param: str | None = None) -> Any:
         raise BadRequestError(f"the request body is not valid JSON: {exc}", param=param) from None
     except json.JSONDecodeError as exc:
         raise BadRequestError(f"the request body is not valid JSON: {exc.msg}", param=param) from None
-    except UnicodeDecodeError:  # bytes that are not UTF-8 (or -16/-32) text
-        raise BadRequestError("the request body is not valid JSON: not UTF-8 text", param=param) from None
+    except UnicodeDecodeError as exc:  # bytes that are not UTF-8 (or -16/-32) text: often a compressed body
+        byte = exc.object[exc.start]
+        raise BadRequestError(f"the request body is not valid JSON: not UTF-8 text (byte 0x{byte:02x} at offset "
+                              f"{exc.start}); send it as UTF-8, uncompressed", param=param) from None  # fmt: skip
     except RecursionError:
         raise BadRequestError(f"the request body {TOO_DEEP}", param=param) from None
     _check_parsed(raw, value, keys, param)
@@ -297,15 +299,11 @@ def check_json_body(raw: bytes, param: str | None = None) -> None:
         value = json.loads(raw, object_pairs_hook=keys)
     except RecursionError:
         raise BadRequestError(f"the request body {TOO_DEEP}", param=param) from None
-    except UnicodeDecodeError as exc:  # JSON's parser would say only "error parsing the body"
-        raise BadRequestError(f"the request body is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-                              f"{exc.start}): send JSON as UTF-8, uncompressed", param=param) from None  # fmt: skip
     except json.JSONDecodeError:
         return  # the route's parser says where
-    except ValueError:  # Python's cap on the digits of an integer (sys.get_int_max_str_digits, 4,300)
-        raise BadRequestError(f"the request body holds an integer of more than {sys.get_int_max_str_digits()} "
-                              "digits, too long to read: send numbers of at most a few dozen digits",
-                              param=param) from None  # fmt: skip
+    except ValueError:  # not UTF-8, or an integer past Python's cap: FastAPI would say only "error parsing"
+        parse_json(raw, param)  # raises, saying which
+        raise
     _check_parsed(raw, value, keys, param)
 
 
