@@ -177,13 +177,12 @@ def test_keys_and_audit_pages(console: Console, page_for: Any) -> None:
     for _ in range(3):
         httpx.post(f"{console.url}/v1/chat/completions", headers=developer, json=chat, timeout=30)
     admin = page_for("admin")
-    for _ in range(30):  # usage reaches SOUL's ledger within a second or so
+    row = admin.locator("table[aria-label='Usage per principal'] tr", has_text="developer-user")
+    for _ in range(30):  # usage reaches SOUL's ledger within a second or so (each request's, one by one)
         admin.goto(f"{console.url}/ui/keys")
-        usage = admin.inner_text("table[aria-label='Usage per principal']")
-        if "developer-user" in usage:
+        if row.count() and row.locator("td").nth(1).inner_text() == "3":
             break
         time.sleep(1)
-    row = admin.locator("table[aria-label='Usage per principal'] tr", has_text="developer-user")
     assert row.locator("td").nth(1).inner_text() == "3"  # the ledger GET /v1/usage reads: three requests
     assert "viewer-user" in admin.inner_text("table[aria-label='Credentials']")
     screenshot(admin, "keys")
