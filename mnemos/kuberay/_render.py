@@ -15,6 +15,7 @@ import yaml
 
 from mnemos.errors import ValidationError
 from mnemos.kuberay._deps import require
+from mnemos.kuberay._haproxy import WRAPPER, haproxy_init_container, haproxy_mount, haproxy_volume
 from mnemos.kuberay._tls import tls_env, tls_init_container, tls_mount, tls_volumes
 from mnemos.kuberay._values import KubeRayValues, Resources, Toleration, WorkerGroupValues
 
@@ -192,13 +193,19 @@ def _pod_template(
         )
         volumes.append(k8s.V1Volume(name="scratch", ephemeral=k8s.V1EphemeralVolumeSource(volume_claim_template=claim)))
         env.append(k8s.V1EnvVar(name="HF_HOME", value="/scratch/huggingface"))
-    init_containers = None
+    init_containers = []
     if values.tls.enabled:
         env += tls_env()
         mounts.append(tls_mount())
         volumes += tls_volumes(values)
         role = "head" if head else "worker"
-        init_containers = [tls_init_container(values, _container_security(), role=role, service=head_service)]
+        init_containers.append(tls_init_container(values, _container_security(), role=role, service=head_service))
+    if values.serve.high_throughput:  # Serve starts HAProxy through the wrapper its init container writes
+        env = [e for e in env if e.name != "RAY_SERVE_HAPROXY_BINARY_PATH"]  # one in `env` is the one wrapped
+        env.append(k8s.V1EnvVar(name="RAY_SERVE_HAPROXY_BINARY_PATH", value=WRAPPER))
+        mounts.append(haproxy_mount())
+        volumes.append(haproxy_volume())
+        init_containers.append(haproxy_init_container(values, _container_security()))
     lifecycle = None
     if pre_stop:
         stop = k8s.V1LifecycleHandler(_exec=k8s.V1ExecAction(command=["/bin/sh", "-c", "ray stop"]))
@@ -216,7 +223,7 @@ def _pod_template(
         lifecycle=lifecycle,
     )
     spec = k8s.V1PodSpec(
-        init_containers=init_containers,
+        init_containers=init_containers or None,
         containers=[container],
         service_account_name=values.service_account,
         security_context=_pod_security(values),

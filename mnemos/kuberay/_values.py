@@ -288,7 +288,8 @@ class ServeValues(CoreModel):
     port: Port = Field(default=8080, description="The seed's relay.service.port.")
     high_throughput: bool = Field(
         default=True, description="Serve's high-throughput mode (HAProxy ingress, gRPC between replicas) on every "
-        "Ray container: RAY_SERVE_ENABLE_HA_PROXY=1, RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (relay.highThroughput).",
+        "Ray container: RAY_SERVE_ENABLE_HA_PROXY=1, RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (relay.highThroughput), "
+        "with HAProxy started through MNEMOS's wrapper, which the init container `haproxy` writes.",
     )
     service_type: ServiceType = Field(
         default="ClusterIP", description="Type of RELAY's Service <name>-relay (the seed's relay.service.type)."

@@ -96,8 +96,11 @@ seccompProfile:
   value: {{ . | quote }}
 {{- end }}
 {{- range $name, $value := .Values.kuberay.env }}
+{{- /* with the wrapper, the binary it runs: the haproxy init container's (_haproxy.tpl) */}}
+{{- if not (and $.Values.relay.highThroughput (eq $name "RAY_SERVE_HAPROXY_BINARY_PATH")) }}
 - name: {{ $name }}
   value: {{ $value | quote }}
+{{- end }}
 {{- end }}
 {{- with include "mnemos.masterKeySecret" . }}
 - name: MNEMOS_MASTER_KEY

@@ -14,6 +14,7 @@ The same shape as mnemos.kuberay.cluster_spec() renders from Python.
 {{- $serve := int $v.relay.service.port -}}
 {{- $keda := .keda -}}
 {{- $tls := include "mnemos.rayTLS" $root -}}
+{{- $haproxy := include "mnemos.haproxy" $root -}}
 rayVersion: {{ $v.kuberay.rayVersion | quote }}
 {{- if $v.kuberay.autoscaling.enabled }}
 enableInTreeAutoscaling: true
@@ -76,9 +77,14 @@ headGroupSpec:
       tolerations:
         {{- toYaml . | nindent 8 }}
       {{- end }}
-      {{- if $tls }}
+      {{- if or $tls $haproxy }}
       initContainers:
+        {{- if $tls }}
         {{- include "mnemos.rayTLSInitContainer" (dict "root" $root "role" "head" "service" .headService) | nindent 8 }}
+        {{- end }}
+        {{- if $haproxy }}
+        {{- include "mnemos.haproxyInitContainer" $root | nindent 8 }}
+        {{- end }}
       {{- end }}
       containers:
         - name: ray-head
@@ -99,6 +105,9 @@ headGroupSpec:
             {{- if $tls }}
             {{- include "mnemos.rayTLSEnv" $root | nindent 12 }}
             {{- end }}
+            {{- if $haproxy }}
+            {{- include "mnemos.haproxyEnv" $root | nindent 12 }}
+            {{- end }}
           {{- with include "mnemos.envFrom" $root }}{{ . | nindent 10 }}{{ end }}
           resources:
             {{- toYaml $v.cortex.resources | nindent 12 }}
@@ -113,6 +122,9 @@ headGroupSpec:
             {{- if $tls }}
             {{- include "mnemos.rayTLSMount" $root | nindent 12 }}
             {{- end }}
+            {{- if $haproxy }}
+            {{- include "mnemos.haproxyMount" $root | nindent 12 }}
+            {{- end }}
       volumes:
         {{- include "mnemos.configVolumes" $root | nindent 8 }}
         {{- if $v.engram.persistence.enabled }}
@@ -121,6 +133,9 @@ headGroupSpec:
         {{- end }}
         {{- if $tls }}
         {{- include "mnemos.rayTLSVolumes" $root | nindent 8 }}
+        {{- end }}
+        {{- if $haproxy }}
+        {{- include "mnemos.haproxyVolume" $root | nindent 8 }}
         {{- end }}
 {{- /* A pool that KEDA scales (neuron.keda) runs as a Deployment of workers joining this cluster instead. */}}
 {{- $groups := list }}

@@ -39,6 +39,7 @@ runs `ray start --address=<head> --block` with what KubeRay would pass (the grou
 {{- $requests := $resources.requests | default dict -}}
 {{- $memory := $limits.memory | default $requests.memory -}}
 {{- $tls := include "mnemos.rayTLS" $root -}}
+{{- $haproxy := include "mnemos.haproxy" $root -}}
 {{- $start := list -}}
 {{- if $head -}}
 {{- $labels := include "mnemos.poolRayLabels" . | fromYaml -}}
@@ -96,9 +97,14 @@ spec:
   affinity:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- if $tls }}
+  {{- if or $tls $haproxy }}
   initContainers:
+    {{- if $tls }}
     {{- include "mnemos.rayTLSInitContainer" (dict "root" $root "role" "worker") | nindent 4 }}
+    {{- end }}
+    {{- if $haproxy }}
+    {{- include "mnemos.haproxyInitContainer" $root | nindent 4 }}
+    {{- end }}
   {{- end }}
   containers:
     - name: ray-worker
@@ -140,6 +146,9 @@ spec:
         {{- if $tls }}
         {{- include "mnemos.rayTLSEnv" $root | nindent 8 }}
         {{- end }}
+        {{- if $haproxy }}
+        {{- include "mnemos.haproxyEnv" $root | nindent 8 }}
+        {{- end }}
       {{- with include "mnemos.envFrom" $root }}{{ . | nindent 6 }}{{ end }}
       lifecycle:
         preStop:
@@ -162,6 +171,9 @@ spec:
         {{- if $tls }}
         {{- include "mnemos.rayTLSMount" $root | nindent 8 }}
         {{- end }}
+        {{- if $haproxy }}
+        {{- include "mnemos.haproxyMount" $root | nindent 8 }}
+        {{- end }}
   volumes:
     {{- include "mnemos.configVolumes" $root | nindent 4 }}
     {{- if $v.neuron.scratch.enabled }}
@@ -177,5 +189,8 @@ spec:
     {{- end }}
     {{- if $tls }}
     {{- include "mnemos.rayTLSVolumes" $root | nindent 4 }}
+    {{- end }}
+    {{- if $haproxy }}
+    {{- include "mnemos.haproxyVolume" $root | nindent 4 }}
     {{- end }}
 {{- end -}}
