@@ -173,6 +173,7 @@ class Cortex(Dispatcher):
                     if self.jobs[given].principal != (principal or sub.principal):
                         raise ConflictError(f"id: {given!r} is already used by another job; choose another id",
                                             param="id")  # fmt: skip
+                    _check_same_call(self.jobs[given], sub)
                     ids.append(given)
                     if self.jobs[given].accepted is not None:
                         waits.add(self.jobs[given].accepted)  # type: ignore[arg-type]
@@ -541,3 +542,21 @@ def _give_back_memory() -> None:
 
 CortexActor = ray.remote(Cortex)
 """``Cortex`` as a Ray actor class; ``control.ensure`` sets its options (restartable, detached)."""
+
+
+def _check_same_call(job: Job, sub: JobSubmission) -> None:
+    """Refuse a submission that reuses ``job``'s id for another call (409 naming ``id``): an id is
+    an idempotency key, and answering with the first job would tell the client its new work ran.
+    What is compared is what the job keeps: its function, queue and (unless pickled, whose bytes may
+    differ for the same call) its arguments."""
+    differs = [name for name, kept, sent in (("function", job.function, sub.function),
+                                              ("queue", job.queue, sub.queue or job.queue))
+               if kept != sent]  # fmt: skip
+    if sub.payload is None and sub.payload_digest is None and (job.args is not None or job.kwargs is not None):
+        differs += [name for name, kept, sent in (("args", job.args or [], list(sub.args)),
+                                                  ("kwargs", job.kwargs or {}, dict(sub.kwargs)))
+                    if kept != sent]  # fmt: skip
+    if differs:
+        raise ConflictError(f"id: {job.id!r} names a job already submitted with other {', '.join(differs)}: an id is "
+                            "an idempotency key, the same id the same call; submit new work under a new id (or none)",
+                            param="id")  # fmt: skip

@@ -236,6 +236,22 @@ def test_a_job_id_is_an_idempotency_key(client: Any) -> None:
     assert len(submits) == 1
 
 
+def test_an_id_reused_for_another_call_is_refused(client: Any) -> None:
+    """A client that reused an id for new work was answered with the first job (200), and believed its
+    new work ran. A call sent as JSON (``POST /v1/jobs``, a registered Function) is compared with the
+    job's: other arguments, function or queue are a 409 naming ``id``. (A pickled call compares only its
+    function and queue: its bytes may differ for the same call, as a resumed pipeline step's do.)"""
+    key = f"reuse-{uuid.uuid4().hex[:8]}"
+    call = {"function": f"{T}:sleep", "args": [3, "first"], "id": key}  # in memory while this runs (retention)
+    assert ray.get(client.jobs.cortex.submit_many.remote([call], "user:bob")) == [key]
+    assert ray.get(client.jobs.cortex.submit_many.remote([dict(call)], "user:bob")) == [key]  # the same call: ok
+    for other, named in (({"args": [3, "second"]}, "args"), ({"function": f"{T}:stamp"}, "function"),
+                         ({"kwargs": {"value": 2}}, "kwargs")):  # fmt: skip
+        with pytest.raises(ConflictError, match=f"id: '{key}' names a job already submitted with other {named}"):
+            ray.get(client.jobs.cortex.submit_many.remote([{**call, **other}], "user:bob"))
+    assert client.jobs.get(key).result(timeout=120) == "first"
+
+
 def test_an_id_another_principal_holds_is_never_their_job(client: Any) -> None:
     """An idempotent submit returns the existing job only to the one who submitted it: a developer who took
     the id a pipeline run would give its next step had their job stand in for the step (its result the
