@@ -194,6 +194,26 @@ def build_steps(pipeline: Pipeline, params: dict[str, Any]) -> tuple[list[str], 
     return spec.order(), steps
 
 
+MAX_ARGUMENT_BYTES = 128 * 1024 - 1
+"""The longest single program argument or environment string Linux passes to a process
+(``MAX_ARG_STRLEN``, 32 pages): a script step's program (``bash -c SCRIPT``) and each ``env`` value."""
+
+
+def _check_arguments(definition: dict[str, Any], where: str) -> None:
+    """Refuse, when the run starts, a script step that its params make too long to start: bash would
+    fail on the worker with "Argument list too long" (``OSError``) after the run was accepted."""
+    fields = [("script", definition.get("script") or "")]
+    fields += [(f"env.{var.get('name')}", var.get("value") or "") for var in definition.get("env") or ()
+               if isinstance(var, dict) and isinstance(var.get("value"), str)]  # fmt: skip
+    for field, text in fields:
+        size = len(str(text).encode())
+        if size > MAX_ARGUMENT_BYTES:
+            raise ValidationError(f"{where}.{field}: {size} bytes once the run's params are put in, more than a "
+                                  f"program argument may hold ({MAX_ARGUMENT_BYTES + 1} bytes): pass large data "
+                                  "as a file (an input, or an earlier step's output), not as a param",
+                                  param="params")  # fmt: skip
+
+
 def _input_candidates(step: dict[str, Any]) -> list[str]:
     """The values of a step that may name an input dataset or file."""
     doc = step["definition"]
@@ -225,6 +245,8 @@ def check_inputs(pipeline: Pipeline, steps: dict[str, dict[str, Any]], variables
     for i, spec_step in enumerate(pipeline.spec.steps):
         step = steps[spec_step.name]
         resolved = interpolate(step["definition"], variables, keep=outputs)
+        if step["type"] == "script":
+            _check_arguments(resolved, step_label(i, spec_step.name))
         for value in _input_candidates({**step, "definition": resolved}):
             tried = [] if value in pipeline.spec.files else _absent_file(step["type"], value, base_dir)
             if tried:

@@ -213,6 +213,13 @@ def test_bad_pipelines_are_clear_errors(client, pipelines) -> None:
         client.pipelines.run(model, progress=False)
     with pytest.raises(NotFoundError, match="run 'nope' not found"):
         client.pipelines.get("nope")
+    # A param too long for bash's one argument (or an env value): refused at the start, not an OSError on
+    # a worker after the run was accepted
+    echo = pipelines.write([{"name": "say", "script": "echo ${msg}",
+                             "env": [{"name": "MSG", "value": "${msg}"}]}], name="t", params={"msg": "hi"})  # fmt: skip
+    with pytest.raises(ValidationError, match=r"spec.steps\[0\] \(say\).script: 200\d{3} bytes once the run's "
+                                              "params are put in, more than a program argument may hold"):  # fmt: skip
+        client.pipelines.run(echo, params={"msg": "A" * 200_000}, progress=False)
     assert pipelines.executions() == []
 
 
