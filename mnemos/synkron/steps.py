@@ -310,7 +310,7 @@ def _run_script(script: str, env: dict[str, str], cwd: str, timeout: Any, secret
     and ``mnemos jobs logs -f`` show them). A timeout kills the script's whole process group."""
     mask = _Masker(secrets)
     proc = subprocess.Popen(
-        ["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, stdout=subprocess.PIPE,
+        [*_guarded(), "bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True,
     )  # fmt: skip
     expired = threading.Event()
@@ -349,6 +349,32 @@ def _run_script(script: str, env: dict[str, str], cwd: str, timeout: Any, secret
     if expired.is_set():
         return 124, f"{tail}\ntimed out after {timeout}s"
     return code, tail
+
+
+_GUARD = """
+import ctypes, os, signal, subprocess, sys
+def stop(*_):
+    os.killpg(0, signal.SIGKILL)
+signal.signal(signal.SIGTERM, stop)
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM when the worker dies
+except (AttributeError, OSError):
+    pass
+if os.getppid() != int(sys.argv[1]):  # it died before the line above
+    stop()
+code = subprocess.Popen(sys.argv[2:]).wait()
+sys.exit(128 - code if code < 0 else code)
+"""
+"""The process between a NEURON worker and a script (Linux): the head of the script's process group,
+it kills the whole group when the worker dies (``kill -9``, a lost node's raylet taking it down), so no
+process of a step declared failed keeps running, writing, spending. Only the standard library."""
+
+
+def _guarded() -> list[str]:
+    """The command prefix that runs a script under ``_GUARD`` (nothing where there is no ``prctl``)."""
+    if not sys.platform.startswith("linux"):
+        return []
+    return [sys.executable, "-I", "-S", "-c", _GUARD, str(os.getpid())]
 
 
 class _Masker:
