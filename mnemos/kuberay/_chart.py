@@ -3,8 +3,13 @@
 The chart ships ``values.schema.json``, generated from :class:`ChartValues` by
 ``mnemos kuberay chart-schema``; Helm checks values against it on ``template``, ``install`` and
 ``lint``. Names, ports, replica counts and enums use the same rules as :mod:`mnemos.kuberay._values`
-(the ``kuberay render`` values). Sections the chart only passes through accept any extra key (the seed's
-keys stay valid); a NEURON pool rejects unknown keys, so ``minReplica:`` is reported.
+(the ``kuberay render`` values). What the chart hands to MNEMOS's settings (the ConfigMap ``-settings``)
+carries the settings models' own schema (:mod:`mnemos.config`: ``soul.jwt`` is ``JwtSettings``,
+``relay.rateLimit`` is ``RateLimit``, durations as ``Duration`` reads them …), so a value that would
+stop every pod at startup fails the install instead. The root, ``relay``, ``soul``, a NEURON pool and
+its ``settings`` refuse unknown keys (``relay.servce``, ``minReplica``); sections that keep the seed's
+unused keys (``cortex``, ``neuron``, ``engram``, ``kuberay``, ``trace`` …) check the keys they list and
+let others pass, and Helm's ``global`` (shared with subcharts) takes any key.
 
 What JSON schema cannot say (``minReplicas <= maxReplicas``, unique pool names) is checked by
 :class:`ChartValues` here and by the chart's ``mnemos.checkValues`` template, with the same messages.
@@ -13,13 +18,26 @@ What JSON schema cannot say (``minReplicas <= maxReplicas``, unique pool names) 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
-from mnemos._model import CoreModel
+from mnemos._model import POSITIVE_DURATION_PATTERN, CoreModel, Duration, PositiveDuration
+from mnemos.config import (
+    WRAITH_TASKS,
+    Affinity,
+    CronJob,
+    EngramBackups,
+    JwtSettings,
+    PoolConfig,
+    QueueConfig,
+    RateLimit,
+    RelaySettings,
+    SoulPolicies,
+    VaultSettings,
+)
 from mnemos.kuberay._values import (
     DNS_1035_LABEL,
     IMAGE_REPOSITORY,
@@ -35,15 +53,24 @@ from mnemos.kuberay._values import (
     UpscalingMode,
 )
 
-__all__ = ["ChartValues", "PoolValues", "chart_schema", "chart_schema_json"]
+__all__ = ["DURATION_PATTERN", "ChartValues", "PoolValues", "chart_schema", "chart_schema_json"]
 
 Scalar = str | int | float | bool
+DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"
+"""A ``Duration`` string as the settings read it (``0``, ``500ms``, ``1.5h``): never negative."""
 
 
 class _Section(CoreModel):
     """A chart section: the keys listed are checked, any other key passes (seed keys, pass-through)."""
 
     model_config = ConfigDict(extra="allow")
+
+
+class _PoolSettings(PoolConfig):
+    """A pool's ``settings``: the NEURON pool config (``mnemos.config.PoolConfig``); name and selector
+    come from the pool itself unless given here."""
+
+    name: str | None = None  # type: ignore[assignment]
 
 
 class PoolValues(CoreModel):
@@ -56,7 +83,7 @@ class PoolValues(CoreModel):
     max_replicas: int | None = Field(default=None, ge=0, description="Default: replicas.")
     resources: Resources | None = None
     tolerations: list[Toleration] | None = None
-    settings: dict[str, Any] | None = Field(default=None, description="The NEURON pool config (workers per pool…).")
+    settings: _PoolSettings | None = Field(default=None, description="The NEURON pool config (workers per pool…).")
     keda: bool | None = Field(default=None, description="false: keep a KubeRay worker group under neuron.keda.")
 
 
@@ -119,13 +146,20 @@ class _PodSecurity(_Section):
     fs_group: int | None = Field(default=None, ge=0)
 
 
+class _Telemetry(_Section):
+    otlp_endpoint: str | None = Field(default=None, description="OTLP endpoint; '': trace.otel.endpoint.")
+
+
 class _Global(_Section):
+    """Helm's ``global`` (shared with subcharts): the keys listed are checked, any other passes."""
+
     registry: str | None = Field(default=None, pattern=IMAGE_REPOSITORY, description="Repository of the one image.")
     image_tag: str | None = Field(default=None, pattern=f"^(?:{IMAGE_TAG[1:-1]})?$", description="'': appVersion.")
     image_pull_policy: PullPolicy | None = None
     storage_class: str | None = None
     network_policy: _NetworkPolicy | None = None
     pod_security: _PodSecurity | None = None
+    telemetry: _Telemetry | None = None
 
 
 class _Autoscaling(_Section):
@@ -163,25 +197,43 @@ class _KubeRay(_Section):
     ray_job: _RayJob | None = None
 
 
+class _Queue(QueueConfig):
+    """A CORTEX queue (``mnemos.config.QueueConfig``). Other keys pass: the seed's tuning example sets
+    ``workers``, which the settings do not know."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 class _Cortex(_Section):
     replicas: int | None = Field(default=None, ge=0)
     resources: Resources | None = Field(default=None, description="The Ray head's resources.")
+    queues: dict[str, _Queue] | None = Field(default=None, description="CORTEX's queues (settings: cortex.queues).")
+    affinity: Affinity | None = None
 
 
-class _Service(_Section):
+class _Service(CoreModel):
     type: ServiceType | None = None
     port: Port | None = None
 
 
-class _RateLimit(_Section):
-    requests_per_second: float | None = Field(default=None, gt=0)
-    burst: int | None = Field(default=None, ge=1)
+class _Ingress(CoreModel):
+    enabled: bool | None = None
+    class_name: str | None = None
+    hosts: list[str] | None = None
+    tls: bool | None = None
 
 
-class _Relay(_Section):
-    high_throughput: bool | None = None
+class _Relay(CoreModel):
+    """RELAY: its Service and Ingress, and what its settings take (``relay.rateLimit`` is ``RateLimit``)."""
+
+    high_throughput: bool | None = Field(
+        default=None, description=RelaySettings.model_fields["high_throughput"].description
+    )
     service: _Service | None = None
-    rate_limit: _RateLimit | None = None
+    ingress: _Ingress | None = None
+    security: dict[str, Any] | None = Field(default=None, description="(seed; unused)")
+    rate_limit: RateLimit | None = None
+    adapters: list[dict[str, Any]] | None = Field(default=None, description="GENOME Adapter resources.")
 
 
 class _ObjectStore(_Section):
@@ -190,6 +242,7 @@ class _ObjectStore(_Section):
     credentials_secret: str | None = None
     endpoint: str | None = None
     region: str | None = None
+    retention_days: int | None = Field(default=None, ge=1, description="Settings: engram.retentionDays.")
 
 
 class _Persistence(_Section):
@@ -202,12 +255,26 @@ class _Engram(_Section):
     uri: str | None = None
     object_store: _ObjectStore | None = None
     persistence: _Persistence | None = None
+    backups: EngramBackups | None = None
 
 
-class _MasterKey(_Section):
+class _MasterKeyExternalSecret(CoreModel):
+    remote_ref: dict[str, Any] | None = Field(default=None, description="Where SOUL's store holds the key.")
+
+
+class _MasterKey(CoreModel):
     source: Literal["existingSecret", "externalSecret", "generate", "none"] | None = None
     existing_secret: str | None = None
     secret_key: str | None = None
+    external_secret: _MasterKeyExternalSecret | None = None
+    create: Any = Field(default=None, description="Replaced by `source`: the template says how.")
+
+
+class _ExternalSecrets(CoreModel):
+    enabled: bool | None = None
+    secret_store_ref: dict[str, str] | None = None
+    refresh_interval: str | None = None
+    secrets: list[dict[str, Any]] | None = None
 
 
 class _MTLSCA(CoreModel):
@@ -218,28 +285,73 @@ class _MTLSCA(CoreModel):
     cert_manager: bool | None = Field(default=None, description="cert-manager makes the CA (a self-signed root).")
 
 
-class _Policies(_Section):
+class _Policies(CoreModel):
     m_tls: Literal["enabled", "disabled"] | None = Field(
         default=None, alias="mTLS", description="Mutual TLS between Ray processes (Ray's RAY_USE_TLS)."
+    )
+    token_ttl: Duration | None = Field(
+        default=None, alias="tokenTTL", description=SoulPolicies.model_fields["token_ttl"].description
     )
     m_tls_ca: _MTLSCA | None = Field(default=None, alias="mTLSCA")
 
 
-class _Soul(_Section):
-    master_key: _MasterKey | None = None
+class _Soul(CoreModel):
+    """SOUL: what its settings take (``vault``, ``jwt``, ``policies``), its master key and ExternalSecrets."""
+
+    vault: VaultSettings | None = None
+    jwt: JwtSettings | None = None
     policies: _Policies | None = None
+    master_key: _MasterKey | None = None
+    external_secrets: _ExternalSecrets | None = None
 
 
-class ChartValues(_Section):
-    """The chart's values.yaml (after Helm merges the user's files and ``--set`` into it)."""
+class _WraithQueues(CoreModel):
+    concurrency: int | None = Field(default=None, ge=1, description="Settings: cortex.queues.wraith.concurrency.")
+
+
+class _CronJob(CronJob):
+    name: str = Field(description="The task.", json_schema_extra={"enum": list(WRAITH_TASKS)})
+    image: str | None = Field(default=None, description="(seed; unused)")
+
+
+class _Wraith(_Section):
+    queues: _WraithQueues | None = None
+    cronjobs: list[_CronJob] | None = None
+
+
+class _Otel(_Section):
+    endpoint: str | None = Field(default=None, description="Settings: trace.otlpEndpoint.")
+
+
+class _Trace(_Section):
+    otel: _Otel | None = None
+
+
+class _Guardrails(CoreModel):
+    require_gitops: bool | None = Field(default=None, alias="require_gitops")
+
+
+class _Cradle(_Section):
+    guardrails: _Guardrails | None = None
+
+
+class ChartValues(CoreModel):
+    """The chart's values.yaml (after Helm merges the user's files and ``--set`` into it). An unknown
+    top-level key is refused; ``genome`` and ``synkron`` are free-form (the seed's unused keys,
+    GENOME documents)."""
 
     global_: _Global | None = Field(default=None, alias="global")
     kuberay: _KubeRay | None = None
+    genome: _Section | None = None
     cortex: _Cortex | None = None
     neuron: _Neuron | None = None
-    relay: _Relay | None = None
     engram: _Engram | None = None
+    wraith: _Wraith | None = None
+    relay: _Relay | None = None
     soul: _Soul | None = None
+    synkron: _Section | None = None
+    trace: _Trace | None = None
+    cradle: _Cradle | None = None
 
 
 class _HelmSchema(GenerateJsonSchema):
@@ -254,6 +366,18 @@ class _HelmSchema(GenerateJsonSchema):
     def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
         return self.generate_inner(schema["schema"])
 
+    def function_before_schema(self, schema: core_schema.BeforeValidatorFunctionSchema) -> JsonSchemaValue:
+        """A ``Duration`` as the settings read it: seconds (a number) or a string such as ``1h``."""
+        function = schema["function"]["function"]
+        if function not in _DURATION_PARSERS:
+            return super().function_before_schema(schema)
+        number = self.generate_inner(schema["schema"])
+        positive = function is _DURATION_PARSERS[1] or "exclusiveMinimum" in number or number.get("minimum", 0) > 0
+        if "minimum" not in number and "exclusiveMinimum" not in number:
+            number["minimum"] = 0
+        pattern = POSITIVE_DURATION_PATTERN if positive else DURATION_PATTERN
+        return {"anyOf": [number, {"type": "string", "pattern": pattern}]}
+
     def field_title_should_be_set(self, schema: Any) -> bool:
         return False
 
@@ -261,6 +385,9 @@ class _HelmSchema(GenerateJsonSchema):
         out = super().generate(schema, mode)
         _drop_titles(out)
         return {"$schema": "https://json-schema.org/draft/2020-12/schema", **out}
+
+
+_DURATION_PARSERS = (get_args(Duration)[1].func, get_args(PositiveDuration)[1].func)
 
 
 def _drop_titles(node: Any) -> None:

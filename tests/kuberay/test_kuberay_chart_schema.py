@@ -15,7 +15,7 @@ from pydantic import ValidationError as PydanticValidationError
 from typer.testing import CliRunner
 
 from mnemos.cli.kuberay import app
-from mnemos.kuberay import ChartValues, chart_schema_json
+from mnemos.kuberay import ChartValues, chart_schema, chart_schema_json
 
 from .support import CHART, REPO, run_helm
 
@@ -116,6 +116,23 @@ def test_documented_values_pass_the_schema(tmp_path: Path) -> None:
         (("soul.masterKey.source=vault",), "'/soul/masterKey/source'"),
         (("global.imageTag=1 evil",), "'/global/imageTag': '1 evil' does not match pattern"),
         (("global.registry=Org/App",), "'/global/registry': 'Org/App' does not match pattern"),
+        # Typos, and values that reach the settings ConfigMap and would stop every pod at startup.
+        (("relay.servce.port=9000",), "at '/relay': additional properties 'servce' not allowed"),
+        (("relay.port=9000",), "at '/relay': additional properties 'port' not allowed"),  # it is relay.service.port
+        (("soul.policies.tokenTTL=forever",), "'/soul/policies/tokenTTL': 'forever' does not match pattern"),
+        (("soul.jwt.rotateHours=abc",), "'/soul/jwt/rotateHours': got string, want number"),
+        (("soul.jwt.rotate=24",), "at '/soul/jwt': additional properties 'rotate' not allowed"),
+        (("soul.vault.adress=x",), "at '/soul/vault': additional properties 'adress' not allowed"),
+        (("soul.polices.mTLS=disabled",), "at '/soul': additional properties 'polices' not allowed"),
+        (("relay.rateLimit.requestsPerSecond=0",), "'/relay/rateLimit/requestsPerSecond': exclusiveMinimum"),
+        (("neuron.pools[0].name=gpu-a", "neuron.pools[0].settings.numCpu=1"), "additional properties 'numCpu'"),
+        (("neuron.pools[0].name=gpu-a", "neuron.pools[0].settings.idleTimeout=0"), "'/neuron/pools/0/settings/idle"),
+        (("cortex.queues.default.backoff.max=soon",), "'/cortex/queues/default/backoff/max'"),
+        (("cortex.affinity.gpuPrefered=true",), "at '/cortex/affinity': additional properties 'gpuPrefered'"),
+        (("engram.backups.retentionDays=0",), "'/engram/backups/retentionDays': minimum"),
+        (("wraith.cronjobs[0].name=nap", "wraith.cronjobs[0].schedule=* * * * *"), "'/wraith/cronjobs/0/name'"),
+        (("cradle.guardrails.requireGitops=true",), "additional properties 'requireGitops' not allowed"),
+        (("mnemosx.enabled=true",), "at '': additional properties 'mnemosx' not allowed"),
     ],
 )
 def test_bad_values_fail_template_and_lint_naming_the_path(sets: tuple[str, ...], expected: str) -> None:
@@ -125,6 +142,57 @@ def test_bad_values_fail_template_and_lint_naming_the_path(sets: tuple[str, ...]
     assert "nil pointer" not in proc.stderr
     lint = run_helm("lint", str(CHART), *args)
     assert lint.returncode != 0 and expected in lint.stdout + lint.stderr
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ("relay.service.port=9000",),
+        ("soul.policies.tokenTTL=2h",),
+        ("soul.policies.tokenTTL=90",),
+        ("soul.jwt.rotateHours=12",),
+        ("global.fromAParentChart=yes",),  # Helm's global is shared with subcharts: any key
+        ("cortex.queues.batch.concurrency=4", "cortex.queues.batch.timeout=10m"),
+    ],
+)
+def test_good_settings_values_render(sets: tuple[str, ...]) -> None:
+    proc = run_helm("template", "mnemos", str(CHART), *[a for s in sets for a in ("--set", s)])
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_settings_sections_carry_the_settings_schema() -> None:
+    """soul.jwt, soul.vault, relay.rateLimit … are the settings' own models: same keys, none other."""
+    from mnemos.config import JwtSettings, RateLimit, VaultSettings
+
+    defs = chart_schema()["$defs"]
+    for model in (JwtSettings, VaultSettings, RateLimit):
+        assert defs[model.__name__]["additionalProperties"] is False
+        assert set(defs[model.__name__]["properties"]) == {f.alias for f in model.model_fields.values()}
+    for name in ("_Relay", "_Soul", "_Policies", "_PoolSettings", "_CronJob", "EngramBackups", "Affinity"):
+        assert defs[name]["additionalProperties"] is False, name
+    schema = chart_schema()
+    assert schema["additionalProperties"] is False
+    assert schema["$defs"]["_Global"]["additionalProperties"] is True
+
+
+@pytest.mark.parametrize("text", ["0", "1h", "1.5h", " 30 s ", "500ms", "2d", "90"])
+def test_duration_pattern_takes_what_the_settings_take(text: str) -> None:
+    from mnemos.config import load_settings
+    from mnemos.kuberay._chart import DURATION_PATTERN
+
+    assert re.fullmatch(DURATION_PATTERN, text)
+    load_settings(soul={"policies": {"tokenTTL": text}})
+
+
+@pytest.mark.parametrize("text", ["forever", "-1s", "1w", "1h30m", "", "1e3"])
+def test_duration_pattern_refuses_what_the_settings_refuse(text: str) -> None:
+    from mnemos.config import load_settings
+    from mnemos.errors import ValidationError
+    from mnemos.kuberay._chart import DURATION_PATTERN
+
+    assert not re.fullmatch(DURATION_PATTERN, text)
+    with pytest.raises(ValidationError):
+        load_settings(soul={"policies": {"tokenTTL": text}})
 
 
 POOL = {"name": "gpu-a", "replicas": 1, "minReplicas": 0, "maxReplicas": 3}

@@ -263,6 +263,22 @@ def test_rbac_grants_the_autoscaler_what_it_needs() -> None:
     assert head["serviceAccountName"] == account
 
 
+def test_the_seeds_queue_tuning_renders_settings_that_load(tmp_path: Path, monkeypatch) -> None:
+    """The seed's tuning example sets `cortex.queues.default.workers: 16`; it reached the settings
+    ConfigMap, which the settings refuse at load ("extra field not permitted"): every pod would stop."""
+    from mnemos.config import load_settings
+
+    objects = helm_template(sets=("cortex.queues.default.workers=16", "cortex.queues.default.concurrency=200",
+                                  "soul.policies.tokenTTL=null"))  # (null: the settings' default, not a null)
+    path = tmp_path / "mnemos.yaml"
+    path.write_text(one(objects, "ConfigMap", "-settings")["data"]["mnemos.yaml"])
+    for var in [v for v in os.environ if v.startswith("MNEMOS_") and v != "MNEMOS_HOME"]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("MNEMOS_CONFIG", str(path))
+    settings = load_settings()
+    assert settings.cortex.queues["default"].concurrency == 200 and settings.soul.policies.token_ttl == 3600
+
+
 def test_settings_configmap_loads_as_mnemos_settings(tmp_path: Path, monkeypatch) -> None:
     from mnemos.config import load_settings
 
