@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 console = Console(highlight=False, soft_wrap=True)
 _document_out: Any = None  # where -o json|yaml documents go once stdout is reserved for them
@@ -49,7 +49,39 @@ def emit(data: Any, output: Output, columns: Sequence[str] = (), rows: Sequence[
     elif output is Output.yaml:  # one document, as -o json: a listing is a YAML list (`[]` when empty)
         print(yaml.safe_dump(data, sort_keys=False).rstrip(), file=out, flush=True)
     else:
-        table = Table(*columns, box=None, pad_edge=False)
+        _print_table(columns, [[str(c) for c in row] for row in rows])
+
+
+_LEAST = 4
+"""The fewest characters a column other than the first is given (its header, when shorter)."""
+
+
+def _print_table(columns: Sequence[str], rows: list[list[str]]) -> None:
+    """Print ``rows`` under ``columns``; the first column (the id or name a listing is looked up by)
+    is never cut, whatever the width (a pipe's 80 columns, ``COLUMNS=60``): the others give way,
+    to an ellipsis, down to a few characters each. A console too narrow for that gets longer
+    lines (the terminal wraps them) rather than a cut id."""
+    if not columns:
+        table = Table(box=None, pad_edge=False, show_header=False)
         for row in rows:
-            table.add_row(*(str(c) for c in row))
+            table.add_row(*row)
         console.print(table)
+        return
+    widths = [max([len(name), *(len(row[i]) for row in rows if i < len(row))]) for i, name in enumerate(columns)]
+    rest = zip(widths[1:], columns[1:], strict=True)
+    least = [widths[0]] + [min(width, max(len(name), _LEAST)) for width, name in rest]
+    table = Table(
+        Column(columns[0], no_wrap=True, overflow="fold", min_width=least[0]),
+        *(Column(name, min_width=width) for name, width in zip(columns[1:], least[1:], strict=True)),
+        box=None,
+        pad_edge=False,
+    )
+    for row in rows:
+        table.add_row(*row)
+    need = sum(least) + 2 * (len(columns) - 1)  # Table's padding: one column each side between columns
+    if need <= console.width:
+        console.print(table)
+        return
+    wide = Console(file=console.file, width=need, highlight=False, soft_wrap=True,
+                   force_terminal=console.is_terminal, no_color=console.no_color)  # fmt: skip
+    wide.print(table)

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from mnemos.cli._output import Output, console, emit, err_console
+from mnemos.cli._storage import storage_errors
 
 __all__ = ["backup_store", "diff", "register", "restore", "sync"]
 
@@ -160,6 +161,11 @@ def restore(
     settings = load_settings()
     root = Engram.from_settings(settings)
     target = Engram(to, options_for(to, root)) if to else root
+    dest = backup_store(source)
+    stores = {"--to" if to else "the ENGRAM root": target, "--from" if source else "the backup store": dest}
+    for name, store in stores.items():  # each first on its own: an error then names the one that failed
+        with storage_errors({name: store.uri}, store.storage_options):
+            store.exists("registry")  # a missing package, credentials or endpoint fail here (read-only)
     if target.uri == root.uri:
         from mnemos.cradle import read_cluster
         from mnemos.errors import ConflictError
@@ -169,7 +175,8 @@ def restore(
                 f"the platform is up on {root.uri}: stop it with `mnemos down` first, or restore elsewhere with --to",
                 param="to",
             )
-    report = run_restore(backup_store(source), snapshot, target, force=force)
+    with storage_errors({name: store.uri for name, store in stores.items()}, root.storage_options):
+        report = run_restore(dest, snapshot, target, force=force)
     console.print(
         f"restored snapshot {report.snapshot} into {report.target}: "
         f"{report.documents} documents, {report.refs} refs, {report.blobs} blobs"

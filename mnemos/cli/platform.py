@@ -38,6 +38,10 @@ def up(
                               param="address")  # fmt: skip
     settings = load_settings()
     if not address and not settings.ray.address:
+        from mnemos.cradle.cluster import read_cluster
+
+        if read_cluster() is None:  # a HAProxy left by this home's head that died holds the relay port
+            _say_stopped_haproxy(orphans_only=True)
         info = start_local(settings)
         address = info["address"]
         console.print(f"ray: local cluster at {address} (dashboard {info['dashboard']})")
@@ -93,6 +97,16 @@ def down() -> None:
         console.print("ray: local cluster stopped")
     else:
         console.print("ray: no local cluster was running")
+    _say_stopped_haproxy(orphans_only=False)
+
+
+def _say_stopped_haproxy(*, orphans_only: bool) -> None:
+    """Stop the HAProxy processes Serve started for this MNEMOS_HOME and left behind (a head killed
+    with ``kill -9``: its HAProxy keeps the relay port and answers 500), and say so."""
+    from mnemos.cradle.cluster import stop_haproxy
+
+    for pid in stop_haproxy(orphans_only=orphans_only):
+        console.print(f"haproxy: stopped pid {pid}, left running by this MNEMOS_HOME's Ray head")
 
 
 @contextlib.contextmanager

@@ -123,7 +123,8 @@ def _watch(kind: str, name: str | None) -> None:
                 console.print(f"model/{data.get('name')}  {data.get('phase') or data.get('status')}  "
                               f"generation {data.get('generation')}  {data.get('reason') or ''}")  # fmt: skip
             elif data.get("kind") == kind and (name is None or data.get("name") == name):
-                console.print(f"{kind}/{data.get('name')}  {data.get('action')}  generation {data.get('generation')}")
+                console.print(f"{kind.lower()}/{data.get('name')}  {data.get('action')}  "
+                              f"generation {data.get('generation')}")  # fmt: skip
     except KeyboardInterrupt:
         return
 

@@ -10,6 +10,7 @@ import typer
 
 from mnemos.cli._output import Output, console, emit
 from mnemos.cli._session import require_local
+from mnemos.cli._storage import storage_errors
 
 __all__ = ["NEEDS_PLATFORM", "USES_PLATFORM", "app", "list_tasks", "run", "snapshots"]
 
@@ -124,7 +125,9 @@ def run(
                     f"{name} needs the platform's CORTEX even with --local: start it with `mnemos up`",
                     param="local",
                 )
-        emit(run_local(settings, name), output if output is not Output.table else Output.yaml)
+        with storage_errors(_stores(settings, name), settings.engram.storage_options):
+            result = run_local(settings, name)
+        emit(result, output if output is not Output.table else Output.yaml)
         return
 
     if not platform_address():
@@ -138,6 +141,17 @@ def run(
     if result["status"] != "submitted":
         raise UnavailableError(f"wraith: {name}: {result['status']}", param="name")
     console.print(f"wraith: {name} submitted as job {result['job']}")
+
+
+def _stores(settings: Any, task: str) -> dict[str, str]:
+    """The stores task ``task`` works on, by the setting that names each (for its errors)."""
+    from mnemos.wraith.backup import default_destination
+
+    root = settings.engram.root()
+    if task != "backup":
+        return {"engram.uri": root}
+    return {"engram.uri": root, "engram.backups.destination": settings.engram.backups.destination
+            or default_destination(root)}  # fmt: skip
 
 
 @app.command()
@@ -159,17 +173,18 @@ def snapshots(
                             param="from")  # fmt: skip
     dest = backup_store(source)
     items = []
-    for snapshot in list_snapshots(dest):
-        manifest = dest.read_json(f"{SNAPSHOTS}/{snapshot}/manifest.json")
-        items.append(
-            {
-                "snapshot": snapshot,
-                "created": manifest["created"],
-                "documents": len(manifest["documents"]),
-                "refs": len(manifest["refs"]),
-                "blobs": len(manifest["blobs"]),
-            }
-        )
+    with storage_errors({"--from" if source else "engram.backups.destination": dest.uri}, dest.storage_options):
+        for snapshot in list_snapshots(dest):
+            manifest = dest.read_json(f"{SNAPSHOTS}/{snapshot}/manifest.json")
+            items.append(
+                {
+                    "snapshot": snapshot,
+                    "created": manifest["created"],
+                    "documents": len(manifest["documents"]),
+                    "refs": len(manifest["refs"]),
+                    "blobs": len(manifest["blobs"]),
+                }
+            )
     emit(
         items,
         output,

@@ -40,7 +40,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["ERRORS", "TIMEOUTS", "install", "private_haproxy", "rewrite"]
+__all__ = ["ERRORS", "TIMEOUTS", "folders", "install", "private_haproxy", "rewrite"]
 
 _FILES = {
     "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": "haproxy.cfg",
@@ -184,11 +184,17 @@ def _write_wrapper(wrapper: Path, real: str, errors: Path) -> None:
     wrapper.chmod(0o755)
 
 
+def folders(own: Path) -> tuple[Path, Path]:
+    """Where HAProxy's files of ``own`` (``$MNEMOS_HOME/haproxy``) may be: ``own``, or for a deep home a
+    short folder of this user's in the temp dir, named by ``own``'s digest."""
+    digest = hashlib.sha256(str(own).encode()).hexdigest()[:8]
+    return own, Path(tempfile.gettempdir()) / f"mnemos-{os.getuid()}-{digest}"
+
+
 def _folder(own: Path) -> Path | None:
     """A folder (0700) for HAProxy's files: ``own``, or for a deep MNEMOS_HOME a short one of this
     user's in the temp dir, or None (Serve's default) when even that is too long."""
-    digest = hashlib.sha256(str(own).encode()).hexdigest()[:8]
-    for folder in (own, Path(tempfile.gettempdir()) / f"mnemos-{os.getuid()}-{digest}"):
+    for folder in folders(own):
         if len(str(folder)) <= _FOLDER_MAX:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             folder.chmod(0o700)

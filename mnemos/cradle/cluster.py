@@ -41,6 +41,7 @@ __all__ = [
     "read_cluster",
     "resolve_address",
     "start_local",
+    "stop_haproxy",
     "stop_local",
     "token_file",
 ]
@@ -342,6 +343,79 @@ def stop_local(timeout: float = 30.0) -> bool:
         pass
     _forget(info)
     return True
+
+
+def stop_haproxy(home: Path | None = None, *, orphans_only: bool = False, timeout: float = 5.0) -> list[int]:
+    """Stop the HAProxy processes that Serve started for ``home``'s ``mnemos up`` (default: this
+    ``$MNEMOS_HOME``); returns their process ids.
+
+    Killing the Ray head (``kill -9`` of its raylet, an out-of-memory kill) leaves Serve's HAProxy
+    running on its own, holding the relay port and answering every request with a 500. Ours are
+    told apart by their command line: a HAProxy (or the wrapper that becomes one) of this user whose
+    ``-f`` config lies in ``home``'s HAProxy folder (:func:`private_haproxy`). Another user's, another
+    home's, or one whose config lies elsewhere (a ``RAY_SERVE_HAPROXY_CONFIG_FILE_LOC`` of the user's)
+    is never touched.
+
+    Args:
+        orphans_only: stop only those no Ray process runs any more (what ``mnemos up`` clears before
+            it starts a head); without it every one of this home (``mnemos down``).
+        timeout: seconds to wait after SIGTERM before SIGKILL.
+    """
+    from mnemos._deps import optional
+
+    psutil = optional("psutil")  # Ray's dependency: without it, no HAProxy of Serve's to find either
+    if psutil is None:
+        return []
+    folders = _haproxy_folders(home or default_home())
+    found = []
+    for proc in psutil.process_iter(["cmdline", "uids"]):
+        with contextlib.suppress(psutil.Error):
+            uids, cmdline = proc.info["uids"], proc.info["cmdline"] or []
+            if uids is None or uids.real != os.getuid() or proc.pid == os.getpid():
+                continue
+            if _haproxy_config(cmdline, folders) and not (orphans_only and _under_ray(proc)):
+                found.append(proc)
+    for proc in found:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(found, timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=timeout)
+    return [proc.pid for proc in found]
+
+
+def _haproxy_folders(home: Path) -> list[Path]:
+    """Where :func:`private_haproxy` may have put HAProxy's files for ``home`` (``_haproxy.folders``)."""
+    from mnemos.cradle._haproxy import folders
+
+    return [Path(os.path.realpath(folder)) for folder in folders(home / "haproxy")]
+
+
+def _haproxy_config(cmdline: list[str], folders: list[Path]) -> bool:
+    """Whether ``cmdline`` runs HAProxy (the binary, its wrapper ``bin/haproxy`` or the wrapper's
+    ``_haproxy.py``) with a ``-f`` config inside one of ``folders``."""
+    if not any(Path(arg).name in ("haproxy", "_haproxy.py") for arg in cmdline[:3]):
+        return False
+    for flag, value in zip(cmdline, cmdline[1:], strict=False):
+        if flag == "-f" and value.startswith("/"):
+            config = Path(os.path.realpath(value))
+            if any(config.is_relative_to(folder) for folder in folders):
+                return True
+    return False
+
+
+def _under_ray(proc: Any) -> bool:
+    """Whether a Ray process (a worker such as Serve's proxy actor, a raylet) is among ``proc``'s parents."""
+    import psutil  # (stop_haproxy found it)
+
+    for parent in proc.parents():
+        with contextlib.suppress(psutil.Error):  # a parent that exited meanwhile
+            words = " ".join(parent.cmdline()[:2])
+            if parent.name().startswith("ray::") or any(w in words for w in ("ray::", "raylet", "default_worker.py")):
+                return True
+    return False
 
 
 def resolve_address(address: str | None, settings: Settings) -> str | None:
