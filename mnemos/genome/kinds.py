@@ -71,10 +71,43 @@ def parse_documents(text: str, source: str = "") -> list[Resource]:
     return [r for r, _ in located]
 
 
-def _located_documents(text: str, source: str) -> list[tuple[Resource, str]]:
-    """Each resource of ``text`` with where it is: ``source (document N)``, N from 1."""
+class _AliasRefused(Exception):
+    """A YAML alias (``*name``) in a resource file: where it is, and the anchor it names."""
+
+    def __init__(self, anchor: str, line: int) -> None:
+        super().__init__(anchor, line)
+        self.anchor, self.line = anchor, line
+
+
+class _ResourceLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
+    """PyYAML's safe loader without aliases: an alias refers to a node already read, so a few lines
+    of ``&a [x, x]``, ``&b [*a, *a]``, … stand for millions of nodes once walked (schema checks,
+    JSON Schema meta-validation, dumping). No resource file needs one; an anchor alone is inert."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            alias = self.peek_event()
+            raise _AliasRefused(str(alias.anchor), alias.start_mark.line + 1)
+        return super().compose_node(parent, index)
+
+
+def _load_all(text: str, source: str) -> list[Any]:
+    """The documents of ``text`` as ``yaml.safe_load_all`` reads them, refusing any alias (see
+    ``_ResourceLoader``) with a ``ValidationError`` naming ``source`` and the alias's line."""
     try:
-        docs = [(i, d) for i, d in enumerate(yaml.safe_load_all(text), 1) if d is not None]
+        return list(yaml.load_all(text, Loader=_ResourceLoader))  # noqa: S506 - a SafeLoader
+    except _AliasRefused as refused:
+        raise ValidationError(
+            f"{source or 'input'}: line {refused.line}: YAML alias *{refused.anchor} refused: resource files may "
+            f"not use anchors and aliases (&{refused.anchor} / *{refused.anchor}); write the value out",
+        ) from None
+
+
+def _located_documents(text: str, source: str) -> list[tuple[Resource, str]]:
+    """Each resource of ``text`` with where it is: ``source (document N)``, N from 1. YAML aliases
+    are refused (``_ResourceLoader``)."""
+    try:
+        docs = [(i, d) for i, d in enumerate(_load_all(text, source), 1) if d is not None]
     except yaml.YAMLError as exc:
         raise BadRequestError(f"{source or 'input'}: not valid YAML: {yaml_problem(exc)}") from None
     except RecursionError:  # the parser recurses per level: thousands of nested [ or { exhaust the stack

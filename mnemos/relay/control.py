@@ -257,8 +257,9 @@ def _actor(principal: Any) -> dict[str, Any]:
 
 class LineageReader:
     """A caller as a reader of lineage (``mnemos.trace.lineage.LineageReader``), by the rule of jobs
-    and runs: a developer sees their own runs, steps, jobs and requests only (another's is not
-    found, as on ``/v1/jobs`` and ``/v1/runs``); viewers see every one's metadata; data (a run's
+    and runs: a developer sees their own runs, steps, jobs and requests only, and the artifacts those
+    made (another's is not found, as on ``/v1/jobs`` and ``/v1/runs``; TRACE finds an artifact's
+    owner as CORTEX's ``parents`` check does); viewers see every one's metadata; data (a run's
     params, error texts, a request's caller and usage, an item's text) and audit events are read by
     their owner, operators and admins (``mnemos.soul.ownership``).
 

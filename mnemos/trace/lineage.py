@@ -17,8 +17,12 @@ answers "where did this come from and what came of it": every ancestor and every
 
 Who reads a graph is decided above TRACE: ``graph(..., reader=…)`` takes a ``LineageReader``. A
 run, step, job, request or audit node has an ``owner`` (the subject that started it, or that acted);
-a node the reader does not see is left out (as a root it is not found), and one whose data the
-reader does not read keeps its metadata (``METADATA``) only.
+so does an artifact that a job or run made: the owner of the nearest run, step, job or request
+upstream of it (``owners``; CORTEX's check of a job's ``parents`` applies the same rule), else it is
+shared (an input file, a model's weights). A node the reader does not see is left out (as a root it
+is not found, as an id that does not exist), and one whose data the reader does not read keeps its
+metadata (``METADATA``) only. One digest made by several owners is seen by a reader who sees one of
+them, without the links (``ref``, ``run``) that may name another's run.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ __all__ = [
     "graph",
     "model_node",
     "owner_of",
+    "owners",
     "record",
     "render_tree",
     "request_event",
@@ -61,7 +66,10 @@ _SECRET_NAMES = frozenset(
 )  # fmt: skip
 _SECRET_SUFFIXES = ("_secret", "_password", "_api_key", "_apikey", "_access_token", "_refresh_token", "_private_key")
 _PREFIXES = ("run:", "job:", "request:", "step:", "artifact:", "model:", "resource:", "file:", "space:")
-_OWNED = ("run:", "step:", "job:", "request:", "audit:")  # nodes with an owner; the others are shared
+_OWNED = ("run:", "step:", "job:", "request:", "audit:")  # nodes with an owner of their own
+_PRODUCED = "artifact:"  # nodes owned like the nearest producer (run, step, job, request) upstream, if any
+_PRODUCER_SEARCH = 256  # upstream nodes looked at for an artifact's producer (as CORTEX's parents check)
+_LINKS = ("ref", "run")  # attributes of a digest made by several owners that may name another's run
 _ACTOR_KINDS = ("apikey:", "token:", "anonymous:")  # an audit actor is "<principal kind>:<subject>"
 METADATA = frozenset(
     {"status", "kind", "step", "run", "pipeline", "generation", "name", "model", "model_digest", "digest", "cached",
@@ -105,12 +113,13 @@ NodeResolver = Callable[[Any, str], dict[str, Any]]
 class LineageReader(Protocol):
     """Who asks for a graph, as the component above TRACE decides (RELAY: SOUL's ownership rule).
 
-    An audit node exists only for a reader who reads it; other owned nodes for a reader who sees
-    them; nodes nobody owns (artifacts, models, files, resources, items) for every reader.
+    An audit node exists only for a reader who reads it; other owned nodes (runs, steps, jobs,
+    requests, artifacts they made) for a reader who sees them; nodes nobody owns (input artifacts,
+    models, files, resources, items) for every reader.
     """
 
     def sees(self, owner: str | None) -> bool:
-        """Whether a run, step, job or request of ``owner`` exists for the reader."""
+        """Whether a run, step, job, request or produced artifact of ``owner`` exists for the reader."""
         ...
 
     def reads(self, owner: str | None) -> bool:
@@ -236,7 +245,7 @@ def events(engram: LineageStore) -> list[dict[str, Any]]:
 def owner_of(node: Mapping[str, Any]) -> str | None:
     """The owner of a run, job, request or audit event (``{"id", "attrs"}``): who started it, or who
     acted (an audit ``actor`` without its ``<kind>:`` prefix, else its ``subject``); ``None`` for a
-    node nobody owns. A step's owner is its run's (``graph`` looks it up)."""
+    node nobody owns. A step's owner is its run's, an artifact's that of what made it (``owners``)."""
     attrs = node.get("attrs") or {}
     if str(node.get("id", "")).startswith("audit:") or node.get("type") == "audit":
         actor = attrs.get("actor")
@@ -413,12 +422,41 @@ def graph(
         return _graph(_index(engram), engram, node_id, limit, resolvers, reader)
 
 
+def owners(engram: LineageStore, node_id: str) -> tuple[str, ...]:
+    """Who owns the lineage node ``node_id`` (an exact id), sorted: a run's, job's, request's or
+    audit event's owner (``owner_of``), a step's run's, and for an artifact the owners of the
+    nearest runs, steps, jobs or requests upstream that record one (several when one digest was made
+    more than once); ``()`` for a shared node. ``NotFoundError`` if lineage does not hold it."""
+    with _INDEX_LOCK:
+        index = _index(engram)
+        if node_id not in index.nodes:
+            raise _not_found(node_id)
+        return _owners(index, node_id)
+
+
 def _owner(index: LineageIndex, node_id: str) -> str | None:
+    """The owner of a node that has one of its own (a step: its run's); ``None`` for the others."""
     if node_id.startswith("step:"):  # a step's owner is its run's
         node_id = "run:" + node_id[len("step:") :].partition("/")[0]
     if not node_id.startswith(_OWNED):
         return None
     return owner_of(index.nodes.get(node_id) or {"id": node_id})
+
+
+def _owners(index: LineageIndex, node_id: str) -> tuple[str, ...]:
+    """``owners`` from the index. An artifact's producer is almost always a direct parent (the job
+    or step that wrote it), so this looks at a level or two of parents, not the graph."""
+    if not node_id.startswith(_PRODUCED):
+        owner = _owner(index, node_id)
+        return (owner,) if owner else ()
+    level, visited = index.parents.get(node_id, []), {node_id}
+    while level and len(visited) < _PRODUCER_SEARCH:
+        visited.update(level)
+        found = {o for n in level if n.startswith(_OWNED) and not n.startswith("audit:") and (o := _owner(index, n))}
+        if found:
+            return tuple(sorted(found))
+        level = list(dict.fromkeys(p for n in level for p in index.parents.get(n, []) if p not in visited))
+    return ()
 
 
 def _graph(
@@ -430,14 +468,17 @@ def _graph(
     reader: LineageReader | None,
 ) -> dict[str, Any]:
     root = resolve(engram, node_id, index, resolvers)
+    owners_of = functools.cache(functools.partial(_owners, index))  # for this query: the index is locked
     seen = None
     if reader is not None:
 
         def seen(node: str) -> bool:
-            if not node.startswith(_OWNED):
-                return True
-            owner = _owner(index, node)
-            return reader.reads(owner) if node.startswith("audit:") else reader.sees(owner)
+            if node.startswith("audit:"):
+                return reader.reads(_owner(index, node))
+            if node.startswith(_OWNED):  # one without an owner too: not shared
+                return reader.sees(_owner(index, node))
+            found = owners_of(node)  # an artifact a job or run made; () for a shared node
+            return not found or any(reader.sees(owner) for owner in found)
 
         if not seen(root):  # as for an id that does not exist: nothing tells that it does
             raise _not_found(node_id)
@@ -457,9 +498,18 @@ def _graph(
                   *((n, "context") for n in context)]  # fmt: skip
     for nid, direction in directions:
         node = index.nodes.get(nid) or {"id": nid, "type": _type_of(nid), "ts": None, "attrs": {}}
-        owner = _owner(index, nid)
-        shown = {**node, "attrs": dict(node["attrs"]), "owner": owner, "direction": direction}
-        nodes.append(shown if reader is None or reader.reads(owner) else _withhold(shown, reader))
+        found = owners_of(nid)
+        if reader is None:
+            nodes.append({**node, "attrs": dict(node["attrs"]), "owner": found[0] if found else None,
+                          "direction": direction})  # fmt: skip
+            continue
+        mine = [owner for owner in found if reader.sees(owner)] or list(found)
+        shown = {**node, "attrs": dict(node["attrs"]), "owner": mine[0] if mine else None, "direction": direction}
+        if not (any(reader.reads(owner) for owner in found) if found else reader.reads(None)):
+            shown = _withhold(shown, reader)
+        if len(mine) < len(found):  # one digest made by several owners: not the links to another's run
+            shown = _unlinked(shown)
+        nodes.append(shown)
     edges = [
         {"from": parent, "to": child}
         for child in sorted(members)
@@ -471,6 +521,15 @@ def _graph(
 
 def _type_of(node_id: str) -> str:
     return node_id.split(":", 1)[0] if ":" in node_id else "node"
+
+
+def _unlinked(node: dict[str, Any]) -> dict[str, Any]:
+    """A node without ``_LINKS`` (listed in ``withheld``): its merged attributes may be another's."""
+    attrs = {k: v for k, v in node["attrs"].items() if k not in _LINKS}
+    if len(attrs) == len(node["attrs"]):
+        return node
+    withheld = set(node.get("withheld", ())) | (node["attrs"].keys() & set(_LINKS))
+    return {**node, "attrs": attrs, "withheld": sorted(withheld)}
 
 
 def _withhold(node: dict[str, Any], reader: LineageReader) -> dict[str, Any]:

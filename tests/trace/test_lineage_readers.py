@@ -74,8 +74,14 @@ def test_a_developers_graph_of_a_shared_node_holds_only_their_own(engram) -> Non
         assert all(e["from"] in _nodes(g) and e["to"] in _nodes(g) for e in g["edges"])
     assert "run:bob-run" in _nodes(graph(engram, "resource:Pipeline/p@1", reader=LineageReader(BOB)))
     assert set(_nodes(graph(engram, "model:m@1", reader=LineageReader(BOB)))) == {"model:m@1", "request:req-bob"}
-    # Alice's output came from her job: for Bob it came from nothing he may see
-    assert set(_nodes(graph(engram, OUT, reader=LineageReader(BOB)))) == {OUT}
+    # Alice's output is hers, as the job that made it: for Bob it does not exist, as an unknown digest
+    with pytest.raises(NotFoundError) as refused:
+        graph(engram, OUT, reader=LineageReader(BOB))
+    with pytest.raises(NotFoundError) as unknown:
+        graph(engram, OUT[:-1] + "0", reader=LineageReader(BOB))
+    assert refused.value.message == unknown.value.message.replace(OUT[:-1] + "0", OUT)
+    assert OUT not in _nodes(graph(engram, "resource:Pipeline/p@1", reader=LineageReader(BOB)))
+    assert _nodes(graph(engram, OUT, reader=LineageReader(ALICE)))[OUT]["owner"] == "alice"
 
 
 def test_a_viewer_reads_every_nodes_metadata_but_no_data(engram) -> None:
