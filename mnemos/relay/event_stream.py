@@ -3,14 +3,28 @@
     GET /v1/events?types=job,resource&subject=job:j-1
     Last-Event-ID: 1765432100000042        (or ?last_event_id=…; EventSource sends it on reconnect)
 
-Each event is ``id: <n>`` + ``data: <json>`` (see ``mnemos.trace.events``). Control events:
-``event: reset`` (the id to resume from is older than the bus's ring, or from before a bus
-restart: events may have been missed, re-list), ``event: dropped`` (this connection fell more
-than ``QUEUE_MAX`` events behind and is closed; reconnect with ``Last-Event-ID`` to resume).
+Each event is ``id: <n>`` + ``data: <json>`` (see ``mnemos.trace.events``); ids only grow along
+a stream. Control events (``event: <name>``, ``data: {"reason": …}``):
+
+- ``reset``: the id to resume from is older than the bus's ring, or from before a bus restart:
+  events may have been missed, re-list. Its ``id`` is the one the replay that follows starts
+  after (never the newest), so a client that reconnects right after it misses nothing of it.
+- ``dropped``: this connection fell more than ``QUEUE_MAX`` events behind; it is sent as soon as
+  the stream can send again, then the stream ends (reconnect with ``Last-Event-ID`` to resume).
+  The hub stops feeding it at once and it no longer counts against ``relay.maxEventStreams``.
+- ``revoked``: the credential the stream was opened with has been revoked or has expired; the
+  stream ends (a reconnect gets 401). Each stream re-checks its credential every ``RECHECK_S``
+  seconds (the guard's own check, ``EdgeGuard.authenticate``, over the revocation list it
+  re-reads every second: no work per event), so it ends within a few seconds of the revocation.
+
 A comment line (``: keepalive``) is sent every ``heartbeat`` seconds of silence. A stream opened
 without ``Last-Event-ID`` starts with ``id: <n>`` + ``: connected`` (no data): the position it
 streams from, so a client that reconnects before its first event still resumes without a gap.
 A client that goes away ends its stream quietly (no error is logged for a disconnect).
+
+Query parameters are checked, never ignored: one the route does not take, or one given twice, is
+a 422 naming it; ``types`` names families (``job``) or exact types of ``EVENT_TYPES``
+(``job.log``), anything else is a 422 listing the known ones.
 
 The caller is authenticated before anything streams (verb ``read-artifacts``). What it then
 receives is decided per event by :func:`visible`: resources and model status for every reader;
@@ -33,11 +47,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import contextvars
 import logging
+import math
 import re
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
@@ -46,37 +61,47 @@ from fastapi.routing import APIRoute
 from starlette.types import Message, Receive, Scope, Send
 
 from mnemos._model import dump_json
-from mnemos.cortex.http import withhold_job
-from mnemos.errors import RateLimitError, ValidationError
+from mnemos.cortex.http import check_query, withhold_job
+from mnemos.cortex.job import STATUSES as JOB_STATUSES
+from mnemos.errors import AuthenticationError, RateLimitError, ValidationError
 from mnemos.relay._edge import VERB_KEY
 from mnemos.relay._responses import SSE_HEADERS
 from mnemos.soul.ownership import reads_data
 from mnemos.synkron.http import withhold_run
 from mnemos.trace.events import matches
 
-__all__ = ["PATH", "QUEUE_MAX", "EventHub", "alias", "build_router", "for_reader", "visible"]
+__all__ = ["EVENT_TYPES", "PATH", "QUEUE_MAX", "RECHECK_S", "EventHub", "alias", "build_router", "for_reader",
+           "visible"]
 
 logger = logging.getLogger("mnemos.relay")
 
 PATH = "/v1/events"
 QUEUE_MAX = 2000
 """Events a connection may lag behind the live feed before it is dropped."""
+RECHECK_S = 1.0
+"""How often an open stream re-checks its credential (revoked, expired)."""
 HEARTBEAT_S = 15.0
 _POLL_S = 15.0
+_PARAMS = ("types", "subject", "last_event_id", "heartbeat")
 _ALL_JOBS_ROLES = frozenset({"admin", "operator"})
 _FAMILIES = frozenset({"resource", "model", "job", "run"})
+_RUN_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")  # SYNKRON's run states
+EVENT_TYPES: frozenset[str] = frozenset({
+    *(f"resource.{action}" for action in ("created", "configured", "deleted")), "model.status", "job.log",
+    *(f"job.{status}" for status in JOB_STATUSES), *(f"run.{status}" for status in _RUN_STATUSES)})  # fmt: skip
+"""The exact types ``types`` may name (``mnemos.trace.events``); a family names all of its own."""
 # What the validators below accept, published in /openapi.json.
-_TYPE = r"((resource|model|job|run)(\.[^,]*)?)?"
+_TYPE = "(" + "|".join(re.escape(t) for t in sorted(_FAMILIES | EVENT_TYPES)) + ")?"
 _TYPES = rf"^\s*{_TYPE}\s*(,\s*{_TYPE}\s*)*$"
 _EVENT_ID = r"^\s*[0-9]*\s*$"
 _SSE_EVENT = {"type": "object", "properties": {
-    "event": {"type": "string", "description": "Absent for an event; reset or dropped for a control event."},
+    "event": {"type": "string", "description": "Absent for an event; reset, dropped or revoked for a control event."},
     "id": {"type": "string", "pattern": "^[0-9]+$"},
     "data": {"type": "string", "contentMediaType": "application/json", "description": "The event as a JSON object."}}}
 """One event of the stream, as OpenAPI documents an event stream (before 3.2's ``itemSchema``)."""
 _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {"description": "Server-Sent Events", "content": {"text/event-stream": {"schema": _SSE_EVENT}}},
-    422: {"description": "types, last_event_id or heartbeat is malformed"},
+    422: {"description": "types, last_event_id or heartbeat is malformed, or a query parameter is unknown or repeated"},
 }
 
 
@@ -122,11 +147,14 @@ def _control(name: str, ident: int | None, data: dict[str, Any]) -> bytes:
 
 
 class _Subscription:
-    def __init__(self, start: int | None) -> None:
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=QUEUE_MAX)
+    def __init__(self, start: int | None, queue_max: int) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=queue_max)
         self.dropped = False
+        """Set by the pump when ``queue`` overflowed: it is fed no more; the stream says so and ends."""
         self.start = start
         """Every event with a higher id reaches ``queue`` (the pump's position when it subscribed)."""
+        self.holder: str | None = None
+        """The principal whose stream count this subscription holds (``None`` once released)."""
 
 
 class _EventStreamResponse(StreamingResponse):
@@ -159,10 +187,12 @@ class EventHub:
 
     Args:
         bus: returns the ``events`` actor handle (``mnemos.trace.events.bus``).
+        queue_max: events a connection may lag behind before it is dropped.
     """
 
-    def __init__(self, bus: Callable[[], Any]) -> None:
+    def __init__(self, bus: Callable[[], Any], *, queue_max: int = QUEUE_MAX) -> None:
         self._bus_factory = bus
+        self.queue_max = queue_max
         self._bus: Any = None
         self._subs: set[_Subscription] = set()
         self._open: collections.Counter[str] = collections.Counter()
@@ -185,12 +215,25 @@ class EventHub:
                 # A fresh context: the pump belongs to the replica, not to the request that started it
                 # (Ray tracks the calling task in a context variable and cancels its reads with it).
                 self._task = asyncio.get_running_loop().create_task(self._pump(), context=contextvars.Context())
-        sub = _Subscription(self._after)
+        sub = _Subscription(self._after, self.queue_max)
         self._subs.add(sub)
         return sub
 
     def unsubscribe(self, sub: _Subscription) -> None:
         self._subs.discard(sub)
+        self._release(sub)
+
+    def _hold(self, sub: _Subscription, holder: str) -> None:
+        sub.holder = holder
+        self._open[holder] += 1
+
+    def _release(self, sub: _Subscription) -> None:
+        """Give back the stream count ``sub`` holds (once)."""
+        holder, sub.holder = sub.holder, None
+        if holder is not None:
+            self._open[holder] -= 1
+            if self._open[holder] <= 0:
+                del self._open[holder]
 
     def open_streams(self, principal: Any) -> int:
         """How many streams ``principal`` has open on this replica."""
@@ -211,18 +254,16 @@ class EventHub:
                 await asyncio.sleep(1.0)
                 continue
             events = answer["events"]
-            if answer["reset"]:
-                events = [{"type": "reset", "id": answer["last"]}, *events]
+            if answer["reset"]:  # the events that follow start after this id (not at the newest: ids only grow)
+                events = [{"type": "reset", "id": events[0]["id"] - 1 if events else answer["last"]}, *events]
             self._after = answer["last"]
             for sub in list(self._subs):
                 for event in events:
                     try:
                         sub.queue.put_nowait(event)
-                    except asyncio.QueueFull:
+                    except asyncio.QueueFull:  # no marker: the queue is full; the stream reads ``dropped``
                         sub.dropped = True
-                        self._subs.discard(sub)
-                        with contextlib.suppress(asyncio.QueueFull):
-                            sub.queue.put_nowait({"type": "dropped", "id": None})
+                        self.unsubscribe(sub)  # fed no more, and no longer one of its holder's streams
                         break
 
     async def close(self) -> None:
@@ -230,18 +271,25 @@ class EventHub:
             self._task.cancel()
 
     async def stream(self, principal: Any, after: int | None, types: tuple[str, ...], subject: str | None,
-                     heartbeat: float) -> AsyncIterator[bytes]:  # fmt: skip
-        """The SSE bytes of one connection (see the module docstring)."""
-        holder = _holder(principal)
+                     heartbeat: float, refused: Callable[[], Awaitable[str | None]] | None = None,
+                     ) -> AsyncIterator[bytes]:  # fmt: skip
+        """The SSE bytes of one connection (see the module docstring).
+
+        Args:
+            refused: called every ``RECHECK_S`` seconds: why the caller's credential no longer
+                admits it (the stream then ends with ``event: revoked``), ``None`` while it does.
+        """
         sub = await self.subscribe()
-        self._open[holder] += 1
+        self._hold(sub, _holder(principal))
         try:
             sent = after
             if after is not None:
                 backlog = await self.bus.read.remote(after, 0.0, 100_000)
                 if backlog["reset"]:  # an id past every event is no id of this bus (another, or before a restart)
                     why = "is not an id of this event stream" if after > backlog["last"] else "is older than the buffer"
-                    yield _control("reset", backlog["last"], {"reason": f"Last-Event-ID {why}"})
+                    # The id the replay starts after, so that ids only grow (a client resuming from it misses none).
+                    start = backlog["events"][0]["id"] - 1 if backlog["events"] else backlog["last"]
+                    yield _control("reset", start, {"reason": f"Last-Event-ID {why}"})
                 for event in backlog["events"]:
                     if visible(event, principal) and matches(event, types, subject):
                         yield _frame(for_reader(event, principal))
@@ -249,30 +297,42 @@ class EventHub:
             else:
                 sent = sub.start
                 yield b"id: %d\n: connected\n\n" % sent if sent is not None else b": connected\n\n"
+            clock = asyncio.get_running_loop().time
+            beat_at = clock() + heartbeat
+            check_at = clock() + RECHECK_S if refused is not None else math.inf
             while True:
-                try:
-                    event = await asyncio.wait_for(sub.queue.get(), heartbeat)
-                except asyncio.TimeoutError:
-                    yield b": keepalive\n\n"
-                    continue
-                kind = event.get("type")
-                if kind == "dropped":
+                if sub.dropped:
                     yield _control("dropped", sent, {"reason": "the client fell behind; reconnect with Last-Event-ID"})
                     return
-                if kind == "reset":
+                if refused is not None and clock() >= check_at:
+                    reason = await refused()
+                    if reason is not None:
+                        yield _control("revoked", sent, {"reason": f"{reason}: this stream is closed"})
+                        return
+                    check_at = clock() + RECHECK_S
+                if clock() >= beat_at:
+                    yield b": keepalive\n\n"
+                    beat_at = clock() + heartbeat
+                try:
+                    event = sub.queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    try:
+                        event = await asyncio.wait_for(sub.queue.get(), max(0.01, min(beat_at, check_at) - clock()))
+                    except asyncio.TimeoutError:
+                        continue
+                if event.get("type") == "reset":
                     yield _control("reset", event["id"], {"reason": "the event bus restarted; events may be missed"})
                     sent = event["id"]
+                    beat_at = clock() + heartbeat
                     continue
                 if sent is not None and event["id"] <= sent:
                     continue
                 sent = event["id"]
                 if visible(event, principal) and matches(event, types, subject):
                     yield _frame(for_reader(event, principal))
+                    beat_at = clock() + heartbeat
         finally:
             self.unsubscribe(sub)
-            self._open[holder] -= 1
-            if self._open[holder] <= 0:
-                del self._open[holder]
 
 
 def _holder(principal: Any) -> str:
@@ -287,6 +347,50 @@ def _last_event_id(request: Request, query: str | None) -> int | None:
         raise ValidationError("Last-Event-ID: must be the integer id of an event received before",
                               param="Last-Event-ID")  # fmt: skip
     return int(raw)
+
+
+def _credential_check(request: Request, principal: Any) -> Callable[[], Awaitable[str | None]] | None:
+    """Why ``request``'s credential no longer admits it, asked again while its stream is open
+    (``None`` when authentication is off: nothing to re-check).
+
+    The app's ``EdgeGuard`` (``app.state.soul_guard``, where SOUL is installed) authenticates the
+    request's ``Authorization`` again, as it did at open: a revoked credential (or one made from a
+    revoked one: a console session of a revoked key), an expired one. Without a guard, the
+    principal's ``expires_at`` is checked. A store that cannot be read keeps the stream open until
+    a check can decide.
+    """
+    if principal is None or getattr(principal, "kind", "anonymous") == "anonymous":
+        return None
+    guard = getattr(request.app.state, "soul_guard", None)
+    expires_at = getattr(principal, "expires_at", None)
+
+    async def refused() -> str | None:
+        if guard is None:
+            return "the credential has expired" if expires_at is not None and time.time() >= expires_at else None
+        try:
+            await guard.authenticate(request)
+        except AuthenticationError as exc:
+            return exc.message
+        except Exception:  # noqa: BLE001 - the store is unreachable (or busy): the next check decides
+            logger.debug("events: re-checking a stream's credential failed", exc_info=True)
+        return None
+
+    return refused
+
+
+def _types(types: str) -> tuple[str, ...]:
+    """The families and exact types of ``?types=`` (422 naming ``types`` for any other)."""
+    wanted = tuple(t.strip() for t in types.split(",") if t.strip())
+    for t in wanted:
+        family = t.split(".", 1)[0]
+        if family not in _FAMILIES:
+            raise ValidationError(f"types: unknown event family {family[:40]!r}: use {', '.join(sorted(_FAMILIES))}, "
+                                  "or one type of them (job.log)", param="types")  # fmt: skip
+        if t != family and t not in EVENT_TYPES:
+            known = sorted(k for k in EVENT_TYPES if k.startswith(family + "."))
+            raise ValidationError(f"types: unknown event type {t[:80]!r}: the {family} types are {', '.join(known)} "
+                                  f"(or {family} for all of them)", param="types")  # fmt: skip
+    return wanted
 
 
 def build_router(admit: Callable[[Request, str], Any], hub: EventHub | None = None, *,
@@ -316,20 +420,17 @@ def build_router(admit: Callable[[Request, str], Any], hub: EventHub | None = No
     ) -> StreamingResponse:
         """Server-Sent Events of resource changes, model status, job and run transitions and job logs."""
         principal = await admit(request, "read-artifacts")
+        check_query(request, *_PARAMS)
         after = _last_event_id(request, last_event_id)
-        wanted = tuple(t.strip() for t in types.split(",") if t.strip())
-        for t in wanted:
-            if t.split(".", 1)[0] not in _FAMILIES:
-                raise ValidationError(f"types: unknown event family {t.split('.', 1)[0][:40]!r}: use "
-                                      f"{', '.join(sorted(_FAMILIES))}, or one type of them (job.log)",
-                                      param="types")  # fmt: skip
+        wanted = _types(types)
         if not 1.0 <= heartbeat <= 300.0:
             raise ValidationError("heartbeat: must be between 1 and 300 seconds", param="heartbeat")
         if hub.open_streams(principal) >= max_streams:
             raise RateLimitError(f"{max_streams} event streams are open for this caller on this gateway replica "
                                  "(relay.maxEventStreams); close one first (a stream resumes where it left off "
                                  "with Last-Event-ID)", retry_after=5, param="events")  # fmt: skip
-        return _EventStreamResponse(hub.stream(principal, after, wanted, subject, heartbeat),
+        return _EventStreamResponse(hub.stream(principal, after, wanted, subject, heartbeat,
+                                               _credential_check(request, principal)),
                                     media_type="text/event-stream", headers=SSE_HEADERS)  # fmt: skip
 
     return api

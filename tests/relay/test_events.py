@@ -331,6 +331,7 @@ def guarded(relay: Relay, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     Registry(engram).apply(parse_resource(TICKER))
     app.include_router(jobs_router(auth=admit, settings=settings))
     app.include_router(events_router(seam.admit, max_streams=STREAMS))
+    seam.install_routes(app)  # the guard in app.state.soul_guard, as the gateway has it: streams re-check with it
     store = IdentityStore.from_settings(settings, engram)
     keys = {name: store.create_api_key(name, role).secret
             for name, role in (("alice", "developer"), ("bob", "developer"), ("vera", "viewer"))}  # fmt: skip
@@ -341,7 +342,7 @@ def guarded(relay: Relay, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_until(lambda: server.started, timeout=30)
-    yield {"url": f"http://127.0.0.1:{port}", "keys": keys}
+    yield {"url": f"http://127.0.0.1:{port}", "keys": keys, "store": store}
     server.should_exit = True
     thread.join(timeout=15)
 
@@ -446,3 +447,155 @@ def test_a_client_that_goes_away_ends_its_stream_quietly() -> None:
 
     asyncio.run(main())
     assert closed.is_set() and sent[0]["status"] == 200
+
+
+# -- parameters checked, ids that only grow, slow readers, revoked keys ----------------------------
+
+
+def test_unknown_parameters_and_types_are_422_naming_them(relay: Relay) -> None:
+    """``/v1/jobs`` refuses a parameter it does not take; ``/v1/events`` answered ``?foo=1`` with a
+    stream, and ``types=job.nope`` with one that never matched."""
+    url = f"{relay.url}/v1/events"
+    error = assert_openai_error(_opened_status(url, params={"foo": "1", "heartbeat": "1"}), 422, param="foo")
+    assert error["message"].startswith("foo: not a query parameter of this route"), error
+    assert "types, subject, last_event_id, heartbeat" in error["message"], error
+    assert_openai_error(_opened_status(f"{url}?types=job&types=run&heartbeat=1"), 422, param="types")  # given twice
+    error = assert_openai_error(_opened_status(url, params={"types": "resource,job.nope", "heartbeat": "1"}), 422,
+                                param="types")  # fmt: skip
+    assert "'job.nope'" in error["message"] and "job.log" in error["message"] and "job.succeeded" in error["message"]
+    with httpx.stream("GET", url, params={"types": "job.log,run.succeeded,model.status", "heartbeat": "1"},
+                      timeout=10) as ok:  # fmt: skip
+        assert ok.status_code == 200
+
+
+def _opened_status(url: str, **kwargs: Any) -> httpx.Response:
+    """The answer to ``GET url``; its body is read only when it is not a stream (which never ends)."""
+    with httpx.stream("GET", url, timeout=10, **kwargs) as response:
+        if response.status_code != 200:
+            response.read()
+        return response
+
+
+def _frames(response: httpx.Response, stop: Any, timeout: float = 20.0) -> list[dict[str, str]]:
+    """The frames of an SSE response (their fields), until ``stop(frame)`` or the stream's end,
+    within ``timeout`` s (the stream's keepalives, every second, let the deadline be checked)."""
+    frames: list[dict[str, str]] = []
+    fields: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    for line in response.iter_lines():
+        assert time.monotonic() < deadline, f"the stream went on past {timeout}s: {frames[-3:]}"
+        if line.startswith(":"):
+            continue
+        if line:
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+            continue
+        if fields:
+            frames.append(fields)
+            if stop(fields):
+                break
+        fields = {}
+    return frames
+
+
+def test_ids_only_grow_across_a_reset_and_its_replay(relay: Relay) -> None:
+    """``event: reset`` carried the newest id, then the replay started at older ones: a client that
+    disconnected after the reset resumed past the whole replay. It now carries the id the replay
+    starts after, and resuming from it replays the same events."""
+    for rps in (1, 2):
+        relay.client.apply(_policy("events-order", rps))
+    mine = lambda f: "data" in f and "events-order" in f["data"] and '"generation":2' in f["data"]  # noqa: E731
+    with httpx.stream("GET", f"{relay.url}/v1/events", params={"types": "resource", "heartbeat": "1"},
+                      headers={"Last-Event-ID": "1"}, timeout=30) as response:  # fmt: skip
+        frames = _frames(response, mine)
+    assert frames[0]["event"] == "reset" and len(frames) >= 3, frames[:3]
+    ids = [int(f["id"]) for f in frames]
+    assert ids == sorted(set(ids)), ids  # strictly growing, the reset's id first
+    with httpx.stream("GET", f"{relay.url}/v1/events", params={"types": "resource", "heartbeat": "1"},
+                      headers={"Last-Event-ID": frames[0]["id"]}, timeout=30) as response:  # fmt: skip
+        again = _frames(response, mine)
+    assert "event" not in again[0] and again[0]["id"] == frames[1]["id"], (again[:2], frames[:2])
+
+
+@pytest.fixture(scope="module")
+def narrow(relay: Relay) -> Iterator[str]:
+    """``/v1/events`` over the session's bus with a hub whose connections may lag 4 events, one
+    stream per caller (authentication off), served by uvicorn on 127.0.0.1."""
+    import uvicorn
+    from fastapi import FastAPI
+    from relay_support import free_port
+
+    from mnemos.relay._errors import install_error_handlers
+    from mnemos.relay.event_stream import EventHub, build_router
+    from mnemos.trace.events import bus
+
+    async def admit(request: Request, verb: str) -> None:
+        return None
+
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(build_router(admit, EventHub(bus, queue_max=4), max_streams=1))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, timeout=30)
+    yield f"http://127.0.0.1:{port}/v1/events"
+    server.should_exit = True
+    thread.join(timeout=15)
+
+
+def test_a_reader_that_falls_behind_is_told_dropped_and_its_stream_ends(narrow: str) -> None:
+    """A reader whose queue overflowed was cut off silently: the ``dropped`` marker went into the
+    full queue and was lost, and the stream sent keepalives forever, holding one of the caller's
+    streams. Now it is sent ``event: dropped`` (with the id to resume from) and the stream ends;
+    the caller's place is free again."""
+    import ray
+
+    from mnemos.trace.events import bus
+
+    params = {"types": "resource", "heartbeat": "1"}
+    with httpx.stream("GET", narrow, params=params, timeout=httpx.Timeout(10.0, read=5.0)) as response:
+        assert response.status_code == 200
+        # Not reading: 20 events arrive at once, past the 4 the connection may lag.
+        batch = [{"type": "resource.configured", "subject": f"Policy/events-dropped-{i}", "owner": None,
+                  "ts": time.time(), "data": {"kind": "Policy", "name": f"events-dropped-{i}", "generation": 1,
+                                              "action": "configured"}} for i in range(20)]  # fmt: skip
+        last = ray.get(bus().publish.remote(batch))
+        time.sleep(0.5)
+        frames = _frames(response, lambda f: False, timeout=5)  # to the end of the stream
+    assert frames[-1]["event"] == "dropped", frames
+    assert "fell behind" in frames[-1]["data"] and int(frames[-1]["id"]) < last
+    # Its place is free (one stream per caller here), and the hub serves the new one.
+    with httpx.stream("GET", narrow, params=params, headers={"Last-Event-ID": frames[-1]["id"]},
+                      timeout=httpx.Timeout(10.0, read=5.0)) as response:  # fmt: skip
+        assert response.status_code == 200, response.read()
+        resumed = _frames(response, lambda f: f.get("data", "").count("events-dropped-19") > 0)
+    names = [f["data"].split('"subject":"Policy/')[1].split('"')[0] for f in resumed if "events-dropped" in f["data"]]
+    assert names[-1] == "events-dropped-19" and all(n.startswith("events-dropped-") for n in names)
+
+
+def test_a_stream_ends_when_its_key_is_revoked_or_expires(guarded: dict[str, Any]) -> None:
+    """A stream authenticated once at open: a revoked (or expired) viewer key kept watching every
+    job's state. It re-checks its credential every second; the next check after the gateway sees
+    the revocation ends it with ``event: revoked``, and a new stream is refused."""
+    url, store = f"{guarded['url']}/v1/events", guarded["store"]
+    key = store.create_api_key("rita", "viewer")
+    short = store.create_api_key("ruth", "viewer", ttl=2.0)
+    listener = Listener(url, _auth(key.secret), types="job")
+    expiring = Listener(url, _auth(short.secret), types="job")
+    try:
+        time.sleep(0.5)
+        store.revoke(key.id)
+        started = time.monotonic()
+        event, _ = listener.until(lambda e: e.get("type") in ("revoked", "http-error"), timeout=10)
+        assert event["type"] == "revoked" and "revoked" in event["data"]["reason"], event
+        assert time.monotonic() - started < 5
+        listener._thread.join(timeout=5)
+        assert not listener._thread.is_alive()  # the stream ended
+        assert httpx.get(url, headers=_auth(key.secret), timeout=10).status_code == 401
+        event, _ = expiring.until(lambda e: e.get("type") in ("revoked", "http-error"), timeout=10)
+        assert event["type"] == "revoked" and "expired" in event["data"]["reason"], event
+    finally:
+        listener.close()
+        expiring.close()
