@@ -204,3 +204,17 @@ def test_a_deleted_model_is_marked_deleted_on_its_page(console: Console, page_fo
     cells = page.locator('table[aria-label="Generations"] tbody tr').first.locator("td")
     deleted = console.client.history("Model", "echo-gone")[-1].metadata.deletion_timestamp
     assert deleted and cells.nth(2).inner_text() == deleted
+
+
+def test_a_page_whose_key_is_revoked_goes_to_sign_in(console: Console, page_for: Any) -> None:
+    """The live feed ends with ``event: revoked`` when the session's key is revoked; the page used to
+    show "reconnecting…" for ever (each reconnect a 401). It now goes to the sign-in page."""
+    from mnemos.soul import IdentityStore
+
+    store = IdentityStore.from_settings(console.client.settings, console.client.engram)
+    created = store.create_api_key("revoked-viewer", "viewer")
+    console.keys["revoked-viewer"] = created.secret
+    page = page_for("revoked-viewer")  # on /ui/models, its live feed open
+    expect(page.locator("#live")).to_have_text("live")
+    store.revoke(created.id)
+    page.wait_for_url("**/ui/signin", timeout=20_000)

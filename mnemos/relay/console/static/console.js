@@ -93,6 +93,9 @@
   source.onopen = () => { live.textContent = "live"; live.classList.add("on"); };
   source.onerror = () => { live.textContent = "reconnecting…"; live.classList.remove("on"); };
   source.addEventListener("reset", reloadSoon);
+  source.addEventListener("dropped", reloadSoon);  // this page fell behind the feed: render it again
+  // The key this session was opened with was revoked, or the session expired: sign in again.
+  source.addEventListener("revoked", () => { source.close(); location.assign("/ui/signin"); });
   source.onmessage = (msg) => {
     const ev = JSON.parse(msg.data);
     const family = ev.type.split(".")[0];
