@@ -104,3 +104,63 @@ def stop_gateway() -> None:
 
     stop(shutdown_serve=True)
     serve.shutdown()
+
+
+_SERVE_HAPROXY = """global
+    stats socket {folder}/admin.sock mode 666 level admin expose-fd listeners
+    stats timeout 30s
+    maxconn 4096
+    nbthread 2
+    tune.bufsize 16384
+defaults
+    mode http
+    option log-health-checks
+    timeout connect 5s
+    timeout client 3600s
+    {blank}
+    {blank}
+    timeout http-keep-alive 90s
+    {blank}
+    option httplog
+    option abortonclose
+    option splice-request
+    option splice-response
+    option redispatch 1
+    retry-on conn-failure
+    option http-no-delay
+    option idle-close-on-response
+    # Normalize 502/503/504 to 500 per Serve's default behavior.
+    errorfile 502 {folder}/500.http
+    errorfile 503 {folder}/500.http
+    errorfile 504 {folder}/500.http
+    balance leastconn
+frontend prometheus
+    bind :{exporter}
+    mode http
+    http-request use-service prometheus-exporter if {{ path /metrics }}
+    no log
+frontend http_frontend
+    bind {host}:{front}
+    acl healthcheck path -i /-/healthz
+    http-request return status 200 content-type text/plain string "success" if healthcheck
+    acl is_app path_beg /
+    use_backend app if is_app
+    default_backend default_backend
+backend default_backend
+    http-request return status 404 content-type text/plain string "not found"
+backend app
+    http-reuse always
+    server replica 127.0.0.1:{replica} check
+listen stats
+  bind *:{stats}
+  stats enable
+  stats uri /stats
+"""
+
+
+def serve_haproxy_config(*, host: str, front: int, replica: int, exporter: int, stats: int, folder: Path) -> str:
+    """The shape of the HAProxy config Ray Serve renders (``ray/serve/_private/haproxy_templates.py``,
+    Ray 2.60), blank lines where an unset timeout goes: ``host`` is ``http_options.host`` (``*`` for
+    0.0.0.0, a Ray pod's), ``folder`` where its admin socket and error files are."""
+    return _SERVE_HAPROXY.format(blank="", host=host, front=front, replica=replica, exporter=exporter, stats=stats,
+                                 folder=folder)  # fmt: skip

@@ -24,67 +24,15 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from tests_support import free_port
+from tests_support import free_port, serve_haproxy_config
 
 from mnemos.cradle import _haproxy
 from mnemos.cradle._haproxy import REQUEST_TIMEOUT_S, TIMEOUTS, rewrite
 
-SERVE_CONFIG = """global
-    stats timeout 30s
-    maxconn 4096
-    nbthread 2
-    tune.bufsize 16384
-defaults
-    mode http
-    option log-health-checks
-    timeout connect 5s
-    timeout client 3600s
-    {blank}
-    {blank}
-    timeout http-keep-alive 90s
-    {blank}
-    option httplog
-    option abortonclose
-    option splice-request
-    option splice-response
-    option redispatch 1
-    retry-on conn-failure
-    option http-no-delay
-    option idle-close-on-response
-    # Normalize 502/503/504 to 500 per Serve's default behavior.
-    errorfile 502 {serve}/500.http
-    errorfile 503 {serve}/500.http
-    errorfile 504 {serve}/500.http
-    balance leastconn
-frontend prometheus
-    bind :{exporter}
-    mode http
-    http-request use-service prometheus-exporter if {{ path /metrics }}
-    no log
-frontend http_frontend
-    bind 127.0.0.1:{front}
-    acl healthcheck path -i /-/healthz
-    http-request return status 200 content-type text/plain string "success" if healthcheck
-    acl is_app path_beg /
-    use_backend app if is_app
-    default_backend default_backend
-backend default_backend
-    http-request return status 404 content-type text/plain string "not found"
-backend app
-    http-reuse always
-    server replica 127.0.0.1:{replica} check
-listen stats
-  bind *:{stats}
-  stats enable
-  stats uri /stats
-"""
-"""The shape of the config Serve renders (``ray/serve/_private/haproxy_templates.py``, Ray 2.60),
-with its blank lines where an unset timeout goes."""
-
 
 def _serve_config(front: int, replica: int, serve: Path) -> str:
-    return SERVE_CONFIG.format(blank="", serve=serve, exporter=free_port(), front=front, replica=replica,
-                               stats=free_port())  # fmt: skip
+    return serve_haproxy_config(host="127.0.0.1", front=front, replica=replica, exporter=free_port(),
+                                stats=free_port(), folder=serve)  # fmt: skip
 
 
 def _real_haproxy() -> str:

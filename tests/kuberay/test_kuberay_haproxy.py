@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests_support import serve_haproxy_config
 
 from mnemos.cradle import _haproxy
 from mnemos.kuberay import load_values, render_all, validate_manifest
@@ -169,47 +170,6 @@ def _real_haproxy() -> str:
     return str(get_haproxy_binary())
 
 
-SERVE_CONFIG = """global
-    stats socket {folder}/admin.sock mode 666 level admin expose-fd listeners
-    stats timeout 30s
-    maxconn 4096
-    nbthread 2
-    tune.bufsize 16384
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 3600s
-
-    timeout http-keep-alive 90s
-    option httplog
-    option abortonclose
-    # Normalize 502/503/504 to 500 per Serve's default behavior.
-    errorfile 502 {folder}/500.http
-    errorfile 503 {folder}/500.http
-    errorfile 504 {folder}/500.http
-    balance leastconn
-frontend prometheus
-    bind :{exporter}
-    mode http
-    http-request use-service prometheus-exporter if {{ path /metrics }}
-    no log
-frontend http_frontend
-    bind *:{front}
-    acl healthcheck path -i /-/healthz
-    http-request return status 200 content-type text/plain string "success" if healthcheck
-    default_backend app
-backend app
-    http-reuse always
-    server replica 127.0.0.1:{replica} check
-listen stats
-  bind *:{stats}
-  stats enable
-  stats uri /stats
-"""
-"""The shape of the config Serve renders in a Ray pod (``haproxy_templates.py``, Ray 2.60): its
-``http_options.host`` is 0.0.0.0 there, so the gateway's frontend binds ``*``."""
-
-
 def _install(folder: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """The chart's init container's own command, with this interpreter and ``folder`` for the emptyDir."""
     init = haproxy_init(cluster_specs(one(helm_template(), "RayService"))["headGroupSpec"]["template"]["spec"])
@@ -243,7 +203,7 @@ def test_the_init_container_writes_a_wrapper_the_real_haproxy_accepts(tmp_path: 
     serve.mkdir()
     ports = dict(zip(("front", "exporter", "stats", "replica"), range(18080, 18084), strict=True))
     config = serve / "haproxy.cfg"
-    config.write_text(SERVE_CONFIG.format(folder=serve, **ports))
+    config.write_text(serve_haproxy_config(host="*", folder=serve, **ports))  # a pod's: 0.0.0.0
     before = _snapshot(folder)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_HAPROXY_")}
     checked = subprocess.run([str(wrapper), "-c", "-f", str(config)], capture_output=True, text=True, env=clean,
@@ -264,7 +224,7 @@ def test_the_init_container_writes_a_wrapper_the_real_haproxy_accepts(tmp_path: 
 def test_the_rewrite_leaves_the_gateways_binds_on_every_interface(tmp_path: Path) -> None:
     """A Ray pod's Serve binds its HTTP (and gRPC) frontends on ``*`` (http_options.host 0.0.0.0),
     reached through the pod's Service: only the exporter's and the stats page's binds move to 127.0.0.1."""
-    config = SERVE_CONFIG.format(folder=tmp_path, front=8080, exporter=9101, stats=8404, replica=30000)
+    config = serve_haproxy_config(host="*", folder=tmp_path, front=8080, exporter=9101, stats=8404, replica=30000)
     config += "frontend grpc_frontend\n    bind *:9000 proto h2\n    mode http\n"
     once = _haproxy.rewrite(config, tmp_path / "errors")
     assert _haproxy.rewrite(once, tmp_path / "errors") == once

@@ -164,22 +164,9 @@ def test_each_event_matches_the_event_schema_the_openapi_document_publishes(rela
     published = httpx.get(f"{relay.url}/openapi.json").json()["paths"]["/v1/events"]["get"]["responses"]["200"]
     validator = Draft202012Validator(published["content"]["text/event-stream"]["schema"])
     relay.client.apply(_policy("events-schema", 1))
-    frames: list[dict[str, str]] = []
     with httpx.stream("GET", f"{relay.url}/v1/events", params={"types": "resource", "heartbeat": "1"},
                       headers={"Last-Event-ID": "1"}, timeout=30) as response:  # fmt: skip
-        fields: dict[str, str] = {}
-        for line in response.iter_lines():
-            if line.startswith(":"):
-                continue
-            if line:
-                name, _, value = line.partition(":")
-                fields[name] = value.removeprefix(" ")
-                continue
-            if "data" in fields:
-                frames.append(fields)
-            fields = {}
-            if any(f.get("event") is None and "events-schema" in f["data"] for f in frames):
-                break
+        frames = _frames(response, lambda f: f.get("event") is None and "events-schema" in f.get("data", ""))
     assert frames[0]["event"] == "reset", frames[0]
     for frame in frames:
         assert not list(validator.iter_errors(frame)), frame
