@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from mnemos.errors import MissingDependencyError, MnemosError, UnavailableError, ValidationError
+from mnemos.wraith._git import redact
 
 __all__ = ["storage_errors"]
 
@@ -27,8 +28,6 @@ _STORAGE_MODULES = ("botocore", "aiobotocore", "s3fs", "fsspec", "aiohttp", "gcs
 """Packages whose exceptions are a store's failure (others go on with their traceback: a bug)."""
 
 _SECRET_WORDS = ("secret", "key", "token", "password", "credential", "session")
-_USERINFO = re.compile(r"(://)[^/@\s]+@")
-_MASK = r"\1***@"
 
 _FIX_CREDENTIALS = (
     "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or key and secret in "
@@ -138,14 +137,14 @@ def _package(url: str) -> str:
 def _name(stores: Mapping[str, str], store: str | None) -> str:
     """``--to s3://b/x``: the store and its URL (each of them when ``store`` is not known)."""
     chosen = {store: stores[store]} if store is not None else stores
-    return " / ".join(f"{name} {_USERINFO.sub(_MASK, url)}" for name, url in chosen.items())
+    return " / ".join(f"{name} {redact(url)}" for name, url in chosen.items())
 
 
 def _clean(text: str, options: Mapping[str, Any] | None, stores: Mapping[str, str]) -> str:
     """``text`` on one line, without a URL's user info (the stores' own, wherever the text quotes
     it) or a credential's value."""
-    text = _USERINFO.sub(_MASK, " ".join(text.split()))
-    userinfo = [m.group(0)[3:-1] for url in stores.values() if (m := _USERINFO.search(url))]
+    text = redact(" ".join(text.split()))
+    userinfo = [info for url in stores.values() if (info := urlsplit(url).netloc.rpartition("@")[0])]
     for value in [*userinfo, *_secrets(options or {})]:
         text = text.replace(value, "***")
     return text
