@@ -174,7 +174,10 @@ async def read_limited(receive: Any, limit: int, path: str = "") -> list[dict[st
             return messages
 
 
-def _declared_size(scope: dict[str, Any], limit: int, path: str = "") -> None:
+def _body_headers(scope: dict[str, Any], limit: int, path: str = "") -> None:
+    """The headers that describe the body, in one pass: a ``Content-Length`` over ``limit`` is a 413
+    (not a number: 400), and a ``Content-Encoding`` (gzip …) a 415 naming the header and the fix:
+    nothing here decodes one, and its bytes would be read as the body itself."""
     for key, value in scope["headers"]:
         if key == b"content-length":
             if not value.isdigit():
@@ -183,14 +186,7 @@ def _declared_size(scope: dict[str, Any], limit: int, path: str = "") -> None:
             if size is None or size > limit:
                 said = f"{size} bytes" if size is not None else f"a {len(value)}-digit number of bytes"
                 raise _too_large(limit, path, said)
-            return
-
-
-def _plain_encoding(scope: dict[str, Any]) -> None:
-    """Refuse a body sent with a ``Content-Encoding`` (gzip …): nothing here decodes one, and its
-    bytes would be read as the body itself (415 naming the header and the fix)."""
-    for key, value in scope["headers"]:
-        if key == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+        elif key == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
             shown = value.decode("latin-1")[:40]
             raise UnsupportedMediaTypeError(f"Content-Encoding {shown!r} is not accepted: send the request body "
                                             "uncompressed", param="content-encoding")  # fmt: skip
@@ -236,8 +232,7 @@ class EdgeMiddleware:
             if self.seam.enabled and not _public(path, self.seam.public_paths):
                 request = Request(scope)
                 await self.seam.admit_headers(request, self._verb(scope))
-            _declared_size(scope, limit, path)
-            _plain_encoding(scope)
+            _body_headers(scope, limit, path)
             messages = [] if upload else await read_limited(receive, limit, path)
             if messages:  # a lone surrogate, a deep body, a repeated key: refused for every route
                 check_json_body(b"".join(m.get("body", b"") for m in messages))

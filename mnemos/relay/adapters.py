@@ -89,7 +89,8 @@ class _Target:
         self.spec = adapter.spec
         self.base = adapter.spec.base_url.rstrip("/")
         self.routes = {r.match.rstrip("/"): r.timeout for r in adapter.spec.routes}
-        self._secret: tuple[str, float] | None = None
+        self._secret: tuple[str, float] | None = None  # the header's value, when it was resolved
+        self.redacted: list[bytes] = []  # what ``headers`` sends that an answer must not show (``_secrets``)
 
     def timeout(self, path: str) -> float | None:
         """The route's timeout, or None when this adapter does not serve ``path``."""
@@ -109,9 +110,11 @@ class _Target:
             return {}
         now = time.monotonic()
         if self._secret is None or now - self._secret[1] > _SECRET_TTL_S:
-            self._secret = (resolve_secret(auth.secret_ref.name, auth.secret_ref.key, settings), now)
-        value = f"{auth.scheme} {self._secret[0]}" if auth.scheme else self._secret[0]
-        return {auth.header: value}
+            secret = resolve_secret(auth.secret_ref.name, auth.secret_ref.key, settings)
+            value = f"{auth.scheme} {secret}" if auth.scheme else secret
+            self._secret = (value, now)
+            self.redacted = _secrets({auth.header: value})  # once per resolution, not per request
+        return {auth.header: self._secret[0]}
 
 
 class AdapterRouter:
@@ -251,10 +254,10 @@ class AdapterRouter:
                 upstream.release()
             # An upstream that echoes its request (a debugging proxy, an error page) must not hand our
             # credential to the caller, in any answer.
-            content = _redact(content, _secrets(headers))
+            content = _redact(content, target.redacted)
             return _passthrough(upstream.status, content, upstream.headers.get("content-type"))
         return ClosingStream(
-            _relay_stream(upstream, _secrets(headers)),
+            _relay_stream(upstream, target.redacted),
             on_close=upstream.close,  # also when the stream never started (the client left first)
             status_code=upstream.status,
             media_type=upstream.headers.get("content-type", "text/event-stream"),

@@ -131,10 +131,10 @@ def test_declared_oversize_body_is_413_without_reading(gateway: Gateway) -> None
     # A Content-Length of thousands of digits: HTTP servers in front refuse it, but the edge must
     # not depend on them (int() of 4,300 digits or more raises: a 500), so it is checked directly.
     from mnemos.errors import PayloadTooLargeError
-    from mnemos.relay._edge import _declared_size
+    from mnemos.relay._edge import _body_headers
 
     with pytest.raises(PayloadTooLargeError, match="a 5000-digit number of bytes exceeds the limit"):
-        _declared_size({"headers": [(b"content-length", b"9" * 5000)]}, 1024)
+        _body_headers({"headers": [(b"content-length", b"9" * 5000)]}, 1024)
 
 
 def test_forged_expired_revoked_and_wrong_issuer_tokens(gateway: Gateway) -> None:
