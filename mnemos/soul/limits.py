@@ -246,17 +246,21 @@ class Governor:
             ModelAccessError: 403 ``model_not_allowed``; the message does not list who may call it.
         """
         why = await self._refusal(principal, model)
+        self._refuse(model, why)
+
+    @staticmethod
+    def _refuse(model: str, why: str | None) -> None:
         if why is not None:
             raise ModelAccessError(f"The model `{model}` is not open to this credential: {why}", param="model")
 
-    async def _refusal(self, principal: Any, model: str) -> str | None:
+    async def _refusal(self, principal: Any, model: str, rules: _PolicyRules | None = None) -> str | None:
         """Why ``principal`` may not call ``model``, or None when it may.
 
         A credential with a model list (``Principal.models``) calls only the models it names. A
         model that a Policy's ``access`` rules name is open only to the principals and teams they
         name. A caller without a credential (``relay.auth`` off, or local use as ``anonymous`` or
         ``local:<user>``: names no credential can take) is the local admin, whom no rule holds;
-        without Policies (no ``engram``) none applies."""
+        without Policies (no ``engram``) none applies. ``rules``: the Policies already read."""
         models = getattr(principal, "models", ())
         if models and model not in models:
             return "its model list does not name it (ask for a credential that does)"
@@ -264,17 +268,19 @@ class Governor:
         if self.engram is None or getattr(principal, "kind", "") == "anonymous" or subject == "anonymous" \
                 or subject.startswith("local:"):
             return None
-        rules = [rule for rule in (await self._rules.get()).access if model in rule.models]
-        if not rules:
+        naming = [rule for rule in (rules or await self._rules.get()).access if model in rule.models]
+        if not naming:
             return None
         team = getattr(principal, "team", "") or ""
-        if any(subject in rule.principals or (team and team in rule.teams) for rule in rules):
+        if any(subject in rule.principals or (team and team in rule.teams) for rule in naming):
             return None
         return "a Policy's access rules name the principals and teams that may call it"
 
     # -- which limits ---------------------------------------------------------------------------
-    async def limits_for(self, principal: Any, model: str, model_limits: Any = None) -> list[_Limit]:
-        """Every limit that applies to ``principal`` calling ``model``."""
+    async def limits_for(
+        self, principal: Any, model: str, model_limits: Any = None, rules: _PolicyRules | None = None
+    ) -> list[_Limit]:
+        """Every limit that applies to ``principal`` calling ``model`` (``rules``: the Policies already read)."""
         subject = getattr(principal, "subject", "anonymous")
         team = getattr(principal, "team", "") or ""
         found: list[_Limit] = []
@@ -282,8 +288,9 @@ class Governor:
         if own is not None:
             key = getattr(principal, "limits_key", "") or getattr(principal, "credential_id", "") or subject
             found.append(_Limit("key", f"key:{key}", f"API key {key} ({subject})", own))
-        rules = (await self._rules.get()).limits if self.engram is not None else []
-        for policy, rule in rules:
+        if self.engram is not None and rules is None:
+            rules = await self._rules.get()
+        for policy, rule in rules.limits if rules is not None else ():
             if rule.principals and subject not in rule.principals:
                 continue
             if rule.teams and team not in rule.teams:
@@ -312,7 +319,8 @@ class Governor:
             BudgetExceededError: the request's ceiling would pass a budget (429 ``insufficient_quota``).
             UnavailableError: a budget applies but the ``ratelimit`` actor cannot be reached.
         """
-        await self.check_access(principal, model)
+        rules = await self._rules.get() if self.engram is not None else None  # read once for both checks
+        self._refuse(model, await self._refusal(principal, model, rules))
         ticket = Ticket(
             rid=os.urandom(16).hex(),
             principal=getattr(principal, "subject", "anonymous"),
@@ -321,7 +329,7 @@ class Governor:
             reserved_tokens=max(1, int(reserve_tokens)),
             pricing=pricing,
         )
-        limits = await self.limits_for(principal, model, model_limits)
+        limits = await self.limits_for(principal, model, model_limits, rules)
         if not limits:
             return ticket
         try:
