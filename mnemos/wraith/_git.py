@@ -28,6 +28,9 @@ def normalize_repo(repo: str) -> str:
     """A stable name for a repository: an absolute ``file://`` URL for local ones, else the URL."""
     if not repo or not isinstance(repo, str):
         raise ValidationError("repo must be a Git URL or a local path", param="repo")
+    if repo.startswith("-"):  # git would take it for an option (--upload-pack=<command> runs a command)
+        raise ValidationError(f"repo {redact(repo)!r} starts with '-': pass a Git URL or a local path "
+                              "(./-name for a folder named so)", param="repo")  # fmt: skip
     if repo.startswith("file://"):
         return "file://" + str(Path(repo[7:]).expanduser().resolve())
     if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):  # URL or scp-like git@host:org/repo
@@ -79,21 +82,30 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _fetch(folder: Path, ref: str) -> str:
+def check_ref(ref: str) -> str:
+    """``ref`` when it can name a branch, tag or commit; an option-like or malformed one is refused
+    before git sees it (``--upload-pack=<command>`` after ``git fetch origin`` would run it)."""
+    if not ref or not isinstance(ref, str) or ref.startswith("-") or any(c.isspace() or ord(c) < 32 for c in ref):
+        raise ValidationError(f"ref {ref!r} is not a branch, tag or commit: it may not be empty, start with '-' "
+                              "or hold spaces or control characters", param="ref")  # fmt: skip
+    return ref
+
+
+def _fetch(folder: Path, url: str, ref: str) -> str:
     """Fetch ``ref`` (a branch, tag or full sha) into ``folder``; what to check out.
 
     A remote serves only names and full shas: for an abbreviated sha, fetch every branch and tag
     and resolve it here (``git rev-parse``), as ``git checkout <short sha>`` would.
     """
     try:
-        _run(["fetch", "-q", "--no-tags", "origin", ref], cwd=folder)
+        _run(["fetch", "-q", "--no-tags", "--", url, ref], cwd=folder)
         return "FETCH_HEAD"
     except NotFoundError:
         if not _SHORT_SHA.fullmatch(ref):
             raise
-    _run(["fetch", "-q", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*"], cwd=folder)
+    _run(["fetch", "-q", "--tags", "--", url, "+refs/heads/*:refs/remotes/origin/*"], cwd=folder)
     try:
-        return _run(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=folder)
+        return _run(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"], cwd=folder)
     except UnavailableError:
         raise NotFoundError(f"git: ref {ref!r} not found in the repository (no branch, tag or commit)",
                             param="ref") from None  # fmt: skip
@@ -104,9 +116,11 @@ def checkout(repo: str, ref: str, home: Path) -> Iterator[tuple[Path, str]]:
     """A working copy of ``repo`` at ``ref``, held under a lock: ``(folder, commit sha)``.
 
     The first use clones into ``<home>/gitops/<hash of the repo>``; later ones fetch ``ref`` and
-    reset the folder to it (local edits and untracked files are discarded).
+    reset the folder to it (local edits and untracked files are discarded). The URL is given to
+    each fetch, never stored in the working copy's ``.git/config``: its credentials stay off disk.
     """
     name = normalize_repo(repo)
+    check_ref(ref)
     url = name[7:] if name.startswith("file://") else name
     if name.startswith("file://") and not Path(url).exists():
         raise NotFoundError(f"repository {url} does not exist", param="repo")
@@ -116,10 +130,9 @@ def checkout(repo: str, ref: str, home: Path) -> Iterator[tuple[Path, str]]:
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
             _run(["init", "-q", str(folder)])
-            _run(["remote", "add", "origin", url], cwd=folder)
-        else:
-            _run(["remote", "set-url", "origin", url], cwd=folder)
-        _run(["reset", "-q", "--hard", _fetch(folder, ref)], cwd=folder)
+        elif _run(["remote"], cwd=folder):  # a copy made before URLs stayed out of .git/config
+            _run(["remote", "remove", "origin"], cwd=folder)
+        _run(["reset", "-q", "--hard", _fetch(folder, url, ref)], cwd=folder)
         _run(["clean", "-q", "-fdx"], cwd=folder)
         sha = _run(["rev-parse", "HEAD"], cwd=folder)
         yield folder, sha

@@ -42,6 +42,7 @@ __all__ = [
     "ANNOTATION_PATH",
     "ANNOTATION_REPO",
     "DiffEntry",
+    "MAX_FILE_BYTES",
     "SyncReport",
     "diff",
     "load_resources",
@@ -56,6 +57,7 @@ ANNOTATION_PATH = "mnemos.dev/git-path"
 MANAGER = "gitops"
 _APPLY_ORDER = {"Policy": 0, "Adapter": 1, "Model": 2, "Pipeline": 3}
 _MAX_DIFF = 256 * 1024
+MAX_FILE_BYTES = 4 * 1024 * 1024  # a resource file of the repository at most (a gateway body is 1 MiB)
 
 
 @dataclass(frozen=True)
@@ -183,11 +185,17 @@ def _desired(folder: Path, path: str, repo_id: str) -> list[Resource]:
     relative = PurePosixPath(path.strip("/") or ".")
     if relative.is_absolute() or ".." in relative.parts:
         raise ValidationError(f"path {path!r} must be a folder inside the repository", param="path")
-    root = folder / relative
+    root, inside = folder / relative, folder.resolve()
     if not root.exists():
         raise NotFoundError(f"path {path!r} does not exist in the repository", param="path")
+    if not root.resolve().is_relative_to(inside):
+        raise ValidationError(f"path {path!r} is a symbolic link that leads outside the repository: GitOps "
+                              "reads the repository's own files only; pass a folder of it", param="path")  # fmt: skip
+    files = resource_files(root)
+    for file in files:
+        _check_file(file, file.relative_to(folder).as_posix(), inside)
     try:
-        located = [(r, f.relative_to(folder).as_posix()) for f in resource_files(root) for r in load_paths([f])]
+        located = [(r, f.relative_to(folder).as_posix()) for f in files for r in load_paths([f])]
     except MnemosError as exc:  # name the file inside the repository, not the working copy's path
         exc.message = exc.message.replace(f"{folder}/", "")
         exc.args = (exc.message,)
@@ -204,6 +212,18 @@ def _desired(folder: Path, path: str, repo_id: str) -> list[Resource]:
         }
         resources.append(annotated)
     return sorted(resources, key=lambda r: (_APPLY_ORDER.get(type(r).__name__, 9), r.name))
+
+
+def _check_file(file: Path, where: str, inside: Path) -> None:
+    """Refuse, before reading it, a file that is a link out of the repository (it would read the
+    platform machine's files: keys, configuration) or that is too large to be resources."""
+    if not file.resolve().is_relative_to(inside):
+        raise ValidationError(f"{where}: a symbolic link to a file outside the repository: GitOps reads the "
+                              "repository's own files only; commit the file itself", param="path")  # fmt: skip
+    size = file.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ValidationError(f"{where}: {size} bytes, over the limit of {MAX_FILE_BYTES} bytes for a file "
+                              "of resources: split it (data belongs in ENGRAM, not here)", param="path")  # fmt: skip
 
 
 def _is_values_file(file: Path) -> bool:

@@ -22,7 +22,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from mnemos._model import CoreModel, to_validation_error
 from mnemos.engram import Engram
-from mnemos.errors import MnemosError, NotFoundError
+from mnemos.errors import MnemosError, NotFoundError, ValidationError
 from mnemos.trace.lineage import record
 
 __all__ = [
@@ -240,7 +240,27 @@ def gitops_sync(
     return _run(
         "gitops-sync",
         engram,
-        lambda: sync(_client(engram), opts.repo, opts.path, prune=opts.prune, ref=opts.ref).as_dict(),
+        lambda: sync(_client(engram), _configured_repo(opts.repo), opts.path, prune=opts.prune, ref=opts.ref).as_dict(),
+    )
+
+
+def _configured_repo(repo: str) -> str:
+    """The repository URL to fetch: ``repo`` as given, or, when its credentials were removed
+    (``https://***@host/…``, as ``task_options`` passes them), ``wraith.gitops.repo`` of this
+    worker's settings, which holds them."""
+    from mnemos.config import load_settings
+    from mnemos.wraith._git import redact
+
+    if "***@" not in repo:
+        return repo
+    configured = load_settings().wraith.gitops.repo
+    if configured and redact(configured) == repo:
+        return configured
+    raise ValidationError(
+        f"options.repo: {repo}: its credentials were left out of the job (they would reach the CORTEX journal), "
+        "and this worker's wraith.gitops.repo is not that repository: give the workers the same "
+        "wraith.gitops.repo (MNEMOS_WRAITH__GITOPS__REPO) as the WRAITH actor",
+        param="options.repo",
     )
 
 
@@ -258,7 +278,11 @@ def task_options(settings: Any, name: str) -> dict[str, Any]:
             raise NotFoundError(
                 "gitops-sync needs wraith.gitops.repo (and path) in the settings", param="wraith.gitops"
             )
-        return {"repo": gitops.repo, "path": gitops.path, "prune": gitops.prune, "ref": gitops.ref}
+        from mnemos.wraith._git import redact
+
+        # The URL's credentials stay out of the job (its arguments reach the CORTEX journal, and
+        # backups): the worker takes them from its own wraith.gitops.repo (``_configured_repo``).
+        return {"repo": redact(gitops.repo), "path": gitops.path, "prune": gitops.prune, "ref": gitops.ref}
     return {}
 
 

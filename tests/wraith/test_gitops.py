@@ -5,14 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from tests_support import model_doc
 
 from mnemos.client import Client
 from mnemos.config import load_settings
-from mnemos.errors import AdmissionError, ConflictError, NotFoundError, PermissionDeniedError, ValidationError
+from mnemos.errors import (
+    AdmissionError,
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnavailableError,
+    ValidationError,
+)
 from mnemos.genome import parse_resource
 from mnemos.trace.lineage import events
-from mnemos.wraith.gitops import ANNOTATION_MANAGED_BY, ANNOTATION_PATH, diff, sync, sync_loop
+from mnemos.wraith.gitops import ANNOTATION_MANAGED_BY, ANNOTATION_PATH, MAX_FILE_BYTES, diff, sync, sync_loop
 
 
 @pytest.fixture()
@@ -154,3 +162,50 @@ def test_sync_loop_runs_count_times(client: Client, ops_repo) -> None:
     )
     assert done == 3 and len(sleeps) == 2 and all(0 < s <= 300 for s in sleeps)
     assert [len(r.added) for r in reports] == [3, 0, 0]
+
+
+def test_links_out_of_the_repository_are_refused_unread(client: Client, ops_repo, tmp_path: Path) -> None:
+    secret = tmp_path / "platform-secret.txt"  # a file of the platform's machine, not of the repository
+    secret.write_text("kind: s3cr3t-from-the-host\n")
+    (ops_repo.root / "environments/dev/leak.yaml").symlink_to(secret)
+    ops_repo.commit("a link to a file of the host")
+    with pytest.raises(ValidationError, match="environments/dev/leak.yaml: a symbolic link to a file outside") as exc:
+        sync(client, str(ops_repo.root), "environments/dev")
+    assert "s3cr3t" not in exc.value.message and _names(client) == []
+
+    outside = tmp_path / "elsewhere"  # a folder of valid resources outside the repository
+    outside.mkdir()
+    (outside / "m.yaml").write_text(yaml.safe_dump(model_doc("from-outside")))
+    (ops_repo.root / "environments/linked").symlink_to(outside)
+    ops_repo.commit("a link to a folder of the host")
+    with pytest.raises(ValidationError, match="leads outside the repository") as exc:
+        sync(client, str(ops_repo.root), "environments/linked")
+    assert exc.value.param == "path" and _names(client) == []
+
+
+def test_a_huge_file_is_refused_before_it_is_parsed(client: Client, ops_repo) -> None:
+    big = ops_repo.root / "environments/dev/big.yaml"
+    big.write_text(yaml.safe_dump(model_doc("big")) + "# " + "x" * MAX_FILE_BYTES + "\n")
+    ops_repo.commit("a huge file")
+    with pytest.raises(ValidationError, match=f"environments/dev/big.yaml: .* over the limit of {MAX_FILE_BYTES}"):
+        sync(client, str(ops_repo.root), "environments/dev")
+    assert _names(client) == []
+
+
+def test_an_option_like_ref_is_refused_and_never_run(client: Client, ops_repo, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    with pytest.raises(ValidationError, match="start with '-'") as exc:
+        sync(client, str(ops_repo.root), "environments/dev", ref=f"--upload-pack=touch {marker}")
+    assert exc.value.param == "ref" and not marker.exists()
+    with pytest.raises(ValidationError, match="starts with '-'"):
+        sync(client, f"--upload-pack=touch {marker}", "environments/dev")
+    assert not marker.exists()
+
+
+def test_credentials_of_a_repository_url_stay_off_disk(client: Client, tmp_path: Path) -> None:
+    repo = "https://ops:ghp_s3cr3tT0ken@127.0.0.1:1/org/ops.git"  # nothing listens on port 1
+    with pytest.raises(UnavailableError) as exc:
+        sync(client, repo, "environments/dev", home=tmp_path / "home")
+    assert "s3cr3t" not in exc.value.message
+    written = [p for p in (tmp_path / "home").rglob("*") if p.is_file() and b"s3cr3t" in p.read_bytes()]
+    assert written == []  # not in the working copy's .git/config

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import http.server
+import json
+import re
+import threading
 import time
 import uuid
 from types import SimpleNamespace
+from typing import ClassVar
 
+import pytest
 import ray
 
 from mnemos.client import Client
+from mnemos.config import load_settings
 from mnemos.engram import Engram
+from mnemos.errors import UnavailableError, ValidationError
 from mnemos.wraith.schedule import entries_from_settings, read_state
-from mnemos.wraith.scheduler import WraithScheduler
+from mnemos.wraith.scheduler import WraithScheduler, submit_task
+from mnemos.wraith.tasks import gitops_sync, task_options
 
 DAY = 86400.0
 
@@ -123,3 +133,72 @@ def test_replay_keeps_the_owner_and_leaves_step_jobs_to_their_runs(ray_cluster, 
     assert mine in replayed["replayed"] and step in replayed["skipped"] and step not in replayed["replayed"]
     again = client.jobs.get(replayed["replayed"][mine]).info()
     assert again["principal"] == "apikey:ana" and again["owner"] == mine_owner
+
+
+_TOKEN = "ghp_s3cr3tT0ken"
+
+
+def _journal_bytes(engram: Engram) -> bytes:
+    """Every CORTEX journal document, with the pickled job payloads they carry decoded."""
+    out = b""
+    for key in engram.list("journal"):
+        raw = engram.read_bytes(key)
+        out += raw + b"".join(base64.b64decode(p) for p in re.findall(rb'"payload":"([A-Za-z0-9+/=]+)"', raw))
+    return out
+
+
+def test_gitops_credentials_stay_out_of_the_cortex_journal(ray_cluster, tmp_path) -> None:
+    repo = f"https://ops:{_TOKEN}@127.0.0.1:1/org/ops.git"
+    settings = load_settings(engram={"uri": str(tmp_path / "engram")}, wraith={"gitops": {"repo": repo, "path": "dev"}})
+    client = Client(settings, connected=True)
+    job = submit_task(client, "gitops-sync")
+    [view] = client.jobs.wait([job], timeout=300)
+    assert view["status"] == "failed"  # nothing answers on port 1; what matters is what was stored
+    engram = Engram.from_settings(settings)
+    journal = _journal_bytes(engram)
+    assert b"gitops_sync" in journal and b"***@127.0.0.1:1/org/ops.git" in journal
+    assert _TOKEN.encode() not in journal
+
+
+class _AuthRecorder(http.server.BaseHTTPRequestHandler):
+    """A Git HTTP server that asks for credentials and records those it gets (then has no repository)."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        auth = self.headers.get("Authorization")
+        if auth:
+            self.seen.append(base64.b64decode(auth.split()[1]).decode())
+            self.send_response(404)
+        else:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="ops"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_worker_fetches_with_the_credentials_of_its_own_settings(tmp_path, monkeypatch) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AuthRecorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        repo = f"http://ops:{_TOKEN}@127.0.0.1:{server.server_port}/org/ops.git"
+        monkeypatch.setenv("MNEMOS_WRAITH__GITOPS__REPO", repo)
+        options = task_options(load_settings(), "gitops-sync")
+        assert _TOKEN not in options["repo"]  # what travels in the job
+        engram_uri = str(tmp_path / "engram")
+        with pytest.raises(UnavailableError):  # the server has no repository behind its door
+            gitops_sync(engram_uri, {}, options)
+        assert _AuthRecorder.seen and set(_AuthRecorder.seen) == {f"ops:{_TOKEN}"}
+        recorded = Engram(engram_uri).read_json("wraith/runs/gitops-sync.json")
+        assert recorded["status"] == "failed" and _TOKEN not in json.dumps(recorded)
+
+        monkeypatch.delenv("MNEMOS_WRAITH__GITOPS__REPO")  # a worker without the configured repository
+        with pytest.raises(ValidationError, match="credentials were left out of the job") as exc:
+            gitops_sync(engram_uri, {}, options)
+        assert exc.value.param == "options.repo"
+    finally:
+        server.shutdown()
+        server.server_close()
