@@ -4,7 +4,8 @@ A log (``journal/cortex``, ``lineage``) is a folder of segments ``<log>/<seq>.js
 list of records; key order is write order. WRAITH's compaction (``mnemos.wraith.compaction``)
 merges runs of segments into *compacted* segments with a manifest under ``<log>/_compaction/``;
 ``read_log`` here reads either form and never yields a record twice nor misses one while a
-compaction runs concurrently.
+compaction runs concurrently (compaction deletes what it merged only a minute later, so that a
+listing, which is not a snapshot, sees either the merged segment or the ones it replaced).
 """
 
 from __future__ import annotations

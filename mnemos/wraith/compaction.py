@@ -18,9 +18,15 @@ Steps, and what a crash between them leaves:
 
 1. write the manifest              crash: an orphan manifest (no segment); removed by the next run
 2. write the compacted segment     crash: the records exist twice (compacted + originals);
-                                   readers dedupe with the manifest; the next run deletes the originals
+                                   readers dedupe with the manifest; a later run deletes the originals
 3. delete the replaced segments    crash: some originals left; same as above
 4. delete the replaced segments' own manifests (when a compacted segment was recompacted)
+
+Steps 3 and 4 wait until the compacted segment is ``KEEP_REPLACED_S`` old (a later run does them):
+listing a folder is not a snapshot (a directory read, S3's pages), and a reader listing while a
+merge lands could otherwise miss both the new segment (written behind it) and the ones it replaced
+(deleted ahead of it), and with them every record they held. A listing shorter than that sees one
+or the other; replaced segments still there are never merged again, and readers skip them.
 
 ``mnemos.engram.logs.read_log`` is the reader that never yields a record twice nor misses one
 while a compaction runs concurrently; ``Engram.read_log`` uses it.
@@ -50,9 +56,11 @@ from mnemos.engram.logs import (
 )
 from mnemos.errors import ValidationError
 
-__all__ = ["CORTEX_JOURNAL", "CompactionReport", "compact_log", "read_log"]
+__all__ = ["CORTEX_JOURNAL", "KEEP_REPLACED_S", "CompactionReport", "compact_log", "read_log"]
 
 CORTEX_JOURNAL = "journal/cortex"
+KEEP_REPLACED_S = 60.0
+"""Replaced segments are deleted once the segment that holds their records is this old (seconds)."""
 
 
 @dataclass
@@ -87,20 +95,32 @@ def _compacted_key(log: str, origin: str, generation: int) -> str:
     return f"{log}/{origin}-c{_MAX_GENERATION - generation:06d}.json"
 
 
-def _recover(engram: Engram, log: str, report: CompactionReport) -> None:
-    """Finish what a crashed compaction left: replaced segments still there, orphan manifests."""
+def _settle(engram: Engram, log: str, now: float, keep_s: float) -> tuple[list[str], set[str]]:
+    """Finish what earlier merges (or a crashed one) left: orphan manifests, and the replaced
+    segments whose compacted segment is ``keep_s`` old. ``(deleted keys, keys still waiting)``:
+    the replaced segments kept for now and the compacted segments that replace them."""
     keys = set(engram.segments(log))
+    deleted: list[str] = []
+    waiting: set[str] = set()
     for mkey in engram.list(f"{log}/{MANIFESTS}"):
         segment = f"{log}/{stem(mkey)}.json"
         if segment not in keys:
             engram.delete(mkey)  # step 1 ran but not step 2, or step 4 did not finish
-            report.recovered.append(mkey)
+            deleted.append(mkey)
             continue
-        for old in engram.read_json(mkey)["replaces"]:
-            if old in keys:
-                engram.delete(old)
-                keys.discard(old)
-                report.recovered.append(old)
+        manifest = engram.read_json(mkey)
+        left = [old for old in manifest["replaces"] if old in keys]
+        if left and keep_s > 0 and now - float(manifest.get("written", 0.0)) < keep_s:
+            waiting.update(left)
+            waiting.add(segment)
+            continue
+        for old in left:
+            engram.delete(old)
+            keys.discard(old)
+            if (parse_segment(old) or ("", 0))[1]:  # a compacted segment: its manifest goes with it
+                engram.delete(manifest_key(log, old))
+            deleted.append(old)
+    return deleted, waiting
 
 
 def compact_log(
@@ -110,6 +130,7 @@ def compact_log(
     min_age: float = 300.0,
     max_records: int = 100_000,
     now: float | None = None,
+    keep_replaced: float = KEEP_REPLACED_S,
 ) -> CompactionReport:
     """Merge the sealed segments of ``log``; every record is kept, in order.
 
@@ -120,20 +141,27 @@ def compact_log(
             whose clock or upload lags cannot land a segment between merged ones.
         max_records: a compacted segment holds at most this many records (runs are split).
         now: the current time (for tests).
+        keep_replaced: replaced segments are deleted once their compacted segment is this many
+            seconds old, by this run or a later one (module docstring).
     """
+    now = time.time() if now is None else now
     report = CompactionReport(log=log)
-    _recover(engram, log, report)
+    report.recovered, waiting = _settle(engram, log, now, keep_replaced)
     if log == CORTEX_JOURNAL:
         _drop_checkpointed(engram, log, report)
     keys = engram.segments(log)
     report.segments_before = len(keys)
-    cutoff_ns = int(((time.time() if now is None else now) - min_age) * 1e9)
+    cutoff_ns = int((now - min_age) * 1e9)
     group: list[_Member] = []
     size = 0
     for key in keys:
         parsed = parse_segment(key)
         if parsed is None or int(parsed[0][:20]) >= cutoff_ns:
             break  # a foreign name, or a segment that late writers may still land next to
+        if key in waiting:  # replaced, or replacing ones kept for readers: a run of its own
+            _merge(engram, log, group, report)
+            group, size = [], 0
+            continue
         member = _Member.load(engram, log, key)
         if group and size + member.count > max_records:
             _merge(engram, log, group, report)
@@ -141,6 +169,7 @@ def compact_log(
         group.append(member)
         size += member.count
     _merge(engram, log, group, report)
+    _settle(engram, log, now, keep_replaced)  # what is due already (a zero keep_replaced: all)
     report.segments_after = len(engram.segments(log))
     return report
 
@@ -187,7 +216,7 @@ class _Member:
 
 
 def _merge(engram: Engram, log: str, group: list[_Member], report: CompactionReport) -> None:
-    """Write ``group`` as one compacted segment (manifest first), then delete what it replaced."""
+    """Write ``group`` as one compacted segment (manifest first); ``_settle`` deletes what it replaced."""
     if len(group) < 2:
         return
     origin = parse_segment(group[0].key)[0]  # type: ignore[index]
@@ -197,13 +226,9 @@ def _merge(engram: Engram, log: str, group: list[_Member], report: CompactionRep
         records.extend(member.records if member.records is not None else read_records(engram, member.key))
     replaces = [m.key for m in group]
     positions = [[k, n] for m in group for k, n in m.positions]
-    engram.write_json(manifest_key(log, target), {"replaces": replaces, "segments": positions})
+    engram.write_json(manifest_key(log, target), {"replaces": replaces, "segments": positions,
+                                                  "written": time.time()})  # fmt: skip
     engram.write_bytes(target, json.dumps(records, separators=(",", ":")).encode())
-    for member in group:
-        engram.delete(member.key)
-    for member in group:
-        if member.generation:
-            engram.delete(manifest_key(log, member.key))
-    report.merged.extend(replaces)
+    report.merged.extend(replaces)  # deleted by _settle once the new segment is old enough
     report.written.append(target)
     report.records += len(records)

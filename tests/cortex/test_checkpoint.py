@@ -52,7 +52,7 @@ def test_restart_reads_the_newest_checkpoint_and_the_tail_also_across_compaction
     _cut(local_engram, evict={"a", "b", "c"}).write(local_engram, newest)
     assert covered_by_checkpoints(local_engram) == covered
     local_engram.append(LOG, [_result("d", 4)])
-    report = compact_log(local_engram, LOG, min_age=0)
+    report = compact_log(local_engram, LOG, min_age=0, keep_replaced=0)
     assert sorted(report.dropped) == sorted([first, covered]) and report.segments_after == 1
     loaded = load(local_engram, LOG)
     assert loaded.tail == 1 and {i: j.status for i, j in loaded.jobs.items()} == {"d": "succeeded"}

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from mnemos.engram import Engram
-from mnemos.wraith.compaction import MANIFESTS, compact_log, read_log
+from mnemos.wraith.compaction import KEEP_REPLACED_S, MANIFESTS, compact_log, read_log
 
 LATER = time.time() + 3600  # "now" for compaction: every segment written by the test is sealed
 
@@ -51,7 +51,7 @@ def test_young_and_foreign_segments_stay(local_engram: Engram) -> None:
     old = _fill(local_engram, log, 4)
     cutoff = time.time()
     local_engram.write_bytes(f"{log}/zz-foreign.json", json.dumps([{"n": "foreign"}]).encode())
-    report = compact_log(local_engram, log, now=cutoff + 1, min_age=0)
+    report = compact_log(local_engram, log, now=cutoff + 1, min_age=0, keep_replaced=0)
     assert report.segments_after == 2  # the merged one and the foreign one
     time.sleep(0.01)
     young = _fill(local_engram, log, 3, start=len(old))
@@ -109,3 +109,39 @@ def test_orphan_manifest_is_dropped_and_originals_kept(local_engram: Engram) -> 
     report = compact_log(local_engram, log, now=LATER, min_age=0)
     assert orphan in report.recovered
     assert list(read_log(local_engram, log)) == written
+
+
+class _ListingDuringMerge(Engram):
+    """A store whose first listing of ``log`` spans a compaction, and returns only what was there
+    all along: what a directory read or S3's pages guarantee (keys written or deleted meanwhile
+    may be missing). The merge runs in real time, with the default wait before deleting."""
+
+    def __init__(self, root: str, log: str) -> None:
+        super().__init__(root)
+        self.log, self.spanned = log, False
+
+    def list(self, prefix: str) -> list[str]:
+        if prefix != self.log or self.spanned:
+            return super().list(prefix)
+        self.spanned = True
+        before = set(super().list(prefix))
+        compact_log(Engram(self.uri), self.log, min_age=0)
+        return sorted(before & set(super().list(prefix)))
+
+
+def test_a_listing_that_spans_a_merge_misses_no_record(tmp_path) -> None:
+    log = "lineage"
+    engram = _ListingDuringMerge(str(tmp_path / "root"), log)
+    written = _fill(engram, log, 8)
+    assert list(read_log(engram, log)) == written and engram.spanned  # (every record was lost before)
+
+    # Within the wait, a run merges new segments but never the replaced ones again; after it,
+    # a run deletes them, and each record is on disk once.
+    more = _fill(engram, log, 3, start=len(written))
+    report = compact_log(engram, log, min_age=0)
+    assert report.recovered == [] and list(read_log(engram, log)) == written + more
+    report = compact_log(engram, log, min_age=0, now=time.time() + KEEP_REPLACED_S + 1)
+    assert len(report.recovered) == 8 + 3
+    on_disk = [r for k in engram.segments(log) for r in json.loads(engram.read_bytes(k))]
+    assert sorted(r["n"] for r in on_disk) == [r["n"] for r in written + more]
+    assert list(read_log(engram, log)) == written + more
