@@ -108,7 +108,7 @@ def run(
     require_local("wraith run")
     from mnemos.cli._session import open_client, platform_address
     from mnemos.config import load_settings
-    from mnemos.errors import UnavailableError
+    from mnemos.errors import ConflictError, UnavailableError
     from mnemos.wraith.tasks import run_local, task_function
 
     task_function(name)  # an unknown name lists the valid ones
@@ -138,6 +138,8 @@ def run(
 
     client = open_client(connect=True)
     result = ray.get(ensure(client.settings, client.engram).run_now.remote(name))
+    if str(result["status"]).startswith("skipped"):  # its runs never overlap: this one waits for the last
+        raise ConflictError(f"wraith: {name}: {result['status']}: run it again once that job has ended", param="name")
     if result["status"] != "submitted":
         raise UnavailableError(f"wraith: {name}: {result['status']}", param="name")
     console.print(f"wraith: {name} submitted as job {result['job']}")

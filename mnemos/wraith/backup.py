@@ -170,6 +170,8 @@ def backup(
     dest.check()
     snapshot = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + f"-{uuid.uuid4().hex[:6]}"
     report = BackupReport(snapshot=snapshot, destination=destination)
+    started = f"{SNAPSHOTS}/{snapshot}/{_STARTED}"
+    dest.write_json(started, {"started": time.time()})  # a prune meanwhile deletes no blob (prune_snapshots)
     blobs = sorted(reachable_blobs(engram))
     present = [d for d in blobs if engram.has(d)]
     for digest in present:
@@ -187,10 +189,33 @@ def backup(
         "blobs": sorted(set(present) | set(refs.values())),
     }
     dest.write_json(f"{SNAPSHOTS}/{snapshot}/manifest.json", manifest)
+    dest.delete(started)
+    missing = (set(manifest["blobs"]) | set(documents.values())) - {d for d, _size, _mtime in dest.blobs()}
+    if missing:  # a prune that began before this backup did deleted them before the manifest named them
+        report.copied_blobs += _store_again(engram, dest, snapshot, documents, missing)
     report.documents, report.refs, report.blobs = len(documents), len(refs), len(manifest["blobs"])
     if keep_days is not None:
         report.pruned = prune_snapshots(dest, keep_days, now=now)
     return report
+
+
+def _store_again(engram: Engram, dest: Engram, snapshot: str, documents: dict[str, str], missing: set[str]) -> int:
+    """Copy ``missing`` blobs of ``snapshot`` again; one no longer in ``engram`` as it was (a document
+    changed since) makes the snapshot void: it is deleted and the backup is to be taken again."""
+    copied = 0
+    for key, digest in documents.items():
+        if digest in missing:
+            try:
+                same = dest.put(engram.read_bytes(key)) == digest
+            except NotFoundError:
+                same = False
+            if not same:
+                dest.delete_prefix(f"{SNAPSHOTS}/{snapshot}")
+                raise ConflictError(f"snapshot {snapshot}: a backup beside it pruned {key} while it was written, "
+                                    "and it has changed since: take the backup again", param="snapshot")  # fmt: skip
+            missing.discard(digest)
+            copied += 1
+    return copied + sum(_copy_blob(engram, dest, digest) for digest in missing)
 
 
 def list_snapshots(dest: Engram) -> list[str]:
@@ -351,13 +376,42 @@ def _revert_registry(dest: Engram, manifest: dict[str, Any], target: Engram) -> 
     return reverted
 
 
+_STARTED = "started.json"
+"""Marks a snapshot being written (deleted once its manifest is): ``{"started": <time>}``."""
+_DIED_S = 86400.0
+"""A snapshot still being written after this long belongs to a backup that died."""
+
+
+def _being_written(dest: Engram, now: float) -> list[str]:
+    """Snapshots being written now (a marker, no manifest yet); a marker older than ``_DIED_S`` is a
+    backup that died: it is deleted."""
+    keys = set(dest.list(SNAPSHOTS))
+    writing = []
+    for key in keys:
+        parts = key.split("/")
+        if len(parts) != 3 or parts[2] != _STARTED or f"{SNAPSHOTS}/{parts[1]}/manifest.json" in keys:
+            continue
+        try:
+            started = float(dest.read_json(key).get("started", 0.0))
+        except (NotFoundError, ValueError, AttributeError):
+            continue  # it ended meanwhile (or is not ours to read)
+        if started < now - _DIED_S:
+            dest.delete(key)
+        else:
+            writing.append(parts[1])
+    return writing
+
+
 def prune_snapshots(
     dest: Engram, keep_days: float, *, now: float | None = None, min_blob_age: float = 86400.0
 ) -> list[str]:
     """Delete snapshots older than ``keep_days`` (never the newest) and the blobs only they used.
 
     A blob of the backup store is deleted only when no remaining manifest names it and it is
-    older than ``min_blob_age`` seconds, so the blobs of a snapshot being written are safe.
+    older than ``min_blob_age`` seconds, and none is while another snapshot is being written (its
+    ``started.json``): that backup may have found a blob stored already and be about to name it.
+    (A prune that began before it did is caught by the backup itself: once its manifest is
+    written, it stores again whatever of it is missing.)
     """
     now = time.time() if now is None else now
     ids = list_snapshots(dest)
@@ -367,8 +421,9 @@ def prune_snapshots(
         if float(manifest.get("created", now)) < now - keep_days * 86400.0:
             dest.delete_prefix(f"{SNAPSHOTS}/{snapshot}")
             pruned.append(snapshot)
-    if pruned:
-        used: set[str] = set()
+    writing = _being_written(dest, now)
+    if pruned and not writing:  # blobs that only pruned snapshots used go, unless a backup is being
+        used: set[str] = set()  # written: it may be about to name them (a later prune deletes them)
         for snapshot in list_snapshots(dest):
             manifest = dest.read_json(f"{SNAPSHOTS}/{snapshot}/manifest.json")
             used |= set(manifest["documents"].values()) | set(manifest["refs"].values()) | set(manifest["blobs"])

@@ -5,6 +5,10 @@ It sleeps (``asyncio``) until the next due slot, submits each due task as a CORT
 (``wraith/state.json``), so that after a restart or downtime a missed run runs once. The sleep is
 cut short by ``reload``/``run_now`` and capped at ``MAX_SLEEP`` so that a wall-clock jump (a host
 that was suspended) is noticed.
+
+Runs of one task never overlap (as a Kubernetes CronJob's ``concurrencyPolicy: Forbid``): a slot,
+or a ``run_now``, that comes while the task's last job is still queued or running is skipped and
+says so (two backups at once could each prune blobs the other's snapshot is about to name).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 import ray
 
 from mnemos._actors import NAMESPACE, WRAITH
+from mnemos.cortex.job import TERMINAL
 from mnemos.engram import Engram
 from mnemos.errors import NotFoundError
 from mnemos.wraith.schedule import STATE, entries_from_settings, plan, read_state
@@ -72,11 +77,16 @@ class WraithScheduler:
             state = await asyncio.to_thread(read_state, self._engram)
             due, state, wake_at = plan(entries, state, now)
             for name, reason in due:
-                state[name].update(await self._submit(name, reason, now))
+                state[name].update(await self._submit(name, reason, now, state[name].get("lastJob")))
             await asyncio.to_thread(self._engram.write_json, STATE, state)
         return MAX_SLEEP if wake_at is None else min(MAX_SLEEP, max(0.0, wake_at - time.time()))
 
-    async def _submit(self, name: str, reason: str, now: float) -> dict[str, Any]:
+    async def _submit(self, name: str, reason: str, now: float, last_job: str | None) -> dict[str, Any]:
+        status = await asyncio.to_thread(self._unfinished, last_job)
+        if status is not None:
+            skipped = f"skipped: its last run, job {last_job}, is still {status} (`mnemos jobs get {last_job}`)"
+            log.warning("wraith: %s %s (%s)", name, skipped, reason)
+            return {"lastSkipped": now, "skipped": skipped}
         outcome: dict[str, Any] = {"lastRun": now, "lastReason": reason}
         try:
             outcome["lastJob"] = await asyncio.to_thread(submit_task, self._client, name)
@@ -86,15 +96,28 @@ class WraithScheduler:
             log.warning("wraith: %s could not be submitted: %s", name, outcome["lastStatus"])
         return outcome
 
+    def _unfinished(self, job_id: str | None) -> str | None:
+        """The status of job ``job_id`` when it has not ended (``None``: ended, unknown, or no job)."""
+        if not job_id:
+            return None
+        try:
+            status = str(self._client.jobs.get(job_id).status())
+        except Exception:  # noqa: BLE001 - unknown to CORTEX (or it is down: the submit says so)
+            return None
+        return None if status in TERMINAL else status
+
     async def run_now(self, name: str) -> dict[str, Any]:
         """Submit ``name`` now (its schedule is unchanged); returns ``{task, job, status}``."""
         if name not in TASKS:
             raise NotFoundError(f"unknown WRAITH task {name!r}: valid tasks are {', '.join(TASKS)}", param="name")
         async with self._lock:
             state = await asyncio.to_thread(read_state, self._engram)
-            outcome = await self._submit(name, "manual", time.time())
+            last = state.get(name, {}).get("lastJob")
+            outcome = await self._submit(name, "manual", time.time(), last)
             state.setdefault(name, {}).update(outcome)
             await asyncio.to_thread(self._engram.write_json, STATE, state)
+        if "skipped" in outcome:
+            return {"task": name, "job": last, "status": outcome["skipped"]}
         return {"task": name, "job": outcome.get("lastJob"), "status": outcome["lastStatus"]}
 
     async def tick(self, now: float) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 
@@ -153,3 +154,51 @@ def test_an_older_stores_single_deleted_marker_counts_in_a_snapshot_and_in_the_r
     assert restored.reverted == ["model/omega: deleted (as in the snapshot)"]
     with pytest.raises(NotFoundError):
         registry.get("Model", "omega")
+
+
+def test_a_prune_beside_a_backup_never_leaves_its_snapshot_without_a_blob(
+    local_engram: Engram, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two backups at once (a scheduled one and a `wraith run backup --local`): the second finds
+    a blob stored already and skips it, while the first's prune deletes it, since only the pruned
+    snapshot named it. A prune that sees a snapshot being written deletes no blob; one that began
+    before that backup did is repaired by the backup, which checks its blobs once named."""
+    _populate(local_engram)
+    dest_uri = str(tmp_path / "store")
+    old = backup(local_engram, dest_uri, now=time.time() - 10 * 86400)
+    model = local_engram.get_ref("models/alpha/1")
+    local_engram.delete_ref("models/alpha/1")  # a snapshot without the model's blobs, then it is back
+    backup(local_engram, dest_uri, now=time.time() - 86400)
+    local_engram.set_ref("models/alpha/1", model)
+    dest = Engram(dest_uri)
+    weights = sorted(set(dest.read_json(f"snapshots/{old.snapshot}/manifest.json")["blobs"])
+                     - set(dest.read_json(f"snapshots/{list_snapshots(dest)[1]}/manifest.json")["blobs"]))
+    assert len(weights) == 2  # the model's manifest and weights: only the old snapshot names them
+
+    # A backup being written (its marker, no manifest yet): the prune deletes the old snapshot only.
+    dest.write_json("snapshots/20991231T000000Z-abcdef/started.json", {"started": time.time()})
+    assert prune_snapshots(dest, keep_days=5, min_blob_age=0) == [old.snapshot]
+    assert all(dest.has(d) for d in weights)  # (deleted before: the blobs only that snapshot named)
+    dest.delete("snapshots/20991231T000000Z-abcdef/started.json")
+
+    # A prune that began before this backup deletes a blob the backup found stored and skipped.
+    module = importlib.import_module("mnemos.wraith.backup")  # (the package's `backup` is the function)
+    copy = module._copy_blob
+
+    pruned: list[str] = []
+
+    def copy_then_pruned(source: Engram, target: Engram, digest: str) -> bool:
+        copied = copy(source, target, digest)
+        if digest == weights[0] and not pruned:
+            target.delete_blob(digest)
+            pruned.append(digest)
+        return copied
+
+    monkeypatch.setattr(module, "_copy_blob", copy_then_pruned)
+    report = backup(local_engram, dest_uri)
+    monkeypatch.setattr(module, "_copy_blob", copy)
+    assert dest.has(weights[0]) and report.copied_blobs >= 1
+    assert not [k for k in dest.list("snapshots") if k.endswith("started.json")]  # its marker went
+    fresh = Engram(str(tmp_path / "fresh"))
+    restore(dest, report.snapshot, fresh)
+    assert fresh.refs() == local_engram.refs()

@@ -95,6 +95,35 @@ def test_a_run_goes_through_cortex(ray_cluster, settings) -> None:
         ray.kill(actor, no_restart=True)
 
 
+def test_a_task_whose_last_run_has_not_ended_is_skipped(ray_cluster, settings) -> None:
+    """Runs of one task never overlap: a slot or a run by hand that comes while the last job is
+    queued or running is skipped and says so; once it has ended, the next one runs."""
+    engram = Engram.from_settings(settings)
+    client = Client(settings, connected=True)
+    running = client.jobs.submit("mnemos.cortex.testing:sleep", 60, queue="wraith")
+    actor = _actor(settings, engram)
+    try:
+        ray.get(actor.tick.remote(time.time()))  # the first tick: the tasks' state exists
+        state = read_state(engram)
+        state["backup"]["lastJob"] = running.id
+        engram.write_json("wraith/state.json", state)
+
+        result = ray.get(actor.run_now.remote("backup"))
+        assert result["status"].startswith("skipped") and running.id in result["status"], result
+        assert result["job"] == running.id and read_state(engram)["backup"]["lastJob"] == running.id
+        later = state["backup"]["nextRun"] + 1  # a scheduled slot is skipped the same way
+        ray.get(actor.tick.remote(later))
+        after = read_state(engram)["backup"]
+        assert after["lastJob"] == running.id and after["lastSkipped"] == later and "still" in after["skipped"]
+
+        running.cancel()
+        result = ray.get(actor.run_now.remote("backup"))
+        assert result["status"] == "submitted" and result["job"] != running.id
+        assert client.jobs.get(result["job"]).wait(timeout=120)["status"] == "succeeded"
+    finally:
+        ray.kill(actor, no_restart=True)
+
+
 def test_replay_retries_each_dead_job_once(ray_cluster, settings) -> None:
     from mnemos.wraith.tasks import replay_events
 
