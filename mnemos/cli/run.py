@@ -26,10 +26,18 @@ def register(app: typer.Typer) -> None:
     app.add_typer(runs_app, name="runs")
 
 
+_NULLS = frozenset({"null", "Null", "NULL", "~"})
+
+
 def parse_params(pairs: list[str], example: str = "limit=8") -> dict[str, Any]:
     """``["k=v", …]`` → ``{k: v}`` with YAML scalars (``n=3`` is a number); a pair that is not one
-    is an error naming it (``example``: what the message shows as a good one)."""
+    is an error naming it (``example``: what the message shows as a good one). A value YAML reads
+    as something JSON cannot carry (a date ``2024-01-01``, ``.inf``, aliases) or as null without
+    saying ``null`` (``#x``, a comment) stays the text as written: the run's params are JSON, and
+    the pipeline's declared types decide what the text is."""
     import yaml
+
+    from mnemos.synkron._plan import json_problem
 
     params: dict[str, Any] = {}
     for pair in pairs:
@@ -39,11 +47,13 @@ def parse_params(pairs: list[str], example: str = "limit=8") -> dict[str, Any]:
         if key.strip() in params:
             raise BadRequestError(f"--param {key.strip()!r} is given twice: give each name once", param="param")
         try:
-            params[key.strip()] = yaml.safe_load(value) if value else ""
+            parsed = yaml.safe_load(value) if value else ""
         except (yaml.YAMLError, ValueError) as exc:  # "[" is no YAML; 2024-13-45 is a date that is none
             why = getattr(exc, "problem", None) or str(exc)
             raise BadRequestError(f"--param {pair!r}: the value is not YAML ({why}); for a string, quote it: "
                                   f"--param '{key.strip()}=\"{value}\"'", param="param") from None  # fmt: skip
+        text = json_problem(parsed) is not None or (parsed is None and value.strip() not in _NULLS)
+        params[key.strip()] = value if text else parsed
     return params
 
 
@@ -94,6 +104,15 @@ def _check_local(file: str | None = None, run_id: str | None = None) -> None:
             shown = file if len(file) <= 200 else f"{file[:200]}… ({len(file)} characters)"
             raise BadRequestError(f"FILE {shown!r}: {exc.strerror}: pass a pipeline YAML file or the name of a "
                                   "registered pipeline (mnemos get Pipeline)", param="file") from None  # fmt: skip
+
+
+def _run_id(run_id: str) -> str:
+    """``run_id`` when it may name a run, else the gateway's 404 (``run '…' not found``): an id with
+    ``/`` or ``..`` would otherwise be a path of another endpoint once in a URL (``../jobs/J`` would
+    cancel the job ``J``)."""
+    from mnemos.synkron.http import check_run_id
+
+    return check_run_id(run_id)
 
 
 def _report(state: dict[str, Any]) -> None:
@@ -183,7 +202,7 @@ def resume(
     no_progress: bool = typer.Option(False, "--no-progress", help="Print only the result."),
 ) -> None:
     """Resume a failed or cancelled run from the steps that did not complete."""
-    _check_local(run_id=run_id)
+    _check_local(run_id=_run_id(run_id))
     client = _client()
     handle = client.pipelines.resume(run_id, progress=False, wait=False)
     console.print(f"run {run_id} resumed")
@@ -211,6 +230,7 @@ def get_run(run_id: str, output: Output = typer.Option(Output.table, "-o", "--ou
     from mnemos.synkron import _state
     from mnemos.synkron._progress import rows, title
 
+    _run_id(run_id)
     client = open_client()
     remote = not hasattr(client, "engram")
     state = client.pipelines.get(run_id).state() if remote else _state.load(client.engram, run_id)
@@ -230,6 +250,7 @@ def cancel_run(run_id: str) -> None:
     """Cancel a running run."""
     from mnemos.cli._session import platform_up
 
+    _run_id(run_id)
     if not platform_up():
         raise UnavailableError("no platform is up, so no run is running to cancel: start one with `mnemos up`, "
                                "or `mnemos login URL`", param="run_id")  # fmt: skip

@@ -2,7 +2,9 @@
 
 ``${RUN_ID}``, ``${PIPELINE}``, pipeline params and the outputs of earlier steps are the names a
 step may use; ``$${`` writes a literal ``${``. An unknown name is a ``ValidationError`` naming
-the field where it appears.
+the field where it appears. A string that is only ``${name}`` takes the value itself (a number
+stays a number); in a longer text a value that is no string is written as JSON (``true``,
+``null``, ``["a", "b"]``: ``as_text``), as the pipeline and the API spell it.
 
 In a shell field (``script``), every value is shell-quoted (``shlex.quote``) as it is put in:
 a parameter is always one word of data, never code, whatever it contains (``; rm -rf /``,
@@ -23,6 +25,7 @@ through its ``env`` and the script reads as ``"$V"``: refused unless written ``-
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Mapping
@@ -49,7 +52,7 @@ def interpolate(
 
     Args:
         value: a string, or dicts and lists of them (other values pass through).
-        variables: name → replacement (converted with ``str``).
+        variables: name → replacement (put into a longer text as ``as_text`` writes it).
         keep: names left as written (resolved in a later pass).
         where: the field path of ``value``, for error messages.
         shell: ``value`` is shell code: each value put in is ``shlex.quote``-d (set by itself for
@@ -65,7 +68,7 @@ def interpolate(
             if escaped:
                 return "${" + name + "}" if not keep else match.group(0)
             if name in variables:
-                return shlex.quote(str(variables[name])) if shell else str(variables[name])
+                return shlex.quote(as_text(variables[name])) if shell else as_text(variables[name])
             if name in keep:
                 return match.group(0)
             known = ", ".join(sorted(set(variables) | set(keep))) or "none"
@@ -83,6 +86,19 @@ def interpolate(
     if isinstance(value, list):
         return [interpolate(v, variables, keep=keep, where=f"{where}[{i}]", shell=shell) for i, v in enumerate(value)]
     return value
+
+
+def as_text(value: Any) -> str:
+    """A variable's value as it stands in a longer text: a string as it is, any other value as the
+    JSON the pipeline and the API spell it in (``true``, ``null``, ``["a", "b"]``, ``{"k": 1}``), never
+    Python's ``repr`` (``True``, ``None``, ``['a', 'b']``), which a script comparing ``${flag} = true``
+    or parsing ``${items}`` as JSON would not understand."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):  # not JSON (a value set from Python): as Python writes it
+        return str(value)
 
 
 def option_risk(value: Any, name: str, text: Any, *, shell: bool = False) -> bool:

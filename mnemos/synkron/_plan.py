@@ -40,7 +40,7 @@ from mnemos.genome.pipeline import (
 )
 from mnemos.synkron import _access, _state
 from mnemos.synkron._infer import INDEX_PARAMS, INFER_PARAMS, normalize_params
-from mnemos.synkron._interpolate import interpolate, option_like, option_risk
+from mnemos.synkron._interpolate import as_text, interpolate, option_like, option_risk
 from mnemos.trace.lineage import LineageWriter, artifact_node
 
 DEFAULT_EMBEDDING_MODEL = "minilm"
@@ -92,6 +92,10 @@ def merge_params(pipeline: Pipeline, overrides: dict[str, Any] | None) -> dict[s
                 f"param {key!r} is not declared in spec.params (declared: {declared})", param=f"params.{key}"
             )
         params[key] = _typed(key, value, params[key])
+        problem = json_problem(params[key])
+        if problem:
+            raise ValidationError(f"param {key!r}: {problem}: give a value JSON can carry (quote a date, write each "
+                                  "item out)", param=f"params.{key}")  # fmt: skip
         if _holds_nul(params[key]):
             raise ValidationError(f"param {key!r} holds a NUL character (\\x00), which no process argument, "
                                   "environment variable or file name can carry: remove it", param=f"params.{key}")
@@ -105,6 +109,43 @@ def _holds_nul(value: Any) -> bool:
     if isinstance(value, dict):
         return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
     return isinstance(value, (list, tuple)) and any(_holds_nul(v) for v in value)
+
+
+def json_problem(value: Any) -> str | None:
+    """What keeps ``value`` from being a JSON value, or ``None``: a type JSON has none of (a date a
+    YAML text reads as ``2024-01-01``, bytes), a number that is infinite or NaN, a key that is no
+    string, nesting deeper than ``MAX_JSON_DEPTH``, or a list or mapping it holds twice (a YAML alias
+    ``*a``: a few hundred bytes of aliases to aliases stand for gigabytes once written out). A
+    run's params are stored, shown and put into steps as JSON."""
+    import math
+
+    from mnemos._model import MAX_JSON_DEPTH
+
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if item is None or isinstance(item, (str, bool, int)):
+            continue
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return f"the number {item} is not finite"
+            continue
+        if not isinstance(item, (list, dict)):
+            return f"{str(item)[:80]!r} is a {type(item).__name__}, which JSON has no type for"
+        if id(item) in seen:
+            return "it holds the same list or mapping twice (a YAML alias, *name)"
+        seen.add(id(item))
+        if depth >= MAX_JSON_DEPTH:
+            return f"it nests lists and mappings more than {MAX_JSON_DEPTH} levels deep"
+        if isinstance(item, dict):
+            bad = next((k for k in item if not isinstance(k, str)), None)
+            if bad is not None:
+                return f"the key {str(bad)[:80]!r} is no string"
+            stack.extend((v, depth + 1) for v in item.values())
+        else:
+            stack.extend((v, depth + 1) for v in item)
+    return None
 
 
 _TYPE_NAMES: tuple[tuple[type, str], ...] = (
@@ -130,10 +171,15 @@ def _typed(key: str, value: Any, default: Any) -> Any:
     if isinstance(value, want) and not (want is not bool and isinstance(value, bool)):
         return value
     raise ValidationError(
-        f"param {key!r}: expected {label}, as its declared default {default!r} is "
-        f"(got {'null' if value is None else repr(value)})",
+        f"param {key!r}: expected {label}, as its declared default {_shown(default)} is (got {_shown(value)})",
         param=f"params.{key}",
     )
+
+
+def _shown(value: Any) -> str:
+    """A param's value in an error, as JSON spells it (``true``, ``null``, ``["a"]``), at most 200 characters."""
+    text = as_text(value) if not isinstance(value, str) else as_text([value])[1:-1]
+    return text if len(text) <= 200 else f"{text[:200]}… ({len(text)} characters)"
 
 
 def _from_text(text: str, want: type) -> Any:
@@ -152,7 +198,7 @@ def _from_text(text: str, want: type) -> Any:
             return number if math.isfinite(number) else text
         parsed = yaml.safe_load(text)
         return parsed if isinstance(parsed, want) else text
-    except (ValueError, yaml.YAMLError):
+    except (ValueError, yaml.YAMLError, RecursionError):  # RecursionError: thousands of nested [
         return text
 
 
@@ -163,7 +209,7 @@ def check_pipeline(pipeline: Pipeline, params: dict[str, Any] | None = None, *, 
     and ``apply`` make them too); with ``inputs``, also that local input files exist."""
     merged = merge_params(pipeline, params)
     _, steps = build_steps(pipeline, merged)
-    variables = {"RUN_ID": "", "PIPELINE": pipeline.name, **merged}
+    variables = {**merged, "RUN_ID": "", "PIPELINE": pipeline.name}  # builtins over any param
     outputs = {o for s in steps.values() for o in s["outputs"]}
     for i, step in enumerate(pipeline.spec.steps):
         interpolate(steps[step.name]["definition"], variables, keep=outputs, where=step_label(i, step.name))
@@ -383,7 +429,7 @@ def check_resume(client: Any, state: dict[str, Any], principal: Any) -> None:
     merged = dict(state.get("params") or {})
     defaults = dict(pipeline.spec.params)
     given = {k: v for k, v in merged.items() if k not in defaults or defaults[k] != v}  # the caller's
-    variables = {"RUN_ID": state["id"], "PIPELINE": pipeline.name, **merged}
+    variables = {**merged, "RUN_ID": state["id"], "PIPELINE": pipeline.name}
     mine = state.get("principal") == getattr(principal, "subject", None)
     check_caller_values(pipeline, state["steps"], variables, given, principal)
     check_reach(client, pipeline, state["steps"], variables, given, principal=principal, claim=mine)
@@ -462,7 +508,7 @@ def prepare(
     merged = merge_params(pipeline, params)
     order, steps = build_steps(pipeline, merged)
     run_id = new_run_id(pipeline.name)
-    variables = {"RUN_ID": run_id, "PIPELINE": pipeline.name, **merged}
+    variables = {**merged, "RUN_ID": run_id, "PIPELINE": pipeline.name}
     outputs = {o for s in steps.values() for o in s["outputs"]}
     for i, step in enumerate(steps[s.name] for s in pipeline.spec.steps):
         where = step_label(i, step["name"])

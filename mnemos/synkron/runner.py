@@ -67,7 +67,7 @@ def cache_key(state: dict[str, Any], name: str, models: dict[str, dict[str, Any]
     guessed, a private text of another team's)."""
     step = state["steps"][name]
     digests = {o: d for s in state["steps"].values() for o, d in s["digests"].items()}
-    variables = {"PIPELINE": state["pipeline"]["name"], **state["params"], **digests}
+    variables = {**state["params"], **digests, "PIPELINE": state["pipeline"]["name"]}
     doc = interpolate(step["definition"], variables, keep={"RUN_ID"})
     doc = _replace_values(doc, {t: state["inputs"][t]["digest"] for t in step["inputs"]})
     for field in SCHEDULING_FIELDS:
@@ -274,7 +274,7 @@ class RunExecutor:
         state = self.state
         st = state["steps"][name]
         refs = {o: _state.output_ref(state["id"], o) for s in state["steps"].values() for o in s["digests"]}
-        variables = {"RUN_ID": state["id"], "PIPELINE": state["pipeline"]["name"], **state["params"], **refs}
+        variables = {**state["params"], **refs, "RUN_ID": state["id"], "PIPELINE": state["pipeline"]["name"]}
         doc = interpolate(st["definition"], variables)
         inputs = {t: state["inputs"][t]["digest"] for t in st["inputs"]}
         for out, ref in refs.items():

@@ -187,3 +187,42 @@ def test_python_m_mnemos_run_in_a_process_of_its_own(env, pipelines) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "succeeded" in proc.stdout and "items: runs/" in proc.stdout
     assert pipelines.executions() == ["produce"]
+
+
+def test_param_values_yaml_reads_as_no_json_stay_text(env, pipelines) -> None:
+    """``-p day=2024-01-01`` (YAML: a date) and ``-p ratio=.inf`` were a traceback ("Object of type
+    date is not JSON serializable"); ``-p tag=#x`` (YAML: a comment) was null. Such a value stays the
+    text as written; the param's declared type then decides (a string takes it, a number is refused
+    naming the param)."""
+    from mnemos.cli.run import parse_params
+
+    assert parse_params(["d=2024-01-01", "r=.inf", "t=#x", "n=null", "z=~", "i=3", "l=[1, 2]"]) == {
+        "d": "2024-01-01", "r": ".inf", "t": "#x", "n": None, "z": None, "i": 3, "l": [1, 2]}  # fmt: skip
+    path = pipelines.write([{"name": "say", "script": 'echo ${day} ${tag} > "$MNEMOS_OUTPUT_OUT"',
+                             "outputs": [{"name": "out"}]}], name="dates",
+                           params={"day": "today", "tag": "none", "ratio": 0.5})  # fmt: skip
+    code, out = cli(env, "run", str(path), "-p", "day=2024-01-01", "-p", "tag=#x", "--no-progress")
+    assert code == 0 and "succeeded" in out, out
+    code, out = cli(env, "run", str(path), "-p", "ratio=.inf", "--no-progress")
+    assert code == 2 and "error: param 'ratio': expected a number" in out and "Traceback" not in out, out
+
+
+def test_a_run_id_that_is_a_path_is_no_run_and_reaches_no_other_endpoint(tmp_path: Path) -> None:
+    """Over a gateway ``mnemos runs cancel ../jobs/J`` was ``POST /v1/runs/../jobs/J/cancel``, which the
+    HTTP client sends as ``/v1/jobs/J/cancel`` (another endpoint: a job cancelled), and ``runs get
+    ../pipelines/p/runs`` a traceback (``KeyError: 'id'``). An id no run can have is the gateway's 404
+    for it, before any request (the URL here has nothing listening: a request would fail otherwise)."""
+    import os
+    import subprocess
+    import sys
+
+    from synkron_support import REPO
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MNEMOS_"))}
+    env.update(MNEMOS_HOME=str(tmp_path / "home"), MNEMOS_URL="http://127.0.0.1:9", MNEMOS_API_KEY="mk_x_y")
+    for args in (["runs", "cancel", "../jobs/j.1"], ["runs", "get", "../pipelines/p/runs"], ["resume", "../jobs/j"],
+                 ["runs", "get", "a/b"]):  # fmt: skip
+        proc = subprocess.run([sys.executable, "-m", "mnemos", *args], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+        assert proc.returncode == 3, (args, proc.stdout + proc.stderr)
+        assert proc.stderr.strip() == f"error: run {args[-1]!r} not found", (args, proc.stderr)

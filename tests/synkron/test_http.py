@@ -121,3 +121,32 @@ def test_a_pipelines_runs_are_its_own_not_those_of_pipelines_its_name_prefixes(t
     listed = TestClient(app).get("/v1/pipelines/text-gen/runs")
     assert listed.status_code == 200, listed.text
     assert [r["id"] for r in listed.json()["data"]] == [runs["text-gen"]]
+
+
+def test_a_param_given_as_text_json_cannot_carry_is_422_naming_it(http: TestClient, client: Any, pipelines) -> None:
+    """A list or mapping param sent as YAML text is read as its type; text that YAML reads into what
+    no run's params can hold (stored and shown as JSON) was a 500: a date, an infinity, bytes,
+    nesting thousands deep, and aliases of aliases (a few hundred bytes standing for gigabytes of
+    JSON, which held the gateway's replica). Each is 422 naming the param, at once."""
+    import time
+
+    path = pipelines.write([{"name": "say", "script": "echo ${tags} ${opts}"}], name="texts",
+                           params={"tags": ["a"], "opts": {"k": "v"}})  # fmt: skip
+    name = yaml.safe_load(path.read_text())["metadata"]["name"]
+    client.apply(path)
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 12)]  # 10^12 items
+    cases = {"tags": ["[2024-01-01]", "[.inf]", "[!!binary aGk=]", "[" * 20000 + "]" * 20000],
+             "opts": ["{when: 2024-01-01 10:00:00}", "{" + ", ".join(levels) + "}", "{1: one}"]}  # fmt: skip
+    for param, texts in cases.items():
+        for text in texts:
+            started = time.monotonic()
+            refused = http.post(f"/v1/pipelines/{name}/runs", json={"params": {param: text}})
+            assert refused.status_code == 422, (text[:80], refused.text)
+            error = refused.json()["error"]
+            assert error["param"] == f"params.{param}" and error["message"].startswith(f"param '{param}': "), error
+            assert time.monotonic() - started < 10, text[:80]
+    ok = http.post(f"/v1/pipelines/{name}/runs", json={"params": {"tags": "[b, '2024-01-01']", "opts": "{k: w}"}})
+    assert ok.status_code == 202, ok.text
+    assert ok.json()["params"] == {"tags": ["b", "2024-01-01"], "opts": {"k": "w"}}
+    client.pipelines.get(ok.json()["id"]).wait(timeout=120)

@@ -22,6 +22,16 @@ def test_interpolation_types_escapes_and_errors() -> None:
     assert err.value.param == "steps[0].params.n"
 
 
+def test_values_in_a_longer_text_are_spelled_as_json() -> None:
+    """A boolean, null, list or mapping put into a text reads as the pipeline wrote it (``true``,
+    ``["a", "b"]``), not as Python's repr (``True``, ``['a', 'b']``); in a script, quoted as one word."""
+    values = {"on": True, "off": False, "none": None, "tags": ["a", "é"], "opts": {"k": 1}, "n": 3, "x": 0.5}
+    text = "${on} ${off} ${none} ${tags} ${opts} ${n} ${x}"
+    assert interpolate(text, values) == 'true false null ["a", "é"] {"k": 1} 3 0.5'
+    assert interpolate({"script": "echo ${on} ${tags}"}, values) == {"script": """echo true '["a", "é"]'"""}
+    assert interpolate("${on}", values) is True  # alone: the value itself
+
+
 def _pipeline(steps: list[dict], params: dict | None = None):
     return parse_resource({"apiVersion": "synkron.mnemos.dev/v1", "kind": "Pipeline", "metadata": {"name": "p"},
                            "spec": {"params": params or {}, "steps": steps}})  # fmt: skip

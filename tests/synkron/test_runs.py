@@ -269,6 +269,19 @@ def test_a_script_sees_only_its_declared_environment_and_quoted_values(client, p
     assert run.read("out").decode() == "hi none none\ntwo words; echo injected $(echo x)\n"
 
 
+def test_a_script_reads_params_that_are_no_strings_as_the_pipeline_spells_them(client, pipelines) -> None:
+    """``${flag}`` of a boolean param is ``true`` in a script (``[ ${flag} = true ]`` holds), a list
+    is its JSON, null is ``null``: not Python's ``True``, ``['a', 'b']``, ``None``."""
+    path = pipelines.write([{
+        "name": "say", "script": 'if [ ${flag} = true ]; then echo on; else echo off; fi > "$MNEMOS_OUTPUT_OUT"\n'
+                                 'printf "%s\\n" ${items} ${cfg} ${nothing} >> "$MNEMOS_OUTPUT_OUT"',
+        "outputs": [{"name": "out"}]}], name="typed",
+        params={"flag": False, "items": ["a"], "cfg": {"k": "v"}, "nothing": None})  # fmt: skip
+    run = client.pipelines.run(path, params={"flag": True, "items": ["a", "b c"]}, progress=False)
+    assert run.state()["status"] == "succeeded", run.state()["error"]
+    assert run.read("out").decode() == 'on\n["a", "b c"]\n{"k": "v"}\nnull\n'
+
+
 def test_a_scripts_output_is_its_jobs_log_with_secrets_masked(client, pipelines) -> None:
     """Each line a script writes is the step's job output (``job.log`` while it runs: ``mnemos
     run --follow``), not only a tail in the step's result; a secret is masked there as in the result,
