@@ -425,6 +425,10 @@ def check_steps(pipeline: Pipeline) -> None:
     def refuse(message: str, param: str) -> ValidationError:
         return ValidationError(f"pipeline/{pipeline.name}: {message}", param=param)
 
+    for name in params:
+        if name in BUILTINS:  # a run's caller would set it: ${RUN_ID} naming another run's folder
+            raise refuse(f"spec.params: {name!r} is the name of a builtin every step reads (${{{name}}}, set by "
+                         "the run): give the param another name", f"spec.params.{name}")  # fmt: skip
     outputs_of = default_outputs(pipeline)
     producers: dict[str, str] = {}
     definitions: dict[str, dict[str, Any]] = {}

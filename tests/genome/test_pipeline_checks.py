@@ -48,6 +48,11 @@ BAD: dict[str, tuple[dict[str, Any], str, str]] = {
         "pipeline/needs: spec.steps[1] (b).params.data: uses ${x}, the output of step 'a', without depending on it",
         "spec.steps[1].needs",
     ),
+    "builtin-as-param": (  # a run's caller set ${RUN_ID}: another run's id in its outputs' paths
+        pipeline("bip", {"name": "a", "script": "echo ${RUN_ID}"}, params={"RUN_ID": "x"}),
+        "pipeline/bip: spec.params: 'RUN_ID' is the name of a builtin every step reads (${RUN_ID}, set by the run)",
+        "spec.params.RUN_ID",
+    ),
     "timeout-over-30-days": (
         pipeline(
             "long",
