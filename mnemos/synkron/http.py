@@ -138,8 +138,9 @@ def withhold_run(state: dict[str, Any]) -> dict[str, Any]:
     defaults in ``doc.spec.params`` (their names stay), the values that named its ``inputs`` (a list
     of their digests stays, as lineage shows them; each step's ``inputs`` become those digests),
     each step's ``result`` but its counts (``items``, ``items_per_s``; not an index step's ``space``,
-    a parameter's value), the error texts (the exception class stays) and ``meter.limits_key`` (a
-    credential id). ``withheld`` names what was left out."""
+    a parameter's value), the error texts (the exception class stays), each step's ``cache_key`` (a
+    hash of its params, as lineage withholds it) and ``meter.limits_key`` (a credential id).
+    ``withheld`` names what was left out."""
     from mnemos.soul.ownership import withheld_error
 
     out = dict(state)
@@ -176,6 +177,9 @@ def withhold_run(state: dict[str, Any]) -> dict[str, Any]:
         if step.get("error"):
             step["error"] = withheld_error(step["error"])
             withheld.append(f"steps.{name}.error")
+        if step.get("cache_key"):  # a hash of the step with its params: a guess of them is checked against it
+            step["cache_key"] = None
+            withheld.append(f"steps.{name}.cache_key")
         steps[name] = step
     if "steps" in out:
         out["steps"] = steps

@@ -130,17 +130,18 @@ def test_a_viewer_sees_no_input_values_step_data_or_credential_id() -> None:
              "meter": {"subject": "alice", "team": "red", "limits_key": "key-ALICE-CREDENTIAL"},
              "inputs": {ref: {"digest": digest, "node": None, "path": ref},
                         path: {"digest": digest, "node": f"file:{path}", "path": path}},
-             "steps": {"ix": {"name": "ix", "inputs": [ref, path], "status": "succeeded",
+             "steps": {"ix": {"name": "ix", "inputs": [ref, path], "status": "succeeded", "cache_key": "c0ffee" * 10,
                               "result": {"items": 3, "items_per_s": 1.0, "space": "alice-private-space"}}}}  # fmt: skip
     shown = run_for(VIEWER, state)
     text = json.dumps(shown)
-    for secret in (ref, path, "alice-private-space", "key-ALICE-CREDENTIAL"):
+    for secret in (ref, path, "alice-private-space", "key-ALICE-CREDENTIAL", "c0ffee"):  # cache_key: params' hash
         assert secret not in text, (secret, text)
     assert shown["inputs"] == [{"digest": digest}, {"digest": digest}]  # digests are metadata, as in lineage
     assert shown["steps"]["ix"]["inputs"] == [digest, digest]
     assert shown["steps"]["ix"]["result"] == {"items": 3, "items_per_s": 1.0}
     assert shown["meter"] == {"subject": "alice", "team": "red", "limits_key": None}
-    assert {"inputs", "steps.ix.inputs", "steps.ix.result", "meter.limits_key"} <= set(shown["withheld"])
+    assert {"inputs", "steps.ix.inputs", "steps.ix.result", "steps.ix.cache_key", "meter.limits_key"} <= set(
+        shown["withheld"])
     assert run_for(ALICE, state) == state and run_for(OPERATOR, state) == state
 
 
