@@ -45,8 +45,18 @@ def resolve_kind(name: str) -> type[Resource]:
     """``Model``, ``model`` or ``models`` → the Model class; an unknown name lists the valid ones."""
     kind = _ALIASES.get(name.lower())
     if kind is None:
-        raise NotFoundError(f"unknown kind {name!r}: valid kinds are {', '.join(KINDS)}", param="kind")
+        elsewhere = _NOT_RESOURCES.get(name.lower().removesuffix("s"), "")
+        raise NotFoundError(f"unknown kind {name!r}: valid kinds are {', '.join(KINDS)}{elsewhere}", param="kind")
     return KINDS[kind]
+
+
+_NOT_RESOURCES = {
+    "run": " (a pipeline's runs are no resource: `mnemos runs list`, `mnemos runs get ID`)",
+    "job": " (jobs are no resource: `mnemos jobs list`, `mnemos jobs get ID`)",
+    "token": " (credentials are no resource: `mnemos token list`)",
+    "secret": " (secrets are no resource: `mnemos secret list`)",
+}
+"""What users look up with ``get``/``describe`` that lives elsewhere, and the command that shows it."""
 
 
 def parse_resource(doc: Any, source: str = "") -> Resource:

@@ -38,6 +38,8 @@ def test_apply_twice_reports_unchanged(tmp_path: Path) -> None:
     ("args", "code", "message"),
     [
         (("get", "modle"), 3, "unknown kind 'modle'"),
+        (("get", "runs"), 3, "a pipeline's runs are no resource: `mnemos runs list`, `mnemos runs get ID`"),
+        (("describe", "job", "j-1"), 3, "jobs are no resource: `mnemos jobs list`, `mnemos jobs get ID`"),
         (("get", "model", "absent"), 3, "model/absent not found"),
         (("apply", "-f", "no/such/file.yaml"), 3, "no such file or directory"),
         (("schema", "Nope"), 3, "valid kinds are Model, Policy, Adapter, Function, Pipeline"),
