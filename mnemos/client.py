@@ -16,7 +16,7 @@ from mnemos.config import Settings, load_settings
 from mnemos.engram import Engram
 from mnemos.genome import ApplyResult, Registry, Resource, json_schema
 from mnemos.genome.kinds import ResourceSource, resources_of
-from mnemos.genome.registry import event_of
+from mnemos.genome.registry import apply_each, event_of
 
 __all__ = ["Client", "connect"]
 
@@ -49,10 +49,12 @@ class Client:
         ``expected_generation``: the generation you read (0: must not exist); ``ConflictError``
         (409) when the resource moved on since.
         """
-        results = [self.registry.apply(r, source=source_tag, expected_generation=expected_generation)
-                   for r in resources_of(source)]  # fmt: skip
-        self._publish([event_of(r.resource, r.action) for r in results if r.action != "unchanged"])
-        return results
+        results: list[ApplyResult] = []
+        try:  # one refused stops the rest; its error names those applied before it (apply_each)
+            return apply_each(resources_of(source), lambda r: self.registry.apply(
+                r, source=source_tag, expected_generation=expected_generation), results)  # fmt: skip
+        finally:  # the controllers hear of what was applied, whatever stopped the rest
+            self._publish([event_of(r.resource, r.action) for r in results if r.action != "unchanged"])
 
     def get(self, kind: str, name: str | None = None, *, generation: int | None = None) -> Any:
         """One resource (``name`` given) or the list of a kind."""

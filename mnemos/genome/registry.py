@@ -29,15 +29,15 @@ from pydantic import create_model
 
 from mnemos._model import utc_timestamp
 from mnemos.engram import Engram
-from mnemos.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
+from mnemos.errors import ConflictError, MnemosError, NotFoundError, PermissionDeniedError, ValidationError
 from mnemos.genome._base import ObjectMeta, Resource
 from mnemos.genome.admission import admit
 from mnemos.genome.kinds import KINDS, parse_resource, resolve_kind
 from mnemos.genome.pipeline import Pipeline, local_files
 from mnemos.genome.policy import Policy
 
-__all__ = ["Action", "ApplyResult", "MAX_ATTEMPTS", "Registry", "StoredState", "api_path", "event_of", "plural_of",
-           "stored_states", "tombstone"]
+__all__ = ["Action", "ApplyResult", "MAX_ATTEMPTS", "Registry", "StoredState", "api_path", "apply_each", "event_of",
+           "plural_of", "stored_states", "tombstone"]
 
 Action = Literal["created", "configured", "unchanged", "deleted"]
 
@@ -60,6 +60,22 @@ class ApplyResult:
 
     def __str__(self) -> str:
         return f"{self.kind.lower()}/{self.resource.name} {self.action} (generation {self.resource.generation})"
+
+
+def apply_each(resources: Iterable[Resource], apply_one: Callable[[Resource], ApplyResult],
+               results: list[ApplyResult]) -> list[ApplyResult]:  # fmt: skip
+    """Apply ``resources`` in order with ``apply_one``, appending each result to ``results``. One
+    refused (admission, a conflict) stops the rest, and its error says which were applied before it:
+    they stay applied (each write is its own), and an error saying nothing of them read as if none was."""
+    try:
+        for resource in resources:
+            results.append(apply_one(resource))
+    except MnemosError as exc:
+        if results:
+            exc.message = f"{exc.message} [applied before it: {', '.join(map(str, results))}; nothing after it]"
+            exc.args = (exc.message,)
+        raise
+    return results
 
 
 @dataclass(frozen=True)

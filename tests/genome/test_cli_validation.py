@@ -166,3 +166,21 @@ def test_the_shipped_folders_validate_as_a_whole(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
     seed = mnemos(tmp_path, "validate", "-f", str(repo / "docs" / "seed"))
     assert seed.returncode != 0 and "Traceback" not in seed.stderr, seed.stderr
+
+
+def test_an_apply_stopped_by_admission_names_what_it_applied_before(tmp_path: Path) -> None:
+    """`apply -f DIR`: a Policy applied, then a Model it refuses. The Policy stays (each write is
+    its own); the error used to say nothing of it, read as if nothing was applied."""
+    folder = tmp_path / "env"
+    folder.mkdir()
+    (folder / "a.yaml").write_text("apiVersion: genome.mnemos.dev/v1\nkind: Policy\nmetadata: {name: licenses}\n"
+                                   "spec: {selector: {kinds: [Model]}, rules: {allowedLicenses: [mit]}}\n")  # fmt: skip
+    (folder / "b.yaml").write_text("apiVersion: genome.mnemos.dev/v1\nkind: Model\nmetadata: {name: gpl}\n"
+                                   "spec: {family: llama, version: x, artifact: {uri: 'engram://models/x'},\n"
+                                   "       runtime: {engine: transformers}, policy: {license: gpl-3.0}}\n")  # fmt: skip
+    proc = mnemos(tmp_path, "apply", "-f", str(folder))
+    refused(proc, "Policy 'licenses'")
+    assert proc.returncode == 7 and proc.stderr.rstrip().endswith(
+        "[applied before it: policy/licenses created (generation 1); nothing after it]"), proc.stderr
+    listed = mnemos(tmp_path, "get", "policy", "licenses")
+    assert listed.returncode == 0 and "licenses" in listed.stdout
