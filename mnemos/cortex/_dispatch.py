@@ -15,14 +15,20 @@ until then ``Job.view()`` answers the state before it (``Job.shown``).
 
 Jobs that find every worker of their pool busy make the pool grow (``PoolSet.grow``, up to
 ``maxWorkers``); the queue's depth per pool is exported as ``mnemos_cortex_queue_depth``.
+
+A cancelled or timed-out attempt that already runs on a thread cannot be stopped: it is
+*abandoned* (its outcome discarded), and its thread is not CORTEX's to use until the worker
+reports that it ended, so the worker counts one thread fewer (``WorkerSlot.capacity``) meanwhile.
+A worker every thread of which runs an abandoned attempt could never run a job again: it is
+replaced (which stops those threads), and what waited on it is queued again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -49,6 +55,15 @@ Settled = RetryRecord | ResultRecord | FailRecord
 """The record of a settled attempt."""
 
 
+@dataclass(eq=False)
+class Abandoned:
+    """A cancelled or timed-out attempt a worker may still run; ``holds``: it runs on a thread of
+    ``slot`` (counted out of the slot's capacity until the worker reports that it ended)."""
+
+    slot: WorkerSlot
+    holds: bool = False
+
+
 class Dispatcher:
     """The dispatch half of the ``Cortex`` actor (state lives on the actor)."""
 
@@ -58,6 +73,7 @@ class Dispatcher:
     journal: Any
     lineage: Any
     _wake: asyncio.Event
+    _abandoned: dict[tuple[str, int], Abandoned]
 
     # -- sending ------------------------------------------------------------------------------
     async def _dispatch_loop(self) -> None:
@@ -186,6 +202,9 @@ class Dispatcher:
         items = []
         pool = self.pools.pools[slot.pool]
         for outcome in outcomes:
+            if (outcome.id, outcome.attempt) in self._abandoned:  # it ended at last: its thread is free again
+                self._let_go(outcome.id, outcome.attempt)
+                continue
             job = self.jobs.get(outcome.id)
             if job is None or slot.jobs.get(job.id) != outcome.attempt:
                 continue  # a cancelled, timed-out or stale attempt: its outcome is discarded
@@ -211,16 +230,56 @@ class Dispatcher:
 
     def _unassign(self, job: Job) -> None:
         """Free a job's slots (cancelled, timed out); an attempt still waiting for a thread on its
-        worker is dropped there, one that runs runs on, unheard."""
-        slot = job.slot
+        worker is dropped there, one that runs runs on, unheard (abandoned: see the module docstring)."""
+        slot, attempt = job.slot, job.attempts
+        running_here = slot is not None and slot.jobs.get(job.id) == attempt
         self._detach(job)
-        if slot is not None and slot.alive:
-            asyncio.get_running_loop().create_task(self._drop(slot, job.id))
+        if slot is not None and slot.alive and running_here:
+            self._abandoned[(job.id, attempt)] = Abandoned(slot)
+            asyncio.get_running_loop().create_task(self._drop(slot, job.id, attempt))
 
-    @staticmethod
-    async def _drop(slot: WorkerSlot, job_id: str) -> None:
-        with contextlib.suppress(Exception):  # a dead worker runs nothing anyway
-            await slot.handle.drop.remote([job_id])
+    async def _drop(self, slot: WorkerSlot, job_id: str, attempt: int) -> None:
+        """Withdraw an abandoned attempt that waits on its worker; one that runs there holds a thread."""
+        try:
+            withdrawn = await slot.handle.drop.remote([job_id])
+        except Exception:  # noqa: BLE001 - a dead worker runs nothing anyway (_worker_lost forgets it)
+            self._abandoned.pop((job_id, attempt), None)
+            return
+        entry = self._abandoned.get((job_id, attempt))
+        if entry is None or not slot.alive:  # it ended meanwhile, or its worker is gone
+            self._abandoned.pop((job_id, attempt), None)
+            return
+        if job_id in withdrawn:  # it never started
+            self._let_go(job_id, attempt)
+            return
+        entry.holds = True
+        slot.capacity -= 1
+        if slot.capacity <= 0:
+            self._replace_wedged(slot)
+
+    def _let_go(self, job_id: str, attempt: int) -> None:
+        """Forget an abandoned attempt that ended (or never started): the thread it held is free."""
+        entry = self._abandoned.pop((job_id, attempt), None)
+        if entry is not None and entry.holds and entry.slot.alive:
+            entry.slot.capacity += 1
+            self._wake.set()
+
+    def _forget_abandoned(self, slot: WorkerSlot) -> None:
+        for key in [k for k, entry in self._abandoned.items() if entry.slot is slot]:
+            del self._abandoned[key]
+
+    def _replace_wedged(self, slot: WorkerSlot) -> None:
+        """Replace a worker whose every thread runs an abandoned attempt (it could run no job
+        again); the jobs waiting on it for a thread never started: they are queued again."""
+        waiting = [(self.jobs[job_id], attempt) for job_id, attempt in slot.jobs.items() if job_id in self.jobs]
+        log.warning("worker %s: every thread runs a cancelled or timed-out attempt; replacing it", slot.name)
+        for job, _ in waiting:
+            self._detach(job)
+        for job, attempt in waiting:
+            self._requeue_unstarted(job, attempt, f"worker {slot.name} was replaced: its threads ran abandoned ones")
+        self._forget_abandoned(slot)
+        self.pools.replace(slot)
+        self._wake.set()
 
     def _detach(self, job: Job) -> None:
         """Free the worker and queue slots of a job's running attempt (once)."""
@@ -258,9 +317,10 @@ class Dispatcher:
         error = f"worker {slot.name} was lost ({type(exc).__name__})"
         for job, _ in lost:
             self._detach(job)
-        lost, waiting = lost[: slot.capacity], lost[slot.capacity :]
+        lost, waiting = lost[: max(slot.capacity, 0)], lost[max(slot.capacity, 0) :]
         for job, attempt in waiting:
             self._requeue_unstarted(job, attempt, f"worker {slot.name} was lost before it started")
+        self._forget_abandoned(slot)
         self.pools.replace(slot)
         self._wake.set()
         items = [(job, Outcome(id=job.id, attempt=attempt, ok=False, error=error, worker=slot.name))

@@ -111,6 +111,7 @@ class Cortex(Dispatcher):
         self.restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
         self.policies = PolicyCache(engram)
         self._wake = asyncio.Event()
+        self._abandoned = {}  # (job id, attempt) -> Abandoned: cancelled or timed out, maybe still running
         loop = asyncio.get_event_loop()
         self._background = [
             loop.create_task(self._dispatch_loop()), loop.create_task(self._resume()),
