@@ -30,7 +30,7 @@ import httpx
 
 from mnemos import errors
 from mnemos.genome import ApplyResult, Resource, parse_resource
-from mnemos.genome.registry import api_path
+from mnemos.genome.registry import api_path, apply_each
 
 __all__ = ["ENDPOINT_FILE", "RemoteClient", "check_root", "endpoint_url", "forget_endpoint", "is_url", "save_endpoint"]
 
@@ -53,6 +53,21 @@ _WATCH_HEARTBEAT_S = 15.0
 _WATCH_RETRIES = 5
 _UPLOAD_TIMEOUT_S = 600.0  # per read or write of an upload: the gateway stores a model's weights before it answers
 _Api = TypeVar("_Api")
+
+
+def _segment(value: Any) -> str:
+    """``value`` as one path segment: an id holding ``/``, ``?``, ``#`` or only dots (``..``) names
+    no other route of the gateway (``jobs.get("../tokens")`` is job ``../tokens``, not ``/v1/tokens``)."""
+    text = quote(str(value), safe="")
+    return text.replace(".", "%2E") if text in (".", "..") else text
+
+
+def _job_path(job_id: str, tail: str = "") -> str:
+    """``/v1/jobs/{id}{tail}``; an id with a ``/`` (no job has one) is an unknown job, as the gateway
+    answers for any id no job could have."""
+    if "/" in str(job_id):
+        raise errors.NotFoundError(f"job {str(job_id)[:80]!r} not found", param="id")
+    return f"/v1/jobs/{_segment(job_id)}{tail}"
 
 
 def is_url(value: str | None) -> bool:
@@ -225,8 +240,7 @@ class RemoteClient:
         from mnemos.genome.kinds import resources_of
         from mnemos.genome.pipeline import local_files
 
-        results = []
-        for resource in resources_of(source):
+        def apply_one(resource: Resource) -> ApplyResult:
             for digest, path in local_files(resource).items():  # a pipeline's files, beside its file
                 self.upload(digest, path)
             doc = resource.dump()
@@ -234,8 +248,9 @@ class RemoteClient:
             doc["metadata"].pop("creationTimestamp", None)
             kind = type(resource).__name__
             answer = self.request("POST", api_path(kind), json_body=doc, params={"generation": expected_generation})
-            results.append(ApplyResult(parse_resource(answer["resource"]), answer["action"]))
-        return results
+            return ApplyResult(parse_resource(answer["resource"]), answer["action"])
+
+        return apply_each(resources_of(source), apply_one, [])  # an error names those applied before it
 
     def upload(self, digest: str, source: str | os.PathLike[str] | bytes) -> bool:
         """Store a file (a path, streamed, or bytes) on the platform under its ``digest``
@@ -430,7 +445,7 @@ class RemoteJobHandle:
         return f"RemoteJobHandle({self.id!r})"
 
     def info(self) -> dict[str, Any]:
-        self._view = self._api._client.request("GET", f"/v1/jobs/{self.id}")
+        self._view = self._api._client.request("GET", _job_path(self.id))
         return self._view
 
     def status(self) -> str:
@@ -441,7 +456,7 @@ class RemoteJobHandle:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = 300.0 if deadline is None else max(0.0, min(300.0, deadline - time.monotonic()))
-            view = self._api._client.request("GET", f"/v1/jobs/{self.id}", params={"wait": left}, timeout=left + 30)
+            view = self._api._client.request("GET", _job_path(self.id), params={"wait": left}, timeout=left + 30)
             if view["status"] in ("succeeded", "failed", "cancelled") or (deadline and time.monotonic() >= deadline):
                 self._view = view
                 return view  # type: ignore[no-any-return]
@@ -452,7 +467,7 @@ class RemoteJobHandle:
         Over the gateway a result comes back as JSON only: a function that returns a Python object
         JSON cannot hold (its result is stored as a pickle) raises ``BadRequestError`` saying so.
         """
-        return _value_of(self.wait(timeout))
+        return _value_of(self.wait(timeout), timeout)
 
     def cancel(self) -> dict[str, Any]:
         return self._api.cancel(self.id)
@@ -461,8 +476,10 @@ class RemoteJobHandle:
         return self._api.logs(self.id)
 
 
-def _value_of(view: dict[str, Any]) -> Any:
-    """The JSON result of a finished job's view; raises (one line) when there is none to give."""
+def _value_of(view: dict[str, Any], timeout: float | None = None) -> Any:
+    """The JSON result of a finished job's view; raises (one line) when there is none to give: as
+    the embedded ``JobHandle.result``, ``JobFailedError``, ``JobCancelledError`` or
+    ``JobTimeoutError`` (the wait of ``timeout`` s ran out; the job goes on)."""
     job, status = view.get("id"), view.get("status")
     if status == "succeeded":
         envelope = view.get("result") or {}
@@ -480,11 +497,14 @@ def _value_of(view: dict[str, Any]) -> Any:
         else:
             why = "its result is withheld: only its owner, operators and admins read a job's data"
         raise errors.BadRequestError(f"job {job}: {why}", param="result")
+    from mnemos.cortex.api import JobCancelledError, JobFailedError, JobTimeoutError  # what the embedded one raises
+
     if status == "failed":
-        raise errors.ServerError(f"job {job} failed: {view.get('error')}")
+        raise JobFailedError(f"job {job} failed after {view.get('attempts')} attempt(s): {view.get('error')}", job=job)
     if status == "cancelled":
-        raise errors.ConflictError(f"job {job} was cancelled")
-    raise errors.UnavailableError(f"job {job} is still {status}")
+        raise JobCancelledError(f"job {job} was cancelled", job=job)
+    waited = f" after {timeout:g}s" if timeout is not None else ""
+    raise JobTimeoutError(f"job {job} is still {status}{waited}", job=job)
 
 
 class RemoteJobs:
@@ -497,9 +517,12 @@ class RemoteJobs:
     def submit(self, function: Any, *args: Any, queue: str | None = None, priority: int | None = None,
                resources: dict[str, Any] | None = None, max_attempts: int | None = None,
                timeout: float | str | None = None, labels: dict[str, str] | None = None,
-               name: str | None = None, **kwargs: Any) -> RemoteJobHandle:  # fmt: skip
+               name: str | None = None, job_id: str | None = None, parents: Iterable[str] = (),
+               **kwargs: Any) -> RemoteJobHandle:  # fmt: skip
         """Submit a registered Function by name (``kwargs`` only), a ``module:function`` reference or a
-        Python function (pickled): the last two need the verb ``execute`` (admin, operator)."""
+        Python function (pickled): the last two need the verb ``execute`` (admin, operator).
+        ``job_id`` (an idempotency key: submitting it again returns that job) and ``parents``
+        (lineage nodes) are the embedded client's options, sent as the body's ``id`` and ``parents``."""
         body: dict[str, Any] = {"args": list(args), "kwargs": kwargs}
         if callable(function):
             from ray import cloudpickle
@@ -510,7 +533,8 @@ class RemoteJobs:
         else:
             body["function"] = str(function)
         options = {"queue": queue, "priority": priority, "resources": resources, "maxAttempts": max_attempts,
-                   "timeout": timeout, "labels": labels, "name": name}  # fmt: skip
+                   "timeout": timeout, "labels": labels, "name": name, "id": job_id,
+                   "parents": list(parents) or None}  # fmt: skip
         body.update({k: v for k, v in options.items() if v is not None})
         return RemoteJobHandle(self, self._client.request("POST", "/v1/jobs", json_body=body))
 
@@ -530,7 +554,7 @@ class RemoteJobs:
         return handles
 
     def get(self, job_id: str) -> RemoteJobHandle:
-        return RemoteJobHandle(self, self._client.request("GET", f"/v1/jobs/{job_id}"))
+        return RemoteJobHandle(self, self._client.request("GET", _job_path(job_id)))
 
     def wait(self, handles: Iterable[RemoteJobHandle | str], timeout: float | None = None
              ) -> builtins.list[dict[str, Any]]:  # fmt: skip
@@ -545,7 +569,7 @@ class RemoteJobs:
 
     def results(self, handles: Iterable[RemoteJobHandle | str], timeout: float | None = None) -> builtins.list[Any]:
         """The JSON results of many jobs, in order; the first failure raises (see ``result``)."""
-        return [_value_of(view) for view in self.wait(handles, timeout)]
+        return [_value_of(view, timeout) for view in self.wait(handles, timeout)]
 
     def list(self, queue: str | None = None, status: str | None = None, limit: int = 100,
              after: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
@@ -554,14 +578,14 @@ class RemoteJobs:
         return list(self._client.request("GET", "/v1/jobs", params=params)["data"])
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        return self._client.request("DELETE", f"/v1/jobs/{job_id}")  # type: ignore[no-any-return]
+        return self._client.request("DELETE", _job_path(job_id))  # type: ignore[no-any-return]
 
     def logs(self, job_id: str) -> str:
-        return str(self._client.request("GET", f"/v1/jobs/{job_id}/logs")["logs"])
+        return str(self._client.request("GET", _job_path(job_id, "/logs"))["logs"])
 
     def retry(self, job_id: str) -> RemoteJobHandle:
         """Submit a failed or cancelled job again (``POST /v1/jobs/{id}/retry``); returns the new job."""
-        return RemoteJobHandle(self, self._client.request("POST", f"/v1/jobs/{job_id}/retry"))
+        return RemoteJobHandle(self, self._client.request("POST", _job_path(job_id, "/retry")))
 
     def stats(self) -> dict[str, Any]:
         """Queues, pools and job counts (``GET /v1/jobs:stats``; every role reads them)."""
@@ -592,7 +616,7 @@ class RemoteRunHandle:
 
     def state(self) -> dict[str, Any]:
         """The run's state, fresh (its data withheld unless the caller reads it, see the gateway)."""
-        self._state = self._api._client.request("GET", f"/v1/runs/{self.id}")
+        self._state = self._api._client.request("GET", f"/v1/runs/{_segment(self.id)}")
         return self._state
 
     def status(self) -> str:
@@ -635,7 +659,7 @@ class RemoteRunHandle:
         completed outputs too). Its owner, operators and admins read it. The gateway's refusal is
         raised with its message: ``NotFoundError`` for an output the run does not have,
         ``ConflictError`` while its step has not completed, ``PermissionDeniedError`` for a viewer."""
-        return self._api._client.read_bytes(f"/v1/runs/{self.id}/outputs/{quote(output, safe='')}")
+        return self._api._client.read_bytes(f"/v1/runs/{_segment(self.id)}/outputs/{quote(output, safe='')}")
 
     def cancel(self) -> dict[str, Any]:
         return self._api.cancel(self.id)
@@ -670,7 +694,7 @@ class RemotePipelines:
                 raise errors.ValidationError("pipeline: give one Pipeline (a name, document, file or resource)",
                                              param="pipeline")  # fmt: skip
             name = applied[0].resource.name
-        state = self._client.request("POST", f"/v1/pipelines/{name}/runs",
+        state = self._client.request("POST", f"/v1/pipelines/{_segment(name)}/runs",
                                      json_body={"params": params or {}, "cache": cache})  # fmt: skip
         handle = RemoteRunHandle(self, state)
         if wait:
@@ -678,19 +702,19 @@ class RemotePipelines:
         return handle
 
     def get(self, run_id: str) -> RemoteRunHandle:
-        return RemoteRunHandle(self, self._client.request("GET", f"/v1/runs/{run_id}"))
+        return RemoteRunHandle(self, self._client.request("GET", f"/v1/runs/{_segment(run_id)}"))
 
     def list(self, pipeline: str | None = None, limit: int = 20) -> builtins.list[dict[str, Any]]:
         """The most recent runs the caller may see (a developer: their own), newest first."""
         return list(self._client.request("GET", "/v1/runs", params={"pipeline": pipeline, "limit": limit})["data"])
 
     def cancel(self, run_id: str) -> dict[str, Any]:
-        return self._client.request("POST", f"/v1/runs/{run_id}/cancel")  # type: ignore[no-any-return]
+        return self._client.request("POST", f"/v1/runs/{_segment(run_id)}/cancel")  # type: ignore[no-any-return]
 
     def resume(self, run_id: str, *, wait: bool = True, timeout: float | None = None,
                progress: Any = False) -> RemoteRunHandle:  # fmt: skip
         """Resume a failed or cancelled run; its handle (once it ended, when ``wait``)."""
-        handle = RemoteRunHandle(self, self._client.request("POST", f"/v1/runs/{run_id}/resume"))
+        handle = RemoteRunHandle(self, self._client.request("POST", f"/v1/runs/{_segment(run_id)}/resume"))
         if wait:
             handle.wait(timeout, progress=progress)
         return handle
