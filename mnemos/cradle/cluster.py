@@ -213,8 +213,54 @@ def local_serve_env(env: dict[str, str], home: Path) -> dict[str, str]:
     ``_DRAIN_VAR`` and ``_INGRESS_DRAIN_VAR``) and, when ``env`` turns HAProxy on, free ports for its
     stats page and exporter and HAProxy made the platform's own (:func:`private_haproxy`). Variables
     ``env`` sets are kept. Benchmarks that start an embedded cluster take it too, to measure the same path."""
-    env = {_DRAIN_VAR: "0", _INGRESS_DRAIN_VAR: _INGRESS_DRAIN_S} | env
-    return private_haproxy(haproxy_ports(env), home)
+    env = {_DRAIN_VAR: "0", _INGRESS_DRAIN_VAR: _INGRESS_DRAIN_S} | env | {"PATH": _with_this_python(env)}
+    return private_haproxy(ingress_ports(haproxy_ports(env)), home)
+
+
+def _with_this_python(env: dict[str, str]) -> str:
+    """``PATH`` with this interpreter's folder first: a ``ray job submit -- python -m mnemos …`` runs
+    its entrypoint in the head's environment, where ``python`` was whatever came first on the PATH of
+    the shell that ran ``mnemos up`` (a virtualenv not activated: a Python without MNEMOS)."""
+    folder = str(Path(sys.executable).parent)
+    rest = [p for p in env.get("PATH", os.defpath).split(os.pathsep) if p and p != folder]
+    return os.pathsep.join([folder, *rest])
+
+
+_INGRESS_PORTS = (("HTTP", 30000), ("GRPC", 40000))
+"""Serve's direct-ingress port ranges (``RAY_SERVE_DIRECT_INGRESS_{MIN,MAX}_{HTTP,GRPC}_PORT``) start here."""
+_INGRESS_WINDOW = 100
+_INGRESS_WINDOWS = 27  # windows of 100 from 30000 stay below Linux's ephemeral ports (32768-)
+
+
+def ingress_ports(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with a window of ports for Serve's direct ingress that nothing listens on, when it
+    turns HAProxy on and names none. Every Serve counts its ingress replicas' HTTP and gRPC ports up
+    from 30000 and 40000: with two platforms on one machine, a replica of the second that restarted
+    was given a port the first's gateway held, and HAProxy sent it requests, API keys included,
+    until the replica found the port taken (the keys, unknown there, got 401s)."""
+    names = [f"RAY_SERVE_DIRECT_INGRESS_{end}_{kind}_PORT" for kind, _ in _INGRESS_PORTS for end in ("MIN", "MAX")]
+    if env.get("RAY_SERVE_ENABLE_HA_PROXY") != "1" or any(env.get(name) for name in names):
+        return env
+    listening = _listening_ports()
+    for k in range(_INGRESS_WINDOWS):
+        windows = {kind: range(base + k * _INGRESS_WINDOW, base + (k + 1) * _INGRESS_WINDOW)
+                   for kind, base in _INGRESS_PORTS}  # fmt: skip
+        if not any(port in window for window in windows.values() for port in listening):
+            return env | {
+                f"RAY_SERVE_DIRECT_INGRESS_{end}_{kind}_PORT": str(window.start if end == "MIN" else window.stop)
+                for kind, window in windows.items() for end in ("MIN", "MAX")
+            }  # fmt: skip
+    return env  # every window holds a listener: Serve's own range (it skips ports it cannot bind)
+
+
+def _listening_ports() -> set[int]:
+    """The TCP ports something listens on, on any address of this machine."""
+    import psutil
+
+    try:  # every socket of the machine is listed, its process only when it is ours
+        return {c.laddr.port for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.laddr}
+    except (psutil.Error, OSError):  # not readable here: Serve's own range, as before
+        return set(range(30000, 30000 + _INGRESS_WINDOW * _INGRESS_WINDOWS))
 
 
 _HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")

@@ -192,7 +192,10 @@ def test_up_down_up_keeps_resources_and_ray_tools_work_after_up(shell: dict[str,
     # 3. Ray's CLI with the one line `mnemos up` printed.
     cli = shell | dict(kv.split("=", 1) for kv in export.removeprefix("export ").split())
     assert "Active:" in _ok(_run(cli, str(BIN / "ray"), "status"))
-    job = _run(cli, str(BIN / "ray"), "job", "submit", "--", "python", "-c", "print('hello from a ray job')")
+    # A job's `python` is the platform's (the venv was never activated in this shell: `python` was
+    # a Python without MNEMOS, and `-- python -m mnemos …` as the README writes it failed).
+    job = _run(cli, str(BIN / "ray"), "job", "submit", "--", "python", "-c",
+               "import mnemos; print('hello from a ray job')")  # fmt: skip
     assert "hello from a ray job" in _ok(job) + job.stderr
 
     # 4. After `mnemos down`, nothing points at the dead cluster: a plain ray.init() starts a new one.
@@ -322,6 +325,35 @@ def test_haproxy_gets_free_ports_unless_they_are_named() -> None:
     assert haproxy_ports({"RAY_SERVE_ENABLE_HA_PROXY": "0"}) == {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
 
 
+def test_each_platform_takes_ingress_ports_nothing_listens_on() -> None:
+    """Every Serve counts its ingress replicas' ports up from 30000 (HTTP) and 40000 (gRPC): a second
+    platform's restarted gateway replica was given a port the first's held, and HAProxy sent the
+    second's requests, API keys included, to the first's gateway. `mnemos up` gives each platform a
+    window of ports nothing listens on (named ones are kept)."""
+    from mnemos.cradle.cluster import _listening_ports, ingress_ports
+
+    def window(env: dict[str, str], kind: str) -> range:
+        return range(int(env[f"RAY_SERVE_DIRECT_INGRESS_MIN_{kind}_PORT"]),
+                     int(env[f"RAY_SERVE_DIRECT_INGRESS_MAX_{kind}_PORT"]))  # fmt: skip
+
+    first = ingress_ports({"RAY_SERVE_ENABLE_HA_PROXY": "1"})
+    with socket.socket() as replica:  # the first platform's gateway replica, on a port of that window
+        replica.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # (a closed connection may linger on it)
+        for taken in window(first, "HTTP"):
+            with contextlib.suppress(OSError):  # (taken meanwhile: another platform's; try the next)
+                replica.bind(("0.0.0.0", taken))
+                break
+        replica.listen()
+        assert taken in _listening_ports()
+        second = ingress_ports({"RAY_SERVE_ENABLE_HA_PROXY": "1"})
+    for kind in ("HTTP", "GRPC"):
+        assert len(window(second, kind)) == 100 and not set(window(second, kind)) & _listening_ports() - {taken}
+    assert taken not in window(second, "HTTP") and window(second, "HTTP").stop <= 32768  # below ephemeral ports
+    named = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": "31000"}
+    assert ingress_ports(named) == named
+    assert ingress_ports({"RAY_SERVE_ENABLE_HA_PROXY": "0"}) == {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+
+
 def _raw_http(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
     """Send ``request`` as it is (no client would send it so); the status, headers and body back."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -448,6 +480,8 @@ def test_a_local_head_stops_without_drains_meant_for_other_machines(tmp_path: Pa
     from mnemos.cradle.cluster import local_serve_env
 
     env = local_serve_env({}, tmp_path)
+    path = env.pop("PATH").split(os.pathsep)  # this Python's folder first: the `python` of a Ray job
+    assert path[0] == str(Path(sys.executable).parent) and path[0] not in path[1:]
     assert env == {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
     mine = local_serve_env({"RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "30"}, tmp_path)
     assert mine["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "30"
