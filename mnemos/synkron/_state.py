@@ -15,6 +15,8 @@ Shape (snake_case, as the HTTP API returns it)::
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from mnemos.engram import Engram, validate_key
@@ -35,11 +37,27 @@ def output_ref(run_id: str, output: str) -> str:
 
 def save(engram: Engram, state: dict[str, Any]) -> None:
     engram.write_json(state_key(state["id"]), state)
-    announce(f"run.{state['status']}", f"run:{state['id']}", owner=state.get("principal"), **event_view(state))
+    view = event_view(state)
+    with _ANNOUNCED_LOCK:  # the event names the steps that changed since this process's last one of the run
+        before = _ANNOUNCED.pop(state["id"], {})
+        if state["status"] not in TERMINAL:
+            _ANNOUNCED[state["id"]] = view["steps"]
+            while len(_ANNOUNCED) > _ANNOUNCED_RUNS:
+                _ANNOUNCED.popitem(last=False)
+    view["steps"] = {name: step for name, step in view["steps"].items() if before.get(name) != step}
+    announce(f"run.{state['status']}", f"run:{state['id']}", owner=state.get("principal"), **view)
+
+
+_ANNOUNCED: OrderedDict[str, dict[str, Any]] = OrderedDict()
+"""The steps each running run's last event showed (this process's): a run of 1,000 steps sent all
+of them on every step's change, and the event bus kept gigabytes of them."""
+_ANNOUNCED_RUNS = 256
+_ANNOUNCED_LOCK = threading.Lock()
 
 
 def event_view(state: dict[str, Any]) -> dict[str, Any]:
-    """What a ``run.*`` event carries: the run's status and each step's status, timing, cache hit."""
+    """A run's status and each step's status, timing, cache hit: what the console renders, and what
+    a ``run.*`` event carries, less the steps that did not change since the run's previous event."""
     keep = ("status", "needs", "cached", "started", "finished", "error", "job_ids", "outputs")
     steps = {name: {k: step.get(k) for k in keep} for name, step in state["steps"].items()}
     return {"id": state["id"], "pipeline": state["pipeline"]["name"], "status": state["status"],

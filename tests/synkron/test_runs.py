@@ -356,3 +356,33 @@ def test_runs_survive_a_restart_of_the_runner(client, pipelines, tmp_path: Path)
     assert state["status"] == "succeeded", state["error"]
     assert state["resumes"] == 1 and state["steps"]["first"]["executions"] == 1  # the completed step kept
     assert pipelines.executions().count("produce") == 1
+
+
+def test_a_runs_events_carry_the_steps_that_changed(client, pipelines) -> None:
+    """A run of 1,000 steps sent all of them in each of its ~3,000 events, and the event bus kept
+    gigabytes of them: each event now carries the steps that changed since the run's previous one
+    (its first, every step); applied in order they give the run's steps as its state has them."""
+    import ray
+
+    from mnemos.trace.events import bus, watch
+
+    after = ray.get(bus().last.remote())
+    path = pipelines.write([{"name": f"s{i}", "script": "true"} for i in range(4)], name="deltas")  # a chain
+    run = client.pipelines.run(path, progress=False)
+    assert run.state()["status"] == "succeeded"
+    events = []
+    for event in watch(["run"], subject=f"run:{run.id}", after=after, timeout=60):
+        events.append(event)
+        if event["type"] == "run.succeeded":
+            break
+    assert events and events[-1]["type"] == "run.succeeded", [e["type"] for e in events]
+    shown = [list(e["data"]["steps"]) for e in events]
+    assert len(shown[0]) == 4 and len(events) >= 8, shown  # (a start, and each step running and done)
+    # every step once per process that announces the run (the one that started it, the runner), after
+    # that only what changed
+    assert sum(len(names) == 4 for names in shown) <= 2 and all(names for names in shown[1:-1]), shown
+    seen: dict[str, str] = {}
+    for event in events:
+        seen |= {name: step["status"] for name, step in event["data"]["steps"].items()}
+    assert seen == {name: step["status"] for name, step in run.state()["steps"].items()} == dict.fromkeys(
+        [f"s{i}" for i in range(4)], "succeeded")
