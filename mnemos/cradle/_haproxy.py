@@ -14,7 +14,12 @@ so Serve's process checks still hold):
 - a request must arrive in time (:data:`TIMEOUTS`). Serve's template sets no ``timeout http-request``
   and ``timeout client 3600s``, so anyone who could reach the port held one of HAProxy's 4096
   connections (``maxconn``) for an hour with half a request, and 4,300 such connections made the
-  gateway unreachable without a key.
+  gateway unreachable without a key;
+- ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are set to the client address HAProxy sees and
+  its scheme: the replica's uvicorn trusts them from HAProxy (loopback), so a client's own header
+  chose its address (past the per-address budget of unknown API keys, into audit records) and
+  made a plain connection count as https. Behind a load balancer of yours, the address is the
+  balancer's.
 
 Its files (config, admin socket, server state) go to a folder only this user enters, not Serve's
 ``/tmp/haproxy-serve``, which every user's Serve on the machine shares.
@@ -241,6 +246,11 @@ def rewrite(config: str, errors: Path, timeouts: Mapping[str, str] = TIMEOUTS) -
         f"    http-request deny deny_status 400 errorfile {errors / '400-control-character.http'}"
         f" if {{ req.hdrs -m reg {_CONTROL} }}\n"
         "    option http-buffer-request\n"  # the body, up to the buffer, within timeout http-request
+        # The replica's uvicorn trusts these headers from HAProxy (loopback): a client's own said any
+        # address it liked (past the per-address budget of unknown keys, into audit records) and https.
+        "    http-request set-header X-Forwarded-For %[src]\n"
+        "    http-request set-header X-Forwarded-Proto https if { ssl_fc }\n"
+        "    http-request set-header X-Forwarded-Proto http if !{ ssl_fc }\n"
     )
     for line in front.splitlines(keepends=True):
         config = config.replace(line, "")  # a config rewritten before keeps one

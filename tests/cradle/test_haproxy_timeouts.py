@@ -82,6 +82,9 @@ class _Replica(BaseHTTPRequestHandler):
             return
         if url.path == "/slow":
             time.sleep(query["s"])
+        if url.path == "/headers":
+            self._json({name.lower(): value for name, value in self.headers.items()})
+            return
         self._json({"object": "list", "data": []})
 
     def do_POST(self) -> None:
@@ -273,3 +276,18 @@ def test_an_answer_outlasts_the_client_timeout_and_a_stalled_body_does_not(tmp_p
     assert status == 400 and elapsed < 5, stalled
     error = _openai_error(headers, body)
     assert error["code"] == "bad_request" and "stopped arriving" in str(error["message"]), error
+
+
+def test_a_client_cannot_choose_the_address_and_scheme_the_replica_sees(tmp_path: Path, replica: int) -> None:
+    """The replica's uvicorn takes X-Forwarded-For/-Proto from HAProxy (loopback) as the truth: 35
+    made-up API keys each from a made-up `X-Forwarded-For` never met the per-address budget of
+    unknown keys (401 ×35, no 429) and wrote those addresses into the audit. HAProxy now sets both."""
+    front = free_port()
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(_serve_config(front, replica, tmp_path))
+    with _running([*_wrapper(tmp_path / "errors"), "-db", "-f", str(config)], front, tmp_path / "haproxy.log"):
+        forged = (b"GET /headers HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Forwarded-For: 10.9.35.7\r\n"
+                  b"X-Forwarded-For: 10.9.35.8\r\nX-Forwarded-Proto: https\r\n\r\n")  # fmt: skip
+        _, status, _, body = _exchange(front, (0, forged))
+    seen = json.loads(body)
+    assert status == 200 and seen["x-forwarded-for"] == "127.0.0.1" and seen["x-forwarded-proto"] == "http", seen
