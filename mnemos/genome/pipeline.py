@@ -127,6 +127,15 @@ MAX_SCRIPT = 64 * 1024
 on each write and run, and a longer program belongs in a Python step (``call: module:function``)."""
 
 
+class StepResources(CoreModel):
+    """What a step's job needs from the CORTEX pool that runs it, as a job's ``resources`` say it."""
+
+    cpus: float = Field(0.0, ge=0, description="CPUs a pool's worker must have.")
+    gpus: float = Field(0.0, ge=0, description="GPUs a pool's worker must have; 0: any pool (GPU pools first).")
+    pool: str | None = Field(None, description="Run only on this pool (cortex.pools).")
+    selector: dict[str, str] = Field(default_factory=dict, description="Labels the pool's selector must carry.")
+
+
 class Step(CoreModel):
     name: str
     type: StepType | None = Field(None, description="Inferred from the fields when not given.")
@@ -144,7 +153,7 @@ class Step(CoreModel):
     retries: int = Field(0, ge=0, le=19, description="Attempts after the first (a CORTEX job makes at most 20).")
     timeout: PositiveDuration | None = Field(None, description="Seconds one attempt may run (30s, 5m); above 0.")
     queue: str = "default"
-    resources: dict[str, float] = Field(default_factory=dict, description="{cpus, gpus} for the step's job.")
+    resources: StepResources | None = Field(None, description="{cpus, gpus, pool, selector} for the step's job.")
 
     _name = field_validator("name")(_check_name)
 

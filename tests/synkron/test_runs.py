@@ -386,3 +386,21 @@ def test_a_runs_events_carry_the_steps_that_changed(client, pipelines) -> None:
         seen |= {name: step["status"] for name, step in event["data"]["steps"].items()}
     assert seen == {name: step["status"] for name, step in run.state()["steps"].items()} == dict.fromkeys(
         [f"s{i}" for i in range(4)], "succeeded")
+
+
+def test_a_step_runs_on_the_pool_its_resources_name(client, pipelines) -> None:
+    """A step's `resources` take what a job's do: `pool` and `selector` too (it was {name: number},
+    so a step could not be pinned to the labelled nodes of a pool: `resources.pool: Input should be
+    a valid number`). A key a job has not is refused when the pipeline is written."""
+    path = pipelines.write([{"name": "here", "script": "true", "resources": {"cpus": 0.1, "pool": "cpu-a",
+                                                                             "selector": {"accelerator": "cpu"}}}],
+                           name="pinned")  # fmt: skip
+    run = client.pipelines.run(path, progress=False)
+    state = run.state()
+    assert state["status"] == "succeeded", state["error"]
+    job = client.jobs.get(state["steps"]["here"]["job_ids"][-1]).info()
+    assert job["resources"]["pool"] == "cpu-a" and job["resources"]["selector"] == {"accelerator": "cpu"}, job
+    assert job["pool"] == "cpu-a", job
+    bad = pipelines.write([{"name": "x", "script": "true", "resources": {"memory": 2}}], name="badres")
+    with pytest.raises(ValidationError, match=r"resources\.memory"):
+        client.pipelines.run(bad, progress=False)
