@@ -7,7 +7,7 @@ from typing import Any
 
 from mnemos.errors import UnavailableError, ValidationError
 
-__all__ = ["spilling_config"]
+__all__ = ["spilling_config", "spilling_env"]
 
 
 def spilling_config(uri: str, storage_options: dict[str, Any] | None = None) -> dict[str, str]:
@@ -15,8 +15,12 @@ def spilling_config(uri: str, storage_options: dict[str, Any] | None = None) -> 
 
     An ``s3://bucket/prefix`` URI spills through smart_open; the bucket is checked first,
     because Ray would otherwise hang retrying ``NoSuchBucket`` on the first spill. A local
-    path spills to that folder. ``storage_options`` (s3fs style: ``endpoint_url``, ``key``,
-    ``secret``, ``client_kwargs.region_name``) are passed to the S3 client of the spill workers.
+    path spills to that folder. Of ``storage_options`` (s3fs style: ``endpoint_url``, ``key``,
+    ``secret``, ``client_kwargs.region_name``) the endpoint and the region go to the S3 client of
+    the spill workers; the credentials never do: Ray puts its system config on the command line of
+    every Ray process (``ps`` shows it to anyone on the node) and keeps it in the GCS. Spill workers
+    take credentials from their environment like any AWS client: give the nodes'
+    ``ray start`` the variables of :func:`spilling_env`, or an instance role (IRSA on EKS).
     """
     opts = dict(storage_options or {})
     if uri.startswith("s3://"):
@@ -35,10 +39,6 @@ def spilling_config(uri: str, storage_options: dict[str, Any] | None = None) -> 
         client: dict[str, Any] = {}
         if opts.get("endpoint_url"):
             client["endpoint_url"] = opts["endpoint_url"]
-        if opts.get("key"):
-            client["aws_access_key_id"] = opts["key"]
-        if opts.get("secret"):
-            client["aws_secret_access_key"] = opts["secret"]
         region = (opts.get("client_kwargs") or {}).get("region_name")
         if region:
             client["region_name"] = region
@@ -51,3 +51,12 @@ def spilling_config(uri: str, storage_options: dict[str, Any] | None = None) -> 
     else:
         raise ValidationError(f"spill URI {uri!r}: use s3://bucket/prefix or a local folder", param="uri")
     return {"object_spilling_config": json.dumps(spec)}
+
+
+def spilling_env(storage_options: dict[str, Any] | None = None) -> dict[str, str]:
+    """The environment that gives Ray's spill workers the credentials of ``storage_options``
+    (``key``, ``secret``, ``token``): set it in the environment of ``ray start`` (or of the
+    process that calls ``ray.init`` for a local cluster), never in its system config."""
+    opts = storage_options or {}
+    names = {"key": "AWS_ACCESS_KEY_ID", "secret": "AWS_SECRET_ACCESS_KEY", "token": "AWS_SESSION_TOKEN"}
+    return {var: str(opts[field]) for field, var in names.items() if opts.get(field)}

@@ -159,16 +159,58 @@ class Engram:
             self.fs.pipe_file(path, data, **(metadata or {}))  # an object PUT is atomic
 
     def check(self) -> None:
-        """Raise ``UnavailableError`` when the root cannot be reached (e.g. a missing bucket)."""
-        try:
-            if self.is_local:
+        """Raise ``UnavailableError`` when the root cannot be reached: a missing bucket, an object
+        store that does not answer, credentials it refuses; each error names the setting to fix."""
+        if self.is_local:
+            try:
                 os.makedirs(self._root, exist_ok=True)
-            else:
-                bucket = self._root.split("/", 1)[0]
-                if not self.fs.exists(bucket):
-                    raise UnavailableError(f"ENGRAM bucket {bucket!r} does not exist: create it first")
+            except OSError as exc:
+                raise UnavailableError(f"ENGRAM root {self.uri} is not reachable: {exc}", param="engram.uri") from None
+            return
+        bucket = self._root.split("/", 1)[0]
+        try:
+            if hasattr(self.fs, "_call_s3"):  # s3fs: its exists() answers False when the endpoint is down
+                sync(self.fs.loop, self.fs._call_s3, "head_bucket", Bucket=bucket)
+            elif not self.fs.exists(bucket):
+                raise FileNotFoundError(bucket)
+        except FileNotFoundError:
+            raise UnavailableError(
+                f"ENGRAM bucket {bucket!r} does not exist{self._at()}: create it, or point engram.uri "
+                "(MNEMOS_ENGRAM__URI) at a bucket that exists",
+                param="engram.uri",
+            ) from None
+        except PermissionError as exc:
+            raise UnavailableError(
+                f"ENGRAM bucket {bucket!r}{self._at()} refused access ({exc}): check the credentials in "
+                "engram.storageOptions (key, secret; MNEMOS_ENGRAM__STORAGE_OPTIONS) or the AWS_* environment",
+                param="engram.storageOptions",
+            ) from None
         except OSError as exc:
-            raise UnavailableError(f"ENGRAM root {self.uri} is not reachable: {exc}") from None
+            raise UnavailableError(f"ENGRAM root {self.uri} is not reachable: {exc}", param="engram.uri") from None
+        except Exception as exc:
+            if (error := self._unreachable(exc)) is not None:
+                raise error from None
+            raise
+
+    def _at(self) -> str:
+        """`` at <endpoint>`` when the storage options name one (its user and password left out)."""
+        endpoint = str(self.storage_options.get("endpoint_url") or "")
+        return f" at {_without_userinfo(endpoint)}" if endpoint else ""
+
+    def _unreachable(self, exc: BaseException) -> UnavailableError | None:
+        """The error for an object store that did not answer (``None`` when ``exc`` is another failure)."""
+        try:
+            from botocore.exceptions import ConnectionError as NoAnswer
+            from botocore.exceptions import HTTPClientError
+        except ImportError:  # no S3 client installed: nothing of it can have failed
+            return None
+        if not isinstance(exc, (NoAnswer, HTTPClientError)):
+            return None
+        return UnavailableError(
+            f"ENGRAM {self.uri} is not reachable{self._at()} ({type(exc).__name__}): check that the object store "
+            "is up and engram.storageOptions.endpoint_url (MNEMOS_ENGRAM__STORAGE_OPTIONS)",
+            param="engram.storageOptions",
+        )
 
     # -- blobs ------------------------------------------------------------------------------
     def blob_key(self, digest: str) -> str:
@@ -252,6 +294,12 @@ class Engram:
             os.replace(tmp, path)
         else:
             self.fs.put_file(local_path, path, **_metadata(tagger, digest))
+
+    def _no_bucket(self) -> None:
+        """After a listing found nothing at all: on an object store that means its bucket may be
+        missing (a prefix with no keys lists as empty), which ``check`` reports naming the setting."""
+        if not self.is_local:
+            self.check()
 
     def _exists(self, path: str) -> bool:
         return os.path.exists(path) if self.is_local else bool(self.fs.exists(path))
@@ -396,6 +444,7 @@ class Engram:
         try:
             entries = self.fs.find(base, detail=True)
         except FileNotFoundError:
+            self._no_bucket()
             return
         for path, info in entries.items():
             name = path.rsplit("/", 1)[-1]
@@ -428,6 +477,7 @@ class Engram:
         try:
             paths = self.fs.find(start)
         except FileNotFoundError:
+            self._no_bucket()
             return {}
         out = {}
         for path in sorted(paths):
@@ -509,6 +559,7 @@ class Engram:
         try:
             paths = self.fs.find(base)
         except FileNotFoundError:
+            self._no_bucket()
             return []
         root_len = len(self._root) + 1
         return sorted(p[root_len:] for p in paths if not p.rsplit("/", 1)[-1].startswith(".tmp-"))
@@ -539,6 +590,43 @@ class Engram:
     def read_log(self, log: str) -> Iterator[dict[str, Any]]:
         """Every record of a log, in write order, exactly once (also while WRAITH compacts it)."""
         return logs.read_log(self, log)
+
+
+def _reachable(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method``, raising ``UnavailableError`` naming the setting when the object store does not answer
+    (botocore's connection errors would reach the user as a traceback naming no setting), and when its
+    bucket does not exist (s3fs says only "The specified bucket does not exist")."""
+
+    @functools.wraps(method)
+    def call(self: Engram, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except FileNotFoundError as exc:
+            if not self.is_local and "bucket does not exist" in str(exc):
+                self.check()
+            raise
+        except Exception as exc:
+            if (error := self._unreachable(exc)) is not None:
+                raise error from None
+            raise
+
+    return call
+
+
+# Every call that reaches the store (generators are wrapped by what they call first).
+for _name in (
+    "put", "put_file", "has", "size", "open", "get", "get_to_file", "delete_blob", "set_ref", "get_ref",
+    "refs", "delete_ref", "write_bytes", "create_bytes", "read_bytes", "exists", "modified", "list",
+    "delete", "delete_prefix", "append", "segments",
+):  # fmt: skip
+    setattr(Engram, _name, _reachable(getattr(Engram, _name)))
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` without a ``user:password@`` part."""
+    scheme, sep, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{host.rsplit('@', 1)[-1]}{slash}{path}" if sep else url
 
 
 def _absent(exc: OSError) -> bool:

@@ -10,7 +10,11 @@ they die with it and a restarted CORTEX makes new ones.
 
 Selectors (``{accelerator: nvidia}``) are Ray node labels: a pool is placed with a
 ``label_selector`` when some node carries the selector's keys; on a cluster whose nodes carry
-none of them (a laptop) the selector only describes the pool to jobs.
+none of them (a laptop) the selector only describes the pool to jobs. A node that joins later with
+such a key (a head started first, its labelled workers after it, as on KubeRay) makes the pools
+that select on it move: ``trim`` starts their workers again under the label selector and stops
+the ones placed without it once their jobs ended. A key once enforced stays enforced, also when
+every node carrying it is lost (the pool then waits for such a node instead of running elsewhere).
 
 Pools follow the queue: a pool starts with ``minWorkers`` (0: none at all), CORTEX calls
 ``grow`` when jobs for it wait and every worker is full (up to ``maxWorkers``), and ``trim``
@@ -50,6 +54,8 @@ AHEAD_SECONDS = 0.025
 maxConcurrency jobs): roughly the round trip from a job's end to CORTEX's next ``start`` on it."""
 AHEAD_MOST = 4
 """Unless ``prefetch`` is set, a worker holds at most this many times its threads beyond them."""
+LABELS_EVERY_S = 5.0
+"""How often ``follow_labels`` looks for nodes whose labels a pool's workers were placed without."""
 
 
 @dataclass(eq=False)
@@ -66,6 +72,7 @@ class WorkerSlot:
     gave_back: bool = False  # it gave an attempt back unstarted: none is sent ahead until one ends
     reader: Any = None  # the scheduler's task reading this worker's completions
     idle_since: float = field(default_factory=time.monotonic)  # when inflight last dropped to 0
+    retiring: bool = False  # placed without its pool's label selector: takes no jobs, stops when idle
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "pool": self.pool, "inflight": self.inflight, "capacity": self.capacity}
@@ -180,6 +187,7 @@ class PoolSet:
         self.grown = 0
         self.trimmed = 0
         self._checked = -1e9
+        self._labels_checked = -1e9
         self._routes: dict[str, str] = {}
         self._requested: list[dict[str, float]] | None = None
 
@@ -290,10 +298,17 @@ class PoolSet:
         import ray
 
         now = time.monotonic() if now is None else now
+        self.follow_labels(now)
         stopped = 0
         for pool in self.pools.values():
-            for slot in list(pool.workers):
-                if len(pool.workers) <= pool.config.fewest:
+            for slot in [s for s in pool.workers if s.retiring and not s.inflight]:
+                slot.alive = False
+                pool.workers.remove(slot)
+                with contextlib.suppress(Exception):  # already gone
+                    ray.kill(slot.handle, no_restart=True)
+                stopped += 1
+            for slot in [s for s in pool.workers if not s.retiring]:
+                if sum(not s.retiring for s in pool.workers) <= pool.config.fewest:  # busy retiring ones will go
                     break
                 if slot.alive and not slot.inflight and now - slot.idle_since >= pool.config.idle_timeout:
                     slot.alive = False
@@ -305,6 +320,40 @@ class PoolSet:
                 self._sized(pool)
         self.trimmed += stopped
         return stopped
+
+    def follow_labels(self, now: float | None = None, throttle: float = LABELS_EVERY_S) -> int:
+        """Move the pools whose selector names a label key that a node now carries and that their
+        workers were placed without: new workers start under the label selector, the old ones take
+        no more jobs and stop once idle (``trim``). Returns how many workers were started.
+
+        ``throttle``: do nothing if the cluster was looked at less than that many seconds ago.
+        """
+        import ray
+
+        now = time.monotonic() if now is None else now
+        loose = [p for p in self.pools.values() if p.ready and set(p.config.selector) - set(p.label_selector or {})]
+        if not loose or now - self._labels_checked < throttle or not ray.is_initialized():
+            return 0
+        self._labels_checked = now
+        _, node_labels = _cluster()
+        keys = set().union(*(labels.keys() for labels in node_labels)) if node_labels else set()
+        started = 0
+        for pool in loose:
+            kept = pool.label_selector or {}
+            enforced = {k: v for k, v in pool.config.selector.items() if k in keys or k in kept}
+            if enforced == kept:
+                continue
+            pool.label_selector = enforced
+            misplaced = [slot for slot in pool.workers if not slot.retiring]
+            for slot in misplaced:
+                slot.retiring = True
+            fresh = [self._spawn(pool) for _ in range(max(len(misplaced), pool.config.fewest))]
+            pool.workers.extend(fresh)
+            started += len(fresh)
+            self._sized(pool)
+        if started:
+            self._routes.clear()
+        return started
 
     def wanted(self) -> list[dict[str, float]]:
         """One resource bundle per worker wanted now (for the autoscaler)."""
@@ -385,7 +434,9 @@ class PoolSet:
                 best: WorkerSlot | None = None
                 for slot in pool.workers:
                     room = pool.limit(slot) if ahead else slot.capacity
-                    if slot.alive and slot.inflight < room and (best is None or slot.inflight < best.inflight):
+                    if slot.retiring or not slot.alive or slot.inflight >= room:
+                        continue
+                    if best is None or slot.inflight < best.inflight:
                         best = slot
                 if best is not None:
                     best.inflight += 1
@@ -394,7 +445,9 @@ class PoolSet:
 
     def has_room(self) -> bool:
         """Some live worker of a pool can take a job."""
-        return any(s.alive and s.inflight < p.limit(s) for p in self.pools.values() for s in p.workers)
+        return any(
+            s.alive and not s.retiring and s.inflight < p.limit(s) for p in self.pools.values() for s in p.workers
+        )
 
     @staticmethod
     def release(slot: WorkerSlot) -> None:

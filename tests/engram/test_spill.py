@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from mnemos.engram import spilling_config
+from mnemos.engram import spilling_config, spilling_env
 from mnemos.errors import UnavailableError
 
 SCRIPT = textwrap.dedent(
@@ -38,10 +38,16 @@ SCRIPT = textwrap.dedent(
 
 
 def test_objects_spill_to_s3_and_come_back(s3_server, s3_bucket, s3fs_client) -> None:
-    config = spilling_config(f"s3://{s3_bucket}/spill", s3_server)
+    """The credentials reach the spill workers through their environment, never through Ray's
+    system config: Ray passes that on every Ray process's command line (``ps`` shows it)."""
+    options = {**s3_server, "key": "spill-key-id", "secret": "spill-secret-never-in-config"}
+    config = spilling_config(f"s3://{s3_bucket}/spill", options)
     spec = json.loads(config["object_spilling_config"])
     assert spec["type"] == "smart_open"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    assert spec["params"]["override_transport_params"]["client_kwargs"]["S3.Client"]["endpoint_url"]
+    assert "spill-secret" not in json.dumps(config) and "spill-key-id" not in json.dumps(config)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **spilling_env(options)}
+    assert env["AWS_SECRET_ACCESS_KEY"] == "spill-secret-never-in-config"
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, json.dumps(config)], capture_output=True, text=True, timeout=240, env=env
     )
