@@ -171,7 +171,8 @@ def build_router(
         if trace_id == "0" * 32:  # well-formed, but W3C's invalid id: no span ever carries it
             return _error(NotFoundError(f"no spans recorded for trace {trace_id}", param="trace_id"))
         try:
-            spans = await asyncio.to_thread(telemetry.spans_for, trace_id, min_spans=min_spans, timeout=timeout)
+            # awaited, not in a thread: a reader waiting up to 30 s for spans holds none of the replica's threads
+            spans = await telemetry.wait_spans(trace_id, min_spans=min_spans, timeout=timeout)
         except MnemosError as exc:
             return _error(exc)
         shown = shown_spans(reader(principal) if reader and principal is not None else None, spans) if spans else None

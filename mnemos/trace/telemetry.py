@@ -16,6 +16,7 @@ The hot path is the SDK's span plus two deque appends; nothing blocks on Ray or 
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
@@ -30,7 +31,7 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.trace import INVALID_SPAN_CONTEXT, Span, SpanKind
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from mnemos._actors import TRACE_COLLECTOR
@@ -59,6 +60,7 @@ __all__ = [
     "spans_for",
     "start_span",
     "tracing_info",
+    "wait_spans",
 ]
 
 COLLECTOR_NAME = TRACE_COLLECTOR
@@ -99,55 +101,72 @@ class SpanCollector:
     """The named ``trace-collector`` actor: finished spans of every process, by trace id.
 
     Bounded: the oldest traces are evicted past ``max_traces``; a trace keeps ``max_spans_per_trace``.
+    An async actor: a reader waiting for a trace's spans (``spans_for`` with a ``timeout``) holds no
+    thread, and at most ``max_waiting`` wait at once (the others are answered at once with what is in),
+    so readers can never keep the processes' batches (``add``) waiting.
     """
 
-    def __init__(self, max_traces: int = 10_000, max_spans_per_trace: int = 2_000) -> None:
+    def __init__(self, max_traces: int = 10_000, max_spans_per_trace: int = 2_000, max_waiting: int = 256) -> None:
         self._traces: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._max_traces = max_traces
         self._max_spans = max_spans_per_trace
-        self._cond = threading.Condition()
+        self._max_waiting = max_waiting
+        self._waiting = 0
+        self._arrived: asyncio.Event | None = None  # set (and replaced) by every batch; made in the actor's loop
         self.dropped = 0
 
-    def add(self, spans: list[dict[str, Any]]) -> int:
+    async def add(self, spans: list[dict[str, Any]]) -> int:
         """Store a batch of span dicts; returns how many were kept."""
         kept = 0
-        with self._cond:
-            for s in spans:
-                bucket = self._traces.setdefault(s["trace_id"], [])
-                if len(bucket) >= self._max_spans:
-                    self.dropped += 1
-                    continue
-                bucket.append(s)
-                kept += 1
-            while len(self._traces) > self._max_traces:
-                self.dropped += len(self._traces.popitem(last=False)[1])
-            self._cond.notify_all()
+        for s in spans:
+            bucket = self._traces.setdefault(s["trace_id"], [])
+            if len(bucket) >= self._max_spans:
+                self.dropped += 1
+                continue
+            bucket.append(s)
+            kept += 1
+        while len(self._traces) > self._max_traces:
+            self.dropped += len(self._traces.popitem(last=False)[1])
+        if self._arrived is not None:
+            self._arrived.set()
+            self._arrived = None
         return kept
 
-    def spans_for(self, trace_id: str, min_spans: int = 0, timeout: float = 0.0) -> list[dict[str, Any]]:
+    async def spans_for(self, trace_id: str, min_spans: int = 0, timeout: float = 0.0) -> list[dict[str, Any]]:
         """Spans of one trace by start time; waits up to ``timeout`` s until ``min_spans`` are in."""
-        with self._cond:
-            self._cond.wait_for(lambda: len(self._traces.get(trace_id, ())) >= min_spans, timeout=timeout)
-            return sorted(self._traces.get(trace_id, ()), key=lambda s: s["start_time"])
+        if timeout > 0 and len(self._traces.get(trace_id, ())) < min_spans and self._waiting < self._max_waiting:
+            self._waiting += 1
+            try:
+                await asyncio.wait_for(self._wait_for(trace_id, min_spans), timeout)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                self._waiting -= 1
+        return sorted(self._traces.get(trace_id, ()), key=lambda s: s["start_time"])
 
-    def recent(self, limit: int = 100) -> list[dict[str, Any]]:
+    async def _wait_for(self, trace_id: str, min_spans: int) -> None:
+        while len(self._traces.get(trace_id, ())) < min_spans:
+            if self._arrived is None:
+                self._arrived = asyncio.Event()
+            await self._arrived.wait()
+
+    async def recent(self, limit: int = 100) -> list[dict[str, Any]]:
         """The latest ``limit`` spans across traces, oldest first."""
-        with self._cond:
-            out: list[dict[str, Any]] = []
-            for spans in reversed(self._traces.values()):
-                out.extend(spans)
-                if len(out) >= limit:
-                    break
+        out: list[dict[str, Any]] = []
+        for spans in reversed(self._traces.values()):
+            out.extend(spans)
+            if len(out) >= limit:
+                break
         return sorted(out, key=lambda s: s["end_time"])[-limit:]
 
-    def stats(self) -> dict[str, int]:
-        with self._cond:
-            return {"traces": len(self._traces), "spans": sum(map(len, self._traces.values())), "dropped": self.dropped}
+    async def stats(self) -> dict[str, int]:
+        return {"traces": len(self._traces), "spans": sum(map(len, self._traces.values())), "dropped": self.dropped,
+                "waiting": self._waiting}  # fmt: skip
 
 
 def ensure(settings: Any = None, engram: Any = None) -> Any:
     """Get or create the detached ``trace-collector`` actor (``mnemos up`` calls this)."""
-    return ensure_named(SpanCollector, COLLECTOR_NAME, max_concurrency=32)
+    return ensure_named(SpanCollector, COLLECTOR_NAME, max_concurrency=1_000)
 
 
 class SpanShipper(SpanProcessor):
@@ -384,7 +403,7 @@ def span(name: str, *, carrier: Mapping[str, str] | None = None, attributes: Map
     """
     if attributes:
         attrs = {**attributes, **attrs}
-    context = _PROPAGATOR.extract(carrier) if carrier else None
+    context = _from_carrier(carrier) if carrier else None
     with _tracer().start_as_current_span(name, context=context, kind=kind, attributes=_clean(attrs)) as current:
         yield current
 
@@ -393,7 +412,7 @@ def start_span(name: str, *, carrier: Mapping[str, str] | None = None, kind: Spa
                **attrs: Any) -> Span:
     """A span that is not made current and that the caller ends (``.end()``): for a stream that
     outlives the handler which started it. Parent: the carrier's span, else the current one."""
-    context = _PROPAGATOR.extract(carrier) if carrier else None
+    context = _from_carrier(carrier) if carrier else None
     return _tracer().start_span(name, context=context, kind=kind, attributes=_clean(attrs))
 
 
@@ -418,7 +437,20 @@ def extract(carrier: Mapping[str, str] | None) -> Context:
     """An OpenTelemetry context whose parent is the carrier's span (a malformed carrier: a new root)."""
     if carrier is not None and not isinstance(carrier, Mapping):
         raise ValidationError("a trace carrier must be a mapping like {'traceparent': '00-…'}", param="carrier")
-    return _PROPAGATOR.extract(carrier or {})
+    return _from_carrier(carrier or {})
+
+
+def _from_carrier(carrier: Mapping[str, str]) -> Context:
+    """A context whose parent is the carrier's span, sampled whatever the carrier's flags say: a client's
+    ``traceparent`` ending ``-00`` (not sampled) still has its request traced like every request, or a
+    caller would choose to leave no spans of its own work for operators to read."""
+    context = _PROPAGATOR.extract(carrier)
+    parent = otel_trace.get_current_span(context).get_span_context()
+    if parent.is_valid and not parent.trace_flags.sampled:
+        sampled = SpanContext(parent.trace_id, parent.span_id, is_remote=True, trace_state=parent.trace_state,
+                              trace_flags=TraceFlags(parent.trace_flags | TraceFlags.SAMPLED))  # fmt: skip
+        context = otel_trace.set_span_in_context(NonRecordingSpan(sampled), context)
+    return context
 
 
 def current_trace_id() -> str | None:
@@ -480,6 +512,35 @@ def spans_for(trace_id: str, *, min_spans: int = 0, timeout: float = 0.0) -> lis
         flush_spans()
         return ray.get(ensure().spans_for.remote(trace_id, min_spans, timeout), timeout=timeout + 30)
     except Exception as exc:  # noqa: BLE001
+        raise UnavailableError(f"the trace collector is not reachable: {type(exc).__name__}") from None
+
+
+_READER: Any = None
+"""The collector's handle ``wait_spans`` reads through."""
+
+
+async def wait_spans(trace_id: str, *, min_spans: int = 0, timeout: float = 0.0) -> list[dict[str, Any]]:
+    """``spans_for`` for a coroutine (the gateway's ``GET /v1/traces/{id}``): the wait for ``min_spans``
+    holds no thread of the caller's, so readers waiting cannot take the threads its other work needs.
+
+    Raises:
+        ValidationError: ``trace_id`` is not 32 hex digits.
+        UnavailableError: the collector could not be reached.
+    """
+    _check_trace_id(trace_id)
+    if not ray_connected():
+        return sorted(local_spans(trace_id), key=lambda s: s["start_time"])
+
+    global _READER
+    try:
+        await asyncio.to_thread(flush_spans)  # quick: this process's pending spans
+        if _READER is None:  # looked up once (a lookup is a call to Ray's GCS), again after a failure
+            _READER = await asyncio.to_thread(ensure)
+        spans: list[dict[str, Any]] = await asyncio.wait_for(
+            _READER.spans_for.remote(trace_id, min_spans, timeout), timeout + 30)  # fmt: skip
+        return spans
+    except Exception as exc:  # noqa: BLE001
+        _READER = None
         raise UnavailableError(f"the trace collector is not reachable: {type(exc).__name__}") from None
 
 

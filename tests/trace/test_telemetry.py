@@ -256,3 +256,84 @@ def test_in_a_serve_replica_mnemos_logs_through_serves_handlers() -> None:
     finally:
         serve_logger.handlers, ours.handlers, ours.propagate, _ = kept
         ours.setLevel(kept[3])
+
+
+def _span_doc(trace_id: str, span_id: str) -> dict[str, object]:
+    return {"trace_id": trace_id, "span_id": span_id, "parent_span_id": None, "name": "s", "start_time": 1.0,
+            "end_time": 2.0, "attributes": {}, "events": []}  # fmt: skip
+
+
+def test_readers_waiting_for_spans_never_hold_back_the_collector(ray_cluster) -> None:
+    """Readers waiting for a trace (``GET /v1/traces/{id}?min_spans=…&timeout=30``, which any developer
+    may send) hold no thread of the collector's: with 64 of them waiting, every process's batches are
+    still stored at once, and a waiting reader is answered as soon as its spans are in."""
+    collector = telemetry.ensure()
+    absent = [os.urandom(16).hex() for _ in range(64)]
+    waiting = [collector.spans_for.remote(trace, 1, 15) for trace in absent]
+    trace_id = os.urandom(16).hex()
+    reader = collector.spans_for.remote(trace_id, 1, 15)
+    try:
+        assert ray.get(collector.add.remote([_span_doc(trace_id, "1" * 16)]), timeout=5) == 1
+        assert [s["span_id"] for s in ray.get(reader, timeout=5)] == ["1" * 16]
+    finally:  # their spans arrive: the waiting readers are answered
+        ray.get(collector.add.remote([_span_doc(trace, "2" * 16) for trace in absent]), timeout=60)
+    assert all(len(spans) == 1 for spans in ray.get(waiting, timeout=60))
+
+
+def test_readers_past_the_collectors_waiting_limit_are_answered_at_once(ray_cluster) -> None:
+    collector = ray.remote(telemetry.SpanCollector).options(num_cpus=0).remote(max_waiting=2)
+    try:
+        waiting = [collector.spans_for.remote(os.urandom(16).hex(), 1, 30) for _ in range(2)]
+        ray.get(collector.stats.remote(), timeout=30)  # the two are waiting (calls start in order)
+        assert ray.get(collector.spans_for.remote(os.urandom(16).hex(), 1, 30), timeout=5) == []
+        assert ray.get(collector.stats.remote(), timeout=5)["waiting"] == 2
+        assert ray.wait(waiting, timeout=0)[0] == []
+    finally:
+        ray.kill(collector)
+
+
+def test_the_traces_route_waits_without_a_thread(ray_cluster, driver_tracing) -> None:
+    """``GET /v1/traces/{id}`` waiting for spans holds none of the replica's threads: with more readers
+    waiting than the event loop has threads, ``/metrics`` (rendered in a thread) still answers at once."""
+    import asyncio
+
+    import httpx
+    from fastapi import FastAPI
+
+    from mnemos.trace.http import router
+
+    app = FastAPI()
+    app.include_router(router)
+
+    async def main() -> float:
+        asyncio.get_running_loop().set_default_executor(futures.ThreadPoolExecutor(max_workers=2))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
+            wait = {"min_spans": 1, "timeout": 8}
+            waits = [asyncio.create_task(http.get(f"/v1/traces/{os.urandom(16).hex()}", params=wait)) for _ in range(6)]
+            await asyncio.sleep(1.0)
+            started = asyncio.get_running_loop().time()
+            assert (await asyncio.wait_for(http.get("/metrics"), 30)).status_code == 200
+            took = asyncio.get_running_loop().time() - started
+            assert {r.status_code for r in await asyncio.gather(*waits)} == {404}
+            return took
+
+    assert asyncio.run(main()) < 4.0
+
+
+def test_a_clients_not_sampled_flag_does_not_hide_its_request(driver_tracing) -> None:
+    """A client's ``traceparent`` joins its trace but does not choose whether the platform traces the
+    request: ``…-00`` (not sampled) is recorded like any request, and so is the work under it."""
+    from starlette.datastructures import Headers
+
+    from mnemos.relay._telemetry import RequestTelemetry
+
+    trace_id, parent = os.urandom(16).hex(), os.urandom(8).hex()
+    request = RequestTelemetry("/v1/chat/completions", "m", Headers({"traceparent": f"00-{trace_id}-{parent}-00"}))
+    assert request.trace_id == trace_id
+    with span("neuron.generate", carrier=request.carrier()):
+        pass
+    request.finish(200)
+    spans = {s["name"]: s for s in telemetry.local_spans(trace_id)}
+    assert set(spans) == {"relay.request", "neuron.generate"}
+    assert spans["relay.request"]["parent_span_id"] == parent
+    assert spans["neuron.generate"]["parent_span_id"] == spans["relay.request"]["span_id"]

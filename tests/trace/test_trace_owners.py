@@ -50,7 +50,10 @@ TRACES = {
 
 @pytest.fixture()
 def http(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setattr(telemetry, "spans_for", lambda trace_id, **_: list(TRACES.get(trace_id, [])))
+    async def spans(trace_id: str, **_: Any) -> list[dict[str, Any]]:
+        return list(TRACES.get(trace_id, []))
+
+    monkeypatch.setattr(telemetry, "wait_spans", spans)
 
     async def auth(request: Request) -> Principal | None:
         who = request.headers.get("x-who")

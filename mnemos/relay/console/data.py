@@ -7,13 +7,16 @@ templates; reads that touch ENGRAM or actors run off the event loop.
 from __future__ import annotations
 
 import difflib
+import itertools
+import sys
 import time
 from collections import defaultdict
 from typing import Any
 
 import yaml
 
-__all__ = ["audit_events", "diff_generations", "jobs", "layered", "model_rows", "runs", "usage"]
+__all__ = ["JOBS_SHOWN", "RUNS_SHOWN", "audit_events", "diff_generations", "jobs", "layered", "model_rows", "runs",
+           "usage"]
 
 _RATE_WINDOW_S = 300.0
 
@@ -129,11 +132,22 @@ def owns(principal: Any, owner: str | None) -> bool:
     return may_see_all(principal) or (bool(owner) and owner == getattr(principal, "subject", None))
 
 
+JOBS_SHOWN = 200
+"""The newest jobs the Jobs page lists (of those the caller may see, and of the filters)."""
+
+
 async def jobs(principal: Any, queue: str | None, status: str | None, owner: str | None) -> list[dict[str, Any]]:
     """Recent jobs the principal may see, without the data of those it does not read (as ``GET /v1/jobs``)."""
     from mnemos.cortex.http import cortex_handle, job_for
 
-    listed = await cortex_handle().list.remote(queue=queue or None, status=status or None, limit=200)
+    # filtered by owner in CORTEX, before the page's limit: a developer's (or the named owner's) jobs are
+    # listed however many newer jobs others have submitted since
+    mine = None if may_see_all(principal) else str(getattr(principal, "subject", None) or "")
+    if owner and mine is not None and owner != mine:
+        return []  # another's jobs: never a developer's to list
+    whose = mine or owner or None
+    listed = await cortex_handle().list.remote(queue=queue or None, status=status or None, limit=JOBS_SHOWN,
+                                               principal=whose)  # fmt: skip
     out = []
     for job in listed:
         job_owner = job.get("owner") or job.get("principal")
@@ -142,14 +156,20 @@ async def jobs(principal: Any, queue: str | None, status: str | None, owner: str
     return out
 
 
+RUNS_SHOWN = 100
+"""The newest runs the Pipelines page lists (of those the caller may see)."""
+
+
 def runs(engram: Any, principal: Any) -> list[dict[str, Any]]:
     """Recent runs the principal may see, each as its ``run.*`` event shows it (pipeline name, steps' status),
     without the data of those it does not read."""
     from mnemos.synkron import _state
     from mnemos.synkron.http import run_for
 
-    return [_state.event_view(run_for(principal, r)) for r in _state.list_runs(engram, None, 100)
-            if owns(principal, r.get("principal"))]  # fmt: skip
+    # every run is read either way (``list_runs`` sorts them all): filter by owner before the page's limit,
+    # so a developer's runs are listed however many newer runs others have started since
+    visible = (r for r in _state.list_runs(engram, None, limit=sys.maxsize) if owns(principal, r.get("principal")))
+    return [_state.event_view(run_for(principal, r)) for r in itertools.islice(visible, RUNS_SHOWN)]
 
 
 def layered(nodes: list[str], parents: dict[str, list[str]]) -> dict[str, Any]:
