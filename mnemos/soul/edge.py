@@ -479,7 +479,9 @@ class EdgeGuard:
             await self.limiter.acquire(principal.subject, rate, burst)
         except RateLimitError as exc:
             from mnemos.soul.ratelimit import MIN_RETRY_S
+            from mnemos.trace import metrics
 
+            metrics.RATELIMITED.inc(principal_kind=principal.kind)
             wait = max(exc.retry_after, MIN_RETRY_S)
             raise RateLimitError(
                 f"rate limit of {rate:g} requests/s ({param}) exceeded for {principal.subject!r}; "
@@ -529,6 +531,9 @@ class EdgeGuard:
     def _audit_refusal(
         self, request: Request, exc: MnemosError, principal: Principal | None = None, verb: str | None = None
     ) -> None:
+        from mnemos.trace import metrics
+
+        metrics.RELAY_AUTH_FAILURES.inc(reason=_refusal_reason(exc))
         host = request.client.host if request.client else None
         who = principal.describe() if principal is not None else {}
         subject = principal.subject if principal is not None else None
@@ -584,3 +589,12 @@ class EdgeGuard:
                 task.cancel()
         self._record_summaries(self._refusals.ended(time.monotonic(), every=True))
         await self.flush_audit()
+
+
+def _refusal_reason(exc: MnemosError) -> str:
+    """The ``reason`` label of ``mnemos_relay_auth_failures_total`` for a refusal (a fixed few)."""
+    if isinstance(exc, PermissionDeniedError):
+        return "forbidden"
+    if isinstance(exc, RateLimitError):  # the budget of look-ups of API keys never seen
+        return "too_many_unknown_keys"
+    return "unauthenticated"

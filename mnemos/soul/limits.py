@@ -336,8 +336,12 @@ class Governor:
             for limit in limits:
                 await self._take_rate(limit, ticket)
             await self._reserve_budgets(limits, ticket)
-        except BaseException:
+        except BaseException as exc:
             self._give_back(ticket, used=0)
+            if isinstance(exc, RateLimitError):
+                from mnemos.trace import metrics
+
+                metrics.RATELIMITED.inc(principal_kind=getattr(principal, "kind", "anonymous"))
             raise
         return ticket
 

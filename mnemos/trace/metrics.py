@@ -199,7 +199,7 @@ CORTEX_QUEUE_DEPTH = gauge(
 CORTEX_RUNNING_JOBS = gauge("mnemos_cortex_running_jobs", "Jobs of a queue running now.", ("queue",))
 CORTEX_RETRIES = counter("mnemos_cortex_retries_total", "Job attempts retried after a failure.", ("queue",))
 JOBS = counter(
-    "mnemos_jobs_total", "Jobs by queue and status (submitted, succeeded, failed, cancelled).", ("queue", "status"))
+    "mnemos_jobs_total", "Job attempts by queue and how they went (started, succeeded, failed).", ("queue", "status"))
 JOB_SECONDS = histogram("mnemos_job_seconds", "Job run time in seconds (one attempt).", ("queue",), JOB_BUCKETS)
 NEURON_WORKER_RESTARTS = counter(
     "mnemos_neuron_worker_restarts_total", "NEURON workers replaced after they died.", ("pool",))
@@ -208,7 +208,8 @@ NEURON_GENERATE_SECONDS = histogram(
     "mnemos_neuron_generate_seconds", "Model runtime seconds per generate/embed call.", ("model", "runtime"))
 SYNKRON_STEPS = counter("mnemos_synkron_steps_total", "Pipeline steps by outcome (ran, cached, failed).", ("status",))
 WRAITH_CRON_RUNS = counter(
-    "mnemos_wraith_cron_runs_total", "WRAITH scheduled runs by job and status.", ("job", "status"))
+    "mnemos_wraith_cron_runs_total", "WRAITH task runs by job and how they ended (succeeded, failed, skipped).",
+    ("job", "status"))
 TRACE_SPANS_DROPPED = counter("mnemos_trace_spans_dropped_total", "Finished spans dropped because a buffer was full.")
 CATALOGUE: tuple[MetricSpec, ...] = tuple(m.spec for m in _REGISTRY.values())
 

@@ -25,6 +25,7 @@ from mnemos._actors import NAMESPACE, WRAITH
 from mnemos.cortex.job import TERMINAL
 from mnemos.engram import Engram
 from mnemos.errors import NotFoundError
+from mnemos.trace import metrics
 from mnemos.wraith.schedule import STATE, entries_from_settings, plan, read_state
 from mnemos.wraith.tasks import TASKS, public_options, task_function, task_options
 
@@ -86,6 +87,7 @@ class WraithScheduler:
         if status is not None:
             skipped = f"skipped: its last run, job {last_job}, is still {status} (`mnemos jobs get {last_job}`)"
             log.warning("wraith: %s %s (%s)", name, skipped, reason)
+            metrics.WRAITH_CRON_RUNS.inc(job=name, status="skipped")
             return {"lastSkipped": now, "skipped": skipped}
         outcome: dict[str, Any] = {"lastRun": now, "lastReason": reason}
         try:

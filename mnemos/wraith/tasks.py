@@ -23,6 +23,7 @@ from pydantic import ValidationError as PydanticValidationError
 from mnemos._model import CoreModel, to_validation_error
 from mnemos.engram import Engram
 from mnemos.errors import MnemosError, NotFoundError, ValidationError
+from mnemos.trace import metrics
 from mnemos.trace.lineage import record
 
 __all__ = [
@@ -120,6 +121,7 @@ def _run(
         if error is not None:
             outcome["error"] = error
         recorded = summary(report) if report else report
+        metrics.WRAITH_CRON_RUNS.inc(job=name, status=status)
         engram.write_json(f"wraith/runs/{name}.json", {**outcome, "report": recorded})
         record(engram, f"wraith:{name}:{run_id}", "execution", **outcome, report=recorded)
 

@@ -249,3 +249,29 @@ def test_the_replica_that_revokes_refuses_at_once(tmp_path: Path, make_settings:
             await guard.verify_credential(created.secret)
 
     asyncio.run(scenario())
+
+
+def test_refusals_and_rate_limited_requests_are_counted(tmp_path: Path, make_settings: Any, make_app: Any,
+                                                        serve: Any) -> None:  # fmt: skip
+    """`mnemos_relay_auth_failures_total` and `mnemos_ratelimited_total` were declared, documented and
+    charted, and nothing counted them: /metrics showed their HELP lines only after 401s and 429s."""
+    from mnemos.engram import Engram
+    from mnemos.soul import EdgeGuard, IdentityStore, LocalRateLimiter
+    from mnemos.trace import metrics
+
+    settings = make_settings(tmp_path, rate_limit={"requests_per_second": 0.1, "burst": 1})
+    engram = Engram.from_settings(settings)
+    viewer = IdentityStore.from_settings(settings, engram).create_token("vera", "viewer").secret
+    guard = EdgeGuard(settings, engram, limiter=LocalRateLimiter())
+    before = {reason: metrics.RELAY_AUTH_FAILURES.value(reason=reason) for reason in ("unauthenticated", "forbidden")}
+    limited = metrics.RATELIMITED.value(principal_kind="token")
+    with serve(make_app(guard)) as served:
+        env = {"url": served.url}
+        assert call(env, None).status_code == 401
+        assert call(env, "not-a-credential").status_code == 401
+        assert call(env, viewer, "/v1/deploy").status_code == 403
+        statuses = [call(env, viewer, "/v1/lineage").status_code for _ in range(3)]
+    assert statuses[0] == 200 and statuses[1:] == [429, 429], statuses
+    assert metrics.RELAY_AUTH_FAILURES.value(reason="unauthenticated") == before["unauthenticated"] + 2
+    assert metrics.RELAY_AUTH_FAILURES.value(reason="forbidden") == before["forbidden"] + 1
+    assert metrics.RATELIMITED.value(principal_kind="token") == limited + 2

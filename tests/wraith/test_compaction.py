@@ -145,3 +145,18 @@ def test_a_listing_that_spans_a_merge_misses_no_record(tmp_path) -> None:
     on_disk = [r for k in engram.segments(log) for r in json.loads(engram.read_bytes(k))]
     assert sorted(r["n"] for r in on_disk) == [r["n"] for r in written + more]
     assert list(read_log(engram, log)) == written + more
+
+
+def test_a_task_run_is_counted_in_the_metrics(local_engram: Engram) -> None:
+    """`mnemos_wraith_cron_runs_total{job,status}` was documented and never counted."""
+    from mnemos.trace import metrics
+    from mnemos.wraith.tasks import compact_logs
+
+    before = metrics.WRAITH_CRON_RUNS.value(job="compact-logs", status="succeeded")
+    failed = metrics.WRAITH_CRON_RUNS.value(job="compact-logs", status="failed")
+    _fill(local_engram, "lineage", 3)
+    assert compact_logs(local_engram.uri, None, {"logs": ["lineage"], "min_age": 0})["logs"][0]["records"] == 6
+    with pytest.raises(Exception, match="lineage/\\.\\./x"):
+        compact_logs(local_engram.uri, None, {"logs": ["lineage/../x"], "min_age": 0})
+    assert metrics.WRAITH_CRON_RUNS.value(job="compact-logs", status="succeeded") == before + 1
+    assert metrics.WRAITH_CRON_RUNS.value(job="compact-logs", status="failed") == failed + 1
