@@ -89,7 +89,7 @@ class WraithScheduler:
             log.warning("wraith: %s %s (%s)", name, skipped, reason)
             metrics.WRAITH_CRON_RUNS.inc(job=name, status="skipped")
             return {"lastSkipped": now, "skipped": skipped}
-        outcome: dict[str, Any] = {"lastRun": now, "lastReason": reason}
+        outcome: dict[str, Any] = {"lastRun": now, "lastReason": reason, "skipped": None}
         try:
             outcome["lastJob"] = await asyncio.to_thread(submit_task, self._client, name)
             outcome["lastStatus"] = "submitted"
@@ -118,7 +118,7 @@ class WraithScheduler:
             outcome = await self._submit(name, "manual", time.time(), last)
             state.setdefault(name, {}).update(outcome)
             await asyncio.to_thread(self._engram.write_json, STATE, state)
-        if "skipped" in outcome:
+        if outcome.get("skipped"):
             return {"task": name, "job": last, "status": outcome["skipped"]}
         return {"task": name, "job": outcome.get("lastJob"), "status": outcome["lastStatus"]}
 
