@@ -52,8 +52,11 @@ def storage_errors(stores: Mapping[str, str], options: Mapping[str, Any] | None 
     """
     try:
         yield
-    except MnemosError:
-        raise
+    except MnemosError as exc:
+        cause = exc.__cause__  # ENGRAM's own "not reachable" names engram.*: here the store is the flag's
+        if not (isinstance(exc, UnavailableError) and isinstance(cause, Exception) and _from_storage(cause)):
+            raise
+        raise _unavailable(cause, stores, options) from None
     except ImportError as exc:
         store = _which(stores, str(exc), protocol_only=True)
         package = _package(_url(stores, store))
@@ -71,10 +74,14 @@ def storage_errors(stores: Mapping[str, str], options: Mapping[str, Any] | None 
     except Exception as exc:
         if not _from_storage(exc):
             raise
-        store = _which(stores, str(exc))
-        cause, fix = _cause_and_fix(exc)
-        message = f"{_name(stores, store)}: {_clean(cause, options, stores)}: {fix}"
-        raise UnavailableError(message, param=store) from None
+        raise _unavailable(exc, stores, options) from None
+
+
+def _unavailable(exc: BaseException, stores: Mapping[str, str], options: Mapping[str, Any] | None) -> UnavailableError:
+    """The one line for a store's failure ``exc``: the store (by what the command calls it), cause, fix."""
+    store = _which(stores, str(exc))
+    cause, fix = _cause_and_fix(exc)
+    return UnavailableError(f"{_name(stores, store)}: {_clean(cause, options, stores)}: {fix}", param=store)
 
 
 def _from_storage(exc: BaseException) -> bool:

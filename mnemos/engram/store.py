@@ -189,7 +189,7 @@ class Engram:
             raise UnavailableError(f"ENGRAM root {self.uri} is not reachable: {exc}", param="engram.uri") from None
         except Exception as exc:
             if (error := self._unreachable(exc)) is not None:
-                raise error from None
+                raise error from exc  # (the CLI names a store by its flag from the cause)
             raise
 
     def _at(self) -> str:
@@ -607,7 +607,7 @@ def _reachable(method: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except Exception as exc:
             if (error := self._unreachable(exc)) is not None:
-                raise error from None
+                raise error from exc  # (the CLI names a store by its flag from the cause)
             raise
 
     return call
