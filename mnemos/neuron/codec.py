@@ -178,13 +178,22 @@ def _plain(value: Any) -> bool:
 
 
 def encode_value(value: Any, engram: Engram, inline_limit: int) -> Envelope:
-    """The envelope of a job result; over ``inline_limit`` bytes it is written to ENGRAM."""
+    """The envelope of a job result; over ``inline_limit`` bytes it is written to ENGRAM.
+
+    Raises:
+        ValidationError: the value is neither JSON nor picklable (the same call would return another).
+    """
     data = _json_exact(value)
     encoding = "json"
     if data is None:
         from ray import cloudpickle
 
-        data, encoding = cloudpickle.dumps(value), "pickle"
+        try:
+            data, encoding = cloudpickle.dumps(value), "pickle"
+        except Exception as exc:  # noqa: BLE001 - pickling raises TypeError, PicklingError, AttributeError…
+            raise ValidationError(
+                f"result: a {type(value).__name__} cannot be pickled ({type(exc).__name__}: {exc}); "
+                "return JSON values or objects that pickle", param="result") from None  # fmt: skip
     size = len(data)
     if size > inline_limit:
         return {"encoding": encoding, "digest": engram.put(data), "bytes": size}

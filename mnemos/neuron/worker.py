@@ -287,7 +287,10 @@ class Worker:
             if inspect.isawaitable(value):
                 value = asyncio.run(_awaited(value))
             outcome.finished = time.time()
-            outcome.ok, outcome.result = True, encode_value(value, self.engram, self.inline_limit)
+            try:
+                outcome.ok, outcome.result = True, encode_value(value, self.engram, self.inline_limit)
+            except ValidationError as exc:  # running it again would return the same kind of value
+                outcome.ok, outcome.fatal, outcome.error = False, True, exc.message
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - the job's failure is reported, not raised
             outcome.ok, outcome.error = False, f"{type(exc).__name__}: {exc}"
             outcome.traceback = traceback.format_exc(limit=20)

@@ -97,6 +97,23 @@ def test_a_failing_job_reports_its_error(client: Any) -> None:
     assert info["status"] == "failed" and "Traceback" in info["traceback"]
 
 
+def test_a_result_that_cannot_be_pickled_fails_once_naming_it(client: Any, tmp_path: Path) -> None:
+    marker = tmp_path / "calls"
+
+    def returns_a_lock() -> Any:
+        import threading
+
+        with open(marker, "a") as f:
+            f.write("call\n")
+        return threading.Lock()
+
+    job = client.jobs.submit(returns_a_lock, max_attempts=3)
+    with pytest.raises(JobFailedError, match="result: a lock cannot be pickled.*return JSON values"):
+        job.result(timeout=120)
+    assert marker.read_text() == "call\n"  # not run again: it would return the same
+    assert job.info()["attempts"] == 1
+
+
 def test_a_string_that_is_not_unicode_never_wedges_the_journal(client: Any) -> None:
     """Python names a file whose name is not UTF-8 with lone surrogates (``os.fsdecode``). Such a
     string in a job's arguments, result or error once stopped the journal for good: its writer
