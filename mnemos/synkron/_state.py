@@ -73,8 +73,9 @@ def load(engram: Engram, run_id: str) -> dict[str, Any]:
         raise NotFoundError(f"run {run_id!r} not found", param="run_id") from None
 
 
-def list_runs(engram: Engram, pipeline: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    """The most recent runs (newest first), optionally of one pipeline (by its exact name)."""
+def list_runs(engram: Engram, pipeline: str | None = None, limit: int | None = 50) -> list[dict[str, Any]]:
+    """The most recent runs (newest first; all of them when ``limit`` is None), optionally of one pipeline
+    (by its exact name)."""
     keys = [k for k in engram.list("runs") if k.endswith("/state.json") and k.count("/") == 2]
     ids = [k.split("/")[1] for k in keys]
     if pipeline:  # a run's id starts with its pipeline's name, and so do those of `<pipeline>-more`'s runs
@@ -89,7 +90,7 @@ def list_runs(engram: Engram, pipeline: str | None = None, limit: int = 50) -> l
             continue
         out.append(state)
     out.sort(key=lambda s: s.get("created") or 0, reverse=True)
-    return out[:limit]
+    return out if limit is None else out[:limit]
 
 
 def new_step(name: str, kind: str, needs: list[str], outputs: list[str], definition: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import itertools
-import sys
 import time
 from collections import defaultdict
 from typing import Any
@@ -168,7 +167,7 @@ def runs(engram: Any, principal: Any) -> list[dict[str, Any]]:
 
     # every run is read either way (``list_runs`` sorts them all): filter by owner before the page's limit,
     # so a developer's runs are listed however many newer runs others have started since
-    visible = (r for r in _state.list_runs(engram, None, limit=sys.maxsize) if owns(principal, r.get("principal")))
+    visible = (r for r in _state.list_runs(engram, None, limit=None) if owns(principal, r.get("principal")))
     return [_state.event_view(run_for(principal, r)) for r in itertools.islice(visible, RUNS_SHOWN)]
 
 
