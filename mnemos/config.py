@@ -385,6 +385,18 @@ class RaySettings(CoreModel):
     namespace: str = "mnemos"
     num_cpus: int = Field(8, description="Logical CPUs of the embedded cluster (Serve replicas need room).")
     dashboard_port: int = Field(8265, description="Dashboard / job-submission port of the cluster `mnemos up` starts.")
+    spill_uri: str | None = Field(
+        None,
+        description="Where the cluster `mnemos up` starts spills Ray objects: s3://bucket/prefix or a folder. "
+        "Default: s3://<ENGRAM's bucket>/spill when ENGRAM is on S3 (as on KubeRay), Ray's temp folder otherwise.",
+    )
+
+    def spill_target(self, engram: EngramSettings) -> str | None:
+        """The spill URI in effect (None: Ray's own default)."""
+        if self.spill_uri:
+            return self.spill_uri
+        root = engram.root()
+        return f"s3://{root[5:].split('/', 1)[0]}/spill" if root.startswith("s3://") else None
 
 
 class Settings(BaseSettings):

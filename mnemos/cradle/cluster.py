@@ -169,6 +169,8 @@ def start_local(settings: Settings, *, timeout: float = 300.0) -> dict[str, Any]
 
     # Serve's high-throughput mode (relay.highThroughput) is read by Serve's processes when they start.
     env = serve_env(settings) | {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | _auth_env()
+    spill = _spill_options(settings)
+    env |= spill.pop("env")
     path = home / "ray-head.log"
     for attempt in (1, 2):
         ports = dict(zip(_PORTS, free_ports(len(_PORTS)), strict=True))
@@ -177,7 +179,7 @@ def start_local(settings: Settings, *, timeout: float = 300.0) -> dict[str, Any]
             str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
             "--node-ip-address=127.0.0.1", f"--num-cpus={settings.ray.num_cpus}",
             "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
-            "--disable-usage-stats", *(f"--{name}={port}" for name, port in ports.items()),
+            "--disable-usage-stats", *(f"--{name}={port}" for name, port in ports.items()), *spill["args"],
         ]  # fmt: skip
         with open(path, "ab") as log:
             log_start = log.tell()
@@ -206,6 +208,25 @@ def start_local(settings: Settings, *, timeout: float = 300.0) -> dict[str, Any]
     }
     cluster_file().write_text(json.dumps(info))
     return info
+
+
+def _spill_options(settings: Settings) -> dict[str, Any]:
+    """``args`` for ``ray start`` and ``env`` for the head that make Ray spill objects where
+    ``ray.spillUri`` says (by default into ENGRAM's bucket when ENGRAM is on S3, as KubeRay's manifests
+    do): the S3 endpoint goes in the system config, the credentials only in the environment (Ray
+    shows its system config on every Ray process's command line)."""
+    from mnemos.engram import spilling_config, spilling_env
+
+    uri = settings.ray.spill_target(settings.engram)
+    if uri is None:
+        return {"args": [], "env": {}}
+    on_s3 = uri.startswith("s3://")
+    options = settings.engram.storage_options if on_s3 else None
+    try:
+        config = spilling_config(uri, options)
+    except (UnavailableError, ValidationError) as exc:
+        raise type(exc)(f"ray.spillUri: {exc.message}", param="ray.spillUri") from None
+    return {"args": [f"--system-config={json.dumps(config)}"], "env": spilling_env(options) if on_s3 else {}}
 
 
 def local_serve_env(env: dict[str, str], home: Path) -> dict[str, str]:

@@ -498,3 +498,33 @@ def test_the_ports_up_gives_ray_are_distinct_and_free() -> None:
 
     ports = free_ports(64)  # one at a time, the kernel may hand the same port out twice
     assert len(set(ports)) == 64 and not any(port_in_use("127.0.0.1", p) for p in ports), ports
+
+
+def test_a_head_with_engram_on_s3_spills_there_and_keeps_the_credentials_off_command_lines(
+    shell: dict[str, str], s3_server: dict[str, Any], s3_bucket: str
+) -> None:
+    """`mnemos up` with ENGRAM on S3 spilled Ray's objects to the machine's temp folder: its head
+    spills into ENGRAM's bucket now (`s3://<bucket>/spill`, as on KubeRay). The endpoint goes in
+    Ray's system config, which every Ray process shows on its command line; the credentials go only
+    into the head's environment, which the spill workers inherit."""
+    import psutil
+
+    options = {**s3_server, "key": "spill-key-id", "secret": "spill-secret-kept-off-argv"}
+    env = shell | {"MNEMOS_ENGRAM__URI": f"s3://{s3_bucket}/engram",
+                   "MNEMOS_ENGRAM__STORAGE_OPTIONS": json.dumps(options)}  # fmt: skip
+    start = "import json; from mnemos.config import load_settings; from mnemos.cradle.cluster import start_local; " \
+            "print(json.dumps(start_local(load_settings())))"  # fmt: skip
+    info = json.loads(_ok(_run(env, str(BIN / "python"), "-c", start)).splitlines()[-1])
+    head = psutil.Process(info["pid"])
+    processes = [head, *head.children(recursive=True)]
+    lines = [" ".join(p.cmdline()) for p in processes]
+    raylet = next(p for p, line in zip(processes, lines, strict=True) if "raylet" in line.split()[0])
+    assert any(f"s3://{s3_bucket}/spill" in line and "smart_open" in line for line in lines), lines
+    assert not any("spill-secret" in line or "spill-key-id" in line for line in lines)
+    assert raylet.environ()["AWS_SECRET_ACCESS_KEY"] == "spill-secret-kept-off-argv"
+
+    missing = env | {"MNEMOS_RAY__SPILL_URI": "s3://no-such-spill-bucket/spill",
+                     "MNEMOS_HOME": env["MNEMOS_HOME"] + "2",
+                     "MNEMOS_RAY__DASHBOARD_PORT": str(free_port())}  # fmt: skip
+    refused = _run(missing, str(BIN / "python"), "-m", "mnemos", "up", timeout=120)
+    assert refused.returncode != 0 and "ray.spillUri" in refused.stderr and "Traceback" not in refused.stderr, refused
