@@ -100,16 +100,21 @@ def _span_dict(s: ReadableSpan) -> dict[str, Any]:
 class SpanCollector:
     """The named ``trace-collector`` actor: finished spans of every process, by trace id.
 
-    Bounded: the oldest traces are evicted past ``max_traces``; a trace keeps ``max_spans_per_trace``.
+    Bounded: the oldest traces are evicted past ``max_traces`` or past ``max_spans`` spans in all (a
+    pipeline of thousands of steps writes thousands of spans to one trace, so a count of traces alone
+    bounds nothing); a trace keeps ``max_spans_per_trace``.
     An async actor: a reader waiting for a trace's spans (``spans_for`` with a ``timeout``) holds no
     thread, and at most ``max_waiting`` wait at once (the others are answered at once with what is in),
     so readers can never keep the processes' batches (``add``) waiting.
     """
 
-    def __init__(self, max_traces: int = 10_000, max_spans_per_trace: int = 2_000, max_waiting: int = 256) -> None:
+    def __init__(self, max_traces: int = 10_000, max_spans_per_trace: int = 2_000, max_waiting: int = 256,
+                 max_spans: int = 200_000) -> None:  # fmt: skip
         self._traces: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._max_traces = max_traces
-        self._max_spans = max_spans_per_trace
+        self._max_per_trace = max_spans_per_trace
+        self._max_spans = max_spans
+        self._spans = 0
         self._max_waiting = max_waiting
         self._waiting = 0
         self._arrived: asyncio.Event | None = None  # set (and replaced) by every batch; made in the actor's loop
@@ -120,13 +125,16 @@ class SpanCollector:
         kept = 0
         for s in spans:
             bucket = self._traces.setdefault(s["trace_id"], [])
-            if len(bucket) >= self._max_spans:
+            if len(bucket) >= self._max_per_trace:
                 self.dropped += 1
                 continue
             bucket.append(s)
             kept += 1
-        while len(self._traces) > self._max_traces:
-            self.dropped += len(self._traces.popitem(last=False)[1])
+        self._spans += kept
+        while len(self._traces) > self._max_traces or (self._spans > self._max_spans and len(self._traces) > 1):
+            evicted = len(self._traces.popitem(last=False)[1])
+            self._spans -= evicted
+            self.dropped += evicted
         if self._arrived is not None:
             self._arrived.set()
             self._arrived = None
@@ -160,7 +168,7 @@ class SpanCollector:
         return sorted(out, key=lambda s: s["end_time"])[-limit:]
 
     async def stats(self) -> dict[str, int]:
-        return {"traces": len(self._traces), "spans": sum(map(len, self._traces.values())), "dropped": self.dropped,
+        return {"traces": len(self._traces), "spans": self._spans, "dropped": self.dropped,
                 "waiting": self._waiting}  # fmt: skip
 
 

@@ -292,6 +292,27 @@ def test_readers_past_the_collectors_waiting_limit_are_answered_at_once(ray_clus
         ray.kill(collector)
 
 
+def test_the_collector_evicts_the_oldest_traces_past_its_span_budget() -> None:
+    """Traces were evicted by count alone: 10,000 traces of a 1,000-step pipeline's size each stayed in
+    the collector's memory. Past ``max_spans`` in all the oldest go, and the newest is always kept."""
+    import asyncio
+
+    collector = telemetry.SpanCollector(max_traces=100, max_spans_per_trace=50, max_spans=120)
+    old, mid, new = (os.urandom(16).hex() for _ in range(3))
+
+    async def fill() -> None:
+        for trace in (old, mid, new):
+            await collector.add([_span_doc(trace, f"{i:016x}") for i in range(50)])
+
+    asyncio.run(fill())
+    stats = asyncio.run(collector.stats())
+    assert (stats["traces"], stats["spans"], stats["dropped"]) == (2, 100, 50)
+    assert asyncio.run(collector.spans_for(old)) == [] and len(asyncio.run(collector.spans_for(new))) == 50
+    small = telemetry.SpanCollector(max_spans=10)
+    asyncio.run(small.add([_span_doc(new, f"{i:016x}") for i in range(50)]))  # alone over the budget: kept
+    assert len(asyncio.run(small.spans_for(new))) == 50
+
+
 def test_the_traces_route_waits_without_a_thread(ray_cluster, driver_tracing) -> None:
     """``GET /v1/traces/{id}`` waiting for spans holds none of the replica's threads: with more readers
     waiting than the event loop has threads, ``/metrics`` (rendered in a thread) still answers at once."""
