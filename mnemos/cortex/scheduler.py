@@ -43,6 +43,7 @@ from mnemos.cortex._queue import QueueState
 from mnemos.cortex.admission import PolicyCache, check_quotas, check_resources, usage_of
 from mnemos.cortex.checkpoint import Cut, find_archived, job_state, load
 from mnemos.cortex.job import (
+    _JOB_ID,
     ACTIVE,
     STATUSES,
     TEAM_LABEL,
@@ -57,7 +58,7 @@ from mnemos.cortex.job import (
 from mnemos.cortex.journal import LOG, JobJournal
 from mnemos.cortex.records import CancelRecord, FailRecord, JournalRecord, RequeueRecord
 from mnemos.engram import Engram
-from mnemos.errors import ConflictError, NotFoundError, UnavailableError
+from mnemos.errors import ConflictError, NotFoundError, UnavailableError, ValidationError
 from mnemos.neuron.codec import decode_text
 from mnemos.neuron.pools import PoolSet
 from mnemos.trace.events import publish as announce
@@ -428,6 +429,8 @@ class Cortex(Dispatcher):
             raise undeclared_queue(queue, self.queues)
         before = None
         if after is not None:
+            if not isinstance(after, str) or not _JOB_ID.fullmatch(after):  # as every client gets it, HTTP or not
+                raise ValidationError(f"after: {str(after)[:80]!r} is not a job id", param="after")
             cursor = self.jobs.get(after) or self._archiving.get(after)
             if cursor is None:
                 cursor = await asyncio.to_thread(find_archived, self.engram, after)

@@ -228,6 +228,11 @@ def test_bad_requests_name_the_field(client: Any) -> None:
     with pytest.raises(ValidationError, match="'nope' is not declared; declared queues: default, limited") as bad:
         client.jobs.submit(f"{T}:noop", queue="nope")
     assert bad.value.param == "queue" and bad.value.status == 422
+    with pytest.raises(ValidationError, match="after: '../jobs' is not a job id") as bad:  # as over HTTP
+        client.jobs.list(after="../jobs")
+    assert bad.value.param == "after"
+    with pytest.raises(NotFoundError, match="after: no job 'no-such-job' to list after"):
+        client.jobs.list(after="no-such-job")
     with pytest.raises(ValidationError, match="'nope' is not declared"):
         client.jobs.submit_many(f"{T}:noop", [1, 2], queue="nope")
     with pytest.raises(ValidationError, match="'nope' is not declared"):
