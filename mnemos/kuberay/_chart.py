@@ -36,6 +36,7 @@ from mnemos.config import (
     RateLimit,
     RelaySettings,
     SoulPolicies,
+    TraceSettings,
     VaultSettings,
 )
 from mnemos.kuberay._values import (
@@ -46,6 +47,7 @@ from mnemos.kuberay._values import (
     S3_BUCKET,
     Port,
     PullPolicy,
+    Quantity,
     Resources,
     SecretKeyRef,
     ServiceType,
@@ -102,7 +104,7 @@ class _Keda(_Section):
 
 class _Scratch(_Section):
     enabled: bool | None = None
-    size: str | None = None
+    size: Quantity | None = None
 
 
 class _Neuron(_Section):
@@ -141,13 +143,26 @@ class _NetworkPolicy(_Section):
 
 
 class _PodSecurity(_Section):
-    run_as_user: int | None = Field(default=None, ge=0)
+    run_as_user: int | None = Field(default=None, ge=1, description="Not 0: the pods run as non-root.")
     run_as_group: int | None = Field(default=None, ge=0)
     fs_group: int | None = Field(default=None, ge=0)
 
 
 class _Telemetry(_Section):
     otlp_endpoint: str | None = Field(default=None, description="OTLP endpoint; '': trace.otel.endpoint.")
+
+
+class _Enabled(_Section):
+    enabled: bool | None = None
+
+
+class _Tls(_Section):
+    enabled: bool | None = None
+    issuer: str | None = Field(default=None, description="cert-manager ClusterIssuer of the Ingress's certificate.")
+
+
+class _Rbac(_Section):
+    create: bool | None = None
 
 
 class _Global(_Section):
@@ -157,6 +172,8 @@ class _Global(_Section):
     image_tag: str | None = Field(default=None, pattern=f"^(?:{IMAGE_TAG[1:-1]})?$", description="'': appVersion.")
     image_pull_policy: PullPolicy | None = None
     storage_class: str | None = None
+    tls: _Tls | None = None
+    rbac: _Rbac | None = None
     network_policy: _NetworkPolicy | None = None
     pod_security: _PodSecurity | None = None
     telemetry: _Telemetry | None = None
@@ -187,28 +204,23 @@ class _RayJob(_Section):
     backoff_limit: int | None = Field(default=None, ge=0)
 
 
+class _ServiceAccount(_Section):
+    create: bool | None = None
+    name: str | None = None
+    annotations: dict[str, str] | None = None
+
+
 class _KubeRay(_Section):
     ray_version: str | None = None
+    ray_service: _Enabled | None = None
+    ray_cluster: _Enabled | None = None
+    service_account: _ServiceAccount | None = None
     metrics_port: Port | None = None
     env: dict[str, Scalar] | None = None
     autoscaling: _Autoscaling | None = None
     gcs_fault_tolerance: _GcsFaultTolerance | None = None
     head: _Head | None = None
     ray_job: _RayJob | None = None
-
-
-class _Queue(QueueConfig):
-    """A CORTEX queue (``mnemos.config.QueueConfig``). Other keys pass: the seed's tuning example sets
-    ``workers``, which the settings do not know."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-class _Cortex(_Section):
-    replicas: int | None = Field(default=None, ge=0)
-    resources: Resources | None = Field(default=None, description="The Ray head's resources.")
-    queues: dict[str, _Queue] | None = Field(default=None, description="CORTEX's queues (settings: cortex.queues).")
-    affinity: Affinity | None = None
 
 
 class _Service(CoreModel):
@@ -221,6 +233,21 @@ class _Ingress(CoreModel):
     class_name: str | None = None
     hosts: list[str] | None = None
     tls: bool | None = None
+
+
+class _Queue(QueueConfig):
+    """A CORTEX queue (``mnemos.config.QueueConfig``). Other keys pass: the seed's tuning example sets
+    ``workers``, which the settings do not know."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class _Cortex(_Section):
+    replicas: int | None = Field(default=None, ge=0)
+    resources: Resources | None = Field(default=None, description="The Ray head's resources.")
+    ingress: _Ingress | None = Field(default=None, description="Hosts whose /v1/jobs route to RELAY.")
+    queues: dict[str, _Queue] | None = Field(default=None, description="CORTEX's queues (settings: cortex.queues).")
+    affinity: Affinity | None = None
 
 
 class _Relay(CoreModel):
@@ -247,7 +274,7 @@ class _ObjectStore(_Section):
 
 class _Persistence(_Section):
     enabled: bool | None = None
-    size: str | None = None
+    size: Quantity | None = None
     storage_class: str | None = None
 
 
@@ -323,8 +350,29 @@ class _Otel(_Section):
     endpoint: str | None = Field(default=None, description="Settings: trace.otlpEndpoint.")
 
 
+class _MetricsCredentials(CoreModel):
+    name: str | None = Field(default=None, description="The Secret holding a viewer API key (mk_…).")
+    key: str | None = Field(default=None, description="The key inside that Secret; default api-key.")
+
+
+class _Prometheus(_Section):
+    scrape: bool | None = Field(default=None, description="prometheus.io/scrape annotations on the Ray pods.")
+
+
+class _Metrics(_Section):
+    prometheus: _Prometheus | None = None
+
+
 class _Trace(_Section):
+    dashboards: Literal["enabled", "disabled"] | bool | None = Field(
+        default=None, description="Grafana dashboards, alert rules and the RELAY ServiceMonitor."
+    )
     otel: _Otel | None = None
+    metrics: _Metrics | None = None
+    metrics_auth: bool | None = Field(default=None, description=TraceSettings.model_fields["metrics_auth"].description)
+    metrics_credentials: _MetricsCredentials | None = Field(
+        default=None, description="With metricsAuth: the viewer API key the RELAY ServiceMonitor sends."
+    )
 
 
 class _Guardrails(CoreModel):

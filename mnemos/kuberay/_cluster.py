@@ -6,6 +6,7 @@ creates or updates and a re-apply of the same manifest is a no-op.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,14 @@ def connect(kubeconfig: str | Path | None = None, context: str | None = None) ->
     try:
         k8s_config.load_kube_config(config_file=str(kubeconfig) if kubeconfig else None, context=context)
     except Exception as first:  # ConfigException, missing file, bad YAML
+        problem: Any = first
+        if not isinstance(first, (k8s_config.ConfigException, OSError)):  # a TypeError: a file of another shape
+            problem = f"{kubeconfig or os.environ.get('KUBECONFIG') or '~/.kube/config'} is not a kubeconfig file"
         try:
             k8s_config.load_incluster_config()
         except Exception:
             raise UnavailableError(
-                f"no Kubernetes configuration: {first} (set KUBECONFIG or pass --kubeconfig)"
+                f"no Kubernetes configuration: {problem} (set KUBECONFIG or pass --kubeconfig)"
             ) from None
     return client.CustomObjectsApi()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from mnemos._model import CoreModel
 from mnemos._version import __version__
@@ -28,6 +28,7 @@ __all__ = [
     "KubeRayValues",
     "Port",
     "PullPolicy",
+    "QUANTITY",
     "Quantity",
     "Resources",
     "S3_BUCKET",
@@ -36,6 +37,7 @@ __all__ = [
     "ServeValues",
     "ServiceType",
     "StorageValues",
+    "Text",
     "TlsValues",
     "Toleration",
     "UpscalingMode",
@@ -64,12 +66,38 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 """A TCP port, 1-65535."""
 
 
+QUANTITY = r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+"""A Kubernetes quantity that is not negative (the pattern of the CRDs' resources, without the sign)."""
+
+
 def _quantity_str(value: Any) -> Any:
     return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
-Quantity = Annotated[str, BeforeValidator(_quantity_str, json_schema_input_type=str | int | float)]
+def _quantity(value: str) -> str:
+    if not re.fullmatch(QUANTITY, value):
+        raise ValueError(f"{value[:100]!r} is not a Kubernetes quantity such as 500m, 2, 4Gi or 50Gi")
+    return value
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity_str),
+    AfterValidator(_quantity),
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": QUANTITY}, {"type": "number", "minimum": 0}]}),
+]
 """A Kubernetes quantity (``"500m"``, ``"4Gi"``, ``1``); numbers are kept as strings."""
+
+
+def _scalar_str(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, (int, float)) else value
+
+
+Text = Annotated[str, BeforeValidator(_scalar_str, json_schema_input_type=str | int | float | bool)]
+"""A string in a map that Kubernetes or Ray reads as text (env, labels, node selectors, ``ray start``
+flags): YAML's ``num-cpus: 0`` or ``gpu: true`` (and ``--set env.X=1``) are kept as ``"0"``, ``"true"``."""
 
 
 def _dns_label(value: str) -> str:
@@ -100,8 +128,8 @@ class Toleration(CoreModel):
 class SecretKeyRef(CoreModel):
     """One key of a Kubernetes Secret."""
 
-    name: str
-    key: str
+    name: str = Field(min_length=1)
+    key: str = Field(min_length=1)
 
 
 class ImageValues(CoreModel):
@@ -142,9 +170,9 @@ class HeadValues(CoreModel):
     """The Ray head pod: GCS, dashboard, Serve controller and the control-plane actors."""
 
     resources: Resources = Field(default_factory=_cortex_resources)
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[str, Text] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
-    ray_start_params: dict[str, str] = Field(default_factory=dict, description="Extra `ray start` flags.")
+    ray_start_params: dict[str, Text] = Field(default_factory=dict, description="Extra `ray start` flags.")
     service_type: ServiceType = "ClusterIP"
 
 
@@ -156,10 +184,10 @@ class WorkerGroupValues(CoreModel):
     min_replicas: int = Field(default=0, ge=0)
     max_replicas: int = Field(default=10, ge=0)
     resources: Resources = Field(default_factory=Resources)
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[str, Text] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
-    ray_start_params: dict[str, str] = Field(default_factory=dict, description="Extra `ray start` flags.")
-    labels: dict[str, str] = Field(default_factory=dict, description="Extra Ray node labels.")
+    ray_start_params: dict[str, Text] = Field(default_factory=dict, description="Extra `ray start` flags.")
+    labels: dict[str, Text] = Field(default_factory=dict, description="Extra Ray node labels.")
     scratch: bool = Field(default=True, description="Mount a scratch volume of storage.scratchSize at /scratch.")
 
     @field_validator("name")
@@ -251,7 +279,7 @@ class StorageValues(CoreModel):
     endpoint_url: str | None = Field(default=None, description="S3 endpoint for non-AWS stores (MinIO, Ceph).")
     region: str | None = None
     storage_class: str = Field(default="fast-zfs", description="The seed's global.storageClass.")
-    scratch_size: str = Field(default="50Gi", description="Scratch volume per worker (model cache).")
+    scratch_size: Quantity = Field(default="50Gi", description="Scratch volume per worker (model cache).")
 
     @field_validator("bucket")
     @classmethod
@@ -350,8 +378,8 @@ class KubeRayValues(CoreModel):
     service_account: str | None = Field(
         default=None, description="Pod service account; none: KubeRay creates one for the autoscaler."
     )
-    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on every object and pod.")
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment of every Ray container.")
+    labels: dict[str, Text] = Field(default_factory=dict, description="Extra labels on every object and pod.")
+    env: dict[str, Text] = Field(default_factory=dict, description="Extra environment of every Ray container.")
     head: HeadValues = Field(default_factory=HeadValues)
     worker_groups: list[WorkerGroupValues] = Field(default_factory=_default_worker_groups)
     autoscaling: AutoscalingValues = Field(default_factory=AutoscalingValues)

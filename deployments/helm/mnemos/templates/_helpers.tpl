@@ -130,6 +130,20 @@ seccompProfile:
 {{- end -}}
 {{- end -}}
 
+{{/* The TCP port of an http(s) URL (its own, else 443 / 80) or of host:port; empty for anything else. */}}
+{{- define "mnemos.urlPort" -}}
+{{- if regexMatch "^[A-Za-z0-9.-]+:[0-9]+$" . -}}
+{{- splitList ":" . | last -}}
+{{- else if regexMatch "^https?://" . -}}
+{{- $host := (urlParse .).host -}}
+{{- if regexMatch ":[0-9]+$" $host -}}
+{{- splitList ":" $host | last -}}
+{{- else -}}
+{{- ternary "443" "80" (hasPrefix "https://" .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "mnemos.envFrom" -}}
 {{- with .Values.engram.objectStore.credentialsSecret -}}
 envFrom:

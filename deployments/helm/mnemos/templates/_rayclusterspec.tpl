@@ -22,8 +22,10 @@ autoscalerOptions:
   upscalingMode: {{ $v.kuberay.autoscaling.upscalingMode }}
   idleTimeoutSeconds: {{ $v.kuberay.autoscaling.idleTimeoutSeconds }}
   imagePullPolicy: {{ $v.global.imagePullPolicy }}
+  {{- with $v.kuberay.autoscaling.resources }}
   resources:
-    {{- toYaml $v.kuberay.autoscaling.resources | nindent 4 }}
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   securityContext:
     {{- include "mnemos.containerSecurityContext" $root | nindent 4 }}
   {{- if $tls }}
@@ -109,8 +111,10 @@ headGroupSpec:
             {{- include "mnemos.haproxyEnv" $root | nindent 12 }}
             {{- end }}
           {{- with include "mnemos.envFrom" $root }}{{ . | nindent 10 }}{{ end }}
+          {{- with $v.cortex.resources }}
           resources:
-            {{- toYaml $v.cortex.resources | nindent 12 }}
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
           securityContext:
             {{- include "mnemos.containerSecurityContext" $root | nindent 12 }}
           volumeMounts:

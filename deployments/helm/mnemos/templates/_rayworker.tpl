@@ -154,8 +154,10 @@ spec:
         preStop:
           exec:
             command: [/bin/sh, -c, ray stop]
+      {{- with $pool.resources }}
       resources:
-        {{- toYaml $pool.resources | nindent 8 }}
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
       securityContext:
         {{- include "mnemos.containerSecurityContext" $root | nindent 8 }}
       volumeMounts:
