@@ -18,8 +18,10 @@ so Serve's process checks still hold):
 - ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are set to the client address HAProxy sees and
   its scheme: the replica's uvicorn trusts them from HAProxy (loopback), so a client's own header
   chose its address (past the per-address budget of unknown API keys, into audit records) and
-  made a plain connection count as https. Behind a load balancer of yours, the address is the
-  balancer's.
+  made a plain connection count as https. Only a connection from an address listed in
+  ``FORWARDED_ALLOW_IPS`` (uvicorn's own variable: addresses and networks, comma-separated; ``*``
+  for any) keeps the headers it sent: a load balancer or ingress controller of yours, which sets them
+  from its own client (:func:`trusted_proxies`).
 
 Its files (config, admin socket, server state) go to a folder only this user enters, not Serve's
 ``/tmp/haproxy-serve``, which every user's Serve on the machine shares.
@@ -45,7 +47,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["ERRORS", "TIMEOUTS", "folders", "install", "private_haproxy", "rewrite"]
+__all__ = ["ERRORS", "TIMEOUTS", "folders", "install", "private_haproxy", "rewrite", "trusted_proxies"]
 
 _FILES = {
     "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": "haproxy.cfg",
@@ -228,9 +230,51 @@ def error_response(name: str) -> bytes:
     return head.encode() + body
 
 
-def rewrite(config: str, errors: Path, timeouts: Mapping[str, str] = TIMEOUTS) -> str:
+def trusted_proxies(value: str | None) -> list[str]:
+    """The sources whose ``X-Forwarded-*`` headers HAProxy keeps, from ``FORWARDED_ALLOW_IPS`` (as
+    uvicorn reads it: comma-separated addresses and networks, ``*`` for any): the addresses and
+    networks in it (``["*"]`` for any). What is neither (uvicorn also takes literal names, such as a
+    unix socket's) is left out. Unset: none, not uvicorn's default of 127.0.0.1, since every client of
+    ``mnemos up`` on the machine connects from there."""
+    import ipaddress
+
+    entries = [entry.strip() for entry in (value or "").split(",") if entry.strip()]
+    if "*" in entries:
+        return ["*"]
+    out = []
+    for entry in entries:
+        try:
+            out.append(str(ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            continue
+    return out
+
+
+_FORWARDED = re.compile(
+    r"(?m)^[ \t]*(?:acl mnemos_trusted_proxy |http-request set-header X-Forwarded-(?:For|Proto) ).*\n")
+"""The lines of :func:`rewrite` about the forwarded headers (a rewrite's before, replaced)."""
+
+
+def _forwarded_lines(trusted: list[str]) -> str:
+    """HAProxy's lines that set the forwarded headers from what it sees, unless a ``trusted`` source sent them."""
+    if trusted == ["*"]:
+        return ""
+    acl, unless = "", ""
+    if trusted:
+        acl, unless = f"    acl mnemos_trusted_proxy src {' '.join(trusted)}\n", " !mnemos_trusted_proxy"
+    return acl + (
+        # The replica's uvicorn trusts these headers from HAProxy (loopback): a client's own said any
+        # address it liked (past the per-address budget of unknown keys, into audit records) and https.
+        f"    http-request set-header X-Forwarded-For %[src]{' if' + unless if unless else ''}\n"
+        f"    http-request set-header X-Forwarded-Proto https if {{ ssl_fc }}{unless}\n"
+        f"    http-request set-header X-Forwarded-Proto http if !{{ ssl_fc }}{unless}\n"
+    )
+
+
+def rewrite(config: str, errors: Path, timeouts: Mapping[str, str] = TIMEOUTS, trusted: list[str] | None = None) -> str:
     """Serve's HAProxy ``config`` as MNEMOS runs it (see the module's docstring), with ``timeouts`` in
-    place of Serve's in ``defaults``. Rewriting the result again changes nothing."""
+    place of Serve's in ``defaults`` and the forwarded headers of ``trusted`` sources kept
+    (:func:`trusted_proxies`). Rewriting the result again changes nothing."""
     config = _LOCAL_SECTIONS.sub(lambda m: _LOCAL_BIND.sub(r"\g<1>127.0.0.1:\2", m.group(0)), config)
     config = re.sub(r"(?m)^[ \t]*errorfile[ \t].*\n", "", config)  # Serve's text/plain 500, replaced below
     lines = "".join(f"    errorfile {status} {errors / f'{file}.http'}\n" for status, file in _ERRORFILES.items())
@@ -246,12 +290,8 @@ def rewrite(config: str, errors: Path, timeouts: Mapping[str, str] = TIMEOUTS) -
         f"    http-request deny deny_status 400 errorfile {errors / '400-control-character.http'}"
         f" if {{ req.hdrs -m reg {_CONTROL} }}\n"
         "    option http-buffer-request\n"  # the body, up to the buffer, within timeout http-request
-        # The replica's uvicorn trusts these headers from HAProxy (loopback): a client's own said any
-        # address it liked (past the per-address budget of unknown keys, into audit records) and https.
-        "    http-request set-header X-Forwarded-For %[src]\n"
-        "    http-request set-header X-Forwarded-Proto https if { ssl_fc }\n"
-        "    http-request set-header X-Forwarded-Proto http if !{ ssl_fc }\n"
-    )
+    ) + _forwarded_lines(trusted or [])
+    config = _FORWARDED.sub("", config)
     for line in front.splitlines(keepends=True):
         config = config.replace(line, "")  # a config rewritten before keeps one
     config, found_front = re.subn(r"(?m)^frontend http_frontend[^\n]*\n", lambda m: m.group(0) + front, config, count=1)
@@ -271,7 +311,8 @@ def main(argv: list[str]) -> None:
         if flag == "-f":
             write_errors(errors)  # the files this code's config names (a cluster upgraded since `mnemos up` lacks some)
             path = Path(value)
-            path.write_text(rewrite(path.read_text(), errors, timeouts))
+            trusted = trusted_proxies(os.environ.get("FORWARDED_ALLOW_IPS"))
+            path.write_text(rewrite(path.read_text(), errors, timeouts, trusted))
     os.execv(real, [real, *args])
 
 

@@ -115,10 +115,10 @@ def replica() -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def _running(command: list[str], front: int, log: Path) -> Iterator[None]:
+def _running(command: list[str], front: int, log: Path, env: dict[str, str] | None = None) -> Iterator[None]:
     """HAProxy (``command``, in the foreground) until the block ends, listening on ``front``."""
     with log.open("wb") as out:
-        haproxy = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        haproxy = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -186,6 +186,7 @@ def test_the_rewrite_bounds_requests_once_however_often_it_runs(tmp_path: Path) 
     serve = _serve_config(free_port(), free_port(), tmp_path)
     once = rewrite(serve, errors)
     assert rewrite(once, errors) == once
+    assert rewrite(rewrite(serve, errors, trusted=["10.0.0.0/8"]), errors) == once  # (FORWARDED_ALLOW_IPS changed)
     defaults = once.split("defaults\n", 1)[1].split("frontend prometheus", 1)[0]
     assert re.findall(r"(?m)^\s*timeout (?:client|http-request) .*$", defaults) == [
         "    timeout http-request 10s", "    timeout client 60s"]  # fmt: skip
@@ -281,13 +282,28 @@ def test_an_answer_outlasts_the_client_timeout_and_a_stalled_body_does_not(tmp_p
 def test_a_client_cannot_choose_the_address_and_scheme_the_replica_sees(tmp_path: Path, replica: int) -> None:
     """The replica's uvicorn takes X-Forwarded-For/-Proto from HAProxy (loopback) as the truth: 35
     made-up API keys each from a made-up `X-Forwarded-For` never met the per-address budget of
-    unknown keys (401 ×35, no 429) and wrote those addresses into the audit. HAProxy now sets both."""
-    front = free_port()
-    config = tmp_path / "haproxy.cfg"
-    config.write_text(_serve_config(front, replica, tmp_path))
-    with _running([*_wrapper(tmp_path / "errors"), "-db", "-f", str(config)], front, tmp_path / "haproxy.log"):
-        forged = (b"GET /headers HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Forwarded-For: 10.9.35.7\r\n"
-                  b"X-Forwarded-For: 10.9.35.8\r\nX-Forwarded-Proto: https\r\n\r\n")  # fmt: skip
-        _, status, _, body = _exchange(front, (0, forged))
-    seen = json.loads(body)
-    assert status == 200 and seen["x-forwarded-for"] == "127.0.0.1" and seen["x-forwarded-proto"] == "http", seen
+    unknown keys (401 ×35, no 429) and wrote those addresses into the audit. HAProxy now sets both,
+    unless the connection comes from a proxy listed in FORWARDED_ALLOW_IPS (as uvicorn reads it)."""
+    forged = (b"GET /headers HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Forwarded-For: 10.9.35.7\r\n"
+              b"X-Forwarded-For: 10.9.35.8\r\nX-Forwarded-Proto: https\r\n\r\n")  # fmt: skip
+
+    def seen(forwarded_allow_ips: str | None) -> dict[str, str]:
+        """The headers the replica gets from HAProxy run with ``FORWARDED_ALLOW_IPS`` (None: unset)."""
+        front = free_port()
+        config = tmp_path / "haproxy.cfg"
+        config.write_text(_serve_config(front, replica, tmp_path))
+        env = {k: v for k, v in os.environ.items() if k != "FORWARDED_ALLOW_IPS"}
+        env |= {"FORWARDED_ALLOW_IPS": forwarded_allow_ips} if forwarded_allow_ips is not None else {}
+        command = [*_wrapper(tmp_path / "errors"), "-db", "-f", str(config)]
+        with _running(command, front, tmp_path / "haproxy.log", env):
+            _, status, _, body = _exchange(front, (0, forged))
+        assert status == 200, body
+        return json.loads(body)  # type: ignore[no-any-return]
+
+    for untrusted in (None, "10.0.0.0/8, 192.0.2.1", "", "unix:/run/lb.sock"):  # the client is 127.0.0.1
+        headers = seen(untrusted)
+        assert (headers["x-forwarded-for"], headers["x-forwarded-proto"]) == ("127.0.0.1", "http"), untrusted
+    # A load balancer on this machine, listed as uvicorn's FORWARDED_ALLOW_IPS lists it: what it sends is kept.
+    for trusted in ("127.0.0.0/8", "192.0.2.1,127.0.0.1", "*"):
+        headers = seen(trusted)
+        assert "10.9.35.8" in headers["x-forwarded-for"] and headers["x-forwarded-proto"] == "https", (trusted, headers)
