@@ -58,6 +58,7 @@ from mnemos.soul.identity import MAX_MODELS, Principal, check_models
 from mnemos.soul.limits import check_key_limits
 from mnemos.soul.rbac import check_role, check_scopes_held, verbs_of
 from mnemos.soul.store import MAX_TTL_S, MIN_TTL_S, CreatedCredential, check_ttl, not_found
+from mnemos.soul.tokens import LEEWAY_SECONDS
 
 __all__ = [
     "TokenCreate",
@@ -133,10 +134,14 @@ def check_minting(
             )
     if principal.expires_at is not None:
         remaining = principal.expires_at - now
-        if ttl is None or ttl > remaining:
+        # Verifiers accept a JWT up to LEEWAY_SECONDS past its exp, an API key not a moment past its
+        # expiry: a JWT minted by an API key ends that much sooner, so that it is refused no later.
+        longest = remaining - LEEWAY_SECONDS if not body.api_key and principal.kind == "apikey" else remaining
+        if ttl is None or ttl > longest:
+            extra = f" less the {LEEWAY_SECONDS:g} s a token is accepted past its expiry" if longest < remaining else ""
             raise PermissionDeniedError(
                 f"ttl: the new credential may not outlive the caller's, which expires in {max(0, int(remaining))} s; "
-                "give a ttl at most that long",
+                f"give a ttl at most that long{extra} ({max(0, int(longest))} s)",
                 param="ttl",
             )
     return ttl

@@ -7,7 +7,9 @@ where ``private`` is the PKCS#8 private key encrypted with the master key (AES-2
 The newest key signs. A key is *retired* as soon as a newer key exists (its retirement time is
 the newer key's ``created_at``), so a rotation writes one new record and never edits old ones.
 A retired key stays in the JWKS until every token it signed has expired: until
-``max(retired_at + token TTL, not_after)``, where ``not_after`` is the latest ``exp`` it signed.
+``max(retired_at + token TTL, not_after)`` and the verifiers' clock leeway after that
+(``LEEWAY_SECONDS``: a token is accepted that long past its ``exp``), where ``not_after`` is
+the latest ``exp`` it signed.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from mnemos.engram import Engram
 from mnemos.errors import NotFoundError
 from mnemos.soul._crypto import decrypt, encrypt
 
-__all__ = ["ALGORITHM", "Clock", "KEYS_PREFIX", "KeyRecord", "KeyRing", "rotate_keys"]
+__all__ = ["ALGORITHM", "KEYS_PREFIX", "LEEWAY_SECONDS", "Clock", "KeyRecord", "KeyRing", "rotate_keys"]
 
 KEYS_PREFIX = "soul/keys"
 ALGORITHM = "EdDSA"
+LEEWAY_SECONDS = 30.0
+"""Clock skew tolerated on ``exp`` and ``iat`` between issuer and verifier (``mnemos.soul.tokens``)."""
 
 Clock = Callable[[], float]
 
@@ -140,7 +144,7 @@ class KeyRing:
     def _expires_at(self, record: KeyRecord, retired_at: float | None) -> float | None:
         if retired_at is None:
             return None
-        return max(retired_at + self.token_ttl, record.not_after)
+        return max(retired_at + self.token_ttl, record.not_after) + LEEWAY_SECONDS
 
     def valid_records(self) -> list[KeyRecord]:
         """The keys whose tokens may still be valid: the active one and retired ones not yet expired."""

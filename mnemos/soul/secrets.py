@@ -8,9 +8,11 @@ logs or lineage: messages name the secret and the key only.
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -74,7 +76,12 @@ class SecretStore(abc.ABC):
 
 class _WholeSecretStore(SecretStore):
     """A store that reads and writes a secret whole (a dict of keys): ``get``, ``set`` and
-    ``delete`` are read-modify-write over ``_read``, ``_write`` and ``_remove``."""
+    ``delete`` are read-modify-write over ``_read``, ``_write`` and ``_remove``, each under
+    ``_lock`` so that two writers of one secret (two keys set at once) do not lose a key."""
+
+    def _lock(self) -> contextlib.AbstractContextManager[Any]:
+        """Held across a read-modify-write (default: none; Vault's writes of one secret are not serialized)."""
+        return contextlib.nullcontext()
 
     @abc.abstractmethod
     def _read(self, name: str) -> dict[str, str]:
@@ -95,25 +102,27 @@ class _WholeSecretStore(SecretStore):
 
     def set(self, name: str, key: str, value: str) -> None:
         check_secret_name(key, "key")
-        try:
-            data = self._read(name)
-        except NotFoundError:
-            data = {}
-        data[key] = value
-        self._write(name, data)
+        with self._lock():
+            try:
+                data = self._read(name)
+            except NotFoundError:
+                data = {}
+            data[key] = value
+            self._write(name, data)
 
     def delete(self, name: str, key: str | None = None) -> None:
         if key is None:
             self._remove(name)
             return
-        data = self._read(name)
-        if key not in data:
-            raise self._missing(name, key)
-        del data[key]
-        if data:
-            self._write(name, data)
-        else:
-            self._remove(name)
+        with self._lock():
+            data = self._read(name)
+            if key not in data:
+                raise self._missing(name, key)
+            del data[key]
+            if data:
+                self._write(name, data)
+            else:
+                self._remove(name)
 
 
 class FileSecretStore(_WholeSecretStore):
@@ -127,6 +136,20 @@ class FileSecretStore(_WholeSecretStore):
 
     def _path(self, name: str) -> Path:
         return self.root / f"{check_secret_name(name)}.enc"
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """An exclusive ``flock`` on the store's folder: gateway threads, replicas and CLI commands on
+        this machine write one at a time (no lock file: the folder holds secrets only)."""
+        import fcntl
+
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # (releases the lock)
 
     def _read(self, name: str) -> dict[str, str]:
         path = self._path(name)

@@ -25,7 +25,7 @@ import jwt
 
 from mnemos.errors import AuthenticationError, ValidationError
 from mnemos.soul.identity import MAX_MODELS, Principal
-from mnemos.soul.keys import ALGORITHM, KeyRing
+from mnemos.soul.keys import ALGORITHM, LEEWAY_SECONDS, KeyRing
 from mnemos.soul.rbac import check_role, check_scopes
 
 __all__ = ["CONSOLE_AUDIENCE", "IssuedToken", "LEEWAY_SECONDS", "UnknownKeyError", "issue_token", "new_jti",
@@ -35,8 +35,6 @@ CONSOLE_AUDIENCE = "console"
 """The ``aud`` of a console session's token: the gateway's API refuses it as a bearer credential."""
 _AUDIENCES = frozenset({CONSOLE_AUDIENCE})
 
-LEEWAY_SECONDS = 30.0
-"""Clock skew tolerated on ``exp`` and ``iat`` between issuer and verifier."""
 MAX_PARENTS = 8
 """The longest chain of ``par`` a token carries (a session of a session of …)."""
 

@@ -15,7 +15,7 @@ from mnemos.engram import Engram
 from mnemos.errors import AuthenticationError, PermissionDeniedError, ValidationError
 from mnemos.soul import KeyRing, Principal, authorize, issue_token, verify_token
 from mnemos.soul.rbac import ROLES, VERBS, allowed
-from mnemos.soul.tokens import UnknownKeyError
+from mnemos.soul.tokens import LEEWAY_SECONDS, UnknownKeyError
 
 ISSUER = "soul.mnemos"
 
@@ -56,7 +56,10 @@ def test_rotation_keeps_previous_tokens_until_they_expire(engram: Engram) -> Non
         verify_token(old.token, ring.public_keys(), issuer=ISSUER, now=clock())
     assert verify_token(long_lived.token, ring.public_keys(), issuer=ISSUER, now=clock()).subject == "svc"
 
-    clock.now = long_lived.expires_at + 1  # every token of the old key expired: the key goes
+    clock.now = long_lived.expires_at + LEEWAY_SECONDS - 1  # still accepted (clock skew): its key stays
+    assert ring.prune() == []
+    assert verify_token(long_lived.token, ring.public_keys(), issuer=ISSUER, now=clock()).subject == "svc"
+    clock.now = long_lived.expires_at + LEEWAY_SECONDS + 1  # every token of the old key expired: the key goes
     assert ring.prune() == [old.kid]
     assert [k["kid"] for k in ring.jwks()["keys"]] == [new.kid]
     with pytest.raises(UnknownKeyError):

@@ -197,3 +197,30 @@ def test_a_model_list_mints_only_within_the_callers() -> None:
         with pytest.raises(ValidationError) as refused:
             check_mint_models(free, TokenCreate.model_construct(name="n", role="developer", models=bad))
         assert refused.value.param == param
+
+
+def test_a_jwt_minted_by_an_expiring_api_key_is_refused_no_later_than_the_key() -> None:
+    """Verifiers accept a JWT up to LEEWAY_SECONDS past its exp but an API key not past its expiry:
+    a JWT an API key mints must end that much before the key, or it would outlive it."""
+    from mnemos.errors import PermissionDeniedError
+    from mnemos.soul.http import TokenCreate, check_minting
+    from mnemos.soul.identity import Principal
+    from mnemos.soul.tokens import LEEWAY_SECONDS
+
+    now = 1_000_000.0
+    key = Principal("ops", "admin", "apikey", expires_at=now + 100)
+
+    def mint(caller: Principal, ttl: float, api_key: bool = False) -> float | None:
+        body = TokenCreate(name="n", role="viewer", ttl=ttl, apiKey=api_key)
+        return check_minting(caller, body, max_token_ttl=86400.0, default_token_ttl=3600.0, now=now)
+
+    assert mint(key, 100 - LEEWAY_SECONDS) == 100 - LEEWAY_SECONDS
+    with pytest.raises(PermissionDeniedError, match=r"less the 30 s a token is accepted past its expiry \(70 s\)") as \
+            refused:  # fmt: skip
+        mint(key, 90)  # accepted until now + 120, the key refused from now + 100
+    assert refused.value.param == "ttl"
+    assert mint(key, 100, api_key=True) == 100  # an API key ends when it says
+    token = Principal("ops", "admin", "token", expires_at=now + 100)  # itself accepted until now + 130
+    assert mint(token, 100) == 100
+    with pytest.raises(PermissionDeniedError, match=r"expires in 100 s; give a ttl at most that long \(100 s\)"):
+        mint(token, 101)

@@ -150,3 +150,35 @@ def test_vault_store_round_trip() -> None:
         store.delete(name)
     with pytest.raises(NotFoundError):
         store.get(name, "K")
+
+
+def test_file_store_keeps_every_key_written_at_once(home: Path) -> None:
+    """Setting (or deleting) different keys of one secret at once (two gateway requests, a CLI command
+    beside the gateway) loses none: each read-modify-write holds the store's lock."""
+    import threading
+
+    store = FileSecretStore()
+    store.set("shared", "FIRST", "v")
+    keys = [f"K{i}" for i in range(24)]
+    start = threading.Barrier(len(keys))
+
+    def write(key: str) -> None:
+        start.wait()
+        FileSecretStore().set("shared", key, f"value-of-{key}")
+
+    threads = [threading.Thread(target=write, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.list("shared") == sorted(["FIRST", *keys])
+    assert all(store.get("shared", key) == f"value-of-{key}" for key in keys)
+
+    threads = [threading.Thread(target=lambda k=key: (start.wait(), FileSecretStore().delete("shared", k)))
+               for key in keys]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.list("shared") == ["FIRST"]
+    assert {p.name for p in (home / "secrets").iterdir()} == {"shared.enc"}  # no lock file beside the secrets
