@@ -39,6 +39,8 @@ from mnemos.config import (
     TraceSettings,
     VaultSettings,
 )
+from mnemos.genome._base import NAME_PATTERN
+from mnemos.genome.adapter import AdapterSpec
 from mnemos.kuberay._values import (
     DNS_1035_LABEL,
     IMAGE_REPOSITORY,
@@ -250,6 +252,14 @@ class _Cortex(_Section):
     affinity: Affinity | None = None
 
 
+class _ChartAdapter(AdapterSpec):
+    """One of ``relay.adapters``: an Adapter's ``spec`` and its ``name``, checked as GENOME checks it,
+    so a literal credential (``auth: {apiKey: …}``, where only ``secretRef`` may be) fails the install
+    naming its path, not the genome-apply Job after it."""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=253, description="metadata.name of the Adapter.")
+
+
 class _Relay(CoreModel):
     """RELAY: its Service and Ingress, and what its settings take (``relay.rateLimit`` is ``RateLimit``)."""
 
@@ -260,7 +270,7 @@ class _Relay(CoreModel):
     ingress: _Ingress | None = None
     security: dict[str, Any] | None = Field(default=None, description="(seed; unused)")
     rate_limit: RateLimit | None = None
-    adapters: list[dict[str, Any]] | None = Field(default=None, description="GENOME Adapter resources.")
+    adapters: list[_ChartAdapter] | None = Field(default=None, description="GENOME Adapter resources.")
 
 
 class _ObjectStore(_Section):

@@ -133,6 +133,13 @@ def test_documented_values_pass_the_schema(tmp_path: Path) -> None:
         (("wraith.cronjobs[0].name=nap", "wraith.cronjobs[0].schedule=* * * * *"), "'/wraith/cronjobs/0/name'"),
         (("cradle.guardrails.requireGitops=true",), "additional properties 'requireGitops' not allowed"),
         (("mnemosx.enabled=true",), "at '': additional properties 'mnemosx' not allowed"),
+        # An Adapter is checked as GENOME checks it: a literal key where only a secretRef may be went
+        # into the GENOME ConfigMap, and the genome-apply Job failed on it after the install.
+        (("relay.adapters[0].name=openai", "relay.adapters[0].baseUrl=https://x/v1",
+          "relay.adapters[0].auth.apiKey=sk-1"),
+         "at '/relay/adapters/0/auth': additional properties 'apiKey' not allowed"),
+        (("relay.adapters[0].name=OpenAI", "relay.adapters[0].baseUrl=https://x/v1"), "'/relay/adapters/0/name'"),
+        (("relay.adapters[0].name=openai",), "'/relay/adapters/0': missing property 'baseUrl'"),
     ],
 )
 def test_bad_values_fail_template_and_lint_naming_the_path(sets: tuple[str, ...], expected: str) -> None:
@@ -153,6 +160,9 @@ def test_bad_values_fail_template_and_lint_naming_the_path(sets: tuple[str, ...]
         ("soul.jwt.rotateHours=12",),
         ("global.fromAParentChart=yes",),  # Helm's global is shared with subcharts: any key
         ("cortex.queues.batch.concurrency=4", "cortex.queues.batch.timeout=10m"),
+        ("relay.adapters[0].name=openai", "relay.adapters[0].baseUrl=https://x/v1",
+         "relay.adapters[0].auth.secretRef.name=llm-keys", "relay.adapters[0].auth.secretRef.key=OPENAI_KEY",
+         "relay.adapters[0].routes[0].match=/v1/chat/completions", "relay.adapters[0].routes[0].timeout=60s"),
     ],
 )
 def test_good_settings_values_render(sets: tuple[str, ...]) -> None:
