@@ -6,6 +6,9 @@ The master key comes from, in order:
 2. ``MNEMOS_MASTER_KEY_FILE``: a file holding such a value;
 3. ``$MNEMOS_HOME/master.key``: created on first use with mode 0600.
 
+Only the last is ever created: a ``MNEMOS_MASTER_KEY_FILE`` that names no file (a typo, a Secret not
+mounted) is an error, never a fresh key that would encrypt what no other process can read.
+
 On a multi-node cluster every process that signs tokens, reads the file secret store or reads
 tagged blobs needs the same key: set ``MNEMOS_MASTER_KEY`` (or ship the key file) everywhere.
 It sits below every component so that ENGRAM and SOUL both reach it without importing each other.
@@ -74,6 +77,12 @@ def master_key() -> bytes:
         return _cache[cache_key]
     path = master_key_path()
     if not path.exists():
+        if os.environ.get("MNEMOS_MASTER_KEY_FILE"):
+            raise ValidationError(
+                f"MNEMOS_MASTER_KEY_FILE names {str(path)[:200]!r}, which does not exist: mount or write the "
+                "installation's key there, or unset it to use $MNEMOS_HOME/master.key",
+                param="MNEMOS_MASTER_KEY_FILE",
+            )
         _create_key_file(path)
     text = path.read_text()
     cache_key = ("file", hashlib.sha256(text.encode()).hexdigest())

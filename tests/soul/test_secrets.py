@@ -77,6 +77,22 @@ def test_file_store_with_another_master_key_cannot_read(home: Path, monkeypatch:
     assert not (home / "master.key").exists()  # a key from the environment creates no file
 
 
+def test_a_key_file_named_but_missing_is_an_error_not_a_new_key(home: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A typo in MNEMOS_MASTER_KEY_FILE (or a key Secret not mounted) made a fresh key there: what the
+    process then encrypted no other could read. Only $MNEMOS_HOME/master.key is made on first use."""
+    key_file = tmp_path / "mounted" / "master.key"
+    key_file.parent.mkdir()
+    key_file.write_text(base64.urlsafe_b64encode(os.urandom(32)).decode() + "\n")
+    monkeypatch.setenv("MNEMOS_MASTER_KEY_FILE", str(key_file))
+    FileSecretStore().set("llm-keys", "OPENAI_KEY", PLAINTEXT)
+    monkeypatch.setenv("MNEMOS_MASTER_KEY_FILE", str(tmp_path / "mountd" / "master.key"))
+    with pytest.raises(ValidationError, match="MNEMOS_MASTER_KEY_FILE names .*mountd/master.key.*does not exist") as e:
+        FileSecretStore().set("llm-keys", "OTHER", "x")
+    assert e.value.param == "MNEMOS_MASTER_KEY_FILE"
+    assert not (tmp_path / "mountd").exists() and not (home / "master.key").exists()
+
+
 def test_names_are_validated(home: Path) -> None:
     with pytest.raises(ValidationError, match="invalid secret name: use"):
         FileSecretStore().set("../etc", "k", "v")
