@@ -28,7 +28,7 @@ def bootstrap_admin(engram: Engram, settings: Any = None) -> str | None:
     store.keyring.rotate()
     if engram.exists(BOOTSTRAP_MARKER):
         return None
-    created = store.create_api_key(BOOTSTRAP_NAME, "admin", actor="bootstrap")
+    created = store.create_api_key(BOOTSTRAP_NAME, "admin", actor="local:bootstrap")  # the platform: admins see it
     engram.write_json(BOOTSTRAP_MARKER, {"id": created.id, "name": BOOTSTRAP_NAME, "created_at": time.time()})
     return created.secret
 

@@ -201,11 +201,16 @@ def check_name_taken(store: Any, principal: Principal, name: str, team: str) -> 
     """Refuse a name that is another principal's. A name is one principal: its jobs, runs, spaces,
     usage and rate limits go by it, so a credential minted under a name some credential of another
     team (or of none) carries, revoked ones included, would be that principal (409). ``anonymous``
-    and ``local:<user>`` stand for callers without a credential (422). A caller with a team is not
-    told which team holds the name."""
+    and ``local:<user>`` stand for callers without a credential, and audit records name a
+    credential's holder ``apikey:<name>`` or ``token:<name>`` (422: a principal named
+    ``apikey:alice`` would read alice's audit events as its own). A caller with a team is not told
+    which team holds the name."""
     if name == "anonymous" or name.startswith("local:"):
         raise ValidationError(f"name: {name!r} stands for callers without a credential (anonymous, local:<user>): "
                               "choose another name", param="name")  # fmt: skip
+    if name.lower().startswith(("apikey:", "token:", "anonymous:")):
+        raise ValidationError(f"name: {name[:80]!r} starts as audit records name a credential's holder "
+                              "(apikey:, token:, anonymous:): choose another name", param="name")  # fmt: skip
     teams = {str(doc.get("team") or "") for doc in store.list(include_inactive=True) if doc.get("name") == name}
     if not teams or team in teams:
         return

@@ -144,11 +144,17 @@ def test_audit_events_of_others_are_for_operators_and_admins_only(gateway: Gatew
             for event in (refusal, anonymous):
                 assert gateway.call("GET", f"/v1/lineage/{event}", who).status_code == 404
         mine = httpx.get(f"{gateway.url}/ui/audit", cookies={COOKIE: cookies["developer"]}, timeout=60).text
+        from mnemos.trace.lineage import events
+
+        sessions = [(ev.get("attrs") or {}).get("actor") for ev in events(gateway.client.engram)
+                    if (ev.get("attrs") or {}).get("name") == "developer-user"
+                    and (ev.get("attrs") or {}).get("action") == "identity.created"]  # fmt: skip
+        assert "apikey:developer-user" in sessions and "developer-user" not in sessions, sessions  # as the API's
         assert "developer-user" in _who(mine) and "developer-b-user" not in mine
         own = _nodes(gateway.call("GET", f"/v1/lineage/{refusal}", "developer"))[refusal]
         assert own["attrs"]["client"] and own["attrs"]["grant_id"]  # one's own refusals, whole
         ops = httpx.get(f"{gateway.url}/ui/audit", cookies={COOKIE: cookies["operator"]}, timeout=60).text
-        assert {"developer-user", "developer-b-user", "viewer-user"} <= _who(ops)
+        assert {"apikey:developer-user", "apikey:developer-b-user", "apikey:viewer-user"} <= _who(ops)
         for who in ("operator", "admin"):
             for event in (refusal, anonymous):
                 assert gateway.call("GET", f"/v1/lineage/{event}", who).status_code == 200

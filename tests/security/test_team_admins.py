@@ -72,6 +72,9 @@ def test_a_name_is_one_principal_a_team_admin_cannot_mint_anothers(gateway: Gate
     for name in ("anonymous", "local:root"):  # callers without a credential
         refused = mint(admin.secret, name)
         assert refused.status_code == 422 and refused.json()["error"]["param"] == "name", refused.text
+    for name in (f"apikey:{victim}", f"Token:{victim}", "anonymous:x"):  # how audit records name holders
+        refused = mint(admin.secret, name)  # (alice read the audit of one named apikey:alice as hers)
+        assert refused.status_code == 422 and "audit records" in refused.json()["error"]["message"], refused.text
     # an admin without a team is told which team holds it; the same name in its own team is fine
     told = mint("admin", victim, team=team)
     assert told.status_code == 409 and f"of team {other!r}" in told.json()["error"]["message"], told.text

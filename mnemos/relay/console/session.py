@@ -166,7 +166,7 @@ class Sessions:
         limits = principal.limits.dump() if principal.limits is not None else None
         created = await asyncio.to_thread(  # the session keeps the key's team and models, spends its limits
             guard.store.create_token, principal.subject, principal.role, ttl=ttl, scopes=principal.scopes,
-            actor=principal.subject, team=principal.team, limits=limits,
+            actor=f"{principal.kind}:{principal.subject}", team=principal.team, limits=limits,
             limits_key=principal.limits_key or principal.credential_id if limits else "",
             parents=parents, audience=CONSOLE_AUDIENCE, models=principal.models,
         )  # fmt: skip
@@ -202,7 +202,8 @@ class Sessions:
         if not self.enabled or getattr(principal, "kind", "") != "token" or not getattr(principal, "credential_id", ""):
             return
         guard = self.edge.require_guard()
-        await asyncio.to_thread(guard.store.revoke, principal.credential_id, actor=principal.subject)
+        actor = f"{principal.kind}:{principal.subject}"
+        await asyncio.to_thread(guard.store.revoke, principal.credential_id, actor=actor)
         await guard.revoked(principal.credential_id)  # refused by this replica from the next request
 
 
