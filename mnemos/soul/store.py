@@ -11,6 +11,7 @@ Layout::
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Iterable
@@ -34,6 +35,7 @@ __all__ = [
     "TOKENS_PREFIX",
     "CreatedCredential",
     "IdentityStore",
+    "prune_credentials",
     "check_credential_id",
     "check_name",
     "check_ttl",
@@ -323,17 +325,43 @@ class IdentityStore:
             if self.engram.exists(f"{prefix}/{credential_id}.json")
         )
 
-    def prune(self) -> int:
-        """Drop revocation markers and records of credentials that have expired; returns the count."""
-        now = time.time()
-        dropped = 0
-        for prefix in (REVOKED_PREFIX, TOKENS_PREFIX):
-            for key in self.engram.list(prefix):
-                try:
-                    exp = self.engram.read_json(key).get("expires_at")
-                except NotFoundError:
-                    continue
-                if exp is not None and now > float(exp) + 60.0:
-                    self.engram.delete(key)
-                    dropped += 1
-        return dropped
+    def prune(self, *, now: float | None = None) -> int:
+        """``prune_credentials`` of this store."""
+        return prune_credentials(self.engram, now=now)
+
+
+def prune_credentials(engram: Engram, *, now: float | None = None) -> int:
+    """Drop revocation markers and token records of credentials expired over a minute ago; returns
+    how many. Every console sign-in writes a token record, so without this they only grow (and
+    ``list``, which each mint's name check reads, with them). A name stays claimed: of the tokens of
+    a name no API key carries, the newest record is kept, since ``check_name_taken`` reads the records
+    and a name freed could be minted in another team, becoming the principal that owns its jobs and runs."""
+    now = time.time() if now is None else now
+
+    def expired(doc: dict[str, Any]) -> bool:
+        exp = doc.get("expires_at")
+        return exp is not None and now > _number(exp) + 60.0
+
+    dropped = 0
+    for key in engram.list(REVOKED_PREFIX):
+        with contextlib.suppress(NotFoundError):
+            if expired(engram.read_json(key)):
+                engram.delete(key)
+                dropped += 1
+    keyed = set()
+    for key in engram.list(APIKEYS_PREFIX):
+        with contextlib.suppress(NotFoundError):
+            keyed.add(engram.read_json(key).get("name"))
+    tokens: dict[Any, list[tuple[str, dict[str, Any]]]] = {}
+    for key in engram.list(TOKENS_PREFIX):
+        with contextlib.suppress(NotFoundError):
+            doc = engram.read_json(key)
+            tokens.setdefault(doc.get("name"), []).append((key, doc))
+    for name, records in tokens.items():
+        records.sort(key=lambda r: _number(r[1].get("created_at") or 0))
+        held = records if name in keyed else records[:-1]  # the newest keeps a name no API key holds
+        for key, doc in held:
+            if expired(doc):
+                engram.delete(key)
+                dropped += 1
+    return dropped

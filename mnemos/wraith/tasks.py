@@ -191,17 +191,19 @@ def _default_logs(engram: Engram) -> list[str]:
 def retention(
     engram_uri: str, storage_options: dict[str, Any] | None = None, options: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Delete blobs older than ``retentionDays`` that nothing reaches."""
+    """Delete blobs older than ``retentionDays`` that nothing reaches, and the records of credentials
+    that expired (``mnemos.soul.store.prune_credentials``: console sign-ins write one each)."""
+    from mnemos.soul.store import prune_credentials
     from mnemos.wraith.retention import retain
 
     opts = _options(RetentionOptions, options)
     engram = _engram(engram_uri, storage_options)
-    return _run(
-        "retention",
-        engram,
-        lambda: retain(engram, opts.retention_days, now=opts.now, dry_run=opts.dry_run).as_dict(),
-        summary=_retention_summary,
-    )
+
+    def body() -> dict[str, Any]:
+        report = retain(engram, opts.retention_days, now=opts.now, dry_run=opts.dry_run).as_dict()
+        return report | {"credentialsPruned": 0 if opts.dry_run else prune_credentials(engram, now=opts.now)}
+
+    return _run("retention", engram, body, summary=_retention_summary)
 
 
 def _retention_summary(report: dict[str, Any]) -> dict[str, Any]:

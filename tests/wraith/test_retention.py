@@ -102,3 +102,35 @@ def test_the_task_records_no_digest_it_deleted(local_engram: Engram) -> None:
     assert local_engram.read_json("wraith/runs/retention.json")["report"]["deletedCount"] == 1
     real = retention(local_engram.uri, None, {"retentionDays": 1, "now": later})
     assert real["deleted"] == [digest] and not local_engram.has(digest)
+
+
+def test_the_task_prunes_expired_credentials_and_keeps_every_name_claimed(local_engram: Engram) -> None:
+    """Every console sign-in writes a token record, and nothing removed them: they only grew, and each
+    mint's name check read them all. Retention drops those expired over a minute ago (and revocation
+    markers of expired credentials), except the newest of a name no API key holds: that record is what
+    keeps another team from minting the name and becoming the principal that owns its jobs and runs."""
+    from mnemos.config import load_settings
+    from mnemos.soul.http import check_name_taken
+    from mnemos.soul.identity import Principal
+    from mnemos.soul.store import IdentityStore
+    from mnemos.wraith.tasks import retention
+
+    store = IdentityStore.from_settings(load_settings(engram={"uri": local_engram.uri}), local_engram)
+    key = store.create_api_key("alice", "developer", team="red")
+    sessions = [store.create_token("alice", "developer", ttl=60, team="red") for _ in range(3)]
+    store.revoke(sessions[0].id)
+    jwt_only = [store.create_token("bob", "developer", ttl=60, team="red") for _ in range(2)]
+    live = store.create_token("carol", "developer", ttl=10 * DAY, team="red")
+    later = time.time() + 2 * 3600
+
+    dry = retention(local_engram.uri, None, {"retentionDays": 1, "dryRun": True, "now": later})
+    assert dry["credentialsPruned"] == 0 and len(store.list(include_inactive=True)) == 7
+    report = retention(local_engram.uri, None, {"retentionDays": 1, "now": later})
+    assert report["credentialsPruned"] == 5  # alice's 3 sessions (a key holds her name), bob's older one, 1 marker
+    left = {doc["id"] for doc in store.list(include_inactive=True)}
+    assert left == {key.id, jwt_only[-1].id, live.id}, left
+    assert local_engram.read_json("wraith/runs/retention.json")["report"]["credentialsPruned"] == 5
+    blue_admin = Principal(subject="admin-blue", role="admin", kind="apikey", team="blue")
+    for name in ("alice", "bob"):  # still one principal each: another team cannot mint them
+        with pytest.raises(Exception, match="is a principal outside your team"):
+            check_name_taken(store, blue_admin, name, "blue")
