@@ -308,7 +308,15 @@ class RemoteClient:
     def delete(self, kind: str, name: str, *, source_tag: str = "apply", expected_generation: int | None = None
                ) -> Resource:  # fmt: skip
         answer = self.request("DELETE", api_path(kind, name), params={"generation": expected_generation})
-        return parse_resource(answer["resource"])
+        doc = answer["resource"]
+        try:
+            return parse_resource(doc)
+        except errors.ValidationError:  # stored before a check it fails was added: deleted all the same
+            from mnemos.genome import resolve_kind
+            from mnemos.genome.registry import stored_as_is
+
+            generation = int((doc.get("metadata") or {}).get("generation") or 0)
+            return stored_as_is(resolve_kind(kind).__name__, name, generation, doc)
 
     def history(self, kind: str, name: str) -> list[Resource]:
         return [parse_resource(d) for d in self.request("GET", f"{api_path(kind, name)}/history")["data"]]

@@ -49,7 +49,8 @@ def _load(files: list[Path]) -> list[Any]:
 
     resources = load_paths(files)
     if not resources:
-        raise BadRequestError(f"no documents in {', '.join(map(str, files))}: nothing to apply", param="file")
+        named = ", ".join("standard input" if str(f) == "-" else str(f) for f in files)
+        raise BadRequestError(f"no documents in {named}: nothing to apply", param="file")
     for resource in resources:
         check(resource)
     return resources

@@ -30,6 +30,31 @@ def check_label_key(key: str) -> bool:
     return _LABEL_KEY.fullmatch(key) is not None and len(key.partition("/")[0]) <= 253
 
 
+_NAME_PART = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def name_problem(value: object) -> str | None:
+    """Why ``value`` is not a resource name (a Kubernetes DNS-1123 subdomain: at most 253 characters,
+    dot-separated parts of lowercase letters, digits and '-', each starting and ending with a letter
+    or digit), or None when it is one."""
+    if isinstance(value, str) and _NAME.fullmatch(value) and all(map(_NAME_PART.fullmatch, value.split("."))):
+        return None
+    return (f"{_shown(str(value))} is not a valid name: use at most 253 lowercase letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit, and a letter or digit on each side of every '.'")
+
+
+def check_name(kind: str, name: object) -> str:
+    """``name`` when it can name a stored resource of ``kind`` (``NAME_PATTERN``: what a lookup, a
+    delete or an API path takes, so a name stored before a check was added can still be read and
+    deleted), else a ``ValidationError`` naming ``name`` and the rule. A name never reaches a
+    registry key or a URL unchecked (``../x``, ``a/b``, ``a?b``)."""
+    if isinstance(name, str) and _NAME.fullmatch(name):
+        return name
+    from mnemos.errors import ValidationError
+
+    raise ValidationError(f"{kind.lower()} name: {name_problem(name)}", param="name")
+
+
 def _shown(text: str) -> str:
     return repr(text if len(text) <= 100 else f"{text[:100]}…")
 
@@ -41,7 +66,7 @@ class ObjectMeta(CoreModel):
     namespace: str | None = Field(None, description="Accepted for Kubernetes compatibility; not used.")
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    generation: int | None = Field(None, description="Set by the registry on apply.")
+    generation: int | None = Field(None, ge=0, description="Set by the registry on apply.")
     creation_timestamp: str | None = Field(None, description="Set by the registry on apply.")
     deletion_timestamp: str | None = Field(
         None, description="Set by the registry in a resource's history: when this generation was deleted.")
@@ -49,11 +74,9 @@ class ObjectMeta(CoreModel):
     @field_validator("name")
     @classmethod
     def _dns_name(cls, value: str) -> str:
-        if not _NAME.fullmatch(value):
-            raise ValueError(
-                f"{value!r} is not a valid name: use lowercase letters, digits, '-' and '.', "
-                "starting and ending with a letter or digit"
-            )
+        problem = name_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("labels", "annotations")

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from mnemos.errors import AdmissionError
 from mnemos.genome._base import Resource
-from mnemos.genome.model import Model
+from mnemos.genome.model import Model, check_model
 from mnemos.genome.pipeline import Pipeline, check_steps
 from mnemos.genome.policy import Policy
 
@@ -16,9 +16,12 @@ __all__ = ["admit", "check"]
 
 def check(resource: Resource) -> None:
     """The checks of ``resource`` beyond its schema that need no Policy (a ``ValidationError``):
-    what a run would refuse in a Pipeline (``mnemos.genome.pipeline.check_steps``)."""
+    what a run would refuse in a Pipeline (``mnemos.genome.pipeline.check_steps``), what a replica
+    would refuse in a Model (``mnemos.genome.model.check_model``)."""
     if isinstance(resource, Pipeline):
         check_steps(resource)
+    elif isinstance(resource, Model):
+        check_model(resource)
 
 
 def _matches(policy: Policy, resource: Resource) -> bool:

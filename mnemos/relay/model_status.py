@@ -20,6 +20,7 @@ the recent ones).
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from mnemos._actors import serve_applications
@@ -129,6 +130,27 @@ def with_replicas(route: dict[str, Any], counts: tuple[int, int | None] | None) 
     return {**route, "ready_replicas": ready, "desired_replicas": desired}
 
 
+_MNEMOS_ERROR = re.compile(r"^mnemos\.errors\.\w+: ")
+_NOT_LOADED = re.compile(r"^model artifact (?P<uri>\S+): no such (?P<what>file or folder|object or prefix)$")
+
+
+def _deploy_failure(name: str, message: str | None) -> tuple[str, str | None]:
+    """The reason and message of a replica that failed to start (the last line of its traceback):
+    ``ArtifactMissing``, naming the URI and how to provide it, when the artifact was not found where
+    it was loaded (a ``file://`` or ``s3://`` one: only its replica's node can tell); else
+    ``DeployFailed`` with the error's own text (``mnemos.errors.NotFoundError: `` left off)."""
+    text = _MNEMOS_ERROR.sub("", message or "")
+    missing = _NOT_LOADED.match(text)
+    if missing is None:
+        return "DeployFailed", text or message
+    uri = missing["uri"]
+    where = "on the node of each replica" if missing["what"] == "file or folder" else "in its bucket"
+    return "ArtifactMissing", (
+        f"artifact {uri} is missing: no such {missing['what']} {where}; put the model there, or store it in "
+        f"ENGRAM with `mnemos model register DIR --name {name}` (the Model then loads the stored copy)"
+    )
+
+
 def status_record(name: str, route: dict[str, Any] | None) -> dict[str, Any]:
     """The status record of Model ``name`` from its routing entry (``None``: Pending)."""
     if route is None:
@@ -138,6 +160,8 @@ def status_record(name: str, route: dict[str, Any] | None) -> dict[str, Any]:
     desired = route.get("desired_replicas")
     ready = int(route.get("ready_replicas") or 0)
     reason, message = route.get("reason"), route.get("message")
+    if reason == "DeployFailed":
+        reason, message = _deploy_failure(name, message)
     if phase == "Ready" and desired and ready < desired:
         # Deployed, but Serve has fewer replicas running than it wants (one died, a node went away):
         # with none left nothing answers until Serve replaces them, so the model is not Ready.
