@@ -743,22 +743,29 @@ class RemoteSpaces:
 
 
 class RemoteSecrets:
-    """``client.secrets``: set, list and delete secrets; a value is never read back."""
+    """``client.secrets``: set, list and delete secrets; a value is never read back. Names and keys are
+    checked before they become a path: ``delete("../tokens/<id>")`` was ``DELETE /v1/tokens/<id>``."""
 
     def __init__(self, client: RemoteClient) -> None:
         self._client = client
 
     def set(self, name: str, key: str, value: str) -> dict[str, Any]:
-        return self._client.request("PUT", f"/v1/secrets/{name}/{key}", json_body={"value": value})  # type: ignore[no-any-return]
+        return self._client.request("PUT", _secret_path(name, key), json_body={"value": value})  # type: ignore[no-any-return]
 
     def list(self, name: str | None = None) -> list[str]:
         """Secret names, or the key names of ``name``."""
         if name is None:
             return [d["name"] for d in self._client.request("GET", "/v1/secrets")["data"]]
-        return list(self._client.request("GET", f"/v1/secrets/{name}")["keys"])
+        return list(self._client.request("GET", _secret_path(name))["keys"])
 
     def delete(self, name: str, key: str | None = None) -> None:
-        self._client.request("DELETE", f"/v1/secrets/{name}" + (f"/{key}" if key else ""))
+        self._client.request("DELETE", _secret_path(name, key))
+
+
+def _secret_path(name: str, key: str | None = None) -> str:
+    from mnemos.soul.secrets import check_secret_name
+
+    return f"/v1/secrets/{check_secret_name(name)}" + (f"/{check_secret_name(key, 'key')}" if key is not None else "")
 
 
 def _lines_until(lines: Iterator[str], deadline: float | None) -> Iterator[str]:

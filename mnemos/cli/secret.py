@@ -22,8 +22,7 @@ _STORE_HELP = "Secret store: file, env or vault (default: soul.secretStore)."
 class _GatewayStore:
     """The platform's secret store through the gateway (``/v1/secrets``): values are write-only.
 
-    Names and keys are checked here, before they become a URL path: ``../tokens/<id>`` must be refused
-    as a secret name, not sent (``DELETE /v1/secrets/../tokens/<id>`` is ``DELETE /v1/tokens/<id>``)."""
+    Names and keys are checked before they become a URL path (``RemoteSecrets``)."""
 
     kind = "gateway"
 
@@ -31,29 +30,25 @@ class _GatewayStore:
         self._secrets = secrets
 
     def set(self, name: str, key: str, value: str) -> None:
-        self._secrets.set(_checked(name), _checked(key, "key"), value)  # type: ignore[attr-defined]
+        self._secrets.set(name, key, value)  # type: ignore[attr-defined]
 
     def list(self, name: str | None = None) -> list[str]:
-        return self._secrets.list(None if name is None else _checked(name))  # type: ignore[attr-defined, no-any-return]
+        return self._secrets.list(name)  # type: ignore[attr-defined, no-any-return]
 
     def delete(self, name: str, key: str | None = None) -> None:
-        self._secrets.delete(_checked(name), None if key is None else _checked(key, "key"))  # type: ignore[attr-defined]
+        self._secrets.delete(name, key)  # type: ignore[attr-defined]
 
     def has(self, name: str, key: str) -> bool:
         """Whether ``name`` has ``key`` (``NotFoundError`` when there is no secret ``name``)."""
-        return _checked(key, "key") in self.list(name)
+        from mnemos.soul.secrets import check_secret_name
+
+        return check_secret_name(key, "key") in self.list(name)
 
     def get(self, name: str, key: str) -> str:
         from mnemos.errors import PermissionDeniedError
 
         raise PermissionDeniedError("secret values are write-only through the gateway: nothing reads them back",
                                     param="reveal")  # fmt: skip
-
-
-def _checked(value: str, what: str = "name") -> str:
-    from mnemos.soul.secrets import check_secret_name
-
-    return check_secret_name(value, what)
 
 
 def _open(store: str | None):  # noqa: ANN202 - (SecretStore, settings)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from security_support import Gateway
 from tests_support import REPO
 
@@ -33,6 +34,16 @@ def test_secret_names_never_reach_another_route(gateway: Gateway, tmp_path: Path
         proc = _mnemos(gateway, tmp_path, "secret", *args, who="admin")  # who may revoke: nothing must
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert "invalid secret" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    import mnemos
+    from mnemos.errors import ValidationError
+
+    with mnemos.connect(gateway.url, api_key=gateway.keys["admin"]) as client:  # the Python client alike
+        for call in (lambda: client.secrets.delete(f"../tokens/{victim.id}"),
+                     lambda: client.secrets.delete("keys", f"../../tokens/{victim.id}"),
+                     lambda: client.secrets.set("../tokens", "K", "v"),
+                     lambda: client.secrets.list("../tokens")):  # fmt: skip
+            with pytest.raises(ValidationError, match="invalid secret"):
+                call()
     assert gateway.call("GET", "/v1/whoami", victim.secret).status_code == 200  # not revoked
     assert gateway.store.get(victim.id)["revoked_at"] is None
 
