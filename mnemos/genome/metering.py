@@ -24,12 +24,18 @@ from mnemos._model import CoreModel, Duration
 
 __all__ = ["Budget", "CacheSpec", "LimitRule", "Pricing", "UsageLimits"]
 
+# Ceilings far above any real figure, so that the arithmetic on them stays finite: an rpm of 10**400
+# made every request of its key a 500 (int too large for a float), a price of 1e308 an infinite spend.
+MAX_RATE = 10**15  # requests or tokens per minute
+MAX_TOKENS = 10**18  # tokens in a budget (and in one request's reservation)
+MAX_PRICE = 1e12  # per 1k tokens
+
 
 class Pricing(CoreModel):
     """Price per 1,000 tokens (any currency; MNEMOS reports spend in the same unit)."""
 
-    input: float = Field(0.0, ge=0, description="Price per 1k prompt tokens.")
-    output: float = Field(0.0, ge=0, description="Price per 1k completion tokens.")
+    input: float = Field(0.0, ge=0, le=MAX_PRICE, description="Price per 1k prompt tokens.")
+    output: float = Field(0.0, ge=0, le=MAX_PRICE, description="Price per 1k completion tokens.")
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         """The price of one request's tokens."""
@@ -40,15 +46,15 @@ class Budget(CoreModel):
     """A spend cap over a fixed window (windows start at multiples of ``window`` since the epoch)."""
 
     amount: float | None = Field(None, ge=0, description="Most spend per window (pricing's currency).")
-    tokens: int | None = Field(None, ge=0, description="Most tokens (prompt + completion) per window.")
+    tokens: int | None = Field(None, ge=0, le=MAX_TOKENS, description="Most tokens (prompt + completion) per window.")
     window: Duration = Field(30 * 86400.0, gt=0, description="Window length, e.g. 1d, 30d.")
 
 
 class UsageLimits(CoreModel):
     """Requests and tokens per minute, and a budget; unset fields do not limit."""
 
-    rpm: int | None = Field(None, ge=1, description="Requests per minute.")
-    tpm: int | None = Field(None, ge=1, description="Tokens (prompt + completion) per minute.")
+    rpm: int | None = Field(None, ge=1, le=MAX_RATE, description="Requests per minute.")
+    tpm: int | None = Field(None, ge=1, le=MAX_RATE, description="Tokens (prompt + completion) per minute.")
     budget: Budget | None = Field(None, description="Spend cap per window.")
 
 

@@ -2,7 +2,12 @@
 
 The key is the SHA-256 of the request as the model sees it: the OpenAI body without ``stream``,
 ``stream_options`` and ``user``, with keys sorted, plus the endpoint. For an Adapter that is the
-client's whole JSON (it is forwarded as sent), unknown fields included. A generation is cached only
+client's whole JSON (it is forwarded as sent), unknown fields included. The key also names what
+answers it (the ``source``: a Model's served spec and weights, an Adapter's upstreams), so that an
+answer is never served for another upstream or other weights than those that gave it, and whose
+cache it is (the ``scope``: the caller's team, else the caller), so that a caller is never handed
+an answer computed for another team or principal and a hit tells it nothing of what others asked
+(as pipelines' step cache, kept per principal). A generation is cached only
 at ``temperature: 0`` unless the spec says ``sampled: true``: one with ``temperature`` unset samples
 at the model's default (1 in OpenAI's API, vLLM's and NEURON's runtimes), and a client asking
 for a sample must not get another client's. Embeddings are always cached; streamed requests are
@@ -52,12 +57,15 @@ class ResponseCache:
         self._entries: OrderedDict[str, CachedAnswer] = OrderedDict()
 
     @staticmethod
-    def key(endpoint: str, body: Any, spec: Any, sent: dict[str, Any] | None = None) -> str | None:
+    def key(endpoint: str, body: Any, spec: Any, sent: dict[str, Any] | None = None, source: str = "",
+            scope: str = "") -> str | None:  # fmt: skip
         """The cache key of ``body`` (a pydantic request), or None when it must not be cached.
 
         ``sent``: the JSON that goes upstream when it is not ``body`` (an Adapter forwards the
         client's JSON, fields RELAY does not know included). The key is then made of all of it,
         so that a field the model does not parse cannot put its answer under another request's key.
+        ``source``: what answers the request (``Meter.source``); a change to it is a new key.
+        ``scope``: whose answers these are (``Meter.scope``: a team, or a principal without one).
         """
         if spec is None or getattr(body, "stream", False):
             return None
@@ -68,7 +76,8 @@ class ResponseCache:
         dropped = set() if sent is not None else unread_extras(body)
         doc = {k: v for k, v in doc.items() if k not in _IGNORED and k not in dropped}
         canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(endpoint.encode() + b"\0" + canonical.encode()).hexdigest()
+        parts = (endpoint, scope, source, canonical)
+        return hashlib.sha256(b"\0".join(part.encode() for part in parts)).hexdigest()
 
     def get(self, key: str | None, model: str) -> CachedAnswer | None:
         if key is None:

@@ -119,6 +119,10 @@ class Meter:
         else:
             prompt = sum(estimate_tokens(t) for t in body.texts())
         limit = body.token_limit() if hasattr(body, "token_limit") else 0
+        if route.serving == "adapter" and limit is not None:
+            # The client's JSON goes upstream as sent, max_completion_tokens and max_tokens both: an
+            # upstream may read either (reserve the larger, the most it may make).
+            limit = max(v for v in (limit, getattr(body, "max_tokens", None)) if isinstance(v, int))
         if limit is None:
             limit = route.max_tokens or (_ADAPTER_RESERVE if route.serving == "adapter" else 16)
         reserve = prompt + int(limit) * max(1, int(getattr(body, "n", 1) or 1))
@@ -144,6 +148,22 @@ class Meter:
         self.governor.settle(ticket, prompt_tokens, completion_tokens, cached=cached)
 
     # -- cache -----------------------------------------------------------------------------------
+    @staticmethod
+    def scope(ticket: Ticket) -> str:
+        """Whose cached answers a request may be handed: its team's (members share, as they share
+        spaces), else its principal's own. Shared by everyone, a hit handed one principal another's
+        answer and told it (``x-mnemos-cache: hit``) that someone had asked exactly that."""
+        return f"team:{ticket.team}" if ticket.team else f"principal:{ticket.principal}"
+
+    def source(self, route: AnyRoute) -> str:
+        """What answers ``route``, part of its cache keys: a Model's served spec (its fingerprint, the
+        spec without pricing, limits and cache) and loaded weights, or an Adapter's upstreams. An
+        answer cached before a new artifact, runtime, baseUrl or upstream model (or a Model that took
+        an Adapter's name) is then never served for the new one."""
+        if route.serving == "adapter":
+            return "adapter|" + self.gateway.adapters.source(route.adapter)
+        return f"model|{route.entry.get('fingerprint')}|{route.digest}"
+
     def cached(self, endpoint: str, body: Any, route: AnyRoute, ticket: Ticket,
                sent: dict[str, Any] | None = None) -> tuple[str | None, CachedAnswer | None]:  # fmt: skip
         """``(key, answer)``: the cached answer when there is one (the ticket settled as cached).
@@ -151,15 +171,17 @@ class Meter:
         ``sent``: the JSON forwarded upstream when it is not ``body`` (adapters), keyed whole.
         """
         spec = self.specs(route)[2]
-        key = ResponseCache.key(endpoint, body, spec, sent)
+        key = None if spec is None else ResponseCache.key(endpoint, body, spec, sent, self.source(route),
+                                                          self.scope(ticket))  # fmt: skip
         hit = self.cache.get(key, body.model)
         if hit is not None:
             self.governor.settle(ticket, hit.prompt_tokens, hit.completion_tokens, cached=True)
         return key, hit
 
     def store(self, key: str | None, route: AnyRoute, response: Response, prompt: int, completion: int) -> None:
-        if key is not None and response.status_code == 200:
-            self.cache.put(key, self.specs(route)[2], bytes(response.body), prompt, completion)
+        spec = self.specs(route)[2] if key is not None else None  # None: the cache went while it was answered
+        if spec is not None and response.status_code == 200:
+            self.cache.put(key, spec, bytes(response.body), prompt, completion)
 
     # -- adapters --------------------------------------------------------------------------------
     @staticmethod
@@ -222,14 +244,22 @@ _MAX_COUNT = 10**9  # tokens one answer can plausibly report
 def _usage_of(content: bytes) -> tuple[int, int] | None:
     """``(prompt, completion)`` from an answer's ``usage``; None when it has none, or when its counts
     are not whole numbers from 0 to a billion (an upstream's garbage, or a negative count that would
-    hand tokens and spend back, is charged as a missing count: the reservation)."""
+    hand tokens and spend back, is charged as a missing count: the reservation). A ``usage`` with
+    neither ``prompt_tokens`` nor ``completion_tokens`` (``{}``, ``total_tokens`` alone) counts
+    nothing and was free: it is missing too. ``completion_tokens`` left out (embeddings) is
+    ``total_tokens`` less the prompt, or 0; ``prompt_tokens`` left out is 0."""
     try:
         usage = from_json(content).get("usage")
     except (ValueError, AttributeError):
         return None
     if not isinstance(usage, dict):
         return None
-    counts = (usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+    prompt, completion, total = (usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens"))
+    if prompt is None and completion is None:
+        return None
+    if completion is None:
+        completion = total - prompt if type(total) is int and type(prompt) is int and total >= prompt else 0
+    counts = (0 if prompt is None else prompt, completion)
     if not all(type(n) is int and 0 <= n <= _MAX_COUNT for n in counts):
         return None
     return counts

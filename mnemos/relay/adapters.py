@@ -91,6 +91,9 @@ class _Target:
         self.routes = {r.match.rstrip("/"): r.timeout for r in adapter.spec.routes}
         self._secret: tuple[str, float] | None = None  # the header's value, when it was resolved
         self.redacted: list[bytes] = []  # what ``headers`` sends that an answer must not show (``_secrets``)
+        # Who answers through it: the response cache keys answers by it (``AdapterRouter.source``).
+        served = adapter.spec.model_dump(mode="json", include={"type", "base_url", "auth", "upstream_model"})
+        self.fingerprint = f"{self.name}:{dump_json(served).decode()}"
 
     def timeout(self, path: str) -> float | None:
         """The route's timeout, or None when this adapter does not serve ``path``."""
@@ -153,6 +156,11 @@ class AdapterRouter:
 
     def adapter_for(self, model: str) -> str | None:
         return self.models.get(model)
+
+    def source(self, adapter: str) -> str:
+        """What answers through ``adapter`` and its fallbacks (their upstreams, credentials and
+        upstream model names): an answer cached before one of them changed is not served after."""
+        return "|".join(t.fingerprint for t in self._chain(adapter))
 
     def _chain(self, first: str) -> list[_Target]:
         chain: list[_Target] = []

@@ -58,6 +58,8 @@ class RateLimitService:
         self._engram = engram
         # (scope, window start) -> [spend, tokens]
         self._spent: dict[tuple[str, float], list[float]] = {}
+        # (scope, window start) -> window end: a window that ended is forgotten when saved (``_forget_ended``)
+        self._ends: dict[tuple[str, float], float] = {}
         # reservation id -> (expires, [(scope, window start)], amount, tokens)
         self._reservations: dict[str, tuple[float, list[tuple[str, float]], float, int]] = {}
         # (scope, window start) -> [amount reserved, tokens reserved]
@@ -114,6 +116,7 @@ class RateLimitService:
         now = self._clock()
         for key in [k for k, b in self._buckets.items() if b.is_full(now)]:
             del self._buckets[key]
+        self._forget_ended(time.time())
 
     # -- budgets ---------------------------------------------------------------------------------
     async def reserve(self, rid: str, checks: list[BudgetCheck], amount: float, tokens: int) -> dict[str, Any] | None:
@@ -135,6 +138,7 @@ class RateLimitService:
                     return {"scope": scope, "unit": unit, "limit": limit, "used": used,
                             "retry_after": slot[1] + window - now}  # fmt: skip
             slots.append(slot)
+            self._ends[slot] = slot[1] + window
         for slot in slots:
             held = self._reserved.setdefault(slot, [0.0, 0.0])
             held[0] += amount
@@ -170,6 +174,8 @@ class RateLimitService:
             slots = self._release(row["rid"]) if row.get("rid") else []
             if not slots:
                 slots = [(scope, window_start(row["at"], window)) for scope, window in row.get("scopes") or ()]
+                for (_, window), slot in zip(row.get("scopes") or (), slots, strict=True):
+                    self._ends[slot] = slot[1] + float(window)
             tokens = int(row.get("prompt", 0)) + int(row.get("completion", 0))
             for slot in slots:
                 spent = self._spent.setdefault(slot, [0.0, 0.0])
@@ -222,8 +228,10 @@ class RateLimitService:
         if self._engram is None or not self._dirty:
             return False
         self._dirty = False
+        self._forget_ended(time.time())
         state = {
-            "spent": [[scope, start, v[0], v[1]] for (scope, start), v in self._spent.items()],
+            "spent": [[scope, start, v[0], v[1], self._ends.get((scope, start))]
+                      for (scope, start), v in self._spent.items()],  # fmt: skip
             "ledger": [[*key, *v] for key, v in self._ledger.items()],
         }
         try:
@@ -233,10 +241,20 @@ class RateLimitService:
             self._dirty = True
         return True
 
+    def _forget_ended(self, now: float) -> None:
+        """Drop the counters of budget windows that ended: no request reads them again, and kept,
+        a short window (``1m``) added one entry a minute to every save, for as long as it ran."""
+        for slot in [slot for slot, end in self._ends.items() if end <= now and slot not in self._reserved]:
+            self._spent.pop(slot, None)
+            del self._ends[slot]
+
     def _load(self) -> None:
         try:
             state = self._engram.read_json(STATE_KEY)
         except Exception:  # noqa: BLE001 - nothing saved yet
             return
-        self._spent = {(s, float(w)): [float(a), float(t)] for s, w, a, t in state.get("spent", [])}
+        for scope, start, amount, tokens, *end in state.get("spent", []):  # (saved before ends were: no end)
+            self._spent[(scope, float(start))] = [float(amount), float(tokens)]
+            if end and end[0] is not None:
+                self._ends[(scope, float(start))] = float(end[0])
         self._ledger = {(float(r[0]), r[1], r[2], r[3]): list(r[4:9]) for r in state.get("ledger", [])}

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mnemos.errors import BudgetExceededError, ModelAccessError, RateLimitError, UnavailableError, ValidationError
+from mnemos.genome.metering import MAX_TOKENS
 
 __all__ = [
     "POLICY_MAX_AGE_S",
@@ -326,7 +327,7 @@ class Governor:
             principal=getattr(principal, "subject", "anonymous"),
             team=getattr(principal, "team", "") or "",
             model=model,
-            reserved_tokens=max(1, int(reserve_tokens)),
+            reserved_tokens=max(1, min(int(reserve_tokens), MAX_TOKENS)),  # max_tokens may be 10**400
             pricing=pricing,
         )
         limits = await self.limits_for(principal, model, model_limits, rules)
@@ -392,12 +393,19 @@ class Governor:
         if refusal is not None:
             limit = names[refusal["scope"]]
             what = "spend" if refusal["unit"] == "amount" else "tokens"
+            need = amount if what == "spend" else ticket.reserved_tokens
+            left = refusal["limit"] - refusal["used"]
+            # A ceiling above what is left is refused however little was spent: say so, and what helps.
+            hint = ""
+            if need > refusal["limit"]:
+                hint = ", more than the whole budget: ask for fewer max_tokens (waiting does not help)"
+            elif left > 0:
+                hint = f", more than the {left:g} left: ask for fewer max_tokens, or wait"
             raise BudgetExceededError(
                 f"{limit.name} budget of {refusal['limit']:g} {what} per "
                 f"{_window_text(limit.limits.budget.window)} is spent for {limit.label} "
-                f"({refusal['used']:g} used or reserved; this request reserves "
-                f"{amount if what == 'spend' else ticket.reserved_tokens:g}); the window resets in "
-                f"{refusal['retry_after']:.0f}s",
+                f"({refusal['used']:g} used or reserved; this request reserves {need:g}{hint}); the window "
+                f"resets in {refusal['retry_after']:.0f}s",
                 param=f"{limit.name}.budget", retry_after=refusal["retry_after"],
             )  # fmt: skip
         ticket.budget_reserved = True
