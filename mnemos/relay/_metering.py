@@ -9,6 +9,7 @@ an adapter's stream (asked upstream with ``stream_options.include_usage``).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import contextmanager
@@ -194,16 +195,18 @@ class Meter:
         return raw
 
     def watch(self, ticket: Ticket, response: Response, route: AnyRoute, key: str | None = None,
-              adapter: str | None = None) -> Response:  # fmt: skip
+              adapter: str | None = None, hide_usage: bool = False) -> Response:  # fmt: skip
         """Settle an adapter's answer: now for JSON, at the end of the stream for SSE.
 
         ``adapter``: the one that answered, when a fallback did: its prices apply, not the first's.
+        ``hide_usage``: the client did not ask for the usage chunk that ``upstream_body`` asked for;
+        it is counted and left out (a chunk with no ``choices`` breaks clients that read ``choices[0]``).
         """
         if adapter is not None and adapter != route.adapter:
             ticket.pricing = self.specs(route, adapter)[0]
         if isinstance(response, StreamingResponse):  # an adapter's ClosingStream: _scan is what it starts
             ticket.deferred = True
-            response.body_iterator = self._scan(ticket, response.body_iterator)
+            response.body_iterator = self._scan(ticket, response.body_iterator, hide_usage)
             return response
         if response.status_code >= 400:
             prompt, completion = 0, 0
@@ -214,9 +217,10 @@ class Meter:
         self.store(key, route, response, prompt, completion)
         return response
 
-    async def _scan(self, ticket: Ticket, chunks: AsyncIterable[Any]) -> AsyncIterator[Any]:
+    async def _scan(self, ticket: Ticket, chunks: AsyncIterable[Any], hide_usage: bool = False) -> AsyncIterator[Any]:
         usage: tuple[int, int] | None = None
         tail = b""
+        held = b""  # with hide_usage: the start of an event not yet complete
         events = 0
         try:
             yield b""  # started by ClosingStream: from here the finally settles however the answer ends
@@ -228,7 +232,14 @@ class Meter:
                 if b'"usage"' in data or b'"usage"' in tail + data[:16]:
                     usage = _stream_usage(tail + data) or usage
                 tail = data[-4096:]
+                if hide_usage:
+                    ready, held = _complete_events(held + data)
+                    if ready := _without_usage_chunks(ready):
+                        yield ready
+                    continue
                 yield chunk
+            if held:
+                yield _without_usage_chunks(held)
         finally:
             await aclose(chunks)  # the upstream's stream, now rather than when garbage collected
             ticket.deferred = False
@@ -263,6 +274,33 @@ def _usage_of(content: bytes) -> tuple[int, int] | None:
     if not all(type(n) is int and 0 <= n <= _MAX_COUNT for n in counts):
         return None
     return counts
+
+
+_EVENT_END = re.compile(rb"\r?\n\r?\n")
+
+
+def _complete_events(data: bytes) -> tuple[bytes, bytes]:
+    """``data`` split after its last complete SSE event (a blank line ends one): ``(events, rest)``."""
+    ends = [m.end() for m in _EVENT_END.finditer(data)]
+    return (data[: ends[-1]], data[ends[-1]:]) if ends else (b"", data)
+
+
+def _without_usage_chunks(events: bytes) -> bytes:
+    """``events`` without the usage chunk (``"choices": []`` with a ``usage``) a client did not ask for."""
+    if b'"usage"' not in events:
+        return events
+    kept = []
+    for event in re.split(rb"(?<=\n\n)|(?<=\r\n\r\n)", events):
+        if b'"usage"' in event:
+            data = b"".join(line.strip()[5:] for line in event.splitlines() if line.strip().startswith(b"data:"))
+            try:
+                chunk = from_json(data)
+            except ValueError:
+                chunk = None
+            if isinstance(chunk, dict) and chunk.get("choices") == [] and chunk.get("usage"):
+                continue
+        kept.append(event)
+    return b"".join(kept)
 
 
 def _stream_usage(data: bytes) -> tuple[int, int] | None:

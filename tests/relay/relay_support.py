@@ -211,13 +211,21 @@ class Upstream:
             text = f"{self.name} says hi"
             if body.get("stream"):
 
+                usage = bool((body.get("stream_options") or {}).get("include_usage"))  # as OpenAI's API
+
                 async def events() -> Iterator[bytes]:  # type: ignore[misc]
-                    for i, word in enumerate(text.split()):
+                    words = text.split()
+                    for i, word in enumerate(words):
                         delta = {"content": (" " if i else "") + word}
                         choice = {"index": 0, "delta": delta, "finish_reason": None}
                         chunk = {"id": "up-1", "object": "chat.completion.chunk", "created": 0,
-                                 "model": body["model"], "choices": [choice]}  # fmt: skip
+                                 "model": body["model"], "choices": [choice]} | ({"usage": None} if usage else {})
                         yield f"data: {json.dumps(chunk)}\n\n".encode()
+                    if usage:  # the last chunk: no choices, the counts
+                        counts = {"prompt_tokens": 1, "completion_tokens": len(words), "total_tokens": 1 + len(words)}
+                        chunk = {"id": "up-1", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
+                                 "choices": [], "usage": counts}  # fmt: skip
+                        yield f"data: {json.dumps(chunk)}\r\n\r\n".encode()  # (CRLF: SSE allows either)
                     yield b"data: [DONE]\n\n"
 
                 return StreamingResponse(events(), media_type="text/event-stream")

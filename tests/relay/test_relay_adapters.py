@@ -62,7 +62,11 @@ def test_adapter_serves_a_model_name_upstream(relay: Relay, routed: tuple[Upstre
     assert reply.choices[0].message.content == "a says hi"
     assert a.requests[-1] == {"path": "/v1/chat/completions", "model": "a-model", "authorization": "Bearer sk-a-test"}
     streamed = client.chat.completions.create(model="remote-chat", messages=ASK, stream=True)
-    assert "".join(c.choices[0].delta.content or "" for c in streamed) == "a says hi"
+    assert "".join(c.choices[0].delta.content or "" for c in streamed) == "a says hi"  # (no usage chunk: not asked)
+    asked = list(client.chat.completions.create(model="remote-chat", messages=ASK, stream=True,
+                                                stream_options={"include_usage": True}))  # fmt: skip
+    assert asked[-1].choices == [] and asked[-1].usage.completion_tokens == 3, asked[-1]
+    assert "".join(c.choices[0].delta.content or "" for c in asked[:-1]) == "a says hi"
     # An upstream's own 4xx is the caller's: passed through, not retried, no fallback.
     count = len(a.requests)
     refused = httpx.post(f"{relay.url}/v1/chat/completions", json={"model": "remote-chat", "messages": ASK,
