@@ -155,9 +155,23 @@ def _usage_limits(record: ApiKeyRecord) -> Any:
     cached = _PARSED_LIMITS.get(record.id)
     if cached is not None and cached[0] is record.limits:
         return cached[1]
-    from mnemos.genome.metering import UsageLimits
+    from pydantic import ValidationError as PydanticValidationError
 
-    parsed = UsageLimits.model_validate(record.limits)
+    from mnemos.genome.metering import MAX_RATE, MAX_TOKENS, UsageLimits
+
+    try:
+        parsed = UsageLimits.model_validate(record.limits)
+    except PydanticValidationError:  # stored before its ceilings: as large as they allow (as good as unlimited)
+        doc = dict(record.limits)
+        for name in ("rpm", "tpm"):
+            if isinstance(doc.get(name), int):
+                doc[name] = min(doc[name], MAX_RATE)
+        if isinstance(budget := doc.get("budget"), dict) and isinstance(budget.get("tokens"), int):
+            doc["budget"] = {**budget, "tokens": min(budget["tokens"], MAX_TOKENS)}
+        try:
+            parsed = UsageLimits.model_validate(doc)
+        except PydanticValidationError:
+            raise AuthenticationError("API key carries invalid limits: create another", param="authorization") from None
     if len(_PARSED_LIMITS) > 10_000:
         _PARSED_LIMITS.clear()
     _PARSED_LIMITS[record.id] = (record.limits, parsed)
