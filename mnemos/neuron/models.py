@@ -92,14 +92,24 @@ def file_digest(path: str | Path) -> str:
 
 
 def _model_files(folder: Path) -> list[str]:
+    """The regular files under ``folder`` (links followed), hidden ones left out. A FIFO would block its
+    reader for ever and a socket cannot be read, so they are left out too; a folder reached twice (a
+    link to a folder above it) is walked once."""
     if not folder.is_dir():
         raise NotFoundError(f"{folder}: not a folder", param="dir")
     found = []
+    seen: set[tuple[int, int]] = set()
     for root, dirs, files in os.walk(folder, followlinks=True):
+        info = os.stat(root)
+        if (info.st_dev, info.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
-            if not name.startswith("."):
-                found.append(Path(root, name).relative_to(folder).as_posix())
+            path = Path(root, name)
+            if not name.startswith(".") and path.is_file():  # (is_file: a regular file, or a link to one)
+                found.append(path.relative_to(folder).as_posix())
     return sorted(found)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,23 @@ def test_hf_uris_without_a_hub_are_unavailable(tmp_path: Path, monkeypatch: pyte
         materialize(_model("hf://mnemos-test/not-a-model@main"), None, tmp_path)
     assert "hf://mnemos-test/not-a-model" in info.value.message
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".partial")]
+
+
+def test_a_folder_with_a_fifo_a_socket_and_a_link_loop_is_read_as_its_regular_files(tmp_path: Path) -> None:
+    """`mnemos model register DIR` waited for ever on a FIFO in DIR (and a socket was a traceback):
+    only regular files are weights; a link back to a folder above is walked once."""
+    import socket
+    import subprocess
+    import sys
+
+    folder = tmp_path / "m"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "weights.bin").write_bytes(b"w")
+    os.mkfifo(folder / "pipe")
+    (folder / "sub" / "up").symlink_to(folder)  # a loop
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(folder / "sock"))
+        code = f"from mnemos.neuron.models import tree_manifest; print(sorted(tree_manifest({str(folder)!r})))"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['sub/weights.bin']"
