@@ -208,15 +208,22 @@ def refuse_duplicates(located: Iterable[tuple[Resource, str]]) -> None:
 
 
 def _files(path: Path) -> Iterator[Path]:
-    """YAML/JSON files under ``path``; in folders, Helm values files (``values*.yaml``) are not resources."""
+    """YAML/JSON files under ``path``; in folders, Helm values files (``values*.yaml``) are not resources,
+    nor is what a hidden file or folder holds (``.github/workflows/*.yml``, ``.git``)."""
     if path.is_dir():
         for child in sorted(path.rglob("*")):
-            if child.is_file() and child.suffix in (".yaml", ".yml", ".json") and not child.name.startswith("values"):
+            if (child.is_file() and child.suffix in (".yaml", ".yml", ".json") and not child.name.startswith("values")
+                    and not hidden(child.relative_to(path))):  # fmt: skip
                 yield child
     elif path.is_file():
         yield path
     else:
         raise NotFoundError(f"{path}: no such file or directory", param="file")
+
+
+def hidden(relative: Path) -> bool:
+    """Whether a path under a folder is hidden there: a part of it starts with ``.``."""
+    return any(part.startswith(".") for part in relative.parts)
 
 
 STDIN = "-"

@@ -33,7 +33,7 @@ import yaml
 from mnemos.config import default_home
 from mnemos.errors import ConflictError, MnemosError, NotFoundError, ValidationError
 from mnemos.genome import Policy, Resource, admit, load_paths
-from mnemos.genome.kinds import refuse_duplicates
+from mnemos.genome.kinds import hidden, refuse_duplicates
 from mnemos.trace.lineage import record
 from mnemos.wraith._git import checkout, normalize_repo, redact
 
@@ -167,11 +167,13 @@ def diff(client: Any, resources: Iterable[Resource]) -> list[DiffEntry]:
 def resource_files(root: Path) -> list[Path]:
     """The YAML/JSON files under ``root`` (a folder or a file) that hold resources, sorted.
 
-    ``values*.yaml`` files are an environment's Helm values, not resources: they are skipped.
+    ``values*.yaml`` files are an environment's Helm values, not resources: they are skipped, as is
+    what hidden files and folders hold (a repository's ``.github/workflows/*.yml``).
     """
     if not root.exists():
         raise NotFoundError(f"{root}: no such file or directory", param="file")
-    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not hidden(p.relative_to(root))) if root.is_dir() \
+        else [root]  # fmt: skip
     return [f for f in files if f.suffix in (".yaml", ".yml", ".json") and not (root.is_dir() and _is_values_file(f))]
 
 

@@ -209,3 +209,18 @@ def test_credentials_of_a_repository_url_stay_off_disk(client: Client, tmp_path:
     assert "s3cr3t" not in exc.value.message
     written = [p for p in (tmp_path / "home").rglob("*") if p.is_file() and b"s3cr3t" in p.read_bytes()]
     assert written == []  # not in the working copy's .git/config
+
+
+def test_hidden_folders_and_files_hold_no_resources(client: Client, ops_repo) -> None:
+    """A sync read `.github/workflows/ci.yml` under its path as a resource and refused the whole sync
+    (`mnemos apply -f DIR` alike). What hidden files and folders hold is not the platform's."""
+    dev = ops_repo.root / "environments/dev"
+    (dev / ".github/workflows").mkdir(parents=True)
+    (dev / ".github/workflows/ci.yml").write_text("on: push\njobs: {test: {runs-on: ubuntu-latest}}\n")
+    (dev / ".hidden.yaml").write_text(yaml.safe_dump(model_doc("hidden")))
+    ops_repo.commit("CI")
+    sync(client, str(ops_repo.root), "environments/dev")
+    assert sorted(_names(client)) == ["alpha", "beta"]
+    from mnemos.genome import load_paths
+
+    assert sorted(r.name for r in load_paths([dev]) if r.kind == "Model") == ["alpha", "beta"]
