@@ -204,6 +204,7 @@ class Meter:
         """
         if adapter is not None and adapter != route.adapter:
             ticket.pricing = self.specs(route, adapter)[0]
+            key = None  # a fallback's answer, kept, would be served as the first's once it answers again
         if isinstance(response, StreamingResponse):  # an adapter's ClosingStream: _scan is what it starts
             ticket.deferred = True
             response.body_iterator = self._scan(ticket, response.body_iterator, hide_usage)

@@ -125,3 +125,22 @@ def test_an_answer_whose_cache_went_while_it_was_computed_is_answered_not_stored
 
     asyncio.run(run())
     assert not gateway.meter.cache._entries
+
+
+def test_an_answer_a_fallback_gave_is_not_cached(gateway: Any) -> None:
+    """A fallback's answer was cached under the request's key and served for the TTL after the first
+    Adapter answered again: a stopgap's answer standing for the one asked."""
+    from fastapi.responses import JSONResponse
+
+    async def run() -> None:
+        body, route = _body(), gateway.model("remote-chat", "generate")
+        ticket = await gateway.meter.admit(None, body, route)
+        key, _ = gateway.meter.cached("chat", body, route, ticket, body.model_dump(exclude_none=True))
+        answer = JSONResponse({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+        gateway.meter.watch(ticket, answer, route, key, adapter="spare")
+        assert not gateway.meter.cache._entries
+        ticket = await gateway.meter.admit(None, body, route)
+        gateway.meter.watch(ticket, answer, route, key, adapter=route.adapter)  # the first's own: kept
+        assert len(gateway.meter.cache._entries) == 1
+
+    asyncio.run(run())
