@@ -58,7 +58,7 @@ from mnemos.soul.identity import MAX_MODELS, Principal, check_models
 from mnemos.soul.limits import check_key_limits
 from mnemos.soul.rbac import check_role, check_scopes_held, verbs_of
 from mnemos.soul.store import MAX_TTL_S, MIN_TTL_S, CreatedCredential, check_ttl, not_found
-from mnemos.soul.tokens import LEEWAY_SECONDS
+from mnemos.soul.tokens import LEEWAY_SECONDS, MAX_PARENTS
 
 __all__ = [
     "TokenCreate",
@@ -195,6 +195,13 @@ def check_mint_models(principal: Principal, body: TokenCreate) -> tuple[str, ...
         raise PermissionDeniedError(f"models: the new credential's model list {shown}; a credential mints only "
                                     "within its own model list", param="models")  # fmt: skip
     return wanted
+
+
+def _lineage(principal: Principal) -> tuple[str, ...]:
+    """The ``par`` of a JWT ``principal`` mints: its credential, then its own parents, nearest first. Past
+    ``MAX_PARENTS`` the farthest (the API key at the root) is kept with the nearest."""
+    chain = tuple(p for p in (principal.credential_id, *principal.parents) if p)
+    return chain if len(chain) <= MAX_PARENTS else (*chain[: MAX_PARENTS - 1], chain[-1])
 
 
 def check_name_taken(store: Any, principal: Principal, name: str, team: str) -> None:
@@ -342,9 +349,13 @@ async def create_token(request: Request) -> Response:
         models = check_mint_models(principal, body)
         await _in_thread(check_name_taken, guard.store, principal, body.name, team)
         actor = f"{principal.kind}:{principal.subject}"
-        create = guard.store.create_api_key if body.api_key else guard.store.create_token
-        created = await _in_thread(create, body.name, body.role, ttl=ttl, scopes=body.scopes, actor=actor,
-                                   team=team, limits=limits, models=models)  # fmt: skip
+        if body.api_key:
+            created = await _in_thread(guard.store.create_api_key, body.name, body.role, ttl=ttl, scopes=body.scopes,
+                                       actor=actor, team=team, limits=limits, models=models)  # fmt: skip
+        else:  # a JWT dies with the credential that minted it (and that one's own parents): revoking a leaked key
+            created = await _in_thread(guard.store.create_token, body.name, body.role, ttl=ttl, scopes=body.scopes,
+                                       actor=actor, team=team, limits=limits, models=models,
+                                       parents=_lineage(principal))  # fmt: skip
     except MnemosError as exc:
         return error_response(exc)
     answer = created_answer(created, team=team, limits=limits, models=models)

@@ -224,3 +224,33 @@ def test_a_jwt_minted_by_an_expiring_api_key_is_refused_no_later_than_the_key() 
     assert mint(token, 100) == 100
     with pytest.raises(PermissionDeniedError, match=r"expires in 100 s; give a ttl at most that long \(100 s\)"):
         mint(token, 101)
+
+
+def test_a_jwt_dies_with_the_credential_that_minted_it(soul_env: dict[str, Any]) -> None:
+    """Revoking a leaked key left alive every JWT it had minted (for up to a day): they carried no
+    ``par``. They do now, as console sessions do; an API key it minted stands on its own (a team's
+    admin key rotated must not take its developers' keys with it)."""
+    import time
+
+    store = soul_env["store"]
+    leaked = store.create_api_key("leaky", "admin")
+    minted = _mint(soul_env, leaked.secret, name="leaky-ci", role="admin", apiKey=False, ttl=3600)
+    assert minted.status_code == 201, minted.text
+    grandchild = _mint(soul_env, minted.json()["token"], name="leaky-ci", role="viewer", apiKey=False, ttl=600)
+    assert grandchild.status_code == 201, grandchild.text
+    key = _mint(soul_env, leaked.secret, name="leaky-dev")
+    tokens = (minted.json()["token"], grandchild.json()["token"])
+
+    def status(credential: str) -> int:
+        return httpx.get(soul_env["url"] + "/v1/lineage", headers={"Authorization": f"Bearer {credential}"},
+                         timeout=30).status_code  # fmt: skip
+
+    assert [status(t) for t in tokens] == [200, 200]
+    store.revoke(leaked.id)
+    deadline = time.monotonic() + 30
+    while any(status(t) != 401 for t in tokens):  # refused once the guard re-reads revocations
+        assert time.monotonic() < deadline, [status(t) for t in tokens]
+        time.sleep(0.2)
+    assert status(key.json()["apiKey"]) == 200
+    listed = {d["id"]: d["state"] for d in store.list(include_inactive=True)}
+    assert listed[minted.json()["id"]] == listed[grandchild.json()["id"]] == "revoked"
