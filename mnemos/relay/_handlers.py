@@ -157,7 +157,7 @@ class Handlers:
             if route.serving == "adapter":
                 with upstream_time(request):
                     response, adapter = await self.gateway.adapters.forward(
-                        body.model, path, self.meter.upstream_body(body, sent), stream=body.stream)  # fmt: skip
+                        body.model, path, self.meter.upstream_body(body, sent, ticket), stream=body.stream)  # fmt: skip
                 response = self.meter.watch(ticket, response, route, cache_key, adapter=adapter,
                                             hide_usage=bool(body.stream) and not body.include_usage())  # fmt: skip
                 response.headers[REQUEST_ID_HEADER] = rid  # the body's id is the upstream's: lineage is under this one

@@ -186,12 +186,22 @@ class Meter:
 
     # -- adapters --------------------------------------------------------------------------------
     @staticmethod
-    def upstream_body(body: Any, raw: dict[str, Any]) -> dict[str, Any]:
-        """The adapter request: a stream asks for the usage chunk, so spend is counted."""
+    def upstream_body(body: Any, raw: dict[str, Any], ticket: Ticket | None = None) -> dict[str, Any]:
+        """The adapter request: a stream asks for the usage chunk, so spend is counted. A request that
+        names no ceiling (``max_tokens``, ``max_completion_tokens``) while a budget or a tokens-per-minute
+        limit counts it is sent with its reservation as the ceiling: an upstream left to its own default
+        (the rest of the context) could spend past what was reserved, and a budget would no longer
+        bound overspend by what is in flight."""
         if raw.get("stream"):
             options = dict(raw.get("stream_options") or {})
             if not options.get("include_usage"):
                 raw = {**raw, "stream_options": {**options, "include_usage": True}}
+        metered = ticket is not None and (ticket.budget_scopes or ticket.token_buckets)
+        if metered and raw.get("max_tokens") is None and raw.get("max_completion_tokens") is None:
+            choices = max(1, int(getattr(body, "n", 1) or 1))
+            ceiling = max(1, (ticket.reserved_tokens - ticket.prompt_estimate) // choices)  # type: ignore[union-attr]
+            field = "max_completion_tokens" if hasattr(body, "messages") else "max_tokens"  # (completions: only this)
+            raw = {**raw, field: ceiling}
         return raw
 
     def watch(self, ticket: Ticket, response: Response, route: AnyRoute, key: str | None = None,

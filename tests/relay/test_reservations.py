@@ -113,3 +113,36 @@ def test_an_adapter_request_reserves_the_most_its_upstream_may_make(gateway: Any
     assert _reserved(gateway, {"max_completion_tokens": 500, "max_tokens": 20}) == 500
     assert _reserved(gateway, {"max_tokens": 100, "n": 2}) == 200
     assert _reserved(gateway, {"max_tokens": 40}, "completions") == 40
+
+
+def test_a_metered_adapter_request_without_a_ceiling_is_sent_with_its_reservation(gateway: Any) -> None:
+    """An Adapter request naming no ``max_tokens`` reserved 1024 completion tokens while the upstream,
+    left to its default (the rest of the context), could make far more: with a budget, overspend was
+    bounded by nothing. Under a budget or a tokens-per-minute limit the reservation is sent as the
+    ceiling; a request unmetered, or that names its own, goes as it came."""
+    from mnemos.genome.metering import UsageLimits
+    from mnemos.relay.openai_schema import ChatCompletionRequest, CompletionRequest
+    from mnemos.soul.limits import Governor
+
+    gateway.meter.governor = Governor(actor=InProcessActor())
+    route = gateway.model("remote-chat", "generate")
+
+    def sent(limits: dict[str, Any] | None, doc: dict[str, Any], kind: Any = ChatCompletionRequest) -> dict[str, Any]:
+        caller = SimpleNamespace(subject="capped", team="", limits_key="k", kind="apikey", credential_id="k",
+                                 limits=None if limits is None else UsageLimits.model_validate(limits))  # fmt: skip
+        text = {"messages": [{"role": "user", "content": "hi"}]} if kind is ChatCompletionRequest else {"prompt": "hi"}
+        raw = {"model": "remote-chat", **text, **doc}
+
+        async def run() -> dict[str, Any]:
+            body = kind.model_validate(raw)
+            ticket = await gateway.meter.admit(caller, body, route)
+            return gateway.meter.upstream_body(body, raw, ticket)  # type: ignore[no-any-return]
+
+        return asyncio.run(run())
+
+    budget = {"budget": {"tokens": 10**6}}
+    assert sent(budget, {})["max_completion_tokens"] == 1024
+    assert sent(budget, {"n": 2})["max_completion_tokens"] == 1024  # per choice
+    assert sent({"tpm": 10**6}, {}, CompletionRequest)["max_tokens"] == 16  # (OpenAI's default there; only max_tokens)
+    assert "max_completion_tokens" not in sent(budget, {"max_tokens": 50})  # its own ceiling stands
+    assert "max_completion_tokens" not in sent(None, {}) and "max_tokens" not in sent(None, {})  # nothing counts it
