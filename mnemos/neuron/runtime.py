@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from mnemos.errors import NotFoundError
+from mnemos.errors import BadRequestError, NotFoundError
 
 __all__ = ["GenerationChunk", "GenerationRequest", "Priority", "RUNTIMES", "Runtime", "embedding_tokens",
            "runtime_class"]
@@ -76,12 +76,16 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     async def start(self) -> None: ...
 
+    # The model exists, but not for this route: 400 naming ``model`` (as vLLM answers), not a 404,
+    # which OpenAI clients read as "no such model".
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        raise NotFoundError(f"the {self.engine} runtime does not generate text", param="model")
+        raise BadRequestError(f"the {self.engine} runtime does not generate text: this is an embedding model, "
+                              "use /v1/embeddings", param="model")  # fmt: skip
         yield  # pragma: no cover - makes this an async generator
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
-        raise NotFoundError(f"the {self.engine} runtime does not embed", param="model")
+        raise BadRequestError(f"the {self.engine} runtime does not embed: /v1/embeddings needs a model with "
+                              "engine: embedding (or a vLLM pooling model)", param="model")  # fmt: skip
 
     async def embed_counted(self, texts: list[str]) -> tuple[list[list[float]], int]:
         """``embed``'s vectors and the prompt tokens to charge: what the model read (after its

@@ -136,6 +136,11 @@ _ENGINE_FIELDS = ("tools", "tool_choice", "response_format", "logprobs", "top_lo
 # Values of those fields that ask for nothing beyond the default (SDKs such as LangChain send them).
 _NO_OP: dict[str, tuple[Any, ...]] = {"response_format": ({"type": "text"},), "tool_choice": ("none",),
                                       "top_logprobs": (0,)}  # fmt: skip
+# OpenAI's sampling fields that only vLLM applies (the other runtimes sample with temperature, top_p,
+# seed and stop), with the values that ask for nothing: another value is refused there, never ignored.
+# (vLLM's own extras, ``top_k`` …, are not OpenAI's: other runtimes ignore them, as any unknown field.)
+_SAMPLING_NO_OP: dict[str, tuple[Any, ...]] = {"presence_penalty": (0,), "frequency_penalty": (0,),
+                                               "logit_bias": ({},), "suffix": ("",)}  # fmt: skip
 
 
 class ContentPart(_Request):
@@ -396,6 +401,11 @@ def _check_schema(schema: Any, where: str) -> None:
                             "or items, or in an anyOf beside another branch)")  # fmt: skip
 
 
+def _same(value: Any, neutral: tuple[Any, ...]) -> bool:
+    """Whether ``value`` is one of ``neutral``, JSON's way: ``1`` is ``1.0``, ``false`` is no number."""
+    return any(value == n and isinstance(value, bool) == isinstance(n, bool) for n in neutral)
+
+
 class _Sampling(_Request):
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)  # extras: VLLM_SAMPLING_EXTRAS reach vLLM
 
@@ -408,8 +418,8 @@ class _Sampling(_Request):
     stream_options: StreamOptions | None = None
     stop: str | _strings(0, _MAX_STOP) | None = Field(None, description=f"Up to {_MAX_STOP} stop sequences.")
     seed: int | None = Field(None, strict=True)
-    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0, strict=True, description="Accepted, not used.")
-    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, strict=True, description="Accepted, not used.")
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0, strict=True, description="Not 0: vLLM models.")
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, strict=True, description="Not 0: vLLM models.")
     user: str | None = None
     structured_outputs: dict[str, Any] | None = Field(
         None, description="vLLM models: one constraint (json, regex, choice, grammar …), as vLLM takes it."
@@ -436,10 +446,17 @@ class _Sampling(_Request):
         return _stop_list(self.stop)
 
     def engine_features(self) -> list[str]:
-        """The fields set in this request that only an engine like vLLM serves (``n`` above 1 …)."""
+        """The fields set in this request that only an engine like vLLM serves (``n`` above 1 …), and
+        OpenAI's sampling fields only vLLM applies (``presence_penalty``, ``frequency_penalty``,
+        ``logit_bias``, a completion's ``suffix``) when they ask for something."""
         asked = [name for name in _ENGINE_FIELDS
                  if (value := getattr(self, name, None)) not in (None, False) and value not in _NO_OP.get(name, ())]
-        return (["n"] if self.n > 1 else []) + asked
+        fields, extra = type(self).model_fields, self.model_extra or {}
+        sampling = [name for name, neutral in _SAMPLING_NO_OP.items()
+                    if (value := getattr(self, name) if name in fields else  # logit_bias: one of vLLM's extras
+                        extra.get(name) if name in VLLM_SAMPLING_EXTRAS else None) is not None
+                    and not _same(value, neutral)]  # fmt: skip
+        return (["n"] if self.n > 1 else []) + asked + sampling
 
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
@@ -508,7 +525,7 @@ class CompletionRequest(_Sampling):
     max_tokens: int | None = Field(16, ge=1, strict=True)
     echo: bool = Field(False, strict=True, description="Prepend the prompt to the completion.",
                        json_schema_extra=_nullable)  # fmt: skip
-    suffix: str | None = Field(None, description="Accepted, not used.")
+    suffix: str | None = Field(None, description="Text after the completion: models that fill in the middle (vLLM).")
     logprobs: int | None = Field(None, ge=0, le=20, strict=True,
                                  description="Log probabilities of the top tokens (vLLM models).")  # fmt: skip
     best_of: int | None = Field(None, ge=1, strict=True, json_schema_extra={"maximum": 1},

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mnemos.errors import NotFoundError, ValidationError
+from mnemos.errors import BadRequestError, ValidationError
 from mnemos.genome import Model
 from mnemos.neuron import GenerationRequest, runtime_class
 from mnemos.neuron.models import build_runtime
@@ -83,5 +83,5 @@ def test_embedding_errors(runtime: EmbeddingRuntime) -> None:
         async for _ in runtime.generate(GenerationRequest(prompt="hi")):
             break
 
-    with pytest.raises(NotFoundError):
+    with pytest.raises(BadRequestError):
         asyncio.run(first())

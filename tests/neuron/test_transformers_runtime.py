@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from neuron.neuron_chat_checks import assert_chat_checks, collect, request, run_chat_checks
 
-from mnemos.errors import NotFoundError, UnavailableError, ValidationError
+from mnemos.errors import BadRequestError, ContextLengthError, UnavailableError, ValidationError
 from mnemos.neuron import GenerationRequest, runtime_class
 from mnemos.neuron.runtimes.transformers import AdmissionQueue, TransformersRuntime
 
@@ -103,13 +103,16 @@ def test_bad_requests_name_the_field(runtime: TransformersRuntime) -> None:
         (GenerationRequest(prompt="hi", temperature=-1), "temperature"),
         (GenerationRequest(prompt="hi", top_p=0), "top_p"),
         (GenerationRequest(prompt="hi", max_tokens=0), "max_tokens"),
-        (GenerationRequest(messages=[{"role": "user", "content": "word " * 600}]), "messages"),
     ]:
         with pytest.raises(ValidationError) as info:
             asyncio.run(first(req))
         assert info.value.param == field
-    with pytest.raises(NotFoundError):
+    with pytest.raises(ContextLengthError) as too_long:  # 400 context_length_exceeded, as for a vLLM model
+        asyncio.run(first(GenerationRequest(messages=[{"role": "user", "content": "word " * 600}])))
+    assert too_long.value.param == "messages"
+    with pytest.raises(BadRequestError) as embed:  # the model exists: 400 naming it, not 404
         asyncio.run(runtime.embed(["x"]))
+    assert embed.value.param == "model"
 
 
 def test_bad_params_and_unloaded_model(tiny_model_dir: Path) -> None:

@@ -29,11 +29,12 @@ from pydantic import ValidationError as PydanticValidationError
 
 from mnemos._deps import require
 from mnemos._model import to_validation_error
-from mnemos.errors import UnavailableError, ValidationError
+from mnemos.errors import ContextLengthError, UnavailableError, ValidationError
 from mnemos.genome.model import RuntimeParams
 from mnemos.neuron.runtime import GenerationChunk, GenerationRequest, Runtime
 
-__all__ = ["AdmissionQueue", "BatchStats", "TransformersRuntime", "chat_prompt_ids", "check_sampling", "runtime_params"]
+__all__ = ["AdmissionQueue", "BatchStats", "TransformersRuntime", "chat_prompt_ids", "check_sampling", "runtime_params",
+           "too_long_error"]
 
 _RANK = {"interactive": 0, "batch": 1}
 
@@ -72,6 +73,30 @@ def chat_prompt_ids(tokenizer: Any, request: GenerationRequest) -> list[int]:
     if not ids:
         raise ValidationError("the prompt is empty", param="prompt")
     return ids
+
+
+def _prompt_field(request: GenerationRequest) -> str:
+    """The field of the client's request that holds the prompt: ``messages`` or ``prompt``."""
+    return "messages" if request.messages else "prompt"
+
+
+def _prompt_chars(request: GenerationRequest) -> int:
+    """The characters of the request's text (messages' contents, or the prompt), before any template."""
+    if request.messages:
+        return sum(len(_text(m.get("content"))) for m in request.messages)
+    return len(request.prompt or "")
+
+
+def too_long_error(request: GenerationRequest, tokens: int | None, context: int, chars: int = 0) -> ContextLengthError:
+    """OpenAI's ``context_length_exceeded`` (400) for a prompt of ``tokens`` (or, unknown, of more than
+    ``chars`` characters) past the model's ``context``, naming the field that holds the prompt, as the
+    gateway answers for a vLLM model."""
+    size = f"{tokens} tokens" if tokens is not None else f"more than {chars} characters"
+    return ContextLengthError(
+        f"This model's maximum context length is {context} tokens. However, your prompt contains {size}, which "
+        "exceeds this limit even without any output tokens. Please reduce the length of the input prompt.",
+        param=_prompt_field(request),
+    )
 
 
 def check_sampling(request: GenerationRequest) -> None:
@@ -411,6 +436,7 @@ class TransformersRuntime(Runtime):
         self.tokenizer: Any = None
         self.model: Any = None
         self.max_context = 0
+        self.max_chars_per_token = 0  # of the tokenizer's longest token: a prompt's cheap upper bound in characters
         self._batcher: _Batcher | None = None
 
     async def start(self) -> None:
@@ -433,6 +459,8 @@ class TransformersRuntime(Runtime):
         model: Any = AutoModelForCausalLM.from_pretrained(self.model_path, **kwargs)
         self.model = model.to(device).eval()
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 0) or 1 << 30)
+        vocab = self.tokenizer.get_vocab()
+        self.max_chars_per_token = max((len(token) for token in vocab), default=0) or 1 << 30
         wait = self.config.batch_wait_ms / 1000
         self._batcher = _Batcher(self.model, self.tokenizer, self.config.max_batch_size, wait)
 
@@ -449,13 +477,16 @@ class TransformersRuntime(Runtime):
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         batcher = self._started()
         check_sampling(request)
+        # A text longer than the context holds even at the longest token is refused before it is tokenized
+        # (as vLLM does): tokenizing a megabyte holds this replica's event loop for about a second.
+        bound = self.max_context * self.max_chars_per_token
+        if _prompt_chars(request) > bound:
+            raise too_long_error(request, None, self.max_context, bound)
         with batcher.tokenizer_lock:
             ids = chat_prompt_ids(self.tokenizer, request)
         room = self.max_context - len(ids)
         if room < 1:
-            raise ValidationError(
-                f"the prompt is {len(ids)} tokens; the model's context is {self.max_context}", param="messages"
-            )
+            raise too_long_error(request, len(ids), self.max_context)
         generator = None
         if request.temperature > 0:
             generator = _torch().Generator()

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from mnemos._deps import require
 from mnemos.errors import UnavailableError, ValidationError
 from mnemos.neuron.runtime import GenerationChunk, GenerationRequest, Runtime
-from mnemos.neuron.runtimes.transformers import chat_prompt_ids, check_sampling, runtime_params
+from mnemos.neuron.runtimes.transformers import chat_prompt_ids, check_sampling, runtime_params, too_long_error
 
 __all__ = ["VLLMRuntime"]
 
@@ -111,9 +111,7 @@ class VLLMRuntime(Runtime):
         ids = chat_prompt_ids(self.tokenizer, request)
         room = self.max_context - len(ids)
         if room < 1:
-            raise ValidationError(
-                f"the prompt is {len(ids)} tokens; the model's context is {self.max_context}", param="messages"
-            )
+            raise too_long_error(request, len(ids), self.max_context)
         request_id = f"{request.request_id or 'req'}-{uuid.uuid4().hex[:8]}"
         priority = _PRIORITY.get(request.priority, 0)
         policy = getattr(llm.vllm_config.scheduler_config, "policy", "fcfs")
