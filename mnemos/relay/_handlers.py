@@ -62,14 +62,25 @@ def _refuse_engine_features(body: ChatCompletionRequest | CompletionRequest, rou
                               "support it; serve the model with engine: vllm", param=features[0])  # fmt: skip
 
 
+def _unbounded(body: ChatCompletionRequest | CompletionRequest) -> bool:
+    """Whether the client named no completion ceiling (left out, or null)."""
+    if isinstance(body, CompletionRequest):  # (its schema's default, 16, is not the client's)
+        return "max_tokens" not in body.model_fields_set or body.max_tokens is None
+    return body.token_limit() is None
+
+
 def _max_tokens(body: ChatCompletionRequest | CompletionRequest, route: ModelRoute) -> int:
-    """The request's completion token limit, checked against the model's (default: the model's, else 16)."""
-    limit = body.token_limit()
+    """The request's completion token limit, checked against the model's. Unnamed: a chat's is the
+    model's (else 16), a completion's OpenAI's 16 within the model's: a Model whose ``maxTokens`` is
+    below 16 refused a completion naming none for a ``max_tokens`` the client never sent."""
     model_limit = route.max_tokens
-    if limit is not None and model_limit and limit > model_limit:
+    if _unbounded(body):
+        return min(16, model_limit or 16) if isinstance(body, CompletionRequest) else model_limit or 16
+    limit = int(body.token_limit() or 0)
+    if model_limit and limit > model_limit:
         param = "max_completion_tokens" if getattr(body, "max_completion_tokens", None) else "max_tokens"
         raise ValidationError(f"{param}: {limit} is more than model {route.name!r} allows ({model_limit})", param=param)
-    return limit or model_limit or 16
+    return limit
 
 
 def _generation(body: ChatCompletionRequest | CompletionRequest, max_tokens: int, priority: Priority, rid: str,
@@ -167,9 +178,8 @@ class Handlers:
                 return response
             max_tokens = _max_tokens(body, route)
             if route.serving == "llm":  # vLLM through Ray Serve LLM: the engine serves the whole request
-                if body.token_limit() is None:  # the model's cap: vLLM's default for a chat is the rest of the context
-                    default = max_tokens if endpoint == "chat" else min(16, max_tokens)  # (completions: OpenAI's 16)
-                    body = body.model_copy(update={"max_tokens": default})
+                if _unbounded(body):  # the model's cap (vLLM's default for a chat is the rest of the context)
+                    body = body.model_copy(update={"max_tokens": max_tokens})  # (a completion's: OpenAI's 16)
                 with upstream_time(request):
                     response, tokens, handed_over = await llm_route.answer(
                         self.gateway, tel, route, body, endpoint=endpoint, rid=rid, priority=priority,

@@ -124,8 +124,9 @@ class Meter:
             # The client's JSON goes upstream as sent, max_completion_tokens and max_tokens both: an
             # upstream may read either (reserve the larger, the most it may make).
             limit = max(v for v in (limit, getattr(body, "max_tokens", None)) if isinstance(v, int))
-        if limit is None:
-            limit = route.max_tokens or (_ADAPTER_RESERVE if route.serving == "adapter" else 16)
+        if limit is None:  # (a completion's null: OpenAI's 16)
+            limit = 16 if hasattr(body, "prompt_text") else route.max_tokens or (
+                _ADAPTER_RESERVE if route.serving == "adapter" else 16)  # fmt: skip
         reserve = prompt + int(limit) * max(1, int(getattr(body, "n", 1) or 1))
         ticket = await self.governor.admit(principal, body.model, reserve_tokens=reserve, pricing=pricing,
                                            model_limits=limits)  # fmt: skip

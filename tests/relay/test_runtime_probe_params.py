@@ -95,3 +95,27 @@ def test_a_prompt_past_the_context_is_context_length_exceeded(tiny: str, relay: 
 def test_embeddings_of_a_generating_model_are_a_bad_request(tiny: str, relay: Relay) -> None:
     response = httpx.post(f"{relay.url}/v1/embeddings", json={"model": tiny, "input": "x"}, timeout=60)
     assert_openai_error(response, 400, code="bad_request", param="model")
+
+
+def test_a_completion_naming_no_max_tokens_gets_openais_16_within_the_models_cap(relay: Relay) -> None:
+    """On a Model whose ``maxTokens`` is below 16, a completion naming no ``max_tokens`` was refused
+    for "max_tokens: 16", a field the client never sent; ``"max_tokens": null`` ran to the model's cap
+    instead of OpenAI's 16. Both get 16 within the model's cap now; one the client names is checked."""
+    from tests_support import model_doc
+
+    words = " ".join(f"w{i}" for i in range(40))
+    for name, cap in (("echo-capped", 8), ("echo-wide", 64)):
+        relay.apply(model_doc(name, runtime={"engine": "echo", "params": {"maxTokens": cap}}))
+    try:
+        for doc in ({}, {"max_tokens": None}):
+            capped = httpx.post(f"{relay.url}/v1/completions", json={"model": "echo-capped", "prompt": words, **doc})
+            assert capped.status_code == 200, capped.text
+            assert capped.json()["usage"]["completion_tokens"] == 8
+            wide = httpx.post(f"{relay.url}/v1/completions", json={"model": "echo-wide", "prompt": words, **doc})
+            assert wide.status_code == 200 and wide.json()["usage"]["completion_tokens"] == 16, wide.text
+        named = httpx.post(f"{relay.url}/v1/completions",
+                           json={"model": "echo-capped", "prompt": words, "max_tokens": 9})  # fmt: skip
+        assert_openai_error(named, 422, param="max_tokens")
+    finally:
+        relay.delete("Model", "echo-capped")
+        relay.delete("Model", "echo-wide")
