@@ -378,7 +378,7 @@ class RemoteClient:
             raise errors.UnavailableError(f"the event stream of {self.url} is not reachable: {exc}") from None
         return None
 
-    def watch(self, types: Iterable[str] = (), *, subject: str | None = None, after: int | None = None,
+    def watch(self, types: Iterable[str] | str = (), *, subject: str | None = None, after: int | None = None,
               timeout: float | None = None) -> Iterator[dict[str, Any]]:  # fmt: skip
         """Platform events as they happen, over ``GET /v1/events`` (those the credential may read).
 
@@ -387,9 +387,9 @@ class RemoteClient:
         could not replay them all: list again). Ends after ``timeout`` s when given; raises the
         gateway's error (401, 403, 422) at once, ``UnavailableError`` when it stays unreachable.
         """
-        from mnemos.trace.events import parse_sse
+        from mnemos.trace.events import parse_sse, wanted_types
 
-        params = {"types": ",".join(types) or None, "subject": subject}
+        params = {"types": ",".join(wanted_types(types)) or None, "subject": subject}  # "job,run" as ["job", "run"]
         deadline = None if timeout is None else time.monotonic() + timeout
         failures = 0
         while deadline is None or time.monotonic() < deadline:
@@ -735,6 +735,11 @@ class RemoteSpaces:
         self._client = client
 
     def search(self, space: str, query: str, k: int = 5) -> list[dict[str, Any]]:
+        """The ``k`` items of ``space`` closest in meaning to ``query``. The name is checked before it
+        becomes a path: ``search("../tokens?", …)`` was ``POST /v1/tokens``."""
+        from mnemos.synkron.spaces import check_space_name
+
+        check_space_name(space, "space")
         answer = self._client.request("POST", f"/v1/spaces/{space}/search", json_body={"query": query, "k": k})
         return list(answer["data"])
 

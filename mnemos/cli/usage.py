@@ -80,7 +80,7 @@ def usage(
             "`mnemos login --api-key …` (the bootstrap admin key `mnemos up` printed) or set MNEMOS_API_KEY",
             param=exc.param,
         ) from None
-    groups = [g.strip() for g in by.split(",") if g.strip()]
+    groups = list(dict.fromkeys(g.strip() for g in by.split(",") if g.strip()))  # team,team: one TEAM column
     columns = tuple(g.upper() for g in groups) + ("REQUESTS", "PROMPT", "COMPLETION", "SPEND", "CACHED")
     rows = [
         tuple(str(e.get(g) or "-") for g in groups)

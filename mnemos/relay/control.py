@@ -632,11 +632,13 @@ def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[
 
     @api.post("/v1/spaces/{space}/search", tags=["platform"], response_model=ResourceList,
               openapi_extra={**_verb("infer"), **_body_of(SearchRequest)},
-              responses=_responses(400, 404, 413, 422, 503))  # fmt: skip
+              responses={**_responses(400, 404, 413, 422, 503), 409: {**_ERROR, "description": "the model served "
+                         "under the space's model name embeds in other dimensions: index it again"}})  # fmt: skip
     async def search_space(request: Request, space: str = Path(..., pattern=_NAME)) -> dict[str, Any]:
         """The ``k`` items of a space closest in meaning to ``query`` (verb ``infer``: the query is
         embedded by the space's model). A space the caller may not search (another developer's,
-        not of their team) is 404, the answer for one that does not exist."""
+        not of their team) is 404, the answer for one that does not exist; 409 when the model now
+        served under the space's model name embeds in other dimensions (index the space again)."""
         from mnemos.soul.limits import Governor, ModelMeter, estimate_tokens
         from mnemos.synkron.spaces import load_manifest
 

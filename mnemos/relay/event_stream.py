@@ -24,7 +24,8 @@ A client that goes away ends its stream quietly (no error is logged for a discon
 
 Query parameters are checked, never ignored: one the route does not take, or one given twice, is
 a 422 naming it; ``types`` names families (``job``) or exact types of ``EVENT_TYPES``
-(``job.log``), anything else is a 422 listing the known ones.
+(``job.log``), anything else is a 422 listing the known ones; an empty ``subject`` (or one with
+spaces around it, which no event has) is a 422 naming it.
 
 The caller is authenticated before anything streams (verb ``read-artifacts``). What it then
 receives is decided per event by :func:`visible`: resources and model status for every reader;
@@ -40,7 +41,9 @@ authentication and filtering), so that its session cookie need never be sent to 
 One ``EventHub`` per gateway replica long-polls the bus and fans out to bounded per-connection
 queues, so the bus sees one reader per replica however many clients are connected. Every event
 costs the replica work per open stream, so a principal holds at most ``relay.maxEventStreams``
-(32) of them on one replica: one more is a 429 until one closes.
+(32) of them on one replica: one more is a 429 until one closes. A stream takes its place when its
+request is admitted (before anything is awaited), so requests sent together cannot all pass the
+count, and gives it back when it ends, is dropped, or its response ends without streaming.
 """
 
 from __future__ import annotations
@@ -83,6 +86,9 @@ RECHECK_S = 1.0
 HEARTBEAT_S = 15.0
 _POLL_S = 15.0
 _PARAMS = ("types", "subject", "last_event_id", "heartbeat")
+_SUBJECT = r"^[^\x00-\x20\x7f]([^\x00-\x1f\x7f]*[^\x00-\x20\x7f])?$"
+"""A subject as events carry one: no control character, no space at either end (explicit classes:
+Python's and JSON Schema's whitespace class and ``.`` differ)."""
 _ALL_JOBS_ROLES = frozenset({"admin", "operator"})
 _FAMILIES = frozenset({"resource", "model", "job", "run"})
 _RUN_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")  # SYNKRON's run states
@@ -146,6 +152,25 @@ def _control(name: str, ident: int | None, data: dict[str, Any]) -> bytes:
     return head.encode() + b"data: " + dump_json(data) + b"\n\n"
 
 
+class _Place:
+    """One of a principal's ``relay.maxEventStreams`` places, taken when its request is admitted
+    (``EventHub.take``) and given back once (``release``): when its stream ends, is dropped, or its
+    response ends without ever streaming (the client left before the first byte)."""
+
+    def __init__(self, counts: collections.Counter[str], holder: str) -> None:
+        self._counts = counts
+        self.holder: str | None = holder
+        """The principal whose stream count this place holds (``None`` once released)."""
+        counts[holder] += 1
+
+    def release(self) -> None:
+        holder, self.holder = self.holder, None
+        if holder is not None:
+            self._counts[holder] -= 1
+            if self._counts[holder] <= 0:
+                del self._counts[holder]
+
+
 class _Subscription:
     def __init__(self, start: int | None, queue_max: int) -> None:
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=queue_max)
@@ -153,8 +178,8 @@ class _Subscription:
         """Set by the pump when ``queue`` overflowed: it is fed no more; the stream says so and ends."""
         self.start = start
         """Every event with a higher id reaches ``queue`` (the pump's position when it subscribed)."""
-        self.holder: str | None = None
-        """The principal whose stream count this subscription holds (``None`` once released)."""
+        self.place: _Place | None = None
+        """The place among its principal's streams this subscription holds."""
 
 
 class _EventStreamResponse(StreamingResponse):
@@ -165,6 +190,10 @@ class _EventStreamResponse(StreamingResponse):
     disconnect listener would let that escape as a server error. Here it is the disconnect it means.
     """
 
+    def __init__(self, *args: Any, place: _Place | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._place = place
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def receive_or_disconnect() -> Message:
             try:
@@ -172,7 +201,11 @@ class _EventStreamResponse(StreamingResponse):
             except Exception:  # noqa: BLE001 - the transport failed: the client is gone
                 return {"type": "http.disconnect"}
 
-        await super().__call__(scope, receive_or_disconnect, send)
+        try:
+            await super().__call__(scope, receive_or_disconnect, send)
+        finally:  # a stream that never started gives its place back too
+            if self._place is not None:
+                self._place.release()
 
 
 def _cancelled(exc: BaseException) -> bool:
@@ -221,22 +254,17 @@ class EventHub:
 
     def unsubscribe(self, sub: _Subscription) -> None:
         self._subs.discard(sub)
-        self._release(sub)
+        if sub.place is not None:
+            sub.place.release()
 
-    def _hold(self, sub: _Subscription, holder: str) -> None:
-        sub.holder = holder
-        self._open[holder] += 1
-
-    def _release(self, sub: _Subscription) -> None:
-        """Give back the stream count ``sub`` holds (once)."""
-        holder, sub.holder = sub.holder, None
-        if holder is not None:
-            self._open[holder] -= 1
-            if self._open[holder] <= 0:
-                del self._open[holder]
+    def take(self, principal: Any, most: int) -> _Place | None:
+        """One of ``principal``'s ``most`` places, taken now, before anything is awaited (so that
+        streams opened at once cannot all pass the count); ``None`` when every place is held."""
+        holder = _holder(principal)
+        return _Place(self._open, holder) if self._open[holder] < most else None
 
     def open_streams(self, principal: Any) -> int:
-        """How many streams ``principal`` has open on this replica."""
+        """How many streams ``principal`` has open (or admitted and about to open) on this replica."""
         return self._open[_holder(principal)]
 
     async def _pump(self) -> None:
@@ -272,15 +300,21 @@ class EventHub:
 
     async def stream(self, principal: Any, after: int | None, types: tuple[str, ...], subject: str | None,
                      heartbeat: float, refused: Callable[[], Awaitable[str | None]] | None = None,
-                     ) -> AsyncIterator[bytes]:  # fmt: skip
+                     place: _Place | None = None) -> AsyncIterator[bytes]:  # fmt: skip
         """The SSE bytes of one connection (see the module docstring).
 
         Args:
             refused: called every ``RECHECK_S`` seconds: why the caller's credential no longer
                 admits it (the stream then ends with ``event: revoked``), ``None`` while it does.
+            place: the place among the principal's streams it holds (``take``; default: one taken now).
         """
-        sub = await self.subscribe()
-        self._hold(sub, _holder(principal))
+        place = place or _Place(self._open, _holder(principal))
+        try:
+            sub = await self.subscribe()
+        except BaseException:
+            place.release()
+            raise
+        sub.place = place
         try:
             sent = after
             if after is not None:
@@ -414,7 +448,8 @@ def build_router(admit: Callable[[Request, str], Any], hub: EventHub | None = No
         types: str = Query("", json_schema_extra={"pattern": _TYPES},  # checked below, naming the family
                            description="Comma-separated families (resource, model, job, run), optionally "
                            "narrowed: job.log."),  # fmt: skip
-        subject: str | None = None,
+        subject: str | None = Query(None, json_schema_extra={"pattern": _SUBJECT},  # checked below, naming it
+                                    description="One subject, as events carry it: job:<id>, run:<id>, model/<name>."),
         last_event_id: str | None = Query(None, pattern=_EVENT_ID, description="Resume after this event id."),
         heartbeat: float = Query(HEARTBEAT_S, ge=1.0, le=300.0, description="Seconds between keepalive comments."),
     ) -> StreamingResponse:
@@ -423,15 +458,19 @@ def build_router(admit: Callable[[Request, str], Any], hub: EventHub | None = No
         check_query(request, *_PARAMS)
         after = _last_event_id(request, last_event_id)
         wanted = _types(types)
+        if subject is not None and not re.fullmatch(_SUBJECT, subject):  # it would match no event, ever
+            raise ValidationError("subject: name one subject, as events carry it (job:<id>, run:<id>, model/<name>, "
+                                  "Model/<name>), or leave it out for all", param="subject")  # fmt: skip
         if not 1.0 <= heartbeat <= 300.0:
             raise ValidationError("heartbeat: must be between 1 and 300 seconds", param="heartbeat")
-        if hub.open_streams(principal) >= max_streams:
+        place = hub.take(principal, max_streams)  # taken now: a burst of requests cannot all pass the count
+        if place is None:
             raise RateLimitError(f"{max_streams} event streams are open for this caller on this gateway replica "
                                  "(relay.maxEventStreams); close one first (a stream resumes where it left off "
                                  "with Last-Event-ID)", retry_after=5, param="events")  # fmt: skip
         return _EventStreamResponse(hub.stream(principal, after, wanted, subject, heartbeat,
-                                               _credential_check(request, principal)),
-                                    media_type="text/event-stream", headers=SSE_HEADERS)  # fmt: skip
+                                               _credential_check(request, principal), place),
+                                    media_type="text/event-stream", headers=SSE_HEADERS, place=place)  # fmt: skip
 
     return api
 

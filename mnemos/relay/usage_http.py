@@ -1,7 +1,8 @@
 """``GET /v1/usage``: requests, tokens and spend per principal, team and model over a window.
 
 Query: ``principal``, ``team``, ``model`` (filters), ``window`` (``1h``, ``24h``, ``30d``; default
-``24h``), ``group_by`` (comma-separated of ``principal,team,model``; default all three). Admins and
+``24h``), ``group_by`` (comma-separated of ``principal,team,model``, each counted once; default all
+three); any other parameter, or one given twice, is a 422 naming it (never an ignored filter). Admins and
 operators read everyone's usage; other roles read only their own: their rows, narrowed by the
 filters. A filter naming what the caller may not read is 403 naming it, never an empty answer:
 ``principal`` other than the caller's subject, ``team`` other than its credential's team (a
@@ -19,6 +20,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from mnemos._model import POSITIVE_DURATION_PATTERN
+from mnemos.cortex.http import check_query
 from mnemos.errors import PermissionDeniedError, ValidationError
 from mnemos.relay import _responses as out
 from mnemos.relay._errors import pattern_hint
@@ -49,7 +51,8 @@ def _window(value: str) -> float:
 
 
 def _group_by(value: str) -> tuple[str, ...]:
-    groups = tuple(g.strip() for g in value.split(",") if g.strip())
+    """The groups of ``group_by``, each once, in the order first named (``team,team`` is ``team``)."""
+    groups = tuple(dict.fromkeys(g.strip() for g in value.split(",") if g.strip()))
     bad = [g for g in groups if g not in GROUPS]
     if bad or not groups:
         raise ValidationError(f"group_by: use some of {', '.join(GROUPS)}", param="group_by")
@@ -106,7 +109,8 @@ def build_router(admit: Callable[[Request, str], Awaitable[Any]], actor: Callabl
     @router.get("/v1/usage", tags=["usage"], openapi_extra={VERB_KEY: "read-artifacts"},
                 responses={403: {"description": "another principal's or team's usage, asked by a role that reads only "
                                                    "its own"},
-                           422: {"description": "window or group_by is malformed"}})  # fmt: skip
+                           422: {"description": "window or group_by is malformed, or a query parameter is unknown or "
+                                                "repeated"}})  # fmt: skip
     async def usage(request: Request, principal: str | None = None, team: str | None = None,
                     model: str | None = None,
                     window: str = Query("24h", pattern=POSITIVE_DURATION_PATTERN,
@@ -116,6 +120,7 @@ def build_router(admit: Callable[[Request, str], Awaitable[Any]], actor: Callabl
                     ) -> Response:  # fmt: skip
         """Usage and spend per principal, team and model (your own unless admin or operator)."""
         caller = await admit(request, "read-artifacts")
+        check_query(request, "principal", "team", "model", "window", "group_by")  # a typo is no filter
         seconds = _window(window)
         groups = _group_by(group_by)
         if caller is not None and caller.role not in _READ_ALL:

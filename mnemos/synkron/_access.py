@@ -23,12 +23,12 @@ owner: shared). The same checks run again, with the resuming principal, when a r
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
 from mnemos.errors import ConflictError, MnemosError, NotFoundError, PermissionDeniedError, ValidationError
 from mnemos.genome.pipeline import string_leaves
+from mnemos.synkron.spaces import check_space_name
 
 __all__ = ["check_input_refs", "check_param_refs", "check_resumer", "check_space", "check_space_name", "claim_space",
            "enforced", "param_in", "run_of_ref", "run_output"]  # fmt: skip
@@ -136,18 +136,6 @@ def check_resumer(principal: Any, state: dict[str, Any]) -> None:
         raise PermissionDeniedError("role 'viewer' may not change runs", param="role")
     if not reads_data(principal, state.get("principal")):
         raise NotFoundError(f"run {state.get('id')!r} not found", param="run_id")
-
-
-def check_space_name(space: Any, param: str) -> None:
-    """422 for a space name that is not a DNS-1123 name (``NAME_PATTERN``), the names
-    ``/v1/spaces/{space}/search`` takes: ``Alice-Space``, ``alice-space.``, ``alice‐space`` (U+2010) or
-    a full-width ``ａlice-space`` would be listed as look-alikes of ``alice-space``, never searched."""
-    from mnemos.genome import NAME_PATTERN
-
-    if not isinstance(space, str) or re.fullmatch(NAME_PATTERN, space, flags=re.ASCII) is None:
-        raise ValidationError(f"{param}: {space!r} is not a valid space name: it must match {NAME_PATTERN} "
-                              "(lowercase letters, digits, '-' and '.', at most 253 characters)",
-                              param=param)  # fmt: skip
 
 
 def check_space(engram: Any, principal: Any, space: str, param: str) -> None:

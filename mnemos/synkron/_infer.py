@@ -187,7 +187,8 @@ def index_step(ctx: dict[str, Any]) -> dict[str, Any]:
     embedded = run_async(main)
     seconds = time.monotonic() - started
     report(len(texts), force=True)
-    raw = np.asarray([v for batch in embedded for v in batch], dtype=np.float32).reshape(len(texts), -1)
+    raw = np.asarray([v for batch in embedded for v in batch], dtype=np.float32)
+    raw = raw.reshape(len(texts), -1 if texts else 0)  # an empty input: an empty space (numpy refuses (0, -1))
     norms = np.linalg.norm(raw, axis=1, keepdims=True)
     vectors = (raw / np.where(norms == 0, 1.0, norms)).astype(np.float32)
     buffer = io.BytesIO()

@@ -20,20 +20,35 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 from typing import Any
 
 from mnemos._actors import any_loop_handle
 from mnemos.engram import Engram
-from mnemos.errors import MnemosError, NotFoundError, UnavailableError, ValidationError
+from mnemos.errors import ConflictError, MnemosError, NotFoundError, UnavailableError, ValidationError
 from mnemos.trace.lineage import NodeResolver, artifact_node, event
 
-__all__ = ["LINEAGE_RESOLVERS", "SpacesAPI", "claim_key", "find_record", "item_event", "load_manifest", "publish",
-           "space_owner", "top_k"]  # fmt: skip
+__all__ = ["LINEAGE_RESOLVERS", "SpacesAPI", "check_space_name", "claim_key", "find_record", "item_event",
+           "load_manifest", "publish", "space_owner", "top_k"]  # fmt: skip
 
 _CACHE: dict[str, Any] = {}
 _RUNTIMES: dict[str, Any] = {}  # embedding models loaded in this process (search without a platform)
 _CACHE_LOCK = threading.Lock()
+
+
+def check_space_name(space: Any, param: str) -> None:
+    """422 for a space name that is not a DNS-1123 name (``NAME_PATTERN``), the names
+    ``/v1/spaces/{space}/search`` takes: ``Alice-Space``, ``alice-space.``, ``alice‐space`` (U+2010) or
+    a full-width ``ａlice-space`` would be listed as look-alikes of ``alice-space``, never searched;
+    ``../tokens`` would name another route of the gateway."""
+    from mnemos.genome import NAME_PATTERN
+
+    if not isinstance(space, str) or re.fullmatch(NAME_PATTERN, space, flags=re.ASCII) is None:
+        shown = repr(space[:80] + "…" if isinstance(space, str) and len(space) > 80 else space)
+        raise ValidationError(f"{param}: {shown} is not a valid space name: it must match {NAME_PATTERN} "
+                              "(lowercase letters, digits, '-' and '.', at most 253 characters)",
+                              param=param)  # fmt: skip
 
 
 def claim_key(space: str) -> str:
@@ -199,16 +214,23 @@ class SpacesAPI:
     def search_counted(self, space: str, query: str, k: int = 5, *, principal: Any = None
                        ) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
         """``search``'s hits and the tokens of the query the model read (what the gateway charges)."""
+        check_space_name(space, "space")  # the names the gateway's route takes, in a notebook too
         if not isinstance(query, str) or not query.strip():
             raise ValidationError("query must be a non-empty string", param="query")
         if k < 1:
             raise ValidationError("k must be at least 1", param="k")
         engram = self._client.engram
         manifest = load_manifest(engram, space, principal)
-        vector, tokens = self._embed(manifest["model"]["name"], query)
-        recs = records(engram, manifest)
+        model = manifest["model"]
+        vector, tokens = self._embed(model["name"], query)
+        matrix, recs = vectors(engram, manifest), records(engram, manifest)
+        if len(matrix) and matrix.shape[-1] != len(vector):  # the name serves another model since
+            raise ConflictError(
+                f"space {space!r} was embedded by model {model['name']!r} (generation {model.get('generation')}) "
+                f"in {matrix.shape[-1]} dimensions, and the model served as {model['name']!r} now embeds in "
+                f"{len(vector)}: run the index step that writes the space again", param="space")  # fmt: skip
         hits = []
-        for i, score in top_k(vectors(engram, manifest), vector, k):
+        for i, score in top_k(matrix, vector, k):
             rec = recs[i]
             hits.append({"id": rec["id"], "score": round(score, 4), "text": rec["text"], "fields": rec["fields"],
                          "lineage": f"space:{space}/{rec['id']}"})  # fmt: skip

@@ -38,12 +38,15 @@ from mnemos._actors import EVENTS
 from mnemos.trace._actors import ensure_named, ray_connected
 
 __all__ = [
-    "BUS_NAME", "CAPACITY", "EventBus", "bus", "flush", "iter_events", "matches", "parse_sse", "publish", "watch",
+    "BUS_NAME", "CAPACITY", "FAMILIES", "EventBus", "bus", "flush", "iter_events", "matches", "parse_sse", "publish",
+    "wanted_types", "watch",
 ]  # fmt: skip
 
 BUS_NAME = EVENTS
 CAPACITY = 10_000
 """Events the bus keeps; a reader further behind than this gets ``reset``."""
+FAMILIES = ("resource", "model", "job", "run")
+"""The families of event types: ``types`` names one (``job``) or an exact type of one (``job.log``)."""
 _OUTBOX_MAX = 10_000
 _FLUSH_S = 0.05
 _OWNERS_MAX = 50_000
@@ -234,12 +237,34 @@ def matches(event: dict[str, Any], types: Iterable[str] = (), subject: str | Non
     return not wanted or any(kind == t or kind.startswith(t + ".") for t in wanted)
 
 
+def wanted_types(types: Iterable[str] | str) -> tuple[str, ...]:
+    """``types`` as ``watch`` filters by them: a string is a comma-separated list (``"job,run"``, not
+    the letters ``j``, ``o``, ``b``), and a family that is none of ``FAMILIES`` (``jobs``), which no
+    event has, is a ``ValidationError`` naming ``types``, as ``GET /v1/events`` answers it."""
+    from mnemos.errors import ValidationError
+
+    wanted = tuple(t.strip() for t in (types.split(",") if isinstance(types, str) else types) if t and t.strip())
+    for family in (t.split(".", 1)[0] for t in wanted):
+        if family not in FAMILIES:
+            raise ValidationError(f"types: unknown event family {family[:40]!r}: use {', '.join(sorted(FAMILIES))}, "
+                                  "or one type of them (job.log)", param="types")  # fmt: skip
+    return wanted
+
+
 def watch(
-    types: Iterable[str] = (), *, subject: str | None = None, after: int | None = None, timeout: float | None = None
-) -> Iterator[dict[str, Any]]:
+    types: Iterable[str] | str = (), *, subject: str | None = None, after: int | None = None,
+    timeout: float | None = None,
+) -> Iterator[dict[str, Any]]:  # fmt: skip
     """The bus's events of ``types`` about ``subject``, as they happen (in-process, unfiltered by
-    RBAC: the embedded client is the local admin). Ends after ``timeout`` s when given."""
-    wanted = tuple(types)
+    RBAC: the embedded client is the local admin). Ends after ``timeout`` s when given. An unknown
+    family in ``types`` is a ``ValidationError`` at once (``wanted_types``), not a watch that never
+    yields."""
+    wanted = wanted_types(types)
+    return _watch(wanted, subject, after, timeout)
+
+
+def _watch(wanted: tuple[str, ...], subject: str | None, after: int | None,
+           timeout: float | None) -> Iterator[dict[str, Any]]:  # fmt: skip
     for event in iter_events(after, timeout=timeout):
         if matches(event, wanted, subject):
             yield event
