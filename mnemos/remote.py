@@ -360,7 +360,8 @@ class RemoteClient:
 
     def lineage(self, node_id: str) -> dict[str, Any]:
         """The lineage graph (upstream and downstream) of a run, job, request or artifact."""
-        return self.request("GET", f"/v1/lineage/{node_id}")  # type: ignore[no-any-return]
+        path = "/".join(_segment(part) for part in str(node_id).split("/"))  # ids may hold '/': the route takes it
+        return self.request("GET", f"/v1/lineage/{path}")  # type: ignore[no-any-return]
 
     def position(self) -> int | None:
         """The event stream's position now: pass it as ``watch(after=…)`` to miss nothing from here

@@ -56,6 +56,12 @@ def test_a_space_name_never_reaches_another_route(gateway: Gateway, tmp_path: Pa
         assert proc.returncode == 2, (name, proc.stdout, proc.stderr)
         assert "not a valid space name" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert len(gateway.store.list()) == tokens  # nothing was sent to /v1/tokens
+    from mnemos.errors import NotFoundError
+
+    with mnemos.connect(gateway.url, api_key=gateway.keys["admin"]) as client:  # lineage ids alike
+        for node in ("../../v1/tokens", "run:x/../../../tokens", "run:x?y"):
+            with pytest.raises(NotFoundError):  # an unknown node, not GET /v1/tokens (a list, for an admin)
+                client.lineage(node)
 
 
 def _pipeline(folder: Path, name: str, rows: list[dict[str, Any]]) -> Path:
