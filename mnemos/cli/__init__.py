@@ -65,7 +65,7 @@ def _options(
     ),
 ) -> None:
     """Global options."""
-    if url:
+    if url is not None:  # --url "" (an unset $GATEWAY) is an error, not the local platform
         import os
 
         from mnemos.cli._session import check_url
@@ -86,6 +86,7 @@ for _name, _module in _GROUPS:
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; a user-fixable error ends with its message and exit code, no traceback."""
     args = sys.argv[1:] if argv is None else argv
+    _plain_ray_prefixes()
     if argv is None and _asks_for_document(args):  # a real process: its stdout is the document's
         from mnemos.cli._output import reserve_stdout
 
@@ -126,6 +127,17 @@ def main(argv: list[str] | None = None) -> None:
             exc.show()  # type: ignore[attr-defined]
             sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
+
+
+def _plain_ray_prefixes() -> None:
+    """No colour codes around the ``(raylet)`` / ``(pid=…)`` prefixes of the lines Ray relays from
+    the cluster when the output is not a terminal or NO_COLOR is set (Ray colours them always,
+    unless RAY_COLOR_PREFIX=0); rich, which prints everything else, already follows both."""
+    import os
+
+    terminal = all(stream is not None and stream.isatty() for stream in (sys.stdout, sys.stderr))
+    if os.environ.get("NO_COLOR") or not terminal:
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
 
 
 def _notes() -> list[str]:

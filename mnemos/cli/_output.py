@@ -11,7 +11,9 @@ import yaml
 from rich.console import Console
 from rich.table import Column, Table
 
-console = Console(highlight=False, soft_wrap=True)
+# markup=False: what a command prints is text, never rich markup: a job's name, an error or a path
+# with brackets ("[/x]", "[red]") is printed as it is (a closing tag was a traceback); styles go in style=.
+console = Console(highlight=False, soft_wrap=True, markup=False)
 _document_out: Any = None  # where -o json|yaml documents go once stdout is reserved for them
 
 
@@ -32,7 +34,15 @@ def reserve_stdout() -> None:
     os.dup2(2, 1)
     sys.stdout = os.fdopen(os.dup(2), "w", buffering=1)
     console.file = sys.stdout
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+def print_document(text: str) -> None:
+    """Print ``text``, a document the command was asked for (``-o json|yaml``), on stdout: where
+    ``reserve_stdout`` keeps it when stdout is reserved for the document."""
+    import sys
+
+    print(text, file=_document_out or sys.stdout, flush=True)
 
 
 class Output(str, Enum):
@@ -82,6 +92,6 @@ def _print_table(columns: Sequence[str], rows: list[list[str]]) -> None:
     if need <= console.width:
         console.print(table)
         return
-    wide = Console(file=console.file, width=need, highlight=False, soft_wrap=True,
+    wide = Console(file=console.file, width=need, highlight=False, soft_wrap=True, markup=False,
                    force_terminal=console.is_terminal, no_color=console.no_color)  # fmt: skip
     wide.print(table)

@@ -34,8 +34,16 @@ def check_url(url: str, option: str) -> str:
         problem = "contains whitespace or control characters"
     if problem is None:
         try:
-            if not httpx.URL(url).host:
+            parsed = httpx.URL(url)
+            if not parsed.host:
                 problem = "has no host"
+            elif parsed.port is not None and not 0 < parsed.port < 65536:
+                problem = f"has port {parsed.port}, not one of 1-65535"
+            elif parsed.userinfo:  # it would be echoed in errors and stored by `mnemos login`: not echoed here
+                shown = str(parsed.copy_with(username=None, password=None)).replace("://", "://***@", 1)
+                raise ValidationError(f"{option}: {shown!r} carries a user or password (the gateway takes API keys and "
+                                      "tokens): drop it and give the credential with --api-key or MNEMOS_API_KEY",
+                                      param="url")  # fmt: skip
         except httpx.InvalidURL as exc:
             problem = f"is not a valid URL ({exc})"
     if problem:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.text import Text
 
 from mnemos.cli._output import console
 
@@ -52,7 +53,7 @@ def _settings() -> Any:
 
 
 def _step(title: str) -> float:
-    console.rule(f"[bold]{title}")
+    console.rule(Text(title, style="bold"))
     return time.monotonic()
 
 
@@ -115,8 +116,8 @@ def _chat(client: Any) -> None:
     console.print(f"user: {QUESTION}")
     console.print(f"tiny-chat: {reply.choices[0].message.content!r}")
     tokens = reply.usage.total_tokens if reply.usage else "?"
-    console.print(f"[dim](a tiny random model: the words are noise, the path is real; usage {tokens} "
-                  f"tokens, id {reply.id})[/dim]")  # fmt: skip
+    console.print(f"(a tiny random model: the words are noise, the path is real; usage {tokens} "
+                  f"tokens, id {reply.id})", style="dim")  # fmt: skip
 
 
 def _search(client: Any) -> list[dict[str, Any]]:
@@ -212,4 +213,4 @@ def demo() -> None:
         for name in stopped:
             console.print(f"{name}: stopped")
         console.print("ray: stopped")
-    console.print(f"[bold green]demo complete[/bold green] in {time.monotonic() - started:.0f}s")
+    console.print(Text("demo complete", style="bold green") + Text(f" in {time.monotonic() - started:.0f}s"))

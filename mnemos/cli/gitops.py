@@ -102,6 +102,8 @@ def sync(
         of = f" of {done}" if done is not None else ""
         err_console.print(f"error: {len(failures)}{of} syncs failed")
         raise typer.Exit(failures[-1].exit_code)
+    if done is None:
+        raise typer.Exit(130)  # stopped by Ctrl-C, as the shell reports it
 
 
 def diff(

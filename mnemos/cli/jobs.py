@@ -18,7 +18,7 @@ from typing import Any
 
 import typer
 
-from mnemos.cli._output import Output, console, emit
+from mnemos.cli._output import Output, console, emit, err_console
 from mnemos.errors import UnavailableError, ValidationError
 
 __all__ = ["app", "cancel", "get", "list_jobs", "logs", "stats", "submit"]
@@ -190,12 +190,18 @@ def submit(
     timeout: str | None = typer.Option(None, "--timeout", help="Per attempt: seconds or 30s, 5m …"),
     name: str | None = typer.Option(None, "--name", help="A display name."),
     wait: bool = typer.Option(False, "--wait", "-w", help="Wait for the result and print it."),
-    wait_timeout: float | None = typer.Option(None, "--wait-timeout", help="Give up waiting after this many seconds."),
+    wait_timeout: float | None = typer.Option(
+        None, "--wait-timeout", help="With --wait: give up waiting after this many seconds (the job goes on); "
+        "default: wait until it ends."
+    ),
     output: Output = typer.Option(Output.table, "-o", "--output"),
 ) -> None:
     """Queue FUNCTION(ARGS…, -k NAME=VALUE…): a registered Function by name, or MODULE:FUNCTION;
     prints the job id, or with --wait its result."""
     gpus, cpus = _amount(gpus, "--gpus"), _amount(cpus, "--cpus")
+    if wait_timeout is not None and not (wait and math.isfinite(wait_timeout) and wait_timeout > 0):
+        problem = "needs --wait" if not wait else f"{wait_timeout} is not a number of seconds above 0"
+        raise ValidationError(f"--wait-timeout: {problem}: e.g. --wait --wait-timeout 60", param="wait_timeout")
     resources = {k: v for k, v in (("gpus", gpus), ("cpus", cpus), ("pool", pool)) if v is not None}
     options: dict[str, Any] = {"queue": queue, "priority": priority, "resources": resources or None,
                                "max_attempts": max_attempts, "timeout": timeout,
@@ -206,8 +212,10 @@ def submit(
         from mnemos.neuron.codec import validate_reference
 
         validate_reference(function)  # a clear error before anything is sent
+    from mnemos.cli._session import platform_up
     from mnemos.remote import RemoteJobs
 
+    lasting = platform_up()  # else the job runs in an embedded cluster that ends with this command
     jobs = _jobs()
     if isinstance(jobs, RemoteJobs):  # over the gateway: it resolves a Function's name (and checks the caller)
         handle = _submit_remote(jobs, function, call_args, kwargs, options)
@@ -219,7 +227,16 @@ def submit(
         else:
             emit(handle.info(), output)
         return
-    view = handle.wait(wait_timeout)
+    try:
+        view = handle.wait(wait_timeout)
+    except KeyboardInterrupt:  # the waiting stops, not the job
+        if lasting:
+            err_console.print(f"job {handle.id} was not cancelled: `mnemos jobs get {handle.id}` shows it, "
+                              f"`mnemos jobs cancel {handle.id}` stops it")  # fmt: skip
+        else:
+            err_console.print(f"job {handle.id} stopped with the cluster this command started (no platform is up: "
+                              "`mnemos up` starts one that keeps jobs running)")  # fmt: skip
+        raise typer.Exit(130) from None
     # raises when it failed, was cancelled or is unfinished
     value = handle.result(wait_timeout) if hasattr(handle, "result") and not hasattr(handle._api, "value_of") \
         else handle._api.value_of(view, wait_timeout)
@@ -266,7 +283,7 @@ def list_jobs(
     views, more = _reader().list(queue, status, limit, after)
     emit(views, output, _COLUMNS, [_row(v) for v in views])
     if more and output is Output.table:
-        console.print(f"[dim]more: mnemos jobs list --after {views[-1]['id']}[/dim]")
+        console.print(f"more: mnemos jobs list --after {views[-1]['id']}", style="dim")
 
 
 @app.command()
@@ -311,7 +328,7 @@ def logs(
     job_id: str,
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing lines as the job prints them."),
 ) -> None:
-    """What the job printed (stdout and stderr, every attempt); ``-f`` follows it live."""
+    """What the job printed (stdout and stderr, every attempt); -f follows it live."""
     from mnemos.cli._session import platform_up
 
     if follow and not platform_up():
@@ -345,7 +362,7 @@ def _follow_logs(job_id: str, after: int | None) -> None:
             if event["type"] == "job.log":
                 print(event["data"]["line"], flush=True)
             elif event["type"] in ("job.succeeded", "job.failed", "job.cancelled"):
-                console.print(f"[dim]{job_id} {event['type'][4:]}[/dim]")
+                console.print(f"{job_id} {event['type'][4:]}", style="dim")
                 return
     except KeyboardInterrupt:
-        return
+        raise typer.Exit(130) from None  # stopped by Ctrl-C, as the shell reports it

@@ -94,12 +94,14 @@ def _objects(values: Path | None, sets: list[str] | None, kinds: list[Kind] | No
 
 
 def _print(objects: list[dict[str, Any]], fmt: Format) -> None:
+    """The manifests on stdout (``-o json|yaml`` reserves it for them: anything else goes to stderr)."""
+    from mnemos.cli._output import print_document
     from mnemos.kuberay import dump_yaml
 
     if fmt is Format.json:
-        typer.echo(json.dumps(objects[0] if len(objects) == 1 else objects, indent=2))
+        print_document(json.dumps(objects[0] if len(objects) == 1 else objects, indent=2))
     else:
-        typer.echo(dump_yaml(objects).rstrip())
+        print_document(dump_yaml(objects).rstrip())
 
 
 @app.command()
@@ -165,7 +167,7 @@ def status(
     kubeconfig: Path | None = KUBECONFIG,
     context: str | None = CONTEXT,
 ) -> None:
-    """The live state of each object (``absent`` when it does not exist)."""
+    """The live state of each object ("absent" when it does not exist)."""
     from mnemos.cli._output import Output, emit
     from mnemos.kuberay import connect
     from mnemos.kuberay import status as read_status
@@ -188,7 +190,7 @@ def delete(
     kubeconfig: Path | None = KUBECONFIG,
     context: str | None = CONTEXT,
 ) -> None:
-    """Delete the objects (those already gone are reported ``absent``)."""
+    """Delete the objects (those already gone are reported "absent")."""
     from mnemos.kuberay import connect
     from mnemos.kuberay import delete as delete_objects
 

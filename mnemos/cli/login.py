@@ -28,7 +28,7 @@ def login(
 ) -> None:
     """Store a token or API key in $MNEMOS_HOME/credentials (0600), and the gateway URL if given.
 
-    With URL, every later command (and ``mnemos.connect()``) goes through that gateway's API and
+    With URL, every later command (and mnemos.connect()) goes through that gateway's API and
     sends this credential; MNEMOS_URL and MNEMOS_API_KEY override what is stored.
     """
     from mnemos.cli._session import check_url

@@ -30,6 +30,11 @@ def init_tiny(
 
     if store:
         require_local("model init-tiny --store")
+    from mnemos._deps import optional
+
+    progress = optional("transformers.utils.logging")  # without the llm extra, make() says what to install
+    if progress is not None:
+        progress.disable_progress_bar()  # "Writing model shards: 100%|█…" for one tiny file
     folder = make(directory, seed)
     console.print(f"tiny model written to {folder} ({tree_digest(folder)})")
     if store:

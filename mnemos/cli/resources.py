@@ -15,6 +15,9 @@ from mnemos.genome import resolve_kind
 __all__ = ["apply", "delete", "get", "history", "register", "schema", "validate"]
 
 
+_KINDS = "Model, Policy, Adapter, Pipeline or Function (any case, or the plural)."
+
+
 def register(app: typer.Typer) -> None:
     app.command()(apply)
     app.command()(get)
@@ -57,13 +60,13 @@ def _load(files: list[Path]) -> list[Any]:
 
 
 def get(
-    kind: str = typer.Argument(..., help="Model, Policy, Adapter, Pipeline or Function."),
+    kind: str = typer.Argument(..., help=_KINDS),
     name: str | None = typer.Argument(None),
     generation: int | None = typer.Option(None, "--generation", "-g"),
     output: Output = typer.Option(Output.table, "-o", "--output"),
     watch: bool = typer.Option(False, "-w", "--watch", help="Then print each change as it happens (Ctrl-C stops)."),
 ) -> None:
-    """Show one resource or list a kind; ``-w`` keeps watching changes (and, for Models, status)."""
+    """Show one resource or list a kind; -w keeps watching changes (and, for Models, status)."""
     if generation is not None and name is None:
         from mnemos.errors import ValidationError
 
@@ -119,7 +122,7 @@ def _watch(kind: str, name: str | None) -> None:
         for event in client.watch(families):
             data, subject = event.get("data") or {}, str(event.get("subject", ""))
             if event["type"] == "reset":
-                console.print("[yellow]events were missed; listing again[/yellow]")
+                console.print("events were missed; listing again", style="yellow")
             elif event["type"] == "model.status" and (name is None or subject == f"model/{name}"):
                 console.print(f"model/{data.get('name')}  {data.get('phase') or data.get('status')}  "
                               f"generation {data.get('generation')}  {data.get('reason') or ''}")  # fmt: skip
@@ -127,7 +130,7 @@ def _watch(kind: str, name: str | None) -> None:
                 console.print(f"{kind.lower()}/{data.get('name')}  {data.get('action')}  "
                               f"generation {data.get('generation')}")  # fmt: skip
     except KeyboardInterrupt:
-        return
+        raise typer.Exit(130) from None  # stopped by Ctrl-C, as the shell reports it
 
 
 def _model_statuses(client: Any, names: list[str]) -> dict[str, dict[str, Any] | None]:
@@ -193,7 +196,7 @@ def describe(kind: str = typer.Argument(..., help="Model."), name: str = typer.A
         console.print("  (none)")
 
 
-def delete(kind: str, name: str) -> None:
+def delete(kind: str = typer.Argument(..., help=_KINDS), name: str = typer.Argument(...)) -> None:
     """Delete a resource (its history is kept)."""
     resource = open_client(publish=True).delete(kind, name)
     console.print(f"{type(resource).__name__.lower()}/{resource.name} deleted (generation {resource.generation})")
@@ -210,14 +213,18 @@ def validate(
         console.print(f"{type(resource).__name__.lower()}/{resource.name} valid")
 
 
-def schema(kind: str) -> None:
+def schema(kind: str = typer.Argument(..., help=_KINDS)) -> None:
     """Print the JSON Schema of a kind."""
     from mnemos.client import Client
 
     print(json.dumps(Client.schema(kind), indent=2))
 
 
-def history(kind: str, name: str, output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
+def history(
+    kind: str = typer.Argument(..., help=_KINDS),
+    name: str = typer.Argument(...),
+    output: Output = typer.Option(Output.table, "-o", "--output"),
+) -> None:
     """Every generation of a resource (DELETED: when a generation was deleted)."""
     items = open_client().history(kind, name)
     emit(

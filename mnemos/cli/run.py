@@ -6,12 +6,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from mnemos.cli._output import Output, console, emit
+from mnemos.cli._output import Output, console, emit, err_console
 from mnemos.errors import BadRequestError, UnavailableError
 
 __all__ = ["cancel_run", "get_run", "list_runs", "parse_params", "register", "resume", "run", "runs_app"]
@@ -123,8 +125,9 @@ def _report(state: dict[str, Any]) -> None:
             console.print(f"  {name}: {ref}")
         console.print(f"run {state['id']} succeeded")
         return
-    raise StepFailedError(f"run {state['id']} {state['status']}: {state.get('error') or ''}; "
-                          f"resume it with `mnemos resume {state['id']}`")  # fmt: skip
+    # the hint first: the error may end in the lines a script printed last
+    raise StepFailedError(f"run {state['id']} {state['status']} (resume it with `mnemos resume {state['id']}`): "
+                          f"{state.get('error') or 'no error recorded'}")  # fmt: skip
 
 
 def run(
@@ -138,7 +141,7 @@ def run(
     ),
 ) -> None:
     """Run a pipeline: steps as CORTEX jobs in DAG order, with live progress."""
-    from mnemos.cli._session import event_position
+    from mnemos.cli._session import event_position, platform_up
 
     params = parse_params(param)
     if _is_path(file):  # a broken file fails now, not after an embedded cluster has started for it
@@ -148,13 +151,32 @@ def run(
         check_pipeline(pipeline, params, base_dir=base_dir, inputs=True)  # params' types, input files
     else:
         _check_local(file=file)
+    lasting = platform_up()  # else the run lives in an embedded cluster that ends with this command
     client = _client()
     after = event_position(client) if follow and not detach else None  # before the run starts: nothing missed
     handle = client.pipelines.run(file, params, progress=False, wait=False, cache=not no_cache)
     console.print(f"run {handle.id} started")
     if detach:
         return
-    _report(_follow(client, handle, after) if follow else handle.wait(progress=not no_progress))
+    with _interrupted(handle.id, lasting):
+        state = _follow(client, handle, after) if follow else handle.wait(progress=not no_progress)
+    _report(state)
+
+
+@contextlib.contextmanager
+def _interrupted(run_id: str, lasting: bool) -> Iterator[None]:
+    """Ctrl-C while the command waits for a run stops the waiting, not the run of a platform
+    (``lasting``): say so, and how to stop it; exit 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if lasting:
+            err_console.print(f"run {run_id} was not cancelled: `mnemos runs get {run_id}` shows it, "
+                              f"`mnemos runs cancel {run_id}` stops it")  # fmt: skip
+        else:
+            err_console.print(f"run {run_id} stopped with the cluster this command started (no platform is up): "
+                              "`mnemos up` starts a platform, which resumes it")  # fmt: skip
+        raise typer.Exit(130) from None
 
 
 _STAGE = {"pending": 0, "running": 1}
@@ -202,11 +224,16 @@ def resume(
     no_progress: bool = typer.Option(False, "--no-progress", help="Print only the result."),
 ) -> None:
     """Resume a failed or cancelled run from the steps that did not complete."""
+    from mnemos.cli._session import platform_up
+
     _check_local(run_id=_run_id(run_id))
+    lasting = platform_up()
     client = _client()
     handle = client.pipelines.resume(run_id, progress=False, wait=False)
     console.print(f"run {run_id} resumed")
-    _report(handle.wait(progress=not no_progress))
+    with _interrupted(run_id, lasting):
+        state = handle.wait(progress=not no_progress)
+    _report(state)
 
 
 @runs_app.command("list")

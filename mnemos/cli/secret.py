@@ -88,7 +88,8 @@ def set_(
             value = sys.stdin.read()
             value = value[:-1] if value.endswith("\n") else value
     if not value:
-        raise ValidationError("the secret value is empty", param="value")
+        raise ValidationError(f"the secret value is empty: pass --value VALUE, or the value on standard input "
+                              f"(printf %s \"$VALUE\" | mnemos secret set {name} {key})", param="value")  # fmt: skip
     secrets, settings = _open(store)
     secrets.set(name, key, value)
     _audit(settings, "secret.set", store=secrets.kind, name=name, key=key)

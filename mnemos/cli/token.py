@@ -82,7 +82,7 @@ def create(
     output: Output = typer.Option(Output.table, "-o", "--output"),
 ) -> None:
     """Create a token (or --api-key); the credential is printed once, on stdout (-o json|yaml: the
-    answer of POST /v1/tokens, the secret as ``token`` or ``apiKey``)."""
+    answer of POST /v1/tokens, the secret as "token" or "apiKey")."""
     from mnemos.soul.identity import check_models
     from mnemos.soul.limits import parse_limits
     from mnemos.soul.rbac import check_role, check_scopes_held

@@ -102,7 +102,11 @@ def run(
         help="Run in this process, not as a CORTEX job (replay-events and gitops-sync join a running platform; "
         "replay-events needs one).",
     ),
-    output: Output = typer.Option(Output.yaml, "-o", "--output"),
+    output: Output | None = typer.Option(
+        None, "-o", "--output",
+        help="json or yaml: the report ({task, job, status} for a submitted task). Default: --local's report as "
+        "yaml, else one line.",
+    ),
 ) -> None:
     """Run a task now: through the WRAITH actor and CORTEX, or here with --local."""
     require_local("wraith run")
@@ -127,7 +131,7 @@ def run(
                 )
         with storage_errors(_stores(settings, name), settings.engram.storage_options):
             result = run_local(settings, name)
-        emit(result, output if output is not Output.table else Output.yaml)
+        emit(result, output if output in (Output.json, Output.yaml) else Output.yaml)
         return
 
     if not platform_address():
@@ -142,6 +146,9 @@ def run(
         raise ConflictError(f"wraith: {name}: {result['status']}: run it again once that job has ended", param="name")
     if result["status"] != "submitted":
         raise UnavailableError(f"wraith: {name}: {result['status']}", param="name")
+    if output in (Output.json, Output.yaml):  # -o json printed the line, no document
+        emit(result, output)
+        return
     console.print(f"wraith: {name} submitted as job {result['job']}")
 
 
