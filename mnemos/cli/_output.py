@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from enum import Enum
 from typing import Any
 
@@ -95,3 +96,22 @@ def _print_table(columns: Sequence[str], rows: list[list[str]]) -> None:
     wide = Console(file=console.file, width=need, highlight=False, soft_wrap=True, markup=False,
                    force_terminal=console.is_terminal, no_color=console.no_color)  # fmt: skip
     wide.print(table)
+
+
+@contextlib.contextmanager
+def waiting_for(kind: str, ident: str, lasting: bool, orphaned: str) -> Iterator[None]:
+    """Ctrl-C while the command waits for job or run (``kind``) ``ident`` stops the waiting, not what
+    it waits for when a platform runs it (``lasting``): say so and how to stop it (else ``orphaned``:
+    what became of it with this command's embedded cluster); exit 130."""
+    import typer
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        if lasting:
+            err_console.print(f"{kind} {ident} was not cancelled: `mnemos {kind}s get {ident}` shows it, "
+                              f"`mnemos {kind}s cancel {ident}` stops it")  # fmt: skip
+        else:
+            err_console.print(f"{kind} {ident} stopped with the cluster this command started (no platform is up): "
+                              f"{orphaned}")  # fmt: skip
+        raise typer.Exit(130) from None

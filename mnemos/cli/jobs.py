@@ -18,7 +18,7 @@ from typing import Any
 
 import typer
 
-from mnemos.cli._output import Output, console, emit, err_console
+from mnemos.cli._output import Output, console, emit, waiting_for
 from mnemos.errors import UnavailableError, ValidationError
 
 __all__ = ["app", "cancel", "get", "list_jobs", "logs", "stats", "submit"]
@@ -227,16 +227,8 @@ def submit(
         else:
             emit(handle.info(), output)
         return
-    try:
+    with waiting_for("job", handle.id, lasting, "`mnemos up` starts one that keeps jobs running"):
         view = handle.wait(wait_timeout)
-    except KeyboardInterrupt:  # the waiting stops, not the job
-        if lasting:
-            err_console.print(f"job {handle.id} was not cancelled: `mnemos jobs get {handle.id}` shows it, "
-                              f"`mnemos jobs cancel {handle.id}` stops it")  # fmt: skip
-        else:
-            err_console.print(f"job {handle.id} stopped with the cluster this command started (no platform is up: "
-                              "`mnemos up` starts one that keeps jobs running)")  # fmt: skip
-        raise typer.Exit(130) from None
     # raises when it failed, was cancelled or is unfinished
     value = handle.result(wait_timeout) if hasattr(handle, "result") and not hasattr(handle._api, "value_of") \
         else handle._api.value_of(view, wait_timeout)

@@ -6,14 +6,12 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from mnemos.cli._output import Output, console, emit, err_console
+from mnemos.cli._output import Output, console, emit, waiting_for
 from mnemos.errors import BadRequestError, UnavailableError
 
 __all__ = ["cancel_run", "get_run", "list_runs", "parse_params", "register", "resume", "run", "runs_app"]
@@ -158,25 +156,9 @@ def run(
     console.print(f"run {handle.id} started")
     if detach:
         return
-    with _interrupted(handle.id, lasting):
+    with waiting_for("run", handle.id, lasting, "`mnemos up` starts a platform, which resumes it"):
         state = _follow(client, handle, after) if follow else handle.wait(progress=not no_progress)
     _report(state)
-
-
-@contextlib.contextmanager
-def _interrupted(run_id: str, lasting: bool) -> Iterator[None]:
-    """Ctrl-C while the command waits for a run stops the waiting, not the run of a platform
-    (``lasting``): say so, and how to stop it; exit 130."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        if lasting:
-            err_console.print(f"run {run_id} was not cancelled: `mnemos runs get {run_id}` shows it, "
-                              f"`mnemos runs cancel {run_id}` stops it")  # fmt: skip
-        else:
-            err_console.print(f"run {run_id} stopped with the cluster this command started (no platform is up): "
-                              "`mnemos up` starts a platform, which resumes it")  # fmt: skip
-        raise typer.Exit(130) from None
 
 
 _STAGE = {"pending": 0, "running": 1}
@@ -231,7 +213,7 @@ def resume(
     client = _client()
     handle = client.pipelines.resume(run_id, progress=False, wait=False)
     console.print(f"run {run_id} resumed")
-    with _interrupted(run_id, lasting):
+    with waiting_for("run", run_id, lasting, "`mnemos up` starts a platform, which resumes it"):
         state = handle.wait(progress=not no_progress)
     _report(state)
 
