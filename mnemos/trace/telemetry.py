@@ -501,6 +501,13 @@ def _check_trace_id(trace_id: str) -> str:
     return trace_id
 
 
+def _without_ray(trace_id: str) -> list[dict[str, Any]] | None:
+    """``trace_id`` checked; this process's spans of it by start time when it is not connected to Ray
+    (None when it is: the collector has them)."""
+    _check_trace_id(trace_id)
+    return None if ray_connected() else sorted(local_spans(trace_id), key=lambda s: s["start_time"])
+
+
 def spans_for(trace_id: str, *, min_spans: int = 0, timeout: float = 0.0) -> list[dict[str, Any]]:
     """Spans of one trace from every process (the collector), ordered by start time.
 
@@ -511,9 +518,8 @@ def spans_for(trace_id: str, *, min_spans: int = 0, timeout: float = 0.0) -> lis
         ValidationError: ``trace_id`` is not 32 hex digits.
         UnavailableError: the collector could not be reached.
     """
-    _check_trace_id(trace_id)
-    if not ray_connected():
-        return sorted(local_spans(trace_id), key=lambda s: s["start_time"])
+    if (local := _without_ray(trace_id)) is not None:
+        return local
     import ray
 
     try:
@@ -535,9 +541,8 @@ async def wait_spans(trace_id: str, *, min_spans: int = 0, timeout: float = 0.0)
         ValidationError: ``trace_id`` is not 32 hex digits.
         UnavailableError: the collector could not be reached.
     """
-    _check_trace_id(trace_id)
-    if not ray_connected():
-        return sorted(local_spans(trace_id), key=lambda s: s["start_time"])
+    if (local := _without_ray(trace_id)) is not None:
+        return local
 
     global _READER
     try:
