@@ -9,12 +9,15 @@ the newer key's ``created_at``), so a rotation writes one new record and never e
 A retired key stays in the JWKS until every token it signed has expired: until
 ``max(retired_at + token TTL, not_after)`` and the verifiers' clock leeway after that
 (``LEEWAY_SECONDS``: a token is accepted that long past its ``exp``), where ``not_after`` is
-the latest ``exp`` it signed.
+the latest ``exp`` it signed beyond the token TTL. Each such ``exp`` is a marker of its own,
+``soul/keys/expiry/<kid>/<exp>``, never a rewrite of the record: two replicas minting at once
+with one key cannot overwrite each other's ``exp`` with a smaller one.
 """
 
 from __future__ import annotations
 
 import base64
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -28,6 +31,7 @@ from mnemos.soul._crypto import decrypt, encrypt
 __all__ = ["ALGORITHM", "KEYS_PREFIX", "LEEWAY_SECONDS", "Clock", "KeyRecord", "KeyRing", "rotate_keys"]
 
 KEYS_PREFIX = "soul/keys"
+_EXPIRY_PREFIX = f"{KEYS_PREFIX}/expiry"
 ALGORITHM = "EdDSA"
 LEEWAY_SECONDS = 30.0
 """Clock skew tolerated on ``exp`` and ``iat`` between issuer and verifier (``mnemos.soul.tokens``)."""
@@ -125,15 +129,24 @@ class KeyRing:
 
     # -- reading -----------------------------------------------------------------------------
     def records(self) -> list[KeyRecord]:
-        """Every stored key, oldest first."""
+        """Every stored key, oldest first, its ``not_after`` the latest of its expiry markers."""
         out = []
-        for key in self.engram.list(KEYS_PREFIX):
-            if not key.endswith(".json"):
+        keys = self.engram.list(KEYS_PREFIX)
+        latest: dict[str, float] = {}
+        for key in keys:
+            if key.startswith(_EXPIRY_PREFIX + "/"):
+                kid, _, exp = key[len(_EXPIRY_PREFIX) + 1 :].partition("/")
+                latest[kid] = max(latest.get(kid, 0.0), float(exp))
+        for key in keys:
+            if not key.endswith(".json") or key.startswith(_EXPIRY_PREFIX + "/"):
                 continue
             try:
-                out.append(KeyRecord.from_doc(self.engram.read_json(key)))
+                record = KeyRecord.from_doc(self.engram.read_json(key))
             except NotFoundError:  # pruned concurrently
                 continue
+            if latest.get(record.kid, 0.0) > record.not_after:
+                record = KeyRecord(**{**record.__dict__, "not_after": latest[record.kid]})
+            out.append(record)
         return sorted(out, key=lambda r: (r.created_at, r.kid))
 
     @staticmethod
@@ -201,6 +214,7 @@ class KeyRing:
             exp = self._expires_at(record, retired[record.kid])
             if exp is not None and now > exp:
                 self.engram.delete(f"{KEYS_PREFIX}/{record.kid}.json")
+                self.engram.delete_prefix(f"{_EXPIRY_PREFIX}/{record.kid}")
                 dropped.append(record.kid)
         return dropped
 
@@ -211,17 +225,15 @@ class KeyRing:
         der = decrypt(base64.b64decode(record.private), context=f"soul-key:{record.kid}")
         return load_der_private_key(der, password=None)
 
-    def note_expiry(self, record: KeyRecord, exp: float) -> KeyRecord:
-        """Remember that ``record`` signed a token valid until ``exp`` (keeps it until then)."""
-        try:
-            current = KeyRecord.from_doc(self.engram.read_json(f"{KEYS_PREFIX}/{record.kid}.json"))
-        except NotFoundError:
-            current = record
-        if exp <= current.not_after:
-            return current
-        updated = KeyRecord(**{**current.__dict__, "not_after": exp})
-        self._write(updated)
-        return updated
+    def note_expiry(self, record: KeyRecord, exp: float) -> None:
+        """Remember that ``record`` signed a token valid until ``exp`` (keeps it until then).
+
+        A token within the TTL needs nothing: the key outlives it (``retired_at + token TTL``).
+        A longer one leaves a marker named by its ``exp``; markers are only ever added, so
+        concurrent signers each keep theirs and the latest wins on reading (``records``)."""
+        if exp <= self.clock() + self.token_ttl:
+            return
+        self.engram.write_bytes(f"{_EXPIRY_PREFIX}/{record.kid}/{math.ceil(exp)}", b"")
 
 
 def rotate_keys(settings: Any, engram: Engram) -> str:

@@ -3,6 +3,8 @@ key; the JWKS publishes exactly the valid public keys; RBAC's table."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,56 @@ def test_rotation_keeps_previous_tokens_until_they_expire(engram: Engram) -> Non
 
     clock.now = new_key.created_at + 24 * 3600 + 1  # the active key is due: signing rotates
     assert ring.active().kid not in (old.kid, new.kid)
+
+
+def test_concurrent_signers_never_shorten_a_keys_life(engram: Engram, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two gateway replicas mint long-lived tokens with one key at once, both reading the key before
+    either writes, the shorter expiry written last: the later expiry is still kept (a rewritten
+    record lost it, and the key was pruned while a token it signed had hours to live)."""
+    clock = Clock()
+    replicas = {name: KeyRing(engram, token_ttl=3600, clock=clock) for name in ("a", "b")}
+    record = replicas["a"].active()
+    key = f"soul/keys/{record.kid}.json"
+    both_read, a_wrote = threading.Barrier(2, timeout=5), threading.Event()
+    read_json, write_json = engram.read_json, engram.write_json
+
+    def interleaved_read(k: str) -> Any:
+        doc = read_json(k)
+        if k == key and threading.current_thread().name in replicas:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both_read.wait()
+        return doc
+
+    def interleaved_write(k: str, obj: Any) -> None:
+        if k == key and threading.current_thread().name == "b":
+            a_wrote.wait(5)
+        write_json(k, obj)
+        if k == key and threading.current_thread().name == "a":
+            a_wrote.set()
+
+    monkeypatch.setattr(engram, "read_json", interleaved_read)
+    monkeypatch.setattr(engram, "write_json", interleaved_write)
+    minted: dict[str, Any] = {}
+
+    def mint(name: str, hours: int) -> None:
+        minted[name] = issue_token(replicas[name], subject=name, role="viewer", issuer=ISSUER, ttl=hours * 3600)
+
+    threads = [threading.Thread(target=mint, args=(n, h), name=n) for n, h in (("a", 9), ("b", 5))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    monkeypatch.undo()
+    assert {t.kid for t in minted.values()} == {record.kid}
+
+    clock.now += 60
+    replicas["a"].rotate(force=True)
+    clock.now += 6 * 3600  # b's token and the TTL are over, a's 9 h token is not
+    assert replicas["b"].prune() == []
+    assert verify_token(minted["a"].token, replicas["b"].public_keys(), issuer=ISSUER, now=clock()).subject == "a"
+    clock.now = minted["a"].expires_at + LEEWAY_SECONDS + 1
+    assert replicas["b"].prune() == [record.kid]
+    assert engram.list("soul/keys/expiry") == []  # its markers go with it
 
 
 def test_private_keys_are_encrypted_at_rest(local_engram: Engram) -> None:
