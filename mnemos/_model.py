@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import re
 import sys
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
@@ -24,6 +25,9 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "TOO_DEEP",
     "check_json_body",
+    "check_node_list",
+    "check_timeout",
+    "check_work_items",
     "is_integral",
     "dump_json",
     "format_duration",
@@ -100,6 +104,27 @@ def positive_duration_schema() -> list[dict[str, Any]]:
     """The JSON Schema ``anyOf`` of an optional positive ``Duration``: seconds, a string, or null."""
     return [{"type": "number", "exclusiveMinimum": 0}, {"type": "string", "pattern": POSITIVE_DURATION_PATTERN},
             {"type": "null"}]  # fmt: skip
+
+
+def check_timeout(timeout: Any) -> None:
+    """Seconds to wait, or ``None``: the SDKs' ``timeout=`` (``"30s"`` was a ``TypeError`` mid-wait)."""
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+        raise ValidationError(f"timeout: expected seconds (a number) or None, got {type(timeout).__name__} "
+                              f"{timeout!r}", param="timeout")  # fmt: skip
+
+
+def check_node_list(nodes: Any, param: str = "parents") -> None:
+    """A list of lineage nodes, not one string (iterated, ``"run:x"`` was the nodes 'r', 'u', 'n' …)."""
+    if isinstance(nodes, (str, bytes)):
+        raise ValidationError(f"{param}: a list of lineage nodes ([{nodes!r}]), not one str", param=param)
+
+
+def check_work_items(arguments: Any) -> None:
+    """``submit_many``'s ``arguments``: a list, one item per job."""
+    if not isinstance(arguments, Iterable) or isinstance(arguments, (str, bytes, dict)):
+        raise ValidationError(f"arguments: expected a list, one item per job (a tuple of positional arguments, a "
+                              f"dict of keyword arguments, or one argument), got {type(arguments).__name__}",
+                              param="arguments")  # fmt: skip
 
 
 def utc_timestamp(seconds: float | None = None) -> str:

@@ -8,12 +8,15 @@ sync loop) react at once. Component APIs hang off it: ``client.jobs`` (CORTEX),
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 from collections.abc import Iterable
 from typing import Any
 
-from mnemos.config import Settings, load_settings
+from mnemos.config import Settings, default_home, load_settings
 from mnemos.engram import Engram
+from mnemos.errors import ConflictError, ValidationError
 from mnemos.genome import ApplyResult, Registry, Resource, json_schema
 from mnemos.genome.kinds import ResourceSource, resources_of
 from mnemos.genome.registry import apply_each, event_of
@@ -21,6 +24,17 @@ from mnemos.genome.registry import apply_each, event_of
 __all__ = ["Client", "connect"]
 
 ApplySource = ResourceSource
+_JOINED: list[str] = []  # the Ray address connect() joined in this process ("": a new local cluster)
+_HELD: dict[str, int] = {}  # ENGRAM root -> the fd of this process's lock on its embedded platform
+
+
+def _generation(value: Any, param: str) -> int | None:
+    """``value`` as a generation (an int, or ``None``): ``"1"`` was compared with ``1`` and refused as
+    a conflict ("is generation 1, not generation 1"), ``"x"`` was a ``TypeError``."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise ValidationError(f"{param}: expected an int (the generation you read; 0: must not exist), got "
+                          f"{type(value).__name__} {value!r}", param=param)  # fmt: skip
 
 
 class Client:
@@ -49,6 +63,7 @@ class Client:
         ``expected_generation``: the generation you read (0: must not exist); ``ConflictError``
         (409) when the resource moved on since.
         """
+        _generation(expected_generation, "expected_generation")
         results: list[ApplyResult] = []
         try:  # one refused stops the rest; its error names those applied before it (apply_each)
             return apply_each(resources_of(source), lambda r: self.registry.apply(
@@ -60,10 +75,11 @@ class Client:
         """One resource (``name`` given) or the list of a kind."""
         if name is None:
             return self.registry.list(kind)
-        return self.registry.get(kind, name, generation)
+        return self.registry.get(kind, name, _generation(generation, "generation"))
 
     def delete(self, kind: str, name: str, *, source_tag: str = "apply", expected_generation: int | None = None
                ) -> Resource:  # fmt: skip
+        expected_generation = _generation(expected_generation, "expected_generation")
         resource = self.registry.delete(kind, name, source=source_tag, expected_generation=expected_generation)
         self._publish([event_of(resource, "deleted")])
         return resource
@@ -153,9 +169,11 @@ class Client:
 
     def lineage(self, node_id: str) -> Any:
         """The lineage graph (upstream and downstream) of a run, job, request or artifact."""
+        from mnemos.remote import _check_node_id
         from mnemos.synkron.spaces import LINEAGE_RESOLVERS
         from mnemos.trace.lineage import graph
 
+        _check_node_id(node_id)
         return graph(self.engram, node_id, resolvers=LINEAGE_RESOLVERS)
 
     def _api(self, name: str, cls: Any) -> Any:
@@ -226,24 +244,135 @@ def connect(address: str | None = None, *, api_key: str | None = None, settings:
             what ``mnemos login`` stored).
         settings: configuration of the embedded mode; keyword ``overrides`` build one
             (``engram={"uri": ...}``).
+
+    Raises:
+        ConflictError: another process hosts an embedded platform on this ENGRAM (two would run the
+            same jobs twice: share one, ``mnemos up``), or this process joined another Ray cluster
+            (``ray.shutdown()`` first).
     """
     from mnemos.remote import RemoteClient, endpoint_url, is_url
 
+    if address is not None and not isinstance(address, str):
+        raise ValidationError(f"address: expected a str (a gateway's http(s):// URL, or a Ray address such as "
+                              f"'ray://host:10001'), got {type(address).__name__}", param="address")  # fmt: skip
     if is_url(address):
+        if settings is not None or overrides:
+            _settings_with_url(settings, overrides)
         return RemoteClient(str(address), api_key)
     if address is None and settings is None and not overrides:
         url = endpoint_url()
         if url:
             return RemoteClient(url, api_key)
     if api_key is not None:
-        from mnemos.errors import ValidationError
-
         raise ValidationError("api_key is for a gateway: pass its http(s):// URL as the address (or set MNEMOS_URL)",
                               param="api_key")  # fmt: skip
-    from mnemos.cradle import init_ray, up
+    from mnemos.cradle import init_ray, resolve_address, up
 
+    if address:
+        _check_ray_address(address)
     settings = settings or load_settings(**overrides)
-    init_ray(address, settings)
+    target = resolve_address(address, settings)
+    ray_up = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    if ray_up and _JOINED and address and address != "auto" and address != _JOINED[0]:
+        raise ConflictError(f"address: this process is connected to {_JOINED[0] or 'a local Ray cluster of its own'} "
+                            f"and cannot join {address} as well: call ray.shutdown() (or restart the kernel) first",
+                            param="address")  # fmt: skip
+    locked = target is None and not ray_up and _hold_embedded(settings)
+    try:
+        init_ray(address, settings)
+    except ValueError as exc:  # Ray's "Invalid address format" (an address from MNEMOS_RAY_ADDRESS, ray.address)
+        raise ValidationError(f"address: {target!r} is not a Ray address ({exc}): give 'host:port', "
+                              "'ray://host:10001' or 'auto'", param="address") from None  # fmt: skip
+    except BaseException:
+        if locked:
+            os.close(_HELD.pop(settings.engram.root()))
+        raise
+    if not ray_up:  # joined here (not by the caller's own ray.init): what a later address is checked against
+        _JOINED[:] = [target or ""]
     client = Client(settings, connected=True)
     client._components.update(up(settings, client.engram, ["genome"]))
     return client
+
+
+def _settings_with_url(settings: Settings | None, overrides: dict[str, Any]) -> None:
+    """Refuse settings given with a gateway URL: they configure the embedded mode, and a gateway
+    has its own (they were dropped without a word)."""
+    param = "settings" if settings is not None else next(iter(overrides))
+    raise ValidationError(f"{param}: settings are for the embedded mode; a gateway (an http(s):// address) uses its "
+                          "own: connect(url, api_key=…) takes none", param=param)  # fmt: skip
+
+
+def _check_ray_address(address: str) -> None:
+    """A Ray address: ``host:port``, ``scheme://…`` (``ray://host:10001``), ``auto`` or ``local``
+    (``"nonsense"`` was Ray's ``ValueError`` with its traceback)."""
+    if address in ("auto", "local") or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not (sep and host and port.isdigit()):
+        raise ValidationError(f"address: {address!r} is not a Ray address: give 'host:port' (the head's GCS), "
+                              "'ray://host:10001', 'auto', or a gateway's http(s):// URL", param="address")  # fmt: skip
+
+
+def _embedded_lock(settings: Settings) -> tuple[str, int] | None:
+    """The ENGRAM root and an open fd of the lock file of an embedded platform on it (``None``: not POSIX)."""
+    try:
+        import fcntl  # noqa: F401 - only where flock exists
+    except ImportError:  # not POSIX: no lock
+        return None
+    root = settings.engram.root()
+    home = default_home()
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / f"embedded-{hashlib.sha256(root.encode()).hexdigest()[:16]}.lock"
+    return root, os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+
+def embedded_holder(settings: Settings) -> str | None:
+    """The pid of another process hosting an embedded platform on ``settings``' ENGRAM (a notebook's
+    ``mnemos.connect()`` with no platform up), or ``None``: ``mnemos up`` refuses to start beside it."""
+    lock = _embedded_lock(settings)
+    if lock is None or lock[0] in _HELD:
+        if lock is not None:
+            os.close(lock[1])
+        return None
+    import fcntl
+
+    fd = lock[1]
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+    finally:
+        os.close(fd)  # closing releases a lock taken here
+    return None
+
+
+def _hold_embedded(settings: Settings) -> bool:
+    """Lock the ENGRAM root this process is about to host an embedded platform on (a new local Ray
+    cluster with its own CORTEX); whether a lock was taken now. Two such processes on one root
+    each replayed the one journal: a job one of them was running was run again by the other.
+
+    Raises:
+        ConflictError: another process holds it.
+    """
+    lock = _embedded_lock(settings)
+    if lock is None:
+        return False
+    import fcntl
+
+    root, fd = lock
+    if root in _HELD:
+        os.close(fd)
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise ConflictError(
+            f"engram: another process (pid {holder}) runs an embedded MNEMOS platform on {root}: two would run "
+            "the same jobs twice. Share one platform: `mnemos up` (every mnemos.connect() then joins it), or "
+            "give this process another MNEMOS_HOME", param="engram") from None  # fmt: skip
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _HELD[root] = fd
+    return True

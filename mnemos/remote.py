@@ -29,6 +29,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from mnemos import errors
+from mnemos._model import check_node_list, check_timeout, check_work_items
 from mnemos.genome import ApplyResult, Resource, parse_resource
 from mnemos.genome.registry import api_path, apply_each
 
@@ -151,6 +152,9 @@ class RemoteClient:
         if not is_url(url):
             raise errors.ValidationError(f"url: {url!r} is not an http(s):// URL of a MNEMOS gateway", param="url")
         check_root(url)
+        if api_key is not None and not isinstance(api_key, str):
+            raise errors.ValidationError(f"api_key: expected a str (an mk_… API key or a token), got "
+                                         f"{type(api_key).__name__}", param="api_key")  # fmt: skip
         from mnemos.soul.credentials import current
 
         self.url = url.rstrip("/")
@@ -194,6 +198,9 @@ class RemoteClient:
             kwargs["timeout"] = timeout
         try:
             response = self._http.request(method, path, **kwargs)
+        except (TypeError, ValueError) as exc:  # a body JSON cannot carry (bytes, a set, NaN), encoded by httpx
+            raise errors.ValidationError(f"body: not JSON ({exc}): send str, int, float, bool, None, lists and dicts",
+                                         param="body") from None  # fmt: skip
         except httpx.HTTPError as exc:
             raise errors.UnavailableError(f"the MNEMOS gateway at {self.url} is not reachable: {exc}") from None
         if response.status_code >= 400:
@@ -360,6 +367,7 @@ class RemoteClient:
 
     def lineage(self, node_id: str) -> dict[str, Any]:
         """The lineage graph (upstream and downstream) of a run, job, request or artifact."""
+        _check_node_id(node_id)
         path = "/".join(_segment(part) for part in str(node_id).split("/"))  # ids may hold '/': the route takes it
         return self.request("GET", f"/v1/lineage/{path}")  # type: ignore[no-any-return]
 
@@ -462,6 +470,7 @@ class RemoteJobHandle:
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """The job's view once finished (or after ``timeout`` s), waited for by the gateway."""
+        check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = 300.0 if deadline is None else max(0.0, min(300.0, deadline - time.monotonic()))
@@ -533,14 +542,23 @@ class RemoteJobs:
         ``job_id`` (an idempotency key: submitting it again returns that job) and ``parents``
         (lineage nodes) are the embedded client's options, sent as the body's ``id`` and ``parents``."""
         body: dict[str, Any] = {"args": list(args), "kwargs": kwargs}
+        check_node_list(parents)
         if callable(function):
             from ray import cloudpickle
 
             body["function"] = f"{function.__module__}:{function.__qualname__}"
-            body["payload"] = base64.b64encode(cloudpickle.dumps((function, args, kwargs))).decode()
+            try:
+                pickled = cloudpickle.dumps((function, args, kwargs))
+            except Exception as exc:  # noqa: BLE001 - a lock, a socket, a generator: cloudpickle's own error
+                raise errors.ValidationError(
+                    f"fn: {function.__qualname__} or its arguments cannot be pickled ({type(exc).__name__}: {exc}): "
+                    "a Python function goes to the platform with cloudpickle; pass what it needs as arguments that "
+                    "pickle, or call a registered Function", param="fn") from None  # fmt: skip
+            body["payload"] = base64.b64encode(pickled).decode()
             body["args"], body["kwargs"] = [], {}
         else:
             body["function"] = str(function)
+            _check_json(args, kwargs)
         options = {"queue": queue, "priority": priority, "resources": resources, "maxAttempts": max_attempts,
                    "timeout": timeout, "labels": labels, "name": name, "id": job_id,
                    "parents": list(parents) or None}  # fmt: skip
@@ -556,6 +574,7 @@ class RemoteJobs:
         keyword arguments, the form a registered Function takes), one ``POST /v1/jobs`` each."""
         options: dict[str, Any] = {"queue": queue, "priority": priority, "resources": resources, "name": name,
                                    "max_attempts": max_attempts, "timeout": timeout, "labels": labels}  # fmt: skip
+        check_work_items(arguments)
         handles = []
         for item in arguments:
             args, kwargs = ((), item) if isinstance(item, dict) else (item if isinstance(item, tuple) else (item,), {})
@@ -568,6 +587,7 @@ class RemoteJobs:
     def wait(self, handles: Iterable[RemoteJobHandle | str], timeout: float | None = None
              ) -> builtins.list[dict[str, Any]]:  # fmt: skip
         """Every job once finished (or as it is when ``timeout`` s, for all of them, ran out)."""
+        check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         views = []
         for handle in handles:
@@ -642,6 +662,7 @@ class RemoteRunHandle:
             from mnemos.synkron._progress import make_display
 
             display = make_display() if progress is True else progress
+        check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         state = self.state()
         try:
@@ -784,3 +805,23 @@ def _lines_until(lines: Iterator[str], deadline: float | None) -> Iterator[str]:
 
 def _looks_like_path(value: str) -> bool:
     return value.endswith((".yaml", ".yml", ".json")) or "/" in value or Path(value).exists()
+
+
+def _check_node_id(node_id: Any) -> None:
+    """A lineage id is a str (``client.lineage(None)`` was an ``AttributeError`` embedded)."""
+    if not isinstance(node_id, str) or not node_id:
+        raise errors.ValidationError(f"id: expected a lineage id such as 'run:<id>' or 'job:<id>', got {node_id!r}",
+                                     param="id")  # fmt: skip
+
+
+def _check_json(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """The arguments of a call sent by name go as JSON: name the one that cannot (bytes, a set, NaN),
+    where it was json's ``TypeError`` from inside httpx."""
+    named = [(f"args[{i}]", value) for i, value in enumerate(args)] + [(f"kwargs.{k}", v) for k, v in kwargs.items()]
+    for param, value in named:
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise errors.ValidationError(f"{param}: not JSON ({exc}): over a gateway the arguments of a Function "
+                                         "go as JSON (str, int, float, bool, None, lists, dicts)",
+                                         param=param) from None  # fmt: skip

@@ -38,7 +38,16 @@ def up(
                               param="address")  # fmt: skip
     settings = load_settings()
     if not address and not settings.ray.address:
+        from mnemos.client import embedded_holder
         from mnemos.cradle.cluster import read_cluster
+
+        if (holder := embedded_holder(settings)) is not None:
+            from mnemos.errors import ConflictError
+
+            raise ConflictError(f"engram: process {holder} hosts an embedded MNEMOS platform on "
+                                f"{settings.engram.root()} (a notebook's mnemos.connect() with no platform up): a "
+                                "second CORTEX on its journal would run its jobs twice. Stop that process (or its "
+                                "kernel) first, then `mnemos up`", param="engram")  # fmt: skip
 
         if read_cluster() is None:  # a HAProxy left by this home's head that died holds the relay port
             _say_stopped_haproxy(orphans_only=True)
