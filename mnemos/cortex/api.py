@@ -21,9 +21,9 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
-from mnemos._model import to_validation_error
-from mnemos.cortex.job import TERMINAL, JobOptions, JobResources, JobSubmission, new_job_id
-from mnemos.errors import ClientError, ConflictError, MnemosError, ServerError, UnavailableError
+from mnemos._model import check_node_list, check_timeout, check_work_items, to_validation_error
+from mnemos.cortex.job import MAX_LIST_LIMIT, TERMINAL, JobOptions, JobResources, JobSubmission, new_job_id
+from mnemos.errors import ClientError, ConflictError, MnemosError, ServerError, UnavailableError, ValidationError
 from mnemos.neuron.codec import decode_value, describe_callable, pickle_call, resolve_reference
 from mnemos.trace.telemetry import current_trace_id, inject
 
@@ -61,6 +61,12 @@ def _principal() -> str:
         return "local"
 
 
+def _check_id(job_id: Any) -> None:
+    if not isinstance(job_id, str):
+        raise ValidationError(f"job_id: expected a job's id (a str), got {type(job_id).__name__} {job_id!r}",
+                              param="job_id")  # fmt: skip
+
+
 class JobHandle:
     """A submitted job: ``status()``, ``result(timeout=)``, ``cancel()``, ``logs()``, ``info()``."""
 
@@ -80,6 +86,7 @@ class JobHandle:
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """The job once it is finished (committed), or as it is after ``timeout`` seconds."""
+        check_timeout(timeout)
         return self._api._call("wait", self.id, timeout)
 
     def result(self, timeout: float | None = None) -> Any:
@@ -87,11 +94,11 @@ class JobHandle:
         return self._api.value_of(self.wait(timeout), timeout)
 
     def cancel(self) -> dict[str, Any]:
-        return self._api._call("cancel", self.id, self._api.principal)
+        return self._api.cancel(self.id)
 
     def logs(self) -> str:
         """What the job printed to stdout and stderr (every attempt)."""
-        return str(self._api._call("logs", self.id))
+        return self._api.logs(self.id)
 
 
 class JobsAPI:
@@ -156,11 +163,18 @@ class JobsAPI:
         """
         if isinstance(fn, str):
             resolve_reference(fn)  # a clear error here rather than on a worker
-            function, payload = fn, pickle_call(None, args, kwargs)
+            function = fn
         elif callable(fn):
-            function, payload = describe_callable(fn), pickle_call(fn, args, kwargs)
+            function = describe_callable(fn)
         else:
             raise ClientError(f"fn: expected a callable or 'module:function', got {type(fn).__name__}", param="fn")
+        try:
+            payload = pickle_call(fn if callable(fn) else None, args, kwargs)
+        except Exception as exc:  # noqa: BLE001 - a lock, a socket, a generator: cloudpickle's own error
+            raise ValidationError(
+                f"fn: {function} or its arguments cannot be pickled ({type(exc).__name__}: {exc}): a job's call "
+                "goes to its worker with cloudpickle; pass what it needs as arguments that pickle", param="fn"
+            ) from None
         # the id is made here, so that a repeated submit is the same job
         fields: dict[str, Any] = {"function": function, "id": options.id or new_job_id()}
         if current_trace_id() is not None:
@@ -225,6 +239,7 @@ class JobsAPI:
             ValidationError: an argument does not fit the Function's ``parameters`` (naming it), or
                 the queue is not declared (``param="queue"``, listing the declared ones).
         """
+        check_node_list(parents)
         if isinstance(fn, str) and ":" not in fn:
             given = dict(queue=queue, priority=priority, resources=resources, max_attempts=max_attempts,
                          timeout=timeout, labels=labels, name=name, id=job_id, parents=list(parents))  # fmt: skip
@@ -248,6 +263,7 @@ class JobsAPI:
     ) -> list[JobHandle]:
         """One job per item of ``arguments`` (a tuple is spread as positional arguments), in few calls;
         for a registered Function's name each item is a dict of keyword arguments (as ``submit``)."""
+        check_work_items(arguments)
         if isinstance(fn, str) and ":" not in fn:
             given = dict(queue=queue, priority=priority, resources=resources, max_attempts=max_attempts,
                          timeout=timeout, labels=labels, name=name)  # fmt: skip
@@ -298,6 +314,7 @@ class JobsAPI:
     # -- queries ------------------------------------------------------------------------------
     def get(self, job_id: str) -> JobHandle:
         """The handle of an existing job (``NotFoundError`` when unknown)."""
+        _check_id(job_id)
         self._call("get", job_id)
         return JobHandle(self, job_id)
 
@@ -312,7 +329,23 @@ class JobsAPI:
         """Jobs, newest first (``status="dead"``: failed after their attempts ran out); ``after``: a
         job id, the page of older jobs after it (the last id of the page before). An undeclared
         ``queue`` is a ``ValidationError`` (as ``GET /v1/jobs?queue=``), not an empty list."""
+        for param, value in (("queue", queue), ("status", status), ("after", after)):
+            if value is not None and not isinstance(value, str):
+                raise ValidationError(f"{param}: expected a str or None, got {type(value).__name__}", param=param)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+            raise ValidationError(f"limit: expected a whole number from 1 to {MAX_LIST_LIMIT}, got {limit!r}",
+                                  param="limit")  # fmt: skip
         return list(self._call("list", queue, status, limit, labels, None, after))
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a queued or running job (as ``DELETE /v1/jobs/{id}``); returns its view."""
+        _check_id(job_id)
+        return dict(self._call("cancel", job_id, self.principal))
+
+    def logs(self, job_id: str) -> str:
+        """What the job printed to stdout and stderr (every attempt)."""
+        _check_id(job_id)
+        return str(self._call("logs", job_id))
 
     def retry(self, job_id: str, *, keep_owner: bool = False) -> JobHandle:
         """Submit a failed or cancelled job again; returns the new job, owned by this client's
@@ -321,7 +354,10 @@ class JobsAPI:
 
     def wait(self, handles: Iterable[JobHandle | str], timeout: float | None = None) -> builtins.list[dict[str, Any]]:
         """Every job once finished (one call to CORTEX for all)."""
+        check_timeout(timeout)
         ids = [h.id if isinstance(h, JobHandle) else h for h in handles]
+        for job_id in ids:
+            _check_id(job_id)
         return list(self._call("wait_many", ids, timeout))
 
     def results(self, handles: Iterable[JobHandle | str], timeout: float | None = None) -> builtins.list[Any]:

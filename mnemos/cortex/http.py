@@ -73,6 +73,7 @@ from mnemos.cortex.job import (
     _JOB_ID,
     MAX_JOB_TIMEOUT_S,
     MAX_LABEL_VALUE,
+    MAX_LIST_LIMIT,
     RESERVED_LABEL_PATTERN,
     STEP_JOB_ID,
     TEAM_LABEL,
@@ -585,7 +586,8 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
         # Bounds published here and checked below (the answer keeps the OpenAI shape without the gateway's handlers).
         status: str | None = Query(None, json_schema_extra={"enum": list(_JOB_STATUSES)},
                                    description="Only jobs in this state ('dead': failed)."),
-        limit: int = Query(100, json_schema_extra={"minimum": 1, "maximum": 10_000}, description="Jobs per page."),
+        limit: int = Query(100, json_schema_extra={"minimum": 1, "maximum": MAX_LIST_LIMIT},
+                           description="Jobs per page."),
         after: str | None = Query(None, json_schema_extra={"pattern": _JOB_ID.pattern},
                                   description="A job id (a page's last_id): the page of older jobs after it."),
         principal: Any = who,
@@ -599,8 +601,8 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
                                   param="queue")  # fmt: skip
         if status is not None and status not in _JOB_STATUSES:
             raise ValidationError(f"status: {status[:80]!r} is not one of {', '.join(_JOB_STATUSES)}", param="status")
-        if not 1 <= limit <= 10_000:
-            raise ValidationError("limit: must be between 1 and 10000", param="limit")
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise ValidationError(f"limit: must be between 1 and {MAX_LIST_LIMIT}", param="limit")
         mine = None if sees_all(principal) else _subject(principal)
         data = await _call(handle, "list", queue, status, limit + 1, None, mine, after)
         page = [job_for(principal, v) for v in data[:limit]]

@@ -21,6 +21,8 @@ it was made; the records are the typed models of ``mnemos.cortex.records``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import re
 import time
 import uuid
@@ -52,6 +54,7 @@ __all__ = [
     "ACTIVE",
     "MAX_ATTEMPTS",
     "MAX_JOB_TIMEOUT_S",
+    "MAX_LIST_LIMIT",
     "PRIORITY_MAX",
     "PRIORITY_MIN",
     "RESERVED_LABEL_PREFIX",
@@ -67,11 +70,14 @@ __all__ = [
     "JobSubmission",
     "apply_record",
     "check_submitted_label",
+    "digest_call",
     "join_logs",
     "new_job_id",
     "select",
 ]
 
+MAX_LIST_LIMIT = 10_000
+"""The most jobs one ``list`` call returns (a page)."""
 STATUSES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE = frozenset({"queued", "running", "retrying"})
@@ -248,6 +254,12 @@ class JobSubmission(JobRequest):
         return self
 
 
+def digest_call(args: list[Any], kwargs: dict[str, Any]) -> str:
+    """A digest of a JSON call's arguments: what a finished job keeps to recognize its own call."""
+    canonical = json.dumps([args, kwargs], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 @dataclass(eq=False, slots=True)  # slots: a CORTEX holds many; each is about half the size
 class Job:
     """The state CORTEX keeps for one job (journal fields, then runtime-only fields)."""
@@ -282,6 +294,7 @@ class Job:
     traceback: str | None = None
     result: Envelope | None = None
     logs: list[dict[str, Any]] = field(default_factory=list)  # [{attempt, status, logs: envelope}]
+    call_digest: str | None = None  # of the JSON arguments, once a success drops them (idempotency checks)
     # runtime only (never journaled)
     committed: bool = False
     settled: asyncio.Event | None = None
@@ -417,6 +430,8 @@ def apply_record(jobs: dict[str, Job], rec: JournalRecord) -> Job | None:
         _add_logs(job, rec.attempt, rec.logs, "retried")
     elif isinstance(rec, ResultRecord):
         job.status, job.result, job.error, job.traceback = "succeeded", rec.result, None, None
+        if job.args is not None or job.kwargs is not None:
+            job.call_digest = digest_call(job.args or [], job.kwargs or {})
         job.payload = job.args = job.kwargs = None  # never run again: the call is not kept in memory
         job.started_at = job.started_at if rec.started is None else rec.started
         job.finished_at = rec.ts if rec.finished is None else rec.finished

@@ -51,6 +51,7 @@ from mnemos.cortex.job import (
     JobResources,
     JobSubmission,
     apply_record,
+    digest_call,
     join_logs,
     new_job_id,
     select,
@@ -556,10 +557,13 @@ def _check_same_call(job: Job, sub: JobSubmission) -> None:
     differs = [name for name, kept, sent in (("function", job.function, sub.function),
                                               ("queue", job.queue, sub.queue or job.queue))
                if kept != sent]  # fmt: skip
-    if sub.payload is None and sub.payload_digest is None and (job.args is not None or job.kwargs is not None):
-        differs += [name for name, kept, sent in (("args", job.args or [], list(sub.args)),
-                                                  ("kwargs", job.kwargs or {}, dict(sub.kwargs)))
-                    if kept != sent]  # fmt: skip
+    if sub.payload is None and sub.payload_digest is None:
+        if job.args is not None or job.kwargs is not None:
+            differs += [name for name, kept, sent in (("args", job.args or [], list(sub.args)),
+                                                      ("kwargs", job.kwargs or {}, dict(sub.kwargs)))
+                        if kept != sent]  # fmt: skip
+        elif job.call_digest is not None and job.call_digest != digest_call(list(sub.args), dict(sub.kwargs)):
+            differs.append("args or kwargs")  # it succeeded: only the digest of its arguments is kept
     if differs:
         raise ConflictError(f"id: {job.id!r} names a job already submitted with other {', '.join(differs)}: an id is "
                             "an idempotency key, the same id the same call; submit new work under a new id (or none)",

@@ -249,6 +249,36 @@ def test_bad_requests_name_the_field(client: Any) -> None:
         client.jobs.get("missing")
 
 
+def test_the_sdk_names_the_argument_it_cannot_take(client: Any) -> None:
+    """Embedded ``client.jobs`` answered these with raw ``RayTaskError``/``TypeError`` tracebacks
+    from inside CORTEX or cloudpickle, stored ``parents="run:x"`` as the nodes 'r', 'u', 'n' …,
+    and listed ``limit=-1``; each is now a ``ValidationError`` naming the argument, as remotely."""
+    import threading
+
+    lock = threading.Lock()  # what cloudpickle cannot send
+    before = len(client.jobs.list(limit=10_000))
+    for call, param in ((lambda: client.jobs.get(5), "job_id"),
+                        (lambda: client.jobs.list(limit="x"), "limit"),
+                        (lambda: client.jobs.list(limit=-1), "limit"),
+                        (lambda: client.jobs.list(limit=True), "limit"),
+                        (lambda: client.jobs.list(status=3), "status"),
+                        (lambda: client.jobs.submit(f"{T}:add", 1, 2, parents="run:x"), "parents"),
+                        (lambda: client.jobs.submit(f"{T}:add", 1, threading.Lock()), "fn"),
+                        (lambda: client.jobs.submit(lambda: lock.locked()), "fn"),
+                        (lambda: client.jobs.submit_many(f"{T}:noop", 5), "arguments"),
+                        (lambda: client.jobs.wait(["x"], timeout="30s"), "timeout"),
+                        (lambda: client.jobs.cancel(None), "job_id")):  # fmt: skip
+        with pytest.raises(ValidationError) as bad:
+            call()
+        assert bad.value.param == param, (param, bad.value)
+    assert len(client.jobs.list(limit=10_000)) == before  # none of them queued a job
+    job = client.jobs.submit(f"{T}:sleep", 30, "cancel me")
+    with pytest.raises(ValidationError, match="timeout: expected seconds") as bad:
+        job.result(timeout="30s")
+    assert client.jobs.cancel(job.id)["status"] == "cancelled"  # the remote client's calls, embedded too
+    assert isinstance(client.jobs.logs(job.id), str)
+
+
 def test_a_job_id_is_an_idempotency_key(client: Any) -> None:
     key = f"step-{uuid.uuid4().hex[:8]}"
     first = client.jobs.submit(f"{T}:add", 1, 1, job_id=key)
@@ -272,6 +302,10 @@ def test_an_id_reused_for_another_call_is_refused(client: Any) -> None:
         with pytest.raises(ConflictError, match=f"id: '{key}' names a job already submitted with other {named}"):
             ray.get(client.jobs.cortex.submit_many.remote([{**call, **other}], "user:bob"))
     assert client.jobs.get(key).result(timeout=120) == "first"
+    # done, its arguments dropped from memory: still compared (a digest is kept), not answered with "first"
+    with pytest.raises(ConflictError, match=f"id: '{key}' names a job already submitted with other args or kwargs"):
+        ray.get(client.jobs.cortex.submit_many.remote([{**call, "args": [3, "second"]}], "user:bob"))
+    assert ray.get(client.jobs.cortex.submit_many.remote([dict(call)], "user:bob")) == [key]
 
 
 def test_an_id_another_principal_holds_is_never_their_job(client: Any) -> None:
