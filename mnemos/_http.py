@@ -1,14 +1,16 @@
-"""The JSON answer every MNEMOS route gives (FastAPI's default response class in the gateway)."""
+"""What every MNEMOS route shares: the JSON answer (FastAPI's default response class in the
+gateway) and the check that refuses a query parameter a route does not take."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from starlette.requests import Request
 from starlette.responses import JSONResponse as _StarletteJSONResponse
 
 from mnemos._model import dump_json
 
-__all__ = ["JSONResponse"]
+__all__ = ["JSONResponse", "declared_query"]
 
 
 class JSONResponse(_StarletteJSONResponse):
@@ -18,3 +20,26 @@ class JSONResponse(_StarletteJSONResponse):
 
     def render(self, content: Any) -> bytes:
         return dump_json(content)
+
+
+async def declared_query(request: Request) -> None:
+    """A router dependency: a query parameter the matched route does not declare (``?foo=1``, a
+    typo of a filter), or one given twice, is a 422 naming it (and the ones the route takes), never
+    ignored. The declared ones are read from the route itself, so a new route is checked too."""
+    from fastapi.dependencies.utils import get_flat_dependant
+
+    from mnemos.errors import ValidationError
+
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    fields = get_flat_dependant(dependant).query_params if dependant is not None else []
+    known = [field.alias for field in fields]
+    params = request.query_params
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        name = unknown[0][:80]
+        takes = f"it takes {', '.join(known)}" if known else "it takes none"
+        raise ValidationError(f"{name}: not a query parameter of this route ({takes})", param=name)
+    twice = sorted(k for k in set(params) if len(params.getlist(k)) > 1)
+    if twice:
+        raise ValidationError(f"{twice[0]}: given more than once; give it once", param=twice[0])

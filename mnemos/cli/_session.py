@@ -13,8 +13,8 @@ from typing import Any
 from mnemos.client import Client
 from mnemos.config import load_settings
 
-__all__ = ["NOTES", "check_url", "event_position", "open_client", "platform_address", "platform_up", "remote_url",
-           "require_local"]
+__all__ = ["NOTES", "check_url", "event_position", "gateway_client", "not_a_gateway", "open_client", "platform_address",
+           "platform_up", "remote_url", "require_local"]  # fmt: skip
 
 
 def check_url(url: str, option: str) -> str:
@@ -108,9 +108,7 @@ def open_client(*, publish: bool = False, connect: bool = False) -> Any:
     """
     url = remote_url()
     if url:
-        from mnemos.remote import RemoteClient
-
-        return RemoteClient(url)
+        return gateway_client(url)
     if connect or (publish and platform_address()):
         import mnemos
 
@@ -119,6 +117,53 @@ def open_client(*, publish: bool = False, connect: bool = False) -> Any:
     if publish:
         _note_an_empty_store(settings.engram.root())
     return Client(settings)
+
+
+def gateway_client(url: str, api_key: str | None = None) -> Any:
+    """A ``RemoteClient`` of ``url`` whose every answer is checked to come from a MNEMOS gateway
+    (``not_a_gateway``): a URL that is some other server (a web server, the Ray dashboard) is one
+    line saying so, not ``HTTP 404`` or a traceback of a web page read as JSON."""
+    from mnemos.remote import RemoteClient
+
+    client = RemoteClient(url, api_key)
+
+    def check(response: Any) -> None:
+        refused = not_a_gateway(response, client.url)
+        if refused is not None:
+            raise refused
+
+    client._http.event_hooks["response"].append(check)
+    return client
+
+
+_WHERE = "check the URL (--url, MNEMOS_URL or `mnemos login URL`)"
+
+
+def not_a_gateway(response: Any, url: str) -> Any:
+    """The ``UnavailableError`` for an answer no MNEMOS gateway gives (``None`` for one it gives):
+    a web page, or an error without MNEMOS's error body (``{"error": {"message": …}}``, which the
+    gateway sends with every error status)."""
+    from mnemos.errors import UnavailableError
+
+    status = response.status_code
+    media = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if status < 400 and media != "text/html":
+        return None
+    if status >= 400:
+        response.read()  # an error's body is small (and a stream's reader reads it too)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("error"), dict) and body["error"].get("message"):
+            return None
+    what = f"HTTP {status} for {response.request.method} {response.request.url.path}"
+    what += ", a web page" if media == "text/html" else ""
+    if status in (502, 503, 504):  # a proxy's own answer, when what it fronts is down
+        return UnavailableError(f"{url} answered {what}, not a MNEMOS error: not a MNEMOS gateway, or a proxy "
+                                f"in front of one that is down; {_WHERE} and that the platform is up",
+                                param="url")  # fmt: skip
+    return UnavailableError(f"{url} does not answer as a MNEMOS gateway ({what}): {_WHERE}", param="url")
 
 
 NOTES: list[str] = []

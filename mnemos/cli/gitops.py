@@ -115,11 +115,12 @@ def diff(
     Over --url the live resources are read through the gateway's API.
     """
     from mnemos.cli._session import open_client
+    from mnemos.cli.resources import load_files
     from mnemos.errors import BadRequestError
     from mnemos.wraith.gitops import diff as compute_diff
     from mnemos.wraith.gitops import load_resources
 
-    resources = load_resources(file)
+    resources = load_files(file, load_resources)  # a pipe too: mnemos diff -f <(kustomize build)
     if not resources:
         raise BadRequestError(f"-f/--file: no resources in {', '.join(map(str, file))}: nothing to diff "
                               "(YAML or JSON files, .yaml/.yml/.json)", param="file")  # fmt: skip

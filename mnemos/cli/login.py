@@ -68,9 +68,9 @@ def login(
 
 def _verify_remote(url: str, value: str) -> str:
     """``name (role)`` as the gateway at ``url`` sees the credential (its errors as they are: 401 …)."""
-    from mnemos.remote import RemoteClient
+    from mnemos.cli._session import gateway_client
 
-    with RemoteClient(url, value) as client:
+    with gateway_client(url, value) as client:
         me = client.whoami()
     return f"{me['subject']} ({me['role']})"
 

@@ -40,23 +40,44 @@ def apply(
         console.print(str(result))
 
 
-def _load(files: list[Path]) -> list[Any]:
+def _load(files: list[Path], verb: str = "apply") -> list[Any]:
     """The resources of ``files``, checked as ``apply`` and ``validate`` check them: schema, no
     kind+name twice, at least one document, and GENOME's checks beyond the schema (for pipelines,
     what ``mnemos run`` checks first), all before the first one is applied. The registry makes
     the same checks on every write (``mnemos.genome.admission``): the same errors over HTTP and
     from the Python API."""
     from mnemos.errors import BadRequestError
-    from mnemos.genome import load_paths
     from mnemos.genome.admission import check
 
-    resources = load_paths(files)
+    resources = load_files(files)
     if not resources:
         named = ", ".join("standard input" if str(f) == "-" else str(f) for f in files)
-        raise BadRequestError(f"no documents in {named}: nothing to apply", param="file")
+        raise BadRequestError(f"no documents in {named} (it is empty, or holds only comments): nothing to {verb}",
+                              param="file")  # fmt: skip
     for resource in resources:
         check(resource)
     return resources
+
+
+def stream_file(path: Path) -> bool:
+    """Whether ``path`` is a file that is read as a stream: a device or a pipe (``/dev/null``, ``-f
+    <(kustomize build)``), neither a folder nor a regular file."""
+    return str(path) != "-" and path.exists() and not path.is_dir() and not path.is_file()
+
+
+def load_files(files: list[Path], load: Any = None) -> list[Any]:
+    """The resources of ``files`` (``load``: how files and folders are read, default
+    ``mnemos.genome.load_paths``), a device or a pipe (``stream_file``) read as one file."""
+    from mnemos.genome import load_paths, parse_documents
+    from mnemos.genome.kinds import read_text, refuse_duplicates
+
+    load = load or load_paths
+    if not any(stream_file(f) for f in files):
+        return list(load(files))
+    located = [(r, str(f)) for f in files
+               for r in (parse_documents(read_text(f), str(f)) if stream_file(f) else load([f]))]  # fmt: skip
+    refuse_duplicates(located)
+    return [r for r, _ in located]
 
 
 def get(
@@ -143,15 +164,41 @@ def _model_statuses(client: Any, names: list[str]) -> dict[str, dict[str, Any] |
         if engram is None:
             served = client.status().get("model_status") or {}
             return {name: served.get(name) for name in names}
-        return {name: read_status(engram, name) for name in names}
+        recorded = {name: read_status(engram, name) for name in names}
     except Exception:  # noqa: BLE001 - status is informative: a listing never fails for it
         return dict.fromkeys(names)
+    return recorded if _platform_running() else {name: _unknown(status) for name, status in recorded.items()}
+
+
+def _platform_running(note: bool = True) -> bool:
+    """Whether a platform is up to serve models (else a recorded status is the last one it saw)."""
+    from mnemos.cli._session import NOTES, platform_up
+
+    up = platform_up()
+    line = ("note: no platform is up (`mnemos up`, or `mnemos login URL` for a remote one): model statuses are "
+            "unknown; the last ones recorded are in -o json (last_recorded)")  # fmt: skip
+    if not up and note and line not in NOTES:
+        NOTES.append(line)
+    return up
+
+
+def _unknown(recorded: dict[str, Any] | None) -> dict[str, Any]:
+    """A Model's status while no platform runs: ``Unknown`` (``PlatformDown``), not the phase the
+    controller last recorded (``Ready`` before ``mnemos down``), which is kept as ``last_recorded``."""
+    last = f"the last status recorded was {recorded.get('phase')}" if recorded else "no status was recorded"
+    status: dict[str, Any] = {"phase": "Unknown", "reason": "PlatformDown", "ready_replicas": 0,
+                              "message": f"no platform is up, so nothing serves this model ({last})"}  # fmt: skip
+    if recorded:
+        status["desired_replicas"] = recorded.get("desired_replicas")
+        status["last_recorded"] = recorded
+    return status
 
 
 def _model_row(model: Any, status: dict[str, Any] | None) -> tuple[Any, ...]:
     status = status or {"phase": "Pending"}
     phase = status.get("phase", "Pending")
     ready = "True" if phase == "Ready" and status.get("ready_replicas", 1) else "False"  # no replica up: not ready
+    ready = "Unknown" if phase == "Unknown" else ready
     desired = status.get("desired_replicas")
     replicas = f"{status.get('ready_replicas', 0)}/{desired if desired is not None else '-'}"
     reason = status.get("reason") or phase
@@ -172,6 +219,8 @@ def describe(kind: str = typer.Argument(..., help="Model."), name: str = typer.A
     client = open_client()
     model = client.get("Model", name)
     status = client.model_status(name)
+    if getattr(client, "engram", None) is not None and not _platform_running(note=False):
+        status = {**_unknown(status), "events": (status or {}).get("events")}  # what happened before stays true
     spec = model.spec
     console.print(f"Name:        {model.name}")
     console.print(f"Generation:  {model.generation}   Engine: {spec.runtime.engine}   Artifact: {spec.artifact.uri}")
@@ -208,7 +257,7 @@ def validate(
     ),
 ) -> None:
     """Check schema, pipeline steps and admission without applying."""
-    resources = _load(file)
+    resources = _load(file, "validate")
     for resource in open_client().admit(resources):
         console.print(f"{type(resource).__name__.lower()}/{resource.name} valid")
 

@@ -9,6 +9,8 @@ from mnemos.cli._output import Output, console, emit
 __all__ = ["app", "list_spaces", "search"]
 
 app = typer.Typer(help="Embedding spaces written by pipeline index steps.", no_args_is_help=True)
+_MOST = 1000
+"""The most items a search answers (``POST /v1/spaces/{space}/search``'s ``k``)."""
 
 
 def _client():  # type: ignore[no-untyped-def]
@@ -25,6 +27,10 @@ def search(
     output: Output = typer.Option(Output.table, "-o", "--output"),
 ) -> None:
     """The K items of SPACE closest in meaning to QUERY (cosine similarity)."""
+    if not 1 <= k <= _MOST:  # named as typed, before anything is asked (the API's field is `k`)
+        from mnemos.errors import ValidationError
+
+        raise ValidationError(f"-k/--top: {k} is not between 1 and {_MOST}", param="top")
     hits = _client().spaces.search(space, query, k)
     rows = [(h["score"], h["id"], h["text"][:80].replace("\n", " "), h["lineage"]) for h in hits]
     emit(hits, output, ("SCORE", "ID", "TEXT", "LINEAGE"), rows)

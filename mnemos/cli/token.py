@@ -9,11 +9,13 @@ admin (whoever can write ENGRAM and holds the master key is the platform's root)
 from __future__ import annotations
 
 import datetime as dt
+import re
 import sys
 
 import typer
 
 from mnemos.cli._output import Output, emit
+from mnemos.errors import ValidationError
 
 __all__ = ["app", "create", "list_", "parse_ttl", "revoke"]
 
@@ -55,6 +57,23 @@ def parse_ttl(value: str | None, flag: str = "ttl") -> float | None:
     return float(seconds)
 
 
+_FLAGS = {"limits.rpm": "rpm", "limits.tpm": "tpm", "limits.budget.amount": "budget",
+          "limits.budget.tokens": "budget-tokens", "limits.budget.window": "budget-window",
+          "scope": "scope", "model": "model"}  # fmt: skip
+"""The option of ``create`` that sets each field of ``POST /v1/tokens`` (its errors name the field)."""
+
+
+def _as_flags(exc: ValidationError) -> ValidationError:
+    """``exc`` naming the option the user typed (``--rpm``), not the field it fills (``limits.rpm``)."""
+    param = exc.param or ""
+    field = next((f for f in sorted(_FLAGS, key=len, reverse=True) if param == f or param.startswith(f + "[")), None)
+    if field is None:
+        return exc
+    flag = _FLAGS[field]
+    message = re.sub(rf"^{re.escape(field)}(\[\d+\])?(?=:)", f"--{flag}", exc.message)
+    return ValidationError(message, param=flag)
+
+
 def _when(ts: float | None) -> str:
     """An expiry as a UTC date; one no calendar can show (10^12 days away, or not a number) as it is stored."""
     if ts is None:
@@ -89,11 +108,14 @@ def create(
     from mnemos.soul.store import check_ttl
 
     window = parse_ttl(budget_window, "budget-window") if budget_window is not None else None
-    limits = parse_limits(rpm, tpm, budget, budget_tokens, window)
-    seconds = parse_ttl(ttl)
-    check_ttl(seconds)  # from 1 s to 100 years, as POST /v1/tokens
-    check_scopes_held(check_role(role), scope, param="scope")  # a scope the role lacks grants nothing
-    models = check_models(model, param="model")
+    try:
+        limits = parse_limits(rpm, tpm, budget, budget_tokens, window)
+        seconds = parse_ttl(ttl)
+        check_ttl(seconds)  # from 1 s to 100 years, as POST /v1/tokens
+        check_scopes_held(check_role(role), scope, param="scope")  # a scope the role lacks grants nothing
+        models = check_models(model, param="model")
+    except ValidationError as exc:  # named as the option the user typed
+        raise _as_flags(exc) from None
     if (gateway := _gateway()) is not None:  # the gateway holds it to the caller's role, team and limits
         body = {"name": name, "role": role, "ttl": seconds, "scopes": scope, "apiKey": api_key, "team": team,
                 "limits": limits, "models": list(models) or None}  # fmt: skip

@@ -32,6 +32,11 @@ def fetch_usage(url: str, params: dict[str, str], headers: dict[str, str]) -> di
     except httpx.HTTPError as exc:
         raise errors.UnavailableError(f"the gateway at {url} cannot be reached ({type(exc).__name__}); "
                                       "is the platform up (mnemos up) and --url right?") from None  # fmt: skip
+    from mnemos.cli._session import not_a_gateway
+
+    refused = not_a_gateway(response, url.rstrip("/"))
+    if refused is not None:
+        raise refused
     if response.status_code >= 400:
         try:
             error = response.json()["error"]

@@ -31,7 +31,8 @@ Tokens and API keys are SOUL's ``/v1/tokens``.
 
 SOUL decides every call before its body is read (``EdgeMiddleware``; each route declares its verb
 in ``openapi_extra``). Every change is an ``audit`` event in lineage naming the principal.
-Errors have the OpenAI shape ``{"error": {message, type, param, code}}``.
+Errors have the OpenAI shape ``{"error": {message, type, param, code}}``. A query parameter a
+route does not take (``?foo=1``), or one given twice, is a 422 naming it, never ignored.
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import Field
 
-from mnemos._model import CoreModel, parse_json, require_json_media
+from mnemos._http import declared_query
+from mnemos._model import CoreModel, parse_json, require_json_media, validate_json
 from mnemos.config import Settings
 from mnemos.engram import Engram
 from mnemos.errors import (
@@ -177,14 +179,10 @@ async def _json(request: Request) -> Any:
 
 
 def _model_body(model: type[CoreModel], doc: Any) -> Any:
-    from pydantic import ValidationError as PydanticValidationError
-
-    from mnemos._model import to_validation_error
-
-    try:
-        return model.model_validate(doc)
-    except PydanticValidationError as exc:
-        raise to_validation_error(exc) from None
+    """``doc`` (parsed JSON) as ``model``, strictly: ``"k": "3"`` is a 422 naming ``k``, not 3."""
+    if not isinstance(doc, dict):
+        raise BadRequestError("the request body must be a JSON object ({...})", param="body")
+    return validate_json(model, doc)
 
 
 def _parse(doc: Any, kind: str, name: str | None = None) -> Resource:
@@ -374,7 +372,7 @@ def build_router(edge: Any, settings: Settings, engram: Engram, *,
         status: extra fields for ``GET /v1/status`` (the gateway's model statuses).
         governor: the limits a space search spends (the gateway's; default: a new one).
     """
-    api = APIRouter()
+    api = APIRouter(dependencies=[Depends(declared_query)])  # ?foo=1 (a typo) is a 422, never ignored
     ctl = _Control(settings, engram, governor)
     group_p = Path(..., pattern=_GROUP, description="API group, e.g. genome.mnemos.dev.")
     version_p = Path(..., pattern=_VERSION, description="API version, e.g. v1.")
@@ -700,6 +698,22 @@ def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[
 
         return secret_store(None, ctl.settings)
 
+    async def in_store(fn: Callable[..., Any], name: str, key: str | None = None) -> Any:
+        """``fn(name[, key])`` on the store; a missing secret is a 404 naming the path's ``name``,
+        a missing key of one that exists the path's ``key`` (the store names ``secretRef``, a
+        resource's field, which this route has not)."""
+        try:
+            return await ctl.read(fn, name, *((key,) if key is not None else ()))
+        except NotFoundError as exc:
+            missing = "name"
+            if key is not None:
+                try:
+                    await ctl.read(store().list, name)
+                    missing = "key"
+                except NotFoundError:
+                    pass
+            raise NotFoundError(exc.message, param=missing) from None
+
     @api.get("/v1/secrets", tags=["secrets"], response_model=ResourceList, openapi_extra=_verb("apply"),
              responses=_responses())  # fmt: skip
     async def list_secrets(request: Request) -> dict[str, Any]:
@@ -711,7 +725,7 @@ def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[
     async def secret_keys(request: Request, name: str = secret_p) -> dict[str, Any]:
         """The key names of one secret (never values)."""
         await edge.admit(request, "apply")
-        return {"name": name, "keys": await ctl.read(lambda: store().list(name))}
+        return {"name": name, "keys": await in_store(store().list, name)}
 
     @api.put("/v1/secrets/{name}/{key}", tags=["secrets"], openapi_extra={**_verb("apply"), **_body_of(SecretValue)},
              responses=_responses(400, 413, 422))  # fmt: skip
@@ -727,7 +741,7 @@ def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[
     async def _delete_secret(request: Request, name: str, key: str | None) -> dict[str, Any]:
         principal = await edge.admit(request, "apply")
         secrets = store()
-        await ctl.read(secrets.delete, name, key)
+        await in_store(secrets.delete, name, key)
         await ctl.audit(principal, "secret.deleted", store=secrets.kind, name=name, key=key)
         return {"name": name, "key": key, "deleted": True}
 

@@ -17,7 +17,10 @@ a stream. Control events (``event: <name>``, ``data: {"reason": …}``):
   seconds (the guard's own check, ``EdgeGuard.authenticate``, over the revocation list it
   re-reads every second: no work per event), so it ends within a few seconds of the revocation.
 
-A comment line (``: keepalive``) is sent every ``heartbeat`` seconds of silence. A stream opened
+A comment line (``: keepalive``) is sent every ``heartbeat`` seconds of silence, in a frame with
+``id: <n>``, the stream's position (the last event it passed, sent to this caller or not): a
+filtered stream that sent nothing while the bus moved on resumes from there, not from an id the
+bus no longer holds (a spurious ``reset``). A stream opened
 without ``Last-Event-ID`` starts with ``id: <n>`` + ``: connected`` (no data): the position it
 streams from, so a client that reconnects before its first event still resumes without a gap.
 A client that goes away ends its stream quietly (no error is logged for a disconnect).
@@ -344,8 +347,8 @@ class EventHub:
                         yield _control("revoked", sent, {"reason": f"{reason}: this stream is closed"})
                         return
                     check_at = clock() + RECHECK_S
-                if clock() >= beat_at:
-                    yield b": keepalive\n\n"
+                if clock() >= beat_at:  # with the position: events skipped since the last one are not replayed
+                    yield b"id: %d\n: keepalive\n\n" % sent if sent is not None else b": keepalive\n\n"
                     beat_at = clock() + heartbeat
                 try:
                     event = sub.queue.get_nowait()

@@ -10,7 +10,8 @@
     POST /v1/runs/{id}/resume        → 202 {run}
 
 The gateway includes ``build_router(auth=…, settings=…)`` (or ``router``, which reads its
-settings from ``MNEMOS_*``). Errors use the OpenAI error shape with the error's status.
+settings from ``MNEMOS_*``). Errors use the OpenAI error shape with the error's status. A query
+parameter a route does not take (``?foo=1``), or one given twice, is a 422 naming it.
 
 Who may run what: only *registered* pipelines run over HTTP (applied by someone with ``apply``,
 like Functions), so their scripts and ``call``s are code an operator approved; starting one needs
@@ -49,7 +50,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import Field
 
-from mnemos._http import JSONResponse
+from mnemos._http import JSONResponse, declared_query
 from mnemos._model import CoreModel, json_body
 from mnemos.config import Settings, load_settings
 from mnemos.errors import ClientError, MnemosError, NotFoundError, PermissionDeniedError, ValidationError
@@ -290,13 +291,18 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
             starting, cancelling and resuming runs also need the ``submit`` verb.
         settings: the platform's settings (default: read from ``MNEMOS_*`` on first use).
     """
-    router = APIRouter(tags=["pipelines"])
     clients: dict[str, Any] = {}
 
     async def no_auth() -> None:
         return None
 
     caller = Depends(auth or no_auth)
+
+    async def query_checked(request: Request, principal: Any = caller) -> None:
+        """Once the caller is admitted: ``?foo=1`` (a typo of a filter) is a 422, never ignored."""
+        await declared_query(request)
+
+    router = APIRouter(tags=["pipelines"], dependencies=[Depends(query_checked)])
 
     def client() -> Any:
         if "client" not in clients:
