@@ -56,6 +56,8 @@ def list_tasks(output: Output = typer.Option(Output.table, "-o", "--output")) ->
             if engram.exists(f"wraith/runs/{entry.name}.json")
             else {}
         )
+        if finished and float(finished.get("started") or 0) < float(current.get("lastRun") or 0):
+            finished = {}  # the run before the last: the last one, submitted after it, has not ended
         next_run = current.get("nextRun") if current.get("lastSlot") is not None else None
         error = entry.error or current.get("error")
         if entry.enabled and next_run is None and error is None:
@@ -173,18 +175,23 @@ def snapshots(
     import os
 
     from mnemos.cli.gitops import backup_store
-    from mnemos.errors import NotFoundError
-    from mnemos.wraith.backup import SNAPSHOTS, list_snapshots
+    from mnemos.errors import IntegrityError, NotFoundError
+    from mnemos.wraith.backup import list_snapshots, load_manifest
 
     if source and "://" not in source and not os.path.exists(source):  # a mistyped folder would list nothing
         shown = source if len(source) <= 200 else f"{source[:200]}… ({len(source)} characters)"
         raise NotFoundError(f"--from {shown}: no such folder; pass the backup URI (engram.backups.destination)",
                             param="from")  # fmt: skip
     dest = backup_store(source)
-    items = []
+    items: list[dict[str, Any]] = []
     with storage_errors({"--from" if source else "engram.backups.destination": dest.uri}, dest.storage_options):
         for snapshot in list_snapshots(dest):
-            manifest = dest.read_json(f"{SNAPSHOTS}/{snapshot}/manifest.json")
+            try:
+                manifest = load_manifest(dest, snapshot)
+            except IntegrityError as exc:  # listed as such; the others still list
+                items.append({"snapshot": snapshot, "created": None, "documents": None, "refs": None,
+                              "blobs": None, "error": exc.message})  # fmt: skip
+                continue
             items.append(
                 {
                     "snapshot": snapshot,
@@ -198,5 +205,10 @@ def snapshots(
         items,
         output,
         ("SNAPSHOT", "CREATED", "DOCUMENTS", "REFS", "BLOBS"),
-        [(i["snapshot"], _when(i["created"]), i["documents"], i["refs"], i["blobs"]) for i in items],
+        [
+            (i["snapshot"], _when(i["created"]), i["documents"], i["refs"], i["blobs"])
+            if "error" not in i
+            else (i["snapshot"], "damaged (-o json says why)", "-", "-", "-")
+            for i in items
+        ],
     )

@@ -24,8 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from mnemos.engram import Engram
-from mnemos.errors import AdmissionError, ConflictError, MnemosError, NotFoundError, ValidationError
-from mnemos.wraith._store import all_keys
+from mnemos.engram.keys import normalize_digest, validate_key
+from mnemos.engram.store import CHUNK
+from mnemos.errors import (
+    AdmissionError,
+    ConflictError,
+    IntegrityError,
+    MnemosError,
+    NotFoundError,
+    ValidationError,
+)
+from mnemos.wraith._store import all_keys, root_path
 from mnemos.wraith.retention import reachable_blobs
 
 __all__ = [
@@ -34,15 +43,17 @@ __all__ = [
     "backup",
     "default_destination",
     "list_snapshots",
+    "load_manifest",
     "options_for",
     "prune_snapshots",
     "read_manifest",
     "restore",
+    "same_store",
 ]
 
 SNAPSHOTS = "snapshots"
 _NOT_DOCUMENTS = ("blobs/", "refs/", f"{SNAPSHOTS}/")
-_RESTORE_GUARD = ("registry", "refs", "lineage", "journal")
+_RESTORE_INTO = frozenset({"blobs", SNAPSHOTS})  # all a root that a restore without --force takes may hold
 MAX_APPEND_ATTEMPTS = 5  # new generations tried when a restored resource is written concurrently
 
 
@@ -167,8 +178,18 @@ def backup(
     now = time.time() if now is None else now
     destination = destination or default_destination(engram.uri)
     dest = Engram(destination, options_for(destination, engram) if storage_options is None else storage_options)
+    if same_store(engram, dest, inside=True):  # its files would be documents of every snapshot, the next one's too
+        raise ValidationError(
+            f"the backup URI {destination} is inside the ENGRAM root {engram.uri}: each backup would copy the "
+            "earlier ones again; set engram.backups.destination (MNEMOS_ENGRAM__BACKUPS__DESTINATION) to a place "
+            "outside it (the default is `backups` next to it)",
+            param="engram.backups.destination",
+        )
     dest.check()
-    snapshot = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + f"-{uuid.uuid4().hex[:6]}"
+    # The time, then its milliseconds and a random part: ids sort by age (``latest`` is the newest)
+    # even for two backups within one second.
+    millis = int(now * 1000) % 1000
+    snapshot = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + f"-{millis:03d}{uuid.uuid4().hex[:3]}"
     report = BackupReport(snapshot=snapshot, destination=destination)
     started = f"{SNAPSHOTS}/{snapshot}/{_STARTED}"
     dest.write_json(started, {"started": time.time()})  # a prune meanwhile deletes no blob (prune_snapshots)
@@ -194,9 +215,21 @@ def backup(
     if missing:  # a prune that began before this backup did deleted them before the manifest named them
         report.copied_blobs += _store_again(engram, dest, snapshot, documents, missing)
     report.documents, report.refs, report.blobs = len(documents), len(refs), len(manifest["blobs"])
-    if keep_days is not None:
-        report.pruned = prune_snapshots(dest, keep_days, now=now)
+    if keep_days is not None:  # snapshots in the root itself: its blobs are retention's to delete, not a prune's
+        report.pruned = prune_snapshots(dest, keep_days, now=now, blobs=not same_store(engram, dest))
     return report
+
+
+def same_store(a: Engram, b: Engram, *, inside: bool = False) -> bool:
+    """Whether ``a`` and ``b`` are one root, however their URIs spell it (``inside``: whether ``b``
+    is a folder strictly inside ``a`` instead)."""
+
+    def protocol(e: Engram) -> str:
+        return "file" if e.is_local else e.uri.split("://", 1)[0]
+
+    if protocol(a) != protocol(b):
+        return False
+    return root_path(b).startswith(root_path(a) + "/") if inside else root_path(a) == root_path(b)
 
 
 def _store_again(engram: Engram, dest: Engram, snapshot: str, documents: dict[str, str], missing: set[str]) -> int:
@@ -233,13 +266,78 @@ def read_manifest(dest: Engram, snapshot: str) -> dict[str, Any]:
     if snapshot not in ids:
         known = ", ".join(ids[-5:]) or "none"
         raise NotFoundError(f"snapshot {snapshot!r} not found at {dest.uri} (latest: {known})", param="snapshot")
-    return dest.read_json(f"{SNAPSHOTS}/{snapshot}/manifest.json")
+    return load_manifest(dest, snapshot)
+
+
+def load_manifest(dest: Engram, snapshot: str) -> dict[str, Any]:
+    """The manifest of the listed ``snapshot``; ``IntegrityError`` when it is not one a backup
+    writes (truncated, not JSON, keys or digests it never writes): the snapshot is damaged."""
+    try:
+        manifest: dict[str, Any] = json.loads(dest.read_bytes(f"{SNAPSHOTS}/{snapshot}/manifest.json"))
+    except (ValueError, UnicodeDecodeError) as exc:  # truncated, or not JSON at all
+        raise _damaged(dest, snapshot, f"its manifest is not JSON ({exc})") from None
+    _check_manifest(dest, snapshot, manifest)
+    return manifest
+
+
+def _damaged(dest: Engram, snapshot: str, what: str) -> IntegrityError:
+    return IntegrityError(
+        f"snapshot {snapshot} at {dest.uri} is damaged: {what}: restore another snapshot "
+        "(`mnemos wraith snapshots` lists them)",
+        param="snapshot",
+    )
+
+
+def _check_manifest(dest: Engram, snapshot: str, manifest: Any) -> None:
+    """``IntegrityError`` unless ``manifest`` is one ``backup`` writes: documents (keys outside
+    ``blobs/``, ``refs/`` and ``snapshots/``) and refs naming digests, and every ref's blob listed."""
+    try:
+        if not isinstance(manifest, dict):
+            raise ValueError("it is not an object")
+        documents, refs, blobs = manifest.get("documents"), manifest.get("refs"), manifest.get("blobs")
+        if not isinstance(documents, dict) or not isinstance(refs, dict) or not isinstance(blobs, list):
+            raise ValueError("it lacks documents, refs or blobs")
+        if manifest.get("id") != snapshot or not isinstance(manifest.get("created"), (int, float)):
+            raise ValueError("its id or creation time is not the snapshot's")
+        for key, digest in documents.items():
+            if validate_key(key).startswith(_NOT_DOCUMENTS):
+                raise ValueError(f"document {key!r} is not a document (blobs/, refs/ and snapshots/ are not)")
+            normalize_digest(digest)
+        listed = {normalize_digest(d) for d in blobs}
+        for name, digest in refs.items():
+            validate_key(name, what="ref")
+            if normalize_digest(digest) not in listed:
+                raise ValueError(f"ref {name!r} names {digest}, which is not among its blobs")
+    except (ValueError, TypeError, MnemosError) as exc:  # InvalidKeyError: a key or digest a backup never writes
+        reason = exc.message if isinstance(exc, MnemosError) else str(exc)
+        raise _damaged(dest, snapshot, f"its manifest is not one a backup writes: {reason}") from None
+
+
+def _verify_snapshot(dest: Engram, manifest: dict[str, Any]) -> None:
+    """Check, before a restore writes anything, that every document of a snapshot is there and
+    intact (read to its end: verified against its digest) and that every blob is there (a blob is
+    verified as it is copied, before any document is written): ``IntegrityError`` naming the first
+    one missing or altered."""
+    for key, digest in sorted(manifest["documents"].items()):
+        try:
+            with dest.open(digest) as stream:
+                while stream.read(CHUNK):
+                    pass
+        except (NotFoundError, IntegrityError) as exc:
+            raise _damaged(dest, manifest["id"], f"document {key} ({digest}) is {_how(exc)}") from None
+    for digest in manifest["blobs"]:
+        if not dest.has(digest):
+            raise _damaged(dest, manifest["id"], f"blob {digest} is missing")
+
+
+def _how(exc: MnemosError) -> str:
+    return "missing" if isinstance(exc, NotFoundError) else "altered (its bytes no longer match its digest)"
 
 
 def restore(dest: Engram, snapshot: str, target: Engram, *, force: bool = False) -> RestoreReport:
     """Restore ``snapshot`` from the backup store ``dest`` into ``target``.
 
-    The target must hold no registry, refs, journal or lineage unless ``force``: then documents
+    The target must hold nothing but blobs (and snapshots) unless ``force``: then documents
     and refs of the snapshot overwrite what is there, nothing else is removed, and each resource of
     the snapshot's registry that changed since (applied again, deleted, or deleted then) gets its
     snapshot state back as a new registry entry, so that the registry's history stays append-only:
@@ -254,20 +352,24 @@ def restore(dest: Engram, snapshot: str, target: Engram, *, force: bool = False)
     is a copy of the snapshot as it was, with no admission: nothing is live there to bypass.)
     """
     manifest = read_manifest(dest, snapshot)
-    if not force:
-        for prefix in _RESTORE_GUARD:
-            if target.list(prefix):
-                raise ConflictError(
-                    f"the target {target.uri} is not empty (it has {prefix}/): restore into an empty root, "
-                    "or pass --force to overwrite",
-                    param="to",
-                )
+    # Anything else would mix with the snapshot: a newer CORTEX checkpoint left there, say, is the
+    # one CORTEX would load, and the jobs of the restored journal would be lost.
+    if not force and (held := [name for name in sorted(_top_level(target) - _RESTORE_INTO) if target.list(name)]):
+        raise ConflictError(
+            f"the target {target.uri} is not empty (it has {held[0]}/): restore into an empty root, "
+            "or pass --force to overwrite",
+            param="to",
+        )
     target.check()
+    _verify_snapshot(dest, manifest)  # before the first write: a damaged snapshot restores nothing
     if force:
         _admit_restored(dest, manifest, target)  # before the first write: a refused restore writes nothing
     report = RestoreReport(snapshot=manifest["id"], target=target.uri)
     for digest in manifest["blobs"]:
-        _copy_blob(dest, target, digest)
+        try:
+            _copy_blob(dest, target, digest)
+        except (NotFoundError, IntegrityError) as exc:  # no document written yet: the target holds blobs only
+            raise _damaged(dest, manifest["id"], f"blob {digest} is {_how(exc)}") from None
         report.blobs += 1
     for key, digest in sorted(manifest["documents"].items()):
         target.write_bytes(key, dest.get(digest))
@@ -278,6 +380,16 @@ def restore(dest: Engram, snapshot: str, target: Engram, *, force: bool = False)
     if force:
         report.reverted = _revert_registry(dest, manifest, target)
     return report
+
+
+def _top_level(engram: Engram) -> set[str]:
+    """The names of the root's top-level folders and files (temporary files left out)."""
+    try:
+        entries = engram.fs.ls(root_path(engram), detail=False)
+    except FileNotFoundError:
+        return set()
+    names = {str(entry).rstrip("/").rsplit("/", 1)[-1] for entry in entries}
+    return {name for name in names if name and not name.startswith((".tmp-", ".part-"))}
 
 
 def _content(doc: dict[str, Any]) -> dict[str, Any]:
@@ -403,9 +515,9 @@ def _being_written(dest: Engram, now: float) -> list[str]:
 
 
 def prune_snapshots(
-    dest: Engram, keep_days: float, *, now: float | None = None, min_blob_age: float = 86400.0
+    dest: Engram, keep_days: float, *, now: float | None = None, min_blob_age: float = 86400.0, blobs: bool = True
 ) -> list[str]:
-    """Delete snapshots older than ``keep_days`` (never the newest) and the blobs only they used.
+    """Delete snapshots older than ``keep_days`` (never the newest) and (``blobs``) the blobs only they used.
 
     A blob of the backup store is deleted only when no remaining manifest names it and it is
     older than ``min_blob_age`` seconds, and none is while another snapshot is being written (its
@@ -417,17 +529,33 @@ def prune_snapshots(
     ids = list_snapshots(dest)
     pruned = []
     for snapshot in ids[:-1]:
-        manifest = dest.read_json(f"{SNAPSHOTS}/{snapshot}/manifest.json")
-        if float(manifest.get("created", now)) < now - keep_days * 86400.0:
+        try:
+            created = float(load_manifest(dest, snapshot)["created"])
+        except IntegrityError:  # a damaged snapshot restores nothing: it goes by the time in its id
+            created = _created_by_id(snapshot, now)
+        if created < now - keep_days * 86400.0:
             dest.delete_prefix(f"{SNAPSHOTS}/{snapshot}")
             pruned.append(snapshot)
     writing = _being_written(dest, now)
-    if pruned and not writing:  # blobs that only pruned snapshots used go, unless a backup is being
+    if blobs and pruned and not writing:  # blobs that only pruned snapshots used go, unless a backup is being
         used: set[str] = set()  # written: it may be about to name them (a later prune deletes them)
         for snapshot in list_snapshots(dest):
-            manifest = dest.read_json(f"{SNAPSHOTS}/{snapshot}/manifest.json")
+            try:
+                manifest = load_manifest(dest, snapshot)
+            except IntegrityError:  # which blobs it names is not known: none is deleted this time
+                return pruned
             used |= set(manifest["documents"].values()) | set(manifest["refs"].values()) | set(manifest["blobs"])
         for digest, _size, mtime in list(dest.blobs()):
             if digest not in used and mtime < now - min_blob_age:
                 dest.delete_blob(digest)
     return pruned
+
+
+def _created_by_id(snapshot: str, default: float) -> float:
+    """The time a snapshot id begins with (``20261201T155347Z-…``); ``default`` when it has none."""
+    import calendar
+
+    try:
+        return float(calendar.timegm(time.strptime(snapshot.split("-", 1)[0], "%Y%m%dT%H%M%SZ")))
+    except ValueError:
+        return default

@@ -37,11 +37,12 @@ MAX_SLEEP = 900.0
 log = logging.getLogger("mnemos.wraith")
 
 
-def submit_task(client: Any, name: str) -> str:
-    """Submit task ``name`` as a CORTEX job on the ``wraith`` queue; returns the job id."""
+def submit_task(client: Any, name: str, actor: str | None = None) -> str:
+    """Submit task ``name`` as a CORTEX job on the ``wraith`` queue; returns the job id. ``actor``:
+    the WRAITH actor submitting it, whose root alone the job then works on (``wraithActor``)."""
     fn = task_function(name)
     engram = client.engram
-    options = task_options(client.settings, name)
+    options = task_options(client.settings, name) | ({"wraithActor": actor} if actor else {})
     job = client.jobs.submit(fn, engram.uri, public_options(engram.storage_options), options, queue=QUEUE)
     return str(getattr(job, "id", job))
 
@@ -56,6 +57,7 @@ class WraithScheduler:
         self._settings = settings
         self._engram = engram
         self._client = PlatformContext(settings, connected=True)
+        self._name = ray.get_runtime_context().get_actor_name()  # its jobs name it: they run on its root only
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -91,7 +93,7 @@ class WraithScheduler:
             return {"lastSkipped": now, "skipped": skipped}
         outcome: dict[str, Any] = {"lastRun": now, "lastReason": reason, "skipped": None}
         try:
-            outcome["lastJob"] = await asyncio.to_thread(submit_task, self._client, name)
+            outcome["lastJob"] = await asyncio.to_thread(submit_task, self._client, name, self._name)
             outcome["lastStatus"] = "submitted"
         except Exception as exc:  # noqa: BLE001 - recorded; the next slot tries again
             outcome["lastStatus"] = f"submit failed: {getattr(exc, 'message', exc)}"
@@ -137,6 +139,10 @@ class WraithScheduler:
 
     async def ping(self) -> bool:
         return not self._task.done()
+
+    async def root(self) -> str:
+        """The URI of this platform's ENGRAM root (a task checks that its job is for it)."""
+        return self._engram.uri
 
 
 def ensure(settings: Any, engram: Engram) -> Any:

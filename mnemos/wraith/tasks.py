@@ -22,7 +22,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from mnemos._model import CoreModel, to_validation_error
 from mnemos.engram import Engram
-from mnemos.errors import MnemosError, NotFoundError, ValidationError
+from mnemos.errors import ConflictError, MnemosError, NotFoundError, UnavailableError, ValidationError
 from mnemos.trace import metrics
 from mnemos.trace.lineage import record
 
@@ -69,7 +69,9 @@ def public_options(options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _engram(uri: str, storage_options: dict[str, Any] | None) -> Engram:
+def _engram(uri: str, storage_options: dict[str, Any] | None, task: str = "", actor: str | None = None) -> Engram:
+    """The store at ``uri``; for a job that WRAITH actor ``actor`` submitted, checked to be that
+    actor's root first (``_check_platform_root``)."""
     options = dict(storage_options or {})
     try:
         from mnemos.config import load_settings
@@ -79,7 +81,38 @@ def _engram(uri: str, storage_options: dict[str, Any] | None) -> Engram:
             options = {**settings.engram.storage_options, **options}
     except MnemosError:
         pass  # no usable local settings: the options given (and the environment) must do
-    return Engram(uri, options)
+    engram = Engram(uri, options)
+    if actor is not None:
+        _check_platform_root(task, engram, actor)
+    return engram
+
+
+def _check_platform_root(task: str, engram: Engram, actor: str) -> None:
+    """Refuse a job WRAITH submitted for another platform's root: a job that was running when a
+    snapshot was taken (the backup that took it, always) runs again on the platform restored from
+    it, and would work on the root it came from: back up a lost root, the newest snapshot then, or
+    compact the logs of one that another platform writes. The platform's root is its WRAITH actor's."""
+    import ray
+
+    from mnemos._actors import NAMESPACE
+    from mnemos.wraith.backup import same_store
+
+    try:
+        root = ray.get(ray.get_actor(actor, namespace=NAMESPACE).root.remote(), timeout=60)
+    except Exception as exc:  # noqa: BLE001 - no actor (yet), or it does not answer: run nothing
+        raise UnavailableError(
+            f"{task}: this job is for the platform's own ENGRAM root, and its WRAITH actor, which says which root "
+            f"that is, did not answer ({type(exc).__name__}): nothing was done (as for a job restored from a "
+            "snapshot that runs before WRAITH is up); WRAITH runs it again on its schedule",
+            param="engram_uri",
+        ) from None
+    if not same_store(Engram(str(root)), engram):
+        raise ConflictError(
+            f"{task}: this job is for the ENGRAM root {engram.uri}, not this platform's root {root}: it was running "
+            "when a snapshot of that root was taken, and this platform was restored from it (jobs that were running "
+            f"then run again), so it does nothing; WRAITH runs {task} on this root on its schedule",
+            param="engram_uri",
+        )
 
 
 def _client(engram: Engram) -> Any:
@@ -126,28 +159,36 @@ def _run(
         record(engram, f"wraith:{name}:{run_id}", "execution", **outcome, report=recorded)
 
 
-class CompactOptions(CoreModel):
+class _TaskOptions(CoreModel):
+    wraith_actor: str | None = Field(
+        None,
+        description="The WRAITH actor that submitted the job (namespace mnemos): it runs only on that actor's root "
+        "(a job that ran when a snapshot was taken runs again on a platform restored from it, whose root is another).",
+    )
+
+
+class CompactOptions(_TaskOptions):
     logs: list[str] | None = Field(None, description="Logs to compact; default lineage and every journal.")
     min_age: float = Field(300.0, ge=0, description="Only segments older than this (seconds) are merged.")
     max_records: int = Field(100_000, ge=2, description="Records per compacted segment at most.")
 
 
-class RetentionOptions(CoreModel):
+class RetentionOptions(_TaskOptions):
     retention_days: float = Field(30.0, gt=0, description="Minimum age of an unreferenced blob to delete.")
     dry_run: bool = False
     now: float | None = Field(None, description="The current time (tests).")
 
 
-class BackupOptions(CoreModel):
+class BackupOptions(_TaskOptions):
     destination: str | None = Field(None, description="Backup URI; default: backups next to the root.")
     keep_days: float | None = Field(None, gt=0, description="Prune snapshots older than this.")
 
 
-class ReplayOptions(CoreModel):
+class ReplayOptions(_TaskOptions):
     limit: int = Field(1000, ge=1, description="Dead jobs replayed per run at most.")
 
 
-class GitOpsOptions(CoreModel):
+class GitOpsOptions(_TaskOptions):
     repo: str = Field(description="Git URL or local path.")
     path: str = Field(description="Folder of the repository holding the resources.")
     prune: bool = False
@@ -168,7 +209,7 @@ def compact_logs(
     from mnemos.wraith.compaction import compact_log
 
     opts = _options(CompactOptions, options)
-    engram = _engram(engram_uri, storage_options)
+    engram = _engram(engram_uri, storage_options, "compact-logs", opts.wraith_actor)
 
     def body() -> dict[str, Any]:
         names = opts.logs if opts.logs is not None else _default_logs(engram)
@@ -197,7 +238,7 @@ def retention(
     from mnemos.wraith.retention import retain
 
     opts = _options(RetentionOptions, options)
-    engram = _engram(engram_uri, storage_options)
+    engram = _engram(engram_uri, storage_options, "retention", opts.wraith_actor)
 
     def body() -> dict[str, Any]:
         report = retain(engram, opts.retention_days, now=opts.now, dry_run=opts.dry_run).as_dict()
@@ -218,7 +259,7 @@ def backup(
     from mnemos.wraith.backup import backup as take_backup
 
     opts = _options(BackupOptions, options)
-    engram = _engram(engram_uri, storage_options)
+    engram = _engram(engram_uri, storage_options, "backup", opts.wraith_actor)
     return _run("backup", engram, lambda: take_backup(engram, opts.destination, keep_days=opts.keep_days).as_dict())
 
 
@@ -229,7 +270,7 @@ def replay_events(
     from mnemos.wraith.replay import replay_dead_jobs
 
     opts = _options(ReplayOptions, options)
-    engram = _engram(engram_uri, storage_options)
+    engram = _engram(engram_uri, storage_options, "replay-events", opts.wraith_actor)
     return _run("replay-events", engram, lambda: replay_dead_jobs(_client(engram), limit=opts.limit))
 
 
@@ -240,7 +281,7 @@ def gitops_sync(
     from mnemos.wraith.gitops import sync
 
     opts = _options(GitOpsOptions, options)
-    engram = _engram(engram_uri, storage_options)
+    engram = _engram(engram_uri, storage_options, "gitops-sync", opts.wraith_actor)
     return _run(
         "gitops-sync",
         engram,
