@@ -151,6 +151,13 @@ def _check_cron(schedule: str) -> str:
     """``schedule`` when it is a cron expression that fires within 5 years; else a pydantic error saying why."""
     from croniter import croniter
 
+    fields = schedule.split()
+    if croniter.is_valid(schedule) and len(fields) != 5 and not schedule.strip().startswith("@"):
+        raise PydanticCustomError(
+            "cron_fields", "{schedule} has {n} fields: use five (minute hour day-of-month month day-of-week), "
+            "e.g. '0 3 * * *' (a sixth would be read as seconds: '0 3 * * * *' fires 60 times a night)",
+            {"schedule": repr(schedule), "n": len(fields)},
+        )  # fmt: skip
     if not croniter.is_valid(schedule):
         raise PydanticCustomError(
             "cron_schedule", "{schedule} is not a cron schedule: use five fields, e.g. '0 3 * * *'",

@@ -157,7 +157,7 @@ def restore(
     from mnemos.cli._session import require_local
     from mnemos.config import load_settings
     from mnemos.engram import Engram
-    from mnemos.wraith.backup import options_for
+    from mnemos.wraith.backup import options_for, same_store
     from mnemos.wraith.backup import restore as run_restore
 
     require_local("restore")
@@ -169,7 +169,7 @@ def restore(
     for name, store in stores.items():  # each first on its own: an error then names the one that failed
         with storage_errors({name: store.uri}, store.storage_options):
             store.exists("registry")  # a missing package, credentials or endpoint fail here (read-only)
-    if target.uri == root.uri:
+    if same_store(target, root):  # however --to spells it (a trailing /, file://, ..)
         from mnemos.cradle import read_cluster
         from mnemos.errors import ConflictError
 

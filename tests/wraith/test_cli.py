@@ -128,6 +128,9 @@ def test_restore_is_refused_while_the_platform_is_up_on_the_root(home: Path, cap
     assert err.strip().splitlines() == [
         f"error: the platform is up on {engram.uri}: stop it with `mnemos down` first, or restore elsewhere with --to"
     ]
+    for spelling in (str(home / "engram") + "/", f"file://{home / 'engram'}", str(home / "x" / ".." / "engram")):
+        _, err = run(capsys, "restore", "latest", "--to", spelling, "--force", code=4)  # the live root all the same
+        assert "the platform is up on" in err, spelling
     out, _ = run(capsys, "restore", "latest", "--to", str(home / "scratch"))  # another root: allowed
     assert "restored snapshot" in out
 

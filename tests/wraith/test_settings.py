@@ -24,6 +24,11 @@ def _cronjobs(monkeypatch: pytest.MonkeyPatch, jobs: object) -> None:
             "settings.wraith.cronjobs.0.schedule",
             "'bad' is not a cron schedule",
         ),
+        (  # croniter reads a sixth field as seconds: every second from 03:00:00 to 03:00:59
+            [{"name": "backup", "schedule": "0 3 * * * *"}],
+            "settings.wraith.cronjobs.0.schedule",
+            "'0 3 * * * *' has 6 fields: use five",
+        ),
         (
             [{"name": "backup", "schedule": "* * * * *"}, {"name": "retention", "schedule": "0 0 31 2 *"}],
             "settings.wraith.cronjobs.1.schedule",
