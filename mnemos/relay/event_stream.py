@@ -88,6 +88,10 @@ RECHECK_S = 1.0
 """How often an open stream re-checks its credential (revoked, expired)."""
 HEARTBEAT_S = 15.0
 _POLL_S = 15.0
+_RESET_REASONS = {
+    "restarted": "the event bus restarted; events may be missed",
+    "dropped": "a burst of events left the bus before this gateway read them; events may be missed",
+}
 _PARAMS = ("types", "subject", "last_event_id", "heartbeat")
 _SUBJECT = r"^[^\x00-\x20\x7f]([^\x00-\x1f\x7f]*[^\x00-\x20\x7f])?$"
 """A subject as events carry one: no control character, no space at either end (explicit classes:
@@ -286,7 +290,8 @@ class EventHub:
                 continue
             events = answer["events"]
             if answer["reset"]:  # the events that follow start after this id (not at the newest: ids only grow)
-                events = [{"type": "reset", "id": events[0]["id"] - 1 if events else answer["last"]}, *events]
+                events = [{"type": "reset", "id": events[0]["id"] - 1 if events else answer["last"],
+                           "why": answer.get("why", "restarted")}, *events]  # fmt: skip
             self._after = answer["last"]
             for sub in list(self._subs):
                 for event in events:
@@ -358,7 +363,7 @@ class EventHub:
                     except asyncio.TimeoutError:
                         continue
                 if event.get("type") == "reset":
-                    yield _control("reset", event["id"], {"reason": "the event bus restarted; events may be missed"})
+                    yield _control("reset", event["id"], {"reason": _RESET_REASONS[event.get("why", "restarted")]})
                     sent = event["id"]
                     beat_at = clock() + heartbeat
                     continue

@@ -98,21 +98,24 @@ class EventBus:
     async def read(self, after: int | None = None, timeout: float = 0.0, limit: int = 1000) -> dict[str, Any]:
         """Events with an id above ``after`` (``None``: from now), waiting up to ``timeout`` s for one.
 
-        Returns ``{"events": [...], "last": id, "reset": bool}``: ``last`` is where to resume;
-        ``reset`` is true when events after ``after`` were dropped from the ring, or ``after`` is
-        not an id of this bus (a restart): the events returned then start at the oldest kept.
+        Returns ``{"events": [...], "last": id, "reset": bool, "why": str}``: ``last`` is where to
+        resume; ``reset`` is true when events after ``after`` were dropped from the ring (``why``:
+        ``"dropped"``), or ``after`` is not an id of this bus (``"restarted"``): the events returned
+        then start at the oldest kept.
         """
         if after is None:
             after = self._last
-        oldest = self._events[0]["id"] if self._events else self._last + 1
-        reset = after > self._last or after < oldest - 1
-        if reset:
-            after = oldest - 1
-        if timeout > 0 and after >= self._last:
+        if timeout > 0 and after == self._last:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake().wait(), timeout)
+        # checked once awake: a burst larger than the ring, published while this read waited, dropped some
+        oldest = self._events[0]["id"] if self._events else self._last + 1
+        why = "restarted" if after > self._last else "dropped" if after < oldest - 1 else ""
+        reset = bool(why)
+        if reset:
+            after = oldest - 1
         out = [e for e in self._events if e["id"] > after][:limit]
-        return {"events": out, "last": out[-1]["id"] if out else after, "reset": reset}
+        return {"events": out, "last": out[-1]["id"] if out else after, "reset": reset, "why": why}
 
     async def info(self) -> dict[str, Any]:
         oldest = self._events[0]["id"] if self._events else None

@@ -104,3 +104,32 @@ def test_a_reconnect_after_a_keepalive_resumes_without_a_reset(small_bus: tuple[
         ident = ray.get(bus.publish.remote([mine]))
         first = next(f for f in _frames(response.iter_lines()) if "comment" not in f)
     assert "event" not in first and first["id"] == str(ident), first
+
+
+def test_a_burst_larger_than_the_bus_keeps_is_a_reset_saying_so(small_bus: tuple[str, Any]) -> None:
+    """More events in one publish than the bus keeps, while the gateway's read waited on the bus:
+    the read computed "nothing dropped" before it waited, so the events pushed out of the ring were
+    lost without a ``reset``; and a reset there said "the event bus restarted". Now the stream gets
+    a reset naming the burst, then the events the bus still holds."""
+    import json
+
+    import ray
+
+    url, bus = small_bus
+    with httpx.stream("GET", url, params={"types": "resource"}, timeout=httpx.Timeout(10.0, read=10.0)) as response:
+        assert response.status_code == 200, response.read()
+        frames = _frames(response.iter_lines())
+        assert next(frames).get("comment") == "connected"
+        time.sleep(0.5)  # the hub is waiting on the bus now
+        last = ray.get(bus.publish.remote(_events(CAPACITY + 3, start=100)))
+        got = []
+        for frame in frames:
+            if "comment" in frame:
+                continue
+            got.append(frame)
+            if frame.get("id") == str(last):
+                break
+    assert got[0].get("event") == "reset", got
+    reason = json.loads(got[0]["data"])["reason"]
+    assert "burst" in reason and "restarted" not in reason, reason
+    assert [int(f["id"]) for f in got[1:]] == list(range(last - CAPACITY + 1, last + 1))
