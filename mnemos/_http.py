@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse as _StarletteJSONResponse
 
 from mnemos._model import dump_json
 
-__all__ = ["JSONResponse", "declared_query"]
+__all__ = ["JSONResponse", "check_query", "declared_query"]
 
 
 class JSONResponse(_StarletteJSONResponse):
@@ -28,12 +28,17 @@ async def declared_query(request: Request) -> None:
     ignored. The declared ones are read from the route itself, so a new route is checked too."""
     from fastapi.dependencies.utils import get_flat_dependant
 
-    from mnemos.errors import ValidationError
-
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     fields = get_flat_dependant(dependant).query_params if dependant is not None else []
-    known = [field.alias for field in fields]
+    check_query(request, *(field.alias for field in fields))
+
+
+def check_query(request: Request, *known: str) -> None:
+    """Refuse a query parameter the route does not take, or one given twice (422 naming it), rather
+    than ignore it or keep one of its values."""
+    from mnemos.errors import ValidationError
+
     params = request.query_params
     unknown = sorted(set(params) - set(known))
     if unknown:

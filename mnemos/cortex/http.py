@@ -67,7 +67,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 from pydantic import ValidationError as PydanticValidationError
 
-from mnemos._http import JSONResponse
+from mnemos._http import JSONResponse, check_query
 from mnemos._model import json_body, positive_duration_schema, to_validation_error
 from mnemos.cortex.job import (
     _JOB_ID,
@@ -235,19 +235,6 @@ def check_retry(principal: Any, view: dict[str, Any], call: dict[str, Any], func
         except ValidationError as exc:
             refusals.append(exc)
     raise refusals[0]
-
-
-def check_query(request: Request, *known: str) -> None:
-    """Refuse a query parameter the route does not take, or one given twice (422 naming it), rather
-    than ignore it or keep one of its values."""
-    unknown = sorted(set(request.query_params) - set(known))
-    if unknown:
-        name = unknown[0][:80]
-        takes = f"it takes {', '.join(known)}" if known else "it takes none"
-        raise ValidationError(f"{name}: not a query parameter of this route ({takes})", param=name)
-    twice = sorted(k for k in set(request.query_params) if len(request.query_params.getlist(k)) > 1)
-    if twice:
-        raise ValidationError(f"{twice[0]}: given more than once; give it once", param=twice[0])
 
 
 # -- helpers --------------------------------------------------------------------------------------

@@ -66,8 +66,9 @@ from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
 from starlette.types import Message, Receive, Scope, Send
 
+from mnemos._http import check_query
 from mnemos._model import dump_json
-from mnemos.cortex.http import check_query, withhold_job
+from mnemos.cortex.http import withhold_job
 from mnemos.cortex.job import STATUSES as JOB_STATUSES
 from mnemos.errors import AuthenticationError, RateLimitError, ValidationError
 from mnemos.relay._edge import VERB_KEY

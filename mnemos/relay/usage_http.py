@@ -19,8 +19,8 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from mnemos._http import check_query
 from mnemos._model import POSITIVE_DURATION_PATTERN
-from mnemos.cortex.http import check_query
 from mnemos.errors import PermissionDeniedError, ValidationError
 from mnemos.relay import _responses as out
 from mnemos.relay._errors import pattern_hint
