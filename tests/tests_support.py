@@ -9,6 +9,15 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
+NO_RAY = (  # `python -c NO_RAY <args>`: the CLI, failing any command that would start a Ray cluster
+    "import sys\n"
+    "import mnemos.cradle\n"
+    "def refuse(*args, **kwargs):\n"
+    "    sys.exit('test: this command would have started a Ray cluster')\n"
+    "mnemos.cradle.init_ray = mnemos.cradle.start_local = refuse\n"
+    "from mnemos.cli import main\n"
+    "main()\n"
+)
 
 
 def free_port() -> int:

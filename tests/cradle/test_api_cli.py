@@ -14,16 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-NO_RAY = (
-    "import sys\n"
-    "import mnemos.cradle\n"
-    "def refuse(*args, **kwargs):\n"
-    "    sys.exit('test: this command would have started a Ray cluster')\n"
-    "mnemos.cradle.init_ray = mnemos.cradle.start_local = refuse\n"
-    "from mnemos.cli import main\n"
-    "main()\n"
-)
+from tests_support import NO_RAY
 
 POLICY = "apiVersion: genome.mnemos.dev/v1\nkind: Policy\nmetadata: {name: api-cli}\nspec: {}\n"
 MODEL = ("apiVersion: genome.mnemos.dev/v1\nkind: Model\nmetadata: {name: echo}\nspec:\n  family: test\n"

@@ -11,16 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-NO_RAY = (
-    "import sys\n"
-    "import mnemos.cradle\n"
-    "def refuse(*args, **kwargs):\n"
-    "    sys.exit('test: this command would have started a Ray cluster')\n"
-    "mnemos.cradle.init_ray = mnemos.cradle.start_local = refuse\n"
-    "from mnemos.cli import main\n"
-    "main()\n"
-)
+from tests_support import NO_RAY
 
 
 def mnemos(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
