@@ -222,6 +222,13 @@ class SpacesAPI:
         engram = self._client.engram
         manifest = load_manifest(engram, space, principal)
         model = manifest["model"]
+        digest = self._weights(model["name"]) if model.get("digest") else None
+        if digest and model["digest"] != digest:  # other weights of the same width: it would rank by noise
+            raise ConflictError(
+                f"space {space!r} was embedded by model {model['name']!r} (generation {model.get('generation')}, "
+                f"weights {model['digest'][:19]}…), and the model served as {model['name']!r} now has weights "
+                f"{digest[:19]}…: its vectors would not compare; run the index step that writes the space again",
+                param="space")  # fmt: skip
         vector, tokens = self._embed(model["name"], query)
         matrix, recs = vectors(engram, manifest), records(engram, manifest)
         if len(matrix) and matrix.shape[-1] != len(vector):  # the name serves another model since
@@ -235,6 +242,16 @@ class SpacesAPI:
             hits.append({"id": rec["id"], "score": round(score, 4), "text": rec["text"], "fields": rec["fields"],
                          "lineage": f"space:{space}/{rec['id']}"})  # fmt: skip
         return hits, tokens
+
+    def _weights(self, model: str) -> str | None:
+        """The digest of the weights the Model named ``model`` has now, as a run records them (``None``:
+        not known, or no such Model: the embedding itself then says what is wrong)."""
+        from mnemos.synkron._artifacts import model_digest
+
+        try:
+            return model_digest(self._client.registry.get("Model", model), self._client.engram)
+        except MnemosError:
+            return None
 
     def _embed(self, model: str, text: str) -> tuple[list[float], int]:
         """Embed the query with the space's model (and count its tokens): its deployment when

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from synkron_support import PINNED, PROMPTS, echo_model, model_pipeline
 
+from mnemos.errors import ConflictError
+
 
 def test_infer_index_search_and_item_lineage(served, tmp_path: Path) -> None:
     client = served.client
@@ -32,6 +34,19 @@ def test_infer_index_search_and_item_lineage(served, tmp_path: Path) -> None:
 
     offline = Client(client.settings)  # no platform: the query is embedded by the model loaded in this process
     assert offline.spaces.search("test-space", "how do plants make food from light", k=1)[0]["id"] == "photosynthesis"
+
+    # The space records the weights that embedded it; other weights of the same width served under the
+    # model's name since made a search rank by noise, silently (only a width change was caught).
+    key = "spaces/test-space/manifest.json"
+    manifest = client.engram.read_json(key)
+    assert manifest["model"]["digest"], manifest["model"]
+    client.engram.write_json(key, {**manifest, "model": {**manifest["model"], "digest": "sha256:" + "0" * 64}})
+    try:
+        for reader in (client, offline):
+            with pytest.raises(ConflictError, match="now has weights .*run the index step that writes the space"):
+                reader.spaces.search("test-space", "how do plants make food from light", k=1)
+    finally:
+        client.engram.write_json(key, manifest)
 
     graph = client.lineage(hits[0]["lineage"])
     nodes = {n["id"]: n for n in graph["nodes"]}
