@@ -121,9 +121,12 @@ def create(
                 "limits": limits, "models": list(models) or None}  # fmt: skip
         answer = gateway.request("POST", "/v1/tokens", json_body={k: v for k, v in body.items() if v is not None})
     else:
-        from mnemos.soul.http import created_answer
+        from mnemos.soul.http import check_name_taken, created_answer
+        from mnemos.soul.identity import Principal
 
         store = _store()
+        # a name is one principal, here as over POST /v1/tokens (the local admin has no team)
+        check_name_taken(store, Principal("local", "admin", "anonymous"), name, team)
         create = store.create_api_key if api_key else store.create_token
         created = create(name, role, ttl=seconds, scopes=scope, team=team, limits=limits, models=models)
         answer = created_answer(created, team=team, limits=limits, models=models)
