@@ -41,8 +41,19 @@ KINDS: dict[str, type[Resource]] = {
 _ALIASES = {k.lower(): k for k in KINDS} | {k.lower() + "s": k for k in KINDS}
 
 
-def resolve_kind(name: str) -> type[Resource]:
-    """``Model``, ``model`` or ``models`` → the Model class; an unknown name lists the valid ones."""
+def resolve_kind(name: str | type[Resource]) -> type[Resource]:
+    """``Model``, ``model`` or ``models`` → the Model class; an unknown name lists the valid ones.
+
+    A kind's class itself (``mnemos.genome.Model``) is accepted as its kind too, as the SDK's
+    ``client.get(Model, "echo")`` reads naturally; any other value (``123``, a resource instance, a
+    class that is no kind) is a ``ValidationError`` naming ``kind`` and listing the kinds.
+    """
+    if isinstance(name, type) and name in KINDS.values():
+        return name
+    if not isinstance(name, str):
+        shown = f"class {name.__name__}" if isinstance(name, type) else f"{type(name).__name__} {repr(name)[:40]}"
+        raise ValidationError(f"kind: expected a kind's name (one of {', '.join(KINDS)}) or its class from "
+                              f"mnemos.genome, got {shown}", param="kind")  # fmt: skip
     kind = _ALIASES.get(name.lower())
     if kind is None:
         elsewhere = _NOT_RESOURCES.get(name.lower().removesuffix("s"), "")
@@ -81,7 +92,12 @@ def parse_resource(doc: Any, source: str = "") -> Resource:
 
 
 def parse_documents(text: str, source: str = "") -> list[Resource]:
-    """Every non-empty YAML document in ``text`` as a resource; a kind+name declared twice is refused."""
+    """Every non-empty YAML document in ``text`` as a resource; a kind+name declared twice is refused.
+    ``text`` is a ``str`` (anything else: a ``ValidationError`` naming ``text``; a file's path goes to
+    ``load_paths``)."""
+    if not isinstance(text, str):
+        raise ValidationError(f"text: expected YAML or JSON text (a str), got {type(text).__name__} "
+                              f"{repr(text)[:40]}", param="text")  # fmt: skip
     located = _located_documents(text, source)
     refuse_duplicates(located)
     return [r for r, _ in located]
@@ -247,7 +263,27 @@ def load_paths(paths: Iterable[str | Path]) -> list[Resource]:
     """Load resources from files and folders (``*.yaml``, ``*.yml``, ``*.json``, recursively; ``-``
     is standard input); a kind+name declared twice, in one file or two, is refused naming both.
     A Pipeline's relative input files beside its file are named by digest in its ``spec.files``
-    (``mnemos.genome.pipeline.with_local_files``)."""
+    (``mnemos.genome.pipeline.with_local_files``).
+
+    Raises:
+        ValidationError: ``paths`` is one path, not a list of them (a ``str`` was read letter by
+            letter: ``"/srv/models.yaml"`` walked all of ``/``), or an item is no path, or is the empty
+            string (which ``Path`` reads as the current folder: everything under it would be loaded).
+    """
+    if isinstance(paths, (str, bytes, Path)):
+        raise ValidationError(f"paths: a list of files or folders ([{str(paths)[:80]!r}]), not one "
+                              f"{type(paths).__name__}", param="paths")  # fmt: skip
+    if not isinstance(paths, Iterable):
+        raise ValidationError(f"paths: expected a list of files or folders, got {type(paths).__name__} "
+                              f"{repr(paths)[:40]}", param="paths")  # fmt: skip
+    paths = list(paths)
+    for p in paths:
+        if not isinstance(p, (str, Path)):
+            raise ValidationError(f"paths: {type(p).__name__} {repr(p)[:40]} is no file or folder: give a path "
+                                  "(str or pathlib.Path)", param="paths")  # fmt: skip
+        if p == "":
+            raise ValidationError(f"file: {p!r} names no file or folder (an empty path would be the current folder: "
+                                  "give '.' to load everything under it)", param="file")  # fmt: skip
     located: list[tuple[Resource, str]] = []
     for p in paths:
         files = [STDIN] if str(p) == STDIN else _files(Path(p))
@@ -260,14 +296,15 @@ def load_paths(paths: Iterable[str | Path]) -> list[Resource]:
     return [r for r, _ in located]
 
 
-ResourceSource = str | Path | Resource | dict[str, Any] | Iterable[Resource | dict[str, Any]]
+ResourceSource = str | Path | Resource | dict[str, Any] | Iterable[Resource | dict[str, Any]] | Iterable[str | Path]
 """What ``apply`` accepts: files or folders, one document or resource, or several."""
 
 
 def resources_of(source: ResourceSource) -> list[Resource]:
     """Files, folders, documents or resources as typed resources (schema-checked); a string with
     a line break, or one that opens with ``{`` or ``[`` (``json.dumps(doc)``), is YAML or JSON text
-    (``client.apply(yaml_text)``), any other a path."""
+    (``client.apply(yaml_text)``), any other a path (not ``""``, a ``ValidationError``: it would be the
+    current folder); a list of paths is files and folders (``load_paths``)."""
     if isinstance(source, str) and ("\n" in source.strip() or source.lstrip().startswith(("{", "["))):
         return parse_documents(source, "<text>")
     if isinstance(source, (str, Path)):
@@ -280,7 +317,11 @@ def resources_of(source: ResourceSource) -> list[Resource]:
         raise ValidationError(f"source: {type(source).__name__} is no resource: give a file or folder path, YAML "
                               "or JSON text, a document (dict), a resource, or a list of them",
                               param="source")  # fmt: skip
-    return [r if isinstance(r, Resource) else parse_resource(r) for r in source]
+    items = list(source)
+    paths = [item for item in items if isinstance(item, (str, Path))]
+    if items and len(paths) == len(items):  # ["a.yaml", "models/"]: files and folders
+        return load_paths(paths)
+    return [r if isinstance(r, Resource) else parse_resource(r) for r in items]
 
 
 def json_schema(kind: str) -> dict[str, Any]:

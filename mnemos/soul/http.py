@@ -21,6 +21,10 @@
 - ``GET /v1/tokens`` (``manage-identities``): active credentials (``?all=true``: also revoked/expired);
 - ``DELETE /v1/tokens/{id}`` (``manage-identities``): revoke a token or an API key.
 
+On ``/v1/tokens*`` a query parameter the route does not take (``?al=true``, a typo of ``all``), or
+one given twice, is a 422 naming it (``mnemos._http.declared_query``), checked once the caller is
+admitted (a caller without a credential learns nothing of the routes' parameters).
+
 Whose credentials a caller manages (``manages``): a caller whose credential carries a team lists and
 revokes only credentials of its team, and itself (its own credential and those it was made from);
 any other id is a 404, the answer for an id that does not exist. A caller without a team (the
@@ -42,7 +46,7 @@ from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mnemos._http import JSONResponse
+from mnemos._http import JSONResponse, declared_query
 from mnemos._model import CoreModel, Duration, json_body, positive_duration_schema
 from mnemos.errors import (
     ConflictError,
@@ -340,6 +344,7 @@ async def create_token(request: Request) -> Response:
     try:
         guard = guard_of(request)
         principal = await guard.admit(request, "manage-identities")
+        await declared_query(request)  # once the caller is admitted: ?foo=1 is a 422, never ignored
         body = json_body(TokenCreate, await request.body(), prefix="body",
                          content_type=request.headers.get("content-type", ""))
         policies = guard.settings.soul.policies
@@ -378,6 +383,7 @@ async def list_tokens(request: Request, all: bool = False) -> Response:  # noqa:
     try:
         guard = guard_of(request)
         principal = await guard.admit(request, "manage-identities")
+        await declared_query(request)  # ?al=true (a typo of all) or ?all=true&all=false: a 422
         items = await _in_thread(guard.store.list, include_inactive=all)
         items = [doc for doc in items if manages(principal, doc)]
     except MnemosError as exc:
@@ -392,6 +398,7 @@ async def revoke_token(request: Request, credential_id: str = Path(..., json_sch
     try:
         guard = guard_of(request)
         principal = await guard.admit(request, "manage-identities")
+        await declared_query(request)
         stored = await _in_thread(guard.store.get, credential_id)
         if not manages(principal, stored):
             raise not_found(credential_id)  # another team's: as if it did not exist

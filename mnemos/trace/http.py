@@ -7,7 +7,9 @@ The gateway includes ``router`` (both routes, no auth) or builds its own::
 ``/metrics`` is public by default, as Prometheus scrapes are; with ``trace.metricsAuth: true``
 it needs a credential with the verb ``read-lineage`` (give Prometheus a viewer API key:
 ``authorization: {credentials: mk_…}`` in its scrape config). ``/v1/traces`` takes the ``auth``
-dependency when one is given (span attributes name models and principals).
+dependency when one is given (span attributes name models and principals); a query parameter it does
+not take (``?min_span=2``, a typo of ``min_spans``), or one given twice, is a 422 naming it, checked
+once the caller is admitted (``/metrics`` takes any: a Prometheus scrape config may add ``params``).
 
 Whose spans (by the rule of lineage's ``request:`` nodes, ``mnemos.relay.control.LineageReader``):
 each span has an owner, the subject recorded on it (``mnemos.principal``: the request span of a model
@@ -27,10 +29,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
-from mnemos._http import JSONResponse
+from mnemos._http import JSONResponse, declared_query
 from mnemos.errors import MnemosError, NotFoundError
 from mnemos.trace import metrics, telemetry
 from mnemos.trace.telemetry import PRINCIPAL_ATTRIBUTE
@@ -160,6 +162,7 @@ def build_router(
                 responses={404: {"description": "no spans recorded for the trace (or none of the caller's)"},
                            422: {"description": "a field failed validation"}})  # fmt: skip
     async def get_trace(
+        request: Request,
         # published, and checked by spans_for (422 in the OpenAI shape, with or without the gateway's handlers)
         trace_id: str = Path(..., json_schema_extra={"pattern": r"^[0-9a-f]{32}$"}, description="32 lowercase hex."),
         min_spans: int = Query(0, ge=0, le=10_000, description="Wait until this many spans are in."),
@@ -168,6 +171,10 @@ def build_router(
     ) -> Any:
         """The spans of one trace from every process, by start time (a developer's own spans only;
         a viewer's without their data)."""
+        try:
+            await declared_query(request)  # once the caller is admitted: ?min_span=2 (a typo) is a 422, never ignored
+        except MnemosError as exc:
+            return _error(exc)
         if trace_id == "0" * 32:  # well-formed, but W3C's invalid id: no span ever carries it
             return _error(NotFoundError(f"no spans recorded for trace {trace_id}", param="trace_id"))
         try:
