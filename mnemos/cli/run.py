@@ -12,12 +12,12 @@ from typing import Any
 import typer
 
 from mnemos.cli._output import Output, console, emit, waiting_for
-from mnemos.errors import BadRequestError, UnavailableError
+from mnemos.errors import BadRequestError, ConflictError
 
 __all__ = ["cancel_run", "get_run", "list_runs", "parse_params", "register", "resume", "run", "runs_app"]
 
 _TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-runs_app = typer.Typer(help="Pipeline runs: list, get, cancel.", no_args_is_help=True)
+runs_app = typer.Typer(help="Pipeline runs: list, get, cancel, resume.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -83,18 +83,19 @@ def _is_path(file: str) -> bool:
         return False
 
 
-def _check_local(file: str | None = None, run_id: str | None = None) -> None:
+def _check_local(file: str | None = None, run_id: str | None = None) -> dict[str, Any] | None:
     """Before an embedded cluster starts for it: ``file`` (no file) names a registered Pipeline and
-    ``run_id`` a stored run. Over a gateway, the gateway checks."""
+    ``run_id`` a stored run (its stored state is returned). Over a gateway, the gateway checks."""
     from mnemos.cli._session import open_client, remote_url
 
     if remote_url():
-        return
+        return None
     client = open_client()
+    state = None
     if run_id is not None:
         from mnemos.synkron import _state
 
-        _state.load(client.engram, run_id)  # NotFoundError: run '…' not found
+        state = _state.load(client.engram, run_id)  # NotFoundError: run '…' not found
     if file is not None:
         from mnemos.synkron._plan import load_pipeline
 
@@ -104,6 +105,7 @@ def _check_local(file: str | None = None, run_id: str | None = None) -> None:
             shown = file if len(file) <= 200 else f"{file[:200]}… ({len(file)} characters)"
             raise BadRequestError(f"FILE {shown!r}: {exc.strerror}: pass a pipeline YAML file or the name of a "
                                   "registered pipeline (mnemos get Pipeline)", param="file") from None  # fmt: skip
+    return state
 
 
 def _run_id(run_id: str) -> str:
@@ -156,9 +158,15 @@ def run(
     console.print(f"run {handle.id} started")
     if detach:
         return
-    with waiting_for("run", handle.id, lasting, "`mnemos up` starts a platform, which resumes it"):
+    with waiting_for("run", handle.id, lasting, _orphaned(handle.id)):
         state = _follow(client, handle, after) if follow else handle.wait(progress=not no_progress)
     _report(state)
+
+
+def _orphaned(run_id: str) -> str:
+    """What to do with a run whose embedded cluster stopped with an interrupted command."""
+    return (f"`mnemos resume {run_id}` goes on with it, `mnemos runs cancel {run_id}` cancels it "
+            "(and `mnemos up` starts a platform, which resumes it)")  # fmt: skip
 
 
 _STAGE = {"pending": 0, "running": 1}
@@ -205,17 +213,25 @@ def resume(
     run_id: str = typer.Argument(..., help="The run to resume."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Print only the result."),
 ) -> None:
-    """Resume a failed or cancelled run from the steps that did not complete."""
+    """Resume a failed, cancelled or interrupted run from the steps that did not complete."""
     from mnemos.cli._session import platform_up
 
-    _check_local(run_id=_run_id(run_id))
+    stored = _check_local(run_id=_run_id(run_id))
     lasting = platform_up()
     client = _client()
-    handle = client.pipelines.resume(run_id, progress=False, wait=False)
+    if not lasting and stored is not None and stored["status"] not in _TERMINAL:
+        # the run stopped with the embedded cluster of an interrupted command: this one's runner takes
+        # it up again (its `synkron` actor may have done so already) from the steps that completed
+        handle = client.pipelines.adopt(run_id) or client.pipelines.resume(run_id, progress=False, wait=False)
+    else:
+        handle = client.pipelines.resume(run_id, progress=False, wait=False)
     console.print(f"run {run_id} resumed")
-    with waiting_for("run", run_id, lasting, "`mnemos up` starts a platform, which resumes it"):
+    with waiting_for("run", run_id, lasting, _orphaned(run_id)):
         state = handle.wait(progress=not no_progress)
     _report(state)
+
+
+runs_app.command("resume")(resume)  # `mnemos runs resume`, beside `runs cancel`, is `mnemos resume`
 
 
 @runs_app.command("list")
@@ -248,8 +264,10 @@ def get_run(run_id: str, output: Output = typer.Option(Output.table, "-o", "--ou
         return
     console.print(title(state))
     emit(state, output, ("STEP", "KIND", "STATUS", "ITEMS", "ITEMS/S", "TIME"), rows(state))
+    written = {o for s in state["steps"].values() if s.get("status") in ("succeeded", "cached") for o in s["outputs"]}
     for name, ref in state["outputs"].items():
-        console.print(f"  {name}: {ref}")
+        if name in written:  # a step that did not complete wrote no output: its ref names nothing yet
+            console.print(f"  {name}: {ref}")
     if state.get("error"):
         console.print(f"error: {state['error']}")
 
@@ -261,7 +279,15 @@ def cancel_run(run_id: str) -> None:
 
     _run_id(run_id)
     if not platform_up():
-        raise UnavailableError("no platform is up, so no run is running to cancel: start one with `mnemos up`, "
-                               "or `mnemos login URL`", param="run_id")  # fmt: skip
+        # nothing drives the run: it stopped with the embedded cluster of an interrupted command
+        stored = _check_local(run_id=run_id)
+        if stored is not None and stored["status"] in _TERMINAL:
+            raise ConflictError(f"run {run_id!r} is not running (status {stored['status']})", param="run_id")
+        # an embedded cluster cancels its steps' jobs, which CORTEX would run again when it starts
+        client = _client()
+        client.pipelines.cancel(run_id)
+        state = client.pipelines.get(run_id).wait()  # before this command's cluster stops with its runner
+        console.print(f"run {state['id']} {state['status']}")
+        return
     state = _client().pipelines.cancel(run_id)
     console.print(f"run {state['id']} cancelling")

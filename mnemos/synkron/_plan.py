@@ -460,8 +460,45 @@ def applied_file(client: Any, pipeline: Pipeline, value: str) -> dict[str, Any] 
     return {"digest": digest, "node": f"file:{value}", "path": value}
 
 
-def snapshot_input(client: Any, value: str, base_dir: str | None, *, remote_ok: bool) -> dict[str, Any] | None:
-    """Store the file or dataset ``value`` names in ENGRAM; ``None`` when it names none."""
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+
+
+def shown_uri(uri: str) -> str:
+    """``uri`` as lineage, run states and errors show it: no ``user:password@``, and the values of its
+    query masked (a presigned URL's signature is a credential): ``https://***@host/x?sig=***``."""
+    from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # an invalid port or bracket: no parts to keep
+        return _USERINFO.sub(r"\g<scheme>***@", uri.split("?", 1)[0].split("#", 1)[0])
+    netloc = f"***@{parts.netloc.rpartition('@')[2]}" if "@" in parts.netloc else parts.netloc
+    query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query, keep_blank_values=True)) or parts.query and "***"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S*")
+
+
+def _without_userinfo(value: Any) -> Any:
+    """``value`` with the ``user:password@`` of every URL in its strings masked, and a string that is a
+    URL as ``shown_uri`` shows it (a presigned URL's query is a credential): lineage keeps them."""
+    if isinstance(value, str):
+        if _URL.fullmatch(value):
+            return shown_uri(value)
+        return _USERINFO.sub(r"\g<scheme>***@", value) if "@" in value else value
+    if isinstance(value, dict):
+        return {k: _without_userinfo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_userinfo(v) for v in value]
+    return value
+
+
+def snapshot_input(client: Any, value: str, base_dir: str | None, *, remote_ok: bool, where: str = "input",
+                   param: str = "input") -> dict[str, Any] | None:  # fmt: skip
+    """Store the file or dataset ``value`` names in ENGRAM; ``None`` when it names none. A URL that
+    cannot be read is an error naming ``where`` (the step; ``param``, its field) and the URL as
+    ``shown_uri`` shows it."""
     if not value or "\n" in value or "${" in value or len(value) > 4096:
         return None
     engram = client.engram
@@ -476,9 +513,21 @@ def snapshot_input(client: Any, value: str, base_dir: str | None, *, remote_ok: 
         else:
             import fsspec
 
-            with fsspec.open(value, "rb") as fh:
-                digest = engram.put(fh)
-            return {"digest": digest, "node": f"file:{value}", "path": value}
+            from mnemos.errors import MnemosError
+
+            shown = shown_uri(value)
+            try:
+                with fsspec.open(value, "rb") as fh:
+                    digest = engram.put(fh)
+            except MnemosError:
+                raise
+            except FileNotFoundError:  # its message is the URL as given, password and all
+                raise NotFoundError(f"{where}: input {shown!r} does not exist", param=param) from None
+            except Exception as exc:  # noqa: BLE001 - aiohttp, botocore, gcsfs …: each its own errors
+                why = _USERINFO.sub(r"\g<scheme>***@", str(exc).replace(value, shown))[:300]
+                raise ValidationError(f"{where}: input {shown!r} could not be read ({type(exc).__name__}: {why})",
+                                      param=param) from None  # fmt: skip
+            return {"digest": digest, "node": f"file:{shown}", "path": shown}
     if os.path.isabs(value) and not remote_ok:
         return None  # an absolute path in python params is passed as written
     candidates = [Path(value)] if os.path.isabs(value) else [Path(base_dir or ".") / value, Path(value)]
@@ -532,6 +581,7 @@ def prepare(
     check_reach(client, pipeline, steps, variables, params or {}, principal=principal)
     writer = LineageWriter(client.engram)
     inputs: dict[str, dict[str, Any]] = {}
+    index = {spec_step.name: i for i, spec_step in enumerate(pipeline.spec.steps)}
     for name in order:
         step = steps[name]
         step["inputs"] = []
@@ -540,7 +590,8 @@ def prepare(
             if step["type"] == "python" and value in data:
                 continue  # a restricted caller's data: never a file of the gateway's
             found = inputs.get(value) or applied_file(client, pipeline, value) \
-                or snapshot_input(client, value, base_dir, remote_ok=step["type"] != "python")  # fmt: skip
+                or snapshot_input(client, value, base_dir, remote_ok=step["type"] != "python",
+                                  where=step_label(index[name], name), param=f"spec.steps[{index[name]}]")  # fmt: skip
             if found is None:
                 continue
             inputs[value] = found
@@ -583,7 +634,7 @@ def prepare(
         pipeline=pipeline.name,
         generation=pipeline.generation,
         principal=state["principal"],
-        params=merged,
+        params=_without_userinfo(merged),
         source=label,
         trace_id=state["trace_id"],
         status="pending",

@@ -196,6 +196,14 @@ class PipelinesAPI:
             handle.wait(timeout, progress=progress)
         return handle
 
+    def adopt(self, run_id: str) -> RunHandle | None:
+        """Drive again a run that did not end and that no runner drives (the embedded cluster of an
+        interrupted ``mnemos run`` stopped with it): its handle, or ``None`` when it is no such run.
+        Completed steps keep their outputs; a step's job that CORTEX still holds is waited for."""
+        if not _get(self._service().adopt.remote(run_id, self._client.settings)):
+            return None
+        return self.get(run_id)
+
     def cancel(self, run_id: str) -> dict[str, Any]:
         """Cancel a running run; returns its state."""
         return dict(_get(self._service().cancel.remote(run_id, self._client.settings)))

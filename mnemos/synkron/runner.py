@@ -37,7 +37,7 @@ from mnemos.trace.lineage import LineageWriter, artifact_node, model_node
 from mnemos.trace.metrics import SYNKRON_STEPS
 from mnemos.trace.telemetry import PRINCIPAL_ATTRIBUTE, inject, join_carrier, span
 
-__all__ = ["RunExecutor", "cache_key"]
+__all__ = ["RunExecutor", "cache_key", "cancel_unfinished_jobs"]
 
 CACHE_PREFIX = "synkron/cache"
 
@@ -176,6 +176,8 @@ class RunExecutor:
                     name = futures.pop(future)
                     if future.exception() is not None:
                         failed = True
+        if self._cancel.is_set():  # a step's job an earlier runner left in CORTEX, cancelled before it was waited for
+            cancel_unfinished_jobs(self.client, state)
         with self.lock:
             statuses = [s["status"] for s in state["steps"].values()]
             if self._cancel.is_set():
@@ -294,14 +296,20 @@ class RunExecutor:
         }
         if self._cancel.is_set():
             raise _Cancelled()
-        job_id = job_key(state["id"], name, st["executions"] + 1)
-        handle = submit_step(self.client, ctx, doc, job_id=job_id, parent=f"step:{state['id']}/{name}",
-                             principal=state.get("principal"))  # fmt: skip
+        handle = self._unfinished_job(st)
+        if handle is None:
+            job_id = job_key(state["id"], name, st["executions"] + 1)
+            handle = submit_step(self.client, ctx, doc, job_id=job_id, parent=f"step:{state['id']}/{name}",
+                                 principal=state.get("principal"))  # fmt: skip
+            with self.lock:
+                st["job_ids"].append(str(handle.id))
+                st["executions"] += 1
         with self.lock:
             self._handles[name] = handle
-            st["job_ids"].append(str(handle.id))
-            st["executions"] += 1
         self._changed()
+        if self._cancel.is_set():  # cancelled while it was submitted: cancel() saw no handle to cancel
+            with contextlib.suppress(MnemosError):
+                handle.cancel()
         try:
             result = handle.result(timeout=None)
         finally:
@@ -310,6 +318,21 @@ class RunExecutor:
         if not isinstance(result, dict) or "outputs" not in result:
             raise NotFoundError(f"step {name!r}: its job returned no outputs", param="outputs")
         return {**result, "job_ids": [str(handle.id)], "doc": doc}
+
+    def _unfinished_job(self, st: dict[str, Any]) -> Any:
+        """The step's last job when it is queued, running or succeeded: a runner that stopped while
+        the step ran (an actor restart, the cluster of an interrupted `mnemos run`) left it in CORTEX,
+        which runs it again after a restart; waiting for it runs the step once, not twice."""
+        if not st["job_ids"]:
+            return None
+        from mnemos.cortex.job import ACTIVE
+
+        try:
+            handle = self.client.jobs.get(st["job_ids"][-1])
+            status = handle.status()
+        except MnemosError:  # not in CORTEX's journal (compacted away): submit anew
+            return None
+        return handle if status in ACTIVE or status == "succeeded" else None
 
     def _finish(
         self,
@@ -384,6 +407,16 @@ class RunExecutor:
         (the key holds the principal; an entry naming another owner is never shown)."""
         run, owner = (hit or {}).get("run"), (hit or {}).get("principal")
         return str(run) if run and owner == self.state.get("principal") else None
+
+
+def cancel_unfinished_jobs(client: Any, state: dict[str, Any]) -> None:
+    """Cancel the last job of each step of ``state`` that did not complete, where CORTEX still holds
+    it queued or running (it re-queues a running one when it restarts)."""
+    for st in list(state["steps"].values()):
+        if st["status"] in _state.DONE or not st["job_ids"]:
+            continue
+        with contextlib.suppress(MnemosError):  # finished, or no longer in the journal
+            client.jobs.get(st["job_ids"][-1]).cancel()
 
 
 def _size(engram: Any, digest: str) -> int | None:

@@ -22,7 +22,7 @@ from mnemos.cortex.context import PlatformContext
 from mnemos.engram import Engram
 from mnemos.errors import ConflictError, NotFoundError
 from mnemos.synkron import _state
-from mnemos.synkron.runner import RunExecutor
+from mnemos.synkron.runner import RunExecutor, cancel_unfinished_jobs
 from mnemos.trace.lineage import record
 
 __all__ = ["ACTOR_NAME", "SynkronService", "ensure", "get_service"]
@@ -64,10 +64,11 @@ class SynkronService:
         with self._cond:
             if run_id in self._runs:
                 return _snapshot(self._runs[run_id])
-        state = _state.load(client.engram, run_id)
-        if state["status"] in _state.TERMINAL:
-            return state
-        return self._launch(client, state)
+        with self._launching:  # a cancel of the prepared run (cancel takes it too) lands before or after
+            state = _state.load(client.engram, run_id)
+            if state["status"] in _state.TERMINAL:
+                return state
+            return self._launch(client, state)
 
     def resume(self, run_id: str, settings: Settings | None = None, principal: str | None = None) -> dict[str, Any]:
         """Run again the steps of a failed or cancelled run that did not complete."""
@@ -91,11 +92,21 @@ class SynkronService:
         return self._adopt(self._context(settings), run_id)
 
     def cancel(self, run_id: str, settings: Settings | None = None) -> dict[str, Any]:
-        """Cancel a running run (its running jobs are cancelled); a finished run is a conflict."""
+        """Cancel a running run (its running jobs are cancelled); a finished run is a conflict. A run
+        that no runner drives although it did not end (the cluster of the `mnemos run` that drove it
+        stopped) is cancelled where it stands: its steps' unfinished jobs too, so that no CORTEX
+        restart runs them again."""
         active = self._finishing(run_id)
         if active is None:
-            state = _state.load(self._context(settings).engram, run_id)
-            raise ConflictError(f"run {run_id!r} is not running (status {state['status']})", param="run_id")
+            client = self._context(settings)
+            with self._launching:  # not adopted meanwhile (by _recover, or a waiting caller)
+                active = self._finishing(run_id)
+                if active is None:
+                    state = _state.load(client.engram, run_id)
+                    if state["status"] in _state.TERMINAL:
+                        raise ConflictError(f"run {run_id!r} is not running (status {state['status']})",
+                                            param="run_id")  # fmt: skip
+                    return _cancel_undriven(client, state, f"{ACTIVE_PREFIX}/{run_id}")
         active.executor.cancel()
         return _snapshot(active)
 
@@ -224,6 +235,21 @@ def _reset_for_resume(state: dict[str, Any]) -> None:
             st.update(status="pending", error=None, started=None, finished=None,
                       progress={"done": 0, "total": None, "rate": None})  # fmt: skip
     state.update(status="pending", error=None, finished=None, resumes=int(state.get("resumes") or 0) + 1)
+
+
+def _cancel_undriven(client: Any, state: dict[str, Any], marker: str) -> dict[str, Any]:
+    """Cancel a run that did not end and that no runner drives: the unfinished jobs of its steps
+    (CORTEX re-queues a running one when it restarts), its steps that did not complete, the run."""
+    cancel_unfinished_jobs(client, state)
+    for st in state["steps"].values():
+        if st["status"] not in _state.DONE:
+            st.update(status="cancelled", error="cancelled", finished=st.get("finished") or time.time())
+    state.update(status="cancelled", error=None, finished=time.time())
+    record(client.engram, f"run:{state['id']}", "result", status="cancelled", error=None,
+           outputs=dict(state["outputs"]))  # fmt: skip
+    _state.save(client.engram, state)
+    client.engram.delete(marker)
+    return state
 
 
 def _copy(state: dict[str, Any]) -> dict[str, Any]:

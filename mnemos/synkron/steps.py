@@ -421,12 +421,16 @@ def prepare_prompts(
     if ctx is not None and not os.path.isabs(source):
         raise ValidationError(f"source: {str(source)[:200]!r} is no input file of this run: name a file the pipeline "
                               "carries, or an ENGRAM ref runs/<run>/<output>", param="source")  # fmt: skip
-    text = Path(source).read_text()
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"source: not UTF-8 text (byte {exc.start}): prompts are read from JSONL, a JSON list "
+                              "or lines of text", param="source") from None  # fmt: skip
     stripped = text.lstrip()
     if stripped.startswith("["):
-        raw: list[Any] = json.loads(text)
+        raw: list[Any] = _json(text, "source")
     elif stripped.startswith("{"):
-        raw = [json.loads(line) for line in text.splitlines() if line.strip()]
+        raw = [_json(line, f"source line {n}") for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     else:
         raw = [line for line in text.splitlines() if line.strip()]
     records = []
@@ -439,3 +443,12 @@ def prepare_prompts(
             out["messages"] = [{"role": "system", "content": system}, {"role": "user", "content": out["prompt"]}]
         records.append(out)
     return records
+
+
+def _json(text: str, where: str) -> Any:
+    """``text`` read as JSON; else an error naming ``where`` and the problem (a 422, not a traceback)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        at = f"line {exc.lineno}, column {exc.colno}" if "\n" in text.strip() else f"column {exc.colno}"
+        raise ValidationError(f"{where}: not JSON ({exc.msg} at {at})", param="source") from None

@@ -33,7 +33,7 @@ CASES: list[tuple[str, tuple[str, ...], str]] = [
     ("get-generation-without-name", ("get", "Model", "-g", "3"), "--generation needs a NAME"),
     ("get-watch-without-platform", ("get", "Model", "-w"), "--watch: no platform is up"),
     ("runs-list-limit-zero", ("runs", "list", "--limit", "0"), "'--limit'"),
-    ("runs-cancel-without-platform", ("runs", "cancel", "r-1"), "no platform is up, so no run is running"),
+    ("runs-cancel-unknown-run", ("runs", "cancel", "r-1"), "run 'r-1' not found"),
     ("run-unknown-pipeline", ("run", "no-such-pipeline"), "pipeline/no-such-pipeline not found"),
     ("run-missing-file", ("run", "no/such/pipeline.yaml"), "no/such/pipeline.yaml: no such file or directory"),
     ("run-100kb-name", ("run", LONG), "FILE 'aaaa"),
