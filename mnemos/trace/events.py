@@ -246,7 +246,12 @@ def wanted_types(types: Iterable[str] | str) -> tuple[str, ...]:
     event has, is a ``ValidationError`` naming ``types``, as ``GET /v1/events`` answers it."""
     from mnemos.errors import ValidationError
 
-    wanted = tuple(t.strip() for t in (types.split(",") if isinstance(types, str) else types) if t and t.strip())
+    items = types.split(",") if isinstance(types, str) else list(types) if isinstance(types, Iterable) else [types]
+    if any(not isinstance(t, str) for t in items):
+        got = next(t for t in items if not isinstance(t, str))
+        raise ValidationError(f"types: expected event families or types as strings (\"job\", \"resource\", "
+                              f"\"job.log\"), got {type(got).__name__} {got!r:.60}", param="types")  # fmt: skip
+    wanted = tuple(t.strip() for t in items if t and t.strip())
     for family in (t.split(".", 1)[0] for t in wanted):
         if family not in FAMILIES:
             raise ValidationError(f"types: unknown event family {family[:40]!r}: use {', '.join(sorted(FAMILIES))}, "

@@ -27,3 +27,15 @@ def test_unknown_families_are_refused_and_a_string_is_a_list(ray_cluster: None) 
     for types in ("resource", "job, resource", ["resource.configured"]):
         seen = next(iter(watch(types, after=after, timeout=30)), None)
         assert seen is not None and seen["subject"] == "Policy/watch-types", (types, seen)
+
+
+def test_types_that_are_not_strings_are_named() -> None:
+    """``watch([Model])`` or ``watch([123])`` was ``AttributeError: 'int' object has no attribute 'strip'``."""
+    from mnemos.genome import Model
+    from mnemos.trace.events import wanted_types
+
+    for types in ([123], [Model], 5, ("job", None)):
+        with pytest.raises(ValidationError, match="types: expected event families or types as strings") as refused:
+            wanted_types(types)  # type: ignore[arg-type]
+        assert refused.value.param == "types"
+    assert wanted_types(t for t in ("job", "run")) == ("job", "run")  # a generator is read once, not lost
