@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -107,7 +106,7 @@ def sync(
 
 
 def diff(
-    file: list[Path] = typer.Option(..., "-f", "--file", help="File or folder of YAML resources (repeatable)."),
+    file: list[str] = typer.Option(..., "-f", "--file", help="File or folder of YAML resources (repeatable)."),
     output: Output = typer.Option(Output.table, "-o", "--output"),
 ) -> None:
     """Show what applying these files would change, as unified diffs of the YAML (values*.yaml skipped).
@@ -115,12 +114,13 @@ def diff(
     Over --url the live resources are read through the gateway's API.
     """
     from mnemos.cli._session import open_client
-    from mnemos.cli.resources import load_files
+    from mnemos.cli.resources import file_paths, load_files
     from mnemos.errors import BadRequestError
     from mnemos.wraith.gitops import diff as compute_diff
     from mnemos.wraith.gitops import load_resources
 
-    resources = load_files(file, load_resources)  # a pipe too: mnemos diff -f <(kustomize build)
+    paths = file_paths(file)
+    resources = load_files(paths, load_resources)  # a pipe too: mnemos diff -f <(kustomize build)
     if not resources:
         raise BadRequestError(f"-f/--file: no resources in {', '.join(map(str, file))}: nothing to diff "
                               "(YAML or JSON files, .yaml/.yml/.json)", param="file")  # fmt: skip

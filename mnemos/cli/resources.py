@@ -29,15 +29,26 @@ def register(app: typer.Typer) -> None:
 
 
 def apply(
-    file: list[Path] = typer.Option(
+    file: list[str] = typer.Option(
         ..., "-f", "--file", help="File or folder of YAML resources (repeatable); - reads standard input."
     ),
 ) -> None:
     """Create or update resources; unchanged ones are reported as such."""
-    resources = _load(file)
+    resources = _load(file_paths(file))
     client = open_client(publish=True)
     for result in client.apply(resources):
         console.print(str(result))
+
+
+def file_paths(values: list[str]) -> list[Path]:
+    """``-f`` values as paths; an empty one is refused (as a path ``""`` is the current folder, and
+    ``validate -f ""`` read, ``apply -f ""`` applied, everything under it)."""
+    from mnemos.errors import ValidationError
+
+    if any(not value.strip() for value in values):
+        raise ValidationError('-f/--file: an empty path: give a file, a folder ("." for the current one) or - for '
+                              "standard input", param="file")  # fmt: skip
+    return [Path(value) for value in values]
 
 
 def _load(files: list[Path], verb: str = "apply") -> list[Any]:
@@ -252,12 +263,12 @@ def delete(kind: str = typer.Argument(..., help=_KINDS), name: str = typer.Argum
 
 
 def validate(
-    file: list[Path] = typer.Option(
+    file: list[str] = typer.Option(
         ..., "-f", "--file", help="File or folder of YAML resources (repeatable); - reads standard input."
     ),
 ) -> None:
     """Check schema, pipeline steps and admission without applying."""
-    resources = _load(file, "validate")
+    resources = _load(file_paths(file), "validate")
     for resource in open_client().admit(resources):
         console.print(f"{type(resource).__name__.lower()}/{resource.name} valid")
 

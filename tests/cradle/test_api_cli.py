@@ -74,6 +74,14 @@ def test_an_empty_file_says_it_has_no_documents(home: Path, command: str, path: 
     assert line == f"error: no documents in {path} (it is empty, or holds only comments): nothing to {command}", line
 
 
+@pytest.mark.parametrize("command", ["validate", "apply", "diff"])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(home: Path, command: str) -> None:
+    """``mnemos validate -f ""`` validated every resource under the working folder (``model.yaml`` here)
+    and ``apply -f ""`` would have applied them: Typer made ``""`` the path ``.``."""
+    line = _one_line(mnemos(home, command, "-f", ""))
+    assert line.startswith("error: -f/--file: an empty path"), line
+
+
 def test_a_pipe_is_read_as_a_file(home: Path) -> None:
     """``mnemos validate -f <(kustomize build)`` (a pipe: /dev/fd/63) was "no such file or directory"."""
     proc = mnemos(home, "validate", "-f", "/dev/stdin", stdin=POLICY)  # standard input is a pipe here
