@@ -115,7 +115,7 @@ def test_token_create_sets_limits_and_team(governed: Relay, capsys: Any, monkeyp
     assert record is not None and record.team == "red"
     assert record.limits == {"rpm": 60, "tpm": 1000, "budget": {"amount": 5.0, "window": "1d"}}
     code, out, err = _cli([*create, "--api-key", "--rpm", "0"], env, capsys, monkeypatch)
-    assert code == 2 and "limits.rpm" in err and "Traceback" not in err
+    assert code == 2 and "--rpm" in err and "limits.rpm" not in err and "Traceback" not in err
     code, out, err = _cli([*create, "--team", "red", "--rpm", "5"], env, capsys, monkeypatch)  # a JWT: in its claims
     assert code == 0, err
     payload = out.strip().split(".")[1]

@@ -23,28 +23,6 @@ def _until(check, what: str, limit: int = 6000, run=None) -> None:
     raise AssertionError(f"never happened: {what}" + (f" (run: {run.state()})" if run is not None else ""))
 
 
-def test_a_restarted_runner_waits_for_the_job_of_the_step_that_ran_not_a_new_one(client, pipelines, tmp_path) -> None:
-    """The runner (the ``synkron`` actor) restarted while a step's job ran in CORTEX, took the run up
-    again and submitted the step anew (``<run>.<step>.2``): the step ran twice, at once."""
-    import ray
-
-    m, go = str(pipelines.marker), tmp_path / "go"
-    path = pipelines.write(
-        [{"name": "slow", "call": pipelines.call("wait_for"), "params": {"path": str(go), "marker": m},
-          "outputs": [{"name": "out"}]}]
-    )  # fmt: skip
-    run = client.pipelines.run(path, progress=False, wait=False)
-    _until(lambda: "wait" in pipelines.executions(), "the step runs", run=run)
-    ray.kill(ray.get_actor("synkron", namespace="mnemos"), no_restart=False)  # Ray restarts it; it takes the run up
-    _until(lambda: client.pipelines.get(run.id).state().get("resumes") == 1, "the restarted runner drives the run")
-    go.write_text("now")
-    state = run.wait(timeout=300)
-    assert state["status"] == "succeeded", state["error"]
-    assert state["steps"]["slow"]["job_ids"] == [f"{run.id}.slow.1"]
-    assert pipelines.executions() == ["wait"]
-    assert run.read("out") == b"waited"
-
-
 def test_a_run_no_runner_drives_is_cancelled_with_its_steps_job(client, pipelines, tmp_path) -> None:
     """A run left ``running`` by a runner that stopped (the embedded cluster of an interrupted
     ``mnemos run``) was "not running" to cancel (409), and its step's job ran on in CORTEX."""
