@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from starlette.requests import Request
 
 
@@ -116,3 +118,17 @@ def serve() -> Any:
 def make_app() -> Any:
     """``make_app(guard)``: a FastAPI app with SOUL's router and guarded routes."""
     return guarded_app
+
+
+@pytest.fixture()
+def token_gateway(tmp_path: Path, make_settings: Any, make_app: Any) -> Any:
+    """SOUL's routes over a private ENGRAM, an admin key's headers and the identity store."""
+    from mnemos.engram import Engram
+    from mnemos.soul import EdgeGuard, IdentityStore
+
+    settings = make_settings(tmp_path)
+    engram = Engram.from_settings(settings)
+    store = IdentityStore.from_settings(settings, engram)
+    admin = store.create_api_key(f"root-{uuid.uuid4().hex[:8]}", "admin").secret  # its own rate-limit bucket
+    with TestClient(make_app(EdgeGuard(settings, engram))) as client:
+        yield client, {"Authorization": f"Bearer {admin}"}, store

@@ -6,25 +6,9 @@ duration is refused."""
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
-
-
-@pytest.fixture()
-def gateway(tmp_path: Path, make_settings: Any, make_app: Any) -> Any:
-    from mnemos.engram import Engram
-    from mnemos.soul import EdgeGuard, IdentityStore
-
-    settings = make_settings(tmp_path)
-    engram = Engram.from_settings(settings)
-    store = IdentityStore.from_settings(settings, engram)
-    admin = store.create_api_key(f"root-{uuid.uuid4().hex[:8]}", "admin").secret  # its own rate-limit bucket
-    with TestClient(make_app(EdgeGuard(settings, engram))) as client:
-        yield client, {"Authorization": f"Bearer {admin}"}, store
 
 
 @pytest.mark.parametrize(
@@ -37,8 +21,8 @@ def gateway(tmp_path: Path, make_settings: Any, make_app: Any) -> Any:
      ({"limits": {"budget": {"window": False}}}, "body.limits.budget.window"), ({"models": "m"}, "body.models"),
      ({"models": ["m", 2]}, "body.models.1"), ({"expires": 5}, "body.expires")],
 )  # fmt: skip
-def test_a_field_of_another_json_type_is_a_422_naming_it(gateway: Any, field: dict[str, Any], param: str) -> None:
-    client, headers, store = gateway
+def test_a_field_of_another_json_type_is_a_422_naming_it(token_gateway: Any, field: dict[str, Any], param: str) -> None:
+    client, headers, store = token_gateway
     before = len(store.list(include_inactive=True))
     resp = client.post("/v1/tokens", json={"name": "bob", "role": "viewer", **field}, headers=headers)
     assert resp.status_code == 422, resp.text
@@ -47,7 +31,7 @@ def test_a_field_of_another_json_type_is_a_422_naming_it(gateway: Any, field: di
 
 
 @pytest.mark.parametrize("ttl", [3600, 3600.0, "3600", "1h", "60m"])
-def test_a_ttl_is_seconds_or_a_duration_string(gateway: Any, ttl: Any) -> None:
-    client, headers, _ = gateway
+def test_a_ttl_is_seconds_or_a_duration_string(token_gateway: Any, ttl: Any) -> None:
+    client, headers, _ = token_gateway
     resp = client.post("/v1/tokens", json={"name": "bob", "role": "viewer", "ttl": ttl}, headers=headers)
     assert resp.status_code == 201, resp.text

@@ -6,26 +6,7 @@ route takes) before anything is done, as on the other control routes; a paramete
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
 from typing import Any
-
-import pytest
-from fastapi.testclient import TestClient
-
-
-@pytest.fixture()
-def gateway(tmp_path: Path, make_settings: Any, make_app: Any) -> Any:
-    """SOUL's routes over a private ENGRAM, an admin key's headers and the identity store."""
-    from mnemos.engram import Engram
-    from mnemos.soul import EdgeGuard, IdentityStore
-
-    settings = make_settings(tmp_path)
-    engram = Engram.from_settings(settings)
-    store = IdentityStore.from_settings(settings, engram)
-    admin = store.create_api_key(f"root-{uuid.uuid4().hex[:8]}", "admin").secret  # its own rate-limit bucket
-    with TestClient(make_app(EdgeGuard(settings, engram))) as client:
-        yield client, {"Authorization": f"Bearer {admin}"}, store
 
 
 def _refused(resp: Any, param: str) -> str:
@@ -35,8 +16,8 @@ def _refused(resp: Any, param: str) -> str:
     return str(error["message"])
 
 
-def test_an_unknown_query_parameter_is_a_422_naming_it_and_nothing_is_done(gateway: Any) -> None:
-    client, headers, store = gateway
+def test_an_unknown_query_parameter_is_a_422_naming_it_and_nothing_is_done(token_gateway: Any) -> None:
+    client, headers, store = token_gateway
     victim = store.create_api_key("victim", "viewer")
     before = {d["id"] for d in store.list(include_inactive=True)}
 
@@ -51,8 +32,8 @@ def test_an_unknown_query_parameter_is_a_422_naming_it_and_nothing_is_done(gatew
     assert victim.id in {d["id"] for d in store.list()}  # nothing revoked
 
 
-def test_a_parameter_given_twice_is_a_422_and_the_declared_one_still_works(gateway: Any) -> None:
-    client, headers, store = gateway
+def test_a_parameter_given_twice_is_a_422_and_the_declared_one_still_works(token_gateway: Any) -> None:
+    client, headers, store = token_gateway
     revoked = store.create_api_key("gone", "viewer")
     store.revoke(revoked.id)
     twice = client.get("/v1/tokens?all=false&all=true", headers=headers)
@@ -63,8 +44,8 @@ def test_a_parameter_given_twice_is_a_422_and_the_declared_one_still_works(gatew
     assert active.status_code == 200 and revoked.id not in {d["id"] for d in active.json()["data"]}
 
 
-def test_the_caller_is_authenticated_before_the_query_is_read(gateway: Any) -> None:
-    client, _, store = gateway
+def test_the_caller_is_authenticated_before_the_query_is_read(token_gateway: Any) -> None:
+    client, _, store = token_gateway
     viewer = {"Authorization": f"Bearer {store.create_api_key('vera', 'viewer').secret}"}
     for method in ("GET", "POST"):
         anonymous = client.request(method, "/v1/tokens", params={"foo": "1"}, json={"name": "x", "role": "viewer"})
