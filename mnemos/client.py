@@ -326,24 +326,28 @@ def _embedded_lock(settings: Settings) -> tuple[str, int] | None:
     return root, os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
 
-def embedded_holder(settings: Settings) -> str | None:
-    """The pid of another process hosting an embedded platform on ``settings``' ENGRAM (a notebook's
-    ``mnemos.connect()`` with no platform up), or ``None``: ``mnemos up`` refuses to start beside it."""
-    lock = _embedded_lock(settings)
-    if lock is None or lock[0] in _HELD:
-        if lock is not None:
-            os.close(lock[1])
-        return None
+def _holder(fd: int) -> str | None:
+    """Take the lock of ``fd``: ``None`` when taken, else the pid its holder wrote (``"?"``: none yet)."""
     import fcntl
 
-    fd = lock[1]
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+    return None
+
+
+def embedded_holder(settings: Settings) -> str | None:
+    """The pid of another process hosting an embedded platform on ``settings``' ENGRAM (a notebook's
+    ``mnemos.connect()`` with no platform up), or ``None``: ``mnemos up`` refuses to start beside it."""
+    lock = _embedded_lock(settings)
+    if lock is None:
+        return None
+    root, fd = lock
+    try:
+        return None if root in _HELD else _holder(fd)
     finally:
         os.close(fd)  # closing releases a lock taken here
-    return None
 
 
 def _hold_embedded(settings: Settings) -> bool:
@@ -357,21 +361,17 @@ def _hold_embedded(settings: Settings) -> bool:
     lock = _embedded_lock(settings)
     if lock is None:
         return False
-    import fcntl
-
     root, fd = lock
     if root in _HELD:
         os.close(fd)
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+    holder = _holder(fd)
+    if holder is not None:
         os.close(fd)
         raise ConflictError(
             f"engram: another process (pid {holder}) runs an embedded MNEMOS platform on {root}: two would run "
             "the same jobs twice. Share one platform: `mnemos up` (every mnemos.connect() then joins it), or "
-            "give this process another MNEMOS_HOME", param="engram") from None  # fmt: skip
+            "give this process another MNEMOS_HOME", param="engram")  # fmt: skip
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     _HELD[root] = fd

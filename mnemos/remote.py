@@ -544,16 +544,10 @@ class RemoteJobs:
         body: dict[str, Any] = {"args": list(args), "kwargs": kwargs}
         check_node_list(parents)
         if callable(function):
-            from ray import cloudpickle
+            from mnemos.neuron.codec import pickle_call
 
             body["function"] = f"{function.__module__}:{function.__qualname__}"
-            try:
-                pickled = cloudpickle.dumps((function, args, kwargs))
-            except Exception as exc:  # noqa: BLE001 - a lock, a socket, a generator: cloudpickle's own error
-                raise errors.ValidationError(
-                    f"fn: {function.__qualname__} or its arguments cannot be pickled ({type(exc).__name__}: {exc}): "
-                    "a Python function goes to the platform with cloudpickle; pass what it needs as arguments that "
-                    "pickle, or call a registered Function", param="fn") from None  # fmt: skip
+            pickled = pickle_call(function, args, kwargs, name=function.__qualname__)
             body["payload"] = base64.b64encode(pickled).decode()
             body["args"], body["kwargs"] = [], {}
         else:

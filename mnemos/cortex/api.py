@@ -168,13 +168,7 @@ class JobsAPI:
             function = describe_callable(fn)
         else:
             raise ClientError(f"fn: expected a callable or 'module:function', got {type(fn).__name__}", param="fn")
-        try:
-            payload = pickle_call(fn if callable(fn) else None, args, kwargs)
-        except Exception as exc:  # noqa: BLE001 - a lock, a socket, a generator: cloudpickle's own error
-            raise ValidationError(
-                f"fn: {function} or its arguments cannot be pickled ({type(exc).__name__}: {exc}): a job's call "
-                "goes to its worker with cloudpickle; pass what it needs as arguments that pickle", param="fn"
-            ) from None
+        payload = pickle_call(fn if callable(fn) else None, args, kwargs, name=function)
         # the id is made here, so that a repeated submit is the same job
         fields: dict[str, Any] = {"function": function, "id": options.id or new_job_id()}
         if current_trace_id() is not None:

@@ -124,11 +124,23 @@ def describe_callable(fn: Callable[..., Any]) -> str:
     return f"{module}:{name}"
 
 
-def pickle_call(fn: Callable[..., Any] | None, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> bytes:
-    """The cloudpickled ``(fn, args, kwargs)`` a Python client sends (``fn`` None for a reference)."""
+def pickle_call(fn: Callable[..., Any] | None, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any],
+                name: str = "the call") -> bytes:  # fmt: skip
+    """The cloudpickled ``(fn, args, kwargs)`` a Python client sends (``fn`` None for a reference).
+
+    Raises:
+        ValidationError: ``fn`` or an argument cannot be pickled (a lock, a socket, a generator),
+            naming ``fn`` (``name``: how the message shows the call) and cloudpickle's reason.
+    """
     from ray import cloudpickle
 
-    return cloudpickle.dumps((fn, tuple(args), dict(kwargs)))  # type: ignore[no-any-return]
+    try:
+        return cloudpickle.dumps((fn, tuple(args), dict(kwargs)))  # type: ignore[no-any-return]
+    except Exception as exc:  # noqa: BLE001 - cloudpickle's own error, whatever its type
+        raise ValidationError(
+            f"fn: {name} or its arguments cannot be pickled ({type(exc).__name__}: {exc}): a job's call goes to its "
+            "worker with cloudpickle; pass what it needs as arguments that pickle, or call a registered Function",
+            param="fn") from None  # fmt: skip
 
 
 def load_call(invocation: Invocation, engram: Engram) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
