@@ -27,6 +27,7 @@ Every error a user can cause maps to one HTTP status and one CLI exit code::
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "UnsupportedMediaTypeError",
     "UpstreamError",
     "ValidationError",
+    "redact_userinfo",
 ]
 
 
@@ -245,3 +247,12 @@ class UpstreamError(ServerError):
     status = 502
     exit_code = 11
     code = "upstream_error"
+
+
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact_userinfo(text: str) -> str:
+    """``https://user:token@host/x`` → ``https://***@host/x`` anywhere in ``text``: what a message, a
+    log line or a lineage record may show of a URL that carries a credential."""
+    return _USERINFO.sub(r"\g<scheme>***@", text)

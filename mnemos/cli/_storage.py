@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mnemos.errors import MissingDependencyError, MnemosError, UnavailableError, ValidationError
-from mnemos.wraith._git import redact
+from mnemos.errors import redact_userinfo as redact
 
 __all__ = ["storage_errors"]
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mnemos.errors import NotFoundError, PermissionDeniedError, ValidationError
+from mnemos.errors import NotFoundError, PermissionDeniedError, ValidationError, redact_userinfo
 from mnemos.genome import NAME_PATTERN, Pipeline, Resource, load_paths, parse_resource
 from mnemos.genome.pipeline import (
     DATA_SUFFIXES,
@@ -460,9 +460,6 @@ def applied_file(client: Any, pipeline: Pipeline, value: str) -> dict[str, Any] 
     return {"digest": digest, "node": f"file:{value}", "path": value}
 
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-
-
 def shown_uri(uri: str) -> str:
     """``uri`` as lineage, run states and errors show it: no ``user:password@``, and the values of its
     query masked (a presigned URL's signature is a credential): ``https://***@host/x?sig=***``."""
@@ -471,7 +468,7 @@ def shown_uri(uri: str) -> str:
     try:
         parts = urlsplit(uri)
     except ValueError:  # an invalid port or bracket: no parts to keep
-        return _USERINFO.sub(r"\g<scheme>***@", uri.split("?", 1)[0].split("#", 1)[0])
+        return redact_userinfo(uri.split("?", 1)[0].split("#", 1)[0])
     netloc = f"***@{parts.netloc.rpartition('@')[2]}" if "@" in parts.netloc else parts.netloc
     query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query, keep_blank_values=True)) or parts.query and "***"
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
@@ -486,7 +483,7 @@ def _without_userinfo(value: Any) -> Any:
     if isinstance(value, str):
         if _URL.fullmatch(value):
             return shown_uri(value)
-        return _USERINFO.sub(r"\g<scheme>***@", value) if "@" in value else value
+        return redact_userinfo(value) if "@" in value else value
     if isinstance(value, dict):
         return {k: _without_userinfo(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -524,7 +521,7 @@ def snapshot_input(client: Any, value: str, base_dir: str | None, *, remote_ok: 
             except FileNotFoundError:  # its message is the URL as given, password and all
                 raise NotFoundError(f"{where}: input {shown!r} does not exist", param=param) from None
             except Exception as exc:  # noqa: BLE001 - aiohttp, botocore, gcsfs …: each its own errors
-                why = _USERINFO.sub(r"\g<scheme>***@", str(exc).replace(value, shown))[:300]
+                why = redact_userinfo(str(exc).replace(value, shown))[:300]
                 raise ValidationError(f"{where}: input {shown!r} could not be read ({type(exc).__name__}: {why})",
                                       param=param) from None  # fmt: skip
             return {"digest": digest, "node": f"file:{shown}", "path": shown}

@@ -13,15 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mnemos.errors import NotFoundError, UnavailableError, ValidationError
+from mnemos.errors import redact_userinfo as redact
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 GIT_TIMEOUT = 300.0
 _SHORT_SHA = re.compile(r"[0-9a-fA-F]{4,39}")  # an abbreviated commit sha
-
-
-def redact(text: str) -> str:
-    """``https://user:token@host/x`` → ``https://***@host/x`` anywhere in ``text``."""
-    return _USERINFO.sub(r"\g<scheme>***@", text)
 
 
 def normalize_repo(repo: str) -> str:

@@ -32,10 +32,11 @@ import yaml
 
 from mnemos.config import default_home
 from mnemos.errors import ConflictError, MnemosError, NotFoundError, ValidationError
+from mnemos.errors import redact_userinfo as redact
 from mnemos.genome import Policy, Resource, admit, load_paths
 from mnemos.genome.kinds import hidden, refuse_duplicates
 from mnemos.trace.lineage import record
-from mnemos.wraith._git import checkout, normalize_repo, redact
+from mnemos.wraith._git import checkout, normalize_repo
 
 __all__ = [
     "ANNOTATION_MANAGED_BY",

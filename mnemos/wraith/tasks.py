@@ -294,7 +294,7 @@ def _configured_repo(repo: str) -> str:
     (``https://***@host/…``, as ``task_options`` passes them), ``wraith.gitops.repo`` of this
     worker's settings, which holds them."""
     from mnemos.config import load_settings
-    from mnemos.wraith._git import redact
+    from mnemos.errors import redact_userinfo as redact
 
     if "***@" not in repo:
         return repo
@@ -323,7 +323,7 @@ def task_options(settings: Any, name: str) -> dict[str, Any]:
             raise NotFoundError(
                 "gitops-sync needs wraith.gitops.repo (and path) in the settings", param="wraith.gitops"
             )
-        from mnemos.wraith._git import redact
+        from mnemos.errors import redact_userinfo as redact
 
         # The URL's credentials stay out of the job (its arguments reach the CORTEX journal, and
         # backups): the worker takes them from its own wraith.gitops.repo (``_configured_repo``).
