@@ -20,6 +20,14 @@ NO_RAY = (  # `python -c NO_RAY <args>`: the CLI, failing any command that would
 )
 
 
+def refused_422(resp: Any, param: str) -> str:
+    """The response is a 422 ``validation_error`` naming ``param``; returns its message."""
+    assert resp.status_code == 422, resp.text
+    error = resp.json()["error"]
+    assert (error["code"], error["param"]) == ("validation_error", param), error
+    return str(error["message"])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

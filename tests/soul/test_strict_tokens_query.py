@@ -8,12 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def _refused(resp: Any, param: str) -> str:
-    assert resp.status_code == 422, resp.text
-    error = resp.json()["error"]
-    assert (error["code"], error["param"]) == ("validation_error", param), error
-    return str(error["message"])
+from tests_support import refused_422
 
 
 def test_an_unknown_query_parameter_is_a_422_naming_it_and_nothing_is_done(token_gateway: Any) -> None:
@@ -22,11 +17,11 @@ def test_an_unknown_query_parameter_is_a_422_naming_it_and_nothing_is_done(token
     before = {d["id"] for d in store.list(include_inactive=True)}
 
     listed = client.get("/v1/tokens", params={"al": "true"}, headers=headers)
-    assert "al: not a query parameter of this route (it takes all)" in _refused(listed, "al")
+    assert "al: not a query parameter of this route (it takes all)" in refused_422(listed, "al")
     minted = client.post("/v1/tokens", params={"foo": "1"}, json={"name": "bob", "role": "viewer"}, headers=headers)
-    assert "(it takes none)" in _refused(minted, "foo")
+    assert "(it takes none)" in refused_422(minted, "foo")
     revoked = client.delete(f"/v1/tokens/{victim.id}", params={"foo": "1"}, headers=headers)
-    _refused(revoked, "foo")
+    refused_422(revoked, "foo")
 
     assert {d["id"] for d in store.list(include_inactive=True)} == before  # nothing minted
     assert victim.id in {d["id"] for d in store.list()}  # nothing revoked
@@ -37,7 +32,7 @@ def test_a_parameter_given_twice_is_a_422_and_the_declared_one_still_works(token
     revoked = store.create_api_key("gone", "viewer")
     store.revoke(revoked.id)
     twice = client.get("/v1/tokens?all=false&all=true", headers=headers)
-    assert "given more than once" in _refused(twice, "all")
+    assert "given more than once" in refused_422(twice, "all")
     everything = client.get("/v1/tokens", params={"all": "true"}, headers=headers)
     assert everything.status_code == 200 and revoked.id in {d["id"] for d in everything.json()["data"]}
     active = client.get("/v1/tokens", headers=headers)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.testclient import TestClient
+from tests_support import refused_422
 
 from mnemos.relay.control import LineageReader
 from mnemos.soul.identity import Principal
@@ -46,19 +47,13 @@ def http(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
         yield client
 
 
-def _refused(resp: Any, param: str) -> str:
-    assert resp.status_code == 422, resp.text
-    error = resp.json()["error"]
-    assert (error["code"], error["param"]) == ("validation_error", param), error
-    return str(error["message"])
-
-
 def test_an_unknown_or_repeated_query_parameter_is_a_422_naming_it(http: TestClient) -> None:
     admin = {"x-who": "root-admin"}
     typo = http.get(f"/v1/traces/{TRACE}", params={"min_span": "2"}, headers=admin)
-    assert "min_span: not a query parameter of this route (it takes min_spans, timeout)" in _refused(typo, "min_span")
+    message = refused_422(typo, "min_span")
+    assert "min_span: not a query parameter of this route (it takes min_spans, timeout)" in message
     twice = http.get(f"/v1/traces/{TRACE}?timeout=1&timeout=5", headers=admin)
-    assert "given more than once" in _refused(twice, "timeout")
+    assert "given more than once" in refused_422(twice, "timeout")
     assert http.asked == []  # type: ignore[attr-defined]  # no wait for spans was started
     fine = http.get(f"/v1/traces/{TRACE}", params={"min_spans": "1", "timeout": "1"}, headers=admin)
     assert fine.status_code == 200 and fine.json()["spans"] == [SPAN], fine.text
