@@ -22,7 +22,9 @@ A comment line (``: keepalive``) is sent every ``heartbeat`` seconds of silence,
 filtered stream that sent nothing while the bus moved on resumes from there, not from an id the
 bus no longer holds (a spurious ``reset``). A stream opened
 without ``Last-Event-ID`` starts with ``id: <n>`` + ``: connected`` (no data): the position it
-streams from, so a client that reconnects before its first event still resumes without a gap.
+streams from, taken before the response's headers are sent (every event published once the client
+has its 200 reaches it), so a client that reconnects before its first event still resumes without
+a gap.
 A client that goes away ends its stream quietly (no error is logged for a disconnect).
 
 Query parameters are checked, never ignored: one the route does not take, or one given twice, is
@@ -70,7 +72,7 @@ from mnemos._http import check_query
 from mnemos._model import dump_json
 from mnemos.cortex.http import withhold_job
 from mnemos.cortex.job import STATUSES as JOB_STATUSES
-from mnemos.errors import AuthenticationError, RateLimitError, ValidationError
+from mnemos.errors import AuthenticationError, RateLimitError, UnavailableError, ValidationError
 from mnemos.relay._edge import VERB_KEY
 from mnemos.relay._responses import SSE_HEADERS
 from mnemos.soul.ownership import reads_data
@@ -303,16 +305,28 @@ class EventHub:
                         self.unsubscribe(sub)  # fed no more, and no longer one of its holder's streams
                         break
 
+    async def position(self) -> int:
+        """The bus's newest id now: where a stream opened without ``Last-Event-ID`` starts."""
+        try:
+            return int(await self.bus.last.remote())
+        except Exception as exc:  # noqa: BLE001 - the bus restarts; the client retries
+            self._bus = None
+            raise UnavailableError("events: the event bus is not answering; retry in a few seconds") from exc
+
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
 
     async def stream(self, principal: Any, after: int | None, types: tuple[str, ...], subject: str | None,
                      heartbeat: float, refused: Callable[[], Awaitable[str | None]] | None = None,
-                     place: _Place | None = None) -> AsyncIterator[bytes]:  # fmt: skip
+                     place: _Place | None = None, fresh: bool = False) -> AsyncIterator[bytes]:  # fmt: skip
         """The SSE bytes of one connection (see the module docstring).
 
         Args:
+            after: the id to resume after (``Last-Event-ID``); ``None``: from when it subscribes.
+            fresh: ``after`` is not the client's but the bus's position when its request was
+                admitted (``position``): announced as ``: connected``, then streamed from, so an
+                event published once the client has its 200 is never missed.
             refused: called every ``RECHECK_S`` seconds: why the caller's credential no longer
                 admits it (the stream then ends with ``event: revoked``), ``None`` while it does.
             place: the place among the principal's streams it holds (``take``; default: one taken now).
@@ -326,13 +340,20 @@ class EventHub:
         sub.place = place
         try:
             sent = after
+            if fresh and after is not None:
+                yield b"id: %d\n: connected\n\n" % after
             if after is not None:
                 backlog = await self.bus.read.remote(after, 0.0, 100_000)
                 if backlog["reset"]:  # an id past every event is no id of this bus (another, or before a restart)
-                    why = "is not an id of this event stream" if after > backlog["last"] else "is older than the buffer"
+                    if fresh:  # the position was this gateway's own, taken a moment ago
+                        reason = _RESET_REASONS[backlog.get("why") or "dropped"]
+                    elif after > backlog["last"]:
+                        reason = "Last-Event-ID is not an id of this event stream"
+                    else:
+                        reason = "Last-Event-ID is older than the buffer"
                     # The id the replay starts after, so that ids only grow (a client resuming from it misses none).
                     start = backlog["events"][0]["id"] - 1 if backlog["events"] else backlog["last"]
-                    yield _control("reset", start, {"reason": f"Last-Event-ID {why}"})
+                    yield _control("reset", start, {"reason": reason})
                 for event in backlog["events"]:
                     if visible(event, principal) and matches(event, types, subject):
                         yield _frame(for_reader(event, principal))
@@ -477,8 +498,15 @@ def build_router(admit: Callable[[Request, str], Any], hub: EventHub | None = No
             raise RateLimitError(f"{max_streams} event streams are open for this caller on this gateway replica "
                                  "(relay.maxEventStreams); close one first (a stream resumes where it left off "
                                  "with Last-Event-ID)", retry_after=5, param="events")  # fmt: skip
+        fresh = after is None
+        if fresh:  # fixed before the 200 is sent: an event published once the client has it is streamed
+            try:
+                after = await hub.position()
+            except BaseException:
+                place.release()
+                raise
         return _EventStreamResponse(hub.stream(principal, after, wanted, subject, heartbeat,
-                                               _credential_check(request, principal), place),
+                                               _credential_check(request, principal), place, fresh),
                                     media_type="text/event-stream", headers=SSE_HEADERS, place=place)  # fmt: skip
 
     return api

@@ -3,6 +3,9 @@ keepalive without a spurious ``reset`` (the keepalive carries the stream's posit
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -22,30 +25,41 @@ def small_bus(ray_cluster: None) -> Iterator[tuple[str, Any]]:
     """``/v1/events`` (authentication off) over a private ``EventBus`` keeping ``CAPACITY`` events,
     served by uvicorn on 127.0.0.1; the URL and the bus."""
     import ray
+
+    from mnemos.trace.events import EventBus
+
+    handle = ray.remote(EventBus).options(num_cpus=0, max_concurrency=100).remote(CAPACITY)
+    with _served(lambda: handle) as url:
+        yield url, handle
+    ray.kill(handle)
+
+
+@contextlib.contextmanager
+def _served(bus: Any) -> Iterator[str]:
+    """``/v1/events`` (authentication off) over an ``EventHub`` of ``bus`` (a factory of the bus
+    handle), served by uvicorn on 127.0.0.1 while the block runs; its URL."""
     import uvicorn
     from fastapi import FastAPI
 
     from mnemos.relay._errors import install_error_handlers
     from mnemos.relay.event_stream import EventHub, build_router
-    from mnemos.trace.events import EventBus
-
-    handle = ray.remote(EventBus).options(num_cpus=0, max_concurrency=100).remote(CAPACITY)
 
     async def admit(request: Request, verb: str) -> None:
         return None
 
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(build_router(admit, EventHub(lambda: handle), max_streams=4))
+    app.include_router(build_router(admit, EventHub(bus), max_streams=4))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_until(lambda: server.started, timeout=30)
-    yield f"http://127.0.0.1:{port}/v1/events", handle
-    server.should_exit = True
-    thread.join(timeout=15)
-    ray.kill(handle)
+    try:
+        yield f"http://127.0.0.1:{port}/v1/events"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
 
 
 def _frames(lines: Iterator[str]) -> Iterator[dict[str, str]]:
@@ -132,4 +146,59 @@ def test_a_burst_larger_than_the_bus_keeps_is_a_reset_saying_so(small_bus: tuple
     assert got[0].get("event") == "reset", got
     reason = json.loads(got[0]["data"])["reason"]
     assert "burst" in reason and "restarted" not in reason, reason
+    assert [int(f["id"]) for f in got[1:]] == list(range(last - CAPACITY + 1, last + 1))
+
+
+class _SlowLast:
+    """A real bus whose ``last`` answers after ``delay`` s, as a bus busy with other callers may."""
+
+    def __init__(self, handle: Any, delay: float) -> None:
+        self._handle, self._delay = handle, delay
+        self.last = self  # ``bus.last.remote()``
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
+
+    async def remote(self) -> int:
+        await asyncio.sleep(self._delay)
+        return await self._handle.last.remote()
+
+
+def test_an_event_published_once_the_client_has_its_200_reaches_it(small_bus: tuple[str, Any]) -> None:
+    """A stream opened without ``Last-Event-ID`` took its position from the bus after the 200 was
+    sent: an event published by the client right after it had the 200 (while the bus was slow to
+    answer) fell before that position and never came. The position is now taken before the 200."""
+    import ray
+
+    _, handle = small_bus
+    timeout = httpx.Timeout(10.0, read=10.0)
+    with _served(lambda: _SlowLast(handle, 1.0)) as url, \
+            httpx.stream("GET", url, params={"types": "resource"}, timeout=timeout) as response:  # fmt: skip
+        assert response.status_code == 200, response.read()
+        published = ray.get(handle.publish.remote(_events(1, start=200)))
+        frames = _frames(response.iter_lines())
+        connected = next(frames)
+        assert connected.get("comment") == "connected" and int(connected["id"]) < published, connected
+        first = next(f for f in frames if "comment" not in f)
+    assert first["id"] == str(published) and "api-events-200" in first["data"], first
+
+
+def test_a_burst_before_a_new_stream_reads_is_a_reset_that_names_no_last_event_id(small_bus: tuple[str, Any]) -> None:
+    """A stream opened without ``Last-Event-ID``, when more events than the bus keeps came between
+    its 200 and its first read of the bus: the reset must not blame a ``Last-Event-ID`` the client
+    never sent; it names the burst."""
+    import json
+
+    import ray
+
+    _, handle = small_bus
+    timeout = httpx.Timeout(10.0, read=10.0)
+    with _served(lambda: _SlowLast(handle, 1.0)) as url, \
+            httpx.stream("GET", url, params={"types": "resource"}, timeout=timeout) as response:  # fmt: skip
+        assert response.status_code == 200, response.read()
+        last = ray.get(handle.publish.remote(_events(CAPACITY + 3, start=300)))  # while the stream subscribes
+        got = list(itertools.islice((f for f in _frames(response.iter_lines()) if "comment" not in f), 1 + CAPACITY))
+    assert got[0].get("event") == "reset", got
+    reason = json.loads(got[0]["data"])["reason"]
+    assert "burst" in reason and "Last-Event-ID" not in reason, reason
     assert [int(f["id"]) for f in got[1:]] == list(range(last - CAPACITY + 1, last + 1))

@@ -463,13 +463,14 @@ def _opened_status(url: str, **kwargs: Any) -> httpx.Response:
         return response
 
 
-def _frames(response: httpx.Response, stop: Any, timeout: float = 20.0) -> list[dict[str, str]]:
-    """The frames of an SSE response (their fields), until ``stop(frame)`` or the stream's end,
-    within ``timeout`` s (the stream's keepalives, every second, let the deadline be checked)."""
+def _frames(response: httpx.Response | Iterator[str], stop: Any, timeout: float = 20.0) -> list[dict[str, str]]:
+    """The frames of an SSE response (their fields; or of its ``iter_lines()``, to read on later),
+    until ``stop(frame)`` or the stream's end, within ``timeout`` s (the stream's keepalives, every
+    second, let the deadline be checked)."""
     frames: list[dict[str, str]] = []
     fields: dict[str, str] = {}
     deadline = time.monotonic() + timeout
-    for line in response.iter_lines():
+    for line in response.iter_lines() if isinstance(response, httpx.Response) else response:
         assert time.monotonic() < deadline, f"the stream went on past {timeout}s: {frames[-3:]}"
         if line.startswith(":"):
             continue
@@ -542,15 +543,18 @@ def test_a_reader_that_falls_behind_is_told_dropped_and_its_stream_ends(narrow: 
     from mnemos.trace.events import bus
 
     params = {"types": "resource", "heartbeat": "1"}
+    batch = [{"type": "resource.configured", "subject": f"Policy/events-dropped-{i}", "owner": None,
+              "ts": time.time(), "data": {"kind": "Policy", "name": f"events-dropped-{i}", "generation": 1,
+                                          "action": "configured"}} for i in range(-1, 20)]  # fmt: skip
     with httpx.stream("GET", narrow, params=params, timeout=httpx.Timeout(10.0, read=5.0)) as response:
         assert response.status_code == 200
+        lines = response.iter_lines()
+        first = ray.get(bus().publish.remote(batch[:1]))
+        live = _frames(lines, lambda f: f.get("id") == str(first), timeout=10)  # the stream reads the live feed
         # Not reading: 20 events arrive at once, past the 4 the connection may lag.
-        batch = [{"type": "resource.configured", "subject": f"Policy/events-dropped-{i}", "owner": None,
-                  "ts": time.time(), "data": {"kind": "Policy", "name": f"events-dropped-{i}", "generation": 1,
-                                              "action": "configured"}} for i in range(20)]  # fmt: skip
-        last = ray.get(bus().publish.remote(batch))
+        last = ray.get(bus().publish.remote(batch[1:]))
         time.sleep(0.5)
-        frames = _frames(response, lambda f: False, timeout=5)  # to the end of the stream
+        frames = live + _frames(lines, lambda f: False, timeout=5)  # to the end of the stream
     assert frames[-1]["event"] == "dropped", frames
     assert "fell behind" in frames[-1]["data"] and int(frames[-1]["id"]) < last
     # Its place is free (one stream per caller here), and the hub serves the new one.
