@@ -225,6 +225,9 @@ class AdapterRouter:
                         continue
                     break  # a redirect: the same again would be redirected again
                 return response, target.name
+        if chain and (name := chain[-1].spec.fallback) and name not in self.targets:  # said, not silently cut short
+            failures.append(f"{chain[-1].name}: its fallback {name!r} is not an Adapter (apply it, or fix "
+                            f"spec.fallback of Adapter {chain[-1].name!r})")  # fmt: skip
         if not served:
             detail = f" ({'; '.join(failures)})" if failures else ""
             raise NotFoundError(f"no adapter for model {model!r} serves {path}{detail}", param="model")

@@ -108,6 +108,25 @@ def test_adapter_falls_back_to_the_second_upstream(relay: Relay, routed: tuple[U
     assert "sk-a-test" not in failed.text
 
 
+def test_a_fallback_that_is_not_an_adapter_is_named_when_the_first_fails(
+    relay: Relay, upstreams: tuple[Upstream, Upstream]
+) -> None:
+    """An Adapter whose ``fallback`` names no Adapter (a typo, or one deleted): when the first
+    failed, the chain ended silently and the 502 read as if there had been no fallback at all."""
+    a, _ = upstreams
+    a.reset()
+    relay.apply(adapter_doc("typo-first", a.url, ["typo-chat"], retries=0, fallback="up-bee"))
+    try:
+        a.always_fail = True
+        failed = httpx.post(f"{relay.url}/v1/chat/completions", json={"model": "typo-chat", "messages": ASK})
+        error = assert_openai_error(failed, 502, code="upstream_error", type_="server_error")
+        assert "typo-first: answered 503" in error["message"], error
+        assert "fallback 'up-bee' is not an Adapter" in error["message"] and "spec.fallback" in error["message"], error
+    finally:
+        a.reset()
+        relay.delete("Adapter", "typo-first")
+
+
 def test_an_upstream_redirect_is_not_followed(relay: Relay, routed: tuple[Upstream, Upstream]) -> None:
     """An upstream's redirect would otherwise point the gateway at any address it reaches (here the
     other upstream; on a cluster its dashboard or a metadata service) and relay what it says."""
