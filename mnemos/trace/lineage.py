@@ -67,6 +67,7 @@ _SECRET_NAMES = frozenset(
 _SECRET_SUFFIXES = ("_secret", "_password", "_api_key", "_apikey", "_access_token", "_refresh_token", "_private_key")
 _PREFIXES = ("run:", "job:", "request:", "step:", "artifact:", "model:", "resource:", "file:", "space:")
 _OWNED = ("run:", "step:", "job:", "request:", "audit:")  # nodes with an owner of their own
+_PARENT_ONLY = ("git:",)  # nodes only ever named as parents that an id may still name (shared: no owner)
 _PRODUCED = "artifact:"  # nodes owned like the nearest producer (run, step, job, request) upstream, if any
 _PRODUCER_SEARCH = 256  # upstream nodes looked at for an artifact's producer (as CORTEX's parents check)
 _LINKS = ("ref", "run")  # attributes of a digest made by several owners that may name another's run
@@ -339,6 +340,8 @@ def resolve(
             return node_id
     if node_id in index.nodes:
         return node_id
+    if node_id in index.children and node_id.startswith(_PARENT_ONLY):
+        return node_id  # named only as a parent (a sync's ``git:<repo>@<sha>``): shared, as nodes with no owner
     if node_id.startswith("sha256:") and f"artifact:{node_id}" in index.nodes:
         return f"artifact:{node_id}"
     for prefix in _PREFIXES:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -234,13 +235,25 @@ def _is_values_file(file: Path) -> bool:
     return file.name.startswith("values") and file.suffix in (".yaml", ".yml")
 
 
+def _same_repo(recorded: str | None, repo_id: str) -> bool:
+    """Whether ``recorded`` (a resource's ``git-repo``) names the repository ``repo_id`` does: the URL
+    without its userinfo, so that moving a token out of the URL (into a credential helper) or rotating
+    it leaves the repository the same source (``https://***@host/x`` is ``https://host/x``)."""
+    return recorded is not None and _repo_key(recorded) == _repo_key(repo_id)
+
+
+def _repo_key(repo_id: str) -> str:
+    """A repository URL without its userinfo (credentials, or an ssh user): what names the source."""
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@", r"\1", redact(repo_id))
+
+
 def _in_scope(resource: Resource, repo_id: str, path: str) -> bool:
     notes = resource.metadata.annotations
     prefix = path.strip("/")
     file = notes.get(ANNOTATION_PATH, "")
     return (
         notes.get(ANNOTATION_MANAGED_BY) == MANAGER
-        and notes.get(ANNOTATION_REPO) == repo_id
+        and _same_repo(notes.get(ANNOTATION_REPO), repo_id)
         and (not prefix or prefix == "." or file == prefix or file.startswith(prefix + "/"))
     )
 
@@ -273,7 +286,17 @@ def _preadmit(client: Any, desired: list[Resource], doomed: set[str]) -> None:
 
 
 def _state_key(repo_id: str, path: str) -> str:
-    return "wraith/gitops/" + hashlib.sha256(f"{repo_id}#{path}".encode()).hexdigest()[:16] + ".json"
+    return "wraith/gitops/" + hashlib.sha256(f"{_repo_key(repo_id)}#{path}".encode()).hexdigest()[:16] + ".json"
+
+
+def _read_state(engram: Any, repo_id: str, path: str) -> dict[str, Any]:
+    """What the last sync of this source applied; also under the key of a version that named a source
+    by its URL with ``***@`` (before the credentials' form stopped changing the source)."""
+    legacy = "wraith/gitops/" + hashlib.sha256(f"{repo_id}#{path}".encode()).hexdigest()[:16] + ".json"
+    for key in (_state_key(repo_id, path), legacy):
+        if engram.exists(key):
+            return engram.read_json(key)  # type: ignore[no-any-return]
+    return {"resources": {}}
 
 
 def sync(
@@ -294,7 +317,7 @@ def sync(
     repo_id = redact(normalize_repo(repo))
     path = path.strip("/") or "."
     state_key = _state_key(repo_id, path)
-    state = client.engram.read_json(state_key) if client.engram.exists(state_key) else {"resources": {}}
+    state = _read_state(client.engram, repo_id, path)
     with checkout(repo, ref, home or default_home()) as (folder, commit):
         desired = _desired(folder, path, repo_id)
     report = SyncReport(uuid.uuid4().hex[:12], repo_id, path, ref, commit)
