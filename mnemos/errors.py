@@ -249,7 +249,8 @@ class UpstreamError(ServerError):
     code = "upstream_error"
 
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s]+@")
+"""Up to the authority's last ``@``: a password with a raw ``@`` in it (``u:p@ss@host``) is all masked."""
 
 
 def redact_userinfo(text: str) -> str:
