@@ -26,6 +26,7 @@ under ``withheld``. Operators and admins read everything (``mnemos.soul.ownershi
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -165,7 +166,7 @@ def build_router(
         request: Request,
         # published, and checked by spans_for (422 in the OpenAI shape, with or without the gateway's handlers)
         trace_id: str = Path(..., json_schema_extra={"pattern": r"^[0-9a-f]{32}$"}, description="32 lowercase hex."),
-        min_spans: int = Query(0, ge=0, le=10_000, description="Wait until this many spans are in."),
+        min_spans: int = Query(0, ge=0, le=10_000, description="Wait until this many of the caller's spans are in."),
         timeout: float = Query(0.0, ge=0.0, le=30.0, description="Seconds to wait for min_spans."),
         principal: Any = caller,
     ) -> Any:
@@ -177,12 +178,23 @@ def build_router(
             return _error(exc)
         if trace_id == "0" * 32:  # well-formed, but W3C's invalid id: no span ever carries it
             return _error(NotFoundError(f"no spans recorded for trace {trace_id}", param="trace_id"))
+        who = reader(principal) if reader and principal is not None else None
         try:
             # awaited, not in a thread: a reader waiting up to 30 s for spans holds none of the replica's threads
-            spans = await telemetry.wait_spans(trace_id, min_spans=min_spans, timeout=timeout)
+            spans = await telemetry.wait_spans(trace_id)
+            shown = shown_spans(who, spans) if spans else None
+            # ``min_spans`` counts the caller's spans (when the answer comes says nothing of others'): one
+            # more span of the trace at a time, until enough are the caller's, the time is up, or the
+            # collector waits no longer (it answered with no new span: timed out, or too many readers wait)
+            deadline = time.monotonic() + timeout
+            while len(shown or ()) < min_spans and (left := deadline - time.monotonic()) > 0:
+                before = len(spans)
+                spans = await telemetry.wait_spans(trace_id, min_spans=before + 1, timeout=left)
+                shown = shown_spans(who, spans) if spans else None
+                if len(spans) <= before:
+                    break
         except MnemosError as exc:
             return _error(exc)
-        shown = shown_spans(reader(principal) if reader and principal is not None else None, spans) if spans else None
         if not shown:  # none, or none of the caller's: the same answer
             return _error(NotFoundError(f"no spans recorded for trace {trace_id}", param="trace_id"))
         return {"object": "trace", "trace_id": trace_id, "spans": shown}
