@@ -198,7 +198,13 @@ def _located_documents(text: str, source: str) -> list[tuple[Resource, str]]:
 
 def _parse_written(doc: Any, source: str) -> Resource:
     """``parse_resource`` of a document a user wrote, which must name its ``apiVersion``."""
-    resource = parse_resource(doc, source)
+    try:
+        resource = parse_resource(doc, source)
+    except ValidationError as exc:
+        hint = _unquoted_hint(doc, exc)
+        if not hint:
+            raise
+        raise ValidationError(exc.message + hint, param=exc.param) from None
     if "apiVersion" not in doc and "api_version" not in doc:
         prefix = f"{source}: " if source else ""
         raise ValidationError(
@@ -207,6 +213,27 @@ def _parse_written(doc: Any, source: str) -> Resource:
             param="apiVersion",
         )
     return resource
+
+
+def _unquoted_hint(doc: Any, exc: ValidationError) -> str:
+    """Why a field that takes text got a boolean or a number, when YAML made it one: ``name: on``
+    (YAML 1.1 reads on/off, yes/no, true/false unquoted as booleans) or ``name: 0755``."""
+    if "valid string" not in exc.message or not exc.param:
+        return ""
+    value = doc
+    for part in exc.param.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return ""
+    if isinstance(value, bool):
+        return (f" (YAML read it as {str(value).lower()}: an unquoted on, off, yes, no, true or false is a "
+                f"boolean; quote the text, e.g. {exc.param.rsplit('.', 1)[-1]}: \"on\")")  # fmt: skip
+    if isinstance(value, (int, float)):
+        return f" (YAML read it as the number {value!r}: quote the text, e.g. {exc.param.rsplit('.', 1)[-1]}: \"0755\")"
+    return ""
 
 
 def refuse_duplicates(located: Iterable[tuple[Resource, str]]) -> None:
