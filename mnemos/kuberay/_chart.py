@@ -18,7 +18,7 @@ What JSON schema cannot say (``minReplicas <= maxReplicas``, unique pool names) 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
@@ -42,10 +42,12 @@ from mnemos.config import (
 from mnemos.genome._base import NAME_PATTERN
 from mnemos.genome.adapter import AdapterSpec
 from mnemos.kuberay._values import (
+    CIDR,
     DNS_1035_LABEL,
     IMAGE_REPOSITORY,
     IMAGE_TAG,
     KEY_PREFIX,
+    REDIS_ADDRESS,
     S3_BUCKET,
     Port,
     PullPolicy,
@@ -109,8 +111,19 @@ class _Scratch(_Section):
     size: Quantity | None = None
 
 
+class _EnvVar(CoreModel):
+    """A container environment variable, as a pod spec lists it: ``{name: CUDA_VISIBLE_DEVICES, value: "0,1"}``."""
+
+    name: str = Field(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+    value: str = ""
+
+
 class _Neuron(_Section):
     replicas: int | None = Field(default=None, ge=0, description="Replicas of a pool that sets none.")
+    resources: Resources | None = Field(
+        default=None, description="Over each GPU pool's own resources (the seed's NEURON GPU Optimization)."
+    )
+    env: list[_EnvVar] | None = Field(default=None, description="Environment of GPU pools' Ray workers.")
     node_selector: dict[str, str] | None = None
     tolerations: list[Toleration] | None = None
     scratch: _Scratch | None = None
@@ -141,7 +154,16 @@ class _Neuron(_Section):
 
 class _NetworkPolicy(_Section):
     enabled: bool | None = None
+    egress_cidrs: list[Annotated[str, Field(pattern=CIDR)]] | None = Field(
+        default=None, alias="egressCIDRs", description="Networks in CIDR notation (0.0.0.0/0, 10.0.0.0/8)."
+    )
     egress_ports: list[Port] | None = None
+
+
+class _PullSecret(CoreModel):
+    """An image pull Secret, as a pod's ``imagePullSecrets`` lists it: ``{name: regcred}``."""
+
+    name: str = Field(min_length=1)
 
 
 class _PodSecurity(_Section):
@@ -173,6 +195,7 @@ class _Global(_Section):
     registry: str | None = Field(default=None, pattern=IMAGE_REPOSITORY, description="Repository of the one image.")
     image_tag: str | None = Field(default=None, pattern=f"^(?:{IMAGE_TAG[1:-1]})?$", description="'': appVersion.")
     image_pull_policy: PullPolicy | None = None
+    image_pull_secrets: list[_PullSecret] | None = None
     storage_class: str | None = None
     tls: _Tls | None = None
     rbac: _Rbac | None = None
@@ -190,7 +213,7 @@ class _Autoscaling(_Section):
 
 class _GcsFaultTolerance(_Section):
     enabled: bool | None = None
-    redis_address: str | None = None
+    redis_address: str | None = Field(default=None, pattern=REDIS_ADDRESS, description="host:port of the Redis.")
     password_secret: SecretKeyRef | None = None
 
 

@@ -167,6 +167,16 @@ def validate_manifest(obj: Mapping[str, Any], crd_dir: str | Path | None = None)
     nested = cluster.get(str(kind))
     if nested:
         _check_cluster(nested, prefix[str(kind)], str(kind))
+    service_name = (
+        ((spec.get("serveService") or {}).get("metadata") or {}).get("name") if kind == "RayService" else None
+    )
+    if isinstance(service_name, str) and (not _DNS_1035.fullmatch(service_name) or len(service_name) > 63):
+        # KubeRay creates the Service as named: the API server refuses a longer name (in the operator log).
+        raise ValidationError(
+            f"RayService spec.serveService.metadata.name: {service_name!r} must be a DNS-1035 label of at most "
+            "63 characters (a Service name)",
+            param="spec.serveService.metadata.name",
+        )
     if kind == "RayService" and "serveConfigV2" in spec:
         try:
             serve = yaml.safe_load(spec["serveConfigV2"])

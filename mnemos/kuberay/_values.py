@@ -57,6 +57,11 @@ IMAGE_REPOSITORY = (
 """An image repository as the OCI distribution spec names one: ``[host[:port]/]path``, lowercase."""
 IMAGE_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 """An image tag (the OCI distribution spec): up to 128 letters, digits, '_', '.', '-'."""
+REDIS_ADDRESS = r"^(rediss?://)?[^\s:/]+:[0-9]{1,5}$"
+"""Where the GCS's Redis listens: ``host:port`` (``redis://`` or ``rediss://`` before it); the port is
+required, the chart's NetworkPolicy opens it."""
+CIDR = r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$|^[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*/[0-9]{1,3}$"
+"""An IPv4 or IPv6 network in CIDR notation (``10.0.0.0/8``, ``fd00::/8``), as a NetworkPolicy's ipBlock takes."""
 _DNS_LABEL = re.compile(DNS_1035_LABEL)
 
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
@@ -256,7 +261,9 @@ class GcsFaultToleranceValues(CoreModel):
     """GCS fault tolerance: the head's state lives in Redis and survives a head restart."""
 
     enabled: bool = True
-    redis_address: str = Field(default="mnemos-redis:6379", description="host:port of the Redis the GCS writes to.")
+    redis_address: str = Field(
+        default="mnemos-redis:6379", pattern=REDIS_ADDRESS, description="host:port of the Redis the GCS writes to."
+    )
     password_secret: SecretKeyRef | None = Field(
         default_factory=lambda: SecretKeyRef(name="mnemos-redis", key="password"),
         description="Secret holding the Redis password; none for a Redis without one.",

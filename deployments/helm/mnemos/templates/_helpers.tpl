@@ -9,6 +9,52 @@
 {{- include "mnemos.fullname" . | trunc 40 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* A name of at most `max` characters: the name itself when it fits, else its head and 8 hex digits
+  of its sha256 (distinct names stay distinct). Call with (dict "name" <name> "max" <n>). */}}
+{{- define "mnemos.shortName" -}}
+{{- if le (len .name) (int .max) -}}
+{{- .name -}}
+{{- else -}}
+{{- printf "%s-%s" (trunc (sub (int .max) 9 | int) .name | trimSuffix "-") (sha256sum .name | trunc 8) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* RELAY's Service (the RayService's serveService): a Service name is a DNS label, at most 63 characters. */}}
+{{- define "mnemos.relayService" -}}
+{{- include "mnemos.shortName" (dict "name" (printf "%s-relay" (include "mnemos.fullname" .)) "max" 63) -}}
+{{- end -}}
+
+{{/* The Deployment and ScaledObject of a KEDA-scaled pool: KEDA names the HPA keda-hpa-<name> and labels
+  it with the name, so the name is at most 54 characters (KEDA's webhook refuses longer ones).
+  Call with (dict "root" $ "pool" $pool). */}}
+{{- define "mnemos.kedaName" -}}
+{{- include "mnemos.shortName" (dict "name" (printf "%s-neuron-%s" (include "mnemos.fullname" .root) .pool.name) "max" 54) -}}
+{{- end -}}
+
+{{/* Whether a pool is a GPU pool: its own resources ask for a GPU (a *gpu resource above 0), or its
+  settings give its workers GPUs (numGpus). Call with (dict "root" $ "pool" $pool). */}}
+{{- define "mnemos.gpuPool" -}}
+{{- $res := .pool.resources | default dict -}}
+{{- $gpu := gt ((.pool.settings | default dict).numGpus | default 0 | float64) 0.0 -}}
+{{- range $part := list ($res.limits | default dict) ($res.requests | default dict) -}}
+{{- range $key, $value := $part -}}
+{{- if and (hasSuffix "gpu" $key) (gt ($value | float64) 0.0) }}{{ $gpu = true }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- if $gpu }}true{{ end -}}
+{{- end -}}
+
+{{/* A pool's container resources (YAML): its own, and on a GPU pool neuron.resources over them (the seed's
+  "NEURON GPU Optimization": limits {nvidia.com/gpu: 2} gives every GPU pool's pods two GPUs; a CPU pool is
+  left as it is). Call with (dict "root" $ "pool" $pool). */}}
+{{- define "mnemos.poolResources" -}}
+{{- $res := deepCopy (.pool.resources | default dict) -}}
+{{- if and .root.Values.neuron.resources (include "mnemos.gpuPool" .) -}}
+{{- $res = mergeOverwrite $res (deepCopy .root.Values.neuron.resources) -}}
+{{- end -}}
+{{- toYaml $res -}}
+{{- end -}}
+
 {{- define "mnemos.selectorLabels" -}}
 app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}

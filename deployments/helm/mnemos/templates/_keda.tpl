@@ -124,7 +124,7 @@ Call with (dict "root" $ "pool" $pool).
 {{- define "mnemos.workersPerPod" -}}
 {{- $pool := .pool -}}
 {{- $settings := $pool.settings | default dict -}}
-{{- $resources := $pool.resources | default dict -}}
+{{- $resources := include "mnemos.poolResources" . | fromYaml -}}
 {{- $limits := $resources.limits | default dict -}}
 {{- $requests := $resources.requests | default dict -}}
 {{- $cpu := toString ($limits.cpu | default $requests.cpu | default "0") -}}

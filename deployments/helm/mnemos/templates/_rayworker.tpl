@@ -34,7 +34,7 @@ runs `ray start --address=<head> --block` with what KubeRay would pass (the grou
 {{- $serve := int $v.relay.service.port -}}
 {{- $selector := include "mnemos.poolSelector" . | fromYaml -}}
 {{- $tolerations := concat ($pool.tolerations | default list) ($v.neuron.tolerations | default list) -}}
-{{- $resources := $pool.resources | default dict -}}
+{{- $resources := include "mnemos.poolResources" (dict "root" $root "pool" $pool) | fromYaml -}}
 {{- $limits := $resources.limits | default dict -}}
 {{- $requests := $resources.requests | default dict -}}
 {{- $memory := $limits.memory | default $requests.memory -}}
@@ -149,12 +149,18 @@ spec:
         {{- if $haproxy }}
         {{- include "mnemos.haproxyEnv" $root | nindent 8 }}
         {{- end }}
+        {{- if include "mnemos.gpuPool" (dict "root" $root "pool" $pool) }}
+        {{- with $v.neuron.env }}
+        # neuron.env (the seed's "NEURON GPU Optimization"), on GPU pools
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+        {{- end }}
       {{- with include "mnemos.envFrom" $root }}{{ . | nindent 6 }}{{ end }}
       lifecycle:
         preStop:
           exec:
             command: [/bin/sh, -c, ray stop]
-      {{- with $pool.resources }}
+      {{- with $resources }}
       resources:
         {{- toYaml . | nindent 8 }}
       {{- end }}
