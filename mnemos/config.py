@@ -306,7 +306,9 @@ class SoulSettings(CoreModel):
     vault: VaultSettings = Field(default_factory=VaultSettings)
     jwt: JwtSettings = Field(default_factory=JwtSettings)
     policies: SoulPolicies = Field(default_factory=SoulPolicies)
-    secret_store: str = Field("file", description="file, env or vault.")
+    secret_store: str = Field(
+        "file", description="file (this machine's folder), engram (shared by every node: more than one), env or vault."
+    )
 
 
 class TraceSettings(CoreModel):

@@ -1,4 +1,4 @@
-"""``mnemos secret set|get|list|delete``: the secret stores of SOUL (file, env, vault).
+"""``mnemos secret set|get|list|delete``: the secret stores of SOUL (file, engram, env, vault).
 
 Values are never echoed: ``set`` reads them from ``--value`` or stdin, ``get`` prints one only with
 ``--reveal``, ``list`` prints names. Changes are audit events in lineage (names only).
@@ -14,9 +14,9 @@ from mnemos.cli._output import Output, emit
 
 __all__ = ["app", "delete", "get", "list_", "set_"]
 
-app = typer.Typer(help="Manage secrets (file, env or vault store).", no_args_is_help=True)
+app = typer.Typer(help="Manage secrets (file, engram, env or vault store).", no_args_is_help=True)
 
-_STORE_HELP = "Secret store: file, env or vault (default: soul.secretStore)."
+_STORE_HELP = "Secret store: file, engram, env or vault (default: soul.secretStore)."
 
 
 class _GatewayStore:

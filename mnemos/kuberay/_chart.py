@@ -358,6 +358,9 @@ class _Policies(CoreModel):
 class _Soul(CoreModel):
     """SOUL: what its settings take (``vault``, ``jwt``, ``policies``), its master key and ExternalSecrets."""
 
+    secret_store: Literal["engram", "vault", "env", "file"] | None = Field(
+        default=None, description="Where secrets live: engram (every pod reads the same), vault, env, file (one pod)."
+    )
     vault: VaultSettings | None = None
     jwt: JwtSettings | None = None
     policies: _Policies | None = None

@@ -97,7 +97,9 @@ def _spill_system_config(values: KubeRayValues) -> str:
 
 def _env(values: KubeRayValues) -> list[Any]:
     k8s = require("kubernetes.client")
-    env = {"MNEMOS_ENGRAM__URI": values.storage.engram_uri, "RAY_USAGE_STATS_ENABLED": "0"}
+    # Secrets in ENGRAM: every pod's gateway replica reads the same ones (a pod's own folder would not).
+    env = {"MNEMOS_ENGRAM__URI": values.storage.engram_uri, "MNEMOS_SOUL__SECRET_STORE": "engram",
+           "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
     if values.storage.endpoint_url:
         env["AWS_ENDPOINT_URL"] = values.storage.endpoint_url
     if values.storage.region:

@@ -107,6 +107,14 @@ class _Target:
             return self.base + path[3:]
         return self.base + path
 
+    async def fresh_headers(self, settings: Any) -> dict[str, str]:
+        """``headers``; when the credential is to be read from the store again (a file, ENGRAM on S3,
+        Vault), read in a thread, so the replica's event loop never waits on it."""
+        stale = self._secret is None or time.monotonic() - self._secret[1] > _SECRET_TTL_S
+        if self.spec.auth is not None and stale:
+            return await asyncio.to_thread(self.headers, settings)
+        return self.headers(settings)
+
     def headers(self, settings: Any) -> dict[str, str]:
         auth = self.spec.auth
         if auth is None:
@@ -201,7 +209,7 @@ class AdapterRouter:
                 continue
             served = True
             payload = dict(body, model=target.spec.upstream_model or model)
-            headers = target.headers(self.settings)
+            headers = await target.fresh_headers(self.settings)
             for attempt in range(target.spec.retries + 1):
                 if attempt:
                     await asyncio.sleep(min(2.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))

@@ -1,4 +1,5 @@
-"""Secret stores behind one interface: ``file`` (encrypted at rest), ``env`` and ``vault``.
+"""Secret stores behind one interface: ``file`` (encrypted at rest), ``engram`` (encrypted, shared
+by every node), ``env`` and ``vault``.
 
 A secret is a named group of keys, as a Kubernetes Secret: ``secretRef: {name: llm-keys, key:
 OPENAI_KEY}`` in an Adapter resolves through ``resolve_secret_ref``. Values never appear in errors,
@@ -22,6 +23,7 @@ from mnemos.errors import BadRequestError, NotFoundError, UnavailableError, Vali
 from mnemos.soul._crypto import decrypt, encrypt, write_private_file
 
 __all__ = [
+    "EngramSecretStore",
     "EnvSecretStore",
     "FileSecretStore",
     "SECRET_STORES",
@@ -266,8 +268,68 @@ class VaultSecretStore(_WholeSecretStore):
             return []
 
 
+class EngramSecretStore(SecretStore):
+    """Secrets in ENGRAM, the platform's shared store: each key one AES-256-GCM object under
+    ``soul/secrets/<name>/<key>.enc``, keyed by the master key (the same in every pod: the chart's
+    ``soul.masterKey``). Every gateway replica on every node reads the same secrets, and a secret
+    outlives the pod that set it (the ``file`` store is one machine's folder). One object per key:
+    two keys of one secret set at once, on two replicas, cannot overwrite each other.
+
+    Args:
+        engram: the store (default: the one the settings name).
+    """
+
+    kind = "engram"
+    PREFIX = "soul/secrets"
+
+    def __init__(self, engram: Any = None, settings: Any = None) -> None:
+        if engram is None:
+            from mnemos.engram import Engram
+
+            engram = Engram.from_settings(settings)
+        self.engram = engram
+
+    def _key(self, name: str, key: str) -> str:
+        return f"{self.PREFIX}/{check_secret_name(name)}/{check_secret_name(key, 'key')}.enc"
+
+    def _keys(self, name: str) -> list[str]:
+        folder = f"{self.PREFIX}/{check_secret_name(name)}/"
+        return sorted(k[len(folder) : -4] for k in self.engram.list(folder)
+                      if k.endswith(".enc") and _NAME.fullmatch(k[len(folder) : -4]))  # fmt: skip
+
+    def get(self, name: str, key: str) -> str:
+        try:
+            blob = self.engram.read_bytes(self._key(name, key))
+        except NotFoundError:
+            raise self._missing(name, key) if self._keys(name) else self._missing(name) from None
+        return str(json.loads(decrypt(blob, context=f"secret:{name}/{key}")))
+
+    def set(self, name: str, key: str, value: str) -> None:
+        blob = encrypt(json.dumps(value).encode(), context=f"secret:{name}/{key}")
+        self.engram.write_bytes(self._key(name, key), blob)
+
+    def list(self, name: str | None = None) -> list[str]:
+        if name is not None:
+            keys = self._keys(name)
+            if not keys:
+                raise self._missing(name)
+            return keys
+        names = {k[len(self.PREFIX) + 1 :].split("/", 1)[0] for k in self.engram.list(self.PREFIX + "/")}
+        return sorted(n for n in names if _NAME.fullmatch(n) and self._keys(n))
+
+    def delete(self, name: str, key: str | None = None) -> None:
+        keys = self._keys(name)
+        if key is not None and key not in keys:
+            raise self._missing(name, key) if keys else self._missing(name)
+        if not keys:
+            raise self._missing(name)
+        for each in keys if key is None else [key]:
+            self.engram.delete(self._key(name, each))
+
+
 SECRET_STORES: dict[str, type[SecretStore]] = {
     "file": FileSecretStore,
+    "engram": EngramSecretStore,
     "env": EnvSecretStore,
     "vault": VaultSecretStore,
 }
@@ -287,6 +349,8 @@ def secret_store(name: str | None = None, settings: Any = None) -> SecretStore:
     if name == "vault":
         address = os.environ.get("VAULT_ADDR") or settings.soul.vault.address
         return VaultSecretStore(address, settings.soul.vault.mount)
+    if name == "engram":
+        return EngramSecretStore(settings=settings)
     return SECRET_STORES[name]()
 
 

@@ -121,6 +121,31 @@ def test_optional_crds_of_other_operators_are_well_formed() -> None:
     assert not by_kind(helm_template(), "ServiceMonitor") and not by_kind(helm_template(), "ExternalSecret")
 
 
+def test_synced_secrets_reach_the_ray_containers_and_the_adapters(tmp_path: Path, monkeypatch) -> None:
+    """The ExternalSecret synced llm-keys (OPENAI_KEY, HF_TOKEN) into a Secret no pod read, so an
+    Adapter's secretRef to it was a 503 and weights behind HF_TOKEN could not be fetched. Every Ray
+    container now reads it as variables, and relay.adapterEnvAllowlist names exactly its keys."""
+    from mnemos.config import load_settings
+
+    def settings_of(objects: list[dict]) -> object:
+        path = tmp_path / "mnemos.yaml"
+        path.write_text(one(objects, "ConfigMap", "-settings")["data"]["mnemos.yaml"])
+        monkeypatch.setenv("MNEMOS_CONFIG", str(path))
+        return load_settings()
+
+    for var in [v for v in os.environ if v.startswith("MNEMOS_") and v != "MNEMOS_HOME"]:
+        monkeypatch.delenv(var)
+    objects = helm_template(sets=EVERYTHING)
+    for spec in pod_specs(one(objects, "RayService")):
+        for container in spec["containers"]:
+            assert {"secretRef": {"name": "llm-keys", "optional": True}} in container["envFrom"], container["name"]
+    assert settings_of(objects).relay.adapter_env_allowlist == ["OPENAI_KEY", "HF_TOKEN"]
+    quiet = helm_template()  # nothing synced: nothing read, nothing allowed
+    for spec in pod_specs(one(quiet, "RayService")):
+        assert all(e["secretRef"]["name"] != "llm-keys" for e in spec["containers"][0].get("envFrom", []))
+    assert settings_of(quiet).relay.adapter_env_allowlist == []
+
+
 def test_values_keep_the_seed_keys_and_defaults() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(values) >= {
@@ -295,6 +320,8 @@ def test_settings_configmap_loads_as_mnemos_settings(tmp_path: Path, monkeypatch
     assert settings.relay.rate_limit.requests_per_second == 50 and settings.relay.rate_limit.burst == 100
     assert settings.relay.port == 8080
     assert settings.soul.jwt.issuer == "soul.mnemos"
+    # Secrets in ENGRAM: a pod's own folder (the file store) would hold them for that pod alone.
+    assert settings.soul.secret_store == "engram"
     assert settings.engram.uri == "s3://mnemos-artifacts/engram"
     assert settings.engram.backups.schedule == "0 */6 * * *"
     assert {p.name: p.num_gpus for p in settings.neuron.pools} == {"gpu-a": 1, "cpu-a": 0}

@@ -101,6 +101,7 @@ def test_every_ray_container_finds_engram_on_s3_and_runs_restricted() -> None:
         for spec in pod_specs(obj)[:3]:
             env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
             assert env["MNEMOS_ENGRAM__URI"] == "s3://mnemos-artifacts/engram"
+            assert env["MNEMOS_SOUL__SECRET_STORE"] == "engram"  # every pod reads the same secrets
             assert {name: env.get(name) for name in HIGH_THROUGHPUT_ENV} == HIGH_THROUGHPUT_ENV  # (gRPC limit too)
 
 

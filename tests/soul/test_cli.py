@@ -80,7 +80,7 @@ def test_secret_never_leaks_from_the_cli(tmp_path: Path) -> None:
     assert json.loads(runs[4].stdout) == ["OPENAI_KEY"]
     assert [r.returncode for r in runs[5:]] == [3, 2, 2, 2, 2]
     assert "error: secret 'llm-keys' has no key 'MISSING'" in runs[5].stderr
-    assert "valid stores: file, env, vault" in runs[6].stderr
+    assert "valid stores: file, engram, env, vault" in runs[6].stderr
     for run in runs:
         assert SECRET not in run.stdout + run.stderr
         assert "Traceback" not in run.stderr

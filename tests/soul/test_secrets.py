@@ -114,7 +114,7 @@ def test_env_store(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_registry_and_secret_refs(home: Path, monkeypatch: pytest.MonkeyPatch, settings: object) -> None:
-    with pytest.raises(ValidationError, match="unknown secret store 'nope'; valid stores: file, env, vault"):
+    with pytest.raises(ValidationError, match="unknown secret store 'nope'; valid stores: file, engram, env, vault"):
         secret_store("nope", settings)
     assert isinstance(secret_store(None, settings), FileSecretStore)  # soul.secretStore: file
     secret_store("file", settings).set("llm-keys", "OPENAI_KEY", PLAINTEXT)

@@ -190,13 +190,36 @@ seccompProfile:
 {{- end -}}
 {{- end -}}
 
+{{/* What every Ray container reads its environment from: the object store's credentials, and the
+  Secrets the External Secrets Operator syncs (soul.externalSecrets: llm-keys' OPENAI_KEY, HF_TOKEN …,
+  each key a variable, which an Adapter's secretRef falls back to: relay.adapterEnvAllowlist lists them). */}}
 {{- define "mnemos.envFrom" -}}
+{{- $from := list -}}
 {{- with .Values.engram.objectStore.credentialsSecret -}}
-envFrom:
-  - secretRef:
-      name: {{ . }}
-      optional: true
+{{- $from = append $from (dict "secretRef" (dict "name" . "optional" true)) -}}
 {{- end -}}
+{{- if .Values.soul.externalSecrets.enabled -}}
+{{- range .Values.soul.externalSecrets.secrets -}}
+{{- $from = append $from (dict "secretRef" (dict "name" .name "optional" true)) -}}
+{{- end -}}
+{{- end -}}
+{{- with $from -}}
+envFrom:
+{{ toYaml . | indent 2 }}
+{{- end -}}
+{{- end -}}
+
+{{/* The keys of the synced Secrets (soul.externalSecrets), as relay.adapterEnvAllowlist takes them. */}}
+{{- define "mnemos.syncedSecretKeys" -}}
+{{- $keys := list -}}
+{{- if .Values.soul.externalSecrets.enabled -}}
+{{- range .Values.soul.externalSecrets.secrets -}}
+{{- range .data -}}
+{{- $keys = append $keys .secretKey -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson ($keys | uniq) -}}
 {{- end -}}
 
 {{- define "mnemos.configVolumes" -}}
