@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,10 @@ _STAGE = {"pending": 0, "running": 1}
 """A step's stages in order (any other status is an end)."""
 _FOLLOW_CHECK_S = 30.0
 """How often ``--follow`` also reads the run's state (should the event stream miss its end)."""
+_HASHED_JOB = re.compile(r"[0-9a-f]{40}")
+"""A step job's id where ``<run>.<step>.<n>`` would be too long (``synkron._jobs.job_key``)."""
+_HELD_JOBS, _HELD_LINES = 64, 1000
+"""At most this many such jobs' lines (this many each) are held until the run names their step."""
 
 
 def _follow(client: Any, handle: Any, after: int | None) -> dict[str, Any]:
@@ -180,10 +185,19 @@ def _follow(client: Any, handle: Any, after: int | None) -> dict[str, Any]:
     and what its steps print (their jobs' ``job.log`` lines, as ``STEP | line``); returns the
     run's final state."""
     seen: dict[str, str] = {}
-    jobs = f"job:{handle.id}."  # a step's job is <run>.<step>.<n>
+    jobs = f"job:{handle.id}."  # a step's job is <run>.<step>.<n> ...
+    steps_of: dict[str, str] = {}  # ... or, where that is too long, a hash (``_jobs.job_key``): the run names it
+    held: dict[str, list[str]] = {}  # the lines of such a job printed before the run named it
+
+    def log(step: str, line: Any) -> None:
+        print(f"{step} | {line}", flush=True)  # as printed, no markup
 
     def show(view: dict[str, Any]) -> bool:
         for name, step in (view.get("steps") or {}).items():
+            for job in step.get("job_ids") or ():
+                steps_of.setdefault(str(job), name)
+                for line in held.pop(str(job), ()):
+                    log(name, line)
             status = str(step.get("status"))
             # a step only moves forward: an event replayed from before the state read first is old news
             if seen.get(name) != status and _STAGE.get(status, 2) >= _STAGE.get(seen.get(name, "pending"), 2):
@@ -200,9 +214,15 @@ def _follow(client: Any, handle: Any, after: int | None) -> dict[str, Any]:
             if isinstance(event.get("id"), int):
                 after = event["id"]
             subject = str(event.get("subject", ""))
+            line = (event.get("data") or {}).get("line", "")
             if event["type"] == "job.log" and subject.startswith(jobs):
-                step = subject[len(jobs):].rsplit(".", 1)[0]
-                print(f"{step} | {(event.get('data') or {}).get('line', '')}", flush=True)  # as printed, no markup
+                log(subject[len(jobs) :].rsplit(".", 1)[0], line)
+            elif event["type"] == "job.log" and subject[4:] in steps_of:
+                log(steps_of[subject[4:]], line)
+            elif event["type"] == "job.log" and _HASHED_JOB.fullmatch(subject[4:]) and len(held) < _HELD_JOBS:
+                lines = held.setdefault(subject[4:], [])  # perhaps a step's, which the run names next
+                if len(lines) < _HELD_LINES:
+                    lines.append(line)
             elif event["type"] == "reset" or (subject == f"run:{handle.id}" and show(event.get("data") or {})):
                 break
         state = handle.state()

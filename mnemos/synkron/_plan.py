@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mnemos.errors import NotFoundError, PermissionDeniedError, ValidationError, redact_userinfo
+from mnemos.errors import ModelAccessError, NotFoundError, PermissionDeniedError, ValidationError, redact_userinfo
 from mnemos.genome import NAME_PATTERN, Pipeline, Resource, load_paths, parse_resource
 from mnemos.genome.pipeline import (
     DATA_SUFFIXES,
@@ -88,8 +88,9 @@ def merge_params(pipeline: Pipeline, overrides: dict[str, Any] | None) -> dict[s
     for key, value in (overrides or {}).items():
         if key not in params:
             declared = ", ".join(sorted(params)) or "none"
+            shown = key if len(key) <= 80 else f"{key[:80]}…"  # no declared name is longer: not echoed whole
             raise ValidationError(
-                f"param {key!r} is not declared in spec.params (declared: {declared})", param=f"params.{key}"
+                f"param {shown!r} is not declared in spec.params (declared: {declared})", param=f"params.{shown}"
             )
         params[key] = _typed(key, value, params[key])
         problem = json_problem(params[key])
@@ -426,6 +427,7 @@ def check_resume(client: Any, state: dict[str, Any], principal: Any) -> None:
     pipeline = parse_resource(state["doc"])
     if not isinstance(pipeline, Pipeline):
         raise ValidationError(f"run {state.get('id')!r} is not a pipeline run", param="run_id")
+    _check_still_registered(client, state, pipeline, principal)
     merged = dict(state.get("params") or {})
     defaults = dict(pipeline.spec.params)
     given = {k: v for k, v in merged.items() if k not in defaults or defaults[k] != v}  # the caller's
@@ -433,6 +435,25 @@ def check_resume(client: Any, state: dict[str, Any], principal: Any) -> None:
     mine = state.get("principal") == getattr(principal, "subject", None)
     check_caller_values(pipeline, state["steps"], variables, given, principal)
     check_reach(client, pipeline, state["steps"], variables, given, principal=principal, claim=mine)
+
+
+def _check_still_registered(client: Any, state: dict[str, Any], pipeline: Pipeline, principal: Any) -> None:
+    """Without the verb ``execute``, a run resumes only while its steps are still those of the
+    registered pipeline: what it runs again is code an operator approved, as a new run's is (a
+    Pipeline deleted or changed since, a fix of an unsafe step, is 403 naming ``pipeline``)."""
+    if not restricted(principal):
+        return
+    try:
+        steps = client.registry.get("Pipeline", pipeline.name).dump()["spec"]["steps"]
+    except NotFoundError:
+        steps = None
+    if steps != pipeline.dump()["spec"]["steps"]:
+        why = "was deleted" if steps is None else "has other steps now"
+        raise PermissionDeniedError(
+            f"pipeline: run {state.get('id')!r} ran pipeline {pipeline.name!r} (generation {pipeline.generation}), "
+            f"which {why}: its steps are no longer registered code; start a new run of the registered pipeline",
+            param="pipeline",
+        )
 
 
 def _display_path(path: Path) -> str:
@@ -551,6 +572,7 @@ def prepare(
     from mnemos.soul.limits import MeteredIdentity
 
     pipeline, base_dir, label = load_pipeline(client, source)
+    identity = MeteredIdentity.of(principal or _state.principal_default())  # as its model steps are metered
     merged = merge_params(pipeline, params)
     order, steps = build_steps(pipeline, merged)
     run_id = new_run_id(pipeline.name)
@@ -573,6 +595,7 @@ def prepare(
                 raise NotFoundError(
                     f"{where}.modelRef: model {ref!r} is not registered", param=f"spec.steps[{i}].modelRef"
                 ) from None
+            _check_model_access(client, identity, ref, where, f"spec.steps[{i}].modelRef")
     data = check_caller_values(pipeline, steps, variables, params or {}, principal)
     check_inputs(pipeline, steps, variables, base_dir, principal=principal)
     check_reach(client, pipeline, steps, variables, params or {}, principal=principal)
@@ -599,7 +622,6 @@ def prepare(
     pipeline = _register(client, pipeline, label)  # valid, and its inputs are there: now it gets a generation
     doc = pipeline.dump()
     now = time.time()
-    identity = MeteredIdentity.of(principal or _state.principal_default())
     state: dict[str, Any] = {
         "id": run_id,
         "pipeline": {"name": pipeline.name, "generation": pipeline.generation},
@@ -639,6 +661,20 @@ def prepare(
     _state.save(client.engram, state)
     writer.flush()
     return state
+
+
+def _check_model_access(client: Any, identity: Any, model: str, where: str, param: str) -> None:
+    """Refuse (403 naming the step's ``modelRef``), before the run starts, a model step whose model
+    the run's principal may not call (its key's model list, a Policy's access rules): its step would
+    fail only once the steps before it had run, and spent the caller's limits."""
+    from mnemos.soul.limits import Governor
+    from mnemos.synkron._models import run_async
+
+    governor = Governor(client.engram)
+    try:
+        run_async(lambda: governor.check_access(identity, model))
+    except ModelAccessError as exc:
+        raise ModelAccessError(f"{where}.modelRef: {exc.message}", param=param) from None
 
 
 def _trace_id() -> str:

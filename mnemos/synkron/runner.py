@@ -298,7 +298,7 @@ class RunExecutor:
             raise _Cancelled()
         handle = self._unfinished_job(st)
         if handle is None:
-            job_id = job_key(state["id"], name, st["executions"] + 1)
+            job_id = ctx["job_id"] = job_key(state["id"], name, st["executions"] + 1)
             handle = submit_step(self.client, ctx, doc, job_id=job_id, parent=f"step:{state['id']}/{name}",
                                  principal=state.get("principal"))  # fmt: skip
             with self.lock:

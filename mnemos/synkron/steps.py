@@ -49,6 +49,9 @@ __all__ = ["HostExecutionRefusedError", "StepContext", "StepFailedError", "prepa
 
 logger = logging.getLogger("mnemos.synkron")
 _LOG_TAIL = 4000
+_WANTED_CHECK_S = 2.0
+"""How often a running script checks that its run still wants it (a cancelled step's job runs on,
+unheard, on its CORTEX worker: its script is stopped here)."""
 _READ_CHARS = 65536
 """A script's output is read at most this much at a time (a line without an end is cut)."""
 
@@ -293,7 +296,7 @@ def _script_step(ctx: dict[str, Any], workdir: Path) -> dict[str, Any]:
     if image and _container_runtime() is not None:
         code, log = _run_in_image(image, script, env, cwd, timeout, secrets)
     else:
-        code, log = _run_script(script, env, cwd, timeout, secrets)
+        code, log = _run_script(script, env, cwd, timeout, secrets, wanted=_still_wanted(ctx))
     if code != 0:
         raise StepFailedError(f"step {step['name']!r}: script exited with {code}:\n{log[-_LOG_TAIL:]}")
     out = _collect(ctx, outdir, None)
@@ -302,12 +305,34 @@ def _script_step(ctx: dict[str, Any], workdir: Path) -> dict[str, Any]:
     return out
 
 
-def _run_script(script: str, env: dict[str, str], cwd: str, timeout: Any, secrets: list[str] = ()  # type: ignore[assignment]
-                ) -> tuple[int, str]:  # fmt: skip
+def _still_wanted(ctx: dict[str, Any]) -> Any:
+    """Whether the step's job (``ctx["job_id"]``) is still the one its run waits for: ``False`` once
+    the run's state says the step was cancelled or failed, or a later job runs it (a resume). A job
+    the state does not name yet (just submitted), or a state that cannot be read, is wanted."""
+    engram, run_id, job_id = ctx.get("engram"), ctx.get("run_id"), ctx.get("job_id")
+    if engram is None or not run_id or not job_id:
+        return None
+
+    def wanted() -> bool:
+        from mnemos.synkron import _state
+
+        try:
+            step = _state.load(engram, run_id)["steps"].get(ctx["step"].get("name")) or {}
+        except Exception:  # noqa: BLE001 - no answer is no reason to stop a step
+            return True
+        jobs = step.get("job_ids") or []
+        return job_id not in jobs or (jobs[-1] == job_id and step.get("status") not in ("cancelled", "failed"))
+
+    return wanted
+
+
+def _run_script(script: str, env: dict[str, str], cwd: str, timeout: Any, secrets: list[str] = (),  # type: ignore[assignment]
+                wanted: Any = None) -> tuple[int, str]:  # fmt: skip
     """Run ``script`` with bash: its exit code and the tail of its output (stdout and stderr), with
     ``secrets`` masked. Each line is also written to this thread's stdout as it comes, which is the
     job's output on a NEURON worker: ``job.log`` lines while the step runs (``mnemos run --follow``
-    and ``mnemos jobs logs -f`` show them). A timeout kills the script's whole process group."""
+    and ``mnemos jobs logs -f`` show them). A timeout kills the script's whole process group, and so
+    does ``wanted()`` turning false (checked every ``_WANTED_CHECK_S``: the step was cancelled)."""
     mask = _Masker(secrets)
     proc = subprocess.Popen(
         [*_guarded(), "bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, stdout=subprocess.PIPE,
@@ -321,10 +346,22 @@ def _run_script(script: str, env: dict[str, str], cwd: str, timeout: Any, secret
             os.killpg(proc.pid, signal.SIGKILL)
 
     timer = threading.Timer(float(timeout), expire) if timeout else None
+    unwanted, done = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        while not done.wait(_WANTED_CHECK_S):
+            if not wanted():
+                unwanted.set()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                return
+
     tail = ""
     try:
         if timer is not None:
             timer.start()
+        if wanted is not None:
+            threading.Thread(target=watch, name="synkron-step-wanted", daemon=True).start()
         assert proc.stdout is not None
         held = ""  # the end of a line cut at _READ_CHARS that may hold the start of a secret
         for piece in iter(lambda: proc.stdout.readline(_READ_CHARS), ""):  # type: ignore[union-attr]
@@ -342,12 +379,15 @@ def _run_script(script: str, env: dict[str, str], cwd: str, timeout: Any, secret
         proc.wait()
         raise
     finally:
+        done.set()
         if timer is not None:
             timer.cancel()
         if proc.stdout is not None:
             proc.stdout.close()
     if expired.is_set():
         return 124, f"{tail}\ntimed out after {timeout}s"
+    if unwanted.is_set():
+        return 137, f"{tail}\nstopped: the step was cancelled"
     return code, tail
 
 
