@@ -10,7 +10,9 @@ A step's kind follows from its fields, so the seed's pipeline loads as written:
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import heapq
 import posixpath
 import re
 import secrets
@@ -198,6 +200,8 @@ class Step(CoreModel):
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 MAX_FILES = 100
+MAX_STEPS = 1000
+"""The most steps of one pipeline: each write and each run checks every step against its ancestors."""
 
 
 def _refuse_file(path: str, message: str) -> NoReturn:
@@ -208,7 +212,7 @@ def _refuse_file(path: str, message: str) -> NoReturn:
 
 class PipelineSpec(CoreModel):
     params: dict[str, Any] = Field(default_factory=dict, description="Defaults for ${param} interpolation.")
-    steps: list[Step] = Field(min_length=1)
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
     files: dict[str, str] = Field(
         default_factory=dict,
         description="The local files its steps read, by the relative path they name → the ENGRAM digest of their "
@@ -233,7 +237,7 @@ class PipelineSpec(CoreModel):
     @model_validator(mode="after")
     def _check_dag(self) -> PipelineSpec:
         names = [s.name for s in self.steps]
-        dupes = {n for n in names if names.count(n) > 1}
+        dupes = {n for n, count in collections.Counter(names).items() if count > 1}
         if dupes:
             raise ValueError(f"step names must be unique: {', '.join(sorted(dupes))}")
         known = set(names)
@@ -255,14 +259,25 @@ class PipelineSpec(CoreModel):
     def order(self) -> list[str]:
         """Steps in a topological order (stable: file order among ready steps)."""
         deps = self.dependencies()
+        index = {s.name: i for i, s in enumerate(self.steps)}
+        waiting = {name: len(set(needs)) for name, needs in deps.items()}  # upstream steps not yet placed
+        dependents: dict[str, list[str]] = {name: [] for name in deps}
+        for name, needs in deps.items():
+            for need in set(needs):
+                dependents[need].append(name)
+        ready = [index[name] for name, count in waiting.items() if count == 0]
+        heapq.heapify(ready)
         done: list[str] = []
-        pending = [s.name for s in self.steps]
-        while pending:
-            ready = [n for n in pending if all(d in done for d in deps[n])]
-            if not ready:
-                raise ValueError(f"steps form a cycle: {', '.join(pending)}")
-            done.append(ready[0])
-            pending.remove(ready[0])
+        while ready:  # always the first ready step in file order
+            name = self.steps[heapq.heappop(ready)].name
+            done.append(name)
+            for child in dependents[name]:
+                waiting[child] -= 1
+                if waiting[child] == 0:
+                    heapq.heappush(ready, index[child])
+        if len(done) < len(self.steps):
+            placed = set(done)
+            raise ValueError(f"steps form a cycle: {', '.join(s.name for s in self.steps if s.name not in placed)}")
         return done
 
 
