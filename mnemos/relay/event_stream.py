@@ -34,8 +34,9 @@ spaces around it, which no event has) is a 422 naming it.
 
 The caller is authenticated before anything streams (verb ``read-artifacts``). What it then
 receives is decided per event by :func:`visible`: resources and model status for every reader;
-jobs and runs by ownership — admins and operators see all, a developer only their own, a viewer
-the states (never the log lines) — deny by default for anything else. :func:`for_reader` then
+jobs and runs by ownership — admins and operators see all (another's log lines only with the
+verb ``execute``, as ``GET /v1/jobs/{id}/logs`` answers), a developer only their own, a viewer the
+states (never the log lines) — deny by default for anything else. :func:`for_reader` then
 withholds the data of a job or run the caller does not read (its owner, operators and admins do):
 a viewer's ``job.*`` events carry no error text, its ``run.*`` events no step error texts, as
 ``GET /v1/jobs/{id}`` and ``GET /v1/runs/{id}`` answer it.
@@ -134,8 +135,8 @@ def visible(event: dict[str, Any], principal: Any) -> bool:
         return False
     if family in ("resource", "model"):
         return role in ("admin", "operator", "developer", "viewer")
-    if role in _ALL_JOBS_ROLES:
-        return True
+    if role in _ALL_JOBS_ROLES:  # every job's state; another's log lines only with execute (as GET /v1/jobs/{id}/logs)
+        return event.get("type") != "job.log" or reads_data(principal, event.get("owner"))
     if role == "developer":
         return bool(event.get("owner")) and event.get("owner") == getattr(principal, "subject", None)
     if role == "viewer":

@@ -374,6 +374,33 @@ def test_a_developer_does_not_receive_another_developers_job_logs(guarded: dict[
             listener.close()
 
 
+def test_a_key_scoped_without_execute_gets_no_log_lines_of_anothers_job(guarded: dict[str, Any]) -> None:
+    """A read-only operator key (``--role operator --scope read-artifacts --scope read-lineage``) is
+    refused another's job logs by ``GET /v1/jobs/{id}/logs`` (403) but was sent every line of them on
+    the stream. It now gets the jobs' states only, as the route answers; an unscoped operator keeps
+    the lines."""
+    url, keys, store = f"{guarded['url']}/v1/events", guarded["keys"], guarded["store"]
+    scoped = store.create_api_key("ro-op", "operator", scopes=("read-artifacts", "read-lineage")).secret
+    full = store.create_api_key("ops", "operator").secret
+    reader, operator = Listener(url, _auth(scoped), types="job"), Listener(url, _auth(full), types="job")
+    try:
+        submitted = httpx.post(f"{guarded['url']}/v1/jobs", headers=_auth(keys["bob"]), timeout=30,
+                               json={"function": "ticker", "kwargs": {"count": 2, "interval": 0.1,
+                                                                       "text": "bob-private-line"}})  # fmt: skip
+        assert submitted.status_code == 200, submitted.text
+        job = submitted.json()["id"]
+        line, _ = operator.until(lambda e: e.get("type") == "job.log" and e["subject"] == f"job:{job}", timeout=60)
+        assert "bob-private-line" in line["data"]["line"]
+        _, seen = reader.until(lambda e: e.get("type") == "job.succeeded" and e["subject"] == f"job:{job}", timeout=60)
+        leaked = [e for e in [*seen, *reader.drain(1.0)] if e.get("type") == "job.log" or "bob-private-line" in str(e)]
+        assert not leaked, leaked
+        logs = httpx.get(f"{guarded['url']}/v1/jobs/{job}/logs", headers=_auth(scoped), timeout=30)
+        assert logs.status_code == 403, logs.text  # the route's answer, which the stream now matches
+    finally:
+        reader.close()
+        operator.close()
+
+
 def test_a_caller_holds_a_bounded_number_of_streams(guarded: dict[str, Any]) -> None:
     """Each event costs the replica work per open stream: a developer's key opening streams without
     end would slow every caller's. Past ``relay.maxEventStreams`` it gets a 429 naming the setting;
