@@ -54,6 +54,7 @@ __all__ = ["mount"]
 
 _STATIC = Path(__file__).parent / "static"
 _BUS_TIMEOUT_S = 2.0
+_LINEAGE_ID_MAX = 512  # the longest id GET /v1/lineage/{id} takes
 _CROSS_SITE = ("Refused: this form was sent from another site's page, not from this console's. Open the console "
                "at its own address and try again.")  # fmt: skip
 _PAGES = (("models", "Models"), ("jobs", "Jobs"), ("runs", "Pipelines"), ("lineage", "Lineage"),
@@ -277,18 +278,25 @@ def build_router(gateway: Any, edge: Any, *, allowed_origins: list[str] | None =
     @api.get("/jobs/{job_id}")
     async def job(request: Request, job_id: str) -> Response:
         async def load(principal: Any) -> dict[str, Any]:
-            from mnemos.cortex.http import cortex_handle, job_for
+            from mnemos.cortex.http import check_owner, cortex_handle, job_for
 
-            await _job_view(principal, job_id)  # authorized before anything is read
+            seen = await _job_view(principal, job_id)  # authorized before anything is read
             since = await clock.last()  # the page's event stream starts here: no line printed after is missed
-            # Viewers see that a job exists, not what it printed (as GET /v1/jobs/{id}/logs answers them 403).
-            may_read_logs = getattr(principal, "role", None) != "viewer"
+            # Viewers, and credentials scoped without execute on another's job, see that a job exists, not
+            # what it printed (as GET /v1/jobs/{id}/logs answers them 403, with this reason).
+            try:
+                check_owner(principal, seen, logs=True)
+                logs_refused = ""
+            except PermissionDeniedError as exc:
+                logs_refused = exc.message
+            may_read_logs = not logs_refused
             parts = await cortex_handle().log_parts.remote(job_id) if may_read_logs else []
             logs, log_attempt, log_lines = shown_logs(parts)
             view = job_for(principal, await _job_view(principal, job_id))  # after the logs: no state event is skipped
             cancellable = view["status"] in ("queued", "running", "retrying") and _can(principal, "submit")
             return {"title": f"Job {job_id}", "job": view, "logs": logs, "cancellable": cancellable, "since": since,
-                    "log_attempt": log_attempt, "log_lines": log_lines, "may_read_logs": may_read_logs}  # fmt: skip
+                    "log_attempt": log_attempt, "log_lines": log_lines, "may_read_logs": may_read_logs,
+                    "logs_refused": logs_refused}  # fmt: skip
 
         return await page(request, "job", load)
 
@@ -339,10 +347,18 @@ def build_router(gateway: Any, edge: Any, *, allowed_origins: list[str] | None =
         async def load(principal: Any) -> dict[str, Any]:
             if not id:
                 return {"title": "Lineage", "id": "", "graph": None}
+            if len(id) > _LINEAGE_ID_MAX:  # as GET /v1/lineage/{id} answers it
+                raise ValidationError(f"id: at most {_LINEAGE_ID_MAX} characters (got {len(id)})", param="id")
             from mnemos.relay.control import LineageReader
-            from mnemos.synkron.spaces import LINEAGE_RESOLVERS
+            from mnemos.soul.ownership import reads_space
+            from mnemos.synkron.spaces import LINEAGE_RESOLVERS, space_owner
             from mnemos.trace.lineage import graph
 
+            if id.startswith("space:"):  # an item of a space the caller does not search: as no such space (the API)
+                space = id[len("space:") :].partition("/")[0]
+                _source, owner, team = await asyncio.to_thread(space_owner, gateway.engram, space)
+                if not reads_space(principal, owner, team):
+                    raise NotFoundError(f"space {space!r} not found", param="space")
             # as GET /v1/lineage/{id} answers: a developer's own nodes only, others' data withheld
             g = await asyncio.to_thread(graph, gateway.engram, id, resolvers=LINEAGE_RESOLVERS,
                                         reader=LineageReader(principal))  # fmt: skip
