@@ -338,6 +338,14 @@ def _auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+def _ticker(guarded: dict[str, Any], key: str, text: str) -> str:
+    """The id of a ``ticker`` job submitted with ``key`` that prints ``text`` twice."""
+    body = {"function": "ticker", "kwargs": {"count": 2, "interval": 0.1, "text": text}}
+    submitted = httpx.post(f"{guarded['url']}/v1/jobs", headers=_auth(key), json=body, timeout=30)
+    assert submitted.status_code == 200, submitted.text
+    return str(submitted.json()["id"])
+
+
 def test_the_stream_authenticates_before_streaming(guarded: dict[str, Any]) -> None:
     response = httpx.get(f"{guarded['url']}/v1/events", timeout=10)
     assert_openai_error(response, 401, type_="authentication_error")
@@ -351,11 +359,7 @@ def test_a_developer_does_not_receive_another_developers_job_logs(guarded: dict[
     bob = Listener(url, _auth(keys["bob"]), types="job")
     vera = Listener(url, _auth(keys["vera"]), types="job")
     try:
-        submitted = httpx.post(f"{guarded['url']}/v1/jobs", headers=_auth(keys["alice"]), timeout=30,
-                               json={"function": "ticker", "kwargs": {"count": 2, "interval": 0.1,
-                                                                       "text": "alice-secret-line"}})  # fmt: skip
-        assert submitted.status_code == 200, submitted.text
-        job = submitted.json()["id"]
+        job = _ticker(guarded, keys["alice"], "alice-secret-line")
         line, _ = alice.until(lambda e: e.get("type") == "job.log" and e["subject"] == f"job:{job}", timeout=60)
         assert "alice-secret-line" in line["data"]["line"] and line["owner"] == "alice"
         _, seen = alice.until(lambda e: e.get("type") == "job.succeeded" and e["subject"] == f"job:{job}", timeout=60)
@@ -384,11 +388,7 @@ def test_a_key_scoped_without_execute_gets_no_log_lines_of_anothers_job(guarded:
     full = store.create_api_key("ops", "operator").secret
     reader, operator = Listener(url, _auth(scoped), types="job"), Listener(url, _auth(full), types="job")
     try:
-        submitted = httpx.post(f"{guarded['url']}/v1/jobs", headers=_auth(keys["bob"]), timeout=30,
-                               json={"function": "ticker", "kwargs": {"count": 2, "interval": 0.1,
-                                                                       "text": "bob-private-line"}})  # fmt: skip
-        assert submitted.status_code == 200, submitted.text
-        job = submitted.json()["id"]
+        job = _ticker(guarded, keys["bob"], "bob-private-line")
         line, _ = operator.until(lambda e: e.get("type") == "job.log" and e["subject"] == f"job:{job}", timeout=60)
         assert "bob-private-line" in line["data"]["line"]
         _, seen = reader.until(lambda e: e.get("type") == "job.succeeded" and e["subject"] == f"job:{job}", timeout=60)

@@ -54,15 +54,24 @@ def test_keys_set_at_once_on_two_replicas_are_all_kept(engram, two_pods) -> None
     assert [stores[1].get("db", f"K{i}") for i in range(12)] == [f"v{i}" for i in range(12)]
 
 
+@pytest.mark.parametrize("kind", ["file", "engram"])
+def test_a_missing_secret_or_key_is_named_as_in_every_store(kind: str, local_engram, two_pods, monkeypatch) -> None:
+    monkeypatch.setenv("MNEMOS_HOME", str(two_pods[0]))
+    store = FileSecretStore() if kind == "file" else EngramSecretStore(local_engram)
+    store.set("llm-keys", "OPENAI_KEY", PLAINTEXT)
+    for call, said in ((lambda: store.get("nope", "X"), "secret 'nope' not found"),
+                       (lambda: store.list("nope"), "secret 'nope' not found"),
+                       (lambda: store.delete("nope"), "secret 'nope' not found"),
+                       (lambda: store.get("llm-keys", "NOPE"), "secret 'llm-keys' has no key 'NOPE'"),
+                       (lambda: store.delete("llm-keys", "NOPE"), "secret 'llm-keys' has no key 'NOPE'")):  # fmt: skip
+        with pytest.raises(NotFoundError, match=said) as missing:
+            call()
+        assert missing.value.param == "secretRef" and PLAINTEXT not in missing.value.message
+
+
 def test_errors_name_the_secret_and_key_and_never_a_value(engram, two_pods) -> None:
     store = EngramSecretStore(engram)
     store.set("llm-keys", "OPENAI_KEY", PLAINTEXT)
-    with pytest.raises(NotFoundError, match="secret 'nope' not found"):
-        store.get("nope", "X")
-    with pytest.raises(NotFoundError, match="secret 'llm-keys' has no key 'NOPE'"):
-        store.get("llm-keys", "NOPE")
-    with pytest.raises(NotFoundError, match="secret 'llm-keys' has no key 'NOPE'"):
-        store.delete("llm-keys", "NOPE")
     with pytest.raises(ValidationError) as bad:
         store.set("../escape", "K", PLAINTEXT)
     assert bad.value.param == "name" and PLAINTEXT not in bad.value.message

@@ -31,6 +31,19 @@ def client(ray_cluster: None, package_settings: Any) -> Any:
 
 
 @pytest.fixture()
+def env(client: Any, package_settings: Any) -> dict[str, str]:
+    """The environment of a CLI command run beside the package's platform (auth off)."""
+    import ray
+
+    return {
+        "MNEMOS_RAY_ADDRESS": ray.get_runtime_context().gcs_address,  # a platform is up: the test's cluster
+        "MNEMOS_ENGRAM__URI": package_settings.engram.uri,
+        "MNEMOS_RELAY__PORT": str(package_settings.relay.port),
+        "MNEMOS_RELAY__AUTH": "false",
+    }
+
+
+@pytest.fixture()
 def pipelines(tmp_path: Path) -> PipelineFactory:
     return PipelineFactory(tmp_path)
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -29,18 +27,6 @@ def cli(env: dict[str, str], *args: str) -> tuple[int, str]:
     # A document (-o json|yaml) is stdout's alone: Ray's driver may print a cluster event (a task of
     # another test's actor retried) to stderr meanwhile, which result.output would interleave.
     return result.exit_code, result.stdout if "-o" in args else result.output
-
-
-@pytest.fixture()
-def env(client: Any, package_settings: Any) -> dict[str, str]:
-    import ray
-
-    return {
-        "MNEMOS_RAY_ADDRESS": ray.get_runtime_context().gcs_address,  # a platform is up: the test's cluster
-        "MNEMOS_ENGRAM__URI": package_settings.engram.uri,
-        "MNEMOS_RELAY__PORT": str(package_settings.relay.port),
-        "MNEMOS_RELAY__AUTH": "false",
-    }
 
 
 def test_run_fail_resume_and_runs(env, pipelines, tmp_path: Path) -> None:

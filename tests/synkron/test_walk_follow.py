@@ -7,23 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import typer
 from typer.testing import CliRunner
 
 from mnemos.errors import MnemosError
-
-
-@pytest.fixture()
-def env(client: Any, package_settings: Any) -> dict[str, str]:
-    import ray
-
-    return {
-        "MNEMOS_RAY_ADDRESS": ray.get_runtime_context().gcs_address,  # a platform is up: the test's cluster
-        "MNEMOS_ENGRAM__URI": package_settings.engram.uri,
-        "MNEMOS_RELAY__PORT": str(package_settings.relay.port),
-        "MNEMOS_RELAY__AUTH": "false",
-    }
 
 
 def test_run_follow_prints_the_lines_of_a_step_whose_job_id_is_hashed(env: dict[str, str], pipelines: Any) -> None:
