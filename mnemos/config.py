@@ -320,6 +320,10 @@ class TraceSettings(CoreModel):
 
 
 class SynkronSettings(CoreModel):
+    max_active_runs: int = Field(
+        32, ge=0, description="Runs one authenticated caller may have going at once (each is a thread of the "
+        "runner); one more is a 429 naming this setting. 0: no limit.",
+    )
     allow_host_execution: bool = Field(
         False,
         description="Run a step that names an image on the worker's own environment when the node has no "

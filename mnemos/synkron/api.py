@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mnemos.errors import ConflictError, MnemosError, UnavailableError
+from mnemos.errors import ConflictError, MnemosError, RateLimitError, UnavailableError
 from mnemos.synkron import _access, _state
 from mnemos.synkron._plan import Source, prepare
 from mnemos.synkron._progress import Display, make_display
@@ -134,6 +134,17 @@ class PipelinesAPI:
 
         return ensure(self._client.settings)
 
+    def _check_active(self, service: Any, principal: Any) -> None:
+        """Refuse an authenticated caller one more run past ``synkron.maxActiveRuns`` of its own going
+        (each run is a thread of the runner, shared by every caller): a 429 naming the setting."""
+        most = self._client.settings.synkron.max_active_runs
+        if not most or not _access.enforced(principal):
+            return
+        if _get(service.active_of.remote(principal.subject)) >= most:
+            raise RateLimitError(f"{most} runs of this caller are going (synkron.maxActiveRuns): wait for one to "
+                                 "end, or cancel one (mnemos runs cancel RUN)", param="synkron.maxActiveRuns",
+                                 retry_after=5)  # fmt: skip
+
     def _fetch(self, run_id: str) -> dict[str, Any]:
         if self._client.connected:
             answer = _get(self._service().watch.remote(run_id, -1, 0))
@@ -165,6 +176,7 @@ class PipelinesAPI:
         service = self._service()
         if isinstance(source, Path):
             source = str(source)
+        self._check_active(service, principal)
         state = prepare(self._client, source, params, principal=principal, cache=cache)
         if any(step["type"] in ("infer", "index") for step in state["steps"].values()):
             self._client.serve_models()  # RELAY deploys the registered Models the steps call
@@ -190,6 +202,7 @@ class PipelinesAPI:
             _access.check_resumer(principal, current)
             check_resume(self._client, current, principal)
         subject = principal if principal is None or isinstance(principal, str) else principal.subject
+        self._check_active(self._service(), principal)
         state = _get(self._service().resume.remote(run_id, self._client.settings, subject))
         handle = RunHandle(self, run_id, state)
         if wait:

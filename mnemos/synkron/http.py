@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -53,7 +54,14 @@ from pydantic import Field
 from mnemos._http import JSONResponse, declared_query
 from mnemos._model import CoreModel, json_body
 from mnemos.config import Settings, load_settings
-from mnemos.errors import ClientError, MnemosError, NotFoundError, PermissionDeniedError, ValidationError
+from mnemos.errors import (
+    ClientError,
+    MnemosError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ValidationError,
+)
 from mnemos.genome import NAME_PATTERN
 from mnemos.genome.pipeline import MAX_RUN_ID, string_leaves
 from mnemos.synkron._access import run_output
@@ -91,7 +99,8 @@ class RunRequest(CoreModel):
 
 
 def _error(exc: MnemosError) -> JSONResponse:
-    return JSONResponse(exc.to_openai(), status_code=exc.status)
+    retry = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))} if isinstance(exc, RateLimitError) else None
+    return JSONResponse(exc.to_openai(), status_code=exc.status, headers=retry)
 
 
 def _subject(principal: Any) -> str | None:

@@ -153,6 +153,11 @@ class SynkronService:
         with self._cond:
             return sorted(self._runs)
 
+    def active_of(self, principal: str) -> int:
+        """How many of the runs this runner drives ``principal`` started (``synkron.maxActiveRuns``)."""
+        with self._cond:
+            return sum(1 for a in self._runs.values() if a.executor.state.get("principal") == principal)
+
     # -- internals -------------------------------------------------------------------------------
     def _context(self, settings: Settings | None) -> PlatformContext:
         """The run context for these settings (one per distinct settings, kept)."""
