@@ -133,6 +133,21 @@ def gateway_client(url: str, api_key: str | None = None) -> Any:
             raise refused
 
     client._http.event_hooks["response"].append(check)
+    request = client.request
+
+    def request_saying_what_to_check(*args: Any, **kwargs: Any) -> Any:
+        from mnemos.errors import UnavailableError
+
+        try:
+            return request(*args, **kwargs)
+        except UnavailableError as exc:  # nothing answers there: a typo in the URL, or the platform is down
+            if exc.param is not None or not exc.message.startswith(f"the MNEMOS gateway at {client.url} is not"):
+                raise
+            raise UnavailableError(f"{exc.message}: {_WHERE} and that the platform is up (`mnemos up` on its "
+                                   "machine); `mnemos logout` forgets a stored gateway",
+                                   param="url") from None  # fmt: skip
+
+    client.request = request_saying_what_to_check  # type: ignore[method-assign]
     return client
 
 

@@ -39,6 +39,7 @@ def up(
     settings = load_settings()
     if not address and not settings.ray.address:
         from mnemos.client import embedded_holder
+        from mnemos.config import default_home
         from mnemos.cradle.cluster import read_cluster
 
         if (holder := embedded_holder(settings)) is not None:
@@ -50,18 +51,105 @@ def up(
                                 "kernel) first, then `mnemos up`", param="engram")  # fmt: skip
 
         if read_cluster() is None:  # a HAProxy left by this home's head that died holds the relay port
+            if heads := _unrecorded_heads():
+                from mnemos.errors import ConflictError
+
+                raise ConflictError(f"ray: a Ray head (pid {heads[0]}) that an interrupted `mnemos up` started for "
+                                    f"{default_home()} is still running but was never recorded: "
+                                    "`mnemos down` stops it, then `mnemos up`", param="ray")  # fmt: skip
             _say_stopped_haproxy(orphans_only=True)
-        info = start_local(settings)
+        try:
+            info = start_local(settings)
+        except KeyboardInterrupt:  # start_local stopped the head it was starting (Ctrl-C does not reach it)
+            _stop_unrecorded_heads(timeout=5.0)  # and anything of this home's left unrecorded besides
+            typer.echo("stopped by Ctrl-C while the local Ray head started; no Ray head of it is left running: "
+                       "run `mnemos up` again", err=True)  # fmt: skip
+            raise typer.Exit(130) from None
         address = info["address"]
         console.print(f"ray: local cluster at {address} (dashboard {info['dashboard']})")
         _print_ray_habits(info)
-    client = mnemos.connect(address, settings=settings)
-    control_up(settings, client.engram)
+    try:
+        client = mnemos.connect(address, settings=settings)
+        control_up(settings, client.engram)
+    except KeyboardInterrupt:
+        typer.echo("stopped by Ctrl-C while the control plane started (the Ray cluster is up): run `mnemos up` "
+                   "again to finish, or `mnemos down`", err=True)  # fmt: skip
+        raise typer.Exit(130) from None
+    gateway = _check_gateway_address(settings)
     for name, _ in COMPONENTS:
         console.print(f"{name}: up")
+    console.print(f"relay: gateway {gateway} (OpenAI clients: base_url {gateway}/v1)")
     for hook in _UP_HOOKS:
         hook(client)
     console.print(f"engram: {client.engram.uri}")
+
+
+def _unrecorded_heads() -> list[int]:
+    """Process ids of the ``ray start --head`` processes this ``$MNEMOS_HOME``'s `mnemos up` started
+    but never recorded in ``cluster.json`` (it was interrupted while the head started, so `mnemos down`
+    did not know them). They are told apart by their output: this home's ``ray-head.log``."""
+    from mnemos.config import default_home
+    from mnemos.cradle.cluster import read_cluster
+
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - a dependency of MNEMOS
+        return []
+    log = os.path.realpath(default_home() / "ray-head.log")
+    recorded = (read_cluster() or {}).get("pid")
+    found = []
+    for proc in psutil.process_iter(["cmdline", "uids"]):
+        cmd = proc.info["cmdline"] or []
+        if proc.pid == recorded or "--head" not in cmd or "start" not in cmd or not proc.info["uids"]:
+            continue
+        if proc.info["uids"].real != os.getuid() or not any(os.path.basename(arg) == "ray" for arg in cmd[:2]):
+            continue
+        with contextlib.suppress(OSError):
+            if os.path.realpath(f"/proc/{proc.pid}/fd/1") == log:
+                found.append(proc.pid)
+    return found
+
+
+def _stop_unrecorded_heads(timeout: float = 30.0) -> list[int]:
+    """Stop :func:`_unrecorded_heads` (each leads a process group: `mnemos up` starts it in a session
+    of its own); returns their process ids."""
+    import signal
+    import time
+
+    heads = _unrecorded_heads()
+    for pid in heads:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for pid in heads:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            while time.monotonic() < deadline:
+                os.killpg(pid, 0)
+                time.sleep(0.2)
+            os.killpg(pid, signal.SIGKILL)
+    return heads
+
+
+def _check_gateway_address(settings: Any) -> str:
+    """The gateway's URL; refused when a platform already up serves it elsewhere than ``relay.*`` says
+    (Serve keeps the host and port it started with: a second `mnemos up` cannot move it)."""
+    host, port = settings.relay.host, settings.relay.port
+    try:
+        from ray.serve.context import _get_global_client
+
+        served = _get_global_client().http_config
+        served_host, served_port = served.host, int(served.port)
+    except Exception:  # noqa: BLE001 - Serve's client moved or is not running: report the settings
+        served_host, served_port = host, port
+    url = f"http://{served_host}:{served_port}"
+    if (served_host, served_port) != (host, port):
+        from mnemos.errors import ConflictError
+
+        raise ConflictError(f"relay.port: this platform is already up, its gateway on {url}, not {host}:{port} "
+                            "(MNEMOS_RELAY__PORT / relay.host): a running platform keeps its address. Use "
+                            f"{url}, or `mnemos down` then `mnemos up` to serve on {host}:{port}",
+                            param="relay.port")  # fmt: skip
+    return url
 
 
 def _print_ray_habits(info: dict) -> None:
@@ -106,6 +194,8 @@ def down() -> None:
         console.print("ray: local cluster stopped")
     else:
         console.print("ray: no local cluster was running")
+    for pid in _stop_unrecorded_heads():
+        console.print(f"ray: stopped pid {pid}, a Ray head that an interrupted `mnemos up` started and never recorded")
     _say_stopped_haproxy(orphans_only=False)
 
 

@@ -196,6 +196,10 @@ def start_local(settings: Settings, *, timeout: float = 300.0) -> dict[str, Any]
             # once. Another process may take a chosen port between the probe and Ray's bind: new ports.
             if attempt == 2 or not any(_logged_since(path, log_start, sign) for sign in _RETRIED):
                 raise
+        except BaseException:  # Ctrl-C: the head runs in a session of its own, which the signal does not reach
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise
     info = {
         "address": address,
         "pid": proc.pid,
