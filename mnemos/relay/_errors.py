@@ -274,6 +274,10 @@ def _not_json(request: Request, exc: Exception) -> MnemosError | None:
     return UnsupportedMediaTypeError.not_json(declared)
 
 
+_OPENAI_WITHOUT_V1 = frozenset({"/chat/completions", "/completions", "/embeddings", "/models", "/responses"})
+"""The OpenAI routes as a client whose ``base_url`` lacks ``/v1`` asks for them."""
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """OpenAI-shaped responses for validation errors, our errors, HTTP errors and the rest."""
 
@@ -286,10 +290,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_json(_: Request, exc: Exception) -> Response:
         return error_response(BadRequestError(f"the request body is not valid JSON: {exc}"))
 
-    async def on_http(_: Request, exc: Exception) -> Response:
+    async def on_http(request: Request, exc: Exception) -> Response:
         exc = cast(StarletteHTTPException, exc)
         kind, code = _STATUS_CODES.get(exc.status_code, ("server_error", "internal_error"))
-        body: dict[str, Any] = {"error": {"message": str(exc.detail), "type": kind, "param": None, "code": code}}
+        message = str(exc.detail)
+        if exc.status_code == 404 and request.url.path.rstrip("/") in _OPENAI_WITHOUT_V1:
+            message += (f": {request.url.path} is served at /v1{request.url.path}; an OpenAI client's base_url "
+                        "ends with /v1 (e.g. base_url='http://127.0.0.1:8080/v1')")  # fmt: skip
+        body: dict[str, Any] = {"error": {"message": message, "type": kind, "param": None, "code": code}}
         return Response(dump_json(body), status_code=exc.status_code, media_type="application/json",
                         headers=getattr(exc, "headers", None))  # fmt: skip
 

@@ -46,4 +46,6 @@ def bootstrap_hook(client: Any, echo: Callable[[str], object] = print) -> None:
         return
     echo("soul: bootstrap admin API key (shown once; only its hash is stored):")
     echo(f"  {secret}")
-    echo("  use it: mnemos login --api-key <key>   or   export MNEMOS_API_KEY=<key>")
+    url = f"http://{client.settings.relay.host}:{client.settings.relay.port}"
+    # `--api-key -` reads it from stdin: a key typed after the flag stays in the shell's history and `ps`
+    echo(f"  use it: mnemos login {url} --api-key -   (paste it)   or   export MNEMOS_API_KEY=<key>")

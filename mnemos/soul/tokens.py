@@ -180,7 +180,8 @@ def verify_token(
     except (TypeError, ValueError):
         raise AuthenticationError("token times are not numbers", param="authorization") from None
     if now >= exp + LEEWAY_SECONDS:
-        raise AuthenticationError("token has expired", param="authorization")
+        raise AuthenticationError("token has expired: get a new one (`mnemos token create`, or ask an admin), "
+                                  "or sign in again", param="authorization")  # fmt: skip
     if iat > now + LEEWAY_SECONDS:
         raise AuthenticationError("token is issued in the future", param="authorization")
     role = claims.get("role")

@@ -73,6 +73,8 @@ def test_up_names_the_gateway_and_a_second_up_on_another_port_is_refused(shell: 
     assert up.returncode == 0, up.stderr[-3000:]
     gateway = f"http://127.0.0.1:{port}"
     assert f"relay: gateway {gateway} (OpenAI clients: base_url {gateway}/v1)" in up.stdout, up.stdout
+    # The admin key's hint reads it from stdin: a key typed after --api-key stays in shell history and `ps`.
+    assert f"use it: mnemos login {gateway} --api-key -" in up.stdout and "--api-key <key>" not in up.stdout
 
     other = str(free_port())
     again = _run(shell | {"MNEMOS_RELAY__PORT": other}, "up")

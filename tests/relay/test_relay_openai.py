@@ -559,3 +559,18 @@ def test_no_schema_a_client_sends_makes_the_check_fail_other_than_by_refusing_it
                 assert exc.errors()[0]["type"] in ("invalid_schema", "value_error"), exc
 
     check()
+
+
+def test_a_client_whose_base_url_lacks_v1_is_told_so(relay: Relay) -> None:
+    """``OpenAI(base_url="http://host:port")`` (no ``/v1``, a newcomer's first try) got a bare
+    "Not Found"; the 404 now says where the route is and what ``base_url`` takes."""
+    client = openai.OpenAI(base_url=relay.url, api_key="unused", max_retries=0)
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}])
+    message = missing.value.body["message"]
+    assert "/chat/completions is served at /v1/chat/completions" in message and "base_url" in message, message
+    with pytest.raises(openai.NotFoundError) as listed:
+        client.models.list()
+    assert "served at /v1/models" in listed.value.body["message"]
+    other = httpx.get(f"{relay.url}/no-such-route", timeout=30)
+    assert other.status_code == 404 and "base_url" not in other.text  # only the OpenAI routes get the hint

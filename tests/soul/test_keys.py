@@ -54,8 +54,9 @@ def test_rotation_keeps_previous_tokens_until_they_expire(engram: Engram) -> Non
 
     clock.now = old.expires_at + 60  # the default-TTL token expired, the 3 h one has not
     assert ring.prune() == []
-    with pytest.raises(AuthenticationError, match="expired"):
+    with pytest.raises(AuthenticationError, match="expired: get a new one") as expired:  # and how
         verify_token(old.token, ring.public_keys(), issuer=ISSUER, now=clock())
+    assert "mnemos token create" in expired.value.message and old.token not in expired.value.message
     assert verify_token(long_lived.token, ring.public_keys(), issuer=ISSUER, now=clock()).subject == "svc"
 
     clock.now = long_lived.expires_at + LEEWAY_SECONDS - 1  # still accepted (clock skew): its key stays
