@@ -137,7 +137,12 @@ class PipelinesAPI:
     def _check_active(self, service: Any, principal: Any) -> None:
         """Refuse an authenticated caller one more run past ``synkron.maxActiveRuns`` of its own going
         (each run is a thread of the runner, shared by every caller): a 429 naming the setting."""
-        most = self._client.settings.synkron.max_active_runs
+        settings = self._client.settings
+        if settings is None:
+            from mnemos.config import load_settings
+
+            settings = load_settings()
+        most = settings.synkron.max_active_runs
         if not most or not _access.enforced(principal):
             return
         if _get(service.active_of.remote(principal.subject)) >= most:

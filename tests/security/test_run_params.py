@@ -125,6 +125,7 @@ def test_numbers_and_other_values_still_reach_scripts(world: Any) -> None:
 
 
 def test_resuming_checks_a_dash_value_again(world: Any) -> None:
+    world.registry = SimpleNamespace(get=lambda kind, name: SCRIPT if kind == "Pipeline" else None)  # registered
     state = prepare(world, SCRIPT, {"pattern": "-f/etc/passwd"}, principal=OPERATOR)
     state["principal"] = "dana"  # a run of before, with such a value: its developer may not resume it
     with pytest.raises(ValidationError) as refused:

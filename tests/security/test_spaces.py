@@ -237,6 +237,11 @@ def test_a_local_callers_new_space_is_shared(world: Any) -> None:
 # -- resume --------------------------------------------------------------------------------------------
 
 
+def _registered(pipeline: Any) -> SimpleNamespace:
+    """A registry holding ``pipeline`` (and any Model, at generation 1)."""
+    return SimpleNamespace(get=lambda kind, name: pipeline if kind == "Pipeline" else SimpleNamespace(generation=1))
+
+
 def _resumer(world: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[Any]]:
     """``client.pipelines`` whose runner records the resumes it is asked for."""
     from mnemos.synkron.api import PipelinesAPI
@@ -248,8 +253,9 @@ def _resumer(world: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[Any
         asked.append(principal)
         return {"id": run_id, "status": "pending"}
 
-    service = SimpleNamespace(resume=SimpleNamespace(remote=resume))
+    service = SimpleNamespace(resume=SimpleNamespace(remote=resume), active_of=SimpleNamespace(remote=lambda who: 0))
     monkeypatch.setattr(api, "_service", lambda: service)
+    monkeypatch.setattr(world, "registry", _registered(INDEX))  # the runs resumed are of the registered INDEX
     monkeypatch.setattr("mnemos.synkron.api._get", lambda ref, timeout=None: ref)
     return api, asked
 
