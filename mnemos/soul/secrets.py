@@ -314,8 +314,12 @@ class EngramSecretStore(SecretStore):
             if not keys:
                 raise self._missing(name)
             return keys
-        names = {k[len(self.PREFIX) + 1 :].split("/", 1)[0] for k in self.engram.list(self.PREFIX + "/")}
-        return sorted(n for n in names if _NAME.fullmatch(n) and self._keys(n))
+        names = set()  # from one listing: a secret is a name with at least one key object under it
+        for stored in self.engram.list(self.PREFIX + "/"):
+            name, _, file = stored[len(self.PREFIX) + 1 :].partition("/")
+            if file.endswith(".enc") and _NAME.fullmatch(name) and _NAME.fullmatch(file[:-4]):
+                names.add(name)
+        return sorted(names)
 
     def delete(self, name: str, key: str | None = None) -> None:
         keys = self._keys(name)
