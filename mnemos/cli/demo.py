@@ -9,7 +9,6 @@ and brings everything down. ``make demo`` runs it with ``MNEMOS_HOME=build/demo-
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -167,14 +166,12 @@ def demo() -> None:
     """The main job: up, model, apply, pipeline, chat, usage, search, lineage, down."""
     import ray
 
-    from mnemos.cli.platform import quiet_ray
+    from mnemos.cli.platform import quiet_ray, quiet_serve_narration
     from mnemos.cradle import down
     from mnemos.synkron.steps import StepFailedError
 
     started = time.monotonic()
-    from ray import serve  # noqa: F401 - importing Serve sets its logger to INFO: quiet it after
-
-    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # the demo narrates; Serve need not
+    quiet_serve_narration()  # the demo narrates; Serve need not
     settings = _settings()
     _step("1. platform up")
     client, controller = _platform_up(settings)

@@ -68,6 +68,7 @@ def up(
         address = info["address"]
         console.print(f"ray: local cluster at {address} (dashboard {info['dashboard']})")
         _print_ray_habits(info)
+    quiet_serve_narration()
     try:
         client = mnemos.connect(address, settings=settings)
         control_up(settings, client.engram)
@@ -82,6 +83,17 @@ def up(
     for hook in _UP_HOOKS:
         hook(client)
     console.print(f"engram: {client.engram.uri}")
+
+
+def quiet_serve_narration() -> None:
+    """Keep Serve's INFO lines ("Started Serve in namespace…", "Connecting to existing Serve app…
+    New http_options… will not be applied", "Application 'mnemos' is ready…") off a newcomer's
+    terminal: `up` says itself where the gateway is. Serve's warnings and errors still show."""
+    import logging
+
+    from ray import serve  # noqa: F401 - importing Serve sets its logger to INFO: quiet it after
+
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
 
 
 def _unrecorded_heads() -> list[int]:

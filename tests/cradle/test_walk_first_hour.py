@@ -75,6 +75,8 @@ def test_up_names_the_gateway_and_a_second_up_on_another_port_is_refused(shell: 
     assert f"relay: gateway {gateway} (OpenAI clients: base_url {gateway}/v1)" in up.stdout, up.stdout
     # The admin key's hint reads it from stdin: a key typed after --api-key stays in shell history and `ps`.
     assert f"use it: mnemos login {gateway} --api-key -" in up.stdout and "--api-key <key>" not in up.stdout
+    # Serve's INFO narration ("Started Serve…", "…New http_options… will not be applied") stays off the terminal.
+    assert " serve " not in up.stderr and "http_options" not in up.stderr, up.stderr[-3000:]
 
     other = str(free_port())
     again = _run(shell | {"MNEMOS_RELAY__PORT": other}, "up")
