@@ -75,6 +75,7 @@ from mnemos.cortex.http import withhold_job
 from mnemos.cortex.job import STATUSES as JOB_STATUSES
 from mnemos.errors import AuthenticationError, RateLimitError, UnavailableError, ValidationError
 from mnemos.relay._edge import VERB_KEY
+from mnemos.relay._errors import pattern_hint
 from mnemos.relay._responses import SSE_HEADERS
 from mnemos.soul.ownership import reads_data
 from mnemos.synkron.http import withhold_run
@@ -111,6 +112,7 @@ EVENT_TYPES: frozenset[str] = frozenset({
 _TYPE = "(" + "|".join(re.escape(t) for t in sorted(_FAMILIES | EVENT_TYPES)) + ")?"
 _TYPES = rf"^\s*{_TYPE}\s*(,\s*{_TYPE}\s*)*$"
 _EVENT_ID = r"^\s*[0-9]*\s*$"
+pattern_hint(_EVENT_ID, "the integer id of an event received before")  # (not the expression's text)
 _SSE_EVENT = {"type": "object", "properties": {
     "event": {"type": "string", "description": "Absent for an event; reset, dropped or revoked for a control event."},
     "id": {"type": "string", "pattern": "^[0-9]+$"},
@@ -405,12 +407,12 @@ def _holder(principal: Any) -> str:
 
 
 def _last_event_id(request: Request, query: str | None) -> int | None:
-    raw = request.headers.get("last-event-id") or query
+    header = request.headers.get("last-event-id")
+    raw, name = (header, "Last-Event-ID") if header else (query, "last_event_id")  # the one that is read
     if raw is None or raw.strip() == "":
         return None
     if re.fullmatch(r"[0-9]{1,30}", raw.strip()) is None:  # ids have 17 digits; int() refuses 4,300+
-        raise ValidationError("Last-Event-ID: must be the integer id of an event received before",
-                              param="Last-Event-ID")  # fmt: skip
+        raise ValidationError(f"{name}: must be the integer id of an event received before", param=name)
     return int(raw)
 
 

@@ -1,6 +1,6 @@
 """The console's routes under ``/ui`` (server-rendered Jinja2 pages, live through ``/ui/events``).
 
-    GET  /ui/signin, POST /ui/signin (api_key)   POST /ui/signout
+    GET  /ui/signin, POST /ui/signin (api_key)   POST /ui/signout (GET: a page with its button)
     GET  /ui/models, /ui/models/{name}?a=&b=     phase, replicas, rates; generations and a diff
     GET  /ui/jobs?queue=&status=&owner=          GET /ui/jobs/{id} (live logs), POST /ui/jobs/{id}/cancel
     GET  /ui/runs, /ui/runs/{id}                 a run's steps as a live graph
@@ -18,6 +18,10 @@ sign-out, the sign-in page (``GET``) and a new sign-in. A job, run or lineage no
 caller's reads as the API answers it: a developer gets 404, a viewer its metadata without its data
 (``mnemos.soul.ownership``). The audit page lists every event to operators and admins, and to
 everyone else the events they are the actor (or refused subject) of.
+
+Every refusal under ``/ui`` is a page with the status the API would answer, saying what was wrong
+and linking back: a malformed query (``?a=abc``: 422), a method a page does not take (405, with
+``Allow``), a path no page lives at (404). Only ``/ui/events`` (the API's handler) answers JSON.
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ import asyncio
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -92,9 +98,12 @@ def mount(app: FastAPI, gateway: Any, edge: Any) -> None:
     """Serve the console at ``/ui`` on the gateway's app (one call in ``ingress.create_app``)."""
     from mnemos.relay.event_stream import alias
 
-    app.include_router(build_router(gateway, edge))
+    router = build_router(gateway, edge)
+    app.include_router(router)
     alias(app, EVENTS)  # the live updates, where the session cookie (Path=/ui) is sent
     app.mount(f"{PREFIX}/static", StaticFiles(directory=_STATIC), name="console-static")
+    error_page = cast(type[_PageRoute], router.route_class).error_page
+    app.router.routes.append(_NoPage(f"{PREFIX}/{{path:path}}", error_page))  # last: after the events and static
     app.add_middleware(CookieBearer)  # outermost: before the edge authenticates
 
 
@@ -111,7 +120,6 @@ def build_router(gateway: Any, edge: Any, *, allowed_origins: list[str] | None =
     env = _environment()
     sessions = Sessions(edge)
     clock = _BusClock()
-    api = APIRouter(prefix=PREFIX, include_in_schema=False)
 
     def render(template: str, request: Request, principal: Any, ctx: dict[str, Any], status: int = 200) -> HTMLResponse:
         """The page; ``ctx`` is a dict (not keywords) so a template variable never shadows ``status``."""
@@ -126,6 +134,16 @@ def build_router(gateway: Any, edge: Any, *, allowed_origins: list[str] | None =
         # A job's data may hold a string that is not Unicode (a file name that is not UTF-8): shown as \udcff.
         return HTMLResponse(html.encode("utf-8", "backslashreplace"), status_code=status, headers=headers)
 
+    def error_page(request: Request, principal: Any, message: str, status: int) -> HTMLResponse:
+        """A refusal as a page: what was wrong, and a link back (to the page without its query, else home)."""
+        path = request.url.path
+        back = path if request.url.query and path.startswith(f"{PREFIX}/") else f"{PREFIX}/models"
+        return render("error", request, principal, {"title": "Error", "message": message, "back": back}, status)
+
+    # The routes' own refusals (a query that does not parse, a method they do not take) are pages too.
+    page_route = type("PageRoute", (_PageRoute,), {"error_page": staticmethod(error_page)})
+    api = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=page_route)
+
     def signin_page(request: Request, message: str = "", status: int = 200) -> HTMLResponse:
         response = render("signin", request, None, {"message": message}, status)
         if request.cookies.get(COOKIE):
@@ -137,7 +155,7 @@ def build_router(gateway: Any, edge: Any, *, allowed_origins: list[str] | None =
         included), else ``None``."""
         if same_origin(request, origins):
             return None
-        return render("error", request, None, {"title": "Error", "message": _CROSS_SITE}, 403)
+        return error_page(request, None, _CROSS_SITE, 403)
 
     async def page(request: Request, template: str, load: Any, verb: str = "read-artifacts") -> Response:
         """Authenticate the cookie, authorize ``verb``, load the context, render (errors as pages)."""
@@ -151,7 +169,7 @@ def build_router(gateway: Any, edge: Any, *, allowed_origins: list[str] | None =
             since = await clock.last()  # before loading: the page's stream resumes here, so nothing falls between
             ctx = await load(principal)
         except MnemosError as exc:
-            return render("error", request, principal, {"title": "Error", "message": exc.message}, exc.status)
+            return error_page(request, principal, exc.message, exc.status)
         return render(template, request, principal, {"since": since, **ctx})  # a page may resume from later
 
     async def form(request: Request) -> dict[str, str]:
@@ -170,8 +188,7 @@ def build_router(gateway: Any, edge: Any, *, allowed_origins: list[str] | None =
 
     def ending_failed(request: Request, exc: MnemosError) -> HTMLResponse:
         """The session could not be revoked: say so, and keep the cookie so that the user can retry."""
-        return render("error", request, None, {"title": "Error", "message": f"Signing out failed: {exc.message}. "
-                                               "Try again."}, exc.status)  # fmt: skip
+        return error_page(request, None, f"Signing out failed: {exc.message}. Try again.", exc.status)
 
     async def write(request: Request) -> tuple[Any, dict[str, str]]:
         """The principal of a console write whose CSRF token matches its cookie."""
@@ -214,6 +231,16 @@ def build_router(gateway: Any, edge: Any, *, allowed_origins: list[str] | None =
         response = RedirectResponse(f"{PREFIX}/models", status_code=303)
         set_cookie(response, request, token, int(expires - time.time()))
         return response
+
+    @api.get("/signout")
+    async def signout_form(request: Request) -> Response:
+        # Signing out is a POST (the header's button): a GET only shows that button, so that a link or an
+        # image on another site cannot sign anyone out.
+        try:
+            principal = await sessions.principal(request)
+        except AuthenticationError:
+            return signin_page(request, status=401)
+        return render("signout", request, principal, {"title": "Sign out"})
 
     @api.post("/signout")
     async def signout(request: Request) -> Response:
@@ -315,7 +342,7 @@ def build_router(gateway: Any, edge: Any, *, allowed_origins: list[str] | None =
         except AuthenticationError:
             return signin_page(request, status=401)
         except MnemosError as exc:
-            return render("error", request, None, {"title": "Error", "message": exc.message}, exc.status)
+            return error_page(request, None, exc.message, exc.status)
         return RedirectResponse(f"{PREFIX}/jobs/{job_id}", status_code=303)
 
     @api.get("/runs")
@@ -393,6 +420,60 @@ def build_router(gateway: Any, edge: Any, *, allowed_origins: list[str] | None =
         return await page(request, "audit", load, "read-lineage")
 
     return api
+
+
+class _PageRoute(APIRoute):
+    """A console route whose refusals before its endpoint runs are pages (``error_page``, set by
+    ``build_router``), not the API's JSON: a query parameter that does not parse (422, naming it)
+    and a method the page does not take (405, with ``Allow``)."""
+
+    error_page: Any = None
+
+    def get_route_handler(self) -> Any:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                from mnemos.relay._errors import validation_error
+
+                page: Response = self.error_page(request, None, validation_error(exc).message, 422)
+                return page
+
+        return handle
+
+    async def handle(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            methods = set(self.methods)  # and those of the page's other routes (GET and POST /ui/signout)
+            for route in getattr(scope.get("app"), "routes", ()):
+                if isinstance(route, _PageRoute) and route.methods and route.path_regex.match(scope["path"]):
+                    methods |= route.methods
+            allow = sorted(methods | ({"HEAD"} if "GET" in methods else set()))
+            request = Request(scope, receive)
+            response = self.error_page(request, None, f"{scope['method']} is not allowed here; this page takes "
+                                       f"{', '.join(allow)}", 405)  # fmt: skip
+            response.headers["Allow"] = ", ".join(allow)
+            await response(scope, receive, send)
+            return
+        await super().handle(scope, receive, send)
+
+
+class _NoPage(APIRoute):
+    """Any path under ``/ui`` that no page, stream or static file lives at: a 404 page (any method;
+    a method a page does not take matches that page first: 405)."""
+
+    def __init__(self, path: str, error_page: Any) -> None:
+        async def no_page() -> None:  # (never called: ``handle`` answers)
+            return None
+
+        super().__init__(path, no_page, methods=["GET"], include_in_schema=False)
+        self.error_page = error_page
+
+    async def handle(self, scope: Any, receive: Any, send: Any) -> None:
+        request = Request(scope, receive)
+        message = f"There is no console page at {request.url.path[:200]}."
+        await self.error_page(request, None, message, 404)(scope, receive, send)
 
 
 class _BusClock:

@@ -87,21 +87,44 @@
     }
   }
 
-  // Resume from the id the page was rendered at, so no event falls between the render and the stream.
-  const since = document.body.dataset.since;
-  const source = new EventSource("/ui/events?" + query + (since ? "&last_event_id=" + encodeURIComponent(since) : ""));
-  source.onopen = () => { live.textContent = "live"; live.classList.add("on"); };
-  source.onerror = () => { live.textContent = "reconnecting…"; live.classList.remove("on"); };
-  source.addEventListener("reset", reloadSoon);
-  source.addEventListener("dropped", reloadSoon);  // this page fell behind the feed: render it again
-  // The key this session was opened with was revoked, or the session expired: sign in again.
-  source.addEventListener("revoked", () => { source.close(); location.assign("/ui/signin"); });
-  source.onmessage = (msg) => {
+  function onMessage(msg) {
+    lastId = msg.lastEventId || lastId;
     const ev = JSON.parse(msg.data);
     const family = ev.type.split(".")[0];
     if (family === "model") onModel(ev);
     else if (family === "resource" && ev.data.kind === "Model" && document.querySelector("tr[data-model]") !== null) reloadSoon();
     else if (family === "job") onJob(ev);
     else if (family === "run") onRun(ev);
-  };
+  }
+
+  // Resume from the id the page was rendered at, so no event falls between the render and the stream.
+  let lastId = document.body.dataset.since || "";
+  let retryIn = 5000;
+  function retryLater(text) {
+    live.textContent = text;
+    setTimeout(connect, retryIn);
+    retryIn = Math.min(retryIn * 2, 60000);
+  }
+  function connect() {
+    const source = new EventSource("/ui/events?" + query + (lastId ? "&last_event_id=" + encodeURIComponent(lastId) : ""));
+    source.onopen = () => { live.textContent = "live"; live.classList.add("on"); retryIn = 5000; };
+    source.onerror = () => {
+      live.classList.remove("on");
+      if (source.readyState !== EventSource.CLOSED) { live.textContent = "reconnecting…"; return; }  // the browser retries
+      // The gateway refused the stream, and a browser neither retries a refusal nor tells the page its
+      // status. 401: the session ended while the stream was away (the laptop slept past its expiry, it was
+      // revoked or signed out in another tab): this page's own URL answers 401 too, so go to sign in.
+      // Otherwise (429: this key's streams are all open elsewhere; 503: the bus is restarting) retry, backing off.
+      fetch(location.href, {credentials: "same-origin", cache: "no-store"}).then((page) => {
+        if (page.status === 401) { live.textContent = "session ended"; location.assign("/ui/signin"); }
+        else retryLater("live updates paused; retrying…");
+      }, () => retryLater("reconnecting…"));  // the gateway cannot be reached at all
+    };
+    source.addEventListener("reset", reloadSoon);
+    source.addEventListener("dropped", reloadSoon);  // this page fell behind the feed: render it again
+    // The session ended (its key was revoked, it expired, it was signed out) while this stream was open.
+    source.addEventListener("revoked", () => { source.close(); live.textContent = "session ended"; location.assign("/ui/signin"); });
+    source.onmessage = onMessage;
+  }
+  connect();
 })();
