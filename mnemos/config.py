@@ -265,6 +265,10 @@ class RelaySettings(CoreModel):
                                 "gateway's temporary folder, so it needs that much disk there, not memory.")
     max_event_streams: int = Field(32, ge=1, description="Open /v1/events streams per principal on each "
                                    "gateway replica; one more gets 429 (each costs the replica work per event).")
+    max_event_streams_total: int = Field(128, ge=1, description="Open /v1/events streams of all callers on each "
+                                         "gateway replica; one more gets 503. Each holds one of the replica's 256 "
+                                         "concurrent requests: below that, a few keys' streams cannot take every "
+                                         "place chat and the API need.")
     auth: bool = Field(True, description="Require a token or API key on every route but health.")
     redact_prompts: bool = Field(False, description="Redact PII from every prompt the gateway forwards (every "
                                  "Model and Adapter), not only for models whose policy says pii: redact.")

@@ -47,7 +47,9 @@ authentication and filtering), so that its session cookie need never be sent to 
 One ``EventHub`` per gateway replica long-polls the bus and fans out to bounded per-connection
 queues, so the bus sees one reader per replica however many clients are connected. Every event
 costs the replica work per open stream, so a principal holds at most ``relay.maxEventStreams``
-(32) of them on one replica: one more is a 429 until one closes. A stream takes its place when its
+(32) of them on one replica: one more is a 429 until one closes; and all callers together at most
+``relay.maxEventStreamsTotal`` (128, half the replica's concurrent requests, so that a few keys'
+streams cannot take the places chat needs): one more is a 503. A stream takes its place when its
 request is admitted (before anything is awaited), so requests sent together cannot all pass the
 count, and gives it back when it ends, is dropped, or its response ends without streaming.
 """
@@ -270,9 +272,17 @@ class EventHub:
         if sub.place is not None:
             sub.place.release()
 
-    def take(self, principal: Any, most: int) -> _Place | None:
+    def take(self, principal: Any, most: int, total: int | None = None) -> _Place | None:
         """One of ``principal``'s ``most`` places, taken now, before anything is awaited (so that
-        streams opened at once cannot all pass the count); ``None`` when every place is held."""
+        streams opened at once cannot all pass the count); ``None`` when every place is held.
+
+        Raises:
+            UnavailableError: ``total`` streams of all callers are open on this replica already.
+        """
+        if total is not None and sum(self._open.values()) >= total:
+            raise UnavailableError(f"{total} event streams are open on this gateway replica "
+                                   "(relay.maxEventStreamsTotal), the most it holds beside other requests; "
+                                   "retry later", retry_after=5, param="events")  # fmt: skip
         holder = _holder(principal)
         return _Place(self._open, holder) if self._open[holder] < most else None
 
@@ -461,13 +471,14 @@ def _types(types: str) -> tuple[str, ...]:
 
 
 def build_router(admit: Callable[[Request, str], Any], hub: EventHub | None = None, *,
-                 max_streams: int) -> APIRouter:  # fmt: skip
+                 max_streams: int, max_total: int | None = None) -> APIRouter:  # fmt: skip
     """The ``/v1/events`` router.
 
     Args:
         admit: ``await admit(request, verb)`` returns the caller's principal (RELAY's edge seam).
         hub: the replica's hub (default: one over ``mnemos.trace.events.bus``).
         max_streams: open streams per principal (``relay.maxEventStreams``); one more is a 429.
+        max_total: open streams of all principals (``relay.maxEventStreamsTotal``); one more is a 503.
     """
     from mnemos.trace.events import bus
 
@@ -496,7 +507,7 @@ def build_router(admit: Callable[[Request, str], Any], hub: EventHub | None = No
                                   "Model/<name>), or leave it out for all", param="subject")  # fmt: skip
         if not 1.0 <= heartbeat <= 300.0:
             raise ValidationError("heartbeat: must be between 1 and 300 seconds", param="heartbeat")
-        place = hub.take(principal, max_streams)  # taken now: a burst of requests cannot all pass the count
+        place = hub.take(principal, max_streams, max_total)  # taken now: a burst of requests cannot all pass the count
         if place is None:
             raise RateLimitError(f"{max_streams} event streams are open for this caller on this gateway replica "
                                  "(relay.maxEventStreams); close one first (a stream resumes where it left off "

@@ -173,7 +173,8 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
                  "/v1/embeddings": (EmbeddingRequest, embeddings)})  # fmt: skip
     _include_extensions(app, edge, gateway.settings)  # /v1/jobs, /v1/runs, /v1/traces …
     app.include_router(build_usage_router(edge.admit, lambda: meter.governor.actor))  # GET /v1/usage
-    app.include_router(build_events_router(edge.admit, max_streams=gateway.settings.relay.max_event_streams))
+    app.include_router(build_events_router(edge.admit, max_streams=gateway.settings.relay.max_event_streams,
+                                           max_total=gateway.settings.relay.max_event_streams_total))
 
     def served_models() -> dict[str, Any]:
         """``models``: each Model's serving state; ``model_status``: its status record (phase, replicas,

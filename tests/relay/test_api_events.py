@@ -35,7 +35,7 @@ def small_bus(ray_cluster: None) -> Iterator[tuple[str, Any]]:
 
 
 @contextlib.contextmanager
-def _served(bus: Any) -> Iterator[str]:
+def _served(bus: Any, max_total: int | None = None) -> Iterator[str]:
     """``/v1/events`` (authentication off) over an ``EventHub`` of ``bus`` (a factory of the bus
     handle), served by uvicorn on 127.0.0.1 while the block runs; its URL."""
     import uvicorn
@@ -49,7 +49,7 @@ def _served(bus: Any) -> Iterator[str]:
 
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(build_router(admit, EventHub(bus), max_streams=4))
+    app.include_router(build_router(admit, EventHub(bus), max_streams=4, max_total=max_total))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -202,3 +202,24 @@ def test_a_burst_before_a_new_stream_reads_is_a_reset_that_names_no_last_event_i
     reason = json.loads(got[0]["data"])["reason"]
     assert "burst" in reason and "Last-Event-ID" not in reason, reason
     assert [int(f["id"]) for f in got[1:]] == list(range(last - CAPACITY + 1, last + 1))
+
+
+def test_a_replica_holds_a_bounded_number_of_streams_of_all_callers(small_bus: tuple[str, Any]) -> None:
+    """Each open stream holds one of the gateway replica's 256 concurrent requests: eight keys at
+    their 32 streams each took every one, and chat on that replica waited behind them. Past
+    ``relay.maxEventStreamsTotal`` a stream is a 503 naming it, and a closed stream frees its place."""
+    _, bus = small_bus
+    timeout = httpx.Timeout(10.0, read=10.0)
+    with _served(lambda: bus, max_total=2) as url, httpx.stream("GET", url, timeout=timeout) as first:
+        with httpx.stream("GET", url, timeout=timeout) as second:
+            assert first.status_code == 200 and second.status_code == 200
+            refused = httpx.get(url, timeout=timeout)
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "5", refused.text
+            error = refused.json()["error"]
+            assert "relay.maxEventStreamsTotal" in error["message"] and error["param"] == "events", error
+
+        def reopened() -> bool:  # the server frees the closed stream's place once it sees the client gone
+            with httpx.stream("GET", url, timeout=timeout) as again:
+                return again.status_code == 200
+
+        wait_until(reopened, timeout=30)
