@@ -51,6 +51,8 @@ WORKER_LOST = (
     ray.exceptions.ObjectLostError,
     ray.exceptions.LocalRayletDiedError,
 )
+NEVER_STARTED = "The actor never ran"
+"""What Ray's ``ActorDiedError`` says of an actor that died before it started (it ran no job)."""
 Settled = RetryRecord | ResultRecord | FailRecord
 """The record of a settled attempt."""
 
@@ -310,6 +312,8 @@ class Dispatcher:
 
         A worker starts its jobs in the order they were sent, so those sent after the first
         ``capacity`` may not have started: they are queued again without counting an attempt.
+        So are all of them when the worker itself never started (Ray says so: a replacement placed
+        on a node that died before the actor came up, found dead only once a job was sent to it).
         """
         if not slot.alive:
             return
@@ -317,7 +321,8 @@ class Dispatcher:
         error = f"worker {slot.name} was lost ({type(exc).__name__})"
         for job, _ in lost:
             self._detach(job)
-        lost, waiting = lost[: max(slot.capacity, 0)], lost[max(slot.capacity, 0) :]
+        ran = 0 if NEVER_STARTED in str(exc) else max(slot.capacity, 0)
+        lost, waiting = lost[:ran], lost[ran:]
         for job, attempt in waiting:
             self._requeue_unstarted(job, attempt, f"worker {slot.name} was lost before it started")
         self._forget_abandoned(slot)

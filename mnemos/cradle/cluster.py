@@ -226,6 +226,10 @@ def _spill_options(settings: Settings) -> dict[str, Any]:
         return {"args": [], "env": {}}
     on_s3 = uri.startswith("s3://")
     options = settings.engram.storage_options if on_s3 else None
+    if on_s3 and not settings.ray.spill_uri:  # ENGRAM's own bucket: say what is wrong with ENGRAM's settings
+        from mnemos.engram import Engram
+
+        Engram(settings.engram.root(), options).check()
     try:
         config = spilling_config(uri, options)
     except (UnavailableError, ValidationError) as exc:

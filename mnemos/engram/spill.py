@@ -29,13 +29,22 @@ def spilling_config(uri: str, storage_options: dict[str, Any] | None = None) -> 
         bucket = uri[5:].split("/", 1)[0]
         if not bucket:
             raise ValidationError(f"spill URI {uri!r} names no bucket", param="uri")
+        from fsspec.asyn import sync
+
+        from mnemos.engram.store import _without_userinfo
+
         fs = s3fs.S3FileSystem(**opts)
-        try:
-            exists = fs.exists(bucket)
+        endpoint = str(opts.get("endpoint_url") or "")
+        at = f" at {_without_userinfo(endpoint)}" if endpoint else ""
+        try:  # not fs.exists(): it answers False when the endpoint does not answer
+            sync(fs.loop, fs._call_s3, "head_bucket", Bucket=bucket)
+        except FileNotFoundError:
+            raise UnavailableError(
+                f"spill bucket {bucket!r} does not exist{at}: create it before starting Ray"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - any client failure means unreachable
-            raise UnavailableError(f"cannot reach the spill bucket {bucket!r}: {exc}") from None
-        if not exists:
-            raise UnavailableError(f"spill bucket {bucket!r} does not exist: create it before starting Ray")
+            # its type only: botocore's message repeats the endpoint URL, a user:password@ in it included
+            raise UnavailableError(f"cannot reach the spill bucket {bucket!r}{at} ({type(exc).__name__})") from None
         client: dict[str, Any] = {}
         if opts.get("endpoint_url"):
             client["endpoint_url"] = opts["endpoint_url"]

@@ -13,6 +13,7 @@ import sys
 import textwrap
 
 import pytest
+from tests_support import free_port
 
 from mnemos.engram import spilling_config, spilling_env
 from mnemos.errors import UnavailableError
@@ -65,3 +66,34 @@ def test_missing_bucket_is_refused_before_ray_hangs(s3_server) -> None:
 def test_local_spill_config(tmp_path) -> None:
     spec = json.loads(spilling_config(str(tmp_path))["object_spilling_config"])
     assert spec == {"type": "filesystem", "params": {"directory_path": str(tmp_path)}}
+
+
+SECRET = "s3cr3t-never-shown"
+
+
+def test_an_endpoint_that_does_not_answer_is_not_a_missing_bucket(s3_server, s3_bucket) -> None:
+    """s3fs's ``exists()`` answers False when nothing listens: the bucket was said not to exist."""
+    endpoint = f"http://user:{SECRET}@127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(UnavailableError, match=r"cannot reach the spill bucket .* at http://127\.0\.0\.1:\d+") as err:
+        spilling_config(f"s3://{s3_bucket}/spill", {**s3_server, "endpoint_url": endpoint, "secret": SECRET})
+    assert "does not exist" not in str(err.value) and SECRET not in str(err.value)
+
+
+def test_spilling_into_engrams_bucket_names_engrams_settings(s3_server, s3_bucket) -> None:
+    """`mnemos up` with ENGRAM on S3 and no ray.spillUri spills into ENGRAM's bucket: what is wrong
+    with that bucket or its endpoint is said of the settings the user gave (engram.*), not of
+    ray.spillUri, which they never set."""
+    from mnemos.config import Settings
+    from mnemos.cradle.cluster import _spill_options
+
+    def settings(uri: str, **options: object) -> Settings:
+        return Settings.model_validate({"engram": {"uri": uri, "storage_options": {**s3_server, **options}}})
+
+    with pytest.raises(UnavailableError, match="ENGRAM bucket 'no-such-engram-bucket' does not exist") as err:
+        _spill_options(settings("s3://no-such-engram-bucket/root"))
+    assert err.value.param == "engram.uri"
+    down = f"http://user:{SECRET}@127.0.0.1:{free_port()}"
+    with pytest.raises(UnavailableError, match="not reachable") as err:
+        _spill_options(settings(f"s3://{s3_bucket}/root", endpoint_url=down, secret=SECRET))
+    assert err.value.param == "engram.storageOptions" and SECRET not in str(err.value)
+    assert _spill_options(settings(f"s3://{s3_bucket}/root"))["args"]  # a bucket that is there: spill into it
