@@ -71,6 +71,7 @@ def up(
     quiet_serve_narration()
     try:
         client = mnemos.connect(address, settings=settings)
+        client.engram.check()  # a missing bucket named here, not as "could not start the cortex actor"
         control_up(settings, client.engram)
     except KeyboardInterrupt:
         typer.echo("stopped by Ctrl-C while the control plane started (the Ray cluster is up): run `mnemos up` "

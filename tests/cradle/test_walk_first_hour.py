@@ -9,6 +9,7 @@ clusters on this machine are neither seen nor disturbed.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -67,7 +68,8 @@ def _heads_logging_to(log: Path) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_up_names_the_gateway_and_a_second_up_on_another_port_is_refused(shell: dict[str, str]) -> None:
+def test_up_names_the_gateway_and_a_second_up_on_another_port_is_refused(shell: dict[str, str],
+                                                                        s3_server: dict[str, object]) -> None:
     port = shell["MNEMOS_RELAY__PORT"]
     up = _run(shell, "up")
     assert up.returncode == 0, up.stderr[-3000:]
@@ -90,6 +92,15 @@ def test_up_names_the_gateway_and_a_second_up_on_another_port_is_refused(shell: 
 
     same = _run(shell, "up")  # the same settings: up again is fine
     assert same.returncode == 0 and f"relay: gateway {gateway}" in same.stdout, same.stderr[-3000:]
+
+    # ENGRAM moved to a bucket that does not exist, the cluster still up: the bucket is named, not
+    # "could not start the cortex actor" (the actor's start failed on it, and said only that).
+    missing = {"MNEMOS_ENGRAM__URI": "s3://no-such-walk-bucket/mnemos",
+               "MNEMOS_ENGRAM__STORAGE_OPTIONS": json.dumps(s3_server)}
+    moved = _run(shell | missing, "up")
+    errors = [line for line in moved.stderr.splitlines() if line.startswith("error:")]
+    assert moved.returncode == 10 and len(errors) == 1 and "Traceback" not in moved.stderr, moved.stderr[-3000:]
+    assert "ENGRAM bucket 'no-such-walk-bucket' does not exist" in errors[0] and "MNEMOS_ENGRAM__URI" in errors[0]
 
 
 @pytest.mark.slow
