@@ -4,20 +4,54 @@ steps: ``check_steps``), then every matching Policy's rules."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from mnemos.errors import AdmissionError
+from mnemos.errors import AdmissionError, ValidationError
 from mnemos.genome._base import Resource
+from mnemos.genome.adapter import Adapter
 from mnemos.genome.model import Model, check_model
 from mnemos.genome.pipeline import Pipeline, check_steps
 from mnemos.genome.policy import Policy
 
-__all__ = ["admit", "check"]
+__all__ = ["MIN_BUDGET_WINDOW_S", "admit", "check", "check_budget_window"]
+
+MIN_BUDGET_WINDOW_S = 1.0
+"""The shortest budget window (``limits.budget.window``): one of 1 ms resets a thousand times a
+second and limits nothing. A new one shorter is refused (``check_budget_window``: API keys, tokens,
+Policies, Models, Adapters); one stored before that is enforced as this
+(``mnemos.soul.limits.budget_window``)."""
+
+
+def check_budget_window(budget: Any, param: str) -> None:
+    """Refuse a new budget (a ``Budget``, or None) whose window is shorter than ``MIN_BUDGET_WINDOW_S``.
+
+    Raises:
+        ValidationError: names ``param`` and the fix.
+    """
+    if budget is not None and float(budget.window) < MIN_BUDGET_WINDOW_S:
+        raise ValidationError(
+            f"{param}: {float(budget.window):g} s is shorter than the shortest budget window "
+            f"({MIN_BUDGET_WINDOW_S:g} s; a budget that resets that often limits nothing): give 1s or more, "
+            "e.g. 1h, 1d, 30d",
+            param=param,
+        )
+
+
+def _check_budget_windows(resource: Resource) -> None:
+    """The budget windows of a Policy's ``spec.limits`` rules, or of a Model's or Adapter's ``spec.limits``."""
+    if isinstance(resource, Policy):
+        for i, rule in enumerate(resource.spec.limits):
+            check_budget_window(rule.budget, f"spec.limits[{i}].budget.window")
+    elif isinstance(resource, (Model, Adapter)) and resource.spec.limits is not None:
+        check_budget_window(resource.spec.limits.budget, "spec.limits.budget.window")
 
 
 def check(resource: Resource) -> None:
     """The checks of ``resource`` beyond its schema that need no Policy (a ``ValidationError``):
     what a run would refuse in a Pipeline (``mnemos.genome.pipeline.check_steps``), what a replica
-    would refuse in a Model (``mnemos.genome.model.check_model``)."""
+    would refuse in a Model (``mnemos.genome.model.check_model``), a budget window under
+    ``MIN_BUDGET_WINDOW_S``."""
+    _check_budget_windows(resource)
     if isinstance(resource, Pipeline):
         check_steps(resource)
     elif isinstance(resource, Model):

@@ -172,6 +172,9 @@ def _usage_limits(record: ApiKeyRecord) -> Any:
             parsed = UsageLimits.model_validate(doc)
         except PydanticValidationError:
             raise AuthenticationError("API key carries invalid limits: create another", param="authorization") from None
+    from mnemos.soul.limits import floor_budget_window
+
+    parsed = floor_budget_window(parsed)  # a window stored under 1 s, before that was refused: read as 1 s
     if len(_PARSED_LIMITS) > 10_000:
         _PARSED_LIMITS.clear()
     _PARSED_LIMITS[record.id] = (record.limits, parsed)

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mnemos.errors import BudgetExceededError, ModelAccessError, RateLimitError, UnavailableError, ValidationError
+from mnemos.genome.admission import MIN_BUDGET_WINDOW_S, check_budget_window
 from mnemos.genome.metering import MAX_TOKENS
 
 __all__ = [
@@ -44,8 +45,10 @@ __all__ = [
     "MeteredIdentity",
     "ModelMeter",
     "Ticket",
+    "budget_window",
     "check_key_limits",
     "estimate_tokens",
+    "floor_budget_window",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,9 +70,25 @@ def check_key_limits(doc: dict[str, Any]) -> dict[str, Any]:
     from mnemos.genome.metering import UsageLimits
 
     try:
-        return UsageLimits.model_validate(doc).dump()
+        limits = UsageLimits.model_validate(doc)
     except PydanticValidationError as exc:
         raise to_validation_error(exc, prefix="limits") from None
+    check_budget_window(limits.budget, "limits.budget.window")
+    return limits.dump()
+
+
+def budget_window(budget: Any) -> float:
+    """A budget's window in seconds as it is enforced: at least ``MIN_BUDGET_WINDOW_S`` (a window
+    stored shorter, before that was refused, is read as that)."""
+    return max(MIN_BUDGET_WINDOW_S, float(budget.window))
+
+
+def floor_budget_window(limits: Any) -> Any:
+    """``limits`` (``UsageLimits``) with its budget window at least ``MIN_BUDGET_WINDOW_S``."""
+    budget = getattr(limits, "budget", None)
+    if budget is None or float(budget.window) >= MIN_BUDGET_WINDOW_S:
+        return limits
+    return limits.model_copy(update={"budget": budget.model_copy(update={"window": MIN_BUDGET_WINDOW_S})})
 
 
 def estimate_tokens(text: str) -> int:
@@ -377,9 +396,10 @@ class Governor:
             budget = limit.limits.budget
             if budget is None or (budget.amount is None and budget.tokens is None):
                 continue
-            checks.append((limit.scope, budget.amount, budget.tokens, float(budget.window)))
+            window = budget_window(budget)
+            checks.append((limit.scope, budget.amount, budget.tokens, window))
             names[limit.scope] = limit
-            ticket.budget_scopes.append((limit.scope, float(budget.window)))
+            ticket.budget_scopes.append((limit.scope, window))
         if not checks:
             return
         amount = 0.0
@@ -403,7 +423,7 @@ class Governor:
                 hint = f", more than the {left:g} left: ask for fewer max_tokens, or wait"
             raise BudgetExceededError(
                 f"{limit.name} budget of {refusal['limit']:g} {what} per "
-                f"{_window_text(limit.limits.budget.window)} is spent for {limit.label} "
+                f"{_window_text(budget_window(limit.limits.budget))} is spent for {limit.label} "
                 f"({refusal['used']:g} used or reserved; this request reserves {need:g}{hint}); the window "
                 f"resets in {refusal['retry_after']:.0f}s",
                 param=f"{limit.name}.budget", retry_after=refusal["retry_after"],

@@ -256,9 +256,10 @@ def _usage_limits(jti: str, doc: Any) -> Any:
     from pydantic import ValidationError as PydanticValidationError
 
     from mnemos.genome.metering import UsageLimits
+    from mnemos.soul.limits import floor_budget_window
 
     try:
-        parsed = UsageLimits.model_validate(doc)
+        parsed = floor_budget_window(UsageLimits.model_validate(doc))  # one minted under 1 s: read as 1 s
     except PydanticValidationError:
         raise AuthenticationError("token carries invalid limits", param="authorization") from None
     if len(_PARSED_LIMITS) > 10_000:
