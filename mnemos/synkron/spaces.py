@@ -162,7 +162,9 @@ def item_event(engram: Engram, node_id: str) -> dict[str, Any]:
         raise NotFoundError(f"space {space!r} has no item {item!r}", param="id")
     parent = artifact_node(manifest["digest"]) if manifest.get("digest") else None
     parents = [parent] if parent else []
-    return event(node_id, "item", parents=parents, space=space, item=item, text=str(found.get("text", ""))[:200])
+    owner = manifest.get("owner") or None  # the space's owner reads the item's text (TRACE: ``principal``)
+    return event(node_id, "item", parents=parents, space=space, item=item, principal=owner,
+                 text=str(found.get("text", ""))[:200])  # fmt: skip
 
 
 LINEAGE_RESOLVERS: dict[str, NodeResolver] = {"space:": item_event}

@@ -19,10 +19,12 @@ Who reads a graph is decided above TRACE: ``graph(..., reader=…)`` takes a ``L
 run, step, job, request or audit node has an ``owner`` (the subject that started it, or that acted);
 so does an artifact that a job or run made: the owner of the nearest run, step, job or request
 upstream of it (``owners``; CORTEX's check of a job's ``parents`` applies the same rule), else it is
-shared (an input file, a model's weights). A node the reader does not see is left out (as a root it
-is not found, as an id that does not exist), and one whose data the reader does not read keeps its
-metadata (``METADATA``) only. One digest made by several owners is seen by a reader who sees one of
-them, without the links (``ref``, ``run``) that may name another's run.
+shared (an input file, a model's weights). An indexed item (``space:``) has its space's owner
+(``principal``; none for a shared space): who reaches it is for the caller to decide (whoever may
+search its space), its text is read as an owned node's data. A node the reader does not see is left
+out (as a root it is not found, as an id that does not exist), and one whose data the reader does
+not read keeps its metadata (``METADATA``) only. One digest made by several owners is seen by a
+reader who sees one of them, without the links (``ref``, ``run``) that may name another's run.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ _SECRET_NAMES = frozenset(
 _SECRET_SUFFIXES = ("_secret", "_password", "_api_key", "_apikey", "_access_token", "_refresh_token", "_private_key")
 _PREFIXES = ("run:", "job:", "request:", "step:", "artifact:", "model:", "resource:", "file:", "space:")
 _OWNED = ("run:", "step:", "job:", "request:", "audit:")  # nodes with an owner of their own
+_ITEMS = ("space:",)  # an indexed item: owned by its space's owner (``principal``), seen by whoever reaches it
 _PARENT_ONLY = ("git:",)  # nodes only ever named as parents that an id may still name (shared: no owner)
 _PRODUCED = "artifact:"  # nodes owned like the nearest producer (run, step, job, request) upstream, if any
 _PRODUCER_SEARCH = 256  # upstream nodes looked at for an artifact's producer (as CORTEX's parents check)
@@ -116,7 +119,7 @@ class LineageReader(Protocol):
 
     An audit node exists only for a reader who reads it; other owned nodes (runs, steps, jobs,
     requests, artifacts they made) for a reader who sees them; nodes nobody owns (input artifacts,
-    models, files, resources, items) for every reader.
+    models, files, resources) and items (their space's owner reads their text) for every reader.
     """
 
     def sees(self, owner: str | None) -> bool:
@@ -438,10 +441,11 @@ def owners(engram: LineageStore, node_id: str) -> tuple[str, ...]:
 
 
 def _owner(index: LineageIndex, node_id: str) -> str | None:
-    """The owner of a node that has one of its own (a step: its run's); ``None`` for the others."""
+    """The owner of a node that has one of its own (a step: its run's, an item: its space's); ``None``
+    for the others."""
     if node_id.startswith("step:"):  # a step's owner is its run's
         node_id = "run:" + node_id[len("step:") :].partition("/")[0]
-    if not node_id.startswith(_OWNED):
+    if not node_id.startswith(_OWNED + _ITEMS):
         return None
     return owner_of(index.nodes.get(node_id) or {"id": node_id})
 
@@ -480,6 +484,8 @@ def _graph(
                 return reader.reads(_owner(index, node))
             if node.startswith(_OWNED):  # one without an owner too: not shared
                 return reader.sees(_owner(index, node))
+            if node.startswith(_ITEMS):  # who may reach a space's items is the caller's to check (its space)
+                return True
             found = owners_of(node)  # an artifact a job or run made; () for a shared node
             return not found or any(reader.sees(owner) for owner in found)
 
