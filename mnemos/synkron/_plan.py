@@ -596,6 +596,8 @@ def prepare(
                     f"{where}.modelRef: model {ref!r} is not registered", param=f"spec.steps[{i}].modelRef"
                 ) from None
             _check_model_access(client, identity, ref, where, f"spec.steps[{i}].modelRef")
+    if getattr(client, "connected", False):  # the platform's queues and pools, as its CORTEX has them
+        check_scheduling(pipeline, steps, variables, client.jobs.stats(), principal=principal)
     data = check_caller_values(pipeline, steps, variables, params or {}, principal)
     check_inputs(pipeline, steps, variables, base_dir, principal=principal)
     check_reach(client, pipeline, steps, variables, params or {}, principal=principal)
@@ -661,6 +663,73 @@ def prepare(
     _state.save(client.engram, state)
     writer.flush()
     return state
+
+
+def check_scheduling(pipeline: Pipeline, steps: dict[str, dict[str, Any]], variables: dict[str, Any],
+                     cluster: dict[str, Any], *, principal: Any = None) -> None:  # fmt: skip
+    """Refuse (422 naming the step's ``queue`` or ``resources.<field>``), before anything runs or is
+    stored, a step whose queue the running CORTEX does not declare, or whose ``resources`` no pool it
+    declares offers: CORTEX refuses its job only once the steps before it have run. A queue the
+    platform keeps for its own work (``INTERNAL_QUEUES``: ``wraith``) is 403 for a run of a principal
+    that is no operator or admin, as ``POST /v1/jobs`` refuses it (the run's step jobs are the
+    principal's).
+
+    ``cluster``: CORTEX's ``stats()`` (``queues`` by name, ``pools`` as described), the platform's
+    own, not the caller's settings. Queues and pools are settings an operator changes, so these are
+    checked for each run, not when the Pipeline is applied."""
+    from mnemos.cortex.http import INTERNAL_QUEUES
+
+    queues = set(cluster.get("queues") or {})
+    pools = list(cluster.get("pools") or [])
+    outputs = {o for s in steps.values() for o in s["outputs"]}
+    for i, spec_step in enumerate(pipeline.spec.steps):
+        where = step_label(i, spec_step.name)
+        resolved = interpolate(steps[spec_step.name]["definition"], variables, keep=outputs)
+        queue = resolved.get("queue") or "default"
+        if queues and str(queue) not in queues:  # (a `${...}` left is an output: a file's path then, no queue)
+            raise ValidationError(
+                f"{where}.queue: {str(queue)[:80]!r} is not declared on the platform; declared queues: "
+                f"{', '.join(sorted(queues))}. Name one of them, or have an operator declare it under "
+                "cortex.queues (mnemos.yaml, Helm values)",
+                param=f"spec.steps[{i}].queue",
+            )
+        if str(queue) in INTERNAL_QUEUES and _access.enforced(principal) \
+                and getattr(principal, "role", "") not in ("admin", "operator"):  # fmt: skip
+            raise PermissionDeniedError(
+                f"{where}.queue: {str(queue)!r} is the platform's own queue (its maintenance tasks run there): "
+                "operators and admins only; run the step on another queue (default)",
+                param=f"spec.steps[{i}].queue",
+            )
+        request = resolved.get("resources") or {}
+        if not request or not isinstance(request, dict):
+            continue
+        unfit = {str(p.get("name")): _unfit_pool(p, request) for p in pools}
+        if not pools or all(unfit.values()):
+            rules = sorted({rule for rule in unfit.values() if rule})
+            named = unfit.get(str(request.get("pool") or ""))  # a declared pool it names: what that one lacks
+            field: str = named or ("pool" if "pool" in rules or not rules else rules[0])
+            asked = request.get(field)
+            ask = {"gpus": lambda v: f"{float(v or 0):g} GPUs", "cpus": lambda v: f"{float(v or 0):g} CPUs per worker",
+                   "selector": lambda v: "selector " + ", ".join(f"{k}={x}" for k, x in (v or {}).items()),
+                   "pool": lambda v: f"pool {v!r}"}[field](asked)  # fmt: skip
+            why = "; ".join(f"{name}: {rule}" for name, rule in sorted(unfit.items())) or "no pools are declared"
+            raise ValidationError(
+                f"{where}.resources.{field}: it asks for {ask[:120]}, which no pool the platform declares offers "
+                f"({why}); declared pools: {', '.join(sorted(unfit)) or 'none'}. Ask for what a pool offers, or "
+                "have an operator declare one under neuron.pools",
+                param=f"spec.steps[{i}].resources.{field}",
+            )
+
+
+def _unfit_pool(pool: dict[str, Any], request: dict[str, Any]) -> str | None:
+    """The field of a step's ``resources`` that the pool (as CORTEX's ``stats`` describes it) does
+    not offer, by CORTEX's own rule (``mnemos.neuron.pools.unfit_reason``); ``None`` when it fits."""
+    from mnemos.config import PoolConfig
+    from mnemos.neuron.pools import unfit_reason
+
+    offered = {key: pool[key] for key in ("name", "selector", "numCpus", "numGpus") if pool.get(key) is not None}
+    rule = unfit_reason(PoolConfig.model_validate(offered), request)
+    return rule.removeprefix("resources.") if rule else None
 
 
 def _check_model_access(client: Any, identity: Any, model: str, where: str, param: str) -> None:
