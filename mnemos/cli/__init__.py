@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import re
 import sys
+from typing import Any
 
 import typer
 
@@ -124,7 +125,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(error.exit_code)
     except Exception as exc:
         if _is_click_error(exc):  # usage errors: unknown command, bad option
-            exc.show()  # type: ignore[attr-defined]
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a group named alone: its help is the answer
+                exc.show()  # type: ignore[attr-defined]
+            else:
+                typer.echo(f"error: {_printable(_usage_line(exc))}", err=True)
             sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
 
@@ -165,6 +169,19 @@ def _asks_for_document(args: list[str]) -> bool:
         if arg in ("-ojson", "-oyaml", "--output=json", "--output=yaml"):
             return True
     return False
+
+
+def _usage_line(exc: Any) -> str:
+    """A click error as one line: its message, and where a usage error came from a command, the
+    help to read (``No such option: --foo (see 'mnemos token create --help')``), instead of click's
+    three lines (``Usage:``, ``Try …``, ``Error: …``)."""
+    message = " ".join(str(exc.format_message()).split())
+    ctx = getattr(exc, "ctx", None)
+    if ctx is None:
+        return message
+    root = ctx.find_root().info_name or ""
+    path = ctx.command_path if root.endswith("mnemos") else " ".join(["mnemos", *ctx.command_path.split()[1:]])
+    return f"{message} (see '{path} --help')"  # (`python -c` names the program "-c")
 
 
 def _is_click_error(exc: BaseException) -> bool:

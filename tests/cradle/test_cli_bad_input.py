@@ -82,6 +82,10 @@ CASES: list[tuple[str, tuple[str, ...], str]] = [
      "--url: 'http://***@127.0.0.1:9' carries a user or password"),
     ("login-url-with-password", ("login", "http://user:s3cret@127.0.0.1:9", "--api-key", "mk_x"),
      "URL: 'http://***@127.0.0.1:9' carries a user or password"),
+    # click's usage errors printed three lines (Usage:, Try …, Error: …): one line now, with the help to read
+    ("unknown-option", ("token", "create", "--foo"), "error: No such option: --foo (see 'mnemos token create --help')"),
+    ("unknown-command", ("tokn",), "error: No such command 'tokn'. Did you mean 'token'? (see 'mnemos --help')"),
+    ("missing-option", ("token", "create", "--role", "viewer"), "Missing option '--name'. (see 'mnemos token create"),
     # already refused well: kept so that they stay so
     ("jobs-list-limit-not-a-number", ("jobs", "list", "-n", "abc"), "'--limit'"),
     ("get-unknown-kind", ("get", "Nope"), "unknown kind 'Nope'"),
@@ -117,9 +121,8 @@ def test_bad_input_is_one_line_naming_what_to_fix(home: Path, args: tuple[str, .
     assert "would have started a Ray cluster" not in proc.stderr
     assert message in proc.stderr, proc.stderr
     assert "s3cret" not in proc.stderr, proc.stderr
-    if not proc.stderr.startswith("Usage:"):  # click's own usage errors keep click's three lines
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    lines = proc.stderr.strip().splitlines()  # click's own usage errors too
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
 
 
 def test_control_characters_in_an_error_are_shown_escaped(home: Path) -> None:
