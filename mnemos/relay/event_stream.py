@@ -495,7 +495,8 @@ def build_router(admit: Callable[[Request, str], Any], hub: EventHub | None = No
         subject: str | None = Query(None, json_schema_extra={"pattern": _SUBJECT},  # checked below, naming it
                                     description="One subject, as events carry it: job:<id>, run:<id>, model/<name>."),
         last_event_id: str | None = Query(None, pattern=_EVENT_ID, description="Resume after this event id."),
-        heartbeat: float = Query(HEARTBEAT_S, ge=1.0, le=300.0, description="Seconds between keepalive comments."),
+        heartbeat: float = Query(HEARTBEAT_S, ge=1.0, le=300.0, allow_inf_nan=False,
+                                 description="Seconds between keepalive comments."),
     ) -> StreamingResponse:
         """Server-Sent Events of resource changes, model status, job and run transitions and job logs."""
         principal = await admit(request, "read-artifacts")

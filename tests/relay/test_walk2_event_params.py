@@ -41,3 +41,12 @@ def test_a_malformed_last_event_id_is_a_422_naming_the_one_sent(
     error = answer.json()["error"]
     assert error["param"] == param and says in error["message"], error
     assert "pattern" not in error["message"]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_heartbeat_that_is_not_a_number_says_so(http: TestClient, value: str) -> None:
+    """``heartbeat=nan`` was refused as "less than or equal to 300", which it is not either."""
+    answer = http.get("/v1/events", params={"heartbeat": value})
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == "heartbeat" and "finite number" in error["message"], error
