@@ -418,8 +418,9 @@ def check_reach(client: Any, pipeline: Pipeline, steps: dict[str, dict[str, Any]
 
 
 def check_resume(client: Any, state: dict[str, Any], principal: Any) -> None:
-    """The start checks of ``check_reach`` again, for ``principal`` resuming the run ``state``: a
-    space taken over since it started, or a run output the resumer may not read, is refused.
+    """The start checks of ``check_reach`` and ``check_scheduling`` again, for ``principal`` resuming
+    the run ``state``: a space taken over since it started, a run output the resumer may not read, a
+    queue or pool the platform no longer declares, is refused.
 
     A space still unclaimed (a run prepared before spaces were claimed) is claimed only when the
     run's owner resumes it: an operator resuming another's run does not take its new spaces (its
@@ -434,6 +435,8 @@ def check_resume(client: Any, state: dict[str, Any], principal: Any) -> None:
     variables = {**merged, "RUN_ID": state["id"], "PIPELINE": pipeline.name}
     mine = state.get("principal") == getattr(principal, "subject", None)
     check_caller_values(pipeline, state["steps"], variables, given, principal)
+    if getattr(client, "connected", False):  # a queue or pool an operator removed since the run started
+        check_scheduling(pipeline, state["steps"], variables, client.jobs.stats(), principal=principal)
     check_reach(client, pipeline, state["steps"], variables, given, principal=principal, claim=mine)
 
 

@@ -54,3 +54,21 @@ def test_a_developer_may_not_resume_a_run_whose_steps_are_no_longer_registered(w
     assert (refused.value.status, refused.value.param) == (403, "pipeline")
     assert state["id"] in refused.value.message and "start a new run" in refused.value.message
     check_resume(world, state, OPERATOR)  # execute: an operator may run any code
+
+
+def test_a_run_whose_queue_was_removed_since_is_refused_at_resume(world: Any) -> None:
+    """A queue an operator removed after the run started: its steps' jobs would be refused one by
+    one as they came up; resume refuses at once, naming the step's queue, as a new run does."""
+    from mnemos.errors import ValidationError
+
+    world.registry.apply(parse_resource({
+        "apiVersion": "synkron.mnemos.dev/v1", "kind": "Pipeline", "metadata": {"name": "queued"},
+        "spec": {"steps": [{"name": "a", "script": "echo a", "queue": "batch"}]},
+    }))  # fmt: skip
+    cortex = {"queues": {"default": {}, "batch": {}}, "pools": []}  # as CORTEX's stats() answers (a stand-in)
+    world.connected, world.jobs = True, SimpleNamespace(stats=lambda: cortex)
+    state = prepare(world, "queued", {}, principal=OPERATOR)
+    del cortex["queues"]["batch"]
+    with pytest.raises(ValidationError) as refused:
+        check_resume(world, state, OPERATOR)
+    assert refused.value.param == "spec.steps[0].queue" and "'batch' is not declared" in refused.value.message
