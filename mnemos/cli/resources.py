@@ -80,13 +80,18 @@ def load_files(files: list[Path], load: Any = None) -> list[Any]:
     """The resources of ``files`` (``load``: how files and folders are read, default
     ``mnemos.genome.load_paths``), a device or a pipe (``stream_file``) read as one file."""
     from mnemos.genome import load_paths, parse_documents
-    from mnemos.genome.kinds import read_text, refuse_duplicates
+    from mnemos.genome.kinds import STDIN, read_text, refuse_duplicates
 
     load = load or load_paths
-    if not any(stream_file(f) for f in files):
+    if not any(stream_file(f) or str(f) == STDIN for f in files):
         return list(load(files))
-    located = [(r, str(f)) for f in files
-               for r in (parse_documents(read_text(f), str(f)) if stream_file(f) else load([f]))]  # fmt: skip
+
+    def one(f: Path) -> list[Any]:  # standard input is read as load_paths reads it, whatever ``load`` is
+        if stream_file(f):
+            return parse_documents(read_text(f), str(f))
+        return load_paths([f]) if str(f) == STDIN else load([f])
+
+    located = [(r, "stdin" if str(f) == STDIN else str(f)) for f in files for r in one(f)]
     refuse_duplicates(located)
     return [r for r, _ in located]
 

@@ -110,7 +110,7 @@ class Resource(CoreModel):
     @classmethod
     def _api_version(cls, value: str) -> str:
         if value != cls.API_VERSION:
-            raise ValueError(f"apiVersion {value!r} is not valid for this kind: use {cls.API_VERSION!r}")
+            raise ValueError(f"apiVersion {_shown(value)} is not valid for this kind: use {cls.API_VERSION!r}")
         return value
 
     @property

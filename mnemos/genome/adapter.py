@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from typing import ClassVar, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mnemos._model import CoreModel, PositiveDuration
 from mnemos.genome._base import Resource
@@ -43,6 +44,26 @@ class AdapterSpec(CoreModel):
     )
     limits: UsageLimits | None = Field(None, description="Requests/tokens per minute per model, all callers.")
     cache: CacheSpec | None = Field(None, description="Exact-match response cache (opt-in).")
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        """An http(s) address with a host, no credentials, query or fragment: the request's path is
+        appended to it, and every reader of the Adapter (viewers too) sees it as written."""
+        try:
+            url = urlsplit(value)
+            url.port  # noqa: B018 - a port that is no number raises here
+        except ValueError as exc:
+            raise ValueError(f"is not a URL ({exc})") from None
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host, e.g. https://api.example.com/v1")
+        if url.username is not None or url.password is not None:
+            raise ValueError("must not carry credentials (user:password@): every reader of the Adapter sees "
+                             "them; put the credential in a Secret and name it in auth.secretRef")  # fmt: skip
+        if url.query or url.fragment or value.rstrip().endswith(("?", "#")):
+            raise ValueError("must not have a query or fragment (?…, #…): the request's path is appended to "
+                             "it; a key sent as a query parameter belongs in a Secret (auth.secretRef)")  # fmt: skip
+        return value
 
 
 class Adapter(Resource):

@@ -83,7 +83,7 @@ def parse_resource(doc: Any, source: str = "") -> Resource:
         doc = {k: v for k, v in doc.items() if k != "status"}
     kind = doc.get("kind")
     if not isinstance(kind, str) or kind not in KINDS:
-        raise ValidationError(f"{where}kind: must be one of {', '.join(KINDS)} (got {kind!r})", param="kind")
+        raise ValidationError(f"{where}kind: must be one of {', '.join(KINDS)} (got {repr(kind)[:100]})", param="kind")
     try:
         return KINDS[kind].model_validate(doc)
     except PydanticValidationError as exc:

@@ -166,6 +166,12 @@ def check_model(model: Model) -> None:
     from mnemos.errors import ValidationError
 
     artifact = model.spec.artifact
+    tokenizer = model.spec.tokenizer.uri if model.spec.tokenizer is not None else None
+    for field, uri in (("artifact.uri", artifact.uri), ("tokenizer.uri", tokenizer)):
+        if uri and _carries_credentials(uri):  # named, never repeated: an error reaches logs
+            raise ValidationError(f"model/{model.name}: spec.{field}: must not carry credentials (user:password@): "
+                                  "every reader of the Model sees them; give the replicas theirs through the "
+                                  "environment (AWS_ACCESS_KEY_ID, HF_TOKEN)", param=f"spec.{field}")  # fmt: skip
     scheme, _, rest = artifact.uri.partition("://") if "://" in artifact.uri else ("file", "", artifact.uri)
     where = f"model/{model.name}: spec.artifact"
     if scheme not in ARTIFACT_SCHEMES:
@@ -180,6 +186,14 @@ def check_model(model: Model) -> None:
         raise ValidationError(f"{where}.sha256: {digest[:100]!r} is not a sha256 digest: write 'sha256:' and 64 "
                               "lowercase hex digits (what `mnemos model register` prints), or leave it out",
                               param="spec.artifact.sha256")  # fmt: skip
+
+
+def _carries_credentials(uri: str) -> bool:
+    """Whether ``uri``'s authority holds ``user:password@`` (``s3://KEY:SECRET@bucket/…``); an
+    ``@`` alone is not one (``hf://gpt2@main``, a revision)."""
+    authority = uri.partition("://")[2].split("/", 1)[0] if "://" in uri else ""
+    user, at, _ = authority.rpartition("@")
+    return bool(at) and ":" in user
 
 
 def _is_digest(value: str) -> bool:

@@ -192,8 +192,8 @@ def _parse(doc: Any, kind: str, name: str | None = None) -> Resource:
     api_version = KINDS[kind].API_VERSION
     doc = {"apiVersion": api_version, "kind": kind, **doc}
     if doc["kind"] != kind:
-        raise ValidationError(f"kind: {doc['kind']!r} does not belong under {plural_of(kind)}; send it to its own "
-                              "path or fix the kind", param="kind")  # fmt: skip
+        raise ValidationError(f"kind: {repr(doc['kind'])[:100]} does not belong under {plural_of(kind)}; send it to "
+                              "its own path or fix the kind", param="kind")  # fmt: skip
     resource = parse_resource(doc)
     if name is not None and resource.name != name:
         raise ValidationError(f"metadata.name: {resource.name!r} does not match the path's name {name!r}",

@@ -49,7 +49,8 @@ def test_a_key_written_twice_is_refused_naming_its_line(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match=f"^{path}: line 1: key 'retries' is written twice"):
         load_paths([path])
     merged = ("apiVersion: genome.mnemos.dev/v1\nkind: Adapter\n"
-              "metadata: {name: m, <<: {labels: {team: a}}, labels: {team: b}}\nspec: {baseUrl: x}\n")  # fmt: skip
+              "metadata: {name: m, <<: {labels: {team: a}}, labels: {team: b}}\n"
+              "spec: {baseUrl: 'http://h/v1'}\n")  # fmt: skip
     (resource,) = parse_documents(merged, "f.yaml")  # a merge key's keys may be overridden: no duplicate
     assert resource.metadata.labels == {"team": "b"}
 
