@@ -3,9 +3,10 @@ mounts it, over an edge guard with a local rate limiter; only what answers befor
 read is used).
 
 - ``GET /ui/signout``, a query that does not parse (``/ui/models/x?a=abc``), a method a page does
-  not take and a path no page lives at answered the API's JSON; they are now pages with the same
-  status, saying what was wrong and linking back. ``GET /ui/signout`` shows the sign-out button
-  (signing out stays a ``POST``: a link on another site cannot sign anyone out).
+  not take, a path no page lives at and a static file that is not there answered the API's JSON;
+  they are now pages with the same status, saying what was wrong and linking back. ``GET
+  /ui/signout`` shows the sign-out button (signing out stays a ``POST``: a link on another site
+  cannot sign anyone out).
 """
 
 from __future__ import annotations
@@ -106,3 +107,25 @@ def test_the_api_and_the_consoles_stream_still_answer_json(gateway: dict[str, An
         answer = gateway["http"].get(path, headers=auth)
         assert answer.status_code == 422 and answer.json()["error"]["param"] == "foo", answer.text
     assert gateway["http"].get("/v1/no-such-route", headers=auth).json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(("method", "path", "status", "says"), [
+    ("GET", "/ui/static/no-such-file.css", 404, "There is no console file at /ui/static/no-such-file.css"),
+    ("GET", "/ui/static/", 404, "There is no console file at /ui/static/"),
+    ("POST", "/ui/static/console.css", 405, "POST is not allowed here; this file takes GET, HEAD"),
+])  # fmt: skip
+def test_a_missing_console_file_is_the_consoles_page(gateway: dict[str, Any], method: str, path: str, status: int,
+                                                     says: str) -> None:  # fmt: skip
+    """Static files were plain ``StaticFiles``, whose refusals the API's handler answered as JSON."""
+    answer = gateway["http"].request(method, path)
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith("text/html"), answer.text
+    assert says in answer.text and '<a href="/ui/models">' in answer.text
+    assert answer.headers["x-frame-options"] == "DENY"
+    if status == 405:
+        assert answer.headers["allow"] == "GET, HEAD"
+
+
+def test_a_console_file_that_is_there_is_served(gateway: dict[str, Any]) -> None:
+    answer = gateway["http"].get("/ui/static/console.css")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/css"), answer.text

@@ -39,6 +39,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mnemos.cortex.job import join_logs
 from mnemos.errors import AuthenticationError, MnemosError, NotFoundError, PermissionDeniedError, ValidationError
@@ -101,8 +102,8 @@ def mount(app: FastAPI, gateway: Any, edge: Any) -> None:
     router = build_router(gateway, edge)
     app.include_router(router)
     alias(app, EVENTS)  # the live updates, where the session cookie (Path=/ui) is sent
-    app.mount(f"{PREFIX}/static", StaticFiles(directory=_STATIC), name="console-static")
     error_page = cast(type[_PageRoute], router.route_class).error_page
+    app.mount(f"{PREFIX}/static", _Static(error_page, directory=_STATIC), name="console-static")
     app.router.routes.append(_NoPage(f"{PREFIX}/{{path:path}}", error_page))  # last: after the events and static
     app.add_middleware(CookieBearer)  # outermost: before the edge authenticates
 
@@ -457,6 +458,31 @@ class _PageRoute(APIRoute):
             await response(scope, receive, send)
             return
         await super().handle(scope, receive, send)
+
+
+class _Static(StaticFiles):
+    """The console's static files; a file that is not there (or a method they do not take) is the
+    console's error page, as any other path under ``/ui``, not the API's JSON."""
+
+    def __init__(self, error_page: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.error_page = error_page
+
+    async def get_response(self, path: str, scope: Any) -> Response:
+        try:
+            return await super().get_response(path, scope)
+        except StarletteHTTPException as exc:
+            if exc.status_code not in (404, 405):
+                raise
+            request = Request(scope)
+            if exc.status_code == 405:
+                response: Response = self.error_page(request, None, f"{scope['method']} is not allowed here; "
+                                                     "this file takes GET, HEAD", 405)  # fmt: skip
+                response.headers["Allow"] = "GET, HEAD"
+                return response
+            page: Response = self.error_page(request, None, f"There is no console file at {request.url.path[:200]}.",
+                                             404)  # fmt: skip
+            return page
 
 
 class _NoPage(APIRoute):
