@@ -160,11 +160,16 @@ PositiveDuration = Annotated[
 
 
 def to_validation_error(exc: PydanticValidationError, prefix: str = "") -> ValidationError:
-    """Turn pydantic's error into ours, naming the first failing field path."""
+    """Turn pydantic's error into ours, naming the first failing field path.
+
+    A field name is cut to its first ``_NAME_SHOWN`` characters and at most ``_ERRORS_SHOWN`` errors are
+    said: a body of one unknown 1 MB key (or of ten thousand keys) was echoed whole, in the message
+    and again in ``param``."""
     lines = []
     first_path = None
-    for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"])
+    errors = exc.errors()
+    for err in errors[:_ERRORS_SHOWN]:
+        path = ".".join(_shown_part(p) for p in err["loc"])
         if prefix:
             path = f"{prefix}.{path}" if path else prefix
         first_path = first_path or path
@@ -174,7 +179,18 @@ def to_validation_error(exc: PydanticValidationError, prefix: str = "") -> Valid
         elif err["type"] == "value_error" and "error" in err.get("ctx", {}):
             msg = str(err["ctx"]["error"])  # our validator's own words, without pydantic's "Value error, "
         lines.append(f"{path}: {msg}" if path else msg)
+    if len(errors) > _ERRORS_SHOWN:
+        lines.append(f"and {len(errors) - _ERRORS_SHOWN} more")
     return ValidationError("; ".join(lines), param=first_path)
+
+
+_NAME_SHOWN = 100
+_ERRORS_SHOWN = 20
+
+
+def _shown_part(part: Any) -> str:
+    text = str(part)
+    return text if len(text) <= _NAME_SHOWN else f"{text[:_NAME_SHOWN]}…"
 
 
 def validate_json(model: type[M], data: Any, prefix: str = "") -> M:
