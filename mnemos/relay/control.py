@@ -65,7 +65,7 @@ from mnemos.errors import (
 from mnemos.genome import KINDS, NAME_PATTERN, Registry, Resource, json_schema, parse_resource
 from mnemos.genome.registry import plural_of
 from mnemos.relay._edge import VERB_KEY
-from mnemos.relay._errors import unwrap
+from mnemos.relay._errors import pattern_hint, unwrap
 from mnemos.relay.openai_schema import ErrorResponse
 from mnemos.soul.rbac import verbs_of
 
@@ -76,6 +76,13 @@ _GROUP = r"^[a-z0-9]([-a-z0-9.]{0,62}[a-z0-9])?$"
 _VERSION = r"^v[0-9]+([a-z]+[0-9]*)?$"
 _PLURAL = r"^[a-z]{1,63}$"
 _SECRET = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+for _pattern, _hint in ((_NAME, "a valid name: at most 253 lowercase letters, digits, '-' and '.', starting and "
+                                "ending with a letter or digit"),
+                        (_GROUP, "an API group, such as genome.mnemos.dev"), (_VERSION, "an API version, such as v1"),
+                        (_PLURAL, "a kind's plural in lower case, such as models"),
+                        (_SECRET, "a secret name or key: 1 to 128 letters, digits, '_', '.' and '-', starting with "
+                                  "a letter or digit")):  # fmt: skip
+    pattern_hint(_pattern, _hint)  # said where a path's part fails it, not the expression's text
 _ERROR = {"model": ErrorResponse}
 _DESCRIPTIONS = {
     400: "malformed body (not JSON, not an object)",

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,3 +135,39 @@ def test_an_at_sign_that_names_a_revision_is_no_credential(local_engram) -> None
     for uri in ("hf://gpt2@main", "hf://org/model@v1.0", "s3://bucket/a@b/m"):
         model = parse_resource({**MODEL, "spec": {**MODEL["spec"], "artifact": {"uri": uri}}})
         assert Registry(local_engram).apply(model).action in ("created", "configured"), uri
+
+
+@pytest.mark.parametrize(("path", "param", "says"), [
+    ("/apis/genome.mnemos.dev/v1/adapters/UPPER", "name", "'UPPER' is not a valid name: at most 253 lowercase"),
+    ("/apis/Genome!/v1/adapters", "group", "'Genome!' is not an API group, such as genome.mnemos.dev"),
+    ("/apis/genome.mnemos.dev/one/adapters", "version", "'one' is not an API version, such as v1"),
+    ("/apis/genome.mnemos.dev/v1/Adapters", "plural", "'Adapters' is not a kind's plural in lower case"),
+    ("/v1/secrets/-x", "name", "'-x' is not a secret name or key"),
+])  # fmt: skip
+def test_a_path_part_that_fails_its_pattern_says_what_it_must_be(tmp_path: Path, path: str, param: str,
+                                                                 says: str) -> None:  # fmt: skip
+    """``PUT …/adapters/UPPER`` answered ``String should match pattern '^[a-z0-9]…$'`` (the regular
+    expression), where the same name in a body is told what a name is."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from mnemos.config import load_settings
+    from mnemos.engram import Engram
+    from mnemos.relay._errors import install_error_handlers
+    from mnemos.relay.control import build_router
+
+    class _Admin:  # (no gateway: the edge's answer, an admin, for every request)
+        async def admit(self, request: Any, verb: str) -> Any:
+            from mnemos.soul.identity import Principal
+
+            return Principal("root", "admin", "apikey")
+
+    settings = load_settings(engram={"uri": str(tmp_path / "engram")})
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(build_router(_Admin(), settings, Engram.from_settings(settings)))
+    with TestClient(app) as http:
+        answer = http.get(path)
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == param and says in error["message"] and "pattern" not in error["message"], error
