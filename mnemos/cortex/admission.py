@@ -139,9 +139,13 @@ def _ask(request: dict[str, Any], rule: str) -> str:
         return f"{float(value or 0):g} GPU{'s' if float(value or 0) != 1 else ''}"
     if field == "cpus":
         return f"{float(value or 0):g} CPUs per worker"
-    if field == "selector":
-        return "selector " + ", ".join(f"{k}={v}" for k, v in (value or {}).items())
-    return f"pool {value!r}"
+    if field == "selector":  # what the submitter sent, cut: a refusal never echoes a body whole
+        return "selector " + _cut(", ".join(f"{k}={v}" for k, v in (value or {}).items()), 200)
+    return f"pool {_cut(repr(value))}"
+
+
+def _cut(text: str, most: int = 80) -> str:
+    return text if len(text) <= most else f"{text[:most]}… ({len(text)} characters)"
 
 
 def check_resources(job: Job, pools: PoolSet) -> None:
@@ -149,12 +153,17 @@ def check_resources(job: Job, pools: PoolSet) -> None:
     request = job.resources
     fits, unfit = pools.declared(request)
     if not fits:
-        rules = sorted(set(unfit.values()))
-        rule = "resources.pool" if "resources.pool" in rules else rules[0] if rules else "resources"
-        why = "; ".join(f"{name}: {r.split('.', 1)[1]}" for name, r in sorted(unfit.items()))
+        named = request.get("pool")
+        if named in unfit:  # a declared pool, by name: what that pool lacks, not that the others are not it
+            rule = unfit[named]
+            offers = f"pool {named!r} does not offer it ({named}: {rule.split('.', 1)[1]})"
+        else:
+            rules = sorted(set(unfit.values()))
+            rule = "resources.pool" if "resources.pool" in rules else rules[0] if rules else "resources"
+            why = "; ".join(f"{name}: {r.split('.', 1)[1]}" for name, r in sorted(unfit.items()))
+            offers = f"no declared pool offers it ({why or 'no pools are declared'})"
         raise AdmissionError(
-            f"admission refused job {job.name or job.id}: rule {rule}: it asks for {_ask(request, rule)} "
-            f"and no declared pool offers it ({why or 'no pools are declared'})",
+            f"admission refused job {job.name or job.id}: rule {rule}: it asks for {_ask(request, rule)} and {offers}",
             param=rule,
             rule=rule,
         )

@@ -63,7 +63,7 @@ def _principal() -> str:
 
 def _check_id(job_id: Any) -> None:
     if not isinstance(job_id, str):
-        raise ValidationError(f"job_id: expected a job's id (a str), got {type(job_id).__name__} {job_id!r}",
+        raise ValidationError(f"job_id: expected a job's id (a str), got {type(job_id).__name__} {job_id!r:.80}",
                               param="job_id")  # fmt: skip
 
 
@@ -344,6 +344,7 @@ class JobsAPI:
     def retry(self, job_id: str, *, keep_owner: bool = False) -> JobHandle:
         """Submit a failed or cancelled job again; returns the new job, owned by this client's
         principal (``keep_owner``: by the old job's, as WRAITH's replay retries others' jobs)."""
+        _check_id(job_id)
         return JobHandle(self, self._call("retry", job_id, None if keep_owner else self.principal))
 
     def wait(self, handles: Iterable[JobHandle | str], timeout: float | None = None) -> builtins.list[dict[str, Any]]:

@@ -80,6 +80,7 @@ from mnemos.cortex.job import (
     JobOptions,
     JobSubmission,
     check_submitted_label,
+    shown_id,
 )
 from mnemos.errors import (
     ConflictError,
@@ -420,6 +421,16 @@ async def check_parents(parents: list[str], principal: Any, handle: Any, engram:
             raise NotFoundError(f"{param}: {parent!r} not found", param=param)  # (a shared node: anyone's parent)
 
 
+async def _not_anothers(handle: Any, job_id: str, principal: Any) -> None:
+    """Refuse (409 naming ``id``) a job id that another principal's job holds, in memory or archived."""
+    try:
+        view = await _call(handle, "get", job_id)
+    except NotFoundError:
+        return
+    if view.get("principal") != _subject(principal):
+        raise ConflictError(f"id: {shown_id(job_id)} is already used by another job; choose another id", param="id")
+
+
 def _options(call: JobCall, principal: Any) -> dict[str, Any]:
     """The job's options from the body, once the caller may ask for them; the caller's team added."""
     options = call.model_dump(exclude_none=True, exclude={"resources", "function", "args", "kwargs", "payload"})
@@ -519,7 +530,7 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
 
     async def owned(handle: Any, job_id: str, principal: Any, **need: bool) -> dict[str, Any]:
         if not _JOB_ID.fullmatch(job_id):  # no job has such an id: not found, without asking CORTEX
-            raise NotFoundError(f"job {job_id[:80]!r} not found", param="id")
+            raise NotFoundError(f"job {shown_id(job_id)} not found", param="id")
         view: dict[str, Any] = await _call(handle, "get", job_id)
         check_owner(principal, view, **need)
         return view
@@ -554,6 +565,8 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
         call = await _read_call(request)
         submission = await asyncio.to_thread(job_spec, call, principal, functions)
         await check_parents(call.parents, principal, handle, lambda: functions.engram)
+        if call.id is not None:  # past retention an id is no idempotency key, yet the archive answers for its job:
+            await _not_anothers(handle, call.id, principal)  # another's would have hidden it (and its lineage)
         with span("relay.jobs.submit", carrier=request.headers, kind=SpanKind.SERVER, function=submission.function,
                   attributes={PRINCIPAL_ATTRIBUTE: _subject(principal)}):  # the trace's owner (TRACE's /v1/traces)
             submission.trace = inject()

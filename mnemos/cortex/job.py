@@ -74,6 +74,7 @@ __all__ = [
     "join_logs",
     "new_job_id",
     "select",
+    "shown_id",
 ]
 
 MAX_LIST_LIMIT = 10_000
@@ -131,6 +132,12 @@ def check_submitted_label(key: str, value: str) -> None:
     if not value.isprintable():
         raise ValidationError(f"{param}: a label value may not hold control characters (newlines, tabs, \\x00 …)",
                               param=param)  # fmt: skip
+
+
+def shown_id(job_id: str) -> str:
+    """``job_id`` as an error message echoes it: quoted, cut to 80 characters with an ellipsis (an id
+    in a path or a call can be any length)."""
+    return f"{job_id[:80]!r}{'…' if len(job_id) > 80 else ''}"
 
 
 def new_job_id() -> str:

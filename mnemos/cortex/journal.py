@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from mnemos.cortex.checkpoint import Cut, find_archived, load
-from mnemos.cortex.job import Job, apply_record, join_logs, select
+from mnemos.cortex.job import Job, apply_record, join_logs, select, shown_id
 from mnemos.cortex.records import JournalRecord, RecordBase, SubmitRecord, WithdrawRecord, dump_record, parse_record
 from mnemos.engram import Engram
 from mnemos.errors import NotFoundError
@@ -259,7 +259,7 @@ class JournalView:
     def _job(self, job_id: str) -> Job:
         job = self.jobs.get(job_id) or find_archived(self.engram, job_id)
         if job is None:
-            raise NotFoundError(f"job {job_id!r} not found", param="id")
+            raise NotFoundError(f"job {shown_id(job_id)} not found", param="id")
         return job
 
     def get(self, job_id: str) -> dict[str, Any]:

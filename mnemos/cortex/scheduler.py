@@ -55,6 +55,7 @@ from mnemos.cortex.job import (
     join_logs,
     new_job_id,
     select,
+    shown_id,
 )
 from mnemos.cortex.journal import LOG, JobJournal
 from mnemos.cortex.records import CancelRecord, FailRecord, JournalRecord, RequeueRecord
@@ -367,7 +368,7 @@ class Cortex(Dispatcher):
         """A job in memory whose submit is durable (``NotFoundError`` otherwise)."""
         job = self.jobs.get(job_id) or self._archiving.get(job_id)
         if job is None or (job.accepted is not None and not job.accepted.done()):
-            raise NotFoundError(f"job {job_id!r} not found", param="id")
+            raise NotFoundError(f"job {shown_id(job_id)} not found", param="id")
         return job
 
     async def _find(self, job_id: str) -> Job:

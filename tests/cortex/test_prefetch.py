@@ -105,6 +105,9 @@ def test_a_worker_runs_waiting_jobs_in_order_drops_and_gives_back(
 ) -> None:
     """The worker itself, in this process (no Ray): one thread, jobs beyond it wait their turn."""
     monkeypatch.setattr(worker_module, "install_capture", lambda: None)  # keep pytest's own capture
+    # Its GPU gauges name the Ray node (ray.get_runtime_context()), which would start a Ray of its own in
+    # this process: with this file run alone, the later tests' ray_cluster would then fail "ray.init twice".
+    monkeypatch.setattr(worker_module.Worker, "_record_gpus", lambda self: None)
     monkeypatch.setattr(worker_module, "HOLD_SECONDS", 0.5)
     gate = tmp_path / "gate"
 

@@ -135,10 +135,12 @@ def test_control_characters_in_an_error_are_shown_escaped(home: Path) -> None:
 
 def test_a_huge_argument_is_echoed_cut_to_its_start(home: Path) -> None:
     """A 100 KB name echoed back in full buried the message; it is cut to 200 characters, with its length."""
-    proc = mnemos(home, "jobs", "get", LONG)  # (a resource name that long is refused, cut, as no name)
+    proc = mnemos(home, "trace", "lineage", LONG)
     assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr[:300]
-    shown = f"'{LONG[:199]}… ({len(LONG) + 2} characters)"  # the word echoed is the id in quotes
-    assert proc.stderr.strip() == f"error: job {shown} not found", proc.stderr[:300]
+    shown = f"'{LONG[:199]}… ({len(LONG) + 3} characters)"  # the word echoed is the id in quotes, and a colon
+    assert proc.stderr.startswith(f"error: no lineage for {shown}") and len(proc.stderr) < 600, proc.stderr[:300]
+    proc = mnemos(home, "jobs", "get", LONG)  # CORTEX itself cuts a job id it did not find
+    assert proc.returncode == 3 and proc.stderr.strip() == f"error: job '{LONG[:80]}'… not found", proc.stderr[:300]
 
 
 def test_a_first_write_to_a_local_store_says_where_it_went(home: Path) -> None:
