@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from console_support import local_edge
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -24,16 +25,10 @@ from mnemos.synkron._models import run_async  # (asyncio.run fails where a brows
 @pytest.fixture()
 def console(tmp_path: Path) -> dict[str, Any]:
     """The console's routes (no gateway: only sign-in and sign-out are used) and its edge seam."""
-    from mnemos.config import load_settings
-    from mnemos.engram import Engram
-    from mnemos.relay._edge import EdgeSeam
     from mnemos.relay.console.app import build_router
-    from mnemos.soul import EdgeGuard, IdentityStore, LocalRateLimiter
+    from mnemos.soul import IdentityStore
 
-    settings = load_settings(engram={"uri": str(tmp_path / "engram")}, relay={"auth": True})
-    engram = Engram.from_settings(settings)
-    edge = EdgeSeam(settings, engram)
-    edge.guard = EdgeGuard(settings, engram, limiter=LocalRateLimiter(), refresh_s=0.0, max_stale_s=0.0)
+    settings, engram, edge = local_edge(tmp_path)
     app = FastAPI()
     app.include_router(build_router(None, edge))
     return {"http": TestClient(app), "edge": edge, "store": IdentityStore.from_settings(settings, engram)}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from console_support import local_edge
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -24,18 +25,13 @@ from mnemos.relay.console.session import COOKIE
 @pytest.fixture()
 def gateway(tmp_path: Path) -> dict[str, Any]:
     """``/v1/events`` and the console on one app, as ``ingress.create_app`` builds them."""
-    from mnemos.config import load_settings
-    from mnemos.engram import Engram
-    from mnemos.relay._edge import EdgeMiddleware, EdgeSeam
+    from mnemos.relay._edge import EdgeMiddleware
     from mnemos.relay._errors import install_error_handlers
     from mnemos.relay.console import mount
     from mnemos.relay.event_stream import build_router
-    from mnemos.soul import EdgeGuard, IdentityStore, LocalRateLimiter
+    from mnemos.soul import IdentityStore
 
-    settings = load_settings(engram={"uri": str(tmp_path / "engram")}, relay={"auth": True})
-    engram = Engram.from_settings(settings)
-    edge = EdgeSeam(settings, engram)
-    edge.guard = EdgeGuard(settings, engram, limiter=LocalRateLimiter(), refresh_s=0.0, max_stale_s=0.0)
+    settings, engram, edge = local_edge(tmp_path)
     app = FastAPI()
     install_error_handlers(app)
     app.add_middleware(EdgeMiddleware, seam=edge)

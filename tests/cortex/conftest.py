@@ -70,3 +70,18 @@ def client(ray_cluster: None, cortex_settings: Any) -> Iterator[Any]:
 def cortex(client: Any) -> Any:
     """The ``cortex`` actor handle."""
     return client.jobs.cortex
+
+
+@pytest.fixture()
+def http(cortex: Any) -> Iterator[Any]:
+    """``/v1/jobs`` (authentication off) over the ``cortex`` actor, in a ``TestClient``."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from mnemos.cortex.http import cortex_handle, router
+
+    app = FastAPI()
+    app.include_router(router)
+    app.dependency_overrides[cortex_handle] = lambda: cortex
+    with TestClient(app) as test_client:
+        yield test_client

@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from mnemos.cortex.http import cortex_handle, router
-
 T = "mnemos.cortex.testing"
-
-
-@pytest.fixture()
-def http(cortex: Any) -> Iterator[TestClient]:
-    app = FastAPI()
-    app.include_router(router)
-    app.dependency_overrides[cortex_handle] = lambda: cortex
-    with TestClient(app) as test_client:
-        yield test_client
 
 
 def _error(response: Any, status: int, code: str, param: str | None = None) -> str:

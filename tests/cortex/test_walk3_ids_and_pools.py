@@ -5,7 +5,6 @@ that pool lacks, not that the other pools are not it; a job id that is no string
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from mnemos.config import PoolConfig
 from mnemos.cortex.admission import check_resources
-from mnemos.cortex.http import cortex_handle, router
+from mnemos.cortex.http import cortex_handle
 from mnemos.cortex.job import Job
 from mnemos.engram import Engram
 from mnemos.errors import AdmissionError, NotFoundError, ValidationError
@@ -24,15 +23,6 @@ from mnemos.neuron.pools import PoolSet
 
 CPU = PoolConfig(name="cpu-a", selector={"accelerator": "cpu"}, size=2, num_cpus=1)
 GPU = PoolConfig(name="gpu-a", selector={"accelerator": "nvidia"}, size=1, num_cpus=0, num_gpus=1)
-
-
-@pytest.fixture()
-def http(cortex: Any) -> Iterator[TestClient]:
-    app = FastAPI()
-    app.include_router(router)
-    app.dependency_overrides[cortex_handle] = lambda: cortex
-    with TestClient(app) as test_client:
-        yield test_client
 
 
 def _cut(message: str, job_id: str) -> None:
