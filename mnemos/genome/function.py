@@ -455,4 +455,7 @@ def check_arguments(function: Function, kwargs: dict[str, Any], *, param: str = 
     if errors:
         err = errors[0]
         path = ".".join(str(p) for p in (param, *err.absolute_path))
-        raise ValidationError(f"{path}: {err.message[:300]} (function {function.name!r} parameters)", param=path)
+        message, value = err.message, repr(err.instance)
+        if len(value) > 80:  # the value is cut, not the message: "'a a a …' is too long" said nothing of why
+            message = message.replace(value, f"{value[:60]}… ({len(value)} characters)")
+        raise ValidationError(f"{path}: {message[:300]} (function {function.name!r} parameters)", param=path)

@@ -271,3 +271,14 @@ def test_unevaluated_properties_beside_pattern_properties_is_refused_at_apply() 
         parse_resource(_function(schema))
     assert refused.value.param == "spec.parameters" and "unevaluatedProperties" in refused.value.message
     parse_resource(_function({"type": "object", "unevaluatedProperties": False, "properties": {"a": {}}}))
+
+
+def test_a_huge_value_is_cut_so_that_the_reason_shows() -> None:
+    """A 600 KB string over a parameter's ``maxLength``: the message began with the value and was
+    cut at 300 characters, so "is too long" never reached the caller."""
+    function = parse_resource(_function({"type": "object", "properties": {"text": {"type": "string",
+                                                                                     "maxLength": 10}}}))  # fmt: skip
+    with pytest.raises(ValidationError) as refused:
+        check_arguments(function, {"text": "a " * 300_000})
+    assert refused.value.param == "kwargs.text" and len(refused.value.message) < 300, refused.value.message
+    assert "… (600002 characters) is too long" in refused.value.message, refused.value.message
