@@ -49,6 +49,11 @@ _STATUS_ERRORS: dict[int, type[errors.MnemosError]] = {
     502: errors.UpstreamError,
     503: errors.UnavailableError,
 }
+_CODE_ERRORS: dict[str, type[errors.MnemosError]] = {cls.code: cls for cls in (
+    errors.AdmissionError, errors.ModelAccessError, errors.BudgetExceededError, errors.ContextLengthError,
+    errors.InvalidKeyError, errors.UnsupportedMediaTypeError, errors.IntegrityError)}  # fmt: skip
+"""The errors an answer's ``code`` names more exactly than its status does (an admission refusal is
+a 403, and raised as ``AdmissionError``, as the embedded client raises it)."""
 _TERMINAL_RUN = frozenset({"succeeded", "failed", "cancelled"})
 _WATCH_HEARTBEAT_S = 15.0
 _WATCH_RETRIES = 5
@@ -131,8 +136,11 @@ def _error_of(response: httpx.Response) -> errors.MnemosError:
     message = str(error.get("message") or f"HTTP {response.status_code} from {response.request.url.path}")
     param = error.get("param")
     cls = _STATUS_ERRORS.get(response.status_code, errors.MnemosError)
-    if cls is errors.RateLimitError:
-        return errors.RateLimitError(message, retry_after=float(response.headers.get("retry-after") or 1), param=param)
+    exact = _CODE_ERRORS.get(str(error.get("code")))
+    if exact is not None and issubclass(exact, cls) and exact.status == response.status_code:
+        cls = exact
+    if issubclass(cls, errors.RateLimitError):
+        return cls(message, retry_after=float(response.headers.get("retry-after") or 1), param=param)
     return cls(message, param=param)
 
 
