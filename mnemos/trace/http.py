@@ -167,7 +167,7 @@ def build_router(
         # published, and checked by spans_for (422 in the OpenAI shape, with or without the gateway's handlers)
         trace_id: str = Path(..., json_schema_extra={"pattern": r"^[0-9a-f]{32}$"}, description="32 lowercase hex."),
         min_spans: int = Query(0, ge=0, le=10_000, description="Wait until this many of the caller's spans are in."),
-        timeout: float = Query(0.0, ge=0.0, le=30.0, description="Seconds to wait for min_spans."),
+        timeout: float = Query(0.0, ge=0.0, le=30.0, allow_inf_nan=False, description="Seconds to wait for min_spans."),
         principal: Any = caller,
     ) -> Any:
         """The spans of one trace from every process, by start time (a developer's own spans only;

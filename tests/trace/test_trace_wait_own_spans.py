@@ -69,3 +69,11 @@ def test_a_developer_waits_for_its_own_spans_not_for_others(asked: tuple[TestCli
     waits.clear()
     answer = http.get(f"/v1/traces/{TRACE}", params={"min_spans": 5, "timeout": 0.2}, headers={"x-who": "ops-admin"})
     assert answer.status_code == 200 and len(answer.json()["spans"]) == 5 and max(waits) <= len(SPANS), waits
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_timeout_that_is_not_a_number_says_so(asked: tuple[TestClient, list[int]], value: str) -> None:
+    """``timeout=nan`` was refused as "less than or equal to 30", which it is not either."""
+    http, waits = asked
+    answer = http.get(f"/v1/traces/{TRACE}", params={"timeout": value}, headers={"x-who": "alice-developer"})
+    assert answer.status_code == 422 and "finite number" in answer.text and waits == [], answer.text
