@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from mnemos._model import CoreModel, PositiveDuration
 from mnemos.genome._base import Resource
@@ -47,16 +47,21 @@ class AdapterSpec(CoreModel):
 
     @field_validator("base_url")
     @classmethod
-    def _base_url(cls, value: str) -> str:
-        """An http(s) address with a host, no credentials, query or fragment: the request's path is
+    def _base_url(cls, value: str, info: ValidationInfo) -> str:
+        """An ``http(s)://`` URL with a host (``type: grpc``: also ``host:port``, as the seed's Helm
+        values name a vLLM Service), and no credentials, query or fragment: the request's path is
         appended to it, and every reader of the Adapter (viewers too) sees it as written."""
+        grpc = info.data.get("type") == "grpc"
+        schemes = ("http", "https", "grpc", "grpcs") if grpc else ("http", "https")
         try:
-            url = urlsplit(value)
+            url = urlsplit(value if "://" in value or not grpc else f"grpc://{value}")
             url.port  # noqa: B018 - a port that is no number raises here
         except ValueError as exc:
             raise ValueError(f"is not a URL ({exc})") from None
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host, e.g. https://api.example.com/v1")
+        if url.scheme not in schemes or not url.hostname:
+            example = "host:port or grpc://host:port" if grpc else "an http:// or https:// URL with a host"
+            raise ValueError(f"must be {example}, e.g. "
+                             f"{'vllm.default.svc.cluster.local:8000' if grpc else 'https://api.example.com/v1'}")
         if url.username is not None or url.password is not None:
             raise ValueError("must not carry credentials (user:password@): every reader of the Adapter sees "
                              "them; put the credential in a Secret and name it in auth.secretRef")  # fmt: skip

@@ -58,6 +58,19 @@ def test_an_adapter_base_url_that_is_a_plain_http_url_is_taken(base_url: str) ->
     assert parse_resource(_adapter(base_url)).spec.base_url == base_url
 
 
+def test_a_grpc_adapter_takes_host_and_port_as_the_seed_names_it() -> None:
+    """The seed's Helm values name a vLLM Service as ``baseUrl: vllm.default.svc.cluster.local:8000``
+    (``type: grpc``): taken; credentials and queries are refused there too."""
+    grpc = {**ADAPTER, "spec": {**ADAPTER["spec"], "type": "grpc"}}
+    for taken in ("vllm.default.svc.cluster.local:8000", "grpc://vllm:8000", "grpcs://vllm.example.com:443"):
+        assert parse_resource({**grpc, "spec": {**grpc["spec"], "baseUrl": taken}}).spec.base_url == taken
+    for refused, says in (("user:sk-SECRET1@vllm:8000", "must not carry credentials"),
+                          ("vllm:8000?key=sk-SECRET1", "must not have a query"), ("ftp://vllm:8000", "host:port")):
+        with pytest.raises(ValidationError, match=says) as error:
+            parse_resource({**grpc, "spec": {**grpc["spec"], "baseUrl": refused}})
+        assert error.value.param == "spec.baseUrl" and "SECRET1" not in str(error.value)
+
+
 def mnemos(home: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("MNEMOS_URL", "MNEMOS_API_KEY")}
     proc = subprocess.run([sys.executable, "-m", "mnemos", *args], cwd=home, env={**env, "MNEMOS_HOME": str(home)},
