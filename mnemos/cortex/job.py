@@ -170,7 +170,7 @@ class JobOptions(CoreModel):
     )
     timeout: Duration | None = Field(None, gt=0, description="Seconds one attempt may run; default: the queue's.")
     labels: dict[str, str] = Field(default_factory=dict, description="e.g. team; Policy quotas group by them.")
-    name: str | None = Field(None, max_length=200, description="A display name.")
+    name: str | None = Field(None, min_length=1, max_length=200, description="A display name (default: the function).")
     id: str | None = Field(None, description="Idempotency key: submitting an existing id returns that job.")
     parents: list[str] = Field(default_factory=list, description="Lineage parents (run:…, step:…, artifact:…).")
 

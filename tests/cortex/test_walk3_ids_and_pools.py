@@ -125,3 +125,9 @@ def test_the_id_of_anothers_job_that_left_memory_is_not_taken_over(
             assert (again["owner"], again["result"]["value"]) == ("alice", 3)
     finally:
         cortex.close()
+
+
+def test_an_empty_job_name_is_refused_naming_it(http: TestClient) -> None:
+    """``"name": ""`` replaced the Function's name: the job showed a blank NAME in ``mnemos jobs list``."""
+    refused = http.post("/v1/jobs", json={"function": "mnemos.cortex.testing:add", "args": [1, 2], "name": ""})
+    assert refused.status_code == 422 and refused.json()["error"]["param"] == "name", refused.text
