@@ -33,7 +33,7 @@ from mnemos.errors import AdmissionError
 from mnemos.genome.policy import Policy, Quota
 from mnemos.neuron.pools import PoolSet
 
-__all__ = ["PolicyCache", "QuotaUsage", "check_quotas", "check_resources", "job_policies", "usage_of"]
+__all__ = ["PolicyCache", "QuotaUsage", "check_quotas", "check_resources", "describe_ask", "job_policies", "usage_of"]
 
 
 @dataclass
@@ -132,7 +132,9 @@ def check_quotas(job: Job, policies: list[Policy], usage: dict[UsageKey, QuotaUs
         usage.setdefault(key, QuotaUsage()).add(job)
 
 
-def _ask(request: dict[str, Any], rule: str) -> str:
+def describe_ask(request: dict[str, Any], rule: str) -> str:
+    """What a job's ``resources`` asks for under ``rule`` (``resources.gpus``, ``…cpus``, ``…selector``,
+    ``…pool``), as a refusal says it (a pipeline's run-start check too), cut where the caller chose its length."""
     field = rule.split(".", 1)[1]
     value = request.get(field)
     if field == "gpus":
@@ -163,7 +165,8 @@ def check_resources(job: Job, pools: PoolSet) -> None:
             why = "; ".join(f"{name}: {r.split('.', 1)[1]}" for name, r in sorted(unfit.items()))
             offers = f"no declared pool offers it ({why or 'no pools are declared'})"
         raise AdmissionError(
-            f"admission refused job {job.name or job.id}: rule {rule}: it asks for {_ask(request, rule)} and {offers}",
+            f"admission refused job {job.name or job.id}: rule {rule}: it asks for {describe_ask(request, rule)} "
+            f"and {offers}",
             param=rule,
             rule=rule,
         )
@@ -173,7 +176,7 @@ def check_resources(job: Job, pools: PoolSet) -> None:
         return
     why = "; ".join(f"pool {p.name} has no workers: {p.reason}" for p in fits)
     if float(request.get("gpus") or 0) > 0:
-        rule, ask = "resources.gpus", f"it asks for {_ask(request, 'resources.gpus')} and "
+        rule, ask = "resources.gpus", f"it asks for {describe_ask(request, 'resources.gpus')} and "
     else:
         rule, ask = "resources", ""
     raise AdmissionError(

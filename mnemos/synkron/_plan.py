@@ -680,6 +680,7 @@ def check_scheduling(pipeline: Pipeline, steps: dict[str, dict[str, Any]], varia
     ``cluster``: CORTEX's ``stats()`` (``queues`` by name, ``pools`` as described), the platform's
     own, not the caller's settings. Queues and pools are settings an operator changes, so these are
     checked for each run, not when the Pipeline is applied."""
+    from mnemos.cortex.admission import describe_ask
     from mnemos.cortex.http import INTERNAL_QUEUES
 
     queues = set(cluster.get("queues") or {})
@@ -711,10 +712,7 @@ def check_scheduling(pipeline: Pipeline, steps: dict[str, dict[str, Any]], varia
             rules = sorted({rule for rule in unfit.values() if rule})
             named = unfit.get(str(request.get("pool") or ""))  # a declared pool it names: what that one lacks
             field: str = named or ("pool" if "pool" in rules or not rules else rules[0])
-            asked = request.get(field)
-            ask = {"gpus": lambda v: f"{float(v or 0):g} GPUs", "cpus": lambda v: f"{float(v or 0):g} CPUs per worker",
-                   "selector": lambda v: "selector " + ", ".join(f"{k}={x}" for k, x in (v or {}).items()),
-                   "pool": lambda v: f"pool {v!r}"}[field](asked)  # fmt: skip
+            ask = describe_ask(request, f"resources.{field}")  # in CORTEX admission's words
             why = "; ".join(f"{name}: {rule}" for name, rule in sorted(unfit.items())) or "no pools are declared"
             raise ValidationError(
                 f"{where}.resources.{field}: it asks for {ask[:120]}, which no pool the platform declares offers "
