@@ -74,6 +74,7 @@ from mnemos.cortex.job import (
     MAX_JOB_TIMEOUT_S,
     MAX_LABEL_VALUE,
     MAX_LIST_LIMIT,
+    MAX_SUBMITTED_LABELS,
     RESERVED_LABEL_PATTERN,
     STEP_JOB_ID,
     TEAM_LABEL,
@@ -440,6 +441,8 @@ def _options(call: JobCall, principal: Any) -> dict[str, Any]:
             f"admins; role {_role(principal)!r} may use -1000..{PRIORITY_RESERVED_ABOVE}",
             param="priority",
         )
+    if len(call.labels) > MAX_SUBMITTED_LABELS:
+        raise ValidationError(f"labels: at most {MAX_SUBMITTED_LABELS} labels, not {len(call.labels)}", param="labels")
     for key, value in call.labels.items():
         check_submitted_label(key, value)
     team = getattr(principal, "team", "") if principal is not None else ""
@@ -553,6 +556,7 @@ def build_router(auth: Callable[..., Any] | None = None, settings: Any = None) -
     call_schema["properties"]["labels"].update(  # check_submitted_label
         propertyNames={"pattern": LABEL_KEY_PATTERN, "not": {"pattern": RESERVED_LABEL_PATTERN}},
         additionalProperties={"type": "string", "maxLength": MAX_LABEL_VALUE},
+        maxProperties=MAX_SUBMITTED_LABELS,
     )
     call_schema["properties"]["parents"].update(maxItems=_MAX_PARENTS)  # check_parents
     call_schema["properties"]["parents"]["items"]["pattern"] = _PARENT.pattern

@@ -104,6 +104,10 @@ RESERVED_LABEL_PATTERN = r"^([-a-z0-9.]*\.)?mnemos\.dev/"
 that is ``mnemos.dev`` or ends in ``.mnemos.dev``; a submitter over HTTP may not set them."""
 MAX_LABEL_VALUE = 63
 """The longest label value a submitter may set (as Kubernetes)."""
+MAX_SUBMITTED_LABELS = 64
+"""The most labels a submitter may set on one job (each is kept with the job and journaled)."""
+MAX_SELECTOR = 64
+"""The most labels a job's ``resources.selector`` may name."""
 _RESERVED_LABEL = re.compile(RESERVED_LABEL_PATTERN)
 
 
@@ -150,7 +154,8 @@ class JobResources(CoreModel):
     cpus: float = Field(0.0, ge=0, description="CPUs a pool's worker must have.")
     gpus: float = Field(0.0, ge=0, description="GPUs a pool's worker must have; 0: any pool (GPU pools first).")
     pool: str | None = Field(None, description="Run only on this pool.")
-    selector: dict[str, str] = Field(default_factory=dict, description="Labels the pool's selector must carry.")
+    selector: dict[str, str] = Field(
+        default_factory=dict, max_length=MAX_SELECTOR, description="Labels the pool's selector must carry.")
 
 
 class JobOptions(CoreModel):

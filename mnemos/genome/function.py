@@ -48,7 +48,8 @@ class FunctionResources(CoreModel):
     cpus: float = Field(0.0, ge=0, description="CPUs a pool's worker must have.")
     gpus: float = Field(0.0, ge=0, description="GPUs a pool's worker must have.")
     pool: str | None = Field(None, description="Run only on this pool.")
-    selector: dict[str, str] = Field(default_factory=dict, description="Labels the pool's selector must carry.")
+    selector: dict[str, str] = Field(
+        default_factory=dict, max_length=64, description="Labels the pool's selector must carry (at most 64, as a job's).")
 
 
 class FunctionSpec(CoreModel):

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from mnemos.cortex.http import FunctionCatalog, JobCall, build_router, cortex_handle, job_spec
-from mnemos.cortex.job import MAX_JOB_TIMEOUT_S, JobSubmission
+from mnemos.cortex.job import MAX_JOB_TIMEOUT_S, MAX_SUBMITTED_LABELS, JobSubmission
 
 T = "mnemos.cortex.testing"
 
@@ -60,6 +60,19 @@ def test_label_values_are_bounded_and_ordinary_labels_pass(http: TestClient) -> 
     assert submission.labels == labels
 
 
+def test_a_job_carries_at_most_64_labels_and_its_selector_64(http: TestClient) -> None:
+    """A 1 MB body of tiny labels was kept with the job, journaled and listed: 64 labels (and 64 selector
+    labels) are the bound, the team label MNEMOS adds on top allowed."""
+    many = {f"k{i}": "v" for i in range(MAX_SUBMITTED_LABELS + 1)}
+    assert _refused(http, "labels", labels=many) == "labels: at most 64 labels, not 65"
+    assert "at most 64" in _refused(http, "resources.selector", resources={"selector": many})
+    most = {f"k{i}": "v" for i in range(MAX_SUBMITTED_LABELS)}
+    team = type("P", (), {"team": "web", "role": "developer", "subject": "dev"})()
+    submission = job_spec(JobCall(function=f"{T}:add", labels=most, resources={"selector": most}), team,
+                          FunctionCatalog())  # fmt: skip
+    assert len(submission.labels) == MAX_SUBMITTED_LABELS + 1 and submission.resources.selector == most
+
+
 def test_mnemos_sets_its_own_labels_through_the_python_api() -> None:
     # SYNKRON's step jobs and the gateway's team label go through JobSubmission, not the HTTP body
     labels = {"synkron.mnemos.dev/run": "r" * 63, "synkron.mnemos.dev/step": "say", "mnemos.dev/team": "a@b:c" * 20}
@@ -73,4 +86,5 @@ def test_the_published_schema_states_the_bounds(http: TestClient) -> None:
     assert schema["properties"]["timeout"]["anyOf"][0]["maximum"] == MAX_JOB_TIMEOUT_S
     labels = schema["properties"]["labels"]
     assert labels["additionalProperties"] == {"type": "string", "maxLength": 63}
+    assert labels["maxProperties"] == MAX_SUBMITTED_LABELS
     assert "mnemos" in labels["propertyNames"]["not"]["pattern"] and labels["propertyNames"]["pattern"]
