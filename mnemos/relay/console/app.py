@@ -423,6 +423,14 @@ def build_router(gateway: Any, edge: Any, *, allowed_origins: list[str] | None =
     return api
 
 
+def _not_allowed(error_page: Any, request: Request, what: str, allow: list[str]) -> Response:
+    """The console's 405 page for a method this page or file does not take, with ``Allow``."""
+    response: Response = error_page(request, None, f"{request.method} is not allowed here; this {what} takes "
+                                    f"{', '.join(allow)}", 405)  # fmt: skip
+    response.headers["Allow"] = ", ".join(allow)
+    return response
+
+
 class _PageRoute(APIRoute):
     """A console route whose refusals before its endpoint runs are pages (``error_page``, set by
     ``build_router``), not the API's JSON: a query parameter that does not parse (422, naming it)
@@ -451,11 +459,7 @@ class _PageRoute(APIRoute):
                 if isinstance(route, _PageRoute) and route.methods and route.path_regex.match(scope["path"]):
                     methods |= route.methods
             allow = sorted(methods | ({"HEAD"} if "GET" in methods else set()))
-            request = Request(scope, receive)
-            response = self.error_page(request, None, f"{scope['method']} is not allowed here; this page takes "
-                                       f"{', '.join(allow)}", 405)  # fmt: skip
-            response.headers["Allow"] = ", ".join(allow)
-            await response(scope, receive, send)
+            await _not_allowed(self.error_page, Request(scope, receive), "page", allow)(scope, receive, send)
             return
         await super().handle(scope, receive, send)
 
@@ -476,10 +480,7 @@ class _Static(StaticFiles):
                 raise
             request = Request(scope)
             if exc.status_code == 405:
-                response: Response = self.error_page(request, None, f"{scope['method']} is not allowed here; "
-                                                     "this file takes GET, HEAD", 405)  # fmt: skip
-                response.headers["Allow"] = "GET, HEAD"
-                return response
+                return _not_allowed(self.error_page, request, "file", ["GET", "HEAD"])
             page: Response = self.error_page(request, None, f"There is no console file at {request.url.path[:200]}.",
                                              404)  # fmt: skip
             return page
