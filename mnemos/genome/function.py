@@ -49,7 +49,7 @@ class FunctionResources(CoreModel):
     gpus: float = Field(0.0, ge=0, description="GPUs a pool's worker must have.")
     pool: str | None = Field(None, description="Run only on this pool.")
     selector: dict[str, str] = Field(
-        default_factory=dict, max_length=64, description="Labels the pool's selector must carry (at most 64, as a job's).")
+        default_factory=dict, max_length=64, description="Labels the pool's selector must carry (at most 64).")
 
 
 class FunctionSpec(CoreModel):
