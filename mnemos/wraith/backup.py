@@ -16,6 +16,8 @@ consistent, the set is as of the time of the listing.
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -262,11 +264,18 @@ def read_manifest(dest: Engram, snapshot: str) -> dict[str, Any]:
     if snapshot == "latest":
         if not ids:
             raise NotFoundError(f"no snapshot at {dest.uri}", param="snapshot")
-        snapshot = ids[-1]
+        # The newest by the time its id begins with: a folder copied there by hand ("prod-copy", "é")
+        # sorts after every backup's id, and `latest` once named it while good snapshots were there.
+        snapshot = ([i for i in ids if _BACKUP_ID.match(i)] or ids)[-1]
     if snapshot not in ids:
         known = ", ".join(ids[-5:]) or "none"
-        raise NotFoundError(f"snapshot {snapshot!r} not found at {dest.uri} (latest: {known})", param="snapshot")
+        shown = repr(snapshot) if len(snapshot) <= 200 else f"{snapshot[:200]!r}… ({len(snapshot)} characters)"
+        raise NotFoundError(f"snapshot {shown} not found at {dest.uri} (latest: {known})", param="snapshot")
     return load_manifest(dest, snapshot)
+
+
+_BACKUP_ID = re.compile(r"^\d{8}T\d{6}Z(-|$)")
+"""How the id of a snapshot a backup wrote begins: its UTC time (``20261201T155347Z-417d01``)."""
 
 
 def load_manifest(dest: Engram, snapshot: str) -> dict[str, Any]:
@@ -297,7 +306,8 @@ def _check_manifest(dest: Engram, snapshot: str, manifest: Any) -> None:
         documents, refs, blobs = manifest.get("documents"), manifest.get("refs"), manifest.get("blobs")
         if not isinstance(documents, dict) or not isinstance(refs, dict) or not isinstance(blobs, list):
             raise ValueError("it lacks documents, refs or blobs")
-        if manifest.get("id") != snapshot or not isinstance(manifest.get("created"), (int, float)):
+        created = manifest.get("created")
+        if manifest.get("id") != snapshot or not _is_time(created):
             raise ValueError("its id or creation time is not the snapshot's")
         for key, digest in documents.items():
             if validate_key(key).startswith(_NOT_DOCUMENTS):
@@ -311,6 +321,16 @@ def _check_manifest(dest: Engram, snapshot: str, manifest: Any) -> None:
     except (ValueError, TypeError, MnemosError) as exc:  # InvalidKeyError: a key or digest a backup never writes
         reason = exc.message if isinstance(exc, MnemosError) else str(exc)
         raise _damaged(dest, snapshot, f"its manifest is not one a backup writes: {reason}") from None
+
+
+def _is_time(value: Any) -> bool:
+    """Whether ``value`` is a time a backup writes (``time.time()``): a finite number of seconds
+    since 1970, before the year 10000 (JSON's ``1e400``, ``NaN`` or ``true`` are not)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and 0 <= value < _YEAR_10000)  # fmt: skip
+
+
+_YEAR_10000 = 253402300800.0
 
 
 def _verify_snapshot(dest: Engram, manifest: dict[str, Any]) -> None:
@@ -430,14 +450,14 @@ def _admit_restored(dest: Engram, manifest: dict[str, Any], target: Engram) -> N
     for (kind, name), doc in sorted(after.items()):
         new = (kind, name) in snapshot and (now.get((kind, name)) is None or _content(now[kind, name]) != _content(doc))
         try:
-            resource = parse_resource(doc, f"registry/{kind}/{name}")
+            resource = _stored_windows_floored(parse_resource(doc, f"registry/{kind}/{name}"))
         except ValidationError as exc:
             if new:  # one already live stays as it is, left out by the registry as now
                 refused.append(f"{kind.lower()}/{name}: {exc.message}")
             continue
         if isinstance(resource, Policy):
             policies.append(resource)
-        elif new:
+        if new:  # a Policy too: its own checks (admit applies no Policy to a Policy)
             written.append(resource)
     for resource in written:
         try:
@@ -451,6 +471,21 @@ def _admit_restored(dest: Engram, manifest: dict[str, Any], target: Engram) -> N
             "`mnemos apply` would refuse them; nothing was restored:\n  " + "\n  ".join(refused),
             param="snapshot",
         )
+
+
+def _stored_windows_floored(resource: Any) -> Any:
+    """``resource`` with each budget window under ``MIN_BUDGET_WINDOW_S`` read as that floor, as the
+    live platform reads one stored before shorter ones were refused: admission refuses a new one,
+    not one a snapshot holds (the restore writes it as it was stored)."""
+    from mnemos.genome import Adapter, Model, Policy
+    from mnemos.soul.limits import floor_budget_window
+
+    spec = resource.spec
+    if isinstance(resource, Policy):
+        spec = spec.model_copy(update={"limits": [floor_budget_window(rule) for rule in spec.limits]})
+    elif isinstance(resource, (Model, Adapter)) and spec.limits is not None:
+        spec = spec.model_copy(update={"limits": floor_budget_window(spec.limits)})
+    return resource.model_copy(update={"spec": spec})
 
 
 def _revert_registry(dest: Engram, manifest: dict[str, Any], target: Engram) -> list[str]:
