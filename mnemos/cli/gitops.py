@@ -169,13 +169,16 @@ def restore(
     for name, store in stores.items():  # each first on its own: an error then names the one that failed
         with storage_errors({name: store.uri}, store.storage_options):
             store.exists("registry")  # a missing package, credentials or endpoint fail here (read-only)
-    if same_store(target, root):  # however --to spells it (a trailing /, file://, ..)
+    # however --to spells it (a trailing /, file://, ..); a folder inside the root is the root's too
+    # (its copies of registry/ and soul/ would be the live root's, and every later backup's)
+    if same_store(target, root) or same_store(root, target, inside=True):
         from mnemos.cradle import read_cluster
         from mnemos.errors import ConflictError
 
         if read_cluster():  # its actors would write the root while it is restored
             raise ConflictError(
-                f"the platform is up on {root.uri}: stop it with `mnemos down` first, or restore elsewhere with --to",
+                f"the platform is up on {root.uri}: stop it with `mnemos down` first, or restore elsewhere with "
+                "--to (outside that root)",
                 param="to",
             )
     with storage_errors({name: store.uri for name, store in stores.items()}, root.storage_options):

@@ -126,11 +126,15 @@ def test_restore_is_refused_while_the_platform_is_up_on_the_root(home: Path, cap
     (home / "home" / "cluster.json").write_text(json.dumps({"pid": os.getpid(), "address": "127.0.0.1:1"}))
     _, err = run(capsys, "restore", "latest", "--force", code=4)
     assert err.strip().splitlines() == [
-        f"error: the platform is up on {engram.uri}: stop it with `mnemos down` first, or restore elsewhere with --to"
+        f"error: the platform is up on {engram.uri}: stop it with `mnemos down` first, or restore elsewhere with "
+        "--to (outside that root)"
     ]
-    for spelling in (str(home / "engram") + "/", f"file://{home / 'engram'}", str(home / "x" / ".." / "engram")):
-        _, err = run(capsys, "restore", "latest", "--to", spelling, "--force", code=4)  # the live root all the same
+    # the live root all the same, or a folder of it (its registry/ and soul/ copies would be the root's)
+    for spelling in (str(home / "engram") + "/", f"file://{home / 'engram'}", str(home / "x" / ".." / "engram"),
+                     str(home / "engram" / "sub"), f"file://{home / 'engram' / 'a' / 'b'}"):  # fmt: skip
+        _, err = run(capsys, "restore", "latest", "--to", spelling, "--force", code=4)
         assert "the platform is up on" in err, spelling
+    assert not (home / "engram" / "sub").exists()
     out, _ = run(capsys, "restore", "latest", "--to", str(home / "scratch"))  # another root: allowed
     assert "restored snapshot" in out
 
