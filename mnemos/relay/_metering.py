@@ -85,6 +85,20 @@ def _specs(source: Any) -> tuple[Any, Any, Any]:
     return parsed  # type: ignore[return-value]
 
 
+def _beside_messages(body: Any, forwarded: bool) -> int:
+    """The prompt tokens of a chat request outside its messages' text: tool definitions, earlier
+    tool calls, a response format's schema and, ``forwarded`` (an Adapter sends the client's JSON as
+    it came), fields RELAY does not parse (the legacy ``functions``). The model reads them all and
+    its count of the prompt holds them: a reservation without them was a few tokens for 40 KB of
+    ``tools``, which a small budget then admitted and paid in full."""
+    from pydantic_core import to_json
+
+    parts = [body.tools, body.response_format, [m.tool_calls for m in body.messages if m.tool_calls],
+             body.model_extra if forwarded else None]  # fmt: skip
+    parts = [part for part in parts if part]
+    return estimate_tokens(to_json(parts).decode()) if parts else 0
+
+
 class Meter:
     """Limits, spend and cache of one gateway replica.
 
@@ -115,6 +129,7 @@ class Meter:
         pricing, limits, _ = self.specs(route)
         if hasattr(body, "messages"):
             prompt = sum(estimate_tokens(m.text()) for m in body.messages)
+            prompt += _beside_messages(body, forwarded=route.serving == "adapter")
         elif hasattr(body, "prompt_text"):
             prompt = estimate_tokens(body.prompt_text())
         else:
