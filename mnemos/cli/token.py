@@ -105,7 +105,7 @@ def create(
     from mnemos.soul.identity import check_models
     from mnemos.soul.limits import parse_limits
     from mnemos.soul.rbac import check_role, check_scopes_held
-    from mnemos.soul.store import check_ttl
+    from mnemos.soul.store import check_name, check_ttl
 
     window = parse_ttl(budget_window, "budget-window") if budget_window is not None else None
     try:
@@ -114,6 +114,8 @@ def create(
         check_ttl(seconds)  # from 1 s to 100 years, as POST /v1/tokens
         check_scopes_held(check_role(role), scope, param="scope")  # a scope the role lacks grants nothing
         models = check_models(model, param="model")
+        if team:  # as without a gateway, not as a field of POST /v1/tokens and its pattern
+            check_name(team, "team")
     except ValidationError as exc:  # named as the option the user typed
         raise _as_flags(exc) from None
     if (gateway := _gateway()) is not None:  # the gateway holds it to the caller's role, team and limits

@@ -16,6 +16,8 @@ from mnemos.cli._output import Output, emit
 
 __all__ = ["fetch_usage", "register", "usage"]
 
+_GROUPS = ("principal", "team", "model")  # what GET /v1/usage groups by (group_by)
+
 
 def register(app: typer.Typer) -> None:
     app.command()(usage)
@@ -64,10 +66,14 @@ def usage(
     from mnemos.cli._session import check_url, remote_url
     from mnemos.cli.token import parse_ttl
     from mnemos.config import load_settings
-    from mnemos.errors import AuthenticationError
+    from mnemos.errors import AuthenticationError, ValidationError
     from mnemos.soul.credentials import authorization_header
 
-    parse_ttl(window, "window")  # a bad window is named before anything is asked of the gateway
+    parse_ttl(window, "window")  # a bad window (or --by) is named before anything is asked of the gateway
+    groups = list(dict.fromkeys(g.strip() for g in by.split(",") if g.strip()))  # team,team: one TEAM column
+    if not groups or any(g not in _GROUPS for g in groups):
+        raise ValidationError(f"--by {by[:40]!r}: give some of {', '.join(_GROUPS)}, comma-separated "
+                              "(e.g. --by team,model)", param="by")  # fmt: skip
     url = check_url(url, "--url") if url else remote_url()
     if url is None:
         settings = load_settings()
@@ -85,7 +91,6 @@ def usage(
             "`mnemos login --api-key …` (the bootstrap admin key `mnemos up` printed) or set MNEMOS_API_KEY",
             param=exc.param,
         ) from None
-    groups = list(dict.fromkeys(g.strip() for g in by.split(",") if g.strip()))  # team,team: one TEAM column
     columns = tuple(g.upper() for g in groups) + ("REQUESTS", "PROMPT", "COMPLETION", "SPEND", "CACHED")
     rows = [
         tuple(str(e.get(g) or "-") for g in groups)

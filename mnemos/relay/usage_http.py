@@ -1,9 +1,10 @@
 """``GET /v1/usage``: requests, tokens and spend per principal, team and model over a window.
 
 Query: ``principal``, ``team``, ``model`` (filters), ``window`` (``1h``, ``24h``, ``30d``; default
-``24h``), ``group_by`` (comma-separated of ``principal,team,model``, each counted once; default all
-three); any other parameter, or one given twice, is a 422 naming it (never an ignored filter). Admins and
-operators read everyone's usage; other roles read only their own: their rows, narrowed by the
+``24h``; the ledger counts whole hours, so the sum starts at the hour holding now − window, the
+answer's ``since``), ``group_by`` (comma-separated of ``principal,team,model``, each counted once;
+default all three); any other parameter, or one given twice, is a 422 naming it (never an ignored
+filter). Admins and operators read everyone's usage; other roles read only their own: their rows, narrowed by the
 filters. A filter naming what the caller may not read is 403 naming it, never an empty answer:
 ``principal`` other than the caller's subject, ``team`` other than its credential's team (a
 caller without a team names none). An admin bound to a team (``mnemos token create --team``) reads
@@ -28,6 +29,7 @@ from mnemos.relay._errors import pattern_hint
 __all__ = ["GROUPS", "aggregate", "build_router", "check_own_filters"]
 
 GROUPS = ("principal", "team", "model")
+_HOUR = 3600.0  # the ledger's rows (``mnemos.soul._ratelimit_actor``)
 _READ_ALL = frozenset({"admin", "operator"})
 # What the validators below accept, published in /openapi.json (window: POSITIVE_DURATION_PATTERN).
 _GROUP = "(principal|team|model)"
@@ -132,7 +134,9 @@ def build_router(admit: Callable[[Request, str], Awaitable[Any]], actor: Callabl
         now = time.time()
         rows = await actor().usage.remote(now - seconds, None)
         body = aggregate(rows, groups, principal=principal, team=team, model=model)
-        body.update(window=window, since=now - seconds, until=now)
+        # The ledger counts whole hours: the sum starts at the hour that holds now - window (window=5m
+        # at 10:25 counts from 10:00), and since says so (it said 10:20 over rows from 10:00).
+        body.update(window=window, since=max(0.0, ((now - seconds) // _HOUR) * _HOUR), until=now)
         return out.json_response(body)
 
     return router
