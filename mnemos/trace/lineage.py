@@ -66,7 +66,14 @@ _SECRET_NAMES = frozenset(
     {"token", "secret", "password", "passwd", "api_key", "apikey", "authorization", "bearer", "access_token",
      "refresh_token", "id_token", "client_secret", "private_key", "secret_key"}
 )  # fmt: skip
-_SECRET_SUFFIXES = ("_secret", "_password", "_api_key", "_apikey", "_access_token", "_refresh_token", "_private_key")
+_SECRET_SUFFIXES = ("_secret", "_password", "_api_key", "_apikey", "_token", "_private_key", "_secret_key",
+                    "_access_key")  # fmt: skip
+_SECRET_WORDS = ("secret", "password", "passwd")  # anywhere in a name: aws_secret_access_key, db_password_file
+_NOT_SECRET_TOKENS = frozenset(
+    {"bos_token", "eos_token", "pad_token", "unk_token", "sep_token", "cls_token", "mask_token", "stop_token",
+     "start_token", "end_token", "next_token", "first_token", "last_token", "max_token", "min_token"}
+)  # fmt: skip
+"""Names ending in ``_token`` that are a tokenizer's token or a count, not a credential (``hf_token`` is one)."""
 _PREFIXES = ("run:", "job:", "request:", "step:", "artifact:", "model:", "resource:", "file:", "space:")
 _OWNED = ("run:", "step:", "job:", "request:", "audit:")  # nodes with an owner of their own
 _ITEMS = ("space:",)  # an indexed item: owned by its space's owner (``principal``), seen by whoever reaches it
@@ -145,7 +152,9 @@ def _secret_name(key: str) -> bool:
     """Whether an attribute named ``key`` holds a secret (cached: the gateway masks the same few
     names on every request)."""
     name = key.lower().replace("-", "_")
-    return bool(name) and (name in _SECRET_NAMES or name.endswith(_SECRET_SUFFIXES))
+    if not name or name in _NOT_SECRET_TOKENS:
+        return False
+    return name in _SECRET_NAMES or name.endswith(_SECRET_SUFFIXES) or any(w in name for w in _SECRET_WORDS)
 
 
 def _mask(value: Any) -> Any:

@@ -121,7 +121,8 @@ class SpanCollector:
         self.dropped = 0
 
     async def add(self, spans: list[dict[str, Any]]) -> int:
-        """Store a batch of span dicts; returns how many were kept."""
+        """Store a batch of span dicts; returns how many were kept (the spans of a trace past its
+        ``max_spans_per_trace`` are dropped and counted in ``mnemos_trace_spans_dropped_total``)."""
         kept = 0
         for s in spans:
             bucket = self._traces.setdefault(s["trace_id"], [])
@@ -131,6 +132,8 @@ class SpanCollector:
             bucket.append(s)
             kept += 1
         self._spans += kept
+        if kept < len(spans):
+            TRACE_SPANS_DROPPED.inc(len(spans) - kept)
         while len(self._traces) > self._max_traces or (self._spans > self._max_spans and len(self._traces) > 1):
             evicted = len(self._traces.popitem(last=False)[1])
             self._spans -= evicted
