@@ -13,21 +13,28 @@ from mnemos.genome.model import Model, check_model
 from mnemos.genome.pipeline import Pipeline, check_steps
 from mnemos.genome.policy import Policy
 
-__all__ = ["MIN_BUDGET_WINDOW_S", "admit", "check", "check_budget_window"]
+__all__ = ["MAX_BUDGET_WINDOW_S", "MIN_BUDGET_WINDOW_S", "admit", "check", "check_budget_window"]
 
 MIN_BUDGET_WINDOW_S = 1.0
 """The shortest budget window (``limits.budget.window``): one of 1 ms resets a thousand times a
 second and limits nothing. A new one shorter is refused (``check_budget_window``: API keys, tokens,
 Policies, Models, Adapters); one stored before that is enforced as this
 (``mnemos.soul.limits.budget_window``)."""
+MAX_BUDGET_WINDOW_S = 100 * 365 * 86400.0
+"""The longest budget window (100 years, as a credential's longest lifetime): past it a window is no
+span a clock or a message shows (``99999999999999d`` read as ``8639999999999913984s``)."""
 
 
 def check_budget_window(budget: Any, param: str) -> None:
-    """Refuse a new budget (a ``Budget``, or None) whose window is shorter than ``MIN_BUDGET_WINDOW_S``.
+    """Refuse a new budget (a ``Budget``, or None) whose window is shorter than ``MIN_BUDGET_WINDOW_S``
+    or longer than ``MAX_BUDGET_WINDOW_S``.
 
     Raises:
         ValidationError: names ``param`` and the fix.
     """
+    if budget is not None and float(budget.window) > MAX_BUDGET_WINDOW_S:
+        raise ValidationError(f"{param}: {float(budget.window):g} s is longer than the longest budget window "
+                              f"(100 years, {MAX_BUDGET_WINDOW_S:g} s): give at most 36500d", param=param)  # fmt: skip
     if budget is not None and float(budget.window) < MIN_BUDGET_WINDOW_S:
         raise ValidationError(
             f"{param}: {float(budget.window):g} s is shorter than the shortest budget window "

@@ -310,14 +310,14 @@ async def jwks(request: Request) -> Response:
 
 def _token_body() -> dict[str, Any]:
     """``TokenCreate``'s JSON Schema with the roles and verbs the handler accepts (for /openapi.json)."""
-    from mnemos.genome.admission import MIN_BUDGET_WINDOW_S
+    from mnemos.genome.admission import MAX_BUDGET_WINDOW_S, MIN_BUDGET_WINDOW_S
     from mnemos.soul.rbac import ROLES, VERBS
 
     schema = TokenCreate.model_json_schema(by_alias=True)
     schema["properties"]["role"]["enum"] = list(ROLES)
     schema["properties"]["name"]["pattern"] = r"^[A-Za-z0-9_.@:-]{1,128}$"  # as IdentityStore's check_name
-    # A budget window of a new credential is at least MIN_BUDGET_WINDOW_S (check_key_limits: 422 below)
-    schema["$defs"]["Budget"]["properties"]["window"].update(minimum=MIN_BUDGET_WINDOW_S)
+    # A budget window of a new credential is MIN_BUDGET_WINDOW_S..MAX_BUDGET_WINDOW_S (check_key_limits: 422)
+    schema["$defs"]["Budget"]["properties"]["window"].update(minimum=MIN_BUDGET_WINDOW_S, maximum=MAX_BUDGET_WINDOW_S)
     schema["$defs"]["Budget"]["properties"]["window"].pop("exclusiveMinimum", None)
     schema["properties"]["scopes"]["items"] = {"enum": sorted(VERBS)}
     # Duration: seconds, or a string such as "1h", from MIN_TTL_S to MAX_TTL_S (100 years, an API key's

@@ -116,3 +116,28 @@ def test_a_jwt_minted_with_a_millisecond_window_is_enforced_per_second(tmp_path:
     old = issue_token(ring, subject="old", role="developer", issuer="walk2", limits=minted)
     principal = verify_token(old.token, ring.public_keys(), issuer="walk2")
     assert principal.limits.budget.window == 1.0 and principal.limits.budget.tokens == 10
+
+
+@pytest.mark.parametrize("window", ["99999999999999d", 1e300, "36501d"])
+def test_a_budget_window_past_a_hundred_years_is_refused_where_it_is_set(
+    token_gateway: Any, tmp_path: Path, window: Any
+) -> None:
+    """``99999999999999d`` was accepted, and its 429 read "per 8639999999999913984s"."""
+    client, headers, _store = token_gateway
+    body = {"name": "slow", "role": "developer", "apiKey": True, "limits": {"budget": {"tokens": 10, "window": window}}}
+    resp = client.post("/v1/tokens", json=body, headers=headers)
+    assert resp.status_code == 422, resp.text
+    error = resp.json()["error"]
+    assert error["param"] == "limits.budget.window" and "longer than the longest budget window" in error["message"]
+    schema = client.get("/openapi.json").json()["paths"]["/v1/tokens"]["post"]["requestBody"]["content"]
+    window_schema = schema["application/json"]["schema"]["$defs"]["Budget"]["properties"]["window"]
+    assert window_schema["maximum"] == 100 * 365 * 86400
+
+    registry = Registry(Engram(str(tmp_path / "engram")))
+    policy = copy.deepcopy(POLICY)
+    policy["spec"]["limits"][1]["budget"]["window"] = window
+    with pytest.raises(ValidationError) as refused:
+        registry.apply(parse_resource(policy))
+    assert refused.value.param == "spec.limits[1].budget.window", refused.value
+    policy["spec"]["limits"][1]["budget"]["window"] = "36500d"
+    assert registry.apply(parse_resource(policy)).action == "created"
