@@ -238,8 +238,10 @@ def connect(address: str | None = None, *, api_key: str | None = None, settings:
         address: ``http(s)://host:port`` — a gateway: returns a ``RemoteClient`` (no Ray, no ENGRAM
             access, no master key; see ``mnemos.remote``); or ``ray://host:10001`` / ``host:port`` —
             a Ray cluster this process joins as the local admin. Default: ``MNEMOS_URL`` (or the URL
-            ``mnemos login URL`` stored) when no ``settings`` are given, then ``MNEMOS_RAY_ADDRESS``,
-            then the cluster ``mnemos up`` started, then a new cluster inside this process.
+            ``mnemos login URL`` stored) when no ``settings`` are given; with neither but a credential
+            in the environment (``MNEMOS_API_KEY``, ``MNEMOS_TOKEN``), this machine's gateway
+            (``http://<relay.host>:<relay.port>``); then ``MNEMOS_RAY_ADDRESS``, then the cluster
+            ``mnemos up`` started, then a new cluster inside this process.
         api_key: the credential for a gateway (default: ``MNEMOS_API_KEY``, ``MNEMOS_TOKEN``, then
             what ``mnemos login`` stored).
         settings: configuration of the embedded mode; keyword ``overrides`` build one
@@ -250,7 +252,7 @@ def connect(address: str | None = None, *, api_key: str | None = None, settings:
             same jobs twice: share one, ``mnemos up``), or this process joined another Ray cluster
             (``ray.shutdown()`` first).
     """
-    from mnemos.remote import RemoteClient, endpoint_url, is_url
+    from mnemos.remote import RemoteClient, endpoint_url, implied_url, is_url
 
     if address is not None and not isinstance(address, str):
         raise ValidationError(f"address: expected a str (a gateway's http(s):// URL, or a Ray address such as "
@@ -263,6 +265,11 @@ def connect(address: str | None = None, *, api_key: str | None = None, settings:
         url = endpoint_url()
         if url:
             return RemoteClient(url, api_key)
+        implied = implied_url()
+        if implied is not None and api_key is None:  # a key in the environment is for a gateway: this machine's
+            client = RemoteClient(implied[0])
+            client._why = implied[1]
+            return client
     if api_key is not None:
         raise ValidationError("api_key is for a gateway: pass its http(s):// URL as the address (or set MNEMOS_URL)",
                               param="api_key")  # fmt: skip

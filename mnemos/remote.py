@@ -19,6 +19,7 @@ import builtins
 import contextlib
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -33,7 +34,8 @@ from mnemos._model import check_node_list, check_timeout, check_work_items
 from mnemos.genome import ApplyResult, Resource, parse_resource
 from mnemos.genome.registry import api_path, apply_each
 
-__all__ = ["ENDPOINT_FILE", "RemoteClient", "check_root", "endpoint_url", "forget_endpoint", "is_url", "save_endpoint"]
+__all__ = ["ENDPOINT_FILE", "RemoteClient", "check_root", "credential_variable", "endpoint_url", "forget_endpoint",
+           "implied_url", "is_url", "save_endpoint"]  # fmt: skip
 
 ENDPOINT_FILE = "endpoint.json"
 _STATUS_ERRORS: dict[int, type[errors.MnemosError]] = {
@@ -126,6 +128,34 @@ def endpoint_url() -> str | None:
         return None
 
 
+def credential_variable() -> str | None:
+    """The environment variable that holds a credential (``MNEMOS_API_KEY``, then ``MNEMOS_TOKEN``), if any."""
+    return next((var for var in ("MNEMOS_API_KEY", "MNEMOS_TOKEN") if os.environ.get(var, "").strip()), None)
+
+
+def implied_url() -> tuple[str, str] | None:
+    """This machine's gateway (``http://<relay.host>:<relay.port>``) and why it is used, when a
+    credential is in the environment (``MNEMOS_API_KEY``, ``MNEMOS_TOKEN``) but no gateway URL is
+    configured (``None`` otherwise).
+
+    Such a key is meant for a gateway: ``mnemos up`` offers ``export MNEMOS_API_KEY`` beside
+    ``mnemos login URL``. The embedded mode would ignore it and act as the local admin whatever
+    its role, without a word.
+    """
+    var = credential_variable()
+    if var is None or endpoint_url():
+        return None
+    from mnemos.config import load_settings
+
+    relay = load_settings().relay
+    host = "127.0.0.1" if relay.host in ("", "0.0.0.0", "::") else relay.host
+    host = f"[{host}]" if ":" in host else host
+    url = f"http://{host}:{relay.port}"
+    why = (f"{var} is set without a gateway URL, so this goes to this machine's gateway: set MNEMOS_URL (or "
+           f"`mnemos login URL`) for another, or unset {var} to work on the local platform directly, as its admin")
+    return url, why
+
+
 def _error_of(response: httpx.Response) -> errors.MnemosError:
     """The ``MnemosError`` an error response stands for (OpenAI error shape, or anything else)."""
     try:
@@ -169,11 +199,22 @@ class RemoteClient:
         credential = api_key if api_key is not None else current()
         headers = {"Authorization": f"Bearer {credential}"} if credential else {}
         self._anonymous = not credential
+        self._why = ""  # why this URL, when the caller did not name it (``implied_url``)
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, trust_env=False)
         self._apis: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"RemoteClient(url={self.url!r})"
+
+    def __getattr__(self, name: str) -> Any:
+        """Say why the embedded client's ``settings`` and ``engram`` are not here (``up(client.settings,
+        client.engram)`` after a ``connect()`` that found a gateway URL or a key in the environment)."""
+        if name in ("settings", "engram"):
+            why = getattr(self, "_why", "") or ("connect() found a gateway URL (MNEMOS_URL or `mnemos login URL`): "
+                                                "unset it or `mnemos logout` to work on the local platform directly")
+            raise AttributeError(f"a RemoteClient ({self.url}) has no {name}: the platform keeps its own, on its "
+                                 f"machine ({why}; or mnemos.connect(settings=…))")  # fmt: skip
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def close(self) -> None:
         self._http.close()
@@ -210,7 +251,8 @@ class RemoteClient:
             raise errors.ValidationError(f"body: not JSON ({exc}): send str, int, float, bool, None, lists and dicts",
                                          param="body") from None  # fmt: skip
         except httpx.HTTPError as exc:
-            raise errors.UnavailableError(f"the MNEMOS gateway at {self.url} is not reachable: {exc}") from None
+            why = f" ({self._why})" if self._why else ""
+            raise errors.UnavailableError(f"the MNEMOS gateway at {self.url} is not reachable: {exc}{why}") from None
         if response.status_code >= 400:
             raise self._error(response)
         return response.json() if response.content else None
@@ -408,7 +450,7 @@ class RemoteClient:
 
         params = {"types": ",".join(wanted_types(types)) or None, "subject": subject}  # "job,run" as ["job", "run"]
         deadline = None if timeout is None else time.monotonic() + timeout
-        failures = 0
+        failures, reached, failure = 0, False, None
         while deadline is None or time.monotonic() < deadline:
             beat = _WATCH_HEARTBEAT_S if deadline is None else min(_WATCH_HEARTBEAT_S, deadline - time.monotonic())
             beat = max(1.0, beat)
@@ -420,7 +462,7 @@ class RemoteClient:
                     if response.status_code >= 400:
                         response.read()
                         raise self._error(response)
-                    failures = 0
+                    failures, reached = 0, True
                     for event in parse_sse(_lines_until(response.iter_lines(), deadline), positions=True):
                         if isinstance(event.get("id"), int):
                             after = event["id"]
@@ -429,10 +471,12 @@ class RemoteClient:
                         if event["type"] != "position":
                             yield event
             except httpx.HTTPError as exc:
-                failures += 1
+                failures, failure = failures + 1, exc
                 if failures > _WATCH_RETRIES:
                     raise errors.UnavailableError(f"the event stream of {self.url} is not reachable: {exc}") from None
-                time.sleep(min(5.0, 0.25 * 2**failures))
+                time.sleep(min(5.0, 0.25 * 2**failures, max(0.0, (deadline or math.inf) - time.monotonic())))
+        if not reached and failure is not None:  # the timeout came before the gateway ever answered: not "no events"
+            raise errors.UnavailableError(f"the event stream of {self.url} is not reachable: {failure}")
 
     @property
     def jobs(self) -> RemoteJobs:

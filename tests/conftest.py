@@ -1,7 +1,7 @@
 """Shared fixtures: one Ray cluster per session, a loopback S3 server, ENGRAM roots.
 
 MNEMOS_HOME is pointed at a temporary folder before anything else runs, so tests never touch
-the user's ~/.mnemos.
+the user's ~/.mnemos, and the shell's gateway URL and credential are not theirs.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from tests_support import free_port
 
 _HOME = tempfile.mkdtemp(prefix="mnemos-test-home-")
 os.environ["MNEMOS_HOME"] = _HOME
+for _client_variable in ("MNEMOS_URL", "MNEMOS_API_KEY", "MNEMOS_TOKEN"):  # a developer's shell: `mnemos up` suggests
+    os.environ.pop(_client_variable, None)  # `export MNEMOS_API_KEY=…`; tests that want a gateway set their own
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

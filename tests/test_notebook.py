@@ -38,7 +38,9 @@ def _text(cell: dict) -> str:
 
 def test_quickstart_notebook_runs_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MNEMOS_RAY_ADDRESS")}
+    # A gateway URL or a key in the shell would make connect() a remote client (no settings for `up`).
+    unset = ("RAY_ADDRESS", "MNEMOS_RAY_ADDRESS", "MNEMOS_URL", "MNEMOS_API_KEY", "MNEMOS_TOKEN")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(
         JUPYTER_PATH=str(tmp_path / "jupyter"),
         MNEMOS_HOME=str(tmp_path / "home"),  # a fresh platform: its own ENGRAM, its own embedded cluster

@@ -62,7 +62,8 @@ def _options(
     url: str | None = typer.Option(
         None, "--url", metavar="URL",
         help="The MNEMOS gateway (http(s)://…) to talk to over its authenticated API; default MNEMOS_URL, "
-        "then the URL `mnemos login URL` stored. Without one, commands work on the local platform.",
+        "then the URL `mnemos login URL` stored, then this machine's gateway when MNEMOS_API_KEY or "
+        "MNEMOS_TOKEN is set. Without one, commands work on the local platform.",
     ),
 ) -> None:
     """Global options."""

@@ -2,7 +2,9 @@
 
 With a gateway URL configured (``mnemos --url URL``, ``MNEMOS_URL``, or ``mnemos login URL``)
 every command goes through RELAY's authenticated HTTP API with the stored credential (a
-``RemoteClient``); without one, the embedded mode reads and writes ENGRAM as the local admin.
+``RemoteClient``); so it does, to this machine's gateway, when only a credential is in the
+environment (``MNEMOS_API_KEY``, ``MNEMOS_TOKEN``: ``mnemos.remote.implied_url``); without
+either, the embedded mode reads and writes ENGRAM as the local admin.
 """
 
 from __future__ import annotations
@@ -53,15 +55,19 @@ def check_url(url: str, option: str) -> str:
 
 
 def remote_url() -> str | None:
-    """The gateway URL the CLI talks to, or ``None`` for the embedded mode.
+    """The gateway URL the CLI talks to, or ``None`` for the embedded mode: the configured one,
+    else this machine's gateway when a credential is in the environment (``implied_url``).
 
     Raises:
         ValidationError: the configured URL (``MNEMOS_URL`` or the one ``mnemos login`` stored) is malformed.
     """
-    from mnemos.remote import endpoint_url
+    from mnemos.remote import endpoint_url, implied_url
 
     url = endpoint_url()
-    return check_url(url, "the gateway URL (--url, MNEMOS_URL or `mnemos login URL`)") if url else None
+    if url:
+        return check_url(url, "the gateway URL (--url, MNEMOS_URL or `mnemos login URL`)")
+    implied = implied_url()
+    return implied[0] if implied else None
 
 
 def require_local(command: str) -> None:
@@ -75,7 +81,14 @@ def require_local(command: str) -> None:
     """
     if remote_url():
         from mnemos.errors import ValidationError
+        from mnemos.remote import credential_variable, implied_url
 
+        implied = implied_url()
+        if implied is not None:
+            var = credential_variable()
+            raise ValidationError(f"`mnemos {command}` works on the platform's own machine, not through a gateway, and "
+                                  f"{var} is set (which sends commands to this machine's gateway {implied[0]}): run "
+                                  f"it with {var} unset", param="url")  # fmt: skip
         raise ValidationError(
             f"`mnemos {command}` works on the platform's own machine, not over --url: "
             "run it there (or unset MNEMOS_URL / mnemos logout)",
@@ -123,9 +136,12 @@ def gateway_client(url: str, api_key: str | None = None) -> Any:
     """A ``RemoteClient`` of ``url`` whose every answer is checked to come from a MNEMOS gateway
     (``not_a_gateway``): a URL that is some other server (a web server, the Ray dashboard) is one
     line saying so, not ``HTTP 404`` or a traceback of a web page read as JSON."""
-    from mnemos.remote import RemoteClient
+    from mnemos.remote import RemoteClient, implied_url
 
     client = RemoteClient(url, api_key)
+    implied = implied_url() if api_key is None else None
+    if implied is not None and implied[0] == url:
+        client._why = implied[1]
 
     def check(response: Any) -> None:
         refused = not_a_gateway(response, client.url)
@@ -143,6 +159,8 @@ def gateway_client(url: str, api_key: str | None = None) -> Any:
         except UnavailableError as exc:  # nothing answers there: a typo in the URL, or the platform is down
             if exc.param is not None or not exc.message.startswith(f"the MNEMOS gateway at {client.url} is not"):
                 raise
+            if client._why:  # the message says why this URL, and how to choose another
+                raise UnavailableError(exc.message, param="url") from None
             raise UnavailableError(f"{exc.message}: {_WHERE} and that the platform is up (`mnemos up` on its "
                                    "machine); `mnemos logout` forgets a stored gateway",
                                    param="url") from None  # fmt: skip

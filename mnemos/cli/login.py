@@ -106,4 +106,10 @@ def logout() -> None:
     from mnemos.config import default_home
 
     where = f"commands now act on this machine's platform ({default_home()}), not a gateway"
+    from mnemos.remote import credential_variable, implied_url
+
+    implied = implied_url()
+    if implied is not None:  # the environment still sends commands to a gateway
+        where = (f"{credential_variable()} is still set, so commands go to this machine's gateway {implied[0]}; "
+                 f"unset it to act on this machine's platform ({default_home()}) directly")  # fmt: skip
     typer.echo(f"logged out: {where}" if had else f"no stored credential: {where}")
