@@ -139,6 +139,14 @@ def token_file() -> Path:
     return default_home() / "ray-token"
 
 
+_SHELL_ONLY = frozenset({"RAY_ADDRESS", "MNEMOS_API_KEY", "MNEMOS_TOKEN", "MNEMOS_URL"})
+"""Variables of the shell that ran ``mnemos up`` that its head (and so every worker and job of the
+cluster) does not inherit: where that shell's clients go, and its credential. ``mnemos up`` suggests
+``export MNEMOS_API_KEY=<the bootstrap admin key>``; inherited, every job's code could read that key,
+and a ``python -m mnemos`` job would act with it instead of as the user who submitted it (a job that
+should talk to a gateway is given its URL and key in its own ``runtime_env``)."""
+
+
 def _auth_env() -> dict[str, str]:
     """Ray token authentication for the cluster ``mnemos up`` started (its token's copy, a 0600 file)."""
     path = token_file()
@@ -168,7 +176,7 @@ def start_local(settings: Settings, *, timeout: float = 300.0) -> dict[str, Any]
     from mnemos.relay.throughput import serve_env
 
     # Serve's high-throughput mode (relay.highThroughput) is read by Serve's processes when they start.
-    env = serve_env(settings) | {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | _auth_env()
+    env = serve_env(settings) | {k: v for k, v in os.environ.items() if k not in _SHELL_ONLY} | _auth_env()
     spill = _spill_options(settings)
     env |= spill.pop("env")
     path = home / "ray-head.log"

@@ -151,7 +151,8 @@ def test_up_down_up_keeps_resources_and_ray_tools_work_after_up(shell: dict[str,
     python = str(BIN / "python")
 
     with _listening(8404, 9101):  # HAProxy's default stats and exporter ports, taken (by another platform)
-        up = _mnemos(shell, "up")
+        # as a user who exported a key, as `mnemos up` suggests, and pointed the CLI at a gateway
+        up = _mnemos(shell | {"MNEMOS_API_KEY": "mk_exported_admin_key", "MNEMOS_URL": "http://127.0.0.1:8080"}, "up")
     assert "genome: up" in up
     assert user_token.read_text() == USER_TOKEN, "mnemos up replaced the user's ~/.ray/auth_token"
     assert USER_TOKEN not in up, "the token was printed"
@@ -194,9 +195,11 @@ def test_up_down_up_keeps_resources_and_ray_tools_work_after_up(shell: dict[str,
     assert "Active:" in _ok(_run(cli, str(BIN / "ray"), "status"))
     # A job's `python` is the platform's (the venv was never activated in this shell: `python` was
     # a Python without MNEMOS, and `-- python -m mnemos …` as the README writes it failed).
+    # The key and URL of the shell that ran `mnemos up` are not the job's.
     job = _run(cli, str(BIN / "ray"), "job", "submit", "--", "python", "-c",
-               "import mnemos; print('hello from a ray job')")  # fmt: skip
-    assert "hello from a ray job" in _ok(job) + job.stderr
+               "import mnemos, os; print('hello from a ray job', os.environ.get('MNEMOS_API_KEY'), "
+               "os.environ.get('MNEMOS_URL'))")  # fmt: skip
+    assert "hello from a ray job None None" in _ok(job) + job.stderr
 
     # 4. After `mnemos down`, nothing points at the dead cluster: a plain ray.init() starts a new one.
     # It says what it stopped, without Ray's narration of it (tests/cradle/test_down_quiet.py).
