@@ -32,7 +32,7 @@ from typing import Any
 from mnemos.relay.openai_schema import unread_extras
 from mnemos.trace import metrics
 
-__all__ = ["CACHE_REQUESTS", "CachedAnswer", "ResponseCache"]
+__all__ = ["CACHE_REQUESTS", "MAX_CACHE_BYTES", "CachedAnswer", "ResponseCache"]
 
 CACHE_REQUESTS = metrics.counter(
     "mnemos_relay_cache_total", "Response cache lookups by model and result (hit, miss).", ("model", "result")
@@ -50,11 +50,20 @@ class CachedAnswer:
     completion_tokens: int
 
 
-class ResponseCache:
-    """LRU of answers by request key, each with the TTL of its model's ``cache`` spec."""
+MAX_CACHE_BYTES = 256 * 1024 * 1024
+"""The most answer bytes one replica's cache holds, whatever the specs' ``maxEntries`` say: the
+least recently used answers go first (a ``maxEntries`` of millions let any caller with ``infer``
+grow a replica's memory with distinct requests)."""
 
-    def __init__(self) -> None:
+
+class ResponseCache:
+    """LRU of answers by request key, each with the TTL of its model's ``cache`` spec; at most
+    ``spec.max_entries`` answers and ``max_bytes`` bytes of them."""
+
+    def __init__(self, max_bytes: int = MAX_CACHE_BYTES) -> None:
         self._entries: OrderedDict[str, CachedAnswer] = OrderedDict()
+        self._bytes = 0
+        self.max_bytes = max_bytes
 
     @staticmethod
     def key(endpoint: str, body: Any, spec: Any, sent: dict[str, Any] | None = None, source: str = "",
@@ -85,6 +94,7 @@ class ResponseCache:
         found = self._entries.get(key)
         if found is not None and found.expires <= time.monotonic():
             del self._entries[key]
+            self._bytes -= len(found.content)
             found = None
         CACHE_REQUESTS.inc(model=model, result="hit" if found is not None else "miss")
         if found is not None:
@@ -92,10 +102,13 @@ class ResponseCache:
         return found
 
     def put(self, key: str | None, spec: Any, content: bytes, prompt_tokens: int, completion_tokens: int) -> None:
-        if key is None:
+        if key is None or len(content) > self.max_bytes:
             return
+        if (old := self._entries.get(key)) is not None:
+            self._bytes -= len(old.content)
         self._entries[key] = CachedAnswer(time.monotonic() + float(spec.ttl), content, prompt_tokens,
                                           completion_tokens)  # fmt: skip
+        self._bytes += len(content)
         self._entries.move_to_end(key)
-        while len(self._entries) > spec.max_entries:
-            self._entries.popitem(last=False)
+        while len(self._entries) > spec.max_entries or self._bytes > self.max_bytes:
+            self._bytes -= len(self._entries.popitem(last=False)[1].content)

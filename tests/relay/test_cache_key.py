@@ -54,3 +54,22 @@ def test_a_generation_is_keyed_only_when_it_does_not_sample() -> None:
     assert ResponseCache.key("chat", ChatCompletionRequest.model_validate(unset), sampled) is not None
     embedding = EmbeddingRequest.model_validate({"model": "e", "input": "a text"})
     assert ResponseCache.key("embeddings", embedding, CacheSpec.model_validate({"ttl": "10m"})) is not None
+
+
+def test_a_replica_holds_at_most_max_bytes_of_answers_whatever_max_entries_says() -> None:
+    """``maxEntries: 10000000`` let any caller with ``infer`` grow a replica's memory with distinct
+    requests: the bytes are bounded too, least recently used first; one answer over it is not kept."""
+    from mnemos.genome.metering import CacheSpec
+    from mnemos.relay._cache import MAX_CACHE_BYTES, ResponseCache
+
+    assert MAX_CACHE_BYTES == 256 * 1024 * 1024
+    cache = ResponseCache(max_bytes=1000)
+    spec = CacheSpec.model_validate({"ttl": "10m", "maxEntries": 10_000_000})
+    for i in range(50):
+        cache.put(f"k{i}", spec, b"x" * 100, 1, 1)
+    assert cache.get("k0", "m") is None and cache.get("k49", "m") is not None
+    assert cache.get("k40", "m") is not None and cache.get("k39", "m") is None  # the last ten: 1,000 bytes
+    cache.put("k49", spec, b"y" * 100, 1, 1)  # replacing an answer counts its bytes once
+    assert cache.get("k40", "m") is not None
+    cache.put("big", spec, b"z" * 1001, 1, 1)
+    assert cache.get("big", "m") is None and cache.get("k41", "m") is not None
