@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
-from mnemos.errors import MnemosError, ValidationError
+from mnemos.errors import MnemosError, ModelAccessError, ValidationError
 from mnemos.neuron import GenerationChunk, GenerationRequest
 from mnemos.neuron.runtime import Priority
 from mnemos.relay import _llm_route as llm_route
@@ -147,19 +147,43 @@ class Handlers:
         self.meter = gateway.meter
         self.redact_prompts = gateway.settings.relay.redact_prompts  # every model's and Adapter's
 
+    async def refuse_first(self, principal: Any, model: str) -> None:
+        """Before a model's lookup answers 404, 503 or 400 (not served, not ready, an embedding
+        model asked to generate): refuse a caller that may not call ``model`` (403, as ``Meter.admit``
+        refuses it when it is ready), so that its state says nothing to one. Only on that error path:
+        a served model's request checks access once, in ``Meter.admit``. The name is echoed cut to
+        120 characters, as a 404 cuts it."""
+        try:
+            await self.meter.governor.check_access(principal, model)
+        except ModelAccessError as exc:
+            if len(model) <= 120:
+                raise
+            raise ModelAccessError(exc.message.replace(model, f"{model[:120]}…", 1), param="model") from None
+
+    def refused(self, request: Request, exc: BaseException, principal: Any, verb: str = "infer") -> None:
+        """Count (``mnemos_relay_auth_failures_total{reason="forbidden"}``) and audit a 403
+        ``model_not_allowed``, as the edge does its own refusals."""
+        guard = self.edge.guard
+        if isinstance(exc, ModelAccessError) and guard is not None:
+            guard.refused(request, exc, principal, verb)
+
     async def generate(
         self, request: Request, body: ChatCompletionRequest | CompletionRequest, endpoint: str
     ) -> Response:
         """``/v1/chat/completions`` (``endpoint="chat"``) or ``/v1/completions``."""
         path = _PATHS[endpoint]
         tel = RequestTelemetry(path, "unknown", request.headers)
-        status, tokens, handed_over, ticket = 200, (0, 0), False, None
+        status, tokens, handed_over, ticket, principal = 200, (0, 0), False, None, None
         try:
             principal = await self.edge.admit(request, "infer")
             tel.caller(principal)
             priority = _priority(request)
             rid = out.new_id("chatcmpl" if endpoint == "chat" else "cmpl")
-            route = self.gateway.model(body.model, "generate")
+            try:
+                route = self.gateway.model(body.model, "generate")
+            except MnemosError:
+                await self.refuse_first(principal, body.model)
+                raise
             tel.model = body.model
             ticket = await self.meter.admit(principal, body, route)
             body, sent, cache_key, hit = await self._looked_up(request, endpoint, body, route, ticket)
@@ -206,6 +230,7 @@ class Handlers:
             return reply
         except BaseException as exc:
             status = _status(exc)
+            self.refused(request, exc, principal)
             raise
         finally:
             if not handed_over:
@@ -278,12 +303,16 @@ class Handlers:
     async def embeddings(self, request: Request, body: EmbeddingRequest) -> Response:
         """``/v1/embeddings``: floats, or base64 of float32 (what the openai client asks by default)."""
         tel = RequestTelemetry(_PATHS["embeddings"], "unknown", request.headers)
-        status, prompt_tokens, ticket = 200, 0, None
+        status, prompt_tokens, ticket, principal = 200, 0, None, None
         try:
             principal = await self.edge.admit(request, "infer")
             tel.caller(principal)
             rid = out.new_id("emb")
-            route = self.gateway.model(body.model, "embed")
+            try:
+                route = self.gateway.model(body.model, "embed")
+            except MnemosError:
+                await self.refuse_first(principal, body.model)
+                raise
             tel.model = body.model
             ticket = await self.meter.admit(principal, body, route)  # limits and budgets, as for completions
             body, sent, cache_key, hit = await self._looked_up(request, "embeddings", body, route, ticket)
@@ -321,6 +350,7 @@ class Handlers:
             return reply
         except BaseException as exc:
             status = _status(exc)
+            self.refused(request, exc, principal)
             raise
         finally:
             self.meter.settle(ticket, prompt_tokens, 0)  # once: an adapter's answer is settled already

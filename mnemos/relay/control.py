@@ -608,15 +608,18 @@ def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[
         from mnemos.synkron.spaces import LINEAGE_RESOLVERS, space_owner
         from mnemos.trace.lineage import graph
 
-        if node_id.startswith("space:"):  # an item of a space the caller does not search: as no such space
-            space = node_id[len("space:") :].partition("/")[0]
-            _source, owner, team = await ctl.read(space_owner, ctl.engram, space)
-            if not reads_space(principal, owner, team):
-                raise NotFoundError(f"space {space!r} not found", param="space")
-        reader = LineageReader(principal)
-        found: dict[str, Any] = await ctl.read(
-            lambda: graph(ctl.engram, node_id, limit=limit, resolvers=LINEAGE_RESOLVERS, reader=reader)
-        )
+        try:
+            if node_id.startswith("space:"):  # an item of a space the caller does not search: as no such space
+                space = node_id[len("space:") :].partition("/")[0]
+                _source, owner, team = await ctl.read(space_owner, ctl.engram, space)
+                if not reads_space(principal, owner, team):
+                    raise NotFoundError(f"space {space!r} not found", param="space")
+            reader = LineageReader(principal)
+            found: dict[str, Any] = await ctl.read(
+                lambda: graph(ctl.engram, node_id, limit=limit, resolvers=LINEAGE_RESOLVERS, reader=reader)
+            )
+        except NotFoundError as exc:  # the path part is ``node_id``, as its 422 (over 512 characters) names it
+            raise NotFoundError(exc.message, param="node_id") from None
         return found
 
     def spaces() -> Any:

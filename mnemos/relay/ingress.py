@@ -22,7 +22,7 @@ from mnemos._http import JSONResponse
 from mnemos.config import Settings
 from mnemos.cortex import http as cortex_http
 from mnemos.engram import Engram
-from mnemos.errors import MnemosError
+from mnemos.errors import MnemosError, ModelAccessError
 from mnemos.relay import _responses as out
 from mnemos.relay._edge import VERB_KEY, EdgeMiddleware, EdgeSeam, HeadAsGet
 from mnemos.relay._errors import ModelNotFoundError, error_response, install_error_handlers
@@ -136,18 +136,26 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
         principal = await edge.admit(request, "read-artifacts")
         return out.json_response({"object": "list", "data": await open_to(principal, gateway.listing())})
 
+    meter = gateway.meter
+    handlers = Handlers(gateway, edge)
+
     @app.get("/v1/models/{model_id:path}", tags=["openai"], response_model=ModelCard, responses=_ERRORS,
              openapi_extra=_READ)
     async def get_model(model_id: str, request: Request) -> Response:
-        """One served model."""
+        """One served model. A model the caller may not call is 403 ``model_not_allowed`` whatever its
+        state, as a chat to it answers; else what a chat to it says: 404 for a name nothing serves,
+        503 for a Model not ready (its phase and reason)."""
         principal = await edge.admit(request, "read-artifacts")
-        for card in await open_to(principal, gateway.listing()):
+        try:
+            await handlers.refuse_first(principal, model_id)
+        except ModelAccessError as exc:
+            handlers.refused(request, exc, principal, "read-artifacts")
+            raise
+        gateway.model(model_id, "any")
+        for card in gateway.listing():
             if card["id"] == model_id:
                 return out.json_response(card)
-        raise ModelNotFoundError(f"The model `{model_id}` does not exist", param="model")
-
-    meter = gateway.meter
-    handlers = Handlers(gateway, edge)
+        raise ModelNotFoundError(f"The model `{model_id[:120]}` is not served", param="model")  # (not reached)
     app.state.meter = meter
 
     @app.post("/v1/chat/completions", tags=["openai"], response_model=ChatCompletion, responses=_CHAT,

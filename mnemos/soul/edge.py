@@ -369,6 +369,11 @@ class EdgeGuard:
             self._audit_refusal(request, exc, principal, verb)
             raise
 
+    def refused(self, request: Request, exc: MnemosError, principal: Principal | None, verb: str) -> None:
+        """Count and audit a 403 decided after the edge, as the edge's own: a Policy's access rules or
+        the credential's model list refusing a model (``model_not_allowed``)."""
+        self._audit_refusal(request, exc, principal, verb)
+
     # -- authentication ------------------------------------------------------------------------
     async def authenticate(self, request: Request) -> Principal:
         """The principal of ``Authorization: Bearer <JWT | mk_… API key>``."""

@@ -67,7 +67,7 @@ def test_the_model_list_shows_each_caller_the_models_it_may_call(governed: Relay
     assert model not in listed("blue")
     assert model in listed("red") and "echo" in listed("blue")
     one = httpx.get(f"{governed.url}/v1/models/{model}", headers={"Authorization": f"Bearer {keys['blue']}"})
-    assert one.status_code == 404
+    assert_openai_error(one, 403, code="model_not_allowed", param="model", type_="permission_error")  # as a chat
     assert httpx.get(f"{governed.url}/v1/models/{model}", headers={"Authorization": f"Bearer {keys['red']}"}).json()[
         "id"] == model  # fmt: skip
 

@@ -76,7 +76,7 @@ def test_a_developer_gets_404_for_the_lineage_of_anothers_run_or_job(gateway: Ga
         assert refused.status_code == unknown.status_code == 404, refused.text
         assert SECRET not in refused.text
         error, other = refused.json()["error"], unknown.json()["error"]
-        assert error["message"] == other["message"].replace(f"'{node}x'", f"'{node}'") and error["param"] == "id"
+        assert error["message"] == other["message"].replace(f"'{node}x'", f"'{node}'") and error["param"] == "node_id"
         page = httpx.get(f"{gateway.url}/ui/lineage", params={"id": node}, cookies={COOKIE: cookie}, timeout=60)
         assert page.status_code == 404 and "no lineage for" in page.text, page.text[-1000:]
     _sign_out(gateway, cookie)
