@@ -175,12 +175,24 @@ def _check_cron(schedule: str) -> str:
     return schedule
 
 
+def _check_store_uri(uri: str | None) -> str | None:
+    """``uri`` when ENGRAM can use its protocol (``PROTOCOLS``: a local path, file://, s3://, gs://); else a
+    pydantic error naming the supported ones (fsspec would try any other: ftp:// ended in a TypeError)."""
+    if uri and "://" in uri:
+        from mnemos.engram.store import unsupported_protocol
+
+        if (why := unsupported_protocol(uri)) is not None:
+            raise PydanticCustomError("store_protocol", why)
+    return uri
+
+
 class EngramBackups(CoreModel):
     schedule: str = Field("0 */6 * * *", description="Cron schedule (UTC) of the `backup` task.")
     retention_days: int = Field(30, ge=1, description="Snapshots older than this are pruned (the newest stays).")
     destination: str | None = Field(None, description="Backup URI; default <engram root>/../backups.")
 
     _schedule = field_validator("schedule")(_check_cron)
+    _destination = field_validator("destination")(_check_store_uri)
 
 
 class EngramSettings(CoreModel):
@@ -188,6 +200,8 @@ class EngramSettings(CoreModel):
     retention_days: int = Field(30, ge=1)
     backups: EngramBackups = Field(default_factory=EngramBackups)
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (endpoint_url…).")
+
+    _uri = field_validator("uri")(_check_store_uri)
 
     def root(self) -> str:
         return self.uri or str(default_home() / "engram")

@@ -50,6 +50,11 @@ def storage_errors(stores: Mapping[str, str], options: Mapping[str, Any] | None 
         ValidationError: a protocol fsspec does not know (exit 2).
         UnavailableError: any other failure of a store: credentials, endpoint, access, bucket (exit 10).
     """
+    from mnemos.engram.store import unsupported_protocol
+
+    for name, url in stores.items():  # before fsspec sees it (ftp:// ended in a TypeError)
+        if (why := unsupported_protocol(url)) is not None:
+            raise ValidationError(f"{_name(stores, name)}: {why}", param=name)
     try:
         yield
     except MnemosError as exc:
@@ -70,7 +75,7 @@ def storage_errors(stores: Mapping[str, str], options: Mapping[str, Any] | None 
             raise
         store = _which(stores, str(exc), protocol_only=True)
         raise ValidationError(f"{_name(stores, store)}: {_clean(str(exc), options, stores)}: use a local folder, "
-                              "file://, s3:// or another protocol fsspec knows", param=store) from None  # fmt: skip
+                              "file://, s3:// or gs://", param=store) from None  # fmt: skip
     except Exception as exc:
         if not _from_storage(exc):
             raise
@@ -144,7 +149,17 @@ def _package(url: str) -> str:
 def _name(stores: Mapping[str, str], store: str | None) -> str:
     """``--to s3://b/x``: the store and its URL (each of them when ``store`` is not known)."""
     chosen = {store: stores[store]} if store is not None else stores
-    return " / ".join(f"{name} {redact(url)}" for name, url in chosen.items())
+    return " / ".join(f"{name}{_variable(name)} {redact(url)}" for name, url in chosen.items())
+
+
+def _variable(name: str) -> str:
+    """`` (MNEMOS_ENGRAM__BACKUPS__DESTINATION)`` for a setting's name (``engram.backups.destination``),
+    the environment variable that sets it; nothing for an option (``--to``) or a description."""
+    parts = name.split(".")
+    if len(parts) < 2 or not all(part.isascii() and part.isalpha() for part in parts):
+        return ""
+    snake = ["".join(f"_{c}" if c.isupper() else c for c in part).upper() for part in parts]
+    return f" (MNEMOS_{'__'.join(snake)})"
 
 
 def _clean(text: str, options: Mapping[str, Any] | None, stores: Mapping[str, str]) -> str:

@@ -35,11 +35,28 @@ from mnemos.engram import logs
 from mnemos.engram._metering import metered
 from mnemos.engram.integrity import TAG_METADATA, Tagger, integrity_key, tag_matches
 from mnemos.engram.keys import normalize_digest, validate_key
-from mnemos.errors import IntegrityError, NotFoundError, UnavailableError
+from mnemos.errors import IntegrityError, NotFoundError, UnavailableError, ValidationError, redact_userinfo
 
 CHUNK = 8 * 1024 * 1024
 
-__all__ = ["BlobReader", "Engram"]
+PROTOCOLS = ("file", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
+"""The protocols an ENGRAM root or backup URI may use (besides a plain local path); any other is refused
+before fsspec sees it: ``memory://`` is one process's, ``ftp://``, ``http://`` … are no object store."""
+
+__all__ = ["PROTOCOLS", "BlobReader", "Engram", "unsupported_protocol"]
+
+
+def unsupported_protocol(uri: str) -> str | None:
+    """Why ``uri`` cannot be an ENGRAM root or backup URI (its protocol is not in ``PROTOCOLS``), without
+    the user and password it may carry; ``None`` when it can."""
+    if "://" not in uri:
+        return None
+    protocol = uri.split("://", 1)[0]
+    if protocol in PROTOCOLS:
+        return None
+    plain = protocol.isascii() and protocol.replace("-", "").replace("+", "").replace(".", "").isalnum()
+    shown = repr(protocol) if plain and len(protocol) <= 40 else "of this URI"  # never what a URI's user wrote
+    return f"protocol {shown} is not supported: use a local folder, file://, s3:// or gs:// (gcsfs), az:// (adlfs)"
 
 
 class BlobReader(io.RawIOBase):
@@ -136,6 +153,8 @@ class Engram:
             if self.is_local:
                 self._fs = LocalFileSystem(auto_mkdir=True)
             else:
+                if (why := unsupported_protocol(self.uri)) is not None:  # fsspec would try it (ftp: a TypeError)
+                    raise ValidationError(f"ENGRAM {redact_userinfo(self.uri)}: {why}", param="engram.uri")
                 protocol = self.uri.split("://", 1)[0]
                 # Other processes write here too: a cached listing would hide their new keys
                 # (s3fs then answers "not found" for a key that exists). Never cache listings.
@@ -168,25 +187,29 @@ class Engram:
                 raise UnavailableError(f"ENGRAM root {self.uri} is not reachable: {exc}", param="engram.uri") from None
             return
         bucket = self._root.split("/", 1)[0]
+        shown = bucket.rsplit("@", 1)[-1]  # never a user:password@ written into the URI
         try:
             if hasattr(self.fs, "_call_s3"):  # s3fs: its exists() answers False when the endpoint is down
                 sync(self.fs.loop, self.fs._call_s3, "head_bucket", Bucket=bucket)
             elif not self.fs.exists(bucket):
                 raise FileNotFoundError(bucket)
         except FileNotFoundError:
+            # The cause names the bucket: the CLI names the store by its flag or setting from it (storage_errors)
             raise UnavailableError(
-                f"ENGRAM bucket {bucket!r} does not exist{self._at()}: create it, or point engram.uri "
+                f"ENGRAM bucket {shown!r} does not exist{self._at()}: create it, or point engram.uri "
                 "(MNEMOS_ENGRAM__URI) at a bucket that exists",
                 param="engram.uri",
-            ) from None
+            ) from FileNotFoundError(f"bucket {shown!r} does not exist")
         except PermissionError as exc:
             raise UnavailableError(
-                f"ENGRAM bucket {bucket!r}{self._at()} refused access ({exc}): check the credentials in "
+                f"ENGRAM bucket {shown!r}{self._at()} refused access ({exc}): check the credentials in "
                 "engram.storageOptions (key, secret; MNEMOS_ENGRAM__STORAGE_OPTIONS) or the AWS_* environment",
                 param="engram.storageOptions",
-            ) from None
+            ) from exc
         except OSError as exc:
-            raise UnavailableError(f"ENGRAM root {self.uri} is not reachable: {exc}", param="engram.uri") from None
+            raise UnavailableError(
+                f"ENGRAM root {redact_userinfo(self.uri)} is not reachable: {exc}", param="engram.uri"
+            ) from exc
         except Exception as exc:
             if (error := self._unreachable(exc)) is not None:
                 raise error from exc  # (the CLI names a store by its flag from the cause)
@@ -207,8 +230,8 @@ class Engram:
         if not isinstance(exc, (NoAnswer, HTTPClientError)):
             return None
         return UnavailableError(
-            f"ENGRAM {self.uri} is not reachable{self._at()} ({type(exc).__name__}): check that the object store "
-            "is up and engram.storageOptions.endpoint_url (MNEMOS_ENGRAM__STORAGE_OPTIONS)",
+            f"ENGRAM {redact_userinfo(self.uri)} is not reachable{self._at()} ({type(exc).__name__}): check that the "
+            "object store is up and engram.storageOptions.endpoint_url (MNEMOS_ENGRAM__STORAGE_OPTIONS)",
             param="engram.storageOptions",
         )
 
