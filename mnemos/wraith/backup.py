@@ -34,7 +34,9 @@ from mnemos.errors import (
     IntegrityError,
     MnemosError,
     NotFoundError,
+    UnavailableError,
     ValidationError,
+    redact_userinfo,
 )
 from mnemos.wraith._store import all_keys, root_path
 from mnemos.wraith.retention import reachable_blobs
@@ -187,7 +189,16 @@ def backup(
             "outside it (the default is `backups` next to it)",
             param="engram.backups.destination",
         )
-    dest.check()
+    try:
+        dest.check()
+    except UnavailableError as exc:  # Engram.check names engram.uri: here the bucket is the backup URI's
+        if not (exc.param == "engram.uri" and isinstance(exc.__cause__, FileNotFoundError)):
+            raise
+        raise UnavailableError(
+            f"the backup URI {redact_userinfo(destination)}: {exc.__cause__}: create it, or set "
+            "engram.backups.destination (MNEMOS_ENGRAM__BACKUPS__DESTINATION) to a bucket that exists",
+            param="engram.backups.destination",
+        ) from exc.__cause__  # (the CLI names the store by its flag or setting from the cause)
     # The time, then its milliseconds and a random part: ids sort by age (``latest`` is the newest)
     # even for two backups within one second.
     millis = int(now * 1000) % 1000
@@ -384,6 +395,7 @@ def restore(dest: Engram, snapshot: str, target: Engram, *, force: bool = False)
     _verify_snapshot(dest, manifest)  # before the first write: a damaged snapshot restores nothing
     if force:
         _admit_restored(dest, manifest, target)  # before the first write: a refused restore writes nothing
+    revoked = _revocations(dest, manifest, target)
     report = RestoreReport(snapshot=manifest["id"], target=target.uri)
     for digest in manifest["blobs"]:
         try:
@@ -392,7 +404,7 @@ def restore(dest: Engram, snapshot: str, target: Engram, *, force: bool = False)
             raise _damaged(dest, manifest["id"], f"blob {digest} is {_how(exc)}") from None
         report.blobs += 1
     for key, digest in sorted(manifest["documents"].items()):
-        target.write_bytes(key, dest.get(digest))
+        target.write_bytes(key, _still_revoked(key, dest.get(digest), revoked))
         report.documents += 1
     for name, digest in sorted(manifest["refs"].items()):
         target.set_ref(name, digest)
@@ -400,6 +412,54 @@ def restore(dest: Engram, snapshot: str, target: Engram, *, force: bool = False)
     if force:
         report.reverted = _revert_registry(dest, manifest, target)
     return report
+
+
+_CREDENTIALS = ("soul/apikeys/", "soul/tokens/")  # SOUL's records of API keys and tokens: {…, revoked_at}
+_REVOKED = "soul/revoked/"  # SOUL's revocations, one per credential: {id, revoked_at, …}
+
+
+def _credential_id(key: str) -> str:
+    return key.rsplit("/", 1)[-1].removesuffix(".json")
+
+
+def _revocations(dest: Engram, manifest: dict[str, Any], target: Engram) -> dict[str, Any]:
+    """``{credential id: revoked_at}`` of every API key and token revoked in ``target`` now or in the
+    snapshot. A restore never makes one active again: the gateway refuses it by ``soul/revoked/``, which
+    a restore leaves as it is, so the record it writes back must say revoked too (a snapshot taken before
+    the revocation has it active: ``mnemos token list`` showed a key the gateway refuses as active)."""
+    revoked: dict[str, Any] = {}
+    in_snapshot = _snapshot_reader(dest, manifest["documents"])
+
+    def note(key: str, read: Callable[[str], Any]) -> None:
+        try:
+            doc = read(key)
+        except (NotFoundError, ValueError):  # gone meanwhile, or not JSON: nothing it says counts
+            return
+        if isinstance(doc, dict) and doc.get("revoked_at"):
+            revoked.setdefault(_credential_id(key), doc["revoked_at"])
+
+    for key in target.list(_REVOKED.rstrip("/")):
+        note(key, target.read_json)
+    for key in manifest["documents"]:
+        if key.startswith(_CREDENTIALS):  # a live record revoked whose marker retention dropped (expired)
+            note(key, target.read_json)
+        if key.startswith(_REVOKED):  # a snapshot taken between a revocation's two writes
+            note(key, in_snapshot)
+    return revoked
+
+
+def _still_revoked(key: str, data: bytes, revoked: dict[str, Any]) -> bytes:
+    """A credential's record ``data`` with its ``revoked_at`` when ``revoked`` holds it (see ``_revocations``)."""
+    if not key.startswith(_CREDENTIALS) or _credential_id(key) not in revoked:
+        return data
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return data
+    if not isinstance(doc, dict) or doc.get("revoked_at"):
+        return data
+    doc["revoked_at"] = revoked[_credential_id(key)]
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()  # as Engram.write_json writes it
 
 
 def _top_level(engram: Engram) -> set[str]:
