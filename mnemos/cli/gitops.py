@@ -135,12 +135,24 @@ def diff(
             print(entry.diff, end="" if entry.diff.endswith("\n") else "\n")
 
 
+def given(value: str | None, option: str) -> str | None:
+    """``value`` of ``option`` (``--to``, ``--from``), refused when it is given empty: ``--to "$DEST"``
+    with ``DEST`` unset is no choice of the default (the configured root, for a forced restore)."""
+    if value is not None and not value.strip():
+        from mnemos.errors import ValidationError
+
+        raise ValidationError(f"{option}: empty: give a local folder or a URI, or leave {option} out for the default",
+                              param=option.lstrip("-"))  # fmt: skip
+    return value
+
+
 def backup_store(source: str | None) -> Any:
-    """The backup store: ``source``, else ``engram.backups.destination``, else next to the root."""
+    """The backup store: ``source`` (``--from``), else ``engram.backups.destination``, else next to the root."""
     from mnemos.config import load_settings
     from mnemos.engram import Engram
     from mnemos.wraith.backup import default_destination, options_for
 
+    source = given(source, "--from")
     settings = load_settings()
     root = Engram.from_settings(settings)
     uri = source or settings.engram.backups.destination or default_destination(root.uri)
@@ -161,6 +173,7 @@ def restore(
     from mnemos.wraith.backup import restore as run_restore
 
     require_local("restore")
+    to = given(to, "--to")
     settings = load_settings()
     root = Engram.from_settings(settings)
     target = Engram(to, options_for(to, root)) if to else root

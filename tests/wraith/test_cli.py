@@ -184,3 +184,19 @@ def test_local_replay_joins_the_running_platform(home: Path, capsys, monkeypatch
     monkeypatch.setattr(cradle, "init_ray", init_ray)
     run(capsys, "wraith", "run", "replay-events", "--local", code=10)
     assert joined == ["127.0.0.1:6379"]
+
+
+def test_an_empty_to_or_from_is_refused_not_read_as_the_default(home: Path, capsys) -> None:
+    """``mnemos restore latest --to "$DEST" --force`` with ``DEST`` unset restored into the configured
+    root; ``--from ''`` listed the configured destination."""
+    engram = Engram(str(home / "engram"))
+    engram.set_ref("data/x", engram.put(b"x"))
+    run(capsys, "wraith", "run", "backup", "--local")
+    engram.set_ref("data/y", engram.put(b"y"))  # after the snapshot: a restore into the root would revert it
+    for args, option in ((("restore", "latest", "--to", "", "--force"), "--to"),
+                         (("restore", "latest", "--from", " ", "--to", str(home / "r")), "--from"),
+                         (("wraith", "snapshots", "--from", ""), "--from")):  # fmt: skip
+        _, err = run(capsys, *args, code=2)
+        assert err.strip().splitlines() == [f"error: {option}: empty: give a local folder or a URI, or leave "
+                                            f"{option} out for the default"], args  # fmt: skip
+    assert engram.refs().keys() == {"data/x", "data/y"} and not (home / "r").exists()
