@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mnemos.errors import MnemosError, NotFoundError
-from mnemos.genome.pipeline import names_in
+from mnemos.genome.pipeline import names_in, string_leaves
 from mnemos.synkron import _state
 from mnemos.synkron._artifacts import copy_out, model_digest
 from mnemos.synkron._interpolate import interpolate
@@ -180,24 +180,27 @@ class RunExecutor:
             cancel_unfinished_jobs(self.client, state)
         with self.lock:
             statuses = [s["status"] for s in state["steps"].values()]
+            error = state.get("error")
             if self._cancel.is_set():
-                state["status"] = "cancelled"
+                status = "cancelled"
+            elif failed or not all(s in _state.DONE for s in statuses):
+                status = "failed"
+                first = next((s for s in state["steps"].values() if s["status"] == "failed"), None)
+                error = f"step {first['name']!r} failed: {first['error']}" if first else "steps did not complete"
+            else:
+                status, error = "succeeded", None
+            outputs = dict(state["outputs"])
+        # The run's end is recorded in lineage before anyone can see it in its state (a watcher reads
+        # the state as it changes): a run shown succeeded has its lineage final (`mnemos trace lineage`
+        # showed status=pending for a moment after the run had ended).
+        self._lineage.record(f"run:{state['id']}", "result", status=status, error=error, outputs=outputs)
+        self._lineage.flush()
+        with self.lock:
+            if status == "cancelled":
                 for st in state["steps"].values():
                     if st["status"] in ("pending", "running"):
                         st["status"] = "cancelled"
-            elif failed or not all(s in _state.DONE for s in statuses):
-                state["status"] = "failed"
-                first = next((s for s in state["steps"].values() if s["status"] == "failed"), None)
-                state["error"] = (
-                    f"step {first['name']!r} failed: {first['error']}" if first else "steps did not complete"
-                )
-            else:
-                state["status"] = "succeeded"
-                state["error"] = None
-            state["finished"] = time.time()
-        self._lineage.record(f"run:{state['id']}", "result", status=state["status"], error=state["error"],
-                             outputs={o: state["outputs"][o] for o in state["outputs"]})  # fmt: skip
-        self._lineage.flush()
+            state.update(status=status, error=error, finished=time.time())
         self._changed()
         return state
 
@@ -254,21 +257,22 @@ class RunExecutor:
             self._finish(name, outputs, result, models, job_ids, warnings, cached=hit is not None, cache_of=hit)
         except BaseException as exc:
             message = "cancelled" if self._cancel.is_set() else _message(exc)
+            status = "cancelled" if self._cancel.is_set() else "failed"
             with self.lock:
-                st.update(
-                    status="cancelled" if self._cancel.is_set() else "failed", error=message, finished=time.time()
-                )
-            SYNKRON_STEPS.inc(status=st["status"])
-            self._lineage.record(
+                job_ids = list(st["job_ids"])
+            self._lineage.record(  # before the step is shown ended
                 f"step:{state['id']}/{name}",
                 "execution",
                 parents=[f"run:{state['id']}"],
                 step=name,
-                status=st["status"],
+                status=status,
                 error=message,
-                job_ids=list(st["job_ids"]),
+                job_ids=job_ids,
             )
             self._lineage.flush()
+            with self.lock:
+                st.update(status=status, error=message, finished=time.time())
+            SYNKRON_STEPS.inc(status=status)
             self._changed()
             raise
 
@@ -293,6 +297,7 @@ class RunExecutor:
             "meter": state.get("meter") or {"subject": state.get("principal")},
             "service": self._service,
             "allow_host_execution": bool(self.client.settings.synkron.allow_host_execution),
+            "secrets": _secret_values(state["params"]),  # masked in a script's output, as secretRefs
         }
         if self._cancel.is_set():
             raise _Cancelled()
@@ -371,13 +376,9 @@ class RunExecutor:
         digests = {o: d for s in state["steps"].values() for o, d in s["digests"].items()}
         parents += [artifact_node(state["inputs"][t]["digest"]) for t in st["inputs"]]
         parents += [artifact_node(digests[n]) for n in sorted(names_in(st["definition"])) if n in digests]
-        with self.lock:
-            st.update(status="cached" if cached else "succeeded", digests=dict(outputs), result=result,
-                      warnings=list(warnings), finished=time.time(), cached=cached)  # fmt: skip
-            if st["progress"].get("total") is None and isinstance(result, dict) and "items" in result:
-                st["progress"] = {"done": result["items"], "total": result["items"], "rate": result.get("items_per_s")}
-        SYNKRON_STEPS.inc(status="cached" if cached else "ran")
-        self._lineage.record(step_node, "execution", parents=parents, step=name, kind=st["type"], status=st["status"],
+        status = "cached" if cached else "succeeded"
+        # lineage first: a step shown done has its records written (the run's end waits for them too)
+        self._lineage.record(step_node, "execution", parents=parents, step=name, kind=st["type"], status=status,
                              run=run_id, job_ids=job_ids, cached=cached, cache_key=st["cache_key"],
                              cache_of=self._cache_of(cache_of))  # fmt: skip
         for out, digest in outputs.items():
@@ -385,6 +386,12 @@ class RunExecutor:
             self._lineage.record(artifact_node(digest), "result", parents=[f"job:{j}" for j in job_ids] or [step_node],
                                  name=out, output=out, ref=refs[out], run=run_id, size=size)  # fmt: skip
         self._lineage.flush()
+        with self.lock:
+            st.update(status=status, digests=dict(outputs), result=result,
+                      warnings=list(warnings), finished=time.time(), cached=cached)  # fmt: skip
+            if st["progress"].get("total") is None and isinstance(result, dict) and "items" in result:
+                st["progress"] = {"done": result["items"], "total": result["items"], "rate": result.get("items_per_s")}
+        SYNKRON_STEPS.inc(status="cached" if cached else "ran")
         self._changed()
 
     # -- cache -----------------------------------------------------------------------------------
@@ -417,6 +424,29 @@ def cancel_unfinished_jobs(client: Any, state: dict[str, Any]) -> None:
             continue
         with contextlib.suppress(MnemosError):  # finished, or no longer in the journal
             client.jobs.get(st["job_ids"][-1]).cancel()
+
+
+def _secret_values(params: dict[str, Any]) -> list[str]:
+    """The text values of the params named like credentials (``hf_token``, ``db_password`` …, as
+    lineage masks them), at any depth; one of under 4 characters is no credential worth masking (it
+    would mask those characters everywhere in the output)."""
+    from mnemos.trace.lineage import mask_secrets
+
+    found: list[str] = []
+
+    def walk(value: Any, masked: Any) -> None:
+        if isinstance(value, dict) and isinstance(masked, dict):
+            for k, v in value.items():
+                if masked.get(k) == "***" and v != "***":
+                    found.extend(t for t in string_leaves(v) if len(t) >= 4)
+                else:
+                    walk(v, masked.get(k))
+        elif isinstance(value, list) and isinstance(masked, list):
+            for v, m in zip(value, masked, strict=True):  # the same list, masked
+                walk(v, m)
+
+    walk(params, mask_secrets(params))
+    return sorted(set(found))
 
 
 def _size(engram: Any, digest: str) -> int | None:
