@@ -278,7 +278,12 @@ def get_run(run_id: str, output: Output = typer.Option(Output.table, "-o", "--ou
     _run_id(run_id)
     client = open_client()
     remote = not hasattr(client, "engram")
-    state = client.pipelines.get(run_id).state() if remote else _state.load(client.engram, run_id)
+    if remote:  # (the gateway masks the credential params: mnemos.synkron.http.run_for)
+        state = client.pipelines.get(run_id).state()
+    else:
+        from mnemos.synkron.http import mask_run_secrets
+
+        state = mask_run_secrets(_state.load(client.engram, run_id))  # as the gateway shows it
     if output is not Output.table:
         emit(state, output)
         return

@@ -66,8 +66,8 @@ from mnemos.genome import NAME_PATTERN
 from mnemos.genome.pipeline import MAX_RUN_ID, string_leaves
 from mnemos.synkron._access import run_output
 
-__all__ = ["RunRequest", "build_router", "check_caller_params", "check_run_id", "check_run_owner", "router", "run_for",
-           "withhold_run"]  # fmt: skip
+__all__ = ["RunRequest", "build_router", "check_caller_params", "check_run_id", "check_run_owner", "mask_run_secrets",
+           "router", "run_for", "withhold_run"]  # fmt: skip
 
 _SUBMIT = {"x-mnemos-verb": "submit"}
 _READ = {"x-mnemos-verb": "read-artifacts"}
@@ -198,11 +198,28 @@ def withhold_run(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def mask_run_secrets(state: dict[str, Any]) -> dict[str, Any]:
+    """A run's state with the values of its params named like credentials (``hf_token``,
+    ``db_password``, ``aws_secret_access_key`` …, at any depth; and such defaults in
+    ``doc.spec.params``) as ``***``, as lineage records them: the steps get the values, no reader
+    of the run (its owner included) sees them again."""
+    from mnemos.trace.lineage import mask_secrets
+
+    out = dict(state)
+    if isinstance(out.get("params"), dict):
+        out["params"] = mask_secrets(out["params"])
+    spec = (out.get("doc") or {}).get("spec") if isinstance(out.get("doc"), dict) else None
+    if isinstance(spec, dict) and isinstance(spec.get("params"), dict):
+        out["doc"] = {**out["doc"], "spec": {**spec, "params": mask_secrets(spec["params"])}}
+    return out
+
+
 def run_for(principal: Any, state: dict[str, Any]) -> dict[str, Any]:
-    """A run's state for ``principal``: whole for its owner, operators and admins, else ``withhold_run``."""
+    """A run's state for ``principal``: whole for its owner, operators and admins (its credential
+    params masked, ``mask_run_secrets``), else ``withhold_run``."""
     from mnemos.soul.ownership import reads_data
 
-    return state if reads_data(principal, state.get("principal")) else withhold_run(state)
+    return mask_run_secrets(state) if reads_data(principal, state.get("principal")) else withhold_run(state)
 
 
 def check_caller_params(principal: Any, params: dict[str, Any]) -> None:
@@ -354,7 +371,7 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
                 _authorize(principal, "infer")  # its model steps run models on the caller's behalf
             handle = c.pipelines.run(pipeline, body.params, progress=False, wait=False, cache=body.cache,
                                      principal=principal)  # fmt: skip
-            return handle.state()
+            return run_for(principal, handle.state())
 
         return await call(start, 202)
 
@@ -485,7 +502,7 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
 
         def cancel() -> dict[str, Any]:
             check_run_owner(principal, state_of(run_id), write=True)
-            return client().pipelines.cancel(run_id)
+            return run_for(principal, client().pipelines.cancel(run_id))
 
         return await call(cancel, 202, principal=principal, verb="submit")
 
@@ -499,7 +516,8 @@ def build_router(*, auth: Callable[..., Any] | None = None, settings: Settings |
             if any(step.get("type") in ("infer", "index") for step in state["steps"].values()):
                 _authorize(principal, "infer")
             # the Principal itself: the run's start checks run again for the resumer (``_plan.check_resume``)
-            return client().pipelines.resume(run_id, progress=False, wait=False, principal=principal).state()
+            return run_for(principal, client().pipelines.resume(run_id, progress=False, wait=False,
+                                                                principal=principal).state())  # fmt: skip
 
         return await call(resume, 202, principal=principal, verb="submit")
 

@@ -275,6 +275,7 @@ def _script_step(ctx: dict[str, Any], workdir: Path) -> dict[str, Any]:
     outdir.mkdir(parents=True, exist_ok=True)
     script = _substitute(step["script"], _materialize(ctx, workdir))
     env, secrets = _script_env(ctx, outdir)
+    secrets += ctx.get("secrets") or []  # the values of the run's params named like credentials (hf_token …)
     base = ctx.get("base_dir")
     cwd = base if base and os.path.isdir(base) else str(workdir)
     warnings: list[str] = []

@@ -50,6 +50,7 @@ __all__ = [
     "event",
     "events",
     "graph",
+    "mask_secrets",
     "model_node",
     "owner_of",
     "owners",
@@ -172,6 +173,12 @@ def _mask(value: Any) -> Any:
     if isinstance(value, list):
         return [_mask(v) for v in value]
     return value
+
+
+def mask_secrets(value: Any) -> Any:
+    """``value`` (a mapping, at any depth) with what its keys name a secret (``hf_token``,
+    ``db_password``, ``api_key`` …) replaced by ``***``, as lineage records it."""
+    return _mask(value)
 
 
 def artifact_node(digest: str) -> str:

@@ -141,3 +141,29 @@ def test_runs_get_lists_only_written_outputs_and_runs_resume_resumes(client, pac
     resumed = CliRunner().invoke(app, ["runs", "resume", run.id, "--no-progress"], env=env)
     assert resumed.exit_code == 0, resumed.output
     assert f"run {run.id} succeeded" in resumed.output and f"checked: runs/{run.id}/checked" in resumed.output
+
+
+def test_local_runs_get_masks_credential_params_as_the_gateway_does(client, package_settings):
+    """Over a gateway ``mnemos runs get`` masks params named like credentials (``run_for``); on the
+    platform's machine it printed them from the stored state as they were."""
+    import json
+
+    import ray
+    import typer
+    from typer.testing import CliRunner
+
+    from mnemos.cli import run as run_cli
+    from mnemos.synkron import _state
+
+    params = {"hf_token": "hf_not_for_show", "db": {"db_password": "pw-not-for-show"}, "limit": 3}
+    state = {"id": "masked-run-1", "pipeline": "masked", "status": "succeeded", "steps": {}, "outputs": {},
+             "params": params}  # fmt: skip
+    client.engram.write_json(_state.state_key("masked-run-1"), state)
+    app = typer.Typer()
+    run_cli.register(app)
+    env = {"MNEMOS_RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+           "MNEMOS_ENGRAM__URI": package_settings.engram.uri, "MNEMOS_RELAY__AUTH": "false"}  # fmt: skip
+    shown = CliRunner().invoke(app, ["runs", "get", "masked-run-1", "-o", "json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["params"] == {"hf_token": "***", "db": {"db_password": "***"}, "limit": 3}
+    assert "not_for_show" not in shown.output and "not-for-show" not in shown.output
