@@ -12,11 +12,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mnemos.errors import NotFoundError, UnavailableError, ValidationError
-from mnemos.errors import redact_userinfo as redact
+from mnemos.errors import NotFoundError, UnavailableError, ValidationError, redact_userinfo
 
 GIT_TIMEOUT = 300.0
 _SHORT_SHA = re.compile(r"[0-9a-fA-F]{4,39}")  # an abbreviated commit sha
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"?#]*\?[^\s'\"#]*")  # a URL with a query
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of the URLs in it masked: their userinfo
+    (``https://***@host/x``) and their query's values (``https://host/x.git?access_token=***``, a
+    token some Git hosts take so), as errors, annotations and lineage show a repository."""
+
+    def mask(url: re.Match[str]) -> str:
+        head, _, query = url.group(0).partition("?")
+        return head + "?" + re.sub(r"=[^&]*", "=***", query)
+
+    return _URL.sub(mask, redact_userinfo(text))
 
 
 def normalize_repo(repo: str) -> str:

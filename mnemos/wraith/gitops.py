@@ -33,11 +33,10 @@ import yaml
 
 from mnemos.config import default_home
 from mnemos.errors import ConflictError, MnemosError, NotFoundError, ValidationError
-from mnemos.errors import redact_userinfo as redact
 from mnemos.genome import Policy, Resource, admit, load_paths
 from mnemos.genome.kinds import hidden, refuse_duplicates
 from mnemos.trace.lineage import record
-from mnemos.wraith._git import checkout, normalize_repo
+from mnemos.wraith._git import checkout, normalize_repo, redact
 
 __all__ = [
     "ANNOTATION_MANAGED_BY",
@@ -190,8 +189,12 @@ def _desired(folder: Path, path: str, repo_id: str) -> list[Resource]:
     if relative.is_absolute() or ".." in relative.parts:
         raise ValidationError(f"path {path!r} must be a folder inside the repository", param="path")
     root, inside = folder / relative, folder.resolve()
-    if not root.exists():
-        raise NotFoundError(f"path {path!r} does not exist in the repository", param="path")
+    try:
+        exists = root.exists()
+    except OSError:  # a name no file may have (over 255 bytes): named as given, not as the working copy's
+        exists = False
+    if not exists:
+        raise NotFoundError(f"path {path[:200]!r} does not exist in the repository", param="path")
     if not root.resolve().is_relative_to(inside):
         raise ValidationError(f"path {path!r} is a symbolic link that leads outside the repository: GitOps "
                               "reads the repository's own files only; pass a folder of it", param="path")  # fmt: skip
