@@ -291,12 +291,12 @@ def gitops_sync(
 
 def _configured_repo(repo: str) -> str:
     """The repository URL to fetch: ``repo`` as given, or, when its credentials were removed
-    (``https://***@host/…``, as ``task_options`` passes them), ``wraith.gitops.repo`` of this
-    worker's settings, which holds them."""
+    (``https://***@host/…``, ``?access_token=***``, as ``task_options`` passes them),
+    ``wraith.gitops.repo`` of this worker's settings, which holds them."""
     from mnemos.config import load_settings
-    from mnemos.errors import redact_userinfo as redact
+    from mnemos.wraith._git import redact
 
-    if "***@" not in repo:
+    if "***" not in repo:
         return repo
     configured = load_settings().wraith.gitops.repo
     if configured and redact(configured) == repo:
@@ -323,10 +323,11 @@ def task_options(settings: Any, name: str) -> dict[str, Any]:
             raise NotFoundError(
                 "gitops-sync needs wraith.gitops.repo (and path) in the settings", param="wraith.gitops"
             )
-        from mnemos.errors import redact_userinfo as redact
+        from mnemos.wraith._git import redact
 
-        # The URL's credentials stay out of the job (its arguments reach the CORTEX journal, and
-        # backups): the worker takes them from its own wraith.gitops.repo (``_configured_repo``).
+        # The URL's credentials (its userinfo, its query's values) stay out of the job (its arguments
+        # reach the CORTEX journal, and backups): the worker takes them from its own wraith.gitops.repo
+        # (``_configured_repo``).
         return {"repo": redact(gitops.repo), "path": gitops.path, "prune": gitops.prune, "ref": gitops.ref}
     return {}
 

@@ -21,7 +21,7 @@ from mnemos.engram import Engram
 from mnemos.errors import UnavailableError, ValidationError
 from mnemos.wraith.schedule import entries_from_settings, read_state
 from mnemos.wraith.scheduler import WraithScheduler, submit_task
-from mnemos.wraith.tasks import gitops_sync, task_options
+from mnemos.wraith.tasks import _configured_repo, gitops_sync, task_options
 
 DAY = 86400.0
 
@@ -230,6 +230,13 @@ def test_the_worker_fetches_with_the_credentials_of_its_own_settings(tmp_path, m
         with pytest.raises(ValidationError, match="credentials were left out of the job") as exc:
             gitops_sync(engram_uri, {}, options)
         assert exc.value.param == "options.repo"
+
+        # A token in the URL's query (as some Git hosts take one) stays out of the job as well.
+        repo = f"http://127.0.0.1:{server.server_port}/org/ops.git?access_token={_TOKEN}"
+        monkeypatch.setenv("MNEMOS_WRAITH__GITOPS__REPO", repo)
+        options = task_options(load_settings(), "gitops-sync")
+        assert _TOKEN not in options["repo"] and options["repo"].endswith("/org/ops.git?access_token=***")
+        assert _configured_repo(options["repo"]) == repo  # the worker fetches with its own settings' URL
     finally:
         server.shutdown()
         server.server_close()
