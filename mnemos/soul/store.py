@@ -285,7 +285,10 @@ class IdentityStore:
                 doc.pop("hash", None)
                 doc.setdefault("kind", "apikey" if prefix == APIKEYS_PREFIX else "token")
                 expired = doc.get("expires_at") is not None and now >= _number(doc["expires_at"])
-                gone = doc.get("revoked_at") or any(p in revoked for p in doc.get("parents") or ())
+                # its own record, or the revocation the gateway refuses it by (a record restored from
+                # before the revocation, or read between the revocation's two writes, says active)
+                gone = (doc.get("revoked_at") or doc.get("id") in revoked
+                        or any(p in revoked for p in doc.get("parents") or ()))  # fmt: skip
                 doc["state"] = "revoked" if gone else "expired" if expired else "active"
                 if include_inactive or doc["state"] == "active":
                     out.append(doc)
