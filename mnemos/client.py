@@ -267,9 +267,9 @@ def connect(address: str | None = None, *, api_key: str | None = None, settings:
             return RemoteClient(url, api_key)
         implied = implied_url()
         if implied is not None and api_key is None:  # a key in the environment is for a gateway: this machine's
-            client = RemoteClient(implied[0])
-            client._why = implied[1]
-            return client
+            remote = RemoteClient(implied[0])
+            remote._why = implied[1]
+            return remote
     if api_key is not None:
         raise ValidationError("api_key is for a gateway: pass its http(s):// URL as the address (or set MNEMOS_URL)",
                               param="api_key")  # fmt: skip

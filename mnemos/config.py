@@ -29,6 +29,7 @@ __all__ = [
     "CronJob",
     "EngramSettings",
     "NeuronSettings",
+    "PROTOCOLS",
     "PoolConfig",
     "QueueConfig",
     "RelaySettings",
@@ -40,6 +41,7 @@ __all__ = [
     "default_home",
     "load_settings",
     "origin_of",
+    "unsupported_protocol",
 ]
 
 
@@ -175,14 +177,29 @@ def _check_cron(schedule: str) -> str:
     return schedule
 
 
-def _check_store_uri(uri: str | None) -> str | None:
-    """``uri`` when ENGRAM can use its protocol (``PROTOCOLS``: a local path, file://, s3://, gs://); else a
-    pydantic error naming the supported ones (fsspec would try any other: ftp:// ended in a TypeError)."""
-    if uri and "://" in uri:
-        from mnemos.engram.store import unsupported_protocol
+PROTOCOLS = ("file", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
+"""The protocols an ENGRAM root or backup URI may use (besides a plain local path); any other is refused
+before fsspec sees it: ``memory://`` is one process's, ``ftp://``, ``http://`` … are no object store."""
 
-        if (why := unsupported_protocol(uri)) is not None:
-            raise PydanticCustomError("store_protocol", why)
+
+def unsupported_protocol(uri: str) -> str | None:
+    """Why ``uri`` cannot be an ENGRAM root or backup URI (its protocol is not in ``PROTOCOLS``), without
+    the user and password it may carry; ``None`` when it can."""
+    if "://" not in uri:
+        return None
+    protocol = uri.split("://", 1)[0]
+    if protocol in PROTOCOLS:
+        return None
+    plain = protocol.isascii() and protocol.replace("-", "").replace("+", "").replace(".", "").isalnum()
+    shown = repr(protocol) if plain and len(protocol) <= 40 else "of this URI"  # never what a URI's user wrote
+    return f"protocol {shown} is not supported: use a local folder, file://, s3:// or gs:// (gcsfs), az:// (adlfs)"
+
+
+def _check_store_uri(uri: str | None) -> str | None:
+    """``uri`` when ENGRAM can use its protocol (``PROTOCOLS``: a local path, file://, s3://, gs://, az://); else a
+    pydantic error naming the supported ones (fsspec would try any other: ftp:// ended in a TypeError)."""
+    if uri and (why := unsupported_protocol(uri)) is not None:
+        raise PydanticCustomError("store_protocol", why)
     return uri
 
 

@@ -50,7 +50,7 @@ def storage_errors(stores: Mapping[str, str], options: Mapping[str, Any] | None 
         ValidationError: a protocol fsspec does not know (exit 2).
         UnavailableError: any other failure of a store: credentials, endpoint, access, bucket (exit 10).
     """
-    from mnemos.engram.store import unsupported_protocol
+    from mnemos.config import unsupported_protocol
 
     for name, url in stores.items():  # before fsspec sees it (ftp:// ended in a TypeError)
         if (why := unsupported_protocol(url)) is not None:

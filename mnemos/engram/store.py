@@ -31,6 +31,7 @@ import fsspec
 from fsspec.asyn import sync
 from fsspec.implementations.local import LocalFileSystem
 
+from mnemos.config import unsupported_protocol
 from mnemos.engram import logs
 from mnemos.engram._metering import metered
 from mnemos.engram.integrity import TAG_METADATA, Tagger, integrity_key, tag_matches
@@ -39,24 +40,7 @@ from mnemos.errors import IntegrityError, NotFoundError, UnavailableError, Valid
 
 CHUNK = 8 * 1024 * 1024
 
-PROTOCOLS = ("file", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
-"""The protocols an ENGRAM root or backup URI may use (besides a plain local path); any other is refused
-before fsspec sees it: ``memory://`` is one process's, ``ftp://``, ``http://`` … are no object store."""
-
-__all__ = ["PROTOCOLS", "BlobReader", "Engram", "unsupported_protocol"]
-
-
-def unsupported_protocol(uri: str) -> str | None:
-    """Why ``uri`` cannot be an ENGRAM root or backup URI (its protocol is not in ``PROTOCOLS``), without
-    the user and password it may carry; ``None`` when it can."""
-    if "://" not in uri:
-        return None
-    protocol = uri.split("://", 1)[0]
-    if protocol in PROTOCOLS:
-        return None
-    plain = protocol.isascii() and protocol.replace("-", "").replace("+", "").replace(".", "").isalnum()
-    shown = repr(protocol) if plain and len(protocol) <= 40 else "of this URI"  # never what a URI's user wrote
-    return f"protocol {shown} is not supported: use a local folder, file://, s3:// or gs:// (gcsfs), az:// (adlfs)"
+__all__ = ["BlobReader", "Engram"]
 
 
 class BlobReader(io.RawIOBase):
