@@ -25,7 +25,7 @@ from mnemos.engram import Engram
 from mnemos.errors import MnemosError, ModelAccessError
 from mnemos.relay import _responses as out
 from mnemos.relay._edge import VERB_KEY, EdgeMiddleware, EdgeSeam, HeadAsGet
-from mnemos.relay._errors import ModelNotFoundError, error_response, install_error_handlers
+from mnemos.relay._errors import error_response, install_error_handlers
 from mnemos.relay._fastpath import Endpoint, OpenAIFastPath
 from mnemos.relay._gateway import Gateway
 from mnemos.relay._handlers import Handlers
@@ -151,11 +151,8 @@ def create_app(gateway: Gateway, edge: EdgeSeam) -> FastAPI:
         except ModelAccessError as exc:
             handlers.refused(request, exc, principal, "read-artifacts")
             raise
-        gateway.model(model_id, "any")
-        for card in gateway.listing():
-            if card["id"] == model_id:
-                return out.json_response(card)
-        raise ModelNotFoundError(f"The model `{model_id[:120]}` is not served", param="model")  # (not reached)
+        gateway.model(model_id, "any")  # 404 or 503 as a chat to it says; past it, the listing holds it
+        return out.json_response(next(card for card in gateway.listing() if card["id"] == model_id))
     app.state.meter = meter
 
     @app.post("/v1/chat/completions", tags=["openai"], response_model=ChatCompletion, responses=_CHAT,
