@@ -2,8 +2,8 @@
 
 Asks the gateway (``--url``, ``MNEMOS_URL`` or the URL of ``mnemos login``; default
 ``http://<relay.host>:<relay.port>``) with the credential of ``mnemos login`` (or
-``MNEMOS_API_KEY``); admins and operators see everyone, others their own. Without a credential
-the error says how to get one.
+``MNEMOS_API_KEY``); admins and operators see everyone (one bound to a team: its team), others
+their own. Without a credential the error says how to get one.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ import typer
 from mnemos.cli._output import Output, emit
 
 __all__ = ["fetch_usage", "register", "usage"]
-
-_GROUPS = ("principal", "team", "model")  # what GET /v1/usage groups by (group_by)
-
 
 def register(app: typer.Typer) -> None:
     app.command()(usage)
@@ -67,12 +64,13 @@ def usage(
     from mnemos.cli.token import parse_ttl
     from mnemos.config import load_settings
     from mnemos.errors import AuthenticationError, ValidationError
+    from mnemos.relay.usage_http import GROUPS
     from mnemos.soul.credentials import authorization_header
 
     parse_ttl(window, "window")  # a bad window (or --by) is named before anything is asked of the gateway
     groups = list(dict.fromkeys(g.strip() for g in by.split(",") if g.strip()))  # team,team: one TEAM column
-    if not groups or any(g not in _GROUPS for g in groups):
-        raise ValidationError(f"--by {by[:40]!r}: give some of {', '.join(_GROUPS)}, comma-separated "
+    if not groups or any(g not in GROUPS for g in groups):
+        raise ValidationError(f"--by {by[:40]!r}: give some of {', '.join(GROUPS)}, comma-separated "
                               "(e.g. --by team,model)", param="by")  # fmt: skip
     url = check_url(url, "--url") if url else remote_url()
     if url is None:

@@ -4,11 +4,12 @@ Query: ``principal``, ``team``, ``model`` (filters), ``window`` (``1h``, ``24h``
 ``24h``; the ledger counts whole hours, so the sum starts at the hour holding now − window, the
 answer's ``since``), ``group_by`` (comma-separated of ``principal,team,model``, each counted once;
 default all three); any other parameter, or one given twice, is a 422 naming it (never an ignored
-filter). Admins and operators read everyone's usage; other roles read only their own: their rows, narrowed by the
-filters. A filter naming what the caller may not read is 403 naming it, never an empty answer:
+filter). Admins and operators without a team read everyone's usage; other roles read only their own: their
+rows, narrowed by the filters. A filter naming what the caller may not read is 403 naming it, never an empty answer:
 ``principal`` other than the caller's subject, ``team`` other than its credential's team (a
-caller without a team names none). An admin bound to a team (``mnemos token create --team``) reads
-that team's usage, as it manages that team's credentials (``mnemos.soul.http.manages``).
+caller without a team names none). An admin or operator bound to a team (``mnemos token create
+--team``) reads that team's usage, as it manages (an admin) or lists (the console) that team's
+credentials (``mnemos.soul.http.manages``).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def check_own_filters(caller: Any, *, principal: str | None, team: str | None) -
                 if own[param]
                 else f"leave out {param} (its credential has no {param})"
             )
-            whose = (f"an admin of team {own['team']} reads only its team's usage" if caller.role == "admin"
+            whose = (f"an {caller.role} of team {own['team']} reads only its team's usage" if caller.role in _READ_ALL
                      else f"role {caller.role} may read only its own usage")  # fmt: skip
             raise PermissionDeniedError(f"{whose}; {hint}", param=param)
 
@@ -120,7 +121,7 @@ def build_router(admit: Callable[[Request, str], Awaitable[Any]], actor: Callabl
                     group_by: str = Query("principal,team,model", pattern=_GROUP_BY,
                                           description="Comma-separated: principal, team, model."),
                     ) -> Response:  # fmt: skip
-        """Usage and spend per principal, team and model (your own unless admin or operator)."""
+        """Usage and spend per principal, team and model (your own unless admin or operator; a team's: its team's)."""
         caller = await admit(request, "read-artifacts")
         check_query(request, "principal", "team", "model", "window", "group_by")  # a typo is no filter
         seconds = _window(window)
@@ -128,8 +129,8 @@ def build_router(admit: Callable[[Request, str], Awaitable[Any]], actor: Callabl
         if caller is not None and caller.role not in _READ_ALL:
             check_own_filters(caller, principal=principal, team=team)
             principal = caller.subject
-        elif caller is not None and caller.role == "admin" and getattr(caller, "team", ""):
-            check_own_filters(caller, principal=None, team=team)  # a team's admin: that team's usage
+        elif caller is not None and getattr(caller, "team", ""):
+            check_own_filters(caller, principal=None, team=team)  # a team's admin or operator: that team's usage
             team = caller.team
         now = time.time()
         rows = await actor().usage.remote(now - seconds, None)

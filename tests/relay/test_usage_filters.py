@@ -31,6 +31,7 @@ CALLERS = {
     "nell": SimpleNamespace(subject="nell", role="viewer", team=""),
     "ops": SimpleNamespace(subject="ops", role="operator", team=""),
     "nlp-admin": SimpleNamespace(subject="nlp-admin", role="admin", team="nlp"),
+    "nlp-ops": SimpleNamespace(subject="nlp-ops", role="operator", team="nlp"),
 }
 
 
@@ -89,12 +90,14 @@ def test_own_filters_read_own_rows_and_operators_read_all(http: TestClient) -> N
     assert _get(http, "ops", principal="dana").json()["total"]["requests"] == 2
 
 
-def test_an_admin_bound_to_a_team_reads_that_teams_usage(http: TestClient) -> None:
-    """As the console's Keys page and the credential list show it only its team's."""
-    rows = _get(http, "nlp-admin").json()["data"]
+@pytest.mark.parametrize(("caller", "role"), [("nlp-admin", "admin"), ("nlp-ops", "operator")])
+def test_an_admin_or_operator_bound_to_a_team_reads_that_teams_usage(http: TestClient, caller: str, role: str) -> None:
+    """As the console's Keys page and the credential list show it only its team's (an operator of a
+    team read every team's rows, more than an admin of that team)."""
+    rows = _get(http, caller).json()["data"]
     assert {row["team"] for row in rows} == {"nlp"} and {row["principal"] for row in rows} == {"dana"}
-    assert _get(http, "nlp-admin", principal="dana").json()["data"] and not _get(
-        http, "nlp-admin", principal="alice").json()["data"]  # fmt: skip
-    assert _refused(http, "nlp-admin", "team", team="vision") == (
-        "an admin of team nlp reads only its team's usage; leave out team or use team=nlp")  # fmt: skip
+    assert _get(http, caller, principal="dana").json()["data"] and not _get(
+        http, caller, principal="alice").json()["data"]  # fmt: skip
+    assert _refused(http, caller, "team", team="vision") == (
+        f"an {role} of team nlp reads only its team's usage; leave out team or use team=nlp")  # fmt: skip
     assert {row["team"] for row in _get(http, "ops").json()["data"]} == {"nlp", "vision", ""}
