@@ -45,7 +45,14 @@ from typing import Any
 from mnemos.engram import Engram
 from mnemos.errors import ClientError, MnemosError, NotFoundError, ServerError, ValidationError
 
-__all__ = ["HostExecutionRefusedError", "StepContext", "StepFailedError", "prepare_prompts", "run_step"]
+__all__ = [
+    "HostExecutionRefusedError",
+    "StepCancelledError",
+    "StepContext",
+    "StepFailedError",
+    "prepare_prompts",
+    "run_step",
+]
 
 logger = logging.getLogger("mnemos.synkron")
 _LOG_TAIL = 4000
@@ -60,6 +67,12 @@ class StepFailedError(ServerError):
     """A step's own code failed (non-zero exit, exception); the message carries its output tail."""
 
     code = "step_failed"
+
+
+class StepCancelledError(ServerError):
+    """A ``python`` step stopped because its run no longer wants it (the run was cancelled)."""
+
+    code = "step_cancelled"
 
 
 class HostExecutionRefusedError(ClientError):
@@ -215,15 +228,146 @@ def _python_step(ctx: dict[str, Any], workdir: Path) -> dict[str, Any]:
         accepted = {}
     if "ctx" in accepted:
         params["ctx"] = context
+    mask = _Masker(_python_secrets(ctx))
+    wanted = _still_wanted(ctx)
     try:
-        returned = fn(**params)
-    except MnemosError:
-        raise
-    except TypeError as exc:
-        if "argument" in str(exc):
-            raise ValidationError(f"step {step['name']!r}: {step['call']} {exc}", param="params") from None
-        raise
-    return _collect(ctx, context.output_dir, returned)
+        with _masked_output(mask), _Stopper(wanted):
+            try:
+                returned = fn(**params)
+            except MnemosError as exc:
+                if mask(exc.message) != exc.message:
+                    raise StepFailedError(f"step {step['name']!r}: {mask(exc.message)}") from None
+                raise
+            except TypeError as exc:
+                if "argument" in str(exc):
+                    raise ValidationError(f"step {step['name']!r}: {step['call']} {mask(str(exc))}",
+                                          param="params") from None  # fmt: skip
+                _raise_masked(exc, mask, step["name"])
+                raise
+            except Exception as exc:
+                _raise_masked(exc, mask, step["name"])
+                raise
+    except _Stop:
+        raise StepCancelledError(f"step {step['name']!r}: stopped: the step was cancelled") from None
+    if wanted is not None and not wanted():  # cancelled since the last check: nothing is stored
+        raise StepCancelledError(f"step {step['name']!r}: stopped: the step was cancelled")
+    out = _collect(ctx, context.output_dir, returned)
+    out["result"] = _mask_value(out["result"], mask)
+    return out
+
+
+class _Stop(BaseException):
+    """Raised in a ``python`` step's thread once its run no longer wants it (cancelled, or a later
+    job runs it): a ``BaseException``, so the step's own ``except Exception`` does not swallow it."""
+
+
+def _python_secrets(ctx: dict[str, Any]) -> list[str]:
+    """What a python step's output, result and errors must not show: the run's credential params
+    (``ctx["secrets"]``), and the values of the step's own params named like credentials."""
+    from mnemos.synkron.runner import _secret_values
+
+    return sorted({*(ctx.get("secrets") or []), *_secret_values(dict(ctx["step"].get("params") or {}))})
+
+
+def _raise_masked(exc: BaseException, mask: _Masker, step: str) -> None:
+    """Raise ``exc`` again as a ``StepFailedError`` with the secrets masked, when its text holds one."""
+    text = f"{type(exc).__name__}: {exc}"
+    if mask(text) != text:
+        raise StepFailedError(f"step {step!r}: {mask(text)}") from None
+
+
+def _mask_value(value: Any, mask: _Masker) -> Any:
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {mask(str(k)) if isinstance(k, str) else k: _mask_value(v, mask) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_value(v, mask) for v in value]
+    return value
+
+
+class _MaskedCapture:
+    """The job's output capture, with ``mask`` applied: the end of a text without a newline that may
+    hold the start of a secret is held back until the rest comes (as a script's output is read)."""
+
+    def __init__(self, capture: Any, mask: _Masker) -> None:
+        self._capture, self._mask, self._held = capture, mask, ""
+
+    def write(self, text: str) -> None:
+        text = self._mask(self._held + text)
+        cut = len(text) if text.endswith("\n") else max(0, len(text) - self._mask.longest + 1)
+        shown, self._held = text[:cut], text[cut:]
+        if shown:
+            self._capture.write(shown)
+
+    def flush(self) -> None:
+        if self._held:
+            self._capture.write(self._held)
+            self._held = ""
+
+
+@contextlib.contextmanager
+def _masked_output(mask: _Masker) -> Any:
+    """What the step prints (``print``, ``sys.stdout``/``sys.stderr`` on its own thread: the job's
+    log on a NEURON worker) with ``mask`` applied."""
+    from mnemos.neuron.worker import _CURRENT
+
+    capture = _CURRENT.get()
+    if capture is None or not mask.pieces:
+        yield
+        return
+    masked = _MaskedCapture(capture, mask)
+    token = _CURRENT.set(masked)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+        masked.flush()
+
+
+def _raise_in(thread: int, exc: Any) -> None:
+    """Have ``exc`` raised in ``thread`` at its next Python instruction (``None``: a pending one is dropped)."""
+    import ctypes
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(exc) if exc else None)
+
+
+class _Stopper:
+    """Stops a ``python`` step's function when ``wanted()`` turns false (checked every
+    ``_WANTED_CHECK_S``: the run was cancelled): ``_Stop`` is raised in the step's
+    thread at its next Python instruction (a call blocked in C, a long ``time.sleep``, a read
+    without a timeout, ends first), once, and never after the function has returned."""
+
+    def __init__(self, wanted: Any) -> None:
+        self._wanted = wanted
+        self._thread = threading.get_ident()
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._live = self._stopped = False
+
+    def __enter__(self) -> _Stopper:
+        if self._wanted is not None:
+            self._live = True
+            threading.Thread(target=self._watch, name="synkron-step-wanted", daemon=True).start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._done.wait(_WANTED_CHECK_S):
+            if not self._wanted():
+                with self._lock:
+                    if self._live:
+                        self._stopped = True
+                        _raise_in(self._thread, _Stop)
+                return
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        self._done.set()
+        with self._lock:
+            self._live = False
+            if self._stopped:
+                _raise_in(self._thread, None)  # one not raised yet is raised here, not later
+        if self._stopped and not (kind is not None and issubclass(kind, _Stop)):
+            raise _Stop()  # the function caught it, or returned before it was raised
 
 
 # -- script -------------------------------------------------------------------------------------
@@ -241,6 +385,8 @@ def _script_env(ctx: dict[str, Any], outdir: Path) -> tuple[dict[str, str], list
     """The script's whole environment: a minimal ``PATH``/``HOME``/``LANG``, the step's declared
     ``env`` (values and ``secretRef``s) and the ``MNEMOS_*`` step variables — never the
     worker's own variables (which may hold the cluster's credentials)."""
+    from mnemos.synkron._interpolate import as_text
+
     step = ctx["step"]
     python_bin = str(Path(sys.executable).parent)
     # PYTHONUNBUFFERED: a python the script runs prints each line when it is written (into job.log)
@@ -251,8 +397,8 @@ def _script_env(ctx: dict[str, Any], outdir: Path) -> tuple[dict[str, str], list
         if var.get("secretRef"):
             env[var["name"]] = _secret(var["name"], var["secretRef"])
             secrets.append(env[var["name"]])
-        else:
-            env[var["name"]] = var.get("value") or ""
+        else:  # "${n}" alone keeps the param's type: a number, a flag, a list is put in as its JSON text
+            env[var["name"]] = "" if var.get("value") is None else as_text(var["value"])
     env.update({"MNEMOS_RUN_ID": ctx["run_id"], "MNEMOS_STEP": step["name"], "MNEMOS_OUTPUT_DIR": str(outdir)})
     for name in ctx["outputs"]:
         env["MNEMOS_OUTPUT_" + re.sub(r"[^A-Z0-9]", "_", name.upper())] = str(outdir / name)
