@@ -160,13 +160,14 @@ def build_router(gateway: Any, edge: Any, *, allowed_origins: list[str] | None =
 
     async def page(request: Request, template: str, load: Any, verb: str = "read-artifacts") -> Response:
         """Authenticate the cookie, authorize ``verb``, load the context, render (errors as pages)."""
+        from mnemos.soul.rbac import authorize
+
         try:
             principal = await sessions.principal(request)
         except AuthenticationError:
             return signin_page(request, status=401)
         try:
-            if not _can(principal, verb):
-                raise PermissionDeniedError(f"role {principal.role!r} may not {verb!r}")
+            authorize(principal, verb)  # in the API's words: the role, or the credential's scopes
             since = await clock.last()  # before loading: the page's stream resumes here, so nothing falls between
             ctx = await load(principal)
         except MnemosError as exc:
@@ -403,12 +404,22 @@ def build_router(gateway: Any, edge: Any, *, allowed_origins: list[str] | None =
         async def load(principal: Any) -> dict[str, Any]:
             from mnemos.soul import IdentityStore
             from mnemos.soul.http import manages
+            from mnemos.soul.rbac import authorize
 
             store = getattr(edge.guard, "store", None) or IdentityStore.from_settings(gateway.settings, gateway.engram)
             creds = [c for c in await asyncio.to_thread(store.list) if manages(principal, c)]  # as GET /v1/tokens
-            ledger = request.app.state.meter.governor.actor  # SOUL's usage ledger, as GET /v1/usage reads it
-            rows = await data.usage(ledger, gateway.engram, principal=principal)  # a team's admin: its team's
-            return {"title": "Keys and usage", "credentials": creds, "usage": rows,
+            # Usage is read with read-artifacts, as GET /v1/usage: a credential scoped to manage-identities
+            # alone (an identity admin) lists credentials here, and is told why it sees no usage.
+            try:
+                authorize(principal, "read-artifacts")
+                usage_refused = ""
+            except PermissionDeniedError as exc:
+                usage_refused = exc.message
+            rows: list[dict[str, Any]] = []
+            if not usage_refused:
+                ledger = request.app.state.meter.governor.actor  # SOUL's usage ledger, as GET /v1/usage reads it
+                rows = await data.usage(ledger, gateway.engram, principal=principal)  # a team's admin: its team's
+            return {"title": "Keys and usage", "credentials": creds, "usage": rows, "usage_refused": usage_refused,
                     "window_h": int(data.USAGE_WINDOW_S // 3600)}  # fmt: skip
 
         return await page(request, "keys", load, "manage-identities")

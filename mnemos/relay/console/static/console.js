@@ -55,6 +55,11 @@
     if (!table) return;
     let row = table.querySelector('tr[data-job="' + CSS.escape(id) + '"]');
     if (!row) {
+      // A new job is listed only where it matches the page's filters, as the page was rendered.
+      const only = document.getElementById("jobs").dataset;
+      const wanted = only.status === "dead" ? "failed" : only.status;  // dead: failed, its attempts spent
+      if ((only.queue && ev.data.queue !== only.queue) || (wanted && status !== wanted) ||
+          (only.owner && ev.owner !== only.owner)) return;
       row = document.createElement("tr");
       row.dataset.job = id;
       row.innerHTML = '<td><a href="/ui/jobs/' + encodeURIComponent(id) + '">' + esc(id) + "</a></td><td>" + esc(ev.data.function) +
