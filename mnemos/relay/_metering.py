@@ -237,9 +237,8 @@ class Meter:
             return response
         if response.status_code >= 400:
             prompt, completion = 0, 0
-        else:  # an upstream that sends no usage is charged the whole reservation: it cannot be counted
-            prompt, completion = _usage_of(bytes(response.body)) or (
-                ticket.prompt_estimate, ticket.reserved_tokens - ticket.prompt_estimate)
+        else:
+            prompt, completion = _json_counts(ticket, bytes(response.body))
         self.governor.settle(ticket, prompt, completion)
         self.store(key, route, response, prompt, completion)
         return response
@@ -248,7 +247,8 @@ class Meter:
         usage: tuple[int, int] | None = None
         tail = b""
         held = b""  # with hide_usage: the start of an event not yet complete
-        events = 0
+        unread = b""  # the start of an event whose text is not yet counted
+        events = text = 0  # content events, and the bytes of the text they carry
         try:
             yield b""  # started by ClosingStream: from here the finally settles however the answer ends
             async for chunk in chunks:
@@ -256,6 +256,10 @@ class Meter:
                     continue
                 data = chunk if isinstance(chunk, bytes) else str(chunk).encode()
                 events += count_events(data)
+                ready, unread = _complete_events(unread + data)
+                text += _events_text(ready)
+                if len(unread) > _MAX_EVENT:  # an event that never ends: its bytes, as text
+                    text, unread = text + len(unread), b""
                 if b'"usage"' in data or b'"usage"' in tail + data[:16]:
                     usage = _stream_usage(tail + data) or usage
                 tail = data[-4096:]
@@ -270,13 +274,88 @@ class Meter:
         finally:
             await aclose(chunks)  # the upstream's stream, now rather than when garbage collected
             ticket.deferred = False
-            if usage is None:  # cut short, or an upstream that ignores include_usage: count the events
-                self.settle(ticket, 0, 0, cut_after=events)
+            if usage is None:  # cut short, an upstream that ignores include_usage or counts 0: its events and text
+                self.settle(ticket, 0, 0, cut_after=max(events, _text_tokens(text)))
             else:
-                self.governor.settle(ticket, *usage)
+                self.governor.settle(ticket, *_floored(ticket, usage, text))
 
 
 _MAX_COUNT = 10**9  # tokens one answer can plausibly report
+
+
+_MAX_EVENT = 1 << 20  # bytes of one SSE event the meter waits for before counting it as text
+_TEXT_FIELDS = ("content", "text", "reasoning_content", "reasoning", "refusal")
+
+
+def _text_tokens(size: int) -> int:
+    """The tokens charged for ``size`` bytes of returned text when the upstream's count is missing or
+    0: as a reservation counts text (2 bytes a token, a ceiling)."""
+    return (size + 1) // 2
+
+
+def _choice_text(choices: Any, part: str) -> int:
+    """The bytes of text in ``choices`` (their ``message``, or ``delta`` for a stream, and a
+    completion's ``text``): content, reasoning, refusal, tool and function calls."""
+    size = 0
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get(part)
+        pieces = [choice.get("text")]
+        if isinstance(message, dict):
+            pieces += [message.get(name) for name in _TEXT_FIELDS]
+            calls = message.get("tool_calls")
+            pieces += [call.get("function") for call in calls if isinstance(call, dict)] if isinstance(
+                calls, list) else []  # fmt: skip
+            pieces.append(message.get("function_call"))
+        for piece in pieces:
+            if isinstance(piece, dict):  # a call: its name and arguments
+                piece = [piece.get("name"), piece.get("arguments")]
+            if isinstance(piece, list):  # content parts, or a call's name and arguments
+                piece = "".join(p if isinstance(p, str) else str(p.get("text") or "") if isinstance(p, dict)
+                                else "" for p in piece)  # fmt: skip
+            if isinstance(piece, str):
+                size += len(piece.encode("utf-8", "ignore"))
+    return size
+
+
+def _events_text(events: bytes) -> int:
+    """The bytes of text the stream chunks in ``events`` (complete SSE events) carry."""
+    size = 0
+    if b'"choices"' not in events:
+        return 0
+    for line in events.split(b"\n"):
+        line = line.strip()
+        if line.startswith(b"data:") and b'"choices"' in line:
+            try:
+                chunk = from_json(line[5:].strip())
+            except ValueError:
+                continue
+            if isinstance(chunk, dict):
+                size += _choice_text(chunk.get("choices"), "delta")
+    return size
+
+
+def _floored(ticket: Ticket, usage: tuple[int, int], text: int) -> tuple[int, int]:
+    """``usage`` as settled: a count of 0 for what was not nothing (a prompt, returned text) is the
+    gateway's own estimate instead. An upstream claiming ``{prompt_tokens: 0, completion_tokens: 0}``
+    for a whole answer made it free, past budgets and tokens-per-minute limits."""
+    prompt, completion = usage
+    return prompt or ticket.prompt_estimate, completion or _text_tokens(text)
+
+
+def _json_counts(ticket: Ticket, content: bytes) -> tuple[int, int]:
+    """``(prompt, completion)`` charged for an adapter's JSON answer: its ``usage`` (``_floored``); an
+    answer without one is charged the whole reservation (or its text, when that is more)."""
+    try:
+        answer = from_json(content)
+    except ValueError:
+        answer = None
+    text = _choice_text(answer.get("choices"), "message") if isinstance(answer, dict) else 0
+    usage = _usage_in(answer)
+    if usage is None:
+        return ticket.prompt_estimate, max(ticket.reserved_tokens - ticket.prompt_estimate, _text_tokens(text))
+    return _floored(ticket, usage, text)
 
 
 def _usage_of(content: bytes) -> tuple[int, int] | None:
@@ -287,9 +366,14 @@ def _usage_of(content: bytes) -> tuple[int, int] | None:
     nothing and was free: it is missing too. ``completion_tokens`` left out (embeddings) is
     ``total_tokens`` less the prompt, or 0; ``prompt_tokens`` left out is 0."""
     try:
-        usage = from_json(content).get("usage")
-    except (ValueError, AttributeError):
+        return _usage_in(from_json(content))
+    except ValueError:
         return None
+
+
+def _usage_in(answer: Any) -> tuple[int, int] | None:
+    """``_usage_of`` an answer already parsed."""
+    usage = answer.get("usage") if isinstance(answer, dict) else None
     if not isinstance(usage, dict):
         return None
     prompt, completion, total = (usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens"))

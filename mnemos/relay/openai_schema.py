@@ -417,7 +417,9 @@ class _Sampling(_Request):
     stream: bool = Field(False, strict=True, json_schema_extra=_nullable)
     stream_options: StreamOptions | None = None
     stop: str | _strings(0, _MAX_STOP) | None = Field(None, description=f"Up to {_MAX_STOP} stop sequences.")
-    seed: int | None = Field(None, strict=True)
+    # 64 bits, as OpenAI and vLLM take it: a larger one failed in the runtime (torch: overflow), a 500
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1, strict=True,
+                             description="A 64-bit integer (as OpenAI and vLLM take it).")  # fmt: skip
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0, strict=True, description="Not 0: vLLM models.")
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, strict=True, description="Not 0: vLLM models.")
     user: str | None = None

@@ -55,7 +55,8 @@ def _settled(gateway: Any, usage: Any) -> dict[str, Any]:
     ticket = asyncio.run(run())
     row = gateway.meter.governor._pending.pop()
     assert ticket.settled and not gateway.meter.governor._pending
-    return {"prompt": row["prompt"], "completion": row["completion"], "reserved": ticket.reserved_tokens}
+    return {"prompt": row["prompt"], "completion": row["completion"], "reserved": ticket.reserved_tokens,
+            "prompt_estimate": ticket.prompt_estimate}
 
 
 @pytest.mark.parametrize("usage", [{}, {"prompt_tokens": None, "completion_tokens": None}, {"total_tokens": 9}, ...])
@@ -71,5 +72,5 @@ def test_counts_that_are_there_are_charged_as_sent(gateway: Any) -> None:
     assert (row["prompt"], row["completion"]) == (3, 7)
     row = _settled(gateway, {"prompt_tokens": 4, "total_tokens": 4})  # an embedding's usage
     assert (row["prompt"], row["completion"]) == (4, 0)
-    row = _settled(gateway, {"prompt_tokens": None, "completion_tokens": 3})
-    assert (row["prompt"], row["completion"]) == (0, 3)
+    row = _settled(gateway, {"prompt_tokens": None, "completion_tokens": 3})  # a prompt counted 0: the estimate
+    assert (row["prompt"], row["completion"]) == (row["prompt_estimate"], 3) and row["prompt"] > 0

@@ -1,0 +1,62 @@
+"""A ``seed`` is a 64-bit integer, as OpenAI and vLLM take it.
+
+Any integer was accepted: ``"seed": 18446744073709551616`` (or ``1e29`` written out) with a
+temperature reached the transformers runtime, whose ``torch.Generator.manual_seed`` overflowed, and
+the client got a 500 ``internal_error`` (vLLM's engine gets the same seed). It is now a 422 naming
+``seed``, which the openai client raises as ``UnprocessableEntityError``; the ends of the range pass.
+
+The gateway's app (not started: no Ray) with an Adapter to a local upstream, and the openai client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from relay_support import Upstream, UpstreamServer
+from starlette.testclient import TestClient
+
+
+@pytest.fixture()
+def upstream() -> Iterator[Upstream]:
+    with UpstreamServer(Upstream("up")) as up:
+        yield up
+
+
+@pytest.fixture()
+def client(tmp_path: Path, upstream: Upstream) -> Any:
+    from mnemos.config import load_settings
+    from mnemos.engram import Engram
+    from mnemos.relay._edge import EdgeSeam
+    from mnemos.relay._gateway import Gateway
+    from mnemos.relay.ingress import create_app
+
+    settings = load_settings(engram={"uri": str(tmp_path / "engram")}, relay={"auth": False})
+    engram = Engram(str(tmp_path / "engram"))
+    gateway = Gateway(settings, engram, None)
+    adapter = {"apiVersion": "genome.mnemos.dev/v1", "kind": "Adapter", "metadata": {"name": "up"},
+               "spec": {"baseUrl": upstream.url, "models": ["m"]}}  # fmt: skip
+    gateway.apply({"version": 1, "models": {}, "adapters": {"up": adapter}})
+    with TestClient(create_app(gateway, EdgeSeam(settings, engram))) as http:
+        yield openai.OpenAI(base_url="http://testserver/v1", api_key="k", http_client=http, max_retries=0)
+
+
+@pytest.mark.parametrize("seed", [2**64, 10**29, -(2**63) - 1])
+def test_a_seed_past_64_bits_is_a_422_naming_it(client: Any, upstream: Upstream, seed: int) -> None:
+    with pytest.raises(openai.UnprocessableEntityError) as chat:
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], seed=seed,
+                                       temperature=0.7)  # fmt: skip
+    with pytest.raises(openai.UnprocessableEntityError) as completion:
+        client.completions.create(model="m", prompt="hi", seed=seed)
+    for refused in (chat.value, completion.value):
+        assert refused.body["param"] == "seed" and refused.body["type"] == "invalid_request_error", refused.body
+    assert upstream.bodies == []  # refused at the edge
+
+
+@pytest.mark.parametrize("seed", [2**63 - 1, -(2**63), 0])
+def test_a_64_bit_seed_passes(client: Any, upstream: Upstream, seed: int) -> None:
+    answer = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], seed=seed)
+    assert answer.choices[0].message.content == "up says hi" and upstream.bodies[-1]["seed"] == seed
