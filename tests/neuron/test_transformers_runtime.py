@@ -160,3 +160,21 @@ def test_chat_checks_on_cuda(tiny_model_dir: Path) -> None:
     seen = asyncio.run(main())
     assert_chat_checks(seen)
     assert seen["concurrent"] == seen["sequential"]
+
+
+@pytest.mark.parametrize("sampling", [{"temperature": 1e-300}, {"temperature": 1e-300, "top_p": 1e-300},
+                                      {"temperature": 0.7, "top_p": 1e-300}])  # fmt: skip
+def test_one_requests_sampling_values_never_fail_the_batch(runtime: TransformersRuntime, sampling: dict) -> None:
+    """A temperature of 1e-300 made every probability inf/nan: ``multinomial`` raised, and every
+    request decoded in that batch (anyone's) got 503. It is read as 0.01 (as vLLM does), so it
+    decodes as greedy would, and the requests beside it are untouched."""
+
+    async def main() -> list[dict]:
+        odd = request(0, max_tokens=8, seed=1, request_id="odd", **sampling)
+        others = [request(i, max_tokens=8, temperature=0.8, seed=i) for i in range(1, 5)]
+        return await asyncio.gather(*(collect(runtime, r) for r in [odd, *others]))
+
+    odd, *others = asyncio.run(main())
+    greedy = asyncio.run(collect(runtime, request(0, max_tokens=8)))
+    assert odd["text"] == greedy["text"] and odd["finish_reasons"][-1] in ("stop", "length")
+    assert all(r["completion_tokens"] >= 1 and r["finish_reasons"][-1] in ("stop", "length") for r in others)

@@ -37,6 +37,7 @@ __all__ = ["AdmissionQueue", "BatchStats", "TransformersRuntime", "chat_prompt_i
            "too_long_error"]
 
 _RANK = {"interactive": 0, "batch": 1}
+_MIN_TEMPERATURE = 1e-2  # a smaller one above 0 is read as this, as vLLM reads it (its _MAX_TEMP)
 
 
 def _torch() -> Any:
@@ -375,17 +376,26 @@ class _Batcher:
         self._set_active(rows)
 
     def _sample(self, logits: Any, rows: list[_Slot]) -> list[int]:
+        """Each row's next token: greedy at temperature 0, else drawn from its top-p nucleus. One
+        row's sampling values never fail the batch: a temperature under ``_MIN_TEMPERATURE`` is read
+        as it (as vLLM does: ``1e-300`` made every probability inf/nan, and ``multinomial`` failed
+        every request decoded with it), the top token is always in the nucleus, and a row whose
+        probabilities are still not finite takes its greedy token."""
         torch = self.torch
         logits = logits.float()
         tokens = logits.argmax(-1).tolist()
         for i, slot in enumerate(rows):
             if slot.temperature == 0:
                 continue
-            probs = torch.softmax(logits[i].cpu() / slot.temperature, dim=-1)
+            probs = torch.softmax(logits[i].cpu() / max(slot.temperature, _MIN_TEMPERATURE), dim=-1)
             if slot.top_p < 1:
                 sorted_probs, order = probs.sort(descending=True)
-                sorted_probs[(sorted_probs.cumsum(-1) - sorted_probs) >= slot.top_p] = 0
+                outside = (sorted_probs.cumsum(-1) - sorted_probs) >= slot.top_p
+                outside[0] = False  # the nucleus holds the top token, however small top_p is
+                sorted_probs[outside] = 0
                 probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+            if not bool(torch.isfinite(probs).all()) or float(probs.sum()) <= 0:
+                continue  # logits the model made inf/nan: the greedy token, for this row only
             tokens[i] = int(torch.multinomial(probs, 1, generator=slot.generator))
         return tokens
 
