@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from mnemos.errors import MissingDependencyError, MnemosError, UnavailableError, ValidationError
 from mnemos.errors import redact_userinfo as redact
 
-__all__ = ["storage_errors"]
+__all__ = ["check_store", "storage_errors"]
 
 _STORAGE_MODULES = ("botocore", "aiobotocore", "s3fs", "fsspec", "aiohttp", "gcsfs", "adlfs", "azure", "google")
 """Packages whose exceptions are a store's failure (others go on with their traceback: a bug)."""
@@ -50,26 +50,19 @@ def storage_errors(stores: Mapping[str, str], options: Mapping[str, Any] | None 
         ValidationError: a protocol fsspec does not know (exit 2).
         UnavailableError: any other failure of a store: credentials, endpoint, access, bucket (exit 10).
     """
-    from mnemos.config import unsupported_protocol
-
     for name, url in stores.items():  # before fsspec sees it (ftp:// ended in a TypeError)
-        if (why := unsupported_protocol(url)) is not None:
-            raise ValidationError(f"{_name(stores, name)}: {why}", param=name)
+        check_store(name, url)
     try:
         yield
     except MnemosError as exc:
         cause = exc.__cause__  # ENGRAM's own "not reachable" names engram.*: here the store is the flag's
+        if isinstance(exc, MissingDependencyError) and isinstance(cause, ImportError):
+            raise _missing(cause, stores, options) from None
         if not (isinstance(exc, UnavailableError) and isinstance(cause, Exception) and _from_storage(cause)):
             raise
         raise _unavailable(cause, stores, options) from None
     except ImportError as exc:
-        store = _which(stores, str(exc), protocol_only=True)
-        package = _package(_url(stores, store))
-        raise MissingDependencyError(
-            f"{_name(stores, store)}: {_clean(str(exc), options, stores)}: pip install {package}, "
-            "or use a local folder or s3://",
-            package=package,
-        ) from None
+        raise _missing(exc, stores, options) from None
     except ValueError as exc:
         if "Protocol not known" not in str(exc):
             raise
@@ -80,6 +73,36 @@ def storage_errors(stores: Mapping[str, str], options: Mapping[str, Any] | None 
         if not _from_storage(exc):
             raise
         raise _unavailable(exc, stores, options) from None
+
+
+def check_store(name: str, url: str) -> None:
+    """Refuse store ``url``, which the command calls ``name``, when no store can be there: a protocol
+    ENGRAM does not support, an object store URI without a bucket or with a name S3 refuses.
+
+    Raises:
+        ValidationError: naming the store and the fix (exit 2).
+    """
+    from mnemos.config import unsupported_protocol
+    from mnemos.engram.keys import bucket_problem
+
+    if (why := unsupported_protocol(url) or bucket_problem(url)) is not None:
+        raise ValidationError(f"{_name({name: url}, name)}: {why}", param=name)
+    if "://" not in url or url.startswith("file://"):  # a file there is no store (it was "not reachable", exit 10)
+        path = os.path.expanduser(url.removeprefix("file://"))
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ValidationError(f"{_name({name: url}, name)}: is a file, not a folder: give a folder or an object "
+                                  "store URI", param=name)  # fmt: skip
+
+
+def _missing(exc: ImportError, stores: Mapping[str, str], options: Mapping[str, Any] | None) -> MissingDependencyError:
+    """The one line for a protocol whose package is missing: the store, fsspec's words, what to install."""
+    store = _which(stores, str(exc), protocol_only=True)
+    package = _package(_url(stores, store))
+    return MissingDependencyError(
+        f"{_name(stores, store)}: {_clean(str(exc), options, stores)}: pip install {package}, "
+        "or use a local folder or s3://",
+        package=package,
+    )
 
 
 def _unavailable(exc: BaseException, stores: Mapping[str, str], options: Mapping[str, Any] | None) -> UnavailableError:

@@ -278,14 +278,24 @@ def list_jobs(
         console.print(f"more: mnemos jobs list --after {views[-1]['id']}", style="dim")
 
 
+def _job_id(value: str) -> str:
+    """A JOB argument: an empty one (``"$JOB"`` unset) names no job (the gateway answered only "Not Found")."""
+    if not value.strip():
+        raise typer.BadParameter("empty: give a job id (`mnemos jobs list` lists them)")
+    return value
+
+
+_JOB = typer.Argument(..., metavar="JOB_ID", callback=_job_id, help="The job's id (`mnemos jobs list`).")
+
+
 @app.command()
-def get(job_id: str, output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
+def get(job_id: str = _JOB, output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
     """One job: status, attempts, worker, timestamps, error, result."""
     _show(_reader().get(job_id), output)
 
 
 @app.command()
-def cancel(job_id: str, output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
+def cancel(job_id: str = _JOB, output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
     """Cancel a queued, retrying or running job."""
     from mnemos.cli._session import platform_up
 
@@ -317,7 +327,7 @@ def stats(output: Output = typer.Option(Output.table, "-o", "--output")) -> None
 
 @app.command()
 def logs(
-    job_id: str,
+    job_id: str = _JOB,
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing lines as the job prints them."),
 ) -> None:
     """What the job printed (stdout and stderr, every attempt); -f follows it live."""

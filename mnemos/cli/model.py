@@ -18,7 +18,8 @@ app = typer.Typer(
 @app.command("init-tiny")
 def init_tiny(
     directory: Path = typer.Argument(..., help="Folder to write the model to."),
-    seed: int = typer.Option(0, "--seed", help="Random seed of the weights (same seed, same files)."),
+    seed: int = typer.Option(0, "--seed", min=-(2**63), max=2**64 - 1,  # what torch.manual_seed takes
+                             help="Random seed of the weights (same seed, same files)."),  # fmt: skip
     store: str | None = typer.Option(
         None, "--store", help="Also store it in ENGRAM as ref models/NAME (what engram://models/NAME loads)."
     ),
@@ -28,7 +29,14 @@ def init_tiny(
     from mnemos.neuron.models import init_tiny as make
     from mnemos.neuron.models import store_model, tree_digest
 
-    if store:
+    if store is not None:  # checked before the model is written: `--store "$NAME"` with NAME unset stores nothing
+        from mnemos.engram.keys import validate_key
+        from mnemos.errors import InvalidKeyError
+
+        try:
+            validate_key(store, what="--store")
+        except InvalidKeyError as exc:
+            raise InvalidKeyError(f"{exc.message}: give the ref name, e.g. --store tiny", param="store") from None
         require_local("model init-tiny --store")
     from mnemos._deps import optional
 

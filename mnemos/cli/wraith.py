@@ -10,7 +10,7 @@ import typer
 
 from mnemos.cli._output import Output, console, emit
 from mnemos.cli._session import require_local
-from mnemos.cli._storage import storage_errors
+from mnemos.cli._storage import check_store, storage_errors
 
 __all__ = ["NEEDS_PLATFORM", "USES_PLATFORM", "app", "list_tasks", "run", "snapshots"]
 
@@ -159,6 +159,7 @@ def _stores(settings: Any, task: str) -> dict[str, str]:
     from mnemos.wraith.backup import default_destination
 
     root = settings.engram.root()
+    check_store("engram.uri", root)  # before a default next to it is made up (s3:// alone: "a whole bucket")
     if task != "backup":
         return {"engram.uri": root}
     return {"engram.uri": root, "engram.backups.destination": settings.engram.backups.destination
@@ -178,7 +179,9 @@ def snapshots(
     from mnemos.errors import IntegrityError, NotFoundError
     from mnemos.wraith.backup import list_snapshots, load_manifest
 
-    if source and "://" not in source and not os.path.exists(source):  # a mistyped folder would list nothing
+    local = source and ("://" not in source or source.startswith("file://"))
+    if source and local and not os.path.exists(os.path.expanduser(source.removeprefix("file://"))):
+        # a mistyped folder would list nothing
         shown = source if len(source) <= 200 else f"{source[:200]}… ({len(source)} characters)"
         raise NotFoundError(f"--from {shown}: no such folder; pass the backup URI (engram.backups.destination)",
                             param="from")  # fmt: skip

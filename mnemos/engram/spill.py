@@ -25,13 +25,14 @@ def spilling_config(uri: str, storage_options: dict[str, Any] | None = None) -> 
     opts = dict(storage_options or {})
     if uri.startswith("s3://"):
         import s3fs
-
-        bucket = uri[5:].split("/", 1)[0]
-        if not bucket:
-            raise ValidationError(f"spill URI {uri!r} names no bucket", param="uri")
         from fsspec.asyn import sync
 
+        from mnemos.engram.keys import bucket_problem
         from mnemos.engram.store import _without_userinfo
+
+        bucket = uri[5:].split("/", 1)[0]
+        if (why := bucket_problem(uri)) is not None:  # (not botocore's message of two regular expressions)
+            raise ValidationError(f"spill URI {_without_userinfo(uri)!r}: {why}", param="uri")
 
         fs = s3fs.S3FileSystem(**opts)
         endpoint = str(opts.get("endpoint_url") or "")

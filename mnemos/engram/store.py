@@ -35,8 +35,15 @@ from mnemos.config import unsupported_protocol
 from mnemos.engram import logs
 from mnemos.engram._metering import metered
 from mnemos.engram.integrity import TAG_METADATA, Tagger, integrity_key, tag_matches
-from mnemos.engram.keys import normalize_digest, validate_key
-from mnemos.errors import IntegrityError, NotFoundError, UnavailableError, ValidationError, redact_userinfo
+from mnemos.engram.keys import bucket_problem, normalize_digest, validate_key
+from mnemos.errors import (
+    IntegrityError,
+    MissingDependencyError,
+    NotFoundError,
+    UnavailableError,
+    ValidationError,
+    redact_userinfo,
+)
 
 CHUNK = 8 * 1024 * 1024
 
@@ -103,6 +110,9 @@ class Engram:
         storage_options: passed to fsspec (``endpoint_url``, ``key``, ``secret`` … for s3fs).
     """
 
+    _named = "ENGRAM"
+    """What its errors call this store: ``from_settings`` names the setting of the root."""
+
     def __init__(self, uri: str, storage_options: dict[str, Any] | None = None) -> None:
         if not uri:
             raise NotFoundError("ENGRAM root URI is empty: set MNEMOS_ENGRAM__URI or pass uri", param="uri")
@@ -122,7 +132,9 @@ class Engram:
         from mnemos.config import load_settings
 
         settings = settings or load_settings()
-        return cls(settings.engram.root(), settings.engram.storage_options)
+        store = cls(settings.engram.root(), settings.engram.storage_options)
+        store._named = "engram.uri (MNEMOS_ENGRAM__URI)"  # what its errors call it: the setting to fix
+        return store
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Engram, (self.uri, self.storage_options))
@@ -137,12 +149,23 @@ class Engram:
             if self.is_local:
                 self._fs = LocalFileSystem(auto_mkdir=True)
             else:
-                if (why := unsupported_protocol(self.uri)) is not None:  # fsspec would try it (ftp: a TypeError)
-                    raise ValidationError(f"ENGRAM {redact_userinfo(self.uri)}: {why}", param="engram.uri")
+                # fsspec would try it (ftp: a TypeError); s3:// alone would write to a bucket per top-level key
+                if (why := unsupported_protocol(self.uri) or bucket_problem(self.uri)) is not None:
+                    raise ValidationError(f"{self._named} {redact_userinfo(self.uri)}: {why}", param="engram.uri")
                 protocol = self.uri.split("://", 1)[0]
                 # Other processes write here too: a cached listing would hide their new keys
                 # (s3fs then answers "not found" for a key that exists). Never cache listings.
-                self._fs = fsspec.filesystem(protocol, **{"use_listings_cache": False, **self.storage_options})
+                try:
+                    self._fs = fsspec.filesystem(protocol, **{"use_listings_cache": False, **self.storage_options})
+                except ImportError as exc:  # gs:// without gcsfs: fsspec's "Please install gcsfs …"
+                    from fsspec.registry import known_implementations
+
+                    package = str(known_implementations.get(protocol, {}).get("class", "")).split(".")[0]
+                    raise MissingDependencyError(
+                        f"{self._named} {redact_userinfo(self.uri)}: {exc}: pip install {package or 'its package'}, "
+                        "or use a local folder or s3://",
+                        package=package or None,
+                    ) from exc
         return self._fs
 
     def path(self, key: str) -> str:
@@ -208,9 +231,21 @@ class Engram:
         """The error for an object store that did not answer (``None`` when ``exc`` is another failure)."""
         try:
             from botocore.exceptions import ConnectionError as NoAnswer
-            from botocore.exceptions import HTTPClientError
+            from botocore.exceptions import (
+                CredentialRetrievalError,
+                HTTPClientError,
+                NoCredentialsError,
+                PartialCredentialsError,
+            )
         except ImportError:  # no S3 client installed: nothing of it can have failed
             return None
+        if isinstance(exc, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)):
+            return UnavailableError(
+                f"{self._named} {redact_userinfo(self.uri)}: no usable credentials ({exc}): set key and secret in "
+                "engram.storageOptions (MNEMOS_ENGRAM__STORAGE_OPTIONS), or AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE); anon: true there for a public bucket",
+                param="engram.storageOptions",
+            )
         if not isinstance(exc, (NoAnswer, HTTPClientError)):
             return None
         return UnavailableError(
