@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
@@ -44,11 +44,18 @@ from mnemos.genome.adapter import AdapterSpec
 from mnemos.kuberay._values import (
     CIDR,
     DNS_1035_LABEL,
+    ENV_NAME,
     IMAGE_REPOSITORY,
     IMAGE_TAG,
     KEY_PREFIX,
+    LABEL_KEY,
+    LABEL_VALUE,
+    OBJECT_NAME,
+    RAY_PORTS,
     REDIS_ADDRESS,
     S3_BUCKET,
+    EnvName,
+    LabelKey,
     Port,
     PullPolicy,
     Quantity,
@@ -64,6 +71,21 @@ __all__ = ["DURATION_PATTERN", "ChartValues", "PoolValues", "chart_schema", "cha
 Scalar = str | int | float | bool
 DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"
 """A ``Duration`` string as the settings read it (``0``, ``500ms``, ``1.5h``): never negative."""
+_NAME_OR_DEFAULT = "^$|" + OBJECT_NAME
+"""A Secret's or ServiceAccount's name, or '' for the chart's default: a name the API server would refuse in
+a pod is refused here, not by KubeRay's operator after the install succeeded."""
+_SELECTOR = {  # a nodeSelector: Helm names the path of a bad key ("additional properties … not allowed")
+    "type": "object",
+    "patternProperties": {LABEL_KEY: {"type": "string", "pattern": LABEL_VALUE}},
+    "additionalProperties": False,
+}
+NodeSelector = Annotated[dict[LabelKey, Annotated[str, Field(pattern=LABEL_VALUE)]], WithJsonSchema(_SELECTOR)]
+"""A nodeSelector: label keys and values the API server takes in a pod (KubeRay's pods are refused otherwise)."""
+_ENV = {  # environment variables by name; Helm names the path of a bad name ("additional properties … not allowed")
+    "type": "object",
+    "patternProperties": {ENV_NAME: {"anyOf": [{"type": t} for t in ("string", "integer", "number", "boolean")]}},
+    "additionalProperties": False,
+}
 
 
 class _Section(CoreModel):
@@ -83,7 +105,7 @@ class PoolValues(CoreModel):
     """One NEURON pool (``neuron.pools[]``): a Ray worker group, or a KEDA-scaled Deployment."""
 
     name: str = Field(pattern=DNS_1035_LABEL, description="Pool and worker group name: a DNS-1035 label.")
-    selector: dict[str, str] | None = Field(default=None, description="nodeSelector; default neuron.nodeSelector.")
+    selector: NodeSelector | None = Field(default=None, description="nodeSelector; default neuron.nodeSelector.")
     replicas: int | None = Field(default=None, ge=0, description="Default: neuron.replicas.")
     min_replicas: int | None = Field(default=None, ge=0, description="Default: 0.")
     max_replicas: int | None = Field(default=None, ge=0, description="Default: replicas.")
@@ -114,7 +136,7 @@ class _Scratch(_Section):
 class _EnvVar(CoreModel):
     """A container environment variable, as a pod spec lists it: ``{name: CUDA_VISIBLE_DEVICES, value: "0,1"}``."""
 
-    name: str = Field(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+    name: str = Field(pattern=ENV_NAME)
     value: str = ""
 
 
@@ -124,7 +146,7 @@ class _Neuron(_Section):
         default=None, description="Over each GPU pool's own resources (the seed's NEURON GPU Optimization)."
     )
     env: list[_EnvVar] | None = Field(default=None, description="Environment of GPU pools' Ray workers.")
-    node_selector: dict[str, str] | None = None
+    node_selector: NodeSelector | None = None
     tolerations: list[Toleration] | None = None
     scratch: _Scratch | None = None
     keda: _Keda | None = None
@@ -218,7 +240,7 @@ class _GcsFaultTolerance(_Section):
 
 
 class _Head(_Section):
-    node_selector: dict[str, str] | None = None
+    node_selector: NodeSelector | None = None
     tolerations: list[Toleration] | None = None
     ray_start_params: dict[str, Scalar] | None = None
 
@@ -231,7 +253,7 @@ class _RayJob(_Section):
 
 class _ServiceAccount(_Section):
     create: bool | None = None
-    name: str | None = None
+    name: str | None = Field(default=None, pattern=_NAME_OR_DEFAULT)
     annotations: dict[str, str] | None = None
 
 
@@ -241,7 +263,7 @@ class _KubeRay(_Section):
     ray_cluster: _Enabled | None = None
     service_account: _ServiceAccount | None = None
     metrics_port: Port | None = None
-    env: dict[str, Scalar] | None = None
+    env: Annotated[dict[EnvName, Scalar], WithJsonSchema(_ENV)] | None = None
     autoscaling: _Autoscaling | None = None
     gcs_fault_tolerance: _GcsFaultTolerance | None = None
     head: _Head | None = None
@@ -299,7 +321,7 @@ class _Relay(CoreModel):
 class _ObjectStore(_Section):
     bucket: str | None = Field(default=None, pattern=S3_BUCKET, description="s3://bucket")
     spill_prefix: str | None = Field(default=None, pattern=KEY_PREFIX)
-    credentials_secret: str | None = None
+    credentials_secret: str | None = Field(default=None, pattern=_NAME_OR_DEFAULT)
     endpoint: str | None = None
     region: str | None = None
     retention_days: int | None = Field(default=None, ge=1, description="Settings: engram.retentionDays.")
@@ -324,7 +346,7 @@ class _MasterKeyExternalSecret(CoreModel):
 
 class _MasterKey(CoreModel):
     source: Literal["existingSecret", "externalSecret", "generate", "none"] | None = None
-    existing_secret: str | None = None
+    existing_secret: str | None = Field(default=None, pattern=_NAME_OR_DEFAULT)
     secret_key: str | None = None
     external_secret: _MasterKeyExternalSecret | None = None
     create: Any = Field(default=None, description="Replaced by `source`: the template says how.")
@@ -341,7 +363,9 @@ class _MTLSCA(CoreModel):
     """The CA that signs the Ray pods' certificates. Unknown keys are refused: a misspelt certManager would
     leave the pods waiting for a CA nobody makes."""
 
-    existing_secret: str | None = Field(default=None, description="The CA's Secret; '': <release>-mnemos-ray-ca.")
+    existing_secret: str | None = Field(
+        default=None, pattern=_NAME_OR_DEFAULT, description="The CA's Secret; '': <release>-mnemos-ray-ca."
+    )
     cert_manager: bool | None = Field(default=None, description="cert-manager makes the CA (a self-signed root).")
 
 
@@ -387,7 +411,9 @@ class _Otel(_Section):
 
 
 class _MetricsCredentials(CoreModel):
-    name: str | None = Field(default=None, description="The Secret holding a viewer API key (mk_…).")
+    name: str | None = Field(
+        default=None, pattern=_NAME_OR_DEFAULT, description="The Secret holding a viewer API key (mk_…)."
+    )
     key: str | None = Field(default=None, description="The key inside that Secret; default api-key.")
 
 
@@ -436,6 +462,22 @@ class ChartValues(CoreModel):
     synkron: _Section | None = None
     trace: _Trace | None = None
     cradle: _Cradle | None = None
+
+    @model_validator(mode="after")
+    def _ports(self) -> ChartValues:
+        """The chart's ``mnemos.checkValues``: RELAY's and the metrics port clash with no port of Ray's."""
+        service = self.relay.service if self.relay else None
+        serve = service.port if service and service.port is not None else 8080
+        kuberay = self.kuberay
+        metrics = kuberay.metrics_port if kuberay and kuberay.metrics_port is not None else 8090
+        for name, port in (("relay.service.port", serve), ("kuberay.metricsPort", metrics)):
+            if port in RAY_PORTS:
+                raise ValueError(f"{name}: {port} is the port of {RAY_PORTS[port]} in every Ray pod; choose another "
+                                 "(defaults: relay.service.port 8080, kuberay.metricsPort 8090)")  # fmt: skip
+        if serve == metrics:
+            raise ValueError(f"kuberay.metricsPort: {metrics} is also relay.service.port, where the Serve proxies "
+                             "listen in every Ray pod; choose another (default 8090)")  # fmt: skip
+        return self
 
 
 class _HelmSchema(GenerateJsonSchema):

@@ -18,6 +18,8 @@ from mnemos.errors import NotFoundError
 __all__ = [
     "AutoscalingValues",
     "DNS_1035_LABEL",
+    "ENV_NAME",
+    "EnvName",
     "GcsFaultToleranceValues",
     "HeadValues",
     "IMAGE_REPOSITORY",
@@ -26,9 +28,16 @@ __all__ = [
     "JobValues",
     "KEY_PREFIX",
     "KubeRayValues",
+    "LABEL_KEY",
+    "LABEL_VALUE",
+    "LabelKey",
+    "LabelValue",
+    "OBJECT_NAME",
+    "ObjectName",
     "Port",
     "PullPolicy",
     "QUANTITY",
+    "RAY_PORTS",
     "Quantity",
     "Resources",
     "S3_BUCKET",
@@ -62,6 +71,23 @@ REDIS_ADDRESS = r"^(rediss?://)?[^\s:/]+:[0-9]{1,5}$"
 required, the chart's NetworkPolicy opens it."""
 CIDR = r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$|^[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*/[0-9]{1,3}$"
 """An IPv4 or IPv6 network in CIDR notation (``10.0.0.0/8``, ``fd00::/8``), as a NetworkPolicy's ipBlock takes."""
+OBJECT_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+"""A DNS-1123 subdomain: the name of a Secret or a ServiceAccount. The API server accepts a Ray object
+that names another one, and then refuses every pod the operator makes from it."""
+ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+"""A container environment variable's name, as the API server checks it in a pod."""
+SECRET_KEY = r"^[-._a-zA-Z0-9]{1,253}$"
+"""A key inside a Secret."""
+LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"  # an optional DNS prefix
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+"""A label key (a node selector's): ``[prefix/]name``, the name up to 63 characters."""
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+"""A label value: up to 63 letters, digits, '-', '_', '.', starting and ending with a letter or digit."""
+RAY_PORTS = {6379: "Ray's GCS", 8265: "Ray's dashboard", 10001: "Ray's client server", 52365: "Ray's dashboard agent"}
+"""Ports Ray itself listens on in every Ray pod (a head's; a worker's agent): Serve's proxies, on
+RELAY's port, could not bind one of them, and the RayService would never become ready."""
 _DNS_LABEL = re.compile(DNS_1035_LABEL)
 
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
@@ -105,6 +131,48 @@ Text = Annotated[str, BeforeValidator(_scalar_str, json_schema_input_type=str | 
 flags): YAML's ``num-cpus: 0`` or ``gpu: true`` (and ``--set env.X=1``) are kept as ``"0"``, ``"true"``."""
 
 
+def _object_name(value: str) -> str:
+    if not re.fullmatch(OBJECT_NAME, value):
+        raise ValueError(f"{value[:300]!r} is not a Kubernetes object name: up to 253 lowercase letters, digits, "
+                         "'-' and '.', starting and ending with a letter or digit (e.g. mnemos-s3)")  # fmt: skip
+    return value
+
+
+ObjectName = Annotated[str, AfterValidator(_object_name), WithJsonSchema({"type": "string", "pattern": OBJECT_NAME})]
+"""The name of a Secret or ServiceAccount the pods refer to."""
+
+
+def _env_name(value: str) -> str:
+    if not re.fullmatch(ENV_NAME, value):
+        raise ValueError(f"{value[:300]!r} is not an environment variable name: letters, digits, '_', '-' and '.', "
+                         "not starting with a digit (e.g. FORWARDED_ALLOW_IPS)")  # fmt: skip
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_env_name), WithJsonSchema({"type": "string", "pattern": ENV_NAME})]
+"""The name of a container environment variable."""
+
+
+def _label_key(value: str) -> str:
+    if not re.fullmatch(LABEL_KEY, value):
+        raise ValueError(f"{value[:300]!r} is not a label key: [prefix/]name, the name up to 63 letters, digits, "
+                         "'-', '_' and '.' (e.g. accelerator, node.kubernetes.io/instance-type)")  # fmt: skip
+    return value
+
+
+def _label_value(value: str) -> str:
+    if not re.fullmatch(LABEL_VALUE, value):
+        raise ValueError(f"{value[:300]!r} is not a label value: up to 63 letters, digits, '-', '_' and '.', "
+                         "starting and ending with a letter or digit")  # fmt: skip
+    return value
+
+
+LabelKey = Annotated[str, AfterValidator(_label_key), WithJsonSchema({"type": "string", "pattern": LABEL_KEY})]
+"""A label key, as a node selector (or an object's labels) takes it."""
+LabelValue = Annotated[Text, AfterValidator(_label_value)]
+"""A label value; numbers and booleans are kept as text (``gpu: true`` gives ``"true"``)."""
+
+
 def _dns_label(value: str) -> str:
     if not _DNS_LABEL.fullmatch(value):
         raise ValueError(
@@ -133,8 +201,8 @@ class Toleration(CoreModel):
 class SecretKeyRef(CoreModel):
     """One key of a Kubernetes Secret."""
 
-    name: str = Field(min_length=1)
-    key: str = Field(min_length=1)
+    name: ObjectName
+    key: str = Field(pattern=SECRET_KEY)
 
 
 class ImageValues(CoreModel):
@@ -175,7 +243,7 @@ class HeadValues(CoreModel):
     """The Ray head pod: GCS, dashboard, Serve controller and the control-plane actors."""
 
     resources: Resources = Field(default_factory=_cortex_resources)
-    node_selector: dict[str, Text] = Field(default_factory=dict)
+    node_selector: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
     ray_start_params: dict[str, Text] = Field(default_factory=dict, description="Extra `ray start` flags.")
     service_type: ServiceType = "ClusterIP"
@@ -189,7 +257,7 @@ class WorkerGroupValues(CoreModel):
     min_replicas: int = Field(default=0, ge=0)
     max_replicas: int = Field(default=10, ge=0)
     resources: Resources = Field(default_factory=Resources)
-    node_selector: dict[str, Text] = Field(default_factory=dict)
+    node_selector: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
     ray_start_params: dict[str, Text] = Field(default_factory=dict, description="Extra `ray start` flags.")
     labels: dict[str, Text] = Field(default_factory=dict, description="Extra Ray node labels.")
@@ -279,7 +347,7 @@ class StorageValues(CoreModel):
     bucket: str = Field(default="s3://mnemos-artifacts", description="The seed's engram.objectStore.bucket.")
     engram_prefix: str = Field(default="engram", description="ENGRAM root under the bucket.")
     spill_prefix: str = Field(default="spill", description="Ray object spilling under the bucket.")
-    credentials_secret: str | None = Field(
+    credentials_secret: ObjectName | None = Field(
         default="mnemos-s3",
         description="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (optional: IRSA works too).",
     )
@@ -315,7 +383,7 @@ class ServeValues(CoreModel):
     """The RELAY Serve application (the same one as ``deployments/serve/mnemos.yaml``)."""
 
     app_name: str = "mnemos"
-    route_prefix: str = "/"
+    route_prefix: str = Field(default="/", pattern=r"^/", description="Serve's route_prefix: starts with '/'.")
     import_path: str = "mnemos.relay:build_app"
     args: dict[str, Any] = Field(default_factory=lambda: {"engram_uri": ""})
     proxy_location: Literal["EveryNode", "HeadOnly", "Disabled"] = "EveryNode"
@@ -346,15 +414,17 @@ class SecurityValues(CoreModel):
     """The restricted pod security context (the rayproject images run as uid 1000, gid 100), and
     the Secret that gives every Ray container the same SOUL master key."""
 
-    run_as_user: int = 1000
-    run_as_group: int = 100
-    fs_group: int = 100
-    master_key_secret: str | None = Field(
+    run_as_user: int = Field(default=1000, ge=1, description="Not 0: the pods run as non-root.")
+    run_as_group: int = Field(default=100, ge=0)
+    fs_group: int = Field(default=100, ge=0)
+    master_key_secret: ObjectName | None = Field(
         default="mnemos-master-key",
         description="Secret whose key `masterKeySecretKey` every Ray container gets as MNEMOS_MASTER_KEY "
         "(null: none, so each pod makes its own key, which only a one-pod cluster can live with).",
     )
-    master_key_secret_key: str = Field(default="master-key", description="The key inside that Secret.")
+    master_key_secret_key: str = Field(
+        default="master-key", pattern=SECRET_KEY, description="The key inside that Secret."
+    )
 
 
 class TlsValues(CoreModel):
@@ -382,11 +452,13 @@ class KubeRayValues(CoreModel):
     namespace: str = "mnemos"
     ray_version: str = "2.60.0"
     image: ImageValues = Field(default_factory=ImageValues)
-    service_account: str | None = Field(
+    service_account: ObjectName | None = Field(
         default=None, description="Pod service account; none: KubeRay creates one for the autoscaler."
     )
-    labels: dict[str, Text] = Field(default_factory=dict, description="Extra labels on every object and pod.")
-    env: dict[str, Text] = Field(default_factory=dict, description="Extra environment of every Ray container.")
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, description="Extra labels on every object and pod."
+    )
+    env: dict[EnvName, Text] = Field(default_factory=dict, description="Extra environment of every Ray container.")
     head: HeadValues = Field(default_factory=HeadValues)
     worker_groups: list[WorkerGroupValues] = Field(default_factory=_default_worker_groups)
     autoscaling: AutoscalingValues = Field(default_factory=AutoscalingValues)
@@ -412,6 +484,15 @@ class KubeRayValues(CoreModel):
         if len(value) > 40:
             raise ValueError(f"{value!r} is longer than 40 characters (KubeRay derives longer names from it)")
         return value
+
+    @model_validator(mode="after")
+    def _serve_port(self) -> KubeRayValues:
+        # Ray's metrics listen on 8090 (the renderer's METRICS_PORT) in every Ray pod.
+        taken = {**RAY_PORTS, 8090: "Ray's metrics"}.get(self.serve.port)
+        if taken:
+            raise ValueError(f"serve.port: {self.serve.port} is the port of {taken} in every Ray pod; "
+                             "choose another (default 8080)")  # fmt: skip
+        return self
 
     @field_validator("worker_groups")
     @classmethod

@@ -334,9 +334,20 @@ Args: name, sli (recorded ratio prefix), slo {objective, window: Nd|Nh}, compone
 {{- end -}}
 
 {{/* What values.schema.json cannot say, checked as mnemos.kuberay._chart.ChartValues checks it:
-  pool names are unique, and a pool's worker group has minReplicas <= maxReplicas (defaults: minReplicas 0,
+  RELAY's port and Ray's metrics port are neither one of Ray's own ports nor each other; pool names are unique, and a pool's worker group has minReplicas <= maxReplicas (defaults: minReplicas 0,
   maxReplicas = replicas, replicas = neuron.replicas). A KEDA-scaled pool is checked in mnemos.kedaReplicas. */}}
 {{- define "mnemos.checkValues" -}}
+{{- $serve := int .Values.relay.service.port -}}
+{{- $metrics := int .Values.kuberay.metricsPort -}}
+{{- $rayPorts := dict "6379" "Ray's GCS" "8265" "Ray's dashboard" "10001" "Ray's client server" "52365" "Ray's dashboard agent" -}}
+{{- range $name, $port := dict "relay.service.port" $serve "kuberay.metricsPort" $metrics -}}
+{{- with get $rayPorts (toString $port) -}}
+{{- fail (printf "%s: %d is the port of %s in every Ray pod; choose another (defaults: relay.service.port 8080, kuberay.metricsPort 8090)" $name $port .) -}}
+{{- end -}}
+{{- end -}}
+{{- if eq $serve $metrics -}}
+{{- fail (printf "kuberay.metricsPort: %d is also relay.service.port, where the Serve proxies listen in every Ray pod; choose another (default 8090)" $metrics) -}}
+{{- end -}}
 {{- $seen := dict -}}
 {{- range $i, $pool := .Values.neuron.pools -}}
 {{- if hasKey $seen $pool.name -}}
