@@ -132,6 +132,7 @@ class _Response(BaseModel):
 
 
 # Fields whose presence needs an engine feature (checked by ``engine_features``; ``n`` separately).
+_RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 _ENGINE_FIELDS = ("tools", "tool_choice", "response_format", "logprobs", "top_logprobs")
 # Values of those fields that ask for nothing beyond the default (SDKs such as LangChain send them).
 _NO_OP: dict[str, tuple[Any, ...]] = {"response_format": ({"type": "text"},), "tool_choice": ("none",),
@@ -511,9 +512,28 @@ class ChatCompletionRequest(_Sampling):
     @field_validator("response_format")
     @classmethod
     def _check_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        spec = value.get("json_schema") if value is not None and value.get("type") == "json_schema" else None
+        """A ``type`` OpenAI and vLLM know (``xml`` went to the model, which answered as it liked), and
+        for ``json_schema`` its ``json_schema`` object, whose schema must be one a value can match."""
+        if value is None:
+            return value
+        kind = value.get("type")
+        if kind not in _RESPONSE_FORMATS:
+            shown = repr(kind)[:60] if kind is not None else "missing"
+            raise ValueError(f"type {shown}: use one of {', '.join(_RESPONSE_FORMATS)}")
+        spec = value.get("json_schema")
+        if kind == "json_schema" and not isinstance(spec, dict):
+            raise ValueError('json_schema: type json_schema needs {"json_schema": {"name": …, "schema": {…}}}')
         if isinstance(spec, dict):
             _check_schema(spec.get("schema"), "json_schema.schema")
+        return value
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_logprobs_with_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        """``top_logprobs`` asks for the most likely tokens beside each token's logprob: without
+        ``logprobs: true`` there are none, and OpenAI and vLLM refuse it (400 there)."""
+        if value and not info.data.get("logprobs"):
+            raise ValueError("needs logprobs: true beside it (or leave top_logprobs out)")
         return value
 
     def token_limit(self) -> int | None:
