@@ -133,6 +133,11 @@ class _Response(BaseModel):
 
 # Fields whose presence needs an engine feature (checked by ``engine_features``; ``n`` separately).
 _RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+_SEED = {"type": "integer", "minimum": -(2**63 - 1024), "maximum": 2**63 - 1024}
+"""``seed`` as published: within ±(2**63 - 1024), the largest float64 under 2**63 (JSON Schema tools
+read the ends of 64 bits as floats, and wrote ``9.223372036854776e18`` as a seed past them)."""
+_RESPONSE_FORMAT = {"type": "object", "required": ["type"], "properties": {"type": {"enum": list(_RESPONSE_FORMATS)},
+                    "json_schema": {"type": "object"}}}  # fmt: skip
 _ENGINE_FIELDS = ("tools", "tool_choice", "response_format", "logprobs", "top_logprobs")
 # Values of those fields that ask for nothing beyond the default (SDKs such as LangChain send them).
 _NO_OP: dict[str, tuple[Any, ...]] = {"response_format": ({"type": "text"},), "tool_choice": ("none",),
@@ -419,8 +424,8 @@ class _Sampling(_Request):
     stream_options: StreamOptions | None = None
     stop: str | _strings(0, _MAX_STOP) | None = Field(None, description=f"Up to {_MAX_STOP} stop sequences.")
     # 64 bits, as OpenAI and vLLM take it: a larger one failed in the runtime (torch: overflow), a 500
-    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1, strict=True,
-                             description="A 64-bit integer (as OpenAI and vLLM take it).")  # fmt: skip
+    seed: Annotated[int, WithJsonSchema(_SEED)] | None = Field(
+        None, ge=-(2**63), le=2**63 - 1, strict=True, description="A 64-bit integer, as OpenAI and vLLM take it.")
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0, strict=True, description="Not 0: vLLM models.")
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, strict=True, description="Not 0: vLLM models.")
     user: str | None = None
@@ -465,8 +470,16 @@ class _Sampling(_Request):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
+_TOP_LOGPROBS_RULE = {  # the published form of ``ChatCompletionRequest._top_logprobs_with_logprobs``
+    "if": {"properties": {"top_logprobs": {"type": "integer", "minimum": 1}}, "required": ["top_logprobs"]},
+    "then": {"properties": {"logprobs": {"const": True}}, "required": ["logprobs"]},
+}
+
+
 class ChatCompletionRequest(_Sampling):
     """``POST /v1/chat/completions``."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, json_schema_extra=_TOP_LOGPROBS_RULE)
 
     messages: list[ChatMessage] = Field(min_length=1)
     tools: list[Annotated[dict[str, Any], WithJsonSchema(_TOOL)]] | None = Field(
@@ -474,11 +487,12 @@ class ChatCompletionRequest(_Sampling):
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = Field(
         None, description="none, auto, required or a named function.")  # fmt: skip
     parallel_tool_calls: bool | None = Field(None, strict=True, description="Accepted with tools (vLLM models).")
-    response_format: dict[str, Any] | None = Field(None, description="json_object or json_schema (vLLM models).")
+    response_format: Annotated[dict[str, Any], WithJsonSchema(_RESPONSE_FORMAT)] | None = Field(
+        None, description="json_object or json_schema (vLLM models).")  # fmt: skip
     logprobs: bool | None = Field(None, strict=True,
                                   description="Log probabilities of the output tokens (vLLM models).")  # fmt: skip
     top_logprobs: int | None = Field(None, ge=0, le=20, strict=True,
-                                     description="Most likely tokens per position, with logprobs.")  # fmt: skip
+                                     description="Most likely tokens per position (with logprobs).")  # fmt: skip
     max_tokens: int | None = Field(None, ge=1, strict=True,
                                    description="Most tokens to generate (default: the model's limit).")  # fmt: skip
     max_completion_tokens: int | None = Field(None, ge=1, strict=True, description="Newer name of max_tokens.")
