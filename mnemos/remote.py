@@ -71,9 +71,9 @@ def _segment(value: Any) -> str:
 
 
 def _job_path(job_id: str, tail: str = "") -> str:
-    """``/v1/jobs/{id}{tail}``; an id with a ``/`` (no job has one) is an unknown job, as the gateway
-    answers for any id no job could have."""
-    if "/" in str(job_id):
+    """``/v1/jobs/{id}{tail}``; an empty id or one with a ``/`` (no job has either) is an unknown job,
+    as the gateway answers for any id no job could have (an empty one asked ``/v1/jobs/``: "Not Found")."""
+    if not str(job_id).strip() or "/" in str(job_id):
         raise errors.NotFoundError(f"job {str(job_id)[:80]!r} not found", param="id")
     return f"/v1/jobs/{_segment(job_id)}{tail}"
 

@@ -43,3 +43,16 @@ def test_login_to_a_gateway_nothing_answers_at_stores_nothing(tmp_path: Path) ->
     assert proc.returncode == 10 and "check the URL" in proc.stderr and "not-a-real-secret" not in proc.stderr, proc
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "credentials").exists() and not (tmp_path / "endpoint.json").exists()
+
+
+@pytest.mark.parametrize("job_id", ["", " ", "a/b"])
+def test_an_id_no_job_can_have_is_not_found_before_any_request(job_id: str) -> None:
+    """``client.jobs.get("")`` asked ``GET /v1/jobs/`` and heard "Not Found" (the route, not a job);
+    such an id is the local client's ``job '' not found``, and nothing is asked (nothing listens here)."""
+    import mnemos
+    from mnemos.errors import NotFoundError
+
+    with mnemos.connect(f"http://127.0.0.1:{free_port()}", api_key="mk_" + "a" * 40) as client:
+        for call in (client.jobs.get, client.jobs.cancel, client.jobs.logs):
+            with pytest.raises(NotFoundError, match="^job .* not found$"):
+                call(job_id)
