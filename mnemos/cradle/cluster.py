@@ -237,7 +237,7 @@ def _spill_options(settings: Settings) -> dict[str, Any]:
     if on_s3 and not settings.ray.spill_uri:  # ENGRAM's own bucket: say what is wrong with ENGRAM's settings
         from mnemos.engram import Engram
 
-        Engram(settings.engram.root(), options).check()
+        Engram.from_settings(settings).check()  # its errors name engram.uri, the setting to fix
     try:
         config = spilling_config(uri, options)
     except (UnavailableError, ValidationError) as exc:

@@ -16,7 +16,7 @@ import pytest
 from tests_support import free_port
 
 from mnemos.engram import spilling_config, spilling_env
-from mnemos.errors import UnavailableError
+from mnemos.errors import UnavailableError, ValidationError
 
 SCRIPT = textwrap.dedent(
     """
@@ -96,4 +96,6 @@ def test_spilling_into_engrams_bucket_names_engrams_settings(s3_server, s3_bucke
     with pytest.raises(UnavailableError, match="not reachable") as err:
         _spill_options(settings(f"s3://{s3_bucket}/root", endpoint_url=down, secret=SECRET))
     assert err.value.param == "engram.storageOptions" and SECRET not in str(err.value)
+    with pytest.raises(ValidationError, match=r"^engram.uri \(MNEMOS_ENGRAM__URI\) s3://Bad_Bucket!/root: bucket"):
+        _spill_options(settings("s3://Bad_Bucket!/root"))  # (it said "ENGRAM s3://…", not the setting to fix)
     assert _spill_options(settings(f"s3://{s3_bucket}/root"))["args"]  # a bucket that is there: spill into it
