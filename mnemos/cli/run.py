@@ -254,9 +254,17 @@ def resume(
 runs_app.command("resume")(resume)  # `mnemos runs resume`, beside `runs cancel`, is `mnemos resume`
 
 
+def _named_pipeline(value: str | None) -> str | None:
+    """``--pipeline``: an empty one (``"$P"`` unset) listed every pipeline's runs, as no filter does."""
+    if value is not None and not value.strip():
+        raise typer.BadParameter("empty: give a pipeline's name, or leave --pipeline out for every pipeline's runs")
+    return value
+
+
 @runs_app.command("list")
 def list_runs(
-    pipeline: str | None = typer.Option(None, "--pipeline", help="Only runs of this pipeline."),
+    pipeline: str | None = typer.Option(
+        None, "--pipeline", callback=_named_pipeline, help="Only runs of this pipeline."),  # fmt: skip
     limit: int = typer.Option(20, "--limit", min=1),
     output: Output = typer.Option(Output.table, "-o", "--output"),
 ) -> None:
