@@ -275,10 +275,23 @@ class _Service(CoreModel):
     port: Port | None = None
 
 
+INGRESS_HOST = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+"""An Ingress rule's host: a DNS name, lowercase, optionally ``*.`` first; no IP, port or scheme."""
+_HOSTS_WHEN_ENABLED = {"if": {"properties": {"enabled": {"const": True}}, "required": ["enabled"]},
+                       "then": {"required": ["hosts"]}}  # fmt: skip
+
+
 class _Ingress(CoreModel):
+    """An Ingress's hosts. Enabled, it needs at least one: ``hosts: null`` rendered a RELAY Ingress
+    with no rule, and an empty host one the API server refuses (``tls.hosts: [""]``)."""
+
+    model_config = ConfigDict(json_schema_extra=_HOSTS_WHEN_ENABLED)
+
     enabled: bool | None = None
     class_name: str | None = None
-    hosts: list[str] | None = None
+    hosts: list[Annotated[str, Field(pattern=INGRESS_HOST, max_length=253)]] | None = Field(
+        default=None, min_length=1, description="DNS names (api.example.com, *.example.com)."
+    )
     tls: bool | None = None
 
 

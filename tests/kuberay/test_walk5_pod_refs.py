@@ -182,3 +182,27 @@ def test_valid_selectors_render(runner: CliRunner) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "node.kubernetes.io/instance-type: m5.xlarge" in proc.stdout
+
+
+# An enabled Ingress's hosts: `hosts=null` rendered a RELAY Ingress whose rules were empty (no host routed
+# anywhere), and `hosts={}` a TLS block `hosts: [""]` and a rule the API server refuses at install.
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        (["relay.ingress.hosts=null"], "at '/relay/ingress': missing property 'hosts'"),
+        (["cortex.ingress.hosts=null"], "at '/cortex/ingress': missing property 'hosts'"),
+        (["relay.ingress.hosts={}"], "at '/relay/ingress/hosts/0': '' does not match pattern"),
+        (["relay.ingress.hosts[0]=10.0.0.1:8080"], "at '/relay/ingress/hosts/0': '10.0.0.1:8080' does not match"),
+        (["relay.ingress.hosts[0]=API.example.com"], "at '/relay/ingress/hosts/0': 'API.example.com' does not"),
+    ],
+)
+def test_chart_refuses_an_enabled_ingress_without_usable_hosts(settings: list[str], says: str) -> None:
+    proc = run_helm("template", "mnemos", str(CHART), *(a for s in settings for a in ("--set", s)))
+    assert proc.returncode != 0 and SCHEMA_ERROR in proc.stderr and says in proc.stderr, proc.stderr
+
+
+def test_chart_takes_dns_and_wildcard_hosts_and_a_disabled_ingress_without_any() -> None:
+    proc = run_helm("template", "mnemos", str(CHART), "--set", "relay.ingress.hosts[0]=*.apps.example.com",
+                    "--set", "cortex.ingress.enabled=false", "--set", "cortex.ingress.hosts=null")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert '- host: "*.apps.example.com"' in proc.stdout and "cortex.mnemos.local" not in proc.stdout
