@@ -247,6 +247,7 @@ class _Head(_Section):
 
 class _RayJob(_Section):
     enabled: bool | None = None
+    entrypoint: str | None = Field(default=None, pattern=r"\S", description="The command the job runs (not empty).")
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
     backoff_limit: int | None = Field(default=None, ge=0)
 

@@ -402,12 +402,21 @@ class ServeValues(CoreModel):
 class JobValues(CoreModel):
     """The RayJob: one pipeline run on a cluster of its own."""
 
-    entrypoint: str = "python -m mnemos run pipelines/text-gen-artifacts.yaml"
+    entrypoint: str = Field(default="python -m mnemos run pipelines/text-gen-artifacts.yaml",
+                            json_schema_extra={"pattern": r"\S"},
+                            description="The command the job runs (not empty: KubeRay would submit nothing).")
     working_dir: str | None = Field(default="/home/ray/mnemos", description="Image folder holding pipelines/.")
     shutdown_after_job_finishes: bool = True
     ttl_seconds_after_finished: int = Field(default=600, ge=0)
     active_deadline_seconds: int | None = Field(default=None, ge=1)
     backoff_limit: int = Field(default=0, ge=0)
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _command(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("empty: give the command the job runs, e.g. python -m mnemos run pipelines/my.yaml")
+        return value
 
 
 class SecurityValues(CoreModel):

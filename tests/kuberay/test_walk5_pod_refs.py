@@ -206,3 +206,15 @@ def test_chart_takes_dns_and_wildcard_hosts_and_a_disabled_ingress_without_any()
                     "--set", "cortex.ingress.enabled=false", "--set", "cortex.ingress.hosts=null")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert '- host: "*.apps.example.com"' in proc.stdout and "cortex.mnemos.local" not in proc.stdout
+
+
+@pytest.mark.parametrize("entrypoint", ["", "   "])
+def test_a_rayjob_without_a_command_is_refused(runner: CliRunner, entrypoint: str) -> None:
+    """`--set job.entrypoint=` rendered a RayJob with an empty entrypoint: submitted, it runs nothing."""
+    result = runner.invoke(app, ["render", "--kind", "RayJob", "--set", f"job.entrypoint={entrypoint}"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == ("error: values.job.entrypoint: empty: give the command the job runs, e.g. "
+                                     "python -m mnemos run pipelines/my.yaml")  # fmt: skip
+    proc = run_helm("template", "mnemos", str(CHART), "--set", "kuberay.rayJob.enabled=true",
+                    "--set", f"kuberay.rayJob.entrypoint={entrypoint}")  # fmt: skip
+    assert proc.returncode != 0 and "at '/kuberay/rayJob/entrypoint'" in proc.stderr, proc.stderr
