@@ -7,6 +7,7 @@ as in the rest of MNEMOS; a misspelled key is an error naming its path (``extra=
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
@@ -131,45 +132,31 @@ Text = Annotated[str, BeforeValidator(_scalar_str, json_schema_input_type=str | 
 flags): YAML's ``num-cpus: 0`` or ``gpu: true`` (and ``--set env.X=1``) are kept as ``"0"``, ``"true"``."""
 
 
-def _object_name(value: str) -> str:
-    if not re.fullmatch(OBJECT_NAME, value):
-        raise ValueError(f"{value[:300]!r} is not a Kubernetes object name: up to 253 lowercase letters, digits, "
-                         "'-' and '.', starting and ending with a letter or digit (e.g. mnemos-s3)")  # fmt: skip
-    return value
+def _matching(pattern: str, what: str) -> Callable[[str], str]:
+    """A validator of text that must match ``pattern``: else "'<value>' is not <what>"."""
+
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise ValueError(f"{value[:300]!r} is not {what}")
+        return value
+
+    return check
 
 
-ObjectName = Annotated[str, AfterValidator(_object_name), WithJsonSchema({"type": "string", "pattern": OBJECT_NAME})]
+ObjectName = Annotated[str, AfterValidator(_matching(OBJECT_NAME, (
+    "a Kubernetes object name: up to 253 lowercase letters, digits, '-' and '.', starting and ending with a "
+    "letter or digit (e.g. mnemos-s3)"))), WithJsonSchema({"type": "string", "pattern": OBJECT_NAME})]  # fmt: skip
 """The name of a Secret or ServiceAccount the pods refer to."""
-
-
-def _env_name(value: str) -> str:
-    if not re.fullmatch(ENV_NAME, value):
-        raise ValueError(f"{value[:300]!r} is not an environment variable name: letters, digits, '_', '-' and '.', "
-                         "not starting with a digit (e.g. FORWARDED_ALLOW_IPS)")  # fmt: skip
-    return value
-
-
-EnvName = Annotated[str, AfterValidator(_env_name), WithJsonSchema({"type": "string", "pattern": ENV_NAME})]
+EnvName = Annotated[str, AfterValidator(_matching(ENV_NAME, (
+    "an environment variable name: letters, digits, '_', '-' and '.', not starting with a digit "
+    "(e.g. FORWARDED_ALLOW_IPS)"))), WithJsonSchema({"type": "string", "pattern": ENV_NAME})]  # fmt: skip
 """The name of a container environment variable."""
-
-
-def _label_key(value: str) -> str:
-    if not re.fullmatch(LABEL_KEY, value):
-        raise ValueError(f"{value[:300]!r} is not a label key: [prefix/]name, the name up to 63 letters, digits, "
-                         "'-', '_' and '.' (e.g. accelerator, node.kubernetes.io/instance-type)")  # fmt: skip
-    return value
-
-
-def _label_value(value: str) -> str:
-    if not re.fullmatch(LABEL_VALUE, value):
-        raise ValueError(f"{value[:300]!r} is not a label value: up to 63 letters, digits, '-', '_' and '.', "
-                         "starting and ending with a letter or digit")  # fmt: skip
-    return value
-
-
-LabelKey = Annotated[str, AfterValidator(_label_key), WithJsonSchema({"type": "string", "pattern": LABEL_KEY})]
+LabelKey = Annotated[str, AfterValidator(_matching(LABEL_KEY, (
+    "a label key: [prefix/]name, the name up to 63 letters, digits, '-', '_' and '.' (e.g. accelerator, "
+    "node.kubernetes.io/instance-type)"))), WithJsonSchema({"type": "string", "pattern": LABEL_KEY})]  # fmt: skip
 """A label key, as a node selector (or an object's labels) takes it."""
-LabelValue = Annotated[Text, AfterValidator(_label_value)]
+LabelValue = Annotated[Text, AfterValidator(_matching(LABEL_VALUE, (
+    "a label value: up to 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit")))]
 """A label value; numbers and booleans are kept as text (``gpu: true`` gives ``"true"``)."""
 
 
