@@ -97,7 +97,8 @@ def _reader() -> Any:
     from mnemos.cortex.journal import JournalView
     from mnemos.engram import Engram
 
-    return _Journal(JournalView(Engram.from_settings(load_settings())))
+    settings = load_settings()
+    return _Journal(JournalView(Engram.from_settings(settings), queues=settings.cortex.queues))
 
 
 class _Live:

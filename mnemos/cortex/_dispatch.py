@@ -36,7 +36,7 @@ import ray
 from mnemos.cortex._queue import Entry, QueueState, backoff_delay
 from mnemos.cortex.job import Job, apply_record
 from mnemos.cortex.records import CancelRecord, FailRecord, RequeueRecord, ResultRecord, RetryRecord, StartRecord
-from mnemos.neuron.codec import Invocation, Outcome, envelope_digest
+from mnemos.neuron.codec import Invocation, Outcome, encode_text, envelope_digest
 from mnemos.neuron.pools import PoolSet, WorkerSlot
 from mnemos.trace import metrics
 from mnemos.trace.telemetry import inject, span
@@ -44,6 +44,8 @@ from mnemos.trace.telemetry import inject, span
 __all__ = ["Dispatcher"]
 
 log = logging.getLogger("mnemos.cortex")
+_LIVE_LOGS_WAIT = 10.0
+"""Seconds to wait for a worker's live output of an attempt being abandoned (a wedged worker: none)."""
 WORKER_LOST = (
     ray.exceptions.RayActorError,
     ray.exceptions.WorkerCrashedError,
@@ -74,6 +76,7 @@ class Dispatcher:
     pools: PoolSet
     journal: Any
     lineage: Any
+    engram: Any
     _wake: asyncio.Event
     _abandoned: dict[tuple[str, int], Abandoned]
 
@@ -301,11 +304,29 @@ class Dispatcher:
         job = self.jobs.get(job_id)
         if job is None or job.status != "running" or job.attempts != attempt:
             return
-        worker = job.worker
+        worker, slot = job.worker, job.slot
         self._unassign(job)
         error = f"timed out after {job.timeout:g}s"
         outcome = Outcome(id=job_id, attempt=attempt, ok=False, error=error, worker=worker)
-        asyncio.get_running_loop().create_task(self._settle([(job, outcome)]))
+        asyncio.get_running_loop().create_task(self._settle_expired(job, outcome, slot))
+
+    async def _settle_expired(self, job: Job, outcome: Outcome, slot: WorkerSlot | None) -> None:
+        """Settle a timed-out attempt with what it printed so far (the output of the hang)."""
+        outcome.logs = await self._live_logs(slot, job.id)
+        await self._settle([(job, outcome)])
+
+    async def _live_logs(self, slot: WorkerSlot | None, job_id: str) -> dict[str, Any] | None:
+        """What an attempt being abandoned (cancelled, timed out) printed so far, as a logs envelope:
+        its worker keeps it only while the attempt runs, and CORTEX does not hear the attempt end."""
+        if slot is None or not slot.alive:
+            return None
+        try:
+            text = await asyncio.wait_for(slot.handle.logs.remote(job_id), _LIVE_LOGS_WAIT)
+        except Exception:  # noqa: BLE001 - the worker is gone or wedged; its output went with it
+            return None
+        if not text:
+            return None
+        return await asyncio.to_thread(encode_text, text, self.engram, self.pools.inline_limit)
 
     def _worker_lost(self, slot: WorkerSlot, exc: BaseException) -> None:
         """Replace a dead worker; each job it ran counts a failed attempt (and is retried).

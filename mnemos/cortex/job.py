@@ -455,6 +455,7 @@ def apply_record(jobs: dict[str, Job], rec: JournalRecord) -> Job | None:
         _add_logs(job, rec.attempt, rec.logs, "failed")
     elif isinstance(rec, CancelRecord):
         job.status, job.finished_at, job.error = "cancelled", rec.ts, rec.reason
+        _add_logs(job, rec.attempt, rec.logs, "cancelled")
     return job
 
 

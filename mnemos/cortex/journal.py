@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from mnemos.config import undeclared_queue
 from mnemos.cortex.checkpoint import Cut, find_archived, load
 from mnemos.cortex.job import Job, apply_record, join_logs, select, shown_id
 from mnemos.cortex.records import JournalRecord, RecordBase, SubmitRecord, WithdrawRecord, dump_record, parse_record
@@ -252,9 +253,10 @@ class JournalView:
     retention come from the archive.
     """
 
-    def __init__(self, engram: Engram) -> None:
+    def __init__(self, engram: Engram, queues: Iterable[str] | None = None) -> None:
         self.engram = engram
         self.jobs = load(engram, LOG).jobs
+        self.queues = None if queues is None else set(queues)  # the declared ones (``list`` checks ``queue``)
 
     def _job(self, job_id: str) -> Job:
         job = self.jobs.get(job_id) or find_archived(self.engram, job_id)
@@ -274,7 +276,11 @@ class JournalView:
         principal: str | None = None,
         after: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Jobs, newest first; ``after``: only those submitted before that job (see ``Cortex.list``)."""
+        """Jobs, newest first; ``after``: only those submitted before that job (see ``Cortex.list``).
+        A ``queue`` neither declared nor holding a job is a ``ValidationError`` listing the declared ones."""
+        declared = self.queues is None or queue is None or queue in self.queues
+        if not declared and all(j.queue != queue for j in self.jobs.values()):  # one that was: its jobs
+            raise undeclared_queue(str(queue), self.queues or ())
         before = None
         if after is not None:
             try:

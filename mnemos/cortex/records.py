@@ -135,10 +135,12 @@ class FailRecord(_Outcome):
 
 
 class CancelRecord(RecordBase):
-    """Cancelled by a user (``reason`` names who)."""
+    """Cancelled by a user (``reason`` names who); a running attempt's output so far in ``logs``."""
 
     t: Literal["cancel"] = "cancel"
     reason: str | None = None
+    attempt: int | None = None
+    logs: dict[str, Any] | None = Field(default=None, description="The cancelled attempt's output so far.")
 
 
 class WithdrawRecord(RecordBase):

@@ -448,6 +448,9 @@ class Cortex(Dispatcher):
         cancel then stands and is written when ENGRAM is back; cancelling again waits for it).
         """
         job = await self._find(job_id)
+        attempt, logs = job.attempts, None
+        if job.status == "running":  # what it printed so far: its worker forgets it once abandoned
+            logs = await self._live_logs(job.slot, job_id)
         if job.status == "cancelled" and not job.committed:  # a cancel not yet durable: wait for it
             job.settled = job.settled or asyncio.Event()
             commit: Any = job.settled.wait()
@@ -457,7 +460,10 @@ class Cortex(Dispatcher):
             self._journal_up()
             self._unassign(job)  # its slots are free; a running attempt's thread runs on, unheard
             reason = f"cancelled by {principal or 'a user'}"
-            commit = self._commit(job, CancelRecord(id=job_id, reason=reason, ts=time.time()))
+            if job.status != "running" or job.attempts != attempt:  # it moved on while its output was read
+                logs = None
+            commit = self._commit(job, CancelRecord(id=job_id, reason=reason, ts=time.time(),
+                                                    attempt=attempt if logs else None, logs=logs))  # fmt: skip
         try:
             await asyncio.wait_for(asyncio.shield(commit), self.settings.journal_timeout)
         except asyncio.TimeoutError:
