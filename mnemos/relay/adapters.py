@@ -7,8 +7,9 @@ adapter; a connection error, a timeout or a 429/5xx answer is retried with expon
 (0.1 s, 0.2 s, … up to 2 s) ``retries`` times, then the fallback adapter is tried the same way
 (a chain of up to four adapters, never twice the same). 4xx answers are the caller's problem and
 are passed through. Streams are passed through byte for byte; a stream is retried or sent to the
-fallback only before its first byte reached the client. A route's timeout bounds the connect and
-each read (not a whole stream).
+fallback only before its first byte reached the client; one the upstream breaks off later ends with
+an ``upstream_error`` event and ``[DONE]``. A route's timeout bounds the connect, the wait for the
+headers, a JSON answer's whole body, and each wait for a stream's next chunk (not a whole stream).
 
 One pooled ``aiohttp`` session per gateway replica keeps connections to upstreams alive. It is
 aiohttp rather than httpx because it costs about a millisecond less per request on the gateway's
@@ -267,8 +268,8 @@ class AdapterRouter:
             return _Refused(upstream.status, f"answered {upstream.status}",
                             retry_after=_retry_after(upstream.headers.get("retry-after")))  # fmt: skip
         if not stream or upstream.status >= 400:
-            try:
-                content = await upstream.read()
+            try:  # the whole body within the timeout too: an upstream dripping a byte a second held it for ever
+                content = await asyncio.wait_for(upstream.read(), timeout)
             finally:
                 upstream.release()
             # An upstream that echoes its request (a debugging proxy, an error page) must not hand our
@@ -276,7 +277,7 @@ class AdapterRouter:
             content = _redact(content, target.redacted)
             return _passthrough(upstream.status, content, upstream.headers.get("content-type"))
         return ClosingStream(
-            _relay_stream(upstream, target.redacted),
+            _relay_stream(upstream, target.redacted, target.name),
             on_close=upstream.close,  # also when the stream never started (the client left first)
             status_code=upstream.status,
             media_type=upstream.headers.get("content-type", "text/event-stream"),
@@ -317,25 +318,41 @@ def _failure(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-async def _relay_stream(upstream: aiohttp.ClientResponse, secrets: list[bytes]) -> AsyncIterator[bytes]:
+async def _relay_stream(upstream: aiohttp.ClientResponse, secrets: list[bytes], name: str) -> AsyncIterator[bytes]:
     """The upstream's stream, chunk by chunk, each credential in ``secrets`` replaced by
     ``[redacted]``, also across chunks: bytes that could begin one wait for the next chunk (an SSE
-    event's end, a newline, never can, so events are not delayed)."""
+    event's end, a newline, never can, so events are not delayed).
+
+    An upstream that breaks off mid-stream (closes the connection, sends no chunk within the
+    route's timeout) ends it with an OpenAI error event and ``[DONE]``, as a model's failing stream
+    does: the answer started, so its status cannot change, and a stream cut without a word (and a
+    traceback in the gateway's log) left the client to guess."""
     finished = False
     held = b""
+    last = b"\n\n"  # the end of what the client was sent: an event boundary or not
     try:
         yield b""  # started by ClosingStream
-        async for chunk in upstream.content.iter_any():
-            if not secrets:
-                yield chunk
-                continue
-            data = _redact(held + chunk, secrets)
-            keep = _secret_prefix(data, secrets)
-            held = data[len(data) - keep:] if keep else b""
-            if len(data) > keep:
-                yield data[: len(data) - keep]
-        if held:
-            yield held
+        try:
+            async for chunk in upstream.content.iter_any():
+                if not secrets:
+                    last = chunk[-2:] or last
+                    yield chunk
+                    continue
+                data = _redact(held + chunk, secrets)
+                keep = _secret_prefix(data, secrets)
+                held = data[len(data) - keep:] if keep else b""
+                if len(data) > keep:
+                    last = data[: len(data) - keep][-2:]
+                    yield data[: len(data) - keep]
+            if held:
+                yield held
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            logger.info("relay: adapter %s broke off its stream (%s)", name, _failure(exc))
+            error = UpstreamError(f"adapter {name}: the upstream broke off its stream ({_failure(exc)}); the "
+                                  "answer is incomplete")  # fmt: skip
+            yield (b"" if last.endswith(b"\n\n") else b"\n\n") + b"data: " + dump_json(error.to_openai()) + b"\n\n"
+            yield b"data: [DONE]\n\n"
+            return
         finished = True
     finally:
         if finished:
