@@ -51,7 +51,9 @@ def parse_ttl(value: str | None, flag: str = "ttl") -> float | None:
     try:
         seconds = TypeAdapter(Duration).validate_python(value)
     except PydanticValidationError:
-        raise ValidationError(f"--{flag} {value!r} is not a duration (e.g. 30m, 1h, 7d)", param=flag) from None
+        # Echoed only when it looks like a duration mistyped, not a credential pasted in the wrong place.
+        shown = f" {value!r}" if len(value) <= 24 and not value.startswith("mk_") else ""
+        raise ValidationError(f"--{flag}{shown} is not a duration (e.g. 30m, 1h, 7d)", param=flag) from None
     if seconds <= 0:
         raise ValidationError(f"--{flag} must be positive", param=flag)
     return float(seconds)

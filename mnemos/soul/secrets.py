@@ -97,6 +97,7 @@ class _WholeSecretStore(SecretStore):
         """Remove the whole secret; ``NotFoundError`` when it does not exist."""
 
     def get(self, name: str, key: str) -> str:
+        check_secret_name(key, "key")  # (a value pasted as the key is not echoed by "has no key …")
         data = self._read(name)
         if key not in data:
             raise self._missing(name, key)
@@ -116,6 +117,7 @@ class _WholeSecretStore(SecretStore):
         if key is None:
             self._remove(name)
             return
+        check_secret_name(key, "key")
         with self._lock():
             data = self._read(name)
             if key not in data:
@@ -322,6 +324,8 @@ class EngramSecretStore(SecretStore):
         return sorted(names)
 
     def delete(self, name: str, key: str | None = None) -> None:
+        if key is not None:
+            check_secret_name(key, "key")
         keys = self._keys(name)
         if key is not None and key not in keys:
             raise self._missing(name, key) if keys else self._missing(name)

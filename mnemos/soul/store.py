@@ -21,7 +21,7 @@ from typing import Any
 from mnemos.engram import Engram
 from mnemos.errors import NotFoundError, ValidationError
 from mnemos.soul._audit import audit, local_actor
-from mnemos.soul.apikeys import APIKEYS_PREFIX, ApiKeyRecord, hash_secret, new_api_key
+from mnemos.soul.apikeys import APIKEYS_PREFIX, KEY_PREFIX, ApiKeyRecord, hash_secret, is_api_key, new_api_key
 from mnemos.soul.identity import check_models
 from mnemos.soul.keys import KeyRing
 from mnemos.soul.limits import check_key_limits
@@ -79,9 +79,14 @@ class CreatedCredential:
 
 
 def check_name(name: str, param: str = "name") -> str:
-    """A principal (or team) name: 1-128 of letters, digits and ``-_.@:``."""
+    """A principal (or team) name: 1-128 of letters, digits and ``-_.@:``, not starting as an API key
+    does (``mk_``): a name is stored in the clear, listed and audited, so a key pasted in its place
+    would be kept and shown wherever the name is (the name is not echoed either)."""
     if not name or len(name) > 128 or not set(name) <= _NAME_CHARS:
         raise ValidationError(f"invalid {param}: use 1-128 letters, digits or -_.@:", param=param)
+    if is_api_key(name):
+        raise ValidationError(f"invalid {param}: it starts as an API key does ({KEY_PREFIX}), and a {param} is stored "
+                              "and shown in the clear; was a key pasted here? choose another name", param=param)
     return name
 
 

@@ -170,6 +170,9 @@ def verify_token(
         raise AuthenticationError("token signature is invalid", param="authorization") from None
     except jwt.InvalidIssuerError:
         raise AuthenticationError(f"token issuer is not {issuer!r}", param="authorization") from None
+    except jwt.ImmatureSignatureError:
+        raise AuthenticationError("token is not valid yet: its 'nbf' is in the future",
+                                  param="authorization") from None  # fmt: skip
     except jwt.MissingRequiredClaimError as exc:
         raise AuthenticationError(f"token lacks the {exc.claim!r} claim", param="authorization") from None
     except jwt.PyJWTError:
@@ -202,7 +205,8 @@ def verify_token(
                 f"token {jti} was made from credential {parent}, which has been revoked", param="authorization"
             )
     audience = claims.get("aud", "")
-    if audience and audience not in _AUDIENCES:  # (a list, a number, a name this version does not issue)
+    # (a list, a number, a name this version does not issue: one refusal, never a TypeError)
+    if audience and (not isinstance(audience, str) or audience not in _AUDIENCES):
         raise AuthenticationError("token names an unknown audience", param="authorization")
     team, limits_key = claims.get("team", ""), claims.get("lk", "")
     if not isinstance(team, str) or len(team) > 128 or not isinstance(limits_key, str) or len(limits_key) > 64:
