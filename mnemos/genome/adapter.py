@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -19,10 +20,28 @@ class SecretRef(CoreModel):
     key: str
 
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""An HTTP token (RFC 9110 ``tchar``): what a header's name, and an auth scheme, are made of."""
+
+
 class AdapterAuth(CoreModel):
     secret_ref: SecretRef
-    header: str = Field("Authorization", description="Header carrying the credential.")
-    scheme: str = Field("Bearer", description="Prefix before the secret; empty for none.")
+    header: str = Field("Authorization", max_length=256, description="Header carrying the credential.")
+    scheme: str = Field("Bearer", max_length=256, description="Prefix before the secret; empty for none.")
+
+    @field_validator("header", "scheme")
+    @classmethod
+    def _token(cls, value: str, info: ValidationInfo) -> str:
+        """A header name and a scheme are HTTP tokens: one with a space, ``:`` or a line break
+        (``X-Key: a\r\nEvil``) was stored, and every request relayed through the Adapter was then a
+        500 (the HTTP client refuses to send such a header)."""
+        if value == "" and info.field_name == "scheme":
+            return value
+        if not _TOKEN.fullmatch(value):
+            raise ValueError(f"{value[:60]!r} is no HTTP token: letters, digits and !#$%&'*+.^_`|~- only (no space, "
+                             "':' or line break), e.g. " + ("Authorization, X-Api-Key" if info.field_name == "header"
+                                                            else "Bearer, or empty for none"))  # fmt: skip
+        return value
 
 
 class AdapterRoute(CoreModel):

@@ -38,7 +38,9 @@ KINDS: dict[str, type[Resource]] = {
     "Function": Function,
     "Pipeline": Pipeline,
 }
-_ALIASES = {k.lower(): k for k in KINDS} | {k.lower() + "s": k for k in KINDS}
+# ``policies`` as ``policys`` (what ``+ "s"`` alone made, so ``mnemos get policies`` was "unknown kind")
+_ALIASES = ({k.lower(): k for k in KINDS} | {k.lower() + "s": k for k in KINDS}
+            | {k.lower()[:-1] + "ies": k for k in KINDS if k.endswith("y")})  # fmt: skip
 
 
 def resolve_kind(name: str | type[Resource]) -> type[Resource]:

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from mnemos._model import CoreModel
 from mnemos.genome._base import Resource
-from mnemos.genome.metering import LimitRule
+from mnemos.genome.metering import MAX_RATE, LimitRule
 
 __all__ = ["SELECTABLE_KINDS", "AccessRule", "Policy", "PolicyRules", "PolicySpec", "Quota", "RateLimitRule",
            "Selector"]
@@ -16,7 +16,8 @@ __all__ = ["SELECTABLE_KINDS", "AccessRule", "Policy", "PolicyRules", "PolicySpe
 
 SELECTABLE_KINDS = ("Model", "Policy", "Adapter", "Function", "Pipeline", "Job")
 """What a selector's ``kinds`` names: GENOME's kinds, and ``Job`` (CORTEX quotas)."""
-_SELECTABLE = {k.lower(): k for k in SELECTABLE_KINDS} | {k.lower() + "s": k for k in SELECTABLE_KINDS}
+_SELECTABLE = ({k.lower(): k for k in SELECTABLE_KINDS} | {k.lower() + "s": k for k in SELECTABLE_KINDS}
+               | {k.lower()[:-1] + "ies": k for k in SELECTABLE_KINDS if k.endswith("y")})  # policies, as models
 
 
 class Selector(CoreModel):
@@ -60,8 +61,10 @@ class Quota(CoreModel):
 
 
 class RateLimitRule(CoreModel):
-    requests_per_second: float = Field(gt=0)
-    burst: int = Field(ge=1)
+    # Bounded as metering's rates are: a burst of 10**400 made every request of every principal a 500
+    # (int too large for a float in the edge's token bucket), the admin's fix through the gateway too.
+    requests_per_second: float = Field(gt=0, le=MAX_RATE)
+    burst: int = Field(ge=1, le=MAX_RATE)
     principals: list[str] = Field(default_factory=list, description="Principals it applies to; empty: all.")
 
 

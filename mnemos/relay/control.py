@@ -76,12 +76,15 @@ _GROUP = r"^[a-z0-9]([-a-z0-9.]{0,62}[a-z0-9])?$"
 _VERSION = r"^v[0-9]+([a-z]+[0-9]*)?$"
 _PLURAL = r"^[a-z]{1,63}$"
 _SECRET = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+_DIGEST = r"^sha256:[0-9a-f]{64}$"
 for _pattern, _hint in ((_NAME, "a valid name: at most 253 lowercase letters, digits, '-' and '.', starting and "
                                 "ending with a letter or digit"),
                         (_GROUP, "an API group, such as genome.mnemos.dev"), (_VERSION, "an API version, such as v1"),
                         (_PLURAL, "a kind's plural in lower case, such as models"),
                         (_SECRET, "a secret name or key: 1 to 128 letters, digits, '_', '.' and '-', starting with "
-                                  "a letter or digit")):  # fmt: skip
+                                  "a letter or digit"),
+                        (_DIGEST, "a file's digest: 'sha256:' and the 64 lowercase hex digits of its bytes' "
+                                  "sha256")):  # fmt: skip
     pattern_hint(_pattern, _hint)  # said where a path's part fails it, not the expression's text
 _ERROR = {"model": ErrorResponse}
 _DESCRIPTIONS = {
@@ -666,7 +669,7 @@ def _platform_routes(api: APIRouter, edge: Any, ctl: _Control, status: Callable[
             settle(tokens)
         return {"object": "list", "data": hits}
 
-    file_digest = Path(..., pattern=r"^sha256:[0-9a-f]{64}$", description="sha256:<hex> of the file's bytes")
+    file_digest = Path(..., pattern=_DIGEST, description="sha256:<hex> of the file's bytes")
 
     @api.get("/v1/files/{digest}", tags=["platform"], response_model=StoredFile, openapi_extra=_verb("apply"),
              responses=_responses(404, 422))  # fmt: skip

@@ -1,0 +1,74 @@
+"""What the gateway's control routes answered that they should not.
+
+- ``PUT /v1/files/sha256:ABC`` (a digest that is none) answered ``digest: String should match
+  pattern '^sha256:[0-9a-f]{64}$'``, the regular expression, where the other path parts say what
+  they must be.
+- An Adapter's ``auth.header`` or ``auth.scheme`` that no HTTP request can carry was stored, and
+  every request relayed through the Adapter was a 500.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def _app(tmp_path: Path) -> Any:
+    from fastapi import FastAPI
+
+    from mnemos.config import load_settings
+    from mnemos.engram import Engram
+    from mnemos.relay._errors import install_error_handlers
+    from mnemos.relay.control import build_router
+
+    class _Admin:  # (no gateway: the edge's answer, an admin, for every request)
+        async def admit(self, request: Any, verb: str) -> Any:
+            from mnemos.soul.identity import Principal
+
+            return Principal("root", "admin", "apikey")
+
+    settings = load_settings(engram={"uri": str(tmp_path / "engram")})
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(build_router(_Admin(), settings, Engram.from_settings(settings)))
+    return app
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT"])
+@pytest.mark.parametrize("digest", ["sha256:ABC", "sha256:" + "A" * 64, "md5:" + "0" * 32])
+def test_a_file_digest_that_is_none_says_what_a_digest_is(tmp_path: Path, method: str, digest: str) -> None:
+    from fastapi.testclient import TestClient
+
+    with TestClient(_app(tmp_path)) as http:
+        answer = http.request(method, f"/v1/files/{digest}", content=b"hello")
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == "digest" and "64 lowercase hex digits" in error["message"], error
+    assert "pattern" not in error["message"], error
+
+
+# An Adapter's `auth.header` and `auth.scheme` were any text: `PUT …/adapters/up` with
+# `"auth": {"header": "Bad Header: x\r\nEvil", …}` was stored (200), and every chat request routed
+# to it was then a 500 ("Forbidden control character detected in headers" in the gateway's log).
+ADAPTER = {"apiVersion": "genome.mnemos.dev/v1", "kind": "Adapter", "metadata": {"name": "up"},
+           "spec": {"baseUrl": "http://127.0.0.1:9/v1", "models": ["m"],
+                    "auth": {"secretRef": {"name": "up", "key": "key"}}}}  # fmt: skip
+
+
+@pytest.mark.parametrize("field, value", [
+    ("header", "Bad Header: x\r\nEvil"), ("header", "X-Key\n"), ("header", ""), ("header", "X Key"),
+    ("scheme", "Bearer\r\n"), ("scheme", "Bearer token"),
+])  # fmt: skip
+def test_an_adapter_auth_header_or_scheme_that_no_request_can_carry_is_refused(tmp_path: Path, field: str,
+                                                                              value: str) -> None:  # fmt: skip
+    from fastapi.testclient import TestClient
+
+    doc = {**ADAPTER, "spec": {**ADAPTER["spec"], "auth": {**ADAPTER["spec"]["auth"], field: value}}}
+    with TestClient(_app(tmp_path)) as http:
+        answer = http.put("/apis/genome.mnemos.dev/v1/adapters/up", json=doc)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"]["param"] == f"spec.auth.{field}"
+        assert http.get("/apis/genome.mnemos.dev/v1/adapters/up").status_code == 404  # stored nowhere
+
