@@ -199,12 +199,16 @@ def client_path(loc: Any, data: Any = _MISSING) -> str:
 
 
 _PATTERN_HINTS: dict[str, str] = {POSITIVE_DURATION_PATTERN: "a duration above zero, such as 30s, 15m, 24h or 30d"}
+_UNECHOED: set[str] = set()
 
 
-def pattern_hint(pattern: str, hint: str) -> None:
+def pattern_hint(pattern: str, hint: str, *, echo: bool = True) -> None:
     """Say ``hint`` (what a value must be) where a value fails ``pattern``: pydantic's own message
-    quotes the regular expression, which names neither the form nor the fix."""
+    quotes the regular expression, which names neither the form nor the fix. ``echo=False``: the
+    value is not quoted back (a secret's name or key, where a value may be pasted by mistake)."""
     _PATTERN_HINTS[pattern] = hint
+    if not echo:
+        _UNECHOED.add(pattern)
 
 
 _EXPECTED = {"int_type": "an integer", "float_type": "a number", "bool_type": "a boolean",
@@ -218,9 +222,10 @@ def _message(err: dict[str, Any], path: str = "") -> str:
     kind = err.get("type")
     if kind == "extra_forbidden":
         return "extra field not permitted"
-    hint = _PATTERN_HINTS.get(str((err.get("ctx") or {}).get("pattern")))
+    pattern = str((err.get("ctx") or {}).get("pattern"))
+    hint = _PATTERN_HINTS.get(pattern)
     if kind == "string_pattern_mismatch" and hint:
-        return f"{str(err.get('input'))[:40]!r} is not {hint}"
+        return f"{'the value' if pattern in _UNECHOED else repr(str(err.get('input'))[:40])} is not {hint}"
     got = _GOT.get(type(err.get("input")))
     if kind in _EXPECTED and got and path:
         return f"Invalid type for '{path}': expected {_EXPECTED[str(kind)]}, but got {got} instead."

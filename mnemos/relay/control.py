@@ -85,7 +85,8 @@ for _pattern, _hint in ((_NAME, "a valid name: at most 253 lowercase letters, di
                                   "a letter or digit"),
                         (_DIGEST, "a file's digest: 'sha256:' and the 64 lowercase hex digits of its bytes' "
                                   "sha256")):  # fmt: skip
-    pattern_hint(_pattern, _hint)  # said where a path's part fails it, not the expression's text
+    # said where a path's part fails it, not the expression's text; a secret's name or key not quoted back
+    pattern_hint(_pattern, _hint, echo=_pattern != _SECRET)
 _ERROR = {"model": ErrorResponse}
 _DESCRIPTIONS = {
     400: "malformed body (not JSON, not an object)",
