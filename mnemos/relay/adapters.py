@@ -122,7 +122,13 @@ class _Target:
             return {}
         now = time.monotonic()
         if self._secret is None or now - self._secret[1] > _SECRET_TTL_S:
-            secret = resolve_secret(auth.secret_ref.name, auth.secret_ref.key, settings)
+            # Around it, whitespace is no part of a credential (`echo KEY > file` ends it with a line
+            # break, which made every request through the adapter a 500: no header may carry one).
+            secret = resolve_secret(auth.secret_ref.name, auth.secret_ref.key, settings).strip()
+            if any(ord(c) < 32 or ord(c) == 127 for c in secret):
+                raise UpstreamError(f"adapter {self.name}: the secret {auth.secret_ref.name}/{auth.secret_ref.key} "
+                                    "holds a line break or control character, which no HTTP header can carry: set "
+                                    "it again without one", param="spec.auth.secretRef")  # fmt: skip
             value = f"{auth.scheme} {secret}" if auth.scheme else secret
             self._secret = (value, now)
             self.redacted = _secrets({auth.header: value})  # once per resolution, not per request
