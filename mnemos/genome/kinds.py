@@ -21,6 +21,7 @@ from mnemos.genome.policy import Policy
 
 __all__ = [
     "KINDS",
+    "MAX_FILE_BYTES",
     "ResourceSource",
     "json_schema",
     "load_paths",
@@ -275,10 +276,24 @@ STDIN = "-"
 """The path that names standard input, as in ``mnemos apply -f -``."""
 
 
+MAX_FILE_BYTES = 16 * 1024 * 1024
+"""The most bytes a resource file (or standard input) may have: ``-f /dev/zero``, or a pipe that
+never ends, was read until memory ran out (the gateway takes 1 MiB bodies by default)."""
+
+
 def read_text(path: str | Path) -> str:
-    """The text of a file (``-``: standard input); not UTF-8 is a one-line ``BadRequestError``."""
+    """The text of a file (``-``: standard input); not UTF-8, or over ``MAX_FILE_BYTES``, is a
+    one-line ``BadRequestError``."""
     name = "stdin" if str(path) == STDIN else str(path)
-    data = sys.stdin.buffer.read() if str(path) == STDIN else Path(path).read_bytes()
+    if str(path) == STDIN:
+        data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+    else:
+        with Path(path).open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise BadRequestError(f"{name}: more than {MAX_FILE_BYTES // (1024 * 1024)} MiB; a resource file is "
+                              "smaller: split it, or keep large data in ENGRAM and name it by ref",
+                              param="file")  # fmt: skip
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -72,3 +72,25 @@ def test_an_adapter_auth_header_or_scheme_that_no_request_can_carry_is_refused(t
         assert answer.json()["error"]["param"] == f"spec.auth.{field}"
         assert http.get("/apis/genome.mnemos.dev/v1/adapters/up").status_code == 404  # stored nowhere
 
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "sparse"])
+def test_a_resource_file_past_16_mib_is_refused_not_read_to_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], source: str
+) -> None:
+    """``mnemos validate -f /dev/zero`` (or a pipe that never ends) read until memory ran out."""
+    from mnemos.cli import main
+
+    monkeypatch.setenv("MNEMOS_HOME", str(tmp_path / "home"))
+    for name in ("MNEMOS_URL", "MNEMOS_API_KEY", "MNEMOS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    path = source
+    if source == "sparse":
+        path = str(tmp_path / "big.yaml")
+        with open(path, "wb") as big:
+            big.truncate(16 * 1024 * 1024 + 1)
+    with pytest.raises(SystemExit) as done:
+        main(["validate", "-f", path])
+    err = capsys.readouterr().err.strip()
+    assert done.value.code == 2 and err == (f"error: {path}: more than 16 MiB; a resource file is smaller: split it, "
+                                            "or keep large data in ENGRAM and name it by ref")  # fmt: skip
