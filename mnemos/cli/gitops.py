@@ -125,6 +125,7 @@ def diff(
         raise BadRequestError(f"-f/--file: no resources in {', '.join(map(str, file))}: nothing to diff "
                               "(YAML or JSON files, .yaml/.yml/.json)", param="file")  # fmt: skip
     client = open_client()
+    client.admit(resources)  # what apply would refuse (a check, a Policy) is refused here, not shown as a change
     entries = compute_diff(client, resources)
     if output is not Output.table:
         emit([{"kind": e.kind, "name": e.name, "action": e.action, "diff": e.diff} for e in entries], output)

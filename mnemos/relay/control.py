@@ -409,9 +409,11 @@ def build_router(edge: Any, settings: Settings, engram: Engram, *,
     async def diff_resource(request: Request, group: str = group_p, version: str = version_p,
                             plural: str = plural_p) -> dict[str, Any]:  # fmt: skip
         """What applying one document would change: ``create``, ``configure`` or ``unchanged``, with a
-        unified diff of the YAML."""
+        unified diff of the YAML. A document ``apply`` would refuse (its checks, a Policy) is refused
+        here as ``:validate`` refuses it, not shown as a change that would be made."""
         await edge.admit(request, "read-artifacts")
         resource = _parse(await _json(request), _kind(group, version, plural))
+        await ctl.read(ctl.registry.admit, resource)
         from mnemos.wraith.gitops import diff
 
         entry = (await ctl.read(diff, types.SimpleNamespace(registry=ctl.registry), [resource]))[0]

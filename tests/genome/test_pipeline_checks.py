@@ -146,7 +146,8 @@ def test_put_and_post_refuse_it_with_422_naming_the_field(control_api: Any, tmp_
     for case in sorted(BAD):
         doc, message, param = BAD[case]
         name = doc["metadata"]["name"]
-        for method, path in (("PUT", f"{base}/{name}"), ("POST", base), ("POST", f"{base}:validate")):
+        for method, path in (("PUT", f"{base}/{name}"), ("POST", base), ("POST", f"{base}:validate"),
+                             ("POST", f"{base}:diff")):  # (a diff said "create" for what apply refuses)
             answer = control_api.request(method, path, json=doc)
             assert answer.status_code == 422, (case, method, path, answer.text)
             error = answer.json()["error"]

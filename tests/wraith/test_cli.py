@@ -200,3 +200,20 @@ def test_an_empty_to_or_from_is_refused_not_read_as_the_default(home: Path, caps
         assert err.strip().splitlines() == [f"error: {option}: empty: give a local folder or a URI, or leave "
                                             f"{option} out for the default"], args  # fmt: skip
     assert engram.refs().keys() == {"data/x", "data/y"} and not (home / "r").exists()
+
+
+def test_diff_refuses_what_apply_would_refuse(home: Path, capsys) -> None:
+    """``mnemos diff`` said ``model/x create`` (exit 0) for a Model a Policy's ``requiredLabels``
+    refuses, which ``mnemos apply`` then refused (exit 7): it runs admission as apply does."""
+    policy = {"apiVersion": "genome.mnemos.dev/v1", "kind": "Policy", "metadata": {"name": "owners"},
+              "spec": {"rules": {"requiredLabels": ["owner"]}}}  # fmt: skip
+    (home / "policy.yaml").write_text(yaml.safe_dump(policy))
+    run(capsys, "apply", "-f", str(home / "policy.yaml"))
+    (home / "model.yaml").write_text(yaml.safe_dump(model_doc("unowned")))
+    _, err = run(capsys, "diff", "-f", str(home / "model.yaml"), code=7)
+    assert "requiredLabels" in err and "owner" in err, err
+    labelled = model_doc("owned")
+    labelled["metadata"]["labels"] = {"owner": "ops"}
+    (home / "model.yaml").write_text(yaml.safe_dump(labelled))
+    out, _ = run(capsys, "diff", "-f", str(home / "model.yaml"))
+    assert "model/owned create" in out
