@@ -289,10 +289,15 @@ _MAX_EVENT = 1 << 20  # bytes of one SSE event the meter waits for before counti
 _TEXT_FIELDS = ("content", "text", "reasoning_content", "reasoning", "refusal")
 
 
+_TEXT_BYTES_PER_TOKEN = 4
+"""Bytes of returned text charged as a token when the count is missing or 0: about what English
+text is a token (a reservation, a ceiling, counts 2). A cut stream of a model, about a token an
+event, was charged twice its tokens at 2."""
+
+
 def _text_tokens(size: int) -> int:
-    """The tokens charged for ``size`` bytes of returned text when the upstream's count is missing or
-    0: as a reservation counts text (2 bytes a token, a ceiling)."""
-    return (size + 1) // 2
+    """The tokens charged for ``size`` bytes of returned text when the upstream's count is missing or 0."""
+    return -(-size // _TEXT_BYTES_PER_TOKEN)
 
 
 def _choice_text(choices: Any, part: str) -> int:

