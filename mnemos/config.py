@@ -64,6 +64,11 @@ class QueueConfig(CoreModel):
     backoff: Backoff = Field(default_factory=Backoff)
     max_attempts: int = Field(3, ge=1, description="Default attempts per job.")
     timeout: Duration | None = Field(None, description="Default job timeout; none by default.")
+    fairness: Literal["owner", "fifo"] = Field(
+        "owner",
+        description="At equal priority: owner (the submitters of the waiting jobs take turns, each in submit order) "
+        "or fifo (submit order, whoever submitted).",
+    )
 
 
 class Affinity(CoreModel):

@@ -1,4 +1,4 @@
-"""``mnemos jobs submit|list|get|cancel|logs|stats``: CORTEX jobs from the shell.
+"""``mnemos jobs submit|list|get|cancel|retry|logs|stats``: CORTEX jobs from the shell.
 
 ``submit`` connects to the platform (``MNEMOS_RAY_ADDRESS``, ``RAY_ADDRESS`` — set inside
 ``ray job submit`` — or the cluster ``mnemos up`` started; else an embedded one). ``list``,
@@ -21,9 +21,9 @@ import typer
 from mnemos.cli._output import Output, console, emit, waiting_for
 from mnemos.errors import UnavailableError, ValidationError
 
-__all__ = ["app", "cancel", "get", "list_jobs", "logs", "stats", "submit"]
+__all__ = ["app", "cancel", "get", "list_jobs", "logs", "retry", "stats", "submit"]
 
-app = typer.Typer(help="CORTEX jobs: submit, list, get, cancel, logs, stats.", no_args_is_help=True)
+app = typer.Typer(help="CORTEX jobs: submit, list, get, cancel, retry, logs, stats.", no_args_is_help=True)
 
 _COLUMNS = ("ID", "NAME", "QUEUE", "PRIORITY", "STATUS", "ATTEMPTS", "WORKER", "FUNCTION")
 Page = tuple[list[dict[str, Any]], bool]  # a page of job views, and whether more follow
@@ -307,6 +307,20 @@ def cancel(job_id: str = _JOB, output: Output = typer.Option(Output.table, "-o",
         console.print(f"job {view['id']} {view['status']}")
     else:
         emit(view, output)
+
+
+@app.command()
+def retry(job_id: str = _JOB, output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
+    """Submit a failed or cancelled job again, as a new job (owned by you): prints its id."""
+    from mnemos.cli._session import platform_up
+
+    if not platform_up():
+        raise UnavailableError("no platform is up to retry the job on: start one with `mnemos up`")
+    handle = _jobs().retry(job_id)
+    if output is Output.table:
+        console.print(f"job {handle.id} queued (a retry of {job_id})")
+    else:
+        emit(handle.info(), output)
 
 
 @app.command()

@@ -1,4 +1,17 @@
-"""A named CORTEX queue in memory: a heap by (priority, submit order), a running count, a backoff."""
+"""A named CORTEX queue in memory: a heap by (priority, fair start tag, submit order), a running count, a backoff.
+
+Within one priority level the owners of the waiting jobs (their ``principal``; jobs without one
+share the owner ``""``) take turns: start-time fair queuing. Each job queued gets a start tag,
+one more than the larger of its owner's last tag at that level and the level's virtual time (the
+tag of the entry taken last), so an owner that queued 10,000 jobs holds tags 1..10,000 and one
+that queues a job next gets a tag near the front, not 10,001. Priority still wins over fairness;
+one owner's jobs keep their submit order. A job queued again after it was dispatched (a retry
+after its backoff, an attempt given back unstarted, CORTEX restarted) takes the level's virtual
+time as its tag: the front of the current round, as it kept its submit order before, without
+taking a turn from its owner. A level with nothing waiting starts over from 0, so rebuilding the
+queues after a restart (every unfinished job queued again in submit order) gives one fair order,
+the same on every restart. A queue with ``fairness: fifo`` orders by priority and submit order only.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +23,8 @@ from mnemos.cortex.job import Job
 
 __all__ = ["Entry", "QueueState", "backoff_delay"]
 
-Entry = tuple[int, int, str, str]
-"""A heap entry: (-priority, submit order, job id, the pool the job goes to first)."""
+Entry = tuple[int, tuple[int, int], str, str]
+"""A heap entry: (-priority, (fair start tag, submit order), job id, the pool the job goes to first)."""
 
 
 def backoff_delay(config: QueueConfig, failures: int) -> float:
@@ -21,7 +34,7 @@ def backoff_delay(config: QueueConfig, failures: int) -> float:
 
 @dataclass(eq=False)
 class QueueState:
-    """One named queue: a heap per (priority, submit order), its running count, its depth per pool."""
+    """One named queue: a heap per (priority, fair start tag, submit order), its running count, its depth per pool."""
 
     name: str
     config: QueueConfig
@@ -29,15 +42,38 @@ class QueueState:
     running: int = 0
     max_running: int = 0
     waiting: dict[str, int] = field(default_factory=dict)  # pool -> heap entries routed to it
+    levels: dict[int, int] = field(default_factory=dict)  # -priority -> heap entries at that level
+    vtime: dict[int, int] = field(default_factory=dict)  # -priority -> the start tag of the entry taken last
+    tags: dict[int, dict[str, int]] = field(default_factory=dict)  # -priority -> owner -> its last start tag
 
     def push(self, job: Job, pool: str = "none") -> None:
-        self.push_entry((-job.priority, job.seq, job.id, pool))
+        level = -job.priority
+        if not self.levels.get(level):  # nothing waits at this level: its turns start over
+            self.vtime.pop(level, None)
+            self.tags.pop(level, None)
+        now = self.vtime.get(level, 0)
+        if self.config.fairness == "fifo":  # submit order alone, whoever submitted
+            tag = 0
+        elif job.started_at is not None:  # dispatched before: back to the front of the current round
+            tag = now
+        else:
+            owners = self.tags.setdefault(level, {})
+            owner = job.principal or ""
+            tag = owners[owner] = max(owners.get(owner, 0), now) + 1
+        self.push_entry((level, (tag, job.seq), job.id, pool))
 
     def push_entry(self, entry: Entry) -> None:
         heapq.heappush(self.heap, entry)
         self.waiting[entry[3]] = self.waiting.get(entry[3], 0) + 1
+        self.levels[entry[0]] = self.levels.get(entry[0], 0) + 1
 
     def pop(self) -> Entry:
         entry = heapq.heappop(self.heap)
         self.waiting[entry[3]] -= 1
+        level, (tag, _) = entry[0], entry[1]
+        self.levels[level] -= 1
+        if not self.levels[level]:
+            del self.levels[level]
+        if tag > self.vtime.get(level, 0):
+            self.vtime[level] = tag
         return entry
