@@ -10,7 +10,7 @@ import pytest
 from mnemos.cli import main
 
 
-@pytest.mark.parametrize("command", ["get", "logs", "cancel"])
+@pytest.mark.parametrize("command", ["get", "logs", "cancel", "retry"])
 def test_an_empty_job_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                          command: str) -> None:  # fmt: skip
     for name in ("MNEMOS_URL", "MNEMOS_API_KEY", "MNEMOS_TOKEN"):
