@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -28,10 +32,50 @@ def refused_422(resp: Any, param: str) -> str:
     return str(error["message"])
 
 
+V = TypeVar("V")
+
+
+def until(check: Callable[[], V], what: str = "the condition", *, ready: Callable[[V], object] = bool,
+          timeout: float = 120.0, interval: float = 0.05) -> V:  # fmt: skip
+    """Polls ``check`` until what it returns is ``ready`` (truthy, unless told), and returns that
+    (bounded by ``timeout`` seconds, a pause of ``interval`` between tries).
+
+    Raises:
+        AssertionError: naming ``what`` and what ``check`` last returned, once ``timeout`` passed.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if ready(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g} s (last: {value!r})")
+        time.sleep(interval)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serving(app: Any, **config: Any) -> Iterator[str]:
+    """``app`` served by uvicorn on a free 127.0.0.1 port, in a thread, while the block runs: yields its
+    URL (``http://127.0.0.1:PORT``); ``config``: more of ``uvicorn.Config``'s options (``lifespan``, …)."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config))
+    thread = threading.Thread(target=server.run, daemon=True, name=f"uvicorn-{port}")
+    thread.start()
+    try:
+        until(lambda: server.started or not thread.is_alive(), f"uvicorn on port {port} to start", timeout=30)
+        assert server.started, f"uvicorn on port {port} stopped before it started"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def run_cli(capsys: Any, *args: str, code: int = 0) -> tuple[str, str]:

@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import html
 import re
-import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
+from console_support import local_console
 
 from mnemos.relay.console.session import COOKIE
 
@@ -28,48 +25,18 @@ _ROWS = [
 ]  # fmt: skip
 
 
-class _Ledger:
-    """SOUL's usage ledger as the page calls it: ``await ledger.usage.remote(since, until)``."""
-
-    def __init__(self) -> None:
-        self.usage = self
-
-    def remote(self, since: float, until: float | None) -> Any:
-        async def rows() -> list[dict[str, Any]]:
-            return [{**row, "hour": time.time() - 60} for row in _ROWS]
-
-        return rows()
-
-
-def _no_bus() -> Any:
-    raise RuntimeError("no event bus here: the page renders without one")
-
-
 @pytest.fixture()
 def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    from mnemos.config import load_settings
-    from mnemos.engram import Engram
-    from mnemos.relay._edge import EdgeSeam
-    from mnemos.relay.console.app import build_router
-    from mnemos.soul import EdgeGuard, IdentityStore, LocalRateLimiter
     from mnemos.soul._audit import audit_id
     from mnemos.trace.lineage import LineageWriter
 
-    monkeypatch.setattr("mnemos.trace.events.bus", _no_bus)  # no Ray cluster started from a page
-    settings = load_settings(engram={"uri": str(tmp_path / "engram")}, relay={"auth": True})
-    engram = Engram.from_settings(settings)
-    edge = EdgeSeam(settings, engram)
-    edge.guard = EdgeGuard(settings, engram, limiter=LocalRateLimiter(), refresh_s=0.0, max_stale_s=0.0)
-    app = FastAPI()
-    app.state.meter = SimpleNamespace(governor=SimpleNamespace(actor=_Ledger()))
-    app.include_router(build_router(SimpleNamespace(engram=engram, settings=settings), edge))
-    store = IdentityStore.from_settings(settings, engram)
-    lineage = LineageWriter(engram)
+    console = local_console(tmp_path, monkeypatch, _ROWS)
+    lineage = LineageWriter(console["engram"])
     for subject, team in (("rita", "research"), ("otto", "other")):  # a refused request of each team's credential
         lineage.record(audit_id(), "audit", action="auth.refused", status=403, subject=subject, team=team,
                        grant_id=f"{subject}-key", reason="role 'viewer' may not 'deploy'")  # fmt: skip
     lineage.flush()
-    return {"http": TestClient(app), "store": store}
+    return console
 
 
 def _usage(console: dict[str, Any], key: str) -> dict[str, list[str]]:

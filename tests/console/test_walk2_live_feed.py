@@ -12,7 +12,6 @@ The console is mounted as the gateway mounts it and served by uvicorn, over a pr
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,14 +20,13 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import expect
-from relay_support import free_port, wait_until
+from tests_support import serving
 
 
 @pytest.fixture(scope="module")
 def served(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The console and ``/v1/events`` (``relay.maxEventStreams``: 1) on 127.0.0.1; its URL and key store."""
     import ray
-    import uvicorn
     from fastapi import FastAPI
 
     from mnemos.config import load_settings
@@ -52,15 +50,8 @@ def served(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
     app.include_router(build_router(edge.admit, EventHub(lambda: bus), max_streams=1))
     mount(app, SimpleNamespace(settings=settings, engram=engram, models={}), edge)
     edge.install_routes(app)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
-                                           timeout_graceful_shutdown=1))  # fmt: skip
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, timeout=30)
-    yield {"url": f"http://127.0.0.1:{port}", "store": IdentityStore.from_settings(settings, engram)}
-    server.should_exit = True
-    thread.join(timeout=15)
+    with serving(app, lifespan="off", timeout_graceful_shutdown=1) as url:
+        yield {"url": url, "store": IdentityStore.from_settings(settings, engram)}
     ray.kill(bus)
 
 

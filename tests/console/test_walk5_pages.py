@@ -12,54 +12,23 @@
 from __future__ import annotations
 
 import html
-import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from console_support import local_console
 from fastapi.testclient import TestClient
 from tests_support import model_doc
 
 from mnemos.relay.console.session import COOKIE
 
-
-class _Ledger:
-    """SOUL's usage ledger as the Keys page calls it (``await ledger.usage.remote(since, until)``)."""
-
-    def __init__(self) -> None:
-        self.usage = self
-
-    def remote(self, since: float, until: float | None) -> Any:
-        async def rows() -> list[dict[str, Any]]:
-            return [{"hour": time.time() - 60, "principal": "otto", "team": "", "model": "m", "requests": 7,
-                     "prompt_tokens": 1, "completion_tokens": 1, "spend": 9.0, "cached": 0}]  # fmt: skip
-
-        return rows()
-
-
-def _no_bus() -> Any:
-    raise RuntimeError("no event bus here: the page renders without one")
+USAGE = [{"principal": "otto", "team": "", "model": "m", "requests": 7, "prompt_tokens": 1, "completion_tokens": 1,
+          "spend": 9.0, "cached": 0}]  # fmt: skip
 
 
 @pytest.fixture()
 def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    from mnemos.config import load_settings
-    from mnemos.engram import Engram
-    from mnemos.relay._edge import EdgeSeam
-    from mnemos.relay.console.app import build_router
-    from mnemos.soul import EdgeGuard, IdentityStore, LocalRateLimiter
-
-    monkeypatch.setattr("mnemos.trace.events.bus", _no_bus)  # no Ray cluster started from a page
-    settings = load_settings(engram={"uri": str(tmp_path / "engram")}, relay={"auth": True})
-    engram = Engram.from_settings(settings)
-    edge = EdgeSeam(settings, engram)
-    edge.guard = EdgeGuard(settings, engram, limiter=LocalRateLimiter(), refresh_s=0.0, max_stale_s=0.0)
-    app = FastAPI()
-    app.state.meter = SimpleNamespace(governor=SimpleNamespace(actor=_Ledger()))
-    app.include_router(build_router(SimpleNamespace(engram=engram, settings=settings, models={}), edge))
-    return {"http": TestClient(app), "store": IdentityStore.from_settings(settings, engram), "engram": engram}
+    return local_console(tmp_path, monkeypatch, USAGE)
 
 
 def _sign_in(console: dict[str, Any], key: str) -> TestClient:

@@ -19,6 +19,8 @@ import yaml
 # cortex_support sits beside this file; make it importable under any --import-mode.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cortex_support import jobs_routes  # noqa: E402
+
 QUEUES = {
     "default": {"concurrency": 100, "backoff": {"min": "100ms", "max": "400ms"}},
     "wraith": {"concurrency": 10},
@@ -75,13 +77,5 @@ def cortex(client: Any) -> Any:
 @pytest.fixture()
 def http(cortex: Any) -> Iterator[Any]:
     """``/v1/jobs`` (authentication off) over the ``cortex`` actor, in a ``TestClient``."""
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
-
-    from mnemos.cortex.http import cortex_handle, router
-
-    app = FastAPI()
-    app.include_router(router)
-    app.dependency_overrides[cortex_handle] = lambda: cortex
-    with TestClient(app) as test_client:
+    with jobs_routes(cortex) as test_client:
         yield test_client

@@ -13,22 +13,38 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import ray
+from tests_support import free_port
+from tests_support import until as wait_until
 
 T = "mnemos.cortex.testing"
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 120.0, what: str = "condition") -> None:
-    """Wait (bounded) for something outside Ray to happen, e.g. a job's marker file."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout}s")
-        time.sleep(0.05)
+class NoCortex:
+    """CORTEX for routes that must refuse a body before it reaches CORTEX: reaching it fails the test."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"a refused body reached CORTEX ({name})")
+
+
+@contextlib.contextmanager
+def jobs_routes(cortex: Any, jobs_router: Any = None) -> Iterator[Any]:
+    """A ``TestClient`` of the ``/v1/jobs`` routes (``jobs_router``, one ``build_router`` made; the
+    default ``router``, authentication off, if None) over ``cortex`` (an actor handle, a ``NoCortex()``)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from mnemos.cortex.http import cortex_handle, router
+
+    app = FastAPI()
+    app.include_router(router if jobs_router is None else jobs_router)
+    app.dependency_overrides[cortex_handle] = lambda: cortex
+    with TestClient(app) as http:
+        yield http
 
 
 def journal_records(engram: Any) -> list[dict[str, Any]]:
@@ -36,14 +52,6 @@ def journal_records(engram: Any) -> list[dict[str, Any]]:
     from mnemos.cortex import read_records
 
     return read_records(engram)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RayHead:

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from cortex_support import NoCortex, jobs_routes
 from fastapi.testclient import TestClient
 
-from mnemos.cortex.http import INTERNAL_QUEUES, JobCall, build_router, cortex_handle, job_spec
+from mnemos.cortex.http import INTERNAL_QUEUES, JobCall, build_router, job_spec
 from mnemos.errors import PermissionDeniedError
 from mnemos.genome import parse_resource
 
@@ -76,20 +76,12 @@ def test_a_function_on_an_internal_queue_is_for_operators_only() -> None:
     assert job_spec(moved, _who("developer"), CATALOG).queue == "default"
 
 
-class _NoCortex:
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"a refused body reached CORTEX ({name})")
-
-
 @pytest.fixture()
 def http() -> Iterator[TestClient]:
     async def developer() -> Any:
         return _who("developer")
 
-    app = FastAPI()
-    app.include_router(build_router(auth=developer))
-    app.dependency_overrides[cortex_handle] = _NoCortex
-    with TestClient(app) as client:
+    with jobs_routes(NoCortex(), build_router(auth=developer)) as client:
         yield client
 
 

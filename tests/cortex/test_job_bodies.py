@@ -8,26 +8,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from cortex_support import NoCortex, jobs_routes
 from fastapi.testclient import TestClient
 
-from mnemos.cortex.http import FunctionCatalog, JobCall, build_router, cortex_handle, job_spec
+from mnemos.cortex.http import FunctionCatalog, JobCall, build_router, job_spec
 from mnemos.cortex.job import MAX_JOB_TIMEOUT_S, MAX_SUBMITTED_LABELS, JobSubmission
 
 T = "mnemos.cortex.testing"
 
 
-class _NoCortex:
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"a refused body reached CORTEX ({name})")
-
-
 @pytest.fixture()
 def http() -> Iterator[TestClient]:
-    app = FastAPI()
-    app.include_router(build_router())
-    app.dependency_overrides[cortex_handle] = _NoCortex
-    with TestClient(app) as client:
+    with jobs_routes(NoCortex(), build_router()) as client:
         yield client
 
 

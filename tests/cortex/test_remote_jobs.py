@@ -3,15 +3,13 @@ HTTP: the embedded client's options, its exceptions, and job ids that stay job i
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from cortex_support import free_port, wait_until
 from fastapi import FastAPI
+from tests_support import serving
 
 from mnemos.cortex import JobCancelledError, JobFailedError, JobTimeoutError
 from mnemos.cortex.http import cortex_handle, router
@@ -27,14 +25,8 @@ def remote(cortex: Any) -> Iterator[RemoteClient]:
     app = FastAPI()
     app.include_router(router)
     app.dependency_overrides[cortex_handle] = lambda: cortex
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, timeout=30, what="the server to start")
-    with RemoteClient(f"http://127.0.0.1:{server.config.port}") as client:
+    with serving(app) as url, RemoteClient(url) as client:
         yield client
-    server.should_exit = True
-    thread.join(timeout=30)
 
 
 def test_job_id_and_parents_are_options_not_arguments_of_the_function(remote: RemoteClient) -> None:

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from openai import OpenAI
-from tests_support import REPO, model_doc
+from tests_support import REPO, model_doc, until
 
 import mnemos
 from mnemos.errors import NotFoundError, PermissionDeniedError
@@ -34,15 +33,6 @@ def _folder(root: Path) -> Path:
     (root / "weights").mkdir()
     (root / "weights" / "part-0.bin").write_bytes(os.urandom(2048))
     return root
-
-
-def _phase(client: Any, name: str, want: str, timeout: float = 240.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = client.model_status(name)
-        if status["phase"] == want or time.monotonic() > deadline:
-            return status  # type: ignore[no-any-return]
-        time.sleep(1.0)
 
 
 def test_an_operator_registers_a_model_folder_that_the_gateway_then_serves(frontdoor: Any,
@@ -65,7 +55,8 @@ def test_an_operator_registers_a_model_folder_that_the_gateway_then_serves(front
         assert operator.register_model(tiny_model_dir, "remote-tiny", params={"maxTokens": 8}).action == "unchanged"
         assert sent and not [s for s in sent if s.startswith("PUT ")], sent
 
-        status = _phase(operator, "remote-tiny", "Ready")
+        status = until(lambda: operator.model_status("remote-tiny"), "remote-tiny to be Ready",
+                       ready=lambda s: s["phase"] == "Ready", timeout=240, interval=1.0)  # fmt: skip
         assert status["phase"] == "Ready" and status["digest"] == digest, status
     chat = OpenAI(base_url=f"{frontdoor.url}/v1", api_key=frontdoor.keys["developer"], max_retries=0)
     answer = chat.chat.completions.create(model="remote-tiny", messages=[{"role": "user", "content": "hi"}],

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from genome_support import control_routes
 from tests_support import run_cli
 
 from mnemos.engram import Engram
@@ -126,18 +127,7 @@ class _Open:
 @pytest.fixture()
 def control_api(ray_cluster: None, tmp_path: Path) -> Any:
     """The control-plane routes in a FastAPI app, writing through the real ``genome`` actor."""
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
-
-    from mnemos.config import load_settings
-    from mnemos.relay._errors import install_error_handlers
-    from mnemos.relay.control import build_router
-
-    settings = load_settings(engram={"uri": str(tmp_path / "engram")})
-    app = FastAPI()
-    install_error_handlers(app)
-    app.include_router(build_router(_Open(), settings, Engram.from_settings(settings)))
-    with TestClient(app) as http:
+    with control_routes(tmp_path, _Open()) as http:
         yield http
 
 

@@ -159,31 +159,12 @@ def test_an_at_sign_that_names_a_revision_is_no_credential(local_engram) -> None
     ("/v1/secrets/-x", "name", "the value is not a secret name or key"),
     ("DELETE /v1/secrets/llm/sk%20SECRETVAL%2B", "key", "the value is not a secret name or key"),
 ])  # fmt: skip
-def test_a_path_part_that_fails_its_pattern_says_what_it_must_be(tmp_path: Path, path: str, param: str,
+def test_a_path_part_that_fails_its_pattern_says_what_it_must_be(control: Any, path: str, param: str,
                                                                  says: str) -> None:  # fmt: skip
     """``PUT …/adapters/UPPER`` answered ``String should match pattern '^[a-z0-9]…$'`` (the regular
     expression), where the same name in a body is told what a name is."""
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
-
-    from mnemos.config import load_settings
-    from mnemos.engram import Engram
-    from mnemos.relay._errors import install_error_handlers
-    from mnemos.relay.control import build_router
-
-    class _Admin:  # (no gateway: the edge's answer, an admin, for every request)
-        async def admit(self, request: Any, verb: str) -> Any:
-            from mnemos.soul.identity import Principal
-
-            return Principal("root", "admin", "apikey")
-
-    settings = load_settings(engram={"uri": str(tmp_path / "engram")})
-    app = FastAPI()
-    install_error_handlers(app)
-    app.include_router(build_router(_Admin(), settings, Engram.from_settings(settings)))
-    with TestClient(app) as http:
-        method, _, path = path.rpartition(" ")
-        answer = http.request(method or "GET", path)
+    method, _, path = path.rpartition(" ")
+    answer = control.request(method or "GET", path)
     assert answer.status_code == 422, answer.text
     error = answer.json()["error"]
     assert error["param"] == param and says in error["message"] and "pattern" not in error["message"], error

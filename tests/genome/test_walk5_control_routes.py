@@ -15,34 +15,10 @@ from typing import Any
 import pytest
 
 
-def _app(tmp_path: Path) -> Any:
-    from fastapi import FastAPI
-
-    from mnemos.config import load_settings
-    from mnemos.engram import Engram
-    from mnemos.relay._errors import install_error_handlers
-    from mnemos.relay.control import build_router
-
-    class _Admin:  # (no gateway: the edge's answer, an admin, for every request)
-        async def admit(self, request: Any, verb: str) -> Any:
-            from mnemos.soul.identity import Principal
-
-            return Principal("root", "admin", "apikey")
-
-    settings = load_settings(engram={"uri": str(tmp_path / "engram")})
-    app = FastAPI()
-    install_error_handlers(app)
-    app.include_router(build_router(_Admin(), settings, Engram.from_settings(settings)))
-    return app
-
-
 @pytest.mark.parametrize("method", ["GET", "PUT"])
 @pytest.mark.parametrize("digest", ["sha256:ABC", "sha256:" + "A" * 64, "md5:" + "0" * 32])
-def test_a_file_digest_that_is_none_says_what_a_digest_is(tmp_path: Path, method: str, digest: str) -> None:
-    from fastapi.testclient import TestClient
-
-    with TestClient(_app(tmp_path)) as http:
-        answer = http.request(method, f"/v1/files/{digest}", content=b"hello")
+def test_a_file_digest_that_is_none_says_what_a_digest_is(control: Any, method: str, digest: str) -> None:
+    answer = control.request(method, f"/v1/files/{digest}", content=b"hello")
     assert answer.status_code == 422, answer.text
     error = answer.json()["error"]
     assert error["param"] == "digest" and "64 lowercase hex digits" in error["message"], error
@@ -61,16 +37,13 @@ ADAPTER = {"apiVersion": "genome.mnemos.dev/v1", "kind": "Adapter", "metadata": 
     ("header", "Bad Header: x\r\nEvil"), ("header", "X-Key\n"), ("header", ""), ("header", "X Key"),
     ("scheme", "Bearer\r\n"), ("scheme", "Bearer token"),
 ])  # fmt: skip
-def test_an_adapter_auth_header_or_scheme_that_no_request_can_carry_is_refused(tmp_path: Path, field: str,
+def test_an_adapter_auth_header_or_scheme_that_no_request_can_carry_is_refused(control: Any, field: str,
                                                                               value: str) -> None:  # fmt: skip
-    from fastapi.testclient import TestClient
-
     doc = {**ADAPTER, "spec": {**ADAPTER["spec"], "auth": {**ADAPTER["spec"]["auth"], field: value}}}
-    with TestClient(_app(tmp_path)) as http:
-        answer = http.put("/apis/genome.mnemos.dev/v1/adapters/up", json=doc)
-        assert answer.status_code == 422, answer.text
-        assert answer.json()["error"]["param"] == f"spec.auth.{field}"
-        assert http.get("/apis/genome.mnemos.dev/v1/adapters/up").status_code == 404  # stored nowhere
+    answer = control.put("/apis/genome.mnemos.dev/v1/adapters/up", json=doc)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["param"] == f"spec.auth.{field}"
+    assert control.get("/apis/genome.mnemos.dev/v1/adapters/up").status_code == 404  # stored nowhere
 
 
 

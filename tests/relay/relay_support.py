@@ -8,23 +8,16 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from tests_support import free_port as free_port  # (re-exported: relay tests import it from here)
+from tests_support import serving, until
 
 MODEL_SERVER = "ModelServer"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -68,15 +61,8 @@ class Relay:
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1) -> Any:
-    """Poll ``predicate`` until it returns something truthy (bounded by ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+    """``tests_support.until`` with the bounds the RELAY tests were written for."""
+    return until(predicate, timeout=timeout, interval=interval)
 
 
 def assert_openai_error(response: Any, status: int, *, code: str | None = None, param: str | None = None,
@@ -276,20 +262,12 @@ class UpstreamServer:
     """Runs an :class:`Upstream` app with uvicorn in a thread."""
 
     def __init__(self, upstream: Upstream) -> None:
-        import uvicorn
-
         self.upstream = upstream
-        upstream.port = free_port()
-        config = uvicorn.Config(upstream.app(), host="127.0.0.1", port=upstream.port, log_level="warning",
-                                lifespan="off")  # fmt: skip
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name=f"upstream-{upstream.name}", daemon=True)
+        self.serving = serving(upstream.app(), lifespan="off")
 
     def __enter__(self) -> Upstream:
-        self.thread.start()
-        wait_until(lambda: self.server.started, timeout=30)
+        self.upstream.port = int(self.serving.__enter__().rpartition(":")[2])
         return self.upstream
 
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+    def __exit__(self, *exc: Any) -> None:
+        self.serving.__exit__(*exc)

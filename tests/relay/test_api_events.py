@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import Request
-from relay_support import free_port, wait_until
+from relay_support import wait_until
+from tests_support import serving
 
 CAPACITY = 5
 """Events the private bus keeps: a handful of events pushes a position out of its ring."""
@@ -38,7 +38,6 @@ def small_bus(ray_cluster: None) -> Iterator[tuple[str, Any]]:
 def _served(bus: Any, max_total: int | None = None) -> Iterator[str]:
     """``/v1/events`` (authentication off) over an ``EventHub`` of ``bus`` (a factory of the bus
     handle), served by uvicorn on 127.0.0.1 while the block runs; its URL."""
-    import uvicorn
     from fastapi import FastAPI
 
     from mnemos.relay._errors import install_error_handlers
@@ -50,16 +49,8 @@ def _served(bus: Any, max_total: int | None = None) -> Iterator[str]:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(build_router(admit, EventHub(bus), max_streams=4, max_total=max_total))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, timeout=30)
-    try:
-        yield f"http://127.0.0.1:{port}/v1/events"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with serving(app, lifespan="off") as url:
+        yield f"{url}/v1/events"
 
 
 def _frames(lines: Iterator[str]) -> Iterator[dict[str, str]]:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from fastapi import Request
 from relay_support import Relay, assert_openai_error, wait_until
-from tests_support import model_doc
+from tests_support import model_doc, serving
 
 from mnemos.trace.events import parse_sse
 
@@ -291,7 +291,6 @@ def test_model_status_changes_are_published(relay: Relay) -> None:
 def guarded(relay: Relay, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The events and jobs routes behind the real edge (auth on), served by uvicorn on 127.0.0.1,
     over the session's CORTEX; API keys for two developers and a viewer."""
-    import uvicorn
     from fastapi import FastAPI
 
     from mnemos.config import load_settings
@@ -322,16 +321,8 @@ def guarded(relay: Relay, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     store = IdentityStore.from_settings(settings, engram)
     keys = {name: store.create_api_key(name, role).secret
             for name, role in (("alice", "developer"), ("bob", "developer"), ("vera", "viewer"))}  # fmt: skip
-    from relay_support import free_port
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, timeout=30)
-    yield {"url": f"http://127.0.0.1:{port}", "keys": keys, "store": store}
-    server.should_exit = True
-    thread.join(timeout=15)
+    with serving(app, lifespan="off") as url:
+        yield {"url": url, "keys": keys, "store": store}
 
 
 def _auth(key: str) -> dict[str, str]:
@@ -536,9 +527,7 @@ def test_ids_only_grow_across_a_reset_and_its_replay(relay: Relay) -> None:
 def narrow(relay: Relay) -> Iterator[str]:
     """``/v1/events`` over the session's bus with a hub whose connections may lag 4 events, one
     stream per caller (authentication off), served by uvicorn on 127.0.0.1."""
-    import uvicorn
     from fastapi import FastAPI
-    from relay_support import free_port
 
     from mnemos.relay._errors import install_error_handlers
     from mnemos.relay.event_stream import EventHub, build_router
@@ -550,14 +539,8 @@ def narrow(relay: Relay) -> Iterator[str]:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(build_router(admit, EventHub(bus, queue_max=4), max_streams=1))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, timeout=30)
-    yield f"http://127.0.0.1:{port}/v1/events"
-    server.should_exit = True
-    thread.join(timeout=15)
+    with serving(app, lifespan="off") as url:
+        yield f"{url}/v1/events"
 
 
 def test_a_reader_that_falls_behind_is_told_dropped_and_its_stream_ends(narrow: str) -> None:

@@ -5,14 +5,13 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
+from tests_support import serving, until
 
 T = "mnemos.cortex.testing"
 
@@ -43,10 +42,8 @@ class Gateway:
         """The state of the run ``run_id`` as ``who`` reads it, once it has ended (polled, bounded)."""
         from mnemos.synkron import _state
 
-        deadline = time.monotonic() + timeout_s
-        while (state := self.call("GET", f"/v1/runs/{run_id}", who).json())["status"] not in _state.TERMINAL:
-            assert time.monotonic() < deadline, f"run {run_id} still {state['status']} after {timeout_s} s"
-            time.sleep(0.5)
+        state = until(lambda: self.call("GET", f"/v1/runs/{run_id}", who).json(), f"run {run_id} to end",
+                      ready=lambda s: s["status"] in _state.TERMINAL, timeout=timeout_s, interval=0.5)  # fmt: skip
         return dict(state)
 
 
@@ -78,11 +75,9 @@ SCRIPT_PIPELINE = {
 
 
 class Capture:
-    """``with Capture(port) as up: up.url, up.requests``: uvicorn in a thread."""
+    """``with Capture() as up: up.url, up.requests``: uvicorn in a thread."""
 
-    def __init__(self, port: int) -> None:
-        import uvicorn
-
+    def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         app = FastAPI()
 
@@ -91,18 +86,12 @@ class Capture:
             self.requests.append({"headers": dict(request.headers), "body": await request.json()})
             return {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": []}
 
-        self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.serving = serving(app)
 
     def __enter__(self) -> Capture:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
+        self.url = self.serving.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+    def __exit__(self, *exc: Any) -> None:
+        self.serving.__exit__(*exc)
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from security_support import Capture, Gateway, T
-from tests_support import free_port
 
 
 def _error(resp: Any, status: int, *needles: str) -> dict[str, Any]:
@@ -92,16 +91,6 @@ def _run(gateway: Gateway, who: str, params: dict[str, Any]) -> Any:
     return gateway.call("POST", "/v1/pipelines/echo-text/runs", who, json={"params": params})
 
 
-def _finished(gateway: Gateway, run_id: str, who: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        state = gateway.call("GET", f"/v1/runs/{run_id}", who).json()
-        if state["status"] in ("succeeded", "failed", "cancelled"):
-            return dict(state)
-        time.sleep(0.5)
-    raise AssertionError(f"run {run_id} did not finish")
-
-
 def test_pipeline_parameters_cannot_inject_shell(gateway: Gateway) -> None:
     marker = gateway.markers / "pipeline"
     for text in (f"x; touch {marker}", f"$(touch {marker})", f"`touch {marker}`", f"x' ; touch '{marker}",
@@ -111,7 +100,7 @@ def test_pipeline_parameters_cannot_inject_shell(gateway: Gateway) -> None:
             assert "params.text" in started.text
             continue
         assert started.status_code == 202, started.text
-        state = _finished(gateway, started.json()["id"], "developer")
+        state = gateway.finished_run(started.json()["id"], "developer")
         assert state["status"] == "succeeded", state["error"]
         out = gateway.client.engram.get(gateway.client.engram.get_ref(state["outputs"]["out"]))
         assert out.decode() == text  # the value arrived as one word of data
@@ -132,7 +121,7 @@ def test_adapters_cannot_send_the_gateways_environment_upstream(gateway: Gateway
 
     from mnemos.relay.controller import get_controller
 
-    with Capture(free_port()) as upstream:
+    with Capture() as upstream:
         gateway.client.apply([{
             "apiVersion": "genome.mnemos.dev/v1", "kind": "Adapter", "metadata": {"name": "leaky"},
             "spec": {"baseUrl": f"{upstream.url}/v1", "models": ["leaky-model"], "retries": 0,

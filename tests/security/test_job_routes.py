@@ -6,11 +6,11 @@ from the embedded client as from the remote one."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 from security_support import Gateway, T, function_doc
+from tests_support import until
 
 import mnemos
 from mnemos.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
@@ -27,12 +27,11 @@ def _error(resp: Any, status: int, param: str) -> dict[str, Any]:
 
 
 def _finished(gateway: Gateway, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 180
-    while True:
-        view = gateway.call("GET", f"/v1/jobs/{job_id}", "operator", params={"wait": 30}).json()
-        if view["status"] in ("succeeded", "failed", "cancelled"):
-            return view  # type: ignore[no-any-return]
-        assert time.monotonic() < deadline, view
+    def view() -> dict[str, Any]:  # (each call waits up to 30 s for the job to end)
+        return gateway.call("GET", f"/v1/jobs/{job_id}", "operator", params={"wait": 30}).json()  # type: ignore[no-any-return]
+
+    return until(view, f"job {job_id} to end", ready=lambda v: v["status"] in ("succeeded", "failed", "cancelled"),
+                 timeout=180, interval=0)  # fmt: skip
 
 
 def _submit(gateway: Gateway, who: str, function: str, kwargs: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from security_support import Gateway, function_doc, say_pipeline
+from tests_support import until
 
 COOKIE = "mnemos_session"
 SECRET = "BOB-LINEAGE-SECRET"
@@ -110,15 +111,11 @@ def _audit_of(gateway: Gateway, action: str, subject: str | None) -> str:
     """The id of a newest audit event ``action`` of ``subject`` (waits for the edge's flush)."""
     from mnemos.trace.lineage import events
 
-    deadline = time.monotonic() + 30
-    while True:
-        found = [ev["id"] for ev in events(gateway.client.engram) if ev.get("type") == "audit"
-                 and (ev.get("attrs") or {}).get("action") == action
-                 and (ev.get("attrs") or {}).get("subject") == subject]  # fmt: skip
-        if found:
-            return str(found[-1])
-        assert time.monotonic() < deadline, (action, subject)
-        time.sleep(0.25)
+    found = until(lambda: [ev["id"] for ev in events(gateway.client.engram) if ev.get("type") == "audit"
+                           and (ev.get("attrs") or {}).get("action") == action
+                           and (ev.get("attrs") or {}).get("subject") == subject],
+                  f"an audit event {action} of {subject}", timeout=30, interval=0.25)  # fmt: skip
+    return str(found[-1])
 
 
 def _who(page: str) -> set[str]:

@@ -3,7 +3,6 @@ viewers read but change nothing and read no logs (403); operators and admins see
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from security_support import Gateway
@@ -67,10 +66,5 @@ def test_runs_belong_to_who_started_them(gateway: Gateway) -> None:
     assert rid in {r["id"] for r in gateway.call("GET", "/v1/pipelines/echo-text/runs", "developer").json()["data"]}
     assert _code(gateway.call("GET", f"/v1/runs/{rid}", "viewer")) == 200
     assert _code(gateway.call("POST", f"/v1/runs/{rid}/cancel", "viewer")) == 403
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        state = gateway.call("GET", f"/v1/runs/{rid}", "operator").json()
-        if state["status"] in ("succeeded", "failed"):
-            break
-        time.sleep(0.5)
+    state = gateway.finished_run(rid, "operator")
     assert state["status"] == "succeeded" and state["owner"] == "developer-user", state.get("error")

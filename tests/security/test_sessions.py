@@ -8,8 +8,10 @@ import time
 
 import httpx
 from security_support import Gateway
+from tests_support import until
 
 COOKIE = "mnemos_session"
+ENDED = 20.0  # seconds: revocations reach every replica within about a second
 
 
 def _sign_in(gateway: Gateway, key: str) -> str:
@@ -29,15 +31,6 @@ def _stream(gateway: Gateway, cookie: str) -> tuple[int, str]:
         return answer.status_code, answer.read().decode() if answer.status_code != 200 else ""
 
 
-def _until(check: object, seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds  # revocations reach every replica within about a second
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.25)
-    return True
-
-
 def test_revoking_an_api_key_ends_the_console_sessions_it_opened(gateway: Gateway) -> None:
     key = gateway.store.create_api_key("probe-session", "viewer")
     cookie = _sign_in(gateway, key.secret)
@@ -47,8 +40,9 @@ def test_revoking_an_api_key_ends_the_console_sessions_it_opened(gateway: Gatewa
 
     revoked = gateway.call("DELETE", f"/v1/tokens/{key.id}", "admin")
     assert revoked.status_code == 200, revoked.text
-    assert _until(lambda: gateway.call("GET", "/v1/whoami", key.secret).status_code == 401)
-    assert _until(lambda: _stream(gateway, cookie)[0] == 401)
+    until(lambda: gateway.call("GET", "/v1/whoami", key.secret).status_code == 401, "the key refused",
+          timeout=ENDED, interval=0.25)  # fmt: skip
+    until(lambda: _stream(gateway, cookie)[0] == 401, "the session's stream refused", timeout=ENDED, interval=0.25)
     assert key.id in _stream(gateway, cookie)[1]
     page = _with_cookie(gateway, "/ui/models", cookie)
     assert page.status_code == 401 and "API key" in page.text  # the sign-in page
@@ -59,14 +53,14 @@ def test_the_sign_in_page_ends_the_session_whose_cookie_it_drops(gateway: Gatewa
     cookie = _sign_in(gateway, key.secret)
     assert _stream(gateway, cookie)[0] == 200
     assert _with_cookie(gateway, "/ui/signin", cookie).status_code == 200
-    assert _until(lambda: _stream(gateway, cookie)[0] == 401)
+    until(lambda: _stream(gateway, cookie)[0] == 401, "the session's stream refused", timeout=ENDED, interval=0.25)
     assert gateway.call("GET", "/v1/whoami", key.secret).status_code == 200  # the key itself stays valid
     # a sign-out whose form carries a wrong CSRF token still ends the session
     cookie = _sign_in(gateway, key.secret)
     out = httpx.post(f"{gateway.url}/ui/signout", data={"csrf": "guess"}, cookies={COOKIE: cookie},
                      follow_redirects=False, timeout=60)  # fmt: skip
     assert out.status_code == 303
-    assert _until(lambda: _stream(gateway, cookie)[0] == 401)
+    until(lambda: _stream(gateway, cookie)[0] == 401, "the session's stream refused", timeout=ENDED, interval=0.25)
 
 
 def test_a_stored_expiry_no_calendar_shows_is_rendered_not_a_500(gateway: Gateway) -> None:

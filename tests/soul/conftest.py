@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.requests import Request
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests_support import serving
 
 
 def soul_settings(root: Path, **relay: Any) -> Any:
@@ -61,30 +54,11 @@ def guarded_app(guard: Any) -> FastAPI:
     return app
 
 
-class Served:
-    """An ASGI app served by uvicorn on 127.0.0.1 in a thread (its own event loop)."""
-
-    def __init__(self, app: FastAPI) -> None:
-        import uvicorn
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True, name=f"uvicorn-{self.port}")
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
+@contextlib.contextmanager
+def _served(app: FastAPI) -> Iterator[Any]:
+    """An ASGI app served by uvicorn on 127.0.0.1 in a thread (its own event loop): ``.url``."""
+    with serving(app, lifespan="off") as url:
+        yield SimpleNamespace(url=url)
 
 
 @pytest.fixture()
@@ -98,7 +72,7 @@ def soul_env(tmp_path: Path, ray_cluster: None) -> Iterator[dict[str, Any]]:
     engram = Engram.from_settings(settings)
     store = IdentityStore.from_settings(settings, engram)
     guard = EdgeGuard(settings, engram, refresh_s=0.2, max_stale_s=1.0)
-    with Served(guarded_app(guard)) as served:
+    with _served(guarded_app(guard)) as served:
         yield {"settings": settings, "engram": engram, "store": store, "guard": guard, "url": served.url}
 
 
@@ -111,7 +85,7 @@ def make_settings() -> Any:
 @pytest.fixture()
 def serve() -> Any:
     """``with serve(app) as served: served.url``: uvicorn on 127.0.0.1."""
-    return Served
+    return _served
 
 
 @pytest.fixture()

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from tests_support import until
 
 from mnemos.soul.tokens import issue_token
 from mnemos.trace.lineage import events
@@ -92,12 +93,8 @@ def test_jwt_refusals(env: dict[str, Any]) -> None:
 
 def wait_refused(env: dict[str, Any], credential: str, reason: str, within: float = 10.0) -> httpx.Response:
     """Revocation is eventually visible (the guard re-reads revocations every refresh_s)."""
-    deadline = time.monotonic() + within
-    while True:
-        resp = call(env, credential)
-        if resp.status_code != 200 or time.monotonic() > deadline:
-            return resp
-        time.sleep(0.05)
+    return until(lambda: call(env, credential), f"the credential refused ({reason})",
+                 ready=lambda resp: resp.status_code != 200, timeout=within)  # fmt: skip
 
 
 def test_revoked_jwt_is_refused_within_seconds(env: dict[str, Any]) -> None:

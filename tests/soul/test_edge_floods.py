@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from starlette.requests import Request
+from tests_support import until
 
 from mnemos.errors import AuthenticationError
 from mnemos.trace.lineage import events
@@ -88,10 +89,9 @@ def test_the_summary_is_written_when_the_window_ends(edge: dict[str, Any]) -> No
     engram, client = edge["engram"], edge["client"]
     for _ in range(5):
         assert client.get("/v1/lineage/x", headers={"Authorization": "Bearer mk_0_x"}).status_code == 401
-    deadline = time.monotonic() + 15
-    while not any("more" in a for a in _refusals(engram)):  # no further request: the guard writes it itself
-        assert time.monotonic() < deadline, _refusals(engram)
-        time.sleep(0.2)
+    # no further request: the guard writes the summary itself
+    until(lambda: _refusals(engram), "the summary of the refusals", ready=lambda seen: any("more" in a for a in seen),
+          timeout=15, interval=0.2)  # fmt: skip
     refusals = _refusals(engram)
     assert [a.get("more") for a in refusals] == [None, None, 3]
     assert refusals[-1]["reason"] == "… and 3 more refusals from 127.0.0.1 in the last 2 s"

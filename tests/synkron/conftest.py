@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests_support import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # synkron_support, under any --import-mode
 
-from synkron_support import MINILM, PipelineFactory, Served, echo_model, free_port  # noqa: E402
+from synkron_support import MINILM, PipelineFactory, Served, echo_model  # noqa: E402
 
 
 @pytest.fixture(scope="package")

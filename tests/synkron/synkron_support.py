@@ -5,7 +5,6 @@ pipeline writer, and the models the model-backed tests serve."""
 from __future__ import annotations
 
 import shutil
-import socket
 import textwrap
 import uuid
 from pathlib import Path
@@ -15,12 +14,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 PROMPTS = REPO / "pipelines" / "data" / "prompts.jsonl"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 STEPS_MODULE = '''

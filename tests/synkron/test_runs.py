@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from tests_support import until
 
 from mnemos.errors import ConflictError, NotFoundError, ValidationError
 
@@ -348,8 +349,7 @@ def test_runs_survive_a_restart_of_the_runner(client, pipelines, tmp_path: Path)
         ]
     )  # fmt: skip
     run = client.pipelines.run(path, progress=False, wait=False)
-    while "wait" not in pipelines.executions():  # the slow step is running
-        threading.Event().wait(0.05)
+    until(lambda: "wait" in pipelines.executions(), "the slow step to run", timeout=300)
     ray.kill(ray.get_actor("synkron", namespace="mnemos"), no_restart=False)  # Ray restarts it; it resumes the run
     go.write_text("now")
     state = run.wait(timeout=300)

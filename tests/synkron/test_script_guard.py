@@ -9,10 +9,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from tests_support import until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
 
@@ -34,26 +34,17 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _wait(predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_a_scripts_processes_die_with_the_worker(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     script = f"sleep 300 & echo $! > {pids}; sleep 300"
     worker = subprocess.Popen([sys.executable, "-c", WORKER, script, str(tmp_path)], start_new_session=True)
     try:
-        assert _wait(lambda: pids.exists() and pids.read_text().strip()), "the script did not start"
+        until(lambda: pids.exists() and pids.read_text().strip(), "the script started", timeout=20)
         child = int(pids.read_text())
         assert _alive(child)
         worker.send_signal(signal.SIGKILL)  # as a lost worker, or its node, goes
         worker.wait(timeout=30)
-        assert _wait(lambda: not _alive(child), timeout=10), "the script's process outlived its worker"
+        until(lambda: not _alive(child), "the script's process died with its worker", timeout=10)
     finally:
         worker.kill()
 

@@ -3,24 +3,12 @@ running a step twice or leaving its job behind in CORTEX."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
+from tests_support import free_port, until
 
 from mnemos.errors import ConflictError
-
-
-def _until(check, what: str, limit: int = 6000, run=None) -> None:
-    """Wait (bounded) until ``check()`` holds (while ``run``, a run handle, has not ended)."""
-    pause = threading.Event()
-    for _ in range(limit):
-        if check():
-            return
-        if run is not None and run.status() in ("succeeded", "failed", "cancelled"):
-            break
-        pause.wait(0.05)
-    raise AssertionError(f"never happened: {what}" + (f" (run: {run.state()})" if run is not None else ""))
 
 
 def test_a_run_no_runner_drives_is_cancelled_with_its_steps_job(client, pipelines, tmp_path) -> None:
@@ -36,7 +24,7 @@ def test_a_run_no_runner_drives_is_cancelled_with_its_steps_job(client, pipeline
     )  # fmt: skip
     state = prepare(client, str(path), {})  # stored, never handed to the runner
     job = client.jobs.submit("mnemos.cortex.testing:wait_for_file", str(go), job_id=f"{state['id']}.slow.1")
-    _until(lambda: job.status() == "running", "the step's job runs")
+    until(lambda: job.status() == "running", "the step's job runs", timeout=300)
     state["status"] = "running"
     state["steps"]["slow"].update(status="running", job_ids=[job.id], executions=1)
     _state.save(client.engram, state)
@@ -63,7 +51,7 @@ def test_resume_takes_up_a_run_interrupted_with_the_embedded_cluster(tmp_path: P
     import subprocess
     import sys
 
-    from synkron_support import REPO, free_port
+    from synkron_support import REPO
 
     marker, go = tmp_path / "marker.txt", tmp_path / "go"
     pipeline = tmp_path / "interrupted.yaml"
@@ -85,7 +73,7 @@ def test_resume_takes_up_a_run_interrupted_with_the_embedded_cluster(tmp_path: P
     proc = subprocess.Popen([sys.executable, "-m", "mnemos", "run", str(pipeline), "--no-progress"], cwd=REPO,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        _until(lambda: marker.exists() or proc.poll() is not None, "the step runs", limit=12000)
+        until(lambda: marker.exists() or proc.poll() is not None, "the step runs", timeout=600)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=300)
     finally:

@@ -9,9 +9,10 @@ shows ``***``."""
 from __future__ import annotations
 
 import textwrap
-import threading
 from pathlib import Path
 from typing import Any
+
+from tests_support import until
 
 TOKEN = "hf_Zq7SECRETvalue0123456789"
 KEY = "sk-literal-KEY-9876543210"
@@ -46,15 +47,6 @@ def chatty(token, api_key, fail=False):
 """
 
 
-def _until(check: Any, what: str) -> None:
-    pause = threading.Event()
-    for _ in range(3000):
-        if check():
-            return
-        pause.wait(0.05)
-    raise AssertionError(f"never happened: {what}")
-
-
 def _module(pipelines: Any) -> str:
     name = f"walk5_steps_{pipelines.module[-8:]}"
     (pipelines.folder / f"{name}.py").write_text(textwrap.dedent(MODULE))
@@ -68,11 +60,11 @@ def test_cancelling_a_run_stops_its_running_python_step(client: Any, pipelines: 
     path = pipelines.write([{"name": "spin", "call": f"{module}:spin", "params": {"folder": str(folder)},
                              "outputs": [{"name": "out"}]}], name="cancel-python")  # fmt: skip
     run = client.pipelines.run(str(path), wait=False, progress=False, cache=False)
-    _until((folder / "started").exists, "the step started")
+    until((folder / "started").exists, "the step started", timeout=150)
     client.pipelines.cancel(run.id)
     final = run.wait(timeout=120)
     assert final["status"] == "cancelled" and final["steps"]["spin"]["status"] == "cancelled"
-    _until((folder / "stopped").exists, "the cancelled python step stopped")
+    until((folder / "stopped").exists, "the cancelled python step stopped", timeout=150)
     (folder / "release").write_text("go")
     assert (folder / "stopped").read_text() == "_Stop"
     assert not (folder / "end").exists()

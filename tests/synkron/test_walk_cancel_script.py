@@ -5,9 +5,10 @@ somewhere) ran on to its end after the run said ``cancelled``."""
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Any
+
+from tests_support import until
 
 
 def _gone(pid: int) -> bool:
@@ -18,24 +19,15 @@ def _gone(pid: int) -> bool:
     return "\nState:\tZ" in status  # killed, not yet reaped by its (new) parent
 
 
-def _until(check: Any, what: str) -> None:
-    pause = threading.Event()
-    for _ in range(3000):
-        if check():
-            return
-        pause.wait(0.05)
-    raise AssertionError(f"never happened: {what}")
-
-
 def test_cancelling_a_run_stops_its_running_script(client: Any, pipelines: Any, tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     path = pipelines.write([{"name": "nap", "script": f"sleep 300 &\necho $$ $! > {pids}.tmp\nmv {pids}.tmp {pids}\n"
                                                        "wait"}], name="cancel-script")  # fmt: skip
     run = client.pipelines.run(str(path), wait=False, progress=False, cache=False)
-    _until(pids.exists, "the script started")
+    until(pids.exists, "the script started", timeout=150)
     shell, sleeper = (int(p) for p in pids.read_text().split())
     assert not _gone(shell) and not _gone(sleeper)
     client.pipelines.cancel(run.id)
     assert run.wait(timeout=120)["status"] == "cancelled"
-    _until(lambda: _gone(shell) and _gone(sleeper), "the cancelled step's script stopped")
+    until(lambda: _gone(shell) and _gone(sleeper), "the cancelled step's script stopped", timeout=150)
     assert os.path.exists(pids)
