@@ -182,6 +182,12 @@ def _usage_line(exc: Any) -> str:
         return message
     root = ctx.find_root().info_name or ""
     path = ctx.command_path if root.endswith("mnemos") else " ".join(["mnemos", *ctx.command_path.split()[1:]])
+    if type(exc).__name__ == "NoSuchOption" and getattr(exc, "option_name", None) == "--url" and ctx.parent:
+        # `mnemos get model --url URL`: the global option goes before the command
+        sub = ctx.command_path.removeprefix(root).strip()
+        program = path.removesuffix(sub).strip()
+        before = f"{program} --url URL {sub} …"
+        return f"No such option of '{path}': --url is mnemos's own, given before the command: {before}"
     return f"{message} (see '{path} --help')"  # (`python -c` names the program "-c")
 
 

@@ -86,6 +86,7 @@ def _print_table(columns: Sequence[str], rows: list[list[str]]) -> None:
         *(Column(name, min_width=width) for name, width in zip(columns[1:], least[1:], strict=True)),
         box=None,
         pad_edge=False,
+        show_header=any(columns),  # `mnemos status`'s name/value pairs: no blank first line
     )
     for row in rows:
         table.add_row(*row)

@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from mnemos.cli._output import Output, console, emit, waiting_for
-from mnemos.errors import BadRequestError, ConflictError
+from mnemos.errors import BadRequestError, ConflictError, ValidationError
 
 __all__ = ["cancel_run", "get_run", "list_runs", "parse_params", "register", "resume", "run", "runs_app"]
 
@@ -136,7 +136,9 @@ def run(
     param: list[str] = typer.Option([], "--param", "-p", help="Pipeline param NAME=VALUE (repeatable)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Print only the result."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run every step, even unchanged ones."),
-    detach: bool = typer.Option(False, "--detach", "-d", help="Start the run, print its id and return."),
+    detach: bool = typer.Option(
+        False, "--detach", "-d", help="Start the run, print its id and return (a platform must be up: `mnemos up`)."
+    ),
     follow: bool = typer.Option(
         False, "--follow", "-f", help="Print each step's transitions and output as they happen (the event stream)."
     ),
@@ -153,6 +155,10 @@ def run(
     else:
         _check_local(file=file)
     lasting = platform_up()  # else the run lives in an embedded cluster that ends with this command
+    if detach and not lasting:  # "started", then left `running` once this command's cluster stopped
+        raise ValidationError("--detach: no platform is up to go on with the run once this command returns (without "
+                              "one, the run lives in this command's embedded cluster): start one with `mnemos up` "
+                              "(or `mnemos login URL`), or run it without --detach", param="detach")  # fmt: skip
     client = _client()
     after = event_position(client) if follow and not detach else None  # before the run starts: nothing missed
     handle = client.pipelines.run(file, params, progress=False, wait=False, cache=not no_cache)
