@@ -16,8 +16,9 @@ Resources, Kubernetes-shaped (``plural`` is the kind in lower case, plural: ``mo
 Optimistic concurrency: a write that names the generation it read (``?generation=N``, or on PUT
 the body's ``metadata.generation``) is answered 409 when the resource moved on; ``0`` means
 "must not exist". As HTTP has it (RFC 9110), ``GET`` of a resource answers its generation as its
-``ETag`` (``"3"``), and ``PUT`` and ``DELETE`` take ``If-Match: "3"`` (quoted or bare; a list;
-``*``: any live generation), answered 412 when the resource moved on. Writes go through the
+``ETag`` (``"3"``), and ``PUT``, ``DELETE`` and ``POST`` to the collection (for the resource its
+body names) take ``If-Match: "3"`` (quoted or bare; a list; ``*``: any live generation), answered
+412 when the resource moved on. Writes go through the
 ``genome`` actor (one serialized writer per platform, on top of the registry's atomic create per
 generation), which also tells the controllers.
 
@@ -471,11 +472,11 @@ def build_router(edge: Any, settings: Settings, engram: Engram, *,
     async def _apply(request: Request, kind: str, name: str | None, generation: int | None,
                      response: Response) -> dict[str, Any]:  # fmt: skip
         principal = await edge.admit(request, "apply")
-        wanted = _if_match(request) if name is not None else None
+        wanted = _if_match(request)
         resource = _parse(await _json(request), kind, name)
         expected = _expected(generation, resource.generation if name is not None else None)
-        if wanted is not None and name is not None:
-            expected = await _matched(kind, name, wanted, expected)
+        if wanted is not None:  # on the collection too: the body names the resource
+            expected = await _matched(kind, resource.name, wanted, expected)
         doc = resource.dump()
         doc["metadata"].pop("generation", None)
         doc["metadata"].pop("creationTimestamp", None)
@@ -487,13 +488,14 @@ def build_router(edge: Any, settings: Settings, engram: Engram, *,
                             generation=stored["metadata"]["generation"], result=result["action"])  # fmt: skip
         return {"action": result["action"], "resource": stored}
 
-    write_responses = _responses(400, 404, 409, 413, 422, 503)
+    write_responses = _responses(400, 404, 409, 412, 413, 422, 503)
 
     @api.post("/apis/{group}/{version}/{plural}", tags=resources, openapi_extra={**_verb("apply"), **_RESOURCE_BODY},
               responses=write_responses)  # fmt: skip
     async def apply_resource(request: Request, response: Response, group: str = group_p, version: str = version_p,
                              plural: str = plural_p, generation: int | None = gen_q) -> dict[str, Any]:  # fmt: skip
-        """Apply a document: ``{"action": created|configured|unchanged, "resource": …}``."""
+        """Apply a document: ``{"action": created|configured|unchanged, "resource": …}``. ``If-Match``
+        is a precondition on the resource the body names, as on ``PUT`` (412 when it moved on)."""
         return await _apply(request, _kind(group, version, plural), None, generation, response)
 
     # If-Match is read from the request, not published as a parameter: a generated request cannot

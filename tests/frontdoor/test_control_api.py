@@ -114,6 +114,26 @@ def test_etag_and_if_match_are_preconditions_as_http_has_them(frontdoor: Any) ->
     assert gone.status_code == 200 and gone.json()["resource"]["metadata"]["generation"] == 5, gone.text
 
 
+def test_if_match_on_the_collection_is_a_precondition_too(frontdoor: Any) -> None:
+    """``kubectl``-style clients apply by POSTing to the collection: an If-Match there guards the
+    resource the body names, as on PUT (it was ignored, so a stale writer silently won)."""
+    operator = {"Authorization": f"Bearer {frontdoor.keys['operator']}"}
+
+    def post(version: str, if_match: str) -> httpx.Response:
+        doc = model_doc("post-etag", version=version)
+        return httpx.post(frontdoor.url + MODELS, json=doc, headers={**operator, "If-Match": if_match}, timeout=60)
+
+    _error(post("1", "*"), 412, "If-Match")  # `*`: it must exist, and it does not yet
+    assert _call(frontdoor, "POST", MODELS, "operator", json=model_doc("post-etag")).headers["etag"] == '"1"'
+    moved = post("2", '"1"')
+    assert moved.status_code == 200 and moved.headers["etag"] == '"2"', moved.text
+    stale = _error(post("3", '"1"'), 412, "If-Match")
+    assert "generation 2" in stale["message"]
+    _error(post("3", "two"), 422, "If-Match")
+    assert _call(frontdoor, "GET", f"{MODELS}/post-etag", "viewer").json()["spec"]["version"] == "2"
+    assert post("3", "*").json()["resource"]["metadata"]["generation"] == 3
+
+
 def test_verbs_are_enforced_before_the_body(frontdoor: Any) -> None:
     _error(_call(frontdoor, "POST", MODELS, None, content=b"{not json"), 401)
     _error(_call(frontdoor, "POST", MODELS, "viewer", content=b"{not json"), 403)
