@@ -41,6 +41,7 @@ from mnemos.genome.pipeline import (
 from mnemos.synkron import _access, _state
 from mnemos.synkron._infer import INDEX_PARAMS, INFER_PARAMS, normalize_params
 from mnemos.synkron._interpolate import as_text, interpolate, option_like, option_risk
+from mnemos.synkron._state import shown_uri
 from mnemos.trace.lineage import LineageWriter, artifact_node
 
 DEFAULT_EMBEDDING_MODEL = "minilm"
@@ -429,7 +430,7 @@ def check_resume(client: Any, state: dict[str, Any], principal: Any) -> None:
     if not isinstance(pipeline, Pipeline):
         raise ValidationError(f"run {state.get('id')!r} is not a pipeline run", param="run_id")
     _check_still_registered(client, state, pipeline, principal)
-    merged = dict(state.get("params") or {})
+    merged = _state.unseal_params(str(state["id"]), dict(state.get("params") or {}))
     defaults = dict(pipeline.spec.params)
     given = {k: v for k, v in merged.items() if k not in defaults or defaults[k] != v}  # the caller's
     variables = {**merged, "RUN_ID": state["id"], "PIPELINE": pipeline.name}
@@ -484,28 +485,11 @@ def applied_file(client: Any, pipeline: Pipeline, value: str) -> dict[str, Any] 
     return {"digest": digest, "node": f"file:{value}", "path": value}
 
 
-def shown_uri(uri: str) -> str:
-    """``uri`` as lineage, run states and errors show it: no ``user:password@``, and the values of its
-    query masked (a presigned URL's signature is a credential): ``https://***@host/x?sig=***``."""
-    from urllib.parse import parse_qsl, urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(uri)
-    except ValueError:  # an invalid port or bracket: no parts to keep
-        return redact_userinfo(uri.split("?", 1)[0].split("#", 1)[0])
-    netloc = f"***@{parts.netloc.rpartition('@')[2]}" if "@" in parts.netloc else parts.netloc
-    query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query, keep_blank_values=True)) or parts.query and "***"
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S*")
-
-
 def _without_userinfo(value: Any) -> Any:
     """``value`` with the ``user:password@`` of every URL in its strings masked, and a string that is a
     URL as ``shown_uri`` shows it (a presigned URL's query is a credential): lineage keeps them."""
     if isinstance(value, str):
-        if _URL.fullmatch(value):
+        if _state.URL.fullmatch(value):
             return shown_uri(value)
         return redact_userinfo(value) if "@" in value else value
     if isinstance(value, dict):
@@ -624,6 +608,9 @@ def prepare(
             if found["node"]:
                 writer.record(found["node"], "file", path=found["path"])
                 writer.record(artifact_node(found["digest"]), "artifact", parents=[found["node"]], path=found["path"])
+    inputs = {_state.input_key(t): found for t, found in inputs.items()}  # a URL's credentials never in clear
+    for step in steps.values():
+        step["inputs"] = [_state.input_key(t) for t in step["inputs"]]
     pipeline = _register(client, pipeline, label)  # valid, and its inputs are there: now it gets a generation
     doc = pipeline.dump()
     now = time.time()
@@ -633,7 +620,7 @@ def prepare(
         "doc": doc,
         "source": label,
         "base_dir": base_dir,
-        "params": merged,
+        "params": _state.seal_params(run_id, merged),  # its credentials never in clear in ENGRAM
         "principal": identity.subject,
         "meter": identity.dump(),
         "trace_id": _trace_id(),

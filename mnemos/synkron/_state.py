@@ -10,17 +10,29 @@ Shape (snake_case, as the HTTP API returns it)::
                       "executions", "cached", "cache_key", "digests", "result", "error",
                       "started", "finished", "progress": {"done", "total", "rate"}, "warnings"}},
      "outputs": {output name: "runs/<run-id>/<output>"}}
+
+The values of ``params`` named like credentials (``hf_token``, ``db_password`` …, the names lineage
+masks, at any depth), and texts with a URL's ``user:password@`` or query (a presigned URL), are sealed
+when the run is prepared (``seal_params``: ``{"$sealed": base64}``, SOUL's at-rest encryption under the
+master key, bound to the run and the param's path); ``inputs`` name such a URL by ``input_key``: the
+state in ENGRAM, and so a backup or the bucket, never holds them in clear. Only the runner (and a
+resume's checks) unseal them (``unseal_params``), to hand them to the steps.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import os
+import re
 import threading
 from collections import OrderedDict
 from typing import Any
 
 from mnemos.engram import Engram, validate_key
-from mnemos.errors import NotFoundError
+from mnemos.errors import NotFoundError, redact_userinfo
 from mnemos.trace.events import publish as announce
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -63,6 +75,147 @@ def event_view(state: dict[str, Any]) -> dict[str, Any]:
     return {"id": state["id"], "pipeline": state["pipeline"]["name"], "status": state["status"],
             "created": state.get("created"), "finished": state.get("finished"), "steps": steps,
             "outputs": state.get("outputs", {})}  # fmt: skip
+
+
+SEALED = "$sealed"
+URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S*")
+"""A URL (a scheme, ``://``, to the next whitespace)."""
+
+
+def shown_uri(uri: str) -> str:
+    """``uri`` as lineage, run states and errors show it: no ``user:password@``, and the values of its
+    query masked (a presigned URL's signature is a credential): ``https://***@host/x?sig=***``."""
+    from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # an invalid port or bracket: no parts to keep
+        return redact_userinfo(uri.split("?", 1)[0].split("#", 1)[0])
+    netloc = f"***@{parts.netloc.rpartition('@')[2]}" if "@" in parts.netloc else parts.netloc
+    query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query, keep_blank_values=True)) or parts.query and "***"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def shown_text(text: str) -> str:
+    """``text`` as a run shows it: a URL as ``shown_uri``, the ``user:password@`` of URLs in a longer text
+    masked."""
+    if URL.fullmatch(text):
+        return shown_uri(text)
+    return redact_userinfo(text) if "@" in text else text
+
+
+def _is_sealed(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get(SEALED), str) and set(value) <= {SEALED, "shown"}
+
+
+def seal_params(run_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with each credential in it sealed: a value named like one (``hf_token``,
+    ``db_password`` …, as lineage masks them, at any depth) as ``{"$sealed": base64}``, a text with a
+    URL's ``user:password@`` or query (a presigned URL) as ``{"$sealed": base64, "shown": its shown
+    form}``. SOUL's at-rest encryption under the master key, bound to ``run:<run-id>/param:<path>``:
+    another run's, or another param's, sealed value does not open here. (A caller's value that looks
+    sealed is sealed as it is: opened, it is that value again.)"""
+    from mnemos.soul._crypto import encrypt
+    from mnemos.trace.lineage import mask_secrets
+
+    def seal(value: Any, where: str, shown: str | None = None) -> dict[str, str]:
+        blob = encrypt(json.dumps(value).encode(), context=f"run:{run_id}/param:{where}")
+        marker = {SEALED: base64.b64encode(blob).decode()}
+        return marker if shown is None else {**marker, "shown": shown}
+
+    def walk(value: Any, masked: Any, where: str) -> Any:
+        if _is_sealed(value):
+            return seal(value, where, "***")
+        if isinstance(value, dict):
+            masked = masked if isinstance(masked, dict) else {}
+            out = {}
+            for k, v in value.items():
+                at = f"{where}.{k}" if where else str(k)
+                named = masked.get(k) == "***" and v != "***"  # named like a credential
+                out[k] = seal(v, at) if named else walk(v, masked.get(k), at)
+            return out
+        if isinstance(value, list):
+            masked = masked if isinstance(masked, list) else [None] * len(value)
+            return [walk(v, m, f"{where}[{i}]") for i, (v, m) in enumerate(zip(value, masked, strict=True))]
+        if isinstance(value, str) and shown_text(value) != value:
+            return seal(value, where, shown_text(value))
+        return value
+
+    return dict(walk(params, mask_secrets(params), ""))
+
+
+def unseal_params(run_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of ``seal_params`` (the values a run's steps get). A credential stored in clear (a run
+    prepared before params were sealed) stays as it is; a sealed one that does not open (another
+    master key) is an ``IntegrityError`` naming ``MNEMOS_MASTER_KEY``."""
+    from mnemos.soul._crypto import decrypt
+
+    def walk(value: Any, where: str) -> Any:
+        if _is_sealed(value):
+            return json.loads(decrypt(base64.b64decode(value[SEALED]), context=f"run:{run_id}/param:{where}"))
+        if isinstance(value, dict):
+            return {k: walk(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    return dict(walk(params, ""))
+
+
+def shown_params(params: Any) -> Any:
+    """``params`` as stored (sealed) with each sealed value as a reader sees it: ``***``, or a URL's
+    shown form (``https://***@host/x?sig=***``)."""
+    if _is_sealed(params):
+        return str(params.get("shown") or "***")
+    if isinstance(params, dict):
+        return {k: shown_params(v) for k, v in params.items()}
+    if isinstance(params, list):
+        return [shown_params(v) for v in params]
+    return params
+
+
+def holds_credentials(params: dict[str, Any]) -> bool:
+    """Whether ``params`` (unsealed) hold a value ``seal_params`` seals."""
+    from mnemos.genome.pipeline import string_leaves
+    from mnemos.trace.lineage import mask_secrets
+
+    return mask_secrets(params) != params or any(shown_text(t) != t for t in string_leaves(params))
+
+
+def input_key(token: str) -> str:
+    """How a run's state names an input (``inputs`` and each step's ``inputs``): the value that named it,
+    or, for a URL with credentials, its shown form and a keyed hash of it (``https://***@host/x.jsonl
+    #<12 hex>``): the runner finds the value again among its step's (unsealed) values."""
+    shown = shown_text(token)
+    if shown == token:
+        return token
+    return f"{shown}#{_keyed_hash(token)[:12]}"
+
+
+def _keyed_hash(value: Any) -> str:
+    """HMAC-SHA256 of ``value`` (as JSON) under a key derived from the master key: not a hash a guess
+    of ``value`` is checked against without the key."""
+    from mnemos.soul._crypto import master_key
+
+    key = hmac.new(master_key(), b"mnemos synkron credential params", hashlib.sha256).digest()
+    return hmac.new(key, json.dumps(value, sort_keys=True).encode(), hashlib.sha256).hexdigest()
+
+
+def fingerprint_params(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` (unsealed) with each value named like a credential replaced by a keyed hash of it:
+    what a step's cache key hashes, so that the key, kept in the state and the cache's ref names,
+    cannot confirm a guess of the credential."""
+    from mnemos.trace.lineage import mask_secrets
+
+    def walk(value: Any, masked: Any) -> Any:
+        if isinstance(value, dict) and isinstance(masked, dict):
+            return {k: "hmac-sha256:" + _keyed_hash(v) if masked.get(k) == "***" and v != "***"
+                    else walk(v, masked.get(k)) for k, v in value.items()}  # fmt: skip
+        if isinstance(value, list) and isinstance(masked, list):
+            return [walk(v, m) for v, m in zip(value, masked, strict=True)]
+        return value
+
+    return dict(walk(params, mask_secrets(params)))
 
 
 def load(engram: Engram, run_id: str) -> dict[str, Any]:

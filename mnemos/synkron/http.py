@@ -201,13 +201,15 @@ def withhold_run(state: dict[str, Any]) -> dict[str, Any]:
 def mask_run_secrets(state: dict[str, Any]) -> dict[str, Any]:
     """A run's state with the values of its params named like credentials (``hf_token``,
     ``db_password``, ``aws_secret_access_key`` …, at any depth; and such defaults in
-    ``doc.spec.params``) as ``***``, as lineage records them: the steps get the values, no reader
-    of the run (its owner included) sees them again."""
+    ``doc.spec.params``) as ``***``, as lineage records them, and a URL's ``user:password@`` and query
+    values as ``***`` (as ``_state.seal_params`` sealed them): the steps get the values, no reader of
+    the run (its owner included) sees them again."""
+    from mnemos.synkron._state import shown_params
     from mnemos.trace.lineage import mask_secrets
 
     out = dict(state)
     if isinstance(out.get("params"), dict):
-        out["params"] = mask_secrets(out["params"])
+        out["params"] = mask_secrets(shown_params(out["params"]))
     spec = (out.get("doc") or {}).get("spec") if isinstance(out.get("doc"), dict) else None
     if isinstance(spec, dict) and isinstance(spec.get("params"), dict):
         out["doc"] = {**out["doc"], "spec": {**spec, "params": mask_secrets(spec["params"])}}

@@ -15,6 +15,7 @@ outputs still in ENGRAM is not run again.
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import contextlib
 import copy
@@ -56,7 +57,8 @@ def _replace_values(value: Any, mapping: dict[str, str]) -> Any:
     return value
 
 
-def cache_key(state: dict[str, Any], name: str, models: dict[str, dict[str, Any]]) -> str:
+def cache_key(state: dict[str, Any], name: str, models: dict[str, dict[str, Any]],
+              params: dict[str, Any] | None = None) -> str:  # fmt: skip
     """The cache key of step ``name`` given the outputs of the steps before it.
 
     A step whose definition uses ``${RUN_ID}`` (or names ``MNEMOS_RUN_ID``, the run id a script reads
@@ -64,12 +66,16 @@ def cache_key(state: dict[str, Any], name: str, models: dict[str, dict[str, Any]
     is never served another run's output. ``${PIPELINE}`` is interpolated into the key: the same
     pipeline name gives the same bytes. The run's principal is part of the key: a hit is one's own
     step run before, never another's (a hit told a developer that someone had run a value they
-    guessed, a private text of another team's)."""
+    guessed, a private text of another team's). A param named like a credential counts by a keyed
+    hash of its value (``_state.fingerprint_params``): the key, stored, cannot confirm a guess of it.
+
+    ``params``: the run's params unsealed (default: unsealed from ``state``)."""
     step = state["steps"][name]
     digests = {o: d for s in state["steps"].values() for o, d in s["digests"].items()}
-    variables = {**state["params"], **digests, "PIPELINE": state["pipeline"]["name"]}
+    params = _state.unseal_params(state["id"], state["params"]) if params is None else params
+    variables = {**_state.fingerprint_params(params), **digests, "PIPELINE": state["pipeline"]["name"]}
     doc = interpolate(step["definition"], variables, keep={"RUN_ID"})
-    doc = _replace_values(doc, {t: state["inputs"][t]["digest"] for t in step["inputs"]})
+    doc = _replace_values(doc, _input_digests(state, step, doc))
     for field in SCHEDULING_FIELDS:
         doc.pop(field, None)
     for out in doc.get("outputs") or []:
@@ -111,6 +117,8 @@ class RunExecutor:
         self._handles: dict[str, Any] = {}
         self._lineage = LineageWriter(self.engram)
         self._carrier: dict[str, str] = {}  # the run span's, for the step threads' spans
+        # the values the steps get: the state (shown, stored) keeps its credentials sealed
+        self._params = _state.unseal_params(state["id"], state["params"])
 
     # -- state -----------------------------------------------------------------------------------
     def _changed(self, save: bool = True) -> None:
@@ -235,7 +243,7 @@ class RunExecutor:
         self._changed()
         try:
             models = self._models(st)
-            key = cache_key(state, name, models)
+            key = cache_key(state, name, models, self._params)
             with self.lock:
                 st["cache_key"] = key
             hit = self._cache_lookup(key) if state.get("cache", True) else None
@@ -280,9 +288,9 @@ class RunExecutor:
         state = self.state
         st = state["steps"][name]
         refs = {o: _state.output_ref(state["id"], o) for s in state["steps"].values() for o in s["digests"]}
-        variables = {**state["params"], **refs, "RUN_ID": state["id"], "PIPELINE": state["pipeline"]["name"]}
+        variables = {**self._params, **refs, "RUN_ID": state["id"], "PIPELINE": state["pipeline"]["name"]}
         doc = interpolate(st["definition"], variables)
-        inputs = {t: state["inputs"][t]["digest"] for t in st["inputs"]}
+        inputs = _input_digests(state, st, doc)
         for out, ref in refs.items():
             if out in names_in(st["definition"]):
                 inputs[ref] = next(s["digests"][out] for s in state["steps"].values() if out in s["digests"])
@@ -297,8 +305,9 @@ class RunExecutor:
             "meter": state.get("meter") or {"subject": state.get("principal")},
             "service": self._service,
             "allow_host_execution": bool(self.client.settings.synkron.allow_host_execution),
-            "secrets": _secret_values(state["params"]),  # masked in a script's output, as secretRefs
+            "secrets": _secret_values(self._params),  # masked in a script's output, as secretRefs
         }
+        ctx = _seal_job_context(ctx, self._params)
         if self._cancel.is_set():
             raise _Cancelled()
         handle = self._unfinished_job(st)
@@ -359,7 +368,7 @@ class RunExecutor:
             self.engram.set_ref(_state.output_ref(run_id, out), digest)
         refs = {o: _state.output_ref(run_id, o) for s in state["steps"].values() for o in s["digests"]}
         refs.update({o: _state.output_ref(run_id, o) for o in outputs})
-        variables = {"RUN_ID": run_id, "PIPELINE": state["pipeline"]["name"], **state["params"], **refs}
+        variables = {"RUN_ID": run_id, "PIPELINE": state["pipeline"]["name"], **self._params, **refs}
         doc = interpolate(st["definition"], variables)
         for spec in doc.get("outputs") or []:
             if spec.get("uri") and spec["name"] in outputs:
@@ -426,9 +435,41 @@ def cancel_unfinished_jobs(client: Any, state: dict[str, Any]) -> None:
             client.jobs.get(st["job_ids"][-1]).cancel()
 
 
+def _input_digests(state: dict[str, Any], step: dict[str, Any], doc: dict[str, Any]) -> dict[str, str]:
+    """The digests of the step's inputs by the values that name them in its document ``doc`` (its
+    params unsealed): the state names an input with credentials by ``_state.input_key``."""
+    named: dict[str, str] = {}
+    for value in string_leaves(doc):
+        named.setdefault(value, value)
+        named.setdefault(_state.input_key(value), value)
+    return {named.get(t, t): state["inputs"][t]["digest"] for t in step["inputs"]}
+
+
+def _seal_job_context(ctx: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """``ctx`` with the step's document, the credential values and the inputs sealed, when the run's
+    params hold credentials (``_state.holds_credentials``): CORTEX keeps a job's call (its journal in
+    ENGRAM, so a backup), and the document holds their values where the step puts them in.
+    ``steps.run_step`` unseals it on the worker (which has the master key, as for ``secretRef``s)."""
+    if not _state.holds_credentials(params):
+        return ctx
+    from mnemos.soul._crypto import encrypt
+
+    step = ctx["step"]
+    opened = {"step": step, "secrets": ctx["secrets"], "inputs": ctx["inputs"]}  # inputs: by the values naming them
+    sealed = encrypt(json.dumps(opened).encode(), context=job_context(ctx["run_id"], step["name"]))
+    return {**ctx, "step": {"name": step["name"], "type": step.get("type")}, "secrets": [], "inputs": {},
+            "sealed": base64.b64encode(sealed).decode()}  # fmt: skip
+
+
+def job_context(run_id: str, step: str) -> str:
+    """What a step's sealed job context is bound to (``_seal_job_context``)."""
+    return f"run:{run_id}/step:{step}"
+
+
 def _secret_values(params: dict[str, Any]) -> list[str]:
     """The text values of the params named like credentials (``hf_token``, ``db_password`` …, as
-    lineage masks them), at any depth; one of under 4 characters is no credential worth masking (it
+    lineage masks them), at any depth, and the credentials of URLs in params (``_url_credentials``);
+    one of under 4 characters is no credential worth masking (it
     would mask those characters everywhere in the output)."""
     from mnemos.trace.lineage import mask_secrets
 
@@ -446,7 +487,29 @@ def _secret_values(params: dict[str, Any]) -> list[str]:
                 walk(v, m)
 
     walk(params, mask_secrets(params))
+    for text in string_leaves(params):  # a URL's credentials: its user:password and its query's values
+        if _state.shown_text(text) != text:
+            found.extend(t for t in _url_credentials(text) if len(t) >= 4)
     return sorted(set(found))
+
+
+def _url_credentials(text: str) -> list[str]:
+    """The ``user:password`` (and password) of each URL in ``text``, and a URL's query values (a
+    presigned URL's signature): what a step's output must not show of a param."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    found: list[str] = []
+    for url in _state.URL.findall(text):
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            continue
+        userinfo = parts.netloc.rpartition("@")[0]
+        if userinfo:
+            found += [userinfo, unquote(userinfo), userinfo.partition(":")[2], unquote(userinfo.partition(":")[2])]
+        found += [v for _, v in parse_qsl(parts.query, keep_blank_values=True)]
+        found += [pair.partition("=")[2] for pair in parts.query.split("&")]  # as written (percent-encoded)
+    return [t for t in found if t]
 
 
 def _size(engram: Any, digest: str) -> int | None:

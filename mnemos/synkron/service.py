@@ -80,6 +80,7 @@ class SynkronService:
             state = _state.load(client.engram, run_id)
             if state["status"] == "succeeded":
                 raise ConflictError(f"run {run_id!r} succeeded: there is nothing to resume", param="run_id")
+            _state.unseal_params(run_id, state["params"])  # another master key: refused before the run changes
             _reset_for_resume(state)
             record(client.engram, f"run:{run_id}", "intent", action="resume", resumes=state["resumes"],
                    principal=principal or _state.principal_default(), status="pending")  # fmt: skip

@@ -105,6 +105,7 @@ class StepContext:
 def run_step(ctx: dict[str, Any]) -> dict[str, Any]:
     """CORTEX job entry point: run one step and store its outputs in ENGRAM."""
     started = time.monotonic()
+    ctx = _unsealed(ctx)
     kind = ctx["step"].get("type")
     with tempfile.TemporaryDirectory(prefix="mnemos-step-") as tmp:
         workdir = Path(tmp)
@@ -122,6 +123,21 @@ def run_step(ctx: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("result", None)
     out["seconds"] = time.monotonic() - started
     return out
+
+
+def _unsealed(ctx: dict[str, Any]) -> dict[str, Any]:
+    """``ctx`` with its step document, credential values and inputs opened, where the runner sealed
+    them (``runner._seal_job_context``: a run whose params hold credentials)."""
+    if not ctx.get("sealed"):
+        return ctx
+    import base64
+
+    from mnemos.soul._crypto import decrypt
+    from mnemos.synkron.runner import job_context
+
+    blob = base64.b64decode(ctx["sealed"])
+    opened = json.loads(decrypt(blob, context=job_context(ctx["run_id"], ctx["step"]["name"])))
+    return {**{k: v for k, v in ctx.items() if k != "sealed"}, **opened}
 
 
 # -- inputs and outputs -------------------------------------------------------------------------
