@@ -83,15 +83,22 @@ def is_url(value: str | None) -> bool:
     return bool(value) and str(value).startswith(("http://", "https://"))
 
 
+_GATEWAY_PATHS = {
+    "v1": "/v1 is the OpenAI clients' base_url, not the platform's",
+    "ui": "/ui is the console's page, not the platform's",
+    "apis": "/apis is where the control-plane API's resources are, not the platform's root",
+}
+
+
 def check_root(url: str, option: str = "url") -> None:
     """Refuse a gateway URL that ends in one of the gateway's own paths (``/v1``, what OpenAI
     clients take as ``base_url``; ``/ui``; ``/apis``): every request would be a bare 404."""
     path = urlsplit(url).path.rstrip("/")
     tail = path.rsplit("/", 1)[-1]
-    if tail in ("v1", "ui", "apis"):
+    if tail in _GATEWAY_PATHS:
         root = url.split("?")[0].split("#")[0].rstrip("/")[: -len(tail) - 1]
-        raise errors.ValidationError(f"{option}: {url!r} ends in /{tail}: give the gateway's root, {root!r} (/v1 is "
-                                     "the OpenAI clients' base_url, not the platform's)", param="url")  # fmt: skip
+        raise errors.ValidationError(f"{option}: {url!r} ends in /{tail}: give the gateway's root, {root!r} "
+                                     f"({_GATEWAY_PATHS[tail]})", param="url")  # fmt: skip
 
 
 def _endpoint_path() -> Path:

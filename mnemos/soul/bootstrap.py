@@ -42,7 +42,8 @@ def bootstrap_hook(client: Any, echo: Callable[[str], object] = print) -> None:
     """
     secret = bootstrap_admin(client.engram, client.settings)
     if secret is None:
-        echo("soul: up (bootstrap admin key already issued; `mnemos token create` makes more)")
+        echo("soul: up (bootstrap admin key already issued; `mnemos token create --name NAME --role ROLE --api-key` "
+             "makes more)")
         return
     echo("soul: bootstrap admin API key (shown once; only its hash is stored):")
     echo(f"  {secret}")

@@ -153,12 +153,15 @@ def test_a_url_ending_in_a_gateway_path_is_refused_naming_the_root(home: Path, c
     from mnemos.cli._session import check_url
     from mnemos.errors import ValidationError
 
+    why = {"v1": "/v1 is the OpenAI clients' base_url, not the platform's",
+           "ui": "/ui is the console's page, not the platform's"}
     for url in ("http://127.0.0.1:18091/v1", "http://127.0.0.1:18091/v1/", "http://127.0.0.1:18091/ui"):
         code, out, err = _run(capsys, ["--url", url, "get", "model"])
         assert code == 2 and "Traceback" not in err, err
+        tail = url.rstrip("/").rsplit("/", 1)[-1]
         assert err.strip().splitlines()[-1] == (
-            f"error: --url: {url!r} ends in /{url.rstrip('/').rsplit('/', 1)[-1]}: give the gateway's root, "
-            "'http://127.0.0.1:18091' (/v1 is the OpenAI clients' base_url, not the platform's)"), err
+            f"error: --url: {url!r} ends in /{tail}: give the gateway's root, 'http://127.0.0.1:18091' "
+            f"({why[tail]})"), err
         with pytest.raises(ValidationError, match="give the gateway's root, 'http://127.0.0.1:18091'"):
             mnemos.connect(url, api_key="mk_0123456789abcdef_x")
     assert check_url("https://example.com/mnemos", "--url") == "https://example.com/mnemos"

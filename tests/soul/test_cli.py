@@ -182,6 +182,7 @@ def test_bootstrap_prints_once_and_stores_only_a_hash(
     bootstrap_hook(client)
     second = capsys.readouterr().out
     assert "mk_" not in second and "already issued" in second
+    assert "`mnemos token create --name NAME --role ROLE --api-key`" in second  # a command that runs as shown
 
     engram_root = Path(client.engram.uri)
     assert files_containing(engram_root, key.split("_", 2)[-1]) == []
