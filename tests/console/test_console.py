@@ -7,7 +7,6 @@ Each test writes a screenshot of its page to ``docs/images/console-<page>.png`` 
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import httpx
 import yaml
 from console_support import Console, screenshot
 from playwright.sync_api import expect
-from tests_support import model_doc
+from tests_support import model_doc, until
 
 JOBS = "mnemos.cortex.testing"
 
@@ -79,13 +78,13 @@ def test_the_session_cookie_is_httponly_strict_and_sign_out_revokes_it(console: 
     assert refused.status == 403
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url("**/ui/signin")
-    deadline = time.monotonic() + 20  # revocations reach every replica within seconds
-    while True:
-        stolen = httpx.get(f"{console.url}/ui/models", cookies={"mnemos_session": cookie["value"]}, timeout=30)
-        if stolen.status_code == 401 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert stolen.status_code == 401 and "API key" in stolen.text
+
+    def replayed() -> httpx.Response:  # the copied cookie, used again
+        return httpx.get(f"{console.url}/ui/models", cookies={"mnemos_session": cookie["value"]}, timeout=30)
+
+    # revocations reach every replica within seconds
+    stolen = until(replayed, "the cookie refused", ready=lambda r: r.status_code == 401, timeout=20, interval=0.5)
+    assert "API key" in stolen.text
 
 
 def test_a_job_submitted_through_the_api_appears_and_its_logs_arrive_live(console: Console, page_for: Any) -> None:
@@ -178,11 +177,13 @@ def test_keys_and_audit_pages(console: Console, page_for: Any) -> None:
         httpx.post(f"{console.url}/v1/chat/completions", headers=developer, json=chat, timeout=30)
     admin = page_for("admin")
     row = admin.locator("table[aria-label='Usage per principal'] tr", has_text="developer-user")
-    for _ in range(30):  # usage reaches SOUL's ledger within a second or so (each request's, one by one)
+
+    def requests() -> str:  # the page's count of the developer's requests
         admin.goto(f"{console.url}/ui/keys")
-        if row.count() and row.locator("td").nth(1).inner_text() == "3":
-            break
-        time.sleep(1)
+        return str(row.locator("td").nth(1).inner_text()) if row.count() else ""
+
+    # usage reaches SOUL's ledger within a second or so (each request's, one by one)
+    until(requests, "three requests on the keys page", ready=lambda count: count == "3", timeout=60, interval=1)
     assert row.locator("td").nth(1).inner_text() == "3"  # the ledger GET /v1/usage reads: three requests
     assert "viewer-user" in admin.inner_text("table[aria-label='Credentials']")
     screenshot(admin, "keys")

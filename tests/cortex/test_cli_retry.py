@@ -5,15 +5,13 @@ unknown job, one that cannot be retried and a viewer's key are one line each and
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from cortex_support import free_port, wait_until
 from fastapi import FastAPI, Request
+from tests_support import serving
 
 from mnemos.cli import main
 
@@ -92,13 +90,8 @@ def gateway(client: Any, cortex: Any, tmp_path: Path) -> Iterator[tuple[str, dic
     install_error_handlers(app)
     app.include_router(build_router(auth=admit, settings=settings))
     app.dependency_overrides[cortex_handle] = lambda: cortex
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, timeout=30, what="the server to start")
-    yield f"http://127.0.0.1:{server.config.port}", keys
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serving(app) as url:
+        yield url, keys
 
 
 def test_retry_over_a_gateway_as_the_owner_and_as_a_viewer(

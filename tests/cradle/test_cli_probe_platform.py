@@ -13,13 +13,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
 import pytest
-from tests_support import REPO, free_port
+from tests_support import REPO, free_port, until
 
 SLOW = """\
 apiVersion: synkron.mnemos.dev/v1
@@ -79,11 +78,9 @@ def _interrupted(env: dict[str, str], args: list[str], ready: Callable[[str], bo
     for reader in readers:
         reader.start()
     try:
-        deadline = time.monotonic() + 300
-        while not ready("".join(lines)):
-            assert proc.poll() is None, f"it ended before it waited: {''.join(lines)}"
-            assert time.monotonic() < deadline, f"never ready: {''.join(lines)}"
-            time.sleep(0.5)
+        until(lambda: "".join(lines), "it to be ready", ready=lambda out: ready(out) or proc.poll() is not None,
+              timeout=300, interval=0.5)  # fmt: skip
+        assert ready("".join(lines)), f"it ended before it waited: {''.join(lines)}"
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)
         for reader in readers:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
+from tests_support import until
 
 import mnemos.cli as cli
 import mnemos.cradle as cradle
@@ -60,9 +61,16 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+def _runs(pid: int, argv: list[str]) -> None:
+    """Wait until process ``pid`` runs ``argv`` (until its exec, it has its parent's command line)."""
+    until(lambda: psutil.Process(pid).cmdline(), f"pid {pid} to run {argv[0]}", ready=lambda now: now == argv,
+          timeout=30)  # fmt: skip
+
+
 def _settle(*procs: subprocess.Popen[bytes]) -> None:
     """Wait until each process is running Python's ``-c`` (its command line is the one given)."""
-    time.sleep(0.5)
+    for proc in procs:
+        _runs(proc.pid, list(proc.args))
     assert all(p.poll() is None for p in procs)
 
 
@@ -121,9 +129,8 @@ def test_up_leaves_a_haproxy_a_ray_process_still_runs(home: Path, procs: _Proces
     spawn = f"import subprocess, time\nsubprocess.Popen({argv!r}, executable={sys.executable!r})\ntime.sleep(120)\n"
     worker = procs.start("ray::ProxyActor", code=spawn)
     _settle(worker)
-    import psutil
-
-    (child,) = psutil.Process(worker.pid).children()
+    (child,) = until(psutil.Process(worker.pid).children, "the worker's child")
+    _runs(child.pid, argv)
     try:
         assert stop_haproxy(home, orphans_only=True) == []
         assert child.is_running()

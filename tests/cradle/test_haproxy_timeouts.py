@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from tests_support import free_port, serve_haproxy_config
+from tests_support import free_port, serve_haproxy_config, until
 
 from mnemos.cradle import _haproxy
 from mnemos.cradle._haproxy import REQUEST_TIMEOUT_S, TIMEOUTS, rewrite
@@ -120,13 +120,13 @@ def _running(command: list[str], front: int, log: Path, env: dict[str, str] | No
     with log.open("wb") as out:
         haproxy = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.monotonic() + 15
-        while True:
+
+        def listening() -> bool:
             with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", front)) == 0:
-                    break
-            assert haproxy.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+                return probe.connect_ex(("127.0.0.1", front)) == 0
+
+        until(lambda: listening() or haproxy.poll() is not None, f"HAProxy to listen on {front}", timeout=15)
+        assert haproxy.poll() is None, log.read_text()
         yield
     finally:
         haproxy.kill()

@@ -18,13 +18,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests_support import REPO, free_port
+from tests_support import REPO, free_port, until
 
 from mnemos.cradle import _raytoken
 from mnemos.cradle.cluster import port_in_use
@@ -116,10 +115,9 @@ def _a_model_applied_on_the_platform_answers(shell: dict[str, str], up: str) -> 
     path = Path(shell["MNEMOS_HOME"]) / "echo-model.yaml"
     path.write_text(yaml.safe_dump(model_doc("echo-on-up", policy={"license": "mit"})))  # (local-defaults' rule)
     _mnemos(shell, "apply", "-f", str(path))
-    deadline = time.monotonic() + 240
-    while (status := _model_status(shell, "echo-on-up"))["phase"] != "Ready":
-        assert status["phase"] in ("Pending", "Deploying") and time.monotonic() < deadline, status
-        time.sleep(2)
+    status = until(lambda: _model_status(shell, "echo-on-up"), "echo-on-up to deploy", timeout=240, interval=2,
+                   ready=lambda now: now["phase"] not in ("Pending", "Deploying"))  # fmt: skip
+    assert status["phase"] == "Ready", status
     chat = {"model": "echo-on-up", "messages": [{"role": "user", "content": "ping"}]}
     answer = httpx.post("http://127.0.0.1:8080/v1/chat/completions", json=chat,
                         headers={"Authorization": f"Bearer {key}"}, timeout=60)  # fmt: skip
@@ -443,9 +441,7 @@ def test_haproxy_is_the_platforms_own_binds_loopback_and_answers_json(tmp_path: 
 
         haproxy = subprocess.Popen([wrapper, "-db", "-f", str(config)], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)  # fmt: skip
-        deadline = time.monotonic() + 20
-        while not port_in_use("127.0.0.1", front) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        until(lambda: port_in_use("127.0.0.1", front), f"HAProxy to bind {front}", timeout=20)
         _assert_refused(front)
         status, headers, body = _raw_http(front, b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")  # no replica
         assert (status, headers["content-type"]) == (500, "application/json"), (status, body)

@@ -16,13 +16,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
-from tests_support import REPO, free_port
+from tests_support import REPO, free_port, until
 
 BIN = Path(sys.executable).parent
 
@@ -113,10 +112,9 @@ def test_ctrl_c_while_the_head_starts_leaves_no_ray_head(shell: dict[str, str]) 
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a shell's foreground job
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 300
-        while not (heads := _heads_logging_to(log)):  # `ray start --head` has been started
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.05)
+        heads = until(lambda: _heads_logging_to(log), "`ray start --head` to be started", timeout=300,
+                      ready=lambda found: found or proc.poll() is not None)  # fmt: skip
+        assert heads, proc.communicate()
         proc.send_signal(signal.SIGINT)  # Ctrl-C: the terminal sends it to `mnemos up`, not the head
         out, err = proc.communicate(timeout=120)
     finally:

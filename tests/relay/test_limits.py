@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from metering_support import api_key, unique
 from relay_support import Relay, assert_openai_error
+from tests_support import until
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -82,14 +83,10 @@ def test_team_limit_from_a_policy_is_shared_by_the_team(governed: Relay) -> None
         return httpx.post(f"{governed.url}/v1/chat/completions", json=_body(),
                           headers={"Authorization": f"Bearer {key}"}, timeout=30)  # fmt: skip
 
-    deadline = time.monotonic() + 30  # the gateway re-reads Policies every few seconds
-    while True:
-        statuses = [send(key) for key in keys * 3]
-        refused = [r for r in statuses if r.status_code == 429]
-        if refused or time.monotonic() > deadline:
-            break
-        time.sleep(1.0)
-    assert refused, [r.status_code for r in statuses]
+    # the gateway re-reads Policies every few seconds
+    statuses = until(lambda: [send(key) for key in keys * 3], "a 429 of the team's limit", timeout=30, interval=1.0,
+                     ready=lambda answers: any(r.status_code == 429 for r in answers))  # fmt: skip
+    refused = [r for r in statuses if r.status_code == 429]
     error = assert_openai_error(refused[0], 429, code="rate_limit_exceeded", type_="rate_limit_error")
     assert error["param"] == "team.rpm" and team in error["message"], error
 

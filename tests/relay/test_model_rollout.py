@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import ray
 from relay_support import MODEL_SERVER, Relay, wait_until
-from tests_support import model_doc
+from tests_support import model_doc, until
 
 from mnemos.trace import events
 
@@ -69,17 +69,17 @@ def test_generation_change_under_steady_traffic(relay: Relay, tiny_chat_ref: str
         relay.client.apply([_doc("models/tiny-chat", 9)])  # a spec change: a new generation
         # While the new replica starts, note when one is STARTING and one RUNNING (both generations up).
         overlap: list[tuple[float, float]] = []
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
+
+        def current() -> dict[str, Any]:  # the model's status, noting a moment with both generations up
             seen = time.monotonic()
             states = _replica_states(f"model-{NAME}")
             if states.get("STARTING") and states.get("RUNNING"):
                 overlap.append((seen, time.monotonic()))
-            current = ray.get(relay.controller.status.remote())["models"].get(NAME, {})
-            if current.get("generation") == first["generation"] + 1 and current.get("status") == "ready":
-                break
-            time.sleep(0.1)
-        assert current.get("generation") == first["generation"] + 1, current
+            return dict(ray.get(relay.controller.status.remote())["models"].get(NAME, {}))
+
+        wanted = (first["generation"] + 1, "ready")
+        until(current, "the new generation", ready=lambda now: (now.get("generation"), now.get("status")) == wanted,
+              timeout=300, interval=0.1)  # fmt: skip
         time.sleep(1.0)  # traffic on the new generation too
     finally:
         traffic.stop.set()

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from relay_support import Relay, Upstream, UpstreamServer, assert_openai_error, free_port
+from tests_support import until
 
 ASK = [{"role": "user", "content": "hello"}]
 
@@ -261,16 +262,11 @@ def test_an_adapters_answer_names_the_request_its_lineage_is_under(relay: Relay,
                                                                    ) -> None:  # fmt: skip
     """The body's id is the upstream's; ``x-mnemos-request-id`` names MNEMOS's, under which lineage
     keeps the request (``request:<id>``)."""
-    import time
-
     raw = relay.openai().chat.completions.with_raw_response.create(model="remote-chat", messages=ASK)
     rid = raw.headers["x-mnemos-request-id"]
     assert rid.startswith("chatcmpl-") and rid != raw.parse().id
-    deadline, found = time.monotonic() + 30, None
-    while time.monotonic() < deadline and (found is None or found.status_code != 200):
-        found = httpx.get(f"{relay.url}/v1/lineage/request:{rid}", timeout=30)  # written in batches
-        time.sleep(0.5)
-    assert found is not None and found.status_code == 200, found.text if found is not None else None
+    found = until(lambda: httpx.get(f"{relay.url}/v1/lineage/request:{rid}", timeout=30), "its lineage",
+                  ready=lambda r: r.status_code == 200, timeout=30, interval=0.5)  # written in batches  # fmt: skip
     assert any(node.get("id") == f"request:{rid}" for node in found.json()["nodes"]), found.text
 
 

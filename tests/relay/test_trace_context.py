@@ -4,11 +4,12 @@ OpenTelemetry-instrumented server does, and its ``relay.request`` span names the
 
 from __future__ import annotations
 
-import time
 import uuid
+from typing import Any
 
 import httpx
 from relay_support import Relay
+from tests_support import until
 
 from mnemos.trace import spans_for
 
@@ -20,9 +21,13 @@ def test_a_chat_request_joins_the_clients_trace_and_names_its_model(relay: Relay
     answer = httpx.post(f"{relay.url}/v1/chat/completions", json=body, timeout=60,
                         headers={"traceparent": f"00-{trace_id}-{parent}-01"})  # fmt: skip
     assert answer.status_code == 200, answer.text
-    deadline, spans = time.monotonic() + 60, {}
-    while "relay.request" not in spans and time.monotonic() < deadline:  # the replica's span may come last
-        spans = {s["name"]: s for s in spans_for(trace_id, min_spans=len(spans) + 1, timeout=10)}
+    spans: dict[str, Any] = {}
+
+    def more() -> dict[str, Any]:  # the trace's spans, once one more than last time is in (or 10 s passed)
+        spans.update({s["name"]: s for s in spans_for(trace_id, min_spans=len(spans) + 1, timeout=10)})
+        return spans
+
+    until(more, "the relay.request span", ready=lambda named: "relay.request" in named, timeout=60)  # it may come last
     request = spans["relay.request"]
     assert request["trace_id"] == trace_id and request["parent_span_id"] == parent
     assert request["attributes"]["model"] == "echo", request

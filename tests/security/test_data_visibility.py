@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from security_support import Gateway, function_doc, say_pipeline
+from tests_support import until
 
 COOKIE = "mnemos_session"
 SECRET = "ALICE-PRIVATE-DATA"
@@ -40,14 +41,16 @@ def finished(gateway: Gateway) -> dict[str, Any]:
                                json={"params": {"text": f"{SECRET} run param", "code": code}})  # fmt: skip
         assert started.status_code == 202, started.text
         runs[name] = started.json()["id"]
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 180  # for them all
+
+    def settled(path: str, interval: float = 0.5) -> dict[str, Any]:
+        return until(lambda: _json(gateway, path, "operator"), path, timeout=deadline - time.monotonic(),
+                     ready=lambda state: state["status"] in ("succeeded", "failed"), interval=interval)  # fmt: skip
+
     for jid in jobs.values():
-        while _json(gateway, f"/v1/jobs/{jid}?wait=30", "operator")["status"] not in ("succeeded", "failed"):
-            assert time.monotonic() < deadline, jid
+        settled(f"/v1/jobs/{jid}?wait=30", interval=0)  # a long poll
     for name, rid in runs.items():
-        while (state := _json(gateway, f"/v1/runs/{rid}", "operator"))["status"] not in ("succeeded", "failed"):
-            assert time.monotonic() < deadline, state
-            time.sleep(0.5)
+        state = settled(f"/v1/runs/{rid}")
         assert state["status"] == name, state.get("error")
     return {"jobs": jobs, "runs": runs}
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -41,16 +42,16 @@ def owned(gateway: Gateway) -> dict[str, str]:
                            json={"params": {"text": f"{SECRET}-param", "code": 3}})  # fmt: skip
     assert started.status_code == 202, started.text
     job, run = sent.json()["id"], started.json()["id"]
-    deadline = time.monotonic() + 180
-    while gateway.call("GET", f"/v1/jobs/{job}?wait=30", "operator").json()["status"] != "failed":
-        assert time.monotonic() < deadline, job
-    while gateway.call("GET", f"/v1/runs/{run}", "operator").json()["status"] != "failed":
-        assert time.monotonic() < deadline, run
-        time.sleep(0.5)
+    deadline = time.monotonic() + 180  # for all of it
+
+    def read(path: str, ready: Callable[[httpx.Response], bool], interval: float = 0.5) -> None:
+        until(lambda: gateway.call("GET", path, "operator"), path, ready=ready, timeout=deadline - time.monotonic(),
+              interval=interval)  # fmt: skip
+
+    read(f"/v1/jobs/{job}?wait=30", lambda r: r.json()["status"] == "failed", interval=0)  # a long poll
+    read(f"/v1/runs/{run}", lambda r: r.json()["status"] == "failed")
     for node in (f"run:{run}", f"job:{job}"):  # lineage is written beside the journal and the run's state
-        while SECRET not in gateway.call("GET", f"/v1/lineage/{node}", "operator").text:
-            assert time.monotonic() < deadline, node
-            time.sleep(0.5)
+        read(f"/v1/lineage/{node}", lambda r: SECRET in r.text)
     return {"job": job, "run": run}
 
 

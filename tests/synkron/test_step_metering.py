@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from synkron_support import PROMPTS
+from tests_support import until
 
 HOUR = 3600.0
 
@@ -151,8 +152,6 @@ def test_the_first_refusal_stops_the_calls_in_flight() -> None:
 def test_a_space_search_through_the_gateway_is_metered_on_the_spaces_model(served, tmp_path: Path) -> None:
     """The query is embedded by the space's model: the caller's limits and budgets apply to it, and
     it lands in the usage ledger, like ``/v1/embeddings``."""
-    import time
-
     import httpx
     import ray
     from synkron_support import model_pipeline
@@ -174,13 +173,9 @@ def test_a_space_search_through_the_gateway_is_metered_on_the_spaces_model(serve
     }  # fmt: skip
     served.client.apply([policy])
     try:
-        deadline = time.monotonic() + 30  # the gateway rereads Policies every few seconds
-        while True:
-            refused = httpx.post(url, json={"query": query, "k": 1}, timeout=60)
-            if refused.status_code == 429 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert refused.status_code == 429, refused.text
+        # the gateway rereads Policies every few seconds
+        refused = until(lambda: httpx.post(url, json={"query": query, "k": 1}, timeout=60), "a 429 of the budget",
+                        ready=lambda r: r.status_code == 429, timeout=30, interval=0.5)  # fmt: skip
         error = refused.json()["error"]
         assert error["code"] == "insufficient_quota" and "policy search-budget budget" in error["message"], error
     finally:
@@ -191,16 +186,11 @@ def test_a_space_search_through_the_gateway_is_metered_on_the_spaces_model(serve
         return sum(r["prompt_tokens"] for r in rows if r["principal"] == "anonymous" and r["model"] == "minilm-syn")
 
     before = searched()
-    deadline = time.monotonic() + 30
-    while True:
-        answer = httpx.post(url, json={"query": query, "k": 1}, timeout=60)
-        if answer.status_code == 200 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert answer.status_code == 200 and answer.json()["data"][0]["id"] == "photosynthesis", answer.text
-    deadline = time.monotonic() + 10
-    while searched() == before and time.monotonic() < deadline:
-        time.sleep(0.2)  # the gateway reports settled requests in batches
+    answer = until(lambda: httpx.post(url, json={"query": query, "k": 1}, timeout=60), "the search answered again",
+                   ready=lambda r: r.status_code == 200, timeout=30, interval=0.5)  # fmt: skip
+    assert answer.json()["data"][0]["id"] == "photosynthesis", answer.text
+    # the gateway reports settled requests in batches
+    until(searched, "the search's usage", ready=lambda tokens: tokens != before, timeout=10, interval=0.2)
     # charged what the model read: MiniLM's tokens with [CLS] and [SEP], not the words of an estimate
     from mnemos.neuron.runtimes.embedding import _default_model_path
 
