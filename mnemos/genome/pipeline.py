@@ -453,6 +453,12 @@ def check_steps(pipeline: Pipeline) -> None:
         if name in BUILTINS:  # a run's caller would set it: ${RUN_ID} naming another run's folder
             raise refuse(f"spec.params: {name!r} is the name of a builtin every step reads (${{{name}}}, set by "
                          "the run): give the param another name", f"spec.params.{name}")  # fmt: skip
+    where = _credential_default(params)
+    if where is not None:  # every reader of the Pipeline (and its runs' stored documents) has it in clear
+        raise refuse(f"spec.params.{where}: a param named like a credential has a default: the registry, and every "
+                     "run's stored document, would keep it in clear; leave it empty (\"\") and pass the value at run "
+                     f"time (-p {where.split('.', 1)[0]}=…), or give the step a secret (env: [{{name: V, secretRef: "
+                     "{name: S, key: K}}])", f"spec.params.{where}")  # fmt: skip
     outputs_of = default_outputs(pipeline)
     producers: dict[str, str] = {}
     definitions: dict[str, dict[str, Any]] = {}
@@ -530,6 +536,28 @@ _CODE_FIX = ("(bash -c, sh -c, python -c, perl -e, node -e, awk's program, a she
 _EVALUATED_FIX = {"an arithmetic test": _ARITHMETIC_FIX, "a variable name": _NAME_FIX, "code bash runs": _NAME_FIX,
                   "code a program runs": _CODE_FIX}  # fmt: skip
 """The fix an error names, by where ``where_evaluated`` (and ``unquoted_uses``) says bash evaluates a value."""
+
+
+def _credential_default(params: Any, where: str = "") -> str | None:
+    """The path of the first default in ``params`` named like a credential (``hf_token``,
+    ``db_password`` …, at any depth: what lineage masks) that is not empty, else ``None``."""
+    from mnemos.trace.lineage import mask_secrets
+
+    masked = mask_secrets(params)
+    if isinstance(params, dict) and isinstance(masked, dict):
+        for key, value in params.items():
+            at = f"{where}.{key}" if where else str(key)
+            if masked.get(key) == "***" and value not in (None, "", "***", {}, []):
+                return at
+            found = _credential_default(value, at)
+            if found is not None:
+                return found
+    elif isinstance(params, list):
+        for i, value in enumerate(params):
+            found = _credential_default(value, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def names_in(value: Any) -> set[str]:

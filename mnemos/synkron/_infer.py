@@ -64,10 +64,12 @@ def read_jsonl(engram: Engram, digest: str, where: str) -> list[dict[str, Any]]:
 
 
 def _input_digest(ctx: dict[str, Any], value: str, where: str) -> str:
+    from mnemos.synkron._state import shown_text
+
     digest = ctx["inputs"].get(value)
-    if digest is None:
+    if digest is None:  # a URL as a run shows it: no user:password@, no query values (a presigned URL's)
         raise ValidationError(
-            f"{where}: {value!r} is neither an output of an earlier step nor a readable file", param=where
+            f"{where}: {shown_text(value)!r} is neither an output of an earlier step nor a readable file", param=where
         )
     return str(digest)
 

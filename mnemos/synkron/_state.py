@@ -108,13 +108,14 @@ def _is_sealed(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get(SEALED), str) and set(value) <= {SEALED, "shown"}
 
 
-def seal_params(run_id: str, params: dict[str, Any]) -> dict[str, Any]:
+def seal_params(run_id: str, params: dict[str, Any], *, keep_sealed: bool = False) -> dict[str, Any]:
     """``params`` with each credential in it sealed: a value named like one (``hf_token``,
     ``db_password`` …, as lineage masks them, at any depth) as ``{"$sealed": base64}``, a text with a
     URL's ``user:password@`` or query (a presigned URL) as ``{"$sealed": base64, "shown": its shown
     form}``. SOUL's at-rest encryption under the master key, bound to ``run:<run-id>/param:<path>``:
     another run's, or another param's, sealed value does not open here. (A caller's value that looks
-    sealed is sealed as it is: opened, it is that value again.)"""
+    sealed is sealed as it is: opened, it is that value again.) ``keep_sealed``: the params are a
+    stored run's (``seal_stored``): a sealed value stays as it is, only those in clear are sealed."""
     from mnemos.soul._crypto import encrypt
     from mnemos.trace.lineage import mask_secrets
 
@@ -125,14 +126,14 @@ def seal_params(run_id: str, params: dict[str, Any]) -> dict[str, Any]:
 
     def walk(value: Any, masked: Any, where: str) -> Any:
         if _is_sealed(value):
-            return seal(value, where, "***")
+            return value if keep_sealed else seal(value, where, "***")
         if isinstance(value, dict):
             masked = masked if isinstance(masked, dict) else {}
             out = {}
             for k, v in value.items():
                 at = f"{where}.{k}" if where else str(k)
-                named = masked.get(k) == "***" and v != "***"  # named like a credential
-                out[k] = seal(v, at) if named else walk(v, masked.get(k), at)
+                named = masked.get(k) == "***" and v != "***" and not (keep_sealed and _is_sealed(v))
+                out[k] = seal(v, at) if named else walk(v, masked.get(k), at)  # named: like a credential
             return out
         if isinstance(value, list):
             masked = masked if isinstance(masked, list) else [None] * len(value)
@@ -142,6 +143,54 @@ def seal_params(run_id: str, params: dict[str, Any]) -> dict[str, Any]:
         return value
 
     return dict(walk(params, mask_secrets(params), ""))
+
+
+def seal_stored(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` (a stored run's, changed in place) with its credentials sealed as ``prepare`` seals
+    them now: a run stored before params were sealed kept them in clear, in its ``params`` and as the
+    names of its URL ``inputs``. Done where such a run is written again (a resume, a runner's restart,
+    a cancel): it stays sealed afterwards. A value sealed already stays as it is; a sealed one that
+    does not open (another master key) is an ``IntegrityError`` before anything changes."""
+    unseal_params(str(state["id"]), dict(state.get("params") or {}))
+    state["params"] = seal_params(str(state["id"]), dict(state.get("params") or {}), keep_sealed=True)
+    if isinstance(state.get("inputs"), dict):
+        state["inputs"] = {input_key(t): found for t, found in state["inputs"].items()}
+    for step in (state.get("steps") or {}).values():
+        if isinstance(step.get("inputs"), list):
+            step["inputs"] = [input_key(t) for t in step["inputs"]]
+    return state
+
+
+def shown_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A run's state as its readers see it (``GET /v1/runs/{id}``, ``client.pipelines``' handles,
+    ``mnemos runs get``): its params as ``shown_params`` shows them and, with the defaults in
+    ``doc.spec.params``, those named like credentials (``hf_token``, ``db_password`` … at any depth) as
+    ``***``, as lineage records them; a URL with credentials as ``shown_uri`` (``https://***@host/x?sig=***``),
+    sealed or (a run stored before sealing) not. Only the runner reads the values."""
+    from mnemos.trace.lineage import mask_secrets
+
+    def shown(value: Any) -> Any:
+        if isinstance(value, str):
+            return shown_text(value)
+        if isinstance(value, dict):
+            return {k: shown(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [shown(v) for v in value]
+        return value
+
+    out = dict(state)
+    if isinstance(out.get("params"), dict):
+        out["params"] = shown(mask_secrets(shown_params(out["params"])))
+    if isinstance(out.get("inputs"), dict):
+        out["inputs"] = {input_key(t): v for t, v in out["inputs"].items()}
+    if isinstance(out.get("steps"), dict):  # (a run stored before sealing named them as given)
+        out["steps"] = {n: {**st, "inputs": [input_key(t) for t in st["inputs"]]}
+                        if isinstance(st, dict) and isinstance(st.get("inputs"), list) else st
+                        for n, st in out["steps"].items()}  # fmt: skip
+    spec = (out.get("doc") or {}).get("spec") if isinstance(out.get("doc"), dict) else None
+    if isinstance(spec, dict) and isinstance(spec.get("params"), dict):
+        out["doc"] = {**out["doc"], "spec": {**spec, "params": shown(mask_secrets(spec["params"]))}}
+    return out
 
 
 def unseal_params(run_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -189,6 +238,9 @@ def input_key(token: str) -> str:
     shown = shown_text(token)
     if shown == token:
         return token
+    named, hashed, digits = token.rpartition("#")
+    if hashed and re.fullmatch(r"[0-9a-f]{12}", digits) and shown_text(named) == named:
+        return token  # a name it gave already (a state sealed before, shown again)
     return f"{shown}#{_keyed_hash(token)[:12]}"
 
 

@@ -46,13 +46,18 @@ class RunHandle:
         return f"RunHandle(id={self.id!r}, status={state.get('status', '?')!r})"
 
     def state(self) -> dict[str, Any]:
-        """The run's full state, fresh (live progress while the runner drives it)."""
+        """The run's full state, fresh (live progress while the runner drives it), as
+        ``GET /v1/runs/{id}`` shows it: its credential params as ``***`` (``_state.shown_state``)."""
+        return _state.shown_state(self._fresh())
+
+    def _fresh(self) -> dict[str, Any]:
+        """The run's stored state (its credential params sealed), fresh: what the handle reads."""
         self._state = self._api._fetch(self.id)
         return self._state
 
     def status(self) -> str:
         """pending, running, succeeded, failed or cancelled."""
-        return str(self.state()["status"])
+        return str(self._fresh()["status"])
 
     def wait(self, timeout: float | None = None, *, progress: bool | Display = False) -> dict[str, Any]:
         """Follow the run until it ends (or ``timeout`` s); returns its state.
@@ -65,7 +70,7 @@ class RunHandle:
         deadline = None if timeout is None else time.monotonic() + timeout
         service = self._api._service()
         version = -1
-        state = self.state()
+        state = self._fresh()
         try:
             while state["status"] not in _state.TERMINAL:
                 if display:
@@ -95,11 +100,11 @@ class RunHandle:
             if display:
                 display.close(state)
         self._state = state
-        return state
+        return _state.shown_state(state)
 
     def outputs(self) -> dict[str, str]:
         """``{output name: ENGRAM ref}`` of a succeeded run."""
-        state = self._state if self._state and self._state["status"] == "succeeded" else self.state()
+        state = self._state if self._state and self._state["status"] == "succeeded" else self._fresh()
         if state["status"] != "succeeded":
             raise ConflictError(f"run {self.id!r} is {state['status']}: it has no outputs yet", param="run_id")
         return dict(state["outputs"])
@@ -110,7 +115,7 @@ class RunHandle:
         ``GET /v1/runs/{id}/outputs/{output}`` answers: ``NotFoundError`` for an output the run
         does not have, ``ConflictError`` while its step has not completed."""
         engram = self._api._client.engram
-        state = self._state if self._state and self._state["status"] in _state.TERMINAL else self.state()
+        state = self._state if self._state and self._state["status"] in _state.TERMINAL else self._fresh()
         return engram.get(_access.run_output(engram, None, state, output))
 
     def cancel(self) -> dict[str, Any]:
@@ -223,8 +228,8 @@ class PipelinesAPI:
         return self.get(run_id)
 
     def cancel(self, run_id: str) -> dict[str, Any]:
-        """Cancel a running run; returns its state."""
-        return dict(_get(self._service().cancel.remote(run_id, self._client.settings)))
+        """Cancel a running run; returns its state (as ``RunHandle.state`` shows it)."""
+        return _state.shown_state(dict(_get(self._service().cancel.remote(run_id, self._client.settings))))
 
     def get(self, run_id: str) -> RunHandle:
         """A handle on an existing run (``NotFoundError`` when there is none)."""

@@ -203,17 +203,10 @@ def mask_run_secrets(state: dict[str, Any]) -> dict[str, Any]:
     ``db_password``, ``aws_secret_access_key`` …, at any depth; and such defaults in
     ``doc.spec.params``) as ``***``, as lineage records them, and a URL's ``user:password@`` and query
     values as ``***`` (as ``_state.seal_params`` sealed them): the steps get the values, no reader of
-    the run (its owner included) sees them again."""
-    from mnemos.synkron._state import shown_params
-    from mnemos.trace.lineage import mask_secrets
+    the run (its owner included) sees them again (``_state.shown_state``)."""
+    from mnemos.synkron._state import shown_state
 
-    out = dict(state)
-    if isinstance(out.get("params"), dict):
-        out["params"] = mask_secrets(shown_params(out["params"]))
-    spec = (out.get("doc") or {}).get("spec") if isinstance(out.get("doc"), dict) else None
-    if isinstance(spec, dict) and isinstance(spec.get("params"), dict):
-        out["doc"] = {**out["doc"], "spec": {**spec, "params": mask_secrets(spec["params"])}}
-    return out
+    return shown_state(state)
 
 
 def run_for(principal: Any, state: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ under ``synkron/active/``) are resumed: completed steps keep their outputs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -20,7 +21,7 @@ from mnemos._actors import NAMESPACE, SYNKRON
 from mnemos.config import Settings
 from mnemos.cortex.context import PlatformContext
 from mnemos.engram import Engram
-from mnemos.errors import ConflictError, NotFoundError
+from mnemos.errors import ConflictError, IntegrityError, NotFoundError
 from mnemos.synkron import _state
 from mnemos.synkron.runner import RunExecutor, cancel_unfinished_jobs
 from mnemos.trace.lineage import record
@@ -80,8 +81,7 @@ class SynkronService:
             state = _state.load(client.engram, run_id)
             if state["status"] == "succeeded":
                 raise ConflictError(f"run {run_id!r} succeeded: there is nothing to resume", param="run_id")
-            _state.unseal_params(run_id, state["params"])  # another master key: refused before the run changes
-            _reset_for_resume(state)
+            _reset_for_resume(state)  # another master key: refused (seal_stored) before the run changes
             record(client.engram, f"run:{run_id}", "intent", action="resume", resumes=state["resumes"],
                    principal=principal or _state.principal_default(), status="pending")  # fmt: skip
             _state.save(client.engram, state)
@@ -235,7 +235,9 @@ class SynkronService:
 
 
 def _reset_for_resume(state: dict[str, Any]) -> None:
-    """Keep completed steps; every other step goes back to pending."""
+    """Keep completed steps; every other step goes back to pending. Credentials the run kept in clear
+    (stored before they were sealed) are sealed (``_state.seal_stored``): the state is saved next."""
+    _state.seal_stored(state)
     for st in state["steps"].values():
         if st["status"] not in _state.DONE:
             st.update(status="pending", error=None, started=None, finished=None,
@@ -247,6 +249,8 @@ def _cancel_undriven(client: Any, state: dict[str, Any], marker: str) -> dict[st
     """Cancel a run that did not end and that no runner drives: the unfinished jobs of its steps
     (CORTEX re-queues a running one when it restarts), its steps that did not complete, the run."""
     cancel_unfinished_jobs(client, state)
+    with contextlib.suppress(IntegrityError):  # (another master key: cancelled all the same)
+        _state.seal_stored(state)  # a run stored before credentials were sealed: written sealed
     for st in state["steps"].values():
         if st["status"] not in _state.DONE:
             st.update(status="cancelled", error="cancelled", finished=st.get("finished") or time.time())

@@ -142,13 +142,20 @@ def _unsealed(ctx: dict[str, Any]) -> dict[str, Any]:
 
 # -- inputs and outputs -------------------------------------------------------------------------
 def _materialize(ctx: dict[str, Any], workdir: Path) -> dict[str, str]:
-    """Each input token → a local file holding its bytes (verified)."""
+    """Each input token → a local file holding its bytes (verified), named by the last part of the
+    token's path as a run shows it (``_state.shown_text``): a URL's ``user:password@`` and query (a
+    presigned URL's signature) are no part of a file name (``/proc``, a traceback, the step's output)."""
+    from mnemos.synkron._state import URL, shown_text
+
     engram: Engram = ctx["engram"]
     folder = workdir / "inputs"
     folder.mkdir(parents=True, exist_ok=True)
     paths: dict[str, str] = {}
     for i, (token, digest) in enumerate(sorted(ctx["inputs"].items())):
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", token.rstrip("/").rsplit("/", 1)[-1])[:80] or "input"
+        shown = shown_text(token)
+        if URL.fullmatch(shown):  # its path's last part
+            shown = shown.split("#", 1)[0].split("?", 1)[0].partition("://")[2].partition("/")[2]
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", shown.rstrip("/").rsplit("/", 1)[-1])[:80] or "input"
         target = folder / f"{i}-{name}"
         engram.get_to_file(digest, target)
         paths[token] = str(target)
