@@ -64,9 +64,10 @@ class QueueConfig(CoreModel):
     backoff: Backoff = Field(default_factory=Backoff)
     max_attempts: int = Field(3, ge=1, description="Default attempts per job.")
     timeout: Duration | None = Field(None, description="Default job timeout; none by default.")
-    fairness: Literal["owner", "fifo"] = Field(
+    fairness: Literal["owner", "team", "fifo"] = Field(
         "owner",
-        description="At equal priority: owner (the submitters of the waiting jobs take turns, each in submit order) "
+        description="At equal priority: owner (the submitters of the waiting jobs take turns, each in submit order), "
+        "team (their teams take turns: a team's keys share one turn; a job without a team takes its submitter's) "
         "or fifo (submit order, whoever submitted).",
     )
 

@@ -115,7 +115,7 @@ class Dispatcher:
         for queue in ready:
             blocked: list[Entry] = []
             while queue.heap and queue.running < queue.config.concurrency:
-                entry = queue.pop()
+                entry = queue.pop(take=False)  # taken (``queue.took``) once it starts, not when put back
                 job = self.jobs.get(entry[2])
                 if job is None or job.status != "queued":
                     continue
@@ -134,6 +134,7 @@ class Dispatcher:
                     if len(blocked) >= 32 or not (wanting or self.pools.has_room()):
                         break  # nothing after it could start either: the next freed slot calls again
                     continue
+                queue.took(entry)
                 batches.setdefault(slot, []).append(self._start(job, queue, slot))
             for entry in blocked:
                 queue.push_entry(entry)
@@ -238,6 +239,8 @@ class Dispatcher:
         worker is dropped there, one that runs runs on, unheard (abandoned: see the module docstring)."""
         slot, attempt = job.slot, job.attempts
         running_here = slot is not None and slot.jobs.get(job.id) == attempt
+        if job.status == "queued" and job.queue in self.queues:  # cancelled while it waited: its turn goes back
+            self.queues[job.queue].withdraw(job)
         self._detach(job)
         if slot is not None and slot.alive and running_here:
             self._abandoned[(job.id, attempt)] = Abandoned(slot)

@@ -5,15 +5,19 @@ the same order."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cortex_support import PrivateCortex, wait_until
 
-from mnemos.config import QueueConfig
+from mnemos.config import PoolConfig, QueueConfig
+from mnemos.cortex._dispatch import Dispatcher
 from mnemos.cortex._queue import QueueState
-from mnemos.cortex.job import Job, JobSubmission
+from mnemos.cortex.job import TEAM_LABEL, Job, JobSubmission
 from mnemos.engram import Engram
+from mnemos.neuron.pools import PoolSet, WorkerSlot
 
 T = "mnemos.cortex.testing"
 
@@ -25,10 +29,15 @@ class _Jobs:
         self.seq = 0
         self.queue = QueueState("q", QueueConfig())
 
-    def push(self, owner: str | None, *names: str, priority: int = 0) -> None:
+    def push(self, owner: str | None, *names: str, priority: int = 0, team: str | None = None) -> list[Job]:
+        labels = {TEAM_LABEL: team} if team else {}
+        jobs = []
         for name in names:
             self.seq += 1
-            self.queue.push(Job(id=name, queue="q", function="m:f", priority=priority, seq=self.seq, principal=owner))
+            jobs.append(Job(id=name, queue="q", function="m:f", priority=priority, seq=self.seq, principal=owner,
+                            labels=labels))  # fmt: skip
+            self.queue.push(jobs[-1])
+        return jobs
 
     def pop(self, n: int | None = None) -> list[str]:
         out = []
@@ -74,16 +83,41 @@ def test_a_job_queued_again_returns_to_the_front_of_the_round_without_taking_a_t
     assert q.pop() == ["a1", "b1", "a2", "b2", "a3"]
 
 
-def test_an_entry_put_back_keeps_its_place() -> None:
-    """Dispatch puts back what found its pool full (``push_entry``): it stays where it was."""
+def test_an_entry_put_back_keeps_its_place_and_moves_no_turn() -> None:
+    """Dispatch puts back what found its pool full (``pop(take=False)``, ``push_entry``): it stays
+    where it was, and a job queued meanwhile gets the tag it would have had (carol: this round)."""
     q = _Jobs()
     q.push("alice", "a1", "a2")
     q.push("bob", "b1")
-    held = q.queue.pop()
+    held = q.queue.pop(take=False)
     q.push("carol", "c1")
     q.queue.push_entry(held)
-    assert q.pop() == ["a1", "b1", "a2", "c1"]
+    assert q.pop() == ["a1", "b1", "c1", "a2"]
     assert q.queue.waiting == {"none": 0} and not q.queue.levels
+
+
+def test_a_dispatch_round_that_finds_the_pool_full_leaves_the_turns_as_they_were() -> None:
+    """A real dispatch round over a pool whose one thread is busy: alice's first job is taken out
+    and put back. Before, that moved the level's virtual time to its tag, and carol, queued next,
+    got a tag a round later than bob's (after alice's second job instead of before it)."""
+    cpu = PoolConfig.model_validate({"name": "cpu", "size": 1, "maxConcurrency": 1})
+    pools = PoolSet([cpu], engram=None, inline_limit=0)  # type: ignore[arg-type]  # it starts no worker here
+    pools.pools["cpu"].workers.append(WorkerSlot("w1", "cpu", handle=None, capacity=1, inflight=1))
+    q = _Jobs()
+    dispatcher = Dispatcher()
+    dispatcher.queues, dispatcher.pools = {"q": q.queue}, pools
+    q.push("alice", "a1", "a2")
+    q.push("bob", "b1")
+    dispatcher.jobs = {job_id: Job(id=job_id, queue="q", function="m:f") for job_id in ("a1", "a2", "b1", "c1")}
+
+    async def round_() -> list[Any]:
+        return dispatcher._dispatch()
+
+    assert asyncio.run(round_()) == []  # nothing started: every thread is busy
+    assert len(q.queue.heap) == 3 and q.queue.running == 0
+    assert not q.queue.vtime.get(0)  # no job was dispatched: the turns did not move
+    q.push("carol", "c1")
+    assert q.pop() == ["a1", "b1", "c1", "a2"]
 
 
 def test_a_level_with_nothing_waiting_starts_over() -> None:
@@ -95,6 +129,48 @@ def test_a_level_with_nothing_waiting_starts_over() -> None:
     q.push("alice", "a4")
     assert q.pop() == ["b1", "a4", "b2"]
     assert q.queue.tags == {0: {"bob": 2, "alice": 1}}  # what a level keeps is what waited since it emptied
+
+
+def test_an_owner_who_cancels_queued_jobs_gets_their_turns_back() -> None:
+    """Cancelling a queued job (``Dispatcher._unassign``, as ``cancel`` does) gives its turn back:
+    before, alice, who cancelled a mistaken backlog, waited behind all of bob's with her next job."""
+    q = _Jobs()
+    dispatcher = Dispatcher()
+    dispatcher.queues = {"q": q.queue}
+    mistaken = q.push("alice", "a1", "a2", "a3", "a4", "a5")
+    q.push("bob", "b1", "b2", "b3")
+    for job in mistaken[1:]:
+        dispatcher._unassign(job)
+        job.status = "cancelled"
+    q.push("alice", "a6")
+    again = Job(id="r1", queue="q", function="m:f", seq=99, principal="alice", started_at=1.0)
+    q.queue.push(again)  # queued again after an attempt: it took no turn, and cancelling it gives none back
+    dispatcher._unassign(again)
+    again.status = "cancelled"
+    assert q.queue.tags[0] == {"alice": 2, "bob": 3}
+    started = [j for j in q.pop() if j not in {"r1", "a2", "a3", "a4", "a5"}]  # dispatch skips the cancelled
+    assert started == ["a1", "b1", "b2", "a6", "b3"]  # alice's next job: her second turn, not after bob's backlog
+
+
+def test_with_team_fairness_a_teams_keys_share_one_turn() -> None:
+    """One developer's (or team's) several API keys are several principals: with ``fairness: team``
+    they take one turn, not one each; a job without a team takes its principal's own turn."""
+    q = _Jobs()
+    q.queue = QueueState("q", QueueConfig.model_validate({"fairness": "team"}))
+    q.push("alice-key1", "a1", "a2", "a3", team="vision")
+    q.push("alice-key2", "x1", "x2", "x3", team="vision")
+    q.push("bob", "b1", "b2", team="nlp")
+    q.push("carol", "c1", "c2")  # no team: her principal's turn
+    q.push("vision", "v1")  # a principal named like a team is not that team
+    assert q.pop() == ["a1", "b1", "c1", "v1", "a2", "b2", "c2", "a3", "x1", "x2", "x3"]
+
+
+def test_with_owner_fairness_each_key_takes_a_turn_of_its_own() -> None:
+    q = _Jobs()
+    q.push("alice-key1", "a1", "a2", team="vision")
+    q.push("alice-key2", "x1", "x2", team="vision")
+    q.push("bob", "b1", "b2", team="nlp")
+    assert q.pop() == ["a1", "x1", "b1", "a2", "x2", "b2"]
 
 
 def test_a_fifo_queue_keeps_submit_order_whoever_submitted() -> None:
@@ -113,18 +189,23 @@ LATE = ["fair-b1", "fair-b2", "fair-b3"]
 FAIR = ["fair-hold", "fair-urgent", "fair-a1", "fair-b1", "fair-a2", "fair-b2", "fair-a3", "fair-b3",
         "fair-a4", "fair-a5", "fair-a6", "fair-a7", "fair-a8"]  # fmt: skip
 """The start order: carol's job that held the slot, alice's urgent one, then alice and bob in turn."""
+ALICE = {"owner": ["alice"], "team": ["alice-laptop", "alice-ci"]}
+"""The keys alice submits her backlog with: with ``fairness: team`` two (of team vision), which take one turn."""
 
 
-def _submit_all(cortex: PrivateCortex, gate: Path) -> None:
-    def subs(*ids: str, priority: int = 0) -> list[JobSubmission]:
-        return [JobSubmission(id=i, function=f"{T}:noop", queue="serial", priority=priority) for i in ids]
+def _submit_all(cortex: PrivateCortex, gate: Path, queue: str, alice: list[str]) -> None:
+    def subs(*ids: str, priority: int = 0, team: str = "") -> list[JobSubmission]:
+        labels = {TEAM_LABEL: team} if team else {}  # as the gateway labels a job of a key with a team
+        return [JobSubmission(id=i, function=f"{T}:noop", queue=queue, priority=priority, labels=labels) for i in ids]
 
-    hold = JobSubmission(id="fair-hold", function=f"{T}:wait_for_file", args=[str(gate)], queue="serial")
+    hold = JobSubmission(id="fair-hold", function=f"{T}:wait_for_file", args=[str(gate)], queue=queue)
     cortex.call("submit_many", [hold], "carol")
     wait_until(Path(f"{gate}.started").exists, what="the job holding the queue's one slot to start")
-    cortex.call("submit_many", subs(*BACKLOG), "alice")
-    cortex.call("submit_many", subs(*LATE), "bob")
-    cortex.call("submit_many", subs("fair-urgent", priority=5), "alice")
+    share = len(BACKLOG) // len(alice)
+    for n, key in enumerate(alice):  # alice's backlog, in submit order, split between her keys
+        cortex.call("submit_many", subs(*BACKLOG[n * share : (n + 1) * share], team="vision"), key)
+    cortex.call("submit_many", subs(*LATE, team="nlp"), "bob")
+    cortex.call("submit_many", subs("fair-urgent", priority=5, team="vision"), alice[-1])
 
 
 def _start_order(cortex: PrivateCortex) -> list[str]:
@@ -136,38 +217,35 @@ def _start_order(cortex: PrivateCortex) -> list[str]:
     return list(dict.fromkeys(starts))  # a job started again after a restart: its first start
 
 
+@pytest.mark.parametrize(
+    ("fairness", "restart"), [("owner", False), ("owner", True), ("team", False)],
+    ids=["owner", "owner-restarted", "team-of-two-keys"],
+)  # fmt: skip
 def test_a_backlog_does_not_starve_another_owners_jobs_in_a_queue_with_one_slot(
-    ray_cluster: None, cortex_settings: Any, tmp_path: Path
+    ray_cluster: None, cortex_settings: Any, tmp_path: Path, fairness: str, restart: bool
 ) -> None:
+    """Restarted: everything but the held job was queued, and the restart queues all of them again
+    in the same fair order. Team: alice's backlog comes from two keys of one team, which take one
+    turn (with ``fairness: owner`` each would take one, and bob would wait twice as long)."""
+    from mnemos.cortex import read_records
+
     gate = tmp_path / "held"
-    cortex = PrivateCortex(tmp_path, cortex_settings)
+    queues = {
+        **cortex_settings.cortex.queues,
+        "fair": QueueConfig.model_validate({"concurrency": 1, "fairness": fairness}),
+    }
+    cortex = PrivateCortex(tmp_path, cortex_settings, queues=queues)
     try:
-        _submit_all(cortex, gate)
+        _submit_all(cortex, gate, "fair", ALICE[fairness])
+        if restart:
+            cortex.crash()
+            assert cortex.call("info")["restarted"]
         gate.touch()
         order = _start_order(cortex)
+        requeued = [r["id"] for r in read_records(Engram(cortex.engram.uri)) if r.get("t") == "requeue"]
     finally:
         cortex.close()
         gate.touch()
+    assert requeued == (["fair-hold"] if restart else [])  # it was running: the others were rebuilt from their submits
     assert order == FAIR
     assert max(order.index(b) for b in LATE) < order.index(BACKLOG[-1]) - 4  # bob is done long before alice
-
-
-def test_a_restarted_cortex_rebuilds_the_same_fair_order(
-    ray_cluster: None, cortex_settings: Any, tmp_path: Path
-) -> None:
-    gate = tmp_path / "held"
-    cortex = PrivateCortex(tmp_path, cortex_settings)
-    try:
-        _submit_all(cortex, gate)
-        cortex.crash()  # everything but the held job is queued; the restart queues all of them again
-        assert cortex.call("info")["restarted"]
-        gate.touch()
-        order = _start_order(cortex)
-        from mnemos.cortex import read_records
-
-        requeued = [r["id"] for r in read_records(Engram(cortex.engram.uri)) if r.get("t") == "requeue"]
-        assert requeued == ["fair-hold"]  # it was running: the others were rebuilt from their submits
-    finally:
-        cortex.close()
-        gate.touch()
-    assert order == FAIR
