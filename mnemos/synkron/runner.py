@@ -118,7 +118,7 @@ class RunExecutor:
         self._lineage = LineageWriter(self.engram)
         self._carrier: dict[str, str] = {}  # the run span's, for the step threads' spans
         # the values the steps get: the state (shown, stored) keeps its credentials sealed
-        self._params = _state.unseal_params(state["id"], state["params"])
+        self._params = _state.unseal_params(state["id"], state.get("params") or {})
 
     # -- state -----------------------------------------------------------------------------------
     def _changed(self, save: bool = True) -> None:
