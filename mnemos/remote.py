@@ -34,7 +34,8 @@ from mnemos._model import check_node_list, check_timeout, check_work_items
 from mnemos.genome import ApplyResult, Resource, parse_resource
 from mnemos.genome.registry import api_path, apply_each
 
-__all__ = ["ENDPOINT_FILE", "RemoteClient", "check_root", "credential_variable", "endpoint_url", "forget_endpoint",
+__all__ = ["ENDPOINT_FILE", "RemoteClient", "below_the_root", "check_query", "check_root", "credential_variable",
+           "endpoint_url", "forget_endpoint",
            "implied_url", "is_url", "save_endpoint"]  # fmt: skip
 
 ENDPOINT_FILE = "endpoint.json"
@@ -101,6 +102,39 @@ def check_root(url: str, option: str = "url") -> None:
                                      f"({_GATEWAY_PATHS[tail]})", param="url")  # fmt: skip
 
 
+def check_query(url: str, option: str = "url") -> None:
+    """Refuse a gateway URL with a query (``http://host:8080?x=1``): each request's path would land
+    in it, and every call would be the gateway's bare "Not Found"."""
+    if "?" not in url.split("#", 1)[0]:
+        return
+    check_root(url, option)  # `…/v1?x=1`: the root is more than the query away
+    root = str(httpx.URL(url).copy_with(query=None, fragment=None)).rstrip("/")
+    raise errors.ValidationError(f"{option}: {url!r} has a query ('?…'), which a gateway's root has not: use {root}",
+                                 param="url")  # fmt: skip
+
+
+def below_the_root(response: httpx.Response, url: str) -> errors.ValidationError | None:
+    """The ``ValidationError`` for the gateway's own "no such route" 404 when ``url`` has a path
+    (``http://host:8080/mnemos``): its routes are at its root, so every call was "Not Found";
+    ``None`` otherwise (a 404 of a route, such as an unknown job, names what it did not find)."""
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    if response.status_code != 404 or not path:
+        return None
+    response.read()
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(error, dict) or error.get("message") != "Not Found" or error.get("param") is not None:
+        return None
+    root = parts._replace(path="", query="", fragment="").geturl()
+    return errors.ValidationError(f"{url}: the gateway has no route under {path} (HTTP 404 Not Found for "
+                                  f"{response.request.method} {response.request.url.path}): its routes are at its "
+                                  f"root; use {root} (or have the proxy in front of it strip {path})",
+                                  param="url")  # fmt: skip
+
+
 def _endpoint_path() -> Path:
     from mnemos.config import default_home
 
@@ -141,9 +175,10 @@ def credential_variable() -> str | None:
 
 
 def implied_url() -> tuple[str, str] | None:
-    """This machine's gateway (``http://<relay.host>:<relay.port>``) and why it is used, when a
+    """This machine's gateway and why it is used, when a
     credential is in the environment (``MNEMOS_API_KEY``, ``MNEMOS_TOKEN``) but no gateway URL is
-    configured (``None`` otherwise).
+    configured (``None`` otherwise). The gateway is the one the platform ``mnemos up`` started here
+    serves (recorded in its cluster file), else ``http://<relay.host>:<relay.port>``.
 
     Such a key is meant for a gateway: ``mnemos up`` offers ``export MNEMOS_API_KEY`` beside
     ``mnemos login URL``. The embedded mode would ignore it and act as the local admin whatever
@@ -153,11 +188,18 @@ def implied_url() -> tuple[str, str] | None:
     if var is None or endpoint_url():
         return None
     from mnemos.config import load_settings
+    from mnemos.cradle.cluster import read_cluster
 
-    relay = load_settings().relay
-    host = "127.0.0.1" if relay.host in ("", "0.0.0.0", "::") else relay.host
+    served = (read_cluster() or {}).get("gateway")  # the running platform's, wherever the settings now say
+    if served:
+        parts = urlsplit(served)
+        host, port = parts.hostname or "", parts.port
+    else:
+        relay = load_settings().relay
+        host, port = relay.host, relay.port
+    host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
     host = f"[{host}]" if ":" in host else host
-    url = f"http://{host}:{relay.port}"
+    url = f"http://{host}:{port}"
     why = (f"{var} is set without a gateway URL, so this goes to this machine's gateway: set MNEMOS_URL (or "
            f"`mnemos login URL`) for another, or unset {var} to work on the local platform directly, as its admin")
     return url, why
@@ -197,6 +239,7 @@ class RemoteClient:
         if not is_url(url):
             raise errors.ValidationError(f"url: {url!r} is not an http(s):// URL of a MNEMOS gateway", param="url")
         check_root(url)
+        check_query(url)
         if api_key is not None and not isinstance(api_key, str):
             raise errors.ValidationError(f"api_key: expected a str (an mk_… API key or a token), got "
                                          f"{type(api_key).__name__}", param="api_key")  # fmt: skip
@@ -207,11 +250,17 @@ class RemoteClient:
         headers = {"Authorization": f"Bearer {credential}"} if credential else {}
         self._anonymous = not credential
         self._why = ""  # why this URL, when the caller did not name it (``implied_url``)
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, trust_env=False)
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, trust_env=False,
+                                  event_hooks={"response": [self._check_root_answer]})  # fmt: skip
         self._apis: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"RemoteClient(url={self.url!r})"
+
+    def _check_root_answer(self, response: httpx.Response) -> None:
+        """A URL with a path the gateway does not serve under is one clear error, not "Not Found"."""
+        if (refused := below_the_root(response, self.url)) is not None:
+            raise refused
 
     def __getattr__(self, name: str) -> Any:
         """Say why the embedded client's ``settings`` and ``engram`` are not here (``up(client.settings,

@@ -14,7 +14,7 @@ from typing import Any
 import typer
 
 from mnemos._deps import optional
-from mnemos.errors import BadRequestError, MnemosError
+from mnemos.errors import BadRequestError, MnemosError, ValidationError
 
 __all__ = ["app", "main"]
 
@@ -59,6 +59,7 @@ _GROUPS: list[tuple[str, str]] = [
 
 @app.callback()
 def _options(
+    ctx: typer.Context,
     url: str | None = typer.Option(
         None, "--url", metavar="URL",
         help="The MNEMOS gateway (http(s)://…) to talk to over its authenticated API; default MNEMOS_URL, "
@@ -73,6 +74,10 @@ def _options(
         from mnemos.cli._session import check_url
 
         os.environ["MNEMOS_URL"] = check_url(url, "--url")  # read by every command's client (endpoint_url)
+        if ctx.invoked_subcommand in ("up", "down"):  # they would act on this machine's platform, not URL's
+            raise ValidationError(f"--url: `mnemos {ctx.invoked_subcommand}` acts on this machine's platform, "
+                                  "while --url names a gateway to talk to: run it without --url (on the "
+                                  "gateway's own machine to start or stop that platform)", param="url")
 
 
 for _module in _COMMAND_MODULES:

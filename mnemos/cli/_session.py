@@ -29,7 +29,7 @@ def check_url(url: str, option: str) -> str:
     import httpx
 
     from mnemos.errors import ValidationError
-    from mnemos.remote import check_root, is_url
+    from mnemos.remote import check_query, check_root, is_url
 
     problem = None if is_url(url) else "is not an http(s):// URL"
     example = "e.g. http://127.0.0.1:8000"
@@ -47,10 +47,8 @@ def check_url(url: str, option: str) -> str:
                 raise ValidationError(f"{option}: {shown!r} carries a user or password (the gateway takes API keys and "
                                       "tokens): drop it and give the credential with --api-key or MNEMOS_API_KEY",
                                       param="url")  # fmt: skip
-            elif "?" in url.split("#", 1)[0]:  # each request's path would land in it: every command "Not Found"
-                check_root(url, option)  # `…/v1?x=1`: the root is more than the query away
-                problem = "has a query ('?…'), which a gateway's root has not"
-                example = str(parsed.copy_with(query=None, fragment=None)).rstrip("/")
+            else:
+                check_query(url, option)  # each request's path would land in it: every command "Not Found"
         except httpx.InvalidURL as exc:
             problem = f"is not a valid URL ({exc})"
     if problem:
@@ -149,7 +147,7 @@ def gateway_client(url: str, api_key: str | None = None) -> Any:
         client._why = implied[1]
 
     def check(response: Any) -> None:
-        refused = not_a_gateway(response, client.url) or _below_the_root(response, client.url)
+        refused = not_a_gateway(response, client.url)
         if refused is not None:
             raise refused
 
@@ -202,31 +200,6 @@ def not_a_gateway(response: Any, url: str) -> Any:
                                 f"in front of one that is down; {_WHERE} and that the platform is up",
                                 param="url")  # fmt: skip
     return UnavailableError(f"{url} does not answer as a MNEMOS gateway ({what}): {_WHERE}", param="url")
-
-
-def _below_the_root(response: Any, url: str) -> Any:
-    """The ``ValidationError`` for the gateway's own "no such route" 404 when ``url`` has a path
-    (``http://host:8080/mnemos``): its routes are at its root, so every command was "Not Found";
-    ``None`` otherwise (a 404 of a route, such as an unknown job, names what it did not find)."""
-    from urllib.parse import urlsplit
-
-    from mnemos.errors import ValidationError
-
-    parts = urlsplit(url)
-    path = parts.path.rstrip("/")
-    if response.status_code != 404 or not path:
-        return None
-    response.read()
-    try:
-        error = response.json().get("error")
-    except (ValueError, AttributeError):
-        return None
-    if not isinstance(error, dict) or error.get("message") != "Not Found" or error.get("param") is not None:
-        return None
-    root = parts._replace(path="", query="", fragment="").geturl()
-    return ValidationError(f"{url}: the gateway has no route under {path} (HTTP 404 Not Found for "
-                           f"{response.request.method} {response.request.url.path}): its routes are at its root; "
-                           f"use {root} (or have the proxy in front of it strip {path})", param="url")  # fmt: skip
 
 
 NOTES: list[str] = []

@@ -217,6 +217,11 @@ def submit(
     from mnemos.remote import RemoteJobs
 
     lasting = platform_up()  # else the job runs in an embedded cluster that ends with this command
+    if not wait and not lasting:  # "queued", then left `running` once this command's cluster stopped
+        raise ValidationError("--wait: no platform is up to run the job once this command returns (without one, "
+                              "it would run in this command's embedded cluster, stop with it, and run again from "
+                              "the start at the next `mnemos up`): start one with `mnemos up` (or `mnemos login "
+                              "URL`), or submit it with --wait", param="wait")  # fmt: skip
     jobs = _jobs()
     if isinstance(jobs, RemoteJobs):  # over the gateway: it resolves a Function's name (and checks the caller)
         handle = _submit_remote(jobs, function, call_args, kwargs, options)

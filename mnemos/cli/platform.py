@@ -37,7 +37,8 @@ def up(
                               "(host:6379 or ray://host:10001). To use a running gateway: mnemos login URL",
                               param="address")  # fmt: skip
     settings = load_settings()
-    if not address and not settings.ray.address:
+    local = not address and not settings.ray.address  # the cluster `mnemos up` starts (or started) here
+    if local:
         from mnemos.client import embedded_holder
         from mnemos.config import default_home
         from mnemos.cradle.cluster import read_cluster
@@ -78,6 +79,10 @@ def up(
                    "again to finish, or `mnemos down`", err=True)  # fmt: skip
         raise typer.Exit(130) from None
     gateway = _check_gateway_address(settings)
+    if local:  # a new shell finds this gateway without the port variable of this one
+        from mnemos.cradle.cluster import record_gateway
+
+        record_gateway(gateway)
     for name, _ in COMPONENTS:
         console.print(f"{name}: up")
     console.print(f"relay: gateway {gateway} (OpenAI clients: base_url {gateway}/v1)")

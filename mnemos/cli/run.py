@@ -84,9 +84,11 @@ def _is_path(file: str) -> bool:
         return False
 
 
-def _check_local(file: str | None = None, run_id: str | None = None) -> dict[str, Any] | None:
-    """Before an embedded cluster starts for it: ``file`` (no file) names a registered Pipeline and
-    ``run_id`` a stored run (its stored state is returned). Over a gateway, the gateway checks."""
+def _check_local(file: str | None = None, run_id: str | None = None, params: dict[str, Any] | None = None
+                 ) -> dict[str, Any] | None:  # fmt: skip
+    """Before an embedded cluster starts for it: ``file`` (no file) names a registered Pipeline whose
+    models are registered, and ``run_id`` a stored run (its stored state is returned). Over a gateway,
+    the gateway checks."""
     from mnemos.cli._session import open_client, remote_url
 
     if remote_url():
@@ -100,13 +102,38 @@ def _check_local(file: str | None = None, run_id: str | None = None) -> dict[str
     if file is not None:
         from mnemos.synkron._plan import load_pipeline
 
-        try:
-            load_pipeline(client, file)  # what the run would say: no such file, pipeline/NAME not found
+        try:  # what the run would say: no such file, pipeline/NAME not found
+            pipeline, _, _ = load_pipeline(client, file)
         except OSError as exc:  # a name too long for a path
             shown = file if len(file) <= 200 else f"{file[:200]}… ({len(file)} characters)"
             raise BadRequestError(f"FILE {shown!r}: {exc.strerror}: pass a pipeline YAML file or the name of a "
                                   "registered pipeline (mnemos get Pipeline)", param="file") from None  # fmt: skip
+        _check_models(pipeline, params or {}, client)
     return state
+
+
+def _check_models(pipeline: Any, params: dict[str, Any], client: Any = None) -> None:
+    """Before an embedded cluster starts for it: every model step's ``modelRef`` names a registered
+    Model (read from ENGRAM's registry, as the run's own check does). A ``modelRef`` the run's params
+    choose is left to that check; over a gateway, the gateway checks."""
+    from mnemos.cli._session import open_client, remote_url
+    from mnemos.errors import NotFoundError
+    from mnemos.synkron._plan import build_steps, merge_params, step_label
+
+    if remote_url():
+        return
+    _, steps = build_steps(pipeline, merge_params(pipeline, params))
+    for i, spec_step in enumerate(pipeline.spec.steps):
+        step = steps[spec_step.name]
+        ref = step["definition"].get("modelRef")
+        if not ref or step["type"] not in ("infer", "index") or "${" in str(ref):
+            continue
+        client = client or open_client()
+        try:
+            client.registry.get("Model", ref)
+        except NotFoundError:
+            raise NotFoundError(f"{step_label(i, spec_step.name)}.modelRef: model {ref!r} is not registered",
+                                param=f"spec.steps[{i}].modelRef") from None  # fmt: skip
 
 
 def _run_id(run_id: str) -> str:
@@ -152,8 +179,9 @@ def run(
 
         pipeline, base_dir, _ = load_pipeline(None, file)
         check_pipeline(pipeline, params, base_dir=base_dir, inputs=True)  # params' types, input files
+        _check_models(pipeline, params)
     else:
-        _check_local(file=file)
+        _check_local(file=file, params=params)
     lasting = platform_up()  # else the run lives in an embedded cluster that ends with this command
     if detach and not lasting:  # "started", then left `running` once this command's cluster stopped
         raise ValidationError("--detach: no platform is up to go on with the run once this command returns (without "

@@ -39,6 +39,7 @@ __all__ = [
     "init_ray",
     "port_in_use",
     "read_cluster",
+    "record_gateway",
     "resolve_address",
     "start_local",
     "stop_haproxy",
@@ -66,6 +67,14 @@ def read_cluster() -> dict[str, Any] | None:
             _forget(info)
             return None
     return info
+
+
+def record_gateway(url: str) -> None:
+    """Note in the cluster file the gateway URL the running platform serves on (``mnemos up``): a
+    shell without its ``MNEMOS_RELAY__PORT`` still finds it (``mnemos.remote.implied_url``). The
+    note goes with the file when the cluster stops."""
+    if (info := read_cluster()) is not None:
+        cluster_file().write_text(json.dumps(info | {"gateway": url}))
 
 
 def _forget(info: dict[str, Any]) -> None:
@@ -317,21 +326,41 @@ def haproxy_ports(env: dict[str, str]) -> dict[str, str]:
 def _check_relay_port(settings: Settings) -> None:
     """Refuse to start when something already listens on ``relay.host:relay.port``.
 
-    The usual holder is a Ray Serve proxy (``haproxy``) left running by ``ray stop --force``, which
-    stops Ray's processes but not the HAProxy Serve started: the new cluster's Serve then fails
-    to bind, and ``mnemos up`` with it.
+    A holder that runs under a live Ray process is another platform's gateway: the advice is another
+    port, or stopping that platform, never killing it. The usual other holder is a Ray Serve proxy
+    (``haproxy``) left running by ``ray stop --force``, which stops Ray's processes but not the
+    HAProxy Serve started: the new cluster's Serve then fails to bind, and ``mnemos up`` with it.
     """
     host, port = settings.relay.host, settings.relay.port
     if not port_in_use(host, port):
         return
     pid, name = _listener(port)
     holder = f" by {name} (pid {pid})" if pid else ""
+    if pid and _of_running_ray(pid):  # another platform's gateway (another MNEMOS_HOME's): killing it breaks that one
+        raise UnavailableError(
+            f"relay.port {port} on {host} is in use{holder}, which belongs to a running Ray cluster (the gateway of "
+            "another platform on this machine, such as another MNEMOS_HOME's `mnemos up`): serve this one on another "
+            "port with MNEMOS_RELAY__PORT, or stop that platform first (`mnemos down` with its MNEMOS_HOME)",
+            param="relay.port",
+        )
     stop = f"stop it (`kill {pid}`)" if pid else "stop what holds it"
     raise UnavailableError(
         f"relay.port {port} on {host} is in use{holder}. A Ray Serve proxy (haproxy) left by `ray stop --force` "
         f"is the usual holder: {stop}, or serve on another port with MNEMOS_RELAY__PORT",
         param="relay.port",
     )
+
+
+def _of_running_ray(pid: int) -> bool:
+    """Whether process ``pid`` is a Ray process (Serve's proxy) or runs under one (Serve's HAProxy,
+    started by its HAProxy manager actor); an orphaned HAProxy (``ray stop --force``) is not."""
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        return proc.name().startswith("ray::") or _under_ray(proc)
+    except Exception:  # noqa: BLE001 - not visible here: the older advice stands
+        return False
 
 
 RAY_WORKER_PORTS = range(10002, 20000)

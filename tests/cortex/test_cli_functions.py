@@ -45,6 +45,7 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> _Gateway:
 
     fake = _Gateway()
     monkeypatch.setattr(jobs_cli, "_jobs", lambda: RemoteJobs(fake))  # type: ignore[arg-type]
+    monkeypatch.setenv("MNEMOS_URL", "http://127.0.0.1:9")  # a gateway is configured: no platform of this machine
     return fake
 
 
