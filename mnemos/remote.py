@@ -135,6 +135,18 @@ def below_the_root(response: httpx.Response, url: str) -> errors.ValidationError
                                   param="url")  # fmt: skip
 
 
+def _root_checker(url: str) -> Callable[[httpx.Response], None]:
+    """An httpx response hook: a URL with a path the gateway does not serve under is one clear error,
+    not "Not Found". A function of the URL, not a method: a client holding its own bound method is a
+    reference cycle, and a dropped client's sockets were then left to the garbage collector."""
+
+    def check(response: httpx.Response) -> None:
+        if (refused := below_the_root(response, url)) is not None:
+            raise refused
+
+    return check
+
+
 def _endpoint_path() -> Path:
     from mnemos.config import default_home
 
@@ -251,16 +263,11 @@ class RemoteClient:
         self._anonymous = not credential
         self._why = ""  # why this URL, when the caller did not name it (``implied_url``)
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, trust_env=False,
-                                  event_hooks={"response": [self._check_root_answer]})  # fmt: skip
+                                  event_hooks={"response": [_root_checker(self.url)]})  # fmt: skip
         self._apis: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"RemoteClient(url={self.url!r})"
-
-    def _check_root_answer(self, response: httpx.Response) -> None:
-        """A URL with a path the gateway does not serve under is one clear error, not "Not Found"."""
-        if (refused := below_the_root(response, self.url)) is not None:
-            raise refused
 
     def __getattr__(self, name: str) -> Any:
         """Say why the embedded client's ``settings`` and ``engram`` are not here (``up(client.settings,
