@@ -22,6 +22,7 @@ from pydantic_core import from_json
 from mnemos.relay._cache import CachedAnswer, ResponseCache
 from mnemos.relay._responses import aclose, count_events
 from mnemos.relay._routes import AnyRoute
+from mnemos.relay.adapters import UpstreamAnswer
 from mnemos.soul.limits import Governor, Ticket, estimate_tokens
 
 __all__ = ["OVERHEAD_HEADER", "Meter", "OverheadHeader", "upstream_time"]
@@ -238,7 +239,8 @@ class Meter:
         if response.status_code >= 400:
             prompt, completion = 0, 0
         else:
-            prompt, completion = _json_counts(ticket, bytes(response.body))
+            answer = response.answer if isinstance(response, UpstreamAnswer) else _parsed(bytes(response.body))
+            prompt, completion = _json_counts(ticket, answer)
         self.governor.settle(ticket, prompt, completion)
         self.store(key, route, response, prompt, completion)
         return response
@@ -351,15 +353,22 @@ def _floored(ticket: Ticket, usage: tuple[int, int], text: int) -> tuple[int, in
     return prompt or ticket.prompt_estimate, completion or _text_tokens(text)
 
 
-def _json_counts(ticket: Ticket, content: bytes) -> tuple[int, int]:
-    """``(prompt, completion)`` charged for an adapter's JSON answer: its ``usage`` (``_floored``); an
-    answer without one is charged the whole reservation (or its text, when that is more)."""
+def _parsed(content: bytes) -> Any:
+    """The JSON value of ``content``, or None when it is not JSON."""
     try:
-        answer = from_json(content)
+        return from_json(content)
     except ValueError:
-        answer = None
-    text = _choice_text(answer.get("choices"), "message") if isinstance(answer, dict) else 0
+        return None
+
+
+def _json_counts(ticket: Ticket, answer: Any) -> tuple[int, int]:
+    """``(prompt, completion)`` charged for an adapter's JSON answer (``answer``: its body parsed):
+    its ``usage`` (``_floored``); an answer without one is charged the whole reservation (or its
+    text, when that is more)."""
     usage = _usage_in(answer)
+    if usage is not None and usage[1]:  # a completion count: the text is not needed (``_floored``)
+        return _floored(ticket, usage, 0)
+    text = _choice_text(answer.get("choices"), "message") if isinstance(answer, dict) else 0
     if usage is None:
         return ticket.prompt_estimate, max(ticket.reserved_tokens - ticket.prompt_estimate, _text_tokens(text))
     return _floored(ticket, usage, text)

@@ -28,13 +28,14 @@ class RequestTelemetry:
         model: the model name when it is served (else ``unknown``, to bound label values).
     """
 
-    __slots__ = ("_first", "_span", "model", "route", "start", "trace_id")
+    __slots__ = ("_first", "_span", "_subject", "model", "route", "start", "trace_id")
 
     def __init__(self, route: str, model: str, headers: Mapping[str, str] | None = None) -> None:
         self.route = route
         self.model = model
         self.start = time.perf_counter()
         self._first = False
+        self._subject: str | None = None
         # a client's W3C ``traceparent`` (and ``tracestate``): the request joins the client's trace, as
         # any OpenTelemetry-instrumented server does; TRACE shows each caller its own spans of it
         self._span = start_span("relay.request", carrier=headers, kind=SpanKind.SERVER, route=route, model=model)
@@ -47,7 +48,7 @@ class RequestTelemetry:
         developer the spans of its own requests only."""
         subject = getattr(principal, "subject", None)
         if subject:
-            self._span.set_attribute(PRINCIPAL_ATTRIBUTE, str(subject))
+            self._subject = str(subject)  # set with the others at ``finish``: one call, one lock
 
     def carrier(self) -> dict[str, str]:
         """The W3C carrier of this request's span, for the model deployment."""
@@ -65,6 +66,8 @@ class RequestTelemetry:
         span = self._span
         # the model is known once the body is read (``unknown`` at the start); one call, one lock
         attributes: dict[str, Any] = {"http.status_code": status, "model": self.model}
+        if self._subject is not None:
+            attributes[PRINCIPAL_ATTRIBUTE] = self._subject
         for key, value in attrs.items():
             if value is not None:
                 attributes[f"mnemos.{key}"] = value if isinstance(value, (str, bool, int, float)) else str(value)

@@ -30,9 +30,11 @@ key, cloud credentials) are sent upstream. The value is sent in the ``auth.heade
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -55,6 +57,11 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _MAX_CHAIN = 4
 _SECRET_TTL_S = 60.0
 _DEFAULT_TIMEOUT_S = 60.0
+
+if sys.version_info >= (3, 11):
+    _within = asyncio.timeout
+else:  # pragma: no cover - Python 3.10: aiohttp depends on async-timeout there
+    from async_timeout import timeout as _within
 
 
 def resolve_secret(name: str, key: str, settings: Any = None) -> str:
@@ -262,7 +269,7 @@ class AdapterRouter:
         """
         upstream = await self.session.post(
             target.url(path), data=to_json(payload), headers={**headers, "content-type": "application/json"},
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
+            timeout=_client_timeout(timeout),
             allow_redirects=False,
         )  # fmt: skip
         if upstream.status in RETRY_STATUSES or 300 <= upstream.status < 400:
@@ -275,7 +282,8 @@ class AdapterRouter:
                             retry_after=_retry_after(upstream.headers.get("retry-after")))  # fmt: skip
         if not stream or upstream.status >= 400:
             try:  # the whole body within the timeout too: an upstream dripping a byte a second held it for ever
-                content = await asyncio.wait_for(upstream.read(), timeout)
+                async with _within(timeout):  # (not ``wait_for``: a task of its own for every answer)
+                    content = await upstream.read()
             finally:
                 upstream.release()
             # An upstream that echoes its request (a debugging proxy, an error page) must not hand our
@@ -289,6 +297,12 @@ class AdapterRouter:
             media_type=upstream.headers.get("content-type", "text/event-stream"),
             headers={},
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """A route's timeout for the connect and each read (one object per value, not one a request)."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
 
 
 @dataclass(frozen=True)
@@ -411,12 +425,21 @@ def _passthrough(status: int, content: bytes, content_type: str | None) -> Respo
                      "code": "upstream_error"}  # fmt: skip
             return Response(dump_json({"error": error}), status_code=status, media_type="application/json")
     try:  # an OpenAI answer is a JSON object: anything else (an HTML page, plain text) is the upstream's fault
-        shaped = isinstance(from_json(content), dict)
+        answer = from_json(content)
     except ValueError:
-        shaped = False
-    if not shaped:
+        answer = None
+    if not isinstance(answer, dict):
         text = content[:200].decode("utf-8", "replace")
         error = {"message": f"upstream answered {status} with a body that is not a JSON object: {text}",
                  "type": "upstream_error", "param": None, "code": "upstream_error"}  # fmt: skip
         return Response(dump_json({"error": error}), status_code=502, media_type="application/json")
-    return Response(content, status_code=status, media_type=content_type or "application/json")
+    return UpstreamAnswer(content, answer, status_code=status, media_type=content_type or "application/json")
+
+
+class UpstreamAnswer(Response):
+    """An adapter's JSON answer, relayed as it came, with the object it parses to (``answer``): the
+    meter reads its usage from that rather than parsing the body a second time."""
+
+    def __init__(self, content: bytes, answer: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.answer = answer

@@ -332,7 +332,7 @@ class EdgeGuard:
         principal it stored is reused: only ``verb`` is authorized here (no second rate-limit
         token, the body already checked).
         """
-        if request.url.path in PUBLIC_PATHS:
+        if request.scope["path"] in PUBLIC_PATHS:  # (``request.url`` would parse the Host header for it)
             return Principal.anonymous(role="viewer")
         admitted = admitted_principal(request.scope)
         if admitted is not None:

@@ -455,6 +455,8 @@ def _from_carrier(carrier: Mapping[str, str]) -> Context:
     """A context whose parent is the carrier's span, sampled whatever the carrier's flags say: a client's
     ``traceparent`` ending ``-00`` (not sampled) still has its request traced like every request, or a
     caller would choose to leave no spans of its own work for operators to read."""
+    if "traceparent" not in carrier:  # what ``extract`` gives for it, without its work (each gateway request)
+        return Context()
     context = _PROPAGATOR.extract(carrier)
     parent = otel_trace.get_current_span(context).get_span_context()
     if parent.is_valid and not parent.trace_flags.sampled:
