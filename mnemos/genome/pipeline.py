@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 from mnemos._model import CoreModel, PositiveDuration, format_duration
 from mnemos.errors import ValidationError
 from mnemos.genome._base import ObjectMeta, Resource
+from mnemos.genome._credentials import URL, credential_default, shown_text, shown_uri, step_credential, url_credentials
 from mnemos.genome._shell import (
     VARIABLE,
     after_end_of_options,
@@ -47,6 +48,7 @@ __all__ = [
     "MAX_STEP_TIMEOUT_S",
     "PARAM_ALIASES",
     "STEP_PARAMS",
+    "URL",
     "VARIABLE",
     "EnvVar",
     "IndexSpec",
@@ -68,9 +70,12 @@ __all__ = [
     "new_run_id",
     "step_label",
     "shell_uses",
+    "shown_text",
+    "shown_uri",
     "string_leaves",
     "text_in_arithmetic",
     "unquoted_uses",
+    "url_credentials",
     "where_evaluated",
 ]
 
@@ -438,9 +443,10 @@ def check_steps(pipeline: Pipeline) -> None:
     """What a run would refuse, checked on every write of a Pipeline (GENOME admission, before the
     Policy rules), so that ``mnemos validate``/``apply``, the Python API and ``PUT /apis/…`` refuse
     the same pipelines with the same error: output names, an infer step's input, a model step's
-    params, ``call``, ``timeout`` (CORTEX's limit), and every ``${name}`` a step uses (declared, and
-    an output of a step it depends on). Only the pipeline is read: no params given, no files, no
-    cluster. A ``ValidationError`` (422) names ``spec.steps[i] (name).field``.
+    params, ``call``, ``timeout`` (CORTEX's limit), every ``${name}`` a step uses (declared, and an
+    output of a step it depends on), and no credential written in clear (a default, a step's own).
+    Only the pipeline is read: no params given, no files, no cluster. A ``ValidationError`` (422)
+    names ``spec.steps[i] (name).field``.
     """
     spec = pipeline.spec
     params = spec.params
@@ -453,12 +459,10 @@ def check_steps(pipeline: Pipeline) -> None:
         if name in BUILTINS:  # a run's caller would set it: ${RUN_ID} naming another run's folder
             raise refuse(f"spec.params: {name!r} is the name of a builtin every step reads (${{{name}}}, set by "
                          "the run): give the param another name", f"spec.params.{name}")  # fmt: skip
-    where = _credential_default(params)
-    if where is not None:  # every reader of the Pipeline (and its runs' stored documents) has it in clear
-        raise refuse(f"spec.params.{where}: a param named like a credential has a default: the registry, and every "
-                     "run's stored document, would keep it in clear; leave it empty (\"\") and pass the value at run "
-                     f"time (-p {where.split('.', 1)[0]}=…), or give the step a secret (env: [{{name: V, secretRef: "
-                     "{name: S, key: K}}])", f"spec.params.{where}")  # fmt: skip
+    credential = credential_default(params)
+    if credential is not None:  # every reader of the Pipeline (and its runs' stored documents) has it in clear
+        at, message = credential
+        raise refuse(f"spec.params.{at}: {message}", f"spec.params.{at}")
     outputs_of = default_outputs(pipeline)
     producers: dict[str, str] = {}
     definitions: dict[str, dict[str, Any]] = {}
@@ -481,6 +485,10 @@ def check_steps(pipeline: Pipeline) -> None:
             if PARAM_ALIASES.get(key, key) not in known:
                 message = f"{where}.params: unknown param {key!r} (known: {', '.join(known)})"
                 raise refuse(message, f"{path}.params.{key}")
+        credential = step_credential(step)
+        if credential is not None:  # as a credential default: kept in the registry and every run's document
+            written, message = credential
+            raise refuse(f"{where}.{written}: {message}", f"{path}.{written}")
         text = {name for name, default in params.items() if not isinstance(default, (int, float))}  # any text
         for name, context in unquoted_uses(step.script or ""):
             if name in text and context in _EVALUATED_FIX:
@@ -536,28 +544,6 @@ _CODE_FIX = ("(bash -c, sh -c, python -c, perl -e, node -e, awk's program, a she
 _EVALUATED_FIX = {"an arithmetic test": _ARITHMETIC_FIX, "a variable name": _NAME_FIX, "code bash runs": _NAME_FIX,
                   "code a program runs": _CODE_FIX}  # fmt: skip
 """The fix an error names, by where ``where_evaluated`` (and ``unquoted_uses``) says bash evaluates a value."""
-
-
-def _credential_default(params: Any, where: str = "") -> str | None:
-    """The path of the first default in ``params`` named like a credential (``hf_token``,
-    ``db_password`` …, at any depth: what lineage masks) that is not empty, else ``None``."""
-    from mnemos.trace.lineage import mask_secrets
-
-    masked = mask_secrets(params)
-    if isinstance(params, dict) and isinstance(masked, dict):
-        for key, value in params.items():
-            at = f"{where}.{key}" if where else str(key)
-            if masked.get(key) == "***" and value not in (None, "", "***", {}, []):
-                return at
-            found = _credential_default(value, at)
-            if found is not None:
-                return found
-    elif isinstance(params, list):
-        for i, value in enumerate(params):
-            found = _credential_default(value, f"{where}[{i}]")
-            if found is not None:
-                return found
-    return None
 
 
 def names_in(value: Any) -> set[str]:

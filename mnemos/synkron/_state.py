@@ -32,7 +32,14 @@ from collections import OrderedDict
 from typing import Any
 
 from mnemos.engram import Engram, validate_key
-from mnemos.errors import NotFoundError, redact_userinfo
+from mnemos.errors import NotFoundError
+
+# How a run shows a URL's credentials is GENOME's (it refuses a Pipeline that writes some): SYNKRON's modules
+# name it here.
+from mnemos.genome.pipeline import URL as URL
+from mnemos.genome.pipeline import shown_text as shown_text
+from mnemos.genome.pipeline import shown_uri as shown_uri
+from mnemos.genome.pipeline import string_leaves, url_credentials
 from mnemos.trace.events import publish as announce
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -78,30 +85,6 @@ def event_view(state: dict[str, Any]) -> dict[str, Any]:
 
 
 SEALED = "$sealed"
-URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S*")
-"""A URL (a scheme, ``://``, to the next whitespace)."""
-
-
-def shown_uri(uri: str) -> str:
-    """``uri`` as lineage, run states and errors show it: no ``user:password@``, and the values of its
-    query masked (a presigned URL's signature is a credential): ``https://***@host/x?sig=***``."""
-    from urllib.parse import parse_qsl, urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(uri)
-    except ValueError:  # an invalid port or bracket: no parts to keep
-        return redact_userinfo(uri.split("?", 1)[0].split("#", 1)[0])
-    netloc = f"***@{parts.netloc.rpartition('@')[2]}" if "@" in parts.netloc else parts.netloc
-    query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query, keep_blank_values=True)) or parts.query and "***"
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-def shown_text(text: str) -> str:
-    """``text`` as a run shows it: a URL as ``shown_uri``, the ``user:password@`` of URLs in a longer text
-    masked."""
-    if URL.fullmatch(text):
-        return shown_uri(text)
-    return redact_userinfo(text) if "@" in text else text
 
 
 def _is_sealed(value: Any) -> bool:
@@ -138,7 +121,7 @@ def seal_params(run_id: str, params: dict[str, Any], *, keep_sealed: bool = Fals
         if isinstance(value, list):
             masked = masked if isinstance(masked, list) else [None] * len(value)
             return [walk(v, m, f"{where}[{i}]") for i, (v, m) in enumerate(zip(value, masked, strict=True))]
-        if isinstance(value, str) and shown_text(value) != value:
+        if isinstance(value, str) and url_credentials(value):
             return seal(value, where, shown_text(value))
         return value
 
@@ -225,10 +208,9 @@ def shown_params(params: Any) -> Any:
 
 def holds_credentials(params: dict[str, Any]) -> bool:
     """Whether ``params`` (unsealed) hold a value ``seal_params`` seals."""
-    from mnemos.genome.pipeline import string_leaves
     from mnemos.trace.lineage import mask_secrets
 
-    return mask_secrets(params) != params or any(shown_text(t) != t for t in string_leaves(params))
+    return mask_secrets(params) != params or any(url_credentials(t) for t in string_leaves(params))
 
 
 def input_key(token: str) -> str:

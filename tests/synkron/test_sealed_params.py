@@ -10,100 +10,35 @@ store (``mnemos wraith backup`` output, the S3 bucket) read it."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
-import re
 import threading
-import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
+import sealed_support as sealed
 
 from mnemos.errors import IntegrityError
 from mnemos.synkron import _state
 
-STEPS = '''
-import hashlib
-import os
-import time
-from pathlib import Path
-
-
-def digest(hf_token, db, flag="", wait="", started=""):
-    """The sha256 of the credentials it was given: its output proves it got them, without them."""
-    if started:
-        Path(started).write_text("yes")
-    deadline = time.monotonic() + 120
-    while wait and not os.path.exists(wait) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if flag and os.path.exists(flag):
-        raise RuntimeError("failing on purpose")
-    return hashlib.sha256(hf_token.encode()).hexdigest() + " " + hashlib.sha256(db["db_password"].encode()).hexdigest()
-'''
-
-PARAMS = {"hf_token": "", "db": {"db_password": "", "host": "db1"}}
-
-
-def _secrets() -> tuple[str, str]:
-    tag = uuid.uuid4().hex
-    return f"hf_SEALED{tag}", f"pw-{tag[::-1]}"
-
-
-def _expected(token: str, password: str) -> bytes:
-    return f"{hashlib.sha256(token.encode()).hexdigest()} {hashlib.sha256(password.encode()).hexdigest()}".encode()
-
-
-def _module(pipelines: Any) -> str:
-    name = f"sealed_steps_{uuid.uuid4().hex[:8]}"
-    (pipelines.folder / f"{name}.py").write_text(STEPS)
-    return f"{name}:digest"
-
-
-def _step(call: str, name: str, **params: Any) -> dict[str, Any]:
-    return {"name": name, "call": call, "params": {"hf_token": "${hf_token}", "db": "${db}", **params},
-            "outputs": [{"name": f"{name}_out"}]}  # fmt: skip
-
-
-def _leaks(root: Path, secrets: tuple[str, ...]) -> list[str]:
-    """The files under the ENGRAM ``root`` that hold one of ``secrets``: in their bytes, or in a
-    base64 text of theirs (a job's pickled call is base64 in the journal)."""
-    found = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        texts = [data]
-        if len(data) < 32 << 20:
-            for match in re.finditer(rb"[A-Za-z0-9+/_-]{24,}={0,2}", data):
-                chunk = match.group().rstrip(b"=")
-                for decode in (base64.b64decode, base64.urlsafe_b64decode):
-                    with contextlib.suppress(ValueError):
-                        texts.append(decode(chunk + b"=" * (-len(chunk) % 4)))
-        found += [f"{path.relative_to(root)}: {s[:12]}…" for s in secrets if any(s.encode() in t for t in texts)]
-    return found
-
-
-def _root(package_settings: Any) -> Path:
-    return Path(package_settings.engram.uri)
-
 
 def test_credential_params_are_sealed_in_the_store_and_reach_the_steps(client, pipelines, package_settings,
                                                                      monkeypatch) -> None:  # fmt: skip
-    token, password = _secrets()
-    call = _module(pipelines)
+    token, password = sealed.secrets()
+    call = sealed.module(pipelines)
     script = 'printf %s "$TOK" | sha256sum | cut -c1-64 > "$MNEMOS_OUTPUT_SEEN"'
-    path = pipelines.write([_step(call, "python"),
+    path = pipelines.write([sealed.step(call, "python"),
                             {"name": "script", "script": script, "env": [{"name": "TOK", "value": "${hf_token}"}],
-                             "outputs": [{"name": "seen"}]}], name="sealed", params=PARAMS)  # fmt: skip
-    params = {"hf_token": token, "db": {"db_password": password, "host": "db1"}}
+                             "outputs": [{"name": "seen"}]}], name="sealed", params=sealed.PARAMS)  # fmt: skip
+    params = sealed.given(token, password)
     run = client.pipelines.run(path, params=params, progress=False)
     state = run.state()
     assert state["status"] == "succeeded", state["error"]
-    assert run.read("python_out") == _expected(token, password)  # the steps got the real values
+    assert run.read("python_out") == sealed.expected(token, password)  # the steps got the real values
     assert run.read("seen").decode().strip() == hashlib.sha256(token.encode()).hexdigest()
 
-    assert _leaks(_root(package_settings), (token, password)) == []
-    stored = json.loads((_root(package_settings) / "runs" / run.id / "state.json").read_bytes())
+    assert sealed.leaks(sealed.root(package_settings), (token, password)) == []
+    stored = json.loads((sealed.root(package_settings) / "runs" / run.id / "state.json").read_bytes())
     assert set(stored["params"]["hf_token"]) == set(stored["params"]["db"]["db_password"]) == {"$sealed"}
     assert stored["params"]["db"]["host"] == "db1"  # the other params as they were
     # the step's cache key (stored) counts the credential by a keyed hash: no guess is checked against it
@@ -119,23 +54,16 @@ def test_credential_params_are_sealed_in_the_store_and_reach_the_steps(client, p
     assert [again["steps"][s]["status"] for s in ("python", "script")] == ["cached", "cached"]
     other = client.pipelines.run(path, params={**params, "hf_token": token + "x"}, progress=False)
     assert other.state()["steps"]["python"]["status"] == "succeeded"  # another credential: run again
-    assert other.read("python_out") == _expected(token + "x", password)
+    assert other.read("python_out") == sealed.expected(token + "x", password)
 
 
 def test_a_resumed_run_gets_its_sealed_credentials(client, pipelines, package_settings, tmp_path: Path) -> None:
-    token, password = _secrets()
-    call, flag = _module(pipelines), tmp_path / "fail.flag"
-    flag.write_text("on")
-    path = pipelines.write([_step(call, "first"), _step(call, "second", flag=str(flag))], name="sealed-resume",
-                           params=PARAMS)  # fmt: skip
-    params = {"hf_token": token, "db": {"db_password": password, "host": "db1"}}
-    run = client.pipelines.run(path, params=params, progress=False)
-    assert run.state()["status"] == "failed" and "failing on purpose" in run.state()["error"]
-    flag.unlink()
-    resumed = client.pipelines.resume(run.id, progress=False)
+    failed = sealed.failed_run(client, pipelines, tmp_path, "sealed-resume")
+    failed.flag.unlink()
+    resumed = client.pipelines.resume(failed.run.id, progress=False)
     assert resumed.status() == "succeeded", resumed.state()["error"]
-    assert resumed.read("second_out") == _expected(token, password)
-    assert _leaks(_root(package_settings), (token, password)) == []
+    assert resumed.read("second_out") == sealed.expected(failed.token, failed.password)
+    assert sealed.leaks(sealed.root(package_settings), (failed.token, failed.password)) == []
 
 
 def test_a_run_taken_up_after_a_restart_of_the_runner_gets_its_sealed_credentials(
@@ -143,11 +71,11 @@ def test_a_run_taken_up_after_a_restart_of_the_runner_gets_its_sealed_credential
 ) -> None:
     import ray
 
-    token, password = _secrets()
-    call, go, started = _module(pipelines), tmp_path / "go", tmp_path / "started"
-    path = pipelines.write([_step(call, "slow", wait=str(go), started=str(started)), _step(call, "after")],
-                           name="sealed-restart", params=PARAMS)  # fmt: skip
-    params = {"hf_token": token, "db": {"db_password": password, "host": "db1"}}
+    token, password = sealed.secrets()
+    call, go, started = sealed.module(pipelines), tmp_path / "go", tmp_path / "started"
+    path = pipelines.write([sealed.step(call, "slow", wait=str(go), started=str(started)), sealed.step(call, "after")],
+                           name="sealed-restart", params=sealed.PARAMS)  # fmt: skip
+    params = sealed.given(token, password)
     run = client.pipelines.run(path, params=params, progress=False, wait=False)
     while not started.exists():  # the slow step is running
         threading.Event().wait(0.05)
@@ -156,8 +84,8 @@ def test_a_run_taken_up_after_a_restart_of_the_runner_gets_its_sealed_credential
     state = run.wait(timeout=300)
     assert state["status"] == "succeeded", state["error"]
     assert state["resumes"] == 1
-    assert run.read("after_out") == _expected(token, password)  # a step the new runner submitted
-    assert _leaks(_root(package_settings), (token, password)) == []
+    assert run.read("after_out") == sealed.expected(token, password)  # a step the new runner submitted
+    assert sealed.leaks(sealed.root(package_settings), (token, password)) == []
 
 
 def test_a_url_inputs_credentials_are_sealed_and_the_step_reads_it(served, package_settings, tmp_path: Path) -> None:
@@ -170,7 +98,7 @@ def test_a_url_inputs_credentials_are_sealed_and_the_step_reads_it(served, packa
 
     from mnemos.synkron.http import mask_run_secrets
 
-    password, signature = _secrets()
+    password, signature = sealed.secrets()
     (tmp_path / "www").mkdir()
     (tmp_path / "www" / "p.jsonl").write_text('{"prompt": "one"}\n{"prompt": "two"}\n')
     handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
@@ -195,14 +123,14 @@ def test_a_url_inputs_credentials_are_sealed_and_the_step_reads_it(served, packa
     assert mask_run_secrets(state)["params"] == {"src": shown}  # GET /v1/runs/{id}, `mnemos runs get`
     (key,) = state["inputs"]
     assert key.startswith(shown + "#") and state["steps"]["gen"]["inputs"] == [key]
-    assert _leaks(_root(package_settings), (password, signature)) == []
+    assert sealed.leaks(sealed.root(package_settings), (password, signature)) == []
 
 
 def test_a_url_params_credentials_are_masked_in_a_scripts_output(client, pipelines, package_settings) -> None:
     """A script printing a URL param (``src``, not named like a credential) wrote its password and its
     presigned signature into the step's job log and ``result.log``, kept in ENGRAM: masked now, as a
     credential param's values are."""
-    password, signature = _secrets()
+    password, signature = sealed.secrets()
     path = pipelines.write([{"name": "show", "script": 'echo "fetching $SRC"',
                              "env": [{"name": "SRC", "value": "${src}"}]}],
                            name="sealed-url-log", params={"src": ""})  # fmt: skip
@@ -213,7 +141,7 @@ def test_a_url_params_credentials_are_masked_in_a_scripts_output(client, pipelin
         state["steps"]["show"]["result"]["log"]  # fmt: skip
     log = client.jobs.get(state["steps"]["show"]["job_ids"][-1]).logs()
     assert "X-Amz-Signature=***" in log and password not in log and signature not in log
-    assert _leaks(_root(package_settings), (password, signature)) == []
+    assert sealed.leaks(sealed.root(package_settings), (password, signature)) == []
 
 
 def test_a_sealed_param_opens_only_in_its_run_and_place() -> None:

@@ -17,19 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sealed_support as sealed
 import yaml
 from tests_support import run_cli
 
 from mnemos.errors import ValidationError
 from mnemos.synkron import _state
-from tests.synkron.test_sealed_params import PARAMS, _expected, _leaks, _module, _root, _secrets, _step
 
 
 def test_an_input_file_on_the_worker_is_named_without_the_urls_credentials(local_engram: Any, tmp_path: Path) -> None:
     from mnemos.synkron._infer import _input_digest
     from mnemos.synkron.steps import _materialize
 
-    password, signature = _secrets()
+    password, signature = sealed.secrets()
     url = f"https://user:{password}@data.example/p.jsonl?X-Amz-Signature={signature}&X-Amz-Expires=60"
     digest = local_engram.put(b'{"prompt": "one"}\n')
     paths = _materialize({"engram": local_engram, "inputs": {url: digest, "runs/r-1/prompts": digest}}, tmp_path)
@@ -44,12 +44,12 @@ def test_an_input_file_on_the_worker_is_named_without_the_urls_credentials(local
 
 
 def test_the_python_api_shows_a_runs_credentials_as_the_gateway_does(client, pipelines) -> None:
-    token, password = _secrets()
-    call = _module(pipelines)
-    path = pipelines.write([_step(call, "python", flag="${src}")], name="sealed-shown",
-                           params={**PARAMS, "src": ""})  # fmt: skip
+    token, password = sealed.secrets()
+    call = sealed.module(pipelines)
+    path = pipelines.write([sealed.step(call, "python", flag="${src}")], name="sealed-shown",
+                           params={**sealed.PARAMS, "src": ""})  # fmt: skip
     url = f"https://user:{password}@data.example/p.jsonl?X-Amz-Signature={token}"
-    params = {"hf_token": token, "db": {"db_password": password, "host": "db1"}, "src": url}
+    params = {**sealed.given(token, password), "src": url}
     run = client.pipelines.run(path, params=params, progress=False)
     shown = {"hf_token": "***", "db": {"db_password": "***", "host": "db1"},
              "src": "https://***@data.example/p.jsonl?X-Amz-Signature=***"}  # fmt: skip
@@ -58,36 +58,30 @@ def test_the_python_api_shows_a_runs_credentials_as_the_gateway_does(client, pip
         assert state["params"] == shown
         assert "$sealed" not in json.dumps(state) and token not in json.dumps(state)
     assert run.status() == "succeeded" and run.outputs() == {"python_out": f"runs/{run.id}/python_out"}
-    assert run.read("python_out") == _expected(token, password)  # the handle still reads the run's outputs
+    assert run.read("python_out") == sealed.expected(token, password)  # the handle still reads the run's outputs
 
 
 def _clear(package_settings: Any, run_id: str, params: dict[str, Any]) -> None:
     """Make the stored state of ``run_id`` as a run prepared before sealing stored it."""
-    key = _root(package_settings) / "runs" / run_id / "state.json"
+    key = sealed.root(package_settings) / "runs" / run_id / "state.json"
     stored = json.loads(key.read_bytes())
     key.write_text(json.dumps({**stored, "params": params}))
 
 
 def test_a_run_stored_before_sealing_resumes_and_is_stored_sealed(client, pipelines, package_settings,
                                                                  tmp_path: Path) -> None:  # fmt: skip
-    token, password = _secrets()
-    call, flag = _module(pipelines), tmp_path / "fail.flag"
-    flag.write_text("on")
-    path = pipelines.write([_step(call, "first"), _step(call, "second", flag=str(flag))], name="sealed-old",
-                           params=PARAMS)  # fmt: skip
-    params = {"hf_token": token, "db": {"db_password": password, "host": "db1"}}
-    run = client.pipelines.run(path, params=params, progress=False)
-    assert run.state()["status"] == "failed"
+    failed = sealed.failed_run(client, pipelines, tmp_path, "sealed-old")
+    run, params = failed.run, failed.params
     _clear(package_settings, run.id, params)
     assert run.state()["params"] == {"hf_token": "***", "db": {"db_password": "***", "host": "db1"}}
-    flag.unlink()
+    failed.flag.unlink()
     resumed = client.pipelines.resume(run.id, progress=False)
     assert resumed.status() == "succeeded", resumed.state()["error"]
-    assert resumed.read("second_out") == _expected(token, password)  # the steps got the values
-    stored = json.loads((_root(package_settings) / "runs" / run.id / "state.json").read_bytes())
+    assert resumed.read("second_out") == sealed.expected(failed.token, failed.password)  # the steps got the values
+    stored = json.loads((sealed.root(package_settings) / "runs" / run.id / "state.json").read_bytes())
     assert set(stored["params"]["hf_token"]) == set(stored["params"]["db"]["db_password"]) == {"$sealed"}
     assert _state.unseal_params(run.id, stored["params"]) == params
-    assert _leaks(_root(package_settings) / "runs" / run.id, (token, password)) == []
+    assert sealed.leaks(sealed.root(package_settings) / "runs" / run.id, (failed.token, failed.password)) == []
 
 
 def test_sealing_a_stored_run_again_keeps_what_is_sealed_and_seals_what_is_not() -> None:

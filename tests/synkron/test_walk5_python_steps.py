@@ -15,7 +15,7 @@ from typing import Any
 from tests_support import until
 
 TOKEN = "hf_Zq7SECRETvalue0123456789"
-KEY = "sk-literal-KEY-9876543210"
+KEY = "sk-given-KEY-9876543210"
 
 MODULE = """
 import time
@@ -73,9 +73,12 @@ def test_cancelling_a_run_stops_its_running_python_step(client: Any, pipelines: 
 
 def test_a_python_step_masks_credentials_in_its_output_result_and_error(client: Any, pipelines: Any) -> None:
     module = _module(pipelines)
-    step = {"name": "talk", "call": f"{module}:chatty", "params": {"token": "${hf_token}", "api_key": KEY}}
-    path = pipelines.write([step], name="mask-python", params={"hf_token": ""})
-    final = client.pipelines.run(str(path), params={"hf_token": TOKEN}, progress=False, cache=False).wait(300)
+    # api_key's value comes from a param not named like a credential (a pipeline may not write it in
+    # clear): only the step's own param name says it is one
+    step = {"name": "talk", "call": f"{module}:chatty", "params": {"token": "${hf_token}", "api_key": "${key}"}}
+    path = pipelines.write([step], name="mask-python", params={"hf_token": "", "key": ""})
+    given = {"hf_token": TOKEN, "key": KEY}
+    final = client.pipelines.run(str(path), params=given, progress=False, cache=False).wait(300)
     assert final["status"] == "succeeded", final["error"]
     result = final["steps"]["talk"]["result"]
     assert result == {"seen": "***", "key": "***"}
@@ -84,8 +87,8 @@ def test_a_python_step_masks_credentials_in_its_output_result_and_error(client: 
     assert TOKEN not in log and KEY not in log and TOKEN[:5] + " " not in log
 
     failing = pipelines.write([{**step, "params": {**step["params"], "fail": True}}], name="mask-fail",
-                              params={"hf_token": ""})  # fmt: skip
-    final = client.pipelines.run(str(failing), {"hf_token": TOKEN}, progress=False, cache=False).wait(300)
+                              params={"hf_token": "", "key": ""})  # fmt: skip
+    final = client.pipelines.run(str(failing), given, progress=False, cache=False).wait(300)
     assert final["status"] == "failed"
     assert "upstream refused ***" in final["steps"]["talk"]["error"] and TOKEN not in str(final["steps"])
     log = client.jobs.get(final["steps"]["talk"]["job_ids"][-1]).logs()

@@ -1,0 +1,202 @@
+"""Credentials a Pipeline may not write in clear, and how a run shows a URL's.
+
+GENOME refuses a Pipeline that writes a credential (a param default named like one, a step's own
+env value or param, a URL with ``user:password@`` or a token in its query): the registry, and every
+run's stored document, would keep it in clear. SYNKRON seals such values when they come as run
+params (``mnemos.synkron._state``), and shows URLs as ``shown_uri`` does.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mnemos.errors import redact_userinfo
+from mnemos.genome._shell import VARIABLE
+
+__all__ = ["URL", "credential_default", "shown_text", "shown_uri", "step_credential", "url_credentials",
+           "written_url_credentials"]  # fmt: skip
+
+URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S*")
+"""A URL (a scheme, ``://``, to the next whitespace)."""
+
+
+def shown_uri(uri: str) -> str:
+    """``uri`` as lineage, run states and errors show it: no ``user:password@``, and the values of its
+    query masked (a presigned URL's signature is a credential): ``https://***@host/x?sig=***``."""
+    from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # an invalid port or bracket: no parts to keep
+        return redact_userinfo(uri.split("?", 1)[0].split("#", 1)[0])
+    netloc = f"***@{parts.netloc.rpartition('@')[2]}" if "@" in parts.netloc else parts.netloc
+    query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query, keep_blank_values=True)) or parts.query and "***"
+    written = uri[: len(parts.scheme)]  # as written (HTTPS://): a URL without credentials shows as it is
+    return urlunsplit((written if written.lower() == parts.scheme else parts.scheme, netloc, parts.path, query, ""))
+
+
+def shown_text(text: str) -> str:
+    """``text`` as a run shows it: a URL as ``shown_uri``, the ``user:password@`` of URLs in a longer text
+    masked."""
+    if URL.fullmatch(text):
+        return shown_uri(text)
+    return redact_userinfo(text) if "@" in text else text
+
+
+def url_credentials(text: str) -> bool:
+    """Whether ``text`` may carry a URL's credentials: a ``user:password@``, or (a whole URL) a query, as a
+    presigned URL's signature. A run seals such a value where it is stored (``mnemos.synkron._state``);
+    a Pipeline may not write the narrower ``written_url_credentials``."""
+    return shown_text(text) != text
+
+
+_SIGNATURE_KEYS = frozenset({"sig", "signature", "key", "awsaccesskeyid", "googleaccessid", "code"})
+_SIGNATURE_WORDS = ("signature", "credential", "security_token", "securitytoken")
+
+
+def _credential_key(key: str) -> bool:
+    """Whether a query parameter named ``key`` carries a credential: a name lineage masks (``token``,
+    ``api_key`` …) or a presigned URL's (``X-Amz-Signature``, ``X-Amz-Credential``, ``X-Goog-Signature``,
+    Azure's ``sig``, ``Signature`` and ``AWSAccessKeyId`` of the older S3 form)."""
+    from mnemos.trace.lineage import mask_secrets
+
+    name = key.lower().replace("-", "_")
+    if name in _SIGNATURE_KEYS or any(word in name for word in _SIGNATURE_WORDS):
+        return True
+    return mask_secrets({key: 1}) != {key: 1}  # what lineage masks (token, api_key …)
+
+
+def written_url_credentials(text: str) -> bool:
+    """Whether ``text`` writes a URL's credentials, as a Pipeline may not: a ``user:password@`` (or a
+    user alone: a token can be one), or a query parameter named like a credential
+    (``_credential_key``). A plain query (``?download=true``, ``?revision=main``) is none."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    if "@" in text and redact_userinfo(text) != text:
+        return True
+    for match in URL.finditer(text):
+        try:
+            query = urlsplit(match.group(0)).query
+        except ValueError:  # an invalid port or bracket: read no further
+            continue
+        if any(_credential_key(key) for key, _ in parse_qsl(query, keep_blank_values=True)):
+            return True
+    return False
+
+
+_FILE_NAMED = re.compile(r"(?i:[_-](?:file|path|filename))$|(?<=[a-z0-9])(?:File|Path|FileName)$")
+"""A name of the file that holds a secret (``db_password_file``, ``DB_PASSWORD_FILE``, ``passwordPath``):
+lineage masks it (``password`` is in it), and its value may be a path, not the secret."""
+_PLAIN_PATH = re.compile(r"(?:~?/|\.\.?/)?(?:[\w.+@=,-]+/)*[\w.+@=,-]*")
+"""A path of plain segments: ``/run/secrets/db``, ``~/.pgpass``, ``./secrets/db.txt``."""
+
+
+def _unreferenced(text: str) -> str:
+    """``text`` without its ``${name}`` references (``$${…}`` stays: it is literal text)."""
+    return VARIABLE.sub(lambda m: m.group(0) if m.group(1) else "", text)
+
+
+def _in_clear(value: Any) -> bool:
+    """Whether ``value`` writes something in clear, at any depth: a text with more than ``${name}``
+    references and spaces (but ``***``, as a reader is shown a masked value), or a number; not a flag,
+    ``null``, or empty."""
+    if isinstance(value, str):
+        return value != "***" and bool(_unreferenced(value).strip())
+    if isinstance(value, dict):
+        return any(_in_clear(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_in_clear(v) for v in value)
+    return value is not None and not isinstance(value, bool)
+
+
+def _names_a_path(key: str, value: Any) -> bool:
+    """Whether ``value`` of ``key`` (named like a credential) is the path of the file holding it rather
+    than the secret (``db_password_file: /run/secrets/db``): a name ending in ``_file``/``_path`` and a
+    path with a ``/`` (``${name}`` references aside), so no bare word (``hunter2``) passes."""
+    path = _unreferenced(value) if isinstance(value, str) else ""
+    return _FILE_NAMED.search(key) is not None and "/" in path and _PLAIN_PATH.fullmatch(path) is not None
+
+
+def _credential_in(value: Any) -> tuple[str, str] | None:
+    """The path in ``value`` (``db.db_password``, ``urls[1]``; ``""``: ``value`` itself) of the first
+    credential it writes in clear, and why it is one, else ``None``: ``"named"``, a value in clear
+    (``_in_clear``) under a key named like a credential (``hf_token``, ``db_password`` … at any depth:
+    what lineage masks and a run seals), unless it is the path of the file holding it
+    (``_names_a_path``); ``"url"``, a text with a URL's credentials (``written_url_credentials``) besides its
+    ``${name}`` references. One pass: ``mask_secrets`` names the keys once, walked beside ``value``."""
+    from mnemos.trace.lineage import mask_secrets
+
+    def walk(value: Any, masked: Any, where: str) -> tuple[str, str] | None:
+        if isinstance(value, dict):
+            masked = masked if isinstance(masked, dict) else {}
+            for key, item in value.items():
+                at = f"{where}.{key}" if where else str(key)
+                if masked.get(key) == "***":  # named like a credential: its whole value is one
+                    if _in_clear(item) and not _names_a_path(str(key), item):
+                        return at, "named"
+                elif (found := walk(item, masked.get(key), at)) is not None:
+                    return found
+        elif isinstance(value, list):
+            masked = masked if isinstance(masked, list) and len(masked) == len(value) else [None] * len(value)
+            for i, (item, shown) in enumerate(zip(value, masked, strict=True)):
+                if (found := walk(item, shown, f"{where}[{i}]")) is not None:
+                    return found
+        elif isinstance(value, str) and written_url_credentials(_unreferenced(value)):
+            return where, "url"
+        return None
+
+    return walk(value, mask_secrets(value), "")
+
+
+_KEPT = "the registry, and every run's stored document, would keep it in clear"
+_SECRET_ENV = "env: [{{name: {name}, secretRef: {{name: S, key: K}}}}]"
+"""A step's env var given from a SOUL secret, as an error names it."""
+_URL_CREDENTIALS = ("a URL with credentials (user:password@, or a query parameter such as a token or a presigned "
+                    "URL's signature)")
+
+
+def credential_default(params: dict[str, Any]) -> tuple[str, str] | None:
+    """The path in ``spec.params`` of the first default that is a credential (``_credential_in``), and
+    the error naming it and the fix, else ``None``."""
+    found = _credential_in(params)
+    if found is None:
+        return None
+    at, why = found
+    top = re.split(r"[.\[]", at, maxsplit=1)[0]
+    if why == "url":
+        return at, (f"the default is {_URL_CREDENTIALS}: {_KEPT}; leave it empty (\"\") and pass the URL at run "
+                    f"time (-p {top}=…): a run seals it")  # fmt: skip
+    path = "; a param naming the file that holds it (*_file, *_path) may default to its path (/run/secrets/db)" \
+        if _FILE_NAMED.search(at.rpartition(".")[2]) else ""  # fmt: skip
+    secret = _SECRET_ENV.format(name="V")
+    return at, (f"a param named like a credential has a default: {_KEPT}; leave it empty (\"\") and pass the value "
+                f"at run time (-p {top}=…), or give the step a secret ({secret}){path}")  # fmt: skip
+
+
+def step_credential(step: Any) -> tuple[str, str] | None:
+    """The field of ``step`` (``env[0].value``, ``params.api_key``, ``input``) that writes a credential in
+    clear (``_credential_in``: a reference to a run's param, ``${hf_token}``, is none), and the error
+    naming it and the fix, else ``None``."""
+    values: list[tuple[str, str, Any]] = [(f"env[{j}].value", var.name, {var.name: var.value})
+                                          for j, var in enumerate(step.env)]  # fmt: skip
+    values += [("params", "", step.params), ("input", "", step.input),
+               ("index.input", "", step.index.input if step.index else None)]  # fmt: skip
+    values += [(f"outputs[{k}].uri", "", out.uri) for k, out in enumerate(step.outputs)]
+    for field, env, value in values:
+        found = _credential_in(value)
+        if found is None:
+            continue
+        at, why = found
+        field = f"{field}.{at}" if at and not env else field
+        key = re.sub(r"\[\d+\]$", "", field.rpartition(".")[2])  # what the fix writes: value, api_key, input
+        param = re.sub(r"\W", "_", (env or key).lower()) if why == "named" else "src"
+        fix = f'{key}: "${{{param}}}", with spec.params.{param}: "" and -p {param}=… at run time'
+        if why == "url":
+            return field, f"{_URL_CREDENTIALS} written in the pipeline: {_KEPT}; pass the URL as a param ({fix})"
+        if env:
+            secret = _SECRET_ENV.format(name=env)
+            return field, (f"{env} is named like a credential and its value is written in the pipeline: {_KEPT}; "
+                           f"give it from a secret ({secret}) or from a param ({fix})")  # fmt: skip
+        return field, f"a param named like a credential has a value written in the pipeline: {_KEPT}; pass it ({fix})"
+    return None
