@@ -14,7 +14,8 @@ Settlement turns outcomes into journal records, one append for all of a batch. A
 until then ``Job.view()`` answers the state before it (``Job.shown``).
 
 Jobs that find every worker of their pool busy make the pool grow (``PoolSet.grow``, up to
-``maxWorkers``); the queue's depth per pool is exported as ``mnemos_cortex_queue_depth``.
+``maxWorkers``); the queue's depth per pool is exported as ``mnemos_cortex_queue_depth`` (a queued
+job cancelled leaves it at once).
 
 A cancelled or timed-out attempt that already runs on a thread cannot be stopped: it is
 *abandoned* (its outcome discarded), and its thread is not CORTEX's to use until the worker
@@ -87,9 +88,13 @@ class Dispatcher:
             self._wake.clear()
             self._dispatch_round()
             for queue in self.queues.values():
-                for pool, depth in queue.waiting.items():
-                    metrics.CORTEX_QUEUE_DEPTH.set(depth, queue=queue.name, pool=pool)
+                self._export_depth(queue)
                 metrics.CORTEX_RUNNING_JOBS.set(queue.running, queue=queue.name)
+
+    @staticmethod
+    def _export_depth(queue: QueueState) -> None:
+        for pool, depth in queue.waiting.items():
+            metrics.CORTEX_QUEUE_DEPTH.set(depth, queue=queue.name, pool=pool)
 
     def _enqueue(self, job: Job) -> None:
         """Put a queued job in its queue's heap, counted against the pool it goes to first."""
@@ -111,16 +116,18 @@ class Dispatcher:
         """
         batches: dict[WorkerSlot, list[Invocation]] = {}
         wanting: dict[str, int] = {}  # pool -> jobs that found every worker of it busy
-        ready = sorted((q for q in self.queues.values() if q.heap), key=lambda q: q.heap[0][0])
-        for queue in ready:
+        heads = [(head[0], n, q) for n, q in enumerate(self.queues.values()) if (head := q.head()) is not None]
+        for _, _, queue in sorted(heads, key=lambda h: h[:2]):
             blocked: list[Entry] = []
-            while queue.heap and queue.running < queue.config.concurrency:
+            while queue.depth and queue.running < queue.config.concurrency:
                 entry = queue.pop(take=False)  # taken (``queue.took``) once it starts, not when put back
                 job = self.jobs.get(entry[2])
                 if job is None or job.status != "queued":
+                    queue.release(entry[2])
                     continue
                 pools = self.pools.candidates(job.resources)
                 if not pools:  # admitted under other settings, and no pool of these can run it
+                    queue.release(job.id)
                     rec = FailRecord(id=job.id, error="no declared pool with workers can run it", ts=time.time())
                     asyncio.get_running_loop().create_task(self._commit(job, rec))
                     continue
@@ -228,7 +235,8 @@ class Dispatcher:
 
     def _requeue_unstarted(self, job: Job, attempt: int, reason: str) -> None:
         """Queue again a job whose attempt never started, without counting the attempt."""
-        rec = RequeueRecord(id=job.id, reason=reason, attempt=attempt, ts=time.time())
+        turn = self.queues[job.queue].again(job)
+        rec = RequeueRecord(id=job.id, reason=reason, attempt=attempt, turn=turn, ts=time.time())
         apply_record(self.jobs, rec)
         self.journal.append(rec)
         self._enqueue(job)
@@ -239,8 +247,10 @@ class Dispatcher:
         worker is dropped there, one that runs runs on, unheard (abandoned: see the module docstring)."""
         slot, attempt = job.slot, job.attempts
         running_here = slot is not None and slot.jobs.get(job.id) == attempt
-        if job.status == "queued" and job.queue in self.queues:  # cancelled while it waited: its turn goes back
-            self.queues[job.queue].withdraw(job)
+        queue = self.queues.get(job.queue)
+        if job.status == "queued" and queue is not None:  # cancelled while it waited: out of the depth at once
+            queue.withdraw(job)
+            self._export_depth(queue)
         self._detach(job)
         if slot is not None and slot.alive and running_here:
             self._abandoned[(job.id, attempt)] = Abandoned(slot)
@@ -428,7 +438,8 @@ class Dispatcher:
         job = self.jobs.get(job_id)
         if job is None or job.status != "retrying":
             return
-        rec = RequeueRecord(id=job_id, reason="backoff elapsed", ts=time.time())
+        turn = self.queues[job.queue].again(job)
+        rec = RequeueRecord(id=job_id, reason="backoff elapsed", turn=turn, ts=time.time())
         apply_record(self.jobs, rec)
         self.journal.append(rec)
         self._enqueue(job)

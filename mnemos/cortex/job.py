@@ -307,6 +307,7 @@ class Job:
     result: Envelope | None = None
     logs: list[dict[str, Any]] = field(default_factory=list)  # [{attempt, status, logs: envelope}]
     call_digest: str | None = None  # of the JSON arguments, once a success drops them (idempotency checks)
+    turn: int | None = None  # its fair-share turn in its queue's priority level (mnemos.cortex._queue); None: fifo
     # runtime only (never journaled)
     committed: bool = False
     settled: asyncio.Event | None = None
@@ -337,6 +338,7 @@ class Job:
             payload_digest=self.payload_digest,
             args=None if self.args is None and self.kwargs is None else self.args or [],
             kwargs=None if self.args is None and self.kwargs is None else self.kwargs or {},
+            turn=self.turn,
         )
 
     @classmethod
@@ -360,6 +362,7 @@ class Job:
             parents=list(rec.parents),
             trace=dict(rec.trace or {}),
             submitted_at=rec.ts or time.time(),
+            turn=rec.turn,
         )
 
     def invocation(self) -> Invocation:
@@ -433,7 +436,7 @@ def apply_record(jobs: dict[str, Job], rec: JournalRecord) -> Job | None:
         job.status, job.attempts = "running", rec.attempt
         job.worker, job.pool, job.started_at, job.retry_at = rec.worker, rec.pool, rec.ts, None
     elif isinstance(rec, RequeueRecord):
-        job.status, job.worker, job.retry_at = "queued", None, None
+        job.status, job.worker, job.retry_at, job.turn = "queued", None, None, rec.turn
         if rec.attempt is not None and rec.attempt == job.attempts:  # it never started
             job.attempts -= 1
     elif isinstance(rec, RetryRecord):

@@ -79,6 +79,8 @@ class SubmitRecord(RecordBase):
     payload_digest: str | None = Field(default=None, description="The ENGRAM blob of a payload too large to inline.")
     args: list[Any] | None = None
     kwargs: dict[str, Any] | None = None
+    turn: int | None = Field(default=None, description="Its fair-share turn (start tag) in its queue's priority "
+                             "level; absent: a fifo queue, or written before turns were journaled.")
 
 
 class StartRecord(RecordBase):
@@ -97,6 +99,8 @@ class RequeueRecord(RecordBase):
     t: Literal["requeue"] = "requeue"
     reason: str | None = None
     attempt: int | None = None
+    turn: int | None = Field(default=None, description="The turn it was queued again with: its level's virtual "
+                             "time then (the front of the round); absent: fifo, or written before turns were.")
 
 
 class _Outcome(RecordBase):

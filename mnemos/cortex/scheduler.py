@@ -108,6 +108,9 @@ class Cortex(Dispatcher):
         )  # fmt: skip
         self.journal.on_append = self._durable
         self.queues = {name: QueueState(name, cfg) for name, cfg in cortex.queues.items()}
+        for job in self.jobs.values():  # the turns as they were (journaled), before anything is queued again
+            if (queue := self.queues.get(job.queue)) is not None:
+                queue.recover(job)
         self.pools = PoolSet(neuron.pools, engram, cortex.inline_result_bytes, cortex.affinity.gpu_preferred)
         self.pools.start()
         self.started_at = time.time()
@@ -194,6 +197,8 @@ class Cortex(Dispatcher):
                 self.jobs.pop(job.id, None)
             raise
         if new:
+            for job in new:  # dealt in submit order and journaled with it: a restart queues each with its own turn
+                job.turn = self.queues[job.queue].deal(job)
             durable = self.journal.append(*(job.submit_record() for job in new))
             for job in new:
                 job.accepted = durable
@@ -233,6 +238,8 @@ class Cortex(Dispatcher):
         """Forget jobs whose submit answered 503 (their records are taken back or withdrawn)."""
         for job in jobs:
             self.jobs.pop(job.id, None)
+            if (queue := self.queues.get(job.queue)) is not None:
+                queue.withdraw(job)  # its turn goes back
         if jobs:
             self.journal.withdraw({job.id for job in jobs})
 
@@ -307,7 +314,7 @@ class Cortex(Dispatcher):
                 loop.call_later(job.retry_at - now, self._requeue, job.id)
                 continue
             if job.status != "queued":
-                records.append(RequeueRecord(id=job.id, reason="cortex restarted", ts=now))
+                records.append(RequeueRecord(id=job.id, reason="cortex restarted", turn=queue.again(job), ts=now))
                 apply_record(self.jobs, records[-1])
             self._enqueue(job)
         self._wake.set()
@@ -333,8 +340,15 @@ class Cortex(Dispatcher):
                 log.exception("housekeeping round failed")
 
     def _evictable(self) -> bool:
-        horizon = time.time() - self.settings.retention
-        return any(j.committed and j.terminal and (j.finished_at or 0) <= horizon for j in self.jobs.values())
+        return any(self._leaves(job, time.time() - self.settings.retention) for job in self.jobs.values())
+
+    def _leaves(self, job: Job, horizon: float) -> bool:
+        """Whether a job leaves memory with the next checkpoint: finished before ``horizon``, committed,
+        and not the job whose turn a restart needs to rebuild its level's order (``QueueState.keeps``)."""
+        if not (job.committed and job.terminal and (job.finished_at or 0) <= horizon):
+            return False
+        queue = self.queues.get(job.queue)
+        return queue is None or not queue.keeps(job)
 
     def _snapshot(self) -> Cut:
         """A checkpoint of memory now; finished jobs past their retention leave memory with it."""
@@ -342,7 +356,7 @@ class Cortex(Dispatcher):
         live, evicted = [], []
         for job in list(self.jobs.values()):
             state = job_state(job)
-            if job.committed and job.terminal and (job.finished_at or 0) <= horizon:
+            if self._leaves(job, horizon):
                 evicted.append(state)
                 del self.jobs[job.id]
                 self._archiving[job.id] = job
@@ -504,7 +518,7 @@ class Cortex(Dispatcher):
             "jobs": counts,
             "queues": {
                 q.name: {
-                    "queued": sum(1 for entry in q.heap if getattr(self.jobs.get(entry[2]), "status", "") == "queued"),
+                    "queued": q.depth,
                     "running": q.running,
                     "maxRunning": q.max_running,
                     "waiting": {pool: n for pool, n in q.waiting.items() if n},

@@ -41,7 +41,7 @@ class _Jobs:
 
     def pop(self, n: int | None = None) -> list[str]:
         out = []
-        while self.queue.heap and (n is None or len(out) < n):
+        while self.queue.depth and (n is None or len(out) < n):
             out.append(self.queue.pop()[2])
         return out
 
@@ -124,11 +124,11 @@ def test_a_level_with_nothing_waiting_starts_over() -> None:
     q = _Jobs()
     q.push("alice", "a1", "a2", "a3")
     assert q.pop() == ["a1", "a2", "a3"]
-    assert not q.queue.levels
+    assert not q.queue.levels and not q.queue.held  # alice holds no turn: her next job is dealt one as anyone's
     q.push("bob", "b1", "b2")
     q.push("alice", "a4")
+    assert q.queue.held == {0: {"bob": [4, 5], "alice": [4]}}  # the virtual time goes on (3): turns are journaled
     assert q.pop() == ["b1", "a4", "b2"]
-    assert q.queue.tags == {0: {"bob": 2, "alice": 1}}  # what a level keeps is what waited since it emptied
 
 
 def test_an_owner_who_cancels_queued_jobs_gets_their_turns_back() -> None:
@@ -147,9 +147,9 @@ def test_an_owner_who_cancels_queued_jobs_gets_their_turns_back() -> None:
     q.queue.push(again)  # queued again after an attempt: it took no turn, and cancelling it gives none back
     dispatcher._unassign(again)
     again.status = "cancelled"
-    assert q.queue.tags[0] == {"alice": 2, "bob": 3}
-    started = [j for j in q.pop() if j not in {"r1", "a2", "a3", "a4", "a5"}]  # dispatch skips the cancelled
-    assert started == ["a1", "b1", "b2", "a6", "b3"]  # alice's next job: her second turn, not after bob's backlog
+    assert q.queue.held[0] == {"alice": [1, 2], "bob": [1, 2, 3]}
+    assert q.queue.depth == 5 and q.queue.waiting == {"none": 5}  # the cancelled left the depth at once
+    assert q.pop() == ["a1", "b1", "b2", "a6", "b3"]  # alice's next job: her second turn, not after bob's backlog
 
 
 def test_with_team_fairness_a_teams_keys_share_one_turn() -> None:
