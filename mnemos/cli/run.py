@@ -114,26 +114,26 @@ def _check_local(file: str | None = None, run_id: str | None = None, params: dic
 
 def _check_models(pipeline: Any, params: dict[str, Any], client: Any = None) -> None:
     """Before an embedded cluster starts for it: every model step's ``modelRef`` names a registered
-    Model (read from ENGRAM's registry, as the run's own check does). A ``modelRef`` the run's params
-    choose is left to that check; over a gateway, the gateway checks."""
+    Model (read from ENGRAM's registry, as the run's own check does), the one the run's params choose
+    too. Over a gateway, the gateway checks."""
     from mnemos.cli._session import open_client, remote_url
-    from mnemos.errors import NotFoundError
-    from mnemos.synkron._plan import build_steps, merge_params, step_label
+    from mnemos.synkron._plan import build_steps, check_registered, chosen_model, merge_params, step_label
 
     if remote_url():
         return
-    _, steps = build_steps(pipeline, merge_params(pipeline, params))
+    merged = merge_params(pipeline, params)
+    _, steps = build_steps(pipeline, merged)
     for i, spec_step in enumerate(pipeline.spec.steps):
         step = steps[spec_step.name]
         ref = step["definition"].get("modelRef")
-        if not ref or step["type"] not in ("infer", "index") or "${" in str(ref):
+        if not ref or step["type"] not in ("infer", "index"):
             continue
+        if "${RUN_ID}" in str(ref) or "${PIPELINE}" in str(ref):  # known once the run starts: its own check
+            continue
+        where = step_label(i, spec_step.name)
+        ref = chosen_model(str(ref), merged, where, i)
         client = client or open_client()
-        try:
-            client.registry.get("Model", ref)
-        except NotFoundError:
-            raise NotFoundError(f"{step_label(i, spec_step.name)}.modelRef: model {ref!r} is not registered",
-                                param=f"spec.steps[{i}].modelRef") from None  # fmt: skip
+        check_registered(client, ref, where, i)
 
 
 def _run_id(run_id: str) -> str:

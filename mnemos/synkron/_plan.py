@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -570,18 +571,8 @@ def prepare(
         interpolate(step["definition"], variables, keep=outputs, where=where)  # raises on unknown names
         ref = step["definition"].get("modelRef")
         if ref and step["type"] in ("infer", "index"):
-            if "${" in str(ref):  # a run's params choose the model: named once, for the whole run
-                ref = step["definition"]["modelRef"] = str(interpolate(ref, variables, where=f"{where}.modelRef"))
-                if not re.fullmatch(NAME_PATTERN, ref):
-                    raise ValidationError(f"{where}.modelRef: {ref[:80]!r} (from the run's params) is not a model "
-                                          "name: give the name of a registered Model",
-                                          param=f"spec.steps[{i}].modelRef")  # fmt: skip
-            try:
-                client.registry.get("Model", ref)
-            except NotFoundError:
-                raise NotFoundError(
-                    f"{where}.modelRef: model {ref!r} is not registered", param=f"spec.steps[{i}].modelRef"
-                ) from None
+            ref = step["definition"]["modelRef"] = chosen_model(str(ref), variables, where, i)
+            check_registered(client, ref, where, i)
             _check_model_access(client, identity, ref, where, f"spec.steps[{i}].modelRef")
     if getattr(client, "connected", False):  # the platform's queues and pools, as its CORTEX has them
         check_scheduling(pipeline, steps, variables, client.jobs.stats(), principal=principal)
@@ -718,6 +709,27 @@ def _unfit_pool(pool: dict[str, Any], request: dict[str, Any]) -> str | None:
     offered = {key: pool[key] for key in ("name", "selector", "numCpus", "numGpus") if pool.get(key) is not None}
     rule = unfit_reason(PoolConfig.model_validate(offered), request)
     return rule.removeprefix("resources.") if rule else None
+
+
+def chosen_model(ref: str, variables: Mapping[str, Any], where: str, index: int) -> str:
+    """Step ``index``'s ``modelRef`` with the run's params put in (they may choose the model: named
+    once, for the whole run); a ``ValidationError`` when what they give is not a model name."""
+    if "${" not in ref:
+        return ref
+    ref = str(interpolate(ref, variables, where=f"{where}.modelRef"))
+    if not re.fullmatch(NAME_PATTERN, ref):
+        raise ValidationError(f"{where}.modelRef: {ref[:80]!r} (from the run's params) is not a model name: give "
+                              "the name of a registered Model", param=f"spec.steps[{index}].modelRef")  # fmt: skip
+    return ref
+
+
+def check_registered(client: Any, ref: str, where: str, index: int) -> None:
+    """``NotFoundError`` naming step ``index``'s ``modelRef`` when no Model ``ref`` is registered."""
+    try:
+        client.registry.get("Model", ref)
+    except NotFoundError:
+        raise NotFoundError(f"{where}.modelRef: model {ref!r} is not registered",
+                            param=f"spec.steps[{index}].modelRef") from None  # fmt: skip
 
 
 def _check_model_access(client: Any, identity: Any, model: str, where: str, param: str) -> None:

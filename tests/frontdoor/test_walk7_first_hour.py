@@ -113,6 +113,31 @@ spec:
     assert _no_ray_started(tmp_path)
 
 
+@pytest.mark.parametrize(("given", "said", "code"), [
+    ([], "error: spec.steps[1] (answer).modelRef: model 'tiny-chat' is not registered", 3),
+    (["-p", "model=other-chat"], "error: spec.steps[1] (answer).modelRef: model 'other-chat' is not registered", 3),
+    (["-p", "model=../x"], "error: spec.steps[1] (answer).modelRef: '../x' (from the run's params) is not a model "
+                           "name: give the name of a registered Model", 2),
+])  # fmt: skip
+def test_a_model_the_runs_params_choose_is_checked_before_a_cluster_starts(
+    tmp_path: Path, given: list[str], said: str, code: int
+) -> None:
+    """A ``modelRef: ${model}`` was left to the run's own check, after an embedded cluster had started."""
+    pipeline = tmp_path / "chat.yaml"
+    pipeline.write_text("""apiVersion: synkron.mnemos.dev/v1
+kind: Pipeline
+metadata: {name: chat}
+spec:
+  params: {model: tiny-chat, prompt: hello}
+  steps:
+    - {name: ask, script: 'printf "%s" ${prompt} > "$MNEMOS_OUTPUT_Q"', outputs: [{name: q}]}
+    - {name: answer, runtime: neuron-llm, modelRef: "${model}", input: "${q}"}
+""")
+    proc = _mnemos(tmp_path, "run", str(pipeline), *given)
+    assert (proc.returncode, _one_line(proc)) == (code, said), proc
+    assert _no_ray_started(tmp_path)
+
+
 @pytest.mark.parametrize("command", ["up", "down"])
 def test_url_on_the_command_line_is_refused_for_up_and_down(tmp_path: Path, command: str) -> None:
     """`mnemos --url URL down` stopped this machine's platform, whatever URL said."""
