@@ -52,6 +52,9 @@ class Gateway:
         self._lineage: Any = None
         self._records: list[tuple[float, str, Route, Any, dict[str, Any]]] = []
         self._model_nodes: set[str] = set()
+        # One route per adapter-served name (not one a request: lineage holds a request's route until it
+        # is written, and a new object each time kept the garbage collector busy); reset with the table.
+        self._adapter_routes: dict[str, AdapterModelRoute] = {}
         self.meter = Meter(self)  # limits, budgets, usage and the response cache of this replica
 
     async def start(self) -> None:
@@ -82,6 +85,7 @@ class Gateway:
         old = self.models
         self.models = {name: ModelRoute.build(entry, old.get(name)) for name, entry in table["models"].items()}
         self.adapters.update(table.get("adapters", {}))
+        self._adapter_routes = {}
         self.version = int(table["version"])
 
     async def _follow(self) -> None:
@@ -129,7 +133,10 @@ class Gateway:
         if route is None:
             adapter = self.adapters.adapter_for(name)
             if adapter is not None:
-                return AdapterModelRoute(name, adapter)
+                known = self._adapter_routes.get(name)
+                if known is None or known.adapter != adapter:
+                    known = self._adapter_routes[name] = AdapterModelRoute(name, adapter)
+                return known
             shown = name if len(name) <= 120 else f"{name[:120]}…"  # (a name is echoed, not a megabyte)
             raise ModelNotFoundError(f"The model `{shown}` does not exist", param="model")
         if not route.ready:

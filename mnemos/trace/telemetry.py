@@ -11,7 +11,8 @@
 Each finished span goes (1) to a bounded in-process buffer (``local_spans()``), (2) in batches,
 from a background thread, to the named ``trace-collector`` actor when the process is connected to
 Ray (``spans_for(trace_id)``), and (3) to an OTLP exporter only when ``trace.otlp_endpoint`` is set.
-The hot path is the SDK's span plus two deque appends; nothing blocks on Ray or the network.
+The hot path is the SDK's span, its JSON (what the buffer and the batches hold) and two deque
+appends; nothing blocks on Ray or the network.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from pydantic_core import from_json, to_json
 
 from mnemos._actors import TRACE_COLLECTOR
 from mnemos._deps import require
-from mnemos._gil import paced
 from mnemos.errors import MissingDependencyError, UnavailableError, ValidationError
 from mnemos.trace._actors import ensure_named, ray_connected
 from mnemos.trace.metrics import TRACE_SPANS_DROPPED
@@ -120,9 +121,12 @@ class SpanCollector:
         self._arrived: asyncio.Event | None = None  # set (and replaced) by every batch; made in the actor's loop
         self.dropped = 0
 
-    async def add(self, spans: list[dict[str, Any]]) -> int:
-        """Store a batch of span dicts; returns how many were kept (the spans of a trace past its
-        ``max_spans_per_trace`` are dropped and counted in ``mnemos_trace_spans_dropped_total``)."""
+    async def add(self, spans: list[dict[str, Any]] | bytes) -> int:
+        """Store a batch of span dicts (or their JSON list, as ``SpanShipper`` sends them); returns how
+        many were kept (the spans of a trace past its ``max_spans_per_trace`` are dropped and counted
+        in ``mnemos_trace_spans_dropped_total``)."""
+        if isinstance(spans, (bytes, bytearray)):
+            spans = from_json(spans)
         kept = 0
         for s in spans:
             bucket = self._traces.setdefault(s["trace_id"], [])
@@ -183,16 +187,16 @@ def ensure(settings: Any = None, engram: Any = None) -> Any:
 class SpanShipper(SpanProcessor):
     """Keeps finished spans in a bounded buffer and ships them to the collector in batches.
 
-    ``on_end`` only appends to two deques; a daemon thread converts and sends every ``interval``
-    seconds (or at ``batch_size``), with at most ``max_inflight`` unacknowledged batches. Spans
-    wait meanwhile; past ``max_pending`` waiting, the oldest are dropped and counted. No caller
-    ever blocks on Ray.
+    ``on_end`` encodes the span to JSON and appends it to two deques; a daemon thread sends them, a
+    JSON list per batch, every ``interval`` seconds (or at ``batch_size``), with at most
+    ``max_inflight`` unacknowledged batches. Spans wait meanwhile; past ``max_pending`` waiting, the
+    oldest are dropped and counted. No caller ever blocks on Ray.
     """
 
     def __init__(self, buffer_size: int = 2048, max_pending: int = 10_000, batch_size: int = 128,
                  interval: float = 0.5, max_inflight: int = 8) -> None:
-        self.recent: deque[ReadableSpan] = deque(maxlen=buffer_size)
-        self._pending: deque[ReadableSpan] = deque(maxlen=max_pending)
+        self.recent: deque[bytes] = deque(maxlen=buffer_size)
+        self._pending: deque[bytes] = deque(maxlen=max_pending)
         self._batch_size, self._interval, self._max_inflight = batch_size, interval, max_inflight
         self._inflight: list[Any] = []
         self._collector: Any = None
@@ -204,12 +208,16 @@ class SpanShipper(SpanProcessor):
         self._thread.start()
 
     def on_end(self, span: ReadableSpan) -> None:
-        self.recent.append(span)
+        # Kept as its JSON (one bytes object) rather than the SDK's objects: a span object holds a dozen
+        # containers the garbage collector tracks, and thousands of them waiting to be shipped made the
+        # gateway's collections frequent and long (a pass of 2-4 ms every few hundred requests).
+        data = to_json(_span_dict(span))
+        self.recent.append(data)
         pending = self._pending
         if len(pending) == pending.maxlen:
             self.dropped += 1
             TRACE_SPANS_DROPPED.inc()
-        pending.append(span)
+        pending.append(data)
         if len(pending) >= self._batch_size:
             self._wake.set()
 
@@ -242,7 +250,7 @@ class SpanShipper(SpanProcessor):
                         raise UnavailableError("the trace collector did not acknowledge in time")
                     continue
                 count = min(len(self._pending), self._batch_size)
-                batch = [_span_dict(span) for span in paced(self._pending.popleft() for _ in range(count))]
+                batch = b"[" + b",".join(self._pending.popleft() for _ in range(count)) + b"]"  # a JSON list
                 if self._collector is None:
                     self._collector = ensure()
                 self._inflight.append(self._collector.add.remote(batch))
@@ -488,7 +496,7 @@ def local_spans(trace_id: str | None = None) -> list[dict[str, Any]]:
     state = _STATE
     if state is None:
         return []
-    spans = [_span_dict(s) for s in list(state.shipper.recent)]
+    spans = [from_json(s) for s in list(state.shipper.recent)]
     return [s for s in spans if trace_id is None or s["trace_id"] == trace_id]
 
 
