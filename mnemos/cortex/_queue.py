@@ -17,9 +17,9 @@ orders by priority and submit order only (no turns).
 
 Turns are journaled (``turn`` on the submit and requeue records, kept in checkpoints), so a
 restart rebuilds the exact live order (``recover``): each queued job gets its own turn back, and
-the level's virtual time is the largest turn of a job of that level that was dispatched. The job
-that holds it is kept in memory past its retention while its level has jobs waiting (``keeps``).
-Jobs journaled before turns were get turns dealt again in submit order, as before.
+the level's virtual time is the largest of the one the checkpoint kept (``virtual_times``: the job
+that set it may have left memory with that checkpoint) and the turns of the level's jobs in memory
+that were dispatched. Jobs journaled before turns were get turns dealt again in submit order, as before.
 
 A queued job that is cancelled leaves the queue at once (``withdraw``: the depth, per pool and in
 total, counts it no longer; its heap entry is skipped when it surfaces) and gives back its turn.
@@ -58,7 +58,6 @@ class QueueState:
     waiting: dict[str, int] = field(default_factory=dict)  # pool -> live entries routed to it
     levels: dict[int, int] = field(default_factory=dict)  # -priority -> live entries at that level
     vtime: dict[int, int] = field(default_factory=dict)  # -priority -> the turn of the job dispatched last
-    holder: dict[int, str] = field(default_factory=dict)  # -priority -> a job dispatched at that turn
     held: dict[int, dict[str, list[int]]] = field(default_factory=dict)  # -priority -> owner -> turns, ascending
     turns: dict[str, tuple[int, str, int]] = field(default_factory=dict)  # job id -> (-priority, owner, turn) held
     entries: dict[str, Entry] = field(default_factory=dict)  # job id -> its live heap entry
@@ -86,10 +85,19 @@ class QueueState:
             return
         level = -job.priority
         if job.started_at is not None:
-            if job.turn >= self.vtime.get(level, 0):
-                self.vtime[level], self.holder[level] = job.turn, job.id
+            self.vtime[level] = max(self.vtime.get(level, 0), job.turn)
         elif job.status == "queued" and job.id not in self.turns:
             self._hold(job.id, level, self.owner(job), job.turn)
+
+    def virtual_times(self) -> dict[int, int]:
+        """Each priority's virtual time (what a checkpoint keeps: the job that set it may leave memory with it)."""
+        return {-level: turn for level, turn in self.vtime.items()}
+
+    def resume(self, vtimes: dict[int, int]) -> None:
+        """Take back the virtual times a checkpoint kept (``virtual_times``), before any job is recovered."""
+        if self.config.fairness != "fifo":
+            for priority, turn in vtimes.items():
+                self.vtime[-priority] = max(self.vtime.get(-priority, 0), turn)
 
     def release(self, job_id: str) -> None:
         """The job gives back the turn it holds (it was cancelled, withdrawn, or cannot run).
@@ -121,12 +129,6 @@ class QueueState:
                 self.heap = list(self.entries.values())
                 heapq.heapify(self.heap)
         self.release(job.id)
-
-    def keeps(self, job: Job) -> bool:
-        """Whether a finished job must stay in memory: it holds the virtual time of a level where jobs
-        wait (what a restart rebuilds it from), until a later job of that level is dispatched."""
-        level = -job.priority
-        return self.holder.get(level) == job.id and (level in self.levels or level in self.held)
 
     def owner(self, job: Job) -> str:
         """Whose turn a job takes: its principal, or with ``fairness: team`` its team (else its principal)."""
@@ -183,8 +185,8 @@ class QueueState:
         and its owner holds that turn no longer."""
         level, (tag, _) = entry[0], entry[1]
         self.release(entry[2])
-        if self.config.fairness != "fifo" and tag >= self.vtime.get(level, 0):
-            self.vtime[level], self.holder[level] = tag, entry[2]
+        if self.config.fairness != "fifo" and tag > self.vtime.get(level, 0):
+            self.vtime[level] = tag
 
     def _hold(self, job_id: str, level: int, owner: str, turn: int) -> None:
         bisect.insort(self.held.setdefault(level, {}).setdefault(owner, []), turn)

@@ -75,11 +75,13 @@ def _bucket(job_id: str) -> str:
 
 @dataclass
 class Cut:
-    """A checkpoint taken in memory: live jobs, the finished jobs leaving memory, the job counter."""
+    """A checkpoint taken in memory: live jobs, the finished jobs leaving memory, the job counter, and
+    each fair queue's virtual time per priority (``QueueState.virtual_times``)."""
 
     jobs: list[dict[str, Any]]
     evicted: list[dict[str, Any]] = field(default_factory=list)
     seq: int = 0
+    vtime: dict[str, dict[int, int]] = field(default_factory=dict)
     taken_at: float = field(default_factory=time.time)
 
     def write(self, engram: Engram, after: str | None) -> str:
@@ -94,7 +96,7 @@ class Cut:
         for name, states in sorted(buckets.items()):
             engram.append(f"{ARCHIVE}/{name}", states)
         key = f"{CHECKPOINTS}/{stem(after) if after else _NO_SEGMENT}.json"
-        doc = {"after": after, "seq": self.seq, "takenAt": self.taken_at, "jobs": self.jobs}
+        doc = {"after": after, "seq": self.seq, "takenAt": self.taken_at, "jobs": self.jobs, "vtime": self.vtime}
         engram.write_bytes(key, json.dumps(doc, separators=(",", ":")).encode())
         for old in engram.list(CHECKPOINTS)[:-KEEP_CHECKPOINTS]:
             engram.delete(old)
@@ -103,13 +105,15 @@ class Cut:
 
 @dataclass
 class Loaded:
-    """What a (re)starting CORTEX reads: its jobs, the job counter, the last segment it covers."""
+    """What a (re)starting CORTEX reads: its jobs, the job counter, the last segment it covers, and the
+    virtual times the checkpoint kept (queue -> priority -> turn; none in a checkpoint older than them)."""
 
     jobs: dict[str, Job]
     seq: int
     after: str | None
     checkpoint: str | None
     tail: int
+    vtime: dict[str, dict[int, int]] = field(default_factory=dict)
 
 
 def _origin_after(key: str, after: str | None) -> bool:
@@ -155,6 +159,7 @@ def tail_records(engram: Engram, log: str, after: str | None) -> Iterator[tuple[
 def load(engram: Engram, journal: str) -> Loaded:
     """The jobs of the newest readable checkpoint, with the journal records after it applied."""
     jobs: dict[str, Job] = {}
+    vtime: dict[str, dict[int, int]] = {}
     seq, after, used = 0, None, None
     for key in reversed(engram.list(CHECKPOINTS)):
         try:
@@ -164,6 +169,7 @@ def load(engram: Engram, journal: str) -> Loaded:
             continue
         jobs = {state["id"]: job_from_state(state) for state in doc["jobs"]}
         seq, after, used = int(doc.get("seq") or 0), doc.get("after"), key
+        vtime = {queue: {int(p): int(t) for p, t in times.items()} for queue, times in (doc.get("vtime") or {}).items()}
         break
     tail = 0
     last = after
@@ -175,7 +181,7 @@ def load(engram: Engram, journal: str) -> Loaded:
     for job in jobs.values():
         job.committed = job.terminal
         seq = max(seq, job.seq)
-    return Loaded(jobs=jobs, seq=seq, after=last, checkpoint=used, tail=tail)
+    return Loaded(jobs=jobs, seq=seq, after=last, checkpoint=used, tail=tail, vtime=vtime)
 
 
 def find_archived(engram: Engram, job_id: str) -> Job | None:

@@ -108,6 +108,9 @@ class Cortex(Dispatcher):
         )  # fmt: skip
         self.journal.on_append = self._durable
         self.queues = {name: QueueState(name, cfg) for name, cfg in cortex.queues.items()}
+        for name, vtimes in loaded.vtime.items():  # the virtual times the checkpoint kept, then the jobs' turns
+            if (queue := self.queues.get(name)) is not None:
+                queue.resume(vtimes)
         for job in self.jobs.values():  # the turns as they were (journaled), before anything is queued again
             if (queue := self.queues.get(job.queue)) is not None:
                 queue.recover(job)
@@ -340,29 +343,24 @@ class Cortex(Dispatcher):
                 log.exception("housekeeping round failed")
 
     def _evictable(self) -> bool:
-        return any(self._leaves(job, time.time() - self.settings.retention) for job in self.jobs.values())
-
-    def _leaves(self, job: Job, horizon: float) -> bool:
-        """Whether a job leaves memory with the next checkpoint: finished before ``horizon``, committed,
-        and not the job whose turn a restart needs to rebuild its level's order (``QueueState.keeps``)."""
-        if not (job.committed and job.terminal and (job.finished_at or 0) <= horizon):
-            return False
-        queue = self.queues.get(job.queue)
-        return queue is None or not queue.keeps(job)
+        horizon = time.time() - self.settings.retention
+        return any(j.committed and j.terminal and (j.finished_at or 0) <= horizon for j in self.jobs.values())
 
     def _snapshot(self) -> Cut:
-        """A checkpoint of memory now; finished jobs past their retention leave memory with it."""
+        """A checkpoint of memory now; finished jobs past their retention leave memory with it (the
+        queues' virtual times, which a restart cannot rebuild without them, are kept in it)."""
         horizon = time.time() - self.settings.retention
         live, evicted = [], []
         for job in list(self.jobs.values()):
             state = job_state(job)
-            if self._leaves(job, horizon):
+            if job.committed and job.terminal and (job.finished_at or 0) <= horizon:
                 evicted.append(state)
                 del self.jobs[job.id]
                 self._archiving[job.id] = job
             else:
                 live.append(state)
-        return Cut(jobs=live, evicted=evicted, seq=self._seq)
+        vtime = {q.name: times for q in self.queues.values() if (times := q.virtual_times())}
+        return Cut(jobs=live, evicted=evicted, seq=self._seq, vtime=vtime)
 
     def _checkpointed(self, cut: Cut, ok: bool) -> None:
         for state in cut.evicted:

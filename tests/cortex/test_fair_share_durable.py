@@ -235,8 +235,9 @@ def test_a_restart_keeps_the_virtual_time_of_a_level_whose_last_started_job_left
 ) -> None:
     """The job that set a level's virtual time (carol's hold) finished, and past its retention (0 s)
     a checkpoint would have let it leave memory while an urgent job holds the only slot and the
-    level's jobs wait. It stays, so that dave, who submits after the restart, is dealt the same turn
-    as live (the next round, after alice's and bob's first), not the one before everything."""
+    level's jobs wait. The level's virtual time is kept with the checkpoint, so that dave, who submits
+    after the restart, is dealt the same turn as live (the next round, after alice's and bob's
+    first), not the one before everything."""
 
     def queue_behind_urgent(cortex: PrivateCortex, gates: Path) -> None:
         _held(cortex, gates, "hold", "carol")
