@@ -267,11 +267,14 @@ class AdapterRouter:
         Redirects are not followed: an upstream could otherwise point the gateway at any address
         it can reach (its own dashboard, a cloud metadata service) and have the answer relayed.
         """
-        upstream = await self.session.post(
-            target.url(path), data=to_json(payload), headers={**headers, "content-type": "application/json"},
-            timeout=_client_timeout(timeout),
-            allow_redirects=False,
-        )  # fmt: skip
+        # The headers within the timeout, not each of their reads: an upstream dripping a header line now
+        # and then (each within ``sock_read``) held the request for as long as it liked.
+        async with _within(timeout):
+            upstream = await self.session.post(
+                target.url(path), data=to_json(payload), headers={**headers, "content-type": "application/json"},
+                timeout=_client_timeout(timeout),
+                allow_redirects=False,
+            )  # fmt: skip
         if upstream.status in RETRY_STATUSES or 300 <= upstream.status < 400:
             upstream.close()
             logger.info("relay: adapter %s answered %s for %s", target.name, upstream.status, path)
@@ -346,7 +349,9 @@ async def _relay_stream(upstream: aiohttp.ClientResponse, secrets: list[bytes], 
     An upstream that breaks off mid-stream (closes the connection, sends no chunk within the
     route's timeout) ends it with an OpenAI error event and ``[DONE]``, as a model's failing stream
     does: the answer started, so its status cannot change, and a stream cut without a word (and a
-    traceback in the gateway's log) left the client to guess."""
+    traceback in the gateway's log) left the client to guess. A line the upstream had not ended when
+    it broke off is not sent (``_held_back``): half a JSON chunk, ended as an event, made the openai
+    client raise a ``JSONDecodeError`` before it read the error event."""
     finished = False
     held = b""
     last = b"\n\n"  # the end of what the client was sent: an event boundary or not
@@ -354,12 +359,12 @@ async def _relay_stream(upstream: aiohttp.ClientResponse, secrets: list[bytes], 
         yield b""  # started by ClosingStream
         try:
             async for chunk in upstream.content.iter_any():
-                if not secrets:
-                    last = chunk[-2:] or last
+                if not secrets and not held and chunk[-1:] in _LINE_ENDS:  # whole lines (what upstreams flush)
+                    last = chunk[-2:]
                     yield chunk
                     continue
-                data = _redact(held + chunk, secrets)
-                keep = _secret_prefix(data, secrets)
+                data = _redact(held + chunk, secrets) if secrets else held + chunk
+                keep = _held_back(data, secrets)
                 held = data[len(data) - keep:] if keep else b""
                 if len(data) > keep:
                     last = data[: len(data) - keep][-2:]
@@ -367,7 +372,8 @@ async def _relay_stream(upstream: aiohttp.ClientResponse, secrets: list[bytes], 
             if held:
                 yield held
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            logger.info("relay: adapter %s broke off its stream (%s)", name, _failure(exc))
+            logger.info("relay: adapter %s broke off its stream (%s)%s", name, _failure(exc),
+                        f", {len(held)} bytes of a line not sent" if held else "")  # fmt: skip
             error = UpstreamError(f"adapter {name}: the upstream broke off its stream ({_failure(exc)}); the "
                                   "answer is incomplete")  # fmt: skip
             yield (b"" if last.endswith(b"\n\n") else b"\n\n") + b"data: " + dump_json(error.to_openai()) + b"\n\n"
@@ -394,6 +400,21 @@ def _redact(content: bytes, secrets: list[bytes]) -> bytes:
         if secret in content:
             content = content.replace(secret, b"[redacted]")
     return content
+
+
+_LINE_ENDS = (b"\n", b"\r")
+_MAX_PARTIAL_LINE = 1 << 16
+"""Bytes of a stream's unended line held back; a longer one (an event of megabytes) goes to the client as it comes."""
+
+
+def _held_back(data: bytes, secrets: list[bytes]) -> int:
+    """How many bytes at the end of ``data`` wait for the next chunk: the line not yet ended (up to
+    ``_MAX_PARTIAL_LINE``; a stream broken off then sends none of it), else the longest end that
+    begins one of ``secrets``."""
+    partial = len(data) - 1 - max(data.rfind(b"\n"), data.rfind(b"\r"))
+    if partial <= _MAX_PARTIAL_LINE:
+        return partial
+    return _secret_prefix(data, secrets) if secrets else 0
 
 
 def _secret_prefix(data: bytes, secrets: list[bytes]) -> int:

@@ -1,0 +1,161 @@
+"""An Adapter's upstream that misbehaves where the last walks did not look, met with the openai client.
+
+- An upstream that drips its response headers (a line now and then, each within the route's timeout)
+  held the request as long as it liked: aiohttp's ``sock_read`` bounds each read, not the headers,
+  and only a JSON answer's body was bounded as a whole. The headers must now arrive within the
+  route's timeout; the attempt is then retried and the fallback answers, as for any timeout.
+- A stream the upstream broke off in the middle of a line handed the client half a JSON chunk,
+  ended as an event: the openai client raised ``JSONDecodeError`` and never read the error event
+  after it. The unended line is now not sent; the client raises ``openai.APIError`` naming the
+  upstream's failure, after the chunks that came whole.
+
+The gateway's app (not started: no Ray) with an Adapter to a raw asyncio server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from relay_support import Upstream, UpstreamServer
+from starlette.testclient import TestClient
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+DRIP_S = 10.0  # how long the dripping upstream takes over its headers: ten times the route's timeout
+
+
+class RawUpstream:
+    """``with RawUpstream(handler) as port``: an asyncio server on 127.0.0.1 in a thread of its own,
+    answering each request with ``handler(reader, writer)``; ``requests`` counts them."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="raw-upstream")
+
+    def _run(self) -> None:
+        self._loop.run_until_complete(self._start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _start(self) -> None:
+        self.server = await asyncio.start_server(self._answer, "127.0.0.1", 0)
+        self.port = int(self.server.sockets[0].getsockname()[1])
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length"))  # fmt: skip
+        await reader.readexactly(length)
+        self.requests += 1
+        try:
+            await self.handler(reader, writer)
+        except ConnectionError:  # the gateway gave up on it
+            pass
+        finally:
+            writer.close()
+
+    def __enter__(self) -> int:
+        self._thread.start()
+        assert self._ready.wait(10), "the raw upstream did not start"
+        return self.port
+
+    def __exit__(self, *exc: Any) -> None:
+        async def stop() -> None:
+            self.server.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+async def _drip_headers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A 200 whose header lines come one every 0.2 s for ``DRIP_S`` seconds, then an answer."""
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+    for line in range(int(DRIP_S / 0.2)):
+        writer.write(b"x-drip-%d: y\r\n" % line)
+        await writer.drain()
+        await asyncio.sleep(0.2)
+    body = b'{"id": "up-1", "object": "chat.completion", "created": 0, "model": "m", "choices": []}'
+    writer.write(b"content-length: %d\r\n\r\n%s" % (len(body), body))
+    await writer.drain()
+
+
+def _event(text: str) -> bytes:
+    chunk = {"id": "up-1", "object": "chat.completion.chunk", "created": 0, "model": "m",
+             "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}  # fmt: skip
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+async def _cut_mid_line(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A stream: one event, then half the next one's line, then the connection closed."""
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+    for data in (_event("hello"), _event("world")[:30]):
+        writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+        await writer.drain()
+        await asyncio.sleep(0.1)  # separate reads at the gateway
+
+
+@pytest.fixture()
+def fallback() -> Iterator[Upstream]:
+    with UpstreamServer(Upstream("fallback")) as up:
+        yield up
+
+
+def _client(tmp_path: Path, port: int, fallback: Upstream) -> TestClient:
+    from mnemos.config import load_settings
+    from mnemos.engram import Engram
+    from mnemos.relay._edge import EdgeSeam
+    from mnemos.relay._gateway import Gateway
+    from mnemos.relay.ingress import create_app
+
+    settings = load_settings(engram={"uri": str(tmp_path / "engram")}, relay={"auth": False})
+    engram = Engram(str(tmp_path / "engram"))
+    gateway = Gateway(settings, engram, None)
+    adapters = {
+        "breaks": {"apiVersion": "genome.mnemos.dev/v1", "kind": "Adapter", "metadata": {"name": "breaks"},
+                   "spec": {"baseUrl": f"http://127.0.0.1:{port}/v1", "models": ["m"], "retries": 1,
+                            "fallback": "fallback", "routes": [{"match": "/v1/chat/completions", "timeout": "1s"}]}},
+        "fallback": {"apiVersion": "genome.mnemos.dev/v1", "kind": "Adapter", "metadata": {"name": "fallback"},
+                     "spec": {"baseUrl": fallback.url, "models": [], "retries": 0}},
+    }  # fmt: skip
+    gateway.apply({"version": 1, "models": {}, "adapters": adapters})
+    return TestClient(create_app(gateway, EdgeSeam(settings, engram)))
+
+
+def test_an_upstream_dripping_its_headers_is_cut_at_the_routes_timeout_and_the_fallback_answers(
+    tmp_path: Path, fallback: Upstream
+) -> None:
+    with RawUpstream(_drip_headers) as port, _client(tmp_path, port, fallback) as http:
+        client = openai.OpenAI(base_url="http://testserver/v1", api_key="k", http_client=http, max_retries=0)
+        started = time.monotonic()
+        answer = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        took = time.monotonic() - started
+    # two attempts (retries: 1) of 1 s each and a backoff, not two of the upstream's 10 s
+    assert took < DRIP_S / 2, f"the request took {took:.1f} s with a route timeout of 1 s"
+    assert [c.message.content for c in answer.choices] == ["fallback says hi"] and len(fallback.requests) == 1
+
+
+def test_a_stream_broken_off_mid_line_is_an_api_error_to_the_openai_client(tmp_path: Path, fallback: Upstream) -> None:
+    with RawUpstream(_cut_mid_line) as port, _client(tmp_path, port, fallback) as http:
+        client = openai.OpenAI(base_url="http://testserver/v1", api_key="k", http_client=http, max_retries=0)
+        read = []
+        with pytest.raises(openai.APIError) as failed:  # a JSONDecodeError before: half a chunk, as an event
+            for chunk in client.chat.completions.create(model="m", stream=True,
+                                                        messages=[{"role": "user", "content": "hi"}]):  # fmt: skip
+                read.append(chunk.choices[0].delta.content)
+    assert read == ["hello"]  # what came whole reached the client
+    assert "breaks: the upstream broke off its stream" in failed.value.message, failed.value.message
+    assert fallback.requests == []  # the answer had started: no fallback
