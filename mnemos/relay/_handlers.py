@@ -133,6 +133,14 @@ async def _first(stream: Any, model: str) -> tuple[GenerationChunk | None, bool]
         raise as_mnemos_error(exc, model=model) from None
 
 
+def _abandoned(ticket: Any) -> tuple[int, int]:
+    """What a request the client left after it was sent to an Adapter's upstream is charged: its
+    reservation (the prompt's estimate and the completion's ceiling). The upstream goes on with it,
+    and a request dropped just before its answer came was charged nothing: a key could spend past
+    its budget and tokens-per-minute limits that way, one large request after another."""
+    return ticket.prompt_estimate, max(0, ticket.reserved_tokens - ticket.prompt_estimate)
+
+
 async def _nothing() -> AsyncIterator[GenerationChunk]:
     return
     yield  # pragma: no cover - makes this an async generator
@@ -174,6 +182,7 @@ class Handlers:
         path = _PATHS[endpoint]
         tel = RequestTelemetry(path, "unknown", request.headers)
         status, tokens, handed_over, ticket, principal = 200, (0, 0), False, None, None
+        forwarded = False  # sent to an Adapter's upstream, which works on it whether or not the client stays
         try:
             principal = await self.edge.admit(request, "infer")
             tel.caller(principal)
@@ -190,6 +199,7 @@ class Handlers:
             if hit is not None:
                 return self._from_cache(hit, rid, route, principal, endpoint, tel)
             if route.serving == "adapter":
+                forwarded = True
                 with upstream_time(request):
                     response, adapter = await self.gateway.adapters.forward(
                         body.model, path, self.meter.upstream_body(body, sent, ticket), stream=body.stream)  # fmt: skip
@@ -231,6 +241,8 @@ class Handlers:
         except BaseException as exc:
             status = _status(exc)
             self.refused(request, exc, principal)
+            if forwarded and ticket is not None and isinstance(exc, asyncio.CancelledError):
+                tokens = _abandoned(ticket)
             raise
         finally:
             if not handed_over:
@@ -304,6 +316,7 @@ class Handlers:
         """``/v1/embeddings``: floats, or base64 of float32 (what the openai client asks by default)."""
         tel = RequestTelemetry(_PATHS["embeddings"], "unknown", request.headers)
         status, prompt_tokens, ticket, principal = 200, 0, None, None
+        forwarded = False
         try:
             principal = await self.edge.admit(request, "infer")
             tel.caller(principal)
@@ -319,6 +332,7 @@ class Handlers:
             if hit is not None:
                 return self._from_cache(hit, rid, route, principal, "embeddings", tel)
             if route.serving == "adapter":
+                forwarded = True
                 with upstream_time(request):
                     response, adapter = await self.gateway.adapters.forward(
                         body.model, _PATHS["embeddings"], sent, stream=False)  # fmt: skip
@@ -351,6 +365,8 @@ class Handlers:
         except BaseException as exc:
             status = _status(exc)
             self.refused(request, exc, principal)
+            if forwarded and ticket is not None and isinstance(exc, asyncio.CancelledError):
+                prompt_tokens = _abandoned(ticket)[0]
             raise
         finally:
             self.meter.settle(ticket, prompt_tokens, 0)  # once: an adapter's answer is settled already

@@ -37,3 +37,32 @@ def usage(gw: Any, key: str, **params: str) -> dict[str, Any]:
     response = httpx.get(f"{gw.url}/v1/usage", params=params, headers={"Authorization": f"Bearer {key}"}, timeout=30)
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
+
+
+class InProcessActor:
+    """The ``ratelimit`` actor's own class, called in this process (no Ray)."""
+
+    def __init__(self) -> None:
+        from mnemos.soul._ratelimit_actor import RateLimitService
+
+        self.service = RateLimitService.__ray_actor_class__()
+
+    def __getattr__(self, name: str) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(remote=getattr(self.service, name))
+
+
+def metered_gateway(root: Any) -> Any:
+    """A real ``Gateway`` (no controller) over an ENGRAM at ``root``, its ``Governor`` on an
+    ``InProcessActor``; ``settled`` is for a test's record of what each request was charged."""
+    from mnemos.config import load_settings
+    from mnemos.engram import Engram
+    from mnemos.relay._gateway import Gateway
+    from mnemos.soul.limits import Governor
+
+    engram = Engram(str(root))
+    gw = Gateway(load_settings(engram={"uri": engram.uri}), engram, controller=None)
+    gw.meter.governor = Governor(actor=InProcessActor())
+    gw.settled = []
+    return gw

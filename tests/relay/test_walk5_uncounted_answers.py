@@ -21,22 +21,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from metering_support import metered_gateway
 
 from mnemos.errors import BudgetExceededError
-from mnemos.soul._ratelimit_actor import RateLimitService
 
 TEXT = "x" * 8000  # 2,000 tokens at 4 bytes a token
 BUDGET = 5000  # tokens: two such answers fit, a third does not
-
-
-class InProcessActor:
-    """The ``ratelimit`` actor's own class, called in this process."""
-
-    def __init__(self) -> None:
-        self.service = RateLimitService.__ray_actor_class__()
-
-    def __getattr__(self, name: str) -> Any:
-        return SimpleNamespace(remote=getattr(self.service, name))
 
 
 def _chunk(delta: dict[str, Any] | None, usage: dict[str, int] | None = None) -> bytes:
@@ -83,16 +73,7 @@ def _upstream() -> web.Application:
 
 @pytest.fixture()
 def gateway(tmp_path: Path) -> Any:
-    from mnemos.config import load_settings
-    from mnemos.engram import Engram
-    from mnemos.relay._gateway import Gateway
-    from mnemos.soul.limits import Governor
-
-    engram = Engram(str(tmp_path / "engram"))
-    gw = Gateway(load_settings(engram={"uri": engram.uri}), engram, controller=None)
-    gw.meter.governor = Governor(actor=InProcessActor())
-    gw.settled = []  # (prompt, completion) of each request, as settled
-    return gw
+    return metered_gateway(tmp_path / "engram")
 
 
 def _caller(name: str) -> Any:
