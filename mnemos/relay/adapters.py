@@ -286,7 +286,7 @@ class AdapterRouter:
         if not stream or upstream.status >= 400:
             try:  # the whole body within the timeout too: an upstream dripping a byte a second held it for ever
                 async with _within(timeout):  # (not ``wait_for``: a task of its own for every answer)
-                    content = await upstream.read()
+                    content = await _read_within(upstream, _MAX_ANSWER_BYTES)
             finally:
                 upstream.release()
             # An upstream that echoes its request (a debugging proxy, an error page) must not hand our
@@ -338,6 +338,8 @@ def _failure(exc: BaseException) -> str:
         return "Timeout"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return "ConnectError"
+    if isinstance(exc, _TooLarge):
+        return str(exc)
     return type(exc).__name__
 
 
@@ -400,6 +402,33 @@ def _redact(content: bytes, secrets: list[bytes]) -> bytes:
         if secret in content:
             content = content.replace(secret, b"[redacted]")
     return content
+
+
+_MAX_ANSWER_BYTES = 256 << 20
+"""The largest JSON answer an upstream may send (decompressed): about 25 times OpenAI's largest
+embeddings answer. Past it the attempt fails, as a broken answer does, before the gateway's memory."""
+
+
+class _TooLarge(aiohttp.ClientPayloadError):
+    """An answer past ``_MAX_ANSWER_BYTES``: a failed attempt, said in its own words."""
+
+
+async def _read_within(upstream: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The answer's body, ``_TooLarge`` past ``limit`` bytes: a hostile or broken
+    upstream (a body of gigabytes, or a small gzip that inflates to them) must not fill the gateway's
+    memory. A body whose declared length is within the limit and not compressed is read at once."""
+    declared = upstream.content_length
+    if declared is not None and declared <= limit and "content-encoding" not in upstream.headers:
+        return await upstream.read()
+    if declared is not None and declared > limit:
+        raise _TooLarge(f"its answer declares {declared} bytes, more than the {limit} a gateway reads")
+    parts, size = [], 0
+    async for chunk in upstream.content.iter_chunked(1 << 20):
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge(f"its answer is more than the {limit} bytes a gateway reads")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 _LINE_ENDS = (b"\n", b"\r")

@@ -159,3 +159,58 @@ def test_a_stream_broken_off_mid_line_is_an_api_error_to_the_openai_client(tmp_p
     assert read == ["hello"]  # what came whole reached the client
     assert "breaks: the upstream broke off its stream" in failed.value.message, failed.value.message
     assert fallback.requests == []  # the answer had started: no fallback
+
+
+LIMIT = 1 << 20  # the gateway's limit on an answer, lowered for the test (256 MiB in production)
+
+
+def _big_answer(encoding: bytes, declared: bool) -> Handler:
+    """A 200 whose body inflates past ``LIMIT``: gzip (a bomb: 8 MiB of one JSON string, sent as a few
+    KB) or plain, with its length declared or chunked."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import gzip
+
+        body = b'{"id": "up-1", "object": "chat.completion", "created": 0, "model": "m", "choices": [], "x": "' + \
+            b"a" * (8 << 20) + b'"}'  # fmt: skip
+        if encoding:
+            body = gzip.compress(body)
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+        head += b"content-encoding: %s\r\n" % encoding if encoding else b""
+        if declared:
+            writer.write(head + b"content-length: %d\r\n\r\n" % len(body) + body)
+        else:
+            writer.write(head + b"transfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+        await writer.drain()
+
+    return answer
+
+
+@pytest.mark.parametrize(("encoding", "declared"), [(b"gzip", True), (b"", True), (b"", False)],
+                         ids=["gzip-bomb", "declared", "chunked"])  # fmt: skip
+def test_an_answer_past_the_limit_is_a_failed_attempt_not_the_gateways_memory(
+    tmp_path: Path, fallback: Upstream, monkeypatch: pytest.MonkeyPatch, encoding: bytes, declared: bool
+) -> None:
+    """``upstream.read()`` had no limit: a hostile upstream could hand the gateway gigabytes, or a
+    gzip of a few KB that inflates to them. Past the limit the attempt fails (retried, then the
+    fallback answers), naming why."""
+    import mnemos.relay.adapters as adapters
+
+    monkeypatch.setattr(adapters, "_MAX_ANSWER_BYTES", LIMIT)
+    with RawUpstream(_big_answer(encoding, declared)) as port, _client(tmp_path, port, fallback) as http, \
+            pytest.MonkeyPatch.context() as patch:  # fmt: skip
+        reads: list[int] = []
+        original = adapters._read_within
+
+        async def watched(upstream: Any, limit: int) -> bytes:
+            try:
+                return await original(upstream, limit)
+            except adapters._TooLarge as exc:
+                reads.append(limit)
+                raise exc
+
+        patch.setattr(adapters, "_read_within", watched)
+        client = openai.OpenAI(base_url="http://testserver/v1", api_key="k", http_client=http, max_retries=0)
+        answer = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    assert [c.message.content for c in answer.choices] == ["fallback says hi"] and len(fallback.requests) == 1
+    assert reads == [LIMIT, LIMIT]  # both attempts (retries: 1) refused the answer at the limit
