@@ -37,17 +37,21 @@ def shown_uri(uri: str) -> str:
 
 
 def shown_text(text: str) -> str:
-    """``text`` as a run shows it: a URL as ``shown_uri``, the ``user:password@`` of URLs in a longer text
-    masked."""
+    """``text`` as a run shows it: a URL as ``shown_uri``; in a longer text (``see https://h/x?token=abc``),
+    a URL whose query names a credential (``_query_credentials``) as ``shown_uri``, and the
+    ``user:password@`` of the others masked."""
     if URL.fullmatch(text):
         return shown_uri(text)
+    if "?" in text:
+        text = URL.sub(lambda m: shown_uri(m.group(0)) if _query_credentials(m.group(0)) else m.group(0), text)
     return redact_userinfo(text) if "@" in text else text
 
 
 def url_credentials(text: str) -> bool:
-    """Whether ``text`` may carry a URL's credentials: a ``user:password@``, or (a whole URL) a query, as a
-    presigned URL's signature. A run seals such a value where it is stored (``mnemos.synkron._state``);
-    a Pipeline may not write the narrower ``written_url_credentials``."""
+    """Whether ``text`` may carry a URL's credentials: a ``user:password@``, a query (a whole URL's: a
+    presigned URL's signature), or, in a longer text, a query parameter named like a credential. A run
+    seals such a value where it is stored (``mnemos.synkron._state``); a Pipeline may not write the
+    narrower ``written_url_credentials``."""
     return shown_text(text) != text
 
 
@@ -64,25 +68,37 @@ def _credential_key(key: str) -> bool:
     name = key.lower().replace("-", "_")
     if name in _SIGNATURE_KEYS or any(word in name for word in _SIGNATURE_WORDS):
         return True
-    return mask_secrets({key: 1}) != {key: 1}  # what lineage masks (token, api_key …)
+    return bool(mask_secrets({key: 1}) != {key: 1})  # what lineage masks (token, api_key …)
+
+
+_USERINFO = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://(?P<userinfo>[^/\s]+)@")
+"""A URL's ``user:password@`` (to the authority's last ``@``, as ``redact_userinfo`` masks it)."""
+
+
+def _query_credentials(url: str) -> bool:
+    """Whether the query of ``url`` has a parameter named like a credential (``_credential_key``) with a
+    value besides references to params a run seals (``_unsealed``: ``?access_token=${hf_token}`` writes
+    none)."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    try:
+        query = urlsplit(url).query
+    except ValueError:  # an invalid port or bracket: read no further
+        return False
+    return any(_credential_key(k) and _unsealed(v).strip() for k, v in parse_qsl(query, keep_blank_values=True))
 
 
 def written_url_credentials(text: str) -> bool:
     """Whether ``text`` writes a URL's credentials, as a Pipeline may not: a ``user:password@`` (or a
     user alone: a token can be one), or a query parameter named like a credential
-    (``_credential_key``). A plain query (``?download=true``, ``?revision=main``) is none."""
-    from urllib.parse import parse_qsl, urlsplit
-
-    if "@" in text and redact_userinfo(text) != text:
-        return True
-    for match in URL.finditer(text):
-        try:
-            query = urlsplit(match.group(0)).query
-        except ValueError:  # an invalid port or bracket: read no further
-            continue
-        if any(_credential_key(key) for key, _ in parse_qsl(query, keep_blank_values=True)):
+    (``_credential_key``), besides references to params a run seals (``_unsealed``:
+    ``https://${user}:${db_password}@host/x``, ``?access_token=${hf_token}``). A plain query
+    (``?download=true``, ``?revision=main``) is none."""
+    for match in _USERINFO.finditer(text) if "@" in text else ():
+        user, _, password = match.group("userinfo").partition(":")
+        if _unreferenced(user).strip() or _unsealed(password).strip():
             return True
-    return False
+    return any(_query_credentials(m.group(0)) for m in URL.finditer(text))
 
 
 _FILE_NAMED = re.compile(r"(?i:[_-](?:file|path|filename))$|(?<=[a-z0-9])(?:File|Path|FileName)$")
@@ -97,12 +113,38 @@ def _unreferenced(text: str) -> str:
     return VARIABLE.sub(lambda m: m.group(0) if m.group(1) else "", text)
 
 
+_FRAME_WORD = re.compile(r"(?i:bearer|basic|token)|--?[A-Za-z][\w-]*")
+_FRAME_SEPARATORS = re.compile(r"[\s:=,;'\"]+")
+
+
+def _framed(text: str) -> bool:
+    """Whether ``text`` (a value without its references to params a run seals, ``_unsealed``) is only
+    what may frame them as no credential: spaces and separators, an HTTP authorization scheme, a command
+    line's option (``Bearer ${api_token}``, ``--token=${hf_token}``, ``${aws_access_key}:${aws_secret}``).
+    Word by word, in linear time (a pattern with nested repeats took a minute on a 40-character text)."""
+    return all(_FRAME_WORD.fullmatch(word) for word in _FRAME_SEPARATORS.split(text) if word)
+
+
+def _unsealed(text: str) -> str:
+    """``text`` without its references to params named like credentials (``${hf_token}``,
+    ``${db.db_password}``, ``${secrets.hf}``): those a run seals; ``${tok}`` stays, as a run keeps its
+    value in clear."""
+    from mnemos.trace.lineage import mask_secrets
+
+    def sealed(name: str) -> bool:
+        return any(mask_secrets({part: 1}) != {part: 1} for part in name.split("."))
+
+    return VARIABLE.sub(lambda m: "" if not m.group(1) and sealed(m.group(2)) else m.group(0), text)
+
+
 def _in_clear(value: Any) -> bool:
     """Whether ``value`` writes something in clear, at any depth: a text with more than ``${name}``
-    references and spaces (but ``***``, as a reader is shown a masked value), or a number; not a flag,
-    ``null``, or empty."""
+    references (but ``***``, as a reader is shown a masked value, and what frames references to params
+    a run seals: ``_framed``), or a number; not a flag, ``null``, or empty."""
     if isinstance(value, str):
-        return value != "***" and bool(_unreferenced(value).strip())
+        rest = _unsealed(value)  # Bearer ${hf_token}: the run is given the token, and seals it
+        framed = rest != value and _framed(rest)
+        return value != "***" and bool(_unreferenced(value).strip()) and not framed
     if isinstance(value, dict):
         return any(_in_clear(v) for v in value.values())
     if isinstance(value, list):
@@ -142,7 +184,7 @@ def _credential_in(value: Any) -> tuple[str, str] | None:
             for i, (item, shown) in enumerate(zip(value, masked, strict=True)):
                 if (found := walk(item, shown, f"{where}[{i}]")) is not None:
                     return found
-        elif isinstance(value, str) and written_url_credentials(_unreferenced(value)):
+        elif isinstance(value, str) and written_url_credentials(value):
             return where, "url"
         return None
 

@@ -487,12 +487,11 @@ def applied_file(client: Any, pipeline: Pipeline, value: str) -> dict[str, Any] 
 
 
 def _without_userinfo(value: Any) -> Any:
-    """``value`` with the ``user:password@`` of every URL in its strings masked, and a string that is a
-    URL as ``shown_uri`` shows it (a presigned URL's query is a credential): lineage keeps them."""
+    """``value`` with every string as a run shows it (``shown_text``: the ``user:password@`` of every URL
+    masked, a string that is a URL as ``shown_uri`` shows it, and in a longer text a URL whose query
+    names a credential): lineage keeps them."""
     if isinstance(value, str):
-        if _state.URL.fullmatch(value):
-            return shown_uri(value)
-        return redact_userinfo(value) if "@" in value else value
+        return _state.shown_text(value)
     if isinstance(value, dict):
         return {k: _without_userinfo(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -8,6 +8,9 @@ would keep it so (a run seals the credentials passed to it, ``mnemos.synkron._st
 - A default of a param naming the file that holds a secret (``db_password_file: /run/secrets/db``)
   was refused as if it were the secret.
 - The check named the keys (``mask_secrets``) again at every level of the params: quadratic.
+- A scheme or an option around a param a run seals (``Authorization: "Bearer ${api_token}"``,
+  ``--token=${hf_token}``), and a URL whose credentials are such params (``?access_token=${hf_token}``),
+  were refused as credentials written in the pipeline.
 
 Each write refuses it (``mnemos validate``/``apply``, the Python API, ``PUT /apis/…``: 422) naming
 the field and the fix, never the value."""
@@ -101,6 +104,18 @@ REFUSED: dict[str, tuple[dict[str, Any], str, str]] = {
         "pipeline/dsig: spec.params.srcs[1]: the default is a URL with credentials",
         "spec.params.srcs[1]",
     ),
+    "step-url-beside-a-plain-reference": (  # a run keeps ${tok} in clear: only params named like credentials
+        pipeline("uref", python(source="https://data.example/p.jsonl?access_token=${tok}"), params={"tok": ""}),
+        "pipeline/uref: spec.steps[0] (p).params.source: a URL with credentials (user:password@, or a query "
+        f'parameter such as a token or a presigned URL\'s signature) written in the pipeline: {KEPT}; pass the URL '
+        'as a param (source: "${src}", with spec.params.src: "" and -p src=… at run time)',
+        "spec.steps[0].params.source",
+    ),
+    "step-env-framing-a-plain-reference": (
+        pipeline("bref", script(env=[{"name": "AUTHORIZATION", "value": "Bearer ${tok}"}]), params={"tok": ""}),
+        "pipeline/bref: spec.steps[0] (s).env[0].value: AUTHORIZATION is named like a credential",
+        "spec.steps[0].env[0].value",
+    ),
     "default-file-named-but-no-path": (  # a *_file param may default to a path, not to the secret
         pipeline("dfile", script(), params={"db_password_file": SECRET}),
         "pipeline/dfile: spec.params.db_password_file: a param named like a credential has a default: "
@@ -133,7 +148,9 @@ def test_every_write_refuses_a_credential_written_in_clear(tmp_path: Path, case:
         assert err.startswith(f"error: {message}") and SECRET not in out + err, err
 
 
-def test_put_refuses_it_with_422_naming_the_field(control: Any) -> None:
+def test_put_refuses_it_with_422_naming_the_field(ray_cluster: None, control: Any) -> None:
+    """(The session's Ray cluster first: the route applies through the ``genome`` actor, which would
+    otherwise start a cluster from the test client's worker thread, whose end takes Ray's processes with it.)"""
     base = "/apis/synkron.mnemos.dev/v1/pipelines"
     for case, (doc, message, param) in sorted(REFUSED.items()):
         answer = control.put(f"{base}/{doc['metadata']['name']}", json=doc)
@@ -154,11 +171,21 @@ ALLOWED = {
     "python params": python(token="${hf_token}", db={"db_password": "${db_password}", "host": "db1"},
                             passwordFile="./secrets/db.txt", bos_token="<s>", max_token=3, use_api_key=True,
                             source="https://data.example/p.jsonl", url="${src}"),  # fmt: skip
+    # what frames a param a run seals writes no credential (it was refused: "Bearer " was in clear)
+    "a framed reference": script(env=[{"name": "AUTHORIZATION", "value": "Bearer ${api_token}"},
+                                      {"name": "HF_TOKEN", "value": "--token=${hf_token}"},
+                                      {"name": "DB_PASSWORD", "value": "-p ${db_password}"}]),  # fmt: skip
+    "a framed reference in params": python(headers={"Authorization": "Bearer ${api_token}"}),
+    # a URL's credentials given by params a run seals (they were refused as written in the pipeline)
+    "a URL's credentials by reference": python(source="https://data.example/p.jsonl?access_token=${hf_token}",
+                                               db="postgres://${db_user}:${db_password}@db1/app",
+                                               signed="https://b.example/x?X-Amz-Signature=${aws_secret}"),  # fmt: skip
     # a query that carries no credential (a revision, a download flag) and a fragment are plain URLs
     "plain queries": python(source="https://data.example/p.jsonl?download=true&revision=main",
                             page="https://data.example/docs#usage"),  # fmt: skip
 }
-ALLOWED_DEFAULTS = {"hf_token": "", "db_password": None, "src": "https://data.example/p.jsonl?download=1",
+ALLOWED_DEFAULTS = {"hf_token": "", "db_password": None, "api_token": "", "db_user": "app", "aws_secret": "",
+                    "src": "https://data.example/p.jsonl?download=1",
                     "home": "/home/u",
                     "db_password_file": "/run/secrets/db", "db": {"admin_password_path": "~/.pgpass"},
                     "bos_token": "<s>", "limit": 3}  # fmt: skip
