@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -148,11 +149,14 @@ def event(node_id: str, type: EventType, *, parents: Iterable[str] = (), **attrs
     return {"id": node_id, "type": type, "ts": time.time(), "parents": list(parents), "attrs": _mask(attrs)}
 
 
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
 @functools.lru_cache(maxsize=4096)
 def _secret_name(key: str) -> bool:
     """Whether an attribute named ``key`` holds a secret (cached: the gateway masks the same few
     names on every request)."""
-    name = key.lower().replace("-", "_")
+    name = _CAMEL_HUMP.sub("_", key).lower().replace("-", "_")  # accessToken, hfToken: access_token, hf_token
     if not name or name in _NOT_SECRET_TOKENS:
         return False
     return name in _SECRET_NAMES or name.endswith(_SECRET_SUFFIXES) or any(w in name for w in _SECRET_WORDS)
