@@ -21,23 +21,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from metering_support import InProcessActor
 
 from mnemos.errors import UpstreamError
-from mnemos.soul._ratelimit_actor import RateLimitService
 
 SECRET = "sk-walk6-upstream-secret"
 HUGE = 3 << 20  # bytes of text in one event: more than the meter waits for (1 MiB)
 STATE: dict[str, Any] = {}  # between the upstream and the client, in one event loop
-
-
-class InProcessActor:
-    """The ``ratelimit`` actor's own class, called in this process."""
-
-    def __init__(self) -> None:
-        self.service = RateLimitService.__ray_actor_class__()
-
-    def __getattr__(self, name: str) -> Any:
-        return SimpleNamespace(remote=getattr(self.service, name))
 
 
 def _event(text: str) -> bytes:
