@@ -211,7 +211,7 @@ class SpanShipper(SpanProcessor):
         # Kept as its JSON (one bytes object) rather than the SDK's objects: a span object holds a dozen
         # containers the garbage collector tracks, and thousands of them waiting to be shipped made the
         # gateway's collections frequent and long (a pass of 2-4 ms every few hundred requests).
-        data = to_json(_span_dict(span))
+        data = to_json(_span_dict(span), fallback=str)  # (an attribute no JSON holds: its text)
         self.recent.append(data)
         pending = self._pending
         if len(pending) == pending.maxlen:
