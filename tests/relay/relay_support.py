@@ -271,3 +271,27 @@ class UpstreamServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.serving.__exit__(*exc)
+
+
+def adapter_app(root: Any, adapters: dict[str, dict[str, Any]], *, secrets: dict[tuple[str, str], str] | None = None
+                ) -> Any:  # fmt: skip
+    """A ``TestClient`` of the gateway's app (auth off, no Ray) over ENGRAM under ``root``, routing to
+    ``adapters`` (name -> Adapter ``spec``); ``secrets``: ``(name, key) -> value`` in the file store."""
+    from starlette.testclient import TestClient
+
+    from mnemos.config import load_settings
+    from mnemos.engram import Engram
+    from mnemos.relay._edge import EdgeSeam
+    from mnemos.relay._gateway import Gateway
+    from mnemos.relay.ingress import create_app
+    from mnemos.soul.secrets import secret_store
+
+    settings = load_settings(engram={"uri": str(root / "engram")}, relay={"auth": False})
+    for (name, key), value in (secrets or {}).items():
+        secret_store("file", settings).set(name, key, value)
+    engram = Engram(str(root / "engram"))
+    gateway = Gateway(settings, engram, None)
+    docs = {name: {"apiVersion": "genome.mnemos.dev/v1", "kind": "Adapter", "metadata": {"name": name}, "spec": spec}
+            for name, spec in adapters.items()}  # fmt: skip
+    gateway.apply({"version": 1, "models": {}, "adapters": docs})
+    return TestClient(create_app(gateway, EdgeSeam(settings, engram)))

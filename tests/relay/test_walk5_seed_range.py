@@ -20,8 +20,7 @@ from typing import Any
 
 import openai
 import pytest
-from relay_support import Upstream, UpstreamServer
-from starlette.testclient import TestClient
+from relay_support import Upstream, UpstreamServer, adapter_app
 
 
 @pytest.fixture()
@@ -32,19 +31,7 @@ def upstream() -> Iterator[Upstream]:
 
 @pytest.fixture()
 def client(tmp_path: Path, upstream: Upstream) -> Any:
-    from mnemos.config import load_settings
-    from mnemos.engram import Engram
-    from mnemos.relay._edge import EdgeSeam
-    from mnemos.relay._gateway import Gateway
-    from mnemos.relay.ingress import create_app
-
-    settings = load_settings(engram={"uri": str(tmp_path / "engram")}, relay={"auth": False})
-    engram = Engram(str(tmp_path / "engram"))
-    gateway = Gateway(settings, engram, None)
-    adapter = {"apiVersion": "genome.mnemos.dev/v1", "kind": "Adapter", "metadata": {"name": "up"},
-               "spec": {"baseUrl": upstream.url, "models": ["m"]}}  # fmt: skip
-    gateway.apply({"version": 1, "models": {}, "adapters": {"up": adapter}})
-    with TestClient(create_app(gateway, EdgeSeam(settings, engram))) as http:
+    with adapter_app(tmp_path, {"up": {"baseUrl": upstream.url, "models": ["m"]}}) as http:
         yield openai.OpenAI(base_url="http://testserver/v1", api_key="k", http_client=http, max_retries=0)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import openai
 import pytest
-from relay_support import Upstream, UpstreamServer
+from relay_support import Upstream, UpstreamServer, adapter_app
 from starlette.testclient import TestClient
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -115,24 +115,11 @@ def fallback() -> Iterator[Upstream]:
 
 
 def _client(tmp_path: Path, port: int, fallback: Upstream) -> TestClient:
-    from mnemos.config import load_settings
-    from mnemos.engram import Engram
-    from mnemos.relay._edge import EdgeSeam
-    from mnemos.relay._gateway import Gateway
-    from mnemos.relay.ingress import create_app
-
-    settings = load_settings(engram={"uri": str(tmp_path / "engram")}, relay={"auth": False})
-    engram = Engram(str(tmp_path / "engram"))
-    gateway = Gateway(settings, engram, None)
-    adapters = {
-        "breaks": {"apiVersion": "genome.mnemos.dev/v1", "kind": "Adapter", "metadata": {"name": "breaks"},
-                   "spec": {"baseUrl": f"http://127.0.0.1:{port}/v1", "models": ["m"], "retries": 1,
-                            "fallback": "fallback", "routes": [{"match": "/v1/chat/completions", "timeout": "1s"}]}},
-        "fallback": {"apiVersion": "genome.mnemos.dev/v1", "kind": "Adapter", "metadata": {"name": "fallback"},
-                     "spec": {"baseUrl": fallback.url, "models": [], "retries": 0}},
-    }  # fmt: skip
-    gateway.apply({"version": 1, "models": {}, "adapters": adapters})
-    return TestClient(create_app(gateway, EdgeSeam(settings, engram)))
+    return adapter_app(tmp_path, {
+        "breaks": {"baseUrl": f"http://127.0.0.1:{port}/v1", "models": ["m"], "retries": 1, "fallback": "fallback",
+                   "routes": [{"match": "/v1/chat/completions", "timeout": "1s"}]},
+        "fallback": {"baseUrl": fallback.url, "models": [], "retries": 0},
+    })  # fmt: skip
 
 
 def test_an_upstream_dripping_its_headers_is_cut_at_the_routes_timeout_and_the_fallback_answers(
