@@ -63,12 +63,10 @@ def _credential_key(key: str) -> bool:
     """Whether a query parameter named ``key`` carries a credential: a name lineage masks (``token``,
     ``api_key`` …) or a presigned URL's (``X-Amz-Signature``, ``X-Amz-Credential``, ``X-Goog-Signature``,
     Azure's ``sig``, ``Signature`` and ``AWSAccessKeyId`` of the older S3 form)."""
-    from mnemos.trace.lineage import mask_secrets
+    from mnemos.trace.lineage import secret_name
 
     name = key.lower().replace("-", "_")
-    if name in _SIGNATURE_KEYS or any(word in name for word in _SIGNATURE_WORDS):
-        return True
-    return bool(mask_secrets({key: 1}) != {key: 1})  # what lineage masks (token, api_key …)
+    return name in _SIGNATURE_KEYS or any(word in name for word in _SIGNATURE_WORDS) or secret_name(key)
 
 
 _USERINFO = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://(?P<userinfo>[^/\s]+)@")
@@ -129,10 +127,10 @@ def _unsealed(text: str) -> str:
     """``text`` without its references to params named like credentials (``${hf_token}``,
     ``${db.db_password}``, ``${secrets.hf}``): those a run seals; ``${tok}`` stays, as a run keeps its
     value in clear."""
-    from mnemos.trace.lineage import mask_secrets
+    from mnemos.trace.lineage import secret_name
 
     def sealed(name: str) -> bool:
-        return any(mask_secrets({part: 1}) != {part: 1} for part in name.split("."))
+        return any(secret_name(part) for part in name.split("."))
 
     return VARIABLE.sub(lambda m: "" if not m.group(1) and sealed(m.group(2)) else m.group(0), text)
 
@@ -166,29 +164,27 @@ def _credential_in(value: Any) -> tuple[str, str] | None:
     (``_in_clear``) under a key named like a credential (``hf_token``, ``db_password`` … at any depth:
     what lineage masks and a run seals), unless it is the path of the file holding it
     (``_names_a_path``); ``"url"``, a text with a URL's credentials (``written_url_credentials``) besides its
-    ``${name}`` references. One pass: ``mask_secrets`` names the keys once, walked beside ``value``."""
-    from mnemos.trace.lineage import mask_secrets
+    ``${name}`` references. One pass, each key named once (lineage's ``secret_name``)."""
+    from mnemos.trace.lineage import secret_name
 
-    def walk(value: Any, masked: Any, where: str) -> tuple[str, str] | None:
+    def walk(value: Any, where: str) -> tuple[str, str] | None:
         if isinstance(value, dict):
-            masked = masked if isinstance(masked, dict) else {}
             for key, item in value.items():
                 at = f"{where}.{key}" if where else str(key)
-                if masked.get(key) == "***":  # named like a credential: its whole value is one
+                if secret_name(str(key)):  # named like a credential: its whole value is one
                     if _in_clear(item) and not _names_a_path(str(key), item):
                         return at, "named"
-                elif (found := walk(item, masked.get(key), at)) is not None:
+                elif (found := walk(item, at)) is not None:
                     return found
         elif isinstance(value, list):
-            masked = masked if isinstance(masked, list) and len(masked) == len(value) else [None] * len(value)
-            for i, (item, shown) in enumerate(zip(value, masked, strict=True)):
-                if (found := walk(item, shown, f"{where}[{i}]")) is not None:
+            for i, item in enumerate(value):
+                if (found := walk(item, f"{where}[{i}]")) is not None:
                     return found
         elif isinstance(value, str) and written_url_credentials(value):
             return where, "url"
         return None
 
-    return walk(value, mask_secrets(value), "")
+    return walk(value, "")
 
 
 _KEPT = "the registry, and every run's stored document, would keep it in clear"

@@ -59,6 +59,7 @@ __all__ = [
     "render_tree",
     "request_event",
     "resolve",
+    "secret_name",
 ]
 
 LOG = "lineage"
@@ -153,7 +154,7 @@ _CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
 @functools.lru_cache(maxsize=4096)
-def _secret_name(key: str) -> bool:
+def secret_name(key: str) -> bool:
     """Whether an attribute named ``key`` holds a secret (cached: the gateway masks the same few
     names on every request)."""
     name = _CAMEL_HUMP.sub("_", key).lower().replace("-", "_")  # accessToken, hfToken: access_token, hf_token
@@ -167,7 +168,7 @@ def _mask(value: Any) -> Any:
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
-            if _secret_name(str(k)):
+            if secret_name(str(k)):
                 out[k] = "***"
             elif isinstance(v, (dict, list)):
                 out[k] = _mask(v)
