@@ -381,10 +381,7 @@ def _usage_of(content: bytes) -> tuple[int, int] | None:
     neither ``prompt_tokens`` nor ``completion_tokens`` (``{}``, ``total_tokens`` alone) counts
     nothing and was free: it is missing too. ``completion_tokens`` left out (embeddings) is
     ``total_tokens`` less the prompt, or 0; ``prompt_tokens`` left out is 0."""
-    try:
-        return _usage_in(from_json(content))
-    except ValueError:
-        return None
+    return _usage_in(_parsed(content))
 
 
 def _usage_in(answer: Any) -> tuple[int, int] | None:

@@ -463,22 +463,16 @@ def _secret_prefix(data: bytes, secrets: list[bytes]) -> int:
 def _passthrough(status: int, content: bytes, content_type: str | None) -> Response:
     """The upstream's answer; an error that is not in OpenAI's shape is wrapped in it, and a success
     whose body is not a JSON object is a 502 ``upstream_error`` (a client could not read it)."""
-    if status >= 400:
-        try:
-            body = from_json(content)
-            shaped = isinstance(body, dict) and isinstance(body.get("error"), dict)
-        except ValueError:
-            shaped = False
-        if not shaped:
-            text = content[:500].decode("utf-8", "replace")
-            error = {"message": f"upstream answered {status}: {text}", "type": "upstream_error", "param": None,
-                     "code": "upstream_error"}  # fmt: skip
-            return Response(dump_json({"error": error}), status_code=status, media_type="application/json")
-    try:  # an OpenAI answer is a JSON object: anything else (an HTML page, plain text) is the upstream's fault
+    try:
         answer = from_json(content)
     except ValueError:
         answer = None
-    if not isinstance(answer, dict):
+    if status >= 400 and not (isinstance(answer, dict) and isinstance(answer.get("error"), dict)):
+        text = content[:500].decode("utf-8", "replace")
+        error = {"message": f"upstream answered {status}: {text}", "type": "upstream_error", "param": None,
+                 "code": "upstream_error"}  # fmt: skip
+        return Response(dump_json({"error": error}), status_code=status, media_type="application/json")
+    if not isinstance(answer, dict):  # an OpenAI answer is a JSON object: anything else is the upstream's fault
         text = content[:200].decode("utf-8", "replace")
         error = {"message": f"upstream answered {status} with a body that is not a JSON object: {text}",
                  "type": "upstream_error", "param": None, "code": "upstream_error"}  # fmt: skip
