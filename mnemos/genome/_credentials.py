@@ -14,8 +14,8 @@ from typing import Any
 from mnemos.errors import redact_userinfo
 from mnemos.genome._shell import VARIABLE
 
-__all__ = ["URL", "credential_default", "shown_text", "shown_uri", "step_credential", "url_credentials",
-           "written_url_credentials"]  # fmt: skip
+__all__ = ["URL", "clear_reference", "credential_default", "shown_text", "shown_uri", "step_credential",
+           "url_credentials", "written_url_credentials"]  # fmt: skip
 
 URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S*")
 """A URL (a scheme, ``://``, to the next whitespace)."""
@@ -238,3 +238,54 @@ def step_credential(step: Any) -> tuple[str, str] | None:
                            f"give it from a secret ({secret}) or from a param ({fix})")  # fmt: skip
         return field, f"a param named like a credential has a value written in the pipeline: {_KEPT}; pass it ({fix})"
     return None
+
+
+def clear_reference(step: Any, params: Any) -> tuple[str, str] | None:
+    """The field of ``step`` (``env[0].value``, ``params.api_key``) named like a credential whose value
+    takes a run's param that the run keeps in clear (``HF_TOKEN: ${tok}``, with ``tok`` one of ``params``,
+    the Pipeline's declared params), and the error naming it and the fix, else ``None``. A run seals the
+    params named like credentials only (``mnemos.synkron._state.seal_params``): ``tok``'s value, the token,
+    would be in the run's stored state, its lineage and every backup. A reference to a param named like a
+    credential (``${hf_token}``), to a step's output or a builtin, or under a name for the file that holds
+    the secret (``*_FILE``: its path) is none."""
+    from mnemos.genome.pipeline import string_leaves
+    from mnemos.trace.lineage import secret_name
+
+    def plain(value: Any) -> str | None:
+        for text in string_leaves(value):
+            for match in VARIABLE.finditer(text):
+                name = match.group(2)
+                parts = name.split(".")
+                if not match.group(1) and parts[0] in params and not any(secret_name(part) for part in parts):
+                    return name
+        return None
+
+    def walk(value: Any, where: str) -> tuple[str, str, str] | None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                at = f"{where}.{key}" if where else str(key)
+                if secret_name(str(key)) and not _FILE_NAMED.search(str(key)):
+                    if (name := plain(item)) is not None:
+                        return at, str(key), name
+                elif (found := walk(item, at)) is not None:
+                    return found
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if (found := walk(item, f"{where}[{i}]")) is not None:
+                    return found
+        return None
+
+    fields = [(f"env[{j}].value", {var.name: var.value}) for j, var in enumerate(step.env) if var.value]
+    for field, value in [*fields, ("params", step.params)]:
+        found = walk(value, "")
+        if found is None:
+            continue
+        at, key, name = found
+        field = field if field.startswith("env") else f"{field}.{at}"
+        sealed = re.sub(r"\W", "_", key.lower())
+        return field, (f"{key} is named like a credential and takes ${{{name}}}, a param whose value a run keeps in "
+                       f"clear (its stored state, lineage and every backup would hold the credential): name the param "
+                       f"like a credential (spec.params.{sealed}, then ${{{sealed}}}), which a run seals, or give "
+                       f"{key} from a secret ({_SECRET_ENV.format(name=key)})")  # fmt: skip
+    return None
+

@@ -27,7 +27,15 @@ from pydantic_core import PydanticCustomError
 from mnemos._model import CoreModel, PositiveDuration, format_duration
 from mnemos.errors import ValidationError
 from mnemos.genome._base import ObjectMeta, Resource
-from mnemos.genome._credentials import URL, credential_default, shown_text, shown_uri, step_credential, url_credentials
+from mnemos.genome._credentials import (
+    URL,
+    clear_reference,
+    credential_default,
+    shown_text,
+    shown_uri,
+    step_credential,
+    url_credentials,
+)
 from mnemos.genome._shell import (
     VARIABLE,
     after_end_of_options,
@@ -485,7 +493,7 @@ def check_steps(pipeline: Pipeline) -> None:
             if PARAM_ALIASES.get(key, key) not in known:
                 message = f"{where}.params: unknown param {key!r} (known: {', '.join(known)})"
                 raise refuse(message, f"{path}.params.{key}")
-        credential = step_credential(step)
+        credential = step_credential(step) or clear_reference(step, params)
         if credential is not None:  # as a credential default: kept in the registry and every run's document
             written, message = credential
             raise refuse(f"{where}.{written}: {message}", f"{path}.{written}")

@@ -116,6 +116,21 @@ REFUSED: dict[str, tuple[dict[str, Any], str, str]] = {
         "pipeline/bref: spec.steps[0] (s).env[0].value: AUTHORIZATION is named like a credential",
         "spec.steps[0].env[0].value",
     ),
+    # a run seals only the params named like credentials: ${tok}'s value, the token, was stored in clear
+    "step-env-plain-reference": (
+        pipeline("plain", script(env=[{"name": "HF_TOKEN", "value": "${tok}"}]), params={"tok": ""}),
+        "pipeline/plain: spec.steps[0] (s).env[0].value: HF_TOKEN is named like a credential and takes ${tok}, a "
+        "param whose value a run keeps in clear (its stored state, lineage and every backup would hold the "
+        "credential): name the param like a credential (spec.params.hf_token, then ${hf_token}), which a run "
+        "seals, or give HF_TOKEN from a secret (env: [{name: HF_TOKEN, secretRef: {name: S, key: K}}])",
+        "spec.steps[0].env[0].value",
+    ),
+    "step-param-plain-reference": (
+        pipeline("pplain", python(db={"host": "db1", "db_password": "${conn.pw}"}), params={"conn": {"pw": ""}}),
+        "pipeline/pplain: spec.steps[0] (p).params.db.db_password: db_password is named like a credential and "
+        "takes ${conn.pw}, a param whose value a run keeps in clear",
+        "spec.steps[0].params.db.db_password",
+    ),
     "default-file-named-but-no-path": (  # a *_file param may default to a path, not to the secret
         pipeline("dfile", script(), params={"db_password_file": SECRET}),
         "pipeline/dfile: spec.params.db_password_file: a param named like a credential has a default: "
@@ -166,6 +181,8 @@ ALLOWED = {
     "a run's param": script(env=[{"name": "HF_TOKEN", "value": "${hf_token}"},
                                  {"name": "DB_PASSWORD", "value": " ${db_password} "}]),  # fmt: skip
     "an empty value": script(env=[{"name": "HF_TOKEN", "value": ""}, {"name": "API_KEY"}]),
+    # a step's output or a builtin is no param a run keeps: what it names is no credential of the caller's
+    "a step's output or a builtin": script(env=[{"name": "API_KEY", "value": "${RUN_ID}"}]),
     "a file's path": script(env=[{"name": "DB_PASSWORD_FILE", "value": "/run/secrets/db"},
                                  {"name": "SECRET_PATH", "value": "${home}/.secrets/s.txt"}]),  # fmt: skip
     "python params": python(token="${hf_token}", db={"db_password": "${db_password}", "host": "db1"},
