@@ -464,7 +464,7 @@ def _script_step(ctx: dict[str, Any], workdir: Path) -> dict[str, Any]:
         logger.warning("step %s: %s", step["name"], warnings[-1])
     timeout = step.get("timeout")
     if image and _container_runtime() is not None:
-        code, log = _run_in_image(image, script, env, cwd, timeout, secrets)
+        code, log = _run_in_image(image, script, env, cwd, timeout, secrets, wanted=_still_wanted(ctx))
     else:
         code, log = _run_script(script, env, cwd, timeout, secrets, wanted=_still_wanted(ctx))
     if code != 0:
@@ -603,14 +603,74 @@ class _Masker:
         return line
 
 
-def _run_in_image(image: str, script: str, env: dict[str, str], cwd: str, timeout: Any, secrets: list[str]
-                  ) -> tuple[int, str]:  # fmt: skip
-    """Run the script in a Ray task whose runtime env is the container ``image``."""
+def _run_in_image(image: str, script: str, env: dict[str, str], cwd: str, timeout: Any, secrets: list[str],
+                  wanted: Any = None) -> tuple[int, str]:  # fmt: skip
+    """Run the script in a Ray task whose runtime env is the container ``image`` (:func:`_run_script`
+    there). It stops as a script on the worker does: when the job is cancelled (the exception raised
+    in this thread, which waits in short steps so that one can be) and when ``wanted()`` turns false
+    (the run cancelled the step). It used to go on in its container, the run long over."""
     import ray
 
-    task = ray.remote(num_cpus=0.25, runtime_env={"image_uri": image})(_run_script)
+    task = ray.remote(num_cpus=0.25, runtime_env=_image_env(image))(_run_script_in_task)
     inside = {k: v for k, v in env.items() if k not in ("PATH", "HOME")}  # the image has its own
-    return ray.get(task.remote(script, inside, "/tmp", timeout, secrets))  # type: ignore[no-any-return]
+    ref = task.remote(script, inside, "/tmp", timeout, secrets)
+    try:
+        while not ray.wait([ref], timeout=_WANTED_CHECK_S)[0]:
+            if wanted is not None and not wanted():
+                _stop_task(ref)
+                return 137, "stopped: the step was cancelled"
+    except BaseException:
+        _stop_task(ref)
+        raise
+    return ray.get(ref)  # type: ignore[no-any-return]
+
+
+def _run_script_in_task(script: str, env: dict[str, str], cwd: str, timeout: Any, secrets: list[str]
+                        ) -> tuple[int, str]:  # fmt: skip
+    """:func:`_run_script` in a task that its cancel stops: the script runs from a thread while the
+    task's own waits in one-second steps, so that the ``KeyboardInterrupt`` a cancel raises there is
+    raised at once (a read of the script's output blocks in C until the script writes), and the
+    script's process group is killed then."""
+    unwanted = threading.Event()
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["result"] = _run_script(script, env, cwd, timeout, secrets, wanted=lambda: not unwanted.is_set())
+        except BaseException as exc:  # noqa: BLE001 - raised in the task's thread below
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, name="synkron-step-script", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(1.0)
+    except BaseException:
+        unwanted.set()
+        thread.join(_WANTED_CHECK_S + 5)
+        raise
+    if "error" in out:
+        raise out["error"]
+    return out["result"]  # type: ignore[no-any-return]
+
+
+def _image_env(image: str) -> dict[str, Any]:
+    """The runtime env of a step's task in the container ``image`` (Ray runs it with podman)."""
+    return {"image_uri": image}
+
+
+_STOP_GRACE_S = 10.0
+
+
+def _stop_task(ref: Any) -> None:
+    """Stop a running :func:`_run_script_in_task` task: cancelled, it kills its script's process
+    group; one still running ``_STOP_GRACE_S`` later is killed with its worker (in a container, the
+    container)."""
+    import ray
+
+    ray.cancel(ref)
+    if not ray.wait([ref], timeout=_STOP_GRACE_S)[0]:
+        ray.cancel(ref, force=True)
 
 
 # -- a built-in python step ---------------------------------------------------------------------
