@@ -15,7 +15,7 @@ from mnemos.errors import redact_userinfo
 from mnemos.genome._shell import VARIABLE
 
 __all__ = ["URL", "clear_reference", "credential_default", "shown_text", "shown_uri", "step_credential",
-           "url_credentials", "written_url_credentials"]  # fmt: skip
+           "string_leaves", "url_credentials", "written_url_credentials"]  # fmt: skip
 
 URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S*")
 """A URL (a scheme, ``://``, to the next whitespace)."""
@@ -248,7 +248,6 @@ def clear_reference(step: Any, params: Any) -> tuple[str, str] | None:
     would be in the run's stored state, its lineage and every backup. A reference to a param named like a
     credential (``${hf_token}``), to a step's output or a builtin, or under a name for the file that holds
     the secret (``*_FILE``: its path) is none."""
-    from mnemos.genome.pipeline import string_leaves
     from mnemos.trace.lineage import secret_name
 
     def plain(value: Any) -> str | None:
@@ -289,3 +288,10 @@ def clear_reference(step: Any, params: Any) -> tuple[str, str] | None:
                        f"{key} from a secret ({_SECRET_ENV.format(name=key)})")  # fmt: skip
     return None
 
+
+def string_leaves(value: Any) -> list[str]:
+    """Every string of a (nested) value: itself, or those of a dict's values and a list's items."""
+    if isinstance(value, str):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return [s for item in items for s in string_leaves(item)]

@@ -34,6 +34,7 @@ from mnemos.genome._credentials import (
     shown_text,
     shown_uri,
     step_credential,
+    string_leaves,
     url_credentials,
 )
 from mnemos.genome._shell import (
@@ -370,14 +371,6 @@ def _input_values(pipeline: Pipeline) -> list[tuple[int, str, str]]:
             leaves = [put_in(v) for v in string_leaves(step.params)]
             values.extend((i, "params", v) for v in leaves if v.endswith(DATA_SUFFIXES))
     return values
-
-
-def string_leaves(value: Any) -> list[str]:
-    """Every string of a (nested) value: itself, or those of a dict's values and a list's items."""
-    if isinstance(value, str):
-        return [value]
-    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-    return [s for item in items for s in string_leaves(item)]
 
 
 def with_local_files(pipeline: Pipeline, folder: Path) -> Pipeline:
