@@ -77,7 +77,8 @@ def build_app(args: dict[str, Any] | Settings | None = None) -> Any:
             overrides["engram"] = store
         settings = load_settings(**overrides)
     engram = Engram.from_settings(settings)
-    options: dict[str, Any] = {"num_replicas": args.get("num_replicas", 1)}
+    options: dict[str, Any] = {"num_replicas": args.get("num_replicas", 1),
+                               "logging_config": {"enable_access_log": settings.relay.access_log}}  # fmt: skip
     if args.get("num_cpus") is not None:
         options["ray_actor_options"] = {"num_cpus": float(args["num_cpus"])}
     return RelayIngress.options(**options).bind(  # type: ignore[attr-defined]

@@ -29,6 +29,19 @@ def test_build_app_rejects_unknown_arguments() -> None:
     assert err.value.param == "args.engram_url"
 
 
+def test_serves_access_log_line_per_request_is_off_unless_asked(tmp_path: Path) -> None:
+    """Serve writes an access log line for each request (about 25 µs of the replica's CPU); the
+    gateway records every request in lineage and /metrics, so its deployment turns the line off
+    unless ``relay.accessLog`` asks for it. The deployment's own ``logging_config`` in a Serve
+    config still wins (Serve's rule)."""
+    from mnemos.relay import build_app
+
+    for settings, enabled in (({}, False), ({"relay": {"accessLog": True}}, True)):
+        app = build_app({"engram_uri": str(tmp_path / "engram"), "settings": settings})
+        logging_config = app._bound_deployment._deployment_config.logging_config
+        assert logging_config["enable_access_log"] is enabled, (settings, logging_config)
+
+
 def test_serve_config_application_serves_with_auth_on(relay: Relay) -> None:
     """The YAML's application, built by its import_path with its args (engram pointed at ours)."""
     from ray import serve
