@@ -132,13 +132,16 @@ class Target:
                 start = time.perf_counter()
                 conn.request("POST", self.path, body, self.headers)
                 response = conn.getresponse()
-                if stream:
-                    first = response.read1(1)
-                    out.append(time.perf_counter() - start)
-                    data = first + response.read()
-                else:
-                    data = response.read()
-                    out.append(time.perf_counter() - start)
+                try:
+                    if stream:
+                        first = response.read1(1)
+                        out.append(time.perf_counter() - start)
+                        data = first + response.read()
+                    else:
+                        data = response.read()
+                        out.append(time.perf_counter() - start)
+                except http.client.HTTPException as exc:  # say whose answer broke off
+                    raise RuntimeError(f"{self.name}: HTTP {response.status}, answer cut short: {exc!r}") from exc
                 if response.status != 200:
                     raise RuntimeError(f"{self.name}: HTTP {response.status}: {data[:300]!r}")
                 overhead = response.getheader("x-mnemos-overhead-ms")

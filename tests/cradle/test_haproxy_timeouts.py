@@ -285,7 +285,8 @@ def test_a_client_cannot_choose_the_address_and_scheme_the_replica_sees(tmp_path
     unknown keys (401 ×35, no 429) and wrote those addresses into the audit. HAProxy now sets both,
     unless the connection comes from a proxy listed in FORWARDED_ALLOW_IPS (as uvicorn reads it)."""
     forged = (b"GET /headers HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Forwarded-For: 10.9.35.7\r\n"
-              b"X-Forwarded-For: 10.9.35.8\r\nX-Forwarded-Proto: https\r\n\r\n")  # fmt: skip
+              b"X-Forwarded-For: 10.9.35.8\r\nX-Forwarded-Proto: https\r\nX-Request-Disconnect-Disabled: ?0\r\n"
+              b"\r\n")  # fmt: skip
 
     def seen(forwarded_allow_ips: str | None) -> dict[str, str]:
         """The headers the replica gets from HAProxy run with ``FORWARDED_ALLOW_IPS`` (None: unset)."""
@@ -303,6 +304,8 @@ def test_a_client_cannot_choose_the_address_and_scheme_the_replica_sees(tmp_path
     for untrusted in (None, "10.0.0.0/8, 192.0.2.1", "", "unix:/run/lb.sock"):  # the client is 127.0.0.1
         headers = seen(untrusted)
         assert (headers["x-forwarded-for"], headers["x-forwarded-proto"]) == ("127.0.0.1", "http"), untrusted
+        # Serve hands each request on unwatched: the gateway's edge watches the client (relay._edge.ClientWatch)
+        assert headers["x-request-disconnect-disabled"] == "?1", headers
     # A load balancer on this machine, listed as uvicorn's FORWARDED_ALLOW_IPS lists it: what it sends is kept.
     for trusted in ("127.0.0.0/8", "192.0.2.1,127.0.0.1", "*"):
         headers = seen(trusted)

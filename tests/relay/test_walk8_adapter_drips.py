@@ -16,69 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
-from relay_support import Upstream, UpstreamServer, adapter_app
+from relay_support import Handler, RawUpstream, Upstream, UpstreamServer, adapter_app
 from starlette.testclient import TestClient
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 DRIP_S = 10.0  # how long the dripping upstream takes over its headers: ten times the route's timeout
-
-
-class RawUpstream:
-    """``with RawUpstream(handler) as port``: an asyncio server on 127.0.0.1 in a thread of its own,
-    answering each request with ``handler(reader, writer)``; ``requests`` counts them."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.requests = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="raw-upstream")
-
-    def _run(self) -> None:
-        self._loop.run_until_complete(self._start())
-        self._ready.set()
-        self._loop.run_forever()
-
-    async def _start(self) -> None:
-        self.server = await asyncio.start_server(self._answer, "127.0.0.1", 0)
-        self.port = int(self.server.sockets[0].getsockname()[1])
-
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length"))  # fmt: skip
-        await reader.readexactly(length)
-        self.requests += 1
-        try:
-            await self.handler(reader, writer)
-        except ConnectionError:  # the gateway gave up on it
-            pass
-        finally:
-            writer.close()
-
-    def __enter__(self) -> int:
-        self._thread.start()
-        assert self._ready.wait(10), "the raw upstream did not start"
-        return self.port
-
-    def __exit__(self, *exc: Any) -> None:
-        async def stop() -> None:
-            self.server.close()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
 
 
 async def _drip_headers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
