@@ -132,6 +132,9 @@ seccompProfile:
 # Replicas answer each other over gRPC in this mode: 128 MiB per answer, not gRPC's 4 MiB.
 - name: RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH
   value: "134217728"
+# Serve's per-request HTTP metrics from the replica, not parsed from HAProxy's per-request log by a Python actor.
+- name: RAY_SERVE_HAPROXY_METRICS_ENABLED
+  value: "0"
 {{- end }}
 {{- with .Values.engram.objectStore.endpoint }}
 - name: AWS_ENDPOINT_URL
