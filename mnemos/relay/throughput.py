@@ -2,9 +2,10 @@
 
 Serve reads two variables when its controller, proxies and replicas start: HAProxy as the HTTP
 ingress, and replicas talking gRPC to each other (Ray ≥ 2.56, "Enable High Throughput on Ray
-Serve"); MNEMOS adds two more (:data:`HIGH_THROUGHPUT_ENV`). They must be in the environment of the Ray cluster's processes before Serve starts:
-``mnemos up`` passes them to the head it starts; the KubeRay manifests and the Helm chart set
-them on every Ray container; ``serve run`` and an embedded cluster take them from the shell.
+Serve"); MNEMOS adds two more (:data:`HIGH_THROUGHPUT_ENV`). They must be in the environment of
+the Ray cluster's processes before Serve starts: ``mnemos up`` passes them to the head it starts;
+the KubeRay manifests and the Helm chart set them on every Ray container; ``serve run`` and an
+embedded cluster take them from the shell.
 On this machine the mode took a trivial Serve deployment from 4.35 ms to 0.83 ms p50 (see
 ``benchmarks/gateway_peers.py``).
 
