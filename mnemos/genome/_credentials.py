@@ -9,13 +9,16 @@ params (``mnemos.synkron._state``), and shows URLs as ``shown_uri`` does.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from mnemos.errors import redact_userinfo
 from mnemos.genome._shell import VARIABLE
 
 __all__ = ["URL", "clear_reference", "credential_default", "shown_text", "shown_uri", "step_credential",
            "string_leaves", "url_credentials", "written_url_credentials"]  # fmt: skip
+
+T = TypeVar("T")
 
 URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S*")
 """A URL (a scheme, ``://``, to the next whitespace)."""
@@ -165,26 +168,35 @@ def _credential_in(value: Any) -> tuple[str, str] | None:
     what lineage masks and a run seals), unless it is the path of the file holding it
     (``_names_a_path``); ``"url"``, a text with a URL's credentials (``written_url_credentials``) besides its
     ``${name}`` references. One pass, each key named once (lineage's ``secret_name``)."""
+
+    def named(key: str, item: Any) -> str | None:
+        return "named" if _in_clear(item) and not _names_a_path(key, item) else None
+
+    return _first_under_names(value, named, lambda text: "url" if written_url_credentials(text) else None)
+
+
+def _first_under_names(value: Any, named: Callable[[str, Any], T | None], unnamed: Callable[[str], T | None],
+                       where: str = "") -> tuple[str, T] | None:  # fmt: skip
+    """The first answer in ``value``, at any depth, with its path (``db.db_password``, ``urls[1]``):
+    ``named(key, item)`` for each key named like a credential (lineage's ``secret_name``: its whole
+    value is one), ``unnamed(text)`` for each string elsewhere. Each key is named once."""
     from mnemos.trace.lineage import secret_name
 
-    def walk(value: Any, where: str) -> tuple[str, str] | None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                at = f"{where}.{key}" if where else str(key)
-                if secret_name(str(key)):  # named like a credential: its whole value is one
-                    if _in_clear(item) and not _names_a_path(str(key), item):
-                        return at, "named"
-                elif (found := walk(item, at)) is not None:
-                    return found
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if (found := walk(item, f"{where}[{i}]")) is not None:
-                    return found
-        elif isinstance(value, str) and written_url_credentials(value):
-            return where, "url"
-        return None
-
-    return walk(value, "")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            at = f"{where}.{key}" if where else str(key)
+            if secret_name(str(key)):
+                if (answer := named(str(key), item)) is not None:
+                    return at, answer
+            elif (found := _first_under_names(item, named, unnamed, at)) is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if (found := _first_under_names(item, named, unnamed, f"{where}[{i}]")) is not None:
+                return found
+    elif isinstance(value, str) and (answer := unnamed(value)) is not None:
+        return where, answer
+    return None
 
 
 _KEPT = "the registry, and every run's stored document, would keep it in clear"
@@ -259,27 +271,16 @@ def clear_reference(step: Any, params: Any) -> tuple[str, str] | None:
                     return name
         return None
 
-    def walk(value: Any, where: str) -> tuple[str, str, str] | None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                at = f"{where}.{key}" if where else str(key)
-                if secret_name(str(key)) and not _FILE_NAMED.search(str(key)):
-                    if (name := plain(item)) is not None:
-                        return at, str(key), name
-                elif (found := walk(item, at)) is not None:
-                    return found
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if (found := walk(item, f"{where}[{i}]")) is not None:
-                    return found
-        return None
+    def taken(key: str, item: Any) -> tuple[str, str] | None:
+        name = None if _FILE_NAMED.search(key) else plain(item)
+        return None if name is None else (key, name)
 
     fields = [(f"env[{j}].value", {var.name: var.value}) for j, var in enumerate(step.env) if var.value]
     for field, value in [*fields, ("params", step.params)]:
-        found = walk(value, "")
+        found = _first_under_names(value, taken, lambda text: None)
         if found is None:
             continue
-        at, key, name = found
+        at, (key, name) = found
         field = field if field.startswith("env") else f"{field}.{at}"
         sealed = re.sub(r"\W", "_", key.lower())
         return field, (f"{key} is named like a credential and takes ${{{name}}}, a param whose value a run keeps in "
