@@ -222,6 +222,31 @@ def test_ray_cluster_shape() -> None:
         assert {name: env.get(name) for name in HIGH_THROUGHPUT_ENV} == HIGH_THROUGHPUT_ENV, group.get("groupName")
 
 
+def test_a_settings_only_upgrade_rolls_the_ray_pods() -> None:
+    """The Ray pods read the settings ($MNEMOS_CONFIG, the settings ConfigMap) when they start: a
+    `helm upgrade` that changed only settings left every pod on the old ones until someone restarted
+    them. Each Ray pod template now carries the settings' digest, so KubeRay rolls the RayService to a
+    new cluster (and a KEDA pool's Deployment its pods); a change elsewhere leaves the digest as it is."""
+
+    def digests(*sets: str) -> set[str]:
+        templates = []
+        for keda in ("false", "true"):  # the pools' pods from KubeRay's worker groups, or KEDA's Deployments
+            objects = helm_template(sets=(f"neuron.keda.enabled={keda}", *sets))
+            cluster = cluster_specs(one(objects, "RayService"))
+            pools = [d["spec"]["template"] for d in by_kind(objects, "Deployment")]
+            templates += [t for t in pools if t["metadata"]["labels"].get("mnemos.dev/scaled-by") == "keda"]
+            templates += [cluster["headGroupSpec"]["template"],
+                          *(g["template"] for g in cluster.get("workerGroupSpecs", []))]  # fmt: skip
+        assert len(templates) >= 6, len(templates)  # two heads, the worker groups and the KEDA pools
+        return {t["metadata"]["annotations"]["checksum/settings"] for t in templates}
+
+    before = digests()
+    assert len(before) == 1
+    assert digests("soul.policies.tokenTTL=7200") != before  # a setting: every Ray pod rolls
+    assert digests("relay.ingress.hosts[0]=api.example.org") == before  # not a setting: none does
+    assert digests("trace.metrics.prometheus.scrape=false") == before
+
+
 def test_dev_values_fit_a_laptop() -> None:
     objects = helm_template("values-dev.yaml")
     cluster = cluster_specs(one(objects, "RayService"))

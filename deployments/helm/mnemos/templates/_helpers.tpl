@@ -285,9 +285,13 @@ applications:
 {{- end -}}
 
 {{/* Prometheus annotations on Ray pods (trace.metrics.prometheus.scrape). */}}
-{{- define "mnemos.scrapeAnnotations" -}}
-{{- if .Values.trace.metrics.prometheus.scrape -}}
+{{- /* A Ray pod's annotations: the digest of the settings it reads (a settings-only `helm upgrade` changes
+  the pod template, so KubeRay rolls a RayService to a new cluster and a KEDA pool's Deployment rolls its
+  pods: they read $MNEMOS_CONFIG only when they start), and Prometheus' scrape hints when asked. */ -}}
+{{- define "mnemos.podAnnotations" -}}
 annotations:
+  checksum/settings: {{ include (print .Template.BasePath "/configmap-settings.yaml") . | sha256sum }}
+{{- if .Values.trace.metrics.prometheus.scrape }}
   prometheus.io/scrape: "true"
   prometheus.io/port: {{ .Values.kuberay.metricsPort | quote }}
   prometheus.io/path: /metrics

@@ -61,7 +61,7 @@ headGroupSpec:
       labels:
         {{- include "mnemos.podLabels" $root | nindent 8 }}
         app.kubernetes.io/component: ray-head
-      {{- with include "mnemos.scrapeAnnotations" $root }}{{ . | nindent 6 }}{{ end }}
+      {{- include "mnemos.podAnnotations" $root | nindent 6 }}
     spec:
       serviceAccountName: {{ include "mnemos.serviceAccountName" $root }}
       automountServiceAccountToken: {{ $v.kuberay.autoscaling.enabled }}

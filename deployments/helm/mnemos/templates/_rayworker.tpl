@@ -72,7 +72,7 @@ metadata:
     {{- if $start }}
     mnemos.dev/scaled-by: keda
     {{- end }}
-  {{- with include "mnemos.scrapeAnnotations" $root }}{{ . | nindent 2 }}{{ end }}
+  {{- include "mnemos.podAnnotations" $root | nindent 2 }}
 spec:
   {{- if $start }}
   terminationGracePeriodSeconds: {{ int ($v.neuron.keda.terminationGracePeriodSeconds | default 60) }}
