@@ -12,14 +12,16 @@ import abc
 import contextlib
 import json
 import os
+import random
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 from mnemos._deps import require
 from mnemos.config import default_home
-from mnemos.errors import BadRequestError, NotFoundError, UnavailableError, ValidationError
+from mnemos.errors import BadRequestError, ConflictError, NotFoundError, UnavailableError, ValidationError
 from mnemos.soul._crypto import decrypt, encrypt, write_private_file
 
 __all__ = [
@@ -103,30 +105,38 @@ class _WholeSecretStore(SecretStore):
             raise self._missing(name, key)
         return str(data[key])
 
-    def set(self, name: str, key: str, value: str) -> None:
-        check_secret_name(key, "key")
+    def _change(self, name: str, change: Callable[[dict[str, str] | None], dict[str, str]]) -> None:
+        """Write ``change(keys)`` as the secret (``None``: it does not exist; an empty result removes it),
+        read and written under ``_lock``."""
         with self._lock():
             try:
-                data = self._read(name)
+                data: dict[str, str] | None = self._read(name)
             except NotFoundError:
-                data = {}
-            data[key] = value
-            self._write(name, data)
+                data = None
+            changed = change(data)
+            if changed:
+                self._write(name, changed)
+            else:
+                self._remove(name)
+
+    def set(self, name: str, key: str, value: str) -> None:
+        check_secret_name(key, "key")
+        self._change(name, lambda data: {**(data or {}), key: value})
 
     def delete(self, name: str, key: str | None = None) -> None:
         if key is None:
             self._remove(name)
             return
         check_secret_name(key, "key")
-        with self._lock():
-            data = self._read(name)
+
+        def without(data: dict[str, str] | None) -> dict[str, str]:
+            if data is None:
+                raise self._missing(name)
             if key not in data:
                 raise self._missing(name, key)
-            del data[key]
-            if data:
-                self._write(name, data)
-            else:
-                self._remove(name)
+            return {k: v for k, v in data.items() if k != key}
+
+        self._change(name, without)
 
 
 class FileSecretStore(_WholeSecretStore):
@@ -224,6 +234,10 @@ class EnvSecretStore(SecretStore):
         return [s[len(stem) :] for s in suffixes if s.startswith(stem) and len(s) > len(stem)]
 
 
+_CAS_TRIES = 16
+"""How often a Vault write is read and changed again when other writers of the secret got in first."""
+
+
 class VaultSecretStore(_WholeSecretStore):
     """HashiCorp Vault KV v2 (``pip install 'mnemos[vault]'``): secret ``name`` is the KV path
     under ``soul.vault.mount``; its keys are the data fields. Token from ``VAULT_TOKEN``."""
@@ -240,6 +254,10 @@ class VaultSecretStore(_WholeSecretStore):
         return self.client.secrets.kv.v2
 
     def _read(self, name: str) -> dict[str, str]:
+        return self._versioned(name)[0]
+
+    def _versioned(self, name: str) -> tuple[dict[str, str], int]:
+        """The secret's keys and its KV version; ``NotFoundError`` when it does not exist."""
         import hvac.exceptions
 
         try:
@@ -249,11 +267,44 @@ class VaultSecretStore(_WholeSecretStore):
         except hvac.exceptions.InvalidPath:
             raise self._missing(name) from None
         except hvac.exceptions.VaultError as exc:
-            raise UnavailableError(f"vault at {self.address}: {type(exc).__name__}", param="soul.vault") from None
-        return dict(response["data"]["data"])
+            raise self._unavailable(exc) from None
+        return dict(response["data"]["data"]), int(response["data"]["metadata"]["version"])
 
-    def _write(self, name: str, data: dict[str, str]) -> None:
-        self._kv().create_or_update_secret(path=check_secret_name(name), secret=data, mount_point=self.mount)
+    def _unavailable(self, exc: Exception) -> UnavailableError:
+        return UnavailableError(f"vault at {self.address}: {type(exc).__name__}", param="soul.vault")
+
+    def _write(self, name: str, data: dict[str, str], cas: int | None = None) -> None:
+        self._kv().create_or_update_secret(path=check_secret_name(name), secret=data, cas=cas, mount_point=self.mount)
+
+    def _change(self, name: str, change: Callable[[dict[str, str] | None], dict[str, str]]) -> None:
+        """Read-modify-write with KV v2's check-and-set: the write names the version it read (0: none), and
+        Vault refuses it when another writer (another key of the secret set at once, on another replica)
+        wrote in between; then it is read and changed again, after a short random pause. Vault has no
+        check-and-set for removing a whole secret: the last key's removal may still take a key another
+        writer added at that moment."""
+        import hvac.exceptions
+
+        for attempt in range(_CAS_TRIES):
+            if attempt:  # writers that collided try again at different moments, not in lockstep
+                time.sleep(random.uniform(0, 0.01 * attempt))
+            try:
+                data, version = self._versioned(name)
+            except NotFoundError:
+                data, version = None, 0
+            changed = change(data)
+            if not changed:
+                self._remove(name)
+                return
+            try:
+                self._write(name, changed, cas=version)
+                return
+            except hvac.exceptions.InvalidRequest as exc:  # "check-and-set parameter did not match the current version"
+                if "check-and-set" not in str(exc):
+                    raise self._unavailable(exc) from None
+            except hvac.exceptions.VaultError as exc:
+                raise self._unavailable(exc) from None
+        raise ConflictError(f"secret {name!r}: other writers changed it {_CAS_TRIES} times while this write was made: "
+                            "try again", param="name")  # fmt: skip
 
     def _remove(self, name: str) -> None:
         self._read(name)  # NotFoundError when absent (Vault's delete would succeed silently)
