@@ -44,7 +44,7 @@ from mnemos.errors import (
     UnavailableError,
     UnsupportedMediaTypeError,
 )
-from mnemos.relay._responses import aclose
+from mnemos.relay._responses import CLIENT_WATCHED, aclose
 from mnemos.soul.edge import PUBLIC_PATHS, EdgeGuard
 from mnemos.soul.http import router
 
@@ -252,6 +252,7 @@ class EdgeMiddleware:
             await self.app(scope, replay, send)
             return
         watch = ClientWatch(receive, send)
+        scope[CLIENT_WATCHED] = True  # a stream needs no watcher of its own
         try:
             await self.app(scope, replay, watch.send)
         finally:

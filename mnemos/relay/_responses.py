@@ -19,6 +19,7 @@ from mnemos._model import dump_json
 from mnemos.neuron import GenerationChunk
 
 __all__ = [
+    "CLIENT_WATCHED",
     "DONE",
     "ClosingStream",
     "aclose",
@@ -40,6 +41,11 @@ DONE = b"data: [DONE]\n\n"
 
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+CLIENT_WATCHED = "mnemos.client_watched"
+"""The scope key the gateway's edge sets when it watches the request's client itself
+(``_edge.ClientWatch``, which cancels the request when the client goes): a streamed answer then
+needs no watcher of its own (Starlette's costs each stream a task group and a second task)."""
 
 
 class ClosingStream(StreamingResponse):
@@ -66,7 +72,12 @@ class ClosingStream(StreamingResponse):
             opening = await events.__anext__()  # type: ignore[union-attr]
             if opening != b"":
                 raise RuntimeError("a ClosingStream generator must open with `yield b\"\"` inside its try")
-            await super().__call__(scope, receive, send)
+            if scope.get(CLIENT_WATCHED):  # a client that goes cancels this task (CLIENT_WATCHED)
+                await self.stream_response(send)
+                if self.background is not None:
+                    await self.background()
+            else:
+                await super().__call__(scope, receive, send)
         finally:
             try:
                 await events.aclose()  # type: ignore[union-attr]

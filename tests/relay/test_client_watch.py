@@ -109,3 +109,39 @@ def test_an_answer_sent_whole_is_not_cut_short(tmp_path: Path) -> None:
                 else:
                     assert reply.json()["choices"][0]["message"]["content"] == "late"
     assert not plain.hung_up.is_set() and not events.hung_up.is_set()
+
+
+class DrippingStream:
+    """An upstream whose stream sends an event every 0.2 s for ``HOLD_S``, and notes when the gateway
+    hung up on it (``hung_up``) before its end."""
+
+    def __init__(self) -> None:
+        self.hung_up = threading.Event()
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        event = EVENTS.split(b"\n\n", 1)[0] + b"\n\n"
+        for _ in range(int(HOLD_S / 0.2)):
+            writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+            await writer.drain()
+            try:
+                if await asyncio.wait_for(reader.read(1), 0.2) == b"":  # the gateway closed the connection
+                    self.hung_up.set()
+                    return
+            except TimeoutError:
+                pass
+        writer.write(b"0\r\n\r\n")
+
+
+def test_a_client_that_leaves_mid_stream_gets_the_stream_dropped(tmp_path: Path) -> None:
+    """Starlette watches a streamed answer's client with a task of its own; with the edge's watch
+    the stream has none (``_responses.CLIENT_WATCHED``), and the edge's cancels it."""
+    upstream = DrippingStream()
+    with RawUpstream(upstream) as port, serving(_gateway(tmp_path, port)) as url:
+        client = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=15)
+        client.sendall(_post(True, UNWATCHED))
+        seen = b""
+        while b"data:" not in seen:  # the answer started: its first event is here
+            seen += client.recv(4096)
+        client.close()
+        assert upstream.hung_up.wait(10), "the gateway went on reading the upstream's stream for a client that left"
