@@ -91,8 +91,14 @@ class _WholeSecretStore(SecretStore):
     def _read(self, name: str) -> dict[str, str]:
         """The secret's keys; ``NotFoundError`` (``self._missing(name)``) when it does not exist."""
 
+    def _versioned(self, name: str) -> tuple[dict[str, str], int | None]:
+        """The secret's keys and the version a write of it names (``None``: the store keeps none)."""
+        return self._read(name), None
+
     @abc.abstractmethod
-    def _write(self, name: str, data: dict[str, str]) -> None: ...
+    def _write(self, name: str, data: dict[str, str], version: int | None = None) -> None:
+        """Write the secret whole; ``version``: the one its keys were read at (0: absent), for a store that
+        checks it (``_Stale`` when another writer got in first)."""
 
     @abc.abstractmethod
     def _remove(self, name: str) -> None:
@@ -109,13 +115,14 @@ class _WholeSecretStore(SecretStore):
         """Write ``change(keys)`` as the secret (``None``: it does not exist; an empty result removes it),
         read and written under ``_lock``."""
         with self._lock():
+            data: dict[str, str] | None
             try:
-                data: dict[str, str] | None = self._read(name)
+                data, version = self._versioned(name)
             except NotFoundError:
-                data = None
+                data, version = None, 0
             changed = change(data)
             if changed:
-                self._write(name, changed)
+                self._write(name, changed, version)
             else:
                 self._remove(name)
 
@@ -173,8 +180,8 @@ class FileSecretStore(_WholeSecretStore):
             raise self._missing(name) from None
         return dict(json.loads(decrypt(blob, context=f"secret:{name}")))
 
-    def _write(self, name: str, data: dict[str, str]) -> None:
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    def _write(self, name: str, data: dict[str, str], version: int | None = None) -> None:
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # (under _lock: no version to check)
         blob = encrypt(json.dumps(data, sort_keys=True).encode(), context=f"secret:{name}")
         write_private_file(self._path(name), blob)
 
@@ -238,6 +245,10 @@ _CAS_TRIES = 16
 """How often a Vault write is read and changed again when other writers of the secret got in first."""
 
 
+class _Stale(Exception):
+    """A write refused because the secret changed since it was read (Vault's check-and-set)."""
+
+
 class VaultSecretStore(_WholeSecretStore):
     """HashiCorp Vault KV v2 (``pip install 'mnemos[vault]'``): secret ``name`` is the KV path
     under ``soul.vault.mount``; its keys are the data fields. Token from ``VAULT_TOKEN``."""
@@ -273,36 +284,31 @@ class VaultSecretStore(_WholeSecretStore):
     def _unavailable(self, exc: Exception) -> UnavailableError:
         return UnavailableError(f"vault at {self.address}: {type(exc).__name__}", param="soul.vault")
 
-    def _write(self, name: str, data: dict[str, str], cas: int | None = None) -> None:
-        self._kv().create_or_update_secret(path=check_secret_name(name), secret=data, cas=cas, mount_point=self.mount)
-
-    def _change(self, name: str, change: Callable[[dict[str, str] | None], dict[str, str]]) -> None:
-        """Read-modify-write with KV v2's check-and-set: the write names the version it read (0: none), and
-        Vault refuses it when another writer (another key of the secret set at once, on another replica)
-        wrote in between; then it is read and changed again, after a short random pause. Vault has no
-        check-and-set for removing a whole secret: the last key's removal may still take a key another
-        writer added at that moment."""
+    def _write(self, name: str, data: dict[str, str], version: int | None = None) -> None:
+        """Write with KV v2's check-and-set when ``version`` is given: Vault refuses the write when another
+        writer (another key of the secret set at once, on another replica) wrote since that version."""
         import hvac.exceptions
 
+        try:
+            self._kv().create_or_update_secret(path=check_secret_name(name), secret=data, cas=version,
+                                               mount_point=self.mount)  # fmt: skip
+        except hvac.exceptions.InvalidRequest as exc:  # "check-and-set parameter did not match the current version"
+            raise _Stale() if "check-and-set" in str(exc) else self._unavailable(exc) from None
+        except hvac.exceptions.VaultError as exc:
+            raise self._unavailable(exc) from None
+
+    def _change(self, name: str, change: Callable[[dict[str, str] | None], dict[str, str]]) -> None:
+        """The read-modify-write of every store, read and changed again (after a short random pause) when
+        Vault refused the write as stale. Vault has no check-and-set for removing a whole secret: the last
+        key's removal may still take a key another writer added at that moment."""
         for attempt in range(_CAS_TRIES):
             if attempt:  # writers that collided try again at different moments, not in lockstep
                 time.sleep(random.uniform(0, 0.01 * attempt))
             try:
-                data, version = self._versioned(name)
-            except NotFoundError:
-                data, version = None, 0
-            changed = change(data)
-            if not changed:
-                self._remove(name)
+                super()._change(name, change)
                 return
-            try:
-                self._write(name, changed, cas=version)
-                return
-            except hvac.exceptions.InvalidRequest as exc:  # "check-and-set parameter did not match the current version"
-                if "check-and-set" not in str(exc):
-                    raise self._unavailable(exc) from None
-            except hvac.exceptions.VaultError as exc:
-                raise self._unavailable(exc) from None
+            except _Stale:
+                continue
         raise ConflictError(f"secret {name!r}: other writers changed it {_CAS_TRIES} times while this write was made: "
                             "try again", param="name")  # fmt: skip
 
