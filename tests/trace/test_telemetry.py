@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 
@@ -191,8 +192,14 @@ def test_otlp_export_when_an_endpoint_is_configured(driver_tracing, otlp_receive
     assert telemetry.tracing_info()["otlp_endpoint"] == f"http://127.0.0.1:{otlp_receiver.port}"
     with span("exported"):
         trace_id = current_trace_id()
+    started = start_span("exported.by-hand")  # the gateway's kind of span goes to the exporter too
+    started.end()
     assert provider.force_flush(30_000)
     assert otlp_receiver.received.wait(30)
+    deadline = time.monotonic() + 30
+    while ("otl-relay", "exported.by-hand", f"{started.get_span_context().trace_id:032x}") not in otlp_receiver.spans():
+        assert time.monotonic() < deadline, otlp_receiver.spans()
+        time.sleep(0.1)
     assert ("otl-relay", "exported", trace_id) in otlp_receiver.spans()
 
 
@@ -358,3 +365,90 @@ def test_a_clients_not_sampled_flag_does_not_hide_its_request(driver_tracing) ->
     assert set(spans) == {"relay.request", "neuron.generate"}
     assert spans["relay.request"]["parent_span_id"] == parent
     assert spans["neuron.generate"]["parent_span_id"] == spans["relay.request"]["span_id"]
+
+
+def _shipped(span_id: int) -> dict:
+    (found,) = [s for s in telemetry.local_spans() if s["span_id"] == f"{span_id:016x}"]
+    return found
+
+
+def _a_started_span(parent: dict[str, str]) -> dict:
+    started = start_span("relay.request", carrier=parent, kind=telemetry.SpanKind.SERVER, route="/v1/x", n=3,
+                         obj=["a"], gone=None)  # fmt: skip
+    started.set_attribute("mnemos.cancelled", True)
+    started.set_attributes({"http.status_code": 500, "model": "m", "tags": ("a", "b"), "none": None, "set": {1}})
+    try:
+        raise KeyError("boom")
+    except KeyError as exc:
+        started.record_exception(exc)
+    started.set_status(telemetry.StatusCode.ERROR, "upstream failed")
+    child = inject(from_span=started)["traceparent"].split("-")
+    started.end()
+    started.end()  # ending twice ships it once
+    started.set_attribute("late", 1)  # after the end: not recorded
+    shipped = _shipped(started.get_span_context().span_id)
+    assert child[1:3] == [shipped["trace_id"], shipped["span_id"]]
+    return shipped
+
+
+def test_a_started_span_ships_what_the_sdk_span_shipped(driver_tracing, monkeypatch) -> None:
+    """``start_span`` records the gateway's span itself (no SDK span); what reaches the collector is
+    what the SDK's span gave, field for field."""
+    parent = {"traceparent": f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"}
+    assert isinstance(start_span("probe"), telemetry._RecordedSpan)
+    recorded = _a_started_span(parent)
+    monkeypatch.setattr(telemetry._STATE, "recorded", False)
+    assert not isinstance(start_span("probe"), telemetry._RecordedSpan)
+    sdk = _a_started_span(parent)
+    assert set(recorded) == set(sdk)
+    volatile = {"span_id", "start_time", "end_time", "duration_ms", "events"}
+    def steady(shipped: dict) -> dict:
+        return {k: v for k, v in shipped.items() if k not in volatile}
+
+    assert steady(recorded) == steady(sdk)
+    assert recorded["trace_id"] == parent["traceparent"].split("-")[1]
+    assert recorded["parent_span_id"] == parent["traceparent"].split("-")[2]
+    assert recorded["status"] == "ERROR" and recorded["status_message"] == "upstream failed"
+    assert recorded["attributes"] == {"route": "/v1/x", "n": 3, "obj": "['a']", "mnemos.cancelled": True,
+                                      "http.status_code": 500, "model": "m", "tags": ["a", "b"], "none": None,
+                                      "set": "{1}"}  # fmt: skip
+    for shipped in (recorded, sdk):
+        (event,) = shipped["events"]
+        assert event["name"] == "exception" and event["attributes"]["exception.type"] == "KeyError"
+        assert "raise KeyError" in event["attributes"]["exception.stacktrace"]
+    assert 0 <= recorded["duration_ms"] < 60_000 and recorded["end_time"] >= recorded["start_time"]
+
+
+def test_a_started_span_without_a_parent_is_a_root_and_ok_is_final(driver_tracing) -> None:
+    root = start_span("root")
+    root.set_status(telemetry.StatusCode.OK)
+    root.set_status(telemetry.StatusCode.ERROR, "too late")  # OK is final, as the SDK has it
+    root.end()
+    shipped = _shipped(root.get_span_context().span_id)
+    assert shipped["parent_span_id"] is None and shipped["status"] == "OK" and shipped["status_message"] is None
+    assert shipped["service"].endswith("-test") and shipped["component"] == "test" and shipped["pid"] == os.getpid()
+
+
+def test_a_sampler_of_ones_own_keeps_the_sdk(driver_tracing, monkeypatch) -> None:
+    """``OTEL_TRACES_SAMPLER`` chooses what is recorded: with one set, the SDK's spans decide it."""
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    setup_tracing(load_settings(), component="test")
+    started = start_span("sampled-out")
+    assert not started.is_recording()
+    started.end()
+    assert not [s for s in telemetry.local_spans() if s["name"] == "sampled-out"]
+
+
+def test_a_child_of_a_local_span_not_sampled_is_not_recorded(driver_tracing) -> None:
+    from opentelemetry import context, trace
+
+    unsampled = trace.NonRecordingSpan(trace.SpanContext(int(os.urandom(16).hex(), 16), 7, is_remote=False))
+    token = context.attach(trace.set_span_in_context(unsampled))
+    try:
+        child = start_span("under-unsampled")
+    finally:
+        context.detach(token)
+    assert not child.is_recording()
+    assert child.get_span_context().trace_id == unsampled.get_span_context().trace_id
+    child.end()
+    assert not [s for s in telemetry.local_spans() if s["name"] == "under-unsampled"]
