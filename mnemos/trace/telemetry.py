@@ -120,11 +120,15 @@ class SpanCollector:
     An async actor: a reader waiting for a trace's spans (``spans_for`` with a ``timeout``) holds no
     thread, and at most ``max_waiting`` wait at once (the others are answered at once with what is in),
     so readers can never keep the processes' batches (``add``) waiting.
+    Each span is kept as the JSON it arrived in and read only when asked for: a dict per span, up to
+    ``max_spans`` of them, was millions of objects for the garbage collector to walk, and parsing
+    every batch cost the collector more CPU than anything else it did, on the cores the traced
+    requests needed.
     """
 
     def __init__(self, max_traces: int = 10_000, max_spans_per_trace: int = 2_000, max_waiting: int = 256,
                  max_spans: int = 200_000) -> None:  # fmt: skip
-        self._traces: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._traces: OrderedDict[str, list[bytes]] = OrderedDict()
         self._max_traces = max_traces
         self._max_per_trace = max_spans_per_trace
         self._max_spans = max_spans
@@ -134,19 +138,20 @@ class SpanCollector:
         self._arrived: asyncio.Event | None = None  # set (and replaced) by every batch; made in the actor's loop
         self.dropped = 0
 
-    async def add(self, spans: list[dict[str, Any]] | bytes) -> int:
-        """Store a batch of span dicts (or their JSON list, as ``SpanShipper`` sends them); returns how
-        many were kept (the spans of a trace past its ``max_spans_per_trace`` are dropped and counted
-        in ``mnemos_trace_spans_dropped_total``)."""
+    async def add(self, spans: list[dict[str, Any]] | list[tuple[str, bytes]] | bytes) -> int:
+        """Store a batch of spans: dicts, their JSON list, or ``(trace id, JSON)`` pairs as
+        ``SpanShipper`` sends them. Returns how many were kept (the spans of a trace past its
+        ``max_spans_per_trace`` are dropped and counted in ``mnemos_trace_spans_dropped_total``)."""
         if isinstance(spans, (bytes, bytearray)):
             spans = from_json(spans)
         kept = 0
         for s in spans:
-            bucket = self._traces.setdefault(s["trace_id"], [])
+            trace_id, doc = s if isinstance(s, tuple) else (s["trace_id"], to_json(s, fallback=str))
+            bucket = self._traces.setdefault(trace_id, [])
             if len(bucket) >= self._max_per_trace:
                 self.dropped += 1
                 continue
-            bucket.append(s)
+            bucket.append(doc)
             kept += 1
         self._spans += kept
         if kept < len(spans):
@@ -170,7 +175,7 @@ class SpanCollector:
                 pass
             finally:
                 self._waiting -= 1
-        return sorted(self._traces.get(trace_id, ()), key=lambda s: s["start_time"])
+        return sorted(map(from_json, self._traces.get(trace_id, ())), key=lambda s: s["start_time"])
 
     async def _wait_for(self, trace_id: str, min_spans: int) -> None:
         while len(self._traces.get(trace_id, ())) < min_spans:
@@ -180,12 +185,12 @@ class SpanCollector:
 
     async def recent(self, limit: int = 100) -> list[dict[str, Any]]:
         """The latest ``limit`` spans across traces, oldest first."""
-        out: list[dict[str, Any]] = []
+        out: list[bytes] = []
         for spans in reversed(self._traces.values()):
             out.extend(spans)
             if len(out) >= limit:
                 break
-        return sorted(out, key=lambda s: s["end_time"])[-limit:]
+        return sorted(map(from_json, out), key=lambda s: s["end_time"])[-limit:]
 
     async def stats(self) -> dict[str, int]:
         return {"traces": len(self._traces), "spans": self._spans, "dropped": self.dropped,
@@ -201,7 +206,7 @@ class SpanShipper(SpanProcessor):
     """Keeps finished spans in a bounded buffer and ships them to the collector in batches.
 
     ``on_end`` encodes the span to JSON and appends it to two deques; a daemon thread sends them, a
-    JSON list per batch, every ``interval`` seconds (or at ``batch_size``), with at most
+    list of (trace id, JSON) per batch, every ``interval`` seconds (or at ``batch_size``), with at most
     ``max_inflight`` unacknowledged batches. Spans wait meanwhile; past ``max_pending`` waiting, the
     oldest are dropped and counted. No caller ever blocks on Ray.
     """
@@ -209,7 +214,7 @@ class SpanShipper(SpanProcessor):
     def __init__(self, buffer_size: int = 2048, max_pending: int = 10_000, batch_size: int = 128,
                  interval: float = 0.5, max_inflight: int = 8) -> None:
         self.recent: deque[bytes] = deque(maxlen=buffer_size)
-        self._pending: deque[bytes] = deque(maxlen=max_pending)
+        self._pending: deque[tuple[str, bytes]] = deque(maxlen=max_pending)
         self._batch_size, self._interval, self._max_inflight = batch_size, interval, max_inflight
         self._inflight: list[Any] = []
         self._collector: Any = None
@@ -224,16 +229,17 @@ class SpanShipper(SpanProcessor):
         # Kept as its JSON (one bytes object) rather than the SDK's objects: a span object holds a dozen
         # containers the garbage collector tracks, and thousands of them waiting to be shipped made the
         # gateway's collections frequent and long (a pass of 2-4 ms every few hundred requests).
-        self.keep(to_json(_span_dict(span), fallback=str))  # (an attribute no JSON holds: its text)
+        doc = _span_dict(span)
+        self.keep(doc["trace_id"], to_json(doc, fallback=str))  # (an attribute no JSON holds: its text)
 
-    def keep(self, data: bytes) -> None:
+    def keep(self, trace_id: str, data: bytes) -> None:
         """Buffer one finished span's JSON and queue it for the collector."""
         self.recent.append(data)
         pending = self._pending
         if len(pending) == pending.maxlen:
             self.dropped += 1
             TRACE_SPANS_DROPPED.inc()
-        pending.append(data)
+        pending.append((trace_id, data))
         if len(pending) >= self._batch_size:
             self._wake.set()
 
@@ -266,7 +272,7 @@ class SpanShipper(SpanProcessor):
                         raise UnavailableError("the trace collector did not acknowledge in time")
                     continue
                 count = min(len(self._pending), self._batch_size)
-                batch = b"[" + b",".join(self._pending.popleft() for _ in range(count)) + b"]"  # a JSON list
+                batch = [self._pending.popleft() for _ in range(count)]  # (trace id, JSON) pairs
                 if self._collector is None:
                     self._collector = ensure()
                 self._inflight.append(self._collector.add.remote(batch))
@@ -372,8 +378,9 @@ class _RecordedSpan(Span):
             return
         self._end = end = end_time if end_time is not None else time.time_ns()
         context, parent, state, start = self._context, self._parent, self._state, self._start
-        self._state.shipper.keep(to_json({
-            "trace_id": f"{context.trace_id:032x}",
+        trace_id = f"{context.trace_id:032x}"
+        self._state.shipper.keep(trace_id, to_json({
+            "trace_id": trace_id,
             "span_id": f"{context.span_id:016x}",
             "parent_span_id": f"{parent.span_id:016x}" if parent is not None else None,
             "name": self._name,

@@ -320,6 +320,26 @@ def test_the_collector_evicts_the_oldest_traces_past_its_span_budget() -> None:
     assert len(asyncio.run(small.spans_for(new))) == 50
 
 
+def test_the_collector_keeps_each_span_as_its_json_until_it_is_read() -> None:
+    """A span in the collector was a dict (a dozen objects the garbage collector walks, up to 200,000
+    spans) parsed from every batch on arrival. It is kept as its JSON, which the collector does not
+    parse and the garbage collector does not track, and is read back as the same document."""
+    import asyncio
+    import gc
+
+    from pydantic_core import to_json
+
+    collector = telemetry.SpanCollector()
+    trace = os.urandom(16).hex()
+    docs = [{**_span_doc(trace, f"{i:016x}"), "start_time": 10.0 - i, "end_time": 20.0 + i} for i in range(4)]
+    assert asyncio.run(collector.add(docs[:2])) == 2  # dicts, as callers other than the shipper send
+    assert asyncio.run(collector.add([(trace, to_json(d)) for d in docs[2:]])) == 2  # the shipper's pairs
+    kept = collector._traces[trace]
+    assert all(type(doc) is bytes and not gc.is_tracked(doc) for doc in kept)
+    assert asyncio.run(collector.spans_for(trace)) == sorted(docs, key=lambda d: d["start_time"])
+    assert asyncio.run(collector.recent(3)) == docs[1:]  # the latest three to end, oldest first
+
+
 def test_the_traces_route_waits_without_a_thread(ray_cluster, driver_tracing) -> None:
     """``GET /v1/traces/{id}`` waiting for spans holds none of the replica's threads: with more readers
     waiting than the event loop has threads, ``/metrics`` (rendered in a thread) still answers at once."""
