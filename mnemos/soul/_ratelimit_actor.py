@@ -168,8 +168,10 @@ class RateLimitService:
     # -- settling and the ledger -----------------------------------------------------------------
     async def report(self, rows: list[dict[str, Any]]) -> int:
         """Settle requests: each row ``{rid?, at, principal, team, model, prompt, completion, spend,
-        cached?, scopes?: [[scope, window], …]}`` releases its reservation, charges its budgets
-        and goes into the ledger. Returns how many rows were taken."""
+        cached?, scopes?: [[scope, window], …], requests?}`` releases its reservation, charges its
+        budgets and goes into the ledger. A row without ``rid`` may sum ``requests`` requests of one
+        hour and budget windows (``cached``: how many of them were cache hits). Returns how many rows
+        were taken."""
         for row in rows:
             slots = self._release(row["rid"]) if row.get("rid") else []
             if not slots:
@@ -186,11 +188,11 @@ class RateLimitService:
                 (hour, str(row.get("principal", "")), str(row.get("team", "")), str(row.get("model", ""))),
                 [0, 0, 0, 0.0, 0],
             )
-            entry[0] += 1
+            entry[0] += int(row.get("requests", 1))
             entry[1] += int(row.get("prompt", 0))
             entry[2] += int(row.get("completion", 0))
             entry[3] += float(row.get("spend", 0.0))
-            entry[4] += 1 if row.get("cached") else 0
+            entry[4] += int(row.get("cached") or 0)
         if rows:
             self._mark_dirty()
         return len(rows)

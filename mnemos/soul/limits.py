@@ -54,6 +54,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _FLUSH_S = 0.2
+_HOUR = 3600.0  # the usage ledger's rows are per hour
 _MAX_PENDING = 100_000
 _BURST_S = 2.0  # a bucket holds this many seconds of its rate
 
@@ -490,7 +491,7 @@ class Governor:
     async def flush(self) -> int:
         """Report the settled requests to the ``ratelimit`` actor now; returns how many."""
         rows, self._pending = self._pending, []
-        rows = [r for r in rows if not r.pop("refused", False) or r.get("rid")]
+        rows = _summed([r for r in rows if not r.pop("refused", False) or r.get("rid")])
         if not rows:
             return 0
         try:
@@ -510,6 +511,31 @@ class Governor:
                 await self._flusher
         await asyncio.gather(*self._now_flushes, return_exceptions=True)
         await self.flush()
+
+
+def _summed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A batch of usage rows with the rows that reserved no budget summed per hour, caller, model
+    and budget windows (``requests``: how many; ``cached``: how many were cache hits): the
+    ``ratelimit`` actor settled every request one by one, on the cores the requests needed."""
+    out: list[dict[str, Any]] = []
+    sums: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        if row.get("rid"):  # a reservation to release: its own row
+            out.append(row)
+            continue
+        at = row["at"]
+        key = (at // _HOUR, row.get("principal"), row.get("team"), row.get("model"),
+               tuple((scope, window, at // window) for scope, window in row.get("scopes") or ()))  # fmt: skip
+        into = sums.get(key)
+        if into is None:
+            sums[key] = {**row, "requests": row.get("requests", 1), "cached": int(row.get("cached") or 0)}
+            continue
+        into["requests"] += row.get("requests", 1)
+        into["prompt"] += row["prompt"]
+        into["completion"] += row["completion"]
+        into["spend"] += row["spend"]
+        into["cached"] += int(row.get("cached") or 0)
+    return out + list(sums.values())
 
 
 class ModelMeter:
