@@ -322,8 +322,9 @@ ones once passed the parser and failed later, in pickling or in an engine, as a 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-def check_json_body(raw: bytes, param: str | None = None) -> None:
-    """A 400 naming ``param`` when a JSON body holds a string with an unpaired surrogate
+def check_json_body(raw: bytes, param: str | None = None) -> Any:
+    """The body's JSON value (``None`` when it is not JSON); a 400 naming ``param`` when it holds a
+    string with an unpaired surrogate
     (``\\ud800`` without its pair, as an escape or as bytes: no text) or nests deeper than
     ``MAX_JSON_DEPTH``; or naming the key's path (``body.messages[1].role``) when an object repeats
     a key: Python's parser keeps the last value, where a proxy, WAF or log may read the first. A
@@ -341,11 +342,12 @@ def check_json_body(raw: bytes, param: str | None = None) -> None:
     except RecursionError:
         raise BadRequestError(f"the request body {TOO_DEEP}", param=param) from None
     except json.JSONDecodeError:
-        return  # the route's parser says where
+        return None  # the route's parser says where
     except ValueError:  # not UTF-8, or an integer past Python's cap: FastAPI would say only "error parsing"
         parse_json(raw, param)  # raises, saying which
         raise
     _check_parsed(raw, value, keys, param)
+    return value  # what ``json.loads(raw)`` gives: the hook builds each object as it does
 
 
 def _check_parsed(raw: bytes, value: Any, keys: _KeyCheck, param: str | None) -> None:

@@ -44,7 +44,7 @@ from mnemos.errors import (
     UnavailableError,
     UnsupportedMediaTypeError,
 )
-from mnemos.relay._responses import CLIENT_WATCHED, aclose
+from mnemos.relay._responses import CLIENT_WATCHED, PARSED_BODY, aclose
 from mnemos.soul.edge import PUBLIC_PATHS, EdgeGuard
 from mnemos.soul.http import router
 
@@ -235,7 +235,10 @@ class EdgeMiddleware:
             _body_headers(scope, limit, path)
             messages = [] if upload else await read_limited(receive, limit, path)
             if messages:  # a lone surrogate, a deep body, a repeated key: refused for every route
-                check_json_body(b"".join(m.get("body", b"") for m in messages))
+                raw = b"".join(m.get("body", b"") for m in messages)
+                value = check_json_body(raw)
+                if isinstance(value, dict) and len(raw) <= _KEEP_PARSED_BYTES:
+                    scope[PARSED_BODY] = (raw, value)
         except MnemosError as exc:
             await error_response(exc)(scope, receive, send)
             return
@@ -258,6 +261,11 @@ class EdgeMiddleware:
         finally:
             watch.stop()
 
+
+_KEEP_PARSED_BYTES = 64 << 10
+"""A body up to this size leaves the JSON value its check parsed to the routes (``PARSED_BODY``), so
+that the OpenAI fast path does not parse it again; a larger body's value is not held for its whole
+request beside its bytes."""
 
 _UNWATCHED = (b"x-request-disconnect-disabled", b"?1")
 """The header (Serve's ``SERVE_HTTP_REQUEST_DISCONNECT_DISABLED_HEADER``) with which Serve hands a request

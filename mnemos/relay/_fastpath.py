@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mnemos.relay._edge import _route_path
+from mnemos.relay._responses import PARSED_BODY
 
 __all__ = ["Endpoint", "OpenAIFastPath"]
 
@@ -68,7 +69,8 @@ class OpenAIFastPath:
         raw = b"".join(m.get("body", b"") for m in messages)
         model, endpoint = entry
         try:
-            parsed = json.loads(raw)  # as Starlette's ``Request.json`` parses it for FastAPI
+            checked = scope.get(PARSED_BODY)  # the edge's parse of these bytes, else as Starlette's ``Request.json``
+            parsed = checked[1] if checked is not None and checked[0] == raw else json.loads(raw)
             body = model.model_validate(parsed, from_attributes=True) if isinstance(parsed, dict) else None
         except (ValueError, pydantic.ValidationError):  # FastAPI says what is wrong, in its words
             body = None

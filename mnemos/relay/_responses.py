@@ -20,6 +20,7 @@ from mnemos.neuron import GenerationChunk
 
 __all__ = [
     "CLIENT_WATCHED",
+    "PARSED_BODY",
     "DONE",
     "ClosingStream",
     "aclose",
@@ -41,6 +42,10 @@ DONE = b"data: [DONE]\n\n"
 
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+PARSED_BODY = "mnemos.parsed_body"
+"""The scope key under which the gateway's edge leaves the JSON object it parsed to check the body,
+as ``(body, value)``: the OpenAI fast path validates that value rather than parse the body again."""
 
 CLIENT_WATCHED = "mnemos.client_watched"
 """The scope key the gateway's edge sets when it watches the request's client itself

@@ -7,6 +7,8 @@ was reached; the live gateway's routes (which go through the same class) are cov
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -97,3 +99,55 @@ def test_an_unexpected_exception_reaches_the_server_error_middleware_as_before()
     response = TestClient(app, raise_server_exceptions=False).post("/v1/thing", json={"model": "m"})
     assert response.status_code == 500 and response.json()["error"]["type"] == "server_error"
     assert [call["routed"] for call in calls] == [False, False]
+
+
+def _behind_the_edge(calls: list[dict[str, Any]]) -> Any:
+    """The fast path and its app behind the gateway's edge (authentication off), as ``create_app`` stacks them."""
+    from mnemos.relay._edge import EdgeMiddleware
+
+    app = _app(calls)
+    app.build_middleware_stack()  # (what Starlette builds on its first request)
+    seam = SimpleNamespace(enabled=False, public_paths=(), max_body_bytes=1 << 20, max_file_bytes=1 << 20)
+    return EdgeMiddleware(app, seam)  # type: ignore[arg-type]
+
+
+def test_the_body_the_edge_parsed_is_not_parsed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The edge parses every JSON body to check it (repeated keys, lone surrogates, depth) and leaves
+    the value to the fast path, which parsed the same bytes a second time; a body over 64 KiB is
+    parsed again rather than have its value held beside its bytes for the whole request."""
+    from mnemos.relay import _fastpath
+
+    parses: list[bytes] = []
+
+    def loads(raw: bytes) -> Any:
+        parses.append(raw)
+        return json.loads(raw)
+
+    monkeypatch.setattr(_fastpath, "json", SimpleNamespace(loads=loads))
+    calls: list[dict[str, Any]] = []
+    client = TestClient(_behind_the_edge(calls))
+    small = b'{"model": "m", "n": 2}'
+    assert client.post("/v1/thing", content=small, headers={"content-type": "application/json"}).status_code == 200
+    assert calls[-1] == {"routed": False, "model": "m", "json": {"model": "m", "n": 2}, "raw": small}
+    assert parses == []
+    large = json.dumps({"model": "m" * (70 << 10)}).encode()
+    assert client.post("/v1/thing", content=large, headers={"content-type": "application/json"}).status_code == 200
+    assert calls[-1]["routed"] is False and calls[-1]["model"] == "m" * (70 << 10)
+    assert parses == [large]
+
+
+def test_a_parsed_value_of_other_bytes_is_not_taken() -> None:
+    """The value is taken only for the very bytes the route reads: a value of other bytes (a
+    middleware between them that rewrote the body) is ignored."""
+    from mnemos.relay._responses import PARSED_BODY
+
+    calls: list[dict[str, Any]] = []
+    app = _app(calls)
+
+    async def stale(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        scope[PARSED_BODY] = (b'{"model": "other"}', {"model": "other"})
+        await app(scope, receive, send)
+
+    response = TestClient(stale).post("/v1/thing", content=b'{"model": "m"}',
+                                      headers={"content-type": "application/json"})  # fmt: skip
+    assert response.status_code == 200 and calls[-1]["model"] == "m"
