@@ -3,8 +3,8 @@
     python benchmarks/trace_overhead.py [--quick] [--ray]
 
 ``gateway_request()`` runs what the gateway runs per request, the real code path:
-``mnemos.relay._telemetry.RequestTelemetry`` (the ``relay.request`` span, joined to a client's
-``traceparent``; the caller's subject; the carrier for the model deployment; the in-flight gauge;
+``mnemos.relay._telemetry.RequestTelemetry`` (the ``relay.request`` span, a trace of its own as
+most clients send no ``traceparent``; the caller's subject; the carrier for the model deployment; the in-flight gauge;
 request, latency and token metrics). The target is <= 200 µs of the ≤ 2 ms the issue allows for
 auth, rate limit and tracing together. ``ship_per_span`` is the background thread's cost per
 finished span (its batch pickled as a Ray call pickles it), paid off the request path. With
@@ -35,8 +35,7 @@ from mnemos.trace import metrics, telemetry  # noqa: E402
 from mnemos.trace.telemetry import inject, span, start_span  # noqa: E402
 
 ROUTE, MODEL = "/v1/chat/completions", "tiny-llama"
-HEADERS = Headers({"content-type": "application/json", "authorization": "Bearer mk_bench",
-                   "traceparent": f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"})  # fmt: skip
+HEADERS = Headers({"content-type": "application/json", "authorization": "Bearer mk_bench"})
 CALLER = Principal(subject="bench", role="developer", kind="apikey")
 
 
@@ -75,7 +74,7 @@ def ship_per_span_us(n: int) -> float:
     for _ in range(n):
         _span_only()
     finished = list(telemetry._STATE.shipper.recent)  # noqa: SLF001 - the benchmark reads the buffer
-    trace_id = HEADERS["traceparent"].split("-")[1]
+    trace_id = os.urandom(16).hex()
     t = time.perf_counter()
     for i in range(0, len(finished), 128):  # the shipper's batch size
         pickle.dumps([(trace_id, data) for data in finished[i:i + 128]])
