@@ -20,8 +20,8 @@ from mnemos.neuron import GenerationChunk
 
 __all__ = [
     "CLIENT_WATCHED",
-    "PARSED_BODY",
     "DONE",
+    "PARSED_BODY",
     "ClosingStream",
     "aclose",
     "chat_body",
