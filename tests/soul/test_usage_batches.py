@@ -39,8 +39,8 @@ class RecordingActor:
 
 
 def _ticket(i: int, principal: str, model: str, *, scoped: bool = False) -> Ticket:
-    ticket = Ticket(rid=f"r{i}", principal=principal, team="blue", model=model, reserved_tokens=100,
-                    pricing=SimpleNamespace(input=1.0, output=2.0, cost=lambda p, c: p * 0.001 + c * 0.002))  # fmt: skip
+    pricing = SimpleNamespace(input=1.0, output=2.0, cost=lambda p, c: p * 0.001 + c * 0.002)
+    ticket = Ticket(rid=f"r{i}", principal=principal, team="blue", model=model, reserved_tokens=100, pricing=pricing)
     if scoped:
         ticket.budget_scopes = [(f"key:{principal}", WINDOW)]
     return ticket
@@ -65,7 +65,8 @@ def test_a_batch_is_one_row_per_caller_and_model_and_the_sums_are_kept() -> None
         (batch,) = actor.reports
         assert [row["rid"] for row in batch if row.get("rid")] == ["r99"]  # its reservation, by id
         assert len([row for row in batch if not row.get("rid")]) == 4  # 60 requests: 2 callers x 2 models
-        expected[("ann", "m1")] = [a + b for a, b in zip(expected[("ann", "m1")], (1, 5, 6, 0.005 + 0.012, 0))]
+        reserved_row = (1, 5, 6, 0.005 + 0.012, 0)
+        expected[("ann", "m1")] = [a + b for a, b in zip(expected[("ann", "m1")], reserved_row, strict=True)]
         ledger = {(r["principal"], r["model"]): [r["requests"], r["prompt_tokens"], r["completion_tokens"],
                                                  r["spend"], r["cached"]]
                   for r in await actor.service.usage()}  # fmt: skip
