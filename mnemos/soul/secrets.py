@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
+import logging
 import os
 import random
 import re
@@ -37,6 +38,8 @@ __all__ = [
     "resolve_secret_ref",
     "secret_store",
 ]
+
+log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -91,18 +94,23 @@ class _WholeSecretStore(SecretStore):
     def _read(self, name: str) -> dict[str, str]:
         """The secret's keys; ``NotFoundError`` (``self._missing(name)``) when it does not exist."""
 
-    def _versioned(self, name: str) -> tuple[dict[str, str], int | None]:
-        """The secret's keys and the version a write of it names (``None``: the store keeps none)."""
+    def _versioned(self, name: str) -> tuple[dict[str, str] | None, int | None]:
+        """The secret's keys (``None``: it holds none, at that version) and the version a write of it
+        names (``None``: the store keeps none); ``NotFoundError`` when it does not exist."""
         return self._read(name), None
 
     @abc.abstractmethod
-    def _write(self, name: str, data: dict[str, str], version: int | None = None) -> None:
+    def _write(self, name: str, data: dict[str, str], version: int | None = None) -> int | None:
         """Write the secret whole; ``version``: the one its keys were read at (0: absent), for a store that
-        checks it (``_Stale`` when another writer got in first)."""
+        checks it (``_Stale`` when another writer got in first). Returns the version written, if kept."""
 
     @abc.abstractmethod
     def _remove(self, name: str) -> None:
         """Remove the whole secret; ``NotFoundError`` when it does not exist."""
+
+    def _emptied(self, name: str, version: int | None) -> None:
+        """The secret's last key was removed, from the keys read at ``version``: remove the secret."""
+        self._remove(name)
 
     def get(self, name: str, key: str) -> str:
         check_secret_name(key, "key")  # (a value pasted as the key is not echoed by "has no key …")
@@ -124,7 +132,7 @@ class _WholeSecretStore(SecretStore):
             if changed:
                 self._write(name, changed, version)
             else:
-                self._remove(name)
+                self._emptied(name, version)
 
     def set(self, name: str, key: str, value: str) -> None:
         check_secret_name(key, "key")
@@ -265,42 +273,65 @@ class VaultSecretStore(_WholeSecretStore):
         return self.client.secrets.kv.v2
 
     def _read(self, name: str) -> dict[str, str]:
-        return self._versioned(name)[0]
+        data = self._versioned(name)[0]
+        if data is None:
+            raise self._missing(name)
+        return data
 
-    def _versioned(self, name: str) -> tuple[dict[str, str], int]:
-        """The secret's keys and its KV version; ``NotFoundError`` when it does not exist."""
+    def _versioned(self, name: str) -> tuple[dict[str, str] | None, int]:
+        """The secret's keys and its KV version; ``(None, version)`` when its latest version was
+        deleted or holds no key (its last key was removed: ``_emptied``); ``NotFoundError`` when it
+        never existed or was removed whole."""
         import hvac.exceptions
 
         try:
             response = self._kv().read_secret_version(
-                path=check_secret_name(name), mount_point=self.mount, raise_on_deleted_version=True
+                path=check_secret_name(name), mount_point=self.mount, raise_on_deleted_version=False
             )
         except hvac.exceptions.InvalidPath:
             raise self._missing(name) from None
         except hvac.exceptions.VaultError as exc:
             raise self._unavailable(exc) from None
-        return dict(response["data"]["data"]), int(response["data"]["metadata"]["version"])
+        data, metadata = response["data"]["data"], response["data"]["metadata"]
+        if not data or metadata.get("deletion_time") or metadata.get("destroyed"):
+            return None, int(metadata["version"])
+        return dict(data), int(metadata["version"])
 
     def _unavailable(self, exc: Exception) -> UnavailableError:
         return UnavailableError(f"vault at {self.address}: {type(exc).__name__}", param="soul.vault")
 
-    def _write(self, name: str, data: dict[str, str], version: int | None = None) -> None:
+    def _write(self, name: str, data: dict[str, str], version: int | None = None) -> int:
         """Write with KV v2's check-and-set when ``version`` is given: Vault refuses the write when another
-        writer (another key of the secret set at once, on another replica) wrote since that version."""
+        writer (another key of the secret set at once, on another replica) wrote since that version.
+        Returns the version written."""
         import hvac.exceptions
 
         try:
-            self._kv().create_or_update_secret(path=check_secret_name(name), secret=data, cas=version,
-                                               mount_point=self.mount)  # fmt: skip
+            response = self._kv().create_or_update_secret(path=check_secret_name(name), secret=data, cas=version,
+                                                          mount_point=self.mount)  # fmt: skip
         except hvac.exceptions.InvalidRequest as exc:  # "check-and-set parameter did not match the current version"
             raise _Stale() if "check-and-set" in str(exc) else self._unavailable(exc) from None
         except hvac.exceptions.VaultError as exc:
             raise self._unavailable(exc) from None
+        return int(response["data"]["version"])
+
+    def _emptied(self, name: str, version: int | None) -> None:
+        """The last key removed, checked and set as every write is: a version with no key is written
+        at ``version`` (a key another writer set meanwhile makes it stale, and the change is made
+        again on what that writer wrote), then that version is deleted, so the secret reads as
+        absent. The entry stays: Vault cannot check-and-set removing it, and a key set at that
+        moment would have gone with it."""
+        import hvac.exceptions
+
+        written = self._write(name, {}, version)
+        try:
+            self._kv().delete_secret_versions(path=name, versions=[written], mount_point=self.mount)
+        except hvac.exceptions.VaultError:  # an empty latest version reads as absent all the same
+            log.warning("secret %r: its emptied version %d could not be deleted", name, written, exc_info=True)
 
     def _change(self, name: str, change: Callable[[dict[str, str] | None], dict[str, str]]) -> None:
         """The read-modify-write of every store, read and changed again (after a short random pause) when
-        Vault refused the write as stale. Vault has no check-and-set for removing a whole secret: the last
-        key's removal may still take a key another writer added at that moment."""
+        Vault refused the write as stale (removing the last key too: ``_emptied``)."""
         for attempt in range(_CAS_TRIES):
             if attempt:  # writers that collided try again at different moments, not in lockstep
                 time.sleep(random.uniform(0, 0.01 * attempt))
@@ -322,9 +353,19 @@ class VaultSecretStore(_WholeSecretStore):
         if name is not None:
             return sorted(self._read(name))
         try:
-            return sorted(k for k in self._kv().list_secrets(path="", mount_point=self.mount)["data"]["keys"])
+            names = self._kv().list_secrets(path="", mount_point=self.mount)["data"]["keys"]
         except hvac.exceptions.InvalidPath:
             return []
+        return sorted(n for n in names if self._holds_keys(n))
+
+    def _holds_keys(self, name: str) -> bool:
+        """Whether ``name`` is a secret with keys (an entry whose last key was removed stays listed by Vault)."""
+        try:
+            return self._versioned(name)[0] is not None
+        except NotFoundError:
+            return False
+        except ValidationError:  # a name made outside MNEMOS, which its own checks would refuse: listed as before
+            return True
 
 
 class EngramSecretStore(SecretStore):
