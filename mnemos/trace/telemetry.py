@@ -35,7 +35,7 @@ from typing import Any
 from opentelemetry import trace as otel_trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider, sampling
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider, sampling
 from opentelemetry.trace import (
     INVALID_SPAN_CONTEXT,
     NonRecordingSpan,
@@ -312,7 +312,8 @@ class _RecordedSpan(Span):
     Used where the shipper is the process's only span processor (no OTLP exporter) and the sampler is
     the default one: the gateway starts a span on every request, and the SDK's (attributes checked
     under a lock, a processor fan-out, a readable copy at the end) cost it more than the rest of its
-    telemetry together. What it ships is what ``_span_dict`` writes for an SDK span.
+    telemetry together. It reads as an SDK span reads (``name``, ``parent``, ``status`` …), so
+    ``end`` hands it to the shipper's ``on_end`` and ``_span_dict`` writes its JSON, as for any span.
     """
 
     __slots__ = ("_attributes", "_context", "_end", "_events", "_kind", "_name", "_parent", "_start", "_state",
@@ -327,7 +328,7 @@ class _RecordedSpan(Span):
                                     trace_state=parent.trace_state if parent is not None else None)  # fmt: skip
         self._state, self._name, self._parent, self._kind = state, name, parent, kind
         self._attributes = attributes
-        self._events: list[dict[str, Any]] = []
+        self._events: list[Event] = []
         self._status, self._status_message = StatusCode.UNSET, None
         self._end: int | None = None
         self._start = time.time_ns()
@@ -352,7 +353,7 @@ class _RecordedSpan(Span):
 
     def add_event(self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None) -> None:
         if self._end is None:
-            self._events.append({"name": name, "attributes": _clean(attributes or {})})
+            self._events.append(Event(name, _clean(attributes or {})))
 
     def update_name(self, name: str) -> None:
         if self._end is None:
@@ -374,28 +375,20 @@ class _RecordedSpan(Span):
                                      "exception.escaped": str(escaped), **(attributes or {})})  # fmt: skip
 
     def end(self, end_time: int | None = None) -> None:
-        if self._end is not None:
-            return
-        self._end = end = end_time if end_time is not None else time.time_ns()
-        context, parent, state, start = self._context, self._parent, self._state, self._start
-        trace_id = f"{context.trace_id:032x}"
-        self._state.shipper.keep(trace_id, to_json({
-            "trace_id": trace_id,
-            "span_id": f"{context.span_id:016x}",
-            "parent_span_id": f"{parent.span_id:016x}" if parent is not None else None,
-            "name": self._name,
-            "kind": self._kind.name,
-            "service": state.service,
-            "component": state.component,
-            "pid": state.pid,
-            "start_time": start / 1e9,
-            "end_time": end / 1e9,
-            "duration_ms": (end - start) / 1e6,
-            "status": self._status.name,
-            "status_message": self._status_message,
-            "attributes": self._attributes,
-            "events": self._events,
-        }, fallback=str))  # fmt: skip
+        if self._end is None:
+            self._end = end_time if end_time is not None else time.time_ns()
+            self._state.shipper.on_end(self)  # type: ignore[arg-type]  # it reads as a ReadableSpan
+
+    # -- read as ``_span_dict`` reads an SDK span ------------------------------------------------
+    name = property(lambda self: self._name)
+    kind = property(lambda self: self._kind)
+    parent = property(lambda self: self._parent)
+    start_time = property(lambda self: self._start)
+    end_time = property(lambda self: self._end)
+    attributes = property(lambda self: self._attributes)
+    events = property(lambda self: self._events)
+    resource = property(lambda self: self._state.provider.resource)
+    status = property(lambda self: Status(self._status, self._status_message))
 
 
 _DEFAULT_SAMPLER = sampling.ParentBased(sampling.ALWAYS_ON).get_description()
